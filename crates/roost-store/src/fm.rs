@@ -1,0 +1,283 @@
+//! SQL for fault management: alarms, the event log, suppression.
+
+use std::collections::BTreeSet;
+
+use roost_fm::{Alarm, AlarmChange, Event, EventState, Filter, Outcome, matches_all};
+use roost_types::{Severity, Timestamp};
+use rusqlite::{Connection, Row, params};
+
+use crate::{Store, StoreError};
+
+pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), StoreError> {
+    for change in &outcome.changes {
+        match change {
+            AlarmChange::Upsert { after: a, .. } => {
+                let mut st = conn.prepare_cached(
+                    "INSERT INTO alarms (uuid, alarm_id, entity_instance_id, entity_type_id, severity,
+                        reason_text, alarm_type, probable_cause, proposed_repair_action,
+                        service_affecting, suppression, timestamp, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (uuid) DO UPDATE SET severity = excluded.severity,
+                        entity_type_id = excluded.entity_type_id,
+                        reason_text = excluded.reason_text, alarm_type = excluded.alarm_type,
+                        probable_cause = excluded.probable_cause,
+                        proposed_repair_action = excluded.proposed_repair_action,
+                        service_affecting = excluded.service_affecting,
+                        suppression = excluded.suppression, timestamp = excluded.timestamp,
+                        updated_at = excluded.updated_at",
+                )?;
+                st.execute(params![
+                    a.uuid,
+                    a.alarm_id,
+                    a.entity_instance_id,
+                    a.entity_type_id,
+                    a.severity.as_str(),
+                    a.reason_text,
+                    a.alarm_type,
+                    a.probable_cause,
+                    a.proposed_repair_action,
+                    a.service_affecting,
+                    a.suppression,
+                    a.timestamp.micros(),
+                    a.created_at.micros(),
+                    a.updated_at.map(|t| t.micros()),
+                ])?;
+            }
+            AlarmChange::Remove(a) => {
+                conn.prepare_cached("DELETE FROM alarms WHERE uuid = ?1")?
+                    .execute([&a.uuid])?;
+            }
+            AlarmChange::Suppression {
+                alarm_id, after, ..
+            } => {
+                if *after {
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO suppressed_alarm_ids (alarm_id) VALUES (?1)",
+                    )?
+                    .execute([alarm_id])?;
+                } else {
+                    conn.prepare_cached("DELETE FROM suppressed_alarm_ids WHERE alarm_id = ?1")?
+                        .execute([alarm_id])?;
+                }
+            }
+        }
+    }
+    for e in &outcome.events {
+        conn.prepare_cached(
+            "INSERT INTO event_log (uuid, event_log_id, state, entity_instance_id, entity_type_id,
+                severity, reason_text, event_log_type, probable_cause, proposed_repair_action,
+                service_affecting, suppression, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            e.uuid,
+            e.event_log_id,
+            e.state.as_str(),
+            e.entity_instance_id,
+            e.entity_type_id,
+            e.severity.as_str(),
+            e.reason_text,
+            e.event_log_type,
+            e.probable_cause,
+            e.proposed_repair_action,
+            e.service_affecting,
+            e.suppression,
+            e.timestamp.micros(),
+        ])?;
+    }
+    Ok(())
+}
+
+fn severity(row: &Row<'_>, idx: usize) -> Result<Severity, rusqlite::Error> {
+    let s: String = row.get(idx)?;
+    s.parse::<Severity>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn alarm_from_row(r: &Row<'_>) -> Result<Alarm, rusqlite::Error> {
+    Ok(Alarm {
+        uuid: r.get(0)?,
+        alarm_id: r.get(1)?,
+        entity_instance_id: r.get(2)?,
+        entity_type_id: r.get(3)?,
+        severity: severity(r, 4)?,
+        reason_text: r.get(5)?,
+        alarm_type: r.get(6)?,
+        probable_cause: r.get(7)?,
+        proposed_repair_action: r.get(8)?,
+        service_affecting: r.get(9)?,
+        suppression: r.get(10)?,
+        timestamp: Timestamp(r.get(11)?),
+        created_at: Timestamp(r.get(12)?),
+        updated_at: r.get::<_, Option<i64>>(13)?.map(Timestamp),
+    })
+}
+
+const EVENT_COLUMNS: &str = "uuid, event_log_id, state, entity_instance_id, entity_type_id, severity,
+    reason_text, event_log_type, probable_cause, proposed_repair_action, service_affecting,
+    suppression, timestamp, seq";
+
+fn event_from_row(r: &Row<'_>) -> Result<(Event, i64), rusqlite::Error> {
+    let state: String = r.get(2)?;
+    let state = EventState::parse(&state).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("unknown event state {state:?}").into(),
+        )
+    })?;
+    Ok((
+        Event {
+            uuid: r.get(0)?,
+            event_log_id: r.get(1)?,
+            state,
+            entity_instance_id: r.get(3)?,
+            entity_type_id: r.get(4)?,
+            severity: severity(r, 5)?,
+            reason_text: r.get(6)?,
+            event_log_type: r.get(7)?,
+            probable_cause: r.get(8)?,
+            proposed_repair_action: r.get(9)?,
+            service_affecting: r.get(10)?,
+            suppression: r.get(11)?,
+            timestamp: Timestamp(r.get(12)?),
+        },
+        r.get(13)?,
+    ))
+}
+
+/// Order of an event log listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventSort {
+    /// Newest first (StarlingX's order).
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// An event log query.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub filters: Vec<Filter>,
+    /// Only records at or after this instant.
+    pub start: Option<Timestamp>,
+    /// Only records at or before this instant.
+    pub end: Option<Timestamp>,
+    /// Only alarm records (set and clear).
+    pub alarms_only: bool,
+    /// Only log records.
+    pub logs_only: bool,
+    pub include_suppress: bool,
+    pub sort: EventSort,
+    /// Continue after the record with this uuid.
+    pub marker: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl Store {
+    /// Every stored alarm and the suppressed alarm ids, to rebuild the
+    /// in-memory table at start.
+    pub fn load_fm(&self) -> Result<(Vec<Alarm>, Vec<String>), StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT uuid, alarm_id, entity_instance_id, entity_type_id, severity, reason_text,
+                    alarm_type, probable_cause, proposed_repair_action, service_affecting,
+                    suppression, timestamp, created_at, updated_at FROM alarms",
+            )?;
+            let alarms = st
+                .query_map([], alarm_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut st = c.prepare("SELECT alarm_id FROM suppressed_alarm_ids")?;
+            let ids = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((alarms, ids))
+        })
+    }
+
+    /// One event log record.
+    pub fn event(&self, uuid: &str) -> Result<Option<Event>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM event_log WHERE uuid = ?1"
+            ))?;
+            let mut rows = st.query_map([uuid], event_from_row)?;
+            Ok(rows.next().transpose()?.map(|(e, _)| e))
+        })
+    }
+
+    /// Lists event log records. Returns the page and whether more follow.
+    /// `suppressed` holds the suppressed alarm ids (hidden unless the query
+    /// includes them).
+    pub fn events(
+        &self,
+        q: &EventQuery,
+        suppressed: &BTreeSet<String>,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        self.read(|c| {
+            let (cmp, order) = match q.sort {
+                EventSort::NewestFirst => ("<", "DESC"),
+                EventSort::OldestFirst => (">", "ASC"),
+            };
+            let marker = match &q.marker {
+                None => None,
+                Some(m) => {
+                    let found = c
+                        .prepare_cached("SELECT timestamp, seq FROM event_log WHERE uuid = ?1")?
+                        .query_map([m], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                        .next()
+                        .transpose()?;
+                    match found {
+                        Some(f) => Some(f),
+                        None => {
+                            return Err(StoreError::Invalid(format!(
+                                "marker {m} is not a record of the event log"
+                            )));
+                        }
+                    }
+                }
+            };
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM event_log
+                 WHERE timestamp >= ?1 AND timestamp <= ?2
+                   AND (?3 IS NULL OR timestamp {cmp} ?3 OR (timestamp = ?3 AND seq {cmp} ?4))
+                 ORDER BY timestamp {order}, seq {order}"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(
+                params![
+                    q.start.map(|t| t.micros()).unwrap_or(i64::MIN),
+                    q.end.map(|t| t.micros()).unwrap_or(i64::MAX),
+                    marker.map(|m| m.0),
+                    marker.map(|m| m.1).unwrap_or(0),
+                ],
+                event_from_row,
+            )?;
+            let limit = q.limit.unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            let mut more = false;
+            for row in rows {
+                let (e, _) = row?;
+                if q.alarms_only && !e.state.is_alarm() {
+                    continue;
+                }
+                if q.logs_only && e.state.is_alarm() {
+                    continue;
+                }
+                if !q.include_suppress && suppressed.contains(&e.event_log_id) {
+                    continue;
+                }
+                if !matches_all(&q.filters, &e) {
+                    continue;
+                }
+                if out.len() == limit {
+                    more = true;
+                    break;
+                }
+                out.push(e);
+            }
+            Ok((out, more))
+        })
+    }
+}

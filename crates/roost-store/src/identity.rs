@@ -1,0 +1,171 @@
+//! SQL for identity: users, projects, role assignments and tokens.
+
+use roost_types::Timestamp;
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Store, StoreError};
+
+/// A user as stored (the password only as its argon2id hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub id: String,
+    pub name: String,
+    pub password_hash: String,
+}
+
+/// An issued token, keyed by the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub hash: String,
+    pub user_id: String,
+    pub project_id: Option<String>,
+    pub methods: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Store {
+    /// The user with this name.
+    pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT id, name, password_hash FROM users WHERE name = ?1")?
+                .query_row([name], |r| {
+                    Ok(StoredUser {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// The user with this id.
+    pub fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT id, name, password_hash FROM users WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok(StoredUser {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// Creates a user, a project of the same role scope, and grants `roles`
+    /// on the project, all in one transaction. Does nothing if the user exists.
+    pub fn ensure_user(
+        &self,
+        user: &StoredUser,
+        project: (&str, &str),
+        roles: &[&str],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write_once(|tx| {
+            let exists: Option<String> = tx
+                .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO projects (id, name) VALUES (?1, ?2)",
+                params![project.0, project.1],
+            )?;
+            tx.execute(
+                "INSERT INTO users (id, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![user.id, user.name, user.password_hash, now.micros()],
+            )?;
+            for role in roles {
+                tx.execute(
+                    "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                    params![user.id, project.0, role],
+                )?;
+            }
+            Ok(true)
+        })
+    }
+
+    /// The project with this name or id: (id, name).
+    pub fn project(&self, name_or_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT id, name FROM projects WHERE id = ?1 OR name = ?1")?
+                .query_row([name_or_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })
+    }
+
+    /// The roles a user holds on a project.
+    pub fn roles(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT role FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 ORDER BY role",
+            )?;
+            let v = st
+                .query_map([user_id, project_id], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Stores a newly issued token.
+    pub fn insert_token(&self, t: &StoredToken) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.hash,
+                    t.user_id,
+                    t.project_id,
+                    t.methods,
+                    t.issued_at.micros(),
+                    t.expires_at.micros()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a token; true if it existed.
+    pub fn delete_token(&self, hash: &str) -> Result<bool, StoreError> {
+        self.write_once(|tx| Ok(tx.execute("DELETE FROM tokens WHERE hash = ?1", [hash])? > 0))
+    }
+
+    /// Deletes tokens that expired before `now`; returns how many.
+    pub fn purge_expired_tokens(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.write_once(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM tokens WHERE expires_at < ?1",
+                [now.micros()],
+            )?)
+        })
+    }
+
+    /// Every token that has not expired at `now`.
+    pub fn live_tokens(&self, now: Timestamp) -> Result<Vec<StoredToken>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT hash, user_id, project_id, methods, issued_at, expires_at FROM tokens WHERE expires_at >= ?1",
+            )?;
+            let v = st
+                .query_map([now.micros()], |r| {
+                    Ok(StoredToken {
+                        hash: r.get(0)?,
+                        user_id: r.get(1)?,
+                        project_id: r.get(2)?,
+                        methods: r.get(3)?,
+                        issued_at: Timestamp(r.get(4)?),
+                        expires_at: Timestamp(r.get(5)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+}

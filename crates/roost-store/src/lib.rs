@@ -1,0 +1,306 @@
+//! Roost's persistent store: an embedded SQLite database in WAL mode.
+//!
+//! The store owns the schema, its migrations, and the SQL that reads and
+//! writes domain records. It does not decide anything: fault management
+//! rules live in `roost-fm`, and the server decides when to write.
+//!
+//! Writes go through one [`Writer`] (one connection, used by one thread),
+//! which groups many commands into one transaction ([`Batch`]) with a
+//! savepoint per command, so one bad command never spoils its neighbours.
+//! Reads use a small pool of read-only connections and never block writes.
+//!
+//! Durability: in [`Durability::Process`] (the default) a committed
+//! transaction is in the WAL file before the commit returns, so it survives
+//! `kill -9` of the server; in [`Durability::Power`] SQLite also fsyncs at
+//! every commit, so it survives power loss.
+#![forbid(unsafe_code)]
+
+mod fm;
+mod identity;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use fm::{EventQuery, EventSort};
+pub use identity::{StoredToken, StoredUser};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database at {path} is newer than this Roost (schema {found}, known {known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Commits survive a crash of the process (`kill -9`), not a power loss.
+    #[default]
+    Process,
+    /// Commits are fsynced: they survive power loss.
+    Power,
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "process" => Some(Durability::Process),
+            "power" => Some(Durability::Power),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Process => "process",
+            Durability::Power => "power",
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Most event log records kept; the oldest go first.
+    pub event_log_cap: u64,
+}
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+/// The opened store.
+pub struct Store {
+    path: PathBuf,
+    config: StoreConfig,
+    readers: Mutex<Vec<Connection>>,
+    event_log_len: AtomicU64,
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        },
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let conn = Connection::open(&config.path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&conn, config.durability)?;
+        migrate(&conn, &config.path)?;
+        conn.execute(
+            "DELETE FROM event_log WHERE seq <= (SELECT MAX(seq) FROM event_log) - ?1",
+            [config.event_log_cap as i64],
+        )?;
+        let len: i64 = conn.query_row("SELECT COUNT(*) FROM event_log", [], |r| r.get(0))?;
+        let store = Store {
+            path: config.path.clone(),
+            config,
+            readers: Mutex::new(Vec::new()),
+            event_log_len: AtomicU64::new(len as u64),
+        };
+        Ok(store)
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durability mode in force.
+    pub fn durability(&self) -> Durability {
+        self.config.durability
+    }
+
+    /// Number of records in the event log.
+    pub fn event_log_len(&self) -> u64 {
+        self.event_log_len.load(Ordering::Relaxed)
+    }
+
+    /// The most event log records kept.
+    pub fn event_log_cap(&self) -> u64 {
+        self.config.event_log_cap
+    }
+
+    /// Opens the single write connection. Call once and keep it on one thread.
+    pub fn writer(&self) -> Result<Writer<'_>, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        configure(&conn, self.config.durability)?;
+        Ok(Writer { conn, store: self })
+    }
+
+    /// Runs `f` on a read-only connection from the pool.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = match self.readers.lock().map(|mut v| v.pop()) {
+            Ok(Some(c)) => c,
+            _ => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 4
+        {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs `f` in its own short write transaction on a fresh connection.
+    /// For rare writes (identity, settings) that need not go through the
+    /// batching writer; SQLite serialises them with the writer.
+    pub fn write_once<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = Connection::open(&self.path)?;
+        configure(&conn, self.config.durability)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let res = conn.execute_batch(sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                (version, now),
+            )
+        });
+        match res {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The single write connection.
+pub struct Writer<'s> {
+    conn: Connection,
+    store: &'s Store,
+}
+
+impl<'s> Writer<'s> {
+    /// Starts a batch: one transaction holding many commands.
+    pub fn begin(&mut self) -> Result<Batch<'_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Batch {
+            tx,
+            store: self.store,
+            events_added: 0,
+        })
+    }
+}
+
+/// One transaction of the writer. Dropped without [`Batch::commit`], it rolls back.
+pub struct Batch<'w> {
+    tx: rusqlite::Transaction<'w>,
+    store: &'w Store,
+    events_added: u64,
+}
+
+impl Batch<'_> {
+    /// Runs `f` inside a savepoint: if it fails, what it wrote is undone and
+    /// the rest of the batch goes on.
+    pub fn step<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Savepoint<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let sp = self.tx.savepoint()?;
+        let out = f(&sp)?;
+        sp.commit()?;
+        Ok(out)
+    }
+
+    /// Persists what one fault management command did, in its own savepoint.
+    pub fn persist_fm(&mut self, outcome: &roost_fm::Outcome) -> Result<(), StoreError> {
+        let sp = self.tx.savepoint()?;
+        fm::persist(&sp, outcome)?;
+        sp.commit()?;
+        self.events_added += outcome.events.len() as u64;
+        Ok(())
+    }
+
+    /// Prunes the event log to its cap and commits. On return the batch is durable
+    /// to the configured [`Durability`].
+    pub fn commit(self) -> Result<(), StoreError> {
+        let cap = self.store.config.event_log_cap as i64;
+        let pruned = if self.events_added > 0 {
+            self.tx.execute(
+                "DELETE FROM event_log WHERE seq <= (SELECT MAX(seq) FROM event_log) - ?1",
+                [cap],
+            )? as u64
+        } else {
+            0
+        };
+        self.tx.commit()?;
+        let len = &self.store.event_log_len;
+        let now = len.load(Ordering::Relaxed) + self.events_added - pruned;
+        len.store(now, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

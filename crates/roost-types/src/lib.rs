@@ -1,0 +1,15 @@
+//! Shared vocabulary of Roost: severities, timestamps, the injected clock and
+//! entity instance ids.
+//!
+//! This crate owns words that several domains use. It does no I/O (the
+//! [`SystemClock`] only reads the wall clock) and knows nothing about HTTP,
+//! SQL or StarlingX's JSON shapes.
+#![forbid(unsafe_code)]
+
+mod entity;
+mod severity;
+mod time;
+
+pub use entity::{entity_is_under, entity_type_of};
+pub use severity::{ParseSeverityError, Severity};
+pub use time::{Clock, ManualClock, ParseTimestampError, SystemClock, Timestamp};
