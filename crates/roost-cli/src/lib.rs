@@ -1,1 +1,127 @@
-//! placeholder
+//! The `roost` client verbs: `login`, `alarm …` and `event …`.
+//!
+//! This crate is a library that the `roost` binary embeds with
+//! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
+//! [`run`]. The verbs speak StarlingX's FM REST API (`/v1/alarms`,
+//! `/v1/event_log`, `/v1/event_suppression`) and Keystone v3
+//! (`/v3/auth/tokens`) at one base URL, over plain HTTP.
+//!
+//! * Credentials: `roost login` stores `{url, token, expires_at}` in
+//!   `$ROOST_CONFIG_DIR/credentials.json`, else
+//!   `$XDG_CONFIG_HOME/roost/credentials.json`, else
+//!   `$HOME/.config/roost/credentials.json` (directory 0700, file 0600).
+//!   `ROOST_URL` and `ROOST_TOKEN` override the stored values one by one.
+//! * Output: list and show verbs take `-o table|json`.
+//! * Errors: one line on stderr, `roost: <message>`; exit code 1 for server
+//!   and user errors, 2 for usage and configuration errors.
+//!
+//! All HTTP goes through the `client` module (request building, the token
+//! header, the error envelope), and nothing else touches the process
+//! environment or standard streams but [`run`], so the verbs are testable
+//! against a fake server.
+
+#![forbid(unsafe_code)]
+
+mod alarm;
+mod client;
+mod credentials;
+mod error;
+mod event;
+mod login;
+mod output;
+mod query;
+#[cfg(test)]
+mod testutil;
+#[cfg(test)]
+mod verb_tests;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+pub use alarm::{
+    AlarmCommand, AlarmListArgs, AlarmShowArgs, ClearArgs, SummaryArgs, SuppressArgs,
+    UnsuppressArgs,
+};
+pub use event::{EventCommand, EventListArgs, EventShowArgs};
+pub use login::LoginArgs;
+pub use output::{OutputArgs, OutputFormat};
+
+use client::{Api, normalize_url};
+use credentials::{Env, resolve_target};
+use error::CliError;
+
+/// The client verbs of `roost`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Log in to a Roost server and remember the token
+    Login(LoginArgs),
+    /// Fault management: active alarms
+    #[command(subcommand)]
+    Alarm(AlarmCommand),
+    /// Fault management: the event log
+    #[command(subcommand)]
+    Event(EventCommand),
+}
+
+/// Runs a client verb and returns the process exit code: 0 on success; on
+/// failure one line `roost: <message>` on stderr and 1 (server or user
+/// error) or 2 (usage or configuration error).
+///
+/// Uses reqwest's blocking client, so it must not be called from inside an
+/// async runtime (call it before starting one, or from `spawn_blocking`).
+pub fn run(cmd: ClientCommand) -> i32 {
+    let env = Env::from_process();
+    let stdin = io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr();
+    let result = {
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+            input: &mut input,
+            interactive,
+        };
+        execute(cmd, &env, &mut io)
+    };
+    let result = result.and_then(|()| out.flush().map_err(CliError::from));
+    match result {
+        Ok(()) => 0,
+        Err(e) if e.silent => e.code,
+        Err(e) => {
+            let _ = out.flush();
+            let _ = writeln!(err, "roost: {}", e.message);
+            e.code
+        }
+    }
+}
+
+/// The standard streams a verb uses, injectable for tests.
+pub(crate) struct Io<'a> {
+    /// Results (tables, JSON, confirmations).
+    pub out: &'a mut dyn Write,
+    /// Prompts and hints.
+    pub err: &'a mut dyn Write,
+    /// Answers to `roost login`'s questions.
+    pub input: &'a mut dyn BufRead,
+    /// Whether `input` is a terminal (prompts are shown, the password is
+    /// read without echo).
+    pub interactive: bool,
+}
+
+/// Runs a verb against the given environment and streams.
+pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    match cmd {
+        ClientCommand::Login(args) => login::login(&args, env, io),
+        ClientCommand::Alarm(cmd) => alarm::run(cmd, env, io),
+        ClientCommand::Event(cmd) => event::run(cmd, env, io),
+    }
+}
+
+/// A client for the logged-in server, from the environment or the
+/// credentials file.
+pub(crate) fn connect(env: &Env) -> Result<Api, CliError> {
+    let target = resolve_target(env)?;
+    let url = normalize_url(&target.url)?;
+    Api::new(&url, Some(&target.token))
+}

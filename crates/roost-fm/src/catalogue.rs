@@ -102,7 +102,9 @@ pub enum CatalogueError {
     #[error("event catalogue is not valid YAML: {0}")]
     Yaml(String),
     /// The document is valid YAML but not a mapping of ids to entries.
-    #[error("event catalogue must be a mapping of event ids to entries, but the document is {found}")]
+    #[error(
+        "event catalogue must be a mapping of event ids to entries, but the document is {found}"
+    )]
     NotMapping {
         /// What the document is instead, e.g. `a sequence`.
         found: &'static str,
@@ -313,7 +315,12 @@ fn key_to_id(key: &Value) -> Result<String, CatalogueError> {
 fn parse_entry(id: &str, value: &Value) -> Result<CatalogueEntry, String> {
     let map = match untag(value) {
         Value::Mapping(map) => map,
-        other => return Err(format!("expected a mapping of fields, found {}", describe(other))),
+        other => {
+            return Err(format!(
+                "expected a mapping of fields, found {}",
+                describe(other)
+            ));
+        }
     };
 
     let kind = match field(map, "Type").map(untag) {
@@ -443,7 +450,10 @@ fn severity_ordered(map: &Mapping) -> Result<Vec<(String, &Value)>, String> {
     let mut keyed = Vec::with_capacity(map.len());
     for (position, (key, value)) in map.iter().enumerate() {
         let Some(key) = scalar_text(key) else {
-            return Err(format!("map keys must be severities, found {}", describe(key)));
+            return Err(format!(
+                "map keys must be severities, found {}",
+                describe(key)
+            ));
         };
         let key = key.trim().to_string();
         let rank = key
@@ -518,7 +528,10 @@ fn flag(value: Option<&Value>, name: &str) -> Result<bool, String> {
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "" | "false" | "no" | "n" | "off" => Ok(false),
             "true" | "yes" | "y" | "on" => Ok(true),
-            _ => Err(format!("{name} must be True or False, found {:?}", s.trim())),
+            _ => Err(format!(
+                "{name} must be True or False, found {:?}",
+                s.trim()
+            )),
         },
         Value::Mapping(map) => {
             let mut any = false;
@@ -1179,9 +1192,15 @@ mod tests {
             fan.proposed_repair_action,
             "critical: Replace the fan.; minor: Watch the fan."
         );
-        assert_eq!(fan.entity_pattern, "host=<hostname>.fan=<n>, host=<hostname>");
+        assert_eq!(
+            fan.entity_pattern,
+            "host=<hostname>.fan=<n>, host=<hostname>"
+        );
         assert_eq!(fan.maintenance_action, "");
-        assert!(fan.service_affecting, "a map with one True is service affecting");
+        assert!(
+            fan.service_affecting,
+            "a map with one True is service affecting"
+        );
         assert!(!fan.suppressible);
         assert_eq!(fan.mgmt_affecting_severity, None);
         assert_eq!(fan.degrade_affecting_severity, Some(Severity::Minor));
@@ -1235,7 +1254,12 @@ mod tests {
     #[test]
     fn non_mapping_document_is_an_error() {
         let err = parse("- 100.101\n- 100.103\n").unwrap_err();
-        assert_eq!(err, CatalogueError::NotMapping { found: "a sequence" });
+        assert_eq!(
+            err,
+            CatalogueError::NotMapping {
+                found: "a sequence"
+            }
+        );
         assert!(err.to_string().contains("mapping"), "{err}");
         assert!(matches!(
             parse("just text").unwrap_err(),
@@ -1247,7 +1271,10 @@ mod tests {
     fn invalid_yaml_is_a_yaml_error_on_one_line() {
         let err = parse("100.101:\n  Type: [Alarm\n").unwrap_err();
         assert!(matches!(err, CatalogueError::Yaml(_)), "{err:?}");
-        assert!(err.to_string().starts_with("event catalogue is not valid YAML"));
+        assert!(
+            err.to_string()
+                .starts_with("event catalogue is not valid YAML")
+        );
     }
 
     #[test]
@@ -1272,7 +1299,10 @@ mod tests {
                     Management_Affecting_Severity: sometimes\n";
         let err = parse(text).unwrap_err();
         assert!(err.to_string().contains("300.020"), "{err}");
-        assert!(err.to_string().contains("Management_Affecting_Severity"), "{err}");
+        assert!(
+            err.to_string().contains("Management_Affecting_Severity"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1349,7 +1379,12 @@ mod tests {
         assert_eq!(cpu.degrade_affecting_severity, Some(Severity::Critical));
         assert_eq!(cpu.severities, [Severity::Critical, Severity::Major]);
         assert!(cpu.suppressible);
-        assert!(c.get("280.001").unwrap().entity_pattern.starts_with("subcloud="));
+        assert!(
+            c.get("280.001")
+                .unwrap()
+                .entity_pattern
+                .starts_with("subcloud=")
+        );
         for entry in c.entries() {
             assert!(!entry.severities.is_empty(), "{}", entry.id);
             assert_eq!(entry.id.len(), 7, "{}", entry.id);
@@ -1358,14 +1393,17 @@ mod tests {
         // id means the same thing there.
         let builtin = Catalogue::builtin();
         for id in [
-            "100.101", "100.103", "100.104", "200.001", "200.004", "200.005", "200.006",
-            "200.009", "200.010", "250.001", "280.001", "280.002", "400.001", "400.002",
-            "500.100", "500.200", "500.210",
+            "100.101", "100.103", "100.104", "200.001", "200.004", "200.005", "200.006", "200.009",
+            "200.010", "250.001", "280.001", "280.002", "400.001", "400.002", "500.100", "500.200",
+            "500.210",
         ] {
             let ours = builtin.get(id).unwrap();
             let theirs = c.get(id).unwrap();
             assert_eq!(ours.severities, theirs.severities, "{id}");
-            assert_eq!(ours.mgmt_affecting_severity, theirs.mgmt_affecting_severity, "{id}");
+            assert_eq!(
+                ours.mgmt_affecting_severity, theirs.mgmt_affecting_severity,
+                "{id}"
+            );
             assert_eq!(
                 ours.degrade_affecting_severity, theirs.degrade_affecting_severity,
                 "{id}"

@@ -1,1 +1,163 @@
-fn main() {}
+//! `roost`: the one binary. `roost server` runs a cloud; the other verbs
+//! are the command-line client.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use roost_server::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "roost", version, about = "Roost: a light, StarlingX-compatible edge cloud")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a cloud: an All-in-One Simplex controller on an embedded store
+    Server(ServerArgs),
+    /// Print the OpenAPI document of the REST API
+    Openapi,
+    #[command(flatten)]
+    Client(roost_cli::ClientCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// TOML configuration file (flags and environment override it)
+    #[arg(long, short = 'c', env = "ROOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./roost-data]
+    #[arg(long, env = "ROOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:6385]
+    #[arg(long, env = "ROOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// A StarlingX events.yaml to load on top of Roost's own alarm catalogue
+    #[arg(long, env = "ROOST_ALARM_CATALOGUE")]
+    alarm_catalogue: Option<PathBuf>,
+    /// Commit durability: process (survives kill -9) or power (fsync; survives power loss)
+    #[arg(long, env = "ROOST_DURABILITY")]
+    durability: Option<String>,
+    /// Most event log records kept [default: 4000]
+    #[arg(long, env = "ROOST_EVENT_LOG_CAP")]
+    event_log_cap: Option<u64>,
+    /// Log format: text or json
+    #[arg(long, env = "ROOST_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or info,roost_server=debug
+    #[arg(long, env = "ROOST_LOG")]
+    log_level: Option<String>,
+    /// Turn off resource monitoring of this host
+    #[arg(long)]
+    no_monitor: bool,
+}
+
+fn server_config(a: ServerArgs) -> anyhow::Result<Config> {
+    let mut c = match &a.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(v) = a.data_dir {
+        c.data_dir = v;
+    }
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = a.alarm_catalogue {
+        c.alarm_catalogue = Some(v);
+    }
+    if let Some(v) = a.durability {
+        c.fm.durability = v;
+    }
+    if let Some(v) = a.event_log_cap {
+        c.fm.event_log_cap = v;
+    }
+    if let Some(v) = a.log_format {
+        c.log.format = v;
+    }
+    if let Some(v) = a.log_level {
+        c.log.level = v;
+    }
+    if a.no_monitor {
+        c.monitor.enabled = false;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn init_logging(c: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = c
+        .log
+        .level
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid log filter {:?}: {e}", c.log.level))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    if c.log.format == "json" {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init()?;
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()?;
+    }
+    Ok(())
+}
+
+fn error_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", roost_api::openapi::document_text());
+            ExitCode::SUCCESS
+        }
+        Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
+        Command::Server(args) => {
+            let config = match server_config(args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("roost: {}", error_line(&e));
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = init_logging(&config) {
+                eprintln!("roost: {}", error_line(&e));
+                return ExitCode::from(2);
+            }
+            let admin_password = std::env::var("ROOST_ADMIN_PASSWORD").ok();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("roost: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(roost_server::run(config, admin_password)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %error_line(&e), "server failed");
+                    eprintln!("roost: {}", error_line(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

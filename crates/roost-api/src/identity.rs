@@ -1,0 +1,206 @@
+//! The Keystone v3 subset: token requests and responses, version document.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `POST /v3/auth/tokens` body.
+#[derive(Debug, Deserialize)]
+pub struct AuthRequest {
+    pub auth: Auth,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Auth {
+    pub identity: Identity,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Identity {
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub password: Option<PasswordMethod>,
+    #[serde(default)]
+    pub token: Option<TokenMethod>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordMethod {
+    pub user: UserRef,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub password: String,
+    #[serde(default)]
+    pub domain: Option<NamedRef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenMethod {
+    pub id: String,
+}
+
+/// A reference by id or name.
+#[derive(Debug, Deserialize)]
+pub struct NamedRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Scope {
+    #[serde(default)]
+    pub project: Option<ProjectRef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProjectRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub domain: Option<NamedRef>,
+}
+
+/// The service types the catalog lists, with the path each client expects
+/// at the end of its endpoint URL.
+pub const CATALOG_SERVICES: &[(&str, &str, &str)] = &[
+    ("identity", "keystone", "/v3"),
+    ("platform", "sysinv", "/v1"),
+    ("faultmanagement", "fm", ""),
+    ("dcmanager", "dcmanager", "/v1.0"),
+    ("usm", "usm", ""),
+];
+
+/// The region every endpoint is in.
+pub const REGION: &str = "RegionOne";
+
+/// The service catalog pointing every service at `base`.
+pub fn catalog(base: &str) -> Value {
+    let services: Vec<Value> = CATALOG_SERVICES
+        .iter()
+        .map(|(ty, name, path)| {
+            let endpoints: Vec<Value> = ["public", "internal", "admin"]
+                .iter()
+                .map(|iface| {
+                    json!({
+                        "id": format!("{name}-{iface}"),
+                        "interface": iface,
+                        "region": REGION,
+                        "region_id": REGION,
+                        "url": format!("{base}{path}"),
+                    })
+                })
+                .collect();
+            json!({"id": name, "type": ty, "name": name, "endpoints": endpoints})
+        })
+        .collect();
+    Value::Array(services)
+}
+
+/// What a token says about its holder.
+#[derive(Debug, Clone)]
+pub struct TokenInfo<'a> {
+    pub methods: Vec<&'a str>,
+    pub user_id: &'a str,
+    pub user_name: &'a str,
+    pub project: Option<(&'a str, &'a str)>,
+    pub roles: &'a [String],
+    pub issued_at: String,
+    pub expires_at: String,
+}
+
+/// The body of a token response or validation.
+pub fn token_body(t: &TokenInfo<'_>, base: &str, with_catalog: bool) -> Value {
+    let domain = json!({"id": "default", "name": "Default"});
+    let mut token = json!({
+        "methods": t.methods,
+        "user": {"id": t.user_id, "name": t.user_name, "domain": domain, "password_expires_at": null},
+        "expires_at": t.expires_at,
+        "issued_at": t.issued_at,
+        "audit_ids": [],
+    });
+    if let Some((id, name)) = t.project {
+        token["project"] = json!({"id": id, "name": name, "domain": domain});
+        token["roles"] = Value::Array(
+            t.roles
+                .iter()
+                .map(|r| json!({"id": r, "name": r}))
+                .collect(),
+        );
+        if with_catalog {
+            token["catalog"] = catalog(base);
+        }
+    } else if with_catalog {
+        // Unscoped tokens carry the catalog too, so clients that skip
+        // scoping (dcmanager with a bare token) still find their endpoints.
+        token["catalog"] = catalog(base);
+    }
+    json!({ "token": token })
+}
+
+/// `GET /v3`.
+pub fn v3_document(base: &str) -> Value {
+    json!({
+        "version": {
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2026-01-01T00:00:00Z",
+            "links": [{"rel": "self", "href": format!("{base}/v3/")}],
+            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalog_gives_each_client_the_path_it_needs() {
+        let c = catalog("http://h:1");
+        let url = |ty: &str| {
+            c.as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["type"] == ty)
+                .unwrap()["endpoints"][0]["url"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(url("faultmanagement"), "http://h:1");
+        assert_eq!(url("platform"), "http://h:1/v1");
+        assert_eq!(url("dcmanager"), "http://h:1/v1.0");
+        assert_eq!(url("identity"), "http://h:1/v3");
+        for s in c.as_array().unwrap() {
+            let ifaces: Vec<&str> = s["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["interface"].as_str().unwrap())
+                .collect();
+            assert_eq!(ifaces, ["public", "internal", "admin"]);
+        }
+    }
+
+    #[test]
+    fn starlingx_password_bodies_parse() {
+        let b = r#"{"auth": {"identity": {"methods": ["password"], "password": {"user": {"password": "pw", "name": "admin", "domain": {"name": "Default"}}}}, "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}"#;
+        let r: AuthRequest = serde_json::from_str(b).unwrap();
+        assert_eq!(r.auth.identity.methods, ["password"]);
+        assert_eq!(
+            r.auth.scope.unwrap().project.unwrap().name.as_deref(),
+            Some("admin")
+        );
+    }
+}

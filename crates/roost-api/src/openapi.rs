@@ -1,0 +1,234 @@
+//! The OpenAPI 3.1 document of every endpoint Roost serves.
+//!
+//! The committed copy lives at `openapi/roost.json`; `roost openapi` prints
+//! this document, and a test fails when the two differ.
+
+use serde_json::{Map, Value, json};
+
+/// One operation of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Whether a token is needed.
+    pub auth: bool,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Status codes that mean success.
+    pub ok: &'static [u16],
+    /// Body schema name in `components.schemas`, if the operation takes one.
+    pub body: Option<&'static str>,
+}
+
+const Q_FILTER: &[(&str, &str)] = &[
+    ("q.field", "field to filter on (repeatable; pairs with q.op, q.type and q.value by position)"),
+    ("q.op", "eq (substring match, the default), ne, lt, le, gt or ge"),
+    ("q.type", "value type (ignored; accepted for compatibility)"),
+    ("q.value", "value to compare with"),
+];
+
+const ALARM_LIST_Q: &[(&str, &str)] = &[
+    ("q.field", "alarm_id, uuid, entity_type_id, entity_instance_id, severity, alarm_type, probable_cause, reason_text or timestamp (repeatable)"),
+    ("q.op", "eq (substring match, the default), ne, lt, le, gt or ge"),
+    ("q.type", "value type (ignored; accepted for compatibility)"),
+    ("q.value", "value to compare with"),
+    ("include_suppress", "True to include alarms whose id is suppressed"),
+    ("expand", "True for every field of each alarm"),
+    ("limit", "most alarms to return (1-2000); without it, every alarm"),
+    ("marker", "uuid of the last alarm of the previous page"),
+    ("sort_key", "severity (default: severity, then entity), timestamp, alarm_id, entity_instance_id, uuid, id, created_at"),
+    ("sort_dir", "asc (default) or desc"),
+];
+
+const EVENT_LIST_Q: &[(&str, &str)] = &[
+    ("q.field", "event_log_id, uuid, state, entity_type_id, entity_instance_id, severity, event_log_type, reason_text, start or end (repeatable)"),
+    ("q.op", "eq (substring match, the default), ne, lt, le, gt or ge"),
+    ("q.type", "value type (ignored; accepted for compatibility)"),
+    ("q.value", "value to compare with; for start and end a time such as 2026-11-01T10:00:00"),
+    ("start", "only records at or after this time"),
+    ("end", "only records at or before this time"),
+    ("alarms", "True for alarm records (set and clear) only"),
+    ("logs", "True for log records only"),
+    ("include_suppress", "True to include records of suppressed alarm ids"),
+    ("expand", "True for every field of each record"),
+    ("limit", "most records to return (1-2000); without it, every record"),
+    ("marker", "uuid of the last record of the previous page"),
+    ("sort_key", "timestamp"),
+    ("sort_dir", "desc (default: newest first) or asc"),
+];
+
+const SUMMARY_Q: &[(&str, &str)] = &[("include_suppress", "True to count suppressed alarm ids too")];
+
+/// Every operation Roost serves.
+pub const ROUTES: &[Route] = &[
+    Route { method: "get", path: "/", tag: "version", summary: "API versions", auth: false, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/v1", tag: "version", summary: "The v1 API (fault management and inventory)", auth: false, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/v1.0", tag: "version", summary: "The v1.0 API (Distributed Cloud)", auth: false, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/v3", tag: "identity", summary: "Identity API version", auth: false, query: &[], ok: &[200], body: None },
+    Route { method: "post", path: "/v3/auth/tokens", tag: "identity", summary: "Issue a token (methods password and token); the token is in header X-Subject-Token", auth: false, query: &[], ok: &[201], body: Some("AuthRequest") },
+    Route { method: "get", path: "/v3/auth/tokens", tag: "identity", summary: "Validate the token given in header X-Subject-Token", auth: true, query: &[], ok: &[200], body: None },
+    Route { method: "delete", path: "/v3/auth/tokens", tag: "identity", summary: "Revoke the token given in header X-Subject-Token", auth: true, query: &[], ok: &[204], body: None },
+    Route { method: "get", path: "/healthz", tag: "operations", summary: "Liveness and readiness", auth: false, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/metrics", tag: "operations", summary: "Prometheus metrics", auth: true, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/openapi.json", tag: "operations", summary: "This document", auth: true, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/v1/alarms", tag: "fault management", summary: "List active alarms (severity, then entity)", auth: true, query: ALARM_LIST_Q, ok: &[200], body: None },
+    Route { method: "post", path: "/v1/alarms", tag: "fault management", summary: "Set, clear (by uuid, by pair, or by entity prefix), or log", auth: true, query: &[], ok: &[200], body: Some("AlarmPost") },
+    Route { method: "get", path: "/v1/alarms/summary", tag: "fault management", summary: "Counts of active alarms by severity, and the overall status", auth: true, query: SUMMARY_Q, ok: &[200], body: None },
+    Route { method: "get", path: "/v1/alarms/{uuid}", tag: "fault management", summary: "Show one alarm", auth: true, query: &[], ok: &[200], body: None },
+    Route { method: "delete", path: "/v1/alarms/{uuid}", tag: "fault management", summary: "Clear one alarm by hand", auth: true, query: &[], ok: &[204], body: None },
+    Route { method: "get", path: "/v1/event_log", tag: "fault management", summary: "List event log records, newest first", auth: true, query: EVENT_LIST_Q, ok: &[200], body: None },
+    Route { method: "get", path: "/v1/event_log/{uuid}", tag: "fault management", summary: "Show one event log record", auth: true, query: &[], ok: &[200], body: None },
+    Route { method: "get", path: "/v1/event_suppression", tag: "fault management", summary: "Suppression status of every catalogue alarm", auth: true, query: Q_FILTER, ok: &[200], body: None },
+    Route { method: "patch", path: "/v1/event_suppression/{uuid}", tag: "fault management", summary: "Suppress or unsuppress an alarm id (JSON patch of /suppression_status)", auth: true, query: &[], ok: &[200], body: Some("JsonPatch") },
+];
+
+fn schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error", "error_message"],
+            "properties": {
+                "error": {"type": "object", "properties": {
+                    "message": s("string"), "faultstring": s("string"), "title": s("string"), "code": s("integer")}},
+                "error_message": {"type": "string", "description": "a JSON document {faultcode, faultstring, debuginfo} as a string"}
+            }
+        },
+        "AuthRequest": {
+            "type": "object",
+            "required": ["auth"],
+            "properties": {"auth": {"type": "object", "properties": {
+                "identity": {"type": "object", "properties": {
+                    "methods": {"type": "array", "items": {"enum": ["password", "token"]}},
+                    "password": {"type": "object"},
+                    "token": {"type": "object", "properties": {"id": s("string")}}}},
+                "scope": {"type": "object"}}}}
+        },
+        "AlarmPost": {
+            "type": "object",
+            "properties": {
+                "alarm_state": {"enum": ["set", "clear", "log", "msg"], "default": "set"},
+                "uuid": {"type": "string", "description": "clear this alarm"},
+                "alarm_id": {"type": "string", "examples": ["100.104"]},
+                "entity_instance_id": {"type": "string", "examples": ["host=controller-0.filesystem=/var"]},
+                "entity_type_id": s("string"),
+                "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable"]},
+                "reason_text": s("string"),
+                "alarm_type": s("string"),
+                "probable_cause": s("string"),
+                "proposed_repair_action": s("string"),
+                "service_affecting": {"type": ["boolean", "string"]},
+                "suppression": {"type": ["boolean", "string"]},
+                "timestamp": s("string")
+            },
+            "additionalProperties": false
+        },
+        "JsonPatch": {
+            "type": "array",
+            "items": {"type": "object", "required": ["op", "path"], "properties": {
+                "op": {"enum": ["replace"]}, "path": {"enum": ["/suppression_status"]},
+                "value": {"enum": ["suppressed", "unsuppressed"]}}}
+        }
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let entry = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let mut params: Vec<Value> = r
+            .query
+            .iter()
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
+            .collect();
+        if r.path.contains("{uuid}") {
+            params.push(json!({"name": "uuid", "in": "path", "required": true, "schema": {"type": "string"}}));
+        }
+        let mut responses = Map::new();
+        for code in r.ok {
+            responses.insert(code.to_string(), json!({"description": "success"}));
+        }
+        for (code, what) in [
+            (400, "bad input"),
+            (401, "missing, expired or revoked token"),
+            (404, "not found"),
+            (413, "body too large"),
+            (415, "body is not JSON"),
+        ] {
+            if code == 401 && !r.auth && r.path != "/v3/auth/tokens" {
+                continue;
+            }
+            responses.insert(
+                code.to_string(),
+                json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+        let mut op = json!({
+            "tags": [r.tag],
+            "summary": r.summary,
+            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if !r.auth {
+            op["security"] = json!([]);
+        }
+        if let Some(b) = r.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+        }
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Roost API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Roost's REST API: StarlingX-compatible fault management (fm), identity (a Keystone v3 subset) and operations endpoints, on one port.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "servers": [{"url": "http://127.0.0.1:6385"}],
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}},
+            "schemas": schemas()
+        }
+    })
+}
+
+/// The document as committed: pretty JSON with a trailing newline.
+pub fn document_text() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/roost.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == document_text(),
+            "openapi/roost.json is stale: run `cargo run -p roost -- openapi > openapi/roost.json`"
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented_once() {
+        let doc = document();
+        let mut n = 0;
+        for (_, ops) in doc["paths"].as_object().unwrap() {
+            n += ops.as_object().unwrap().len();
+        }
+        assert_eq!(n, ROUTES.len());
+    }
+}

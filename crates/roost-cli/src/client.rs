@@ -1,0 +1,355 @@
+//! The one place that talks HTTP: builds requests against the server's base
+//! URL, adds the token, and turns every failure (transport, status, error
+//! envelope, non-JSON body) into a one-line [`CliError`].
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::blocking::Client;
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use crate::error::{CliError, one_line};
+use crate::query::Query;
+
+/// The header that carries the Keystone-style token on every API request.
+pub const AUTH_HEADER: &str = "X-Auth-Token";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How much of a body that is not an error envelope goes into the message.
+const BODY_SNIPPET_CHARS: usize = 200;
+
+/// A reply that passed the status check.
+#[derive(Debug)]
+pub struct Reply {
+    /// Response headers (login reads `X-Subject-Token` from them).
+    pub headers: HeaderMap,
+    /// Parsed JSON body; `Null` for an empty body (e.g. 204).
+    pub body: Value,
+}
+
+/// A client bound to one server base URL and, optionally, one token.
+pub struct Api {
+    http: Client,
+    base: String,
+    token: Option<HeaderValue>,
+}
+
+impl Api {
+    /// A client for `base` (already normalised by [`normalize_url`]). With a
+    /// token, every request carries it and a 401 means "log in again".
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, CliError> {
+        let token = token
+            .map(|t| {
+                let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
+                    CliError::usage("the token contains characters that cannot be sent in a header")
+                })?;
+                value.set_sensitive(true);
+                Ok::<_, CliError>(value)
+            })
+            .transpose()?;
+        let http = Client::builder()
+            .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| CliError::failure(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// `GET path?query`, returning the JSON body.
+    pub fn get(&self, path: &str, query: &Query) -> Result<Value, CliError> {
+        Ok(self.send(Method::GET, path, query, None)?.body)
+    }
+
+    /// `POST path` with a JSON body, returning the JSON body of the reply.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        Ok(self
+            .send(Method::POST, path, &Query::new(), Some(body))?
+            .body)
+    }
+
+    /// `PATCH path` with a JSON body, returning the JSON body of the reply.
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        Ok(self
+            .send(Method::PATCH, path, &Query::new(), Some(body))?
+            .body)
+    }
+
+    /// `DELETE path`, returning the JSON body of the reply (`Null` for 204).
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        Ok(self.send(Method::DELETE, path, &Query::new(), None)?.body)
+    }
+
+    /// Sends one request and checks its outcome. Statuses of 400 and above
+    /// become errors carrying the server's message; a 401 on a request that
+    /// carried a token becomes "log in again".
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &Query,
+        body: Option<&Value>,
+    ) -> Result<Reply, CliError> {
+        let mut url = format!("{}{}", self.base, path);
+        let encoded = query.encode();
+        if !encoded.is_empty() {
+            url.push('?');
+            url.push_str(&encoded);
+        }
+        let mut request = self
+            .http
+            .request(method, &url)
+            .header(ACCEPT, "application/json");
+        if let Some(token) = &self.token {
+            request = request.header(AUTH_HEADER, token.clone());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().map_err(|e| {
+            CliError::failure(format!(
+                "cannot reach {}: {}",
+                self.base,
+                transport_reason(&e)
+            ))
+        })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().map_err(|e| {
+            CliError::failure(format!(
+                "lost the connection to {}: {}",
+                self.base,
+                transport_reason(&e)
+            ))
+        })?;
+        if status == 401 && self.token.is_some() {
+            return Err(CliError::http(
+                401,
+                "the server refused the token (expired or revoked); run `roost login` again",
+            ));
+        }
+        if status >= 400 {
+            return Err(CliError::http(status, error_message(status, &text)));
+        }
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|_| {
+                CliError::http(
+                    status,
+                    format!(
+                        "the server sent a reply that is not JSON (HTTP {status}): {}",
+                        snippet(&text)
+                    ),
+                )
+            })?
+        };
+        Ok(Reply { headers, body })
+    }
+}
+
+/// The one-line message for an error reply: the `message` (or `faultstring`,
+/// or `title`) of Roost's and Keystone's `{"error": {...}}` envelope, else
+/// the `faultstring` inside StarlingX's `{"error_message": "<json>"}`, else
+/// `HTTP <code> <first 200 characters of the body>`.
+pub fn error_message(status: u16, body: &str) -> String {
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(body) {
+        if let Some(Value::Object(error)) = map.get("error") {
+            for key in ["message", "faultstring", "title"] {
+                if let Some(Value::String(text)) = error.get(key)
+                    && !text.trim().is_empty()
+                {
+                    return one_line(text);
+                }
+            }
+        }
+        if let Some(Value::String(inner)) = map.get("error_message")
+            && let Ok(Value::Object(doc)) = serde_json::from_str::<Value>(inner)
+            && let Some(Value::String(text)) = doc.get("faultstring")
+            && !text.trim().is_empty()
+        {
+            return one_line(text);
+        }
+    }
+    let snippet = snippet(body);
+    if snippet.is_empty() {
+        let reason = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        one_line(&format!("HTTP {status} {reason}"))
+    } else {
+        format!("HTTP {status} {snippet}")
+    }
+}
+
+/// The first 200 characters of a body, on one line.
+fn snippet(body: &str) -> String {
+    one_line(&body.chars().take(BODY_SNIPPET_CHARS).collect::<String>())
+}
+
+/// The most specific reason a request failed at the transport level, e.g.
+/// "Connection refused (os error 111)".
+fn transport_reason(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_string();
+    }
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    one_line(&cause.to_string())
+}
+
+/// Checks a server URL given by the user and returns it without a trailing
+/// slash. Only `http://` is accepted: this build has no TLS.
+pub fn normalize_url(raw: &str) -> Result<String, CliError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed)
+        .map_err(|e| CliError::usage(format!("invalid server URL {trimmed:?}: {e}")))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(CliError::usage(format!(
+                "this roost build speaks plain HTTP only; use an http:// URL instead of {trimmed}"
+            )));
+        }
+        other => {
+            return Err(CliError::usage(format!(
+                "invalid server URL {trimmed:?}: scheme {other:?} is not http"
+            )));
+        }
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(CliError::usage(format!(
+            "invalid server URL {trimmed:?}: no host"
+        )));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(CliError::usage(format!(
+            "invalid server URL {trimmed:?}: it must not have a query or fragment"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Percent-encodes a user-supplied identifier for use as one path segment,
+/// refusing the empty string and the dot segments that would change the path.
+pub fn path_segment(what: &str, raw: &str) -> Result<String, CliError> {
+    if raw.is_empty() || raw == "." || raw == ".." {
+        return Err(CliError::usage(format!("invalid {what} {raw:?}")));
+    }
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roost_envelope_yields_its_message() {
+        let body = r#"{"error": {"message": "Alarm not found: 42", "faultstring": "other", "title": "Not Found", "code": 404},
+                       "error_message": "{\"faultcode\": \"Client\", \"faultstring\": \"Alarm not found: 42\", \"debuginfo\": null}"}"#;
+        assert_eq!(error_message(404, body), "Alarm not found: 42");
+    }
+
+    #[test]
+    fn an_envelope_without_message_falls_back_to_faultstring_then_title() {
+        assert_eq!(
+            error_message(400, r#"{"error": {"faultstring": "bad limit"}}"#),
+            "bad limit"
+        );
+        assert_eq!(
+            error_message(403, r#"{"error": {"title": "Forbidden", "code": 403}}"#),
+            "Forbidden"
+        );
+    }
+
+    #[test]
+    fn the_stock_starlingx_string_envelope_yields_its_faultstring() {
+        let body = r#"{"error_message": "{\"faultcode\": \"Client\", \"faultstring\": \"Invalid sort_dir\", \"debuginfo\": null}"}"#;
+        assert_eq!(error_message(400, body), "Invalid sort_dir");
+    }
+
+    #[test]
+    fn a_multi_line_message_is_printed_on_one_line() {
+        let body = r#"{"error": {"message": "line one\nline two"}}"#;
+        assert_eq!(error_message(400, body), "line one line two");
+    }
+
+    #[test]
+    fn an_unknown_body_shows_the_status_and_the_first_200_characters() {
+        let body = format!("<html>\n<body>{}</body></html>", "x".repeat(300));
+        let message = error_message(502, &body);
+        assert!(
+            message.starts_with("HTTP 502 <html> <body>xxx"),
+            "{message}"
+        );
+        assert_eq!(message.chars().count(), "HTTP 502 ".len() + 200);
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn an_empty_body_shows_the_status_and_its_reason() {
+        assert_eq!(error_message(500, ""), "HTTP 500 Internal Server Error");
+    }
+
+    #[test]
+    fn a_json_body_of_another_shape_is_shown_raw() {
+        assert_eq!(
+            error_message(400, r#"{"detail":"no"}"#),
+            r#"HTTP 400 {"detail":"no"}"#
+        );
+    }
+
+    #[test]
+    fn server_urls_lose_their_trailing_slash() {
+        assert_eq!(
+            normalize_url(" http://10.0.0.1:6385/ ").unwrap(),
+            "http://10.0.0.1:6385"
+        );
+        assert_eq!(
+            normalize_url("http://h:1/base/").unwrap(),
+            "http://h:1/base"
+        );
+    }
+
+    #[test]
+    fn https_and_malformed_urls_are_usage_errors() {
+        for bad in ["https://h:6385", "ftp://h", "not a url", "http://h/?x=1"] {
+            let err = normalize_url(bad).unwrap_err();
+            assert_eq!(err.code, crate::error::EXIT_USAGE, "{bad}");
+        }
+        assert!(
+            normalize_url("https://h")
+                .unwrap_err()
+                .message
+                .contains("plain HTTP")
+        );
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded_and_dot_segments_refused() {
+        assert_eq!(
+            path_segment("uuid", "0b0f7c9e-1d2a-4c57-9a39-1f1a2b3c4d5e").unwrap(),
+            "0b0f7c9e-1d2a-4c57-9a39-1f1a2b3c4d5e"
+        );
+        assert_eq!(path_segment("uuid", "a/b c").unwrap(), "a%2Fb%20c");
+        assert!(path_segment("uuid", "..").is_err());
+        assert!(path_segment("uuid", "").is_err());
+    }
+}

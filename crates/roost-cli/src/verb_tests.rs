@@ -1,0 +1,400 @@
+//! The verbs end to end against a scripted fake server: the requests they
+//! send, what they print, and how failures read.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+
+use crate::credentials::{CREDENTIALS_FILE, Env, NOT_LOGGED_IN, read_credentials};
+use crate::testutil::{Canned, FakeServer, run_verb};
+
+fn alarm(uuid: &str, id: &str, status: &str) -> serde_json::Value {
+    json!({
+        "uuid": uuid, "alarm_id": id, "entity_instance_id": "host=controller-0",
+        "severity": "major", "timestamp": "2026-11-26T18:16:12.086207",
+        "reason_text": "CPU high", "suppression_status": status,
+        "mgmt_affecting": "False", "degrade_affecting": "False"
+    })
+}
+
+#[test]
+fn alarm_list_sends_the_token_and_prints_a_table() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"alarms": [alarm("a-1", "100.101", "suppressed"), alarm("a-2", "100.104", "unsuppressed")]}),
+    )]);
+    let outcome = run_verb(
+        &[
+            "alarm",
+            "list",
+            "--severity",
+            "major",
+            "--include-suppressed",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(
+        seen[0].target,
+        "/v1/alarms?q.field=severity&q.op=eq&q.type=&q.value=major&include_suppress=True&expand=True"
+    );
+    assert_eq!(seen[0].header("x-auth-token"), Some("test-token"));
+    assert!(outcome.out.contains("S(100.101)"), "{}", outcome.out);
+    assert!(outcome.out.contains("100.104"));
+}
+
+#[test]
+fn alarm_list_as_json_prints_the_bare_array() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"alarms": [alarm("a-1", "100.101", "unsuppressed")], "next": null}),
+    )]);
+    let outcome = run_verb(&["alarm", "list", "-o", "json"], &server.env(), "");
+    server.finish();
+    outcome.result.unwrap();
+    let printed: serde_json::Value = serde_json::from_str(&outcome.out).unwrap();
+    assert_eq!(printed, json!([alarm("a-1", "100.101", "unsuppressed")]));
+}
+
+#[test]
+fn a_401_tells_the_user_to_log_in_again() {
+    let server = FakeServer::start(vec![Canned::json(
+        401,
+        json!({"error": {"message": "The request you have made requires authentication.", "code": 401, "title": "Unauthorized"}}),
+    )]);
+    let outcome = run_verb(&["alarm", "summary"], &server.env(), "");
+    server.finish();
+    let err = outcome.result.unwrap_err();
+    assert_eq!(
+        err.message,
+        "the server refused the token (expired or revoked); run `roost login` again"
+    );
+    assert_eq!(err.code, 1);
+}
+
+#[test]
+fn a_server_error_prints_the_envelope_message() {
+    let server = FakeServer::start(vec![Canned::json(
+        400,
+        json!({"error": {"message": "Invalid limit: 0", "faultstring": "Invalid limit: 0", "title": "Bad Request", "code": 400},
+               "error_message": "{\"faultcode\": \"Client\", \"faultstring\": \"Invalid limit: 0\", \"debuginfo\": null}"}),
+    )]);
+    let outcome = run_verb(&["event", "list"], &server.env(), "");
+    server.finish();
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.message, "Invalid limit: 0");
+    assert_eq!(err.code, 1);
+}
+
+#[test]
+fn showing_an_unknown_alarm_says_it_was_not_found() {
+    let server = FakeServer::start(vec![Canned::json(
+        404,
+        json!({"error": {"message": "Alarm not found: 1234", "code": 404}}),
+    )]);
+    let outcome = run_verb(&["alarm", "show", "1234"], &server.env(), "");
+    let seen = server.finish();
+    assert_eq!(seen[0].target, "/v1/alarms/1234");
+    assert_eq!(outcome.result.unwrap_err().message, "alarm 1234 not found");
+}
+
+#[test]
+fn alarm_show_prints_field_value_rows() {
+    let mut full = alarm("a-1", "100.101", "unsuppressed");
+    full["service_affecting"] = json!(false);
+    full["created_at"] = json!("2026-11-26T18:16:12.086207");
+    let server = FakeServer::start(vec![Canned::json(200, full)]);
+    let outcome = run_verb(&["alarm", "show", "a-1"], &server.env(), "");
+    server.finish();
+    outcome.result.unwrap();
+    for expected in [
+        "Field",
+        "Value",
+        "alarm_id",
+        "100.101",
+        "service_affecting",
+        "False",
+        "created_at",
+    ] {
+        assert!(
+            outcome.out.contains(expected),
+            "{expected}: {}",
+            outcome.out
+        );
+    }
+}
+
+#[test]
+fn clearing_by_uuid_sends_a_delete_and_accepts_204() {
+    let server = FakeServer::start(vec![Canned::empty(204)]);
+    let outcome = run_verb(&["alarm", "clear", "a-1"], &server.env(), "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("DELETE", "/v1/alarms/a-1")
+    );
+    assert_eq!(outcome.out, "Cleared alarm a-1\n");
+}
+
+#[test]
+fn clearing_an_entity_prefix_posts_a_clear_and_counts_the_cleared_alarms() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"uuid": "a-1", "cleared": ["a-1", "a-2", "a-3"]}),
+    )]);
+    let outcome = run_verb(
+        &["alarm", "clear", "--entity", "host=controller-0"],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/v1/alarms")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!({"alarm_state": "clear", "entity_instance_id": "host=controller-0"})
+    );
+    assert!(
+        seen[0]
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(outcome.out, "Cleared 3 alarm(s)\n");
+}
+
+#[test]
+fn an_invalid_clear_is_refused_before_any_request() {
+    let outcome = run_verb(
+        &["alarm", "clear", "a-1", "--entity", "host=x"],
+        &Env::default(),
+        "",
+    );
+    assert_eq!(outcome.result.unwrap_err().code, 2);
+}
+
+#[test]
+fn suppress_patches_every_known_id_after_checking_them_all() {
+    let catalogue = json!({"event_suppression": [
+        {"uuid": "s-1", "alarm_id": "100.101", "description": "CPU", "suppression_status": "unsuppressed", "links": []},
+        {"uuid": "s-2", "alarm_id": "100.104", "description": "FS", "suppression_status": "unsuppressed", "links": []}
+    ]});
+    let server = FakeServer::start(vec![
+        Canned::json(200, catalogue.clone()),
+        Canned::json(200, json!({"uuid": "s-1"})),
+        Canned::empty(204),
+    ]);
+    let outcome = run_verb(
+        &["alarm", "suppress", "100.101", "100.104"],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen[1].method, "PATCH");
+    assert_eq!(seen[1].target, "/v1/event_suppression/s-1");
+    assert_eq!(
+        seen[1].json(),
+        json!([{"op": "replace", "path": "/suppression_status", "value": "suppressed"}])
+    );
+    assert_eq!(seen[2].target, "/v1/event_suppression/s-2");
+    assert_eq!(
+        outcome.out,
+        "Alarm ID 100.101 suppressed.\nAlarm ID 100.104 suppressed.\n"
+    );
+
+    // An unknown id stops everything before the first PATCH.
+    let server = FakeServer::start(vec![Canned::json(200, catalogue), Canned::empty(204)]);
+    let outcome = run_verb(
+        &["alarm", "unsuppress", "100.101", "999.999"],
+        &server.env(),
+        "",
+    );
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.message, "alarm id 999.999 is not in the catalogue");
+    assert_eq!(server.seen_so_far().len(), 1);
+    // Let the server thread finish with a harmless request.
+    let _ = run_verb(&["alarm", "summary"], &server.env(), "");
+    server.finish();
+}
+
+#[test]
+fn without_credentials_the_user_is_told_to_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        roost_config_dir: Some(dir.path().into()),
+        ..Env::default()
+    };
+    let err = run_verb(&["alarm", "list"], &env, "").result.unwrap_err();
+    assert_eq!(err.message, NOT_LOGGED_IN);
+    assert_eq!(err.code, 2);
+}
+
+#[test]
+fn an_unreachable_server_is_reported_with_its_url() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let env = Env {
+        roost_url: Some(format!("http://127.0.0.1:{port}")),
+        roost_token: Some("t".into()),
+        ..Env::default()
+    };
+    let err = run_verb(&["alarm", "list"], &env, "").result.unwrap_err();
+    assert!(
+        err.message
+            .starts_with(&format!("cannot reach http://127.0.0.1:{port}: ")),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.code, 1);
+}
+
+#[test]
+fn login_reads_piped_answers_stores_a_private_file_and_never_prints_secrets() {
+    let server = FakeServer::start(vec![
+        Canned::json(
+            201,
+            json!({"token": {"expires_at": "2026-11-27T18:16:12.000000Z"}}),
+        )
+        .with_header("X-Subject-Token", "tok-123"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfg");
+    let env = Env {
+        roost_config_dir: Some(config.clone().into()),
+        ..Env::default()
+    };
+    let url = server.url.clone();
+    let input = format!("{url}/\nalice\ns3cret pw\n");
+    let outcome = run_verb(&["login"], &env, &input);
+    let seen = server.finish();
+    outcome.result.unwrap();
+
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/v3/auth/tokens")
+    );
+    assert_eq!(seen[0].header("x-auth-token"), None);
+    let user = &seen[0].json()["auth"]["identity"]["password"]["user"];
+    assert_eq!(user["name"], "alice");
+    assert_eq!(user["password"], "s3cret pw");
+
+    assert_eq!(
+        outcome.out,
+        format!("Logged in to {url} as alice (token expires 2026-11-27T18:16:12.000000Z)\n")
+    );
+    for stream in [&outcome.out, &outcome.err] {
+        assert!(!stream.contains("s3cret"));
+        assert!(!stream.contains("tok-123"));
+    }
+    let path = config.join(CREDENTIALS_FILE);
+    let stored = read_credentials(&path).unwrap().unwrap();
+    assert_eq!(stored.token, "tok-123");
+    assert_eq!(
+        stored.expires_at.as_deref(),
+        Some("2026-11-27T18:16:12.000000Z")
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn login_with_password_stdin_asks_nothing_else_and_uses_the_flags() {
+    let server = FakeServer::start(vec![
+        Canned::json(
+            201,
+            json!({"token": {"expires_at": "2026-11-27T00:00:00Z"}}),
+        )
+        .with_header("X-Subject-Token", "tok"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        roost_config_dir: Some(dir.path().into()),
+        ..Env::default()
+    };
+    let url = server.url.clone();
+    let outcome = run_verb(&["login", "--url", &url, "--password-stdin"], &env, "pw\n");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        seen[0].json()["auth"]["identity"]["password"]["user"]["name"],
+        "admin"
+    );
+    let stored = read_credentials(&dir.path().join(CREDENTIALS_FILE))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, url);
+}
+
+#[test]
+fn a_refused_login_names_the_user_and_writes_nothing() {
+    let server = FakeServer::start(vec![Canned::json(
+        401,
+        json!({"error": {"message": "The request you have made requires authentication.", "code": 401}}),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        roost_config_dir: Some(dir.path().into()),
+        ..Env::default()
+    };
+    let outcome = run_verb(
+        &[
+            "login",
+            "--url",
+            &server.url,
+            "--username",
+            "bob",
+            "--password-stdin",
+        ],
+        &env,
+        "wrong\n",
+    );
+    server.finish();
+    let err = outcome.result.unwrap_err();
+    assert_eq!(
+        err.message,
+        "login as bob refused: The request you have made requires authentication."
+    );
+    assert!(!dir.path().join(CREDENTIALS_FILE).exists());
+}
+
+#[test]
+fn stored_credentials_are_used_and_roost_url_overrides_only_the_url() {
+    let server = FakeServer::start(vec![Canned::json(200, json!({"event_log": []}))]);
+    let dir = tempfile::tempdir().unwrap();
+    crate::credentials::write_credentials(
+        &dir.path().join(CREDENTIALS_FILE),
+        &crate::credentials::Credentials {
+            url: "http://127.0.0.1:9".into(),
+            token: "stored-token".into(),
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    let env = Env {
+        roost_url: Some(server.url.clone()),
+        roost_config_dir: Some(dir.path().into()),
+        ..Env::default()
+    };
+    let outcome = run_verb(&["event", "list", "--alarms"], &env, "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen[0].header("x-auth-token"), Some("stored-token"));
+    assert_eq!(outcome.out, "No events.\n");
+}

@@ -1,0 +1,180 @@
+//! The fault management service: the in-memory alarm table, the catalogue,
+//! and the writer thread that applies commands and commits them in batches.
+//!
+//! Every command goes to one thread. It takes whatever commands are waiting
+//! (up to [`MAX_BATCH`]), applies each to the table under the write lock,
+//! persists each in its own savepoint, commits once, and only then answers.
+//! Readers share the table through a read lock and never see a change that
+//! is not committed: the write lock is held until the commit returns, and a
+//! failed commit is undone in memory before the lock is released.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use roost_fm::{Catalogue, FmCommand, FmError, FmState, Outcome};
+use roost_store::{Store, StoreError};
+use roost_types::Clock;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most commands committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Rejected(#[from] FmError),
+    #[error("the alarm store could not commit the change")]
+    Store(#[source] StoreError),
+    #[error("the fault management service is shutting down")]
+    Stopped,
+}
+
+struct Job {
+    cmd: FmCommand,
+    reply: oneshot::Sender<Result<Outcome, SubmitError>>,
+}
+
+/// Handle to the fault management service; cheap to clone.
+#[derive(Clone)]
+pub struct FmService {
+    state: Arc<RwLock<FmState>>,
+    catalogue: Arc<Catalogue>,
+    store: Arc<Store>,
+    tx: mpsc::Sender<Job>,
+}
+
+impl FmService {
+    /// Loads the table from the store and starts the writer thread.
+    pub fn start(
+        store: Arc<Store>,
+        catalogue: Arc<Catalogue>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(FmService, std::thread::JoinHandle<()>), StoreError> {
+        let (alarms, suppressed) = store.load_fm()?;
+        let state = Arc::new(RwLock::new(FmState::from_parts(alarms, suppressed)));
+        let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let writer_state = state.clone();
+        let writer_store = store.clone();
+        let writer_cat = catalogue.clone();
+        let handle = std::thread::Builder::new()
+            .name("fm-writer".into())
+            .spawn(move || writer_loop(writer_store, writer_state, writer_cat, clock, rx))
+            .map_err(|e| StoreError::Invalid(format!("cannot start the fm writer: {e}")))?;
+        Ok((
+            FmService {
+                state,
+                catalogue,
+                store,
+                tx,
+            },
+            handle,
+        ))
+    }
+
+    /// Applies a command; returns once it is committed.
+    pub async fn submit(&self, cmd: FmCommand) -> Result<Outcome, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { cmd, reply })
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        rx.await.map_err(|_| SubmitError::Stopped)?
+    }
+
+    /// Read access to the committed alarm table.
+    pub fn read(&self) -> RwLockReadGuard<'_, FmState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+fn writer_loop(
+    store: Arc<Store>,
+    state: Arc<RwLock<FmState>>,
+    catalogue: Arc<Catalogue>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let mut writer = match store.writer() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot open the store for writing");
+            // Answer every job with an error until the senders go away.
+            while let Some(job) = rx.blocking_recv() {
+                let _ = job.reply.send(Err(SubmitError::Stopped));
+            }
+            return;
+        }
+    };
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut results: Vec<Result<Outcome, SubmitError>> = Vec::with_capacity(jobs.len());
+        {
+            let mut table = state.write().unwrap_or_else(|e| e.into_inner());
+            match writer.begin() {
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "cannot begin a transaction");
+                    for _ in 0..jobs.len() {
+                        results.push(Err(SubmitError::Store(StoreError::Invalid(
+                            e.to_string(),
+                        ))));
+                    }
+                }
+                Ok(mut batch) => {
+                    for job in &jobs {
+                        let now = clock.now();
+                        match table.apply(job.cmd.clone(), now, &catalogue) {
+                            Ok(outcome) => match batch.persist_fm(&outcome) {
+                                Ok(()) => results.push(Ok(outcome)),
+                                Err(e) => {
+                                    table.undo(&outcome.changes);
+                                    tracing::error!(error = %error_chain(&e), "cannot persist an alarm change");
+                                    results.push(Err(SubmitError::Store(e)));
+                                }
+                            },
+                            Err(e) => results.push(Err(SubmitError::Rejected(e))),
+                        }
+                    }
+                    if let Err(e) = batch.commit() {
+                        tracing::error!(error = %error_chain(&e), "cannot commit alarm changes");
+                        for r in results.iter_mut().rev() {
+                            if let Ok(o) = r {
+                                table.undo(&o.changes);
+                                *r = Err(SubmitError::Store(StoreError::Invalid(e.to_string())));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (job, result) in jobs.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// An error and its sources, joined with ": ".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

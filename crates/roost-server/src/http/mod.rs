@@ -1,0 +1,120 @@
+//! The HTTP API: one router for every service, authentication, metrics.
+
+mod error;
+mod extract;
+mod fm;
+mod identity;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use error::ApiError;
+
+use crate::fm_service::FmService;
+use crate::identity::{Identity, Principal};
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub fm: FmService,
+    pub identity: Arc<Identity>,
+    pub metrics: Arc<Metrics>,
+    /// Fixed base URL for links and the catalog; else taken from Host.
+    pub public_url: Option<String>,
+}
+
+impl AppState {
+    /// The base URL clients used to reach us.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            })
+            .unwrap_or("127.0.0.1:6385");
+        format!("http://{host}")
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = Router::new()
+        .merge(fm::routes())
+        .merge(identity::protected_routes())
+        .merge(ops::protected_routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let public = Router::new()
+        .route("/", get(ops::root))
+        .route("/v1", get(ops::v1))
+        .route("/v1/", get(ops::v1))
+        .route("/v1.0", get(ops::v1_0))
+        .route("/v1.0/", get(ops::v1_0))
+        .route("/healthz", get(ops::healthz))
+        .merge(identity::public_routes());
+    Router::new()
+        .merge(protected)
+        .merge(public)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no such resource: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Lets the request through only with a valid `X-Auth-Token`; the holder
+/// becomes a request extension.
+async fn require_token(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match token.and_then(|t| st.identity.validate(t)) {
+        Some(p) => {
+            req.extensions_mut().insert::<Principal>(p);
+            next.run(req).await
+        }
+        None => ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn record_metrics(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    st.metrics.observe_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}

@@ -1,0 +1,320 @@
+//! Identity: the admin user, password checks (argon2id), and tokens.
+//!
+//! A token is 256 random bits, handed out once; only its SHA-256 is kept,
+//! in the store and in an in-memory cache that every request consults.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use roost_store::{Store, StoredToken, StoredUser};
+use roost_types::{Clock, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::datadir::DataDir;
+
+/// Name of the built-in administrator and of its project.
+pub const ADMIN: &str = "admin";
+
+/// A valid token's holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub user_name: String,
+    pub project: Option<(String, String)>,
+    pub roles: Vec<String>,
+    pub methods: Vec<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Why authentication failed. Deliberately vague towards the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("The request you have made requires authentication.")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("identity store unavailable")]
+    Store(#[from] roost_store::StoreError),
+}
+
+/// Identity service state.
+pub struct Identity {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    ttl_secs: i64,
+    tokens: RwLock<HashMap<String, Principal>>,
+}
+
+fn hash_token(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random secret of `bytes` bytes, as URL-safe text.
+pub fn random_secret(bytes: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // The OS random source failing is not recoverable; refuse to make a weak secret.
+        std::process::abort();
+    }
+    // 256 is a multiple of 64, so taking 6 bits of each byte is unbiased.
+    buf.iter()
+        .map(|b| ALPHABET[(b & 63) as usize] as char)
+        .collect()
+}
+
+/// Hashes a password with argon2id.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash password: {e}"))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+impl Identity {
+    /// Loads live tokens from the store.
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        ttl_secs: u64,
+    ) -> Result<Identity, AuthError> {
+        let id = Identity {
+            store,
+            clock,
+            ttl_secs: ttl_secs as i64,
+            tokens: RwLock::new(HashMap::new()),
+        };
+        let now = id.clock.now();
+        id.store.purge_expired_tokens(now)?;
+        let mut cache = HashMap::new();
+        for t in id.store.live_tokens(now)? {
+            if let Some(p) = id.principal_for(&t)? {
+                cache.insert(t.hash.clone(), p);
+            }
+        }
+        *id.tokens.write().unwrap_or_else(|e| e.into_inner()) = cache;
+        Ok(id)
+    }
+
+    fn principal_for(&self, t: &StoredToken) -> Result<Option<Principal>, AuthError> {
+        let Some(user) = self.store.user_by_id(&t.user_id)? else {
+            return Ok(None);
+        };
+        let (project, roles) = match &t.project_id {
+            Some(pid) => match self.store.project(pid)? {
+                Some(p) => {
+                    let roles = self.store.roles(&user.id, &p.0)?;
+                    (Some(p), roles)
+                }
+                None => return Ok(None),
+            },
+            None => (None, vec![]),
+        };
+        Ok(Some(Principal {
+            user_id: user.id,
+            user_name: user.name,
+            project,
+            roles,
+            methods: t.methods.split(',').map(str::to_string).collect(),
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+        }))
+    }
+
+    /// Creates the `admin` user on first start. Its password is
+    /// `env_password` if given, else random and written to the data
+    /// directory's `admin-credentials` (mode 0600). Returns whether the user
+    /// was created.
+    pub fn ensure_admin(
+        &self,
+        data: &DataDir,
+        env_password: Option<String>,
+    ) -> Result<bool, anyhow::Error> {
+        if self.store.user_by_name(ADMIN)?.is_some() {
+            return Ok(false);
+        }
+        let (password, generated) = match env_password.filter(|p| !p.is_empty()) {
+            Some(p) => (p, false),
+            None => (random_secret(24), true),
+        };
+        let user = StoredUser {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: ADMIN.into(),
+            password_hash: hash_password(&password).map_err(anyhow::Error::msg)?,
+        };
+        let project_id = uuid::Uuid::new_v4().simple().to_string();
+        if generated {
+            data.write_secret(
+                &data.admin_credentials(),
+                &format!("username={ADMIN}\npassword={password}\n"),
+            )?;
+        }
+        self.store.ensure_user(
+            &user,
+            (&project_id, ADMIN),
+            &["admin", "member", "reader"],
+            self.clock.now(),
+        )?;
+        Ok(true)
+    }
+
+    /// Checks a user's password (blocking: argon2 takes tens of milliseconds).
+    pub fn check_password(
+        &self,
+        user_id: Option<&str>,
+        user_name: Option<&str>,
+        password: &str,
+    ) -> Result<StoredUser, AuthError> {
+        let user = match (user_id, user_name) {
+            (Some(id), _) => self.store.user_by_id(id)?,
+            (None, Some(name)) => self.store.user_by_name(name)?,
+            (None, None) => {
+                return Err(AuthError::BadRequest(
+                    "the password method needs a user name or id".into(),
+                ));
+            }
+        };
+        match user {
+            Some(u) if verify_password(password, &u.password_hash) => Ok(u),
+            Some(_) => Err(AuthError::Unauthorized),
+            None => {
+                // Spend the same time as a real check so that user names cannot be probed.
+                let _ = verify_password(password, DUMMY_HASH);
+                Err(AuthError::Unauthorized)
+            }
+        }
+    }
+
+    /// Issues a token for `user`, scoped to `project` (name or id) when given.
+    /// `expires_at` caps the lifetime (a token made from a token never
+    /// outlives it). Returns the secret and its principal.
+    pub fn issue(
+        &self,
+        user: &StoredUser,
+        project: Option<&str>,
+        methods: &[&str],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(String, Principal), AuthError> {
+        let now = self.clock.now();
+        let (project, roles) = match project {
+            None => (None, vec![]),
+            Some(p) => {
+                let Some(p) = self.store.project(p)? else {
+                    return Err(AuthError::Unauthorized);
+                };
+                let roles = self.store.roles(&user.id, &p.0)?;
+                if roles.is_empty() {
+                    return Err(AuthError::Unauthorized);
+                }
+                (Some(p), roles)
+            }
+        };
+        let mut expiry = now.plus_secs(self.ttl_secs);
+        if let Some(cap) = expires_at {
+            expiry = expiry.min(cap);
+        }
+        let secret = random_secret(32);
+        let hash = hash_token(&secret);
+        self.store.insert_token(&StoredToken {
+            hash: hash.clone(),
+            user_id: user.id.clone(),
+            project_id: project.as_ref().map(|p| p.0.clone()),
+            methods: methods.join(","),
+            issued_at: now,
+            expires_at: expiry,
+        })?;
+        let principal = Principal {
+            user_id: user.id.clone(),
+            user_name: user.name.clone(),
+            project,
+            roles,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            issued_at: now,
+            expires_at: expiry,
+        };
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, principal.clone());
+        Ok((secret, principal))
+    }
+
+    /// The holder of a token, if it is valid now.
+    pub fn validate(&self, token: &str) -> Option<Principal> {
+        let now = self.clock.now();
+        let hash = hash_token(token);
+        let cache = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        cache.get(&hash).filter(|p| p.expires_at > now).cloned()
+    }
+
+    /// The user behind a valid token.
+    pub fn user_of(&self, p: &Principal) -> Result<StoredUser, AuthError> {
+        self.store
+            .user_by_id(&p.user_id)?
+            .ok_or(AuthError::Unauthorized)
+    }
+
+    /// Revokes a token; false if it was not valid.
+    pub fn revoke(&self, token: &str) -> Result<bool, AuthError> {
+        let hash = hash_token(token);
+        let known = self
+            .tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hash)
+            .is_some();
+        let stored = self.store.delete_token(&hash)?;
+        Ok(known || stored)
+    }
+
+    /// Forgets expired tokens, in memory and in the store.
+    pub fn purge_expired(&self) -> Result<usize, AuthError> {
+        let now = self.clock.now();
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.expires_at > now);
+        Ok(self.store.purge_expired_tokens(now)?)
+    }
+}
+
+/// An argon2id hash of a random password, used to spend the time of a
+/// password check when the user does not exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cm9vc3RkdW1teXNhbHQ$2NwUK1QhsqJ1VY8F6DgqzDIv3uxrD5qYKsAe0DfCnv4";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("other", &h));
+    }
+
+    #[test]
+    fn secrets_are_long_and_distinct() {
+        let a = random_secret(32);
+        let b = random_secret(32);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn token_hashes_are_stable_hex() {
+        assert_eq!(hash_token("x").len(), 64);
+        assert_eq!(hash_token("x"), hash_token("x"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics. One registry per server (no global registry).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use roost_fm::Summary;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: &'static str,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram>,
+    alarms: Family<SeverityLabels, Gauge>,
+    event_log: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("roost");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+        });
+        let alarms = Family::<SeverityLabels, Gauge>::default();
+        let event_log = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by method, route and status",
+            latency.clone(),
+        );
+        registry.register(
+            "active_alarms",
+            "Active alarms by severity (suppressed ones included)",
+            alarms.clone(),
+        );
+        registry.register(
+            "event_log_records",
+            "Records in the event log",
+            event_log.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            alarms,
+            event_log,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            method: method.to_string(),
+            route: route.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The exposition text, with the gauges brought up to date.
+    pub fn render(&self, summary: &Summary, event_log_len: u64) -> String {
+        for (severity, n) in [
+            ("critical", summary.critical),
+            ("major", summary.major),
+            ("minor", summary.minor),
+            ("warning", summary.warnings),
+        ] {
+            self.alarms
+                .get_or_create(&SeverityLabels { severity })
+                .set(n as i64);
+        }
+        self.event_log.set(event_log_len as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
