@@ -196,10 +196,11 @@ fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError
                     .limit
                     .is_some_and(|n| alarms.len() as u64 >= u64::from(n));
             if more {
+                let n = alarms.len();
+                let noun = if n == 1 { "alarm" } else { "alarms" };
                 writeln!(
                     io.err,
-                    "({} alarms shown; more may exist: raise or drop --limit)",
-                    alarms.len()
+                    "({n} {noun} shown; more may exist: raise or drop --limit)"
                 )?;
             }
             Ok(())

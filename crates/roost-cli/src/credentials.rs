@@ -290,9 +290,10 @@ mod tests {
     #[test]
     fn a_url_without_a_token_is_not_logged_in() {
         assert_eq!(merge_target(Some("http://h:1"), None, None), None);
+        let dir = tempfile::tempdir().unwrap();
         let env = Env {
             roost_url: Some("http://h:1".into()),
-            roost_config_dir: Some(tempfile::tempdir().unwrap().path().into()),
+            roost_config_dir: Some(dir.path().into()),
             ..Env::default()
         };
         let err = resolve_target(&env).unwrap_err();

@@ -144,10 +144,11 @@ fn list(args: &EventListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError
             let more = reply.get("next").is_some_and(|n| !n.is_null())
                 || events.len() as u64 >= u64::from(args.limit);
             if more {
+                let n = events.len();
+                let noun = if n == 1 { "event" } else { "events" };
                 writeln!(
                     io.err,
-                    "(the newest {} events shown; more may exist: raise --limit or narrow with --start/--end)",
-                    events.len()
+                    "(the newest {n} {noun} shown; more may exist: raise --limit or narrow with --start/--end)"
                 )?;
             }
             Ok(())

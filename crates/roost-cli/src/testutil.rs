@@ -136,11 +136,6 @@ impl FakeServer {
         self.seen.lock().unwrap().clone()
     }
 
-    /// What was seen so far (for tests that expect fewer requests than replies).
-    pub fn seen_so_far(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
     /// An environment that points the verbs at this server with a token.
     pub fn env(&self) -> Env {
         Env {

@@ -212,18 +212,17 @@ fn suppress_patches_every_known_id_after_checking_them_all() {
     );
 
     // An unknown id stops everything before the first PATCH.
-    let server = FakeServer::start(vec![Canned::json(200, catalogue), Canned::empty(204)]);
+    let server = FakeServer::start(vec![Canned::json(200, catalogue)]);
     let outcome = run_verb(
         &["alarm", "unsuppress", "100.101", "999.999"],
         &server.env(),
         "",
     );
+    let seen = server.finish();
     let err = outcome.result.unwrap_err();
     assert_eq!(err.message, "alarm id 999.999 is not in the catalogue");
-    assert_eq!(server.seen_so_far().len(), 1);
-    // Let the server thread finish with a harmless request.
-    let _ = run_verb(&["alarm", "summary"], &server.env(), "");
-    server.finish();
+    assert_eq!(seen.len(), 1, "no PATCH was sent");
+    assert_eq!(outcome.out, "");
 }
 
 #[test]
@@ -397,4 +396,27 @@ fn stored_credentials_are_used_and_roost_url_overrides_only_the_url() {
     outcome.result.unwrap();
     assert_eq!(seen[0].header("x-auth-token"), Some("stored-token"));
     assert_eq!(outcome.out, "No events.\n");
+}
+
+#[test]
+fn a_full_page_of_events_adds_a_hint_on_stderr_only() {
+    let event = json!({
+        "uuid": "e-1", "event_log_id": "200.001", "state": "log",
+        "entity_instance_id": "host=compute-1", "severity": "not-applicable",
+        "timestamp": "2026-11-26T18:16:12.086207", "reason_text": "locked",
+        "suppression_status": "unsuppressed"
+    });
+    let server = FakeServer::start(vec![Canned::json(200, json!({"event_log": [event]}))]);
+    let outcome = run_verb(&["event", "list", "--limit", "1"], &server.env(), "");
+    server.finish();
+    outcome.result.unwrap();
+    assert!(outcome.out.contains("200.001"));
+    assert!(!outcome.out.contains("more may exist"));
+    assert!(
+        outcome
+            .err
+            .contains("the newest 1 event shown; more may exist"),
+        "{}",
+        outcome.err
+    );
 }

@@ -1,1 +1,352 @@
-//! placeholder
+//! Helpers shared by Roost's end-to-end tests and benchmarks: start the real
+//! `roost server` binary on a free port with its own data directory, log in,
+//! and stop it gently or with `kill -9`.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The admin password every test server is given.
+pub const PASSWORD: &str = "test-admin-password";
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Set `ROOST_ADMIN_PASSWORD` (true by default).
+    pub admin_password: bool,
+    /// Keep resource monitoring on (off by default, so tests see only their alarms).
+    pub monitor: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            args: Vec::new(),
+            env: Vec::new(),
+            admin_password: true,
+            monitor: false,
+        }
+    }
+}
+
+/// A running `roost server`.
+pub struct Server {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    opts: ServerOptions,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn spawn(
+    bin: &Path,
+    data_dir: &Path,
+    listen: &str,
+    opts: &ServerOptions,
+) -> Result<(Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>), String> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("server")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(listen)
+        .args(&opts.args)
+        .env_remove("ROOST_CONFIG")
+        .env_remove("ROOST_LISTEN")
+        .env_remove("ROOST_DATA_DIR")
+        .env("ROOST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !opts.monitor {
+        cmd.arg("--no-monitor");
+    }
+    if opts.admin_password {
+        cmd.env("ROOST_ADMIN_PASSWORD", PASSWORD);
+    } else {
+        cmd.env_remove("ROOST_ADMIN_PASSWORD");
+    }
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut v) = lines.lock() {
+                    v.push(l);
+                }
+            }
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = l.strip_prefix("roost server ready on ") {
+                let _ = tx.send(u.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Ok((child, url, lines)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = lines.lock().map(|v| v.join("\n")).unwrap_or_default();
+            Err(format!("server did not become ready; its log:\n{log}"))
+        }
+    }
+}
+
+impl Server {
+    /// Starts a server on a free port with a fresh data directory.
+    pub fn start(bin: &Path) -> Server {
+        Self::start_with(bin, ServerOptions::default())
+    }
+
+    /// Starts a server with options, on a fresh data directory.
+    pub fn start_with(bin: &Path, opts: ServerOptions) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        Self::start_in(bin, &data, opts, Some(tmp)).expect("server starts")
+    }
+
+    /// Starts a server on an existing data directory; an error holds its log.
+    pub fn start_in(
+        bin: &Path,
+        data_dir: &Path,
+        opts: ServerOptions,
+        tmp: Option<tempfile::TempDir>,
+    ) -> Result<Server, String> {
+        let (child, url, stderr) = spawn(bin, data_dir, "127.0.0.1:0", &opts)?;
+        Ok(Server {
+            child: Some(child),
+            bin: bin.to_path_buf(),
+            url,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: tmp,
+            opts,
+            stderr,
+        })
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|v| v.join("\n")).unwrap_or_default()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends `kill -9` and reaps the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data directory (new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, url, stderr) =
+            spawn(&self.bin, &self.data_dir, "127.0.0.1:0", &self.opts).expect("restart");
+        self.child = Some(child);
+        self.url = url;
+        self.stderr = stderr;
+    }
+
+    /// Logs in as admin (project admin) and returns the token.
+    pub fn token(&self) -> String {
+        let (status, headers, body) = self.login(json!({
+            "auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": PASSWORD, "domain": {"name": "Default"}}}},
+                     "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}
+        }));
+        assert_eq!(status, 201, "login failed: {body}");
+        headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .expect("X-Subject-Token")
+            .to_string()
+    }
+
+    /// `POST /v3/auth/tokens` with `body`: (status, headers, JSON body).
+    pub fn login(&self, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = http()
+            .post(format!("{}/v3/auth/tokens", self.url))
+            .json(&body)
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.json().unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// An authenticated API client for this server.
+    pub fn api(&self) -> Api {
+        Api {
+            url: self.url.clone(),
+            token: self.token(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking HTTP client with sane timeouts.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// An answer: status and body (JSON when it parses, else a string).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: Option<String>,
+}
+
+/// Authenticated calls against one server.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    fn send(&self, rb: reqwest::blocking::RequestBuilder) -> Reply {
+        let r = rb
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = r.text().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            body,
+            content_type,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send(http().get(format!("{}{path}", self.url)))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send(http().delete(format!("{}{path}", self.url)))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(http().post(format!("{}{path}", self.url)).json(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(http().patch(format!("{}{path}", self.url)).json(body))
+    }
+
+    /// Sends raw bytes with a content type.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        self.send(
+            http()
+                .post(format!("{}{path}", self.url))
+                .header("Content-Type", content_type)
+                .body(body),
+        )
+    }
+
+    /// Raises an alarm; returns its uuid.
+    pub fn set_alarm(&self, id: &str, entity: &str, severity: &str) -> String {
+        let r = self.post(
+            "/v1/alarms",
+            &json!({"alarm_state": "set", "alarm_id": id, "entity_instance_id": entity,
+                    "severity": severity, "reason_text": format!("{id} on {entity}")}),
+        );
+        assert_eq!(r.status, 200, "set failed: {:?}", r.body);
+        r.body["uuid"].as_str().expect("uuid").to_string()
+    }
+
+    /// The `alarms` of a listing (panics unless 200).
+    pub fn alarms(&self, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/v1/alarms{query}"));
+        assert_eq!(r.status, 200, "list failed: {:?}", r.body);
+        r.body["alarms"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The `event_log` of a listing (panics unless 200).
+    pub fn events(&self, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/v1/event_log{query}"));
+        assert_eq!(r.status, 200, "event list failed: {:?}", r.body);
+        r.body["event_log"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Path of StarlingX's real alarm catalogue beside the checkout, if present.
+pub fn shared_events_yaml() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/starlingx/events.yaml");
+    p.exists().then_some(p)
+}
+
+/// Polls `f` until it returns `Some`, for up to `secs` seconds.
+pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,209 @@
+//! Keystone-compatible token flows against the real server.
+
+use roost_test_support::{PASSWORD, Server, ServerOptions, http};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+fn password_body(password: &str, scope: bool) -> Value {
+    let mut b = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": password, "domain": {"name": "Default"}}}}}});
+    if scope {
+        b["auth"]["scope"] = json!({"project": {"name": "admin", "domain": {"name": "Default"}}});
+    }
+    b
+}
+
+#[test]
+fn a_scoped_password_login_returns_what_starlingx_clients_read() {
+    let s = Server::start(bin());
+    let (status, headers, body) = s.login(password_body(PASSWORD, true));
+    assert_eq!(status, 201);
+    let token = headers.get("x-subject-token").unwrap().to_str().unwrap();
+    assert!(token.len() >= 32);
+    let t = &body["token"];
+    assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(t["user"]["id"].is_string());
+    assert_eq!(t["user"]["name"], "admin");
+    assert_eq!(t["project"]["name"], "admin");
+    assert!(t["roles"].as_array().unwrap().iter().any(|r| r["name"] == "admin"));
+    let catalog = t["catalog"].as_array().unwrap();
+    for ty in ["identity", "platform", "faultmanagement", "dcmanager", "usm"] {
+        let svc = catalog.iter().find(|c| c["type"] == ty).unwrap_or_else(|| panic!("{ty}"));
+        let eps = svc["endpoints"].as_array().unwrap();
+        for iface in ["public", "internal", "admin"] {
+            let e = eps.iter().find(|e| e["interface"] == iface).unwrap();
+            assert_eq!(e["region_id"], "RegionOne");
+            assert!(e["url"].as_str().unwrap().starts_with(&s.url));
+        }
+    }
+    let fm = catalog.iter().find(|c| c["type"] == "faultmanagement").unwrap();
+    assert_eq!(fm["endpoints"][0]["url"], s.url.as_str(), "fm's URL has no path");
+    let platform = catalog.iter().find(|c| c["type"] == "platform").unwrap();
+    assert_eq!(platform["endpoints"][0]["url"], format!("{}/v1", s.url));
+}
+
+#[test]
+fn unscoped_and_token_method_logins_work() {
+    let s = Server::start(bin());
+    let (status, headers, body) = s.login(password_body(PASSWORD, false));
+    assert_eq!(status, 201);
+    assert!(body["token"].get("project").is_none());
+    let first = headers.get("x-subject-token").unwrap().to_str().unwrap().to_string();
+
+    // dcmanager's flow: token method, unscoped, with the token also in X-Auth-Token.
+    let r = http()
+        .post(format!("{}/v3/auth/tokens", s.url))
+        .header("X-Auth-Token", &first)
+        .json(&json!({"auth": {"identity": {"methods": ["token"], "token": {"id": first}}}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let second = r.headers().get("x-subject-token").unwrap().to_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let b: Value = r.json().unwrap();
+    assert!(b["token"]["user"]["id"].is_string());
+
+    // Token method with a project scope.
+    let (st, _, b) = s.login(json!({"auth": {"identity": {"methods": ["token"], "token": {"id": second}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}));
+    assert_eq!(st, 201);
+    assert_eq!(b["token"]["project"]["name"], "admin");
+
+    let (st, _, _) = s.login(json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "forged"}}}}));
+    assert_eq!(st, 401);
+}
+
+#[test]
+fn wrong_credentials_and_unknown_projects_are_refused() {
+    let s = Server::start(bin());
+    let (st, h, b) = s.login(password_body("wrong", true));
+    assert_eq!(st, 401);
+    assert!(h.get("x-subject-token").is_none());
+    assert!(b["error"]["message"].is_string());
+    let (st, _, _) = s.login(json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "nobody", "password": "x"}}}}}));
+    assert_eq!(st, 401);
+    let (st, _, _) = s.login(json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": PASSWORD}}},
+        "scope": {"project": {"name": "elsewhere"}}}}));
+    assert_eq!(st, 401);
+    let (st, _, _) = s.login(json!({"auth": {"identity": {"methods": ["totp"]}}}));
+    assert_eq!(st, 400);
+    let (st, _, _) = s.login(json!({"nonsense": true}));
+    assert_eq!(st, 400);
+}
+
+#[test]
+fn every_api_but_the_version_documents_needs_a_valid_token() {
+    let s = Server::start(bin());
+    for path in ["/", "/v1", "/v1.0", "/v3", "/healthz"] {
+        let r = http().get(format!("{}{path}", s.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path} is public");
+    }
+    let root: Value = http().get(format!("{}/", s.url)).send().unwrap().json().unwrap();
+    assert_eq!(root["versions"][0]["id"], "v1");
+    let v1: Value = http().get(format!("{}/v1", s.url)).send().unwrap().json().unwrap();
+    assert!(v1.get("alarms").is_some() && v1.get("event_log").is_some());
+
+    for (method, path) in [
+        ("GET", "/v1/alarms"),
+        ("POST", "/v1/alarms"),
+        ("GET", "/v1/alarms/summary"),
+        ("GET", "/v1/alarms/x"),
+        ("DELETE", "/v1/alarms/x"),
+        ("GET", "/v1/event_log"),
+        ("GET", "/v1/event_suppression"),
+        ("PATCH", "/v1/event_suppression/x"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/v3/auth/tokens"),
+        ("DELETE", "/v3/auth/tokens"),
+    ] {
+        for token in [None, Some("not-a-token")] {
+            let mut rb = http().request(method.parse().unwrap(), format!("{}{path}", s.url));
+            if let Some(t) = token {
+                rb = rb.header("X-Auth-Token", t);
+            }
+            let r = rb.send().unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{method} {path} with {token:?}");
+            let b: Value = r.json().unwrap();
+            assert!(b["error"]["message"].is_string(), "{method} {path}: JSON error body");
+        }
+    }
+}
+
+#[test]
+fn tokens_validate_and_revoke() {
+    let s = Server::start(bin());
+    let admin = s.token();
+    let other = s.token();
+    let check = |subject: &str| {
+        http()
+            .get(format!("{}/v3/auth/tokens", s.url))
+            .header("X-Auth-Token", &admin)
+            .header("X-Subject-Token", subject)
+            .send()
+            .unwrap()
+    };
+    let r = check(&other);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers().get("x-subject-token").unwrap().to_str().unwrap(), other);
+    let b: Value = r.json().unwrap();
+    assert_eq!(b["token"]["user"]["name"], "admin");
+
+    let r = http()
+        .delete(format!("{}/v3/auth/tokens", s.url))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &other)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(check(&other).status().as_u16(), 404);
+    let r = http()
+        .get(format!("{}/v1/alarms", s.url))
+        .header("X-Auth-Token", &other)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a revoked token is refused");
+}
+
+#[test]
+fn tokens_survive_a_restart() {
+    let mut s = Server::start(bin());
+    let token = s.token();
+    s.restart();
+    let r = http()
+        .get(format!("{}/v1/alarms", s.url))
+        .header("X-Auth-Token", &token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[test]
+fn without_a_configured_password_one_is_generated_into_a_private_file() {
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            admin_password: false,
+            ..Default::default()
+        },
+    );
+    let file = s.data_dir.join("admin-credentials");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("username=admin\n"));
+    let pw = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap();
+    assert!(pw.len() >= 20);
+    assert!(!s.log().contains(pw), "the password is never logged");
+    let (st, _, _) = s.login(password_body(pw, true));
+    assert_eq!(st, 201);
+    let dir_mode = std::fs::metadata(&s.data_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+}
