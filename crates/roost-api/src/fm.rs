@@ -292,9 +292,11 @@ impl AlarmPost {
                     entity_instance_id: e,
                 }),
                 (None, None, Some(e)) => Ok(AlarmRequest::ClearPrefix { entity_prefix: e }),
-                _ => Err("a clear names either a uuid, or an alarm_id and entity_instance_id, \
+                _ => Err(
+                    "a clear names either a uuid, or an alarm_id and entity_instance_id, \
                      or only an entity_instance_id (to clear everything under it)"
-                    .into()),
+                        .into(),
+                ),
             },
             "log" | "msg" => Ok(AlarmRequest::Log(EventInput {
                 event_log_id: need(self.alarm_id, "alarm_id")?,
@@ -356,7 +358,9 @@ mod tests {
             Ok(AlarmRequest::ClearUuid(_))
         ));
         assert!(matches!(
-            post(serde_json::json!({"alarm_state":"clear","alarm_id":"1","entity_instance_id":"e","severity":"major"})),
+            post(
+                serde_json::json!({"alarm_state":"clear","alarm_id":"1","entity_instance_id":"e","severity":"major"})
+            ),
             Ok(AlarmRequest::ClearPair { .. })
         ));
         assert!(matches!(
@@ -368,8 +372,9 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_refused_with_a_reason() {
-        let e = post(serde_json::json!({"alarm_id":"1","entity_instance_id":"e","severity":"huge"}))
-            .unwrap_err();
+        let e =
+            post(serde_json::json!({"alarm_id":"1","entity_instance_id":"e","severity":"huge"}))
+                .unwrap_err();
         assert!(e.contains("huge"), "{e}");
         let e = post(serde_json::json!({"alarm_id":"1","entity_instance_id":"e"})).unwrap_err();
         assert!(e.contains("severity"), "{e}");

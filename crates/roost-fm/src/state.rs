@@ -45,7 +45,10 @@ pub enum FmCommand {
 /// persisted and, if persisting fails, undone.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlarmChange {
-    Upsert { before: Option<Alarm>, after: Alarm },
+    Upsert {
+        before: Option<Box<Alarm>>,
+        after: Alarm,
+    },
     Remove(Alarm),
     Suppression {
         alarm_id: String,
@@ -410,11 +413,7 @@ impl FmState {
         let alarm = Alarm {
             uuid: uuid.clone(),
             entity_type_id: default_entity_type(&input.entity_instance_id, input.entity_type_id),
-            reason_text: pick(
-                input.reason_text,
-                entry.map(|e| e.description.as_str()),
-                "",
-            ),
+            reason_text: pick(input.reason_text, entry.map(|e| e.description.as_str()), ""),
             alarm_type: pick(
                 input.alarm_type,
                 entry.map(|e| e.alarm_type.as_str()),
@@ -445,7 +444,11 @@ impl FmState {
         };
         let event = Event {
             // The first "set" record shares the alarm's uuid; updates get their own.
-            uuid: if before.is_some() { new_uuid() } else { uuid.clone() },
+            uuid: if before.is_some() {
+                new_uuid()
+            } else {
+                uuid.clone()
+            },
             event_log_id: alarm.alarm_id.clone(),
             state: EventState::Set,
             entity_instance_id: alarm.entity_instance_id.clone(),
@@ -462,7 +465,7 @@ impl FmState {
         self.insert(alarm.clone());
         Ok(Outcome {
             changes: vec![AlarmChange::Upsert {
-                before,
+                before: before.map(Box::new),
                 after: alarm,
             }],
             events: vec![event],
@@ -512,9 +515,7 @@ impl FmState {
         check_text("reason_text", &input.reason_text)?;
         check_text("proposed_repair_action", &input.proposed_repair_action)?;
         if input.state.is_alarm() {
-            return Err(FmError::Invalid(
-                "a log's state must be log or msg".into(),
-            ));
+            return Err(FmError::Invalid("a log's state must be log or msg".into()));
         }
         let entry = catalogue.get(&input.event_log_id);
         let or_entry = |given: Option<String>, e: Option<&str>, fallback: &str| match given {
@@ -566,7 +567,7 @@ impl FmState {
                 AlarmChange::Upsert { before, after } => {
                     self.remove(&after.uuid);
                     if let Some(b) = before {
-                        self.insert(b.clone());
+                        self.insert((**b).clone());
                     }
                 }
                 AlarmChange::Remove(a) => self.insert(a.clone()),

@@ -91,9 +91,9 @@ impl Thresholds {
             None => raw,
             Some(cur) => {
                 let rank = |s: Option<Severity>| s.map(|s| 4 - s.rank()).unwrap_or(0);
-                if rank(raw) >= rank(Some(cur)) {
-                    raw
-                } else if value < self.threshold_of(cur) - self.hysteresis {
+                // Rising (or staying) is immediate; falling waits for the band.
+                if rank(raw) >= rank(Some(cur)) || value < self.threshold_of(cur) - self.hysteresis
+                {
                     raw
                 } else {
                     Some(cur)

@@ -129,9 +129,7 @@ fn writer_loop(
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "cannot begin a transaction");
                     for _ in 0..jobs.len() {
-                        results.push(Err(SubmitError::Store(StoreError::Invalid(
-                            e.to_string(),
-                        ))));
+                        results.push(Err(SubmitError::Store(StoreError::Invalid(e.to_string()))));
                     }
                 }
                 Ok(mut batch) => {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use roost_fm::{AlarmInput, FmCommand};
 use roost_mtce::{AlarmDecision, Resource, ResourceMonitor};
 
-
 use crate::config::MonitorConfig;
 use crate::fm_service::FmService;
 
@@ -185,7 +184,9 @@ pub async fn run(
                 },
             };
             match fm.submit(cmd).await {
-                Ok(_) => tracing::info!(alarm_id = d.alarm_id, entity = %d.entity_instance_id, severity = ?d.severity, "{}", d.reason_text),
+                Ok(_) => {
+                    tracing::info!(alarm_id = d.alarm_id, entity = %d.entity_instance_id, severity = ?d.severity, "{}", d.reason_text)
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot record a resource alarm"),
             }
         }

@@ -114,7 +114,8 @@ fn alarm_from_row(r: &Row<'_>) -> Result<Alarm, rusqlite::Error> {
     })
 }
 
-const EVENT_COLUMNS: &str = "uuid, event_log_id, state, entity_instance_id, entity_type_id, severity,
+const EVENT_COLUMNS: &str =
+    "uuid, event_log_id, state, entity_instance_id, entity_type_id, severity,
     reason_text, event_log_type, probable_cause, proposed_repair_action, service_affecting,
     suppression, timestamp, seq";
 

@@ -28,30 +28,34 @@ impl Store {
     /// The user with this name.
     pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT id, name, password_hash FROM users WHERE name = ?1")?
-                .query_row([name], |r| {
-                    Ok(StoredUser {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
+            Ok(
+                c.prepare_cached("SELECT id, name, password_hash FROM users WHERE name = ?1")?
+                    .query_row([name], |r| {
+                        Ok(StoredUser {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
                     })
-                })
-                .optional()?)
+                    .optional()?,
+            )
         })
     }
 
     /// The user with this id.
     pub fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT id, name, password_hash FROM users WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(StoredUser {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
+            Ok(
+                c.prepare_cached("SELECT id, name, password_hash FROM users WHERE id = ?1")?
+                    .query_row([id], |r| {
+                        Ok(StoredUser {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
                     })
-                })
-                .optional()?)
+                    .optional()?,
+            )
         })
     }
 
@@ -94,9 +98,11 @@ impl Store {
     /// The project with this name or id: (id, name).
     pub fn project(&self, name_or_id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT id, name FROM projects WHERE id = ?1 OR name = ?1")?
-                .query_row([name_or_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT id, name FROM projects WHERE id = ?1 OR name = ?1")?
+                    .query_row([name_or_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
+            )
         })
     }
 
@@ -140,10 +146,7 @@ impl Store {
     /// Deletes tokens that expired before `now`; returns how many.
     pub fn purge_expired_tokens(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.write_once(|tx| {
-            Ok(tx.execute(
-                "DELETE FROM tokens WHERE expires_at < ?1",
-                [now.micros()],
-            )?)
+            Ok(tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [now.micros()])?)
         })
     }
 

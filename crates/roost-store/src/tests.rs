@@ -74,13 +74,23 @@ fn the_event_log_keeps_only_the_newest_records() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(cfg(&dir, 5)).unwrap();
     let mut state = FmState::new();
-    let cmds = (0..12).map(|i| set("100.104", &format!("host=h{i}"))).collect();
+    let cmds = (0..12)
+        .map(|i| set("100.104", &format!("host=h{i}")))
+        .collect();
     run(&store, &mut state, cmds, 1);
     assert_eq!(store.event_log_len(), 5);
-    let (events, more) = store.events(&EventQuery::default(), &Default::default()).unwrap();
+    let (events, more) = store
+        .events(&EventQuery::default(), &Default::default())
+        .unwrap();
     assert!(!more);
-    let got: Vec<&str> = events.iter().map(|e| e.entity_instance_id.as_str()).collect();
-    assert_eq!(got, ["host=h11", "host=h10", "host=h9", "host=h8", "host=h7"]);
+    let got: Vec<&str> = events
+        .iter()
+        .map(|e| e.entity_instance_id.as_str())
+        .collect();
+    assert_eq!(
+        got,
+        ["host=h11", "host=h10", "host=h9", "host=h8", "host=h7"]
+    );
 }
 
 #[test]
@@ -88,7 +98,9 @@ fn event_paging_follows_the_marker_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(cfg(&dir, 100)).unwrap();
     let mut state = FmState::new();
-    let cmds = (0..7).map(|i| set("100.104", &format!("host=h{i}"))).collect();
+    let cmds = (0..7)
+        .map(|i| set("100.104", &format!("host=h{i}")))
+        .collect();
     run(&store, &mut state, cmds, 1);
     let mut q = EventQuery {
         limit: Some(3),
@@ -120,11 +132,15 @@ fn a_failed_step_leaves_the_rest_of_the_batch() {
     let cat = Catalogue::builtin();
     let mut w = store.writer().unwrap();
     let mut b = w.begin().unwrap();
-    let o1 = state.apply(set("100.101", "host=a"), Timestamp(1), &cat).unwrap();
+    let o1 = state
+        .apply(set("100.101", "host=a"), Timestamp(1), &cat)
+        .unwrap();
     b.persist_fm(&o1).unwrap();
     // The same outcome again collides on the event uuid: that step fails alone.
     assert!(b.persist_fm(&o1).is_err());
-    let o2 = state.apply(set("100.103", "host=a"), Timestamp(2), &cat).unwrap();
+    let o2 = state
+        .apply(set("100.103", "host=a"), Timestamp(2), &cat)
+        .unwrap();
     b.persist_fm(&o2).unwrap();
     b.commit().unwrap();
     let (alarms, _) = store.load_fm().unwrap();
@@ -141,11 +157,22 @@ fn users_tokens_and_roles_round_trip() {
         name: "admin".into(),
         password_hash: "h".into(),
     };
-    assert!(store.ensure_user(&u, ("p1", "admin"), &["admin", "reader"], Timestamp(1)).unwrap());
-    assert!(!store.ensure_user(&u, ("p1", "admin"), &["admin"], Timestamp(1)).unwrap());
+    assert!(
+        store
+            .ensure_user(&u, ("p1", "admin"), &["admin", "reader"], Timestamp(1))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .ensure_user(&u, ("p1", "admin"), &["admin"], Timestamp(1))
+            .unwrap()
+    );
     assert_eq!(store.user_by_name("admin").unwrap(), Some(u.clone()));
     assert_eq!(store.roles("u1", "p1").unwrap(), ["admin", "reader"]);
-    assert_eq!(store.project("admin").unwrap(), Some(("p1".into(), "admin".into())));
+    assert_eq!(
+        store.project("admin").unwrap(),
+        Some(("p1".into(), "admin".into()))
+    );
     let t = StoredToken {
         hash: "th".into(),
         user_id: "u1".into(),

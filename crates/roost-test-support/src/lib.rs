@@ -44,15 +44,18 @@ pub struct Server {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     opts: ServerOptions,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: LogLines,
 }
+
+/// Lines the server wrote to stderr, collected by a reader thread.
+type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 fn spawn(
     bin: &Path,
     data_dir: &Path,
     listen: &str,
     opts: &ServerOptions,
-) -> Result<(Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>), String> {
+) -> Result<(Child, String, LogLines), String> {
     let mut cmd = Command::new(bin);
     cmd.arg("server")
         .arg("--data-dir")

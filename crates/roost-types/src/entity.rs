@@ -32,8 +32,7 @@ pub fn entity_is_under(entity: &str, prefix: &str) -> bool {
 pub fn entity_type_of(entity: &str) -> String {
     let mut keys = Vec::new();
     let mut rest = entity;
-    loop {
-        let Some(eq) = rest.find('=') else { break };
+    while let Some(eq) = rest.find('=') {
         keys.push(&rest[..eq]);
         let after = &rest[eq + 1..];
         // Find the next level start: a '.' followed by `key=` with no dot in key.
@@ -68,19 +67,28 @@ mod tests {
             "host=worker-1"
         ));
         assert!(!entity_is_under("host=worker-10", "host=worker-1"));
-        assert!(!entity_is_under("host=worker-10.filesystem=/", "host=worker-1"));
+        assert!(!entity_is_under(
+            "host=worker-10.filesystem=/",
+            "host=worker-1"
+        ));
         assert!(!entity_is_under("host=worker-1", ""));
     }
 
     #[test]
     fn dots_inside_values_do_not_start_levels() {
         assert!(!entity_is_under("host=a.example.com", "host=a"));
-        assert!(entity_is_under("host=a.example.com.port=1", "host=a.example.com"));
+        assert!(entity_is_under(
+            "host=a.example.com.port=1",
+            "host=a.example.com"
+        ));
     }
 
     #[test]
     fn entity_type_lists_the_keys() {
-        assert_eq!(entity_type_of("host=c-0.filesystem=/var/log"), "host.filesystem");
+        assert_eq!(
+            entity_type_of("host=c-0.filesystem=/var/log"),
+            "host.filesystem"
+        );
         assert_eq!(entity_type_of("subcloud=s1"), "subcloud");
         assert_eq!(entity_type_of("nonsense"), "");
     }

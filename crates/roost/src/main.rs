@@ -2,6 +2,7 @@
 //! are the command-line client.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use roost_server::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "roost", version, about = "Roost: a light, StarlingX-compatible edge cloud")]
+#[command(
+    name = "roost",
+    version,
+    about = "Roost: a light, StarlingX-compatible edge cloud"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,11 +106,19 @@ fn init_logging(c: &Config) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     if c.log.format == "json" {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?;
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?;
     }
     Ok(())

@@ -29,10 +29,25 @@ fn a_scoped_password_login_returns_what_starlingx_clients_read() {
     assert!(t["user"]["id"].is_string());
     assert_eq!(t["user"]["name"], "admin");
     assert_eq!(t["project"]["name"], "admin");
-    assert!(t["roles"].as_array().unwrap().iter().any(|r| r["name"] == "admin"));
+    assert!(
+        t["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "admin")
+    );
     let catalog = t["catalog"].as_array().unwrap();
-    for ty in ["identity", "platform", "faultmanagement", "dcmanager", "usm"] {
-        let svc = catalog.iter().find(|c| c["type"] == ty).unwrap_or_else(|| panic!("{ty}"));
+    for ty in [
+        "identity",
+        "platform",
+        "faultmanagement",
+        "dcmanager",
+        "usm",
+    ] {
+        let svc = catalog
+            .iter()
+            .find(|c| c["type"] == ty)
+            .unwrap_or_else(|| panic!("{ty}"));
         let eps = svc["endpoints"].as_array().unwrap();
         for iface in ["public", "internal", "admin"] {
             let e = eps.iter().find(|e| e["interface"] == iface).unwrap();
@@ -40,8 +55,15 @@ fn a_scoped_password_login_returns_what_starlingx_clients_read() {
             assert!(e["url"].as_str().unwrap().starts_with(&s.url));
         }
     }
-    let fm = catalog.iter().find(|c| c["type"] == "faultmanagement").unwrap();
-    assert_eq!(fm["endpoints"][0]["url"], s.url.as_str(), "fm's URL has no path");
+    let fm = catalog
+        .iter()
+        .find(|c| c["type"] == "faultmanagement")
+        .unwrap();
+    assert_eq!(
+        fm["endpoints"][0]["url"],
+        s.url.as_str(),
+        "fm's URL has no path"
+    );
     let platform = catalog.iter().find(|c| c["type"] == "platform").unwrap();
     assert_eq!(platform["endpoints"][0]["url"], format!("{}/v1", s.url));
 }
@@ -52,7 +74,12 @@ fn unscoped_and_token_method_logins_work() {
     let (status, headers, body) = s.login(password_body(PASSWORD, false));
     assert_eq!(status, 201);
     assert!(body["token"].get("project").is_none());
-    let first = headers.get("x-subject-token").unwrap().to_str().unwrap().to_string();
+    let first = headers
+        .get("x-subject-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
 
     // dcmanager's flow: token method, unscoped, with the token also in X-Auth-Token.
     let r = http()
@@ -62,18 +89,27 @@ fn unscoped_and_token_method_logins_work() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let second = r.headers().get("x-subject-token").unwrap().to_str().unwrap().to_string();
+    let second = r
+        .headers()
+        .get("x-subject-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_ne!(first, second);
     let b: Value = r.json().unwrap();
     assert!(b["token"]["user"]["id"].is_string());
 
     // Token method with a project scope.
-    let (st, _, b) = s.login(json!({"auth": {"identity": {"methods": ["token"], "token": {"id": second}},
-        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}));
+    let (st, _, b) = s.login(
+        json!({"auth": {"identity": {"methods": ["token"], "token": {"id": second}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}),
+    );
     assert_eq!(st, 201);
     assert_eq!(b["token"]["project"]["name"], "admin");
 
-    let (st, _, _) = s.login(json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "forged"}}}}));
+    let (st, _, _) =
+        s.login(json!({"auth": {"identity": {"methods": ["token"], "token": {"id": "forged"}}}}));
     assert_eq!(st, 401);
 }
 
@@ -102,9 +138,19 @@ fn every_api_but_the_version_documents_needs_a_valid_token() {
         let r = http().get(format!("{}{path}", s.url)).send().unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path} is public");
     }
-    let root: Value = http().get(format!("{}/", s.url)).send().unwrap().json().unwrap();
+    let root: Value = http()
+        .get(format!("{}/", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(root["versions"][0]["id"], "v1");
-    let v1: Value = http().get(format!("{}/v1", s.url)).send().unwrap().json().unwrap();
+    let v1: Value = http()
+        .get(format!("{}/v1", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(v1.get("alarms").is_some() && v1.get("event_log").is_some());
 
     for (method, path) in [
@@ -129,7 +175,10 @@ fn every_api_but_the_version_documents_needs_a_valid_token() {
             let r = rb.send().unwrap();
             assert_eq!(r.status().as_u16(), 401, "{method} {path} with {token:?}");
             let b: Value = r.json().unwrap();
-            assert!(b["error"]["message"].is_string(), "{method} {path}: JSON error body");
+            assert!(
+                b["error"]["message"].is_string(),
+                "{method} {path}: JSON error body"
+            );
         }
     }
 }
@@ -149,7 +198,14 @@ fn tokens_validate_and_revoke() {
     };
     let r = check(&other);
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers().get("x-subject-token").unwrap().to_str().unwrap(), other);
+    assert_eq!(
+        r.headers()
+            .get("x-subject-token")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        other
+    );
     let b: Value = r.json().unwrap();
     assert_eq!(b["token"]["user"]["name"], "admin");
 

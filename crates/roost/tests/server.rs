@@ -16,7 +16,13 @@ fn bin() -> &'static Path {
 fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let s = Server::start(bin());
     let out = std::process::Command::new(bin())
-        .args(["server", "--no-monitor", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "server",
+            "--no-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&s.data_dir)
         .output()
         .unwrap();
@@ -84,30 +90,56 @@ fn health_metrics_and_openapi_are_served() {
     let api = s.api();
     api.set_alarm("200.004", "host=a", "critical");
     api.get("/v1/alarms");
-    let h: Value = http().get(format!("{}/healthz", s.url)).send().unwrap().json().unwrap();
+    let h: Value = http()
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(h["status"], "ok");
     let m = api.get("/metrics");
     assert_eq!(m.status, 200);
     let text = m.body.as_str().unwrap();
-    assert!(text.contains("roost_active_alarms{severity=\"critical\"} 1"), "{text}");
+    assert!(
+        text.contains("roost_active_alarms{severity=\"critical\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("roost_event_log_records 1"), "{text}");
-    assert!(text.contains("roost_http_requests_total{method=\"GET\",route=\"/v1/alarms\",status=\"200\"}"), "{text}");
-    assert!(text.contains("roost_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(
+            "roost_http_requests_total{method=\"GET\",route=\"/v1/alarms\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("roost_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 
     let doc = api.get("/openapi.json");
     assert_eq!(doc.status, 200);
     let committed: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/roost.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../openapi/roost.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
-    assert_eq!(doc.body, committed, "the served document is the committed one");
+    assert_eq!(
+        doc.body, committed,
+        "the served document is the committed one"
+    );
 
     // Every documented operation is routed (never 404 for the route, never 405).
     for (path, ops) in committed["paths"].as_object().unwrap() {
         for (method, _) in ops.as_object().unwrap() {
             let concrete = path.replace("{uuid}", "00000000-0000-0000-0000-000000000000");
             let r = http()
-                .request(method.to_uppercase().parse().unwrap(), format!("{}{concrete}", s.url))
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{concrete}", s.url),
+                )
                 .header("X-Auth-Token", &api.token)
                 .header("X-Subject-Token", &api.token)
                 .header("Content-Type", "application/json")
@@ -121,7 +153,10 @@ fn health_metrics_and_openapi_are_served() {
             } else {
                 let b: Value = r.json().unwrap_or(Value::Null);
                 let msg = b["error"]["message"].as_str().unwrap_or("");
-                assert!(!msg.starts_with("no such resource"), "{method} {path}: {msg}");
+                assert!(
+                    !msg.starts_with("no such resource"),
+                    "{method} {path}: {msg}"
+                );
             }
         }
     }
@@ -147,19 +182,25 @@ fn the_resource_monitor_raises_and_the_alarm_carries_the_host() {
     );
     let api = s.api();
     let mem = wait_for(30, || {
-        api.alarms("?q.field=alarm_id&q.value=100.103").into_iter().next()
+        api.alarms("?q.field=alarm_id&q.value=100.103")
+            .into_iter()
+            .next()
     })
     .expect("100.103 raised");
     assert_eq!(mem["entity_instance_id"], "host=controller-0");
     assert_eq!(mem["severity"], "major");
     let fs = wait_for(30, || {
-        api.alarms("?q.field=alarm_id&q.value=100.104").into_iter().next()
+        api.alarms("?q.field=alarm_id&q.value=100.104")
+            .into_iter()
+            .next()
     })
     .expect("100.104 raised");
-    assert!(fs["entity_instance_id"]
-        .as_str()
-        .unwrap()
-        .starts_with("host=controller-0.filesystem=/"));
+    assert!(
+        fs["entity_instance_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("host=controller-0.filesystem=/")
+    );
     // No CPU alarm at a 90 % threshold on an idle test machine is not asserted:
     // the machine may be busy. The alarms are raised once, not repeatedly.
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -230,6 +271,9 @@ fn every_acknowledged_write_survives_kill_9() {
         .collect();
     for (uuid, entity) in &acked {
         assert!(alarms.contains(uuid), "acknowledged alarm {entity} lost");
-        assert!(events.contains(uuid), "acknowledged set event of {entity} lost");
+        assert!(
+            events.contains(uuid),
+            "acknowledged set event of {entity} lost"
+        );
     }
 }

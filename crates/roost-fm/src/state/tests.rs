@@ -41,7 +41,12 @@ fn uuid_of(o: &Outcome) -> String {
 #[test]
 fn setting_an_alarm_writes_a_set_event_with_the_alarms_uuid() {
     let mut s = FmState::new();
-    let o = set(&mut s, "100.104", "host=c-0.filesystem=/var", Severity::Major);
+    let o = set(
+        &mut s,
+        "100.104",
+        "host=c-0.filesystem=/var",
+        Severity::Major,
+    );
     let uuid = uuid_of(&o);
     assert_eq!(s.len(), 1);
     assert_eq!(o.events.len(), 1);
@@ -70,9 +75,14 @@ fn setting_the_same_pair_again_updates_in_place() {
     assert_eq!(a.severity, Severity::Critical);
     assert_eq!(a.updated_at, Some(t(5)));
     assert_eq!(a.created_at, t(0));
-    assert_ne!(o.events[0].uuid, first, "the update's event has its own uuid");
+    assert_ne!(
+        o.events[0].uuid, first,
+        "the update's event has its own uuid"
+    );
     match &o.changes[0] {
-        AlarmChange::Upsert { before: Some(b), .. } => assert_eq!(b.severity, Severity::Major),
+        AlarmChange::Upsert {
+            before: Some(b), ..
+        } => assert_eq!(b.severity, Severity::Major),
         c => panic!("unexpected change {c:?}"),
     }
 }
@@ -124,9 +134,19 @@ fn clearing_a_pair_that_is_not_active_succeeds_with_nothing_cleared() {
 fn clearing_a_prefix_clears_children_but_keeps_sibling_hosts() {
     let mut s = FmState::new();
     set(&mut s, "200.004", "host=worker-1", Severity::Critical);
-    set(&mut s, "100.104", "host=worker-1.filesystem=/var", Severity::Major);
+    set(
+        &mut s,
+        "100.104",
+        "host=worker-1.filesystem=/var",
+        Severity::Major,
+    );
     set(&mut s, "200.004", "host=worker-10", Severity::Critical);
-    set(&mut s, "100.104", "host=worker-10.filesystem=/", Severity::Major);
+    set(
+        &mut s,
+        "100.104",
+        "host=worker-10.filesystem=/",
+        Severity::Major,
+    );
     set(&mut s, "200.001", "host=worker-0", Severity::Warning);
     let o = s
         .apply(
@@ -141,7 +161,10 @@ fn clearing_a_prefix_clears_children_but_keeps_sibling_hosts() {
     assert_eq!(o.events.len(), 2);
     assert_eq!(s.len(), 3);
     assert!(s.get_pair("200.004", "host=worker-10").is_some());
-    assert!(s.get_pair("100.104", "host=worker-10.filesystem=/").is_some());
+    assert!(
+        s.get_pair("100.104", "host=worker-10.filesystem=/")
+            .is_some()
+    );
     assert!(s.get_pair("200.004", "host=worker-1").is_none());
 }
 
@@ -149,7 +172,12 @@ fn clearing_a_prefix_clears_children_but_keeps_sibling_hosts() {
 fn clearing_a_prefix_can_be_limited_to_one_alarm_id() {
     let mut s = FmState::new();
     set(&mut s, "200.004", "host=worker-1", Severity::Critical);
-    set(&mut s, "100.104", "host=worker-1.filesystem=/var", Severity::Major);
+    set(
+        &mut s,
+        "100.104",
+        "host=worker-1.filesystem=/var",
+        Severity::Major,
+    );
     s.apply(
         FmCommand::ClearPrefix {
             entity_prefix: "host=worker-1".into(),
@@ -174,7 +202,10 @@ fn summary_status_follows_the_worst_severity_and_warnings_never_degrade() {
     set(&mut s, "100.103", "host=a", Severity::Critical);
     let sum = s.summary(false);
     assert_eq!(sum.status(), "critical");
-    assert_eq!((sum.critical, sum.major, sum.minor, sum.warnings), (1, 0, 1, 1));
+    assert_eq!(
+        (sum.critical, sum.major, sum.minor, sum.warnings),
+        (1, 0, 1, 1)
+    );
 }
 
 #[test]

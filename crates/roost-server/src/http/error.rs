@@ -74,7 +74,9 @@ impl From<FmError> for ApiError {
             FmError::AlarmNotFound(_) | FmError::UnknownAlarmId(_) => {
                 ApiError::not_found(e.to_string())
             }
-            FmError::Invalid(_) | FmError::NotSuppressible(_) => ApiError::bad_request(e.to_string()),
+            FmError::Invalid(_) | FmError::NotSuppressible(_) => {
+                ApiError::bad_request(e.to_string())
+            }
         }
     }
 }
@@ -84,9 +86,7 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::Rejected(f) => f.into(),
             SubmitError::Store(ref s) => ApiError::unavailable(s),
-            SubmitError::Stopped => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
+            SubmitError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

@@ -26,13 +26,18 @@ pub fn json_body<T: DeserializeOwned>(
     }
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
         } else {
             ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
         }
     })?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty; JSON expected"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; JSON expected",
+        ));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -201,14 +206,21 @@ mod tests {
                 .filters(&["alarm_id"])
                 .is_err()
         );
-        assert!(Query::parse(Some("q.field=alarm_id")).filters(&["alarm_id"]).is_err());
+        assert!(
+            Query::parse(Some("q.field=alarm_id"))
+                .filters(&["alarm_id"])
+                .is_err()
+        );
         assert!(Query::parse(Some("limt=3")).only(&["limit"]).is_err());
     }
 
     #[test]
     fn limits_and_flags_are_checked() {
         assert_eq!(Query::parse(Some("limit=5")).limit(2000).unwrap(), Some(5));
-        assert_eq!(Query::parse(Some("limit=9000")).limit(2000).unwrap(), Some(2000));
+        assert_eq!(
+            Query::parse(Some("limit=9000")).limit(2000).unwrap(),
+            Some(2000)
+        );
         assert_eq!(Query::parse(None).limit(2000).unwrap(), None);
         assert!(Query::parse(Some("limit=0")).limit(2000).is_err());
         assert!(Query::parse(Some("limit=x")).limit(2000).is_err());

@@ -73,9 +73,15 @@ async fn list_alarms(
     let opts = ListOptions {
         filters: q.filters(ALARM_FIELDS)?,
         include_suppress: q.flag("include_suppress")?,
-        sort_key: q.get("sort_key").filter(|s| !s.is_empty()).map(str::to_string),
+        sort_key: q
+            .get("sort_key")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         sort_dir: q.sort_dir()?.unwrap_or(SortDir::Asc),
-        marker: q.get("marker").filter(|s| !s.is_empty()).map(str::to_string),
+        marker: q
+            .get("marker")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         limit: q.limit(MAX_PAGE)?,
     };
     let expand = q.flag("expand")?;
@@ -212,8 +218,16 @@ async fn list_events(
         "logs",
     ])?;
     let mut filters = q.filters(EVENT_FIELDS)?;
-    let mut start = q.get("start").filter(|s| !s.is_empty()).map(|v| parse_time("start", v)).transpose()?;
-    let mut end = q.get("end").filter(|s| !s.is_empty()).map(|v| parse_time("end", v)).transpose()?;
+    let mut start = q
+        .get("start")
+        .filter(|s| !s.is_empty())
+        .map(|v| parse_time("start", v))
+        .transpose()?;
+    let mut end = q
+        .get("end")
+        .filter(|s| !s.is_empty())
+        .map(|v| parse_time("end", v))
+        .transpose()?;
     // StarlingX's client sends start and end as q fields.
     let mut rest = Vec::with_capacity(filters.len());
     for f in filters.drain(..) {
@@ -245,7 +259,10 @@ async fn list_events(
             Some(SortDir::Asc) => EventSort::OldestFirst,
             _ => EventSort::NewestFirst,
         },
-        marker: q.get("marker").filter(|s| !s.is_empty()).map(str::to_string),
+        marker: q
+            .get("marker")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         limit: q.limit(MAX_PAGE)?,
     };
     let expand = q.flag("expand")?;
@@ -295,7 +312,12 @@ fn suppression_uuid(alarm_id: &str) -> String {
     uuid::Builder::from_random_bytes(b).into_uuid().to_string()
 }
 
-fn suppression_row(st: &AppState, base: &str, alarm_id: &str, description: &str) -> SuppressionJson {
+fn suppression_row(
+    st: &AppState,
+    base: &str,
+    alarm_id: &str,
+    description: &str,
+) -> SuppressionJson {
     let uuid = suppression_uuid(alarm_id);
     SuppressionJson {
         links: vec![

@@ -65,8 +65,11 @@ async fn issue(
     let domain_ok = |d: &Option<roost_api::identity::NamedRef>| match d {
         None => true,
         Some(d) => {
-            d.id.as_deref().is_none_or(|i| i.eq_ignore_ascii_case("default"))
-                && d.name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case("default"))
+            d.id.as_deref()
+                .is_none_or(|i| i.eq_ignore_ascii_case("default"))
+                && d.name
+                    .as_deref()
+                    .is_none_or(|n| n.eq_ignore_ascii_case("default"))
         }
     };
     let project = match req.auth.scope.and_then(|s| s.project) {
@@ -108,14 +111,21 @@ async fn issue(
         .map_err(|e| ApiError::unavailable(&e))??
     } else if identity.methods.iter().any(|m| m == "token") {
         let Some(t) = identity.token else {
-            return Err(ApiError::bad_request("method token needs identity.token.id"));
+            return Err(ApiError::bad_request(
+                "method token needs identity.token.id",
+            ));
         };
         let Some(holder) = st.identity.validate(&t.id) else {
             return Err(ApiError::unauthorized());
         };
         tokio::task::spawn_blocking(move || {
             let user = ident.user_of(&holder)?;
-            ident.issue(&user, project.as_deref(), &["token"], Some(holder.expires_at))
+            ident.issue(
+                &user,
+                project.as_deref(),
+                &["token"],
+                Some(holder.expires_at),
+            )
         })
         .await
         .map_err(|e| ApiError::unavailable(&e))??
@@ -143,10 +153,9 @@ async fn validate(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let token = subject(&headers)?;
-    let p = st
-        .identity
-        .validate(token)
-        .ok_or_else(|| ApiError::not_found("the token is not valid (unknown, expired or revoked)"))?;
+    let p = st.identity.validate(token).ok_or_else(|| {
+        ApiError::not_found("the token is not valid (unknown, expired or revoked)")
+    })?;
     let nocatalog = Query::parse(raw.as_deref()).get("nocatalog").is_some();
     let body = body_for(&st, &headers, &p, !nocatalog);
     with_subject_token(Json(body).into_response(), token)
