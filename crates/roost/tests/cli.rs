@@ -1,0 +1,164 @@
+//! The `roost` client verbs against the real server.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use roost_test_support::{PASSWORD, Server};
+use serde_json::Value;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+struct Cli {
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli {
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("ROOST_CONFIG_DIR", self.config.path())
+            .env_remove("ROOST_URL")
+            .env_remove("ROOST_TOKEN")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    fn login(&self, url: &str) -> Output {
+        let mut child = self
+            .cmd(&["login"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{url}\nadmin\n{PASSWORD}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[test]
+fn login_stores_a_private_token_and_the_alarm_verbs_work() {
+    let s = Server::start(bin());
+    let cli = Cli::new();
+
+    let out = cli.login(&s.url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(PASSWORD), "the password is never printed");
+    let cred = cli.config.path().join("credentials.json");
+    let mode = std::fs::metadata(&cred).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let api = s.api();
+    let u = api.set_alarm("100.101", "host=controller-0", "critical");
+    api.set_alarm("100.104", "host=controller-0.filesystem=/var", "major");
+    api.set_alarm("200.001", "host=worker-1", "warning");
+
+    let table = cli.ok(&["alarm", "list"]);
+    assert!(table.contains("100.101") && table.contains("host=worker-1"), "{table}");
+    let list = cli.json(&["alarm", "list", "-o", "json"]);
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    let filtered = cli.json(&["alarm", "list", "--severity", "critical", "-o", "json"]);
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    let shown = cli.json(&["alarm", "show", &u, "-o", "json"]);
+    assert_eq!(shown["alarm_id"], "100.101");
+    let summary = cli.json(&["alarm", "summary", "-o", "json"]);
+    assert_eq!(summary["critical"], 1);
+    assert_eq!(summary["status"], "critical");
+
+    cli.ok(&["alarm", "suppress", "100.101"]);
+    assert_eq!(cli.json(&["alarm", "list", "-o", "json"]).as_array().unwrap().len(), 2);
+    let with = cli.json(&["alarm", "list", "--include-suppressed", "-o", "json"]);
+    assert_eq!(with.as_array().unwrap().len(), 3);
+    assert!(cli.ok(&["alarm", "list", "--include-suppressed"]).contains("S(100.101)"));
+    cli.ok(&["alarm", "unsuppress", "100.101"]);
+
+    cli.ok(&["alarm", "clear", "--entity", "host=controller-0"]);
+    let left = cli.json(&["alarm", "list", "-o", "json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    let u2 = left[0]["uuid"].as_str().unwrap().to_string();
+    cli.ok(&["alarm", "clear", &u2]);
+    assert!(cli.json(&["alarm", "list", "-o", "json"]).as_array().unwrap().is_empty());
+
+    let events = cli.json(&["event", "list", "-o", "json"]);
+    assert_eq!(events.as_array().unwrap().len(), 6);
+    let clears = cli.json(&["event", "list", "--state", "clear", "-o", "json"]);
+    assert_eq!(clears.as_array().unwrap().len(), 3);
+    assert!(cli.ok(&["event", "list"]).contains("clear"));
+}
+
+#[test]
+fn errors_are_one_line_with_a_non_zero_exit() {
+    let s = Server::start(bin());
+    let cli = Cli::new();
+
+    let out = cli.run(&["alarm", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not logged in"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+
+    assert!(cli.login(&s.url).status.success());
+    let out = cli.run(&["alarm", "show", "no-such-uuid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("roost: ") && err.contains("not found"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+
+    let out = cli.run(&["alarm", "suppress", "123.456"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    // Environment overrides the stored credentials.
+    let out = cli
+        .cmd(&["alarm", "list"])
+        .env("ROOST_TOKEN", "bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+
+    let out = cli
+        .cmd(&["alarm", "list"])
+        .env("ROOST_URL", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
