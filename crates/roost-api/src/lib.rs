@@ -54,7 +54,13 @@ pub fn root_versions(base: &str) -> Value {
     json!({
         "name": "Roost",
         "description": "Roost edge cloud API: fault management, inventory and identity, StarlingX-compatible",
-        "versions": [v1_link(base)],
+        // The v3 entry lets Keystone clients whose auth URL has no version
+        // discover the identity API here.
+        "versions": [v1_link(base), {
+            "id": "v3.14",
+            "status": "stable",
+            "links": [{"href": format!("{base}/v3/"), "rel": "self"}],
+        }],
         "default_version": v1_link(base),
     })
 }

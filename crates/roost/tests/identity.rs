@@ -263,3 +263,27 @@ fn without_a_configured_password_one_is_generated_into_a_private_file() {
     let dir_mode = std::fs::metadata(&s.data_dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
 }
+
+/// keystoneauth1 is what StarlingX's clients use to log in. The test command
+/// installs it and sets ROOST_TEST_PYTHON to a Python that has it.
+#[test]
+fn keystoneauth1_logs_in_and_finds_every_endpoint() {
+    let Ok(python) = std::env::var("ROOST_TEST_PYTHON") else {
+        eprintln!("skipped: ROOST_TEST_PYTHON is not set (./scripts/test sets it)");
+        return;
+    };
+    let s = Server::start(bin());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/keystone_client.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&s.url)
+        .arg(PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
