@@ -122,20 +122,22 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let mut replies = Vec::with_capacity(jobs.len());
         let mut results: Vec<Result<Outcome, SubmitError>> = Vec::with_capacity(jobs.len());
         {
             let mut table = state.write().unwrap_or_else(|e| e.into_inner());
             match writer.begin() {
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "cannot begin a transaction");
-                    for _ in 0..jobs.len() {
+                    for job in jobs.drain(..) {
+                        replies.push(job.reply);
                         results.push(Err(SubmitError::Store(StoreError::Invalid(e.to_string()))));
                     }
                 }
                 Ok(mut batch) => {
-                    for job in &jobs {
-                        let now = clock.now();
-                        match table.apply(job.cmd.clone(), now, &catalogue) {
+                    for job in jobs.drain(..) {
+                        replies.push(job.reply);
+                        match table.apply(job.cmd, clock.now(), &catalogue) {
                             Ok(outcome) => match batch.persist_fm(&outcome) {
                                 Ok(()) => results.push(Ok(outcome)),
                                 Err(e) => {
@@ -159,8 +161,8 @@ fn writer_loop(
                 }
             }
         }
-        for (job, result) in jobs.drain(..).zip(results) {
-            let _ = job.reply.send(result);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 }

@@ -75,7 +75,11 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
     let cli = Cli::new();
 
     let out = cli.login(&s.url);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -92,7 +96,10 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
     api.set_alarm("200.001", "host=worker-1", "warning");
 
     let table = cli.ok(&["alarm", "list"]);
-    assert!(table.contains("100.101") && table.contains("host=worker-1"), "{table}");
+    assert!(
+        table.contains("100.101") && table.contains("host=worker-1"),
+        "{table}"
+    );
     let list = cli.json(&["alarm", "list", "-o", "json"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
     let filtered = cli.json(&["alarm", "list", "--severity", "critical", "-o", "json"]);
@@ -104,10 +111,19 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
     assert_eq!(summary["status"], "critical");
 
     cli.ok(&["alarm", "suppress", "100.101"]);
-    assert_eq!(cli.json(&["alarm", "list", "-o", "json"]).as_array().unwrap().len(), 2);
+    assert_eq!(
+        cli.json(&["alarm", "list", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let with = cli.json(&["alarm", "list", "--include-suppressed", "-o", "json"]);
     assert_eq!(with.as_array().unwrap().len(), 3);
-    assert!(cli.ok(&["alarm", "list", "--include-suppressed"]).contains("S(100.101)"));
+    assert!(
+        cli.ok(&["alarm", "list", "--include-suppressed"])
+            .contains("S(100.101)")
+    );
     cli.ok(&["alarm", "unsuppress", "100.101"]);
 
     cli.ok(&["alarm", "clear", "--entity", "host=controller-0"]);
@@ -115,7 +131,12 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
     assert_eq!(left.as_array().unwrap().len(), 1);
     let u2 = left[0]["uuid"].as_str().unwrap().to_string();
     cli.ok(&["alarm", "clear", &u2]);
-    assert!(cli.json(&["alarm", "list", "-o", "json"]).as_array().unwrap().is_empty());
+    assert!(
+        cli.json(&["alarm", "list", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let events = cli.json(&["event", "list", "-o", "json"]);
     assert_eq!(events.as_array().unwrap().len(), 6);
@@ -139,7 +160,10 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     let out = cli.run(&["alarm", "show", "no-such-uuid"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("roost: ") && err.contains("not found"), "{err}");
+    assert!(
+        err.starts_with("roost: ") && err.contains("not found"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1);
 
     let out = cli.run(&["alarm", "suppress", "123.456"]);

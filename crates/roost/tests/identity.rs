@@ -273,7 +273,10 @@ fn keystoneauth1_logs_in_and_finds_every_endpoint() {
         return;
     };
     let s = Server::start(bin());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/keystone_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/keystone_client.py"
+    );
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(&s.url)
