@@ -1,10 +1,21 @@
-//! Maintenance domain. For now: resource threshold monitoring with
+//! Maintenance domain: host states and actions, heartbeat failure
+//! detection, multi-node failure avoidance and recovery ([`maintenance`]),
+//! their settings ([`settings`]), and resource threshold monitoring with
 //! hysteresis (alarms 100.101 CPU, 100.103 memory, 100.104 filesystem).
 //!
 //! Architecture invariant: no I/O here. Samples come in as numbers; the
 //! decisions (raise, change severity, clear) go out as values the caller
 //! turns into alarms.
 #![forbid(unsafe_code)]
+
+pub mod maintenance;
+pub mod settings;
+
+pub use maintenance::{
+    ActionError, Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance,
+    Network, Oper, Personality,
+};
+pub use settings::{FailureAction, MtceSettings};
 
 use std::collections::BTreeMap;
 
