@@ -182,10 +182,12 @@ fn a_failed_host_that_answers_again_recovers_and_its_alarms_clear() {
 
 #[test]
 fn recovery_escalates_to_the_bmc_with_throttled_retries() {
-    let mut settings = MtceSettings::default();
-    settings.bmc_reset_delay_secs = 5;
-    settings.bmc_retry_interval_secs = 3;
-    settings.bmc_reset_retries = 2;
+    let settings = MtceSettings {
+        bmc_reset_delay_secs: 5,
+        bmc_retry_interval_secs: 3,
+        bmc_reset_retries: 2,
+        ..Default::default()
+    };
     let mut s = Sim::new(settings, false);
     s.available_worker("worker-0");
     s.m.set_bmc_configured("worker-0", true);
@@ -221,8 +223,10 @@ fn recovery_escalates_to_the_bmc_with_throttled_retries() {
 
 #[test]
 fn without_a_bmc_recovery_waits_for_the_host() {
-    let mut settings = MtceSettings::default();
-    settings.bmc_reset_delay_secs = 1;
+    let settings = MtceSettings {
+        bmc_reset_delay_secs: 1,
+        ..Default::default()
+    };
     let mut s = Sim::new(settings, false);
     s.available_worker("worker-0");
     s.ticks(100, &[]);
@@ -308,8 +312,10 @@ fn a_single_host_failing_is_not_a_multi_node_event() {
 
 #[test]
 fn held_hosts_fail_when_the_mnfa_timeout_expires() {
-    let mut settings = MtceSettings::default();
-    settings.mnfa_timeout_secs = 100;
+    let settings = MtceSettings {
+        mnfa_timeout_secs: 100,
+        ..Default::default()
+    };
     let mut s = Sim::new(settings, false);
     s.available_worker("worker-0");
     s.available_worker("worker-1");
@@ -328,8 +334,10 @@ fn the_failure_action_decides_what_a_lost_heartbeat_does() {
         (FailureAction::Alarm, Avail::Available, false),
         (FailureAction::None, Avail::Available, false),
     ] {
-        let mut settings = MtceSettings::default();
-        settings.heartbeat_failure_action = action;
+        let settings = MtceSettings {
+            heartbeat_failure_action: action,
+            ..Default::default()
+        };
         let mut s = Sim::new(settings, false);
         s.available_worker("worker-0");
         s.log.clear();
@@ -498,8 +506,10 @@ fn locking_a_failed_host_stops_recovery_and_clears_failure_alarms() {
 #[test]
 fn detection_time_is_the_period_times_the_threshold() {
     // With a 20 ms period and threshold 10, the host fails on the 10th silent period.
-    let mut settings = MtceSettings::default();
-    settings.heartbeat_period_ms = 20;
+    let settings = MtceSettings {
+        heartbeat_period_ms: 20,
+        ..Default::default()
+    };
     let mut s = Sim::new(settings, false);
     s.available_worker("worker-0");
     let mut n = 0;
