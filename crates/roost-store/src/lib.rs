@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod fm;
+mod hosts;
 mod identity;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, OpenFlags};
 
 pub use fm::{EventQuery, EventSort};
+pub use hosts::StoredHost;
 pub use identity::{StoredToken, StoredUser};
 
 /// Errors of the store.
@@ -80,7 +82,10 @@ pub struct StoreConfig {
     pub event_log_cap: u64,
 }
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_hosts.sql")),
+];
 
 /// The opened store.
 pub struct Store {

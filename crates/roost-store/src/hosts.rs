@@ -1,0 +1,337 @@
+//! SQL for hosts, join tokens and settings.
+
+use roost_types::Timestamp;
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{Store, StoreError};
+
+/// A host as stored. Secrets (`bm_password`, `hb_key`) are stored so that
+/// the server can use them; the API never returns them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredHost {
+    pub id: i64,
+    pub uuid: String,
+    pub hostname: String,
+    pub personality: String,
+    pub subfunctions: String,
+    pub administrative: String,
+    pub operational: String,
+    pub availability: String,
+    pub task: String,
+    pub mgmt_ip: Option<String>,
+    pub mgmt_mac: Option<String>,
+    pub bm_type: String,
+    pub bm_ip: Option<String>,
+    pub bm_username: Option<String>,
+    pub bm_password: Option<String>,
+    /// JSON object.
+    pub location: String,
+    /// Hex of the per-host heartbeat key.
+    pub hb_key: Option<String>,
+    pub hb_port: Option<u16>,
+    pub agent_token_hash: Option<String>,
+    /// JSON of the last inventory report.
+    pub inventory: Option<String>,
+    pub local: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administrative, operational,
+    availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username, bm_password, location,
+    hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at";
+
+fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
+    Ok(StoredHost {
+        id: r.get(0)?,
+        uuid: r.get(1)?,
+        hostname: r.get(2)?,
+        personality: r.get(3)?,
+        subfunctions: r.get(4)?,
+        administrative: r.get(5)?,
+        operational: r.get(6)?,
+        availability: r.get(7)?,
+        task: r.get(8)?,
+        mgmt_ip: r.get(9)?,
+        mgmt_mac: r.get(10)?,
+        bm_type: r.get(11)?,
+        bm_ip: r.get(12)?,
+        bm_username: r.get(13)?,
+        bm_password: r.get(14)?,
+        location: r.get(15)?,
+        hb_key: r.get(16)?,
+        hb_port: r
+            .get::<_, Option<i64>>(17)?
+            .and_then(|p| u16::try_from(p).ok()),
+        agent_token_hash: r.get(18)?,
+        inventory: r.get(19)?,
+        local: r.get(20)?,
+        created_at: Timestamp(r.get(21)?),
+        updated_at: r.get::<_, Option<i64>>(22)?.map(Timestamp),
+    })
+}
+
+impl Store {
+    /// Every host, by id.
+    pub fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM hosts ORDER BY id"))?;
+            let v = st
+                .query_map([], host_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Inserts a host; returns it with its new id. A duplicate hostname is
+    /// refused with [`StoreError::Invalid`].
+    pub fn insert_host(&self, h: &StoredHost) -> Result<StoredHost, StoreError> {
+        self.write_once(|tx| {
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM hosts WHERE hostname = ?1",
+                    [&h.hostname],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "host {} already exists",
+                    h.hostname
+                )));
+            }
+            tx.execute(
+                "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
+                    operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
+                    bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                    ?18, ?19, ?20, ?21, ?22)",
+                params![
+                    h.uuid,
+                    h.hostname,
+                    h.personality,
+                    h.subfunctions,
+                    h.administrative,
+                    h.operational,
+                    h.availability,
+                    h.task,
+                    h.mgmt_ip,
+                    h.mgmt_mac,
+                    h.bm_type,
+                    h.bm_ip,
+                    h.bm_username,
+                    h.bm_password,
+                    h.location,
+                    h.hb_key,
+                    h.hb_port.map(i64::from),
+                    h.agent_token_hash,
+                    h.inventory,
+                    h.local,
+                    h.created_at.micros(),
+                    h.updated_at.map(|t| t.micros()),
+                ],
+            )?;
+            let mut out = h.clone();
+            out.id = tx.last_insert_rowid();
+            Ok(out)
+        })
+    }
+
+    /// Writes every field of an existing host.
+    pub fn update_host(&self, h: &StoredHost) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            let n = tx.execute(
+                "UPDATE hosts SET hostname = ?2, personality = ?3, subfunctions = ?4,
+                    administrative = ?5, operational = ?6, availability = ?7, task = ?8,
+                    mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
+                    bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
+                    agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21
+                 WHERE id = ?1",
+                params![
+                    h.id,
+                    h.hostname,
+                    h.personality,
+                    h.subfunctions,
+                    h.administrative,
+                    h.operational,
+                    h.availability,
+                    h.task,
+                    h.mgmt_ip,
+                    h.mgmt_mac,
+                    h.bm_type,
+                    h.bm_ip,
+                    h.bm_username,
+                    h.bm_password,
+                    h.location,
+                    h.hb_key,
+                    h.hb_port.map(i64::from),
+                    h.agent_token_hash,
+                    h.inventory,
+                    h.local,
+                    h.updated_at.map(|t| t.micros()),
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid(format!("host {} not found", h.id)));
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a host; true if it existed.
+    pub fn delete_host(&self, id: i64) -> Result<bool, StoreError> {
+        self.write_once(|tx| Ok(tx.execute("DELETE FROM hosts WHERE id = ?1", [id])? > 0))
+    }
+
+    /// Stores a join token (by hash) for `hostname`.
+    pub fn insert_join_token(
+        &self,
+        hash: &str,
+        hostname: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            tx.execute(
+                "INSERT INTO join_tokens (hash, hostname, expires_at) VALUES (?1, ?2, ?3)",
+                params![hash, hostname, expires_at.micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Uses up a join token: deletes it and returns its hostname if it was
+    /// valid at `now`. A used, expired or unknown token gives `None`.
+    pub fn take_join_token(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        self.write_once(|tx| {
+            let found: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
+                    [hash],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            tx.execute("DELETE FROM join_tokens WHERE hash = ?1", [hash])?;
+            tx.execute(
+                "DELETE FROM join_tokens WHERE expires_at < ?1",
+                [now.micros()],
+            )?;
+            Ok(found.and_then(|(h, exp)| (exp >= now.micros()).then_some(h)))
+        })
+    }
+
+    /// A stored setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    /// Stores settings in one transaction.
+    pub fn set_settings(&self, pairs: &[(String, String)]) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            for (k, v) in pairs {
+                tx.execute(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![k, v],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, StoreConfig};
+
+    fn store(dir: &tempfile::TempDir) -> Store {
+        Store::open(StoreConfig {
+            path: dir.path().join("db"),
+            durability: Durability::Process,
+            event_log_cap: 10,
+        })
+        .unwrap()
+    }
+
+    fn host(name: &str) -> StoredHost {
+        StoredHost {
+            uuid: format!("uuid-{name}"),
+            hostname: name.into(),
+            personality: "worker".into(),
+            subfunctions: "worker".into(),
+            administrative: "locked".into(),
+            operational: "disabled".into(),
+            availability: "offline".into(),
+            bm_type: "none".into(),
+            location: "{}".into(),
+            created_at: Timestamp(1),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hosts_get_increasing_ids_and_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let a = s.insert_host(&host("worker-0")).unwrap();
+        let b = s.insert_host(&host("worker-1")).unwrap();
+        assert!(b.id > a.id);
+        assert!(matches!(
+            s.insert_host(&host("worker-0")),
+            Err(StoreError::Invalid(_))
+        ));
+        let mut a2 = a.clone();
+        a2.administrative = "unlocked".into();
+        a2.bm_password = Some("pw".into());
+        s.update_host(&a2).unwrap();
+        assert_eq!(s.hosts().unwrap()[0], a2);
+        assert!(s.delete_host(a.id).unwrap());
+        assert_eq!(s.hosts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_join_token_works_once_and_only_before_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        s.insert_join_token("h1", "worker-0", Timestamp(100))
+            .unwrap();
+        s.insert_join_token("h2", "worker-1", Timestamp(100))
+            .unwrap();
+        assert_eq!(
+            s.take_join_token("h1", Timestamp(50)).unwrap().as_deref(),
+            Some("worker-0")
+        );
+        assert_eq!(
+            s.take_join_token("h1", Timestamp(50)).unwrap(),
+            None,
+            "single use"
+        );
+        assert_eq!(
+            s.take_join_token("h2", Timestamp(200)).unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(s.take_join_token("nope", Timestamp(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn settings_upsert() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        s.set_settings(&[("a".into(), "1".into())]).unwrap();
+        s.set_settings(&[("a".into(), "2".into())]).unwrap();
+        assert_eq!(s.setting("a").unwrap().as_deref(), Some("2"));
+        assert_eq!(s.setting("b").unwrap(), None);
+    }
+}
