@@ -4,10 +4,14 @@
 //! types (`roost_fm::Alarm`, ...) are converted here, so a change of a
 //! domain type can never silently change the API.
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
+pub mod agent;
 pub mod fm;
+pub mod heartbeat;
 pub mod identity;
 pub mod openapi;
+pub mod sysinv;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};

@@ -336,8 +336,19 @@ fn schemas() -> Value {
         "JsonPatch": {
             "type": "array",
             "items": {"type": "object", "required": ["op", "path"], "properties": {
-                "op": {"enum": ["replace"]}, "path": {"enum": ["/suppression_status"]},
-                "value": {"enum": ["suppressed", "unsuppressed"]}}}
+                "op": {"enum": ["replace"]}, "path": s("string"), "value": {}}}
+        },
+        "HostAdd": {
+            "type": "object",
+            "required": ["hostname", "personality"],
+            "properties": {
+                "hostname": s("string"),
+                "personality": {"enum": ["controller", "worker", "storage", "edgeworker"]},
+                "subfunctions": s("string"), "mgmt_mac": s("string"), "mgmt_ip": s("string"),
+                "bm_type": {"enum": ["none", "dynamic", "ipmi", "redfish"]},
+                "bm_ip": s("string"), "bm_username": s("string"), "bm_password": s("string"),
+                "location": {}
+            }
         }
     })
 }
@@ -354,8 +365,10 @@ pub fn document() -> Value {
             .iter()
             .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
             .collect();
-        if r.path.contains("{uuid}") {
-            params.push(json!({"name": "uuid", "in": "path", "required": true, "schema": {"type": "string"}}));
+        for name in ["uuid", "host"] {
+            if r.path.contains(&format!("{{{name}}}")) {
+                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
         }
         let mut responses = Map::new();
         for code in r.ok {

@@ -66,6 +66,11 @@ pub struct Outcome {
     pub server_cpu: Option<f64>,
     /// This benchmark's own CPU over the window, % of one core.
     pub bench_cpu: Option<f64>,
+    /// CPU used by everything else on the machine over the window, % of
+    /// one core: a disturbed measurement shows here.
+    pub other_cpu: Option<f64>,
+    /// Server CPU by thread name over the window, % of one core, busiest first.
+    pub server_threads: Vec<(String, f64)>,
 }
 
 impl Outcome {
@@ -160,7 +165,10 @@ async fn one_client(
             Ok((status, body)) => {
                 t.non_2xx += 1;
                 let body = String::from_utf8_lossy(&body);
-                t.fail(format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()));
+                t.fail(format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                ));
             }
             Err(e) => {
                 t.errors += 1;
@@ -182,9 +190,17 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
         .collect();
     let pid = spec.server_pid.to_string();
     tokio::time::sleep_until(open.into()).await;
-    let (server0, self0, t0) = (procfs::cpu_ticks(&pid), procfs::cpu_ticks("self"), Instant::now());
+    let threads0 = procfs::thread_ticks(spec.server_pid);
+    let machine0 = procfs::machine_busy_ticks();
+    let (server0, self0, t0) = (
+        procfs::cpu_ticks(&pid),
+        procfs::cpu_ticks("self"),
+        Instant::now(),
+    );
     tokio::time::sleep_until(close.into()).await;
     let (server1, self1) = (procfs::cpu_ticks(&pid), procfs::cpu_ticks("self"));
+    let threads1 = procfs::thread_ticks(spec.server_pid);
+    let machine1 = procfs::machine_busy_ticks();
     let cpu_secs = t0.elapsed().as_secs_f64();
     let mut all = ClientTally::default();
     for task in tasks {
@@ -204,6 +220,10 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
             }
         }
     }
+    let server_cpu = procfs::cpu_percent(server0, server1, cpu_secs);
+    let bench_cpu = procfs::cpu_percent(self0, self1, cpu_secs);
+    let other_cpu = procfs::cpu_percent(machine0, machine1, cpu_secs)
+        .map(|all| (all - server_cpu.unwrap_or(0.0) - bench_cpu.unwrap_or(0.0)).max(0.0));
     Outcome {
         clients: spec.clients,
         ops: all.ops,
@@ -212,8 +232,10 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
         non_2xx: all.non_2xx,
         errors: all.errors,
         first_failure: all.first_failure,
-        server_cpu: procfs::cpu_percent(server0, server1, cpu_secs),
-        bench_cpu: procfs::cpu_percent(self0, self1, cpu_secs),
+        server_cpu,
+        bench_cpu,
+        other_cpu,
+        server_threads: procfs::thread_percent(&threads0, &threads1, cpu_secs),
     }
 }
 

@@ -26,6 +26,128 @@ pub fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy CPU ticks of the whole machine, all cores (`/proc/stat`: everything but idle and iowait).
+pub fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    Some(busy)
+}
+
+/// Waits, up to `limit`, until the whole machine is quiet: under `pct` %
+/// of one core busy over one second. Returns whether it got quiet.
+pub fn wait_quiet(limit: std::time::Duration, pct: f64) -> bool {
+    if limit.is_zero() {
+        return true;
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let mut told = false;
+    loop {
+        let (a, t) = (machine_busy_ticks(), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let busy = cpu_percent(a, machine_busy_ticks(), t.elapsed().as_secs_f64());
+        match busy {
+            Some(b) if b < pct => return true,
+            None => return true,
+            Some(b) if std::time::Instant::now() >= deadline => {
+                eprintln!("  machine still busy ({b:.0} % of a core); measuring anyway");
+                return false;
+            }
+            Some(b) => {
+                if !told {
+                    eprintln!("  waiting for a quiet machine (now {b:.0} % of a core busy)");
+                    told = true;
+                }
+            }
+        }
+    }
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU ticks of each thread of `pid`, summed by thread name (`comm`).
+pub fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let path = format!("{pid}/task/{tid}");
+        let name = std::fs::read_to_string(format!("/proc/{path}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        if let Some(t) = cpu_ticks(&path) {
+            *by_name.entry(name).or_insert(0) += t;
+        }
+    }
+    by_name
+}
+
+/// Per-thread-name CPU between two readings of [`thread_ticks`], as % of
+/// one core, busiest first; names below 1 % are left out.
+pub fn thread_percent(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    secs: f64,
+) -> Vec<(String, f64)> {
+    let hz = clock_ticks();
+    let mut v: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, t)| {
+            let d = t.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (name.clone(), d as f64 / hz / secs.max(1e-9) * 100.0)
+        })
+        .filter(|(_, pct)| *pct >= 1.0)
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
+/// The filesystem type and source device holding `path` (`ext4 on /dev/vda`).
+pub fn filesystem_of(path: &std::path::Path) -> String {
+    let p = path.to_string_lossy();
+    command_line("findmnt", &["-n", "-o", "FSTYPE,SOURCE", "-T", &p])
+        .map(|s| {
+            let mut it = s.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some(t), Some(src)) => format!("{t} on {src}"),
+                _ => s.clone(),
+            }
+        })
+        .unwrap_or_else(|| "unknown filesystem".into())
+}
+
+/// Median time of a 4 KiB write plus `fdatasync` in `dir` (what a
+/// power-durable commit waits for at least), over `n` tries.
+pub fn fdatasync_p50(dir: &std::path::Path, n: usize) -> Option<std::time::Duration> {
+    use std::io::Write;
+    let tmp = tempfile::tempdir_in(dir).ok()?;
+    let mut f = std::fs::File::create(tmp.path().join("probe")).ok()?;
+    let block = [0x5au8; 4096];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        f.write_all(&block).ok()?;
+        f.sync_data().ok()?;
+        samples.push(t.elapsed());
+    }
+    Some(crate::stats::Dist::new(samples).pct(50.0))
+}
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...) in MiB.
 pub fn status_mib(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -81,18 +203,23 @@ pub fn machine_line() -> String {
         .map(|kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0))
         .unwrap_or_else(|| "unknown RAM".into());
     let kernel = command_line("uname", &["-r"]).unwrap_or_else(|| "unknown".into());
-    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "unknown date".into());
+    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        .unwrap_or_else(|| "unknown date".into());
     format!("{cpus} CPUs (nproc) · {model} · {mem} · Linux {kernel} · {date}")
 }
 
 /// `roost --version` and the workspace's git commit, when known.
 pub fn roost_version(bin: &std::path::Path, root: &std::path::Path) -> String {
-    let version = command_line(&bin.to_string_lossy(), &["--version"]).unwrap_or_else(|| "roost".into());
+    let version =
+        command_line(&bin.to_string_lossy(), &["--version"]).unwrap_or_else(|| "roost".into());
     let root = root.to_string_lossy();
     match command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]) {
         Some(commit) => {
             let dirty = command_line("git", &["-C", &root, "status", "--porcelain"]).is_some();
-            format!("{version} (git {commit}{})", if dirty { ", modified tree" } else { "" })
+            format!(
+                "{version} (git {commit}{})",
+                if dirty { ", modified tree" } else { "" }
+            )
         }
         None => version,
     }
@@ -109,6 +236,9 @@ mod tests {
         assert!(status_mib(pid, "VmRSS").is_some_and(|v| v > 0.0));
         assert!(threads(pid).is_some_and(|n| n >= 1));
         assert!(cpu_percent(Some(0), Some(100), 1.0).is_some());
+        assert!(!thread_ticks(pid).is_empty());
+        assert!(machine_busy_ticks().is_some());
+        assert!(load_average().is_some());
         assert!(!machine_line().is_empty());
     }
 }

@@ -20,11 +20,6 @@ impl Dist {
         self.sorted.len()
     }
 
-    /// True when there is no sample.
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
-    }
-
     /// The `p`-th percentile (nearest rank: the smallest sample with at
     /// least `p` % of the samples at or below it); zero when empty.
     pub fn pct(&self, p: f64) -> Duration {

@@ -60,12 +60,14 @@ fn measure(
         measure: plan.measure,
         server_pid: server.pid(),
     };
+    plan.settle();
     let o = rt.block_on(load::run(http, &spec));
     eprintln!(
-        "  {workload:?} x{clients}: {:.0}/s, p99 {} ms, {} failed",
+        "  {workload:?} x{clients}: {:.0}/s, p99 {} ms, {} failed, other CPU {:.0} %",
         o.rate(),
         ms(o.latency.pct(99.0)),
-        o.failures()
+        o.failures(),
+        o.other_cpu.unwrap_or(0.0)
     );
     if let Some(f) = &o.first_failure {
         eprintln!("    first failure: {f}");
@@ -82,19 +84,24 @@ pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
     };
     for durability in ["process", "power"] {
         eprintln!("throughput: starting a server with --durability {durability}");
-        let server = Server::start_in(
-            &plan.bin,
-            &plan.scratch()?.path().join("data"),
+        let server = crate::start_server(
+            plan,
             ServerOptions {
                 args: vec!["--durability".into(), durability.into()],
                 ..ServerOptions::default()
             },
-            None,
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         let token = server.token();
         for &clients in &plan.concurrency {
-            let o = measure(rt, &http, plan, &server, &token, Workload::SetClear, clients);
+            let o = measure(
+                rt,
+                &http,
+                plan,
+                &server,
+                &token,
+                Workload::SetClear,
+                clients,
+            );
             results.fm.push((durability, o));
         }
         if durability == "process" {
@@ -149,6 +156,7 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         ">errors",
         ">server CPU",
         ">bench CPU",
+        ">other CPU",
         "StarlingX (documented)",
     ]);
     for (d, o) in &r.fm {
@@ -163,14 +171,16 @@ pub fn render(r: &Results, plan: &Plan) -> String {
             o.errors.to_string(),
             cpu(o.server_cpu),
             cpu(o.bench_cpu),
+            cpu(o.other_cpu),
             starlingx_rate(o.clients).map_or("—".into(), |(_, s)| s.to_string()),
         ]);
         t.row(row);
     }
     out.push_str(&t.render());
     out.push_str(
-        "\nCPU columns are % of one core over the measured window (server process; this benchmark's own \
-         process). StarlingX's figures are documented measurements of its FM API on a 2-vCPU machine, \
+        "\nCPU columns are % of one core over the measured window: the server process, this benchmark's \
+         own process, and everything else on the machine (should be near 0; more means the run was \
+         disturbed). StarlingX's figures are documented measurements of its FM API on a 2-vCPU machine, \
          not measured here; it commits to PostgreSQL, whose defaults (`fsync`, `synchronous_commit` on) \
          make every commit power-durable, so the `power` rows are the like-for-like comparison.\n",
     );
@@ -210,5 +220,41 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         }
         out.push_str(&t.render());
     }
+    out.push_str(
+        "\n**Where the server's CPU goes** (% of one core over each window, by thread name as in \
+         `/proc/<pid>/task/*/comm`; threads under 1 % left out; the machine has ",
+    );
+    out.push_str(&format!(
+        "{} cores):\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    let mut t = Table::new(&[
+        "run",
+        ">clients",
+        ">server",
+        ">bench",
+        ">other",
+        "server threads",
+    ]);
+    let runs =
+        r.fm.iter()
+            .map(|(d, o)| (format!("set/clear, `{d}`"), o))
+            .chain(r.floor.iter().map(|o| ("`GET /healthz`".to_string(), o)));
+    for (name, o) in runs {
+        let threads: Vec<String> = o
+            .server_threads
+            .iter()
+            .map(|(n, pct)| format!("`{n}` {pct:.0} %"))
+            .collect();
+        t.row(vec![
+            name,
+            o.clients.to_string(),
+            cpu(o.server_cpu),
+            cpu(o.bench_cpu),
+            cpu(o.other_cpu),
+            threads.join(", "),
+        ]);
+    }
+    out.push_str(&t.render());
     out
 }

@@ -62,6 +62,11 @@ impl Api {
         })
     }
 
+    /// The server's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `GET path?query`, returning the JSON body.
     pub fn get(&self, path: &str, query: &Query) -> Result<Value, CliError> {
         Ok(self.send(Method::GET, path, query, None)?.body)

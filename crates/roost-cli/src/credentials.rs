@@ -2,7 +2,9 @@
 //! (`ROOST_URL`, `ROOST_TOKEN`) first, then the credentials file written by
 //! `roost login`.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -41,6 +43,37 @@ pub struct Env {
     pub xdg_config_home: Option<OsString>,
     /// `HOME`: `.config/roost/credentials.json` below it.
     pub home: Option<OsString>,
+    /// Every variable, for verbs that are given a variable's name
+    /// (`roost host bmc --password-env VAR`).
+    pub vars: Vars,
+}
+
+/// Environment variables by name. Values may be secrets, so `Debug` shows
+/// the names only.
+#[derive(Clone, Default)]
+pub struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    /// The value of `name`; `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// These variables plus `name=value` (for tests).
+    #[cfg(test)]
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+}
+
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Env {
@@ -54,6 +87,11 @@ impl Env {
             roost_config_dir: path("ROOST_CONFIG_DIR"),
             xdg_config_home: path("XDG_CONFIG_HOME"),
             home: path("HOME"),
+            vars: Vars(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect(),
+            ),
         }
     }
 

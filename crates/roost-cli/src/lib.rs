@@ -1,10 +1,12 @@
-//! The `roost` client verbs: `login`, `alarm …` and `event …`.
+//! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …` and
+//! `heartbeat …`.
 //!
 //! This crate is a library that the `roost` binary embeds with
 //! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
 //! [`run`]. The verbs speak StarlingX's FM REST API (`/v1/alarms`,
-//! `/v1/event_log`, `/v1/event_suppression`) and Keystone v3
-//! (`/v3/auth/tokens`) at one base URL, over plain HTTP.
+//! `/v1/event_log`, `/v1/event_suppression`), its sysinv API (`/v1/ihosts`,
+//! `/v1/service_parameter`) and Keystone v3 (`/v3/auth/tokens`) at one base
+//! URL, over plain HTTP.
 //!
 //! * Credentials: `roost login` stores `{url, token, expires_at}` in
 //!   `$ROOST_CONFIG_DIR/credentials.json`, else
@@ -27,6 +29,8 @@ mod client;
 mod credentials;
 mod error;
 mod event;
+mod heartbeat;
+mod host;
 mod login;
 mod output;
 mod query;
@@ -42,6 +46,10 @@ pub use alarm::{
     UnsuppressArgs,
 };
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
+pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
+pub use host::{
+    BmcArgs, HostAddArgs, HostArg, HostCommand, HostForceArgs, HostListArgs, HostOutputArgs,
+};
 pub use login::LoginArgs;
 pub use output::{OutputArgs, OutputFormat};
 
@@ -60,6 +68,12 @@ pub enum ClientCommand {
     /// Fault management: the event log
     #[command(subcommand)]
     Event(EventCommand),
+    /// Hosts: inventory, lock and unlock, power, BMC, join tokens
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Maintenance: heartbeat and recovery settings
+    #[command(subcommand)]
+    Heartbeat(HeartbeatCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -102,7 +116,7 @@ pub(crate) struct Io<'a> {
     pub out: &'a mut dyn Write,
     /// Prompts and hints.
     pub err: &'a mut dyn Write,
-    /// Answers to `roost login`'s questions.
+    /// Answers to `roost login`'s questions and `--password-stdin`.
     pub input: &'a mut dyn BufRead,
     /// Whether `input` is a terminal (prompts are shown, the password is
     /// read without echo).
@@ -115,6 +129,8 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Login(args) => login::login(&args, env, io),
         ClientCommand::Alarm(cmd) => alarm::run(cmd, env, io),
         ClientCommand::Event(cmd) => event::run(cmd, env, io),
+        ClientCommand::Host(cmd) => host::run(cmd, env, io),
+        ClientCommand::Heartbeat(cmd) => heartbeat::run(cmd, env, io),
     }
 }
 

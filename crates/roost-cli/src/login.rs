@@ -128,7 +128,7 @@ fn request_token(url: &str, username: &str, password: &str) -> Result<Credential
 }
 
 /// One line of input without its line ending; `None` at end of input.
-fn read_line(io: &mut Io<'_>) -> Result<Option<String>, CliError> {
+pub(crate) fn read_line(io: &mut Io<'_>) -> Result<Option<String>, CliError> {
     let mut line = String::new();
     let n = io
         .input

@@ -420,3 +420,419 @@ fn a_full_page_of_events_adds_a_hint_on_stderr_only() {
         outcome.err
     );
 }
+
+fn host(id: i64, name: &str, admin: &str, oper: &str, avail: &str) -> serde_json::Value {
+    json!({
+        "id": id, "uuid": format!("00000000-0000-4000-8000-00000000000{id}"),
+        "hostname": name, "personality": if name.starts_with("controller") { "controller" } else { "worker" },
+        "subfunctions": "worker", "administrative": admin, "operational": oper,
+        "availability": avail, "task": "", "mgmt_ip": null, "bm_type": "none",
+        "bm_ip": null, "bm_username": null, "uptime": 0, "mnfa_hold": false,
+        "created_at": "2026-11-26T18:16:12.086207", "updated_at": null
+    })
+}
+
+#[test]
+fn host_list_prints_the_hosts_sorted_by_id_in_a_table() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"ihosts": [
+            host(3, "worker-2", "locked", "disabled", "offline"),
+            host(1, "controller-0", "unlocked", "enabled", "available"),
+            host(2, "worker-1", "unlocked", "enabled", "degraded"),
+        ]}),
+    )]);
+    let outcome = run_verb(&["host", "list"], &server.env(), "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("GET", "/v1/ihosts")
+    );
+    assert_eq!(seen[0].header("x-auth-token"), Some("test-token"));
+    let out = &outcome.out;
+    for header in [
+        "ID",
+        "Hostname",
+        "Personality",
+        "Administrative",
+        "Operational",
+        "Availability",
+    ] {
+        assert!(out.contains(header), "{header}: {out}");
+    }
+    assert!(!out.contains("Task"), "no host has a task: {out}");
+    let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s}: {out}"));
+    assert!(pos("controller-0") < pos("worker-1"));
+    assert!(pos("worker-1") < pos("worker-2"));
+    assert!(out.contains("degraded"));
+}
+
+#[test]
+fn host_add_prints_the_join_token_and_the_agent_command() {
+    let mut added = host(4, "worker-3", "locked", "disabled", "offline");
+    added["join_token"] = json!("tok_ABC-123");
+    let server = FakeServer::start(vec![Canned::json(200, added.clone())]);
+    let url = server.url.clone();
+    let outcome = run_verb(
+        &[
+            "host",
+            "add",
+            "worker-3",
+            "--personality",
+            "worker",
+            "--mgmt-ip",
+            "192.168.204.13",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/v1/ihosts")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!({"hostname": "worker-3", "personality": "worker", "mgmt_ip": "192.168.204.13"})
+    );
+    assert!(outcome.out.contains("worker-3"), "{}", outcome.out);
+    assert!(
+        outcome.out.contains("\n    tok_ABC-123\n"),
+        "{}",
+        outcome.out
+    );
+    assert!(
+        outcome.out.contains(&format!(
+            "\n    roost agent --server {url} --join-token tok_ABC-123\n"
+        )),
+        "{}",
+        outcome.out
+    );
+    // The fake server listens on 127.0.0.1: the user is told that the new
+    // host needs another address.
+    assert!(outcome.err.contains("loopback"), "{}", outcome.err);
+
+    // With -o json, the object itself, token included.
+    let server = FakeServer::start(vec![Canned::json(200, added.clone())]);
+    let outcome = run_verb(
+        &[
+            "host",
+            "add",
+            "worker-3",
+            "--personality",
+            "worker",
+            "-o",
+            "json",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        seen[0].json(),
+        json!({"hostname": "worker-3", "personality": "worker"})
+    );
+    let printed: serde_json::Value = serde_json::from_str(&outcome.out).unwrap();
+    assert_eq!(printed, added);
+}
+
+#[test]
+fn host_lock_sends_the_lock_action_and_prints_the_new_states() {
+    let server = FakeServer::start(vec![
+        Canned::json(200, host(2, "worker-1", "locked", "disabled", "online")),
+        Canned::json(200, host(2, "worker-1", "locked", "disabled", "online")),
+    ]);
+    let outcome = run_verb(&["host", "lock", "worker-1"], &server.env(), "");
+    outcome.result.unwrap();
+    assert_eq!(outcome.out, "worker-1: locked/disabled/online\n");
+    let forced = run_verb(&["host", "lock", "worker-1", "--force"], &server.env(), "");
+    forced.result.unwrap();
+    let seen = server.finish();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("PATCH", "/v1/ihosts/worker-1")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!([{"op": "replace", "path": "/action", "value": "lock"}])
+    );
+    assert_eq!(
+        seen[1].json(),
+        json!([{"op": "replace", "path": "/action", "value": "force-lock"}])
+    );
+}
+
+#[test]
+fn a_refused_host_action_prints_the_server_message() {
+    let server = FakeServer::start(vec![Canned::json(
+        400,
+        json!({"error": {"message": "cannot lock controller-0: it is the only controller", "code": 400}}),
+    )]);
+    let outcome = run_verb(&["host", "lock", "controller-0"], &server.env(), "");
+    server.finish();
+    let err = outcome.result.unwrap_err();
+    assert_eq!(
+        err.message,
+        "cannot lock controller-0: it is the only controller"
+    );
+    assert_eq!(err.code, 1);
+    assert_eq!(outcome.out, "");
+}
+
+#[test]
+fn showing_an_unknown_host_says_host_not_found() {
+    let server = FakeServer::start(vec![Canned::json(
+        404,
+        json!({"error": {"message": "host not found: worker-9", "code": 404}}),
+    )]);
+    let outcome = run_verb(&["host", "show", "worker-9"], &server.env(), "");
+    let seen = server.finish();
+    assert_eq!(seen[0].target, "/v1/ihosts/worker-9");
+    assert_eq!(
+        outcome.result.unwrap_err().message,
+        "host not found: worker-9"
+    );
+}
+
+#[test]
+fn host_bmc_reads_the_password_from_stdin_and_sends_it_with_the_username_without_echoing_it() {
+    let mut updated = host(2, "worker-1", "locked", "disabled", "online");
+    updated["bm_type"] = json!("redfish");
+    updated["bm_ip"] = json!("10.0.0.9:8000");
+    updated["bm_username"] = json!("root");
+    let server = FakeServer::start(vec![Canned::json(200, updated)]);
+    let outcome = run_verb(
+        &[
+            "host",
+            "bmc",
+            "worker-1",
+            "--type",
+            "redfish",
+            "--ip",
+            "10.0.0.9:8000",
+            "--username",
+            "root",
+            "--password-stdin",
+        ],
+        &server.env(),
+        "s3cret-pw\nnot this line\n",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen.len(), 1, "one patch carries everything");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("PATCH", "/v1/ihosts/worker-1")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!([
+            {"op": "replace", "path": "/bm_type", "value": "redfish"},
+            {"op": "replace", "path": "/bm_ip", "value": "10.0.0.9:8000"},
+            {"op": "replace", "path": "/bm_username", "value": "root"},
+            {"op": "replace", "path": "/bm_password", "value": "s3cret-pw"}
+        ])
+    );
+    for stream in [&outcome.out, &outcome.err] {
+        assert!(!stream.contains("s3cret"), "{stream}");
+    }
+    for shown in ["redfish", "10.0.0.9:8000", "root", "bm_username"] {
+        assert!(outcome.out.contains(shown), "{shown}: {}", outcome.out);
+    }
+}
+
+#[test]
+fn host_bmc_reads_the_password_from_the_named_variable() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        host(2, "worker-1", "locked", "disabled", "online"),
+    )]);
+    let env = crate::credentials::Env {
+        vars: crate::credentials::Vars::default().with("BMC_PW", "from-env"),
+        ..server.env()
+    };
+    let outcome = run_verb(
+        &[
+            "host",
+            "bmc",
+            "2",
+            "--type",
+            "ipmi",
+            "--ip",
+            "10.0.0.9",
+            "--username",
+            "admin",
+            "--password-env",
+            "BMC_PW",
+        ],
+        &env,
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen[0].target, "/v1/ihosts/2");
+    assert_eq!(seen[0].json()[3]["value"], "from-env");
+    assert!(!outcome.out.contains("from-env"));
+
+    // An unset variable stops before any request.
+    let server = FakeServer::start(vec![]);
+    let outcome = run_verb(
+        &[
+            "host",
+            "bmc",
+            "2",
+            "--type",
+            "ipmi",
+            "--ip",
+            "10.0.0.9",
+            "--username",
+            "admin",
+            "--password-env",
+            "NOPE",
+        ],
+        &server.env(),
+        "",
+    );
+    assert!(server.finish().is_empty());
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.message, "environment variable NOPE is not set");
+    assert_eq!(err.code, 2);
+}
+
+fn parameter(uuid: &str, name: &str, value: &str) -> serde_json::Value {
+    json!({"uuid": uuid, "service": "platform", "section": "maintenance", "name": name,
+           "value": value, "personality": null, "resource": null})
+}
+
+#[test]
+fn heartbeat_set_patches_each_setting_by_uuid_then_applies() {
+    let server = FakeServer::start(vec![
+        Canned::json(
+            200,
+            json!({"parameters": [
+                parameter("p-1", "heartbeat_period", "100"),
+                parameter("p-2", "heartbeat_failure_threshold", "10"),
+                parameter("p-3", "heartbeat_degrade_threshold", "6"),
+                {"uuid": "o-1", "service": "platform", "section": "other", "name": "heartbeat_period", "value": "x"}
+            ]}),
+        ),
+        Canned::json(200, parameter("p-1", "heartbeat_period", "200")),
+        Canned::json(200, parameter("p-2", "heartbeat_failure_threshold", "20")),
+        Canned::json(
+            200,
+            json!({"service": "platform", "section": "maintenance"}),
+        ),
+    ]);
+    let outcome = run_verb(
+        &[
+            "heartbeat",
+            "set",
+            "heartbeat_period=200",
+            "heartbeat_failure_threshold=20",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    let requests: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.target.as_str()))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            ("GET", "/v1/service_parameter"),
+            ("PATCH", "/v1/service_parameter/p-1"),
+            ("PATCH", "/v1/service_parameter/p-2"),
+            ("POST", "/v1/service_parameter/apply"),
+        ]
+    );
+    assert_eq!(
+        seen[1].json(),
+        json!([{"op": "replace", "path": "/value", "value": "200"}])
+    );
+    assert_eq!(
+        seen[2].json(),
+        json!([{"op": "replace", "path": "/value", "value": "20"}])
+    );
+    assert_eq!(
+        seen[3].json(),
+        json!({"service": "platform", "section": "maintenance"})
+    );
+    for shown in [
+        "heartbeat_period",
+        "200",
+        "heartbeat_failure_threshold",
+        "20",
+    ] {
+        assert!(outcome.out.contains(shown), "{shown}: {}", outcome.out);
+    }
+}
+
+#[test]
+fn an_unknown_heartbeat_setting_is_refused_before_any_request() {
+    let server = FakeServer::start(vec![]);
+    let outcome = run_verb(
+        &["heartbeat", "set", "heartbeat_period=200", "pulse=5"],
+        &server.env(),
+        "",
+    );
+    assert!(server.finish().is_empty(), "nothing was sent");
+    let err = outcome.result.unwrap_err();
+    assert!(
+        err.message.starts_with(
+            "unknown heartbeat setting pulse; known: heartbeat_period, heartbeat_degrade_threshold, "
+        ),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.code, 2);
+}
+
+#[test]
+fn a_refused_heartbeat_value_prints_the_server_message_and_skips_the_apply() {
+    let server = FakeServer::start(vec![
+        Canned::json(
+            200,
+            json!({"parameters": [parameter("p-1", "heartbeat_period", "100")]}),
+        ),
+        Canned::json(
+            400,
+            json!({"error": {"message": "heartbeat_period must be between 10 and 1000 (got 5)", "code": 400}}),
+        ),
+    ]);
+    let outcome = run_verb(
+        &["heartbeat", "set", "heartbeat_period=5"],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    assert_eq!(seen.len(), 2, "no apply after a refused value");
+    let err = outcome.result.unwrap_err();
+    assert_eq!(
+        err.message,
+        "heartbeat_period must be between 10 and 1000 (got 5)"
+    );
+    assert_eq!(err.code, 1);
+}
+
+#[test]
+fn heartbeat_show_lists_the_maintenance_settings_in_order() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"parameters": [
+            parameter("p-2", "worker_boot_timeout", "720"),
+            parameter("p-1", "heartbeat_period", "100"),
+        ]}),
+    )]);
+    let outcome = run_verb(&["heartbeat", "show"], &server.env(), "");
+    server.finish();
+    outcome.result.unwrap();
+    let out = &outcome.out;
+    assert!(out.contains("Name") && out.contains("Value"), "{out}");
+    assert!(out.find("heartbeat_period").unwrap() < out.find("worker_boot_timeout").unwrap());
+}

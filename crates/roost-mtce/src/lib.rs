@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod maintenance;
+pub mod process;
 pub mod settings;
 
 pub use maintenance::{

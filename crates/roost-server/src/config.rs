@@ -27,6 +27,12 @@ pub struct Config {
     /// The URL clients should use to reach this server, for the service
     /// catalog and `next` links; by default derived from each request's Host.
     pub public_url: Option<String>,
+    /// `simplex` (All-in-One Simplex, the default) or `duplex`.
+    pub system_mode: String,
+    /// UDP address the heartbeat is sent from.
+    pub heartbeat_listen: SocketAddr,
+    /// Lifetime of the join tokens `roost host add` hands out, seconds.
+    pub join_token_ttl_secs: u64,
     pub fm: FmConfig,
     pub monitor: MonitorConfig,
     pub log: LogConfig,
@@ -75,6 +81,9 @@ impl Default for Config {
             token_ttl_secs: 3600,
             max_body_bytes: 64 * 1024,
             public_url: None,
+            system_mode: "simplex".into(),
+            heartbeat_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            join_token_ttl_secs: 3600,
             fm: FmConfig::default(),
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
@@ -177,6 +186,17 @@ impl Config {
                 "hostname {:?} must be non-empty and free of '.', '=' and spaces",
                 self.hostname
             )));
+        }
+        if !matches!(self.system_mode.as_str(), "simplex" | "duplex") {
+            return Err(ConfigError::Invalid(format!(
+                "system_mode is {:?}; use simplex or duplex",
+                self.system_mode
+            )));
+        }
+        if self.join_token_ttl_secs < 60 {
+            return Err(ConfigError::Invalid(
+                "join_token_ttl_secs must be at least 60".into(),
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(

@@ -55,7 +55,8 @@ fn hash_token(token: &str) -> String {
 
 /// A random secret of `bytes` bytes, as URL-safe text.
 pub fn random_secret(bytes: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // No leading-dash risk: a secret is often passed as a command-line argument.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() {
         // The OS random source failing is not recoverable; refuse to make a weak secret.

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod datadir;
 pub mod fm_service;
+pub mod hosts;
 pub mod http;
 pub mod identity;
 pub mod metrics;
@@ -116,32 +117,79 @@ pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Resu
             }
         }));
     }
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (hosts, host_tasks) = hosts::HostService::start(
+        store.clone(),
+        fm.clone(),
+        clock.clone(),
+        metrics.clone(),
+        hosts::HostsConfig {
+            hostname: config.hostname.clone(),
+            system_mode: config.system_mode.clone(),
+            heartbeat_listen: config.heartbeat_listen,
+            join_token_ttl_secs: config.join_token_ttl_secs,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the host service")?;
+    tasks.extend(host_tasks);
     let state = http::AppState {
         fm: fm.clone(),
+        hosts: hosts.clone(),
+        system: roost_api::sysinv::SystemView {
+            uuid: system_uuid(&store)?,
+            name: "roost".into(),
+            system_mode: config.system_mode.clone(),
+            system_type: if config.system_mode == "simplex" {
+                "All-in-one".into()
+            } else {
+                "Standard".into()
+            },
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            distributed_cloud_role: None,
+            location: String::new(),
+            description: String::new(),
+            created_at: clock.now().to_string(),
+        },
         identity,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         public_url: config.public_url.clone(),
     };
     let app = http::router(state, config.max_body_bytes);
     tracing::info!(%addr, data_dir = %data.path().display(), durability = store.durability().as_str(), "roost server ready");
     println!("roost server ready on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    })
+    .await
+    .context("the HTTP server failed")?;
     for t in tasks {
         let _ = t.await;
     }
+    drop(hosts);
     drop(fm);
     // The writer ends once every handle is gone; wait so the last batch is committed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     drop(data);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The system's uuid, made once and kept in the store.
+fn system_uuid(store: &Store) -> anyhow::Result<String> {
+    if let Some(u) = store.setting("system.uuid")? {
+        return Ok(u);
+    }
+    let u = uuid::Uuid::new_v4().to_string();
+    store.set_settings(&[("system.uuid".into(), u.clone())])?;
+    Ok(u)
 }
 
 async fn wait_for_signal() {

@@ -17,6 +17,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabels {
     severity: &'static str,
 }
@@ -28,6 +33,10 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram>,
     alarms: Family<SeverityLabels, Gauge>,
     event_log: Gauge,
+    pulses_sent: Counter,
+    pulses_answered: Counter,
+    pulse_rtt: Histogram,
+    heartbeat_dropped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,6 +54,30 @@ impl Metrics {
         });
         let alarms = Family::<SeverityLabels, Gauge>::default();
         let event_log = Gauge::default();
+        let pulses_sent = Counter::default();
+        let pulses_answered = Counter::default();
+        let pulse_rtt = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
+        let heartbeat_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "heartbeat_pulses_sent",
+            "Heartbeat pulse requests sent",
+            pulses_sent.clone(),
+        );
+        registry.register(
+            "heartbeat_pulses_answered",
+            "Valid heartbeat pulse responses received",
+            pulses_answered.clone(),
+        );
+        registry.register(
+            "heartbeat_rtt_seconds",
+            "Round-trip time of answered pulses",
+            pulse_rtt.clone(),
+        );
+        registry.register(
+            "heartbeat_dropped",
+            "Heartbeat packets dropped, by reason (truncated, oversized, bad_magic, unknown_host, bad_mac, malformed, replayed, stale)",
+            heartbeat_dropped.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -71,7 +104,29 @@ impl Metrics {
             latency,
             alarms,
             event_log,
+            pulses_sent,
+            pulses_answered,
+            pulse_rtt,
+            heartbeat_dropped,
         }
+    }
+
+    /// Counts pulse requests sent.
+    pub fn pulses_sent(&self, n: u64) {
+        self.pulses_sent.inc_by(n);
+    }
+
+    /// Counts a valid response and its round-trip time.
+    pub fn pulse_answered(&self, rtt_seconds: f64) {
+        self.pulses_answered.inc();
+        self.pulse_rtt.observe(rtt_seconds);
+    }
+
+    /// Counts a dropped heartbeat packet.
+    pub fn heartbeat_dropped(&self, reason: &'static str) {
+        self.heartbeat_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records one answered request.

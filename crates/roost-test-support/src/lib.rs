@@ -353,3 +353,209 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A running `roost agent`.
+pub struct Agent {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub args: Vec<String>,
+    pub data_dir: PathBuf,
+    pub hostname: String,
+    stderr: LogLines,
+}
+
+impl Agent {
+    /// Starts an agent that enrolls with `join_token` (ignored once enrolled),
+    /// answering heartbeats on `ip` (for example 127.0.0.2). Extra arguments
+    /// follow. Waits for its ready line.
+    pub fn start(
+        bin: &Path,
+        server: &str,
+        join_token: &str,
+        data_dir: &Path,
+        ip: &str,
+        extra: &[&str],
+    ) -> Result<Agent, String> {
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            server.into(),
+            "--join-token".into(),
+            join_token.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--heartbeat-listen".into(),
+            format!("{ip}:0"),
+            "--mgmt-ip".into(),
+            ip.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut a = Agent {
+            child: None,
+            bin: bin.to_path_buf(),
+            args,
+            data_dir: data_dir.to_path_buf(),
+            hostname: String::new(),
+            stderr: Default::default(),
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the agent: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let lines: LogLines = Default::default();
+        let reader = {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut v) = lines.lock() {
+                        v.push(l);
+                    }
+                }
+            })
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = l.strip_prefix("roost agent ready as ") {
+                    let name = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(name);
+                }
+            }
+        });
+        self.stderr = lines;
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(name) => {
+                self.hostname = name;
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let _ = reader.join();
+                Err(format!(
+                    "agent did not become ready ({status:?}); its log:\n{}",
+                    self.log()
+                ))
+            }
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|v| v.join("\n")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal by name (STOP, CONT, TERM, KILL).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the agent again with the same arguments and data directory.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill9();
+        self.spawn()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // A stopped process must be continued to die cleanly.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Api {
+    /// A host by name (panics unless 200).
+    pub fn host(&self, name: &str) -> Value {
+        let r = self.get(&format!("/v1/ihosts/{name}"));
+        assert_eq!(r.status, 200, "host {name}: {:?}", r.body);
+        r.body
+    }
+
+    /// Adds a host; returns its join token.
+    pub fn add_host(&self, name: &str, personality: &str) -> String {
+        let r = self.post(
+            "/v1/ihosts",
+            &json!({"hostname": name, "personality": personality}),
+        );
+        assert_eq!(r.status, 200, "host add: {:?}", r.body);
+        r.body["join_token"]
+            .as_str()
+            .expect("join_token")
+            .to_string()
+    }
+
+    /// Sends a host action; returns the reply.
+    pub fn host_action(&self, name: &str, action: &str) -> Reply {
+        self.patch(
+            &format!("/v1/ihosts/{name}"),
+            &json!([{"op": "replace", "path": "/action", "value": action}]),
+        )
+    }
+
+    /// Waits until the host's availability is `avail` (up to `secs`).
+    pub fn wait_avail(&self, name: &str, avail: &str, secs: u64) -> Value {
+        wait_for(secs, || {
+            let h = self.host(name);
+            (h["availability"] == avail).then_some(h)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} never became {avail}; now {}",
+                self.host(name)["availability"]
+            )
+        })
+    }
+
+    /// Sets a maintenance service parameter.
+    pub fn set_parameter(&self, name: &str, value: &str) {
+        let list = self.get("/v1/service_parameter");
+        let uuid = list.body["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = self.patch(
+            &format!("/v1/service_parameter/{uuid}"),
+            &json!([{"op": "replace", "path": "/value", "value": value}]),
+        );
+        assert_eq!(r.status, 200, "set {name}={value}: {:?}", r.body);
+    }
+}

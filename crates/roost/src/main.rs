@@ -25,10 +25,21 @@ struct Cli {
 enum Command {
     /// Run a cloud: an All-in-One Simplex controller on an embedded store
     Server(ServerArgs),
+    /// Run the host agent: enroll with a join token, answer heartbeats, report inventory
+    Agent(roost_agent::AgentArgs),
+    /// Simulators for tests and benchmarks
+    #[command(subcommand)]
+    Sim(SimCommand),
     /// Print the OpenAPI document of the REST API
     Openapi,
     #[command(flatten)]
     Client(roost_cli::ClientCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// A Redfish BMC that powers a command (a simulated host) off and on
+    Bmc(roost_sim::bmc::BmcArgs),
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +142,33 @@ fn error_line(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// Runs a future on a small runtime; errors become one line and exit 1.
+fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("roost: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -139,6 +177,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
+        Command::Agent(args) => roost_agent::main(args),
+        Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),
         Command::Server(args) => {
             let config = match server_config(args) {
                 Ok(c) => c,

@@ -1,10 +1,12 @@
 //! The HTTP API: one router for every service, authentication, metrics.
 
+mod agent;
 mod error;
 mod extract;
 mod fm;
 mod identity;
 mod ops;
+mod sysinv;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +21,7 @@ use axum::routing::get;
 pub use error::ApiError;
 
 use crate::fm_service::FmService;
+use crate::hosts::HostService;
 use crate::identity::{Identity, Principal};
 use crate::metrics::Metrics;
 
@@ -26,6 +29,9 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub fm: FmService,
+    pub hosts: HostService,
+    /// What `/v1/isystems` says about this cloud.
+    pub system: roost_api::sysinv::SystemView,
     pub identity: Arc<Identity>,
     pub metrics: Arc<Metrics>,
     /// Fixed base URL for links and the catalog; else taken from Host.
@@ -55,6 +61,7 @@ impl AppState {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let protected = Router::new()
         .merge(fm::routes())
+        .merge(sysinv::routes())
         .merge(identity::protected_routes())
         .merge(ops::protected_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -65,7 +72,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1.0", get(ops::v1_0))
         .route("/v1.0/", get(ops::v1_0))
         .route("/healthz", get(ops::healthz))
-        .merge(identity::public_routes());
+        .merge(identity::public_routes())
+        .merge(agent::routes());
     Router::new()
         .merge(protected)
         .merge(public)

@@ -1,0 +1,230 @@
+//! The agent's HTTP calls to the server: enrollment and reports.
+
+use std::time::Duration;
+
+use roost_api::agent::Inventory;
+use roost_api::sysinv::{AgentReport, EnrollResponse, ReportReply};
+use serde::Serialize;
+
+/// Header that carries the agent token.
+pub const TOKEN_HEADER: &str = "X-Agent-Token";
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 or 403: the join token or agent token is not accepted.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// Another 4xx: the server will not take this request as it is.
+    #[error("the server rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// A 5xx: worth retrying later.
+    #[error("server error ({status}): {message}")]
+    Server { status: u16, message: String },
+    /// The server could not be reached, or the reply was cut short.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// A 2xx whose body is not what was expected.
+    #[error("unexpected reply from the server: {0}")]
+    BadReply(String),
+}
+
+#[derive(Serialize)]
+struct EnrollBody<'a> {
+    join_token: &'a str,
+    inventory: &'a Inventory,
+    heartbeat_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mgmt_ip: Option<&'a str>,
+}
+
+/// A client of one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://host:port`).
+    pub fn new(base: &str) -> anyhow::Result<Client> {
+        let base = base.trim().trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            anyhow::bail!("the server URL {base:?} must start with http://");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("roost-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client { http, base })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /v1/agent/enroll`.
+    pub async fn enroll(
+        &self,
+        join_token: &str,
+        inventory: &Inventory,
+        heartbeat_port: u16,
+        mgmt_ip: Option<&str>,
+    ) -> Result<EnrollResponse, ApiError> {
+        let body = EnrollBody {
+            join_token,
+            inventory,
+            heartbeat_port,
+            mgmt_ip,
+        };
+        let req = self
+            .http
+            .post(format!("{}/v1/agent/enroll", self.base))
+            .json(&body);
+        call(req).await
+    }
+
+    /// `POST /v1/agent/report`.
+    pub async fn report(&self, token: &str, report: &AgentReport) -> Result<ReportReply, ApiError> {
+        let req = self
+            .http
+            .post(format!("{}/v1/agent/report", self.base))
+            .header(TOKEN_HEADER, token)
+            .json(report);
+        call(req).await
+    }
+}
+
+async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| ApiError::BadReply(e.to_string()));
+    }
+    let message = error_message(&bytes).unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("no reason given")
+            .to_string()
+    });
+    let code = status.as_u16();
+    Err(match code {
+        401 | 403 => ApiError::Unauthorized { message },
+        400..=499 => ApiError::Rejected {
+            status: code,
+            message,
+        },
+        _ => ApiError::Server {
+            status: code,
+            message,
+        },
+    })
+}
+
+/// The message of an error body: `{"error": {"message": ...}}`, else the
+/// body's text (shortened).
+fn error_message(body: &[u8]) -> Option<String> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let m = v
+            .pointer("/error/message")
+            .or_else(|| v.get("error").filter(|e| e.is_string()))
+            .or_else(|| v.get("message"))
+            .and_then(|m| m.as_str());
+        if let Some(m) = m {
+            return Some(m.to_string());
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(text.chars().take(200).collect())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_come_from_the_error_body() {
+        assert_eq!(
+            error_message(br#"{"error": {"message": "join token expired", "code": 401}}"#)
+                .as_deref(),
+            Some("join token expired")
+        );
+        assert_eq!(
+            error_message(b"  plain text\n").as_deref(),
+            Some("plain text")
+        );
+        assert_eq!(error_message(b""), None);
+    }
+
+    #[test]
+    fn the_enroll_body_has_the_documented_fields() {
+        let inv = Inventory::default();
+        let v = serde_json::to_value(EnrollBody {
+            join_token: "t",
+            inventory: &inv,
+            heartbeat_port: 2103,
+            mgmt_ip: None,
+        })
+        .unwrap();
+        assert_eq!(v["join_token"], "t");
+        assert_eq!(v["heartbeat_port"], 2103);
+        assert!(v.get("mgmt_ip").is_none());
+        assert!(v["inventory"].is_object());
+    }
+
+    #[test]
+    fn the_server_can_read_what_the_agent_sends() {
+        let inv = Inventory {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let body = serde_json::to_string(&EnrollBody {
+            join_token: "t",
+            inventory: &inv,
+            heartbeat_port: 2103,
+            mgmt_ip: Some("10.0.0.5"),
+        })
+        .unwrap();
+        let req: roost_api::sysinv::EnrollRequest = serde_json::from_str(&body).unwrap();
+        assert_eq!(req.join_token, "t");
+        assert_eq!(req.inventory, inv);
+        assert_eq!(req.heartbeat_port, 2103);
+        assert_eq!(req.mgmt_ip.as_deref(), Some("10.0.0.5"));
+    }
+
+    #[test]
+    fn only_http_urls_are_accepted() {
+        assert_eq!(
+            Client::new("http://127.0.0.1:6385/").unwrap().base(),
+            "http://127.0.0.1:6385"
+        );
+        assert!(Client::new("127.0.0.1:6385").is_err());
+    }
+}

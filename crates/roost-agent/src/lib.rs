@@ -1,0 +1,863 @@
+//! `roost agent`: the per-host agent. It enrolls with the server once (with
+//! a join token), then answers the server's heartbeat pulses, reports the
+//! host's inventory, resource alarms and monitored processes, and reboots
+//! the host when the server asks.
+//!
+//! Files: `<data-dir>/identity.json` ([`identity::Identity`]) and, with
+//! `--process-dir`, one TOML file per monitored process ([`process`]).
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod heartbeat;
+pub mod identity;
+pub mod inventory;
+pub mod process;
+pub mod sampling;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use roost_api::agent::Inventory;
+use roost_api::sysinv::{AgentAlarm, AgentReport, ProcessState, ReportReply};
+use roost_mtce::process::{ProcessAction, ProcessMonitor};
+use roost_mtce::{AlarmDecision, MonitorSettings, Resource, ResourceMonitor};
+use roost_types::{Severity, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::client::{ApiError, Client};
+use crate::heartbeat::{HealthState, RebootRequest, Responder};
+use crate::identity::Identity;
+use crate::process::ProcessConfig;
+
+pub use crate::heartbeat::FLAG_REBOOT;
+
+/// Exit code of a simulated reboot (`--simulated-reboot`), which the BMC
+/// simulator treats as a reboot of the host.
+pub const SIMULATED_REBOOT_EXIT: i32 = 194;
+
+/// How often the inventory is read to look for changes.
+const INVENTORY_CHECK: Duration = Duration::from_secs(5);
+/// Least time between two reports of inventory changes.
+const INVENTORY_CHANGE_MIN_GAP: Duration = Duration::from_secs(30);
+/// How often monitored processes are checked.
+const PROCESS_CHECK: Duration = Duration::from_secs(1);
+/// How long the agent waits after answering a reboot request before it
+/// goes down (so that the answer leaves).
+const REBOOT_DELAY: Duration = Duration::from_millis(200);
+/// How long start-up waits for the first report before saying it is ready.
+const FIRST_REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// `roost agent` options.
+#[derive(clap::Args, Clone)]
+pub struct AgentArgs {
+    /// The server's URL, e.g. http://192.168.204.2:6385 (remembered after enrollment)
+    #[arg(long, env = "ROOST_SERVER")]
+    pub server: Option<String>,
+    /// One-time join token from the server (needed only for the first start)
+    #[arg(long, env = "ROOST_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Directory holding the agent's identity
+    #[arg(
+        long,
+        env = "ROOST_AGENT_DATA_DIR",
+        default_value = "./roost-agent-data"
+    )]
+    pub data_dir: PathBuf,
+    /// UDP address to answer heartbeats on (port 0 picks a free port)
+    #[arg(long, default_value = "0.0.0.0:2103")]
+    pub heartbeat_listen: SocketAddr,
+    /// Management address the server should send heartbeats to [default: the address enrollment came from]
+    #[arg(long)]
+    pub mgmt_ip: Option<IpAddr>,
+    /// Seconds between reports to the server when nothing changes
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub report_interval_secs: u64,
+    /// Seconds between samples of CPU, memory and filesystem use
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub monitor_interval_secs: u64,
+    /// Directory of *.toml files, one per monitored process
+    #[arg(long)]
+    pub process_dir: Option<PathBuf>,
+    /// Command (run with sh -c) that reboots this host when the server asks
+    #[arg(long, default_value = "systemctl reboot")]
+    pub reboot_command: String,
+    /// Instead of rebooting, exit with code 194 (for the BMC simulator)
+    #[arg(long)]
+    pub simulated_reboot: bool,
+    /// Log filter, e.g. info or info,roost_agent=debug
+    #[arg(long, env = "ROOST_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+impl fmt::Debug for AgentArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentArgs")
+            .field("server", &self.server)
+            .field("join_token", &self.join_token.as_ref().map(|_| "<hidden>"))
+            .field("data_dir", &self.data_dir)
+            .field("heartbeat_listen", &self.heartbeat_listen)
+            .field("mgmt_ip", &self.mgmt_ip)
+            .field("report_interval_secs", &self.report_interval_secs)
+            .field("monitor_interval_secs", &self.monitor_interval_secs)
+            .field("process_dir", &self.process_dir)
+            .field("reboot_command", &self.reboot_command)
+            .field("simulated_reboot", &self.simulated_reboot)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
+}
+
+/// Everything for a binary's `agent` verb: sets up logging (to stderr) and
+/// a runtime, runs the agent, prints a failure as `roost agent: ...` on
+/// stderr. Exit code 0 after SIGTERM or SIGINT, 1 on failure, 2 for an
+/// invalid log filter (and 194 from a simulated reboot).
+pub fn main(args: AgentArgs) -> ExitCode {
+    if let Err(e) = init_logging(&args.log_level) {
+        eprintln!("roost agent: {}", error_line(&e));
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("roost agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roost agent: {}", error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs a stderr log subscriber with this filter (`info`,
+/// `info,roost_agent=debug`, ...). Does nothing if one is installed already.
+pub fn init_logging(filter: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let targets: Targets = filter
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let _ = tracing_subscriber::registry()
+        .with(targets)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
+        .try_init();
+    Ok(())
+}
+
+/// An error and its causes on one line.
+pub fn error_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Runs the agent until SIGTERM or SIGINT (then returns `Ok`). Prints
+/// `roost agent ready as <hostname> (heartbeat on <addr>)` on stdout once
+/// enrolled, answering heartbeats, and the first report was tried.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
+    tokio::pin!(shutdown);
+    let mut tasks = tokio::select! {
+        started = start(args) => started?,
+        sig = &mut shutdown => {
+            tracing::info!("{sig} received during start-up; stopping");
+            return Ok(());
+        }
+    };
+    tokio::select! {
+        sig = &mut shutdown => {
+            tracing::info!("{sig} received; stopping");
+            tasks.abort_all();
+            Ok(())
+        }
+        ended = tasks.join_next() => {
+            match ended {
+                Some(Err(e)) if e.is_panic() => anyhow::bail!("an agent task panicked"),
+                _ => anyhow::bail!("an agent task stopped unexpectedly"),
+            }
+        }
+    }
+}
+
+/// State shared by the agent's tasks.
+struct Shared {
+    data_dir: PathBuf,
+    client: Client,
+    identity: Mutex<Identity>,
+    heartbeat_port: u16,
+    health: Arc<HealthState>,
+    /// The latest inventory read.
+    inventory: Mutex<Inventory>,
+    /// What the next report must carry.
+    pending: Mutex<Pending>,
+    /// Wakes the reporter when something is pending.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Alarm changes, by (alarm id, entity): the latest wins.
+    alarms: BTreeMap<(String, String), AgentAlarm>,
+    /// Process state changes, by name: the latest wins.
+    processes: BTreeMap<String, Option<String>>,
+    /// The inventory changed.
+    inventory: bool,
+}
+
+impl Shared {
+    fn hostname(&self) -> String {
+        lock(&self.identity).enrollment.hostname.clone()
+    }
+
+    fn push_alarms(&self, alarms: Vec<AgentAlarm>) {
+        if alarms.is_empty() {
+            return;
+        }
+        let mut p = lock(&self.pending);
+        for a in alarms {
+            p.alarms
+                .insert((a.alarm_id.clone(), a.entity_instance_id.clone()), a);
+        }
+        drop(p);
+        self.wake.notify_one();
+    }
+
+    fn push_process(&self, name: &str, failed: Option<Severity>) {
+        lock(&self.pending)
+            .processes
+            .insert(name.to_string(), failed.map(|s| s.as_str().to_string()));
+        self.wake.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Enrolls (or loads the identity), starts every task, makes the first
+/// report and prints the ready line.
+async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
+    identity::create_private_dir(&args.data_dir)?;
+    let stored = Identity::load(&args.data_dir)?;
+    let server = args
+        .server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| stored.as_ref().map(|i| i.server.clone()))
+        .context("no server URL: give --server (or ROOST_SERVER)")?;
+    let client = Client::new(&server)?;
+
+    let processes = match &args.process_dir {
+        Some(dir) => process::load_dir(dir)?,
+        None => Vec::new(),
+    };
+
+    let socket = UdpSocket::bind(args.heartbeat_listen)
+        .await
+        .with_context(|| format!("cannot listen for heartbeats on {}", args.heartbeat_listen))?;
+    let heartbeat_addr = socket.local_addr()?;
+
+    let inventory = tokio::task::spawn_blocking(inventory::read).await?;
+
+    let identity = match stored {
+        Some(mut id) => {
+            if id.server != client.base() {
+                id.server = client.base().to_string();
+                id.save(&args.data_dir)?;
+            }
+            tracing::info!(hostname = %id.enrollment.hostname, host_id = id.enrollment.host_id, server = %id.server, "using the stored identity");
+            id
+        }
+        None => {
+            let token = args
+                .join_token
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .context(
+                    "this host is not enrolled yet: give a join token (--join-token or ROOST_JOIN_TOKEN)",
+                )?;
+            let mgmt_ip = args.mgmt_ip.map(|ip| ip.to_string());
+            let enrollment = client
+                .enroll(token, &inventory, heartbeat_addr.port(), mgmt_ip.as_deref())
+                .await
+                .map_err(|e| match e {
+                    ApiError::Unauthorized { message } | ApiError::Rejected { message, .. } => {
+                        anyhow::anyhow!("enrollment refused: {message}")
+                    }
+                    other => anyhow::anyhow!("cannot enroll with {}: {other}", client.base()),
+                })?;
+            let id = Identity {
+                server: client.base().to_string(),
+                enrollment,
+            };
+            id.key()?;
+            id.save(&args.data_dir)?;
+            tracing::info!(hostname = %id.enrollment.hostname, host_id = id.enrollment.host_id, "enrolled");
+            id
+        }
+    };
+    let key = identity.key()?;
+    let host_id = identity.enrollment.host_id;
+
+    let health = Arc::new(HealthState::new());
+    let mut initial = Pending {
+        inventory: true,
+        ..Pending::default()
+    };
+    for p in &processes {
+        initial.processes.insert(p.spec.name.clone(), None);
+    }
+    let shared = Arc::new(Shared {
+        data_dir: args.data_dir.clone(),
+        client,
+        identity: Mutex::new(identity),
+        heartbeat_port: heartbeat_addr.port(),
+        health: health.clone(),
+        inventory: Mutex::new(inventory),
+        pending: Mutex::new(initial),
+        wake: Notify::new(),
+    });
+
+    let mut tasks = JoinSet::new();
+    let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
+    tasks.spawn(Responder::new(socket, key, host_id, health.clone(), reboot_tx).run());
+    tasks.spawn(reboot_task(
+        reboot_rx,
+        health.clone(),
+        args.reboot_command.clone(),
+        args.simulated_reboot,
+    ));
+    let (first_tx, first_rx) = oneshot::channel();
+    tasks.spawn(report_task(
+        shared.clone(),
+        Duration::from_secs(args.report_interval_secs),
+        first_tx,
+    ));
+    tasks.spawn(inventory_task(shared.clone()));
+    tasks.spawn(resource_task(
+        shared.clone(),
+        Duration::from_secs(args.monitor_interval_secs),
+        PathBuf::from("/proc"),
+    ));
+    if !processes.is_empty() {
+        tasks.spawn(process_task(
+            shared.clone(),
+            processes,
+            PathBuf::from("/proc"),
+        ));
+    }
+
+    let _ = tokio::time::timeout(FIRST_REPORT_WAIT, first_rx).await;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "roost agent ready as {} (heartbeat on {heartbeat_addr})",
+        shared.hostname()
+    )?;
+    out.flush()?;
+    Ok(tasks)
+}
+
+/// Sends reports: at start, whenever something is pending, and every
+/// `interval` anyway (with the inventory). Failed reports are retried with
+/// a growing delay; what they carried stays pending.
+async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Sender<()>) {
+    let mut first = Some(first);
+    let mut periodic = tokio::time::interval(interval);
+    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Duration::from_secs(1);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut unauthorized_logged = false;
+    loop {
+        let mut with_inventory = false;
+        match retry_at {
+            // After a failure, wait for the retry time: news stay pending.
+            Some(at) => tokio::select! {
+                _ = periodic.tick() => with_inventory = true,
+                _ = tokio::time::sleep_until(at) => {}
+            },
+            None => tokio::select! {
+                _ = periodic.tick() => with_inventory = true,
+                _ = shared.wake.notified() => {}
+            },
+        }
+        let taken = std::mem::take(&mut *lock(&shared.pending));
+        let with_inventory = with_inventory || taken.inventory;
+        let report = AgentReport {
+            inventory: with_inventory.then(|| lock(&shared.inventory).clone()),
+            heartbeat_port: Some(shared.heartbeat_port),
+            alarms: taken.alarms.values().cloned().collect(),
+            processes: taken
+                .processes
+                .iter()
+                .map(|(name, failed)| ProcessState {
+                    name: name.clone(),
+                    failed: failed.clone(),
+                })
+                .collect(),
+        };
+        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        let result = shared.client.report(&token, &report).await;
+        let retry = match result {
+            Ok(reply) => {
+                unauthorized_logged = false;
+                tracing::debug!(
+                    alarms = report.alarms.len(),
+                    processes = report.processes.len(),
+                    inventory = report.inventory.is_some(),
+                    administrative = %reply.administrative,
+                    availability = %reply.availability,
+                    "reported"
+                );
+                on_reply(&shared, &reply);
+                false
+            }
+            Err(ApiError::BadReply(e)) => {
+                tracing::warn!(error = %e, "the server took the report but its reply is unreadable");
+                false
+            }
+            Err(ApiError::Rejected { status, message }) => {
+                tracing::error!(status, %message, "the server rejected a report; its content is dropped");
+                false
+            }
+            Err(ApiError::Unauthorized { message }) => {
+                if !unauthorized_logged {
+                    tracing::error!(
+                        %message,
+                        "the server refused this agent's token: if this host was deleted, remove {} and enroll again with a new join token",
+                        Identity::path_in(&shared.data_dir).display()
+                    );
+                    unauthorized_logged = true;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "cannot report to the server");
+                true
+            }
+        };
+        if retry {
+            // Put back what was not delivered, unless something newer came.
+            let mut p = lock(&shared.pending);
+            for (k, a) in taken.alarms {
+                p.alarms.entry(k).or_insert(a);
+            }
+            for (k, s) in taken.processes {
+                p.processes.entry(k).or_insert(s);
+            }
+            p.inventory |= with_inventory;
+            drop(p);
+            retry_at = Some(tokio::time::Instant::now() + backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        } else {
+            retry_at = None;
+            backoff = Duration::from_secs(1);
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Follows a rename of the host on the server.
+fn on_reply(shared: &Shared, reply: &ReportReply) {
+    if reply.hostname.is_empty() {
+        return;
+    }
+    let mut id = lock(&shared.identity);
+    if id.enrollment.hostname == reply.hostname {
+        return;
+    }
+    tracing::info!(old = %id.enrollment.hostname, new = %reply.hostname, "the server renamed this host");
+    id.enrollment.hostname = reply.hostname.clone();
+    if let Err(e) = id.save(&shared.data_dir) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot save the new host name");
+    }
+}
+
+/// Reads the inventory every few seconds; a change is reported at once,
+/// but at most once per [`INVENTORY_CHANGE_MIN_GAP`] (some virtual machines
+/// see their NUMA nodes' memory total move every few seconds).
+async fn inventory_task(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(INVENTORY_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last_sent: Option<Instant> = None;
+    let mut unsent_change = false;
+    loop {
+        tick.tick().await;
+        let Ok(new) = tokio::task::spawn_blocking(inventory::read).await else {
+            continue;
+        };
+        {
+            let mut cur = lock(&shared.inventory);
+            unsent_change |= inventory::changed(&cur, &new);
+            *cur = new;
+        }
+        if unsent_change && last_sent.is_none_or(|t| t.elapsed() >= INVENTORY_CHANGE_MIN_GAP) {
+            tracing::debug!("the inventory changed; reporting it");
+            last_sent = Some(Instant::now());
+            unsent_change = false;
+            lock(&shared.pending).inventory = true;
+            shared.wake.notify_one();
+        }
+    }
+}
+
+/// One round of resource samples.
+#[derive(Debug, Default)]
+struct Samples {
+    cpu_times: Option<(u64, u64)>,
+    mem_pct: Option<f64>,
+    mounts: Vec<String>,
+    fs_pct: Vec<(String, f64)>,
+}
+
+fn sample(proc_root: &Path) -> Samples {
+    let mounts = sampling::disk_mounts(proc_root);
+    let fs_pct = mounts
+        .iter()
+        .filter_map(|m| sampling::filesystem_percent(m).map(|p| (m.clone(), p)))
+        .collect();
+    Samples {
+        cpu_times: sampling::read_cpu_times(proc_root),
+        mem_pct: sampling::read_memory_percent(proc_root),
+        mounts,
+        fs_pct,
+    }
+}
+
+/// The resource alarms of one host: the threshold monitor, plus a clear
+/// for each resource the first time it is seen below its thresholds (an
+/// alarm raised before a restart of the agent would otherwise stay).
+struct Resources {
+    host: String,
+    monitor: ResourceMonitor,
+    seen: BTreeSet<Resource>,
+    levels: BTreeMap<Resource, Severity>,
+}
+
+impl Resources {
+    fn new(host: String) -> Resources {
+        Resources {
+            monitor: ResourceMonitor::new(host.clone(), MonitorSettings::default()),
+            host,
+            seen: BTreeSet::new(),
+            levels: BTreeMap::new(),
+        }
+    }
+
+    fn observe(&mut self, r: Resource, pct: f64) -> Option<AgentAlarm> {
+        let first = self.seen.insert(r.clone());
+        match self.monitor.observe(r.clone(), pct) {
+            Some(d) => {
+                match d.severity {
+                    Some(s) => self.levels.insert(r, s),
+                    None => self.levels.remove(&r),
+                };
+                Some(to_agent_alarm(d))
+            }
+            None if first && pct.is_finite() => {
+                let (alarm_id, entity, what) = match &r {
+                    Resource::Cpu => (
+                        roost_mtce::ALARM_CPU,
+                        format!("host={}", self.host),
+                        "Platform CPU usage".to_string(),
+                    ),
+                    Resource::Memory => (
+                        roost_mtce::ALARM_MEMORY,
+                        format!("host={}", self.host),
+                        "Platform memory usage".to_string(),
+                    ),
+                    Resource::Filesystem(m) => (
+                        roost_mtce::ALARM_FILESYSTEM,
+                        format!("host={}.filesystem={m}", self.host),
+                        format!("Filesystem {m} usage"),
+                    ),
+                };
+                Some(AgentAlarm {
+                    alarm_id: alarm_id.to_string(),
+                    entity_instance_id: entity,
+                    severity: None,
+                    reason_text: format!("{what} is {pct:.1}%"),
+                })
+            }
+            None => None,
+        }
+    }
+
+    fn forget_missing(&mut self, mounts: &[String]) -> Vec<AgentAlarm> {
+        self.seen
+            .retain(|r| !matches!(r, Resource::Filesystem(m) if !mounts.contains(m)));
+        self.levels
+            .retain(|r, _| !matches!(r, Resource::Filesystem(m) if !mounts.contains(m)));
+        self.monitor
+            .forget_missing(mounts)
+            .into_iter()
+            .map(to_agent_alarm)
+            .collect()
+    }
+
+    fn any_critical(&self) -> bool {
+        self.levels.values().any(|s| *s == Severity::Critical)
+    }
+}
+
+fn to_agent_alarm(d: AlarmDecision) -> AgentAlarm {
+    AgentAlarm {
+        alarm_id: d.alarm_id.to_string(),
+        entity_instance_id: d.entity_instance_id,
+        severity: d.severity.map(|s| s.as_str().to_string()),
+        reason_text: d.reason_text,
+    }
+}
+
+/// Samples CPU, memory and filesystems every `interval`; feeds the health
+/// summary and reports alarm changes at once.
+async fn resource_task(shared: Arc<Shared>, interval: Duration, proc_root: PathBuf) {
+    let mut host = shared.hostname();
+    let mut resources = Resources::new(host.clone());
+    let mut last_cpu: Option<(u64, u64)> = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let root = proc_root.clone();
+        let Ok(s) = tokio::task::spawn_blocking(move || sample(&root)).await else {
+            continue;
+        };
+        let now_host = shared.hostname();
+        if now_host != host {
+            host = now_host;
+            resources = Resources::new(host.clone());
+        }
+        let mut alarms = Vec::new();
+        if let (Some(before), Some(after)) = (last_cpu, s.cpu_times)
+            && let Some(pct) = sampling::cpu_percent(before, after)
+        {
+            shared.health.set_cpu(sampling::pct_byte(pct));
+            alarms.extend(resources.observe(Resource::Cpu, pct));
+        }
+        if s.cpu_times.is_some() {
+            last_cpu = s.cpu_times;
+        }
+        if let Some(pct) = s.mem_pct {
+            shared.health.set_mem(sampling::pct_byte(pct));
+            alarms.extend(resources.observe(Resource::Memory, pct));
+        }
+        let fullest = s.fs_pct.iter().map(|(_, p)| *p).fold(0.0, f64::max);
+        shared.health.set_fs(sampling::pct_byte(fullest));
+        for (m, pct) in s.fs_pct {
+            alarms.extend(resources.observe(Resource::Filesystem(m), pct));
+        }
+        alarms.extend(resources.forget_missing(&s.mounts));
+        shared
+            .health
+            .set_resource_degraded(resources.any_critical());
+        for a in alarms.iter().filter(|a| a.severity.is_some()) {
+            tracing::warn!(alarm_id = %a.alarm_id, entity = %a.entity_instance_id, severity = ?a.severity, "{}", a.reason_text);
+        }
+        shared.push_alarms(alarms);
+    }
+}
+
+/// Checks the monitored processes every second, restarts them, and
+/// reports failures and recoveries at once.
+async fn process_task(shared: Arc<Shared>, configs: Vec<ProcessConfig>, proc_root: PathBuf) {
+    let start = Instant::now();
+    let liveness: Arc<Vec<process::Liveness>> =
+        Arc::new(configs.iter().map(|c| c.liveness.clone()).collect());
+    let mut monitors: Vec<(ProcessConfig, ProcessMonitor)> = configs
+        .into_iter()
+        .map(|c| {
+            let m = ProcessMonitor::new(c.spec.clone());
+            (c, m)
+        })
+        .collect();
+    let mut tick = tokio::time::interval(PROCESS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let l = liveness.clone();
+        let root = proc_root.clone();
+        let Ok(alive) = tokio::task::spawn_blocking(move || {
+            let needs_table = l.iter().any(|x| matches!(x, process::Liveness::Match(_)));
+            let table = if needs_table {
+                process::ProcessTable::read(&root)
+            } else {
+                process::ProcessTable::default()
+            };
+            l.iter()
+                .map(|x| process::is_alive(x, &table, &root))
+                .collect::<Vec<bool>>()
+        })
+        .await
+        else {
+            continue;
+        };
+        let now = Timestamp(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX));
+        let mut changed = false;
+        for ((config, monitor), alive) in monitors.iter_mut().zip(alive) {
+            let name = &config.spec.name;
+            match monitor.observe(alive, now) {
+                ProcessAction::None => {}
+                ProcessAction::Restart => match &config.restart {
+                    Some(cmd) => {
+                        tracing::warn!(process = %name, restarts = monitor.restarts_done(), "process is not running; restarting it");
+                        process::spawn_restart(name, cmd);
+                    }
+                    None => {
+                        tracing::warn!(process = %name, "process is not running (no restart command configured)");
+                    }
+                },
+                ProcessAction::Fail(severity) => {
+                    tracing::error!(process = %name, %severity, "process has failed and could not be recovered");
+                    shared.push_process(name, Some(severity));
+                    changed = true;
+                }
+                ProcessAction::Recover => {
+                    tracing::info!(process = %name, "process has recovered");
+                    shared.push_process(name, None);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let failed = |sev: Severity| monitors.iter().any(|(_, m)| m.failure() == Some(sev));
+            shared
+                .health
+                .set_process_failures(failed(Severity::Critical), failed(Severity::Major));
+        }
+    }
+}
+
+/// Carries out the reboot the server asked for.
+async fn reboot_task(
+    mut requests: mpsc::UnboundedReceiver<RebootRequest>,
+    health: Arc<HealthState>,
+    command: String,
+    simulated: bool,
+) {
+    while let Some(req) = requests.recv().await {
+        tokio::time::sleep(REBOOT_DELAY).await;
+        if simulated {
+            tracing::warn!(
+                seq = req.seq,
+                "simulated reboot: exiting with code {SIMULATED_REBOOT_EXIT}"
+            );
+            std::process::exit(SIMULATED_REBOOT_EXIT);
+        }
+        tracing::warn!(command = %command, "rebooting this host");
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await;
+        match status {
+            Ok(s) if s.success() => {
+                tracing::info!("the reboot command succeeded; waiting to go down");
+            }
+            Ok(s) => {
+                tracing::error!(status = %s, "the reboot command failed; a later request may try again");
+                health.cancel_going_down();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot run the reboot command; a later request may try again");
+                health.cancel_going_down();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    #[test]
+    fn the_options_have_their_documented_defaults() {
+        let a = Cli::try_parse_from(["agent"]).unwrap().agent;
+        assert_eq!(a.data_dir, PathBuf::from("./roost-agent-data"));
+        assert_eq!(a.heartbeat_listen, "0.0.0.0:2103".parse().unwrap());
+        assert_eq!(a.report_interval_secs, 60);
+        assert_eq!(a.monitor_interval_secs, 10);
+        assert_eq!(a.reboot_command, "systemctl reboot");
+        assert!(!a.simulated_reboot);
+        assert!(Cli::try_parse_from(["agent", "--report-interval-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_agent_future_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let args = Cli::try_parse_from(["agent"]).unwrap().agent;
+        assert_send(&run(args));
+    }
+
+    #[test]
+    fn debug_output_hides_the_join_token() {
+        let a = Cli::try_parse_from(["agent", "--join-token", "sekret-join"])
+            .unwrap()
+            .agent;
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("sekret-join"), "{shown}");
+        assert!(shown.contains("<hidden>"));
+    }
+
+    #[test]
+    fn resources_seen_below_threshold_are_cleared_once_at_start() {
+        let mut r = Resources::new("worker-0".into());
+        let a = r.observe(Resource::Cpu, 10.0).unwrap();
+        assert_eq!(a.alarm_id, "100.101");
+        assert_eq!(a.entity_instance_id, "host=worker-0");
+        assert_eq!(a.severity, None);
+        assert_eq!(r.observe(Resource::Cpu, 11.0), None);
+        let a = r
+            .observe(Resource::Filesystem("/var".into()), 95.0)
+            .unwrap();
+        assert_eq!(a.entity_instance_id, "host=worker-0.filesystem=/var");
+        assert_eq!(a.severity.as_deref(), Some("critical"));
+        assert!(r.any_critical());
+        let gone = r.forget_missing(&[]);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].severity, None);
+        assert!(!r.any_critical());
+    }
+}

@@ -1,0 +1,932 @@
+//! `roost host …`: the host inventory (sysinv's `/v1/ihosts`), host
+//! actions, BMC settings and the join tokens agents enroll with.
+//!
+//! A HOST argument is sent as typed: the server resolves an integer ID, a
+//! UUID or a hostname in `/v1/ihosts/{x}`.
+
+use comfy_table::Table;
+use serde_json::{Value, json};
+
+use crate::client::{Api, path_segment};
+use crate::credentials::Env;
+use crate::error::CliError;
+use crate::login::read_line;
+use crate::output::{
+    OutputArgs, OutputFormat, cell, field, list_items, new_table, print_json, print_table,
+};
+use crate::query::Query;
+use crate::{Io, connect};
+
+/// The fields `roost host show` prints, in this order. The BMC password is
+/// never among them (the server never returns it either).
+pub const HOST_SHOW_FIELDS: &[&str] = &[
+    "id",
+    "uuid",
+    "hostname",
+    "personality",
+    "subfunctions",
+    "administrative",
+    "operational",
+    "availability",
+    "task",
+    "mgmt_ip",
+    "mgmt_mac",
+    "bm_type",
+    "bm_ip",
+    "bm_username",
+    "uptime",
+    "sw_version",
+    "capabilities",
+    "location",
+    "mnfa_hold",
+    "created_at",
+    "updated_at",
+];
+
+/// The fields `roost host bmc` prints.
+pub const HOST_BMC_FIELDS: &[&str] = &["hostname", "bm_type", "bm_ip", "bm_username"];
+
+/// Keys that are never printed, whatever the server sends.
+const SECRET_KEYS: &[&str] = &["bm_password"];
+
+/// Host verbs.
+#[derive(clap::Subcommand, Debug)]
+pub enum HostCommand {
+    /// List hosts, by ID
+    List(HostListArgs),
+    /// Show the main fields of one host
+    Show(HostOutputArgs),
+    /// Add a host (locked, offline until its agent enrolls) and print the
+    /// join token and the command that enrolls its agent
+    Add(HostAddArgs),
+    /// Delete a host (it must be locked)
+    Delete(HostArg),
+    /// Lock a host: take it out of service
+    Lock(HostForceArgs),
+    /// Unlock a host: put it back in service
+    Unlock(HostForceArgs),
+    /// Swap the active controller's role to the other controller
+    Swact(HostForceArgs),
+    /// Reboot a locked host (through its agent)
+    Reboot(HostArg),
+    /// Reset a locked host (through its BMC)
+    Reset(HostArg),
+    /// Power a locked host on (through its BMC)
+    PowerOn(HostArg),
+    /// Power a locked host off (through its BMC)
+    PowerOff(HostArg),
+    /// Make a new join token for a host and print the command that enrolls its agent
+    JoinToken(HostOutputArgs),
+    /// List a host's CPUs
+    Cpus(HostOutputArgs),
+    /// List a host's memory, per NUMA node
+    Memory(HostOutputArgs),
+    /// List a host's disks
+    Disks(HostOutputArgs),
+    /// List a host's Ethernet ports
+    Ports(HostOutputArgs),
+    /// Set or remove a host's board management controller (BMC)
+    ///
+    /// The password is never taken from the command line: give
+    /// --password-stdin or --password-env VAR. Without either, the server
+    /// keeps the password it has.
+    Bmc(BmcArgs),
+}
+
+/// Flags of `roost host list`.
+#[derive(clap::Args, Debug)]
+pub struct HostListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// One host.
+#[derive(clap::Args, Debug)]
+pub struct HostArg {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+}
+
+/// One host and the output format.
+#[derive(clap::Args, Debug)]
+pub struct HostOutputArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// One host and `--force`.
+#[derive(clap::Args, Debug)]
+pub struct HostForceArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Force the action past the checks that would refuse it
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// Flags of `roost host add`.
+#[derive(clap::Args, Debug)]
+pub struct HostAddArgs {
+    /// Hostname of the new host, e.g. worker-1
+    #[arg(value_name = "NAME")]
+    pub hostname: String,
+    /// What the host is
+    #[arg(long, value_parser = ["controller", "worker", "storage", "edgeworker"])]
+    pub personality: String,
+    /// Management address of the host [default: the address its agent enrolls from]
+    #[arg(long, value_name = "IP")]
+    pub mgmt_ip: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// Flags of `roost host bmc`.
+#[derive(clap::Args, Debug)]
+pub struct BmcArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// BMC protocol; none removes the BMC
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["none", "redfish", "ipmi", "dynamic"])]
+    pub bm_type: String,
+    /// Address of the BMC, IP[:PORT] (required unless --type none)
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub ip: Option<String>,
+    /// User name on the BMC (required unless --type none)
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Read the BMC password from the first line of standard input
+    /// (without echo on a terminal)
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_stdin: bool,
+    /// Read the BMC password from this environment variable
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+}
+
+/// Runs one host verb.
+pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    match cmd {
+        HostCommand::List(args) => list(args.output.output, env, io),
+        HostCommand::Show(args) => show(&args, env, io),
+        HostCommand::Add(args) => add(&args, env, io),
+        HostCommand::Delete(args) => delete(&args.host, env, io),
+        HostCommand::Lock(args) => action(&args.host, forced("lock", args.force), env, io),
+        HostCommand::Unlock(args) => action(&args.host, forced("unlock", args.force), env, io),
+        HostCommand::Swact(args) => action(&args.host, forced("swact", args.force), env, io),
+        HostCommand::Reboot(args) => action(&args.host, "reboot", env, io),
+        HostCommand::Reset(args) => action(&args.host, "reset", env, io),
+        HostCommand::PowerOn(args) => action(&args.host, "power-on", env, io),
+        HostCommand::PowerOff(args) => action(&args.host, "power-off", env, io),
+        HostCommand::JoinToken(args) => join_token(&args, env, io),
+        HostCommand::Cpus(args) => sub_list(SubList::Cpus, &args, env, io),
+        HostCommand::Memory(args) => sub_list(SubList::Memory, &args, env, io),
+        HostCommand::Disks(args) => sub_list(SubList::Disks, &args, env, io),
+        HostCommand::Ports(args) => sub_list(SubList::Ports, &args, env, io),
+        HostCommand::Bmc(args) => bmc(&args, env, io),
+    }
+}
+
+/// The path of one host, `/v1/ihosts/{host}`.
+pub fn host_path(host: &str) -> Result<String, CliError> {
+    Ok(format!("/v1/ihosts/{}", path_segment("host", host)?))
+}
+
+/// Turns a 404 into "host not found: HOST".
+fn not_found(host: &str) -> impl FnOnce(CliError) -> CliError + '_ {
+    move |e| e.on_status(404, || format!("host not found: {host}"))
+}
+
+/// A host object without the keys that must never be printed.
+pub fn redacted(mut host: Value) -> Value {
+    if let Value::Object(map) = &mut host {
+        for key in SECRET_KEYS {
+            map.remove(*key);
+        }
+    }
+    host
+}
+
+/// The integer value of `key` (a number or a numeric string), for sorting.
+fn number(item: &Value, key: &str) -> Option<i64> {
+    match item.get(key)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Sorts items by the integer `key`; items without one go last.
+fn sort_by_number(items: &mut [Value], key: &str) {
+    items.sort_by_key(|item| {
+        (
+            number(item, key).unwrap_or(i64::MAX),
+            field(item, "hostname"),
+        )
+    });
+}
+
+fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let api = &connect(env)?;
+    let reply = api.get("/v1/ihosts", &Query::new())?;
+    let mut hosts: Vec<Value> = list_items(&reply, "ihosts")?
+        .into_iter()
+        .map(redacted)
+        .collect();
+    sort_by_number(&mut hosts, "id");
+    match format {
+        OutputFormat::Json => print_json(io.out, &Value::Array(hosts)),
+        OutputFormat::Table if hosts.is_empty() => {
+            writeln!(io.out, "No hosts.")?;
+            Ok(())
+        }
+        OutputFormat::Table => print_table(io.out, &host_list_table(&hosts)),
+    }
+}
+
+/// The table of `roost host list`: ID, Hostname, Personality,
+/// Administrative, Operational, Availability, and Task when any host has one.
+pub fn host_list_table(hosts: &[Value]) -> Table {
+    let with_task = hosts.iter().any(|h| !field(h, "task").trim().is_empty());
+    let mut header = vec![
+        "ID",
+        "Hostname",
+        "Personality",
+        "Administrative",
+        "Operational",
+        "Availability",
+    ];
+    if with_task {
+        header.push("Task");
+    }
+    let mut table = new_table(&header);
+    for host in hosts {
+        let mut row = vec![
+            field(host, "id"),
+            field(host, "hostname"),
+            field(host, "personality"),
+            field(host, "administrative"),
+            field(host, "operational"),
+            field(host, "availability"),
+        ];
+        if with_task {
+            row.push(field(host, "task"));
+        }
+        table.add_row(row);
+    }
+    table
+}
+
+/// A Field/Value table of exactly `fields` (blank when absent).
+pub fn fields_table(item: &Value, fields: &[&str]) -> Table {
+    let mut table = new_table(&["Field", "Value"]);
+    for key in fields {
+        if SECRET_KEYS.contains(key) {
+            continue;
+        }
+        table.add_row(vec![(*key).to_string(), field(item, key)]);
+    }
+    table
+}
+
+fn get_host(api: &Api, host: &str) -> Result<Value, CliError> {
+    api.get(&host_path(host)?, &Query::new())
+        .map_err(not_found(host))
+}
+
+fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let api = &connect(env)?;
+    let host = redacted(get_host(api, &args.host)?);
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &host),
+        OutputFormat::Table => print_table(io.out, &fields_table(&host, HOST_SHOW_FIELDS)),
+    }
+}
+
+/// The `POST /v1/ihosts` body of `roost host add`.
+pub fn add_body(args: &HostAddArgs) -> Result<Value, CliError> {
+    let hostname = args.hostname.trim();
+    if hostname.is_empty() {
+        return Err(CliError::usage("the hostname is empty"));
+    }
+    let mut body = json!({"hostname": hostname, "personality": args.personality});
+    if let Some(ip) = args.mgmt_ip {
+        body["mgmt_ip"] = json!(ip.to_string());
+    }
+    Ok(body)
+}
+
+fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let body = add_body(args)?;
+    let api = &connect(env)?;
+    let host = redacted(api.post("/v1/ihosts", &body)?);
+    let token = token_of(&host)?;
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &host),
+        OutputFormat::Table => {
+            print_table(io.out, &fields_table(&host, HOST_SHOW_FIELDS))?;
+            writeln!(io.out)?;
+            let name = displayed_name(&host, &args.hostname);
+            print_enrollment(io, api.base(), &name, &token, "Join token")
+        }
+    }
+}
+
+fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = format!("{}/join_token", host_path(&args.host)?);
+    let api = &connect(env)?;
+    let reply = api.post(&path, &json!({})).map_err(not_found(&args.host))?;
+    let token = token_of(&reply)?;
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &reply),
+        OutputFormat::Table => {
+            let name = displayed_name(&reply, &args.host);
+            print_enrollment(io, api.base(), &name, &token, "New join token")
+        }
+    }
+}
+
+/// The `join_token` of a reply.
+fn token_of(reply: &Value) -> Result<String, CliError> {
+    reply
+        .get("join_token")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| CliError::failure("the server sent no join token"))
+}
+
+/// The reply's hostname, else what the user typed.
+fn displayed_name(reply: &Value, typed: &str) -> String {
+    match reply.get("hostname").and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => typed.trim().to_string(),
+    }
+}
+
+/// `word` quoted for a POSIX shell when it holds anything but safe characters.
+fn shell_word(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/=+@%,".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The command that enrolls a host's agent with `token` at `server`.
+pub fn agent_command(server: &str, token: &str) -> String {
+    // A token may start with '-'; the `=` form keeps it from reading as a flag.
+    let token_arg = if token.starts_with('-') {
+        format!("--join-token={}", shell_word(token))
+    } else {
+        format!("--join-token {}", shell_word(token))
+    };
+    format!("roost agent --server {} {token_arg}", shell_word(server))
+}
+
+/// Whether the URL's host is a loopback name or address, which the new
+/// host cannot use to reach this server.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Prints the join token and the agent command (the one secret this client
+/// prints: it is what the user asked for).
+fn print_enrollment(
+    io: &mut Io<'_>,
+    server: &str,
+    hostname: &str,
+    token: &str,
+    label: &str,
+) -> Result<(), CliError> {
+    writeln!(
+        io.out,
+        "{label} for {hostname} (single use; it expires: `roost host join-token {}` makes a new one):",
+        shell_word(hostname)
+    )?;
+    writeln!(io.out, "    {token}")?;
+    writeln!(io.out)?;
+    writeln!(io.out, "To enroll {hostname}, run on it:")?;
+    writeln!(io.out, "    {}", agent_command(server, token))?;
+    if is_loopback_url(server) {
+        writeln!(
+            io.err,
+            "(note: {server} is a loopback address; if {hostname} is another machine, give it an address of this server it can reach)"
+        )?;
+    }
+    Ok(())
+}
+
+fn delete(host: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = host_path(host)?;
+    let api = &connect(env)?;
+    api.delete(&path).map_err(not_found(host))?;
+    writeln!(io.out, "Deleted host {host}")?;
+    Ok(())
+}
+
+/// `force-<action>` when forced.
+fn forced(action: &'static str, force: bool) -> &'static str {
+    match (action, force) {
+        ("lock", true) => "force-lock",
+        ("unlock", true) => "force-unlock",
+        ("swact", true) => "force-swact",
+        _ => action,
+    }
+}
+
+/// The JSON-patch body of a host action.
+pub fn action_patch(action: &str) -> Value {
+    json!([{"op": "replace", "path": "/action", "value": action}])
+}
+
+/// A host's states on one line: `worker-1: locked/disabled/online`.
+pub fn state_line(host: &Value) -> String {
+    format!(
+        "{}: {}/{}/{}",
+        field(host, "hostname"),
+        field(host, "administrative"),
+        field(host, "operational"),
+        field(host, "availability")
+    )
+}
+
+fn action(host: &str, action: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = host_path(host)?;
+    let api = &connect(env)?;
+    let reply = api
+        .patch(&path, &action_patch(action))
+        .map_err(not_found(host))?;
+    writeln!(io.out, "{}", state_line(&reply))?;
+    Ok(())
+}
+
+/// The host sub-collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubList {
+    Cpus,
+    Memory,
+    Disks,
+    Ports,
+}
+
+impl SubList {
+    /// Path below the host and the list's key in the reply.
+    fn collection(self) -> &'static str {
+        match self {
+            SubList::Cpus => "icpus",
+            SubList::Memory => "imemorys",
+            SubList::Disks => "idisks",
+            SubList::Ports => "ethernet_ports",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            SubList::Cpus => "CPUs",
+            SubList::Memory => "memory",
+            SubList::Disks => "disks",
+            SubList::Ports => "Ethernet ports",
+        }
+    }
+
+    fn table(self, items: &[Value]) -> Table {
+        match self {
+            SubList::Cpus => cpu_table(items),
+            SubList::Memory => memory_table(items),
+            SubList::Disks => disk_table(items),
+            SubList::Ports => port_table(items),
+        }
+    }
+}
+
+fn sub_list(
+    kind: SubList,
+    args: &HostOutputArgs,
+    env: &Env,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
+    let path = format!("{}/{}", host_path(&args.host)?, kind.collection());
+    let api = &connect(env)?;
+    let reply = api
+        .get(&path, &Query::new())
+        .map_err(not_found(&args.host))?;
+    let mut items = list_items(&reply, kind.collection())?;
+    match kind {
+        SubList::Cpus => items.sort_by_key(|c| number(c, "cpu").unwrap_or(i64::MAX)),
+        SubList::Memory => items.sort_by_key(|m| number(m, "numa_node").unwrap_or(i64::MAX)),
+        SubList::Disks | SubList::Ports => {}
+    }
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &Value::Array(items)),
+        OutputFormat::Table if items.is_empty() => {
+            writeln!(
+                io.out,
+                "No {} reported for {} (its agent reports them once enrolled).",
+                kind.noun(),
+                args.host
+            )?;
+            Ok(())
+        }
+        OutputFormat::Table => print_table(io.out, &kind.table(&items)),
+    }
+}
+
+/// The table of `roost host cpus`.
+pub fn cpu_table(cpus: &[Value]) -> Table {
+    let mut table = new_table(&["CPU", "Core", "Thread", "NUMA node", "Model", "Function"]);
+    for cpu in cpus {
+        table.add_row(
+            [
+                "cpu",
+                "core",
+                "thread",
+                "numa_node",
+                "cpu_model",
+                "allocated_function",
+            ]
+            .iter()
+            .map(|k| field(cpu, k))
+            .collect::<Vec<_>>(),
+        );
+    }
+    table
+}
+
+/// The table of `roost host memory`.
+pub fn memory_table(nodes: &[Value]) -> Table {
+    let mut table = new_table(&["NUMA node", "Total MiB", "Available MiB"]);
+    for node in nodes {
+        table.add_row(
+            ["numa_node", "memtotal_mib", "memavail_mib"]
+                .iter()
+                .map(|k| field(node, k))
+                .collect::<Vec<_>>(),
+        );
+    }
+    table
+}
+
+/// A size in MiB (a number or a numeric string) shown in GiB with one
+/// decimal; anything else is shown as it is.
+pub fn gib(mib: Option<&Value>) -> String {
+    let value = match mib {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match value {
+        Some(v) if v.is_finite() => format!("{:.1}", v / 1024.0),
+        _ => cell(mib),
+    }
+}
+
+/// The table of `roost host disks`.
+pub fn disk_table(disks: &[Value]) -> Table {
+    let mut table = new_table(&["Device", "Type", "Size GiB", "Serial", "RPM"]);
+    for disk in disks {
+        table.add_row(vec![
+            field(disk, "device_node"),
+            field(disk, "device_type"),
+            gib(disk.get("size_mib")),
+            field(disk, "serial_id"),
+            field(disk, "rpm"),
+        ]);
+    }
+    table
+}
+
+/// The table of `roost host ports`.
+pub fn port_table(ports: &[Value]) -> Table {
+    let mut table = new_table(&[
+        "Name",
+        "MAC",
+        "MTU",
+        "Speed (Mb/s)",
+        "PCI address",
+        "Driver",
+    ]);
+    for port in ports {
+        table.add_row(
+            ["name", "mac", "mtu", "speed", "pciaddr", "driver"]
+                .iter()
+                .map(|k| field(port, k))
+                .collect::<Vec<_>>(),
+        );
+    }
+    table
+}
+
+/// Checks the BMC flags and returns the patch without the password: the
+/// type alone for `none`, else type, address and user name.
+pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<Value>, CliError> {
+    let replace = |path: &str, value: &str| json!({"op": "replace", "path": path, "value": value});
+    if args.bm_type == "none" {
+        if args.ip.is_some()
+            || args.username.is_some()
+            || args.password_stdin
+            || args.password_env.is_some()
+        {
+            return Err(CliError::usage(
+                "--type none removes the BMC; it takes no --ip, --username or password",
+            ));
+        }
+        return Ok(vec![replace("/bm_type", "none")]);
+    }
+    let required = |flag: &str, value: &Option<String>| -> Result<String, CliError> {
+        match value.as_deref().map(str::trim) {
+            None => Err(CliError::usage(format!(
+                "--type {} needs {flag}",
+                args.bm_type
+            ))),
+            Some("") => Err(CliError::usage(format!("{flag} must not be empty"))),
+            Some(v) if v.chars().any(char::is_whitespace) => {
+                Err(CliError::usage(format!("{flag} must not contain spaces")))
+            }
+            Some(v) => Ok(v.to_string()),
+        }
+    };
+    let ip = required("--ip", &args.ip)?;
+    let username = required("--username", &args.username)?;
+    Ok(vec![
+        replace("/bm_type", &args.bm_type),
+        replace("/bm_ip", &ip),
+        replace("/bm_username", &username),
+    ])
+}
+
+/// The BMC password from standard input or the named variable; `None` when
+/// neither flag is given (the server keeps the password it has).
+fn bmc_password(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<Option<String>, CliError> {
+    let password = if let Some(var) = &args.password_env {
+        env.vars
+            .get(var)
+            .map(str::to_string)
+            .ok_or_else(|| CliError::usage(format!("environment variable {var} is not set")))?
+    } else if args.password_stdin {
+        if io.interactive {
+            rpassword::prompt_password("BMC password: ")
+                .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+        } else {
+            read_line(io)?.ok_or_else(|| CliError::usage("no BMC password on standard input"))?
+        }
+    } else {
+        return Ok(None);
+    };
+    if password.is_empty() {
+        return Err(CliError::usage("the BMC password is empty"));
+    }
+    Ok(Some(password))
+}
+
+fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let mut patch = bmc_patch(args)?;
+    let path = host_path(&args.host)?;
+    if let Some(password) = bmc_password(args, env, io)? {
+        // In the same patch as the user name, as the server requires.
+        patch.push(json!({"op": "replace", "path": "/bm_password", "value": password}));
+    }
+    let api = &connect(env)?;
+    let host = api
+        .patch(&path, &Value::Array(patch))
+        .map_err(not_found(&args.host))?;
+    print_table(io.out, &fields_table(&host, HOST_BMC_FIELDS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: HostCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<HostCommand, clap::Error> {
+        let mut argv = vec!["host"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|c| c.cmd)
+    }
+
+    fn bmc_args(args: &[&str]) -> BmcArgs {
+        let mut argv = vec!["bmc", "worker-1"];
+        argv.extend_from_slice(args);
+        match parse(&argv).unwrap() {
+            HostCommand::Bmc(args) => args,
+            other => panic!("not bmc: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_host_list_shows_a_task_column_only_when_a_host_has_a_task() {
+        let idle = vec![json!({"id": 1, "hostname": "controller-0", "task": ""})];
+        let text = host_list_table(&idle).force_no_tty().to_string();
+        assert!(!text.contains("Task"), "{text}");
+        let busy = vec![
+            json!({"id": 1, "hostname": "controller-0", "task": null}),
+            json!({"id": 2, "hostname": "worker-1", "task": "Rebooting"}),
+        ];
+        let text = host_list_table(&busy).force_no_tty().to_string();
+        assert!(
+            text.contains("Task") && text.contains("Rebooting"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hosts_sort_by_numeric_id_with_idless_ones_last() {
+        let mut hosts = vec![
+            json!({"id": 10, "hostname": "b"}),
+            json!({"hostname": "z"}),
+            json!({"id": 2, "hostname": "a"}),
+        ];
+        sort_by_number(&mut hosts, "id");
+        let names: Vec<_> = hosts.iter().map(|h| field(h, "hostname")).collect();
+        assert_eq!(names, ["a", "b", "z"]);
+    }
+
+    #[test]
+    fn a_bmc_password_is_never_printed_even_if_the_server_sent_one() {
+        let host = json!({"hostname": "w", "bm_username": "root", "bm_password": "hunter2"});
+        let text = fields_table(&host, &["hostname", "bm_username", "bm_password"])
+            .force_no_tty()
+            .to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(redacted(host).get("bm_password").is_none());
+    }
+
+    #[test]
+    fn disk_sizes_are_gib_with_one_decimal() {
+        assert_eq!(gib(Some(&json!(512_000))), "500.0");
+        assert_eq!(gib(Some(&json!("1536"))), "1.5");
+        assert_eq!(gib(Some(&json!(null))), "");
+        assert_eq!(gib(Some(&json!("unknown"))), "unknown");
+    }
+
+    #[test]
+    fn forced_actions_use_the_force_spelling() {
+        assert_eq!(forced("lock", true), "force-lock");
+        assert_eq!(forced("unlock", true), "force-unlock");
+        assert_eq!(forced("swact", true), "force-swact");
+        assert_eq!(forced("lock", false), "lock");
+        assert_eq!(
+            action_patch("force-lock"),
+            json!([{"op": "replace", "path": "/action", "value": "force-lock"}])
+        );
+    }
+
+    #[test]
+    fn the_state_line_is_admin_oper_avail() {
+        let host = json!({"hostname": "worker-1", "administrative": "locked",
+                          "operational": "disabled", "availability": "online"});
+        assert_eq!(state_line(&host), "worker-1: locked/disabled/online");
+    }
+
+    #[test]
+    fn the_agent_command_quotes_only_what_needs_quoting() {
+        assert_eq!(
+            agent_command("http://10.0.0.1:6385", "abc_DEF-1"),
+            "roost agent --server http://10.0.0.1:6385 --join-token abc_DEF-1"
+        );
+        assert_eq!(
+            agent_command("http://h:1", "-abc"),
+            "roost agent --server http://h:1 --join-token=-abc"
+        );
+        assert_eq!(
+            agent_command("http://h:1", "it's"),
+            r"roost agent --server http://h:1 --join-token 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn loopback_servers_are_recognised() {
+        assert!(is_loopback_url("http://127.0.0.1:6385"));
+        assert!(is_loopback_url("http://localhost:6385"));
+        assert!(is_loopback_url("http://[::1]:6385"));
+        assert!(!is_loopback_url("http://192.168.204.2:6385"));
+    }
+
+    #[test]
+    fn add_sends_only_the_given_fields_and_checks_the_personality() {
+        let HostCommand::Add(args) = parse(&[
+            "add",
+            "worker-1",
+            "--personality",
+            "worker",
+            "--mgmt-ip",
+            "192.168.204.11",
+        ])
+        .unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(
+            add_body(&args).unwrap(),
+            json!({"hostname": "worker-1", "personality": "worker", "mgmt_ip": "192.168.204.11"})
+        );
+        assert!(parse(&["add", "w", "--personality", "router"]).is_err());
+        assert!(parse(&["add", "w"]).is_err());
+        assert!(parse(&["add", "w", "--personality", "worker", "--mgmt-ip", "x"]).is_err());
+    }
+
+    #[test]
+    fn a_bmc_patch_carries_type_address_and_user_together() {
+        let patch = bmc_patch(&bmc_args(&[
+            "--type",
+            "redfish",
+            "--ip",
+            "10.0.0.9:8000",
+            "--username",
+            "root",
+        ]))
+        .unwrap();
+        assert_eq!(
+            Value::Array(patch),
+            json!([
+                {"op": "replace", "path": "/bm_type", "value": "redfish"},
+                {"op": "replace", "path": "/bm_ip", "value": "10.0.0.9:8000"},
+                {"op": "replace", "path": "/bm_username", "value": "root"}
+            ])
+        );
+    }
+
+    #[test]
+    fn removing_a_bmc_sends_the_type_alone_and_refuses_other_flags() {
+        assert_eq!(
+            Value::Array(bmc_patch(&bmc_args(&["--type", "none"])).unwrap()),
+            json!([{"op": "replace", "path": "/bm_type", "value": "none"}])
+        );
+        let err = bmc_patch(&bmc_args(&["--type", "none", "--ip", "1.2.3.4"])).unwrap_err();
+        assert_eq!(err.code, 2);
+    }
+
+    #[test]
+    fn a_bmc_needs_an_address_and_a_user_and_no_password_flag_pair() {
+        let err = bmc_patch(&bmc_args(&["--type", "redfish", "--username", "u"])).unwrap_err();
+        assert_eq!(err.message, "--type redfish needs --ip");
+        let err = bmc_patch(&bmc_args(&["--type", "ipmi", "--ip", "1.2.3.4"])).unwrap_err();
+        assert_eq!(err.message, "--type ipmi needs --username");
+        assert!(
+            parse(&[
+                "bmc",
+                "w",
+                "--type",
+                "redfish",
+                "--password-stdin",
+                "--password-env",
+                "X"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["bmc", "w", "--type", "redfish", "--password", "pw"]).is_err());
+        assert!(parse(&["bmc", "w", "--type", "vnc"]).is_err());
+    }
+
+    #[test]
+    fn every_action_verb_parses_with_its_flags() {
+        for argv in [
+            &["lock", "w", "--force"][..],
+            &["unlock", "w", "-f"],
+            &["swact", "controller-0"],
+            &["reboot", "w"],
+            &["reset", "w"],
+            &["power-on", "w"],
+            &["power-off", "w"],
+            &["delete", "w"],
+            &["join-token", "w"],
+            &["cpus", "w", "-o", "json"],
+            &["memory", "w"],
+            &["disks", "w"],
+            &["ports", "w"],
+            &["show", "3", "-o", "json"],
+            &["list", "-o", "table"],
+        ] {
+            parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        assert!(parse(&["reboot", "w", "--force"]).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! Inventory endpoints, sysinv's paths and shapes: systems, hosts, host
+//! sub-collections, host actions and the maintenance service parameters.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Json;
+use axum::routing::{get, patch, post};
+use roost_api::fm::PatchOp;
+use roost_api::sysinv::{self as wire, HostAdd};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Query, json_body};
+use crate::hosts::HostError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/isystems", get(systems))
+        .route("/v1/isystems/", get(systems))
+        .route("/v1/ihosts", get(list_hosts).post(add_host))
+        .route("/v1/ihosts/", get(list_hosts).post(add_host))
+        .route(
+            "/v1/ihosts/{host}",
+            get(show_host).patch(patch_host).delete(delete_host),
+        )
+        .route("/v1/ihosts/{host}/icpus", get(cpus))
+        .route("/v1/ihosts/{host}/inodes", get(nodes))
+        .route("/v1/ihosts/{host}/imemorys", get(memorys))
+        .route("/v1/ihosts/{host}/idisks", get(disks))
+        .route("/v1/ihosts/{host}/ethernet_ports", get(ethernet_ports))
+        .route("/v1/ihosts/{host}/ports", get(ports))
+        .route("/v1/ihosts/{host}/join_token", post(join_token))
+        .route("/v1/service_parameter", get(list_parameters))
+        .route("/v1/service_parameter/", get(list_parameters))
+        .route("/v1/service_parameter/apply", post(apply_parameters))
+        .route("/v1/service_parameter/{uuid}", patch(patch_parameter))
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::NotFound(h) => ApiError::not_found(format!("host not found: {h}")),
+            HostError::Invalid(_) | HostError::Refused(_) => ApiError::bad_request(e.to_string()),
+            HostError::BadJoinToken | HostError::BadAgentToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+            }
+            HostError::Store(s) => ApiError::from(s),
+        }
+    }
+}
+
+async fn systems(State(st): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    Json(wire::systems_json(&st.system, &st.base_url(&headers)))
+}
+
+async fn list_hosts(State(st): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    let base = st.base_url(&headers);
+    let hosts: Vec<Value> = st
+        .hosts
+        .list()
+        .iter()
+        .map(|h| wire::host_json(h, &base))
+        .collect();
+    Json(json!({ "ihosts": hosts }))
+}
+
+async fn show_host(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, _) = st.hosts.get(&host)?;
+    Ok(Json(wire::host_json(&h, &st.base_url(&headers))))
+}
+
+async fn add_host(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: HostAdd = json_body(&headers, body)?;
+    let hosts = st.hosts.clone();
+    let (h, token) = tokio::task::spawn_blocking(move || hosts.add(req))
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    let mut j = wire::host_json(&h, &st.base_url(&headers));
+    j["join_token"] = json!(token);
+    Ok(Json(j))
+}
+
+async fn join_token(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let hosts = st.hosts.clone();
+    let h = host.clone();
+    let token = tokio::task::spawn_blocking(move || hosts.renew_join_token(&h))
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    Ok(Json(json!({ "hostname": host, "join_token": token })))
+}
+
+async fn patch_host(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(host): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ops: Vec<PatchOp> = json_body(&headers, body)?;
+    if ops.is_empty() {
+        return Err(ApiError::bad_request("the patch holds no operation"));
+    }
+    let ops: Vec<(String, String, Option<Value>)> =
+        ops.into_iter().map(|o| (o.op, o.path, o.value)).collect();
+    let hosts = st.hosts.clone();
+    let (h, recorded) = tokio::task::spawn_blocking(move || hosts.patch(&host, &ops))
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    // Answer once the action's alarms (200.001 on lock, ...) are recorded.
+    let _ = recorded.await;
+    Ok(Json(wire::host_json(&h, &st.base_url(&headers))))
+}
+
+async fn delete_host(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let hosts = st.hosts.clone();
+    let name = tokio::task::spawn_blocking(move || hosts.delete(&host))
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    // Everything raised about the host goes with it.
+    st.fm
+        .submit(roost_fm::FmCommand::ClearPrefix {
+            entity_prefix: format!("host={name}"),
+            alarm_id: None,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cpus(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::cpus_json(&h.uuid, &inv)))
+}
+
+async fn nodes(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::nodes_json(&h.uuid, &inv)))
+}
+
+async fn memorys(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::memorys_json(&h.uuid, &inv)))
+}
+
+async fn disks(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::disks_json(&h.uuid, &inv)))
+}
+
+async fn ethernet_ports(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::ethernet_ports_json(&h.uuid, &inv)))
+}
+
+async fn ports(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (h, inv) = st.hosts.get(&host)?;
+    Ok(Json(wire::ports_json(&h.uuid, &inv)))
+}
+
+async fn list_parameters(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    q.only(&[])?;
+    let filters = q.filters(&["service", "section", "name", "uuid", "value"])?;
+    let base = st.base_url(&headers);
+    let rows: Vec<Value> = st
+        .hosts
+        .parameters()
+        .into_iter()
+        .map(|(uuid, name, value)| wire::service_parameter_json(&uuid, &name, &value, &base))
+        .filter(|row| {
+            filters.iter().all(|f| {
+                let have = row[f.field.as_str()].as_str().unwrap_or("");
+                match f.op {
+                    roost_fm::FilterOp::Ne => have != f.value,
+                    _ => have == f.value,
+                }
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "parameters": rows })))
+}
+
+async fn patch_parameter(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ops: Vec<PatchOp> = json_body(&headers, body)?;
+    let mut pairs = Vec::with_capacity(ops.len());
+    for o in ops {
+        if o.op != "replace" {
+            return Err(ApiError::bad_request(format!(
+                "only replace operations are supported, not {}",
+                o.op
+            )));
+        }
+        let v = match o.value {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        pairs.push((o.path, v));
+    }
+    let hosts = st.hosts.clone();
+    let (uuid, name, value) =
+        tokio::task::spawn_blocking(move || hosts.patch_parameter(&uuid, &pairs))
+            .await
+            .map_err(|e| ApiError::unavailable(&e))?
+            .map_err(|e| match e {
+                HostError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+                other => ApiError::from(other),
+            })?;
+    Ok(Json(wire::service_parameter_json(
+        &uuid,
+        &name,
+        &value,
+        &st.base_url(&headers),
+    )))
+}
+
+async fn apply_parameters(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: Value = json_body(&headers, body)?;
+    match req.get("service").and_then(Value::as_str) {
+        Some("platform") => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "only service platform has parameters to apply, not {}",
+                other.unwrap_or("null")
+            )));
+        }
+    }
+    let hosts = st.hosts.clone();
+    tokio::task::spawn_blocking(move || hosts.apply_parameters())
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    Ok(Json(
+        json!({"service": "platform", "section": req.get("section").cloned().unwrap_or(Value::Null)}),
+    ))
+}

@@ -1,0 +1,20 @@
+//! Simulated infrastructure for Roost tests and benchmarks.
+//!
+//! `roost-sim` provides stand-ins for the hardware and remote sites a
+//! StarlingX-style management plane talks to. Every simulator speaks the
+//! real protocol over a real socket, so the code under test cannot tell it
+//! apart from the real thing, and it drives real processes, so "power off"
+//! really stops something.
+//!
+//! Today it has one simulator:
+//!
+//! - [`bmc`]: a Redfish baseboard management controller whose "host" is a
+//!   local process (typically a Roost agent). Powering the system off kills
+//!   the process; powering it on starts it again.
+//!
+//! Simulated hosts and subclouds will follow.
+#![forbid(unsafe_code)]
+
+pub mod bmc;
+
+pub use bmc::{Bmc, BmcArgs, BmcConfig, PowerState, REBOOT_EXIT_CODE, ResetType, run_bmc_cli};

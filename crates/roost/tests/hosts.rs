@@ -1,0 +1,644 @@
+//! Hosts, agents and maintenance end to end: a real server, real agents on
+//! distinct loopback addresses, real UDP heartbeats, a real Redfish BMC
+//! simulator.
+
+use std::path::Path;
+
+use roost_test_support::{Agent, Api, Server, ServerOptions, wait_for};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+/// Starts an agent for a newly added host on `ip`.
+fn agent(
+    s: &Server,
+    api: &Api,
+    dir: &tempfile::TempDir,
+    name: &str,
+    ip: &str,
+    extra: &[&str],
+) -> Agent {
+    let token = api.add_host(name, "worker");
+    Agent::start(bin(), &s.url, &token, &dir.path().join(name), ip, extra).expect("agent starts")
+}
+
+/// An unlocked, available worker.
+fn available(api: &Api, name: &str) {
+    api.wait_avail(name, "online", 30);
+    let r = api.host_action(name, "unlock");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    api.wait_avail(name, "available", 30);
+}
+
+/// The event log of one host's alarms, oldest first: (id, state, severity).
+fn alarm_history(api: &Api, host: &str) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = api
+        .events(&format!(
+            "?alarms=True&q.field=entity_instance_id&q.value=host%3D{host}"
+        ))
+        .iter()
+        .filter(|e| e["entity_instance_id"] == format!("host={host}"))
+        .map(|e| {
+            (
+                e["event_log_id"].as_str().unwrap().to_string(),
+                e["state"].as_str().unwrap().to_string(),
+                e["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+fn active_ids(api: &Api, host: &str) -> Vec<String> {
+    let mut v: Vec<String> = api
+        .alarms(&format!(
+            "?q.field=entity_instance_id&q.value=host%3D{host}"
+        ))
+        .iter()
+        .filter(|a| {
+            let e = a["entity_instance_id"].as_str().unwrap();
+            e == format!("host={host}") || e.starts_with(&format!("host={host}."))
+        })
+        .map(|a| a["alarm_id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_all_in_one_simplex_controller_is_available_right_after_start() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let hosts = api.get("/v1/ihosts").body["ihosts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(hosts.len(), 1);
+    let c = &hosts[0];
+    assert_eq!(c["hostname"], "controller-0");
+    assert_eq!(c["personality"], "controller");
+    assert_eq!(c["subfunctions"], "controller,worker");
+    assert_eq!(
+        (
+            c["administrative"].as_str(),
+            c["operational"].as_str(),
+            c["availability"].as_str()
+        ),
+        (Some("unlocked"), Some("enabled"), Some("available"))
+    );
+    assert!(c["id"].is_i64());
+    let sys = &api.get("/v1/isystems").body["isystems"][0];
+    assert_eq!(sys["system_mode"], "simplex");
+    assert!(sys["capabilities"].is_object());
+    assert!(sys.get("distributed_cloud_role").is_some());
+    // Real inventory of this machine.
+    let cpus = api.get("/v1/ihosts/controller-0/icpus").body["icpus"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(cpus, std::thread::available_parallelism().unwrap().get());
+    let mem = &api.get("/v1/ihosts/controller-0/imemorys").body["imemorys"][0];
+    assert!(mem["memtotal_mib"].as_u64().unwrap() > 0);
+    let node = &api.get("/v1/ihosts/controller-0/inodes").body["inodes"][0];
+    assert_eq!(mem["inode_uuid"], node["uuid"]);
+    assert!(
+        !api.get("/v1/ihosts/controller-0/idisks").body["idisks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(api.get("/v1/ihosts/controller-0/ethernet_ports").body["ethernet_ports"].is_array());
+    // By id and uuid too.
+    let id = c["id"].as_i64().unwrap();
+    assert_eq!(api.host(&id.to_string())["hostname"], "controller-0");
+    assert_eq!(
+        api.host(c["uuid"].as_str().unwrap())["hostname"],
+        "controller-0"
+    );
+    assert_eq!(api.get("/v1/ihosts/nobody").status, 404);
+    assert!(active_ids(&api, "controller-0").is_empty());
+}
+
+#[test]
+fn agents_enroll_with_single_use_join_tokens_and_report_inventory() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    let token = api.add_host("worker-1", "worker");
+    let h = api.host("worker-1");
+    assert_eq!(
+        (h["administrative"].as_str(), h["availability"].as_str()),
+        (Some("locked"), Some("offline"))
+    );
+    assert_eq!(active_ids(&api, "worker-1"), ["200.001"]);
+    let a = Agent::start(
+        bin(),
+        &s.url,
+        &token,
+        &dir.path().join("a"),
+        "127.0.0.2",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(a.hostname, "worker-1");
+    api.wait_avail("worker-1", "online", 30);
+    let h = api.host("worker-1");
+    assert_eq!(h["mgmt_ip"], "127.0.0.2");
+    let cpus = api.get("/v1/ihosts/worker-1/icpus").body["icpus"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(cpus, std::thread::available_parallelism().unwrap().get());
+    assert!(
+        !api.get("/v1/ihosts/worker-1/idisks").body["idisks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The identity is private.
+    use std::os::unix::fs::PermissionsExt;
+    let id = dir.path().join("a/identity.json");
+    assert_eq!(
+        std::fs::metadata(&id).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The same token again, or a forged one: refused, nothing enrolled.
+    for t in [token.as_str(), "forged-token"] {
+        let e = Agent::start(
+            bin(),
+            &s.url,
+            t,
+            &dir.path().join(format!("b{}", t.len())),
+            "127.0.0.3",
+            &[],
+        );
+        assert!(e.is_err(), "token {t} must be refused");
+    }
+    let r = api.post(
+        "/v1/agent/enroll",
+        &json!({"join_token": "nope", "inventory": {}, "heartbeat_port": 1}),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        api.get("/v1/ihosts").body["ihosts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_stopped_or_killed_agent_degrades_then_fails_and_recovers() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for (i, ip) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().enumerate() {
+        let name = format!("worker-{i}");
+        agents.push(agent(
+            &s,
+            &api,
+            &dir,
+            &name,
+            ip,
+            &["--reboot-command", "true"],
+        ));
+        available(&api, &name);
+    }
+    // SIGSTOP: degraded, then failed, with 200.005 major, 200.005 critical, 200.004.
+    agents[0].signal("STOP");
+    api.wait_avail("worker-0", "failed", 30);
+    let h = alarm_history(&api, "worker-0");
+    let sets: Vec<(String, String)> = h
+        .iter()
+        .filter(|e| e.1 == "set" && e.0 != "200.001")
+        .map(|e| (e.0.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            ("200.005".to_string(), "major".to_string()),
+            ("200.005".to_string(), "critical".to_string()),
+            ("200.004".to_string(), "critical".to_string()),
+        ],
+        "{h:?}"
+    );
+    for other in ["worker-1", "worker-2"] {
+        assert_eq!(
+            api.host(other)["availability"],
+            "available",
+            "{other} unaffected"
+        );
+    }
+    agents[0].signal("CONT");
+    api.wait_avail("worker-0", "available", 30);
+    assert!(
+        active_ids(&api, "worker-0").is_empty(),
+        "{:?}",
+        active_ids(&api, "worker-0")
+    );
+
+    // kill -9: failed; restarted with the same identity: back to available.
+    agents[1].kill9();
+    api.wait_avail("worker-1", "failed", 30);
+    agents[1].restart().unwrap();
+    api.wait_avail("worker-1", "available", 30);
+    assert!(active_ids(&api, "worker-1").is_empty());
+}
+
+#[test]
+fn two_hosts_lost_together_are_held_not_failed() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for (i, ip) in ["127.0.0.5", "127.0.0.6", "127.0.0.7"].iter().enumerate() {
+        let name = format!("worker-{i}");
+        agents.push(agent(
+            &s,
+            &api,
+            &dir,
+            &name,
+            ip,
+            &["--reboot-command", "true"],
+        ));
+        available(&api, &name);
+    }
+    agents[0].signal("STOP");
+    agents[1].signal("STOP");
+    let held = wait_for(30, || {
+        let a = api.host("worker-0");
+        let b = api.host("worker-1");
+        (a["mnfa_hold"] == true && b["mnfa_hold"] == true).then_some(())
+    });
+    assert!(held.is_some(), "both held");
+    // Well past the failure threshold: still not failed, no 200.004.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for h in ["worker-0", "worker-1"] {
+        let v = api.host(h);
+        assert_ne!(v["availability"], "failed", "{h}: {v}");
+        assert!(!active_ids(&api, h).contains(&"200.004".to_string()));
+    }
+    let crit = api.alarms("?q.field=alarm_id&q.value=200.005&expand=True");
+    assert!(crit.iter().any(|a| {
+        a["reason_text"]
+            .as_str()
+            .unwrap()
+            .contains("graceful recovery")
+    }));
+    agents[0].signal("CONT");
+    agents[1].signal("CONT");
+    api.wait_avail("worker-0", "available", 30);
+    api.wait_avail("worker-1", "available", 30);
+    for h in ["worker-0", "worker-1"] {
+        assert!(
+            active_ids(&api, h).is_empty(),
+            "{h}: {:?}",
+            active_ids(&api, h)
+        );
+    }
+}
+
+#[test]
+fn a_failed_host_is_power_cycled_through_its_bmc_and_comes_back() {
+    let s = Server::start(bin());
+    let api = s.api();
+    api.set_parameter("bmc_reset_delay", "1");
+    api.set_parameter("bmc_retry_interval", "5");
+    let dir = tempfile::tempdir().unwrap();
+    let token = api.add_host("worker-9", "worker");
+    // The BMC owns the agent process: its "host".
+    let agent_dir = dir.path().join("agent");
+    let mut bmc = Bmc(std::process::Command::new(bin())
+        .args([
+            "sim",
+            "bmc",
+            "--listen",
+            "127.0.0.1:0",
+            "--username",
+            "root",
+            "--",
+        ])
+        .arg(bin())
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--join-token",
+            &token,
+            "--heartbeat-listen",
+            "127.0.0.8:0",
+            "--mgmt-ip",
+            "127.0.0.8",
+            "--simulated-reboot",
+            "--data-dir",
+        ])
+        .arg(&agent_dir)
+        .env("ROOST_BMC_PASSWORD", "calvin")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap());
+    let out = bmc.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(u) = l.strip_prefix("roost sim bmc ready on ") {
+                let _ = tx.send(u.to_string());
+            }
+        }
+    });
+    let bmc_url = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("bmc ready");
+    let bmc_addr = bmc_url.trim_start_matches("http://").to_string();
+    let r = api.patch(
+        "/v1/ihosts/worker-9",
+        &json!([
+            {"op": "replace", "path": "/bm_type", "value": "redfish"},
+            {"op": "replace", "path": "/bm_ip", "value": bmc_addr},
+            {"op": "replace", "path": "/bm_username", "value": "root"},
+            {"op": "replace", "path": "/bm_password", "value": "calvin"},
+        ]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        r.body.get("bm_password").is_none(),
+        "the password is never returned"
+    );
+    available(&api, "worker-9");
+    assert!(
+        !s.log().contains("calvin"),
+        "the BMC password is never logged"
+    );
+
+    // Kill the agent behind the BMC's back: the "machine" stays on but its OS is dead.
+    let marker = agent_dir.display().to_string();
+    let pid = wait_for(10, || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok())
+            .find(|p| *p != bmc.0.id())
+    })
+    .expect("agent pid");
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    // The host fails (the record is in the event log even if a poll misses the state)...
+    let failed = wait_for(30, || {
+        alarm_history(&api, "worker-9")
+            .iter()
+            .any(|e| e.0 == "200.004" && e.1 == "set")
+            .then_some(())
+    });
+    assert!(failed.is_some(), "{:?}", alarm_history(&api, "worker-9"));
+    // ...the agent cannot reboot itself; after the delay the BMC resets the host.
+    api.wait_avail("worker-9", "available", 60);
+    assert!(
+        active_ids(&api, "worker-9").is_empty(),
+        "{:?}",
+        active_ids(&api, "worker-9")
+    );
+    assert!(
+        s.log().contains("resetting the host through its BMC"),
+        "{}",
+        s.log()
+    );
+}
+
+/// A `roost sim bmc` process, stopped with SIGTERM (so it powers its host
+/// off) when the test ends, passed or not.
+struct Bmc(std::process::Child);
+
+impl Drop for Bmc {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = wait_for(10, || self.0.try_wait().ok().flatten());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_unreachable_bmc_raises_200_010() {
+    let s = Server::start(bin());
+    let api = s.api();
+    api.set_parameter("bmc_reset_delay", "0");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = agent(
+        &s,
+        &api,
+        &dir,
+        "worker-3",
+        "127.0.0.9",
+        &["--reboot-command", "true"],
+    );
+    let r = api.patch(
+        "/v1/ihosts/worker-3",
+        &json!([
+            {"op": "replace", "path": "/bm_type", "value": "redfish"},
+            {"op": "replace", "path": "/bm_ip", "value": "127.0.0.1:1"},
+            {"op": "replace", "path": "/bm_username", "value": "root"},
+            {"op": "replace", "path": "/bm_password", "value": "pw"},
+        ]),
+    );
+    assert_eq!(r.status, 200);
+    available(&api, "worker-3");
+    a.kill9();
+    api.wait_avail("worker-3", "failed", 30);
+    let bmc_alarm = wait_for(30, || {
+        active_ids(&api, "worker-3")
+            .contains(&"200.010".to_string())
+            .then_some(())
+    });
+    assert!(bmc_alarm.is_some(), "{:?}", active_ids(&api, "worker-3"));
+}
+
+#[test]
+fn host_actions_follow_starlingx_rules() {
+    let s = Server::start(bin());
+    let api = s.api();
+    // Simplex: swact refused, controller lock allowed.
+    let r = api.host_action("controller-0", "swact");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("simplex")
+    );
+    let r = api.host_action("controller-0", "lock");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["administrative"], "locked");
+    assert!(active_ids(&api, "controller-0").contains(&"200.001".to_string()));
+    assert_eq!(
+        api.host_action("controller-0", "lock").status,
+        400,
+        "already locked"
+    );
+    let r = api.host_action("controller-0", "unlock");
+    assert_eq!(r.status, 200);
+    api.wait_avail("controller-0", "available", 10);
+    assert!(!active_ids(&api, "controller-0").contains(&"200.001".to_string()));
+
+    // A host whose agent never came: unlock refused.
+    api.add_host("worker-5", "worker");
+    let r = api.host_action("worker-5", "unlock");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not online")
+    );
+    assert_eq!(api.host_action("worker-5", "dance").status, 400);
+    assert_eq!(api.host_action("worker-5", "reset").status, 400, "no BMC");
+    // Bad BMC input is refused and changes nothing.
+    let r = api.patch(
+        "/v1/ihosts/worker-5",
+        &json!([{"op": "replace", "path": "/bm_password", "value": "x"}]),
+    );
+    assert_eq!(r.status, 400);
+    let r = api.patch(
+        "/v1/ihosts/worker-5",
+        &json!([{"op": "replace", "path": "/bm_type", "value": "telepathy"}]),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(api.host("worker-5")["bm_type"], "none");
+    // Delete needs a locked host; worker-5 is locked.
+    assert_eq!(api.delete("/v1/ihosts/worker-5").status, 204);
+    assert_eq!(api.get("/v1/ihosts/worker-5").status, 404);
+    assert!(
+        active_ids(&api, "worker-5").is_empty(),
+        "its alarms went with it"
+    );
+    assert_eq!(api.delete("/v1/ihosts/controller-0").status, 400);
+    // Bad host adds.
+    for body in [
+        json!({"hostname": "bad name", "personality": "worker"}),
+        json!({"hostname": "w", "personality": "wizard"}),
+        json!({"hostname": "controller-0", "personality": "worker"}),
+        json!({"personality": "worker"}),
+    ] {
+        let r = api.post("/v1/ihosts", &body);
+        assert_eq!(r.status, 400, "{body}: {:?}", r.body);
+    }
+}
+
+#[test]
+fn duplex_rules_protect_the_active_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("roost.toml");
+    std::fs::write(&cfg, "system_mode = \"duplex\"\n").unwrap();
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let r = api.host_action("controller-0", "lock");
+    assert_eq!(r.status, 400);
+    let r = api.host_action("controller-0", "swact");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("peer")
+    );
+}
+
+#[test]
+fn heartbeat_settings_are_service_parameters_that_change_at_run_time() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let list = api.get("/v1/service_parameter").body["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for n in [
+        "heartbeat_period",
+        "heartbeat_failure_threshold",
+        "heartbeat_degrade_threshold",
+        "heartbeat_failure_action",
+        "mnfa_threshold",
+        "mnfa_timeout",
+        "worker_boot_timeout",
+        "controller_boot_timeout",
+    ] {
+        assert!(names.contains(&n), "{n}");
+    }
+    for p in &list {
+        assert_eq!(p["service"], "platform");
+        assert_eq!(p["section"], "maintenance");
+        assert!(p["value"].is_string());
+    }
+    api.set_parameter("heartbeat_period", "10");
+    let only =
+        api.get("/v1/service_parameter?q.field=name&q.op=eq&q.type=&q.value=heartbeat_period");
+    let rows = only.body["parameters"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["value"], "10");
+    let uuid = rows[0]["uuid"].as_str().unwrap();
+    // StarlingX's client piles ops up: a rename then a value, in order.
+    let r = api.patch(
+        &format!("/v1/service_parameter/{uuid}"),
+        &json!([
+            {"op": "replace", "path": "/name", "value": "heartbeat_period"},
+            {"op": "replace", "path": "/value", "value": "5"},
+        ]),
+    );
+    assert_eq!(r.status, 400, "below the 10 ms floor");
+    let r = api.patch(
+        &format!("/v1/service_parameter/{uuid}"),
+        &json!([{"op": "replace", "path": "/value", "value": "fast"}]),
+    );
+    assert_eq!(r.status, 400);
+    let r = api.post(
+        "/v1/service_parameter/apply",
+        &json!({"service": "platform", "section": null}),
+    );
+    assert_eq!(r.status, 200);
+    api.set_parameter("heartbeat_degrade_threshold", "20");
+    let r = api.post(
+        "/v1/service_parameter/apply",
+        &json!({"service": "platform", "section": "maintenance"}),
+    );
+    assert_eq!(
+        r.status, 400,
+        "degrade must stay below failure: {:?}",
+        r.body
+    );
+    api.set_parameter("heartbeat_failure_threshold", "30");
+    let r = api.post(
+        "/v1/service_parameter/apply",
+        &json!({"service": "platform", "section": "maintenance"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Persistent.
+    let mut s = s;
+    s.restart();
+    let api = s.api();
+    let v: Vec<Value> = api.get("/v1/service_parameter").body["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let get = |n: &str| v.iter().find(|p| p["name"] == n).unwrap()["value"].clone();
+    assert_eq!(get("heartbeat_period"), "10");
+    assert_eq!(get("heartbeat_failure_threshold"), "30");
+}
