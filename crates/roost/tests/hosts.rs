@@ -642,3 +642,45 @@ fn heartbeat_settings_are_service_parameters_that_change_at_run_time() {
     assert_eq!(get("heartbeat_period"), "10");
     assert_eq!(get("heartbeat_failure_threshold"), "30");
 }
+
+#[test]
+fn a_monitored_process_that_dies_raises_200_006_and_degrades_the_host() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    // The monitored "process": a sleep with an argument nobody else uses.
+    let marker = format!("{}", 900_000 + std::process::id() % 99_999);
+    let mut proc_ = std::process::Command::new("sleep").arg(&marker).spawn().unwrap();
+    let pdir = dir.path().join("processes");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(
+        pdir.join("napper.toml"),
+        format!(
+            "name = \"napper\"\nmatch = \"sleep {marker}\"\nseverity = \"major\"\nrestarts = 0\nrestart_interval_secs = 1\ndebounce_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let pdir_s = pdir.display().to_string();
+    let _a = agent(
+        &s,
+        &api,
+        &dir,
+        "worker-4",
+        "127.0.0.11",
+        &["--reboot-command", "true", "--process-dir", &pdir_s],
+    );
+    available(&api, "worker-4");
+    let _ = proc_.kill();
+    let _ = proc_.wait();
+    api.wait_avail("worker-4", "degraded", 30);
+    let a = api.alarms("?q.field=alarm_id&q.value=200.006");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["entity_instance_id"], "host=worker-4.process=napper");
+    assert_eq!(a[0]["severity"], "major");
+    // It comes back and stays up: the alarm clears and the host is available.
+    let mut again = std::process::Command::new("sleep").arg(&marker).spawn().unwrap();
+    api.wait_avail("worker-4", "available", 30);
+    assert!(api.alarms("?q.field=alarm_id&q.value=200.006").is_empty());
+    let _ = again.kill();
+    let _ = again.wait();
+}
