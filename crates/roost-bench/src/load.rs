@@ -188,19 +188,13 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
     let tasks: Vec<_> = (0..spec.clients)
         .map(|c| tokio::spawn(one_client(http.clone(), spec.clone(), c, (open, close))))
         .collect();
-    let pid = spec.server_pid.to_string();
     tokio::time::sleep_until(open.into()).await;
     let threads0 = procfs::thread_ticks(spec.server_pid);
-    let machine0 = procfs::machine_busy_ticks();
-    let (server0, self0, t0) = (
-        procfs::cpu_ticks(&pid),
-        procfs::cpu_ticks("self"),
-        Instant::now(),
-    );
+    let cpu = procfs::OtherCpu::start(spec.server_pid);
+    let t0 = Instant::now();
     tokio::time::sleep_until(close.into()).await;
-    let (server1, self1) = (procfs::cpu_ticks(&pid), procfs::cpu_ticks("self"));
+    let (server_cpu, bench_cpu, other_cpu) = cpu.read();
     let threads1 = procfs::thread_ticks(spec.server_pid);
-    let machine1 = procfs::machine_busy_ticks();
     let cpu_secs = t0.elapsed().as_secs_f64();
     let mut all = ClientTally::default();
     for task in tasks {
@@ -220,10 +214,6 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
             }
         }
     }
-    let server_cpu = procfs::cpu_percent(server0, server1, cpu_secs);
-    let bench_cpu = procfs::cpu_percent(self0, self1, cpu_secs);
-    let other_cpu = procfs::cpu_percent(machine0, machine1, cpu_secs)
-        .map(|all| (all - server_cpu.unwrap_or(0.0) - bench_cpu.unwrap_or(0.0)).max(0.0));
     Outcome {
         clients: spec.clients,
         ops: all.ops,

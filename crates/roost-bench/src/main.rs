@@ -29,7 +29,8 @@
 //! The load generator runs on the same machine as the server. Each table
 //! reports the CPU used by other processes during the window; on a shared
 //! machine, `--wait-quiet 300` waits before each measurement until they are
-//! idle, and the summary warns when a measurement was disturbed anyway.
+//! idle and measures again (up to three times) when they woke up meanwhile;
+//! the summary warns when a kept measurement was disturbed anyway.
 #![forbid(unsafe_code)]
 
 mod idle;
@@ -112,6 +113,12 @@ impl Plan {
     pub fn settle(&self) {
         procfs::wait_quiet(self.wait_quiet, QUIET_PCT);
     }
+
+    /// True when other processes' CPU makes a measurement worth repeating
+    /// (only with `--wait-quiet`; otherwise it is reported and kept).
+    pub fn disturbed(&self, other_cpu: Option<f64>) -> bool {
+        !self.wait_quiet.is_zero() && other_cpu.is_some_and(|c| c > DISTURBED_PCT)
+    }
 }
 
 impl Plan {
@@ -188,6 +195,9 @@ fn clients(n: usize) -> String {
         format!("{n} clients")
     }
 }
+
+/// Most measurements of one point when other processes disturb them (`--wait-quiet`).
+pub const ATTEMPTS: usize = 3;
 
 /// Machine CPU (% of one core) under which it counts as quiet for `--wait-quiet`.
 const QUIET_PCT: f64 = 10.0;
@@ -377,6 +387,7 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
     } else {
         "full"
     };
+    plan.settle();
     let data_fs = procfs::filesystem_of(&std::env::temp_dir());
     emit(&format!(
         "## Benchmark run\n\n\
@@ -396,7 +407,9 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
             String::new()
         } else {
             format!(
-                "; before each measurement it waited (up to {} s) for other processes to use under {QUIET_PCT:.0} % of a core",
+                "; before each measurement it waited (up to {} s) for other processes to use under \
+                 {QUIET_PCT:.0} % of a core, and measured again (up to {ATTEMPTS} times in all, keeping \
+                 the least disturbed) when they used over {DISTURBED_PCT:.0} % during it",
                 plan.wait_quiet.as_secs()
             )
         },

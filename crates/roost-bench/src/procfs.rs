@@ -68,6 +68,41 @@ pub fn wait_quiet(limit: std::time::Duration, pct: f64) -> bool {
     }
 }
 
+/// Measures, from its start, the CPU of the whole machine minus that of a
+/// server and of this process: what other processes used.
+pub struct OtherCpu {
+    server: String,
+    start: std::time::Instant,
+    ticks: (Option<u64>, Option<u64>, Option<u64>),
+}
+
+impl OtherCpu {
+    fn ticks(server: &str) -> (Option<u64>, Option<u64>, Option<u64>) {
+        (machine_busy_ticks(), cpu_ticks(server), cpu_ticks("self"))
+    }
+
+    /// Starts measuring.
+    pub fn start(server_pid: u32) -> OtherCpu {
+        let server = server_pid.to_string();
+        OtherCpu {
+            ticks: Self::ticks(&server),
+            server,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// % of one core used since the start by (the server, this process, everything else).
+    pub fn read(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let now = Self::ticks(&self.server);
+        let secs = self.start.elapsed().as_secs_f64();
+        let server = cpu_percent(self.ticks.1, now.1, secs);
+        let me = cpu_percent(self.ticks.2, now.2, secs);
+        let other = cpu_percent(self.ticks.0, now.0, secs)
+            .map(|all| (all - server.unwrap_or(0.0) - me.unwrap_or(0.0)).max(0.0));
+        (server, me, other)
+    }
+}
+
 /// The 1-minute load average.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")

@@ -23,6 +23,8 @@ pub struct ServerOptions {
     pub admin_password: bool,
     /// Keep resource monitoring on (off by default, so tests see only their alarms).
     pub monitor: bool,
+    /// Listen address (default `127.0.0.1:0`).
+    pub listen: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -32,6 +34,7 @@ impl Default for ServerOptions {
             env: Vec::new(),
             admin_password: true,
             monitor: false,
+            listen: None,
         }
     }
 }
@@ -136,7 +139,8 @@ impl Server {
         opts: ServerOptions,
         tmp: Option<tempfile::TempDir>,
     ) -> Result<Server, String> {
-        let (child, url, stderr) = spawn(bin, data_dir, "127.0.0.1:0", &opts)?;
+        let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
+        let (child, url, stderr) = spawn(bin, data_dir, &listen, &opts)?;
         Ok(Server {
             child: Some(child),
             bin: bin.to_path_buf(),
@@ -189,8 +193,13 @@ impl Server {
     /// Starts the server again on the same data directory (new port).
     pub fn restart(&mut self) {
         self.kill9();
+        let listen = self
+            .opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".into());
         let (child, url, stderr) =
-            spawn(&self.bin, &self.data_dir, "127.0.0.1:0", &self.opts).expect("restart");
+            spawn(&self.bin, &self.data_dir, &listen, &self.opts).expect("restart");
         self.child = Some(child);
         self.url = url;
         self.stderr = stderr;
@@ -376,6 +385,19 @@ impl Agent {
         ip: &str,
         extra: &[&str],
     ) -> Result<Agent, String> {
+        Self::start_in_netns(bin, None, server, join_token, data_dir, ip, extra)
+    }
+
+    /// Like [`Agent::start`], inside network namespace `netns` when given.
+    pub fn start_in_netns(
+        bin: &Path,
+        netns: Option<&str>,
+        server: &str,
+        join_token: &str,
+        data_dir: &Path,
+        ip: &str,
+        extra: &[&str],
+    ) -> Result<Agent, String> {
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--server".into(),
@@ -390,9 +412,21 @@ impl Agent {
             ip.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        let mut program = bin.to_path_buf();
+        if let Some(ns) = netns {
+            let mut wrapped: Vec<String> = vec![
+                "netns".into(),
+                "exec".into(),
+                ns.into(),
+                bin.display().to_string(),
+            ];
+            wrapped.extend(args);
+            args = wrapped;
+            program = PathBuf::from("ip");
+        }
         let mut a = Agent {
             child: None,
-            bin: bin.to_path_buf(),
+            bin: program,
             args,
             data_dir: data_dir.to_path_buf(),
             hostname: String::new(),

@@ -195,12 +195,28 @@ fn the_host_verbs_drive_inventory_and_heartbeat_settings() {
     let list = cli.json(&["host", "list", "-o", "json"]);
     assert_eq!(list[0]["hostname"], "controller-0");
     assert!(cli.ok(&["host", "list"]).contains("available"));
-    assert!(cli.ok(&["host", "show", "controller-0"]).contains("controller,worker"));
-    let added = cli.json(&["host", "add", "worker-1", "--personality", "worker", "-o", "json"]);
+    assert!(
+        cli.ok(&["host", "show", "controller-0"])
+            .contains("controller,worker")
+    );
+    let added = cli.json(&[
+        "host",
+        "add",
+        "worker-1",
+        "--personality",
+        "worker",
+        "-o",
+        "json",
+    ]);
     assert!(added["join_token"].as_str().unwrap().len() >= 32);
     let text = cli.ok(&["host", "add", "worker-2", "--personality", "worker"]);
     assert!(text.contains("roost agent --server"), "{text}");
-    assert!(!cli.json(&["host", "cpus", "controller-0", "-o", "json"]).as_array().unwrap().is_empty());
+    assert!(
+        !cli.json(&["host", "cpus", "controller-0", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert!(cli.ok(&["host", "memory", "controller-0"]).contains("0"));
     assert!(cli.ok(&["host", "disks", "controller-0"]).contains("/dev/"));
     // Rules come back as one clear line.
@@ -211,12 +227,32 @@ fn the_host_verbs_drive_inventory_and_heartbeat_settings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not online"));
     assert!(cli.ok(&["host", "lock", "controller-0"]).contains("locked"));
-    assert!(cli.ok(&["host", "unlock", "controller-0"]).contains("unlocked"));
+    assert!(
+        cli.ok(&["host", "unlock", "controller-0"])
+            .contains("unlocked")
+    );
     cli.ok(&["host", "delete", "worker-2"]);
-    assert_eq!(cli.json(&["host", "list", "-o", "json"]).as_array().unwrap().len(), 2);
+    assert_eq!(
+        cli.json(&["host", "list", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // BMC settings: the password from stdin, never echoed.
     let mut child = cli
-        .cmd(&["host", "bmc", "worker-1", "--type", "redfish", "--ip", "127.0.0.1:9", "--username", "root", "--password-stdin"])
+        .cmd(&[
+            "host",
+            "bmc",
+            "worker-1",
+            "--type",
+            "redfish",
+            "--ip",
+            "127.0.0.1:9",
+            "--username",
+            "root",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -224,9 +260,16 @@ fn the_host_verbs_drive_inventory_and_heartbeat_settings() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
-    assert_eq!(cli.json(&["host", "show", "worker-1", "-o", "json"])["bm_type"], "redfish");
+    assert_eq!(
+        cli.json(&["host", "show", "worker-1", "-o", "json"])["bm_type"],
+        "redfish"
+    );
     // Heartbeat settings.
     cli.ok(&["heartbeat", "set", "heartbeat_period=50"]);
     let hb = cli.json(&["heartbeat", "show", "-o", "json"]);

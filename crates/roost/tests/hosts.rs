@@ -650,7 +650,10 @@ fn a_monitored_process_that_dies_raises_200_006_and_degrades_the_host() {
     let dir = tempfile::tempdir().unwrap();
     // The monitored "process": a sleep with an argument nobody else uses.
     let marker = format!("{}", 900_000 + std::process::id() % 99_999);
-    let mut proc_ = std::process::Command::new("sleep").arg(&marker).spawn().unwrap();
+    let mut proc_ = std::process::Command::new("sleep")
+        .arg(&marker)
+        .spawn()
+        .unwrap();
     let pdir = dir.path().join("processes");
     std::fs::create_dir_all(&pdir).unwrap();
     std::fs::write(
@@ -678,7 +681,10 @@ fn a_monitored_process_that_dies_raises_200_006_and_degrades_the_host() {
     assert_eq!(a[0]["entity_instance_id"], "host=worker-4.process=napper");
     assert_eq!(a[0]["severity"], "major");
     // It comes back and stays up: the alarm clears and the host is available.
-    let mut again = std::process::Command::new("sleep").arg(&marker).spawn().unwrap();
+    let mut again = std::process::Command::new("sleep")
+        .arg(&marker)
+        .spawn()
+        .unwrap();
     api.wait_avail("worker-4", "available", 30);
     assert!(api.alarms("?q.field=alarm_id&q.value=200.006").is_empty());
     let _ = again.kill();
