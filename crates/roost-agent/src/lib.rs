@@ -78,6 +78,12 @@ pub struct AgentArgs {
     /// Management address the server should send heartbeats to [default: the address enrollment came from]
     #[arg(long)]
     pub mgmt_ip: Option<IpAddr>,
+    /// UDP address to answer heartbeats on for the cluster-host network (optional second network)
+    #[arg(long, requires = "cluster_ip")]
+    pub cluster_heartbeat_listen: Option<SocketAddr>,
+    /// This host's address on the cluster-host network
+    #[arg(long, requires = "cluster_heartbeat_listen")]
+    pub cluster_ip: Option<IpAddr>,
     /// Seconds between reports to the server when nothing changes
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub report_interval_secs: u64,
@@ -106,6 +112,8 @@ impl fmt::Debug for AgentArgs {
             .field("data_dir", &self.data_dir)
             .field("heartbeat_listen", &self.heartbeat_listen)
             .field("mgmt_ip", &self.mgmt_ip)
+            .field("cluster_heartbeat_listen", &self.cluster_heartbeat_listen)
+            .field("cluster_ip", &self.cluster_ip)
             .field("report_interval_secs", &self.report_interval_secs)
             .field("monitor_interval_secs", &self.monitor_interval_secs)
             .field("process_dir", &self.process_dir)
@@ -215,6 +223,8 @@ struct Shared {
     client: Client,
     identity: Mutex<Identity>,
     heartbeat_port: u16,
+    /// Address and port answering on the cluster-host network.
+    cluster: Option<(IpAddr, u16)>,
     health: Arc<HealthState>,
     /// The latest inventory read.
     inventory: Mutex<Inventory>,
@@ -286,6 +296,18 @@ async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
         .await
         .with_context(|| format!("cannot listen for heartbeats on {}", args.heartbeat_listen))?;
     let heartbeat_addr = socket.local_addr()?;
+    let cluster_socket = match args.cluster_heartbeat_listen {
+        Some(addr) => Some(
+            UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for cluster-host heartbeats on {addr}"))?,
+        ),
+        None => None,
+    };
+    let cluster_port = match &cluster_socket {
+        Some(s) => Some(s.local_addr()?.port()),
+        None => None,
+    };
 
     let inventory = tokio::task::spawn_blocking(inventory::read).await?;
 
@@ -343,6 +365,7 @@ async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
         client,
         identity: Mutex::new(identity),
         heartbeat_port: heartbeat_addr.port(),
+        cluster: args.cluster_ip.zip(cluster_port),
         health: health.clone(),
         inventory: Mutex::new(inventory),
         pending: Mutex::new(initial),
@@ -351,6 +374,11 @@ async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
 
     let mut tasks = JoinSet::new();
     let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
+    if let Some(cs) = cluster_socket {
+        tasks.spawn(
+            Responder::new(cs, key.clone(), host_id, health.clone(), reboot_tx.clone()).run(),
+        );
+    }
     tasks.spawn(Responder::new(socket, key, host_id, health.clone(), reboot_tx).run());
     tasks.spawn(reboot_task(
         reboot_rx,
@@ -417,6 +445,8 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
         let report = AgentReport {
             inventory: with_inventory.then(|| lock(&shared.inventory).clone()),
             heartbeat_port: Some(shared.heartbeat_port),
+            cluster_ip: shared.cluster.map(|(ip, _)| ip.to_string()),
+            cluster_heartbeat_port: shared.cluster.map(|(_, p)| p),
             alarms: taken.alarms.values().cloned().collect(),
             processes: taken
                 .processes

@@ -456,6 +456,12 @@ pub struct AgentReport {
     pub inventory: Option<Inventory>,
     #[serde(default)]
     pub heartbeat_port: Option<u16>,
+    /// Address and UDP port answering heartbeats on the cluster-host
+    /// network, when the host has one.
+    #[serde(default)]
+    pub cluster_ip: Option<String>,
+    #[serde(default)]
+    pub cluster_heartbeat_port: Option<u16>,
     #[serde(default)]
     pub alarms: Vec<AgentAlarm>,
     #[serde(default)]

@@ -419,6 +419,32 @@ impl Maintenance {
             .collect()
     }
 
+    /// Sets the heartbeat networks of a host (the management network always,
+    /// the cluster-host network when the host has one). New links start
+    /// unseen; links no longer wanted are dropped with their alarms.
+    pub fn set_networks(&mut self, name: &str, networks: &[Network]) -> Effects {
+        let mut fx = Effects::default();
+        if let Some(h) = self.hosts.get_mut(name) {
+            if h.local {
+                return fx;
+            }
+            let gone: Vec<Network> = h
+                .links
+                .keys()
+                .filter(|n| !networks.contains(n))
+                .copied()
+                .collect();
+            for n in gone {
+                h.links.remove(&n);
+                fx.clear(n.alarm(), name);
+            }
+            for n in networks {
+                h.links.entry(*n).or_insert_with(Link::new);
+            }
+        }
+        fx
+    }
+
     /// Records whether a host has BMC settings.
     pub fn set_bmc_configured(&mut self, name: &str, configured: bool) {
         if let Some(h) = self.hosts.get_mut(name) {

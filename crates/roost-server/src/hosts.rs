@@ -189,7 +189,7 @@ impl HostService {
                 &h.hostname,
                 personality(&h.personality),
                 admin,
-                &[Network::Management],
+                &networks_of(&h),
                 h.local,
             );
             initial.alarms.extend(fx.alarms);
@@ -686,12 +686,23 @@ impl HostService {
             h.hb_port = Some(port);
             dirty = true;
         }
+        if let Some(ip) = &report.cluster_ip {
+            ip.parse::<IpAddr>()
+                .map_err(|_| HostError::Invalid(format!("cluster_ip {ip:?} is not an address")))?;
+        }
+        if (report.cluster_ip.clone(), report.cluster_heartbeat_port)
+            != (h.cluster_ip.clone(), h.cluster_port)
+        {
+            h.cluster_ip = report.cluster_ip.clone();
+            h.cluster_port = report.cluster_heartbeat_port;
+            dirty = true;
+        }
         if dirty {
             h.updated_at = Some(now);
             self.inner.store.update_host(&h)?;
             st.hosts.insert(name.clone(), h.clone());
         }
-        let mut fx = Effects::default();
+        let mut fx = st.mtce.set_networks(&name, &networks_of(&h));
         for (p, sev) in processes {
             let f = st.mtce.process_failure(&name, &p, sev, now);
             fx.alarms.extend(f.alarms);
@@ -841,12 +852,6 @@ impl HostService {
                     let Some(h) = st.hosts.get(&name) else {
                         continue;
                     };
-                    let (Some(ip), Some(port)) = (h.mgmt_ip.as_deref(), h.hb_port) else {
-                        continue;
-                    };
-                    let Ok(ip) = ip.parse::<IpAddr>() else {
-                        continue;
-                    };
                     let Some((_, key)) = st.keys.get(&(h.id as u32)) else {
                         continue;
                     };
@@ -857,7 +862,16 @@ impl HostService {
                     };
                     let host_id = h.id as u32;
                     let key = key.clone();
+                    let mgmt = addr_of(h.mgmt_ip.as_deref(), h.hb_port);
+                    let cluster = addr_of(h.cluster_ip.as_deref(), h.cluster_port);
                     for net in nets {
+                        let dest = match net {
+                            Network::Management => mgmt,
+                            Network::Cluster => cluster,
+                        };
+                        let Some(dest) = dest else {
+                            continue;
+                        };
                         st.seq += 1;
                         let p = Pulse {
                             kind: Kind::Request,
@@ -869,7 +883,7 @@ impl HostService {
                             sent_at_micros: now.micros() as u64,
                             health: Default::default(),
                         };
-                        buf.push((SocketAddr::new(ip, port), heartbeat::encode(&p, &key)));
+                        buf.push((dest, heartbeat::encode(&p, &key)));
                     }
                 }
                 fx
@@ -1131,6 +1145,20 @@ impl HostService {
             let _ = svc.inner.effects.send((fx, None));
         });
     }
+}
+
+/// The heartbeat networks of a host: management, plus cluster-host when
+/// its agent answers on one.
+fn networks_of(h: &StoredHost) -> Vec<Network> {
+    if h.cluster_ip.is_some() && h.cluster_port.is_some() {
+        vec![Network::Management, Network::Cluster]
+    } else {
+        vec![Network::Management]
+    }
+}
+
+fn addr_of(ip: Option<&str>, port: Option<u16>) -> Option<SocketAddr> {
+    Some(SocketAddr::new(ip?.parse().ok()?, port?))
 }
 
 /// The stable uuid of a maintenance service parameter.

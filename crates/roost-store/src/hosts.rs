@@ -29,6 +29,9 @@ pub struct StoredHost {
     /// Hex of the per-host heartbeat key.
     pub hb_key: Option<String>,
     pub hb_port: Option<u16>,
+    /// Address and port on the cluster-host network, if the host has one.
+    pub cluster_ip: Option<String>,
+    pub cluster_port: Option<u16>,
     pub agent_token_hash: Option<String>,
     /// JSON of the last inventory report.
     pub inventory: Option<String>,
@@ -39,7 +42,8 @@ pub struct StoredHost {
 
 const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administrative, operational,
     availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username, bm_password, location,
-    hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at";
+    hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at, cluster_ip,
+    cluster_port";
 
 fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
     Ok(StoredHost {
@@ -68,6 +72,10 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
         local: r.get(20)?,
         created_at: Timestamp(r.get(21)?),
         updated_at: r.get::<_, Option<i64>>(22)?.map(Timestamp),
+        cluster_ip: r.get(23)?,
+        cluster_port: r
+            .get::<_, Option<i64>>(24)?
+            .and_then(|p| u16::try_from(p).ok()),
     })
 }
 
@@ -104,9 +112,9 @@ impl Store {
                 "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
                     operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
                     bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
-                    created_at, updated_at)
+                    created_at, updated_at, cluster_ip, cluster_port)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                    ?18, ?19, ?20, ?21, ?22)",
+                    ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 params![
                     h.uuid,
                     h.hostname,
@@ -130,6 +138,8 @@ impl Store {
                     h.local,
                     h.created_at.micros(),
                     h.updated_at.map(|t| t.micros()),
+                    h.cluster_ip,
+                    h.cluster_port.map(i64::from),
                 ],
             )?;
             let mut out = h.clone();
@@ -146,7 +156,8 @@ impl Store {
                     administrative = ?5, operational = ?6, availability = ?7, task = ?8,
                     mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
                     bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
-                    agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21
+                    agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
+                    cluster_ip = ?22, cluster_port = ?23
                  WHERE id = ?1",
                 params![
                     h.id,
@@ -170,6 +181,8 @@ impl Store {
                     h.inventory,
                     h.local,
                     h.updated_at.map(|t| t.micros()),
+                    h.cluster_ip,
+                    h.cluster_port.map(i64::from),
                 ],
             )?;
             if n == 0 {

@@ -85,6 +85,10 @@ pub struct StoreConfig {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../migrations/sqlite/0002_hosts.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_cluster_network.sql"),
+    ),
 ];
 
 /// The opened store.
