@@ -12,9 +12,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
 pub mod process;
-pub mod sampling;
-
-use std::collections::{BTreeMap, BTreeSet};
+pub use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use roost_api::agent::Inventory;
 use roost_api::sysinv::{AgentAlarm, AgentReport, ProcessState, ReportReply};
+use roost_inventory::sampling;
 use roost_mtce::process::{ProcessAction, ProcessMonitor};
 use roost_mtce::{AlarmDecision, MonitorSettings, Resource, ResourceMonitor};
 use roost_types::{Severity, Timestamp};

@@ -13,6 +13,8 @@
 //! empty or zero part of the inventory, so one odd device cannot hide the rest.
 #![forbid(unsafe_code)]
 
+pub mod sampling;
+
 mod cpu;
 mod disk;
 mod memory;
