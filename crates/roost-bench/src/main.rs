@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -16,9 +16,12 @@
 //!   and expanded), the summary and the full listing.
 //! * `startup`: spawn to first answered `GET /healthz`, empty data directory.
 //! * `idle`: RSS and CPU of an idle server with monitoring on.
+//! * `mtce`: heartbeat failure detection, false failures under CPU load,
+//!   agent footprint, a server with 200 simulated hosts (not part of `all`:
+//!   about 20 minutes, 3 with `--quick`; see `mtce.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
-//! (about a minute); a full `all` takes about four minutes. The binary
+//! (under a minute); a full `all` takes about three minutes. The binary
 //! defaults to `target/release/roost` in the workspace (or under
 //! `$CARGO_TARGET_DIR`). Tables go to stdout, progress to stderr. The exit
 //! status is 1 when any request failed. Every server runs on a free port
@@ -36,6 +39,7 @@
 mod idle;
 mod list;
 mod load;
+mod mtce;
 mod procfs;
 mod startup;
 mod stats;
@@ -81,6 +85,7 @@ enum Which {
     List,
     Startup,
     Idle,
+    Mtce,
 }
 
 /// How long and how much to measure.
@@ -395,7 +400,7 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
          Binary: {}  \n\
          Data directories: temporary, under {} ({data_fs}; 4 KiB write + fdatasync there: p50 {} ms)  \n\
          Load average (1 min) at start: {}  \n\
-         Mode: {mode}; `roost-bench {}{}`. Server and load generator share the machine{}.\n",
+         Mode: {mode}; `roost-bench {}{}{}`. Server and load generator share the machine{}.\n",
         procfs::machine_line(),
         procfs::roost_version(&plan.bin, root),
         std::env::temp_dir().display(),
@@ -403,6 +408,11 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
         procfs::load_average().map_or("unknown".into(), |l| format!("{l:.2}")),
         format!("{which:?}").to_lowercase(),
         if plan.quick { " --quick" } else { "" },
+        if plan.wait_quiet.is_zero() {
+            String::new()
+        } else {
+            format!(" --wait-quiet {}", plan.wait_quiet.as_secs())
+        },
         if plan.wait_quiet.is_zero() {
             String::new()
         } else {
@@ -414,6 +424,9 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
             )
         },
     ));
+    if which == Which::Mtce {
+        return mtce::run(&plan);
+    }
     let all = which == Which::All;
     let mut r = Results::default();
     if all || which == Which::Throughput {
