@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 pub mod agent;
+pub mod dcmanager;
 pub mod fm;
 pub mod heartbeat;
 pub mod identity;

@@ -15,6 +15,7 @@
 //! every commit, so it survives power loss.
 #![forbid(unsafe_code)]
 
+mod dc;
 mod fm;
 mod hosts;
 mod identity;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use dc::{StoredGroup, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::StoredHost;
 pub use identity::{StoredToken, StoredUser};
@@ -88,6 +90,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/sqlite/0003_cluster_network.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_distributed_cloud.sql"),
     ),
 ];
 

@@ -1,0 +1,281 @@
+//! SQL for Distributed Cloud: subclouds and subcloud groups.
+
+use roost_types::Timestamp;
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{Store, StoreError};
+
+/// A subcloud as the system controller stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredSubcloud {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub group_id: i64,
+    pub management_state: String,
+    pub deploy_status: String,
+    pub software_version: Option<String>,
+    pub region_name: String,
+    /// Hash of the one-time enrollment token, until it is used.
+    pub enroll_token_hash: Option<String>,
+    pub enroll_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+/// A subcloud group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredGroup {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub update_apply_type: String,
+    pub max_parallel_subclouds: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+const SUBCLOUD_COLUMNS: &str = "id, name, description, location, group_id, management_state,
+    deploy_status, software_version, region_name, enroll_token_hash, enroll_expires_at,
+    created_at, updated_at";
+
+fn subcloud_from_row(r: &Row<'_>) -> Result<StoredSubcloud, rusqlite::Error> {
+    Ok(StoredSubcloud {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        location: r.get(3)?,
+        group_id: r.get(4)?,
+        management_state: r.get(5)?,
+        deploy_status: r.get(6)?,
+        software_version: r.get(7)?,
+        region_name: r.get(8)?,
+        enroll_token_hash: r.get(9)?,
+        enroll_expires_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
+        created_at: Timestamp(r.get(11)?),
+        updated_at: r.get::<_, Option<i64>>(12)?.map(Timestamp),
+    })
+}
+
+fn group_from_row(r: &Row<'_>) -> Result<StoredGroup, rusqlite::Error> {
+    Ok(StoredGroup {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        update_apply_type: r.get(3)?,
+        max_parallel_subclouds: r.get(4)?,
+        created_at: Timestamp(r.get(5)?),
+        updated_at: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+    })
+}
+
+impl Store {
+    /// Every subcloud, by id.
+    pub fn subclouds(&self) -> Result<Vec<StoredSubcloud>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {SUBCLOUD_COLUMNS} FROM subclouds ORDER BY id"
+            ))?;
+            let v = st
+                .query_map([], subcloud_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Inserts a subcloud; a duplicate name is [`StoreError::Invalid`].
+    pub fn insert_subcloud(&self, s: &StoredSubcloud) -> Result<StoredSubcloud, StoreError> {
+        self.write_once(|tx| {
+            let dup: Option<i64> = tx
+                .query_row("SELECT id FROM subclouds WHERE name = ?1", [&s.name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if dup.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "subcloud {} already exists",
+                    s.name
+                )));
+            }
+            tx.execute(
+                "INSERT INTO subclouds (name, description, location, group_id, management_state,
+                    deploy_status, software_version, region_name, enroll_token_hash,
+                    enroll_expires_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    s.name,
+                    s.description,
+                    s.location,
+                    s.group_id,
+                    s.management_state,
+                    s.deploy_status,
+                    s.software_version,
+                    s.region_name,
+                    s.enroll_token_hash,
+                    s.enroll_expires_at.map(|t| t.micros()),
+                    s.created_at.micros(),
+                    s.updated_at.map(|t| t.micros()),
+                ],
+            )?;
+            let mut out = s.clone();
+            out.id = tx.last_insert_rowid();
+            Ok(out)
+        })
+    }
+
+    /// Writes every field of a subcloud.
+    pub fn update_subcloud(&self, s: &StoredSubcloud) -> Result<(), StoreError> {
+        self.write_once(|tx| {
+            let n = tx.execute(
+                "UPDATE subclouds SET name = ?2, description = ?3, location = ?4, group_id = ?5,
+                    management_state = ?6, deploy_status = ?7, software_version = ?8,
+                    region_name = ?9, enroll_token_hash = ?10, enroll_expires_at = ?11,
+                    updated_at = ?12
+                 WHERE id = ?1",
+                params![
+                    s.id,
+                    s.name,
+                    s.description,
+                    s.location,
+                    s.group_id,
+                    s.management_state,
+                    s.deploy_status,
+                    s.software_version,
+                    s.region_name,
+                    s.enroll_token_hash,
+                    s.enroll_expires_at.map(|t| t.micros()),
+                    s.updated_at.map(|t| t.micros()),
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid(format!("subcloud {} not found", s.id)));
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a subcloud; true if it existed.
+    pub fn delete_subcloud(&self, id: i64) -> Result<bool, StoreError> {
+        self.write_once(|tx| Ok(tx.execute("DELETE FROM subclouds WHERE id = ?1", [id])? > 0))
+    }
+
+    /// Every group, by id.
+    pub fn groups(&self) -> Result<Vec<StoredGroup>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, name, description, update_apply_type, max_parallel_subclouds,
+                    created_at, updated_at FROM subcloud_groups ORDER BY id",
+            )?;
+            let v = st
+                .query_map([], group_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Inserts or updates a group (id 0 inserts). A duplicate name is
+    /// [`StoreError::Invalid`].
+    pub fn save_group(&self, g: &StoredGroup) -> Result<StoredGroup, StoreError> {
+        self.write_once(|tx| {
+            let dup: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM subcloud_groups WHERE name = ?1 AND id != ?2",
+                    params![g.name, g.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if dup.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "subcloud group {} already exists",
+                    g.name
+                )));
+            }
+            let mut out = g.clone();
+            if g.id == 0 {
+                tx.execute(
+                    "INSERT INTO subcloud_groups (name, description, update_apply_type,
+                        max_parallel_subclouds, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        g.name,
+                        g.description,
+                        g.update_apply_type,
+                        g.max_parallel_subclouds,
+                        g.created_at.micros(),
+                        g.updated_at.map(|t| t.micros())
+                    ],
+                )?;
+                out.id = tx.last_insert_rowid();
+            } else {
+                tx.execute(
+                    "UPDATE subcloud_groups SET name = ?2, description = ?3, update_apply_type = ?4,
+                        max_parallel_subclouds = ?5, updated_at = ?6 WHERE id = ?1",
+                    params![
+                        g.id,
+                        g.name,
+                        g.description,
+                        g.update_apply_type,
+                        g.max_parallel_subclouds,
+                        g.updated_at.map(|t| t.micros())
+                    ],
+                )?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes a group; true if it existed.
+    pub fn delete_group(&self, id: i64) -> Result<bool, StoreError> {
+        self.write_once(|tx| Ok(tx.execute("DELETE FROM subcloud_groups WHERE id = ?1", [id])? > 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, StoreConfig};
+
+    #[test]
+    fn subclouds_and_groups_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(StoreConfig {
+            path: dir.path().join("db"),
+            durability: Durability::Process,
+            event_log_cap: 10,
+        })
+        .unwrap();
+        let groups = s.groups().unwrap();
+        assert_eq!(groups[0].name, "Default");
+        let g = s
+            .save_group(&StoredGroup {
+                name: "west".into(),
+                description: "d".into(),
+                update_apply_type: "serial".into(),
+                max_parallel_subclouds: 5,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(g.id > 1);
+        let sc = s
+            .insert_subcloud(&StoredSubcloud {
+                name: "edge-1".into(),
+                group_id: g.id,
+                management_state: "unmanaged".into(),
+                deploy_status: "not-deployed".into(),
+                region_name: "r1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(matches!(
+            s.insert_subcloud(&sc),
+            Err(StoreError::Invalid(_))
+        ));
+        let mut sc2 = sc.clone();
+        sc2.management_state = "managed".into();
+        s.update_subcloud(&sc2).unwrap();
+        assert_eq!(s.subclouds().unwrap(), vec![sc2]);
+        assert!(s.delete_subcloud(sc.id).unwrap());
+        assert!(s.delete_group(g.id).unwrap());
+    }
+}
