@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod dcmanager;
+pub mod dcsync;
 pub mod fm;
 pub mod heartbeat;
 pub mod identity;

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod datadir;
+pub mod dc;
 pub mod fm_service;
 pub mod hosts;
 pub mod http;
@@ -137,6 +138,8 @@ pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Resu
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
+        dc: None,
+        dc_ca_fingerprint: None,
         system: roost_api::sysinv::SystemView {
             uuid: system_uuid(&store)?,
             name: "roost".into(),

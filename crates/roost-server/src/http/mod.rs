@@ -1,6 +1,7 @@
 //! The HTTP API: one router for every service, authentication, metrics.
 
 mod agent;
+mod dcmanager;
 mod error;
 mod extract;
 mod fm;
@@ -30,6 +31,10 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub fm: FmService,
     pub hosts: HostService,
+    /// The Distributed Cloud service, on a system controller.
+    pub dc: Option<crate::dc::DcService>,
+    /// Fingerprint of the DC root CA (put in enrollment tokens).
+    pub dc_ca_fingerprint: Option<String>,
     /// What `/v1/isystems` says about this cloud.
     pub system: roost_api::sysinv::SystemView,
     pub identity: Arc<Identity>,
@@ -62,6 +67,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let protected = Router::new()
         .merge(fm::routes())
         .merge(sysinv::routes())
+        .merge(dcmanager::routes())
         .merge(identity::protected_routes())
         .merge(ops::protected_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

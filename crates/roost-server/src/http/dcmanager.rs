@@ -1,0 +1,318 @@
+//! Distributed Cloud endpoints, dcmanager's paths and shapes (`/v1.0`):
+//! every success is HTTP 200 (StarlingX's client accepts nothing else) and
+//! every error is a webob-style HTML page (what the client parses).
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use roost_api::dcmanager::{
+    GroupWrite, SubcloudCreate, SubcloudUpdate, alarm_summary_row, group_json, html_error,
+    subcloud_detail_json, subcloud_json, yaml_scalar,
+};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::dc::{DcService, DcServiceError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/subclouds", get(list_subclouds).post(add_subcloud))
+        .route("/v1.0/subclouds/", get(list_subclouds).post(add_subcloud))
+        .route(
+            "/v1.0/subclouds/{subcloud}",
+            get(show_subcloud)
+                .patch(update_subcloud)
+                .delete(delete_subcloud),
+        )
+        .route("/v1.0/subclouds/{subcloud}/detail", get(detail_subcloud))
+        .route("/v1.0/subclouds/{subcloud}/alarms", get(subcloud_alarms))
+        .route("/v1.0/subcloud-groups", get(list_groups).post(add_group))
+        .route("/v1.0/subcloud-groups/", get(list_groups).post(add_group))
+        .route(
+            "/v1.0/subcloud-groups/{group}",
+            get(show_group).patch(update_group).delete(delete_group),
+        )
+        .route(
+            "/v1.0/subcloud-groups/{group}/subclouds",
+            get(group_subclouds),
+        )
+        .route("/v1.0/alarms", get(alarms))
+        .route("/v1.0/alarms/", get(alarms))
+}
+
+/// An HTML error page.
+pub struct DcHttpError(pub StatusCode, pub String);
+
+impl IntoResponse for DcHttpError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, html_error(self.0.as_u16(), &self.1)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        r
+    }
+}
+
+impl From<DcServiceError> for DcHttpError {
+    fn from(e: DcServiceError) -> Self {
+        match e {
+            DcServiceError::NotFound(m) => DcHttpError(StatusCode::NOT_FOUND, m),
+            DcServiceError::Store(ref s) => {
+                tracing::error!(error = %crate::fm_service::error_chain(s), "store failure");
+                DcHttpError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store is temporarily unavailable; retry later".into(),
+                )
+            }
+            other => DcHttpError(StatusCode::BAD_REQUEST, other.to_string()),
+        }
+    }
+}
+
+type DcResult = Result<Json<Value>, DcHttpError>;
+
+fn dc(st: &AppState) -> Result<&DcService, DcHttpError> {
+    st.dc.as_ref().ok_or_else(|| {
+        DcHttpError(
+            StatusCode::NOT_FOUND,
+            "Distributed Cloud is not enabled: this server does not run as a system controller (roost server --role systemcontroller)".into(),
+        )
+    })
+}
+
+/// A body as a flat map of fields: JSON, or StarlingX's multipart form
+/// (text fields; file parts read as text; `bootstrap_values` gives `name`).
+async fn form(req: Request, state: &AppState) -> Result<BTreeMap<String, Value>, DcHttpError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let bad = |m: String| DcHttpError(StatusCode::BAD_REQUEST, m);
+    if ct.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| bad(format!("invalid multipart form: {e}")))?;
+        let mut out = BTreeMap::new();
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| bad(format!("invalid multipart form: {e}")))?
+        {
+            let name = field.name().unwrap_or("").to_string();
+            let is_file = field.file_name().is_some();
+            let text = field
+                .text()
+                .await
+                .map_err(|e| bad(format!("cannot read form field {name}: {e}")))?;
+            if is_file && name == "bootstrap_values" {
+                if let Some(n) = yaml_scalar(&text, "name") {
+                    out.entry("name".to_string()).or_insert(Value::String(n));
+                }
+                continue;
+            }
+            if !is_file {
+                out.insert(name, Value::String(text));
+            }
+        }
+        return Ok(out);
+    }
+    if !ct.is_empty() && !ct.starts_with("application/json") {
+        return Err(DcHttpError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be JSON or multipart/form-data, not {ct}"),
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            DcHttpError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large".into(),
+            )
+        } else {
+            bad(format!("cannot read the request body: {}", e.body_text()))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m.into_iter().collect()),
+        Ok(_) => Err(bad("the body must be a JSON object".into())),
+        Err(e) => Err(bad(format!("invalid JSON body: {e}"))),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(m: BTreeMap<String, Value>) -> Result<T, DcHttpError> {
+    serde_json::from_value(Value::Object(m.into_iter().collect()))
+        .map_err(|e| DcHttpError(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))
+}
+
+async fn list_subclouds(State(st): State<AppState>) -> DcResult {
+    let d = dc(&st)?;
+    let v: Vec<Value> = d.list().iter().map(|s| subcloud_json(s, true)).collect();
+    Ok(Json(json!({ "subclouds": v })))
+}
+
+async fn show_subcloud(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
+    Ok(Json(subcloud_json(&dc(&st)?.get(&sc)?, true)))
+}
+
+async fn detail_subcloud(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
+    Ok(Json(subcloud_detail_json(&dc(&st)?.get(&sc)?)))
+}
+
+async fn add_subcloud(State(st): State<AppState>, req: Request) -> DcResult {
+    let d = dc(&st)?.clone();
+    let body: SubcloudCreate = typed(form(req, &st).await?)?;
+    let Some(name) = body.name.filter(|n| !n.trim().is_empty()) else {
+        return Err(DcHttpError(
+            StatusCode::BAD_REQUEST,
+            "name is required (or a bootstrap_values file with a name)".into(),
+        ));
+    };
+    let fp = st.dc_ca_fingerprint.clone().unwrap_or_default();
+    let (view, token) = d.create(
+        name.trim(),
+        body.description,
+        body.location,
+        body.group_id.as_ref(),
+        body.group.as_deref(),
+        &fp,
+    )?;
+    let mut v = subcloud_json(&view, true);
+    v["enroll_token"] = json!(token);
+    Ok(Json(v))
+}
+
+async fn update_subcloud(
+    State(st): State<AppState>,
+    Path(sc): Path<String>,
+    req: Request,
+) -> DcResult {
+    let d = dc(&st)?.clone();
+    let body: SubcloudUpdate = typed(form(req, &st).await?)?;
+    if body.management_state.is_none()
+        && body.description.is_none()
+        && body.location.is_none()
+        && body.group_id.is_none()
+    {
+        return Err(DcHttpError(
+            StatusCode::BAD_REQUEST,
+            "Nothing to update".into(),
+        ));
+    }
+    let view = d
+        .update(
+            &sc,
+            body.management_state.as_deref(),
+            body.description,
+            body.location,
+            body.group_id.as_ref(),
+        )
+        .await?;
+    Ok(Json(subcloud_json(&view, true)))
+}
+
+async fn delete_subcloud(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
+    dc(&st)?.delete(&sc).await?;
+    Ok(Json(json!({})))
+}
+
+async fn subcloud_alarms(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
+    let alarms: Vec<Value> = dc(&st)?
+        .subcloud_alarms(&sc)?
+        .iter()
+        .map(|a| {
+            json!({
+                "alarm_id": a.alarm_id,
+                "entity_instance_id": a.entity_instance_id,
+                "severity": a.severity.as_str(),
+                "reason_text": a.reason_text,
+                "timestamp": a.timestamp.to_string(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "alarms": alarms })))
+}
+
+async fn alarms(State(st): State<AppState>) -> DcResult {
+    let rows: Vec<Value> = dc(&st)?
+        .alarm_summaries()
+        .iter()
+        .map(|(name, counts, status)| alarm_summary_row(name, *counts, status))
+        .collect();
+    Ok(Json(json!({ "alarm_summary": rows })))
+}
+
+async fn list_groups(State(st): State<AppState>) -> DcResult {
+    let v: Vec<Value> = dc(&st)?.groups().iter().map(group_json).collect();
+    Ok(Json(json!({ "subcloud_groups": v })))
+}
+
+async fn show_group(State(st): State<AppState>, Path(g): Path<String>) -> DcResult {
+    Ok(Json(group_json(&dc(&st)?.group(&g)?)))
+}
+
+async fn group_subclouds(State(st): State<AppState>, Path(g): Path<String>) -> DcResult {
+    // Without endpoint_sync_status: StarlingX's client cannot print it here.
+    let v: Vec<Value> = dc(&st)?
+        .group_subclouds(&g)?
+        .iter()
+        .map(|s| subcloud_json(s, false))
+        .collect();
+    Ok(Json(json!({ "subclouds": v })))
+}
+
+async fn add_group(State(st): State<AppState>, req: Request) -> DcResult {
+    let d = dc(&st)?.clone();
+    let body: GroupWrite = typed(form(req, &st).await?)?;
+    let Some(name) = body.name else {
+        return Err(DcHttpError(
+            StatusCode::BAD_REQUEST,
+            "name is required".into(),
+        ));
+    };
+    let g = d.add_group(
+        name,
+        body.description,
+        body.update_apply_type,
+        body.max_parallel_subclouds.as_ref(),
+    )?;
+    Ok(Json(group_json(&g)))
+}
+
+async fn update_group(State(st): State<AppState>, Path(g): Path<String>, req: Request) -> DcResult {
+    let d = dc(&st)?.clone();
+    let body: GroupWrite = typed(form(req, &st).await?)?;
+    if body.name.is_none()
+        && body.description.is_none()
+        && body.update_apply_type.is_none()
+        && body.max_parallel_subclouds.is_none()
+    {
+        return Err(DcHttpError(
+            StatusCode::BAD_REQUEST,
+            "Nothing to update".into(),
+        ));
+    }
+    let g = d.update_group(
+        &g,
+        body.name,
+        body.description,
+        body.update_apply_type,
+        body.max_parallel_subclouds.as_ref(),
+    )?;
+    Ok(Json(group_json(&g)))
+}
+
+async fn delete_group(State(st): State<AppState>, Path(g): Path<String>) -> DcResult {
+    dc(&st)?.delete_group(&g)?;
+    Ok(Json(json!({})))
+}
