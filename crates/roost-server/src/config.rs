@@ -33,9 +33,50 @@ pub struct Config {
     pub heartbeat_listen: SocketAddr,
     /// Lifetime of the join tokens `roost host add` hands out, seconds.
     pub join_token_ttl_secs: u64,
+    /// `standalone` (default), `systemcontroller` or `subcloud`.
+    pub role: String,
+    pub dc: DcConfigFile,
     pub fm: FmConfig,
     pub monitor: MonitorConfig,
     pub log: LogConfig,
+}
+
+/// Distributed Cloud settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DcConfigFile {
+    /// System controller: the HTTPS (mutual TLS) listener subclouds dial.
+    pub listen: SocketAddr,
+    /// System controller: names and addresses its DC certificate is valid for
+    /// (besides localhost, 127.0.0.1 and the listen address).
+    pub names: Vec<String>,
+    /// Seconds between a subcloud's syncs (its heartbeat).
+    pub sync_interval_secs: u64,
+    /// Seconds without a sync before a subcloud is offline.
+    pub offline_after_secs: u64,
+    /// Seconds a managed subcloud may stay out of sync before 280.002.
+    pub out_of_sync_alarm_after_secs: u64,
+    /// Lifetime of enrollment tokens, seconds.
+    pub enroll_token_ttl_secs: u64,
+    /// Days a subcloud certificate is valid (renewed after two thirds).
+    pub subcloud_cert_days: u32,
+    /// Subcloud: the system controller's DC URL (https://host:port).
+    pub system_controller: Option<String>,
+}
+
+impl Default for DcConfigFile {
+    fn default() -> Self {
+        DcConfigFile {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6386)),
+            names: Vec::new(),
+            sync_interval_secs: 2,
+            offline_after_secs: 10,
+            out_of_sync_alarm_after_secs: 30,
+            enroll_token_ttl_secs: 24 * 3600,
+            subcloud_cert_days: 30,
+            system_controller: None,
+        }
+    }
 }
 
 /// Fault management settings.
@@ -84,6 +125,8 @@ impl Default for Config {
             system_mode: "simplex".into(),
             heartbeat_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             join_token_ttl_secs: 3600,
+            role: "standalone".into(),
+            dc: DcConfigFile::default(),
             fm: FmConfig::default(),
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
@@ -192,6 +235,33 @@ impl Config {
                 "system_mode is {:?}; use simplex or duplex",
                 self.system_mode
             )));
+        }
+        if !matches!(
+            self.role.as_str(),
+            "standalone" | "systemcontroller" | "subcloud"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "role is {:?}; use standalone, systemcontroller or subcloud",
+                self.role
+            )));
+        }
+        if self.role == "subcloud" && self.dc.system_controller.is_none() {
+            return Err(ConfigError::Invalid(
+                "a subcloud needs the system controller's URL (--system-controller)".into(),
+            ));
+        }
+        if self.dc.sync_interval_secs == 0
+            || self.dc.offline_after_secs <= self.dc.sync_interval_secs
+        {
+            return Err(ConfigError::Invalid(
+                "dc.offline_after_secs must be longer than dc.sync_interval_secs (at least 1)"
+                    .into(),
+            ));
+        }
+        if self.dc.subcloud_cert_days == 0 {
+            return Err(ConfigError::Invalid(
+                "dc.subcloud_cert_days must be at least 1".into(),
+            ));
         }
         if self.join_token_ttl_secs < 60 {
             return Err(ConfigError::Invalid(

@@ -29,6 +29,10 @@ pub enum SubmitError {
     Stopped,
 }
 
+/// Called by the writer, after each commit and before readers can see the
+/// changes, with every alarm change of the batch in commit order.
+pub type ChangeObserver = Arc<dyn Fn(&[roost_fm::AlarmChange]) + Send + Sync>;
+
 struct Job {
     cmd: FmCommand,
     reply: oneshot::Sender<Result<Outcome, SubmitError>>,
@@ -49,6 +53,7 @@ impl FmService {
         store: Arc<Store>,
         catalogue: Arc<Catalogue>,
         clock: Arc<dyn Clock>,
+        observer: Option<ChangeObserver>,
     ) -> Result<(FmService, std::thread::JoinHandle<()>), StoreError> {
         let (alarms, suppressed) = store.load_fm()?;
         let state = Arc::new(RwLock::new(FmState::from_parts(alarms, suppressed)));
@@ -58,7 +63,7 @@ impl FmService {
         let writer_cat = catalogue.clone();
         let handle = std::thread::Builder::new()
             .name("fm-writer".into())
-            .spawn(move || writer_loop(writer_store, writer_state, writer_cat, clock, rx))
+            .spawn(move || writer_loop(writer_store, writer_state, writer_cat, clock, rx, observer))
             .map_err(|e| StoreError::Invalid(format!("cannot start the fm writer: {e}")))?;
         Ok((
             FmService {
@@ -101,6 +106,7 @@ fn writer_loop(
     catalogue: Arc<Catalogue>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
+    observer: Option<ChangeObserver>,
 ) {
     let mut writer = match store.writer() {
         Ok(w) => w,
@@ -156,6 +162,15 @@ fn writer_loop(
                                 table.undo(&o.changes);
                                 *r = Err(SubmitError::Store(StoreError::Invalid(e.to_string())));
                             }
+                        }
+                    } else if let Some(observe) = &observer {
+                        let changes: Vec<roost_fm::AlarmChange> = results
+                            .iter()
+                            .filter_map(|r| r.as_ref().ok())
+                            .flat_map(|o| o.changes.iter().cloned())
+                            .collect();
+                        if !changes.is_empty() {
+                            observe(&changes);
                         }
                     }
                 }

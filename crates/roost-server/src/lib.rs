@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod monitor;
+pub mod subcloud;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,15 @@ pub fn load_catalogue(config: &Config) -> anyhow::Result<Catalogue> {
 /// Runs the server until SIGINT or SIGTERM. `admin_password` is used only
 /// when the admin user is first created.
 pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Result<()> {
+    run_with(config, admin_password, None).await
+}
+
+/// Like [`run`]; `enroll_token` enrolls a subcloud on its first start.
+pub async fn run_with(
+    config: Config,
+    admin_password: Option<String>,
+    enroll_token: Option<String>,
+) -> anyhow::Result<()> {
     config.validate()?;
     let catalogue = Arc::new(load_catalogue(&config)?);
     let data = datadir::DataDir::open(&config.data_dir)?;
@@ -68,8 +78,17 @@ pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Resu
         .with_context(|| format!("cannot open the store in {}", data.path().display()))?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let (fm, writer) = fm_service::FmService::start(store.clone(), catalogue, clock.clone())
-        .context("cannot start fault management")?;
+    let alarm_log = (config.role == "subcloud")
+        .then(|| Arc::new(std::sync::Mutex::new(roost_dc::AlarmLog::new())));
+    let observer: Option<fm_service::ChangeObserver> = alarm_log.clone().map(|log| {
+        let clock = clock.clone();
+        Arc::new(move |changes: &[roost_fm::AlarmChange]| {
+            subcloud::record_changes(&log, changes, clock.now());
+        }) as fm_service::ChangeObserver
+    });
+    let (fm, writer) =
+        fm_service::FmService::start(store.clone(), catalogue, clock.clone(), observer)
+            .context("cannot start fault management")?;
     let identity = Arc::new(
         identity::Identity::new(store.clone(), clock.clone(), config.token_ttl_secs)
             .context("cannot load identity")?,
@@ -135,11 +154,128 @@ pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Resu
     .await
     .context("cannot start the host service")?;
     tasks.extend(host_tasks);
+
+    // Distributed Cloud.
+    let mut dc_service = None;
+    let mut dc_fingerprint = None;
+    if config.role == "systemcontroller" {
+        let ca = Arc::new(
+            roost_pki::DcCa::load_or_create(&data.path().join("dc-ca"), "Roost DC root CA")
+                .context("cannot load or create the DC root CA")?,
+        );
+        let (dc, dc_task) = dc::DcService::start(
+            store.clone(),
+            fm.clone(),
+            clock.clone(),
+            dc::DcConfig {
+                settings: roost_dc::DcSettings {
+                    offline_after_secs: config.dc.offline_after_secs.min(u64::from(u32::MAX))
+                        as u32,
+                    out_of_sync_alarm_after_secs: config
+                        .dc
+                        .out_of_sync_alarm_after_secs
+                        .min(u64::from(u32::MAX))
+                        as u32,
+                },
+                sync_interval_secs: config.dc.sync_interval_secs,
+                enroll_ttl_secs: config.dc.enroll_token_ttl_secs,
+                cert_days: config.dc.subcloud_cert_days,
+            },
+            shutdown.clone(),
+        )?;
+        tasks.push(dc_task);
+        let dc_listener = tokio::net::TcpListener::bind(config.dc.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?;
+        let dc_addr = dc_listener.local_addr()?;
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !dc_addr.ip().is_unspecified() {
+            names.push(dc_addr.ip().to_string());
+        }
+        names.extend(config.dc.names.iter().cloned());
+        names.sort();
+        names.dedup();
+        let (chain, key) = ca.issue_server_cert(&names, 365)?;
+        let tls = roost_pki::server_config(&chain, &key, ca.ca_pem(), false)?;
+        let app = http::dclink::router(
+            http::dclink::DcLinkState {
+                dc: dc.clone(),
+                ca: ca.clone(),
+                cert_days: config.dc.subcloud_cert_days,
+            },
+            config.max_body_bytes.max(4 * 1024 * 1024),
+        );
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                roost_pki::serve_tls(dc_listener, tls, app, async move { stop.cancelled().await })
+                    .await
+            {
+                tracing::error!(error = %e, "the DC listener failed");
+            }
+        }));
+        // Keep the desired configuration equal to this cloud's own.
+        {
+            let dc = dc.clone();
+            let store = store.clone();
+            let fm = fm.clone();
+            let ca_pem = ca.ca_pem().to_string();
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    for (ep, content) in [
+                        (roost_dc::Endpoint::Platform, subcloud::platform_content(&store, &fm)),
+                        (roost_dc::Endpoint::DcCert, serde_json::json!({ "ca_bundle": ca_pem })),
+                    ] {
+                        if dc.desired(ep).1.as_ref() != Some(&content) {
+                            if let Err(e) = dc.set_desired(ep, content).await {
+                                tracing::warn!(error = %e, "cannot update the desired configuration");
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        println!("roost dc ready on https://{dc_addr}");
+        tracing::info!(%dc_addr, fingerprint = %ca.fingerprint(), "system controller: DC listener ready");
+        dc_fingerprint = Some(ca.fingerprint());
+        dc_service = Some(dc);
+    }
+    if config.role == "subcloud" {
+        let sc_url = config.dc.system_controller.clone().unwrap_or_default();
+        let id = subcloud::enroll_or_load(data.path(), &sc_url, enroll_token.as_deref())
+            .await
+            .context("cannot join the system controller")?;
+        if let Some(log) = &alarm_log {
+            let alarms: Vec<roost_fm::Alarm> = fm.read().alarms().cloned().collect();
+            let changes: Vec<roost_fm::AlarmChange> = alarms
+                .into_iter()
+                .map(|a| roost_fm::AlarmChange::Upsert {
+                    before: None,
+                    after: a,
+                })
+                .collect();
+            subcloud::record_changes(log, &changes, clock.now());
+            tasks.push(tokio::spawn(subcloud::run(
+                data.path().to_path_buf(),
+                id,
+                store.clone(),
+                fm.clone(),
+                log.clone(),
+                shutdown.clone(),
+            )));
+        }
+    }
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
-        dc: None,
-        dc_ca_fingerprint: None,
+        dc: dc_service,
+        dc_ca_fingerprint: dc_fingerprint,
         system: roost_api::sysinv::SystemView {
             uuid: system_uuid(&store)?,
             name: "roost".into(),
@@ -150,7 +286,7 @@ pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Resu
                 "Standard".into()
             },
             software_version: env!("CARGO_PKG_VERSION").into(),
-            distributed_cloud_role: None,
+            distributed_cloud_role: (config.role != "standalone").then(|| config.role.clone()),
             location: String::new(),
             description: String::new(),
             created_at: clock.now().to_string(),

@@ -40,6 +40,8 @@ enum Command {
 enum SimCommand {
     /// A Redfish BMC that powers a command (a simulated host) off and on
     Bmc(roost_sim::bmc::BmcArgs),
+    /// Many simulated hosts in one process: enrolled like agents, answering heartbeats
+    Agents(roost_sim::agents::AgentsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -71,9 +73,22 @@ struct ServerArgs {
     /// Turn off resource monitoring of this host
     #[arg(long)]
     no_monitor: bool,
+    /// standalone (default), systemcontroller or subcloud
+    #[arg(long, env = "ROOST_ROLE")]
+    role: Option<String>,
+    /// System controller: address of the DC listener subclouds dial (mutual TLS) [default: 0.0.0.0:6386]
+    #[arg(long, env = "ROOST_DC_LISTEN")]
+    dc_listen: Option<SocketAddr>,
+    /// Subcloud: the system controller's DC URL, e.g. https://10.0.0.1:6386
+    #[arg(long, env = "ROOST_SYSTEM_CONTROLLER")]
+    system_controller: Option<String>,
+    /// Subcloud: the one-time enrollment token from `roost subcloud add` (first start only)
+    #[arg(long, env = "ROOST_ENROLL_TOKEN", hide_env_values = true)]
+    enroll_token: Option<String>,
 }
 
-fn server_config(a: ServerArgs) -> anyhow::Result<Config> {
+fn server_config(a: ServerArgs) -> anyhow::Result<(Config, Option<String>)> {
+    let token = a.enroll_token.clone();
     let mut c = match &a.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
@@ -102,8 +117,17 @@ fn server_config(a: ServerArgs) -> anyhow::Result<Config> {
     if a.no_monitor {
         c.monitor.enabled = false;
     }
+    if let Some(v) = a.role {
+        c.role = v;
+    }
+    if let Some(v) = a.dc_listen {
+        c.dc.listen = v;
+    }
+    if let Some(v) = a.system_controller {
+        c.dc.system_controller = Some(v);
+    }
     c.validate()?;
-    Ok(c)
+    Ok((c, token))
 }
 
 fn init_logging(c: &Config) -> anyhow::Result<()> {
@@ -179,8 +203,9 @@ fn main() -> ExitCode {
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
         Command::Agent(args) => roost_agent::main(args),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),
+        Command::Sim(SimCommand::Agents(args)) => run_async(roost_sim::agents::run_agents(args)),
         Command::Server(args) => {
-            let config = match server_config(args) {
+            let (config, enroll_token) = match server_config(args) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("roost: {}", error_line(&e));
@@ -203,7 +228,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(roost_server::run(config, admin_password)) {
+            match rt.block_on(roost_server::run_with(config, admin_password, enroll_token)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %error_line(&e), "server failed");

@@ -1,6 +1,7 @@
 //! The HTTP API: one router for every service, authentication, metrics.
 
 mod agent;
+pub mod dclink;
 mod dcmanager;
 mod error;
 mod extract;
