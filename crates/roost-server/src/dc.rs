@@ -622,7 +622,8 @@ impl DcService {
                 }
                 match st.fleet.alarm_changes(name, &changes) {
                     Ok(_) => {}
-                    Err(StreamError::Gap { .. }) => want_snapshot = false,
+                    // A gap: keep what came before it and ask for a snapshot.
+                    Err(StreamError::Gap { .. }) => want_snapshot = true,
                     Err(e) => return Err(DcServiceError::Stream(e.to_string())),
                 }
             }

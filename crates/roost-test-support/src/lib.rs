@@ -44,6 +44,8 @@ pub struct Server {
     child: Option<Child>,
     bin: PathBuf,
     pub url: String,
+    /// The DC listener's URL, on a system controller.
+    pub dc_url: Option<String>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     opts: ServerOptions,
@@ -53,12 +55,11 @@ pub struct Server {
 /// Lines the server wrote to stderr, collected by a reader thread.
 type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
-fn spawn(
-    bin: &Path,
-    data_dir: &Path,
-    listen: &str,
-    opts: &ServerOptions,
-) -> Result<(Child, String, LogLines), String> {
+/// What a server printed when it became ready: its API URL and, on a system
+/// controller, its DC URL.
+type Ready = (Child, String, LogLines, Option<String>);
+
+fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Result<Ready, String> {
     let mut cmd = Command::new(bin);
     cmd.arg("server")
         .arg("--data-dir")
@@ -102,14 +103,18 @@ fn spawn(
     }
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut dc = None;
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(u) = l.strip_prefix("roost dc ready on ") {
+                dc = Some(u.to_string());
+            }
             if let Some(u) = l.strip_prefix("roost server ready on ") {
-                let _ = tx.send(u.to_string());
+                let _ = tx.send((u.to_string(), dc.clone()));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => Ok((child, url, lines)),
+        Ok((url, dc)) => Ok((child, url, lines, dc)),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -140,11 +145,12 @@ impl Server {
         tmp: Option<tempfile::TempDir>,
     ) -> Result<Server, String> {
         let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
-        let (child, url, stderr) = spawn(bin, data_dir, &listen, &opts)?;
+        let (child, url, stderr, dc_url) = spawn(bin, data_dir, &listen, &opts)?;
         Ok(Server {
             child: Some(child),
             bin: bin.to_path_buf(),
             url,
+            dc_url,
             data_dir: data_dir.to_path_buf(),
             _tmp: tmp,
             opts,
@@ -198,10 +204,11 @@ impl Server {
             .listen
             .clone()
             .unwrap_or_else(|| "127.0.0.1:0".into());
-        let (child, url, stderr) =
+        let (child, url, stderr, dc_url) =
             spawn(&self.bin, &self.data_dir, &listen, &self.opts).expect("restart");
         self.child = Some(child);
         self.url = url;
+        self.dc_url = dc_url;
         self.stderr = stderr;
     }
 

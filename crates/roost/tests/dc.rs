@@ -1,0 +1,508 @@
+//! Distributed Cloud end to end: a system controller and real subcloud
+//! servers (own data directories and ports), enrolled over mutual TLS.
+
+use std::path::Path;
+
+use roost_test_support::{Api, Server, ServerOptions, wait_for};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+fn dc_config(dir: &Path, extra: &str) -> String {
+    let p = dir.join("dc.toml");
+    std::fs::write(
+        &p,
+        format!("[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\nout_of_sync_alarm_after_secs = 5\n{extra}"),
+    )
+    .unwrap();
+    p.display().to_string()
+}
+
+fn system_controller(dir: &Path) -> Server {
+    Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                dc_config(dir, ""),
+            ],
+            ..Default::default()
+        },
+    )
+}
+
+/// Adds a subcloud on the system controller; returns its enrollment token.
+fn add_subcloud(api: &Api, name: &str) -> String {
+    let r = api.post(
+        "/v1.0/subclouds/",
+        &json!({"name": name, "description": format!("{name} site")}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["enroll_token"].as_str().unwrap().to_string()
+}
+
+fn start_subcloud(sc: &Server, token: &str, dir: &Path) -> Server {
+    let dc_url = sc.dc_url.clone().expect("DC listener");
+    Server::start_in(
+        bin(),
+        &dir.join("data"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                dc_url,
+                "--enroll-token".into(),
+                token.into(),
+                "--config".into(),
+                dc_config(dir, ""),
+            ],
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("subcloud starts")
+}
+
+fn subcloud(api: &Api, name: &str) -> Value {
+    let r = api.get(&format!("/v1.0/subclouds/{name}"));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+fn wait_field(api: &Api, name: &str, key: &str, want: &str, secs: u64) -> Value {
+    wait_for(secs, || {
+        let s = subcloud(api, name);
+        (s[key] == want).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("{name}: {key} never became {want}: {}", subcloud(api, name)))
+}
+
+fn suppression_uuid(api: &Api, alarm_id: &str) -> String {
+    api.get("/v1/event_suppression").body["event_suppression"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alarm_id"] == alarm_id)
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn set_suppressed(api: &Api, alarm_id: &str, on: bool) {
+    let r = api.patch(
+        &format!("/v1/event_suppression/{}", suppression_uuid(api, alarm_id)),
+        &json!([{"op": "replace", "path": "/suppression_status", "value": if on {"suppressed"} else {"unsuppressed"}}]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+fn is_suppressed(api: &Api, alarm_id: &str) -> bool {
+    api.get("/v1/event_suppression").body["event_suppression"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["alarm_id"] == alarm_id && r["suppression_status"] == "suppressed")
+}
+
+#[test]
+fn subclouds_enroll_aggregate_alarms_and_converge_on_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    assert_eq!(
+        api.get("/v1/isystems").body["isystems"][0]["distributed_cloud_role"],
+        "systemcontroller"
+    );
+    let mut subs = Vec::new();
+    for i in 1..=3 {
+        let name = format!("edge-{i}");
+        let token = add_subcloud(&api, &name);
+        let d = dir.path().join(&name);
+        std::fs::create_dir_all(&d).unwrap();
+        subs.push(start_subcloud(&sc, &token, &d));
+        let s = wait_field(&api, &name, "availability-status", "online", 30);
+        assert_eq!(s["management-state"], "unmanaged");
+    }
+    let list = api.get("/v1.0/subclouds/").body["subclouds"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(list.len(), 3);
+    for s in &list {
+        assert_eq!(s["deploy-status"], "complete");
+    }
+    // Manage two; edge-3 stays unmanaged.
+    for name in ["edge-1", "edge-2"] {
+        let r = api.patch(
+            &format!("/v1.0/subclouds/{name}"),
+            &json!({"management-state": "managed"}),
+        );
+        assert_eq!(r.status, 200);
+        wait_field(&api, name, "sync_status", "in-sync", 30);
+    }
+    let apis: Vec<Api> = subs.iter().map(|s| s.api()).collect();
+
+    // Alarms aggregate on the system controller.
+    apis[1].set_alarm("100.104", "host=controller-0.filesystem=/var", "critical");
+    apis[1].set_alarm("200.001", "host=worker-1", "warning");
+    let row = wait_for(30, || {
+        api.get("/v1.0/alarms/").body["alarm_summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["region_name"] == "edge-2" && r["critical_alarms"] == 1 && r["warnings"] == 1
+            })
+            .cloned()
+    })
+    .expect("edge-2's alarms reach the summary");
+    assert_eq!(row["cloud_status"], "critical");
+    let alarms = api.get("/v1.0/subclouds/edge-2/alarms").body["alarms"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(alarms, 2);
+
+    // A platform change on the system controller reaches managed subclouds only.
+    set_suppressed(&api, "100.101", true);
+    for a in &apis[..2] {
+        assert!(wait_for(30, || is_suppressed(a, "100.101").then_some(())).is_some());
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !is_suppressed(&apis[2], "100.101"),
+        "unmanaged subclouds are not synced"
+    );
+    for name in ["edge-1", "edge-2"] {
+        wait_field(&api, name, "sync_status", "in-sync", 30);
+    }
+
+    // Drift: a local change on a managed subcloud is found and overwritten.
+    set_suppressed(&apis[0], "100.101", false);
+    assert!(
+        wait_for(30, || is_suppressed(&apis[0], "100.101").then_some(())).is_some(),
+        "the system controller repairs the drift"
+    );
+    assert!(sc.log().contains("drift"), "the drift is reported");
+
+    // Managed again, the unmanaged subcloud converges.
+    let r = api.patch(
+        "/v1.0/subclouds/edge-3",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    assert!(wait_for(30, || is_suppressed(&apis[2], "100.101").then_some(())).is_some());
+    wait_field(&api, "edge-3", "sync_status", "in-sync", 30);
+
+    // Groups.
+    let r = api.post(
+        "/v1.0/subcloud-groups/",
+        &json!({"name": "west", "max_parallel_subclouds": "5"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let gid = r.body["id"].clone();
+    let r = api.patch("/v1.0/subclouds/edge-1", &json!({"group_id": gid}));
+    assert_eq!(r.status, 200);
+    let members = api.get("/v1.0/subcloud-groups/west/subclouds").body["subclouds"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(members.len(), 1);
+    assert!(members[0].get("endpoint_sync_status").is_none());
+    let r = api.delete("/v1.0/subcloud-groups/west");
+    assert_eq!(r.status, 400, "a group with subclouds cannot be deleted");
+    assert!(
+        r.body
+            .as_str()
+            .unwrap_or("")
+            .contains("<title>400 Bad Request</title>")
+    );
+    let r = api.delete("/v1.0/subcloud-groups/Default");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_killed_subcloud_goes_offline_with_280_001_and_can_only_be_deleted_unmanaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-9");
+    let mut sub = start_subcloud(&sc, &token, dir.path());
+    wait_field(&api, "edge-9", "availability-status", "online", 30);
+    let r = api.patch(
+        "/v1.0/subclouds/edge-9",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = api.delete("/v1.0/subclouds/edge-9");
+    assert_eq!(r.status, 400, "managed and online: refused");
+    sub.kill9();
+    let killed = std::time::Instant::now();
+    wait_field(&api, "edge-9", "availability-status", "offline", 30);
+    let took = killed.elapsed();
+    assert!(took.as_secs() < 30, "{took:?}");
+    let a = api.alarms("?q.field=alarm_id&q.value=280.001");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["entity_instance_id"], "subcloud=edge-9");
+    let row = api.get("/v1.0/alarms/").body["alarm_summary"][0].clone();
+    assert_eq!(row["cloud_status"], "disabled");
+    assert_eq!(row["critical_alarms"], -1);
+    // Back again: online, alarm cleared.
+    sub.restart();
+    wait_field(&api, "edge-9", "availability-status", "online", 30);
+    assert!(
+        wait_for(10, || api
+            .alarms("?q.field=alarm_id&q.value=280.001")
+            .is_empty()
+            .then_some(()))
+        .is_some()
+    );
+    // Delete: unmanage, stop it, then it goes.
+    api.patch(
+        "/v1.0/subclouds/edge-9",
+        &json!({"management-state": "unmanaged"}),
+    );
+    sub.kill9();
+    wait_field(&api, "edge-9", "availability-status", "offline", 30);
+    assert_eq!(api.delete("/v1.0/subclouds/edge-9").status, 200);
+    let r = api.get("/v1.0/subclouds/edge-9");
+    assert_eq!(r.status, 404);
+    assert!(r.body.as_str().unwrap().contains("Subcloud not found"));
+}
+
+#[test]
+fn alarms_raised_during_a_partition_arrive_exactly_once() {
+    // The partition: the system controller is frozen (SIGSTOP), so the
+    // subcloud's syncs go unanswered as if the link were down, while the
+    // subcloud keeps running and raising alarms on its own.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-5");
+    let sub = start_subcloud(&sc, &token, dir.path());
+    wait_field(&api, "edge-5", "availability-status", "online", 30);
+    let sapi = sub.api();
+    sapi.set_alarm("100.104", "host=controller-0.filesystem=/a", "major");
+    let _ = wait_for(30, || {
+        (api.get("/v1.0/subclouds/edge-5/alarms").body["alarms"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1)
+            .then_some(())
+    })
+    .expect("first alarm arrives");
+    // The link is down: the system controller is frozen.
+    let pid = sc.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    for i in 0..5 {
+        sapi.set_alarm(
+            "100.104",
+            &format!("host=controller-0.filesystem=/p{i}"),
+            "minor",
+        );
+    }
+    sapi.post(
+        "/v1/alarms",
+        &json!({"alarm_state": "clear", "alarm_id": "100.104", "entity_instance_id": "host=controller-0.filesystem=/p0"}),
+    );
+    // The subcloud carries on alone.
+    assert_eq!(sapi.get("/v1/alarms/summary").body["minor"], 4);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let got = wait_for(30, || {
+        let a = api.get("/v1.0/subclouds/edge-5/alarms").body["alarms"]
+            .as_array()
+            .unwrap()
+            .clone();
+        (a.len() == 5).then_some(a)
+    })
+    .expect("every change made during the partition arrives");
+    let row = api.get("/v1.0/alarms/").body["alarm_summary"][0].clone();
+    assert_eq!(row["major_alarms"], 1);
+    assert_eq!(row["minor_alarms"], 4, "nothing counted twice: {got:?}");
+}
+
+#[test]
+fn bad_enrollment_tokens_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-1");
+    let d1 = dir.path().join("one");
+    std::fs::create_dir_all(&d1).unwrap();
+    let _sub = start_subcloud(&sc, &token, &d1);
+    wait_field(&api, "edge-1", "availability-status", "online", 30);
+    let dc_url = sc.dc_url.clone().unwrap();
+    let try_enroll = |token: &str, tag: &str| {
+        let d = dir.path().join(tag);
+        std::fs::create_dir_all(&d).unwrap();
+        let out = std::process::Command::new(bin())
+            .args([
+                "server",
+                "--no-monitor",
+                "--listen",
+                "127.0.0.1:0",
+                "--role",
+                "subcloud",
+                "--system-controller",
+                &dc_url,
+                "--enroll-token",
+                token,
+                "--data-dir",
+            ])
+            .arg(d.join("data"))
+            .env("ROOST_ADMIN_PASSWORD", "x")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{tag} must fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // Used.
+    let e = try_enroll(&token, "used");
+    assert!(e.contains("enrollment refused"), "{e}");
+    // Forged secret with the right fingerprint.
+    let parts: Vec<&str> = token.splitn(3, '.').collect();
+    let forged = format!("{}.{}.{}", parts[0], parts[1], "00".repeat(24));
+    let e = try_enroll(&forged, "forged");
+    assert!(e.contains("enrollment refused"), "{e}");
+    // A token naming another CA: the subcloud refuses the system controller.
+    let other = format!("{}.{}.{}", parts[0], "ab".repeat(32), parts[2]);
+    let e = try_enroll(&other, "other-ca");
+    assert!(
+        e.contains("cannot reach") || e.contains("certificate"),
+        "{e}"
+    );
+    // Malformed.
+    let e = try_enroll("hello", "malformed");
+    assert!(e.contains("malformed"), "{e}");
+    // Nothing new was created.
+    assert_eq!(
+        api.get("/v1.0/subclouds/").body["subclouds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // dcmanager-style errors for bad API input.
+    let r = api.post("/v1.0/subclouds/", &json!({"description": "no name"}));
+    assert_eq!(r.status, 400);
+    let r = api.post("/v1.0/subclouds/", &json!({"name": "edge-1"}));
+    assert_eq!(r.status, 400, "duplicate name");
+    let r = api.patch(
+        "/v1.0/subclouds/edge-1",
+        &json!({"management-state": "sideways"}),
+    );
+    assert_eq!(r.status, 400);
+    let r = api.patch(
+        "/v1.0/subclouds/nobody",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.content_type.unwrap().starts_with("text/html"));
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_and_bad_stream_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-7");
+    let dc_url = sc.dc_url.clone().unwrap();
+    // Play the subcloud by hand: enroll with a CSR over the pinned channel.
+    let (fp, _) = roost_api::dcsync::parse_enroll_token(&token).unwrap();
+    let me = roost_pki::ClientIdentity::generate("whoever").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let enrolled: roost_api::dcsync::EnrollResponse = rt.block_on(async {
+        let http = roost_pki::https_client(roost_pki::pinned_client_config(fp).unwrap()).unwrap();
+        http.post(format!("{dc_url}/dc/v1/enroll"))
+            .json(&json!({"token": token, "csr_pem": me.csr_pem}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        enrolled.name, "edge-7",
+        "the CN is the system controller's choice"
+    );
+    let good = roost_pki::https_client(
+        roost_pki::client_config(&enrolled.ca_pem, Some((&enrolled.cert_pem, &me.key_pem)))
+            .unwrap(),
+    )
+    .unwrap();
+    let post = |client: &reqwest::Client, body: Value| -> Result<(u16, String), String> {
+        rt.block_on(async {
+            let r = client
+                .post(format!("{dc_url}/dc/v1/sync"))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        })
+    };
+    let change = |seq: u64, sev: &str| json!({"seq": seq, "alarm_id": "100.104", "entity_instance_id": format!("host=c.filesystem=/{seq}"), "severity": sev, "reason_text": "x", "timestamp": 1});
+    let (st, _) = post(&good, json!({"changes": [change(1, "major")]})).unwrap();
+    assert_eq!(st, 200);
+    // Out of order: refused whole.
+    let (st, body) = post(
+        &good,
+        json!({"changes": [change(3, "major"), change(2, "major")]}),
+    )
+    .unwrap();
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("out of order"), "{body}");
+    // Malformed: a severity that does not exist, an unknown field.
+    let (st, _) = post(&good, json!({"changes": [change(2, "apocalyptic")]})).unwrap();
+    assert_eq!(st, 400);
+    let (st, _) = post(&good, json!({"colour": "red"})).unwrap();
+    assert_eq!(st, 400);
+    // A gap: what came before is kept and a snapshot is asked for.
+    let (st, body) = post(&good, json!({"changes": [change(5, "major")]})).unwrap();
+    assert_eq!(st, 200);
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["acked_seq"], 1);
+    assert_eq!(reply["want_snapshot"], true);
+    let alarms = api.get("/v1.0/subclouds/edge-7/alarms").body["alarms"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(alarms, 1, "nothing from the bad messages was stored");
+
+    // A client certificate from another CA: the handshake fails.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = roost_pki::DcCa::load_or_create(other_dir.path(), "impostor").unwrap();
+    let them = roost_pki::ClientIdentity::generate("edge-7").unwrap();
+    let their_cert = other.sign_client_csr(&them.csr_pem, "edge-7", 1).unwrap();
+    let impostor = roost_pki::https_client(
+        roost_pki::client_config(&enrolled.ca_pem, Some((&their_cert, &them.key_pem))).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        post(&impostor, json!({})).is_err(),
+        "refused at the handshake"
+    );
+    // No certificate at all: 401.
+    let anonymous =
+        roost_pki::https_client(roost_pki::client_config(&enrolled.ca_pem, None).unwrap()).unwrap();
+    let (st, _) = post(&anonymous, json!({})).unwrap();
+    assert_eq!(st, 401);
+}
