@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub monitor: bool,
     /// Listen address (default `127.0.0.1:0`).
     pub listen: Option<String>,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +37,7 @@ impl Default for ServerOptions {
             admin_password: true,
             monitor: false,
             listen: None,
+            netns: None,
         }
     }
 }
@@ -60,7 +63,14 @@ type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 type Ready = (Child, String, LogLines, Option<String>);
 
 fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Result<Ready, String> {
-    let mut cmd = Command::new(bin);
+    let mut cmd = match &opts.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.arg("server")
         .arg("--data-dir")
         .arg(data_dir)
@@ -598,5 +608,81 @@ impl Api {
             &json!([{"op": "replace", "path": "/value", "value": value}]),
         );
         assert_eq!(r.status, 200, "set {name}={value}: {:?}", r.body);
+    }
+}
+
+/// Runs `ip ARGS...`; true on success.
+pub fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A namespace with veth links to the root namespace, one per network;
+/// removed on drop.
+pub struct Netns {
+    pub name: String,
+    /// Root-side interface of each link.
+    pub host_ifs: Vec<String>,
+    tag: u32,
+}
+
+impl Netns {
+    /// A namespace `roost-t<tag>` with `links` veth links; `None` without
+    /// root or iproute2.
+    pub fn create(tag: u32, links: u8) -> Option<Netns> {
+        let name = format!("roost-t{tag}");
+        let _ = ip(&["netns", "del", &name]);
+        let mut ns = Netns {
+            name,
+            host_ifs: Vec::new(),
+            tag,
+        };
+        if !ip(&["netns", "add", &ns.name]) {
+            return None;
+        }
+        for l in 0..links {
+            let host_if = format!("rv{tag}h{l}");
+            let ns_if = format!("rv{tag}n{l}");
+            let _ = ip(&["link", "del", &host_if]);
+            let server_side = format!("{}/24", ns.addr(l, 1));
+            let host_side = format!("{}/24", ns.addr(l, 2));
+            let ok = ip(&[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ]) && ip(&["link", "set", &ns_if, "netns", &ns.name])
+                && ip(&["addr", "add", &server_side, "dev", &host_if])
+                && ip(&["link", "set", &host_if, "up"])
+                && ip(&[
+                    "netns", "exec", &ns.name, "ip", "addr", "add", &host_side, "dev", &ns_if,
+                ])
+                && ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"]);
+            ns.host_ifs.push(host_if);
+            if !ok {
+                return None;
+            }
+        }
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]).then_some(ns)
+    }
+
+    /// Address `last` on link `link`: .1 is the server's side, .2 the host's.
+    pub fn addr(&self, link: u8, last: u8) -> String {
+        format!(
+            "10.{}.{}.{last}",
+            100 + u32::from(link) * 50 + self.tag / 250 % 50,
+            self.tag % 250
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+        for i in &self.host_ifs {
+            let _ = ip(&["link", "del", i]);
+        }
     }
 }

@@ -506,3 +506,101 @@ fn a_client_certificate_from_another_ca_and_bad_stream_messages_are_refused() {
     let (st, _) = post(&anonymous, json!({})).unwrap();
     assert_eq!(st, 401);
 }
+
+#[test]
+fn a_cut_link_gives_offline_and_autonomy_and_the_subcloud_converges_when_it_returns() {
+    let tag = std::process::id() % 10_000 + 20_000;
+    // Link 0 carries the subcloud's traffic to the system controller; link 1
+    // lets the test reach the subcloud's API while link 0 is down.
+    let Some(ns) = roost_test_support::Netns::create(tag, 2) else {
+        eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[dc]\nlisten = \"{}:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\n",
+            ns.addr(0, 1)
+        ),
+    )
+    .unwrap();
+    let sc = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-net");
+    let sub_dir = dir.path().join("sub");
+    std::fs::create_dir_all(&sub_dir).unwrap();
+    let sub = Server::start_in(
+        bin(),
+        &sub_dir.join("data"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                sc.dc_url.clone().unwrap(),
+                "--enroll-token".into(),
+                token,
+                "--config".into(),
+                dc_config(&sub_dir, ""),
+            ],
+            listen: Some(format!("{}:0", ns.addr(1, 2))),
+            netns: Some(ns.name.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("subcloud in its namespace");
+    wait_field(&api, "edge-net", "availability-status", "online", 30);
+    api.patch(
+        "/v1.0/subclouds/edge-net",
+        &json!({"management-state": "managed"}),
+    );
+    wait_field(&api, "edge-net", "sync_status", "in-sync", 30);
+
+    // Cut the link: offline on the system controller, 280.001 raised.
+    assert!(roost_test_support::ip(&[
+        "link",
+        "set",
+        &ns.host_ifs[0],
+        "down"
+    ]));
+    wait_field(&api, "edge-net", "availability-status", "offline", 30);
+    assert_eq!(api.alarms("?q.field=alarm_id&q.value=280.001").len(), 1);
+    // The subcloud works on its own: its API answers and takes alarms.
+    let sapi = sub.api();
+    sapi.set_alarm("100.104", "host=controller-0.filesystem=/cut", "major");
+    assert_eq!(sapi.get("/v1/alarms/summary").body["major"], 1);
+    // A change on the system controller while the link is down...
+    set_suppressed(&api, "100.103", true);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!is_suppressed(&sapi, "100.103"));
+    // ...arrives once the link returns, with the alarm raised meanwhile.
+    assert!(roost_test_support::ip(&[
+        "link",
+        "set",
+        &ns.host_ifs[0],
+        "up"
+    ]));
+    wait_field(&api, "edge-net", "availability-status", "online", 60);
+    assert!(wait_for(30, || is_suppressed(&sapi, "100.103").then_some(())).is_some());
+    wait_field(&api, "edge-net", "sync_status", "in-sync", 30);
+    let a = api.get("/v1.0/subclouds/edge-net/alarms").body["alarms"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert!(api.alarms("?q.field=alarm_id&q.value=280.001").is_empty());
+}

@@ -3,83 +3,11 @@
 //! Needs root and iproute2 (`./scripts/test` runs as root in CI).
 
 use std::path::Path;
-use std::process::Command;
 
-use roost_test_support::{Agent, Server, ServerOptions};
+use roost_test_support::{Agent, Netns, Server, ServerOptions, ip};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// A namespace with veth links to the root namespace, one per network;
-/// removed on drop.
-struct Netns {
-    name: String,
-    /// Root-side interface of each link.
-    host_ifs: Vec<String>,
-    tag: u32,
-}
-
-impl Netns {
-    fn create(tag: u32, links: u8) -> Option<Netns> {
-        let name = format!("roost-t{tag}");
-        let _ = ip(&["netns", "del", &name]);
-        let mut ns = Netns {
-            name,
-            host_ifs: Vec::new(),
-            tag,
-        };
-        if !ip(&["netns", "add", &ns.name]) {
-            return None;
-        }
-        for l in 0..links {
-            let host_if = format!("rv{tag}h{l}");
-            let ns_if = format!("rv{tag}n{l}");
-            let _ = ip(&["link", "del", &host_if]);
-            let server_side = format!("{}/24", ns.addr(l, 1));
-            let host_side = format!("{}/24", ns.addr(l, 2));
-            let ok = ip(&[
-                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
-            ]) && ip(&["link", "set", &ns_if, "netns", &ns.name])
-                && ip(&["addr", "add", &server_side, "dev", &host_if])
-                && ip(&["link", "set", &host_if, "up"])
-                && ip(&[
-                    "netns", "exec", &ns.name, "ip", "addr", "add", &host_side, "dev", &ns_if,
-                ])
-                && ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"]);
-            ns.host_ifs.push(host_if);
-            if !ok {
-                return None;
-            }
-        }
-        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]).then_some(ns)
-    }
-
-    /// Address `last` on link `link`: .1 is the server's side, .2 the host's.
-    fn addr(&self, link: u8, last: u8) -> String {
-        format!(
-            "10.{}.{}.{last}",
-            100 + u32::from(link) * 50 + self.tag / 250 % 50,
-            self.tag % 250
-        )
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.name]);
-        for i in &self.host_ifs {
-            let _ = ip(&["link", "del", i]);
-        }
-    }
 }
 
 #[test]
