@@ -84,7 +84,8 @@ impl Store {
         })
     }
 
-    /// Inserts a subcloud; a duplicate name is [`StoreError::Invalid`].
+    /// Inserts a subcloud (with its id when not 0); a duplicate name is
+    /// [`StoreError::Invalid`].
     pub fn insert_subcloud(&self, s: &StoredSubcloud) -> Result<StoredSubcloud, StoreError> {
         self.write_once(|tx| {
             let dup: Option<i64> = tx
@@ -101,8 +102,8 @@ impl Store {
             tx.execute(
                 "INSERT INTO subclouds (name, description, location, group_id, management_state,
                     deploy_status, software_version, region_name, enroll_token_hash,
-                    enroll_expires_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    enroll_expires_at, created_at, updated_at, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     s.name,
                     s.description,
@@ -116,6 +117,7 @@ impl Store {
                     s.enroll_expires_at.map(|t| t.micros()),
                     s.created_at.micros(),
                     s.updated_at.map(|t| t.micros()),
+                    (s.id > 0).then_some(s.id),
                 ],
             )?;
             let mut out = s.clone();
@@ -174,8 +176,8 @@ impl Store {
         })
     }
 
-    /// Inserts or updates a group (id 0 inserts). A duplicate name is
-    /// [`StoreError::Invalid`].
+    /// Inserts or updates a group by id (id 0 inserts with a new id). A
+    /// duplicate name is [`StoreError::Invalid`].
     pub fn save_group(&self, g: &StoredGroup) -> Result<StoredGroup, StoreError> {
         self.write_once(|tx| {
             let dup: Option<i64> = tx
@@ -192,34 +194,27 @@ impl Store {
                 )));
             }
             let mut out = g.clone();
+            tx.execute(
+                "INSERT INTO subcloud_groups (id, name, description, update_apply_type,
+                    max_parallel_subclouds, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                    description = excluded.description,
+                    update_apply_type = excluded.update_apply_type,
+                    max_parallel_subclouds = excluded.max_parallel_subclouds,
+                    updated_at = excluded.updated_at",
+                params![
+                    (g.id > 0).then_some(g.id),
+                    g.name,
+                    g.description,
+                    g.update_apply_type,
+                    g.max_parallel_subclouds,
+                    g.created_at.micros(),
+                    g.updated_at.map(|t| t.micros())
+                ],
+            )?;
             if g.id == 0 {
-                tx.execute(
-                    "INSERT INTO subcloud_groups (name, description, update_apply_type,
-                        max_parallel_subclouds, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        g.name,
-                        g.description,
-                        g.update_apply_type,
-                        g.max_parallel_subclouds,
-                        g.created_at.micros(),
-                        g.updated_at.map(|t| t.micros())
-                    ],
-                )?;
                 out.id = tx.last_insert_rowid();
-            } else {
-                tx.execute(
-                    "UPDATE subcloud_groups SET name = ?2, description = ?3, update_apply_type = ?4,
-                        max_parallel_subclouds = ?5, updated_at = ?6 WHERE id = ?1",
-                    params![
-                        g.id,
-                        g.name,
-                        g.description,
-                        g.update_apply_type,
-                        g.max_parallel_subclouds,
-                        g.updated_at.map(|t| t.micros())
-                    ],
-                )?;
             }
             Ok(out)
         })
