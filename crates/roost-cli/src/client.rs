@@ -162,7 +162,8 @@ impl Api {
 /// The one-line message for an error reply: the `message` (or `faultstring`,
 /// or `title`) of Roost's and Keystone's `{"error": {...}}` envelope, else
 /// the `faultstring` inside StarlingX's `{"error_message": "<json>"}`, else
-/// `HTTP <code> <first 200 characters of the body>`.
+/// the detail of a webob-style HTML error page (what dcmanager's `/v1.0`
+/// endpoints send), else `HTTP <code> <first 200 characters of the body>`.
 pub fn error_message(status: u16, body: &str) -> String {
     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(body) {
         if let Some(Value::Object(error)) = map.get("error") {
@@ -182,6 +183,9 @@ pub fn error_message(status: u16, body: &str) -> String {
             return one_line(text);
         }
     }
+    if let Some(detail) = html_error_detail(body) {
+        return detail;
+    }
     let snippet = snippet(body);
     if snippet.is_empty() {
         let reason = reqwest::StatusCode::from_u16(status)
@@ -192,6 +196,87 @@ pub fn error_message(status: u16, body: &str) -> String {
     } else {
         format!("HTTP {status} {snippet}")
     }
+}
+
+/// The message of a webob-style HTML error page, as dcmanager sends them:
+///
+/// ```text
+/// <html> <head> <title>404 Not Found</title> </head>
+///  <body> <h1>404 Not Found</h1>
+///   The resource could not be found.<br /><br />
+/// Subcloud not found
+///  </body> </html>
+/// ```
+///
+/// The detail after `<br /><br />` ("Subcloud not found"), else the
+/// explanation, else the title; tags and comments removed, entities decoded,
+/// on one line. `None` when the body is not such a page.
+fn html_error_detail(body: &str) -> Option<String> {
+    // ASCII lower-casing keeps byte offsets, so positions found in `lower`
+    // are valid in `body`.
+    let lower = body.to_ascii_lowercase();
+    let title_start = lower.find("<title>")? + "<title>".len();
+    let title_end = title_start + lower[title_start..].find("</title>")?;
+    let title = html_text(&body[title_start..title_end]);
+    let content_start = match lower.find("<body") {
+        Some(at) => at + lower[at..].find('>').map_or(0, |gt| gt + 1),
+        None => title_end,
+    };
+    let content_end = lower[content_start..]
+        .find("</body>")
+        .map_or(body.len(), |end| content_start + end);
+    let content = &body[content_start..content_end];
+    let content_lower = &lower[content_start..content_end];
+    // The explanation starts after the page's `<h1>` heading, if any.
+    let explanation_start = content_lower
+        .find("</h1>")
+        .map_or(0, |at| at + "</h1>".len());
+    let (explanation, detail) = match content_lower.find("<br /><br />") {
+        Some(br) => (
+            &content[explanation_start.min(br)..br],
+            &content[br + "<br /><br />".len()..],
+        ),
+        None => (&content[explanation_start..], ""),
+    };
+    [html_text(detail), html_text(explanation), title]
+        .into_iter()
+        .find(|text| !text.is_empty())
+}
+
+/// The text of an HTML fragment on one line: comments and tags removed,
+/// the entities webob escapes decoded.
+fn html_text(fragment: &str) -> String {
+    let mut text = String::with_capacity(fragment.len());
+    let mut rest = fragment;
+    while let Some(lt) = rest.find('<') {
+        text.push_str(&rest[..lt]);
+        let tag = &rest[lt..];
+        let end = if tag.starts_with("<!--") {
+            tag.find("-->").map(|at| at + "-->".len())
+        } else {
+            tag.find('>').map(|at| at + 1)
+        };
+        match end {
+            Some(end) => {
+                // A tag separates words (`a<br />b`).
+                text.push(' ');
+                rest = &tag[end..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    text.push_str(rest);
+    let decoded = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    one_line(&decoded)
 }
 
 /// The first 200 characters of a body, on one line.
@@ -306,6 +391,37 @@ mod tests {
         );
         assert_eq!(message.chars().count(), "HTTP 502 ".len() + 200);
         assert!(!message.contains('\n'));
+    }
+
+    /// The page Roost's dcmanager endpoints send (roost-api's `html_error`).
+    const DC_NOT_FOUND: &str = "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  The resource could not be found.<br /><br />\nSubcloud not found\n </body>\n</html>";
+
+    #[test]
+    fn a_dcmanager_html_page_yields_its_detail_line() {
+        assert_eq!(error_message(404, DC_NOT_FOUND), "Subcloud not found");
+    }
+
+    #[test]
+    fn html_entities_in_the_detail_are_decoded_and_lines_joined() {
+        let page = DC_NOT_FOUND.replace(
+            "Subcloud not found",
+            "name &lt;edge&gt; is taken &amp; so\nis &quot;x&quot;",
+        );
+        assert_eq!(
+            error_message(409, &page),
+            r#"name <edge> is taken & so is "x""#
+        );
+    }
+
+    #[test]
+    fn an_html_page_without_a_detail_falls_back_to_its_explanation_then_its_title() {
+        let no_detail = DC_NOT_FOUND.replace("Subcloud not found", "<!-- comment -->");
+        assert_eq!(
+            error_message(404, &no_detail),
+            "The resource could not be found."
+        );
+        let bare = "<html><head><title>503 Service Unavailable</title></head><body><h1>503 Service Unavailable</h1></body></html>";
+        assert_eq!(error_message(503, bare), "503 Service Unavailable");
     }
 
     #[test]

@@ -374,7 +374,7 @@ fn displayed_name(reply: &Value, typed: &str) -> String {
 }
 
 /// `word` quoted for a POSIX shell when it holds anything but safe characters.
-fn shell_word(word: &str) -> String {
+pub(crate) fn shell_word(word: &str) -> String {
     let safe = !word.is_empty()
         && word
             .bytes()
@@ -399,7 +399,7 @@ pub fn agent_command(server: &str, token: &str) -> String {
 
 /// Whether the URL's host is a loopback name or address, which the new
 /// host cannot use to reach this server.
-fn is_loopback_url(url: &str) -> bool {
+pub(crate) fn is_loopback_url(url: &str) -> bool {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
     };

@@ -1,12 +1,15 @@
-//! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …` and
-//! `heartbeat …`.
+//! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …`,
+//! `heartbeat …`, and the Distributed Cloud verbs `subcloud …`,
+//! `subcloud-group …` and `dc …`.
 //!
 //! This crate is a library that the `roost` binary embeds with
 //! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
 //! [`run`]. The verbs speak StarlingX's FM REST API (`/v1/alarms`,
 //! `/v1/event_log`, `/v1/event_suppression`), its sysinv API (`/v1/ihosts`,
-//! `/v1/service_parameter`) and Keystone v3 (`/v3/auth/tokens`) at one base
-//! URL, over plain HTTP.
+//! `/v1/service_parameter`), Keystone v3 (`/v3/auth/tokens`) and, on a
+//! system controller, dcmanager's API (`/v1.0/subclouds`,
+//! `/v1.0/subcloud-groups`, `/v1.0/alarms`) at one base URL, over plain
+//! HTTP.
 //!
 //! * Credentials: `roost login` stores `{url, token, expires_at}` in
 //!   `$ROOST_CONFIG_DIR/credentials.json`, else
@@ -18,7 +21,7 @@
 //!   and user errors, 2 for usage and configuration errors.
 //!
 //! All HTTP goes through the `client` module (request building, the token
-//! header, the error envelope), and nothing else touches the process
+//! header, the JSON error envelopes and dcmanager's HTML error pages), and nothing else touches the process
 //! environment or standard streams but [`run`], so the verbs are testable
 //! against a fake server.
 
@@ -27,6 +30,7 @@
 mod alarm;
 mod client;
 mod credentials;
+mod dc;
 mod error;
 mod event;
 mod heartbeat;
@@ -34,6 +38,8 @@ mod host;
 mod login;
 mod output;
 mod query;
+mod subcloud;
+mod subcloud_group;
 #[cfg(test)]
 mod testutil;
 #[cfg(test)]
@@ -45,6 +51,7 @@ pub use alarm::{
     AlarmCommand, AlarmListArgs, AlarmShowArgs, ClearArgs, SummaryArgs, SuppressArgs,
     UnsuppressArgs,
 };
+pub use dc::{DcAlarmsArgs, DcCommand};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
 pub use host::{
@@ -52,6 +59,14 @@ pub use host::{
 };
 pub use login::LoginArgs;
 pub use output::{OutputArgs, OutputFormat};
+pub use subcloud::{
+    SubcloudAddArgs, SubcloudArg, SubcloudCommand, SubcloudListArgs, SubcloudOutputArgs,
+    SubcloudUpdateArgs,
+};
+pub use subcloud_group::{
+    GroupAddArgs, GroupArg, GroupListArgs, GroupOutputArgs, GroupSettings, GroupUpdateArgs,
+    SubcloudGroupCommand,
+};
 
 use client::{Api, normalize_url};
 use credentials::{Env, resolve_target};
@@ -74,6 +89,15 @@ pub enum ClientCommand {
     /// Maintenance: heartbeat and recovery settings
     #[command(subcommand)]
     Heartbeat(HeartbeatCommand),
+    /// Distributed Cloud: the subclouds of this system controller
+    #[command(subcommand)]
+    Subcloud(SubcloudCommand),
+    /// Distributed Cloud: subcloud groups and their update settings
+    #[command(subcommand)]
+    SubcloudGroup(SubcloudGroupCommand),
+    /// Distributed Cloud: status across all subclouds
+    #[command(subcommand)]
+    Dc(DcCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -131,6 +155,9 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Event(cmd) => event::run(cmd, env, io),
         ClientCommand::Host(cmd) => host::run(cmd, env, io),
         ClientCommand::Heartbeat(cmd) => heartbeat::run(cmd, env, io),
+        ClientCommand::Subcloud(cmd) => subcloud::run(cmd, env, io),
+        ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
+        ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
     }
 }
 

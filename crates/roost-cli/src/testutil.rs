@@ -50,6 +50,15 @@ impl Canned {
         }
     }
 
+    /// A webob-style HTML error page, as dcmanager's endpoints send them.
+    pub fn html(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type", "text/html; charset=UTF-8".into())],
+            body: body.to_string(),
+        }
+    }
+
     pub fn empty(status: u16) -> Self {
         Self {
             status,

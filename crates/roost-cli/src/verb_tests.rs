@@ -836,3 +836,373 @@ fn heartbeat_show_lists_the_maintenance_settings_in_order() {
     assert!(out.contains("Name") && out.contains("Value"), "{out}");
     assert!(out.find("heartbeat_period").unwrap() < out.find("worker_boot_timeout").unwrap());
 }
+
+fn subcloud(id: i64, name: &str, management: &str, availability: &str) -> serde_json::Value {
+    json!({
+        "id": id, "name": name, "description": null, "location": null,
+        "software-version": null, "management-state": management,
+        "availability-status": availability, "deploy-status": "complete",
+        "error-description": "", "region-name": "0f1e2d3c", "group_id": 1,
+        "management-subnet": null, "management-start-ip": null,
+        "management-end-ip": null, "management-gateway-ip": null,
+        "systemcontroller-gateway-ip": null,
+        "created-at": "2026-11-26 18:16:12.086207", "updated-at": null,
+        "sync_status": if availability == "online" { "in-sync" } else { "unknown" },
+        "endpoint_sync_status": [{"endpoint_type": "platform", "sync_status": "in-sync"}]
+    })
+}
+
+/// What Roost's dcmanager endpoints send for an unknown subcloud.
+const SUBCLOUD_NOT_FOUND_PAGE: &str = "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  The resource could not be found.<br /><br />\nSubcloud not found\n </body>\n</html>";
+
+#[test]
+fn subcloud_list_prints_the_subclouds_sorted_by_id_in_a_table() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"subclouds": [
+            subcloud(2, "edge-2", "unmanaged", "offline"),
+            subcloud(1, "edge-1", "managed", "online"),
+        ]}),
+    )]);
+    let outcome = run_verb(&["subcloud", "list"], &server.env(), "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("GET", "/v1.0/subclouds/")
+    );
+    assert_eq!(seen[0].header("x-auth-token"), Some("test-token"));
+    let out = &outcome.out;
+    for shown in [
+        "ID",
+        "Name",
+        "Management",
+        "Availability",
+        "Deploy status",
+        "Sync",
+        "managed",
+        "online",
+        "complete",
+        "in-sync",
+        "unmanaged",
+        "offline",
+    ] {
+        assert!(out.contains(shown), "{shown}: {out}");
+    }
+    let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s}: {out}"));
+    assert!(pos("edge-1") < pos("edge-2"));
+}
+
+#[test]
+fn subcloud_add_prints_the_enrollment_token_and_the_command_to_run_on_the_subcloud() {
+    let mut added = subcloud(3, "edge-3", "unmanaged", "offline");
+    added["deploy-status"] = json!("not-deployed");
+    added["enroll_token"] = json!("fp1234.tok_ABC-9");
+    let server = FakeServer::start(vec![Canned::json(200, added.clone())]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let outcome = run_verb(
+        &[
+            "subcloud",
+            "add",
+            "edge-3",
+            "--group",
+            "edge-sites",
+            "--description",
+            "store 42",
+            "--location",
+            "Ottawa",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/v1.0/subclouds/")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!({"name": "edge-3", "description": "store 42", "location": "Ottawa", "group_id": "edge-sites"})
+    );
+    let out = &outcome.out;
+    assert!(out.contains("not-deployed"), "{out}");
+    assert!(out.contains("\n    fp1234.tok_ABC-9\n"), "{out}");
+    // The DC listener is on the API's host but port 6386, and over TLS.
+    assert!(
+        out.contains(
+            "\n    roost server --role subcloud --system-controller https://127.0.0.1:6386 --enroll-token fp1234.tok_ABC-9\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("the system controller's DC address, port 6386 by default"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!(":{port} --enroll")),
+        "not the API port: {out}"
+    );
+    assert!(outcome.err.contains("loopback"), "{}", outcome.err);
+
+    // With -o json, the object itself, token included; a numeric group is sent as a number.
+    let server = FakeServer::start(vec![Canned::json(200, added.clone())]);
+    let outcome = run_verb(
+        &["subcloud", "add", "edge-3", "--group", "2", "-o", "json"],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen[0].json(), json!({"name": "edge-3", "group_id": 2}));
+    let printed: serde_json::Value = serde_json::from_str(&outcome.out).unwrap();
+    assert_eq!(printed, added);
+}
+
+#[test]
+fn subcloud_manage_and_unmanage_patch_the_management_state_and_print_the_states() {
+    let server = FakeServer::start(vec![
+        Canned::json(200, subcloud(1, "edge-1", "managed", "online")),
+        Canned::json(200, subcloud(1, "edge-1", "unmanaged", "online")),
+    ]);
+    let managed = run_verb(&["subcloud", "manage", "edge-1"], &server.env(), "");
+    managed.result.unwrap();
+    assert_eq!(managed.out, "edge-1: managed/online/complete/in-sync\n");
+    let unmanaged = run_verb(&["subcloud", "unmanage", "edge-1"], &server.env(), "");
+    unmanaged.result.unwrap();
+    assert_eq!(unmanaged.out, "edge-1: unmanaged/online/complete/in-sync\n");
+    let seen = server.finish();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("PATCH", "/v1.0/subclouds/edge-1")
+    );
+    assert_eq!(seen[0].json(), json!({"management-state": "managed"}));
+    assert!(
+        seen[0]
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(seen[1].json(), json!({"management-state": "unmanaged"}));
+}
+
+#[test]
+fn an_html_404_page_is_printed_as_its_detail_line() {
+    let server = FakeServer::start(vec![Canned::html(404, SUBCLOUD_NOT_FOUND_PAGE)]);
+    let outcome = run_verb(&["subcloud", "show", "edge-9"], &server.env(), "");
+    let seen = server.finish();
+    assert_eq!(seen[0].target, "/v1.0/subclouds/edge-9");
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.message, "Subcloud not found");
+    assert_eq!(err.code, 1);
+    assert_eq!(outcome.out, "");
+}
+
+#[test]
+fn an_html_400_page_from_a_refused_delete_is_printed_as_its_detail_line() {
+    let page = SUBCLOUD_NOT_FOUND_PAGE
+        .replace("404 Not Found", "400 Bad Request")
+        .replace(
+            "The resource could not be found.",
+            "The server could not comply with the request since it is either malformed or otherwise incorrect.",
+        )
+        .replace(
+            "Subcloud not found",
+            "Cannot delete a subcloud that is &quot;managed&quot;",
+        );
+    let server = FakeServer::start(vec![Canned::html(400, &page), Canned::json(200, json!({}))]);
+    let refused = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
+    assert_eq!(
+        refused.result.unwrap_err().message,
+        r#"Cannot delete a subcloud that is "managed""#
+    );
+    let deleted = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
+    deleted.result.unwrap();
+    assert_eq!(deleted.out, "Deleted subcloud edge-1\n");
+    let seen = server.finish();
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].target.as_str()),
+        ("DELETE", "/v1.0/subclouds/edge-1")
+    );
+}
+
+#[test]
+fn subcloud_update_with_nothing_to_change_is_a_usage_error_before_any_request() {
+    let server = FakeServer::start(vec![]);
+    let outcome = run_verb(&["subcloud", "update", "edge-1"], &server.env(), "");
+    assert!(server.finish().is_empty(), "nothing was sent");
+    let err = outcome.result.unwrap_err();
+    assert!(
+        err.message.starts_with("Nothing to update"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.code, 2);
+}
+
+#[test]
+fn subcloud_update_patches_only_the_given_fields_and_prints_the_subcloud() {
+    let mut updated = subcloud(1, "edge-1", "managed", "online");
+    updated["location"] = json!("Ottawa");
+    let server = FakeServer::start(vec![Canned::json(200, updated)]);
+    let outcome = run_verb(
+        &[
+            "subcloud",
+            "update",
+            "1",
+            "--location",
+            "Ottawa",
+            "--group",
+            "3",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("PATCH", "/v1.0/subclouds/1")
+    );
+    assert_eq!(seen[0].json(), json!({"location": "Ottawa", "group_id": 3}));
+    for shown in ["location", "Ottawa", "platform_sync_status"] {
+        assert!(outcome.out.contains(shown), "{shown}: {}", outcome.out);
+    }
+}
+
+#[test]
+fn subcloud_alarms_lists_what_the_subcloud_reported() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"alarms": [{"alarm_id": "100.101", "entity_instance_id": "host=controller-0",
+                           "severity": "major", "reason_text": "CPU high",
+                           "timestamp": "2026-11-26T18:16:12.086207"}]}),
+    )]);
+    let outcome = run_verb(&["subcloud", "alarms", "edge-1"], &server.env(), "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(seen[0].target, "/v1.0/subclouds/edge-1/alarms");
+    for shown in [
+        "100.101",
+        "major",
+        "host=controller-0",
+        "CPU high",
+        "2026-11-26 18:16:12",
+    ] {
+        assert!(outcome.out.contains(shown), "{shown}: {}", outcome.out);
+    }
+}
+
+#[test]
+fn dc_alarms_prints_a_dash_for_the_counts_of_an_unreachable_subcloud() {
+    let server = FakeServer::start(vec![Canned::json(
+        200,
+        json!({"alarm_summary": [
+            {"region_name": "edge-1", "critical_alarms": 0, "major_alarms": 2,
+             "minor_alarms": 0, "warnings": 1, "cloud_status": "degraded"},
+            {"region_name": "edge-2", "critical_alarms": -1, "major_alarms": -1,
+             "minor_alarms": -1, "warnings": -1, "cloud_status": "disabled"}
+        ]}),
+    )]);
+    let outcome = run_verb(&["dc", "alarms"], &server.env(), "");
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("GET", "/v1.0/alarms/")
+    );
+    let out = &outcome.out;
+    // The cells of the row naming `region`, trimmed.
+    let cells = |region: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.contains(region))
+            .unwrap_or_else(|| panic!("{region}: {out}"))
+            .trim_matches(|c| c == '│' || c == ' ')
+            .split('┆')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        cells("edge-2"),
+        ["edge-2", "-", "-", "-", "-", "disabled"],
+        "{out}"
+    );
+    assert_eq!(
+        cells("edge-1"),
+        ["edge-1", "0", "2", "0", "1", "degraded"],
+        "{out}"
+    );
+}
+
+#[test]
+fn subcloud_group_add_posts_the_settings_and_prints_the_group() {
+    let group = json!({"id": 2, "name": "edge-sites", "description": "No description provided",
+                       "update_apply_type": "serial", "max_parallel_subclouds": 5,
+                       "created-at": "2026-11-26 18:16:12.086207", "updated-at": null});
+    let server = FakeServer::start(vec![Canned::json(200, group)]);
+    let outcome = run_verb(
+        &[
+            "subcloud-group",
+            "add",
+            "--name",
+            "edge-sites",
+            "--update-apply-type",
+            "serial",
+            "--max-parallel-subclouds",
+            "5",
+        ],
+        &server.env(),
+        "",
+    );
+    let seen = server.finish();
+    outcome.result.unwrap();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/v1.0/subcloud-groups/")
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!({"name": "edge-sites", "update_apply_type": "serial", "max_parallel_subclouds": 5})
+    );
+    for shown in [
+        "update_apply_type",
+        "serial",
+        "max_parallel_subclouds",
+        "edge-sites",
+    ] {
+        assert!(outcome.out.contains(shown), "{shown}: {}", outcome.out);
+    }
+}
+
+#[test]
+fn subcloud_group_subclouds_lists_the_members_and_update_with_nothing_is_refused() {
+    let server = FakeServer::start(vec![
+        Canned::json(200, json!({"subclouds": []})),
+        Canned::json(
+            200,
+            json!({"subclouds": [subcloud(1, "edge-1", "managed", "online")]}),
+        ),
+    ]);
+    let empty = run_verb(
+        &["subcloud-group", "subclouds", "edge-sites"],
+        &server.env(),
+        "",
+    );
+    empty.result.unwrap();
+    assert_eq!(empty.out, "No subclouds in group edge-sites.\n");
+    let one = run_verb(&["subcloud-group", "subclouds", "1"], &server.env(), "");
+    one.result.unwrap();
+    assert!(one.out.contains("edge-1"), "{}", one.out);
+    let seen = server.finish();
+    assert_eq!(seen[0].target, "/v1.0/subcloud-groups/edge-sites/subclouds");
+    assert_eq!(seen[1].target, "/v1.0/subcloud-groups/1/subclouds");
+
+    let server = FakeServer::start(vec![]);
+    let outcome = run_verb(
+        &["subcloud-group", "update", "edge-sites"],
+        &server.env(),
+        "",
+    );
+    assert!(server.finish().is_empty());
+    assert_eq!(outcome.result.unwrap_err().code, 2);
+}

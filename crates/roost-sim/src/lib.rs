@@ -6,15 +6,18 @@
 //! apart from the real thing, and it drives real processes, so "power off"
 //! really stops something.
 //!
-//! Today it has one simulator:
+//! Today it has these simulators:
 //!
 //! - [`bmc`]: a Redfish baseboard management controller whose "host" is a
 //!   local process (typically a Roost agent). Powering the system off kills
 //!   the process; powering it on starts it again.
+//! - [`agents`]: many lightweight simulated hosts in one process, each
+//!   enrolled like a real agent and answering heartbeats (`roost sim agents`).
 //!
-//! Simulated hosts and subclouds will follow.
+//! Simulated subclouds will follow.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod bmc;
 
 pub use bmc::{Bmc, BmcArgs, BmcConfig, PowerState, REBOOT_EXIT_CODE, ResetType, run_bmc_cli};

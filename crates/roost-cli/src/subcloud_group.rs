@@ -1,0 +1,366 @@
+//! `roost subcloud-group …`: subcloud groups (dcmanager's
+//! `/v1.0/subcloud-groups`), which set how updates roll out to their
+//! members.
+//!
+//! A GROUP argument is sent as typed: the server resolves a name or an
+//! integer ID.
+
+use comfy_table::Table;
+use serde_json::{Map, Value, json};
+
+use crate::client::path_segment;
+use crate::credentials::Env;
+use crate::error::CliError;
+use crate::output::{
+    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
+};
+use crate::query::Query;
+use crate::subcloud::{print_subclouds, sort_by_id};
+use crate::{Io, connect};
+
+/// The collection path, with the trailing slash StarlingX's client uses.
+pub const GROUPS_PATH: &str = "/v1.0/subcloud-groups/";
+
+/// The fields `roost subcloud-group show` prints, in this order.
+pub const GROUP_SHOW_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "update_apply_type",
+    "max_parallel_subclouds",
+    "created-at",
+    "updated-at",
+];
+
+/// Subcloud group verbs.
+#[derive(clap::Subcommand, Debug)]
+pub enum SubcloudGroupCommand {
+    /// List subcloud groups, by ID
+    List(GroupListArgs),
+    /// Show one subcloud group
+    Show(GroupOutputArgs),
+    /// Add a subcloud group
+    Add(GroupAddArgs),
+    /// Change a subcloud group's name, description or update settings
+    Update(GroupUpdateArgs),
+    /// Delete a subcloud group (the Default group cannot be deleted)
+    Delete(GroupArg),
+    /// List the subclouds of a group
+    Subclouds(GroupOutputArgs),
+}
+
+/// Flags of `roost subcloud-group list`.
+#[derive(clap::Args, Debug)]
+pub struct GroupListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// One group.
+#[derive(clap::Args, Debug)]
+pub struct GroupArg {
+    /// Name or ID of the subcloud group
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+}
+
+/// One group and the output format.
+#[derive(clap::Args, Debug)]
+pub struct GroupOutputArgs {
+    /// Name or ID of the subcloud group
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// The settings a group has besides its name.
+#[derive(clap::Args, Debug, Default)]
+pub struct GroupSettings {
+    /// Free-text description
+    #[arg(long)]
+    pub description: Option<String>,
+    /// How updates reach the group's subclouds
+    #[arg(long, alias = "update_apply_type", value_parser = ["serial", "parallel"])]
+    pub update_apply_type: Option<String>,
+    /// Most subclouds of the group updated at once
+    #[arg(long, alias = "max_parallel_subclouds", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel_subclouds: Option<u32>,
+}
+
+/// Flags of `roost subcloud-group add`.
+#[derive(clap::Args, Debug)]
+pub struct GroupAddArgs {
+    /// Name of the new group
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settings: GroupSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// Flags of `roost subcloud-group update`.
+#[derive(clap::Args, Debug)]
+pub struct GroupUpdateArgs {
+    /// Name or ID of the subcloud group
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// New name
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settings: GroupSettings,
+}
+
+/// Runs one subcloud group verb.
+pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    match cmd {
+        SubcloudGroupCommand::List(args) => list(args.output.output, env, io),
+        SubcloudGroupCommand::Show(args) => show(&args, env, io),
+        SubcloudGroupCommand::Add(args) => add(&args, env, io),
+        SubcloudGroupCommand::Update(args) => update(&args, env, io),
+        SubcloudGroupCommand::Delete(args) => delete(&args.group, env, io),
+        SubcloudGroupCommand::Subclouds(args) => subclouds(&args, env, io),
+    }
+}
+
+/// The path of one group, `/v1.0/subcloud-groups/{group}`.
+pub fn group_path(group: &str) -> Result<String, CliError> {
+    Ok(format!(
+        "{GROUPS_PATH}{}",
+        path_segment("subcloud group", group)?
+    ))
+}
+
+fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let api = &connect(env)?;
+    let reply = api.get(GROUPS_PATH, &Query::new())?;
+    let mut groups = list_items(&reply, "subcloud_groups")?;
+    sort_by_id(&mut groups);
+    match format {
+        OutputFormat::Json => print_json(io.out, &Value::Array(groups)),
+        OutputFormat::Table if groups.is_empty() => {
+            writeln!(io.out, "No subcloud groups.")?;
+            Ok(())
+        }
+        OutputFormat::Table => print_table(io.out, &group_list_table(&groups)),
+    }
+}
+
+/// The table of `roost subcloud-group list`: ID, Name, Description, Apply
+/// type, Max parallel.
+pub fn group_list_table(groups: &[Value]) -> Table {
+    let mut table = new_table(&["ID", "Name", "Description", "Apply type", "Max parallel"]);
+    for group in groups {
+        table.add_row(vec![
+            field(group, "id"),
+            field(group, "name"),
+            short_text(&field(group, "description")),
+            field(group, "update_apply_type"),
+            field(group, "max_parallel_subclouds"),
+        ]);
+    }
+    table
+}
+
+/// A Field/Value table of [`GROUP_SHOW_FIELDS`].
+pub fn group_table(group: &Value) -> Table {
+    let mut table = new_table(&["Field", "Value"]);
+    for key in GROUP_SHOW_FIELDS {
+        table.add_row(vec![(*key).to_string(), field(group, key)]);
+    }
+    table
+}
+
+fn print_group(io: &mut Io<'_>, format: OutputFormat, group: &Value) -> Result<(), CliError> {
+    match format {
+        OutputFormat::Json => print_json(io.out, group),
+        OutputFormat::Table => print_table(io.out, &group_table(group)),
+    }
+}
+
+fn show(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = group_path(&args.group)?;
+    let api = &connect(env)?;
+    let group = api.get(&path, &Query::new())?;
+    print_group(io, args.output.output, &group)
+}
+
+/// Adds the given settings to a request body.
+fn put_settings(body: &mut Map<String, Value>, settings: &GroupSettings) {
+    if let Some(description) = &settings.description {
+        body.insert("description".into(), json!(description));
+    }
+    if let Some(apply) = &settings.update_apply_type {
+        body.insert("update_apply_type".into(), json!(apply));
+    }
+    if let Some(max) = settings.max_parallel_subclouds {
+        body.insert("max_parallel_subclouds".into(), json!(max));
+    }
+}
+
+/// The `POST /v1.0/subcloud-groups/` body: the name and the given settings.
+pub fn add_body(args: &GroupAddArgs) -> Result<Value, CliError> {
+    let name = args.name.trim();
+    if name.is_empty() {
+        return Err(CliError::usage("the group name is empty"));
+    }
+    let mut body = Map::new();
+    body.insert("name".into(), json!(name));
+    put_settings(&mut body, &args.settings);
+    Ok(Value::Object(body))
+}
+
+fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let body = add_body(args)?;
+    let api = &connect(env)?;
+    let group = api.post(GROUPS_PATH, &body)?;
+    print_group(io, args.output.output, &group)
+}
+
+/// The `PATCH` body of `roost subcloud-group update`: the given fields
+/// only; a usage error when none is given.
+pub fn update_body(args: &GroupUpdateArgs) -> Result<Value, CliError> {
+    let mut body = Map::new();
+    if let Some(name) = &args.name {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(CliError::usage("the group name is empty"));
+        }
+        body.insert("name".into(), json!(name));
+    }
+    put_settings(&mut body, &args.settings);
+    if body.is_empty() {
+        return Err(CliError::usage(
+            "Nothing to update: give --name, --description, --update-apply-type or --max-parallel-subclouds",
+        ));
+    }
+    Ok(Value::Object(body))
+}
+
+fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let body = update_body(args)?;
+    let path = group_path(&args.group)?;
+    let api = &connect(env)?;
+    let group = api.patch(&path, &body)?;
+    print_group(io, OutputFormat::Table, &group)
+}
+
+fn delete(group: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = group_path(group)?;
+    let api = &connect(env)?;
+    api.delete(&path)?;
+    writeln!(io.out, "Deleted subcloud group {group}")?;
+    Ok(())
+}
+
+fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+    let path = format!("{}/subclouds", group_path(&args.group)?);
+    let api = &connect(env)?;
+    let reply = api.get(&path, &Query::new())?;
+    print_subclouds(
+        io,
+        args.output.output,
+        list_items(&reply, "subclouds")?,
+        &format!("No subclouds in group {}.", args.group),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: SubcloudGroupCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<SubcloudGroupCommand, clap::Error> {
+        let mut argv = vec!["subcloud-group"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|c| c.cmd)
+    }
+
+    #[test]
+    fn add_sends_the_name_and_the_given_settings_with_an_integer_maximum() {
+        let SubcloudGroupCommand::Add(args) = parse(&[
+            "add",
+            "--name",
+            "edge-sites",
+            "--update-apply-type",
+            "serial",
+            "--max-parallel-subclouds",
+            "5",
+        ])
+        .unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(
+            add_body(&args).unwrap(),
+            json!({"name": "edge-sites", "update_apply_type": "serial", "max_parallel_subclouds": 5})
+        );
+        assert!(parse(&["add"]).is_err(), "--name is required");
+        assert!(parse(&["add", "--name", "g", "--update-apply-type", "random"]).is_err());
+        assert!(parse(&["add", "--name", "g", "--max-parallel-subclouds", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_starlingx_underscore_spellings_are_accepted() {
+        let SubcloudGroupCommand::Add(args) = parse(&[
+            "add",
+            "--name",
+            "g",
+            "--update_apply_type",
+            "parallel",
+            "--max_parallel_subclouds",
+            "3",
+        ])
+        .unwrap() else {
+            panic!("not add")
+        };
+        assert_eq!(args.settings.update_apply_type.as_deref(), Some("parallel"));
+        assert_eq!(args.settings.max_parallel_subclouds, Some(3));
+    }
+
+    #[test]
+    fn update_sends_the_given_fields_and_refuses_nothing() {
+        let SubcloudGroupCommand::Update(args) =
+            parse(&["update", "2", "--name", "renamed", "--description", "d"]).unwrap()
+        else {
+            panic!("not update")
+        };
+        assert_eq!(
+            update_body(&args).unwrap(),
+            json!({"name": "renamed", "description": "d"})
+        );
+        let SubcloudGroupCommand::Update(args) = parse(&["update", "2"]).unwrap() else {
+            panic!("not update")
+        };
+        let err = update_body(&args).unwrap_err();
+        assert_eq!(err.code, 2);
+        assert!(err.message.starts_with("Nothing to update"), "{err}");
+    }
+
+    #[test]
+    fn every_group_verb_parses_with_its_flags() {
+        for argv in [
+            &["list", "-o", "json"][..],
+            &["show", "Default"],
+            &["add", "--name", "g", "--description", "d", "-o", "json"],
+            &["update", "g", "--max-parallel-subclouds", "4"],
+            &["delete", "g"],
+            &["subclouds", "1", "-o", "json"],
+        ] {
+            parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
+}
