@@ -312,7 +312,11 @@ fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliErro
                 Some(name) if !name.is_empty() => name.to_string(),
                 _ => args.name.trim().to_string(),
             };
-            print_enrollment(io, api.base(), &name, &token)
+            let advertised = subcloud
+                .get("system_controller_dc_url")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty());
+            print_enrollment(io, api.base(), advertised, &name, &token)
         }
     }
 }
@@ -343,8 +347,17 @@ pub fn subcloud_command(dc_url: &str, token: &str) -> String {
 
 /// Prints the enrollment token and the command to run on the subcloud (the
 /// one secret this verb prints: it is what the user asked for).
-fn print_enrollment(io: &mut Io<'_>, base: &str, name: &str, token: &str) -> Result<(), CliError> {
-    let dc = dc_url(base);
+fn print_enrollment(
+    io: &mut Io<'_>,
+    base: &str,
+    advertised: Option<&str>,
+    name: &str,
+    token: &str,
+) -> Result<(), CliError> {
+    // The system controller says where its DC listener is; older ones do not.
+    let dc = advertised
+        .map(str::to_string)
+        .unwrap_or_else(|| dc_url(base));
     writeln!(
         io.out,
         "Enrollment token for {name} (single use; it expires):"
@@ -356,10 +369,12 @@ fn print_enrollment(io: &mut Io<'_>, base: &str, name: &str, token: &str) -> Res
         "To join {name} to this system controller, run on it:"
     )?;
     writeln!(io.out, "    {}", subcloud_command(&dc, token))?;
-    writeln!(
-        io.out,
-        "({dc} is the system controller's DC address, port {DC_PORT} by default; if it runs with another --dc-listen, use that port)"
-    )?;
+    if advertised.is_none() {
+        writeln!(
+            io.out,
+            "({dc} is the system controller's DC address, port {DC_PORT} by default; if it runs with another --dc-listen, use that port)"
+        )?;
+    }
     if is_loopback_url(base) {
         writeln!(
             io.err,

@@ -158,6 +158,7 @@ pub async fn run_with(
     // Distributed Cloud.
     let mut dc_service = None;
     let mut dc_fingerprint = None;
+    let mut dc_port = None;
     if config.role == "systemcontroller" {
         let ca = Arc::new(
             roost_pki::DcCa::load_or_create(&data.path().join("dc-ca"), "Roost DC root CA")
@@ -244,6 +245,7 @@ pub async fn run_with(
         println!("roost dc ready on https://{dc_addr}");
         tracing::info!(%dc_addr, fingerprint = %ca.fingerprint(), "system controller: DC listener ready");
         dc_fingerprint = Some(ca.fingerprint());
+        dc_port = Some(dc_addr.port());
         dc_service = Some(dc);
     }
     if config.role == "subcloud" {
@@ -276,6 +278,7 @@ pub async fn run_with(
         hosts: hosts.clone(),
         dc: dc_service,
         dc_ca_fingerprint: dc_fingerprint,
+        dc_port,
         system: roost_api::sysinv::SystemView {
             uuid: system_uuid(&store)?,
             name: "roost".into(),

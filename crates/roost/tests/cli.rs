@@ -286,3 +286,65 @@ fn the_host_verbs_drive_inventory_and_heartbeat_settings() {
     let out = cli.run(&["heartbeat", "set", "colour=red"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_subcloud_verbs_drive_a_system_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(&cfg, "[dc]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let s = Server::start_with(
+        bin(),
+        roost_test_support::ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+    let cli = Cli::new();
+    assert!(cli.login(&s.url).status.success());
+    let text = cli.ok(&["subcloud", "add", "edge-1", "--description", "pond"]);
+    let dc = s.dc_url.clone().unwrap();
+    assert!(
+        text.contains(&format!("--system-controller {dc}")),
+        "{text}\n(dc {dc})"
+    );
+    assert!(text.contains("--enroll-token rsc1."), "{text}");
+    let list = cli.json(&["subcloud", "list", "-o", "json"]);
+    assert_eq!(list[0]["name"], "edge-1");
+    assert!(cli.ok(&["subcloud", "list"]).contains("unmanaged"));
+    assert!(
+        cli.ok(&["subcloud", "show", "edge-1"])
+            .contains("platform_sync_status")
+    );
+    cli.ok(&[
+        "subcloud-group",
+        "add",
+        "--name",
+        "west",
+        "--max-parallel-subclouds",
+        "5",
+    ]);
+    cli.ok(&["subcloud", "update", "edge-1", "--group", "west"]);
+    let members = cli.json(&["subcloud-group", "subclouds", "west", "-o", "json"]);
+    assert_eq!(members.as_array().unwrap().len(), 1);
+    let alarms = cli.ok(&["dc", "alarms"]);
+    assert!(
+        alarms.contains("edge-1") && alarms.contains('-'),
+        "{alarms}"
+    );
+    let out = cli.run(&["subcloud", "delete", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "roost: Subcloud not found");
+    cli.ok(&["subcloud", "delete", "edge-1"]);
+    assert!(
+        cli.json(&["subcloud", "list", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

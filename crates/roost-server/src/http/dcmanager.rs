@@ -171,6 +171,15 @@ async fn detail_subcloud(State(st): State<AppState>, Path(sc): Path<String>) -> 
 
 async fn add_subcloud(State(st): State<AppState>, req: Request) -> DcResult {
     let d = dc(&st)?.clone();
+    let dc_url = st.dc_port.map(|port| {
+        let base = st.base_url(req.headers());
+        let host = base.trim_start_matches("http://");
+        let host = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        format!("https://{host}:{port}")
+    });
     let body: SubcloudCreate = typed(form(req, &st).await?)?;
     let Some(name) = body.name.filter(|n| !n.trim().is_empty()) else {
         return Err(DcHttpError(
@@ -189,6 +198,8 @@ async fn add_subcloud(State(st): State<AppState>, req: Request) -> DcResult {
     )?;
     let mut v = subcloud_json(&view, true);
     v["enroll_token"] = json!(token);
+    // Where the subcloud must dial, for the operator's convenience.
+    v["system_controller_dc_url"] = json!(dc_url);
     Ok(Json(v))
 }
 

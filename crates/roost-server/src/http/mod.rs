@@ -36,6 +36,8 @@ pub struct AppState {
     pub dc: Option<crate::dc::DcService>,
     /// Fingerprint of the DC root CA (put in enrollment tokens).
     pub dc_ca_fingerprint: Option<String>,
+    /// Port of the DC listener, on a system controller.
+    pub dc_port: Option<u16>,
     /// What `/v1/isystems` says about this cloud.
     pub system: roost_api::sysinv::SystemView,
     pub identity: Arc<Identity>,
