@@ -230,13 +230,19 @@ pub async fn run_with(
                         _ = tick.tick() => {}
                     }
                     for (ep, content) in [
-                        (roost_dc::Endpoint::Platform, subcloud::platform_content(&store, &fm)),
-                        (roost_dc::Endpoint::DcCert, serde_json::json!({ "ca_bundle": ca_pem })),
+                        (
+                            roost_dc::Endpoint::Platform,
+                            subcloud::platform_content(&store, &fm),
+                        ),
+                        (
+                            roost_dc::Endpoint::DcCert,
+                            serde_json::json!({ "ca_bundle": ca_pem }),
+                        ),
                     ] {
-                        if dc.desired(ep).1.as_ref() != Some(&content) {
-                            if let Err(e) = dc.set_desired(ep, content).await {
-                                tracing::warn!(error = %e, "cannot update the desired configuration");
-                            }
+                        if dc.desired(ep).1.as_ref() != Some(&content)
+                            && let Err(e) = dc.set_desired(ep, content).await
+                        {
+                            tracing::warn!(error = %e, "cannot update the desired configuration");
                         }
                     }
                 }
