@@ -289,7 +289,7 @@ fn alarms_raised_during_a_partition_arrive_exactly_once() {
     wait_field(&api, "edge-5", "availability-status", "online", 30);
     let sapi = sub.api();
     sapi.set_alarm("100.104", "host=controller-0.filesystem=/a", "major");
-    let _ = wait_for(30, || {
+    wait_for(30, || {
         (api.get("/v1.0/subclouds/edge-5/alarms").body["alarms"]
             .as_array()
             .unwrap()
