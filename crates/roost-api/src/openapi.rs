@@ -610,6 +610,16 @@ pub const ROUTES: &[Route] = &[
         ok: &[200],
         body: None,
     },
+    Route {
+        method: "post",
+        path: "/v3/users/{user_id}/password",
+        tag: "identity",
+        summary: "Change your own password (Keystone): {\"user\": {\"password\", \"original_password\"}}; synced to managed subclouds",
+        auth: true,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
 ];
 
 fn schemas() -> Value {

@@ -278,6 +278,21 @@ impl Identity {
         Ok(known || stored)
     }
 
+    /// Changes a user's password after checking the current one.
+    pub fn change_password(
+        &self,
+        user_id: &str,
+        original: &str,
+        new: &str,
+    ) -> Result<(), AuthError> {
+        let user = self.check_password(Some(user_id), None, original)?;
+        let hash = hash_password(new).map_err(AuthError::BadRequest)?;
+        if !self.store.set_password_hash(&user.id, &hash)? {
+            return Err(AuthError::Unauthorized);
+        }
+        Ok(())
+    }
+
     /// Forgets expired tokens, in memory and in the store.
     pub fn purge_expired(&self) -> Result<usize, AuthError> {
         let now = self.clock.now();

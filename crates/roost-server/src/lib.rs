@@ -238,6 +238,10 @@ pub async fn run_with(
                             roost_dc::Endpoint::DcCert,
                             serde_json::json!({ "ca_bundle": ca_pem }),
                         ),
+                        (
+                            roost_dc::Endpoint::Identity,
+                            subcloud::identity_content(&store, None),
+                        ),
                     ] {
                         if dc.desired(ep).1.as_ref() != Some(&content)
                             && let Err(e) = dc.set_desired(ep, content).await

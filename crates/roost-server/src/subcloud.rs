@@ -158,6 +158,8 @@ const SETTING_DNS: &str = "platform.dns_servers";
 const SETTING_NTP: &str = "platform.ntp_servers";
 const SETTING_DC_CA: &str = "dc-cert.ca_bundle";
 const SETTING_APPLIED: &str = "dc.applied.";
+/// Names of the users the system controller last synced (only those are compared).
+const SETTING_SYNCED_USERS: &str = "dc.identity.users";
 
 fn servers(store: &Store, key: &str) -> Vec<String> {
     store
@@ -184,9 +186,30 @@ pub fn platform_content(store: &Store, fm: &FmService) -> Value {
     })
 }
 
+/// Users, password hashes and roles as a system controller syncs them.
+/// `only` limits the list to these names.
+pub fn identity_content(store: &Store, only: Option<&BTreeSet<String>>) -> Value {
+    let users: Vec<Value> = store
+        .synced_users()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| only.is_none_or(|names| names.contains(&u.name)))
+        .map(|u| json!({"name": u.name, "password_hash": u.password_hash, "roles": u.roles}))
+        .collect();
+    json!({ "users": users })
+}
+
 fn local_content(store: &Store, fm: &FmService, ep: Endpoint) -> Value {
     match ep {
         Endpoint::Platform => platform_content(store, fm),
+        Endpoint::Identity => {
+            let names: Option<BTreeSet<String>> = store
+                .setting(SETTING_SYNCED_USERS)
+                .ok()
+                .flatten()
+                .and_then(|v| serde_json::from_str(&v).ok());
+            identity_content(store, names.as_ref())
+        }
         Endpoint::DcCert => json!({
             "ca_bundle": store.setting(SETTING_DC_CA).ok().flatten().unwrap_or_default(),
         }),
@@ -253,6 +276,44 @@ async fn apply(
                 .to_string();
             store.set_settings(&[(SETTING_DC_CA.into(), bundle)])?;
         }
+        Endpoint::Identity => {
+            let mut users = Vec::new();
+            for u in content["users"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let (Some(name), Some(hash)) = (u["name"].as_str(), u["password_hash"].as_str())
+                else {
+                    anyhow::bail!("an identity push holds a user without name or password hash");
+                };
+                let mut roles: Vec<String> = u["roles"]
+                    .as_array()
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                roles.sort();
+                users.push(roost_store::SyncedUser {
+                    name: name.to_string(),
+                    password_hash: hash.to_string(),
+                    roles,
+                });
+            }
+            let names: BTreeSet<String> = users.iter().map(|u| u.name.clone()).collect();
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            store.apply_synced_users(
+                &users,
+                &mut || uuid::Uuid::new_v4().simple().to_string(),
+                Timestamp(now),
+            )?;
+            store.set_settings(&[(SETTING_SYNCED_USERS.into(), serde_json::to_string(&names)?)])?;
+        }
         _ => {}
     }
     Ok(())
@@ -287,6 +348,9 @@ pub async fn run(
     let mut need_snapshot = true;
     let mut interval = Duration::from_secs(2);
     let mut online = false;
+    // Quick re-syncs after applying pushes, bounded so that a push that
+    // never converges cannot make the subcloud hammer its controller.
+    let mut quick_left = 3u32;
     loop {
         let mut again_soon = false;
         // One sync.
@@ -416,9 +480,11 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "certificate renewal failed; will retry"),
             }
         }
-        let wait = if again_soon {
+        let wait = if again_soon && quick_left > 0 {
+            quick_left -= 1;
             Duration::from_millis(50)
         } else {
+            quick_left = 3;
             interval
         };
         tokio::select! {

@@ -172,3 +172,108 @@ impl Store {
         })
     }
 }
+
+/// A user as Distributed Cloud synchronises it: name, password hash and its
+/// roles on the `admin` project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedUser {
+    pub name: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+}
+
+impl Store {
+    /// Every user with its hash and roles on the `admin` project, by name.
+    pub fn synced_users(&self) -> Result<Vec<SyncedUser>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT u.name, u.password_hash,
+                        COALESCE((SELECT group_concat(r.role, ',') FROM
+                            (SELECT ra.role FROM role_assignments ra JOIN projects p ON p.id = ra.project_id
+                             WHERE ra.user_id = u.id AND p.name = 'admin' ORDER BY ra.role) r), '')
+                 FROM users u ORDER BY u.name",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    let roles: String = r.get(2)?;
+                    // group_concat does not promise an order: sort here.
+                    let mut roles: Vec<String> = roles
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    roles.sort();
+                    Ok(SyncedUser {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        roles,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Makes the users match `users` (create, update hash and roles on the
+    /// `admin` project); users not listed are left alone. `new_id` makes ids
+    /// for created users.
+    pub fn apply_synced_users(
+        &self,
+        users: &[SyncedUser],
+        new_id: &mut dyn FnMut() -> String,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = users.iter().map(|_| new_id()).collect();
+        let project_id = new_id();
+        self.write_once(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO projects (id, name) VALUES (?1, 'admin')",
+                [&project_id],
+            )?;
+            let admin: String =
+                tx.query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| r.get(0))?;
+            for (u, fresh) in users.iter().zip(ids) {
+                let existing: Option<String> = tx
+                    .query_row("SELECT id FROM users WHERE name = ?1", [&u.name], |r| r.get(0))
+                    .optional()?;
+                let id = match existing {
+                    Some(id) => {
+                        tx.execute(
+                            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                            params![id, u.password_hash],
+                        )?;
+                        id
+                    }
+                    None => {
+                        tx.execute(
+                            "INSERT INTO users (id, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                            params![fresh, u.name, u.password_hash, now.micros()],
+                        )?;
+                        fresh
+                    }
+                };
+                tx.execute(
+                    "DELETE FROM role_assignments WHERE user_id = ?1 AND project_id = ?2",
+                    params![id, admin],
+                )?;
+                for role in &u.roles {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                        params![id, admin, role],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets a user's password hash; false if there is no such user.
+    pub fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        self.write_once(|tx| {
+            Ok(tx.execute(
+                "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                params![user_id, hash],
+            )? > 0)
+        })
+    }
+}

@@ -29,7 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use dc::{StoredGroup, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::StoredHost;
-pub use identity::{StoredToken, StoredUser};
+pub use identity::{StoredToken, StoredUser, SyncedUser};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

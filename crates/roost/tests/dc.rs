@@ -225,6 +225,24 @@ fn subclouds_enroll_aggregate_alarms_and_converge_on_configuration() {
     );
     let r = api.delete("/v1.0/subcloud-groups/Default");
     assert_eq!(r.status, 400);
+
+    // Identity: the admin password changed on the system controller reaches
+    // managed subclouds.
+    let (_, _, body) = sc.login(json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": roost_test_support::PASSWORD}}}}}));
+    let uid = body["token"]["user"]["id"].as_str().unwrap().to_string();
+    let r = api.post(
+        &format!("/v3/users/{uid}/password"),
+        &json!({"user": {"password": "central-pw-2026", "original_password": roost_test_support::PASSWORD}}),
+    );
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let new_login = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": "central-pw-2026"}}}}});
+    for sub in &subs {
+        assert!(
+            wait_for(30, || (sub.login(new_login.clone()).0 == 201).then_some(())).is_some(),
+            "the new password works on {}",
+            sub.url
+        );
+    }
 }
 
 #[test]

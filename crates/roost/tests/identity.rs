@@ -290,3 +290,36 @@ fn keystoneauth1_logs_in_and_finds_every_endpoint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn users_change_their_own_password_with_the_current_one() {
+    let s = Server::start(bin());
+    let (_, headers, body) = s.login(password_body(PASSWORD, true));
+    let token = headers
+        .get("x-subject-token")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let user_id = body["token"]["user"]["id"].as_str().unwrap().to_string();
+    let change = |uid: &str, original: &str, new: &str| {
+        http()
+            .post(format!("{}/v3/users/{uid}/password", s.url))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"user": {"password": new, "original_password": original}}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(change(&user_id, "wrong", "new-password-1"), 401);
+    assert_eq!(change(&user_id, PASSWORD, "short"), 400);
+    assert_eq!(change("someone-else", PASSWORD, "new-password-1"), 403);
+    assert_eq!(change(&user_id, PASSWORD, "new-password-1"), 204);
+    assert_eq!(
+        s.login(password_body(PASSWORD, true)).0,
+        401,
+        "the old one is gone"
+    );
+    assert_eq!(s.login(password_body("new-password-1", true)).0, 201);
+}

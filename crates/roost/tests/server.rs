@@ -153,7 +153,8 @@ fn health_metrics_and_openapi_are_served() {
                 .replace("{uuid}", "00000000-0000-0000-0000-000000000000")
                 .replace("{host}", "nobody")
                 .replace("{subcloud}", "nobody")
-                .replace("{group}", "nobody");
+                .replace("{group}", "nobody")
+                .replace("{user_id}", "nobody");
             let r = http()
                 .request(
                     method.to_uppercase().parse().unwrap(),

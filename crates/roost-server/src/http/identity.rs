@@ -22,7 +22,52 @@ pub fn public_routes() -> Router<AppState> {
 }
 
 pub fn protected_routes() -> Router<AppState> {
-    Router::new().route("/v3/auth/tokens", get(validate).delete(revoke))
+    Router::new()
+        .route("/v3/auth/tokens", get(validate).delete(revoke))
+        .route("/v3/users/{user_id}/password", post(change_password))
+}
+
+/// `POST /v3/users/{user_id}/password` body.
+#[derive(serde::Deserialize)]
+struct PasswordChange {
+    user: PasswordChangeUser,
+}
+
+#[derive(serde::Deserialize)]
+struct PasswordChangeUser {
+    password: String,
+    original_password: String,
+}
+
+/// Keystone's self-service password change: the holder of a token changes
+/// their own password, giving the current one. On a system controller the
+/// new password reaches every managed subcloud (endpoint `identity`).
+async fn change_password(
+    State(st): State<AppState>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let req: PasswordChange = json_body(&headers, body)?;
+    if who.user_id != user_id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you can change only your own password",
+        ));
+    }
+    if req.user.password.len() < 8 {
+        return Err(ApiError::bad_request(
+            "the new password must have at least 8 characters",
+        ));
+    }
+    let ident = st.identity.clone();
+    tokio::task::spawn_blocking(move || {
+        ident.change_password(&user_id, &req.user.original_password, &req.user.password)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(&e))??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn v3(State(st): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
