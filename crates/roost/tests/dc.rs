@@ -183,6 +183,27 @@ fn subclouds_enroll_aggregate_alarms_and_converge_on_configuration() {
         wait_field(&api, name, "sync_status", "in-sync", 30);
     }
 
+    // DNS servers set on the system controller reach managed subclouds.
+    let dns = api.get("/v1/idns").body["idnss"][0].clone();
+    let r = api.patch(
+        &format!("/v1/idns/{}", dns["uuid"].as_str().unwrap()),
+        &json!([{"op": "replace", "path": "/nameservers", "value": "10.0.0.53,10.0.1.53"}, {"op": "replace", "path": "/action", "value": "apply"}]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.patch(
+        &format!("/v1/idns/{}", dns["uuid"].as_str().unwrap()),
+        &json!([{"op": "replace", "path": "/nameservers", "value": "not-an-ip"}]),
+    );
+    assert_eq!(r.status, 400);
+    for a in &apis[..2] {
+        assert!(
+            wait_for(30, || (a.get("/v1/idns").body["idnss"][0]["nameservers"]
+                == "10.0.0.53,10.0.1.53")
+                .then_some(()))
+            .is_some()
+        );
+    }
+
     // Drift: a local change on a managed subcloud is found and overwritten.
     set_suppressed(&apis[0], "100.101", false);
     assert!(

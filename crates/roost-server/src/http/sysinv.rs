@@ -34,6 +34,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ihosts/{host}/ethernet_ports", get(ethernet_ports))
         .route("/v1/ihosts/{host}/ports", get(ports))
         .route("/v1/ihosts/{host}/join_token", post(join_token))
+        .route("/v1/idns", get(list_dns))
+        .route("/v1/idns/", get(list_dns))
+        .route("/v1/idns/{uuid}", get(show_dns).patch(patch_dns))
+        .route("/v1/intp", get(list_ntp))
+        .route("/v1/intp/", get(list_ntp))
+        .route("/v1/intp/{uuid}", get(show_ntp).patch(patch_ntp))
         .route("/v1/service_parameter", get(list_parameters))
         .route("/v1/service_parameter/", get(list_parameters))
         .route("/v1/service_parameter/apply", post(apply_parameters))
@@ -279,4 +285,186 @@ async fn apply_parameters(
     Ok(Json(
         json!({"service": "platform", "section": req.get("section").cloned().unwrap_or(Value::Null)}),
     ))
+}
+
+/// One of the platform server lists (DNS or NTP), sysinv style.
+struct ServerList {
+    /// Collection key (`idnss`, `intps`).
+    collection: &'static str,
+    /// Field holding the comma-separated servers.
+    field: &'static str,
+    /// Settings key.
+    setting: &'static str,
+    /// Most servers allowed.
+    max: usize,
+    /// Whether every entry must be an IP address.
+    ip_only: bool,
+}
+
+const DNS: ServerList = ServerList {
+    collection: "idnss",
+    field: "nameservers",
+    setting: "platform.dns_servers",
+    max: 3,
+    ip_only: true,
+};
+const NTP: ServerList = ServerList {
+    collection: "intps",
+    field: "ntpservers",
+    setting: "platform.ntp_servers",
+    max: 3,
+    ip_only: false,
+};
+
+fn server_list_json(st: &AppState, list: &ServerList, base: &str) -> Result<Value, ApiError> {
+    let value = st.fm.store().setting(list.setting)?.unwrap_or_default();
+    let uuid = wire::child_uuid(&st.system.uuid, list.collection, "");
+    Ok(json!({
+        "uuid": uuid,
+        list.field: value,
+        "isystem_uuid": st.system.uuid,
+        "links": [{"href": format!("{base}/v1/{}/{uuid}", &list.collection[..list.collection.len() - 1]), "rel": "self"}],
+        "created_at": st.system.created_at,
+        "updated_at": null,
+    }))
+}
+
+async fn list_servers(
+    st: &AppState,
+    headers: &HeaderMap,
+    list: &ServerList,
+) -> Result<Json<Value>, ApiError> {
+    let item = server_list_json(st, list, &st.base_url(headers))?;
+    Ok(Json(json!({ list.collection: [item] })))
+}
+
+async fn patch_servers(
+    st: &AppState,
+    headers: &HeaderMap,
+    uuid: &str,
+    body: Result<Bytes, BytesRejection>,
+    list: &ServerList,
+) -> Result<Json<Value>, ApiError> {
+    let current = server_list_json(st, list, &st.base_url(headers))?;
+    if current["uuid"] != uuid {
+        return Err(ApiError::not_found(format!(
+            "{} {uuid} not found",
+            list.collection
+        )));
+    }
+    let ops: Vec<PatchOp> = json_body(headers, body)?;
+    let mut value = None;
+    for op in ops {
+        match op.path.as_str() {
+            p if p == format!("/{}", list.field) => {
+                value = Some(match op.value {
+                    Some(Value::String(v)) => v,
+                    Some(Value::Null) | None => String::new(),
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!(
+                            "{} must be a comma-separated string, not {other}",
+                            list.field
+                        )));
+                    }
+                })
+            }
+            // StarlingX's client adds an apply action; changes apply at once here.
+            "/action" => {}
+            other => {
+                return Err(ApiError::bad_request(format!("cannot change {other}")));
+            }
+        }
+    }
+    let Some(value) = value else {
+        return Err(ApiError::bad_request(format!(
+            "the patch holds no /{}",
+            list.field
+        )));
+    };
+    let servers: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.len() > list.max {
+        return Err(ApiError::bad_request(format!(
+            "at most {} {} are allowed",
+            list.max, list.field
+        )));
+    }
+    for s in &servers {
+        let ok = s.parse::<std::net::IpAddr>().is_ok()
+            || (!list.ip_only
+                && s.len() <= 253
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "invalid {} entry {s:?}: {}",
+                list.field,
+                if list.ip_only {
+                    "use IP addresses"
+                } else {
+                    "use IP addresses or host names"
+                }
+            )));
+        }
+    }
+    st.fm
+        .store()
+        .set_settings(&[(list.setting.to_string(), servers.join(","))])?;
+    Ok(Json(server_list_json(st, list, &st.base_url(headers))?))
+}
+
+async fn list_dns(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    list_servers(&st, &headers, &DNS).await
+}
+
+async fn show_dns(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = server_list_json(&st, &DNS, &st.base_url(&headers))?;
+    if v["uuid"] != uuid.as_str() {
+        return Err(ApiError::not_found(format!("idns {uuid} not found")));
+    }
+    Ok(Json(v))
+}
+
+async fn patch_dns(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    patch_servers(&st, &headers, &uuid, body, &DNS).await
+}
+
+async fn list_ntp(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    list_servers(&st, &headers, &NTP).await
+}
+
+async fn show_ntp(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = server_list_json(&st, &NTP, &st.base_url(&headers))?;
+    if v["uuid"] != uuid.as_str() {
+        return Err(ApiError::not_found(format!("intp {uuid} not found")));
+    }
+    Ok(Json(v))
+}
+
+async fn patch_ntp(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    patch_servers(&st, &headers, &uuid, body, &NTP).await
 }
