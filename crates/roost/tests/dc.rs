@@ -526,6 +526,32 @@ fn a_client_certificate_from_another_ca_and_bad_stream_messages_are_refused() {
         .len();
     assert_eq!(alarms, 1, "nothing from the bad messages was stored");
 
+    // Renewal: a fresh CSR over the mutual TLS link gives a new certificate
+    // with the same subject.
+    let fresh = roost_pki::ClientIdentity::generate("anything").unwrap();
+    let renewed: Value = rt.block_on(async {
+        good.post(format!("{dc_url}/dc/v1/renew"))
+            .json(&json!({"csr_pem": fresh.csr_pem}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let info = roost_pki::cert_info(renewed["cert_pem"].as_str().unwrap()).unwrap();
+    assert_eq!(info.cn.as_deref(), Some("edge-7"));
+    let renewed_client = roost_pki::https_client(
+        roost_pki::client_config(
+            &enrolled.ca_pem,
+            Some((renewed["cert_pem"].as_str().unwrap(), &fresh.key_pem)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (st, _) = post(&renewed_client, json!({})).unwrap();
+    assert_eq!(st, 200, "the renewed certificate works");
+
     // A client certificate from another CA: the handshake fails.
     let other_dir = tempfile::tempdir().unwrap();
     let other = roost_pki::DcCa::load_or_create(other_dir.path(), "impostor").unwrap();
