@@ -13,11 +13,13 @@
 //!   the process; powering it on starts it again.
 //! - [`agents`]: many lightweight simulated hosts in one process, each
 //!   enrolled like a real agent and answering heartbeats (`roost sim agents`).
-//!
-//! Simulated subclouds will follow.
+//! - [`subclouds`]: many lightweight simulated subclouds in one process,
+//!   each enrolled into a system controller with its own certificate and
+//!   syncing over mutual TLS (`roost sim subclouds`).
 #![forbid(unsafe_code)]
 
 pub mod agents;
 pub mod bmc;
+pub mod subclouds;
 
 pub use bmc::{Bmc, BmcArgs, BmcConfig, PowerState, REBOOT_EXIT_CODE, ResetType, run_bmc_cli};

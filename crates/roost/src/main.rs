@@ -42,6 +42,8 @@ enum SimCommand {
     Bmc(roost_sim::bmc::BmcArgs),
     /// Many simulated hosts in one process: enrolled like agents, answering heartbeats
     Agents(roost_sim::agents::AgentsArgs),
+    /// Many simulated subclouds in one process: enrolled into a system controller, syncing over mutual TLS
+    Subclouds(roost_sim::subclouds::SubcloudsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +206,9 @@ fn main() -> ExitCode {
         Command::Agent(args) => roost_agent::main(args),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),
         Command::Sim(SimCommand::Agents(args)) => run_async(roost_sim::agents::run_agents(args)),
+        Command::Sim(SimCommand::Subclouds(args)) => {
+            run_async(roost_sim::subclouds::run_subclouds(args))
+        }
         Command::Server(args) => {
             let (config, enroll_token) = match server_config(args) {
                 Ok(c) => c,
@@ -217,8 +222,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let admin_password = std::env::var("ROOST_ADMIN_PASSWORD").ok();
+            // Few blocking threads: each one costs a malloc arena, and the
+            // store's read pool keeps four connections anyway.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .max_blocking_threads(6)
                 .enable_all()
                 .build()
             {
