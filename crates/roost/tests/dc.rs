@@ -669,3 +669,47 @@ fn a_cut_link_gives_offline_and_autonomy_and_the_subcloud_converges_when_it_retu
     assert_eq!(a.len(), 1, "{a:?}");
     assert!(api.alarms("?q.field=alarm_id&q.value=280.001").is_empty());
 }
+
+#[test]
+fn an_expired_enrollment_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dc_config(dir.path(), "enroll_token_ttl_secs = 1\n");
+    let sc = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg,
+            ],
+            ..Default::default()
+        },
+    );
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-late");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--no-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--role",
+            "subcloud",
+            "--system-controller",
+            sc.dc_url.as_deref().unwrap(),
+            "--enroll-token",
+            &token,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("late"))
+        .env("ROOST_ADMIN_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("enrollment refused"), "{err}");
+    let s = subcloud(&api, "edge-late");
+    assert_eq!(s["deploy-status"], "not-deployed", "nothing changed");
+}
