@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -19,6 +19,10 @@
 //! * `mtce`: heartbeat failure detection, false failures under CPU load,
 //!   agent footprint, a server with 200 simulated hosts (not part of `all`:
 //!   about 20 minutes, 3 with `--quick`; see `mtce.rs`).
+//! * `dc`: a system controller holding 1,000, 5,000 and 10,000 simulated
+//!   subclouds (`--sizes`; `--quick`: 100 and 500): footprint, death
+//!   detection, alarm aggregation, configuration convergence, a partition
+//!   (not part of `all`: about 8 minutes a size, 2 with `--quick`; see `dc.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -36,6 +40,7 @@
 //! the summary warns when a kept measurement was disturbed anyway.
 #![forbid(unsafe_code)]
 
+mod dc;
 mod idle;
 mod list;
 mod load;
@@ -76,6 +81,9 @@ struct Cli {
     /// to be quiet (other processes under 10 % of a core); 0: do not wait
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     wait_quiet: u64,
+    /// `dc`: numbers of subclouds, e.g. 1000,5000,10000
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    sizes: Vec<usize>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +94,7 @@ enum Which {
     Startup,
     Idle,
     Mtce,
+    Dc,
 }
 
 /// How long and how much to measure.
@@ -368,7 +377,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli.which, Plan::new(bin, cli.quick, cli.wait_quiet), &root) {
+    let plan = Plan::new(bin, cli.quick, cli.wait_quiet);
+    match run(cli.which, plan, &root, &cli.sizes) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("roost-bench: {n} requests failed (see the tables)");
@@ -383,7 +393,7 @@ fn main() -> ExitCode {
 
 /// Runs the chosen benchmarks, printing each section as it completes;
 /// returns the number of failed requests.
-fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
+fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result<u64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -426,6 +436,9 @@ fn run(which: Which, plan: Plan, root: &Path) -> anyhow::Result<u64> {
     ));
     if which == Which::Mtce {
         return mtce::run(&plan);
+    }
+    if which == Which::Dc {
+        return dc::run(&plan, sizes);
     }
     let all = which == Which::All;
     let mut r = Results::default();

@@ -70,7 +70,7 @@ impl Default for DcConfigFile {
             listen: SocketAddr::from(([0, 0, 0, 0], 6386)),
             names: Vec::new(),
             sync_interval_secs: 2,
-            offline_after_secs: 10,
+            offline_after_secs: 8,
             out_of_sync_alarm_after_secs: 30,
             enroll_token_ttl_secs: 24 * 3600,
             subcloud_cert_days: 30,

