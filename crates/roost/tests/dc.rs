@@ -713,3 +713,66 @@ fn an_expired_enrollment_token_is_refused() {
     let s = subcloud(&api, "edge-late");
     assert_eq!(s["deploy-status"], "not-deployed", "nothing changed");
 }
+
+#[test]
+fn starlingx_multipart_forms_add_and_manage_subclouds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    // What StarlingX's `dcmanager subcloud add` sends: text fields and a
+    // bootstrap_values file whose `name` names the subcloud.
+    let boundary = "roostboundary7";
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"bootstrap-address\"\r\n\r\n10.10.10.12\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"sysadmin_password\"\r\n\r\nU3lzYWRtaW4q\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"bootstrap_values\"; filename=\"/home/sysadmin/edge-mp.yaml\"\r\n\r\n\
+         name: edge-mp\nsystem_mode: simplex\n\r\n--{b}--\r\n",
+        b = boundary
+    );
+    let r = api.post_raw(
+        "/v1.0/subclouds/",
+        &format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["name"], "edge-mp");
+    assert!(
+        r.body["enroll_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("rsc1.")
+    );
+    // `dcmanager subcloud manage` is a multipart PATCH too.
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"management-state\"\r\n\r\nmanaged\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"force\"\r\n\r\ntrue\r\n--{b}--\r\n",
+        b = boundary
+    );
+    let r = roost_test_support::http()
+        .patch(format!("{}/v1.0/subclouds/edge-mp", sc.url))
+        .header("X-Auth-Token", &api.token)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["management-state"], "managed");
+    // A broken form is a clear 400 page, and nothing is created.
+    let r = api.post_raw(
+        "/v1.0/subclouds/",
+        "multipart/form-data; boundary=nothere",
+        b"garbage".to_vec(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        api.get("/v1.0/subclouds/").body["subclouds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
