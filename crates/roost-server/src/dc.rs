@@ -17,7 +17,7 @@ use roost_dc::{
     Fleet, Generation, Group, GroupError, GroupPatch, GroupSpec, Management, StreamError,
     SubcloudRecord,
 };
-use roost_fm::{AlarmInput, FmCommand};
+use roost_fm::FmCommand;
 use roost_store::{Store, StoreError, StoredGroup, StoredSubcloud};
 use roost_types::{Clock, Severity, Timestamp};
 use serde_json::Value;
@@ -301,25 +301,12 @@ impl DcService {
             tracing::info!(subcloud = %d.subcloud, endpoint = d.endpoint.as_str(), "configuration drift found; it will be overwritten while managed");
         }
         for a in fx.alarms {
-            let cmd = match a.severity {
-                Some(sev) => FmCommand::Set(AlarmInput {
-                    alarm_id: a.alarm_id.to_string(),
-                    entity_instance_id: a.entity_instance_id,
-                    entity_type_id: None,
-                    severity: sev,
-                    reason_text: Some(a.reason_text),
-                    alarm_type: None,
-                    probable_cause: None,
-                    proposed_repair_action: None,
-                    service_affecting: None,
-                    suppression: None,
-                    timestamp: None,
-                }),
-                None => FmCommand::ClearPair {
-                    alarm_id: a.alarm_id.to_string(),
-                    entity_instance_id: a.entity_instance_id,
-                },
-            };
+            let cmd = crate::fm_service::raise_or_clear(
+                a.alarm_id,
+                a.entity_instance_id,
+                a.severity,
+                a.reason_text,
+            );
             if let Err(e) = self.inner.fm.submit(cmd).await {
                 tracing::warn!(error = %e, "cannot record a subcloud alarm");
             }

@@ -182,6 +182,35 @@ fn writer_loop(
     }
 }
 
+/// The command that raises an alarm (with a severity) or clears it
+/// (without): how every service of the server records its alarms.
+pub fn raise_or_clear(
+    alarm_id: &str,
+    entity_instance_id: String,
+    severity: Option<roost_types::Severity>,
+    reason_text: String,
+) -> FmCommand {
+    match severity {
+        Some(severity) => FmCommand::Set(roost_fm::AlarmInput {
+            alarm_id: alarm_id.to_string(),
+            entity_instance_id,
+            entity_type_id: None,
+            severity,
+            reason_text: Some(reason_text),
+            alarm_type: None,
+            probable_cause: None,
+            proposed_repair_action: None,
+            service_affecting: None,
+            suppression: None,
+            timestamp: None,
+        }),
+        None => FmCommand::ClearPair {
+            alarm_id: alarm_id.to_string(),
+            entity_instance_id,
+        },
+    }
+}
+
 /// An error and its sources, joined with ": ".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -16,7 +16,6 @@ use std::time::Duration;
 use roost_api::agent::Inventory;
 use roost_api::heartbeat::{self, DropReason, HostKey, Kind, Pulse, ReplayWindow};
 use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
-use roost_fm::{AlarmInput, FmCommand};
 use roost_mtce::{
     ActionError, Admin, Command, Effects, HostAction, Maintenance, MtceSettings, Network,
     Personality,
@@ -1076,25 +1075,12 @@ impl HostService {
             }
         }
         for a in fx.alarms {
-            let cmd = match a.severity {
-                Some(sev) => FmCommand::Set(AlarmInput {
-                    alarm_id: a.alarm_id.to_string(),
-                    entity_instance_id: a.entity_instance_id,
-                    entity_type_id: None,
-                    severity: sev,
-                    reason_text: Some(a.reason_text),
-                    alarm_type: None,
-                    probable_cause: None,
-                    proposed_repair_action: None,
-                    service_affecting: None,
-                    suppression: None,
-                    timestamp: None,
-                }),
-                None => FmCommand::ClearPair {
-                    alarm_id: a.alarm_id.to_string(),
-                    entity_instance_id: a.entity_instance_id,
-                },
-            };
+            let cmd = crate::fm_service::raise_or_clear(
+                a.alarm_id,
+                a.entity_instance_id,
+                a.severity,
+                a.reason_text,
+            );
             if let Err(e) = self.inner.fm.submit(cmd).await {
                 tracing::warn!(error = %e, "cannot record a maintenance alarm");
             }

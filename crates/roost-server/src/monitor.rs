@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use roost_fm::{AlarmInput, FmCommand};
 use roost_inventory::sampling::{
     cpu_percent, disk_mounts, filesystem_percent, read_cpu_times, read_memory_percent,
 };
@@ -95,25 +94,12 @@ pub async fn run(
         }
         decisions.extend(monitor.forget_missing(&mounts));
         for d in decisions {
-            let cmd = match d.severity {
-                Some(sev) => FmCommand::Set(AlarmInput {
-                    alarm_id: d.alarm_id.to_string(),
-                    entity_instance_id: d.entity_instance_id.clone(),
-                    entity_type_id: None,
-                    severity: sev,
-                    reason_text: Some(d.reason_text.clone()),
-                    alarm_type: None,
-                    probable_cause: None,
-                    proposed_repair_action: None,
-                    service_affecting: None,
-                    suppression: None,
-                    timestamp: None,
-                }),
-                None => FmCommand::ClearPair {
-                    alarm_id: d.alarm_id.to_string(),
-                    entity_instance_id: d.entity_instance_id.clone(),
-                },
-            };
+            let cmd = crate::fm_service::raise_or_clear(
+                d.alarm_id,
+                d.entity_instance_id.clone(),
+                d.severity,
+                d.reason_text.clone(),
+            );
             match fm.submit(cmd).await {
                 Ok(_) => {
                     tracing::info!(alarm_id = d.alarm_id, entity = %d.entity_instance_id, severity = ?d.severity, "{}", d.reason_text)
