@@ -12,6 +12,7 @@
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 
+use roost_dc::AlarmLog;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -135,9 +136,77 @@ pub struct SyncReply {
     pub interval_secs: u64,
 }
 
+/// The alarm part of a subcloud's sync, from its numbered log: a snapshot
+/// when `want_snapshot` (or when the log can no longer bring a controller
+/// that acknowledged `acked` up to date), then at most `max` changes after
+/// it (or after `acked`).
+pub fn alarm_payload(
+    log: &AlarmLog,
+    acked: u64,
+    want_snapshot: bool,
+    max: usize,
+) -> (Option<WireSnapshot>, Vec<WireAlarmChange>) {
+    let snapshot = (want_snapshot || log.needs_snapshot(acked)).then(|| {
+        let (seq, alarms) = log.snapshot();
+        WireSnapshot {
+            seq,
+            alarms: alarms
+                .into_iter()
+                .map(|a| WireAlarm {
+                    alarm_id: a.alarm_id,
+                    entity_instance_id: a.entity_instance_id,
+                    severity: a.severity.as_str().to_string(),
+                    reason_text: a.reason_text,
+                    timestamp: a.timestamp.micros(),
+                })
+                .collect(),
+        }
+    });
+    let after = snapshot.as_ref().map_or(acked, |s| s.seq);
+    let changes = log
+        .pending_after(after)
+        .iter()
+        .take(max)
+        .map(|c| WireAlarmChange {
+            seq: c.seq,
+            alarm_id: c.alarm_id.clone(),
+            entity_instance_id: c.entity_instance_id.clone(),
+            severity: c.severity.map(|s| s.as_str().to_string()),
+            reason_text: c.reason_text.clone(),
+            timestamp: c.timestamp.micros(),
+        })
+        .collect();
+    (snapshot, changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alarm_payload_sends_a_snapshot_only_when_needed() {
+        use roost_dc::AlarmChange;
+        use roost_types::{Severity, Timestamp};
+        let mut log = AlarmLog::new();
+        for i in 0..3 {
+            log.append(AlarmChange {
+                seq: 0,
+                alarm_id: "100.104".into(),
+                entity_instance_id: format!("host=a.filesystem=/{i}"),
+                severity: Some(Severity::Major),
+                reason_text: String::new(),
+                timestamp: Timestamp(i),
+            });
+        }
+        let (snap, changes) = alarm_payload(&log, 1, false, 10);
+        assert!(snap.is_none());
+        assert_eq!(changes.iter().map(|c| c.seq).collect::<Vec<_>>(), [2, 3]);
+        let (_, changes) = alarm_payload(&log, 0, false, 1);
+        assert_eq!(changes.len(), 1, "bounded");
+        let (snap, changes) = alarm_payload(&log, 0, true, 10);
+        assert_eq!(snap.map(|s| (s.seq, s.alarms.len())), Some((3, 3)));
+        assert!(changes.is_empty(), "nothing after the snapshot");
+    }
 
     #[test]
     fn tokens_carry_the_ca_fingerprint() {

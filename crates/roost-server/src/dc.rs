@@ -648,12 +648,6 @@ impl DcService {
                     })
                 })
                 .collect();
-            if req.snapshot.is_none()
-                && acked == 0
-                && req.changes.first().is_some_and(|c| c.seq > 1)
-            {
-                want_snapshot = true;
-            }
             (
                 SyncReply {
                     epoch,

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use roost_api::dcsync::{
     AppliedEndpoint, EnrollRequest, EnrollResponse, RenewRequest, SyncReply, SyncRequest,
-    WireAlarm, WireAlarmChange, WireSnapshot, parse_enroll_token,
+    parse_enroll_token,
 };
 use roost_dc::{AlarmChange, AlarmLog, Applied, Endpoint, Epoch, Generation};
 use roost_fm::FmCommand;
@@ -356,36 +356,8 @@ pub async fn run(
         // One sync.
         let req = {
             let log = log.lock().unwrap_or_else(|e| e.into_inner());
-            let snapshot = (need_snapshot || log.needs_snapshot(acked)).then(|| {
-                let (seq, alarms) = log.snapshot();
-                WireSnapshot {
-                    seq,
-                    alarms: alarms
-                        .into_iter()
-                        .map(|a| WireAlarm {
-                            alarm_id: a.alarm_id,
-                            entity_instance_id: a.entity_instance_id,
-                            severity: a.severity.as_str().to_string(),
-                            reason_text: a.reason_text,
-                            timestamp: a.timestamp.micros(),
-                        })
-                        .collect(),
-                }
-            });
-            let after = snapshot.as_ref().map(|s| s.seq).unwrap_or(acked);
-            let changes: Vec<WireAlarmChange> = log
-                .pending_after(after)
-                .iter()
-                .take(2000)
-                .map(|c| WireAlarmChange {
-                    seq: c.seq,
-                    alarm_id: c.alarm_id.clone(),
-                    entity_instance_id: c.entity_instance_id.clone(),
-                    severity: c.severity.map(|s| s.as_str().to_string()),
-                    reason_text: c.reason_text.clone(),
-                    timestamp: c.timestamp.micros(),
-                })
-                .collect();
+            let (snapshot, changes) =
+                roost_api::dcsync::alarm_payload(&log, acked, need_snapshot, 2000);
             SyncRequest {
                 software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
                 snapshot,

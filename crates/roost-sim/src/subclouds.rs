@@ -70,8 +70,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::dcsync::{
-    AppliedEndpoint, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, WireAlarm,
-    WireAlarmChange, WireSnapshot, parse_enroll_token,
+    AppliedEndpoint, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, parse_enroll_token,
 };
 use roost_dc::{
     AlarmChange, AlarmCounts, AlarmLog, Applied, ENDPOINT_COUNT, Endpoint, Epoch, Generation,
@@ -412,36 +411,12 @@ impl SubState {
     /// The next sync request, as `roost_server::subcloud::run` builds it.
     fn request(&self) -> SyncRequest {
         let log = &self.log;
-        let snapshot = (self.need_snapshot || log.needs_snapshot(self.acked)).then(|| {
-            let (seq, alarms) = log.snapshot();
-            WireSnapshot {
-                seq,
-                alarms: alarms
-                    .into_iter()
-                    .map(|a| WireAlarm {
-                        alarm_id: a.alarm_id,
-                        entity_instance_id: a.entity_instance_id,
-                        severity: a.severity.as_str().to_string(),
-                        reason_text: a.reason_text,
-                        timestamp: a.timestamp.micros(),
-                    })
-                    .collect(),
-            }
-        });
-        let after = snapshot.as_ref().map_or(self.acked, |s| s.seq);
-        let changes = log
-            .pending_after(after)
-            .iter()
-            .take(MAX_CHANGES_PER_SYNC)
-            .map(|c| WireAlarmChange {
-                seq: c.seq,
-                alarm_id: c.alarm_id.clone(),
-                entity_instance_id: c.entity_instance_id.clone(),
-                severity: c.severity.map(|s| s.as_str().to_string()),
-                reason_text: c.reason_text.clone(),
-                timestamp: c.timestamp.micros(),
-            })
-            .collect();
+        let (snapshot, changes) = roost_api::dcsync::alarm_payload(
+            log,
+            self.acked,
+            self.need_snapshot,
+            MAX_CHANGES_PER_SYNC,
+        );
         SyncRequest {
             software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             snapshot,

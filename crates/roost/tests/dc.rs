@@ -68,6 +68,30 @@ fn start_subcloud(sc: &Server, token: &str, dir: &Path) -> Server {
     .expect("subcloud starts")
 }
 
+/// Starts a subcloud that must fail to enroll; returns what it printed.
+fn enroll_must_fail(dc_url: &str, token: &str, dir: &Path) -> String {
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--no-monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--role",
+            "subcloud",
+            "--system-controller",
+            dc_url,
+            "--enroll-token",
+            token,
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("ROOST_ADMIN_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "enrollment into {dir:?} must fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 fn subcloud(api: &Api, name: &str) -> Value {
     let r = api.get(&format!("/v1.0/subclouds/{name}"));
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -385,30 +409,8 @@ fn bad_enrollment_tokens_are_refused_and_nothing_is_stored() {
     let _sub = start_subcloud(&sc, &token, &d1);
     wait_field(&api, "edge-1", "availability-status", "online", 30);
     let dc_url = sc.dc_url.clone().unwrap();
-    let try_enroll = |token: &str, tag: &str| {
-        let d = dir.path().join(tag);
-        std::fs::create_dir_all(&d).unwrap();
-        let out = std::process::Command::new(bin())
-            .args([
-                "server",
-                "--no-monitor",
-                "--listen",
-                "127.0.0.1:0",
-                "--role",
-                "subcloud",
-                "--system-controller",
-                &dc_url,
-                "--enroll-token",
-                token,
-                "--data-dir",
-            ])
-            .arg(d.join("data"))
-            .env("ROOST_ADMIN_PASSWORD", "x")
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{tag} must fail");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    };
+    let try_enroll =
+        |token: &str, tag: &str| enroll_must_fail(&dc_url, token, &dir.path().join(tag));
     // Used.
     let e = try_enroll(&token, "used");
     assert!(e.contains("enrollment refused"), "{e}");
@@ -689,26 +691,11 @@ fn an_expired_enrollment_token_is_refused() {
     let api = sc.api();
     let token = add_subcloud(&api, "edge-late");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let out = std::process::Command::new(bin())
-        .args([
-            "server",
-            "--no-monitor",
-            "--listen",
-            "127.0.0.1:0",
-            "--role",
-            "subcloud",
-            "--system-controller",
-            sc.dc_url.as_deref().unwrap(),
-            "--enroll-token",
-            &token,
-            "--data-dir",
-        ])
-        .arg(dir.path().join("late"))
-        .env("ROOST_ADMIN_PASSWORD", "x")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = enroll_must_fail(
+        sc.dc_url.as_deref().unwrap(),
+        &token,
+        &dir.path().join("late"),
+    );
     assert!(err.contains("enrollment refused"), "{err}");
     let s = subcloud(&api, "edge-late");
     assert_eq!(s["deploy-status"], "not-deployed", "nothing changed");
