@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use roost_api::agent::Inventory;
-use roost_api::sysinv::{AgentReport, EnrollResponse, ReportReply};
-use serde::Serialize;
+use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, ReportReply};
 
 /// Header that carries the agent token.
 pub const TOKEN_HEADER: &str = "X-Agent-Token";
@@ -27,15 +26,6 @@ pub enum ApiError {
     /// A 2xx whose body is not what was expected.
     #[error("unexpected reply from the server: {0}")]
     BadReply(String),
-}
-
-#[derive(Serialize)]
-struct EnrollBody<'a> {
-    join_token: &'a str,
-    inventory: &'a Inventory,
-    heartbeat_port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mgmt_ip: Option<&'a str>,
 }
 
 /// A client of one server.
@@ -73,11 +63,11 @@ impl Client {
         heartbeat_port: u16,
         mgmt_ip: Option<&str>,
     ) -> Result<EnrollResponse, ApiError> {
-        let body = EnrollBody {
-            join_token,
-            inventory,
+        let body = EnrollRequest {
+            join_token: join_token.to_string(),
+            inventory: inventory.clone(),
             heartbeat_port,
-            mgmt_ip,
+            mgmt_ip: mgmt_ip.map(str::to_string),
         };
         let req = self
             .http
@@ -186,9 +176,9 @@ mod tests {
     #[test]
     fn the_enroll_body_has_the_documented_fields() {
         let inv = Inventory::default();
-        let v = serde_json::to_value(EnrollBody {
-            join_token: "t",
-            inventory: &inv,
+        let v = serde_json::to_value(EnrollRequest {
+            join_token: "t".into(),
+            inventory: inv,
             heartbeat_port: 2103,
             mgmt_ip: None,
         })
@@ -197,26 +187,6 @@ mod tests {
         assert_eq!(v["heartbeat_port"], 2103);
         assert!(v.get("mgmt_ip").is_none());
         assert!(v["inventory"].is_object());
-    }
-
-    #[test]
-    fn the_server_can_read_what_the_agent_sends() {
-        let inv = Inventory {
-            hostname: "h".into(),
-            ..Default::default()
-        };
-        let body = serde_json::to_string(&EnrollBody {
-            join_token: "t",
-            inventory: &inv,
-            heartbeat_port: 2103,
-            mgmt_ip: Some("10.0.0.5"),
-        })
-        .unwrap();
-        let req: roost_api::sysinv::EnrollRequest = serde_json::from_str(&body).unwrap();
-        assert_eq!(req.join_token, "t");
-        assert_eq!(req.inventory, inv);
-        assert_eq!(req.heartbeat_port, 2103);
-        assert_eq!(req.mgmt_ip.as_deref(), Some("10.0.0.5"));
     }
 
     #[test]

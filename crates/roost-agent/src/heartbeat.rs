@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use roost_api::heartbeat::{self, Health, HostKey, Kind, MAX_DATAGRAM, Pulse, ReplayWindow};
+use roost_api::heartbeat::{Answerer, Health, HostKey, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -105,11 +105,9 @@ pub struct RebootRequest {
 /// Answers pulse requests on one socket.
 pub struct Responder {
     socket: UdpSocket,
-    key: HostKey,
-    host_id: u32,
+    answerer: Answerer,
     health: Arc<HealthState>,
     reboot: mpsc::UnboundedSender<RebootRequest>,
-    window: ReplayWindow,
     drops: BTreeMap<&'static str, u64>,
 }
 
@@ -126,11 +124,9 @@ impl Responder {
     ) -> Responder {
         Responder {
             socket,
-            key,
-            host_id,
+            answerer: Answerer::new(host_id, key),
             health,
             reboot,
-            window: ReplayWindow::new(),
             drops: BTreeMap::new(),
         }
     }
@@ -154,7 +150,7 @@ impl Responder {
                     continue;
                 }
             };
-            let request = match self.accept(&buf[..n]) {
+            let request = match self.answerer.accept(&buf[..n]) {
                 Ok(p) => p,
                 Err(reason) => {
                     let count = self.drops.entry(reason).or_insert(0);
@@ -165,8 +161,7 @@ impl Responder {
             };
             let reboot = request.flags & FLAG_REBOOT != 0;
             let first_reboot = reboot && self.health.start_going_down();
-            let response = request.response(self.health.snapshot());
-            let packet = heartbeat::encode(&response, &self.key);
+            let packet = self.answerer.answer(&request, self.health.snapshot());
             if let Err(e) = self.socket.send_to(&packet, from).await {
                 tracing::debug!(%from, error = %e, "cannot send a heartbeat response");
             }
@@ -179,20 +174,6 @@ impl Responder {
                 });
             }
         }
-    }
-
-    /// Decodes and checks a datagram; the metric label of the reason when
-    /// it must be dropped.
-    fn accept(&mut self, buf: &[u8]) -> Result<Pulse, &'static str> {
-        let p = heartbeat::decode(buf, &self.key).map_err(|e| e.reason())?;
-        if p.kind != Kind::Request {
-            return Err("wrong_kind");
-        }
-        if p.host_id != self.host_id {
-            return Err("wrong_host");
-        }
-        self.window.check(&p).map_err(|r| r.as_str())?;
-        Ok(p)
     }
 }
 

@@ -500,9 +500,83 @@ impl ReplayWindow {
     }
 }
 
+/// The answering side of the heartbeat for one host, without I/O: checks a
+/// request (authentic, a request, for this host, newer than the last one)
+/// and builds the response. The host agent and the simulated agents both
+/// answer through it, so they cannot drift from each other.
+#[derive(Debug, Clone)]
+pub struct Answerer {
+    host_id: u32,
+    key: HostKey,
+    window: ReplayWindow,
+}
+
+impl Answerer {
+    /// An answerer for host `host_id` holding its `key`.
+    pub fn new(host_id: u32, key: HostKey) -> Answerer {
+        Answerer {
+            host_id,
+            key,
+            window: ReplayWindow::new(),
+        }
+    }
+
+    /// Checks a datagram; the request, or the metric label of the reason it
+    /// must be dropped (a [`DecodeError`] or [`DropReason`] label,
+    /// `wrong_kind` or `wrong_host`).
+    pub fn accept(&mut self, buf: &[u8]) -> Result<Pulse, &'static str> {
+        let p = decode(buf, &self.key).map_err(|e| e.reason())?;
+        if p.kind != Kind::Request {
+            return Err("wrong_kind");
+        }
+        if p.host_id != self.host_id {
+            return Err("wrong_host");
+        }
+        self.window.check(&p).map_err(|r| r.as_str())?;
+        Ok(p)
+    }
+
+    /// The authenticated response to an accepted `request`.
+    pub fn answer(&self, request: &Pulse, health: Health) -> [u8; PACKET_LEN] {
+        encode(&request.response(health), &self.key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answerer_accepts_only_authentic_new_requests_for_its_host() {
+        let key = HostKey::from_bytes([7; 32]);
+        let request = |host_id: u32, seq: u64| Pulse {
+            kind: Kind::Request,
+            network: NETWORK_MGMT,
+            flags: 0,
+            host_id,
+            epoch: 1,
+            seq,
+            sent_at_micros: 42,
+            health: Health::default(),
+        };
+        let mut a = Answerer::new(9, key.clone());
+        let ok = encode(&request(9, 1), &key);
+        let p = a.accept(&ok).expect("a fresh request");
+        assert_eq!(a.accept(&ok), Err("replayed"));
+        assert_eq!(a.accept(&encode(&request(8, 2), &key)), Err("wrong_host"));
+        let foreign = encode(&request(9, 3), &HostKey::from_bytes([1; 32]));
+        assert_eq!(a.accept(&foreign), Err("bad_mac"));
+        let response = encode(&request(9, 4).response(Health::default()), &key);
+        assert_eq!(a.accept(&response), Err("wrong_kind"));
+        assert!(a.accept(&encode(&request(9, 5), &key)).is_ok());
+        let health = Health {
+            cpu_pct: 3,
+            flags: Health::DEGRADED,
+            ..Health::default()
+        };
+        let back = decode(&a.answer(&p, health), &key).expect("authentic");
+        assert_eq!((back.kind, back.seq, back.health), (Kind::Response, 1, health));
+    }
     use proptest::prelude::*;
 
     fn key() -> HostKey {

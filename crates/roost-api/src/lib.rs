@@ -13,6 +13,7 @@ pub mod fm;
 pub mod heartbeat;
 pub mod identity;
 pub mod openapi;
+pub mod redfish;
 pub mod sysinv;
 
 use serde::{Deserialize, Deserializer};

@@ -391,8 +391,9 @@ pub fn service_parameter_json(uuid: &str, name: &str, value: &str, base: &str) -
     })
 }
 
-/// Enrollment of an agent.
-#[derive(Debug, Deserialize)]
+/// Enrollment of an agent: sent by the agent and the simulated agents,
+/// read by the server.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub join_token: String,
@@ -400,7 +401,7 @@ pub struct EnrollRequest {
     /// UDP port the agent answers heartbeats on.
     pub heartbeat_port: u16,
     /// Address the server should pulse; by default the address the request came from.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mgmt_ip: Option<String>,
 }
 

@@ -138,14 +138,22 @@ pub async fn run_with(
         }));
     }
     let metrics = Arc::new(metrics::Metrics::new());
+    let system_mode = roost_types::SystemMode::parse(&config.system_mode)
+        .ok_or_else(|| anyhow::anyhow!("unknown system mode {:?}", config.system_mode))?;
     let (hosts, host_tasks) = hosts::HostService::start(
-        store.clone(),
-        fm.clone(),
-        clock.clone(),
-        metrics.clone(),
+        hosts::HostsIo {
+            store: store.clone(),
+            fm: fm.clone(),
+            bmc: Arc::new(
+                hosts::bmc::Redfish::new(Duration::from_secs(10))
+                    .context("cannot make the Redfish client")?,
+            ),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
         hosts::HostsConfig {
             hostname: config.hostname.clone(),
-            system_mode: config.system_mode.clone(),
+            system_mode,
             heartbeat_listen: config.heartbeat_listen,
             join_token_ttl_secs: config.join_token_ttl_secs,
         },
@@ -292,12 +300,8 @@ pub async fn run_with(
         system: roost_api::sysinv::SystemView {
             uuid: system_uuid(&store)?,
             name: "roost".into(),
-            system_mode: config.system_mode.clone(),
-            system_type: if config.system_mode == "simplex" {
-                "All-in-one".into()
-            } else {
-                "Standard".into()
-            },
+            system_mode: system_mode.to_string(),
+            system_type: system_mode.system_type().into(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             distributed_cloud_role: (config.role != "standalone").then(|| config.role.clone()),
             location: String::new(),

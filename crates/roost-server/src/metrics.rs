@@ -122,6 +122,11 @@ impl Metrics {
         self.pulse_rtt.observe(rtt_seconds);
     }
 
+    /// Valid pulse responses counted so far.
+    pub fn pulses_answered_total(&self) -> u64 {
+        self.pulses_answered.get()
+    }
+
     /// Counts a dropped heartbeat packet.
     pub fn heartbeat_dropped(&self, reason: &'static str) {
         self.heartbeat_dropped

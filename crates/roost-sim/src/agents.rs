@@ -15,7 +15,7 @@
 //!    NIC with a locally administered MAC derived from the hostname) gives
 //!    the host id, heartbeat key and agent token;
 //! 4. every valid pulse request (authentic, for this host, newer than the
-//!    last one: one [`ReplayWindow`] per host) is answered with a response
+//!    last one: roost-api's [`Answerer`], the agent's own) is answered with a response
 //!    carrying a fixed, healthy [`Health`];
 //! 5. every host reports (`POST /v1/agent/report` with `X-Agent-Token`,
 //!    inventory and heartbeat port) once per report interval; the reports of
@@ -51,8 +51,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::agent::{Cpu, Disk, Inventory, Memory, Nic, NumaNode};
-use roost_api::heartbeat::{self, FLAG_REBOOT, Health, HostKey, Kind, MAX_DATAGRAM, ReplayWindow};
-use roost_api::sysinv::{AgentReport, EnrollResponse};
+use roost_api::heartbeat::{Answerer, FLAG_REBOOT, Health, HostKey, MAX_DATAGRAM};
+use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -780,12 +780,12 @@ async fn enroll_one(
     let uptime_at_epoch = 3600 + fnv1a(name.as_bytes()) % 86_400;
     let r = http
         .post(format!("{}/v1/agent/enroll", cfg.server))
-        .json(&json!({
-            "join_token": join_token,
-            "inventory": fake_inventory(&name, uptime_at_epoch),
-            "heartbeat_port": addr.port(),
-            "mgmt_ip": cfg.ip.to_string(),
-        }))
+        .json(&EnrollRequest {
+            join_token: join_token.to_string(),
+            inventory: fake_inventory(&name, uptime_at_epoch),
+            heartbeat_port: addr.port(),
+            mgmt_ip: Some(cfg.ip.to_string()),
+        })
         .send()
         .await
         .with_context(|| format!("enrolling simulated host {name}"))?;
@@ -860,7 +860,7 @@ async fn respond(
     reboot_time: Duration,
 ) {
     let mut buf = [0u8; MAX_DATAGRAM];
-    let mut window = ReplayWindow::new();
+    let mut answerer = Answerer::new(host.host_id, key);
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -875,7 +875,7 @@ async fn respond(
             bump(&counters.ignored);
             continue;
         }
-        let Some(request) = accept(&buf[..n], &key, host.host_id, &mut window) else {
+        let Ok(request) = answerer.accept(&buf[..n]) else {
             bump(&counters.dropped);
             continue;
         };
@@ -885,7 +885,7 @@ async fn respond(
             bump(&counters.reboots);
             health.flags |= Health::REBOOTING;
         }
-        let packet = heartbeat::encode(&request.response(health), &key);
+        let packet = answerer.answer(&request, health);
         match socket.send_to(&packet, from).await {
             Ok(_) => bump(&counters.answered),
             Err(e) => tracing::debug!(host = %host.name, error = %e, "cannot answer a pulse"),
@@ -897,22 +897,6 @@ async fn respond(
             tracing::info!(host = %host.name, secs = reboot_time.as_secs_f64(), "simulated reboot");
         }
     }
-}
-
-/// Checks a datagram: authentic, a request, for this host, newer than the
-/// last one.
-fn accept(
-    buf: &[u8],
-    key: &HostKey,
-    host_id: u32,
-    window: &mut ReplayWindow,
-) -> Option<heartbeat::Pulse> {
-    let p = heartbeat::decode(buf, key).ok()?;
-    if p.kind != Kind::Request || p.host_id != host_id {
-        return None;
-    }
-    window.check(&p).ok()?;
-    Some(p)
 }
 
 /// Sends every host's report once per `interval`, one host at a time,
@@ -962,7 +946,7 @@ async fn report_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roost_api::heartbeat::Pulse;
+    use roost_api::heartbeat::{self, Kind, Pulse};
 
     fn key() -> HostKey {
         HostKey::from_bytes([7; 32])
@@ -1003,23 +987,6 @@ mod tests {
         assert_eq!(mac.len(), 17);
         assert!(mac.starts_with("02:"), "locally administered: {mac}");
         assert_eq!(a, fake_inventory("sim-0001", 5), "stable");
-    }
-
-    #[test]
-    fn only_authentic_new_requests_for_the_host_are_accepted() {
-        let mut w = ReplayWindow::new();
-        let k = key();
-        let ok = heartbeat::encode(&request(9, 1, 0), &k);
-        assert!(accept(&ok, &k, 9, &mut w).is_some());
-        assert!(accept(&ok, &k, 9, &mut w).is_none(), "replay");
-        let other_host = heartbeat::encode(&request(8, 2, 0), &k);
-        assert!(accept(&other_host, &k, 9, &mut w).is_none());
-        let other_key = heartbeat::encode(&request(9, 3, 0), &HostKey::from_bytes([1; 32]));
-        assert!(accept(&other_key, &k, 9, &mut w).is_none());
-        let response = heartbeat::encode(&request(9, 4, 0).response(HEALTH), &k);
-        assert!(accept(&response, &k, 9, &mut w).is_none());
-        let newer = heartbeat::encode(&request(9, 5, 0), &k);
-        assert!(accept(&newer, &k, 9, &mut w).is_some());
     }
 
     fn test_host(addr: SocketAddr) -> Arc<SimHost> {

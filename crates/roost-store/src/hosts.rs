@@ -79,7 +79,252 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
     })
 }
 
+/// One change to the host tables. [`Store::write_hosts`] applies a list of
+/// them in one transaction: all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostWrite {
+    /// Inserts a host; its new id is returned. A duplicate hostname fails the
+    /// whole write with [`StoreError::Invalid`].
+    Insert(StoredHost),
+    /// Writes every field of an existing host.
+    Update(StoredHost),
+    /// Writes every field of an existing host except its states
+    /// (administrative, operational, availability, task), which maintenance
+    /// owns.
+    Fields(StoredHost),
+    /// Writes the states of a host.
+    States {
+        id: i64,
+        administrative: String,
+        operational: String,
+        availability: String,
+        task: String,
+    },
+    /// Deletes a host by id.
+    Delete(i64),
+    /// Stores a join token (by hash) for a hostname.
+    JoinToken {
+        hash: String,
+        hostname: String,
+        expires_at: Timestamp,
+    },
+    /// Uses up a join token that must still be valid at `now` for
+    /// `hostname`; otherwise the whole write fails with
+    /// [`StoreError::Conflict`].
+    TakeJoinToken {
+        hash: String,
+        hostname: String,
+        now: Timestamp,
+    },
+    /// Stores settings.
+    Settings(Vec<(String, String)>),
+}
+
+fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64, StoreError> {
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM hosts WHERE hostname = ?1",
+            [&h.hostname],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "host {} already exists",
+            h.hostname
+        )));
+    }
+    tx.execute(
+        "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
+            operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
+            bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
+            created_at, updated_at, cluster_ip, cluster_port)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+        params![
+            h.uuid,
+            h.hostname,
+            h.personality,
+            h.subfunctions,
+            h.administrative,
+            h.operational,
+            h.availability,
+            h.task,
+            h.mgmt_ip,
+            h.mgmt_mac,
+            h.bm_type,
+            h.bm_ip,
+            h.bm_username,
+            h.bm_password,
+            h.location,
+            h.hb_key,
+            h.hb_port.map(i64::from),
+            h.agent_token_hash,
+            h.inventory,
+            h.local,
+            h.created_at.micros(),
+            h.updated_at.map(|t| t.micros()),
+            h.cluster_ip,
+            h.cluster_port.map(i64::from),
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "UPDATE hosts SET hostname = ?2, personality = ?3, subfunctions = ?4,
+            administrative = ?5, operational = ?6, availability = ?7, task = ?8,
+            mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
+            bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
+            agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
+            cluster_ip = ?22, cluster_port = ?23
+         WHERE id = ?1",
+        params![
+            h.id,
+            h.hostname,
+            h.personality,
+            h.subfunctions,
+            h.administrative,
+            h.operational,
+            h.availability,
+            h.task,
+            h.mgmt_ip,
+            h.mgmt_mac,
+            h.bm_type,
+            h.bm_ip,
+            h.bm_username,
+            h.bm_password,
+            h.location,
+            h.hb_key,
+            h.hb_port.map(i64::from),
+            h.agent_token_hash,
+            h.inventory,
+            h.local,
+            h.updated_at.map(|t| t.micros()),
+            h.cluster_ip,
+            h.cluster_port.map(i64::from),
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Invalid(format!("host {} not found", h.id)));
+    }
+    Ok(())
+}
+
+fn join_token_host(
+    tx: &rusqlite::Connection,
+    hash: &str,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    let found: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
+            [hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(found.and_then(|(h, exp)| (exp >= now.micros()).then_some(h)))
+}
+
 impl Store {
+    /// Applies `writes` in order in one transaction; for each write the id
+    /// of the host it inserted (0 for other writes). On any error nothing is
+    /// written.
+    pub fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, StoreError> {
+        self.write_once(|tx| {
+            let mut ids = Vec::with_capacity(writes.len());
+            for w in writes {
+                let mut id = 0;
+                match w {
+                    HostWrite::Insert(h) => id = insert_host_tx(tx, h)?,
+                    HostWrite::Update(h) => update_host_tx(tx, h)?,
+                    HostWrite::Fields(h) => {
+                        let mut row = h.clone();
+                        let cur: Option<(String, String, String, String)> = tx
+                            .query_row(
+                                "SELECT administrative, operational, availability, task
+                                 FROM hosts WHERE id = ?1",
+                                [h.id],
+                                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                            )
+                            .optional()?;
+                        let Some((a, o, v, t)) = cur else {
+                            return Err(StoreError::Invalid(format!("host {} not found", h.id)));
+                        };
+                        (row.administrative, row.operational, row.availability, row.task) =
+                            (a, o, v, t);
+                        update_host_tx(tx, &row)?;
+                    }
+                    HostWrite::States {
+                        id,
+                        administrative,
+                        operational,
+                        availability,
+                        task,
+                    } => {
+                        tx.execute(
+                            "UPDATE hosts SET administrative = ?2, operational = ?3,
+                                availability = ?4, task = ?5 WHERE id = ?1",
+                            params![id, administrative, operational, availability, task],
+                        )?;
+                    }
+                    HostWrite::Delete(id) => {
+                        tx.execute("DELETE FROM hosts WHERE id = ?1", [id])?;
+                    }
+                    HostWrite::JoinToken {
+                        hash,
+                        hostname,
+                        expires_at,
+                    } => {
+                        tx.execute(
+                            "INSERT INTO join_tokens (hash, hostname, expires_at) VALUES (?1, ?2, ?3)",
+                            params![hash, hostname, expires_at.micros()],
+                        )?;
+                    }
+                    HostWrite::TakeJoinToken {
+                        hash,
+                        hostname,
+                        now,
+                    } => {
+                        let valid = join_token_host(tx, hash, *now)?;
+                        if valid.as_deref() != Some(hostname.as_str()) {
+                            return Err(StoreError::Conflict(
+                                "the join token was used or expired meanwhile".into(),
+                            ));
+                        }
+                        tx.execute("DELETE FROM join_tokens WHERE hash = ?1", [hash])?;
+                        tx.execute(
+                            "DELETE FROM join_tokens WHERE expires_at < ?1",
+                            [now.micros()],
+                        )?;
+                    }
+                    HostWrite::Settings(pairs) => {
+                        for (k, v) in pairs {
+                            tx.execute(
+                                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                params![k, v],
+                            )?;
+                        }
+                    }
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// The hostname a join token is for, if it is valid at `now`; reads
+    /// only (the token is used up by [`HostWrite::TakeJoinToken`]).
+    pub fn peek_join_token(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|c| join_token_host(c, hash, now))
+    }
+
     /// Every host, by id.
     pub fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
         self.read(|c| {
@@ -95,101 +340,15 @@ impl Store {
     /// refused with [`StoreError::Invalid`].
     pub fn insert_host(&self, h: &StoredHost) -> Result<StoredHost, StoreError> {
         self.write_once(|tx| {
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM hosts WHERE hostname = ?1",
-                    [&h.hostname],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_some() {
-                return Err(StoreError::Invalid(format!(
-                    "host {} already exists",
-                    h.hostname
-                )));
-            }
-            tx.execute(
-                "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
-                    operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
-                    bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
-                    created_at, updated_at, cluster_ip, cluster_port)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                    ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                params![
-                    h.uuid,
-                    h.hostname,
-                    h.personality,
-                    h.subfunctions,
-                    h.administrative,
-                    h.operational,
-                    h.availability,
-                    h.task,
-                    h.mgmt_ip,
-                    h.mgmt_mac,
-                    h.bm_type,
-                    h.bm_ip,
-                    h.bm_username,
-                    h.bm_password,
-                    h.location,
-                    h.hb_key,
-                    h.hb_port.map(i64::from),
-                    h.agent_token_hash,
-                    h.inventory,
-                    h.local,
-                    h.created_at.micros(),
-                    h.updated_at.map(|t| t.micros()),
-                    h.cluster_ip,
-                    h.cluster_port.map(i64::from),
-                ],
-            )?;
             let mut out = h.clone();
-            out.id = tx.last_insert_rowid();
+            out.id = insert_host_tx(tx, h)?;
             Ok(out)
         })
     }
 
     /// Writes every field of an existing host.
     pub fn update_host(&self, h: &StoredHost) -> Result<(), StoreError> {
-        self.write_once(|tx| {
-            let n = tx.execute(
-                "UPDATE hosts SET hostname = ?2, personality = ?3, subfunctions = ?4,
-                    administrative = ?5, operational = ?6, availability = ?7, task = ?8,
-                    mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
-                    bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
-                    agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
-                    cluster_ip = ?22, cluster_port = ?23
-                 WHERE id = ?1",
-                params![
-                    h.id,
-                    h.hostname,
-                    h.personality,
-                    h.subfunctions,
-                    h.administrative,
-                    h.operational,
-                    h.availability,
-                    h.task,
-                    h.mgmt_ip,
-                    h.mgmt_mac,
-                    h.bm_type,
-                    h.bm_ip,
-                    h.bm_username,
-                    h.bm_password,
-                    h.location,
-                    h.hb_key,
-                    h.hb_port.map(i64::from),
-                    h.agent_token_hash,
-                    h.inventory,
-                    h.local,
-                    h.updated_at.map(|t| t.micros()),
-                    h.cluster_ip,
-                    h.cluster_port.map(i64::from),
-                ],
-            )?;
-            if n == 0 {
-                return Err(StoreError::Invalid(format!("host {} not found", h.id)));
-            }
-            Ok(())
-        })
+        self.write_once(|tx| update_host_tx(tx, h))
     }
 
     /// Deletes a host; true if it existed.
@@ -221,19 +380,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
         self.write_once(|tx| {
-            let found: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
-                    [hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+            let found = join_token_host(tx, hash, now)?;
             tx.execute("DELETE FROM join_tokens WHERE hash = ?1", [hash])?;
             tx.execute(
                 "DELETE FROM join_tokens WHERE expires_at < ?1",
                 [now.micros()],
             )?;
-            Ok(found.and_then(|(h, exp)| (exp >= now.micros()).then_some(h)))
+            Ok(found)
         })
     }
 

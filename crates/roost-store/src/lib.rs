@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use dc::{StoredGroup, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
-pub use hosts::StoredHost;
+pub use hosts::{HostWrite, StoredHost};
 pub use identity::{StoredToken, StoredUser, SyncedUser};
 
 /// Errors of the store.
@@ -46,6 +46,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Invalid(String),
+    /// The write depends on something that changed meanwhile (a join token
+    /// used or expired since it was read); nothing was written.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// How hard a commit tries to reach the disk.

@@ -8,8 +8,10 @@
 
 mod entity;
 mod severity;
+mod system;
 mod time;
 
 pub use entity::{entity_is_under, entity_type_of};
 pub use severity::{ParseSeverityError, Severity};
+pub use system::{Role, SystemMode};
 pub use time::{Clock, ManualClock, ParseTimestampError, SystemClock, Timestamp};

@@ -29,10 +29,7 @@ async fn enroll(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let req: EnrollRequest = json_body(&headers, body)?;
-    let hosts = st.hosts.clone();
-    let r = tokio::task::spawn_blocking(move || hosts.enroll(req, peer.ip()))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let r = st.hosts.enroll(req, peer.ip()).await?;
     Ok(Json(r))
 }
 
@@ -50,9 +47,6 @@ async fn report(
         return Err(ApiError::unauthorized());
     }
     let req: AgentReport = json_body(&headers, body)?;
-    let hosts = st.hosts.clone();
-    let r = tokio::task::spawn_blocking(move || hosts.report(&token, req))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let r = st.hosts.report(&token, req).await?;
     Ok(Json(r))
 }

@@ -50,11 +50,14 @@ impl From<HostError> for ApiError {
     fn from(e: HostError) -> Self {
         match e {
             HostError::NotFound(h) => ApiError::not_found(format!("host not found: {h}")),
-            HostError::Invalid(_) | HostError::Refused(_) => ApiError::bad_request(e.to_string()),
+            HostError::Invalid(_) | HostError::Refused(_) | HostError::Conflict(_) => {
+                ApiError::bad_request(e.to_string())
+            }
             HostError::BadJoinToken | HostError::BadAgentToken => {
                 ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
             }
             HostError::Store(s) => ApiError::from(s),
+            HostError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }
@@ -89,10 +92,7 @@ async fn add_host(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let req: HostAdd = json_body(&headers, body)?;
-    let hosts = st.hosts.clone();
-    let (h, token) = tokio::task::spawn_blocking(move || hosts.add(req))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let (h, token) = st.hosts.add(req).await?;
     let mut j = wire::host_json(&h, &st.base_url(&headers));
     j["join_token"] = json!(token);
     Ok(Json(j))
@@ -102,11 +102,7 @@ async fn join_token(
     State(st): State<AppState>,
     Path(host): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let hosts = st.hosts.clone();
-    let h = host.clone();
-    let token = tokio::task::spawn_blocking(move || hosts.renew_join_token(&h))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let token = st.hosts.renew_join_token(&host).await?;
     Ok(Json(json!({ "hostname": host, "join_token": token })))
 }
 
@@ -122,10 +118,7 @@ async fn patch_host(
     }
     let ops: Vec<(String, String, Option<Value>)> =
         ops.into_iter().map(|o| (o.op, o.path, o.value)).collect();
-    let hosts = st.hosts.clone();
-    let (h, recorded) = tokio::task::spawn_blocking(move || hosts.patch(&host, &ops))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let (h, recorded) = st.hosts.patch(&host, &ops).await?;
     // Answer once the action's alarms (200.001 on lock, ...) are recorded.
     let _ = recorded.await;
     Ok(Json(wire::host_json(&h, &st.base_url(&headers))))
@@ -135,10 +128,7 @@ async fn delete_host(
     State(st): State<AppState>,
     Path(host): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let hosts = st.hosts.clone();
-    let name = tokio::task::spawn_blocking(move || hosts.delete(&host))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    let name = st.hosts.delete(&host).await?;
     // Everything raised about the host goes with it.
     st.fm
         .submit(roost_fm::FmCommand::ClearPrefix {
@@ -246,11 +236,10 @@ async fn patch_parameter(
         };
         pairs.push((o.path, v));
     }
-    let hosts = st.hosts.clone();
     let (uuid, name, value) =
-        tokio::task::spawn_blocking(move || hosts.patch_parameter(&uuid, &pairs))
+        st.hosts
+            .patch_parameter(&uuid, &pairs)
             .await
-            .map_err(|e| ApiError::unavailable(&e))?
             .map_err(|e| match e {
                 HostError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
                 other => ApiError::from(other),
@@ -278,10 +267,7 @@ async fn apply_parameters(
             )));
         }
     }
-    let hosts = st.hosts.clone();
-    tokio::task::spawn_blocking(move || hosts.apply_parameters())
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
+    st.hosts.apply_parameters().await?;
     Ok(Json(
         json!({"service": "platform", "section": req.get("section").cloned().unwrap_or(Value::Null)}),
     ))

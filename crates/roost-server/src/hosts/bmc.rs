@@ -1,0 +1,161 @@
+//! Board management controllers behind one small trait: the Redfish
+//! implementation the server uses, and whatever a test puts in its place.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use roost_store::StoredHost;
+
+/// The power actions maintenance asks a BMC for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    /// Power-cycle (Redfish `ForceRestart`).
+    Reset,
+    /// Redfish `On`.
+    On,
+    /// Redfish `ForceOff`.
+    Off,
+}
+
+impl PowerAction {
+    /// The Redfish `ResetType`.
+    pub fn redfish_reset_type(self) -> &'static str {
+        match self {
+            PowerAction::Reset => "ForceRestart",
+            PowerAction::On => "On",
+            PowerAction::Off => "ForceOff",
+        }
+    }
+}
+
+/// How to reach a host's BMC, taken from its record.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BmcTarget {
+    pub host: String,
+    pub bm_type: String,
+    pub address: Option<String>,
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for BmcTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcTarget")
+            .field("host", &self.host)
+            .field("bm_type", &self.bm_type)
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BmcTarget {
+    /// The BMC fields of a host record.
+    pub fn of(h: &StoredHost) -> BmcTarget {
+        BmcTarget {
+            host: h.hostname.clone(),
+            bm_type: h.bm_type.clone(),
+            address: h.bm_ip.clone(),
+            username: h.bm_username.clone().unwrap_or_default(),
+            password: h.bm_password.clone(),
+        }
+    }
+}
+
+/// Why a BMC action failed; the text goes into alarm 200.010.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BmcError {
+    /// The host's BMC type or address scheme is not supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The BMC could not be reached or did not answer.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The BMC answered with an error.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A future returned by [`Bmc::power`].
+pub type BmcFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BmcError>> + Send + 'a>>;
+
+/// Something that carries out power actions on hosts' BMCs.
+pub trait Bmc: Send + Sync + 'static {
+    /// Carries out `action` on the BMC of `target`.
+    fn power<'a>(&'a self, target: &'a BmcTarget, action: PowerAction) -> BmcFuture<'a>;
+}
+
+/// Redfish over HTTP: find the system, post a reset.
+pub struct Redfish {
+    client: reqwest::Client,
+}
+
+impl Redfish {
+    /// A Redfish client whose requests time out after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Redfish, reqwest::Error> {
+        Ok(Redfish {
+            client: reqwest::Client::builder().timeout(timeout).build()?,
+        })
+    }
+
+    async fn reset(&self, t: &BmcTarget, action: PowerAction) -> Result<(), BmcError> {
+        if t.bm_type != "redfish" {
+            return Err(BmcError::Unsupported(format!(
+                "BMC type {} is not supported (only redfish)",
+                t.bm_type
+            )));
+        }
+        let ip = t
+            .address
+            .as_deref()
+            .ok_or_else(|| BmcError::Unsupported("no bm_ip".into()))?;
+        let base = if ip.starts_with("http://") || ip.starts_with("https://") {
+            ip.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{ip}")
+        };
+        if base.starts_with("https://") {
+            return Err(BmcError::Unsupported(
+                "HTTPS BMCs are not supported yet".into(),
+            ));
+        }
+        let unreachable =
+            |e: reqwest::Error| BmcError::Unreachable(format!("cannot reach {base}: {e}"));
+        let systems: roost_api::redfish::Collection = self
+            .client
+            .get(format!("{base}/redfish/v1/Systems"))
+            .basic_auth(&t.username, t.password.as_deref())
+            .send()
+            .await
+            .map_err(unreachable)?
+            .error_for_status()
+            .map_err(|e| BmcError::Refused(format!("{base} refused: {e}")))?
+            .json()
+            .await
+            .map_err(|e| BmcError::Refused(format!("unexpected answer from {base}: {e}")))?;
+        let system = systems
+            .members
+            .first()
+            .map(|m| m.odata_id.clone())
+            .ok_or_else(|| BmcError::Refused(format!("{base} lists no system")))?;
+        self.client
+            .post(format!("{base}{system}/Actions/ComputerSystem.Reset"))
+            .basic_auth(&t.username, t.password.as_deref())
+            .json(&roost_api::redfish::ResetRequest {
+                reset_type: action.redfish_reset_type().to_string(),
+            })
+            .send()
+            .await
+            .map_err(|e| BmcError::Unreachable(format!("cannot reach {base}: {e}")))?
+            .error_for_status()
+            .map_err(|e| BmcError::Refused(format!("{base} refused the reset: {e}")))?;
+        Ok(())
+    }
+}
+
+impl Bmc for Redfish {
+    fn power<'a>(&'a self, target: &'a BmcTarget, action: PowerAction) -> BmcFuture<'a> {
+        Box::pin(self.reset(target, action))
+    }
+}

@@ -1,0 +1,250 @@
+//! The heartbeater: one task that owns the heartbeat socket, every host's
+//! key, address and replay window, and the pending reboot requests. It
+//! sends pulses, checks answers, and hands maintenance only facts (which
+//! host answered on which network, once per period), in the style of a
+//! failure detector that emits observations rather than decisions.
+//!
+//! It never touches the store: the only lock it takes is the host
+//! service's state lock, held for a pure maintenance computation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roost_api::heartbeat::{
+    self, DropReason, FLAG_REBOOT, Health, HostKey, Kind, Pulse, ReplayWindow,
+};
+use roost_mtce::Network;
+use roost_types::{Clock, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::Shutdown;
+use crate::metrics::Metrics;
+
+/// How long a reboot request rides in the pulses if the agent never says it
+/// is going down.
+const REBOOT_REQUEST_MICROS: i64 = 60_000_000;
+
+/// Where and how to reach one host's agent.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: u32,
+    pub name: String,
+    pub key: HostKey,
+    pub mgmt: Option<SocketAddr>,
+    pub cluster: Option<SocketAddr>,
+}
+
+/// What the host service tells the heartbeater.
+#[derive(Debug)]
+pub enum Control {
+    /// A host's key or addresses are new or changed (its replay window is
+    /// forgotten when the key changes).
+    Peer(Peer),
+    /// A host is gone.
+    Remove { id: u32 },
+    /// Ask a host's agent to reboot, in the pulses, until it says it is
+    /// going down.
+    Reboot { host: String },
+}
+
+/// What the heartbeater asks maintenance at the end of each period.
+pub trait Periods: Send + Sync + 'static {
+    /// One period has elapsed at `now`; `answered` are the valid answers
+    /// received during it. Returns the hosts and networks to pulse next and
+    /// the heartbeat period to use from now on.
+    fn period_elapsed(&self, now: Timestamp, answered: &[(String, Network)]) -> NextPeriod;
+}
+
+/// Maintenance's answer to [`Periods::period_elapsed`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NextPeriod {
+    pub targets: Vec<(String, Vec<Network>)>,
+    pub period: Duration,
+}
+
+/// The heartbeater's state; [`Heartbeater::run`] is the task.
+pub struct Heartbeater {
+    socket: Arc<UdpSocket>,
+    epoch: u64,
+    seq: u64,
+    peers: HashMap<u32, Peer>,
+    by_name: HashMap<String, u32>,
+    replay: ReplayWindow,
+    pending_reboot: HashMap<String, Timestamp>,
+    answered: Vec<(String, Network)>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl Heartbeater {
+    /// A heartbeater on a bound `socket`, with `epoch` in every pulse.
+    pub fn new(
+        socket: Arc<UdpSocket>,
+        epoch: u64,
+        peers: Vec<Peer>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Heartbeater {
+        let mut hb = Heartbeater {
+            socket,
+            epoch,
+            seq: 0,
+            peers: HashMap::new(),
+            by_name: HashMap::new(),
+            replay: ReplayWindow::new(),
+            pending_reboot: HashMap::new(),
+            answered: Vec::new(),
+            clock,
+            metrics,
+        };
+        for p in peers {
+            hb.control(Control::Peer(p));
+        }
+        hb
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Peer(p) => {
+                if let Some(old) = self.peers.get(&p.id) {
+                    if old.key.to_hex() != p.key.to_hex() {
+                        self.replay.forget_host(p.id);
+                    }
+                    if old.name != p.name {
+                        self.by_name.remove(&old.name);
+                    }
+                }
+                self.by_name.insert(p.name.clone(), p.id);
+                self.peers.insert(p.id, p);
+            }
+            Control::Remove { id } => {
+                if let Some(p) = self.peers.remove(&id) {
+                    self.by_name.remove(&p.name);
+                    self.pending_reboot.remove(&p.name);
+                }
+                self.replay.forget_host(id);
+            }
+            Control::Reboot { host } => {
+                self.pending_reboot.insert(host, self.clock.now());
+            }
+        }
+    }
+
+    /// Sends pulses every period, checks answers and applies control
+    /// messages until shutdown.
+    pub async fn run(
+        mut self,
+        periods: Arc<dyn Periods>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+        shutdown: Shutdown,
+    ) {
+        let mut next = periods.period_elapsed(self.clock.now(), &[]);
+        let mut period = next.period;
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; heartbeat::MAX_DATAGRAM];
+        let socket = self.socket.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = control.recv() => match c {
+                    Some(c) => self.control(c),
+                    None => return,
+                },
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, _from)) => {
+                        if let Err(reason) = self.accept(&buf[..n]) {
+                            self.metrics.heartbeat_dropped(reason.as_str());
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat receive failed"),
+                },
+                _ = tick.tick() => {
+                    let now = self.clock.now();
+                    let answered = std::mem::take(&mut self.answered);
+                    next = periods.period_elapsed(now, &answered);
+                    self.send_pulses(&next.targets, now);
+                    if next.period != period {
+                        period = next.period;
+                        tick = tokio::time::interval(period);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        tick.reset();
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_pulses(&mut self, targets: &[(String, Vec<Network>)], now: Timestamp) {
+        self.pending_reboot
+            .retain(|_, at| now.micros() - at.micros() < REBOOT_REQUEST_MICROS);
+        let mut sent = 0u64;
+        for (name, nets) in targets {
+            let Some(peer) = self.by_name.get(name).and_then(|id| self.peers.get(id)) else {
+                continue;
+            };
+            let flags = if self.pending_reboot.contains_key(name) {
+                FLAG_REBOOT
+            } else {
+                0
+            };
+            for net in nets {
+                let dest = match net {
+                    Network::Management => peer.mgmt,
+                    Network::Cluster => peer.cluster,
+                };
+                let Some(dest) = dest else { continue };
+                self.seq += 1;
+                let p = Pulse {
+                    kind: Kind::Request,
+                    network: *net as u8,
+                    flags,
+                    host_id: peer.id,
+                    epoch: self.epoch,
+                    seq: self.seq,
+                    sent_at_micros: now.micros() as u64,
+                    health: Health::default(),
+                };
+                let pkt = heartbeat::encode(&p, &peer.key);
+                match self.socket.try_send_to(&pkt, dest) {
+                    Ok(_) => sent += 1,
+                    Err(e) => tracing::debug!(addr = %dest, error = %e, "cannot send a pulse"),
+                }
+            }
+        }
+        self.metrics.pulses_sent(sent);
+    }
+
+    /// Checks one datagram (the MAC before any field is used) and records
+    /// the answer.
+    fn accept(&mut self, pkt: &[u8]) -> Result<(), DropReason> {
+        if pkt.len() >= heartbeat::MAX_DATAGRAM || pkt.len() > heartbeat::PACKET_LEN {
+            return Err(DropReason::Oversized);
+        }
+        if pkt.len() < heartbeat::PACKET_LEN {
+            return Err(DropReason::Truncated);
+        }
+        let host_id = heartbeat::peek_host_id(pkt).ok_or(DropReason::BadMagic)?;
+        let peer = self.peers.get(&host_id).ok_or(DropReason::UnknownHost)?;
+        let p = heartbeat::decode(pkt, &peer.key).map_err(DropReason::from)?;
+        if p.kind != Kind::Response {
+            return Err(DropReason::Malformed);
+        }
+        if p.epoch != self.epoch {
+            return Err(DropReason::Stale);
+        }
+        let net = Network::from_index(p.network).ok_or(DropReason::Malformed)?;
+        self.replay.check(&p)?;
+        let name = peer.name.clone();
+        if p.health.has(Health::REBOOTING) {
+            self.pending_reboot.remove(&name);
+        }
+        self.answered.push((name, net));
+        let rtt = (self.clock.now().micros() as u64).saturating_sub(p.sent_at_micros);
+        self.metrics.pulse_answered(rtt as f64 / 1e6);
+        Ok(())
+    }
+}

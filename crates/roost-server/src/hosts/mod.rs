@@ -1,0 +1,858 @@
+//! The host service: inventory records, agent enrollment and reports, the
+//! heartbeat, maintenance decisions carried out (alarms, agent reboots, BMC
+//! power control) and the maintenance service parameters.
+//!
+//! Decisions come from `roost_mtce::Maintenance`. The module follows the
+//! service shape of ARCHITECTURE.md:
+//!
+//! - [`state::State`] is pure data (maintenance, host records, agent token
+//!   hashes). Code holding its lock has nothing to do I/O with.
+//! - A request validates and converts its input, then, on the request lane
+//!   (one request at a time), decides under the lock into a plan (rows to
+//!   write), has the [`effects::Executor`] commit the rows, and only then
+//!   applies the plan to memory and hands the resulting effects to the
+//!   executor. A failed commit leaves memory as it was.
+//! - The [`heartbeater::Heartbeater`] owns the UDP socket, keys, addresses
+//!   and replay windows; once per period it hands maintenance the answers
+//!   it received and gets the next pulse targets. It never waits for the
+//!   store.
+//! - The [`effects::Executor`] alone touches the store, FM and the BMCs.
+
+pub mod bmc;
+pub mod effects;
+pub mod heartbeater;
+mod records;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use roost_api::agent::Inventory;
+use roost_api::heartbeat::HostKey;
+use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
+use roost_mtce::{ActionError, Admin, Effects, Maintenance, MtceSettings, Network, Personality};
+use roost_store::{HostWrite, Store, StoreError, StoredHost};
+use roost_types::{Clock, Severity, SystemMode, Timestamp};
+use sha2::{Digest, Sha256};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use self::bmc::{Bmc, BmcTarget};
+use self::effects::{Executor, Job, StateRow};
+use self::heartbeater::{Control, Heartbeater, NextPeriod, Peer, Periods};
+use self::records::{
+    apply_bmc_fields, bmc_configured, networks_of, personality, validate_hostname,
+};
+use self::state::State;
+use crate::Shutdown;
+use crate::fm_service::FmService;
+use crate::identity::random_secret;
+use crate::metrics::Metrics;
+
+pub use roost_api::heartbeat::FLAG_REBOOT;
+
+/// Settings of the host service.
+#[derive(Debug, Clone)]
+pub struct HostsConfig {
+    /// Name of this server's own host.
+    pub hostname: String,
+    pub system_mode: SystemMode,
+    /// UDP address the heartbeat is sent from and answered to.
+    pub heartbeat_listen: SocketAddr,
+    /// Lifetime of join tokens, seconds.
+    pub join_token_ttl_secs: u64,
+}
+
+/// Why a host request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("host {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The request is valid but the host's state does not allow it.
+    #[error("{0}")]
+    Refused(String),
+    /// The request collides with a record that exists or changed meanwhile.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the join token is not valid (unknown, used or expired)")]
+    BadJoinToken,
+    #[error("the agent token is not valid")]
+    BadAgentToken,
+    #[error("host store unavailable")]
+    Store(#[source] StoreError),
+    #[error("the host service is stopping")]
+    Stopped,
+}
+
+impl From<StoreError> for HostError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => HostError::Conflict(m),
+            e => HostError::Store(e),
+        }
+    }
+}
+
+impl From<ActionError> for HostError {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::UnknownHost(h) => HostError::NotFound(h),
+            ActionError::Refused(m) => HostError::Refused(m),
+        }
+    }
+}
+
+/// What the host service needs of a store. [`Store`] is the real one;
+/// tests wrap it to make commits fail or stall.
+pub trait HostStore: Send + Sync + 'static {
+    fn hosts(&self) -> Result<Vec<StoredHost>, StoreError>;
+    fn peek_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// All or nothing, see [`Store::write_hosts`].
+    fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, StoreError>;
+}
+
+impl HostStore for Store {
+    fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
+        Store::hosts(self)
+    }
+    fn peek_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        Store::peek_join_token(self, hash, now)
+    }
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Store::setting(self, key)
+    }
+    fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, StoreError> {
+        Store::write_hosts(self, writes)
+    }
+}
+
+/// The I/O a host service is built on; [`HostService::start`] takes the
+/// real ones, tests their own.
+pub struct HostsIo {
+    pub store: Arc<dyn HostStore>,
+    pub fm: FmService,
+    pub bmc: Arc<dyn Bmc>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the service's tasks share: the state behind its lock and the
+/// channels to the executor and the heartbeater.
+pub struct Shared {
+    state: Mutex<State>,
+    jobs: mpsc::UnboundedSender<Job>,
+    heartbeat: mpsc::UnboundedSender<Control>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn effects(&self, fx: Effects, done: Option<oneshot::Sender<()>>) {
+        if fx.alarms.is_empty() && fx.commands.is_empty() && fx.changed.is_empty() {
+            if let Some(d) = done {
+                let _ = d.send(());
+            }
+            return;
+        }
+        let _ = self.jobs.send(Job::Effects { fx, done });
+    }
+
+    /// The rows of `changed` hosts whose states differ from their records.
+    fn state_rows(&self, changed: &[String]) -> Vec<StateRow> {
+        let st = self.lock();
+        changed
+            .iter()
+            .filter_map(|n| {
+                let h = st.hosts.get(n)?;
+                let s = st.mtce.status(n)?;
+                let row = StateRow {
+                    id: h.id,
+                    hostname: n.clone(),
+                    administrative: s.admin.to_string(),
+                    operational: s.oper.to_string(),
+                    availability: s.avail.to_string(),
+                    task: s.task.clone(),
+                };
+                let same = (&h.administrative, &h.operational, &h.availability, &h.task)
+                    == (
+                        &row.administrative,
+                        &row.operational,
+                        &row.availability,
+                        &row.task,
+                    );
+                (!same).then_some(row)
+            })
+            .collect()
+    }
+
+    fn states_committed(&self, rows: &[StateRow]) {
+        let mut st = self.lock();
+        for r in rows {
+            if let Some(h) = st.hosts.get_mut(&r.hostname).filter(|h| h.id == r.id) {
+                h.administrative = r.administrative.clone();
+                h.operational = r.operational.clone();
+                h.availability = r.availability.clone();
+                h.task = r.task.clone();
+            }
+        }
+    }
+
+    fn bmc_target(&self, host: &str) -> Option<BmcTarget> {
+        self.lock().hosts.get(host).map(BmcTarget::of)
+    }
+
+    fn bmc_result(&self, host: &str, result: Result<(), String>) {
+        let fx = {
+            let mut st = self.lock();
+            match &result {
+                Ok(()) => st.mtce.bmc_result(host, true, ""),
+                Err(e) => st.mtce.bmc_result(host, false, e),
+            }
+        };
+        self.effects(fx, None);
+    }
+}
+
+impl Periods for Shared {
+    fn period_elapsed(&self, now: Timestamp, answered: &[(String, Network)]) -> NextPeriod {
+        let (fx, next) = {
+            let mut st = self.lock();
+            for (host, net) in answered {
+                st.mtce.pulse_answered(host, *net);
+            }
+            let fx = st.mtce.tick(now);
+            let next = NextPeriod {
+                targets: st.mtce.pulse_targets(),
+                period: Duration::from_millis(u64::from(st.mtce.settings().heartbeat_period_ms)),
+            };
+            (fx, next)
+        };
+        self.effects(fx, None);
+        next
+    }
+}
+
+/// Handle to the host service; cheap to clone.
+#[derive(Clone)]
+pub struct HostService {
+    shared: Arc<Shared>,
+    /// One request at a time between its decision and its application.
+    lane: Arc<tokio::sync::Mutex<()>>,
+    store: Arc<dyn HostStore>,
+    clock: Arc<dyn Clock>,
+    config: Arc<HostsConfig>,
+    heartbeat_addr: Option<SocketAddr>,
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_key() -> HostKey {
+    let mut b = [0u8; 32];
+    if getrandom::fill(&mut b).is_err() {
+        std::process::abort();
+    }
+    HostKey::from_bytes(b)
+}
+
+const SETTING_PREFIX: &str = "mtce.";
+
+fn peer_of(h: &StoredHost) -> Option<Peer> {
+    let key = h
+        .hb_key
+        .as_deref()
+        .and_then(|k| HostKey::from_hex(k).ok())?;
+    Some(Peer {
+        id: h.id as u32,
+        name: h.hostname.clone(),
+        key,
+        mgmt: addr_of(h.mgmt_ip.as_deref(), h.hb_port),
+        cluster: addr_of(h.cluster_ip.as_deref(), h.cluster_port),
+    })
+}
+
+fn addr_of(ip: Option<&str>, port: Option<u16>) -> Option<SocketAddr> {
+    Some(SocketAddr::new(ip?.parse().ok()?, port?))
+}
+
+impl HostService {
+    /// Loads hosts and settings, makes sure this server's own host exists,
+    /// binds the heartbeat socket and starts the heartbeater, the executor
+    /// and the local inventory loop.
+    pub async fn start(
+        io: HostsIo,
+        config: HostsConfig,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<(HostService, Vec<tokio::task::JoinHandle<()>>)> {
+        let HostsIo {
+            store,
+            fm,
+            bmc,
+            clock,
+            metrics,
+        } = io;
+        let mut settings = MtceSettings::default();
+        for name in roost_mtce::settings::PARAMETER_NAMES {
+            if let Some(v) = store.setting(&format!("{SETTING_PREFIX}{name}"))?
+                && let Err(e) = settings.set(name, &v)
+            {
+                tracing::warn!(parameter = name, error = %e, "ignoring a stored maintenance parameter");
+            }
+        }
+        if settings.validate().is_err() {
+            settings = MtceSettings::default();
+        }
+        let mut mtce = Maintenance::new(settings, config.system_mode == SystemMode::Simplex);
+        let now = clock.now();
+        let mut stored = store.hosts()?;
+        if !stored.iter().any(|h| h.local) {
+            let inv = tokio::task::spawn_blocking(|| {
+                roost_inventory::read_inventory(
+                    &roost_inventory::Root::system(),
+                    env!("CARGO_PKG_VERSION"),
+                )
+            })
+            .await
+            .unwrap_or_default();
+            let mut me = records::local_host(&config.hostname, &inv, now);
+            let s = store.clone();
+            let row = me.clone();
+            let ids = tokio::task::spawn_blocking(move || s.write_hosts(&[HostWrite::Insert(row)]))
+                .await??;
+            me.id = ids[0];
+            stored.push(me);
+        }
+        let mut hosts = BTreeMap::new();
+        let mut agent_tokens = HashMap::new();
+        let mut peers = Vec::new();
+        let mut initial = Effects::default();
+        for h in stored {
+            let admin = Admin::parse(&h.administrative).unwrap_or(Admin::Locked);
+            let fx = mtce.add_host(
+                &h.hostname,
+                personality(&h.personality),
+                admin,
+                &networks_of(&h),
+                h.local,
+            );
+            initial.alarms.extend(fx.alarms);
+            mtce.set_bmc_configured(&h.hostname, bmc_configured(&h));
+            peers.extend(peer_of(&h));
+            if let Some(t) = &h.agent_token_hash {
+                agent_tokens.insert(t.clone(), h.hostname.clone());
+            }
+            initial.changed.push(h.hostname.clone());
+            hosts.insert(h.hostname.clone(), h);
+        }
+        let socket = Arc::new(
+            UdpSocket::bind(config.heartbeat_listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot bind the heartbeat socket {}: {e}",
+                        config.heartbeat_listen
+                    )
+                })?,
+        );
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (hb_tx, hb_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                mtce,
+                hosts,
+                agent_tokens,
+                uptime: HashMap::new(),
+            }),
+            jobs: jobs_tx,
+            heartbeat: hb_tx.clone(),
+        });
+        let svc = HostService {
+            shared: shared.clone(),
+            lane: Arc::new(tokio::sync::Mutex::new(())),
+            store: store.clone(),
+            clock: clock.clone(),
+            heartbeat_addr: socket.local_addr().ok(),
+            config: Arc::new(config),
+        };
+        // Epochs only grow: a restarted server's pulses are never replays.
+        let epoch = now.micros().max(1) as u64;
+        let heartbeater = Heartbeater::new(socket, epoch, peers, clock.clone(), metrics);
+        let executor = Executor {
+            shared: shared.clone(),
+            store,
+            fm,
+            bmc,
+            heartbeat: hb_tx,
+        };
+        shared.effects(initial, None);
+        let tasks = vec![
+            tokio::spawn(executor.run(jobs_rx, shutdown.clone())),
+            tokio::spawn(heartbeater.run(shared, hb_rx, shutdown.clone())),
+            tokio::spawn(svc.clone().local_inventory_loop(shutdown)),
+        ];
+        Ok((svc, tasks))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    /// Commits `writes` through the executor.
+    async fn commit(&self, writes: Vec<HostWrite>) -> Result<Vec<i64>, HostError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .jobs
+            .send(Job::Write { writes, reply })
+            .map_err(|_| HostError::Stopped)?;
+        Ok(rx.await.map_err(|_| HostError::Stopped)??)
+    }
+
+    /// The UDP address the heartbeat is sent from.
+    pub fn heartbeat_addr(&self) -> Option<SocketAddr> {
+        self.heartbeat_addr
+    }
+
+    /// The system mode.
+    pub fn system_mode(&self) -> SystemMode {
+        self.config.system_mode
+    }
+
+    /// Whether the system is simplex.
+    pub fn simplex(&self) -> bool {
+        self.config.system_mode == SystemMode::Simplex
+    }
+
+    /// Every host, by id.
+    pub fn list(&self) -> Vec<HostView> {
+        let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
+        let now = self.clock.now();
+        let st = self.lock();
+        let mut v: Vec<HostView> = st
+            .hosts
+            .values()
+            .map(|h| st.view(h, now, local_uptime))
+            .collect();
+        v.sort_by_key(|h| h.id);
+        v
+    }
+
+    /// One host by id, uuid or hostname, with its inventory.
+    pub fn get(&self, ident: &str) -> Result<(HostView, Inventory), HostError> {
+        let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
+        let now = self.clock.now();
+        let st = self.lock();
+        let h = st
+            .find(ident)
+            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let inv = h
+            .inventory
+            .as_deref()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_default();
+        Ok((st.view(h, now, local_uptime), inv))
+    }
+
+    fn join_token_write(&self, hostname: &str) -> (String, HostWrite) {
+        let token = random_secret(32);
+        let expires_at = self
+            .clock
+            .now()
+            .plus_secs(self.config.join_token_ttl_secs as i64);
+        let write = HostWrite::JoinToken {
+            hash: sha256_hex(&token),
+            hostname: hostname.to_string(),
+            expires_at,
+        };
+        (token, write)
+    }
+
+    /// Adds a host (locked, offline until its agent enrolls) and returns a
+    /// join token for its agent.
+    pub async fn add(
+        &self,
+        req: roost_api::sysinv::HostAdd,
+    ) -> Result<(HostView, String), HostError> {
+        // Validate and convert the whole request.
+        let name = validate_hostname(&req.hostname)?;
+        let p = Personality::parse(&req.personality).ok_or_else(|| {
+            HostError::Invalid(format!(
+                "invalid personality {:?}; use controller, worker, storage or edgeworker",
+                req.personality
+            ))
+        })?;
+        let now = self.clock.now();
+        let mut h = records::new_host(&name, p, &req, now)?;
+        apply_bmc_fields(
+            &mut h,
+            req.bm_type.as_deref(),
+            req.bm_ip.as_deref(),
+            req.bm_username.as_deref(),
+            req.bm_password.as_deref(),
+        )?;
+        let (token, token_write) = self.join_token_write(&name);
+        let _lane = self.lane.lock().await;
+        // Decide.
+        if self.lock().hosts.contains_key(&name) {
+            return Err(HostError::Conflict(format!("host {name} already exists")));
+        }
+        // Persist.
+        let ids = self
+            .commit(vec![HostWrite::Insert(h.clone()), token_write])
+            .await?;
+        h.id = ids[0];
+        // Apply.
+        let local_uptime = 0;
+        let (view, fx) = {
+            let mut st = self.lock();
+            let fx = st
+                .mtce
+                .add_host(&name, p, Admin::Locked, &[Network::Management], false);
+            st.mtce.set_bmc_configured(&name, bmc_configured(&h));
+            st.hosts.insert(name.clone(), h.clone());
+            (st.view(&h, now, local_uptime), fx)
+        };
+        self.shared.effects(fx, None);
+        Ok((view, token))
+    }
+
+    /// A fresh join token for an existing host (to enroll it again).
+    pub async fn renew_join_token(&self, ident: &str) -> Result<String, HostError> {
+        let _lane = self.lane.lock().await;
+        let name = {
+            let st = self.lock();
+            let h = st
+                .find(ident)
+                .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+            if h.local {
+                return Err(HostError::Refused(format!(
+                    "{} runs inside this server and has no agent to enroll",
+                    h.hostname
+                )));
+            }
+            h.hostname.clone()
+        };
+        let (token, write) = self.join_token_write(&name);
+        self.commit(vec![write]).await?;
+        Ok(token)
+    }
+
+    /// Deletes a locked host; returns its name. The caller clears its alarms.
+    pub async fn delete(&self, ident: &str) -> Result<String, HostError> {
+        let _lane = self.lane.lock().await;
+        let (id, name) = self.lock().decide_delete(ident)?;
+        self.commit(vec![HostWrite::Delete(id)]).await?;
+        self.lock().apply_delete(&name);
+        let _ = self
+            .shared
+            .heartbeat
+            .send(Control::Remove { id: id as u32 });
+        Ok(name)
+    }
+
+    /// Applies a JSON patch to a host: an `/action`, or field changes.
+    /// The returned receiver resolves once the action's alarms are recorded.
+    ///
+    /// The action is checked against the host's state when the request is
+    /// decided, and carried out once the field changes are committed; if a
+    /// heartbeat period changed the host's state in between so that the
+    /// action is no longer allowed, the field changes stay and the action is
+    /// refused.
+    pub async fn patch(
+        &self,
+        ident: &str,
+        ops: &[(String, String, Option<serde_json::Value>)],
+    ) -> Result<(HostView, oneshot::Receiver<()>), HostError> {
+        let patch = records::parse_host_patch(ops)?;
+        let now = self.clock.now();
+        let _lane = self.lane.lock().await;
+        // Decide: the new record, and whether the action is allowed now.
+        let (current, updated) = {
+            let st = self.lock();
+            let h = st
+                .find(ident)
+                .ok_or_else(|| HostError::NotFound(ident.to_string()))?
+                .clone();
+            let updated = patch.apply_to(&h, now)?;
+            if let Some(a) = patch.action {
+                st.mtce.clone().action(&h.hostname, a, now)?;
+            }
+            (h, updated)
+        };
+        // Persist.
+        if updated != current {
+            self.commit(vec![HostWrite::Fields(updated.clone())])
+                .await?;
+        }
+        // Apply.
+        let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
+        let (result, view) = {
+            let mut st = self.lock();
+            if updated != current {
+                st.mtce
+                    .set_bmc_configured(&current.hostname, bmc_configured(&updated));
+                st.set_fields(&updated);
+            }
+            let result = match patch.action {
+                Some(a) => st.mtce.action(&current.hostname, a, now),
+                None => Ok(Effects::default()),
+            };
+            let view = st
+                .hosts
+                .get(&current.hostname)
+                .map(|h| st.view(h, now, local_uptime));
+            (result, view)
+        };
+        let fx = result?;
+        let view = view.ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let (done, wait) = oneshot::channel();
+        self.shared.effects(fx, Some(done));
+        Ok((view, wait))
+    }
+
+    /// Enrolls an agent with a join token.
+    pub async fn enroll(
+        &self,
+        req: EnrollRequest,
+        peer: IpAddr,
+    ) -> Result<EnrollResponse, HostError> {
+        let now = self.clock.now();
+        let token_hash = sha256_hex(&req.join_token);
+        let store = self.store.clone();
+        let hash = token_hash.clone();
+        let name = tokio::task::spawn_blocking(move || store.peek_join_token(&hash, now))
+            .await
+            .map_err(|_| HostError::Stopped)??
+            .ok_or(HostError::BadJoinToken)?;
+        let key = new_key();
+        let agent_token = random_secret(32);
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let updated = {
+            let st = self.lock();
+            let h = st
+                .hosts
+                .get(&name)
+                .ok_or_else(|| HostError::NotFound(name.clone()))?;
+            records::enrolled(h, &req, peer, &key, &sha256_hex(&agent_token), now)
+        };
+        // Persist: the token is used up in the same transaction.
+        let writes = vec![
+            HostWrite::TakeJoinToken {
+                hash: token_hash,
+                hostname: name.clone(),
+                now,
+            },
+            HostWrite::Fields(updated.clone()),
+        ];
+        match self.commit(writes).await {
+            Err(HostError::Conflict(_)) => return Err(HostError::BadJoinToken),
+            r => r?,
+        };
+        // Apply.
+        {
+            let mut st = self.lock();
+            if let Some(old) = st.hosts.get(&name).and_then(|h| h.agent_token_hash.clone()) {
+                st.agent_tokens.remove(&old);
+            }
+            st.agent_tokens
+                .insert(sha256_hex(&agent_token), name.clone());
+            st.uptime
+                .insert(name.clone(), (req.inventory.uptime_secs, now));
+            st.set_fields(&updated);
+        }
+        if let Some(p) = peer_of(&updated) {
+            let _ = self.shared.heartbeat.send(Control::Peer(p));
+        }
+        tracing::info!(
+            host = %name,
+            mgmt_ip = updated.mgmt_ip.as_deref().unwrap_or(""),
+            "agent enrolled"
+        );
+        Ok(EnrollResponse {
+            host_id: updated.id as u32,
+            uuid: updated.uuid,
+            hostname: name,
+            personality: updated.personality,
+            subfunctions: updated.subfunctions,
+            heartbeat_key: key.to_hex(),
+            agent_token,
+        })
+    }
+
+    /// Takes an agent's report.
+    pub async fn report(&self, token: &str, report: AgentReport) -> Result<ReportReply, HostError> {
+        let now = self.clock.now();
+        let token_hash = sha256_hex(token);
+        let name = self
+            .lock()
+            .agent_tokens
+            .get(&token_hash)
+            .cloned()
+            .ok_or(HostError::BadAgentToken)?;
+        // Validate and convert the whole report.
+        let facts = records::check_report(&name, &report)?;
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let (current, updated) = {
+            let st = self.lock();
+            if st.agent_tokens.get(&token_hash) != Some(&name) {
+                return Err(HostError::BadAgentToken);
+            }
+            let h = st.hosts.get(&name).ok_or(HostError::BadAgentToken)?;
+            (h.clone(), records::reported(h, &report, now))
+        };
+        // Persist.
+        if updated != current {
+            self.commit(vec![HostWrite::Fields(updated.clone())])
+                .await?;
+        }
+        // Apply.
+        let (fx, status) = {
+            let mut st = self.lock();
+            if let Some(inv) = &report.inventory {
+                st.uptime.insert(name.clone(), (inv.uptime_secs, now));
+            }
+            if updated != current {
+                st.set_fields(&updated);
+            }
+            let mut fx = st.mtce.set_networks(&name, &networks_of(&updated));
+            for (p, sev) in facts.processes {
+                let f = st.mtce.process_failure(&name, &p, sev, now);
+                fx.alarms.extend(f.alarms);
+                fx.commands.extend(f.commands);
+                fx.changed.extend(f.changed);
+            }
+            fx.alarms.extend(facts.alarms);
+            (fx, st.mtce.status(&name))
+        };
+        if updated != current
+            && let Some(p) = peer_of(&updated)
+        {
+            let _ = self.shared.heartbeat.send(Control::Peer(p));
+        }
+        self.shared.effects(fx, None);
+        Ok(ReportReply {
+            hostname: name,
+            administrative: status
+                .as_ref()
+                .map(|s| s.admin.to_string())
+                .unwrap_or_default(),
+            availability: status.map(|s| s.avail.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// The maintenance parameters: (uuid, name, value).
+    pub fn parameters(&self) -> Vec<(String, String, String)> {
+        let st = self.lock();
+        st.mtce
+            .settings()
+            .parameters()
+            .into_iter()
+            .map(|p| (parameter_uuid(p.name), p.name.to_string(), p.value))
+            .collect()
+    }
+
+    /// Changes a parameter; ops are (path, value) in order, the last wins.
+    /// Returns the row. A rename to another parameter's name is allowed
+    /// (StarlingX's client sends it), the value then goes to that name.
+    /// Applied right away when the whole set is consistent; otherwise kept
+    /// and reported by `apply` (as StarlingX checks at apply time).
+    pub async fn patch_parameter(
+        &self,
+        uuid: &str,
+        ops: &[(String, Option<String>)],
+    ) -> Result<(String, String, String), HostError> {
+        let _lane = self.lane.lock().await;
+        let current = self.lock().mtce.settings().clone();
+        let (name, value, settings) = records::parameter_patch(uuid, ops, current)?;
+        self.commit(vec![HostWrite::Settings(vec![(
+            format!("{SETTING_PREFIX}{name}"),
+            value.clone(),
+        )])])
+        .await?;
+        if settings.validate().is_ok() {
+            self.lock().mtce.set_settings(settings);
+        } else {
+            tracing::info!(
+                parameter = %name,
+                %value,
+                "maintenance parameter stored; applied once the whole set is consistent"
+            );
+        }
+        Ok((parameter_uuid(&name), name, value))
+    }
+
+    /// Checks that the stored parameters are consistent and applies them.
+    pub async fn apply_parameters(&self) -> Result<(), HostError> {
+        let _lane = self.lane.lock().await;
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            roost_mtce::settings::PARAMETER_NAMES
+                .iter()
+                .map(|name| Ok((*name, store.setting(&format!("{SETTING_PREFIX}{name}"))?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .map_err(|_| HostError::Stopped)??;
+        let mut settings = MtceSettings::default();
+        for (name, v) in stored {
+            if let Some(v) = v {
+                settings.set(name, &v).map_err(HostError::Invalid)?;
+            }
+        }
+        settings.validate().map_err(HostError::Invalid)?;
+        self.lock().mtce.set_settings(settings);
+        Ok(())
+    }
+
+    async fn local_inventory_loop(self, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let inv = tokio::task::spawn_blocking(|| {
+                roost_inventory::read_inventory(
+                    &roost_inventory::Root::system(),
+                    env!("CARGO_PKG_VERSION"),
+                )
+            })
+            .await
+            .unwrap_or_default();
+            let _lane = self.lane.lock().await;
+            let now = self.clock.now();
+            let Some(updated) = self.lock().local_inventory_changed(&inv, now) else {
+                continue;
+            };
+            match self.commit(vec![HostWrite::Fields(updated.clone())]).await {
+                Ok(_) => self.lock().set_fields(&updated),
+                Err(e) => tracing::warn!(error = %e, "cannot store the local inventory"),
+            }
+        }
+    }
+}
+
+/// The stable uuid of a maintenance service parameter.
+pub fn parameter_uuid(name: &str) -> String {
+    roost_api::sysinv::child_uuid("service-parameter", "platform.maintenance", name)
+}
+
+/// Facts checked out of an agent report before anything is decided.
+pub(crate) struct ReportFacts {
+    processes: Vec<(String, Option<Severity>)>,
+    alarms: Vec<roost_mtce::AlarmOut>,
+}

@@ -1,0 +1,500 @@
+//! The host service alone: a real SQLite store behind a wrapper that can
+//! fail or stall commits, real FM, a BMC that records what it is asked, a
+//! manual clock, and real UDP for the heartbeat.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use roost_api::heartbeat::{Answerer, Health, HostKey};
+use roost_api::sysinv::{AgentReport, EnrollRequest, HostAdd};
+use roost_fm::Catalogue;
+use roost_store::{HostWrite, Store, StoreConfig, StoreError, StoredHost};
+use roost_types::{Clock, ManualClock, SystemMode, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use super::bmc::{Bmc, BmcFuture, BmcTarget, PowerAction};
+use super::*;
+use crate::Shutdown;
+use crate::fm_service::FmService;
+use crate::metrics::Metrics;
+
+/// The real store, with commits that can be made to fail or to wait.
+struct FaultyStore {
+    inner: Store,
+    /// How many of the next commits of requests fail (the executor's
+    /// commits of maintenance states and the local inventory loop's are
+    /// left alone, so that a test's failure lands where it aims).
+    fail_next: AtomicUsize,
+    /// While true, commits wait.
+    stalled: Mutex<bool>,
+    resumed: Condvar,
+    /// Commits that started waiting.
+    waiting: AtomicUsize,
+}
+
+impl FaultyStore {
+    fn fail_next(&self, n: usize) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    fn stall(&self, on: bool) {
+        *self.stalled.lock().unwrap() = on;
+        self.resumed.notify_all();
+    }
+}
+
+impl HostStore for FaultyStore {
+    fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
+        self.inner.hosts()
+    }
+    fn peek_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        self.inner.peek_join_token(hash, now)
+    }
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.setting(key)
+    }
+    fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, StoreError> {
+        let mut stalled = self.stalled.lock().unwrap();
+        if *stalled {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        while *stalled {
+            stalled = self.resumed.wait(stalled).unwrap();
+        }
+        drop(stalled);
+        let states_only = writes.iter().all(|w| matches!(w, HostWrite::States { .. }));
+        if !states_only
+            && self
+                .fail_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(StoreError::Invalid("injected commit failure".into()));
+        }
+        self.inner.write_hosts(writes)
+    }
+}
+
+/// A BMC that records the actions it is asked for and succeeds.
+#[derive(Default)]
+struct RecordingBmc {
+    calls: Mutex<Vec<(String, PowerAction)>>,
+}
+
+impl Bmc for RecordingBmc {
+    fn power<'a>(&'a self, target: &'a BmcTarget, action: PowerAction) -> BmcFuture<'a> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((target.host.clone(), action));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Rig {
+    svc: HostService,
+    store: Arc<FaultyStore>,
+    fm: FmService,
+    metrics: Arc<Metrics>,
+    bmc: Arc<RecordingBmc>,
+    clock: Arc<ManualClock>,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Store::open(StoreConfig {
+            path: dir.path().join("roost.db"),
+            durability: Default::default(),
+            event_log_cap: 10_000,
+        })
+        .unwrap()
+    };
+    let store = Arc::new(FaultyStore {
+        inner: open(),
+        fail_next: AtomicUsize::new(0),
+        stalled: Mutex::new(false),
+        resumed: Condvar::new(),
+        waiting: AtomicUsize::new(0),
+    });
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+    let (fm, _writer) = FmService::start(
+        Arc::new(open()),
+        Arc::new(Catalogue::builtin()),
+        clock.clone(),
+        None,
+    )
+    .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let bmc = Arc::new(RecordingBmc::default());
+    let (stop, rx) = watch::channel(false);
+    let (svc, _tasks) = HostService::start(
+        HostsIo {
+            store: store.clone(),
+            fm: fm.clone(),
+            bmc: bmc.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+        HostsConfig {
+            hostname: "controller-0".into(),
+            system_mode: SystemMode::Simplex,
+            heartbeat_listen: "127.0.0.1:0".parse().unwrap(),
+            join_token_ttl_secs: 600,
+        },
+        Shutdown(rx),
+    )
+    .await
+    .unwrap();
+    Rig {
+        svc,
+        store,
+        fm,
+        metrics,
+        bmc,
+        clock,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+fn host_add(name: &str) -> HostAdd {
+    serde_json::from_value(serde_json::Value::Object(
+        [
+            ("hostname".to_string(), name.into()),
+            ("personality".to_string(), "worker".into()),
+        ]
+        .into_iter()
+        .collect(),
+    ))
+    .unwrap()
+}
+
+fn enroll_request(token: &str, port: u16) -> EnrollRequest {
+    EnrollRequest {
+        join_token: token.to_string(),
+        inventory: Default::default(),
+        heartbeat_port: port,
+        mgmt_ip: Some("127.0.0.1".into()),
+    }
+}
+
+fn names(svc: &HostService) -> Vec<String> {
+    svc.list().into_iter().map(|h| h.hostname).collect()
+}
+
+fn stored_names(r: &Rig) -> Vec<String> {
+    r.store
+        .inner
+        .hosts()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.hostname)
+        .collect()
+}
+
+fn replace(path: &str, value: &str) -> (String, String, Option<serde_json::Value>) {
+    ("replace".into(), path.into(), Some(value.into()))
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_an_add_leaves_no_host_in_memory_or_store() {
+    let r = rig().await;
+    r.store.fail_next(1);
+    let e = r.svc.add(host_add("worker-1")).await.unwrap_err();
+    assert!(matches!(e, HostError::Store(_)), "{e:?}");
+    assert_eq!(names(&r.svc), ["controller-0"]);
+    assert_eq!(stored_names(&r), ["controller-0"]);
+    // Nothing half-done stands in the way of doing it again.
+    r.svc.add(host_add("worker-1")).await.unwrap();
+    assert_eq!(names(&r.svc), ["controller-0", "worker-1"]);
+    assert_eq!(stored_names(&r), ["controller-0", "worker-1"]);
+}
+
+#[tokio::test]
+async fn a_second_add_of_the_same_name_is_a_conflict() {
+    let r = rig().await;
+    r.svc.add(host_add("worker-1")).await.unwrap();
+    let e = r.svc.add(host_add("worker-1")).await.unwrap_err();
+    assert!(matches!(e, HostError::Conflict(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_an_enrollment_keeps_the_join_token_and_registers_nothing() {
+    let r = rig().await;
+    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
+    r.store.fail_next(1);
+    let peer = "127.0.0.1".parse().unwrap();
+    assert!(
+        r.svc
+            .enroll(enroll_request(&token, 4000), peer)
+            .await
+            .is_err()
+    );
+    let (view, _) = r.svc.get("worker-1").unwrap();
+    assert_eq!(view.mgmt_ip, None, "memory unchanged");
+    // The token was not used up: the agent's retry works.
+    let e = r
+        .svc
+        .enroll(enroll_request(&token, 4000), peer)
+        .await
+        .unwrap();
+    // And only once.
+    let again = r.svc.enroll(enroll_request(&token, 4000), peer).await;
+    assert!(matches!(again, Err(HostError::BadJoinToken)), "{again:?}");
+    let report = r.svc.report(&e.agent_token, AgentReport::default()).await;
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_a_report_changes_nothing() {
+    let r = rig().await;
+    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
+    let peer = "127.0.0.1".parse().unwrap();
+    let e = r
+        .svc
+        .enroll(enroll_request(&token, 4000), peer)
+        .await
+        .unwrap();
+    r.store.fail_next(1);
+    let report = || AgentReport {
+        heartbeat_port: Some(4001),
+        ..AgentReport::default()
+    };
+    assert!(r.svc.report(&e.agent_token, report()).await.is_err());
+    let stored = r.store.inner.hosts().unwrap();
+    assert_eq!(stored[1].hb_port, Some(4000));
+    assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, Some(4000));
+    r.svc.report(&e.agent_token, report()).await.unwrap();
+    assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, Some(4001));
+    assert_eq!(r.store.inner.hosts().unwrap()[1].hb_port, Some(4001));
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_a_delete_keeps_the_host() {
+    let r = rig().await;
+    r.svc.add(host_add("worker-1")).await.unwrap();
+    r.store.fail_next(1);
+    assert!(r.svc.delete("worker-1").await.is_err());
+    assert_eq!(names(&r.svc), ["controller-0", "worker-1"]);
+    assert_eq!(r.svc.delete("worker-1").await.unwrap(), "worker-1");
+    assert_eq!(names(&r.svc), ["controller-0"]);
+    assert_eq!(stored_names(&r), ["controller-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_of_an_action_with_field_changes_neither_acts_nor_changes() {
+    let r = rig().await;
+    let agent = online_host(&r, "worker-1").await;
+    let ops = vec![replace("/action", "unlock"), replace("/location", "rack 4")];
+    r.store.fail_next(1);
+    assert!(r.svc.patch("worker-1", &ops).await.is_err());
+    let (view, _) = r.svc.get("worker-1").unwrap();
+    assert_eq!(view.administrative, "locked", "the action was not applied");
+    assert_eq!(view.location, serde_json::json!({}));
+    // Done again, both happen, and the states reach the store.
+    let (view, recorded) = r.svc.patch("worker-1", &ops).await.unwrap();
+    recorded.await.unwrap();
+    assert_eq!(view.administrative, "unlocked");
+    assert_eq!(view.location, serde_json::json!({"locn": "rack 4"}));
+    let stored = r.store.inner.hosts().unwrap();
+    assert_eq!(stored[1].administrative, "unlocked");
+    assert_eq!(stored[1].location, r#"{"locn":"rack 4"}"#);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_action_changes_nothing_and_writes_nothing() {
+    let r = rig().await;
+    r.svc.add(host_add("worker-1")).await.unwrap();
+    let ops = vec![replace("/location", "rack 4"), replace("/action", "lock")];
+    let e = r.svc.patch("worker-1", &ops).await.unwrap_err();
+    assert!(matches!(e, HostError::Refused(_)), "{e:?}");
+    assert_eq!(r.store.inner.hosts().unwrap()[1].location, "{}");
+    assert_eq!(
+        r.svc.get("worker-1").unwrap().0.location,
+        serde_json::json!({})
+    );
+}
+
+#[tokio::test]
+async fn a_failed_commit_of_a_parameter_keeps_the_old_value() {
+    let r = rig().await;
+    let uuid = parameter_uuid("heartbeat_period");
+    let before = r.svc.parameters();
+    r.store.fail_next(1);
+    let ops = vec![("/value".to_string(), Some("200".to_string()))];
+    assert!(r.svc.patch_parameter(&uuid, &ops).await.is_err());
+    assert_eq!(r.svc.parameters(), before);
+    r.svc.patch_parameter(&uuid, &ops).await.unwrap();
+    assert!(
+        r.svc
+            .parameters()
+            .iter()
+            .any(|(_, n, v)| n == "heartbeat_period" && v == "200")
+    );
+}
+
+/// A stand-in agent on a real UDP socket, answering with the agent's own
+/// answerer.
+async fn answer_pulses(socket: UdpSocket, host_id: u32, key: HostKey, stop: Arc<AtomicBool>) {
+    let mut answerer = Answerer::new(host_id, key);
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+        else {
+            continue;
+        };
+        if let Ok(req) = answerer.accept(&buf[..n]) {
+            let _ = socket
+                .send_to(&answerer.answer(&req, Health::default()), from)
+                .await;
+        }
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A host whose stand-in agent answers pulses: added, enrolled and seen
+/// online by maintenance.
+struct OnlineHost {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OnlineHost {
+    async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+    }
+}
+
+async fn online_host(r: &Rig, name: &str) -> OnlineHost {
+    let (_, token) = r.svc.add(host_add(name)).await.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let peer = "127.0.0.1".parse().unwrap();
+    let e = r
+        .svc
+        .enroll(enroll_request(&token, port), peer)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let key = HostKey::from_hex(&e.heartbeat_key).unwrap();
+    let task = tokio::spawn(answer_pulses(socket, e.host_id, key, stop.clone()));
+    wait_for("the host to be online", || {
+        r.svc.get(name).unwrap().0.availability == "online"
+    })
+    .await;
+    OnlineHost { stop, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_does_not_hold_back_heartbeats() {
+    let r = rig().await;
+    let uuid = parameter_uuid("heartbeat_period");
+    r.svc
+        .patch_parameter(&uuid, &[("/value".to_string(), Some("100".to_string()))])
+        .await
+        .unwrap();
+    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let peer = "127.0.0.1".parse().unwrap();
+    let e = r
+        .svc
+        .enroll(enroll_request(&token, port), peer)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let key = HostKey::from_hex(&e.heartbeat_key).unwrap();
+    let agent = tokio::spawn(answer_pulses(socket, e.host_id, key, stop.clone()));
+    wait_for("the first answered pulse", || {
+        r.metrics.pulses_answered_total() > 0
+    })
+    .await;
+
+    // Every commit now waits; a request is stuck in one.
+    r.store.stall(true);
+    let svc = r.svc.clone();
+    let stuck = tokio::spawn(async move { svc.add(host_add("worker-2")).await });
+    wait_for("the add to wait in its commit", || {
+        r.store.waiting.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Meanwhile heartbeats go on being sent, answered and taken in.
+    let answered = r.metrics.pulses_answered_total();
+    wait_for("ten more answered pulses", || {
+        r.metrics.pulses_answered_total() >= answered + 10
+    })
+    .await;
+    assert!(
+        !stuck.is_finished(),
+        "the add is still waiting for its commit"
+    );
+    assert!(r.svc.list().len() == 2, "readers are not held back either");
+
+    r.store.stall(false);
+    stuck.await.unwrap().unwrap();
+    assert_eq!(names(&r.svc), ["controller-0", "worker-1", "worker-2"]);
+    stop.store(true, Ordering::SeqCst);
+    agent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_answered_once_fm_has_its_alarm() {
+    let r = rig().await;
+    let agent = online_host(&r, "worker-1").await;
+    let (_, recorded) = r
+        .svc
+        .patch("worker-1", &[replace("/action", "unlock")])
+        .await
+        .unwrap();
+    recorded.await.unwrap();
+    assert!(r.fm.read().get_pair("200.001", "host=worker-1").is_none());
+    let (_, recorded) = r
+        .svc
+        .patch("worker-1", &[replace("/action", "lock")])
+        .await
+        .unwrap();
+    recorded.await.unwrap();
+    assert!(r.fm.read().get_pair("200.001", "host=worker-1").is_some());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_power_off_goes_to_the_bmc_through_the_executor() {
+    let r = rig().await;
+    r.svc.add(host_add("worker-1")).await.unwrap();
+    let bmc = vec![
+        replace("/bm_type", "redfish"),
+        replace("/bm_ip", "127.0.0.1:9"),
+        replace("/bm_username", "root"),
+        replace("/bm_password", "secret"),
+    ];
+    r.svc.patch("worker-1", &bmc).await.unwrap();
+    let (_, recorded) = r
+        .svc
+        .patch("worker-1", &[replace("/action", "power-off")])
+        .await
+        .unwrap();
+    recorded.await.unwrap();
+    wait_for("the BMC call", || {
+        r.bmc.calls.lock().unwrap().as_slice() == [("worker-1".to_string(), PowerAction::Off)]
+    })
+    .await;
+    let _ = r.clock.now();
+}
