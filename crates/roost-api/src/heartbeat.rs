@@ -575,7 +575,10 @@ mod tests {
             ..Health::default()
         };
         let back = decode(&a.answer(&p, health), &key).expect("authentic");
-        assert_eq!((back.kind, back.seq, back.health), (Kind::Response, 1, health));
+        assert_eq!(
+            (back.kind, back.seq, back.health),
+            (Kind::Response, 1, health)
+        );
     }
     use proptest::prelude::*;
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod monitor;
+pub mod platform;
 pub mod subcloud;
 
 use std::sync::Arc;
@@ -163,6 +164,9 @@ pub async fn run_with(
     .context("cannot start the host service")?;
     tasks.extend(host_tasks);
 
+    let platform = platform::PlatformService::load(store.clone())
+        .context("cannot load the platform configuration")?;
+
     // Distributed Cloud.
     let mut dc_service = None;
     let mut dc_fingerprint = None;
@@ -294,6 +298,7 @@ pub async fn run_with(
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
+        platform: platform.clone(),
         dc: dc_service,
         dc_ca_fingerprint: dc_fingerprint,
         dc_port,

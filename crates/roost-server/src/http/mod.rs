@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub fm: FmService,
     pub hosts: HostService,
+    /// DNS and NTP servers.
+    pub platform: crate::platform::PlatformService,
     /// The Distributed Cloud service, on a system controller.
     pub dc: Option<crate::dc::DcService>,
     /// Fingerprint of the DC root CA (put in enrollment tokens).

@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Query, json_body};
 use crate::hosts::HostError;
+use crate::platform::{PlatformError, PlatformKey};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -275,44 +276,31 @@ async fn apply_parameters(
 
 /// One of the platform server lists (DNS or NTP), sysinv style.
 struct ServerList {
-    /// Collection key (`idnss`, `intps`).
+    /// sysinv's collection name.
     collection: &'static str,
-    /// Field holding the comma-separated servers.
-    field: &'static str,
-    /// Settings key.
-    setting: &'static str,
-    /// Most servers allowed.
-    max: usize,
-    /// Whether every entry must be an IP address.
-    ip_only: bool,
+    key: PlatformKey,
 }
 
 const DNS: ServerList = ServerList {
     collection: "idnss",
-    field: "nameservers",
-    setting: "platform.dns_servers",
-    max: 3,
-    ip_only: true,
+    key: PlatformKey::DnsServers,
 };
 const NTP: ServerList = ServerList {
     collection: "intps",
-    field: "ntpservers",
-    setting: "platform.ntp_servers",
-    max: 3,
-    ip_only: false,
+    key: PlatformKey::NtpServers,
 };
 
-fn server_list_json(st: &AppState, list: &ServerList, base: &str) -> Result<Value, ApiError> {
-    let value = st.fm.store().setting(list.setting)?.unwrap_or_default();
+fn server_list_json(st: &AppState, list: &ServerList, base: &str) -> Value {
+    let value = st.platform.current().servers(list.key).join(",");
     let uuid = wire::child_uuid(&st.system.uuid, list.collection, "");
-    Ok(json!({
+    json!({
         "uuid": uuid,
-        list.field: value,
+        list.key.field(): value,
         "isystem_uuid": st.system.uuid,
         "links": [{"href": format!("{base}/v1/{}/{uuid}", &list.collection[..list.collection.len() - 1]), "rel": "self"}],
         "created_at": st.system.created_at,
         "updated_at": null,
-    }))
+    })
 }
 
 async fn list_servers(
@@ -320,7 +308,7 @@ async fn list_servers(
     headers: &HeaderMap,
     list: &ServerList,
 ) -> Result<Json<Value>, ApiError> {
-    let item = server_list_json(st, list, &st.base_url(headers))?;
+    let item = server_list_json(st, list, &st.base_url(headers));
     Ok(Json(json!({ list.collection: [item] })))
 }
 
@@ -331,25 +319,25 @@ async fn patch_servers(
     body: Result<Bytes, BytesRejection>,
     list: &ServerList,
 ) -> Result<Json<Value>, ApiError> {
-    let current = server_list_json(st, list, &st.base_url(headers))?;
+    let current = server_list_json(st, list, &st.base_url(headers));
     if current["uuid"] != uuid {
         return Err(ApiError::not_found(format!(
             "{} {uuid} not found",
             list.collection
         )));
     }
+    let field = list.key.field();
     let ops: Vec<PatchOp> = json_body(headers, body)?;
     let mut value = None;
     for op in ops {
         match op.path.as_str() {
-            p if p == format!("/{}", list.field) => {
+            p if p.strip_prefix('/') == Some(field) => {
                 value = Some(match op.value {
                     Some(Value::String(v)) => v,
                     Some(Value::Null) | None => String::new(),
                     Some(other) => {
                         return Err(ApiError::bad_request(format!(
-                            "{} must be a comma-separated string, not {other}",
-                            list.field
+                            "{field} must be a comma-separated string, not {other}"
                         )));
                     }
                 })
@@ -363,46 +351,22 @@ async fn patch_servers(
     }
     let Some(value) = value else {
         return Err(ApiError::bad_request(format!(
-            "the patch holds no /{}",
-            list.field
+            "the patch holds no /{field}"
         )));
     };
-    let servers: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if servers.len() > list.max {
-        return Err(ApiError::bad_request(format!(
-            "at most {} {} are allowed",
-            list.max, list.field
-        )));
-    }
-    for s in &servers {
-        let ok = s.parse::<std::net::IpAddr>().is_ok()
-            || (!list.ip_only
-                && s.len() <= 253
-                && s.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                }));
-        if !ok {
-            return Err(ApiError::bad_request(format!(
-                "invalid {} entry {s:?}: {}",
-                list.field,
-                if list.ip_only {
-                    "use IP addresses"
-                } else {
-                    "use IP addresses or host names"
-                }
-            )));
+    let servers = list.key.parse(&value)?;
+    st.platform.set(vec![(list.key, servers)]).await?;
+    Ok(Json(server_list_json(st, list, &st.base_url(headers))))
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Invalid(m) => ApiError::bad_request(m),
+            PlatformError::Store(s) => ApiError::from(s),
+            PlatformError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
-    st.fm
-        .store()
-        .set_settings(&[(list.setting.to_string(), servers.join(","))])?;
-    Ok(Json(server_list_json(st, list, &st.base_url(headers))?))
 }
 
 async fn list_dns(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -414,7 +378,7 @@ async fn show_dns(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = server_list_json(&st, &DNS, &st.base_url(&headers))?;
+    let v = server_list_json(&st, &DNS, &st.base_url(&headers));
     if v["uuid"] != uuid.as_str() {
         return Err(ApiError::not_found(format!("idns {uuid} not found")));
     }
@@ -439,7 +403,7 @@ async fn show_ntp(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = server_list_json(&st, &NTP, &st.base_url(&headers))?;
+    let v = server_list_json(&st, &NTP, &st.base_url(&headers));
     if v["uuid"] != uuid.as_str() {
         return Err(ApiError::not_found(format!("intp {uuid} not found")));
     }
