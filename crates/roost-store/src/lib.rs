@@ -50,6 +50,9 @@ pub enum StoreError {
     /// used or expired since it was read); nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// A commit failed on purpose (the `fault-injection` feature).
+    #[error("injected commit failure")]
+    Injected,
 }
 
 /// How hard a commit tries to reach the disk.
@@ -107,6 +110,7 @@ pub struct Store {
     config: StoreConfig,
     readers: Mutex<Vec<Connection>>,
     event_log_len: AtomicU64,
+    faults: faults::Faults,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
@@ -140,6 +144,7 @@ impl Store {
             config,
             readers: Mutex::new(Vec::new()),
             event_log_len: AtomicU64::new(len as u64),
+            faults: faults::Faults::from_env(),
         };
         Ok(store)
     }
@@ -207,6 +212,7 @@ impl Store {
         configure(&conn, self.config.durability)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
+        self.faults.before_commit()?;
         tx.commit()?;
         Ok(out)
     }
@@ -313,6 +319,7 @@ impl Batch<'_> {
         } else {
             0
         };
+        self.store.faults.before_commit()?;
         self.tx.commit()?;
         let len = &self.store.event_log_len;
         let now = len.load(Ordering::Relaxed) + self.events_added - pruned;
@@ -321,5 +328,6 @@ impl Batch<'_> {
     }
 }
 
+mod faults;
 #[cfg(test)]
 mod tests;
