@@ -11,12 +11,16 @@
 //! 4. **Server with 200 simulated hosts** (`roost sim agents`, a separate
 //!    process) heartbeating at 100 ms, against the same server idle with no
 //!    host.
+//! 5. **Heartbeats under a write burst** with `--durability power`: pulse
+//!    round-trip times with writer threads patching hosts and writing
+//!    alarms, against a quiet window of the same server.
 //!
 //! It is not part of `all`: a full run takes about 20 minutes, `--quick`
-//! about 2. `ROOST_BENCH_MTCE=2,4` runs only some of the four parts. Unlike
+//! about 2. `ROOST_BENCH_MTCE=2,5` runs only some of the five parts. Unlike
 //! the other benchmarks it does not measure a disturbed window again; each
 //! part reports the CPU other processes used during it.
 
+mod burst;
 mod probe;
 
 use std::time::{Duration, Instant};
@@ -48,6 +52,7 @@ struct Spec {
     agent_idle: Duration,
     fleet_hosts: usize,
     fleet_window: Duration,
+    burst_window: Duration,
 }
 
 impl Spec {
@@ -60,6 +65,7 @@ impl Spec {
             agent_idle: Duration::from_secs(if quick { 10 } else { 60 }),
             fleet_hosts: 200,
             fleet_window: Duration::from_secs(if quick { 10 } else { 60 }),
+            burst_window: Duration::from_secs(if quick { 10 } else { 60 }),
         }
     }
 }
@@ -135,6 +141,7 @@ struct Results {
     load: Option<LoadResults>,
     agent: Option<AgentResults>,
     fleet: Option<FleetResults>,
+    burst: Option<burst::BurstResults>,
     /// Benchmarks that could not run, with why.
     errors: Vec<String>,
 }
@@ -181,21 +188,30 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
             Err(e) => fail(&mut r, "server with simulated hosts", e),
         }
     }
+    if parts[4] {
+        match burst::run(plan, spec.burst_window) {
+            Ok(b) => {
+                emit(&burst::render(&b));
+                r.burst = Some(b);
+            }
+            Err(e) => fail(&mut r, "heartbeats under a write burst", e),
+        }
+    }
     emit(&summary(&r));
     let trial_errors: usize = r.detection.iter().map(|d| d.errors.len()).sum();
     Ok((trial_errors + r.errors.len()) as u64)
 }
 
-/// Which of the four parts to run: all, or those listed (`1,3`).
-fn parts_wanted(list: Option<&str>) -> anyhow::Result<[bool; 4]> {
+/// Which of the five parts to run: all, or those listed (`1,3`).
+fn parts_wanted(list: Option<&str>) -> anyhow::Result<[bool; 5]> {
     let Some(list) = list.map(str::trim).filter(|l| !l.is_empty()) else {
-        return Ok([true; 4]);
+        return Ok([true; 5]);
     };
-    let mut parts = [false; 4];
+    let mut parts = [false; 5];
     for p in list.split(',') {
         match p.trim().parse::<usize>() {
-            Ok(n @ 1..=4) => parts[n - 1] = true,
-            _ => anyhow::bail!("ROOST_BENCH_MTCE lists parts 1 to 4 (like 2,4), not {p:?}"),
+            Ok(n @ 1..=5) => parts[n - 1] = true,
+            _ => anyhow::bail!("ROOST_BENCH_MTCE lists parts 1 to 5 (like 2,5), not {p:?}"),
         }
     }
     Ok(parts)
@@ -992,6 +1008,22 @@ fn summary(r: &Results) -> String {
                 met(cpu < AGENT_CPU_TARGET).into(),
             ]);
         }
+    }
+    if let Some(b) = &r.burst {
+        let (q, w) = (b.quiet.hb.rtt_quantile(0.99), b.burst.hb.rtt_quantile(0.99));
+        t.row(vec![
+            "heartbeat RTT p99, power durability, write burst".into(),
+            format!(
+                "{} (quiet: {})",
+                b.burst.hb.rtt_quantile_text(0.99),
+                b.quiet.hb.rtt_quantile_text(0.99)
+            ),
+            "no worse than quiet".into(),
+            match (q, w) {
+                (Some(q), Some(w)) => met(w <= q).into(),
+                _ => "—".into(),
+            },
+        ]);
     }
     if let Some(f) = &r.fleet {
         t.row(vec![
