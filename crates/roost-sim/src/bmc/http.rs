@@ -13,7 +13,11 @@ use axum::extract::State;
 use axum::http::header::{ALLOW, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use roost_api::redfish::{
+    Collection, ComputerSystem, ErrorBody, Link, Message, Messages, ResetAction, ResetBody,
+    ServiceRoot, Status, SystemActions,
+};
+use serde::Serialize;
 
 use super::{ResetOutcome, ResetType, Shared};
 
@@ -48,7 +52,9 @@ async fn handle(
     };
     match path {
         "/redfish" => {
-            return get_only(&method, || json!({"v1": "/redfish/v1/"}));
+            return get_only(&method, || {
+                std::collections::BTreeMap::from([("v1", "/redfish/v1/")])
+            });
         }
         V1 => return get_only(&method, service_root),
         _ => {}
@@ -75,7 +81,7 @@ async fn handle(
 }
 
 /// Answers a read-only resource: GET (and HEAD) only.
-fn get_only(method: &Method, body: impl FnOnce() -> Value) -> Response {
+fn get_only<T: Serialize>(method: &Method, body: impl FnOnce() -> T) -> Response {
     if method == Method::GET || method == Method::HEAD {
         json_response(StatusCode::OK, body())
     } else {
@@ -83,53 +89,62 @@ fn get_only(method: &Method, body: impl FnOnce() -> Value) -> Response {
     }
 }
 
-fn service_root() -> Value {
-    json!({
-        "@odata.id": V1,
-        "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
-        "Id": "RootService",
-        "Name": "Roost Simulated BMC",
-        "RedfishVersion": "1.6.0",
-        "Systems": {"@odata.id": SYSTEMS},
-    })
+fn service_root() -> ServiceRoot {
+    ServiceRoot {
+        odata_id: V1.into(),
+        odata_type: "#ServiceRoot.v1_5_0.ServiceRoot".into(),
+        id: "RootService".into(),
+        name: "Roost Simulated BMC".into(),
+        redfish_version: "1.6.0".into(),
+        systems: Link {
+            odata_id: SYSTEMS.into(),
+        },
+    }
 }
 
 fn system_path(shared: &Shared) -> String {
     format!("{SYSTEMS}/{}", shared.system_id)
 }
 
-fn systems(shared: &Shared) -> Value {
-    json!({
-        "@odata.id": SYSTEMS,
-        "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
-        "Name": "Computer System Collection",
-        "Members": [{"@odata.id": system_path(shared)}],
-        "Members@odata.count": 1,
-    })
+fn systems(shared: &Shared) -> Collection {
+    Collection {
+        odata_id: SYSTEMS.into(),
+        odata_type: "#ComputerSystemCollection.ComputerSystemCollection".into(),
+        name: "Computer System Collection".into(),
+        members: vec![Link {
+            odata_id: system_path(shared),
+        }],
+        count: 1,
+    }
 }
 
-fn system(shared: &Shared) -> Value {
+fn system(shared: &Shared) -> ComputerSystem {
     let path = system_path(shared);
-    let allowed: Vec<&str> = ResetType::ALL.iter().map(|t| t.as_str()).collect();
-    json!({
-        "@odata.id": path,
-        "@odata.type": "#ComputerSystem.v1_10_0.ComputerSystem",
-        "Id": shared.system_id,
-        "Name": format!("Roost simulated system {}", shared.system_id),
-        "SystemType": "Physical",
-        "PowerState": shared.power_state().as_str(),
-        "Status": {"State": "Enabled", "Health": "OK"},
-        "Actions": {
-            "#ComputerSystem.Reset": {
-                "target": format!("{path}/Actions/ComputerSystem.Reset"),
-                "ResetType@Redfish.AllowableValues": allowed,
-            }
+    ComputerSystem {
+        odata_type: "#ComputerSystem.v1_10_0.ComputerSystem".into(),
+        id: shared.system_id.clone(),
+        name: format!("Roost simulated system {}", shared.system_id),
+        system_type: "Physical".into(),
+        power_state: shared.power_state().as_str().into(),
+        status: Status {
+            state: "Enabled".into(),
+            health: "OK".into(),
         },
-    })
+        actions: SystemActions {
+            reset: ResetAction {
+                target: format!("{path}/Actions/ComputerSystem.Reset"),
+                allowed: ResetType::ALL
+                    .iter()
+                    .map(|t| t.as_str().to_string())
+                    .collect(),
+            },
+        },
+        odata_id: path,
+    }
 }
 
 async fn reset(shared: &Arc<Shared>, body: &[u8]) -> Response {
-    let parsed: Value = match serde_json::from_slice(body) {
+    let parsed: ResetBody = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             return error(
@@ -139,7 +154,7 @@ async fn reset(shared: &Arc<Shared>, body: &[u8]) -> Response {
             );
         }
     };
-    let Some(value) = parsed.get("ResetType") else {
+    let Some(value) = parsed.reset_type else {
         return error(
             StatusCode::BAD_REQUEST,
             "Base.1.0.ActionParameterMissing",
@@ -162,46 +177,27 @@ async fn reset(shared: &Arc<Shared>, body: &[u8]) -> Response {
         ResetOutcome::Done => StatusCode::NO_CONTENT.into_response(),
         ResetOutcome::AlreadyOn => json_response(
             StatusCode::OK,
-            json!({
-                "@Message.ExtendedInfo": [message(
+            Messages {
+                extended_info: vec![Message::new(
                     "Base.1.0.Success",
                     "The system is already powered on; no action was taken.",
                     "OK",
-                )]
-            }),
+                )],
+            },
         ),
     }
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+fn json_response<T: Serialize>(status: StatusCode, body: T) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut()
         .insert("OData-Version", HeaderValue::from_static("4.0"));
     resp
 }
 
-fn message(id: &str, text: &str, severity: &str) -> Value {
-    json!({
-        "@odata.type": "#Message.v1_0_0.Message",
-        "MessageId": id,
-        "Message": text,
-        "Severity": severity,
-    })
-}
-
 /// A Redfish error response.
 fn error(status: StatusCode, code: &str, text: impl Into<String>) -> Response {
-    let text = text.into();
-    json_response(
-        status,
-        json!({
-            "error": {
-                "code": code,
-                "message": text,
-                "@Message.ExtendedInfo": [message(code, &text, "Warning")],
-            }
-        }),
-    )
+    json_response(status, ErrorBody::new(code, &text.into()))
 }
 
 fn not_found(path: &str) -> Response {
