@@ -13,7 +13,7 @@ pub mod process;
 pub mod settings;
 
 pub use maintenance::{
-    ActionError, Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance,
+    Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance, MtceError,
     Network, Oper, Personality,
 };
 pub use settings::{FailureAction, MtceSettings};
@@ -62,16 +62,18 @@ impl Thresholds {
     };
 
     /// Checks that the thresholds make sense.
-    pub fn validate(&self, what: &str) -> Result<(), String> {
+    pub fn validate(&self, what: &str) -> Result<(), MtceError> {
         let ok = |v: f64| v.is_finite() && (0.0..=100.0).contains(&v);
         if !ok(self.major) || !ok(self.critical) || !ok(self.hysteresis) {
-            return Err(format!("{what}: thresholds must be between 0 and 100"));
+            return Err(MtceError::Invalid(format!(
+                "{what}: thresholds must be between 0 and 100"
+            )));
         }
         if self.major > self.critical {
-            return Err(format!(
+            return Err(MtceError::Invalid(format!(
                 "{what}: the major threshold ({}) must not exceed the critical one ({})",
                 self.major, self.critical
-            ));
+            )));
         }
         Ok(())
     }
@@ -178,7 +180,7 @@ impl Default for MonitorSettings {
 }
 
 impl MonitorSettings {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MtceError> {
         self.cpu.validate("cpu")?;
         self.memory.validate("memory")?;
         self.filesystem.validate("filesystem")

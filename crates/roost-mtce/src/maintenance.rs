@@ -183,13 +183,19 @@ impl Effects {
     }
 }
 
-/// Why an action was refused.
+/// Why maintenance refused an input: the one error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ActionError {
+pub enum MtceError {
+    /// The host is not known.
     #[error("host {0} not found")]
     UnknownHost(String),
+    /// An action the host's state does not allow.
     #[error("{0}")]
     Refused(String),
+    /// A setting that is malformed, out of range, or inconsistent with the
+    /// others.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Heartbeat health of one link or host.
@@ -525,7 +531,7 @@ impl Maintenance {
         name: &str,
         action: HostAction,
         now: Timestamp,
-    ) -> Result<Effects, ActionError> {
+    ) -> Result<Effects, MtceError> {
         let simplex = self.simplex;
         let peer_enabled = |me: &str, hosts: &BTreeMap<String, Host>| {
             hosts.iter().any(|(n, h)| {
@@ -543,8 +549,8 @@ impl Maintenance {
         let h = self
             .hosts
             .get(name)
-            .ok_or_else(|| ActionError::UnknownHost(name.to_string()))?;
-        let refuse = |m: String| Err(ActionError::Refused(m));
+            .ok_or_else(|| MtceError::UnknownHost(name.to_string()))?;
+        let refuse = |m: String| Err(MtceError::Refused(m));
         match action {
             HostAction::Lock | HostAction::ForceLock => {
                 if h.admin == Admin::Locked {

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::MtceError;
+
 /// What happens to a host whose heartbeat fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureAction {
@@ -110,13 +112,15 @@ pub const PARAMETER_NAMES: &[&str] = &[
     "worker_boot_timeout",
 ];
 
-fn range(name: &str, v: &str, lo: u32, hi: u32) -> Result<u32, String> {
+fn range(name: &str, v: &str, lo: u32, hi: u32) -> Result<u32, MtceError> {
     let n: u32 = v
         .trim()
         .parse()
-        .map_err(|_| format!("{name} must be a whole number, not {v:?}"))?;
+        .map_err(|_| MtceError::Invalid(format!("{name} must be a whole number, not {v:?}")))?;
     if n < lo || n > hi {
-        return Err(format!("{name} must be between {lo} and {hi} (got {n})"));
+        return Err(MtceError::Invalid(format!(
+            "{name} must be between {lo} and {hi} (got {n})"
+        )));
     }
     Ok(n)
 }
@@ -160,7 +164,7 @@ impl MtceSettings {
 
     /// Sets one parameter, checking its syntax and range. Cross-parameter
     /// rules are checked by [`MtceSettings::validate`].
-    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), MtceError> {
         match name {
             "heartbeat_period" => self.heartbeat_period_ms = range(name, value, 10, 1000)?,
             "heartbeat_degrade_threshold" => {
@@ -172,16 +176,18 @@ impl MtceSettings {
             "heartbeat_failure_action" => {
                 self.heartbeat_failure_action =
                     FailureAction::parse(value.trim()).ok_or_else(|| {
-                        format!("{name} must be fail, degrade, alarm or none, not {value:?}")
+                        MtceError::Invalid(format!(
+                            "{name} must be fail, degrade, alarm or none, not {value:?}"
+                        ))
                     })?
             }
             "mnfa_threshold" => self.mnfa_threshold = range(name, value, 2, 100)?,
             "mnfa_timeout" => {
                 let n = range(name, value, 0, 86_400)?;
                 if n != 0 && n < 100 {
-                    return Err(format!(
+                    return Err(MtceError::Invalid(format!(
                         "{name} must be 0 (no timeout) or between 100 and 86400 (got {n})"
-                    ));
+                    )));
                 }
                 self.mnfa_timeout_secs = n;
             }
@@ -192,18 +198,22 @@ impl MtceSettings {
             "bmc_reset_delay" => self.bmc_reset_delay_secs = range(name, value, 0, 3600)?,
             "bmc_reset_retries" => self.bmc_reset_retries = range(name, value, 0, 10)?,
             "bmc_retry_interval" => self.bmc_retry_interval_secs = range(name, value, 1, 3600)?,
-            _ => return Err(format!("unknown maintenance parameter {name:?}")),
+            _ => {
+                return Err(MtceError::Invalid(format!(
+                    "unknown maintenance parameter {name:?}"
+                )));
+            }
         }
         Ok(())
     }
 
     /// Checks rules that span parameters.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), MtceError> {
         if self.heartbeat_degrade_threshold >= self.heartbeat_failure_threshold {
-            return Err(format!(
+            return Err(MtceError::Invalid(format!(
                 "heartbeat_degrade_threshold ({}) must be below heartbeat_failure_threshold ({})",
                 self.heartbeat_degrade_threshold, self.heartbeat_failure_threshold
-            ));
+            )));
         }
         Ok(())
     }

@@ -277,7 +277,7 @@ impl Config {
         self.monitor
             .thresholds
             .validate()
-            .map_err(ConfigError::Invalid)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }
 

@@ -148,7 +148,7 @@ impl Executor {
             if let Err(e) = &result {
                 tracing::warn!(%host, error = %e, "BMC action failed");
             }
-            shared.bmc_result(&host, result.map_err(|e| e.to_string()));
+            shared.bmc_result(&host, result);
         });
     }
 }

@@ -34,7 +34,7 @@ use std::time::Duration;
 use roost_api::agent::Inventory;
 use roost_api::heartbeat::HostKey;
 use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
-use roost_mtce::{ActionError, Admin, Effects, Maintenance, MtceSettings, Network, Personality};
+use roost_mtce::{Admin, Effects, Maintenance, MtceError, MtceSettings, Network, Personality};
 use roost_store::{HostWrite, Store, StoreError, StoredHost};
 use roost_types::{Clock, Severity, SystemMode, Timestamp};
 use sha2::{Digest, Sha256};
@@ -99,11 +99,12 @@ impl From<StoreError> for HostError {
     }
 }
 
-impl From<ActionError> for HostError {
-    fn from(e: ActionError) -> Self {
+impl From<MtceError> for HostError {
+    fn from(e: MtceError) -> Self {
         match e {
-            ActionError::UnknownHost(h) => HostError::NotFound(h),
-            ActionError::Refused(m) => HostError::Refused(m),
+            MtceError::UnknownHost(h) => HostError::NotFound(h),
+            MtceError::Refused(m) => HostError::Refused(m),
+            MtceError::Invalid(m) => HostError::Invalid(m),
         }
     }
 }
@@ -210,12 +211,12 @@ impl Shared {
         self.lock().hosts.get(host).map(BmcTarget::of)
     }
 
-    fn bmc_result(&self, host: &str, result: Result<(), String>) {
+    fn bmc_result(&self, host: &str, result: Result<(), bmc::BmcError>) {
         let fx = {
             let mut st = self.lock();
             match &result {
                 Ok(()) => st.mtce.bmc_result(host, true, ""),
-                Err(e) => st.mtce.bmc_result(host, false, e),
+                Err(e) => st.mtce.bmc_result(host, false, &e.to_string()),
             }
         };
         self.effects(fx, None);
@@ -810,10 +811,10 @@ impl HostService {
         let mut settings = MtceSettings::default();
         for (name, v) in stored {
             if let Some(v) = v {
-                settings.set(name, &v).map_err(HostError::Invalid)?;
+                settings.set(name, &v)?;
             }
         }
-        settings.validate().map_err(HostError::Invalid)?;
+        settings.validate()?;
         self.lock().mtce.set_settings(settings);
         Ok(())
     }

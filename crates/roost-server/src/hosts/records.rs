@@ -391,7 +391,7 @@ pub fn parameter_patch(
             }
         }
         if let Some(v) = &value {
-            settings.set(&name, v).map_err(HostError::Invalid)?;
+            settings.set(&name, v)?;
         }
     }
     let Some(value) = value else {
