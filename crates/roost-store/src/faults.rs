@@ -54,7 +54,7 @@ mod imp {
                 return Ok(());
             }
             let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-            if n > self.after && (n - self.after) % self.every == 0 {
+            if n > self.after && (n - self.after).is_multiple_of(self.every) {
                 return Err(StoreError::Injected);
             }
             Ok(())
