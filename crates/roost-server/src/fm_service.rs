@@ -222,3 +222,88 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use roost_fm::FmCommand;
+    use roost_store::StoreConfig;
+    use roost_types::{ManualClock, Timestamp};
+
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> Arc<Store> {
+        Arc::new(
+            Store::open(StoreConfig {
+                path: dir.path().join("roost.db"),
+                durability: Default::default(),
+                event_log_cap: 10_000,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn raise(i: usize) -> FmCommand {
+        raise_or_clear(
+            "100.104",
+            format!("host=h{i}"),
+            Some(roost_types::Severity::Major),
+            "filesystem full".into(),
+        )
+    }
+
+    fn entities(state: &FmState) -> BTreeSet<String> {
+        state
+            .alarms()
+            .map(|a| a.entity_instance_id.clone())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_commits_are_undone_in_memory_and_acknowledged_writes_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let (fm, _writer) =
+            FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
+        store.fail_commits(2, 0);
+        // Concurrent writers, so that batches hold several commands.
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let fm = fm.clone();
+            tasks.push(tokio::spawn(async move { (i, fm.submit(raise(i)).await) }));
+        }
+        let mut acknowledged = BTreeSet::new();
+        let mut failed = 0;
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            match r {
+                Ok(_) => {
+                    acknowledged.insert(format!("host=h{i}"));
+                }
+                Err(SubmitError::Store(_)) => failed += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(failed > 0 && !acknowledged.is_empty(), "{failed} failed");
+        assert_eq!(
+            entities(&fm.read()),
+            acknowledged,
+            "memory holds what was acknowledged"
+        );
+        store.fail_commits(0, 0);
+        let (alarms, suppressed) = store.load_fm().unwrap();
+        let stored = FmState::from_parts(alarms, suppressed);
+        assert_eq!(entities(&stored), acknowledged, "the store holds the same");
+        // The event log too: one record per acknowledged set.
+        let events = store
+            .events(&roost_store::EventQuery::default(), &BTreeSet::new())
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|e| e.entity_instance_id.starts_with("host=h"))
+            .count();
+        assert_eq!(events, acknowledged.len());
+    }
+}

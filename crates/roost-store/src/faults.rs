@@ -15,8 +15,8 @@ mod imp {
     /// Which commits fail.
     #[derive(Debug, Default)]
     pub struct Faults {
-        every: u64,
-        after: u64,
+        every: AtomicU64,
+        after: AtomicU64,
         commits: AtomicU64,
     }
 
@@ -30,31 +30,41 @@ mod imp {
         }
 
         fn parse(v: &str) -> Option<Faults> {
-            let mut f = Faults::default();
+            let (mut every, mut after) = (0, 0);
             for part in v.split(',') {
                 let (k, n) = part.split_once(':')?;
                 let n: u64 = n.trim().parse().ok()?;
                 match k.trim() {
-                    "every" => f.every = n,
-                    "after" => f.after = n,
+                    "every" => every = n,
+                    "after" => after = n,
                     _ => return None,
                 }
             }
-            tracing::warn!(
-                every = f.every,
-                after = f.after,
-                "commit fault injection is on"
-            );
+            let f = Faults::default();
+            f.configure(every, after);
             Some(f)
+        }
+
+        /// From now on, every `every`th commit after the next `after` fails
+        /// (`every` 0: none).
+        pub fn configure(&self, every: u64, after: u64) {
+            self.commits.store(0, Ordering::SeqCst);
+            self.after.store(after, Ordering::SeqCst);
+            self.every.store(every, Ordering::SeqCst);
+            if every > 0 {
+                tracing::warn!(every, after, "commit fault injection is on");
+            }
         }
 
         /// Called just before each commit.
         pub fn before_commit(&self) -> Result<(), StoreError> {
-            if self.every == 0 {
+            let every = self.every.load(Ordering::SeqCst);
+            if every == 0 {
                 return Ok(());
             }
+            let after = self.after.load(Ordering::SeqCst);
             let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-            if n > self.after && (n - self.after).is_multiple_of(self.every) {
+            if n > after && (n - after).is_multiple_of(every) {
                 return Err(StoreError::Injected);
             }
             Ok(())

@@ -159,6 +159,13 @@ impl Store {
         self.config.durability
     }
 
+    /// Makes every `every`th commit after the next `after` fail with
+    /// [`StoreError::Injected`] (`every` 0 turns it off). For tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_commits(&self, every: u64, after: u64) {
+        self.faults.configure(every, after);
+    }
+
     /// Number of records in the event log.
     pub fn event_log_len(&self) -> u64 {
         self.event_log_len.load(Ordering::Relaxed)

@@ -498,3 +498,50 @@ async fn a_power_off_goes_to_the_bmc_through_the_executor() {
     .await;
     let _ = r.clock.now();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_many_concurrent_enrollments_with_one_token_exactly_one_wins() {
+    let r = rig().await;
+    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
+    let peer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let mut tasks = Vec::new();
+    for port in 4000..4016 {
+        let svc = r.svc.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            svc.enroll(enroll_request(&token, port), peer).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => winners.push(e),
+            Err(HostError::BadJoinToken) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one enrollment takes the token");
+    let won = &winners[0];
+    // Memory and store name the winner's port and agent token.
+    let stored = r.store.inner.hosts().unwrap();
+    let port = stored[1].hb_port;
+    assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, port);
+    assert!(
+        r.svc
+            .report(&won.agent_token, AgentReport::default())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn an_add_and_a_delete_racing_for_one_name_leave_memory_and_store_agreeing() {
+    let r = rig().await;
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(r.svc.add(host_add("worker-1")), r.svc.delete("worker-1"));
+        let _ = (a, b);
+        assert_eq!(names(&r.svc), stored_names(&r));
+        let _ = r.svc.delete("worker-1").await;
+        assert_eq!(names(&r.svc), stored_names(&r));
+    }
+}
