@@ -448,7 +448,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("ParameterApply"),
     },
     Route {
         method: "post",
@@ -458,7 +458,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("AgentEnroll"),
     },
     Route {
         method: "post",
@@ -468,7 +468,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("AgentReport"),
     },
     Route {
         method: "get",
@@ -618,7 +618,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[204],
-        body: None,
+        body: Some("PasswordChange"),
     },
     Route {
         method: "get",
@@ -728,6 +728,78 @@ fn schemas() -> Value {
             "items": {"type": "object", "required": ["op", "path"], "properties": {
                 "op": {"enum": ["replace"]}, "path": s("string"), "value": {}}}
         },
+        "SubcloudCreate": {
+            "type": "object",
+            "description": "name is required (in a multipart form, a bootstrap_values file with a name: key gives it)",
+            "properties": {
+                "name": s("string"),
+                "description": s("string"),
+                "location": s("string"),
+                "group_id": {"type": ["integer", "string"], "description": "id or name of the group"},
+                "group": {"type": "string", "description": "name of the group"},
+                "bootstrap_values": {"type": "string", "description": "multipart form only: StarlingX's bootstrap values file"}
+            }
+        },
+        "SubcloudUpdate": {
+            "type": "object",
+            "properties": {
+                "management-state": {"enum": ["managed", "unmanaged"]},
+                "description": s("string"),
+                "location": s("string"),
+                "group_id": {"type": ["integer", "string"], "description": "id or name of the group"},
+                "force": {"type": ["boolean", "string"]}
+            }
+        },
+        "GroupWrite": {
+            "type": "object",
+            "description": "name is required when adding a group",
+            "properties": {
+                "name": s("string"),
+                "description": s("string"),
+                "update_apply_type": {"enum": ["serial", "parallel"]},
+                "max_parallel_subclouds": {"type": ["integer", "string"], "description": "an integer, or a numeric string"}
+            }
+        },
+        "PasswordChange": {
+            "type": "object",
+            "required": ["user"],
+            "properties": {"user": {
+                "type": "object",
+                "required": ["password", "original_password"],
+                "properties": {"password": s("string"), "original_password": s("string")}
+            }}
+        },
+        "ParameterApply": {
+            "type": "object",
+            "required": ["service"],
+            "properties": {
+                "service": {"enum": ["platform"]},
+                "section": s("string")
+            }
+        },
+        "AgentEnroll": {
+            "type": "object",
+            "required": ["join_token", "inventory", "heartbeat_port"],
+            "properties": {
+                "join_token": s("string"),
+                "inventory": {"type": "object", "description": "the host's inventory (CPUs, NUMA nodes, memory, disks, NICs)"},
+                "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "mgmt_ip": s("string")
+            },
+            "additionalProperties": false
+        },
+        "AgentReport": {
+            "type": "object",
+            "properties": {
+                "inventory": {"type": "object"},
+                "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "cluster_ip": s("string"),
+                "cluster_heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "alarms": {"type": "array", "items": {"type": "object"}},
+                "processes": {"type": "array", "items": {"type": "object"}}
+            },
+            "additionalProperties": false
+        },
         "HostAdd": {
             "type": "object",
             "required": ["hostname", "personality"],
@@ -743,6 +815,24 @@ fn schemas() -> Value {
     })
 }
 
+/// The names of a path's `{parameters}`, in order.
+pub fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+fn path_parameter_description(name: &str) -> &'static str {
+    match name {
+        "uuid" => "uuid of the resource",
+        "host" => "id, uuid or hostname of the host",
+        "subcloud" => "id or name of the subcloud",
+        "group" => "id or name of the subcloud group",
+        "user_id" => "id of the user (the token's own user)",
+        _ => "identifies the resource",
+    }
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -755,11 +845,12 @@ pub fn document() -> Value {
             .iter()
             .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
             .collect();
-        for name in ["uuid", "host"] {
-            if r.path.contains(&format!("{{{name}}}")) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
-            }
+        for name in path_parameters(r.path) {
+            params.push(json!({"name": name, "in": "path", "required": true, "description": path_parameter_description(name), "schema": {"type": "string"}}));
         }
+        // dcmanager's paths answer errors as HTML pages, as StarlingX does
+        // (the token check in front of them still answers JSON).
+        let html_errors = r.path.starts_with("/v1.0/");
         let mut responses = Map::new();
         for code in r.ok {
             responses.insert(code.to_string(), json!({"description": "success"}));
@@ -767,16 +858,26 @@ pub fn document() -> Value {
         for (code, what) in [
             (400, "bad input"),
             (401, "missing, expired or revoked token"),
+            (403, "not allowed for this token's holder"),
             (404, "not found"),
             (413, "body too large"),
             (415, "body is not JSON"),
+            (503, "the store is temporarily unavailable; retry later"),
         ] {
             if code == 401 && !r.auth && r.path != "/v3/auth/tokens" {
                 continue;
             }
+            if code == 403 && r.path != "/v3/users/{user_id}/password" {
+                continue;
+            }
+            let content = if html_errors && code != 401 {
+                json!({"text/html": {"schema": {"type": "string"}}})
+            } else {
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
+            };
             responses.insert(
                 code.to_string(),
-                json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+                json!({"description": what, "content": content}),
             );
         }
         let mut op = json!({
@@ -790,7 +891,13 @@ pub fn document() -> Value {
             op["security"] = json!([]);
         }
         if let Some(b) = r.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+            let schema = json!({"$ref": format!("#/components/schemas/{b}")});
+            let mut content = json!({"application/json": {"schema": schema}});
+            if r.path.starts_with("/v1.0/subclouds") {
+                // StarlingX's dcmanager client sends multipart forms.
+                content["multipart/form-data"] = json!({"schema": schema});
+            }
+            op["requestBody"] = json!({"required": true, "content": content});
         }
         entry[r.method] = op;
     }
@@ -831,6 +938,134 @@ mod tests {
             committed == document_text(),
             "openapi/roost.json is stale: run `cargo run -p roost -- openapi > openapi/roost.json`"
         );
+    }
+
+    /// Every `$ref` in `v`, with where it was found.
+    fn refs<'a>(v: &'a Value, at: &str, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        if let Some(r) = x.as_str() {
+                            out.push((at.to_string(), r));
+                        }
+                    } else {
+                        refs(x, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    refs(x, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Resolves a local JSON pointer (`#/components/schemas/X`).
+    fn resolve<'a>(doc: &'a Value, r: &str) -> Option<&'a Value> {
+        doc.pointer(r.strip_prefix('#')?)
+    }
+
+    #[test]
+    fn every_ref_resolves_and_every_schema_is_used() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, "#", &mut found);
+        assert!(!found.is_empty());
+        let dangling: Vec<String> = found
+            .iter()
+            .filter(|(_, r)| resolve(&doc, r).is_none())
+            .map(|(at, r)| format!("{at}: {r}"))
+            .collect();
+        assert!(dangling.is_empty(), "dangling $refs: {dangling:#?}");
+        for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+            let target = format!("#/components/schemas/{name}");
+            assert!(
+                found.iter().any(|(_, r)| *r == target),
+                "schema {name} is never used"
+            );
+        }
+    }
+
+    #[test]
+    fn every_path_parameter_is_declared_and_every_declared_one_is_in_the_path() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let in_path = path_parameters(path);
+            for (method, op) in ops.as_object().unwrap() {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| {
+                        assert_eq!(p["required"], true, "{method} {path}: {p}");
+                        p["name"].as_str().unwrap()
+                    })
+                    .collect();
+                assert_eq!(declared, in_path, "{method} {path}");
+            }
+        }
+    }
+
+    /// Operations that take no body: the path says everything.
+    const BODYLESS: &[(&str, &str)] = &[("post", "/v1/ihosts/{host}/join_token")];
+
+    #[test]
+    fn every_write_declares_its_body() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let writes = matches!(method.as_str(), "post" | "put" | "patch");
+                let bodyless = BODYLESS.contains(&(method.as_str(), path.as_str()));
+                let has_body = op.get("requestBody").is_some();
+                if writes && !bodyless {
+                    assert!(has_body, "{method} {path} declares no request body");
+                    let content = op["requestBody"]["content"].as_object().unwrap();
+                    assert!(content.contains_key("application/json"), "{method} {path}");
+                } else {
+                    assert!(!has_body, "{method} {path} should take no body");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dcmanager_errors_are_documented_as_html_and_others_as_json() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (code, r) in op["responses"].as_object().unwrap() {
+                    if !code.starts_with('4') && !code.starts_with('5') {
+                        continue;
+                    }
+                    let html = path.starts_with("/v1.0/") && code != "401";
+                    let want = if html {
+                        "text/html"
+                    } else {
+                        "application/json"
+                    };
+                    let content = r["content"].as_object().unwrap();
+                    assert!(
+                        content.len() == 1 && content.contains_key(want),
+                        "{method} {path} {code}: {r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, ops) in document()["paths"].as_object().unwrap() {
+            for (_, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap().to_string();
+                assert!(seen.insert(id.clone()), "{id} twice");
+            }
+        }
     }
 
     #[test]
