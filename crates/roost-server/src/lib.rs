@@ -111,9 +111,11 @@ pub async fn run_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
     let mut tasks = Vec::new();
+    let metrics = Arc::new(metrics::Metrics::new());
     if config.monitor.enabled {
         tasks.push(tokio::spawn(monitor::run(
             fm.clone(),
+            metrics.clone(),
             config.hostname.clone(),
             config.monitor.clone(),
             monitor::ProcRoot::default(),
@@ -137,7 +139,6 @@ pub async fn run_with(
             }
         }));
     }
-    let metrics = Arc::new(metrics::Metrics::new());
     let (hosts, host_tasks) = hosts::HostService::start(
         store.clone(),
         fm.clone(),
