@@ -799,8 +799,8 @@ fn lex(text: &str) -> Lexed {
             };
             if let Some(end) = end {
                 code.push('\'');
-                for k in i + 1..end {
-                    blank(c[k], &mut code, &mut line);
+                for &ch in &c[i + 1..end] {
+                    blank(ch, &mut code, &mut line);
                 }
                 code.push('\'');
                 i = end + 1;
