@@ -558,7 +558,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[200],
-        body: Some("GroupWrite"),
+        body: Some("GroupCreate"),
     },
     Route {
         method: "get",
@@ -682,8 +682,31 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// dcmanager's name rule (roost-dc's `check_name`): no whitespace, control
+/// characters or any of `.*+?|()[]{}^$=,`, and not only digits.
+const NAME_PATTERN: &str = r"^[^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f]*[^0-9.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f][^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f]*$";
+
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
+    // An optional string: serde reads null as absent.
+    let os = json!({"type": ["string", "null"]});
+    let named = json!({"type": ["object", "null"], "properties": {"id": os, "name": os}});
+    // A boolean as JSON or as the strings True/False (any case), as
+    // StarlingX's tools send both.
+    let flex_bool = json!({"anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
+        {"type": "null"}
+    ]});
+    let group_properties = json!({
+        "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 254},
+        "description": os,
+        "update_apply_type": {"enum": ["serial", "parallel"]},
+        "max_parallel_subclouds": {"anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": 5000},
+            {"type": "string", "pattern": "^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"}
+        ], "description": "1 to 5000, as an integer or a numeric string"}
+    });
     json!({
         "Error": {
             "type": "object",
@@ -697,68 +720,116 @@ fn schemas() -> Value {
         "AuthRequest": {
             "type": "object",
             "required": ["auth"],
-            "properties": {"auth": {"type": "object", "properties": {
-                "identity": {"type": "object", "properties": {
-                    "methods": {"type": "array", "items": {"enum": ["password", "token"]}},
-                    "password": {"type": "object"},
-                    "token": {"type": "object", "properties": {"id": s("string")}}}},
-                "scope": {"type": "object"}}}}
+            "properties": {"auth": {"type": "object", "required": ["identity"], "properties": {
+                "identity": {"type": "object", "required": ["methods"],
+                    "allOf": [
+                        {"if": {"properties": {"methods": {"contains": {"const": "password"}}}},
+                         "then": {"required": ["password"], "properties": {"password": {"type": "object"}}}},
+                        {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
+                         "then": {"required": ["token"], "properties": {"token": {"type": "object"}}}}
+                    ],
+                    "properties": {
+                    "methods": {"type": "array", "minItems": 1, "items": {"enum": ["password", "token"]}},
+                    "password": {"type": ["object", "null"], "required": ["user"], "properties": {
+                        "user": {"type": "object", "required": ["password"],
+                            "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
+                                      {"required": ["id"], "properties": {"id": s("string")}}],
+                            "properties": {
+                            "id": os, "name": os, "password": s("string"), "domain": named.clone()}}}},
+                    "token": {"type": ["object", "null"], "required": ["id"], "properties": {"id": s("string")}}}},
+                "scope": {"type": ["object", "null"], "properties": {"project": {
+                    "type": ["object", "null"],
+                    "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
+                              {"required": ["id"], "properties": {"id": s("string")}}],
+                    "properties": {"id": os, "name": os, "domain": named}}}}}}}
         },
         "AlarmPost": {
             "type": "object",
+            "description": "set (the default) and log need alarm_id, entity_instance_id and (for set) severity; a clear names a uuid, or an alarm_id and entity_instance_id, or only an entity_instance_id (everything under it)",
             "properties": {
-                "alarm_state": {"enum": ["set", "clear", "log", "msg"], "default": "set"},
-                "uuid": {"type": "string", "description": "clear this alarm"},
-                "alarm_id": {"type": "string", "examples": ["100.104"]},
-                "entity_instance_id": {"type": "string", "examples": ["host=controller-0.filesystem=/var"]},
-                "entity_type_id": s("string"),
-                "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable"]},
-                "reason_text": s("string"),
-                "alarm_type": s("string"),
-                "probable_cause": s("string"),
-                "proposed_repair_action": s("string"),
-                "service_affecting": {"type": ["boolean", "string"]},
-                "suppression": {"type": ["boolean", "string"]},
-                "timestamp": s("string")
+                "alarm_state": {"enum": ["set", "clear", "log", "msg", null], "default": "set"},
+                "uuid": {"type": ["string", "null"], "description": "clear this alarm"},
+                "alarm_id": {"type": ["string", "null"], "pattern": "\\S", "examples": ["100.104"]},
+                "entity_instance_id": {"type": ["string", "null"], "pattern": "\\S", "examples": ["host=controller-0.filesystem=/var"]},
+                "entity_type_id": os,
+                "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable", null]},
+                "reason_text": os,
+                "alarm_type": os,
+                "probable_cause": os,
+                "proposed_repair_action": os,
+                "service_affecting": flex_bool.clone(),
+                "suppression": flex_bool,
+                "timestamp": {"type": ["string", "null"], "pattern": "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?$"},
+                "suppression_status": {"description": "accepted and ignored (derived by the server)"},
+                "mgmt_affecting": {"description": "accepted and ignored (derived by the server)"},
+                "degrade_affecting": {"description": "accepted and ignored (derived by the server)"},
+                "inhibit_alarms": {"description": "accepted and ignored"}
             },
-            "additionalProperties": false
+            "additionalProperties": false,
+            "allOf": [{
+                "if": {"required": ["alarm_state"], "properties": {"alarm_state": {"enum": ["log", "msg"]}}},
+                "then": {
+                    "required": ["alarm_id", "entity_instance_id"],
+                    "properties": {"alarm_id": s("string"), "entity_instance_id": s("string")}
+                }
+            }],
+            "if": {"properties": {"alarm_state": {"enum": ["set", null]}}},
+            "then": {
+                "required": ["alarm_id", "entity_instance_id", "severity"],
+                "properties": {
+                    "alarm_id": s("string"),
+                    "entity_instance_id": s("string"),
+                    "severity": {"enum": ["critical", "major", "minor", "warning"]}
+                }
+            }
         },
         "JsonPatch": {
             "type": "array",
+            "minItems": 1,
             "items": {"type": "object", "required": ["op", "path"], "properties": {
-                "op": {"enum": ["replace"]}, "path": s("string"), "value": {}}}
+                "op": {"enum": ["replace"]}, "path": s("string"), "value": {}},
+                "additionalProperties": false}
         },
         "SubcloudCreate": {
             "type": "object",
-            "description": "name is required (in a multipart form, a bootstrap_values file with a name: key gives it)",
+            "required": ["name"],
+            "description": "in StarlingX's multipart form, a bootstrap_values file with a name: key may give the name instead",
             "properties": {
-                "name": s("string"),
-                "description": s("string"),
-                "location": s("string"),
-                "group_id": {"type": ["integer", "string"], "description": "id or name of the group"},
-                "group": {"type": "string", "description": "name of the group"},
+                "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 254},
+                "description": os,
+                "location": os,
+                "group_id": {"type": ["integer", "string", "null"], "description": "id or name of the group"},
+                "group": {"type": ["string", "null"], "description": "name of the group"},
                 "bootstrap_values": {"type": "string", "description": "multipart form only: StarlingX's bootstrap values file"}
             }
         },
         "SubcloudUpdate": {
             "type": "object",
+            "description": "at least one of management-state, description, location or group_id",
+            "anyOf": [
+                {"required": ["management-state"]},
+                {"required": ["description"]},
+                {"required": ["location"]},
+                {"required": ["group_id"]}
+            ],
             "properties": {
                 "management-state": {"enum": ["managed", "unmanaged"]},
                 "description": s("string"),
                 "location": s("string"),
                 "group_id": {"type": ["integer", "string"], "description": "id or name of the group"},
-                "force": {"type": ["boolean", "string"]}
+                "force": {"type": ["boolean", "string", "null"]}
             }
+        },
+        "GroupCreate": {
+            "type": "object",
+            "required": ["name"],
+            "properties": group_properties.clone()
         },
         "GroupWrite": {
             "type": "object",
-            "description": "name is required when adding a group",
-            "properties": {
-                "name": s("string"),
-                "description": s("string"),
-                "update_apply_type": {"enum": ["serial", "parallel"]},
-                "max_parallel_subclouds": {"type": ["integer", "string"], "description": "an integer, or a numeric string"}
-            }
+            "description": "at least one field",
+            "minProperties": 1,
+            "properties": group_properties
         },
         "PasswordChange": {
             "type": "object",
@@ -774,7 +845,7 @@ fn schemas() -> Value {
             "required": ["service"],
             "properties": {
                 "service": {"enum": ["platform"]},
-                "section": s("string")
+                "section": os
             }
         },
         "AgentEnroll": {
@@ -795,8 +866,26 @@ fn schemas() -> Value {
                 "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
                 "cluster_ip": s("string"),
                 "cluster_heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
-                "alarms": {"type": "array", "items": {"type": "object"}},
-                "processes": {"type": "array", "items": {"type": "object"}}
+                "alarms": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["alarm_id", "entity_instance_id"],
+                    "properties": {
+                        "alarm_id": s("string"),
+                        "entity_instance_id": s("string"),
+                        "severity": {"enum": ["critical", "major", "minor", "warning", null], "description": "null clears"},
+                        "reason_text": s("string")
+                    },
+                    "additionalProperties": false
+                }},
+                "processes": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": s("string"),
+                        "failed": {"enum": ["critical", "major", "minor", "warning", null], "description": "null when healthy"}
+                    },
+                    "additionalProperties": false
+                }}
             },
             "additionalProperties": false
         },
@@ -804,15 +893,78 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["hostname", "personality"],
             "properties": {
-                "hostname": s("string"),
+                "hostname": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,63}$"},
                 "personality": {"enum": ["controller", "worker", "storage", "edgeworker"]},
-                "subfunctions": s("string"), "mgmt_mac": s("string"), "mgmt_ip": s("string"),
-                "bm_type": {"enum": ["none", "dynamic", "ipmi", "redfish"]},
-                "bm_ip": s("string"), "bm_username": s("string"), "bm_password": s("string"),
+                "subfunctions": os,
+                "mgmt_mac": {"type": ["string", "null"], "pattern": "^$|^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"},
+                "mgmt_ip": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"type": "null"}]},
+                "bm_type": {"enum": ["none", "dynamic", "ipmi", "redfish", null]},
+                "bm_ip": os, "bm_username": os, "bm_password": os,
                 "location": {}
             }
         }
     })
+}
+
+/// The schema of a query parameter, as the server parses it.
+fn query_schema(path: &str, name: &str) -> Value {
+    // True/False in any case, 1/0, yes/no, or empty (true).
+    let flag = json!({"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo])?$"});
+    let fields = |f: &[&str]| json!({"enum": f});
+    match name {
+        "include_suppress" | "expand" | "alarms" | "logs" => flag,
+        "q.field" if path == "/v1/alarms" => fields(&[
+            "alarm_id",
+            "uuid",
+            "entity_type_id",
+            "entity_instance_id",
+            "severity",
+            "alarm_type",
+            "probable_cause",
+            "reason_text",
+            "timestamp",
+        ]),
+        "q.field" if path == "/v1/event_log" => fields(&[
+            "event_log_id",
+            "uuid",
+            "state",
+            "entity_type_id",
+            "entity_instance_id",
+            "severity",
+            "event_log_type",
+            "probable_cause",
+            "reason_text",
+            "timestamp",
+            "start",
+            "end",
+        ]),
+        "q.field" if path == "/v1/event_suppression" => {
+            fields(&["alarm_id", "suppression_status", "uuid", "description"])
+        }
+        "q.field" if path == "/v1/service_parameter" => {
+            fields(&["service", "section", "name", "uuid", "value"])
+        }
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 2000}),
+        "sort_dir" => json!({"enum": ["asc", "desc"]}),
+        "sort_key" if path == "/v1/alarms" => json!({"enum": [
+            "severity", "timestamp", "alarm_id", "entity_instance_id", "uuid", "id", "created_at"]}),
+        "sort_key" => json!({"enum": ["timestamp"]}),
+        "q.op" => json!({"enum": ["eq", "ne", "lt", "le", "gt", "ge"]}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// Headers an operation requires besides the token: (name, description).
+fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
+    match (method, path) {
+        ("get" | "delete", "/v3/auth/tokens") => {
+            vec![("X-Subject-Token", "the token to validate or revoke")]
+        }
+        ("post", "/v1/agent/report") => {
+            vec![("X-Agent-Token", "the agent token issued at enrollment")]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The names of a path's `{parameters}`, in order.
@@ -843,8 +995,11 @@ pub fn document() -> Value {
         let mut params: Vec<Value> = r
             .query
             .iter()
-            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": query_schema(r.path, n)}))
             .collect();
+        for (name, what) in header_parameters(r.method, r.path) {
+            params.push(json!({"name": name, "in": "header", "required": true, "description": what, "schema": {"type": "string", "minLength": 1}}));
+        }
         for name in path_parameters(r.path) {
             params.push(json!({"name": name, "in": "path", "required": true, "description": path_parameter_description(name), "schema": {"type": "string"}}));
         }
@@ -864,7 +1019,9 @@ pub fn document() -> Value {
             (415, "body is not JSON"),
             (503, "the store is temporarily unavailable; retry later"),
         ] {
-            if code == 401 && !r.auth && r.path != "/v3/auth/tokens" {
+            let credentials =
+                r.auth || r.path == "/v3/auth/tokens" || r.path.starts_with("/v1/agent/");
+            if code == 401 && !credentials {
                 continue;
             }
             if code == 403 && r.path != "/v3/users/{user_id}/password" {
