@@ -683,14 +683,17 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// dcmanager's name rule (roost-dc's `check_name`): no whitespace, control
-/// characters or any of `.*+?|()[]{}^$=,`, and not only digits.
-const NAME_PATTERN: &str = r"^[^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f]*[^0-9.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f][^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f]*$";
+/// characters or any of `.*+?|()[]{}^$=,`, and not only digits. (Reserved
+/// names and the 255-byte limit are checked by the server alone.)
+const NAME_PATTERN: &str = r"^[^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*[^0-9.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f][^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*$";
 
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     // An optional string: serde reads null as absent.
     let os = json!({"type": ["string", "null"]});
     let named = json!({"type": ["object", "null"], "properties": {"id": os, "name": os}});
+    let text =
+        json!({"type": ["string", "null"], "maxLength": 4096, "description": "at most 4096 bytes"});
     // A boolean as JSON or as the strings True/False (any case), as
     // StarlingX's tools send both.
     let flex_bool = json!({"anyOf": [
@@ -700,11 +703,12 @@ fn schemas() -> Value {
     ]});
     let group_properties = json!({
         "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 254},
-        "description": os,
-        "update_apply_type": {"enum": ["serial", "parallel"]},
+        "description": {"type": ["string", "null"], "minLength": 1, "maxLength": 254},
+        "update_apply_type": {"enum": ["serial", "parallel", null]},
         "max_parallel_subclouds": {"anyOf": [
             {"type": "integer", "minimum": 1, "maximum": 5000},
-            {"type": "string", "pattern": "^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"}
+            {"type": "string", "pattern": "^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"},
+            {"type": "null"}
         ], "description": "1 to 5000, as an integer or a numeric string"}
     });
     json!({
@@ -749,14 +753,14 @@ fn schemas() -> Value {
             "properties": {
                 "alarm_state": {"enum": ["set", "clear", "log", "msg", null], "default": "set"},
                 "uuid": {"type": ["string", "null"], "description": "clear this alarm"},
-                "alarm_id": {"type": ["string", "null"], "pattern": "\\S", "examples": ["100.104"]},
-                "entity_instance_id": {"type": ["string", "null"], "pattern": "\\S", "examples": ["host=controller-0.filesystem=/var"]},
+                "alarm_id": {"type": ["string", "null"], "pattern": "^\\S+$", "maxLength": 32, "description": "at most 32 bytes, no whitespace", "examples": ["100.104"]},
+                "entity_instance_id": {"type": ["string", "null"], "pattern": "\\S", "maxLength": 255, "description": "at most 255 bytes", "examples": ["host=controller-0.filesystem=/var"]},
                 "entity_type_id": os,
                 "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable", null]},
-                "reason_text": os,
+                "reason_text": text.clone(),
                 "alarm_type": os,
                 "probable_cause": os,
-                "proposed_repair_action": os,
+                "proposed_repair_action": text,
                 "service_affecting": flex_bool.clone(),
                 "suppression": flex_bool,
                 "timestamp": {"type": ["string", "null"], "pattern": "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?$"},
