@@ -2,7 +2,7 @@
 //! `/v1.0/subcloud-groups`, `/v1.0/alarms`), and the HTML error pages
 //! StarlingX's `dcmanager` client parses.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// What the system controller knows of a subcloud, for rendering.
@@ -183,47 +183,51 @@ pub fn html_error(code: u16, detail: &str) -> String {
 
 /// `POST /v1.0/subclouds` as JSON (Roost's form; the multipart form of
 /// StarlingX's client is read into the same struct).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubcloudCreate {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Group id or name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
 }
 
 /// `PATCH /v1.0/subclouds/{x}` as JSON (or multipart fields).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubcloudUpdate {
-    #[serde(default, rename = "management-state")]
+    #[serde(
+        default,
+        rename = "management-state",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub management_state: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<Value>,
 }
 
 /// `POST` and `PATCH /v1.0/subcloud-groups`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupWrite {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_apply_type: Option<String>,
     /// An integer or, from `subcloud-group add`, a numeric string.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel_subclouds: Option<Value>,
 }
 

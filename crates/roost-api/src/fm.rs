@@ -179,55 +179,74 @@ pub struct SuppressionList {
 }
 
 /// One JSON-patch operation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchOp {
     pub op: String,
     pub path: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
 }
 
+impl PatchOp {
+    /// `{"op": "replace", "path": path, "value": value}`.
+    pub fn replace(path: &str, value: impl Into<serde_json::Value>) -> Self {
+        PatchOp {
+            op: "replace".into(),
+            path: path.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
 /// `POST /v1/alarms` body: set, clear, log or msg.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmPost {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_state: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_instance_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_type_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_text: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probable_cause: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposed_repair_action: Option<String>,
-    #[serde(default, deserialize_with = "flex_bool")]
+    #[serde(
+        default,
+        deserialize_with = "flex_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_affecting: Option<bool>,
-    #[serde(default, deserialize_with = "flex_bool")]
+    #[serde(
+        default,
+        deserialize_with = "flex_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub suppression: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
     /// Clear by uuid.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     // Accepted for compatibility with bodies copied from a listing; derived
     // by the server, so ignored.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppression_status: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mgmt_affecting: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degrade_affecting: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inhibit_alarms: Option<serde_json::Value>,
 }
 

@@ -448,7 +448,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("ParameterApply"),
     },
     Route {
         method: "post",
@@ -458,7 +458,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("AgentEnroll"),
     },
     Route {
         method: "post",
@@ -468,7 +468,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         query: &[],
         ok: &[200],
-        body: None,
+        body: Some("AgentReport"),
     },
     Route {
         method: "get",
@@ -558,7 +558,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[200],
-        body: Some("GroupWrite"),
+        body: Some("GroupCreate"),
     },
     Route {
         method: "get",
@@ -618,7 +618,7 @@ pub const ROUTES: &[Route] = &[
         auth: true,
         query: &[],
         ok: &[204],
-        body: None,
+        body: Some("PasswordChange"),
     },
     Route {
         method: "get",
@@ -682,8 +682,35 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// dcmanager's name rule (roost-dc's `check_name`): no whitespace, control
+/// characters or any of `.*+?|()[]{}^$=,`, and not only digits. (Reserved
+/// names and the 255-byte limit are checked by the server alone.)
+const NAME_PATTERN: &str = r"^[^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*[^0-9.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f][^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*$";
+
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
+    // An optional string: serde reads null as absent.
+    let os = json!({"type": ["string", "null"]});
+    let named = json!({"type": ["object", "null"], "properties": {"id": os, "name": os}});
+    let text =
+        json!({"type": ["string", "null"], "maxLength": 4096, "description": "at most 4096 bytes"});
+    // A boolean as JSON or as the strings True/False (any case), as
+    // StarlingX's tools send both.
+    let flex_bool = json!({"anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
+        {"type": "null"}
+    ]});
+    let group_properties = json!({
+        "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 254},
+        "description": {"type": ["string", "null"], "minLength": 1, "maxLength": 254},
+        "update_apply_type": {"enum": ["serial", "parallel", null]},
+        "max_parallel_subclouds": {"anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": 5000},
+            {"type": "string", "pattern": "^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"},
+            {"type": "null"}
+        ], "description": "1 to 5000, as an integer or a numeric string"}
+    });
     json!({
         "Error": {
             "type": "object",
@@ -697,50 +724,269 @@ fn schemas() -> Value {
         "AuthRequest": {
             "type": "object",
             "required": ["auth"],
-            "properties": {"auth": {"type": "object", "properties": {
-                "identity": {"type": "object", "properties": {
-                    "methods": {"type": "array", "items": {"enum": ["password", "token"]}},
-                    "password": {"type": "object"},
-                    "token": {"type": "object", "properties": {"id": s("string")}}}},
-                "scope": {"type": "object"}}}}
+            "properties": {"auth": {"type": "object", "required": ["identity"], "properties": {
+                "identity": {"type": "object", "required": ["methods"],
+                    "allOf": [
+                        {"if": {"properties": {"methods": {"contains": {"const": "password"}}}},
+                         "then": {"required": ["password"], "properties": {"password": {"type": "object"}}}},
+                        {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
+                         "then": {"required": ["token"], "properties": {"token": {"type": "object"}}}}
+                    ],
+                    "properties": {
+                    "methods": {"type": "array", "minItems": 1, "items": {"enum": ["password", "token"]}},
+                    "password": {"type": ["object", "null"], "required": ["user"], "properties": {
+                        "user": {"type": "object", "required": ["password"],
+                            "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
+                                      {"required": ["id"], "properties": {"id": s("string")}}],
+                            "properties": {
+                            "id": os, "name": os, "password": s("string"), "domain": named.clone()}}}},
+                    "token": {"type": ["object", "null"], "required": ["id"], "properties": {"id": s("string")}}}},
+                "scope": {"type": ["object", "null"], "properties": {"project": {
+                    "type": ["object", "null"],
+                    "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
+                              {"required": ["id"], "properties": {"id": s("string")}}],
+                    "properties": {"id": os, "name": os, "domain": named}}}}}}}
         },
         "AlarmPost": {
             "type": "object",
+            "description": "set (the default) and log need alarm_id, entity_instance_id and (for set) severity; a clear names a uuid, or an alarm_id and entity_instance_id, or only an entity_instance_id (everything under it)",
             "properties": {
-                "alarm_state": {"enum": ["set", "clear", "log", "msg"], "default": "set"},
-                "uuid": {"type": "string", "description": "clear this alarm"},
-                "alarm_id": {"type": "string", "examples": ["100.104"]},
-                "entity_instance_id": {"type": "string", "examples": ["host=controller-0.filesystem=/var"]},
-                "entity_type_id": s("string"),
-                "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable"]},
-                "reason_text": s("string"),
-                "alarm_type": s("string"),
-                "probable_cause": s("string"),
-                "proposed_repair_action": s("string"),
-                "service_affecting": {"type": ["boolean", "string"]},
-                "suppression": {"type": ["boolean", "string"]},
-                "timestamp": s("string")
+                "alarm_state": {"enum": ["set", "clear", "log", "msg", null], "default": "set"},
+                "uuid": {"type": ["string", "null"], "description": "clear this alarm"},
+                "alarm_id": {"type": ["string", "null"], "pattern": "^\\S+$", "maxLength": 32, "description": "at most 32 bytes, no whitespace", "examples": ["100.104"]},
+                "entity_instance_id": {"type": ["string", "null"], "pattern": "\\S", "maxLength": 255, "description": "at most 255 bytes", "examples": ["host=controller-0.filesystem=/var"]},
+                "entity_type_id": os,
+                "severity": {"enum": ["critical", "major", "minor", "warning", "not-applicable", null]},
+                "reason_text": text.clone(),
+                "alarm_type": os,
+                "probable_cause": os,
+                "proposed_repair_action": text,
+                "service_affecting": flex_bool.clone(),
+                "suppression": flex_bool,
+                "timestamp": {"type": ["string", "null"], "pattern": "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?$"},
+                "suppression_status": {"description": "accepted and ignored (derived by the server)"},
+                "mgmt_affecting": {"description": "accepted and ignored (derived by the server)"},
+                "degrade_affecting": {"description": "accepted and ignored (derived by the server)"},
+                "inhibit_alarms": {"description": "accepted and ignored"}
             },
-            "additionalProperties": false
+            "additionalProperties": false,
+            "allOf": [{
+                "if": {"required": ["alarm_state"], "properties": {"alarm_state": {"enum": ["log", "msg"]}}},
+                "then": {
+                    "required": ["alarm_id", "entity_instance_id"],
+                    "properties": {"alarm_id": s("string"), "entity_instance_id": s("string")}
+                }
+            }],
+            "if": {"properties": {"alarm_state": {"enum": ["set", null]}}},
+            "then": {
+                "required": ["alarm_id", "entity_instance_id", "severity"],
+                "properties": {
+                    "alarm_id": s("string"),
+                    "entity_instance_id": s("string"),
+                    "severity": {"enum": ["critical", "major", "minor", "warning"]}
+                }
+            }
         },
         "JsonPatch": {
             "type": "array",
+            "minItems": 1,
             "items": {"type": "object", "required": ["op", "path"], "properties": {
-                "op": {"enum": ["replace"]}, "path": s("string"), "value": {}}}
+                "op": {"enum": ["replace"]}, "path": s("string"), "value": {}},
+                "additionalProperties": false}
+        },
+        "SubcloudCreate": {
+            "type": "object",
+            "required": ["name"],
+            "description": "in StarlingX's multipart form, a bootstrap_values file with a name: key may give the name instead",
+            "properties": {
+                "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 254},
+                "description": os,
+                "location": os,
+                "group_id": {"type": ["integer", "string", "null"], "description": "id or name of the group"},
+                "group": {"type": ["string", "null"], "description": "name of the group"},
+                "bootstrap_values": {"type": "string", "description": "multipart form only: StarlingX's bootstrap values file"}
+            }
+        },
+        "SubcloudUpdate": {
+            "type": "object",
+            "description": "at least one of management-state, description, location or group_id",
+            "anyOf": [
+                {"required": ["management-state"]},
+                {"required": ["description"]},
+                {"required": ["location"]},
+                {"required": ["group_id"]}
+            ],
+            "properties": {
+                "management-state": {"enum": ["managed", "unmanaged"]},
+                "description": s("string"),
+                "location": s("string"),
+                "group_id": {"type": ["integer", "string"], "description": "id or name of the group"},
+                "force": {"type": ["boolean", "string", "null"]}
+            }
+        },
+        "GroupCreate": {
+            "type": "object",
+            "required": ["name"],
+            "properties": group_properties.clone()
+        },
+        "GroupWrite": {
+            "type": "object",
+            "description": "at least one field",
+            "minProperties": 1,
+            "properties": group_properties
+        },
+        "PasswordChange": {
+            "type": "object",
+            "required": ["user"],
+            "properties": {"user": {
+                "type": "object",
+                "required": ["password", "original_password"],
+                "properties": {"password": s("string"), "original_password": s("string")}
+            }}
+        },
+        "ParameterApply": {
+            "type": "object",
+            "required": ["service"],
+            "properties": {
+                "service": {"enum": ["platform"]},
+                "section": os
+            }
+        },
+        "AgentEnroll": {
+            "type": "object",
+            "required": ["join_token", "inventory", "heartbeat_port"],
+            "properties": {
+                "join_token": s("string"),
+                "inventory": {"type": "object", "description": "the host's inventory (CPUs, NUMA nodes, memory, disks, NICs)"},
+                "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "mgmt_ip": s("string")
+            },
+            "additionalProperties": false
+        },
+        "AgentReport": {
+            "type": "object",
+            "properties": {
+                "inventory": {"type": "object"},
+                "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "cluster_ip": s("string"),
+                "cluster_heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "alarms": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["alarm_id", "entity_instance_id"],
+                    "properties": {
+                        "alarm_id": s("string"),
+                        "entity_instance_id": s("string"),
+                        "severity": {"enum": ["critical", "major", "minor", "warning", null], "description": "null clears"},
+                        "reason_text": s("string")
+                    },
+                    "additionalProperties": false
+                }},
+                "processes": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": s("string"),
+                        "failed": {"enum": ["critical", "major", "minor", "warning", null], "description": "null when healthy"}
+                    },
+                    "additionalProperties": false
+                }}
+            },
+            "additionalProperties": false
         },
         "HostAdd": {
             "type": "object",
             "required": ["hostname", "personality"],
             "properties": {
-                "hostname": s("string"),
+                "hostname": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,63}$"},
                 "personality": {"enum": ["controller", "worker", "storage", "edgeworker"]},
-                "subfunctions": s("string"), "mgmt_mac": s("string"), "mgmt_ip": s("string"),
-                "bm_type": {"enum": ["none", "dynamic", "ipmi", "redfish"]},
-                "bm_ip": s("string"), "bm_username": s("string"), "bm_password": s("string"),
+                "subfunctions": os,
+                "mgmt_mac": {"type": ["string", "null"], "pattern": "^$|^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"},
+                "mgmt_ip": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"type": "null"}]},
+                "bm_type": {"enum": ["none", "dynamic", "ipmi", "redfish", null]},
+                "bm_ip": os, "bm_username": os, "bm_password": os,
                 "location": {}
             }
         }
     })
+}
+
+/// The schema of a query parameter, as the server parses it.
+fn query_schema(path: &str, name: &str) -> Value {
+    // True/False in any case, 1/0, yes/no, or empty (true).
+    let flag = json!({"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo])?$"});
+    let fields = |f: &[&str]| json!({"enum": f});
+    match name {
+        "include_suppress" | "expand" | "alarms" | "logs" => flag,
+        "q.field" if path == "/v1/alarms" => fields(&[
+            "alarm_id",
+            "uuid",
+            "entity_type_id",
+            "entity_instance_id",
+            "severity",
+            "alarm_type",
+            "probable_cause",
+            "reason_text",
+            "timestamp",
+        ]),
+        "q.field" if path == "/v1/event_log" => fields(&[
+            "event_log_id",
+            "uuid",
+            "state",
+            "entity_type_id",
+            "entity_instance_id",
+            "severity",
+            "event_log_type",
+            "probable_cause",
+            "reason_text",
+            "timestamp",
+            "start",
+            "end",
+        ]),
+        "q.field" if path == "/v1/event_suppression" => {
+            fields(&["alarm_id", "suppression_status", "uuid", "description"])
+        }
+        "q.field" if path == "/v1/service_parameter" => {
+            fields(&["service", "section", "name", "uuid", "value"])
+        }
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 2000}),
+        "sort_dir" => json!({"enum": ["asc", "desc"]}),
+        "sort_key" if path == "/v1/alarms" => json!({"enum": [
+            "severity", "timestamp", "alarm_id", "entity_instance_id", "uuid", "id", "created_at"]}),
+        "sort_key" => json!({"enum": ["timestamp"]}),
+        "q.op" => json!({"enum": ["eq", "ne", "lt", "le", "gt", "ge"]}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// Headers an operation requires besides the token: (name, description).
+fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
+    match (method, path) {
+        ("get" | "delete", "/v3/auth/tokens") => {
+            vec![("X-Subject-Token", "the token to validate or revoke")]
+        }
+        ("post", "/v1/agent/report") => {
+            vec![("X-Agent-Token", "the agent token issued at enrollment")]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The names of a path's `{parameters}`, in order.
+pub fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+fn path_parameter_description(name: &str) -> &'static str {
+    match name {
+        "uuid" => "uuid of the resource",
+        "host" => "id, uuid or hostname of the host",
+        "subcloud" => "id or name of the subcloud",
+        "group" => "id or name of the subcloud group",
+        "user_id" => "id of the user (the token's own user)",
+        _ => "identifies the resource",
+    }
 }
 
 /// The whole document.
@@ -753,13 +999,17 @@ pub fn document() -> Value {
         let mut params: Vec<Value> = r
             .query
             .iter()
-            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": query_schema(r.path, n)}))
             .collect();
-        for name in ["uuid", "host"] {
-            if r.path.contains(&format!("{{{name}}}")) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
-            }
+        for (name, what) in header_parameters(r.method, r.path) {
+            params.push(json!({"name": name, "in": "header", "required": true, "description": what, "schema": {"type": "string", "minLength": 1}}));
         }
+        for name in path_parameters(r.path) {
+            params.push(json!({"name": name, "in": "path", "required": true, "description": path_parameter_description(name), "schema": {"type": "string"}}));
+        }
+        // dcmanager's paths answer errors as HTML pages, as StarlingX does
+        // (the token check in front of them still answers JSON).
+        let html_errors = r.path.starts_with("/v1.0/");
         let mut responses = Map::new();
         for code in r.ok {
             responses.insert(code.to_string(), json!({"description": "success"}));
@@ -767,16 +1017,28 @@ pub fn document() -> Value {
         for (code, what) in [
             (400, "bad input"),
             (401, "missing, expired or revoked token"),
+            (403, "not allowed for this token's holder"),
             (404, "not found"),
             (413, "body too large"),
             (415, "body is not JSON"),
+            (503, "the store is temporarily unavailable; retry later"),
         ] {
-            if code == 401 && !r.auth && r.path != "/v3/auth/tokens" {
+            let credentials =
+                r.auth || r.path == "/v3/auth/tokens" || r.path.starts_with("/v1/agent/");
+            if code == 401 && !credentials {
                 continue;
             }
+            if code == 403 && r.path != "/v3/users/{user_id}/password" {
+                continue;
+            }
+            let content = if html_errors && code != 401 {
+                json!({"text/html": {"schema": {"type": "string"}}})
+            } else {
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
+            };
             responses.insert(
                 code.to_string(),
-                json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+                json!({"description": what, "content": content}),
             );
         }
         let mut op = json!({
@@ -790,7 +1052,13 @@ pub fn document() -> Value {
             op["security"] = json!([]);
         }
         if let Some(b) = r.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
+            let schema = json!({"$ref": format!("#/components/schemas/{b}")});
+            let mut content = json!({"application/json": {"schema": schema}});
+            if r.path.starts_with("/v1.0/subclouds") {
+                // StarlingX's dcmanager client sends multipart forms.
+                content["multipart/form-data"] = json!({"schema": schema});
+            }
+            op["requestBody"] = json!({"required": true, "content": content});
         }
         entry[r.method] = op;
     }
@@ -831,6 +1099,134 @@ mod tests {
             committed == document_text(),
             "openapi/roost.json is stale: run `cargo run -p roost -- openapi > openapi/roost.json`"
         );
+    }
+
+    /// Every `$ref` in `v`, with where it was found.
+    fn refs<'a>(v: &'a Value, at: &str, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "$ref" {
+                        if let Some(r) = x.as_str() {
+                            out.push((at.to_string(), r));
+                        }
+                    } else {
+                        refs(x, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    refs(x, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Resolves a local JSON pointer (`#/components/schemas/X`).
+    fn resolve<'a>(doc: &'a Value, r: &str) -> Option<&'a Value> {
+        doc.pointer(r.strip_prefix('#')?)
+    }
+
+    #[test]
+    fn every_ref_resolves_and_every_schema_is_used() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, "#", &mut found);
+        assert!(!found.is_empty());
+        let dangling: Vec<String> = found
+            .iter()
+            .filter(|(_, r)| resolve(&doc, r).is_none())
+            .map(|(at, r)| format!("{at}: {r}"))
+            .collect();
+        assert!(dangling.is_empty(), "dangling $refs: {dangling:#?}");
+        for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+            let target = format!("#/components/schemas/{name}");
+            assert!(
+                found.iter().any(|(_, r)| *r == target),
+                "schema {name} is never used"
+            );
+        }
+    }
+
+    #[test]
+    fn every_path_parameter_is_declared_and_every_declared_one_is_in_the_path() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let in_path = path_parameters(path);
+            for (method, op) in ops.as_object().unwrap() {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| {
+                        assert_eq!(p["required"], true, "{method} {path}: {p}");
+                        p["name"].as_str().unwrap()
+                    })
+                    .collect();
+                assert_eq!(declared, in_path, "{method} {path}");
+            }
+        }
+    }
+
+    /// Operations that take no body: the path says everything.
+    const BODYLESS: &[(&str, &str)] = &[("post", "/v1/ihosts/{host}/join_token")];
+
+    #[test]
+    fn every_write_declares_its_body() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let writes = matches!(method.as_str(), "post" | "put" | "patch");
+                let bodyless = BODYLESS.contains(&(method.as_str(), path.as_str()));
+                let has_body = op.get("requestBody").is_some();
+                if writes && !bodyless {
+                    assert!(has_body, "{method} {path} declares no request body");
+                    let content = op["requestBody"]["content"].as_object().unwrap();
+                    assert!(content.contains_key("application/json"), "{method} {path}");
+                } else {
+                    assert!(!has_body, "{method} {path} should take no body");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dcmanager_errors_are_documented_as_html_and_others_as_json() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (code, r) in op["responses"].as_object().unwrap() {
+                    if !code.starts_with('4') && !code.starts_with('5') {
+                        continue;
+                    }
+                    let html = path.starts_with("/v1.0/") && code != "401";
+                    let want = if html {
+                        "text/html"
+                    } else {
+                        "application/json"
+                    };
+                    let content = r["content"].as_object().unwrap();
+                    assert!(
+                        content.len() == 1 && content.contains_key(want),
+                        "{method} {path} {code}: {r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, ops) in document()["paths"].as_object().unwrap() {
+            for (_, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap().to_string();
+                assert!(seen.insert(id.clone()), "{id} twice");
+            }
+        }
     }
 
     #[test]

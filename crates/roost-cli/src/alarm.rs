@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use comfy_table::Table;
-use serde_json::{Value, json};
+use roost_api::fm::{AlarmPost, PatchOp};
+use serde_json::Value;
 
 use crate::client::path_segment;
 use crate::credentials::Env;
@@ -296,18 +297,17 @@ pub fn clear_target(args: &ClearArgs) -> Result<ClearTarget, CliError> {
 }
 
 /// The `POST /v1/alarms` body of a clear by ID and entity or by entity prefix.
-pub fn clear_body(target: &ClearTarget) -> Option<Value> {
+pub fn clear_body(target: &ClearTarget) -> Option<AlarmPost> {
+    let clear = |alarm_id: Option<&String>, entity: &String| AlarmPost {
+        alarm_state: Some("clear".into()),
+        alarm_id: alarm_id.cloned(),
+        entity_instance_id: Some(entity.clone()),
+        ..AlarmPost::default()
+    };
     match target {
         ClearTarget::Uuid(_) => None,
-        ClearTarget::Alarm { alarm_id, entity } => Some(json!({
-            "alarm_state": "clear",
-            "alarm_id": alarm_id,
-            "entity_instance_id": entity,
-        })),
-        ClearTarget::EntityPrefix(entity) => Some(json!({
-            "alarm_state": "clear",
-            "entity_instance_id": entity,
-        })),
+        ClearTarget::Alarm { alarm_id, entity } => Some(clear(Some(alarm_id), entity)),
+        ClearTarget::EntityPrefix(entity) => Some(clear(None, entity)),
     }
 }
 
@@ -426,13 +426,13 @@ pub fn plan_suppression(
 }
 
 /// The JSON-patch body that sets an entry's suppression status.
-pub fn suppression_patch(suppress: bool) -> Value {
+pub fn suppression_patch(suppress: bool) -> Vec<PatchOp> {
     let status = if suppress {
         "suppressed"
     } else {
         "unsuppressed"
     };
-    json!([{"op": "replace", "path": "/suppression_status", "value": status}])
+    vec![PatchOp::replace("/suppression_status", status)]
 }
 
 fn set_suppression(
@@ -467,6 +467,7 @@ fn set_suppression(
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -602,7 +603,7 @@ mod tests {
     fn an_alarm_id_with_an_entity_clears_that_pair() {
         let target = clear_target(&clear_args(None, Some("100.101"), Some("host=c-0"))).unwrap();
         assert_eq!(
-            clear_body(&target).unwrap(),
+            serde_json::to_value(clear_body(&target).unwrap()).unwrap(),
             json!({"alarm_state": "clear", "alarm_id": "100.101", "entity_instance_id": "host=c-0"})
         );
     }
@@ -612,7 +613,7 @@ mod tests {
         let target = clear_target(&clear_args(None, None, Some("host=c-0"))).unwrap();
         assert_eq!(target, ClearTarget::EntityPrefix("host=c-0".into()));
         assert_eq!(
-            clear_body(&target).unwrap(),
+            serde_json::to_value(clear_body(&target).unwrap()).unwrap(),
             json!({"alarm_state": "clear", "entity_instance_id": "host=c-0"})
         );
     }
@@ -683,10 +684,13 @@ mod tests {
     #[test]
     fn the_suppression_patch_replaces_the_status() {
         assert_eq!(
-            suppression_patch(true),
+            serde_json::to_value(suppression_patch(true)).unwrap(),
             json!([{"op": "replace", "path": "/suppression_status", "value": "suppressed"}])
         );
-        assert_eq!(suppression_patch(false)[0]["value"], "unsuppressed");
+        assert_eq!(
+            serde_json::to_value(suppression_patch(false)).unwrap()[0]["value"],
+            "unsuppressed"
+        );
     }
 
     #[test]

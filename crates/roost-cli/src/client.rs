@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{CliError, one_line};
@@ -19,6 +20,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How much of a body that is not an error envelope goes into the message.
 const BODY_SNIPPET_CHARS: usize = 200;
+
+/// No request body, for [`Api::send`].
+pub const NO_BODY: Option<&()> = None;
 
 /// A reply that passed the status check.
 #[derive(Debug)]
@@ -69,18 +73,20 @@ impl Api {
 
     /// `GET path?query`, returning the JSON body.
     pub fn get(&self, path: &str, query: &Query) -> Result<Value, CliError> {
-        Ok(self.send(Method::GET, path, query, None)?.body)
+        Ok(self.send(Method::GET, path, query, NO_BODY)?.body)
     }
 
-    /// `POST path` with a JSON body, returning the JSON body of the reply.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    /// `POST path` with a JSON body (a roost-api request type), returning
+    /// the JSON body of the reply.
+    pub fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, CliError> {
         Ok(self
             .send(Method::POST, path, &Query::new(), Some(body))?
             .body)
     }
 
-    /// `PATCH path` with a JSON body, returning the JSON body of the reply.
-    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    /// `PATCH path` with a JSON body (a roost-api request type), returning
+    /// the JSON body of the reply.
+    pub fn patch<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, CliError> {
         Ok(self
             .send(Method::PATCH, path, &Query::new(), Some(body))?
             .body)
@@ -88,18 +94,20 @@ impl Api {
 
     /// `DELETE path`, returning the JSON body of the reply (`Null` for 204).
     pub fn delete(&self, path: &str) -> Result<Value, CliError> {
-        Ok(self.send(Method::DELETE, path, &Query::new(), None)?.body)
+        Ok(self
+            .send(Method::DELETE, path, &Query::new(), NO_BODY)?
+            .body)
     }
 
     /// Sends one request and checks its outcome. Statuses of 400 and above
     /// become errors carrying the server's message; a 401 on a request that
     /// carried a token becomes "log in again".
-    pub fn send(
+    pub fn send<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
         query: &Query,
-        body: Option<&Value>,
+        body: Option<&B>,
     ) -> Result<Reply, CliError> {
         let mut url = format!("{}{}", self.base, path);
         let encoded = query.encode();

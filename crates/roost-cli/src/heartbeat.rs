@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use comfy_table::Table;
-use serde_json::{Value, json};
+use roost_api::fm::PatchOp;
+use roost_api::sysinv::ParameterApply;
+use serde_json::{Map, Value};
 
 use crate::client::path_segment;
 use crate::credentials::Env;
@@ -168,13 +170,16 @@ pub fn plan_settings<'a>(
 }
 
 /// The JSON-patch body that sets a parameter's value.
-pub fn value_patch(value: &str) -> Value {
-    json!([{"op": "replace", "path": "/value", "value": value}])
+pub fn value_patch(value: &str) -> Vec<PatchOp> {
+    vec![PatchOp::replace("/value", value)]
 }
 
 /// The body of `POST /v1/service_parameter/apply`.
-pub fn apply_body() -> Value {
-    json!({"service": SERVICE, "section": SECTION})
+pub fn apply_body() -> ParameterApply {
+    ParameterApply {
+        service: SERVICE.into(),
+        section: Some(SECTION.into()),
+    }
 }
 
 fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -194,7 +199,10 @@ fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), 
                     Some(Value::String(v)) => v.clone(),
                     _ => value.to_string(),
                 };
-                changed.push(json!({"name": name, "value": shown}));
+                let mut row = Map::new();
+                row.insert("name".into(), name.into());
+                row.insert("value".into(), shown.into());
+                changed.push(Value::Object(row));
             }
             Err(e) => {
                 if !changed.is_empty() {
@@ -231,6 +239,7 @@ fn assignments(rows: &[Value]) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser, Debug)]
     struct Cli {

@@ -5,7 +5,9 @@
 //! UUID or a hostname in `/v1/ihosts/{x}`.
 
 use comfy_table::Table;
-use serde_json::{Value, json};
+use roost_api::fm::PatchOp;
+use roost_api::sysinv::HostAdd;
+use serde_json::Value;
 
 use crate::client::{Api, path_segment};
 use crate::credentials::Env;
@@ -312,16 +314,17 @@ fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliErro
 }
 
 /// The `POST /v1/ihosts` body of `roost host add`.
-pub fn add_body(args: &HostAddArgs) -> Result<Value, CliError> {
+pub fn add_body(args: &HostAddArgs) -> Result<HostAdd, CliError> {
     let hostname = args.hostname.trim();
     if hostname.is_empty() {
         return Err(CliError::usage("the hostname is empty"));
     }
-    let mut body = json!({"hostname": hostname, "personality": args.personality});
-    if let Some(ip) = args.mgmt_ip {
-        body["mgmt_ip"] = json!(ip.to_string());
-    }
-    Ok(body)
+    Ok(HostAdd {
+        hostname: hostname.to_string(),
+        personality: args.personality.clone(),
+        mgmt_ip: args.mgmt_ip.map(|ip| ip.to_string()),
+        ..HostAdd::default()
+    })
 }
 
 fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -343,7 +346,10 @@ fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
 fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     let path = format!("{}/join_token", host_path(&args.host)?);
     let api = &connect(env)?;
-    let reply = api.post(&path, &json!({})).map_err(not_found(&args.host))?;
+    // The path says everything; the body is an empty object.
+    let reply = api
+        .post(&path, &serde_json::Map::new())
+        .map_err(not_found(&args.host))?;
     let token = token_of(&reply)?;
     match args.output.output {
         OutputFormat::Json => print_json(io.out, &reply),
@@ -459,8 +465,8 @@ fn forced(action: &'static str, force: bool) -> &'static str {
 }
 
 /// The JSON-patch body of a host action.
-pub fn action_patch(action: &str) -> Value {
-    json!([{"op": "replace", "path": "/action", "value": action}])
+pub fn action_patch(action: &str) -> Vec<PatchOp> {
+    vec![PatchOp::replace("/action", action)]
 }
 
 /// A host's states on one line: `worker-1: locked/disabled/online`.
@@ -642,8 +648,8 @@ pub fn port_table(ports: &[Value]) -> Table {
 
 /// Checks the BMC flags and returns the patch without the password: the
 /// type alone for `none`, else type, address and user name.
-pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<Value>, CliError> {
-    let replace = |path: &str, value: &str| json!({"op": "replace", "path": path, "value": value});
+pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<PatchOp>, CliError> {
+    let replace = |path: &str, value: &str| PatchOp::replace(path, value);
     if args.bm_type == "none" {
         if args.ip.is_some()
             || args.username.is_some()
@@ -707,12 +713,10 @@ fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     let path = host_path(&args.host)?;
     if let Some(password) = bmc_password(args, env, io)? {
         // In the same patch as the user name, as the server requires.
-        patch.push(json!({"op": "replace", "path": "/bm_password", "value": password}));
+        patch.push(PatchOp::replace("/bm_password", password));
     }
     let api = &connect(env)?;
-    let host = api
-        .patch(&path, &Value::Array(patch))
-        .map_err(not_found(&args.host))?;
+    let host = api.patch(&path, &patch).map_err(not_found(&args.host))?;
     print_table(io.out, &fields_table(&host, HOST_BMC_FIELDS))
 }
 
@@ -720,6 +724,7 @@ fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -795,7 +800,7 @@ mod tests {
         assert_eq!(forced("swact", true), "force-swact");
         assert_eq!(forced("lock", false), "lock");
         assert_eq!(
-            action_patch("force-lock"),
+            serde_json::to_value(action_patch("force-lock")).unwrap(),
             json!([{"op": "replace", "path": "/action", "value": "force-lock"}])
         );
     }
@@ -845,7 +850,7 @@ mod tests {
             panic!("not add")
         };
         assert_eq!(
-            add_body(&args).unwrap(),
+            serde_json::to_value(add_body(&args).unwrap()).unwrap(),
             json!({"hostname": "worker-1", "personality": "worker", "mgmt_ip": "192.168.204.11"})
         );
         assert!(parse(&["add", "w", "--personality", "router"]).is_err());
@@ -865,7 +870,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(
-            Value::Array(patch),
+            serde_json::to_value(patch).unwrap(),
             json!([
                 {"op": "replace", "path": "/bm_type", "value": "redfish"},
                 {"op": "replace", "path": "/bm_ip", "value": "10.0.0.9:8000"},
@@ -877,7 +882,7 @@ mod tests {
     #[test]
     fn removing_a_bmc_sends_the_type_alone_and_refuses_other_flags() {
         assert_eq!(
-            Value::Array(bmc_patch(&bmc_args(&["--type", "none"])).unwrap()),
+            serde_json::to_value(bmc_patch(&bmc_args(&["--type", "none"])).unwrap()).unwrap(),
             json!([{"op": "replace", "path": "/bm_type", "value": "none"}])
         );
         let err = bmc_patch(&bmc_args(&["--type", "none", "--ip", "1.2.3.4"])).unwrap_err();

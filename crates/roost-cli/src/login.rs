@@ -2,7 +2,10 @@
 //! Keystone v3's password method and stores it in the credentials file.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use roost_api::identity::{
+    Auth, AuthRequest, Identity, NamedRef, PasswordMethod, ProjectRef, Scope, UserRef,
+};
+use serde_json::Value;
 
 use crate::Io;
 use crate::client::{Api, normalize_url};
@@ -72,24 +75,34 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
 
 /// The Keystone v3 password-method body for `username` in domain Default,
 /// scoped to project `admin`.
-pub fn token_request_body(username: &str, password: &str) -> Value {
-    json!({
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": username,
-                        "domain": {"name": "Default"},
-                        "password": password
-                    }
-                }
+pub fn token_request_body(username: &str, password: &str) -> AuthRequest {
+    let default_domain = || NamedRef {
+        id: None,
+        name: Some("Default".into()),
+    };
+    AuthRequest {
+        auth: Auth {
+            identity: Identity {
+                methods: vec!["password".into()],
+                password: Some(PasswordMethod {
+                    user: UserRef {
+                        id: None,
+                        name: Some(username.into()),
+                        password: password.into(),
+                        domain: Some(default_domain()),
+                    },
+                }),
+                token: None,
             },
-            "scope": {
-                "project": {"name": "admin", "domain": {"name": "Default"}}
-            }
-        }
-    })
+            scope: Some(Scope {
+                project: Some(ProjectRef {
+                    id: None,
+                    name: Some("admin".into()),
+                    domain: Some(default_domain()),
+                }),
+            }),
+        },
+    }
 }
 
 /// `POST {url}/v3/auth/tokens`; the token comes back in `X-Subject-Token`
@@ -178,10 +191,11 @@ fn read_password(from_stdin: bool, io: &mut Io<'_>) -> Result<String, CliError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_token_request_is_keystone_v3_password_scoped_to_project_admin() {
-        let body = token_request_body("alice", "pw");
+        let body = serde_json::to_value(token_request_body("alice", "pw")).unwrap();
         assert_eq!(body["auth"]["identity"]["methods"], json!(["password"]));
         assert_eq!(
             body["auth"]["identity"]["password"]["user"],

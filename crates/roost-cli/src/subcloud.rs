@@ -7,7 +7,8 @@
 //! `client` module prints their detail line.
 
 use comfy_table::Table;
-use serde_json::{Map, Value, json};
+use roost_api::dcmanager::{SubcloudCreate, SubcloudUpdate};
+use serde_json::Value;
 
 use crate::client::{Api, path_segment};
 use crate::credentials::Env;
@@ -160,8 +161,8 @@ pub fn subcloud_path(subcloud: &str) -> Result<String, CliError> {
 pub fn group_ref(group: &str) -> Value {
     let group = group.trim();
     match group.parse::<i64>() {
-        Ok(id) => json!(id),
-        Err(_) => json!(group),
+        Ok(id) => Value::from(id),
+        Err(_) => Value::from(group),
     }
 }
 
@@ -273,23 +274,18 @@ fn show(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Cli
 
 /// The `POST /v1.0/subclouds/` body of `roost subcloud add`: the name and
 /// the given fields only.
-pub fn add_body(args: &SubcloudAddArgs) -> Result<Value, CliError> {
+pub fn add_body(args: &SubcloudAddArgs) -> Result<SubcloudCreate, CliError> {
     let name = args.name.trim();
     if name.is_empty() {
         return Err(CliError::usage("the subcloud name is empty"));
     }
-    let mut body = Map::new();
-    body.insert("name".into(), json!(name));
-    if let Some(description) = &args.description {
-        body.insert("description".into(), json!(description));
-    }
-    if let Some(location) = &args.location {
-        body.insert("location".into(), json!(location));
-    }
-    if let Some(group) = &args.group {
-        body.insert("group_id".into(), group_ref(group));
-    }
-    Ok(Value::Object(body))
+    Ok(SubcloudCreate {
+        name: Some(name.to_string()),
+        description: args.description.clone(),
+        location: args.location.clone(),
+        group_id: args.group.as_deref().map(group_ref),
+        group: None,
+    })
 }
 
 fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -400,30 +396,30 @@ pub fn state_line(subcloud: &Value) -> String {
 fn set_management(subcloud: &str, state: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     let path = subcloud_path(subcloud)?;
     let api = &connect(env)?;
-    let reply = api.patch(&path, &json!({"management-state": state}))?;
+    let body = SubcloudUpdate {
+        management_state: Some(state.to_string()),
+        ..SubcloudUpdate::default()
+    };
+    let reply = api.patch(&path, &body)?;
     writeln!(io.out, "{}", state_line(&reply))?;
     Ok(())
 }
 
 /// The `PATCH` body of `roost subcloud update`: the given fields only; a
 /// usage error when none is given.
-pub fn update_body(args: &SubcloudUpdateArgs) -> Result<Value, CliError> {
-    let mut body = Map::new();
-    if let Some(description) = &args.description {
-        body.insert("description".into(), json!(description));
-    }
-    if let Some(location) = &args.location {
-        body.insert("location".into(), json!(location));
-    }
-    if let Some(group) = &args.group {
-        body.insert("group_id".into(), group_ref(group));
-    }
-    if body.is_empty() {
+pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, CliError> {
+    let body = SubcloudUpdate {
+        description: args.description.clone(),
+        location: args.location.clone(),
+        group_id: args.group.as_deref().map(group_ref),
+        ..SubcloudUpdate::default()
+    };
+    if body == SubcloudUpdate::default() {
         return Err(CliError::usage(
             "Nothing to update: give --description, --location or --group",
         ));
     }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 fn update(args: &SubcloudUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -477,6 +473,7 @@ pub fn subcloud_alarm_table(alarms: &[Value]) -> Table {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -502,7 +499,10 @@ mod tests {
         let SubcloudCommand::Add(args) = parse(&["add", "edge-1"]).unwrap() else {
             panic!("not add")
         };
-        assert_eq!(add_body(&args).unwrap(), json!({"name": "edge-1"}));
+        assert_eq!(
+            serde_json::to_value(add_body(&args).unwrap()).unwrap(),
+            json!({"name": "edge-1"})
+        );
         let SubcloudCommand::Add(args) = parse(&[
             "add",
             "edge-2",
@@ -517,7 +517,7 @@ mod tests {
             panic!("not add")
         };
         assert_eq!(
-            add_body(&args).unwrap(),
+            serde_json::to_value(add_body(&args).unwrap()).unwrap(),
             json!({"name": "edge-2", "description": "store 42", "location": "Ottawa", "group_id": 2})
         );
         let SubcloudCommand::Add(args) = parse(&["add", "  "]).unwrap() else {
@@ -534,7 +534,7 @@ mod tests {
             panic!("not update")
         };
         assert_eq!(
-            update_body(&args).unwrap(),
+            serde_json::to_value(update_body(&args).unwrap()).unwrap(),
             json!({"group_id": "edge-sites"})
         );
         let SubcloudCommand::Update(args) = parse(&["update", "edge-1"]).unwrap() else {

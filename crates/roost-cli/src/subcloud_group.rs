@@ -6,7 +6,8 @@
 //! integer ID.
 
 use comfy_table::Table;
-use serde_json::{Map, Value, json};
+use roost_api::dcmanager::GroupWrite;
+use serde_json::Value;
 
 use crate::client::path_segment;
 use crate::credentials::Env;
@@ -193,29 +194,23 @@ fn show(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliErr
     print_group(io, args.output.output, &group)
 }
 
-/// Adds the given settings to a request body.
-fn put_settings(body: &mut Map<String, Value>, settings: &GroupSettings) {
-    if let Some(description) = &settings.description {
-        body.insert("description".into(), json!(description));
-    }
-    if let Some(apply) = &settings.update_apply_type {
-        body.insert("update_apply_type".into(), json!(apply));
-    }
-    if let Some(max) = settings.max_parallel_subclouds {
-        body.insert("max_parallel_subclouds".into(), json!(max));
+/// A request body with `name` and the given settings.
+fn group_write(name: Option<String>, settings: &GroupSettings) -> GroupWrite {
+    GroupWrite {
+        name,
+        description: settings.description.clone(),
+        update_apply_type: settings.update_apply_type.clone(),
+        max_parallel_subclouds: settings.max_parallel_subclouds.map(Value::from),
     }
 }
 
 /// The `POST /v1.0/subcloud-groups/` body: the name and the given settings.
-pub fn add_body(args: &GroupAddArgs) -> Result<Value, CliError> {
+pub fn add_body(args: &GroupAddArgs) -> Result<GroupWrite, CliError> {
     let name = args.name.trim();
     if name.is_empty() {
         return Err(CliError::usage("the group name is empty"));
     }
-    let mut body = Map::new();
-    body.insert("name".into(), json!(name));
-    put_settings(&mut body, &args.settings);
-    Ok(Value::Object(body))
+    Ok(group_write(Some(name.to_string()), &args.settings))
 }
 
 fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -227,22 +222,21 @@ fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> 
 
 /// The `PATCH` body of `roost subcloud-group update`: the given fields
 /// only; a usage error when none is given.
-pub fn update_body(args: &GroupUpdateArgs) -> Result<Value, CliError> {
-    let mut body = Map::new();
-    if let Some(name) = &args.name {
-        let name = name.trim();
-        if name.is_empty() {
+pub fn update_body(args: &GroupUpdateArgs) -> Result<GroupWrite, CliError> {
+    let name = match &args.name {
+        Some(name) if name.trim().is_empty() => {
             return Err(CliError::usage("the group name is empty"));
         }
-        body.insert("name".into(), json!(name));
-    }
-    put_settings(&mut body, &args.settings);
-    if body.is_empty() {
+        Some(name) => Some(name.trim().to_string()),
+        None => None,
+    };
+    let body = group_write(name, &args.settings);
+    if body == GroupWrite::default() {
         return Err(CliError::usage(
             "Nothing to update: give --name, --description, --update-apply-type or --max-parallel-subclouds",
         ));
     }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
@@ -277,6 +271,7 @@ fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), C
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -305,7 +300,7 @@ mod tests {
             panic!("not add")
         };
         assert_eq!(
-            add_body(&args).unwrap(),
+            serde_json::to_value(add_body(&args).unwrap()).unwrap(),
             json!({"name": "edge-sites", "update_apply_type": "serial", "max_parallel_subclouds": 5})
         );
         assert!(parse(&["add"]).is_err(), "--name is required");
@@ -339,7 +334,7 @@ mod tests {
             panic!("not update")
         };
         assert_eq!(
-            update_body(&args).unwrap(),
+            serde_json::to_value(update_body(&args).unwrap()).unwrap(),
             json!({"name": "renamed", "description": "d"})
         );
         let SubcloudGroupCommand::Update(args) = parse(&["update", "2"]).unwrap() else {

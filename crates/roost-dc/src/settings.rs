@@ -1,15 +1,12 @@
 //! Timers of the System Controller's view of its subclouds.
 
-use serde::{Deserialize, Serialize};
-
 /// Timers of the Distributed Cloud domain.
 ///
 /// StarlingX audits every 30 s and declares a subcloud offline after two
 /// failed audits (about 60 s). In Roost the subcloud keeps a connection
 /// open and sends a light heartbeat, so the System Controller can decide
 /// much sooner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DcSettings {
     /// Seconds without hearing from a subcloud before it is offline (1-3600).
     pub offline_after_secs: u32,

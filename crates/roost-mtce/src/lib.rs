@@ -21,7 +21,6 @@ pub use settings::{FailureAction, MtceSettings};
 use std::collections::BTreeMap;
 
 use roost_types::Severity;
-use serde::{Deserialize, Serialize};
 
 /// Alarm id of platform CPU usage over threshold.
 pub const ALARM_CPU: &str = "100.101";
@@ -31,7 +30,7 @@ pub const ALARM_MEMORY: &str = "100.103";
 pub const ALARM_FILESYSTEM: &str = "100.104";
 
 /// Thresholds of one resource, in percent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub major: f64,
     pub critical: f64,
@@ -161,8 +160,7 @@ impl Resource {
 }
 
 /// Settings of the resource monitor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MonitorSettings {
     pub cpu: Thresholds,
     pub memory: Thresholds,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use roost_mtce::MonitorSettings;
+use roost_mtce::{MonitorSettings, Thresholds};
 use roost_store::Durability;
 use serde::Deserialize;
 
@@ -99,7 +99,43 @@ pub struct MonitorConfig {
     pub interval_secs: u64,
     /// Mount points to watch; empty means every local disk filesystem.
     pub filesystems: Vec<String>,
+    #[serde(deserialize_with = "thresholds_from_toml")]
     pub thresholds: MonitorSettings,
+}
+
+/// Reads `[monitor.thresholds.{cpu,memory,filesystem}]` (each with `major`,
+/// `critical` and `hysteresis`; an absent table keeps its default) into the
+/// maintenance domain's settings, which know nothing of file formats.
+fn thresholds_from_toml<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<MonitorSettings, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ThresholdsFile {
+        major: f64,
+        critical: f64,
+        hysteresis: f64,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct SettingsFile {
+        cpu: Option<ThresholdsFile>,
+        memory: Option<ThresholdsFile>,
+        filesystem: Option<ThresholdsFile>,
+    }
+    let file = SettingsFile::deserialize(d)?;
+    let read = |t: Option<ThresholdsFile>, default: Thresholds| {
+        t.map_or(default, |t| Thresholds {
+            major: t.major,
+            critical: t.critical,
+            hysteresis: t.hysteresis,
+        })
+    };
+    Ok(MonitorSettings {
+        cpu: read(file.cpu, Thresholds::CPU),
+        memory: read(file.memory, Thresholds::MEMORY),
+        filesystem: read(file.filesystem, Thresholds::FILESYSTEM),
+    })
 }
 
 /// Logging.

@@ -112,9 +112,11 @@ pub async fn run_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
     let mut tasks = Vec::new();
+    let metrics = Arc::new(metrics::Metrics::new());
     if config.monitor.enabled {
         tasks.push(tokio::spawn(monitor::run(
             fm.clone(),
+            metrics.clone(),
             config.hostname.clone(),
             config.monitor.clone(),
             monitor::ProcRoot::default(),
@@ -138,7 +140,6 @@ pub async fn run_with(
             }
         }));
     }
-    let metrics = Arc::new(metrics::Metrics::new());
     let system_mode = roost_types::SystemMode::parse(&config.system_mode)
         .ok_or_else(|| anyhow::anyhow!("unknown system mode {:?}", config.system_mode))?;
     let (hosts, host_tasks) = hosts::HostService::start(

@@ -37,6 +37,7 @@ pub struct Metrics {
     pulses_answered: Counter,
     pulse_rtt: Histogram,
     heartbeat_dropped: Family<ReasonLabels, Counter>,
+    monitor_periods: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +59,12 @@ impl Metrics {
         let pulses_answered = Counter::default();
         let pulse_rtt = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
         let heartbeat_dropped = Family::<ReasonLabels, Counter>::default();
+        let monitor_periods = Counter::default();
+        registry.register(
+            "resource_monitor_periods",
+            "Sampling periods of the server's own resource monitor whose alarm decisions were carried out",
+            monitor_periods.clone(),
+        );
         registry.register(
             "heartbeat_pulses_sent",
             "Heartbeat pulse requests sent",
@@ -108,7 +115,13 @@ impl Metrics {
             pulses_answered,
             pulse_rtt,
             heartbeat_dropped,
+            monitor_periods,
         }
+    }
+
+    /// Counts a resource monitor period whose decisions were carried out.
+    pub fn monitor_period(&self) {
+        self.monitor_periods.inc();
     }
 
     /// Counts pulse requests sent.

@@ -12,6 +12,7 @@ use roost_mtce::{AlarmDecision, Resource, ResourceMonitor};
 
 use crate::config::MonitorConfig;
 use crate::fm_service::FmService;
+use crate::metrics::Metrics;
 
 /// Where /proc is (injectable for tests).
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ impl Default for ProcRoot {
 /// Samples the host every interval and raises or clears resource alarms.
 pub async fn run(
     fm: FmService,
+    metrics: std::sync::Arc<Metrics>,
     hostname: String,
     cfg: MonitorConfig,
     proc_root: ProcRoot,
@@ -107,5 +109,6 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "cannot record a resource alarm"),
             }
         }
+        metrics.monitor_period();
     }
 }

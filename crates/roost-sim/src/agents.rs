@@ -51,9 +51,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::agent::{Cpu, Disk, Inventory, Memory, Nic, NumaNode};
+use roost_api::fm::PatchOp;
 use roost_api::heartbeat::{Answerer, FLAG_REBOOT, Health, HostKey, MAX_DATAGRAM};
-use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse};
-use serde_json::{Value, json};
+use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostAdd};
+use serde_json::Value;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -620,7 +621,7 @@ impl SimFleet {
                     let r = http
                         .patch(url)
                         .header(AUTH_HEADER, token)
-                        .json(&json!([{"op": "replace", "path": "/action", "value": "unlock"}]))
+                        .json(&[PatchOp::replace("/action", "unlock")])
                         .send()
                         .await;
                     // A refusal (not online any more, already unlocked) is
@@ -822,7 +823,11 @@ async fn join_token(
     let r = http
         .post(format!("{}/v1/ihosts", cfg.server))
         .header(AUTH_HEADER, &cfg.admin_token)
-        .json(&json!({"hostname": name, "personality": "worker"}))
+        .json(&HostAdd {
+            hostname: name.to_string(),
+            personality: "worker".into(),
+            ..HostAdd::default()
+        })
         .send()
         .await?;
     let body = match answer(r).await {

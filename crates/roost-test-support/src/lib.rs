@@ -360,6 +360,57 @@ impl Api {
     }
 }
 
+/// True when a missing prerequisite must fail a test instead of skipping it:
+/// under CI (`CI=true`) and under the test command (`ROOST_TEST_STRICT=1`,
+/// which `scripts/test` exports).
+pub fn strict() -> bool {
+    env_is_true("CI") || env_is_true("ROOST_TEST_STRICT")
+}
+
+fn env_is_true(name: &str) -> bool {
+    std::env::var(name)
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        .unwrap_or(false)
+}
+
+/// Checks a test's prerequisite (root, iproute2, a Python with keystoneauth1).
+/// Returns true when it is available. When it is not, a strict run
+/// ([`strict`]) panics naming `what`; otherwise the test is reported as
+/// skipped on stderr and false is returned, so the caller returns early:
+///
+/// ```no_run
+/// if !roost_test_support::require_or_skip(false, "ROOST_TEST_PYTHON is set") {
+///     return;
+/// }
+/// ```
+pub fn require_or_skip(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if strict() {
+        panic!(
+            "missing test prerequisite: {what} (CI=true or ROOST_TEST_STRICT=1 \
+             forbids skipping; ./scripts/test installs what the tests need)"
+        );
+    }
+    eprintln!("skipped: missing test prerequisite: {what}");
+    false
+}
+
+/// Like [`require_or_skip`] for fixtures read from `../shared` beside the
+/// checkout, which a user's checkout lacks: these may skip under the test
+/// command, but never under CI (`CI=true`).
+pub fn require_fixture_or_skip(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if env_is_true("CI") {
+        panic!("missing test fixture under CI=true: {what}");
+    }
+    eprintln!("skipped: missing test fixture: {what}");
+    false
+}
+
 /// Path of StarlingX's real alarm catalogue beside the checkout, if present.
 pub fn shared_events_yaml() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/starlingx/events.yaml");

@@ -1,13 +1,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
 /// Alarm and event severity, ITU X.733 style, in rank order
 /// `critical > major > minor > warning`, plus `not-applicable` for logs
 /// that carry no severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Severity {
     Critical,
     Major,

@@ -1,6 +1,6 @@
 //! Fault management over real HTTP against the real `roost server`.
 
-use roost_test_support::{Server, ServerOptions, shared_events_yaml};
+use roost_test_support::{Server, ServerOptions, require_fixture_or_skip, shared_events_yaml};
 use serde_json::json;
 use std::path::Path;
 
@@ -483,10 +483,11 @@ fn ids_outside_the_catalogue_are_accepted_with_defaults() {
 
 #[test]
 fn the_real_starlingx_catalogue_loads_with_ids_as_written() {
-    let Some(path) = shared_events_yaml() else {
-        eprintln!("skipped: ../shared/starlingx/events.yaml is not present");
+    let path = shared_events_yaml();
+    if !require_fixture_or_skip(path.is_some(), "../shared/starlingx/events.yaml") {
         return;
-    };
+    }
+    let path = path.expect("checked above");
     let s = Server::start_with(
         bin(),
         ServerOptions {

@@ -1,6 +1,6 @@
 //! Keystone-compatible token flows against the real server.
 
-use roost_test_support::{PASSWORD, Server, ServerOptions, http};
+use roost_test_support::{PASSWORD, Server, ServerOptions, http, require_or_skip};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -268,10 +268,14 @@ fn without_a_configured_password_one_is_generated_into_a_private_file() {
 /// installs it and sets ROOST_TEST_PYTHON to a Python that has it.
 #[test]
 fn keystoneauth1_logs_in_and_finds_every_endpoint() {
-    let Ok(python) = std::env::var("ROOST_TEST_PYTHON") else {
-        eprintln!("skipped: ROOST_TEST_PYTHON is not set (./scripts/test sets it)");
+    let python = std::env::var("ROOST_TEST_PYTHON").ok();
+    if !require_or_skip(
+        python.is_some(),
+        "ROOST_TEST_PYTHON (a Python with keystoneauth1; ./scripts/test sets it)",
+    ) {
         return;
-    };
+    }
+    let python = python.expect("checked above");
     let s = Server::start(bin());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

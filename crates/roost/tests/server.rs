@@ -223,8 +223,18 @@ fn the_resource_monitor_raises_and_the_alarm_carries_the_host() {
             .starts_with("host=controller-0.filesystem=/")
     );
     // No CPU alarm at a 90 % threshold on an idle test machine is not asserted:
-    // the machine may be busy. The alarms are raised once, not repeatedly.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // the machine may be busy. The alarms are raised once, not repeatedly:
+    // after three more sampling periods have been carried out, still one set.
+    let periods = || {
+        let text = api.get("/metrics").body.as_str().unwrap_or("").to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix("roost_resource_monitor_periods_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let seen = periods();
+    wait_for(60, || (periods() >= seen + 3.0).then_some(()))
+        .expect("the resource monitor keeps sampling");
     let sets = api.events("?q.field=event_log_id&q.value=100.103");
     assert_eq!(sets.len(), 1, "no flapping: {sets:?}");
 }

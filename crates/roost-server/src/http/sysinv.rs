@@ -258,20 +258,15 @@ async fn apply_parameters(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let req: Value = json_body(&headers, body)?;
-    match req.get("service").and_then(Value::as_str) {
-        Some("platform") => {}
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "only service platform has parameters to apply, not {}",
-                other.unwrap_or("null")
-            )));
-        }
+    let req: roost_api::sysinv::ParameterApply = json_body(&headers, body)?;
+    if req.service != "platform" {
+        return Err(ApiError::bad_request(format!(
+            "only service platform has parameters to apply, not {}",
+            req.service
+        )));
     }
     st.hosts.apply_parameters().await?;
-    Ok(Json(
-        json!({"service": "platform", "section": req.get("section").cloned().unwrap_or(Value::Null)}),
-    ))
+    Ok(Json(json!({"service": "platform", "section": req.section})))
 }
 
 /// One of the platform server lists (DNS or NTP), sysinv style.
