@@ -38,6 +38,65 @@ pub enum AuthError {
     BadRequest(String),
     #[error("identity store unavailable")]
     Store(#[from] roost_store::StoreError),
+    /// Every password thread is busy and the queue is full.
+    #[error("too many password checks in progress; retry later")]
+    Busy,
+    #[error("cannot start the password threads")]
+    Threads(#[source] std::io::Error),
+}
+
+/// Threads that hash and verify passwords. Each argon2 check needs 19 MiB
+/// for a few tens of milliseconds, so they run here, two at a time, instead
+/// of on the runtime's blocking threads that the store and the services
+/// share: a flood of logins cannot starve other work or grow memory.
+pub const PASSWORD_THREADS: usize = 2;
+/// Password checks that may wait for a thread; beyond them a check is
+/// refused at once ([`AuthError::Busy`], answered 503).
+pub const PASSWORD_QUEUE: usize = 32;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A small fixed pool of threads with a bounded queue, for argon2 work.
+pub struct PasswordPool {
+    tx: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl PasswordPool {
+    /// Starts `threads` threads that take work from a queue of `queue`.
+    pub fn new(threads: usize, queue: usize) -> std::io::Result<PasswordPool> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("roost-password-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is released before the job runs.
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(PasswordPool { tx })
+    }
+
+    /// Runs `f` on a password thread; [`AuthError::Busy`] at once if the
+    /// queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.tx.try_send(job).map_err(|_| AuthError::Busy)?;
+        result.await.map_err(|_| AuthError::Busy)?
+    }
 }
 
 /// Identity service state.
@@ -46,6 +105,7 @@ pub struct Identity {
     clock: Arc<dyn Clock>,
     ttl_secs: i64,
     tokens: RwLock<HashMap<String, Principal>>,
+    passwords: PasswordPool,
 }
 
 fn hash_token(token: &str) -> String {
@@ -92,8 +152,10 @@ impl Identity {
         let id = Identity {
             store,
             clock,
-            ttl_secs: ttl_secs as i64,
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
             tokens: RwLock::new(HashMap::new()),
+            passwords: PasswordPool::new(PASSWORD_THREADS, PASSWORD_QUEUE)
+                .map_err(AuthError::Threads)?,
         };
         let now = id.clock.now();
         id.store.purge_expired_tokens(now)?;
@@ -169,7 +231,13 @@ impl Identity {
         Ok(true)
     }
 
-    /// Checks a user's password (blocking: argon2 takes tens of milliseconds).
+    /// The threads password checks and hashes run on.
+    pub fn passwords(&self) -> &PasswordPool {
+        &self.passwords
+    }
+
+    /// Checks a user's password (blocking: argon2 takes tens of milliseconds;
+    /// run it on [`Identity::passwords`]).
     pub fn check_password(
         &self,
         user_id: Option<&str>,

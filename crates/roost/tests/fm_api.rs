@@ -541,3 +541,39 @@ fn a_bad_catalogue_file_stops_the_server_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("100.101"), "{err}");
 }
+
+#[test]
+fn a_path_parameter_that_is_not_utf8_gets_the_error_envelope() {
+    let s = Server::start(bin());
+    let api = s.api();
+    for (method, path) in [
+        ("GET", "/v1/alarms/%FF"),
+        ("DELETE", "/v1/alarms/%FF%FE"),
+        ("GET", "/v1/event_log/%C3%28"),
+        ("PATCH", "/v1/event_suppression/%FF"),
+        ("GET", "/v1/ihosts/%FF"),
+        ("GET", "/v1/ihosts/%FF/icpus"),
+        ("PATCH", "/v1/service_parameter/%FF"),
+        ("GET", "/v1/idns/%FF"),
+        ("POST", "/v3/users/%FF/password"),
+    ] {
+        let r = roost_test_support::http()
+            .request(method.parse().unwrap(), format!("{}{path}", s.url))
+            .header("X-Auth-Token", &api.token)
+            .header("Content-Type", "application/json")
+            .body("[]")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{method} {path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{method} {path}: {ct}");
+        let body: serde_json::Value = r.json().unwrap();
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("UTF-8"), "{method} {path}: {body}");
+        assert!(body["error_message"].is_string(), "{method} {path}: {body}");
+    }
+    // A method the route does not serve also answers in the envelope.
+    let r = api.patch("/v1/alarms", &json!({}));
+    assert_eq!(r.status, 405);
+    assert!(r.body["error"]["message"].is_string(), "{:?}", r.body);
+}
