@@ -69,6 +69,21 @@ pub async fn run_with(
     config.validate()?;
     let open_files = raise_open_file_limit();
     let catalogue = Arc::new(load_catalogue(&config)?);
+    // Listen first: a start that cannot (a port in use) must leave nothing
+    // on disk, no data directory and no admin credentials.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut dc_listener = if config.role == "systemcontroller" {
+        Some(
+            tokio::net::TcpListener::bind(config.dc.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?,
+        )
+    } else {
+        None
+    };
     let data = datadir::DataDir::open(&config.data_dir)?;
     let store = Arc::new(
         Store::open(StoreConfig {
@@ -104,10 +119,6 @@ pub async fn run_with(
             tracing::info!("created user admin with the password from ROOST_ADMIN_PASSWORD");
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
@@ -186,9 +197,9 @@ pub async fn run_with(
             shutdown.clone(),
         )?;
         tasks.push(dc_task);
-        let dc_listener = tokio::net::TcpListener::bind(config.dc.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?;
+        let dc_listener = dc_listener
+            .take()
+            .context("the DC listener was not bound")?;
         let dc_addr = dc_listener.local_addr()?;
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         if !dc_addr.ip().is_unspecified() {

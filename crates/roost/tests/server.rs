@@ -524,3 +524,42 @@ fn idle_slow_and_surplus_connections_cannot_starve_the_api_port() {
     // And the port still works afterwards.
     assert_eq!(api.alarms("").len(), 1);
 }
+
+#[test]
+fn a_start_that_cannot_listen_leaves_nothing_on_disk() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(&cfg, format!("[dc]\nlisten = \"{port}\"\n")).unwrap();
+    for extra in [
+        vec!["--listen", port.as_str()],
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--role",
+            "systemcontroller",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(["server", "--no-monitor", "--data-dir"])
+            .arg(&data)
+            .args(&extra)
+            .env_remove("ROOST_CONFIG")
+            .env_remove("ROOST_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot listen on"), "{extra:?}: {err}");
+        assert!(
+            !data.exists(),
+            "{extra:?}: a failed start created {}",
+            data.display()
+        );
+    }
+}
