@@ -377,7 +377,7 @@ fn raise_open_file_limit() -> Option<u64> {
 /// waiting for room and the reserve fit under the open-file limit.
 fn connection_cap(configured: u64, open_files: Option<u64>) -> usize {
     let fit = open_files.map_or(u64::MAX, |n| {
-        n.saturating_sub(RESERVED_FDS + http::serve::OVERFLOW as u64)
+        n.saturating_sub(RESERVED_FDS + http::serve::HEADROOM as u64)
     });
     let cap = configured.min(fit).max(config::MIN_CONNECTIONS);
     if cap < configured {

@@ -484,7 +484,20 @@ fn idle_slow_and_surplus_connections_cannot_starve_the_api_port() {
             ..Default::default()
         },
     );
-    assert!(s.log().contains("max_connections=16"), "{}", s.log());
+    wait_for(30, || s.log().contains("max_connections=16").then_some(()))
+        .unwrap_or_else(|| panic!("the cap is not logged: {}", s.log()));
+    // The open-file soft limit was raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        files[3], files[4],
+        "soft and hard open-file limits: {files:?}"
+    );
     let addr = s.url.trim_start_matches("http://").to_string();
     // Far more idle connections than the cap.
     let mut idle: Vec<std::net::TcpStream> = (0..120)

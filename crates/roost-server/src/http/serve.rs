@@ -10,7 +10,8 @@
 //!   arrives at the cap, the connection waiting longest for a request is
 //!   closed to make room; requests in progress are never cut. When every
 //!   connection is busy, up to [`OVERFLOW`] more are served; beyond them a
-//!   connection is answered 503 and closed at once.
+//!   few wait a moment for room, and the rest are answered 503 and closed
+//!   at once.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +38,12 @@ use tower_service::Service;
 
 /// Connections served beyond the cap while none is idle to make room.
 pub const OVERFLOW: usize = 64;
+/// Connections beyond those that may wait [`WAIT`] for room.
+const WAITING: usize = 64;
+/// How long a connection beyond the hard limit waits for room.
+const WAIT: Duration = Duration::from_secs(1);
+/// Descriptors the API port may use beyond `max_connections`.
+pub const HEADROOM: usize = OVERFLOW + WAITING;
 /// How long shutdown waits for requests in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -151,6 +158,7 @@ pub async fn serve(
 ) {
     let hard_limit = limits.max_connections + OVERFLOW;
     let permits = Arc::new(Semaphore::new(hard_limit));
+    let waiting = Arc::new(Semaphore::new(WAITING));
     let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -177,19 +185,42 @@ pub async fn serve(
             stop: stop_rx.clone(),
             remote,
         };
-        // The hard limit is the cap plus the headroom: beyond it, 503.
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(&tcp);
-            continue;
-        };
         if registry.len() >= limits.max_connections {
             // Make room: the connection waiting longest for a request goes.
             registry.evict_one();
         }
-        tokio::spawn(async move {
-            ctx.serve(tcp).await;
-            drop(permit);
-        });
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                // Registered here, not in the task, so that the next
+                // connection already sees this one.
+                let conn = Arc::new(Conn::new());
+                let id = registry.add(conn.clone());
+                tokio::spawn(async move {
+                    ctx.serve(tcp, conn, id).await;
+                    drop(permit);
+                });
+            }
+            // At the hard limit: wait a moment for the room being made.
+            Err(_) => match waiting.clone().try_acquire_owned() {
+                Ok(wait) => {
+                    let permits = permits.clone();
+                    tokio::spawn(async move {
+                        let permit = tokio::time::timeout(WAIT, permits.acquire_owned()).await;
+                        drop(wait);
+                        match permit {
+                            Ok(Ok(permit)) => {
+                                let conn = Arc::new(Conn::new());
+                                let id = ctx.registry.add(conn.clone());
+                                ctx.serve(tcp, conn, id).await;
+                                drop(permit);
+                            }
+                            _ => refuse(&tcp),
+                        }
+                    });
+                }
+                Err(_) => refuse(&tcp),
+            },
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -237,9 +268,7 @@ struct ConnCtx {
 }
 
 impl ConnCtx {
-    async fn serve(mut self, tcp: TcpStream) {
-        let conn = Arc::new(Conn::new());
-        let id = self.registry.add(conn.clone());
+    async fn serve(mut self, tcp: TcpStream, conn: Arc<Conn>, id: u64) {
         let io = TokioIo::new(Watched {
             inner: tcp,
             conn: conn.clone(),
