@@ -181,6 +181,30 @@ pub fn html_error(code: u16, detail: &str) -> String {
     )
 }
 
+/// Longest subcloud description or location, in bytes (StarlingX's
+/// dcmanager refuses longer ones too).
+pub const MAX_SUBCLOUD_TEXT: usize = 255;
+
+/// A dcmanager request body that breaks a rule; its text is the detail of
+/// the 400 page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRequest(pub String);
+
+fn check_subcloud_texts(
+    description: Option<&str>,
+    location: Option<&str>,
+) -> Result<(), InvalidRequest> {
+    for (what, v) in [("description", description), ("location", location)] {
+        if v.is_some_and(|s| s.len() > MAX_SUBCLOUD_TEXT) {
+            return Err(InvalidRequest(format!(
+                "{what} is longer than {MAX_SUBCLOUD_TEXT} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v1.0/subclouds` as JSON (Roost's form; the multipart form of
 /// StarlingX's client is read into the same struct).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -217,6 +241,20 @@ pub struct SubcloudUpdate {
     pub force: Option<Value>,
 }
 
+impl SubcloudCreate {
+    /// The rules a new subcloud's fields must follow (the same as an update's).
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_subcloud_texts(self.description.as_deref(), self.location.as_deref())
+    }
+}
+
+impl SubcloudUpdate {
+    /// The rules an update's fields must follow (the same as a new subcloud's).
+    pub fn validate(&self) -> Result<(), InvalidRequest> {
+        check_subcloud_texts(self.description.as_deref(), self.location.as_deref())
+    }
+}
+
 /// `POST` and `PATCH /v1.0/subcloud-groups`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupWrite {
@@ -249,6 +287,30 @@ pub fn yaml_scalar(doc: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_and_update_share_the_text_limits() {
+        let long = "d".repeat(MAX_SUBCLOUD_TEXT + 1);
+        let ok = "d".repeat(MAX_SUBCLOUD_TEXT);
+        let create = |d: &str| SubcloudCreate {
+            description: Some(d.into()),
+            ..Default::default()
+        };
+        let update = |l: &str| SubcloudUpdate {
+            location: Some(l.into()),
+            ..Default::default()
+        };
+        assert!(create(&ok).validate().is_ok());
+        assert!(update(&ok).validate().is_ok());
+        assert!(
+            create(&long)
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("description")
+        );
+        assert!(update(&long).validate().unwrap_err().0.contains("location"));
+    }
 
     #[test]
     fn every_subcloud_object_carries_the_sixteen_keys() {

@@ -286,9 +286,51 @@ fn timestamp(v: Option<String>) -> Result<Option<Timestamp>, String> {
         .transpose()
 }
 
+/// Longest `reason_text`, `entity_instance_id`, `entity_type_id`,
+/// `alarm_type` and `probable_cause` a posted alarm or event may carry, in
+/// characters: the size of StarlingX's columns (and of its C API's
+/// buffers).
+pub const MAX_FIELD_CHARS: usize = 255;
+/// Longest posted `proposed_repair_action`, in characters: StarlingX's own
+/// catalogue has repair actions of up to about 350.
+pub const MAX_REPAIR_ACTION_CHARS: usize = 1024;
+
 impl AlarmPost {
+    /// Refuses fields longer than StarlingX's columns, so that what one
+    /// alarm may carry (and so a listing of every alarm) stays bounded.
+    fn check_lengths(&self) -> Result<(), String> {
+        let fields = [
+            ("reason_text", &self.reason_text, MAX_FIELD_CHARS),
+            (
+                "entity_instance_id",
+                &self.entity_instance_id,
+                MAX_FIELD_CHARS,
+            ),
+            ("entity_type_id", &self.entity_type_id, MAX_FIELD_CHARS),
+            ("alarm_type", &self.alarm_type, MAX_FIELD_CHARS),
+            ("probable_cause", &self.probable_cause, MAX_FIELD_CHARS),
+            (
+                "proposed_repair_action",
+                &self.proposed_repair_action,
+                MAX_REPAIR_ACTION_CHARS,
+            ),
+        ];
+        for (name, value, max) in fields {
+            if let Some(v) = value
+                && v.chars().count() > max
+            {
+                return Err(format!(
+                    "{name} has {} characters; at most {max} are allowed",
+                    v.chars().count()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the body and says what it asks for.
     pub fn into_request(self) -> Result<AlarmRequest, String> {
+        self.check_lengths()?;
         let state = self.alarm_state.as_deref().unwrap_or("set");
         match state {
             "set" => Ok(AlarmRequest::Set(AlarmInput {
@@ -356,6 +398,28 @@ mod tests {
         serde_json::from_value::<AlarmPost>(v)
             .map_err(|e| e.to_string())?
             .into_request()
+    }
+
+    #[test]
+    fn fields_longer_than_starlingxs_columns_are_refused() {
+        let body = |field: &str, n: usize| {
+            let mut v = serde_json::json!({"alarm_id": "100.101", "entity_instance_id": "host=a", "severity": "major"});
+            v[field] = serde_json::json!("é".repeat(n));
+            post(v)
+        };
+        for f in [
+            "reason_text",
+            "entity_instance_id",
+            "entity_type_id",
+            "alarm_type",
+            "probable_cause",
+        ] {
+            assert!(body(f, MAX_FIELD_CHARS).is_ok(), "{f}");
+            let e = body(f, MAX_FIELD_CHARS + 1).unwrap_err();
+            assert!(e.contains(f) && e.contains("255"), "{e}");
+        }
+        assert!(body("proposed_repair_action", MAX_REPAIR_ACTION_CHARS).is_ok());
+        assert!(body("proposed_repair_action", MAX_REPAIR_ACTION_CHARS + 1).is_err());
     }
 
     #[test]

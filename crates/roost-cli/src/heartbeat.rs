@@ -182,12 +182,26 @@ pub fn apply_body() -> ParameterApply {
     }
 }
 
+/// The value a row shows now.
+fn current_value(rows: &[Value], name: &str) -> Option<String> {
+    rows.iter()
+        .find(|row| field(row, "name") == name)
+        .and_then(|row| row.get("value").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
 fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     check_settings(settings)?;
     let api = &connect(env)?;
     let rows = maintenance_rows(api)?;
     let plan = plan_settings(&rows, settings)?;
+    // The server keeps each value it is sent and checks the whole set when
+    // it is applied. A set it refuses is put back as it was, so that a
+    // refused value is neither kept (it would block every later apply) nor
+    // shown later as if it had been accepted.
     let mut changed: Vec<Value> = Vec::with_capacity(plan.len());
+    let mut undo: Vec<(String, String)> = Vec::with_capacity(plan.len());
+    let mut failure = None;
     for (name, value, uuid) in plan {
         let path = format!(
             "/v1/service_parameter/{}",
@@ -199,32 +213,43 @@ fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), 
                     Some(Value::String(v)) => v.clone(),
                     _ => value.to_string(),
                 };
+                if let Some(old) = current_value(&rows, name) {
+                    undo.push((path, old));
+                }
                 let mut row = Map::new();
                 row.insert("name".into(), name.into());
                 row.insert("value".into(), shown.into());
                 changed.push(Value::Object(row));
             }
             Err(e) => {
-                if !changed.is_empty() {
-                    writeln!(
-                        io.err,
-                        "(already changed before this error, not applied: {})",
-                        assignments(&changed)
-                    )?;
-                }
-                return Err(e);
+                failure = Some(e);
+                break;
             }
         }
     }
-    if let Err(e) = api.post("/v1/service_parameter/apply", &apply_body()) {
+    let failure = match failure {
+        Some(e) => Some(e),
+        None => api.post("/v1/service_parameter/apply", &apply_body()).err(),
+    };
+    let Some(e) = failure else {
+        return print_table(io.out, &settings_table(&changed));
+    };
+    let mut not_restored = Vec::new();
+    for (path, old) in undo.iter().rev() {
+        if api.patch(path, &value_patch(old)).is_err() {
+            not_restored.push(path.clone());
+        }
+    }
+    if not_restored.is_empty() {
+        writeln!(io.err, "(refused as a whole; nothing changed)")?;
+    } else {
         writeln!(
             io.err,
-            "(saved but not applied: {}; make the set consistent with `roost heartbeat set`)",
+            "(refused; these stay saved but not applied: {}; make the set consistent with `roost heartbeat set`)",
             assignments(&changed)
         )?;
-        return Err(e);
     }
-    print_table(io.out, &settings_table(&changed))
+    Err(e)
 }
 
 /// `a=1, b=2` of changed rows.

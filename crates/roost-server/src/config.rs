@@ -8,6 +8,14 @@ use roost_mtce::{MonitorSettings, Thresholds};
 use roost_store::Durability;
 use serde::Deserialize;
 
+/// Largest `fm.event_log_cap`: ten million records.
+pub const MAX_EVENT_LOG_CAP: u64 = 10_000_000;
+/// Largest `max_body_bytes`: 64 MiB.
+pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Fewest `http.max_connections`.
+pub const MIN_CONNECTIONS: u64 = 8;
+
 /// Everything `roost server` needs to run.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -37,8 +45,34 @@ pub struct Config {
     pub role: String,
     pub dc: DcConfigFile,
     pub fm: FmConfig,
+    pub http: HttpConfig,
     pub monitor: MonitorConfig,
     pub log: LogConfig,
+}
+
+/// Limits of the API port's connections.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a request head may take from its first byte.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take from the end of its head.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request (keep-alive).
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once; also kept below the open-file limit.
+    pub max_connections: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 30,
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Distributed Cloud settings.
@@ -164,6 +198,7 @@ impl Default for Config {
             role: "standalone".into(),
             dc: DcConfigFile::default(),
             fm: FmConfig::default(),
+            http: HttpConfig::default(),
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
         }
@@ -199,6 +234,19 @@ impl Default for LogConfig {
     }
 }
 
+/// One day, in seconds.
+const DAY: u64 = 86_400;
+
+fn check_range(name: &str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{name} is {value}; it must be between {lo} and {hi}"
+        )))
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -223,8 +271,87 @@ impl Config {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.message().to_string(),
+            // With the line, so that a number too large for TOML (over
+            // i64::MAX) is reported with its key.
+            message: match e.span() {
+                Some(span) => {
+                    let line = text.get(..span.start).unwrap_or("").matches('\n').count() + 1;
+                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    format!("{} (line {line}: {src})", e.message())
+                }
+                None => e.message().to_string(),
+            },
         })
+    }
+
+    /// Every numeric setting with its name and allowed range (inclusive).
+    pub fn numeric_settings(&self) -> Vec<(&'static str, u64, u64, u64)> {
+        vec![
+            (
+                "fm.event_log_cap",
+                self.fm.event_log_cap,
+                1,
+                MAX_EVENT_LOG_CAP,
+            ),
+            ("token_ttl_secs", self.token_ttl_secs, 60, 365 * DAY),
+            (
+                "join_token_ttl_secs",
+                self.join_token_ttl_secs,
+                60,
+                30 * DAY,
+            ),
+            (
+                "max_body_bytes",
+                self.max_body_bytes as u64,
+                1024,
+                MAX_BODY_BYTES_LIMIT,
+            ),
+            ("monitor.interval_secs", self.monitor.interval_secs, 1, 3600),
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+                1,
+                300,
+            ),
+            (
+                "http.body_read_timeout_secs",
+                self.http.body_read_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "http.idle_timeout_secs",
+                self.http.idle_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "http.max_connections",
+                self.http.max_connections,
+                MIN_CONNECTIONS,
+                1_000_000,
+            ),
+            ("dc.sync_interval_secs", self.dc.sync_interval_secs, 1, 3600),
+            ("dc.offline_after_secs", self.dc.offline_after_secs, 2, DAY),
+            (
+                "dc.out_of_sync_alarm_after_secs",
+                self.dc.out_of_sync_alarm_after_secs,
+                1,
+                7 * DAY,
+            ),
+            (
+                "dc.enroll_token_ttl_secs",
+                self.dc.enroll_token_ttl_secs,
+                1,
+                30 * DAY,
+            ),
+            (
+                "dc.subcloud_cert_days",
+                u64::from(self.dc.subcloud_cert_days),
+                1,
+                3650,
+            ),
+        ]
     }
 
     /// The durability mode named by `fm.durability`.
@@ -237,28 +364,13 @@ impl Config {
         })
     }
 
-    /// Checks every setting.
+    /// Checks every setting. Every number has a range: a value outside it
+    /// (for example one that would wrap when stored as a signed integer)
+    /// is refused with the setting's name, the value and the range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.durability()?;
-        if self.fm.event_log_cap == 0 {
-            return Err(ConfigError::Invalid(
-                "fm.event_log_cap must be at least 1".into(),
-            ));
-        }
-        if self.token_ttl_secs < 60 {
-            return Err(ConfigError::Invalid(
-                "token_ttl_secs must be at least 60".into(),
-            ));
-        }
-        if self.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid(
-                "max_body_bytes must be at least 1024".into(),
-            ));
-        }
-        if self.monitor.interval_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "monitor.interval_secs must be at least 1".into(),
-            ));
+        for (name, value, lo, hi) in self.numeric_settings() {
+            check_range(name, value, lo, hi)?;
         }
         if self.hostname.is_empty() || self.hostname.contains(['.', '=', ' ']) {
             return Err(ConfigError::Invalid(format!(
@@ -286,22 +398,9 @@ impl Config {
                 "a subcloud needs the system controller's URL (--system-controller)".into(),
             ));
         }
-        if self.dc.sync_interval_secs == 0
-            || self.dc.offline_after_secs <= self.dc.sync_interval_secs
-        {
+        if self.dc.offline_after_secs <= self.dc.sync_interval_secs {
             return Err(ConfigError::Invalid(
-                "dc.offline_after_secs must be longer than dc.sync_interval_secs (at least 1)"
-                    .into(),
-            ));
-        }
-        if self.dc.subcloud_cert_days == 0 {
-            return Err(ConfigError::Invalid(
-                "dc.subcloud_cert_days must be at least 1".into(),
-            ));
-        }
-        if self.join_token_ttl_secs < 60 {
-            return Err(ConfigError::Invalid(
-                "join_token_ttl_secs must be at least 60".into(),
+                "dc.offline_after_secs must be longer than dc.sync_interval_secs".into(),
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -354,5 +453,71 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("maybe"));
+    }
+
+    #[test]
+    fn every_numeric_setting_has_a_range() {
+        let c = Config::default();
+        c.validate().unwrap();
+        for (name, value, lo, hi) in c.numeric_settings() {
+            assert!((lo..=hi).contains(&value), "default {name}");
+            // Each number checked: past either end is refused, naming the setting.
+            for bad in [lo.checked_sub(1), hi.checked_add(1), Some(u64::MAX)]
+                .into_iter()
+                .flatten()
+            {
+                let mut c = c.clone();
+                set_numeric(&mut c, name, bad);
+                let stored = c.numeric_settings().iter().find(|s| s.0 == name).unwrap().1;
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains(name) && e.contains(&stored.to_string()), "{e}");
+            }
+        }
+        let mut c = Config::default();
+        c.fm.event_log_cap = i64::MAX as u64 + 1;
+        assert!(c.validate().is_err());
+    }
+
+    fn set_numeric(c: &mut Config, name: &str, v: u64) {
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        match name {
+            "fm.event_log_cap" => c.fm.event_log_cap = v,
+            "token_ttl_secs" => c.token_ttl_secs = v,
+            "join_token_ttl_secs" => c.join_token_ttl_secs = v,
+            "max_body_bytes" => c.max_body_bytes = v as usize,
+            "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,
+            "http.body_read_timeout_secs" => c.http.body_read_timeout_secs = v,
+            "http.idle_timeout_secs" => c.http.idle_timeout_secs = v,
+            "http.max_connections" => c.http.max_connections = v,
+            "monitor.interval_secs" => c.monitor.interval_secs = v,
+            "dc.sync_interval_secs" => c.dc.sync_interval_secs = v,
+            "dc.offline_after_secs" => c.dc.offline_after_secs = v,
+            "dc.out_of_sync_alarm_after_secs" => c.dc.out_of_sync_alarm_after_secs = v,
+            "dc.enroll_token_ttl_secs" => c.dc.enroll_token_ttl_secs = v,
+            "dc.subcloud_cert_days" => c.dc.subcloud_cert_days = small(v),
+            other => panic!("no setter for {other}"),
+        }
+    }
+
+    #[test]
+    fn numbers_past_any_integer_type_name_their_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roost.toml");
+        for (text, name) in [
+            ("max_body_bytes = 18446744073709551615\n", "max_body_bytes"),
+            ("max_body_bytes = 18446744073709551616\n", "max_body_bytes"),
+            (
+                "[dc]\nsubcloud_cert_days = 4294967296\n",
+                "subcloud_cert_days",
+            ),
+            ("token_ttl_secs = -1\n", "token_ttl_secs"),
+        ] {
+            std::fs::write(&p, format!("hostname = \"c\"\n{text}")).unwrap();
+            let e = Config::from_file(&p)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{text}: {e}");
+        }
     }
 }

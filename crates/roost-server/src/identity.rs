@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 use roost_store::{Store, StoredToken, StoredUser};
 use roost_types::{Clock, Timestamp};
 use sha2::{Digest, Sha256};
@@ -38,6 +38,65 @@ pub enum AuthError {
     BadRequest(String),
     #[error("identity store unavailable")]
     Store(#[from] roost_store::StoreError),
+    /// Every password thread is busy and the queue is full.
+    #[error("too many password checks in progress; retry later")]
+    Busy,
+    #[error("cannot start the password threads")]
+    Threads(#[source] std::io::Error),
+}
+
+/// Threads that hash and verify passwords. Each argon2 check needs 19 MiB
+/// for a few tens of milliseconds, so they run here, two at a time, instead
+/// of on the runtime's blocking threads that the store and the services
+/// share: a flood of logins cannot starve other work or grow memory.
+pub const PASSWORD_THREADS: usize = 2;
+/// Password checks that may wait for a thread; beyond them a check is
+/// refused at once ([`AuthError::Busy`], answered 503).
+pub const PASSWORD_QUEUE: usize = 32;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A small fixed pool of threads with a bounded queue, for argon2 work.
+pub struct PasswordPool {
+    tx: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl PasswordPool {
+    /// Starts `threads` threads that take work from a queue of `queue`.
+    pub fn new(threads: usize, queue: usize) -> std::io::Result<PasswordPool> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("roost-password-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is released before the job runs.
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(PasswordPool { tx })
+    }
+
+    /// Runs `f` on a password thread; [`AuthError::Busy`] at once if the
+    /// queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.tx.try_send(job).map_err(|_| AuthError::Busy)?;
+        result.await.map_err(|_| AuthError::Busy)?
+    }
 }
 
 /// Identity service state.
@@ -46,6 +105,7 @@ pub struct Identity {
     clock: Arc<dyn Clock>,
     ttl_secs: i64,
     tokens: RwLock<HashMap<String, Principal>>,
+    passwords: PasswordPool,
 }
 
 fn hash_token(token: &str) -> String {
@@ -76,10 +136,56 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot hash password: {e}"))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
+thread_local! {
+    /// The argon2 working memory of a password thread, kept between checks:
+    /// allocating and freeing 19 MiB per check fragments the allocator's
+    /// heap, and the process grows far beyond the checks in progress.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest argon2 memory cost a stored hash may ask for (64 MiB), so that
+/// a hash cannot make a password thread allocate without bound.
+const MAX_M_COST_KIB: u32 = 64 * 1024;
+
+/// Checks a password against its argon2 hash, reusing this thread's
+/// argon2 memory.
+fn verify_password_reusing(password: &str, hash: &str) -> bool {
+    use argon2::{Algorithm, Params, PasswordHash, Version};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > MAX_M_COST_KIB {
+        return false;
+    }
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let computed = ARGON2_MEMORY.with(|mem| {
+        let mut mem = mem.borrow_mut();
+        if mem.len() < blocks {
+            mem.resize(blocks, argon2::Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut mem[..blocks])
+            .is_ok()
+    });
+    // Output's equality is constant-time.
+    computed && argon2::password_hash::phc::Output::new(&out).is_ok_and(|o| o == *expected)
 }
 
 impl Identity {
@@ -92,8 +198,10 @@ impl Identity {
         let id = Identity {
             store,
             clock,
-            ttl_secs: ttl_secs as i64,
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
             tokens: RwLock::new(HashMap::new()),
+            passwords: PasswordPool::new(PASSWORD_THREADS, PASSWORD_QUEUE)
+                .map_err(AuthError::Threads)?,
         };
         let now = id.clock.now();
         id.store.purge_expired_tokens(now)?;
@@ -169,7 +277,13 @@ impl Identity {
         Ok(true)
     }
 
-    /// Checks a user's password (blocking: argon2 takes tens of milliseconds).
+    /// The threads password checks and hashes run on.
+    pub fn passwords(&self) -> &PasswordPool {
+        &self.passwords
+    }
+
+    /// Checks a user's password (blocking: argon2 takes tens of milliseconds;
+    /// run it on [`Identity::passwords`]).
     pub fn check_password(
         &self,
         user_id: Option<&str>,
@@ -186,11 +300,11 @@ impl Identity {
             }
         };
         match user {
-            Some(u) if verify_password(password, &u.password_hash) => Ok(u),
+            Some(u) if verify_password_reusing(password, &u.password_hash) => Ok(u),
             Some(_) => Err(AuthError::Unauthorized),
             None => {
                 // Spend the same time as a real check so that user names cannot be probed.
-                let _ = verify_password(password, DUMMY_HASH);
+                let _ = verify_password_reusing(password, DUMMY_HASH);
                 Err(AuthError::Unauthorized)
             }
         }
@@ -316,8 +430,12 @@ mod tests {
     fn passwords_hash_and_verify() {
         let h = hash_password("s3cret").unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("s3cret", &h));
-        assert!(!verify_password("other", &h));
+        for _ in 0..2 {
+            assert!(verify_password_reusing("s3cret", &h));
+            assert!(!verify_password_reusing("other", &h));
+        }
+        assert!(!verify_password_reusing("s3cret", "$argon2id$nonsense"));
+        assert!(verify_password_reusing("x", &hash_password("x").unwrap()));
     }
 
     #[test]

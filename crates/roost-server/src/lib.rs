@@ -68,7 +68,23 @@ pub async fn run_with(
     enroll_token: Option<String>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let open_files = raise_open_file_limit();
     let catalogue = Arc::new(load_catalogue(&config)?);
+    // Listen first: a start that cannot (a port in use) must leave nothing
+    // on disk, no data directory and no admin credentials.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut dc_listener = if config.role == "systemcontroller" {
+        Some(
+            tokio::net::TcpListener::bind(config.dc.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?,
+        )
+    } else {
+        None
+    };
     let data = datadir::DataDir::open(&config.data_dir)?;
     let store = Arc::new(
         Store::open(StoreConfig {
@@ -104,10 +120,6 @@ pub async fn run_with(
             tracing::info!("created user admin with the password from ROOST_ADMIN_PASSWORD");
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let shutdown = Shutdown(stop_rx);
@@ -198,9 +210,9 @@ pub async fn run_with(
             shutdown.clone(),
         )?;
         tasks.push(dc_task);
-        let dc_listener = tokio::net::TcpListener::bind(config.dc.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?;
+        let dc_listener = dc_listener
+            .take()
+            .context("the DC listener was not bound")?;
         let dc_addr = dc_listener.local_addr()?;
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         if !dc_addr.ip().is_unspecified() {
@@ -319,19 +331,20 @@ pub async fn run_with(
         public_url: config.public_url.clone(),
     };
     let app = http::router(state, config.max_body_bytes);
-    tracing::info!(%addr, data_dir = %data.path().display(), durability = store.durability().as_str(), "roost server ready");
+    let limits = http::serve::Limits {
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
+        max_connections: connection_cap(config.http.max_connections, open_files),
+    };
+    tracing::info!(%addr, data_dir = %data.path().display(), durability = store.durability().as_str(), max_connections = limits.max_connections, "roost server ready");
     println!("roost server ready on http://{addr}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    http::serve::serve(listener, app, limits, async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     })
-    .await
-    .context("the HTTP server failed")?;
+    .await;
     for t in tasks {
         let _ = t.await;
     }
@@ -342,6 +355,50 @@ pub async fn run_with(
     drop(data);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// File descriptors kept free for everything but API connections (the
+/// store, the heartbeat and DC sockets, BMC and subcloud clients, logs).
+const RESERVED_FDS: u64 = 256;
+
+/// Raises the soft limit of open files to the hard limit (systemd's
+/// default soft limit, 1024, is too low for a server) and returns the
+/// limit now in force (`None`: unlimited).
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?lim.current, to = ?lim.maximum, "raised the open file limit");
+                return lim.maximum;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+        }
+    }
+    lim.current
+}
+
+/// The configured connection cap, lowered so that the connections, those
+/// waiting for room and the reserve fit under the open-file limit.
+fn connection_cap(configured: u64, open_files: Option<u64>) -> usize {
+    let fit = open_files.map_or(u64::MAX, |n| {
+        n.saturating_sub(RESERVED_FDS + http::serve::HEADROOM as u64)
+    });
+    let cap = configured.min(fit).max(config::MIN_CONNECTIONS);
+    if cap < configured {
+        tracing::warn!(
+            configured,
+            cap,
+            open_files = ?open_files,
+            "http.max_connections lowered to fit the open file limit"
+        );
+    }
+    usize::try_from(cap).unwrap_or(usize::MAX)
 }
 
 /// The system's uuid, made once and kept in the store.

@@ -348,3 +348,44 @@ fn the_subcloud_verbs_drive_a_system_controller() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_refused_heartbeat_set_changes_nothing_and_later_sets_still_apply() {
+    let s = Server::start(bin());
+    let cli = Cli::new();
+    assert!(cli.login(&s.url).status.success());
+    let value = |name: &str| -> String {
+        cli.json(&["heartbeat", "show", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Degrade at or above failure (10) is inconsistent: refused, nothing kept.
+    let out = cli.run(&["heartbeat", "set", "heartbeat_degrade_threshold=12"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be below"), "{err}");
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(value("heartbeat_degrade_threshold"), "6");
+    // The refused value does not block an unrelated change...
+    cli.ok(&["heartbeat", "set", "heartbeat_period=200"]);
+    assert_eq!(value("heartbeat_period"), "200");
+    // ...nor come back when the set later becomes consistent.
+    cli.ok(&["heartbeat", "set", "heartbeat_failure_threshold=30"]);
+    assert_eq!(value("heartbeat_degrade_threshold"), "6");
+    assert_eq!(value("heartbeat_failure_threshold"), "30");
+    // A consistent set whose first step alone is not still applies whole.
+    cli.ok(&[
+        "heartbeat",
+        "set",
+        "heartbeat_degrade_threshold=40",
+        "heartbeat_failure_threshold=50",
+    ]);
+    assert_eq!(value("heartbeat_degrade_threshold"), "40");
+    assert_eq!(value("heartbeat_failure_threshold"), "50");
+}

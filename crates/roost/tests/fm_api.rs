@@ -542,3 +542,131 @@ fn a_bad_catalogue_file_stops_the_server_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("100.101"), "{err}");
 }
+
+#[test]
+fn a_path_parameter_that_is_not_utf8_gets_the_error_envelope() {
+    let s = Server::start(bin());
+    let api = s.api();
+    for (method, path) in [
+        ("GET", "/v1/alarms/%FF"),
+        ("DELETE", "/v1/alarms/%FF%FE"),
+        ("GET", "/v1/event_log/%C3%28"),
+        ("PATCH", "/v1/event_suppression/%FF"),
+        ("GET", "/v1/ihosts/%FF"),
+        ("GET", "/v1/ihosts/%FF/icpus"),
+        ("PATCH", "/v1/service_parameter/%FF"),
+        ("GET", "/v1/idns/%FF"),
+        ("POST", "/v3/users/%FF/password"),
+    ] {
+        let r = roost_test_support::http()
+            .request(method.parse().unwrap(), format!("{}{path}", s.url))
+            .header("X-Auth-Token", &api.token)
+            .header("Content-Type", "application/json")
+            .body("[]")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{method} {path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/json"), "{method} {path}: {ct}");
+        let body: serde_json::Value = r.json().unwrap();
+        let msg = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("UTF-8"), "{method} {path}: {body}");
+        assert!(body["error_message"].is_string(), "{method} {path}: {body}");
+    }
+    // A method the route does not serve also answers in the envelope.
+    let r = api.patch("/v1/alarms", &json!({}));
+    assert_eq!(r.status, 405);
+    assert!(r.body["error"]["message"].is_string(), "{:?}", r.body);
+}
+
+/// A line of `/proc/PID/status`, in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+#[test]
+fn what_one_alarm_carries_is_capped_and_full_listings_stay_small() {
+    let s = Server::start(bin());
+    let api = s.api();
+    // Field lengths: StarlingX's 255 characters; repair actions up to 1024.
+    let post = |field: &str, len: usize| {
+        let mut b = json!({"alarm_id": "100.101", "entity_instance_id": "host=limits", "severity": "major"});
+        b[field] = json!("r".repeat(len));
+        api.post("/v1/alarms", &b)
+    };
+    for field in [
+        "reason_text",
+        "alarm_type",
+        "probable_cause",
+        "entity_type_id",
+    ] {
+        assert_eq!(post(field, 255).status, 200, "{field}");
+        let r = post(field, 256);
+        assert_eq!(r.status, 400, "{field}");
+        let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(field) && msg.contains("255"), "{msg}");
+    }
+    assert_eq!(post("proposed_repair_action", 1024).status, 200);
+    assert_eq!(post("proposed_repair_action", 1025).status, 400);
+    assert_eq!(api.alarms("").len(), 1);
+
+    // Many alarms as large as allowed.
+    let n = 4000;
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let api = api.clone();
+            std::thread::spawn(move || {
+                for i in (w..n).step_by(8) {
+                    let r = api.post(
+                        "/v1/alarms",
+                        &json!({
+                            "alarm_id": "100.104",
+                            "entity_instance_id": format!("host=h{i}.filesystem=/"),
+                            "severity": "major",
+                            "reason_text": "x".repeat(255),
+                            "proposed_repair_action": "y".repeat(1024),
+                        }),
+                    );
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    // The stock fm client sends no limit: it still gets every alarm.
+    let all = api.alarms("?expand=True");
+    assert_eq!(all.len(), n + 1);
+    assert_eq!(
+        all[0]["proposed_repair_action"].as_str().unwrap().len(),
+        1024
+    );
+    let paged = api.get("/v1/alarms?limit=3").body;
+    assert_eq!(paged["alarms"].as_array().unwrap().len(), 3);
+    assert!(paged["next"].as_str().unwrap().contains("marker="));
+
+    // Eight unpaged expanded listings at once (5.5 MB each) do not each
+    // hold a whole copy: they are written a chunk at a time.
+    let baseline = status_kib(s.pid(), "VmHWM:");
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let api = api.clone();
+            std::thread::spawn(move || api.alarms("?expand=True").len())
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), n + 1);
+    }
+    let peak = status_kib(s.pid(), "VmHWM:");
+    // Whole documents would need 8 x (5.5 MB of JSON + the values it is
+    // made from), over 80 MiB; chunks need well under 1 MiB per listing.
+    assert!(
+        peak < baseline + 24 * 1024,
+        "peak {peak} KiB, {baseline} KiB before the listings"
+    );
+}

@@ -327,3 +327,92 @@ fn users_change_their_own_password_with_the_current_one() {
     );
     assert_eq!(s.login(password_body("new-password-1", true)).0, 201);
 }
+
+/// A line of `/proc/PID/status`, in KiB.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_flood_of_wrong_passwords_neither_starves_other_work_nor_grows_memory() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let s = Server::start(bin());
+    let api = s.api();
+    for i in 0..20 {
+        api.set_alarm("100.101", &format!("host=h{i}"), "major");
+    }
+    let baseline = status_kib(s.pid(), "VmHWM:");
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let other = Arc::new(AtomicUsize::new(0));
+    let client = http();
+    let url = format!("{}/v3/auth/tokens", s.url);
+    let body = password_body("not-the-password", true);
+    let workers: Vec<_> = (0..256)
+        .map(|_| {
+            let (stop, refused, wrong, other) =
+                (stop.clone(), refused.clone(), wrong.clone(), other.clone());
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match client.post(&url).json(&body).send() {
+                        Ok(r) if r.status().as_u16() == 401 => {
+                            wrong.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Ok(r) if r.status().as_u16() == 503 => {
+                            let b: Value = r.json().unwrap_or(Value::Null);
+                            if b["error"]["message"].is_string() {
+                                refused.fetch_add(1, Ordering::Relaxed)
+                            } else {
+                                other.fetch_add(1, Ordering::Relaxed)
+                            }
+                        }
+                        _ => other.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    // The flood saturates the password threads: surplus checks are refused.
+    roost_test_support::wait_for(120, || {
+        (refused.load(Ordering::Relaxed) > 0 && wrong.load(Ordering::Relaxed) > 4).then_some(())
+    })
+    .expect("the flood is refused beyond the password queue");
+    // Meanwhile the event log, the alarm list and the health check answer.
+    let at = wrong.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed);
+    assert_eq!(api.events("").len(), 20);
+    assert_eq!(api.alarms("").len(), 20);
+    let h = http().get(format!("{}/healthz", s.url)).send().unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    // ...while the flood was still going on.
+    roost_test_support::wait_for(120, || {
+        (wrong.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed) > at + 10).then_some(())
+    })
+    .expect("the flood went on");
+    let peak = status_kib(s.pid(), "VmHWM:");
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(
+        other.load(Ordering::Relaxed),
+        0,
+        "every answer was 401 or 503"
+    );
+    // Two argon2 checks at a time need 2 x 19 MiB, kept by the password
+    // threads; with buffers for 256 connections, 64 MiB above the peak
+    // before the flood is ample. Unbounded, checks on the shared blocking
+    // threads grew the server by hundreds of MiB.
+    assert!(
+        peak < baseline + 64 * 1024,
+        "peak RSS {peak} KiB, {baseline} KiB before the flood"
+    );
+    // The right password still works once the flood is over.
+    assert_eq!(s.login(password_body(PASSWORD, true)).0, 201);
+}

@@ -308,3 +308,281 @@ fn every_acknowledged_write_survives_kill_9() {
         );
     }
 }
+
+/// Runs `roost server ARGS` expecting it to refuse to start; returns its
+/// stderr. A server that starts instead is killed and the test fails.
+fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("server")
+        .args(args)
+        .env_remove("ROOST_CONFIG")
+        .env_remove("ROOST_EVENT_LOG_CAP")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_for(30, || child.try_wait().unwrap());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the server started with {args:?} {env:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2), "{args:?} {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn numeric_settings_out_of_range_are_refused_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let base = [
+        "--no-monitor",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_arg,
+    ];
+    // Just above i64::MAX: it used to wrap negative and prune the whole event log.
+    let huge = "9223372036854775808";
+    let mut args = base.to_vec();
+    args.extend(["--event-log-cap", huge]);
+    let err = refused_start(&args, &[]);
+    assert!(
+        err.contains("fm.event_log_cap") && err.contains(huge),
+        "{err}"
+    );
+    let err = refused_start(&base, &[("ROOST_EVENT_LOG_CAP", huge)]);
+    assert!(err.contains("fm.event_log_cap"), "{err}");
+    // The same from a file, and for the other numeric settings.
+    for (toml, name) in [
+        (
+            "[fm]\nevent_log_cap = 9223372036854775807\n",
+            "fm.event_log_cap",
+        ),
+        ("token_ttl_secs = 9223372036854775807\n", "token_ttl_secs"),
+        (
+            "join_token_ttl_secs = 18446744073709551615\n",
+            "join_token_ttl_secs",
+        ),
+        ("max_body_bytes = 18446744073709551615\n", "max_body_bytes"),
+        (
+            "[monitor]\ninterval_secs = 9223372036854775807\n",
+            "monitor.interval_secs",
+        ),
+        (
+            "[dc]\nenroll_token_ttl_secs = 9223372036854775807\n",
+            "dc.enroll_token_ttl_secs",
+        ),
+        (
+            "[dc]\nsync_interval_secs = 18446744073709551615\n",
+            "dc.sync_interval_secs",
+        ),
+        (
+            "[dc]\nout_of_sync_alarm_after_secs = 0\n",
+            "dc.out_of_sync_alarm_after_secs",
+        ),
+        (
+            "[dc]\nsubcloud_cert_days = 4000000000\n",
+            "dc.subcloud_cert_days",
+        ),
+    ] {
+        let cfg = dir.path().join("roost.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let cfg_arg = cfg.display().to_string();
+        let mut args = base.to_vec();
+        args.extend(["--config", &cfg_arg]);
+        let err = refused_start(&args, &[]);
+        assert!(err.contains(name), "{toml}: {err}");
+    }
+    assert!(!data.exists(), "a refused start created the data directory");
+}
+
+#[test]
+fn a_subcloud_update_follows_the_same_rules_as_its_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(&cfg, "[dc]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let long = "d".repeat(60_000);
+    let r = api.post(
+        "/v1.0/subclouds",
+        &json!({"name": "edge-1", "description": long}),
+    );
+    assert_eq!(
+        r.status, 400,
+        "a description of 60,000 characters was accepted"
+    );
+    let r = api.post(
+        "/v1.0/subclouds",
+        &json!({"name": "edge-1", "description": "first"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for field in ["description", "location"] {
+        let r = api.patch("/v1.0/subclouds/edge-1", &json!({ field: long }));
+        assert_eq!(r.status, 400, "{field} of 60,000 characters was accepted");
+        let page = r.body.as_str().unwrap_or_default();
+        assert!(page.contains("longer than 255"), "{field}: {page}");
+    }
+    let shown = api.get("/v1.0/subclouds/edge-1");
+    assert_eq!(shown.body["description"], "first");
+    // dcmanager's paths answer a bad path parameter with its HTML page.
+    let r = api.get("/v1.0/subclouds/%FF");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.content_type
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("text/html"),
+        "{:?}",
+        r.content_type
+    );
+}
+
+/// Reads until the server closes the connection (waiting for that event,
+/// at most a minute); returns what it sent.
+fn read_until_closed(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server never closed the connection: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn idle_slow_and_surplus_connections_cannot_starve_the_api_port() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("roost.toml");
+    std::fs::write(
+        &cfg,
+        "[http]\nmax_connections = 16\nidle_timeout_secs = 3\nheader_read_timeout_secs = 2\nbody_read_timeout_secs = 2\n",
+    )
+    .unwrap();
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            ..Default::default()
+        },
+    );
+    wait_for(30, || s.log().contains("max_connections=16").then_some(()))
+        .unwrap_or_else(|| panic!("the cap is not logged: {}", s.log()));
+    // The open-file soft limit was raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        files[3], files[4],
+        "soft and hard open-file limits: {files:?}"
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // Far more idle connections than the cap.
+    let mut idle: Vec<std::net::TcpStream> = (0..120)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // The API still answers: idle connections make room for working ones.
+    let h = http().get(format!("{}/healthz", s.url)).send().unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    let api = s.api();
+    api.set_alarm("100.101", "host=a", "major");
+    // A head that never completes, and a body that never completes.
+    let mut slow_head = std::net::TcpStream::connect(&addr).unwrap();
+    slow_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut slow_body = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        slow_body,
+        "POST /v1/alarms HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"alarm_id\"",
+        api.token
+    )
+    .unwrap();
+    let reply = read_until_closed(&mut slow_body);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("error_message"), "{reply}");
+    let reply = read_until_closed(&mut slow_head);
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // Every idle connection is closed: those over the cap at once with a 503
+    // (or evicted to make room), the others after the idle timeout.
+    for c in &mut idle {
+        let reply = read_until_closed(c);
+        assert!(
+            reply.is_empty() || reply.starts_with("HTTP/1.1 503"),
+            "{reply}"
+        );
+    }
+    // And the port still works afterwards.
+    assert_eq!(api.alarms("").len(), 1);
+}
+
+#[test]
+fn a_start_that_cannot_listen_leaves_nothing_on_disk() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(&cfg, format!("[dc]\nlisten = \"{port}\"\n")).unwrap();
+    for extra in [
+        vec!["--listen", port.as_str()],
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--role",
+            "systemcontroller",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(["server", "--no-monitor", "--data-dir"])
+            .arg(&data)
+            .args(&extra)
+            .env_remove("ROOST_CONFIG")
+            .env_remove("ROOST_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot listen on"), "{extra:?}: {err}");
+        assert!(
+            !data.exists(),
+            "{extra:?}: a failed start created {}",
+            data.display()
+        );
+    }
+}

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -72,6 +73,25 @@ impl From<DcServiceError> for DcHttpError {
             }
             other => DcHttpError(StatusCode::BAD_REQUEST, other.to_string()),
         }
+    }
+}
+
+/// A path parameter whose rejection is an HTML error page, like every
+/// other dcmanager error (what StarlingX's client parses).
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = DcHttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        super::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|super::extract::Path(v)| Path(v))
+            .map_err(|e| DcHttpError(e.status, e.message))
     }
 }
 
@@ -181,6 +201,8 @@ async fn add_subcloud(State(st): State<AppState>, req: Request) -> DcResult {
         format!("https://{host}:{port}")
     });
     let body: SubcloudCreate = typed(form(req, &st).await?)?;
+    body.validate()
+        .map_err(|e| DcHttpError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let Some(name) = body.name.filter(|n| !n.trim().is_empty()) else {
         return Err(DcHttpError(
             StatusCode::BAD_REQUEST,
@@ -210,6 +232,8 @@ async fn update_subcloud(
 ) -> DcResult {
     let d = dc(&st)?.clone();
     let body: SubcloudUpdate = typed(form(req, &st).await?)?;
+    body.validate()
+        .map_err(|e| DcHttpError(StatusCode::BAD_REQUEST, e.to_string()))?;
     if body.management_state.is_none()
         && body.description.is_none()
         && body.location.is_none()

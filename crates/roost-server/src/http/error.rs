@@ -106,6 +106,8 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthorized => ApiError::unauthorized(),
             AuthError::BadRequest(m) => ApiError::bad_request(m),
             AuthError::Store(s) => ApiError::unavailable(&s),
+            AuthError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            AuthError::Threads(ref t) => ApiError::unavailable(t),
         }
     }
 }

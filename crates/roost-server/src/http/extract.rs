@@ -2,12 +2,49 @@
 //! parameters (`q.field` / `q.op` / `q.type` / `q.value` triples).
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use roost_fm::{Filter, FilterOp};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+
+/// A path parameter, like axum's `Path`, whose rejection (for example a
+/// percent-encoded byte sequence that is not UTF-8) is answered in the
+/// error envelope instead of as plain text.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|r| path_error(&r))
+    }
+}
+
+/// The status and message of a path parameter that cannot be read: 400
+/// for what the client sent, 503 for the server's own mistakes (logged).
+pub fn path_error(r: &PathRejection) -> ApiError {
+    if r.status().is_server_error() {
+        tracing::error!(error = %r.body_text(), "cannot read a path parameter");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot read the request path; retry later",
+        )
+    } else {
+        ApiError::bad_request(format!("invalid path parameter: {}", r.body_text()))
+    }
+}
 
 /// Parses a JSON body. A body over the limit is 413, a non-JSON content
 /// type 415, malformed or mistyped JSON 400, each with a message.
@@ -25,7 +62,9 @@ pub fn json_body<T: DeserializeOwned>(
         }
     }
     let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if super::serve::is_body_timeout(&r) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, r.body_text())
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the request body is too large",

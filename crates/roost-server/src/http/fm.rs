@@ -1,15 +1,16 @@
 //! Fault management endpoints, StarlingX's paths and shapes.
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, patch};
 use roost_api::fm::{
-    AlarmJson, AlarmList, AlarmPost, AlarmRequest, EventJson, EventList, MAX_PAGE, PatchOp,
-    PostReply, SummaryJson, SuppressionJson, SuppressionList, suppression_status,
+    AlarmJson, AlarmPost, AlarmRequest, EventJson, EventList, MAX_PAGE, PatchOp, PostReply,
+    SummaryJson, SuppressionJson, SuppressionList, suppression_status,
 };
 use roost_fm::{FmCommand, ListOptions, Reply, SortDir};
 use roost_store::{EventQuery, EventSort};
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Query, json_body};
+use super::extract::{Path, Query, json_body};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,7 +61,7 @@ async fn list_alarms(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<AlarmList>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw.as_deref());
     q.only(&[
         "include_suppress",
@@ -85,25 +86,114 @@ async fn list_alarms(
         limit: q.limit(MAX_PAGE)?,
     };
     let expand = q.flag("expand")?;
-    let table = st.fm.read();
-    let page = table.list(&opts)?;
-    let cat = st.fm.catalogue();
-    let alarms: Vec<AlarmJson> = page
-        .items
-        .iter()
-        .map(|a| AlarmJson::new(a, cat, table.is_suppressed(&a.alarm_id), expand))
-        .collect();
-    let next = match (page.more, opts.limit, page.items.last()) {
+    let (uuids, more) = {
+        let table = st.fm.read();
+        let page = table.list(&opts)?;
+        let uuids: Vec<String> = page.items.iter().map(|a| a.uuid.clone()).collect();
+        (uuids, page.more)
+    };
+    let next = match (more, opts.limit, uuids.last()) {
         (true, Some(limit), Some(last)) => Some(next_link(
             &st.base_url(&headers),
             "/v1/alarms",
             &q,
             limit,
-            &last.uuid,
+            last,
         )),
         _ => None,
     };
-    Ok(Json(AlarmList { alarms, next }))
+    // Written a chunk at a time as the client reads, so that a listing of
+    // every alarm (the fm client sends no limit) never holds the whole
+    // document in memory.
+    let body = AlarmListBody {
+        fm: st.fm.clone(),
+        uuids: uuids.into_iter(),
+        expand,
+        next,
+        started: false,
+        first: true,
+        done: false,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
+    )
+        .into_response())
+}
+
+/// Alarms serialized per chunk.
+const LIST_CHUNK: usize = 128;
+
+/// The body of `GET /v1/alarms`: `{"alarms": [...], "next": ...}` (the
+/// shape of roost-api's `AlarmList`), produced [`LIST_CHUNK`] alarms at a
+/// time under a short read lock. An alarm cleared while the list is being
+/// sent is left out.
+struct AlarmListBody {
+    fm: crate::fm_service::FmService,
+    uuids: std::vec::IntoIter<String>,
+    expand: bool,
+    next: Option<String>,
+    started: bool,
+    first: bool,
+    done: bool,
+}
+
+impl AlarmListBody {
+    fn chunk(&mut self) -> Result<Option<Bytes>, serde_json::Error> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut buf = Vec::with_capacity(LIST_CHUNK * 512);
+        if !self.started {
+            self.started = true;
+            buf.extend_from_slice(b"{\"alarms\":[");
+        }
+        {
+            let table = self.fm.read();
+            let cat = self.fm.catalogue();
+            for uuid in self.uuids.by_ref().take(LIST_CHUNK) {
+                if let Some(a) = table.get(&uuid) {
+                    if !self.first {
+                        buf.push(b',');
+                    }
+                    self.first = false;
+                    let json =
+                        AlarmJson::new(a, cat, table.is_suppressed(&a.alarm_id), self.expand);
+                    serde_json::to_writer(&mut buf, &json)?;
+                }
+            }
+        }
+        if self.uuids.len() == 0 {
+            buf.push(b']');
+            if let Some(next) = &self.next {
+                buf.extend_from_slice(b",\"next\":");
+                serde_json::to_writer(&mut buf, next)?;
+            }
+            buf.push(b'}');
+            self.done = true;
+        }
+        Ok(Some(Bytes::from(buf)))
+    }
+}
+
+impl http_body::Body for AlarmListBody {
+    type Data = Bytes;
+    type Error = serde_json::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.chunk()
+                .transpose()
+                .map(|r| r.map(http_body::Frame::data)),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
 }
 
 async fn show_alarm(

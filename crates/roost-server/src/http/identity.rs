@@ -11,7 +11,7 @@ use roost_api::identity::{AuthRequest, TokenInfo, token_body, v3_document};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Query, json_body};
+use super::extract::{Path, Query, json_body};
 use crate::identity::{AuthError, Principal};
 
 pub fn public_routes() -> Router<AppState> {
@@ -44,7 +44,7 @@ struct PasswordChangeUser {
 /// new password reaches every managed subcloud (endpoint `identity`).
 async fn change_password(
     State(st): State<AppState>,
-    axum::extract::Path(user_id): axum::extract::Path<String>,
+    Path(user_id): Path<String>,
     axum::Extension(who): axum::Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -62,11 +62,12 @@ async fn change_password(
         ));
     }
     let ident = st.identity.clone();
-    tokio::task::spawn_blocking(move || {
-        ident.change_password(&user_id, &req.user.original_password, &req.user.password)
-    })
-    .await
-    .map_err(|e| ApiError::unavailable(&e))??;
+    st.identity
+        .passwords()
+        .run(move || {
+            ident.change_password(&user_id, &req.user.original_password, &req.user.password)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,12 +145,21 @@ async fn issue(
         if !domain_ok(&pw.user.domain) {
             return Err(ApiError::unauthorized());
         }
+        // The argon2 check on the password threads (bounded), the token
+        // on the blocking threads.
+        let checker = ident.clone();
+        let user = st
+            .identity
+            .passwords()
+            .run(move || {
+                checker.check_password(
+                    pw.user.id.as_deref(),
+                    pw.user.name.as_deref(),
+                    &pw.user.password,
+                )
+            })
+            .await?;
         tokio::task::spawn_blocking(move || {
-            let user = ident.check_password(
-                pw.user.id.as_deref(),
-                pw.user.name.as_deref(),
-                &pw.user.password,
-            )?;
             ident.issue(&user, project.as_deref(), &["password"], None)
         })
         .await

@@ -8,6 +8,7 @@ mod extract;
 mod fm;
 mod identity;
 mod ops;
+pub mod serve;
 mod sysinv;
 
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(protected)
         .merge(public)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -103,6 +105,13 @@ async fn not_found(req: Request) -> ApiError {
         req.method(),
         req.uri().path()
     ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }
 
 /// Lets the request through only with a valid `X-Auth-Token`; the holder
