@@ -232,6 +232,30 @@ fn failed_commits_leave_nothing_behind_and_acknowledged_writes_survive_a_restart
     );
     assert_eq!(before.1, hosts);
     s.terminate();
+    // The database itself holds the same hosts and alarms.
+    let store = roost_store::Store::open(roost_store::StoreConfig {
+        path: first.data_dir.join("roost.db"),
+        durability: Default::default(),
+        event_log_cap: 100_000,
+    })
+    .expect("the store opens");
+    let stored_hosts: BTreeSet<String> = store
+        .hosts()
+        .expect("hosts")
+        .into_iter()
+        .map(|h| h.hostname)
+        .collect();
+    assert_eq!(stored_hosts, before.1.keys().cloned().collect());
+    let stored_alarms: BTreeSet<String> = store
+        .load_fm()
+        .expect("alarms")
+        .0
+        .into_iter()
+        .map(|a| a.entity_instance_id)
+        .filter(|e| e.starts_with("host=fault-"))
+        .collect();
+    assert_eq!(stored_alarms, raised);
+    drop(store);
     let clean =
         Server::start_in(bin(), &first.data_dir, ServerOptions::default(), None).expect("restarts");
     let api = Api {
