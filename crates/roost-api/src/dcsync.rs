@@ -12,7 +12,7 @@
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 
-use roost_dc::AlarmLog;
+use roost_dc::{AlarmLog, Endpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -110,13 +110,149 @@ pub struct SyncRequest {
     pub applied: Vec<AppliedEndpoint>,
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SHA-256 (hex) of a value's JSON text: the digest both ends compare.
+fn json_digest<T: Serialize>(v: &T) -> String {
+    sha256_hex(serde_json::to_string(v).unwrap_or_default().as_bytes())
+}
+
+/// The digest of an endpoint type that carries no configuration (yet).
+pub fn empty_digest() -> String {
+    sha256_hex(b"null")
+}
+
+/// The platform configuration a system controller keeps equal on its
+/// subclouds: DNS and NTP servers and the suppressed alarm ids (sorted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
+    #[serde(default)]
+    pub suppressed_alarm_ids: Vec<String>,
+}
+
+impl PlatformConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// A user as identity sync carries it: name, password hash, roles (sorted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncedUser {
+    pub name: String,
+    pub password_hash: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The users a system controller keeps equal on its subclouds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub users: Vec<SyncedUser>,
+}
+
+impl IdentityConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// The DC certificate configuration: the CA bundle subclouds trust.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    #[serde(default)]
+    pub ca_bundle: String,
+}
+
+impl CertConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// The configuration of one synced endpoint type. On the wire it is the
+/// `endpoint` name and the `content` object of a push.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "endpoint", content = "content")]
+pub enum EndpointConfig {
+    #[serde(rename = "platform")]
+    Platform(PlatformConfig),
+    #[serde(rename = "identity")]
+    Identity(IdentityConfig),
+    #[serde(rename = "dc-cert")]
+    DcCert(CertConfig),
+}
+
+impl EndpointConfig {
+    /// The endpoint type it configures.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            EndpointConfig::Platform(_) => Endpoint::Platform,
+            EndpointConfig::Identity(_) => Endpoint::Identity,
+            EndpointConfig::DcCert(_) => Endpoint::DcCert,
+        }
+    }
+
+    /// The digest of the content (the same as the inner type's).
+    pub fn digest(&self) -> String {
+        match self {
+            EndpointConfig::Platform(c) => c.digest(),
+            EndpointConfig::Identity(c) => c.digest(),
+            EndpointConfig::DcCert(c) => c.digest(),
+        }
+    }
+
+    /// The content alone (what is stored under the endpoint's name).
+    pub fn content(&self) -> Value {
+        match self {
+            EndpointConfig::Platform(c) => serde_json::to_value(c),
+            EndpointConfig::Identity(c) => serde_json::to_value(c),
+            EndpointConfig::DcCert(c) => serde_json::to_value(c),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    /// Reads the content of `endpoint` back; `None` for an endpoint type
+    /// that carries no configuration.
+    pub fn from_content(
+        endpoint: Endpoint,
+        content: Value,
+    ) -> Option<Result<EndpointConfig, serde_json::Error>> {
+        Some(match endpoint {
+            Endpoint::Platform => serde_json::from_value(content).map(EndpointConfig::Platform),
+            Endpoint::Identity => serde_json::from_value(content).map(EndpointConfig::Identity),
+            Endpoint::DcCert => serde_json::from_value(content).map(EndpointConfig::DcCert),
+            _ => return None,
+        })
+    }
+}
+
 /// Configuration of one endpoint type to apply.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Push {
-    pub endpoint: String,
     pub epoch: u64,
     pub generation: u64,
-    pub content: Value,
+    /// `endpoint` and `content` on the wire.
+    #[serde(flatten)]
+    pub config: EndpointConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -206,6 +342,49 @@ mod tests {
         let (snap, changes) = alarm_payload(&log, 0, true, 10);
         assert_eq!(snap.map(|s| (s.seq, s.alarms.len())), Some((3, 3)));
         assert!(changes.is_empty(), "nothing after the snapshot");
+    }
+
+    #[test]
+    fn pushes_are_typed_and_keep_their_wire_shape() {
+        let p = Push {
+            epoch: 7,
+            generation: 3,
+            config: EndpointConfig::Platform(PlatformConfig {
+                dns_servers: vec!["10.0.0.53".into()],
+                ntp_servers: vec![],
+                suppressed_alarm_ids: vec!["100.101".into()],
+            }),
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["endpoint"], "platform");
+        assert_eq!(v["content"]["dns_servers"][0], "10.0.0.53");
+        let back: Push = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, p);
+        // The digest is SHA-256 of the content's JSON text, keys in order.
+        assert_eq!(
+            p.config.digest(),
+            sha256_hex(v["content"].to_string().as_bytes())
+        );
+        let cert =
+            EndpointConfig::from_content(Endpoint::DcCert, serde_json::json!({"ca_bundle": "pem"}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(cert.endpoint(), Endpoint::DcCert);
+        assert!(EndpointConfig::from_content(Endpoint::Software, Value::Null).is_none());
+        assert_eq!(empty_digest(), sha256_hex(b"null"));
+        // Unknown endpoint types and fields are refused.
+        assert!(
+            serde_json::from_str::<Push>(
+                r#"{"epoch":1,"generation":1,"endpoint":"nope","content":{}}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<Push>(
+                r#"{"epoch":1,"generation":1,"endpoint":"dc-cert","content":{"x":1}}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
-use roost_api::dcsync::{self, Push, SyncReply, SyncRequest};
+use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
     ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcError, DcSettings, Desired, Endpoint, Epoch,
     Fleet, Generation, Group, GroupError, GroupPatch, GroupSpec, Management, StreamError,
@@ -120,7 +120,7 @@ struct State {
     /// The stored rows, exactly as committed: changed only after a commit.
     records: BTreeMap<String, StoredSubcloud>,
     /// Content of the desired configuration, by endpoint.
-    content: BTreeMap<String, Value>,
+    content: BTreeMap<String, EndpointConfig>,
     /// Subclouds whose derived state (deploy status, software version)
     /// failed to commit; written again at the next tick.
     dirty: BTreeSet<String>,
@@ -150,11 +150,6 @@ fn sha256_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The digest of a configuration: SHA-256 of its canonical JSON (keys sorted).
-pub fn digest(v: &Value) -> String {
-    sha256_hex(&v.to_string())
 }
 
 fn group_view(g: &Group, created: Timestamp) -> GroupView {
@@ -302,16 +297,17 @@ impl DcService {
         for ep in Endpoint::SYNCED {
             if let Some(text) = store.setting(&format!("{DESIRED_PREFIX}{}", ep.as_str()))?
                 && let Ok(d) = serde_json::from_str::<StoredDesired>(&text)
+                && let Some(Ok(config)) = EndpointConfig::from_content(ep, d.content)
             {
                 fleet.restore_desired(
                     ep,
                     Desired {
                         generation: Generation(d.generation),
-                        digest: digest(&d.content),
+                        digest: config.digest(),
                     },
                     now,
                 );
-                content.insert(ep.as_str().to_string(), d.content);
+                content.insert(ep.as_str().to_string(), config);
             }
         }
         let mut records = BTreeMap::new();
@@ -905,12 +901,11 @@ impl DcService {
             .into_iter()
             .filter_map(|ep| {
                 let d = st.fleet.desired(ep);
-                let content = st.content.get(ep.as_str())?.clone();
+                let config = st.content.get(ep.as_str())?.clone();
                 Some(Push {
-                    endpoint: ep.as_str().to_string(),
                     epoch,
                     generation: d.generation.0,
-                    content,
+                    config,
                 })
             })
             .collect();
@@ -926,12 +921,9 @@ impl DcService {
 
     /// Sets the desired configuration of an endpoint type; subclouds get it
     /// at their next sync. Returns the new generation.
-    pub async fn set_desired(
-        &self,
-        endpoint: Endpoint,
-        content: Value,
-    ) -> Result<u64, DcServiceError> {
-        let d = digest(&content);
+    pub async fn set_desired(&self, config: EndpointConfig) -> Result<u64, DcServiceError> {
+        let endpoint = config.endpoint();
+        let d = config.digest();
         let _writes = self.inner.writes.lock().await;
         let generation = match self.lock().fleet.plan_desired(endpoint, &d) {
             Some(g) => g,
@@ -939,7 +931,7 @@ impl DcService {
         };
         let record = serde_json::to_string(&StoredDesired {
             generation: generation.0,
-            content: content.clone(),
+            content: config.content(),
         })
         .map_err(|e| DcServiceError::Invalid(e.to_string()))?;
         let key = format!("{DESIRED_PREFIX}{}", endpoint.as_str());
@@ -949,7 +941,7 @@ impl DcService {
             let mut st = self.lock();
             let (g, fx) = st.fleet.set_desired(endpoint, &d, self.inner.clock.now());
             debug_assert_eq!(g, generation);
-            st.content.insert(endpoint.as_str().to_string(), content);
+            st.content.insert(endpoint.as_str().to_string(), config);
             fx
         };
         drop(_writes);
@@ -958,7 +950,7 @@ impl DcService {
     }
 
     /// The desired configuration of an endpoint type and its generation.
-    pub fn desired(&self, endpoint: Endpoint) -> (u64, Option<Value>) {
+    pub fn desired(&self, endpoint: Endpoint) -> (u64, Option<EndpointConfig>) {
         let st = self.lock();
         (
             st.fleet.desired(endpoint).generation.0,

@@ -70,14 +70,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::dcsync::{
-    AppliedEndpoint, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, parse_enroll_token,
+    AppliedEndpoint, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest,
+    empty_digest, parse_enroll_token,
 };
 use roost_dc::{
     AlarmChange, AlarmCounts, AlarmLog, Applied, ENDPOINT_COUNT, Endpoint, Epoch, Generation,
 };
 use roost_types::{Severity, Timestamp};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -228,18 +228,9 @@ pub fn subcloud_name(prefix: &str, n: usize) -> String {
     format!("{prefix}{n:05}")
 }
 
-/// The digest the system controller compares: SHA-256 (hex) of the JSON
-/// text of the content (as `roost_server::dc::digest`).
-pub fn digest(v: &Value) -> String {
-    Sha256::digest(v.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn null_digest() -> &'static str {
     static D: OnceLock<String> = OnceLock::new();
-    D.get_or_init(|| digest(&Value::Null))
+    D.get_or_init(empty_digest)
 }
 
 fn unix_micros() -> i64 {
@@ -373,7 +364,7 @@ pub struct SubcloudFleetStats {
 
 /// What one subcloud runs of an endpoint type.
 struct Local {
-    content: Value,
+    config: EndpointConfig,
     digest: String,
 }
 
@@ -547,9 +538,7 @@ async fn sync_once(
         }
     }
     for p in reply.push {
-        let Some(ep) = Endpoint::parse(&p.endpoint) else {
-            continue;
-        };
+        let ep = p.config.endpoint();
         if st
             .applied
             .accept_push(ep, Epoch(p.epoch), Generation(p.generation))
@@ -558,9 +547,10 @@ async fn sync_once(
             bump(&c.pushes_stale, 1);
             continue;
         }
-        let d = digest(&p.content);
+        // The same digest the real subcloud reports for what it runs.
+        let d = p.config.digest();
         st.local[ep.index()] = Some(Local {
-            content: p.content,
+            config: p.config,
             digest: d,
         });
         bump(&c.pushes_applied, 1);
@@ -1022,10 +1012,10 @@ impl SubcloudFleet {
     }
 
     /// The content of `endpoint` a subcloud runs (what it was pushed last).
-    pub fn applied_content(&self, name: &str, endpoint: Endpoint) -> Option<Value> {
+    pub fn applied_content(&self, name: &str, endpoint: Endpoint) -> Option<EndpointConfig> {
         self.sub(name)?.lock().local[endpoint.index()]
             .as_ref()
-            .map(|l| l.content.clone())
+            .map(|l| l.config.clone())
     }
 
     /// The highest generation of `endpoint` any live subcloud applied.
@@ -1407,15 +1397,10 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_is_sha256_of_the_json_text() {
-        // sha256("null")
+    fn the_digest_of_an_empty_endpoint_is_sha256_of_null() {
         assert_eq!(
-            digest(&Value::Null),
+            null_digest(),
             "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
-        );
-        assert_eq!(
-            digest(&json!({"b": 1, "a": [2]})),
-            digest(&serde_json::from_str::<Value>("{\"a\":[2],\"b\":1}").unwrap())
         );
     }
 

@@ -961,3 +961,163 @@ fn idle_connections_to_the_dc_listener_do_not_lock_subclouds_out() {
         "the subcloud stayed online"
     );
 }
+
+/// Accepts `n` connections on `listener` (and drops them at once), within
+/// a minute.
+fn accept_and_drop(listener: &std::net::TcpListener, n: usize) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut got = 0;
+    while got < n && std::time::Instant::now() < deadline {
+        match listener.accept() {
+            Ok((c, _)) => {
+                drop(c);
+                got += 1;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    got == n
+}
+
+#[test]
+fn a_subcloud_started_before_its_system_controller_retries_until_it_enrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed DC port, so that the system controller comes back on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[dc]\nlisten = \"127.0.0.1:{port}\"\nsync_interval_secs = 1\noffline_after_secs = 4\n"
+        ),
+    )
+    .unwrap();
+    let mut sc = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+    let token = add_subcloud(&sc.api(), "edge-early");
+    // The system controller is down when the subcloud first starts: its
+    // first attempts find nothing there (connections dropped, then refused).
+    sc.kill9();
+    let fake = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let sub_dir = dir.path().join("sub");
+    std::fs::create_dir_all(&sub_dir).unwrap();
+    let starting = {
+        let dc_url = format!("https://127.0.0.1:{port}");
+        let sub_dir = sub_dir.clone();
+        std::thread::spawn(move || {
+            Server::start_in(
+                bin(),
+                &sub_dir.join("data"),
+                ServerOptions {
+                    args: vec![
+                        "--role".into(),
+                        "subcloud".into(),
+                        "--system-controller".into(),
+                        dc_url,
+                        "--enroll-token".into(),
+                        token,
+                        "--config".into(),
+                        dc_config(&sub_dir, ""),
+                    ],
+                    ..Default::default()
+                },
+                None,
+            )
+        })
+    };
+    assert!(
+        accept_and_drop(&fake, 2),
+        "the subcloud tries, and tries again"
+    );
+    drop(fake);
+    // The system controller comes up; the subcloud enrolls and syncs.
+    sc.restart();
+    let sub = starting
+        .join()
+        .unwrap()
+        .expect("the subcloud starts once enrolled");
+    assert!(sub.log().contains("retrying"), "{}", sub.log());
+    wait_field(&sc.api(), "edge-early", "availability-status", "online", 30);
+}
+
+#[test]
+fn after_identity_sync_the_stale_admin_credentials_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-cred");
+    let dc_url = sc.dc_url.clone().unwrap();
+    // No ROOST_ADMIN_PASSWORD: the subcloud writes its admin password to
+    // `admin-credentials` at its first start.
+    let sub = Server::start_in(
+        bin(),
+        &dir.path().join("sub"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                dc_url,
+                "--enroll-token".into(),
+                token,
+                "--config".into(),
+                dc_config(dir.path(), ""),
+            ],
+            admin_password: false,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let creds = dir.path().join("sub").join("admin-credentials");
+    let text = std::fs::read_to_string(&creds).unwrap();
+    let local_pw = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap()
+        .to_string();
+    let login = |pw: &str| {
+        sub.login(json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": pw}}}}}))
+            .0
+    };
+    assert_eq!(login(&local_pw), 201, "the local password works at first");
+    wait_field(&api, "edge-cred", "availability-status", "online", 30);
+    let r = api.patch(
+        "/v1.0/subclouds/edge-cred",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    // Identity sync: the system controller's admin password now works...
+    assert!(
+        wait_for(30, || (login(roost_test_support::PASSWORD) == 201)
+            .then_some(()))
+        .is_some(),
+        "the system controller's password works on the subcloud"
+    );
+    wait_field(&api, "edge-cred", "sync_status", "in-sync", 30);
+    // ...the local one no longer does, and the file that held it is gone.
+    assert_eq!(login(&local_pw), 401);
+    assert!(
+        !creds.exists(),
+        "a stale admin-credentials file is left behind"
+    );
+    assert!(
+        sub.log()
+            .contains("removed the local admin credentials file")
+    );
+}

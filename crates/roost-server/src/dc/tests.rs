@@ -262,10 +262,12 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
     let before = h.dc.desired(Endpoint::Platform);
     h.store.fail_next_commits(1);
     assert!(
-        h.dc.set_desired(
-            Endpoint::Platform,
-            serde_json::json!({"dns_servers": ["10.0.0.1"]})
-        )
+        h.dc.set_desired(EndpointConfig::Platform(
+            roost_api::dcsync::PlatformConfig {
+                dns_servers: vec!["10.0.0.1".into()],
+                ..Default::default()
+            }
+        ))
         .await
         .is_err()
     );
