@@ -269,9 +269,10 @@ fn random_secret() -> String {
 }
 
 impl DcService {
-    /// Loads groups, subclouds and the desired configuration, and starts
-    /// the loop that declares silent subclouds offline.
-    pub fn start(
+    /// Loads groups, subclouds and the desired configuration, carries out
+    /// what the restore decided, and starts the loop that declares silent
+    /// subclouds offline.
+    pub async fn start(
         store: Arc<Store>,
         fm: FmService,
         clock: Arc<dyn Clock>,
@@ -349,19 +350,16 @@ impl DcService {
             }),
         };
         // 280.002 alarms from before a restart are raised again if still true.
-        let clear_stale = svc.clone();
-        let task = tokio::spawn(async move {
-            let _ = clear_stale
-                .inner
-                .fm
-                .submit(FmCommand::ClearPrefix {
-                    entity_prefix: "subcloud=".into(),
-                    alarm_id: Some(roost_dc::ALARM_SUBCLOUD_OUT_OF_SYNC.into()),
-                })
-                .await;
-            clear_stale.carry_out(initial).await;
-            clear_stale.tick_loop(shutdown).await;
-        });
+        let _ = svc
+            .inner
+            .fm
+            .submit(FmCommand::ClearPrefix {
+                entity_prefix: "subcloud=".into(),
+                alarm_id: Some(roost_dc::ALARM_SUBCLOUD_OUT_OF_SYNC.into()),
+            })
+            .await;
+        svc.carry_out(initial).await;
+        let task = tokio::spawn(svc.clone().tick_loop(shutdown));
         Ok((svc, task))
     }
 

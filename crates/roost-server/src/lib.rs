@@ -184,7 +184,8 @@ pub async fn run_with(
                 cert_days: config.dc.subcloud_cert_days,
             },
             shutdown.clone(),
-        )?;
+        )
+        .await?;
         tasks.push(dc_task);
         let dc_listener = tokio::net::TcpListener::bind(config.dc.listen)
             .await

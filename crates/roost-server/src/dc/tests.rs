@@ -40,13 +40,13 @@ fn open_store(dir: &std::path::Path) -> Arc<Store> {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    async fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(dir.path());
-        Harness::on(dir, store)
+        Harness::on(dir, store).await
     }
 
-    fn on(dir: tempfile::TempDir, store: Arc<Store>) -> Harness {
+    async fn on(dir: tempfile::TempDir, store: Arc<Store>) -> Harness {
         let clock = Arc::new(ManualClock::new(START));
         let (fm, _writer) = FmService::start(
             store.clone(),
@@ -55,7 +55,8 @@ impl Harness {
             None,
         )
         .unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // The tick loop stops at once: tests tick by hand, with the clock.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(true);
         let (dc, _task) = DcService::start(
             store.clone(),
             fm.clone(),
@@ -63,6 +64,7 @@ impl Harness {
             config(),
             crate::Shutdown(stop_rx),
         )
+        .await
         .unwrap();
         Harness {
             dc,
@@ -75,9 +77,9 @@ impl Harness {
     }
 
     /// The same store, a fresh service (a restart).
-    fn restart(self) -> Harness {
+    async fn restart(self) -> Harness {
         let Harness { store, _dir, .. } = self;
-        Harness::on(_dir, store)
+        Harness::on(_dir, store).await
     }
 
     async fn create(&self, name: &str) -> String {
@@ -152,7 +154,7 @@ fn change(seq: u64) -> WireAlarmChange {
 
 #[tokio::test]
 async fn a_sync_whose_alarm_stream_is_refused_still_clears_280_001() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     h.managed_and_offline("edge-1", "01").await;
     // Heard from, but its stream is out of order: refused whole.
     let req = SyncRequest {
@@ -172,7 +174,7 @@ async fn a_sync_whose_alarm_stream_is_refused_still_clears_280_001() {
 
 #[tokio::test]
 async fn a_sync_with_a_bad_part_changes_nothing_of_its_other_parts() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let secret = h.create("edge-1").await;
     h.enroll(&secret, "01").await.unwrap();
     let mut bad = change(2);
@@ -190,7 +192,7 @@ async fn a_sync_with_a_bad_part_changes_nothing_of_its_other_parts() {
 
 #[tokio::test]
 async fn a_failed_commit_leaves_memory_as_it_was() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     // Add.
     h.store.fail_next_commits(1);
     let err =
@@ -276,7 +278,7 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
     // Memory and store agree: a restart sees the same.
     let list = h.dc.list();
     let groups = h.dc.groups().len();
-    let h = h.restart();
+    let h = h.restart().await;
     let again = h.dc.list();
     assert_eq!(again.len(), list.len());
     assert_eq!(again[0].management_state, list[0].management_state);
@@ -286,7 +288,7 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
 
 #[tokio::test]
 async fn derived_state_that_failed_to_commit_is_written_at_the_next_tick() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let secret = h.create("edge-1").await;
     h.enroll(&secret, "01").await.unwrap();
     h.store.fail_next_commits(1);
@@ -303,7 +305,7 @@ async fn derived_state_that_failed_to_commit_is_written_at_the_next_tick() {
 
 #[tokio::test]
 async fn a_deleted_subclouds_certificate_is_refused_and_a_new_one_is_not_confused_with_it() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let secret = h.create("edge-1").await;
     h.enroll(&secret, "0a").await.unwrap();
     let old = h.peer("edge-1", "0a");
@@ -328,7 +330,7 @@ async fn a_deleted_subclouds_certificate_is_refused_and_a_new_one_is_not_confuse
     assert!(h.dc.sync(&old, SyncRequest::default()).await.is_err());
     assert!(h.dc.authenticate(&old).is_err());
     // A restart keeps it so.
-    let h = h.restart();
+    let h = h.restart().await;
     assert!(h.dc.authenticate(&old).is_err());
     assert_eq!(
         h.dc.authenticate(&h.peer("edge-1", "0b")).unwrap(),
@@ -338,7 +340,7 @@ async fn a_deleted_subclouds_certificate_is_refused_and_a_new_one_is_not_confuse
 
 #[tokio::test]
 async fn renewal_moves_the_identity_to_the_new_certificate() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     let secret = h.create("edge-1").await;
     h.enroll(&secret, "01").await.unwrap();
     let renew = |serial: &'static str| {
@@ -373,7 +375,7 @@ async fn renewal_moves_the_identity_to_the_new_certificate() {
 
 #[tokio::test]
 async fn errors_carry_their_kind() {
-    let h = Harness::new();
+    let h = Harness::new().await;
     assert!(matches!(
         h.dc.get("nobody"),
         Err(DcServiceError::NotFound(_))
