@@ -12,7 +12,7 @@
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 
-use roost_dc::{AlarmLog, Endpoint};
+use roost_dc::{AlarmLog, Endpoint, Epoch, Generation, LinkEvent, Stale, SubcloudLink, SyncResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -315,6 +315,86 @@ pub fn alarm_payload(
     (snapshot, changes)
 }
 
+/// Most alarm changes one sync carries.
+pub const MAX_CHANGES_PER_SYNC: usize = 2000;
+
+/// A subcloud's next sync request, from its link state and alarm log:
+/// `local_digest` gives the digest of what it runs of each synced endpoint
+/// type. The real subcloud and the simulator both build it here.
+pub fn sync_request(
+    link: &SubcloudLink,
+    log: &AlarmLog,
+    software_version: &str,
+    local_digest: impl Fn(Endpoint) -> String,
+) -> SyncRequest {
+    let (snapshot, changes) = alarm_payload(
+        log,
+        link.acked(),
+        link.needs_snapshot(),
+        MAX_CHANGES_PER_SYNC,
+    );
+    SyncRequest {
+        software_version: Some(software_version.to_string()),
+        snapshot,
+        changes,
+        applied: Endpoint::SYNCED
+            .iter()
+            .map(|ep| AppliedEndpoint {
+                endpoint: ep.as_str().to_string(),
+                generation: link.applied().generation(*ep).0,
+                digest: local_digest(*ep),
+            })
+            .collect(),
+    }
+}
+
+/// What a reply leaves to do: the pushes to apply (each then reported
+/// with [`SubcloudLink::push_applied`]) and those refused as stale.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub event: Option<LinkEvent>,
+    pub pushes: Vec<Push>,
+    pub stale: Vec<Stale>,
+}
+
+/// Takes a sync reply into the link: alarms acknowledged (the caller then
+/// acknowledges its log up to [`SubcloudLink::acked`]), the interval, and
+/// the pushes that pass the (epoch, generation) guard.
+pub fn take_reply(link: &mut SubcloudLink, sent_snapshot: bool, reply: SyncReply) -> Taken {
+    let event = link.finished(
+        sent_snapshot,
+        SyncResult::Answered {
+            acked_seq: reply.acked_seq,
+            want_snapshot: reply.want_snapshot,
+            interval_secs: reply.interval_secs,
+        },
+    );
+    let mut taken = Taken {
+        event,
+        ..Taken::default()
+    };
+    for p in reply.push {
+        match link.accept_push(
+            p.config.endpoint(),
+            Epoch(p.epoch),
+            Generation(p.generation),
+        ) {
+            Ok(()) => taken.pushes.push(p),
+            Err(stale) => taken.stale.push(stale),
+        }
+    }
+    taken
+}
+
+/// Records that a push taken by [`take_reply`] was applied.
+pub fn push_applied(link: &mut SubcloudLink, push: &Push) {
+    link.push_applied(
+        push.config.endpoint(),
+        Epoch(push.epoch),
+        Generation(push.generation),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +465,46 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_reply_is_taken_into_the_link_and_stale_pushes_are_set_aside() {
+        use roost_types::Timestamp;
+        let mut link = SubcloudLink::new(Timestamp(0), 1);
+        let log = AlarmLog::new();
+        let req = sync_request(&link, &log, "1.0", |_| empty_digest());
+        assert!(req.snapshot.is_some(), "the first sync sends a snapshot");
+        assert_eq!(req.applied.len(), Endpoint::SYNCED.len());
+        let push = |epoch, generation| Push {
+            epoch,
+            generation,
+            config: EndpointConfig::DcCert(CertConfig {
+                ca_bundle: "pem".into(),
+            }),
+        };
+        let reply = |pushes| SyncReply {
+            epoch: 5,
+            acked_seq: 0,
+            want_snapshot: false,
+            management: "managed".into(),
+            push: pushes,
+            interval_secs: 2,
+        };
+        let taken = take_reply(&mut link, true, reply(vec![push(5, 2)]));
+        assert_eq!(taken.event, Some(LinkEvent::Connected));
+        assert_eq!(taken.pushes.len(), 1);
+        push_applied(&mut link, &taken.pushes[0]);
+        let req = sync_request(&link, &log, "1.0", |_| empty_digest());
+        assert!(req.snapshot.is_none());
+        assert!(
+            req.applied
+                .iter()
+                .any(|a| a.endpoint == "dc-cert" && a.generation == 2)
+        );
+        // An older generation of the same epoch, or an older epoch: stale.
+        let taken = take_reply(&mut link, false, reply(vec![push(5, 1), push(4, 9)]));
+        assert!(taken.pushes.is_empty());
+        assert_eq!(taken.stale.len(), 2);
     }
 
     #[test]

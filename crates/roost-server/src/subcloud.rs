@@ -15,11 +15,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use roost_api::dcsync::{
-    AppliedEndpoint, CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig,
-    PlatformConfig, RenewRequest, SyncReply, SyncRequest, SyncedUser, empty_digest,
-    parse_enroll_token,
+    CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig, PlatformConfig,
+    RenewRequest, SyncReply, SyncedUser, empty_digest, parse_enroll_token, push_applied,
+    sync_request, take_reply,
 };
-use roost_dc::{AlarmChange, AlarmLog, Applied, Endpoint, Epoch, Generation};
+use roost_dc::{
+    AlarmChange, AlarmLog, Endpoint, Epoch, Generation, LinkEvent, SubcloudLink, SyncResult,
+};
 use roost_fm::FmCommand;
 use roost_store::Store;
 use roost_types::{Clock, Timestamp};
@@ -427,13 +429,13 @@ pub async fn run(
     log: Arc<Mutex<AlarmLog>>,
     shutdown: Shutdown,
 ) {
-    let mut applied = Applied::new();
+    let mut link = SubcloudLink::new(clock.now(), seed(&id.name));
     for ep in Endpoint::SYNCED {
         if let Ok(Some(v)) = store.setting(&format!("{SETTING_APPLIED}{}", ep.as_str()))
             && let Some((e, g)) = v.split_once(':')
             && let (Ok(e), Ok(g)) = (e.parse::<u64>(), g.parse::<u64>())
         {
-            applied.restore(ep, Epoch(e), Generation(g));
+            link.restore_applied(ep, Epoch(e), Generation(g));
         }
     }
     let mut client = match client_for(&id) {
@@ -443,82 +445,23 @@ pub async fn run(
             return;
         }
     };
-    let mut acked: u64 = 0;
-    let mut need_snapshot = true;
-    let mut interval = Duration::from_secs(2);
-    let mut online = false;
-    // Quick re-syncs after applying pushes, bounded so that a push that
-    // never converges cannot make the subcloud hammer its controller.
-    let mut quick_left = 3u32;
     loop {
-        let mut again_soon = false;
         // One sync.
         let req = {
             let log = log.lock().unwrap_or_else(|e| e.into_inner());
-            let (snapshot, changes) =
-                roost_api::dcsync::alarm_payload(&log, acked, need_snapshot, 2000);
-            SyncRequest {
-                software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-                snapshot,
-                changes,
-                applied: Endpoint::SYNCED
-                    .iter()
-                    .map(|ep| AppliedEndpoint {
-                        endpoint: ep.as_str().to_string(),
-                        generation: applied.generation(*ep).0,
-                        digest: local_digest(&store, &fm, *ep),
-                    })
-                    .collect(),
-            }
+            sync_request(&link, &log, env!("CARGO_PKG_VERSION"), |ep| {
+                local_digest(&store, &fm, ep)
+            })
         };
         let sent_snapshot = req.snapshot.is_some();
         let url = format!("{}/dc/v1/sync", id.system_controller.trim_end_matches('/'));
-        match client.post(&url).json(&req).send().await {
+        let reply = match client.post(&url).json(&req).send().await {
             Ok(resp) if resp.status().is_success() => match resp.json::<SyncReply>().await {
-                Ok(reply) => {
-                    if !online {
-                        tracing::info!(subcloud = %id.name, "connected to the system controller");
-                        online = true;
-                    }
-                    if sent_snapshot {
-                        need_snapshot = false;
-                    }
-                    acked = reply.acked_seq;
-                    if reply.want_snapshot {
-                        need_snapshot = true;
-                    }
-                    log.lock().unwrap_or_else(|e| e.into_inner()).ack(acked);
-                    interval = Duration::from_secs(reply.interval_secs.clamp(1, 60));
-                    for p in reply.push {
-                        let ep = p.config.endpoint();
-                        if let Err(stale) =
-                            applied.accept_push(ep, Epoch(p.epoch), Generation(p.generation))
-                        {
-                            tracing::warn!(endpoint = ep.as_str(), error = %stale, "refusing a stale configuration push");
-                            continue;
-                        }
-                        match apply(&store, &fm, clock.as_ref(), &data_dir, &p.config).await {
-                            Ok(()) => {
-                                let _ = store.set_settings(&[(
-                                    format!("{SETTING_APPLIED}{}", ep.as_str()),
-                                    format!("{}:{}", p.epoch, p.generation),
-                                )]);
-                                tracing::info!(
-                                    endpoint = ep.as_str(),
-                                    generation = p.generation,
-                                    "applied configuration from the system controller"
-                                );
-                                // Report it at once rather than a period later.
-                                again_soon = true;
-                            }
-                            Err(e) => {
-                                tracing::warn!(endpoint = ep.as_str(), error = %e, "cannot apply configuration")
-                            }
-                        }
-                    }
-                }
+                Ok(reply) => Some(reply),
                 Err(e) => {
-                    tracing::warn!(error = %e, "unexpected answer from the system controller")
+                    tracing::warn!(error = %e, "unexpected answer from the system controller");
+                    link.finished(sent_snapshot, SyncResult::Refused);
+                    None
                 }
             },
             Ok(resp) => {
@@ -526,14 +469,46 @@ pub async fn run(
                 let body = resp.text().await.unwrap_or_default();
                 tracing::warn!(%status, body = %body.chars().take(200).collect::<String>(), "the system controller refused a sync");
                 // A refused stream (gap, restart of either side): start over with a snapshot.
-                need_snapshot = true;
+                link.finished(sent_snapshot, SyncResult::Refused);
+                None
             }
             Err(e) => {
-                if online {
+                if link.finished(sent_snapshot, SyncResult::Unreachable) == Some(LinkEvent::Lost) {
                     tracing::warn!(error = %e, "lost the system controller; carrying on alone");
-                    online = false;
                 }
-                need_snapshot = need_snapshot || acked == 0;
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            let taken = take_reply(&mut link, sent_snapshot, reply);
+            if taken.event == Some(LinkEvent::Connected) {
+                tracing::info!(subcloud = %id.name, "connected to the system controller");
+            }
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ack(link.acked());
+            for stale in &taken.stale {
+                tracing::warn!(endpoint = stale.endpoint.as_str(), error = %stale, "refusing a stale configuration push");
+            }
+            for p in &taken.pushes {
+                let ep = p.config.endpoint();
+                match apply(&store, &fm, clock.as_ref(), &data_dir, &p.config).await {
+                    Ok(()) => {
+                        push_applied(&mut link, p);
+                        let _ = store.set_settings(&[(
+                            format!("{SETTING_APPLIED}{}", ep.as_str()),
+                            format!("{}:{}", p.epoch, p.generation),
+                        )]);
+                        tracing::info!(
+                            endpoint = ep.as_str(),
+                            generation = p.generation,
+                            "applied configuration from the system controller"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(endpoint = ep.as_str(), error = %e, "cannot apply configuration")
+                    }
+                }
             }
         }
         // Certificate renewal before expiry.
@@ -553,18 +528,21 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "certificate renewal failed; will retry"),
             }
         }
-        let wait = if again_soon && quick_left > 0 {
-            quick_left -= 1;
-            Duration::from_millis(50)
-        } else {
-            quick_left = 3;
-            interval
-        };
+        let now = clock.now();
+        let next = link.next_sync(now);
+        let wait = Duration::from_micros((next.micros() - now.micros()).max(0) as u64);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// A stable number from a name, to spread subclouds' sync times.
+fn seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn client_for(id: &DcIdentity) -> anyhow::Result<reqwest::Client> {

@@ -70,11 +70,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::dcsync::{
-    AppliedEndpoint, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest,
-    empty_digest, parse_enroll_token,
+    EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, empty_digest,
+    parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
-    AlarmChange, AlarmCounts, AlarmLog, Applied, ENDPOINT_COUNT, Endpoint, Epoch, Generation,
+    AlarmChange, AlarmCounts, AlarmLog, ENDPOINT_COUNT, Endpoint, SubcloudLink, SyncResult,
 };
 use roost_types::{Severity, Timestamp};
 use serde_json::{Value, json};
@@ -93,9 +93,6 @@ const REPORT_SOON: Duration = Duration::from_millis(50);
 
 /// Unacknowledged alarm changes a simulated subcloud keeps.
 const LOG_CAPACITY: usize = 10_000;
-
-/// Most alarm changes in one sync (as the real subcloud).
-const MAX_CHANGES_PER_SYNC: usize = 2000;
 
 /// What the control channel understands (`help` prints it).
 pub const CONTROL_HELP: &str = "commands (NAMES: comma-separated names, or * for every live subcloud): \
@@ -370,25 +367,20 @@ struct Local {
 
 struct SubState {
     log: AlarmLog,
-    applied: Applied,
+    /// The same link state machine as the real subcloud's.
+    link: SubcloudLink,
     local: [Option<Local>; ENDPOINT_COUNT],
-    acked: u64,
-    need_snapshot: bool,
-    online: bool,
     /// Per endpoint: the generation whose report the system controller
     /// last answered, and when (Unix microseconds).
     confirmed: [(u64, i64); ENDPOINT_COUNT],
 }
 
 impl SubState {
-    fn new() -> SubState {
+    fn new(name: &str) -> SubState {
         SubState {
             log: AlarmLog::with_capacity(LOG_CAPACITY),
-            applied: Applied::new(),
+            link: SubcloudLink::new(Timestamp(unix_micros()), fnv1a(name.as_bytes())),
             local: std::array::from_fn(|_| None),
-            acked: 0,
-            need_snapshot: true,
-            online: false,
             confirmed: [(0, 0); ENDPOINT_COUNT],
         }
     }
@@ -399,28 +391,11 @@ impl SubState {
             .map_or(null_digest(), |l| l.digest.as_str())
     }
 
-    /// The next sync request, as `roost_server::subcloud::run` builds it.
+    /// The next sync request, built as the real subcloud builds it.
     fn request(&self) -> SyncRequest {
-        let log = &self.log;
-        let (snapshot, changes) = roost_api::dcsync::alarm_payload(
-            log,
-            self.acked,
-            self.need_snapshot,
-            MAX_CHANGES_PER_SYNC,
-        );
-        SyncRequest {
-            software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-            snapshot,
-            changes,
-            applied: Endpoint::SYNCED
-                .iter()
-                .map(|ep| AppliedEndpoint {
-                    endpoint: ep.as_str().to_string(),
-                    generation: self.applied.generation(*ep).0,
-                    digest: self.local_digest(*ep).to_string(),
-                })
-                .collect(),
-        }
+        sync_request(&self.link, &self.log, env!("CARGO_PKG_VERSION"), |ep| {
+            self.local_digest(ep).to_string()
+        })
     }
 }
 
@@ -435,8 +410,8 @@ struct Sub {
 impl Sub {
     fn new(name: String) -> Sub {
         Sub {
+            state: Mutex::new(SubState::new(&name)),
             name,
-            state: Mutex::new(SubState::new()),
             wake: Notify::new(),
             killed: AtomicBool::new(false),
             partitioned: AtomicBool::new(false),
@@ -496,9 +471,7 @@ async fn sync_once(
             let body = resp.text().await.unwrap_or_default();
             tracing::debug!(subcloud = %sub.name, %status, body = %body.chars().take(200).collect::<String>(), "the system controller refused a sync");
             // A refused stream: start over with a snapshot.
-            let mut st = sub.lock();
-            st.need_snapshot = true;
-            st.online = false;
+            sub.lock().link.finished(sent_snapshot, SyncResult::Refused);
             return (None, false);
         }
         Err(e) => {
@@ -508,9 +481,9 @@ async fn sync_once(
     };
     let Some(reply) = reply else {
         bump(&c.syncs_failed, 1);
-        let mut st = sub.lock();
-        st.need_snapshot = st.need_snapshot || st.acked == 0;
-        st.online = false;
+        sub.lock()
+            .link
+            .finished(sent_snapshot, SyncResult::Unreachable);
         return (None, false);
     };
     c.rtt.record(started.elapsed());
@@ -520,16 +493,10 @@ async fn sync_once(
     }
     let now = unix_micros();
     let mut again_soon = false;
+    let interval_secs = reply.interval_secs;
     let mut st = sub.lock();
-    st.online = true;
-    if sent_snapshot {
-        st.need_snapshot = false;
-    }
-    st.acked = reply.acked_seq;
-    if reply.want_snapshot {
-        st.need_snapshot = true;
-    }
-    let acked = st.acked;
+    let taken = take_reply(&mut st.link, sent_snapshot, reply);
+    let acked = st.link.acked();
     st.log.ack(acked);
     for (ep, generation) in reported {
         let slot = &mut st.confirmed[ep.index()];
@@ -537,17 +504,11 @@ async fn sync_once(
             *slot = (generation, now);
         }
     }
-    for p in reply.push {
+    bump(&c.pushes_stale, taken.stale.len() as u64);
+    for p in taken.pushes {
         let ep = p.config.endpoint();
-        if st
-            .applied
-            .accept_push(ep, Epoch(p.epoch), Generation(p.generation))
-            .is_err()
-        {
-            bump(&c.pushes_stale, 1);
-            continue;
-        }
-        // The same digest the real subcloud reports for what it runs.
+        // Applying is storing it; the same digest the real subcloud reports.
+        push_applied(&mut st.link, &p);
         let d = p.config.digest();
         st.local[ep.index()] = Some(Local {
             config: p.config,
@@ -556,7 +517,7 @@ async fn sync_once(
         bump(&c.pushes_applied, 1);
         again_soon = true;
     }
-    let interval = Duration::from_secs(reply.interval_secs.clamp(1, 60));
+    let interval = Duration::from_secs(interval_secs.clamp(1, 60));
     (Some(interval), again_soon)
 }
 
@@ -582,17 +543,24 @@ async fn sync_loop(
         if sub.partitioned.load(Ordering::Relaxed) {
             // The link is down: nothing reaches the system controller, and
             // the alarm log keeps growing until the partition ends.
-            sub.lock().online = false;
+            sub.lock().link.finished(false, SyncResult::Unreachable);
             wait = interval;
             continue;
         }
         let (asked, soon) = sync_once(&sub, &http, &url, &c).await;
-        if let Some(i) = asked
-            && !fixed
-        {
-            interval = i;
+        if fixed {
+            // A fixed interval set by the operator (benchmarks).
+            wait = if soon { REPORT_SOON } else { interval };
+        } else {
+            if let Some(i) = asked {
+                interval = i;
+            }
+            // The real subcloud's schedule: fixed rate, jitter, quick
+            // reports of applied pushes, backoff without answers.
+            let now = unix_micros();
+            let next = sub.lock().link.next_sync(Timestamp(now));
+            wait = Duration::from_micros((next.micros() - now).max(0) as u64);
         }
-        wait = if soon { REPORT_SOON } else { interval };
     }
 }
 
@@ -960,7 +928,10 @@ impl SubcloudFleet {
             return false;
         };
         self.subs[i].killed.store(true, Ordering::Relaxed);
-        self.subs[i].lock().online = false;
+        self.subs[i]
+            .lock()
+            .link
+            .finished(false, SyncResult::Unreachable);
         self.aborts[i].abort();
         true
     }
@@ -1008,7 +979,7 @@ impl SubcloudFleet {
     /// The generation of `endpoint` a subcloud applied (0: none, or no such subcloud).
     pub fn applied_generation(&self, name: &str, endpoint: Endpoint) -> u64 {
         self.sub(name)
-            .map_or(0, |s| s.lock().applied.generation(endpoint).0)
+            .map_or(0, |s| s.lock().link.applied().generation(endpoint).0)
     }
 
     /// The content of `endpoint` a subcloud runs (what it was pushed last).
@@ -1023,7 +994,7 @@ impl SubcloudFleet {
         self.subs
             .iter()
             .filter(|s| s.alive())
-            .map(|s| s.lock().applied.generation(endpoint).0)
+            .map(|s| s.lock().link.applied().generation(endpoint).0)
             .max()
             .unwrap_or(0)
     }
@@ -1058,7 +1029,7 @@ impl SubcloudFleet {
         Some(AlarmState {
             counts: st.log.active().counts(),
             last_seq: st.log.last_seq(),
-            acked: st.acked,
+            acked: st.link.acked(),
         })
     }
 
@@ -1078,7 +1049,7 @@ impl SubcloudFleet {
             online: self
                 .subs
                 .iter()
-                .filter(|s| s.alive() && s.lock().online)
+                .filter(|s| s.alive() && s.lock().link.is_online())
                 .count(),
             syncs_ok: get(&c.syncs_ok),
             syncs_refused: get(&c.syncs_refused),
@@ -1438,16 +1409,19 @@ mod tests {
     #[test]
     fn a_partitioned_subcloud_resends_from_the_last_acknowledged_change() {
         let sub = Sub::new("sim-00001".into());
-        {
-            let mut st = sub.lock();
-            st.need_snapshot = false;
-        }
+        let answered = |acked_seq| SyncResult::Answered {
+            acked_seq,
+            want_snapshot: false,
+            interval_secs: 2,
+        };
+        // The first sync carried the (empty) snapshot.
+        sub.lock().link.finished(true, answered(0));
         sub.change("100.104", "a", Some(Severity::Major));
         {
             let mut st = sub.lock();
             assert_eq!(st.request().changes.len(), 1);
             // The system controller acknowledged change 1.
-            st.acked = 1;
+            st.link.finished(false, answered(1));
             st.log.ack(1);
         }
         // During the partition: three more changes, one of them a clear.
