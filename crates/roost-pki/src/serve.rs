@@ -35,7 +35,7 @@ const ACCEPT_QUEUE: usize = 64;
 /// Connections without a client certificate (enrollment only): at most
 /// this many at once, each closed after this long whatever it does.
 const MAX_ANONYMOUS: usize = 64;
-const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(10);
+const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
 /// Connections with a verified client certificate: at most this many, each
 /// closed after this long without a byte from the client.
 const MAX_CERTIFIED: usize = 20_000;
