@@ -12,7 +12,7 @@
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 
-use roost_dc::AlarmLog;
+use roost_dc::{AlarmLog, Endpoint, Epoch, Generation, LinkEvent, Stale, SubcloudLink, SyncResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -110,13 +110,149 @@ pub struct SyncRequest {
     pub applied: Vec<AppliedEndpoint>,
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SHA-256 (hex) of a value's JSON text: the digest both ends compare.
+fn json_digest<T: Serialize>(v: &T) -> String {
+    sha256_hex(serde_json::to_string(v).unwrap_or_default().as_bytes())
+}
+
+/// The digest of an endpoint type that carries no configuration (yet).
+pub fn empty_digest() -> String {
+    sha256_hex(b"null")
+}
+
+/// The platform configuration a system controller keeps equal on its
+/// subclouds: DNS and NTP servers and the suppressed alarm ids (sorted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
+    #[serde(default)]
+    pub ntp_servers: Vec<String>,
+    #[serde(default)]
+    pub suppressed_alarm_ids: Vec<String>,
+}
+
+impl PlatformConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// A user as identity sync carries it: name, password hash, roles (sorted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncedUser {
+    pub name: String,
+    pub password_hash: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The users a system controller keeps equal on its subclouds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub users: Vec<SyncedUser>,
+}
+
+impl IdentityConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// The DC certificate configuration: the CA bundle subclouds trust.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    #[serde(default)]
+    pub ca_bundle: String,
+}
+
+impl CertConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// The configuration of one synced endpoint type. On the wire it is the
+/// `endpoint` name and the `content` object of a push.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "endpoint", content = "content")]
+pub enum EndpointConfig {
+    #[serde(rename = "platform")]
+    Platform(PlatformConfig),
+    #[serde(rename = "identity")]
+    Identity(IdentityConfig),
+    #[serde(rename = "dc-cert")]
+    DcCert(CertConfig),
+}
+
+impl EndpointConfig {
+    /// The endpoint type it configures.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            EndpointConfig::Platform(_) => Endpoint::Platform,
+            EndpointConfig::Identity(_) => Endpoint::Identity,
+            EndpointConfig::DcCert(_) => Endpoint::DcCert,
+        }
+    }
+
+    /// The digest of the content (the same as the inner type's).
+    pub fn digest(&self) -> String {
+        match self {
+            EndpointConfig::Platform(c) => c.digest(),
+            EndpointConfig::Identity(c) => c.digest(),
+            EndpointConfig::DcCert(c) => c.digest(),
+        }
+    }
+
+    /// The content alone (what is stored under the endpoint's name).
+    pub fn content(&self) -> Value {
+        match self {
+            EndpointConfig::Platform(c) => serde_json::to_value(c),
+            EndpointConfig::Identity(c) => serde_json::to_value(c),
+            EndpointConfig::DcCert(c) => serde_json::to_value(c),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    /// Reads the content of `endpoint` back; `None` for an endpoint type
+    /// that carries no configuration.
+    pub fn from_content(
+        endpoint: Endpoint,
+        content: Value,
+    ) -> Option<Result<EndpointConfig, serde_json::Error>> {
+        Some(match endpoint {
+            Endpoint::Platform => serde_json::from_value(content).map(EndpointConfig::Platform),
+            Endpoint::Identity => serde_json::from_value(content).map(EndpointConfig::Identity),
+            Endpoint::DcCert => serde_json::from_value(content).map(EndpointConfig::DcCert),
+            _ => return None,
+        })
+    }
+}
+
 /// Configuration of one endpoint type to apply.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Push {
-    pub endpoint: String,
     pub epoch: u64,
     pub generation: u64,
-    pub content: Value,
+    /// `endpoint` and `content` on the wire.
+    #[serde(flatten)]
+    pub config: EndpointConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -179,6 +315,86 @@ pub fn alarm_payload(
     (snapshot, changes)
 }
 
+/// Most alarm changes one sync carries.
+pub const MAX_CHANGES_PER_SYNC: usize = 2000;
+
+/// A subcloud's next sync request, from its link state and alarm log:
+/// `local_digest` gives the digest of what it runs of each synced endpoint
+/// type. The real subcloud and the simulator both build it here.
+pub fn sync_request(
+    link: &SubcloudLink,
+    log: &AlarmLog,
+    software_version: &str,
+    local_digest: impl Fn(Endpoint) -> String,
+) -> SyncRequest {
+    let (snapshot, changes) = alarm_payload(
+        log,
+        link.acked(),
+        link.needs_snapshot(),
+        MAX_CHANGES_PER_SYNC,
+    );
+    SyncRequest {
+        software_version: Some(software_version.to_string()),
+        snapshot,
+        changes,
+        applied: Endpoint::SYNCED
+            .iter()
+            .map(|ep| AppliedEndpoint {
+                endpoint: ep.as_str().to_string(),
+                generation: link.applied().generation(*ep).0,
+                digest: local_digest(*ep),
+            })
+            .collect(),
+    }
+}
+
+/// What a reply leaves to do: the pushes to apply (each then reported
+/// with [`SubcloudLink::push_applied`]) and those refused as stale.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub event: Option<LinkEvent>,
+    pub pushes: Vec<Push>,
+    pub stale: Vec<Stale>,
+}
+
+/// Takes a sync reply into the link: alarms acknowledged (the caller then
+/// acknowledges its log up to [`SubcloudLink::acked`]), the interval, and
+/// the pushes that pass the (epoch, generation) guard.
+pub fn take_reply(link: &mut SubcloudLink, sent_snapshot: bool, reply: SyncReply) -> Taken {
+    let event = link.finished(
+        sent_snapshot,
+        SyncResult::Answered {
+            acked_seq: reply.acked_seq,
+            want_snapshot: reply.want_snapshot,
+            interval_secs: reply.interval_secs,
+        },
+    );
+    let mut taken = Taken {
+        event,
+        ..Taken::default()
+    };
+    for p in reply.push {
+        match link.accept_push(
+            p.config.endpoint(),
+            Epoch(p.epoch),
+            Generation(p.generation),
+        ) {
+            Ok(()) => taken.pushes.push(p),
+            Err(stale) => taken.stale.push(stale),
+        }
+    }
+    taken
+}
+
+/// Records that a push taken by [`take_reply`] was applied.
+pub fn push_applied(link: &mut SubcloudLink, push: &Push) {
+    link.push_applied(
+        push.config.endpoint(),
+        Epoch(push.epoch),
+        Generation(push.generation),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +422,89 @@ mod tests {
         let (snap, changes) = alarm_payload(&log, 0, true, 10);
         assert_eq!(snap.map(|s| (s.seq, s.alarms.len())), Some((3, 3)));
         assert!(changes.is_empty(), "nothing after the snapshot");
+    }
+
+    #[test]
+    fn pushes_are_typed_and_keep_their_wire_shape() {
+        let p = Push {
+            epoch: 7,
+            generation: 3,
+            config: EndpointConfig::Platform(PlatformConfig {
+                dns_servers: vec!["10.0.0.53".into()],
+                ntp_servers: vec![],
+                suppressed_alarm_ids: vec!["100.101".into()],
+            }),
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["endpoint"], "platform");
+        assert_eq!(v["content"]["dns_servers"][0], "10.0.0.53");
+        let back: Push = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, p);
+        // The digest is SHA-256 of the content's JSON text, keys in order.
+        assert_eq!(
+            p.config.digest(),
+            sha256_hex(v["content"].to_string().as_bytes())
+        );
+        let cert =
+            EndpointConfig::from_content(Endpoint::DcCert, serde_json::json!({"ca_bundle": "pem"}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(cert.endpoint(), Endpoint::DcCert);
+        assert!(EndpointConfig::from_content(Endpoint::Software, Value::Null).is_none());
+        assert_eq!(empty_digest(), sha256_hex(b"null"));
+        // Unknown endpoint types and fields are refused.
+        assert!(
+            serde_json::from_str::<Push>(
+                r#"{"epoch":1,"generation":1,"endpoint":"nope","content":{}}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<Push>(
+                r#"{"epoch":1,"generation":1,"endpoint":"dc-cert","content":{"x":1}}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_reply_is_taken_into_the_link_and_stale_pushes_are_set_aside() {
+        use roost_types::Timestamp;
+        let mut link = SubcloudLink::new(Timestamp(0), 1);
+        let log = AlarmLog::new();
+        let req = sync_request(&link, &log, "1.0", |_| empty_digest());
+        assert!(req.snapshot.is_some(), "the first sync sends a snapshot");
+        assert_eq!(req.applied.len(), Endpoint::SYNCED.len());
+        let push = |epoch, generation| Push {
+            epoch,
+            generation,
+            config: EndpointConfig::DcCert(CertConfig {
+                ca_bundle: "pem".into(),
+            }),
+        };
+        let reply = |pushes| SyncReply {
+            epoch: 5,
+            acked_seq: 0,
+            want_snapshot: false,
+            management: "managed".into(),
+            push: pushes,
+            interval_secs: 2,
+        };
+        let taken = take_reply(&mut link, true, reply(vec![push(5, 2)]));
+        assert_eq!(taken.event, Some(LinkEvent::Connected));
+        assert_eq!(taken.pushes.len(), 1);
+        push_applied(&mut link, &taken.pushes[0]);
+        let req = sync_request(&link, &log, "1.0", |_| empty_digest());
+        assert!(req.snapshot.is_none());
+        assert!(
+            req.applied
+                .iter()
+                .any(|a| a.endpoint == "dc-cert" && a.generation == 2)
+        );
+        // An older generation of the same epoch, or an older epoch: stale.
+        let taken = take_reply(&mut link, false, reply(vec![push(5, 1), push(4, 9)]));
+        assert!(taken.pushes.is_empty());
+        assert_eq!(taken.stale.len(), 2);
     }
 
     #[test]

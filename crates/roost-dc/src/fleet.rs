@@ -546,14 +546,7 @@ impl Fleet {
 
     /// Creates a subcloud: unmanaged, offline, `not-deployed`.
     pub fn add(&mut self, name: &str, group_id: u64, now: Timestamp) -> Result<DcEffects, DcError> {
-        check_name(name, &RESERVED_SUBCLOUD_NAMES).map_err(DcError::InvalidName)?;
-        if self.subclouds.contains_key(name) {
-            return Err(DcError::Exists(name.to_string()));
-        }
-        if !self.groups.contains_key(&group_id) {
-            return Err(DcError::UnknownGroup(group_id));
-        }
-        let id = self.next_id;
+        let id = self.check_add(name, group_id)?;
         let rec = SubcloudRecord {
             name: name.to_string(),
             id,
@@ -566,6 +559,19 @@ impl Fleet {
             created_at: now,
         };
         self.insert(rec, now)
+    }
+
+    /// Whether [`Fleet::add`] would accept this subcloud; the id it would
+    /// get. Changes nothing.
+    pub fn check_add(&self, name: &str, group_id: u64) -> Result<u64, DcError> {
+        check_name(name, &RESERVED_SUBCLOUD_NAMES).map_err(DcError::InvalidName)?;
+        if self.subclouds.contains_key(name) {
+            return Err(DcError::Exists(name.to_string()));
+        }
+        if !self.groups.contains_key(&group_id) {
+            return Err(DcError::UnknownGroup(group_id));
+        }
+        Ok(self.next_id)
     }
 
     /// Takes back a persisted subcloud (at start-up). One restored online
@@ -614,6 +620,12 @@ impl Fleet {
 
     /// Deletes a subcloud. Refused unless it is unmanaged and offline.
     pub fn remove(&mut self, name: &str) -> Result<DcEffects, DcError> {
+        self.check_remove(name)?;
+        Ok(self.forget(name))
+    }
+
+    /// Whether [`Fleet::remove`] would delete this subcloud. Changes nothing.
+    pub fn check_remove(&self, name: &str) -> Result<(), DcError> {
         let sc = self
             .subclouds
             .get(name)
@@ -624,6 +636,12 @@ impl Fleet {
         if sc.is_online() {
             return Err(DcError::NotOffline(name.to_string()));
         }
+        Ok(())
+    }
+
+    /// Drops a subcloud whatever its state (its deletion was already decided
+    /// by [`Fleet::check_remove`] and committed), clearing its alarms.
+    pub fn forget(&mut self, name: &str) -> DcEffects {
         let mut fx = DcEffects::default();
         if let Some(sc) = self.subclouds.remove(name) {
             self.ids.remove(&sc.id);
@@ -638,7 +656,7 @@ impl Fleet {
             }
         }
         fx.touch(name);
-        Ok(fx)
+        fx
     }
 
     /// Manages or unmanages a subcloud. Managing starts syncing it (and the
@@ -819,6 +837,13 @@ impl Fleet {
         let generation = d.generation;
         self.refresh_all(now, &mut fx);
         (generation, fx)
+    }
+
+    /// The generation [`Fleet::set_desired`] would give this digest; `None`
+    /// when it is what is desired already. Changes nothing.
+    pub fn plan_desired(&self, endpoint: Endpoint, digest: &str) -> Option<Generation> {
+        let d = &self.desired[endpoint.index()];
+        (d.generation.0 == 0 || d.digest != digest).then_some(Generation(d.generation.0 + 1))
     }
 
     /// Takes back a persisted desired configuration (at start-up).
@@ -1018,22 +1043,28 @@ impl Fleet {
 
     /// Creates a group.
     pub fn add_group(&mut self, spec: GroupSpec) -> Result<&Group, GroupError> {
+        let g = self.plan_add_group(spec)?;
+        let id = g.id;
+        self.next_group_id = self.next_group_id.max(id + 1);
+        Ok(self.groups.entry(id).or_insert(g))
+    }
+
+    /// The group [`Fleet::add_group`] would create (with its id). Changes
+    /// nothing; [`Fleet::restore_group`] takes it in once it is stored.
+    pub fn plan_add_group(&self, spec: GroupSpec) -> Result<Group, GroupError> {
         check_group_name(&spec.name)?;
         check_description(&spec.description)?;
         check_max_parallel(spec.max_parallel_subclouds)?;
         if self.name_taken(&spec.name, None) {
             return Err(GroupError::DuplicateName(spec.name));
         }
-        let id = self.next_group_id;
-        self.next_group_id += 1;
-        let g = Group {
-            id,
+        Ok(Group {
+            id: self.next_group_id,
             name: spec.name,
             description: spec.description,
             update_apply_type: spec.update_apply_type,
             max_parallel_subclouds: spec.max_parallel_subclouds,
-        };
-        Ok(self.groups.entry(id).or_insert(g))
+        })
     }
 
     /// Takes back a persisted group (at start-up); id 1 replaces the
@@ -1065,6 +1096,18 @@ impl Fleet {
 
     /// Changes a group. The `Default` group's name cannot change.
     pub fn update_group(&mut self, id: u64, patch: GroupPatch) -> Result<&Group, GroupError> {
+        let g = self.plan_update_group(id, patch)?;
+        let slot = self
+            .groups
+            .get_mut(&id)
+            .ok_or_else(|| GroupError::NotFound(id.to_string()))?;
+        *slot = g;
+        Ok(slot)
+    }
+
+    /// The group as [`Fleet::update_group`] would leave it. Changes nothing;
+    /// [`Fleet::replace_group`] takes it in once it is stored.
+    pub fn plan_update_group(&self, id: u64, patch: GroupPatch) -> Result<Group, GroupError> {
         if !self.groups.contains_key(&id) {
             return Err(GroupError::NotFound(id.to_string()));
         }
@@ -1086,10 +1129,11 @@ impl Fleet {
         if let Some(m) = patch.max_parallel_subclouds {
             check_max_parallel(m)?;
         }
-        let g = self
+        let mut g = self
             .groups
-            .get_mut(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))?;
+            .get(&id)
+            .ok_or_else(|| GroupError::NotFound(id.to_string()))?
+            .clone();
         if let Some(name) = patch.name {
             g.name = name;
         }
@@ -1105,9 +1149,27 @@ impl Fleet {
         Ok(g)
     }
 
+    /// Puts back a group planned by [`Fleet::plan_update_group`].
+    pub fn replace_group(&mut self, g: Group) -> Result<(), GroupError> {
+        let slot = self
+            .groups
+            .get_mut(&g.id)
+            .ok_or_else(|| GroupError::NotFound(g.id.to_string()))?;
+        *slot = g;
+        Ok(())
+    }
+
     /// Deletes a group. The `Default` group and groups holding subclouds
     /// cannot be deleted.
     pub fn delete_group(&mut self, id: u64) -> Result<Group, GroupError> {
+        self.check_delete_group(id)?;
+        self.groups
+            .remove(&id)
+            .ok_or_else(|| GroupError::NotFound(id.to_string()))
+    }
+
+    /// Whether [`Fleet::delete_group`] would delete this group. Changes nothing.
+    pub fn check_delete_group(&self, id: u64) -> Result<(), GroupError> {
         let g = self
             .groups
             .get(&id)
@@ -1119,9 +1181,7 @@ impl Fleet {
         if members > 0 {
             return Err(GroupError::NotEmpty(g.name.clone(), members));
         }
-        self.groups
-            .remove(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))
+        Ok(())
     }
 
     /// Test hook: forget the deadline bound so the next tick walks everything.

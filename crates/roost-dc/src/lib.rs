@@ -22,6 +22,7 @@
 pub mod alarms;
 pub mod fleet;
 pub mod group;
+pub mod link;
 pub mod settings;
 pub mod sync;
 pub mod words;
@@ -40,6 +41,7 @@ pub use group::{
     GroupSpec, MAX_PARALLEL_SUBCLOUDS, MIN_PARALLEL_SUBCLOUDS, check_name, parse_apply_type,
     parse_max_parallel,
 };
+pub use link::{LinkEvent, SubcloudLink, SyncResult};
 pub use settings::DcSettings;
 pub use sync::{Applied, Desired, Report, Stale};
 pub use words::{

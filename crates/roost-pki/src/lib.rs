@@ -35,5 +35,7 @@ pub use cert::{
 };
 pub use client::https_client;
 pub use error::{PkiError, Result};
-pub use serve::{PeerIdentity, TlsConnectInfo, TlsListener, serve_tls};
+pub use serve::{
+    GuardedStream, ListenerLimits, PeerIdentity, TlsConnectInfo, TlsListener, serve_tls,
+};
 pub use tls::{PinnedCaVerifier, client_config, pinned_client_config, provider, server_config};

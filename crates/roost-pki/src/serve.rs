@@ -1,8 +1,12 @@
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,21 +15,152 @@ use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::http::request::Parts;
 use axum::serve::{IncomingStream, Listener};
 use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::cert::{CertInfo, cert_info_der};
 
 /// A TLS handshake that has not completed after this long is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many handshakes in flight; further connections are closed
-/// until some finish.
-const MAX_PENDING_HANDSHAKES: usize = 256;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many handshakes in flight. When full, the oldest pending
+/// handshake is dropped to make room: a real client completes its
+/// handshake in a few round trips, so idle connections cannot crowd it out.
+const MAX_PENDING_HANDSHAKES: usize = 512;
 /// Completed handshakes waiting for axum to pick them up.
 const ACCEPT_QUEUE: usize = 64;
+/// Connections without a client certificate (enrollment only): at most
+/// this many at once, each closed after this long whatever it does.
+const MAX_ANONYMOUS: usize = 64;
+const ANONYMOUS_LIFETIME: Duration = Duration::from_secs(30);
+/// Connections with a verified client certificate: at most this many, each
+/// closed after this long without a byte from the client.
+const MAX_CERTIFIED: usize = 20_000;
+const CERTIFIED_IDLE: Duration = Duration::from_secs(120);
+
+/// Limits of a [`TlsListener`]; [`ListenerLimits::default`] gives the
+/// production values.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub handshake_timeout: Duration,
+    pub max_pending_handshakes: usize,
+    pub max_anonymous: usize,
+    pub anonymous_lifetime: Duration,
+    pub max_certified: usize,
+    pub certified_idle: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: MAX_PENDING_HANDSHAKES,
+            max_anonymous: MAX_ANONYMOUS,
+            anonymous_lifetime: ANONYMOUS_LIFETIME,
+            max_certified: MAX_CERTIFIED,
+            certified_idle: CERTIFIED_IDLE,
+        }
+    }
+}
+
+/// A TLS connection handed to axum: closed (reads fail with `TimedOut`) at
+/// its deadline. Without a client certificate the deadline is fixed (its
+/// lifetime); with one it moves on with every byte read (an idle timeout).
+/// It counts against its class's connection cap until dropped.
+pub struct GuardedStream {
+    inner: TlsStream<TcpStream>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// `Some` for connections whose deadline moves on with each read.
+    idle: Option<Duration>,
+    _slot: Slot,
+}
+
+impl std::fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream").finish_non_exhaustive()
+    }
+}
+
+/// One place in a connection cap, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if let (Ok(()), Some(idle)) = (&r, self.idle)
+                    && buf.filled().len() > before
+                {
+                    let at = tokio::time::Instant::now() + idle;
+                    self.deadline.as_mut().reset(at);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection closed at its deadline",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
 
 /// Per-connection info for `ConnectInfo<TlsConnectInfo>`: the remote
 /// address and the verified client certificate, if the client presented one.
@@ -87,7 +222,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
 /// when the listener is dropped.
 pub struct TlsListener {
     local_addr: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, TlsConnectInfo)>,
+    rx: mpsc::Receiver<(GuardedStream, TlsConnectInfo)>,
     task: JoinHandle<()>,
 }
 
@@ -102,9 +237,18 @@ impl std::fmt::Debug for TlsListener {
 impl TlsListener {
     /// Wraps a bound TCP listener. Must be called inside a tokio runtime.
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+        TlsListener::with_limits(listener, config, ListenerLimits::default())
+    }
+
+    /// [`TlsListener::new`] with explicit limits.
+    pub fn with_limits(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+        limits: ListenerLimits,
+    ) -> io::Result<TlsListener> {
         let local_addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx, limits));
         Ok(TlsListener {
             local_addr,
             rx,
@@ -125,7 +269,7 @@ impl Drop for TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = GuardedStream;
     type Addr = TlsConnectInfo;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -148,22 +292,57 @@ impl Listener for TlsListener {
     }
 }
 
+/// Connection counts shared by the handshake tasks.
+#[derive(Clone)]
+struct Counts {
+    anonymous: Arc<AtomicUsize>,
+    certified: Arc<AtomicUsize>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, TlsConnectInfo)>,
+    tx: mpsc::Sender<(GuardedStream, TlsConnectInfo)>,
+    limits: ListenerLimits,
 ) {
     let mut handshakes = JoinSet::new();
+    // Pending handshakes, oldest first (finished ones are skipped lazily).
+    let mut order: VecDeque<AbortHandle> = VecDeque::new();
+    let counts = Counts {
+        anonymous: Arc::new(AtomicUsize::new(0)),
+        certified: Arc::new(AtomicUsize::new(0)),
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote_addr)) => {
-                    if handshakes.len() >= MAX_PENDING_HANDSHAKES {
-                        tracing::debug!(%remote_addr, "too many pending TLS handshakes; closing");
-                        continue;
+                    while handshakes.len() >= limits.max_pending_handshakes.max(1) {
+                        match order.pop_front() {
+                            Some(oldest) if !oldest.is_finished() => {
+                                tracing::debug!("too many pending TLS handshakes; dropping the oldest");
+                                oldest.abort();
+                                // Reap it so that `len` goes down.
+                                let _ = handshakes.join_next().await;
+                            }
+                            Some(_) => {}
+                            None => {
+                                let _ = handshakes.join_next().await;
+                            }
+                        }
+                    }
+                    if order.len() > 2 * limits.max_pending_handshakes {
+                        order.retain(|h| !h.is_finished());
                     }
                     let _ = tcp.set_nodelay(true);
-                    handshakes.spawn(handshake(acceptor.clone(), tcp, remote_addr, tx.clone()));
+                    let h = handshakes.spawn(handshake(
+                        acceptor.clone(),
+                        tcp,
+                        remote_addr,
+                        tx.clone(),
+                        limits,
+                        counts.clone(),
+                    ));
+                    order.push_back(h);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "TCP accept failed");
@@ -183,9 +362,11 @@ async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     remote_addr: SocketAddr,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, TlsConnectInfo)>,
+    tx: mpsc::Sender<(GuardedStream, TlsConnectInfo)>,
+    limits: ListenerLimits,
+    counts: Counts,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
@@ -208,7 +389,32 @@ async fn handshake(
                 None
             }
         });
-    let _ = tx.send((tls, TlsConnectInfo { remote_addr, peer })).await;
+    let (slot, wait, idle) = if peer.is_some() {
+        (
+            Slot::take(&counts.certified, limits.max_certified),
+            limits.certified_idle,
+            Some(limits.certified_idle),
+        )
+    } else {
+        (
+            Slot::take(&counts.anonymous, limits.max_anonymous),
+            limits.anonymous_lifetime,
+            None,
+        )
+    };
+    let Some(slot) = slot else {
+        tracing::debug!(%remote_addr, certified = peer.is_some(), "too many connections; closing");
+        return;
+    };
+    let stream = GuardedStream {
+        inner: tls,
+        deadline: Box::pin(tokio::time::sleep(wait)),
+        idle,
+        _slot: slot,
+    };
+    let _ = tx
+        .send((stream, TlsConnectInfo { remote_addr, peer }))
+        .await;
 }
 
 fn is_connection_error(e: &io::Error) -> bool {

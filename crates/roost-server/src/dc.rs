@@ -6,12 +6,12 @@
 //! One lock guards the fleet and the records; alarms and store writes
 //! happen after it is released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
-use roost_api::dcsync::{self, Push, SyncReply, SyncRequest};
+use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
     ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcError, DcSettings, Desired, Endpoint, Epoch,
     Fleet, Generation, Group, GroupError, GroupPatch, GroupSpec, Management, StreamError,
@@ -38,28 +38,39 @@ pub struct DcConfig {
     pub cert_days: u32,
 }
 
-/// Why a Distributed Cloud request failed.
+/// Why a Distributed Cloud request failed; the variant is the kind.
 #[derive(Debug, thiserror::Error)]
 pub enum DcServiceError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the enrollment token is not valid (unknown, used or expired)")]
     BadToken,
+    /// The client certificate is not the one issued to a subcloud that
+    /// exists now (deleted, replaced or superseded).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     Stream(String),
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    #[error("the service is shutting down")]
+    Unavailable,
 }
 
 impl From<DcError> for DcServiceError {
     fn from(e: DcError) -> Self {
+        let m = e.to_string();
         match e {
-            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => {
-                DcServiceError::NotFound(e.to_string())
-            }
-            other => DcServiceError::Invalid(other.to_string()),
+            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => DcServiceError::NotFound(m),
+            DcError::Exists(_)
+            | DcError::DuplicateId(_)
+            | DcError::NotUnmanaged(_)
+            | DcError::NotOffline(_) => DcServiceError::Conflict(m),
+            DcError::InvalidName(_) => DcServiceError::Invalid(m),
         }
     }
 }
@@ -67,19 +78,52 @@ impl From<DcError> for DcServiceError {
 impl From<GroupError> for DcServiceError {
     fn from(e: GroupError) -> Self {
         let m = e.to_string();
-        if m.to_ascii_lowercase().contains("not found") {
-            DcServiceError::NotFound(m)
-        } else {
-            DcServiceError::Invalid(m)
+        match e {
+            GroupError::NotFound(_) => DcServiceError::NotFound(m),
+            GroupError::DuplicateName(_)
+            | GroupError::DuplicateId(_)
+            | GroupError::DefaultNotDeletable
+            | GroupError::DefaultNameFixed
+            | GroupError::NotEmpty(..) => DcServiceError::Conflict(m),
+            GroupError::InvalidName(_)
+            | GroupError::InvalidDescription(_)
+            | GroupError::InvalidApplyType(_)
+            | GroupError::InvalidMaxParallel(_)
+            | GroupError::NothingToUpdate => DcServiceError::Invalid(m),
         }
     }
 }
 
+/// A certificate the system controller issued: its serial (lowercase hex)
+/// and PEM.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub serial: String,
+    pub cert_pem: String,
+}
+
+/// The facts of a client certificate the DC listener verified.
+#[derive(Debug, Clone)]
+pub struct PeerCert {
+    pub cn: String,
+    pub serial: String,
+    /// Start of validity, unix seconds.
+    pub not_before: i64,
+}
+
+/// The CA's clock skew allowance: certificates start this long before they
+/// are issued.
+const CERT_BACKDATE_SECS: i64 = 5 * 60;
+
 struct State {
     fleet: Fleet,
+    /// The stored rows, exactly as committed: changed only after a commit.
     records: BTreeMap<String, StoredSubcloud>,
     /// Content of the desired configuration, by endpoint.
-    content: BTreeMap<String, Value>,
+    content: BTreeMap<String, EndpointConfig>,
+    /// Subclouds whose derived state (deploy status, software version)
+    /// failed to commit; written again at the next tick.
+    dirty: BTreeSet<String>,
 }
 
 struct Inner {
@@ -88,6 +132,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: DcConfig,
     state: Mutex<State>,
+    /// Serialises the requests that write records (add, update, delete,
+    /// enrollment, renewal, groups, desired configuration), so that what
+    /// one decided under the state lock still holds when it applies its
+    /// commit. Syncs and ticks do not take it.
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// Handle to the Distributed Cloud service; cheap to clone.
@@ -101,11 +150,6 @@ fn sha256_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The digest of a configuration: SHA-256 of its canonical JSON (keys sorted).
-pub fn digest(v: &Value) -> String {
-    sha256_hex(&v.to_string())
 }
 
 fn group_view(g: &Group, created: Timestamp) -> GroupView {
@@ -146,16 +190,95 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// How the desired configuration of an endpoint type is kept in the settings.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredDesired {
+    generation: u64,
+    content: Value,
+}
+
+/// A sync request converted and checked whole, before anything is decided.
+struct CheckedSync {
+    software_version: Option<String>,
+    snapshot: Option<(u64, Vec<ActiveAlarm>)>,
+    changes: Vec<AlarmChange>,
+    applied: Vec<(Endpoint, Generation, String)>,
+}
+
+fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, DcServiceError> {
+    text.parse::<Severity>()
+        .map_err(|e| DcServiceError::Stream(format!("{what}: {e}")))
+}
+
+fn check_sync(req: SyncRequest) -> Result<CheckedSync, DcServiceError> {
+    let snapshot = match req.snapshot {
+        None => None,
+        Some(snap) => {
+            let mut alarms = Vec::with_capacity(snap.alarms.len());
+            for a in snap.alarms {
+                alarms.push(ActiveAlarm {
+                    severity: severity(&a.severity, format_args!("snapshot alarm {}", a.alarm_id))?,
+                    alarm_id: a.alarm_id,
+                    entity_instance_id: a.entity_instance_id,
+                    reason_text: a.reason_text,
+                    timestamp: Timestamp(a.timestamp),
+                });
+            }
+            Some((snap.seq, alarms))
+        }
+    };
+    let mut changes = Vec::with_capacity(req.changes.len());
+    for c in req.changes {
+        let severity = match &c.severity {
+            None => None,
+            Some(s) => Some(severity(s, format_args!("alarm change {}", c.seq))?),
+        };
+        changes.push(AlarmChange {
+            seq: c.seq,
+            alarm_id: c.alarm_id,
+            entity_instance_id: c.entity_instance_id,
+            severity,
+            reason_text: c.reason_text,
+            timestamp: Timestamp(c.timestamp),
+        });
+    }
+    let mut applied = Vec::with_capacity(req.applied.len());
+    for a in req.applied {
+        let Some(ep) = Endpoint::parse(&a.endpoint) else {
+            return Err(DcServiceError::Invalid(format!(
+                "unknown endpoint type {:?}",
+                a.endpoint
+            )));
+        };
+        applied.push((ep, Generation(a.generation), a.digest));
+    }
+    Ok(CheckedSync {
+        software_version: req.software_version,
+        snapshot,
+        changes,
+        applied,
+    })
+}
+
+fn random_secret() -> String {
+    let mut b = [0u8; 24];
+    if getrandom::fill(&mut b).is_err() {
+        std::process::abort();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 impl DcService {
-    /// Loads groups, subclouds and the desired configuration, and starts
-    /// the loop that declares silent subclouds offline.
-    pub fn start(
+    /// Loads groups, subclouds and the desired configuration, carries out
+    /// what the restore decided, and starts the loop that declares silent
+    /// subclouds offline.
+    pub async fn start(
         store: Arc<Store>,
         fm: FmService,
         clock: Arc<dyn Clock>,
         config: DcConfig,
         shutdown: Shutdown,
-    ) -> anyhow::Result<(DcService, tokio::task::JoinHandle<()>)> {
+    ) -> Result<(DcService, tokio::task::JoinHandle<()>), DcServiceError> {
         let now = clock.now();
         let mut fleet = Fleet::new(config.settings, Epoch(now.micros().max(1) as u64));
         for g in store.groups()? {
@@ -174,19 +297,18 @@ impl DcService {
         let mut content = BTreeMap::new();
         for ep in Endpoint::SYNCED {
             if let Some(text) = store.setting(&format!("{DESIRED_PREFIX}{}", ep.as_str()))?
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && let Ok(d) = serde_json::from_str::<StoredDesired>(&text)
+                && let Some(Ok(config)) = EndpointConfig::from_content(ep, d.content)
             {
-                let generation = v["generation"].as_u64().unwrap_or(0);
-                let c = v["content"].clone();
                 fleet.restore_desired(
                     ep,
                     Desired {
-                        generation: Generation(generation),
-                        digest: digest(&c),
+                        generation: Generation(d.generation),
+                        digest: config.digest(),
                     },
                     now,
                 );
-                content.insert(ep.as_str().to_string(), c);
+                content.insert(ep.as_str().to_string(), config);
             }
         }
         let mut records = BTreeMap::new();
@@ -222,28 +344,57 @@ impl DcService {
                     fleet,
                     records,
                     content,
+                    dirty: BTreeSet::new(),
                 }),
+                writes: tokio::sync::Mutex::new(()),
             }),
         };
         // 280.002 alarms from before a restart are raised again if still true.
-        let clear_stale = svc.clone();
-        let task = tokio::spawn(async move {
-            let _ = clear_stale
-                .inner
-                .fm
-                .submit(FmCommand::ClearPrefix {
-                    entity_prefix: "subcloud=".into(),
-                    alarm_id: Some(roost_dc::ALARM_SUBCLOUD_OUT_OF_SYNC.into()),
-                })
-                .await;
-            clear_stale.carry_out(initial).await;
-            clear_stale.tick_loop(shutdown).await;
-        });
+        let _ = svc
+            .inner
+            .fm
+            .submit(FmCommand::ClearPrefix {
+                entity_prefix: "subcloud=".into(),
+                alarm_id: Some(roost_dc::ALARM_SUBCLOUD_OUT_OF_SYNC.into()),
+            })
+            .await;
+        svc.carry_out(initial).await;
+        let task = tokio::spawn(svc.clone().tick_loop(shutdown));
         Ok((svc, task))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs store writes on a blocking thread, never under the state lock.
+    async fn persist<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, DcServiceError> {
+        let store = self.inner.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r.map_err(DcServiceError::from),
+            Err(_) => Err(DcServiceError::Unavailable),
+        }
+    }
+
+    /// One pass of the offline and out-of-sync timers (and a retry of
+    /// derived state that failed to commit). The loop calls it every 500 ms.
+    pub async fn tick(&self) {
+        let fx = {
+            let mut st = self.lock();
+            let mut fx = st.fleet.tick(self.inner.clock.now());
+            let dirty = std::mem::take(&mut st.dirty);
+            fx.merge(DcEffects {
+                changed: dirty.into_iter().collect(),
+                ..DcEffects::default()
+            });
+            fx
+        };
+        if !fx.is_empty() {
+            self.carry_out(fx).await;
+        }
     }
 
     async fn tick_loop(self, shutdown: Shutdown) {
@@ -253,48 +404,61 @@ impl DcService {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let fx = self.lock().fleet.tick(self.inner.clock.now());
-            if !fx.is_empty() {
-                self.carry_out(fx).await;
-            }
+            self.tick().await;
         }
     }
 
-    /// Raises and clears alarms, persists changed subclouds.
+    /// Carries out what the fleet decided: persists the derived state of
+    /// changed subclouds (records change only once that commits; a failed
+    /// commit is retried at the next tick), logs drift, raises and clears
+    /// alarms. Callers hold no lock.
     async fn carry_out(&self, fx: DcEffects) {
-        let rows: Vec<StoredSubcloud> = {
-            let mut st = self.lock();
-            let now = self.inner.clock.now();
-            let mut rows = Vec::new();
-            for name in &fx.changed {
-                let Some(sc) = st.fleet.get(name).map(|s| s.record()) else {
-                    continue;
-                };
-                if let Some(r) = st.records.get_mut(name) {
-                    let before = r.clone();
-                    r.management_state = sc.management.as_str().to_string();
-                    r.deploy_status = sc.deploy_status.as_str().to_string();
-                    r.software_version = sc.software_version.clone();
-                    r.group_id = sc.group_id as i64;
-                    if *r != before {
-                        r.updated_at = Some(now);
-                        rows.push(r.clone());
+        if !fx.changed.is_empty() {
+            let _writes = self.inner.writes.lock().await;
+            let rows: Vec<StoredSubcloud> = {
+                let st = self.lock();
+                let now = self.inner.clock.now();
+                let mut rows = Vec::new();
+                for name in &fx.changed {
+                    let (Some(sc), Some(r)) =
+                        (st.fleet.get(name).map(|s| s.record()), st.records.get(name))
+                    else {
+                        continue;
+                    };
+                    let mut row = r.clone();
+                    row.management_state = sc.management.as_str().to_string();
+                    row.deploy_status = sc.deploy_status.as_str().to_string();
+                    row.software_version = sc.software_version.clone();
+                    row.group_id = sc.group_id as i64;
+                    if row != *r {
+                        row.updated_at = Some(now);
+                        rows.push(row);
                     }
                 }
-            }
-            rows
-        };
-        if !rows.is_empty() {
-            let store = self.inner.store.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                for r in &rows {
-                    store.update_subcloud(r)?;
+                rows
+            };
+            if !rows.is_empty() {
+                let written = rows.clone();
+                let res = self
+                    .persist(move |store| {
+                        for r in &written {
+                            store.update_subcloud(r)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                let mut st = self.lock();
+                match res {
+                    Ok(()) => {
+                        for r in rows {
+                            st.records.insert(r.name.clone(), r);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store subcloud states; will retry");
+                        st.dirty.extend(rows.into_iter().map(|r| r.name));
+                    }
                 }
-                Ok::<(), StoreError>(())
-            })
-            .await;
-            if !matches!(res, Ok(Ok(()))) {
-                tracing::warn!("cannot store subcloud states");
             }
         }
         for d in &fx.drift {
@@ -386,7 +550,7 @@ impl DcService {
 
     /// Creates a subcloud (unmanaged, offline, `not-deployed`) and its
     /// one-time enrollment token.
-    pub fn create(
+    pub async fn create(
         &self,
         name: &str,
         description: Option<String>,
@@ -395,15 +559,6 @@ impl DcService {
         group_name: Option<&str>,
         ca_fingerprint: &str,
     ) -> Result<(SubcloudView, String), DcServiceError> {
-        let now = self.inner.clock.now();
-        let secret: String = {
-            let mut b = [0u8; 24];
-            if getrandom::fill(&mut b).is_err() {
-                std::process::abort();
-            }
-            b.iter().map(|x| format!("{x:02x}")).collect()
-        };
-        let token = dcsync::make_enroll_token(ca_fingerprint, &secret);
         for (what, v) in [("description", &description), ("location", &location)] {
             if v.as_ref().is_some_and(|s| s.len() > 255) {
                 return Err(DcServiceError::Invalid(format!(
@@ -411,36 +566,47 @@ impl DcService {
                 )));
             }
         }
-        let mut st = self.lock();
-        let group_id = Self::group_ref(&st, group, group_name)?;
-        let fx = st.fleet.add(name, group_id, now)?;
-        let rec = st.fleet.get(name).map(|s| s.record()).expect("just added");
-        let row = StoredSubcloud {
-            id: rec.id as i64,
-            name: name.to_string(),
-            description,
-            location,
-            group_id: group_id as i64,
-            management_state: rec.management.as_str().into(),
-            deploy_status: rec.deploy_status.as_str().into(),
-            software_version: None,
-            region_name: uuid::Uuid::new_v4().simple().to_string(),
-            enroll_token_hash: Some(sha256_hex(&secret)),
-            enroll_expires_at: Some(now.plus_secs(self.inner.config.enroll_ttl_secs as i64)),
-            created_at: now,
-            updated_at: None,
+        let secret = random_secret();
+        let token = dcsync::make_enroll_token(ca_fingerprint, &secret);
+        let _writes = self.inner.writes.lock().await;
+        let now = self.inner.clock.now();
+        // Decide.
+        let (row, group_id) = {
+            let st = self.lock();
+            let group_id = Self::group_ref(&st, group, group_name)?;
+            let id = st.fleet.check_add(name, group_id)?;
+            let row = StoredSubcloud {
+                id: id as i64,
+                name: name.to_string(),
+                description,
+                location,
+                group_id: group_id as i64,
+                management_state: Management::Unmanaged.as_str().into(),
+                deploy_status: roost_dc::DeployStatus::NotDeployed.as_str().into(),
+                software_version: None,
+                region_name: uuid::Uuid::new_v4().simple().to_string(),
+                enroll_token_hash: Some(sha256_hex(&secret)),
+                enroll_expires_at: Some(now.plus_secs(self.inner.config.enroll_ttl_secs as i64)),
+                created_at: now,
+                updated_at: None,
+                cert_serial: None,
+                prev_cert_serial: None,
+            };
+            (row, group_id)
         };
-        if let Err(e) = self.inner.store.insert_subcloud(&row) {
-            let _ = st.fleet.remove(name);
-            return Err(e.into());
-        }
-        st.records.insert(name.to_string(), row);
-        let view = Self::view(&st, name).expect("just added");
-        drop(st);
-        if !fx.is_empty() {
-            let svc = self.clone();
-            tokio::spawn(async move { svc.carry_out(fx).await });
-        }
+        // Persist.
+        let stored = row.clone();
+        self.persist(move |store| store.insert_subcloud(&stored))
+            .await?;
+        // Apply.
+        let (fx, view) = {
+            let mut st = self.lock();
+            let fx = st.fleet.add(name, group_id, now)?;
+            st.records.insert(name.to_string(), row);
+            (fx, Self::view(&st, name).expect("just added"))
+        };
+        drop(_writes);
+        self.carry_out(fx).await;
         Ok((view, token))
     }
 
@@ -453,64 +619,86 @@ impl DcService {
         location: Option<String>,
         group: Option<&Value>,
     ) -> Result<SubcloudView, DcServiceError> {
+        let management = match management {
+            None => None,
+            Some(m) => Some(Management::parse(m).ok_or_else(|| {
+                DcServiceError::Invalid(format!(
+                    "Invalid management-state {m:?}: use managed or unmanaged"
+                ))
+            })?),
+        };
+        let _writes = self.inner.writes.lock().await;
         let now = self.inner.clock.now();
-        let (fx, row, view) = {
-            let mut st = self.lock();
+        // Decide.
+        let (name, row, group_id) = {
+            let st = self.lock();
             let name = Self::name_of(&st, reference)?;
-            let mut fx = DcEffects::default();
-            let management = match management {
-                None => None,
-                Some(m) => Some(Management::parse(m).ok_or_else(|| {
-                    DcServiceError::Invalid(format!(
-                        "Invalid management-state {m:?}: use managed or unmanaged"
-                    ))
-                })?),
-            };
             let group_id = match group {
                 None => None,
                 Some(g) => Some(Self::group_ref(&st, Some(g), None)?),
             };
+            let mut row = st
+                .records
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))?;
+            if description.is_some() {
+                row.description = description;
+            }
+            if location.is_some() {
+                row.location = location;
+            }
+            if let Some(m) = management {
+                row.management_state = m.as_str().into();
+            }
+            if let Some(g) = group_id {
+                row.group_id = g as i64;
+            }
+            row.updated_at = Some(now);
+            (name, row, group_id)
+        };
+        // Persist.
+        let stored = row.clone();
+        self.persist(move |store| store.update_subcloud(&stored))
+            .await?;
+        // Apply.
+        let (fx, view) = {
+            let mut st = self.lock();
+            let mut fx = DcEffects::default();
             if let Some(g) = group_id {
                 fx.merge(st.fleet.set_group(&name, g)?);
             }
             if let Some(m) = management {
                 fx.merge(st.fleet.set_management(&name, m, now)?);
             }
-            let rec = st.fleet.get(&name).map(|s| s.record()).expect("found");
-            let r = st.records.get_mut(&name).expect("found");
-            if description.is_some() {
-                r.description = description;
-            }
-            if location.is_some() {
-                r.location = location;
-            }
-            r.management_state = rec.management.as_str().into();
-            r.group_id = rec.group_id as i64;
-            r.updated_at = Some(now);
-            let row = r.clone();
-            (fx, row, Self::view(&st, &name).expect("found"))
+            st.records.insert(name.clone(), row);
+            (fx, Self::view(&st, &name).expect("found"))
         };
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.update_subcloud(&row))
-            .await
-            .map_err(|e| DcServiceError::Invalid(e.to_string()))??;
+        drop(_writes);
         self.carry_out(fx).await;
         Ok(view)
     }
 
-    /// Deletes an unmanaged, offline subcloud and clears its alarms.
+    /// Deletes an unmanaged, offline subcloud and clears its alarms. Its
+    /// certificate goes with its record: it is refused from then on.
     pub async fn delete(&self, reference: &str) -> Result<(), DcServiceError> {
+        let _writes = self.inner.writes.lock().await;
         let (id, name) = {
-            let mut st = self.lock();
+            let st = self.lock();
             let name = Self::name_of(&st, reference)?;
-            st.fleet.remove(&name)?;
-            let r = st.records.remove(&name);
-            (r.map(|r| r.id).unwrap_or(0), name)
+            st.fleet.check_remove(&name)?;
+            let id = st.records.get(&name).map(|r| r.id).unwrap_or(0);
+            (id, name)
         };
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.delete_subcloud(id))
-            .await
-            .map_err(|e| DcServiceError::Invalid(e.to_string()))??;
+        self.persist(move |store| store.delete_subcloud(id)).await?;
+        {
+            let mut st = self.lock();
+            // Decided above; it may have been heard from since, but its
+            // record is gone and its certificate with it.
+            st.fleet.forget(&name);
+            st.records.remove(&name);
+        }
+        drop(_writes);
         let _ = self
             .inner
             .fm
@@ -522,176 +710,245 @@ impl DcService {
         Ok(())
     }
 
-    /// Uses an enrollment token: returns the subcloud's name. The caller signs its CSR.
-    pub fn take_enroll_token(&self, secret: &str) -> Result<String, DcServiceError> {
-        let now = self.inner.clock.now();
+    /// Uses an enrollment token: `sign` issues the certificate for the
+    /// subcloud's name; its serial is stored on the record and becomes the
+    /// subcloud's identity. Returns the name and the certificate.
+    pub async fn enroll(
+        &self,
+        secret: &str,
+        sign: impl FnOnce(&str) -> Result<IssuedCert, DcServiceError>,
+    ) -> Result<(String, IssuedCert), DcServiceError> {
         let hash = sha256_hex(secret);
-        let (row, fx) = {
-            let mut st = self.lock();
-            let name = st
+        let _writes = self.inner.writes.lock().await;
+        let now = self.inner.clock.now();
+        // Decide.
+        let (mut row, expired) = {
+            let st = self.lock();
+            let mut row = st
                 .records
                 .values()
                 .find(|r| r.enroll_token_hash.as_deref() == Some(hash.as_str()))
-                .map(|r| r.name.clone())
+                .cloned()
                 .ok_or(DcServiceError::BadToken)?;
-            let r = st.records.get_mut(&name).expect("found");
-            let expired = r.enroll_expires_at.is_none_or(|t| t < now);
-            r.enroll_token_hash = None;
-            r.enroll_expires_at = None;
-            if expired {
-                let row = r.clone();
-                drop(st);
-                self.inner.store.update_subcloud(&row)?;
-                return Err(DcServiceError::BadToken);
-            }
-            let fx = st.fleet.enrolled(&name, now)?;
-            let r = st.records.get_mut(&name).expect("found");
-            r.deploy_status = roost_dc::DeployStatus::Enrolling.as_str().into();
-            r.updated_at = Some(now);
-            (r.clone(), fx)
+            let expired = row.enroll_expires_at.is_none_or(|t| t < now);
+            row.enroll_token_hash = None;
+            row.enroll_expires_at = None;
+            (row, expired)
         };
-        self.inner.store.update_subcloud(&row)?;
-        let svc = self.clone();
-        tokio::spawn(async move { svc.carry_out(fx).await });
-        Ok(row.name)
+        if expired {
+            let stored = row.clone();
+            self.persist(move |store| store.update_subcloud(&stored))
+                .await?;
+            self.lock().records.insert(row.name.clone(), row);
+            return Err(DcServiceError::BadToken);
+        }
+        let cert = sign(&row.name)?;
+        row.deploy_status = roost_dc::DeployStatus::Enrolling.as_str().into();
+        row.updated_at = Some(now);
+        row.cert_serial = Some(cert.serial.clone());
+        row.prev_cert_serial = None;
+        // Persist.
+        let stored = row.clone();
+        self.persist(move |store| store.update_subcloud(&stored))
+            .await?;
+        // Apply.
+        let name = row.name.clone();
+        let fx = {
+            let mut st = self.lock();
+            let fx = st.fleet.enrolled(&name, now)?;
+            st.records.insert(name.clone(), row);
+            fx
+        };
+        drop(_writes);
+        self.carry_out(fx).await;
+        Ok((name, cert))
     }
 
-    /// One sync from a subcloud (its heartbeat).
-    pub async fn sync(&self, name: &str, req: SyncRequest) -> Result<SyncReply, DcServiceError> {
+    fn authenticate_in(st: &State, peer: &PeerCert) -> Result<String, DcServiceError> {
+        let refused = || {
+            DcServiceError::Unauthenticated(format!(
+                "this certificate is not the one issued to subcloud {} (deleted, added again or replaced)",
+                peer.cn
+            ))
+        };
+        let r = st.records.get(&peer.cn).ok_or_else(refused)?;
+        let ok = match &r.cert_serial {
+            Some(serial) => {
+                *serial == peer.serial || r.prev_cert_serial.as_deref() == Some(&peer.serial)
+            }
+            // Enrolled before serials were recorded: only a certificate
+            // issued after this record was created can be its own.
+            None => {
+                r.enroll_token_hash.is_none()
+                    && (peer.not_before + CERT_BACKDATE_SECS).saturating_mul(1_000_000)
+                        >= r.created_at.micros()
+            }
+        };
+        if ok {
+            Ok(r.name.clone())
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// The subcloud a verified client certificate belongs to: its subject
+    /// names a subcloud whose record holds this certificate's serial.
+    pub fn authenticate(&self, peer: &PeerCert) -> Result<String, DcServiceError> {
+        Self::authenticate_in(&self.lock(), peer)
+    }
+
+    /// Issues a new certificate to an authenticated subcloud; the one it
+    /// used stays valid until the next renewal (the answer may be lost).
+    pub async fn renew(
+        &self,
+        peer: &PeerCert,
+        sign: impl FnOnce(&str) -> Result<IssuedCert, DcServiceError>,
+    ) -> Result<(String, IssuedCert), DcServiceError> {
+        let _writes = self.inner.writes.lock().await;
         let now = self.inner.clock.now();
-        let (reply, fx) = {
+        let mut row = {
+            let st = self.lock();
+            let name = Self::authenticate_in(&st, peer)?;
+            st.records
+                .get(&name)
+                .cloned()
+                .ok_or(DcServiceError::Unavailable)?
+        };
+        let cert = sign(&row.name)?;
+        row.prev_cert_serial = Some(peer.serial.clone());
+        row.cert_serial = Some(cert.serial.clone());
+        row.updated_at = Some(now);
+        let stored = row.clone();
+        self.persist(move |store| store.update_subcloud(&stored))
+            .await?;
+        let name = row.name.clone();
+        self.lock().records.insert(name.clone(), row);
+        Ok((name, cert))
+    }
+
+    /// One sync from a subcloud (its heartbeat). The request is checked
+    /// whole first; the heartbeat counts even when its alarm stream is
+    /// refused, and what it caused is carried out either way.
+    pub async fn sync(
+        &self,
+        peer: &PeerCert,
+        req: SyncRequest,
+    ) -> Result<SyncReply, DcServiceError> {
+        let checked = check_sync(req)?;
+        let now = self.inner.clock.now();
+        let (result, fx) = {
             let mut st = self.lock();
-            if st.fleet.get(name).is_none() {
-                return Err(DcServiceError::NotFound(format!(
-                    "subcloud {name} is not known here"
-                )));
-            }
-            let mut fx = st.fleet.heard_from(name, now)?;
-            if let Some(v) = &req.software_version {
-                fx.merge(st.fleet.set_software_version(name, v)?);
-            }
-            let mut want_snapshot = false;
-            if let Some(snap) = &req.snapshot {
-                let alarms: Vec<ActiveAlarm> = snap
-                    .alarms
-                    .iter()
-                    .filter_map(|a| {
-                        Some(ActiveAlarm {
-                            alarm_id: a.alarm_id.clone(),
-                            entity_instance_id: a.entity_instance_id.clone(),
-                            severity: a.severity.parse::<Severity>().ok()?,
-                            reason_text: a.reason_text.clone(),
-                            timestamp: Timestamp(a.timestamp),
-                        })
-                    })
-                    .collect();
-                st.fleet
-                    .alarm_snapshot(name, snap.seq, &alarms)
-                    .map_err(|e| DcServiceError::Stream(e.to_string()))?;
-            }
-            if !req.changes.is_empty() {
-                let mut changes = Vec::with_capacity(req.changes.len());
-                for c in &req.changes {
-                    let severity = match &c.severity {
-                        None => None,
-                        Some(s) => Some(s.parse::<Severity>().map_err(|e| {
-                            DcServiceError::Stream(format!("alarm change {}: {e}", c.seq))
-                        })?),
-                    };
-                    changes.push(AlarmChange {
-                        seq: c.seq,
-                        alarm_id: c.alarm_id.clone(),
-                        entity_instance_id: c.entity_instance_id.clone(),
-                        severity,
-                        reason_text: c.reason_text.clone(),
-                        timestamp: Timestamp(c.timestamp),
-                    });
-                }
-                match st.fleet.alarm_changes(name, &changes) {
-                    Ok(_) => {}
-                    // A gap: keep what came before it and ask for a snapshot.
-                    Err(StreamError::Gap { .. }) => want_snapshot = true,
-                    Err(e) => return Err(DcServiceError::Stream(e.to_string())),
-                }
-            }
-            for a in &req.applied {
-                let Some(ep) = Endpoint::parse(&a.endpoint) else {
-                    return Err(DcServiceError::Invalid(format!(
-                        "unknown endpoint type {:?}",
-                        a.endpoint
-                    )));
-                };
-                fx.merge(st.fleet.report_applied(
-                    name,
-                    ep,
-                    Generation(a.generation),
-                    &a.digest,
-                    now,
-                )?);
-            }
-            let sc = st.fleet.get(name).expect("found");
-            let acked = sc.alarm_seq();
-            let management = sc.management();
-            let epoch = st.fleet.epoch().0;
-            let push: Vec<Push> = st
-                .fleet
-                .to_send(name)
-                .into_iter()
-                .filter_map(|ep| {
-                    let d = st.fleet.desired(ep);
-                    let content = st.content.get(ep.as_str())?.clone();
-                    Some(Push {
-                        endpoint: ep.as_str().to_string(),
-                        epoch,
-                        generation: d.generation.0,
-                        content,
-                    })
-                })
-                .collect();
-            (
-                SyncReply {
-                    epoch,
-                    acked_seq: acked,
-                    want_snapshot,
-                    management: management.as_str().to_string(),
-                    push,
-                    interval_secs: self.inner.config.sync_interval_secs,
-                },
-                fx,
-            )
+            let name = Self::authenticate_in(&st, peer)?;
+            let mut fx = st.fleet.heard_from(&name, now)?;
+            let result = Self::decide_sync(
+                &mut st,
+                &name,
+                checked,
+                now,
+                self.inner.config.sync_interval_secs,
+                &mut fx,
+            );
+            (result, fx)
         };
         if !fx.is_empty() {
             self.carry_out(fx).await;
         }
-        Ok(reply)
+        result
+    }
+
+    fn decide_sync(
+        st: &mut State,
+        name: &str,
+        req: CheckedSync,
+        now: Timestamp,
+        interval_secs: u64,
+        fx: &mut DcEffects,
+    ) -> Result<SyncReply, DcServiceError> {
+        if let Some(v) = &req.software_version {
+            fx.merge(st.fleet.set_software_version(name, v)?);
+        }
+        let mut want_snapshot = false;
+        if let Some((seq, alarms)) = &req.snapshot {
+            st.fleet
+                .alarm_snapshot(name, *seq, alarms)
+                .map_err(|e| DcServiceError::Stream(e.to_string()))?;
+        }
+        if !req.changes.is_empty() {
+            match st.fleet.alarm_changes(name, &req.changes) {
+                Ok(_) => {}
+                // A gap: keep what came before it and ask for a snapshot.
+                Err(StreamError::Gap { .. }) => want_snapshot = true,
+                Err(e) => return Err(DcServiceError::Stream(e.to_string())),
+            }
+        }
+        for (ep, generation, digest) in &req.applied {
+            fx.merge(
+                st.fleet
+                    .report_applied(name, *ep, *generation, digest, now)?,
+            );
+        }
+        let sc = st.fleet.get(name).ok_or_else(|| {
+            DcServiceError::NotFound(format!("subcloud {name} is not known here"))
+        })?;
+        let acked = sc.alarm_seq();
+        let management = sc.management();
+        let epoch = st.fleet.epoch().0;
+        let push: Vec<Push> = st
+            .fleet
+            .to_send(name)
+            .into_iter()
+            .filter_map(|ep| {
+                let d = st.fleet.desired(ep);
+                let config = st.content.get(ep.as_str())?.clone();
+                Some(Push {
+                    epoch,
+                    generation: d.generation.0,
+                    config,
+                })
+            })
+            .collect();
+        Ok(SyncReply {
+            epoch,
+            acked_seq: acked,
+            want_snapshot,
+            management: management.as_str().to_string(),
+            push,
+            interval_secs,
+        })
     }
 
     /// Sets the desired configuration of an endpoint type; subclouds get it
     /// at their next sync. Returns the new generation.
-    pub async fn set_desired(
-        &self,
-        endpoint: Endpoint,
-        content: Value,
-    ) -> Result<u64, DcServiceError> {
-        let now = self.inner.clock.now();
-        let (generation, fx) = {
-            let mut st = self.lock();
-            let (g, fx) = st.fleet.set_desired(endpoint, &digest(&content), now);
-            st.content
-                .insert(endpoint.as_str().to_string(), content.clone());
-            (g, fx)
+    pub async fn set_desired(&self, config: EndpointConfig) -> Result<u64, DcServiceError> {
+        let endpoint = config.endpoint();
+        let d = config.digest();
+        let _writes = self.inner.writes.lock().await;
+        let generation = match self.lock().fleet.plan_desired(endpoint, &d) {
+            Some(g) => g,
+            None => return Ok(self.lock().fleet.desired(endpoint).generation.0),
         };
-        let record =
-            serde_json::json!({"generation": generation.0, "content": content}).to_string();
-        self.inner
-            .store
-            .set_settings(&[(format!("{DESIRED_PREFIX}{}", endpoint.as_str()), record)])?;
+        let record = serde_json::to_string(&StoredDesired {
+            generation: generation.0,
+            content: config.content(),
+        })
+        .map_err(|e| DcServiceError::Invalid(e.to_string()))?;
+        let key = format!("{DESIRED_PREFIX}{}", endpoint.as_str());
+        self.persist(move |store| store.set_settings(&[(key, record)]))
+            .await?;
+        let fx = {
+            let mut st = self.lock();
+            let (g, fx) = st.fleet.set_desired(endpoint, &d, self.inner.clock.now());
+            debug_assert_eq!(g, generation);
+            st.content.insert(endpoint.as_str().to_string(), config);
+            fx
+        };
+        drop(_writes);
         self.carry_out(fx).await;
         Ok(generation.0)
     }
 
     /// The desired configuration of an endpoint type and its generation.
-    pub fn desired(&self, endpoint: Endpoint) -> (u64, Option<Value>) {
+    pub fn desired(&self, endpoint: Endpoint) -> (u64, Option<EndpointConfig>) {
         let st = self.lock();
         (
             st.fleet.desired(endpoint).generation.0,
@@ -725,7 +982,10 @@ impl DcService {
     pub fn subcloud_alarms(&self, reference: &str) -> Result<Vec<ActiveAlarm>, DcServiceError> {
         let st = self.lock();
         let name = Self::name_of(&st, reference)?;
-        let sc = st.fleet.get(&name).expect("found");
+        let sc = st
+            .fleet
+            .get(&name)
+            .ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))?;
         Ok(sc.alarms().iter().cloned().collect())
     }
 
@@ -762,15 +1022,21 @@ impl DcService {
             .collect())
     }
 
+    fn group_id_of(st: &State, reference: &str) -> Result<u64, DcServiceError> {
+        st.fleet
+            .find_group(reference)
+            .map(|g| g.id)
+            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))
+    }
+
     /// Adds a group.
-    pub fn add_group(
+    pub async fn add_group(
         &self,
         name: String,
         description: Option<String>,
         apply: Option<String>,
         max_parallel: Option<&Value>,
     ) -> Result<GroupView, DcServiceError> {
-        let now = self.inner.clock.now();
         let spec = GroupSpec {
             name,
             description: description.unwrap_or_else(|| "No description provided".into()),
@@ -783,17 +1049,17 @@ impl DcService {
                 Some(v) => roost_dc::parse_max_parallel(&value_text(v))?,
             },
         };
-        let mut st = self.lock();
-        let g = st.fleet.add_group(spec)?.clone();
-        if let Err(e) = self.inner.store.save_group(&stored_group(&g, now)) {
-            let _ = st.fleet.delete_group(g.id);
-            return Err(e.into());
-        }
+        let _writes = self.inner.writes.lock().await;
+        let now = self.inner.clock.now();
+        let g = self.lock().fleet.plan_add_group(spec)?;
+        let row = stored_group(&g, now);
+        self.persist(move |store| store.save_group(&row)).await?;
+        self.lock().fleet.restore_group(g.clone())?;
         Ok(group_view(&g, now))
     }
 
     /// Changes a group.
-    pub fn update_group(
+    pub async fn update_group(
         &self,
         reference: &str,
         name: Option<String>,
@@ -801,13 +1067,6 @@ impl DcService {
         apply: Option<String>,
         max_parallel: Option<&Value>,
     ) -> Result<GroupView, DcServiceError> {
-        let now = self.inner.clock.now();
-        let mut st = self.lock();
-        let id = st
-            .fleet
-            .find_group(reference)
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))?
-            .id;
         let patch = GroupPatch {
             name,
             description,
@@ -816,21 +1075,34 @@ impl DcService {
                 .map(|v| roost_dc::parse_max_parallel(&value_text(v)))
                 .transpose()?,
         };
-        let g = st.fleet.update_group(id, patch)?.clone();
-        self.inner.store.save_group(&stored_group(&g, now))?;
+        let _writes = self.inner.writes.lock().await;
+        let now = self.inner.clock.now();
+        let g = {
+            let st = self.lock();
+            let id = Self::group_id_of(&st, reference)?;
+            st.fleet.plan_update_group(id, patch)?
+        };
+        let row = stored_group(&g, now);
+        self.persist(move |store| store.save_group(&row)).await?;
+        self.lock().fleet.replace_group(g.clone())?;
         Ok(group_view(&g, now))
     }
 
     /// Deletes a group without subclouds (never `Default`).
-    pub fn delete_group(&self, reference: &str) -> Result<(), DcServiceError> {
-        let mut st = self.lock();
-        let id = st
-            .fleet
-            .find_group(reference)
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))?
-            .id;
-        st.fleet.delete_group(id)?;
-        self.inner.store.delete_group(id as i64)?;
+    pub async fn delete_group(&self, reference: &str) -> Result<(), DcServiceError> {
+        let _writes = self.inner.writes.lock().await;
+        let id = {
+            let st = self.lock();
+            let id = Self::group_id_of(&st, reference)?;
+            st.fleet.check_delete_group(id)?;
+            id
+        };
+        self.persist(move |store| store.delete_group(id as i64))
+            .await?;
+        self.lock().fleet.delete_group(id)?;
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use roost_api::dcsync::{CertConfig, EndpointConfig};
 use roost_fm::Catalogue;
 use roost_store::{Store, StoreConfig};
 use roost_types::{Clock, SystemClock};
@@ -208,7 +209,8 @@ pub async fn run_with(
                 cert_days: config.dc.subcloud_cert_days,
             },
             shutdown.clone(),
-        )?;
+        )
+        .await?;
         tasks.push(dc_task);
         let dc_listener = dc_listener
             .take()
@@ -254,22 +256,15 @@ pub async fn run_with(
                         _ = stop.cancelled() => return,
                         _ = tick.tick() => {}
                     }
-                    for (ep, content) in [
-                        (
-                            roost_dc::Endpoint::Platform,
-                            subcloud::platform_content(&store, &fm),
-                        ),
-                        (
-                            roost_dc::Endpoint::DcCert,
-                            serde_json::json!({ "ca_bundle": ca_pem }),
-                        ),
-                        (
-                            roost_dc::Endpoint::Identity,
-                            subcloud::identity_content(&store, None),
-                        ),
+                    for config in [
+                        EndpointConfig::Platform(subcloud::platform_content(&store, &fm)),
+                        EndpointConfig::DcCert(CertConfig {
+                            ca_bundle: ca_pem.clone(),
+                        }),
+                        EndpointConfig::Identity(subcloud::identity_content(&store, None)),
                     ] {
-                        if dc.desired(ep).1.as_ref() != Some(&content)
-                            && let Err(e) = dc.set_desired(ep, content).await
+                        if dc.desired(config.endpoint()).1.as_ref() != Some(&config)
+                            && let Err(e) = dc.set_desired(config).await
                         {
                             tracing::warn!(error = %e, "cannot update the desired configuration");
                         }
@@ -303,6 +298,7 @@ pub async fn run_with(
                 id,
                 store.clone(),
                 fm.clone(),
+                clock.clone(),
                 log.clone(),
                 shutdown.clone(),
             )));

@@ -15,18 +15,19 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use roost_api::dcsync::{
-    AppliedEndpoint, EnrollRequest, EnrollResponse, RenewRequest, SyncReply, SyncRequest,
-    parse_enroll_token,
+    CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig, PlatformConfig,
+    RenewRequest, SyncReply, SyncedUser, empty_digest, parse_enroll_token, push_applied,
+    sync_request, take_reply,
 };
-use roost_dc::{AlarmChange, AlarmLog, Applied, Endpoint, Epoch, Generation};
+use roost_dc::{
+    AlarmChange, AlarmLog, Endpoint, Epoch, Generation, LinkEvent, SubcloudLink, SyncResult,
+};
 use roost_fm::FmCommand;
 use roost_store::Store;
-use roost_types::Timestamp;
+use roost_types::{Clock, Timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::Shutdown;
-use crate::dc::digest;
 use crate::fm_service::FmService;
 
 /// Feeds committed alarm changes into the subcloud's numbered log.
@@ -119,27 +120,24 @@ pub async fn enroll_or_load(
         .context("the enrollment token is malformed (expected rsc1.<fingerprint>.<secret>)")?;
     let client_id = roost_pki::ClientIdentity::generate("subcloud")?;
     let http = roost_pki::https_client(roost_pki::pinned_client_config(fingerprint)?)?;
-    let resp = http
-        .post(format!(
-            "{}/dc/v1/enroll",
-            system_controller.trim_end_matches('/')
-        ))
-        .json(&EnrollRequest {
-            token: token.to_string(),
-            csr_pem: client_id.csr_pem.clone(),
-        })
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the system controller at {system_controller}"))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        anyhow::bail!(
-            "enrollment refused ({status}): {}",
-            body.chars().take(300).collect::<String>()
-        );
-    }
-    let e: EnrollResponse = resp.json().await.context("unexpected enrollment answer")?;
+    // The system controller may not be up yet (or the link is down): retry
+    // with backoff. A refusal or a CA that does not match the token is final.
+    let mut backoff = Duration::from_secs(1);
+    let e = loop {
+        match enroll_once(&http, system_controller, token, &client_id.csr_pem).await {
+            Ok(e) => break e,
+            Err(Attempt::Final(e)) => return Err(e),
+            Err(Attempt::Retry(e)) => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    retry_in_secs = backoff.as_secs(),
+                    "cannot enroll yet; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ENROLL_BACKOFF);
+            }
+        }
+    };
     roost_pki::check_ca_fingerprint(&e.ca_pem, fingerprint)
         .context("the system controller's CA does not match the token")?;
     let id = DcIdentity {
@@ -154,10 +152,109 @@ pub async fn enroll_or_load(
     Ok(id)
 }
 
+/// The longest wait between two enrollment attempts.
+const MAX_ENROLL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why an enrollment attempt failed.
+enum Attempt {
+    /// Unreachable, or answered "try later": try again.
+    Retry(anyhow::Error),
+    /// Refused, or not the system controller the token names.
+    Final(anyhow::Error),
+}
+
+/// Whether a failed request never reached a system controller (refused,
+/// reset, timed out, unreachable) rather than being refused by one or
+/// failing its certificate check.
+fn unreachable(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        // An `io::Error` wrapping another hides it from `source()`.
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(e) = io {
+            if io_unreachable(e.kind()) {
+                return true;
+            }
+            io = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>());
+        }
+        source = err.source();
+    }
+    e.is_timeout()
+}
+
+fn io_unreachable(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+            | UnexpectedEof
+            | BrokenPipe
+    )
+}
+
+async fn enroll_once(
+    http: &reqwest::Client,
+    system_controller: &str,
+    token: &str,
+    csr_pem: &str,
+) -> Result<EnrollResponse, Attempt> {
+    let resp = http
+        .post(format!(
+            "{}/dc/v1/enroll",
+            system_controller.trim_end_matches('/')
+        ))
+        .timeout(Duration::from_secs(30))
+        .json(&EnrollRequest {
+            token: token.to_string(),
+            csr_pem: csr_pem.to_string(),
+        })
+        .send()
+        .await
+        .map_err(|e| {
+            let retry = unreachable(&e);
+            let e = anyhow::Error::new(e).context(format!(
+                "cannot reach the system controller at {system_controller}"
+            ));
+            if retry {
+                Attempt::Retry(e)
+            } else {
+                Attempt::Final(e)
+            }
+        })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        let e = anyhow::anyhow!(
+            "enrollment refused ({status}): {}",
+            body.chars().take(300).collect::<String>()
+        );
+        return Err(if status.is_server_error() {
+            Attempt::Retry(e)
+        } else {
+            Attempt::Final(e)
+        });
+    }
+    resp.json()
+        .await
+        .context("unexpected enrollment answer")
+        .map_err(Attempt::Final)
+}
+
 const SETTING_DNS: &str = "platform.dns_servers";
 const SETTING_NTP: &str = "platform.ntp_servers";
 const SETTING_DC_CA: &str = "dc-cert.ca_bundle";
 const SETTING_APPLIED: &str = "dc.applied.";
+/// The file holding the admin password made at the first start.
+const ADMIN_CREDENTIALS: &str = "admin-credentials";
 /// Names of the users the system controller last synced (only those are compared).
 const SETTING_SYNCED_USERS: &str = "dc.identity.users";
 
@@ -177,77 +274,76 @@ fn servers(store: &Store, key: &str) -> Vec<String> {
 
 /// This cloud's platform configuration as a system controller syncs it:
 /// DNS and NTP servers and the suppressed alarm ids.
-pub fn platform_content(store: &Store, fm: &FmService) -> Value {
-    let suppressed: Vec<String> = fm.read().suppressed_ids().iter().cloned().collect();
-    json!({
-        "dns_servers": servers(store, SETTING_DNS),
-        "ntp_servers": servers(store, SETTING_NTP),
-        "suppressed_alarm_ids": suppressed,
-    })
+pub fn platform_content(store: &Store, fm: &FmService) -> PlatformConfig {
+    PlatformConfig {
+        dns_servers: servers(store, SETTING_DNS),
+        ntp_servers: servers(store, SETTING_NTP),
+        suppressed_alarm_ids: fm.read().suppressed_ids().iter().cloned().collect(),
+    }
 }
 
 /// Users, password hashes and roles as a system controller syncs them.
 /// `only` limits the list to these names.
-pub fn identity_content(store: &Store, only: Option<&BTreeSet<String>>) -> Value {
-    let users: Vec<Value> = store
-        .synced_users()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|u| only.is_none_or(|names| names.contains(&u.name)))
-        .map(|u| json!({"name": u.name, "password_hash": u.password_hash, "roles": u.roles}))
-        .collect();
-    json!({ "users": users })
+pub fn identity_content(store: &Store, only: Option<&BTreeSet<String>>) -> IdentityConfig {
+    IdentityConfig {
+        users: store
+            .synced_users()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| only.is_none_or(|names| names.contains(&u.name)))
+            .map(|u| SyncedUser {
+                name: u.name,
+                password_hash: u.password_hash,
+                roles: u.roles,
+            })
+            .collect(),
+    }
 }
 
-fn local_content(store: &Store, fm: &FmService, ep: Endpoint) -> Value {
-    match ep {
-        Endpoint::Platform => platform_content(store, fm),
+/// What this subcloud runs of a synced endpoint type (`None`: the type
+/// carries no configuration).
+fn local_config(store: &Store, fm: &FmService, ep: Endpoint) -> Option<EndpointConfig> {
+    Some(match ep {
+        Endpoint::Platform => EndpointConfig::Platform(platform_content(store, fm)),
         Endpoint::Identity => {
             let names: Option<BTreeSet<String>> = store
                 .setting(SETTING_SYNCED_USERS)
                 .ok()
                 .flatten()
                 .and_then(|v| serde_json::from_str(&v).ok());
-            identity_content(store, names.as_ref())
+            EndpointConfig::Identity(identity_content(store, names.as_ref()))
         }
-        Endpoint::DcCert => json!({
-            "ca_bundle": store.setting(SETTING_DC_CA).ok().flatten().unwrap_or_default(),
+        Endpoint::DcCert => EndpointConfig::DcCert(CertConfig {
+            ca_bundle: store
+                .setting(SETTING_DC_CA)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
         }),
-        _ => Value::Null,
-    }
+        _ => return None,
+    })
+}
+
+/// The digest of what this subcloud runs of `ep`, as the system
+/// controller compares it.
+fn local_digest(store: &Store, fm: &FmService, ep: Endpoint) -> String {
+    local_config(store, fm, ep).map_or_else(empty_digest, |c| c.digest())
 }
 
 async fn apply(
     store: &Arc<Store>,
     fm: &FmService,
-    ep: Endpoint,
-    content: &Value,
+    clock: &dyn Clock,
+    data_dir: &Path,
+    config: &EndpointConfig,
 ) -> anyhow::Result<()> {
-    match ep {
-        Endpoint::Platform => {
-            let list = |k: &str| -> String {
-                content[k]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default()
-            };
+    match config {
+        EndpointConfig::Platform(p) => {
             store.set_settings(&[
-                (SETTING_DNS.into(), list("dns_servers")),
-                (SETTING_NTP.into(), list("ntp_servers")),
+                (SETTING_DNS.into(), p.dns_servers.join(",")),
+                (SETTING_NTP.into(), p.ntp_servers.join(",")),
             ])?;
-            let want: BTreeSet<String> = content["suppressed_alarm_ids"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let want: BTreeSet<String> = p.suppressed_alarm_ids.iter().cloned().collect();
             let have = fm.read().suppressed_ids().clone();
             for id in want.difference(&have) {
                 if let Err(e) = fm
@@ -269,54 +365,58 @@ async fn apply(
                     .await;
             }
         }
-        Endpoint::DcCert => {
-            let bundle = content["ca_bundle"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            store.set_settings(&[(SETTING_DC_CA.into(), bundle)])?;
+        EndpointConfig::DcCert(c) => {
+            store.set_settings(&[(SETTING_DC_CA.into(), c.ca_bundle.clone())])?;
         }
-        Endpoint::Identity => {
-            let mut users = Vec::new();
-            for u in content["users"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let (Some(name), Some(hash)) = (u["name"].as_str(), u["password_hash"].as_str())
-                else {
-                    anyhow::bail!("an identity push holds a user without name or password hash");
-                };
-                let mut roles: Vec<String> = u["roles"]
-                    .as_array()
-                    .map(|r| {
-                        r.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                roles.sort();
-                users.push(roost_store::SyncedUser {
-                    name: name.to_string(),
-                    password_hash: hash.to_string(),
-                    roles,
-                });
-            }
+        EndpointConfig::Identity(identity) => {
+            let users: Vec<roost_store::SyncedUser> = identity
+                .users
+                .iter()
+                .map(|u| {
+                    let mut roles = u.roles.clone();
+                    roles.sort();
+                    roost_store::SyncedUser {
+                        name: u.name.clone(),
+                        password_hash: u.password_hash.clone(),
+                        roles,
+                    }
+                })
+                .collect();
             let names: BTreeSet<String> = users.iter().map(|u| u.name.clone()).collect();
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
             store.apply_synced_users(
                 &users,
                 &mut || uuid::Uuid::new_v4().simple().to_string(),
-                Timestamp(now),
+                clock.now(),
             )?;
             store.set_settings(&[(SETTING_SYNCED_USERS.into(), serde_json::to_string(&names)?)])?;
+            forget_local_admin_password(data_dir, &users);
         }
-        _ => {}
     }
     Ok(())
+}
+
+/// Once the system controller's admin user is synced, the password in this
+/// cloud's `admin-credentials` file (written at its first start) no longer
+/// works: the file is removed rather than left to mislead.
+fn forget_local_admin_password(data_dir: &Path, users: &[roost_store::SyncedUser]) {
+    if !users.iter().any(|u| u.name == "admin") {
+        return;
+    }
+    let path = data_dir.join(ADMIN_CREDENTIALS);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            "the admin password is now the system controller's; removed the local admin credentials file"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the stale admin credentials file")
+        }
+    }
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(t.micros().max(0) as u64)
 }
 
 /// The sync loop; runs until shutdown.
@@ -325,16 +425,17 @@ pub async fn run(
     mut id: DcIdentity,
     store: Arc<Store>,
     fm: FmService,
+    clock: Arc<dyn Clock>,
     log: Arc<Mutex<AlarmLog>>,
     shutdown: Shutdown,
 ) {
-    let mut applied = Applied::new();
+    let mut link = SubcloudLink::new(clock.now(), seed(&id.name));
     for ep in Endpoint::SYNCED {
         if let Ok(Some(v)) = store.setting(&format!("{SETTING_APPLIED}{}", ep.as_str()))
             && let Some((e, g)) = v.split_once(':')
             && let (Ok(e), Ok(g)) = (e.parse::<u64>(), g.parse::<u64>())
         {
-            applied.restore(ep, Epoch(e), Generation(g));
+            link.restore_applied(ep, Epoch(e), Generation(g));
         }
     }
     let mut client = match client_for(&id) {
@@ -344,80 +445,23 @@ pub async fn run(
             return;
         }
     };
-    let mut acked: u64 = 0;
-    let mut need_snapshot = true;
-    let mut interval = Duration::from_secs(2);
-    let mut online = false;
-    // Quick re-syncs after applying pushes, bounded so that a push that
-    // never converges cannot make the subcloud hammer its controller.
-    let mut quick_left = 3u32;
     loop {
-        let mut again_soon = false;
         // One sync.
         let req = {
             let log = log.lock().unwrap_or_else(|e| e.into_inner());
-            let (snapshot, changes) =
-                roost_api::dcsync::alarm_payload(&log, acked, need_snapshot, 2000);
-            SyncRequest {
-                software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-                snapshot,
-                changes,
-                applied: Endpoint::SYNCED
-                    .iter()
-                    .map(|ep| AppliedEndpoint {
-                        endpoint: ep.as_str().to_string(),
-                        generation: applied.generation(*ep).0,
-                        digest: digest(&local_content(&store, &fm, *ep)),
-                    })
-                    .collect(),
-            }
+            sync_request(&link, &log, env!("CARGO_PKG_VERSION"), |ep| {
+                local_digest(&store, &fm, ep)
+            })
         };
         let sent_snapshot = req.snapshot.is_some();
         let url = format!("{}/dc/v1/sync", id.system_controller.trim_end_matches('/'));
-        match client.post(&url).json(&req).send().await {
+        let reply = match client.post(&url).json(&req).send().await {
             Ok(resp) if resp.status().is_success() => match resp.json::<SyncReply>().await {
-                Ok(reply) => {
-                    if !online {
-                        tracing::info!(subcloud = %id.name, "connected to the system controller");
-                        online = true;
-                    }
-                    if sent_snapshot {
-                        need_snapshot = false;
-                    }
-                    acked = reply.acked_seq;
-                    if reply.want_snapshot {
-                        need_snapshot = true;
-                    }
-                    log.lock().unwrap_or_else(|e| e.into_inner()).ack(acked);
-                    interval = Duration::from_secs(reply.interval_secs.clamp(1, 60));
-                    for p in reply.push {
-                        let Some(ep) = Endpoint::parse(&p.endpoint) else {
-                            continue;
-                        };
-                        if let Err(stale) =
-                            applied.accept_push(ep, Epoch(p.epoch), Generation(p.generation))
-                        {
-                            tracing::warn!(endpoint = %p.endpoint, error = %stale, "refusing a stale configuration push");
-                            continue;
-                        }
-                        match apply(&store, &fm, ep, &p.content).await {
-                            Ok(()) => {
-                                let _ = store.set_settings(&[(
-                                    format!("{SETTING_APPLIED}{}", ep.as_str()),
-                                    format!("{}:{}", p.epoch, p.generation),
-                                )]);
-                                tracing::info!(endpoint = %p.endpoint, generation = p.generation, "applied configuration from the system controller");
-                                // Report it at once rather than a period later.
-                                again_soon = true;
-                            }
-                            Err(e) => {
-                                tracing::warn!(endpoint = %p.endpoint, error = %e, "cannot apply configuration")
-                            }
-                        }
-                    }
-                }
+                Ok(reply) => Some(reply),
                 Err(e) => {
-                    tracing::warn!(error = %e, "unexpected answer from the system controller")
+                    tracing::warn!(error = %e, "unexpected answer from the system controller");
+                    link.finished(sent_snapshot, SyncResult::Refused);
+                    None
                 }
             },
             Ok(resp) => {
@@ -425,19 +469,51 @@ pub async fn run(
                 let body = resp.text().await.unwrap_or_default();
                 tracing::warn!(%status, body = %body.chars().take(200).collect::<String>(), "the system controller refused a sync");
                 // A refused stream (gap, restart of either side): start over with a snapshot.
-                need_snapshot = true;
+                link.finished(sent_snapshot, SyncResult::Refused);
+                None
             }
             Err(e) => {
-                if online {
+                if link.finished(sent_snapshot, SyncResult::Unreachable) == Some(LinkEvent::Lost) {
                     tracing::warn!(error = %e, "lost the system controller; carrying on alone");
-                    online = false;
                 }
-                need_snapshot = need_snapshot || acked == 0;
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            let taken = take_reply(&mut link, sent_snapshot, reply);
+            if taken.event == Some(LinkEvent::Connected) {
+                tracing::info!(subcloud = %id.name, "connected to the system controller");
+            }
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ack(link.acked());
+            for stale in &taken.stale {
+                tracing::warn!(endpoint = stale.endpoint.as_str(), error = %stale, "refusing a stale configuration push");
+            }
+            for p in &taken.pushes {
+                let ep = p.config.endpoint();
+                match apply(&store, &fm, clock.as_ref(), &data_dir, &p.config).await {
+                    Ok(()) => {
+                        push_applied(&mut link, p);
+                        let _ = store.set_settings(&[(
+                            format!("{SETTING_APPLIED}{}", ep.as_str()),
+                            format!("{}:{}", p.epoch, p.generation),
+                        )]);
+                        tracing::info!(
+                            endpoint = ep.as_str(),
+                            generation = p.generation,
+                            "applied configuration from the system controller"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(endpoint = ep.as_str(), error = %e, "cannot apply configuration")
+                    }
+                }
             }
         }
         // Certificate renewal before expiry.
         if let Ok(info) = roost_pki::cert_info(&id.cert_pem)
-            && roost_pki::needs_renewal(&info, SystemTime::now())
+            && roost_pki::needs_renewal(&info, system_time(clock.now()))
         {
             match renew(&client, &id).await {
                 Ok(new_id) => {
@@ -452,18 +528,21 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "certificate renewal failed; will retry"),
             }
         }
-        let wait = if again_soon && quick_left > 0 {
-            quick_left -= 1;
-            Duration::from_millis(50)
-        } else {
-            quick_left = 3;
-            interval
-        };
+        let now = clock.now();
+        let next = link.next_sync(now);
+        let wait = Duration::from_micros((next.micros() - now.micros()).max(0) as u64);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// A stable number from a name, to spread subclouds' sync times.
+fn seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn client_for(id: &DcIdentity) -> anyhow::Result<reqwest::Client> {

@@ -70,14 +70,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use roost_api::dcsync::{
-    AppliedEndpoint, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, parse_enroll_token,
+    EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, empty_digest,
+    parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
-    AlarmChange, AlarmCounts, AlarmLog, Applied, ENDPOINT_COUNT, Endpoint, Epoch, Generation,
+    AlarmChange, AlarmCounts, AlarmLog, ENDPOINT_COUNT, Endpoint, SubcloudLink, SyncResult,
 };
 use roost_types::{Severity, Timestamp};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -93,9 +93,6 @@ const REPORT_SOON: Duration = Duration::from_millis(50);
 
 /// Unacknowledged alarm changes a simulated subcloud keeps.
 const LOG_CAPACITY: usize = 10_000;
-
-/// Most alarm changes in one sync (as the real subcloud).
-const MAX_CHANGES_PER_SYNC: usize = 2000;
 
 /// What the control channel understands (`help` prints it).
 pub const CONTROL_HELP: &str = "commands (NAMES: comma-separated names, or * for every live subcloud): \
@@ -228,18 +225,9 @@ pub fn subcloud_name(prefix: &str, n: usize) -> String {
     format!("{prefix}{n:05}")
 }
 
-/// The digest the system controller compares: SHA-256 (hex) of the JSON
-/// text of the content (as `roost_server::dc::digest`).
-pub fn digest(v: &Value) -> String {
-    Sha256::digest(v.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn null_digest() -> &'static str {
     static D: OnceLock<String> = OnceLock::new();
-    D.get_or_init(|| digest(&Value::Null))
+    D.get_or_init(empty_digest)
 }
 
 fn unix_micros() -> i64 {
@@ -373,31 +361,26 @@ pub struct SubcloudFleetStats {
 
 /// What one subcloud runs of an endpoint type.
 struct Local {
-    content: Value,
+    config: EndpointConfig,
     digest: String,
 }
 
 struct SubState {
     log: AlarmLog,
-    applied: Applied,
+    /// The same link state machine as the real subcloud's.
+    link: SubcloudLink,
     local: [Option<Local>; ENDPOINT_COUNT],
-    acked: u64,
-    need_snapshot: bool,
-    online: bool,
     /// Per endpoint: the generation whose report the system controller
     /// last answered, and when (Unix microseconds).
     confirmed: [(u64, i64); ENDPOINT_COUNT],
 }
 
 impl SubState {
-    fn new() -> SubState {
+    fn new(name: &str) -> SubState {
         SubState {
             log: AlarmLog::with_capacity(LOG_CAPACITY),
-            applied: Applied::new(),
+            link: SubcloudLink::new(Timestamp(unix_micros()), fnv1a(name.as_bytes())),
             local: std::array::from_fn(|_| None),
-            acked: 0,
-            need_snapshot: true,
-            online: false,
             confirmed: [(0, 0); ENDPOINT_COUNT],
         }
     }
@@ -408,28 +391,11 @@ impl SubState {
             .map_or(null_digest(), |l| l.digest.as_str())
     }
 
-    /// The next sync request, as `roost_server::subcloud::run` builds it.
+    /// The next sync request, built as the real subcloud builds it.
     fn request(&self) -> SyncRequest {
-        let log = &self.log;
-        let (snapshot, changes) = roost_api::dcsync::alarm_payload(
-            log,
-            self.acked,
-            self.need_snapshot,
-            MAX_CHANGES_PER_SYNC,
-        );
-        SyncRequest {
-            software_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-            snapshot,
-            changes,
-            applied: Endpoint::SYNCED
-                .iter()
-                .map(|ep| AppliedEndpoint {
-                    endpoint: ep.as_str().to_string(),
-                    generation: self.applied.generation(*ep).0,
-                    digest: self.local_digest(*ep).to_string(),
-                })
-                .collect(),
-        }
+        sync_request(&self.link, &self.log, env!("CARGO_PKG_VERSION"), |ep| {
+            self.local_digest(ep).to_string()
+        })
     }
 }
 
@@ -444,8 +410,8 @@ struct Sub {
 impl Sub {
     fn new(name: String) -> Sub {
         Sub {
+            state: Mutex::new(SubState::new(&name)),
             name,
-            state: Mutex::new(SubState::new()),
             wake: Notify::new(),
             killed: AtomicBool::new(false),
             partitioned: AtomicBool::new(false),
@@ -505,9 +471,7 @@ async fn sync_once(
             let body = resp.text().await.unwrap_or_default();
             tracing::debug!(subcloud = %sub.name, %status, body = %body.chars().take(200).collect::<String>(), "the system controller refused a sync");
             // A refused stream: start over with a snapshot.
-            let mut st = sub.lock();
-            st.need_snapshot = true;
-            st.online = false;
+            sub.lock().link.finished(sent_snapshot, SyncResult::Refused);
             return (None, false);
         }
         Err(e) => {
@@ -517,9 +481,9 @@ async fn sync_once(
     };
     let Some(reply) = reply else {
         bump(&c.syncs_failed, 1);
-        let mut st = sub.lock();
-        st.need_snapshot = st.need_snapshot || st.acked == 0;
-        st.online = false;
+        sub.lock()
+            .link
+            .finished(sent_snapshot, SyncResult::Unreachable);
         return (None, false);
     };
     c.rtt.record(started.elapsed());
@@ -529,16 +493,10 @@ async fn sync_once(
     }
     let now = unix_micros();
     let mut again_soon = false;
+    let interval_secs = reply.interval_secs;
     let mut st = sub.lock();
-    st.online = true;
-    if sent_snapshot {
-        st.need_snapshot = false;
-    }
-    st.acked = reply.acked_seq;
-    if reply.want_snapshot {
-        st.need_snapshot = true;
-    }
-    let acked = st.acked;
+    let taken = take_reply(&mut st.link, sent_snapshot, reply);
+    let acked = st.link.acked();
     st.log.ack(acked);
     for (ep, generation) in reported {
         let slot = &mut st.confirmed[ep.index()];
@@ -546,27 +504,20 @@ async fn sync_once(
             *slot = (generation, now);
         }
     }
-    for p in reply.push {
-        let Some(ep) = Endpoint::parse(&p.endpoint) else {
-            continue;
-        };
-        if st
-            .applied
-            .accept_push(ep, Epoch(p.epoch), Generation(p.generation))
-            .is_err()
-        {
-            bump(&c.pushes_stale, 1);
-            continue;
-        }
-        let d = digest(&p.content);
+    bump(&c.pushes_stale, taken.stale.len() as u64);
+    for p in taken.pushes {
+        let ep = p.config.endpoint();
+        // Applying is storing it; the same digest the real subcloud reports.
+        push_applied(&mut st.link, &p);
+        let d = p.config.digest();
         st.local[ep.index()] = Some(Local {
-            content: p.content,
+            config: p.config,
             digest: d,
         });
         bump(&c.pushes_applied, 1);
         again_soon = true;
     }
-    let interval = Duration::from_secs(reply.interval_secs.clamp(1, 60));
+    let interval = Duration::from_secs(interval_secs.clamp(1, 60));
     (Some(interval), again_soon)
 }
 
@@ -592,17 +543,24 @@ async fn sync_loop(
         if sub.partitioned.load(Ordering::Relaxed) {
             // The link is down: nothing reaches the system controller, and
             // the alarm log keeps growing until the partition ends.
-            sub.lock().online = false;
+            sub.lock().link.finished(false, SyncResult::Unreachable);
             wait = interval;
             continue;
         }
         let (asked, soon) = sync_once(&sub, &http, &url, &c).await;
-        if let Some(i) = asked
-            && !fixed
-        {
-            interval = i;
+        if fixed {
+            // A fixed interval set by the operator (benchmarks).
+            wait = if soon { REPORT_SOON } else { interval };
+        } else {
+            if let Some(i) = asked {
+                interval = i;
+            }
+            // The real subcloud's schedule: fixed rate, jitter, quick
+            // reports of applied pushes, backoff without answers.
+            let now = unix_micros();
+            let next = sub.lock().link.next_sync(Timestamp(now));
+            wait = Duration::from_micros((next.micros() - now).max(0) as u64);
         }
-        wait = if soon { REPORT_SOON } else { interval };
     }
 }
 
@@ -970,7 +928,10 @@ impl SubcloudFleet {
             return false;
         };
         self.subs[i].killed.store(true, Ordering::Relaxed);
-        self.subs[i].lock().online = false;
+        self.subs[i]
+            .lock()
+            .link
+            .finished(false, SyncResult::Unreachable);
         self.aborts[i].abort();
         true
     }
@@ -1018,14 +979,14 @@ impl SubcloudFleet {
     /// The generation of `endpoint` a subcloud applied (0: none, or no such subcloud).
     pub fn applied_generation(&self, name: &str, endpoint: Endpoint) -> u64 {
         self.sub(name)
-            .map_or(0, |s| s.lock().applied.generation(endpoint).0)
+            .map_or(0, |s| s.lock().link.applied().generation(endpoint).0)
     }
 
     /// The content of `endpoint` a subcloud runs (what it was pushed last).
-    pub fn applied_content(&self, name: &str, endpoint: Endpoint) -> Option<Value> {
+    pub fn applied_content(&self, name: &str, endpoint: Endpoint) -> Option<EndpointConfig> {
         self.sub(name)?.lock().local[endpoint.index()]
             .as_ref()
-            .map(|l| l.content.clone())
+            .map(|l| l.config.clone())
     }
 
     /// The highest generation of `endpoint` any live subcloud applied.
@@ -1033,7 +994,7 @@ impl SubcloudFleet {
         self.subs
             .iter()
             .filter(|s| s.alive())
-            .map(|s| s.lock().applied.generation(endpoint).0)
+            .map(|s| s.lock().link.applied().generation(endpoint).0)
             .max()
             .unwrap_or(0)
     }
@@ -1068,7 +1029,7 @@ impl SubcloudFleet {
         Some(AlarmState {
             counts: st.log.active().counts(),
             last_seq: st.log.last_seq(),
-            acked: st.acked,
+            acked: st.link.acked(),
         })
     }
 
@@ -1088,7 +1049,7 @@ impl SubcloudFleet {
             online: self
                 .subs
                 .iter()
-                .filter(|s| s.alive() && s.lock().online)
+                .filter(|s| s.alive() && s.lock().link.is_online())
                 .count(),
             syncs_ok: get(&c.syncs_ok),
             syncs_refused: get(&c.syncs_refused),
@@ -1407,15 +1368,10 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_is_sha256_of_the_json_text() {
-        // sha256("null")
+    fn the_digest_of_an_empty_endpoint_is_sha256_of_null() {
         assert_eq!(
-            digest(&Value::Null),
+            null_digest(),
             "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b"
-        );
-        assert_eq!(
-            digest(&json!({"b": 1, "a": [2]})),
-            digest(&serde_json::from_str::<Value>("{\"a\":[2],\"b\":1}").unwrap())
         );
     }
 
@@ -1453,16 +1409,19 @@ mod tests {
     #[test]
     fn a_partitioned_subcloud_resends_from_the_last_acknowledged_change() {
         let sub = Sub::new("sim-00001".into());
-        {
-            let mut st = sub.lock();
-            st.need_snapshot = false;
-        }
+        let answered = |acked_seq| SyncResult::Answered {
+            acked_seq,
+            want_snapshot: false,
+            interval_secs: 2,
+        };
+        // The first sync carried the (empty) snapshot.
+        sub.lock().link.finished(true, answered(0));
         sub.change("100.104", "a", Some(Severity::Major));
         {
             let mut st = sub.lock();
             assert_eq!(st.request().changes.len(), 1);
             // The system controller acknowledged change 1.
-            st.acked = 1;
+            st.link.finished(false, answered(1));
             st.log.ack(1);
         }
         // During the partition: three more changes, one of them a clear.

@@ -22,6 +22,10 @@ pub struct StoredSubcloud {
     pub enroll_expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+    /// Serial (lowercase hex) of the certificate issued to the subcloud.
+    pub cert_serial: Option<String>,
+    /// The serial before the last renewal, accepted until the new one is used.
+    pub prev_cert_serial: Option<String>,
 }
 
 /// A subcloud group.
@@ -38,7 +42,7 @@ pub struct StoredGroup {
 
 const SUBCLOUD_COLUMNS: &str = "id, name, description, location, group_id, management_state,
     deploy_status, software_version, region_name, enroll_token_hash, enroll_expires_at,
-    created_at, updated_at";
+    created_at, updated_at, cert_serial, prev_cert_serial";
 
 fn subcloud_from_row(r: &Row<'_>) -> Result<StoredSubcloud, rusqlite::Error> {
     Ok(StoredSubcloud {
@@ -55,6 +59,8 @@ fn subcloud_from_row(r: &Row<'_>) -> Result<StoredSubcloud, rusqlite::Error> {
         enroll_expires_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
         created_at: Timestamp(r.get(11)?),
         updated_at: r.get::<_, Option<i64>>(12)?.map(Timestamp),
+        cert_serial: r.get(13)?,
+        prev_cert_serial: r.get(14)?,
     })
 }
 
@@ -102,8 +108,9 @@ impl Store {
             tx.execute(
                 "INSERT INTO subclouds (name, description, location, group_id, management_state,
                     deploy_status, software_version, region_name, enroll_token_hash,
-                    enroll_expires_at, created_at, updated_at, id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    enroll_expires_at, created_at, updated_at, id, cert_serial,
+                    prev_cert_serial)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     s.name,
                     s.description,
@@ -118,6 +125,8 @@ impl Store {
                     s.created_at.micros(),
                     s.updated_at.map(|t| t.micros()),
                     (s.id > 0).then_some(s.id),
+                    s.cert_serial,
+                    s.prev_cert_serial,
                 ],
             )?;
             let mut out = s.clone();
@@ -133,7 +142,7 @@ impl Store {
                 "UPDATE subclouds SET name = ?2, description = ?3, location = ?4, group_id = ?5,
                     management_state = ?6, deploy_status = ?7, software_version = ?8,
                     region_name = ?9, enroll_token_hash = ?10, enroll_expires_at = ?11,
-                    updated_at = ?12
+                    updated_at = ?12, cert_serial = ?13, prev_cert_serial = ?14
                  WHERE id = ?1",
                 params![
                     s.id,
@@ -148,6 +157,8 @@ impl Store {
                     s.enroll_token_hash,
                     s.enroll_expires_at.map(|t| t.micros()),
                     s.updated_at.map(|t| t.micros()),
+                    s.cert_serial,
+                    s.prev_cert_serial,
                 ],
             )?;
             if n == 0 {
@@ -268,9 +279,34 @@ mod tests {
         ));
         let mut sc2 = sc.clone();
         sc2.management_state = "managed".into();
+        sc2.cert_serial = Some("0a1b".into());
         s.update_subcloud(&sc2).unwrap();
         assert_eq!(s.subclouds().unwrap(), vec![sc2]);
         assert!(s.delete_subcloud(sc.id).unwrap());
         assert!(s.delete_group(g.id).unwrap());
+    }
+
+    #[test]
+    fn an_injected_commit_failure_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(StoreConfig {
+            path: dir.path().join("db"),
+            durability: Durability::Process,
+            event_log_cap: 10,
+        })
+        .unwrap();
+        s.fail_next_commits(1);
+        let row = StoredSubcloud {
+            name: "edge-1".into(),
+            group_id: 1,
+            management_state: "unmanaged".into(),
+            deploy_status: "not-deployed".into(),
+            region_name: "r1".into(),
+            ..Default::default()
+        };
+        assert!(s.insert_subcloud(&row).is_err());
+        assert!(s.subclouds().unwrap().is_empty());
+        s.insert_subcloud(&row).unwrap();
+        assert_eq!(s.subclouds().unwrap().len(), 1);
     }
 }

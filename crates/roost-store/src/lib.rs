@@ -102,6 +102,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/sqlite/0004_distributed_cloud.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_subcloud_certificates.sql"),
+    ),
 ];
 
 /// The opened store.
@@ -111,6 +115,9 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
     event_log_len: AtomicU64,
     faults: faults::Faults,
+    /// Commits still to fail (fault injection in tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    fail_commits: std::sync::atomic::AtomicU32,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
@@ -145,6 +152,8 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             event_log_len: AtomicU64::new(len as u64),
             faults: faults::Faults::from_env(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            fail_commits: std::sync::atomic::AtomicU32::new(0),
         };
         Ok(store)
     }
@@ -174,6 +183,31 @@ impl Store {
     /// The most event log records kept.
     pub fn event_log_cap(&self) -> u64 {
         self.config.event_log_cap
+    }
+
+    /// Makes the next `n` commits (of [`Store::write_once`] and of writer
+    /// batches) fail after their statements ran, as a full disk would: the
+    /// transaction is rolled back and the caller gets an error.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn fail_next_commits(&self, n: u32) {
+        self.fail_commits.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether this commit must fail (fault injection); always false in
+    /// normal builds.
+    fn injected_failure(&self) -> Result<(), StoreError> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if self
+            .fail_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("injected commit failure".into()),
+            )));
+        }
+        self.faults.before_commit()
     }
 
     /// Opens the single write connection. Call once and keep it on one thread.
@@ -219,7 +253,7 @@ impl Store {
         configure(&conn, self.config.durability)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
-        self.faults.before_commit()?;
+        self.injected_failure()?;
         tx.commit()?;
         Ok(out)
     }
@@ -326,7 +360,7 @@ impl Batch<'_> {
         } else {
             0
         };
-        self.store.faults.before_commit()?;
+        self.store.injected_failure()?;
         self.tx.commit()?;
         let len = &self.store.event_log_len;
         let now = len.load(Ordering::Relaxed) + self.events_added - pruned;

@@ -10,11 +10,14 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
 }
 
+const SYNC_INTERVAL_SECS: u64 = 1;
+const OFFLINE_AFTER_SECS: u64 = 4;
+
 fn dc_config(dir: &Path, extra: &str) -> String {
     let p = dir.join("dc.toml");
     std::fs::write(
         &p,
-        format!("[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\nout_of_sync_alarm_after_secs = 5\n{extra}"),
+        format!("[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = {SYNC_INTERVAL_SECS}\noffline_after_secs = {OFFLINE_AFTER_SECS}\nout_of_sync_alarm_after_secs = 5\n{extra}"),
     )
     .unwrap();
     p.display().to_string()
@@ -90,6 +93,19 @@ fn enroll_must_fail(dc_url: &str, token: &str, dir: &Path) -> String {
         .unwrap();
     assert!(!out.status.success(), "enrollment into {dir:?} must fail");
     String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Without network namespaces (root and iproute2) the test cannot run: it
+/// fails under the test command (`ROOST_TEST_STRICT`) and in CI, and is
+/// skipped with a note elsewhere.
+fn no_namespace() {
+    let strict = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var_os("ROOST_TEST_STRICT").is_some();
+    assert!(
+        !strict,
+        "cannot create a network namespace (needs root and iproute2)"
+    );
+    eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
 }
 
 fn subcloud(api: &Api, name: &str) -> Value {
@@ -307,9 +323,20 @@ fn a_killed_subcloud_goes_offline_with_280_001_and_can_only_be_deleted_unmanaged
     assert_eq!(r.status, 400, "managed and online: refused");
     sub.kill9();
     let killed = std::time::Instant::now();
-    wait_field(&api, "edge-9", "availability-status", "offline", 30);
+    wait_field(&api, "edge-9", "availability-status", "offline", 60);
+    // Detection follows the configured threshold (offline_after_secs = 4,
+    // syncs every second): never before the threshold less one sync
+    // interval, and within it plus a margin for a loaded machine. The
+    // strict timing target is measured by `roost-bench dc`.
     let took = killed.elapsed();
-    assert!(took.as_secs() < 30, "{took:?}");
+    assert!(
+        took >= std::time::Duration::from_secs(OFFLINE_AFTER_SECS - SYNC_INTERVAL_SECS),
+        "offline before the threshold: {took:?}"
+    );
+    assert!(
+        took <= std::time::Duration::from_secs(OFFLINE_AFTER_SECS + 15),
+        "offline detection took {took:?} for a threshold of {OFFLINE_AFTER_SECS} s"
+    );
     let a = api.alarms("?q.field=alarm_id&q.value=280.001");
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["entity_instance_id"], "subcloud=edge-9");
@@ -580,8 +607,7 @@ fn a_cut_link_gives_offline_and_autonomy_and_the_subcloud_converges_when_it_retu
     // Link 0 carries the subcloud's traffic to the system controller; link 1
     // lets the test reach the subcloud's API while link 0 is down.
     let Some(ns) = roost_test_support::Netns::create(tag, 2) else {
-        eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
-        return;
+        return no_namespace();
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("sc.toml");
@@ -761,5 +787,337 @@ fn starlingx_multipart_forms_add_and_manage_subclouds() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[test]
+fn a_deleted_subclouds_certificate_is_refused_when_its_name_is_used_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-1");
+    let old_dir = dir.path().join("old");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    let mut old = start_subcloud(&sc, &token, &old_dir);
+    wait_field(&api, "edge-1", "availability-status", "online", 30);
+    // Unmanaged (it never was managed), stopped, deleted.
+    old.kill9();
+    wait_field(&api, "edge-1", "availability-status", "offline", 60);
+    assert_eq!(api.delete("/v1.0/subclouds/edge-1").status, 200);
+    // A new edge-1, managed before it is even installed, with configuration
+    // waiting for it.
+    let token2 = add_subcloud(&api, "edge-1");
+    let r = api.patch(
+        "/v1.0/subclouds/edge-1",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    set_suppressed(&api, "100.101", true);
+    // The old subcloud comes back on its old data directory.
+    old.restart();
+    let refused = |s: &Server| s.log().matches("refused a sync").count();
+    assert!(
+        wait_for(60, || (refused(&old) >= 3).then_some(())).is_some(),
+        "its syncs are refused: {}",
+        old.log()
+    );
+    assert!(old.log().contains("not the one issued"), "{}", old.log());
+    let s = subcloud(&api, "edge-1");
+    assert_eq!(s["availability-status"], "offline", "{s}");
+    assert_eq!(s["deploy-status"], "not-deployed", "{s}");
+    let old_api = old.api();
+    assert!(!is_suppressed(&old_api, "100.101"));
+    assert!(!old.log().contains("applied configuration"));
+    // The real new edge-1 enrolls and is configured; the old one stays out.
+    let new_dir = dir.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let new = start_subcloud(&sc, &token2, &new_dir);
+    wait_field(&api, "edge-1", "availability-status", "online", 30);
+    assert!(wait_for(30, || is_suppressed(&new.api(), "100.101").then_some(())).is_some());
+    let n = refused(&old);
+    assert!(wait_for(60, || (refused(&old) >= n + 2).then_some(())).is_some());
+    assert!(!is_suppressed(&old_api, "100.101"));
+    assert!(!old.log().contains("applied configuration"));
+}
+
+/// Completes a TLS handshake with the DC listener without a client
+/// certificate (as an enrolling subcloud does) and returns the connection.
+fn anonymous_tls(
+    addr: &str,
+    fingerprint: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let cfg = roost_pki::pinned_client_config(fingerprint).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+#[test]
+fn idle_connections_to_the_dc_listener_do_not_lock_subclouds_out() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-1");
+    let (fp, _) = roost_api::dcsync::parse_enroll_token(&token).unwrap();
+    let fp = fp.to_string();
+    let mut sub = start_subcloud(&sc, &token, dir.path());
+    wait_field(&api, "edge-1", "availability-status", "online", 30);
+    let r = api.patch(
+        "/v1.0/subclouds/edge-1",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    let addr = sc
+        .dc_url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("https://")
+        .to_string();
+
+    // The attack: a steady stream of idle TCP connections that never start
+    // a handshake (several hundred open at any time), and completed TLS
+    // connections without a certificate that stay silent.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut open = std::collections::VecDeque::new();
+            let mut opened = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..100 {
+                    if let Ok(c) = std::net::TcpStream::connect(&addr) {
+                        open.push_back((std::time::Instant::now(), c));
+                        opened += 1;
+                    }
+                }
+                while open
+                    .front()
+                    .is_some_and(|(t, _)| t.elapsed() > std::time::Duration::from_secs(8))
+                {
+                    open.pop_front();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            opened
+        })
+    };
+    let mut anonymous: Vec<_> = (0..20).map(|_| anonymous_tls(&addr, &fp)).collect();
+
+    // Syncs go on: each alarm raised on the subcloud reaches the system
+    // controller, through a connection made after the attack began.
+    let sapi = sub.api();
+    let arrived = |n: usize| {
+        wait_for(60, || {
+            (api.get("/v1.0/subclouds/edge-1/alarms").body["alarms"]
+                .as_array()
+                .map_or(0, Vec::len)
+                >= n)
+                .then_some(())
+        })
+        .is_some()
+    };
+    sapi.set_alarm("100.104", "host=controller-0.filesystem=/a", "major");
+    assert!(arrived(1), "a sync during the attack");
+    sub.restart();
+    let sapi = sub.api();
+    sapi.set_alarm("100.104", "host=controller-0.filesystem=/b", "major");
+    assert!(
+        arrived(2),
+        "a restarted subcloud reconnects during the attack"
+    );
+    wait_field(&api, "edge-1", "availability-status", "online", 30);
+
+    // Connections without a certificate are closed by the listener.
+    for tls in anonymous.iter_mut() {
+        tls.sock
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match tls.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a connection without a certificate stayed open"
+            ),
+            Ok(n) => panic!("the listener sent {n} bytes unasked"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = attacker.join().unwrap();
+    assert!(opened >= 1000, "the attack ran: {opened} connections");
+    // 280.001 was never raised for it.
+    assert!(
+        api.alarms("?q.field=alarm_id&q.value=280.001").is_empty(),
+        "the subcloud stayed online"
+    );
+}
+
+/// Accepts `n` connections on `listener` (and drops them at once), within
+/// a minute.
+fn accept_and_drop(listener: &std::net::TcpListener, n: usize) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut got = 0;
+    while got < n && std::time::Instant::now() < deadline {
+        match listener.accept() {
+            Ok((c, _)) => {
+                drop(c);
+                got += 1;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    got == n
+}
+
+#[test]
+fn a_subcloud_started_before_its_system_controller_retries_until_it_enrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed DC port, so that the system controller comes back on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("sc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[dc]\nlisten = \"127.0.0.1:{port}\"\nsync_interval_secs = 1\noffline_after_secs = 4\n"
+        ),
+    )
+    .unwrap();
+    let mut sc = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ],
+            ..Default::default()
+        },
+    );
+    let token = add_subcloud(&sc.api(), "edge-early");
+    // The system controller is down when the subcloud first starts: its
+    // first attempts find nothing there (connections dropped, then refused).
+    sc.kill9();
+    let fake = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let sub_dir = dir.path().join("sub");
+    std::fs::create_dir_all(&sub_dir).unwrap();
+    let starting = {
+        let dc_url = format!("https://127.0.0.1:{port}");
+        let sub_dir = sub_dir.clone();
+        std::thread::spawn(move || {
+            Server::start_in(
+                bin(),
+                &sub_dir.join("data"),
+                ServerOptions {
+                    args: vec![
+                        "--role".into(),
+                        "subcloud".into(),
+                        "--system-controller".into(),
+                        dc_url,
+                        "--enroll-token".into(),
+                        token,
+                        "--config".into(),
+                        dc_config(&sub_dir, ""),
+                    ],
+                    ..Default::default()
+                },
+                None,
+            )
+        })
+    };
+    assert!(
+        accept_and_drop(&fake, 2),
+        "the subcloud tries, and tries again"
+    );
+    drop(fake);
+    // The system controller comes up; the subcloud enrolls and syncs.
+    sc.restart();
+    let sub = starting
+        .join()
+        .unwrap()
+        .expect("the subcloud starts once enrolled");
+    assert!(sub.log().contains("retrying"), "{}", sub.log());
+    wait_field(&sc.api(), "edge-early", "availability-status", "online", 30);
+}
+
+#[test]
+fn after_identity_sync_the_stale_admin_credentials_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = system_controller(dir.path());
+    let api = sc.api();
+    let token = add_subcloud(&api, "edge-cred");
+    let dc_url = sc.dc_url.clone().unwrap();
+    // No ROOST_ADMIN_PASSWORD: the subcloud writes its admin password to
+    // `admin-credentials` at its first start.
+    let sub = Server::start_in(
+        bin(),
+        &dir.path().join("sub"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                dc_url,
+                "--enroll-token".into(),
+                token,
+                "--config".into(),
+                dc_config(dir.path(), ""),
+            ],
+            admin_password: false,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    let creds = dir.path().join("sub").join("admin-credentials");
+    let text = std::fs::read_to_string(&creds).unwrap();
+    let local_pw = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password="))
+        .unwrap()
+        .to_string();
+    let login = |pw: &str| {
+        sub.login(json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": pw}}}}}))
+            .0
+    };
+    assert_eq!(login(&local_pw), 201, "the local password works at first");
+    wait_field(&api, "edge-cred", "availability-status", "online", 30);
+    let r = api.patch(
+        "/v1.0/subclouds/edge-cred",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200);
+    // Identity sync: the system controller's admin password now works...
+    assert!(
+        wait_for(30, || (login(roost_test_support::PASSWORD) == 201)
+            .then_some(()))
+        .is_some(),
+        "the system controller's password works on the subcloud"
+    );
+    wait_field(&api, "edge-cred", "sync_status", "in-sync", 30);
+    // ...the local one no longer does, and the file that held it is gone.
+    assert_eq!(login(&local_pw), 401);
+    assert!(
+        !creds.exists(),
+        "a stale admin-credentials file is left behind"
+    );
+    assert!(
+        sub.log()
+            .contains("removed the local admin credentials file")
     );
 }

@@ -17,7 +17,7 @@ use roost_pki::{DcCa, PeerIdentity};
 
 use super::error::ApiError;
 use super::extract::json_body;
-use crate::dc::{DcService, DcServiceError};
+use crate::dc::{DcService, DcServiceError, IssuedCert, PeerCert};
 
 /// What the DC listener's handlers reach.
 #[derive(Clone)]
@@ -34,6 +34,7 @@ pub fn router(state: DcLinkState, max_body_bytes: usize) -> Router {
         .route("/dc/v1/enroll", post(enroll))
         .route("/dc/v1/sync", post(sync))
         .route("/dc/v1/renew", post(renew))
+        .layer(axum::middleware::from_fn(close_anonymous))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -42,20 +43,65 @@ impl From<DcServiceError> for ApiError {
     fn from(e: DcServiceError) -> Self {
         match e {
             DcServiceError::NotFound(m) => ApiError::not_found(m),
-            DcServiceError::BadToken => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            DcServiceError::BadToken | DcServiceError::Unauthenticated(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+            }
             DcServiceError::Store(ref s) => ApiError::unavailable(s),
+            DcServiceError::Unavailable => ApiError::unavailable(&e),
+            DcServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             other => ApiError::bad_request(other.to_string()),
         }
     }
 }
 
-fn subcloud_of(peer: &PeerIdentity) -> Result<String, ApiError> {
-    peer.cn().map(str::to_string).ok_or_else(|| {
-        ApiError::new(
+/// A connection without a client certificate serves one request (the
+/// enrollment) and is closed: it cannot be held open to use up the
+/// listener's connections.
+async fn close_anonymous(
+    peer: PeerIdentity,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut resp = next.run(req).await;
+    if peer.0.is_none() {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// The verified client certificate's facts; 401 without one.
+fn peer_cert(peer: &PeerIdentity) -> Result<PeerCert, ApiError> {
+    match &peer.0 {
+        Some(info) if info.cn.is_some() => Ok(PeerCert {
+            cn: info.cn.clone().unwrap_or_default(),
+            serial: info.serial.clone(),
+            not_before: info.not_before,
+        }),
+        _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "a subcloud certificate issued by this system controller is required",
-        )
-    })
+        )),
+    }
+}
+
+/// Signs a CSR for a subcloud's name (CPU only, no I/O).
+fn signer<'a>(
+    ca: &'a DcCa,
+    csr_pem: &'a str,
+    days: u32,
+) -> impl FnOnce(&str) -> Result<IssuedCert, DcServiceError> + 'a {
+    move |name: &str| {
+        let cert_pem = ca.sign_client_csr(csr_pem, name, days).map_err(|e| {
+            DcServiceError::Invalid(format!("invalid certificate signing request: {e}"))
+        })?;
+        let serial = roost_pki::cert_info(&cert_pem)
+            .map_err(|e| DcServiceError::Invalid(format!("cannot read the new certificate: {e}")))?
+            .serial;
+        Ok(IssuedCert { serial, cert_pem })
+    }
 }
 
 async fn enroll(
@@ -83,19 +129,14 @@ async fn enroll(
             "invalid certificate signing request: {e}"
         )));
     }
-    let dc = st.dc.clone();
-    let secret = secret.to_string();
-    let name = tokio::task::spawn_blocking(move || dc.take_enroll_token(&secret))
-        .await
-        .map_err(|e| ApiError::unavailable(&e))??;
-    let cert_pem = st
-        .ca
-        .sign_client_csr(&req.csr_pem, &name, st.cert_days)
-        .map_err(|e| ApiError::bad_request(format!("invalid certificate signing request: {e}")))?;
-    tracing::info!(subcloud = %name, "subcloud enrolled");
+    let (name, cert) = st
+        .dc
+        .enroll(secret, signer(&st.ca, &req.csr_pem, st.cert_days))
+        .await?;
+    tracing::info!(subcloud = %name, serial = %cert.serial, "subcloud enrolled");
     Ok(Json(EnrollResponse {
         name,
-        cert_pem,
+        cert_pem: cert.cert_pem,
         ca_pem: st.ca.ca_pem().to_string(),
     }))
 }
@@ -106,9 +147,9 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncReply>, ApiError> {
-    let name = subcloud_of(&peer)?;
+    let peer = peer_cert(&peer)?;
     let req: SyncRequest = json_body(&headers, body)?;
-    Ok(Json(st.dc.sync(&name, req).await?))
+    Ok(Json(st.dc.sync(&peer, req).await?))
 }
 
 async fn renew(
@@ -117,16 +158,16 @@ async fn renew(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let name = subcloud_of(&peer)?;
-    st.dc.get(&name)?;
+    let peer = peer_cert(&peer)?;
+    st.dc.authenticate(&peer)?;
     let req: RenewRequest = json_body(&headers, body)?;
-    let cert_pem = st
-        .ca
-        .sign_client_csr(&req.csr_pem, &name, st.cert_days)
-        .map_err(|e| ApiError::bad_request(format!("invalid certificate signing request: {e}")))?;
+    let (name, cert) = st
+        .dc
+        .renew(&peer, signer(&st.ca, &req.csr_pem, st.cert_days))
+        .await?;
     Ok(Json(EnrollResponse {
         name,
-        cert_pem,
+        cert_pem: cert.cert_pem,
         ca_pem: st.ca.ca_pem().to_string(),
     }))
 }

@@ -71,6 +71,9 @@ impl From<DcServiceError> for DcHttpError {
                     "the store is temporarily unavailable; retry later".into(),
                 )
             }
+            DcServiceError::Unavailable => {
+                DcHttpError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => DcHttpError(StatusCode::BAD_REQUEST, other.to_string()),
         }
     }
@@ -210,14 +213,16 @@ async fn add_subcloud(State(st): State<AppState>, req: Request) -> DcResult {
         ));
     };
     let fp = st.dc_ca_fingerprint.clone().unwrap_or_default();
-    let (view, token) = d.create(
-        name.trim(),
-        body.description,
-        body.location,
-        body.group_id.as_ref(),
-        body.group.as_deref(),
-        &fp,
-    )?;
+    let (view, token) = d
+        .create(
+            name.trim(),
+            body.description,
+            body.location,
+            body.group_id.as_ref(),
+            body.group.as_deref(),
+            &fp,
+        )
+        .await?;
     let mut v = subcloud_json(&view, true);
     v["enroll_token"] = json!(token);
     // Where the subcloud must dial, for the operator's convenience.
@@ -315,12 +320,14 @@ async fn add_group(State(st): State<AppState>, req: Request) -> DcResult {
             "name is required".into(),
         ));
     };
-    let g = d.add_group(
-        name,
-        body.description,
-        body.update_apply_type,
-        body.max_parallel_subclouds.as_ref(),
-    )?;
+    let g = d
+        .add_group(
+            name,
+            body.description,
+            body.update_apply_type,
+            body.max_parallel_subclouds.as_ref(),
+        )
+        .await?;
     Ok(Json(group_json(&g)))
 }
 
@@ -337,17 +344,19 @@ async fn update_group(State(st): State<AppState>, Path(g): Path<String>, req: Re
             "Nothing to update".into(),
         ));
     }
-    let g = d.update_group(
-        &g,
-        body.name,
-        body.description,
-        body.update_apply_type,
-        body.max_parallel_subclouds.as_ref(),
-    )?;
+    let g = d
+        .update_group(
+            &g,
+            body.name,
+            body.description,
+            body.update_apply_type,
+            body.max_parallel_subclouds.as_ref(),
+        )
+        .await?;
     Ok(Json(group_json(&g)))
 }
 
 async fn delete_group(State(st): State<AppState>, Path(g): Path<String>) -> DcResult {
-    dc(&st)?.delete_group(&g)?;
+    dc(&st)?.delete_group(&g).await?;
     Ok(Json(json!({})))
 }
