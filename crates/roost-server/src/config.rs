@@ -378,22 +378,20 @@ impl Config {
                 self.hostname
             )));
         }
-        if !matches!(self.system_mode.as_str(), "simplex" | "duplex") {
+        if roost_types::SystemMode::parse(&self.system_mode).is_none() {
             return Err(ConfigError::Invalid(format!(
                 "system_mode is {:?}; use simplex or duplex",
                 self.system_mode
             )));
         }
-        if !matches!(
-            self.role.as_str(),
-            "standalone" | "systemcontroller" | "subcloud"
-        ) {
+        let role = roost_types::Role::parse(&self.role);
+        if role.is_none() {
             return Err(ConfigError::Invalid(format!(
                 "role is {:?}; use standalone, systemcontroller or subcloud",
                 self.role
             )));
         }
-        if self.role == "subcloud" && self.dc.system_controller.is_none() {
+        if role == Some(roost_types::Role::Subcloud) && self.dc.system_controller.is_none() {
             return Err(ConfigError::Invalid(
                 "a subcloud needs the system controller's URL (--system-controller)".into(),
             ));

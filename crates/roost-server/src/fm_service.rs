@@ -45,6 +45,8 @@ pub struct FmService {
     catalogue: Arc<Catalogue>,
     store: Arc<Store>,
     tx: mpsc::Sender<Job>,
+    /// Counts committed batches that changed a suppression.
+    suppressions: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl FmService {
@@ -61,9 +63,21 @@ impl FmService {
         let writer_state = state.clone();
         let writer_store = store.clone();
         let writer_cat = catalogue.clone();
+        let suppressions = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let writer_suppressions = suppressions.clone();
         let handle = std::thread::Builder::new()
             .name("fm-writer".into())
-            .spawn(move || writer_loop(writer_store, writer_state, writer_cat, clock, rx, observer))
+            .spawn(move || {
+                writer_loop(
+                    writer_store,
+                    writer_state,
+                    writer_cat,
+                    clock,
+                    rx,
+                    observer,
+                    writer_suppressions,
+                )
+            })
             .map_err(|e| StoreError::Invalid(format!("cannot start the fm writer: {e}")))?;
         Ok((
             FmService {
@@ -71,6 +85,7 @@ impl FmService {
                 catalogue,
                 store,
                 tx,
+                suppressions,
             },
             handle,
         ))
@@ -95,6 +110,11 @@ impl FmService {
         &self.catalogue
     }
 
+    /// Told after every committed batch that held a suppression change.
+    pub fn suppressions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.suppressions.subscribe()
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -107,6 +127,7 @@ fn writer_loop(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
     observer: Option<ChangeObserver>,
+    suppressions: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut writer = match store.writer() {
         Ok(w) => w,
@@ -128,6 +149,9 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let suppressing = jobs
+            .iter()
+            .any(|j| matches!(j.cmd, FmCommand::Suppress { .. }));
         let mut replies = Vec::with_capacity(jobs.len());
         let mut results: Vec<Result<Outcome, SubmitError>> = Vec::with_capacity(jobs.len());
         {
@@ -155,7 +179,7 @@ fn writer_loop(
                             Err(e) => results.push(Err(SubmitError::Rejected(e))),
                         }
                     }
-                    if let Err(e) = batch.commit() {
+                    let committed = if let Err(e) = batch.commit() {
                         tracing::error!(error = %error_chain(&e), "cannot commit alarm changes");
                         for r in results.iter_mut().rev() {
                             if let Ok(o) = r {
@@ -163,7 +187,14 @@ fn writer_loop(
                                 *r = Err(SubmitError::Store(StoreError::Invalid(e.to_string())));
                             }
                         }
-                    } else if let Some(observe) = &observer {
+                        false
+                    } else {
+                        true
+                    };
+                    if committed && suppressing {
+                        suppressions.send_modify(|n| *n += 1);
+                    }
+                    if let Some(observe) = observer.as_ref().filter(|_| committed) {
                         let changes: Vec<roost_fm::AlarmChange> = results
                             .iter()
                             .filter_map(|r| r.as_ref().ok())

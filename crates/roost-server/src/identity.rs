@@ -106,6 +106,8 @@ pub struct Identity {
     ttl_secs: i64,
     tokens: RwLock<HashMap<String, Principal>>,
     passwords: PasswordPool,
+    /// Counts committed changes of users and passwords, for subscribers.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn hash_token(token: &str) -> String {
@@ -202,6 +204,7 @@ impl Identity {
             tokens: RwLock::new(HashMap::new()),
             passwords: PasswordPool::new(PASSWORD_THREADS, PASSWORD_QUEUE)
                 .map_err(AuthError::Threads)?,
+            changes: tokio::sync::watch::channel(0).0,
         };
         let now = id.clock.now();
         id.store.purge_expired_tokens(now)?;
@@ -404,7 +407,13 @@ impl Identity {
         if !self.store.set_password_hash(&user.id, &hash)? {
             return Err(AuthError::Unauthorized);
         }
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Told after every committed change of users or passwords.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Forgets expired tokens, in memory and in the store.

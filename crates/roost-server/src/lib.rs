@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use roost_api::dcsync::{CertConfig, EndpointConfig};
+use roost_dc::Endpoint;
 use roost_fm::Catalogue;
 use roost_store::{Store, StoreConfig};
-use roost_types::{Clock, SystemClock};
+use roost_types::{Clock, Role, SystemClock};
 use tokio::sync::watch;
 
 pub use config::Config;
@@ -77,7 +78,9 @@ pub async fn run_with(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut dc_listener = if config.role == "systemcontroller" {
+    let role = roost_types::Role::parse(&config.role)
+        .ok_or_else(|| anyhow::anyhow!("unknown role {:?}", config.role))?;
+    let mut dc_listener = if role == Role::SystemController {
         Some(
             tokio::net::TcpListener::bind(config.dc.listen)
                 .await
@@ -96,7 +99,7 @@ pub async fn run_with(
         .with_context(|| format!("cannot open the store in {}", data.path().display()))?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let alarm_log = (config.role == "subcloud")
+    let alarm_log = (role == Role::Subcloud)
         .then(|| Arc::new(std::sync::Mutex::new(roost_dc::AlarmLog::new())));
     let observer: Option<fm_service::ChangeObserver> = alarm_log.clone().map(|log| {
         let clock = clock.clone();
@@ -185,7 +188,7 @@ pub async fn run_with(
     let mut dc_service = None;
     let mut dc_fingerprint = None;
     let mut dc_port = None;
-    if config.role == "systemcontroller" {
+    if role == Role::SystemController {
         let ca = Arc::new(
             roost_pki::DcCa::load_or_create(&data.path().join("dc-ca"), "Roost DC root CA")
                 .context("cannot load or create the DC root CA")?,
@@ -242,33 +245,65 @@ pub async fn run_with(
                 tracing::error!(error = %e, "the DC listener failed");
             }
         }));
-        // Keep the desired configuration equal to this cloud's own.
+        // Keep the desired configuration equal to this cloud's own: each
+        // owner tells when its part changed (platform servers, alarm
+        // suppressions, users and passwords); a failed update is retried.
         {
             let dc = dc.clone();
             let store = store.clone();
             let fm = fm.clone();
+            let platform = platform.clone();
+            let mut servers_changed = platform.subscribe();
+            let mut suppressions_changed = fm.suppressions();
+            let mut users_changed = identity.subscribe();
             let ca_pem = ca.ca_pem().to_string();
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut due = [Endpoint::Platform, Endpoint::DcCert, Endpoint::Identity].to_vec();
                 loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    for config in [
-                        EndpointConfig::Platform(subcloud::platform_content(&store, &fm)),
-                        EndpointConfig::DcCert(CertConfig {
-                            ca_bundle: ca_pem.clone(),
-                        }),
-                        EndpointConfig::Identity(subcloud::identity_content(&store, None)),
-                    ] {
+                    let mut failed = Vec::new();
+                    for ep in due.drain(..) {
+                        let config = match ep {
+                            Endpoint::Platform => {
+                                EndpointConfig::Platform(subcloud::platform_content(&platform, &fm))
+                            }
+                            Endpoint::DcCert => EndpointConfig::DcCert(CertConfig {
+                                ca_bundle: ca_pem.clone(),
+                            }),
+                            _ => EndpointConfig::Identity(subcloud::identity_content(&store, None)),
+                        };
                         if dc.desired(config.endpoint()).1.as_ref() != Some(&config)
                             && let Err(e) = dc.set_desired(config).await
                         {
                             tracing::warn!(error = %e, "cannot update the desired configuration");
+                            failed.push(ep);
                         }
                     }
+                    let retry = async {
+                        if failed.is_empty() {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = servers_changed.changed() => {
+                            if r.is_err() { return; }
+                            due.push(Endpoint::Platform);
+                        }
+                        r = suppressions_changed.changed() => {
+                            if r.is_err() { return; }
+                            due.push(Endpoint::Platform);
+                        }
+                        r = users_changed.changed() => {
+                            if r.is_err() { return; }
+                            due.push(Endpoint::Identity);
+                        }
+                        _ = retry => {}
+                    }
+                    due.extend(failed);
+                    due.sort_by_key(|e| e.as_str());
+                    due.dedup();
                 }
             }));
         }
@@ -278,7 +313,7 @@ pub async fn run_with(
         dc_port = Some(dc_addr.port());
         dc_service = Some(dc);
     }
-    if config.role == "subcloud" {
+    if role == Role::Subcloud {
         let sc_url = config.dc.system_controller.clone().unwrap_or_default();
         let id = subcloud::enroll_or_load(data.path(), &sc_url, enroll_token.as_deref())
             .await
@@ -296,9 +331,12 @@ pub async fn run_with(
             tasks.push(tokio::spawn(subcloud::run(
                 data.path().to_path_buf(),
                 id,
-                store.clone(),
-                fm.clone(),
-                clock.clone(),
+                subcloud::Local {
+                    store: store.clone(),
+                    platform: platform.clone(),
+                    fm: fm.clone(),
+                    clock: clock.clone(),
+                },
                 log.clone(),
                 shutdown.clone(),
             )));
@@ -317,7 +355,7 @@ pub async fn run_with(
             system_mode: system_mode.to_string(),
             system_type: system_mode.system_type().into(),
             software_version: env!("CARGO_PKG_VERSION").into(),
-            distributed_cloud_role: (config.role != "standalone").then(|| config.role.clone()),
+            distributed_cloud_role: (role != Role::Standalone).then(|| role.to_string()),
             location: String::new(),
             description: String::new(),
             created_at: clock.now().to_string(),

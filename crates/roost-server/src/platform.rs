@@ -95,12 +95,12 @@ fn is_host_name(s: &str) -> bool {
 
 /// This cloud's platform configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformConfig {
+pub struct PlatformServers {
     pub dns_servers: Vec<String>,
     pub ntp_servers: Vec<String>,
 }
 
-impl PlatformConfig {
+impl PlatformServers {
     /// The servers of one key.
     pub fn servers(&self, key: PlatformKey) -> &[String] {
         match key {
@@ -134,14 +134,14 @@ pub struct PlatformService {
     store: Arc<Store>,
     /// One change at a time between its decision and its publication.
     lane: Arc<tokio::sync::Mutex<()>>,
-    current: Arc<watch::Sender<PlatformConfig>>,
+    current: Arc<watch::Sender<PlatformServers>>,
 }
 
 impl PlatformService {
     /// Loads the stored configuration. A stored value that no longer
     /// passes the checks is kept as it is (and reported), not dropped.
     pub fn load(store: Arc<Store>) -> Result<PlatformService, PlatformError> {
-        let mut cfg = PlatformConfig::default();
+        let mut cfg = PlatformServers::default();
         for key in PlatformKey::ALL {
             let raw = store.setting(key.setting())?.unwrap_or_default();
             let servers: Vec<String> = raw
@@ -163,12 +163,12 @@ impl PlatformService {
     }
 
     /// The configuration now.
-    pub fn current(&self) -> PlatformConfig {
+    pub fn current(&self) -> PlatformServers {
         self.current.borrow().clone()
     }
 
     /// A receiver told of every committed change.
-    pub fn subscribe(&self) -> watch::Receiver<PlatformConfig> {
+    pub fn subscribe(&self) -> watch::Receiver<PlatformServers> {
         self.current.subscribe()
     }
 
@@ -177,7 +177,7 @@ impl PlatformService {
     pub async fn set(
         &self,
         changes: Vec<(PlatformKey, Vec<String>)>,
-    ) -> Result<PlatformConfig, PlatformError> {
+    ) -> Result<PlatformServers, PlatformError> {
         for (key, servers) in &changes {
             key.check(servers)?;
         }
@@ -262,6 +262,6 @@ mod tests {
         assert!(matches!(r, Err(PlatformError::Invalid(_))));
         assert!(!rx.has_changed().unwrap());
         let again = PlatformService::load(store(&dir)).unwrap();
-        assert_eq!(again.current(), PlatformConfig::default());
+        assert_eq!(again.current(), PlatformServers::default());
     }
 }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Shutdown;
 use crate::fm_service::FmService;
+use crate::platform::{PlatformKey, PlatformService};
 
 /// Feeds committed alarm changes into the subcloud's numbered log.
 pub fn record_changes(log: &Mutex<AlarmLog>, changes: &[roost_fm::AlarmChange], now: Timestamp) {
@@ -249,8 +250,6 @@ async fn enroll_once(
         .map_err(Attempt::Final)
 }
 
-const SETTING_DNS: &str = "platform.dns_servers";
-const SETTING_NTP: &str = "platform.ntp_servers";
 const SETTING_DC_CA: &str = "dc-cert.ca_bundle";
 const SETTING_APPLIED: &str = "dc.applied.";
 /// The file holding the admin password made at the first start.
@@ -258,26 +257,13 @@ const ADMIN_CREDENTIALS: &str = "admin-credentials";
 /// Names of the users the system controller last synced (only those are compared).
 const SETTING_SYNCED_USERS: &str = "dc.identity.users";
 
-fn servers(store: &Store, key: &str) -> Vec<String> {
-    store
-        .setting(key)
-        .ok()
-        .flatten()
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// This cloud's platform configuration as a system controller syncs it:
 /// DNS and NTP servers and the suppressed alarm ids.
-pub fn platform_content(store: &Store, fm: &FmService) -> PlatformConfig {
+pub fn platform_content(platform: &PlatformService, fm: &FmService) -> PlatformConfig {
+    let servers = platform.current();
     PlatformConfig {
-        dns_servers: servers(store, SETTING_DNS),
-        ntp_servers: servers(store, SETTING_NTP),
+        dns_servers: servers.dns_servers,
+        ntp_servers: servers.ntp_servers,
         suppressed_alarm_ids: fm.read().suppressed_ids().iter().cloned().collect(),
     }
 }
@@ -302,9 +288,14 @@ pub fn identity_content(store: &Store, only: Option<&BTreeSet<String>>) -> Ident
 
 /// What this subcloud runs of a synced endpoint type (`None`: the type
 /// carries no configuration).
-fn local_config(store: &Store, fm: &FmService, ep: Endpoint) -> Option<EndpointConfig> {
+fn local_config(
+    store: &Store,
+    platform: &PlatformService,
+    fm: &FmService,
+    ep: Endpoint,
+) -> Option<EndpointConfig> {
     Some(match ep {
-        Endpoint::Platform => EndpointConfig::Platform(platform_content(store, fm)),
+        Endpoint::Platform => EndpointConfig::Platform(platform_content(platform, fm)),
         Endpoint::Identity => {
             let names: Option<BTreeSet<String>> = store
                 .setting(SETTING_SYNCED_USERS)
@@ -326,12 +317,13 @@ fn local_config(store: &Store, fm: &FmService, ep: Endpoint) -> Option<EndpointC
 
 /// The digest of what this subcloud runs of `ep`, as the system
 /// controller compares it.
-fn local_digest(store: &Store, fm: &FmService, ep: Endpoint) -> String {
-    local_config(store, fm, ep).map_or_else(empty_digest, |c| c.digest())
+fn local_digest(store: &Store, platform: &PlatformService, fm: &FmService, ep: Endpoint) -> String {
+    local_config(store, platform, fm, ep).map_or_else(empty_digest, |c| c.digest())
 }
 
 async fn apply(
     store: &Arc<Store>,
+    platform: &PlatformService,
     fm: &FmService,
     clock: &dyn Clock,
     data_dir: &Path,
@@ -339,10 +331,12 @@ async fn apply(
 ) -> anyhow::Result<()> {
     match config {
         EndpointConfig::Platform(p) => {
-            store.set_settings(&[
-                (SETTING_DNS.into(), p.dns_servers.join(",")),
-                (SETTING_NTP.into(), p.ntp_servers.join(",")),
-            ])?;
+            platform
+                .set(vec![
+                    (PlatformKey::DnsServers, p.dns_servers.clone()),
+                    (PlatformKey::NtpServers, p.ntp_servers.clone()),
+                ])
+                .await?;
             let want: BTreeSet<String> = p.suppressed_alarm_ids.iter().cloned().collect();
             let have = fm.read().suppressed_ids().clone();
             for id in want.difference(&have) {
@@ -419,16 +413,28 @@ fn system_time(t: Timestamp) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(t.micros().max(0) as u64)
 }
 
+/// The services of this cloud a subcloud's sync loop reads and applies.
+pub struct Local {
+    pub store: Arc<Store>,
+    pub platform: PlatformService,
+    pub fm: FmService,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// The sync loop; runs until shutdown.
 pub async fn run(
     data_dir: PathBuf,
     mut id: DcIdentity,
-    store: Arc<Store>,
-    fm: FmService,
-    clock: Arc<dyn Clock>,
+    local: Local,
     log: Arc<Mutex<AlarmLog>>,
     shutdown: Shutdown,
 ) {
+    let Local {
+        store,
+        platform,
+        fm,
+        clock,
+    } = local;
     let mut link = SubcloudLink::new(clock.now(), seed(&id.name));
     for ep in Endpoint::SYNCED {
         if let Ok(Some(v)) = store.setting(&format!("{SETTING_APPLIED}{}", ep.as_str()))
@@ -450,7 +456,7 @@ pub async fn run(
         let req = {
             let log = log.lock().unwrap_or_else(|e| e.into_inner());
             sync_request(&link, &log, env!("CARGO_PKG_VERSION"), |ep| {
-                local_digest(&store, &fm, ep)
+                local_digest(&store, &platform, &fm, ep)
             })
         };
         let sent_snapshot = req.snapshot.is_some();
@@ -492,7 +498,7 @@ pub async fn run(
             }
             for p in &taken.pushes {
                 let ep = p.config.endpoint();
-                match apply(&store, &fm, clock.as_ref(), &data_dir, &p.config).await {
+                match apply(&store, &platform, &fm, clock.as_ref(), &data_dir, &p.config).await {
                     Ok(()) => {
                         push_applied(&mut link, p);
                         let _ = store.set_settings(&[(
