@@ -35,7 +35,9 @@
 //! Every accepted reset request (2xx) counts in [`Bmc::resets`].
 //! A reset answers once the old host is dead; the new host is started in the
 //! background when `boot_delay` is non-zero (during the delay `PowerState` is
-//! already `On` and [`Bmc::child_pid`] is `None`).
+//! already `On` and [`Bmc::child_pid`] is `None`). A boot still waiting when
+//! the system is powered off or reset is dropped and counts in
+//! [`Bmc::cancelled_boots`].
 //!
 //! # When the host exits by itself
 //!
@@ -283,6 +285,7 @@ impl Bmc {
             ops: tokio::sync::Mutex::new(()),
             resets: AtomicU32::new(0),
             boots: AtomicU32::new(0),
+            cancelled_boots: AtomicU32::new(0),
             refusing: AtomicBool::new(false),
         });
         if cfg.power_on_at_start {
@@ -360,6 +363,13 @@ impl Bmc {
     /// reboots requested with [`REBOOT_EXIT_CODE`]).
     pub fn boots(&self) -> u32 {
         self.shared.boots.load(Ordering::SeqCst)
+    }
+
+    /// Number of boots dropped because the system was powered off or reset
+    /// after they were asked for (during the boot delay), counted when the
+    /// boot was due.
+    pub fn cancelled_boots(&self) -> u32 {
+        self.shared.cancelled_boots.load(Ordering::SeqCst)
     }
 
     /// While `true`, every request answers 503 Service Unavailable.
@@ -443,6 +453,7 @@ pub(crate) struct Shared {
     ops: tokio::sync::Mutex<()>,
     resets: AtomicU32,
     boots: AtomicU32,
+    cancelled_boots: AtomicU32,
     pub(crate) refusing: AtomicBool,
 }
 
@@ -553,10 +564,16 @@ impl Shared {
     }
 
     /// Spawns the host process if the system is On in `generation` and no
-    /// host is running.
+    /// host is running. A boot from an older generation is dropped.
     fn start_host(self: &Arc<Self>, generation: u64) -> anyhow::Result<()> {
         let mut power = self.power();
-        if power.state != PowerState::On || power.generation != generation || power.host.is_some() {
+        if power.state != PowerState::On || power.generation != generation {
+            drop(power);
+            self.cancelled_boots.fetch_add(1, Ordering::SeqCst);
+            self.log("boot cancelled: powered off or reset since it was asked for");
+            return Ok(());
+        }
+        if power.host.is_some() {
             return Ok(());
         }
         let child = match self.spawn_host() {
