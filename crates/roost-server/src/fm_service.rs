@@ -298,26 +298,34 @@ mod tests {
         let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
         let (fm, _writer) =
             FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
+        let mut acknowledged = BTreeSet::new();
+        let mut failed = 0;
+        let mut tally = |i: usize, r: Result<Outcome, SubmitError>| match r {
+            Ok(_) => {
+                acknowledged.insert(format!("host=h{i}"));
+            }
+            Err(SubmitError::Store(_)) => failed += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        };
+        // One at a time, every other commit fails.
         store.fail_commits(2, 0);
-        // Concurrent writers, so that batches hold several commands.
+        for i in 0..16 {
+            let r = fm.submit(raise(i)).await;
+            tally(i, r);
+        }
+        store.fail_commits(0, 0);
+        // Concurrent writers share batches; the first batch fails whole.
+        store.fail_next_commits(1);
         let mut tasks = Vec::new();
-        for i in 0..64 {
+        for i in 16..64 {
             let fm = fm.clone();
             tasks.push(tokio::spawn(async move { (i, fm.submit(raise(i)).await) }));
         }
-        let mut acknowledged = BTreeSet::new();
-        let mut failed = 0;
         for t in tasks {
             let (i, r) = t.await.unwrap();
-            match r {
-                Ok(_) => {
-                    acknowledged.insert(format!("host=h{i}"));
-                }
-                Err(SubmitError::Store(_)) => failed += 1,
-                Err(e) => panic!("unexpected error: {e}"),
-            }
+            tally(i, r);
         }
-        assert!(failed > 0 && !acknowledged.is_empty(), "{failed} failed");
+        assert!(failed > 8 && acknowledged.len() >= 8, "{failed} failed");
         assert_eq!(
             entities(&fm.read()),
             acknowledged,
