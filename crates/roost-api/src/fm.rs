@@ -169,7 +169,7 @@ pub struct SuppressionJson {
     pub alarm_id: String,
     pub description: String,
     pub suppression_status: &'static str,
-    pub links: Vec<serde_json::Value>,
+    pub links: Vec<crate::Link>,
 }
 
 /// `GET /v1/event_suppression` body.
@@ -468,5 +468,28 @@ mod tests {
         assert!(e.contains("invalid type"), "{e}");
         let e = post(serde_json::json!({"alarm_state":"gone","alarm_id":"1"})).unwrap_err();
         assert!(e.contains("gone"), "{e}");
+    }
+
+    #[test]
+    fn suppression_rows_keep_their_json_form() {
+        let row = SuppressionJson {
+            uuid: "u".into(),
+            alarm_id: "100.101".into(),
+            description: "d".into(),
+            suppression_status: suppression_status(false),
+            links: crate::Link::self_and_bookmark("http://x", "event_suppression", "u"),
+        };
+        assert_eq!(
+            serde_json::to_string(&SuppressionList {
+                event_suppression: vec![row]
+            })
+            .unwrap(),
+            concat!(
+                r#"{"event_suppression":[{"uuid":"u","alarm_id":"100.101","description":"d","#,
+                r#""suppression_status":"unsuppressed","links":["#,
+                r#"{"href":"http://x/v1/event_suppression/u","rel":"self"},"#,
+                r#"{"href":"http://x/event_suppression/u","rel":"bookmark"}]}]}"#
+            )
+        );
     }
 }

@@ -46,6 +46,19 @@ pub struct TokenMethod {
     pub id: String,
 }
 
+/// `POST /v3/users/{user_id}/password` body: Keystone's self-service
+/// password change. No `Debug`: it holds two passwords.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    pub user: PasswordChangeUser,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChangeUser {
+    pub password: String,
+    pub original_password: String,
+}
+
 /// A reference by id or name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedRef {
@@ -202,5 +215,15 @@ mod tests {
             r.auth.scope.unwrap().project.unwrap().name.as_deref(),
             Some("admin")
         );
+    }
+
+    #[test]
+    fn password_changes_keep_keystones_json_form() {
+        let text = r#"{"user":{"password":"new-pass-1","original_password":"old-pass-1"}}"#;
+        let c: PasswordChange = serde_json::from_str(text).unwrap();
+        assert_eq!(c.user.password, "new-pass-1");
+        assert_eq!(c.user.original_password, "old-pass-1");
+        assert_eq!(serde_json::to_string(&c).unwrap(), text);
+        assert!(serde_json::from_str::<PasswordChange>(r#"{"user":{"password":"x"}}"#).is_err());
     }
 }

@@ -16,7 +16,7 @@ pub mod openapi;
 pub mod redfish;
 pub mod sysinv;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 /// The error body that StarlingX's `fm` and `system` clients can both print
@@ -54,6 +54,39 @@ pub fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Err
 /// `"True"` or `"False"`, as StarlingX writes derived flags.
 pub fn py_bool(b: bool) -> &'static str {
     if b { "True" } else { "False" }
+}
+
+/// A link of a resource, as StarlingX's APIs list them under `links`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub href: String,
+    pub rel: String,
+}
+
+impl Link {
+    /// The `self` and `bookmark` links of `{base}/v1/{kind}/{uuid}`.
+    pub fn self_and_bookmark(base: &str, kind: &str, uuid: &str) -> Vec<Link> {
+        vec![
+            Link {
+                href: format!("{base}/v1/{kind}/{uuid}"),
+                rel: "self".into(),
+            },
+            Link {
+                href: format!("{base}/{kind}/{uuid}"),
+                rel: "bookmark".into(),
+            },
+        ]
+    }
+}
+
+/// `GET /healthz` body. Fields are in the order the document has always
+/// had on the wire (sorted by name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub active_alarms: u64,
+    pub event_log_records: u64,
+    /// Always `ok`: the server answers.
+    pub status: String,
 }
 
 /// `GET /`: the version document.
@@ -139,5 +172,25 @@ mod tests {
         assert_eq!(t.b, None);
         assert!(serde_json::from_str::<T>(r#"{"b":"maybe"}"#).is_err());
         assert!(serde_json::from_str::<T>(r#"{"b":3}"#).is_err());
+    }
+
+    #[test]
+    fn links_and_health_keep_their_json_form() {
+        let l = Link::self_and_bookmark("http://x", "ihosts", "u");
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"[{"href":"http://x/v1/ihosts/u","rel":"self"},{"href":"http://x/ihosts/u","rel":"bookmark"}]"#
+        );
+        let h = Health {
+            status: "ok".into(),
+            active_alarms: 2,
+            event_log_records: 7,
+        };
+        let text = serde_json::to_string(&h).unwrap();
+        assert_eq!(
+            text,
+            r#"{"active_alarms":2,"event_log_records":7,"status":"ok"}"#
+        );
+        assert_eq!(serde_json::from_str::<Health>(&text).unwrap(), h);
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::Link;
 use crate::agent::{Inventory, Nic};
 
 /// What the server knows of a host, for rendering.
@@ -386,18 +387,116 @@ pub struct ParameterApply {
     pub section: Option<String>,
 }
 
-/// A maintenance service parameter row.
-pub fn service_parameter_json(uuid: &str, name: &str, value: &str, base: &str) -> Value {
-    json!({
-        "uuid": uuid,
-        "service": "platform",
-        "section": "maintenance",
-        "name": name,
-        "value": value,
-        "personality": null,
-        "resource": null,
-        "links": links(base, "service_parameter", uuid),
-    })
+/// `GET /v1/ihosts` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostList {
+    /// Each as [`host_json`] renders it.
+    pub ihosts: Vec<Value>,
+}
+
+/// `POST /v1/ihosts` answer: the host as [`host_json`] renders it, with the
+/// token its agent enrolls with (shown once) among its keys.
+pub fn host_created_json(h: &HostView, base: &str, join_token: &str) -> Value {
+    let mut j = host_json(h, base);
+    j["join_token"] = json!(join_token);
+    j
+}
+
+/// `POST /v1/ihosts/{host}/join_token` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokenReply {
+    pub hostname: String,
+    pub join_token: String,
+}
+
+/// A maintenance service parameter row. Fields are in the order the rows
+/// have always had on the wire (sorted by name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceParameter {
+    pub links: Vec<Link>,
+    pub name: String,
+    /// Always null: maintenance parameters apply to every personality.
+    pub personality: Option<String>,
+    /// Always null.
+    pub resource: Option<String>,
+    pub section: String,
+    pub service: String,
+    pub uuid: String,
+    pub value: String,
+}
+
+impl ServiceParameter {
+    /// The `platform`/`maintenance` parameter `name`.
+    pub fn maintenance(uuid: &str, name: &str, value: &str, base: &str) -> Self {
+        ServiceParameter {
+            links: Link::self_and_bookmark(base, "service_parameter", uuid),
+            name: name.to_string(),
+            personality: None,
+            resource: None,
+            section: "maintenance".into(),
+            service: "platform".into(),
+            uuid: uuid.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    /// A string field by its wire name, for filtering; `None` for a field
+    /// that is null or not a string.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            "name" => Some(&self.name),
+            "personality" => self.personality.as_deref(),
+            "resource" => self.resource.as_deref(),
+            "section" => Some(&self.section),
+            "service" => Some(&self.service),
+            "uuid" => Some(&self.uuid),
+            "value" => Some(&self.value),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /v1/service_parameter` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterList {
+    pub parameters: Vec<ServiceParameter>,
+}
+
+/// `POST /v1/service_parameter/apply` answer: what was applied (`section`
+/// is null when the request named none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterApplied {
+    pub section: Option<String>,
+    pub service: String,
+}
+
+/// The system's DNS (`idns`) or NTP (`intp`) servers. Exactly one of
+/// `nameservers` and `ntpservers` is present. Fields are in the order the
+/// object has always had on the wire (sorted by name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformServers {
+    pub created_at: String,
+    pub isystem_uuid: String,
+    pub links: Vec<Link>,
+    /// Comma-separated DNS servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nameservers: Option<String>,
+    /// Comma-separated NTP servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ntpservers: Option<String>,
+    /// Always null: changes are not tracked.
+    pub updated_at: Option<String>,
+    pub uuid: String,
+}
+
+/// `GET /v1/idns` and `GET /v1/intp` bodies: exactly one of the two
+/// collections is present, holding the one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformServersList {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idnss: Option<Vec<PlatformServers>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intps: Option<Vec<PlatformServers>>,
 }
 
 /// Enrollment of an agent: sent by the agent and the simulated agents,
@@ -535,5 +634,101 @@ mod tests {
         let m = memorys_json("h", &inv);
         let n = nodes_json("h", &inv);
         assert_eq!(m["imemorys"][0]["inode_uuid"], n["inodes"][0]["uuid"]);
+    }
+
+    #[test]
+    fn host_answers_keep_their_json_form() {
+        let h = HostView {
+            id: 3,
+            uuid: "u".into(),
+            hostname: "worker-0".into(),
+            personality: "worker".into(),
+            ..Default::default()
+        };
+        let created = host_created_json(&h, "http://x", "tok");
+        let mut expected = host_json(&h, "http://x");
+        expected["join_token"] = Value::from("tok");
+        assert_eq!(created, expected);
+        let list = HostList {
+            ihosts: vec![host_json(&h, "http://x")],
+        };
+        assert_eq!(
+            serde_json::to_value(&list).unwrap(),
+            json!({"ihosts": [host_json(&h, "http://x")]})
+        );
+        let t = JoinTokenReply {
+            hostname: "worker-0".into(),
+            join_token: "tok".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"hostname":"worker-0","join_token":"tok"}"#
+        );
+    }
+
+    #[test]
+    fn service_parameters_keep_their_json_form() {
+        let p = ServiceParameter::maintenance("u", "heartbeat_period", "100", "http://x");
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"links":[{"href":"http://x/v1/service_parameter/u","rel":"self"},"#,
+                r#"{"href":"http://x/service_parameter/u","rel":"bookmark"}],"#,
+                r#""name":"heartbeat_period","personality":null,"resource":null,"#,
+                r#""section":"maintenance","service":"platform","uuid":"u","value":"100"}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServiceParameter>(&text).unwrap(), p);
+        assert_eq!(p.field("section"), Some("maintenance"));
+        assert_eq!(p.field("personality"), None);
+        let list = ParameterList {
+            parameters: vec![p],
+        };
+        assert!(
+            serde_json::to_string(&list)
+                .unwrap()
+                .starts_with(r#"{"parameters":[{"links":"#)
+        );
+        let applied = |section: Option<&str>| {
+            serde_json::to_string(&ParameterApplied {
+                section: section.map(str::to_string),
+                service: "platform".into(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            applied(Some("maintenance")),
+            r#"{"section":"maintenance","service":"platform"}"#
+        );
+        assert_eq!(applied(None), r#"{"section":null,"service":"platform"}"#);
+    }
+
+    #[test]
+    fn dns_and_ntp_servers_keep_their_json_form() {
+        let dns = PlatformServers {
+            created_at: "t".into(),
+            isystem_uuid: "s".into(),
+            links: vec![Link {
+                href: "http://x/v1/idns/u".into(),
+                rel: "self".into(),
+            }],
+            nameservers: Some("10.0.0.53".into()),
+            ntpservers: None,
+            updated_at: None,
+            uuid: "u".into(),
+        };
+        let list = PlatformServersList {
+            idnss: Some(vec![dns]),
+            intps: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            concat!(
+                r#"{"idnss":[{"created_at":"t","isystem_uuid":"s","#,
+                r#""links":[{"href":"http://x/v1/idns/u","rel":"self"}],"#,
+                r#""nameservers":"10.0.0.53","updated_at":null,"uuid":"u"}]}"#
+            )
+        );
     }
 }

@@ -91,20 +91,8 @@ const JSON_MACRO_ALLOWLIST: &[(&str, &str)] = &[
         "being moved to roost-api types (DC certificate configuration)",
     ),
     (
-        "crates/roost-server/src/http/fm.rs",
-        "being moved to roost-api types (suppression links)",
-    ),
-    (
-        "crates/roost-server/src/http/ops.rs",
-        "being moved to roost-api types (health document)",
-    ),
-    (
         "crates/roost-server/src/http/dcmanager.rs",
         "being moved to roost-api types (dcmanager answers)",
-    ),
-    (
-        "crates/roost-server/src/http/sysinv.rs",
-        "being moved to roost-api types (sysinv answers)",
     ),
     (
         "crates/roost-sim/src/subclouds.rs",

@@ -410,10 +410,7 @@ fn suppression_row(
 ) -> SuppressionJson {
     let uuid = suppression_uuid(alarm_id);
     SuppressionJson {
-        links: vec![
-            serde_json::json!({"href": format!("{base}/v1/event_suppression/{uuid}"), "rel": "self"}),
-            serde_json::json!({"href": format!("{base}/event_suppression/{uuid}"), "rel": "bookmark"}),
-        ],
+        links: roost_api::Link::self_and_bookmark(base, "event_suppression", &uuid),
         uuid,
         alarm_id: alarm_id.to_string(),
         description: description.to_string(),

@@ -7,7 +7,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use roost_api::identity::{AuthRequest, TokenInfo, token_body, v3_document};
+use roost_api::identity::{AuthRequest, PasswordChange, TokenInfo, token_body, v3_document};
 
 use super::AppState;
 use super::error::ApiError;
@@ -25,18 +25,6 @@ pub fn protected_routes() -> Router<AppState> {
     Router::new()
         .route("/v3/auth/tokens", get(validate).delete(revoke))
         .route("/v3/users/{user_id}/password", post(change_password))
-}
-
-/// `POST /v3/users/{user_id}/password` body.
-#[derive(serde::Deserialize)]
-struct PasswordChange {
-    user: PasswordChangeUser,
-}
-
-#[derive(serde::Deserialize)]
-struct PasswordChangeUser {
-    password: String,
-    original_password: String,
 }
 
 /// Keystone's self-service password change: the holder of a token changes

@@ -26,12 +26,12 @@ pub async fn v1_0(State(st): State<AppState>, headers: HeaderMap) -> Json<serde_
     Json(roost_api::v1_0_document(&st.base_url(&headers)))
 }
 
-pub async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": "ok",
-        "active_alarms": st.fm.read().len(),
-        "event_log_records": st.fm.store().event_log_len(),
-    }))
+pub async fn healthz(State(st): State<AppState>) -> Json<roost_api::Health> {
+    Json(roost_api::Health {
+        active_alarms: st.fm.read().len() as u64,
+        event_log_records: st.fm.store().event_log_len(),
+        status: "ok".into(),
+    })
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

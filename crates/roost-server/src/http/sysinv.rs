@@ -8,9 +8,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Json;
 use axum::routing::{get, patch, post};
+use roost_api::Link;
 use roost_api::fm::PatchOp;
-use roost_api::sysinv::{self as wire, HostAdd};
-use serde_json::{Value, json};
+use roost_api::sysinv::{
+    self as wire, HostAdd, HostList, JoinTokenReply, ParameterApplied, ParameterList,
+    PlatformServers, PlatformServersList, ServiceParameter,
+};
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -67,15 +71,15 @@ async fn systems(State(st): State<AppState>, headers: HeaderMap) -> Json<Value> 
     Json(wire::systems_json(&st.system, &st.base_url(&headers)))
 }
 
-async fn list_hosts(State(st): State<AppState>, headers: HeaderMap) -> Json<Value> {
+async fn list_hosts(State(st): State<AppState>, headers: HeaderMap) -> Json<HostList> {
     let base = st.base_url(&headers);
-    let hosts: Vec<Value> = st
+    let ihosts = st
         .hosts
         .list()
         .iter()
         .map(|h| wire::host_json(h, &base))
         .collect();
-    Json(json!({ "ihosts": hosts }))
+    Json(HostList { ihosts })
 }
 
 async fn show_host(
@@ -94,17 +98,22 @@ async fn add_host(
 ) -> Result<Json<Value>, ApiError> {
     let req: HostAdd = json_body(&headers, body)?;
     let (h, token) = st.hosts.add(req).await?;
-    let mut j = wire::host_json(&h, &st.base_url(&headers));
-    j["join_token"] = json!(token);
-    Ok(Json(j))
+    Ok(Json(wire::host_created_json(
+        &h,
+        &st.base_url(&headers),
+        &token,
+    )))
 }
 
 async fn join_token(
     State(st): State<AppState>,
     Path(host): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let token = st.hosts.renew_join_token(&host).await?;
-    Ok(Json(json!({ "hostname": host, "join_token": token })))
+) -> Result<Json<JoinTokenReply>, ApiError> {
+    let join_token = st.hosts.renew_join_token(&host).await?;
+    Ok(Json(JoinTokenReply {
+        hostname: host,
+        join_token,
+    }))
 }
 
 async fn patch_host(
@@ -192,19 +201,19 @@ async fn list_parameters(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ParameterList>, ApiError> {
     let q = Query::parse(raw.as_deref());
     q.only(&[])?;
     let filters = q.filters(&["service", "section", "name", "uuid", "value"])?;
     let base = st.base_url(&headers);
-    let rows: Vec<Value> = st
+    let parameters = st
         .hosts
         .parameters()
         .into_iter()
-        .map(|(uuid, name, value)| wire::service_parameter_json(&uuid, &name, &value, &base))
+        .map(|(uuid, name, value)| ServiceParameter::maintenance(&uuid, &name, &value, &base))
         .filter(|row| {
             filters.iter().all(|f| {
-                let have = row[f.field.as_str()].as_str().unwrap_or("");
+                let have = row.field(&f.field).unwrap_or("");
                 match f.op {
                     roost_fm::FilterOp::Ne => have != f.value,
                     _ => have == f.value,
@@ -212,7 +221,7 @@ async fn list_parameters(
             })
         })
         .collect();
-    Ok(Json(json!({ "parameters": rows })))
+    Ok(Json(ParameterList { parameters }))
 }
 
 async fn patch_parameter(
@@ -220,7 +229,7 @@ async fn patch_parameter(
     headers: HeaderMap,
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServiceParameter>, ApiError> {
     let ops: Vec<PatchOp> = json_body(&headers, body)?;
     let mut pairs = Vec::with_capacity(ops.len());
     for o in ops {
@@ -245,7 +254,7 @@ async fn patch_parameter(
                 HostError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
                 other => ApiError::from(other),
             })?;
-    Ok(Json(wire::service_parameter_json(
+    Ok(Json(ServiceParameter::maintenance(
         &uuid,
         &name,
         &value,
@@ -257,7 +266,7 @@ async fn apply_parameters(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ParameterApplied>, ApiError> {
     let req: roost_api::sysinv::ParameterApply = json_body(&headers, body)?;
     if req.service != "platform" {
         return Err(ApiError::bad_request(format!(
@@ -266,7 +275,10 @@ async fn apply_parameters(
         )));
     }
     st.hosts.apply_parameters().await?;
-    Ok(Json(json!({"service": "platform", "section": req.section})))
+    Ok(Json(ParameterApplied {
+        section: req.section,
+        service: "platform".into(),
+    }))
 }
 
 /// One of the platform server lists (DNS or NTP), sysinv style.
@@ -285,26 +297,44 @@ const NTP: ServerList = ServerList {
     key: PlatformKey::NtpServers,
 };
 
-fn server_list_json(st: &AppState, list: &ServerList, base: &str) -> Value {
+fn server_list_json(st: &AppState, list: &ServerList, base: &str) -> PlatformServers {
     let value = st.platform.current().servers(list.key).join(",");
     let uuid = wire::child_uuid(&st.system.uuid, list.collection, "");
-    json!({
-        "uuid": uuid,
-        list.key.field(): value,
-        "isystem_uuid": st.system.uuid,
-        "links": [{"href": format!("{base}/v1/{}/{uuid}", &list.collection[..list.collection.len() - 1]), "rel": "self"}],
-        "created_at": st.system.created_at,
-        "updated_at": null,
-    })
+    let (nameservers, ntpservers) = match list.key {
+        PlatformKey::DnsServers => (Some(value), None),
+        PlatformKey::NtpServers => (None, Some(value)),
+    };
+    let kind = &list.collection[..list.collection.len() - 1];
+    PlatformServers {
+        created_at: st.system.created_at.clone(),
+        isystem_uuid: st.system.uuid.clone(),
+        links: vec![Link {
+            href: format!("{base}/v1/{kind}/{uuid}"),
+            rel: "self".into(),
+        }],
+        nameservers,
+        ntpservers,
+        updated_at: None,
+        uuid,
+    }
 }
 
 async fn list_servers(
     st: &AppState,
     headers: &HeaderMap,
     list: &ServerList,
-) -> Result<Json<Value>, ApiError> {
-    let item = server_list_json(st, list, &st.base_url(headers));
-    Ok(Json(json!({ list.collection: [item] })))
+) -> Result<Json<PlatformServersList>, ApiError> {
+    let item = vec![server_list_json(st, list, &st.base_url(headers))];
+    Ok(Json(match list.key {
+        PlatformKey::DnsServers => PlatformServersList {
+            idnss: Some(item),
+            intps: None,
+        },
+        PlatformKey::NtpServers => PlatformServersList {
+            idnss: None,
+            intps: Some(item),
+        },
+    }))
 }
 
 async fn patch_servers(
@@ -313,9 +343,9 @@ async fn patch_servers(
     uuid: &str,
     body: Result<Bytes, BytesRejection>,
     list: &ServerList,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlatformServers>, ApiError> {
     let current = server_list_json(st, list, &st.base_url(headers));
-    if current["uuid"] != uuid {
+    if current.uuid != uuid {
         return Err(ApiError::not_found(format!(
             "{} {uuid} not found",
             list.collection
@@ -364,7 +394,10 @@ impl From<PlatformError> for ApiError {
     }
 }
 
-async fn list_dns(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_dns(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<PlatformServersList>, ApiError> {
     list_servers(&st, &headers, &DNS).await
 }
 
@@ -372,9 +405,9 @@ async fn show_dns(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlatformServers>, ApiError> {
     let v = server_list_json(&st, &DNS, &st.base_url(&headers));
-    if v["uuid"] != uuid.as_str() {
+    if v.uuid != uuid {
         return Err(ApiError::not_found(format!("idns {uuid} not found")));
     }
     Ok(Json(v))
@@ -385,11 +418,14 @@ async fn patch_dns(
     headers: HeaderMap,
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlatformServers>, ApiError> {
     patch_servers(&st, &headers, &uuid, body, &DNS).await
 }
 
-async fn list_ntp(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_ntp(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<PlatformServersList>, ApiError> {
     list_servers(&st, &headers, &NTP).await
 }
 
@@ -397,9 +433,9 @@ async fn show_ntp(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlatformServers>, ApiError> {
     let v = server_list_json(&st, &NTP, &st.base_url(&headers));
-    if v["uuid"] != uuid.as_str() {
+    if v.uuid != uuid {
         return Err(ApiError::not_found(format!("intp {uuid} not found")));
     }
     Ok(Json(v))
@@ -410,6 +446,6 @@ async fn patch_ntp(
     headers: HeaderMap,
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlatformServers>, ApiError> {
     patch_servers(&st, &headers, &uuid, body, &NTP).await
 }
