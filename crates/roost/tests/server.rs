@@ -66,7 +66,11 @@ fn a_config_file_is_read_and_flags_override_it() {
             ..Default::default()
         },
     );
-    assert!(s.log().contains("durability=\"power\""), "{}", s.log());
+    // The log reaches the test through a reader thread: wait for the line.
+    let logged = roost_test_support::wait_for(10, || {
+        s.log().contains("durability=\"power\"").then_some(())
+    });
+    assert!(logged.is_some(), "{}", s.log());
     let api = s.api();
     for i in 0..8 {
         api.set_alarm("100.104", &format!("host=h{i}.filesystem=/"), "major");
