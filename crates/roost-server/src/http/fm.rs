@@ -122,7 +122,7 @@ async fn list_alarms(
 }
 
 /// Alarms serialized per chunk.
-const LIST_CHUNK: usize = 128;
+const LIST_CHUNK: usize = 512;
 
 /// The body of `GET /v1/alarms`: `{"alarms": [...], "next": ...}` (the
 /// shape of roost-api's `AlarmList`), produced [`LIST_CHUNK`] alarms at a
