@@ -64,8 +64,14 @@ impl HostStore for FaultyStore {
             stalled = self.resumed.wait(stalled).unwrap();
         }
         drop(stalled);
-        let states_only = writes.iter().all(|w| matches!(w, HostWrite::States { .. }));
-        if !states_only
+        // Maintenance states (the executor) and the local inventory loop
+        // write in the background; a test aims its failure at requests.
+        let background = writes.iter().all(|w| match w {
+            HostWrite::States { .. } => true,
+            HostWrite::Fields(h) => h.local,
+            _ => false,
+        });
+        if !background
             && self
                 .fail_next
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
