@@ -184,164 +184,40 @@ pub async fn run_with(
     let platform = platform::PlatformService::load(store.clone())
         .context("cannot load the platform configuration")?;
 
-    // Distributed Cloud.
-    let mut dc_service = None;
-    let mut dc_fingerprint = None;
-    let mut dc_port = None;
-    if role == Role::SystemController {
-        let ca = Arc::new(
-            roost_pki::DcCa::load_or_create(&data.path().join("dc-ca"), "Roost DC root CA")
-                .context("cannot load or create the DC root CA")?,
-        );
-        let (dc, dc_task) = dc::DcService::start(
-            store.clone(),
-            fm.clone(),
-            clock.clone(),
-            dc::DcConfig {
-                settings: roost_dc::DcSettings {
-                    offline_after_secs: config.dc.offline_after_secs.min(u64::from(u32::MAX))
-                        as u32,
-                    out_of_sync_alarm_after_secs: config
-                        .dc
-                        .out_of_sync_alarm_after_secs
-                        .min(u64::from(u32::MAX))
-                        as u32,
-                },
-                sync_interval_secs: config.dc.sync_interval_secs,
-                enroll_ttl_secs: config.dc.enroll_token_ttl_secs,
-                cert_days: config.dc.subcloud_cert_days,
-            },
-            shutdown.clone(),
-        )
-        .await?;
-        tasks.push(dc_task);
-        let dc_listener = dc_listener
-            .take()
-            .context("the DC listener was not bound")?;
-        let dc_addr = dc_listener.local_addr()?;
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        if !dc_addr.ip().is_unspecified() {
-            names.push(dc_addr.ip().to_string());
+    // Distributed Cloud: what each role adds.
+    let core = Core {
+        config: &config,
+        data: &data,
+        store: &store,
+        fm: &fm,
+        clock: &clock,
+        identity: &identity,
+        platform: &platform,
+        shutdown: &shutdown,
+    };
+    let mut dc_parts = None;
+    match role {
+        Role::SystemController => {
+            let listener = dc_listener
+                .take()
+                .context("the DC listener was not bound")?;
+            dc_parts = Some(start_system_controller(&core, listener, &mut tasks).await?);
         }
-        names.extend(config.dc.names.iter().cloned());
-        names.sort();
-        names.dedup();
-        let (chain, key) = ca.issue_server_cert(&names, 365)?;
-        let tls = roost_pki::server_config(&chain, &key, ca.ca_pem(), false)?;
-        let app = http::dclink::router(
-            http::dclink::DcLinkState {
-                dc: dc.clone(),
-                ca: ca.clone(),
-                cert_days: config.dc.subcloud_cert_days,
-            },
-            config.max_body_bytes.max(4 * 1024 * 1024),
-        );
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                roost_pki::serve_tls(dc_listener, tls, app, async move { stop.cancelled().await })
-                    .await
-            {
-                tracing::error!(error = %e, "the DC listener failed");
-            }
-        }));
-        // Keep the desired configuration equal to this cloud's own: each
-        // owner tells when its part changed (platform servers, alarm
-        // suppressions, users and passwords); a failed update is retried.
-        {
-            let dc = dc.clone();
-            let store = store.clone();
-            let fm = fm.clone();
-            let platform = platform.clone();
-            let mut servers_changed = platform.subscribe();
-            let mut suppressions_changed = fm.suppressions();
-            let mut users_changed = identity.subscribe();
-            let ca_pem = ca.ca_pem().to_string();
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut due = [Endpoint::Platform, Endpoint::DcCert, Endpoint::Identity].to_vec();
-                loop {
-                    let mut failed = Vec::new();
-                    for ep in due.drain(..) {
-                        let config = match ep {
-                            Endpoint::Platform => {
-                                EndpointConfig::Platform(subcloud::platform_content(&platform, &fm))
-                            }
-                            Endpoint::DcCert => EndpointConfig::DcCert(CertConfig {
-                                ca_bundle: ca_pem.clone(),
-                            }),
-                            _ => EndpointConfig::Identity(subcloud::identity_content(&store, None)),
-                        };
-                        if dc.desired(config.endpoint()).1.as_ref() != Some(&config)
-                            && let Err(e) = dc.set_desired(config).await
-                        {
-                            tracing::warn!(error = %e, "cannot update the desired configuration");
-                            failed.push(ep);
-                        }
-                    }
-                    let retry = async {
-                        if failed.is_empty() {
-                            std::future::pending::<()>().await;
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    };
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        r = servers_changed.changed() => {
-                            if r.is_err() { return; }
-                            due.push(Endpoint::Platform);
-                        }
-                        r = suppressions_changed.changed() => {
-                            if r.is_err() { return; }
-                            due.push(Endpoint::Platform);
-                        }
-                        r = users_changed.changed() => {
-                            if r.is_err() { return; }
-                            due.push(Endpoint::Identity);
-                        }
-                        _ = retry => {}
-                    }
-                    due.extend(failed);
-                    due.sort_by_key(|e| e.as_str());
-                    due.dedup();
-                }
-            }));
+        Role::Subcloud => {
+            start_subcloud(
+                &core,
+                enroll_token.as_deref(),
+                alarm_log.as_ref(),
+                &mut tasks,
+            )
+            .await?
         }
-        println!("roost dc ready on https://{dc_addr}");
-        tracing::info!(%dc_addr, fingerprint = %ca.fingerprint(), "system controller: DC listener ready");
-        dc_fingerprint = Some(ca.fingerprint());
-        dc_port = Some(dc_addr.port());
-        dc_service = Some(dc);
+        Role::Standalone => {}
     }
-    if role == Role::Subcloud {
-        let sc_url = config.dc.system_controller.clone().unwrap_or_default();
-        let id = subcloud::enroll_or_load(data.path(), &sc_url, enroll_token.as_deref())
-            .await
-            .context("cannot join the system controller")?;
-        if let Some(log) = &alarm_log {
-            let alarms: Vec<roost_fm::Alarm> = fm.read().alarms().cloned().collect();
-            let changes: Vec<roost_fm::AlarmChange> = alarms
-                .into_iter()
-                .map(|a| roost_fm::AlarmChange::Upsert {
-                    before: None,
-                    after: a,
-                })
-                .collect();
-            subcloud::record_changes(log, &changes, clock.now());
-            tasks.push(tokio::spawn(subcloud::run(
-                data.path().to_path_buf(),
-                id,
-                subcloud::Local {
-                    store: store.clone(),
-                    platform: platform.clone(),
-                    fm: fm.clone(),
-                    clock: clock.clone(),
-                },
-                log.clone(),
-                shutdown.clone(),
-            )));
-        }
-    }
+    let (dc_service, dc_fingerprint, dc_port) = match dc_parts {
+        Some(p) => (Some(p.service), Some(p.fingerprint), Some(p.port)),
+        None => (None, None, None),
+    };
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
@@ -458,4 +334,210 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// What every role of a server is built on, for the role's start function.
+struct Core<'a> {
+    config: &'a Config,
+    data: &'a datadir::DataDir,
+    store: &'a Arc<Store>,
+    fm: &'a fm_service::FmService,
+    clock: &'a Arc<dyn Clock>,
+    identity: &'a Arc<identity::Identity>,
+    platform: &'a platform::PlatformService,
+    shutdown: &'a Shutdown,
+}
+
+/// What a system controller adds to the API.
+struct DcParts {
+    service: dc::DcService,
+    fingerprint: String,
+    port: u16,
+}
+
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
+
+/// The system controller role: the DC service, its mutual-TLS listener, and
+/// the desired configuration kept equal to this cloud's own.
+async fn start_system_controller(
+    core: &Core<'_>,
+    dc_listener: tokio::net::TcpListener,
+    tasks: &mut Tasks,
+) -> anyhow::Result<DcParts> {
+    let Core {
+        config,
+        data,
+        store,
+        fm,
+        clock,
+        identity,
+        platform,
+        shutdown,
+    } = *core;
+    let ca = Arc::new(
+        roost_pki::DcCa::load_or_create(&data.path().join("dc-ca"), "Roost DC root CA")
+            .context("cannot load or create the DC root CA")?,
+    );
+    let (dc, dc_task) = dc::DcService::start(
+        store.clone(),
+        fm.clone(),
+        clock.clone(),
+        dc::DcConfig {
+            settings: roost_dc::DcSettings {
+                offline_after_secs: config.dc.offline_after_secs.min(u64::from(u32::MAX)) as u32,
+                out_of_sync_alarm_after_secs: config
+                    .dc
+                    .out_of_sync_alarm_after_secs
+                    .min(u64::from(u32::MAX)) as u32,
+            },
+            sync_interval_secs: config.dc.sync_interval_secs,
+            enroll_ttl_secs: config.dc.enroll_token_ttl_secs,
+            cert_days: config.dc.subcloud_cert_days,
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.push(dc_task);
+    let dc_addr = dc_listener.local_addr()?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !dc_addr.ip().is_unspecified() {
+        names.push(dc_addr.ip().to_string());
+    }
+    names.extend(config.dc.names.iter().cloned());
+    names.sort();
+    names.dedup();
+    let (chain, key) = ca.issue_server_cert(&names, 365)?;
+    let tls = roost_pki::server_config(&chain, &key, ca.ca_pem(), false)?;
+    let app = http::dclink::router(
+        http::dclink::DcLinkState {
+            dc: dc.clone(),
+            ca: ca.clone(),
+            cert_days: config.dc.subcloud_cert_days,
+        },
+        config.max_body_bytes.max(4 * 1024 * 1024),
+    );
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) =
+            roost_pki::serve_tls(dc_listener, tls, app, async move { stop.cancelled().await }).await
+        {
+            tracing::error!(error = %e, "the DC listener failed");
+        }
+    }));
+    // Keep the desired configuration equal to this cloud's own: each
+    // owner tells when its part changed (platform servers, alarm
+    // suppressions, users and passwords); a failed update is retried.
+    {
+        let dc = dc.clone();
+        let store = store.clone();
+        let fm = fm.clone();
+        let platform = platform.clone();
+        let mut servers_changed = platform.subscribe();
+        let mut suppressions_changed = fm.suppressions();
+        let mut users_changed = identity.subscribe();
+        let ca_pem = ca.ca_pem().to_string();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut due = [Endpoint::Platform, Endpoint::DcCert, Endpoint::Identity].to_vec();
+            loop {
+                let mut failed = Vec::new();
+                for ep in due.drain(..) {
+                    let config = match ep {
+                        Endpoint::Platform => {
+                            EndpointConfig::Platform(subcloud::platform_content(&platform, &fm))
+                        }
+                        Endpoint::DcCert => EndpointConfig::DcCert(CertConfig {
+                            ca_bundle: ca_pem.clone(),
+                        }),
+                        _ => EndpointConfig::Identity(subcloud::identity_content(&store, None)),
+                    };
+                    if dc.desired(config.endpoint()).1.as_ref() != Some(&config)
+                        && let Err(e) = dc.set_desired(config).await
+                    {
+                        tracing::warn!(error = %e, "cannot update the desired configuration");
+                        failed.push(ep);
+                    }
+                }
+                let retry = async {
+                    if failed.is_empty() {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = servers_changed.changed() => {
+                        if r.is_err() { return; }
+                        due.push(Endpoint::Platform);
+                    }
+                    r = suppressions_changed.changed() => {
+                        if r.is_err() { return; }
+                        due.push(Endpoint::Platform);
+                    }
+                    r = users_changed.changed() => {
+                        if r.is_err() { return; }
+                        due.push(Endpoint::Identity);
+                    }
+                    _ = retry => {}
+                }
+                due.extend(failed);
+                due.sort_by_key(|e| e.as_str());
+                due.dedup();
+            }
+        }));
+    }
+    println!("roost dc ready on https://{dc_addr}");
+    tracing::info!(%dc_addr, fingerprint = %ca.fingerprint(), "system controller: DC listener ready");
+    Ok(DcParts {
+        fingerprint: ca.fingerprint(),
+        port: dc_addr.port(),
+        service: dc,
+    })
+}
+
+/// The subcloud role: join the system controller (once), then the sync loop.
+async fn start_subcloud(
+    core: &Core<'_>,
+    enroll_token: Option<&str>,
+    alarm_log: Option<&Arc<std::sync::Mutex<roost_dc::AlarmLog>>>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let Core {
+        config,
+        data,
+        store,
+        fm,
+        clock,
+        platform,
+        shutdown,
+        ..
+    } = *core;
+    let sc_url = config.dc.system_controller.clone().unwrap_or_default();
+    let id = subcloud::enroll_or_load(data.path(), &sc_url, enroll_token)
+        .await
+        .context("cannot join the system controller")?;
+    if let Some(log) = alarm_log {
+        let alarms: Vec<roost_fm::Alarm> = fm.read().alarms().cloned().collect();
+        let changes: Vec<roost_fm::AlarmChange> = alarms
+            .into_iter()
+            .map(|a| roost_fm::AlarmChange::Upsert {
+                before: None,
+                after: a,
+            })
+            .collect();
+        subcloud::record_changes(log, &changes, clock.now());
+        tasks.push(tokio::spawn(subcloud::run(
+            data.path().to_path_buf(),
+            id,
+            subcloud::Local {
+                store: store.clone(),
+                platform: platform.clone(),
+                fm: fm.clone(),
+                clock: clock.clone(),
+            },
+            log.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(())
 }
