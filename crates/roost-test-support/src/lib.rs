@@ -685,6 +685,19 @@ pub struct Netns {
 impl Netns {
     /// A namespace `roost-t<tag>` with `links` veth links; `None` without
     /// root or iproute2.
+    /// [`Netns::create`], as a test prerequisite: without namespaces (root
+    /// and iproute2) a strict run fails, see [`require_or_skip`]; otherwise
+    /// `None` and the test returns early.
+    pub fn require(tag: u32, links: u8) -> Option<Netns> {
+        let ns = Netns::create(tag, links);
+        require_or_skip(
+            ns.is_some(),
+            "a network namespace (needs root and iproute2)",
+        )
+        .then_some(ns)
+        .flatten()
+    }
+
     pub fn create(tag: u32, links: u8) -> Option<Netns> {
         let name = format!("roost-t{tag}");
         let _ = ip(&["netns", "del", &name]);

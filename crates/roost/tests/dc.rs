@@ -95,19 +95,6 @@ fn enroll_must_fail(dc_url: &str, token: &str, dir: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// Without network namespaces (root and iproute2) the test cannot run: it
-/// fails under the test command (`ROOST_TEST_STRICT`) and in CI, and is
-/// skipped with a note elsewhere.
-fn no_namespace() {
-    let strict = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var_os("ROOST_TEST_STRICT").is_some();
-    assert!(
-        !strict,
-        "cannot create a network namespace (needs root and iproute2)"
-    );
-    eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
-}
-
 fn subcloud(api: &Api, name: &str) -> Value {
     let r = api.get(&format!("/v1.0/subclouds/{name}"));
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -606,8 +593,8 @@ fn a_cut_link_gives_offline_and_autonomy_and_the_subcloud_converges_when_it_retu
     let tag = std::process::id() % 10_000 + 20_000;
     // Link 0 carries the subcloud's traffic to the system controller; link 1
     // lets the test reach the subcloud's API while link 0 is down.
-    let Some(ns) = roost_test_support::Netns::create(tag, 2) else {
-        return no_namespace();
+    let Some(ns) = roost_test_support::Netns::require(tag, 2) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("sc.toml");

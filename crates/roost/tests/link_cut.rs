@@ -10,24 +10,11 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
 }
 
-/// Without network namespaces the test cannot run: it fails under the test
-/// command (`ROOST_TEST_STRICT`) and in CI, and is skipped with a note
-/// elsewhere.
-fn no_namespace() {
-    let strict = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var_os("ROOST_TEST_STRICT").is_some();
-    assert!(
-        !strict,
-        "cannot create a network namespace (needs root and iproute2)"
-    );
-    eprintln!("skipped: cannot create a network namespace (needs root and iproute2)");
-}
-
 #[test]
 fn a_cut_link_degrades_then_fails_the_host_and_it_recovers_when_restored() {
     let tag = std::process::id() % 10_000;
-    let Some(ns) = Netns::create(tag, 1) else {
-        return no_namespace();
+    let Some(ns) = Netns::require(tag, 1) else {
+        return;
     };
     let server_ip = ns.addr(0, 1);
     let agent_ip = ns.addr(0, 2);
@@ -87,8 +74,8 @@ fn a_cut_link_degrades_then_fails_the_host_and_it_recovers_when_restored() {
 #[test]
 fn losing_only_the_cluster_host_network_raises_200_009() {
     let tag = std::process::id() % 10_000 + 10_000;
-    let Some(ns) = Netns::create(tag, 2) else {
-        return no_namespace();
+    let Some(ns) = Netns::require(tag, 2) else {
+        return;
     };
     let s = Server::start_with(
         bin(),
