@@ -642,6 +642,35 @@ impl Api {
         })
     }
 
+    /// Heartbeat pulses the server has sent so far, from its metrics.
+    pub fn pulses_sent(&self) -> u64 {
+        let r = self.get("/metrics");
+        r.body
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("roost_heartbeat_pulses_sent_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .expect("the server exports roost_heartbeat_pulses_sent_total")
+    }
+
+    /// Waits until the server's heartbeat has processed at least `periods`
+    /// more periods: the positive event a "this did not happen" check waits
+    /// for. Each period first applies the failure detector, then sends at
+    /// most one pulse per network (two) to each of the `hosts` monitored
+    /// hosts, so `2 * hosts * (periods + 1)` more pulses sent means at least
+    /// `periods` whole periods were decided after this call began.
+    pub fn wait_heartbeat_periods(&self, hosts: u64, periods: u64) {
+        let want = self.pulses_sent() + 2 * hosts * (periods + 1);
+        let done = wait_for(120, || (self.pulses_sent() >= want).then_some(()));
+        assert!(
+            done.is_some(),
+            "the heartbeat did not get through {periods} periods: {} of {want} pulses sent",
+            self.pulses_sent()
+        );
+    }
+
     /// Sets a maintenance service parameter.
     pub fn set_parameter(&self, name: &str, value: &str) {
         let list = self.get("/v1/service_parameter");

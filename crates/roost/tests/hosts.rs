@@ -68,32 +68,6 @@ fn active_ids(api: &Api, host: &str) -> Vec<String> {
     v
 }
 
-/// Heartbeat pulses the server has sent so far, from its metrics.
-fn pulses_sent(api: &Api) -> u64 {
-    let r = api.get("/metrics");
-    let text = r.body.as_str().unwrap_or_default().to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("roost_heartbeat_pulses_sent_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .expect("the server exports roost_heartbeat_pulses_sent_total")
-}
-
-/// Waits until the server's heartbeat has processed at least `periods` more
-/// periods. Each period first applies the failure detector, then sends at
-/// most one pulse per network (two) to each of the `hosts` monitored hosts,
-/// so `2 * hosts * (periods + 1)` more pulses sent means at least `periods`
-/// whole periods were decided after this call began.
-fn wait_heartbeat_periods(api: &Api, hosts: u64, periods: u64) {
-    let want = pulses_sent(api) + 2 * hosts * (periods + 1);
-    let done = wait_for(120, || (pulses_sent(api) >= want).then_some(()));
-    assert!(
-        done.is_some(),
-        "the heartbeat did not get through {periods} periods: {} of {want} pulses sent",
-        pulses_sent(api)
-    );
-}
-
 #[test]
 fn an_all_in_one_simplex_controller_is_available_right_after_start() {
     let s = Server::start(bin());
@@ -304,7 +278,7 @@ fn two_hosts_lost_together_are_held_not_failed() {
     assert!(held.is_some(), "both held");
     // Well past the failure threshold (10 missed pulses): twenty more
     // periods decided for the three hosts, and still not failed, no 200.004.
-    wait_heartbeat_periods(&api, 3, 20);
+    api.wait_heartbeat_periods(3, 20);
     for h in ["worker-0", "worker-1"] {
         let v = api.host(h);
         assert_ne!(v["availability"], "failed", "{h}: {v}");

@@ -51,32 +51,6 @@ fn active_ids(api: &Api, host: &str) -> Vec<String> {
     v
 }
 
-/// Heartbeat pulses the server has sent so far, from its metrics.
-fn pulses_sent(api: &Api) -> u64 {
-    let r = api.get("/metrics");
-    let text = r.body.as_str().unwrap_or_default().to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("roost_heartbeat_pulses_sent_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .expect("the server exports roost_heartbeat_pulses_sent_total")
-}
-
-/// Waits until the server's heartbeat has processed at least `periods` more
-/// periods. Each period first applies the failure detector, then sends at
-/// most one pulse per network (two) to each of the `hosts` monitored hosts,
-/// so `2 * hosts * (periods + 1)` more pulses sent means at least `periods`
-/// whole periods were decided after this call began.
-fn wait_heartbeat_periods(api: &Api, hosts: u64, periods: u64) {
-    let want = pulses_sent(api) + 2 * hosts * (periods + 1);
-    let done = wait_for(120, || (pulses_sent(api) >= want).then_some(()));
-    assert!(
-        done.is_some(),
-        "the heartbeat did not get through {periods} periods: {} of {want} pulses sent",
-        pulses_sent(api)
-    );
-}
-
 /// `POST /v1/agent/report` answered 200, from the server's metrics.
 fn reports_accepted(api: &Api) -> u64 {
     let r = api.get("/metrics");
@@ -254,7 +228,7 @@ fn a_sim_fleet_stops_and_resumes_hosts_in_process() {
     assert!(held.is_some(), "all three held");
     // Well past the failure threshold (10 missed pulses): twenty more
     // periods decided for the five hosts, and still none failed.
-    wait_heartbeat_periods(&api, 5, 20);
+    api.wait_heartbeat_periods(5, 20);
     for h in ["lib-0003", "lib-0004", "lib-0005"] {
         assert_ne!(api.host(h)["availability"], "failed", "{h}");
     }

@@ -320,14 +320,7 @@ impl HostService {
         let now = clock.now();
         let mut stored = store.hosts()?;
         if !stored.iter().any(|h| h.local) {
-            let inv = tokio::task::spawn_blocking(|| {
-                roost_inventory::read_inventory(
-                    &roost_inventory::Root::system(),
-                    env!("CARGO_PKG_VERSION"),
-                )
-            })
-            .await
-            .unwrap_or_default();
+            let inv = read_local_inventory().await;
             let mut me = records::local_host(&config.hostname, &inv, now);
             let s = store.clone();
             let row = me.clone();
@@ -826,14 +819,7 @@ impl HostService {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let inv = tokio::task::spawn_blocking(|| {
-                roost_inventory::read_inventory(
-                    &roost_inventory::Root::system(),
-                    env!("CARGO_PKG_VERSION"),
-                )
-            })
-            .await
-            .unwrap_or_default();
+            let inv = read_local_inventory().await;
             let _lane = self.lane.lock().await;
             let now = self.clock.now();
             let Some(updated) = self.lock().local_inventory_changed(&inv, now) else {
@@ -845,6 +831,16 @@ impl HostService {
             }
         }
     }
+}
+
+/// This host's inventory, read from /proc and /sys off the runtime's
+/// threads.
+async fn read_local_inventory() -> Inventory {
+    tokio::task::spawn_blocking(|| {
+        roost_inventory::read_inventory(&roost_inventory::Root::system(), env!("CARGO_PKG_VERSION"))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// The stable uuid of a maintenance service parameter.
