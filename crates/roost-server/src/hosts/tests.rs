@@ -10,7 +10,7 @@ use roost_api::heartbeat::{Answerer, Health, HostKey};
 use roost_api::sysinv::{AgentReport, EnrollRequest, HostAdd};
 use roost_fm::Catalogue;
 use roost_store::{HostWrite, Store, StoreConfig, StoreError, StoredHost};
-use roost_types::{Clock, ManualClock, SystemMode, Timestamp};
+use roost_types::{ManualClock, SystemMode, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -105,7 +105,6 @@ struct Rig {
     fm: FmService,
     metrics: Arc<Metrics>,
     bmc: Arc<RecordingBmc>,
-    clock: Arc<ManualClock>,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -162,7 +161,6 @@ async fn rig() -> Rig {
         fm,
         metrics,
         bmc,
-        clock,
         _stop: stop,
         _dir: dir,
     }
@@ -502,7 +500,6 @@ async fn a_power_off_goes_to_the_bmc_through_the_executor() {
         r.bmc.calls.lock().unwrap().as_slice() == [("worker-1".to_string(), PowerAction::Off)]
     })
     .await;
-    let _ = r.clock.now();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
