@@ -361,6 +361,59 @@ pub const ROUTES: &[Route] = &[
         body: None,
     },
     Route {
+        method: "put",
+        path: "/v1/ihosts/{host}/state/host_cpus_modify",
+        tag: "inventory",
+        summary: "Change the function of a locked host's CPUs (platform, application-isolated); the answer lists every CPU",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: Some("CpuModify"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/ihosts/{host}/labels",
+        tag: "inventory",
+        summary: "A host's labels",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/labels/{id}",
+        tag: "inventory",
+        summary: "Assign labels (a JSON object of key: value) to the host whose uuid is given",
+        auth: true,
+        query: &[(
+            "overwrite",
+            "True to change the value of a label the host already has",
+        )],
+        ok: &[200],
+        body: Some("LabelAssign"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/labels/{id}",
+        tag: "inventory",
+        summary: "One label by its uuid",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "delete",
+        path: "/v1/labels/{id}",
+        tag: "inventory",
+        summary: "Remove a label by its uuid",
+        auth: true,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
         method: "get",
         path: "/v1/ihosts/{host}/inodes",
         tag: "inventory",
@@ -893,6 +946,23 @@ fn schemas() -> Value {
             },
             "additionalProperties": false
         },
+        "CpuModify": {
+            "type": "array",
+            "maxItems": 8,
+            "items": {
+                "type": "object",
+                "required": ["function"],
+                "properties": {
+                    "function": {"type": "string"},
+                    "sockets": {"type": "array", "items": {"type": "object", "additionalProperties": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}}},
+                    "cpulist": {"type": "string"}
+                }
+            }
+        },
+        "LabelAssign": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "maxLength": 63}
+        },
         "HostAdd": {
             "type": "object",
             "required": ["hostname", "personality"],
@@ -985,6 +1055,7 @@ fn path_parameter_description(name: &str) -> &'static str {
         "subcloud" => "id or name of the subcloud",
         "group" => "id or name of the subcloud group",
         "user_id" => "id of the user (the token's own user)",
+        "id" => "uuid of the host (to assign labels) or of the label (to show or remove it)",
         _ => "identifies the resource",
     }
 }

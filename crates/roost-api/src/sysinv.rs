@@ -178,25 +178,18 @@ pub fn child_uuid(host_uuid: &str, kind: &str, key: &str) -> String {
     )
 }
 
-/// `GET /v1/ihosts/{id}/icpus`.
-pub fn cpus_json(host_uuid: &str, inv: &Inventory) -> Value {
+/// `GET /v1/ihosts/{id}/icpus` (and the reply of `host_cpus_modify`);
+/// `function` gives each logical CPU's `allocated_function`.
+pub fn cpus_json(
+    host_uuid: &str,
+    inv: &Inventory,
+    function: &dyn Fn(u32) -> &'static str,
+) -> Value {
     let items: Vec<Value> = inv
         .cpus
         .iter()
         .map(|c| {
-            // The first core of each socket serves the platform; the rest the applications.
-            let first_core = inv
-                .cpus
-                .iter()
-                .filter(|o| o.socket == c.socket)
-                .map(|o| o.core)
-                .min()
-                .unwrap_or(0);
-            let function = if c.core == first_core {
-                "Platform"
-            } else {
-                "Application"
-            };
+            let function = function(c.cpu);
             json!({
                 "uuid": child_uuid(host_uuid, "cpu", &c.cpu.to_string()),
                 "cpu": c.cpu,
@@ -214,6 +207,33 @@ pub fn cpus_json(host_uuid: &str, inv: &Inventory) -> Value {
         })
         .collect();
     json!({ "icpus": items })
+}
+
+/// One item of `PUT /v1/ihosts/{uuid}/state/host_cpus_modify`'s body (a
+/// JSON list of them): a function and either the number of cores per
+/// processor (`[{"0": 2}]`, numbers or strings) or a CPU list (`"2-3"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuModify {
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<Vec<std::collections::BTreeMap<String, Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpulist: Option<String>,
+}
+
+/// A host label, as sysinv's label API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub uuid: String,
+    pub host_uuid: String,
+    pub label_key: String,
+    pub label_value: String,
+}
+
+/// `GET /v1/ihosts/{uuid}/labels`, and the reply of `POST /v1/labels/{host_uuid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelList {
+    pub labels: Vec<Label>,
 }
 
 /// `GET /v1/ihosts/{id}/inodes`.

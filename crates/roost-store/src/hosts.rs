@@ -36,6 +36,11 @@ pub struct StoredHost {
     /// JSON of the last inventory report.
     pub inventory: Option<String>,
     pub local: bool,
+    /// JSON array of the host's labels (`uuid`, `label_key`, `label_value`).
+    pub labels: String,
+    /// JSON object: CPU function name to the logical CPUs that have it;
+    /// CPUs not listed have the default function.
+    pub cpu_functions: String,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -43,7 +48,7 @@ pub struct StoredHost {
 const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administrative, operational,
     availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username, bm_password, location,
     hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at, cluster_ip,
-    cluster_port";
+    cluster_port, labels, cpu_functions";
 
 fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
     Ok(StoredHost {
@@ -76,6 +81,8 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
         cluster_port: r
             .get::<_, Option<i64>>(24)?
             .and_then(|p| u16::try_from(p).ok()),
+        labels: r.get(25)?,
+        cpu_functions: r.get(26)?,
     })
 }
 
@@ -138,9 +145,9 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
         "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
             operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
             bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
-            created_at, updated_at, cluster_ip, cluster_port)
+            created_at, updated_at, cluster_ip, cluster_port, labels, cpu_functions)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         params![
             h.uuid,
             h.hostname,
@@ -166,6 +173,8 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
             h.updated_at.map(|t| t.micros()),
             h.cluster_ip,
             h.cluster_port.map(i64::from),
+            h.labels,
+            h.cpu_functions,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -178,7 +187,7 @@ fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), 
             mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
             bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
             agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
-            cluster_ip = ?22, cluster_port = ?23
+            cluster_ip = ?22, cluster_port = ?23, labels = ?24, cpu_functions = ?25
          WHERE id = ?1",
         params![
             h.id,
@@ -204,6 +213,8 @@ fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), 
             h.updated_at.map(|t| t.micros()),
             h.cluster_ip,
             h.cluster_port.map(i64::from),
+            h.labels,
+            h.cpu_functions,
         ],
     )?;
     if n == 0 {

@@ -106,6 +106,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_subcloud_certificates.sql"),
     ),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_host_labels_cpus.sql"),
+    ),
 ];
 
 /// The opened store.

@@ -320,6 +320,10 @@ impl Api {
         self.send(http().post(format!("{}{path}", self.url)).json(body))
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(http().put(format!("{}{path}", self.url)).json(body))
+    }
+
     pub fn patch(&self, path: &str, body: &Value) -> Reply {
         self.send(http().patch(format!("{}{path}", self.url)).json(body))
     }

@@ -691,3 +691,159 @@ fn a_monitored_process_that_dies_raises_200_006_and_degrades_the_host() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+/// sysinv's label API as `system host-label-assign|list|remove` use it:
+/// assign returns the labels, each then read by uuid; list by host uuid;
+/// remove by label uuid. Labels survive a restart.
+#[test]
+fn host_labels_work_as_the_system_client_uses_them() {
+    let mut s = Server::start(bin());
+    let api = s.api();
+    let host = api.host("controller-0");
+    let uuid = host["uuid"].as_str().unwrap().to_string();
+    let r = api.post(
+        &format!("/v1/labels/{uuid}"),
+        &json!({"zone": "north", "roost.io/camera": "true"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let assigned = r.body["labels"].as_array().unwrap().clone();
+    assert_eq!(assigned.len(), 2);
+    for l in &assigned {
+        let one = api.get(&format!("/v1/labels/{}", l["uuid"].as_str().unwrap()));
+        assert_eq!(one.status, 200);
+        assert_eq!(one.body["host_uuid"], uuid.as_str());
+        assert_eq!(&one.body, l);
+    }
+    // A changed value needs overwrite; the label keeps its uuid.
+    let r = api.post(&format!("/v1/labels/{uuid}"), &json!({"zone": "south"}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body.to_string().contains("already exists"),
+        "{:?}",
+        r.body
+    );
+    let r = api.post(
+        &format!("/v1/labels/{uuid}?overwrite=True"),
+        &json!({"zone": "south"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let zone_uuid = r.body["labels"][0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(
+        assigned.iter().find(|l| l["label_key"] == "zone").unwrap()["uuid"],
+        zone_uuid.as_str()
+    );
+    // Bad keys and values are refused and change nothing.
+    for bad in [
+        json!({"bad key": "x"}),
+        json!({"k": "a b"}),
+        json!({"k": {"x": 1}}),
+    ] {
+        let r = api.post(&format!("/v1/labels/{uuid}"), &bad);
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    assert_eq!(
+        api.post("/v1/labels/nobody", &json!({"a": "b"})).status,
+        404
+    );
+    // Listed by host; survives a restart.
+    s.restart();
+    let api = s.api();
+    let list = api.get(&format!("/v1/ihosts/{uuid}/labels")).body["labels"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut pairs: Vec<(String, String)> = list
+        .iter()
+        .map(|l| {
+            (
+                l["label_key"].as_str().unwrap().to_string(),
+                l["label_value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("roost.io/camera".to_string(), "true".to_string()),
+            ("zone".to_string(), "south".to_string())
+        ]
+    );
+    // Remove by uuid: 204, then 404.
+    assert_eq!(api.delete(&format!("/v1/labels/{zone_uuid}")).status, 204);
+    assert_eq!(api.get(&format!("/v1/labels/{zone_uuid}")).status, 404);
+    assert_eq!(api.delete(&format!("/v1/labels/{zone_uuid}")).status, 404);
+    assert_eq!(
+        api.get("/v1/ihosts/controller-0/labels").body["labels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `system host-cpu-modify -f application-isolated -p0 1`: refused while
+/// the host is unlocked, applied once it is locked, shown by
+/// `host-cpu-list`, kept across a restart.
+#[test]
+fn cpu_functions_change_on_a_locked_host_and_persist() {
+    let mut s = Server::start(bin());
+    let api = s.api();
+    let uuid = api.host("controller-0")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/ihosts/{uuid}/state/host_cpus_modify");
+    let isolate = json!([{"function": "application-isolated", "sockets": [{"0": 1}]}]);
+    let r = api.put(&path, &isolate);
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body.to_string().contains("must be locked"),
+        "{:?}",
+        r.body
+    );
+    let r = api.host_action("controller-0", "lock");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.put(&path, &isolate);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let functions = |body: &Value| -> Vec<(u64, String)> {
+        let mut v: Vec<(u64, String)> = body["icpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["cpu"].as_u64().unwrap(),
+                    c["allocated_function"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let after = functions(&r.body);
+    assert!(after.iter().any(|(_, f)| f == "Platform"), "{after:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|(_, f)| f == "Application-isolated")
+            .count()
+            > 0,
+        after.len() > 1,
+        "{after:?}"
+    );
+    // Bad requests: a clear 400 and nothing changes.
+    for bad in [
+        json!([{"function": "vswitch", "sockets": [{"0": 1}]}]),
+        json!([{"function": "platform", "sockets": [{"7": 1}]}]),
+        json!([{"function": "platform", "sockets": [{"0": 0}]}]),
+        json!({"function": "platform"}),
+    ] {
+        let r = api.put(&path, &bad);
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    s.restart();
+    let api = s.api();
+    let listed = functions(&api.get(&format!("/v1/ihosts/{uuid}/icpus")).body);
+    assert_eq!(listed, after);
+}

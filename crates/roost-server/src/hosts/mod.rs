@@ -18,9 +18,12 @@
 //!   store.
 //! - The [`effects::Executor`] alone touches the store, FM and the BMCs.
 
+mod attributes;
 pub mod bmc;
+pub mod cpus;
 pub mod effects;
 pub mod heartbeater;
+pub mod labels;
 mod records;
 mod state;
 #[cfg(test)]
@@ -53,6 +56,7 @@ use crate::fm_service::FmService;
 use crate::identity::random_secret;
 use crate::metrics::Metrics;
 
+pub use self::attributes::HostAttributes;
 pub use roost_api::heartbeat::FLAG_REBOOT;
 
 /// Settings of the host service.

@@ -74,6 +74,8 @@ pub fn local_host(hostname: &str, inv: &Inventory, now: Timestamp) -> StoredHost
         mgmt_mac: inv.nics.iter().find(|n| n.physical).map(|n| n.mac.clone()),
         inventory: serde_json::to_string(inv).ok(),
         local: true,
+        labels: "[]".into(),
+        cpu_functions: "{}".into(),
         created_at: now,
         ..Default::default()
     }
@@ -103,6 +105,8 @@ pub fn new_host(
         mgmt_mac: req.mgmt_mac.clone(),
         bm_type: "none".into(),
         location,
+        labels: "[]".into(),
+        cpu_functions: "{}".into(),
         created_at: now,
         ..Default::default()
     })

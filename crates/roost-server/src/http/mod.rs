@@ -6,6 +6,7 @@ mod dcmanager;
 mod error;
 mod extract;
 mod fm;
+mod host_attributes;
 mod identity;
 mod ops;
 pub mod serve;
@@ -73,6 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let protected = Router::new()
         .merge(fm::routes())
         .merge(sysinv::routes())
+        .merge(host_attributes::routes())
         .merge(dcmanager::routes())
         .merge(identity::protected_routes())
         .merge(ops::protected_routes())

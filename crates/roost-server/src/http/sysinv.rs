@@ -153,8 +153,7 @@ async fn cpus(
     State(st): State<AppState>,
     Path(host): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (h, inv) = st.hosts.get(&host)?;
-    Ok(Json(wire::cpus_json(&h.uuid, &inv)))
+    super::host_attributes::cpus(&st, &host)
 }
 
 async fn nodes(

@@ -1,0 +1,193 @@
+//! Host attributes that placement reads: labels and CPU functions. Each
+//! request follows the service shape: validate, decide the new record under
+//! the lock, commit it on the request lane, then apply it to memory.
+
+use roost_api::agent::Inventory;
+use roost_api::sysinv::{CpuModify, Label};
+use roost_mtce::Admin;
+use roost_store::{HostWrite, StoredHost};
+
+use super::cpus::{self, CpuFunctions};
+use super::labels::{self, StoredLabel};
+use super::{HostError, HostService};
+
+/// What placement needs to know of a host's attributes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostAttributes {
+    pub labels: Vec<(String, String)>,
+    pub cpu_functions: CpuFunctions,
+}
+
+fn inventory_of(h: &StoredHost) -> Inventory {
+    h.inventory
+        .as_deref()
+        .and_then(|i| serde_json::from_str(i).ok())
+        .unwrap_or_default()
+}
+
+impl HostService {
+    /// Decides a new record for one host under the lock, commits it, and
+    /// applies it. `decide` returns the new record and a result to hand
+    /// back.
+    async fn update_record<T>(
+        &self,
+        ident: &str,
+        decide: impl FnOnce(&StoredHost, Option<Admin>) -> Result<(StoredHost, T), HostError>,
+    ) -> Result<T, HostError> {
+        let _lane = self.lane.lock().await;
+        let (current, updated, out) = {
+            let st = self.lock();
+            let h = st
+                .find(ident)
+                .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+            let admin = st.mtce.status(&h.hostname).map(|s| s.admin);
+            let (updated, out) = decide(h, admin)?;
+            (h.clone(), updated, out)
+        };
+        if updated != current {
+            self.commit(vec![HostWrite::Fields(updated.clone())])
+                .await?;
+            self.lock().set_fields(&updated);
+        }
+        Ok(out)
+    }
+
+    /// The labels of a host, with the host's uuid.
+    pub fn labels(&self, ident: &str) -> Result<(String, Vec<Label>), HostError> {
+        let st = self.lock();
+        let h = st
+            .find(ident)
+            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let list = labels::from_json(&h.labels)
+            .iter()
+            .map(|l| labels::wire(&h.uuid, l))
+            .collect();
+        Ok((h.uuid.clone(), list))
+    }
+
+    /// One label by its uuid.
+    pub fn label(&self, uuid: &str) -> Option<Label> {
+        let st = self.lock();
+        st.hosts.values().find_map(|h| {
+            labels::from_json(&h.labels)
+                .iter()
+                .find(|l| l.uuid == uuid)
+                .map(|l| labels::wire(&h.uuid, l))
+        })
+    }
+
+    /// Assigns labels to a host; returns the labels assigned.
+    pub async fn assign_labels(
+        &self,
+        ident: &str,
+        pairs: Vec<(String, String)>,
+        overwrite: bool,
+    ) -> Result<Vec<Label>, HostError> {
+        for (k, v) in &pairs {
+            labels::validate(k, v)?;
+        }
+        let now = self.clock.now();
+        self.update_record(ident, |h, _| {
+            let current = labels::from_json(&h.labels);
+            let mut new_uuid = || uuid::Uuid::new_v4().to_string();
+            let (all, assigned) =
+                labels::assign(&current, &pairs, overwrite, &h.hostname, &mut new_uuid)?;
+            let mut u = h.clone();
+            u.labels = labels::to_json(&all);
+            u.updated_at = Some(now);
+            let out = assigned.iter().map(|l| labels::wire(&h.uuid, l)).collect();
+            Ok((u, out))
+        })
+        .await
+    }
+
+    /// Removes a label by its uuid.
+    pub async fn remove_label(&self, uuid: &str) -> Result<(), HostError> {
+        let host = {
+            let st = self.lock();
+            st.hosts
+                .values()
+                .find(|h| labels::from_json(&h.labels).iter().any(|l| l.uuid == uuid))
+                .map(|h| h.uuid.clone())
+        }
+        .ok_or_else(|| HostError::Invalid(format!("Host label not found: {uuid}")))?;
+        let now = self.clock.now();
+        self.update_record(&host, |h, _| {
+            let mut all: Vec<StoredLabel> = labels::from_json(&h.labels);
+            let before = all.len();
+            all.retain(|l| l.uuid != uuid);
+            if all.len() == before {
+                return Err(HostError::Invalid(format!("Host label not found: {uuid}")));
+            }
+            let mut u = h.clone();
+            u.labels = labels::to_json(&all);
+            u.updated_at = Some(now);
+            Ok((u, ()))
+        })
+        .await
+    }
+
+    /// The function of every CPU of a host, with its uuid and inventory.
+    pub fn cpu_functions(
+        &self,
+        ident: &str,
+    ) -> Result<
+        (
+            String,
+            Inventory,
+            std::collections::BTreeMap<u32, cpus::CpuFunction>,
+        ),
+        HostError,
+    > {
+        let st = self.lock();
+        let h = st
+            .find(ident)
+            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let inv = inventory_of(h);
+        let f = CpuFunctions::from_json(&h.cpu_functions).resolve(&inv);
+        Ok((h.uuid.clone(), inv, f))
+    }
+
+    /// Changes the functions of a locked host's CPUs.
+    pub async fn modify_cpus(
+        &self,
+        ident: &str,
+        requests: Vec<CpuModify>,
+    ) -> Result<(), HostError> {
+        let now = self.clock.now();
+        self.update_record(ident, |h, admin| {
+            if admin != Some(Admin::Locked) {
+                return Err(HostError::Invalid(format!(
+                    "Host {} must be locked to change its CPU functions.",
+                    h.hostname
+                )));
+            }
+            let inv = inventory_of(h);
+            let current = CpuFunctions::from_json(&h.cpu_functions);
+            let next = cpus::modify(&inv, &current, &requests)?;
+            let mut u = h.clone();
+            u.cpu_functions = next.to_json();
+            u.updated_at = Some(now);
+            Ok((u, ()))
+        })
+        .await
+    }
+
+    /// Labels and CPU functions of every host, by hostname.
+    pub fn attributes(&self) -> std::collections::BTreeMap<String, HostAttributes> {
+        let st = self.lock();
+        st.hosts
+            .values()
+            .map(|h| {
+                let attrs = HostAttributes {
+                    labels: labels::from_json(&h.labels)
+                        .into_iter()
+                        .map(|l| (l.key, l.value))
+                        .collect(),
+                    cpu_functions: CpuFunctions::from_json(&h.cpu_functions),
+                };
+                (h.hostname.clone(), attrs)
+            })
+            .collect()
+    }
+}
