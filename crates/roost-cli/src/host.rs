@@ -81,6 +81,11 @@ pub enum HostCommand {
     JoinToken(HostOutputArgs),
     /// List a host's CPUs
     Cpus(HostOutputArgs),
+    /// Change the function of a locked host's CPUs (platform, application-isolated)
+    CpuModify(crate::host_attributes::CpuModifyArgs),
+    /// A host's labels, which applications select hosts by
+    #[command(subcommand)]
+    Label(crate::host_attributes::LabelCommand),
     /// List a host's memory, per NUMA node
     Memory(HostOutputArgs),
     /// List a host's disks
@@ -190,6 +195,8 @@ pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Cl
         HostCommand::PowerOff(args) => action(&args.host, "power-off", env, io),
         HostCommand::JoinToken(args) => join_token(&args, env, io),
         HostCommand::Cpus(args) => sub_list(SubList::Cpus, &args, env, io),
+        HostCommand::CpuModify(args) => crate::host_attributes::cpu_modify(&args, env, io),
+        HostCommand::Label(cmd) => crate::host_attributes::label(cmd, env, io),
         HostCommand::Memory(args) => sub_list(SubList::Memory, &args, env, io),
         HostCommand::Disks(args) => sub_list(SubList::Disks, &args, env, io),
         HostCommand::Ports(args) => sub_list(SubList::Ports, &args, env, io),

@@ -35,6 +35,7 @@ mod error;
 mod event;
 mod heartbeat;
 mod host;
+mod host_attributes;
 mod login;
 mod output;
 mod query;

@@ -389,3 +389,99 @@ fn a_refused_heartbeat_set_changes_nothing_and_later_sets_still_apply() {
     assert_eq!(value("heartbeat_degrade_threshold"), "40");
     assert_eq!(value("heartbeat_failure_threshold"), "50");
 }
+
+#[test]
+fn the_label_and_cpu_verbs_change_what_placement_reads() {
+    let s = Server::start(bin());
+    let cli = Cli::new();
+    assert!(cli.login(&s.url).status.success());
+    let out = cli.ok(&[
+        "host",
+        "label",
+        "assign",
+        "controller-0",
+        "zone=north",
+        "gpu=yes",
+    ]);
+    assert!(out.contains("controller-0: zone=north"), "{out}");
+    let labels = cli.json(&["host", "label", "list", "controller-0", "-o", "json"]);
+    assert_eq!(labels.as_array().unwrap().len(), 2, "{labels}");
+    // A changed value needs --overwrite.
+    let refused = cli.run(&["host", "label", "assign", "controller-0", "zone=south"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+    cli.ok(&[
+        "host",
+        "label",
+        "assign",
+        "controller-0",
+        "zone=south",
+        "--overwrite",
+    ]);
+    assert!(
+        cli.ok(&["host", "label", "list", "controller-0"])
+            .contains("south")
+    );
+    // Removing an unknown key removes nothing.
+    let refused = cli.run(&["host", "label", "remove", "controller-0", "gpu", "nope"]);
+    assert!(!refused.status.success());
+    assert_eq!(
+        cli.json(&["host", "label", "list", "controller-0", "-o", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let out = cli.ok(&["host", "label", "remove", "controller-0", "gpu"]);
+    assert!(out.contains("Deleted host label gpu"), "{out}");
+    // CPU functions: refused while unlocked, then applied.
+    let refused = cli.run(&[
+        "host",
+        "cpu-modify",
+        "controller-0",
+        "-f",
+        "application-isolated",
+        "-p",
+        "0=1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be locked"));
+    cli.ok(&["host", "lock", "controller-0"]);
+    let listed = cli.json(&["host", "cpus", "controller-0", "-o", "json"]);
+    let cores: std::collections::BTreeSet<(u64, u64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["numa_node"].as_u64().unwrap_or(0),
+                c["core"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let args = [
+        "host",
+        "cpu-modify",
+        "controller-0",
+        "-f",
+        "application-isolated",
+        "-p",
+        "0=1",
+        "-o",
+        "json",
+    ];
+    if cores.len() < 2 {
+        // One core: it is the platform's; nothing can be isolated.
+        let refused = cli.run(&args);
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("cores available"));
+        return;
+    }
+    let cpus = cli.json(&args);
+    let isolated = cpus
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["allocated_function"] == "Application-isolated")
+        .count();
+    assert!(isolated > 0, "{cpus}");
+}

@@ -804,7 +804,24 @@ fn cpu_functions_change_on_a_locked_host_and_persist() {
     );
     let r = api.host_action("controller-0", "lock");
     assert_eq!(r.status, 200, "{:?}", r.body);
+    let cores: std::collections::BTreeSet<(u64, u64)> =
+        api.get(&format!("/v1/ihosts/{uuid}/icpus")).body["icpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["numa_node"].as_u64().unwrap(),
+                    c["core"].as_u64().unwrap(),
+                )
+            })
+            .collect();
     let r = api.put(&path, &isolate);
+    if cores.len() < 2 {
+        // A one-core host: that core is the platform's; nothing to isolate.
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        return;
+    }
     assert_eq!(r.status, 200, "{:?}", r.body);
     let functions = |body: &Value| -> Vec<(u64, String)> {
         let mut v: Vec<(u64, String)> = body["icpus"]
@@ -823,13 +840,8 @@ fn cpu_functions_change_on_a_locked_host_and_persist() {
     };
     let after = functions(&r.body);
     assert!(after.iter().any(|(_, f)| f == "Platform"), "{after:?}");
-    assert_eq!(
-        after
-            .iter()
-            .filter(|(_, f)| f == "Application-isolated")
-            .count()
-            > 0,
-        after.len() > 1,
+    assert!(
+        after.iter().any(|(_, f)| f == "Application-isolated"),
         "{after:?}"
     );
     // Bad requests: a clear 400 and nothing changes.
