@@ -625,6 +625,7 @@ const ENVIRONMENTAL: &str = "environmental";
 const OTHER: &str = "other";
 
 const HOST: &str = "host=<hostname>";
+const APP: &str = "k8s_application=<appname>";
 const DEPLOY_STRATEGY: &str = "orchestration=sw-deploy";
 
 static BUILTIN: &[Builtin] = &[
@@ -811,6 +812,96 @@ static BUILTIN: &[Builtin] = &[
         cause: "application-subsystem-failure",
         service_affecting: false,
         suppressible: false,
+        mgmt: None,
+        degrade: None,
+    },
+    // --- 750: applications ---------------------------------------------
+    Builtin {
+        id: "750.001",
+        description: "An application package could not be uploaded.",
+        entity: APP,
+        severities: WARN,
+        repair: "Read the application's progress text for the reason, fix the package and \
+                 upload it again.",
+        maintenance: "",
+        alarm_type: PROCESSING,
+        cause: "unknown",
+        service_affecting: false,
+        suppressible: true,
+        mgmt: None,
+        degrade: None,
+    },
+    Builtin {
+        id: "750.002",
+        description: "An application could not be applied (or updated).",
+        entity: APP,
+        severities: MAJ,
+        repair: "Read the application's progress text and status for the reason, then apply \
+                 it again.",
+        maintenance: "",
+        alarm_type: PROCESSING,
+        cause: "unknown",
+        service_affecting: true,
+        suppressible: true,
+        mgmt: None,
+        degrade: None,
+    },
+    Builtin {
+        id: "750.003",
+        description: "An application could not be removed.",
+        entity: APP,
+        severities: MAJ,
+        repair: "Remove the application again; if it still fails, look at the hosts its \
+                 replicas ran on.",
+        maintenance: "",
+        alarm_type: PROCESSING,
+        cause: "unknown",
+        service_affecting: true,
+        suppressible: true,
+        mgmt: None,
+        degrade: None,
+    },
+    Builtin {
+        id: "750.004",
+        description: "An application is being applied.",
+        entity: APP,
+        severities: WARN,
+        repair: "None: the alarm clears when the apply ends.",
+        maintenance: "",
+        alarm_type: OTHER,
+        cause: "unknown",
+        service_affecting: true,
+        suppressible: true,
+        mgmt: Some(Warning),
+        degrade: None,
+    },
+    Builtin {
+        id: "750.005",
+        description: "An application is being updated to a new version.",
+        entity: APP,
+        severities: WARN,
+        repair: "None: the alarm clears when the update ends.",
+        maintenance: "",
+        alarm_type: OTHER,
+        cause: "unknown",
+        service_affecting: true,
+        suppressible: true,
+        mgmt: Some(Warning),
+        degrade: None,
+    },
+    Builtin {
+        id: "750.101",
+        description: "A replica of an application keeps failing: it exits or fails its liveness \
+                      probe, and is restarted with a growing back-off.",
+        entity: "k8s_application=<appname>.replica=<workload>/<replica>",
+        severities: MAJ,
+        repair: "Look at the replica's logs (roost app logs) for why it fails; the alarm clears \
+                 when it runs again.",
+        maintenance: "",
+        alarm_type: PROCESSING,
+        cause: "application-subsystem-failure",
+        service_affecting: true,
+        suppressible: true,
         mgmt: None,
         degrade: None,
     },
@@ -1402,7 +1493,7 @@ mod tests {
         for id in [
             "100.101", "100.103", "100.104", "200.001", "200.004", "200.005", "200.006", "200.009",
             "200.010", "250.001", "280.001", "280.002", "400.001", "400.002", "500.100", "500.200",
-            "500.210",
+            "500.210", "750.001", "750.002", "750.003", "750.004", "750.005",
         ] {
             let ours = builtin.get(id).unwrap();
             let theirs = c.get(id).unwrap();
