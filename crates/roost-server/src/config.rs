@@ -253,7 +253,10 @@ impl Config {
     /// Reads a TOML config file; missing keys keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| {
-            Error::context(format!("cannot read config file {}", path.display()), source)
+            Error::context(
+                format!("cannot read config file {}", path.display()),
+                source,
+            )
         })?;
         toml::from_str(&text).map_err(|e| Error::ConfigFile {
             path: path.to_path_buf(),

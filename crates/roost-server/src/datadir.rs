@@ -16,7 +16,12 @@ pub struct DataDir {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::context(format!("cannot use data directory {}", path.display()), source)
+    move |source| {
+        Error::context(
+            format!("cannot use data directory {}", path.display()),
+            source,
+        )
+    }
 }
 
 impl DataDir {

@@ -13,9 +13,8 @@ use std::time::Duration;
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
 use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
-    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch,
-    Fleet, Generation, Group, GroupPatch, GroupSpec, Management, StreamError,
-    SubcloudRecord,
+    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch, Fleet,
+    Generation, Group, GroupPatch, GroupSpec, Management, StreamError, SubcloudRecord,
 };
 use roost_fm::FmCommand;
 use roost_store::{Store, StoreError, StoredGroup, StoredSubcloud};
@@ -23,8 +22,8 @@ use roost_types::{Clock, Severity, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Shutdown};
 use crate::fm_service::FmService;
+use crate::{Error, Shutdown};
 
 /// Settings of the system controller role.
 #[derive(Debug, Clone)]
@@ -496,9 +495,7 @@ impl DcService {
         st.fleet
             .find_group(&reference)
             .map(|g| g.id)
-            .ok_or_else(|| {
-                Error::NotFound(format!("Subcloud Group not found: {reference}"))
-            })
+            .ok_or_else(|| Error::NotFound(format!("Subcloud Group not found: {reference}")))
     }
 
     /// Creates a subcloud (unmanaged, offline, `not-deployed`) and its
@@ -782,11 +779,7 @@ impl DcService {
     /// One sync from a subcloud (its heartbeat). The request is checked
     /// whole first; the heartbeat counts even when its alarm stream is
     /// refused, and what it caused is carried out either way.
-    pub async fn sync(
-        &self,
-        peer: &PeerCert,
-        req: SyncRequest,
-    ) -> Result<SyncReply, Error> {
+    pub async fn sync(&self, peer: &PeerCert, req: SyncRequest) -> Result<SyncReply, Error> {
         let checked = check_sync(req)?;
         let now = self.inner.clock.now();
         let (result, fx) = {
@@ -840,9 +833,10 @@ impl DcService {
                     .report_applied(name, *ep, *generation, digest, now)?,
             );
         }
-        let sc = st.fleet.get(name).ok_or_else(|| {
-            Error::NotFound(format!("subcloud {name} is not known here"))
-        })?;
+        let sc = st
+            .fleet
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("subcloud {name} is not known here")))?;
         let acked = sc.alarm_seq();
         let management = sc.management();
         let epoch = st.fleet.epoch().0;

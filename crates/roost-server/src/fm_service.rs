@@ -181,9 +181,9 @@ fn writer_loop(
                             if let Ok(o) = r {
                                 table.undo(&o.changes);
                                 *r = Err(Error::Internal(format!(
-                            "the alarm store could not commit the change: {}",
-                            error_chain(&e)
-                        )));
+                                    "the alarm store could not commit the change: {}",
+                                    error_chain(&e)
+                                )));
                             }
                         }
                         false

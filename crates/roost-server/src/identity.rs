@@ -180,11 +180,7 @@ fn verify_password_reusing(password: &str, hash: &str) -> bool {
 
 impl Identity {
     /// Loads live tokens from the store.
-    pub fn new(
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        ttl_secs: u64,
-    ) -> Result<Identity, Error> {
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, ttl_secs: u64) -> Result<Identity, Error> {
         let id = Identity {
             store,
             clock,
@@ -384,12 +380,7 @@ impl Identity {
     }
 
     /// Changes a user's password after checking the current one.
-    pub fn change_password(
-        &self,
-        user_id: &str,
-        original: &str,
-        new: &str,
-    ) -> Result<(), Error> {
+    pub fn change_password(&self, user_id: &str, original: &str, new: &str) -> Result<(), Error> {
         let user = self.check_password(Some(user_id), None, original)?;
         let hash = hash_password(new)?;
         if !self.store.set_password_hash(&user.id, &hash)? {

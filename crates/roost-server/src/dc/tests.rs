@@ -376,14 +376,8 @@ async fn renewal_moves_the_identity_to_the_new_certificate() {
 #[tokio::test]
 async fn errors_carry_their_kind() {
     let h = Harness::new().await;
-    assert!(matches!(
-        h.dc.get("nobody"),
-        Err(Error::NotFound(_))
-    ));
-    assert!(matches!(
-        h.dc.group("nobody"),
-        Err(Error::NotFound(_))
-    ));
+    assert!(matches!(h.dc.get("nobody"), Err(Error::NotFound(_))));
+    assert!(matches!(h.dc.group("nobody"), Err(Error::NotFound(_))));
     assert!(matches!(
         h.dc.delete_group("Default").await,
         Err(Error::Conflict(_))

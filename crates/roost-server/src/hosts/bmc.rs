@@ -104,9 +104,7 @@ impl Redfish {
             format!("http://{ip}")
         };
         if base.starts_with("https://") {
-            return Err(Error::Invalid(
-                "HTTPS BMCs are not supported yet".into(),
-            ));
+            return Err(Error::Invalid("HTTPS BMCs are not supported yet".into()));
         }
         let unreachable =
             |e: reqwest::Error| Error::Unreachable(format!("cannot reach {base}: {e}"));

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::bmc::{Bmc, PowerAction};
 use super::heartbeater::Control;
 use super::{HostStore, Shared};
-use crate::{Error, Shutdown};
 use crate::fm_service::FmService;
+use crate::{Error, Shutdown};
 
 /// Work for the executor.
 pub enum Job {

@@ -48,10 +48,10 @@ use self::records::{
     apply_bmc_fields, bmc_configured, networks_of, personality, validate_hostname,
 };
 use self::state::State;
-use crate::{Error, Shutdown};
 use crate::fm_service::FmService;
 use crate::identity::random_secret;
 use crate::metrics::Metrics;
+use crate::{Error, Shutdown};
 
 pub use roost_api::heartbeat::FLAG_REBOOT;
 
@@ -325,7 +325,10 @@ impl HostService {
                 .await
                 .map_err(|e| {
                     Error::context(
-                        format!("cannot bind the heartbeat socket {}", config.heartbeat_listen),
+                        format!(
+                            "cannot bind the heartbeat socket {}",
+                            config.heartbeat_listen
+                        ),
                         e,
                     )
                 })?,
@@ -417,9 +420,7 @@ impl HostService {
         let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
         let now = self.clock.now();
         let st = self.lock();
-        let h = st
-            .find(ident)
-            .ok_or_else(|| Error::host_not_found(ident))?;
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
         let inv = h
             .inventory
             .as_deref()
@@ -444,10 +445,7 @@ impl HostService {
 
     /// Adds a host (locked, offline until its agent enrolls) and returns a
     /// join token for its agent.
-    pub async fn add(
-        &self,
-        req: roost_api::sysinv::HostAdd,
-    ) -> Result<(HostView, String), Error> {
+    pub async fn add(&self, req: roost_api::sysinv::HostAdd) -> Result<(HostView, String), Error> {
         // Validate and convert the whole request.
         let name = validate_hostname(&req.hostname)?;
         let p = Personality::parse(&req.personality).ok_or_else(|| {
@@ -496,9 +494,7 @@ impl HostService {
         let _lane = self.lane.lock().await;
         let name = {
             let st = self.lock();
-            let h = st
-                .find(ident)
-                .ok_or_else(|| Error::host_not_found(ident))?;
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
             if h.local {
                 return Err(Error::Conflict(format!(
                     "{} runs inside this server and has no agent to enroll",
@@ -586,11 +582,7 @@ impl HostService {
     }
 
     /// Enrolls an agent with a join token.
-    pub async fn enroll(
-        &self,
-        req: EnrollRequest,
-        peer: IpAddr,
-    ) -> Result<EnrollResponse, Error> {
+    pub async fn enroll(&self, req: EnrollRequest, peer: IpAddr) -> Result<EnrollResponse, Error> {
         let now = self.clock.now();
         let token_hash = sha256_hex(&req.join_token);
         let store = self.store.clone();

@@ -133,9 +133,7 @@ pub fn apply_bmc_fields(
     if let Some(p) = bm_password
         && p.chars().any(char::is_whitespace)
     {
-        return Err(Error::Invalid(
-            "bm_password must not contain spaces".into(),
-        ));
+        return Err(Error::Invalid("bm_password must not contain spaces".into()));
     }
     if bm_password.is_some() && bm_username.is_none() && h.bm_username.is_none() {
         return Err(Error::Invalid(
@@ -207,9 +205,7 @@ pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostP
             "/mgmt_mac" => p.mgmt_mac = Some(text(value)),
             "/mgmt_ip" => p.mgmt_ip = Some(text(value)),
             other => {
-                return Err(Error::Invalid(format!(
-                    "cannot change {other} of a host"
-                )));
+                return Err(Error::Invalid(format!("cannot change {other} of a host")));
             }
         }
     }

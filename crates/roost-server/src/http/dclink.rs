@@ -94,9 +94,9 @@ fn signer<'a>(
     days: u32,
 ) -> impl FnOnce(&str) -> Result<IssuedCert, Error> + 'a {
     move |name: &str| {
-        let cert_pem = ca.sign_client_csr(csr_pem, name, days).map_err(|e| {
-            Error::Invalid(format!("invalid certificate signing request: {e}"))
-        })?;
+        let cert_pem = ca
+            .sign_client_csr(csr_pem, name, days)
+            .map_err(|e| Error::Invalid(format!("invalid certificate signing request: {e}")))?;
         let serial = roost_pki::cert_info(&cert_pem)
             .map_err(|e| Error::Invalid(format!("cannot read the new certificate: {e}")))?
             .serial;
