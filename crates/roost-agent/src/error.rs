@@ -1,6 +1,7 @@
 //! The agent's one error type. Each variant says what kind of failure it
-//! is ([`Error::kind`]): the reporter retries what may succeed later and
-//! drops what never will. Errors of other crates are kept as sources.
+//! is ([`Error::kind`]): what is unavailable may succeed later, what is
+//! invalid or unauthorized will not as it is. Errors of other crates are
+//! kept as sources.
 
 use std::path::PathBuf;
 
