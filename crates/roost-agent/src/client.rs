@@ -5,28 +5,10 @@ use std::time::Duration;
 use roost_api::agent::Inventory;
 use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, ReportReply};
 
+use crate::Error;
+
 /// Header that carries the agent token.
 pub const TOKEN_HEADER: &str = "X-Agent-Token";
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 401 or 403: the join token or agent token is not accepted.
-    #[error("{message}")]
-    Unauthorized { message: String },
-    /// Another 4xx: the server will not take this request as it is.
-    #[error("the server rejected the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    /// A 5xx: worth retrying later.
-    #[error("server error ({status}): {message}")]
-    Server { status: u16, message: String },
-    /// The server could not be reached, or the reply was cut short.
-    #[error("cannot reach the server: {0}")]
-    Transport(String),
-    /// A 2xx whose body is not what was expected.
-    #[error("unexpected reply from the server: {0}")]
-    BadReply(String),
-}
 
 /// A client of one server.
 #[derive(Debug, Clone)]
@@ -37,10 +19,12 @@ pub struct Client {
 
 impl Client {
     /// A client of the server at `base` (`http://host:port`).
-    pub fn new(base: &str) -> anyhow::Result<Client> {
+    pub fn new(base: &str) -> Result<Client, Error> {
         let base = base.trim().trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
-            anyhow::bail!("the server URL {base:?} must start with http://");
+            return Err(Error::Invalid(format!(
+                "the server URL {base:?} must start with http://"
+            )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -62,7 +46,7 @@ impl Client {
         inventory: &Inventory,
         heartbeat_port: u16,
         mgmt_ip: Option<&str>,
-    ) -> Result<EnrollResponse, ApiError> {
+    ) -> Result<EnrollResponse, Error> {
         let body = EnrollRequest {
             join_token: join_token.to_string(),
             inventory: inventory.clone(),
@@ -77,7 +61,7 @@ impl Client {
     }
 
     /// `POST /v1/agent/report`.
-    pub async fn report(&self, token: &str, report: &AgentReport) -> Result<ReportReply, ApiError> {
+    pub async fn report(&self, token: &str, report: &AgentReport) -> Result<ReportReply, Error> {
         let req = self
             .http
             .post(format!("{}/v1/agent/report", self.base))
@@ -87,18 +71,18 @@ impl Client {
     }
 }
 
-async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, ApiError> {
+async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, Error> {
     let resp = req
         .send()
         .await
-        .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+        .map_err(|e| Error::Transport(error_chain(&e)))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+        .map_err(|e| Error::Transport(error_chain(&e)))?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| ApiError::BadReply(e.to_string()));
+        return serde_json::from_slice(&bytes).map_err(|e| Error::BadReply(e.to_string()));
     }
     let message = error_message(&bytes).unwrap_or_else(|| {
         status
@@ -108,12 +92,12 @@ async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> R
     });
     let code = status.as_u16();
     Err(match code {
-        401 | 403 => ApiError::Unauthorized { message },
-        400..=499 => ApiError::Rejected {
+        401 | 403 => Error::Unauthorized { message },
+        400..=499 => Error::Rejected {
             status: code,
             message,
         },
-        _ => ApiError::Server {
+        _ => Error::Server {
             status: code,
             message,
         },

@@ -8,10 +8,11 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use roost_api::heartbeat::HostKey;
 use roost_api::sysinv::EnrollResponse;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error};
 
 /// The file name of the identity in the data directory.
 pub const IDENTITY_FILE: &str = "identity.json";
@@ -43,9 +44,13 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     /// The heartbeat key.
-    pub fn key(&self) -> anyhow::Result<HostKey> {
-        HostKey::from_hex(&self.enrollment.heartbeat_key)
-            .context("the stored heartbeat key is not 64 hexadecimal digits")
+    pub fn key(&self) -> Result<HostKey, Error> {
+        HostKey::from_hex(&self.enrollment.heartbeat_key).map_err(|e| {
+            Error::context(
+                "the stored heartbeat key is not 64 hexadecimal digits",
+                Error::Invalid(e.to_string()),
+            )
+        })
     }
 
     /// `<dir>/identity.json`.
@@ -54,7 +59,7 @@ impl Identity {
     }
 
     /// Reads the identity in `dir`; `Ok(None)` when there is none yet.
-    pub fn load(dir: &Path) -> anyhow::Result<Option<Identity>> {
+    pub fn load(dir: &Path) -> Result<Option<Identity>, Error> {
         let path = Identity::path_in(dir);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -78,7 +83,7 @@ impl Identity {
 
     /// Writes the identity to `dir` atomically: a temporary file created
     /// with mode 0600 before any byte is written, synced, then renamed.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<(), Error> {
         create_private_dir(dir)?;
         let path = Identity::path_in(dir);
         let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
@@ -107,7 +112,7 @@ impl Identity {
 
 /// Creates `dir` (and its parents) if missing; a directory it creates gets
 /// mode 0700.
-pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }

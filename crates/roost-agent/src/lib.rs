@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod error;
 pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
@@ -21,7 +22,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use roost_api::agent::Inventory;
 use roost_api::sysinv::{AgentAlarm, AgentReport, ProcessState, ReportReply};
 use roost_inventory::sampling;
@@ -32,12 +32,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::client::{ApiError, Client};
+use crate::client::Client;
 use crate::heartbeat::{HealthState, RebootRequest, Responder};
 use crate::identity::Identity;
 use crate::process::ProcessConfig;
 
+pub use crate::error::{Error, ErrorKind, error_line};
 pub use crate::heartbeat::FLAG_REBOOT;
+
+use crate::error::Context;
 
 /// Exit code of a simulated reboot (`--simulated-reboot`), which the BMC
 /// simulator treats as a reboot of the host.
@@ -154,13 +157,13 @@ pub fn main(args: AgentArgs) -> ExitCode {
 
 /// Installs a stderr log subscriber with this filter (`info`,
 /// `info,roost_agent=debug`, ...). Does nothing if one is installed already.
-pub fn init_logging(filter: &str) -> anyhow::Result<()> {
+pub fn init_logging(filter: &str) -> Result<(), Error> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let targets: Targets = filter
         .parse()
-        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+        .map_err(|e| Error::Invalid(format!("invalid log filter {filter:?}: {e}")))?;
     let _ = tracing_subscriber::registry()
         .with(targets)
         .with(
@@ -172,18 +175,10 @@ pub fn init_logging(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An error and its causes on one line.
-pub fn error_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 /// Runs the agent until SIGTERM or SIGINT (then returns `Ok`). Prints
 /// `roost agent ready as <hostname> (heartbeat on <addr>)` on stdout once
 /// enrolled, answering heartbeats, and the first report was tried.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(args: AgentArgs) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -209,8 +204,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         ended = tasks.join_next() => {
             match ended {
-                Some(Err(e)) if e.is_panic() => anyhow::bail!("an agent task panicked"),
-                _ => anyhow::bail!("an agent task stopped unexpectedly"),
+                Some(Err(e)) if e.is_panic() => Err(Error::Stopped("an agent task panicked")),
+                _ => Err(Error::Stopped("an agent task stopped unexpectedly")),
             }
         }
     }
@@ -275,7 +270,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Enrolls (or loads the identity), starts every task, makes the first
 /// report and prints the ready line.
-async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
+async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     identity::create_private_dir(&args.data_dir)?;
     let stored = Identity::load(&args.data_dir)?;
     let server = args
@@ -283,7 +278,7 @@ async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
         .clone()
         .filter(|s| !s.trim().is_empty())
         .or_else(|| stored.as_ref().map(|i| i.server.clone()))
-        .context("no server URL: give --server (or ROOST_SERVER)")?;
+        .ok_or_else(|| Error::Invalid("no server URL: give --server (or ROOST_SERVER)".into()))?;
     let client = Client::new(&server)?;
 
     let processes = match &args.process_dir {
@@ -325,18 +320,24 @@ async fn start(args: AgentArgs) -> anyhow::Result<JoinSet<()>> {
                 .as_deref()
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .context(
-                    "this host is not enrolled yet: give a join token (--join-token or ROOST_JOIN_TOKEN)",
-                )?;
+                .ok_or_else(|| {
+                    Error::Invalid(
+                        "this host is not enrolled yet: give a join token (--join-token or ROOST_JOIN_TOKEN)"
+                            .into(),
+                    )
+                })?;
             let mgmt_ip = args.mgmt_ip.map(|ip| ip.to_string());
             let enrollment = client
                 .enroll(token, &inventory, heartbeat_addr.port(), mgmt_ip.as_deref())
                 .await
                 .map_err(|e| match e {
-                    ApiError::Unauthorized { message } | ApiError::Rejected { message, .. } => {
-                        anyhow::anyhow!("enrollment refused: {message}")
+                    Error::Unauthorized { message } => Error::Unauthorized {
+                        message: format!("enrollment refused: {message}"),
+                    },
+                    Error::Rejected { message, .. } => {
+                        Error::Invalid(format!("enrollment refused: {message}"))
                     }
-                    other => anyhow::anyhow!("cannot enroll with {}: {other}", client.base()),
+                    other => Error::context(format!("cannot enroll with {}", client.base()), other),
                 })?;
             let id = Identity {
                 server: client.base().to_string(),
@@ -472,15 +473,15 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 on_reply(&shared, &reply);
                 false
             }
-            Err(ApiError::BadReply(e)) => {
+            Err(Error::BadReply(e)) => {
                 tracing::warn!(error = %e, "the server took the report but its reply is unreadable");
                 false
             }
-            Err(ApiError::Rejected { status, message }) => {
+            Err(Error::Rejected { status, message }) => {
                 tracing::error!(status, %message, "the server rejected a report; its content is dropped");
                 false
             }
-            Err(ApiError::Unauthorized { message }) => {
+            Err(Error::Unauthorized { message }) => {
                 if !unauthorized_logged {
                     tracing::error!(
                         %message,

@@ -21,6 +21,8 @@ use roost_mtce::process::ProcessSpec;
 use roost_types::Severity;
 use serde::Deserialize;
 
+use crate::error::{Context, Error};
+
 /// How long a restart command may run before the agent stops waiting for
 /// it (it is left running).
 pub const RESTART_WAIT: Duration = Duration::from_secs(30);
@@ -78,17 +80,9 @@ fn default_debounce() -> u64 {
     20
 }
 
-/// A process configuration file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("process config {}: {message}", file.display())]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub message: String,
-}
-
 /// Parses one configuration file's text.
-pub fn parse_config(text: &str, file: &Path) -> Result<ProcessConfig, ConfigError> {
-    let err = |message: String| ConfigError {
+pub fn parse_config(text: &str, file: &Path) -> Result<ProcessConfig, Error> {
+    let err = |message: String| Error::ProcessConfig {
         file: file.to_path_buf(),
         message,
     };
@@ -144,7 +138,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<ProcessConfig, ConfigErro
 /// Reads every `*.toml` of `dir`, in name order. A file that cannot be used
 /// is logged (naming it) and skipped, as is a second file for the same
 /// process name. Fails only when the directory cannot be read.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ProcessConfig>> {
+pub fn load_dir(dir: &Path) -> Result<Vec<ProcessConfig>, Error> {
     let (configs, errors) = scan_dir(dir)?;
     for e in errors {
         tracing::error!("{e}; skipping it");
@@ -153,9 +147,9 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ProcessConfig>> {
 }
 
 /// [`load_dir`], returning the errors instead of logging them.
-pub fn scan_dir(dir: &Path) -> anyhow::Result<(Vec<ProcessConfig>, Vec<ConfigError>)> {
+pub fn scan_dir(dir: &Path) -> Result<(Vec<ProcessConfig>, Vec<Error>), Error> {
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the process directory {}: {e}", dir.display()))?;
+        .with_context(|| format!("cannot read the process directory {}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -166,13 +160,13 @@ pub fn scan_dir(dir: &Path) -> anyhow::Result<(Vec<ProcessConfig>, Vec<ConfigErr
     let mut errors = Vec::new();
     for file in files {
         let parsed = std::fs::read_to_string(&file)
-            .map_err(|e| ConfigError {
+            .map_err(|e| Error::ProcessConfig {
                 file: file.clone(),
                 message: e.to_string(),
             })
             .and_then(|text| parse_config(&text, &file));
         match parsed {
-            Ok(c) if !names.insert(c.spec.name.clone()) => errors.push(ConfigError {
+            Ok(c) if !names.insert(c.spec.name.clone()) => errors.push(Error::ProcessConfig {
                 message: format!("process {:?} is already configured", c.spec.name),
                 file,
             }),
@@ -289,7 +283,7 @@ pub fn spawn_restart(name: &str, cmd: &[String]) {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<ProcessConfig, ConfigError> {
+    fn parse(text: &str) -> Result<ProcessConfig, Error> {
         parse_config(text, Path::new("/etc/roost/processes/x.toml"))
     }
 

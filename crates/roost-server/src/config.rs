@@ -8,6 +8,8 @@ use roost_mtce::{MonitorSettings, Thresholds};
 use roost_store::Durability;
 use serde::Deserialize;
 
+use crate::Error;
+
 /// Largest `fm.event_log_cap`: ten million records.
 pub const MAX_EVENT_LOG_CAP: u64 = 10_000_000;
 /// Largest `max_body_bytes`: 64 MiB.
@@ -237,39 +239,26 @@ impl Default for LogConfig {
 /// One day, in seconds.
 const DAY: u64 = 86_400;
 
-fn check_range(name: &str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+fn check_range(name: &str, value: u64, lo: u64, hi: u64) -> Result<(), Error> {
     if (lo..=hi).contains(&value) {
         Ok(())
     } else {
-        Err(ConfigError::Invalid(format!(
+        Err(Error::Setting(format!(
             "{name} is {value}; it must be between {lo} and {hi}"
         )))
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Reads a TOML config file; missing keys keep their defaults.
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            Error::context(
+                format!("cannot read config file {}", path.display()),
+                source,
+            )
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        toml::from_str(&text).map_err(|e| Error::ConfigFile {
             path: path.to_path_buf(),
             // With the line, so that a number too large for TOML (over
             // i64::MAX) is reported with its key.
@@ -355,9 +344,9 @@ impl Config {
     }
 
     /// The durability mode named by `fm.durability`.
-    pub fn durability(&self) -> Result<Durability, ConfigError> {
+    pub fn durability(&self) -> Result<Durability, Error> {
         Durability::parse(&self.fm.durability).ok_or_else(|| {
-            ConfigError::Invalid(format!(
+            Error::Setting(format!(
                 "fm.durability is {:?}; use process or power",
                 self.fm.durability
             ))
@@ -367,42 +356,42 @@ impl Config {
     /// Checks every setting. Every number has a range: a value outside it
     /// (for example one that would wrap when stored as a signed integer)
     /// is refused with the setting's name, the value and the range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Error> {
         self.durability()?;
         for (name, value, lo, hi) in self.numeric_settings() {
             check_range(name, value, lo, hi)?;
         }
         if self.hostname.is_empty() || self.hostname.contains(['.', '=', ' ']) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(Error::Setting(format!(
                 "hostname {:?} must be non-empty and free of '.', '=' and spaces",
                 self.hostname
             )));
         }
         if roost_types::SystemMode::parse(&self.system_mode).is_none() {
-            return Err(ConfigError::Invalid(format!(
+            return Err(Error::Setting(format!(
                 "system_mode is {:?}; use simplex or duplex",
                 self.system_mode
             )));
         }
         let role = roost_types::Role::parse(&self.role);
         if role.is_none() {
-            return Err(ConfigError::Invalid(format!(
+            return Err(Error::Setting(format!(
                 "role is {:?}; use standalone, systemcontroller or subcloud",
                 self.role
             )));
         }
         if role == Some(roost_types::Role::Subcloud) && self.dc.system_controller.is_none() {
-            return Err(ConfigError::Invalid(
+            return Err(Error::Setting(
                 "a subcloud needs the system controller's URL (--system-controller)".into(),
             ));
         }
         if self.dc.offline_after_secs <= self.dc.sync_interval_secs {
-            return Err(ConfigError::Invalid(
+            return Err(Error::Setting(
                 "dc.offline_after_secs must be longer than dc.sync_interval_secs".into(),
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid(format!(
+            return Err(Error::Setting(format!(
                 "log.format is {:?}; use text or json",
                 self.log.format
             )));
@@ -410,7 +399,7 @@ impl Config {
         self.monitor
             .thresholds
             .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+            .map_err(|e| Error::Setting(e.to_string()))
     }
 }
 

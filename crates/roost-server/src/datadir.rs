@@ -6,20 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Why the data directory cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    #[error("cannot use data directory {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "data directory {0} is in use by another roost server (its lock file is held); stop that server or choose another --data-dir"
-    )]
-    Locked(PathBuf),
-}
+use crate::Error;
 
 /// An open, locked data directory. The lock is released when dropped.
 #[derive(Debug)]
@@ -28,16 +15,18 @@ pub struct DataDir {
     _lock: File,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io {
-        path: path.to_path_buf(),
-        source,
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| {
+        Error::context(
+            format!("cannot use data directory {}", path.display()),
+            source,
+        )
     }
 }
 
 impl DataDir {
     /// Creates the directory (mode 0700) if needed and takes its lock.
-    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+    pub fn open(path: &Path) -> Result<DataDir, Error> {
         if !path.exists() {
             std::fs::create_dir_all(path).map_err(io(path))?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
@@ -54,7 +43,7 @@ impl DataDir {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(DataDirError::Locked(path.to_path_buf()));
+                return Err(Error::DataDirLocked(path.to_path_buf()));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
@@ -84,7 +73,7 @@ impl DataDir {
 
     /// Writes a file holding a secret: created with mode 0600 before any
     /// byte is written, replaced atomically.
-    pub fn write_secret(&self, path: &Path, contents: &str) -> Result<(), DataDirError> {
+    pub fn write_secret(&self, path: &Path, contents: &str) -> Result<(), Error> {
         let tmp = path.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
@@ -110,7 +99,7 @@ mod tests {
         let p = dir.path().join("data");
         let first = DataDir::open(&p).unwrap();
         let err = DataDir::open(&p).unwrap_err();
-        assert!(matches!(err, DataDirError::Locked(_)));
+        assert!(matches!(err, Error::DataDirLocked(_)));
         assert!(err.to_string().contains("in use"));
         drop(first);
         DataDir::open(&p).unwrap();

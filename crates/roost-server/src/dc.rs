@@ -13,9 +13,8 @@ use std::time::Duration;
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
 use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
-    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcError, DcSettings, Desired, Endpoint, Epoch,
-    Fleet, Generation, Group, GroupError, GroupPatch, GroupSpec, Management, StreamError,
-    SubcloudRecord,
+    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch, Fleet,
+    Generation, Group, GroupPatch, GroupSpec, Management, StreamError, SubcloudRecord,
 };
 use roost_fm::FmCommand;
 use roost_store::{Store, StoreError, StoredGroup, StoredSubcloud};
@@ -23,8 +22,8 @@ use roost_types::{Clock, Severity, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::Shutdown;
 use crate::fm_service::FmService;
+use crate::{Error, Shutdown};
 
 /// Settings of the system controller role.
 #[derive(Debug, Clone)]
@@ -38,60 +37,11 @@ pub struct DcConfig {
     pub cert_days: u32,
 }
 
-/// Why a Distributed Cloud request failed; the variant is the kind.
-#[derive(Debug, thiserror::Error)]
-pub enum DcServiceError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the enrollment token is not valid (unknown, used or expired)")]
-    BadToken,
-    /// The client certificate is not the one issued to a subcloud that
-    /// exists now (deleted, replaced or superseded).
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    Stream(String),
-    #[error("store unavailable")]
-    Store(#[from] StoreError),
-    #[error("the service is shutting down")]
-    Unavailable,
-}
+/// What a request to a stopping DC service is answered.
+const STOPPED: &str = "the service is shutting down";
 
-impl From<DcError> for DcServiceError {
-    fn from(e: DcError) -> Self {
-        let m = e.to_string();
-        match e {
-            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => DcServiceError::NotFound(m),
-            DcError::Exists(_)
-            | DcError::DuplicateId(_)
-            | DcError::NotUnmanaged(_)
-            | DcError::NotOffline(_) => DcServiceError::Conflict(m),
-            DcError::InvalidName(_) => DcServiceError::Invalid(m),
-        }
-    }
-}
-
-impl From<GroupError> for DcServiceError {
-    fn from(e: GroupError) -> Self {
-        let m = e.to_string();
-        match e {
-            GroupError::NotFound(_) => DcServiceError::NotFound(m),
-            GroupError::DuplicateName(_)
-            | GroupError::DuplicateId(_)
-            | GroupError::DefaultNotDeletable
-            | GroupError::DefaultNameFixed
-            | GroupError::NotEmpty(..) => DcServiceError::Conflict(m),
-            GroupError::InvalidName(_)
-            | GroupError::InvalidDescription(_)
-            | GroupError::InvalidApplyType(_)
-            | GroupError::InvalidMaxParallel(_)
-            | GroupError::NothingToUpdate => DcServiceError::Invalid(m),
-        }
-    }
+fn bad_token() -> Error {
+    Error::Unauthorized("the enrollment token is not valid (unknown, used or expired)".into())
 }
 
 /// A certificate the system controller issued: its serial (lowercase hex)
@@ -205,12 +155,12 @@ struct CheckedSync {
     applied: Vec<(Endpoint, Generation, String)>,
 }
 
-fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, DcServiceError> {
+fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, Error> {
     text.parse::<Severity>()
-        .map_err(|e| DcServiceError::Stream(format!("{what}: {e}")))
+        .map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 
-fn check_sync(req: SyncRequest) -> Result<CheckedSync, DcServiceError> {
+fn check_sync(req: SyncRequest) -> Result<CheckedSync, Error> {
     let snapshot = match req.snapshot {
         None => None,
         Some(snap) => {
@@ -245,7 +195,7 @@ fn check_sync(req: SyncRequest) -> Result<CheckedSync, DcServiceError> {
     let mut applied = Vec::with_capacity(req.applied.len());
     for a in req.applied {
         let Some(ep) = Endpoint::parse(&a.endpoint) else {
-            return Err(DcServiceError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "unknown endpoint type {:?}",
                 a.endpoint
             )));
@@ -278,7 +228,7 @@ impl DcService {
         clock: Arc<dyn Clock>,
         config: DcConfig,
         shutdown: Shutdown,
-    ) -> Result<(DcService, tokio::task::JoinHandle<()>), DcServiceError> {
+    ) -> Result<(DcService, tokio::task::JoinHandle<()>), Error> {
         let now = clock.now();
         let mut fleet = Fleet::new(config.settings, Epoch(now.micros().max(1) as u64));
         for g in store.groups()? {
@@ -371,11 +321,13 @@ impl DcService {
     async fn persist<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, DcServiceError> {
+    ) -> Result<T, Error> {
         let store = self.inner.store.clone();
         match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(r) => r.map_err(DcServiceError::from),
-            Err(_) => Err(DcServiceError::Unavailable),
+            // The fleet decided before the write: a refusal by the store is
+            // this service's failure, not the client's.
+            Ok(r) => r.map_err(Error::Store),
+            Err(_) => Err(Error::Stopped(STOPPED)),
         }
     }
 
@@ -507,11 +459,11 @@ impl DcService {
         })
     }
 
-    fn name_of(st: &State, reference: &str) -> Result<String, DcServiceError> {
+    fn name_of(st: &State, reference: &str) -> Result<String, Error> {
         st.fleet
             .find(reference)
             .map(|s| s.name().to_string())
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))
+            .ok_or_else(|| Error::NotFound("Subcloud not found".into()))
     }
 
     /// Every subcloud, by id.
@@ -527,13 +479,13 @@ impl DcService {
     }
 
     /// One subcloud by id or name.
-    pub fn get(&self, reference: &str) -> Result<SubcloudView, DcServiceError> {
+    pub fn get(&self, reference: &str) -> Result<SubcloudView, Error> {
         let st = self.lock();
         let name = Self::name_of(&st, reference)?;
-        Self::view(&st, &name).ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))
+        Self::view(&st, &name).ok_or_else(|| Error::NotFound("Subcloud not found".into()))
     }
 
-    fn group_ref(st: &State, v: Option<&Value>, name: Option<&str>) -> Result<u64, DcServiceError> {
+    fn group_ref(st: &State, v: Option<&Value>, name: Option<&str>) -> Result<u64, Error> {
         let reference = match (v, name) {
             (Some(Value::Number(n)), _) => n.to_string(),
             (Some(Value::String(s)), _) => s.clone(),
@@ -543,9 +495,7 @@ impl DcService {
         st.fleet
             .find_group(&reference)
             .map(|g| g.id)
-            .ok_or_else(|| {
-                DcServiceError::NotFound(format!("Subcloud Group not found: {reference}"))
-            })
+            .ok_or_else(|| Error::NotFound(format!("Subcloud Group not found: {reference}")))
     }
 
     /// Creates a subcloud (unmanaged, offline, `not-deployed`) and its
@@ -558,10 +508,10 @@ impl DcService {
         group: Option<&Value>,
         group_name: Option<&str>,
         ca_fingerprint: &str,
-    ) -> Result<(SubcloudView, String), DcServiceError> {
+    ) -> Result<(SubcloudView, String), Error> {
         for (what, v) in [("description", &description), ("location", &location)] {
             if v.as_ref().is_some_and(|s| s.len() > 255) {
-                return Err(DcServiceError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{what} is longer than 255 characters"
                 )));
             }
@@ -618,11 +568,11 @@ impl DcService {
         description: Option<String>,
         location: Option<String>,
         group: Option<&Value>,
-    ) -> Result<SubcloudView, DcServiceError> {
+    ) -> Result<SubcloudView, Error> {
         let management = match management {
             None => None,
             Some(m) => Some(Management::parse(m).ok_or_else(|| {
-                DcServiceError::Invalid(format!(
+                Error::Invalid(format!(
                     "Invalid management-state {m:?}: use managed or unmanaged"
                 ))
             })?),
@@ -641,7 +591,7 @@ impl DcService {
                 .records
                 .get(&name)
                 .cloned()
-                .ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))?;
+                .ok_or_else(|| Error::NotFound("Subcloud not found".into()))?;
             if description.is_some() {
                 row.description = description;
             }
@@ -681,7 +631,7 @@ impl DcService {
 
     /// Deletes an unmanaged, offline subcloud and clears its alarms. Its
     /// certificate goes with its record: it is refused from then on.
-    pub async fn delete(&self, reference: &str) -> Result<(), DcServiceError> {
+    pub async fn delete(&self, reference: &str) -> Result<(), Error> {
         let _writes = self.inner.writes.lock().await;
         let (id, name) = {
             let st = self.lock();
@@ -716,8 +666,8 @@ impl DcService {
     pub async fn enroll(
         &self,
         secret: &str,
-        sign: impl FnOnce(&str) -> Result<IssuedCert, DcServiceError>,
-    ) -> Result<(String, IssuedCert), DcServiceError> {
+        sign: impl FnOnce(&str) -> Result<IssuedCert, Error>,
+    ) -> Result<(String, IssuedCert), Error> {
         let hash = sha256_hex(secret);
         let _writes = self.inner.writes.lock().await;
         let now = self.inner.clock.now();
@@ -729,7 +679,7 @@ impl DcService {
                 .values()
                 .find(|r| r.enroll_token_hash.as_deref() == Some(hash.as_str()))
                 .cloned()
-                .ok_or(DcServiceError::BadToken)?;
+                .ok_or_else(bad_token)?;
             let expired = row.enroll_expires_at.is_none_or(|t| t < now);
             row.enroll_token_hash = None;
             row.enroll_expires_at = None;
@@ -740,7 +690,7 @@ impl DcService {
             self.persist(move |store| store.update_subcloud(&stored))
                 .await?;
             self.lock().records.insert(row.name.clone(), row);
-            return Err(DcServiceError::BadToken);
+            return Err(bad_token());
         }
         let cert = sign(&row.name)?;
         row.deploy_status = roost_dc::DeployStatus::Enrolling.as_str().into();
@@ -764,9 +714,9 @@ impl DcService {
         Ok((name, cert))
     }
 
-    fn authenticate_in(st: &State, peer: &PeerCert) -> Result<String, DcServiceError> {
+    fn authenticate_in(st: &State, peer: &PeerCert) -> Result<String, Error> {
         let refused = || {
-            DcServiceError::Unauthenticated(format!(
+            Error::Unauthorized(format!(
                 "this certificate is not the one issued to subcloud {} (deleted, added again or replaced)",
                 peer.cn
             ))
@@ -793,7 +743,7 @@ impl DcService {
 
     /// The subcloud a verified client certificate belongs to: its subject
     /// names a subcloud whose record holds this certificate's serial.
-    pub fn authenticate(&self, peer: &PeerCert) -> Result<String, DcServiceError> {
+    pub fn authenticate(&self, peer: &PeerCert) -> Result<String, Error> {
         Self::authenticate_in(&self.lock(), peer)
     }
 
@@ -802,8 +752,8 @@ impl DcService {
     pub async fn renew(
         &self,
         peer: &PeerCert,
-        sign: impl FnOnce(&str) -> Result<IssuedCert, DcServiceError>,
-    ) -> Result<(String, IssuedCert), DcServiceError> {
+        sign: impl FnOnce(&str) -> Result<IssuedCert, Error>,
+    ) -> Result<(String, IssuedCert), Error> {
         let _writes = self.inner.writes.lock().await;
         let now = self.inner.clock.now();
         let mut row = {
@@ -812,7 +762,7 @@ impl DcService {
             st.records
                 .get(&name)
                 .cloned()
-                .ok_or(DcServiceError::Unavailable)?
+                .ok_or(Error::Stopped(STOPPED))?
         };
         let cert = sign(&row.name)?;
         row.prev_cert_serial = Some(peer.serial.clone());
@@ -829,11 +779,7 @@ impl DcService {
     /// One sync from a subcloud (its heartbeat). The request is checked
     /// whole first; the heartbeat counts even when its alarm stream is
     /// refused, and what it caused is carried out either way.
-    pub async fn sync(
-        &self,
-        peer: &PeerCert,
-        req: SyncRequest,
-    ) -> Result<SyncReply, DcServiceError> {
+    pub async fn sync(&self, peer: &PeerCert, req: SyncRequest) -> Result<SyncReply, Error> {
         let checked = check_sync(req)?;
         let now = self.inner.clock.now();
         let (result, fx) = {
@@ -863,7 +809,7 @@ impl DcService {
         now: Timestamp,
         interval_secs: u64,
         fx: &mut DcEffects,
-    ) -> Result<SyncReply, DcServiceError> {
+    ) -> Result<SyncReply, Error> {
         if let Some(v) = &req.software_version {
             fx.merge(st.fleet.set_software_version(name, v)?);
         }
@@ -871,14 +817,14 @@ impl DcService {
         if let Some((seq, alarms)) = &req.snapshot {
             st.fleet
                 .alarm_snapshot(name, *seq, alarms)
-                .map_err(|e| DcServiceError::Stream(e.to_string()))?;
+                .map_err(|e| Error::Invalid(e.to_string()))?;
         }
         if !req.changes.is_empty() {
             match st.fleet.alarm_changes(name, &req.changes) {
                 Ok(_) => {}
                 // A gap: keep what came before it and ask for a snapshot.
                 Err(StreamError::Gap { .. }) => want_snapshot = true,
-                Err(e) => return Err(DcServiceError::Stream(e.to_string())),
+                Err(e) => return Err(Error::Invalid(e.to_string())),
             }
         }
         for (ep, generation, digest) in &req.applied {
@@ -887,9 +833,10 @@ impl DcService {
                     .report_applied(name, *ep, *generation, digest, now)?,
             );
         }
-        let sc = st.fleet.get(name).ok_or_else(|| {
-            DcServiceError::NotFound(format!("subcloud {name} is not known here"))
-        })?;
+        let sc = st
+            .fleet
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("subcloud {name} is not known here")))?;
         let acked = sc.alarm_seq();
         let management = sc.management();
         let epoch = st.fleet.epoch().0;
@@ -919,7 +866,7 @@ impl DcService {
 
     /// Sets the desired configuration of an endpoint type; subclouds get it
     /// at their next sync. Returns the new generation.
-    pub async fn set_desired(&self, config: EndpointConfig) -> Result<u64, DcServiceError> {
+    pub async fn set_desired(&self, config: EndpointConfig) -> Result<u64, Error> {
         let endpoint = config.endpoint();
         let d = config.digest();
         let _writes = self.inner.writes.lock().await;
@@ -931,7 +878,7 @@ impl DcService {
             generation: generation.0,
             content: config.content(),
         })
-        .map_err(|e| DcServiceError::Invalid(e.to_string()))?;
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let key = format!("{DESIRED_PREFIX}{}", endpoint.as_str());
         self.persist(move |store| store.set_settings(&[(key, record)]))
             .await?;
@@ -979,13 +926,13 @@ impl DcService {
     }
 
     /// The alarms a subcloud reported, as the system controller holds them.
-    pub fn subcloud_alarms(&self, reference: &str) -> Result<Vec<ActiveAlarm>, DcServiceError> {
+    pub fn subcloud_alarms(&self, reference: &str) -> Result<Vec<ActiveAlarm>, Error> {
         let st = self.lock();
         let name = Self::name_of(&st, reference)?;
         let sc = st
             .fleet
             .get(&name)
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud not found".into()))?;
+            .ok_or_else(|| Error::NotFound("Subcloud not found".into()))?;
         Ok(sc.alarms().iter().cloned().collect())
     }
 
@@ -999,21 +946,21 @@ impl DcService {
     }
 
     /// One group by id or name.
-    pub fn group(&self, reference: &str) -> Result<GroupView, DcServiceError> {
+    pub fn group(&self, reference: &str) -> Result<GroupView, Error> {
         let st = self.lock();
         st.fleet
             .find_group(reference)
             .map(|g| group_view(g, self.inner.clock.now()))
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))
+            .ok_or_else(|| Error::NotFound("Subcloud Group not found".into()))
     }
 
     /// Subclouds of a group.
-    pub fn group_subclouds(&self, reference: &str) -> Result<Vec<SubcloudView>, DcServiceError> {
+    pub fn group_subclouds(&self, reference: &str) -> Result<Vec<SubcloudView>, Error> {
         let st = self.lock();
         let g = st
             .fleet
             .find_group(reference)
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))?
+            .ok_or_else(|| Error::NotFound("Subcloud Group not found".into()))?
             .id;
         Ok(st
             .fleet
@@ -1022,11 +969,11 @@ impl DcService {
             .collect())
     }
 
-    fn group_id_of(st: &State, reference: &str) -> Result<u64, DcServiceError> {
+    fn group_id_of(st: &State, reference: &str) -> Result<u64, Error> {
         st.fleet
             .find_group(reference)
             .map(|g| g.id)
-            .ok_or_else(|| DcServiceError::NotFound("Subcloud Group not found".into()))
+            .ok_or_else(|| Error::NotFound("Subcloud Group not found".into()))
     }
 
     /// Adds a group.
@@ -1036,7 +983,7 @@ impl DcService {
         description: Option<String>,
         apply: Option<String>,
         max_parallel: Option<&Value>,
-    ) -> Result<GroupView, DcServiceError> {
+    ) -> Result<GroupView, Error> {
         let spec = GroupSpec {
             name,
             description: description.unwrap_or_else(|| "No description provided".into()),
@@ -1066,7 +1013,7 @@ impl DcService {
         description: Option<String>,
         apply: Option<String>,
         max_parallel: Option<&Value>,
-    ) -> Result<GroupView, DcServiceError> {
+    ) -> Result<GroupView, Error> {
         let patch = GroupPatch {
             name,
             description,
@@ -1089,7 +1036,7 @@ impl DcService {
     }
 
     /// Deletes a group without subclouds (never `Default`).
-    pub async fn delete_group(&self, reference: &str) -> Result<(), DcServiceError> {
+    pub async fn delete_group(&self, reference: &str) -> Result<(), Error> {
         let _writes = self.inner.writes.lock().await;
         let id = {
             let st = self.lock();

@@ -10,24 +10,17 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use roost_fm::{Catalogue, FmCommand, FmError, FmState, Outcome};
-use roost_store::{Store, StoreError};
+use roost_fm::{Catalogue, FmCommand, FmState, Outcome};
+use roost_store::Store;
 use roost_types::Clock;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::{Error, error_chain};
+
+const STOPPED: &str = "the fault management service is shutting down";
+
 /// Most commands committed in one transaction.
 pub const MAX_BATCH: usize = 512;
-
-/// Why a command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error(transparent)]
-    Rejected(#[from] FmError),
-    #[error("the alarm store could not commit the change")]
-    Store(#[source] StoreError),
-    #[error("the fault management service is shutting down")]
-    Stopped,
-}
 
 /// Called by the writer, after each commit and before readers can see the
 /// changes, with every alarm change of the batch in commit order.
@@ -35,7 +28,7 @@ pub type ChangeObserver = Arc<dyn Fn(&[roost_fm::AlarmChange]) + Send + Sync>;
 
 struct Job {
     cmd: FmCommand,
-    reply: oneshot::Sender<Result<Outcome, SubmitError>>,
+    reply: oneshot::Sender<Result<Outcome, Error>>,
 }
 
 /// Handle to the fault management service; cheap to clone.
@@ -56,7 +49,7 @@ impl FmService {
         catalogue: Arc<Catalogue>,
         clock: Arc<dyn Clock>,
         observer: Option<ChangeObserver>,
-    ) -> Result<(FmService, std::thread::JoinHandle<()>), StoreError> {
+    ) -> Result<(FmService, std::thread::JoinHandle<()>), Error> {
         let (alarms, suppressed) = store.load_fm()?;
         let state = Arc::new(RwLock::new(FmState::from_parts(alarms, suppressed)));
         let (tx, rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
@@ -78,7 +71,7 @@ impl FmService {
                     writer_suppressions,
                 )
             })
-            .map_err(|e| StoreError::Invalid(format!("cannot start the fm writer: {e}")))?;
+            .map_err(|e| Error::context("cannot start the fm writer", e))?;
         Ok((
             FmService {
                 state,
@@ -92,13 +85,13 @@ impl FmService {
     }
 
     /// Applies a command; returns once it is committed.
-    pub async fn submit(&self, cmd: FmCommand) -> Result<Outcome, SubmitError> {
+    pub async fn submit(&self, cmd: FmCommand) -> Result<Outcome, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { cmd, reply })
             .await
-            .map_err(|_| SubmitError::Stopped)?;
-        rx.await.map_err(|_| SubmitError::Stopped)?
+            .map_err(|_| Error::Stopped(STOPPED))?;
+        rx.await.map_err(|_| Error::Stopped(STOPPED))?
     }
 
     /// Read access to the committed alarm table.
@@ -135,7 +128,7 @@ fn writer_loop(
             tracing::error!(error = %error_chain(&e), "cannot open the store for writing");
             // Answer every job with an error until the senders go away.
             while let Some(job) = rx.blocking_recv() {
-                let _ = job.reply.send(Err(SubmitError::Stopped));
+                let _ = job.reply.send(Err(Error::Stopped(STOPPED)));
             }
             return;
         }
@@ -153,7 +146,7 @@ fn writer_loop(
             .iter()
             .any(|j| matches!(j.cmd, FmCommand::Suppress { .. }));
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut results: Vec<Result<Outcome, SubmitError>> = Vec::with_capacity(jobs.len());
+        let mut results: Vec<Result<Outcome, Error>> = Vec::with_capacity(jobs.len());
         {
             let mut table = state.write().unwrap_or_else(|e| e.into_inner());
             match writer.begin() {
@@ -161,7 +154,10 @@ fn writer_loop(
                     tracing::error!(error = %error_chain(&e), "cannot begin a transaction");
                     for job in jobs.drain(..) {
                         replies.push(job.reply);
-                        results.push(Err(SubmitError::Store(StoreError::Invalid(e.to_string()))));
+                        results.push(Err(Error::Internal(format!(
+                            "the alarm store could not commit the change: {}",
+                            error_chain(&e)
+                        ))));
                     }
                 }
                 Ok(mut batch) => {
@@ -173,10 +169,10 @@ fn writer_loop(
                                 Err(e) => {
                                     table.undo(&outcome.changes);
                                     tracing::error!(error = %error_chain(&e), "cannot persist an alarm change");
-                                    results.push(Err(SubmitError::Store(e)));
+                                    results.push(Err(Error::Store(e)));
                                 }
                             },
-                            Err(e) => results.push(Err(SubmitError::Rejected(e))),
+                            Err(e) => results.push(Err(Error::Fm(e))),
                         }
                     }
                     let committed = if let Err(e) = batch.commit() {
@@ -184,7 +180,10 @@ fn writer_loop(
                         for r in results.iter_mut().rev() {
                             if let Ok(o) = r {
                                 table.undo(&o.changes);
-                                *r = Err(SubmitError::Store(StoreError::Invalid(e.to_string())));
+                                *r = Err(Error::Internal(format!(
+                                    "the alarm store could not commit the change: {}",
+                                    error_chain(&e)
+                                )));
                             }
                         }
                         false
@@ -242,18 +241,6 @@ pub fn raise_or_clear(
     }
 }
 
-/// An error and its sources, joined with ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -300,11 +287,11 @@ mod tests {
             FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
         let mut acknowledged = BTreeSet::new();
         let mut failed = 0;
-        let mut tally = |i: usize, r: Result<Outcome, SubmitError>| match r {
+        let mut tally = |i: usize, r: Result<Outcome, Error>| match r {
             Ok(_) => {
                 acknowledged.insert(format!("host=h{i}"));
             }
-            Err(SubmitError::Store(_)) => failed += 1,
+            Err(e) if e.kind() == crate::ErrorKind::Unavailable => failed += 1,
             Err(e) => panic!("unexpected error: {e}"),
         };
         // One at a time, every other commit fails.

@@ -12,7 +12,11 @@ use roost_store::{Store, StoredToken, StoredUser};
 use roost_types::{Clock, Timestamp};
 use sha2::{Digest, Sha256};
 
+use crate::Error;
 use crate::datadir::DataDir;
+
+/// Why a password check was refused at once.
+const BUSY: &str = "too many password checks in progress; retry later";
 
 /// Name of the built-in administrator and of its project.
 pub const ADMIN: &str = "admin";
@@ -29,29 +33,13 @@ pub struct Principal {
     pub expires_at: Timestamp,
 }
 
-/// Why authentication failed. Deliberately vague towards the client.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("The request you have made requires authentication.")]
-    Unauthorized,
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("identity store unavailable")]
-    Store(#[from] roost_store::StoreError),
-    /// Every password thread is busy and the queue is full.
-    #[error("too many password checks in progress; retry later")]
-    Busy,
-    #[error("cannot start the password threads")]
-    Threads(#[source] std::io::Error),
-}
-
 /// Threads that hash and verify passwords. Each argon2 check needs 19 MiB
 /// for a few tens of milliseconds, so they run here, two at a time, instead
 /// of on the runtime's blocking threads that the store and the services
 /// share: a flood of logins cannot starve other work or grow memory.
 pub const PASSWORD_THREADS: usize = 2;
 /// Password checks that may wait for a thread; beyond them a check is
-/// refused at once ([`AuthError::Busy`], answered 503).
+/// refused at once ([`Error::Busy`], answered 503).
 pub const PASSWORD_QUEUE: usize = 32;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -84,18 +72,18 @@ impl PasswordPool {
         Ok(PasswordPool { tx })
     }
 
-    /// Runs `f` on a password thread; [`AuthError::Busy`] at once if the
+    /// Runs `f` on a password thread; [`Error::Busy`] at once if the
     /// queue is full.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
-    ) -> Result<T, AuthError> {
+        f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(f());
         });
-        self.tx.try_send(job).map_err(|_| AuthError::Busy)?;
-        result.await.map_err(|_| AuthError::Busy)?
+        self.tx.try_send(job).map_err(|_| Error::Busy(BUSY))?;
+        result.await.map_err(|_| Error::Busy(BUSY))?
     }
 }
 
@@ -131,11 +119,11 @@ pub fn random_secret(bytes: usize) -> String {
 }
 
 /// Hashes a password with argon2id.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, Error> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash password: {e}"))
+        .map_err(|e| Error::Invalid(format!("cannot hash password: {e}")))
 }
 
 thread_local! {
@@ -192,18 +180,14 @@ fn verify_password_reusing(password: &str, hash: &str) -> bool {
 
 impl Identity {
     /// Loads live tokens from the store.
-    pub fn new(
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        ttl_secs: u64,
-    ) -> Result<Identity, AuthError> {
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, ttl_secs: u64) -> Result<Identity, Error> {
         let id = Identity {
             store,
             clock,
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
             tokens: RwLock::new(HashMap::new()),
             passwords: PasswordPool::new(PASSWORD_THREADS, PASSWORD_QUEUE)
-                .map_err(AuthError::Threads)?,
+                .map_err(|e| Error::context("cannot start the password threads", e))?,
             changes: tokio::sync::watch::channel(0).0,
         };
         let now = id.clock.now();
@@ -218,7 +202,7 @@ impl Identity {
         Ok(id)
     }
 
-    fn principal_for(&self, t: &StoredToken) -> Result<Option<Principal>, AuthError> {
+    fn principal_for(&self, t: &StoredToken) -> Result<Option<Principal>, Error> {
         let Some(user) = self.store.user_by_id(&t.user_id)? else {
             return Ok(None);
         };
@@ -251,7 +235,7 @@ impl Identity {
         &self,
         data: &DataDir,
         env_password: Option<String>,
-    ) -> Result<bool, anyhow::Error> {
+    ) -> Result<bool, Error> {
         if self.store.user_by_name(ADMIN)?.is_some() {
             return Ok(false);
         }
@@ -262,7 +246,7 @@ impl Identity {
         let user = StoredUser {
             id: uuid::Uuid::new_v4().simple().to_string(),
             name: ADMIN.into(),
-            password_hash: hash_password(&password).map_err(anyhow::Error::msg)?,
+            password_hash: hash_password(&password)?,
         };
         let project_id = uuid::Uuid::new_v4().simple().to_string();
         if generated {
@@ -292,23 +276,23 @@ impl Identity {
         user_id: Option<&str>,
         user_name: Option<&str>,
         password: &str,
-    ) -> Result<StoredUser, AuthError> {
+    ) -> Result<StoredUser, Error> {
         let user = match (user_id, user_name) {
             (Some(id), _) => self.store.user_by_id(id)?,
             (None, Some(name)) => self.store.user_by_name(name)?,
             (None, None) => {
-                return Err(AuthError::BadRequest(
+                return Err(Error::Invalid(
                     "the password method needs a user name or id".into(),
                 ));
             }
         };
         match user {
             Some(u) if verify_password_reusing(password, &u.password_hash) => Ok(u),
-            Some(_) => Err(AuthError::Unauthorized),
+            Some(_) => Err(Error::unauthenticated()),
             None => {
                 // Spend the same time as a real check so that user names cannot be probed.
                 let _ = verify_password_reusing(password, DUMMY_HASH);
-                Err(AuthError::Unauthorized)
+                Err(Error::unauthenticated())
             }
         }
     }
@@ -322,17 +306,17 @@ impl Identity {
         project: Option<&str>,
         methods: &[&str],
         expires_at: Option<Timestamp>,
-    ) -> Result<(String, Principal), AuthError> {
+    ) -> Result<(String, Principal), Error> {
         let now = self.clock.now();
         let (project, roles) = match project {
             None => (None, vec![]),
             Some(p) => {
                 let Some(p) = self.store.project(p)? else {
-                    return Err(AuthError::Unauthorized);
+                    return Err(Error::unauthenticated());
                 };
                 let roles = self.store.roles(&user.id, &p.0)?;
                 if roles.is_empty() {
-                    return Err(AuthError::Unauthorized);
+                    return Err(Error::unauthenticated());
                 }
                 (Some(p), roles)
             }
@@ -376,14 +360,14 @@ impl Identity {
     }
 
     /// The user behind a valid token.
-    pub fn user_of(&self, p: &Principal) -> Result<StoredUser, AuthError> {
+    pub fn user_of(&self, p: &Principal) -> Result<StoredUser, Error> {
         self.store
             .user_by_id(&p.user_id)?
-            .ok_or(AuthError::Unauthorized)
+            .ok_or_else(Error::unauthenticated)
     }
 
     /// Revokes a token; false if it was not valid.
-    pub fn revoke(&self, token: &str) -> Result<bool, AuthError> {
+    pub fn revoke(&self, token: &str) -> Result<bool, Error> {
         let hash = hash_token(token);
         let known = self
             .tokens
@@ -396,16 +380,11 @@ impl Identity {
     }
 
     /// Changes a user's password after checking the current one.
-    pub fn change_password(
-        &self,
-        user_id: &str,
-        original: &str,
-        new: &str,
-    ) -> Result<(), AuthError> {
+    pub fn change_password(&self, user_id: &str, original: &str, new: &str) -> Result<(), Error> {
         let user = self.check_password(Some(user_id), None, original)?;
-        let hash = hash_password(new).map_err(AuthError::BadRequest)?;
+        let hash = hash_password(new)?;
         if !self.store.set_password_hash(&user.id, &hash)? {
-            return Err(AuthError::Unauthorized);
+            return Err(Error::unauthenticated());
         }
         self.changes.send_modify(|n| *n += 1);
         Ok(())
@@ -417,7 +396,7 @@ impl Identity {
     }
 
     /// Forgets expired tokens, in memory and in the store.
-    pub fn purge_expired(&self) -> Result<usize, AuthError> {
+    pub fn purge_expired(&self) -> Result<usize, Error> {
         let now = self.clock.now();
         self.tokens
             .write()

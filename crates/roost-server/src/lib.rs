@@ -9,6 +9,7 @@
 pub mod config;
 pub mod datadir;
 pub mod dc;
+pub mod error;
 pub mod fm_service;
 pub mod hosts;
 pub mod http;
@@ -21,7 +22,6 @@ pub mod subcloud;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use roost_api::dcsync::{CertConfig, EndpointConfig};
 use roost_dc::Endpoint;
 use roost_fm::Catalogue;
@@ -30,6 +30,9 @@ use roost_types::{Clock, Role, SystemClock};
 use tokio::sync::watch;
 
 pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+
+use error::Context;
 
 /// A signal that tells background loops to stop.
 #[derive(Clone)]
@@ -44,7 +47,7 @@ impl Shutdown {
 }
 
 /// Loads Roost's catalogue and, if configured, a StarlingX `events.yaml` on top.
-pub fn load_catalogue(config: &Config) -> anyhow::Result<Catalogue> {
+pub fn load_catalogue(config: &Config) -> Result<Catalogue> {
     let mut cat = Catalogue::builtin();
     if let Some(path) = &config.alarm_catalogue {
         let text = std::fs::read_to_string(path)
@@ -59,7 +62,7 @@ pub fn load_catalogue(config: &Config) -> anyhow::Result<Catalogue> {
 
 /// Runs the server until SIGINT or SIGTERM. `admin_password` is used only
 /// when the admin user is first created.
-pub async fn run(config: Config, admin_password: Option<String>) -> anyhow::Result<()> {
+pub async fn run(config: Config, admin_password: Option<String>) -> Result<()> {
     run_with(config, admin_password, None).await
 }
 
@@ -68,7 +71,7 @@ pub async fn run_with(
     config: Config,
     admin_password: Option<String>,
     enroll_token: Option<String>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     config.validate()?;
     let open_files = raise_open_file_limit();
     let catalogue = Arc::new(load_catalogue(&config)?);
@@ -79,7 +82,7 @@ pub async fn run_with(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let role = roost_types::Role::parse(&config.role)
-        .ok_or_else(|| anyhow::anyhow!("unknown role {:?}", config.role))?;
+        .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", config.role)))?;
     let mut dc_listener = if role == Role::SystemController {
         Some(
             tokio::net::TcpListener::bind(config.dc.listen)
@@ -157,7 +160,7 @@ pub async fn run_with(
         }));
     }
     let system_mode = roost_types::SystemMode::parse(&config.system_mode)
-        .ok_or_else(|| anyhow::anyhow!("unknown system mode {:?}", config.system_mode))?;
+        .ok_or_else(|| Error::Invalid(format!("unknown system mode {:?}", config.system_mode)))?;
     let (hosts, host_tasks) = hosts::HostService::start(
         hosts::HostsIo {
             store: store.clone(),
@@ -200,7 +203,7 @@ pub async fn run_with(
         Role::SystemController => {
             let listener = dc_listener
                 .take()
-                .context("the DC listener was not bound")?;
+                .ok_or_else(|| Error::Internal("the DC listener was not bound".into()))?;
             dc_parts = Some(start_system_controller(&core, listener, &mut tasks).await?);
         }
         Role::Subcloud => {
@@ -312,7 +315,7 @@ fn connection_cap(configured: u64, open_files: Option<u64>) -> usize {
 }
 
 /// The system's uuid, made once and kept in the store.
-fn system_uuid(store: &Store) -> anyhow::Result<String> {
+fn system_uuid(store: &Store) -> Result<String> {
     if let Some(u) = store.setting("system.uuid")? {
         return Ok(u);
     }
@@ -363,7 +366,7 @@ async fn start_system_controller(
     core: &Core<'_>,
     dc_listener: tokio::net::TcpListener,
     tasks: &mut Tasks,
-) -> anyhow::Result<DcParts> {
+) -> Result<DcParts> {
     let Core {
         config,
         data,
@@ -501,7 +504,7 @@ async fn start_subcloud(
     enroll_token: Option<&str>,
     alarm_log: Option<&Arc<std::sync::Mutex<roost_dc::AlarmLog>>>,
     tasks: &mut Tasks,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let Core {
         config,
         data,

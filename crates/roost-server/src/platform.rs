@@ -7,8 +7,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use roost_store::{Store, StoreError};
+use roost_store::Store;
 use tokio::sync::watch;
+
+use crate::Error;
+
+const STOPPED: &str = "the platform configuration service is stopping";
 
 /// A platform setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +50,7 @@ impl PlatformKey {
     }
 
     /// Splits and checks a comma-separated list of servers.
-    pub fn parse(self, value: &str) -> Result<Vec<String>, PlatformError> {
+    pub fn parse(self, value: &str) -> Result<Vec<String>, Error> {
         let servers: Vec<String> = value
             .split(',')
             .map(str::trim)
@@ -58,9 +62,9 @@ impl PlatformKey {
     }
 
     /// Checks a list of servers.
-    pub fn check(self, servers: &[String]) -> Result<(), PlatformError> {
+    pub fn check(self, servers: &[String]) -> Result<(), Error> {
         if servers.len() > Self::MAX_SERVERS {
-            return Err(PlatformError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "at most {} {} are allowed",
                 Self::MAX_SERVERS,
                 self.field()
@@ -69,7 +73,7 @@ impl PlatformKey {
         for s in servers {
             let ok = s.parse::<IpAddr>().is_ok() || (!self.ip_only() && is_host_name(s));
             if !ok {
-                return Err(PlatformError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "invalid {} entry {s:?}: {}",
                     self.field(),
                     if self.ip_only() {
@@ -117,17 +121,6 @@ impl PlatformServers {
     }
 }
 
-/// Why a platform change failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PlatformError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("platform configuration store unavailable")]
-    Store(#[from] StoreError),
-    #[error("the platform configuration service is stopping")]
-    Stopped,
-}
-
 /// Handle to the platform configuration; cheap to clone.
 #[derive(Clone)]
 pub struct PlatformService {
@@ -140,7 +133,7 @@ pub struct PlatformService {
 impl PlatformService {
     /// Loads the stored configuration. A stored value that no longer
     /// passes the checks is kept as it is (and reported), not dropped.
-    pub fn load(store: Arc<Store>) -> Result<PlatformService, PlatformError> {
+    pub fn load(store: Arc<Store>) -> Result<PlatformService, Error> {
         let mut cfg = PlatformServers::default();
         for key in PlatformKey::ALL {
             let raw = store.setting(key.setting())?.unwrap_or_default();
@@ -177,7 +170,7 @@ impl PlatformService {
     pub async fn set(
         &self,
         changes: Vec<(PlatformKey, Vec<String>)>,
-    ) -> Result<PlatformServers, PlatformError> {
+    ) -> Result<PlatformServers, Error> {
         for (key, servers) in &changes {
             key.check(servers)?;
         }
@@ -196,7 +189,7 @@ impl PlatformService {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.set_settings(&rows))
             .await
-            .map_err(|_| PlatformError::Stopped)??;
+            .map_err(|_| Error::Stopped(STOPPED))??;
         self.current.send_replace(next.clone());
         Ok(next)
     }
@@ -259,7 +252,7 @@ mod tests {
                 (PlatformKey::DnsServers, vec!["not-an-address".into()]),
             ])
             .await;
-        assert!(matches!(r, Err(PlatformError::Invalid(_))));
+        assert!(matches!(r, Err(Error::Invalid(_))));
         assert!(!rx.has_changed().unwrap());
         let again = PlatformService::load(store(&dir)).unwrap();
         assert_eq!(again.current(), PlatformServers::default());

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use roost_api::dcsync::{
     CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig, PlatformConfig,
     RenewRequest, SyncReply, SyncedUser, empty_digest, parse_enroll_token, push_applied,
@@ -28,6 +27,7 @@ use roost_types::{Clock, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::Shutdown;
+use crate::error::{Context, Error, error_chain};
 use crate::fm_service::FmService;
 use crate::platform::{PlatformKey, PlatformService};
 
@@ -81,7 +81,7 @@ fn identity_path(dir: &Path) -> PathBuf {
     dir.join("dc-identity.json")
 }
 
-fn save_identity(dir: &Path, id: &DcIdentity) -> anyhow::Result<()> {
+fn save_identity(dir: &Path, id: &DcIdentity) -> Result<(), Error> {
     let path = identity_path(dir);
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -101,7 +101,7 @@ pub async fn enroll_or_load(
     data_dir: &Path,
     system_controller: &str,
     token: Option<&str>,
-) -> anyhow::Result<DcIdentity> {
+) -> Result<DcIdentity, Error> {
     let path = identity_path(data_dir);
     if path.exists() {
         let text = std::fs::read_to_string(&path)
@@ -114,11 +114,16 @@ pub async fn enroll_or_load(
         }
         return Ok(id);
     }
-    let token = token.context(
-        "this cloud is not enrolled yet: give the enrollment token from `roost subcloud add` (--enroll-token)",
-    )?;
-    let (fingerprint, _) = parse_enroll_token(token)
-        .context("the enrollment token is malformed (expected rsc1.<fingerprint>.<secret>)")?;
+    let token = token.ok_or_else(|| {
+        Error::Invalid(
+            "this cloud is not enrolled yet: give the enrollment token from `roost subcloud add` (--enroll-token)".into(),
+        )
+    })?;
+    let (fingerprint, _) = parse_enroll_token(token).ok_or_else(|| {
+        Error::Invalid(
+            "the enrollment token is malformed (expected rsc1.<fingerprint>.<secret>)".into(),
+        )
+    })?;
     let client_id = roost_pki::ClientIdentity::generate("subcloud")?;
     let http = roost_pki::https_client(roost_pki::pinned_client_config(fingerprint)?)?;
     // The system controller may not be up yet (or the link is down): retry
@@ -130,7 +135,7 @@ pub async fn enroll_or_load(
             Err(Attempt::Final(e)) => return Err(e),
             Err(Attempt::Retry(e)) => {
                 tracing::warn!(
-                    error = %format!("{e:#}"),
+                    error = %error_chain(&e),
                     retry_in_secs = backoff.as_secs(),
                     "cannot enroll yet; retrying"
                 );
@@ -159,9 +164,9 @@ const MAX_ENROLL_BACKOFF: Duration = Duration::from_secs(30);
 /// Why an enrollment attempt failed.
 enum Attempt {
     /// Unreachable, or answered "try later": try again.
-    Retry(anyhow::Error),
+    Retry(Error),
     /// Refused, or not the system controller the token names.
-    Final(anyhow::Error),
+    Final(Error),
 }
 
 /// Whether a failed request never reached a system controller (refused,
@@ -222,9 +227,10 @@ async fn enroll_once(
         .await
         .map_err(|e| {
             let retry = unreachable(&e);
-            let e = anyhow::Error::new(e).context(format!(
-                "cannot reach the system controller at {system_controller}"
-            ));
+            let e = Error::context(
+                format!("cannot reach the system controller at {system_controller}"),
+                e,
+            );
             if retry {
                 Attempt::Retry(e)
             } else {
@@ -234,10 +240,13 @@ async fn enroll_once(
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        let e = anyhow::anyhow!(
-            "enrollment refused ({status}): {}",
-            body.chars().take(300).collect::<String>()
-        );
+        let e = Error::Refused {
+            status: Some(status.as_u16()),
+            message: format!(
+                "enrollment refused ({status}): {}",
+                body.chars().take(300).collect::<String>()
+            ),
+        };
         return Err(if status.is_server_error() {
             Attempt::Retry(e)
         } else {
@@ -328,7 +337,7 @@ async fn apply(
     clock: &dyn Clock,
     data_dir: &Path,
     config: &EndpointConfig,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     match config {
         EndpointConfig::Platform(p) => {
             platform
@@ -551,12 +560,12 @@ fn seed(name: &str) -> u64 {
     })
 }
 
-fn client_for(id: &DcIdentity) -> anyhow::Result<reqwest::Client> {
+fn client_for(id: &DcIdentity) -> Result<reqwest::Client, Error> {
     let cfg = roost_pki::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?;
     Ok(roost_pki::https_client(cfg)?)
 }
 
-async fn renew(client: &reqwest::Client, id: &DcIdentity) -> anyhow::Result<DcIdentity> {
+async fn renew(client: &reqwest::Client, id: &DcIdentity) -> Result<DcIdentity, Error> {
     let fresh = roost_pki::ClientIdentity::generate(&id.name)?;
     let resp = client
         .post(format!(
@@ -569,7 +578,10 @@ async fn renew(client: &reqwest::Client, id: &DcIdentity) -> anyhow::Result<DcId
         .send()
         .await?;
     if !resp.status().is_success() {
-        anyhow::bail!("renewal refused ({})", resp.status());
+        return Err(Error::Refused {
+            status: Some(resp.status().as_u16()),
+            message: format!("renewal refused ({})", resp.status()),
+        });
     }
     let e: EnrollResponse = resp.json().await?;
     Ok(DcIdentity {

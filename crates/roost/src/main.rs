@@ -236,7 +236,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(roost_server::run_with(config, admin_password, enroll_token)) {
+            match rt
+                .block_on(roost_server::run_with(config, admin_password, enroll_token))
+                .map_err(anyhow::Error::from)
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %error_line(&e), "server failed");

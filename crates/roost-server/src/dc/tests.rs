@@ -94,7 +94,7 @@ impl Harness {
             .to_string()
     }
 
-    async fn enroll(&self, secret: &str, serial: &str) -> Result<String, DcServiceError> {
+    async fn enroll(&self, secret: &str, serial: &str) -> Result<String, Error> {
         let serial = serial.to_string();
         self.dc
             .enroll(secret, move |_| {
@@ -162,7 +162,7 @@ async fn a_sync_whose_alarm_stream_is_refused_still_clears_280_001() {
         ..SyncRequest::default()
     };
     let err = h.dc.sync(&h.peer("edge-1", "01"), req).await.unwrap_err();
-    assert!(matches!(err, DcServiceError::Stream(_)), "{err:?}");
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     // The heartbeat counted, and what it caused was carried out.
     assert_eq!(h.view("edge-1").availability_status, "online");
     assert!(
@@ -185,7 +185,7 @@ async fn a_sync_with_a_bad_part_changes_nothing_of_its_other_parts() {
         ..SyncRequest::default()
     };
     let err = h.dc.sync(&h.peer("edge-1", "01"), req).await.unwrap_err();
-    assert!(matches!(err, DcServiceError::Stream(_)), "{err:?}");
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     assert!(h.dc.subcloud_alarms("edge-1").unwrap().is_empty());
     assert_eq!(h.view("edge-1").software_version, None);
 }
@@ -199,7 +199,7 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
         h.dc.create("edge-1", None, None, None, None, &"ab".repeat(32))
             .await
             .unwrap_err();
-    assert!(matches!(err, DcServiceError::Store(_)), "{err:?}");
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
     assert!(h.dc.list().is_empty());
     let secret = h.create("edge-1").await;
 
@@ -207,13 +207,13 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
     h.store.fail_next_commits(1);
     assert!(matches!(
         h.enroll(&secret, "01").await,
-        Err(DcServiceError::Store(_))
+        Err(Error::Store(_))
     ));
     assert_eq!(h.view("edge-1").deploy_status, "not-deployed");
     assert!(matches!(
         h.dc.sync(&h.peer("edge-1", "01"), SyncRequest::default())
             .await,
-        Err(DcServiceError::Unauthenticated(_))
+        Err(Error::Unauthorized(_))
     ));
     assert_eq!(h.enroll(&secret, "01").await.unwrap(), "edge-1");
 
@@ -316,11 +316,11 @@ async fn a_deleted_subclouds_certificate_is_refused_and_a_new_one_is_not_confuse
     h.dc.delete("edge-1").await.unwrap();
     assert!(matches!(
         h.dc.sync(&old, SyncRequest::default()).await,
-        Err(DcServiceError::Unauthenticated(_))
+        Err(Error::Unauthorized(_))
     ));
     let secret = h.create("edge-1").await;
     let err = h.dc.sync(&old, SyncRequest::default()).await.unwrap_err();
-    assert!(matches!(err, DcServiceError::Unauthenticated(_)), "{err:?}");
+    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
     assert_eq!(h.view("edge-1").availability_status, "offline");
     // The new subcloud enrolls with its own certificate; the old stays out.
     h.enroll(&secret, "0b").await.unwrap();
@@ -376,30 +376,24 @@ async fn renewal_moves_the_identity_to_the_new_certificate() {
 #[tokio::test]
 async fn errors_carry_their_kind() {
     let h = Harness::new().await;
-    assert!(matches!(
-        h.dc.get("nobody"),
-        Err(DcServiceError::NotFound(_))
-    ));
-    assert!(matches!(
-        h.dc.group("nobody"),
-        Err(DcServiceError::NotFound(_))
-    ));
+    assert!(matches!(h.dc.get("nobody"), Err(Error::NotFound(_))));
+    assert!(matches!(h.dc.group("nobody"), Err(Error::NotFound(_))));
     assert!(matches!(
         h.dc.delete_group("Default").await,
-        Err(DcServiceError::Conflict(_))
+        Err(Error::Conflict(_))
     ));
     assert!(matches!(
         h.dc.add_group("x".into(), None, Some("sideways".into()), None)
             .await,
-        Err(DcServiceError::Invalid(_))
+        Err(Error::Invalid(_))
     ));
     h.create("edge-1").await;
     assert!(matches!(
         h.dc.create("edge-1", None, None, None, None, "").await,
-        Err(DcServiceError::Conflict(_))
+        Err(Error::Conflict(_))
     ));
     assert!(matches!(
         h.enroll("not-a-token", "01").await,
-        Err(DcServiceError::BadToken)
+        Err(Error::Unauthorized(_))
     ));
 }

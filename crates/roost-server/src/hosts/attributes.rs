@@ -7,9 +7,10 @@ use roost_api::sysinv::{CpuModify, Label};
 use roost_mtce::Admin;
 use roost_store::{HostWrite, StoredHost};
 
+use super::HostService;
 use super::cpus::{self, CpuFunctions};
 use super::labels::{self, StoredLabel};
-use super::{HostError, HostService};
+use crate::Error;
 
 /// What placement needs to know of a host's attributes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,14 +33,12 @@ impl HostService {
     async fn update_record<T>(
         &self,
         ident: &str,
-        decide: impl FnOnce(&StoredHost, Option<Admin>) -> Result<(StoredHost, T), HostError>,
-    ) -> Result<T, HostError> {
+        decide: impl FnOnce(&StoredHost, Option<Admin>) -> Result<(StoredHost, T), Error>,
+    ) -> Result<T, Error> {
         let _lane = self.lane.lock().await;
         let (current, updated, out) = {
             let st = self.lock();
-            let h = st
-                .find(ident)
-                .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
             let admin = st.mtce.status(&h.hostname).map(|s| s.admin);
             let (updated, out) = decide(h, admin)?;
             (h.clone(), updated, out)
@@ -53,11 +52,9 @@ impl HostService {
     }
 
     /// The labels of a host, with the host's uuid.
-    pub fn labels(&self, ident: &str) -> Result<(String, Vec<Label>), HostError> {
+    pub fn labels(&self, ident: &str) -> Result<(String, Vec<Label>), Error> {
         let st = self.lock();
-        let h = st
-            .find(ident)
-            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
         let list = labels::from_json(&h.labels)
             .iter()
             .map(|l| labels::wire(&h.uuid, l))
@@ -82,7 +79,7 @@ impl HostService {
         ident: &str,
         pairs: Vec<(String, String)>,
         overwrite: bool,
-    ) -> Result<Vec<Label>, HostError> {
+    ) -> Result<Vec<Label>, Error> {
         for (k, v) in &pairs {
             labels::validate(k, v)?;
         }
@@ -102,7 +99,7 @@ impl HostService {
     }
 
     /// Removes a label by its uuid.
-    pub async fn remove_label(&self, uuid: &str) -> Result<(), HostError> {
+    pub async fn remove_label(&self, uuid: &str) -> Result<(), Error> {
         let host = {
             let st = self.lock();
             st.hosts
@@ -110,14 +107,14 @@ impl HostService {
                 .find(|h| labels::from_json(&h.labels).iter().any(|l| l.uuid == uuid))
                 .map(|h| h.uuid.clone())
         }
-        .ok_or_else(|| HostError::Invalid(format!("Host label not found: {uuid}")))?;
+        .ok_or_else(|| Error::Invalid(format!("Host label not found: {uuid}")))?;
         let now = self.clock.now();
         self.update_record(&host, |h, _| {
             let mut all: Vec<StoredLabel> = labels::from_json(&h.labels);
             let before = all.len();
             all.retain(|l| l.uuid != uuid);
             if all.len() == before {
-                return Err(HostError::Invalid(format!("Host label not found: {uuid}")));
+                return Err(Error::Invalid(format!("Host label not found: {uuid}")));
             }
             let mut u = h.clone();
             u.labels = labels::to_json(&all);
@@ -137,27 +134,21 @@ impl HostService {
             Inventory,
             std::collections::BTreeMap<u32, cpus::CpuFunction>,
         ),
-        HostError,
+        Error,
     > {
         let st = self.lock();
-        let h = st
-            .find(ident)
-            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
         let inv = inventory_of(h);
         let f = CpuFunctions::from_json(&h.cpu_functions).resolve(&inv);
         Ok((h.uuid.clone(), inv, f))
     }
 
     /// Changes the functions of a locked host's CPUs.
-    pub async fn modify_cpus(
-        &self,
-        ident: &str,
-        requests: Vec<CpuModify>,
-    ) -> Result<(), HostError> {
+    pub async fn modify_cpus(&self, ident: &str, requests: Vec<CpuModify>) -> Result<(), Error> {
         let now = self.clock.now();
         self.update_record(ident, |h, admin| {
             if admin != Some(Admin::Locked) {
-                return Err(HostError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "Host {} must be locked to change its CPU functions.",
                     h.hostname
                 )));

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use roost_store::StoredHost;
 
+use crate::Error;
+
 /// The power actions maintenance asks a BMC for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
@@ -63,22 +65,8 @@ impl BmcTarget {
     }
 }
 
-/// Why a BMC action failed; the text goes into alarm 200.010.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BmcError {
-    /// The host's BMC type or address scheme is not supported.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The BMC could not be reached or did not answer.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The BMC answered with an error.
-    #[error("{0}")]
-    Refused(String),
-}
-
 /// A future returned by [`Bmc::power`].
-pub type BmcFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BmcError>> + Send + 'a>>;
+pub type BmcFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// Something that carries out power actions on hosts' BMCs.
 pub trait Bmc: Send + Sync + 'static {
@@ -99,9 +87,9 @@ impl Redfish {
         })
     }
 
-    async fn reset(&self, t: &BmcTarget, action: PowerAction) -> Result<(), BmcError> {
+    async fn reset(&self, t: &BmcTarget, action: PowerAction) -> Result<(), Error> {
         if t.bm_type != "redfish" {
-            return Err(BmcError::Unsupported(format!(
+            return Err(Error::Invalid(format!(
                 "BMC type {} is not supported (only redfish)",
                 t.bm_type
             )));
@@ -109,19 +97,17 @@ impl Redfish {
         let ip = t
             .address
             .as_deref()
-            .ok_or_else(|| BmcError::Unsupported("no bm_ip".into()))?;
+            .ok_or_else(|| Error::Invalid("no bm_ip".into()))?;
         let base = if ip.starts_with("http://") || ip.starts_with("https://") {
             ip.trim_end_matches('/').to_string()
         } else {
             format!("http://{ip}")
         };
         if base.starts_with("https://") {
-            return Err(BmcError::Unsupported(
-                "HTTPS BMCs are not supported yet".into(),
-            ));
+            return Err(Error::Invalid("HTTPS BMCs are not supported yet".into()));
         }
         let unreachable =
-            |e: reqwest::Error| BmcError::Unreachable(format!("cannot reach {base}: {e}"));
+            |e: reqwest::Error| Error::Unreachable(format!("cannot reach {base}: {e}"));
         let systems: roost_api::redfish::Collection = self
             .client
             .get(format!("{base}/redfish/v1/Systems"))
@@ -130,15 +116,18 @@ impl Redfish {
             .await
             .map_err(unreachable)?
             .error_for_status()
-            .map_err(|e| BmcError::Refused(format!("{base} refused: {e}")))?
+            .map_err(|e| refused(&e, format!("{base} refused: {e}")))?
             .json()
             .await
-            .map_err(|e| BmcError::Refused(format!("unexpected answer from {base}: {e}")))?;
+            .map_err(|e| refused(&e, format!("unexpected answer from {base}: {e}")))?;
         let system = systems
             .members
             .first()
             .map(|m| m.odata_id.clone())
-            .ok_or_else(|| BmcError::Refused(format!("{base} lists no system")))?;
+            .ok_or_else(|| Error::Refused {
+                status: None,
+                message: format!("{base} lists no system"),
+            })?;
         self.client
             .post(format!("{base}{system}/Actions/ComputerSystem.Reset"))
             .basic_auth(&t.username, t.password.as_deref())
@@ -147,10 +136,18 @@ impl Redfish {
             })
             .send()
             .await
-            .map_err(|e| BmcError::Unreachable(format!("cannot reach {base}: {e}")))?
+            .map_err(|e| Error::Unreachable(format!("cannot reach {base}: {e}")))?
             .error_for_status()
-            .map_err(|e| BmcError::Refused(format!("{base} refused the reset: {e}")))?;
+            .map_err(|e| refused(&e, format!("{base} refused the reset: {e}")))?;
         Ok(())
+    }
+}
+
+/// The BMC answered `e`; `message` says what was refused.
+fn refused(e: &reqwest::Error, message: String) -> Error {
+    Error::Refused {
+        status: e.status().map(|s| s.as_u16()),
+        message,
     }
 }
 

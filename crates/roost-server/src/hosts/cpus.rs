@@ -16,7 +16,7 @@ use roost_api::agent::Inventory;
 use roost_api::sysinv::CpuModify;
 use serde::{Deserialize, Serialize};
 
-use super::HostError;
+use crate::Error;
 
 /// A CPU's function, as sysinv names it in `allocated_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,16 +35,16 @@ impl CpuFunction {
         }
     }
 
-    fn parse(s: &str) -> Result<CpuFunction, HostError> {
+    fn parse(s: &str) -> Result<CpuFunction, Error> {
         match s.to_ascii_lowercase().as_str() {
             "platform" => Ok(CpuFunction::Platform),
             "application-isolated" | "isolated" => Ok(CpuFunction::ApplicationIsolated),
-            "application" => Err(HostError::Invalid(
+            "application" => Err(Error::Invalid(
                 "application CPUs are the CPUs given no other function; \
                  modify platform or application-isolated instead"
                     .into(),
             )),
-            other => Err(HostError::Invalid(format!(
+            other => Err(Error::Invalid(format!(
                 "CPU function {other:?} is not supported; use platform or application-isolated"
             ))),
         }
@@ -127,8 +127,8 @@ fn cores_of(inv: &Inventory, socket: u32) -> Vec<Vec<u32>> {
 }
 
 /// Parses `"0-2,5"`.
-fn parse_cpulist(s: &str) -> Result<BTreeSet<u32>, HostError> {
-    let bad = || HostError::Invalid(format!("invalid cpulist {s:?}: expected a list like 0-2,5"));
+fn parse_cpulist(s: &str) -> Result<BTreeSet<u32>, Error> {
+    let bad = || Error::Invalid(format!("invalid cpulist {s:?}: expected a list like 0-2,5"));
     let mut out = BTreeSet::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -155,14 +155,14 @@ fn parse_cpulist(s: &str) -> Result<BTreeSet<u32>, HostError> {
 
 /// A count from a `sockets` item: sysinv's client sends integers, other
 /// clients strings.
-fn count_of(v: &serde_json::Value) -> Result<usize, HostError> {
+fn count_of(v: &serde_json::Value) -> Result<usize, Error> {
     let n = match v {
         serde_json::Value::Number(n) => n.as_u64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     };
     n.and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| HostError::Invalid(format!("invalid number of cores: {v}")))
+        .ok_or_else(|| Error::Invalid(format!("invalid number of cores: {v}")))
 }
 
 /// The assignment after `requests`, checked: at least one platform CPU
@@ -173,14 +173,12 @@ pub fn modify(
     inv: &Inventory,
     current: &CpuFunctions,
     requests: &[CpuModify],
-) -> Result<CpuFunctions, HostError> {
+) -> Result<CpuFunctions, Error> {
     if inv.cpus.is_empty() {
-        return Err(HostError::Invalid(
-            "the host has reported no CPUs yet".into(),
-        ));
+        return Err(Error::Invalid("the host has reported no CPUs yet".into()));
     }
     if requests.is_empty() {
-        return Err(HostError::Invalid("no CPU function given".into()));
+        return Err(Error::Invalid("no CPU function given".into()));
     }
     let all: BTreeSet<u32> = inv.cpus.iter().map(|c| c.cpu).collect();
     let sockets: BTreeSet<u32> = inv.cpus.iter().map(|c| c.socket).collect();
@@ -201,9 +199,7 @@ pub fn modify(
             (Some(list), None) => {
                 let set = parse_cpulist(list)?;
                 if let Some(c) = set.iter().find(|c| !all.contains(c)) {
-                    return Err(HostError::Invalid(format!(
-                        "there is no CPU {c} on this host"
-                    )));
+                    return Err(Error::Invalid(format!("there is no CPU {c} on this host")));
                 }
                 Some(set)
             }
@@ -212,11 +208,12 @@ pub fn modify(
                 let mut touched = BTreeSet::new();
                 for item in items {
                     for (socket, n) in item {
-                        let socket: u32 = socket.trim().parse().map_err(|_| {
-                            HostError::Invalid(format!("invalid processor {socket:?}"))
-                        })?;
+                        let socket: u32 = socket
+                            .trim()
+                            .parse()
+                            .map_err(|_| Error::Invalid(format!("invalid processor {socket:?}")))?;
                         if !sockets.contains(&socket) {
-                            return Err(HostError::Invalid(format!(
+                            return Err(Error::Invalid(format!(
                                 "There is no Processor (Socket) {socket} on this host."
                             )));
                         }
@@ -233,7 +230,7 @@ pub fn modify(
                                 .collect(),
                         };
                         if picked.len() < n {
-                            return Err(HostError::Invalid(format!(
+                            return Err(Error::Invalid(format!(
                                 "processor {socket} has only {} cores available for {}",
                                 picked.len(),
                                 f.wire()
@@ -259,12 +256,12 @@ pub fn modify(
                 Some(chosen)
             }
             (Some(_), Some(_)) => {
-                return Err(HostError::Invalid(
+                return Err(Error::Invalid(
                     "give either sockets or cpulist, not both".into(),
                 ));
             }
             (None, None) => {
-                return Err(HostError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "cpu function={} or socket not specified",
                     r.function
                 )));
@@ -278,7 +275,7 @@ pub fn modify(
             }
             _ => {
                 if let Some(c) = target.iter().find(|c| platform.contains(c)) {
-                    return Err(HostError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "CPU {c} is a platform CPU; give the platform other CPUs first"
                     )));
                 }
@@ -287,7 +284,7 @@ pub fn modify(
         }
     }
     if platform.is_empty() {
-        return Err(HostError::Invalid(
+        return Err(Error::Invalid(
             "There must be at least one core for Platform.".into(),
         ));
     }

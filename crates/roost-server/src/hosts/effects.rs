@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use roost_mtce::{Command, Effects};
-use roost_store::{HostWrite, StoreError};
+use roost_store::HostWrite;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bmc::{Bmc, PowerAction};
 use super::heartbeater::Control;
 use super::{HostStore, Shared};
-use crate::Shutdown;
 use crate::fm_service::FmService;
+use crate::{Error, Shutdown};
 
 /// Work for the executor.
 pub enum Job {
@@ -22,7 +22,7 @@ pub enum Job {
     /// inserted hosts.
     Write {
         writes: Vec<HostWrite>,
-        reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<i64>, Error>>,
     },
     /// Carry out maintenance effects; `done` is told once they are.
     Effects {
@@ -74,11 +74,9 @@ impl Executor {
         }
     }
 
-    async fn write(&self, writes: Vec<HostWrite>) -> Result<Vec<i64>, StoreError> {
+    async fn write(&self, writes: Vec<HostWrite>) -> Result<Vec<i64>, Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.write_hosts(&writes))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Invalid(format!("the store task failed: {e}"))))
+        Ok(tokio::task::spawn_blocking(move || store.write_hosts(&writes)).await??)
     }
 
     async fn carry_out(&self, fx: Effects) {

@@ -5,7 +5,7 @@
 use roost_api::sysinv::Label;
 use serde::{Deserialize, Serialize};
 
-use super::HostError;
+use crate::Error;
 
 /// A label as stored with its host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ fn valid_name(s: &str, empty_ok: bool) -> bool {
 
 /// Checks a label key (`[prefix/]name`, the prefix a DNS subdomain) and
 /// value.
-pub fn validate(key: &str, value: &str) -> Result<(), HostError> {
+pub fn validate(key: &str, value: &str) -> Result<(), Error> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -71,13 +71,13 @@ pub fn validate(key: &str, value: &str) -> Result<(), HostError> {
             })
     });
     if !prefix_ok || !valid_name(name, false) {
-        return Err(HostError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "invalid label key {key:?}: a name of at most 63 letters, digits, '-', '_' or '.', \
              optionally prefixed by a DNS subdomain and '/'"
         )));
     }
     if !valid_name(value, true) {
-        return Err(HostError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "invalid value {value:?} for label {key}: at most 63 letters, digits, '-', '_' or '.'"
         )));
     }
@@ -93,9 +93,9 @@ pub fn assign(
     overwrite: bool,
     hostname: &str,
     new_uuid: &mut dyn FnMut() -> String,
-) -> Result<(Vec<StoredLabel>, Vec<StoredLabel>), HostError> {
+) -> Result<(Vec<StoredLabel>, Vec<StoredLabel>), Error> {
     if pairs.is_empty() {
-        return Err(HostError::Invalid("no labels given".into()));
+        return Err(Error::Invalid("no labels given".into()));
     }
     let mut labels = current.to_vec();
     let mut assigned = Vec::new();
@@ -108,7 +108,7 @@ pub fn assign(
                 assigned.push(l.clone());
             }
             Some(l) => {
-                return Err(HostError::Conflict(format!(
+                return Err(Error::Conflict(format!(
                     "Label {k} already exists on host {hostname} with value {}; \
                      use overwrite to change it",
                     l.value
@@ -126,7 +126,7 @@ pub fn assign(
         }
     }
     if labels.len() > MAX_LABELS {
-        return Err(HostError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "a host may have at most {MAX_LABELS} labels"
         )));
     }
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!((l2, a2[0].uuid.as_str()), (l.clone(), "u1"));
         // Another value needs overwrite.
         let e = assign(&l, &[("zone".into(), "b".into())], false, "h", &mut ids).unwrap_err();
-        assert!(matches!(e, HostError::Conflict(_)), "{e}");
+        assert!(matches!(e, Error::Conflict(_)), "{e}");
         let (l3, _) = assign(&l, &[("zone".into(), "b".into())], true, "h", &mut ids).unwrap();
         assert_eq!((l3[0].uuid.as_str(), l3[0].value.as_str()), ("u1", "b"));
     }

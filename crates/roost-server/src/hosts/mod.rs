@@ -37,7 +37,7 @@ use std::time::Duration;
 use roost_api::agent::Inventory;
 use roost_api::heartbeat::HostKey;
 use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
-use roost_mtce::{Admin, Effects, Maintenance, MtceError, MtceSettings, Network, Personality};
+use roost_mtce::{Admin, Effects, Maintenance, MtceSettings, Network, Personality};
 use roost_store::{HostWrite, Store, StoreError, StoredHost};
 use roost_types::{Clock, Severity, SystemMode, Timestamp};
 use sha2::{Digest, Sha256};
@@ -51,10 +51,10 @@ use self::records::{
     apply_bmc_fields, bmc_configured, networks_of, personality, validate_hostname,
 };
 use self::state::State;
-use crate::Shutdown;
 use crate::fm_service::FmService;
 use crate::identity::random_secret;
 use crate::metrics::Metrics;
+use crate::{Error, Shutdown};
 
 pub use self::attributes::HostAttributes;
 pub use roost_api::heartbeat::FLAG_REBOOT;
@@ -71,46 +71,15 @@ pub struct HostsConfig {
     pub join_token_ttl_secs: u64,
 }
 
-/// Why a host request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    #[error("host {0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// The request is valid but the host's state does not allow it.
-    #[error("{0}")]
-    Refused(String),
-    /// The request collides with a record that exists or changed meanwhile.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the join token is not valid (unknown, used or expired)")]
-    BadJoinToken,
-    #[error("the agent token is not valid")]
-    BadAgentToken,
-    #[error("host store unavailable")]
-    Store(#[source] StoreError),
-    #[error("the host service is stopping")]
-    Stopped,
+/// What a request to a stopping host service is answered.
+const STOPPED: &str = "the host service is stopping";
+
+fn bad_join_token() -> Error {
+    Error::Unauthorized("the join token is not valid (unknown, used or expired)".into())
 }
 
-impl From<StoreError> for HostError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => HostError::Conflict(m),
-            e => HostError::Store(e),
-        }
-    }
-}
-
-impl From<MtceError> for HostError {
-    fn from(e: MtceError) -> Self {
-        match e {
-            MtceError::UnknownHost(h) => HostError::NotFound(h),
-            MtceError::Refused(m) => HostError::Refused(m),
-            MtceError::Invalid(m) => HostError::Invalid(m),
-        }
-    }
+fn bad_agent_token() -> Error {
+    Error::Unauthorized("the agent token is not valid".into())
 }
 
 /// What the host service needs of a store. [`Store`] is the real one;
@@ -215,7 +184,7 @@ impl Shared {
         self.lock().hosts.get(host).map(BmcTarget::of)
     }
 
-    fn bmc_result(&self, host: &str, result: Result<(), bmc::BmcError>) {
+    fn bmc_result(&self, host: &str, result: Result<(), crate::Error>) {
         let fx = {
             let mut st = self.lock();
             match &result {
@@ -301,7 +270,7 @@ impl HostService {
         io: HostsIo,
         config: HostsConfig,
         shutdown: Shutdown,
-    ) -> anyhow::Result<(HostService, Vec<tokio::task::JoinHandle<()>>)> {
+    ) -> Result<(HostService, Vec<tokio::task::JoinHandle<()>>), Error> {
         let HostsIo {
             store,
             fm,
@@ -359,9 +328,12 @@ impl HostService {
             UdpSocket::bind(config.heartbeat_listen)
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot bind the heartbeat socket {}: {e}",
-                        config.heartbeat_listen
+                    Error::context(
+                        format!(
+                            "cannot bind the heartbeat socket {}",
+                            config.heartbeat_listen
+                        ),
+                        e,
                     )
                 })?,
         );
@@ -409,13 +381,13 @@ impl HostService {
     }
 
     /// Commits `writes` through the executor.
-    async fn commit(&self, writes: Vec<HostWrite>) -> Result<Vec<i64>, HostError> {
+    async fn commit(&self, writes: Vec<HostWrite>) -> Result<Vec<i64>, Error> {
         let (reply, rx) = oneshot::channel();
         self.shared
             .jobs
             .send(Job::Write { writes, reply })
-            .map_err(|_| HostError::Stopped)?;
-        Ok(rx.await.map_err(|_| HostError::Stopped)??)
+            .map_err(|_| Error::Stopped(STOPPED))?;
+        Ok(rx.await.map_err(|_| Error::Stopped(STOPPED))??)
     }
 
     /// The UDP address the heartbeat is sent from.
@@ -448,13 +420,11 @@ impl HostService {
     }
 
     /// One host by id, uuid or hostname, with its inventory.
-    pub fn get(&self, ident: &str) -> Result<(HostView, Inventory), HostError> {
+    pub fn get(&self, ident: &str) -> Result<(HostView, Inventory), Error> {
         let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
         let now = self.clock.now();
         let st = self.lock();
-        let h = st
-            .find(ident)
-            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
         let inv = h
             .inventory
             .as_deref()
@@ -479,14 +449,11 @@ impl HostService {
 
     /// Adds a host (locked, offline until its agent enrolls) and returns a
     /// join token for its agent.
-    pub async fn add(
-        &self,
-        req: roost_api::sysinv::HostAdd,
-    ) -> Result<(HostView, String), HostError> {
+    pub async fn add(&self, req: roost_api::sysinv::HostAdd) -> Result<(HostView, String), Error> {
         // Validate and convert the whole request.
         let name = validate_hostname(&req.hostname)?;
         let p = Personality::parse(&req.personality).ok_or_else(|| {
-            HostError::Invalid(format!(
+            Error::Invalid(format!(
                 "invalid personality {:?}; use controller, worker, storage or edgeworker",
                 req.personality
             ))
@@ -504,7 +471,7 @@ impl HostService {
         let _lane = self.lane.lock().await;
         // Decide.
         if self.lock().hosts.contains_key(&name) {
-            return Err(HostError::Conflict(format!("host {name} already exists")));
+            return Err(Error::Conflict(format!("host {name} already exists")));
         }
         // Persist.
         let ids = self
@@ -527,15 +494,13 @@ impl HostService {
     }
 
     /// A fresh join token for an existing host (to enroll it again).
-    pub async fn renew_join_token(&self, ident: &str) -> Result<String, HostError> {
+    pub async fn renew_join_token(&self, ident: &str) -> Result<String, Error> {
         let _lane = self.lane.lock().await;
         let name = {
             let st = self.lock();
-            let h = st
-                .find(ident)
-                .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
             if h.local {
-                return Err(HostError::Refused(format!(
+                return Err(Error::Conflict(format!(
                     "{} runs inside this server and has no agent to enroll",
                     h.hostname
                 )));
@@ -548,7 +513,7 @@ impl HostService {
     }
 
     /// Deletes a locked host; returns its name. The caller clears its alarms.
-    pub async fn delete(&self, ident: &str) -> Result<String, HostError> {
+    pub async fn delete(&self, ident: &str) -> Result<String, Error> {
         let _lane = self.lane.lock().await;
         let (id, name) = self.lock().decide_delete(ident)?;
         self.commit(vec![HostWrite::Delete(id)]).await?;
@@ -572,7 +537,7 @@ impl HostService {
         &self,
         ident: &str,
         ops: &[(String, String, Option<serde_json::Value>)],
-    ) -> Result<(HostView, oneshot::Receiver<()>), HostError> {
+    ) -> Result<(HostView, oneshot::Receiver<()>), Error> {
         let patch = records::parse_host_patch(ops)?;
         let now = self.clock.now();
         let _lane = self.lane.lock().await;
@@ -581,7 +546,7 @@ impl HostService {
             let st = self.lock();
             let h = st
                 .find(ident)
-                .ok_or_else(|| HostError::NotFound(ident.to_string()))?
+                .ok_or_else(|| Error::host_not_found(ident))?
                 .clone();
             let updated = patch.apply_to(&h, now)?;
             if let Some(a) = patch.action {
@@ -614,26 +579,22 @@ impl HostService {
             (result, view)
         };
         let fx = result?;
-        let view = view.ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+        let view = view.ok_or_else(|| Error::host_not_found(ident))?;
         let (done, wait) = oneshot::channel();
         self.shared.effects(fx, Some(done));
         Ok((view, wait))
     }
 
     /// Enrolls an agent with a join token.
-    pub async fn enroll(
-        &self,
-        req: EnrollRequest,
-        peer: IpAddr,
-    ) -> Result<EnrollResponse, HostError> {
+    pub async fn enroll(&self, req: EnrollRequest, peer: IpAddr) -> Result<EnrollResponse, Error> {
         let now = self.clock.now();
         let token_hash = sha256_hex(&req.join_token);
         let store = self.store.clone();
         let hash = token_hash.clone();
         let name = tokio::task::spawn_blocking(move || store.peek_join_token(&hash, now))
             .await
-            .map_err(|_| HostError::Stopped)??
-            .ok_or(HostError::BadJoinToken)?;
+            .map_err(|_| Error::Stopped(STOPPED))??
+            .ok_or_else(bad_join_token)?;
         let key = new_key();
         let agent_token = random_secret(32);
         let _lane = self.lane.lock().await;
@@ -643,7 +604,7 @@ impl HostService {
             let h = st
                 .hosts
                 .get(&name)
-                .ok_or_else(|| HostError::NotFound(name.clone()))?;
+                .ok_or_else(|| Error::host_not_found(&name))?;
             records::enrolled(h, &req, peer, &key, &sha256_hex(&agent_token), now)
         };
         // Persist: the token is used up in the same transaction.
@@ -656,7 +617,7 @@ impl HostService {
             HostWrite::Fields(updated.clone()),
         ];
         match self.commit(writes).await {
-            Err(HostError::Conflict(_)) => return Err(HostError::BadJoinToken),
+            Err(Error::Conflict(_)) => return Err(bad_join_token()),
             r => r?,
         };
         // Apply.
@@ -691,7 +652,7 @@ impl HostService {
     }
 
     /// Takes an agent's report.
-    pub async fn report(&self, token: &str, report: AgentReport) -> Result<ReportReply, HostError> {
+    pub async fn report(&self, token: &str, report: AgentReport) -> Result<ReportReply, Error> {
         let now = self.clock.now();
         let token_hash = sha256_hex(token);
         let name = self
@@ -699,7 +660,7 @@ impl HostService {
             .agent_tokens
             .get(&token_hash)
             .cloned()
-            .ok_or(HostError::BadAgentToken)?;
+            .ok_or_else(bad_agent_token)?;
         // Validate and convert the whole report.
         let facts = records::check_report(&name, &report)?;
         let _lane = self.lane.lock().await;
@@ -707,9 +668,9 @@ impl HostService {
         let (current, updated) = {
             let st = self.lock();
             if st.agent_tokens.get(&token_hash) != Some(&name) {
-                return Err(HostError::BadAgentToken);
+                return Err(bad_agent_token());
             }
-            let h = st.hosts.get(&name).ok_or(HostError::BadAgentToken)?;
+            let h = st.hosts.get(&name).ok_or_else(bad_agent_token)?;
             (h.clone(), records::reported(h, &report, now))
         };
         // Persist.
@@ -772,7 +733,7 @@ impl HostService {
         &self,
         uuid: &str,
         ops: &[(String, Option<String>)],
-    ) -> Result<(String, String, String), HostError> {
+    ) -> Result<(String, String, String), Error> {
         let _lane = self.lane.lock().await;
         let current = self.lock().mtce.settings().clone();
         let (name, value, settings) = records::parameter_patch(uuid, ops, current)?;
@@ -794,7 +755,7 @@ impl HostService {
     }
 
     /// Checks that the stored parameters are consistent and applies them.
-    pub async fn apply_parameters(&self) -> Result<(), HostError> {
+    pub async fn apply_parameters(&self) -> Result<(), Error> {
         let _lane = self.lane.lock().await;
         let store = self.store.clone();
         let stored = tokio::task::spawn_blocking(move || {
@@ -804,7 +765,7 @@ impl HostService {
                 .collect::<Result<Vec<_>, StoreError>>()
         })
         .await
-        .map_err(|_| HostError::Stopped)??;
+        .map_err(|_| Error::Stopped(STOPPED))??;
         let mut settings = MtceSettings::default();
         for (name, v) in stored {
             if let Some(v) = v {

@@ -11,7 +11,7 @@ use roost_store::StoredHost;
 use roost_types::{Severity, Timestamp};
 use serde_json::Value;
 
-use super::{HostError, ReportFacts, parameter_uuid};
+use super::{Error, ReportFacts, parameter_uuid};
 
 pub fn personality(s: &str) -> Personality {
     Personality::parse(s).unwrap_or(Personality::Worker)
@@ -31,14 +31,14 @@ pub fn networks_of(h: &StoredHost) -> Vec<Network> {
     }
 }
 
-pub fn validate_hostname(raw: &str) -> Result<String, HostError> {
+pub fn validate_hostname(raw: &str) -> Result<String, Error> {
     let name = raw.trim().to_string();
     if name.is_empty()
         || name.len() > 63
         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         || name.starts_with('-')
     {
-        return Err(HostError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "invalid hostname {name:?}: use letters, digits and '-' (at most 63)"
         )));
     }
@@ -87,7 +87,7 @@ pub fn new_host(
     p: Personality,
     req: &HostAdd,
     now: Timestamp,
-) -> Result<StoredHost, HostError> {
+) -> Result<StoredHost, Error> {
     let location = match &req.location {
         Some(v @ Value::String(_)) | Some(v @ Value::Object(_)) => location_json(Some(v)),
         Some(other) => other.to_string(),
@@ -118,10 +118,10 @@ pub fn apply_bmc_fields(
     bm_ip: Option<&str>,
     bm_username: Option<&str>,
     bm_password: Option<&str>,
-) -> Result<(), HostError> {
+) -> Result<(), Error> {
     if let Some(t) = bm_type {
         if !matches!(t, "none" | "dynamic" | "ipmi" | "redfish") {
-            return Err(HostError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "bm_type must be none, dynamic, ipmi or redfish, not {t:?}"
             )));
         }
@@ -130,19 +130,17 @@ pub fn apply_bmc_fields(
     if let Some(u) = bm_username
         && (u.len() > 16 || u.chars().any(char::is_whitespace))
     {
-        return Err(HostError::Invalid(
+        return Err(Error::Invalid(
             "bm_username must be at most 16 characters without spaces".into(),
         ));
     }
     if let Some(p) = bm_password
         && p.chars().any(char::is_whitespace)
     {
-        return Err(HostError::Invalid(
-            "bm_password must not contain spaces".into(),
-        ));
+        return Err(Error::Invalid("bm_password must not contain spaces".into()));
     }
     if bm_password.is_some() && bm_username.is_none() && h.bm_username.is_none() {
-        return Err(HostError::Invalid(
+        return Err(Error::Invalid(
             "bm_password must be given together with bm_username".into(),
         ));
     }
@@ -180,11 +178,11 @@ fn text(v: &Option<Value>) -> Option<String> {
 }
 
 /// Validates a JSON patch of a host: (op, path, value) triples.
-pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostPatch, HostError> {
+pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostPatch, Error> {
     let mut p = HostPatch::default();
     for (op, path, value) in ops {
         if op != "replace" && op != "add" {
-            return Err(HostError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "only replace operations are supported, not {op} {path}"
             )));
         }
@@ -193,7 +191,7 @@ pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostP
                 let a = text(value).unwrap_or_default();
                 p.action = Some(
                     HostAction::parse(&a)
-                        .ok_or_else(|| HostError::Invalid(format!("unknown action {a:?}")))?,
+                        .ok_or_else(|| Error::Invalid(format!("unknown action {a:?}")))?,
                 );
             }
             "/bm_type" => p.bmc[0] = Some(text(value)),
@@ -211,14 +209,12 @@ pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostP
             "/mgmt_mac" => p.mgmt_mac = Some(text(value)),
             "/mgmt_ip" => p.mgmt_ip = Some(text(value)),
             other => {
-                return Err(HostError::Invalid(format!(
-                    "cannot change {other} of a host"
-                )));
+                return Err(Error::Invalid(format!("cannot change {other} of a host")));
             }
         }
     }
     if p.bmc[3].is_some() && p.bmc[2].is_none() {
-        return Err(HostError::Invalid(
+        return Err(Error::Invalid(
             "bm_password must be given together with bm_username".into(),
         ));
     }
@@ -227,7 +223,7 @@ pub fn parse_host_patch(ops: &[(String, String, Option<Value>)]) -> Result<HostP
 
 impl HostPatch {
     /// The record `h` with this patch's field changes (unchanged if none).
-    pub fn apply_to(&self, h: &StoredHost, now: Timestamp) -> Result<StoredHost, HostError> {
+    pub fn apply_to(&self, h: &StoredHost, now: Timestamp) -> Result<StoredHost, Error> {
         let mut u = h.clone();
         if let Some(l) = &self.location {
             u.location = l.clone();
@@ -293,12 +289,12 @@ pub fn enrolled(
 
 /// Checks an agent report of host `name`: its alarms are its own resource
 /// alarms, its severities parse, its addresses are addresses.
-pub fn check_report(name: &str, report: &AgentReport) -> Result<ReportFacts, HostError> {
+pub fn check_report(name: &str, report: &AgentReport) -> Result<ReportFacts, Error> {
     let prefix = format!("host={name}");
     let mut alarms = Vec::new();
     for a in &report.alarms {
         if !roost_types::entity_is_under(&a.entity_instance_id, &prefix) {
-            return Err(HostError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "an agent may raise alarms only for its own host ({prefix}), not {}",
                 a.entity_instance_id
             )));
@@ -307,7 +303,7 @@ pub fn check_report(name: &str, report: &AgentReport) -> Result<ReportFacts, Hos
             None => None,
             Some(s) => Some(
                 s.parse::<Severity>()
-                    .map_err(|e| HostError::Invalid(e.to_string()))?,
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
             ),
         };
         let alarm_id = match a.alarm_id.as_str() {
@@ -315,7 +311,7 @@ pub fn check_report(name: &str, report: &AgentReport) -> Result<ReportFacts, Hos
             roost_mtce::ALARM_MEMORY => roost_mtce::ALARM_MEMORY,
             roost_mtce::ALARM_FILESYSTEM => roost_mtce::ALARM_FILESYSTEM,
             other => {
-                return Err(HostError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "agents report resource alarms (100.101, 100.103, 100.104), not {other}"
                 )));
             }
@@ -333,14 +329,14 @@ pub fn check_report(name: &str, report: &AgentReport) -> Result<ReportFacts, Hos
             None => None,
             Some(s) => Some(
                 s.parse::<Severity>()
-                    .map_err(|e| HostError::Invalid(e.to_string()))?,
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
             ),
         };
         processes.push((p.name.clone(), sev));
     }
     if let Some(ip) = &report.cluster_ip {
         ip.parse::<IpAddr>()
-            .map_err(|_| HostError::Invalid(format!("cluster_ip {ip:?} is not an address")))?;
+            .map_err(|_| Error::Invalid(format!("cluster_ip {ip:?} is not an address")))?;
     }
     Ok(ReportFacts { processes, alarms })
 }
@@ -368,19 +364,19 @@ pub fn parameter_patch(
     uuid: &str,
     ops: &[(String, Option<String>)],
     mut settings: MtceSettings,
-) -> Result<(String, String, MtceSettings), HostError> {
+) -> Result<(String, String, MtceSettings), Error> {
     let mut name = roost_mtce::settings::PARAMETER_NAMES
         .iter()
         .find(|n| parameter_uuid(n) == uuid)
         .map(|n| n.to_string())
-        .ok_or_else(|| HostError::NotFound(format!("service parameter {uuid}")))?;
+        .ok_or_else(|| Error::NotFound(format!("service parameter {uuid} not found")))?;
     let mut value = None;
     for (path, v) in ops {
         match path.as_str() {
             "/name" => {
                 let n = v.clone().unwrap_or_default();
                 if !roost_mtce::settings::PARAMETER_NAMES.contains(&n.as_str()) {
-                    return Err(HostError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "unknown maintenance parameter {n:?}"
                     )));
                 }
@@ -389,7 +385,7 @@ pub fn parameter_patch(
             "/value" => value = v.clone(),
             "/personality" | "/resource" => {}
             other => {
-                return Err(HostError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "cannot change {other} of a service parameter"
                 )));
             }
@@ -399,7 +395,7 @@ pub fn parameter_patch(
         }
     }
     let Some(value) = value else {
-        return Err(HostError::Invalid("the patch holds no /value".into()));
+        return Err(Error::Invalid("the patch holds no /value".into()));
     };
     Ok((name, value, settings))
 }
@@ -435,6 +431,6 @@ mod tests {
             "/bm_password".to_string(),
             Some(Value::String("pw".into())),
         )];
-        assert!(matches!(parse_host_patch(&ops), Err(HostError::Invalid(_))));
+        assert!(matches!(parse_host_patch(&ops), Err(Error::Invalid(_))));
     }
 }

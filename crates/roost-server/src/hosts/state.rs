@@ -10,7 +10,7 @@ use roost_mtce::{Admin, Maintenance};
 use roost_store::StoredHost;
 use roost_types::Timestamp;
 
-use super::HostError;
+use super::Error;
 
 pub(crate) struct State {
     pub mtce: Maintenance,
@@ -87,12 +87,12 @@ impl State {
     }
 
     /// Whether a host may be deleted: (id, hostname).
-    pub fn decide_delete(&self, ident: &str) -> Result<(i64, String), HostError> {
+    pub fn decide_delete(&self, ident: &str) -> Result<(i64, String), Error> {
         let h = self
             .find(ident)
-            .ok_or_else(|| HostError::NotFound(ident.to_string()))?;
+            .ok_or_else(|| Error::host_not_found(ident))?;
         if h.local {
-            return Err(HostError::Refused(format!(
+            return Err(Error::Conflict(format!(
                 "cannot delete {}: it runs this server",
                 h.hostname
             )));
@@ -102,7 +102,7 @@ impl State {
             .status(&h.hostname)
             .is_some_and(|s| s.admin != Admin::Locked)
         {
-            return Err(HostError::Refused(format!(
+            return Err(Error::Conflict(format!(
                 "cannot delete {}: lock it first",
                 h.hostname
             )));

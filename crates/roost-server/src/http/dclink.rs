@@ -17,7 +17,8 @@ use roost_pki::{DcCa, PeerIdentity};
 
 use super::error::ApiError;
 use super::extract::json_body;
-use crate::dc::{DcService, DcServiceError, IssuedCert, PeerCert};
+use crate::dc::{DcService, IssuedCert, PeerCert};
+use crate::error::{Error, ErrorKind};
 
 /// What the DC listener's handlers reach.
 #[derive(Clone)]
@@ -39,19 +40,18 @@ pub fn router(state: DcLinkState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-impl From<DcServiceError> for ApiError {
-    fn from(e: DcServiceError) -> Self {
-        match e {
-            DcServiceError::NotFound(m) => ApiError::not_found(m),
-            DcServiceError::BadToken | DcServiceError::Unauthenticated(_) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-            }
-            DcServiceError::Store(ref s) => ApiError::unavailable(s),
-            DcServiceError::Unavailable => ApiError::unavailable(&e),
-            DcServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            other => ApiError::bad_request(other.to_string()),
-        }
-    }
+/// The status of each kind of error on the DC listener, Roost's own
+/// protocol: a conflict is 409 here; a failure of the server is logged and
+/// answered 503 without its details.
+fn link_error(e: Error) -> ApiError {
+    let status = match e.kind() {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Unavailable => return ApiError::unavailable(&e),
+    };
+    ApiError::new(status, e.to_string())
 }
 
 /// A connection without a client certificate serves one request (the
@@ -92,13 +92,13 @@ fn signer<'a>(
     ca: &'a DcCa,
     csr_pem: &'a str,
     days: u32,
-) -> impl FnOnce(&str) -> Result<IssuedCert, DcServiceError> + 'a {
+) -> impl FnOnce(&str) -> Result<IssuedCert, Error> + 'a {
     move |name: &str| {
-        let cert_pem = ca.sign_client_csr(csr_pem, name, days).map_err(|e| {
-            DcServiceError::Invalid(format!("invalid certificate signing request: {e}"))
-        })?;
+        let cert_pem = ca
+            .sign_client_csr(csr_pem, name, days)
+            .map_err(|e| Error::Invalid(format!("invalid certificate signing request: {e}")))?;
         let serial = roost_pki::cert_info(&cert_pem)
-            .map_err(|e| DcServiceError::Invalid(format!("cannot read the new certificate: {e}")))?
+            .map_err(|e| Error::Invalid(format!("cannot read the new certificate: {e}")))?
             .serial;
         Ok(IssuedCert { serial, cert_pem })
     }
@@ -132,7 +132,8 @@ async fn enroll(
     let (name, cert) = st
         .dc
         .enroll(secret, signer(&st.ca, &req.csr_pem, st.cert_days))
-        .await?;
+        .await
+        .map_err(link_error)?;
     tracing::info!(subcloud = %name, serial = %cert.serial, "subcloud enrolled");
     Ok(Json(EnrollResponse {
         name,
@@ -149,7 +150,7 @@ async fn sync(
 ) -> Result<Json<SyncReply>, ApiError> {
     let peer = peer_cert(&peer)?;
     let req: SyncRequest = json_body(&headers, body)?;
-    Ok(Json(st.dc.sync(&peer, req).await?))
+    Ok(Json(st.dc.sync(&peer, req).await.map_err(link_error)?))
 }
 
 async fn renew(
@@ -159,12 +160,13 @@ async fn renew(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let peer = peer_cert(&peer)?;
-    st.dc.authenticate(&peer)?;
+    st.dc.authenticate(&peer).map_err(link_error)?;
     let req: RenewRequest = json_body(&headers, body)?;
     let (name, cert) = st
         .dc
         .renew(&peer, signer(&st.ca, &req.csr_pem, st.cert_days))
-        .await?;
+        .await
+        .map_err(link_error)?;
     Ok(Json(EnrollResponse {
         name,
         cert_pem: cert.cert_pem,

@@ -18,7 +18,8 @@ use roost_api::dcmanager::{
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::dc::{DcService, DcServiceError};
+use crate::dc::DcService;
+use crate::error::{Error, ErrorKind, error_chain};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,21 +61,29 @@ impl IntoResponse for DcHttpError {
     }
 }
 
-impl From<DcServiceError> for DcHttpError {
-    fn from(e: DcServiceError) -> Self {
-        match e {
-            DcServiceError::NotFound(m) => DcHttpError(StatusCode::NOT_FOUND, m),
-            DcServiceError::Store(ref s) => {
-                tracing::error!(error = %crate::fm_service::error_chain(s), "store failure");
-                DcHttpError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the store is temporarily unavailable; retry later".into(),
-                )
+/// dcmanager's status for each kind of error: 404 for what does not
+/// exist, 400 for every other refusal (conflicts included, as dcmanager
+/// does), 503 when the server cannot do it now (a store failure is logged
+/// and not detailed).
+impl From<Error> for DcHttpError {
+    fn from(e: Error) -> Self {
+        match e.kind() {
+            ErrorKind::NotFound => DcHttpError(StatusCode::NOT_FOUND, e.to_string()),
+            ErrorKind::Unavailable => match e {
+                Error::Stopped(_) | Error::Busy(_) => {
+                    DcHttpError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                }
+                _ => {
+                    tracing::error!(error = %error_chain(&e), "store failure");
+                    DcHttpError(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the store is temporarily unavailable; retry later".into(),
+                    )
+                }
+            },
+            ErrorKind::Invalid | ErrorKind::Conflict | ErrorKind::Unauthorized => {
+                DcHttpError(StatusCode::BAD_REQUEST, e.to_string())
             }
-            DcServiceError::Unavailable => {
-                DcHttpError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            other => DcHttpError(StatusCode::BAD_REQUEST, other.to_string()),
         }
     }
 }

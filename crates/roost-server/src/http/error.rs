@@ -3,8 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::fm_service::{SubmitError, error_chain};
-use crate::identity::AuthError;
+use crate::error::{Error, ErrorKind, error_chain};
 use roost_fm::FmError;
 use roost_store::StoreError;
 
@@ -68,46 +67,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<FmError> for ApiError {
-    fn from(e: FmError) -> Self {
-        match e {
-            FmError::AlarmNotFound(_) | FmError::UnknownAlarmId(_) => {
-                ApiError::not_found(e.to_string())
-            }
-            FmError::Invalid(_) | FmError::NotSuppressible(_) => {
-                ApiError::bad_request(e.to_string())
-            }
-        }
+/// The status of each kind of error. StarlingX's APIs (sysinv, fm,
+/// keystone) answer a conflict with 400, and so does this mapping; the DC
+/// listener, Roost's own protocol, answers 409 (`http::dclink`). Failures
+/// of the server itself are logged with their whole chain and answered 503
+/// without their details; "busy" and "stopping" say so to the client.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Invalid | ErrorKind::Conflict => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Unavailable => match e {
+                Error::Busy(_) | Error::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => return ApiError::unavailable(&e),
+            },
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Rejected(f) => f.into(),
-            SubmitError::Store(ref s) => ApiError::unavailable(s),
-            SubmitError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        }
+impl From<FmError> for ApiError {
+    fn from(e: FmError) -> Self {
+        Error::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Invalid(m) => ApiError::bad_request(m),
-            other => ApiError::unavailable(&other),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthorized => ApiError::unauthorized(),
-            AuthError::BadRequest(m) => ApiError::bad_request(m),
-            AuthError::Store(s) => ApiError::unavailable(&s),
-            AuthError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            AuthError::Threads(ref t) => ApiError::unavailable(t),
-        }
+        Error::from(e).into()
     }
 }

@@ -12,7 +12,8 @@ use roost_api::identity::{AuthRequest, PasswordChange, TokenInfo, token_body, v3
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query, json_body};
-use crate::identity::{AuthError, Principal};
+use crate::Error;
+use crate::identity::Principal;
 
 pub fn public_routes() -> Router<AppState> {
     Router::new()
@@ -210,7 +211,7 @@ async fn revoke(State(st): State<AppState>, headers: HeaderMap) -> Result<Status
     let known = tokio::task::spawn_blocking(move || ident.revoke(&token))
         .await
         .map_err(|e| ApiError::unavailable(&e))?
-        .map_err(|e: AuthError| ApiError::from(e))?;
+        .map_err(|e: Error| ApiError::from(e))?;
     if known {
         Ok(StatusCode::NO_CONTENT)
     } else {

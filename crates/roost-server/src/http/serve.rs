@@ -59,7 +59,7 @@ pub struct Limits {
 /// A request body that did not arrive in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {} s", .0.as_secs())]
-pub struct BodyTimeout(pub Duration);
+struct BodyTimeout(Duration);
 
 fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();

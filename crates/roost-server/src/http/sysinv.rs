@@ -19,8 +19,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query, json_body};
-use crate::hosts::HostError;
-use crate::platform::{PlatformError, PlatformKey};
+use crate::platform::PlatformKey;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,22 +48,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/service_parameter/", get(list_parameters))
         .route("/v1/service_parameter/apply", post(apply_parameters))
         .route("/v1/service_parameter/{uuid}", patch(patch_parameter))
-}
-
-impl From<HostError> for ApiError {
-    fn from(e: HostError) -> Self {
-        match e {
-            HostError::NotFound(h) => ApiError::not_found(format!("host not found: {h}")),
-            HostError::Invalid(_) | HostError::Refused(_) | HostError::Conflict(_) => {
-                ApiError::bad_request(e.to_string())
-            }
-            HostError::BadJoinToken | HostError::BadAgentToken => {
-                ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
-            }
-            HostError::Store(s) => ApiError::from(s),
-            HostError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        }
-    }
 }
 
 async fn systems(State(st): State<AppState>, headers: HeaderMap) -> Json<Value> {
@@ -245,14 +228,7 @@ async fn patch_parameter(
         };
         pairs.push((o.path, v));
     }
-    let (uuid, name, value) =
-        st.hosts
-            .patch_parameter(&uuid, &pairs)
-            .await
-            .map_err(|e| match e {
-                HostError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
-                other => ApiError::from(other),
-            })?;
+    let (uuid, name, value) = st.hosts.patch_parameter(&uuid, &pairs).await?;
     Ok(Json(ServiceParameter::maintenance(
         &uuid,
         &name,
@@ -381,16 +357,6 @@ async fn patch_servers(
     let servers = list.key.parse(&value)?;
     st.platform.set(vec![(list.key, servers)]).await?;
     Ok(Json(server_list_json(st, list, &st.base_url(headers))))
-}
-
-impl From<PlatformError> for ApiError {
-    fn from(e: PlatformError) -> Self {
-        match e {
-            PlatformError::Invalid(m) => ApiError::bad_request(m),
-            PlatformError::Store(s) => ApiError::from(s),
-            PlatformError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        }
-    }
 }
 
 async fn list_dns(

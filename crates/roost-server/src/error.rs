@@ -1,0 +1,268 @@
+//! The crate's one error type. Each variant says what kind of failure it is
+//! ([`Error::kind`]): the HTTP layer turns the kind into a status, and a
+//! caller that retries or gives up decides on it. Errors of other crates are
+//! kept as sources, so a logged chain names the first cause.
+
+use roost_dc::{DcError, GroupError};
+use roost_fm::{CatalogueError, FmError};
+use roost_mtce::MtceError;
+use roost_pki::PkiError;
+use roost_store::StoreError;
+
+/// What a caller can do about an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The thing named does not exist.
+    NotFound,
+    /// The request is malformed, out of range or inconsistent.
+    Invalid,
+    /// The request collides with what exists, or the state of what exists
+    /// does not allow it now.
+    Conflict,
+    /// Credentials are missing, wrong, expired or revoked.
+    Unauthorized,
+    /// The server cannot do it now (busy, stopping, a store or I/O failure):
+    /// the same request may succeed later.
+    Unavailable,
+}
+
+/// Why an operation of the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Every worker is busy and the queue is full; the text says which.
+    #[error("{0}")]
+    Busy(&'static str),
+    /// The service that was asked is stopping; the text says which.
+    #[error("{0}")]
+    Stopped(&'static str),
+    /// A failure of the server's own machinery, with what failed; not shown
+    /// to clients.
+    #[error("{0}")]
+    Internal(String),
+    /// A setting of the configuration is out of range or inconsistent.
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    /// The configuration file is not valid TOML for Roost.
+    #[error("config file {path} is not valid: {message}")]
+    ConfigFile {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// The data directory is locked by another server.
+    #[error(
+        "data directory {} is in use by another roost server (its lock file is held); stop that server or choose another --data-dir",
+        .0.display()
+    )]
+    DataDirLocked(std::path::PathBuf),
+    /// A peer (a BMC, the system controller) could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A peer (a BMC, the system controller) refused the request or gave
+    /// an answer that cannot be used; `status` is its HTTP status, if any.
+    #[error("{message}")]
+    Refused {
+        status: Option<u16>,
+        message: String,
+    },
+    /// The store failed (or refused a write the service had already
+    /// decided, which is the service's failure, not the client's).
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Fm(#[from] FmError),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// What was being done when `source` happened.
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// The result of the server's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kind of failure, which decides the HTTP status.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Invalid(_)
+            | Error::Setting(_)
+            | Error::ConfigFile { .. }
+            | Error::Catalogue(_)
+            | Error::Json(_) => ErrorKind::Invalid,
+            Error::Conflict(_) | Error::DataDirLocked(_) => ErrorKind::Conflict,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Fm(e) => match e {
+                FmError::AlarmNotFound(_) | FmError::UnknownAlarmId(_) => ErrorKind::NotFound,
+                FmError::Invalid(_) | FmError::NotSuppressible(_) => ErrorKind::Invalid,
+            },
+            Error::Refused { status, .. } => match status {
+                Some(401 | 403) => ErrorKind::Unauthorized,
+                Some(404) => ErrorKind::NotFound,
+                Some(409) => ErrorKind::Conflict,
+                Some(400..=499) => ErrorKind::Invalid,
+                _ => ErrorKind::Unavailable,
+            },
+            Error::Context { source, .. } => source.kind(),
+            Error::Busy(_)
+            | Error::Stopped(_)
+            | Error::Internal(_)
+            | Error::Unreachable(_)
+            | Error::Store(_)
+            | Error::Pki(_)
+            | Error::Io(_)
+            | Error::Http(_)
+            | Error::Task(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    /// Wraps `source` with what was being done.
+    pub fn context(context: impl Into<String>, source: impl Into<Error>) -> Error {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(source.into()),
+        }
+    }
+
+    /// A host that does not exist.
+    pub fn host_not_found(ident: &str) -> Error {
+        Error::NotFound(format!("host not found: {ident}"))
+    }
+
+    /// The answer to a missing or wrong credential, deliberately vague.
+    pub fn unauthenticated() -> Error {
+        Error::Unauthorized("The request you have made requires authentication.".into())
+    }
+}
+
+/// Adds what was being done to an error, as [`Error::context`].
+pub trait Context<T> {
+    fn context(self, context: impl Into<String>) -> Result<T>;
+    fn with_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| Error::context(context, e))
+    }
+
+    fn with_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::context(f(), e))
+    }
+}
+
+/// The store's own refusals keep their kind (a duplicate, a token used
+/// meanwhile); every other store error is a failure of the server. A service
+/// for which any store refusal is its own failure wraps it in
+/// [`Error::Store`] instead.
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => Error::Invalid(m),
+            StoreError::Conflict(m) => Error::Conflict(m),
+            e => Error::Store(e),
+        }
+    }
+}
+
+impl From<MtceError> for Error {
+    fn from(e: MtceError) -> Self {
+        match e {
+            MtceError::UnknownHost(h) => Error::host_not_found(&h),
+            MtceError::Refused(m) => Error::Conflict(m),
+            MtceError::Invalid(m) => Error::Invalid(m),
+        }
+    }
+}
+
+impl From<DcError> for Error {
+    fn from(e: DcError) -> Self {
+        let m = e.to_string();
+        match e {
+            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => Error::NotFound(m),
+            DcError::Exists(_)
+            | DcError::DuplicateId(_)
+            | DcError::NotUnmanaged(_)
+            | DcError::NotOffline(_) => Error::Conflict(m),
+            DcError::InvalidName(_) => Error::Invalid(m),
+        }
+    }
+}
+
+impl From<GroupError> for Error {
+    fn from(e: GroupError) -> Self {
+        let m = e.to_string();
+        match e {
+            GroupError::NotFound(_) => Error::NotFound(m),
+            GroupError::DuplicateName(_)
+            | GroupError::DuplicateId(_)
+            | GroupError::DefaultNotDeletable
+            | GroupError::DefaultNameFixed
+            | GroupError::NotEmpty(..) => Error::Conflict(m),
+            GroupError::InvalidName(_)
+            | GroupError::InvalidDescription(_)
+            | GroupError::InvalidApplyType(_)
+            | GroupError::InvalidMaxParallel(_)
+            | GroupError::NothingToUpdate => Error::Invalid(m),
+        }
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: ...`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_kind_and_the_chain() {
+        let e = Error::context(
+            "cannot open the store",
+            Error::context("reading", Error::NotFound("x".into())),
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(error_chain(&e), "cannot open the store: reading: x");
+    }
+
+    #[test]
+    fn store_refusals_keep_their_kind() {
+        let invalid: Error = StoreError::Invalid("bad".into()).into();
+        assert_eq!(invalid.kind(), ErrorKind::Invalid);
+        let conflict: Error = StoreError::Conflict("used".into()).into();
+        assert_eq!(conflict.kind(), ErrorKind::Conflict);
+        let wrapped = Error::Store(StoreError::Invalid("bad".into()));
+        assert_eq!(wrapped.kind(), ErrorKind::Unavailable);
+    }
+}
