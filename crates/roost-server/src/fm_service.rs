@@ -10,8 +10,8 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use roost_fm::{Catalogue, FmCommand, FmError, FmState, Outcome};
-use roost_store::{Store, StoreError};
+use roost_fm::{Catalogue, Error as FmError, FmCommand, FmState, Outcome};
+use roost_store::{Error as StoreError, Store};
 use roost_types::Clock;
 use tokio::sync::{mpsc, oneshot};
 

@@ -37,7 +37,7 @@ pub enum AuthError {
     #[error("{0}")]
     BadRequest(String),
     #[error("identity store unavailable")]
-    Store(#[from] roost_store::StoreError),
+    Store(#[from] roost_store::Error),
     /// Every password thread is busy and the queue is full.
     #[error("too many password checks in progress; retry later")]
     Busy,

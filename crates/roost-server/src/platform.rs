@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use roost_store::{Store, StoreError};
+use roost_store::{Error as StoreError, Store};
 use tokio::sync::watch;
 
 /// A platform setting.

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use roost_mtce::{Command, Effects};
-use roost_store::{HostWrite, StoreError};
+use roost_store::{Error as StoreError, HostWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::bmc::{Bmc, PowerAction};

@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::fm_service::{SubmitError, error_chain};
 use crate::identity::AuthError;
-use roost_fm::FmError;
-use roost_store::StoreError;
+use roost_fm::Error as FmError;
+use roost_store::Error as StoreError;
 
 /// An error answer: a status and a one-line message.
 #[derive(Debug, Clone)]
