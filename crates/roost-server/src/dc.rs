@@ -13,13 +13,13 @@ use std::time::Duration;
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
 use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
-    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcError, DcSettings, Desired, Endpoint, Epoch,
-    Fleet, Generation, Group, GroupError, GroupPatch, GroupSpec, Management, StreamError,
+    ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch,
+    Error as DcError, Fleet, Generation, Group, GroupPatch, GroupSpec, Management,
     SubcloudRecord,
 };
 use roost_fm::FmCommand;
-use roost_store::{Store, StoreError, StoredGroup, StoredSubcloud};
-use roost_types::{Clock, Severity, Timestamp};
+use roost_store::{Error as StoreError, Store, StoredGroup, StoredSubcloud};
+use roost_types::{Clock, ErrorKind, Severity, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -64,32 +64,12 @@ pub enum DcServiceError {
 impl From<DcError> for DcServiceError {
     fn from(e: DcError) -> Self {
         let m = e.to_string();
-        match e {
-            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => DcServiceError::NotFound(m),
-            DcError::Exists(_)
-            | DcError::DuplicateId(_)
-            | DcError::NotUnmanaged(_)
-            | DcError::NotOffline(_) => DcServiceError::Conflict(m),
-            DcError::InvalidName(_) => DcServiceError::Invalid(m),
-        }
-    }
-}
-
-impl From<GroupError> for DcServiceError {
-    fn from(e: GroupError) -> Self {
-        let m = e.to_string();
-        match e {
-            GroupError::NotFound(_) => DcServiceError::NotFound(m),
-            GroupError::DuplicateName(_)
-            | GroupError::DuplicateId(_)
-            | GroupError::DefaultNotDeletable
-            | GroupError::DefaultNameFixed
-            | GroupError::NotEmpty(..) => DcServiceError::Conflict(m),
-            GroupError::InvalidName(_)
-            | GroupError::InvalidDescription(_)
-            | GroupError::InvalidApplyType(_)
-            | GroupError::InvalidMaxParallel(_)
-            | GroupError::NothingToUpdate => DcServiceError::Invalid(m),
+        match e.kind() {
+            ErrorKind::NotFound => DcServiceError::NotFound(m),
+            ErrorKind::Conflict => DcServiceError::Conflict(m),
+            ErrorKind::Invalid | ErrorKind::Unavailable | ErrorKind::Corrupt => {
+                DcServiceError::Invalid(m)
+            }
         }
     }
 }
@@ -877,7 +857,7 @@ impl DcService {
             match st.fleet.alarm_changes(name, &req.changes) {
                 Ok(_) => {}
                 // A gap: keep what came before it and ask for a snapshot.
-                Err(StreamError::Gap { .. }) => want_snapshot = true,
+                Err(DcError::Gap { .. }) => want_snapshot = true,
                 Err(e) => return Err(DcServiceError::Stream(e.to_string())),
             }
         }
