@@ -302,7 +302,7 @@ mod tests {
             create(&long)
                 .validate()
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("description")
         );
         assert!(update(&long).validate().unwrap_err().to_string().contains("location"));

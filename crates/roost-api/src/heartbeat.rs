@@ -850,18 +850,18 @@ mod tests {
         assert_eq!(back.to_hex(), hex);
         // Same key bytes: a packet from one verifies under the other.
         assert!(decode(&encode(&pulse(), &k), &back).is_ok());
-        assert_eq!(HostKey::from_hex(&hex[..63]).err(), Some(ParseKeyError));
+        assert_eq!(HostKey::from_hex(&hex[..63]).err(), Some(Error::BadKey));
         assert_eq!(
             HostKey::from_hex(&format!("{}g", &hex[..63])).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
         assert_eq!(
             HostKey::from_hex(&format!("{hex}00")).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
         assert_eq!(
             HostKey::from_hex("é".repeat(32).as_str()).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
     }
 

@@ -74,9 +74,11 @@ impl From<FmError> for ApiError {
             FmError::AlarmNotFound(_) | FmError::UnknownAlarmId(_) => {
                 ApiError::not_found(e.to_string())
             }
-            FmError::Invalid(_) | FmError::NotSuppressible(_) => {
-                ApiError::bad_request(e.to_string())
-            }
+            FmError::Invalid(_)
+            | FmError::NotSuppressible(_)
+            | FmError::CatalogueYaml(_)
+            | FmError::CatalogueNotMapping { .. }
+            | FmError::CatalogueEntry { .. } => ApiError::bad_request(e.to_string()),
         }
     }
 }
