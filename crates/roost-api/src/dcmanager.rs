@@ -187,10 +187,7 @@ pub fn html_error(code: u16, detail: &str) -> String {
 /// dcmanager refuses longer ones too).
 pub const MAX_SUBCLOUD_TEXT: usize = 255;
 
-fn check_subcloud_texts(
-    description: Option<&str>,
-    location: Option<&str>,
-) -> Result<(), Error> {
+fn check_subcloud_texts(description: Option<&str>, location: Option<&str>) -> Result<(), Error> {
     for (what, v) in [("description", description), ("location", location)] {
         if v.is_some_and(|s| s.len() > MAX_SUBCLOUD_TEXT) {
             return Err(Error::Invalid(format!(
@@ -305,7 +302,13 @@ mod tests {
                 .to_string()
                 .contains("description")
         );
-        assert!(update(&long).validate().unwrap_err().to_string().contains("location"));
+        assert!(
+            update(&long)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("location")
+        );
     }
 
     #[test]

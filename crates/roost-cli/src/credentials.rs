@@ -170,10 +170,7 @@ pub fn read_credentials(path: &Path) -> Result<Option<Credentials>, Error> {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Error::usage(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
+            return Err(Error::usage(format!("cannot read {}: {e}", path.display())));
         }
     };
     serde_json::from_str(&text).map(Some).map_err(|e| {

@@ -529,12 +529,7 @@ impl SubList {
     }
 }
 
-fn sub_list(
-    kind: SubList,
-    args: &HostOutputArgs,
-    env: &Env,
-    io: &mut Io<'_>,
-) -> Result<(), Error> {
+fn sub_list(kind: SubList, args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/{}", host_path(&args.host)?, kind.collection());
     let api = &connect(env)?;
     let reply = api

@@ -99,7 +99,10 @@ fn showing_an_unknown_alarm_says_it_was_not_found() {
     let outcome = run_verb(&["alarm", "show", "1234"], &server.env(), "");
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1/alarms/1234");
-    assert_eq!(outcome.result.unwrap_err().message(), "alarm 1234 not found");
+    assert_eq!(
+        outcome.result.unwrap_err().message(),
+        "alarm 1234 not found"
+    );
 }
 
 #[test]

@@ -36,9 +36,7 @@ use std::collections::BTreeMap;
 use roost_types::{Severity, Timestamp};
 
 use crate::Error;
-use crate::alarms::{
-    ActiveAlarm, AlarmChange, AlarmCounts, AlarmStream, AlarmSummary, AlarmTable,
-};
+use crate::alarms::{ActiveAlarm, AlarmChange, AlarmCounts, AlarmStream, AlarmSummary, AlarmTable};
 use crate::group::{
     DEFAULT_GROUP_ID, Group, GroupPatch, GroupSpec, check_description, check_group_name,
     check_max_parallel, check_subcloud_name,
@@ -560,11 +558,7 @@ impl Fleet {
     /// start `unknown` until the subcloud reports again, and 280.002 alarms
     /// from before the restart are not known here: the caller clears them
     /// on start-up; they are raised again if still true.
-    pub fn restore(
-        &mut self,
-        record: SubcloudRecord,
-        now: Timestamp,
-    ) -> Result<DcEffects, Error> {
+    pub fn restore(&mut self, record: SubcloudRecord, now: Timestamp) -> Result<DcEffects, Error> {
         check_subcloud_name(&record.name)?;
         if self.subclouds.contains_key(&record.name) {
             return Err(Error::Exists(record.name));
@@ -693,11 +687,7 @@ impl Fleet {
     }
 
     /// Records the software version a subcloud runs.
-    pub fn set_software_version(
-        &mut self,
-        name: &str,
-        version: &str,
-    ) -> Result<DcEffects, Error> {
+    pub fn set_software_version(&mut self, name: &str, version: &str) -> Result<DcEffects, Error> {
         let sc = self.get_mut(name)?;
         let mut fx = DcEffects::default();
         if sc.software_version.as_deref() != Some(version) {
@@ -920,11 +910,7 @@ impl Fleet {
 
     /// Applies a batch of a subcloud's alarm changes (see
     /// [`AlarmStream::receive`]) and returns the number to acknowledge.
-    pub fn alarm_changes(
-        &mut self,
-        name: &str,
-        changes: &[AlarmChange],
-    ) -> Result<u64, Error> {
+    pub fn alarm_changes(&mut self, name: &str, changes: &[AlarmChange]) -> Result<u64, Error> {
         let sc = self
             .subclouds
             .get_mut(name)

@@ -114,7 +114,8 @@ pub(crate) fn check_max_parallel(v: u32) -> Result<(), Error> {
 }
 
 pub(crate) fn check_group_name(name: &str) -> Result<(), Error> {
-    name_problem(name, &[DEFAULT_GROUP_NAME]).map_or(Ok(()), |why| Err(Error::InvalidGroupName(why)))
+    name_problem(name, &[DEFAULT_GROUP_NAME])
+        .map_or(Ok(()), |why| Err(Error::InvalidGroupName(why)))
 }
 
 pub(crate) fn check_subcloud_name(name: &str) -> Result<(), Error> {

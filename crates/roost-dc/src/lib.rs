@@ -34,14 +34,13 @@ pub use alarms::{
 };
 pub use error::Error;
 pub use fleet::{
-    ALARM_SUBCLOUD_OFFLINE, ALARM_SUBCLOUD_OUT_OF_SYNC, AlarmOut, DcEffects, Drift,
-    EndpointSync, Fleet, RESERVED_SUBCLOUD_NAMES, SubcloudRecord, SubcloudState, resource_entity,
+    ALARM_SUBCLOUD_OFFLINE, ALARM_SUBCLOUD_OUT_OF_SYNC, AlarmOut, DcEffects, Drift, EndpointSync,
+    Fleet, RESERVED_SUBCLOUD_NAMES, SubcloudRecord, SubcloudState, resource_entity,
     subcloud_entity,
 };
 pub use group::{
-    DEFAULT_GROUP_DESCRIPTION, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, Group, GroupPatch,
-    GroupSpec, MAX_PARALLEL_SUBCLOUDS, MIN_PARALLEL_SUBCLOUDS, parse_apply_type,
-    parse_max_parallel,
+    DEFAULT_GROUP_DESCRIPTION, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, Group, GroupPatch, GroupSpec,
+    MAX_PARALLEL_SUBCLOUDS, MIN_PARALLEL_SUBCLOUDS, parse_apply_type, parse_max_parallel,
 };
 pub use link::{LinkEvent, SubcloudLink, SyncResult};
 pub use settings::DcSettings;

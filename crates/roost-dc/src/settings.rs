@@ -71,7 +71,12 @@ mod tests {
             offline_after_secs: 0,
             ..DcSettings::default()
         };
-        assert!(s.validate().unwrap_err().to_string().contains("offline_after_secs"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("offline_after_secs")
+        );
         let s = DcSettings {
             out_of_sync_alarm_after_secs: 100_000,
             ..DcSettings::default()

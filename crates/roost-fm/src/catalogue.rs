@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::Error;
 use roost_types::Severity;
 use serde_norway::{Mapping, Value};
-use crate::Error;
 
 /// Whether a catalogue id is a stateful alarm or a one-off customer log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +140,11 @@ impl Catalogue {
         let mut catalogue = Self::empty();
         for (key, value) in mapping {
             let id = key_to_id(key)?;
-            let entry = parse_entry(&id, value).map_err(|Malformed(reason)| Error::CatalogueEntry {
-                id: id.clone(),
-                reason,
-            })?;
+            let entry =
+                parse_entry(&id, value).map_err(|Malformed(reason)| Error::CatalogueEntry {
+                    id: id.clone(),
+                    reason,
+                })?;
             catalogue.insert(entry);
         }
         Ok(catalogue)
@@ -305,7 +306,9 @@ fn parse_entry(id: &str, value: &Value) -> Result<CatalogueEntry, Malformed> {
     };
 
     let kind = match field(map, "Type").map(untag) {
-        None | Some(Value::Null) => return Err(Malformed("missing Type (Alarm or Log)".to_string())),
+        None | Some(Value::Null) => {
+            return Err(Malformed("missing Type (Alarm or Log)".to_string()));
+        }
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("alarm") => EventKind::Alarm,
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("log") => EventKind::Log,
         Some(other) => {
@@ -394,7 +397,9 @@ fn scalar_text(value: &Value) -> Option<String> {
 fn text_field(map: &Mapping, name: &str, list_sep: &str) -> Result<String, Malformed> {
     match field(map, name) {
         None => Ok(String::new()),
-        Some(value) => flatten_text(value, list_sep).map_err(|Malformed(e)| Malformed(format!("{name}: {e}"))),
+        Some(value) => {
+            flatten_text(value, list_sep).map_err(|Malformed(e)| Malformed(format!("{name}: {e}")))
+        }
     }
 }
 
@@ -458,7 +463,9 @@ fn first_scalar(value: Option<&Value>, name: &str) -> Result<String, Malformed> 
             None => Ok(String::new()),
             Some(first) => first_scalar(Some(first), name),
         },
-        Value::Mapping(_) => Err(Malformed(format!("{name} must be a value or a list, found a mapping"))),
+        Value::Mapping(_) => Err(Malformed(format!(
+            "{name} must be a value or a list, found a mapping"
+        ))),
         other => Ok(scalar_text(other).unwrap_or_default().trim().to_string()),
     }
 }

@@ -20,6 +20,6 @@ pub use error::Error;
 pub use model::{Alarm, AlarmInput, Event, EventInput, EventState};
 pub use query::{Filter, FilterOp, Filterable, SortDir, matches_all};
 pub use state::{
-    ALARM_SORT_KEYS, AlarmChange, FmCommand, FmState, ListOptions, MAX_ENTITY_LEN,
-    MAX_ID_LEN, MAX_TEXT_LEN, Outcome, Page, Reply, Summary,
+    ALARM_SORT_KEYS, AlarmChange, FmCommand, FmState, ListOptions, MAX_ENTITY_LEN, MAX_ID_LEN,
+    MAX_TEXT_LEN, Outcome, Page, Reply, Summary,
 };

@@ -15,8 +15,8 @@ pub mod settings;
 
 pub use error::Error;
 pub use maintenance::{
-    Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance,
-    Network, Oper, Personality,
+    Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance, Network, Oper,
+    Personality,
 };
 pub use settings::{FailureAction, MtceSettings};
 

@@ -14,8 +14,7 @@ use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
 use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
     ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch,
-    Error as DcError, Fleet, Generation, Group, GroupPatch, GroupSpec, Management,
-    SubcloudRecord,
+    Error as DcError, Fleet, Generation, Group, GroupPatch, GroupSpec, Management, SubcloudRecord,
 };
 use roost_fm::FmCommand;
 use roost_store::{Error as StoreError, Store, StoredGroup, StoredSubcloud};

@@ -803,11 +803,7 @@ async fn enroll_one(
 
 /// A join token for `name`: adds the host, or renews the token of an
 /// existing one.
-async fn join_token(
-    http: &reqwest::Client,
-    cfg: &FleetConfig,
-    name: &str,
-) -> Result<String> {
+async fn join_token(http: &reqwest::Client, cfg: &FleetConfig, name: &str) -> Result<String> {
     let r = http
         .post(format!("{}/v1/ihosts", cfg.server))
         .header(AUTH_HEADER, &cfg.admin_token)

@@ -23,5 +23,5 @@ pub mod bmc;
 mod error;
 pub mod subclouds;
 
-pub use error::{Error, Result};
 pub use bmc::{Bmc, BmcArgs, BmcConfig, PowerState, REBOOT_EXIT_CODE, ResetType, run_bmc_cli};
+pub use error::{Error, Result};

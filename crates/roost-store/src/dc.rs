@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Store, Error};
+use crate::{Error, Store};
 
 /// A subcloud as the system controller stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -273,10 +273,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        assert!(matches!(
-            s.insert_subcloud(&sc),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(s.insert_subcloud(&sc), Err(Error::Invalid(_))));
         let mut sc2 = sc.clone();
         sc2.management_state = "managed".into();
         sc2.cert_serial = Some("0a1b".into());

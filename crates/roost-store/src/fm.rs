@@ -6,7 +6,7 @@ use roost_fm::{Alarm, AlarmChange, Event, EventState, Filter, Outcome, matches_a
 use roost_types::{Severity, Timestamp};
 use rusqlite::{Connection, Row, params};
 
-use crate::{Store, Error};
+use crate::{Error, Store};
 
 pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), Error> {
     for change in &outcome.changes {

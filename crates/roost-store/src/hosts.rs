@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Store, Error};
+use crate::{Error, Store};
 
 /// A host as stored. Secrets (`bm_password`, `hb_key`) are stored so that
 /// the server can use them; the API never returns them.
@@ -317,11 +317,7 @@ impl Store {
 
     /// The hostname a join token is for, if it is valid at `now`; reads
     /// only (the token is used up by [`HostWrite::TakeJoinToken`]).
-    pub fn peek_join_token(
-        &self,
-        hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<String>, Error> {
+    pub fn peek_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, Error> {
         self.read(|c| join_token_host(c, hash, now))
     }
 
@@ -374,11 +370,7 @@ impl Store {
 
     /// Uses up a join token: deletes it and returns its hostname if it was
     /// valid at `now`. A used, expired or unknown token gives `None`.
-    pub fn take_join_token(
-        &self,
-        hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<String>, Error> {
+    pub fn take_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, Error> {
         self.write_once(|tx| {
             let found = join_token_host(tx, hash, now)?;
             tx.execute("DELETE FROM join_tokens WHERE hash = ?1", [hash])?;

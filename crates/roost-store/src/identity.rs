@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Store, Error};
+use crate::{Error, Store};
 
 /// A user as stored (the password only as its argon2id hash).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OpenFlags};
 use roost_types::ErrorKind;
+use rusqlite::{Connection, OpenFlags};
 
 pub use dc::{StoredGroup, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
@@ -230,10 +230,7 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection from the pool.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
         let conn = match self.readers.lock().map(|mut v| v.pop()) {
             Ok(Some(c)) => c,
             _ => {

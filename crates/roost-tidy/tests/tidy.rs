@@ -570,14 +570,17 @@ fn error_rule_exception(krate: &str) -> bool {
 fn crate_breaks_any_error_rule(ws: &Workspace, krate: &str) -> bool {
     let anyhow = ws.manifests.iter().any(|m| {
         m.krate == krate
-            && m
-                .deps
+            && m.deps
                 .iter()
                 .any(|d| d.section == Section::Normal && d.name == "anyhow")
     });
     let mut public_types = Vec::new();
     let mut string_errors = false;
-    for f in ws.files.iter().filter(|f| f.krate == krate && !f.test_target) {
+    for f in ws
+        .files
+        .iter()
+        .filter(|f| f.krate == krate && !f.test_target)
+    {
         string_errors |= string_error_results(&f.code)
             .into_iter()
             .any(|l| !f.is_test_line(l));
@@ -724,7 +727,9 @@ fn error_types(code: &str) -> Vec<ErrorType> {
         let words: Vec<&str> = header.split_whitespace().collect();
         let kw = words.iter().position(|w| *w == "enum" || *w == "struct");
         if let Some(k) = kw
-            && words[..k].iter().all(|w| *w == "pub" || w.starts_with("pub"))
+            && words[..k]
+                .iter()
+                .all(|w| *w == "pub" || w.starts_with("pub"))
             && let Some(name) = words.get(k + 1)
         {
             let name: String = name.chars().take_while(|c| is_ident(*c)).collect();

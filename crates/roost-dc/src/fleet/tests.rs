@@ -620,7 +620,10 @@ fn subcloud_names_must_be_valid_unique_and_not_reserved() {
         s.f.add("a.b", 1, s.now),
         Err(Error::InvalidName(_))
     ));
-    assert_eq!(s.f.add("edge-2", 9, s.now), Err(Error::UnknownGroup("9".into())));
+    assert_eq!(
+        s.f.add("edge-2", 9, s.now),
+        Err(Error::UnknownGroup("9".into()))
+    );
     assert_eq!(s.f.len(), 1);
 }
 
@@ -802,7 +805,10 @@ fn a_group_holding_subclouds_cannot_be_deleted() {
     s.f.set_group("edge-1", DEFAULT_GROUP_ID).unwrap();
     assert_eq!(s.f.delete_group(id).unwrap().name, "rack-4");
     assert!(s.f.group(id).is_none());
-    assert_eq!(s.f.set_group("edge-1", id), Err(Error::UnknownGroup(id.to_string())));
+    assert_eq!(
+        s.f.set_group("edge-1", id),
+        Err(Error::UnknownGroup(id.to_string()))
+    );
     // Group ids are not reused either.
     assert_eq!(s.f.add_group(spec("rack-5")).unwrap().id, 3);
 }
