@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::Error;
+
 /// What the system controller knows of a subcloud, for rendering.
 #[derive(Debug, Clone, Default)]
 pub struct SubcloudView {
@@ -185,19 +187,10 @@ pub fn html_error(code: u16, detail: &str) -> String {
 /// dcmanager refuses longer ones too).
 pub const MAX_SUBCLOUD_TEXT: usize = 255;
 
-/// A dcmanager request body that breaks a rule; its text is the detail of
-/// the 400 page.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidRequest(pub String);
-
-fn check_subcloud_texts(
-    description: Option<&str>,
-    location: Option<&str>,
-) -> Result<(), InvalidRequest> {
+fn check_subcloud_texts(description: Option<&str>, location: Option<&str>) -> Result<(), Error> {
     for (what, v) in [("description", description), ("location", location)] {
         if v.is_some_and(|s| s.len() > MAX_SUBCLOUD_TEXT) {
-            return Err(InvalidRequest(format!(
+            return Err(Error::Invalid(format!(
                 "{what} is longer than {MAX_SUBCLOUD_TEXT} characters"
             )));
         }
@@ -243,14 +236,14 @@ pub struct SubcloudUpdate {
 
 impl SubcloudCreate {
     /// The rules a new subcloud's fields must follow (the same as an update's).
-    pub fn validate(&self) -> Result<(), InvalidRequest> {
+    pub fn validate(&self) -> Result<(), Error> {
         check_subcloud_texts(self.description.as_deref(), self.location.as_deref())
     }
 }
 
 impl SubcloudUpdate {
     /// The rules an update's fields must follow (the same as a new subcloud's).
-    pub fn validate(&self) -> Result<(), InvalidRequest> {
+    pub fn validate(&self) -> Result<(), Error> {
         check_subcloud_texts(self.description.as_deref(), self.location.as_deref())
     }
 }
@@ -306,10 +299,16 @@ mod tests {
             create(&long)
                 .validate()
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("description")
         );
-        assert!(update(&long).validate().unwrap_err().0.contains("location"));
+        assert!(
+            update(&long)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("location")
+        );
     }
 
     #[test]

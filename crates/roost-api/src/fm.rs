@@ -4,7 +4,7 @@ use roost_fm::{Alarm, AlarmInput, Catalogue, Event, EventInput, EventState, Summ
 use roost_types::{Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::{flex_bool, py_bool};
+use crate::{Error, flex_bool, py_bool};
 
 /// Largest page the alarm and event listings return when a limit is given.
 pub const MAX_PAGE: usize = 2000;
@@ -265,24 +265,29 @@ pub enum AlarmRequest {
     Log(EventInput),
 }
 
-fn need(v: Option<String>, name: &str) -> Result<String, String> {
+fn need(v: Option<String>, name: &str) -> Result<String, Error> {
     match v {
         Some(s) if !s.trim().is_empty() => Ok(s),
-        _ => Err(format!("{name} is required")),
+        _ => Err(Error::Invalid(format!("{name} is required"))),
     }
 }
 
-fn severity(v: Option<String>, default: Option<Severity>) -> Result<Severity, String> {
+fn severity(v: Option<String>, default: Option<Severity>) -> Result<Severity, Error> {
     match (v, default) {
-        (Some(s), _) => s.parse::<Severity>().map_err(|e| e.to_string()),
+        (Some(s), _) => s
+            .parse::<Severity>()
+            .map_err(|e| Error::Invalid(e.to_string())),
         (None, Some(d)) => Ok(d),
-        (None, None) => Err("severity is required".into()),
+        (None, None) => Err(Error::Invalid("severity is required".into())),
     }
 }
 
-fn timestamp(v: Option<String>) -> Result<Option<Timestamp>, String> {
+fn timestamp(v: Option<String>) -> Result<Option<Timestamp>, Error> {
     v.filter(|s| !s.is_empty())
-        .map(|s| s.parse::<Timestamp>().map_err(|e| e.to_string()))
+        .map(|s| {
+            s.parse::<Timestamp>()
+                .map_err(|e| Error::Invalid(e.to_string()))
+        })
         .transpose()
 }
 
@@ -298,7 +303,7 @@ pub const MAX_REPAIR_ACTION_CHARS: usize = 1024;
 impl AlarmPost {
     /// Refuses fields longer than StarlingX's columns, so that what one
     /// alarm may carry (and so a listing of every alarm) stays bounded.
-    fn check_lengths(&self) -> Result<(), String> {
+    fn check_lengths(&self) -> Result<(), Error> {
         let fields = [
             ("reason_text", &self.reason_text, MAX_FIELD_CHARS),
             (
@@ -319,17 +324,17 @@ impl AlarmPost {
             if let Some(v) = value
                 && v.chars().count() > max
             {
-                return Err(format!(
+                return Err(Error::Invalid(format!(
                     "{name} has {} characters; at most {max} are allowed",
                     v.chars().count()
-                ));
+                )));
             }
         }
         Ok(())
     }
 
     /// Validates the body and says what it asks for.
-    pub fn into_request(self) -> Result<AlarmRequest, String> {
+    pub fn into_request(self) -> Result<AlarmRequest, Error> {
         self.check_lengths()?;
         let state = self.alarm_state.as_deref().unwrap_or("set");
         match state {
@@ -353,11 +358,11 @@ impl AlarmPost {
                     entity_instance_id: e,
                 }),
                 (None, None, Some(e)) => Ok(AlarmRequest::ClearPrefix { entity_prefix: e }),
-                _ => Err(
+                _ => Err(Error::Invalid(
                     "a clear names either a uuid, or an alarm_id and entity_instance_id, \
                      or only an entity_instance_id (to clear everything under it)"
                         .into(),
-                ),
+                )),
             },
             "log" | "msg" => Ok(AlarmRequest::Log(EventInput {
                 event_log_id: need(self.alarm_id, "alarm_id")?,
@@ -373,9 +378,9 @@ impl AlarmPost {
                 suppression: self.suppression,
                 timestamp: timestamp(self.timestamp)?,
             })),
-            other => Err(format!(
+            other => Err(Error::Invalid(format!(
                 "alarm_state {other:?} is not one of set, clear, log, msg"
-            )),
+            ))),
         }
     }
 }
@@ -398,6 +403,7 @@ mod tests {
         serde_json::from_value::<AlarmPost>(v)
             .map_err(|e| e.to_string())?
             .into_request()
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -57,6 +57,8 @@ use std::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::Error;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The magic at the start of every heartbeat packet (format version 1).
@@ -115,10 +117,10 @@ impl HostKey {
 
     /// Parses 64 hexadecimal digits (either case; surrounding whitespace,
     /// such as a file's final newline, is ignored).
-    pub fn from_hex(s: &str) -> Result<HostKey, ParseKeyError> {
+    pub fn from_hex(s: &str) -> Result<HostKey, Error> {
         let s = s.trim().as_bytes();
         if s.len() != 64 {
-            return Err(ParseKeyError);
+            return Err(Error::BadKey);
         }
         let mut key = [0u8; 32];
         for (out, pair) in key.iter_mut().zip(s.chunks_exact(2)) {
@@ -138,19 +140,14 @@ impl fmt::Debug for HostKey {
     }
 }
 
-fn hex_digit(c: u8) -> Result<u8, ParseKeyError> {
+fn hex_digit(c: u8) -> Result<u8, Error> {
     match c {
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
         b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(ParseKeyError),
+        _ => Err(Error::BadKey),
     }
 }
-
-/// A stored host key was not 64 hexadecimal digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a heartbeat key must be 64 hexadecimal digits")]
-pub struct ParseKeyError;
 
 /// Which way a pulse goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,27 +247,35 @@ impl Pulse {
     }
 }
 
-/// Why [`decode`] rejected a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+/// Why [`decode`] rejected a packet: a reason to count and drop it (like
+/// [`DropReason`]), not a failure of the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecodeError {
     /// Shorter than [`PACKET_LEN`].
-    #[error("heartbeat packet too short")]
     Truncated,
     /// Longer than [`PACKET_LEN`].
-    #[error("heartbeat packet too long")]
     Oversized,
     /// Does not start with [`MAGIC`].
-    #[error("not a heartbeat packet (bad magic)")]
     BadMagic,
     /// The MAC does not match: forged, corrupted, or under another key.
-    #[error("heartbeat packet failed authentication")]
     BadMac,
     /// Authentic, but of a kind this version does not know.
-    #[error("unknown heartbeat packet kind")]
     UnknownKind,
     /// Authentic, but the reserved byte is not 0.
-    #[error("heartbeat packet has a nonzero reserved byte")]
     BadReserved,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecodeError::Truncated => "heartbeat packet too short",
+            DecodeError::Oversized => "heartbeat packet too long",
+            DecodeError::BadMagic => "not a heartbeat packet (bad magic)",
+            DecodeError::BadMac => "heartbeat packet failed authentication",
+            DecodeError::UnknownKind => "unknown heartbeat packet kind",
+            DecodeError::BadReserved => "heartbeat packet has a nonzero reserved byte",
+        })
+    }
 }
 
 impl DecodeError {
@@ -845,18 +850,18 @@ mod tests {
         assert_eq!(back.to_hex(), hex);
         // Same key bytes: a packet from one verifies under the other.
         assert!(decode(&encode(&pulse(), &k), &back).is_ok());
-        assert_eq!(HostKey::from_hex(&hex[..63]).err(), Some(ParseKeyError));
+        assert_eq!(HostKey::from_hex(&hex[..63]).err(), Some(Error::BadKey));
         assert_eq!(
             HostKey::from_hex(&format!("{}g", &hex[..63])).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
         assert_eq!(
             HostKey::from_hex(&format!("{hex}00")).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
         assert_eq!(
             HostKey::from_hex("é".repeat(32).as_str()).err(),
-            Some(ParseKeyError)
+            Some(Error::BadKey)
         );
     }
 

@@ -9,12 +9,15 @@
 pub mod agent;
 pub mod dcmanager;
 pub mod dcsync;
+mod error;
 pub mod fm;
 pub mod heartbeat;
 pub mod identity;
 pub mod openapi;
 pub mod redfish;
 pub mod sysinv;
+
+pub use error::Error;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};

@@ -735,7 +735,7 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// dcmanager's name rule (roost-dc's `check_name`): no whitespace, control
+/// dcmanager's name rule (roost-dc's `name_problem`): no whitespace, control
 /// characters or any of `.*+?|()[]{}^$=,`, and not only digits. (Reserved
 /// names and the 255-byte limit are checked by the server alone.)
 const NAME_PATTERN: &str = r"^[^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*[^0-9.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f][^.*+?|()\[\]{}^$=,\s\x00-\x1f\x7f-\x9f]*$";

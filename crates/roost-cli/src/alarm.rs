@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::client::path_segment;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::{
     OutputArgs, OutputFormat, detail_table, field, list_items, new_table, print_json, print_table,
     short_text, short_time,
@@ -144,17 +144,17 @@ pub struct UnsuppressArgs {
 
 /// Accepts the four alarm severities (any case; `warnings` too) and returns
 /// the wire spelling.
-fn parse_alarm_severity(raw: &str) -> Result<String, String> {
+fn parse_alarm_severity(raw: &str) -> Result<String, Error> {
     match raw.parse::<roost_types::Severity>() {
-        Ok(roost_types::Severity::NotApplicable) | Err(_) => Err(format!(
+        Ok(roost_types::Severity::NotApplicable) | Err(_) => Err(Error::usage(format!(
             "{raw:?} is not an alarm severity (critical, major, minor or warning)"
-        )),
+        ))),
         Ok(severity) => Ok(severity.as_str().to_string()),
     }
 }
 
 /// Runs one alarm verb.
-pub(crate) fn run(cmd: AlarmCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: AlarmCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         AlarmCommand::List(args) => list(&args, env, io),
         AlarmCommand::Show(args) => show(&args, env, io),
@@ -180,7 +180,7 @@ pub fn list_query(args: &AlarmListArgs) -> Query {
         .flag("expand", true)
 }
 
-fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/alarms", &list_query(args))?;
     let alarms = list_items(&reply, "alarms")?;
@@ -242,7 +242,7 @@ pub fn alarm_list_table(alarms: &[Value]) -> Table {
     table
 }
 
-fn show(args: &AlarmShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(args: &AlarmShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("/v1/alarms/{}", path_segment("alarm UUID", &args.uuid)?);
     let api = &connect(env)?;
     let alarm = api
@@ -272,9 +272,9 @@ pub enum ClearTarget {
 
 /// Checks the combination of clear arguments: a UUID alone, or `--entity`
 /// with an optional `--alarm-id`. Anything else is a usage error.
-pub fn clear_target(args: &ClearArgs) -> Result<ClearTarget, CliError> {
+pub fn clear_target(args: &ClearArgs) -> Result<ClearTarget, Error> {
     let nonempty = |flag: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
-        Some("") => Err(CliError::usage(format!("{flag} must not be empty"))),
+        Some("") => Err(Error::usage(format!("{flag} must not be empty"))),
         other => Ok(other.map(str::to_string)),
     };
     let uuid = nonempty("the alarm UUID", &args.uuid)?;
@@ -282,15 +282,15 @@ pub fn clear_target(args: &ClearArgs) -> Result<ClearTarget, CliError> {
     let entity = nonempty("--entity", &args.entity)?;
     match (uuid, alarm_id, entity) {
         (Some(uuid), None, None) => Ok(ClearTarget::Uuid(uuid)),
-        (Some(_), _, _) => Err(CliError::usage(
+        (Some(_), _, _) => Err(Error::usage(
             "give either an alarm UUID or --alarm-id/--entity, not both",
         )),
         (None, Some(alarm_id), Some(entity)) => Ok(ClearTarget::Alarm { alarm_id, entity }),
         (None, None, Some(entity)) => Ok(ClearTarget::EntityPrefix(entity)),
-        (None, Some(_), None) => Err(CliError::usage(
+        (None, Some(_), None) => Err(Error::usage(
             "--alarm-id needs --entity (the alarm's entity instance ID)",
         )),
-        (None, None, None) => Err(CliError::usage(
+        (None, None, None) => Err(Error::usage(
             "say what to clear: an alarm UUID, --alarm-id with --entity, or --entity alone for every alarm under it",
         )),
     }
@@ -320,7 +320,7 @@ pub fn cleared_count(reply: &Value) -> usize {
     }
 }
 
-fn clear(args: &ClearArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn clear(args: &ClearArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let target = clear_target(args)?;
     let api = &connect(env)?;
     match (&target, clear_body(&target)) {
@@ -339,7 +339,7 @@ fn clear(args: &ClearArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn summary(args: &SummaryArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn summary(args: &SummaryArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let query = Query::new().flag("include_suppress", args.include_suppressed);
     let reply = api.get("/v1/alarms/summary", &query)?;
@@ -361,12 +361,12 @@ pub fn summary_table(summary: &Value) -> Table {
     table
 }
 
-fn catalogue(api: &crate::client::Api) -> Result<Vec<Value>, CliError> {
+fn catalogue(api: &crate::client::Api) -> Result<Vec<Value>, Error> {
     let reply = api.get("/v1/event_suppression", &Query::new())?;
     list_items(&reply, "event_suppression")
 }
 
-fn suppress_list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn suppress_list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let mut items = catalogue(api)?;
     items.sort_by_key(|item| field(item, "alarm_id"));
@@ -395,7 +395,7 @@ pub fn suppression_table(items: &[Value]) -> Table {
 pub fn plan_suppression(
     catalogue: &[Value],
     alarm_ids: &[String],
-) -> Result<Vec<(String, String)>, CliError> {
+) -> Result<Vec<(String, String)>, Error> {
     let mut seen = BTreeSet::new();
     let mut plan = Vec::new();
     let mut unknown = Vec::new();
@@ -415,10 +415,10 @@ pub fn plan_suppression(
     }
     match unknown.as_slice() {
         [] => Ok(plan),
-        [one] => Err(CliError::failure(format!(
+        [one] => Err(Error::failure(format!(
             "alarm id {one} is not in the catalogue"
         ))),
-        many => Err(CliError::failure(format!(
+        many => Err(Error::failure(format!(
             "alarm ids {} are not in the catalogue",
             many.join(", ")
         ))),
@@ -440,7 +440,7 @@ fn set_suppression(
     suppress: bool,
     env: &Env,
     io: &mut Io<'_>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     let api = &connect(env)?;
     let plan = plan_suppression(&catalogue(api)?, alarm_ids)?;
     let body = suppression_patch(suppress);
@@ -454,10 +454,8 @@ fn set_suppression(
             "/v1/event_suppression/{}",
             path_segment("suppression UUID", &uuid)?
         );
-        api.patch(&path, &body).map_err(|e| CliError {
-            message: format!("alarm id {alarm_id}: {}", e.message),
-            ..e
-        })?;
+        api.patch(&path, &body)
+            .map_err(|e| e.map_message(|m| format!("alarm id {alarm_id}: {m}")))?;
         writeln!(io.out, "Alarm ID {alarm_id} {word}.")?;
     }
     Ok(())
@@ -625,7 +623,7 @@ mod tests {
             clear_args(Some("u"), Some("100.101"), None),
             clear_args(Some("u"), Some("100.101"), Some("host=c-0")),
         ] {
-            assert_eq!(clear_target(&args).unwrap_err().code, 2, "{args:?}");
+            assert_eq!(clear_target(&args).unwrap_err().code(), 2, "{args:?}");
         }
     }
 
@@ -637,7 +635,7 @@ mod tests {
             clear_args(None, None, Some("")),
             clear_args(Some(" "), None, None),
         ] {
-            assert_eq!(clear_target(&args).unwrap_err().code, 2, "{args:?}");
+            assert_eq!(clear_target(&args).unwrap_err().code(), 2, "{args:?}");
         }
     }
 
@@ -675,10 +673,10 @@ mod tests {
     fn suppression_of_an_unknown_id_fails_before_anything_changes() {
         let err = plan_suppression(&catalogue_sample(), &["100.101".into(), "999.999".into()])
             .unwrap_err();
-        assert_eq!(err.message, "alarm id 999.999 is not in the catalogue");
-        assert_eq!(err.code, 1);
+        assert_eq!(err.message(), "alarm id 999.999 is not in the catalogue");
+        assert_eq!(err.code(), 1);
         let err = plan_suppression(&catalogue_sample(), &["1.1".into(), "2.2".into()]).unwrap_err();
-        assert_eq!(err.message, "alarm ids 1.1, 2.2 are not in the catalogue");
+        assert_eq!(err.message(), "alarm ids 1.1, 2.2 are not in the catalogue");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one place that talks HTTP: builds requests against the server's base
 //! URL, adds the token, and turns every failure (transport, status, error
-//! envelope, non-JSON body) into a one-line [`CliError`].
+//! envelope, non-JSON body) into a one-line [`Error`].
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{CliError, one_line};
+use crate::error::{Error, one_line};
 use crate::query::Query;
 
 /// The header that carries the Keystone-style token on every API request.
@@ -43,14 +43,14 @@ pub struct Api {
 impl Api {
     /// A client for `base` (already normalised by [`normalize_url`]). With a
     /// token, every request carries it and a 401 means "log in again".
-    pub fn new(base: &str, token: Option<&str>) -> Result<Self, CliError> {
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, Error> {
         let token = token
             .map(|t| {
                 let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
-                    CliError::usage("the token contains characters that cannot be sent in a header")
+                    Error::usage("the token contains characters that cannot be sent in a header")
                 })?;
                 value.set_sensitive(true);
-                Ok::<_, CliError>(value)
+                Ok::<_, Error>(value)
             })
             .transpose()?;
         let http = Client::builder()
@@ -58,7 +58,7 @@ impl Api {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| CliError::failure(format!("cannot set up the HTTP client: {e}")))?;
+            .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -72,13 +72,13 @@ impl Api {
     }
 
     /// `GET path?query`, returning the JSON body.
-    pub fn get(&self, path: &str, query: &Query) -> Result<Value, CliError> {
+    pub fn get(&self, path: &str, query: &Query) -> Result<Value, Error> {
         Ok(self.send(Method::GET, path, query, NO_BODY)?.body)
     }
 
     /// `POST path` with a JSON body (a roost-api request type), returning
     /// the JSON body of the reply.
-    pub fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, CliError> {
+    pub fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, Error> {
         Ok(self
             .send(Method::POST, path, &Query::new(), Some(body))?
             .body)
@@ -86,14 +86,14 @@ impl Api {
 
     /// `PATCH path` with a JSON body (a roost-api request type), returning
     /// the JSON body of the reply.
-    pub fn patch<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, CliError> {
+    pub fn patch<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value, Error> {
         Ok(self
             .send(Method::PATCH, path, &Query::new(), Some(body))?
             .body)
     }
 
     /// `DELETE path`, returning the JSON body of the reply (`Null` for 204).
-    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+    pub fn delete(&self, path: &str) -> Result<Value, Error> {
         Ok(self
             .send(Method::DELETE, path, &Query::new(), NO_BODY)?
             .body)
@@ -108,7 +108,7 @@ impl Api {
         path: &str,
         query: &Query,
         body: Option<&B>,
-    ) -> Result<Reply, CliError> {
+    ) -> Result<Reply, Error> {
         let mut url = format!("{}{}", self.base, path);
         let encoded = query.encode();
         if !encoded.is_empty() {
@@ -126,7 +126,7 @@ impl Api {
             request = request.json(body);
         }
         let response = request.send().map_err(|e| {
-            CliError::failure(format!(
+            Error::failure(format!(
                 "cannot reach {}: {}",
                 self.base,
                 transport_reason(&e)
@@ -135,26 +135,26 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().map_err(|e| {
-            CliError::failure(format!(
+            Error::failure(format!(
                 "lost the connection to {}: {}",
                 self.base,
                 transport_reason(&e)
             ))
         })?;
         if status == 401 && self.token.is_some() {
-            return Err(CliError::http(
+            return Err(Error::http(
                 401,
                 "the server refused the token (expired or revoked); run `roost login` again",
             ));
         }
         if status >= 400 {
-            return Err(CliError::http(status, error_message(status, &text)));
+            return Err(Error::http(status, error_message(status, &text)));
         }
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|_| {
-                CliError::http(
+                Error::http(
                     status,
                     format!(
                         "the server sent a reply that is not JSON (HTTP {status}): {}",
@@ -307,30 +307,30 @@ fn transport_reason(err: &reqwest::Error) -> String {
 
 /// Checks a server URL given by the user and returns it without a trailing
 /// slash. Only `http://` is accepted: this build has no TLS.
-pub fn normalize_url(raw: &str) -> Result<String, CliError> {
+pub fn normalize_url(raw: &str) -> Result<String, Error> {
     let trimmed = raw.trim().trim_end_matches('/');
     let parsed = reqwest::Url::parse(trimmed)
-        .map_err(|e| CliError::usage(format!("invalid server URL {trimmed:?}: {e}")))?;
+        .map_err(|e| Error::usage(format!("invalid server URL {trimmed:?}: {e}")))?;
     match parsed.scheme() {
         "http" => {}
         "https" => {
-            return Err(CliError::usage(format!(
+            return Err(Error::usage(format!(
                 "this roost build speaks plain HTTP only; use an http:// URL instead of {trimmed}"
             )));
         }
         other => {
-            return Err(CliError::usage(format!(
+            return Err(Error::usage(format!(
                 "invalid server URL {trimmed:?}: scheme {other:?} is not http"
             )));
         }
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(CliError::usage(format!(
+        return Err(Error::usage(format!(
             "invalid server URL {trimmed:?}: no host"
         )));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(CliError::usage(format!(
+        return Err(Error::usage(format!(
             "invalid server URL {trimmed:?}: it must not have a query or fragment"
         )));
     }
@@ -339,9 +339,9 @@ pub fn normalize_url(raw: &str) -> Result<String, CliError> {
 
 /// Percent-encodes a user-supplied identifier for use as one path segment,
 /// refusing the empty string and the dot segments that would change the path.
-pub fn path_segment(what: &str, raw: &str) -> Result<String, CliError> {
+pub fn path_segment(what: &str, raw: &str) -> Result<String, Error> {
     if raw.is_empty() || raw == "." || raw == ".." {
-        return Err(CliError::usage(format!("invalid {what} {raw:?}")));
+        return Err(Error::usage(format!("invalid {what} {raw:?}")));
     }
     let mut out = String::with_capacity(raw.len());
     for byte in raw.bytes() {
@@ -461,12 +461,12 @@ mod tests {
     fn https_and_malformed_urls_are_usage_errors() {
         for bad in ["https://h:6385", "ftp://h", "not a url", "http://h/?x=1"] {
             let err = normalize_url(bad).unwrap_err();
-            assert_eq!(err.code, crate::error::EXIT_USAGE, "{bad}");
+            assert_eq!(err.code(), crate::error::EXIT_USAGE, "{bad}");
         }
         assert!(
             normalize_url("https://h")
                 .unwrap_err()
-                .message
+                .message()
                 .contains("plain HTTP")
         );
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CliError;
+use crate::error::Error;
 
 /// Name of the credentials file inside the configuration directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
@@ -165,19 +165,16 @@ pub fn write_credentials(path: &Path, creds: &Credentials) -> io::Result<()> {
 }
 
 /// Reads the credentials file; `Ok(None)` when it does not exist.
-pub fn read_credentials(path: &Path) -> Result<Option<Credentials>, CliError> {
+pub fn read_credentials(path: &Path) -> Result<Option<Credentials>, Error> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(CliError::usage(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
+            return Err(Error::usage(format!("cannot read {}: {e}", path.display())));
         }
     };
     serde_json::from_str(&text).map(Some).map_err(|e| {
-        CliError::usage(format!(
+        Error::usage(format!(
             "{} is damaged ({e}); run `roost login` again",
             path.display()
         ))
@@ -214,7 +211,7 @@ pub const NOT_LOGGED_IN: &str = "not logged in; run `roost login` or set ROOST_U
 
 /// Finds the target for an API verb, reading the credentials file only when
 /// the environment does not already provide both URL and token.
-pub fn resolve_target(env: &Env) -> Result<Target, CliError> {
+pub fn resolve_target(env: &Env) -> Result<Target, Error> {
     let stored = if env.roost_url.is_some() && env.roost_token.is_some() {
         None
     } else {
@@ -228,7 +225,7 @@ pub fn resolve_target(env: &Env) -> Result<Target, CliError> {
         env.roost_token.as_deref(),
         stored.as_ref(),
     )
-    .ok_or_else(|| CliError::usage(NOT_LOGGED_IN))
+    .ok_or_else(|| Error::usage(NOT_LOGGED_IN))
 }
 
 #[cfg(test)]
@@ -311,7 +308,7 @@ mod tests {
         let path = tmp.path().join(CREDENTIALS_FILE);
         assert_eq!(read_credentials(&path).unwrap(), None);
         fs::write(&path, "not json").unwrap();
-        assert_eq!(read_credentials(&path).unwrap_err().code, 2);
+        assert_eq!(read_credentials(&path).unwrap_err().code(), 2);
     }
 
     #[test]
@@ -335,8 +332,8 @@ mod tests {
             ..Env::default()
         };
         let err = resolve_target(&env).unwrap_err();
-        assert_eq!(err.code, 2);
-        assert_eq!(err.message, NOT_LOGGED_IN);
+        assert_eq!(err.code(), 2);
+        assert_eq!(err.message(), NOT_LOGGED_IN);
     }
 
     #[test]

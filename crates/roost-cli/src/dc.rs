@@ -5,7 +5,7 @@ use comfy_table::Table;
 use serde_json::Value;
 
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::{
     OutputArgs, OutputFormat, cell, field, list_items, new_table, print_json, print_table,
 };
@@ -29,13 +29,13 @@ pub struct DcAlarmsArgs {
 }
 
 /// Runs one DC verb.
-pub(crate) fn run(cmd: DcCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: DcCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         DcCommand::Alarms(args) => alarms(args.output.output, env, io),
     }
 }
 
-fn alarms(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn alarms(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1.0/alarms/", &Query::new())?;
     let rows = list_items(&reply, "alarm_summary")?;

@@ -1,6 +1,6 @@
-//! The one error type of the client verbs: a one-line message and an exit code.
+//! The one error of the client verbs: its kind gives the exit code, and its
+//! message is one line.
 
-use std::fmt;
 use std::io;
 
 /// Exit code for errors the server reported, or that the user's data caused.
@@ -8,81 +8,100 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code for usage and configuration errors (bad flags, not logged in).
 pub const EXIT_USAGE: i32 = 2;
 
-/// A failed client verb: the message printed after `roost: `, the process
-/// exit code and, when the failure came from an HTTP reply, its status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliError {
-    /// Exit code the process should end with.
-    pub code: i32,
-    /// One-line, human-readable message (no `roost: ` prefix).
-    pub message: String,
-    /// HTTP status of the reply that caused the error, if any.
-    pub http_status: Option<u16>,
-    /// When true, nothing is printed (the output pipe was closed by the reader).
-    pub silent: bool,
+/// A failed client verb; the variant is the kind, which decides the exit
+/// code. The message is printed after `roost: `, on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Bad flags or configuration, not logged in (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A failure the server reported or the user's data caused (exit code 1).
+    #[error("{0}")]
+    Failure(String),
+    /// A failure carried by an HTTP reply with `status` (exit code 1).
+    #[error("{message}")]
+    Http { status: u16, message: String },
+    /// The reader closed the output pipe (`roost alarm list | head`): the
+    /// verb ends quietly and successfully.
+    #[error("")]
+    ClosedPipe,
 }
 
-impl CliError {
+impl Error {
     /// A server-side or user-data failure (exit code 1).
     pub fn failure(message: impl Into<String>) -> Self {
-        Self::new(EXIT_FAILURE, message)
+        Error::Failure(one_line(&message.into()))
     }
 
     /// A usage or configuration failure (exit code 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        Self::new(EXIT_USAGE, message)
+        Error::Usage(one_line(&message.into()))
     }
 
     /// A failure carried by an HTTP reply with `status` (exit code 1).
     pub fn http(status: u16, message: impl Into<String>) -> Self {
-        Self {
-            http_status: Some(status),
-            ..Self::failure(message)
+        Error::Http {
+            status,
+            message: one_line(&message.into()),
         }
     }
 
-    fn new(code: i32, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: one_line(&message.into()),
-            http_status: None,
-            silent: false,
+    /// Exit code the process should end with.
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            Error::Failure(_) | Error::Http { .. } => EXIT_FAILURE,
+            Error::ClosedPipe => 0,
+        }
+    }
+
+    /// The one-line message (no `roost: ` prefix); empty for
+    /// [`Error::ClosedPipe`].
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Usage(m) | Error::Failure(m) | Error::Http { message: m, .. } => m,
+            Error::ClosedPipe => "",
+        }
+    }
+
+    /// HTTP status of the reply that caused the error, if any.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The same error with its message rewritten by `f`.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Error::Usage(m) => Error::Usage(one_line(&f(&m))),
+            Error::Failure(m) => Error::Failure(one_line(&f(&m))),
+            Error::Http { status, message } => Error::Http {
+                status,
+                message: one_line(&f(&message)),
+            },
+            Error::ClosedPipe => Error::ClosedPipe,
         }
     }
 
     /// Replaces the message when the error is an HTTP reply with `status`,
     /// e.g. to turn a 404 into "alarm X not found".
     pub fn on_status(self, status: u16, message: impl FnOnce() -> String) -> Self {
-        if self.http_status == Some(status) {
-            Self {
-                message: one_line(&message()),
-                ..self
-            }
+        if self.http_status() == Some(status) {
+            self.map_message(|_| message())
         } else {
             self
         }
     }
 }
 
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CliError {}
-
-impl From<io::Error> for CliError {
+impl From<io::Error> for Error {
     /// Errors writing the output. A closed pipe (`roost alarm list | head`)
     /// ends the verb quietly and successfully.
     fn from(err: io::Error) -> Self {
         if err.kind() == io::ErrorKind::BrokenPipe {
-            Self {
-                code: 0,
-                message: String::new(),
-                http_status: None,
-                silent: true,
-            }
+            Error::ClosedPipe
         } else {
             Self::failure(format!("cannot write output: {err}"))
         }
@@ -112,17 +131,18 @@ mod tests {
 
     #[test]
     fn messages_are_folded_onto_one_line() {
-        let err = CliError::failure("first line\nsecond\t line  ");
-        assert_eq!(err.message, "first line second line");
+        let err = Error::failure("first line\nsecond\t line  ");
+        assert_eq!(err.message(), "first line second line");
     }
 
     #[test]
     fn on_status_rewrites_only_the_matching_status() {
         let not_found =
-            CliError::http(404, "Alarm not found").on_status(404, || "alarm x not found".into());
-        assert_eq!(not_found.message, "alarm x not found");
-        let other = CliError::http(400, "bad").on_status(404, || "alarm x not found".into());
-        assert_eq!(other.message, "bad");
+            Error::http(404, "Alarm not found").on_status(404, || "alarm x not found".into());
+        assert_eq!(not_found.message(), "alarm x not found");
+        assert_eq!(not_found.http_status(), Some(404));
+        let other = Error::http(400, "bad").on_status(404, || "alarm x not found".into());
+        assert_eq!(other.message(), "bad");
     }
 
     #[test]
@@ -135,8 +155,8 @@ mod tests {
 
     #[test]
     fn a_closed_pipe_is_a_silent_success() {
-        let err = CliError::from(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert!(err.silent);
-        assert_eq!(err.code, 0);
+        let err = Error::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(err, Error::ClosedPipe);
+        assert_eq!(err.code(), 0);
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::alarm::marked_id;
 use crate::client::path_segment;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::{
     OutputArgs, OutputFormat, detail_table, field, list_items, new_table, print_json, print_table,
     short_text, short_time,
@@ -97,14 +97,13 @@ pub struct EventShowArgs {
 }
 
 /// Accepts any severity (any case) and returns the wire spelling.
-fn parse_event_severity(raw: &str) -> Result<String, String> {
+fn parse_event_severity(raw: &str) -> Result<String, roost_types::Error> {
     raw.parse::<roost_types::Severity>()
         .map(|s| s.as_str().to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// Runs one event verb.
-pub(crate) fn run(cmd: EventCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: EventCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         EventCommand::List(args) => list(&args, env, io),
         EventCommand::Show(args) => show(&args, env, io),
@@ -129,7 +128,7 @@ pub fn list_query(args: &EventListArgs) -> Query {
         .flag("expand", true)
 }
 
-fn list(args: &EventListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn list(args: &EventListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/event_log", &list_query(args))?;
     let events = list_items(&reply, "event_log")?;
@@ -179,7 +178,7 @@ pub fn event_list_table(events: &[Value]) -> Table {
     table
 }
 
-fn show(args: &EventShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(args: &EventShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("/v1/event_log/{}", path_segment("event UUID", &args.uuid)?);
     let api = &connect(env)?;
     let event = api

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::client::path_segment;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::{
     OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table,
 };
@@ -70,17 +70,17 @@ pub struct HeartbeatSetArgs {
 }
 
 /// Splits `NAME=VALUE` at the first `=`.
-fn parse_assignment(raw: &str) -> Result<(String, String), String> {
+fn parse_assignment(raw: &str) -> Result<(String, String), Error> {
     match raw.split_once('=') {
         Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
             Ok((name.trim().to_string(), value.trim().to_string()))
         }
-        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+        _ => Err(Error::usage(format!("{raw:?} is not NAME=VALUE"))),
     }
 }
 
 /// Runs one heartbeat verb.
-pub(crate) fn run(cmd: HeartbeatCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: HeartbeatCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         HeartbeatCommand::Show(args) => show(args.output.output, env, io),
         HeartbeatCommand::Set(args) => set(&args.settings, env, io),
@@ -99,7 +99,7 @@ fn display_key(row: &Value) -> (usize, String) {
 }
 
 /// The maintenance rows of `GET /v1/service_parameter`, in display order.
-fn maintenance_rows(api: &crate::client::Api) -> Result<Vec<Value>, CliError> {
+fn maintenance_rows(api: &crate::client::Api) -> Result<Vec<Value>, Error> {
     let reply = api.get("/v1/service_parameter", &Query::new())?;
     let mut rows: Vec<Value> = list_items(&reply, "parameters")?
         .into_iter()
@@ -118,7 +118,7 @@ pub fn settings_table(rows: &[Value]) -> Table {
     table
 }
 
-fn show(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let rows = maintenance_rows(api)?;
     match format {
@@ -133,17 +133,17 @@ fn show(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError
 
 /// Checks the requested settings before anything is sent: every name must
 /// be a known setting, and given once.
-pub fn check_settings(settings: &[(String, String)]) -> Result<(), CliError> {
+pub fn check_settings(settings: &[(String, String)]) -> Result<(), Error> {
     let mut seen = BTreeSet::new();
     for (name, _) in settings {
         if !HEARTBEAT_SETTINGS.contains(&name.as_str()) {
-            return Err(CliError::usage(format!(
+            return Err(Error::usage(format!(
                 "unknown heartbeat setting {name}; known: {}",
                 HEARTBEAT_SETTINGS.join(", ")
             )));
         }
         if !seen.insert(name.as_str()) {
-            return Err(CliError::usage(format!("{name} is given more than once")));
+            return Err(Error::usage(format!("{name} is given more than once")));
         }
     }
     Ok(())
@@ -154,7 +154,7 @@ pub fn check_settings(settings: &[(String, String)]) -> Result<(), CliError> {
 pub fn plan_settings<'a>(
     rows: &[Value],
     settings: &'a [(String, String)],
-) -> Result<Vec<(&'a str, &'a str, String)>, CliError> {
+) -> Result<Vec<(&'a str, &'a str, String)>, Error> {
     settings
         .iter()
         .map(|(name, value)| {
@@ -163,7 +163,7 @@ pub fn plan_settings<'a>(
                 .and_then(|row| row.get("uuid").and_then(Value::as_str))
                 .map(|uuid| (name.as_str(), value.as_str(), uuid.to_string()))
                 .ok_or_else(|| {
-                    CliError::failure(format!("the server has no heartbeat setting {name}"))
+                    Error::failure(format!("the server has no heartbeat setting {name}"))
                 })
         })
         .collect()
@@ -190,7 +190,7 @@ fn current_value(rows: &[Value], name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     check_settings(settings)?;
     let api = &connect(env)?;
     let rows = maintenance_rows(api)?;
@@ -297,17 +297,17 @@ mod tests {
     fn unknown_and_repeated_settings_are_usage_errors_naming_the_known_ones() {
         let err =
             check_settings(&pairs(&[("heartbeat_period", "200"), ("period", "1")])).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.code(), 2);
         assert!(
-            err.message
+            err.message()
                 .starts_with("unknown heartbeat setting period; known: heartbeat_period, "),
             "{}",
-            err.message
+            err.message()
         );
-        assert!(err.message.ends_with("controller_boot_timeout"));
+        assert!(err.message().ends_with("controller_boot_timeout"));
         let err =
             check_settings(&pairs(&[("mnfa_timeout", "0"), ("mnfa_timeout", "100")])).unwrap_err();
-        assert_eq!(err.message, "mnfa_timeout is given more than once");
+        assert_eq!(err.message(), "mnfa_timeout is given more than once");
     }
 
     #[test]
@@ -320,7 +320,7 @@ mod tests {
         );
         let wanted = pairs(&[("heartbeat_period", "200"), ("mnfa_timeout", "0")]);
         assert_eq!(
-            plan_settings(&rows, &wanted).unwrap_err().message,
+            plan_settings(&rows, &wanted).unwrap_err().message(),
             "the server has no heartbeat setting mnfa_timeout"
         );
     }

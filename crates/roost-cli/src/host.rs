@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::client::{Api, path_segment};
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::login::read_line;
 use crate::output::{
     OutputArgs, OutputFormat, cell, field, list_items, new_table, print_json, print_table,
@@ -180,7 +180,7 @@ pub struct BmcArgs {
 }
 
 /// Runs one host verb.
-pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         HostCommand::List(args) => list(args.output.output, env, io),
         HostCommand::Show(args) => show(&args, env, io),
@@ -205,12 +205,12 @@ pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Cl
 }
 
 /// The path of one host, `/v1/ihosts/{host}`.
-pub fn host_path(host: &str) -> Result<String, CliError> {
+pub fn host_path(host: &str) -> Result<String, Error> {
     Ok(format!("/v1/ihosts/{}", path_segment("host", host)?))
 }
 
 /// Turns a 404 into "host not found: HOST".
-fn not_found(host: &str) -> impl FnOnce(CliError) -> CliError + '_ {
+fn not_found(host: &str) -> impl FnOnce(Error) -> Error + '_ {
     move |e| e.on_status(404, || format!("host not found: {host}"))
 }
 
@@ -243,7 +243,7 @@ fn sort_by_number(items: &mut [Value], key: &str) {
     });
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/ihosts", &Query::new())?;
     let mut hosts: Vec<Value> = list_items(&reply, "ihosts")?
@@ -306,12 +306,12 @@ pub fn fields_table(item: &Value, fields: &[&str]) -> Table {
     table
 }
 
-fn get_host(api: &Api, host: &str) -> Result<Value, CliError> {
+fn get_host(api: &Api, host: &str) -> Result<Value, Error> {
     api.get(&host_path(host)?, &Query::new())
         .map_err(not_found(host))
 }
 
-fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let host = redacted(get_host(api, &args.host)?);
     match args.output.output {
@@ -321,10 +321,10 @@ fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliErro
 }
 
 /// The `POST /v1/ihosts` body of `roost host add`.
-pub fn add_body(args: &HostAddArgs) -> Result<HostAdd, CliError> {
+pub fn add_body(args: &HostAddArgs) -> Result<HostAdd, Error> {
     let hostname = args.hostname.trim();
     if hostname.is_empty() {
-        return Err(CliError::usage("the hostname is empty"));
+        return Err(Error::usage("the hostname is empty"));
     }
     Ok(HostAdd {
         hostname: hostname.to_string(),
@@ -334,7 +334,7 @@ pub fn add_body(args: &HostAddArgs) -> Result<HostAdd, CliError> {
     })
 }
 
-fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = add_body(args)?;
     let api = &connect(env)?;
     let host = redacted(api.post("/v1/ihosts", &body)?);
@@ -350,7 +350,7 @@ fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     }
 }
 
-fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/join_token", host_path(&args.host)?);
     let api = &connect(env)?;
     // The path says everything; the body is an empty object.
@@ -368,14 +368,14 @@ fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), C
 }
 
 /// The `join_token` of a reply.
-fn token_of(reply: &Value) -> Result<String, CliError> {
+fn token_of(reply: &Value) -> Result<String, Error> {
     reply
         .get("join_token")
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| CliError::failure("the server sent no join token"))
+        .ok_or_else(|| Error::failure("the server sent no join token"))
 }
 
 /// The reply's hostname, else what the user typed.
@@ -434,7 +434,7 @@ fn print_enrollment(
     hostname: &str,
     token: &str,
     label: &str,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     writeln!(
         io.out,
         "{label} for {hostname} (single use; it expires: `roost host join-token {}` makes a new one):",
@@ -453,7 +453,7 @@ fn print_enrollment(
     Ok(())
 }
 
-fn delete(host: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn delete(host: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = host_path(host)?;
     let api = &connect(env)?;
     api.delete(&path).map_err(not_found(host))?;
@@ -487,7 +487,7 @@ pub fn state_line(host: &Value) -> String {
     )
 }
 
-fn action(host: &str, action: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn action(host: &str, action: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = host_path(host)?;
     let api = &connect(env)?;
     let reply = api
@@ -536,12 +536,7 @@ impl SubList {
     }
 }
 
-fn sub_list(
-    kind: SubList,
-    args: &HostOutputArgs,
-    env: &Env,
-    io: &mut Io<'_>,
-) -> Result<(), CliError> {
+fn sub_list(kind: SubList, args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/{}", host_path(&args.host)?, kind.collection());
     let api = &connect(env)?;
     let reply = api
@@ -655,7 +650,7 @@ pub fn port_table(ports: &[Value]) -> Table {
 
 /// Checks the BMC flags and returns the patch without the password: the
 /// type alone for `none`, else type, address and user name.
-pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<PatchOp>, CliError> {
+pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<PatchOp>, Error> {
     let replace = |path: &str, value: &str| PatchOp::replace(path, value);
     if args.bm_type == "none" {
         if args.ip.is_some()
@@ -663,21 +658,21 @@ pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<PatchOp>, CliError> {
             || args.password_stdin
             || args.password_env.is_some()
         {
-            return Err(CliError::usage(
+            return Err(Error::usage(
                 "--type none removes the BMC; it takes no --ip, --username or password",
             ));
         }
         return Ok(vec![replace("/bm_type", "none")]);
     }
-    let required = |flag: &str, value: &Option<String>| -> Result<String, CliError> {
+    let required = |flag: &str, value: &Option<String>| -> Result<String, Error> {
         match value.as_deref().map(str::trim) {
-            None => Err(CliError::usage(format!(
+            None => Err(Error::usage(format!(
                 "--type {} needs {flag}",
                 args.bm_type
             ))),
-            Some("") => Err(CliError::usage(format!("{flag} must not be empty"))),
+            Some("") => Err(Error::usage(format!("{flag} must not be empty"))),
             Some(v) if v.chars().any(char::is_whitespace) => {
-                Err(CliError::usage(format!("{flag} must not contain spaces")))
+                Err(Error::usage(format!("{flag} must not contain spaces")))
             }
             Some(v) => Ok(v.to_string()),
         }
@@ -693,29 +688,29 @@ pub fn bmc_patch(args: &BmcArgs) -> Result<Vec<PatchOp>, CliError> {
 
 /// The BMC password from standard input or the named variable; `None` when
 /// neither flag is given (the server keeps the password it has).
-fn bmc_password(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<Option<String>, CliError> {
+fn bmc_password(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<Option<String>, Error> {
     let password = if let Some(var) = &args.password_env {
         env.vars
             .get(var)
             .map(str::to_string)
-            .ok_or_else(|| CliError::usage(format!("environment variable {var} is not set")))?
+            .ok_or_else(|| Error::usage(format!("environment variable {var} is not set")))?
     } else if args.password_stdin {
         if io.interactive {
             rpassword::prompt_password("BMC password: ")
-                .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+                .map_err(|e| Error::usage(format!("cannot read the password: {e}")))?
         } else {
-            read_line(io)?.ok_or_else(|| CliError::usage("no BMC password on standard input"))?
+            read_line(io)?.ok_or_else(|| Error::usage("no BMC password on standard input"))?
         }
     } else {
         return Ok(None);
     };
     if password.is_empty() {
-        return Err(CliError::usage("the BMC password is empty"));
+        return Err(Error::usage("the BMC password is empty"));
     }
     Ok(Some(password))
 }
 
-fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let mut patch = bmc_patch(args)?;
     let path = host_path(&args.host)?;
     if let Some(password) = bmc_password(args, env, io)? {
@@ -893,15 +888,15 @@ mod tests {
             json!([{"op": "replace", "path": "/bm_type", "value": "none"}])
         );
         let err = bmc_patch(&bmc_args(&["--type", "none", "--ip", "1.2.3.4"])).unwrap_err();
-        assert_eq!(err.code, 2);
+        assert_eq!(err.code(), 2);
     }
 
     #[test]
     fn a_bmc_needs_an_address_and_a_user_and_no_password_flag_pair() {
         let err = bmc_patch(&bmc_args(&["--type", "redfish", "--username", "u"])).unwrap_err();
-        assert_eq!(err.message, "--type redfish needs --ip");
+        assert_eq!(err.message(), "--type redfish needs --ip");
         let err = bmc_patch(&bmc_args(&["--type", "ipmi", "--ip", "1.2.3.4"])).unwrap_err();
-        assert_eq!(err.message, "--type ipmi needs --username");
+        assert_eq!(err.message(), "--type ipmi needs --username");
         assert!(
             parse(&[
                 "bmc",

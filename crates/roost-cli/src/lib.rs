@@ -71,7 +71,7 @@ pub use subcloud_group::{
 
 use client::{Api, normalize_url};
 use credentials::{Env, resolve_target};
-use error::CliError;
+use error::Error;
 
 /// The client verbs of `roost`.
 #[derive(clap::Subcommand, Debug)]
@@ -123,14 +123,14 @@ pub fn run(cmd: ClientCommand) -> i32 {
         };
         execute(cmd, &env, &mut io)
     };
-    let result = result.and_then(|()| out.flush().map_err(CliError::from));
+    let result = result.and_then(|()| out.flush().map_err(Error::from));
     match result {
         Ok(()) => 0,
-        Err(e) if e.silent => e.code,
+        Err(Error::ClosedPipe) => Error::ClosedPipe.code(),
         Err(e) => {
             let _ = out.flush();
-            let _ = writeln!(err, "roost: {}", e.message);
-            e.code
+            let _ = writeln!(err, "roost: {}", e.message());
+            e.code()
         }
     }
 }
@@ -149,7 +149,7 @@ pub(crate) struct Io<'a> {
 }
 
 /// Runs a verb against the given environment and streams.
-pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         ClientCommand::Login(args) => login::login(&args, env, io),
         ClientCommand::Alarm(cmd) => alarm::run(cmd, env, io),
@@ -164,7 +164,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
 
 /// A client for the logged-in server, from the environment or the
 /// credentials file.
-pub(crate) fn connect(env: &Env) -> Result<Api, CliError> {
+pub(crate) fn connect(env: &Env) -> Result<Api, Error> {
     let target = resolve_target(env)?;
     let url = normalize_url(&target.url)?;
     Api::new(&url, Some(&target.token))

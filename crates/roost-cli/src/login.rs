@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::Io;
 use crate::client::{Api, normalize_url};
 use crate::credentials::{Credentials, Env, write_credentials};
-use crate::error::CliError;
+use crate::error::Error;
 use crate::query::Query;
 
 /// URL offered when the user just presses Enter.
@@ -36,7 +36,7 @@ pub struct LoginArgs {
 }
 
 /// Runs `roost login`.
-pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let url = match &args.url {
         Some(url) => url.clone(),
         None if args.password_stdin => DEFAULT_URL.to_string(),
@@ -49,18 +49,18 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
         None => ask(io, "User name", DEFAULT_USERNAME)?,
     };
     if username.is_empty() {
-        return Err(CliError::usage("the user name is empty"));
+        return Err(Error::usage("the user name is empty"));
     }
     let password = read_password(args.password_stdin, io)?;
     let path = env.credentials_path().ok_or_else(|| {
-        CliError::usage(
+        Error::usage(
             "cannot tell where to keep credentials: set ROOST_CONFIG_DIR, XDG_CONFIG_HOME or HOME",
         )
     })?;
 
     let creds = request_token(&url, &username, &password)?;
     write_credentials(&path, &creds).map_err(|e| {
-        CliError::usage(format!(
+        Error::usage(format!(
             "cannot save credentials to {}: {e}",
             path.display()
         ))
@@ -107,14 +107,14 @@ pub fn token_request_body(username: &str, password: &str) -> AuthRequest {
 
 /// `POST {url}/v3/auth/tokens`; the token comes back in `X-Subject-Token`
 /// and its expiry in `token.expires_at`.
-fn request_token(url: &str, username: &str, password: &str) -> Result<Credentials, CliError> {
+fn request_token(url: &str, username: &str, password: &str) -> Result<Credentials, Error> {
     let api = Api::new(url, None)?;
     let body = token_request_body(username, password);
     let reply = api
         .send(Method::POST, "/v3/auth/tokens", &Query::new(), Some(&body))
         .map_err(|e| {
-            if e.http_status == Some(401) {
-                CliError::http(401, format!("login as {username} refused: {}", e.message))
+            if e.http_status() == Some(401) {
+                Error::http(401, format!("login as {username} refused: {}", e.message()))
             } else {
                 e
             }
@@ -126,7 +126,7 @@ fn request_token(url: &str, username: &str, password: &str) -> Result<Credential
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            CliError::failure("the server sent no token (the X-Subject-Token header is missing)")
+            Error::failure("the server sent no token (the X-Subject-Token header is missing)")
         })?;
     let expires_at = reply
         .body
@@ -141,12 +141,12 @@ fn request_token(url: &str, username: &str, password: &str) -> Result<Credential
 }
 
 /// One line of input without its line ending; `None` at end of input.
-pub(crate) fn read_line(io: &mut Io<'_>) -> Result<Option<String>, CliError> {
+pub(crate) fn read_line(io: &mut Io<'_>) -> Result<Option<String>, Error> {
     let mut line = String::new();
     let n = io
         .input
         .read_line(&mut line)
-        .map_err(|e| CliError::usage(format!("cannot read standard input: {e}")))?;
+        .map_err(|e| Error::usage(format!("cannot read standard input: {e}")))?;
     if n == 0 {
         return Ok(None);
     }
@@ -161,7 +161,7 @@ pub(crate) fn read_line(io: &mut Io<'_>) -> Result<Option<String>, CliError> {
 
 /// Asks one question (prompting on stderr only when interactive); an empty
 /// answer or the end of input picks `default`.
-fn ask(io: &mut Io<'_>, question: &str, default: &str) -> Result<String, CliError> {
+fn ask(io: &mut Io<'_>, question: &str, default: &str) -> Result<String, Error> {
     if io.interactive {
         write!(io.err, "{question} [{default}]: ")?;
         io.err.flush()?;
@@ -175,15 +175,15 @@ fn ask(io: &mut Io<'_>, question: &str, default: &str) -> Result<String, CliErro
 
 /// The password: one line of standard input with `--password-stdin` or when
 /// standard input is not a terminal, else a prompt without echo.
-fn read_password(from_stdin: bool, io: &mut Io<'_>) -> Result<String, CliError> {
+fn read_password(from_stdin: bool, io: &mut Io<'_>) -> Result<String, Error> {
     let password = if from_stdin || !io.interactive {
-        read_line(io)?.ok_or_else(|| CliError::usage("no password on standard input"))?
+        read_line(io)?.ok_or_else(|| Error::usage("no password on standard input"))?
     } else {
         rpassword::prompt_password("Password: ")
-            .map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?
+            .map_err(|e| Error::usage(format!("cannot read the password: {e}")))?
     };
     if password.is_empty() {
-        return Err(CliError::usage("the password is empty"));
+        return Err(Error::usage("the password is empty"));
     }
     Ok(password)
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 
-use crate::error::{CliError, truncate_chars};
+use crate::error::{Error, truncate_chars};
 
 /// Longest reason or description shown in a list table.
 pub const REASON_WIDTH: usize = 60;
@@ -100,26 +100,26 @@ pub fn detail_table(item: &Value, preferred: &[&str]) -> Table {
 }
 
 /// Writes a table followed by a newline.
-pub fn print_table(out: &mut dyn Write, table: &Table) -> Result<(), CliError> {
+pub fn print_table(out: &mut dyn Write, table: &Table) -> Result<(), Error> {
     writeln!(out, "{table}")?;
     Ok(())
 }
 
 /// Writes a JSON value pretty-printed, followed by a newline.
-pub fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), CliError> {
+pub fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::failure(format!("cannot print JSON: {e}")))?;
+        .map_err(|e| Error::failure(format!("cannot print JSON: {e}")))?;
     writeln!(out, "{text}")?;
     Ok(())
 }
 
 /// The array under `key` of a list reply (a missing key reads as empty);
 /// an error when the reply has another shape.
-pub fn list_items(reply: &Value, key: &str) -> Result<Vec<Value>, CliError> {
+pub fn list_items(reply: &Value, key: &str) -> Result<Vec<Value>, Error> {
     match reply.get(key) {
         None | Some(Value::Null) if reply.is_object() => Ok(Vec::new()),
         Some(Value::Array(items)) => Ok(items.clone()),
-        _ => Err(CliError::failure(format!(
+        _ => Err(Error::failure(format!(
             "the server's reply has no {key:?} list"
         ))),
     }

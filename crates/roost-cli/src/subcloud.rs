@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::client::{Api, path_segment};
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::host::{is_loopback_url, shell_word};
 use crate::output::{
     OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
@@ -136,7 +136,7 @@ pub struct SubcloudUpdateArgs {
 }
 
 /// Runs one subcloud verb.
-pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         SubcloudCommand::List(args) => list(args.output.output, env, io),
         SubcloudCommand::Show(args) => show(&args, env, io),
@@ -150,7 +150,7 @@ pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<()
 }
 
 /// The path of one subcloud, `/v1.0/subclouds/{subcloud}`.
-pub fn subcloud_path(subcloud: &str) -> Result<String, CliError> {
+pub fn subcloud_path(subcloud: &str) -> Result<String, Error> {
     Ok(format!(
         "{SUBCLOUDS_PATH}{}",
         path_segment("subcloud", subcloud)?
@@ -180,7 +180,7 @@ pub fn sort_by_id(items: &mut [Value]) {
     items.sort_by_key(|item| (id_of(item).unwrap_or(i64::MAX), field(item, "name")));
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(SUBCLOUDS_PATH, &Query::new())?;
     print_subclouds(
@@ -197,7 +197,7 @@ pub(crate) fn print_subclouds(
     format: OutputFormat,
     mut subclouds: Vec<Value>,
     empty: &str,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     sort_by_id(&mut subclouds);
     match format {
         OutputFormat::Json => print_json(io.out, &Value::Array(subclouds)),
@@ -259,11 +259,11 @@ pub fn subcloud_table(subcloud: &Value) -> Table {
     table
 }
 
-fn get_subcloud(api: &Api, subcloud: &str) -> Result<Value, CliError> {
+fn get_subcloud(api: &Api, subcloud: &str) -> Result<Value, Error> {
     api.get(&subcloud_path(subcloud)?, &Query::new())
 }
 
-fn show(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let subcloud = get_subcloud(api, &args.subcloud)?;
     match args.output.output {
@@ -274,10 +274,10 @@ fn show(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Cli
 
 /// The `POST /v1.0/subclouds/` body of `roost subcloud add`: the name and
 /// the given fields only.
-pub fn add_body(args: &SubcloudAddArgs) -> Result<SubcloudCreate, CliError> {
+pub fn add_body(args: &SubcloudAddArgs) -> Result<SubcloudCreate, Error> {
     let name = args.name.trim();
     if name.is_empty() {
-        return Err(CliError::usage("the subcloud name is empty"));
+        return Err(Error::usage("the subcloud name is empty"));
     }
     Ok(SubcloudCreate {
         name: Some(name.to_string()),
@@ -288,7 +288,7 @@ pub fn add_body(args: &SubcloudAddArgs) -> Result<SubcloudCreate, CliError> {
     })
 }
 
-fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = add_body(args)?;
     let api = &connect(env)?;
     let subcloud = api.post(SUBCLOUDS_PATH, &body)?;
@@ -298,7 +298,7 @@ fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliErro
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| CliError::failure("the server sent no enrollment token"))?;
+        .ok_or_else(|| Error::failure("the server sent no enrollment token"))?;
     match args.output.output {
         OutputFormat::Json => print_json(io.out, &subcloud),
         OutputFormat::Table => {
@@ -349,7 +349,7 @@ fn print_enrollment(
     advertised: Option<&str>,
     name: &str,
     token: &str,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
     // The system controller says where its DC listener is; older ones do not.
     let dc = advertised
         .map(str::to_string)
@@ -393,7 +393,7 @@ pub fn state_line(subcloud: &Value) -> String {
     )
 }
 
-fn set_management(subcloud: &str, state: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn set_management(subcloud: &str, state: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = subcloud_path(subcloud)?;
     let api = &connect(env)?;
     let body = SubcloudUpdate {
@@ -407,7 +407,7 @@ fn set_management(subcloud: &str, state: &str, env: &Env, io: &mut Io<'_>) -> Re
 
 /// The `PATCH` body of `roost subcloud update`: the given fields only; a
 /// usage error when none is given.
-pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, CliError> {
+pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, Error> {
     let body = SubcloudUpdate {
         description: args.description.clone(),
         location: args.location.clone(),
@@ -415,14 +415,14 @@ pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, CliError
         ..SubcloudUpdate::default()
     };
     if body == SubcloudUpdate::default() {
-        return Err(CliError::usage(
+        return Err(Error::usage(
             "Nothing to update: give --description, --location or --group",
         ));
     }
     Ok(body)
 }
 
-fn update(args: &SubcloudUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn update(args: &SubcloudUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = update_body(args)?;
     let path = subcloud_path(&args.subcloud)?;
     let api = &connect(env)?;
@@ -430,7 +430,7 @@ fn update(args: &SubcloudUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), C
     print_table(io.out, &subcloud_table(&subcloud))
 }
 
-fn delete(subcloud: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn delete(subcloud: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = subcloud_path(subcloud)?;
     let api = &connect(env)?;
     api.delete(&path)?;
@@ -438,7 +438,7 @@ fn delete(subcloud: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/alarms", subcloud_path(&args.subcloud)?);
     let api = &connect(env)?;
     let reply = api.get(&path, &Query::new())?;
@@ -523,7 +523,7 @@ mod tests {
         let SubcloudCommand::Add(args) = parse(&["add", "  "]).unwrap() else {
             panic!("not add")
         };
-        assert_eq!(add_body(&args).unwrap_err().code, 2);
+        assert_eq!(add_body(&args).unwrap_err().code(), 2);
     }
 
     #[test]
@@ -541,8 +541,8 @@ mod tests {
             panic!("not update")
         };
         let err = update_body(&args).unwrap_err();
-        assert_eq!(err.code, 2);
-        assert!(err.message.starts_with("Nothing to update"), "{err}");
+        assert_eq!(err.code(), 2);
+        assert!(err.message().starts_with("Nothing to update"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::client::path_segment;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::output::{
     OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
 };
@@ -121,7 +121,7 @@ pub struct GroupUpdateArgs {
 }
 
 /// Runs one subcloud group verb.
-pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         SubcloudGroupCommand::List(args) => list(args.output.output, env, io),
         SubcloudGroupCommand::Show(args) => show(&args, env, io),
@@ -133,14 +133,14 @@ pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Resu
 }
 
 /// The path of one group, `/v1.0/subcloud-groups/{group}`.
-pub fn group_path(group: &str) -> Result<String, CliError> {
+pub fn group_path(group: &str) -> Result<String, Error> {
     Ok(format!(
         "{GROUPS_PATH}{}",
         path_segment("subcloud group", group)?
     ))
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(GROUPS_PATH, &Query::new())?;
     let mut groups = list_items(&reply, "subcloud_groups")?;
@@ -180,14 +180,14 @@ pub fn group_table(group: &Value) -> Table {
     table
 }
 
-fn print_group(io: &mut Io<'_>, format: OutputFormat, group: &Value) -> Result<(), CliError> {
+fn print_group(io: &mut Io<'_>, format: OutputFormat, group: &Value) -> Result<(), Error> {
     match format {
         OutputFormat::Json => print_json(io.out, group),
         OutputFormat::Table => print_table(io.out, &group_table(group)),
     }
 }
 
-fn show(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn show(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = group_path(&args.group)?;
     let api = &connect(env)?;
     let group = api.get(&path, &Query::new())?;
@@ -205,15 +205,15 @@ fn group_write(name: Option<String>, settings: &GroupSettings) -> GroupWrite {
 }
 
 /// The `POST /v1.0/subcloud-groups/` body: the name and the given settings.
-pub fn add_body(args: &GroupAddArgs) -> Result<GroupWrite, CliError> {
+pub fn add_body(args: &GroupAddArgs) -> Result<GroupWrite, Error> {
     let name = args.name.trim();
     if name.is_empty() {
-        return Err(CliError::usage("the group name is empty"));
+        return Err(Error::usage("the group name is empty"));
     }
     Ok(group_write(Some(name.to_string()), &args.settings))
 }
 
-fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = add_body(args)?;
     let api = &connect(env)?;
     let group = api.post(GROUPS_PATH, &body)?;
@@ -222,24 +222,24 @@ fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> 
 
 /// The `PATCH` body of `roost subcloud-group update`: the given fields
 /// only; a usage error when none is given.
-pub fn update_body(args: &GroupUpdateArgs) -> Result<GroupWrite, CliError> {
+pub fn update_body(args: &GroupUpdateArgs) -> Result<GroupWrite, Error> {
     let name = match &args.name {
         Some(name) if name.trim().is_empty() => {
-            return Err(CliError::usage("the group name is empty"));
+            return Err(Error::usage("the group name is empty"));
         }
         Some(name) => Some(name.trim().to_string()),
         None => None,
     };
     let body = group_write(name, &args.settings);
     if body == GroupWrite::default() {
-        return Err(CliError::usage(
+        return Err(Error::usage(
             "Nothing to update: give --name, --description, --update-apply-type or --max-parallel-subclouds",
         ));
     }
     Ok(body)
 }
 
-fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = update_body(args)?;
     let path = group_path(&args.group)?;
     let api = &connect(env)?;
@@ -247,7 +247,7 @@ fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliE
     print_group(io, OutputFormat::Table, &group)
 }
 
-fn delete(group: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn delete(group: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = group_path(group)?;
     let api = &connect(env)?;
     api.delete(&path)?;
@@ -255,7 +255,7 @@ fn delete(group: &str, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/subclouds", group_path(&args.group)?);
     let api = &connect(env)?;
     let reply = api.get(&path, &Query::new())?;
@@ -341,8 +341,8 @@ mod tests {
             panic!("not update")
         };
         let err = update_body(&args).unwrap_err();
-        assert_eq!(err.code, 2);
-        assert!(err.message.starts_with("Nothing to update"), "{err}");
+        assert_eq!(err.code(), 2);
+        assert!(err.message().starts_with("Nothing to update"), "{err}");
     }
 
     #[test]

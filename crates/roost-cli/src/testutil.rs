@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::Io;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ impl FakeServer {
 pub struct Outcome {
     pub out: String,
     pub err: String,
-    pub result: Result<(), CliError>,
+    pub result: Result<(), Error>,
 }
 
 /// Runs a parsed command line (without the program name) against `env`,

@@ -70,10 +70,10 @@ fn a_401_tells_the_user_to_log_in_again() {
     server.finish();
     let err = outcome.result.unwrap_err();
     assert_eq!(
-        err.message,
+        err.message(),
         "the server refused the token (expired or revoked); run `roost login` again"
     );
-    assert_eq!(err.code, 1);
+    assert_eq!(err.code(), 1);
 }
 
 #[test]
@@ -86,8 +86,8 @@ fn a_server_error_prints_the_envelope_message() {
     let outcome = run_verb(&["event", "list"], &server.env(), "");
     server.finish();
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message, "Invalid limit: 0");
-    assert_eq!(err.code, 1);
+    assert_eq!(err.message(), "Invalid limit: 0");
+    assert_eq!(err.code(), 1);
 }
 
 #[test]
@@ -99,7 +99,10 @@ fn showing_an_unknown_alarm_says_it_was_not_found() {
     let outcome = run_verb(&["alarm", "show", "1234"], &server.env(), "");
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1/alarms/1234");
-    assert_eq!(outcome.result.unwrap_err().message, "alarm 1234 not found");
+    assert_eq!(
+        outcome.result.unwrap_err().message(),
+        "alarm 1234 not found"
+    );
 }
 
 #[test]
@@ -178,7 +181,7 @@ fn an_invalid_clear_is_refused_before_any_request() {
         &Env::default(),
         "",
     );
-    assert_eq!(outcome.result.unwrap_err().code, 2);
+    assert_eq!(outcome.result.unwrap_err().code(), 2);
 }
 
 #[test]
@@ -220,7 +223,7 @@ fn suppress_patches_every_known_id_after_checking_them_all() {
     );
     let seen = server.finish();
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message, "alarm id 999.999 is not in the catalogue");
+    assert_eq!(err.message(), "alarm id 999.999 is not in the catalogue");
     assert_eq!(seen.len(), 1, "no PATCH was sent");
     assert_eq!(outcome.out, "");
 }
@@ -233,8 +236,8 @@ fn without_credentials_the_user_is_told_to_log_in() {
         ..Env::default()
     };
     let err = run_verb(&["alarm", "list"], &env, "").result.unwrap_err();
-    assert_eq!(err.message, NOT_LOGGED_IN);
-    assert_eq!(err.code, 2);
+    assert_eq!(err.message(), NOT_LOGGED_IN);
+    assert_eq!(err.code(), 2);
 }
 
 #[test]
@@ -250,12 +253,12 @@ fn an_unreachable_server_is_reported_with_its_url() {
     };
     let err = run_verb(&["alarm", "list"], &env, "").result.unwrap_err();
     assert!(
-        err.message
+        err.message()
             .starts_with(&format!("cannot reach http://127.0.0.1:{port}: ")),
         "{}",
-        err.message
+        err.message()
     );
-    assert_eq!(err.code, 1);
+    assert_eq!(err.code(), 1);
 }
 
 #[test]
@@ -367,7 +370,7 @@ fn a_refused_login_names_the_user_and_writes_nothing() {
     server.finish();
     let err = outcome.result.unwrap_err();
     assert_eq!(
-        err.message,
+        err.message(),
         "login as bob refused: The request you have made requires authentication."
     );
     assert!(!dir.path().join(CREDENTIALS_FILE).exists());
@@ -575,10 +578,10 @@ fn a_refused_host_action_prints_the_server_message() {
     server.finish();
     let err = outcome.result.unwrap_err();
     assert_eq!(
-        err.message,
+        err.message(),
         "cannot lock controller-0: it is the only controller"
     );
-    assert_eq!(err.code, 1);
+    assert_eq!(err.code(), 1);
     assert_eq!(outcome.out, "");
 }
 
@@ -592,7 +595,7 @@ fn showing_an_unknown_host_says_host_not_found() {
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1/ihosts/worker-9");
     assert_eq!(
-        outcome.result.unwrap_err().message,
+        outcome.result.unwrap_err().message(),
         "host not found: worker-9"
     );
 }
@@ -698,8 +701,8 @@ fn host_bmc_reads_the_password_from_the_named_variable() {
     );
     assert!(server.finish().is_empty());
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message, "environment variable NOPE is not set");
-    assert_eq!(err.code, 2);
+    assert_eq!(err.message(), "environment variable NOPE is not set");
+    assert_eq!(err.code(), 2);
 }
 
 fn parameter(uuid: &str, name: &str, value: &str) -> serde_json::Value {
@@ -784,13 +787,13 @@ fn an_unknown_heartbeat_setting_is_refused_before_any_request() {
     assert!(server.finish().is_empty(), "nothing was sent");
     let err = outcome.result.unwrap_err();
     assert!(
-        err.message.starts_with(
+        err.message().starts_with(
             "unknown heartbeat setting pulse; known: heartbeat_period, heartbeat_degrade_threshold, "
         ),
         "{}",
-        err.message
+        err.message()
     );
-    assert_eq!(err.code, 2);
+    assert_eq!(err.code(), 2);
 }
 
 #[test]
@@ -814,10 +817,10 @@ fn a_refused_heartbeat_value_prints_the_server_message_and_skips_the_apply() {
     assert_eq!(seen.len(), 2, "no apply after a refused value");
     let err = outcome.result.unwrap_err();
     assert_eq!(
-        err.message,
+        err.message(),
         "heartbeat_period must be between 10 and 1000 (got 5)"
     );
-    assert_eq!(err.code, 1);
+    assert_eq!(err.code(), 1);
 }
 
 #[test]
@@ -993,8 +996,8 @@ fn an_html_404_page_is_printed_as_its_detail_line() {
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1.0/subclouds/edge-9");
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message, "Subcloud not found");
-    assert_eq!(err.code, 1);
+    assert_eq!(err.message(), "Subcloud not found");
+    assert_eq!(err.code(), 1);
     assert_eq!(outcome.out, "");
 }
 
@@ -1013,7 +1016,7 @@ fn an_html_400_page_from_a_refused_delete_is_printed_as_its_detail_line() {
     let server = FakeServer::start(vec![Canned::html(400, &page), Canned::json(200, json!({}))]);
     let refused = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
     assert_eq!(
-        refused.result.unwrap_err().message,
+        refused.result.unwrap_err().message(),
         r#"Cannot delete a subcloud that is "managed""#
     );
     let deleted = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
@@ -1033,11 +1036,11 @@ fn subcloud_update_with_nothing_to_change_is_a_usage_error_before_any_request() 
     assert!(server.finish().is_empty(), "nothing was sent");
     let err = outcome.result.unwrap_err();
     assert!(
-        err.message.starts_with("Nothing to update"),
+        err.message().starts_with("Nothing to update"),
         "{}",
-        err.message
+        err.message()
     );
-    assert_eq!(err.code, 2);
+    assert_eq!(err.code(), 2);
 }
 
 #[test]
@@ -1204,5 +1207,5 @@ fn subcloud_group_subclouds_lists_the_members_and_update_with_nothing_is_refused
         "",
     );
     assert!(server.finish().is_empty());
-    assert_eq!(outcome.result.unwrap_err().code, 2);
+    assert_eq!(outcome.result.unwrap_err().code(), 2);
 }

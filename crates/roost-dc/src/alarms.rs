@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use roost_types::{Severity, Timestamp};
 
+use crate::Error;
 use crate::words::CloudStatus;
 
 /// One change of a subcloud's alarms: raised or updated (with a severity)
@@ -205,20 +206,6 @@ impl AlarmTable {
     }
 }
 
-/// Why the System Controller refused alarm changes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamError {
-    #[error("subcloud {0} not found")]
-    UnknownSubcloud(String),
-    /// Changes were missing: everything before `got` was applied, nothing
-    /// from `got` on. The subcloud must resend from `expected`.
-    #[error("alarm change {got} arrived but {expected} was expected; resend from {expected}")]
-    Gap { expected: u64, got: u64 },
-    /// The batch was not in strictly increasing order; nothing was applied.
-    #[error("alarm changes out of order: {got} came after {after}")]
-    OutOfOrder { after: u64, got: u64 },
-}
-
 /// The System Controller's end of one subcloud's alarm stream: the
 /// subcloud's active alarms and the last change number applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -244,12 +231,12 @@ impl AlarmStream {
 
     /// Applies a batch in order. Changes at or below [`acked`](Self::acked)
     /// are duplicates and skipped; a gap stops the batch there
-    /// ([`StreamError::Gap`], the changes before it stay applied); a batch
+    /// ([`Error::Gap`], the changes before it stay applied); a batch
     /// not in strictly increasing order is refused whole. Returns the new
     /// acknowledged number.
-    pub fn receive(&mut self, changes: &[AlarmChange]) -> Result<u64, StreamError> {
+    pub fn receive(&mut self, changes: &[AlarmChange]) -> Result<u64, Error> {
         if let Some(w) = changes.windows(2).find(|w| w[1].seq <= w[0].seq) {
-            return Err(StreamError::OutOfOrder {
+            return Err(Error::OutOfOrder {
                 after: w[0].seq,
                 got: w[1].seq,
             });
@@ -259,7 +246,7 @@ impl AlarmStream {
                 continue;
             }
             if c.seq != self.acked + 1 {
-                return Err(StreamError::Gap {
+                return Err(Error::Gap {
                     expected: self.acked + 1,
                     got: c.seq,
                 });

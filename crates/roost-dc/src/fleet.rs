@@ -35,12 +35,11 @@ use std::collections::BTreeMap;
 
 use roost_types::{Severity, Timestamp};
 
-use crate::alarms::{
-    ActiveAlarm, AlarmChange, AlarmCounts, AlarmStream, AlarmSummary, AlarmTable, StreamError,
-};
+use crate::Error;
+use crate::alarms::{ActiveAlarm, AlarmChange, AlarmCounts, AlarmStream, AlarmSummary, AlarmTable};
 use crate::group::{
-    DEFAULT_GROUP_ID, Group, GroupError, GroupPatch, GroupSpec, check_description,
-    check_group_name, check_max_parallel, check_name,
+    DEFAULT_GROUP_ID, Group, GroupPatch, GroupSpec, check_description, check_group_name,
+    check_max_parallel, check_subcloud_name,
 };
 use crate::settings::DcSettings;
 use crate::sync::{Desired, Report};
@@ -158,27 +157,6 @@ impl DcEffects {
             reason_text: String::new(),
         });
     }
-}
-
-/// Why a subcloud operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DcError {
-    #[error("Subcloud not found: {0}")]
-    UnknownSubcloud(String),
-    #[error("Subcloud Group not found: {0}")]
-    UnknownGroup(u64),
-    #[error("Invalid subcloud name: {0}")]
-    InvalidName(String),
-    #[error("A subcloud named {0} already exists")]
-    Exists(String),
-    #[error("A subcloud with id {0} already exists")]
-    DuplicateId(u64),
-    /// StarlingX: "Subcloud must be unmanaged to perform this operation."
-    #[error("Subcloud {0} must be unmanaged to perform this operation.")]
-    NotUnmanaged(String),
-    /// StarlingX: "Subcloud must be powered down to perform this operation."
-    #[error("Subcloud {0} must be powered down (offline) to perform this operation.")]
-    NotOffline(String),
 }
 
 /// What to persist of a subcloud, and what [`Fleet::restore`] takes back.
@@ -536,16 +514,16 @@ impl Fleet {
         self.next_due = next;
     }
 
-    fn get_mut(&mut self, name: &str) -> Result<&mut SubcloudState, DcError> {
+    fn get_mut(&mut self, name: &str) -> Result<&mut SubcloudState, Error> {
         self.subclouds
             .get_mut(name)
-            .ok_or_else(|| DcError::UnknownSubcloud(name.to_string()))
+            .ok_or_else(|| Error::UnknownSubcloud(name.to_string()))
     }
 
     // ----- subclouds -------------------------------------------------------
 
     /// Creates a subcloud: unmanaged, offline, `not-deployed`.
-    pub fn add(&mut self, name: &str, group_id: u64, now: Timestamp) -> Result<DcEffects, DcError> {
+    pub fn add(&mut self, name: &str, group_id: u64, now: Timestamp) -> Result<DcEffects, Error> {
         let id = self.check_add(name, group_id)?;
         let rec = SubcloudRecord {
             name: name.to_string(),
@@ -563,13 +541,13 @@ impl Fleet {
 
     /// Whether [`Fleet::add`] would accept this subcloud; the id it would
     /// get. Changes nothing.
-    pub fn check_add(&self, name: &str, group_id: u64) -> Result<u64, DcError> {
-        check_name(name, &RESERVED_SUBCLOUD_NAMES).map_err(DcError::InvalidName)?;
+    pub fn check_add(&self, name: &str, group_id: u64) -> Result<u64, Error> {
+        check_subcloud_name(name)?;
         if self.subclouds.contains_key(name) {
-            return Err(DcError::Exists(name.to_string()));
+            return Err(Error::Exists(name.to_string()));
         }
         if !self.groups.contains_key(&group_id) {
-            return Err(DcError::UnknownGroup(group_id));
+            return Err(Error::UnknownGroup(group_id.to_string()));
         }
         Ok(self.next_id)
     }
@@ -580,25 +558,21 @@ impl Fleet {
     /// start `unknown` until the subcloud reports again, and 280.002 alarms
     /// from before the restart are not known here: the caller clears them
     /// on start-up; they are raised again if still true.
-    pub fn restore(
-        &mut self,
-        record: SubcloudRecord,
-        now: Timestamp,
-    ) -> Result<DcEffects, DcError> {
-        check_name(&record.name, &RESERVED_SUBCLOUD_NAMES).map_err(DcError::InvalidName)?;
+    pub fn restore(&mut self, record: SubcloudRecord, now: Timestamp) -> Result<DcEffects, Error> {
+        check_subcloud_name(&record.name)?;
         if self.subclouds.contains_key(&record.name) {
-            return Err(DcError::Exists(record.name));
+            return Err(Error::Exists(record.name));
         }
         if self.ids.contains_key(&record.id) {
-            return Err(DcError::DuplicateId(record.id));
+            return Err(Error::DuplicateId(record.id));
         }
         if !self.groups.contains_key(&record.group_id) {
-            return Err(DcError::UnknownGroup(record.group_id));
+            return Err(Error::UnknownGroup(record.group_id.to_string()));
         }
         self.insert(record, now)
     }
 
-    fn insert(&mut self, record: SubcloudRecord, now: Timestamp) -> Result<DcEffects, DcError> {
+    fn insert(&mut self, record: SubcloudRecord, now: Timestamp) -> Result<DcEffects, Error> {
         let mut fx = DcEffects::default();
         let name = record.name.clone();
         let id = record.id;
@@ -619,22 +593,22 @@ impl Fleet {
     }
 
     /// Deletes a subcloud. Refused unless it is unmanaged and offline.
-    pub fn remove(&mut self, name: &str) -> Result<DcEffects, DcError> {
+    pub fn remove(&mut self, name: &str) -> Result<DcEffects, Error> {
         self.check_remove(name)?;
         Ok(self.forget(name))
     }
 
     /// Whether [`Fleet::remove`] would delete this subcloud. Changes nothing.
-    pub fn check_remove(&self, name: &str) -> Result<(), DcError> {
+    pub fn check_remove(&self, name: &str) -> Result<(), Error> {
         let sc = self
             .subclouds
             .get(name)
-            .ok_or_else(|| DcError::UnknownSubcloud(name.to_string()))?;
+            .ok_or_else(|| Error::UnknownSubcloud(name.to_string()))?;
         if sc.is_managed() {
-            return Err(DcError::NotUnmanaged(name.to_string()));
+            return Err(Error::NotUnmanaged(name.to_string()));
         }
         if sc.is_online() {
-            return Err(DcError::NotOffline(name.to_string()));
+            return Err(Error::NotOffline(name.to_string()));
         }
         Ok(())
     }
@@ -667,7 +641,7 @@ impl Fleet {
         name: &str,
         management: Management,
         now: Timestamp,
-    ) -> Result<DcEffects, DcError> {
+    ) -> Result<DcEffects, Error> {
         let sc = self.get_mut(name)?;
         let mut fx = DcEffects::default();
         if sc.management == management {
@@ -699,9 +673,9 @@ impl Fleet {
     }
 
     /// Moves a subcloud to another group.
-    pub fn set_group(&mut self, name: &str, group_id: u64) -> Result<DcEffects, DcError> {
+    pub fn set_group(&mut self, name: &str, group_id: u64) -> Result<DcEffects, Error> {
         if !self.groups.contains_key(&group_id) {
-            return Err(DcError::UnknownGroup(group_id));
+            return Err(Error::UnknownGroup(group_id.to_string()));
         }
         let sc = self.get_mut(name)?;
         let mut fx = DcEffects::default();
@@ -713,11 +687,7 @@ impl Fleet {
     }
 
     /// Records the software version a subcloud runs.
-    pub fn set_software_version(
-        &mut self,
-        name: &str,
-        version: &str,
-    ) -> Result<DcEffects, DcError> {
+    pub fn set_software_version(&mut self, name: &str, version: &str) -> Result<DcEffects, Error> {
         let sc = self.get_mut(name)?;
         let mut fx = DcEffects::default();
         if sc.software_version.as_deref() != Some(version) {
@@ -730,7 +700,7 @@ impl Fleet {
     /// The subcloud used its enrollment token: `enrolling`. It is a fresh
     /// install, so what it reported before and its alarm stream are
     /// forgotten (it starts numbering afresh). It also counts as contact.
-    pub fn enrolled(&mut self, name: &str, now: Timestamp) -> Result<DcEffects, DcError> {
+    pub fn enrolled(&mut self, name: &str, now: Timestamp) -> Result<DcEffects, Error> {
         let sc = self.get_mut(name)?;
         sc.deploy_status = DeployStatus::Enrolling;
         for e in sc.endpoints.iter_mut() {
@@ -745,7 +715,7 @@ impl Fleet {
 
     /// The subcloud was heard from (any frame of its connection): online.
     /// Raises nothing; clears 280.001 if it was raised.
-    pub fn heard_from(&mut self, name: &str, now: Timestamp) -> Result<DcEffects, DcError> {
+    pub fn heard_from(&mut self, name: &str, now: Timestamp) -> Result<DcEffects, Error> {
         let offline_after = self.settings.offline_after_micros();
         let sc = self.get_mut(name)?;
         let seen = sc.last_seen.map_or(now, |t| t.max(now));
@@ -873,7 +843,7 @@ impl Fleet {
         applied_generation: Generation,
         local_digest: &str,
         now: Timestamp,
-    ) -> Result<DcEffects, DcError> {
+    ) -> Result<DcEffects, Error> {
         let sc = self.get_mut(name)?;
         let slot = &mut sc.endpoints[endpoint.index()].report;
         match slot {
@@ -940,15 +910,11 @@ impl Fleet {
 
     /// Applies a batch of a subcloud's alarm changes (see
     /// [`AlarmStream::receive`]) and returns the number to acknowledge.
-    pub fn alarm_changes(
-        &mut self,
-        name: &str,
-        changes: &[AlarmChange],
-    ) -> Result<u64, StreamError> {
+    pub fn alarm_changes(&mut self, name: &str, changes: &[AlarmChange]) -> Result<u64, Error> {
         let sc = self
             .subclouds
             .get_mut(name)
-            .ok_or_else(|| StreamError::UnknownSubcloud(name.to_string()))?;
+            .ok_or_else(|| Error::UnknownSubcloud(name.to_string()))?;
         sc.alarms.receive(changes)
     }
 
@@ -959,11 +925,11 @@ impl Fleet {
         name: &str,
         seq: u64,
         alarms: &[ActiveAlarm],
-    ) -> Result<u64, StreamError> {
+    ) -> Result<u64, Error> {
         let sc = self
             .subclouds
             .get_mut(name)
-            .ok_or_else(|| StreamError::UnknownSubcloud(name.to_string()))?;
+            .ok_or_else(|| Error::UnknownSubcloud(name.to_string()))?;
         Ok(sc.alarms.snapshot(seq, alarms))
     }
 
@@ -1042,7 +1008,7 @@ impl Fleet {
     }
 
     /// Creates a group.
-    pub fn add_group(&mut self, spec: GroupSpec) -> Result<&Group, GroupError> {
+    pub fn add_group(&mut self, spec: GroupSpec) -> Result<&Group, Error> {
         let g = self.plan_add_group(spec)?;
         let id = g.id;
         self.next_group_id = self.next_group_id.max(id + 1);
@@ -1051,12 +1017,12 @@ impl Fleet {
 
     /// The group [`Fleet::add_group`] would create (with its id). Changes
     /// nothing; [`Fleet::restore_group`] takes it in once it is stored.
-    pub fn plan_add_group(&self, spec: GroupSpec) -> Result<Group, GroupError> {
+    pub fn plan_add_group(&self, spec: GroupSpec) -> Result<Group, Error> {
         check_group_name(&spec.name)?;
         check_description(&spec.description)?;
         check_max_parallel(spec.max_parallel_subclouds)?;
         if self.name_taken(&spec.name, None) {
-            return Err(GroupError::DuplicateName(spec.name));
+            return Err(Error::GroupExists(spec.name));
         }
         Ok(Group {
             id: self.next_group_id,
@@ -1069,7 +1035,7 @@ impl Fleet {
 
     /// Takes back a persisted group (at start-up); id 1 replaces the
     /// settings of the `Default` group, whose name stays.
-    pub fn restore_group(&mut self, group: Group) -> Result<(), GroupError> {
+    pub fn restore_group(&mut self, group: Group) -> Result<(), Error> {
         check_description(&group.description)?;
         check_max_parallel(group.max_parallel_subclouds)?;
         if group.id == DEFAULT_GROUP_ID {
@@ -1084,10 +1050,10 @@ impl Fleet {
         }
         check_group_name(&group.name)?;
         if self.groups.contains_key(&group.id) {
-            return Err(GroupError::DuplicateId(group.id));
+            return Err(Error::DuplicateGroupId(group.id));
         }
         if self.name_taken(&group.name, None) {
-            return Err(GroupError::DuplicateName(group.name));
+            return Err(Error::GroupExists(group.name));
         }
         self.next_group_id = self.next_group_id.max(group.id + 1);
         self.groups.insert(group.id, group);
@@ -1095,32 +1061,32 @@ impl Fleet {
     }
 
     /// Changes a group. The `Default` group's name cannot change.
-    pub fn update_group(&mut self, id: u64, patch: GroupPatch) -> Result<&Group, GroupError> {
+    pub fn update_group(&mut self, id: u64, patch: GroupPatch) -> Result<&Group, Error> {
         let g = self.plan_update_group(id, patch)?;
         let slot = self
             .groups
             .get_mut(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))?;
+            .ok_or_else(|| Error::UnknownGroup(id.to_string()))?;
         *slot = g;
         Ok(slot)
     }
 
     /// The group as [`Fleet::update_group`] would leave it. Changes nothing;
     /// [`Fleet::replace_group`] takes it in once it is stored.
-    pub fn plan_update_group(&self, id: u64, patch: GroupPatch) -> Result<Group, GroupError> {
+    pub fn plan_update_group(&self, id: u64, patch: GroupPatch) -> Result<Group, Error> {
         if !self.groups.contains_key(&id) {
-            return Err(GroupError::NotFound(id.to_string()));
+            return Err(Error::UnknownGroup(id.to_string()));
         }
         if patch == GroupPatch::default() {
-            return Err(GroupError::NothingToUpdate);
+            return Err(Error::NothingToUpdate);
         }
         if let Some(name) = &patch.name {
             check_group_name(name)?;
             if id == DEFAULT_GROUP_ID {
-                return Err(GroupError::DefaultNameFixed);
+                return Err(Error::DefaultGroupNameFixed);
             }
             if self.name_taken(name, Some(id)) {
-                return Err(GroupError::DuplicateName(name.clone()));
+                return Err(Error::GroupExists(name.clone()));
             }
         }
         if let Some(d) = &patch.description {
@@ -1132,7 +1098,7 @@ impl Fleet {
         let mut g = self
             .groups
             .get(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))?
+            .ok_or_else(|| Error::UnknownGroup(id.to_string()))?
             .clone();
         if let Some(name) = patch.name {
             g.name = name;
@@ -1150,36 +1116,36 @@ impl Fleet {
     }
 
     /// Puts back a group planned by [`Fleet::plan_update_group`].
-    pub fn replace_group(&mut self, g: Group) -> Result<(), GroupError> {
+    pub fn replace_group(&mut self, g: Group) -> Result<(), Error> {
         let slot = self
             .groups
             .get_mut(&g.id)
-            .ok_or_else(|| GroupError::NotFound(g.id.to_string()))?;
+            .ok_or_else(|| Error::UnknownGroup(g.id.to_string()))?;
         *slot = g;
         Ok(())
     }
 
     /// Deletes a group. The `Default` group and groups holding subclouds
     /// cannot be deleted.
-    pub fn delete_group(&mut self, id: u64) -> Result<Group, GroupError> {
+    pub fn delete_group(&mut self, id: u64) -> Result<Group, Error> {
         self.check_delete_group(id)?;
         self.groups
             .remove(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))
+            .ok_or_else(|| Error::UnknownGroup(id.to_string()))
     }
 
     /// Whether [`Fleet::delete_group`] would delete this group. Changes nothing.
-    pub fn check_delete_group(&self, id: u64) -> Result<(), GroupError> {
+    pub fn check_delete_group(&self, id: u64) -> Result<(), Error> {
         let g = self
             .groups
             .get(&id)
-            .ok_or_else(|| GroupError::NotFound(id.to_string()))?;
+            .ok_or_else(|| Error::UnknownGroup(id.to_string()))?;
         if id == DEFAULT_GROUP_ID {
-            return Err(GroupError::DefaultNotDeletable);
+            return Err(Error::DefaultGroupNotDeletable);
         }
         let members = self.subclouds_in_group(id).count();
         if members > 0 {
-            return Err(GroupError::NotEmpty(g.name.clone(), members));
+            return Err(Error::GroupNotEmpty(g.name.clone(), members));
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Subcloud groups and the name rules StarlingX applies to groups and
 //! subclouds.
 
+use crate::Error;
+use crate::fleet::RESERVED_SUBCLOUD_NAMES;
 use crate::words::ApplyType;
 
 /// Id of the group that always exists.
@@ -58,100 +60,76 @@ pub struct GroupPatch {
     pub max_parallel_subclouds: Option<u32>,
 }
 
-/// Why a group operation was refused. The messages are StarlingX's where it
-/// has one, followed by the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GroupError {
-    #[error("Subcloud Group not found: {0}")]
-    NotFound(String),
-    #[error("Invalid group name: {0}")]
-    InvalidName(String),
-    #[error("Invalid group description: {0}")]
-    InvalidDescription(String),
-    #[error("Invalid group update_apply_type: {0:?} (expected serial or parallel)")]
-    InvalidApplyType(String),
-    #[error(
-        "Invalid group max_parallel_subclouds: {0} (expected an integer from {MIN_PARALLEL_SUBCLOUDS} to {MAX_PARALLEL_SUBCLOUDS})"
-    )]
-    InvalidMaxParallel(String),
-    #[error("A subcloud group with this name already exists: {0}")]
-    DuplicateName(String),
-    #[error("A subcloud group with this id already exists: {0}")]
-    DuplicateId(u64),
-    #[error("Default Subcloud Group may not be deleted")]
-    DefaultNotDeletable,
-    #[error("Default group name cannot be changed")]
-    DefaultNameFixed,
-    #[error("Subcloud Group not empty: {0} still holds {1} subcloud(s)")]
-    NotEmpty(String, usize),
-    #[error("nothing to update")]
-    NothingToUpdate,
-}
-
-/// StarlingX's name rule (dcmanager `utils.validate_name`) plus what keeps
+/// What is wrong with `name`, if anything, by StarlingX's name rule
+/// (dcmanager `utils.validate_name`) plus what keeps
 /// Roost's entity ids unambiguous: not empty, shorter than 255 characters,
 /// not only digits (digits name an id), none of `.*+?|()[]{}^$`, no
 /// whitespace, `=` or `,`, and not one of `prohibited` (ignoring case).
-pub fn check_name(name: &str, prohibited: &[&str]) -> Result<(), String> {
+pub(crate) fn name_problem(name: &str, prohibited: &[&str]) -> Option<String> {
     if name.is_empty() {
-        return Err("the name is empty".into());
+        return Some("the name is empty".into());
     }
     if name.len() >= MAX_NAME_LEN {
-        return Err(format!(
+        return Some(format!(
             "the name must be shorter than {MAX_NAME_LEN} characters"
         ));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{name:?} is a number; names need a non-digit"));
+        return Some(format!("{name:?} is a number; names need a non-digit"));
     }
     if let Some(c) = name
         .chars()
         .find(|c| ".*+?|()[]{}^$=,".contains(*c) || c.is_whitespace() || c.is_control())
     {
-        return Err(format!("{name:?} contains {c:?}"));
+        return Some(format!("{name:?} contains {c:?}"));
     }
     if let Some(p) = prohibited.iter().find(|p| p.eq_ignore_ascii_case(name)) {
-        return Err(format!("{p} is reserved"));
+        return Some(format!("{p} is reserved"));
     }
-    Ok(())
+    None
 }
 
 /// Reads `max_parallel_subclouds` as the API receives it (the client sends
 /// the integer 2 by default but the string "5" when given).
-pub fn parse_max_parallel(s: &str) -> Result<u32, GroupError> {
+pub fn parse_max_parallel(s: &str) -> Result<u32, Error> {
     let v: u32 = s
         .trim()
         .parse()
-        .map_err(|_| GroupError::InvalidMaxParallel(s.to_string()))?;
+        .map_err(|_| Error::InvalidMaxParallel(s.to_string()))?;
     check_max_parallel(v)?;
     Ok(v)
 }
 
 /// Reads `update_apply_type`.
-pub fn parse_apply_type(s: &str) -> Result<ApplyType, GroupError> {
-    ApplyType::parse(s).ok_or_else(|| GroupError::InvalidApplyType(s.to_string()))
+pub fn parse_apply_type(s: &str) -> Result<ApplyType, Error> {
+    ApplyType::parse(s).ok_or_else(|| Error::InvalidApplyType(s.to_string()))
 }
 
-pub(crate) fn check_max_parallel(v: u32) -> Result<(), GroupError> {
+pub(crate) fn check_max_parallel(v: u32) -> Result<(), Error> {
     if (MIN_PARALLEL_SUBCLOUDS..=MAX_PARALLEL_SUBCLOUDS).contains(&v) {
         Ok(())
     } else {
-        Err(GroupError::InvalidMaxParallel(v.to_string()))
+        Err(Error::InvalidMaxParallel(v.to_string()))
     }
 }
 
-pub(crate) fn check_group_name(name: &str) -> Result<(), GroupError> {
-    check_name(name, &[DEFAULT_GROUP_NAME]).map_err(GroupError::InvalidName)
+pub(crate) fn check_group_name(name: &str) -> Result<(), Error> {
+    name_problem(name, &[DEFAULT_GROUP_NAME])
+        .map_or(Ok(()), |why| Err(Error::InvalidGroupName(why)))
 }
 
-pub(crate) fn check_description(d: &str) -> Result<(), GroupError> {
+pub(crate) fn check_subcloud_name(name: &str) -> Result<(), Error> {
+    name_problem(name, &RESERVED_SUBCLOUD_NAMES).map_or(Ok(()), |why| Err(Error::InvalidName(why)))
+}
+
+pub(crate) fn check_description(d: &str) -> Result<(), Error> {
     if d.is_empty() {
-        return Err(GroupError::InvalidDescription(
+        return Err(Error::InvalidGroupDescription(
             "the description is empty".into(),
         ));
     }
     if d.len() >= MAX_NAME_LEN {
-        return Err(GroupError::InvalidDescription(format!(
+        return Err(Error::InvalidGroupDescription(format!(
             "the description must be shorter than {MAX_NAME_LEN} characters"
         )));
     }
@@ -164,14 +142,14 @@ mod tests {
 
     #[test]
     fn names_follow_the_starlingx_rule() {
-        assert!(check_name("edge-1", &[]).is_ok());
-        assert!(check_name("", &[]).is_err());
-        assert!(check_name("123", &[]).is_err());
-        assert!(check_name("a.b", &[]).is_err());
-        assert!(check_name("a b", &[]).is_err());
-        assert!(check_name(&"x".repeat(255), &[]).is_err());
-        assert!(check_name(&"x".repeat(254), &[]).is_ok());
-        assert!(check_name("default", &["Default"]).is_err());
+        assert!(name_problem("edge-1", &[]).is_none());
+        assert!(name_problem("", &[]).is_some());
+        assert!(name_problem("123", &[]).is_some());
+        assert!(name_problem("a.b", &[]).is_some());
+        assert!(name_problem("a b", &[]).is_some());
+        assert!(name_problem(&"x".repeat(255), &[]).is_some());
+        assert!(name_problem(&"x".repeat(254), &[]).is_none());
+        assert!(name_problem("default", &["Default"]).is_some());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alarms;
+mod error;
 pub mod fleet;
 pub mod group;
 pub mod link;
@@ -29,17 +30,17 @@ pub mod words;
 
 pub use alarms::{
     ActiveAlarm, AlarmChange, AlarmCounts, AlarmLog, AlarmStream, AlarmSummary, AlarmTable,
-    DEFAULT_LOG_CAPACITY, StreamError,
+    DEFAULT_LOG_CAPACITY,
 };
+pub use error::Error;
 pub use fleet::{
-    ALARM_SUBCLOUD_OFFLINE, ALARM_SUBCLOUD_OUT_OF_SYNC, AlarmOut, DcEffects, DcError, Drift,
-    EndpointSync, Fleet, RESERVED_SUBCLOUD_NAMES, SubcloudRecord, SubcloudState, resource_entity,
+    ALARM_SUBCLOUD_OFFLINE, ALARM_SUBCLOUD_OUT_OF_SYNC, AlarmOut, DcEffects, Drift, EndpointSync,
+    Fleet, RESERVED_SUBCLOUD_NAMES, SubcloudRecord, SubcloudState, resource_entity,
     subcloud_entity,
 };
 pub use group::{
-    DEFAULT_GROUP_DESCRIPTION, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, Group, GroupError, GroupPatch,
-    GroupSpec, MAX_PARALLEL_SUBCLOUDS, MIN_PARALLEL_SUBCLOUDS, check_name, parse_apply_type,
-    parse_max_parallel,
+    DEFAULT_GROUP_DESCRIPTION, DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, Group, GroupPatch, GroupSpec,
+    MAX_PARALLEL_SUBCLOUDS, MIN_PARALLEL_SUBCLOUDS, parse_apply_type, parse_max_parallel,
 };
 pub use link::{LinkEvent, SubcloudLink, SyncResult};
 pub use settings::DcSettings;

@@ -1,5 +1,7 @@
 //! Timers of the System Controller's view of its subclouds.
 
+use crate::Error;
+
 /// Timers of the Distributed Cloud domain.
 ///
 /// StarlingX audits every 30 s and declares a subcloud offline after two
@@ -26,18 +28,18 @@ impl Default for DcSettings {
 
 impl DcSettings {
     /// Checks the ranges; the message names the bad setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if !(1..=3600).contains(&self.offline_after_secs) {
-            return Err(format!(
+            return Err(Error::InvalidSetting(format!(
                 "offline_after_secs must be between 1 and 3600, not {}",
                 self.offline_after_secs
-            ));
+            )));
         }
         if self.out_of_sync_alarm_after_secs > 86_400 {
-            return Err(format!(
+            return Err(Error::InvalidSetting(format!(
                 "out_of_sync_alarm_after_secs must be between 0 and 86400, not {}",
                 self.out_of_sync_alarm_after_secs
-            ));
+            )));
         }
         Ok(())
     }
@@ -69,7 +71,12 @@ mod tests {
             offline_after_secs: 0,
             ..DcSettings::default()
         };
-        assert!(s.validate().unwrap_err().contains("offline_after_secs"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("offline_after_secs")
+        );
         let s = DcSettings {
             out_of_sync_alarm_after_secs: 100_000,
             ..DcSettings::default()
@@ -77,6 +84,7 @@ mod tests {
         assert!(
             s.validate()
                 .unwrap_err()
+                .to_string()
                 .contains("out_of_sync_alarm_after_secs")
         );
     }

@@ -2,6 +2,8 @@
 //! what a subcloud says it applied, and the subcloud's guard against stale
 //! controllers.
 
+use std::fmt;
+
 use crate::words::{ENDPOINT_COUNT, Endpoint, Epoch, Generation};
 
 /// The System Controller's desired configuration of one endpoint type: a
@@ -22,10 +24,9 @@ pub struct Report {
 
 /// A push refused because it comes from an older controller epoch, or
 /// carries an older generation than the one applied within the same epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "stale {endpoint} configuration refused: epoch {epoch} generation {generation} is older than epoch {applied_epoch} generation {applied_generation}"
-)]
+/// Not an error of an operation: a subcloud sets refused pushes aside and
+/// goes on (its `Display` is the line it logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale {
     pub endpoint: Endpoint,
     pub epoch: Epoch,
@@ -34,6 +35,16 @@ pub struct Stale {
     pub applied_epoch: Epoch,
     /// The generation applied for this endpoint (0 when none was).
     pub applied_generation: Generation,
+}
+
+impl fmt::Display for Stale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stale {} configuration refused: epoch {} generation {} is older than epoch {} generation {}",
+            self.endpoint, self.epoch, self.generation, self.applied_epoch, self.applied_generation
+        )
+    }
 }
 
 /// The subcloud's record of the configuration it applied, per endpoint

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::Error;
 use roost_types::Severity;
 use serde_norway::{Mapping, Value};
 
@@ -95,30 +96,6 @@ impl CatalogueEntry {
     }
 }
 
-/// A catalogue that could not be imported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CatalogueError {
-    /// The text is not valid YAML.
-    #[error("event catalogue is not valid YAML: {0}")]
-    Yaml(String),
-    /// The document is valid YAML but not a mapping of ids to entries.
-    #[error(
-        "event catalogue must be a mapping of event ids to entries, but the document is {found}"
-    )]
-    NotMapping {
-        /// What the document is instead, e.g. `a sequence`.
-        found: &'static str,
-    },
-    /// One entry is malformed.
-    #[error("event catalogue entry {id}: {reason}")]
-    Entry {
-        /// The entry's id as written.
-        id: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
 /// A set of catalogue entries, ordered by id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalogue {
@@ -147,15 +124,15 @@ impl Catalogue {
     /// text, `false`, no threshold). A document that is not a mapping, an
     /// entry without a valid `Type`, and an unknown severity are errors; the
     /// error names the entry's id. An empty document is an empty catalogue.
-    pub fn from_events_yaml(text: &str) -> Result<Self, CatalogueError> {
+    pub fn from_events_yaml(text: &str) -> Result<Self, Error> {
         let quoted = quote_numeric_keys(text);
         let document: Value =
-            serde_norway::from_str(&quoted).map_err(|e| CatalogueError::Yaml(e.to_string()))?;
+            serde_norway::from_str(&quoted).map_err(|e| Error::CatalogueYaml(e.to_string()))?;
         let mapping = match untag(&document) {
             Value::Mapping(mapping) => mapping,
             Value::Null => return Ok(Self::empty()),
             other => {
-                return Err(CatalogueError::NotMapping {
+                return Err(Error::CatalogueNotMapping {
                     found: describe(other),
                 });
             }
@@ -163,10 +140,11 @@ impl Catalogue {
         let mut catalogue = Self::empty();
         for (key, value) in mapping {
             let id = key_to_id(key)?;
-            let entry = parse_entry(&id, value).map_err(|reason| CatalogueError::Entry {
-                id: id.clone(),
-                reason,
-            })?;
+            let entry =
+                parse_entry(&id, value).map_err(|Malformed(reason)| Error::CatalogueEntry {
+                    id: id.clone(),
+                    reason,
+                })?;
             catalogue.insert(entry);
         }
         Ok(catalogue)
@@ -290,21 +268,21 @@ fn numeric_key_len(line: &str) -> Option<usize> {
     }
 }
 
-fn key_to_id(key: &Value) -> Result<String, CatalogueError> {
+fn key_to_id(key: &Value) -> Result<String, Error> {
     let id = match untag(key) {
         Value::String(s) => s.trim().to_string(),
         // Only reachable when a numeric key escaped the rewrite (for example
         // in flow style); the best we can do is the number's own spelling.
         Value::Number(n) => n.to_string(),
         other => {
-            return Err(CatalogueError::Entry {
+            return Err(Error::CatalogueEntry {
                 id: format!("<{}>", describe(other)),
                 reason: "event ids must be strings such as \"100.101\"".to_string(),
             });
         }
     };
     if id.is_empty() {
-        return Err(CatalogueError::Entry {
+        return Err(Error::CatalogueEntry {
             id: "\"\"".to_string(),
             reason: "event id is empty".to_string(),
         });
@@ -312,26 +290,32 @@ fn key_to_id(key: &Value) -> Result<String, CatalogueError> {
     Ok(id)
 }
 
-fn parse_entry(id: &str, value: &Value) -> Result<CatalogueEntry, String> {
+/// What is wrong with one entry; [`Catalogue::from_events_yaml`] adds the
+/// entry's id.
+struct Malformed(String);
+
+fn parse_entry(id: &str, value: &Value) -> Result<CatalogueEntry, Malformed> {
     let map = match untag(value) {
         Value::Mapping(map) => map,
         other => {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "expected a mapping of fields, found {}",
                 describe(other)
-            ));
+            )));
         }
     };
 
     let kind = match field(map, "Type").map(untag) {
-        None | Some(Value::Null) => return Err("missing Type (Alarm or Log)".to_string()),
+        None | Some(Value::Null) => {
+            return Err(Malformed("missing Type (Alarm or Log)".to_string()));
+        }
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("alarm") => EventKind::Alarm,
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("log") => EventKind::Log,
         Some(other) => {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "Type must be Alarm or Log, found {}",
                 scalar_or_kind(other)
-            ));
+            )));
         }
     };
 
@@ -410,14 +394,16 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 /// A free-text field: a string as written (trimmed), a list joined with
 /// `list_sep`, or a severity-indexed map as `critical: ...; major: ...`.
-fn text_field(map: &Mapping, name: &str, list_sep: &str) -> Result<String, String> {
+fn text_field(map: &Mapping, name: &str, list_sep: &str) -> Result<String, Malformed> {
     match field(map, name) {
         None => Ok(String::new()),
-        Some(value) => flatten_text(value, list_sep).map_err(|e| format!("{name}: {e}")),
+        Some(value) => {
+            flatten_text(value, list_sep).map_err(|Malformed(e)| Malformed(format!("{name}: {e}")))
+        }
     }
 }
 
-fn flatten_text(value: &Value, list_sep: &str) -> Result<String, String> {
+fn flatten_text(value: &Value, list_sep: &str) -> Result<String, Malformed> {
     match untag(value) {
         Value::Null => Ok(String::new()),
         Value::Sequence(items) => {
@@ -446,14 +432,14 @@ fn flatten_text(value: &Value, list_sep: &str) -> Result<String, String> {
 
 /// The entries of a severity-indexed map, most severe first; keys that are
 /// not severities keep their order after the severities.
-fn severity_ordered(map: &Mapping) -> Result<Vec<(String, &Value)>, String> {
+fn severity_ordered(map: &Mapping) -> Result<Vec<(String, &Value)>, Malformed> {
     let mut keyed = Vec::with_capacity(map.len());
     for (position, (key, value)) in map.iter().enumerate() {
         let Some(key) = scalar_text(key) else {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "map keys must be severities, found {}",
                 describe(key)
-            ));
+            )));
         };
         let key = key.trim().to_string();
         let rank = key
@@ -467,7 +453,7 @@ fn severity_ordered(map: &Mapping) -> Result<Vec<(String, &Value)>, String> {
 }
 
 /// The first item of a scalar-or-list field, as text; empty when missing.
-fn first_scalar(value: Option<&Value>, name: &str) -> Result<String, String> {
+fn first_scalar(value: Option<&Value>, name: &str) -> Result<String, Malformed> {
     let Some(value) = value else {
         return Ok(String::new());
     };
@@ -477,38 +463,40 @@ fn first_scalar(value: Option<&Value>, name: &str) -> Result<String, String> {
             None => Ok(String::new()),
             Some(first) => first_scalar(Some(first), name),
         },
-        Value::Mapping(_) => Err(format!("{name} must be a value or a list, found a mapping")),
+        Value::Mapping(_) => Err(Malformed(format!(
+            "{name} must be a value or a list, found a mapping"
+        ))),
         other => Ok(scalar_text(other).unwrap_or_default().trim().to_string()),
     }
 }
 
-fn parse_severity(text: &str, name: &str) -> Result<Severity, String> {
+fn parse_severity(text: &str, name: &str) -> Result<Severity, Malformed> {
     text.trim()
         .to_ascii_lowercase()
         .parse::<Severity>()
-        .map_err(|_| format!("{name}: unknown severity {:?}", text.trim()))
+        .map_err(|_| Malformed(format!("{name}: unknown severity {:?}", text.trim())))
 }
 
 /// `Severity`: one severity or a list; the result is most severe first,
 /// without repeats.
-fn parse_severities(value: Option<&Value>) -> Result<Vec<Severity>, String> {
+fn parse_severities(value: Option<&Value>) -> Result<Vec<Severity>, Malformed> {
     let items: Vec<&Value> = match value.map(untag) {
-        None | Some(Value::Null) => return Err("missing Severity".to_string()),
+        None | Some(Value::Null) => return Err(Malformed("missing Severity".to_string())),
         Some(Value::Sequence(items)) => items.iter().collect(),
         Some(other) => vec![other],
     };
     let mut severities = Vec::with_capacity(items.len());
     for item in items {
         let Some(text) = scalar_text(item) else {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "Severity must be a severity or a list of severities, found {}",
                 describe(untag(item))
-            ));
+            )));
         };
         severities.push(parse_severity(&text, "Severity")?);
     }
     if severities.is_empty() {
-        return Err("Severity is an empty list".to_string());
+        return Err(Malformed("Severity is an empty list".to_string()));
     }
     severities.sort_by_key(|s| s.rank());
     severities.dedup();
@@ -518,7 +506,7 @@ fn parse_severities(value: Option<&Value>) -> Result<Vec<Severity>, String> {
 /// A `True`/`False` field; missing or empty is false. A severity-indexed
 /// map (StarlingX uses one for `Service_Affecting` on a few alarms) is true
 /// when any of its values is.
-fn flag(value: Option<&Value>, name: &str) -> Result<bool, String> {
+fn flag(value: Option<&Value>, name: &str) -> Result<bool, Malformed> {
     let Some(value) = value else {
         return Ok(false);
     };
@@ -528,10 +516,10 @@ fn flag(value: Option<&Value>, name: &str) -> Result<bool, String> {
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "" | "false" | "no" | "n" | "off" => Ok(false),
             "true" | "yes" | "y" | "on" => Ok(true),
-            _ => Err(format!(
+            _ => Err(Malformed(format!(
                 "{name} must be True or False, found {:?}",
                 s.trim()
-            )),
+            ))),
         },
         Value::Mapping(map) => {
             let mut any = false;
@@ -540,15 +528,15 @@ fn flag(value: Option<&Value>, name: &str) -> Result<bool, String> {
             }
             Ok(any)
         }
-        other => Err(format!(
+        other => Err(Malformed(format!(
             "{name} must be True or False, found {}",
             describe(other)
-        )),
+        ))),
     }
 }
 
 /// A threshold severity; `none`, empty or missing is `None`.
-fn threshold(value: Option<&Value>, name: &str) -> Result<Option<Severity>, String> {
+fn threshold(value: Option<&Value>, name: &str) -> Result<Option<Severity>, Malformed> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -558,10 +546,10 @@ fn threshold(value: Option<&Value>, name: &str) -> Result<Option<Severity>, Stri
             Ok(None)
         }
         Value::String(s) => parse_severity(s, name).map(Some),
-        other => Err(format!(
+        other => Err(Malformed(format!(
             "{name} must be none or a severity, found {}",
             describe(other)
-        )),
+        ))),
     }
 }
 
@@ -1154,7 +1142,7 @@ mod tests {
 ...
 "#;
 
-    fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
+    fn parse(text: &str) -> Result<Catalogue, Error> {
         Catalogue::from_events_yaml(text)
     }
 
@@ -1347,21 +1335,21 @@ mod tests {
         let err = parse("- 100.101\n- 100.103\n").unwrap_err();
         assert_eq!(
             err,
-            CatalogueError::NotMapping {
+            Error::CatalogueNotMapping {
                 found: "a sequence"
             }
         );
         assert!(err.to_string().contains("mapping"), "{err}");
         assert!(matches!(
             parse("just text").unwrap_err(),
-            CatalogueError::NotMapping { found: "a string" }
+            Error::CatalogueNotMapping { found: "a string" }
         ));
     }
 
     #[test]
     fn invalid_yaml_is_a_yaml_error_on_one_line() {
         let err = parse("100.101:\n  Type: [Alarm\n").unwrap_err();
-        assert!(matches!(err, CatalogueError::Yaml(_)), "{err:?}");
+        assert!(matches!(err, Error::CatalogueYaml(_)), "{err:?}");
         assert!(
             err.to_string()
                 .starts_with("event catalogue is not valid YAML")
@@ -1373,7 +1361,7 @@ mod tests {
         let text = "300.010:\n  Type: Alarm\n  Severity: [major, huge]\n";
         let err = parse(text).unwrap_err();
         match &err {
-            CatalogueError::Entry { id, reason } => {
+            Error::CatalogueEntry { id, reason } => {
                 assert_eq!(id, "300.010");
                 assert!(reason.contains("huge"), "{reason}");
             }
@@ -1400,7 +1388,7 @@ mod tests {
     fn entry_without_a_valid_type_is_an_error_naming_the_id() {
         let missing = parse("300.030:\n  Severity: major\n").unwrap_err();
         assert!(
-            matches!(&missing, CatalogueError::Entry { id, .. } if id == "300.030"),
+            matches!(&missing, Error::CatalogueEntry { id, .. } if id == "300.030"),
             "{missing:?}"
         );
         let wrong = parse("300.040:\n  Type: Notice\n  Severity: major\n").unwrap_err();
@@ -1412,7 +1400,7 @@ mod tests {
     fn entry_that_is_not_a_mapping_is_an_error_naming_the_id() {
         let err = parse("300.050: hello\n").unwrap_err();
         assert!(
-            matches!(&err, CatalogueError::Entry { id, .. } if id == "300.050"),
+            matches!(&err, Error::CatalogueEntry { id, .. } if id == "300.050"),
             "{err:?}"
         );
     }
@@ -1421,7 +1409,7 @@ mod tests {
     fn duplicate_ids_are_an_error() {
         let text = "300.060:\n  Type: Log\n  Severity: minor\n\
                     300.060:\n  Type: Log\n  Severity: major\n";
-        assert!(matches!(parse(text), Err(CatalogueError::Yaml(_))));
+        assert!(matches!(parse(text), Err(Error::CatalogueYaml(_))));
     }
 
     #[test]

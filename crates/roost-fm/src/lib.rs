@@ -10,14 +10,16 @@
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+mod error;
 mod model;
 mod query;
 mod state;
 
-pub use catalogue::{Catalogue, CatalogueEntry, CatalogueError, EventKind};
+pub use catalogue::{Catalogue, CatalogueEntry, EventKind};
+pub use error::Error;
 pub use model::{Alarm, AlarmInput, Event, EventInput, EventState};
 pub use query::{Filter, FilterOp, Filterable, SortDir, matches_all};
 pub use state::{
-    ALARM_SORT_KEYS, AlarmChange, FmCommand, FmError, FmState, ListOptions, MAX_ENTITY_LEN,
-    MAX_ID_LEN, MAX_TEXT_LEN, Outcome, Page, Reply, Summary,
+    ALARM_SORT_KEYS, AlarmChange, FmCommand, FmState, ListOptions, MAX_ENTITY_LEN, MAX_ID_LEN,
+    MAX_TEXT_LEN, Outcome, Page, Reply, Summary,
 };

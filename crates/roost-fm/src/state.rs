@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use roost_types::{Severity, Timestamp, entity_is_under, entity_type_of};
 
+use crate::Error;
 use crate::catalogue::Catalogue;
 use crate::model::{Alarm, AlarmInput, Event, EventInput, EventState};
 use crate::query::{Filter, SortDir, matches_all};
@@ -74,19 +75,6 @@ pub struct Outcome {
     pub changes: Vec<AlarmChange>,
     pub events: Vec<Event>,
     pub reply: Reply,
-}
-
-/// Why a command or query was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FmError {
-    #[error("alarm {0} not found")]
-    AlarmNotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("alarm id {0} cannot be suppressed (the catalogue does not allow it)")]
-    NotSuppressible(String),
-    #[error("alarm id {0} is not an alarm in the catalogue")]
-    UnknownAlarmId(String),
 }
 
 /// Counts of active alarms by severity, and the overall status.
@@ -159,45 +147,45 @@ pub struct FmState {
     suppressed: BTreeSet<String>,
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), FmError> {
+fn check_id(what: &str, id: &str) -> Result<(), Error> {
     if id.is_empty() {
-        return Err(FmError::Invalid(format!("{what} must not be empty")));
+        return Err(Error::Invalid(format!("{what} must not be empty")));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(FmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{what} is longer than {MAX_ID_LEN} characters"
         )));
     }
     if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(FmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{what} must not contain whitespace"
         )));
     }
     Ok(())
 }
 
-fn check_entity(entity: &str) -> Result<(), FmError> {
+fn check_entity(entity: &str) -> Result<(), Error> {
     if entity.is_empty() {
-        return Err(FmError::Invalid(
+        return Err(Error::Invalid(
             "entity_instance_id must not be empty".into(),
         ));
     }
     if entity.len() > MAX_ENTITY_LEN {
-        return Err(FmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "entity_instance_id is longer than {MAX_ENTITY_LEN} characters"
         )));
     }
     if entity.chars().any(|c| c.is_control()) {
-        return Err(FmError::Invalid(
+        return Err(Error::Invalid(
             "entity_instance_id must not contain control characters".into(),
         ));
     }
     Ok(())
 }
 
-fn check_text(what: &str, text: &Option<String>) -> Result<(), FmError> {
+fn check_text(what: &str, text: &Option<String>) -> Result<(), Error> {
     match text {
-        Some(t) if t.len() > MAX_TEXT_LEN => Err(FmError::Invalid(format!(
+        Some(t) if t.len() > MAX_TEXT_LEN => Err(Error::Invalid(format!(
             "{what} is longer than {MAX_TEXT_LEN} characters"
         ))),
         _ => Ok(()),
@@ -288,7 +276,7 @@ impl FmState {
         cmd: FmCommand,
         now: Timestamp,
         catalogue: &Catalogue,
-    ) -> Result<Outcome, FmError> {
+    ) -> Result<Outcome, Error> {
         match cmd {
             FmCommand::Set(input) => self.set(input, now, catalogue),
             FmCommand::ClearUuid(uuid) => {
@@ -296,7 +284,7 @@ impl FmState {
                     .alarms
                     .get(&uuid)
                     .cloned()
-                    .ok_or(FmError::AlarmNotFound(uuid))?;
+                    .ok_or(Error::AlarmNotFound(uuid))?;
                 Ok(self.clear(vec![a], now))
             }
             FmCommand::ClearPair {
@@ -340,10 +328,10 @@ impl FmState {
                 check_id("alarm_id", &alarm_id)?;
                 match catalogue.get(&alarm_id) {
                     Some(e) if e.kind == crate::EventKind::Alarm => {}
-                    _ => return Err(FmError::UnknownAlarmId(alarm_id)),
+                    _ => return Err(Error::UnknownAlarmId(alarm_id)),
                 }
                 if suppressed && !catalogue.suppressible(&alarm_id) {
-                    return Err(FmError::NotSuppressible(alarm_id));
+                    return Err(Error::NotSuppressible(alarm_id));
                 }
                 let before = self.suppressed.contains(&alarm_id);
                 if suppressed {
@@ -372,7 +360,7 @@ impl FmState {
         input: AlarmInput,
         now: Timestamp,
         catalogue: &Catalogue,
-    ) -> Result<Outcome, FmError> {
+    ) -> Result<Outcome, Error> {
         check_id("alarm_id", &input.alarm_id)?;
         check_entity(&input.entity_instance_id)?;
         check_text("reason_text", &input.reason_text)?;
@@ -383,13 +371,13 @@ impl FmState {
             ("entity_type_id", &input.entity_type_id),
         ] {
             if v.as_ref().is_some_and(|s| s.len() > MAX_ENTITY_LEN) {
-                return Err(FmError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{what} is longer than {MAX_ENTITY_LEN} characters"
                 )));
             }
         }
         if input.severity == Severity::NotApplicable {
-            return Err(FmError::Invalid(
+            return Err(Error::Invalid(
                 "an alarm's severity must be critical, major, minor or warning".into(),
             ));
         }
@@ -509,13 +497,13 @@ impl FmState {
         input: EventInput,
         now: Timestamp,
         catalogue: &Catalogue,
-    ) -> Result<Outcome, FmError> {
+    ) -> Result<Outcome, Error> {
         check_id("event_log_id", &input.event_log_id)?;
         check_entity(&input.entity_instance_id)?;
         check_text("reason_text", &input.reason_text)?;
         check_text("proposed_repair_action", &input.proposed_repair_action)?;
         if input.state.is_alarm() {
-            return Err(FmError::Invalid("a log's state must be log or msg".into()));
+            return Err(Error::Invalid("a log's state must be log or msg".into()));
         }
         let entry = catalogue.get(&input.event_log_id);
         let or_entry = |given: Option<String>, e: Option<&str>, fallback: &str| match given {
@@ -605,10 +593,10 @@ impl FmState {
 
     /// Lists alarms: filtered, ordered (default: severity, then entity, then
     /// alarm id), and paged after `marker`.
-    pub fn list(&self, opts: &ListOptions) -> Result<Page<'_>, FmError> {
+    pub fn list(&self, opts: &ListOptions) -> Result<Page<'_>, Error> {
         let key = opts.sort_key.as_deref().unwrap_or("severity");
         if !ALARM_SORT_KEYS.contains(&key) {
-            return Err(FmError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "invalid sort_key {key:?}; use one of {}",
                 ALARM_SORT_KEYS.join(", ")
             )));
@@ -648,7 +636,7 @@ impl FmState {
             Some(m) => match items.iter().position(|a| &a.uuid == m) {
                 Some(i) => i + 1,
                 None => {
-                    return Err(FmError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "marker {m} is not an alarm in this listing"
                     )));
                 }

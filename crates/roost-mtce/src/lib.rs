@@ -8,13 +8,15 @@
 //! turns into alarms.
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod maintenance;
 pub mod process;
 pub mod settings;
 
+pub use error::Error;
 pub use maintenance::{
-    Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance, MtceError,
-    Network, Oper, Personality,
+    Admin, AlarmOut, Avail, Command, Effects, HostAction, HostStatus, Maintenance, Network, Oper,
+    Personality,
 };
 pub use settings::{FailureAction, MtceSettings};
 
@@ -61,15 +63,15 @@ impl Thresholds {
     };
 
     /// Checks that the thresholds make sense.
-    pub fn validate(&self, what: &str) -> Result<(), MtceError> {
+    pub fn validate(&self, what: &str) -> Result<(), Error> {
         let ok = |v: f64| v.is_finite() && (0.0..=100.0).contains(&v);
         if !ok(self.major) || !ok(self.critical) || !ok(self.hysteresis) {
-            return Err(MtceError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{what}: thresholds must be between 0 and 100"
             )));
         }
         if self.major > self.critical {
-            return Err(MtceError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{what}: the major threshold ({}) must not exceed the critical one ({})",
                 self.major, self.critical
             )));
@@ -178,7 +180,7 @@ impl Default for MonitorSettings {
 }
 
 impl MonitorSettings {
-    pub fn validate(&self) -> Result<(), MtceError> {
+    pub fn validate(&self) -> Result<(), Error> {
         self.cpu.validate("cpu")?;
         self.memory.validate("memory")?;
         self.filesystem.validate("filesystem")

@@ -12,6 +12,7 @@ use std::fmt;
 
 use roost_types::{Severity, Timestamp};
 
+use crate::Error;
 use crate::settings::{FailureAction, MtceSettings};
 
 /// Alarm: host locked.
@@ -181,21 +182,6 @@ impl Effects {
             self.changed.push(host.to_string());
         }
     }
-}
-
-/// Why maintenance refused an input: the one error of this crate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MtceError {
-    /// The host is not known.
-    #[error("host {0} not found")]
-    UnknownHost(String),
-    /// An action the host's state does not allow.
-    #[error("{0}")]
-    Refused(String),
-    /// A setting that is malformed, out of range, or inconsistent with the
-    /// others.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Heartbeat health of one link or host.
@@ -531,7 +517,7 @@ impl Maintenance {
         name: &str,
         action: HostAction,
         now: Timestamp,
-    ) -> Result<Effects, MtceError> {
+    ) -> Result<Effects, Error> {
         let simplex = self.simplex;
         let peer_enabled = |me: &str, hosts: &BTreeMap<String, Host>| {
             hosts.iter().any(|(n, h)| {
@@ -549,8 +535,8 @@ impl Maintenance {
         let h = self
             .hosts
             .get(name)
-            .ok_or_else(|| MtceError::UnknownHost(name.to_string()))?;
-        let refuse = |m: String| Err(MtceError::Refused(m));
+            .ok_or_else(|| Error::UnknownHost(name.to_string()))?;
+        let refuse = |m: String| Err(Error::Refused(m));
         match action {
             HostAction::Lock | HostAction::ForceLock => {
                 if h.admin == Admin::Locked {

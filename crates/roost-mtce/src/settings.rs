@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::MtceError;
+use crate::Error;
 
 /// What happens to a host whose heartbeat fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +112,13 @@ pub const PARAMETER_NAMES: &[&str] = &[
     "worker_boot_timeout",
 ];
 
-fn range(name: &str, v: &str, lo: u32, hi: u32) -> Result<u32, MtceError> {
+fn range(name: &str, v: &str, lo: u32, hi: u32) -> Result<u32, Error> {
     let n: u32 = v
         .trim()
         .parse()
-        .map_err(|_| MtceError::Invalid(format!("{name} must be a whole number, not {v:?}")))?;
+        .map_err(|_| Error::Invalid(format!("{name} must be a whole number, not {v:?}")))?;
     if n < lo || n > hi {
-        return Err(MtceError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{name} must be between {lo} and {hi} (got {n})"
         )));
     }
@@ -164,7 +164,7 @@ impl MtceSettings {
 
     /// Sets one parameter, checking its syntax and range. Cross-parameter
     /// rules are checked by [`MtceSettings::validate`].
-    pub fn set(&mut self, name: &str, value: &str) -> Result<(), MtceError> {
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
         match name {
             "heartbeat_period" => self.heartbeat_period_ms = range(name, value, 10, 1000)?,
             "heartbeat_degrade_threshold" => {
@@ -176,7 +176,7 @@ impl MtceSettings {
             "heartbeat_failure_action" => {
                 self.heartbeat_failure_action =
                     FailureAction::parse(value.trim()).ok_or_else(|| {
-                        MtceError::Invalid(format!(
+                        Error::Invalid(format!(
                             "{name} must be fail, degrade, alarm or none, not {value:?}"
                         ))
                     })?
@@ -185,7 +185,7 @@ impl MtceSettings {
             "mnfa_timeout" => {
                 let n = range(name, value, 0, 86_400)?;
                 if n != 0 && n < 100 {
-                    return Err(MtceError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "{name} must be 0 (no timeout) or between 100 and 86400 (got {n})"
                     )));
                 }
@@ -199,7 +199,7 @@ impl MtceSettings {
             "bmc_reset_retries" => self.bmc_reset_retries = range(name, value, 0, 10)?,
             "bmc_retry_interval" => self.bmc_retry_interval_secs = range(name, value, 1, 3600)?,
             _ => {
-                return Err(MtceError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "unknown maintenance parameter {name:?}"
                 )));
             }
@@ -208,9 +208,9 @@ impl MtceSettings {
     }
 
     /// Checks rules that span parameters.
-    pub fn validate(&self) -> Result<(), MtceError> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.heartbeat_degrade_threshold >= self.heartbeat_failure_threshold {
-            return Err(MtceError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "heartbeat_degrade_threshold ({}) must be below heartbeat_failure_threshold ({})",
                 self.heartbeat_degrade_threshold, self.heartbeat_failure_threshold
             )));

@@ -13,7 +13,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 
 use crate::cert::{CertInfo, cert_info_der, certs_from_pem, system_to_unix};
-use crate::error::{PkiError, Result};
+use crate::error::{Error, Result};
 
 /// Lifetime of the DC root CA.
 pub const CA_VALIDITY_DAYS: u32 = 3650;
@@ -51,12 +51,12 @@ impl Validity {
     /// From (now - 5 min clock-skew allowance) to now + `days`.
     pub fn days_from_now(days: u32) -> Result<Validity> {
         if days == 0 {
-            return Err(PkiError::Invalid("validity must be at least 1 day".into()));
+            return Err(Error::Invalid("validity must be at least 1 day".into()));
         }
         let now = SystemTime::now();
         let not_after = now
             .checked_add(Duration::from_secs(u64::from(days) * SECS_PER_DAY))
-            .ok_or_else(|| PkiError::Invalid(format!("validity of {days} days is out of range")))?;
+            .ok_or_else(|| Error::Invalid(format!("validity of {days} days is out of range")))?;
         Ok(Validity {
             not_before: now - CLOCK_SKEW,
             not_after,
@@ -67,7 +67,7 @@ impl Validity {
     /// be after `not_before`.
     pub fn between(not_before: SystemTime, not_after: SystemTime) -> Result<Validity> {
         if not_after <= not_before {
-            return Err(PkiError::Invalid(
+            return Err(Error::Invalid(
                 "validity: not_after must be after not_before".into(),
             ));
         }
@@ -88,20 +88,20 @@ impl Validity {
 /// `time` crate (x509-parser hands it to us).
 fn to_asn1_time(t: SystemTime) -> Result<x509_parser::time::ASN1Time> {
     x509_parser::time::ASN1Time::from_timestamp(system_to_unix(t))
-        .map_err(|e| PkiError::Invalid(format!("time out of range for X.509: {e}")))
+        .map_err(|e| Error::Invalid(format!("time out of range for X.509: {e}")))
 }
 
 pub(crate) fn check_cn(cn: &str) -> Result<()> {
     if cn.trim().is_empty() {
-        return Err(PkiError::Invalid("common name must not be empty".into()));
+        return Err(Error::Invalid("common name must not be empty".into()));
     }
     if cn.chars().count() > MAX_CN_LEN {
-        return Err(PkiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "common name longer than {MAX_CN_LEN} characters: {cn:?}"
         )));
     }
     if cn.chars().any(char::is_control) {
-        return Err(PkiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "common name contains control characters: {cn:?}"
         )));
     }
@@ -113,7 +113,7 @@ fn random_serial() -> Result<SerialNumber> {
     crate::tls::provider()
         .secure_random
         .fill(&mut bytes)
-        .map_err(|_| PkiError::Invalid("system random number generator failed".into()))?;
+        .map_err(|_| Error::Invalid("system random number generator failed".into()))?;
     // Positive and exactly 16 bytes in DER (no leading zero byte needed).
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&bytes))
@@ -161,7 +161,7 @@ impl DcCa {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| PkiError::io(dir, e))?;
+                .map_err(|e| Error::io(dir, e))?;
         }
         let key_path = dir.join(KEY_FILE);
         let cert_path = dir.join(CERT_FILE);
@@ -182,7 +182,7 @@ impl DcCa {
                 let key = read_key(&key_path)?;
                 Self::create_cert(dir, key, name, &cert_path)
             }
-            (false, true) => Err(PkiError::Invalid(format!(
+            (false, true) => Err(Error::Invalid(format!(
                 "{} exists but {} is missing: refusing to replace the DC CA",
                 cert_path.display(),
                 key_path.display()
@@ -211,7 +211,7 @@ impl DcCa {
 
     fn load(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<DcCa> {
         let key = read_key(key_path)?;
-        let pem = fs::read_to_string(cert_path).map_err(|e| PkiError::io(cert_path, e))?;
+        let pem = fs::read_to_string(cert_path).map_err(|e| Error::io(cert_path, e))?;
         Self::from_parts(dir, key, pem)
     }
 
@@ -219,14 +219,14 @@ impl DcCa {
         let cert_der = certs_from_pem(&cert_pem)?.swap_remove(0);
         {
             let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-                .map_err(|e| PkiError::X509(format!("cannot parse DC CA certificate: {e}")))?;
+                .map_err(|e| Error::X509(format!("cannot parse DC CA certificate: {e}")))?;
             if !x509.is_ca() {
-                return Err(PkiError::Invalid(
+                return Err(Error::Invalid(
                     "DC CA certificate is not a CA (basicConstraints cA=false)".into(),
                 ));
             }
             if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-                return Err(PkiError::Invalid(
+                return Err(Error::Invalid(
                     "DC CA key does not match the DC CA certificate".into(),
                 ));
             }
@@ -296,7 +296,7 @@ impl DcCa {
         validity: Validity,
     ) -> Result<(String, String)> {
         if names.is_empty() {
-            return Err(PkiError::Invalid(
+            return Err(Error::Invalid(
                 "a server certificate needs at least one DNS name or IP".into(),
             ));
         }
@@ -304,7 +304,7 @@ impl DcCa {
         for name in names {
             let name = name.trim();
             if name.is_empty() {
-                return Err(PkiError::Invalid("empty server name".into()));
+                return Err(Error::Invalid("empty server name".into()));
             }
             sans.push(match name.parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -358,7 +358,7 @@ impl DcCa {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let alg = csr.public_key.algorithm();
         if !ACCEPTED_CSR_KEYS.contains(&alg) {
-            return Err(PkiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "CSR key algorithm {alg:?} not accepted (ECDSA P-256/P-384 or Ed25519 only)"
             )));
         }
@@ -378,13 +378,13 @@ impl DcCa {
 }
 
 fn read_key(path: &Path) -> Result<KeyPair> {
-    let meta = fs::metadata(path).map_err(|e| PkiError::io(path, e))?;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(path = %path.display(), "DC CA key readable by group/other; resetting to 0600");
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| PkiError::io(path, e))?;
+            .map_err(|e| Error::io(path, e))?;
     }
-    let pem = fs::read_to_string(path).map_err(|e| PkiError::io(path, e))?;
+    let pem = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(KeyPair::from_pem(&pem)?)
 }
 
@@ -398,7 +398,7 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(PkiError::io(&tmp, e)),
+        Err(e) => return Err(Error::io(&tmp, e)),
     }
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -414,6 +414,6 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        PkiError::io(path, e)
+        Error::io(path, e)
     })
 }

@@ -6,7 +6,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{PkiError, Result};
+use crate::error::{Error, Result};
 
 /// Renew once this fraction of a certificate's lifetime has elapsed.
 pub const RENEWAL_FRACTION: f64 = 2.0 / 3.0;
@@ -82,7 +82,7 @@ pub fn normalize_fingerprint(fp: &str) -> Result<String> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(PkiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "not a SHA-256 fingerprint (64 hex digits): {fp:?}"
         )));
     }
@@ -99,7 +99,7 @@ pub fn check_ca_fingerprint(ca_pem: &str, fingerprint: &str) -> Result<()> {
     let want = normalize_fingerprint(fingerprint)?;
     let got = fingerprint_der(first_cert_der(ca_pem)?.as_ref());
     if got != want {
-        return Err(PkiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "CA fingerprint mismatch: expected {want}, got {got}"
         )));
     }
@@ -116,7 +116,7 @@ pub fn cert_info(pem: &str) -> Result<CertInfo> {
 /// Parses a DER certificate.
 pub fn cert_info_der(der: &[u8]) -> Result<CertInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| PkiError::X509(format!("cannot parse certificate: {e}")))?;
+        .map_err(|e| Error::X509(format!("cannot parse certificate: {e}")))?;
     let first_cn = |name: &x509_parser::x509::X509Name<'_>| {
         name.iter_common_name()
             .next()
@@ -204,9 +204,9 @@ impl ClientIdentity {
 pub(crate) fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::Pem(format!("cannot parse certificate PEM: {e}")))?;
+        .map_err(|e| Error::Pem(format!("cannot parse certificate PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(PkiError::Pem("no CERTIFICATE block in PEM".into()));
+        return Err(Error::Pem("no CERTIFICATE block in PEM".into()));
     }
     Ok(certs)
 }

@@ -1,8 +1,10 @@
 use std::path::PathBuf;
 
+use roost_types::ErrorKind;
+
 /// Errors of the PKI layer.
 #[derive(Debug, thiserror::Error)]
-pub enum PkiError {
+pub enum Error {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -25,13 +27,27 @@ pub enum PkiError {
     Http(#[from] reqwest::Error),
 }
 
-impl PkiError {
+impl Error {
+    /// Files, sockets and peers are [`ErrorKind::Unavailable`]; everything
+    /// else is input that cannot be used ([`ErrorKind::Invalid`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } | Error::Http(_) => ErrorKind::Unavailable,
+            Error::Rcgen(_)
+            | Error::Tls(_)
+            | Error::Verifier(_)
+            | Error::Pem(_)
+            | Error::X509(_)
+            | Error::Invalid(_) => ErrorKind::Invalid,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        PkiError::Io {
+        Error::Io {
             path: path.into(),
             source,
         }
     }
 }
 
-pub type Result<T, E = PkiError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;

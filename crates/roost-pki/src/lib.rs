@@ -34,7 +34,7 @@ pub use cert::{
     fingerprint_der, needs_renewal, needs_renewal_after, normalize_fingerprint,
 };
 pub use client::https_client;
-pub use error::{PkiError, Result};
+pub use error::{Error, Result};
 pub use serve::{
     GuardedStream, ListenerLimits, PeerIdentity, TlsConnectInfo, TlsListener, serve_tls,
 };

@@ -12,7 +12,7 @@ use rustls::{
 };
 
 use crate::cert::{certs_from_pem, fingerprint_der, normalize_fingerprint};
-use crate::error::{PkiError, Result};
+use crate::error::{Error, Result};
 
 /// The crypto provider used everywhere in Roost: rustls' aws-lc-rs provider.
 ///
@@ -27,7 +27,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 fn private_key_from_pem(key_pem: &str) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| PkiError::Pem(format!("cannot parse private key PEM: {e}")))
+        .map_err(|e| Error::Pem(format!("cannot parse private key PEM: {e}")))
 }
 
 fn root_store(ca_pem: &str) -> Result<RootCertStore> {
@@ -64,7 +64,7 @@ pub fn server_config(
     };
     let verifier = builder
         .build()
-        .map_err(|e| PkiError::Verifier(e.to_string()))?;
+        .map_err(|e| Error::Verifier(e.to_string()))?;
     let chain = certs_from_pem(server_cert_pem)?;
     let key = private_key_from_pem(server_key_pem)?;
     let config = ServerConfig::builder_with_provider(provider)

@@ -14,10 +14,10 @@ use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
 use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
 use roost_dc::{
     ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch, Fleet,
-    Generation, Group, GroupPatch, GroupSpec, Management, StreamError, SubcloudRecord,
+    Generation, Group, GroupPatch, GroupSpec, Management, SubcloudRecord,
 };
 use roost_fm::FmCommand;
-use roost_store::{Store, StoreError, StoredGroup, StoredSubcloud};
+use roost_store::{Error as StoreError, Store, StoredGroup, StoredSubcloud};
 use roost_types::{Clock, Severity, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -823,7 +823,7 @@ impl DcService {
             match st.fleet.alarm_changes(name, &req.changes) {
                 Ok(_) => {}
                 // A gap: keep what came before it and ask for a snapshot.
-                Err(StreamError::Gap { .. }) => want_snapshot = true,
+                Err(roost_dc::Error::Gap { .. }) => want_snapshot = true,
                 Err(e) => return Err(Error::Invalid(e.to_string())),
             }
         }

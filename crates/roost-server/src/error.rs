@@ -3,11 +3,12 @@
 //! caller that retries or gives up decides on it. Errors of other crates are
 //! kept as sources, so a logged chain names the first cause.
 
-use roost_dc::{DcError, GroupError};
-use roost_fm::{CatalogueError, FmError};
-use roost_mtce::MtceError;
-use roost_pki::PkiError;
-use roost_store::StoreError;
+use roost_dc::Error as DcError;
+use roost_fm::Error as FmError;
+use roost_mtce::Error as MtceError;
+use roost_pki::Error as PkiError;
+use roost_store::Error as StoreError;
+use roost_types::ErrorKind as LibKind;
 
 /// What a caller can do about an [`Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +80,6 @@ pub enum Error {
     #[error(transparent)]
     Fm(#[from] FmError),
     #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
-    #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -110,13 +109,14 @@ impl Error {
             Error::Invalid(_)
             | Error::Setting(_)
             | Error::ConfigFile { .. }
-            | Error::Catalogue(_)
             | Error::Json(_) => ErrorKind::Invalid,
             Error::Conflict(_) | Error::DataDirLocked(_) => ErrorKind::Conflict,
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
-            Error::Fm(e) => match e {
-                FmError::AlarmNotFound(_) | FmError::UnknownAlarmId(_) => ErrorKind::NotFound,
-                FmError::Invalid(_) | FmError::NotSuppressible(_) => ErrorKind::Invalid,
+            Error::Fm(e) => match e.kind() {
+                LibKind::NotFound => ErrorKind::NotFound,
+                LibKind::Conflict => ErrorKind::Conflict,
+                LibKind::Invalid => ErrorKind::Invalid,
+                LibKind::Unavailable | LibKind::Corrupt => ErrorKind::Unavailable,
             },
             Error::Refused { status, .. } => match status {
                 Some(401 | 403) => ErrorKind::Unauthorized,
@@ -200,32 +200,11 @@ impl From<MtceError> for Error {
 impl From<DcError> for Error {
     fn from(e: DcError) -> Self {
         let m = e.to_string();
-        match e {
-            DcError::UnknownSubcloud(_) | DcError::UnknownGroup(_) => Error::NotFound(m),
-            DcError::Exists(_)
-            | DcError::DuplicateId(_)
-            | DcError::NotUnmanaged(_)
-            | DcError::NotOffline(_) => Error::Conflict(m),
-            DcError::InvalidName(_) => Error::Invalid(m),
-        }
-    }
-}
-
-impl From<GroupError> for Error {
-    fn from(e: GroupError) -> Self {
-        let m = e.to_string();
-        match e {
-            GroupError::NotFound(_) => Error::NotFound(m),
-            GroupError::DuplicateName(_)
-            | GroupError::DuplicateId(_)
-            | GroupError::DefaultNotDeletable
-            | GroupError::DefaultNameFixed
-            | GroupError::NotEmpty(..) => Error::Conflict(m),
-            GroupError::InvalidName(_)
-            | GroupError::InvalidDescription(_)
-            | GroupError::InvalidApplyType(_)
-            | GroupError::InvalidMaxParallel(_)
-            | GroupError::NothingToUpdate => Error::Invalid(m),
+        match e.kind() {
+            LibKind::NotFound => Error::NotFound(m),
+            LibKind::Conflict => Error::Conflict(m),
+            LibKind::Invalid => Error::Invalid(m),
+            LibKind::Unavailable | LibKind::Corrupt => Error::Internal(m),
         }
     }
 }

@@ -48,7 +48,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use roost_api::agent::{Cpu, Disk, Inventory, Memory, Nic, NumaNode};
 use roost_api::fm::PatchOp;
@@ -58,6 +57,8 @@ use serde_json::Value;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::error::{Context as _, Error, Result};
 
 /// Header that carries an agent's token.
 const AGENT_TOKEN_HEADER: &str = "X-Agent-Token";
@@ -137,7 +138,7 @@ impl fmt::Debug for AgentsArgs {
 /// Prints `roost sim agents ready: N hosts` on stdout once every host is
 /// enrolled and answering heartbeats (and, with `--unlock`, unlocked and
 /// available).
-pub async fn run_agents(args: AgentsArgs) -> anyhow::Result<()> {
+pub async fn run_agents(args: AgentsArgs) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -163,7 +164,7 @@ pub async fn run_agents(args: AgentsArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let fleet = tokio::select! {
         f = tokio::time::timeout(timeout, SimFleet::start_with(cfg)) => {
-            f.map_err(|_| anyhow::anyhow!("the fleet was not enrolled after {} s", timeout.as_secs()))??
+            f.map_err(|_| Error::Timeout(format!("the fleet was not enrolled after {} s", timeout.as_secs())))??
         }
         sig = &mut stop => {
             tracing::info!("{sig} received during enrollment; stopping");
@@ -378,14 +379,17 @@ impl SimFleet {
         count: usize,
         prefix: &str,
         ip: IpAddr,
-    ) -> anyhow::Result<SimFleet> {
+    ) -> Result<SimFleet> {
         Self::start_with(FleetConfig::new(server, admin_token, count, prefix, ip)).await
     }
 
     /// [`SimFleet::start`] with every setting.
-    pub async fn start_with(cfg: FleetConfig) -> anyhow::Result<SimFleet> {
+    pub async fn start_with(cfg: FleetConfig) -> Result<SimFleet> {
         if !cfg.server.starts_with("http://") && !cfg.server.starts_with("https://") {
-            anyhow::bail!("the server URL {:?} must start with http://", cfg.server);
+            return Err(Error::Invalid(format!(
+                "the server URL {:?} must start with http://",
+                cfg.server
+            )));
         }
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -522,7 +526,7 @@ impl SimFleet {
 
     /// `(administrative, availability)` of every host of the fleet the
     /// server knows, by name.
-    pub async fn states(&self) -> anyhow::Result<HashMap<String, (String, String)>> {
+    pub async fn states(&self) -> Result<HashMap<String, (String, String)>> {
         let r = self
             .http
             .get(format!("{}/v1/ihosts", self.cfg.server))
@@ -548,7 +552,7 @@ impl SimFleet {
     }
 
     /// Waits until every host's availability is one of `avail`.
-    pub async fn wait_availability(&self, avail: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_availability(&self, avail: &[&str], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let states = self.states().await?;
@@ -565,13 +569,13 @@ impl SimFleet {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                anyhow::bail!(
+                return Err(Error::Timeout(format!(
                     "{missing} of {} simulated hosts are not {} after {} s ({})",
                     self.hosts.len(),
                     avail.join(" or "),
                     timeout.as_secs(),
                     tally(&states)
-                );
+                )));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -579,7 +583,7 @@ impl SimFleet {
 
     /// Unlocks every host once it is online, then waits until all are
     /// available.
-    pub async fn unlock_all(&self, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn unlock_all(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let states = self.states().await?;
@@ -601,13 +605,13 @@ impl SimFleet {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                anyhow::bail!(
+                return Err(Error::Timeout(format!(
                     "{} of {} simulated hosts are not unlocked and available after {} s ({})",
                     self.hosts.len() - ready,
                     self.hosts.len(),
                     timeout.as_secs(),
                     tally(&states)
-                );
+                )));
             }
             let mut unlocking = JoinSet::new();
             for name in to_unlock {
@@ -665,7 +669,7 @@ fn tally(states: &HashMap<String, (String, String)>) -> String {
 }
 
 /// The JSON body of a 2xx answer, else an error with the server's message.
-async fn answer(r: reqwest::Response) -> anyhow::Result<Value> {
+async fn answer(r: reqwest::Response) -> Result<Value> {
     let status = r.status();
     let text = r.text().await.unwrap_or_default();
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -677,27 +681,11 @@ async fn answer(r: reqwest::Response) -> anyhow::Result<Value> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| text.chars().take(200).collect());
-    Err(HttpError {
+    Err(Error::Http {
         status: status.as_u16(),
         message,
-    }
-    .into())
+    })
 }
-
-/// A non-2xx answer.
-#[derive(Debug)]
-struct HttpError {
-    status: u16,
-    message: String,
-}
-
-impl fmt::Display for HttpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}: {}", self.status, self.message)
-    }
-}
-
-impl std::error::Error for HttpError {}
 
 /// A locally administered MAC address derived from the hostname.
 fn mac_for(name: &str) -> String {
@@ -768,7 +756,7 @@ async fn enroll_one(
     http: &reqwest::Client,
     cfg: &FleetConfig,
     n: usize,
-) -> anyhow::Result<(SimHost, UdpSocket, HostKey)> {
+) -> Result<(SimHost, UdpSocket, HostKey)> {
     let name = hostname(&cfg.prefix, n);
     let join_token = join_token(http, cfg, &name)
         .await
@@ -815,11 +803,7 @@ async fn enroll_one(
 
 /// A join token for `name`: adds the host, or renews the token of an
 /// existing one.
-async fn join_token(
-    http: &reqwest::Client,
-    cfg: &FleetConfig,
-    name: &str,
-) -> anyhow::Result<String> {
+async fn join_token(http: &reqwest::Client, cfg: &FleetConfig, name: &str) -> Result<String> {
     let r = http
         .post(format!("{}/v1/ihosts", cfg.server))
         .header(AUTH_HEADER, &cfg.admin_token)
@@ -833,9 +817,7 @@ async fn join_token(
     let body = match answer(r).await {
         Ok(b) => b,
         Err(e) => {
-            let exists = e
-                .downcast_ref::<HttpError>()
-                .is_some_and(|h| h.status == 400 && h.message.contains("already exists"));
+            let exists = matches!(&e, Error::Http { status: 400, message } if message.contains("already exists"));
             if !exists {
                 return Err(e);
             }

@@ -86,12 +86,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::error::{Context as _, Error, Result};
 
 /// Exit code with which the host asks for a reboot: when the host process
 /// exits with it while the system is On, the BMC starts it again after
@@ -211,14 +212,14 @@ impl fmt::Display for ResetType {
 }
 
 impl FromStr for ResetType {
-    type Err = anyhow::Error;
+    type Err = Error;
 
     /// Parses the exact (case-sensitive) Redfish spelling.
-    fn from_str(s: &str) -> anyhow::Result<Self> {
+    fn from_str(s: &str) -> Result<Self> {
         ResetType::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .with_context(|| format!("unsupported ResetType {s:?}"))
+            .ok_or_else(|| Error::Invalid(format!("unsupported ResetType {s:?}")))
     }
 }
 
@@ -257,12 +258,15 @@ impl Bmc {
     ///
     /// Fails if the command is empty, the system id is unusable, the address
     /// cannot be bound, or (with no boot delay) the host cannot be spawned.
-    pub async fn start(cfg: BmcConfig) -> anyhow::Result<Bmc> {
+    pub async fn start(cfg: BmcConfig) -> Result<Bmc> {
         if cfg.command.is_empty() || cfg.command[0].is_empty() {
-            bail!("BMC host command is empty");
+            return Err(Error::Invalid("BMC host command is empty".into()));
         }
         if cfg.system_id.is_empty() || cfg.system_id.contains(['/', '?', '#']) {
-            bail!("invalid system id {:?}", cfg.system_id);
+            return Err(Error::Invalid(format!(
+                "invalid system id {:?}",
+                cfg.system_id
+            )));
         }
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -550,7 +554,7 @@ impl Shared {
 
     /// Starts the host after the boot delay, if `generation` is still
     /// current then. With no delay the host is started before returning.
-    fn boot(self: &Arc<Self>, generation: u64) -> anyhow::Result<()> {
+    fn boot(self: &Arc<Self>, generation: u64) -> Result<()> {
         if self.boot_delay.is_zero() {
             return self.start_host(generation);
         }
@@ -565,7 +569,7 @@ impl Shared {
 
     /// Spawns the host process if the system is On in `generation` and no
     /// host is running. A boot from an older generation is dropped.
-    fn start_host(self: &Arc<Self>, generation: u64) -> anyhow::Result<()> {
+    fn start_host(self: &Arc<Self>, generation: u64) -> Result<()> {
         let mut power = self.power();
         if power.state != PowerState::On || power.generation != generation {
             drop(power);
@@ -579,13 +583,13 @@ impl Shared {
         let child = match self.spawn_host() {
             Ok(child) => child,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "BMC could not start the host");
-                self.log(&format!("failed to start host: {e:#}"));
+                tracing::warn!(error = %e.chain(), "BMC could not start the host");
+                self.log(&format!("failed to start host: {}", e.chain()));
                 return Err(e);
             }
         };
         let Some(pid) = child.id() else {
-            bail!("host process has no pid");
+            return Err(Error::Invalid("host process has no pid".into()));
         };
         let boot = self.boots.fetch_add(1, Ordering::SeqCst) + 1;
         self.log(&format!("host started, pid {pid}, boot {boot}"));
@@ -600,11 +604,11 @@ impl Shared {
         Ok(())
     }
 
-    fn spawn_host(&self) -> anyhow::Result<Child> {
+    fn spawn_host(&self) -> Result<Child> {
         let (program, args) = self
             .command
             .split_first()
-            .context("BMC host command is empty")?;
+            .ok_or_else(|| Error::Invalid("BMC host command is empty".into()))?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -20,6 +20,8 @@
 
 pub mod agents;
 pub mod bmc;
+mod error;
 pub mod subclouds;
 
 pub use bmc::{Bmc, BmcArgs, BmcConfig, PowerState, REBOOT_EXIT_CODE, ResetType, run_bmc_cli};
+pub use error::{Error, Result};

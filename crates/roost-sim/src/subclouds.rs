@@ -67,7 +67,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use clap::Args;
 use roost_api::dcsync::{
     EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, empty_digest,
@@ -81,6 +80,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
+
+use crate::error::{Context as _, Error, Result};
 
 /// Header that carries the admin's Keystone token.
 const AUTH_HEADER: &str = "X-Auth-Token";
@@ -647,7 +648,7 @@ struct Enrolled {
 }
 
 impl Enroller {
-    fn pinned_client(&self, fingerprint: &str) -> anyhow::Result<reqwest::Client> {
+    fn pinned_client(&self, fingerprint: &str) -> Result<reqwest::Client> {
         let mut p = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((fp, c)) = p.as_ref()
             && fp.eq_ignore_ascii_case(fingerprint)
@@ -660,7 +661,7 @@ impl Enroller {
     }
 
     /// Adds, enrolls, syncs once and (optionally) manages subcloud `n`.
-    async fn enroll(&self, n: usize) -> anyhow::Result<Enrolled> {
+    async fn enroll(&self, n: usize) -> Result<Enrolled> {
         let cfg = &self.cfg;
         let name = subcloud_name(&cfg.prefix, n);
         let r = self
@@ -739,7 +740,7 @@ impl Enroller {
 }
 
 /// The JSON body of a 2xx answer, else an error with (the start of) the body.
-async fn answer(r: reqwest::Response) -> anyhow::Result<Value> {
+async fn answer(r: reqwest::Response) -> Result<Value> {
     let status = r.status();
     let text = r.text().await.unwrap_or_default();
     if status.is_success() {
@@ -753,11 +754,10 @@ async fn answer(r: reqwest::Response) -> anyhow::Result<Value> {
         .collect::<Vec<_>>()
         .join(" ");
     let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
-    anyhow::bail!(
-        "HTTP {}: {}",
-        status.as_u16(),
-        plain.chars().take(300).collect::<String>()
-    )
+    Err(Error::Http {
+        status: status.as_u16(),
+        message: plain.chars().take(300).collect(),
+    })
 }
 
 // ----- the fleet ------------------------------------------------------------
@@ -807,17 +807,19 @@ impl fmt::Debug for SubcloudFleet {
 impl SubcloudFleet {
     /// Adds and enrolls `cfg.count` subclouds on the system controller
     /// (and manages them with `cfg.manage`), and starts their sync loops.
-    pub async fn start(cfg: SubcloudsConfig) -> anyhow::Result<SubcloudFleet> {
+    pub async fn start(cfg: SubcloudsConfig) -> Result<SubcloudFleet> {
         if !cfg.system_controller.starts_with("http://")
             && !cfg.system_controller.starts_with("https://")
         {
-            anyhow::bail!(
+            return Err(Error::Invalid(format!(
                 "the system controller URL {:?} must start with http://",
                 cfg.system_controller
-            );
+            )));
         }
         if !(cfg.alarm_churn.is_finite() && cfg.alarm_churn >= 0.0) {
-            anyhow::bail!("the alarm churn must be a rate of 0 or more per second");
+            return Err(Error::Invalid(
+                "the alarm churn must be a rate of 0 or more per second".into(),
+            ));
         }
         let api = reqwest::Client::builder()
             .no_proxy()
@@ -916,9 +918,9 @@ impl SubcloudFleet {
         self.by_name.get(name).map(|&i| &self.subs[i])
     }
 
-    fn known(&self, name: &str) -> anyhow::Result<&Arc<Sub>> {
+    fn known(&self, name: &str) -> Result<&Arc<Sub>> {
         self.sub(name)
-            .with_context(|| format!("no simulated subcloud is named {name:?}"))
+            .ok_or_else(|| Error::NotFound(format!("no simulated subcloud is named {name:?}")))
     }
 
     /// Kills a subcloud: its loop ends and its connection closes; it never
@@ -958,14 +960,14 @@ impl SubcloudFleet {
         alarm_id: &str,
         entity: &str,
         severity: Severity,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64> {
         let s = self.known(name)?;
         bump(&self.counters.alarm_changes, 1);
         Ok(s.change(alarm_id, entity, Some(severity)))
     }
 
     /// Clears an alarm on a subcloud (at its next sync). Returns the change number.
-    pub fn clear_alarm(&self, name: &str, alarm_id: &str, entity: &str) -> anyhow::Result<u64> {
+    pub fn clear_alarm(&self, name: &str, alarm_id: &str, entity: &str) -> Result<u64> {
         let s = self.known(name)?;
         bump(&self.counters.alarm_changes, 1);
         Ok(s.change(alarm_id, entity, None))
@@ -1079,14 +1081,16 @@ impl SubcloudFleet {
 
     /// Runs one control command (see [`CONTROL_HELP`]); the answer without
     /// its `ok ` prefix.
-    pub fn control(&self, line: &str) -> anyhow::Result<String> {
+    pub fn control(&self, line: &str) -> Result<String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some((&verb, args)) = words.split_first() else {
-            anyhow::bail!("empty command; {CONTROL_HELP}");
+            return Err(Error::Invalid(format!("empty command; {CONTROL_HELP}")));
         };
-        let want = |n: usize| -> anyhow::Result<()> {
+        let want = |n: usize| -> Result<()> {
             if args.len() < n {
-                anyhow::bail!("{verb}: missing arguments; {CONTROL_HELP}");
+                return Err(Error::Invalid(format!(
+                    "{verb}: missing arguments; {CONTROL_HELP}"
+                )));
             }
             Ok(())
         };
@@ -1103,7 +1107,9 @@ impl SubcloudFleet {
                 let on = match args[0] {
                     "on" => true,
                     "off" => false,
-                    other => anyhow::bail!("partition on|off, not {other:?}"),
+                    other => {
+                        return Err(Error::Invalid(format!("partition on|off, not {other:?}")));
+                    }
                 };
                 let names = self.names_arg(args[1])?;
                 // When it ends, each resumes at its own next tick, as real
@@ -1116,7 +1122,7 @@ impl SubcloudFleet {
                 let names = self.names_arg(args[0])?;
                 let severity: Severity = args[3]
                     .parse()
-                    .map_err(|e| anyhow::anyhow!("severity {:?}: {e}", args[3]))?;
+                    .map_err(|e| Error::Invalid(format!("severity {:?}: {e}", args[3])))?;
                 for name in &names {
                     self.raise_alarm(name, args[1], args[2], severity)?;
                 }
@@ -1180,7 +1186,9 @@ impl SubcloudFleet {
                 let names = self.names_arg(args[0])?;
                 let mut out = Vec::with_capacity(names.len());
                 for name in &names {
-                    let a = self.alarm_state(name).context("unknown subcloud")?;
+                    let a = self
+                        .alarm_state(name)
+                        .ok_or_else(|| Error::NotFound("unknown subcloud".into()))?;
                     out.push(format!(
                         "{name}={}/{}/{}/{}/{}/{}",
                         a.counts.critical,
@@ -1198,12 +1206,14 @@ impl SubcloudFleet {
                 self.reset_rtt();
                 Ok("rtt reset".into())
             }
-            other => anyhow::bail!("unknown command {other:?}; {CONTROL_HELP}"),
+            other => Err(Error::Invalid(format!(
+                "unknown command {other:?}; {CONTROL_HELP}"
+            ))),
         }
     }
 
     /// `a,b,c` or `*` (every live subcloud); every name must be known.
-    fn names_arg(&self, arg: &str) -> anyhow::Result<Vec<String>> {
+    fn names_arg(&self, arg: &str) -> Result<Vec<String>> {
         if arg == "*" {
             return Ok(self
                 .subs
@@ -1224,12 +1234,12 @@ impl SubcloudFleet {
     }
 }
 
-fn endpoint_arg(s: &str) -> anyhow::Result<Endpoint> {
-    Endpoint::parse(s).with_context(|| {
-        format!(
+fn endpoint_arg(s: &str) -> Result<Endpoint> {
+    Endpoint::parse(s).ok_or_else(|| {
+        Error::Invalid(format!(
             "unknown endpoint type {s:?} (one of {})",
             Endpoint::ALL.map(Endpoint::as_str).join(", ")
-        )
+        ))
     })
 }
 
@@ -1281,7 +1291,7 @@ fn say(line: &str) -> std::io::Result<()> {
 /// subcloud is enrolled (and managed, with `--manage`), then answers the
 /// commands it reads on stdin (see [`CONTROL_HELP`]); the end of stdin
 /// only ends the commands.
-pub async fn run_subclouds(args: SubcloudsArgs) -> anyhow::Result<()> {
+pub async fn run_subclouds(args: SubcloudsArgs) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -1309,7 +1319,7 @@ pub async fn run_subclouds(args: SubcloudsArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let fleet = tokio::select! {
         f = tokio::time::timeout(timeout, SubcloudFleet::start(cfg)) => {
-            f.map_err(|_| anyhow::anyhow!("the subclouds were not enrolled after {} s", timeout.as_secs()))??
+            f.map_err(|_| Error::Timeout(format!("the subclouds were not enrolled after {} s", timeout.as_secs())))??
         }
         sig = &mut stop => {
             tracing::info!("{sig} received during enrollment; stopping");
@@ -1345,7 +1355,7 @@ pub async fn run_subclouds(args: SubcloudsArgs) -> anyhow::Result<()> {
                 Some(line) => {
                     let reply = match fleet.control(&line) {
                         Ok(s) => format!("ok {s}"),
-                        Err(e) => format!("err {}", format!("{e:#}").replace('\n', " ")),
+                        Err(e) => format!("err {}", e.chain().replace('\n', " ")),
                     };
                     say(&reply)?;
                 }

@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Store, StoreError};
+use crate::{Error, Store};
 
 /// A subcloud as the system controller stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ fn group_from_row(r: &Row<'_>) -> Result<StoredGroup, rusqlite::Error> {
 
 impl Store {
     /// Every subcloud, by id.
-    pub fn subclouds(&self) -> Result<Vec<StoredSubcloud>, StoreError> {
+    pub fn subclouds(&self) -> Result<Vec<StoredSubcloud>, Error> {
         self.read(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {SUBCLOUD_COLUMNS} FROM subclouds ORDER BY id"
@@ -91,8 +91,8 @@ impl Store {
     }
 
     /// Inserts a subcloud (with its id when not 0); a duplicate name is
-    /// [`StoreError::Invalid`].
-    pub fn insert_subcloud(&self, s: &StoredSubcloud) -> Result<StoredSubcloud, StoreError> {
+    /// [`Error::Invalid`].
+    pub fn insert_subcloud(&self, s: &StoredSubcloud) -> Result<StoredSubcloud, Error> {
         self.write_once(|tx| {
             let dup: Option<i64> = tx
                 .query_row("SELECT id FROM subclouds WHERE name = ?1", [&s.name], |r| {
@@ -100,7 +100,7 @@ impl Store {
                 })
                 .optional()?;
             if dup.is_some() {
-                return Err(StoreError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "subcloud {} already exists",
                     s.name
                 )));
@@ -136,7 +136,7 @@ impl Store {
     }
 
     /// Writes every field of a subcloud.
-    pub fn update_subcloud(&self, s: &StoredSubcloud) -> Result<(), StoreError> {
+    pub fn update_subcloud(&self, s: &StoredSubcloud) -> Result<(), Error> {
         self.write_once(|tx| {
             let n = tx.execute(
                 "UPDATE subclouds SET name = ?2, description = ?3, location = ?4, group_id = ?5,
@@ -162,19 +162,19 @@ impl Store {
                 ],
             )?;
             if n == 0 {
-                return Err(StoreError::Invalid(format!("subcloud {} not found", s.id)));
+                return Err(Error::Invalid(format!("subcloud {} not found", s.id)));
             }
             Ok(())
         })
     }
 
     /// Deletes a subcloud; true if it existed.
-    pub fn delete_subcloud(&self, id: i64) -> Result<bool, StoreError> {
+    pub fn delete_subcloud(&self, id: i64) -> Result<bool, Error> {
         self.write_once(|tx| Ok(tx.execute("DELETE FROM subclouds WHERE id = ?1", [id])? > 0))
     }
 
     /// Every group, by id.
-    pub fn groups(&self) -> Result<Vec<StoredGroup>, StoreError> {
+    pub fn groups(&self) -> Result<Vec<StoredGroup>, Error> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, name, description, update_apply_type, max_parallel_subclouds,
@@ -188,8 +188,8 @@ impl Store {
     }
 
     /// Inserts or updates a group by id (id 0 inserts with a new id). A
-    /// duplicate name is [`StoreError::Invalid`].
-    pub fn save_group(&self, g: &StoredGroup) -> Result<StoredGroup, StoreError> {
+    /// duplicate name is [`Error::Invalid`].
+    pub fn save_group(&self, g: &StoredGroup) -> Result<StoredGroup, Error> {
         self.write_once(|tx| {
             let dup: Option<i64> = tx
                 .query_row(
@@ -199,7 +199,7 @@ impl Store {
                 )
                 .optional()?;
             if dup.is_some() {
-                return Err(StoreError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "subcloud group {} already exists",
                     g.name
                 )));
@@ -232,7 +232,7 @@ impl Store {
     }
 
     /// Deletes a group; true if it existed.
-    pub fn delete_group(&self, id: i64) -> Result<bool, StoreError> {
+    pub fn delete_group(&self, id: i64) -> Result<bool, Error> {
         self.write_once(|tx| Ok(tx.execute("DELETE FROM subcloud_groups WHERE id = ?1", [id])? > 0))
     }
 }
@@ -273,10 +273,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        assert!(matches!(
-            s.insert_subcloud(&sc),
-            Err(StoreError::Invalid(_))
-        ));
+        assert!(matches!(s.insert_subcloud(&sc), Err(Error::Invalid(_))));
         let mut sc2 = sc.clone();
         sc2.management_state = "managed".into();
         sc2.cert_serial = Some("0a1b".into());

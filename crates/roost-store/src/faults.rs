@@ -3,14 +3,14 @@
 //! Built only with the `fault-injection` feature (the end-to-end tests turn
 //! it on; release builds do not have it). With it, the environment variable
 //! `ROOST_FAULT_FAIL_COMMITS=every:N[,after:K]` makes every Nth commit after
-//! the first K fail with [`StoreError::Injected`](crate::StoreError): the
+//! the first K fail with [`Error::Injected`](crate::Error): the
 //! transaction is rolled back, exactly as when the disk refuses a write.
 
 #[cfg(feature = "fault-injection")]
 mod imp {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use crate::StoreError;
+    use crate::Error;
 
     /// Which commits fail.
     #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ mod imp {
         }
 
         /// Called just before each commit.
-        pub fn before_commit(&self) -> Result<(), StoreError> {
+        pub fn before_commit(&self) -> Result<(), Error> {
             let every = self.every.load(Ordering::SeqCst);
             if every == 0 {
                 return Ok(());
@@ -65,7 +65,7 @@ mod imp {
             let after = self.after.load(Ordering::SeqCst);
             let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
             if n > after && (n - after).is_multiple_of(every) {
-                return Err(StoreError::Injected);
+                return Err(Error::Injected);
             }
             Ok(())
         }
@@ -90,7 +90,7 @@ mod imp {
 
 #[cfg(not(feature = "fault-injection"))]
 mod imp {
-    use crate::StoreError;
+    use crate::Error;
 
     /// No faults: the feature is off.
     #[derive(Debug, Default)]
@@ -102,7 +102,7 @@ mod imp {
         }
 
         #[inline(always)]
-        pub fn before_commit(&self) -> Result<(), StoreError> {
+        pub fn before_commit(&self) -> Result<(), Error> {
             Ok(())
         }
     }

@@ -6,9 +6,9 @@ use roost_fm::{Alarm, AlarmChange, Event, EventState, Filter, Outcome, matches_a
 use roost_types::{Severity, Timestamp};
 use rusqlite::{Connection, Row, params};
 
-use crate::{Store, StoreError};
+use crate::{Error, Store};
 
-pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), StoreError> {
+pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), Error> {
     for change in &outcome.changes {
         match change {
             AlarmChange::Upsert { after: a, .. } => {
@@ -179,7 +179,7 @@ pub struct EventQuery {
 impl Store {
     /// Every stored alarm and the suppressed alarm ids, to rebuild the
     /// in-memory table at start.
-    pub fn load_fm(&self) -> Result<(Vec<Alarm>, Vec<String>), StoreError> {
+    pub fn load_fm(&self) -> Result<(Vec<Alarm>, Vec<String>), Error> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT uuid, alarm_id, entity_instance_id, entity_type_id, severity, reason_text,
@@ -198,7 +198,7 @@ impl Store {
     }
 
     /// One event log record.
-    pub fn event(&self, uuid: &str) -> Result<Option<Event>, StoreError> {
+    pub fn event(&self, uuid: &str) -> Result<Option<Event>, Error> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM event_log WHERE uuid = ?1"
@@ -215,7 +215,7 @@ impl Store {
         &self,
         q: &EventQuery,
         suppressed: &BTreeSet<String>,
-    ) -> Result<(Vec<Event>, bool), StoreError> {
+    ) -> Result<(Vec<Event>, bool), Error> {
         self.read(|c| {
             let (cmp, order) = match q.sort {
                 EventSort::NewestFirst => ("<", "DESC"),
@@ -232,7 +232,7 @@ impl Store {
                     match found {
                         Some(f) => Some(f),
                         None => {
-                            return Err(StoreError::Invalid(format!(
+                            return Err(Error::Invalid(format!(
                                 "marker {m} is not a record of the event log"
                             )));
                         }

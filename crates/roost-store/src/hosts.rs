@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Store, StoreError};
+use crate::{Error, Store};
 
 /// A host as stored. Secrets (`bm_password`, `hb_key`) are stored so that
 /// the server can use them; the API never returns them.
@@ -91,7 +91,7 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostWrite {
     /// Inserts a host; its new id is returned. A duplicate hostname fails the
-    /// whole write with [`StoreError::Invalid`].
+    /// whole write with [`Error::Invalid`].
     Insert(StoredHost),
     /// Writes every field of an existing host.
     Update(StoredHost),
@@ -117,7 +117,7 @@ pub enum HostWrite {
     },
     /// Uses up a join token that must still be valid at `now` for
     /// `hostname`; otherwise the whole write fails with
-    /// [`StoreError::Conflict`].
+    /// [`Error::Conflict`].
     TakeJoinToken {
         hash: String,
         hostname: String,
@@ -127,7 +127,7 @@ pub enum HostWrite {
     Settings(Vec<(String, String)>),
 }
 
-fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64, StoreError> {
+fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64, Error> {
     let exists: Option<i64> = tx
         .query_row(
             "SELECT id FROM hosts WHERE hostname = ?1",
@@ -136,7 +136,7 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
         )
         .optional()?;
     if exists.is_some() {
-        return Err(StoreError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "host {} already exists",
             h.hostname
         )));
@@ -180,7 +180,7 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
     Ok(tx.last_insert_rowid())
 }
 
-fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), StoreError> {
+fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), Error> {
     let n = tx.execute(
         "UPDATE hosts SET hostname = ?2, personality = ?3, subfunctions = ?4,
             administrative = ?5, operational = ?6, availability = ?7, task = ?8,
@@ -218,7 +218,7 @@ fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), 
         ],
     )?;
     if n == 0 {
-        return Err(StoreError::Invalid(format!("host {} not found", h.id)));
+        return Err(Error::Invalid(format!("host {} not found", h.id)));
     }
     Ok(())
 }
@@ -227,7 +227,7 @@ fn join_token_host(
     tx: &rusqlite::Connection,
     hash: &str,
     now: Timestamp,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<String>, Error> {
     let found: Option<(String, i64)> = tx
         .query_row(
             "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
@@ -242,7 +242,7 @@ impl Store {
     /// Applies `writes` in order in one transaction; for each write the id
     /// of the host it inserted (0 for other writes). On any error nothing is
     /// written.
-    pub fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, StoreError> {
+    pub fn write_hosts(&self, writes: &[HostWrite]) -> Result<Vec<i64>, Error> {
         self.write_once(|tx| {
             let mut ids = Vec::with_capacity(writes.len());
             for w in writes {
@@ -261,7 +261,7 @@ impl Store {
                             )
                             .optional()?;
                         let Some((a, o, v, t)) = cur else {
-                            return Err(StoreError::Invalid(format!("host {} not found", h.id)));
+                            return Err(Error::Invalid(format!("host {} not found", h.id)));
                         };
                         (row.administrative, row.operational, row.availability, row.task) =
                             (a, o, v, t);
@@ -300,7 +300,7 @@ impl Store {
                     } => {
                         let valid = join_token_host(tx, hash, *now)?;
                         if valid.as_deref() != Some(hostname.as_str()) {
-                            return Err(StoreError::Conflict(
+                            return Err(Error::Conflict(
                                 "the join token was used or expired meanwhile".into(),
                             ));
                         }
@@ -328,16 +328,12 @@ impl Store {
 
     /// The hostname a join token is for, if it is valid at `now`; reads
     /// only (the token is used up by [`HostWrite::TakeJoinToken`]).
-    pub fn peek_join_token(
-        &self,
-        hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn peek_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, Error> {
         self.read(|c| join_token_host(c, hash, now))
     }
 
     /// Every host, by id.
-    pub fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
+    pub fn hosts(&self) -> Result<Vec<StoredHost>, Error> {
         self.read(|c| {
             let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM hosts ORDER BY id"))?;
             let v = st
@@ -348,8 +344,8 @@ impl Store {
     }
 
     /// Inserts a host; returns it with its new id. A duplicate hostname is
-    /// refused with [`StoreError::Invalid`].
-    pub fn insert_host(&self, h: &StoredHost) -> Result<StoredHost, StoreError> {
+    /// refused with [`Error::Invalid`].
+    pub fn insert_host(&self, h: &StoredHost) -> Result<StoredHost, Error> {
         self.write_once(|tx| {
             let mut out = h.clone();
             out.id = insert_host_tx(tx, h)?;
@@ -358,12 +354,12 @@ impl Store {
     }
 
     /// Writes every field of an existing host.
-    pub fn update_host(&self, h: &StoredHost) -> Result<(), StoreError> {
+    pub fn update_host(&self, h: &StoredHost) -> Result<(), Error> {
         self.write_once(|tx| update_host_tx(tx, h))
     }
 
     /// Deletes a host; true if it existed.
-    pub fn delete_host(&self, id: i64) -> Result<bool, StoreError> {
+    pub fn delete_host(&self, id: i64) -> Result<bool, Error> {
         self.write_once(|tx| Ok(tx.execute("DELETE FROM hosts WHERE id = ?1", [id])? > 0))
     }
 
@@ -373,7 +369,7 @@ impl Store {
         hash: &str,
         hostname: &str,
         expires_at: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Error> {
         self.write_once(|tx| {
             tx.execute(
                 "INSERT INTO join_tokens (hash, hostname, expires_at) VALUES (?1, ?2, ?3)",
@@ -385,11 +381,7 @@ impl Store {
 
     /// Uses up a join token: deletes it and returns its hostname if it was
     /// valid at `now`. A used, expired or unknown token gives `None`.
-    pub fn take_join_token(
-        &self,
-        hash: &str,
-        now: Timestamp,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn take_join_token(&self, hash: &str, now: Timestamp) -> Result<Option<String>, Error> {
         self.write_once(|tx| {
             let found = join_token_host(tx, hash, now)?;
             tx.execute("DELETE FROM join_tokens WHERE hash = ?1", [hash])?;
@@ -402,7 +394,7 @@ impl Store {
     }
 
     /// A stored setting.
-    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+    pub fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
@@ -413,7 +405,7 @@ impl Store {
     }
 
     /// Stores settings in one transaction.
-    pub fn set_settings(&self, pairs: &[(String, String)]) -> Result<(), StoreError> {
+    pub fn set_settings(&self, pairs: &[(String, String)]) -> Result<(), Error> {
         self.write_once(|tx| {
             for (k, v) in pairs {
                 tx.execute(
@@ -466,7 +458,7 @@ mod tests {
         assert!(b.id > a.id);
         assert!(matches!(
             s.insert_host(&host("worker-0")),
-            Err(StoreError::Invalid(_))
+            Err(Error::Invalid(_))
         ));
         let mut a2 = a.clone();
         a2.administrative = "unlocked".into();

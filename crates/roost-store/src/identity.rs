@@ -3,7 +3,7 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Store, StoreError};
+use crate::{Error, Store};
 
 /// A user as stored (the password only as its argon2id hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct StoredToken {
 
 impl Store {
     /// The user with this name.
-    pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
+    pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, Error> {
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT id, name, password_hash FROM users WHERE name = ?1")?
@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// The user with this id.
-    pub fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
+    pub fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, Error> {
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT id, name, password_hash FROM users WHERE id = ?1")?
@@ -67,7 +67,7 @@ impl Store {
         project: (&str, &str),
         roles: &[&str],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, Error> {
         self.write_once(|tx| {
             let exists: Option<String> = tx
                 .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
@@ -96,7 +96,7 @@ impl Store {
     }
 
     /// The project with this name or id: (id, name).
-    pub fn project(&self, name_or_id: &str) -> Result<Option<(String, String)>, StoreError> {
+    pub fn project(&self, name_or_id: &str) -> Result<Option<(String, String)>, Error> {
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT id, name FROM projects WHERE id = ?1 OR name = ?1")?
@@ -107,7 +107,7 @@ impl Store {
     }
 
     /// The roles a user holds on a project.
-    pub fn roles(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, StoreError> {
+    pub fn roles(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, Error> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT role FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 ORDER BY role",
@@ -120,7 +120,7 @@ impl Store {
     }
 
     /// Stores a newly issued token.
-    pub fn insert_token(&self, t: &StoredToken) -> Result<(), StoreError> {
+    pub fn insert_token(&self, t: &StoredToken) -> Result<(), Error> {
         self.write_once(|tx| {
             tx.execute(
                 "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at)
@@ -139,19 +139,19 @@ impl Store {
     }
 
     /// Deletes a token; true if it existed.
-    pub fn delete_token(&self, hash: &str) -> Result<bool, StoreError> {
+    pub fn delete_token(&self, hash: &str) -> Result<bool, Error> {
         self.write_once(|tx| Ok(tx.execute("DELETE FROM tokens WHERE hash = ?1", [hash])? > 0))
     }
 
     /// Deletes tokens that expired before `now`; returns how many.
-    pub fn purge_expired_tokens(&self, now: Timestamp) -> Result<usize, StoreError> {
+    pub fn purge_expired_tokens(&self, now: Timestamp) -> Result<usize, Error> {
         self.write_once(|tx| {
             Ok(tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [now.micros()])?)
         })
     }
 
     /// Every token that has not expired at `now`.
-    pub fn live_tokens(&self, now: Timestamp) -> Result<Vec<StoredToken>, StoreError> {
+    pub fn live_tokens(&self, now: Timestamp) -> Result<Vec<StoredToken>, Error> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT hash, user_id, project_id, methods, issued_at, expires_at FROM tokens WHERE expires_at >= ?1",
@@ -184,7 +184,7 @@ pub struct SyncedUser {
 
 impl Store {
     /// Every user with its hash and roles on the `admin` project, by name.
-    pub fn synced_users(&self) -> Result<Vec<SyncedUser>, StoreError> {
+    pub fn synced_users(&self) -> Result<Vec<SyncedUser>, Error> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT u.name, u.password_hash,
@@ -222,7 +222,7 @@ impl Store {
         users: &[SyncedUser],
         new_id: &mut dyn FnMut() -> String,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Error> {
         let ids: Vec<String> = users.iter().map(|_| new_id()).collect();
         let project_id = new_id();
         self.write_once(|tx| {
@@ -268,7 +268,7 @@ impl Store {
     }
 
     /// Sets a user's password hash; false if there is no such user.
-    pub fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+    pub fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<bool, Error> {
         self.write_once(|tx| {
             Ok(tx.execute(
                 "UPDATE users SET password_hash = ?2 WHERE id = ?1",

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
 pub use dc::{StoredGroup, StoredSubcloud};
@@ -33,7 +34,7 @@ pub use identity::{StoredToken, StoredUser, SyncedUser};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum Error {
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the database at {path} is newer than this Roost (schema {found}, known {known})")]
@@ -53,6 +54,17 @@ pub enum StoreError {
     /// A commit failed on purpose (the `fault-injection` feature).
     #[error("injected commit failure")]
     Injected,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Sqlite(_) | Error::TooNew { .. } | Error::Injected => ErrorKind::Unavailable,
+            Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Conflict(_) => ErrorKind::Conflict,
+        }
+    }
 }
 
 /// How hard a commit tries to reach the disk.
@@ -124,7 +136,7 @@ pub struct Store {
     fail_commits: std::sync::atomic::AtomicU32,
 }
 
-fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+fn configure(conn: &Connection, durability: Durability) -> Result<(), Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(
@@ -140,7 +152,7 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
-    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+    pub fn open(config: StoreConfig) -> Result<Store, Error> {
         let conn = Connection::open(&config.path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn, config.durability)?;
@@ -173,7 +185,7 @@ impl Store {
     }
 
     /// Makes every `every`th commit after the next `after` fail with
-    /// [`StoreError::Injected`] (`every` 0 turns it off). For tests.
+    /// [`Error::Injected`] (`every` 0 turns it off). For tests.
     #[cfg(feature = "fault-injection")]
     pub fn fail_commits(&self, every: u64, after: u64) {
         self.faults.configure(every, after);
@@ -199,14 +211,14 @@ impl Store {
 
     /// Whether this commit must fail (fault injection); always false in
     /// normal builds.
-    fn injected_failure(&self) -> Result<(), StoreError> {
+    fn injected_failure(&self) -> Result<(), Error> {
         #[cfg(any(test, feature = "fault-injection"))]
         if self
             .fail_commits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            return Err(Error::Sqlite(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
                 Some("injected commit failure".into()),
             )));
@@ -215,17 +227,14 @@ impl Store {
     }
 
     /// Opens the single write connection. Call once and keep it on one thread.
-    pub fn writer(&self) -> Result<Writer<'_>, StoreError> {
+    pub fn writer(&self) -> Result<Writer<'_>, Error> {
         let conn = Connection::open(&self.path)?;
         configure(&conn, self.config.durability)?;
         Ok(Writer { conn, store: self })
     }
 
     /// Runs `f` on a read-only connection from the pool.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
         let conn = match self.readers.lock().map(|mut v| v.pop()) {
             Ok(Some(c)) => c,
             _ => {
@@ -251,8 +260,8 @@ impl Store {
     /// batching writer; SQLite serialises them with the writer.
     pub fn write_once<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut conn = Connection::open(&self.path)?;
         configure(&conn, self.config.durability)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -263,7 +272,7 @@ impl Store {
     }
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL)",
     )?;
@@ -274,7 +283,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     )?;
     let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     if current > known {
-        return Err(StoreError::TooNew {
+        return Err(Error::TooNew {
             path: path.to_path_buf(),
             found: current,
             known,
@@ -311,7 +320,7 @@ pub struct Writer<'s> {
 
 impl<'s> Writer<'s> {
     /// Starts a batch: one transaction holding many commands.
-    pub fn begin(&mut self) -> Result<Batch<'_>, StoreError> {
+    pub fn begin(&mut self) -> Result<Batch<'_>, Error> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -335,8 +344,8 @@ impl Batch<'_> {
     /// the rest of the batch goes on.
     pub fn step<T>(
         &mut self,
-        f: impl FnOnce(&rusqlite::Savepoint<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&rusqlite::Savepoint<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let sp = self.tx.savepoint()?;
         let out = f(&sp)?;
         sp.commit()?;
@@ -344,7 +353,7 @@ impl Batch<'_> {
     }
 
     /// Persists what one fault management command did, in its own savepoint.
-    pub fn persist_fm(&mut self, outcome: &roost_fm::Outcome) -> Result<(), StoreError> {
+    pub fn persist_fm(&mut self, outcome: &roost_fm::Outcome) -> Result<(), Error> {
         let sp = self.tx.savepoint()?;
         fm::persist(&sp, outcome)?;
         sp.commit()?;
@@ -354,7 +363,7 @@ impl Batch<'_> {
 
     /// Prunes the event log to its cap and commits. On return the batch is durable
     /// to the configured [`Durability`].
-    pub fn commit(self) -> Result<(), StoreError> {
+    pub fn commit(self) -> Result<(), Error> {
         let cap = self.store.config.event_log_cap as i64;
         let pruned = if self.events_added > 0 {
             self.tx.execute(

@@ -120,7 +120,7 @@ fn event_paging_follows_the_marker_newest_first() {
     q.marker = Some("no-such".into());
     assert!(matches!(
         store.events(&q, &Default::default()),
-        Err(StoreError::Invalid(_))
+        Err(Error::Invalid(_))
     ));
 }
 

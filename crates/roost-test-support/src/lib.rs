@@ -14,6 +14,25 @@ use serde_json::{Value, json};
 /// The admin password every test server is given.
 pub const PASSWORD: &str = "test-admin-password";
 
+/// Why a server or an agent could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The process could not be spawned.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process has no pipe for its stdout or stderr.
+    #[error("no {0}")]
+    NoPipe(&'static str),
+    /// The process did not print its ready line in time; `log` is what it
+    /// wrote on stderr.
+    #[error("{what} did not become ready; its log:\n{log}")]
+    NotReady { what: String, log: String },
+}
+
 /// How a server is started.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -62,7 +81,7 @@ type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 /// controller, its DC URL.
 type Ready = (Child, String, LogLines, Option<String>);
 
-fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Result<Ready, String> {
+fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Result<Ready, Error> {
     let mut cmd = match &opts.netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -95,11 +114,12 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        what: bin.display().to_string(),
+        source,
+    })?;
+    let stdout = child.stdout.take().ok_or(Error::NoPipe("stdout"))?;
+    let stderr = child.stderr.take().ok_or(Error::NoPipe("stderr"))?;
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     {
         let lines = lines.clone();
@@ -129,7 +149,10 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
             let _ = child.kill();
             let _ = child.wait();
             let log = lines.lock().map(|v| v.join("\n")).unwrap_or_default();
-            Err(format!("server did not become ready; its log:\n{log}"))
+            Err(Error::NotReady {
+                what: "server".into(),
+                log,
+            })
         }
     }
 }
@@ -153,7 +176,7 @@ impl Server {
         data_dir: &Path,
         opts: ServerOptions,
         tmp: Option<tempfile::TempDir>,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, Error> {
         let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
         let (child, url, stderr, dc_url) = spawn(bin, data_dir, &listen, &opts)?;
         Ok(Server {
@@ -456,7 +479,7 @@ impl Agent {
         data_dir: &Path,
         ip: &str,
         extra: &[&str],
-    ) -> Result<Agent, String> {
+    ) -> Result<Agent, Error> {
         Self::start_in_netns(bin, None, server, join_token, data_dir, ip, extra)
     }
 
@@ -469,7 +492,7 @@ impl Agent {
         data_dir: &Path,
         ip: &str,
         extra: &[&str],
-    ) -> Result<Agent, String> {
+    ) -> Result<Agent, Error> {
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--server".into(),
@@ -508,16 +531,19 @@ impl Agent {
         Ok(a)
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), Error> {
         let mut child = Command::new(&self.bin)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start the agent: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
+            .map_err(|source| Error::Spawn {
+                what: "the agent".into(),
+                source,
+            })?;
+        let stdout = child.stdout.take().ok_or(Error::NoPipe("stdout"))?;
+        let stderr = child.stderr.take().ok_or(Error::NoPipe("stderr"))?;
         let lines: LogLines = Default::default();
         let reader = {
             let lines = lines.clone();
@@ -549,10 +575,10 @@ impl Agent {
                 let _ = child.kill();
                 let status = child.wait().ok();
                 let _ = reader.join();
-                Err(format!(
-                    "agent did not become ready ({status:?}); its log:\n{}",
-                    self.log()
-                ))
+                Err(Error::NotReady {
+                    what: format!("agent ({status:?})"),
+                    log: self.log(),
+                })
             }
         }
     }
@@ -583,7 +609,7 @@ impl Agent {
     }
 
     /// Starts the agent again with the same arguments and data directory.
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<(), Error> {
         self.kill9();
         self.spawn()
     }

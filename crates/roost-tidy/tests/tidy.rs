@@ -98,6 +98,25 @@ const ROUTES_NOT_DOCUMENTED: &[(&str, &str)] = &[(
 /// Declared dependencies that no source names, with the reason they stay.
 const UNUSED_DEPENDENCY_EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
+/// Crates that build a binary: they may use `anyhow` and report errors as
+/// they like. Every other crate is a library.
+const BINARY_CRATES: &[&str] = &["roost", "roost-bench"];
+
+/// Library crates whose errors are still being converted to the one-enum
+/// rule (one `thiserror` enum, no `anyhow`, no `Result<_, String>`), with
+/// the reason. TEMPORARY: roost-server and roost-agent are converted in
+/// their own change, which removes this list.
+const ERROR_RULE_EXCEPTIONS: &[(&str, &str)] = &[
+    (
+        "roost-server",
+        "its six error enums and its use of anyhow are being merged in its own change",
+    ),
+    (
+        "roost-agent",
+        "its error enums and its use of anyhow are being merged in its own change",
+    ),
+];
+
 // ---------------------------------------------------------------------------
 // The tests.
 
@@ -381,6 +400,114 @@ fn every_workspace_dependency_is_used_by_a_member() {
     report("unused workspace dependencies", errors);
 }
 
+#[test]
+fn library_crates_do_not_depend_on_anyhow() {
+    let ws = Workspace::load();
+    let mut errors = Vec::new();
+    for m in &ws.manifests {
+        if !is_library(&m.krate) {
+            continue;
+        }
+        for d in m.deps.iter().filter(|d| d.section == Section::Normal) {
+            if d.name != "anyhow" {
+                continue;
+            }
+            if error_rule_exception(&m.krate) {
+                continue;
+            }
+            errors.push(format!(
+                "{}:{}: library crate {} depends on anyhow (anyhow is for the binaries; use the crate's own Error enum)",
+                m.rel, d.line, m.krate
+            ));
+        }
+    }
+    report("anyhow only in the binaries", errors);
+}
+
+#[test]
+fn library_code_returns_no_string_errors() {
+    let ws = Workspace::load();
+    let mut errors = Vec::new();
+    for f in &ws.files {
+        if !is_library(&f.krate) || f.test_target {
+            continue;
+        }
+        for line in string_error_results(&f.code) {
+            if f.is_test_line(line) {
+                continue;
+            }
+            if error_rule_exception(&f.krate) {
+                continue;
+            }
+            errors.push(format!(
+                "{}:{line}: `Result<_, String>` in library code: return the crate's Error enum, whose variant says the kind",
+                f.rel
+            ));
+        }
+    }
+    report("no Result<_, String> in library code", errors);
+}
+
+#[test]
+fn each_library_crate_has_one_public_error_enum() {
+    let ws = Workspace::load();
+    let mut errors = Vec::new();
+    let mut by_crate: BTreeMap<String, Vec<(String, ErrorType)>> = BTreeMap::new();
+    for f in &ws.files {
+        if !is_library(&f.krate) || f.test_target {
+            continue;
+        }
+        for t in error_types(&f.code) {
+            if f.is_test_line(t.line) || !t.public {
+                continue;
+            }
+            by_crate
+                .entry(f.krate.clone())
+                .or_default()
+                .push((f.rel.clone(), t));
+        }
+    }
+    for (krate, types) in &by_crate {
+        let wrong: Vec<&(String, ErrorType)> = types
+            .iter()
+            .filter(|(_, t)| !(t.is_enum && t.name == "Error"))
+            .collect();
+        if types.len() <= 1 && wrong.is_empty() {
+            continue;
+        }
+        if error_rule_exception(krate) {
+            continue;
+        }
+        let list: Vec<String> = types
+            .iter()
+            .map(|(rel, t)| format!("{} ({rel}:{})", t.name, t.line))
+            .collect();
+        errors.push(format!(
+            "crates/{krate}: public error types {}: a library crate has one, `pub enum Error` (helper enums private to a module are fine)",
+            list.join(", ")
+        ));
+    }
+    report("one error enum per library crate", errors);
+}
+
+#[test]
+fn error_rule_exceptions_are_still_needed() {
+    let ws = Workspace::load();
+    let mut errors = Vec::new();
+    for (krate, _) in ERROR_RULE_EXCEPTIONS {
+        if !ws.manifests.iter().any(|m| m.krate == *krate) {
+            errors.push(format!(
+                "crates/{krate} does not exist: remove it from ERROR_RULE_EXCEPTIONS"
+            ));
+        } else if !crate_breaks_any_error_rule(&ws, krate) {
+            errors.push(format!(
+                "crates/{krate} keeps every error rule now: remove it from ERROR_RULE_EXCEPTIONS"
+            ));
+        }
+    }
+    report("error rule exceptions", errors);
+}
+
 /// The scanner itself: comments and strings are blanked, test modules found.
 #[test]
 fn the_lexer_blanks_comments_and_strings_and_finds_test_modules() {
@@ -403,6 +530,240 @@ fn the_lexer_blanks_comments_and_strings_and_finds_test_modules() {
     assert!(sql_in("SELECT uuid FROM alarms WHERE x = ?1").is_some());
     assert!(sql_in("UPDATE hosts SET a = 1").is_some());
     assert!(sql_in("Select the hosts to update").is_none());
+}
+
+/// The scanners of the error rules.
+#[test]
+fn the_error_scanners_find_string_errors_and_error_types() {
+    let src = "fn a() -> Result<Vec<(String, u8)>, String> {}\nfn b() -> Result<String, Error> {}\nfn c() -> Result<\n    impl Fn() -> u8,\n    String,\n> {}\nfn d() -> io::Result<String> {}\n";
+    assert_eq!(string_error_results(src), vec![1, 3]);
+    let src = "#[derive(Debug, thiserror::Error)]\npub enum Error { A }\n#[derive(Debug, Clone, thiserror::Error)]\n#[error(\"x\")]\npub struct Other;\n#[derive(Debug, thiserror::Error)]\nenum Private { B }\n#[derive(Debug)]\npub struct Manual;\nimpl std::error::Error for Manual {}\n";
+    let found: Vec<(String, bool, bool, usize)> = error_types(src)
+        .into_iter()
+        .map(|t| (t.name, t.is_enum, t.public, t.line))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("Error".to_string(), true, true, 2),
+            ("Other".to_string(), false, true, 5),
+            ("Private".to_string(), true, false, 7),
+            ("Manual".to_string(), false, true, 9),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The error rules' helpers.
+
+/// A library crate: every crate but the binaries and roost-tidy.
+/// roost-test-support counts: tests and benchmarks call it as a library.
+fn is_library(krate: &str) -> bool {
+    !BINARY_CRATES.contains(&krate) && krate != "roost-tidy"
+}
+
+fn error_rule_exception(krate: &str) -> bool {
+    ERROR_RULE_EXCEPTIONS.iter().any(|(k, _)| *k == krate)
+}
+
+/// Whether `krate` still breaks one of the error rules.
+fn crate_breaks_any_error_rule(ws: &Workspace, krate: &str) -> bool {
+    let anyhow = ws.manifests.iter().any(|m| {
+        m.krate == krate
+            && m.deps
+                .iter()
+                .any(|d| d.section == Section::Normal && d.name == "anyhow")
+    });
+    let mut public_types = Vec::new();
+    let mut string_errors = false;
+    for f in ws
+        .files
+        .iter()
+        .filter(|f| f.krate == krate && !f.test_target)
+    {
+        string_errors |= string_error_results(&f.code)
+            .into_iter()
+            .any(|l| !f.is_test_line(l));
+        public_types.extend(
+            error_types(&f.code)
+                .into_iter()
+                .filter(|t| t.public && !f.is_test_line(t.line)),
+        );
+    }
+    let types_wrong = public_types.len() > 1
+        || public_types
+            .iter()
+            .any(|t| !(t.is_enum && t.name == "Error"));
+    anyhow || string_errors || types_wrong
+}
+
+/// Lines where a `Result<_, String>` starts: a `Result` whose second type
+/// argument is `String`.
+fn string_error_results(code: &str) -> Vec<usize> {
+    let c: Vec<char> = code.chars().collect();
+    let pattern: Vec<char> = "Result<".chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + pattern.len() <= c.len() {
+        if c[i..i + pattern.len()] != pattern[..] || (i > 0 && is_ident(c[i - 1])) {
+            i += 1;
+            continue;
+        }
+        // The type arguments, up to the matching `>`; the last one starts
+        // after the last comma at the outer level.
+        let open = i + pattern.len();
+        let mut commas = vec![open - 1];
+        let mut depth = 1;
+        let mut j = open;
+        while j < c.len() {
+            match c[j] {
+                '<' | '(' | '[' => depth += 1,
+                // The arrow of `impl Fn() -> T` closes nothing.
+                '>' if c[j - 1] == '-' => {}
+                '>' | ')' | ']' => depth -= 1,
+                ',' if depth == 1 => commas.push(j),
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+            j += 1;
+        }
+        if depth == 0 {
+            commas.push(j);
+            let args: Vec<String> = commas
+                .windows(2)
+                .map(|w| {
+                    c[w[0] + 1..w[1]]
+                        .iter()
+                        .filter(|ch| !ch.is_whitespace())
+                        .collect()
+                })
+                .filter(|a: &String| !a.is_empty())
+                .collect();
+            let last = args.last().map_or("", String::as_str);
+            if args.len() == 2 && matches!(last, "String" | "std::string::String") {
+                out.push(1 + c[..i].iter().filter(|&&ch| ch == '\n').count());
+            }
+        }
+        i = open;
+    }
+    out
+}
+
+/// A type that is an error: it derives `thiserror::Error` or implements
+/// `std::error::Error` by hand.
+#[derive(Debug)]
+struct ErrorType {
+    name: String,
+    is_enum: bool,
+    /// Declared `pub` (not `pub(crate)` or private).
+    public: bool,
+    /// The line of its `enum` or `struct` keyword.
+    line: usize,
+}
+
+fn error_types(code: &str) -> Vec<ErrorType> {
+    let bare_error_is_thiserror = code.contains("use thiserror::Error");
+    let manual: BTreeSet<String> = code
+        .lines()
+        .filter_map(|l| {
+            let t = l.trim();
+            let rest = t.strip_prefix("impl std::error::Error for ").or_else(|| {
+                t.strip_prefix("impl Error for ")
+                    .filter(|_| !bare_error_is_thiserror)
+            })?;
+            Some(rest.chars().take_while(|c| is_ident(*c)).collect())
+        })
+        .collect();
+    let c: Vec<char> = code.chars().collect();
+    let line_at = |pos: usize| 1 + c[..pos].iter().filter(|&&ch| ch == '\n').count();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // Each item: its attributes (`#[...]`, brackets balanced), then the
+    // words before its body.
+    while i < c.len() {
+        if !(c[i] == '#' && c.get(i + 1) == Some(&'[')) || (i > 0 && !c[i - 1].is_whitespace()) {
+            i += 1;
+            continue;
+        }
+        let mut derives_error = false;
+        let mut j = i;
+        while c.get(j) == Some(&'#') && c.get(j + 1) == Some(&'[') {
+            let start = j;
+            let mut depth = 0;
+            while j < c.len() {
+                match c[j] {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            let attr: String = c[start..j.min(c.len())]
+                .iter()
+                .filter(|ch| !ch.is_whitespace())
+                .collect();
+            if let Some(list) = attr.strip_prefix("#[derive(") {
+                derives_error |= list
+                    .trim_end_matches(')')
+                    .split(',')
+                    .any(|d| d == "thiserror::Error" || (d == "Error" && bare_error_is_thiserror));
+            }
+            j += 1;
+            while j < c.len() && c[j].is_whitespace() {
+                j += 1;
+            }
+        }
+        let header_end = (j..c.len())
+            .find(|&k| matches!(c[k], '{' | ';' | '<' | '#'))
+            .unwrap_or(c.len());
+        let header: String = c[j..header_end].iter().collect();
+        let words: Vec<&str> = header.split_whitespace().collect();
+        let kw = words.iter().position(|w| *w == "enum" || *w == "struct");
+        if let Some(k) = kw
+            && words[..k]
+                .iter()
+                .all(|w| *w == "pub" || w.starts_with("pub"))
+            && let Some(name) = words.get(k + 1)
+        {
+            let name: String = name.chars().take_while(|c| is_ident(*c)).collect();
+            if derives_error || manual.contains(&name) {
+                let kw_at = j + header.find(words[k]).unwrap_or(0);
+                out.push(ErrorType {
+                    is_enum: words[k] == "enum",
+                    public: words.first() == Some(&"pub"),
+                    name,
+                    line: line_at(kw_at),
+                });
+            }
+        }
+        i = j.max(i + 1);
+    }
+    // A hand-written error with no attribute at all.
+    for (n, line) in code.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(k) = words.iter().position(|w| *w == "enum" || *w == "struct")
+            && let Some(name) = words.get(k + 1)
+        {
+            let name: String = name.chars().take_while(|c| is_ident(*c)).collect();
+            if manual.contains(&name) && !out.iter().any(|t| t.name == name) {
+                out.push(ErrorType {
+                    is_enum: words[k] == "enum",
+                    public: words.first() == Some(&"pub"),
+                    name,
+                    line: n + 1,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|t| t.line);
+    out
 }
 
 // ---------------------------------------------------------------------------

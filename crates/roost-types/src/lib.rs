@@ -7,11 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod entity;
+mod error;
 mod severity;
 mod system;
 mod time;
 
 pub use entity::{entity_is_under, entity_type_of};
-pub use severity::{ParseSeverityError, Severity};
+pub use error::{Error, ErrorKind};
+pub use severity::Severity;
 pub use system::{Role, SystemMode};
-pub use time::{Clock, ManualClock, ParseTimestampError, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::Error;
+
 /// Alarm and event severity, ITU X.733 style, in rank order
 /// `critical > major > minor > warning`, plus `not-applicable` for logs
 /// that carry no severity.
@@ -56,13 +58,8 @@ impl fmt::Display for Severity {
     }
 }
 
-/// A severity string that is not one of the known spellings.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown severity {0:?} (expected critical, major, minor, warning or not-applicable)")]
-pub struct ParseSeverityError(pub String);
-
 impl FromStr for Severity {
-    type Err = ParseSeverityError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -71,7 +68,7 @@ impl FromStr for Severity {
             "minor" => Ok(Severity::Minor),
             "warning" | "warnings" => Ok(Severity::Warning),
             "not-applicable" | "not_applicable" | "na" => Ok(Severity::NotApplicable),
-            _ => Err(ParseSeverityError(s.to_string())),
+            _ => Err(Error::InvalidSeverity(s.to_string())),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::Error;
+
 /// A UTC instant with microsecond resolution, counted from the Unix epoch.
 ///
 /// It prints in StarlingX's naive UTC form, `2026-11-26T18:16:12.086207`,
@@ -71,18 +73,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Text that is not a timestamp Roost understands.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp {0:?} (expected YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z])")]
-pub struct ParseTimestampError(pub String);
-
 impl FromStr for Timestamp {
-    type Err = ParseTimestampError;
+    type Err = Error;
 
     /// Accepts `YYYY-MM-DD`, optionally followed by `T` or a space and
     /// `HH:MM[:SS[.fraction]]`, optionally followed by `Z` or `+00:00`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseTimestampError(s.to_string());
+        let err = || Error::InvalidTimestamp(s.to_string());
         let t = s.trim();
         let t = t
             .strip_suffix('Z')
@@ -92,7 +89,7 @@ impl FromStr for Timestamp {
             Some(i) => (&t[..i], Some(&t[i + 1..])),
             None => (t, None),
         };
-        let num = |p: &str, len: usize| -> Result<i64, ParseTimestampError> {
+        let num = |p: &str, len: usize| -> Result<i64, Error> {
             if p.len() != len || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }

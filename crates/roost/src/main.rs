@@ -169,7 +169,9 @@ fn error_line(e: &anyhow::Error) -> String {
 }
 
 /// Runs a future on a small runtime; errors become one line and exit 1.
-fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+fn run_async<E: Into<anyhow::Error>>(
+    f: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -189,7 +191,7 @@ fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
     match rt.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("roost: {}", error_line(&e));
+            eprintln!("roost: {}", error_line(&e.into()));
             ExitCode::FAILURE
         }
     }

@@ -143,7 +143,7 @@ fn a_gap_is_refused_and_nothing_past_it_is_applied() {
         .unwrap_err();
     assert_eq!(
         err,
-        StreamError::Gap {
+        Error::Gap {
             expected: 3,
             got: 4
         }
@@ -165,13 +165,13 @@ fn a_batch_out_of_order_is_refused_whole() {
             ch(2, "b", "x", Some(Severity::Major)),
         ])
         .unwrap_err();
-    assert_eq!(err, StreamError::OutOfOrder { after: 3, got: 2 });
+    assert_eq!(err, Error::OutOfOrder { after: 3, got: 2 });
     assert_eq!(s.acked(), 0);
     assert!(s.table().is_empty());
     // A repeated number inside a batch is out of order too.
     assert!(matches!(
         s.receive(&[ch(1, "a", "x", None), ch(1, "a", "x", None)]),
-        Err(StreamError::OutOfOrder { .. })
+        Err(Error::OutOfOrder { .. })
     ));
 }
 
@@ -251,7 +251,7 @@ proptest! {
             let before = s.clone();
             match s.receive(&changes[start..end]) {
                 Ok(acked) => prop_assert!(acked >= before.acked()),
-                Err(StreamError::Gap { expected, .. }) => prop_assert_eq!(expected, s.acked() + 1),
+                Err(Error::Gap { expected, .. }) => prop_assert_eq!(expected, s.acked() + 1),
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }
         }

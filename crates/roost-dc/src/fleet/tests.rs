@@ -296,7 +296,7 @@ fn alarm_changes_for_an_unknown_subcloud_are_refused() {
     let mut s = Sim::new();
     assert_eq!(
         s.f.alarm_changes("ghost", &[]),
-        Err(StreamError::UnknownSubcloud("ghost".into()))
+        Err(Error::UnknownSubcloud("ghost".into()))
     );
     assert!(s.f.alarm_snapshot("ghost", 1, &[]).is_err());
 }
@@ -606,21 +606,24 @@ fn subcloud_names_must_be_valid_unique_and_not_reserved() {
     s.add("edge-1");
     assert_eq!(
         s.f.add("edge-1", 1, s.now),
-        Err(DcError::Exists("edge-1".into()))
+        Err(Error::Exists("edge-1".into()))
     );
     assert!(matches!(
         s.f.add("systemcontroller", 1, s.now),
-        Err(DcError::InvalidName(_))
+        Err(Error::InvalidName(_))
     ));
     assert!(matches!(
         s.f.add("42", 1, s.now),
-        Err(DcError::InvalidName(_))
+        Err(Error::InvalidName(_))
     ));
     assert!(matches!(
         s.f.add("a.b", 1, s.now),
-        Err(DcError::InvalidName(_))
+        Err(Error::InvalidName(_))
     ));
-    assert_eq!(s.f.add("edge-2", 9, s.now), Err(DcError::UnknownGroup(9)));
+    assert_eq!(
+        s.f.add("edge-2", 9, s.now),
+        Err(Error::UnknownGroup("9".into()))
+    );
     assert_eq!(s.f.len(), 1);
 }
 
@@ -629,11 +632,11 @@ fn remove_is_refused_unless_the_subcloud_is_unmanaged_and_offline() {
     let mut s = Sim::new();
     s.managed_online("edge-1");
     let err = s.f.remove("edge-1").unwrap_err();
-    assert_eq!(err, DcError::NotUnmanaged("edge-1".into()));
+    assert_eq!(err, Error::NotUnmanaged("edge-1".into()));
     assert!(err.to_string().contains("must be unmanaged"));
     s.manage("edge-1", Management::Unmanaged);
     let err = s.f.remove("edge-1").unwrap_err();
-    assert_eq!(err, DcError::NotOffline("edge-1".into()));
+    assert_eq!(err, Error::NotOffline("edge-1".into()));
     assert!(err.to_string().contains("powered down"));
     s.run(10, &[]);
     let fx = s.f.remove("edge-1").unwrap();
@@ -643,7 +646,7 @@ fn remove_is_refused_unless_the_subcloud_is_unmanaged_and_offline() {
     assert!(s.f.is_empty());
     assert_eq!(
         s.f.remove("edge-1"),
-        Err(DcError::UnknownSubcloud("edge-1".into()))
+        Err(Error::UnknownSubcloud("edge-1".into()))
     );
     // Ids are not reused.
     s.add("edge-2");
@@ -676,7 +679,7 @@ fn a_record_restores_the_same_subcloud_with_a_grace_period() {
     assert_eq!(sc.software_version(), Some("26.03"));
     assert_eq!(
         f.restore(rec.clone(), later_start),
-        Err(DcError::Exists("edge-1".into()))
+        Err(Error::Exists("edge-1".into()))
     );
     assert!(f.tick(later_start.plus_secs(9)).is_empty());
     let fx = f.tick(later_start.plus_secs(10));
@@ -713,12 +716,12 @@ fn the_default_group_always_exists_and_cannot_be_deleted_or_renamed() {
     assert_eq!(d.name, "Default");
     assert_eq!(d.update_apply_type, ApplyType::Parallel);
     assert_eq!(d.max_parallel_subclouds, 2);
-    assert_eq!(f.delete_group(1), Err(GroupError::DefaultNotDeletable));
+    assert_eq!(f.delete_group(1), Err(Error::DefaultGroupNotDeletable));
     let rename = GroupPatch {
         name: Some("Main".into()),
         ..GroupPatch::default()
     };
-    assert_eq!(f.update_group(1, rename), Err(GroupError::DefaultNameFixed));
+    assert_eq!(f.update_group(1, rename), Err(Error::DefaultGroupNameFixed));
     // Its other settings may change.
     let more = GroupPatch {
         max_parallel_subclouds: Some(50),
@@ -735,13 +738,13 @@ fn groups_are_validated_with_clear_messages() {
     assert_eq!(g.id, 2);
     assert_eq!(
         f.add_group(spec("rack-4")),
-        Err(GroupError::DuplicateName("rack-4".into()))
+        Err(Error::GroupExists("rack-4".into()))
     );
     let e = f.add_group(spec("default")).unwrap_err();
     assert!(e.to_string().starts_with("Invalid group name"), "{e}");
     assert!(matches!(
         f.add_group(spec("7")),
-        Err(GroupError::InvalidName(_))
+        Err(Error::InvalidGroupName(_))
     ));
     let e = f
         .add_group(GroupSpec {
@@ -755,22 +758,22 @@ fn groups_are_validated_with_clear_messages() {
             max_parallel_subclouds: 0,
             ..spec("rack-5")
         }),
-        Err(GroupError::InvalidMaxParallel(_))
+        Err(Error::InvalidMaxParallel(_))
     ));
     assert!(matches!(
         f.add_group(GroupSpec {
             description: String::new(),
             ..spec("rack-5")
         }),
-        Err(GroupError::InvalidDescription(_))
+        Err(Error::InvalidGroupDescription(_))
     ));
     assert_eq!(
         f.update_group(2, GroupPatch::default()),
-        Err(GroupError::NothingToUpdate)
+        Err(Error::NothingToUpdate)
     );
     assert_eq!(
         f.update_group(9, GroupPatch::default()),
-        Err(GroupError::NotFound("9".into()))
+        Err(Error::UnknownGroup("9".into()))
     );
     let g = f
         .update_group(
@@ -796,13 +799,16 @@ fn a_group_holding_subclouds_cannot_be_deleted() {
     let id = s.f.add_group(spec("rack-4")).unwrap().id;
     s.f.add("edge-1", id, s.now).unwrap();
     let e = s.f.delete_group(id).unwrap_err();
-    assert_eq!(e, GroupError::NotEmpty("rack-4".into(), 1));
+    assert_eq!(e, Error::GroupNotEmpty("rack-4".into(), 1));
     assert!(e.to_string().starts_with("Subcloud Group not empty"));
     assert_eq!(s.f.subclouds_in_group(id).count(), 1);
     s.f.set_group("edge-1", DEFAULT_GROUP_ID).unwrap();
     assert_eq!(s.f.delete_group(id).unwrap().name, "rack-4");
     assert!(s.f.group(id).is_none());
-    assert_eq!(s.f.set_group("edge-1", id), Err(DcError::UnknownGroup(id)));
+    assert_eq!(
+        s.f.set_group("edge-1", id),
+        Err(Error::UnknownGroup(id.to_string()))
+    );
     // Group ids are not reused either.
     assert_eq!(s.f.add_group(spec("rack-5")).unwrap().id, 3);
 }
@@ -822,7 +828,7 @@ fn restored_groups_keep_their_ids() {
         max_parallel_subclouds: 1,
     };
     f.restore_group(g.clone()).unwrap();
-    assert_eq!(f.restore_group(g), Err(GroupError::DuplicateId(12)));
+    assert_eq!(f.restore_group(g), Err(Error::DuplicateGroupId(12)));
     assert_eq!(f.add_group(spec("near")).unwrap().id, 13);
 }
 

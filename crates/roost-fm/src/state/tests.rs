@@ -109,7 +109,7 @@ fn clearing_an_unknown_uuid_is_not_found_and_changes_nothing() {
     let e = s
         .apply(FmCommand::ClearUuid("nope".into()), t(1), &cat())
         .unwrap_err();
-    assert_eq!(e, FmError::AlarmNotFound("nope".into()));
+    assert_eq!(e, Error::AlarmNotFound("nope".into()));
     assert_eq!(s.len(), 1);
 }
 
@@ -248,7 +248,7 @@ fn only_suppressible_catalogue_alarms_can_be_suppressed() {
             &cat(),
         )
         .unwrap_err();
-    assert_eq!(e, FmError::NotSuppressible("200.001".into()));
+    assert_eq!(e, Error::NotSuppressible("200.001".into()));
     let e = s
         .apply(
             FmCommand::Suppress {
@@ -259,7 +259,7 @@ fn only_suppressible_catalogue_alarms_can_be_suppressed() {
             &cat(),
         )
         .unwrap_err();
-    assert_eq!(e, FmError::UnknownAlarmId("999.999".into()));
+    assert_eq!(e, Error::UnknownAlarmId("999.999".into()));
     assert!(s.suppressed_ids().is_empty());
 }
 
@@ -303,7 +303,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     for b in bad {
         assert!(matches!(
             s.apply(FmCommand::Set(b), t(0), &cat()),
-            Err(FmError::Invalid(_))
+            Err(Error::Invalid(_))
         ));
     }
     assert!(s.is_empty());

@@ -52,7 +52,7 @@ impl Sim {
         }
     }
 
-    fn act(&mut self, host: &str, a: HostAction) -> Result<Effects, MtceError> {
+    fn act(&mut self, host: &str, a: HostAction) -> Result<Effects, Error> {
         let fx = self.m.action(host, a, self.now)?;
         Ok(self.take(fx))
     }

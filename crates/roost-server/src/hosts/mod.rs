@@ -38,7 +38,7 @@ use roost_api::agent::Inventory;
 use roost_api::heartbeat::HostKey;
 use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
 use roost_mtce::{Admin, Effects, Maintenance, MtceSettings, Network, Personality};
-use roost_store::{HostWrite, Store, StoreError, StoredHost};
+use roost_store::{Error as StoreError, HostWrite, Store, StoredHost};
 use roost_types::{Clock, Severity, SystemMode, Timestamp};
 use sha2::{Digest, Sha256};
 use tokio::net::UdpSocket;

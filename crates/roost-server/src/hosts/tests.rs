@@ -9,7 +9,7 @@ use std::time::Duration;
 use roost_api::heartbeat::{Answerer, Health, HostKey};
 use roost_api::sysinv::{AgentReport, EnrollRequest, HostAdd};
 use roost_fm::Catalogue;
-use roost_store::{HostWrite, Store, StoreConfig, StoreError, StoredHost};
+use roost_store::{Error as StoreError, HostWrite, Store, StoreConfig, StoredHost};
 use roost_types::{ManualClock, SystemMode, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;

@@ -4,8 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, ErrorKind, error_chain};
-use roost_fm::FmError;
-use roost_store::StoreError;
+use roost_fm::Error as FmError;
+use roost_store::Error as StoreError;
 
 /// An error answer: a status and a one-line message.
 #[derive(Debug, Clone)]

@@ -226,7 +226,10 @@ async fn post_alarm(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PostReply>, ApiError> {
     let post: AlarmPost = json_body(&headers, body)?;
-    let cmd = match post.into_request().map_err(ApiError::bad_request)? {
+    let cmd = match post
+        .into_request()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+    {
         AlarmRequest::Set(i) => FmCommand::Set(i),
         AlarmRequest::ClearUuid(u) => FmCommand::ClearUuid(u),
         AlarmRequest::ClearPair {

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 
 use super::{Bmc, BmcConfig};
+use crate::error::{Context as _, Error, Result};
 
 /// Arguments of `roost sim bmc`.
 ///
@@ -63,16 +63,16 @@ pub struct BmcArgs {
     pub command: Vec<String>,
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
+fn parse_env(s: &str) -> Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+        _ => Err(Error::Invalid(format!("expected KEY=VALUE, got {s:?}"))),
     }
 }
 
 impl BmcArgs {
     /// The [`BmcConfig`] these arguments describe (reads the password file).
-    pub fn into_config(self) -> anyhow::Result<BmcConfig> {
+    pub fn into_config(self) -> Result<BmcConfig> {
         let password = match (self.password, self.password_file) {
             (Some(p), _) => p,
             (None, Some(path)) => {
@@ -80,7 +80,11 @@ impl BmcArgs {
                     .with_context(|| format!("reading password file {}", path.display()))?;
                 text.trim_end_matches(['\r', '\n']).to_owned()
             }
-            (None, None) => anyhow::bail!("--password or --password-file is required"),
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "--password or --password-file is required".into(),
+                ));
+            }
         };
         Ok(BmcConfig {
             listen: self.listen,
@@ -100,7 +104,7 @@ impl BmcArgs {
 ///
 /// Prints `roost sim bmc ready on http://ADDR` on stdout once the listener
 /// is bound (and the host started, when powered on at start).
-pub async fn run_bmc_cli(args: BmcArgs) -> anyhow::Result<()> {
+pub async fn run_bmc_cli(args: BmcArgs) -> Result<()> {
     let cfg = args.into_config()?;
     let bmc = Bmc::start(cfg).await?;
     {
