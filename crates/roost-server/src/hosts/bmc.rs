@@ -70,7 +70,9 @@ pub type BmcFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send +
 
 /// Something that carries out power actions on hosts' BMCs.
 pub trait Bmc: Send + Sync + 'static {
-    /// Carries out `action` on the BMC of `target`.
+    /// Carries out `action` on the BMC of `target`. A failure's text goes
+    /// into alarm 200.010: an unsupported BMC is invalid, one that cannot
+    /// be reached is unreachable, one that answers with an error refused.
     fn power<'a>(&'a self, target: &'a BmcTarget, action: PowerAction) -> BmcFuture<'a>;
 }
 

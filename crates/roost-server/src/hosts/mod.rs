@@ -387,7 +387,7 @@ impl HostService {
             .jobs
             .send(Job::Write { writes, reply })
             .map_err(|_| Error::Stopped(STOPPED))?;
-        Ok(rx.await.map_err(|_| Error::Stopped(STOPPED))??)
+        rx.await.map_err(|_| Error::Stopped(STOPPED))?
     }
 
     /// The UDP address the heartbeat is sent from.
