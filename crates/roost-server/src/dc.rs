@@ -74,6 +74,10 @@ struct State {
     /// Subclouds whose derived state (deploy status, software version)
     /// failed to commit; written again at the next tick.
     dirty: BTreeSet<String>,
+    /// Alarm decisions (280.001, 280.002) whose commit failed, by alarm and
+    /// entity; recorded again at the next tick unless a newer decision
+    /// about the same alarm came first.
+    unrecorded: BTreeMap<(&'static str, String), roost_dc::AlarmOut>,
 }
 
 struct Inner {
@@ -295,6 +299,7 @@ impl DcService {
                     records,
                     content,
                     dirty: BTreeSet::new(),
+                    unrecorded: BTreeMap::new(),
                 }),
                 writes: tokio::sync::Mutex::new(()),
             }),
@@ -342,6 +347,9 @@ impl DcService {
                 changed: dirty.into_iter().collect(),
                 ..DcEffects::default()
             });
+            // Older than what this tick decided: carried out first.
+            let unrecorded = std::mem::take(&mut st.unrecorded);
+            fx.alarms.splice(0..0, unrecorded.into_values());
             fx
         };
         if !fx.is_empty() {
@@ -417,14 +425,22 @@ impl DcService {
             tracing::info!(subcloud = %d.subcloud, endpoint = d.endpoint.as_str(), "configuration drift found; it will be overwritten while managed");
         }
         for a in fx.alarms {
+            let key = (a.alarm_id, a.entity_instance_id.clone());
+            // A newer decision about this alarm replaces one still to record.
+            self.lock().unrecorded.remove(&key);
             let cmd = crate::fm_service::raise_or_clear(
                 a.alarm_id,
-                a.entity_instance_id,
+                a.entity_instance_id.clone(),
                 a.severity,
-                a.reason_text,
+                a.reason_text.clone(),
             );
-            if let Err(e) = self.inner.fm.submit(cmd).await {
-                tracing::warn!(error = %e, "cannot record a subcloud alarm");
+            match self.inner.fm.submit(cmd).await {
+                Ok(_) => {}
+                Err(e @ crate::Error::Store(_)) => {
+                    tracing::warn!(error = %e, "cannot record a subcloud alarm; will retry");
+                    self.lock().unrecorded.insert(key, a);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot record a subcloud alarm"),
             }
         }
     }

@@ -83,6 +83,14 @@ pub async fn run_with(
     let addr = listener.local_addr()?;
     let role = roost_types::Role::parse(&config.role)
         .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", config.role)))?;
+    let heartbeat_socket = tokio::net::UdpSocket::bind(config.heartbeat_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot bind the heartbeat socket {}",
+                config.heartbeat_listen
+            )
+        })?;
     let mut dc_listener = if role == Role::SystemController {
         Some(
             tokio::net::TcpListener::bind(config.dc.listen)
@@ -164,6 +172,7 @@ pub async fn run_with(
     let (hosts, host_tasks) = hosts::HostService::start(
         hosts::HostsIo {
             store: store.clone(),
+            heartbeat: Arc::new(heartbeat_socket),
             fm: fm.clone(),
             bmc: Arc::new(
                 hosts::bmc::Redfish::new(Duration::from_secs(10))
@@ -175,7 +184,6 @@ pub async fn run_with(
         hosts::HostsConfig {
             hostname: config.hostname.clone(),
             system_mode,
-            heartbeat_listen: config.heartbeat_listen,
             join_token_ttl_secs: config.join_token_ttl_secs,
         },
         shutdown.clone(),
@@ -516,9 +524,14 @@ async fn start_subcloud(
         ..
     } = *core;
     let sc_url = config.dc.system_controller.clone().unwrap_or_default();
-    let id = subcloud::enroll_or_load(data.path(), &sc_url, enroll_token)
-        .await
-        .context("cannot join the system controller")?;
+    let id = subcloud::enroll_or_load(
+        data.path(),
+        &sc_url,
+        enroll_token,
+        &subcloud::Https::new(&sc_url),
+    )
+    .await
+    .context("cannot join the system controller")?;
     if let Some(log) = alarm_log {
         let alarms: Vec<roost_fm::Alarm> = fm.read().alarms().cloned().collect();
         let changes: Vec<roost_fm::AlarmChange> = alarms
@@ -529,7 +542,8 @@ async fn start_subcloud(
             })
             .collect();
         subcloud::record_changes(log, &changes, clock.now());
-        tasks.push(tokio::spawn(subcloud::run(
+        let controller = Arc::new(subcloud::Https::new(&id.system_controller));
+        let sync = subcloud::SyncLoop::new(
             data.path().to_path_buf(),
             id,
             subcloud::Local {
@@ -539,8 +553,9 @@ async fn start_subcloud(
                 clock: clock.clone(),
             },
             log.clone(),
-            shutdown.clone(),
-        )));
+            controller,
+        );
+        tasks.push(tokio::spawn(sync.run(shutdown.clone())));
     }
     Ok(())
 }

@@ -5,18 +5,24 @@
 //!
 //! A subcloud keeps working on its own when the link is down: the loop
 //! only retries; nothing local depends on the system controller.
+//!
+//! The calls to the system controller (enroll, sync, renew) go through a
+//! [`ControllerLink`]: HTTPS ([`Https`]) in the server; unit tests call a
+//! system controller's `DcService` in the same process.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use roost_api::dcsync::{
     CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig, PlatformConfig,
-    RenewRequest, SyncReply, SyncedUser, empty_digest, parse_enroll_token, push_applied,
-    sync_request, take_reply,
+    RenewRequest, SyncReply, SyncRequest, SyncedUser, empty_digest, parse_enroll_token,
+    push_applied, sync_request, take_reply,
 };
 use roost_dc::{
     AlarmChange, AlarmLog, Endpoint, Epoch, Generation, LinkEvent, SubcloudLink, SyncResult,
@@ -24,10 +30,11 @@ use roost_dc::{
 use roost_fm::FmCommand;
 use roost_store::Store;
 use roost_types::{Clock, Timestamp};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::Shutdown;
-use crate::error::{Context, Error, error_chain};
+use crate::error::{Context, error_chain};
+use crate::{Error, Shutdown};
 use crate::fm_service::FmService;
 use crate::platform::{PlatformKey, PlatformService};
 
@@ -81,7 +88,7 @@ fn identity_path(dir: &Path) -> PathBuf {
     dir.join("dc-identity.json")
 }
 
-fn save_identity(dir: &Path, id: &DcIdentity) -> Result<(), Error> {
+fn save_identity(dir: &Path, id: &DcIdentity) -> crate::Result<()> {
     let path = identity_path(dir);
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -97,11 +104,13 @@ fn save_identity(dir: &Path, id: &DcIdentity) -> Result<(), Error> {
 }
 
 /// Enrolls with a one-time token (first start) or loads the stored identity.
+/// `controller` is the link to the system controller at `system_controller`.
 pub async fn enroll_or_load(
     data_dir: &Path,
     system_controller: &str,
     token: Option<&str>,
-) -> Result<DcIdentity, Error> {
+    controller: &dyn ControllerLink,
+) -> crate::Result<DcIdentity> {
     let path = identity_path(data_dir);
     if path.exists() {
         let text = std::fs::read_to_string(&path)
@@ -116,7 +125,8 @@ pub async fn enroll_or_load(
     }
     let token = token.ok_or_else(|| {
         Error::Invalid(
-            "this cloud is not enrolled yet: give the enrollment token from `roost subcloud add` (--enroll-token)".into(),
+            "this cloud is not enrolled yet: give the enrollment token from `roost subcloud add` (--enroll-token)"
+                .into(),
         )
     })?;
     let (fingerprint, _) = parse_enroll_token(token).ok_or_else(|| {
@@ -125,17 +135,25 @@ pub async fn enroll_or_load(
         )
     })?;
     let client_id = roost_pki::ClientIdentity::generate("subcloud")?;
-    let http = roost_pki::https_client(roost_pki::pinned_client_config(fingerprint)?)?;
+    let req = EnrollRequest {
+        token: token.to_string(),
+        csr_pem: client_id.csr_pem.clone(),
+    };
     // The system controller may not be up yet (or the link is down): retry
     // with backoff. A refusal or a CA that does not match the token is final.
     let mut backoff = Duration::from_secs(1);
     let e = loop {
-        match enroll_once(&http, system_controller, token, &client_id.csr_pem).await {
+        match controller.enroll(&req).await {
             Ok(e) => break e,
-            Err(Attempt::Final(e)) => return Err(e),
-            Err(Attempt::Retry(e)) => {
+            Err(e) if link_final(&e) => {
+                return Err(Error::context(
+                    format!("cannot enroll into the system controller at {system_controller}"),
+                    e,
+                ));
+            }
+            Err(e) => {
                 tracing::warn!(
-                    error = %error_chain(&e),
+                    error = %e,
                     retry_in_secs = backoff.as_secs(),
                     "cannot enroll yet; retrying"
                 );
@@ -161,12 +179,161 @@ pub async fn enroll_or_load(
 /// The longest wait between two enrollment attempts.
 const MAX_ENROLL_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Why an enrollment attempt failed.
-enum Attempt {
-    /// Unreachable, or answered "try later": try again.
-    Retry(Error),
-    /// Refused, or not the system controller the token names.
-    Final(Error),
+/// A call to the system controller that failed. Link failures are crate
+/// errors of three kinds: `Unreachable` (the request never reached a system
+/// controller), `Refused` with a 5xx status (it cannot answer now: worth
+/// trying again), and any other `Refused` (a refusal, an unexpected answer,
+/// or not the system controller the credentials name: final).
+fn link_unavailable(message: String) -> Error {
+    Error::Refused {
+        status: Some(503),
+        message,
+    }
+}
+
+fn link_refused(message: String) -> Error {
+    Error::Refused {
+        status: None,
+        message,
+    }
+}
+
+/// Whether a link failure is final (a refusal), not worth retrying.
+pub fn link_final(e: &Error) -> bool {
+    matches!(e, Error::Refused { status, .. } if !matches!(status, Some(500..=599)))
+}
+
+/// A call to the system controller in progress.
+pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// The calls a subcloud makes to its system controller, with the wire
+/// types both ends use. [`Https`] is the real link; unit tests call a
+/// system controller's service in the same process.
+pub trait ControllerLink: Send + Sync + 'static {
+    /// Enrolls with a one-time token (no client certificate yet).
+    fn enroll<'a>(&'a self, req: &'a EnrollRequest) -> LinkFuture<'a, EnrollResponse>;
+    /// One sync, as the subcloud `id` (by its certificate).
+    fn sync<'a>(&'a self, id: &'a DcIdentity, req: &'a SyncRequest) -> LinkFuture<'a, SyncReply>;
+    /// A new certificate for the subcloud `id`.
+    fn renew<'a>(
+        &'a self,
+        id: &'a DcIdentity,
+        req: &'a RenewRequest,
+    ) -> LinkFuture<'a, EnrollResponse>;
+}
+
+/// The link over HTTPS: enrollment pinned to the CA fingerprint in the
+/// token, syncs and renewals with mutual TLS.
+pub struct Https {
+    url: String,
+    /// The mutual-TLS client, and the certificate it presents.
+    client: Mutex<Option<(String, reqwest::Client)>>,
+}
+
+impl Https {
+    /// A link to the system controller at `system_controller` (its DC
+    /// listener's URL).
+    pub fn new(system_controller: &str) -> Https {
+        Https {
+            url: system_controller.trim_end_matches('/').to_string(),
+            client: Mutex::new(None),
+        }
+    }
+
+    /// The mutual-TLS client presenting `id`'s certificate (made again when
+    /// the certificate changed).
+    fn client(&self, id: &DcIdentity) -> Result<reqwest::Client, Error> {
+        let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cert, client)) = cached.as_ref()
+            && *cert == id.cert_pem
+        {
+            return Ok(client.clone());
+        }
+        let client = client_for(id).map_err(|e| link_refused(error_chain(&e)))?;
+        *cached = Some((id.cert_pem.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// Posts `body` to `path`; `what` names the call in errors. A request
+    /// that failed for another reason than reaching the system controller
+    /// (a certificate check) is `Refused` when `strict`, otherwise
+    /// `Unreachable`.
+    async fn post<Req: Serialize + Sync, Resp: DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &Req,
+        what: &str,
+        strict: bool,
+    ) -> Result<Resp, Error> {
+        let resp = client
+            .post(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let retry = !strict || unreachable(&e);
+                let text = error_chain(&Error::context(
+                    format!("cannot reach the system controller at {}", self.url),
+                    e,
+                ));
+                if retry {
+                    Error::Unreachable(text)
+                } else {
+                    link_refused(text)
+                }
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let text = format!(
+                "{what} refused ({status}): {}",
+                body.chars().take(300).collect::<String>()
+            );
+            return Err(if status.is_server_error() {
+                link_unavailable(text)
+            } else {
+                link_refused(text)
+            });
+        }
+        resp.json()
+            .await
+            .map_err(|e| link_refused(format!("unexpected {what} answer: {e}")))
+    }
+}
+
+impl ControllerLink for Https {
+    fn enroll<'a>(&'a self, req: &'a EnrollRequest) -> LinkFuture<'a, EnrollResponse> {
+        Box::pin(async move {
+            let (fingerprint, _) = parse_enroll_token(&req.token)
+                .ok_or_else(|| link_refused("the enrollment token is malformed".into()))?;
+            let client = roost_pki::pinned_client_config(fingerprint)
+                .and_then(roost_pki::https_client)
+                .map_err(|e| link_refused(error_chain(&e)))?;
+            self.post(&client, "/dc/v1/enroll", req, "enrollment", true)
+                .await
+        })
+    }
+
+    fn sync<'a>(&'a self, id: &'a DcIdentity, req: &'a SyncRequest) -> LinkFuture<'a, SyncReply> {
+        Box::pin(async move {
+            let client = self.client(id)?;
+            self.post(&client, "/dc/v1/sync", req, "sync", false).await
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        id: &'a DcIdentity,
+        req: &'a RenewRequest,
+    ) -> LinkFuture<'a, EnrollResponse> {
+        Box::pin(async move {
+            let client = self.client(id)?;
+            self.post(&client, "/dc/v1/renew", req, "renewal", false)
+                .await
+        })
+    }
 }
 
 /// Whether a failed request never reached a system controller (refused,
@@ -205,58 +372,6 @@ fn io_unreachable(kind: std::io::ErrorKind) -> bool {
             | UnexpectedEof
             | BrokenPipe
     )
-}
-
-async fn enroll_once(
-    http: &reqwest::Client,
-    system_controller: &str,
-    token: &str,
-    csr_pem: &str,
-) -> Result<EnrollResponse, Attempt> {
-    let resp = http
-        .post(format!(
-            "{}/dc/v1/enroll",
-            system_controller.trim_end_matches('/')
-        ))
-        .timeout(Duration::from_secs(30))
-        .json(&EnrollRequest {
-            token: token.to_string(),
-            csr_pem: csr_pem.to_string(),
-        })
-        .send()
-        .await
-        .map_err(|e| {
-            let retry = unreachable(&e);
-            let e = Error::context(
-                format!("cannot reach the system controller at {system_controller}"),
-                e,
-            );
-            if retry {
-                Attempt::Retry(e)
-            } else {
-                Attempt::Final(e)
-            }
-        })?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        let e = Error::Refused {
-            status: Some(status.as_u16()),
-            message: format!(
-                "enrollment refused ({status}): {}",
-                body.chars().take(300).collect::<String>()
-            ),
-        };
-        return Err(if status.is_server_error() {
-            Attempt::Retry(e)
-        } else {
-            Attempt::Final(e)
-        });
-    }
-    resp.json()
-        .await
-        .context("unexpected enrollment answer")
-        .map_err(Attempt::Final)
 }
 
 const SETTING_DC_CA: &str = "dc-cert.ca_bundle";
@@ -337,7 +452,7 @@ async fn apply(
     clock: &dyn Clock,
     data_dir: &Path,
     config: &EndpointConfig,
-) -> Result<(), Error> {
+) -> crate::Result<()> {
     match config {
         EndpointConfig::Platform(p) => {
             platform
@@ -430,86 +545,122 @@ pub struct Local {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The sync loop; runs until shutdown.
-pub async fn run(
+/// The sync loop's state: the link state machine, this subcloud's identity
+/// and what it reads and applies. [`SyncLoop::run`] is the task;
+/// [`SyncLoop::sync_once`] is one round of it.
+pub struct SyncLoop {
     data_dir: PathBuf,
-    mut id: DcIdentity,
+    id: DcIdentity,
     local: Local,
     log: Arc<Mutex<AlarmLog>>,
-    shutdown: Shutdown,
-) {
-    let Local {
-        store,
-        platform,
-        fm,
-        clock,
-    } = local;
-    let mut link = SubcloudLink::new(clock.now(), seed(&id.name));
-    for ep in Endpoint::SYNCED {
-        if let Ok(Some(v)) = store.setting(&format!("{SETTING_APPLIED}{}", ep.as_str()))
-            && let Some((e, g)) = v.split_once(':')
-            && let (Ok(e), Ok(g)) = (e.parse::<u64>(), g.parse::<u64>())
-        {
-            link.restore_applied(ep, Epoch(e), Generation(g));
+    controller: Arc<dyn ControllerLink>,
+    link: SubcloudLink,
+}
+
+impl SyncLoop {
+    /// A sync loop for the enrolled subcloud `id`, remembering the pushes
+    /// it applied before a restart.
+    pub fn new(
+        data_dir: PathBuf,
+        id: DcIdentity,
+        local: Local,
+        log: Arc<Mutex<AlarmLog>>,
+        controller: Arc<dyn ControllerLink>,
+    ) -> SyncLoop {
+        let mut link = SubcloudLink::new(local.clock.now(), seed(&id.name));
+        for ep in Endpoint::SYNCED {
+            if let Ok(Some(v)) = local
+                .store
+                .setting(&format!("{SETTING_APPLIED}{}", ep.as_str()))
+                && let Some((e, g)) = v.split_once(':')
+                && let (Ok(e), Ok(g)) = (e.parse::<u64>(), g.parse::<u64>())
+            {
+                link.restore_applied(ep, Epoch(e), Generation(g));
+            }
+        }
+        SyncLoop {
+            data_dir,
+            id,
+            local,
+            log,
+            controller,
+            link,
         }
     }
-    let mut client = match client_for(&id) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the system controller client");
-            return;
+
+    /// Syncs until shutdown.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        loop {
+            let next = self.sync_once().await;
+            let now = self.local.clock.now();
+            let wait = Duration::from_micros((next.micros() - now.micros()).max(0) as u64);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
-    };
-    loop {
-        // One sync.
+    }
+
+    /// One sync: the request, the reply taken into the link and its pushes
+    /// applied, then a certificate renewal if one is due. Returns when the
+    /// next sync is due.
+    pub async fn sync_once(&mut self) -> Timestamp {
+        let Local {
+            store,
+            platform,
+            fm,
+            clock,
+        } = &self.local;
         let req = {
-            let log = log.lock().unwrap_or_else(|e| e.into_inner());
-            sync_request(&link, &log, env!("CARGO_PKG_VERSION"), |ep| {
-                local_digest(&store, &platform, &fm, ep)
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            sync_request(&self.link, &log, env!("CARGO_PKG_VERSION"), |ep| {
+                local_digest(store, platform, fm, ep)
             })
         };
         let sent_snapshot = req.snapshot.is_some();
-        let url = format!("{}/dc/v1/sync", id.system_controller.trim_end_matches('/'));
-        let reply = match client.post(&url).json(&req).send().await {
-            Ok(resp) if resp.status().is_success() => match resp.json::<SyncReply>().await {
-                Ok(reply) => Some(reply),
-                Err(e) => {
-                    tracing::warn!(error = %e, "unexpected answer from the system controller");
-                    link.finished(sent_snapshot, SyncResult::Refused);
-                    None
-                }
-            },
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                tracing::warn!(%status, body = %body.chars().take(200).collect::<String>(), "the system controller refused a sync");
-                // A refused stream (gap, restart of either side): start over with a snapshot.
-                link.finished(sent_snapshot, SyncResult::Refused);
-                None
-            }
-            Err(e) => {
-                if link.finished(sent_snapshot, SyncResult::Unreachable) == Some(LinkEvent::Lost) {
+        let reply = match self.controller.sync(&self.id, &req).await {
+            Ok(reply) => Some(reply),
+            Err(Error::Unreachable(e)) => {
+                if self.link.finished(sent_snapshot, SyncResult::Unreachable)
+                    == Some(LinkEvent::Lost)
+                {
                     tracing::warn!(error = %e, "lost the system controller; carrying on alone");
                 }
                 None
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "the system controller refused a sync");
+                // A refused stream (gap, restart of either side): start over with a snapshot.
+                self.link.finished(sent_snapshot, SyncResult::Refused);
+                None
+            }
         };
         if let Some(reply) = reply {
-            let taken = take_reply(&mut link, sent_snapshot, reply);
+            let taken = take_reply(&mut self.link, sent_snapshot, reply);
             if taken.event == Some(LinkEvent::Connected) {
-                tracing::info!(subcloud = %id.name, "connected to the system controller");
+                tracing::info!(subcloud = %self.id.name, "connected to the system controller");
             }
-            log.lock()
+            self.log
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .ack(link.acked());
+                .ack(self.link.acked());
             for stale in &taken.stale {
                 tracing::warn!(endpoint = stale.endpoint.as_str(), error = %stale, "refusing a stale configuration push");
             }
             for p in &taken.pushes {
                 let ep = p.config.endpoint();
-                match apply(&store, &platform, &fm, clock.as_ref(), &data_dir, &p.config).await {
+                match apply(
+                    store,
+                    platform,
+                    fm,
+                    clock.as_ref(),
+                    &self.data_dir,
+                    &p.config,
+                )
+                .await
+                {
                     Ok(()) => {
-                        push_applied(&mut link, p);
+                        push_applied(&mut self.link, p);
                         let _ = store.set_settings(&[(
                             format!("{SETTING_APPLIED}{}", ep.as_str()),
                             format!("{}:{}", p.epoch, p.generation),
@@ -527,16 +678,15 @@ pub async fn run(
             }
         }
         // Certificate renewal before expiry.
-        if let Ok(info) = roost_pki::cert_info(&id.cert_pem)
+        if let Ok(info) = roost_pki::cert_info(&self.id.cert_pem)
             && roost_pki::needs_renewal(&info, system_time(clock.now()))
         {
-            match renew(&client, &id).await {
+            match renew(self.controller.as_ref(), &self.id).await {
                 Ok(new_id) => {
-                    if let Err(e) = save_identity(&data_dir, &new_id) {
+                    if let Err(e) = save_identity(&self.data_dir, &new_id) {
                         tracing::warn!(error = %e, "cannot store the renewed certificate");
-                    } else if let Ok(c) = client_for(&new_id) {
-                        id = new_id;
-                        client = c;
+                    } else {
+                        self.id = new_id;
                         tracing::info!("subcloud certificate renewed");
                     }
                 }
@@ -544,12 +694,7 @@ pub async fn run(
             }
         }
         let now = clock.now();
-        let next = link.next_sync(now);
-        let wait = Duration::from_micros((next.micros() - now.micros()).max(0) as u64);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
+        self.link.next_sync(now)
     }
 }
 
@@ -560,30 +705,28 @@ fn seed(name: &str) -> u64 {
     })
 }
 
-fn client_for(id: &DcIdentity) -> Result<reqwest::Client, Error> {
+fn client_for(id: &DcIdentity) -> crate::Result<reqwest::Client> {
     let cfg = roost_pki::client_config(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))?;
     Ok(roost_pki::https_client(cfg)?)
 }
 
-async fn renew(client: &reqwest::Client, id: &DcIdentity) -> Result<DcIdentity, Error> {
+async fn renew(controller: &dyn ControllerLink, id: &DcIdentity) -> crate::Result<DcIdentity> {
     let fresh = roost_pki::ClientIdentity::generate(&id.name)?;
-    let resp = client
-        .post(format!(
-            "{}/dc/v1/renew",
-            id.system_controller.trim_end_matches('/')
-        ))
-        .json(&RenewRequest {
-            csr_pem: fresh.csr_pem.clone(),
-        })
-        .send()
+    let e = controller
+        .renew(
+            id,
+            &RenewRequest {
+                csr_pem: fresh.csr_pem.clone(),
+            },
+        )
         .await?;
-    if !resp.status().is_success() {
-        return Err(Error::Refused {
-            status: Some(resp.status().as_u16()),
-            message: format!("renewal refused ({})", resp.status()),
-        });
-    }
-    let e: EnrollResponse = resp.json().await?;
+    // Checked before it is kept: a certificate this subcloud cannot use
+    // would cut it off at the next sync.
+    client_for(&DcIdentity {
+        cert_pem: e.cert_pem.clone(),
+        key_pem: fresh.key_pem.clone(),
+        ..id.clone()
+    })?;
     Ok(DcIdentity {
         name: id.name.clone(),
         system_controller: id.system_controller.clone(),
@@ -592,3 +735,6 @@ async fn renew(client: &reqwest::Client, id: &DcIdentity) -> Result<DcIdentity, 
         key_pem: fresh.key_pem,
     })
 }
+
+#[cfg(test)]
+mod tests;

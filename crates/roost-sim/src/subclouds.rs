@@ -22,7 +22,7 @@
 //!    `reqwest::Client` (its own certificate: the system controller takes
 //!    the subcloud's identity from the certificate's CN, so clients cannot
 //!    be shared) that syncs every `interval_secs` of the system
-//!    controller's reply, exactly as `roost_server::subcloud::run` does:
+//!    controller's reply, exactly as `roost_server::subcloud::SyncLoop` does:
 //!    alarm changes after the last acknowledged number (or a snapshot when
 //!    the system controller asks for one), what it applied of each synced
 //!    endpoint with the digest of its local content, and the pushes of the

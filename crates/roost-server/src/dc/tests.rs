@@ -287,6 +287,39 @@ async fn a_failed_commit_leaves_memory_as_it_was() {
 }
 
 #[tokio::test]
+async fn subcloud_alarms_whose_commits_failed_are_recorded_at_the_next_tick() {
+    let h = Harness::new().await;
+    let secret = h.create("edge-1").await;
+    h.enroll(&secret, "01").await.unwrap();
+    h.dc.update("edge-1", Some("managed"), None, None, None)
+        .await
+        .unwrap();
+    // Silent: offline, and the commit of 280.001 fails.
+    h.clock.advance_secs(10);
+    h.store.fail_next_commits(1);
+    h.dc.tick().await;
+    assert_eq!(h.view("edge-1").availability_status, "offline");
+    assert!(!h.alarm("280.001", "subcloud=edge-1"), "the commit failed");
+    h.dc.tick().await;
+    assert!(
+        h.alarm("280.001", "subcloud=edge-1"),
+        "raised at the next tick"
+    );
+    // Heard from again: online, and the commit of the clear fails.
+    h.store.fail_next_commits(1);
+    h.dc.sync(&h.peer("edge-1", "01"), SyncRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(h.view("edge-1").availability_status, "online");
+    assert!(h.alarm("280.001", "subcloud=edge-1"), "the commit failed");
+    h.dc.tick().await;
+    assert!(
+        !h.alarm("280.001", "subcloud=edge-1"),
+        "cleared at the next tick"
+    );
+}
+
+#[tokio::test]
 async fn derived_state_that_failed_to_commit_is_written_at_the_next_tick() {
     let h = Harness::new().await;
     let secret = h.create("edge-1").await;

@@ -6,9 +6,16 @@
 //!
 //! It never touches the store: the only lock it takes is the host
 //! service's state lock, held for a pure maintenance computation.
+//!
+//! Datagrams go through a [`Transport`]: a UDP socket in the server, an
+//! in-process network ([`memory`]) in unit tests, so that the heartbeater
+//! and maintenance can be tested with simulated agents and no sockets.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +33,35 @@ use crate::metrics::Metrics;
 /// How long a reboot request rides in the pulses if the agent never says it
 /// is going down.
 const REBOOT_REQUEST_MICROS: i64 = 60_000_000;
+
+/// A datagram being received: its length and sender.
+pub type RecvFuture<'a> =
+    Pin<Box<dyn Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a>>;
+
+/// What the heartbeater needs of a datagram socket. [`UdpSocket`] is the
+/// real one; [`memory`] is an in-process network for tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one datagram without waiting; a datagram that cannot be sent
+    /// now is an error (and is lost, as UDP may lose it).
+    fn send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize>;
+    /// Waits for the next datagram. Cancel-safe: dropping the future loses
+    /// no datagram.
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFuture<'a>;
+    /// The address datagrams are sent from.
+    fn local_addr(&self) -> Option<SocketAddr>;
+}
+
+impl Transport for UdpSocket {
+    fn send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
+        self.try_send_to(buf, dest)
+    }
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFuture<'a> {
+        Box::pin(UdpSocket::recv_from(self, buf))
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        UdpSocket::local_addr(self).ok()
+    }
+}
 
 /// Where and how to reach one host's agent.
 #[derive(Debug, Clone)]
@@ -67,7 +103,7 @@ pub struct NextPeriod {
 
 /// The heartbeater's state; [`Heartbeater::run`] is the task.
 pub struct Heartbeater {
-    socket: Arc<UdpSocket>,
+    socket: Arc<dyn Transport>,
     epoch: u64,
     seq: u64,
     peers: HashMap<u32, Peer>,
@@ -82,7 +118,7 @@ pub struct Heartbeater {
 impl Heartbeater {
     /// A heartbeater on a bound `socket`, with `epoch` in every pulse.
     pub fn new(
-        socket: Arc<UdpSocket>,
+        socket: Arc<dyn Transport>,
         epoch: u64,
         peers: Vec<Peer>,
         clock: Arc<dyn Clock>,
@@ -209,7 +245,7 @@ impl Heartbeater {
                     health: Health::default(),
                 };
                 let pkt = heartbeat::encode(&p, &peer.key);
-                match self.socket.try_send_to(&pkt, dest) {
+                match self.socket.send_to(&pkt, dest) {
                     Ok(_) => sent += 1,
                     Err(e) => tracing::debug!(addr = %dest, error = %e, "cannot send a pulse"),
                 }
@@ -246,5 +282,109 @@ impl Heartbeater {
         let rtt = (self.clock.now().micros() as u64).saturating_sub(p.sent_at_micros);
         self.metrics.pulse_answered(rtt as f64 / 1e6);
         Ok(())
+    }
+}
+
+/// An in-process datagram network for tests: sockets bound to addresses,
+/// datagrams delivered through channels, in order, to whichever socket is
+/// bound to the destination (and lost when none is, as with UDP).
+#[cfg(test)]
+pub mod memory {
+    use std::collections::HashMap;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::mpsc;
+
+    use super::{RecvFuture, Transport};
+
+    type Datagram = (Vec<u8>, SocketAddr);
+
+    /// The network: which address is bound to which socket.
+    #[derive(Clone, Default)]
+    pub struct Network {
+        inner: Arc<Mutex<Bound>>,
+    }
+
+    #[derive(Default)]
+    struct Bound {
+        sockets: HashMap<SocketAddr, mpsc::UnboundedSender<Datagram>>,
+        next_port: u16,
+    }
+
+    impl Network {
+        /// Binds a socket to `addr`; port 0 picks a free port.
+        pub fn bind(&self, mut addr: SocketAddr) -> Socket {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut b = self.inner.lock().unwrap();
+            if addr.port() == 0 {
+                loop {
+                    b.next_port = b.next_port.wrapping_add(1).max(40_000);
+                    addr.set_port(b.next_port);
+                    if !b.sockets.contains_key(&addr) {
+                        break;
+                    }
+                }
+            }
+            assert!(
+                b.sockets.insert(addr, tx).is_none(),
+                "{addr} is already bound"
+            );
+            Socket {
+                net: self.clone(),
+                addr,
+                rx: tokio::sync::Mutex::new(rx),
+            }
+        }
+    }
+
+    /// One bound socket; unbound when dropped.
+    pub struct Socket {
+        net: Network,
+        addr: SocketAddr,
+        rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Datagram>>,
+    }
+
+    impl Socket {
+        /// The address this socket is bound to.
+        pub fn addr(&self) -> SocketAddr {
+            self.addr
+        }
+    }
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            let mut b = self.net.inner.lock().unwrap_or_else(|e| e.into_inner());
+            b.sockets.remove(&self.addr);
+        }
+    }
+
+    impl Transport for Socket {
+        fn send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
+            let b = self.net.inner.lock().unwrap();
+            if let Some(to) = b.sockets.get(&dest) {
+                let _ = to.send((buf.to_vec(), self.addr));
+            }
+            Ok(buf.len())
+        }
+
+        fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFuture<'a> {
+            Box::pin(async move {
+                let mut rx = self.rx.lock().await;
+                let (data, from) = rx
+                    .recv()
+                    .await
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+                // Like UDP, a datagram longer than the buffer is cut.
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok((n, from))
+            })
+        }
+
+        fn local_addr(&self) -> Option<SocketAddr> {
+            Some(self.addr)
+        }
     }
 }

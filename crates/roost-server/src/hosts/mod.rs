@@ -12,8 +12,8 @@
 //!   write), has the [`effects::Executor`] commit the rows, and only then
 //!   applies the plan to memory and hands the resulting effects to the
 //!   executor. A failed commit leaves memory as it was.
-//! - The [`heartbeater::Heartbeater`] owns the UDP socket, keys, addresses
-//!   and replay windows; once per period it hands maintenance the answers
+//! - The [`heartbeater::Heartbeater`] owns the heartbeat socket (a
+//!   [`heartbeater::Transport`]), keys, addresses and replay windows; once per period it hands maintenance the answers
 //!   it received and gets the next pulse targets. It never waits for the
 //!   store.
 //! - The [`effects::Executor`] alone touches the store, FM and the BMCs.
@@ -41,12 +41,11 @@ use roost_mtce::{Admin, Effects, Maintenance, MtceSettings, Network, Personality
 use roost_store::{Error as StoreError, HostWrite, Store, StoredHost};
 use roost_types::{Clock, Severity, SystemMode, Timestamp};
 use sha2::{Digest, Sha256};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use self::bmc::{Bmc, BmcTarget};
 use self::effects::{Executor, Job, StateRow};
-use self::heartbeater::{Control, Heartbeater, NextPeriod, Peer, Periods};
+use self::heartbeater::{Control, Heartbeater, NextPeriod, Peer, Periods, Transport};
 use self::records::{
     apply_bmc_fields, bmc_configured, networks_of, personality, validate_hostname,
 };
@@ -65,8 +64,6 @@ pub struct HostsConfig {
     /// Name of this server's own host.
     pub hostname: String,
     pub system_mode: SystemMode,
-    /// UDP address the heartbeat is sent from and answered to.
-    pub heartbeat_listen: SocketAddr,
     /// Lifetime of join tokens, seconds.
     pub join_token_ttl_secs: u64,
 }
@@ -111,6 +108,8 @@ impl HostStore for Store {
 /// real ones, tests their own.
 pub struct HostsIo {
     pub store: Arc<dyn HostStore>,
+    /// The bound heartbeat socket (UDP in the server).
+    pub heartbeat: Arc<dyn Transport>,
     pub fm: FmService,
     pub bmc: Arc<dyn Bmc>,
     pub clock: Arc<dyn Clock>,
@@ -264,8 +263,8 @@ fn addr_of(ip: Option<&str>, port: Option<u16>) -> Option<SocketAddr> {
 
 impl HostService {
     /// Loads hosts and settings, makes sure this server's own host exists,
-    /// binds the heartbeat socket and starts the heartbeater, the executor
-    /// and the local inventory loop.
+    /// and starts the heartbeater (on `io.heartbeat`), the executor and the
+    /// local inventory loop.
     pub async fn start(
         io: HostsIo,
         config: HostsConfig,
@@ -273,6 +272,7 @@ impl HostService {
     ) -> Result<(HostService, Vec<tokio::task::JoinHandle<()>>), Error> {
         let HostsIo {
             store,
+            heartbeat: socket,
             fm,
             bmc,
             clock,
@@ -324,19 +324,6 @@ impl HostService {
             initial.changed.push(h.hostname.clone());
             hosts.insert(h.hostname.clone(), h);
         }
-        let socket = Arc::new(
-            UdpSocket::bind(config.heartbeat_listen)
-                .await
-                .map_err(|e| {
-                    Error::context(
-                        format!(
-                            "cannot bind the heartbeat socket {}",
-                            config.heartbeat_listen
-                        ),
-                        e,
-                    )
-                })?,
-        );
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (hb_tx, hb_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -354,7 +341,7 @@ impl HostService {
             lane: Arc::new(tokio::sync::Mutex::new(())),
             store: store.clone(),
             clock: clock.clone(),
-            heartbeat_addr: socket.local_addr().ok(),
+            heartbeat_addr: socket.local_addr(),
             config: Arc::new(config),
         };
         // Epochs only grow: a restarted server's pulses are never replays.

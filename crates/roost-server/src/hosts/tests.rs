@@ -1,20 +1,21 @@
 //! The host service alone: a real SQLite store behind a wrapper that can
 //! fail or stall commits, real FM, a BMC that records what it is asked, a
-//! manual clock, and real UDP for the heartbeat.
+//! manual clock, and an in-process network for the heartbeat, on which
+//! simulated agents answer with the agent's own answerer.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use roost_api::heartbeat::{Answerer, Health, HostKey};
+use roost_api::heartbeat::{Answerer, FLAG_REBOOT, Health, HostKey};
 use roost_api::sysinv::{AgentReport, EnrollRequest, HostAdd};
 use roost_fm::Catalogue;
 use roost_store::{Error as StoreError, HostWrite, Store, StoreConfig, StoredHost};
 use roost_types::{ManualClock, SystemMode, Timestamp};
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::bmc::{Bmc, BmcFuture, BmcTarget, PowerAction};
+use super::heartbeater::{Transport, memory};
 use super::*;
 use crate::Shutdown;
 use crate::fm_service::FmService;
@@ -105,6 +106,7 @@ struct Rig {
     fm: FmService,
     metrics: Arc<Metrics>,
     bmc: Arc<RecordingBmc>,
+    net: memory::Network,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -137,9 +139,11 @@ async fn rig() -> Rig {
     let metrics = Arc::new(Metrics::new());
     let bmc = Arc::new(RecordingBmc::default());
     let (stop, rx) = watch::channel(false);
+    let net = memory::Network::default();
     let (svc, _tasks) = HostService::start(
         HostsIo {
             store: store.clone(),
+            heartbeat: Arc::new(net.bind("127.0.0.1:2122".parse().unwrap())),
             fm: fm.clone(),
             bmc: bmc.clone(),
             clock: clock.clone(),
@@ -148,7 +152,6 @@ async fn rig() -> Rig {
         HostsConfig {
             hostname: "controller-0".into(),
             system_mode: SystemMode::Simplex,
-            heartbeat_listen: "127.0.0.1:0".parse().unwrap(),
             join_token_ttl_secs: 600,
         },
         Shutdown(rx),
@@ -161,6 +164,7 @@ async fn rig() -> Rig {
         fm,
         metrics,
         bmc,
+        net,
         _stop: stop,
         _dir: dir,
     }
@@ -346,22 +350,62 @@ async fn a_failed_commit_of_a_parameter_keeps_the_old_value() {
     );
 }
 
-/// A stand-in agent on a real UDP socket, answering with the agent's own
-/// answerer.
-async fn answer_pulses(socket: UdpSocket, host_id: u32, key: HostKey, stop: Arc<AtomicBool>) {
+/// What a simulated agent saw of one valid pulse.
+#[derive(Debug)]
+struct Seen {
+    flags: u8,
+    answered: bool,
+}
+
+/// A simulated agent on the in-process network: it answers pulses with
+/// the agent's own answerer while `answering` is on, and tells the test of
+/// every valid pulse it receives.
+struct SimAgent {
+    answering: Arc<AtomicBool>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimAgent {
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Forgets the pulses seen so far.
+    fn forget_seen(&mut self) {
+        while self.seen.try_recv().is_ok() {}
+    }
+
+    /// The next valid pulse this agent receives.
+    async fn next_pulse(&mut self) -> Seen {
+        self.seen.recv().await.expect("the agent is running")
+    }
+}
+
+async fn agent_loop(
+    socket: memory::Socket,
+    host_id: u32,
+    key: HostKey,
+    answering: Arc<AtomicBool>,
+    seen: mpsc::UnboundedSender<Seen>,
+) {
     let mut answerer = Answerer::new(host_id, key);
     let mut buf = [0u8; 512];
-    while !stop.load(Ordering::SeqCst) {
-        let Ok(Ok((n, from))) =
-            tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
-        else {
+    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+        let Ok(req) = answerer.accept(&buf[..n]) else {
             continue;
         };
-        if let Ok(req) = answerer.accept(&buf[..n]) {
-            let _ = socket
+        let answered = answering.load(Ordering::SeqCst);
+        if answered {
+            socket
                 .send_to(&answerer.answer(&req, Health::default()), from)
-                .await;
+                .unwrap();
         }
+        let _ = seen.send(Seen {
+            flags: req.flags,
+            answered,
+        });
     }
 }
 
@@ -375,60 +419,47 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A host whose stand-in agent answers pulses: added, enrolled and seen
-/// online by maintenance.
-struct OnlineHost {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl OnlineHost {
-    async fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap();
-    }
-}
-
-async fn online_host(r: &Rig, name: &str) -> OnlineHost {
+/// Adds and enrolls a host whose simulated agent answers pulses.
+async fn enrolled_host(r: &Rig, name: &str) -> SimAgent {
     let (_, token) = r.svc.add(host_add(name)).await.unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = socket.local_addr().unwrap().port();
+    let socket = r.net.bind("127.0.0.1:0".parse().unwrap());
+    let port = socket.addr().port();
     let peer = "127.0.0.1".parse().unwrap();
     let e = r
         .svc
         .enroll(enroll_request(&token, port), peer)
         .await
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let answering = Arc::new(AtomicBool::new(true));
+    let (tx, seen) = mpsc::unbounded_channel();
     let key = HostKey::from_hex(&e.heartbeat_key).unwrap();
-    let task = tokio::spawn(answer_pulses(socket, e.host_id, key, stop.clone()));
-    wait_for("the host to be online", || {
-        r.svc.get(name).unwrap().0.availability == "online"
-    })
-    .await;
-    OnlineHost { stop, task }
+    let task = tokio::spawn(agent_loop(socket, e.host_id, key, answering.clone(), tx));
+    SimAgent {
+        answering,
+        seen,
+        task,
+    }
+}
+
+fn availability(r: &Rig, name: &str) -> String {
+    r.svc.get(name).unwrap().0.availability
+}
+
+/// A host whose simulated agent answers pulses: added, enrolled and seen
+/// online by maintenance.
+async fn online_host(r: &Rig, name: &str) -> SimAgent {
+    let mut agent = enrolled_host(r, name).await;
+    // Online once maintenance has counted an answered pulse.
+    while availability(r, name) != "online" {
+        agent.next_pulse().await;
+    }
+    agent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_store_does_not_hold_back_heartbeats() {
     let r = rig().await;
-    let uuid = parameter_uuid("heartbeat_period");
-    r.svc
-        .patch_parameter(&uuid, &[("/value".to_string(), Some("100".to_string()))])
-        .await
-        .unwrap();
-    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let peer = "127.0.0.1".parse().unwrap();
-    let e = r
-        .svc
-        .enroll(enroll_request(&token, port), peer)
-        .await
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let key = HostKey::from_hex(&e.heartbeat_key).unwrap();
-    let agent = tokio::spawn(answer_pulses(socket, e.host_id, key, stop.clone()));
+    let agent = enrolled_host(&r, "worker-1").await;
     wait_for("the first answered pulse", || {
         r.metrics.pulses_answered_total() > 0
     })
@@ -457,8 +488,70 @@ async fn a_stalled_store_does_not_hold_back_heartbeats() {
     r.store.stall(false);
     stuck.await.unwrap().unwrap();
     assert_eq!(names(&r.svc), ["controller-0", "worker-1", "worker-2"]);
-    stop.store(true, Ordering::SeqCst);
-    agent.await.unwrap();
+    agent.stop().await;
+}
+
+/// On one thread, a pulse is answered and the answer taken in before the
+/// timer of the next period is looked at (tasks that are ready run before
+/// the runtime polls its timers), so the periods can be counted exactly.
+#[tokio::test(flavor = "current_thread")]
+async fn a_host_that_stops_answering_is_failed_after_the_threshold_of_periods() {
+    let r = rig().await;
+    let mut agent = online_host(&r, "worker-1").await;
+    let (_, recorded) = r
+        .svc
+        .patch("worker-1", &[replace("/action", "unlock")])
+        .await
+        .unwrap();
+    recorded.await.unwrap();
+    while availability(&r, "worker-1") != "available" {
+        assert!(agent.next_pulse().await.answered);
+    }
+    let (degrade, fail) = {
+        let st = r.svc.lock();
+        let s = st.mtce.settings();
+        (s.heartbeat_degrade_threshold, s.heartbeat_failure_threshold)
+    };
+
+    // The agent goes silent. When it receives its k-th unanswered pulse,
+    // maintenance has ended k - 1 periods without an answer.
+    agent.answering.store(false, Ordering::SeqCst);
+    agent.forget_seen();
+    for k in 1..=fail + 1 {
+        let seen = agent.next_pulse().await;
+        assert!(!seen.answered);
+        let missed = k - 1;
+        let want = if missed >= fail {
+            "failed"
+        } else if missed >= degrade {
+            "degraded"
+        } else {
+            "available"
+        };
+        assert_eq!(
+            availability(&r, "worker-1"),
+            want,
+            "after {missed} periods without an answer"
+        );
+    }
+
+    // Maintenance asks the agent to reboot, in the pulses, once the
+    // failure alarm is recorded.
+    let started = std::time::Instant::now();
+    while agent.next_pulse().await.flags & FLAG_REBOOT == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no reboot request in the pulses"
+        );
+    }
+    assert!(r.fm.read().get_pair("200.004", "host=worker-1").is_some());
+
+    // Answering again, it recovers through intest.
+    agent.answering.store(true, Ordering::SeqCst);
+    while availability(&r, "worker-1") != "available" {
+        agent.next_pulse().await;
+    }
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
