@@ -207,122 +207,14 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
         bytes: 0,
         limit: limits.max_total_bytes,
     };
-    let mut entries = 0u64;
-    let mut total = 0u64;
-    {
-        let mut archive = tar::Archive::new(GzDecoder::new(&mut hashing));
-        let map_read = |e: io::Error| -> PackageError {
-            if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
-                PackageError::TooLarge(format!(
-                    "the package is larger than the limit of {} bytes",
-                    limits.max_total_bytes
-                ))
-            } else {
-                invalid(format!("not a gzip-compressed tar archive: {e}"))
-            }
-        };
-        for entry in archive.entries().map_err(map_read)? {
-            let mut entry = entry.map_err(map_read)?;
-            entries += 1;
-            if entries > limits.max_entries {
-                return Err(PackageError::TooLarge(format!(
-                    "more than {} entries",
-                    limits.max_entries
-                )));
-            }
-            let raw = entry.path_bytes().into_owned();
-            let rel = entry_path(&raw)?;
-            let show = rel.display().to_string();
-            let kind = entry.header().entry_type();
-            use tar::EntryType as T;
-            match kind {
-                T::Regular | T::Continuous => {}
-                T::Directory => {
-                    if rel.as_os_str().is_empty() {
-                        continue;
-                    }
-                    fs::create_dir_all(target.join(&rel))
-                        .map_err(io_err(format!("creating {show}")))?;
-                    continue;
-                }
-                T::Symlink | T::Link => {
-                    let to = entry
-                        .link_name_bytes()
-                        .map(|l| String::from_utf8_lossy(&l).into_owned())
-                        .unwrap_or_default();
-                    return Err(invalid(format!(
-                        "entry {show:?} is a link (to {to:?}); links are not allowed in a package"
-                    )));
-                }
-                T::Char | T::Block => {
-                    return Err(invalid(format!(
-                        "entry {show:?} is a device; only files and directories are allowed"
-                    )));
-                }
-                T::Fifo => {
-                    return Err(invalid(format!(
-                        "entry {show:?} is a FIFO; only files and directories are allowed"
-                    )));
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "entry {show:?} has unsupported type {:?}; only files and directories are allowed",
-                        other.as_byte() as char
-                    )));
-                }
-            }
-            if rel.as_os_str().is_empty() {
-                return Err(invalid("a file entry has an empty name"));
-            }
-            let size = entry
-                .header()
-                .size()
-                .map_err(|e| invalid(format!("entry {show:?}: {e}")))?;
-            let top = rel.components().count() == 1;
-            let name = rel.to_string_lossy();
-            let small = name == "metadata.yaml"
-                || (top && (name.ends_with(".md5") || name == CHECKSUM_FILE))
-                || is_manifest(&rel);
-            if small && size > limits.max_manifest_bytes {
-                return Err(PackageError::TooLarge(format!(
-                    "{show} is {size} bytes, more than the limit of {} bytes",
-                    limits.max_manifest_bytes
-                )));
-            }
-            total = total.saturating_add(size);
-            if total > limits.max_total_bytes {
-                return Err(PackageError::TooLarge(format!(
-                    "the unpacked package is larger than the limit of {} bytes",
-                    limits.max_total_bytes
-                )));
-            }
-            let path = target.join(&rel);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)
-                    .map_err(io_err(format!("creating the folder of {show}")))?;
-            }
-            let file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        invalid(format!("entry {show:?} appears twice"))
-                    } else {
-                        PackageError::Io {
-                            what: format!("writing {show}"),
-                            source: e,
-                        }
-                    }
-                })?;
-            let mut w = BufWriter::new(file);
-            let copied = io::copy(&mut (&mut entry).take(size), &mut w).map_err(map_read)?;
-            if copied != size {
-                return Err(invalid(format!("entry {show:?} is truncated")));
-            }
-            w.flush().map_err(io_err(format!("writing {show}")))?;
-        }
+    let extracted = extract(&mut hashing, target, limits);
+    if hashing.bytes > limits.max_total_bytes {
+        return Err(PackageError::TooLarge(format!(
+            "the package is larger than the limit of {} bytes",
+            limits.max_total_bytes
+        )));
     }
+    extracted?;
     // The rest of the stream (tar padding, gzip trailer) belongs to the digest.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
         if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
@@ -340,6 +232,139 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
     package.digest = digest;
     package.size = size;
     Ok(package)
+}
+
+/// Unpacks the entries, checking each before writing it.
+fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), PackageError> {
+    let mut entries = 0u64;
+    let mut total = 0u64;
+    let mut archive = tar::Archive::new(GzDecoder::new(input));
+    let map_read = |e: io::Error| -> PackageError {
+        if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
+            PackageError::TooLarge(format!(
+                "the package is larger than the limit of {} bytes",
+                limits.max_total_bytes
+            ))
+        } else {
+            invalid(format!("not a gzip-compressed tar archive: {e}"))
+        }
+    };
+    for entry in archive.entries().map_err(map_read)? {
+        let mut entry = entry.map_err(map_read)?;
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(PackageError::TooLarge(format!(
+                "more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let raw = entry.path_bytes().into_owned();
+        let rel = entry_path(&raw)?;
+        let show = rel.display().to_string();
+        let kind = entry.header().entry_type();
+        use tar::EntryType as T;
+        match kind {
+            T::Regular | T::Continuous => {}
+            T::Directory => {
+                if rel.as_os_str().is_empty() {
+                    continue;
+                }
+                fs::create_dir_all(target.join(&rel)).map_err(conflict(&show))?;
+                continue;
+            }
+            // A pax global header (as `git archive` writes) holds no file.
+            T::XGlobalHeader => continue,
+            T::Symlink | T::Link => {
+                let to = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default();
+                return Err(invalid(format!(
+                    "entry {show:?} is a link (to {to:?}); links are not allowed in a package"
+                )));
+            }
+            T::Char | T::Block => {
+                return Err(invalid(format!(
+                    "entry {show:?} is a device; only files and directories are allowed"
+                )));
+            }
+            T::Fifo => {
+                return Err(invalid(format!(
+                    "entry {show:?} is a FIFO; only files and directories are allowed"
+                )));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "entry {show:?} has unsupported type {:?}; only files and directories are allowed",
+                    other.as_byte() as char
+                )));
+            }
+        }
+        if rel.as_os_str().is_empty() {
+            return Err(invalid("a file entry has an empty name"));
+        }
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| invalid(format!("entry {show:?}: {e}")))?;
+        let top = rel.components().count() == 1;
+        let name = rel.to_string_lossy();
+        let small = name == "metadata.yaml"
+            || (top && (name.ends_with(".md5") || name == CHECKSUM_FILE))
+            || is_manifest(&rel);
+        if small && size > limits.max_manifest_bytes {
+            return Err(PackageError::TooLarge(format!(
+                "{show} is {size} bytes, more than the limit of {} bytes",
+                limits.max_manifest_bytes
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_total_bytes {
+            return Err(PackageError::TooLarge(format!(
+                "the unpacked package is larger than the limit of {} bytes",
+                limits.max_total_bytes
+            )));
+        }
+        let path = target.join(&rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(conflict(&show))?;
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    invalid(format!("entry {show:?} appears twice"))
+                } else {
+                    PackageError::Io {
+                        what: format!("writing {show}"),
+                        source: e,
+                    }
+                }
+            })?;
+        let mut w = BufWriter::new(file);
+        let copied = io::copy(&mut (&mut entry).take(size), &mut w).map_err(map_read)?;
+        if copied != size {
+            return Err(invalid(format!("entry {show:?} is truncated")));
+        }
+        w.flush().map_err(io_err(format!("writing {show}")))?;
+    }
+    Ok(())
+}
+
+/// A directory that cannot be made because an entry's path goes through a
+/// file of the package is the package's fault.
+fn conflict(show: &str) -> impl FnOnce(io::Error) -> PackageError + '_ {
+    move |e| match e.kind() {
+        io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+            invalid(format!("entry {show:?} conflicts with another entry"))
+        }
+        _ => PackageError::Io {
+            what: format!("creating the folder of {show}"),
+            source: e,
+        },
+    }
 }
 
 fn is_manifest(rel: &Path) -> bool {

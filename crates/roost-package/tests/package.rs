@@ -493,3 +493,40 @@ fn build_refuses_a_bad_directory() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn entries_that_conflict_or_carry_no_file() {
+    // A file and then a path through it.
+    let mut entries = good_entries();
+    entries.insert(0, file("images", b"x"));
+    refused(
+        &raw_tgz(&entries),
+        &Limits::default(),
+        "entry \"images/web.tar\" conflicts with another entry",
+    );
+    // A pax global header, as `git archive` writes first, holds no file.
+    let mut entries = good_entries();
+    entries.insert(
+        0,
+        Raw {
+            name: b"pax_global_header",
+            kind: tar::EntryType::XGlobalHeader,
+            data: b"52 comment=0123456789012345678901234567890123456789\n",
+            link: b"",
+        },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("t");
+    read(&raw_tgz(&entries)[..], &target, &Limits::default()).unwrap();
+    assert!(!target.join("pax_global_header").exists());
+    // Data past the gzip stream counts against the limit.
+    let mut tgz = raw_tgz(&good_entries());
+    let limit = tgz.len() as u64 + 100;
+    tgz.extend(std::iter::repeat_n(0u8, 200));
+    let limits = Limits {
+        max_total_bytes: limit.max(4096),
+        ..Limits::default()
+    };
+    tgz.extend(std::iter::repeat_n(0u8, limits.max_total_bytes as usize));
+    refused(&tgz, &limits, "the package is larger than the limit");
+}
