@@ -636,6 +636,19 @@ pub fn build(dir: &Path, output: &Path) -> Result<Built, PackageError> {
         ..Limits::default()
     };
     let checked = check_dir(dir, &limits)?;
+    let out_dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (Ok(d), Ok(o)) = (dir.canonicalize(), out_dir.canonicalize())
+        && o.starts_with(&d)
+    {
+        return Err(invalid(format!(
+            "{} is inside the package directory {}; write the package elsewhere",
+            output.display(),
+            dir.display()
+        )));
+    }
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     walk(dir, Path::new(""), &mut dirs, &mut files)?;
     files.retain(|f| {

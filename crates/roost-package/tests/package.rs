@@ -492,6 +492,14 @@ fn build_refuses_a_bad_directory() {
         "{e}"
     );
     assert!(!out.exists());
+    let dir = app_dir(&tmp.path().join("good"), MANIFEST);
+    let inside = dir.join("images/self.tgz");
+    let e = build(&dir, &inside).unwrap_err();
+    assert!(
+        e.to_string().contains("is inside the package directory"),
+        "{e}"
+    );
+    assert!(!inside.exists());
 }
 
 #[test]

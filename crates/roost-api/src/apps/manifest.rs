@@ -674,7 +674,7 @@ fn check_object(o: &Object) -> Result<(), ManifestError> {
         _ => {}
     }
     if let Some((prefix, spec)) = o.pod_spec() {
-        check_pod_spec(prefix, spec, matches!(o, Object::Pod(_)))?;
+        check_pod_spec(prefix, spec)?;
     }
     Ok(())
 }
@@ -708,7 +708,7 @@ fn check_workload(
     }
 }
 
-fn check_pod_spec(prefix: &str, spec: &PodSpec, _is_pod: bool) -> Result<(), ManifestError> {
+fn check_pod_spec(prefix: &str, spec: &PodSpec) -> Result<(), ManifestError> {
     if spec.containers.is_empty() {
         return Err(invalid(
             format!("{prefix}.containers"),
@@ -837,6 +837,12 @@ fn check_pod_spec(prefix: &str, spec: &PodSpec, _is_pod: bool) -> Result<(), Man
                 ));
             }
             if let Some(h) = port.host_port {
+                if spec.host_network && h != port.container_port {
+                    return Err(invalid(
+                        format!("{p}.ports[{j}].hostPort"),
+                        "must equal containerPort with hostNetwork",
+                    ));
+                }
                 if h == 0 {
                     return Err(invalid(
                         format!("{p}.ports[{j}].hostPort"),
