@@ -137,11 +137,17 @@ struct Hashing<R> {
     hash: Sha256,
     bytes: u64,
     limit: u64,
+    /// The input itself failed (not the package's content).
+    failed: Option<io::ErrorKind>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed = Some(e.kind());
+            }
+        })?;
         self.hash.update(&buf[..n]);
         self.bytes += n as u64;
         if self.bytes > self.limit {
@@ -206,6 +212,7 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
         hash: Sha256::new(),
         bytes: 0,
         limit: limits.max_total_bytes,
+        failed: None,
     };
     let extracted = extract(&mut hashing, target, limits);
     if hashing.bytes > limits.max_total_bytes {
@@ -213,6 +220,12 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
             "the package is larger than the limit of {} bytes",
             limits.max_total_bytes
         )));
+    }
+    if let (Err(_), Some(kind)) = (&extracted, hashing.failed) {
+        return Err(PackageError::Io {
+            what: "reading the package".into(),
+            source: io::Error::from(kind),
+        });
     }
     extracted?;
     // The rest of the stream (tar padding, gzip trailer) belongs to the digest.

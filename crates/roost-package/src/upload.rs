@@ -376,6 +376,26 @@ impl UploadDecoder {
     }
 }
 
+/// Decodes a whole body from a blocking reader in 64 KiB pieces.
+pub fn decode_reader<R: std::io::Read, W: Write + ?Sized>(
+    mut input: R,
+    sink: &mut W,
+    limit: u64,
+) -> Result<Upload, UploadError> {
+    let mut decoder = UploadDecoder::new(limit);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(UploadError::Io(e)),
+        };
+        decoder.push(&buf[..n], sink)?;
+    }
+    decoder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +421,12 @@ mod tests {
         assert_eq!(up.request.tarfile, "/root/hello-1.0-1.tgz");
         assert_eq!(up.request.name.as_deref(), Some("hello"));
         assert_eq!(up.request.images, Some(true));
+        let mut out2 = Vec::new();
+        assert_eq!(
+            decode_reader(body.as_bytes(), &mut out2, 1 << 20).unwrap(),
+            up
+        );
+        assert_eq!(out2, data);
     }
 
     #[test]

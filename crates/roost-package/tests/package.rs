@@ -538,3 +538,34 @@ fn entries_that_conflict_or_carry_no_file() {
     tgz.extend(std::iter::repeat_n(0u8, limits.max_total_bytes as usize));
     refused(&tgz, &limits, "the package is larger than the limit");
 }
+
+/// A reader that fails part way, as a dropped connection does.
+struct Failing(Vec<u8>, usize);
+impl std::io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.1 >= self.0.len() / 2 {
+            return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        }
+        let n = buf.len().min(self.0.len() / 2 - self.1).min(512);
+        buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_input_is_an_io_error_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("t");
+    let mut entries = good_entries();
+    entries.push(file(
+        "images/noise.tar",
+        &(0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    ));
+    let e = read(Failing(raw_tgz(&entries), 0), &target, &Limits::default()).unwrap_err();
+    assert!(matches!(e, PackageError::Io { .. }), "{e:?}");
+    assert!(!e.is_invalid());
+    assert!(!target.exists());
+}
