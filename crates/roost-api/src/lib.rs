@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 pub mod agent;
+pub mod apps;
 pub mod dcmanager;
 pub mod dcsync;
 mod error;
