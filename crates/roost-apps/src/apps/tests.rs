@@ -177,7 +177,12 @@ impl Sim {
     }
 
     fn progress(&self, name: &str) -> String {
-        self.a.get(name).unwrap().progress.clone().unwrap_or_default()
+        self.a
+            .get(name)
+            .unwrap()
+            .progress
+            .clone()
+            .unwrap_or_default()
     }
 
     fn where_is(&self, id: &str) -> Option<String> {
@@ -276,11 +281,16 @@ fn upload_goes_through_uploading_to_uploaded() {
     assert_eq!(d.app_changes, vec!["hello".to_string()]);
     let app = s.a.get("hello").unwrap();
     assert_eq!(app.status, AppStatus::Uploading);
-    assert_eq!(app.progress.as_deref(), Some("extracting application tar file"));
+    assert_eq!(
+        app.progress.as_deref(),
+        Some("extracting application tar file")
+    );
     assert!(!app.active);
     assert_eq!(app.manifest_name, "hello-manifests");
     assert_eq!(app.created_at, START);
-    let d = s.a.upload_succeeded("hello", web(1, 100, MIB), s.now()).unwrap();
+    let d =
+        s.a.upload_succeeded("hello", web(1, 100, MIB), s.now())
+            .unwrap();
     assert_eq!(d.app_changes, vec!["hello".to_string()]);
     assert_eq!(s.status("hello"), AppStatus::Uploaded);
     assert_eq!(s.progress("hello"), "completed");
@@ -306,7 +316,9 @@ fn a_failed_upload_raises_750_001_and_delete_clears_it() {
     let mut s = Sim::new();
     let d = s.a.upload(req("hello", "1"), s.now()).unwrap();
     s.take(d);
-    let d = s.a.upload_failed("hello", "checksum validation failed.", s.now()).unwrap();
+    let d =
+        s.a.upload_failed("hello", "checksum validation failed.", s.now())
+            .unwrap();
     s.take(d);
     assert_eq!(s.status("hello"), AppStatus::UploadFailed);
     assert_eq!(
@@ -315,9 +327,17 @@ fn a_failed_upload_raises_750_001_and_delete_clears_it() {
     );
     assert_eq!(
         s.active(),
-        vec![raised("750.001", "k8s_application=hello", Severity::Warning)]
+        vec![raised(
+            "750.001",
+            "k8s_application=hello",
+            Severity::Warning
+        )]
     );
-    assert!(s.log[0].reason_text.contains("Application Upload Failure: hello"));
+    assert!(
+        s.log[0]
+            .reason_text
+            .contains("Application Upload Failure: hello")
+    );
     let d = s.a.delete("hello", s.now()).unwrap();
     s.take(d);
     assert!(s.a.get("hello").is_none());
@@ -353,7 +373,10 @@ fn apply_places_replicas_and_completes_when_all_of_them_run() {
     // One replica starts: the images are there.
     let r0 = s.a.replica("hello/web/0").unwrap().clone();
     let host0 = r0.host.clone().unwrap();
-    s.report(&host0, ReplicaStatus::new("hello/web/0", r0.generation, ReplicaState::Starting));
+    s.report(
+        &host0,
+        ReplicaStatus::new("hello/web/0", r0.generation, ReplicaState::Starting),
+    );
     assert_eq!(s.progress("hello"), "applying application manifest");
     s.running("hello/web/0");
     assert_eq!(s.status("hello"), AppStatus::Applying);
@@ -536,24 +559,42 @@ fn every_operation_refuses_what_starlingx_refuses() {
         "Application-update rejected: application not found."
     );
     let not_allowed = |op: &str, st: &str| {
-        format!("Application-{op} rejected: operation is not allowed while the current status is {st}.")
+        format!(
+            "Application-{op} rejected: operation is not allowed while the current status is {st}."
+        )
     };
     // uploading
     let d = s.a.upload(req("hello", "1"), now).unwrap();
     s.take(d);
-    assert_eq!(s.a.apply("hello", now).unwrap_err().to_string(), not_allowed("apply", "uploading"));
-    assert_eq!(s.a.delete("hello", now).unwrap_err().to_string(), not_allowed("delete", "uploading"));
-    assert_eq!(s.a.abort("hello", now).unwrap_err().to_string(), not_allowed("abort", "uploading"));
+    assert_eq!(
+        s.a.apply("hello", now).unwrap_err().to_string(),
+        not_allowed("apply", "uploading")
+    );
+    assert_eq!(
+        s.a.delete("hello", now).unwrap_err().to_string(),
+        not_allowed("delete", "uploading")
+    );
+    assert_eq!(
+        s.a.abort("hello", now).unwrap_err().to_string(),
+        not_allowed("abort", "uploading")
+    );
     // uploaded
-    let d = s.a.upload_succeeded("hello", web(1, 100, MIB), now).unwrap();
+    let d =
+        s.a.upload_succeeded("hello", web(1, 100, MIB), now)
+            .unwrap();
     s.take(d);
     assert_eq!(
         s.a.remove("hello", false, now).unwrap_err().to_string(),
         not_allowed("remove", "uploaded")
     );
-    assert_eq!(s.a.abort("hello", now).unwrap_err().to_string(), not_allowed("abort", "uploaded"));
     assert_eq!(
-        s.a.update(req("hello", "2"), web(1, 100, MIB), now).unwrap_err().to_string(),
+        s.a.abort("hello", now).unwrap_err().to_string(),
+        not_allowed("abort", "uploaded")
+    );
+    assert_eq!(
+        s.a.update(req("hello", "2"), web(1, 100, MIB), now)
+            .unwrap_err()
+            .to_string(),
         not_allowed("update", "uploaded")
     );
     // applying
@@ -562,17 +603,28 @@ fn every_operation_refuses_what_starlingx_refuses() {
         s.a.apply("hello", now).unwrap_err().to_string(),
         "Application-apply rejected: install/update is already in progress."
     );
-    assert_eq!(s.a.delete("hello", now).unwrap_err().to_string(), not_allowed("delete", "applying"));
+    assert_eq!(
+        s.a.delete("hello", now).unwrap_err().to_string(),
+        not_allowed("delete", "applying")
+    );
     assert_eq!(
         s.a.remove("hello", false, now).unwrap_err().to_string(),
         not_allowed("remove", "applying")
     );
     // applied
     s.run_all();
-    assert_eq!(s.a.delete("hello", now).unwrap_err().to_string(), not_allowed("delete", "applied"));
-    assert_eq!(s.a.abort("hello", now).unwrap_err().to_string(), not_allowed("abort", "applied"));
     assert_eq!(
-        s.a.update(req("hello", "1"), web(1, 100, MIB), now).unwrap_err().to_string(),
+        s.a.delete("hello", now).unwrap_err().to_string(),
+        not_allowed("delete", "applied")
+    );
+    assert_eq!(
+        s.a.abort("hello", now).unwrap_err().to_string(),
+        not_allowed("abort", "applied")
+    );
+    assert_eq!(
+        s.a.update(req("hello", "1"), web(1, 100, MIB), now)
+            .unwrap_err()
+            .to_string(),
         "Application-update rejected: the version 1 is already applied."
     );
     // re-apply of an applied application is allowed
@@ -580,8 +632,14 @@ fn every_operation_refuses_what_starlingx_refuses() {
     // removing
     let d = s.a.remove("hello", false, now).unwrap();
     s.take(d);
-    assert_eq!(s.a.apply("hello", now).unwrap_err().to_string(), not_allowed("apply", "removing"));
-    assert_eq!(s.a.delete("hello", now).unwrap_err().to_string(), not_allowed("delete", "removing"));
+    assert_eq!(
+        s.a.apply("hello", now).unwrap_err().to_string(),
+        not_allowed("apply", "removing")
+    );
+    assert_eq!(
+        s.a.delete("hello", now).unwrap_err().to_string(),
+        not_allowed("delete", "removing")
+    );
     // Nothing refused changed anything.
     assert_eq!(s.status("hello"), AppStatus::Removing);
 }
@@ -594,12 +652,20 @@ fn update_makes_the_old_version_inactive_and_completes_like_an_apply() {
     s.apply("hello");
     s.run_all();
     let old_gen = s.a.replica("hello/web/0").unwrap().generation;
-    let d = s.a.update(req("hello", "2.0"), web(3, 100, MIB), s.now()).unwrap();
+    let d =
+        s.a.update(req("hello", "2.0"), web(3, 100, MIB), s.now())
+            .unwrap();
     s.take(d);
     let app = s.a.get("hello").unwrap();
-    assert_eq!((app.app_version.as_str(), app.status), ("2.0", AppStatus::Updating));
+    assert_eq!(
+        (app.app_version.as_str(), app.status),
+        ("2.0", AppStatus::Updating)
+    );
     let old = s.a.inactive("hello").unwrap();
-    assert_eq!((old.app_version.as_str(), old.status), ("1.0", AppStatus::Inactive));
+    assert_eq!(
+        (old.app_version.as_str(), old.status),
+        ("1.0", AppStatus::Inactive)
+    );
     assert!(!old.active);
     assert_eq!(s.a.rows().len(), 2);
     assert_eq!(
@@ -630,7 +696,9 @@ fn a_failed_update_is_apply_failed_with_750_002_and_keeps_the_inactive_version()
     s.upload("hello", "1.0", web(1, 100, MIB));
     s.apply("hello");
     s.run_all();
-    let d = s.a.update(req("hello", "2.0"), web(1, 5000, MIB), s.now()).unwrap();
+    let d =
+        s.a.update(req("hello", "2.0"), web(1, 5000, MIB), s.now())
+            .unwrap();
     s.take(d);
     s.advance(300);
     assert_eq!(s.status("hello"), AppStatus::ApplyFailed);
@@ -692,7 +760,10 @@ fn a_node_selector_places_only_on_labelled_hosts() {
     s.upload("hello", "1", spec);
     s.apply("hello");
     assert_eq!(
-        s.a.replica("hello/web/0").unwrap().pending_reason.as_deref(),
+        s.a.replica("hello/web/0")
+            .unwrap()
+            .pending_reason
+            .as_deref(),
         Some("no host can run it: 3 hosts: 3 not matching the node selector")
     );
     let mut f = s.facts("worker-1");
@@ -725,6 +796,8 @@ fn capacity_is_the_sum_of_requests_and_what_does_not_fit_stays_pending() {
     );
     // Removing the first application frees room for nothing bigger than it
     // had; the memory-hungry one still waits, the pending one is dropped.
+    let d = s.a.abort("cpu", s.now()).unwrap();
+    s.take(d);
     let d = s.a.remove("cpu", false, s.now()).unwrap();
     s.take(d);
     assert_eq!(s.a.usage("worker-0").cpu_millis, 0);
@@ -739,7 +812,11 @@ fn capacity_is_the_sum_of_requests_and_what_does_not_fit_stays_pending() {
 fn a_daemonset_runs_one_replica_per_matching_host() {
     let mut s = Sim::new();
     s.three_hosts();
-    let mut w = workload("agent", WorkloadKind::DaemonSet, vec![container("main", 50, None, MIB)]);
+    let mut w = workload(
+        "agent",
+        WorkloadKind::DaemonSet,
+        vec![container("main", 50, None, MIB)],
+    );
     w.template.node_selector.insert("edge".into(), "yes".into());
     s.upload("mon", "1", AppSpec { workloads: vec![w] });
     for h in ["worker-0", "worker-2"] {
@@ -750,7 +827,10 @@ fn a_daemonset_runs_one_replica_per_matching_host() {
     s.apply("mon");
     let ids: Vec<String> = s.a.replicas_of("mon").map(|r| r.id.clone()).collect();
     assert_eq!(ids, vec!["mon/agent/worker-0", "mon/agent/worker-2"]);
-    assert_eq!(s.where_is("mon/agent/worker-2").as_deref(), Some("worker-2"));
+    assert_eq!(
+        s.where_is("mon/agent/worker-2").as_deref(),
+        Some("worker-2")
+    );
     s.run_all();
     assert_eq!(s.status("mon"), AppStatus::Applied);
     // A failed host's DaemonSet replica is not moved: it is dropped.
@@ -762,7 +842,10 @@ fn a_daemonset_runs_one_replica_per_matching_host() {
     let mut f = s.facts("worker-1");
     f.labels.insert("edge".into(), "yes".into());
     s.set_host(f);
-    assert_eq!(s.where_is("mon/agent/worker-1").as_deref(), Some("worker-1"));
+    assert_eq!(
+        s.where_is("mon/agent/worker-1").as_deref(),
+        Some("worker-1")
+    );
 }
 
 #[test]
@@ -800,6 +883,7 @@ fn whole_cpus_come_from_the_isolated_pool_and_are_never_given_twice() {
     }
     given.sort();
     assert_eq!(given, vec![6, 7, 8]);
+    s.run_all();
     // A fourth exclusive CPU is not there: pending, with the reason.
     let d = s.a.update(
         req("rt", "2"),
@@ -876,7 +960,10 @@ fn a_failed_host_s_replicas_are_placed_elsewhere_in_the_same_decision() {
     // The application stays applied; the new copy reports running.
     assert_eq!(s.status("hello"), AppStatus::Applied);
     s.running("hello/web/0");
-    assert_eq!(s.a.replica("hello/web/0").unwrap().state, ReplicaState::Running);
+    assert_eq!(
+        s.a.replica("hello/web/0").unwrap().state,
+        ReplicaState::Running
+    );
 }
 
 #[test]
@@ -895,7 +982,10 @@ fn a_returning_host_gets_its_empty_plan_first_and_nothing_runs_twice() {
     let emptied = d.plan("a").unwrap().generation;
     // a comes back: it is fenced, and its plan is the empty one.
     let d = s.recover("a");
-    assert!(d.plans.is_empty(), "nothing new for a before it acknowledges");
+    assert!(
+        d.plans.is_empty(),
+        "nothing new for a before it acknowledges"
+    );
     assert!(s.a.is_fenced("a"));
     assert_eq!(s.a.plan("a").unwrap().generation, emptied);
     assert!(s.a.plan("a").unwrap().replicas.is_empty());
@@ -906,7 +996,11 @@ fn a_returning_host_gets_its_empty_plan_first_and_nothing_runs_twice() {
         AgentReport {
             host: "a".into(),
             plan_generation: emptied - 1,
-            replicas: vec![ReplicaStatus::new("hello/web/0", on_a.generation, ReplicaState::Running)],
+            replicas: vec![ReplicaStatus::new(
+                "hello/web/0",
+                on_a.generation,
+                ReplicaState::Running,
+            )],
         },
         s.now(),
     );
@@ -956,7 +1050,11 @@ fn locking_drains_the_host_first() {
                 WorkloadKind::Deployment { replicas: 3 },
                 vec![container("main", 100, None, MIB)],
             ),
-            workload("mon", WorkloadKind::DaemonSet, vec![container("main", 10, None, MIB)]),
+            workload(
+                "mon",
+                WorkloadKind::DaemonSet,
+                vec![container("main", 10, None, MIB)],
+            ),
         ],
     };
     s.upload("hello", "1", spec);
@@ -1037,7 +1135,10 @@ fn exits_restart_with_doubling_back_off_and_raise_750_101_after_five_until_it_ru
         assert_eq!(alarmed, n >= 5, "after {n} exits");
         s.running(id);
     }
-    assert_eq!(waits, vec![1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000]);
+    assert_eq!(
+        waits,
+        vec![1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 256000]
+    );
     assert_eq!(
         s.active(),
         vec![raised("750.101", &entity, Severity::Major)]
@@ -1069,7 +1170,11 @@ fn a_liveness_failure_is_a_failure_and_restart_policies_are_kept() {
         ("onfailure", RestartPolicy::OnFailure),
         ("never", RestartPolicy::Never),
     ] {
-        let mut w = workload(name, WorkloadKind::Pod, vec![container("main", 10, None, MIB)]);
+        let mut w = workload(
+            name,
+            WorkloadKind::Pod,
+            vec![container("main", 10, None, MIB)],
+        );
         w.template.restart_policy = policy;
         w.template.containers[0].liveness = Some(Probe::new(ProbeAction::HttpGet {
             path: "/healthz".into(),
@@ -1085,14 +1190,17 @@ fn a_liveness_failure_is_a_failure_and_restart_policies_are_kept() {
     let mut st = ReplicaStatus::new(&r.id, r.generation, ReplicaState::Failed);
     st.liveness_failed = true;
     let d = s.report("worker-0", st);
-    assert!(d.events[0].reason_text.contains("failed its liveness probe"));
+    assert!(
+        d.events[0]
+            .reason_text
+            .contains("failed its liveness probe")
+    );
     assert_eq!(s.a.replica(&r.id).unwrap().exits, 1);
     // Clean exit under OnFailure: finished, not restarted, still "up".
     s.exit("jobs/onfailure/0", 0);
     let r = s.a.replica("jobs/onfailure/0").unwrap();
     assert!(r.finished && r.succeeded && r.is_up());
     assert!(r.restart_at.is_none());
-    // A liveness failure with exit code 0 is still a failure: OnFailure restarts.
     // Failure under Never: finished for good.
     s.exit("jobs/never/0", 3);
     let r = s.a.replica("jobs/never/0").unwrap();
@@ -1113,7 +1221,10 @@ fn apply_waits_for_readiness_when_a_container_has_a_readiness_probe() {
     s.upload("hello", "1", spec);
     s.apply("hello");
     let r = s.a.replica("hello/web/0").unwrap().clone();
-    s.report("worker-0", ReplicaStatus::new(&r.id, r.generation, ReplicaState::Running));
+    s.report(
+        "worker-0",
+        ReplicaStatus::new(&r.id, r.generation, ReplicaState::Running),
+    );
     assert_eq!(s.status("hello"), AppStatus::Applying);
     assert!(!s.a.replica(&r.id).unwrap().ready);
     s.running(&r.id);
@@ -1154,11 +1265,26 @@ fn stale_reports_are_ignored() {
     );
     assert!(d.is_empty());
     // An unknown replica and an unknown host.
-    assert!(s.report(&host, ReplicaStatus::new("hello/web/9", 1, ReplicaState::Running)).is_empty());
-    assert!(s.report("ghost", ReplicaStatus::new(&r.id, now_gen, ReplicaState::Running)).is_empty());
+    assert!(
+        s.report(
+            &host,
+            ReplicaStatus::new("hello/web/9", 1, ReplicaState::Running)
+        )
+        .is_empty()
+    );
+    assert!(
+        s.report(
+            "ghost",
+            ReplicaStatus::new(&r.id, now_gen, ReplicaState::Running)
+        )
+        .is_empty()
+    );
     assert_eq!(s.a.stale_reports(), base + 5);
     let r = s.a.replica(&r.id).unwrap();
-    assert_eq!((r.exits, r.restarts, r.state), (1, 1, ReplicaState::Pending));
+    assert_eq!(
+        (r.exits, r.restarts, r.state),
+        (1, 1, ReplicaState::Pending)
+    );
 }
 
 #[test]
@@ -1238,7 +1364,8 @@ fn ev() -> impl Strategy<Value = Ev> {
 fn check(s: &Sim) -> Result<(), TestCaseError> {
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for p in s.sent.values() {
-        prop_assert_eq!(Some(p), s.a.plan(&p.host).as_ref());
+        let held = s.a.plan(&p.host);
+        prop_assert_eq!(Some(p), held.as_ref());
         for r in &p.replicas {
             if let Some(other) = owner.insert(r.id.clone(), p.host.clone()) {
                 return Err(TestCaseError::fail(format!(
@@ -1250,8 +1377,14 @@ fn check(s: &Sim) -> Result<(), TestCaseError> {
     }
     for (name, h) in &s.a.hosts {
         let u = s.a.usage(name);
-        prop_assert!(u.cpu_millis <= h.facts.allocatable_cpu_millis, "{name} cpu over-committed");
-        prop_assert!(u.memory_bytes <= h.facts.allocatable_memory_bytes, "{name} memory over-committed");
+        prop_assert!(
+            u.cpu_millis <= h.facts.allocatable_cpu_millis,
+            "{name} cpu over-committed"
+        );
+        prop_assert!(
+            u.memory_bytes <= h.facts.allocatable_memory_bytes,
+            "{name} memory over-committed"
+        );
         let mut given = Vec::new();
         for id in &h.replicas {
             let r = &s.a.replicas[id];
