@@ -24,14 +24,19 @@
 //!   drained loses its replicas in the decision that learns it; they are
 //!   placed elsewhere in the same decision (DaemonSet replicas are simply
 //!   dropped). Its plan becomes empty under a new generation.
-//! - Fencing: a host that lost replicas that way is fenced: it is given no
-//!   replica until its agent has reported a plan generation at least that
-//!   of the emptied plan, i.e. until it has stopped everything it no
-//!   longer owns. Its agent also stops its replicas on its own when it has
+//! - Fencing: a host that lost replicas that way, or that stopped being up
+//!   at all, is fenced: it is given no replica until its agent has reported
+//!   a plan generation at least that of its latest plan (the emptied one),
+//!   i.e. until it has stopped everything it no longer owns, including
+//!   replicas taken from it by a remove it never acknowledged. Its agent also stops its replicas on its own when it has
 //!   not reached the server for a deadline shorter than maintenance's
 //!   failure threshold, so by the time a replica is started elsewhere its
 //!   old copy is already stopped. No replica is moved back to a returning
 //!   host: only pending replicas (running nowhere) are placed on it.
+//! - A drain (before a lock) is make-before-break: the replicas start on
+//!   their new hosts while the drained host's agent stops the old copies,
+//!   as a rolling move would; the lock waits until the drained host
+//!   acknowledged its empty plan ([`Apps::plan_lock`]).
 //! - Restarts: the agent runs an incarnation at most once; to restart a
 //!   replica the plan carries a new incarnation. An exit the restart policy
 //!   restarts waits `backoff_initial_ms` doubled for each consecutive exit,
@@ -1328,6 +1333,11 @@ impl Apps {
         e.facts = facts;
         if was_locked && !e.facts.locked {
             e.draining = false;
+        }
+        if !e.facts.is_up() {
+            // Whatever it was last sent, it may not have applied: when it is
+            // back it must acknowledge its latest plan before it gets more.
+            e.fence = e.fence.max(e.generation);
         }
         if !e.facts.is_up() && !e.replicas.is_empty() {
             let why = if e.facts.failed {

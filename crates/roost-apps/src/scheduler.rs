@@ -15,6 +15,10 @@
 //!   limit gets that many CPUs of the isolated pool for itself (the lowest
 //!   free ones), never given to anyone else while it is placed; every other
 //!   container shares the host's application pool.
+//! - Placement is decided once: a replica stays where it is when the host's
+//!   labels or resources change later (Kubernetes' "IgnoredDuringExecution"),
+//!   except that a DaemonSet replica follows its host's labels and a replica
+//!   whose exclusive CPUs left the isolated pool is placed anew.
 
 use std::collections::{BTreeMap, BTreeSet};
 

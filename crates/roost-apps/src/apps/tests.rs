@@ -1021,6 +1021,31 @@ fn a_returning_host_gets_its_empty_plan_first_and_nothing_runs_twice() {
 }
 
 #[test]
+fn a_host_that_failed_before_acknowledging_a_remove_is_fenced_when_it_returns() {
+    let mut s = Sim::new();
+    s.host("a", 1000, GIB);
+    s.upload("hello", "1", web(1, 600, MIB));
+    s.apply("hello");
+    s.run_all();
+    // The remove is sent to a, which fails before it acknowledges it.
+    let d = s.a.remove("hello", false, s.now()).unwrap();
+    s.take(d);
+    let d = s.fail("a");
+    assert!(d.plans.is_empty(), "nothing more to take from a");
+    assert_eq!(s.status("hello"), AppStatus::Uploaded);
+    s.apply("hello");
+    assert_eq!(s.where_is("hello/web/0"), None);
+    // Back: it may still run the old copy, so it gets nothing until it has
+    // acknowledged the plan without it.
+    let d = s.recover("a");
+    assert!(d.plans.is_empty());
+    assert!(s.a.is_fenced("a"));
+    assert_eq!(s.where_is("hello/web/0"), None);
+    s.agent("a", ReplicaState::Running);
+    assert_eq!(s.where_is("hello/web/0").as_deref(), Some("a"));
+}
+
+#[test]
 fn a_replica_that_moved_away_is_not_moved_back_when_its_host_returns() {
     let mut s = Sim::new();
     s.three_hosts();
@@ -1402,6 +1427,13 @@ fn check(s: &Sim) -> Result<(), TestCaseError> {
         prop_assert!(given.iter().all(|c| h.facts.isolated_cpus.contains(c)));
         if !h.facts.is_up() || h.draining {
             prop_assert!(h.replicas.is_empty(), "{} is down but holds replicas", name);
+        }
+        if h.acked < h.fence {
+            prop_assert!(
+                h.replicas.is_empty(),
+                "{} is fenced but holds replicas",
+                name
+            );
         }
     }
     for r in s.a.replicas.values() {
