@@ -18,7 +18,8 @@
 //! - Every change to the replicas of a host's plan (one placed, taken away,
 //!   or restarted as a new incarnation) bumps the plan's generation once
 //!   per decision. A replica's `generation` is its incarnation, unique
-//!   across the site; a report about another incarnation, or from a host
+//!   across the site and across restarts of the server (at least the time
+//!   in microseconds when it was decided); a report about another incarnation, or from a host
 //!   that does not hold the replica, is stale and ignored.
 //! - Failover: a host that fails, is locked, stops being schedulable or is
 //!   drained loses its replicas in the decision that learns it; they are
@@ -354,6 +355,16 @@ impl Decisions {
     }
 }
 
+/// What to persist of an application, and what [`Apps::restore_app`]
+/// takes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub row: App,
+    pub spec: Option<AppSpec>,
+    pub inactive: Option<App>,
+    pub inactive_spec: Option<AppSpec>,
+}
+
 /// Whether a host can be locked now, or what must move first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockPlan {
@@ -430,6 +441,8 @@ pub struct Apps {
     next_generation: u64,
     alarms: BTreeSet<(&'static str, String)>,
     stale_reports: u64,
+    /// Hosts whose restored plan lost replicas (sent again by `restored`).
+    restored_dirty: BTreeSet<String>,
 }
 
 impl Apps {
@@ -573,6 +586,14 @@ impl Apps {
             }
         }
         ctx.d
+    }
+
+    /// A new incarnation number: larger than any given before, and than the
+    /// time in microseconds, so that numbers given before a restart of the
+    /// server (even of replicas no plan holds any more) are not given again.
+    fn new_generation(&mut self, now: Timestamp) -> u64 {
+        self.next_generation = (self.next_generation + 1).max(now.0.max(0) as u64);
+        self.next_generation
     }
 
     /// Marks a host's plan changed: its generation moves once per decision.
@@ -867,7 +888,7 @@ impl Apps {
 
     /// Places a pending replica if some host can take it; otherwise records
     /// why not. Returns whether it is placed.
-    fn place(&mut self, id: &str, ctx: &mut Ctx) -> bool {
+    fn place(&mut self, id: &str, now: Timestamp, ctx: &mut Ctx) -> bool {
         let Some(r) = self.replicas.get(id) else {
             return false;
         };
@@ -927,8 +948,7 @@ impl Apps {
         };
         let facts = &self.hosts[&host].facts;
         let cpus = assign_cpus(&template, facts, &usage);
-        self.next_generation += 1;
-        let generation = self.next_generation;
+        let generation = self.new_generation(now);
         let r = self.replicas.get_mut(id).expect("replica exists");
         r.host = Some(host.clone());
         r.generation = generation;
@@ -952,7 +972,7 @@ impl Apps {
     /// Brings replicas in line with the hosts: DaemonSet replicas exist on
     /// exactly the eligible matching hosts, and pending replicas are placed
     /// where they fit.
-    fn reconcile(&mut self, _now: Timestamp, ctx: &mut Ctx) {
+    fn reconcile(&mut self, now: Timestamp, ctx: &mut Ctx) {
         // DaemonSet replicas whose host no longer qualifies.
         let gone: Vec<String> = self
             .replicas
@@ -1008,7 +1028,7 @@ impl Apps {
             .map(|r| r.id.clone())
             .collect();
         for id in pending {
-            self.place(&id, ctx);
+            self.place(&id, now, ctx);
         }
     }
 
@@ -1308,6 +1328,215 @@ impl Apps {
         self.reconcile(now, &mut ctx);
         self.evaluate(now, &mut ctx);
         Ok(self.finish(ctx))
+    }
+
+    // ----- persistence -----------------------------------------------------
+
+    /// What to persist of an application (its rows and workloads). Host
+    /// plans are persisted as they are decided ([`Decisions::plans`]).
+    pub fn record(&self, name: &str) -> Option<AppRecord> {
+        self.apps.get(name).map(|e| AppRecord {
+            row: e.row.clone(),
+            spec: e.spec.clone(),
+            inactive: e.inactive.clone(),
+            inactive_spec: e.inactive_spec.clone(),
+        })
+    }
+
+    /// Takes back a persisted application (at start-up, before the plans).
+    /// An operation that was in progress gets a whole timeout from `now`.
+    pub fn restore_app(&mut self, record: AppRecord, now: Timestamp) -> Result<(), AppError> {
+        let name = record.row.name.clone();
+        if self.apps.contains_key(&name) {
+            return Err(AppError::rejected(
+                Op::Upload,
+                format!("application {name} already exists."),
+            ));
+        }
+        if let Some(spec) = &record.spec {
+            spec.validate(&name)?;
+        }
+        let timeout = match record.row.status {
+            AppStatus::Applying | AppStatus::Updating => Some(self.settings.apply_timeout_secs),
+            AppStatus::Removing => Some(self.settings.remove_timeout_secs),
+            _ => None,
+        };
+        self.apps.insert(
+            name.clone(),
+            AppEntry {
+                row: record.row,
+                spec: record.spec,
+                inactive: record.inactive,
+                inactive_spec: record.inactive_spec,
+                deadline: timeout.map(|t| now.plus_secs(t)),
+                force: false,
+                releasing: BTreeMap::new(),
+            },
+        );
+        self.create_fixed_replicas_if_wanted(&name);
+        Ok(())
+    }
+
+    fn create_fixed_replicas_if_wanted(&mut self, name: &str) {
+        if self
+            .apps
+            .get(name)
+            .is_some_and(|e| e.row.status.wants_workloads())
+        {
+            self.create_fixed_replicas(name);
+        }
+    }
+
+    /// Takes back a host with the plan it was last sent (at start-up, after
+    /// the applications): its replicas stay where they are, as the same
+    /// incarnations, so a restart of the server restarts no container.
+    /// Planned replicas no application wants any more are left out, which
+    /// [`Apps::restored`] sends as a new plan. A `plan` of another host, or
+    /// a host already known, is refused.
+    pub fn restore_host(&mut self, facts: HostFacts, plan: HostPlan) -> Result<(), AppError> {
+        let invalid = |reason: String| AppError::Invalid {
+            app: String::new(),
+            reason,
+        };
+        if plan.host != facts.name {
+            return Err(invalid(format!(
+                "the plan of {} restored for host {}",
+                plan.host, facts.name
+            )));
+        }
+        if self.hosts.contains_key(&facts.name) {
+            return Err(invalid(format!("host {} restored twice", facts.name)));
+        }
+        let host = facts.name.clone();
+        let mut entry = HostEntry {
+            facts,
+            generation: plan.generation,
+            acked: 0,
+            fence: 0,
+            draining: false,
+            replicas: BTreeSet::new(),
+        };
+        let mut dropped = false;
+        for p in plan.replicas {
+            self.next_generation = self.next_generation.max(p.generation);
+            let wanted = self.apps.get(&p.app).and_then(|e| {
+                if !e.row.status.wants_workloads() {
+                    return None;
+                }
+                e.spec
+                    .as_ref()?
+                    .workloads
+                    .iter()
+                    .find(|w| w.name == p.workload)
+            });
+            let Some(w) = wanted else {
+                dropped = true;
+                continue;
+            };
+            let (template, kind) = (w.template.clone(), w.kind);
+            if kind == WorkloadKind::DaemonSet {
+                let id = daemon_replica_id(&p.app, &p.workload, &host);
+                if id != p.id {
+                    dropped = true;
+                    continue;
+                }
+                let mut r = Replica::new(id.clone(), &p.app, &p.workload, template);
+                r.daemon_host = Some(host.clone());
+                self.replicas.insert(id, r);
+            }
+            let Some(r) = self.replicas.get_mut(&p.id) else {
+                dropped = true;
+                continue;
+            };
+            if r.host.is_some() || p.containers.len() != r.template.containers.len() {
+                dropped = true;
+                continue;
+            }
+            r.host = Some(host.clone());
+            r.generation = p.generation;
+            r.cpus = p
+                .containers
+                .iter()
+                .map(|c| match (&c.cpuset, c.exclusive) {
+                    (Some(v), true) => CpuAssignment::Exclusive(v.clone()),
+                    _ => CpuAssignment::Shared,
+                })
+                .collect();
+            entry.replicas.insert(p.id);
+        }
+        if dropped {
+            // Sent again (without them) by `restored`.
+            entry.fence = 0;
+            self.restored_dirty.insert(host.clone());
+        }
+        self.hosts.insert(host, entry);
+        Ok(())
+    }
+
+    /// Takes back an alarm FM holds from before a restart, so that it is
+    /// cleared when its cause goes away. Returns false for an alarm this
+    /// domain does not know the cause of any more (the caller clears it).
+    pub fn restore_alarm(&mut self, alarm_id: &str, entity: &str) -> bool {
+        let id = match alarm_id {
+            ALARM_UPLOAD_FAILED => ALARM_UPLOAD_FAILED,
+            ALARM_APPLY_FAILED => ALARM_APPLY_FAILED,
+            ALARM_REMOVE_FAILED => ALARM_REMOVE_FAILED,
+            ALARM_REPLICA_FAILING => ALARM_REPLICA_FAILING,
+            _ => return false,
+        };
+        if id == ALARM_REPLICA_FAILING {
+            let after = self.settings.failing_alarm_after;
+            let Some(r) = self
+                .replicas
+                .values_mut()
+                .find(|r| replica_entity(&r.app, &r.id) == entity)
+            else {
+                return false;
+            };
+            r.alarmed = true;
+            r.exits = r.exits.max(after);
+        } else if !self.apps.keys().any(|a| app_entity(a) == entity) {
+            return false;
+        }
+        self.alarms.insert((id, entity.to_string()));
+        true
+    }
+
+    /// Start-up is over: plans that lost replicas no application wants, and
+    /// whatever the hosts' facts call for now (pending replicas placed,
+    /// hosts that are down emptied).
+    pub fn restored(&mut self, now: Timestamp) -> Decisions {
+        let mut ctx = Ctx::default();
+        for h in std::mem::take(&mut self.restored_dirty) {
+            self.touch_host(&h, &mut ctx);
+        }
+        let down: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| !h.facts.is_up())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for h in down {
+            if let Some(e) = self.hosts.get_mut(&h) {
+                e.fence = e.fence.max(e.generation);
+            }
+            self.evacuate(&h, "down at start-up", &mut ctx);
+        }
+        // Which hosts a remove in progress waited for is not persisted: it
+        // waits for every host to acknowledge its current plan.
+        let all: BTreeMap<String, u64> = self
+            .hosts
+            .iter()
+            .map(|(n, h)| (n.clone(), h.generation))
+            .collect();
+        for e in self.apps.values_mut() {
+            if e.row.status == AppStatus::Removing && e.releasing.is_empty() {
+                e.releasing = all.clone();
+            }
+        }
+        self.reconcile(now, &mut ctx);
+        self.evaluate(now, &mut ctx);
+        self.finish(ctx)
     }
 
     // ----- hosts -----------------------------------------------------------
@@ -1621,8 +1850,7 @@ impl Apps {
             .map(|r| r.id.clone())
             .collect();
         for id in due {
-            self.next_generation += 1;
-            let generation = self.next_generation;
+            let generation = self.new_generation(now);
             let r = self.replicas.get_mut(&id).expect("listed");
             r.restart_at = None;
             let Some(host) = r.host.clone() else { continue };

@@ -30,8 +30,8 @@ pub mod scheduler;
 pub mod workload;
 
 pub use apps::{
-    AgentReport, App, AppEvent, AppSettings, Apps, Decisions, HostPlan, LockPlan, PlannedContainer,
-    PlannedReplica, Replica, ReplicaState, ReplicaStatus, UploadRequest,
+    AgentReport, App, AppEvent, AppRecord, AppSettings, Apps, Decisions, HostPlan, LockPlan,
+    PlannedContainer, PlannedReplica, Replica, ReplicaState, ReplicaStatus, UploadRequest,
 };
 pub use lifecycle::{
     ALARM_APPLY_FAILED, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING, ALARM_UPLOAD_FAILED,

@@ -1354,6 +1354,99 @@ fn a_removed_host_s_replicas_move() {
     assert!(s.a.plan(&h).is_none());
 }
 
+#[test]
+fn a_restart_of_the_server_keeps_every_placement_and_incarnation() {
+    let mut s = Sim::new();
+    s.three_hosts();
+    let mut spec = web(3, 100, MIB);
+    spec.workloads.push(workload(
+        "mon",
+        WorkloadKind::DaemonSet,
+        vec![container("pinned", 1000, Some(1000), MIB)],
+    ));
+    for h in ["worker-0", "worker-1", "worker-2"] {
+        let mut f = s.facts(h);
+        f.isolated_cpus = vec![7];
+        s.set_host(f);
+    }
+    s.upload("hello", "1", spec);
+    s.upload("other", "1", web(1, 100, MIB));
+    s.apply("hello");
+    s.apply("other");
+    s.run_all();
+    let id = "hello/web/0";
+    s.exit(id, 1);
+    // 750.101 is raised after 5 exits; make it so before the restart.
+    for _ in 0..4 {
+        s.advance(600);
+        s.exit(id, 1);
+    }
+    assert_eq!(s.active().len(), 1);
+    // "other" is removed; the agents never acknowledge before the restart.
+    let d = s.a.remove("other", false, s.now()).unwrap();
+    s.take(d);
+    let before: Vec<Replica> = s.a.replicas().cloned().collect();
+
+    let mut b = Apps::new(AppSettings::default());
+    for name in ["hello", "other"] {
+        b.restore_app(s.a.record(name).unwrap(), s.now()).unwrap();
+    }
+    for h in ["worker-0", "worker-1", "worker-2"] {
+        b.restore_host(s.facts(h), s.sent[h].clone()).unwrap();
+    }
+    assert!(b.restore_alarm("750.101", &replica_entity("hello", id)));
+    assert!(!b.restore_alarm("750.002", "k8s_application=gone"));
+    assert!(
+        b.restore_host(s.facts("worker-0"), s.sent["worker-0"].clone())
+            .is_err()
+    );
+    let d = b.restored(s.now());
+    assert!(d.plans.is_empty(), "nothing moves: {d:?}");
+    for r in &before {
+        let n = b.replica(&r.id).unwrap();
+        assert_eq!(
+            (&n.host, n.generation, &n.cpus),
+            (&r.host, r.generation, &r.cpus)
+        );
+    }
+    assert_eq!(b.get("other").unwrap().status, AppStatus::Removing);
+    // Carry on with the restored domain: later incarnations are newer, and
+    // the replica's alarm clears when it runs for long enough.
+    let last = s.a.replicas().map(|r| r.generation).max().unwrap();
+    s.a = b;
+    // The agent's next report says the incarnation exited; its restart is
+    // decided anew.
+    s.exit(id, 1);
+    // Every agent reports: the remove in progress completes.
+    s.run_all();
+    assert_eq!(s.status("other"), AppStatus::Uploaded);
+    s.advance(600);
+    let r = s.a.replica(id).unwrap();
+    assert!(r.generation > last);
+    s.running(id);
+    s.advance(10);
+    assert!(s.active().is_empty(), "{:?}", s.active());
+}
+
+#[test]
+fn a_restored_plan_loses_replicas_no_application_wants() {
+    let mut s = Sim::new();
+    s.host("worker-0", 4000, GIB);
+    s.upload("hello", "1", web(2, 100, MIB));
+    s.apply("hello");
+    let plan = s.sent["worker-0"].clone();
+    let mut b = Apps::new(AppSettings::default());
+    let mut rec = s.a.record("hello").unwrap();
+    rec.spec = Some(web(1, 100, MIB));
+    b.restore_app(rec, s.now()).unwrap();
+    b.restore_host(s.facts("worker-0"), plan.clone()).unwrap();
+    let d = b.restored(s.now());
+    let p = d.plan("worker-0").unwrap();
+    assert!(p.generation > plan.generation);
+    let ids: Vec<&str> = p.replicas.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["hello/web/0"]);
+}
+
 // ----- the property -----------------------------------------------------------------
 
 #[derive(Debug, Clone)]
