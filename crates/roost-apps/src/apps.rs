@@ -1721,10 +1721,15 @@ impl Apps {
             return ctx.d;
         };
         if report.plan_generation > h.generation {
-            // No such plan was ever made: a report from before a restart
-            // of the server, or a confused agent.
+            // This server never made such a plan (its state was lost, or
+            // the agent served another server): the host's plans go on
+            // above that number, or its agent would refuse them as older,
+            // and what it reports is not trusted.
+            h.generation = report.plan_generation;
             self.stale_reports += 1;
-            return ctx.d;
+            let host = report.host.clone();
+            self.touch_host(&host, &mut ctx);
+            return self.finish(ctx);
         }
         let was_fenced = h.acked < h.fence;
         h.acked = h.acked.max(report.plan_generation);

@@ -30,7 +30,9 @@ use crate::workload::PodTemplate;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostFacts {
     pub name: String,
-    /// Unlocked, enabled and available.
+    /// Unlocked, enabled and available (the caller decides whether a
+    /// degraded host still counts as available; a host that is not
+    /// schedulable loses its replicas at once).
     pub schedulable: bool,
     /// Maintenance declared it failed.
     pub failed: bool,

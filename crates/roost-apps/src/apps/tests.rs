@@ -1278,17 +1278,21 @@ fn stale_reports_are_ignored() {
     s.advance(1);
     let now_gen = s.a.replica(&r.id).unwrap().generation;
     assert!(now_gen > r.generation);
-    assert!(s.report(&host, st).is_empty());
-    // A plan generation never sent.
+    assert!(s.report(&host, st.clone()).is_empty());
+    // A plan generation never sent: not trusted, and the host's plans go
+    // on above it so that its agent takes them.
     let d = s.a.agent_reported(
         AgentReport {
             host: host.clone(),
             plan_generation: 1_000,
-            replicas: vec![],
+            replicas: vec![st.clone()],
         },
         s.now(),
     );
-    assert!(d.is_empty());
+    let d = s.take(d);
+    assert_eq!(d.plans.len(), 1);
+    assert_eq!(d.plans[0].generation, 1_001);
+    assert_eq!(d.plans[0].replicas.len(), 1);
     // An unknown replica and an unknown host.
     assert!(
         s.report(
