@@ -58,10 +58,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use roost_types::{Severity, Timestamp};
 
 use crate::lifecycle::{
-    ALARM_APPLY_FAILED, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING, ALARM_UPLOAD_FAILED,
-    AlarmDecision, AppError, AppStatus, Op, PROGRESS_ABORTED_BY_USER, PROGRESS_APPLY_MANIFEST,
-    PROGRESS_COMPLETED, PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, app_entity,
-    check_transition, failed_progress, failure_alarm, replica_entity,
+    ALARM_APPLY_FAILED, ALARM_APPLY_IN_PROGRESS, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING,
+    ALARM_UPDATE_IN_PROGRESS, ALARM_UPLOAD_FAILED, AlarmDecision, AppError, AppStatus, Op,
+    PROGRESS_ABORTED_BY_USER, PROGRESS_APPLY_MANIFEST, PROGRESS_COMPLETED,
+    PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, app_entity, check_transition,
+    failed_progress, failure_alarm, replica_entity,
 };
 use crate::scheduler::{CpuAssignment, HostFacts, Misfit, Usage, assign_cpus, fit, pending_reason};
 use crate::workload::{
@@ -635,9 +636,36 @@ impl Apps {
 
     /// Clears 750.001/002/003 of an application (an operation starts anew).
     fn clear_app_alarms(&mut self, app: &str, ctx: &mut Ctx) {
-        for id in [ALARM_UPLOAD_FAILED, ALARM_APPLY_FAILED, ALARM_REMOVE_FAILED] {
+        for id in [
+            ALARM_UPLOAD_FAILED,
+            ALARM_APPLY_FAILED,
+            ALARM_REMOVE_FAILED,
+            ALARM_APPLY_IN_PROGRESS,
+            ALARM_UPDATE_IN_PROGRESS,
+        ] {
             self.clear(id, app_entity(app), ctx);
         }
+    }
+
+    /// 750.004 while applying, 750.005 while updating.
+    fn raise_in_progress(&mut self, app: &str, update: bool, ctx: &mut Ctx) {
+        let (id, what) = if update {
+            (ALARM_UPDATE_IN_PROGRESS, "Update")
+        } else {
+            (ALARM_APPLY_IN_PROGRESS, "Apply")
+        };
+        self.raise(
+            id,
+            app_entity(app),
+            Severity::Warning,
+            format!("Application {what} In Progress: {app}"),
+            ctx,
+        );
+    }
+
+    fn clear_in_progress(&mut self, app: &str, ctx: &mut Ctx) {
+        self.clear(ALARM_APPLY_IN_PROGRESS, app_entity(app), ctx);
+        self.clear(ALARM_UPDATE_IN_PROGRESS, app_entity(app), ctx);
     }
 
     fn set_status(
@@ -674,6 +702,7 @@ impl Apps {
         if let Some(e) = self.apps.get_mut(app) {
             e.deadline = None;
         }
+        self.clear_in_progress(app, ctx);
         let (id, sev, reason) = failure_alarm(op, app, error);
         self.raise(id, app_entity(app), sev, reason.clone(), ctx);
         ctx.event(app_entity(app), reason);
@@ -806,6 +835,7 @@ impl Apps {
         self.check_apply(name)?;
         let mut ctx = Ctx::default();
         self.clear_app_alarms(name, &mut ctx);
+        self.raise_in_progress(name, false, &mut ctx);
         self.set_status(
             name,
             AppStatus::Applying,
@@ -1093,6 +1123,7 @@ impl Apps {
                 }
             }
             self.clear(ALARM_APPLY_FAILED, app_entity(name), ctx);
+            self.clear_in_progress(name, ctx);
             ctx.event(
                 app_entity(name),
                 format!("Application {name} applied ({total} replicas running)"),
@@ -1296,6 +1327,7 @@ impl Apps {
         let mut ctx = Ctx::default();
         let name = req.name.clone();
         self.clear_app_alarms(&name, &mut ctx);
+        self.raise_in_progress(&name, true, &mut ctx);
         self.drop_replicas(&name, &mut ctx);
         let deadline = now.plus_secs(self.settings.apply_timeout_secs);
         let e = self.apps.get_mut(&name).expect("checked");
@@ -1481,6 +1513,8 @@ impl Apps {
             ALARM_UPLOAD_FAILED => ALARM_UPLOAD_FAILED,
             ALARM_APPLY_FAILED => ALARM_APPLY_FAILED,
             ALARM_REMOVE_FAILED => ALARM_REMOVE_FAILED,
+            ALARM_APPLY_IN_PROGRESS => ALARM_APPLY_IN_PROGRESS,
+            ALARM_UPDATE_IN_PROGRESS => ALARM_UPDATE_IN_PROGRESS,
             ALARM_REPLICA_FAILING => ALARM_REPLICA_FAILING,
             _ => return false,
         };

@@ -13,8 +13,9 @@
 //! turns into FM alarms. Nothing here knows JSON, HTTP or containerd.
 //!
 //! Alarms: 750.001 (upload failed, warning), 750.002 (apply or update
-//! failed, major) and 750.003 (remove failed, major) on
-//! `k8s_application=<name>`, as StarlingX. A replica that keeps failing
+//! failed, major), 750.003 (remove failed, major), 750.004 and 750.005
+//! (apply and update in progress, warning) on `k8s_application=<name>`, as
+//! StarlingX. A replica that keeps failing
 //! raises Roost's own 750.101 on
 //! `k8s_application=<name>.replica=<workload>/<index or host>`: none of
 //! StarlingX's 750.x means it (750.002 is the failure of an apply
@@ -34,10 +35,11 @@ pub use apps::{
     PlannedContainer, PlannedReplica, Replica, ReplicaState, ReplicaStatus, UploadRequest,
 };
 pub use lifecycle::{
-    ALARM_APPLY_FAILED, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING, ALARM_UPLOAD_FAILED,
-    AlarmDecision, AppError, AppStatus, Op, PROGRESS_ABORTED, PROGRESS_ABORTED_BY_USER,
-    PROGRESS_APPLY_MANIFEST, PROGRESS_COMPLETED, PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT,
-    PROGRESS_IMAGES, app_entity, check_transition, failed_progress, replica_entity,
+    ALARM_APPLY_FAILED, ALARM_APPLY_IN_PROGRESS, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING,
+    ALARM_UPDATE_IN_PROGRESS, ALARM_UPLOAD_FAILED, AlarmDecision, AppError, AppStatus, Op,
+    PROGRESS_ABORTED, PROGRESS_ABORTED_BY_USER, PROGRESS_APPLY_MANIFEST, PROGRESS_COMPLETED,
+    PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, app_entity, check_transition,
+    failed_progress, replica_entity,
 };
 pub use scheduler::{CpuAssignment, HostFacts, Usage};
 pub use workload::{

@@ -14,6 +14,10 @@
 //!   `inactive`, the new one `updating` -> `applied` (the inactive row is
 //!   then dropped) or `apply-failed` (the inactive row stays).
 //!
+//! While an apply runs, 750.004 (warning) is raised, and 750.005 while an
+//! update runs, as StarlingX does; both clear when the operation ends. The
+//! start of an operation clears the application's earlier failure alarms.
+//!
 //! Every refusal reads "Application-<op> rejected: ...", an unknown
 //! application included (StarlingX answers 400 for those; only a show of an
 //! unknown application is a 404).
@@ -28,6 +32,10 @@ pub const ALARM_UPLOAD_FAILED: &str = "750.001";
 pub const ALARM_APPLY_FAILED: &str = "750.002";
 /// Alarm: application remove failure (major, `k8s_application=<name>`).
 pub const ALARM_REMOVE_FAILED: &str = "750.003";
+/// Alarm: application apply in progress (warning, `k8s_application=<name>`).
+pub const ALARM_APPLY_IN_PROGRESS: &str = "750.004";
+/// Alarm: application update in progress (warning, `k8s_application=<name>`).
+pub const ALARM_UPDATE_IN_PROGRESS: &str = "750.005";
 /// Alarm (Roost's own, see the crate docs): a replica keeps failing and is
 /// restarted with back-off (major,
 /// `k8s_application=<name>.replica=<workload>/<index or host>`).

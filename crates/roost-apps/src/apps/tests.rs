@@ -370,6 +370,18 @@ fn apply_places_replicas_and_completes_when_all_of_them_run() {
     assert_eq!(s.status("hello"), AppStatus::Applying);
     assert_eq!(s.progress("hello"), "retrieving docker images");
     assert_eq!(d.plans.len(), 2, "two replicas on two hosts: {d:?}");
+    assert_eq!(
+        s.active(),
+        vec![raised(
+            "750.004",
+            "k8s_application=hello",
+            Severity::Warning
+        )]
+    );
+    assert_eq!(
+        d.alarms[0].reason_text,
+        "Application Apply In Progress: hello"
+    );
     // One replica starts: the images are there.
     let r0 = s.a.replica("hello/web/0").unwrap().clone();
     let host0 = r0.host.clone().unwrap();
@@ -417,12 +429,21 @@ fn an_apply_that_cannot_finish_fails_after_the_timeout_with_750_002_and_a_new_ap
         s.active(),
         vec![raised("750.002", "k8s_application=hello", Severity::Major)]
     );
-    // More capacity, apply again: the alarm clears at once, then it completes.
+    // More capacity, apply again: 750.002 clears at once (750.004 says it
+    // is in progress), then it completes.
     s.host("worker-1", 1000, 8 * GIB);
     s.apply("hello");
-    assert!(s.active().is_empty());
+    assert_eq!(
+        s.active(),
+        vec![raised(
+            "750.004",
+            "k8s_application=hello",
+            Severity::Warning
+        )]
+    );
     s.run_all();
     assert_eq!(s.status("hello"), AppStatus::Applied);
+    assert!(s.active().is_empty());
 }
 
 #[test]
@@ -669,6 +690,14 @@ fn update_makes_the_old_version_inactive_and_completes_like_an_apply() {
     assert!(!old.active);
     assert_eq!(s.a.rows().len(), 2);
     assert_eq!(
+        s.active(),
+        vec![raised(
+            "750.005",
+            "k8s_application=hello",
+            Severity::Warning
+        )]
+    );
+    assert_eq!(
         s.a.update(req("hello", "3.0"), web(1, 100, MIB), s.now())
             .unwrap_err()
             .to_string(),
@@ -687,6 +716,7 @@ fn update_makes_the_old_version_inactive_and_completes_like_an_apply() {
     );
     assert!(s.a.inactive("hello").is_none());
     assert_eq!(s.a.rows().len(), 1);
+    assert!(s.active().is_empty());
 }
 
 #[test]
