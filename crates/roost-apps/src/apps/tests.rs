@@ -1216,6 +1216,54 @@ fn exits_restart_with_doubling_back_off_and_raise_750_101_after_five_until_it_ru
 }
 
 #[test]
+fn re_applying_an_applied_application_completes_at_once_when_everything_runs() {
+    let mut s = Sim::new();
+    s.three_hosts();
+    s.upload("hello", "1", web(3, 100, MIB));
+    s.apply("hello");
+    s.run_all();
+    let before: Vec<Replica> = s.a.replicas_of("hello").cloned().collect();
+    let d = s.apply("hello");
+    assert_eq!(s.status("hello"), AppStatus::Applied);
+    assert!(d.plans.is_empty(), "nothing moves or restarts");
+    let after: Vec<Replica> = s.a.replicas_of("hello").cloned().collect();
+    assert_eq!(before, after);
+    // 750.004 was raised and cleared in the same decision.
+    assert_eq!(d.alarms.len(), 2);
+    assert!(s.active().is_empty());
+}
+
+#[test]
+fn a_failing_replica_leaves_the_application_applied_and_its_alarm_goes_with_a_remove() {
+    let mut s = Sim::new();
+    s.host("worker-0", 4000, GIB);
+    s.upload("hello", "1", web(1, 100, MIB));
+    s.apply("hello");
+    s.run_all();
+    let id = "hello/web/0";
+    for _ in 0..5 {
+        s.exit(id, 137);
+        s.advance(600);
+    }
+    assert_eq!(s.status("hello"), AppStatus::Applied);
+    let entity = replica_entity("hello", id);
+    assert_eq!(
+        s.active(),
+        vec![raised("750.101", &entity, Severity::Major)]
+    );
+    assert!(
+        s.log
+            .last()
+            .unwrap()
+            .reason_text
+            .contains("exited with code 137")
+    );
+    let d = s.a.remove("hello", false, s.now()).unwrap();
+    s.take(d);
+    assert!(s.active().is_empty());
+}
+
+#[test]
 fn a_liveness_failure_is_a_failure_and_restart_policies_are_kept() {
     let mut s = Sim::new();
     s.host("worker-0", 4000, GIB);
