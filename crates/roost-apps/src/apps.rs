@@ -18,22 +18,24 @@
 //! - Every change to the replicas of a host's plan (one placed, taken away,
 //!   or restarted as a new incarnation) bumps the plan's generation once
 //!   per decision. A replica's `generation` is its incarnation, unique
-//!   across the site and across restarts of the server (at least the time
-//!   in microseconds when it was decided); a report about another incarnation, or from a host
-//!   that does not hold the replica, is stale and ignored.
+//!   across the site and across restarts of the server (never below the
+//!   time in microseconds when it was decided); a report about another
+//!   incarnation, or from a host that does not hold the replica, is stale
+//!   and ignored.
 //! - Failover: a host that fails, is locked, stops being schedulable or is
 //!   drained loses its replicas in the decision that learns it; they are
 //!   placed elsewhere in the same decision (DaemonSet replicas are simply
 //!   dropped). Its plan becomes empty under a new generation.
-//! - Fencing: a host that lost replicas that way, or that stopped being up
-//!   at all, is fenced: it is given no replica until its agent has reported
-//!   a plan generation at least that of its latest plan (the emptied one),
-//!   i.e. until it has stopped everything it no longer owns, including
-//!   replicas taken from it by a remove it never acknowledged. Its agent also stops its replicas on its own when it has
-//!   not reached the server for a deadline shorter than maintenance's
-//!   failure threshold, so by the time a replica is started elsewhere its
-//!   old copy is already stopped. No replica is moved back to a returning
-//!   host: only pending replicas (running nowhere) are placed on it.
+//! - Fencing, in three parts. (1) A host that stops being up is fenced: it
+//!   is given no replica until its agent has reported a plan generation at
+//!   least that of its latest plan (the emptied one), i.e. until it has
+//!   stopped everything it no longer owns, including replicas taken from
+//!   it by a remove it never acknowledged. (2) Its agent stops its replicas
+//!   on its own when it has not reached the server for a deadline shorter
+//!   than maintenance's failure threshold (the agent's part, not decided
+//!   here), so by the time a replica is started elsewhere its old copy is
+//!   already stopped. (3) No replica is moved back to a returning host:
+//!   only pending replicas (running nowhere) are placed on it.
 //! - A drain (before a lock) is make-before-break: the replicas start on
 //!   their new hosts while the drained host's agent stops the old copies,
 //!   as a rolling move would; the lock waits until the drained host
@@ -52,6 +54,9 @@
 //!   acknowledged the plan without it (or is down, hence fenced); after
 //!   `remove_timeout_secs` it fails (750.003), or ends in `uploaded` when
 //!   forced.
+//! - A restart of the server moves and restarts nothing: the plans last
+//!   sent are the placements ([`Apps::restore_host`]); what a replica was
+//!   doing (exits, back-off) is learnt again from the agents' reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -18,7 +18,7 @@
 //! update runs, as StarlingX does; both clear when the operation ends. The
 //! start of an operation clears the application's earlier failure alarms.
 //!
-//! Every refusal reads "Application-<op> rejected: ...", an unknown
+//! Every refusal reads `Application-<op> rejected: ...`, an unknown
 //! application included (StarlingX answers 400 for those; only a show of an
 //! unknown application is a 404).
 
@@ -109,7 +109,7 @@ words!(
 
 words!(
     /// An operation on an application, as it appears in refusals
-    /// ("Application-<op> rejected: ...").
+    /// (`Application-<op> rejected: ...`).
     Op {
         Upload => "upload",
         Apply => "apply",
