@@ -729,6 +729,20 @@ impl Apps {
                 format!("application {} already exists.", req.name),
             ));
         }
+        // Replica ids and alarm entities are built from the name.
+        if req
+            .name
+            .chars()
+            .any(|c| c == '/' || c == '=' || c == '.' || c.is_whitespace() || c.is_control())
+        {
+            return Err(AppError::rejected(
+                Op::Upload,
+                format!(
+                    "application name {:?} may not contain '/', '=', '.' or white space.",
+                    req.name
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -1772,7 +1786,8 @@ impl Apps {
         }
         let was_fenced = h.acked < h.fence;
         h.acked = h.acked.max(report.plan_generation);
-        if was_fenced && h.acked >= h.fence {
+        let unfenced = was_fenced && h.acked >= h.fence;
+        if unfenced {
             ctx.event(
                 format!("host={}", report.host),
                 format!(
@@ -1784,7 +1799,11 @@ impl Apps {
         for st in report.replicas {
             self.status(&report.host, st, now, &mut ctx);
         }
-        self.reconcile(now, &mut ctx);
+        // Reports arrive all the time; only a host that stopped being
+        // fenced can take what waits.
+        if unfenced {
+            self.reconcile(now, &mut ctx);
+        }
         self.evaluate(now, &mut ctx);
         self.finish(ctx)
     }

@@ -309,6 +309,13 @@ fn a_name_taken_is_refused_with_starlingx_s_words() {
     );
     assert_eq!(s.a.check_upload(&req("hello", "2.0-1")), Err(e));
     assert_eq!(s.a.get("hello").unwrap().app_version, "1.0-1");
+    for bad in ["a/b", "a.b", "a=b", "a b", ""] {
+        let e = s.a.check_upload(&req(bad, "1")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("Application-upload rejected: "),
+            "{e}"
+        );
+    }
 }
 
 #[test]
