@@ -394,9 +394,56 @@ struct HostEntry {
     fence: u64,
     draining: bool,
     replicas: BTreeSet<String>,
+    /// What `replicas` use, kept as they come and go.
+    usage: Usage,
+    /// How many replicas of each (application, workload) it holds.
+    counts: BTreeMap<(String, String), usize>,
 }
 
 impl HostEntry {
+    fn new(facts: HostFacts, generation: u64) -> HostEntry {
+        HostEntry {
+            facts,
+            generation,
+            acked: 0,
+            fence: 0,
+            draining: false,
+            replicas: BTreeSet::new(),
+            usage: Usage::default(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn hold(&mut self, r: &Replica) {
+        self.replicas.insert(r.id.clone());
+        self.usage.add(&r.template, &r.cpus);
+        *self
+            .counts
+            .entry((r.app.clone(), r.workload.clone()))
+            .or_default() += 1;
+    }
+
+    fn release(&mut self, r: &Replica) {
+        if !self.replicas.remove(&r.id) {
+            return;
+        }
+        self.usage.sub(&r.template, &r.cpus);
+        let key = (r.app.clone(), r.workload.clone());
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&key);
+            }
+        }
+    }
+
+    fn count(&self, app: &str, workload: &str) -> usize {
+        self.counts
+            .get(&(app.to_string(), workload.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn eligible(&self) -> bool {
         self.facts.is_up() && !self.draining && self.acked >= self.fence
     }
@@ -524,15 +571,10 @@ impl Apps {
 
     /// What the replicas placed on a host use.
     pub fn usage(&self, host: &str) -> Usage {
-        let mut u = Usage::default();
-        if let Some(h) = self.hosts.get(host) {
-            for id in &h.replicas {
-                if let Some(r) = self.replicas.get(id) {
-                    u.add(&r.template, &r.cpus);
-                }
-            }
-        }
-        u
+        self.hosts
+            .get(host)
+            .map(|h| h.usage.clone())
+            .unwrap_or_default()
     }
 
     /// Reports ignored because they were about another incarnation or came
@@ -922,15 +964,16 @@ impl Apps {
     /// Takes a replica off its host (it becomes pending). Returns the host.
     fn unplace(&mut self, id: &str, ctx: &mut Ctx) -> Option<String> {
         let r = self.replicas.get_mut(id)?;
-        let host = r.host.take()?;
+        let host = r.host.clone()?;
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.release(r);
+        }
+        r.host = None;
         r.cpus.clear();
         r.state = ReplicaState::Pending;
         r.ready = false;
         r.running_since = None;
         r.restart_at = None;
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.replicas.remove(id);
-        }
         self.touch_host(&host, ctx);
         Some(host)
     }
@@ -951,7 +994,7 @@ impl Apps {
         let daemon_host = r.daemon_host.clone();
         let (app, workload) = (r.app.clone(), r.workload.clone());
         let mut misfits = Vec::new();
-        let mut best: Option<((usize, u64, u64), String, Usage)> = None;
+        let mut best: Option<((usize, u64, u64), &str)> = None;
         let mut seen = 0;
         for (name, h) in &self.hosts {
             if daemon_host.as_ref().is_some_and(|d| d != name) {
@@ -962,28 +1005,23 @@ impl Apps {
                 misfits.push(Misfit::Unavailable);
                 continue;
             }
-            let u = self.usage(name);
-            if let Err(m) = fit(&template, &h.facts, &u) {
+            let u = &h.usage;
+            if let Err(m) = fit(&template, &h.facts, u) {
                 misfits.push(m);
                 continue;
             }
-            let same = h
-                .replicas
-                .iter()
-                .filter_map(|i| self.replicas.get(i))
-                .filter(|o| o.app == app && o.workload == workload)
-                .count();
             // Smaller is better: fewest of this workload, then most free.
             let key = (
-                same,
+                h.count(&app, &workload),
                 u64::MAX - u.free_cpu_millis(&h.facts),
                 u64::MAX - u.free_memory_bytes(&h.facts),
             );
-            if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
-                best = Some((key, name.clone(), u));
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, name.as_str()));
             }
         }
-        let Some((_, host, usage)) = best else {
+        let best = best.map(|(_, h)| h.to_string());
+        let Some(host) = best else {
             let reason = pending_reason(seen, &misfits);
             let r = self.replicas.get_mut(id).expect("replica exists");
             if r.pending_reason.as_deref() != Some(reason.as_str()) {
@@ -995,8 +1033,8 @@ impl Apps {
             }
             return false;
         };
-        let facts = &self.hosts[&host].facts;
-        let cpus = assign_cpus(&template, facts, &usage);
+        let h = &self.hosts[&host];
+        let cpus = assign_cpus(&template, &h.facts, &h.usage);
         let generation = self.new_generation(now);
         let r = self.replicas.get_mut(id).expect("replica exists");
         r.host = Some(host.clone());
@@ -1008,7 +1046,7 @@ impl Apps {
         r.restart_at = None;
         r.running_since = None;
         if let Some(h) = self.hosts.get_mut(&host) {
-            h.replicas.insert(id.to_string());
+            h.hold(r);
         }
         self.touch_host(&host, ctx);
         ctx.event(
@@ -1459,14 +1497,7 @@ impl Apps {
             return Err(invalid(format!("host {} restored twice", facts.name)));
         }
         let host = facts.name.clone();
-        let mut entry = HostEntry {
-            facts,
-            generation: plan.generation,
-            acked: 0,
-            fence: 0,
-            draining: false,
-            replicas: BTreeSet::new(),
-        };
+        let mut entry = HostEntry::new(facts, plan.generation);
         let mut dropped = false;
         for p in plan.replicas {
             self.next_generation = self.next_generation.max(p.generation);
@@ -1513,7 +1544,7 @@ impl Apps {
                     _ => CpuAssignment::Shared,
                 })
                 .collect();
-            entry.replicas.insert(p.id);
+            entry.hold(r);
         }
         if dropped {
             // Sent again (without them) by `restored`.
@@ -1601,14 +1632,10 @@ impl Apps {
     pub fn host_changed(&mut self, facts: HostFacts, now: Timestamp) -> Decisions {
         let mut ctx = Ctx::default();
         let name = facts.name.clone();
-        let e = self.hosts.entry(name.clone()).or_insert_with(|| HostEntry {
-            facts: facts.clone(),
-            generation: 0,
-            acked: 0,
-            fence: 0,
-            draining: false,
-            replicas: BTreeSet::new(),
-        });
+        let e = self
+            .hosts
+            .entry(name.clone())
+            .or_insert_with(|| HostEntry::new(facts.clone(), 0));
         let was_locked = e.facts.locked;
         let cpus_changed = e.facts.application_cpus != facts.application_cpus
             || e.facts.isolated_cpus != facts.isolated_cpus;

@@ -99,6 +99,18 @@ impl Usage {
         }
     }
 
+    pub(crate) fn sub(&mut self, t: &PodTemplate, cpus: &[CpuAssignment]) {
+        self.cpu_millis = self.cpu_millis.saturating_sub(t.cpu_request_millis());
+        self.memory_bytes = self.memory_bytes.saturating_sub(t.memory_request_bytes());
+        for c in cpus {
+            if let CpuAssignment::Exclusive(v) = c {
+                for cpu in v {
+                    self.exclusive.remove(cpu);
+                }
+            }
+        }
+    }
+
     pub fn free_cpu_millis(&self, h: &HostFacts) -> u64 {
         h.allocatable_cpu_millis.saturating_sub(self.cpu_millis)
     }

@@ -1536,6 +1536,25 @@ fn a_restored_plan_loses_replicas_no_application_wants() {
     assert_eq!(ids, vec!["hello/web/0"]);
 }
 
+#[test]
+fn a_thousand_replicas_over_a_hundred_hosts_spread_evenly_and_fail_over() {
+    let mut s = Sim::new();
+    for i in 0..100 {
+        s.host(&format!("w{i:03}"), 16000, 64 * GIB);
+    }
+    s.upload("big", "1", web(1000, 100, 64 * MIB));
+    s.apply("big");
+    for i in 0..100 {
+        assert_eq!(s.a.plan(&format!("w{i:03}")).unwrap().replicas.len(), 10);
+    }
+    s.run_all();
+    assert_eq!(s.status("big"), AppStatus::Applied);
+    let d = s.fail("w042");
+    // Ten replicas, each to a different host (spread), in one decision.
+    assert_eq!(d.plans.len(), 11);
+    assert!(s.a.replicas_of("big").all(|r| r.host.is_some()));
+}
+
 // ----- the property -----------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -1592,6 +1611,17 @@ fn check(s: &Sim) -> Result<(), TestCaseError> {
             u.memory_bytes <= h.facts.allocatable_memory_bytes,
             "{name} memory over-committed"
         );
+        let mut recomputed = Usage::default();
+        let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for id in &h.replicas {
+            let r = &s.a.replicas[id];
+            recomputed.add(&r.template, &r.cpus);
+            *counts
+                .entry((r.app.clone(), r.workload.clone()))
+                .or_default() += 1;
+        }
+        prop_assert_eq!(&recomputed, &u, "{} usage kept wrongly", name);
+        prop_assert_eq!(&counts, &h.counts, "{} counts kept wrongly", name);
         let mut given = Vec::new();
         for id in &h.replicas {
             let r = &s.a.replicas[id];
