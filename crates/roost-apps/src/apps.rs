@@ -1548,7 +1548,6 @@ impl Apps {
         }
         if dropped {
             // Sent again (without them) by `restored`.
-            entry.fence = 0;
             self.restored_dirty.insert(host.clone());
         }
         self.hosts.insert(host, entry);
@@ -1586,7 +1585,8 @@ impl Apps {
         true
     }
 
-    /// Start-up is over: plans that lost replicas no application wants, and
+    /// Start-up is over: plans that lost replicas no application wants,
+    /// uploads the restart interrupted (`upload-failed`, 750.001), and
     /// whatever the hosts' facts call for now (pending replicas placed,
     /// hosts that are down emptied).
     pub fn restored(&mut self, now: Timestamp) -> Decisions {
@@ -1605,6 +1605,25 @@ impl Apps {
                 e.fence = e.fence.max(e.generation);
             }
             self.evacuate(&h, "down at start-up", &mut ctx);
+        }
+        // An upload was being read when the server stopped: its package
+        // must be uploaded again.
+        let interrupted: Vec<String> = self
+            .apps
+            .iter()
+            .filter(|(_, e)| e.row.status == AppStatus::Uploading)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in interrupted {
+            let error = "upload interrupted by a restart";
+            self.fail(
+                &name,
+                Op::Upload,
+                error,
+                failed_progress(error),
+                now,
+                &mut ctx,
+            );
         }
         // Which hosts a remove in progress waited for is not persisted: it
         // waits for every host to acknowledge its current plan.

@@ -1518,6 +1518,32 @@ fn a_restart_of_the_server_keeps_every_placement_and_incarnation() {
 }
 
 #[test]
+fn an_upload_a_restart_interrupted_fails_with_750_001() {
+    let mut s = Sim::new();
+    let d = s.a.upload(req("hello", "1"), s.now()).unwrap();
+    s.take(d);
+    let mut b = Apps::new(AppSettings::default());
+    b.restore_app(s.a.record("hello").unwrap(), s.now())
+        .unwrap();
+    let d = b.restored(s.now());
+    s.a = b;
+    s.take(d);
+    assert_eq!(s.status("hello"), AppStatus::UploadFailed);
+    assert_eq!(
+        s.active(),
+        vec![raised(
+            "750.001",
+            "k8s_application=hello",
+            Severity::Warning
+        )]
+    );
+    assert!(
+        s.progress("hello")
+            .starts_with("upload interrupted by a restart: ")
+    );
+}
+
+#[test]
 fn a_restored_plan_loses_replicas_no_application_wants() {
     let mut s = Sim::new();
     s.host("worker-0", 4000, GIB);
