@@ -832,6 +832,26 @@ impl Apps {
         Ok(())
     }
 
+    /// A step of reading the package (e.g. [`crate::PROGRESS_VALIDATE`]),
+    /// shown as the progress of the `uploading` application.
+    pub fn upload_progress(
+        &mut self,
+        name: &str,
+        progress: &str,
+        now: Timestamp,
+    ) -> Result<Decisions, AppError> {
+        self.check_uploading(name)?;
+        let mut ctx = Ctx::default();
+        self.set_status(
+            name,
+            AppStatus::Uploading,
+            Some(progress.into()),
+            now,
+            &mut ctx,
+        );
+        Ok(self.finish(ctx))
+    }
+
     /// The package was read: `uploaded` with its workloads, or
     /// `upload-failed` (750.001) when they cannot run.
     pub fn upload_succeeded(

@@ -38,8 +38,8 @@ pub use lifecycle::{
     ALARM_APPLY_FAILED, ALARM_APPLY_IN_PROGRESS, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING,
     ALARM_UPDATE_IN_PROGRESS, ALARM_UPLOAD_FAILED, AlarmDecision, AppError, AppStatus, Op,
     PROGRESS_ABORTED, PROGRESS_ABORTED_BY_USER, PROGRESS_APPLY_MANIFEST, PROGRESS_COMPLETED,
-    PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, app_entity, check_transition,
-    failed_progress, replica_entity,
+    PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, PROGRESS_OVERRIDES,
+    PROGRESS_VALIDATE, app_entity, check_transition, failed_progress, replica_entity,
 };
 pub use scheduler::{CpuAssignment, HostFacts, Usage};
 pub use workload::{

@@ -43,6 +43,10 @@ pub const ALARM_REPLICA_FAILING: &str = "750.101";
 
 /// Progress while the tarball is read.
 pub const PROGRESS_EXTRACT: &str = "extracting application tar file";
+/// Progress while the package's contents are checked.
+pub const PROGRESS_VALIDATE: &str = "validating and uploading charts";
+/// Progress while the configuration of the workloads is worked out.
+pub const PROGRESS_OVERRIDES: &str = "generating application overrides";
 /// Progress while images are loaded (apply: no replica has reported yet).
 pub const PROGRESS_IMAGES: &str = "retrieving docker images";
 /// Progress while replicas are being started.

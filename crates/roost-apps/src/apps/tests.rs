@@ -289,6 +289,11 @@ fn upload_goes_through_uploading_to_uploaded() {
     assert_eq!(app.manifest_name, "hello-manifests");
     assert_eq!(app.created_at, START);
     let d =
+        s.a.upload_progress("hello", crate::PROGRESS_VALIDATE, s.now())
+            .unwrap();
+    assert_eq!(d.app_changes, vec!["hello".to_string()]);
+    assert_eq!(s.progress("hello"), "validating and uploading charts");
+    let d =
         s.a.upload_succeeded("hello", web(1, 100, MIB), s.now())
             .unwrap();
     assert_eq!(d.app_changes, vec!["hello".to_string()]);
@@ -1594,19 +1599,23 @@ enum Ev {
     Advance(i64),
     Remove,
     Apply,
+    Update(u32),
+    AckAll,
 }
 
 fn ev() -> impl Strategy<Value = Ev> {
     prop_oneof![
-        (0..4usize).prop_map(Ev::Fail),
-        (0..4usize).prop_map(Ev::Recover),
-        (0..4usize).prop_map(Ev::Lock),
-        (0..4usize).prop_map(Ev::Drain),
-        (0..4usize).prop_map(Ev::Ack),
-        (0..12usize).prop_map(Ev::Exit),
-        (0..20i64).prop_map(Ev::Advance),
-        Just(Ev::Remove),
-        Just(Ev::Apply),
+        1 => (0..4usize).prop_map(Ev::Fail),
+        1 => (0..4usize).prop_map(Ev::Recover),
+        1 => (0..4usize).prop_map(Ev::Lock),
+        1 => (0..4usize).prop_map(Ev::Drain),
+        1 => (0..4usize).prop_map(Ev::Ack),
+        1 => (0..12usize).prop_map(Ev::Exit),
+        1 => (0..20i64).prop_map(Ev::Advance),
+        1 => Just(Ev::Remove),
+        1 => Just(Ev::Apply),
+        1 => (1..8u32).prop_map(Ev::Update),
+        3 => Just(Ev::AckAll),
     ]
 }
 
@@ -1712,8 +1721,9 @@ proptest! {
                 workload("mon", WorkloadKind::DaemonSet, vec![container("main", 50, None, MIB)]),
             ],
         };
-        s.upload("app", "1", spec);
+        s.upload("app", "1", spec.clone());
         s.apply("app");
+        let mut version = 1;
         check(&s)?;
         for e in events {
             match e {
@@ -1748,6 +1758,17 @@ proptest! {
                 Ev::Apply => {
                     if s.a.check_apply("app").is_ok() {
                         s.apply("app");
+                    }
+                }
+                Ev::AckAll => { s.run_all(); }
+                Ev::Update(n) => {
+                    version += 1;
+                    let mut next = spec.clone();
+                    next.workloads[0].kind = WorkloadKind::Deployment { replicas: n };
+                    let r = req("app", &version.to_string());
+                    if s.a.check_update(&r, &next).is_ok() {
+                        let d = s.a.update(r, next, s.now()).unwrap();
+                        s.take(d);
                     }
                 }
             }
