@@ -25,7 +25,13 @@ use std::path::{Path, PathBuf};
 
 /// Crates that decide and do no I/O: no files, sockets, async runtime, clock
 /// readings or serde (wire JSON belongs to roost-api).
-const PURE_DOMAIN_CRATES: &[&str] = &["roost-types", "roost-fm", "roost-mtce", "roost-dc"];
+const PURE_DOMAIN_CRATES: &[&str] = &[
+    "roost-types",
+    "roost-fm",
+    "roost-mtce",
+    "roost-dc",
+    "roost-apps",
+];
 
 /// `roost-inventory` reads `/proc` and `/sys` by design (its root path is
 /// injected), so files are allowed; sockets, async, clock readings and serde
