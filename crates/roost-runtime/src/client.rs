@@ -431,19 +431,6 @@ impl Containerd {
         Ok(r.mounts)
     }
 
-    pub(crate) async fn snapshot_mounts(&self, key: &str) -> Result<Vec<p::Mount>> {
-        let r: p::MountsResponse = self
-            .unary(
-                "/containerd.services.snapshots.v1.Snapshots/Mounts",
-                &p::MountsRequest {
-                    snapshotter: self.inner.snapshotter.clone(),
-                    key: key.to_string(),
-                },
-            )
-            .await?;
-        Ok(r.mounts)
-    }
-
     pub(crate) async fn commit_snapshot(&self, name: &str, key: &str, lease: &str) -> Result<()> {
         let _: p::Empty = self
             .unary_leased(

@@ -44,15 +44,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-#[allow(dead_code)] // until the life cycle uses every wrapper
 mod client;
-#[allow(dead_code)]
 mod grpc;
-#[allow(dead_code)]
 mod image;
 pub mod logs;
 pub mod oci;
-#[allow(dead_code)]
 mod proto;
 pub mod spec;
 mod supervise;

@@ -192,12 +192,6 @@ pub struct AbortRequest {
     pub r#ref: String,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct DeleteContentRequest {
-    #[prost(string, tag = "1")]
-    pub digest: String,
-}
-
 // ---- images.v1 ----
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -326,20 +320,6 @@ pub struct PrepareSnapshotRequest {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PrepareSnapshotResponse {
-    #[prost(message, repeated, tag = "1")]
-    pub mounts: Vec<Mount>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MountsRequest {
-    #[prost(string, tag = "1")]
-    pub snapshotter: String,
-    #[prost(string, tag = "2")]
-    pub key: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MountsResponse {
     #[prost(message, repeated, tag = "1")]
     pub mounts: Vec<Mount>,
 }
@@ -519,6 +499,8 @@ pub struct CreateTaskRequest {
     pub stderr: String,
     #[prost(bool, tag = "7")]
     pub terminal: bool,
+    #[prost(message, optional, tag = "9")]
+    pub options: Option<Any>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -154,3 +154,339 @@ async fn an_image_whose_digest_does_not_match_is_refused_and_leaves_nothing() {
     assert!(c.list_snapshots().await.unwrap().is_empty());
     sup.shutdown().await;
 }
+
+mod life_cycle {
+    use super::*;
+    use roost_runtime::{ContainerConfig, CpuLimits, LogConfig, Runtime, TaskStatus};
+    use std::time::Duration;
+
+    const IMAGE: &str = "roost.local/busybox:test";
+
+    fn unique(id: &str) -> String {
+        format!("{id}-{}", std::process::id())
+    }
+
+    fn config(id: &str, args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            id: id.into(),
+            image: IMAGE.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            host_network: true,
+            ..Default::default()
+        }
+    }
+
+    async fn with_image(tmp: &Path) -> Supervised {
+        let sup = containerd(tmp).await;
+        let (tar, _) = busybox_image(tmp, IMAGE);
+        sup.client().import_image(&tar).await.unwrap();
+        sup
+    }
+
+    fn wait_file_contains(path: &Path, dir: &Path, id: &str, needle: &str) -> String {
+        roost_test_support::wait_for(30, || {
+            let log = roost_runtime::logs::read_log(dir, id).ok()?;
+            let s = String::from_utf8_lossy(&log).to_string();
+            s.contains(needle).then_some(s)
+        })
+        .unwrap_or_else(|| panic!("{} never contained {needle:?}", path.display()))
+    }
+
+    #[tokio::test]
+    async fn a_container_exits_with_its_status_and_its_output_is_in_the_log() {
+        if !prerequisites() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let rt: &dyn Runtime = sup.client();
+        let id = unique("exit3");
+        let logs = tmp.path().join("logs");
+        let mut c = config(
+            &id,
+            &["/bin/busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"],
+        );
+        c.log = Some(LogConfig {
+            dir: logs.clone(),
+            max_bytes: 1 << 20,
+            files: 2,
+            logger: env!("CARGO_BIN_EXE_roost-container-logger").into(),
+            subcommand: "container-logger".into(),
+        });
+        rt.start(&c).await.unwrap();
+        let st = rt.wait_exit(&id).await.unwrap();
+        assert_eq!(st.code, 3);
+        let log = wait_file_contains(&logs.join(format!("{id}.log")), &logs, &id, "oops");
+        assert!(log.contains("hi\n"), "{log}");
+        let listed = rt.list().await.unwrap();
+        let me = listed.iter().find(|s| s.id == id).unwrap();
+        let task = me.task.as_ref().unwrap();
+        assert_eq!(task.status, TaskStatus::Stopped);
+        assert_eq!(task.exit.unwrap().code, 3);
+        rt.remove(&id).await.unwrap();
+        sup.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stop_sends_sigterm_then_sigkill_after_the_grace() {
+        if !prerequisites() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let rt = sup.client();
+        // A shell that exits 143 on SIGTERM.
+        let polite = unique("polite");
+        rt.start(&config(
+            &polite,
+            &[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "trap 'exit 143' TERM; echo ready > /tmp/ready; while true; do sleep 1; done",
+            ],
+        ))
+        .await
+        .unwrap();
+        wait_exec_ok(rt, &polite, "test -f /tmp/ready").await;
+        let st = rt
+            .stop(&polite, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.code, 143, "the shell's TERM trap ran");
+        // `sleep` as pid 1 ignores SIGTERM: SIGKILL after the grace.
+        let stubborn = unique("stubborn");
+        rt.start(&config(&stubborn, &["/bin/busybox", "sleep", "1000"]))
+            .await
+            .unwrap();
+        let st = rt
+            .stop(&stubborn, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.code, 137);
+        // Stopping again reports the same exit; no task at all gives None.
+        assert_eq!(
+            rt.stop(&stubborn, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .code,
+            137
+        );
+        rt.remove(&polite).await.unwrap();
+        rt.remove(&stubborn).await.unwrap();
+        assert_eq!(
+            rt.stop(&stubborn, Duration::from_secs(1)).await.unwrap(),
+            None
+        );
+        sup.shutdown().await;
+    }
+
+    async fn wait_exec_ok(rt: &roost_runtime::Containerd, id: &str, cmd: &str) {
+        for _ in 0..200 {
+            let out = rt
+                .exec(
+                    id,
+                    &["/bin/busybox".into(), "sh".into(), "-c".into(), cmd.into()],
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            if out.success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{cmd} never succeeded in {id}");
+    }
+
+    #[tokio::test]
+    async fn exec_runs_in_the_container_and_is_killed_at_its_timeout() {
+        if !prerequisites() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let rt = sup.client();
+        let id = unique("execs");
+        let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
+        c.env = vec!["EXTRA=1".into()];
+        rt.start(&c).await.unwrap();
+        let out = rt
+            .exec(
+                &id,
+                &[
+                    "/bin/busybox".into(),
+                    "sh".into(),
+                    "-c".into(),
+                    "echo $GREETING$EXTRA; pwd; exit 4".into(),
+                ],
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(4));
+        assert_eq!(String::from_utf8_lossy(&out.output), "hello1\n/tmp\n");
+        let slow = rt
+            .exec(
+                &id,
+                &["/bin/busybox".into(), "sleep".into(), "100".into()],
+                Duration::from_millis(500),
+            )
+            .await
+            .unwrap();
+        assert!(slow.timed_out && slow.exit_code.is_none(), "{slow:?}");
+        rt.remove(&id).await.unwrap();
+        sup.shutdown().await;
+    }
+
+    fn cgroup_file(controller: &str, id: &str, v1: &str, v2: &str) -> String {
+        let p1 = Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("roost")
+            .join(id)
+            .join(v1);
+        let p2 = Path::new("/sys/fs/cgroup/roost").join(id).join(v2);
+        std::fs::read_to_string(&p1)
+            .or_else(|_| std::fs::read_to_string(&p2))
+            .unwrap_or_else(|e| panic!("{} / {}: {e}", p1.display(), p2.display()))
+            .trim()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn memory_limit_and_cpuset_are_in_the_containers_cgroup() {
+        if !prerequisites() {
+            return;
+        }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if !roost_test_support::require_or_skip(cpus >= 2, "at least 2 CPUs to pin to CPU 1") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let rt = sup.client();
+        let id = unique("pinned");
+        let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
+        c.memory_limit = Some(64 << 20);
+        c.cpu = CpuLimits::from_millis(Some(1000), Some(1000), Some(vec![1]));
+        rt.start(&c).await.unwrap();
+        assert_eq!(
+            cgroup_file("memory", &id, "memory.limit_in_bytes", "memory.max"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            cgroup_file("cpuset", &id, "cpuset.cpus", "cpuset.cpus"),
+            "1"
+        );
+        // And the process inside runs only on CPU 1.
+        let out = rt
+            .exec(
+                &id,
+                &[
+                    "/bin/busybox".into(),
+                    "grep".into(),
+                    "Cpus_allowed_list".into(),
+                    "/proc/self/status".into(),
+                ],
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.output).trim().ends_with("\t1"),
+            "{out:?}"
+        );
+        rt.remove(&id).await.unwrap();
+        sup.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn remove_leaves_no_task_container_snapshot_or_mount() {
+        if !prerequisites() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let rt = sup.client();
+        let id = unique("removed");
+        rt.start(&config(&id, &["/bin/busybox", "sleep", "1000"]))
+            .await
+            .unwrap();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(
+            mounts.contains(&id),
+            "the running container's rootfs is mounted"
+        );
+        rt.remove(&id).await.unwrap();
+        assert!(rt.list().await.unwrap().is_empty());
+        assert!(!rt.list_snapshots().await.unwrap().iter().any(|s| s.active));
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(!mounts.contains(&id), "{mounts}");
+        assert!(
+            !mounts.contains(&tmp.path().display().to_string()),
+            "{mounts}"
+        );
+        // Removing again is fine.
+        rt.remove(&id).await.unwrap();
+        sup.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reconcile_after_an_agent_crash_keeps_only_what_is_wanted() {
+        if !prerequisites() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = with_image(tmp.path()).await;
+        let keep = unique("keep");
+        let stale = unique("stale");
+        let exited = unique("exited");
+        {
+            // The "agent" that crashes: its client goes away with its state.
+            let before = roost_runtime::Containerd::connect(&sup.socket())
+                .await
+                .unwrap();
+            before
+                .start(&config(&keep, &["/bin/busybox", "sleep", "1000"]))
+                .await
+                .unwrap();
+            before
+                .start(&config(&stale, &["/bin/busybox", "sleep", "1000"]))
+                .await
+                .unwrap();
+            before
+                .start(&config(&exited, &["/bin/busybox", "true"]))
+                .await
+                .unwrap();
+            before.wait_exit(&exited).await.unwrap();
+        }
+        let after = roost_runtime::Containerd::connect(&sup.socket())
+            .await
+            .unwrap();
+        let mut removed = after.reconcile(std::slice::from_ref(&keep)).await.unwrap();
+        removed.sort();
+        let mut expected = vec![exited.clone(), stale.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        let left = after.list().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, keep);
+        assert_eq!(left[0].task.as_ref().unwrap().status, TaskStatus::Running);
+        let active: Vec<_> = after
+            .list_snapshots()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.active)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(active, vec![keep.clone()]);
+        after.remove(&keep).await.unwrap();
+        sup.shutdown().await;
+    }
+}
