@@ -41,7 +41,8 @@ pub struct Supervised {
     client: Containerd,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
-    starts: watch::Receiver<u64>,
+    /// (how many starts, pid of the current containerd).
+    starts: watch::Receiver<(u64, Option<u32>)>,
 }
 
 /// Finds an executable on `PATH` (and the sbin directories).
@@ -114,7 +115,7 @@ impl Supervised {
         )
         .await?;
         let (stop, stop_rx) = watch::channel(false);
-        let (starts_tx, starts) = watch::channel(1u64);
+        let (starts_tx, starts) = watch::channel((1u64, child.id()));
         let task = tokio::spawn(supervise(
             containerd,
             dir.to_path_buf(),
@@ -149,14 +150,19 @@ impl Supervised {
 
     /// How many times containerd was started (1, plus restarts).
     pub fn starts(&self) -> u64 {
-        *self.starts.borrow()
+        self.starts.borrow().0
+    }
+
+    /// Process id of the containerd running now.
+    pub fn pid(&self) -> Option<u32> {
+        self.starts.borrow().1
     }
 
     /// Waits until containerd was started more than `n` times.
     pub async fn wait_started_after(&mut self, n: u64, timeout: Duration) -> Result<u64> {
-        let wait = self.starts.wait_for(|s| *s > n);
+        let wait = self.starts.wait_for(|s| s.0 > n);
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(s)) => Ok(*s),
+            Ok(Ok(s)) => Ok(s.0),
             Ok(Err(_)) => Err(RuntimeError::Unavailable("supervisor stopped".into())),
             Err(_) => Err(RuntimeError::Timeout(format!(
                 "containerd was not restarted within {timeout:?}"
@@ -242,7 +248,7 @@ async fn supervise(
     dir: PathBuf,
     mut child: Child,
     mut stop: watch::Receiver<bool>,
-    starts: watch::Sender<u64>,
+    starts: watch::Sender<(u64, Option<u32>)>,
     start_timeout: Duration,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -268,9 +274,10 @@ async fn supervise(
                     let socket = dir.join("containerd.sock");
                     match wait_ready(&socket, &mut c, start_timeout).await {
                         Ok(()) => {
+                            let pid = c.id();
                             child = c;
                             backoff = Duration::from_millis(200);
-                            starts.send_modify(|n| *n += 1);
+                            starts.send_modify(|s| *s = (s.0 + 1, pid));
                             break;
                         }
                         Err(e) => {

@@ -176,6 +176,23 @@ mod life_cycle {
         }
     }
 
+    /// Runs a test body, then removes every container whatever happened
+    /// (a failed assertion included), so no shim, mount or cgroup is left.
+    async fn cleanly<F, Fut>(sup: Supervised, f: F)
+    where
+        F: FnOnce(roost_runtime::Containerd, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let client = sup.client().clone();
+        let outcome = tokio::spawn(f(client.clone(), sup.socket())).await;
+        let cleanup = client.reconcile(&[]).await;
+        sup.shutdown().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        cleanup.expect("cleanup removes everything");
+    }
+
     async fn with_image(tmp: &Path) -> Supervised {
         let sup = containerd(tmp).await;
         let (tar, _) = busybox_image(tmp, IMAGE);
@@ -199,32 +216,35 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let rt: &dyn Runtime = sup.client();
-        let id = unique("exit3");
-        let logs = tmp.path().join("logs");
-        let mut c = config(
-            &id,
-            &["/bin/busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"],
-        );
-        c.log = Some(LogConfig {
-            dir: logs.clone(),
-            max_bytes: 1 << 20,
-            files: 2,
-            logger: env!("CARGO_BIN_EXE_roost-container-logger").into(),
-            subcommand: "container-logger".into(),
-        });
-        rt.start(&c).await.unwrap();
-        let st = rt.wait_exit(&id).await.unwrap();
-        assert_eq!(st.code, 3);
-        let log = wait_file_contains(&logs.join(format!("{id}.log")), &logs, &id, "oops");
-        assert!(log.contains("hi\n"), "{log}");
-        let listed = rt.list().await.unwrap();
-        let me = listed.iter().find(|s| s.id == id).unwrap();
-        let task = me.task.as_ref().unwrap();
-        assert_eq!(task.status, TaskStatus::Stopped);
-        assert_eq!(task.exit.unwrap().code, 3);
-        rt.remove(&id).await.unwrap();
-        sup.shutdown().await;
+        let dir = tmp.path().to_path_buf();
+        cleanly(sup, move |rt, _socket| async move {
+            let rt: &dyn Runtime = &rt;
+            let id = unique("exit3");
+            let logs = dir.as_path().join("logs");
+            let mut c = config(
+                &id,
+                &["/bin/busybox", "sh", "-c", "echo hi; echo oops >&2; exit 3"],
+            );
+            c.log = Some(LogConfig {
+                dir: logs.clone(),
+                max_bytes: 1 << 20,
+                files: 2,
+                logger: env!("CARGO_BIN_EXE_roost-container-logger").into(),
+                subcommand: "container-logger".into(),
+            });
+            rt.start(&c).await.unwrap();
+            let st = rt.wait_exit(&id).await.unwrap();
+            assert_eq!(st.code, 3);
+            let log = wait_file_contains(&logs.join(format!("{id}.log")), &logs, &id, "oops");
+            assert!(log.contains("hi\n"), "{log}");
+            let listed = rt.list().await.unwrap();
+            let me = listed.iter().find(|s| s.id == id).unwrap();
+            let task = me.task.as_ref().unwrap();
+            assert_eq!(task.status, TaskStatus::Stopped);
+            assert_eq!(task.exit.unwrap().code, 3);
+            rt.remove(&id).await.unwrap();
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -234,54 +254,56 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let rt = sup.client();
-        // A shell that exits 143 on SIGTERM.
-        let polite = unique("polite");
-        rt.start(&config(
-            &polite,
-            &[
-                "/bin/busybox",
-                "sh",
-                "-c",
-                "trap 'exit 143' TERM; echo ready > /tmp/ready; while true; do sleep 1; done",
-            ],
-        ))
-        .await
-        .unwrap();
-        wait_exec_ok(rt, &polite, "test -f /tmp/ready").await;
-        let st = rt
-            .stop(&polite, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(st.code, 143, "the shell's TERM trap ran");
-        // `sleep` as pid 1 ignores SIGTERM: SIGKILL after the grace.
-        let stubborn = unique("stubborn");
-        rt.start(&config(&stubborn, &["/bin/busybox", "sleep", "1000"]))
+        cleanly(sup, move |rt, _socket| async move {
+            let rt = &rt;
+            // A shell that exits 143 on SIGTERM.
+            let polite = unique("polite");
+            rt.start(&config(
+                &polite,
+                &[
+                    "/bin/busybox",
+                    "sh",
+                    "-c",
+                    "trap 'exit 143' TERM; echo ready > /tmp/ready; while true; do sleep 1; done",
+                ],
+            ))
             .await
             .unwrap();
-        let st = rt
-            .stop(&stubborn, Duration::from_millis(500))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(st.code, 137);
-        // Stopping again reports the same exit; no task at all gives None.
-        assert_eq!(
-            rt.stop(&stubborn, Duration::from_secs(1))
+            wait_exec_ok(rt, &polite, "test -f /tmp/ready").await;
+            let st = rt
+                .stop(&polite, Duration::from_secs(30))
                 .await
                 .unwrap()
+                .unwrap();
+            assert_eq!(st.code, 143, "the shell's TERM trap ran");
+            // `sleep` as pid 1 ignores SIGTERM: SIGKILL after the grace.
+            let stubborn = unique("stubborn");
+            rt.start(&config(&stubborn, &["/bin/busybox", "sleep", "1000"]))
+                .await
+                .unwrap();
+            let st = rt
+                .stop(&stubborn, Duration::from_millis(500))
+                .await
                 .unwrap()
-                .code,
-            137
-        );
-        rt.remove(&polite).await.unwrap();
-        rt.remove(&stubborn).await.unwrap();
-        assert_eq!(
-            rt.stop(&stubborn, Duration::from_secs(1)).await.unwrap(),
-            None
-        );
-        sup.shutdown().await;
+                .unwrap();
+            assert_eq!(st.code, 137);
+            // Stopping again reports the same exit; no task at all gives None.
+            assert_eq!(
+                rt.stop(&stubborn, Duration::from_secs(1))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .code,
+                137
+            );
+            rt.remove(&polite).await.unwrap();
+            rt.remove(&stubborn).await.unwrap();
+            assert_eq!(
+                rt.stop(&stubborn, Duration::from_secs(1)).await.unwrap(),
+                None
+            );
+        })
+        .await;
     }
 
     async fn wait_exec_ok(rt: &roost_runtime::Containerd, id: &str, cmd: &str) {
@@ -309,37 +331,39 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let rt = sup.client();
-        let id = unique("execs");
-        let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
-        c.env = vec!["EXTRA=1".into()];
-        rt.start(&c).await.unwrap();
-        let out = rt
-            .exec(
-                &id,
-                &[
-                    "/bin/busybox".into(),
-                    "sh".into(),
-                    "-c".into(),
-                    "echo $GREETING$EXTRA; pwd; exit 4".into(),
-                ],
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
-        assert_eq!(out.exit_code, Some(4));
-        assert_eq!(String::from_utf8_lossy(&out.output), "hello1\n/tmp\n");
-        let slow = rt
-            .exec(
-                &id,
-                &["/bin/busybox".into(), "sleep".into(), "100".into()],
-                Duration::from_millis(500),
-            )
-            .await
-            .unwrap();
-        assert!(slow.timed_out && slow.exit_code.is_none(), "{slow:?}");
-        rt.remove(&id).await.unwrap();
-        sup.shutdown().await;
+        cleanly(sup, move |rt, _socket| async move {
+            let rt = &rt;
+            let id = unique("execs");
+            let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
+            c.env = vec!["EXTRA=1".into()];
+            rt.start(&c).await.unwrap();
+            let out = rt
+                .exec(
+                    &id,
+                    &[
+                        "/bin/busybox".into(),
+                        "sh".into(),
+                        "-c".into(),
+                        "echo $GREETING$EXTRA; pwd; exit 4".into(),
+                    ],
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.exit_code, Some(4));
+            assert_eq!(String::from_utf8_lossy(&out.output), "hello1\n/tmp\n");
+            let slow = rt
+                .exec(
+                    &id,
+                    &["/bin/busybox".into(), "sleep".into(), "100".into()],
+                    Duration::from_millis(500),
+                )
+                .await
+                .unwrap();
+            assert!(slow.timed_out && slow.exit_code.is_none(), "{slow:?}");
+            rt.remove(&id).await.unwrap();
+        })
+        .await;
     }
 
     fn cgroup_file(controller: &str, id: &str, v1: &str, v2: &str) -> String {
@@ -369,40 +393,42 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let rt = sup.client();
-        let id = unique("pinned");
-        let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
-        c.memory_limit = Some(64 << 20);
-        c.cpu = CpuLimits::from_millis(Some(1000), Some(1000), Some(vec![1]));
-        rt.start(&c).await.unwrap();
-        assert_eq!(
-            cgroup_file("memory", &id, "memory.limit_in_bytes", "memory.max"),
-            (64u64 << 20).to_string()
-        );
-        assert_eq!(
-            cgroup_file("cpuset", &id, "cpuset.cpus", "cpuset.cpus"),
-            "1"
-        );
-        // And the process inside runs only on CPU 1.
-        let out = rt
-            .exec(
-                &id,
-                &[
-                    "/bin/busybox".into(),
-                    "grep".into(),
-                    "Cpus_allowed_list".into(),
-                    "/proc/self/status".into(),
-                ],
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.output).trim().ends_with("\t1"),
-            "{out:?}"
-        );
-        rt.remove(&id).await.unwrap();
-        sup.shutdown().await;
+        cleanly(sup, move |rt, _socket| async move {
+            let rt = &rt;
+            let id = unique("pinned");
+            let mut c = config(&id, &["/bin/busybox", "sleep", "1000"]);
+            c.memory_limit = Some(64 << 20);
+            c.cpu = CpuLimits::from_millis(Some(1000), Some(1000), Some(vec![1]));
+            rt.start(&c).await.unwrap();
+            assert_eq!(
+                cgroup_file("memory", &id, "memory.limit_in_bytes", "memory.max"),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(
+                cgroup_file("cpuset", &id, "cpuset.cpus", "cpuset.cpus"),
+                "1"
+            );
+            // And the process inside runs only on CPU 1.
+            let out = rt
+                .exec(
+                    &id,
+                    &[
+                        "/bin/busybox".into(),
+                        "grep".into(),
+                        "Cpus_allowed_list".into(),
+                        "/proc/self/status".into(),
+                    ],
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&out.output).trim().ends_with("\t1"),
+                "{out:?}"
+            );
+            rt.remove(&id).await.unwrap();
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -412,28 +438,31 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let rt = sup.client();
-        let id = unique("removed");
-        rt.start(&config(&id, &["/bin/busybox", "sleep", "1000"]))
-            .await
-            .unwrap();
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        assert!(
-            mounts.contains(&id),
-            "the running container's rootfs is mounted"
-        );
-        rt.remove(&id).await.unwrap();
-        assert!(rt.list().await.unwrap().is_empty());
-        assert!(!rt.list_snapshots().await.unwrap().iter().any(|s| s.active));
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        assert!(!mounts.contains(&id), "{mounts}");
-        assert!(
-            !mounts.contains(&tmp.path().display().to_string()),
-            "{mounts}"
-        );
-        // Removing again is fine.
-        rt.remove(&id).await.unwrap();
-        sup.shutdown().await;
+        let dir = tmp.path().to_path_buf();
+        cleanly(sup, move |rt, _socket| async move {
+            let rt = &rt;
+            let id = unique("removed");
+            rt.start(&config(&id, &["/bin/busybox", "sleep", "1000"]))
+                .await
+                .unwrap();
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+            assert!(
+                mounts.contains(&id),
+                "the running container's rootfs is mounted"
+            );
+            rt.remove(&id).await.unwrap();
+            assert!(rt.list().await.unwrap().is_empty());
+            assert!(!rt.list_snapshots().await.unwrap().iter().any(|s| s.active));
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+            assert!(!mounts.contains(&id), "{mounts}");
+            assert!(
+                !mounts.contains(&dir.as_path().display().to_string()),
+                "{mounts}"
+            );
+            // Removing again is fine.
+            rt.remove(&id).await.unwrap();
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -443,50 +472,93 @@ mod life_cycle {
         }
         let tmp = tempfile::tempdir().unwrap();
         let sup = with_image(tmp.path()).await;
-        let keep = unique("keep");
-        let stale = unique("stale");
-        let exited = unique("exited");
-        {
-            // The "agent" that crashes: its client goes away with its state.
-            let before = roost_runtime::Containerd::connect(&sup.socket())
+        cleanly(sup, move |_rt, socket| async move {
+            let keep = unique("keep");
+            let stale = unique("stale");
+            let exited = unique("exited");
+            {
+                // The "agent" that crashes: its client goes away with its state.
+                let before = roost_runtime::Containerd::connect(&socket).await.unwrap();
+                before
+                    .start(&config(&keep, &["/bin/busybox", "sleep", "1000"]))
+                    .await
+                    .unwrap();
+                before
+                    .start(&config(&stale, &["/bin/busybox", "sleep", "1000"]))
+                    .await
+                    .unwrap();
+                before
+                    .start(&config(&exited, &["/bin/busybox", "true"]))
+                    .await
+                    .unwrap();
+                before.wait_exit(&exited).await.unwrap();
+            }
+            let after = roost_runtime::Containerd::connect(&socket).await.unwrap();
+            let mut removed = after.reconcile(std::slice::from_ref(&keep)).await.unwrap();
+            removed.sort();
+            let mut expected = vec![exited.clone(), stale.clone()];
+            expected.sort();
+            assert_eq!(removed, expected);
+            let left = after.list().await.unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].id, keep);
+            assert_eq!(left[0].task.as_ref().unwrap().status, TaskStatus::Running);
+            let active: Vec<_> = after
+                .list_snapshots()
                 .await
-                .unwrap();
-            before
-                .start(&config(&keep, &["/bin/busybox", "sleep", "1000"]))
-                .await
-                .unwrap();
-            before
-                .start(&config(&stale, &["/bin/busybox", "sleep", "1000"]))
-                .await
-                .unwrap();
-            before
-                .start(&config(&exited, &["/bin/busybox", "true"]))
-                .await
-                .unwrap();
-            before.wait_exit(&exited).await.unwrap();
-        }
-        let after = roost_runtime::Containerd::connect(&sup.socket())
-            .await
-            .unwrap();
-        let mut removed = after.reconcile(std::slice::from_ref(&keep)).await.unwrap();
-        removed.sort();
-        let mut expected = vec![exited.clone(), stale.clone()];
-        expected.sort();
-        assert_eq!(removed, expected);
-        let left = after.list().await.unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].id, keep);
-        assert_eq!(left[0].task.as_ref().unwrap().status, TaskStatus::Running);
-        let active: Vec<_> = after
-            .list_snapshots()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|s| s.active)
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(active, vec![keep.clone()]);
-        after.remove(&keep).await.unwrap();
-        sup.shutdown().await;
+                .unwrap()
+                .into_iter()
+                .filter(|s| s.active)
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(active, vec![keep.clone()]);
+            after.remove(&keep).await.unwrap();
+        })
+        .await;
     }
+}
+
+#[tokio::test]
+async fn a_missing_containerd_is_reported_with_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Supervised::start(
+        &tmp.path().join("ctr"),
+        SupervisorOptions {
+            containerd: Some(tmp.path().join("no-such-containerd")),
+            ..Default::default()
+        },
+    )
+    .await
+    .err()
+    .expect("no containerd, no start");
+    assert!(matches!(err, RuntimeError::NotInstalled { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("install the Debian packages containerd and runc"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_supervised_containerd_that_dies_is_restarted_and_answers_again() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sup = containerd(tmp.path()).await;
+    assert_eq!(sup.starts(), 1);
+    let pid = sup.pid().expect("containerd runs");
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    sup.wait_started_after(1, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_ne!(
+        sup.pid().map(|p| p as i32),
+        Some(pid.as_raw_nonzero().get())
+    );
+    // The same client reconnects to the new containerd.
+    let v = sup.client().version().await.unwrap();
+    assert!(!v.version.is_empty());
+    sup.shutdown().await;
 }
