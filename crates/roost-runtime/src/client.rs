@@ -55,30 +55,25 @@ impl Containerd {
     }
 
     pub async fn connect_with(socket: &Path, opts: ClientOptions) -> Result<Containerd> {
-        let ch = Channel::new(socket, NAMESPACE);
-        let mut c = Containerd {
-            inner: Arc::new(Inner {
-                ch,
-                snapshotter: String::new(),
-                runc_root: opts.runc_root.clone(),
-                scratch: opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir),
-                counter: AtomicU64::new(0),
-            }),
-        };
-        c.version().await?;
-        c.ensure_namespace().await?;
-        let snapshotter = match opts.snapshotter {
-            Some(s) => s,
-            None => c.pick_snapshotter().await?,
-        };
-        c.inner = Arc::new(Inner {
+        let inner = |snapshotter: String| Inner {
             ch: Channel::new(socket, NAMESPACE),
             snapshotter,
-            runc_root: opts.runc_root,
-            scratch: opts.scratch_dir.unwrap_or_else(std::env::temp_dir),
+            runc_root: opts.runc_root.clone(),
+            scratch: opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir),
             counter: AtomicU64::new(0),
-        });
-        Ok(c)
+        };
+        let probe = Containerd {
+            inner: Arc::new(inner(String::new())),
+        };
+        probe.version().await?;
+        probe.ensure_namespace().await?;
+        let snapshotter = match opts.snapshotter.clone() {
+            Some(s) => s,
+            None => probe.pick_snapshotter().await?,
+        };
+        Ok(Containerd {
+            inner: Arc::new(inner(snapshotter)),
+        })
     }
 
     /// The socket this client talks to.

@@ -53,7 +53,10 @@ impl Containerd {
         let lease = self.create_lease().await?;
         match self.import_verified(&layout, &lease).await {
             Ok(v) => {
-                self.delete_lease(&lease, false).await?;
+                // Synchronously: containerd collects at once, so an image
+                // whose references were labelled wrongly would fail here,
+                // not at some later start.
+                self.delete_lease(&lease, true).await?;
                 Ok(v)
             }
             Err(e) => {

@@ -6,6 +6,12 @@
 //! runc applies them to cgroup v1 or converts them for v2, so nothing here
 //! depends on the host's cgroup version. Every container's cgroup is
 //! `/roost/<id>` (cgroupfs path), so Roost's containers sit under one parent.
+//!
+//! Networking: with `host_network` the container shares the host's network
+//! and UTS namespaces (and sees its `/etc/hosts` and `/etc/resolv.conf`),
+//! which is how Roost serves ports (hostNetwork, hostPort). Without it the
+//! container gets a private network namespace with no interface configured
+//! (no CNI here): only for workloads that need no network at all.
 
 use std::collections::BTreeMap;
 
