@@ -815,6 +815,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tar_with_a_link_or_a_path_leaving_it_is_refused() {
+        let tmp = std::env::temp_dir().join(format!("roost-oci-tar-test-{}", std::process::id()));
+        let _g = ScratchDir(tmp.clone());
+        std::fs::create_dir_all(&tmp).unwrap();
+        let link_tar = tmp.join("link.tar");
+        let mut b = tar::Builder::new(File::create(&link_tar).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "index.json", "/etc/passwd").unwrap();
+        b.finish().unwrap();
+        drop(b);
+        let err = verify_layout(&link_tar, &tmp.join("scratch"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        // A `..` path, written as raw header bytes (the tar crate refuses to build one).
+        let dots_tar = tmp.join("dots.tar");
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..12].copy_from_slice(b"../evil.json");
+        h.set_size(2);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut bytes = h.as_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        bytes.resize(1024 + 1024, 0);
+        std::fs::write(&dots_tar, &bytes).unwrap();
+        let err = verify_layout(&dots_tar, &tmp.join("scratch"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leaves the archive"), "{err}");
+        assert!(!tmp.join("evil.json").exists());
+        // Nothing is left in the scratch directory.
+        assert_eq!(std::fs::read_dir(tmp.join("scratch")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn chain_ids_follow_containerd() {
         let a = format!("sha256:{}", "a".repeat(64));
         let b = format!("sha256:{}", "b".repeat(64));
