@@ -54,7 +54,7 @@ pub mod spec;
 mod supervise;
 mod task;
 
-pub use client::Containerd;
+pub use client::{ClientOptions, Containerd, SnapshotEntry, Version};
 pub use supervise::{Supervised, SupervisorOptions};
 
 /// The containerd namespace holding everything Roost creates.
