@@ -106,10 +106,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Invalid(_)
-            | Error::Setting(_)
-            | Error::ConfigFile { .. }
-            | Error::Json(_) => ErrorKind::Invalid,
+            Error::Invalid(_) | Error::Setting(_) | Error::ConfigFile { .. } | Error::Json(_) => {
+                ErrorKind::Invalid
+            }
             Error::Conflict(_) | Error::DataDirLocked(_) => ErrorKind::Conflict,
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Fm(e) => match e.kind() {

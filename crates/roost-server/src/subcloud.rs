@@ -34,9 +34,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, error_chain};
-use crate::{Error, Shutdown};
 use crate::fm_service::FmService;
 use crate::platform::{PlatformKey, PlatformService};
+use crate::{Error, Shutdown};
 
 /// Feeds committed alarm changes into the subcloud's numbered log.
 pub fn record_changes(log: &Mutex<AlarmLog>, changes: &[roost_fm::AlarmChange], now: Timestamp) {

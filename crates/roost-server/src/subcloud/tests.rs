@@ -12,8 +12,8 @@ use roost_types::{ManualClock, Severity, SystemClock};
 
 use super::*;
 use crate::dc::{DcConfig, DcService, IssuedCert, PeerCert};
-use crate::{Error, ErrorKind};
 use crate::fm_service::raise_or_clear;
+use crate::{Error, ErrorKind};
 
 /// A link that calls the system controller's service directly, as the DC
 /// listener's handlers do.

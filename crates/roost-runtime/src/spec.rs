@@ -1,0 +1,427 @@
+//! OCI runtime spec generation from a [`ContainerConfig`].
+//!
+//! The spec is a wire format (runc reads it as JSON), so it is built from
+//! serde structs carrying exactly the fields Roost sets. Resources are given
+//! in the spec's own terms (shares, quota/period, memory limit, cpuset);
+//! runc applies them to cgroup v1 or converts them for v2, so nothing here
+//! depends on the host's cgroup version. Every container's cgroup is
+//! `/roost/<id>` (cgroupfs path), so Roost's containers sit under one parent.
+//!
+//! Networking: with `host_network` the container shares the host's network
+//! and UTS namespaces (and sees its `/etc/hosts` and `/etc/resolv.conf`),
+//! which is how Roost serves ports (hostNetwork, hostPort). Without it the
+//! container gets a private network namespace with no interface configured
+//! (no CNI here): only for workloads that need no network at all.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ContainerConfig, Mount};
+
+/// What the image's config contributes when the container does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDefaults {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+}
+
+/// The cgroup parent of every Roost container.
+pub const CGROUP_PARENT: &str = "/roost";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    pub oci_version: String,
+    pub process: Process,
+    pub root: Root,
+    pub hostname: String,
+    pub mounts: Vec<SpecMount>,
+    pub linux: Linux,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    pub terminal: bool,
+    pub user: User,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub capabilities: Capabilities,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Capabilities {
+    pub bounding: Vec<String>,
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Rlimit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hard: u64,
+    pub soft: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Root {
+    pub path: String,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SpecMount {
+    pub destination: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    pub namespaces: Vec<Namespace>,
+    pub cgroups_path: String,
+    pub resources: Resources,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Namespace {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Resources {
+    pub devices: Vec<DeviceRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    pub access: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Cpu {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Memory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// Docker's and containerd's default capability set.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> SpecMount {
+    SpecMount {
+        destination: dest.into(),
+        kind: kind.into(),
+        source: source.into(),
+        options: options.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Formats CPUs as a cpuset list: `[1, 2, 3, 7]` gives `1-3,7`.
+pub fn cpuset_list(cpus: &[u32]) -> String {
+    let mut v: Vec<u32> = cpus.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// Merges environments: later entries replace earlier ones of the same name.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    for e in base.iter().chain(over) {
+        let name = e.split('=').next().unwrap_or_default().to_string();
+        if !values.contains_key(&name) {
+            order.push(name.clone());
+        }
+        values.insert(name, e.clone());
+    }
+    order
+        .into_iter()
+        .filter_map(|n| values.remove(&n))
+        .collect()
+}
+
+/// The runtime spec for `c`, with the image's defaults filling what `c`
+/// leaves empty.
+pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
+    let args = if c.args.is_empty() {
+        image.entrypoint.iter().chain(&image.cmd).cloned().collect()
+    } else {
+        c.args.clone()
+    };
+    let mut base_env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    base_env.extend(image.env.iter().cloned());
+    let env = merge_env(&base_env, &c.env);
+    let cwd = c
+        .cwd
+        .clone()
+        .or_else(|| (!image.working_dir.is_empty()).then(|| image.working_dir.clone()))
+        .unwrap_or_else(|| "/".into());
+    let caps: Vec<String> = CAPS.iter().map(|s| s.to_string()).collect();
+
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/run",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+    ];
+    let mut namespaces = vec!["pid", "ipc", "mount"];
+    if c.host_network {
+        // The host's network, names and resolver: what a hostNetwork pod sees.
+        for f in ["/etc/hosts", "/etc/resolv.conf"] {
+            if std::path::Path::new(f).exists() {
+                mounts.push(mount(f, "bind", f, &["rbind", "rprivate", "ro"]));
+            }
+        }
+    } else {
+        namespaces.push("network");
+        namespaces.push("uts");
+    }
+    for Mount {
+        source,
+        destination,
+        read_only,
+    } in &c.mounts
+    {
+        mounts.push(mount(
+            destination,
+            "bind",
+            &source.display().to_string(),
+            &["rbind", "rprivate", if *read_only { "ro" } else { "rw" }],
+        ));
+    }
+
+    let cpu = Cpu {
+        shares: c.cpu.shares,
+        quota: c.cpu.quota_period.map(|q| q.0),
+        period: c.cpu.quota_period.map(|q| q.1),
+        cpus: c.cpu.cpuset.as_deref().map(cpuset_list),
+    };
+    let resources = Resources {
+        devices: vec![DeviceRule {
+            allow: false,
+            access: "rwm".into(),
+        }],
+        cpu: (cpu != Cpu::default()).then_some(cpu),
+        memory: c.memory_limit.map(|m| Memory {
+            limit: Some(m.min(i64::MAX as u64) as i64),
+        }),
+    };
+
+    Spec {
+        oci_version: "1.0.2-dev".into(),
+        process: Process {
+            terminal: false,
+            user: User { uid: 0, gid: 0 },
+            args,
+            env,
+            cwd,
+            capabilities: Capabilities {
+                bounding: caps.clone(),
+                effective: caps.clone(),
+                permitted: caps,
+            },
+            rlimits: vec![Rlimit {
+                kind: "RLIMIT_NOFILE".into(),
+                hard: 1024,
+                soft: 1024,
+            }],
+            no_new_privileges: true,
+        },
+        root: Root {
+            path: "rootfs".into(),
+            readonly: false,
+        },
+        hostname: if c.host_network {
+            String::new()
+        } else {
+            c.id.clone()
+        },
+        mounts,
+        linux: Linux {
+            namespaces: namespaces
+                .into_iter()
+                .map(|k| Namespace { kind: k.into() })
+                .collect(),
+            cgroups_path: format!("{CGROUP_PARENT}/{}", c.id),
+            resources,
+            masked_paths: [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
+                "/proc/scsi",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            readonly_paths: [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuLimits;
+
+    #[test]
+    fn cpusets_are_ranges() {
+        assert_eq!(cpuset_list(&[3, 1, 2, 7]), "1-3,7");
+        assert_eq!(cpuset_list(&[1]), "1");
+    }
+
+    #[test]
+    fn resources_and_namespaces_follow_the_config() {
+        let c = ContainerConfig {
+            id: "web-0".into(),
+            image: "x".into(),
+            host_network: true,
+            cpu: CpuLimits::from_millis(Some(250), Some(500), Some(vec![1])),
+            memory_limit: Some(64 << 20),
+            env: vec!["A=2".into()],
+            ..Default::default()
+        };
+        let img = ImageDefaults {
+            entrypoint: vec!["/bin/sh".into()],
+            cmd: vec!["-c".into(), "true".into()],
+            env: vec!["A=1".into(), "B=1".into()],
+            working_dir: "/srv".into(),
+        };
+        let s = generate(&c, &img);
+        assert_eq!(s.process.args, ["/bin/sh", "-c", "true"]);
+        assert!(s.process.env.contains(&"A=2".to_string()));
+        assert!(s.process.env.contains(&"B=1".to_string()));
+        assert_eq!(s.process.cwd, "/srv");
+        assert!(!s.linux.namespaces.iter().any(|n| n.kind == "network"));
+        assert_eq!(s.linux.cgroups_path, "/roost/web-0");
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["linux"]["resources"]["cpu"]["cpus"], "1");
+        assert_eq!(v["linux"]["resources"]["cpu"]["shares"], 256);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(v["linux"]["cgroupsPath"], "/roost/web-0");
+    }
+}
