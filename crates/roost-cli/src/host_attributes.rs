@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::client::path_segment;
 use crate::credentials::Env;
-use crate::error::CliError;
+use crate::error::Error;
 use crate::host::{cpu_table, host_path};
 use crate::output::{
     OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table,
@@ -83,22 +83,22 @@ pub struct CpuModifyArgs {
     pub output: OutputArgs,
 }
 
-fn key_value(s: &str) -> Result<(String, String), CliError> {
+fn key_value(s: &str) -> Result<(String, String), Error> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(CliError::usage(format!("expected KEY=VALUE, not {s:?}"))),
+        _ => Err(Error::usage(format!("expected KEY=VALUE, not {s:?}"))),
     }
 }
 
 /// The host's uuid (label paths take it).
-fn host_uuid(api: &crate::client::Api, host: &str) -> Result<String, CliError> {
+fn host_uuid(api: &crate::client::Api, host: &str) -> Result<String, Error> {
     let h = api
         .get(&host_path(host)?, &Query::new())
         .map_err(|e| e.on_status(404, || format!("host not found: {host}")))?;
     Ok(field(&h, "uuid"))
 }
 
-fn labels_of(api: &crate::client::Api, uuid: &str) -> Result<Vec<Value>, CliError> {
+fn labels_of(api: &crate::client::Api, uuid: &str) -> Result<Vec<Value>, Error> {
     let reply = api.get(
         &format!("/v1/ihosts/{}/labels", path_segment("host", uuid)?),
         &Query::new(),
@@ -109,7 +109,7 @@ fn labels_of(api: &crate::client::Api, uuid: &str) -> Result<Vec<Value>, CliErro
 }
 
 /// Runs one label verb.
-pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     match cmd {
         LabelCommand::List(args) => {
@@ -167,7 +167,7 @@ pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(),
                     .iter()
                     .find(|l| field(l, "label_key") == *k)
                     .ok_or_else(|| {
-                        CliError::failure(format!(
+                        Error::failure(format!(
                             "host label not found: host {}, label key {k}",
                             args.host
                         ))
@@ -187,9 +187,9 @@ pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(),
 }
 
 /// The request body of `roost host cpu-modify`.
-pub fn cpu_modify_body(args: &CpuModifyArgs) -> Result<Vec<CpuModify>, CliError> {
+pub fn cpu_modify_body(args: &CpuModifyArgs) -> Result<Vec<CpuModify>, Error> {
     if args.processors.is_empty() && args.cpulist.is_none() {
-        return Err(CliError::usage(
+        return Err(Error::usage(
             "give --processor PROCESSOR=CORES or --cpulist LIST",
         ));
     }
@@ -198,7 +198,7 @@ pub fn cpu_modify_body(args: &CpuModifyArgs) -> Result<Vec<CpuModify>, CliError>
         let (socket, n) = key_value(p)?;
         let n: u64 = n
             .parse()
-            .map_err(|_| CliError::usage(format!("expected PROCESSOR=CORES, not {p:?}")))?;
+            .map_err(|_| Error::usage(format!("expected PROCESSOR=CORES, not {p:?}")))?;
         sockets.push(BTreeMap::from([(socket, Value::from(n))]));
     }
     Ok(vec![CpuModify {
@@ -209,7 +209,7 @@ pub fn cpu_modify_body(args: &CpuModifyArgs) -> Result<Vec<CpuModify>, CliError>
 }
 
 /// Runs `roost host cpu-modify`.
-pub(crate) fn cpu_modify(args: &CpuModifyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
+pub(crate) fn cpu_modify(args: &CpuModifyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = cpu_modify_body(args)?;
     let api = &connect(env)?;
     let uuid = host_uuid(api, &args.host)?;
