@@ -436,7 +436,7 @@ impl DcService {
             );
             match self.inner.fm.submit(cmd).await {
                 Ok(_) => {}
-                Err(e @ crate::Error::Store(_)) => {
+                Err(e) if e.kind() == crate::ErrorKind::Unavailable => {
                     tracing::warn!(error = %e, "cannot record a subcloud alarm; will retry");
                     self.lock().unrecorded.insert(key, a);
                 }

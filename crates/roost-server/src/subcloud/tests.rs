@@ -410,7 +410,8 @@ async fn a_refused_enrollment_is_final() {
     let e = enroll_or_load(r.dir.path(), SC_URL, Some(&wrong), r.controller.as_ref())
         .await
         .unwrap_err();
-    assert!(format!("{e:#}").contains("not valid"), "{e:#}");
+    let text = crate::error::error_chain(&e);
+    assert!(text.contains("not valid"), "{text}");
     assert_eq!(r.controller.enroll_calls.load(Ordering::SeqCst), 1);
     assert!(!identity_path(r.dir.path()).exists());
 }
