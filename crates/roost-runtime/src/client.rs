@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::grpc::{Channel, frame};
 use crate::proto as p;
-use crate::{NAMESPACE, Result, RuntimeError};
+use crate::{Error, NAMESPACE, Result};
 
 /// How to use a containerd; [`Containerd::connect`] takes the defaults.
 #[derive(Debug, Clone, Default)]
@@ -151,7 +151,7 @@ impl Containerd {
                     )
                     .await;
                 match r {
-                    Ok(_) | Err(RuntimeError::AlreadyExists(_)) => Ok(()),
+                    Ok(_) | Err(Error::AlreadyExists(_)) => Ok(()),
                     Err(e) => Err(e),
                 }
             }
@@ -226,7 +226,7 @@ impl Containerd {
         let mut out = Vec::new();
         self.read_blob_with(digest, |chunk| {
             if out.len() + chunk.len() > limit {
-                return Err(RuntimeError::InvalidImage(format!(
+                return Err(Error::InvalidImage(format!(
                     "blob {digest} is larger than {limit} bytes"
                 )));
             }
@@ -273,7 +273,7 @@ impl Containerd {
     ) -> Result<()> {
         let mut file = tokio::fs::File::open(path)
             .await
-            .map_err(RuntimeError::io(format!("open {}", path.display())))?;
+            .map_err(Error::io(format!("open {}", path.display())))?;
         let reference = self.unique("roost-import");
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let sender = {
@@ -283,10 +283,7 @@ impl Containerd {
                 let mut offset = 0i64;
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = file
-                        .read(&mut buf)
-                        .await
-                        .map_err(RuntimeError::io("read blob"))?;
+                    let n = file.read(&mut buf).await.map_err(Error::io("read blob"))?;
                     let last = n == 0;
                     let req = p::WriteContentRequest {
                         action: if last {
@@ -304,7 +301,7 @@ impl Containerd {
                     offset += n as i64;
                     if tx.send(frame(&req)).await.is_err() {
                         // The reply stream ended early; its status says why.
-                        return Ok::<(), RuntimeError>(());
+                        return Ok::<(), Error>(());
                     }
                     if last {
                         return Ok(());
@@ -327,7 +324,7 @@ impl Containerd {
                 if r.action == p::WRITE_ACTION_COMMIT {
                     committed = true;
                     if r.digest != digest {
-                        return Err(RuntimeError::InvalidImage(format!(
+                        return Err(Error::InvalidImage(format!(
                             "containerd committed {} for {digest}",
                             r.digest
                         )));
@@ -340,10 +337,10 @@ impl Containerd {
         let outcome = sent.and(got);
         match outcome {
             Ok(true) => Ok(()),
-            Ok(false) => Err(RuntimeError::Protocol(format!(
+            Ok(false) => Err(Error::Protocol(format!(
                 "content write of {digest} ended without a commit"
             ))),
-            Err(RuntimeError::AlreadyExists(_)) => Ok(()),
+            Err(Error::AlreadyExists(_)) => Ok(()),
             Err(e) => {
                 let _: Result<p::Empty> = self
                     .unary(
@@ -519,7 +516,7 @@ impl Containerd {
             )
             .await?;
         r.image
-            .ok_or_else(|| RuntimeError::NotFound(format!("image {name}")))
+            .ok_or_else(|| Error::NotFound(format!("image {name}")))
     }
 
     /// Images recorded in namespace `roost`.
@@ -570,7 +567,7 @@ impl Containerd {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(RuntimeError::AlreadyExists(_)) => {
+            Err(Error::AlreadyExists(_)) => {
                 let _: p::UpdateImageResponse = self
                     .unary_leased(
                         "/containerd.services.images.v1.Images/Update",

@@ -20,7 +20,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::RuntimeError;
+use crate::Error;
 
 /// Largest message accepted from containerd (content reads come in 1 MiB
 /// chunks; lists of containers or snapshots stay far below this).
@@ -82,7 +82,7 @@ impl Channel {
         &self.socket
     }
 
-    async fn sender(&self) -> Result<SendRequest<ReqBody>, RuntimeError> {
+    async fn sender(&self) -> Result<SendRequest<ReqBody>, Error> {
         let mut guard = self.sender.lock().await;
         if let Some(s) = guard.as_ref()
             && !s.is_closed()
@@ -92,7 +92,7 @@ impl Channel {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| {
-                RuntimeError::Unavailable(format!(
+                Error::Unavailable(format!(
                     "cannot connect to containerd at {}: {e}",
                     self.socket.display()
                 ))
@@ -102,7 +102,7 @@ impl Channel {
             .initial_connection_window_size(8 << 20)
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| RuntimeError::Unavailable(format!("HTTP/2 handshake: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("HTTP/2 handshake: {e}")))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "containerd connection closed");
@@ -117,7 +117,7 @@ impl Channel {
         path: &str,
         body: ReqBody,
         lease: Option<&str>,
-    ) -> Result<Streaming, RuntimeError> {
+    ) -> Result<Streaming, Error> {
         let mut send = self.sender().await?;
         let mut req = http::Request::builder()
             .method("POST")
@@ -130,17 +130,17 @@ impl Channel {
         }
         let req = req
             .body(body)
-            .map_err(|e| RuntimeError::Protocol(format!("request {path}: {e}")))?;
+            .map_err(|e| Error::Protocol(format!("request {path}: {e}")))?;
         send.ready()
             .await
-            .map_err(|e| RuntimeError::Unavailable(format!("containerd connection: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("containerd connection: {e}")))?;
         let resp = send
             .send_request(req)
             .await
-            .map_err(|e| RuntimeError::Unavailable(format!("{path}: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("{path}: {e}")))?;
         let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
-            return Err(RuntimeError::Protocol(format!(
+            return Err(Error::Protocol(format!(
                 "{path}: HTTP status {}",
                 parts.status
             )));
@@ -150,7 +150,7 @@ impl Channel {
             let code: i32 = code.to_str().ok().and_then(|c| c.parse().ok()).unwrap_or(2);
             if code != 0 {
                 let msg = grpc_message(&parts.headers);
-                return Err(RuntimeError::from_grpc(path, code, msg));
+                return Err(Error::from_grpc(path, code, msg));
             }
         }
         Ok(Streaming {
@@ -168,14 +168,14 @@ impl Channel {
         path: &str,
         req: &Q,
         lease: Option<&str>,
-    ) -> Result<R, RuntimeError> {
+    ) -> Result<R, Error> {
         let mut s = self
             .call(path, ReqBody::Once(Some(frame(req))), lease)
             .await?;
         let first = s.message::<R>().await?;
         // Drain to the trailers so an error status is seen.
         while s.message::<R>().await?.is_some() {}
-        first.ok_or_else(|| RuntimeError::Protocol(format!("{path}: no response message")))
+        first.ok_or_else(|| Error::Protocol(format!("{path}: no response message")))
     }
 
     /// A call whose reply is a stream of messages.
@@ -183,7 +183,7 @@ impl Channel {
         &self,
         path: &str,
         req: &Q,
-    ) -> Result<Streaming, RuntimeError> {
+    ) -> Result<Streaming, Error> {
         self.call(path, ReqBody::Once(Some(frame(req))), None).await
     }
 
@@ -194,7 +194,7 @@ impl Channel {
         path: &str,
         lease: Option<&str>,
         rx: mpsc::Receiver<Bytes>,
-    ) -> Result<Streaming, RuntimeError> {
+    ) -> Result<Streaming, Error> {
         self.call(path, ReqBody::Stream(rx), lease).await
     }
 }
@@ -244,12 +244,12 @@ impl Streaming {
     /// status containerd sent.
     pub(crate) async fn message<R: prost::Message + Default>(
         &mut self,
-    ) -> Result<Option<R>, RuntimeError> {
+    ) -> Result<Option<R>, Error> {
         loop {
             if let Some(m) = self.messages.pop_front() {
-                return R::decode(m).map(Some).map_err(|e| {
-                    RuntimeError::Protocol(format!("{}: bad message: {e}", self.path))
-                });
+                return R::decode(m)
+                    .map(Some)
+                    .map_err(|e| Error::Protocol(format!("{}: bad message: {e}", self.path)));
             }
             if self.done {
                 return Ok(None);
@@ -259,7 +259,7 @@ impl Streaming {
                 None => {
                     self.done = true;
                     if !self.buf.is_empty() {
-                        return Err(RuntimeError::Protocol(format!(
+                        return Err(Error::Protocol(format!(
                             "{}: stream ended inside a message",
                             self.path
                         )));
@@ -267,7 +267,7 @@ impl Streaming {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    return Err(RuntimeError::Unavailable(format!("{}: {e}", self.path)));
+                    return Err(Error::Unavailable(format!("{}: {e}", self.path)));
                 }
                 Some(Ok(f)) => {
                     if f.is_data() {
@@ -282,11 +282,7 @@ impl Streaming {
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(2);
                         if code != 0 {
-                            return Err(RuntimeError::from_grpc(
-                                &self.path,
-                                code,
-                                grpc_message(&t),
-                            ));
+                            return Err(Error::from_grpc(&self.path, code, grpc_message(&t)));
                         }
                     }
                 }
@@ -294,18 +290,18 @@ impl Streaming {
         }
     }
 
-    fn split(&mut self) -> Result<(), RuntimeError> {
+    fn split(&mut self) -> Result<(), Error> {
         while self.buf.len() >= 5 {
             let len =
                 u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
             if self.buf[0] != 0 {
-                return Err(RuntimeError::Protocol(format!(
+                return Err(Error::Protocol(format!(
                     "{}: compressed message not supported",
                     self.path
                 )));
             }
             if len > MAX_MESSAGE {
-                return Err(RuntimeError::Protocol(format!(
+                return Err(Error::Protocol(format!(
                     "{}: message of {len} bytes is too large",
                     self.path
                 )));

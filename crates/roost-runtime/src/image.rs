@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::oci::{self, BlobKind, ResolvedManifest};
 use crate::proto as p;
 use crate::spec::ImageDefaults;
-use crate::{Containerd, ImageInfo, Result, RuntimeError};
+use crate::{Containerd, Error, ImageInfo, Result};
 
 /// Largest manifest, index or config read back from containerd.
 const MAX_JSON: usize = 4 << 20;
@@ -43,13 +43,13 @@ impl Containerd {
     /// Imports an OCI image layout (a directory or a tar of one) into the
     /// content and image stores and unpacks it for this host's platform.
     /// Every digest and size is checked before anything is written; a
-    /// mismatch is refused with [`RuntimeError::InvalidImage`].
+    /// mismatch is refused with [`Error::InvalidImage`].
     pub async fn import_image(&self, path: &Path) -> Result<Vec<ImageInfo>> {
         let scratch = self.inner.scratch.clone();
         let owned = path.to_path_buf();
         let layout = tokio::task::spawn_blocking(move || oci::verify_layout(&owned, &scratch))
             .await
-            .map_err(|e| RuntimeError::Protocol(format!("layout check: {e}")))??;
+            .map_err(|e| Error::Protocol(format!("layout check: {e}")))??;
         let lease = self.create_lease().await?;
         match self.import_verified(&layout, &lease).await {
             Ok(v) => {
@@ -164,7 +164,7 @@ impl Containerd {
                     .await?;
                 let got = applied.applied.map(|a| a.digest).unwrap_or_default();
                 if got != m.config.rootfs.diff_ids[i] {
-                    return Err(RuntimeError::InvalidImage(format!(
+                    return Err(Error::InvalidImage(format!(
                         "layer {}: uncompressed digest {got} differs from the config's diff id {}",
                         layer.digest, m.config.rootfs.diff_ids[i]
                     )));
@@ -186,7 +186,7 @@ impl Containerd {
         let img = self.get_image(name).await?;
         let mut target = img
             .target
-            .ok_or_else(|| RuntimeError::InvalidImage(format!("image {name} has no target")))?;
+            .ok_or_else(|| Error::InvalidImage(format!("image {name} has no target")))?;
         let (os, arch) = oci::host_platform();
         for _ in 0..4 {
             if !target.media_type.contains("index") && !target.media_type.contains("list") {
@@ -207,7 +207,7 @@ impl Containerd {
                     None
                 })
                 .ok_or_else(|| {
-                    RuntimeError::InvalidImage(format!("image {name} has no {os}/{arch} manifest"))
+                    Error::InvalidImage(format!("image {name} has no {os}/{arch} manifest"))
                 })?;
             target = to_proto(pick);
         }
@@ -215,7 +215,7 @@ impl Containerd {
         let config: oci::ImageConfig = self.read_json(&manifest.config.digest).await?;
         let top_chain_id = oci::chain_ids(&config.rootfs.diff_ids)
             .pop()
-            .ok_or_else(|| RuntimeError::InvalidImage(format!("image {name} has no layers")))?;
+            .ok_or_else(|| Error::InvalidImage(format!("image {name} has no layers")))?;
         Ok(ResolvedImage {
             top_chain_id,
             defaults: ImageDefaults {
@@ -229,8 +229,7 @@ impl Containerd {
 
     async fn read_json<T: for<'de> serde::Deserialize<'de>>(&self, digest: &str) -> Result<T> {
         let bytes = self.read_blob(digest, MAX_JSON).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| RuntimeError::InvalidImage(format!("{digest}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidImage(format!("{digest}: {e}")))
     }
 
     /// Writes image `name` as an OCI image layout tar at `out`: its index
@@ -239,7 +238,7 @@ impl Containerd {
         let img = self.get_image(name).await?;
         let target = img
             .target
-            .ok_or_else(|| RuntimeError::InvalidImage(format!("image {name} has no target")))?;
+            .ok_or_else(|| Error::InvalidImage(format!("image {name} has no target")))?;
         // Collect every blob reachable from the target.
         let mut blobs: Vec<(String, i64)> = Vec::new();
         let mut queue = vec![(
@@ -286,8 +285,7 @@ impl Containerd {
             media_type: Some(oci::MEDIA_INDEX.into()),
             manifests: vec![top],
         };
-        let index_bytes =
-            serde_json::to_vec(&index).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let index_bytes = serde_json::to_vec(&index).map_err(|e| Error::Invalid(e.to_string()))?;
 
         let part = out.with_extension("tar.part");
         let mut tar = oci::TarStream::create(&part)?;
@@ -304,14 +302,13 @@ impl Containerd {
             .await?;
             if written != *size as u64 {
                 let _ = std::fs::remove_file(&part);
-                return Err(RuntimeError::InvalidImage(format!(
+                return Err(Error::InvalidImage(format!(
                     "blob {digest}: read {written} bytes, expected {size}"
                 )));
             }
             tar.end(*size as u64)?;
         }
         tar.finish()?;
-        std::fs::rename(&part, out)
-            .map_err(RuntimeError::io(format!("rename to {}", out.display())))
+        std::fs::rename(&part, out).map_err(Error::io(format!("rename to {}", out.display())))
     }
 }

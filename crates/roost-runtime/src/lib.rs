@@ -10,7 +10,7 @@
 //!   config under a data directory, CRI and network-facing plugins off) as a
 //!   child process, restarts it when it dies and stops it on shutdown or drop.
 //!   A host without the `containerd` or `runc` binaries gets
-//!   [`RuntimeError::NotInstalled`] so the caller can run without applications.
+//!   [`Error::NotInstalled`] so the caller can run without applications.
 //! - [`oci`] reads, checks and writes OCI image layouts: every digest and size
 //!   (index, manifests, configs, layers) is verified before anything reaches
 //!   containerd, so a mismatch is refused and leaves nothing behind. It also
@@ -65,7 +65,7 @@ pub const INSTALL_HINT: &str = "install the Debian packages containerd and runc"
 
 /// Errors of the runtime, by kind.
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub enum Error {
     /// A binary the runtime needs is missing on this host.
     #[error("{what} is not installed: {INSTALL_HINT}")]
     NotInstalled { what: String },
@@ -106,13 +106,31 @@ pub enum RuntimeError {
     },
 }
 
-impl RuntimeError {
-    pub(crate) fn from_grpc(call: &str, code: i32, message: String) -> RuntimeError {
+impl Error {
+    /// What a caller can do about it.
+    pub fn kind(&self) -> roost_types::ErrorKind {
+        use roost_types::ErrorKind as K;
+        match self {
+            Error::NotFound(_) => K::NotFound,
+            Error::AlreadyExists(_) => K::Conflict,
+            Error::InvalidImage(_) | Error::Invalid(_) => K::Invalid,
+            Error::Protocol(_) => K::Corrupt,
+            Error::NotInstalled { .. }
+            | Error::Unavailable(_)
+            | Error::Grpc { .. }
+            | Error::Timeout(_)
+            | Error::Io { .. } => K::Unavailable,
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn from_grpc(call: &str, code: i32, message: String) -> Error {
         match code {
-            5 => RuntimeError::NotFound(message),
-            6 => RuntimeError::AlreadyExists(message),
-            14 => RuntimeError::Unavailable(message),
-            _ => RuntimeError::Grpc {
+            5 => Error::NotFound(message),
+            6 => Error::AlreadyExists(message),
+            14 => Error::Unavailable(message),
+            _ => Error::Grpc {
                 call: call.to_string(),
                 code,
                 message,
@@ -120,18 +138,18 @@ impl RuntimeError {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
-        move |source| RuntimeError::Io { context, source }
+        move |source| Error::Io { context, source }
     }
 
-    /// True for [`RuntimeError::NotFound`].
+    /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RuntimeError::NotFound(_))
+        matches!(self, Error::NotFound(_))
     }
 }
 
-pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed future, so [`Runtime`] stays dyn-compatible.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::{Result, RuntimeError};
+use crate::{Error, Result};
 
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -150,7 +150,7 @@ fn sha256_hex(digest: &str) -> Result<&str> {
         {
             Ok(h)
         }
-        _ => Err(RuntimeError::InvalidImage(format!(
+        _ => Err(Error::InvalidImage(format!(
             "unsupported or malformed digest {digest:?} (sha256 only)"
         ))),
     }
@@ -210,28 +210,27 @@ impl Drop for ScratchDir {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> RuntimeError {
-    RuntimeError::InvalidImage(msg.into())
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidImage(msg.into())
 }
 
 /// Checks an OCI layout, a directory or a tar of one (unpacked for the check
 /// into a directory under `scratch`, removed when the result is dropped).
 pub fn verify_layout(path: &Path, scratch: &Path) -> Result<VerifiedLayout> {
-    let meta = std::fs::metadata(path).map_err(RuntimeError::io(format!("{}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(Error::io(format!("{}", path.display())))?;
     let stem = image_stem(path);
     if meta.is_dir() {
         verify_dir(path, &stem, None)
     } else {
         std::fs::create_dir_all(scratch)
-            .map_err(RuntimeError::io(format!("create {}", scratch.display())))?;
+            .map_err(Error::io(format!("create {}", scratch.display())))?;
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let dir = scratch.join(format!("layout-{}-{n:x}", std::process::id()));
         let guard = ScratchDir(dir.clone());
-        std::fs::create_dir_all(&dir)
-            .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
         unpack_layout_tar(path, &dir)?;
         verify_dir(&dir, &stem, Some(guard))
     }
@@ -264,13 +263,12 @@ fn image_stem(path: &Path) -> String {
 /// `blobs/sha256/<hex>` regular files; other regular files are skipped;
 /// links, devices, absolute paths and `..` are refused.
 fn unpack_layout_tar(tar_path: &Path, dir: &Path) -> Result<()> {
-    let f =
-        File::open(tar_path).map_err(RuntimeError::io(format!("open {}", tar_path.display())))?;
+    let f = File::open(tar_path).map_err(Error::io(format!("open {}", tar_path.display())))?;
     let mut ar = tar::Archive::new(io::BufReader::new(f));
     let entries = ar
         .entries()
         .map_err(|e| invalid(format!("{}: not a tar archive: {e}", tar_path.display())))?;
-    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(RuntimeError::io("create blobs"))?;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(Error::io("create blobs"))?;
     for entry in entries {
         let mut entry =
             entry.map_err(|e| invalid(format!("{}: bad tar entry: {e}", tar_path.display())))?;
@@ -315,8 +313,8 @@ fn unpack_layout_tar(tar_path: &Path, dir: &Path) -> Result<()> {
         }
         let dest = dir.join(&rel);
         let mut out =
-            File::create(&dest).map_err(RuntimeError::io(format!("create {}", dest.display())))?;
-        io::copy(&mut entry, &mut out).map_err(RuntimeError::io(format!("unpack {rel}")))?;
+            File::create(&dest).map_err(Error::io(format!("create {}", dest.display())))?;
+        io::copy(&mut entry, &mut out).map_err(Error::io(format!("unpack {rel}")))?;
     }
     Ok(())
 }
@@ -324,10 +322,10 @@ fn unpack_layout_tar(tar_path: &Path, dir: &Path) -> Result<()> {
 fn read_json_blob<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T> {
     let mut s = Vec::new();
     File::open(path)
-        .map_err(RuntimeError::io(format!("open {}", path.display())))?
+        .map_err(Error::io(format!("open {}", path.display())))?
         .take(MAX_JSON + 1)
         .read_to_end(&mut s)
-        .map_err(RuntimeError::io(format!("read {}", path.display())))?;
+        .map_err(Error::io(format!("read {}", path.display())))?;
     if s.len() as u64 > MAX_JSON {
         return Err(invalid(format!("{what} is larger than {MAX_JSON} bytes")));
     }
@@ -366,14 +364,13 @@ impl Walker<'_> {
                 meta.len()
             )));
         }
-        let mut f =
-            File::open(&path).map_err(RuntimeError::io(format!("open {}", path.display())))?;
+        let mut f = File::open(&path).map_err(Error::io(format!("open {}", path.display())))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f
                 .read(&mut buf)
-                .map_err(RuntimeError::io(format!("read {}", path.display())))?;
+                .map_err(Error::io(format!("read {}", path.display())))?;
             if n == 0 {
                 break;
             }
@@ -583,7 +580,7 @@ impl<W: Write> Write for HashWriter<W> {
 fn write_blob(dir: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
     let digest = hex(&Sha256::digest(bytes));
     let path = dir.join("blobs/sha256").join(&digest);
-    std::fs::write(&path, bytes).map_err(RuntimeError::io(format!("write {}", path.display())))?;
+    std::fs::write(&path, bytes).map_err(Error::io(format!("write {}", path.display())))?;
     Ok(Descriptor {
         media_type: media_type.into(),
         digest: format!("sha256:{digest}"),
@@ -598,7 +595,7 @@ fn write_blob(dir: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor> 
 /// `.tar` gets a tar of the layout, anything else a layout directory.
 pub fn build_image_from_dir(src: &Path, out: &Path, opts: &BuildOptions) -> Result<BuiltImage> {
     if opts.name.is_empty() {
-        return Err(RuntimeError::Invalid("an image needs a name".into()));
+        return Err(Error::Invalid("an image needs a name".into()));
     }
     let as_tar = out.extension().is_some_and(|e| e == "tar");
     let dir = if as_tar {
@@ -608,11 +605,11 @@ pub fn build_image_from_dir(src: &Path, out: &Path, opts: &BuildOptions) -> Resu
     };
     let _guard = as_tar.then(|| ScratchDir(dir.clone()));
     std::fs::create_dir_all(dir.join("blobs/sha256"))
-        .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+        .map_err(Error::io(format!("create {}", dir.display())))?;
 
     // The layer: tar -> hash (diff id) -> gzip -> hash (digest) -> file.
     let tmp = dir.join("blobs/layer.tmp");
-    let file = File::create(&tmp).map_err(RuntimeError::io(format!("create {}", tmp.display())))?;
+    let file = File::create(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
     let outer = HashWriter {
         inner: file,
         hasher: Sha256::new(),
@@ -628,23 +625,17 @@ pub fn build_image_from_dir(src: &Path, out: &Path, opts: &BuildOptions) -> Resu
     builder.follow_symlinks(false);
     builder
         .append_dir_all(".", src)
-        .map_err(RuntimeError::io(format!("archive {}", src.display())))?;
+        .map_err(Error::io(format!("archive {}", src.display())))?;
     let inner = builder
         .into_inner()
-        .map_err(RuntimeError::io("finish layer tar"))?;
+        .map_err(Error::io("finish layer tar"))?;
     let diff_id = format!("sha256:{}", hex(&inner.hasher.finalize()));
-    let outer = inner
-        .inner
-        .finish()
-        .map_err(RuntimeError::io("finish gzip"))?;
+    let outer = inner.inner.finish().map_err(Error::io("finish gzip"))?;
     let layer_digest = hex(&outer.hasher.finalize());
     let layer_size = outer.len;
-    outer
-        .inner
-        .sync_all()
-        .map_err(RuntimeError::io("sync layer"))?;
+    outer.inner.sync_all().map_err(Error::io("sync layer"))?;
     std::fs::rename(&tmp, dir.join("blobs/sha256").join(&layer_digest))
-        .map_err(RuntimeError::io("rename layer"))?;
+        .map_err(Error::io("rename layer"))?;
     let layer = Descriptor {
         media_type: MEDIA_LAYER_GZIP.into(),
         digest: format!("sha256:{layer_digest}"),
@@ -667,8 +658,7 @@ pub fn build_image_from_dir(src: &Path, out: &Path, opts: &BuildOptions) -> Resu
             diff_ids: vec![diff_id.clone()],
         },
     };
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Invalid(e.to_string()))?;
     let config_desc = write_blob(&dir, &config_bytes, MEDIA_CONFIG)?;
     let manifest = Manifest {
         schema_version: 2,
@@ -677,7 +667,7 @@ pub fn build_image_from_dir(src: &Path, out: &Path, opts: &BuildOptions) -> Resu
         layers: vec![layer.clone()],
     };
     let manifest_bytes =
-        serde_json::to_vec(&manifest).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut manifest_desc = write_blob(&dir, &manifest_bytes, MEDIA_MANIFEST)?;
     let tag = opts
         .name
@@ -722,19 +712,19 @@ pub(crate) fn oci_layout_json() -> Vec<u8> {
 
 fn write_layout_files(dir: &Path, index: &Index) -> Result<()> {
     std::fs::write(dir.join("oci-layout"), oci_layout_json())
-        .map_err(RuntimeError::io("write oci-layout"))?;
-    let bytes = serde_json::to_vec(index).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-    std::fs::write(dir.join("index.json"), bytes).map_err(RuntimeError::io("write index.json"))
+        .map_err(Error::io("write oci-layout"))?;
+    let bytes = serde_json::to_vec(index).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(dir.join("index.json"), bytes).map_err(Error::io("write index.json"))
 }
 
 /// Tars a layout directory: `oci-layout`, `index.json`, then the blobs.
 fn tar_layout_dir(dir: &Path, out: &Path) -> Result<()> {
     let tmp = out.with_extension("tar.part");
-    let f = File::create(&tmp).map_err(RuntimeError::io(format!("create {}", tmp.display())))?;
+    let f = File::create(&tmp).map_err(Error::io(format!("create {}", tmp.display())))?;
     let mut b = tar::Builder::new(io::BufWriter::new(f));
     let mut names = vec!["oci-layout".to_string(), "index.json".to_string()];
     let mut blobs: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
-        .map_err(RuntimeError::io("list blobs"))?
+        .map_err(Error::io("list blobs"))?
         .filter_map(|e| e.ok())
         .map(|e| format!("blobs/sha256/{}", e.file_name().to_string_lossy()))
         .collect();
@@ -742,14 +732,14 @@ fn tar_layout_dir(dir: &Path, out: &Path) -> Result<()> {
     names.extend(blobs);
     for n in names {
         b.append_path_with_name(dir.join(&n), &n)
-            .map_err(RuntimeError::io(format!("archive {n}")))?;
+            .map_err(Error::io(format!("archive {n}")))?;
     }
-    let w = b.into_inner().map_err(RuntimeError::io("finish tar"))?;
+    let w = b.into_inner().map_err(Error::io("finish tar"))?;
     let f = w
         .into_inner()
-        .map_err(|e| RuntimeError::io("flush tar")(e.into_error()))?;
-    f.sync_all().map_err(RuntimeError::io("sync tar"))?;
-    std::fs::rename(&tmp, out).map_err(RuntimeError::io(format!("rename to {}", out.display())))
+        .map_err(|e| Error::io("flush tar")(e.into_error()))?;
+    f.sync_all().map_err(Error::io("sync tar"))?;
+    std::fs::rename(&tmp, out).map_err(Error::io(format!("rename to {}", out.display())))
 }
 
 /// Writes tar entries one by one, streaming each body (for export).
@@ -759,8 +749,7 @@ pub(crate) struct TarStream {
 
 impl TarStream {
     pub(crate) fn create(path: &Path) -> Result<TarStream> {
-        let f =
-            File::create(path).map_err(RuntimeError::io(format!("create {}", path.display())))?;
+        let f = File::create(path).map_err(Error::io(format!("create {}", path.display())))?;
         Ok(TarStream {
             file: io::BufWriter::new(f),
         })
@@ -769,27 +758,25 @@ impl TarStream {
     pub(crate) fn begin(&mut self, name: &str, size: u64) -> Result<()> {
         let mut h = tar::Header::new_ustar();
         h.set_path(name)
-            .map_err(RuntimeError::io(format!("tar path {name}")))?;
+            .map_err(Error::io(format!("tar path {name}")))?;
         h.set_size(size);
         h.set_mode(0o644);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_cksum();
         self.file
             .write_all(h.as_bytes())
-            .map_err(RuntimeError::io("write tar"))
+            .map_err(Error::io("write tar"))
     }
 
     pub(crate) fn data(&mut self, b: &[u8]) -> Result<()> {
-        self.file
-            .write_all(b)
-            .map_err(RuntimeError::io("write tar"))
+        self.file.write_all(b).map_err(Error::io("write tar"))
     }
 
     pub(crate) fn end(&mut self, size: u64) -> Result<()> {
         let pad = (512 - (size % 512) as usize) % 512;
         self.file
             .write_all(&vec![0u8; pad])
-            .map_err(RuntimeError::io("write tar"))
+            .map_err(Error::io("write tar"))
     }
 
     pub(crate) fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -801,12 +788,12 @@ impl TarStream {
     pub(crate) fn finish(mut self) -> Result<()> {
         self.file
             .write_all(&[0u8; 1024])
-            .map_err(RuntimeError::io("write tar"))?;
+            .map_err(Error::io("write tar"))?;
         let f = self
             .file
             .into_inner()
-            .map_err(|e| RuntimeError::io("flush tar")(e.into_error()))?;
-        f.sync_all().map_err(RuntimeError::io("sync tar"))
+            .map_err(|e| Error::io("flush tar")(e.into_error()))?;
+        f.sync_all().map_err(Error::io("sync tar"))
     }
 }
 

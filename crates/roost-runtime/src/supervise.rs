@@ -8,7 +8,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::client::ClientOptions;
-use crate::{Containerd, Result, RuntimeError};
+use crate::{Containerd, Error, Result};
 
 /// Options of a supervised containerd.
 #[derive(Debug, Clone)]
@@ -62,44 +62,43 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
 impl Supervised {
     /// Starts containerd under `dir` and connects to it.
     ///
-    /// Errors with [`RuntimeError::NotInstalled`] when `containerd` or `runc`
+    /// Errors with [`Error::NotInstalled`] when `containerd` or `runc`
     /// is missing, so the caller can run without applications.
     pub async fn start(dir: &Path, opts: SupervisorOptions) -> Result<Supervised> {
         let containerd = match opts.containerd.clone() {
             Some(p) if p.exists() => p,
             Some(p) => {
-                return Err(RuntimeError::NotInstalled {
+                return Err(Error::NotInstalled {
                     what: format!("containerd ({})", p.display()),
                 });
             }
-            None => which("containerd").ok_or_else(|| RuntimeError::NotInstalled {
+            None => which("containerd").ok_or_else(|| Error::NotInstalled {
                 what: "containerd".into(),
             })?,
         };
-        which("runc").ok_or_else(|| RuntimeError::NotInstalled {
+        which("runc").ok_or_else(|| Error::NotInstalled {
             what: "runc".into(),
         })?;
         for sub in ["root", "state", "runc", "opt", "tmp"] {
             let d = dir.join(sub);
-            std::fs::create_dir_all(&d)
-                .map_err(RuntimeError::io(format!("create {}", d.display())))?;
+            std::fs::create_dir_all(&d).map_err(Error::io(format!("create {}", d.display())))?;
         }
         let socket = dir.join("containerd.sock");
         if socket.as_os_str().len() > 100 {
-            return Err(RuntimeError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the path is too long for a unix socket",
                 socket.display()
             )));
         }
         let config = dir.join("config.toml");
         std::fs::write(&config, config_toml(dir))
-            .map_err(RuntimeError::io(format!("write {}", config.display())))?;
+            .map_err(Error::io(format!("write {}", config.display())))?;
 
         let mut child = spawn(&containerd, dir)?;
         if let Err(e) = wait_ready(&socket, &mut child, opts.start_timeout).await {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            return Err(RuntimeError::Unavailable(format!(
+            return Err(Error::Unavailable(format!(
                 "{e}; last lines of {}:\n{}",
                 dir.join("containerd.log").display(),
                 log_tail(dir)
@@ -163,8 +162,8 @@ impl Supervised {
         let wait = self.starts.wait_for(|s| s.0 > n);
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(s)) => Ok(s.0),
-            Ok(Err(_)) => Err(RuntimeError::Unavailable("supervisor stopped".into())),
-            Err(_) => Err(RuntimeError::Timeout(format!(
+            Ok(Err(_)) => Err(Error::Unavailable("supervisor stopped".into())),
+            Err(_) => Err(Error::Timeout(format!(
                 "containerd was not restarted within {timeout:?}"
             ))),
         }
@@ -194,10 +193,8 @@ fn spawn(containerd: &Path, dir: &Path) -> Result<Child> {
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))
-        .map_err(RuntimeError::io("open containerd.log"))?;
-    let log2 = log
-        .try_clone()
-        .map_err(RuntimeError::io("containerd.log"))?;
+        .map_err(Error::io("open containerd.log"))?;
+    let log2 = log.try_clone().map_err(Error::io("containerd.log"))?;
     let _ = std::fs::remove_file(dir.join("containerd.sock"));
     Command::new(containerd)
         .arg("--config")
@@ -208,7 +205,7 @@ fn spawn(containerd: &Path, dir: &Path) -> Result<Child> {
         .env("TMPDIR", dir.join("tmp"))
         .kill_on_drop(true)
         .spawn()
-        .map_err(RuntimeError::io(format!("start {}", containerd.display())))
+        .map_err(Error::io(format!("start {}", containerd.display())))
 }
 
 /// Waits until the socket answers a version call, or the child exits.
@@ -216,7 +213,7 @@ async fn wait_ready(socket: &Path, child: &mut Child, timeout: Duration) -> Resu
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(RuntimeError::Unavailable(format!(
+            return Err(Error::Unavailable(format!(
                 "containerd exited at start ({status})"
             )));
         }
@@ -234,7 +231,7 @@ async fn wait_ready(socket: &Path, child: &mut Child, timeout: Duration) -> Resu
             }
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(RuntimeError::Timeout(format!(
+            return Err(Error::Timeout(format!(
                 "containerd did not answer on {} within {timeout:?}",
                 socket.display()
             )));

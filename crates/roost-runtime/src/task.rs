@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::proto as p;
 use crate::{
-    ContainerConfig, ContainerState, Containerd, ExecOutcome, ExitStatus, Result, RuntimeError,
-    TaskState, TaskStatus, logs, spec, valid_id,
+    ContainerConfig, ContainerState, Containerd, Error, ExecOutcome, ExitStatus, Result, TaskState,
+    TaskStatus, logs, spec, valid_id,
 };
 
 const RUNTIME: &str = "io.containerd.runc.v2";
@@ -63,19 +63,18 @@ impl Containerd {
     /// starts it. On failure whatever was created is removed again.
     pub async fn start(&self, c: &ContainerConfig) -> Result<()> {
         if !valid_id(&c.id) {
-            return Err(RuntimeError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "container id {:?}: letters, digits and . _ - between them, at most 76",
                 c.id
             )));
         }
         let image = self.resolve_image(&c.image).await?;
         let spec = spec::generate(c, &image.defaults);
-        let spec_json =
-            serde_json::to_vec(&spec).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
         let log_uri = match &c.log {
             Some(l) => {
                 std::fs::create_dir_all(&l.dir)
-                    .map_err(RuntimeError::io(format!("create {}", l.dir.display())))?;
+                    .map_err(Error::io(format!("create {}", l.dir.display())))?;
                 logs::binary_uri(l)
             }
             None => String::new(),
@@ -152,7 +151,7 @@ impl Containerd {
             )
             .await?;
         r.process
-            .ok_or_else(|| RuntimeError::NotFound(format!("task {id}")))
+            .ok_or_else(|| Error::NotFound(format!("task {id}")))
     }
 
     async fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
@@ -309,7 +308,7 @@ impl Containerd {
     /// (stdout and stderr together) is kept up to 64 KiB.
     pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutcome> {
         if argv.is_empty() {
-            return Err(RuntimeError::Invalid("exec needs a command".into()));
+            return Err(Error::Invalid("exec needs a command".into()));
         }
         let r: p::GetContainerResponse = self
             .unary(
@@ -319,18 +318,18 @@ impl Containerd {
             .await?;
         let container = r
             .container
-            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
         let spec_bytes = container.spec.map(|s| s.value).unwrap_or_default();
         let spec: spec::Spec = serde_json::from_slice(&spec_bytes)
-            .map_err(|e| RuntimeError::Protocol(format!("container {id} spec: {e}")))?;
+            .map_err(|e| Error::Protocol(format!("container {id} spec: {e}")))?;
         let mut process = spec.process;
         process.args = argv.to_vec();
         process.terminal = false;
         let process_json =
-            serde_json::to_vec(&process).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+            serde_json::to_vec(&process).map_err(|e| Error::Invalid(e.to_string()))?;
 
         let exec_id = self.unique("exec");
-        std::fs::create_dir_all(&self.inner.scratch).map_err(RuntimeError::io(format!(
+        std::fs::create_dir_all(&self.inner.scratch).map_err(Error::io(format!(
             "create {}",
             self.inner.scratch.display()
         )))?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use roost_runtime::oci::{BuildOptions, BuiltImage, build_image_from_dir};
-use roost_runtime::{RuntimeError, Supervised, SupervisorOptions};
+use roost_runtime::{Error, Supervised, SupervisorOptions};
 
 fn prerequisites() -> bool {
     let root = rustix::process::geteuid().is_root();
@@ -143,7 +143,7 @@ async fn an_image_whose_digest_does_not_match_is_refused_and_leaves_nothing() {
     bytes[0] = b' ';
     std::fs::write(&config, &bytes).unwrap();
     let err = c.import_image(&dir).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::InvalidImage(_)), "{err}");
+    assert!(matches!(err, Error::InvalidImage(_)), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("digest mismatch") && msg.contains(&built.config_digest),
@@ -531,7 +531,7 @@ async fn a_missing_containerd_is_reported_with_what_to_install() {
     .await
     .err()
     .expect("no containerd, no start");
-    assert!(matches!(err, RuntimeError::NotInstalled { .. }), "{err}");
+    assert!(matches!(err, Error::NotInstalled { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("install the Debian packages containerd and runc"),

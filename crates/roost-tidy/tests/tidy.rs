@@ -125,7 +125,6 @@ const ERROR_RULE_EXCEPTIONS: &[(&str, &str)] = &[
         "roost-package",
         "new crate: PackageError and UploadError become one Error",
     ),
-    ("roost-runtime", "new crate: RuntimeError is renamed Error"),
 ];
 
 // ---------------------------------------------------------------------------
