@@ -64,7 +64,7 @@ use roost_types::{Severity, Timestamp};
 
 use crate::lifecycle::{
     ALARM_APPLY_FAILED, ALARM_APPLY_IN_PROGRESS, ALARM_REMOVE_FAILED, ALARM_REPLICA_FAILING,
-    ALARM_UPDATE_IN_PROGRESS, ALARM_UPLOAD_FAILED, AlarmDecision, AppError, AppStatus, Op,
+    ALARM_UPDATE_IN_PROGRESS, ALARM_UPLOAD_FAILED, AlarmDecision, AppStatus, Error, Op,
     PROGRESS_ABORTED_BY_USER, PROGRESS_APPLY_MANIFEST, PROGRESS_COMPLETED,
     PROGRESS_DELETE_MANIFEST, PROGRESS_EXTRACT, PROGRESS_IMAGES, app_entity, check_transition,
     failed_progress, failure_alarm, replica_entity,
@@ -758,15 +758,15 @@ impl Apps {
     // ----- upload ----------------------------------------------------------
 
     /// Whether [`Apps::upload`] would accept this name. Changes nothing.
-    pub fn check_upload(&self, req: &UploadRequest) -> Result<(), AppError> {
+    pub fn check_upload(&self, req: &UploadRequest) -> Result<(), Error> {
         if req.name.is_empty() || req.app_version.is_empty() {
-            return Err(AppError::rejected(
+            return Err(Error::rejected(
                 Op::Upload,
                 "application name and version must not be empty.",
             ));
         }
         if self.apps.contains_key(&req.name) {
-            return Err(AppError::rejected(
+            return Err(Error::rejected(
                 Op::Upload,
                 format!("application {} already exists.", req.name),
             ));
@@ -777,7 +777,7 @@ impl Apps {
             .chars()
             .any(|c| c == '/' || c == '=' || c == '.' || c.is_whitespace() || c.is_control())
         {
-            return Err(AppError::rejected(
+            return Err(Error::rejected(
                 Op::Upload,
                 format!(
                     "application name {:?} may not contain '/', '=', '.' or white space.",
@@ -790,7 +790,7 @@ impl Apps {
 
     /// A package arrived: the application is `uploading` while its tarball
     /// is read.
-    pub fn upload(&mut self, req: UploadRequest, now: Timestamp) -> Result<Decisions, AppError> {
+    pub fn upload(&mut self, req: UploadRequest, now: Timestamp) -> Result<Decisions, Error> {
         self.check_upload(&req)?;
         let mut ctx = Ctx::default();
         let name = req.name.clone();
@@ -824,10 +824,10 @@ impl Apps {
         Ok(self.finish(ctx))
     }
 
-    fn check_uploading(&self, name: &str) -> Result<(), AppError> {
-        let e = self.apps.get(name).ok_or(AppError::not_found(Op::Upload))?;
+    fn check_uploading(&self, name: &str) -> Result<(), Error> {
+        let e = self.apps.get(name).ok_or(Error::not_found(Op::Upload))?;
         if e.row.status != AppStatus::Uploading {
-            return Err(AppError::not_allowed(Op::Upload, e.row.status));
+            return Err(Error::not_allowed(Op::Upload, e.row.status));
         }
         Ok(())
     }
@@ -839,7 +839,7 @@ impl Apps {
         name: &str,
         progress: &str,
         now: Timestamp,
-    ) -> Result<Decisions, AppError> {
+    ) -> Result<Decisions, Error> {
         self.check_uploading(name)?;
         let mut ctx = Ctx::default();
         self.set_status(
@@ -859,7 +859,7 @@ impl Apps {
         name: &str,
         spec: AppSpec,
         now: Timestamp,
-    ) -> Result<Decisions, AppError> {
+    ) -> Result<Decisions, Error> {
         self.check_uploading(name)?;
         if let Err(e) = spec.validate(name) {
             return self.upload_failed(name, &e.to_string(), now);
@@ -885,7 +885,7 @@ impl Apps {
         name: &str,
         error: &str,
         now: Timestamp,
-    ) -> Result<Decisions, AppError> {
+    ) -> Result<Decisions, Error> {
         self.check_uploading(name)?;
         let mut ctx = Ctx::default();
         self.fail(
@@ -901,18 +901,18 @@ impl Apps {
 
     // ----- apply -----------------------------------------------------------
 
-    fn entry(&self, op: Op, name: &str) -> Result<&AppEntry, AppError> {
-        self.apps.get(name).ok_or(AppError::not_found(op))
+    fn entry(&self, op: Op, name: &str) -> Result<&AppEntry, Error> {
+        self.apps.get(name).ok_or(Error::not_found(op))
     }
 
     /// Whether [`Apps::apply`] would start. Changes nothing.
-    pub fn check_apply(&self, name: &str) -> Result<(), AppError> {
+    pub fn check_apply(&self, name: &str) -> Result<(), Error> {
         check_transition(Op::Apply, self.entry(Op::Apply, name)?.row.status)
     }
 
     /// `applying`: the replicas are made and placed; the application is
     /// `applied` once all of them run.
-    pub fn apply(&mut self, name: &str, now: Timestamp) -> Result<Decisions, AppError> {
+    pub fn apply(&mut self, name: &str, now: Timestamp) -> Result<Decisions, Error> {
         self.check_apply(name)?;
         let mut ctx = Ctx::default();
         self.clear_app_alarms(name, &mut ctx);
@@ -1290,19 +1290,14 @@ impl Apps {
     // ----- remove, abort, delete, update ------------------------------------
 
     /// Whether [`Apps::remove`] would start. Changes nothing.
-    pub fn check_remove(&self, name: &str) -> Result<(), AppError> {
+    pub fn check_remove(&self, name: &str) -> Result<(), Error> {
         check_transition(Op::Remove, self.entry(Op::Remove, name)?.row.status)
     }
 
     /// `removing`: every replica leaves its host's plan; the application is
     /// `uploaded` once those hosts acknowledged. `force`: a timeout ends in
     /// `uploaded` rather than `remove-failed`.
-    pub fn remove(
-        &mut self,
-        name: &str,
-        force: bool,
-        now: Timestamp,
-    ) -> Result<Decisions, AppError> {
+    pub fn remove(&mut self, name: &str, force: bool, now: Timestamp) -> Result<Decisions, Error> {
         self.check_remove(name)?;
         let mut ctx = Ctx::default();
         self.clear_app_alarms(name, &mut ctx);
@@ -1331,7 +1326,7 @@ impl Apps {
     }
 
     /// Whether [`Apps::abort`] would be accepted. Changes nothing.
-    pub fn check_abort(&self, name: &str) -> Result<(), AppError> {
+    pub fn check_abort(&self, name: &str) -> Result<(), Error> {
         check_transition(Op::Abort, self.entry(Op::Abort, name)?.row.status)
     }
 
@@ -1339,7 +1334,7 @@ impl Apps {
     /// `removing` -> `remove-failed` (750.003), progress `operation aborted
     /// by user`. Replicas already placed stay (as StarlingX leaves what it
     /// deployed); a new apply or remove takes it from there.
-    pub fn abort(&mut self, name: &str, now: Timestamp) -> Result<Decisions, AppError> {
+    pub fn abort(&mut self, name: &str, now: Timestamp) -> Result<Decisions, Error> {
         self.check_abort(name)?;
         let mut ctx = Ctx::default();
         let op = match self.apps[name].row.status {
@@ -1362,12 +1357,12 @@ impl Apps {
     }
 
     /// Whether [`Apps::delete`] would delete it. Changes nothing.
-    pub fn check_delete(&self, name: &str) -> Result<(), AppError> {
+    pub fn check_delete(&self, name: &str) -> Result<(), Error> {
         check_transition(Op::Delete, self.entry(Op::Delete, name)?.row.status)
     }
 
     /// Forgets an application (and its inactive version), clearing its alarms.
-    pub fn delete(&mut self, name: &str, _now: Timestamp) -> Result<Decisions, AppError> {
+    pub fn delete(&mut self, name: &str, _now: Timestamp) -> Result<Decisions, Error> {
         self.check_delete(name)?;
         let mut ctx = Ctx::default();
         self.clear_app_alarms(name, &mut ctx);
@@ -1379,11 +1374,11 @@ impl Apps {
     }
 
     /// Whether [`Apps::update`] would start. Changes nothing.
-    pub fn check_update(&self, req: &UploadRequest, spec: &AppSpec) -> Result<(), AppError> {
+    pub fn check_update(&self, req: &UploadRequest, spec: &AppSpec) -> Result<(), Error> {
         let e = self.entry(Op::Update, &req.name)?;
         check_transition(Op::Update, e.row.status)?;
         if e.row.app_version == req.app_version {
-            return Err(AppError::rejected(
+            return Err(Error::rejected(
                 Op::Update,
                 format!("the version {} is already applied.", req.app_version),
             ));
@@ -1399,7 +1394,7 @@ impl Apps {
         req: UploadRequest,
         spec: AppSpec,
         now: Timestamp,
-    ) -> Result<Decisions, AppError> {
+    ) -> Result<Decisions, Error> {
         self.check_update(&req, &spec)?;
         let mut ctx = Ctx::default();
         let name = req.name.clone();
@@ -1454,10 +1449,10 @@ impl Apps {
 
     /// Takes back a persisted application (at start-up, before the plans).
     /// An operation that was in progress gets a whole timeout from `now`.
-    pub fn restore_app(&mut self, record: AppRecord, now: Timestamp) -> Result<(), AppError> {
+    pub fn restore_app(&mut self, record: AppRecord, now: Timestamp) -> Result<(), Error> {
         let name = record.row.name.clone();
         if self.apps.contains_key(&name) {
-            return Err(AppError::rejected(
+            return Err(Error::rejected(
                 Op::Upload,
                 format!("application {name} already exists."),
             ));
@@ -1502,8 +1497,8 @@ impl Apps {
     /// Planned replicas no application wants any more are left out, which
     /// [`Apps::restored`] sends as a new plan. A `plan` of another host, or
     /// a host already known, is refused.
-    pub fn restore_host(&mut self, facts: HostFacts, plan: HostPlan) -> Result<(), AppError> {
-        let invalid = |reason: String| AppError::Invalid {
+    pub fn restore_host(&mut self, facts: HostFacts, plan: HostPlan) -> Result<(), Error> {
+        let invalid = |reason: String| Error::Invalid {
             app: String::new(),
             reason,
         };

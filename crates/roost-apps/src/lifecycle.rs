@@ -144,7 +144,7 @@ impl AppStatus {
 
 /// Why an operation was refused: the one error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AppError {
+pub enum Error {
     /// StarlingX's refusal, answered 400 (an unknown application included).
     #[error("Application-{op} rejected: {reason}")]
     Rejected { op: Op, reason: String },
@@ -153,20 +153,20 @@ pub enum AppError {
     Invalid { app: String, reason: String },
 }
 
-impl AppError {
-    pub(crate) fn rejected(op: Op, reason: impl Into<String>) -> AppError {
-        AppError::Rejected {
+impl Error {
+    pub(crate) fn rejected(op: Op, reason: impl Into<String>) -> Error {
+        Error::Rejected {
             op,
             reason: reason.into(),
         }
     }
 
-    pub(crate) fn not_found(op: Op) -> AppError {
-        AppError::rejected(op, "application not found.")
+    pub(crate) fn not_found(op: Op) -> Error {
+        Error::rejected(op, "application not found.")
     }
 
-    pub(crate) fn not_allowed(op: Op, status: AppStatus) -> AppError {
-        AppError::rejected(
+    pub(crate) fn not_allowed(op: Op, status: AppStatus) -> Error {
+        Error::rejected(
             op,
             format!("operation is not allowed while the current status is {status}."),
         )
@@ -175,7 +175,7 @@ impl AppError {
 
 /// Whether `op` is allowed from `status` (StarlingX's rules, module docs).
 /// Upload is about a name that does not exist yet, so never from a status.
-pub fn check_transition(op: Op, status: AppStatus) -> Result<(), AppError> {
+pub fn check_transition(op: Op, status: AppStatus) -> Result<(), Error> {
     use AppStatus as S;
     let ok = match op {
         Op::Upload => false,
@@ -189,12 +189,12 @@ pub fn check_transition(op: Op, status: AppStatus) -> Result<(), AppError> {
         return Ok(());
     }
     match (op, status) {
-        (Op::Apply, S::Applying | S::Updating) => Err(AppError::rejected(
+        (Op::Apply, S::Applying | S::Updating) => Err(Error::rejected(
             op,
             "install/update is already in progress.",
         )),
-        (Op::Update, S::Updating) => Err(AppError::rejected(op, "update is already in progress.")),
-        _ => Err(AppError::not_allowed(op, status)),
+        (Op::Update, S::Updating) => Err(Error::rejected(op, "update is already in progress.")),
+        _ => Err(Error::not_allowed(op, status)),
     }
 }
 
@@ -298,7 +298,7 @@ mod tests {
             "Application-update rejected: update is already in progress."
         );
         assert_eq!(
-            AppError::not_found(Op::Remove).to_string(),
+            Error::not_found(Op::Remove).to_string(),
             "Application-remove rejected: application not found."
         );
     }

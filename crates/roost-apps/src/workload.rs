@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::lifecycle::AppError;
+use crate::lifecycle::Error;
 
 /// The most replicas one Deployment may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
@@ -186,8 +186,11 @@ pub enum ProbeAction {
     TcpSocket { port: u16 },
 }
 
+/// Why a specification is not valid; the caller adds the application.
+struct Reason(String);
+
 /// A name Kubernetes accepts for objects and containers (a DNS-1123 label).
-fn check_label(what: &str, name: &str) -> Result<(), String> {
+fn check_label(what: &str, name: &str) -> Result<(), Reason> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -198,9 +201,9 @@ fn check_label(what: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(Reason(format!(
             "{what} name {name:?} must be 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit"
-        ))
+        )))
     }
 }
 
@@ -209,60 +212,60 @@ impl AppSpec {
     /// names, at least one container, limits not below requests, replica
     /// counts within [`MAX_REPLICAS`], restart policy `Always` for
     /// Deployments and DaemonSets (as Kubernetes).
-    pub fn validate(&self, app: &str) -> Result<(), AppError> {
-        self.check().map_err(|reason| AppError::Invalid {
+    pub fn validate(&self, app: &str) -> Result<(), Error> {
+        self.check().map_err(|reason| Error::Invalid {
             app: app.to_string(),
-            reason,
+            reason: reason.0,
         })
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Reason> {
         let mut names = BTreeSet::new();
         for w in &self.workloads {
             check_label(w.kind.as_str(), &w.name)?;
             if !names.insert(w.name.as_str()) {
-                return Err(format!("two workloads are named {}", w.name));
+                return Err(Reason(format!("two workloads are named {}", w.name)));
             }
             let at = format!("{} {}", w.kind.as_str(), w.name);
             if let WorkloadKind::Deployment { replicas } = w.kind
                 && replicas > MAX_REPLICAS
             {
-                return Err(format!(
+                return Err(Reason(format!(
                     "{at}: {replicas} replicas (at most {MAX_REPLICAS})"
-                ));
+                )));
             }
             if !matches!(w.kind, WorkloadKind::Pod)
                 && w.template.restart_policy != RestartPolicy::Always
             {
-                return Err(format!(
+                return Err(Reason(format!(
                     "{at}: restartPolicy {} (only Always is supported for a {})",
                     w.template.restart_policy.as_str(),
                     w.kind.as_str()
-                ));
+                )));
             }
             if w.template.containers.is_empty() {
-                return Err(format!("{at}: no containers"));
+                return Err(Reason(format!("{at}: no containers")));
             }
             let mut cnames = BTreeSet::new();
             for c in &w.template.containers {
-                check_label("container", &c.name).map_err(|e| format!("{at}: {e}"))?;
+                check_label("container", &c.name).map_err(|e| Reason(format!("{at}: {}", e.0)))?;
                 if !cnames.insert(c.name.as_str()) {
-                    return Err(format!("{at}: two containers are named {}", c.name));
+                    return Err(Reason(format!("{at}: two containers are named {}", c.name)));
                 }
                 let r = &c.resources;
                 if r.cpu_limit_millis.is_some_and(|l| l < r.cpu_request_millis) {
-                    return Err(format!(
+                    return Err(Reason(format!(
                         "{at}: container {}: cpu limit below its request",
                         c.name
-                    ));
+                    )));
                 }
                 if r.memory_limit_bytes
                     .is_some_and(|l| l < r.memory_request_bytes)
                 {
-                    return Err(format!(
+                    return Err(Reason(format!(
                         "{at}: container {}: memory limit below its request",
                         c.name
-                    ));
+                    )));
                 }
             }
         }

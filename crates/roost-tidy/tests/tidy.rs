@@ -118,10 +118,6 @@ const ERROR_RULE_EXCEPTIONS: &[(&str, &str)] = &[
          base64) and two string errors; they fold into roost-api's Error next",
     ),
     (
-        "roost-apps",
-        "new crate: AppError becomes the crate's Error and the workload checks return it",
-    ),
-    (
         "roost-package",
         "new crate: PackageError and UploadError become one Error",
     ),
