@@ -41,7 +41,7 @@ pub const CHECKSUM_FILE: &str = "checksums.sha256";
 
 /// Why a package was refused or could not be handled.
 #[derive(Debug, thiserror::Error)]
-pub enum PackageError {
+pub enum Error {
     /// The package is malformed or unsafe (bad entry, missing file, ...).
     #[error("invalid application package: {0}")]
     Invalid(String),
@@ -58,6 +58,15 @@ pub enum PackageError {
     /// The target directory exists already.
     #[error("{0} already exists")]
     Exists(PathBuf),
+    /// An upload body is not the JSON object StarlingX's client sends.
+    #[error("invalid upload body: {0}")]
+    Upload(String),
+    /// An upload body's `binary_data` is not base64.
+    #[error("invalid upload body: binary_data: {0}")]
+    Base64(#[from] roost_api::apps::base64::Base64Error),
+    /// A decoded upload is larger than the configured limit.
+    #[error("the application package is larger than the limit of {limit} bytes")]
+    UploadTooLarge { limit: u64 },
     /// Reading or writing failed for a reason other than the package's
     /// content (disk full, permissions).
     #[error("{what}: {source}")]
@@ -68,20 +77,30 @@ pub enum PackageError {
     },
 }
 
-impl PackageError {
+impl Error {
     /// Bad input (a 4xx), rather than a failure of this host.
     pub fn is_invalid(&self) -> bool {
-        !matches!(self, PackageError::Io { .. })
+        !matches!(self, Error::Io { .. })
     }
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PackageError {
-    let what = what.into();
-    move |source| PackageError::Io { what, source }
+/// A write of the decoded upload failed.
+impl From<io::Error> for Error {
+    fn from(source: io::Error) -> Self {
+        Error::Io {
+            what: "storing the uploaded package".into(),
+            source,
+        }
+    }
 }
 
-fn invalid(m: impl Into<String>) -> PackageError {
-    PackageError::Invalid(m.into())
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+fn invalid(m: impl Into<String>) -> Error {
+    Error::Invalid(m.into())
 }
 
 /// Limits of [`read`].
@@ -168,9 +187,9 @@ impl std::error::Error for LimitExceeded {}
 
 /// Reads a package from `input` into `target`, which must not exist yet.
 /// On any error `target` is removed again.
-pub fn read(input: impl Read, target: &Path, limits: &Limits) -> Result<Package, PackageError> {
+pub fn read(input: impl Read, target: &Path, limits: &Limits) -> Result<Package, Error> {
     if target.symlink_metadata().is_ok() {
-        return Err(PackageError::Exists(target.to_path_buf()));
+        return Err(Error::Exists(target.to_path_buf()));
     }
     fs::create_dir_all(target).map_err(io_err(format!("creating {}", target.display())))?;
     let result = read_into(input, target, limits);
@@ -181,7 +200,7 @@ pub fn read(input: impl Read, target: &Path, limits: &Limits) -> Result<Package,
 }
 
 /// A path of an archive entry, checked: relative, no `..`, no empty name.
-fn entry_path(raw: &[u8]) -> Result<PathBuf, PackageError> {
+fn entry_path(raw: &[u8]) -> Result<PathBuf, Error> {
     let text = std::str::from_utf8(raw).map_err(|_| invalid("an entry name is not UTF-8"))?;
     let show = text.escape_debug().to_string();
     if text.starts_with('/') {
@@ -206,7 +225,7 @@ fn entry_path(raw: &[u8]) -> Result<PathBuf, PackageError> {
     Ok(out)
 }
 
-fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package, PackageError> {
+fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package, Error> {
     let mut hashing = Hashing {
         inner: input,
         hash: Sha256::new(),
@@ -216,13 +235,13 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
     };
     let extracted = extract(&mut hashing, target, limits);
     if hashing.bytes > limits.max_total_bytes {
-        return Err(PackageError::TooLarge(format!(
+        return Err(Error::TooLarge(format!(
             "the package is larger than the limit of {} bytes",
             limits.max_total_bytes
         )));
     }
     if let (Err(_), Some(kind)) = (&extracted, hashing.failed) {
-        return Err(PackageError::Io {
+        return Err(Error::Io {
             what: "reading the package".into(),
             source: io::Error::from(kind),
         });
@@ -231,7 +250,7 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
     // The rest of the stream (tar padding, gzip trailer) belongs to the digest.
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
         if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
-            PackageError::TooLarge(format!(
+            Error::TooLarge(format!(
                 "the package is larger than the limit of {} bytes",
                 limits.max_total_bytes
             ))
@@ -248,13 +267,13 @@ fn read_into(input: impl Read, target: &Path, limits: &Limits) -> Result<Package
 }
 
 /// Unpacks the entries, checking each before writing it.
-fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), PackageError> {
+fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), Error> {
     let mut entries = 0u64;
     let mut total = 0u64;
     let mut archive = tar::Archive::new(GzDecoder::new(input));
-    let map_read = |e: io::Error| -> PackageError {
+    let map_read = |e: io::Error| -> Error {
         if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
-            PackageError::TooLarge(format!(
+            Error::TooLarge(format!(
                 "the package is larger than the limit of {} bytes",
                 limits.max_total_bytes
             ))
@@ -266,7 +285,7 @@ fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), Packa
         let mut entry = entry.map_err(map_read)?;
         entries += 1;
         if entries > limits.max_entries {
-            return Err(PackageError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "more than {} entries",
                 limits.max_entries
             )));
@@ -326,14 +345,14 @@ fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), Packa
             || (top && (name.ends_with(".md5") || name == CHECKSUM_FILE))
             || is_manifest(&rel);
         if small && size > limits.max_manifest_bytes {
-            return Err(PackageError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "{show} is {size} bytes, more than the limit of {} bytes",
                 limits.max_manifest_bytes
             )));
         }
         total = total.saturating_add(size);
         if total > limits.max_total_bytes {
-            return Err(PackageError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "the unpacked package is larger than the limit of {} bytes",
                 limits.max_total_bytes
             )));
@@ -350,7 +369,7 @@ fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), Packa
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     invalid(format!("entry {show:?} appears twice"))
                 } else {
-                    PackageError::Io {
+                    Error::Io {
                         what: format!("writing {show}"),
                         source: e,
                     }
@@ -368,12 +387,12 @@ fn extract(input: impl Read, target: &Path, limits: &Limits) -> Result<(), Packa
 
 /// A directory that cannot be made because an entry's path goes through a
 /// file of the package is the package's fault.
-fn conflict(show: &str) -> impl FnOnce(io::Error) -> PackageError + '_ {
+fn conflict(show: &str) -> impl FnOnce(io::Error) -> Error + '_ {
     move |e| match e.kind() {
         io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
             invalid(format!("entry {show:?} conflicts with another entry"))
         }
-        _ => PackageError::Io {
+        _ => Error::Io {
             what: format!("creating the folder of {show}"),
             source: e,
         },
@@ -394,13 +413,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read_small(path: &Path, rel: &str, limits: &Limits) -> Result<String, PackageError> {
+fn read_small(path: &Path, rel: &str, limits: &Limits) -> Result<String, Error> {
     let meta = fs::symlink_metadata(path).map_err(|_| invalid(format!("{rel} is missing")))?;
     if !meta.is_file() {
         return Err(invalid(format!("{rel} is not a file")));
     }
     if meta.len() > limits.max_manifest_bytes {
-        return Err(PackageError::TooLarge(format!(
+        return Err(Error::TooLarge(format!(
             "{rel} is {} bytes, more than the limit of {} bytes",
             meta.len(),
             limits.max_manifest_bytes
@@ -411,7 +430,7 @@ fn read_small(path: &Path, rel: &str, limits: &Limits) -> Result<String, Package
 }
 
 /// Sorted regular files of `dir` (relative names), refusing anything else.
-fn files_in(dir: &Path) -> Result<Vec<String>, PackageError> {
+fn files_in(dir: &Path) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -440,7 +459,7 @@ fn files_in(dir: &Path) -> Result<Vec<String>, PackageError> {
 }
 
 /// Checks the checksum files at the top of `root`.
-fn verify_checksums(root: &Path, limits: &Limits) -> Result<(), PackageError> {
+fn verify_checksums(root: &Path, limits: &Limits) -> Result<(), Error> {
     let top = files_in(root)?;
     let mut found = false;
     for name in &top {
@@ -453,13 +472,13 @@ fn verify_checksums(root: &Path, limits: &Limits) -> Result<(), PackageError> {
         };
         found = true;
         let text = read_small(&root.join(name), name, limits)?;
-        let lines = parse_checksums(&text, algo)
-            .map_err(|m| PackageError::Checksum(format!("{name}: {m}")))?;
+        let lines =
+            parse_checksums(&text, algo).map_err(|m| Error::Checksum(format!("{name}: {m}")))?;
         for (want, file) in lines {
             let got = hash_file(&root.join(&file), algo)
-                .map_err(|m| PackageError::Checksum(format!("{name}: {}: {m}", file.display())))?;
+                .map_err(|m| Error::Checksum(format!("{name}: {}: {m}", file.display())))?;
             if got != want {
-                return Err(PackageError::Checksum(format!(
+                return Err(Error::Checksum(format!(
                     "{name}: {} does not match",
                     file.display()
                 )));
@@ -480,8 +499,19 @@ enum Algo {
     Sha256,
 }
 
+/// Why a checksum file or a file it names cannot be used (the caller says
+/// which file).
+#[derive(Debug)]
+struct Reason(String);
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `<hex>  <path>` or `<hex> *<path>` lines, as `md5sum`/`sha256sum` write.
-fn parse_checksums(text: &str, algo: Algo) -> Result<Vec<(String, PathBuf)>, String> {
+fn parse_checksums(text: &str, algo: Algo) -> Result<Vec<(String, PathBuf)>, Reason> {
     let len = match algo {
         Algo::Md5 => 32,
         Algo::Sha256 => 64,
@@ -491,7 +521,7 @@ fn parse_checksums(text: &str, algo: Algo) -> Result<Vec<(String, PathBuf)>, Str
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || format!("line {} is not a checksum line", i + 1);
+        let bad = || Reason(format!("line {} is not a checksum line", i + 1));
         let (sum, rest) = line.split_at_checked(len).ok_or_else(bad)?;
         if !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
@@ -500,30 +530,34 @@ fn parse_checksums(text: &str, algo: Algo) -> Result<Vec<(String, PathBuf)>, Str
             .strip_prefix("  ")
             .or_else(|| rest.strip_prefix(" *"))
             .ok_or_else(bad)?;
-        let path = entry_path(file.as_bytes())
-            .map_err(|_| format!("line {}: {file:?} is not inside the package", i + 1))?;
+        let path = entry_path(file.as_bytes()).map_err(|_| {
+            Reason(format!(
+                "line {}: {file:?} is not inside the package",
+                i + 1
+            ))
+        })?;
         if path.as_os_str().is_empty() {
             return Err(bad());
         }
         out.push((sum.to_ascii_lowercase(), path));
     }
     if out.is_empty() {
-        return Err("no checksum lines".into());
+        return Err(Reason("no checksum lines".into()));
     }
     Ok(out)
 }
 
-fn hash_file(path: &Path, algo: Algo) -> Result<String, String> {
-    let meta = fs::symlink_metadata(path).map_err(|_| "missing".to_string())?;
+fn hash_file(path: &Path, algo: Algo) -> Result<String, Reason> {
+    let meta = fs::symlink_metadata(path).map_err(|_| Reason("missing".into()))?;
     if !meta.is_file() {
-        return Err("not a file".into());
+        return Err(Reason("not a file".into()));
     }
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let mut f = File::open(path).map_err(|e| Reason(e.to_string()))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut md5 = Md5::new();
     let mut sha = Sha256::new();
     loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = f.read(&mut buf).map_err(|e| Reason(e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -540,13 +574,13 @@ fn hash_file(path: &Path, algo: Algo) -> Result<String, String> {
 
 /// Checks an unpacked package in `root`: checksums, metadata, manifests.
 /// `digest` and `size` are left empty (they describe the `.tgz`).
-pub fn load(root: &Path, limits: &Limits) -> Result<Package, PackageError> {
+pub fn load(root: &Path, limits: &Limits) -> Result<Package, Error> {
     verify_checksums(root, limits)?;
     check_dir(root, limits)
 }
 
 /// Metadata, manifests and images of a package directory.
-fn check_dir(root: &Path, limits: &Limits) -> Result<Package, PackageError> {
+fn check_dir(root: &Path, limits: &Limits) -> Result<Package, Error> {
     let metadata = Metadata::parse(&read_small(
         &root.join("metadata.yaml"),
         "metadata.yaml",
@@ -607,7 +641,7 @@ fn walk(
     rel: &Path,
     dirs: &mut Vec<PathBuf>,
     files: &mut Vec<PathBuf>,
-) -> Result<(), PackageError> {
+) -> Result<(), Error> {
     let mut names = Vec::new();
     for e in fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))? {
         let e = e.map_err(io_err(format!("reading {}", dir.display())))?;
@@ -642,7 +676,7 @@ fn walk(
 /// manifests, no links). Writes `checksums.sha256` covering every file;
 /// checksum files already at the top of `dir` are left out. The archive is
 /// reproducible: sorted entries, owner 0, mtime 0, modes 0644/0755.
-pub fn build(dir: &Path, output: &Path) -> Result<Built, PackageError> {
+pub fn build(dir: &Path, output: &Path) -> Result<Built, Error> {
     let limits = Limits {
         max_total_bytes: u64::MAX,
         max_entries: u64::MAX,

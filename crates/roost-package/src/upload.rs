@@ -13,29 +13,15 @@
 //! it, `\n` line breaks, `\u00XX`).
 
 use roost_api::apps::AppUploadRequest;
-use roost_api::apps::base64::{Base64Decoder, Base64Error};
+use roost_api::apps::base64::Base64Decoder;
+
+use crate::Error;
 use std::io::Write;
 
 /// The largest small field (any value other than `binary_data`) and key.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 const MAX_KEY_BYTES: usize = 1024;
 const MAX_FIELDS: usize = 64;
-
-/// Why an upload body was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    /// The body is not the JSON object StarlingX's client sends.
-    #[error("invalid upload body: {0}")]
-    Invalid(String),
-    #[error("invalid upload body: binary_data: {0}")]
-    Base64(#[from] Base64Error),
-    /// The decoded package is larger than the configured limit.
-    #[error("the application package is larger than the limit of {limit} bytes")]
-    TooLarge { limit: u64 },
-    /// Writing the decoded package failed.
-    #[error("storing the uploaded package: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// The small fields of the body, and what was decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,16 +100,12 @@ impl UploadDecoder {
         }
     }
 
-    fn invalid(&self, what: &str) -> UploadError {
-        UploadError::Invalid(format!("{what} at byte {}", self.offset))
+    fn invalid(&self, what: &str) -> Error {
+        Error::Upload(format!("{what} at byte {}", self.offset))
     }
 
     /// Feeds the next piece of the body; decoded package bytes go to `sink`.
-    pub fn push<W: Write + ?Sized>(
-        &mut self,
-        chunk: &[u8],
-        sink: &mut W,
-    ) -> Result<(), UploadError> {
+    pub fn push<W: Write + ?Sized>(&mut self, chunk: &[u8], sink: &mut W) -> Result<(), Error> {
         let mut i = 0;
         while i < chunk.len() {
             if self.state == State::Binary {
@@ -149,11 +131,7 @@ impl UploadDecoder {
         Ok(())
     }
 
-    fn feed_base64<W: Write + ?Sized>(
-        &mut self,
-        text: &[u8],
-        sink: &mut W,
-    ) -> Result<(), UploadError> {
+    fn feed_base64<W: Write + ?Sized>(&mut self, text: &[u8], sink: &mut W) -> Result<(), Error> {
         if text.is_empty() {
             return Ok(());
         }
@@ -163,17 +141,17 @@ impl UploadDecoder {
         self.emit(sink)
     }
 
-    fn emit<W: Write + ?Sized>(&mut self, sink: &mut W) -> Result<(), UploadError> {
+    fn emit<W: Write + ?Sized>(&mut self, sink: &mut W) -> Result<(), Error> {
         self.decoded += self.out.len() as u64;
         if self.decoded > self.limit {
-            return Err(UploadError::TooLarge { limit: self.limit });
+            return Err(Error::UploadTooLarge { limit: self.limit });
         }
         sink.write_all(&self.out)?;
         self.out.clear();
         Ok(())
     }
 
-    fn step<W: Write + ?Sized>(&mut self, b: u8, sink: &mut W) -> Result<(), UploadError> {
+    fn step<W: Write + ?Sized>(&mut self, b: u8, sink: &mut W) -> Result<(), Error> {
         match self.state {
             State::Start => {
                 if b == b'{' {
@@ -208,7 +186,7 @@ impl UploadDecoder {
                     self.key_escape = true;
                 } else if b == b'"' {
                     self.current_key = serde_json::from_slice(&self.key)
-                        .map_err(|e| UploadError::Invalid(format!("invalid key: {e}")))?;
+                        .map_err(|e| Error::Upload(format!("invalid key: {e}")))?;
                     self.state = State::AfterKey;
                 }
             }
@@ -298,7 +276,7 @@ impl UploadDecoder {
     }
 
     /// One byte of a small value; stores the value when it ends.
-    fn small(&mut self, b: u8) -> Result<(), UploadError> {
+    fn small(&mut self, b: u8) -> Result<(), Error> {
         let s = &mut self.scan;
         let scalar_end =
             !s.in_string && s.depth == 0 && s.started && !self.value.starts_with(b"\"");
@@ -332,7 +310,7 @@ impl UploadDecoder {
                     s.depth = s
                         .depth
                         .checked_sub(1)
-                        .ok_or_else(|| UploadError::Invalid("unbalanced brackets".into()))?;
+                        .ok_or_else(|| Error::Upload("unbalanced brackets".into()))?;
                     done = s.depth == 0;
                 }
                 _ => {}
@@ -345,9 +323,9 @@ impl UploadDecoder {
         Ok(())
     }
 
-    fn store(&mut self) -> Result<(), UploadError> {
+    fn store(&mut self) -> Result<(), Error> {
         let v: serde_json::Value = serde_json::from_slice(&self.value)
-            .map_err(|e| UploadError::Invalid(format!("field {:?}: {e}", self.current_key)))?;
+            .map_err(|e| Error::Upload(format!("field {:?}: {e}", self.current_key)))?;
         if self.current_key != "binary_data" {
             self.fields.insert(std::mem::take(&mut self.current_key), v);
         }
@@ -360,15 +338,13 @@ impl UploadDecoder {
     }
 
     /// Ends the body: it must have been one whole object with `tarfile`.
-    pub fn finish(self) -> Result<Upload, UploadError> {
+    pub fn finish(self) -> Result<Upload, Error> {
         if self.state != State::End {
-            return Err(UploadError::Invalid(
-                "the body ends before its JSON object".into(),
-            ));
+            return Err(Error::Upload("the body ends before its JSON object".into()));
         }
         let request: AppUploadRequest =
             serde_json::from_value(serde_json::Value::Object(self.fields))
-                .map_err(|e| UploadError::Invalid(e.to_string()))?;
+                .map_err(|e| Error::Upload(e.to_string()))?;
         Ok(Upload {
             request,
             binary_bytes: self.saw_binary.then_some(self.decoded),
@@ -381,7 +357,7 @@ pub fn decode_reader<R: std::io::Read, W: Write + ?Sized>(
     mut input: R,
     sink: &mut W,
     limit: u64,
-) -> Result<Upload, UploadError> {
+) -> Result<Upload, Error> {
     let mut decoder = UploadDecoder::new(limit);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -389,7 +365,7 @@ pub fn decode_reader<R: std::io::Read, W: Write + ?Sized>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(UploadError::Io(e)),
+            Err(e) => return Err(Error::from(e)),
         };
         decoder.push(&buf[..n], sink)?;
     }
@@ -401,7 +377,7 @@ mod tests {
     use super::*;
     use roost_api::apps::base64::encode;
 
-    fn decode_all(body: &[u8], limit: u64) -> Result<(Upload, Vec<u8>), UploadError> {
+    fn decode_all(body: &[u8], limit: u64) -> Result<(Upload, Vec<u8>), Error> {
         let mut d = UploadDecoder::new(limit);
         let mut out = Vec::new();
         d.push(body, &mut out)?;
@@ -482,7 +458,7 @@ mod tests {
         );
         assert!(matches!(
             decode_all(body.as_bytes(), 100),
-            Err(UploadError::TooLarge { limit: 100 })
+            Err(Error::UploadTooLarge { limit: 100 })
         ));
         let long = format!(r#"{{"tarfile": "{}"}}"#, "a".repeat(MAX_FIELD_BYTES + 1));
         assert!(

@@ -2,7 +2,7 @@
 //! read back through `roost_package::read`.
 
 use roost_api::apps::manifest::Object;
-use roost_package::{Limits, PackageError, build, read};
+use roost_package::{Error, Limits, build, read};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -199,7 +199,7 @@ fn good_entries() -> Vec<Raw<'static>> {
 
 /// Reads `tgz` into a fresh target and expects a refusal containing `want`;
 /// nothing may be left in the target.
-fn refused(tgz: &[u8], limits: &Limits, want: &str) -> (tempfile::TempDir, PackageError) {
+fn refused(tgz: &[u8], limits: &Limits, want: &str) -> (tempfile::TempDir, Error) {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("apps").join("hello");
     let e = read(tgz, &target, limits).unwrap_err();
@@ -294,7 +294,7 @@ fn a_wrong_checksum_is_refused() {
         &Limits::default(),
         "checksum validation failed: hello.md5: metadata.yaml does not match",
     );
-    assert!(matches!(e, PackageError::Checksum(_)));
+    assert!(matches!(e, Error::Checksum(_)));
 
     // A changed file under a right-looking sha256 file.
     let mut entries = good_entries();
@@ -350,7 +350,7 @@ fn an_unknown_manifest_field_is_refused_with_its_path() {
         &Limits::default(),
         "manifests/app.yaml: document 1 (Deployment web): spec.template.spec.affinity: unknown field `affinity`",
     );
-    assert!(matches!(e, PackageError::Manifest(_)));
+    assert!(matches!(e, Error::Manifest(_)));
 }
 
 #[test]
@@ -476,7 +476,7 @@ fn other_refusals() {
         .write_all(b"k")
         .unwrap();
     let e = read(&raw_tgz(&good_entries())[..], &target, &Limits::default()).unwrap_err();
-    assert!(matches!(e, PackageError::Exists(_)), "{e}");
+    assert!(matches!(e, Error::Exists(_)), "{e}");
     assert!(target.join("keep").is_file());
 }
 
@@ -565,7 +565,7 @@ fn a_failing_input_is_an_io_error_and_stores_nothing() {
             .collect::<Vec<_>>(),
     ));
     let e = read(Failing(raw_tgz(&entries), 0), &target, &Limits::default()).unwrap_err();
-    assert!(matches!(e, PackageError::Io { .. }), "{e:?}");
+    assert!(matches!(e, Error::Io { .. }), "{e:?}");
     assert!(!e.is_invalid());
     assert!(!target.exists());
 }
