@@ -221,21 +221,6 @@ pub struct CpuModify {
     pub cpulist: Option<String>,
 }
 
-/// A host label, as sysinv's label API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Label {
-    pub uuid: String,
-    pub host_uuid: String,
-    pub label_key: String,
-    pub label_value: String,
-}
-
-/// `GET /v1/ihosts/{uuid}/labels`, and the reply of `POST /v1/labels/{host_uuid}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelList {
-    pub labels: Vec<Label>,
-}
-
 /// `GET /v1/ihosts/{id}/inodes`.
 pub fn nodes_json(host_uuid: &str, inv: &Inventory) -> Value {
     let mut nodes: Vec<u32> = inv.numa_nodes.iter().map(|n| n.numa_node).collect();

@@ -652,7 +652,7 @@ fn check_object(o: &Object) -> Result<(), ManifestError> {
         ));
     }
     for (k, v) in &meta.labels {
-        super::check_label(k, v).map_err(|m| invalid("metadata.labels", m))?;
+        super::check_label(k, v).map_err(|m| invalid("metadata.labels", m.to_string()))?;
     }
     match o {
         Object::Deployment(d) => check_workload(&d.spec.selector, &d.spec.template)?,
@@ -697,7 +697,8 @@ fn check_workload(
         }
     }
     for (k, v) in &template.metadata.labels {
-        super::check_label(k, v).map_err(|m| invalid("spec.template.metadata.labels", m))?;
+        super::check_label(k, v)
+            .map_err(|m| invalid("spec.template.metadata.labels", m.to_string()))?;
     }
     match template.spec.restart_policy {
         None | Some(RestartPolicy::Always) => Ok(()),
@@ -716,7 +717,8 @@ fn check_pod_spec(prefix: &str, spec: &PodSpec) -> Result<(), ManifestError> {
         ));
     }
     for (k, v) in &spec.node_selector {
-        super::check_label(k, v).map_err(|m| invalid(format!("{prefix}.nodeSelector"), m))?;
+        super::check_label(k, v)
+            .map_err(|m| invalid(format!("{prefix}.nodeSelector"), m.to_string()))?;
     }
     let mut volumes = BTreeSet::new();
     for (i, v) in spec.volumes.iter().enumerate() {

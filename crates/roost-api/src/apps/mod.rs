@@ -107,14 +107,16 @@ pub struct AppUpdateRequest {
 
 impl AppUpdateRequest {
     /// The flag values as booleans; StarlingX refuses anything but
-    /// true/True/false/False. `Err` carries the offending text.
-    pub fn flags(&self) -> Result<(Option<bool>, Option<bool>), String> {
-        fn one(v: &Option<String>) -> Result<Option<bool>, String> {
+    /// true/True/false/False; the error names the offending text.
+    pub fn flags(&self) -> Result<(Option<bool>, Option<bool>), crate::Error> {
+        fn one(v: &Option<String>) -> Result<Option<bool>, crate::Error> {
             match v.as_deref() {
                 None => Ok(None),
                 Some("true" | "True") => Ok(Some(true)),
                 Some("false" | "False") => Ok(Some(false)),
-                Some(other) => Err(other.to_string()),
+                Some(other) => Err(crate::Error::Invalid(format!(
+                    "invalid flag value {other:?}: expected true, True, false or False"
+                ))),
             }
         }
         Ok((
@@ -199,8 +201,10 @@ pub struct LabelAssignQuery {
 /// Checks a label key and value as Kubernetes does (an optional DNS
 /// subdomain prefix and `/`, then a name of at most 63 characters of
 /// alphanumerics, `-`, `_`, `.`, beginning and ending alphanumeric; the value
-/// the same without prefix, or empty). Returns the reason on refusal.
-pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+/// the same without prefix, or empty). Host labels (sysinv's label API) and
+/// manifests' selectors use this one rule, so that a selector can always
+/// name a label a host may carry.
+pub fn check_label(key: &str, value: &str) -> Result<(), crate::Error> {
     fn name_ok(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 63
@@ -215,17 +219,21 @@ pub fn check_label(key: &str, value: &str) -> Result<(), String> {
                 && prefix.len() <= 253
                 && prefix.split('.').all(manifest::is_dns_label);
             if !prefix_ok {
-                return Err(format!("invalid label key prefix {prefix:?}"));
+                return Err(crate::Error::Invalid(format!(
+                    "invalid label key prefix {prefix:?}"
+                )));
             }
             name
         }
         None => key,
     };
     if !name_ok(name) {
-        return Err(format!("invalid label key {key:?}"));
+        return Err(crate::Error::Invalid(format!("invalid label key {key:?}")));
     }
     if !value.is_empty() && !name_ok(value) {
-        return Err(format!("invalid label value {value:?} for key {key:?}"));
+        return Err(crate::Error::Invalid(format!(
+            "invalid label value {value:?} for key {key:?}"
+        )));
     }
     Ok(())
 }
@@ -317,12 +325,12 @@ mod tests {
             serde_json::from_value(json!({"tarfile": "/root/a.tgz", "name": "a",
             "app_version": "2", "reuse_user_overrides": "true", "reuse_attributes": "False"}))
             .unwrap();
-        assert_eq!(u.flags(), Ok((Some(true), Some(false))));
+        assert_eq!(u.flags().unwrap(), (Some(true), Some(false)));
         let u = AppUpdateRequest {
             reuse_attributes: Some("yes".into()),
             ..u
         };
-        assert_eq!(u.flags(), Err("yes".into()));
+        assert!(u.flags().unwrap_err().to_string().contains("\"yes\""));
         let q: AppActionQuery =
             serde_json::from_value(json!({"directive": "remove", "force": "False"})).unwrap();
         assert_eq!(q.force, Some(false));

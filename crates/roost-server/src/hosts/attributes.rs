@@ -3,13 +3,15 @@
 //! the lock, commit it on the request lane, then apply it to memory.
 
 use roost_api::agent::Inventory;
-use roost_api::sysinv::{CpuModify, Label};
+use roost_api::apps::Label;
+use roost_api::sysinv::CpuModify;
 use roost_mtce::Admin;
 use roost_store::{HostWrite, StoredHost};
 
 use super::HostService;
 use super::cpus::{self, CpuFunctions};
 use super::labels::{self, StoredLabel};
+use super::records::inventory;
 use crate::Error;
 
 /// What placement needs to know of a host's attributes.
@@ -17,13 +19,6 @@ use crate::Error;
 pub struct HostAttributes {
     pub labels: Vec<(String, String)>,
     pub cpu_functions: CpuFunctions,
-}
-
-fn inventory_of(h: &StoredHost) -> Inventory {
-    h.inventory
-        .as_deref()
-        .and_then(|i| serde_json::from_str(i).ok())
-        .unwrap_or_default()
 }
 
 impl HostService {
@@ -107,14 +102,14 @@ impl HostService {
                 .find(|h| labels::from_json(&h.labels).iter().any(|l| l.uuid == uuid))
                 .map(|h| h.uuid.clone())
         }
-        .ok_or_else(|| Error::Invalid(format!("Host label not found: {uuid}")))?;
+        .ok_or_else(|| Error::NotFound(format!("Host label not found: {uuid}")))?;
         let now = self.clock.now();
         self.update_record(&host, |h, _| {
             let mut all: Vec<StoredLabel> = labels::from_json(&h.labels);
             let before = all.len();
             all.retain(|l| l.uuid != uuid);
             if all.len() == before {
-                return Err(Error::Invalid(format!("Host label not found: {uuid}")));
+                return Err(Error::NotFound(format!("Host label not found: {uuid}")));
             }
             let mut u = h.clone();
             u.labels = labels::to_json(&all);
@@ -138,7 +133,7 @@ impl HostService {
     > {
         let st = self.lock();
         let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
-        let inv = inventory_of(h);
+        let inv = inventory(h);
         let f = CpuFunctions::from_json(&h.cpu_functions).resolve(&inv);
         Ok((h.uuid.clone(), inv, f))
     }
@@ -153,7 +148,7 @@ impl HostService {
                     h.hostname
                 )));
             }
-            let inv = inventory_of(h);
+            let inv = inventory(h);
             let current = CpuFunctions::from_json(&h.cpu_functions);
             let next = cpus::modify(&inv, &current, &requests)?;
             let mut u = h.clone();

@@ -2,7 +2,7 @@
 //! (`nodeSelector`), managed through sysinv's label API. Pure: validation
 //! and the new label list; the service commits it with the host row.
 
-use roost_api::sysinv::Label;
+use roost_api::apps::Label;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -36,52 +36,15 @@ pub fn wire(host_uuid: &str, l: &StoredLabel) -> Label {
     }
 }
 
-/// A name part of a key or a value: at most 63 characters, alphanumerics
-/// with `-`, `_` and `.` inside (Kubernetes' rule). Values may be empty.
-fn valid_name(s: &str, empty_ok: bool) -> bool {
-    if s.is_empty() {
-        return empty_ok;
-    }
-    let b = s.as_bytes();
-    s.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-/// Checks a label key (`[prefix/]name`, the prefix a DNS subdomain) and
-/// value.
+/// Checks a label key and value with the rule manifests' selectors use
+/// ([`roost_api::apps::check_label`]).
 pub fn validate(key: &str, value: &str) -> Result<(), Error> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                !part.is_empty()
-                    && part.len() <= 63
-                    && part
-                        .bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            })
-    });
-    if !prefix_ok || !valid_name(name, false) {
-        return Err(Error::Invalid(format!(
-            "invalid label key {key:?}: a name of at most 63 letters, digits, '-', '_' or '.', \
-             optionally prefixed by a DNS subdomain and '/'"
-        )));
-    }
-    if !valid_name(value, true) {
-        return Err(Error::Invalid(format!(
-            "invalid value {value:?} for label {key}: at most 63 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    Ok(())
+    roost_api::apps::check_label(key, value).map_err(|e| {
+        Error::Invalid(format!(
+            "{e}: a label key is a name of at most 63 letters, digits, '-', '_' or '.', \
+             optionally prefixed by a DNS subdomain and '/'; a value is such a name or empty"
+        ))
+    })
 }
 
 /// The labels after assigning `pairs` (in order); an existing key keeps its

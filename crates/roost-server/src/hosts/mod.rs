@@ -412,11 +412,7 @@ impl HostService {
         let now = self.clock.now();
         let st = self.lock();
         let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
-        let inv = h
-            .inventory
-            .as_deref()
-            .and_then(|i| serde_json::from_str(i).ok())
-            .unwrap_or_default();
+        let inv = records::inventory(h);
         Ok((st.view(h, now, local_uptime), inv))
     }
 

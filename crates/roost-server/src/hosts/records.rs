@@ -58,6 +58,14 @@ fn location_json(v: Option<&Value>) -> String {
     }
 }
 
+/// A host's last reported inventory (empty before its agent reports).
+pub fn inventory(h: &StoredHost) -> Inventory {
+    h.inventory
+        .as_deref()
+        .and_then(|i| serde_json::from_str(i).ok())
+        .unwrap_or_default()
+}
+
 /// The record of this server's own host, made at its first start.
 pub fn local_host(hostname: &str, inv: &Inventory, now: Timestamp) -> StoredHost {
     StoredHost {

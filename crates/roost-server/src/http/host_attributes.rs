@@ -8,7 +8,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Json;
 use axum::routing::{get, put};
-use roost_api::sysinv::{self as wire, CpuModify, Label, LabelList};
+use roost_api::apps::{Label, LabelAssign, LabelList};
+use roost_api::sysinv::{self as wire, CpuModify};
 use serde_json::Value;
 
 use super::AppState;
@@ -53,21 +54,8 @@ async fn assign_labels(
     let q = Query::parse(raw.as_deref());
     q.only(&["overwrite"])?;
     let overwrite = q.flag("overwrite")?;
-    let body: serde_json::Map<String, Value> = json_body(&headers, body)?;
-    let mut pairs = Vec::with_capacity(body.len());
-    for (k, v) in body {
-        let v = match v {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "the value of label {k} must be a string, not {other}"
-                )));
-            }
-        };
-        pairs.push((k, v));
-    }
+    let body: LabelAssign = json_body(&headers, body)?;
+    let pairs = body.into_iter().collect();
     let labels = st.hosts.assign_labels(&host, pairs, overwrite).await?;
     Ok(Json(LabelList { labels }))
 }
@@ -76,9 +64,6 @@ async fn remove_label(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if st.hosts.label(&id).is_none() {
-        return Err(ApiError::not_found(format!("Host label not found: {id}")));
-    }
     st.hosts.remove_label(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
