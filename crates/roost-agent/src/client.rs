@@ -75,12 +75,12 @@ async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> R
     let resp = req
         .send()
         .await
-        .map_err(|e| Error::Transport(error_chain(&e)))?;
+        .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| Error::Transport(error_chain(&e)))?;
+        .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| Error::BadReply(e.to_string()));
     }
@@ -123,20 +123,6 @@ fn error_message(body: &[u8]) -> Option<String> {
         return None;
     }
     Some(text.chars().take(200).collect())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

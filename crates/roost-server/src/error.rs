@@ -208,17 +208,7 @@ impl From<DcError> for Error {
     }
 }
 
-/// An error and its sources on one line, `outer: inner: ...`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
+pub use roost_types::error_chain;
 
 #[cfg(test)]
 mod tests {

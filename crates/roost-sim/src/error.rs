@@ -66,14 +66,7 @@ impl Error {
 
     /// The error and its causes on one line, `outer: inner: ...`.
     pub fn chain(&self) -> String {
-        let mut line = self.to_string();
-        let mut cause = self.source();
-        while let Some(c) = cause {
-            line.push_str(": ");
-            line.push_str(&c.to_string());
-            cause = c.source();
-        }
-        line
+        roost_types::error_chain(self)
     }
 }
 

@@ -114,7 +114,7 @@ const BINARY_CRATES: &[&str] = &["roost", "roost-bench"];
 const ERROR_RULE_EXCEPTIONS: &[(&str, &str)] = &[(
     "roost-api",
     "the new `apps` module still has its own error types (manifest, metadata, quantity, \
-         base64) and two string errors; they fold into roost-api's Error next",
+         base64); they fold into roost-api's Error next",
 )];
 
 // ---------------------------------------------------------------------------

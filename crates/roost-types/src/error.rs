@@ -37,3 +37,20 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, `outer: inner: ...`. A cause whose
+/// text the line already holds (HTTP clients often repeat their cause in
+/// their own message) is left out.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}

@@ -13,7 +13,7 @@ mod system;
 mod time;
 
 pub use entity::{entity_is_under, entity_type_of};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use severity::Severity;
 pub use system::{Role, SystemMode};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
