@@ -174,6 +174,9 @@ pub struct ReplicaReport {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub message: Option<String>,
+    /// The agent stopped it because a liveness probe failed.
+    #[serde(default)]
+    pub liveness_failed: bool,
     #[serde(default)]
     pub containers: Vec<ContainerReport>,
 }
@@ -188,6 +191,18 @@ pub struct ContainerReport {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// The query of the agent's plan long poll
+/// (`GET /v1/agent/apps/plan?generation=N&wait=S`): the server answers at
+/// once with a plan newer than `generation`, or after `wait` seconds (at
+/// most 60) with the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PlanQuery {
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default)]
+    pub wait: Option<u64>,
 }
 
 /// What an agent reports about its applications.
@@ -274,6 +289,7 @@ mod tests {
                 restarts: 1,
                 exit_code: None,
                 message: None,
+                liveness_failed: false,
                 containers: vec![],
             }],
         };

@@ -164,6 +164,66 @@ pub struct AppActionQuery {
     pub force: Option<bool>,
 }
 
+/// `GET /v1/apps/{name}/replicas` (Roost's own, for `roost app status`):
+/// every replica of an application, where it is and how it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppReplicaList {
+    pub app: String,
+    pub status: String,
+    #[serde(default)]
+    pub replicas: Vec<AppReplica>,
+}
+
+/// One replica in [`AppReplicaList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppReplica {
+    /// `<app>/<workload>/<index or host>`.
+    pub id: String,
+    pub workload: String,
+    /// `Deployment`, `DaemonSet` or `Pod`.
+    pub kind: String,
+    /// Where it is placed; `None` while pending.
+    pub host: Option<String>,
+    /// pending, starting, running, exited, failed or stopped.
+    pub state: String,
+    pub ready: bool,
+    pub restarts: u32,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why it is pending, or the last exit's or probe's message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Exclusive CPUs given to it (isolated pool), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusive_cpus: Vec<u32>,
+    /// 750.101 is raised for it (it keeps failing).
+    #[serde(default)]
+    pub alarmed: bool,
+}
+
+/// The query of `GET /v1/apps/{name}/logs` (Roost's own, for
+/// `roost app logs`): the answer is the container's output as text.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AppLogsQuery {
+    /// The replica id (or its last part, the index or host); the first
+    /// replica when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The container name; the first container when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only the last this many lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u64>,
+    /// Keep the answer open and send new output as it comes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::flex_bool"
+    )]
+    pub follow: Option<bool>,
+}
+
 /// A host label as sysinv's label API carries it
 /// (`system host-label-list|assign`; `GET /v1/labels/{uuid}` answers a bare
 /// one).
