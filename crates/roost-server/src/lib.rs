@@ -6,6 +6,7 @@
 //! It owns authentication, the data directory and configuration.
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod config;
 pub mod datadir;
 pub mod dc;
