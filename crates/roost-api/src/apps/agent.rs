@@ -27,10 +27,6 @@ pub struct ReplicaSpec {
     /// Grows when the replica's spec changes (the agent restarts it then).
     pub generation: u64,
     pub containers: Vec<ContainerSpec>,
-    /// Exclusive CPUs from the application-isolated pool, or `None` to share
-    /// the application pool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpuset: Option<Vec<u32>>,
     /// `Always`, `OnFailure` or `Never`.
     pub restart_policy: String,
     /// The images the containers need, to import before starting.
@@ -68,6 +64,14 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     #[serde(default)]
     pub host_network: bool,
+    /// The CPUs the container is pinned to: its own cores from the
+    /// application-isolated pool when `exclusive`, else the host's shared
+    /// application pool; `None` when the host has no application pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<Vec<u32>>,
+    /// `cpuset` is this container's alone.
+    #[serde(default)]
+    pub exclusive: bool,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
     #[serde(default)]
@@ -235,6 +239,8 @@ mod tests {
                     args: vec!["-f".into()],
                     env: vec![("A".into(), "1".into())],
                     host_network: true,
+                    cpuset: Some(vec![3]),
+                    exclusive: true,
                     ports: vec![PortSpec {
                         container_port: 8080,
                         host_port: None,
@@ -266,7 +272,6 @@ mod tests {
                     }),
                     readiness: None,
                 }],
-                cpuset: Some(vec![3]),
                 restart_policy: "Always".into(),
                 images: vec![ImageRef {
                     name: "registry.local/web:1".into(),
