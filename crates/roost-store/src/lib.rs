@@ -15,6 +15,7 @@
 //! every commit, so it survives power loss.
 #![forbid(unsafe_code)]
 
+mod apps;
 mod dc;
 mod fm;
 mod hosts;
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
+pub use apps::AppWrite;
 pub use dc::{StoredGroup, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
@@ -122,6 +124,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_host_labels_cpus.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_apps.sql")),
 ];
 
 /// The opened store.
