@@ -50,6 +50,31 @@ pub struct Config {
     pub http: HttpConfig,
     pub monitor: MonitorConfig,
     pub log: LogConfig,
+    pub apps: AppsConfigFile,
+}
+
+/// Applications (`[apps]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfigFile {
+    /// The largest application package accepted, bytes (1 GiB).
+    pub max_package_bytes: u64,
+    /// containerd's socket; by default the server starts its own private
+    /// containerd under the data directory.
+    pub containerd_socket: Option<PathBuf>,
+    /// Run this host's application containers (the All-in-One host's
+    /// agent in the server). Off: applications run on agents' hosts only.
+    pub local_runtime: bool,
+}
+
+impl Default for AppsConfigFile {
+    fn default() -> Self {
+        AppsConfigFile {
+            max_package_bytes: 1 << 30,
+            containerd_socket: None,
+            local_runtime: true,
+        }
+    }
 }
 
 /// Limits of the API port's connections.
@@ -203,6 +228,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
+            apps: AppsConfigFile::default(),
         }
     }
 }
@@ -296,6 +322,12 @@ impl Config {
                 MAX_BODY_BYTES_LIMIT,
             ),
             ("monitor.interval_secs", self.monitor.interval_secs, 1, 3600),
+            (
+                "apps.max_package_bytes",
+                self.apps.max_package_bytes,
+                1 << 20,
+                64 << 30,
+            ),
             (
                 "http.header_read_timeout_secs",
                 self.http.header_read_timeout_secs,

@@ -193,6 +193,23 @@ pub async fn run_with(
     .context("cannot start the host service")?;
     tasks.extend(host_tasks);
 
+    let (apps, apps_task) = apps::AppService::start(
+        store.clone(),
+        fm.clone(),
+        clock.clone(),
+        hosts.clone(),
+        apps::AppsConfig {
+            dir: data.path().join("apps"),
+            max_package_bytes: config.apps.max_package_bytes,
+            settings: roost_apps::AppSettings::default(),
+            tick: Duration::from_millis(250),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the application service")?;
+    tasks.push(apps_task);
+
     let platform = platform::PlatformService::load(store.clone())
         .context("cannot load the platform configuration")?;
 
@@ -233,6 +250,7 @@ pub async fn run_with(
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
+        apps: apps.clone(),
         platform: platform.clone(),
         dc: dc_service,
         dc_ca_fingerprint: dc_fingerprint,

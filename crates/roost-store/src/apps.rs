@@ -9,11 +9,21 @@ use crate::{Error, Store};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppWrite {
     /// Insert or replace an application's record.
-    PutApp { name: String, record: String },
-    DeleteApp { name: String },
+    PutApp {
+        name: String,
+        record: String,
+    },
+    DeleteApp {
+        name: String,
+    },
     /// Insert or replace the last plan a host was sent.
-    PutPlan { host: String, plan: String },
-    DeletePlan { host: String },
+    PutPlan {
+        host: String,
+        plan: String,
+    },
+    DeletePlan {
+        host: String,
+    },
 }
 
 impl Store {

@@ -1,5 +1,945 @@
 //! The application service: StarlingX's `/v1/apps` life cycle on
 //! `roost_apps::Apps`, application packages kept in the data directory,
-//! plans for every host's agent and the agents' reports.
+//! a plan for every host's agent and the agents' reports.
+//!
+//! The service has the shape of every service (ARCHITECTURE.md):
+//!
+//! - [`Work`] is pure data: the domain's `Apps`, which package directory
+//!   each application version uses, and the packages' specifications.
+//! - Every input (a request, an agent's report, new host facts, a tick)
+//!   goes through [`AppService::run`] on the request lane, one at a time: the
+//!   input is decided on a copy of the work (no I/O), the records and plans
+//!   the decisions changed are committed in one transaction, and only then
+//!   does the copy replace the work, the new plans become visible to the
+//!   agents, and the alarms and events go to FM. A failed commit changes
+//!   nothing.
+//! - A background loop feeds the domain the hosts' facts (maintenance
+//!   states, labels, CPU functions) as they change and the time.
 
+pub mod packages;
+pub mod records;
 pub mod spec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use roost_api::apps::agent::{self as wire, AgentAppsReport};
+use roost_api::apps::{App as WireApp, AppReplica, AppReplicaList};
+use roost_apps::{
+    AgentReport, AppRecord, AppSettings, Apps, Decisions, HostFacts, ReplicaState, ReplicaStatus,
+    UploadRequest,
+};
+use roost_fm::{EventInput, EventState, FmCommand};
+use roost_package::Limits;
+use roost_store::{AppWrite, Store};
+use roost_types::{Clock, Severity, Timestamp};
+use tokio::sync::watch;
+
+use self::packages::{PackageDirs, Unpacked};
+use self::records::{StoredApp, StoredPlan, StoredRow};
+use self::spec::PackageSpec;
+use crate::fm_service::{FmService, raise_or_clear};
+use crate::hosts::HostService;
+use crate::{Error, Shutdown};
+
+/// The event log id of application life-cycle events (Roost's own).
+pub const APP_EVENT_LOG_ID: &str = "750.200";
+
+/// Settings of the application service.
+#[derive(Debug, Clone)]
+pub struct AppsConfig {
+    /// `<data>/apps`.
+    pub dir: PathBuf,
+    /// The largest package accepted (decoded), bytes.
+    pub max_package_bytes: u64,
+    pub settings: AppSettings,
+    /// How often host facts and timers are looked at.
+    pub tick: Duration,
+}
+
+/// Which package directory each version of an application uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct AppPackages {
+    active: Option<String>,
+    inactive: Option<String>,
+}
+
+/// Everything decisions are made on.
+#[derive(Clone, Default)]
+pub struct Work {
+    pub apps: Apps,
+    packages_of: BTreeMap<String, AppPackages>,
+    /// Specifications of the packages in use, by package key.
+    specs: BTreeMap<String, Arc<PackageSpec>>,
+}
+
+impl Work {
+    /// The specification of an application's active package.
+    fn spec_of(&self, app: &str) -> Option<&PackageSpec> {
+        let key = self.packages_of.get(app)?.active.as_ref()?;
+        self.specs.get(key).map(|s| s.as_ref())
+    }
+
+    fn record(&self, name: &str) -> Option<StoredApp> {
+        let rec = self.apps.record(name)?;
+        let pk = self.packages_of.get(name).cloned().unwrap_or_default();
+        Some(StoredApp {
+            row: StoredRow::of(&rec.row),
+            package: pk.active,
+            inactive: rec.inactive.as_ref().map(StoredRow::of),
+            inactive_package: rec.inactive.as_ref().and(pk.inactive),
+        })
+    }
+
+    fn keys_in_use(&self) -> BTreeSet<String> {
+        self.packages_of
+            .values()
+            .flat_map(|p| p.active.iter().chain(p.inactive.iter()))
+            .cloned()
+            .collect()
+    }
+}
+
+struct State {
+    work: Work,
+    /// The plan each host's agent is given, rendered for the wire.
+    rendered: BTreeMap<String, Arc<wire::HostPlan>>,
+    /// The facts of each host the domain was last given.
+    facts: BTreeMap<String, HostFacts>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    lane: tokio::sync::Mutex<()>,
+    store: Arc<Store>,
+    fm: FmService,
+    clock: Arc<dyn Clock>,
+    hosts: HostService,
+    dirs: PackageDirs,
+    config: AppsConfig,
+    /// Bumped whenever a host's plan changes.
+    plans: watch::Sender<u64>,
+    /// FM commands that failed, retried on the next tick, in order.
+    pending_fm: Mutex<Vec<FmCommand>>,
+}
+
+/// Handle to the application service; cheap to clone.
+#[derive(Clone)]
+pub struct AppService {
+    inner: Arc<Inner>,
+}
+
+fn domain(e: roost_apps::Error) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+fn not_found(name: &str) -> Error {
+    Error::NotFound(format!("application not found: {name}"))
+}
+
+impl AppService {
+    /// Takes back the stored applications and plans and starts the loop.
+    pub async fn start(
+        store: Arc<Store>,
+        fm: FmService,
+        clock: Arc<dyn Clock>,
+        hosts: HostService,
+        config: AppsConfig,
+        shutdown: Shutdown,
+    ) -> Result<(AppService, tokio::task::JoinHandle<()>), Error> {
+        let dirs = PackageDirs::open(config.dir.clone())?;
+        let s = AppService {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    work: Work {
+                        apps: Apps::new(config.settings.clone()),
+                        ..Work::default()
+                    },
+                    rendered: BTreeMap::new(),
+                    facts: BTreeMap::new(),
+                }),
+                lane: tokio::sync::Mutex::new(()),
+                store,
+                fm,
+                clock,
+                hosts,
+                dirs,
+                config,
+                plans: watch::channel(0).0,
+                pending_fm: Mutex::new(Vec::new()),
+            }),
+        };
+        s.restore().await?;
+        let me = s.clone();
+        let task = tokio::spawn(async move { me.run_loop(shutdown).await });
+        Ok((s, task))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds the work from the store, the package directories and FM.
+    async fn restore(&self) -> Result<(), Error> {
+        let store = self.inner.store.clone();
+        let (apps, plans) = tokio::task::spawn_blocking(move || {
+            Ok::<_, roost_store::Error>((store.apps()?, store.app_plans()?))
+        })
+        .await??;
+        let now = self.inner.clock.now();
+        let dirs = self.inner.dirs.clone();
+        let mut work = Work {
+            apps: Apps::new(self.inner.config.settings.clone()),
+            ..Work::default()
+        };
+        let mut stale_plans = Vec::new();
+        {
+            let load = |key: &Option<String>, work: &mut Work| -> Option<roost_apps::AppSpec> {
+                let key = key.as_ref()?;
+                let name = key.split('/').next().unwrap_or_default();
+                let spec = match dirs.load(key) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(package = %key, error = %e, "cannot read an application package; its workloads are not run");
+                        return None;
+                    }
+                };
+                let domain_spec = match spec::app_spec(name, &spec) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(package = %key, error = %e, "an application package is no longer valid; its workloads are not run");
+                        return None;
+                    }
+                };
+                work.specs.insert(key.clone(), Arc::new(spec));
+                Some(domain_spec)
+            };
+            for (name, json) in apps {
+                let stored: StoredApp = match serde_json::from_str(&json) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(app = %name, error = %e, "unreadable application record");
+                        continue;
+                    }
+                };
+                let spec = load(&stored.package, &mut work);
+                let inactive_spec = load(&stored.inactive_package, &mut work);
+                let record = AppRecord {
+                    row: stored.row.domain()?,
+                    spec,
+                    inactive: stored.inactive.as_ref().map(|r| r.domain()).transpose()?,
+                    inactive_spec,
+                };
+                work.apps.restore_app(record, now).map_err(domain)?;
+                work.packages_of.insert(
+                    name,
+                    AppPackages {
+                        active: stored.package,
+                        inactive: stored.inactive_package,
+                    },
+                );
+            }
+        }
+        let facts: BTreeMap<String, HostFacts> = self
+            .inner
+            .hosts
+            .placement_facts()
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
+        for (host, json) in plans {
+            let plan: StoredPlan = match serde_json::from_str(&json) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(%host, error = %e, "unreadable host plan");
+                    stale_plans.push(host);
+                    continue;
+                }
+            };
+            let Some(f) = facts.get(&host) else {
+                stale_plans.push(host);
+                continue;
+            };
+            let domain_plan = plan.domain(|app, workload| {
+                work.apps
+                    .spec(app)?
+                    .workloads
+                    .iter()
+                    .find(|w| w.name == workload)
+                    .cloned()
+            });
+            work.apps
+                .restore_host(f.clone(), domain_plan)
+                .map_err(domain)?;
+        }
+        for f in facts.values() {
+            if work.apps.host(&f.name).is_none() {
+                // Known from now on; placed on by the first tick.
+                let _ = work.apps.host_changed(f.clone(), now);
+            }
+        }
+        let restored_alarms: Vec<(String, String)> = self
+            .inner
+            .fm
+            .read()
+            .alarms()
+            .filter(|a| a.alarm_id.starts_with("750."))
+            .map(|a| (a.alarm_id.clone(), a.entity_instance_id.clone()))
+            .collect();
+        let mut clears = Vec::new();
+        for (id, entity) in restored_alarms {
+            if !work.apps.restore_alarm(&id, &entity) {
+                clears.push(raise_or_clear(&id, entity, None, String::new()));
+            }
+        }
+        // Every host's plan as the agents get it, before anything new.
+        let mut rendered = BTreeMap::new();
+        for f in facts.values() {
+            if let Some(p) = work.apps.plan(&f.name) {
+                rendered.insert(f.name.clone(), Arc::new(self.render(&work, &p)));
+            }
+        }
+        {
+            let mut st = self.lock();
+            st.work = work;
+            st.rendered = rendered;
+            st.facts = facts;
+        }
+        if !stale_plans.is_empty() {
+            let writes: Vec<AppWrite> = stale_plans
+                .into_iter()
+                .map(|host| AppWrite::DeletePlan { host })
+                .collect();
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || store.write_apps(&writes)).await??;
+        }
+        self.submit_fm(clears).await;
+        self.run(|w, now| Ok((w.apps.restored(now), ()))).await?;
+        Ok(())
+    }
+
+    fn render(&self, work: &Work, plan: &roost_apps::HostPlan) -> wire::HostPlan {
+        let (rendered, left_out) = spec::render(plan, &|app| work.spec_of(app));
+        if !left_out.is_empty() {
+            tracing::warn!(host = %plan.host, replicas = ?left_out, "replicas without a specification are left out of the plan");
+        }
+        rendered
+    }
+
+    /// Decides `op` on a copy of the work, commits what it changed, then
+    /// makes the copy current and carries out the effects.
+    async fn run<T>(
+        &self,
+        op: impl FnOnce(&mut Work, Timestamp) -> Result<(Decisions, T), Error>,
+    ) -> Result<T, Error> {
+        let _lane = self.inner.lane.lock().await;
+        let now = self.inner.clock.now();
+        let mut work = self.lock().work.clone();
+        let before = work.keys_in_use();
+        let (d, out) = op(&mut work, now)?;
+        // Packages no version uses any more.
+        for name in &d.app_changes {
+            match work.apps.record(name) {
+                None => {
+                    work.packages_of.remove(name);
+                }
+                Some(rec) if rec.inactive.is_none() => {
+                    if let Some(p) = work.packages_of.get_mut(name) {
+                        p.inactive = None;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let after = work.keys_in_use();
+        let dropped: Vec<String> = before.difference(&after).cloned().collect();
+        for k in &dropped {
+            work.specs.remove(k);
+        }
+        let mut writes = Vec::new();
+        for name in &d.app_changes {
+            match work.record(name) {
+                Some(rec) => writes.push(AppWrite::PutApp {
+                    name: name.clone(),
+                    record: serde_json::to_string(&rec)?,
+                }),
+                None => writes.push(AppWrite::DeleteApp { name: name.clone() }),
+            }
+        }
+        for p in &d.plans {
+            writes.push(AppWrite::PutPlan {
+                host: p.host.clone(),
+                plan: serde_json::to_string(&StoredPlan::of(p))?,
+            });
+        }
+        if !writes.is_empty() {
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || store.write_apps(&writes))
+                .await?
+                .map_err(Error::Store)?;
+        }
+        let rendered: Vec<(String, wire::HostPlan)> = d
+            .plans
+            .iter()
+            .map(|p| (p.host.clone(), self.render(&work, p)))
+            .collect();
+        {
+            let mut st = self.lock();
+            st.work = work;
+            for (h, p) in rendered {
+                st.rendered.insert(h, Arc::new(p));
+            }
+        }
+        if !d.plans.is_empty() {
+            self.inner.plans.send_modify(|g| *g += 1);
+        }
+        for k in dropped {
+            self.inner.dirs.remove(&k);
+        }
+        let mut cmds: Vec<FmCommand> = d
+            .alarms
+            .iter()
+            .map(|a| {
+                raise_or_clear(
+                    a.alarm_id,
+                    a.entity_instance_id.clone(),
+                    a.severity,
+                    a.reason_text.clone(),
+                )
+            })
+            .collect();
+        for e in &d.events {
+            tracing::info!(entity = %e.entity_instance_id, "{}", e.reason_text);
+            cmds.push(FmCommand::Log(EventInput {
+                event_log_id: APP_EVENT_LOG_ID.into(),
+                state: EventState::Log,
+                entity_instance_id: e.entity_instance_id.clone(),
+                entity_type_id: None,
+                severity: Severity::NotApplicable,
+                reason_text: Some(e.reason_text.clone()),
+                event_log_type: None,
+                probable_cause: None,
+                proposed_repair_action: None,
+                service_affecting: None,
+                suppression: None,
+                timestamp: None,
+            }));
+        }
+        self.submit_fm(cmds).await;
+        Ok(out)
+    }
+
+    /// Sends commands to FM in order; those that fail wait for the next
+    /// tick, with any already waiting.
+    async fn submit_fm(&self, cmds: Vec<FmCommand>) {
+        let mut queue = std::mem::take(
+            &mut *self
+                .inner
+                .pending_fm
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        queue.extend(cmds);
+        let mut left = Vec::new();
+        let mut it = queue.into_iter();
+        for c in it.by_ref() {
+            if let Err(e) = self.inner.fm.submit(c.clone()).await {
+                if e.kind() == crate::ErrorKind::Invalid {
+                    tracing::warn!(error = %e, "FM refused an application alarm or event");
+                    continue;
+                }
+                tracing::warn!(error = %e, "cannot record an application alarm or event; retrying");
+                left.push(c);
+                break;
+            }
+        }
+        left.extend(it);
+        if !left.is_empty() {
+            let mut p = self
+                .inner
+                .pending_fm
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            left.append(&mut p);
+            *p = left;
+        }
+    }
+
+    async fn run_loop(&self, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(self.inner.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "application service step failed; retrying");
+            }
+        }
+    }
+
+    /// One period: new host facts, then the timers.
+    pub async fn step(&self) -> Result<(), Error> {
+        let facts: BTreeMap<String, HostFacts> = self
+            .inner
+            .hosts
+            .placement_facts()
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
+        let (changed, removed) = {
+            let st = self.lock();
+            let changed: Vec<HostFacts> = facts
+                .values()
+                .filter(|f| st.facts.get(&f.name) != Some(f))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = st
+                .facts
+                .keys()
+                .filter(|h| !facts.contains_key(*h))
+                .cloned()
+                .collect();
+            (changed, removed)
+        };
+        if !changed.is_empty() || !removed.is_empty() {
+            self.run(|w, now| {
+                let mut d = Decisions::default();
+                for f in changed {
+                    d.merge(w.apps.host_changed(f, now));
+                }
+                for h in &removed {
+                    d.merge(w.apps.host_removed(h, now));
+                }
+                Ok((d, ()))
+            })
+            .await?;
+            let mut st = self.lock();
+            for h in removed {
+                st.rendered.remove(&h);
+            }
+            st.facts = facts;
+        }
+        self.run(|w, now| Ok((w.apps.tick(now), ()))).await?;
+        self.submit_fm(Vec::new()).await;
+        Ok(())
+    }
+
+    // ----- reads -------------------------------------------------------------
+
+    /// Every row (an application and, during an update, its previous
+    /// version), as sysinv lists them.
+    pub fn list(&self) -> Vec<WireApp> {
+        let st = self.lock();
+        let mut rows: Vec<WireApp> = st.work.apps.rows().into_iter().map(wire_app).collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    pub fn get(&self, name: &str) -> Result<WireApp, Error> {
+        let st = self.lock();
+        st.work
+            .apps
+            .get(name)
+            .map(wire_app)
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Every replica of an application.
+    pub fn replicas(&self, name: &str) -> Result<AppReplicaList, Error> {
+        let st = self.lock();
+        let apps = &st.work.apps;
+        let row = apps.get(name).ok_or_else(|| not_found(name))?;
+        let kind = |w: &str| {
+            apps.spec(name)
+                .and_then(|s| s.workloads.iter().find(|x| x.name == w))
+                .map(|x| x.kind.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let replicas = apps
+            .replicas_of(name)
+            .map(|r| AppReplica {
+                id: r.id.clone(),
+                workload: r.workload.clone(),
+                kind: kind(&r.workload),
+                host: r.host.clone(),
+                state: r.state.as_str().to_string(),
+                ready: r.ready,
+                restarts: r.restarts,
+                exit_code: r.exit_code,
+                message: r.pending_reason.clone().or_else(|| r.message.clone()),
+                exclusive_cpus: r
+                    .cpus
+                    .iter()
+                    .flat_map(|c| match c {
+                        roost_apps::CpuAssignment::Exclusive(v) => v.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+                alarmed: r.is_alarmed(),
+            })
+            .collect();
+        Ok(AppReplicaList {
+            app: name.to_string(),
+            status: row.status.as_str().to_string(),
+            replicas,
+        })
+    }
+
+    /// Where a replica runs and its incarnation, for logs.
+    pub fn replica_place(&self, id: &str) -> Option<(Option<String>, u64)> {
+        let st = self.lock();
+        st.work
+            .apps
+            .replica(id)
+            .map(|r| (r.host.clone(), r.generation))
+    }
+
+    /// The ids of an application's replicas.
+    pub fn replica_ids(&self, name: &str) -> Vec<String> {
+        let st = self.lock();
+        st.work
+            .apps
+            .replicas_of(name)
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// The package archive of an image, by its manifest digest.
+    pub fn image_archive(&self, digest: &str) -> Option<PathBuf> {
+        let st = self.lock();
+        for (key, spec) in &st.work.specs {
+            if let Some(i) = spec.images.values().find(|i| i.digest == digest) {
+                return Some(self.inner.dirs.package(key).join(&i.archive));
+            }
+        }
+        None
+    }
+
+    /// The plan of `host`: at once when it is newer than `generation`,
+    /// else when it changes or after `wait`.
+    pub async fn plan(&self, host: &str, generation: u64, wait: Duration) -> wire::HostPlan {
+        let mut rx = self.inner.plans.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let current = self.lock().rendered.get(host).cloned();
+            if let Some(p) = &current
+                && p.generation > generation
+            {
+                return p.as_ref().clone();
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.lock()
+            .rendered
+            .get(host)
+            .map(|p| p.as_ref().clone())
+            .unwrap_or_else(|| wire::HostPlan {
+                host: host.to_string(),
+                generation: 0,
+                replicas: Vec::new(),
+            })
+    }
+
+    /// A watch that changes whenever any host's plan does.
+    pub fn plan_changes(&self) -> watch::Receiver<u64> {
+        self.inner.plans.subscribe()
+    }
+
+    // ----- agents --------------------------------------------------------------
+
+    /// An agent's report of what it runs.
+    pub async fn report(&self, host: &str, report: AgentAppsReport) -> Result<(), Error> {
+        if report.host != host {
+            return Err(Error::Invalid(format!(
+                "a report about {} from the agent of {host}",
+                report.host
+            )));
+        }
+        if report.replicas.len() > 10_000 {
+            return Err(Error::Invalid("too many replicas in one report".into()));
+        }
+        let domain_report = AgentReport {
+            host: report.host,
+            plan_generation: report.plan_generation,
+            replicas: report
+                .replicas
+                .into_iter()
+                .map(|r| ReplicaStatus {
+                    id: r.id,
+                    generation: r.generation,
+                    state: match r.state {
+                        wire::ReplicaState::Pending => ReplicaState::Pending,
+                        wire::ReplicaState::Starting => ReplicaState::Starting,
+                        wire::ReplicaState::Running => ReplicaState::Running,
+                        wire::ReplicaState::Exited => ReplicaState::Exited,
+                        wire::ReplicaState::Failed => ReplicaState::Failed,
+                        wire::ReplicaState::Stopped => ReplicaState::Stopped,
+                    },
+                    ready: r.ready,
+                    exit_code: r.exit_code,
+                    message: r.message,
+                    liveness_failed: r.liveness_failed,
+                })
+                .collect(),
+        };
+        self.run(|w, now| Ok((w.apps.agent_reported(domain_report, now), ())))
+            .await
+    }
+
+    // ----- requests -------------------------------------------------------------
+
+    /// The directory uploads are received in.
+    pub fn incoming(&self) -> PathBuf {
+        self.inner.dirs.incoming()
+    }
+
+    pub fn max_package_bytes(&self) -> u64 {
+        self.inner.config.max_package_bytes
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_total_bytes: self.inner.config.max_package_bytes,
+            ..Limits::default()
+        }
+    }
+
+    /// Reads and checks a package file (blocking work on a worker thread).
+    async fn unpack(&self, tgz: PathBuf) -> Result<Unpacked, Error> {
+        let dirs = self.inner.dirs.clone();
+        let limits = self.limits();
+        tokio::task::spawn_blocking(move || dirs.unpack(&tgz, &limits)).await?
+    }
+
+    /// `POST /v1/apps`: the package is at `tgz` (received from the body, or
+    /// a path on this server). The application is answered `uploading`; the
+    /// upload completes right after.
+    pub async fn upload(
+        &self,
+        tgz: PathBuf,
+        name: Option<String>,
+        version: Option<String>,
+    ) -> Result<WireApp, Error> {
+        let unpacked = self.unpack(tgz).await?;
+        let result = self.upload_unpacked(&unpacked, name, version).await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&unpacked.staging);
+        }
+        let (app, key, domain_spec) = result?;
+        let me = self.clone();
+        let name = app.name.clone();
+        tokio::spawn(async move {
+            let r = me
+                .run(|w, now| {
+                    let d = w
+                        .apps
+                        .upload_succeeded(&name, domain_spec, now)
+                        .map_err(domain)?;
+                    Ok((d, ()))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(app = %name, package = %key, error = %e, "cannot complete an upload");
+            }
+        });
+        Ok(app)
+    }
+
+    async fn upload_unpacked(
+        &self,
+        unpacked: &Unpacked,
+        name: Option<String>,
+        version: Option<String>,
+    ) -> Result<(WireApp, String, roost_apps::AppSpec), Error> {
+        // metadata.yaml wins over the request's name and version.
+        let meta = &unpacked.package.metadata;
+        let name = if meta.app_name.is_empty() {
+            name.unwrap_or_default()
+        } else {
+            meta.app_name.clone()
+        };
+        let version = if meta.app_version.is_empty() {
+            version.unwrap_or_default()
+        } else {
+            meta.app_version.clone()
+        };
+        let req = UploadRequest {
+            manifest_name: format!("{name}-manifests"),
+            manifest_file: "manifests".into(),
+            name: name.clone(),
+            app_version: version.clone(),
+        };
+        self.lock().work.apps.check_upload(&req).map_err(domain)?;
+        let domain_spec = spec::app_spec(&name, &unpacked.spec)
+            .map_err(|e| Error::Invalid(format!("Application-upload rejected: {e}")))?;
+        let key = packages::key(&name, &version, &unpacked.package.digest);
+        let dirs = self.inner.dirs.clone();
+        let staging = unpacked.staging.clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || dirs.keep(&staging, &k)).await??;
+        let spec = Arc::new(unpacked.spec.clone());
+        let k = key.clone();
+        let r = self
+            .run(move |w, now| {
+                let d = w.apps.upload(req, now).map_err(domain)?;
+                w.packages_of.insert(
+                    name.clone(),
+                    AppPackages {
+                        active: Some(k.clone()),
+                        inactive: None,
+                    },
+                );
+                w.specs.insert(k, spec);
+                let app = w
+                    .apps
+                    .get(&name)
+                    .map(wire_app)
+                    .ok_or_else(|| not_found(&name))?;
+                Ok((d, app))
+            })
+            .await;
+        match r {
+            Ok(app) => Ok((app, key, domain_spec)),
+            Err(e) => {
+                self.inner.dirs.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// `PATCH /v1/apps/{name}?directive=apply`.
+    pub async fn apply(&self, name: &str) -> Result<WireApp, Error> {
+        self.act(name, |w, now| w.apps.apply(name, now)).await
+    }
+
+    /// `PATCH /v1/apps/{name}?directive=remove[&force=True]`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<WireApp, Error> {
+        self.act(name, |w, now| w.apps.remove(name, force, now))
+            .await
+    }
+
+    /// `PATCH /v1/apps/{name}?directive=abort`.
+    pub async fn abort(&self, name: &str) -> Result<WireApp, Error> {
+        self.act(name, |w, now| w.apps.abort(name, now)).await
+    }
+
+    async fn act(
+        &self,
+        name: &str,
+        op: impl FnOnce(&mut Work, Timestamp) -> Result<Decisions, roost_apps::Error>,
+    ) -> Result<WireApp, Error> {
+        self.run(|w, now| {
+            let d = op(w, now).map_err(domain)?;
+            let app = w
+                .apps
+                .get(name)
+                .map(wire_app)
+                .ok_or_else(|| not_found(name))?;
+            Ok((d, app))
+        })
+        .await
+    }
+
+    /// `DELETE /v1/apps/{name}`.
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        self.run(|w, now| Ok((w.apps.delete(name, now).map_err(domain)?, ())))
+            .await
+    }
+
+    /// `POST /v1/apps/update`: the new version's package is at `tgz`.
+    pub async fn update(
+        &self,
+        tgz: PathBuf,
+        name: Option<String>,
+        version: Option<String>,
+    ) -> Result<WireApp, Error> {
+        let unpacked = self.unpack(tgz).await?;
+        let result = self.update_unpacked(&unpacked, name, version).await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&unpacked.staging);
+        }
+        result
+    }
+
+    async fn update_unpacked(
+        &self,
+        unpacked: &Unpacked,
+        name: Option<String>,
+        version: Option<String>,
+    ) -> Result<WireApp, Error> {
+        let meta = &unpacked.package.metadata;
+        let name = Some(meta.app_name.clone())
+            .filter(|n| !n.is_empty())
+            .or(name)
+            .unwrap_or_default();
+        let version = Some(meta.app_version.clone())
+            .filter(|v| !v.is_empty())
+            .or(version)
+            .unwrap_or_default();
+        let req = UploadRequest {
+            manifest_name: format!("{name}-manifests"),
+            manifest_file: "manifests".into(),
+            name: name.clone(),
+            app_version: version.clone(),
+        };
+        let domain_spec = spec::app_spec(&name, &unpacked.spec)
+            .map_err(|e| Error::Invalid(format!("Application-update rejected: {e}")))?;
+        self.lock()
+            .work
+            .apps
+            .check_update(&req, &domain_spec)
+            .map_err(domain)?;
+        let key = packages::key(&name, &version, &unpacked.package.digest);
+        let dirs = self.inner.dirs.clone();
+        let staging = unpacked.staging.clone();
+        let k = key.clone();
+        tokio::task::spawn_blocking(move || dirs.keep(&staging, &k)).await??;
+        let spec = Arc::new(unpacked.spec.clone());
+        let k = key.clone();
+        let r = self
+            .run(move |w, now| {
+                let d = w.apps.update(req, domain_spec, now).map_err(domain)?;
+                let pk = w.packages_of.entry(name.clone()).or_default();
+                pk.inactive = pk.active.take();
+                pk.active = Some(k.clone());
+                w.specs.insert(k, spec);
+                let app = w
+                    .apps
+                    .get(&name)
+                    .map(wire_app)
+                    .ok_or_else(|| not_found(&name))?;
+                Ok((d, app))
+            })
+            .await;
+        if r.is_err() {
+            self.inner.dirs.remove(&key);
+        }
+        r
+    }
+}
+
+fn wire_app(a: &roost_apps::App) -> WireApp {
+    WireApp {
+        name: a.name.clone(),
+        app_version: a.app_version.clone(),
+        manifest_name: a.manifest_name.clone(),
+        manifest_file: a.manifest_file.clone(),
+        status: a.status.as_str().to_string(),
+        progress: a.progress.clone(),
+        active: a.active,
+        created_at: Some(a.created_at.to_string()),
+        updated_at: a.updated_at.map(|t| t.to_string()),
+    }
+}

@@ -177,3 +177,57 @@ impl HostService {
             .collect()
     }
 }
+
+/// Memory the platform keeps on every host, out of reach of applications.
+pub const PLATFORM_MEMORY_MIB: u64 = 1024;
+
+impl HostService {
+    /// What the application scheduler needs of every host: maintenance's
+    /// states, labels, and resources (inventory minus what the platform
+    /// keeps: its CPUs and [`PLATFORM_MEMORY_MIB`]), with the CPU pools.
+    /// A degraded host still runs applications; a failed one does not.
+    pub fn placement_facts(&self) -> Vec<roost_apps::HostFacts> {
+        let st = self.lock();
+        st.hosts
+            .values()
+            .map(|h| {
+                let inv = inventory(h);
+                let f = CpuFunctions::from_json(&h.cpu_functions);
+                let application = f.cpus_of(&inv, cpus::CpuFunction::Application);
+                let isolated = f.cpus_of(&inv, cpus::CpuFunction::ApplicationIsolated);
+                let (admin, oper, avail) = match st.mtce.status(&h.hostname) {
+                    Some(s) => (s.admin.to_string(), s.oper.to_string(), s.avail.to_string()),
+                    None => (
+                        h.administrative.clone(),
+                        h.operational.clone(),
+                        h.availability.clone(),
+                    ),
+                };
+                let locked = admin == "locked";
+                let failed = avail == "failed";
+                roost_apps::HostFacts {
+                    name: h.hostname.clone(),
+                    schedulable: !locked
+                        && oper == "enabled"
+                        && matches!(avail.as_str(), "available" | "degraded"),
+                    failed,
+                    locked,
+                    labels: labels::from_json(&h.labels)
+                        .into_iter()
+                        .map(|l| (l.key, l.value))
+                        .collect(),
+                    allocatable_cpu_millis: (application.len() + isolated.len()) as u64 * 1000,
+                    allocatable_memory_bytes: inv
+                        .memory
+                        .memtotal_mib
+                        .saturating_sub(PLATFORM_MEMORY_MIB)
+                        * 1024
+                        * 1024,
+                    platform_cpus: f.cpus_of(&inv, cpus::CpuFunction::Platform),
+                    application_cpus: application,
+                    isolated_cpus: isolated,
+                }
+            })
+            .collect()
+    }
+}

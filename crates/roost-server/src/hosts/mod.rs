@@ -634,6 +634,15 @@ impl HostService {
         })
     }
 
+    /// The host whose agent holds `token`.
+    pub fn agent_host(&self, token: &str) -> Result<String, Error> {
+        self.lock()
+            .agent_tokens
+            .get(&sha256_hex(token))
+            .cloned()
+            .ok_or_else(bad_agent_token)
+    }
+
     /// Takes an agent's report.
     pub async fn report(&self, token: &str, report: AgentReport) -> Result<ReportReply, Error> {
         let now = self.clock.now();

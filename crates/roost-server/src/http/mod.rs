@@ -1,6 +1,7 @@
 //! The HTTP API: one router for every service, authentication, metrics.
 
 mod agent;
+mod apps;
 pub mod dclink;
 mod dcmanager;
 mod error;
@@ -34,6 +35,7 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub fm: FmService,
     pub hosts: HostService,
+    pub apps: crate::apps::AppService,
     /// DNS and NTP servers.
     pub platform: crate::platform::PlatformService,
     /// The Distributed Cloud service, on a system controller.
@@ -75,6 +77,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(fm::routes())
         .merge(sysinv::routes())
         .merge(host_attributes::routes())
+        .merge(apps::routes())
         .merge(dcmanager::routes())
         .merge(identity::protected_routes())
         .merge(ops::protected_routes())
@@ -87,7 +90,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1.0/", get(ops::v1_0))
         .route("/healthz", get(ops::healthz))
         .merge(identity::public_routes())
-        .merge(agent::routes());
+        .merge(agent::routes())
+        .merge(apps::agent_routes());
     Router::new()
         .merge(protected)
         .merge(public)

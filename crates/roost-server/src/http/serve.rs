@@ -289,6 +289,7 @@ impl ConnCtx {
                     inner: body,
                     sleep: Box::pin(tokio::time::sleep(body_timeout)),
                     limit: body_timeout,
+                    uncounted: 0,
                 })
             };
             let req = Request::from_parts(parts, body);
@@ -433,12 +434,20 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A request body that fails once its time is up.
+/// A request body that fails once its time is up: `limit` from the end of
+/// the head, plus [`TIME_PER_MIB`] for every MiB received, so that a large
+/// upload (an application package) at a sound rate completes while a
+/// trickle cannot hold the connection.
 struct TimedBody {
     inner: Incoming,
     sleep: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
+    /// Bytes received not yet counted in the deadline.
+    uncounted: u64,
 }
+
+/// Time a request body is given for every MiB it brings.
+const TIME_PER_MIB: Duration = Duration::from_secs(1);
 
 impl http_body::Body for TimedBody {
     type Data = Bytes;
@@ -449,6 +458,17 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Poll::Ready(f) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if let Some(Ok(frame)) = &f
+                && let Some(data) = frame.data_ref()
+            {
+                self.uncounted += data.len() as u64;
+                let mib = self.uncounted >> 20;
+                if mib > 0 {
+                    self.uncounted -= mib << 20;
+                    let deadline = self.sleep.deadline() + TIME_PER_MIB * mib as u32;
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
             return Poll::Ready(f.map(|r| r.map_err(Into::into)));
         }
         if self.sleep.as_mut().poll(cx).is_ready() {

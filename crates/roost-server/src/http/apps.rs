@@ -1,0 +1,385 @@
+//! StarlingX's application API (`/v1/apps`, CLIENTS.md section 6) and
+//! Roost's own application reads (replicas, logs), plus the agents' side:
+//! the plan long poll, replica reports and image archives.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use http_body::Body as _;
+use roost_api::apps::agent::{AgentAppsReport, HostPlan};
+use roost_api::apps::{App, AppList, AppListItem, AppPatch, AppReplicaList, AppUpdateRequest};
+use roost_package::upload::{Upload, UploadDecoder};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Path, Query, json_body};
+use crate::Error;
+
+/// Routes that need a user token.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/apps",
+            get(list).post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/apps/update", post(update))
+        .route("/v1/apps/{name}", get(show).patch(act).delete(delete))
+        .route("/v1/apps/{name}/replicas", get(replicas))
+}
+
+/// Routes of the agents (agent token).
+pub fn agent_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent/apps/plan", get(plan))
+        .route("/v1/agent/apps/report", post(report))
+        .route("/v1/agent/apps/images/{digest}", get(image))
+}
+
+async fn list(State(st): State<AppState>) -> Json<AppList> {
+    Json(AppList {
+        apps: st.apps.list().iter().map(AppListItem::from).collect(),
+    })
+}
+
+async fn show(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<App>, ApiError> {
+    Ok(Json(st.apps.get(&name)?))
+}
+
+async fn replicas(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<AppReplicaList>, ApiError> {
+    Ok(Json(st.apps.replicas(&name)?))
+}
+
+/// Removes a received upload file when the request is over.
+struct Incoming(PathBuf);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn upload_error(e: roost_package::Error) -> ApiError {
+    match e {
+        roost_package::Error::UploadTooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e if e.is_invalid() => ApiError::bad_request(format!("Application-upload rejected: {e}")),
+        e => ApiError::from(Error::Internal(e.to_string())),
+    }
+}
+
+/// `POST /v1/apps`: the JSON body is decoded as it arrives; `binary_data`
+/// goes to a file (never whole in memory), up to the package limit.
+async fn upload(State(st): State<AppState>, body: Body) -> Result<Json<App>, ApiError> {
+    let incoming = Incoming(st.apps.incoming());
+    let limit = st.apps.max_package_bytes();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let path = incoming.0.clone();
+    let worker = tokio::task::spawn_blocking(move || -> Result<Upload, roost_package::Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut dec = UploadDecoder::new(limit);
+        while let Some(chunk) = rx.blocking_recv() {
+            dec.push(&chunk, &mut out)?;
+        }
+        out.flush()?;
+        dec.finish()
+    });
+    let mut body = body;
+    let mut read_error = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                read_error = Some(e);
+                break;
+            }
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data()
+                    && tx.send(data).await.is_err()
+                {
+                    // The decoder stopped: its error is the answer.
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let decoded = worker.await.map_err(Error::from)?;
+    if let Some(e) = read_error {
+        return Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        )));
+    }
+    let upload = decoded.map_err(upload_error)?;
+    let req = upload.request;
+    let tgz = match upload.binary_bytes {
+        Some(_) => incoming.0.clone(),
+        None => server_path(&req.tarfile, "upload")?,
+    };
+    let app = st.apps.upload(tgz, req.name, req.app_version).await?;
+    drop(incoming);
+    Ok(Json(app))
+}
+
+/// A package named by its path on this server (a `system application-update`
+/// or an upload without content). URLs need a network a site may not have.
+fn server_path(tarfile: &str, op: &str) -> Result<PathBuf, ApiError> {
+    let lower = tarfile.to_ascii_lowercase();
+    if ["http://", "https://", "ftp://", "ftps://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Application-{op} rejected: downloading packages from a URL is not supported; upload the file instead"
+        )));
+    }
+    let p = PathBuf::from(tarfile);
+    if !p.is_absolute() || !p.is_file() {
+        return Err(ApiError::bad_request(format!(
+            "Application-{op} rejected: tar file {tarfile} does not exist on the server"
+        )));
+    }
+    Ok(p)
+}
+
+async fn update(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<App>, ApiError> {
+    let req: AppUpdateRequest = json_body(&headers, body)?;
+    req.flags()
+        .map_err(|e| ApiError::bad_request(format!("Application-update rejected: {e}")))?;
+    let tgz = server_path(&req.tarfile, "update")?;
+    Ok(Json(st.apps.update(tgz, req.name, req.app_version).await?))
+}
+
+async fn act(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<App>, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    q.only(&["directive", "force"])?;
+    let force = q.flag("force")?;
+    let directive = q.get("directive").unwrap_or_default().to_string();
+    let patch: AppPatch = if body.as_ref().map(|b| b.is_empty()).unwrap_or(false) {
+        AppPatch::default()
+    } else {
+        json_body(&headers, body)?
+    };
+    let app = match directive.as_str() {
+        "apply" => {
+            if patch.values.mode.as_deref().is_some_and(|m| !m.is_empty()) {
+                return Err(ApiError::bad_request(format!(
+                    "Application-apply rejected: Mode is not supported for app {name}."
+                )));
+            }
+            st.apps.apply(&name).await?
+        }
+        "remove" => st.apps.remove(&name, force).await?,
+        "abort" => st.apps.abort(&name).await?,
+        "" => {
+            return Err(ApiError::bad_request(
+                "a directive is required: apply, remove or abort",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("unknown directive {other:?}: expected apply, remove or abort"),
+            ));
+        }
+    };
+    Ok(Json(app))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    q.only(&["force"])?;
+    q.flag("force")?;
+    st.apps.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- agents ------------------------------------------------------------------
+
+/// The host of the agent token in the request.
+fn agent_host(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get("x-agent-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(st.hosts.agent_host(token)?)
+}
+
+/// Longest a plan poll is held.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+async fn plan(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<HostPlan>, ApiError> {
+    let host = agent_host(&st, &headers)?;
+    let q = Query::parse(raw.as_deref());
+    q.only(&["generation", "wait"])?;
+    let number = |k: &str| -> Result<u64, ApiError> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{k} must be a whole number, not {v:?}"))
+                })
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    };
+    let generation = number("generation")?;
+    let wait = Duration::from_secs(number("wait")?).min(MAX_WAIT);
+    Ok(Json(st.apps.plan(&host, generation, wait).await))
+}
+
+async fn report(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let host = agent_host(&st, &headers)?;
+    let r: AgentAppsReport = json_body(&headers, body)?;
+    st.apps.report(&host, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An image archive by its manifest digest, from byte `Range: bytes=N-`
+/// on, so that an interrupted fetch resumes.
+async fn image(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    agent_host(&st, &headers)?;
+    let path = st
+        .apps
+        .image_archive(&digest)
+        .ok_or_else(|| ApiError::not_found(format!("no image {digest}")))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::not_found(format!("no image {digest}: {e}")))?;
+    let len = file.metadata().await.map_err(Error::from)?.len();
+    let start = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if start > len {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("the archive has {len} bytes"),
+        ));
+    }
+    let mut file = file;
+    use tokio::io::AsyncSeekExt;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(Error::from)?;
+    let status = if start > 0 {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let body = Body::new(FileBody {
+        file,
+        left: len - start,
+    });
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-tar"),
+    );
+    if start > 0
+        && let Ok(v) = format!("bytes {start}-{}/{len}", len.saturating_sub(1)).parse()
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
+}
+
+/// A file as a response body, read in chunks as the client takes them.
+struct FileBody {
+    file: tokio::fs::File,
+    left: u64,
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(256 * 1024) as usize;
+        let mut buf = vec![0u8; want];
+        let mut rb = tokio::io::ReadBuf::new(&mut buf);
+        match Pin::new(&mut self.file).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the archive shrank while it was sent",
+                    ))));
+                }
+                buf.truncate(n);
+                self.left -= n as u64;
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(buf)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
