@@ -1,0 +1,421 @@
+//! Applications through StarlingX's `/v1/apps`, end to end against a real
+//! `roost server`: packages built with Roost's own tools (an OCI image from
+//! a directory tree, the package `.tgz` with its checksum file), uploaded
+//! as `system application-upload` sends them (one JSON body with the
+//! package in base64), and bad packages refused with nothing stored.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use roost_test_support::{Server, ServerOptions, wait_for};
+use serde_json::{Value, json};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_roost"))
+}
+
+const IMAGE: &str = "registry.local/web:1";
+
+/// A small root filesystem (no binary needed to upload; the runtime tests
+/// use busybox).
+fn rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hello"), "hello\n").unwrap();
+    root
+}
+
+fn deployment(image: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      hostNetwork: true
+{extra}      containers:
+        - name: web
+          image: {image}
+          command: [\"/bin/sh\", \"-c\", \"sleep 1000\"]
+"
+    )
+}
+
+/// A package source directory: metadata, one manifest, one image archive.
+fn source(dir: &Path, name: &str, version: &str, manifest: &str) -> PathBuf {
+    let src = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(src.join("manifests")).unwrap();
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    std::fs::write(
+        src.join("metadata.yaml"),
+        format!("app_name: {name}\napp_version: {version}\n"),
+    )
+    .unwrap();
+    std::fs::write(src.join("manifests/app.yaml"), manifest).unwrap();
+    roost_runtime::oci::build_image_from_dir(
+        &rootfs(dir),
+        &src.join("images/web.tar"),
+        &roost_runtime::oci::BuildOptions {
+            name: IMAGE.into(),
+            cmd: vec!["/bin/sh".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    src
+}
+
+fn package(src: &Path) -> PathBuf {
+    let out = src.with_extension("tgz");
+    roost_package::build(src, &out).unwrap();
+    out
+}
+
+/// A package of `src` as is: checksums written, nothing checked (for
+/// packages Roost's builder refuses to make).
+fn package_unchecked(src: &Path) -> PathBuf {
+    use sha2::Digest;
+    let mut sums = String::new();
+    let mut files = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(src).unwrap().display().to_string();
+        if rel == "checksums.sha256" {
+            continue;
+        }
+        let hex: String = sha2::Sha256::digest(std::fs::read(&f).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums.push_str(&format!("{hex}  {rel}\n"));
+    }
+    std::fs::write(src.join("checksums.sha256"), sums).unwrap();
+    let out = src.with_extension("tgz");
+    let f = std::fs::File::create(&out).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    b.append_dir_all(".", src).unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+    out
+}
+
+/// The body `system application-upload` sends.
+fn upload_body(tgz: &Path) -> Value {
+    let bytes = std::fs::read(tgz).unwrap();
+    json!({
+        "tarfile": tgz.display().to_string(),
+        "binary_data": roost_api::apps::base64::encode(&bytes),
+    })
+}
+
+fn wait_status(s: &Server, name: &str, want: &str) -> Value {
+    let api = s.api();
+    wait_for(60, || {
+        let r = api.get(&format!("/v1/apps/{name}"));
+        (r.status == 200 && r.body["status"] == want).then_some(r.body)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name} never became {want}: {:?}\n{}",
+            api.get(&format!("/v1/apps/{name}")).body,
+            s.log()
+        )
+    })
+}
+
+/// Everything left of packages in the data directory (kept packages, and
+/// uploads being received or unpacked).
+fn stored_files(s: &Server) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["packages", "incoming", "staging"] {
+        let d = s.data_dir.join("apps").join(sub);
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn upload_show_list_and_delete_follow_starlingx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&bin());
+    let api = s.api();
+    let tgz = package(&source(tmp.path(), "hello", "1.0-1", &deployment(IMAGE, "")));
+
+    let r = api.post("/v1/apps", &upload_body(&tgz));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["name"], "hello");
+    assert_eq!(r.body["app_version"], "1.0-1");
+    assert_eq!(r.body["status"], "uploading");
+    assert_eq!(r.body["manifest_name"], "hello-manifests");
+    assert!(r.body.get("id").is_none());
+
+    let shown = wait_status(&s, "hello", "uploaded");
+    assert_eq!(shown["progress"], "completed");
+    assert_eq!(shown["active"], false);
+    let mut keys: Vec<&String> = shown.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "active",
+            "app_version",
+            "created_at",
+            "manifest_file",
+            "manifest_name",
+            "name",
+            "progress",
+            "status",
+            "updated_at"
+        ]
+    );
+
+    let list = api.get("/v1/apps");
+    assert_eq!(list.status, 200);
+    let items = list.body["apps"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_object().unwrap().len(), 7);
+    assert_eq!(stored_files(&s), ["packages/hello"]);
+
+    // The same name again: StarlingX's refusal, and the first is untouched.
+    let again = api.post("/v1/apps", &upload_body(&tgz));
+    assert_eq!(again.status, 400);
+    assert!(
+        again.body.to_string().contains("Application-upload rejected: application hello already exists."),
+        "{}",
+        again.body.to_string()
+    );
+    assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
+
+    // Unknown applications: 404 on show, 400 on actions (fact 33).
+    assert_eq!(api.get("/v1/apps/nope").status, 404);
+    let r = api.patch("/v1/apps/nope?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert!(r.body.to_string().contains("Application-apply rejected"), "{}", r.body.to_string());
+    let r = api.patch("/v1/apps/hello?directive=launch", &json!({"values": {}}));
+    assert_eq!(r.status, 403, "{}", r.body.to_string());
+
+    // Survives a restart, then delete answers 204 and removes the package.
+    let mut s = s;
+    s.restart();
+    let api = s.api();
+    assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
+    let r = api.delete("/v1/apps/hello?force=False");
+    assert_eq!(r.status, 204, "{}", r.body.to_string());
+    assert_eq!(api.get("/v1/apps/hello").status, 404);
+    assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
+    let events = api.events("");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason_text"].as_str().unwrap_or("").contains("hello uploaded")),
+        "{events:?}"
+    );
+}
+
+/// A `.tgz` written entry by entry, for packages Roost's builder would
+/// never make.
+fn raw_tgz(path: &Path, entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) {
+    let f = std::fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (name, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        // Names are written as given, `..` included (set_path refuses it).
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
+#[test]
+fn bad_packages_are_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("ROOST_CONFIG".into(), {
+                let c = tmp.path().join("roost.toml");
+                std::fs::write(&c, "[apps]\nmax_package_bytes = 2097152\n").unwrap();
+                c.display().to_string()
+            })],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let meta: &[u8] = b"app_name: evil\napp_version: 1\n";
+    let mut cases: Vec<(String, PathBuf, &str)> = Vec::new();
+
+    let p = tmp.path().join("traversal.tgz");
+    raw_tgz(
+        &p,
+        &[
+            ("metadata.yaml", tar::EntryType::Regular, meta, None),
+            ("../escape.txt", tar::EntryType::Regular, b"x", None),
+        ],
+    );
+    cases.push(("a path escaping the package".into(), p, ".."));
+
+    let p = tmp.path().join("symlink.tgz");
+    raw_tgz(
+        &p,
+        &[
+            ("metadata.yaml", tar::EntryType::Regular, meta, None),
+            ("manifests", tar::EntryType::Symlink, b"", Some("/etc")),
+        ],
+    );
+    cases.push(("a link out of the package".into(), p, "link"));
+
+    // A checksum file that does not match the manifest.
+    let src = source(tmp.path(), "sums", "1", &deployment(IMAGE, ""));
+    let tgz = package(&src);
+    let unpacked = tmp.path().join("sums-unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&tgz).unwrap()))
+        .unpack(&unpacked)
+        .unwrap();
+    let top = unpacked.clone();
+    let manifest = top.join("manifests/app.yaml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("# changed after the checksums were written\n");
+    std::fs::write(&manifest, text).unwrap();
+    let p = tmp.path().join("checksum.tgz");
+    {
+        let f = std::fs::File::create(&p).unwrap();
+        let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        b.append_dir_all(".", &top).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    cases.push(("a wrong checksum".into(), p, "checksum validation failed"));
+
+    // An image whose blob does not match its digest.
+    let src = source(tmp.path(), "digest", "1", &deployment(IMAGE, ""));
+    let layout = tmp.path().join("digest-layout");
+    roost_runtime::oci::build_image_from_dir(
+        &rootfs(&tmp.path().join("d2")),
+        &layout,
+        &roost_runtime::oci::BuildOptions {
+            name: IMAGE.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let blobs = layout.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut data = std::fs::read(&biggest).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    std::fs::write(&biggest, data).unwrap();
+    {
+        let f = std::fs::File::create(src.join("images/web.tar")).unwrap();
+        let mut b = tar::Builder::new(f);
+        b.append_dir_all(".", &layout).unwrap();
+        b.into_inner().unwrap();
+    }
+    cases.push((
+        "an image digest mismatch".into(),
+        package_unchecked(&src),
+        "digest",
+    ));
+
+    let src = source(
+        tmp.path(),
+        "unknown",
+        "1",
+        &deployment(IMAGE, "      affinity: {}\n"),
+    );
+    cases.push((
+        "an unknown manifest field".into(),
+        package_unchecked(&src),
+        "spec.template.spec.affinity",
+    ));
+
+    let src = source(
+        tmp.path(),
+        "noimage",
+        "1",
+        &deployment("registry.local/missing:1", ""),
+    );
+    cases.push((
+        "an image the package lacks".into(),
+        package_unchecked(&src),
+        "registry.local/missing:1",
+    ));
+
+    let big = format!(
+        "{}# {}\n",
+        deployment(IMAGE, ""),
+        "x".repeat(1_100_000)
+    );
+    let src = source(tmp.path(), "big", "1", &big);
+    cases.push((
+        "a manifest too large".into(),
+        package_unchecked(&src),
+        "manifest",
+    ));
+
+    for (what, tgz, needle) in &cases {
+        let r = api.post("/v1/apps", &upload_body(tgz));
+        assert_eq!(r.status, 400, "{what}: {}", r.body.to_string());
+        assert!(
+            r.body.to_string().to_lowercase().contains(&needle.to_lowercase()),
+            "{what}: {needle:?} not in {}",
+            r.body.to_string()
+        );
+        assert!(r.body["error_message"].is_string() || r.body.is_object(), "{what}");
+        assert_eq!(api.get("/v1/apps").body["apps"], json!([]), "{what}");
+        assert!(stored_files(&s).is_empty(), "{what}: {:?}", stored_files(&s));
+    }
+
+    // Larger than the configured limit: 413, nothing stored.
+    let mut body = upload_body(&cases[0].1);
+    body["binary_data"] = json!(roost_api::apps::base64::encode(&vec![7u8; 3 << 20]));
+    let r = api.post("/v1/apps", &body);
+    assert_eq!(r.status, 413, "{}", r.body.to_string());
+    assert!(r.body.to_string().contains("2097152"), "{}", r.body.to_string());
+    assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
+
+    // Not JSON at all, and a path the server does not have.
+    let r = api.post_raw("/v1/apps", "application/json", b"{\"tarfile\": ".to_vec());
+    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    let r = api.post("/v1/apps", &json!({"tarfile": "/nonexistent/x.tgz"}));
+    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert!(r.body.to_string().contains("does not exist"), "{}", r.body.to_string());
+    assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
+    assert_eq!(api.get("/v1/apps").body["apps"], json!([]));
+}
