@@ -209,6 +209,7 @@ pub async fn run_with(
     .await
     .context("cannot start the application service")?;
     tasks.push(apps_task);
+    hosts.set_lock_gate(apps.lock_gate());
 
     let platform = platform::PlatformService::load(store.clone())
         .context("cannot load the platform configuration")?;
@@ -288,6 +289,7 @@ pub async fn run_with(
     for t in tasks {
         let _ = t.await;
     }
+    drop(apps);
     drop(hosts);
     drop(fm);
     // The writer ends once every handle is gone; wait so the last batch is committed.

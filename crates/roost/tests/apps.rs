@@ -161,7 +161,12 @@ fn upload_show_list_and_delete_follow_starlingx() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&bin());
     let api = s.api();
-    let tgz = package(&source(tmp.path(), "hello", "1.0-1", &deployment(IMAGE, "")));
+    let tgz = package(&source(
+        tmp.path(),
+        "hello",
+        "1.0-1",
+        &deployment(IMAGE, ""),
+    ));
 
     let r = api.post("/v1/apps", &upload_body(&tgz));
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -202,7 +207,10 @@ fn upload_show_list_and_delete_follow_starlingx() {
     let again = api.post("/v1/apps", &upload_body(&tgz));
     assert_eq!(again.status, 400);
     assert!(
-        again.body.to_string().contains("Application-upload rejected: application hello already exists."),
+        again
+            .body
+            .to_string()
+            .contains("Application-upload rejected: application hello already exists."),
         "{}",
         again.body.to_string()
     );
@@ -212,7 +220,11 @@ fn upload_show_list_and_delete_follow_starlingx() {
     assert_eq!(api.get("/v1/apps/nope").status, 404);
     let r = api.patch("/v1/apps/nope?directive=apply", &json!({"values": {}}));
     assert_eq!(r.status, 400, "{}", r.body.to_string());
-    assert!(r.body.to_string().contains("Application-apply rejected"), "{}", r.body.to_string());
+    assert!(
+        r.body.to_string().contains("Application-apply rejected"),
+        "{}",
+        r.body.to_string()
+    );
     let r = api.patch("/v1/apps/hello?directive=launch", &json!({"values": {}}));
     assert_eq!(r.status, 403, "{}", r.body.to_string());
 
@@ -227,9 +239,10 @@ fn upload_show_list_and_delete_follow_starlingx() {
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
     let events = api.events("");
     assert!(
-        events
-            .iter()
-            .any(|e| e["reason_text"].as_str().unwrap_or("").contains("hello uploaded")),
+        events.iter().any(|e| e["reason_text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hello uploaded")),
         "{events:?}"
     );
 }
@@ -300,9 +313,11 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     let tgz = package(&src);
     let unpacked = tmp.path().join("sums-unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&tgz).unwrap()))
-        .unpack(&unpacked)
-        .unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&tgz).unwrap(),
+    ))
+    .unpack(&unpacked)
+    .unwrap();
     let top = unpacked.clone();
     let manifest = top.join("manifests/app.yaml");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
@@ -377,11 +392,7 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
         "registry.local/missing:1",
     ));
 
-    let big = format!(
-        "{}# {}\n",
-        deployment(IMAGE, ""),
-        "x".repeat(1_100_000)
-    );
+    let big = format!("{}# {}\n", deployment(IMAGE, ""), "x".repeat(1_100_000));
     let src = source(tmp.path(), "big", "1", &big);
     cases.push((
         "a manifest too large".into(),
@@ -393,13 +404,23 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
         let r = api.post("/v1/apps", &upload_body(tgz));
         assert_eq!(r.status, 400, "{what}: {}", r.body.to_string());
         assert!(
-            r.body.to_string().to_lowercase().contains(&needle.to_lowercase()),
+            r.body
+                .to_string()
+                .to_lowercase()
+                .contains(&needle.to_lowercase()),
             "{what}: {needle:?} not in {}",
             r.body.to_string()
         );
-        assert!(r.body["error_message"].is_string() || r.body.is_object(), "{what}");
+        assert!(
+            r.body["error_message"].is_string() || r.body.is_object(),
+            "{what}"
+        );
         assert_eq!(api.get("/v1/apps").body["apps"], json!([]), "{what}");
-        assert!(stored_files(&s).is_empty(), "{what}: {:?}", stored_files(&s));
+        assert!(
+            stored_files(&s).is_empty(),
+            "{what}: {:?}",
+            stored_files(&s)
+        );
     }
 
     // Larger than the configured limit: 413, nothing stored.
@@ -407,7 +428,11 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     body["binary_data"] = json!(roost_api::apps::base64::encode(&vec![7u8; 3 << 20]));
     let r = api.post("/v1/apps", &body);
     assert_eq!(r.status, 413, "{}", r.body.to_string());
-    assert!(r.body.to_string().contains("2097152"), "{}", r.body.to_string());
+    assert!(
+        r.body.to_string().contains("2097152"),
+        "{}",
+        r.body.to_string()
+    );
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
 
     // Not JSON at all, and a path the server does not have.
@@ -415,7 +440,11 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     assert_eq!(r.status, 400, "{}", r.body.to_string());
     let r = api.post("/v1/apps", &json!({"tarfile": "/nonexistent/x.tgz"}));
     assert_eq!(r.status, 400, "{}", r.body.to_string());
-    assert!(r.body.to_string().contains("does not exist"), "{}", r.body.to_string());
+    assert!(
+        r.body.to_string().contains("does not exist"),
+        "{}",
+        r.body.to_string()
+    );
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
     assert_eq!(api.get("/v1/apps").body["apps"], json!([]));
 }

@@ -121,6 +121,8 @@ struct Inner {
     config: AppsConfig,
     /// Bumped whenever a host's plan changes.
     plans: watch::Sender<u64>,
+    /// Bumped after every input the domain took (reports included).
+    reports: watch::Sender<u64>,
     /// FM commands that failed, retried on the next tick, in order.
     pending_fm: Mutex<Vec<FmCommand>>,
 }
@@ -168,6 +170,7 @@ impl AppService {
                 dirs,
                 config,
                 plans: watch::channel(0).0,
+                reports: watch::channel(0).0,
                 pending_fm: Mutex::new(Vec::new()),
             }),
         };
@@ -395,6 +398,7 @@ impl AppService {
         if !d.plans.is_empty() {
             self.inner.plans.send_modify(|g| *g += 1);
         }
+        self.inner.reports.send_modify(|g| *g += 1);
         for k in dropped {
             self.inner.dirs.remove(&k);
         }
@@ -927,6 +931,79 @@ impl AppService {
             self.inner.dirs.remove(&key);
         }
         r
+    }
+}
+
+/// How long a lock waits for the host's applications to move off.
+pub const LOCK_DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl AppService {
+    /// Moves a host's replicas elsewhere and waits until its agent has
+    /// stopped them (or the host is failed): what a lock waits for. On
+    /// timeout the host takes replicas again and the lock is refused.
+    pub async fn drain_for_lock(&self, host: &str, timeout: Duration) -> Result<(), Error> {
+        let now = self.inner.clock.now();
+        match self.lock().work.apps.plan_lock(host, now) {
+            None => return Ok(()),
+            Some(p) if p.ready => return Ok(()),
+            Some(_) => {}
+        }
+        let mut changes = self.inner.reports.subscribe();
+        self.run(|w, now| Ok((w.apps.drain(host, now), ()))).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.inner.clock.now();
+            let plan = self.lock().work.apps.plan_lock(host, now);
+            match plan {
+                None => return Ok(()),
+                Some(p) if p.ready => {
+                    tracing::info!(%host, "applications moved off for the lock");
+                    return Ok(());
+                }
+                Some(p) => {
+                    tokio::select! {
+                        r = changes.changed() => { if r.is_err() { return Err(Error::Stopped("the application service is stopping")); } }
+                        _ = tokio::time::sleep_until(deadline) => {
+                            let _ = self.run(|w, now| Ok((w.apps.cancel_drain(host, now), ()))).await;
+                            let left: Vec<String> = p.moves.iter().map(|(id, _)| id.clone()).chain(p.stops.iter().cloned()).collect();
+                            return Err(Error::Conflict(format!(
+                                "cannot lock {host}: its applications did not stop there within {} s{}; force-lock to lock anyway",
+                                timeout.as_secs(),
+                                if left.is_empty() { String::new() } else { format!(" ({})", left.join(", ")) }
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AppService {
+    /// The gate the host service asks before a lock. It holds the service
+    /// weakly: the host service must not keep it (and FM) alive at shutdown.
+    pub fn lock_gate(&self) -> Arc<dyn crate::hosts::LockGate> {
+        Arc::new(Gate(Arc::downgrade(&self.inner)))
+    }
+}
+
+struct Gate(std::sync::Weak<Inner>);
+
+impl crate::hosts::LockGate for Gate {
+    fn before_lock<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.upgrade() {
+                Some(inner) => {
+                    AppService { inner }
+                        .drain_for_lock(host, LOCK_DRAIN_TIMEOUT)
+                        .await
+                }
+                None => Ok(()),
+            }
+        })
     }
 }
 

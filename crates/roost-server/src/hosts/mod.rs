@@ -217,6 +217,8 @@ impl Periods for Shared {
 /// Handle to the host service; cheap to clone.
 #[derive(Clone)]
 pub struct HostService {
+    /// Asked before a host is locked (see [`LockGate`]).
+    lock_gate: Arc<std::sync::OnceLock<Arc<dyn LockGate>>>,
     shared: Arc<Shared>,
     /// One request at a time between its decision and its application.
     lane: Arc<tokio::sync::Mutex<()>>,
@@ -224,6 +226,16 @@ pub struct HostService {
     clock: Arc<dyn Clock>,
     config: Arc<HostsConfig>,
     heartbeat_addr: Option<SocketAddr>,
+}
+
+/// What must happen before a host is locked (not force-locked): the
+/// application service moves the host's applications off first, as
+/// StarlingX does, and refuses the lock if they cannot move in time.
+pub trait LockGate: Send + Sync + 'static {
+    fn before_lock<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>>;
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
@@ -337,6 +349,7 @@ impl HostService {
             heartbeat: hb_tx.clone(),
         });
         let svc = HostService {
+            lock_gate: Arc::new(std::sync::OnceLock::new()),
             shared: shared.clone(),
             lane: Arc::new(tokio::sync::Mutex::new(())),
             store: store.clone(),
@@ -522,6 +535,21 @@ impl HostService {
         ops: &[(String, String, Option<serde_json::Value>)],
     ) -> Result<(HostView, oneshot::Receiver<()>), Error> {
         let patch = records::parse_host_patch(ops)?;
+        if patch.action == Some(roost_mtce::HostAction::Lock)
+            && let Some(gate) = self.lock_gate.get().cloned()
+        {
+            // Only a lock maintenance allows now moves applications.
+            let now = self.clock.now();
+            let name = {
+                let st = self.lock();
+                let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+                st.mtce
+                    .clone()
+                    .action(&h.hostname, roost_mtce::HostAction::Lock, now)?;
+                h.hostname.clone()
+            };
+            gate.before_lock(&name).await?;
+        }
         let now = self.clock.now();
         let _lane = self.lane.lock().await;
         // Decide: the new record, and whether the action is allowed now.
@@ -632,6 +660,11 @@ impl HostService {
             heartbeat_key: key.to_hex(),
             agent_token,
         })
+    }
+
+    /// Sets what is asked before a host is locked (once).
+    pub fn set_lock_gate(&self, gate: Arc<dyn LockGate>) {
+        let _ = self.lock_gate.set(gate);
     }
 
     /// The host whose agent holds `token`.
