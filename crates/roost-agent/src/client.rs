@@ -71,6 +71,121 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET /v1/agent/apps/plan`: the host's plan once it is newer than
+    /// `generation`, or the current one after `wait`.
+    pub async fn app_plan(
+        &self,
+        token: &str,
+        generation: u64,
+        wait: Duration,
+    ) -> Result<roost_api::apps::agent::HostPlan, Error> {
+        let req = self
+            .http
+            .get(format!(
+                "{}/v1/agent/apps/plan?generation={generation}&wait={}",
+                self.base,
+                wait.as_secs()
+            ))
+            .header(TOKEN_HEADER, token)
+            .timeout(wait + Duration::from_secs(15));
+        call(req).await
+    }
+
+    /// `POST /v1/agent/apps/report`.
+    pub async fn app_report(
+        &self,
+        token: &str,
+        report: &roost_api::apps::agent::AgentAppsReport,
+    ) -> Result<(), Error> {
+        let req = self
+            .http
+            .post(format!("{}/v1/agent/apps/report", self.base))
+            .header(TOKEN_HEADER, token)
+            .json(report);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let message = error_message(&bytes).unwrap_or_else(|| status.to_string());
+        Err(match status.as_u16() {
+            401 | 403 => Error::Unauthorized { message },
+            code @ 400..=499 => Error::Rejected {
+                status: code,
+                message,
+            },
+            code => Error::Server {
+                status: code,
+                message,
+            },
+        })
+    }
+
+    /// Fetches the image archive with manifest digest `digest` into `path`,
+    /// resuming after what `path` already holds, and checks the archive's
+    /// length against what the server announced.
+    pub async fn app_image(
+        &self,
+        token: &str,
+        digest: &str,
+        path: &std::path::Path,
+    ) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt;
+        let have = tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut req = self
+            .http
+            .get(format!("{}/v1/agent/apps/images/{digest}", self.base))
+            .header(TOKEN_HEADER, token)
+            .timeout(Duration::from_secs(3600));
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let message = error_message(&bytes).unwrap_or_else(|| status.to_string());
+            return Err(Error::Rejected {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resumed)
+            .truncate(!resumed)
+            .open(path)
+            .await
+            .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?
+        {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
+        Ok(())
+    }
+}
+
 async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, Error> {
     let resp = req
         .send()
