@@ -50,6 +50,7 @@ mod image;
 pub mod logs;
 pub mod oci;
 mod proto;
+pub mod runner;
 pub mod spec;
 mod supervise;
 mod task;
@@ -217,6 +218,9 @@ pub struct ContainerConfig {
     pub image: String,
     /// Full argv; empty means the image's entrypoint and cmd.
     pub args: Vec<String>,
+    /// When `args` is empty and this is not: replaces the image's cmd, after
+    /// the image's entrypoint (Kubernetes' `args` without `command`).
+    pub cmd: Vec<String>,
     /// `NAME=value` entries, added after the image's environment.
     pub env: Vec<String>,
     /// Working directory; `None` means the image's, or `/`.

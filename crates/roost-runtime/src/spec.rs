@@ -211,10 +211,12 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
 /// The runtime spec for `c`, with the image's defaults filling what `c`
 /// leaves empty.
 pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
-    let args = if c.args.is_empty() {
-        image.entrypoint.iter().chain(&image.cmd).cloned().collect()
-    } else {
+    let args = if !c.args.is_empty() {
         c.args.clone()
+    } else if !c.cmd.is_empty() {
+        image.entrypoint.iter().chain(&c.cmd).cloned().collect()
+    } else {
+        image.entrypoint.iter().chain(&image.cmd).cloned().collect()
     };
     let mut base_env =
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
@@ -412,6 +414,14 @@ mod tests {
         };
         let s = generate(&c, &img);
         assert_eq!(s.process.args, ["/bin/sh", "-c", "true"]);
+        let with_cmd = ContainerConfig {
+            cmd: vec!["-c".into(), "exit 3".into()],
+            ..c.clone()
+        };
+        assert_eq!(
+            generate(&with_cmd, &img).process.args,
+            ["/bin/sh", "-c", "exit 3"]
+        );
         assert!(s.process.env.contains(&"A=2".to_string()));
         assert!(s.process.env.contains(&"B=1".to_string()));
         assert_eq!(s.process.cwd, "/srv");

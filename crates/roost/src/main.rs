@@ -32,6 +32,9 @@ enum Command {
     Sim(SimCommand),
     /// Print the OpenAPI document of the REST API
     Openapi,
+    /// The log writer containerd's shim starts for each container
+    #[command(hide = true)]
+    ContainerLogger { spec: String },
     #[command(flatten)]
     Client(roost_cli::ClientCommand),
 }
@@ -204,6 +207,13 @@ fn main() -> ExitCode {
             print!("{}", roost_api::openapi::document_text());
             ExitCode::SUCCESS
         }
+        Command::ContainerLogger { spec } => match roost_runtime::logs::run_logger(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("roost container-logger: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
         Command::Agent(args) => roost_agent::main(args),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),

@@ -1,0 +1,205 @@
+//! A replica's volumes on the host: hostPath binds, emptyDir directories and
+//! ConfigMap/Secret files, all under the replica's own directory so removing
+//! the directory removes them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use roost_api::apps::agent::{MountSource, ReplicaSpec};
+
+use crate::{Error, Mount, Result};
+
+/// Creates the replica's directory `dir` and, for every container, the
+/// mounts it gets (in container order). Files are written with their mode
+/// and bound read-only; emptyDir volumes (also `memory: true` ones) are
+/// plain directories.
+pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    let mut out = Vec::new();
+    for (ci, c) in spec.containers.iter().enumerate() {
+        let mut mounts = Vec::new();
+        for (mi, m) in c.mounts.iter().enumerate() {
+            if !m.target.starts_with('/') {
+                return Err(Error::Invalid(format!(
+                    "container {}: mount target {:?} is not an absolute path",
+                    c.name, m.target
+                )));
+            }
+            let mount = match &m.source {
+                MountSource::HostPath { path } => {
+                    if !path.starts_with('/') {
+                        return Err(Error::Invalid(format!(
+                            "container {}: hostPath {path:?} is not an absolute path",
+                            c.name
+                        )));
+                    }
+                    Mount {
+                        source: PathBuf::from(path),
+                        destination: m.target.clone(),
+                        read_only: m.read_only,
+                    }
+                }
+                MountSource::EmptyDir { .. } => {
+                    let d = dir.join(format!("empty-{ci}-{mi}"));
+                    std::fs::create_dir_all(&d)
+                        .map_err(Error::io(format!("create {}", d.display())))?;
+                    Mount {
+                        source: d,
+                        destination: m.target.clone(),
+                        read_only: m.read_only,
+                    }
+                }
+                MountSource::Files { files, mode } => {
+                    let d = dir.join(format!("files-{ci}-{mi}"));
+                    write_files(&d, files, *mode).map_err(|e| match e {
+                        Error::Invalid(msg) => {
+                            Error::Invalid(format!("container {}: {msg}", c.name))
+                        }
+                        other => other,
+                    })?;
+                    Mount {
+                        source: d,
+                        destination: m.target.clone(),
+                        read_only: true,
+                    }
+                }
+            };
+            mounts.push(mount);
+        }
+        out.push(mounts);
+    }
+    Ok(out)
+}
+
+fn write_files(
+    dir: &Path,
+    files: &std::collections::BTreeMap<String, String>,
+    mode: u32,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    for (name, content) in files {
+        let rel = Path::new(name);
+        if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(Error::Invalid(format!(
+                "file {name:?} is not a relative path inside its volume"
+            )));
+        }
+        let bytes = roost_api::apps::base64::decode(content.as_bytes())
+            .map_err(|e| Error::Invalid(format!("file {name:?}: content is not base64: {e}")))?;
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(Error::io(format!("create {}", parent.display())))?;
+        }
+        // Created with the mode from the start: a Secret is never readable
+        // by others, not even for a moment.
+        let mut opts = std::fs::OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode & 0o777);
+        let mut f = opts
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(Error::io(format!("create {}", path.display())))?;
+        std::io::Write::write_all(&mut f, &bytes)
+            .map_err(Error::io(format!("write {}", path.display())))?;
+        // The umask may have narrowed the mode.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))
+            .map_err(Error::io(format!("chmod {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Removes a replica's directory; a missing one is fine.
+pub(crate) fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io {
+            context: format!("remove {}", dir.display()),
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roost_api::apps::agent::{ContainerSpec, MountSpec};
+
+    fn spec(mounts: Vec<MountSpec>) -> ReplicaSpec {
+        ReplicaSpec {
+            id: "a/w/0".into(),
+            app: "a".into(),
+            generation: 1,
+            containers: vec![ContainerSpec {
+                name: "c".into(),
+                image: "i".into(),
+                image_digest: "sha256:00".into(),
+                command: vec![],
+                args: vec![],
+                env: vec![],
+                host_network: true,
+                cpuset: None,
+                exclusive: false,
+                ports: vec![],
+                cpu_millis_request: 0,
+                cpu_millis_limit: None,
+                memory_request_bytes: 0,
+                memory_limit_bytes: None,
+                mounts,
+                liveness: None,
+                readiness: None,
+            }],
+            restart_policy: "Always".into(),
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn files_are_written_with_their_mode_and_escapes_are_refused() {
+        let tmp = std::env::temp_dir().join(format!("roost-volumes-{}", std::process::id()));
+        let _g = crate::oci::ScratchDir(tmp.clone());
+        let files = [
+            (
+                "a.conf".to_string(),
+                roost_api::apps::base64::encode(b"x=1\n"),
+            ),
+            (
+                "sub/b".to_string(),
+                roost_api::apps::base64::encode(b"\0\x01"),
+            ),
+        ]
+        .into();
+        let s = spec(vec![MountSpec {
+            target: "/etc/app".into(),
+            read_only: false,
+            source: MountSource::Files { files, mode: 0o600 },
+        }]);
+        let mounts = prepare(&tmp, &s).unwrap();
+        let m = &mounts[0][0];
+        assert!(m.read_only);
+        assert_eq!(std::fs::read(m.source.join("a.conf")).unwrap(), b"x=1\n");
+        assert_eq!(std::fs::read(m.source.join("sub/b")).unwrap(), b"\0\x01");
+        let mode = std::fs::metadata(m.source.join("a.conf"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let bad = spec(vec![MountSpec {
+            target: "/etc/app".into(),
+            read_only: true,
+            source: MountSource::Files {
+                files: [("../escape".to_string(), "eA==".to_string())].into(),
+                mode: 0o644,
+            },
+        }]);
+        let err = prepare(&tmp.join("bad"), &bad).unwrap_err();
+        assert!(err.to_string().contains("../escape"), "{err}");
+        assert!(!tmp.join("escape").exists());
+        remove(&tmp).unwrap();
+        assert!(!tmp.exists());
+        remove(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,760 @@
+//! The plan executor against a real containerd and runc: each test starts
+//! its own private supervised containerd in a temporary directory, builds a
+//! busybox image with `oci::build_image_from_dir`, and drives a `Runner`
+//! through plans, waiting on its report channel.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use roost_api::apps::agent::{
+    AgentAppsReport, ContainerSpec, HostPlan, ImageRef, MountSource, MountSpec, ProbeAction,
+    ProbeSpec, ReplicaReport, ReplicaSpec, ReplicaState,
+};
+use roost_runtime::oci::{BuildOptions, BuiltImage, build_image_from_dir};
+use roost_runtime::runner::{ImageSource, Runner, RunnerConfig};
+use roost_runtime::{
+    BoxFuture, Containerd, Error, LogConfig, Runtime, Supervised, SupervisorOptions, TaskStatus,
+};
+use tokio::sync::watch;
+
+const HOST: &str = "controller-0";
+const IMAGE: &str = "roost.local/busybox:runner";
+const ARCHIVE: &str = "images/busybox.tar";
+const WAIT: Duration = Duration::from_secs(90);
+
+fn prerequisites() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let have = |b: &str| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/sbin")])
+            .any(|d| d.join(b).exists())
+    };
+    roost_test_support::require_or_skip(
+        root && have("containerd") && have("runc") && Path::new("/bin/busybox").exists(),
+        "root, containerd, runc and busybox-static (./scripts/test installs them)",
+    )
+}
+
+/// A root filesystem holding static busybox and the applets the tests use.
+fn busybox_image(dir: &Path) -> (PathBuf, BuiltImage) {
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "run", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "echo", "cat", "test", "grep", "rm", "httpd"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let out = dir.join("busybox.tar");
+    let built = build_image_from_dir(
+        &root,
+        &out,
+        &BuildOptions {
+            name: IMAGE.into(),
+            entrypoint: vec!["/bin/sh".into()],
+            cmd: vec!["-c".into(), "echo default".into()],
+            env: vec!["GREETING=hello".into()],
+            workdir: Some("/tmp".into()),
+        },
+    )
+    .expect("image builds");
+    (out, built)
+}
+
+/// Image archives by their path in the package, as the server would serve them.
+struct Archives(HashMap<String, PathBuf>);
+
+impl ImageSource for Archives {
+    fn fetch<'a>(
+        &'a self,
+        _app: &'a str,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, roost_runtime::Result<PathBuf>> {
+        Box::pin(async move {
+            self.0
+                .get(&image.archive)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("archive {}", image.archive)))
+        })
+    }
+}
+
+/// A test's world: its containerd, image and directories.
+struct World {
+    tmp: tempfile::TempDir,
+    sup: Supervised,
+    rt: Containerd,
+    digest: String,
+    images: Arc<Archives>,
+    /// Unique per test and process, so concurrent tests' container ids differ.
+    app: String,
+}
+
+impl World {
+    async fn new(tag: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let sup = Supervised::start(&tmp.path().join("ctr"), SupervisorOptions::default())
+            .await
+            .expect("private containerd starts");
+        let rt = sup.client().clone();
+        let (tar, built) = busybox_image(tmp.path());
+        World {
+            images: Arc::new(Archives([(ARCHIVE.to_string(), tar)].into())),
+            digest: built.manifest_digest,
+            rt,
+            sup,
+            app: format!("{tag}{}", std::process::id()),
+            tmp,
+        }
+    }
+
+    fn logs(&self) -> PathBuf {
+        self.tmp.path().join("logs")
+    }
+
+    fn config(&self) -> RunnerConfig {
+        RunnerConfig {
+            host: HOST.into(),
+            dir: self.tmp.path().join("runner"),
+            log: Some(LogConfig {
+                dir: self.logs(),
+                max_bytes: 1 << 20,
+                files: 2,
+                logger: env!("CARGO_BIN_EXE_roost-container-logger").into(),
+                subcommand: "container-logger".into(),
+            }),
+            stop_grace: Duration::from_secs(2),
+        }
+    }
+
+    async fn runner(&self) -> Runner {
+        let rt: Arc<dyn Runtime> = Arc::new(self.rt.clone());
+        let (runner, _task) = Runner::start(rt, self.images.clone(), self.config())
+            .await
+            .expect("runner starts");
+        runner
+    }
+
+    fn image(&self) -> ImageRef {
+        ImageRef {
+            name: IMAGE.into(),
+            digest: self.digest.clone(),
+            archive: ARCHIVE.into(),
+        }
+    }
+
+    fn container(&self, name: &str, command: &[&str], args: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: IMAGE.into(),
+            image_digest: self.digest.clone(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            host_network: true,
+            cpuset: None,
+            exclusive: false,
+            ports: Vec::new(),
+            cpu_millis_request: 100,
+            cpu_millis_limit: None,
+            memory_request_bytes: 0,
+            memory_limit_bytes: None,
+            mounts: Vec::new(),
+            liveness: None,
+            readiness: None,
+        }
+    }
+
+    fn replica(
+        &self,
+        workload: &str,
+        generation: u64,
+        containers: Vec<ContainerSpec>,
+    ) -> ReplicaSpec {
+        ReplicaSpec {
+            id: format!("{}/{workload}/0", self.app),
+            app: self.app.clone(),
+            generation,
+            containers,
+            restart_policy: "Always".into(),
+            images: vec![self.image()],
+        }
+    }
+
+    /// Removes whatever a test left, then stops containerd.
+    async fn finish(self) {
+        let left = self.rt.reconcile(&[]).await;
+        self.sup.shutdown().await;
+        left.expect("cleanup removes everything");
+    }
+}
+
+/// Runs a test body on its own task so that a failed assertion still cleans up.
+async fn cleanly<F, Fut>(world: World, f: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let world = Arc::new(world);
+    let outcome = tokio::spawn(f(world.clone())).await;
+    let world = match Arc::try_unwrap(world) {
+        Ok(w) => w,
+        Err(_) => panic!("the test body kept its world"),
+    };
+    world.finish().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn plan(generation: u64, replicas: Vec<ReplicaSpec>) -> HostPlan {
+    HostPlan {
+        host: HOST.into(),
+        generation,
+        replicas,
+    }
+}
+
+fn probe(action: ProbeAction, failure_threshold: u32) -> ProbeSpec {
+    ProbeSpec {
+        action,
+        initial_delay_seconds: 0,
+        period_seconds: 1,
+        timeout_seconds: 5,
+        failure_threshold,
+        success_threshold: 1,
+    }
+}
+
+fn exec_probe(cmd: &str, failure_threshold: u32) -> ProbeSpec {
+    probe(
+        ProbeAction::Exec {
+            command: vec!["/bin/busybox".into(), "sh".into(), "-c".into(), cmd.into()],
+        },
+        failure_threshold,
+    )
+}
+
+/// Waits until the report satisfies `f`.
+async fn wait_report(
+    rx: &mut watch::Receiver<AgentAppsReport>,
+    what: &str,
+    f: impl FnMut(&AgentAppsReport) -> bool,
+) -> AgentAppsReport {
+    let got = match tokio::time::timeout(WAIT, rx.wait_for(f)).await {
+        Ok(Ok(r)) => Some(r.clone()),
+        Ok(Err(_)) => panic!("{what}: the runner went away"),
+        Err(_) => None,
+    };
+    got.unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {WAIT:?}; last report {:#?}",
+            *rx.borrow()
+        )
+    })
+}
+
+fn replica<'a>(r: &'a AgentAppsReport, id: &str) -> Option<&'a ReplicaReport> {
+    r.replicas.iter().find(|x| x.id == id)
+}
+
+fn state_is(r: &AgentAppsReport, id: &str, state: ReplicaState) -> bool {
+    replica(r, id).is_some_and(|x| x.state == state)
+}
+
+/// Polls the runtime until `f` holds for its container list.
+async fn wait_runtime(
+    rt: &Containerd,
+    what: &str,
+    mut f: impl FnMut(&[roost_runtime::ContainerState]) -> bool,
+) -> Vec<roost_runtime::ContainerState> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = rt.list().await.unwrap();
+        if f(&listed) {
+            return listed;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: not within {WAIT:?}; containers {listed:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sh(rt: &Containerd, id: &str, cmd: &str) -> String {
+    let out = rt
+        .exec(
+            id,
+            &["/bin/busybox".into(), "sh".into(), "-c".into(), cmd.into()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{cmd}: {out:?}");
+    String::from_utf8_lossy(&out.output).to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// A sleeper that ends at once on SIGTERM.
+const SLEEPER: &str = "trap 'exit 0' TERM; echo started; while true; do sleep 1; done";
+
+#[tokio::test]
+async fn a_two_container_replica_runs_is_probed_and_is_removed_without_leftovers() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("two").await;
+    cleanly(world, |w| async move {
+        let port = free_port();
+        let mut web = w.container(
+            "web",
+            &[],
+            // Kubernetes `args` only: after the image's entrypoint /bin/sh.
+            &[
+                "-c",
+                &format!("exec /bin/busybox httpd -f -p {port} -h /www"),
+            ],
+        );
+        web.env = vec![("SITE".into(), "edge".into())];
+        web.memory_limit_bytes = Some(64 << 20);
+        web.mounts = vec![MountSpec {
+            target: "/www".into(),
+            read_only: true,
+            source: MountSource::Files {
+                files: [(
+                    "index.html".to_string(),
+                    roost_api::apps::base64::encode(b"hello from roost\n"),
+                )]
+                .into(),
+                mode: 0o644,
+            },
+        }];
+        web.readiness = Some(probe(
+            ProbeAction::HttpGet {
+                path: "/index.html".into(),
+                port,
+                https: false,
+            },
+            3,
+        ));
+        let mut sleeper = w.container("sleeper", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        sleeper.liveness = Some(exec_probe("true", 3));
+        sleeper.mounts = vec![MountSpec {
+            target: "/scratch".into(),
+            read_only: false,
+            source: MountSource::EmptyDir { memory: false },
+        }];
+        let spec = w.replica("web", 1, vec![web, sleeper]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        let r = wait_report(&mut reports, "running and ready", |r| {
+            replica(r, &id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
+        })
+        .await;
+        assert_eq!(r.host, HOST);
+        assert_eq!(r.plan_generation, 1);
+        let rep = replica(&r, &id).unwrap();
+        assert_eq!(rep.generation, 1);
+        assert_eq!(rep.containers.len(), 2);
+        for c in &rep.containers {
+            assert_eq!(c.state, ReplicaState::Running, "{rep:?}");
+            assert!(c.ready, "{rep:?}");
+        }
+
+        let web_id = Runner::log_id(&id, "web", 1);
+        let sleeper_id = Runner::log_id(&id, "sleeper", 1);
+        assert_eq!(web_id, format!("{}.web.0.web.1", w.app));
+        // The files volume, the env, the image's env and the host network.
+        assert_eq!(
+            sh(&w.rt, &web_id, "cat /www/index.html; echo $SITE $GREETING").await,
+            "hello from roost\nedge hello\n"
+        );
+        assert!(
+            http_get(port, "/index.html")
+                .await
+                .contains("hello from roost")
+        );
+        // The files are read-only; the emptyDir is writable.
+        let out =
+            w.rt.exec(
+                &web_id,
+                &[
+                    "/bin/busybox".into(),
+                    "sh".into(),
+                    "-c".into(),
+                    "echo x > /www/new".into(),
+                ],
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(!out.success(), "{out:?}");
+        sh(
+            &w.rt,
+            &sleeper_id,
+            "echo data > /scratch/f && cat /scratch/f",
+        )
+        .await;
+        // The sleeper's output is in its log.
+        let logs = w.logs();
+        let log = roost_test_support::wait_for(60, || {
+            let l = roost_runtime::logs::read_log(&logs, &sleeper_id).ok()?;
+            let s = String::from_utf8_lossy(&l).to_string();
+            s.contains("started").then_some(s)
+        });
+        assert!(log.is_some(), "the sleeper's log never said started");
+        // Labels let a restarted runner adopt them.
+        let listed = w.rt.list().await.unwrap();
+        let c = listed.iter().find(|c| c.id == web_id).unwrap();
+        assert_eq!(c.labels["roost.replica"], id);
+        assert_eq!(c.labels["roost.container"], "web");
+        assert_eq!(c.labels["roost.generation"], "1");
+        assert_eq!(c.labels["roost.app"], w.app);
+        let replica_dirs = w.tmp.path().join("runner/replicas");
+        assert_eq!(std::fs::read_dir(&replica_dirs).unwrap().count(), 1);
+
+        // A plan without the replica: everything goes.
+        runner.apply(plan(2, vec![]));
+        let r = wait_report(&mut reports, "plan 2", |r| r.plan_generation == 2).await;
+        assert!(r.replicas.is_empty(), "{r:?}");
+        wait_runtime(&w.rt, "containers removed", |l| l.is_empty()).await;
+        let snaps = w.rt.list_snapshots().await.unwrap();
+        assert!(!snaps.iter().any(|s| s.active), "{snaps:?}");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(
+            !mounts.contains(&web_id) && !mounts.contains(&sleeper_id),
+            "{mounts}"
+        );
+        let dirs = roost_test_support::wait_for(60, || {
+            (std::fs::read_dir(&replica_dirs).ok()?.count() == 0).then_some(())
+        });
+        assert!(dirs.is_some(), "the replica's volume directory stays");
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_container_that_exits_3_is_reported_failed_and_not_restarted() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("exit").await;
+    cleanly(world, |w| async move {
+        let quitter = w.container("main", &[], &["-c", "echo bye; exit 3"]);
+        let spec = w.replica("quit", 1, vec![quitter]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec.clone()]));
+        let r = wait_report(&mut reports, "failed", |r| {
+            state_is(r, &id, ReplicaState::Failed)
+        })
+        .await;
+        let rep = replica(&r, &id).unwrap();
+        assert_eq!(rep.exit_code, Some(3), "{rep:?}");
+        assert!(!rep.liveness_failed);
+        assert_eq!(rep.restarts, 0);
+        assert!(
+            rep.message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("code 3"),
+            "{rep:?}"
+        );
+        assert_eq!(rep.containers[0].state, ReplicaState::Failed);
+        assert_eq!(rep.containers[0].exit_code, Some(3));
+
+        // Another replica starting and running shows the runner went on
+        // working; the failed one stays as it was, not restarted.
+        let other = w.replica(
+            "other",
+            1,
+            vec![w.container("s", &["/bin/busybox", "sh", "-c", SLEEPER], &[])],
+        );
+        let other_id = other.id.clone();
+        runner.apply(plan(2, vec![spec, other]));
+        let r = wait_report(&mut reports, "the other runs", |r| {
+            state_is(r, &other_id, ReplicaState::Running)
+        })
+        .await;
+        assert_eq!(replica(&r, &id).unwrap().state, ReplicaState::Failed);
+        let listed = w.rt.list().await.unwrap();
+        let quit = listed
+            .iter()
+            .find(|c| c.id == Runner::log_id(&id, "main", 1))
+            .unwrap();
+        let task = quit.task.as_ref().unwrap();
+        assert_eq!(task.status, TaskStatus::Stopped);
+        assert_eq!(task.exit.unwrap().code, 3);
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_stops_the_replica() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("live").await;
+    cleanly(world, |w| async move {
+        let mut c = w.container(
+            "app",
+            &[
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; echo ok > /tmp/alive; sleep 2; rm /tmp/alive; while true; do sleep 1; done",
+            ],
+            &[],
+        );
+        c.liveness = Some(exec_probe("test -f /tmp/alive", 2));
+        let partner = w.container("partner", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        let spec = w.replica("live", 1, vec![c, partner]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        let r = wait_report(&mut reports, "liveness failure", |r| {
+            state_is(r, &id, ReplicaState::Failed)
+        })
+        .await;
+        let rep = replica(&r, &id).unwrap();
+        assert!(rep.liveness_failed, "{rep:?}");
+        let msg = rep.message.clone().unwrap_or_default();
+        assert!(msg.contains("liveness") && msg.contains("app"), "{msg}");
+        assert!(!rep.ready);
+        // Both containers were stopped, nothing restarted.
+        let listed = w.rt.list().await.unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        for c in &listed {
+            assert_eq!(c.task.as_ref().unwrap().status, TaskStatus::Stopped, "{c:?}");
+        }
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_runner_adopts_running_containers_and_removes_old_generations() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("adopt").await;
+    cleanly(world, |w| async move {
+        let mut keep = w.replica(
+            "keep",
+            1,
+            vec![w.container("s", &["/bin/busybox", "sh", "-c", SLEEPER], &[])],
+        );
+        keep.containers[0].readiness = Some(exec_probe("true", 1));
+        let old = w.replica(
+            "bump",
+            1,
+            vec![w.container("s", &["/bin/busybox", "sh", "-c", SLEEPER], &[])],
+        );
+        let (keep_id, bump_id) = (keep.id.clone(), old.id.clone());
+        let first = w.runner().await;
+        let mut reports = first.reports();
+        first.apply(plan(1, vec![keep.clone(), old.clone()]));
+        wait_report(&mut reports, "both run", |r| {
+            r.replicas
+                .iter()
+                .all(|x| x.state == ReplicaState::Running && x.ready)
+                && r.replicas.len() == 2
+        })
+        .await;
+        first.shutdown().await;
+        let pid_of = |l: &[roost_runtime::ContainerState], id: &str| {
+            l.iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.task.as_ref())
+                .filter(|t| t.status == TaskStatus::Running)
+                .map(|t| t.pid)
+        };
+        let keep_cid = Runner::log_id(&keep_id, "s", 1);
+        let old_cid = Runner::log_id(&bump_id, "s", 1);
+        let listed = w.rt.list().await.unwrap();
+        let keep_pid = pid_of(&listed, &keep_cid).expect("still runs after the runner stopped");
+        assert!(pid_of(&listed, &old_cid).is_some(), "{listed:?}");
+        // A container no plan knows of, left by someone else.
+        let mut stray = roost_runtime::ContainerConfig {
+            id: format!("stray-{}", std::process::id()),
+            image: IMAGE.into(),
+            args: vec!["/bin/busybox".into(), "sleep".into(), "1000".into()],
+            host_network: true,
+            ..Default::default()
+        };
+        stray
+            .labels
+            .insert("roost.replica".into(), "gone/x/0".into());
+        w.rt.start(&stray).await.unwrap();
+
+        let second = w.runner().await;
+        let mut reports = second.reports();
+        let mut new = old.clone();
+        new.generation = 2;
+        second.apply(plan(2, vec![keep, new]));
+        let r = wait_report(&mut reports, "adopted and bumped", |r| {
+            replica(r, &keep_id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
+                && replica(r, &bump_id)
+                    .is_some_and(|x| x.state == ReplicaState::Running && x.generation == 2)
+        })
+        .await;
+        assert_eq!(r.plan_generation, 2);
+        let listed =
+            wait_runtime(&w.rt, "old generation and stray removed", |l| l.len() == 2).await;
+        assert_eq!(
+            pid_of(&listed, &keep_cid),
+            Some(keep_pid),
+            "adopted, not restarted"
+        );
+        assert!(
+            pid_of(&listed, &Runner::log_id(&bump_id, "s", 2)).is_some(),
+            "{listed:?}"
+        );
+        assert!(
+            !listed.iter().any(|c| c.id == old_cid || c.id == stray.id),
+            "{listed:?}"
+        );
+        // The adopted replica is watched again: its exit is reported.
+        sh(&w.rt, &keep_cid, "kill -TERM 1").await;
+        let r = wait_report(&mut reports, "adopted exit seen", |r| {
+            state_is(r, &keep_id, ReplicaState::Exited)
+        })
+        .await;
+        assert_eq!(replica(&r, &keep_id).unwrap().exit_code, Some(0));
+        second.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fencing_stops_everything_and_a_newer_plan_runs_it_again() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("fence").await;
+    cleanly(world, |w| async move {
+        let spec = w.replica(
+            "f",
+            1,
+            vec![w.container("s", &["/bin/busybox", "sh", "-c", SLEEPER], &[])],
+        );
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec.clone()]));
+        wait_report(&mut reports, "running", |r| {
+            state_is(r, &id, ReplicaState::Running)
+        })
+        .await;
+        runner.fence();
+        let r = wait_report(&mut reports, "fenced", |r| {
+            state_is(r, &id, ReplicaState::Stopped)
+        })
+        .await;
+        assert_eq!(r.plan_generation, 1);
+        wait_runtime(&w.rt, "everything removed", |l| l.is_empty()).await;
+        // The same plan again does not resume; a newer one does.
+        runner.apply(plan(1, vec![spec.clone()]));
+        runner.apply(plan(2, vec![spec]));
+        let r = wait_report(&mut reports, "running again", |r| {
+            r.plan_generation == 2 && state_is(r, &id, ReplicaState::Running)
+        })
+        .await;
+        assert!(!replica(&r, &id).unwrap().liveness_failed);
+        assert_eq!(w.rt.list().await.unwrap().len(), 1);
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_container_pinned_to_cpu_0_runs_only_there() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("pin").await;
+    cleanly(world, |w| async move {
+        let mut c = w.container("s", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        c.cpuset = Some(vec![0]);
+        c.exclusive = true;
+        c.cpu_millis_request = 1000;
+        c.cpu_millis_limit = Some(1000);
+        let spec = w.replica("pin", 1, vec![c]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        wait_report(&mut reports, "running", |r| {
+            state_is(r, &id, ReplicaState::Running)
+        })
+        .await;
+        let out = sh(
+            &w.rt,
+            &Runner::log_id(&id, "s", 1),
+            "grep Cpus_allowed_list /proc/self/status",
+        )
+        .await;
+        assert!(out.trim().ends_with("\t0"), "{out:?}");
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_image_whose_digest_is_not_the_plans_fails_the_replica() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("digest").await;
+    cleanly(world, |w| async move {
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let mut spec = w.replica("bad", 1, vec![w.container("s", &[], &[])]);
+        spec.images[0].digest = wrong.clone();
+        spec.containers[0].image_digest = wrong.clone();
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        let r = wait_report(&mut reports, "failed", |r| {
+            state_is(r, &id, ReplicaState::Failed)
+        })
+        .await;
+        let msg = replica(&r, &id)
+            .unwrap()
+            .message
+            .clone()
+            .unwrap_or_default();
+        assert!(msg.contains(&wrong) && msg.contains(&w.digest), "{msg}");
+        assert!(w.rt.list().await.unwrap().is_empty());
+        runner.shutdown().await;
+    })
+    .await;
+}
