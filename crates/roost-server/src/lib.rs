@@ -203,6 +203,7 @@ pub async fn run_with(
             max_package_bytes: config.apps.max_package_bytes,
             settings: roost_apps::AppSettings::default(),
             tick: Duration::from_millis(250),
+            local_host: config.hostname.clone(),
         },
         shutdown.clone(),
     )
@@ -210,6 +211,23 @@ pub async fn run_with(
     .context("cannot start the application service")?;
     tasks.push(apps_task);
     hosts.set_lock_gate(apps.lock_gate());
+    if config.apps.local_runtime {
+        apps::local::start(
+            apps.clone(),
+            apps::local::LocalRuntimeConfig {
+                host: config.hostname.clone(),
+                dir: data.path().join("apps"),
+                containerd_socket: config.apps.containerd_socket.clone(),
+                stop_grace: Duration::from_secs(10),
+                log_max_bytes: 10 << 20,
+                log_files: 3,
+            },
+            shutdown.clone(),
+            &mut tasks,
+        );
+    } else {
+        apps.set_local_runtime_missing("apps.local_runtime is off".into());
+    }
 
     let platform = platform::PlatformService::load(store.clone())
         .context("cannot load the platform configuration")?;

@@ -16,6 +16,7 @@
 //! - A background loop feeds the domain the hosts' facts (maintenance
 //!   states, labels, CPU functions) as they change and the time.
 
+pub mod local;
 pub mod packages;
 pub mod records;
 pub mod spec;
@@ -57,6 +58,8 @@ pub struct AppsConfig {
     pub settings: AppSettings,
     /// How often host facts and timers are looked at.
     pub tick: Duration,
+    /// This server's own host.
+    pub local_host: String,
 }
 
 /// Which package directory each version of an application uses.
@@ -123,6 +126,12 @@ struct Inner {
     plans: watch::Sender<u64>,
     /// Bumped after every input the domain took (reports included).
     reports: watch::Sender<u64>,
+    /// This server's own host.
+    local_host: String,
+    /// Why this host cannot run containers (see [`local`]).
+    local_runtime_missing: std::sync::OnceLock<String>,
+    /// Where this host's container logs are, once its runtime runs.
+    local_logs: std::sync::OnceLock<PathBuf>,
     /// FM commands that failed, retried on the next tick, in order.
     pending_fm: Mutex<Vec<FmCommand>>,
 }
@@ -168,9 +177,12 @@ impl AppService {
                 clock,
                 hosts,
                 dirs,
+                local_host: config.local_host.clone(),
                 config,
                 plans: watch::channel(0).0,
                 reports: watch::channel(0).0,
+                local_runtime_missing: std::sync::OnceLock::new(),
+                local_logs: std::sync::OnceLock::new(),
                 pending_fm: Mutex::new(Vec::new()),
             }),
         };
@@ -487,13 +499,7 @@ impl AppService {
 
     /// One period: new host facts, then the timers.
     pub async fn step(&self) -> Result<(), Error> {
-        let facts: BTreeMap<String, HostFacts> = self
-            .inner
-            .hosts
-            .placement_facts()
-            .into_iter()
-            .map(|f| (f.name.clone(), f))
-            .collect();
+        let facts = self.host_facts();
         let (changed, removed) = {
             let st = self.lock();
             let changed: Vec<HostFacts> = facts
@@ -530,6 +536,22 @@ impl AppService {
         self.run(|w, now| Ok((w.apps.tick(now), ()))).await?;
         self.submit_fm(Vec::new()).await;
         Ok(())
+    }
+
+    /// The hosts' facts; this host is not schedulable without a runtime.
+    fn host_facts(&self) -> BTreeMap<String, HostFacts> {
+        let missing = self.inner.local_runtime_missing.get().is_some();
+        self.inner
+            .hosts
+            .placement_facts()
+            .into_iter()
+            .map(|mut f| {
+                if missing && f.name == self.inner.local_host {
+                    f.schedulable = false;
+                }
+                (f.name.clone(), f)
+            })
+            .collect()
     }
 
     // ----- reads -------------------------------------------------------------
@@ -823,9 +845,89 @@ impl AppService {
         }
     }
 
-    /// `PATCH /v1/apps/{name}?directive=apply`.
+    /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run
+    /// containers the apply is refused with the reason.
     pub async fn apply(&self, name: &str) -> Result<WireApp, Error> {
+        if let Some(why) = self.inner.local_runtime_missing.get() {
+            let st = self.lock();
+            st.work.apps.check_apply(name).map_err(domain)?;
+            if !st.facts.values().any(|f| f.is_up()) {
+                return Err(Error::Invalid(format!(
+                    "Application-apply rejected: no host can run containers: {} cannot ({why}).",
+                    self.inner.local_host
+                )));
+            }
+        }
         self.act(name, |w, now| w.apps.apply(name, now)).await
+    }
+
+    /// Where this host's container logs are.
+    pub fn set_local_logs(&self, dir: PathBuf) {
+        let _ = self.inner.local_logs.set(dir);
+    }
+
+    /// A container's output: the replica (its id, or the id's last part;
+    /// the first replica by default) and container (the first by default).
+    /// `Ok((log id, text))`; only this host's containers are reachable.
+    pub fn logs(
+        &self,
+        app: &str,
+        replica: Option<&str>,
+        container: Option<&str>,
+    ) -> Result<(PathBuf, String), Error> {
+        let st = self.lock();
+        let apps = &st.work.apps;
+        apps.get(app).ok_or_else(|| not_found(app))?;
+        let r = match replica {
+            Some(want) => apps
+                .replicas_of(app)
+                .find(|r| r.id == want || r.id.rsplit('/').next() == Some(want))
+                .ok_or_else(|| {
+                    Error::NotFound(format!("application {app} has no replica {want}"))
+                })?,
+            None => apps
+                .replicas_of(app)
+                .next()
+                .ok_or_else(|| Error::NotFound(format!("application {app} has no replicas")))?,
+        };
+        let c = match container {
+            Some(c) => r
+                .template
+                .containers
+                .iter()
+                .find(|x| x.name == c)
+                .ok_or_else(|| Error::NotFound(format!("replica {} has no container {c}", r.id)))?,
+            None => r
+                .template
+                .containers
+                .first()
+                .ok_or_else(|| Error::NotFound(format!("replica {} has no containers", r.id)))?,
+        };
+        let host = r
+            .host
+            .clone()
+            .ok_or_else(|| Error::Conflict(format!("replica {} is not placed on a host", r.id)))?;
+        if host != self.inner.local_host {
+            return Err(Error::Conflict(format!(
+                "replica {} runs on {host}; its logs are kept on that host",
+                r.id
+            )));
+        }
+        let dir = self.inner.local_logs.get().cloned().ok_or_else(|| {
+            Error::Conflict(format!(
+                "{} runs no containers{}",
+                self.inner.local_host,
+                self.inner
+                    .local_runtime_missing
+                    .get()
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default()
+            ))
+        })?;
+        Ok((
+            dir,
+            roost_runtime::runner::Runner::log_id(&r.id, &c.name, r.generation),
+        ))
     }
 
     /// `PATCH /v1/apps/{name}?directive=remove[&force=True]`.

@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/apps/update", post(update))
         .route("/v1/apps/{name}", get(show).patch(act).delete(delete))
         .route("/v1/apps/{name}/replicas", get(replicas))
+        .route("/v1/apps/{name}/logs", get(logs))
 }
 
 /// Routes of the agents (agent token).
@@ -58,6 +59,104 @@ async fn replicas(
     Path(name): Path<String>,
 ) -> Result<Json<AppReplicaList>, ApiError> {
     Ok(Json(st.apps.replicas(&name)?))
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: Option<u64>) -> &str {
+    let Some(n) = n else { return text };
+    if n == 0 {
+        return "";
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut seen = 0;
+    for (i, b) in body.bytes().enumerate().rev() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &text[i + 1..];
+            }
+        }
+    }
+    text
+}
+
+/// `GET /v1/apps/{name}/logs`: a container's output as text; with
+/// `follow=true` the answer stays open and new output follows as it comes
+/// (until the container's log is gone or the client leaves).
+async fn logs(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    q.only(&["replica", "container", "tail", "follow"])?;
+    let tail_n = q
+        .get("tail")
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("tail must be a whole number, not {v:?}"))
+            })
+        })
+        .transpose()?;
+    let follow = q.flag("follow")?;
+    let (dir, id) = st.apps.logs(&name, q.get("replica"), q.get("container"))?;
+    let read = {
+        let (dir, id) = (dir.clone(), id.clone());
+        move || roost_runtime::logs::read_log(&dir, &id).unwrap_or_default()
+    };
+    let first = tokio::task::spawn_blocking(read.clone())
+        .await
+        .map_err(Error::from)?;
+    let text = String::from_utf8_lossy(&first).into_owned();
+    let start = tail(&text, tail_n).to_string();
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !follow {
+        return Ok((headers, start).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        if tx.send(Ok(Bytes::from(start))).await.is_err() {
+            return;
+        }
+        let mut seen = first.len();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(now) = tokio::task::spawn_blocking(read.clone()).await else {
+                return;
+            };
+            // A rotation drops the oldest file: start again from what is kept.
+            let new = if now.len() >= seen {
+                now[seen..].to_vec()
+            } else {
+                now.clone()
+            };
+            seen = now.len();
+            if !new.is_empty() && tx.send(Ok(Bytes::from(new))).await.is_err() {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok((headers, Body::new(ChannelBody(rx))).into_response())
+}
+
+/// A response body fed by a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+    }
 }
 
 /// Removes a received upload file when the request is over.
