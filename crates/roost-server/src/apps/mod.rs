@@ -336,7 +336,7 @@ impl AppService {
     }
 
     fn render(&self, work: &Work, plan: &roost_apps::HostPlan) -> wire::HostPlan {
-        let (rendered, left_out) = spec::render(plan, &|app| work.spec_of(app));
+        let (rendered, left_out) = spec::render(plan, |app: &str| work.spec_of(app));
         if !left_out.is_empty() {
             tracing::warn!(host = %plan.host, replicas = ?left_out, "replicas without a specification are left out of the plan");
         }
