@@ -135,6 +135,7 @@ impl Runner {
         let state = Loop {
             ctx: Arc::new(Ctx::new(runtime, images, config)),
             plan: None,
+            settled: 0,
             fenced: false,
             reconciled: false,
             slots: BTreeMap::new(),
@@ -202,6 +203,8 @@ struct Slot {
 struct Loop {
     ctx: Arc<Ctx>,
     plan: Option<HostPlan>,
+    /// The newest plan generation whose dropped replicas are all gone.
+    settled: u64,
     fenced: bool,
     /// The runtime's leftovers were sorted out (at the first plan or fence).
     reconciled: bool,
@@ -490,10 +493,16 @@ impl Loop {
         self.publish();
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let Some(plan) = &self.plan else {
             return;
         };
+        // A plan counts as carried out (what the server waits for before it
+        // calls a remove done, or lets a fenced host take replicas again)
+        // only once everything it no longer holds is gone.
+        if !self.slots.values().any(|s| s.state == SlotState::Removing) {
+            self.settled = plan.generation;
+        }
         let replicas = plan
             .replicas
             .iter()
@@ -527,7 +536,7 @@ impl Loop {
             .collect();
         let next = AgentAppsReport {
             host: self.ctx.config.host.clone(),
-            plan_generation: plan.generation,
+            plan_generation: self.settled,
             replicas,
         };
         self.reports.send_if_modified(|cur| {

@@ -448,3 +448,207 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
     assert_eq!(api.get("/v1/apps").body["apps"], json!([]));
 }
+
+/// Root, containerd, runc and busybox-static: what running containers needs.
+fn runtime_prerequisites() -> bool {
+    let have = |b: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    roost_test_support::require_or_skip(
+        root && have("containerd") && have("runc") && Path::new("/bin/busybox").exists(),
+        "root, containerd, runc and busybox-static (./scripts/test installs them)",
+    )
+}
+
+const BUSYBOX: &str = "registry.local/busybox:1";
+
+/// A package whose image is static busybox.
+fn busybox_source(dir: &Path, name: &str, version: &str, manifest: &str) -> PathBuf {
+    let src = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(src.join("manifests")).unwrap();
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    std::fs::write(
+        src.join("metadata.yaml"),
+        format!("app_name: {name}\napp_version: {version}\n"),
+    )
+    .unwrap();
+    std::fs::write(src.join("manifests/app.yaml"), manifest).unwrap();
+    let root = dir.join(format!("{name}-rootfs"));
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "true", "cat", "echo", "httpd"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    roost_runtime::oci::build_image_from_dir(
+        &root,
+        &src.join("images/busybox.tar"),
+        &roost_runtime::oci::BuildOptions {
+            name: BUSYBOX.into(),
+            cmd: vec!["/bin/sh".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    src
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn two_containers(port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: web-conf}}
+data:
+  index.html: \"hello from roost\\n\"
+  GREETING: hi
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      hostNetwork: true
+      volumes:
+        - name: www
+          configMap: {{name: web-conf}}
+      containers:
+        - name: httpd
+          image: {BUSYBOX}
+          command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"127.0.0.1:{port}\", \"-h\", \"/www\"]
+          volumeMounts:
+            - {{name: www, mountPath: /www}}
+          readinessProbe:
+            httpGet: {{path: /index.html, port: {port}}}
+            periodSeconds: 1
+        - name: sidecar
+          image: {BUSYBOX}
+          command: [\"/bin/sh\", \"-c\", \"echo sidecar says $GREETING; exec sleep 100000\"]
+          env:
+            - name: GREETING
+              valueFrom: {{configMapKeyRef: {{name: web-conf, key: GREETING}}}}
+          livenessProbe:
+            exec: {{command: [\"/bin/true\"]}}
+            periodSeconds: 1
+"
+    )
+}
+
+fn get_text(url: &str) -> Option<String> {
+    let r = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .ok()?;
+    r.status().is_success().then(|| r.text().ok()).flatten()
+}
+
+/// What the server's private containerd holds in namespace `roost`.
+fn containerd_leftovers(s: &Server) -> (usize, usize) {
+    let sock = s.data_dir.join("apps/containerd/containerd.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = roost_runtime::Containerd::connect(&sock).await.unwrap();
+        use roost_runtime::Runtime;
+        let containers = c.list().await.unwrap().len();
+        let snapshots = c.list_snapshots().await.unwrap().len();
+        (containers, snapshots)
+    })
+}
+
+#[test]
+fn a_two_container_app_applies_runs_probes_logs_and_removes_without_leftovers() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&bin());
+    let api = s.api();
+    let port = free_port();
+    let tgz = package(&busybox_source(
+        tmp.path(),
+        "web",
+        "1.0",
+        &two_containers(port),
+    ));
+    let r = api.post("/v1/apps", &upload_body(&tgz));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "web", "uploaded");
+
+    let r = api.patch(
+        "/v1/apps/web?directive=apply",
+        &json!({"values": {"client_side": false}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "applying");
+    let applied = wait_status(&s, "web", "applied");
+    assert_eq!(applied["active"], true);
+    assert_eq!(applied["progress"], "completed");
+
+    let replicas = api.get("/v1/apps/web/replicas");
+    assert_eq!(replicas.status, 200);
+    let r0 = &replicas.body["replicas"][0];
+    assert_eq!(r0["host"], "controller-0", "{}", replicas.body);
+    assert_eq!(r0["state"], "running");
+    assert_eq!(r0["ready"], true);
+    assert_eq!(r0["kind"], "Deployment");
+    assert_eq!(
+        get_text(&format!("http://127.0.0.1:{port}/index.html")).as_deref(),
+        Some("hello from roost\n")
+    );
+    let logs = wait_for(30, || {
+        let r = s.api().get("/v1/apps/web/logs?container=sidecar");
+        let text = r
+            .body
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| r.body.to_string());
+        text.contains("sidecar says hi").then_some(text)
+    });
+    assert!(logs.is_some(), "{}", s.log());
+
+    // Remove stops everything and leaves nothing in containerd.
+    let r = api.patch(
+        "/v1/apps/web?directive=remove&force=False",
+        &json!({"values": {}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let removed = wait_status(&s, "web", "uploaded");
+    assert_eq!(removed["active"], false);
+    assert!(get_text(&format!("http://127.0.0.1:{port}/index.html")).is_none());
+    let left = wait_for(30, || {
+        let l = containerd_leftovers(&s);
+        (l == (0, 0)).then_some(l)
+    });
+    assert_eq!(
+        left,
+        Some((0, 0)),
+        "containers and snapshots left: {:?}",
+        containerd_leftovers(&s)
+    );
+    assert_eq!(api.delete("/v1/apps/web").status, 204);
+}
