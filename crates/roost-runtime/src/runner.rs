@@ -131,6 +131,7 @@ impl Runner {
             host: config.host.clone(),
             plan_generation: 0,
             replicas: Vec::new(),
+            unavailable: None,
         });
         let state = Loop {
             ctx: Arc::new(Ctx::new(runtime, images, config)),
@@ -538,6 +539,7 @@ impl Loop {
             host: self.ctx.config.host.clone(),
             plan_generation: self.settled,
             replicas,
+            unavailable: None,
         };
         self.reports.send_if_modified(|cur| {
             if *cur == next {

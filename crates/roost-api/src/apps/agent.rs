@@ -213,9 +213,14 @@ pub struct PlanQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentAppsReport {
     pub host: String,
-    /// The generation of the plan the agent is carrying out.
+    /// The generation of the plan the agent has carried out (everything
+    /// the plan dropped is gone).
     pub plan_generation: u64,
     pub replicas: Vec<ReplicaReport>,
+    /// Why this host cannot run containers (containerd missing or
+    /// unreachable); the server then places nothing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 #[cfg(test)]
@@ -297,6 +302,7 @@ mod tests {
                 liveness_failed: false,
                 containers: vec![],
             }],
+            unavailable: None,
         };
         let v = serde_json::to_value(&report).unwrap();
         assert_eq!(v["replicas"][0]["state"], "running");

@@ -240,12 +240,8 @@ impl AppService {
     /// Records why this host cannot run containers: it is then not
     /// schedulable, and an apply with nowhere to run says why.
     pub fn set_local_runtime_missing(&self, why: String) {
-        let _ = self.inner.local_runtime_missing.set(why);
-    }
-
-    /// Why this host cannot run containers, if it cannot.
-    pub fn local_runtime_missing(&self) -> Option<&str> {
-        self.inner.local_runtime_missing.get().map(String::as_str)
+        let host = self.inner.local_host.clone();
+        self.set_runtime_missing(&host, Some(why));
     }
 }
 

@@ -128,8 +128,9 @@ struct Inner {
     reports: watch::Sender<u64>,
     /// This server's own host.
     local_host: String,
-    /// Why this host cannot run containers (see [`local`]).
-    local_runtime_missing: std::sync::OnceLock<String>,
+    /// Hosts that cannot run containers, with why (this host's runtime,
+    /// see [`local`], or an agent's report).
+    runtime_missing: Mutex<BTreeMap<String, String>>,
     /// Where this host's container logs are, once its runtime runs.
     local_logs: std::sync::OnceLock<PathBuf>,
     /// FM commands that failed, retried on the next tick, in order.
@@ -181,7 +182,7 @@ impl AppService {
                 config,
                 plans: watch::channel(0).0,
                 reports: watch::channel(0).0,
-                local_runtime_missing: std::sync::OnceLock::new(),
+                runtime_missing: Mutex::new(BTreeMap::new()),
                 local_logs: std::sync::OnceLock::new(),
                 pending_fm: Mutex::new(Vec::new()),
             }),
@@ -538,20 +539,44 @@ impl AppService {
         Ok(())
     }
 
-    /// The hosts' facts; this host is not schedulable without a runtime.
+    /// The hosts' facts; a host that cannot run containers is not
+    /// schedulable.
     fn host_facts(&self) -> BTreeMap<String, HostFacts> {
-        let missing = self.inner.local_runtime_missing.get().is_some();
+        let missing = self.missing();
         self.inner
             .hosts
             .placement_facts()
             .into_iter()
             .map(|mut f| {
-                if missing && f.name == self.inner.local_host {
+                if missing.contains_key(&f.name) {
                     f.schedulable = false;
                 }
                 (f.name.clone(), f)
             })
             .collect()
+    }
+
+    fn missing(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.inner
+            .runtime_missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records why `host` cannot run containers (`None`: it can).
+    pub fn set_runtime_missing(&self, host: &str, why: Option<String>) {
+        let mut m = self.missing();
+        match why {
+            Some(w) => {
+                if m.get(host) != Some(&w) {
+                    tracing::warn!(%host, reason = %w, "this host cannot run application containers");
+                }
+                m.insert(host.to_string(), w);
+            }
+            None => {
+                m.remove(host);
+            }
+        }
     }
 
     // ----- reads -------------------------------------------------------------
@@ -693,6 +718,7 @@ impl AppService {
                 report.host
             )));
         }
+        self.set_runtime_missing(host, report.unavailable.clone());
         if report.replicas.len() > 10_000 {
             return Err(Error::Invalid("too many replicas in one report".into()));
         }
@@ -848,13 +874,18 @@ impl AppService {
     /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run
     /// containers the apply is refused with the reason.
     pub async fn apply(&self, name: &str) -> Result<WireApp, Error> {
-        if let Some(why) = self.inner.local_runtime_missing.get() {
+        let missing: Vec<String> = self
+            .missing()
+            .iter()
+            .map(|(h, w)| format!("{h}: {w}"))
+            .collect();
+        if !missing.is_empty() {
             let st = self.lock();
             st.work.apps.check_apply(name).map_err(domain)?;
             if !st.facts.values().any(|f| f.is_up()) {
                 return Err(Error::Invalid(format!(
-                    "Application-apply rejected: no host can run containers: {} cannot ({why}).",
-                    self.inner.local_host
+                    "Application-apply rejected: no host can run containers ({}).",
+                    missing.join("; ")
                 )));
             }
         }
@@ -917,9 +948,8 @@ impl AppService {
             Error::Conflict(format!(
                 "{} runs no containers{}",
                 self.inner.local_host,
-                self.inner
-                    .local_runtime_missing
-                    .get()
+                self.missing()
+                    .get(&self.inner.local_host)
                     .map(|w| format!(": {w}"))
                     .unwrap_or_default()
             ))
