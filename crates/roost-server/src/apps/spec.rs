@@ -43,6 +43,17 @@ pub struct PackageSpec {
 }
 
 impl PackageSpec {
+    /// A package's objects with its images, keyed by their references.
+    pub fn new(
+        objects: impl IntoIterator<Item = Object>,
+        images: impl IntoIterator<Item = wire::ImageRef>,
+    ) -> PackageSpec {
+        PackageSpec {
+            objects: objects.into_iter().collect(),
+            images: images.into_iter().map(|i| (i.name.clone(), i)).collect(),
+        }
+    }
+
     /// The image a container names: the same reference, or one that means
     /// the same image once both are written in full (`busybox` is
     /// `docker.io/library/busybox:latest`).
@@ -288,7 +299,9 @@ fn container_spec(
     let r = resources(&c.resources);
     Ok(wire::ContainerSpec {
         name: c.name.clone(),
-        image: c.image.clone(),
+        // The reference the image is imported under, which may be written
+        // in full where the manifest has a short name.
+        image: image.name.clone(),
         image_digest: image.digest.clone(),
         command,
         args,

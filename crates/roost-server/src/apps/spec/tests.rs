@@ -113,30 +113,26 @@ spec:
     args: ["echo", "$(MISSING)", "$$HOME"]
 "#;
 
-fn image(name: &str, digest: &str, archive: &str) -> (String, wire::ImageRef) {
-    (
-        name.to_string(),
-        wire::ImageRef {
-            name: name.to_string(),
-            digest: digest.to_string(),
-            archive: archive.to_string(),
-        },
-    )
+fn image(name: &str, digest: &str, archive: &str) -> wire::ImageRef {
+    wire::ImageRef {
+        name: name.to_string(),
+        digest: digest.to_string(),
+        archive: archive.to_string(),
+    }
 }
 
 fn package(yaml: &str) -> PackageSpec {
-    PackageSpec {
-        objects: parse_documents(yaml).unwrap(),
-        images: [
+    PackageSpec::new(
+        parse_documents(yaml).unwrap(),
+        [
             image("registry.local/web:1.0", "sha256:1111", "images/web.tar"),
             image(
                 "docker.io/library/busybox:latest",
                 "sha256:2222",
                 "images/busybox.tar",
             ),
-        ]
-        .into(),
-    }
+        ],
+    )
 }
 
 /// The application uploaded and applied by the domain on one host, and that
@@ -325,7 +321,9 @@ fn a_deployment_round_trips_through_the_domain_to_the_agent_plan() {
         WireAction::TcpSocket { port: 8080 }
     );
 
-    assert_eq!(sidecar.image, "busybox");
+    // The container names its image as the package provides it, so the
+    // agent finds what it imported.
+    assert_eq!(sidecar.image, "docker.io/library/busybox:latest");
     assert_eq!(sidecar.image_digest, "sha256:2222");
     assert_eq!(sidecar.cpu_millis_request, 100);
     assert_eq!(sidecar.cpu_millis_limit, None);
