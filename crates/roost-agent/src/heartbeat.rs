@@ -25,11 +25,35 @@ pub struct HealthState {
     resource_degraded: AtomicBool,
     /// A reboot was asked for and is under way.
     going_down: AtomicBool,
+    /// Milliseconds after [`pulse_epoch`] of the last valid pulse (0: none yet).
+    last_pulse_ms: std::sync::atomic::AtomicU64,
+}
+
+/// The instant pulse times are counted from.
+fn pulse_epoch() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
 }
 
 impl HealthState {
     pub fn new() -> HealthState {
         HealthState::default()
+    }
+
+    /// A valid pulse from the server arrived now.
+    pub fn pulse_received(&self) {
+        let ms = pulse_epoch().elapsed().as_millis() as u64;
+        self.last_pulse_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// How long ago the last valid pulse arrived (`None`: none yet).
+    pub fn since_last_pulse(&self) -> Option<std::time::Duration> {
+        match self.last_pulse_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(std::time::Duration::from_millis(
+                (pulse_epoch().elapsed().as_millis() as u64).saturating_sub(at),
+            )),
+        }
     }
 
     pub fn set_cpu(&self, pct: u8) {
@@ -159,6 +183,7 @@ impl Responder {
                     continue;
                 }
             };
+            self.health.pulse_received();
             let reboot = request.flags & FLAG_REBOOT != 0;
             let first_reboot = reboot && self.health.start_going_down();
             let packet = self.answerer.answer(&request, self.health.snapshot());

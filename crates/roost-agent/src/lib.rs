@@ -7,6 +7,7 @@
 //! `--process-dir`, one TOML file per monitored process ([`process`]).
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod client;
 pub mod error;
 pub mod heartbeat;
@@ -104,6 +105,15 @@ pub struct AgentArgs {
     /// Log filter, e.g. info or info,roost_agent=debug
     #[arg(long, env = "ROOST_LOG", default_value = "info")]
     pub log_level: String,
+    /// containerd's socket [default: a private containerd under the data directory, started when an application is placed here]
+    #[arg(long, env = "ROOST_CONTAINERD_SOCKET")]
+    pub containerd_socket: Option<PathBuf>,
+    /// Run no applications on this host
+    #[arg(long)]
+    pub no_apps: bool,
+    /// Stop this host's applications after this many milliseconds without a heartbeat (keep it below the server's heartbeat period × failure threshold, 1000 ms by default)
+    #[arg(long, default_value_t = 700, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub fence_after_ms: u64,
 }
 
 impl fmt::Debug for AgentArgs {
@@ -122,6 +132,9 @@ impl fmt::Debug for AgentArgs {
             .field("reboot_command", &self.reboot_command)
             .field("simulated_reboot", &self.simulated_reboot)
             .field("log_level", &self.log_level)
+            .field("containerd_socket", &self.containerd_socket)
+            .field("no_apps", &self.no_apps)
+            .field("fence_after_ms", &self.fence_after_ms)
             .finish()
     }
 }
@@ -393,6 +406,21 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         first_tx,
     ));
     tasks.spawn(inventory_task(shared.clone()));
+    if !args.no_apps {
+        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        tasks.spawn(apps::run(
+            shared.client.clone(),
+            health.clone(),
+            apps::AppsConfig {
+                host: shared.hostname(),
+                token,
+                dir: args.data_dir.join("apps"),
+                containerd_socket: args.containerd_socket.clone(),
+                fence_after: Duration::from_millis(args.fence_after_ms),
+                stop_grace: Duration::from_secs(10),
+            },
+        ));
+    }
     tasks.spawn(resource_task(
         shared.clone(),
         Duration::from_secs(args.monitor_interval_secs),

@@ -573,7 +573,6 @@ fn containerd_leftovers(s: &Server) -> (usize, usize) {
         .unwrap();
     rt.block_on(async {
         let c = roost_runtime::Containerd::connect(&sock).await.unwrap();
-        use roost_runtime::Runtime;
         let containers = c.list().await.unwrap().len();
         let snapshots = c.list_snapshots().await.unwrap().len();
         (containers, snapshots)

@@ -1,0 +1,304 @@
+//! Applications on the agent's host: the server's plan for this host, run
+//! by `roost_runtime::runner::Runner` on containerd (a configured socket,
+//! or a private containerd under the data directory, started when the plan
+//! first holds a replica), with replica reports sent back as they change.
+//!
+//! Fencing: when no heartbeat pulse has arrived for `fence_after` (set
+//! below the server's failure time, heartbeat period × failure threshold),
+//! the agent stops every replica itself. The server starts replacements
+//! elsewhere once it declares this host failed; by then nothing runs here,
+//! so a partitioned host never runs a replica twice. The replicas come back
+//! only with a newer plan. A host that cannot run containers says so in its
+//! reports, and the server places nothing there.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roost_api::apps::agent::{AgentAppsReport, HostPlan, ImageRef};
+use roost_runtime::runner::{ImageSource, Runner, RunnerConfig};
+use roost_runtime::{BoxFuture, Containerd, LogConfig, Runtime, Supervised, SupervisorOptions};
+
+use crate::client::Client;
+use crate::heartbeat::HealthState;
+
+/// How the agent runs applications.
+#[derive(Debug, Clone)]
+pub struct AppsConfig {
+    pub host: String,
+    pub token: String,
+    /// `<data-dir>/apps`.
+    pub dir: PathBuf,
+    pub containerd_socket: Option<PathBuf>,
+    /// Stop everything after this long without a heartbeat pulse.
+    pub fence_after: Duration,
+    pub stop_grace: Duration,
+}
+
+/// The hidden subcommand of `roost` that writes container output to files.
+pub const LOGGER_SUBCOMMAND: &str = "container-logger";
+
+/// Image archives fetched from the server by digest, kept under
+/// `<dir>/images/` (a fetch cut short resumes where it stopped).
+struct ServerImages {
+    client: Client,
+    token: String,
+    dir: PathBuf,
+}
+
+impl ImageSource for ServerImages {
+    fn fetch<'a>(
+        &'a self,
+        _app: &'a str,
+        image: &'a ImageRef,
+    ) -> BoxFuture<'a, roost_runtime::Result<PathBuf>> {
+        Box::pin(async move {
+            let hex = image.digest.trim_start_matches("sha256:");
+            if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(roost_runtime::Error::InvalidImage(format!(
+                    "image {} has an invalid digest {:?}",
+                    image.name, image.digest
+                )));
+            }
+            let done = self.dir.join(format!("{hex}.tar"));
+            if done.exists() {
+                return Ok(done);
+            }
+            let part = self.dir.join(format!("{hex}.part"));
+            tokio::fs::create_dir_all(&self.dir)
+                .await
+                .map_err(|source| roost_runtime::Error::Io {
+                    context: format!("create {}", self.dir.display()),
+                    source,
+                })?;
+            self.client
+                .app_image(&self.token, &image.digest, &part)
+                .await
+                .map_err(|e| {
+                    roost_runtime::Error::InvalidImage(format!(
+                        "cannot fetch image {} from the server: {e}",
+                        image.name
+                    ))
+                })?;
+            tokio::fs::rename(&part, &done)
+                .await
+                .map_err(|source| roost_runtime::Error::Io {
+                    context: format!("rename {}", part.display()),
+                    source,
+                })?;
+            Ok(done)
+        })
+    }
+}
+
+/// Whether `name` is an executable on `PATH`.
+fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            std::fs::metadata(d.join(name))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Runs this host's applications until the task is dropped.
+pub async fn run(client: Client, health: Arc<HealthState>, config: AppsConfig) {
+    if config.containerd_socket.is_none() {
+        let missing: Vec<&str> = ["containerd", "runc"]
+            .into_iter()
+            .filter(|b| !on_path(b))
+            .collect();
+        if !missing.is_empty() {
+            let why = format!(
+                "{} not installed: install the Debian packages containerd and runc",
+                missing.join(" and ")
+            );
+            tracing::warn!("{why}; this host runs no applications");
+            report_unavailable(&client, &config, why).await;
+            return;
+        }
+    }
+    // Wait for a plan with something to run before starting containerd.
+    let mut generation = 0;
+    let mut first: Option<HostPlan> = None;
+    if config.containerd_socket.is_none() {
+        loop {
+            match client
+                .app_plan(&config.token, generation, Duration::from_secs(30))
+                .await
+            {
+                Ok(p) => {
+                    generation = p.generation;
+                    if !p.replicas.is_empty() {
+                        first = Some(p);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot get this host's application plan; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+    let (runtime, _supervised): (Arc<dyn Runtime>, Option<Supervised>) = match &config
+        .containerd_socket
+    {
+        Some(sock) => match Containerd::connect(sock).await {
+            Ok(c) => (Arc::new(c), None),
+            Err(e) => {
+                let why = format!("cannot reach containerd at {}: {e}", sock.display());
+                tracing::warn!("{why}; this host runs no applications");
+                report_unavailable(&client, &config, why).await;
+                return;
+            }
+        },
+        None => {
+            match Supervised::start(&config.dir.join("containerd"), SupervisorOptions::default())
+                .await
+            {
+                Ok(s) => (Arc::new(s.client().clone()), Some(s)),
+                Err(e) => {
+                    let why = e.to_string();
+                    tracing::warn!(error = %why, "this host runs no applications");
+                    report_unavailable(&client, &config, why).await;
+                    return;
+                }
+            }
+        }
+    };
+    let log = std::env::current_exe().ok().map(|logger| LogConfig {
+        dir: config.dir.join("logs"),
+        max_bytes: 10 << 20,
+        files: 3,
+        logger,
+        subcommand: LOGGER_SUBCOMMAND.into(),
+    });
+    let images = Arc::new(ServerImages {
+        client: client.clone(),
+        token: config.token.clone(),
+        dir: config.dir.join("images"),
+    });
+    let (runner, _runner_task) = match Runner::start(
+        runtime,
+        images,
+        RunnerConfig {
+            host: config.host.clone(),
+            dir: config.dir.join("runtime"),
+            log,
+            stop_grace: config.stop_grace,
+        },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("cannot start the container runner: {e}");
+            tracing::warn!("{why}; this host runs no applications");
+            report_unavailable(&client, &config, why).await;
+            return;
+        }
+    };
+    tracing::info!("this host runs applications");
+    let reports = tokio::spawn(send_reports(client.clone(), runner.clone(), config.clone()));
+    let fencing = tokio::spawn(fence_when_cut_off(
+        runner.clone(),
+        health,
+        config.fence_after,
+    ));
+    let _guard = AbortOnDrop(vec![reports, fencing]);
+    if let Some(p) = first {
+        runner.apply(p);
+    } else {
+        generation = 0;
+    }
+    loop {
+        match client
+            .app_plan(&config.token, generation, Duration::from_secs(30))
+            .await
+        {
+            Ok(p) => {
+                if p.generation > generation {
+                    generation = p.generation;
+                    runner.apply(p);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot get this host's application plan; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Says (until the server has it) that this host runs no containers.
+async fn report_unavailable(client: &Client, config: &AppsConfig, why: String) {
+    let report = AgentAppsReport {
+        host: config.host.clone(),
+        plan_generation: 0,
+        replicas: Vec::new(),
+        unavailable: Some(why),
+    };
+    while let Err(e) = client.app_report(&config.token, &report).await {
+        tracing::debug!(error = %e, "cannot report that this host runs no applications; retrying");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Sends each new report; a failed send is retried with the newest one.
+async fn send_reports(client: Client, runner: Runner, config: AppsConfig) {
+    let mut rx = runner.reports();
+    loop {
+        let report = rx.borrow_and_update().clone();
+        if report.plan_generation > 0 || !report.replicas.is_empty() {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                let latest = rx.borrow_and_update().clone();
+                match client.app_report(&config.token, &latest).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot send the application report; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let _ = report;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stops every replica when the server has been silent for `after`.
+async fn fence_when_cut_off(runner: Runner, health: Arc<HealthState>, after: Duration) {
+    let mut fenced = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let silent = health.since_last_pulse().is_some_and(|d| d >= after);
+        if silent && !fenced {
+            tracing::warn!(
+                after_ms = after.as_millis() as u64,
+                "no heartbeat from the server: stopping this host's applications (fencing)"
+            );
+            runner.fence();
+            fenced = true;
+        } else if !silent && fenced {
+            tracing::info!("heartbeat back: applications run again with the next plan");
+            fenced = false;
+        }
+    }
+}
