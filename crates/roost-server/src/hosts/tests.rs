@@ -608,16 +608,16 @@ async fn maintenance_alarms_whose_fm_commits_failed_are_recorded_at_a_later_peri
     assert!(!locked());
 
     // The commit of the lock's 200.001 fails: it is raised at a later
-    // heartbeat period.
+    // heartbeat period. (Whether it is still missing when the lock is
+    // answered depends on that period's timing; the test below, with an
+    // executor of its own, looks at each step.)
     r.fm.store().fail_next_commits(1);
     action("lock").await;
-    assert!(!locked(), "the commit failed");
     wait_for("200.001 raised at a later period", locked).await;
 
     // So is a clear whose commit failed.
     r.fm.store().fail_next_commits(1);
     action("unlock").await;
-    assert!(locked(), "the commit failed");
     wait_for("200.001 cleared at a later period", || !locked()).await;
     agent.stop().await;
 }
