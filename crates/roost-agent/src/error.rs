@@ -5,16 +5,11 @@
 
 use std::path::PathBuf;
 
-/// What a caller can do about an [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The input (a flag, a file, a request) is not usable as it is.
-    Invalid,
-    /// The server does not accept this agent's token or join token.
-    Unauthorized,
-    /// The server, the network or the host cannot do it now: retry later.
-    Unavailable,
-}
+/// What a caller can do about an [`Error`]: the kinds of every Roost crate,
+/// of which the agent's errors are invalid, unauthorized (the server does
+/// not accept this agent's token or join token) or unavailable (retry
+/// later).
+pub use roost_types::ErrorKind;
 
 /// Why an operation of the agent failed.
 #[derive(Debug, thiserror::Error)]

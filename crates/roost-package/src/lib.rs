@@ -29,8 +29,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use md5::Md5;
 use roost_api::apps::Metadata;
-use roost_api::apps::MetadataError;
-use roost_api::apps::manifest::{self, ManifestError, Object, Source};
+use roost_api::apps::manifest::{self, Object, Source};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -51,10 +50,12 @@ pub enum Error {
     /// A checksum file does not match.
     #[error("checksum validation failed: {0}")]
     Checksum(String),
+    /// `metadata.yaml` is refused.
     #[error("invalid application package: {0}")]
-    Metadata(#[from] MetadataError),
+    Metadata(roost_api::Error),
+    /// A manifest is refused, or the manifests together.
     #[error("invalid application package: {0}")]
-    Manifest(#[from] ManifestError),
+    Manifest(roost_api::Error),
     /// The target directory exists already.
     #[error("{0} already exists")]
     Exists(PathBuf),
@@ -63,7 +64,7 @@ pub enum Error {
     Upload(String),
     /// An upload body's `binary_data` is not base64.
     #[error("invalid upload body: binary_data: {0}")]
-    Base64(#[from] roost_api::apps::base64::Base64Error),
+    Base64(roost_api::Error),
     /// A decoded upload is larger than the configured limit.
     #[error("the application package is larger than the limit of {limit} bytes")]
     UploadTooLarge { limit: u64 },
@@ -585,7 +586,8 @@ fn check_dir(root: &Path, limits: &Limits) -> Result<Package, Error> {
         &root.join("metadata.yaml"),
         "metadata.yaml",
         limits,
-    )?)?;
+    )?)
+    .map_err(Error::Metadata)?;
     let mut objects = Vec::new();
     let manifests = root.join("manifests");
     for name in files_in(&manifests)? {
@@ -594,7 +596,8 @@ fn check_dir(root: &Path, limits: &Limits) -> Result<Package, Error> {
             continue;
         }
         let text = read_small(&manifests.join(&name), &rel, limits)?;
-        let docs = manifest::parse_documents(&text).map_err(|e| e.in_file(&rel))?;
+        let docs =
+            manifest::parse_documents(&text).map_err(|e| Error::Manifest(e.in_file(&rel)))?;
         for (i, object) in docs.into_iter().enumerate() {
             objects.push(PackageObject {
                 source: Source {
@@ -608,7 +611,8 @@ fn check_dir(root: &Path, limits: &Limits) -> Result<Package, Error> {
     if objects.is_empty() {
         return Err(invalid("no objects in manifests/*.yaml"));
     }
-    manifest::check_references(objects.iter().map(|o| (&o.source, &o.object)))?;
+    manifest::check_references(objects.iter().map(|o| (&o.source, &o.object)))
+        .map_err(Error::Manifest)?;
     let images = files_in(&root.join("images"))?
         .into_iter()
         .filter(|n| n.ends_with(".tar"))

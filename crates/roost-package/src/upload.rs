@@ -137,7 +137,7 @@ impl UploadDecoder {
         }
         let d = self.base64.as_mut().expect("decoder exists in binary_data");
         self.out.clear();
-        d.push(text, &mut self.out)?;
+        d.push(text, &mut self.out).map_err(Error::Base64)?;
         self.emit(sink)
     }
 
@@ -224,7 +224,7 @@ impl UploadDecoder {
                 b'"' => {
                     let d = self.base64.take().expect("decoder exists in binary_data");
                     self.out.clear();
-                    d.finish(&mut self.out)?;
+                    d.finish(&mut self.out).map_err(Error::Base64)?;
                     self.emit(sink)?;
                     self.state = State::AfterValue;
                 }

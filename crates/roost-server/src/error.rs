@@ -8,24 +8,11 @@ use roost_fm::Error as FmError;
 use roost_mtce::Error as MtceError;
 use roost_pki::Error as PkiError;
 use roost_store::Error as StoreError;
-use roost_types::ErrorKind as LibKind;
-
-/// What a caller can do about an [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The thing named does not exist.
-    NotFound,
-    /// The request is malformed, out of range or inconsistent.
-    Invalid,
-    /// The request collides with what exists, or the state of what exists
-    /// does not allow it now.
-    Conflict,
-    /// Credentials are missing, wrong, expired or revoked.
-    Unauthorized,
-    /// The server cannot do it now (busy, stopping, a store or I/O failure):
-    /// the same request may succeed later.
-    Unavailable,
-}
+/// What a caller can do about an [`Error`]: the kinds of every Roost crate.
+/// The server's own errors are never [`ErrorKind::Corrupt`]: data that
+/// cannot be read back is a failure of the server,
+/// [`ErrorKind::Unavailable`].
+pub use roost_types::ErrorKind;
 
 /// Why an operation of the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +99,8 @@ impl Error {
             Error::Conflict(_) | Error::DataDirLocked(_) => ErrorKind::Conflict,
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Fm(e) => match e.kind() {
-                LibKind::NotFound => ErrorKind::NotFound,
-                LibKind::Conflict => ErrorKind::Conflict,
-                LibKind::Invalid => ErrorKind::Invalid,
-                LibKind::Unavailable | LibKind::Corrupt => ErrorKind::Unavailable,
+                ErrorKind::Corrupt => ErrorKind::Unavailable,
+                kind => kind,
             },
             Error::Refused { status, .. } => match status {
                 Some(401 | 403) => ErrorKind::Unauthorized,
@@ -200,10 +185,11 @@ impl From<DcError> for Error {
     fn from(e: DcError) -> Self {
         let m = e.to_string();
         match e.kind() {
-            LibKind::NotFound => Error::NotFound(m),
-            LibKind::Conflict => Error::Conflict(m),
-            LibKind::Invalid => Error::Invalid(m),
-            LibKind::Unavailable | LibKind::Corrupt => Error::Internal(m),
+            ErrorKind::NotFound => Error::NotFound(m),
+            ErrorKind::Conflict => Error::Conflict(m),
+            ErrorKind::Invalid => Error::Invalid(m),
+            ErrorKind::Unauthorized => Error::Unauthorized(m),
+            ErrorKind::Unavailable | ErrorKind::Corrupt => Error::Internal(m),
         }
     }
 }

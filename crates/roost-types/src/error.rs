@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Conflict,
     /// The request or input is malformed or out of range.
     Invalid,
+    /// Credentials are missing, wrong, expired or revoked.
+    Unauthorized,
     /// Something the operation needs is unavailable or failed (storage, a
     /// file, the network, a peer); trying again later may succeed.
     Unavailable,

@@ -4,16 +4,7 @@
 //! whitespace (wrapped output), and works incrementally: input may be split at
 //! any byte, so a body of a gigabyte is decoded in small pieces.
 
-/// Base64 text that cannot be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Base64Error {
-    #[error("invalid base64 character {0:?} at offset {1}")]
-    InvalidByte(char, u64),
-    #[error("invalid base64 padding at offset {0}")]
-    Padding(u64),
-    #[error("base64 text ends in the middle of a group")]
-    Truncated,
-}
+use crate::Error;
 
 const INVALID: u8 = 0xff;
 const SKIP: u8 = 0xfe;
@@ -63,7 +54,7 @@ impl Base64Decoder {
     }
 
     /// Decodes `input`, appending whole bytes to `out`.
-    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Base64Error> {
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         out.reserve(input.len() / 4 * 3 + 3);
         let mut i = 0;
         // Fast path: whole groups of four alphabet characters.
@@ -92,14 +83,14 @@ impl Base64Decoder {
             self.offset += 1;
             match TABLE[byte as usize] {
                 SKIP => {}
-                INVALID => return Err(Base64Error::InvalidByte(char::from(byte), at)),
+                INVALID => return Err(Error::Base64Byte(char::from(byte), at)),
                 PAD => {
                     if self.ended || self.n < 2 {
-                        return Err(Base64Error::Padding(at));
+                        return Err(Error::Base64Padding(at));
                     }
                     self.pad += 1;
                     if self.n + self.pad > 4 {
-                        return Err(Base64Error::Padding(at));
+                        return Err(Error::Base64Padding(at));
                     }
                     if self.n + self.pad == 4 {
                         self.flush(out);
@@ -108,7 +99,7 @@ impl Base64Decoder {
                 }
                 v => {
                     if self.ended || self.pad > 0 {
-                        return Err(Base64Error::Padding(at));
+                        return Err(Error::Base64Padding(at));
                     }
                     self.acc = (self.acc << 6) | u32::from(v);
                     self.n += 1;
@@ -138,13 +129,13 @@ impl Base64Decoder {
 
     /// Ends the text: an unpadded last group of 2 or 3 characters is decoded;
     /// a lone character or incomplete padding is an error.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), Base64Error> {
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.pad > 0 {
-            return Err(Base64Error::Padding(self.offset));
+            return Err(Error::Base64Padding(self.offset));
         }
         match self.n {
             0 => Ok(()),
-            1 => Err(Base64Error::Truncated),
+            1 => Err(Error::Base64Truncated),
             _ => {
                 self.flush(out);
                 Ok(())
@@ -154,7 +145,7 @@ impl Base64Decoder {
 }
 
 /// Decodes a whole base64 text (either alphabet).
-pub fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
+pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
     let mut d = Base64Decoder::new();
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
     d.push(text, &mut out)?;
@@ -214,12 +205,12 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(decode(b"Zm9v!"), Err(Base64Error::InvalidByte('!', 4)));
-        assert!(matches!(decode(b"Z"), Err(Base64Error::Truncated)));
-        assert!(matches!(decode(b"Z==="), Err(Base64Error::Padding(_))));
-        assert!(matches!(decode(b"Zg==Zg=="), Err(Base64Error::Padding(_))));
-        assert!(matches!(decode(b"Zg="), Err(Base64Error::Padding(_))));
-        assert!(matches!(decode(b"Zm8=="), Err(Base64Error::Padding(_))));
+        assert_eq!(decode(b"Zm9v!"), Err(Error::Base64Byte('!', 4)));
+        assert!(matches!(decode(b"Z"), Err(Error::Base64Truncated)));
+        assert!(matches!(decode(b"Z==="), Err(Error::Base64Padding(_))));
+        assert!(matches!(decode(b"Zg==Zg=="), Err(Error::Base64Padding(_))));
+        assert!(matches!(decode(b"Zg="), Err(Error::Base64Padding(_))));
+        assert!(matches!(decode(b"Zm8=="), Err(Error::Base64Padding(_))));
     }
 
     proptest! {

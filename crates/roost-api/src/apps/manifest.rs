@@ -9,73 +9,10 @@
 //! references, volume mounts).
 
 use super::quantity::Quantity;
+use crate::Error;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-/// A manifest that Roost refuses. Displays as
-/// `manifests/app.yaml: document 2 (Deployment web): spec.template.spec.affinity: unknown field ...`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ManifestError {
-    /// The file in the package, when known.
-    pub file: Option<String>,
-    /// 1-based document number in the file, when known.
-    pub document: Option<usize>,
-    /// `Kind name` of the object, when known.
-    pub object: Option<String>,
-    /// The field path, when the error is about a field.
-    pub path: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{file}: ")?;
-        }
-        match (self.document, &self.object) {
-            (Some(d), Some(o)) => write!(f, "document {d} ({o}): ")?,
-            (Some(d), None) => write!(f, "document {d}: ")?,
-            (None, Some(o)) => write!(f, "{o}: ")?,
-            (None, None) => {}
-        }
-        if let Some(p) = &self.path {
-            write!(f, "{p}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl ManifestError {
-    fn new(message: impl Into<String>) -> Self {
-        ManifestError {
-            file: None,
-            document: None,
-            object: None,
-            path: None,
-            message: message.into(),
-        }
-    }
-
-    /// Names the file the error is in.
-    pub fn in_file(mut self, file: &str) -> Self {
-        self.file = Some(file.to_string());
-        self
-    }
-
-    fn at(mut self, path: impl Into<String>) -> Self {
-        self.path = Some(path.into());
-        self
-    }
-
-    fn of(mut self, src: &Source, object: &Object) -> Self {
-        self.file = Some(src.file.clone());
-        self.document = Some(src.document);
-        self.object = Some(object.describe());
-        self
-    }
-}
 
 /// Where an object came from in a package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -535,7 +472,7 @@ pub struct Secret {
 
 impl Secret {
     /// The decoded values (checked when the manifest was read).
-    pub fn values(&self) -> Result<BTreeMap<String, Vec<u8>>, super::base64::Base64Error> {
+    pub fn values(&self) -> Result<BTreeMap<String, Vec<u8>>, Error> {
         let mut out = BTreeMap::new();
         for (k, v) in &self.data {
             out.insert(k.clone(), super::base64::decode(v.as_bytes())?);
@@ -565,17 +502,13 @@ pub fn is_dns_label(s: &str) -> bool {
 /// Reads every document of a multi-document YAML text. Empty documents are
 /// skipped. Each document is checked alone (kinds, versions, names, fields,
 /// values); cross-object references are checked by [`check_references`].
-pub fn parse_documents(yaml: &str) -> Result<Vec<Object>, ManifestError> {
+pub fn parse_documents(yaml: &str) -> Result<Vec<Object>, Error> {
     let mut out = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(yaml).enumerate() {
         let number = i + 1;
-        let with_doc = |mut e: ManifestError, object: Option<String>| {
-            e.document = Some(number);
-            e.object = e.object.or(object);
-            e
-        };
+        let with_doc = |e: Error, object: Option<String>| e.in_document(number, object);
         let value = serde_norway::Value::deserialize(doc)
-            .map_err(|e| with_doc(ManifestError::new(format!("invalid YAML: {e}")), None))?;
+            .map_err(|e| with_doc(Error::manifest(format!("invalid YAML: {e}")), None))?;
         if value.is_null() {
             continue;
         }
@@ -595,8 +528,8 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<Object>, ManifestError> {
             "Pod" => typed(value).map(Object::Pod),
             "ConfigMap" => typed(value).map(Object::ConfigMap),
             "Secret" => typed(value).map(Object::Secret),
-            "" => Err(ManifestError::new("missing kind").at("kind")),
-            other => Err(ManifestError::new(format!(
+            "" => Err(Error::manifest("missing kind").at("kind")),
+            other => Err(Error::manifest(format!(
                 "unsupported kind {other:?} (supported: Deployment, DaemonSet, Pod, ConfigMap, Secret)"
             ))
             .at("kind")),
@@ -609,7 +542,7 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<Object>, ManifestError> {
     Ok(out)
 }
 
-fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, ManifestError> {
+fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, Error> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -617,17 +550,17 @@ fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, ManifestE
             Some(rest) => format!("unknown field {rest} (not supported by Roost)"),
             None => inner,
         };
-        let err = ManifestError::new(message);
+        let err = Error::manifest(message);
         if path == "." { err } else { err.at(path) }
     })
 }
 
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> ManifestError {
-    ManifestError::new(message).at(path)
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::manifest(message).at(path)
 }
 
 /// Checks one object alone.
-fn check_object(o: &Object) -> Result<(), ManifestError> {
+fn check_object(o: &Object) -> Result<(), Error> {
     let (api, kind) = match o {
         Object::Deployment(d) => (&d.api_version, "apps/v1"),
         Object::DaemonSet(d) => (&d.api_version, "apps/v1"),
@@ -679,10 +612,7 @@ fn check_object(o: &Object) -> Result<(), ManifestError> {
     Ok(())
 }
 
-fn check_workload(
-    selector: &LabelSelector,
-    template: &PodTemplateSpec,
-) -> Result<(), ManifestError> {
+fn check_workload(selector: &LabelSelector, template: &PodTemplateSpec) -> Result<(), Error> {
     if selector.match_labels.is_empty() {
         return Err(invalid("spec.selector.matchLabels", "must not be empty"));
     }
@@ -709,7 +639,7 @@ fn check_workload(
     }
 }
 
-fn check_pod_spec(prefix: &str, spec: &PodSpec) -> Result<(), ManifestError> {
+fn check_pod_spec(prefix: &str, spec: &PodSpec) -> Result<(), Error> {
     if spec.containers.is_empty() {
         return Err(invalid(
             format!("{prefix}.containers"),
@@ -990,7 +920,7 @@ fn relative_path_ok(p: &str) -> bool {
 /// the package unless marked `optional`.
 pub fn check_references<'a>(
     objects: impl IntoIterator<Item = (&'a Source, &'a Object)>,
-) -> Result<(), ManifestError> {
+) -> Result<(), Error> {
     let objects: Vec<(&Source, &Object)> = objects.into_iter().collect();
     let mut config_maps = BTreeMap::new();
     let mut secrets = BTreeMap::new();
@@ -1011,7 +941,7 @@ pub fn check_references<'a>(
                     first.document
                 ),
             )
-            .of(src, o));
+            .located(&src.file, src.document, o.describe()));
         }
     }
     for (src, o) in &objects {
@@ -1027,7 +957,11 @@ pub fn check_references<'a>(
             _ => None,
         };
         let missing = |path: String, what: &str, name: &str| {
-            invalid(path, format!("{what} {name:?} is not in the package")).of(src, o)
+            invalid(path, format!("{what} {name:?} is not in the package")).located(
+                &src.file,
+                src.document,
+                o.describe(),
+            )
         };
         for (i, v) in spec.volumes.iter().enumerate() {
             let p = format!("{prefix}.volumes[{i}]");
@@ -1043,7 +977,11 @@ pub fn check_references<'a>(
                                     format!("{p}.configMap.items[{j}].key"),
                                     format!("ConfigMap {:?} has no key {:?}", c.name, item.key),
                                 )
-                                .of(src, o));
+                                .located(
+                                    &src.file,
+                                    src.document,
+                                    o.describe(),
+                                ));
                             }
                         }
                     }
@@ -1066,7 +1004,11 @@ pub fn check_references<'a>(
                                     format!("{p}.secret.items[{j}].key"),
                                     format!("Secret {:?} has no key {:?}", s.secret_name, item.key),
                                 )
-                                .of(src, o));
+                                .located(
+                                    &src.file,
+                                    src.document,
+                                    o.describe(),
+                                ));
                             }
                         }
                     }
@@ -1087,7 +1029,11 @@ pub fn check_references<'a>(
                                 p,
                                 format!("ConfigMap {:?} has no key {:?}", r.name, r.key),
                             )
-                            .of(src, o));
+                            .located(
+                                &src.file,
+                                src.document,
+                                o.describe(),
+                            ));
                         }
                         _ => {}
                     }
@@ -1101,7 +1047,11 @@ pub fn check_references<'a>(
                                 p,
                                 format!("Secret {:?} has no key {:?}", r.name, r.key),
                             )
-                            .of(src, o));
+                            .located(
+                                &src.file,
+                                src.document,
+                                o.describe(),
+                            ));
                         }
                         _ => {}
                     }

@@ -310,20 +310,18 @@ pub struct Metadata {
     pub other: BTreeMap<String, serde_norway::Value>,
 }
 
-/// `metadata.yaml` could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("metadata.yaml: {0}")]
-pub struct MetadataError(pub String);
-
 impl Metadata {
-    pub fn parse(yaml: &str) -> Result<Metadata, MetadataError> {
-        let m: Metadata = serde_norway::from_str(yaml).map_err(|e| MetadataError(e.to_string()))?;
+    pub fn parse(yaml: &str) -> Result<Metadata, crate::Error> {
+        let m: Metadata =
+            serde_norway::from_str(yaml).map_err(|e| crate::Error::Metadata(e.to_string()))?;
         for (key, v) in [("app_name", &m.app_name), ("app_version", &m.app_version)] {
             if v.trim().is_empty() {
-                return Err(MetadataError(format!("{key} is empty")));
+                return Err(crate::Error::Metadata(format!("{key} is empty")));
             }
             if v.len() > 255 || v.chars().any(|c| c.is_control() || c == '/') {
-                return Err(MetadataError(format!("{key} {v:?} is not a valid name")));
+                return Err(crate::Error::Metadata(format!(
+                    "{key} {v:?} is not a valid name"
+                )));
             }
         }
         Ok(m)

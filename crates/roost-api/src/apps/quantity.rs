@@ -2,6 +2,7 @@
 //! `"1G"`, `"1e3"`), read exactly with integers: CPU in millicores and
 //! memory in bytes, rounded up as Kubernetes rounds.
 
+use crate::Error;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -15,16 +16,9 @@ pub struct Quantity {
     exp2: u32,
 }
 
-/// A quantity that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid quantity {0:?} (expected a number with an optional suffix such as 250m, 0.5, 128Mi or 1G)"
-)]
-pub struct QuantityError(pub String);
-
 impl Quantity {
-    pub fn parse(text: &str) -> Result<Quantity, QuantityError> {
-        let err = || QuantityError(text.to_string());
+    pub fn parse(text: &str) -> Result<Quantity, Error> {
+        let err = || Error::Quantity(text.to_string());
         let s = text.trim();
         let s = s.strip_prefix('+').unwrap_or(s);
         let num_end = s

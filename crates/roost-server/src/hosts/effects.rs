@@ -2,11 +2,14 @@
 //! store, fault management and the BMCs. Requests send it the rows their
 //! plan writes and wait for the commit; maintenance decisions send it their
 //! effects (states to persist, alarms, agent reboots, BMC actions), which it
-//! carries out in order.
+//! carries out in order. An alarm decision that FM could not commit is kept
+//! and recorded again with the next job (every heartbeat period sends one
+//! while any is kept), unless a newer decision about the same alarm comes
+//! first.
 
 use std::sync::Arc;
 
-use roost_mtce::{Command, Effects};
+use roost_mtce::{AlarmOut, Command, Effects};
 use roost_store::HostWrite;
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,7 +17,7 @@ use super::bmc::{Bmc, PowerAction};
 use super::heartbeater::Control;
 use super::{HostStore, Shared};
 use crate::fm_service::FmService;
-use crate::{Error, Shutdown};
+use crate::{Error, ErrorKind, Shutdown};
 
 /// Work for the executor.
 pub enum Job {
@@ -31,19 +34,39 @@ pub enum Job {
     },
 }
 
-/// The executor's handles.
+/// The executor's handles, and the alarm decisions it still has to record.
 pub struct Executor {
-    pub shared: Arc<Shared>,
-    pub store: Arc<dyn HostStore>,
-    pub fm: FmService,
-    pub bmc: Arc<dyn Bmc>,
-    pub heartbeat: mpsc::UnboundedSender<Control>,
+    shared: Arc<Shared>,
+    store: Arc<dyn HostStore>,
+    fm: FmService,
+    bmc: Arc<dyn Bmc>,
+    heartbeat: mpsc::UnboundedSender<Control>,
+    /// Alarm decisions whose FM commit failed, oldest first, at most one
+    /// per alarm and entity.
+    unrecorded: Vec<AlarmOut>,
 }
 
 impl Executor {
+    pub fn new(
+        shared: Arc<Shared>,
+        store: Arc<dyn HostStore>,
+        fm: FmService,
+        bmc: Arc<dyn Bmc>,
+        heartbeat: mpsc::UnboundedSender<Control>,
+    ) -> Self {
+        Executor {
+            shared,
+            store,
+            fm,
+            bmc,
+            heartbeat,
+            unrecorded: Vec::new(),
+        }
+    }
+
     /// Carries out jobs in order until the channel closes or shutdown; on
     /// shutdown, what is already queued is carried out first.
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Job>, shutdown: Shutdown) {
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, shutdown: Shutdown) {
         loop {
             tokio::select! {
                 job = rx.recv() => match job {
@@ -60,7 +83,7 @@ impl Executor {
         }
     }
 
-    async fn job(&self, job: Job) {
+    async fn job(&mut self, job: Job) {
         match job {
             Job::Write { writes, reply } => {
                 let _ = reply.send(self.write(writes).await);
@@ -79,7 +102,7 @@ impl Executor {
         Ok(tokio::task::spawn_blocking(move || store.write_hosts(&writes)).await??)
     }
 
-    async fn carry_out(&self, fx: Effects) {
+    async fn carry_out(&mut self, fx: Effects) {
         // Persist changed states first, so that a restart sees them; memory
         // follows only once they are committed.
         let rows = self.shared.state_rows(&fx.changed);
@@ -99,17 +122,30 @@ impl Executor {
                 "host state"
             );
         }
-        for a in fx.alarms {
+        // Decisions whose commit failed before are older than this job's:
+        // recorded first, unless this job decides anew about their alarm.
+        let mut alarms = std::mem::take(&mut self.unrecorded);
+        alarms.retain(|old| !fx.alarms.iter().any(|a| same_alarm(a, old)));
+        alarms.extend(fx.alarms);
+        for a in alarms {
+            // A newer decision about this alarm replaces one still to record.
+            self.unrecorded.retain(|old| !same_alarm(old, &a));
             let cmd = crate::fm_service::raise_or_clear(
                 a.alarm_id,
-                a.entity_instance_id,
+                a.entity_instance_id.clone(),
                 a.severity,
-                a.reason_text,
+                a.reason_text.clone(),
             );
-            if let Err(e) = self.fm.submit(cmd).await {
-                tracing::warn!(error = %e, "cannot record a maintenance alarm");
+            match self.fm.submit(cmd).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    tracing::warn!(error = %e, "cannot record a maintenance alarm; will retry");
+                    self.unrecorded.push(a);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot record a maintenance alarm"),
             }
         }
+        self.shared.alarms_unrecorded(!self.unrecorded.is_empty());
         for c in fx.commands {
             self.command(c);
         }
@@ -149,6 +185,11 @@ impl Executor {
             shared.bmc_result(&host, result);
         });
     }
+}
+
+/// Whether two decisions are about the same alarm of the same entity.
+fn same_alarm(a: &AlarmOut, b: &AlarmOut) -> bool {
+    a.alarm_id == b.alarm_id && a.entity_instance_id == b.entity_instance_id
 }
 
 /// The states of one host to persist.

@@ -31,6 +31,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -122,6 +123,9 @@ pub struct Shared {
     state: Mutex<State>,
     jobs: mpsc::UnboundedSender<Job>,
     heartbeat: mpsc::UnboundedSender<Control>,
+    /// The executor keeps alarm decisions whose FM commit failed: every
+    /// heartbeat period then sends it a job, so that they are retried.
+    unrecorded: AtomicBool,
 }
 
 impl Shared {
@@ -130,7 +134,11 @@ impl Shared {
     }
 
     fn effects(&self, fx: Effects, done: Option<oneshot::Sender<()>>) {
-        if fx.alarms.is_empty() && fx.commands.is_empty() && fx.changed.is_empty() {
+        if fx.alarms.is_empty()
+            && fx.commands.is_empty()
+            && fx.changed.is_empty()
+            && !self.unrecorded.load(Ordering::SeqCst)
+        {
             if let Some(d) = done {
                 let _ = d.send(());
             }
@@ -165,6 +173,11 @@ impl Shared {
                 (!same).then_some(row)
             })
             .collect()
+    }
+
+    /// Whether the executor keeps alarm decisions to record again.
+    fn alarms_unrecorded(&self, any: bool) {
+        self.unrecorded.store(any, Ordering::SeqCst);
     }
 
     fn states_committed(&self, rows: &[StateRow]) {
@@ -347,6 +360,7 @@ impl HostService {
             }),
             jobs: jobs_tx,
             heartbeat: hb_tx.clone(),
+            unrecorded: AtomicBool::new(false),
         });
         let svc = HostService {
             lock_gate: Arc::new(std::sync::OnceLock::new()),
@@ -360,13 +374,7 @@ impl HostService {
         // Epochs only grow: a restarted server's pulses are never replays.
         let epoch = now.micros().max(1) as u64;
         let heartbeater = Heartbeater::new(socket, epoch, peers, clock.clone(), metrics);
-        let executor = Executor {
-            shared: shared.clone(),
-            store,
-            fm,
-            bmc,
-            heartbeat: hb_tx,
-        };
+        let executor = Executor::new(shared.clone(), store, fm, bmc, hb_tx);
         shared.effects(initial, None);
         let tasks = vec![
             tokio::spawn(executor.run(jobs_rx, shutdown.clone())),

@@ -49,7 +49,7 @@ fn link_error(e: Error) -> ApiError {
         ErrorKind::Invalid => StatusCode::BAD_REQUEST,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::Unavailable => return ApiError::unavailable(&e),
+        ErrorKind::Unavailable | ErrorKind::Corrupt => return ApiError::unavailable(&e),
     };
     ApiError::new(status, e.to_string())
 }

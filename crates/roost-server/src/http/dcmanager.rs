@@ -69,7 +69,7 @@ impl From<Error> for DcHttpError {
     fn from(e: Error) -> Self {
         match e.kind() {
             ErrorKind::NotFound => DcHttpError(StatusCode::NOT_FOUND, e.to_string()),
-            ErrorKind::Unavailable => match e {
+            ErrorKind::Unavailable | ErrorKind::Corrupt => match e {
                 Error::Stopped(_) | Error::Busy(_) => {
                     DcHttpError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                 }

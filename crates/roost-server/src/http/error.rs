@@ -78,7 +78,7 @@ impl From<Error> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Invalid | ErrorKind::Conflict => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorKind::Unavailable => match e {
+            ErrorKind::Unavailable | ErrorKind::Corrupt => match e {
                 Error::Busy(_) | Error::Stopped(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => return ApiError::unavailable(&e),
             },

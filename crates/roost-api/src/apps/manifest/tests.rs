@@ -106,7 +106,7 @@ fn sources(objects: &[Object]) -> Vec<(Source, Object)> {
         .collect()
 }
 
-fn refs(objects: &[Object]) -> Result<(), ManifestError> {
+fn refs(objects: &[Object]) -> Result<(), Error> {
     let s = sources(objects);
     check_references(s.iter().map(|(s, o)| (s, o)))
 }
@@ -176,13 +176,18 @@ fn unknown_fields_are_refused_with_their_path() {
         1,
     );
     let e = parse_documents(&yaml).unwrap_err();
-    assert_eq!(e.document, Some(1));
-    assert_eq!(e.object.as_deref(), Some("Deployment web"));
-    assert_eq!(
-        e.path.as_deref(),
-        Some("spec.template.spec.affinity"),
-        "{e}"
-    );
+    let Error::Manifest {
+        document,
+        object,
+        path,
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*document, Some(1));
+    assert_eq!(object.as_deref(), Some("Deployment web"));
+    assert_eq!(path.as_deref(), Some("spec.template.spec.affinity"), "{e}");
     let text = e.in_file("manifests/app.yaml").to_string();
     assert!(
         text.starts_with("manifests/app.yaml: document 1 (Deployment web): spec.template.spec.affinity: unknown field `affinity`"),
