@@ -651,3 +651,147 @@ fn a_two_container_app_applies_runs_probes_logs_and_removes_without_leftovers() 
     );
     assert_eq!(api.delete("/v1/apps/web").status, 204);
 }
+
+/// Running containers per replica id in the containerd at `sock`.
+fn running_replicas(sock: &Path) -> Vec<String> {
+    if !sock.exists() {
+        return Vec::new();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(c) = roost_runtime::Containerd::connect(sock).await else {
+            return Vec::new();
+        };
+        c.list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| {
+                s.task
+                    .as_ref()
+                    .is_some_and(|t| t.status == roost_runtime::TaskStatus::Running)
+            })
+            .filter_map(|s| s.labels.get("roost.replica").cloned())
+            .collect()
+    })
+}
+
+fn agent_containerd(a: &roost_test_support::Agent) -> PathBuf {
+    a.data_dir.join("apps/containerd/containerd.sock")
+}
+
+/// Stops an agent with SIGTERM (its private containerd goes with it) and
+/// waits until it is gone.
+fn stop_agent(a: &roost_test_support::Agent) {
+    let pid = a.pid();
+    a.signal("TERM");
+    wait_for(30, || (!Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z ")))
+    .then_some(()));
+}
+
+const SLEEPER: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec:
+      hostNetwork: true
+      nodeSelector: {pool: edge}
+      containers:
+        - name: main
+          image: registry.local/busybox:1
+          command: [\"/bin/sh\", \"-c\", \"echo running; exec sleep 100000\"]
+";
+
+#[test]
+fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("roost.toml");
+    std::fs::write(&conf, "[apps]\nlocal_runtime = false\n").unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("ROOST_CONFIG".into(), conf.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let mut agents = Vec::new();
+    for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
+        let name = format!("worker-{i}");
+        let token = api.add_host(&name, "worker");
+        let a = roost_test_support::Agent::start(
+            &bin(),
+            &s.url,
+            &token,
+            &tmp.path().join(&name),
+            ip,
+            &["--reboot-command", "true"],
+        )
+        .expect("agent starts");
+        api.wait_avail(&name, "online", 30);
+        assert_eq!(api.host_action(&name, "unlock").status, 200);
+        api.wait_avail(&name, "available", 30);
+        let uuid = api.host(&name)["uuid"].as_str().unwrap().to_string();
+        let r = api.post(&format!("/v1/labels/{uuid}"), &json!({"pool": "edge"}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        agents.push(a);
+    }
+    let tgz = package(&busybox_source(tmp.path(), "fo", "1", SLEEPER));
+    assert_eq!(api.post("/v1/apps", &upload_body(&tgz)).status, 200);
+    wait_status(&s, "fo", "uploaded");
+    let r = api.patch("/v1/apps/fo?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "fo", "applied");
+    let first = api.get("/v1/apps/fo/replicas").body["replicas"][0]["host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (lost, kept) = if first == "worker-0" { (0, 1) } else { (1, 0) };
+    assert_eq!(running_replicas(&agent_containerd(&agents[lost])), ["fo/worker/0"]);
+
+    // The host's agent stops answering: declared failed, the replica runs
+    // on the other host.
+    agents[lost].signal("STOP");
+    let moved = wait_for(60, || {
+        let r = s.api().get("/v1/apps/fo/replicas").body["replicas"][0].clone();
+        (r["host"] == agents[kept].hostname.as_str() && r["state"] == "running").then_some(r)
+    });
+    assert!(moved.is_some(), "{}\n{}", api.get("/v1/apps/fo/replicas").body, s.log());
+    assert_eq!(api.host(&agents[lost].hostname)["availability"], "failed");
+    assert_eq!(running_replicas(&agent_containerd(&agents[kept])), ["fo/worker/0"]);
+
+    // It comes back: what it ran is stopped, one copy runs in all.
+    agents[lost].signal("CONT");
+    api.wait_avail(&agents[lost].hostname, "available", 60);
+    let single = wait_for(60, || {
+        running_replicas(&agent_containerd(&agents[lost]))
+            .is_empty()
+            .then_some(())
+    });
+    assert!(single.is_some(), "the returned host still runs {:?}\n{}", running_replicas(&agent_containerd(&agents[lost])), agents[lost].log());
+    assert_eq!(running_replicas(&agent_containerd(&agents[kept])), ["fo/worker/0"]);
+    let r = api.get("/v1/apps/fo/replicas").body;
+    assert_eq!(r["replicas"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["replicas"][0]["host"], agents[kept].hostname.as_str());
+
+    // Remove: nothing runs anywhere; the agents stop cleanly.
+    let r = api.patch("/v1/apps/fo?directive=remove", &json!({"values": {}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "fo", "uploaded");
+    for a in &agents {
+        assert!(running_replicas(&agent_containerd(a)).is_empty());
+        stop_agent(a);
+    }
+}
