@@ -74,6 +74,20 @@ use crate::workload::{
     AppSpec, Container, PodTemplate, RestartPolicy, WorkloadKind, daemon_replica_id, fixed_replicas,
 };
 
+/// Where containers without exclusive CPUs run: the application pool; on
+/// a host whose every non-platform CPU is isolated, the platform CPUs (an
+/// isolated CPU is only ever its owner's); `None` (no pinning) on a host
+/// with no CPU functions at all.
+fn shared_pool(f: &HostFacts) -> Option<Vec<u32>> {
+    if !f.application_cpus.is_empty() {
+        Some(f.application_cpus.clone())
+    } else if !f.isolated_cpus.is_empty() && !f.platform_cpus.is_empty() {
+        Some(f.platform_cpus.clone())
+    } else {
+        None
+    }
+}
+
 /// Timers of the application runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSettings {
@@ -603,10 +617,7 @@ impl Apps {
                     .map(|(c, a)| {
                         let (cpuset, exclusive) = match a {
                             CpuAssignment::Exclusive(v) => (Some(v.clone()), true),
-                            CpuAssignment::Shared => {
-                                let pool = &h.facts.application_cpus;
-                                ((!pool.is_empty()).then(|| pool.clone()), false)
-                            }
+                            CpuAssignment::Shared => (shared_pool(&h.facts), false),
                         };
                         PlannedContainer {
                             container: c.clone(),

@@ -688,10 +688,12 @@ fn agent_containerd(a: &roost_test_support::Agent) -> PathBuf {
 fn stop_agent(a: &roost_test_support::Agent) {
     let pid = a.pid();
     a.signal("TERM");
-    wait_for(30, || (!Path::new(&format!("/proc/{pid}")).exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.contains(") Z ")))
-    .then_some(()));
+    wait_for(30, || {
+        (!Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    });
 }
 
 const SLEEPER: &str = "apiVersion: apps/v1
@@ -759,7 +761,10 @@ fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
         .unwrap()
         .to_string();
     let (lost, kept) = if first == "worker-0" { (0, 1) } else { (1, 0) };
-    assert_eq!(running_replicas(&agent_containerd(&agents[lost])), ["fo/worker/0"]);
+    assert_eq!(
+        running_replicas(&agent_containerd(&agents[lost])),
+        ["fo/worker/0"]
+    );
 
     // The host's agent stops answering: declared failed, the replica runs
     // on the other host.
@@ -768,9 +773,17 @@ fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
         let r = s.api().get("/v1/apps/fo/replicas").body["replicas"][0].clone();
         (r["host"] == agents[kept].hostname.as_str() && r["state"] == "running").then_some(r)
     });
-    assert!(moved.is_some(), "{}\n{}", api.get("/v1/apps/fo/replicas").body, s.log());
+    assert!(
+        moved.is_some(),
+        "{}\n{}",
+        api.get("/v1/apps/fo/replicas").body,
+        s.log()
+    );
     assert_eq!(api.host(&agents[lost].hostname)["availability"], "failed");
-    assert_eq!(running_replicas(&agent_containerd(&agents[kept])), ["fo/worker/0"]);
+    assert_eq!(
+        running_replicas(&agent_containerd(&agents[kept])),
+        ["fo/worker/0"]
+    );
 
     // It comes back: what it ran is stopped, one copy runs in all.
     agents[lost].signal("CONT");
@@ -780,11 +793,34 @@ fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
             .is_empty()
             .then_some(())
     });
-    assert!(single.is_some(), "the returned host still runs {:?}\n{}", running_replicas(&agent_containerd(&agents[lost])), agents[lost].log());
-    assert_eq!(running_replicas(&agent_containerd(&agents[kept])), ["fo/worker/0"]);
+    assert!(
+        single.is_some(),
+        "the returned host still runs {:?}\n{}",
+        running_replicas(&agent_containerd(&agents[lost])),
+        agents[lost].log()
+    );
+    assert_eq!(
+        running_replicas(&agent_containerd(&agents[kept])),
+        ["fo/worker/0"]
+    );
     let r = api.get("/v1/apps/fo/replicas").body;
     assert_eq!(r["replicas"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(r["replicas"][0]["host"], agents[kept].hostname.as_str());
+
+    // Locking the host it runs on moves it first: when the lock answers,
+    // the replica runs on the other host and nothing runs on the locked one.
+    let r = api.host_action(&agents[kept].hostname, "lock");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(running_replicas(&agent_containerd(&agents[kept])).is_empty());
+    let back = wait_for(60, || {
+        let r = s.api().get("/v1/apps/fo/replicas").body["replicas"][0].clone();
+        (r["host"] == agents[lost].hostname.as_str() && r["state"] == "running").then_some(r)
+    });
+    assert!(back.is_some(), "{}", api.get("/v1/apps/fo/replicas").body);
+    assert_eq!(
+        running_replicas(&agent_containerd(&agents[lost])),
+        ["fo/worker/0"]
+    );
 
     // Remove: nothing runs anywhere; the agents stop cleanly.
     let r = api.patch("/v1/apps/fo?directive=remove", &json!({"values": {}}));
@@ -794,4 +830,117 @@ fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
         assert!(running_replicas(&agent_containerd(a)).is_empty());
         stop_agent(a);
     }
+}
+
+const PINNED: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rt}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: rt}}
+  template:
+    metadata: {labels: {app: rt}}
+    spec:
+      hostNetwork: true
+      nodeSelector: {pool: rt}
+      containers:
+        - name: pinned
+          image: registry.local/busybox:1
+          command: [\"/bin/sh\", \"-c\", \"grep Cpus_allowed_list /proc/self/status; exec sleep 100000\"]
+          resources:
+            requests: {cpu: \"1\", memory: 32Mi}
+            limits: {cpu: \"1\", memory: 32Mi}
+        - name: shared
+          image: registry.local/busybox:1
+          command: [\"/bin/sh\", \"-c\", \"grep Cpus_allowed_list /proc/self/status; exec sleep 100000\"]
+";
+
+/// The CPUs a container printed (`Cpus_allowed_list:` in its log).
+fn allowed_cpus(logs: &Path, container: &str) -> Option<String> {
+    for e in std::fs::read_dir(logs).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(&format!(".{container}.")) {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            if let Some(l) = text.lines().find(|l| l.contains("Cpus_allowed_list")) {
+                return l.split_whitespace().last().map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_container_asking_for_a_whole_cpu_gets_an_isolated_core_and_no_one_else_does() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("roost.toml");
+    std::fs::write(&conf, "[apps]\nlocal_runtime = false\n").unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("ROOST_CONFIG".into(), conf.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let token = api.add_host("worker-0", "worker");
+    let agent = roost_test_support::Agent::start(
+        &bin(),
+        &s.url,
+        &token,
+        &tmp.path().join("worker-0"),
+        "127.0.0.2",
+        &["--reboot-command", "true"],
+    )
+    .expect("agent starts");
+    api.wait_avail("worker-0", "online", 30);
+    let host = api.host("worker-0");
+    let uuid = host["uuid"].as_str().unwrap().to_string();
+    // The last CPU becomes application-isolated (the host is locked).
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(cpus >= 2, "the pinning test needs two CPUs");
+    let last = cpus - 1;
+    let r = api.put(
+        &format!("/v1/ihosts/{uuid}/state/host_cpus_modify"),
+        &json!([{"function": "application-isolated", "cpulist": last.to_string()}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.host_action("worker-0", "unlock").status, 200);
+    api.wait_avail("worker-0", "available", 30);
+    let r = api.post(&format!("/v1/labels/{uuid}"), &json!({"pool": "rt"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let tgz = package(&busybox_source(tmp.path(), "rt", "1", PINNED));
+    assert_eq!(api.post("/v1/apps", &upload_body(&tgz)).status, 200);
+    wait_status(&s, "rt", "uploaded");
+    let r = api.patch("/v1/apps/rt?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "rt", "applied");
+    let replicas = api.get("/v1/apps/rt/replicas").body;
+    assert_eq!(
+        replicas["replicas"][0]["exclusive_cpus"],
+        json!([last]),
+        "{replicas}"
+    );
+    let logs = agent.data_dir.join("apps/logs");
+    let pinned = wait_for(30, || allowed_cpus(&logs, "pinned"));
+    let shared = wait_for(30, || allowed_cpus(&logs, "shared"));
+    assert_eq!(
+        pinned.as_deref(),
+        Some(last.to_string().as_str()),
+        "{}",
+        agent.log()
+    );
+    let shared = shared.expect("the shared container printed its CPUs");
+    assert!(
+        !shared.split([',', '-']).any(|c| c == last.to_string()),
+        "the shared container may run on the isolated CPU {last}: {shared}"
+    );
+
+    let r = api.patch("/v1/apps/rt?directive=remove", &json!({"values": {}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "rt", "uploaded");
+    stop_agent(&agent);
 }

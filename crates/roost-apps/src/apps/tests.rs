@@ -891,6 +891,33 @@ fn a_daemonset_runs_one_replica_per_matching_host() {
 }
 
 #[test]
+fn shared_containers_stay_off_isolated_cpus_when_there_is_no_application_pool() {
+    let mut s = Sim::new();
+    let mut f = HostFacts::up("worker-0", 1000, 8 * GIB);
+    f.platform_cpus = vec![0];
+    f.isolated_cpus = vec![1];
+    s.set_host(f);
+    let spec = AppSpec {
+        workloads: vec![workload(
+            "rt",
+            WorkloadKind::Deployment { replicas: 1 },
+            vec![
+                container("pinned", 1000, Some(1000), MIB),
+                container("sidecar", 0, None, MIB),
+            ],
+        )],
+    };
+    s.upload("rt", "1", spec);
+    s.apply("rt");
+    let plan = s.a.plan("worker-0").unwrap();
+    let r = &plan.replicas[0];
+    assert_eq!(r.containers[0].cpuset.as_deref(), Some(&[1][..]));
+    assert!(r.containers[0].exclusive);
+    assert_eq!(r.containers[1].cpuset.as_deref(), Some(&[0][..]));
+    assert!(!r.containers[1].exclusive);
+}
+
+#[test]
 fn whole_cpus_come_from_the_isolated_pool_and_are_never_given_twice() {
     let mut s = Sim::new();
     let mut f = HostFacts::up("worker-0", 8000, 8 * GIB);
