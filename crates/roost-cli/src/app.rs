@@ -1131,7 +1131,7 @@ mod tests {
 
     #[test]
     fn a_file_that_changes_size_during_the_upload_is_an_error() {
-        let data = vec![1u8; 10];
+        let data = [1u8; 10];
         let (head, tail) = upload_frame(&AppUploadRequest::default()).unwrap();
         let mut body = Vec::new();
         let err = UploadBody::new(&data[..], 11, head.clone(), tail.clone())

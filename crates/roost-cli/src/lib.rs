@@ -30,6 +30,8 @@
 mod alarm;
 mod app;
 mod app_local;
+#[cfg(test)]
+mod app_tests;
 mod client;
 mod credentials;
 mod dc;
