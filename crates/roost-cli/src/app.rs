@@ -525,7 +525,22 @@ fn upload(args: &AppUploadArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
     let length = UploadBody::<File>::len(&head, size, &tail);
     let body = reqwest::blocking::Body::sized(UploadBody::new(file, size, head, tail), length);
     let api = &connect(env)?;
-    let reply = api.send_stream(Method::POST, "/v1/apps", body, "application/json")?;
+    let reply = api
+        .send_stream(Method::POST, "/v1/apps", body, "application/json")
+        .map_err(|e| {
+            if e.http_status().is_some() {
+                e
+            } else {
+                // The server may close the connection on a package past its
+                // size limit before it has read the whole body.
+                e.map_message(|m| {
+                    format!(
+                        "{m} (while sending {}, {size} bytes; a server refuses packages past its upload limit, 1 GiB by default)",
+                        absolute.display()
+                    )
+                })
+            }
+        })?;
     after_operation(api, reply, Goal::Upload, args.wait, args.output.output, io)
 }
 
@@ -912,9 +927,9 @@ pub fn logs_query(args: &AppLogsArgs) -> Query {
 fn logs(args: &AppLogsArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = format!("{}/logs", app_path(&args.name)?);
     let api = &connect(env)?;
-    let mut reply = api
-        .get_stream(&path, &logs_query(args))
-        .map_err(not_found(&args.name))?;
+    // A 404 may be about the replica or the container: the server's
+    // message says which.
+    let mut reply = api.get_stream(&path, &logs_query(args))?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match reply.read(&mut buf) {
