@@ -30,6 +30,9 @@ use crate::output::{
 use crate::query::Query;
 use crate::{Io, connect};
 
+/// Longest progress line redrawn on a terminal (the seconds elapsed follow).
+const TERMINAL_LINE: usize = 70;
+
 /// How often `--wait` asks the server.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -736,7 +739,10 @@ impl Progress {
         elapsed: Duration,
     ) -> Result<(), Error> {
         if self.terminal {
-            write!(err, "\r\x1b[2K{line} [{}s]", elapsed.as_secs())?;
+            // Short enough not to wrap on an 80-column terminal, or the
+            // redraw would leave the wrapped part behind.
+            let shown = crate::error::truncate_chars(line, TERMINAL_LINE);
+            write!(err, "\r\x1b[2K{shown} [{}s]", elapsed.as_secs())?;
             err.flush()?;
             self.drawn = true;
         } else if self.last.as_deref() != Some(line) {
