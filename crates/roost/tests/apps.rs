@@ -939,8 +939,122 @@ fn a_container_asking_for_a_whole_cpu_gets_an_isolated_core_and_no_one_else_does
         "the shared container may run on the isolated CPU {last}: {shared}"
     );
 
+    // The output of a container on another host comes through its agent.
+    let url = format!("{}/v1/apps/rt/logs?container=pinned", s.url);
+    let text = roost_test_support::http()
+        .get(&url)
+        .header("X-Auth-Token", s.token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains("Cpus_allowed_list"), "{text}");
+
     let r = api.patch("/v1/apps/rt?directive=remove", &json!({"values": {}}));
     assert_eq!(r.status, 200, "{}", r.body);
     wait_status(&s, "rt", "uploaded");
     stop_agent(&agent);
+}
+
+fn roost_cli(s: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("ROOST_URL", &s.url)
+        .env("ROOST_TOKEN", s.token())
+        .env("ROOST_CONFIG_DIR", s.data_dir.join("cli-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn roost_ok(s: &Server, args: &[&str]) -> String {
+    let out = roost_cli(s, args);
+    assert!(
+        out.status.success(),
+        "roost {args:?} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_roost_app_cli_builds_an_image_and_package_and_runs_the_app() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&bin());
+    // An image from a directory tree, and a package, with the CLI alone.
+    let root = tmp.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let src = tmp.path().join("hello");
+    std::fs::create_dir_all(src.join("manifests")).unwrap();
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    let archive = src.join("images/busybox.tar");
+    roost_ok(
+        &s,
+        &[
+            "app",
+            "image",
+            "import",
+            root.to_str().unwrap(),
+            "--name",
+            BUSYBOX,
+            "-o",
+            archive.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        src.join("metadata.yaml"),
+        "app_name: hello\napp_version: 1.0-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("manifests/app.yaml"),
+        SLEEPER
+            .replace("nodeSelector: {pool: edge}", "restartPolicy: Always")
+            .replace("echo running", "echo hello from the cli"),
+    )
+    .unwrap();
+    let tgz = tmp.path().join("hello-1.0-1.tgz");
+    roost_ok(
+        &s,
+        &[
+            "app",
+            "package",
+            src.to_str().unwrap(),
+            "-o",
+            tgz.to_str().unwrap(),
+        ],
+    );
+
+    roost_ok(&s, &["app", "upload", tgz.to_str().unwrap(), "--wait"]);
+    roost_ok(&s, &["app", "apply", "hello", "--wait", "--timeout", "120"]);
+    let status: Value =
+        serde_json::from_str(&roost_ok(&s, &["app", "status", "hello", "-o", "json"])).unwrap();
+    assert_eq!(status["replicas"][0]["state"], "running", "{status}");
+    let logs = wait_for(30, || {
+        let out = roost_cli(&s, &["app", "logs", "hello"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("hello from the cli").then_some(text)
+    });
+    assert!(logs.is_some(), "{}", s.log());
+    let list = roost_ok(&s, &["app", "list"]);
+    assert!(list.contains("hello") && list.contains("applied"), "{list}");
+
+    // A refusal: exit 1 and StarlingX's message.
+    let out = roost_cli(&s, &["app", "delete", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Application-delete rejected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    roost_ok(&s, &["app", "remove", "hello", "--wait"]);
+    roost_ok(&s, &["app", "delete", "hello"]);
+    assert_eq!(s.api().get("/v1/apps/hello").status, 404);
 }
