@@ -241,11 +241,7 @@ pub(crate) async fn run(
             stop_and_remove(&r.ctx, &r.ids).await;
             removal(&mut stop).await;
         }
-        Some(Ok(())) => {
-            if r.watch(&mut stop).await {
-                removal(&mut stop).await;
-            }
-        }
+        Some(Ok(())) => r.watch(&mut stop).await,
     }
     stop_and_remove(&r.ctx, &r.ids).await;
     remove_dir(&r.dir).await;
@@ -278,6 +274,9 @@ impl Replica {
     /// Adopts the replica's running containers when all are there, else
     /// starts it afresh. `Err`: why it could not start.
     async fn bring_up(&mut self, adopt: Vec<ContainerState>) -> Result<(), String> {
+        if self.spec.containers.is_empty() {
+            return Err("the replica has no containers".into());
+        }
         if !adopt.is_empty() {
             if let Some(ids) = self.adoptable(&adopt) {
                 self.ids = ids;
@@ -422,9 +421,9 @@ impl Replica {
         }
     }
 
-    /// Watches exits and probes until the replica ends (true) or the loop
-    /// asks for its removal (false).
-    async fn watch(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Watches exits and probes until the loop asks for the replica's
+    /// removal; when the replica ends before, it stays as it ended.
+    async fn watch(&mut self, stop: &mut watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut set = JoinSet::new();
         for (i, id) in self.ids.iter().enumerate() {
@@ -455,8 +454,9 @@ impl Replica {
                 ev = rx.recv() => ev,
             };
             let Some(ev) = ev else {
-                // Every watcher ended without a word: cannot happen, as the
-                // exit watchers only end by reporting.
+                // Every watcher ended without a word (the exit watchers only
+                // end by reporting, so there were none): wait for removal.
+                removal(stop).await;
                 break false;
             };
             match ev {
@@ -512,7 +512,9 @@ impl Replica {
         };
         set.abort_all();
         while set.join_next().await.is_some() {}
-        ended
+        if ended {
+            removal(stop).await;
+        }
     }
 
     /// A container ended by itself: the replica has ended. The others are
@@ -630,7 +632,17 @@ async fn probe_loop(
     let t = Timing::of(&spec);
     tokio::time::sleep(t.initial_delay).await;
     loop {
-        let outcome = probe::attempt(&rt, &id, &spec.action, t.timeout).await;
+        let outcome = match probe::attempt(&rt, &id, &spec.action, t.timeout).await {
+            probe::Outcome::Passed => Ok(()),
+            probe::Outcome::Failed(why) => Err(why),
+            probe::Outcome::Unknown(why) => {
+                // The runtime could not run the probe (containerd
+                // restarting): says nothing about the application.
+                tracing::debug!(id, probe = kind.name(), why, "probe result unknown");
+                tokio::time::sleep(t.period).await;
+                continue;
+            }
+        };
         if tx.send(Observed::Probe(i, kind, outcome)).is_err() {
             return;
         }
