@@ -227,13 +227,9 @@ pub(crate) async fn run(
         events,
     };
     r.publish();
-    let up = tokio::select! {
-        up = r.bring_up(adopt) => Some(up),
-        _ = removal(&mut stop) => None,
-    };
-    match up {
-        None => {}
-        Some(Err(msg)) => {
+    match r.bring_up(adopt, &mut stop).await {
+        Up::Removed => {}
+        Up::Failed(msg) => {
             r.report.state = ReplicaState::Failed;
             r.report.message = Some(msg);
             r.publish();
@@ -241,11 +237,27 @@ pub(crate) async fn run(
             stop_and_remove(&r.ctx, &r.ids).await;
             removal(&mut stop).await;
         }
-        Some(Ok(())) => r.watch(&mut stop).await,
+        Up::Running => r.watch(&mut stop).await,
     }
     stop_and_remove(&r.ctx, &r.ids).await;
     remove_dir(&r.dir).await;
     let _ = r.events.send(Event::Removed(r.serial));
+}
+
+/// A replica ready for its containers to start: each one's image (its
+/// containerd name) and mounts, in container order.
+struct Prepared {
+    images: Vec<String>,
+    mounts: Vec<Vec<Mount>>,
+}
+
+/// How bringing a replica up ended.
+enum Up {
+    Running,
+    /// It could not start, and why.
+    Failed(String),
+    /// The loop asked for its removal meanwhile.
+    Removed,
 }
 
 struct Replica {
@@ -272,8 +284,59 @@ impl Replica {
     }
 
     /// Adopts the replica's running containers when all are there, else
-    /// starts it afresh. `Err`: why it could not start.
-    async fn bring_up(&mut self, adopt: Vec<ContainerState>) -> Result<(), String> {
+    /// starts it afresh. A removal asked for meanwhile interrupts an image
+    /// import, or takes effect between two container starts (a start is
+    /// never cut in the middle, so it cannot leave a container behind).
+    async fn bring_up(
+        &mut self,
+        adopt: Vec<ContainerState>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Up {
+        let removed = |stop: &watch::Receiver<bool>| *stop.borrow();
+        let up = tokio::select! {
+            up = self.bring_up_until_start(adopt) => up,
+            _ = removal(stop) => return Up::Removed,
+        };
+        let images = match up {
+            Ok(Some(images)) => images,
+            Ok(None) => return Up::Running,
+            Err(msg) => return Up::Failed(msg),
+        };
+        let Prepared { images, mounts } = images;
+        for i in 0..self.spec.containers.len() {
+            if removed(stop) {
+                return Up::Removed;
+            }
+            let config = self.container_config(i, &images[i], &mounts[i]);
+            self.report.containers[i].state = ReplicaState::Starting;
+            match self.ctx.rt.start(&config).await {
+                Ok(()) => {
+                    let c = &mut self.report.containers[i];
+                    c.state = ReplicaState::Running;
+                    c.ready = self.spec.containers[i].readiness.is_none();
+                    self.publish();
+                }
+                Err(e) => {
+                    let msg = format!("container {}: start: {e}", self.spec.containers[i].name);
+                    let c = &mut self.report.containers[i];
+                    c.state = ReplicaState::Failed;
+                    c.message = Some(msg.clone());
+                    return Up::Failed(msg);
+                }
+            }
+        }
+        self.report.state = ReplicaState::Running;
+        self.update_ready();
+        self.publish();
+        Up::Running
+    }
+
+    /// Everything before the first container start: adoption (`None`: all
+    /// adopted), or volumes and images (their containerd names).
+    async fn bring_up_until_start(
+        &mut self,
+        adopt: Vec<ContainerState>,
+    ) -> Result<Option<Prepared>, String> {
         if self.spec.containers.is_empty() {
             return Err("the replica has no containers".into());
         }
@@ -288,7 +351,7 @@ impl Replica {
                 self.update_ready();
                 tracing::info!(replica = %self.spec.id, generation = self.spec.generation, "adopted running containers");
                 self.publish();
-                return Ok(());
+                return Ok(None);
             }
             let ids: Vec<String> = adopt.iter().map(|a| a.id.clone()).collect();
             stop_and_remove(&self.ctx, &ids).await;
@@ -312,29 +375,7 @@ impl Replica {
                 .map_err(|e| format!("container {}: {e}", c.name))?;
             images.push(name);
         }
-        for i in 0..self.spec.containers.len() {
-            let config = self.container_config(i, &images[i], &mounts[i]);
-            self.report.containers[i].state = ReplicaState::Starting;
-            match self.ctx.rt.start(&config).await {
-                Ok(()) => {
-                    let c = &mut self.report.containers[i];
-                    c.state = ReplicaState::Running;
-                    c.ready = self.spec.containers[i].readiness.is_none();
-                    self.publish();
-                }
-                Err(e) => {
-                    let msg = format!("container {}: start: {e}", self.spec.containers[i].name);
-                    let c = &mut self.report.containers[i];
-                    c.state = ReplicaState::Failed;
-                    c.message = Some(msg.clone());
-                    return Err(msg);
-                }
-            }
-        }
-        self.report.state = ReplicaState::Running;
-        self.update_ready();
-        self.publish();
-        Ok(())
+        Ok(Some(Prepared { images, mounts }))
     }
 
     /// The adopted containers' ids in container order, when every container
