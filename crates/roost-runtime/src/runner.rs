@@ -24,7 +24,9 @@
 //!   written with their mode and bound read-only); then the containers start
 //!   in order. Kubernetes' rules for `command` (replaces the entrypoint) and
 //!   `args` (replaces the cmd) hold. Every container shares the host's
-//!   network (there is no CNI), gets its cpuset and CPU/memory limits, and
+//!   network (there is no CNI; `host_network: false` is not honoured, and a
+//!   `hostPort` other than the `containerPort` fails the replica), gets its
+//!   cpuset and CPU/memory limits, and
 //!   carries the labels `roost.replica`, `roost.container`,
 //!   `roost.generation` and `roost.app`. Its containerd id is
 //!   [`Runner::log_id`]: `<app>.<workload>.<index>.<container>.<generation>`,

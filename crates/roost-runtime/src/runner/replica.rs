@@ -340,6 +340,19 @@ impl Replica {
         if self.spec.containers.is_empty() {
             return Err("the replica has no containers".into());
         }
+        for c in &self.spec.containers {
+            for p in &c.ports {
+                if let Some(h) = p.host_port
+                    && h != p.container_port
+                {
+                    return Err(format!(
+                        "container {}: hostPort {h} differs from containerPort {}: containers use \
+                         the host's network, so a container's port is the host's",
+                        c.name, p.container_port
+                    ));
+                }
+            }
+        }
         if !adopt.is_empty() {
             if let Some(ids) = self.adoptable(&adopt) {
                 self.ids = ids;
