@@ -39,6 +39,9 @@
 //!   never restarts anything: the server counts restarts, backs off, and
 //!   sends a new generation. The stopped containers stay until the plan
 //!   drops that generation.
+//! - **Logs** stay while their replica is in the plan: the current
+//!   generation's and the newest removed one's; a replica that leaves the
+//!   plan leaves no log files.
 //! - **Probes** (exec in the container; HTTP GET or TCP connect to
 //!   127.0.0.1, as containers use the host's network): readiness sets the
 //!   container's and the replica's `ready`; HTTPS probes are not supported
@@ -59,7 +62,7 @@
 //!
 //! [`shutdown`]: Runner::shutdown
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +144,7 @@ impl Runner {
             reconciled: false,
             slots: BTreeMap::new(),
             next_serial: 0,
+            previous_logs: HashMap::new(),
             events_tx,
             reports: reports_tx,
         };
@@ -209,6 +213,8 @@ struct Loop {
     reconciled: bool,
     slots: BTreeMap<u64, Slot>,
     next_serial: u64,
+    /// Per replica: the log ids of its newest removed generation.
+    previous_logs: HashMap<String, Vec<String>>,
     events_tx: mpsc::UnboundedSender<Event>,
     reports: watch::Sender<AgentAppsReport>,
 }
@@ -484,12 +490,47 @@ impl Loop {
                     s.report = Some(report);
                 }
             }
-            Event::Removed(serial) => {
-                self.slots.remove(&serial);
+            Event::Removed(serial, ids) => {
+                if let Some(s) = self.slots.remove(&serial) {
+                    self.forget_logs(&s.id, ids);
+                }
                 self.converge();
             }
         }
         self.publish();
+    }
+
+    /// Log retention: a removed replica generation's logs stay while the
+    /// replica is in the plan (its newest removed generation only, like
+    /// `kubectl logs --previous`); a replica gone from the plan leaves none.
+    fn forget_logs(&mut self, replica_id: &str, ids: Vec<String>) {
+        let Some(log) = &self.ctx.config.log else {
+            return;
+        };
+        let in_plan = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.replicas.iter().any(|r| r.id == replica_id));
+        let doomed = if in_plan {
+            self.previous_logs
+                .insert(replica_id.to_string(), ids)
+                .unwrap_or_default()
+        } else {
+            let mut all = self.previous_logs.remove(replica_id).unwrap_or_default();
+            all.extend(ids);
+            all
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        let dir = log.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for id in doomed {
+                if let Err(e) = crate::logs::remove_log(&dir, &id) {
+                    tracing::warn!(id, error = %e, "removing a container's logs");
+                }
+            }
+        });
     }
 
     fn publish(&self) {

@@ -474,6 +474,12 @@ async fn a_two_container_replica_runs_is_probed_and_is_removed_without_leftovers
             std::fs::read_dir(&replica_dirs).is_ok_and(|d| d.count() == 0)
         })
         .await;
+        // A replica gone from the plan leaves no logs.
+        wait_until("the replica's logs removed", || {
+            !logs.join(format!("{sleeper_id}.log")).exists()
+                && !logs.join(format!("{web_id}.log")).exists()
+        })
+        .await;
         runner.shutdown().await;
     })
     .await;
@@ -663,6 +669,9 @@ async fn a_restarted_runner_adopts_running_containers_and_removes_old_generation
             !listed.iter().any(|c| c.id == old_cid || c.id == stray.id),
             "{listed:?}"
         );
+        // The replaced generation's log stays (the newest previous one).
+        let old_log = roost_runtime::logs::read_log(&w.logs(), &old_cid).unwrap();
+        assert!(String::from_utf8_lossy(&old_log).contains("started"));
         // The adopted replica is watched again: its exit is reported.
         sh(&w.rt, &keep_cid, "kill -TERM 1").await;
         let r = wait_report(&mut reports, "adopted exit seen", |r| {

@@ -102,8 +102,9 @@ fn pick_image(infos: &[ImageInfo], image: &ImageRef) -> Result<String> {
 pub(crate) enum Event {
     /// The replica's current report.
     Report(u64, ReplicaReport),
-    /// Everything of the replica is stopped and removed.
-    Removed(u64),
+    /// Everything of the replica is stopped and removed; these were its
+    /// containers (and so its log ids).
+    Removed(u64, Vec<String>),
 }
 
 /// Waits until the loop asks for removal. A loop that went away (shutdown)
@@ -139,7 +140,7 @@ pub(crate) async fn remove_remains(
     if let Some(dir) = remains.dir {
         remove_dir(&dir).await;
     }
-    let _ = events.send(Event::Removed(serial));
+    let _ = events.send(Event::Removed(serial, remains.ids));
 }
 
 async fn remove_dir(dir: &std::path::Path) {
@@ -241,7 +242,7 @@ pub(crate) async fn run(
     }
     stop_and_remove(&r.ctx, &r.ids).await;
     remove_dir(&r.dir).await;
-    let _ = r.events.send(Event::Removed(r.serial));
+    let _ = r.events.send(Event::Removed(r.serial, r.ids));
 }
 
 /// A replica ready for its containers to start: each one's image (its
