@@ -310,7 +310,17 @@ impl Replica {
             }
             let config = self.container_config(i, &images[i], &mounts[i]);
             self.report.containers[i].state = ReplicaState::Starting;
-            match self.ctx.rt.start(&config).await {
+            let mut started = self.ctx.rt.start(&config).await;
+            if let Err(Error::AlreadyExists(what)) = &started {
+                // Left by a start that a crash interrupted (a snapshot without
+                // its container): this generation does not run, so it goes.
+                tracing::info!(id = %config.id, what, "removing leftovers of an interrupted start");
+                started = match self.ctx.rt.remove(&config.id).await {
+                    Ok(()) => self.ctx.rt.start(&config).await,
+                    Err(e) => Err(e),
+                };
+            }
+            match started {
                 Ok(()) => {
                     let c = &mut self.report.containers[i];
                     c.state = ReplicaState::Running;
