@@ -20,15 +20,16 @@
 //!   and imported once per digest (its digest must be the plan's, else the
 //!   replica fails with both digests in the message); volumes are prepared
 //!   under `<dir>/replicas/<replica>.<generation>/` (hostPath: bound as is;
-//!   emptyDir: a directory, also for `memory: true`; ConfigMap/Secret files:
-//!   written with their mode and bound read-only); then the containers start
+//!   emptyDir: a directory, also for `memory: true`, one per container and
+//!   mount as a `MountSpec` names no volume, so containers cannot share one;
+//!   ConfigMap/Secret files: written with their mode and bound read-only;
+//!   a file path leaving its directory fails the replica); then the containers start
 //!   in order. Kubernetes' rules for `command` (replaces the entrypoint) and
 //!   `args` (replaces the cmd) hold. Every container shares the host's
 //!   network (there is no CNI; `host_network: false` is not honoured, and a
 //!   `hostPort` other than the `containerPort` fails the replica), gets its
-//!   cpuset and CPU/memory limits, and
-//!   carries the labels `roost.replica`, `roost.container`,
-//!   `roost.generation` and `roost.app`. Its containerd id is
+//!   cpuset and CPU/memory limits, and carries the labels `roost.replica`,
+//!   `roost.container`, `roost.generation` and `roost.app`. Its containerd id is
 //!   [`Runner::log_id`]: `<app>.<workload>.<index>.<container>.<generation>`,
 //!   or a hashed form when that is not a valid id; its logs are
 //!   `logs::read_log(log.dir, id)`.
@@ -36,8 +37,8 @@
 //!   probe fails `failure_threshold` times in a row, the other containers
 //!   are stopped and the replica is reported `exited` (code 0), `failed`
 //!   (with the exit code) or `failed` with `liveness_failed`. The runner
-//!   never restarts anything: the server counts restarts, backs off, and
-//!   sends a new generation. The stopped containers stay until the plan
+//!   never restarts anything (`restart_policy` is the server's to apply):
+//!   the server counts restarts, backs off, and sends a new generation. The stopped containers stay until the plan
 //!   drops that generation.
 //! - **Logs** stay while their replica is in the plan: the current
 //!   generation's and the newest removed one's; a replica that leaves the
