@@ -115,10 +115,19 @@ async fn removal(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Why something failed, in words for the replica's report.
+struct Why(String);
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What a container's watchers report to its replica task.
 enum Observed {
-    Exited(usize, Result<ExitStatus, String>),
-    Probe(usize, Kind, Result<(), String>),
+    Exited(usize, Result<ExitStatus, Why>),
+    Probe(usize, Kind, Result<(), Why>),
 }
 
 /// A replica generation the runner wants gone that is not (or no longer)
@@ -301,7 +310,7 @@ impl Replica {
         let images = match up {
             Ok(Some(images)) => images,
             Ok(None) => return Up::Running,
-            Err(msg) => return Up::Failed(msg),
+            Err(why) => return Up::Failed(why.0),
         };
         let Prepared { images, mounts } = images;
         for i in 0..self.spec.containers.len() {
@@ -347,20 +356,20 @@ impl Replica {
     async fn bring_up_until_start(
         &mut self,
         adopt: Vec<ContainerState>,
-    ) -> Result<Option<Prepared>, String> {
+    ) -> Result<Option<Prepared>, Why> {
         if self.spec.containers.is_empty() {
-            return Err("the replica has no containers".into());
+            return Err(Why("the replica has no containers".into()));
         }
         for c in &self.spec.containers {
             for p in &c.ports {
                 if let Some(h) = p.host_port
                     && h != p.container_port
                 {
-                    return Err(format!(
+                    return Err(Why(format!(
                         "container {}: hostPort {h} differs from containerPort {}: containers use \
                          the host's network, so a container's port is the host's",
                         c.name, p.container_port
-                    ));
+                    )));
                 }
             }
         }
@@ -385,8 +394,8 @@ impl Replica {
             let spec = self.spec.clone();
             tokio::task::spawn_blocking(move || volumes::prepare(&dir, &spec))
                 .await
-                .map_err(|e| format!("preparing volumes: {e}"))?
-                .map_err(|e| format!("preparing volumes: {e}"))?
+                .map_err(|e| Why(format!("preparing volumes: {e}")))?
+                .map_err(|e| Why(format!("preparing volumes: {e}")))?
         };
         // Images first, so a bad image starts nothing.
         let mut images = Vec::new();
@@ -396,7 +405,7 @@ impl Replica {
                 .ctx
                 .image(&self.spec.app, image)
                 .await
-                .map_err(|e| format!("container {}: {e}", c.name))?;
+                .map_err(|e| Why(format!("container {}: {e}", c.name)))?;
             images.push(name);
         }
         Ok(Some(Prepared { images, mounts }))
@@ -425,7 +434,7 @@ impl Replica {
             .collect()
     }
 
-    fn image_of(&self, c: &ContainerSpec) -> Result<&ImageRef, String> {
+    fn image_of(&self, c: &ContainerSpec) -> Result<&ImageRef, Why> {
         self.spec
             .images
             .iter()
@@ -437,10 +446,10 @@ impl Replica {
                     .find(|i| c.image_digest.is_empty() && i.name == c.image)
             })
             .ok_or_else(|| {
-                format!(
+                Why(format!(
                     "container {}: image {} ({}) is not among the replica's images",
                     c.name, c.image, c.image_digest
-                )
+                ))
             })
     }
 
@@ -584,7 +593,7 @@ impl Replica {
 
     /// A container ended by itself: the replica has ended. The others are
     /// stopped; the server decides whether it runs again.
-    async fn container_ended(&mut self, i: usize, status: Result<ExitStatus, String>) {
+    async fn container_ended(&mut self, i: usize, status: Result<ExitStatus, Why>) {
         let name = self.spec.containers[i].name.clone();
         let (state, code, msg) = match status {
             Ok(s) if s.code == 0 => (
@@ -618,7 +627,7 @@ impl Replica {
         self.publish();
     }
 
-    async fn liveness_failed(&mut self, i: usize, failures: u32, why: String) {
+    async fn liveness_failed(&mut self, i: usize, failures: u32, why: Why) {
         let name = self.spec.containers[i].name.clone();
         let msg = format!("liveness probe of container {name} failed {failures} times: {why}");
         tracing::info!(replica = %self.spec.id, "{msg}");
@@ -673,7 +682,7 @@ async fn watch_exit(
                 return;
             }
             Err(e) if e.is_not_found() => {
-                let _ = tx.send(Observed::Exited(i, Err(format!("disappeared: {e}"))));
+                let _ = tx.send(Observed::Exited(i, Err(Why(format!("disappeared: {e}")))));
                 return;
             }
             Err(e) => {
@@ -699,7 +708,7 @@ async fn probe_loop(
     loop {
         let outcome = match probe::attempt(&rt, &id, &spec.action, t.timeout).await {
             probe::Outcome::Passed => Ok(()),
-            probe::Outcome::Failed(why) => Err(why),
+            probe::Outcome::Failed(why) => Err(Why(why)),
             probe::Outcome::Unknown(why) => {
                 // The runtime could not run the probe (containerd
                 // restarting): says nothing about the application.
