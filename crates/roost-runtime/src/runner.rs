@@ -500,9 +500,24 @@ impl Loop {
                     self.forget_logs(&s.id, ids);
                 }
                 self.converge();
+                self.collect_images();
             }
         }
         self.publish();
+    }
+
+    /// Images neither the plan nor a replica still here uses are removed.
+    fn collect_images(&self) {
+        let mut keep = std::collections::BTreeSet::new();
+        let specs = self
+            .plan
+            .iter()
+            .flat_map(|p| p.replicas.iter())
+            .chain(self.slots.values().filter_map(|s| s.spec.as_ref()));
+        for r in specs {
+            keep.extend(r.images.iter().map(|i| i.digest.clone()));
+        }
+        self.ctx.forget_images(&keep);
     }
 
     /// Log retention: a removed replica generation's logs stay while the

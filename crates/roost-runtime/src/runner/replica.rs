@@ -29,6 +29,9 @@ pub(crate) struct Ctx {
     pub(crate) images: Arc<dyn ImageSource>,
     pub(crate) config: RunnerConfig,
     imported: std::sync::Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// Imports hold it shared, image removal alone: an image is never
+    /// removed while it is being imported again.
+    images_gate: tokio::sync::RwLock<()>,
 }
 
 impl Ctx {
@@ -42,7 +45,38 @@ impl Ctx {
             images,
             config,
             imported: Default::default(),
+            images_gate: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Removes the imported images whose digests are not in `keep` (from
+    /// containerd too: their content and snapshots go with them).
+    pub(crate) fn forget_images(self: &Arc<Self>, keep: &std::collections::BTreeSet<String>) {
+        let gone: Vec<String> = {
+            let mut m = self.imported.lock().unwrap_or_else(|e| e.into_inner());
+            let drop: Vec<String> = m
+                .iter()
+                .filter(|(d, cell)| !keep.contains(*d) && cell.initialized())
+                .map(|(d, _)| d.clone())
+                .collect();
+            drop.into_iter()
+                .filter_map(|d| m.remove(&d).and_then(|c| c.get().cloned()))
+                .collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _gate = me.images_gate.write().await;
+            for name in gone {
+                match me.rt.remove_image(&name).await {
+                    Ok(()) => tracing::debug!(image = %name, "removed an image no replica uses"),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => tracing::warn!(image = %name, error = %e, "cannot remove an unused image"),
+                }
+            }
+        });
     }
 
     pub(crate) fn replica_dir(&self, replica_id: &str, generation: u64) -> PathBuf {
@@ -60,6 +94,7 @@ impl Ctx {
             let mut m = self.imported.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(image.digest.clone()).or_default().clone()
         };
+        let _gate = self.images_gate.read().await;
         cell.get_or_try_init(|| async {
             let path = self.images.fetch(app, image).await?;
             let infos = self.rt.import_image(&path).await?;
