@@ -721,6 +721,12 @@ async fn fencing_stops_everything_and_a_newer_plan_runs_it_again() {
         assert!(!replica(&r, &id).unwrap().liveness_failed);
         assert_eq!(w.rt.list().await.unwrap().len(), 1);
         runner.shutdown().await;
+        // A restarted runner told to fence before any plan removes what the
+        // previous one left running.
+        let fresh = w.runner().await;
+        fresh.fence();
+        wait_runtime(&w.rt, "fenced before a plan", |l| l.is_empty()).await;
+        fresh.shutdown().await;
     })
     .await;
 }
