@@ -647,8 +647,11 @@ async fn a_restarted_runner_adopts_running_containers_and_removes_old_generation
         let mut new = old.clone();
         new.generation = 2;
         second.apply(plan(2, vec![keep, new]));
+        // The plan counts as carried out once the old generation and the
+        // stray are gone too.
         let r = wait_report(&mut reports, "adopted and bumped", |r| {
-            replica(r, &keep_id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
+            r.plan_generation == 2
+                && replica(r, &keep_id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
                 && replica(r, &bump_id)
                     .is_some_and(|x| x.state == ReplicaState::Running && x.generation == 2)
         })

@@ -73,7 +73,9 @@ impl Ctx {
                 match me.rt.remove_image(&name).await {
                     Ok(()) => tracing::debug!(image = %name, "removed an image no replica uses"),
                     Err(e) if e.is_not_found() => {}
-                    Err(e) => tracing::warn!(image = %name, error = %e, "cannot remove an unused image"),
+                    Err(e) => {
+                        tracing::warn!(image = %name, error = %e, "cannot remove an unused image")
+                    }
                 }
             }
         });
