@@ -1058,3 +1058,36 @@ fn the_roost_app_cli_builds_an_image_and_package_and_runs_the_app() {
     roost_ok(&s, &["app", "delete", "hello"]);
     assert_eq!(s.api().get("/v1/apps/hello").status, 404);
 }
+
+#[test]
+fn without_containerd_the_cloud_runs_and_apply_says_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("PATH".into(), empty.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let tgz = package(&source(
+        tmp.path(),
+        "hello",
+        "1.0-1",
+        &deployment(IMAGE, ""),
+    ));
+    assert_eq!(api.post("/v1/apps", &upload_body(&tgz)).status, 200);
+    wait_status(&s, "hello", "uploaded");
+    let r = api.patch("/v1/apps/hello?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let text = r.body.to_string();
+    assert!(
+        text.contains("Application-apply rejected") && text.contains("containerd and runc"),
+        "{text}"
+    );
+    assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
+    // Everything else still works.
+    assert_eq!(api.get("/v1/ihosts").status, 200);
+}

@@ -133,6 +133,10 @@ struct Inner {
     runtime_missing: Mutex<BTreeMap<String, String>>,
     /// Where this host's container logs are, once its runtime runs.
     local_logs: std::sync::OnceLock<PathBuf>,
+    /// Hosts whose agent runs applications: it asked for its plan (or the
+    /// host had a plan when the server started). A host whose agent never
+    /// does (a simulated agent, `--no-apps`) takes no replica.
+    capable: Mutex<BTreeSet<String>>,
     /// Log requests waiting for each host's agent.
     log_requests: Mutex<BTreeMap<String, Vec<wire::LogRequest>>>,
     log_wake: watch::Sender<u64>,
@@ -188,6 +192,7 @@ impl AppService {
                 plans: watch::channel(0).0,
                 reports: watch::channel(0).0,
                 runtime_missing: Mutex::new(BTreeMap::new()),
+                capable: Mutex::new(BTreeSet::new()),
                 log_requests: Mutex::new(BTreeMap::new()),
                 log_wake: watch::channel(0).0,
                 log_pipes: Mutex::new(BTreeMap::new()),
@@ -286,6 +291,7 @@ impl AppService {
                 stale_plans.push(host);
                 continue;
             };
+            self.capable().insert(host.clone());
             let domain_plan = plan.domain(|app, workload| {
                 work.apps
                     .spec(app)?
@@ -550,18 +556,23 @@ impl AppService {
     /// The hosts' facts; a host that cannot run containers is not
     /// schedulable.
     fn host_facts(&self) -> BTreeMap<String, HostFacts> {
-        let missing = self.missing();
+        let missing = self.missing().clone();
+        let capable = self.capable().clone();
         self.inner
             .hosts
             .placement_facts()
             .into_iter()
             .map(|mut f| {
-                if missing.contains_key(&f.name) {
+                if missing.contains_key(&f.name) || !capable.contains(&f.name) {
                     f.schedulable = false;
                 }
                 (f.name.clone(), f)
             })
             .collect()
+    }
+
+    fn capable(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.inner.capable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn missing(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
@@ -682,6 +693,7 @@ impl AppService {
     /// The plan of `host`: at once when it is newer than `generation`,
     /// else when it changes or after `wait`.
     pub async fn plan(&self, host: &str, generation: u64, wait: Duration) -> wire::HostPlan {
+        self.capable().insert(host.to_string());
         let mut rx = self.inner.plans.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -882,18 +894,22 @@ impl AppService {
     /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run
     /// containers the apply is refused with the reason.
     pub async fn apply(&self, name: &str) -> Result<WireApp, Error> {
-        let missing: Vec<String> = self
-            .missing()
-            .iter()
-            .map(|(h, w)| format!("{h}: {w}"))
-            .collect();
-        if !missing.is_empty() {
+        {
             let st = self.lock();
             st.work.apps.check_apply(name).map_err(domain)?;
-            if !st.facts.values().any(|f| f.is_up()) {
-                return Err(Error::Invalid(format!(
-                    "Application-apply rejected: no host can run containers ({}).",
+            if !st.facts.is_empty() && !st.facts.values().any(|f| f.is_up()) {
+                let missing: Vec<String> = self
+                    .missing()
+                    .iter()
+                    .map(|(h, w)| format!("{h}: {w}"))
+                    .collect();
+                let why = if missing.is_empty() {
+                    "no unlocked, available host runs the Roost agent's applications".to_string()
+                } else {
                     missing.join("; ")
+                };
+                return Err(Error::Invalid(format!(
+                    "Application-apply rejected: no host can run containers ({why})."
                 )));
             }
         }
