@@ -219,14 +219,14 @@ fn upload_show_list_and_delete_follow_starlingx() {
     // Unknown applications: 404 on show, 400 on actions (fact 33).
     assert_eq!(api.get("/v1/apps/nope").status, 404);
     let r = api.patch("/v1/apps/nope?directive=apply", &json!({"values": {}}));
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body.to_string().contains("Application-apply rejected"),
         "{}",
         r.body.to_string()
     );
     let r = api.patch("/v1/apps/hello?directive=launch", &json!({"values": {}}));
-    assert_eq!(r.status, 403, "{}", r.body.to_string());
+    assert_eq!(r.status, 403, "{}", r.body);
 
     // Survives a restart, then delete answers 204 and removes the package.
     let mut s = s;
@@ -234,7 +234,7 @@ fn upload_show_list_and_delete_follow_starlingx() {
     let api = s.api();
     assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
     let r = api.delete("/v1/apps/hello?force=False");
-    assert_eq!(r.status, 204, "{}", r.body.to_string());
+    assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(api.get("/v1/apps/hello").status, 404);
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
     let events = api.events("");
@@ -402,14 +402,14 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
 
     for (what, tgz, needle) in &cases {
         let r = api.post("/v1/apps", &upload_body(tgz));
-        assert_eq!(r.status, 400, "{what}: {}", r.body.to_string());
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
         assert!(
             r.body
                 .to_string()
                 .to_lowercase()
                 .contains(&needle.to_lowercase()),
             "{what}: {needle:?} not in {}",
-            r.body.to_string()
+            r.body
         );
         assert!(
             r.body["error_message"].is_string() || r.body.is_object(),
@@ -427,7 +427,7 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     let mut body = upload_body(&cases[0].1);
     body["binary_data"] = json!(roost_api::apps::base64::encode(&vec![7u8; 3 << 20]));
     let r = api.post("/v1/apps", &body);
-    assert_eq!(r.status, 413, "{}", r.body.to_string());
+    assert_eq!(r.status, 413, "{}", r.body);
     assert!(
         r.body.to_string().contains("2097152"),
         "{}",
@@ -437,9 +437,9 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
 
     // Not JSON at all, and a path the server does not have.
     let r = api.post_raw("/v1/apps", "application/json", b"{\"tarfile\": ".to_vec());
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     let r = api.post("/v1/apps", &json!({"tarfile": "/nonexistent/x.tgz"}));
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body.to_string().contains("does not exist"),
         "{}",
@@ -1090,4 +1090,114 @@ fn without_containerd_the_cloud_runs_and_apply_says_what_to_install() {
     assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
     // Everything else still works.
     assert_eq!(api.get("/v1/ihosts").status, 200);
+}
+
+/// The task pid of each running container of a replica in the containerd
+/// at `sock`.
+fn task_pids(sock: &Path, replica: &str) -> Vec<u32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(c) = roost_runtime::Containerd::connect(sock).await else {
+            return Vec::new();
+        };
+        c.list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.labels.get("roost.replica").map(String::as_str) == Some(replica))
+            .filter_map(|s| {
+                s.task
+                    .filter(|t| t.status == roost_runtime::TaskStatus::Running)
+            })
+            .map(|t| t.pid)
+            .collect()
+    })
+}
+
+#[test]
+fn a_server_restart_restarts_no_container_and_update_moves_to_the_new_version() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start(&bin());
+    let manifest = |word: &str| {
+        SLEEPER
+            .replace("nodeSelector: {pool: edge}", "restartPolicy: Always")
+            .replace("echo running", &format!("echo {word}"))
+    };
+    let v1 = package(&busybox_source(
+        tmp.path(),
+        "svc",
+        "1",
+        &manifest("version one"),
+    ));
+    let api = s.api();
+    assert_eq!(api.post("/v1/apps", &upload_body(&v1)).status, 200);
+    wait_status(&s, "svc", "uploaded");
+    assert_eq!(
+        api.patch("/v1/apps/svc?directive=apply", &json!({"values": {}}))
+            .status,
+        200
+    );
+    wait_status(&s, "svc", "applied");
+    let sock = s.data_dir.join("apps/containerd/containerd.sock");
+    let before = task_pids(&sock, "svc/worker/0");
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // SIGTERM and start again: the same process goes on running.
+    assert!(s.terminate().is_some_and(|st| st.success()));
+    let mut s = Server::start_in(&bin(), &s.data_dir.clone(), ServerOptions::default(), None)
+        .expect("server starts again");
+    let api = s.api();
+    assert_eq!(api.get("/v1/apps/svc").body["status"], "applied");
+    let running = wait_for(60, || {
+        let r = s.api().get("/v1/apps/svc/replicas").body["replicas"][0].clone();
+        (r["state"] == "running").then_some(r)
+    });
+    assert!(running.is_some(), "{}", s.log());
+    assert_eq!(
+        task_pids(&sock, "svc/worker/0"),
+        before,
+        "the container was restarted"
+    );
+
+    // application-update: the path of the new version on the server.
+    let src2 = busybox_source(&tmp.path().join("v2"), "svc", "2", &manifest("version two"));
+    let v2 = package(&src2);
+    let r = api.post(
+        "/v1/apps/update",
+        &json!({"tarfile": v2.display().to_string(), "name": "svc", "app_version": "2",
+                "reuse_user_overrides": "true", "reuse_attributes": "false"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["app_version"], "2");
+    assert_eq!(r.body["status"], "updating");
+    let updated = wait_status(&s, "svc", "applied");
+    assert_eq!(updated["app_version"], "2");
+    let logs = wait_for(30, || {
+        let r = s.api().get("/v1/apps/svc/logs");
+        let text = r.body.as_str().map(str::to_string).unwrap_or_default();
+        text.contains("version two").then_some(text)
+    });
+    assert!(logs.is_some(), "{}", s.log());
+    // The same version again is refused, as StarlingX does.
+    let r = api.post(
+        "/v1/apps/update",
+        &json!({"tarfile": v2.display().to_string(), "name": "svc", "app_version": "2"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.to_string().contains("already applied"), "{}", r.body);
+
+    assert_eq!(
+        api.patch("/v1/apps/svc?directive=remove", &json!({"values": {}}))
+            .status,
+        200
+    );
+    wait_status(&s, "svc", "uploaded");
+    assert!(task_pids(&sock, "svc/worker/0").is_empty());
+    s.terminate();
 }
