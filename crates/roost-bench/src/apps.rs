@@ -586,6 +586,9 @@ struct FailoverTrial {
     running: Duration,
     /// SIGCONT to the host `available` with nothing running on it.
     recovery: Duration,
+    /// The stopped host's containerd still ran the old copy when the new
+    /// one was reported running.
+    two_copies: bool,
 }
 
 struct FailoverResults {
@@ -711,6 +714,7 @@ fn failover_trial(http: &Http, agents: &[Agent]) -> anyhow::Result<FailoverTrial
         }
         std::thread::sleep(POLL);
     };
+    let (_, old_copy) = containerd_counts(&agent_sock(lost))?;
     let detected = match detected {
         Some(d) => d,
         // The move and the failure were seen in the same poll.
@@ -744,6 +748,7 @@ fn failover_trial(http: &Http, agents: &[Agent]) -> anyhow::Result<FailoverTrial
         detected,
         running,
         recovery,
+        two_copies: old_copy > 0,
     })
 }
 
@@ -754,7 +759,7 @@ fn render_failover(r: &FailoverResults) -> String {
          127.0.0.3, each with its private containerd), both labelled `pool=edge`; one replica of \
          a busybox Deployment with `nodeSelector: {{pool: edge}}`. Each trial sends SIGSTOP to the \
          agent of the host running the replica (the agent stops answering heartbeats and plan \
-         polls; its container keeps running until the agent fences itself) and polls \
+         polls; its containerd and container are not stopped) and polls \
          `GET /v1/apps/fo/replicas` and the host every 20 ms: \"detection\" is SIGSTOP → host \
          `failed`, \"replacement\" is `failed` → the replica `running` on the other host, \
          \"failover\" the sum. Then SIGCONT; the next trial starts when the host is `available` \
@@ -830,6 +835,13 @@ fn render_failover(r: &FailoverResults) -> String {
             ratio(total.pct(50.0).as_secs_f64() * 1000.0, k8s, false)
         ));
     }
+    let two = r.trials.iter().filter(|t| t.two_copies).count();
+    out.push_str(&format!(
+        "\nTrials in which the stopped host's containerd still ran the old copy when the new \
+         one was reported running: {two} of {}. A frozen agent cannot fence itself; its copy \
+         is stopped when the agent runs again (counted in \"recovery\").\n",
+        r.trials.len()
+    ));
     if !r.errors.is_empty() {
         out.push_str(&format!(
             "\n{} trials failed; the first: {}\n",
@@ -1139,11 +1151,15 @@ fn render_density(r: &DensityResults) -> String {
         "processes",
         ">count before",
         ">RSS before",
+        ">Pss before",
+        ">CPU time before",
         ">count after",
         ">RSS after",
         ">Pss after",
+        ">CPU time after",
         ">Pss per container",
     ]);
+    let cpu_s = |t: u64| format!("{:.2} s", t as f64 / procfs::clock_ticks());
     let rows = [
         ("agent (`roost agent`)", r.before.agent, r.after.agent),
         ("its containerd", r.before.containerd, r.after.containerd),
@@ -1163,14 +1179,20 @@ fn render_density(r: &DensityResults) -> String {
             label.into(),
             b.count.to_string(),
             format!("{:.1} MiB", b.rss),
+            format!("{:.1} MiB", b.pss),
+            cpu_s(b.ticks),
             a.count.to_string(),
             format!("{:.1} MiB", a.rss),
             format!("{:.1} MiB", a.pss),
+            cpu_s(a.ticks),
             format!("{:.2} MiB", delta / n.max(1) as f64),
         ]);
     }
     m.row(vec![
         "all of the above".into(),
+        String::new(),
+        String::new(),
+        String::new(),
         String::new(),
         String::new(),
         String::new(),
@@ -1183,7 +1205,9 @@ fn render_density(r: &DensityResults) -> String {
         "\nCPU while starting all {n} (apply → all running and applied): agent {:.1} %, \
          containerd {:.1} % of a core. With all {n} running, over {:.0} s: agent {:.2} %, \
          containerd {:.2} %, all shims together {:.2} % of a core. \"Per container\" is the Pss \
-         growth from before the apply divided by {n}.\n",
+         growth from before the apply divided by {n}; CPU time is user + system from \
+         `/proc/<pid>/stat` (the agent's since it started; the agent starts its containerd when \
+         its first plan holds a replica, so containerd is not there before the apply).\n",
         r.apply_cpu.0, r.apply_cpu.1, r.steady_secs, r.steady_cpu.0, r.steady_cpu.1, r.steady_cpu.2
     ));
     out
@@ -1293,22 +1317,10 @@ impl RtGrant {
     }
 }
 
-/// Lets process `pid` (a container's first process) and its children run
-/// SCHED_FIFO with locked memory, which a Roost container cannot do on its
-/// own: RLIMIT_RTPRIO 99 and RLIMIT_MEMLOCK unlimited (prlimit), and
-/// real-time runtime for its cgroup and the cgroups above it (cgroup v1's
-/// `cpu.rt_runtime_us`, 0 for a new cgroup).
+/// Gives the cgroup of process `pid` (a container's first process) and the
+/// cgroups above it real-time runtime: on cgroup v1 a new cgroup has
+/// `cpu.rt_runtime_us` 0, and no SCHED_FIFO thread may run in it.
 fn grant_rt(pid: u32) -> anyhow::Result<RtGrant> {
-    let ok = std::process::Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "--rtprio=99:99",
-            "--memlock=unlimited:unlimited",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    anyhow::ensure!(ok, "prlimit --pid {pid} failed");
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
     let rel = cg
         .lines()
@@ -1342,6 +1354,62 @@ fn grant_rt(pid: u32) -> anyhow::Result<RtGrant> {
     Ok(grant)
 }
 
+/// Runs cyclictest inside the container whose first process is `pid`: a
+/// shell joins every cgroup of that process (its cpuset among them), then
+/// `nsenter` enters its mount, PID, IPC and UTS namespaces and runs the
+/// image's `/usr/bin/cyclictest`. Unlike the container's own processes it
+/// keeps this process's `CAP_SYS_NICE` and `CAP_IPC_LOCK`, like an exec
+/// into a container given them. Returns cyclictest's output, the
+/// histogram's non-empty buckets and its summary.
+fn exec_cyclictest(pid: u32, loops: u64) -> anyhow::Result<String> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let mut join = String::new();
+    for line in cg.lines() {
+        let mut it = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let mount = match ctrls {
+            "" => "unified".to_string(),
+            c => c
+                .split(',')
+                .next()
+                .unwrap_or(c)
+                .trim_start_matches("name=")
+                .to_string(),
+        };
+        let procs = Path::new("/sys/fs/cgroup")
+            .join(&mount)
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        if procs.exists() {
+            join.push_str(&format!("echo $$ > '{}' || exit 97; ", procs.display()));
+        }
+    }
+    let script = format!(
+        "{join}exec nsenter -t {pid} -m -p -i -u -r -w -- /usr/bin/cyclictest {} \
+         && nsenter -t {pid} -m -r -- /bin/grep -v ' 000000$' /tmp/hist",
+        cyclictest_args(loops)
+    );
+    // `exec` replaces the shell; the histogram is read by a second nsenter.
+    let script = script.replacen("exec nsenter", "nsenter", 1);
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .context("run cyclictest in the container")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        out.status.success(),
+        "cyclictest in the container failed ({}):\n{text}",
+        out.status
+    );
+    Ok(text)
+}
+
 /// The pid of the first process of app `app`'s container on the agent.
 fn container_pid(agent: &Agent, app: &str) -> anyhow::Result<u32> {
     let sock = agent_sock(agent);
@@ -1356,7 +1424,7 @@ fn container_pid(agent: &Agent, app: &str) -> anyhow::Result<u32> {
         .with_context(|| format!("no running task of {app}"))
 }
 
-fn jitter_manifest(name: &str, pinned: bool, loops: u64) -> String {
+fn jitter_manifest(name: &str, pinned: bool) -> String {
     let resources = if pinned {
         "          resources:
             requests: {cpu: \"1\", memory: 64Mi}
@@ -1365,7 +1433,6 @@ fn jitter_manifest(name: &str, pinned: bool, loops: u64) -> String {
     } else {
         ""
     };
-    let args = cyclictest_args(loops);
     format!(
         "apiVersion: apps/v1
 kind: Deployment
@@ -1381,9 +1448,7 @@ spec:
       containers:
         - name: ct
           image: {TOOLS}
-          command: [\"/bin/sh\", \"-c\", \"grep Cpus_allowed_list /proc/self/status; \
-while [ ! -e /tmp/go ]; do sleep 0.1; done; cyclictest {args} > /tmp/out 2>&1; echo CYCLICTEST-EXIT $?; cat /tmp/out; \
-grep -v ' 000000$' /tmp/hist; echo CYCLICTEST-DONE; exec sleep 100000\"]
+          command: [\"/bin/sh\", \"-c\", \"grep Cpus_allowed_list /proc/self/status; exec sleep 100000\"]
 {resources}"
     )
 }
@@ -1500,7 +1565,7 @@ fn jitter(plan: &Plan, spec: &Spec) -> anyhow::Result<JitterResults> {
         let tgz = source(
             dir.path(),
             name,
-            &jitter_manifest(name, pinned, spec.jitter_loops),
+            &jitter_manifest(name, pinned),
             TOOLS,
             &root,
         )?;
@@ -1521,27 +1586,17 @@ fn jitter(plan: &Plan, spec: &Spec) -> anyhow::Result<JitterResults> {
         }
         let pid = container_pid(&agent, name)?;
         let grant = grant_rt(pid)?;
-        // The container waits for this file before it starts cyclictest.
-        let go = std::fs::write(format!("/proc/{pid}/root/tmp/go"), b"");
-        if let Err(e) = go {
-            grant.undo();
-            return Err(e).context("start cyclictest in the container");
-        }
-        let limit = Duration::from_secs(spec.jitter_loops / 5_000 * 3 + 120);
-        let t0 = Instant::now();
-        let text = loop {
-            let text = container_log(&agent, name, "ct");
-            if text.contains("CYCLICTEST-DONE") {
-                break text;
-            }
-            if t0.elapsed() > limit {
+        let ran = exec_cyclictest(pid, spec.jitter_loops);
+        let text = match ran {
+            Ok(t) => t,
+            Err(e) => {
                 grant.undo();
-                anyhow::bail!("cyclictest in {name} did not finish in {limit:?}:\n{text}");
+                return Err(e);
             }
-            std::thread::sleep(Duration::from_millis(500));
         };
+        let log = container_log(&agent, name, "ct");
         let mut l = parse_cyclictest(&text);
-        l.cpus = text
+        l.cpus = log
             .lines()
             .find(|l| l.contains("Cpus_allowed_list"))
             .and_then(|l| l.split_whitespace().last().map(str::to_string))
@@ -1645,11 +1700,18 @@ fn render_jitter(r: &JitterResults) -> String {
          share the other. **A Roost container cannot run a real-time thread on its own**: it gets \
          Docker's default capabilities (no `CAP_SYS_NICE`, no `CAP_IPC_LOCK`), RLIMIT_RTPRIO 0, \
          and on cgroup v1 its cgroup has `cpu.rt_runtime_us` 0, so `sched_setscheduler(SCHED_FIFO)` \
-         is refused even for root, and cyclictest refuses to start without it. So each \
-         cyclictest container first waits; the benchmark grants its process RLIMIT_RTPRIO 99 and \
-         RLIMIT_MEMLOCK unlimited (`prlimit --pid`), gives its cgroup and the cgroups above it \
-         {} ms of real-time runtime per second, then lets it start (and undoes the cgroup change \
-         afterwards). Both containers get the same grant; only the placement differs.\n",
+         is refused even for root, and cyclictest refuses to start without it (it has no \
+         non-real-time mode). So the containers only sleep, and the benchmark runs cyclictest \
+         inside each of them the way an exec with added capabilities would: a process joins all \
+         of the container's cgroups (its cpuset too), enters its mount, PID, IPC and UTS \
+         namespaces with `nsenter` and runs the image's cyclictest, keeping `CAP_SYS_NICE` and \
+         `CAP_IPC_LOCK`; the container's cgroup and those above it get {} ms of real-time \
+         runtime per second for the run (undone afterwards). Both containers are measured the \
+         same way; only the placement differs. The \"isolated\" core is isolated from Roost's \
+         containers, not from the host's other processes: on this shared machine other \
+         engineers' compilers ran on both CPUs during the run (see the load average above), and \
+         the machine is a virtual one whose vCPUs the hypervisor may preempt, which no guest \
+         setting can prevent.\n",
         r.cpus,
         r.cgroup,
         if r.rt_kernel { "a PREEMPT_RT" } else { "no real-time (PREEMPT_RT)" },
