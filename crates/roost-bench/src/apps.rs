@@ -999,7 +999,7 @@ spec:
       containers:
         - name: main
           image: registry.local/busybox:1
-          command: [\"/bin/sleep\", \"100000\"]
+          command: [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; sleep 100000 & wait\"]
 "
     )
 }
@@ -1117,7 +1117,9 @@ fn render_density(r: &DensityResults) -> String {
     let mut out = String::from("### Applications 3. Density\n\n");
     out.push_str(&format!(
         "A server with `[apps] local_runtime = false` and one real agent (127.0.0.4); one \
-         Deployment of {n} busybox `sleep` replicas (host network, no resource requests), applied \
+         Deployment of {n} busybox replicas (host network, no resource requests), each a shell \
+         that waits for a `sleep` and exits on SIGTERM (a bare `sleep` as the container's first \
+         process ignores SIGTERM, so every stop would wait out the agent's 10 s grace), applied \
          at once. Times are from `PATCH ?directive=apply` to all {n} replicas reported `running` by \
          `GET /v1/apps/many/replicas` (polled every 100 ms) and to the application `applied`; then \
          from `PATCH ?directive=remove` to the application `uploaded` and to the agent's \
@@ -1125,7 +1127,7 @@ fn render_density(r: &DensityResults) -> String {
          shared pages (the same binary's text) in every process, Pss divides them among the \
          processes sharing them, so the Pss sum is the real cost. Each container is one \
          `containerd-shim-runc-v2`, one log copier (`roost container-logger`, bounded files) and \
-         the container's own process.\n\n"
+         the container's own processes (the shell and its `sleep`).\n\n"
     ));
     let mut t = Table::new(&["step", ">time"]);
     t.row(vec![
