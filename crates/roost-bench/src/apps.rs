@@ -441,6 +441,7 @@ fn upload(plan: &Plan, spec: &Spec) -> anyhow::Result<UploadResults> {
     let server = crate::start_server(plan, ServerOptions::default())?;
     let http = Http::new(&server.url, &server.token())?;
     let dir = tempfile::tempdir()?;
+    let _reaper = Reaper(vec![server.data_dir.clone()]);
     let root = busybox_root(dir.path())?;
     let mut r = UploadResults {
         trials: Vec::new(),
@@ -606,6 +607,7 @@ fn failover(plan: &Plan, spec: &Spec) -> anyhow::Result<FailoverResults> {
     let (server, _conf) = server_with(plan, "local_runtime = false\n")?;
     let http = Http::new(&server.url, &server.token())?;
     let dir = tempfile::tempdir()?;
+    let _reaper = Reaper(vec![dir.path().join("fo-0"), dir.path().join("fo-1")]);
     let mut agents = Vec::new();
     for (i, ip) in ["127.0.0.2", "127.0.0.3"].iter().enumerate() {
         let name = format!("fo-{i}");
@@ -950,6 +952,31 @@ fn stack_of(agent_data: &Path) -> Stack {
     s
 }
 
+/// Kills, when dropped, what the agents (or server) with these data
+/// directories left running: their containerd, shims, log copiers and
+/// containers. A part that fails half-way drops its agents with SIGKILL,
+/// which leaves their containerd and containers behind otherwise.
+struct Reaper(Vec<PathBuf>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let s = stack_of(dir);
+            let pids = s
+                .workloads
+                .iter()
+                .chain(&s.loggers)
+                .chain(&s.shims)
+                .chain(&s.containerd);
+            for pid in pids {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 struct Snapshot {
     agent: Mem,
     containerd: Mem,
@@ -1015,6 +1042,7 @@ fn density(plan: &Plan, spec: &Spec) -> anyhow::Result<DensityResults> {
     let (server, _conf) = server_with(plan, "local_runtime = false\n")?;
     let http = Http::new(&server.url, &server.token())?;
     let dir = tempfile::tempdir()?;
+    let _reaper = Reaper(vec![dir.path().join("dense-0")]);
     let agent = probe::available_agent(&plan.bin, &http, dir.path(), "dense-0", "127.0.0.4")?;
     let root = busybox_root(dir.path())?;
     let tgz = source(dir.path(), "many", &density_manifest(n), BUSYBOX, &root)?;
@@ -1517,6 +1545,7 @@ fn jitter(plan: &Plan, spec: &Spec) -> anyhow::Result<JitterResults> {
     let (server, _conf) = server_with(plan, "local_runtime = false\n")?;
     let http = Http::new(&server.url, &server.token())?;
     let dir = tempfile::tempdir()?;
+    let _reaper = Reaper(vec![dir.path().join("rt-0")]);
     // The host is added and its agent started, but it stays locked until
     // its last CPU is application-isolated.
     let added = http.post(
