@@ -18,7 +18,8 @@
 //!    another container loads the platform cores.
 //!
 //! It is not part of `all`: a full run takes about 15 minutes, `--quick`
-//! about 4. `ROOST_BENCH_APPS=2,4` runs only some of the four parts. Needs
+//! about 5. `ROOST_BENCH_APPS=2,4` runs only some of the four parts;
+//! `ROOST_BENCH_FAILOVER_TRIALS=N` changes the number of failover trials. Needs
 //! root, containerd, runc and busybox-static; part 4 installs the Debian
 //! packages `rt-tests` and `stress-ng` when they are missing.
 
