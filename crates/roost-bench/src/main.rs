@@ -26,7 +26,7 @@
 //! * `apps`: applications on real containerd: upload to running, failover
 //!   between two agents, 100 containers on one host, `cyclictest` jitter on
 //!   an isolated core (not part of `all`: needs root, containerd and runc;
-//!   about 15 minutes, 4 with `--quick`; see `apps.rs`).
+//!   about 15 minutes, 5 with `--quick`; see `apps.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
