@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -23,6 +23,10 @@
 //!   subclouds (`--sizes`; `--quick`: 100 and 500): footprint, death
 //!   detection, alarm aggregation, configuration convergence, a partition
 //!   (not part of `all`: about 8 minutes a size, 2 with `--quick`; see `dc.rs`).
+//! * `apps`: applications on real containerd: upload to running, failover
+//!   between two agents, 100 containers on one host, `cyclictest` jitter on
+//!   an isolated core (not part of `all`: needs root, containerd and runc;
+//!   about 15 minutes, 5 with `--quick`; see `apps.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -40,6 +44,7 @@
 //! the summary warns when a kept measurement was disturbed anyway.
 #![forbid(unsafe_code)]
 
+mod apps;
 mod dc;
 mod idle;
 mod list;
@@ -95,6 +100,7 @@ enum Which {
     Idle,
     Mtce,
     Dc,
+    Apps,
 }
 
 /// How long and how much to measure.
@@ -439,6 +445,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Dc {
         return dc::run(&plan, sizes);
+    }
+    if which == Which::Apps {
+        return apps::run(&plan);
     }
     let all = which == Which::All;
     let mut r = Results::default();
