@@ -632,7 +632,7 @@ impl DcService {
             let mut st = self.lock();
             let mut fx = DcEffects::default();
             if let Some(g) = group_id {
-                fx.merge(st.fleet.set_group(&name, g)?);
+                fx.merge(st.fleet.set_group(&name, g, now)?);
             }
             if let Some(m) = management {
                 fx.merge(st.fleet.set_management(&name, m, now)?);
