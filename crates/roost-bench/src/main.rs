@@ -95,6 +95,8 @@ enum Which {
     Idle,
     Mtce,
     Dc,
+    /// One application to N simulated subclouds
+    DcApps,
 }
 
 /// How long and how much to measure.
@@ -439,6 +441,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Dc {
         return dc::run(&plan, sizes);
+    }
+    if which == Which::DcApps {
+        return dc::apps::run(&plan, sizes);
     }
     let all = which == Which::All;
     let mut r = Results::default();
