@@ -229,7 +229,9 @@ impl AppsConfig {
 /// Whether `digest` is `sha256:` and 64 lowercase hex digits.
 pub fn valid_package_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

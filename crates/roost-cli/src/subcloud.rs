@@ -481,7 +481,13 @@ fn app_status(args: &SubcloudAppStatusArgs, env: &Env, io: &mut Io<'_>) -> Resul
     for sc in &subclouds {
         let apps = sc["apps"].as_array().map(Vec::as_slice).unwrap_or_default();
         if apps.is_empty() {
-            table.add_row(vec![field(sc, "subcloud"), "-".into(), String::new(), String::new(), String::new()]);
+            table.add_row(vec![
+                field(sc, "subcloud"),
+                "-".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for a in apps {
             table.add_row(vec![

@@ -165,7 +165,11 @@ pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Resu
                 path_segment("application", &args.app)?
             );
             connect(env)?.delete(&path)?;
-            writeln!(io.out, "Took {} off subcloud group {}", args.app, args.group)?;
+            writeln!(
+                io.out,
+                "Took {} off subcloud group {}",
+                args.app, args.group
+            )?;
             Ok(())
         }
     }
@@ -404,7 +408,11 @@ fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Res
         return print_json(io.out, reply);
     }
     let mut table = new_table(&["Application", "Version", "Digest", "Size"]);
-    for a in reply["apps"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for a in reply["apps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         table.add_row(vec![
             field(a, "name"),
             field(a, "version"),

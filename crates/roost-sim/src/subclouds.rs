@@ -69,8 +69,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use roost_api::dcsync::{
-    DesiredApp, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, empty_digest,
-    parse_enroll_token, push_applied, sync_request, take_reply,
+    DesiredApp, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest,
+    empty_digest, parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
     AlarmChange, AlarmCounts, AlarmLog, ENDPOINT_COUNT, Endpoint, SubcloudLink, SyncResult,

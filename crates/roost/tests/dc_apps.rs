@@ -141,15 +141,17 @@ fn app_status(api: &Api, name: &str) -> Option<String> {
 
 fn wait_app(s: &Server, name: &str, want: &str, secs: u64) {
     let api = s.api();
-    wait_for(secs, || (app_status(&api, name).as_deref() == Some(want)).then_some(()))
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} never became {want} on {}: {:?}\n{}",
-                s.url,
-                api.get(&format!("/v1/apps/{name}")).body,
-                s.log()
-            )
-        });
+    wait_for(secs, || {
+        (app_status(&api, name).as_deref() == Some(want)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name} never became {want} on {}: {:?}\n{}",
+            s.url,
+            api.get(&format!("/v1/apps/{name}")).body,
+            s.log()
+        )
+    });
 }
 
 fn subcloud_apps(api: &Api, sc: &str) -> Value {
@@ -295,12 +297,20 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
     assert_eq!(r.status, 200, "{:?}", r.body);
     for s in &subs {
         let sapi = s.api();
-        wait_for(180, || app_status(&sapi, "hello").is_none().then_some(()))
-            .unwrap_or_else(|| panic!("hello stays on {}: {:?}\n{}", s.url, app_status(&sapi, "hello"), s.log()));
+        wait_for(180, || app_status(&sapi, "hello").is_none().then_some(())).unwrap_or_else(|| {
+            panic!(
+                "hello stays on {}: {:?}\n{}",
+                s.url,
+                app_status(&sapi, "hello"),
+                s.log()
+            )
+        });
     }
     for n in names {
-        wait_for(60, || (endpoint_status(&api, n, "apps") == "in-sync").then_some(()))
-            .unwrap_or_else(|| panic!("{n}: apps never in-sync again"));
+        wait_for(60, || {
+            (endpoint_status(&api, n, "apps") == "in-sync").then_some(())
+        })
+        .unwrap_or_else(|| panic!("{n}: apps never in-sync again"));
     }
     let r = api.delete("/v1.0/subcloud-groups/edge/apps/hello");
     assert_eq!(r.status, 404);
@@ -331,7 +341,10 @@ fn simulated_subclouds_fetch_the_package_once_each_over_the_real_link() {
     let ready = lines.next().unwrap().unwrap();
     assert!(ready.starts_with("roost sim subclouds ready"), "{ready}");
 
-    let r = api.post("/v1.0/subcloud-groups/Default/apps", &json!({"app": "hello"}));
+    let r = api.post(
+        "/v1.0/subcloud-groups/Default/apps",
+        &json!({"app": "hello"}),
+    );
     assert_eq!(r.status, 200, "{:?}", r.body);
     let rows = wait_for(120, || {
         let r = api.get("/v1.0/subcloud-apps");
@@ -350,8 +363,14 @@ fn simulated_subclouds_fetch_the_package_once_each_over_the_real_link() {
     writeln!(stdin, "stats").unwrap();
     stdin.flush().unwrap();
     let stats = lines.next().unwrap().unwrap();
-    assert!(stats.contains(&format!("packages_fetched={COUNT} ")), "{stats}");
-    assert!(stats.contains(&format!("package_bytes={} ", COUNT as u64 * size)), "{stats}");
+    assert!(
+        stats.contains(&format!("packages_fetched={COUNT} ")),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("package_bytes={} ", COUNT as u64 * size)),
+        "{stats}"
+    );
     assert!(stats.contains("package_failures=0 "), "{stats}");
     let _ = child.kill();
     let _ = child.wait();

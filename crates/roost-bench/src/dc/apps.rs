@@ -154,7 +154,10 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
     let cpu0 = cpu_secs(sc_pid);
     let s0 = sim.kv("stats")?;
     let t0 = Instant::now();
-    api.post("/v1.0/subcloud-groups/Default/apps", &json!({"app": "hello"}))?;
+    api.post(
+        "/v1.0/subcloud-groups/Default/apps",
+        &json!({"app": "hello"}),
+    )?;
     let mut half = None;
     let all = loop {
         let rows = api.get("/v1.0/subcloud-apps")?.body;

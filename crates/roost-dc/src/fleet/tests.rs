@@ -949,50 +949,78 @@ fn apps_are_desired_per_group_and_a_change_to_one_group_leaves_the_others_in_syn
     s.manage("b", Management::Managed);
     // Nothing assigned yet: in sync, nothing to push.
     assert!(s.f.to_send("a").is_empty());
-    assert_eq!(s.f.get("a").unwrap().endpoint_status(Endpoint::Apps), SyncStatus::InSync);
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::InSync
+    );
 
     let groups = BTreeMap::from([(edge, "dig-edge-1".to_string())]);
-    let (g1, fx) = s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    let (g1, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
     s.take(fx);
     assert_eq!(g1, Generation(1));
     // Each subcloud is told its group's content.
-    assert_eq!(s.f.desired_for("b", Endpoint::Apps).unwrap().digest, "dig-edge-1");
-    assert_eq!(s.f.desired_for("a", Endpoint::Apps).unwrap().digest, "empty");
+    assert_eq!(
+        s.f.desired_for("b", Endpoint::Apps).unwrap().digest,
+        "dig-edge-1"
+    );
+    assert_eq!(
+        s.f.desired_for("a", Endpoint::Apps).unwrap().digest,
+        "empty"
+    );
     assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
     assert_eq!(s.f.to_send("b"), vec![Endpoint::Apps]);
     s.report("a", Endpoint::Apps, g1, "empty");
     s.report("b", Endpoint::Apps, g1, "dig-edge-1");
     for n in ["a", "b"] {
         assert!(s.f.to_send(n).is_empty(), "{n}");
-        assert_eq!(s.f.get(n).unwrap().endpoint_status(Endpoint::Apps), SyncStatus::InSync);
+        assert_eq!(
+            s.f.get(n).unwrap().endpoint_status(Endpoint::Apps),
+            SyncStatus::InSync
+        );
     }
 
     // A second app in group edge: only b is pushed, a stays in sync at its
     // older generation (the digest decides).
     let groups = BTreeMap::from([(edge, "dig-edge-2".to_string())]);
-    let (g2, fx) = s.f.set_group_desired(Endpoint::Apps, groups.clone(), "empty", s.now);
+    let (g2, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups.clone(), "empty", s.now);
     s.take(fx);
     assert_eq!(g2, Generation(2));
     assert!(s.f.to_send("a").is_empty());
     assert_eq!(s.f.to_send("b"), vec![Endpoint::Apps]);
-    assert_eq!(s.f.get("b").unwrap().endpoint_status(Endpoint::Apps), SyncStatus::OutOfSync);
+    assert_eq!(
+        s.f.get("b").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::OutOfSync
+    );
     // The same content again changes nothing.
-    let (g, _) = s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    let (g, _) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
     assert_eq!(g, g2);
 
     // Still out of sync after the alarm delay: 280.002 on the apps resource.
-    let fx = s.run(DcSettings::default().out_of_sync_alarm_after_secs as i64 + 2, &["a", "b"]);
-    assert!(fx.alarms.iter().any(|a| a.severity.is_some()
-        && a.entity_instance_id == resource_entity("b", Endpoint::Apps)));
+    let fx = s.run(
+        DcSettings::default().out_of_sync_alarm_after_secs as i64 + 2,
+        &["a", "b"],
+    );
+    assert!(
+        fx.alarms.iter().any(|a| a.severity.is_some()
+            && a.entity_instance_id == resource_entity("b", Endpoint::Apps))
+    );
     // Applying clears it.
     let fx = s.report("b", Endpoint::Apps, g2, "dig-edge-2");
-    assert!(fx.alarms.iter().any(|a| a.severity.is_none()
-        && a.entity_instance_id == resource_entity("b", Endpoint::Apps)));
+    assert!(
+        fx.alarms.iter().any(|a| a.severity.is_none()
+            && a.entity_instance_id == resource_entity("b", Endpoint::Apps))
+    );
 
     // Moving a to group edge makes it out of sync with edge's content.
     let fx = s.f.set_group("a", edge, s.now).unwrap();
     assert_eq!(fx.changed, vec!["a".to_string()]);
-    assert_eq!(s.f.get("a").unwrap().endpoint_status(Endpoint::Apps), SyncStatus::OutOfSync);
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::OutOfSync
+    );
     assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
 }
 
@@ -1005,10 +1033,17 @@ fn an_offline_subcloud_is_pushed_its_apps_when_it_returns() {
     s.run(DcSettings::default().offline_after_secs as i64 + 2, &[]);
     assert!(!s.f.get("a").unwrap().is_online());
     let groups = BTreeMap::from([(DEFAULT_GROUP_ID, "dig-1".to_string())]);
-    let (g, fx) = s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    let (g, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
     s.take(fx);
-    assert!(s.f.to_send("a").is_empty(), "nothing is sent to an offline subcloud");
-    assert_eq!(s.f.get("a").unwrap().endpoint_status(Endpoint::Apps), SyncStatus::Unknown);
+    assert!(
+        s.f.to_send("a").is_empty(),
+        "nothing is sent to an offline subcloud"
+    );
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::Unknown
+    );
     s.hear("a");
     assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
     s.report("a", Endpoint::Apps, g, "dig-1");
@@ -1018,7 +1053,8 @@ fn an_offline_subcloud_is_pushed_its_apps_when_it_returns() {
 #[test]
 fn a_non_per_group_endpoint_is_not_set_per_group() {
     let mut s = Sim::new();
-    let (g, fx) = s.f.set_group_desired(Endpoint::Platform, BTreeMap::new(), "x", s.now);
+    let (g, fx) =
+        s.f.set_group_desired(Endpoint::Platform, BTreeMap::new(), "x", s.now);
     assert_eq!(g, Generation(0));
     assert!(fx.is_empty());
     assert!(!Endpoint::Platform.is_per_group());

@@ -156,8 +156,10 @@ impl DcService {
             .apps
             .into_iter()
             .map(|a| {
-                let r = reports
-                    .and_then(|rs| rs.iter().find(|r| r.name == a.name && r.version == a.version));
+                let r = reports.and_then(|rs| {
+                    rs.iter()
+                        .find(|r| r.name == a.name && r.version == a.version)
+                });
                 let (state, reason) = match r {
                     _ if in_sync => ("applied".to_string(), String::new()),
                     Some(r) => (r.state.clone(), r.reason.clone()),
@@ -186,7 +188,8 @@ impl DcService {
     pub fn subcloud_apps(&self, reference: &str) -> Result<SubcloudApps, Error> {
         let st = self.lock();
         let name = Self::name_of(&st, reference)?;
-        Self::subcloud_apps_in(&st, &name).ok_or_else(|| Error::NotFound("Subcloud not found".into()))
+        Self::subcloud_apps_in(&st, &name)
+            .ok_or_else(|| Error::NotFound("Subcloud not found".into()))
     }
 
     /// Every subcloud's applications, by name.

@@ -191,7 +191,9 @@ async fn package(
     let subcloud = st.dc.authenticate(&peer).map_err(link_error)?;
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no package {digest}"));
     if !roost_api::dcsync::valid_package_digest(&digest) {
-        return Err(ApiError::bad_request(format!("not a package digest: {digest}")));
+        return Err(ApiError::bad_request(format!(
+            "not a package digest: {digest}"
+        )));
     }
     let app = st.dc.app_of_package(&digest).ok_or_else(missing)?;
     let (_, path) = st.apps.package_file(&app).ok_or_else(missing)?;

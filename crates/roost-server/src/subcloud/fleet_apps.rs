@@ -211,7 +211,9 @@ impl FleetApps {
                 _ => {}
             },
             Err(_) => {
-                let fetched = match controller.fetch_package(id, &a.digest, a.size, &self.dir).await
+                let fetched = match controller
+                    .fetch_package(id, &a.digest, a.size, &self.dir)
+                    .await
                 {
                     Ok(f) => f,
                     Err(e) => return self.fail(&a.name, e.to_string()),
