@@ -132,3 +132,112 @@ pub async fn fetch_content(
         received,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+
+    /// A plain HTTP server of `body` at `/f` honouring `Range: bytes=N-`;
+    /// returns its URL and the Range headers it was sent (`-` for none).
+    async fn serve(body: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/f",
+            axum::routing::get(move |headers: HeaderMap| {
+                let body = body.clone();
+                let log = log.clone();
+                async move {
+                    let range = headers
+                        .get("range")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    log.lock()
+                        .unwrap()
+                        .push(range.clone().unwrap_or("-".into()));
+                    match range
+                        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+                    {
+                        Some(n) => (StatusCode::PARTIAL_CONTENT, body[n..].to_vec()),
+                        None => (StatusCode::OK, body),
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/f", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, seen)
+    }
+
+    fn digest_of(b: &[u8]) -> String {
+        let hex: String = Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        format!("sha256:{hex}")
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_fetch_resumes_is_checked_and_is_kept_for_next_time() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = digest_of(&body);
+        let (url, seen) = serve(body.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        // What an interrupted fetch left.
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::write(dir.path().join(format!("{hex}.part")), &body[..40_000]).unwrap();
+        let client = reqwest::Client::new();
+        let f = fetch_content(&client, &url, dir.path(), &digest, body.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(f.received, 60_000, "only the rest crossed the link");
+        assert_eq!(std::fs::read(&f.path).unwrap(), body);
+        assert_eq!(f.path, fetched_path(dir.path(), &digest).unwrap());
+        assert_eq!(*seen.lock().unwrap(), ["bytes=40000-"]);
+        // Kept: fetched once.
+        let again = fetch_content(&client, &url, dir.path(), &digest, body.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(again.received, 0);
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_do_not_match_the_digest_are_refused_and_removed() {
+        let body = b"not the package".to_vec();
+        let (url, _) = serve(body.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let want = digest_of(b"the package");
+        let e = fetch_content(
+            &reqwest::Client::new(),
+            &url,
+            dir.path(),
+            &want,
+            body.len() as u64,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("does not match its digest"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // More bytes than announced: refused too.
+        let e = fetch_content(
+            &reqwest::Client::new(),
+            &url,
+            dir.path(),
+            &digest_of(&body),
+            3,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("more than the 3 bytes"), "{e}");
+        assert!(
+            fetch_content(&reqwest::Client::new(), &url, dir.path(), "md5:x", 1)
+                .await
+                .is_err()
+        );
+    }
+}
