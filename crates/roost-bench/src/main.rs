@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|dc-apps] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -23,6 +23,9 @@
 //!   subclouds (`--sizes`; `--quick`: 100 and 500): footprint, death
 //!   detection, alarm aggregation, configuration convergence, a partition
 //!   (not part of `all`: about 8 minutes a size, 2 with `--quick`; see `dc.rs`).
+//! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
+//!   time until all applied, bytes per subcloud, system controller CPU (not
+//!   part of `all`; about 2 minutes; see `dc/apps.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary

@@ -150,13 +150,25 @@ impl FleetApps {
         want: &AppsConfig,
     ) -> crate::Result<()> {
         let mut managed: BTreeSet<String> = read(store, SETTING_MANAGED);
-        managed.extend(want.apps.iter().map(|a| a.name.clone()));
-        store.set_settings(&[
-            (SETTING_DESIRED.into(), serde_json::to_string(want)?),
-            (SETTING_MANAGED.into(), serde_json::to_string(&managed)?),
-        ])?;
+        store.set_settings(&[(SETTING_DESIRED.into(), serde_json::to_string(want)?)])?;
         for a in &want.apps {
-            self.step(controller, id, a).await;
+            if !managed.contains(&a.name) && self.apps.get(&a.name).is_ok() {
+                // This cloud's own application: left alone.
+                self.fail(
+                    &a.name,
+                    format!(
+                        "an application named {} was not put here by the system controller; remove it to take this one",
+                        a.name
+                    ),
+                );
+                continue;
+            }
+            if self.step(controller, id, a).await {
+                // Recorded before anything else can fail: it is ours to remove.
+                managed.insert(a.name.clone());
+                store
+                    .set_settings(&[(SETTING_MANAGED.into(), serde_json::to_string(&managed)?)])?;
+            }
         }
         // What the system controller put here and no longer wants.
         let mut gone = Vec::new();
@@ -191,7 +203,8 @@ impl FleetApps {
         }
     }
 
-    async fn step(&self, controller: &dyn ControllerLink, id: &DcIdentity, a: &DesiredApp) {
+    /// One step for `a`; true when it uploaded the application here.
+    async fn step(&self, controller: &dyn ControllerLink, id: &DcIdentity, a: &DesiredApp) -> bool {
         match self.apps.get(&a.name) {
             Ok(l) if l.app_version != a.version => {
                 // Another version: taken away first, then brought again.
@@ -216,17 +229,23 @@ impl FleetApps {
                     .await
                 {
                     Ok(f) => f,
-                    Err(e) => return self.fail(&a.name, e.to_string()),
+                    Err(e) => {
+                        self.fail(&a.name, e.to_string());
+                        return false;
+                    }
                 };
                 if let Err(e) = self
                     .apps
                     .upload(fetched.path, Some(a.name.clone()), Some(a.version.clone()))
                     .await
                 {
-                    return self.fail(&a.name, e.to_string());
+                    self.fail(&a.name, e.to_string());
+                    return false;
                 }
                 self.clear(&a.name);
+                return true;
             }
         }
+        false
     }
 }
