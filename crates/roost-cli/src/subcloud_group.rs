@@ -310,6 +310,26 @@ fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     )
 }
 
+fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Result<(), Error> {
+    if format == OutputFormat::Json {
+        return print_json(io.out, reply);
+    }
+    let mut table = new_table(&["Application", "Version", "Digest", "Size"]);
+    for a in reply["apps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        table.add_row(vec![
+            field(a, "name"),
+            field(a, "version"),
+            field(a, "digest"),
+            field(a, "size"),
+        ]);
+    }
+    print_table(io.out, &table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,24 +421,4 @@ mod tests {
             parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }
     }
-}
-
-fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Result<(), Error> {
-    if format == OutputFormat::Json {
-        return print_json(io.out, reply);
-    }
-    let mut table = new_table(&["Application", "Version", "Digest", "Size"]);
-    for a in reply["apps"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        table.add_row(vec![
-            field(a, "name"),
-            field(a, "version"),
-            field(a, "digest"),
-            field(a, "size"),
-        ]);
-    }
-    print_table(io.out, &table)
 }
