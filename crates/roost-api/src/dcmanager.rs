@@ -374,3 +374,51 @@ mod tests {
         assert_eq!(r["warnings"], 4);
     }
 }
+
+// ----- Roost's own: applications across the fleet ------------------------------
+
+/// `POST /v1.0/subcloud-groups/{group}/apps`: assigns an application
+/// uploaded on the system controller to a group.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupAppAssign {
+    pub app: String,
+}
+
+/// `GET /v1.0/subcloud-groups/{group}/apps`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct GroupAppList {
+    pub group: String,
+    pub apps: Vec<crate::dcsync::DesiredApp>,
+}
+
+/// The state of one application on one subcloud, as the system controller
+/// knows it: `applied`, `failed` (with the reason) or `pending`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SubcloudAppStatus {
+    pub app: String,
+    pub version: String,
+    pub digest: String,
+    pub state: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `GET /v1.0/subclouds/{subcloud}/apps`: the applications a subcloud's
+/// group is assigned and where each stands, the `apps` endpoint's sync
+/// status, and what the subcloud fetched of packages from the system
+/// controller (requests and bytes, since the system controller started).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct SubcloudApps {
+    pub subcloud: String,
+    pub sync_status: String,
+    pub apps: Vec<SubcloudAppStatus>,
+    pub package_requests: u64,
+    pub package_bytes: u64,
+}
+
+/// `GET /v1.0/subcloud-apps`: every subcloud's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct SubcloudAppsList {
+    pub subclouds: Vec<SubcloudApps>,
+}

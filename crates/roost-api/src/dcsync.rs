@@ -11,6 +11,9 @@
 //!   and pushes only the configuration that changed.
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
+//! - `GET /dc/v1/packages/{digest}` (client certificate required): an
+//!   application package (`.tgz`) by its SHA-256 digest, as the `apps`
+//!   endpoint names it; `Range: bytes=N-` resumes an interrupted fetch.
 
 use roost_dc::{AlarmLog, Endpoint, Epoch, Generation, LinkEvent, Stale, SubcloudLink, SyncResult};
 use serde::{Deserialize, Serialize};
@@ -108,6 +111,9 @@ pub struct SyncRequest {
     pub changes: Vec<WireAlarmChange>,
     #[serde(default)]
     pub applied: Vec<AppliedEndpoint>,
+    /// The state of each application the system controller wants here.
+    #[serde(default)]
+    pub apps: Vec<AppReport>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -188,6 +194,59 @@ impl CertConfig {
     }
 }
 
+/// The path prefix of packages on the DC listener: `{PACKAGES_PATH}{digest}`.
+pub const PACKAGES_PATH: &str = "/dc/v1/packages/";
+
+/// One application a system controller wants on a subcloud.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredApp {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<64 hex>` of the package `.tgz`.
+    pub digest: String,
+    /// Bytes of the package `.tgz`.
+    pub size: u64,
+    /// `applied` (the only desired state so far).
+    pub state: String,
+}
+
+/// The applications a subcloud's group is assigned (sorted by name).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppsConfig {
+    #[serde(default)]
+    pub apps: Vec<DesiredApp>,
+}
+
+impl AppsConfig {
+    /// What the system controller compares with what a subcloud runs.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits.
+pub fn valid_package_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// How a subcloud reports one application the system controller wants
+/// there: `applied`, `failed` (with the reason) or `pending`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppReport {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The configuration of one synced endpoint type. On the wire it is the
 /// `endpoint` name and the `content` object of a push.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -199,6 +258,8 @@ pub enum EndpointConfig {
     Identity(IdentityConfig),
     #[serde(rename = "dc-cert")]
     DcCert(CertConfig),
+    #[serde(rename = "apps")]
+    Apps(AppsConfig),
 }
 
 impl EndpointConfig {
@@ -208,6 +269,7 @@ impl EndpointConfig {
             EndpointConfig::Platform(_) => Endpoint::Platform,
             EndpointConfig::Identity(_) => Endpoint::Identity,
             EndpointConfig::DcCert(_) => Endpoint::DcCert,
+            EndpointConfig::Apps(_) => Endpoint::Apps,
         }
     }
 
@@ -217,6 +279,7 @@ impl EndpointConfig {
             EndpointConfig::Platform(c) => c.digest(),
             EndpointConfig::Identity(c) => c.digest(),
             EndpointConfig::DcCert(c) => c.digest(),
+            EndpointConfig::Apps(c) => c.digest(),
         }
     }
 
@@ -226,6 +289,7 @@ impl EndpointConfig {
             EndpointConfig::Platform(c) => serde_json::to_value(c),
             EndpointConfig::Identity(c) => serde_json::to_value(c),
             EndpointConfig::DcCert(c) => serde_json::to_value(c),
+            EndpointConfig::Apps(c) => serde_json::to_value(c),
         }
         .unwrap_or(Value::Null)
     }
@@ -240,6 +304,7 @@ impl EndpointConfig {
             Endpoint::Platform => serde_json::from_value(content).map(EndpointConfig::Platform),
             Endpoint::Identity => serde_json::from_value(content).map(EndpointConfig::Identity),
             Endpoint::DcCert => serde_json::from_value(content).map(EndpointConfig::DcCert),
+            Endpoint::Apps => serde_json::from_value(content).map(EndpointConfig::Apps),
             _ => return None,
         })
     }
@@ -345,6 +410,7 @@ pub fn sync_request(
                 digest: local_digest(*ep),
             })
             .collect(),
+        apps: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@
 //! the file descriptor limit allows are reported, not run.
 //! `ROOST_BENCH_DC_PARTITION_SECS` overrides the partition's length.
 
+pub mod apps;
 mod sim;
 
 use std::collections::{HashMap, HashSet};
@@ -417,7 +418,7 @@ fn window(sc: u32, sim: u32, d: Duration) -> Cpu {
 }
 
 /// Waits until every subcloud but `dead` is online, managed and in-sync.
-fn wait_in_sync(
+pub(crate) fn wait_in_sync(
     api: &Api,
     n: usize,
     dead: &HashSet<String>,

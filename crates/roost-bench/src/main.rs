@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -27,6 +27,9 @@
 //!   between two agents, 100 containers on one host, `cyclictest` jitter on
 //!   an isolated core (not part of `all`: needs root, containerd and runc;
 //!   about 15 minutes, 5 with `--quick`; see `apps.rs`).
+//! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
+//!   time until all applied, bytes per subcloud, system controller CPU (not
+//!   part of `all`; about 2 minutes; see `dc/apps.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -101,6 +104,8 @@ enum Which {
     Mtce,
     Dc,
     Apps,
+    /// One application to N simulated subclouds
+    DcApps,
 }
 
 /// How long and how much to measure.
@@ -448,6 +453,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Apps {
         return apps::run(&plan);
+    }
+    if which == Which::DcApps {
+        return dc::apps::run(&plan, sizes);
     }
     let all = which == Which::All;
     let mut r = Results::default();

@@ -69,6 +69,20 @@ pub enum SubcloudCommand {
     Delete(SubcloudArg),
     /// List the active alarms a subcloud reported
     Alarms(SubcloudOutputArgs),
+    /// Where the applications of each subcloud's group stand: applied,
+    /// failed (with the reason) or pending
+    AppStatus(SubcloudAppStatusArgs),
+}
+
+/// Flags of `roost subcloud app-status`.
+#[derive(clap::Args, Debug)]
+pub struct SubcloudAppStatusArgs {
+    /// Name or ID of the subcloud (every subcloud when left out)
+    #[arg(value_name = "SUBCLOUD")]
+    pub subcloud: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
 }
 
 /// Flags of `roost subcloud list`.
@@ -146,6 +160,7 @@ pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         SubcloudCommand::Update(args) => update(&args, env, io),
         SubcloudCommand::Delete(args) => delete(&args.subcloud, env, io),
         SubcloudCommand::Alarms(args) => alarms(&args, env, io),
+        SubcloudCommand::AppStatus(args) => app_status(&args, env, io),
     }
 }
 
@@ -451,6 +466,40 @@ fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
         }
         OutputFormat::Table => print_table(io.out, &subcloud_alarm_table(&alarms)),
     }
+}
+
+fn app_status(args: &SubcloudAppStatusArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let api = &connect(env)?;
+    let subclouds: Vec<Value> = match &args.subcloud {
+        Some(sc) => vec![api.get(&format!("{}/apps", subcloud_path(sc)?), &Query::new())?],
+        None => list_items(&api.get("/v1.0/subcloud-apps", &Query::new())?, "subclouds")?,
+    };
+    if args.output.output == OutputFormat::Json {
+        return print_json(io.out, &Value::Array(subclouds));
+    }
+    let mut table = new_table(&["Subcloud", "Application", "Version", "State", "Reason"]);
+    for sc in &subclouds {
+        let apps = sc["apps"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if apps.is_empty() {
+            table.add_row(vec![
+                field(sc, "subcloud"),
+                "-".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        for a in apps {
+            table.add_row(vec![
+                field(sc, "subcloud"),
+                field(a, "app"),
+                field(a, "version"),
+                field(a, "state"),
+                short_text(&field(a, "reason")),
+            ]);
+        }
+    }
+    print_table(io.out, &table)
 }
 
 /// The table of `roost subcloud alarms`: Alarm ID, Severity, Entity,

@@ -48,6 +48,24 @@ pub enum SubcloudGroupCommand {
     Delete(GroupArg),
     /// List the subclouds of a group
     Subclouds(GroupOutputArgs),
+    /// List the applications assigned to a group
+    Apps(GroupOutputArgs),
+    /// Assign an application uploaded on the system controller to a group:
+    /// every subcloud of the group fetches and applies it
+    AppAssign(GroupAppArgs),
+    /// Take an application off a group: its subclouds remove it
+    AppUnassign(GroupAppArgs),
+}
+
+/// A group and an application.
+#[derive(clap::Args, Debug)]
+pub struct GroupAppArgs {
+    /// Name or ID of the subcloud group
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// Name of the application
+    #[arg(value_name = "APP")]
+    pub app: String,
 }
 
 /// Flags of `roost subcloud-group list`.
@@ -129,6 +147,31 @@ pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Resu
         SubcloudGroupCommand::Update(args) => update(&args, env, io),
         SubcloudGroupCommand::Delete(args) => delete(&args.group, env, io),
         SubcloudGroupCommand::Subclouds(args) => subclouds(&args, env, io),
+        SubcloudGroupCommand::Apps(args) => {
+            let path = format!("{}/apps", group_path(&args.group)?);
+            let reply = connect(env)?.get(&path, &Query::new())?;
+            print_group_apps(io, args.output.output, &reply)
+        }
+        SubcloudGroupCommand::AppAssign(args) => {
+            let path = format!("{}/apps", group_path(&args.group)?);
+            let body = roost_api::dcmanager::GroupAppAssign { app: args.app };
+            let reply = connect(env)?.post(&path, &body)?;
+            print_group_apps(io, OutputFormat::Table, &reply)
+        }
+        SubcloudGroupCommand::AppUnassign(args) => {
+            let path = format!(
+                "{}/apps/{}",
+                group_path(&args.group)?,
+                path_segment("application", &args.app)?
+            );
+            connect(env)?.delete(&path)?;
+            writeln!(
+                io.out,
+                "Took {} off subcloud group {}",
+                args.app, args.group
+            )?;
+            Ok(())
+        }
     }
 }
 
@@ -265,6 +308,26 @@ fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
         list_items(&reply, "subclouds")?,
         &format!("No subclouds in group {}.", args.group),
     )
+}
+
+fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Result<(), Error> {
+    if format == OutputFormat::Json {
+        return print_json(io.out, reply);
+    }
+    let mut table = new_table(&["Application", "Version", "Digest", "Size"]);
+    for a in reply["apps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        table.add_row(vec![
+            field(a, "name"),
+            field(a, "version"),
+            field(a, "digest"),
+            field(a, "size"),
+        ]);
+    }
+    print_table(io.out, &table)
 }
 
 #[cfg(test)]

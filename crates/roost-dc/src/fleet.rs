@@ -17,6 +17,14 @@
 //!   generation and the local digest both match, `out-of-sync` otherwise.
 //!   A matching generation with a different digest is drift (someone changed
 //!   the subcloud behind the controller's back).
+//! - Roost's `apps` endpoint is per group ([`Endpoint::is_per_group`]): the
+//!   desired content is the list of applications assigned to the subcloud's
+//!   group, one digest per group under one generation for the endpoint type
+//!   (every change bumps it, so a subcloud moved between groups never sees
+//!   an older generation). A group with nothing assigned desires the empty
+//!   list. The digest alone decides `in-sync` (what runs is what matters;
+//!   the generation only orders pushes), so a change to one group re-pushes
+//!   nothing to the others.
 //! - Alarm 280.002 (major, `subcloud=<name>.resource=<endpoint>`) is raised
 //!   when an endpoint of a managed subcloud has been out-of-sync for
 //!   `out_of_sync_alarm_after_secs` (counted from when it went out of sync,
@@ -370,10 +378,42 @@ impl SubcloudState {
     }
 }
 
+/// What the System Controller desires, by endpoint type, and by group for
+/// the per-group types.
+#[derive(Debug, Clone)]
+struct Desireds {
+    all: [Desired; ENDPOINT_COUNT],
+    /// Digest of each group's content of the per-group endpoint type (only
+    /// `apps` today), under `all[apps].generation`.
+    groups: BTreeMap<u64, String>,
+    /// The digest of a group with nothing assigned.
+    empty: String,
+}
+
+impl Desireds {
+    /// What a subcloud of group `group` should run of `ep`.
+    fn of(&self, group: u64, ep: Endpoint) -> Desired {
+        let d = &self.all[ep.index()];
+        if !ep.is_per_group() || d.generation.0 == 0 {
+            return d.clone();
+        }
+        Desired {
+            generation: d.generation,
+            digest: self.groups.get(&group).unwrap_or(&self.empty).clone(),
+        }
+    }
+}
+
+/// Whether a report shows what is desired.
+fn matches_desired(ep: Endpoint, r: &Report, d: &Desired) -> bool {
+    r.digest == d.digest && (ep.is_per_group() || r.generation == d.generation)
+}
+
 /// Sync status and drift of one endpoint type, from the rules in the module docs.
 fn compute(sc: &SubcloudState, ep: Endpoint, d: &Desired) -> (SyncStatus, bool) {
     let report = sc.endpoints[ep.index()].report.as_ref();
     let drift = d.generation.0 > 0
+        && !ep.is_per_group()
         && report.is_some_and(|r| r.generation == d.generation && r.digest != d.digest);
     let status = if sc.availability == Availability::Offline
         || (sc.management == Management::Unmanaged && ep != Endpoint::DcCert)
@@ -384,7 +424,7 @@ fn compute(sc: &SubcloudState, ep: Endpoint, d: &Desired) -> (SyncStatus, bool) 
     } else {
         match report {
             None => SyncStatus::Unknown,
-            Some(r) if r.generation == d.generation && r.digest == d.digest => SyncStatus::InSync,
+            Some(r) if matches_desired(ep, r, d) => SyncStatus::InSync,
             Some(_) => SyncStatus::OutOfSync,
         }
     };
@@ -396,7 +436,7 @@ fn compute(sc: &SubcloudState, ep: Endpoint, d: &Desired) -> (SyncStatus, bool) 
 /// earliest 280.002 deadline still pending.
 fn refresh(
     sc: &mut SubcloudState,
-    desired: &[Desired; ENDPOINT_COUNT],
+    desired: &Desireds,
     settings: &DcSettings,
     now: Timestamp,
     fx: &mut DcEffects,
@@ -405,7 +445,7 @@ fn refresh(
     let mut due: Option<Timestamp> = None;
     let managed = sc.management == Management::Managed;
     for ep in Endpoint::ALL {
-        let (status, drift) = compute(sc, ep, &desired[ep.index()]);
+        let (status, drift) = compute(sc, ep, &desired.of(sc.group_id, ep));
         let e = &mut sc.endpoints[ep.index()];
         if drift != e.drift {
             e.drift = drift;
@@ -446,7 +486,7 @@ pub struct Fleet {
     next_id: u64,
     groups: BTreeMap<u64, Group>,
     next_group_id: u64,
-    desired: [Desired; ENDPOINT_COUNT],
+    desired: Desireds,
     /// No deadline falls before this; `tick` does nothing until then.
     next_due: Timestamp,
 }
@@ -465,7 +505,11 @@ impl Fleet {
             next_id: 1,
             groups,
             next_group_id: DEFAULT_GROUP_ID + 1,
-            desired: std::array::from_fn(|_| Desired::default()),
+            desired: Desireds {
+                all: std::array::from_fn(|_| Desired::default()),
+                groups: BTreeMap::new(),
+                empty: String::new(),
+            },
             next_due: NEVER,
         }
     }
@@ -672,8 +716,14 @@ impl Fleet {
         Ok(fx)
     }
 
-    /// Moves a subcloud to another group.
-    pub fn set_group(&mut self, name: &str, group_id: u64) -> Result<DcEffects, Error> {
+    /// Moves a subcloud to another group (its per-group configuration
+    /// follows: its sync status is derived again).
+    pub fn set_group(
+        &mut self,
+        name: &str,
+        group_id: u64,
+        now: Timestamp,
+    ) -> Result<DcEffects, Error> {
         if !self.groups.contains_key(&group_id) {
             return Err(Error::UnknownGroup(group_id.to_string()));
         }
@@ -681,6 +731,7 @@ impl Fleet {
         let mut fx = DcEffects::default();
         if sc.group_id != group_id {
             sc.group_id = group_id;
+            self.refresh_one(name, now, &mut fx);
             fx.touch(name);
         }
         Ok(fx)
@@ -798,7 +849,7 @@ impl Fleet {
         now: Timestamp,
     ) -> (Generation, DcEffects) {
         let mut fx = DcEffects::default();
-        let d = &mut self.desired[endpoint.index()];
+        let d = &mut self.desired.all[endpoint.index()];
         if d.generation.0 > 0 && d.digest == digest {
             return (d.generation, fx);
         }
@@ -812,8 +863,62 @@ impl Fleet {
     /// The generation [`Fleet::set_desired`] would give this digest; `None`
     /// when it is what is desired already. Changes nothing.
     pub fn plan_desired(&self, endpoint: Endpoint, digest: &str) -> Option<Generation> {
-        let d = &self.desired[endpoint.index()];
+        let d = &self.desired.all[endpoint.index()];
         (d.generation.0 == 0 || d.digest != digest).then_some(Generation(d.generation.0 + 1))
+    }
+
+    /// Sets what the subclouds of every group should run of a per-group
+    /// endpoint type: `groups` gives each group's digest (a group missing
+    /// from it gets `empty`). The generation is bumped when anything
+    /// changed, and is returned. A type that is not per group is left
+    /// alone. Sync statuses of every subcloud follow.
+    pub fn set_group_desired(
+        &mut self,
+        endpoint: Endpoint,
+        groups: BTreeMap<u64, String>,
+        empty: &str,
+        now: Timestamp,
+    ) -> (Generation, DcEffects) {
+        let mut fx = DcEffects::default();
+        let d = &mut self.desired.all[endpoint.index()];
+        let same =
+            d.generation.0 > 0 && self.desired.groups == groups && self.desired.empty == empty;
+        // Not a per-group type: nothing to set here (see `set_desired`).
+        if same || !endpoint.is_per_group() {
+            return (d.generation, fx);
+        }
+        d.generation = Generation(d.generation.0 + 1);
+        let generation = d.generation;
+        self.desired.groups = groups;
+        self.desired.empty = empty.to_string();
+        self.refresh_all(now, &mut fx);
+        (generation, fx)
+    }
+
+    /// Takes back a per-group desired configuration (at start-up).
+    pub fn restore_group_desired(
+        &mut self,
+        endpoint: Endpoint,
+        generation: Generation,
+        groups: BTreeMap<u64, String>,
+        empty: &str,
+        now: Timestamp,
+    ) -> DcEffects {
+        let mut fx = DcEffects::default();
+        if endpoint.is_per_group() {
+            self.desired.all[endpoint.index()].generation = generation;
+            self.desired.groups = groups;
+            self.desired.empty = empty.to_string();
+            self.refresh_all(now, &mut fx);
+        }
+        fx
+    }
+
+    /// What the subcloud `name` should run of `endpoint` (its group's for a
+    /// per-group endpoint type); `None` for an unknown subcloud.
+    pub fn desired_for(&self, name: &str, endpoint: Endpoint) -> Option<Desired> {
+        let sc = self.subclouds.get(name)?;
+        Some(self.desired.of(sc.group_id, endpoint))
     }
 
     /// Takes back a persisted desired configuration (at start-up).
@@ -824,14 +929,16 @@ impl Fleet {
         now: Timestamp,
     ) -> DcEffects {
         let mut fx = DcEffects::default();
-        self.desired[endpoint.index()] = desired;
+        self.desired.all[endpoint.index()] = desired;
         self.refresh_all(now, &mut fx);
         fx
     }
 
-    /// The desired configuration of an endpoint type.
+    /// The desired configuration of an endpoint type (for a per-group
+    /// type: its generation; the digests are per group, see
+    /// [`Fleet::desired_for`]).
     pub fn desired(&self, endpoint: Endpoint) -> &Desired {
-        &self.desired[endpoint.index()]
+        &self.desired.all[endpoint.index()]
     }
 
     /// A subcloud reported the generation it applied for an endpoint type
@@ -890,10 +997,10 @@ impl Fleet {
         Endpoint::ALL
             .into_iter()
             .filter(|ep| {
-                let d = &self.desired[ep.index()];
+                let d = self.desired.of(sc.group_id, *ep);
                 d.generation.0 > 0
                     && !matches!(&sc.endpoints[ep.index()].report,
-                        Some(r) if r.generation == d.generation && r.digest == d.digest)
+                        Some(r) if matches_desired(*ep, r, &d))
             })
             .collect()
     }

@@ -67,9 +67,9 @@ words!(
     /// An endpoint type of StarlingX's per-subcloud sync status.
     ///
     /// Roost synchronises [`Endpoint::SYNCED`] (identity, platform, dc-cert,
-    /// software). The other three (firmware, kubernetes, kube-rootca) are
+    /// software, and its own `apps`). The other three (firmware, kubernetes, kube-rootca) are
     /// orchestrated, not synchronised, in StarlingX; Roost lists them so the
-    /// API shows the same seven rows, and while the System Controller holds
+    /// API shows StarlingX's seven rows (plus `apps`), and while the System Controller holds
     /// no configuration for one of them (generation 0) it reads `in-sync`
     /// for a managed online subcloud (there is nothing to apply) and
     /// `unknown` otherwise. Should the System Controller ever set a desired
@@ -83,11 +83,13 @@ words!(
         Platform => "platform",
         Identity => "identity",
         Software => "software",
+        /// Roost's own: the applications a subcloud's group is assigned.
+        Apps => "apps",
     }
 );
 
 /// Number of endpoint types.
-pub const ENDPOINT_COUNT: usize = 7;
+pub const ENDPOINT_COUNT: usize = 8;
 
 impl Endpoint {
     /// Every endpoint type, in the order StarlingX lists `endpoint_sync_status`.
@@ -99,19 +101,28 @@ impl Endpoint {
         Endpoint::Platform,
         Endpoint::Identity,
         Endpoint::Software,
+        Endpoint::Apps,
     ];
 
     /// The endpoint types whose configuration Roost pushes to subclouds.
-    pub const SYNCED: [Endpoint; 4] = [
+    pub const SYNCED: [Endpoint; 5] = [
         Endpoint::Identity,
         Endpoint::Platform,
         Endpoint::DcCert,
         Endpoint::Software,
+        Endpoint::Apps,
     ];
 
     /// Position in [`Endpoint::ALL`].
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// True for the endpoint types whose desired content depends on the
+    /// subcloud's group (applications): the System Controller keeps one
+    /// digest per group, under one generation for the endpoint type.
+    pub fn is_per_group(self) -> bool {
+        self == Endpoint::Apps
     }
 
     /// True for the endpoint types Roost synchronises.

@@ -25,6 +25,7 @@ mod ca;
 mod cert;
 mod client;
 mod error;
+mod fetch;
 mod serve;
 mod tls;
 
@@ -35,6 +36,7 @@ pub use cert::{
 };
 pub use client::https_client;
 pub use error::{Error, Result};
+pub use fetch::{Fetched, fetch_content, fetched_path};
 pub use serve::{
     GuardedStream, ListenerLimits, PeerIdentity, TlsConnectInfo, TlsListener, serve_tls,
 };

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use roost_api::dcmanager::{GroupView, SubcloudView, dc_time};
-use roost_api::dcsync::{self, EndpointConfig, Push, SyncReply, SyncRequest};
+use roost_api::dcsync::{
+    self, AppReport, AppsConfig, DesiredApp, EndpointConfig, Push, SyncReply, SyncRequest,
+};
 use roost_dc::{
     ActiveAlarm, AlarmChange, ApplyType, DcEffects, DcSettings, Desired, Endpoint, Epoch, Fleet,
     Generation, Group, GroupPatch, GroupSpec, Management, SubcloudRecord,
@@ -78,6 +80,12 @@ struct State {
     /// entity; recorded again at the next tick unless a newer decision
     /// about the same alarm came first.
     unrecorded: BTreeMap<(&'static str, String), roost_dc::AlarmOut>,
+    /// Applications assigned to each group (by group id, then name).
+    group_apps: BTreeMap<u64, BTreeMap<String, DesiredApp>>,
+    /// What each subcloud last reported of its applications.
+    app_reports: BTreeMap<String, Vec<AppReport>>,
+    /// Packages each subcloud fetched: (requests, bytes).
+    fetched: BTreeMap<String, (u64, u64)>,
 }
 
 struct Inner {
@@ -157,6 +165,7 @@ struct CheckedSync {
     snapshot: Option<(u64, Vec<ActiveAlarm>)>,
     changes: Vec<AlarmChange>,
     applied: Vec<(Endpoint, Generation, String)>,
+    apps: Vec<AppReport>,
 }
 
 fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, Error> {
@@ -211,6 +220,7 @@ fn check_sync(req: SyncRequest) -> Result<CheckedSync, Error> {
         snapshot,
         changes,
         applied,
+        apps: req.apps,
     })
 }
 
@@ -265,6 +275,29 @@ impl DcService {
                 content.insert(ep.as_str().to_string(), config);
             }
         }
+        let mut group_apps: BTreeMap<u64, BTreeMap<String, DesiredApp>> = BTreeMap::new();
+        for a in store.group_apps()? {
+            group_apps.entry(a.group_id as u64).or_default().insert(
+                a.app.clone(),
+                DesiredApp {
+                    name: a.app,
+                    version: a.version,
+                    digest: a.digest,
+                    size: a.size.max(0) as u64,
+                    state: "applied".into(),
+                },
+            );
+        }
+        if !group_apps.is_empty() {
+            // A new epoch: the numbering may start again.
+            fleet.restore_group_desired(
+                Endpoint::Apps,
+                Generation(1),
+                apps::group_digests(&group_apps),
+                &AppsConfig::default().digest(),
+                now,
+            );
+        }
         let mut records = BTreeMap::new();
         let mut initial = DcEffects::default();
         for s in store.subclouds()? {
@@ -300,6 +333,9 @@ impl DcService {
                     content,
                     dirty: BTreeSet::new(),
                     unrecorded: BTreeMap::new(),
+                    group_apps,
+                    app_reports: BTreeMap::new(),
+                    fetched: BTreeMap::new(),
                 }),
                 writes: tokio::sync::Mutex::new(()),
             }),
@@ -632,7 +668,7 @@ impl DcService {
             let mut st = self.lock();
             let mut fx = DcEffects::default();
             if let Some(g) = group_id {
-                fx.merge(st.fleet.set_group(&name, g)?);
+                fx.merge(st.fleet.set_group(&name, g, now)?);
             }
             if let Some(m) = management {
                 fx.merge(st.fleet.set_management(&name, m, now)?);
@@ -843,6 +879,9 @@ impl DcService {
                 Err(e) => return Err(Error::Invalid(e.to_string())),
             }
         }
+        if !req.apps.is_empty() || st.app_reports.contains_key(name) {
+            st.app_reports.insert(name.to_string(), req.apps.clone());
+        }
         for (ep, generation, digest) in &req.applied {
             fx.merge(
                 st.fleet
@@ -862,7 +901,11 @@ impl DcService {
             .into_iter()
             .filter_map(|ep| {
                 let d = st.fleet.desired(ep);
-                let config = st.content.get(ep.as_str())?.clone();
+                let config = if ep == Endpoint::Apps {
+                    EndpointConfig::Apps(apps::group_config(&st.group_apps, sc.group_id()))
+                } else {
+                    st.content.get(ep.as_str())?.clone()
+                };
                 Some(Push {
                     epoch,
                     generation: d.generation.0,
@@ -1062,10 +1105,22 @@ impl DcService {
         };
         self.persist(move |store| store.delete_group(id as i64))
             .await?;
-        self.lock().fleet.delete_group(id)?;
+        let fx = {
+            let mut st = self.lock();
+            st.fleet.delete_group(id)?;
+            // Its assignments went with it (the store cascades).
+            if st.group_apps.remove(&id).is_some() {
+                self.desire_apps(&mut st)
+            } else {
+                DcEffects::default()
+            }
+        };
+        self.carry_out(fx).await;
         Ok(())
     }
 }
+
+mod apps;
 
 #[cfg(test)]
 mod tests;

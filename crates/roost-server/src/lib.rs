@@ -244,6 +244,7 @@ pub async fn run_with(
         clock: &clock,
         identity: &identity,
         platform: &platform,
+        apps: &apps,
         shutdown: &shutdown,
     };
     let mut dc_parts = None;
@@ -398,6 +399,7 @@ struct Core<'a> {
     clock: &'a Arc<dyn Clock>,
     identity: &'a Arc<identity::Identity>,
     platform: &'a platform::PlatformService,
+    apps: &'a apps::AppService,
     shutdown: &'a Shutdown,
 }
 
@@ -425,6 +427,7 @@ async fn start_system_controller(
         clock,
         identity,
         platform,
+        apps,
         shutdown,
     } = *core;
     let ca = Arc::new(
@@ -466,6 +469,7 @@ async fn start_system_controller(
             dc: dc.clone(),
             ca: ca.clone(),
             cert_days: config.dc.subcloud_cert_days,
+            apps: apps.clone(),
         },
         config.max_body_bytes.max(4 * 1024 * 1024),
     );
@@ -562,6 +566,7 @@ async fn start_subcloud(
         fm,
         clock,
         platform,
+        apps,
         shutdown,
         ..
     } = *core;
@@ -593,6 +598,10 @@ async fn start_subcloud(
                 platform: platform.clone(),
                 fm: fm.clone(),
                 clock: clock.clone(),
+                apps: Some(subcloud::FleetApps::new(
+                    apps.clone(),
+                    data.path().join("dc-packages"),
+                )),
             },
             log.clone(),
             controller,

@@ -220,6 +220,22 @@ pub trait ControllerLink: Send + Sync + 'static {
         id: &'a DcIdentity,
         req: &'a RenewRequest,
     ) -> LinkFuture<'a, EnrollResponse>;
+    /// Fetches the package `digest` (`size` bytes) into `dir` unless it is
+    /// there (see [`roost_pki::fetch_content`]).
+    fn fetch_package<'a>(
+        &'a self,
+        id: &'a DcIdentity,
+        digest: &'a str,
+        size: u64,
+        dir: &'a Path,
+    ) -> LinkFuture<'a, roost_pki::Fetched> {
+        let _ = (id, size, dir);
+        Box::pin(async move {
+            Err(link_refused(format!(
+                "this link cannot fetch package {digest}"
+            )))
+        })
+    }
 }
 
 /// The link over HTTPS: enrollment pinned to the CA fingerprint in the
@@ -334,6 +350,27 @@ impl ControllerLink for Https {
                 .await
         })
     }
+
+    fn fetch_package<'a>(
+        &'a self,
+        id: &'a DcIdentity,
+        digest: &'a str,
+        size: u64,
+        dir: &'a Path,
+    ) -> LinkFuture<'a, roost_pki::Fetched> {
+        Box::pin(async move {
+            let client = self.client(id)?;
+            let url = format!("{}{}{digest}", self.url, roost_api::dcsync::PACKAGES_PATH);
+            roost_pki::fetch_content(&client, &url, dir, digest, size)
+                .await
+                .map_err(|e| match &e {
+                    roost_pki::Error::Http(h) if unreachable(h) => {
+                        Error::Unreachable(error_chain(&e))
+                    }
+                    _ => link_refused(error_chain(&e)),
+                })
+        })
+    }
 }
 
 /// Whether a failed request never reached a system controller (refused,
@@ -441,7 +478,19 @@ fn local_config(
 
 /// The digest of what this subcloud runs of `ep`, as the system
 /// controller compares it.
-fn local_digest(store: &Store, platform: &PlatformService, fm: &FmService, ep: Endpoint) -> String {
+fn local_digest(
+    store: &Store,
+    platform: &PlatformService,
+    fm: &FmService,
+    apps: Option<&FleetApps>,
+    ep: Endpoint,
+) -> String {
+    if ep == Endpoint::Apps {
+        return apps
+            .map(|a| a.local_config(store))
+            .unwrap_or_default()
+            .digest();
+    }
     local_config(store, platform, fm, ep).map_or_else(empty_digest, |c| c.digest())
 }
 
@@ -509,6 +558,12 @@ async fn apply(
             store.set_settings(&[(SETTING_SYNCED_USERS.into(), serde_json::to_string(&names)?)])?;
             forget_local_admin_password(data_dir, &users);
         }
+        // Applied by `FleetApps`, which needs the link.
+        EndpointConfig::Apps(_) => {
+            return Err(Error::Invalid(
+                "this cloud has no application service".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -543,6 +598,9 @@ pub struct Local {
     pub platform: PlatformService,
     pub fm: FmService,
     pub clock: Arc<dyn Clock>,
+    /// The applications a system controller wants here (`None`: this cloud
+    /// refuses the `apps` endpoint).
+    pub apps: Option<FleetApps>,
 }
 
 /// The sync loop's state: the link state machine, this subcloud's identity
@@ -610,13 +668,17 @@ impl SyncLoop {
             platform,
             fm,
             clock,
+            apps,
         } = &self.local;
-        let req = {
+        let mut req = {
             let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             sync_request(&self.link, &log, env!("CARGO_PKG_VERSION"), |ep| {
-                local_digest(store, platform, fm, ep)
+                local_digest(store, platform, fm, apps.as_ref(), ep)
             })
         };
+        if let Some(a) = apps {
+            req.apps = a.reports(store);
+        }
         let sent_snapshot = req.snapshot.is_some();
         let reply = match self.controller.sync(&self.id, &req).await {
             Ok(reply) => Some(reply),
@@ -649,16 +711,24 @@ impl SyncLoop {
             }
             for p in &taken.pushes {
                 let ep = p.config.endpoint();
-                match apply(
-                    store,
-                    platform,
-                    fm,
-                    clock.as_ref(),
-                    &self.data_dir,
-                    &p.config,
-                )
-                .await
-                {
+                let applied = match (&p.config, apps) {
+                    (EndpointConfig::Apps(want), Some(a)) => {
+                        a.apply(store, self.controller.as_ref(), &self.id, want)
+                            .await
+                    }
+                    _ => {
+                        apply(
+                            store,
+                            platform,
+                            fm,
+                            clock.as_ref(),
+                            &self.data_dir,
+                            &p.config,
+                        )
+                        .await
+                    }
+                };
+                match applied {
                     Ok(()) => {
                         push_applied(&mut self.link, p);
                         let _ = store.set_settings(&[(
@@ -735,6 +805,9 @@ async fn renew(controller: &dyn ControllerLink, id: &DcIdentity) -> crate::Resul
         key_pem: fresh.key_pem,
     })
 }
+
+mod fleet_apps;
+pub use fleet_apps::FleetApps;
 
 #[cfg(test)]
 mod tests;

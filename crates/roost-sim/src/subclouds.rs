@@ -69,8 +69,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use roost_api::dcsync::{
-    EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest, empty_digest,
-    parse_enroll_token, push_applied, sync_request, take_reply,
+    DesiredApp, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest,
+    empty_digest, parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
     AlarmChange, AlarmCounts, AlarmLog, ENDPOINT_COUNT, Endpoint, SubcloudLink, SyncResult,
@@ -306,6 +306,9 @@ struct Counters {
     changes_sent: AtomicU64,
     snapshots_asked: AtomicU64,
     alarm_changes: AtomicU64,
+    packages_fetched: AtomicU64,
+    package_bytes: AtomicU64,
+    package_failures: AtomicU64,
     rtt: Hist,
 }
 
@@ -321,6 +324,9 @@ impl Counters {
             changes_sent: AtomicU64::new(0),
             snapshots_asked: AtomicU64::new(0),
             alarm_changes: AtomicU64::new(0),
+            packages_fetched: AtomicU64::new(0),
+            package_bytes: AtomicU64::new(0),
+            package_failures: AtomicU64::new(0),
             rtt: Hist::new(),
         }
     }
@@ -352,6 +358,11 @@ pub struct SubcloudFleetStats {
     pub snapshots_asked: u64,
     /// Alarm changes made (raise, clear, churn).
     pub alarm_changes: u64,
+    /// Application packages fetched from the system controller, and their bytes.
+    pub packages_fetched: u64,
+    pub package_bytes: u64,
+    /// Package fetches that failed (the push is then not acknowledged).
+    pub package_failures: u64,
     /// Answered syncs timed by the round-trip histogram.
     pub rtt_samples: u64,
     /// Round trip of answered syncs: p50, p99 and max (about 10 % resolution).
@@ -374,6 +385,8 @@ struct SubState {
     /// Per endpoint: the generation whose report the system controller
     /// last answered, and when (Unix microseconds).
     confirmed: [(u64, i64); ENDPOINT_COUNT],
+    /// Digests of the application packages fetched (once each).
+    fetched: std::collections::HashSet<String>,
 }
 
 impl SubState {
@@ -383,6 +396,7 @@ impl SubState {
             link: SubcloudLink::new(Timestamp(unix_micros()), fnv1a(name.as_bytes())),
             local: std::array::from_fn(|_| None),
             confirmed: [(0, 0); ENDPOINT_COUNT],
+            fetched: Default::default(),
         }
     }
 
@@ -495,18 +509,38 @@ async fn sync_once(
     let now = unix_micros();
     let mut again_soon = false;
     let interval_secs = reply.interval_secs;
-    let mut st = sub.lock();
-    let taken = take_reply(&mut st.link, sent_snapshot, reply);
-    let acked = st.link.acked();
-    st.log.ack(acked);
-    for (ep, generation) in reported {
-        let slot = &mut st.confirmed[ep.index()];
-        if generation != slot.0 || slot.1 == 0 {
-            *slot = (generation, now);
+    let (mut pushes, missing) = {
+        let mut st = sub.lock();
+        let taken = take_reply(&mut st.link, sent_snapshot, reply);
+        let acked = st.link.acked();
+        st.log.ack(acked);
+        for (ep, generation) in reported {
+            let slot = &mut st.confirmed[ep.index()];
+            if generation != slot.0 || slot.1 == 0 {
+                *slot = (generation, now);
+            }
         }
+        bump(&c.pushes_stale, taken.stale.len() as u64);
+        let missing: Vec<DesiredApp> = taken
+            .pushes
+            .iter()
+            .filter_map(|p| match &p.config {
+                EndpointConfig::Apps(a) => Some(a.apps.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|a| !st.fetched.contains(&a.digest))
+            .cloned()
+            .collect();
+        (taken.pushes, missing)
+    };
+    // The packages come over the real link with the real subcloud's fetch
+    // (resumed, checked); only then is the push acknowledged.
+    if !missing.is_empty() && !fetch_packages(sub, http, url, &missing, c).await {
+        pushes.retain(|p| p.config.endpoint() != Endpoint::Apps);
     }
-    bump(&c.pushes_stale, taken.stale.len() as u64);
-    for p in taken.pushes {
+    let mut st = sub.lock();
+    for p in pushes {
         let ep = p.config.endpoint();
         // Applying is storing it; the same digest the real subcloud reports.
         push_applied(&mut st.link, &p);
@@ -520,6 +554,43 @@ async fn sync_once(
     }
     let interval = Duration::from_secs(interval_secs.clamp(1, 60));
     (Some(interval), again_soon)
+}
+
+/// Fetches application packages into a scratch directory with
+/// [`roost_pki::fetch_content`], then drops the bytes (the digest is
+/// remembered: each is fetched once). False if one failed.
+async fn fetch_packages(
+    sub: &Sub,
+    http: &reqwest::Client,
+    sync_url: &str,
+    apps: &[DesiredApp],
+    c: &Counters,
+) -> bool {
+    let base = sync_url.trim_end_matches("/dc/v1/sync");
+    let dir = std::env::temp_dir().join(format!(
+        "roost-sim-packages-{}/{}",
+        std::process::id(),
+        sub.name
+    ));
+    let mut ok = true;
+    for a in apps {
+        let url = format!("{base}{}{}", roost_api::dcsync::PACKAGES_PATH, a.digest);
+        match roost_pki::fetch_content(http, &url, &dir, &a.digest, a.size).await {
+            Ok(f) => {
+                bump(&c.packages_fetched, 1);
+                bump(&c.package_bytes, f.received);
+                let _ = std::fs::remove_file(&f.path);
+                sub.lock().fetched.insert(a.digest.clone());
+            }
+            Err(e) => {
+                bump(&c.package_failures, 1);
+                tracing::debug!(subcloud = %sub.name, app = %a.name, error = %e, "cannot fetch a package");
+                ok = false;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    ok
 }
 
 /// A subcloud's sync loop: runs until its task is aborted.
@@ -1062,6 +1133,9 @@ impl SubcloudFleet {
             changes_sent: get(&c.changes_sent),
             snapshots_asked: get(&c.snapshots_asked),
             alarm_changes: get(&c.alarm_changes),
+            packages_fetched: get(&c.packages_fetched),
+            package_bytes: get(&c.package_bytes),
+            package_failures: get(&c.package_failures),
             rtt_samples,
             rtt,
         }
@@ -1260,7 +1334,8 @@ pub fn stats_line(s: &SubcloudFleetStats) -> String {
     format!(
         "subclouds={} online={} killed={} partitioned={} syncs_ok={} syncs_refused={} \
          syncs_failed={} pushes_applied={} pushes_stale={} snapshots_sent={} changes_sent={} \
-         snapshots_asked={} alarm_changes={} rtt_samples={} {rtt}",
+         snapshots_asked={} alarm_changes={} packages_fetched={} package_bytes={} \
+         package_failures={} rtt_samples={} {rtt}",
         s.subclouds,
         s.online,
         s.killed,
@@ -1274,6 +1349,9 @@ pub fn stats_line(s: &SubcloudFleetStats) -> String {
         s.changes_sent,
         s.snapshots_asked,
         s.alarm_changes,
+        s.packages_fetched,
+        s.package_bytes,
+        s.package_failures,
         s.rtt_samples,
     )
 }

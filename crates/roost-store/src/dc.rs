@@ -40,6 +40,16 @@ pub struct StoredGroup {
     pub updated_at: Option<Timestamp>,
 }
 
+/// An application assigned to a subcloud group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredGroupApp {
+    pub group_id: i64,
+    pub app: String,
+    pub version: String,
+    pub digest: String,
+    pub size: i64,
+}
+
 const SUBCLOUD_COLUMNS: &str = "id, name, description, location, group_id, management_state,
     deploy_status, software_version, region_name, enroll_token_hash, enroll_expires_at,
     created_at, updated_at, cert_serial, prev_cert_serial";
@@ -235,12 +245,86 @@ impl Store {
     pub fn delete_group(&self, id: i64) -> Result<bool, Error> {
         self.write_once(|tx| Ok(tx.execute("DELETE FROM subcloud_groups WHERE id = ?1", [id])? > 0))
     }
+
+    /// Every application assigned to a group, by group and name.
+    pub fn group_apps(&self) -> Result<Vec<StoredGroupApp>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT group_id, app, version, digest, size FROM dc_group_apps
+                 ORDER BY group_id, app",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok(StoredGroupApp {
+                        group_id: r.get(0)?,
+                        app: r.get(1)?,
+                        version: r.get(2)?,
+                        digest: r.get(3)?,
+                        size: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Assigns (or re-assigns, with another package) an application to a group.
+    pub fn save_group_app(&self, a: &StoredGroupApp) -> Result<(), Error> {
+        self.write_once(|tx| {
+            tx.execute(
+                "INSERT INTO dc_group_apps (group_id, app, version, digest, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (group_id, app) DO UPDATE SET version = excluded.version,
+                    digest = excluded.digest, size = excluded.size",
+                params![a.group_id, a.app, a.version, a.digest, a.size],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes an application off a group; true if it was assigned.
+    pub fn delete_group_app(&self, group_id: i64, app: &str) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM dc_group_apps WHERE group_id = ?1 AND app = ?2",
+                params![group_id, app],
+            )? > 0)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Durability, StoreConfig};
+
+    #[test]
+    fn group_apps_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig {
+            path: dir.path().join("s.db"),
+            durability: Durability::Process,
+            event_log_cap: 10,
+        })
+        .unwrap();
+        let a = StoredGroupApp {
+            group_id: 1,
+            app: "hello".into(),
+            version: "1.0".into(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size: 10,
+        };
+        store.save_group_app(&a).unwrap();
+        let b = StoredGroupApp {
+            version: "1.1".into(),
+            ..a.clone()
+        };
+        store.save_group_app(&b).unwrap();
+        assert_eq!(store.group_apps().unwrap(), vec![b]);
+        assert!(store.delete_group_app(1, "hello").unwrap());
+        assert!(!store.delete_group_app(1, "hello").unwrap());
+        assert!(store.group_apps().unwrap().is_empty());
+    }
 
     #[test]
     fn subclouds_and_groups_round_trip() {

@@ -29,7 +29,7 @@ use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
 pub use apps::AppWrite;
-pub use dc::{StoredGroup, StoredSubcloud};
+pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{StoredToken, StoredUser, SyncedUser};
@@ -125,6 +125,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_host_labels_cpus.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_apps.sql")),
+    (8, include_str!("../migrations/sqlite/0008_group_apps.sql")),
 ];
 
 /// The opened store.

@@ -236,6 +236,13 @@ impl Api {
         )
     }
 
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.send(
+            self.http.post(format!("{}{path}", self.url)).json(body),
+            &format!("POST {path}"),
+        )
+    }
+
     pub fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         self.send(
             self.http.patch(format!("{}{path}", self.url)).json(body),

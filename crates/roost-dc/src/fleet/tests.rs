@@ -138,7 +138,7 @@ fn a_new_subcloud_is_unmanaged_offline_and_not_deployed() {
     assert_eq!(sc.id(), 1);
     assert_eq!(sc.last_seen(), None);
     assert_eq!(sc.sync_status(), SyncStatus::Unknown);
-    assert_eq!(sc.endpoint_sync().count(), 7);
+    assert_eq!(sc.endpoint_sync().count(), 8);
     assert!(s.active().is_empty());
 }
 
@@ -572,7 +572,12 @@ fn enrollment_moves_deploy_status_to_enrolling_then_complete_after_the_first_ful
     assert_eq!(fx.changed, vec!["edge-1".to_string()]);
     assert_eq!(s.sc("edge-1").deploy_status(), DeployStatus::Enrolling);
     assert!(s.sc("edge-1").is_online());
-    for ep in [Endpoint::Identity, Endpoint::Platform, Endpoint::DcCert] {
+    for ep in [
+        Endpoint::Identity,
+        Endpoint::Platform,
+        Endpoint::DcCert,
+        Endpoint::Apps,
+    ] {
         s.report("edge-1", ep, Generation(0), "");
         assert_eq!(s.sc("edge-1").deploy_status(), DeployStatus::Enrolling);
     }
@@ -802,11 +807,11 @@ fn a_group_holding_subclouds_cannot_be_deleted() {
     assert_eq!(e, Error::GroupNotEmpty("rack-4".into(), 1));
     assert!(e.to_string().starts_with("Subcloud Group not empty"));
     assert_eq!(s.f.subclouds_in_group(id).count(), 1);
-    s.f.set_group("edge-1", DEFAULT_GROUP_ID).unwrap();
+    s.f.set_group("edge-1", DEFAULT_GROUP_ID, s.now).unwrap();
     assert_eq!(s.f.delete_group(id).unwrap().name, "rack-4");
     assert!(s.f.group(id).is_none());
     assert_eq!(
-        s.f.set_group("edge-1", id),
+        s.f.set_group("edge-1", id, s.now),
         Err(Error::UnknownGroup(id.to_string()))
     );
     // Group ids are not reused either.
@@ -930,4 +935,128 @@ fn ten_thousand_subclouds_tick_without_work_between_deadlines() {
     let fx = f.tick(START.plus_secs(10));
     assert_eq!(fx.changed.len(), 10_000);
     assert_eq!(fx.alarms.len(), 10_000);
+}
+
+// ----- applications, per group ------------------------------------------------
+
+#[test]
+fn apps_are_desired_per_group_and_a_change_to_one_group_leaves_the_others_in_sync() {
+    let mut s = Sim::new();
+    let edge = s.f.add_group(spec("edge")).unwrap().id;
+    s.managed_online("a");
+    s.f.add("b", edge, s.now).unwrap();
+    s.hear("b");
+    s.manage("b", Management::Managed);
+    // Nothing assigned yet: in sync, nothing to push.
+    assert!(s.f.to_send("a").is_empty());
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::InSync
+    );
+
+    let groups = BTreeMap::from([(edge, "dig-edge-1".to_string())]);
+    let (g1, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    s.take(fx);
+    assert_eq!(g1, Generation(1));
+    // Each subcloud is told its group's content.
+    assert_eq!(
+        s.f.desired_for("b", Endpoint::Apps).unwrap().digest,
+        "dig-edge-1"
+    );
+    assert_eq!(
+        s.f.desired_for("a", Endpoint::Apps).unwrap().digest,
+        "empty"
+    );
+    assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
+    assert_eq!(s.f.to_send("b"), vec![Endpoint::Apps]);
+    s.report("a", Endpoint::Apps, g1, "empty");
+    s.report("b", Endpoint::Apps, g1, "dig-edge-1");
+    for n in ["a", "b"] {
+        assert!(s.f.to_send(n).is_empty(), "{n}");
+        assert_eq!(
+            s.f.get(n).unwrap().endpoint_status(Endpoint::Apps),
+            SyncStatus::InSync
+        );
+    }
+
+    // A second app in group edge: only b is pushed, a stays in sync at its
+    // older generation (the digest decides).
+    let groups = BTreeMap::from([(edge, "dig-edge-2".to_string())]);
+    let (g2, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups.clone(), "empty", s.now);
+    s.take(fx);
+    assert_eq!(g2, Generation(2));
+    assert!(s.f.to_send("a").is_empty());
+    assert_eq!(s.f.to_send("b"), vec![Endpoint::Apps]);
+    assert_eq!(
+        s.f.get("b").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::OutOfSync
+    );
+    // The same content again changes nothing.
+    let (g, _) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    assert_eq!(g, g2);
+
+    // Still out of sync after the alarm delay: 280.002 on the apps resource.
+    let fx = s.run(
+        DcSettings::default().out_of_sync_alarm_after_secs as i64 + 2,
+        &["a", "b"],
+    );
+    assert!(
+        fx.alarms.iter().any(|a| a.severity.is_some()
+            && a.entity_instance_id == resource_entity("b", Endpoint::Apps))
+    );
+    // Applying clears it.
+    let fx = s.report("b", Endpoint::Apps, g2, "dig-edge-2");
+    assert!(
+        fx.alarms.iter().any(|a| a.severity.is_none()
+            && a.entity_instance_id == resource_entity("b", Endpoint::Apps))
+    );
+
+    // Moving a to group edge makes it out of sync with edge's content.
+    let fx = s.f.set_group("a", edge, s.now).unwrap();
+    assert_eq!(fx.changed, vec!["a".to_string()]);
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::OutOfSync
+    );
+    assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
+}
+
+#[test]
+fn an_offline_subcloud_is_pushed_its_apps_when_it_returns() {
+    let mut s = Sim::new();
+    s.managed_online("a");
+    s.report("a", Endpoint::Apps, Generation(0), "empty");
+    // Offline.
+    s.run(DcSettings::default().offline_after_secs as i64 + 2, &[]);
+    assert!(!s.f.get("a").unwrap().is_online());
+    let groups = BTreeMap::from([(DEFAULT_GROUP_ID, "dig-1".to_string())]);
+    let (g, fx) =
+        s.f.set_group_desired(Endpoint::Apps, groups, "empty", s.now);
+    s.take(fx);
+    assert!(
+        s.f.to_send("a").is_empty(),
+        "nothing is sent to an offline subcloud"
+    );
+    assert_eq!(
+        s.f.get("a").unwrap().endpoint_status(Endpoint::Apps),
+        SyncStatus::Unknown
+    );
+    s.hear("a");
+    assert_eq!(s.f.to_send("a"), vec![Endpoint::Apps]);
+    s.report("a", Endpoint::Apps, g, "dig-1");
+    assert!(s.f.to_send("a").is_empty());
+}
+
+#[test]
+fn a_non_per_group_endpoint_is_not_set_per_group() {
+    let mut s = Sim::new();
+    let (g, fx) =
+        s.f.set_group_desired(Endpoint::Platform, BTreeMap::new(), "x", s.now);
+    assert_eq!(g, Generation(0));
+    assert!(fx.is_empty());
+    assert!(!Endpoint::Platform.is_per_group());
+    assert!(Endpoint::Apps.is_per_group() && Endpoint::Apps.is_synced());
 }

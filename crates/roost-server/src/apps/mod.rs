@@ -804,8 +804,22 @@ impl AppService {
         name: Option<String>,
         version: Option<String>,
     ) -> Result<WireApp, Error> {
-        let unpacked = self.unpack(tgz).await?;
+        let unpacked = self.unpack(tgz.clone()).await?;
         let result = self.upload_unpacked(&unpacked, name, version).await;
+        let result = match result {
+            Ok((app, key, spec)) => {
+                // Kept for a system controller to serve; an upload that
+                // cannot keep it still stands.
+                let dirs = self.inner.dirs.clone();
+                let k = key.clone();
+                let kept = tokio::task::spawn_blocking(move || dirs.keep_tgz(&tgz, &k)).await;
+                if !matches!(kept, Ok(Ok(()))) {
+                    tracing::warn!(app = %app.name, "cannot keep the uploaded package file");
+                }
+                Ok((app, key, spec))
+            }
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&unpacked.staging);
         }
@@ -889,6 +903,17 @@ impl AppService {
                 Err(e)
             }
         }
+    }
+
+    /// The active package of an application: its version and the `.tgz`
+    /// kept beside it (when it was kept).
+    pub fn package_file(&self, name: &str) -> Option<(String, PathBuf)> {
+        let st = self.lock();
+        let key = st.work.packages_of.get(name)?.active.clone()?;
+        let version = st.work.apps.get(name)?.app_version.clone();
+        drop(st);
+        let tgz = self.inner.dirs.tgz(&key);
+        tgz.is_file().then_some((version, tgz))
     }
 
     /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run

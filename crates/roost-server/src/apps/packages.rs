@@ -139,6 +139,25 @@ impl PackageDirs {
         Ok(target)
     }
 
+    /// The package file (`.tgz`) kept beside a package's directory, which
+    /// a system controller serves to its subclouds by digest.
+    pub fn tgz(&self, key: &str) -> PathBuf {
+        let mut p = self.package(key).into_os_string();
+        p.push(".tgz");
+        PathBuf::from(p)
+    }
+
+    /// Keeps the uploaded file beside the package (a link when it can be,
+    /// a copy otherwise).
+    pub fn keep_tgz(&self, src: &Path, key: &str) -> Result<(), Error> {
+        let target = self.tgz(key);
+        let _ = std::fs::remove_file(&target);
+        if std::fs::hard_link(src, &target).is_err() {
+            std::fs::copy(src, &target)?;
+        }
+        Ok(())
+    }
+
     /// Reads a kept package's specification again (at start-up).
     pub fn load(&self, key: &str) -> Result<PackageSpec, Error> {
         let dir = self.package(key);
@@ -164,6 +183,7 @@ impl PackageDirs {
         {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an application package");
         }
+        let _ = std::fs::remove_file(self.tgz(key));
         if let Some(parent) = dir.parent() {
             let _ = std::fs::remove_dir(parent);
         }

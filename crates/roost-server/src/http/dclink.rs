@@ -27,6 +27,8 @@ pub struct DcLinkState {
     pub ca: Arc<DcCa>,
     /// Days a subcloud certificate is valid.
     pub cert_days: u32,
+    /// Where the packages of applications assigned to groups are.
+    pub apps: crate::apps::AppService,
 }
 
 /// The DC listener's routes.
@@ -35,6 +37,7 @@ pub fn router(state: DcLinkState, max_body_bytes: usize) -> Router {
         .route("/dc/v1/enroll", post(enroll))
         .route("/dc/v1/sync", post(sync))
         .route("/dc/v1/renew", post(renew))
+        .route("/dc/v1/packages/{digest}", axum::routing::get(package))
         .layer(axum::middleware::from_fn(close_anonymous))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -172,4 +175,69 @@ async fn renew(
         cert_pem: cert.cert_pem,
         ca_pem: st.ca.ca_pem().to_string(),
     }))
+}
+
+/// `GET /dc/v1/packages/{digest}`: the `.tgz` of an application assigned to
+/// a group, by its digest, to an authenticated subcloud; `Range: bytes=N-`
+/// resumes. Bytes served are counted per subcloud.
+async fn package(
+    State(st): State<DcLinkState>,
+    peer: PeerIdentity,
+    headers: HeaderMap,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let peer = peer_cert(&peer)?;
+    let subcloud = st.dc.authenticate(&peer).map_err(link_error)?;
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no package {digest}"));
+    if !roost_api::dcsync::valid_package_digest(&digest) {
+        return Err(ApiError::bad_request(format!(
+            "not a package digest: {digest}"
+        )));
+    }
+    let app = st.dc.app_of_package(&digest).ok_or_else(missing)?;
+    let (_, path) = st.apps.package_file(&app).ok_or_else(missing)?;
+    // The active package of that application must be this one.
+    let short = &digest["sha256:".len().."sha256:".len() + 12];
+    if !path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(&format!("-{short}.tgz")))
+    {
+        return Err(missing());
+    }
+    let bytes = tokio::fs::read(&path).await.map_err(|_| missing())?;
+    let len = bytes.len() as u64;
+    let start = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if start > len {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("the package has {len} bytes"),
+        ));
+    }
+    let body = bytes[start as usize..].to_vec();
+    st.dc.record_fetch(&subcloud, body.len() as u64);
+    let status = if start > 0 {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/gzip"),
+    );
+    if start > 0
+        && let Ok(v) = format!("bytes {start}-{}/{len}", len.saturating_sub(1)).parse()
+    {
+        h.insert(axum::http::header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
 }

@@ -45,6 +45,98 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1.0/alarms", get(alarms))
         .route("/v1.0/alarms/", get(alarms))
+        // Roost's own: applications across the fleet.
+        .route(
+            "/v1.0/subcloud-groups/{group}/apps",
+            get(group_apps).post(assign_app),
+        )
+        .route(
+            "/v1.0/subcloud-groups/{group}/apps/{app}",
+            axum::routing::delete(unassign_app),
+        )
+        .route("/v1.0/subclouds/{subcloud}/apps", get(subcloud_apps))
+        .route("/v1.0/subcloud-apps", get(all_subcloud_apps))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> DcResult {
+    Ok(Json(serde_json::to_value(v).map_err(|e| {
+        DcHttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
+}
+
+async fn group_apps(State(st): State<AppState>, Path(g): Path<String>) -> DcResult {
+    to_json(&dc(&st)?.group_apps(&g)?)
+}
+
+/// SHA-256 (`sha256:` hex) and size of a file.
+fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("sha256:{hex}"), size))
+}
+
+async fn assign_app(State(st): State<AppState>, Path(g): Path<String>, req: Request) -> DcResult {
+    let d = dc(&st)?.clone();
+    let body: roost_api::dcmanager::GroupAppAssign = typed(form(req, &st).await?)?;
+    d.group_apps(&g)?;
+    let (version, tgz) = st.apps.package_file(&body.app).ok_or_else(|| {
+        DcHttpError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "application {} is not uploaded on this system controller (upload it with /v1/apps first)",
+                body.app
+            ),
+        )
+    })?;
+    let (digest, size) = tokio::task::spawn_blocking(move || file_digest(&tgz))
+        .await
+        .map_err(Error::from)?
+        .map_err(Error::from)?;
+    let list = d
+        .assign_app(
+            &g,
+            roost_api::dcsync::DesiredApp {
+                name: body.app,
+                version,
+                digest,
+                size,
+                state: "applied".into(),
+            },
+        )
+        .await?;
+    to_json(&list)
+}
+
+async fn unassign_app(
+    State(st): State<AppState>,
+    Path((g, app)): Path<(String, String)>,
+) -> DcResult {
+    let d = dc(&st)?.clone();
+    d.unassign_app(&g, &app).await?;
+    to_json(&d.group_apps(&g)?)
+}
+
+async fn subcloud_apps(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
+    to_json(&dc(&st)?.subcloud_apps(&sc)?)
+}
+
+async fn all_subcloud_apps(State(st): State<AppState>) -> DcResult {
+    to_json(&roost_api::dcmanager::SubcloudAppsList {
+        subclouds: dc(&st)?.all_subcloud_apps(),
+    })
 }
 
 /// An HTML error page.
