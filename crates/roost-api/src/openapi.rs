@@ -525,6 +525,56 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1.0/subcloud-groups/{group}/apps",
+        tag: "distributed cloud",
+        summary: "The applications assigned to a subcloud group (system controller; Roost's own)",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1.0/subcloud-groups/{group}/apps",
+        tag: "distributed cloud",
+        summary: "Assign an application uploaded on the system controller to a subcloud group: every subcloud of the group fetches and applies it",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: Some("GroupAppAssign"),
+    },
+    Route {
+        method: "delete",
+        path: "/v1.0/subcloud-groups/{group}/apps/{app}",
+        tag: "distributed cloud",
+        summary: "Take an application off a subcloud group: its subclouds remove it",
+        auth: true,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1.0/subclouds/{subcloud}/apps",
+        tag: "distributed cloud",
+        summary: "Where the applications assigned to a subcloud stand: applied, failed (with the reason) or pending",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1.0/subcloud-apps",
+        tag: "distributed cloud",
+        summary: "Every subcloud's applications and where they stand",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1/apps",
         tag: "applications",
         summary: "List applications (and, during an update, the previous version's row)",
@@ -1103,6 +1153,12 @@ fn schemas() -> Value {
                 }
             }
         },
+        "GroupAppAssign": {
+            "type": "object",
+            "required": ["app"],
+            "properties": {"app": {"type": "string", "minLength": 1, "maxLength": 255}},
+            "additionalProperties": false
+        },
         "AppUpload": {
             "type": "object",
             "required": ["tarfile"],
@@ -1246,6 +1302,7 @@ fn path_parameter_description(name: &str) -> &'static str {
             "uuid of the host (to assign labels) or of the label (to show or remove it); the log request's id (agent)"
         }
         "name" => "name of the application",
+        "app" => "name of the application",
         "digest" => "the image's manifest digest, sha256:<hex>",
         _ => "identifies the resource",
     }
