@@ -203,10 +203,17 @@ pub async fn run(client: Client, health: Arc<HealthState>, config: AppsConfig) {
     tracing::info!("this host runs applications");
     let reports = tokio::spawn(send_reports(client.clone(), runner.clone(), config.clone()));
     let logs = tokio::spawn(answer_log_requests(client.clone(), config.clone()));
+    let alive = config.dir.join("alive");
+    let socket = config
+        .containerd_socket
+        .clone()
+        .unwrap_or_else(|| config.dir.join("containerd").join("containerd.sock"));
+    let _watchdog = spawn_watchdog(&alive, config.fence_after, &socket);
     let fencing = tokio::spawn(fence_when_cut_off(
         runner.clone(),
         health,
         config.fence_after,
+        alive,
     ));
     let _guard = AbortOnDrop(vec![reports, fencing, logs]);
     if let Some(p) = first {
@@ -378,13 +385,114 @@ async fn send_log(client: Client, config: AppsConfig, req: roost_api::apps::agen
     }
 }
 
-/// Stops every replica when the server has been silent for `after`.
-async fn fence_when_cut_off(runner: Runner, health: Arc<HealthState>, after: Duration) {
+/// Starts the fence watchdog (`roost fence-watch`), killed with the agent
+/// when the agent stops normally.
+fn spawn_watchdog(
+    alive: &std::path::Path,
+    after: Duration,
+    socket: &std::path::Path,
+) -> Option<tokio::process::Child> {
+    touch(alive);
+    let exe = std::env::current_exe().ok()?;
+    match tokio::process::Command::new(exe)
+        .arg("fence-watch")
+        .arg("--file")
+        .arg(alive)
+        .arg("--after-ms")
+        .arg(after.as_millis().to_string())
+        .arg("--containerd-socket")
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the fence watchdog; a frozen agent would not stop its containers");
+            None
+        }
+    }
+}
+
+/// Sets the file's time to now (creating it).
+fn touch(path: &std::path::Path) {
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = r {
+        tracing::debug!(path = %path.display(), error = %e, "cannot touch the fence file");
+    }
+}
+
+/// The fence watchdog, a process of its own so that it goes on when the
+/// agent is frozen or killed: the agent touches `file` while it hears the
+/// server; when the file is older than `after`, every container in
+/// namespace `roost` is killed. Once the agent is gone for good (this
+/// process is orphaned) and the containers are killed, it exits.
+pub async fn fence_watch(
+    file: PathBuf,
+    after: Duration,
+    socket: PathBuf,
+) -> Result<(), crate::Error> {
+    let mut fenced = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let age = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        let stale = age.is_some_and(|a| a > after);
+        if stale && !fenced {
+            tracing::warn!(
+                after_ms = after.as_millis() as u64,
+                "the agent is silent: killing this host's application containers (fencing)"
+            );
+            match Containerd::connect(&socket).await {
+                Ok(c) => {
+                    for s in c.list().await.unwrap_or_default() {
+                        let running = s
+                            .task
+                            .as_ref()
+                            .is_some_and(|t| t.status == roost_runtime::TaskStatus::Running);
+                        if running && let Err(e) = c.stop(&s.id, Duration::ZERO).await {
+                            tracing::warn!(id = %s.id, error = %e, "cannot kill a container");
+                        }
+                    }
+                    fenced = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach containerd to fence; retrying");
+                }
+            }
+        } else if !stale {
+            fenced = false;
+        }
+        if fenced && rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+            return Ok(());
+        }
+    }
+}
+
+/// Stops every replica when the server has been silent for `after`, and
+/// keeps the watchdog's file fresh while it is not.
+async fn fence_when_cut_off(
+    runner: Runner,
+    health: Arc<HealthState>,
+    after: Duration,
+    alive: PathBuf,
+) {
     let mut fenced = false;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
         let silent = health.since_last_pulse().is_some_and(|d| d >= after);
+        if !silent {
+            touch(&alive);
+        }
         if silent && !fenced {
             tracing::warn!(
                 after_ms = after.as_millis() as u64,

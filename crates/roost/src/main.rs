@@ -35,6 +35,16 @@ enum Command {
     /// The log writer containerd's shim starts for each container
     #[command(hide = true)]
     ContainerLogger { spec: String },
+    /// The agent's fence watchdog: kills the host's containers when the agent goes silent
+    #[command(hide = true)]
+    FenceWatch {
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long)]
+        after_ms: u64,
+        #[arg(long)]
+        containerd_socket: std::path::PathBuf,
+    },
     #[command(flatten)]
     Client(roost_cli::ClientCommand),
 }
@@ -214,6 +224,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::FenceWatch {
+            file,
+            after_ms,
+            containerd_socket,
+        } => run_async(roost_agent::apps::fence_watch(
+            file,
+            std::time::Duration::from_millis(after_ms),
+            containerd_socket,
+        )),
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
         Command::Agent(args) => roost_agent::main(args),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),

@@ -766,9 +766,16 @@ fn a_failed_hosts_replica_runs_elsewhere_and_never_twice() {
         ["fo/worker/0"]
     );
 
-    // The host's agent stops answering: declared failed, the replica runs
-    // on the other host.
+    // The host's agent stops answering (frozen): its fence watchdog kills
+    // what it ran, it is declared failed, and the replica runs on the other
+    // host.
     agents[lost].signal("STOP");
+    let fenced = wait_for(30, || {
+        running_replicas(&agent_containerd(&agents[lost]))
+            .is_empty()
+            .then_some(())
+    });
+    assert!(fenced.is_some(), "the frozen host still runs its replica");
     let moved = wait_for(60, || {
         let r = s.api().get("/v1/apps/fo/replicas").body["replicas"][0].clone();
         (r["host"] == agents[kept].hostname.as_str() && r["state"] == "running").then_some(r)
