@@ -202,12 +202,13 @@ pub async fn run(client: Client, health: Arc<HealthState>, config: AppsConfig) {
     };
     tracing::info!("this host runs applications");
     let reports = tokio::spawn(send_reports(client.clone(), runner.clone(), config.clone()));
+    let logs = tokio::spawn(answer_log_requests(client.clone(), config.clone()));
     let fencing = tokio::spawn(fence_when_cut_off(
         runner.clone(),
         health,
         config.fence_after,
     ));
-    let _guard = AbortOnDrop(vec![reports, fencing]);
+    let _guard = AbortOnDrop(vec![reports, fencing, logs]);
     if let Some(p) = first {
         runner.apply(p);
     } else {
@@ -278,6 +279,101 @@ async fn send_reports(client: Client, runner: Runner, config: AppsConfig) {
         }
         if rx.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Largest piece of output sent at once.
+const LOG_CHUNK: usize = 256 * 1024;
+
+/// Answers the server's requests for container output.
+async fn answer_log_requests(client: Client, config: AppsConfig) {
+    loop {
+        match client
+            .app_log_requests(&config.token, Duration::from_secs(30))
+            .await
+        {
+            Ok(r) => {
+                for req in r.requests {
+                    tokio::spawn(send_log(client.clone(), config.clone(), req));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot get log requests; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The last `n` lines of `data`.
+fn tail_bytes(data: &[u8], n: Option<u64>) -> &[u8] {
+    let Some(n) = n else { return data };
+    if n == 0 {
+        return &[];
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &data[i + 1..];
+            }
+        }
+    }
+    data
+}
+
+/// Sends one container's output (and, when asked, what follows).
+async fn send_log(client: Client, config: AppsConfig, req: roost_api::apps::agent::LogRequest) {
+    let dir = config.dir.join("logs");
+    let read = |dir: PathBuf, id: String| async move {
+        tokio::task::spawn_blocking(move || {
+            roost_runtime::logs::read_log(&dir, &id).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    };
+    if !roost_runtime::valid_id(&req.log_id) {
+        let _ = client
+            .app_log_chunk(&config.token, &req.id, Vec::new(), true)
+            .await;
+        return;
+    }
+    let first = read(dir.clone(), req.log_id.clone()).await;
+    let start = tail_bytes(&first, req.tail).to_vec();
+    let send = |data: Vec<u8>, end: bool| {
+        let (client, token, id) = (client.clone(), config.token.clone(), req.id.clone());
+        async move { client.app_log_chunk(&token, &id, data, end).await }
+    };
+    for piece in start.chunks(LOG_CHUNK) {
+        if !matches!(send(piece.to_vec(), false).await, Ok(true)) {
+            return;
+        }
+    }
+    if !req.follow {
+        let _ = send(Vec::new(), true).await;
+        return;
+    }
+    let mut seen = first.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = read(dir.clone(), req.log_id.clone()).await;
+        let new = if now.len() >= seen {
+            now[seen..].to_vec()
+        } else {
+            now.clone()
+        };
+        seen = now.len();
+        // An empty piece tells whether the client is still there.
+        for piece in new
+            .chunks(LOG_CHUNK)
+            .chain(new.is_empty().then_some(&[][..]))
+        {
+            if !matches!(send(piece.to_vec(), false).await, Ok(true)) {
+                return;
+            }
         }
     }
 }

@@ -126,6 +126,56 @@ impl Client {
         })
     }
 
+    /// `GET /v1/agent/apps/log-requests`: requests for container output.
+    pub async fn app_log_requests(
+        &self,
+        token: &str,
+        wait: Duration,
+    ) -> Result<roost_api::apps::agent::LogRequests, Error> {
+        let req = self
+            .http
+            .get(format!(
+                "{}/v1/agent/apps/log-requests?wait={}",
+                self.base,
+                wait.as_secs()
+            ))
+            .header(TOKEN_HEADER, token)
+            .timeout(wait + Duration::from_secs(15));
+        call(req).await
+    }
+
+    /// `POST /v1/agent/apps/logs/{id}`: a piece of the answer; `Ok(false)`
+    /// once nobody waits for it.
+    pub async fn app_log_chunk(
+        &self,
+        token: &str,
+        id: &str,
+        data: Vec<u8>,
+        end: bool,
+    ) -> Result<bool, Error> {
+        let mut url = format!("{}/v1/agent/apps/logs/{id}", self.base);
+        if end {
+            url.push_str("?end=true");
+        }
+        let resp = self
+            .http
+            .post(url)
+            .header(TOKEN_HEADER, token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 | 410 => Ok(false),
+            code => Err(Error::Server {
+                status: code,
+                message: format!("the server refused a log chunk ({code})"),
+            }),
+        }
+    }
+
     /// Fetches the image archive with manifest digest `digest` into `path`,
     /// resuming after what `path` already holds, and checks the archive's
     /// length against what the server announced.

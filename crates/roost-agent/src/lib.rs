@@ -414,7 +414,8 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
             apps::AppsConfig {
                 host: shared.hostname(),
                 token,
-                dir: args.data_dir.join("apps"),
+                dir: std::path::absolute(args.data_dir.join("apps"))
+                    .unwrap_or_else(|_| args.data_dir.join("apps")),
                 containerd_socket: args.containerd_socket.clone(),
                 fence_after: Duration::from_millis(args.fence_after_ms),
                 stop_grace: Duration::from_secs(10),

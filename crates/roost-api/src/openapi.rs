@@ -525,6 +525,150 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/apps",
+        tag: "applications",
+        summary: "List applications (and, during an update, the previous version's row)",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps",
+        tag: "applications",
+        summary: "Upload an application package as `system application-upload` sends it: JSON with the .tgz in base64 (`binary_data`), decoded as it arrives; answered `uploading`",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: Some("AppUpload"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/apps/update",
+        tag: "applications",
+        summary: "Move an applied application to the version of a package at a path on the server",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: Some("AppUpdate"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/apps/{name}",
+        tag: "applications",
+        summary: "One application",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "patch",
+        path: "/v1/apps/{name}",
+        tag: "applications",
+        summary: "Apply, remove or abort (the directive in the query)",
+        auth: true,
+        query: &[
+            ("directive", "apply, remove or abort"),
+            ("force", "True or False (remove)"),
+        ],
+        ok: &[200],
+        body: Some("AppPatch"),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/apps/{name}",
+        tag: "applications",
+        summary: "Delete an uploaded (not applied) application and its package",
+        auth: true,
+        query: &[("force", "True or False")],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/apps/{name}/replicas",
+        tag: "applications",
+        summary: "Every replica of an application: host, state, readiness, restarts, exclusive CPUs (Roost's own)",
+        auth: true,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/apps/{name}/logs",
+        tag: "applications",
+        summary: "A container's output as text, followed with follow=true (Roost's own)",
+        auth: true,
+        query: &[
+            (
+                "replica",
+                "replica id, or its index or host (default: the first)",
+            ),
+            ("container", "container name (default: the first)"),
+            ("tail", "only the last this many lines"),
+            ("follow", "True to keep the answer open and send new output"),
+        ],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/agent/apps/plan",
+        tag: "agent",
+        summary: "The host's plan (header X-Agent-Token): at once when newer than `generation`, else when it changes or after `wait` seconds",
+        auth: false,
+        query: &[
+            ("generation", "the plan generation the agent has"),
+            ("wait", "seconds to wait for a newer plan (at most 60)"),
+        ],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/agent/apps/report",
+        tag: "agent",
+        summary: "What the host runs (header X-Agent-Token): the plan generation carried out and each replica",
+        auth: false,
+        query: &[],
+        ok: &[204],
+        body: Some("AgentAppsReport"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/agent/apps/images/{digest}",
+        tag: "agent",
+        summary: "An image archive by its manifest digest (header X-Agent-Token); `Range: bytes=N-` resumes",
+        auth: false,
+        query: &[],
+        ok: &[200, 206],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/agent/apps/log-requests",
+        tag: "agent",
+        summary: "Requests for container output on the host (header X-Agent-Token), waiting up to `wait` seconds",
+        auth: false,
+        query: &[("wait", "seconds to wait for a request (at most 60)")],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/agent/apps/logs/{id}",
+        tag: "agent",
+        summary: "A piece of the answer to a log request (header X-Agent-Token); 404 once nobody waits for it",
+        auth: false,
+        query: &[("end", "True: the answer is complete")],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1.0/subclouds",
         tag: "distributed cloud",
         summary: "List subclouds with their management, availability, deploy and sync status (system controller)",
@@ -959,6 +1103,44 @@ fn schemas() -> Value {
                 }
             }
         },
+        "AppUpload": {
+            "type": "object",
+            "required": ["tarfile"],
+            "properties": {
+                "tarfile": s("string"),
+                "name": os,
+                "app_version": os,
+                "images": flex_bool,
+                "binary_data": {"type": "string", "description": "the package, base64"}
+            }
+        },
+        "AppUpdate": {
+            "type": "object",
+            "required": ["tarfile"],
+            "properties": {
+                "tarfile": s("string"),
+                "name": os,
+                "app_version": os,
+                "reuse_user_overrides": {"type": ["string", "null"], "enum": ["true", "True", "false", "False", null]},
+                "reuse_attributes": {"type": ["string", "null"], "enum": ["true", "True", "false", "False", null]}
+            }
+        },
+        "AppPatch": {
+            "type": "object",
+            "properties": {
+                "values": {"type": "object", "properties": {"client_side": flex_bool, "mode": os}}
+            }
+        },
+        "AgentAppsReport": {
+            "type": "object",
+            "required": ["host", "plan_generation", "replicas"],
+            "properties": {
+                "host": s("string"),
+                "plan_generation": {"type": "integer", "minimum": 0},
+                "replicas": {"type": "array", "maxItems": 10000, "items": {"type": "object"}},
+                "unavailable": os
+            }
+        },
         "LabelAssign": {
             "type": "object",
             "additionalProperties": {"type": "string", "maxLength": 63}
@@ -1034,7 +1216,12 @@ fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static st
         ("get" | "delete", "/v3/auth/tokens") => {
             vec![("X-Subject-Token", "the token to validate or revoke")]
         }
-        ("post", "/v1/agent/report") => {
+        ("post", "/v1/agent/report")
+        | ("get", "/v1/agent/apps/plan")
+        | ("post", "/v1/agent/apps/report")
+        | ("get", "/v1/agent/apps/images/{digest}")
+        | ("get", "/v1/agent/apps/log-requests")
+        | ("post", "/v1/agent/apps/logs/{id}") => {
             vec![("X-Agent-Token", "the agent token issued at enrollment")]
         }
         _ => Vec::new(),
@@ -1055,7 +1242,11 @@ fn path_parameter_description(name: &str) -> &'static str {
         "subcloud" => "id or name of the subcloud",
         "group" => "id or name of the subcloud group",
         "user_id" => "id of the user (the token's own user)",
-        "id" => "uuid of the host (to assign labels) or of the label (to show or remove it)",
+        "id" => {
+            "uuid of the host (to assign labels) or of the label (to show or remove it); the log request's id (agent)"
+        }
+        "name" => "name of the application",
+        "digest" => "the image's manifest digest, sha256:<hex>",
         _ => "identifies the resource",
     }
 }
@@ -1242,8 +1433,12 @@ mod tests {
         }
     }
 
-    /// Operations that take no body: the path says everything.
-    const BODYLESS: &[(&str, &str)] = &[("post", "/v1/ihosts/{host}/join_token")];
+    /// Operations that take no JSON body: the path says everything, or the
+    /// body is raw bytes (a container's output).
+    const BODYLESS: &[(&str, &str)] = &[
+        ("post", "/v1/ihosts/{host}/join_token"),
+        ("post", "/v1/agent/apps/logs/{id}"),
+    ];
 
     #[test]
     fn every_write_declares_its_body() {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|dc-apps] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|dc-apps|apps] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -26,6 +26,10 @@
 //! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
 //!   time until all applied, bytes per subcloud, system controller CPU (not
 //!   part of `all`; about 2 minutes; see `dc/apps.rs`).
+//! * `apps`: applications on real containerd: upload to running, failover
+//!   between two agents, 100 containers on one host, `cyclictest` jitter on
+//!   an isolated core (not part of `all`: needs root, containerd and runc;
+//!   about 15 minutes, 5 with `--quick`; see `apps.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -43,6 +47,7 @@
 //! the summary warns when a kept measurement was disturbed anyway.
 #![forbid(unsafe_code)]
 
+mod apps;
 mod dc;
 mod idle;
 mod list;
@@ -100,6 +105,7 @@ enum Which {
     Dc,
     /// One application to N simulated subclouds
     DcApps,
+    Apps,
 }
 
 /// How long and how much to measure.
@@ -447,6 +453,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::DcApps {
         return dc::apps::run(&plan, sizes);
+    }
+    if which == Which::Apps {
+        return apps::run(&plan);
     }
     let all = which == Which::All;
     let mut r = Results::default();

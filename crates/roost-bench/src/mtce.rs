@@ -21,7 +21,7 @@
 //! part reports the CPU other processes used during it.
 
 mod burst;
-mod probe;
+pub(crate) mod probe;
 
 use std::time::{Duration, Instant};
 

@@ -2,10 +2,11 @@
 //! URL, adds the token, and turns every failure (transport, status, error
 //! envelope, non-JSON body) into a one-line [`Error`].
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::blocking::Client;
+use reqwest::blocking::{Body, Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -36,6 +37,9 @@ pub struct Reply {
 /// A client bound to one server base URL and, optionally, one token.
 pub struct Api {
     http: Client,
+    /// A client without a total time limit, made on first use, for
+    /// uploads of large packages and followed logs.
+    long: OnceLock<Client>,
     base: String,
     token: Option<HeaderValue>,
 }
@@ -61,6 +65,7 @@ impl Api {
             .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Self {
             http,
+            long: OnceLock::new(),
             base: base.trim_end_matches('/').to_string(),
             token,
         })
@@ -109,29 +114,101 @@ impl Api {
         query: &Query,
         body: Option<&B>,
     ) -> Result<Reply, Error> {
+        let mut request = self.request(&self.http, method, path, query, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.reply(self.dispatch(request)?)
+    }
+
+    /// `method path` with a body streamed from a reader (of the length the
+    /// body says), without the usual time limit: an upload of a package of
+    /// hundreds of megabytes takes as long as the link needs. Returns the
+    /// JSON body of the reply.
+    pub fn send_stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: &str,
+    ) -> Result<Value, Error> {
+        let request = self
+            .request(
+                self.long()?,
+                method,
+                path,
+                &Query::new(),
+                "application/json",
+            )
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        Ok(self.reply(self.dispatch(request)?)?.body)
+    }
+
+    /// `GET path?query` whose reply is read as it arrives (text, e.g. a
+    /// followed log), without the usual time limit. The status is checked
+    /// first; an error reply becomes an [`Error`] as for [`Api::send`].
+    pub fn get_stream(&self, path: &str, query: &Query) -> Result<Response, Error> {
+        let request = self.request(self.long()?, Method::GET, path, query, "text/plain");
+        let response = self.dispatch(request)?;
+        if response.status().as_u16() >= 400 {
+            return Err(self
+                .reply(response)
+                .err()
+                .unwrap_or_else(|| Error::failure("the server refused the request")));
+        }
+        Ok(response)
+    }
+
+    fn long(&self) -> Result<&Client, Error> {
+        if let Some(client) = self.long.get() {
+            return Ok(client);
+        }
+        let client = Client::builder()
+            .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(None)
+            .build()
+            .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(self.long.get_or_init(|| client))
+    }
+
+    /// A request to `path?query` with the token and the accepted type.
+    fn request(
+        &self,
+        http: &Client,
+        method: Method,
+        path: &str,
+        query: &Query,
+        accept: &str,
+    ) -> RequestBuilder {
         let mut url = format!("{}{}", self.base, path);
         let encoded = query.encode();
         if !encoded.is_empty() {
             url.push('?');
             url.push_str(&encoded);
         }
-        let mut request = self
-            .http
-            .request(method, &url)
-            .header(ACCEPT, "application/json");
+        let mut request = http.request(method, &url).header(ACCEPT, accept);
         if let Some(token) = &self.token {
             request = request.header(AUTH_HEADER, token.clone());
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().map_err(|e| {
+        request
+    }
+
+    fn dispatch(&self, request: RequestBuilder) -> Result<Response, Error> {
+        request.send().map_err(|e| {
             Error::failure(format!(
                 "cannot reach {}: {}",
                 self.base,
                 transport_reason(&e)
             ))
-        })?;
+        })
+    }
+
+    /// Checks a reply's status and reads its JSON body: statuses of 400 and
+    /// above become errors carrying the server's message; a 401 on a
+    /// request that carried a token becomes "log in again".
+    fn reply(&self, response: Response) -> Result<Reply, Error> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().map_err(|e| {

@@ -1,11 +1,11 @@
 //! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …`,
-//! `heartbeat …`, and the Distributed Cloud verbs `subcloud …`,
+//! `app …`, `heartbeat …`, and the Distributed Cloud verbs `subcloud …`,
 //! `subcloud-group …` and `dc …`.
 //!
 //! This crate is a library that the `roost` binary embeds with
 //! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
 //! [`run`]. The verbs speak StarlingX's FM REST API (`/v1/alarms`,
-//! `/v1/event_log`, `/v1/event_suppression`), its sysinv API (`/v1/ihosts`,
+//! `/v1/event_log`, `/v1/event_suppression`), its sysinv API (`/v1/ihosts`, `/v1/apps`,
 //! `/v1/service_parameter`), Keystone v3 (`/v3/auth/tokens`) and, on a
 //! system controller, dcmanager's API (`/v1.0/subclouds`,
 //! `/v1.0/subcloud-groups`, `/v1.0/alarms`) at one base URL, over plain
@@ -28,6 +28,10 @@
 #![forbid(unsafe_code)]
 
 mod alarm;
+mod app;
+mod app_local;
+#[cfg(test)]
+mod app_tests;
 mod client;
 mod credentials;
 mod dc;
@@ -52,6 +56,11 @@ pub use alarm::{
     AlarmCommand, AlarmListArgs, AlarmShowArgs, ClearArgs, SummaryArgs, SuppressArgs,
     UnsuppressArgs,
 };
+pub use app::{
+    AppApplyArgs, AppArg, AppCommand, AppDeleteArgs, AppListArgs, AppLogsArgs, AppOutputArgs,
+    AppRemoveArgs, AppUpdateArgs, AppUploadArgs, WaitArgs,
+};
+pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
@@ -87,6 +96,9 @@ pub enum ClientCommand {
     /// Hosts: inventory, lock and unlock, power, BMC, join tokens
     #[command(subcommand)]
     Host(HostCommand),
+    /// Applications: package, upload, apply and watch containerized workloads
+    #[command(subcommand)]
+    App(AppCommand),
     /// Maintenance: heartbeat and recovery settings
     #[command(subcommand)]
     Heartbeat(HeartbeatCommand),
@@ -111,6 +123,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
     let env = Env::from_process();
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
+    let err_terminal = io::stderr().is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
     let mut err = io::stderr();
@@ -120,6 +133,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
             err: &mut err,
             input: &mut input,
             interactive,
+            err_terminal,
         };
         execute(cmd, &env, &mut io)
     };
@@ -146,6 +160,9 @@ pub(crate) struct Io<'a> {
     /// Whether `input` is a terminal (prompts are shown, the password is
     /// read without echo).
     pub interactive: bool,
+    /// Whether `err` is a terminal (the progress of `--wait` is redrawn on
+    /// one line).
+    pub err_terminal: bool,
 }
 
 /// Runs a verb against the given environment and streams.
@@ -155,6 +172,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Alarm(cmd) => alarm::run(cmd, env, io),
         ClientCommand::Event(cmd) => event::run(cmd, env, io),
         ClientCommand::Host(cmd) => host::run(cmd, env, io),
+        ClientCommand::App(cmd) => app::run(cmd, env, io),
         ClientCommand::Heartbeat(cmd) => heartbeat::run(cmd, env, io),
         ClientCommand::Subcloud(cmd) => subcloud::run(cmd, env, io),
         ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),

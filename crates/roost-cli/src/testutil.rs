@@ -185,6 +185,7 @@ pub fn run_verb(args: &[&str], env: &Env, input: &str) -> Outcome {
             err: &mut err,
             input: &mut input,
             interactive: false,
+            err_terminal: false,
         },
     );
     Outcome {

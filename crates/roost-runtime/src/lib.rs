@@ -327,6 +327,9 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<ExecOutcome>>;
     /// Waits until the container's task exits.
     fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ExitStatus>>;
+    /// Removes an image record; its content and snapshots go once nothing
+    /// uses them.
+    fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
 }
 
 impl Runtime for Containerd {
@@ -359,6 +362,9 @@ impl Runtime for Containerd {
     }
     fn wait_exit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<ExitStatus>> {
         Box::pin(Containerd::wait_exit(self, id))
+    }
+    fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Containerd::remove_image(self, name))
     }
 }
 

@@ -167,6 +167,33 @@ pub fn read_log(dir: &Path, id: &str) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Removes a container's log files (`<id>.log` and its rotated files).
+pub fn remove_log(dir: &Path, id: &str) -> io::Result<()> {
+    let base = format!("{id}.log");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let ours = name == base
+            || name
+                .strip_prefix(&base)
+                .and_then(|r| r.strip_prefix('.'))
+                .is_some_and(|n| n.parse::<u32>().is_ok());
+        if ours {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The logger process: called by the hidden subcommand the shim starts.
 /// Reads fds 3 and 4 until the container closes them, reports readiness on
 /// fd 5, and writes lines to the rotating files. The fds are reopened
@@ -272,5 +299,15 @@ mod tests {
         for n in &names {
             assert!(std::fs::metadata(dir.join(n)).unwrap().len() <= 1024);
         }
+        // Removing c1's logs leaves another container's alone.
+        let mut other = RotatingLog::open(&dir, "c1.x", 1024, 3).unwrap();
+        other.write_line(b"other\n").unwrap();
+        remove_log(&dir, "c1").unwrap();
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(left, ["c1.x.log"]);
+        remove_log(&dir, "c1").unwrap();
     }
 }

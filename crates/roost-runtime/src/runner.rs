@@ -20,13 +20,16 @@
 //!   and imported once per digest (its digest must be the plan's, else the
 //!   replica fails with both digests in the message); volumes are prepared
 //!   under `<dir>/replicas/<replica>.<generation>/` (hostPath: bound as is;
-//!   emptyDir: a directory, also for `memory: true`; ConfigMap/Secret files:
-//!   written with their mode and bound read-only); then the containers start
+//!   emptyDir: a directory, also for `memory: true`, one per container and
+//!   mount as a `MountSpec` names no volume, so containers cannot share one;
+//!   ConfigMap/Secret files: written with their mode and bound read-only;
+//!   a file path leaving its directory fails the replica); then the containers start
 //!   in order. Kubernetes' rules for `command` (replaces the entrypoint) and
 //!   `args` (replaces the cmd) hold. Every container shares the host's
-//!   network (there is no CNI), gets its cpuset and CPU/memory limits, and
-//!   carries the labels `roost.replica`, `roost.container`,
-//!   `roost.generation` and `roost.app`. Its containerd id is
+//!   network (there is no CNI; `host_network: false` is not honoured, and a
+//!   `hostPort` other than the `containerPort` fails the replica), gets its
+//!   cpuset and CPU/memory limits, and carries the labels `roost.replica`,
+//!   `roost.container`, `roost.generation` and `roost.app`. Its containerd id is
 //!   [`Runner::log_id`]: `<app>.<workload>.<index>.<container>.<generation>`,
 //!   or a hashed form when that is not a valid id; its logs are
 //!   `logs::read_log(log.dir, id)`.
@@ -34,9 +37,12 @@
 //!   probe fails `failure_threshold` times in a row, the other containers
 //!   are stopped and the replica is reported `exited` (code 0), `failed`
 //!   (with the exit code) or `failed` with `liveness_failed`. The runner
-//!   never restarts anything: the server counts restarts, backs off, and
-//!   sends a new generation. The stopped containers stay until the plan
+//!   never restarts anything (`restart_policy` is the server's to apply):
+//!   the server counts restarts, backs off, and sends a new generation. The stopped containers stay until the plan
 //!   drops that generation.
+//! - **Logs** stay while their replica is in the plan: the current
+//!   generation's and the newest removed one's; a replica that leaves the
+//!   plan leaves no log files.
 //! - **Probes** (exec in the container; HTTP GET or TCP connect to
 //!   127.0.0.1, as containers use the host's network): readiness sets the
 //!   container's and the replica's `ready`; HTTPS probes are not supported
@@ -57,7 +63,7 @@
 //!
 //! [`shutdown`]: Runner::shutdown
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +147,7 @@ impl Runner {
             reconciled: false,
             slots: BTreeMap::new(),
             next_serial: 0,
+            previous_logs: HashMap::new(),
             events_tx,
             reports: reports_tx,
         };
@@ -211,6 +218,8 @@ struct Loop {
     reconciled: bool,
     slots: BTreeMap<u64, Slot>,
     next_serial: u64,
+    /// Per replica: the log ids of its newest removed generation.
+    previous_logs: HashMap<String, Vec<String>>,
     events_tx: mpsc::UnboundedSender<Event>,
     reports: watch::Sender<AgentAppsReport>,
 }
@@ -486,12 +495,62 @@ impl Loop {
                     s.report = Some(report);
                 }
             }
-            Event::Removed(serial) => {
-                self.slots.remove(&serial);
+            Event::Removed(serial, ids) => {
+                if let Some(s) = self.slots.remove(&serial) {
+                    self.forget_logs(&s.id, ids);
+                }
                 self.converge();
+                self.collect_images();
             }
         }
         self.publish();
+    }
+
+    /// Images neither the plan nor a replica still here uses are removed.
+    fn collect_images(&self) {
+        let mut keep = std::collections::BTreeSet::new();
+        let specs = self
+            .plan
+            .iter()
+            .flat_map(|p| p.replicas.iter())
+            .chain(self.slots.values().filter_map(|s| s.spec.as_ref()));
+        for r in specs {
+            keep.extend(r.images.iter().map(|i| i.digest.clone()));
+        }
+        self.ctx.forget_images(&keep);
+    }
+
+    /// Log retention: a removed replica generation's logs stay while the
+    /// replica is in the plan (its newest removed generation only, like
+    /// `kubectl logs --previous`); a replica gone from the plan leaves none.
+    fn forget_logs(&mut self, replica_id: &str, ids: Vec<String>) {
+        let Some(log) = &self.ctx.config.log else {
+            return;
+        };
+        let in_plan = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.replicas.iter().any(|r| r.id == replica_id));
+        let doomed = if in_plan {
+            self.previous_logs
+                .insert(replica_id.to_string(), ids)
+                .unwrap_or_default()
+        } else {
+            let mut all = self.previous_logs.remove(replica_id).unwrap_or_default();
+            all.extend(ids);
+            all
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        let dir = log.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for id in doomed {
+                if let Err(e) = crate::logs::remove_log(&dir, &id) {
+                    tracing::warn!(id, error = %e, "removing a container's logs");
+                }
+            }
+        });
     }
 
     fn publish(&mut self) {

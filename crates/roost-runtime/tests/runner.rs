@@ -222,7 +222,8 @@ fn probe(action: ProbeAction, failure_threshold: u32) -> ProbeSpec {
         action,
         initial_delay_seconds: 0,
         period_seconds: 1,
-        timeout_seconds: 5,
+        // Generous: a loaded machine must not fail a probe that passes.
+        timeout_seconds: 30,
         failure_threshold,
         success_threshold: 1,
     }
@@ -279,6 +280,19 @@ async fn wait_runtime(
         if tokio::time::Instant::now() > deadline {
             panic!("{what}: not within {WAIT:?}; containers {listed:#?}");
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `f` (without blocking the test's runtime, which the runner shares)
+/// until it holds.
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -421,12 +435,11 @@ async fn a_two_container_replica_runs_is_probed_and_is_removed_without_leftovers
         .await;
         // The sleeper's output is in its log.
         let logs = w.logs();
-        let log = roost_test_support::wait_for(60, || {
-            let l = roost_runtime::logs::read_log(&logs, &sleeper_id).ok()?;
-            let s = String::from_utf8_lossy(&l).to_string();
-            s.contains("started").then_some(s)
-        });
-        assert!(log.is_some(), "the sleeper's log never said started");
+        wait_until("the sleeper's log says started", || {
+            roost_runtime::logs::read_log(&logs, &sleeper_id)
+                .is_ok_and(|l| String::from_utf8_lossy(&l).contains("started"))
+        })
+        .await;
         // Labels let a restarted runner adopt them.
         let listed = w.rt.list().await.unwrap();
         let c = listed.iter().find(|c| c.id == web_id).unwrap();
@@ -441,18 +454,32 @@ async fn a_two_container_replica_runs_is_probed_and_is_removed_without_leftovers
         runner.apply(plan(2, vec![]));
         let r = wait_report(&mut reports, "plan 2", |r| r.plan_generation == 2).await;
         assert!(r.replicas.is_empty(), "{r:?}");
+        // Containers go first, their snapshots right after.
         wait_runtime(&w.rt, "containers removed", |l| l.is_empty()).await;
-        let snaps = w.rt.list_snapshots().await.unwrap();
-        assert!(!snaps.iter().any(|s| s.active), "{snaps:?}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let snaps = w.rt.list_snapshots().await.unwrap();
+            if !snaps.iter().any(|s| s.active) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{snaps:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
         assert!(
             !mounts.contains(&web_id) && !mounts.contains(&sleeper_id),
             "{mounts}"
         );
-        let dirs = roost_test_support::wait_for(60, || {
-            (std::fs::read_dir(&replica_dirs).ok()?.count() == 0).then_some(())
-        });
-        assert!(dirs.is_some(), "the replica's volume directory stays");
+        wait_until("the replica's volume directory removed", || {
+            std::fs::read_dir(&replica_dirs).is_ok_and(|d| d.count() == 0)
+        })
+        .await;
+        // A replica gone from the plan leaves no logs.
+        wait_until("the replica's logs removed", || {
+            !logs.join(format!("{sleeper_id}.log")).exists()
+                && !logs.join(format!("{web_id}.log")).exists()
+        })
+        .await;
         runner.shutdown().await;
     })
     .await;
@@ -620,8 +647,11 @@ async fn a_restarted_runner_adopts_running_containers_and_removes_old_generation
         let mut new = old.clone();
         new.generation = 2;
         second.apply(plan(2, vec![keep, new]));
+        // The plan counts as carried out once the old generation and the
+        // stray are gone too.
         let r = wait_report(&mut reports, "adopted and bumped", |r| {
-            replica(r, &keep_id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
+            r.plan_generation == 2
+                && replica(r, &keep_id).is_some_and(|x| x.state == ReplicaState::Running && x.ready)
                 && replica(r, &bump_id)
                     .is_some_and(|x| x.state == ReplicaState::Running && x.generation == 2)
         })
@@ -642,6 +672,9 @@ async fn a_restarted_runner_adopts_running_containers_and_removes_old_generation
             !listed.iter().any(|c| c.id == old_cid || c.id == stray.id),
             "{listed:?}"
         );
+        // The replaced generation's log stays (the newest previous one).
+        let old_log = roost_runtime::logs::read_log(&w.logs(), &old_cid).unwrap();
+        assert!(String::from_utf8_lossy(&old_log).contains("started"));
         // The adopted replica is watched again: its exit is reported.
         sh(&w.rt, &keep_cid, "kill -TERM 1").await;
         let r = wait_report(&mut reports, "adopted exit seen", |r| {
@@ -691,6 +724,12 @@ async fn fencing_stops_everything_and_a_newer_plan_runs_it_again() {
         assert!(!replica(&r, &id).unwrap().liveness_failed);
         assert_eq!(w.rt.list().await.unwrap().len(), 1);
         runner.shutdown().await;
+        // A restarted runner told to fence before any plan removes what the
+        // previous one left running.
+        let fresh = w.runner().await;
+        fresh.fence();
+        wait_runtime(&w.rt, "fenced before a plan", |l| l.is_empty()).await;
+        fresh.shutdown().await;
     })
     .await;
 }
@@ -729,7 +768,7 @@ async fn a_container_pinned_to_cpu_0_runs_only_there() {
 }
 
 #[tokio::test]
-async fn an_image_whose_digest_is_not_the_plans_fails_the_replica() {
+async fn a_wrong_image_digest_or_a_port_mapping_fails_the_replica_and_leaves_nothing() {
     if !prerequisites() {
         return;
     }
@@ -740,19 +779,25 @@ async fn an_image_whose_digest_is_not_the_plans_fails_the_replica() {
         spec.images[0].digest = wrong.clone();
         spec.containers[0].image_digest = wrong.clone();
         let id = spec.id.clone();
+        let mut mapped = w.replica("mapped", 1, vec![w.container("s", &[], &[])]);
+        mapped.containers[0].ports = vec![roost_api::apps::agent::PortSpec {
+            container_port: 80,
+            host_port: Some(8080),
+            protocol: "TCP".into(),
+        }];
+        let mapped_id = mapped.id.clone();
         let runner = w.runner().await;
         let mut reports = runner.reports();
-        runner.apply(plan(1, vec![spec]));
-        let r = wait_report(&mut reports, "failed", |r| {
-            state_is(r, &id, ReplicaState::Failed)
+        runner.apply(plan(1, vec![spec, mapped]));
+        let r = wait_report(&mut reports, "both failed", |r| {
+            state_is(r, &id, ReplicaState::Failed) && state_is(r, &mapped_id, ReplicaState::Failed)
         })
         .await;
-        let msg = replica(&r, &id)
-            .unwrap()
-            .message
-            .clone()
-            .unwrap_or_default();
+        let message = |id: &str| replica(&r, id).unwrap().message.clone().unwrap_or_default();
+        let msg = message(&id);
         assert!(msg.contains(&wrong) && msg.contains(&w.digest), "{msg}");
+        let msg = message(&mapped_id);
+        assert!(msg.contains("hostPort 8080"), "{msg}");
         assert!(w.rt.list().await.unwrap().is_empty());
         runner.shutdown().await;
     })

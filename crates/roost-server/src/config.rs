@@ -509,6 +509,7 @@ mod tests {
             "http.idle_timeout_secs" => c.http.idle_timeout_secs = v,
             "http.max_connections" => c.http.max_connections = v,
             "monitor.interval_secs" => c.monitor.interval_secs = v,
+            "apps.max_package_bytes" => c.apps.max_package_bytes = v,
             "dc.sync_interval_secs" => c.dc.sync_interval_secs = v,
             "dc.offline_after_secs" => c.dc.offline_after_secs = v,
             "dc.out_of_sync_alarm_after_secs" => c.dc.out_of_sync_alarm_after_secs = v,

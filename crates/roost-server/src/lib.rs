@@ -193,13 +193,16 @@ pub async fn run_with(
     .context("cannot start the host service")?;
     tasks.extend(host_tasks);
 
+    // containerd is handed absolute paths only (its shims run elsewhere).
+    let apps_dir = std::path::absolute(data.path().join("apps"))
+        .context("cannot resolve the data directory")?;
     let (apps, apps_task) = apps::AppService::start(
         store.clone(),
         fm.clone(),
         clock.clone(),
         hosts.clone(),
         apps::AppsConfig {
-            dir: data.path().join("apps"),
+            dir: apps_dir.clone(),
             max_package_bytes: config.apps.max_package_bytes,
             settings: roost_apps::AppSettings::default(),
             tick: Duration::from_millis(250),
@@ -216,7 +219,7 @@ pub async fn run_with(
             apps.clone(),
             apps::local::LocalRuntimeConfig {
                 host: config.hostname.clone(),
-                dir: data.path().join("apps"),
+                dir: apps_dir.clone(),
                 containerd_socket: config.apps.containerd_socket.clone(),
                 stop_grace: Duration::from_secs(10),
                 log_max_bytes: 10 << 20,

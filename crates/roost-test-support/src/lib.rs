@@ -283,7 +283,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill9();
+        // A server that started its private containerd stops it on SIGTERM;
+        // kill -9 would leave it (and the test's mounts) behind.
+        if self.data_dir.join("apps/containerd").exists() {
+            self.terminate();
+        } else {
+            self.kill9();
+        }
     }
 }
 
@@ -623,6 +629,21 @@ impl Drop for Agent {
                 .arg("-CONT")
                 .arg(c.id().to_string())
                 .status();
+            // An agent that started its private containerd stops it on
+            // SIGTERM; kill -9 would leave it behind.
+            if self.data_dir.join("apps/containerd").exists() {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

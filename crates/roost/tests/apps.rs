@@ -219,14 +219,14 @@ fn upload_show_list_and_delete_follow_starlingx() {
     // Unknown applications: 404 on show, 400 on actions (fact 33).
     assert_eq!(api.get("/v1/apps/nope").status, 404);
     let r = api.patch("/v1/apps/nope?directive=apply", &json!({"values": {}}));
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body.to_string().contains("Application-apply rejected"),
         "{}",
         r.body.to_string()
     );
     let r = api.patch("/v1/apps/hello?directive=launch", &json!({"values": {}}));
-    assert_eq!(r.status, 403, "{}", r.body.to_string());
+    assert_eq!(r.status, 403, "{}", r.body);
 
     // Survives a restart, then delete answers 204 and removes the package.
     let mut s = s;
@@ -234,7 +234,7 @@ fn upload_show_list_and_delete_follow_starlingx() {
     let api = s.api();
     assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
     let r = api.delete("/v1/apps/hello?force=False");
-    assert_eq!(r.status, 204, "{}", r.body.to_string());
+    assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(api.get("/v1/apps/hello").status, 404);
     assert!(stored_files(&s).is_empty(), "{:?}", stored_files(&s));
     let events = api.events("");
@@ -402,14 +402,14 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
 
     for (what, tgz, needle) in &cases {
         let r = api.post("/v1/apps", &upload_body(tgz));
-        assert_eq!(r.status, 400, "{what}: {}", r.body.to_string());
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
         assert!(
             r.body
                 .to_string()
                 .to_lowercase()
                 .contains(&needle.to_lowercase()),
             "{what}: {needle:?} not in {}",
-            r.body.to_string()
+            r.body
         );
         assert!(
             r.body["error_message"].is_string() || r.body.is_object(),
@@ -427,7 +427,7 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
     let mut body = upload_body(&cases[0].1);
     body["binary_data"] = json!(roost_api::apps::base64::encode(&vec![7u8; 3 << 20]));
     let r = api.post("/v1/apps", &body);
-    assert_eq!(r.status, 413, "{}", r.body.to_string());
+    assert_eq!(r.status, 413, "{}", r.body);
     assert!(
         r.body.to_string().contains("2097152"),
         "{}",
@@ -437,9 +437,9 @@ fn bad_packages_are_refused_and_nothing_is_stored() {
 
     // Not JSON at all, and a path the server does not have.
     let r = api.post_raw("/v1/apps", "application/json", b"{\"tarfile\": ".to_vec());
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     let r = api.post("/v1/apps", &json!({"tarfile": "/nonexistent/x.tgz"}));
-    assert_eq!(r.status, 400, "{}", r.body.to_string());
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(
         r.body.to_string().contains("does not exist"),
         "{}",
@@ -939,8 +939,265 @@ fn a_container_asking_for_a_whole_cpu_gets_an_isolated_core_and_no_one_else_does
         "the shared container may run on the isolated CPU {last}: {shared}"
     );
 
+    // The output of a container on another host comes through its agent.
+    let url = format!("{}/v1/apps/rt/logs?container=pinned", s.url);
+    let text = roost_test_support::http()
+        .get(&url)
+        .header("X-Auth-Token", s.token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains("Cpus_allowed_list"), "{text}");
+
     let r = api.patch("/v1/apps/rt?directive=remove", &json!({"values": {}}));
     assert_eq!(r.status, 200, "{}", r.body);
     wait_status(&s, "rt", "uploaded");
     stop_agent(&agent);
+}
+
+fn roost_cli(s: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("ROOST_URL", &s.url)
+        .env("ROOST_TOKEN", s.token())
+        .env("ROOST_CONFIG_DIR", s.data_dir.join("cli-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn roost_ok(s: &Server, args: &[&str]) -> String {
+    let out = roost_cli(s, args);
+    assert!(
+        out.status.success(),
+        "roost {args:?} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_roost_app_cli_builds_an_image_and_package_and_runs_the_app() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&bin());
+    // An image from a directory tree, and a package, with the CLI alone.
+    let root = tmp.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let src = tmp.path().join("hello");
+    std::fs::create_dir_all(src.join("manifests")).unwrap();
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    let archive = src.join("images/busybox.tar");
+    roost_ok(
+        &s,
+        &[
+            "app",
+            "image",
+            "import",
+            root.to_str().unwrap(),
+            "--name",
+            BUSYBOX,
+            "-o",
+            archive.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        src.join("metadata.yaml"),
+        "app_name: hello\napp_version: 1.0-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("manifests/app.yaml"),
+        SLEEPER
+            .replace("nodeSelector: {pool: edge}", "restartPolicy: Always")
+            .replace("echo running", "echo hello from the cli"),
+    )
+    .unwrap();
+    let tgz = tmp.path().join("hello-1.0-1.tgz");
+    roost_ok(
+        &s,
+        &[
+            "app",
+            "package",
+            src.to_str().unwrap(),
+            "-o",
+            tgz.to_str().unwrap(),
+        ],
+    );
+
+    roost_ok(&s, &["app", "upload", tgz.to_str().unwrap(), "--wait"]);
+    roost_ok(&s, &["app", "apply", "hello", "--wait", "--timeout", "120"]);
+    let status: Value =
+        serde_json::from_str(&roost_ok(&s, &["app", "status", "hello", "-o", "json"])).unwrap();
+    assert_eq!(status["replicas"][0]["state"], "running", "{status}");
+    let logs = wait_for(30, || {
+        let out = roost_cli(&s, &["app", "logs", "hello"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("hello from the cli").then_some(text)
+    });
+    assert!(logs.is_some(), "{}", s.log());
+    let list = roost_ok(&s, &["app", "list"]);
+    assert!(list.contains("hello") && list.contains("applied"), "{list}");
+
+    // A refusal: exit 1 and StarlingX's message.
+    let out = roost_cli(&s, &["app", "delete", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Application-delete rejected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    roost_ok(&s, &["app", "remove", "hello", "--wait"]);
+    roost_ok(&s, &["app", "delete", "hello"]);
+    assert_eq!(s.api().get("/v1/apps/hello").status, 404);
+}
+
+#[test]
+fn without_containerd_the_cloud_runs_and_apply_says_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("PATH".into(), empty.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let tgz = package(&source(
+        tmp.path(),
+        "hello",
+        "1.0-1",
+        &deployment(IMAGE, ""),
+    ));
+    assert_eq!(api.post("/v1/apps", &upload_body(&tgz)).status, 200);
+    wait_status(&s, "hello", "uploaded");
+    let r = api.patch("/v1/apps/hello?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let text = r.body.to_string();
+    assert!(
+        text.contains("Application-apply rejected") && text.contains("containerd and runc"),
+        "{text}"
+    );
+    assert_eq!(api.get("/v1/apps/hello").body["status"], "uploaded");
+    // Everything else still works.
+    assert_eq!(api.get("/v1/ihosts").status, 200);
+}
+
+/// The task pid of each running container of a replica in the containerd
+/// at `sock`.
+fn task_pids(sock: &Path, replica: &str) -> Vec<u32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(c) = roost_runtime::Containerd::connect(sock).await else {
+            return Vec::new();
+        };
+        c.list()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.labels.get("roost.replica").map(String::as_str) == Some(replica))
+            .filter_map(|s| {
+                s.task
+                    .filter(|t| t.status == roost_runtime::TaskStatus::Running)
+            })
+            .map(|t| t.pid)
+            .collect()
+    })
+}
+
+#[test]
+fn a_server_restart_restarts_no_container_and_update_moves_to_the_new_version() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start(&bin());
+    let manifest = |word: &str| {
+        SLEEPER
+            .replace("nodeSelector: {pool: edge}", "restartPolicy: Always")
+            .replace("echo running", &format!("echo {word}"))
+    };
+    let v1 = package(&busybox_source(
+        tmp.path(),
+        "svc",
+        "1",
+        &manifest("version one"),
+    ));
+    let api = s.api();
+    assert_eq!(api.post("/v1/apps", &upload_body(&v1)).status, 200);
+    wait_status(&s, "svc", "uploaded");
+    assert_eq!(
+        api.patch("/v1/apps/svc?directive=apply", &json!({"values": {}}))
+            .status,
+        200
+    );
+    wait_status(&s, "svc", "applied");
+    let sock = s.data_dir.join("apps/containerd/containerd.sock");
+    let before = task_pids(&sock, "svc/worker/0");
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // SIGTERM and start again: the same process goes on running.
+    assert!(s.terminate().is_some_and(|st| st.success()));
+    let mut s = Server::start_in(&bin(), &s.data_dir.clone(), ServerOptions::default(), None)
+        .expect("server starts again");
+    let api = s.api();
+    assert_eq!(api.get("/v1/apps/svc").body["status"], "applied");
+    let running = wait_for(60, || {
+        let r = s.api().get("/v1/apps/svc/replicas").body["replicas"][0].clone();
+        (r["state"] == "running").then_some(r)
+    });
+    assert!(running.is_some(), "{}", s.log());
+    assert_eq!(
+        task_pids(&sock, "svc/worker/0"),
+        before,
+        "the container was restarted"
+    );
+
+    // application-update: the path of the new version on the server.
+    let src2 = busybox_source(&tmp.path().join("v2"), "svc", "2", &manifest("version two"));
+    let v2 = package(&src2);
+    let r = api.post(
+        "/v1/apps/update",
+        &json!({"tarfile": v2.display().to_string(), "name": "svc", "app_version": "2",
+                "reuse_user_overrides": "true", "reuse_attributes": "false"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["app_version"], "2");
+    assert_eq!(r.body["status"], "updating");
+    let updated = wait_status(&s, "svc", "applied");
+    assert_eq!(updated["app_version"], "2");
+    let logs = wait_for(30, || {
+        let r = s.api().get("/v1/apps/svc/logs");
+        let text = r.body.as_str().map(str::to_string).unwrap_or_default();
+        text.contains("version two").then_some(text)
+    });
+    assert!(logs.is_some(), "{}", s.log());
+    // The same version again is refused, as StarlingX does.
+    let r = api.post(
+        "/v1/apps/update",
+        &json!({"tarfile": v2.display().to_string(), "name": "svc", "app_version": "2"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.to_string().contains("already applied"), "{}", r.body);
+
+    assert_eq!(
+        api.patch("/v1/apps/svc?directive=remove", &json!({"values": {}}))
+            .status,
+        200
+    );
+    wait_status(&s, "svc", "uploaded");
+    assert!(task_pids(&sock, "svc/worker/0").is_empty());
+    s.terminate();
 }

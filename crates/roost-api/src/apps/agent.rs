@@ -209,6 +209,30 @@ pub struct PlanQuery {
     pub wait: Option<u64>,
 }
 
+/// A request for a container's output on the agent's host, handed out by
+/// `GET /v1/agent/apps/log-requests?wait=S` (a long poll). The agent
+/// answers with `POST /v1/agent/apps/logs/{id}` bodies of raw output: the
+/// tail first, then (with `follow`) new output as it comes, until the
+/// server answers 410 (the client left). An empty body with
+/// `?end=true` ends the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRequest {
+    pub id: String,
+    /// The container's log id (`roost_runtime::runner::Runner::log_id`).
+    pub log_id: String,
+    #[serde(default)]
+    pub tail: Option<u64>,
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// `GET /v1/agent/apps/log-requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogRequests {
+    #[serde(default)]
+    pub requests: Vec<LogRequest>,
+}
+
 /// What an agent reports about its applications.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentAppsReport {

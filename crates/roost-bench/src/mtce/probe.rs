@@ -76,6 +76,22 @@ impl Http {
         )
     }
 
+    /// `DELETE path`; the answer's body is ignored (204 has none).
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let what = format!("DELETE {path}");
+        self.send(self.client.delete(format!("{}{path}", self.url)), &what)?;
+        Ok(())
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let what = format!("PUT {path}");
+        self.json(
+            self.client.put(format!("{}{path}", self.url)).json(body),
+            &what,
+        )
+    }
+
     /// A host's availability.
     pub fn availability(&self, host: &str) -> anyhow::Result<String> {
         let h = self.get(&format!("/v1/ihosts/{host}"))?;

@@ -49,42 +49,57 @@ impl Timing {
     }
 }
 
-/// Runs one attempt: `Ok(())` when the probe passes, else why it failed.
+/// The result of one probe attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Passed,
+    /// The application failed it, and why.
+    Failed(String),
+    /// The runtime could not carry it out (containerd unavailable): not
+    /// counted either way.
+    Unknown(String),
+}
+
+/// Runs one attempt.
 pub(crate) async fn attempt(
     rt: &Arc<dyn Runtime>,
     container_id: &str,
     action: &ProbeAction,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Outcome {
+    use Outcome::{Failed, Passed, Unknown};
     match action {
         ProbeAction::Exec { command } => match rt.exec(container_id, command, timeout).await {
-            Ok(o) if o.success() => Ok(()),
-            Ok(o) if o.timed_out => Err(format!("exec {command:?} timed out after {timeout:?}")),
-            Ok(o) => Err(format!(
+            Ok(o) if o.success() => Passed,
+            Ok(o) if o.timed_out => Failed(format!("exec {command:?} timed out after {timeout:?}")),
+            Ok(o) => Failed(format!(
                 "exec {command:?} exited with {}: {}",
                 o.exit_code.unwrap_or_default(),
                 String::from_utf8_lossy(&o.output).trim()
             )),
-            Err(e) => Err(format!("exec {command:?}: {e}")),
+            Err(e) if e.kind() == roost_types::ErrorKind::Unavailable => {
+                Unknown(format!("exec {command:?}: {e}"))
+            }
+            Err(e) => Failed(format!("exec {command:?}: {e}")),
         },
         ProbeAction::TcpSocket { port } => {
             match tokio::time::timeout(timeout, TcpStream::connect(("127.0.0.1", *port))).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("tcp connect to port {port}: {e}")),
-                Err(_) => Err(format!("tcp connect to port {port} timed out")),
+                Ok(Ok(_)) => Passed,
+                Ok(Err(e)) => Failed(format!("tcp connect to port {port}: {e}")),
+                Err(_) => Failed(format!("tcp connect to port {port} timed out")),
             }
         }
         ProbeAction::HttpGet { path, port, https } => {
             if *https {
-                return Err(format!(
+                return Failed(format!(
                     "https GET {path} on port {port}: HTTPS probes are not supported"
                 ));
             }
             match tokio::time::timeout(timeout, http_get(*port, path)).await {
-                Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
-                Ok(Ok(code)) => Err(format!("GET {path} on port {port}: HTTP status {code}")),
-                Ok(Err(e)) => Err(format!("GET {path} on port {port}: {e}")),
-                Err(_) => Err(format!("GET {path} on port {port} timed out")),
+                Ok(Ok(code)) if (200..400).contains(&code) => Passed,
+                Ok(Ok(code)) => Failed(format!("GET {path} on port {port}: HTTP status {code}")),
+                Ok(Err(e)) => Failed(format!("GET {path} on port {port}: {e}")),
+                Err(_) => Failed(format!("GET {path} on port {port} timed out")),
             }
         }
     }

@@ -29,6 +29,9 @@ pub(crate) struct Ctx {
     pub(crate) images: Arc<dyn ImageSource>,
     pub(crate) config: RunnerConfig,
     imported: std::sync::Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// Imports hold it shared, image removal alone: an image is never
+    /// removed while it is being imported again.
+    images_gate: tokio::sync::RwLock<()>,
 }
 
 impl Ctx {
@@ -42,7 +45,40 @@ impl Ctx {
             images,
             config,
             imported: Default::default(),
+            images_gate: tokio::sync::RwLock::new(()),
         }
+    }
+
+    /// Removes the imported images whose digests are not in `keep` (from
+    /// containerd too: their content and snapshots go with them).
+    pub(crate) fn forget_images(self: &Arc<Self>, keep: &std::collections::BTreeSet<String>) {
+        let gone: Vec<String> = {
+            let mut m = self.imported.lock().unwrap_or_else(|e| e.into_inner());
+            let drop: Vec<String> = m
+                .iter()
+                .filter(|(d, cell)| !keep.contains(*d) && cell.initialized())
+                .map(|(d, _)| d.clone())
+                .collect();
+            drop.into_iter()
+                .filter_map(|d| m.remove(&d).and_then(|c| c.get().cloned()))
+                .collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _gate = me.images_gate.write().await;
+            for name in gone {
+                match me.rt.remove_image(&name).await {
+                    Ok(()) => tracing::debug!(image = %name, "removed an image no replica uses"),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(image = %name, error = %e, "cannot remove an unused image")
+                    }
+                }
+            }
+        });
     }
 
     pub(crate) fn replica_dir(&self, replica_id: &str, generation: u64) -> PathBuf {
@@ -60,6 +96,7 @@ impl Ctx {
             let mut m = self.imported.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(image.digest.clone()).or_default().clone()
         };
+        let _gate = self.images_gate.read().await;
         cell.get_or_try_init(|| async {
             let path = self.images.fetch(app, image).await?;
             let infos = self.rt.import_image(&path).await?;
@@ -102,8 +139,9 @@ fn pick_image(infos: &[ImageInfo], image: &ImageRef) -> Result<String> {
 pub(crate) enum Event {
     /// The replica's current report.
     Report(u64, ReplicaReport),
-    /// Everything of the replica is stopped and removed.
-    Removed(u64),
+    /// Everything of the replica is stopped and removed; these were its
+    /// containers (and so its log ids).
+    Removed(u64, Vec<String>),
 }
 
 /// Waits until the loop asks for removal. A loop that went away (shutdown)
@@ -114,10 +152,19 @@ async fn removal(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Why something failed, in words for the replica's report.
+struct Why(String);
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What a container's watchers report to its replica task.
 enum Observed {
-    Exited(usize, Result<ExitStatus, String>),
-    Probe(usize, Kind, Result<(), String>),
+    Exited(usize, Result<ExitStatus, Why>),
+    Probe(usize, Kind, Result<(), Why>),
 }
 
 /// A replica generation the runner wants gone that is not (or no longer)
@@ -139,7 +186,7 @@ pub(crate) async fn remove_remains(
     if let Some(dir) = remains.dir {
         remove_dir(&dir).await;
     }
-    let _ = events.send(Event::Removed(serial));
+    let _ = events.send(Event::Removed(serial, remains.ids));
 }
 
 async fn remove_dir(dir: &std::path::Path) {
@@ -227,13 +274,9 @@ pub(crate) async fn run(
         events,
     };
     r.publish();
-    let up = tokio::select! {
-        up = r.bring_up(adopt) => Some(up),
-        _ = removal(&mut stop) => None,
-    };
-    match up {
-        None => {}
-        Some(Err(msg)) => {
+    match r.bring_up(adopt, &mut stop).await {
+        Up::Removed => {}
+        Up::Failed(msg) => {
             r.report.state = ReplicaState::Failed;
             r.report.message = Some(msg);
             r.publish();
@@ -241,15 +284,27 @@ pub(crate) async fn run(
             stop_and_remove(&r.ctx, &r.ids).await;
             removal(&mut stop).await;
         }
-        Some(Ok(())) => {
-            if r.watch(&mut stop).await {
-                removal(&mut stop).await;
-            }
-        }
+        Up::Running => r.watch(&mut stop).await,
     }
     stop_and_remove(&r.ctx, &r.ids).await;
     remove_dir(&r.dir).await;
-    let _ = r.events.send(Event::Removed(r.serial));
+    let _ = r.events.send(Event::Removed(r.serial, r.ids));
+}
+
+/// A replica ready for its containers to start: each one's image (its
+/// containerd name) and mounts, in container order.
+struct Prepared {
+    images: Vec<String>,
+    mounts: Vec<Vec<Mount>>,
+}
+
+/// How bringing a replica up ended.
+enum Up {
+    Running,
+    /// It could not start, and why.
+    Failed(String),
+    /// The loop asked for its removal meanwhile.
+    Removed,
 }
 
 struct Replica {
@@ -276,47 +331,42 @@ impl Replica {
     }
 
     /// Adopts the replica's running containers when all are there, else
-    /// starts it afresh. `Err`: why it could not start.
-    async fn bring_up(&mut self, adopt: Vec<ContainerState>) -> Result<(), String> {
-        if !adopt.is_empty() {
-            if let Some(ids) = self.adoptable(&adopt) {
-                self.ids = ids;
-                for (i, c) in self.report.containers.iter_mut().enumerate() {
-                    c.state = ReplicaState::Running;
-                    c.ready = self.spec.containers[i].readiness.is_none();
-                }
-                self.report.state = ReplicaState::Running;
-                self.update_ready();
-                tracing::info!(replica = %self.spec.id, generation = self.spec.generation, "adopted running containers");
-                self.publish();
-                return Ok(());
-            }
-            let ids: Vec<String> = adopt.iter().map(|a| a.id.clone()).collect();
-            stop_and_remove(&self.ctx, &ids).await;
-        }
-        let mounts = {
-            let dir = self.dir.clone();
-            let spec = self.spec.clone();
-            tokio::task::spawn_blocking(move || volumes::prepare(&dir, &spec))
-                .await
-                .map_err(|e| format!("preparing volumes: {e}"))?
-                .map_err(|e| format!("preparing volumes: {e}"))?
+    /// starts it afresh. A removal asked for meanwhile interrupts an image
+    /// import, or takes effect between two container starts (a start is
+    /// never cut in the middle, so it cannot leave a container behind).
+    async fn bring_up(
+        &mut self,
+        adopt: Vec<ContainerState>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Up {
+        let removed = |stop: &watch::Receiver<bool>| *stop.borrow();
+        let up = tokio::select! {
+            up = self.bring_up_until_start(adopt) => up,
+            _ = removal(stop) => return Up::Removed,
         };
-        // Images first, so a bad image starts nothing.
-        let mut images = Vec::new();
-        for c in &self.spec.containers {
-            let image = self.image_of(c)?;
-            let name = self
-                .ctx
-                .image(&self.spec.app, image)
-                .await
-                .map_err(|e| format!("container {}: {e}", c.name))?;
-            images.push(name);
-        }
+        let images = match up {
+            Ok(Some(images)) => images,
+            Ok(None) => return Up::Running,
+            Err(why) => return Up::Failed(why.0),
+        };
+        let Prepared { images, mounts } = images;
         for i in 0..self.spec.containers.len() {
+            if removed(stop) {
+                return Up::Removed;
+            }
             let config = self.container_config(i, &images[i], &mounts[i]);
             self.report.containers[i].state = ReplicaState::Starting;
-            match self.ctx.rt.start(&config).await {
+            let mut started = self.ctx.rt.start(&config).await;
+            if let Err(Error::AlreadyExists(what)) = &started {
+                // Left by a start that a crash interrupted (a snapshot without
+                // its container): this generation does not run, so it goes.
+                tracing::info!(id = %config.id, what, "removing leftovers of an interrupted start");
+                started = match self.ctx.rt.remove(&config.id).await {
+                    Ok(()) => self.ctx.rt.start(&config).await,
+                    Err(e) => Err(e),
+                };
+            }
+            match started {
                 Ok(()) => {
                     let c = &mut self.report.containers[i];
                     c.state = ReplicaState::Running;
@@ -328,14 +378,74 @@ impl Replica {
                     let c = &mut self.report.containers[i];
                     c.state = ReplicaState::Failed;
                     c.message = Some(msg.clone());
-                    return Err(msg);
+                    return Up::Failed(msg);
                 }
             }
         }
         self.report.state = ReplicaState::Running;
         self.update_ready();
         self.publish();
-        Ok(())
+        Up::Running
+    }
+
+    /// Everything before the first container start: adoption (`None`: all
+    /// adopted), or volumes and images (their containerd names).
+    async fn bring_up_until_start(
+        &mut self,
+        adopt: Vec<ContainerState>,
+    ) -> Result<Option<Prepared>, Why> {
+        if self.spec.containers.is_empty() {
+            return Err(Why("the replica has no containers".into()));
+        }
+        for c in &self.spec.containers {
+            for p in &c.ports {
+                if let Some(h) = p.host_port
+                    && h != p.container_port
+                {
+                    return Err(Why(format!(
+                        "container {}: hostPort {h} differs from containerPort {}: containers use \
+                         the host's network, so a container's port is the host's",
+                        c.name, p.container_port
+                    )));
+                }
+            }
+        }
+        if !adopt.is_empty() {
+            if let Some(ids) = self.adoptable(&adopt) {
+                self.ids = ids;
+                for (i, c) in self.report.containers.iter_mut().enumerate() {
+                    c.state = ReplicaState::Running;
+                    c.ready = self.spec.containers[i].readiness.is_none();
+                }
+                self.report.state = ReplicaState::Running;
+                self.update_ready();
+                tracing::info!(replica = %self.spec.id, generation = self.spec.generation, "adopted running containers");
+                self.publish();
+                return Ok(None);
+            }
+            let ids: Vec<String> = adopt.iter().map(|a| a.id.clone()).collect();
+            stop_and_remove(&self.ctx, &ids).await;
+        }
+        let mounts = {
+            let dir = self.dir.clone();
+            let spec = self.spec.clone();
+            tokio::task::spawn_blocking(move || volumes::prepare(&dir, &spec))
+                .await
+                .map_err(|e| Why(format!("preparing volumes: {e}")))?
+                .map_err(|e| Why(format!("preparing volumes: {e}")))?
+        };
+        // Images first, so a bad image starts nothing.
+        let mut images = Vec::new();
+        for c in &self.spec.containers {
+            let image = self.image_of(c)?;
+            let name = self
+                .ctx
+                .image(&self.spec.app, image)
+                .await
+                .map_err(|e| Why(format!("container {}: {e}", c.name)))?;
+            images.push(name);
+        }
+        Ok(Some(Prepared { images, mounts }))
     }
 
     /// The adopted containers' ids in container order, when every container
@@ -361,7 +471,7 @@ impl Replica {
             .collect()
     }
 
-    fn image_of(&self, c: &ContainerSpec) -> Result<&ImageRef, String> {
+    fn image_of(&self, c: &ContainerSpec) -> Result<&ImageRef, Why> {
         self.spec
             .images
             .iter()
@@ -373,10 +483,10 @@ impl Replica {
                     .find(|i| c.image_digest.is_empty() && i.name == c.image)
             })
             .ok_or_else(|| {
-                format!(
+                Why(format!(
                     "container {}: image {} ({}) is not among the replica's images",
                     c.name, c.image, c.image_digest
-                )
+                ))
             })
     }
 
@@ -422,9 +532,9 @@ impl Replica {
         }
     }
 
-    /// Watches exits and probes until the replica ends (true) or the loop
-    /// asks for its removal (false).
-    async fn watch(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Watches exits and probes until the loop asks for the replica's
+    /// removal; when the replica ends before, it stays as it ended.
+    async fn watch(&mut self, stop: &mut watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut set = JoinSet::new();
         for (i, id) in self.ids.iter().enumerate() {
@@ -455,8 +565,9 @@ impl Replica {
                 ev = rx.recv() => ev,
             };
             let Some(ev) = ev else {
-                // Every watcher ended without a word: cannot happen, as the
-                // exit watchers only end by reporting.
+                // Every watcher ended without a word (the exit watchers only
+                // end by reporting, so there were none): wait for removal.
+                removal(stop).await;
                 break false;
             };
             match ev {
@@ -512,12 +623,14 @@ impl Replica {
         };
         set.abort_all();
         while set.join_next().await.is_some() {}
-        ended
+        if ended {
+            removal(stop).await;
+        }
     }
 
     /// A container ended by itself: the replica has ended. The others are
     /// stopped; the server decides whether it runs again.
-    async fn container_ended(&mut self, i: usize, status: Result<ExitStatus, String>) {
+    async fn container_ended(&mut self, i: usize, status: Result<ExitStatus, Why>) {
         let name = self.spec.containers[i].name.clone();
         let (state, code, msg) = match status {
             Ok(s) if s.code == 0 => (
@@ -551,7 +664,7 @@ impl Replica {
         self.publish();
     }
 
-    async fn liveness_failed(&mut self, i: usize, failures: u32, why: String) {
+    async fn liveness_failed(&mut self, i: usize, failures: u32, why: Why) {
         let name = self.spec.containers[i].name.clone();
         let msg = format!("liveness probe of container {name} failed {failures} times: {why}");
         tracing::info!(replica = %self.spec.id, "{msg}");
@@ -606,7 +719,7 @@ async fn watch_exit(
                 return;
             }
             Err(e) if e.is_not_found() => {
-                let _ = tx.send(Observed::Exited(i, Err(format!("disappeared: {e}"))));
+                let _ = tx.send(Observed::Exited(i, Err(Why(format!("disappeared: {e}")))));
                 return;
             }
             Err(e) => {
@@ -630,7 +743,17 @@ async fn probe_loop(
     let t = Timing::of(&spec);
     tokio::time::sleep(t.initial_delay).await;
     loop {
-        let outcome = probe::attempt(&rt, &id, &spec.action, t.timeout).await;
+        let outcome = match probe::attempt(&rt, &id, &spec.action, t.timeout).await {
+            probe::Outcome::Passed => Ok(()),
+            probe::Outcome::Failed(why) => Err(Why(why)),
+            probe::Outcome::Unknown(why) => {
+                // The runtime could not run the probe (containerd
+                // restarting): says nothing about the application.
+                tracing::debug!(id, probe = kind.name(), why, "probe result unknown");
+                tokio::time::sleep(t.period).await;
+                continue;
+            }
+        };
         if tx.send(Observed::Probe(i, kind, outcome)).is_err() {
             return;
         }

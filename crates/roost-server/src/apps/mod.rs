@@ -133,6 +133,15 @@ struct Inner {
     runtime_missing: Mutex<BTreeMap<String, String>>,
     /// Where this host's container logs are, once its runtime runs.
     local_logs: std::sync::OnceLock<PathBuf>,
+    /// Hosts whose agent runs applications: it asked for its plan (or the
+    /// host had a plan when the server started). A host whose agent never
+    /// does (a simulated agent, `--no-apps`) takes no replica.
+    capable: Mutex<BTreeSet<String>>,
+    /// Log requests waiting for each host's agent.
+    log_requests: Mutex<BTreeMap<String, Vec<wire::LogRequest>>>,
+    log_wake: watch::Sender<u64>,
+    /// Where each log request's answer goes, with the host that must send it.
+    log_pipes: Mutex<BTreeMap<String, (String, tokio::sync::mpsc::Sender<bytes::Bytes>)>>,
     /// FM commands that failed, retried on the next tick, in order.
     pending_fm: Mutex<Vec<FmCommand>>,
 }
@@ -183,6 +192,10 @@ impl AppService {
                 plans: watch::channel(0).0,
                 reports: watch::channel(0).0,
                 runtime_missing: Mutex::new(BTreeMap::new()),
+                capable: Mutex::new(BTreeSet::new()),
+                log_requests: Mutex::new(BTreeMap::new()),
+                log_wake: watch::channel(0).0,
+                log_pipes: Mutex::new(BTreeMap::new()),
                 local_logs: std::sync::OnceLock::new(),
                 pending_fm: Mutex::new(Vec::new()),
             }),
@@ -278,6 +291,7 @@ impl AppService {
                 stale_plans.push(host);
                 continue;
             };
+            self.capable().insert(host.clone());
             let domain_plan = plan.domain(|app, workload| {
                 work.apps
                     .spec(app)?
@@ -542,18 +556,23 @@ impl AppService {
     /// The hosts' facts; a host that cannot run containers is not
     /// schedulable.
     fn host_facts(&self) -> BTreeMap<String, HostFacts> {
-        let missing = self.missing();
+        let missing = self.missing().clone();
+        let capable = self.capable().clone();
         self.inner
             .hosts
             .placement_facts()
             .into_iter()
             .map(|mut f| {
-                if missing.contains_key(&f.name) {
+                if missing.contains_key(&f.name) || !capable.contains(&f.name) {
                     f.schedulable = false;
                 }
                 (f.name.clone(), f)
             })
             .collect()
+    }
+
+    fn capable(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.inner.capable.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn missing(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
@@ -674,6 +693,7 @@ impl AppService {
     /// The plan of `host`: at once when it is newer than `generation`,
     /// else when it changes or after `wait`.
     pub async fn plan(&self, host: &str, generation: u64, wait: Duration) -> wire::HostPlan {
+        self.capable().insert(host.to_string());
         let mut rx = self.inner.plans.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -899,18 +919,22 @@ impl AppService {
     /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run
     /// containers the apply is refused with the reason.
     pub async fn apply(&self, name: &str) -> Result<WireApp, Error> {
-        let missing: Vec<String> = self
-            .missing()
-            .iter()
-            .map(|(h, w)| format!("{h}: {w}"))
-            .collect();
-        if !missing.is_empty() {
+        {
             let st = self.lock();
             st.work.apps.check_apply(name).map_err(domain)?;
-            if !st.facts.values().any(|f| f.is_up()) {
-                return Err(Error::Invalid(format!(
-                    "Application-apply rejected: no host can run containers ({}).",
+            if !st.facts.is_empty() && !st.facts.values().any(|f| f.is_up()) {
+                let missing: Vec<String> = self
+                    .missing()
+                    .iter()
+                    .map(|(h, w)| format!("{h}: {w}"))
+                    .collect();
+                let why = if missing.is_empty() {
+                    "no unlocked, available host runs the Roost agent's applications".to_string()
+                } else {
                     missing.join("; ")
+                };
+                return Err(Error::Invalid(format!(
+                    "Application-apply rejected: no host can run containers ({why})."
                 )));
             }
         }
@@ -922,15 +946,15 @@ impl AppService {
         let _ = self.inner.local_logs.set(dir);
     }
 
-    /// A container's output: the replica (its id, or the id's last part;
-    /// the first replica by default) and container (the first by default).
-    /// `Ok((log id, text))`; only this host's containers are reachable.
+    /// Where a container's output is: the replica (its id, or the id's last
+    /// part; the first replica by default) and container (the first by
+    /// default).
     pub fn logs(
         &self,
         app: &str,
         replica: Option<&str>,
         container: Option<&str>,
-    ) -> Result<(PathBuf, String), Error> {
+    ) -> Result<LogSource, Error> {
         let st = self.lock();
         let apps = &st.work.apps;
         apps.get(app).ok_or_else(|| not_found(app))?;
@@ -963,11 +987,9 @@ impl AppService {
             .host
             .clone()
             .ok_or_else(|| Error::Conflict(format!("replica {} is not placed on a host", r.id)))?;
+        let log_id = roost_runtime::runner::Runner::log_id(&r.id, &c.name, r.generation);
         if host != self.inner.local_host {
-            return Err(Error::Conflict(format!(
-                "replica {} runs on {host}; its logs are kept on that host",
-                r.id
-            )));
+            return Ok(LogSource::Remote { host, log_id });
         }
         let dir = self.inner.local_logs.get().cloned().ok_or_else(|| {
             Error::Conflict(format!(
@@ -979,10 +1001,104 @@ impl AppService {
                     .unwrap_or_default()
             ))
         })?;
-        Ok((
-            dir,
-            roost_runtime::runner::Runner::log_id(&r.id, &c.name, r.generation),
-        ))
+        Ok(LogSource::Local { dir, log_id })
+    }
+
+    /// Asks the agent of `host` for a container's output; the answer's
+    /// chunks come on the receiver (closed when the agent ends it).
+    pub fn request_logs(
+        &self,
+        host: &str,
+        log_id: String,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> (String, tokio::sync::mpsc::Receiver<bytes::Bytes>) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        self.pipes().insert(id.clone(), (host.to_string(), tx));
+        self.inner
+            .log_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .push(wire::LogRequest {
+                id: id.clone(),
+                log_id,
+                tail,
+                follow,
+            });
+        self.inner.log_wake.send_modify(|g| *g += 1);
+        (id, rx)
+    }
+
+    /// Forgets a log request (the client left or the agent never answered).
+    pub fn drop_log_request(&self, id: &str) {
+        self.pipes().remove(id);
+        for q in self
+            .inner
+            .log_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            q.retain(|r| r.id != id);
+        }
+    }
+
+    fn pipes(
+        &self,
+    ) -> MutexGuard<'_, BTreeMap<String, (String, tokio::sync::mpsc::Sender<bytes::Bytes>)>> {
+        self.inner
+            .log_pipes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The log requests for `host`'s agent, waiting up to `wait` for one.
+    pub async fn log_requests(&self, host: &str, wait: Duration) -> Vec<wire::LogRequest> {
+        let mut rx = self.inner.log_wake.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let taken = self
+                .inner
+                .log_requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(host)
+                .unwrap_or_default();
+            if !taken.is_empty() {
+                return taken;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Vec::new() },
+                _ = tokio::time::sleep_until(deadline) => return Vec::new(),
+            }
+        }
+    }
+
+    /// A piece of the answer to log request `id` from `host`'s agent;
+    /// `end` closes it. NotFound when nobody waits for it any more.
+    pub async fn log_chunk(
+        &self,
+        host: &str,
+        id: &str,
+        data: bytes::Bytes,
+        end: bool,
+    ) -> Result<(), Error> {
+        let gone = || Error::NotFound(format!("no client waits for log request {id}"));
+        let tx = match self.pipes().get(id) {
+            Some((h, tx)) if h == host => tx.clone(),
+            _ => return Err(gone()),
+        };
+        if !data.is_empty() && tx.send(data).await.is_err() {
+            self.pipes().remove(id);
+            return Err(gone());
+        }
+        if end {
+            self.pipes().remove(id);
+        }
+        Ok(())
     }
 
     /// `PATCH /v1/apps/{name}?directive=remove[&force=True]`.
@@ -1162,6 +1278,15 @@ impl crate::hosts::LockGate for Gate {
             }
         })
     }
+}
+
+/// Where a container's output is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// On this host, in `dir`.
+    Local { dir: PathBuf, log_id: String },
+    /// On another host: ask its agent.
+    Remote { host: String, log_id: String },
 }
 
 fn wire_app(a: &roost_apps::App) -> WireApp {

@@ -42,6 +42,11 @@ pub fn agent_routes() -> Router<AppState> {
         .route("/v1/agent/apps/plan", get(plan))
         .route("/v1/agent/apps/report", post(report))
         .route("/v1/agent/apps/images/{digest}", get(image))
+        .route("/v1/agent/apps/log-requests", get(log_requests))
+        .route(
+            "/v1/agent/apps/logs/{id}",
+            post(log_chunk).layer(DefaultBodyLimit::max(1 << 20)),
+        )
 }
 
 async fn list(State(st): State<AppState>) -> Json<AppList> {
@@ -99,7 +104,13 @@ async fn logs(
         })
         .transpose()?;
     let follow = q.flag("follow")?;
-    let (dir, id) = st.apps.logs(&name, q.get("replica"), q.get("container"))?;
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let (dir, id) = match st.apps.logs(&name, q.get("replica"), q.get("container"))? {
+        crate::apps::LogSource::Local { dir, log_id } => (dir, log_id),
+        crate::apps::LogSource::Remote { host, log_id } => {
+            return remote_logs(&st, &host, log_id, tail_n, follow).await;
+        }
+    };
     let read = {
         let (dir, id) = (dir.clone(), id.clone());
         move || roost_runtime::logs::read_log(&dir, &id).unwrap_or_default()
@@ -109,18 +120,20 @@ async fn logs(
         .map_err(Error::from)?;
     let text = String::from_utf8_lossy(&first).into_owned();
     let start = tail(&text, tail_n).to_string();
-    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow {
         return Ok((headers, start).into_response());
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        if tx.send(Ok(Bytes::from(start))).await.is_err() {
+        if tx.send(Bytes::from(start)).await.is_err() {
             return;
         }
         let mut seen = first.len();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if tx.is_closed() {
+                return;
+            }
             let Ok(now) = tokio::task::spawn_blocking(read.clone()).await else {
                 return;
             };
@@ -131,10 +144,7 @@ async fn logs(
                 now.clone()
             };
             seen = now.len();
-            if !new.is_empty() && tx.send(Ok(Bytes::from(new))).await.is_err() {
-                return;
-            }
-            if tx.is_closed() {
+            if !new.is_empty() && tx.send(Bytes::from(new)).await.is_err() {
                 return;
             }
         }
@@ -142,8 +152,67 @@ async fn logs(
     Ok((headers, Body::new(ChannelBody(rx))).into_response())
 }
 
+/// How long the agent of another host has to start answering.
+const AGENT_LOG_WAIT: Duration = Duration::from_secs(15);
+
+/// A container's output on another host, through its agent.
+async fn remote_logs(
+    st: &AppState,
+    host: &str,
+    log_id: String,
+    tail: Option<u64>,
+    follow: bool,
+) -> Result<Response, ApiError> {
+    let (id, mut rx) = st.apps.request_logs(host, log_id, tail, follow);
+    let guard = DropRequest(st.apps.clone(), id);
+    let first = match tokio::time::timeout(AGENT_LOG_WAIT, rx.recv()).await {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => None,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the agent of {host} did not send the logs within {} s",
+                    AGENT_LOG_WAIT.as_secs()
+                ),
+            ));
+        }
+    };
+    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let Some(first) = first else {
+        return Ok((headers, String::new()).into_response());
+    };
+    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let _guard = guard;
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                b = rx.recv() => match b {
+                    Some(b) => if tx.send(b).await.is_err() { return },
+                    None => return,
+                },
+                // The client left: the request is dropped with the guard.
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok((headers, Body::new(ChannelBody(out))).into_response())
+}
+
+/// Forgets a log request when its answer is over.
+struct DropRequest(crate::apps::AppService, String);
+
+impl Drop for DropRequest {
+    fn drop(&mut self) {
+        self.0.drop_log_request(&self.1);
+    }
+}
+
 /// A response body fed by a channel.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -155,7 +224,7 @@ impl http_body::Body for ChannelBody {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         self.0
             .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
 
@@ -374,6 +443,46 @@ async fn report(
     let host = agent_host(&st, &headers)?;
     let r: AgentAppsReport = json_body(&headers, body)?;
     st.apps.report(&host, r).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn log_requests(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<roost_api::apps::agent::LogRequests>, ApiError> {
+    let host = agent_host(&st, &headers)?;
+    let q = Query::parse(raw.as_deref());
+    q.only(&["wait"])?;
+    let wait = q
+        .get("wait")
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("wait must be a whole number, not {v:?}"))
+            })
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let requests = st
+        .apps
+        .log_requests(&host, Duration::from_secs(wait).min(MAX_WAIT))
+        .await;
+    Ok(Json(roost_api::apps::agent::LogRequests { requests }))
+}
+
+async fn log_chunk(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let host = agent_host(&st, &headers)?;
+    let q = Query::parse(raw.as_deref());
+    q.only(&["end"])?;
+    let end = q.flag("end")?;
+    let data = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+    st.apps.log_chunk(&host, &id, data, end).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
