@@ -1142,10 +1142,31 @@ impl AppService {
         name: Option<String>,
         version: Option<String>,
     ) -> Result<WireApp, Error> {
-        let unpacked = self.unpack(tgz).await?;
+        let unpacked = self.unpack(tgz.clone()).await?;
+        // The package's key, as `update_unpacked` names it.
+        let meta = &unpacked.package.metadata;
+        let pick = |m: &str, r: &Option<String>| {
+            if m.is_empty() {
+                r.clone().unwrap_or_default()
+            } else {
+                m.to_string()
+            }
+        };
+        let key = packages::key(
+            &pick(&meta.app_name, &name),
+            &pick(&meta.app_version, &version),
+            &unpacked.package.digest,
+        );
         let result = self.update_unpacked(&unpacked, name, version).await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&unpacked.staging);
+        } else {
+            // Kept for a system controller to serve, as at upload.
+            let dirs = self.inner.dirs.clone();
+            let kept = tokio::task::spawn_blocking(move || dirs.keep_tgz(&tgz, &key)).await;
+            if !matches!(kept, Ok(Ok(()))) {
+                tracing::warn!("cannot keep the updated package file");
+            }
         }
         result
     }
