@@ -186,7 +186,6 @@ async fn package(
     headers: HeaderMap,
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let peer = peer_cert(&peer)?;
     let subcloud = st.dc.authenticate(&peer).map_err(link_error)?;
     let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("no package {digest}"));
@@ -206,38 +205,9 @@ async fn package(
     {
         return Err(missing());
     }
-    let bytes = tokio::fs::read(&path).await.map_err(|_| missing())?;
-    let len = bytes.len() as u64;
-    let start = headers
-        .get(axum::http::header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.strip_suffix('-'))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    if start > len {
-        return Err(ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            format!("the package has {len} bytes"),
-        ));
-    }
-    let body = bytes[start as usize..].to_vec();
-    st.dc.record_fetch(&subcloud, body.len() as u64);
-    let status = if start > 0 {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/gzip"),
-    );
-    if start > 0
-        && let Ok(v) = format!("bytes {start}-{}/{len}", len.saturating_sub(1)).parse()
-    {
-        h.insert(axum::http::header::CONTENT_RANGE, v);
-    }
+    let (resp, served) = super::files::file_response(&path, &headers, "application/gzip")
+        .await
+        .map_err(|e| e.unwrap_or_else(missing))?;
+    st.dc.record_fetch(&subcloud, served);
     Ok(resp)
 }

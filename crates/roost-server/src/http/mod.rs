@@ -6,6 +6,7 @@ pub mod dclink;
 mod dcmanager;
 mod error;
 mod extract;
+mod files;
 mod fm;
 mod host_attributes;
 mod identity;
