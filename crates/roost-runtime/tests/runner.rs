@@ -378,7 +378,10 @@ async fn a_two_container_replica_runs_is_probed_and_is_removed_without_leftovers
         sleeper.mounts = vec![MountSpec {
             target: "/scratch".into(),
             read_only: false,
-            source: MountSource::EmptyDir { memory: false },
+            source: MountSource::EmptyDir {
+                memory: false,
+                volume: "scratch".into(),
+            },
         }];
         let spec = w.replica("web", 1, vec![web, sleeper]);
         let id = spec.id.clone();

@@ -111,12 +111,22 @@ pub struct MountSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MountSource {
-    /// A path on the host.
-    HostPath { path: String },
+    /// A path on the host. `kind` is Kubernetes' hostPath `type`: `""` (no
+    /// check), `Directory` or `File` (must exist), `DirectoryOrCreate` or
+    /// `FileOrCreate` (made empty when missing).
+    HostPath {
+        path: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        kind: String,
+    },
     /// A directory private to the replica, removed with it (`memory`: tmpfs).
+    /// Mounts naming the same `volume` share one directory (a pod's
+    /// emptyDir is shared by its containers).
     EmptyDir {
         #[serde(default)]
         memory: bool,
+        #[serde(default)]
+        volume: String,
     },
     /// Files made from a ConfigMap or Secret: relative path to content
     /// (base64, so binary Secret values survive JSON), with a file mode.

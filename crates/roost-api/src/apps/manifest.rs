@@ -217,7 +217,11 @@ pub struct ConfigMapVolume {
     pub name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "file_mode"
+    )]
     pub default_mode: Option<u32>,
     #[serde(default)]
     pub optional: bool,
@@ -229,10 +233,49 @@ pub struct SecretVolume {
     pub secret_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "file_mode"
+    )]
     pub default_mode: Option<u32>,
     #[serde(default)]
     pub optional: bool,
+}
+
+/// A file mode as manifests write it: a number (`256`, YAML 1.2's `0o400`)
+/// or YAML 1.1's octal `0400`, which YAML 1.2 readers see as text.
+fn file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Number(u32),
+        Text(String),
+    }
+    let mode = match Option::<Mode>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Mode::Number(n)) => n,
+        Some(Mode::Text(t)) => {
+            let digits = t
+                .strip_prefix("0o")
+                .or_else(|| t.strip_prefix('0'))
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)));
+            match digits {
+                Some(d) => u32::from_str_radix(d, 8).map_err(serde::de::Error::custom)?,
+                None => {
+                    return Err(serde::de::Error::custom(format!(
+                        "invalid file mode {t:?}: expected a number such as 0644 or 420"
+                    )));
+                }
+            }
+        }
+    };
+    if mode > 0o777 {
+        return Err(serde::de::Error::custom(format!(
+            "invalid file mode {mode:#o}: at most 0777"
+        )));
+    }
+    Ok(Some(mode))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

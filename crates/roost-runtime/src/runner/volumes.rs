@@ -2,7 +2,7 @@
 //! ConfigMap/Secret files, all under the replica's own directory so removing
 //! the directory removes them.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use roost_api::apps::agent::{MountSource, ReplicaSpec};
@@ -26,21 +26,34 @@ pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>>
                 )));
             }
             let mount = match &m.source {
-                MountSource::HostPath { path } => {
+                MountSource::HostPath { path, kind } => {
                     if !path.starts_with('/') {
                         return Err(Error::Invalid(format!(
                             "container {}: hostPath {path:?} is not an absolute path",
                             c.name
                         )));
                     }
+                    host_path_kind(Path::new(path), kind).map_err(|why| {
+                        Error::Invalid(format!("container {}: hostPath {path}: {why}", c.name))
+                    })?;
                     Mount {
                         source: PathBuf::from(path),
                         destination: m.target.clone(),
                         read_only: m.read_only,
                     }
                 }
-                MountSource::EmptyDir { .. } => {
-                    let d = dir.join(format!("empty-{ci}-{mi}"));
+                MountSource::EmptyDir { volume, .. } => {
+                    // Shared by every container of the replica that names it.
+                    let named = !volume.is_empty()
+                        && volume.len() <= 63
+                        && volume
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    let d = if named {
+                        dir.join(format!("empty-{volume}"))
+                    } else {
+                        dir.join(format!("empty-{ci}-{mi}"))
+                    };
                     std::fs::create_dir_all(&d)
                         .map_err(Error::io(format!("create {}", d.display())))?;
                     Mount {
@@ -69,6 +82,47 @@ pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>>
         out.push(mounts);
     }
     Ok(out)
+}
+
+/// Checks (or makes) a hostPath as its Kubernetes `type` says; the reason
+/// when it cannot be used.
+fn host_path_kind(path: &Path, kind: &str) -> std::result::Result<(), String> {
+    let meta = std::fs::metadata(path);
+    match kind {
+        "" => Ok(()),
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err("is not a directory (type Directory)".into()),
+            Err(e) => Err(format!("{e} (type Directory)")),
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err("is not a file (type File)".into()),
+            Err(e) => Err(format!("{e} (type File)")),
+        },
+        "DirectoryOrCreate" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err("is not a directory (type DirectoryOrCreate)".into()),
+            Err(_) => std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(path)
+                .map_err(|e| format!("cannot create it: {e}")),
+        },
+        "FileOrCreate" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err("is not a file (type FileOrCreate)".into()),
+            Err(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o644)
+                .open(path)
+                .map(|_| ())
+                .map_err(|e| format!("cannot create it: {e}")),
+        },
+        other => Err(format!("unknown type {other:?}")),
+    }
 }
 
 fn write_files(
@@ -201,5 +255,42 @@ mod tests {
         remove(&tmp).unwrap();
         assert!(!tmp.exists());
         remove(&tmp).unwrap();
+    }
+
+    #[test]
+    fn containers_naming_one_empty_dir_share_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = |volume: &str| MountSpec {
+            target: "/data".into(),
+            read_only: false,
+            source: MountSource::EmptyDir {
+                memory: false,
+                volume: volume.into(),
+            },
+        };
+        let mut s = spec(vec![m("shared"), m("")]);
+        let mut second = s.containers[0].clone();
+        second.name = "d".into();
+        second.mounts = vec![m("shared"), m("")];
+        s.containers.push(second);
+        let mounts = prepare(tmp.path(), &s).unwrap();
+        assert_eq!(mounts[0][0].source, mounts[1][0].source);
+        assert_ne!(mounts[0][1].source, mounts[1][1].source);
+    }
+
+    #[test]
+    fn host_paths_follow_their_type() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("made/dir");
+        assert!(host_path_kind(&dir, "Directory").is_err());
+        host_path_kind(&dir, "DirectoryOrCreate").unwrap();
+        assert!(dir.is_dir());
+        host_path_kind(&dir, "Directory").unwrap();
+        let file = tmp.path().join("made/file");
+        assert!(host_path_kind(&file, "File").is_err());
+        host_path_kind(&file, "FileOrCreate").unwrap();
+        assert!(file.is_file());
+        assert!(host_path_kind(&file, "Directory").is_err());
+        host_path_kind(&tmp.path().join("absent"), "").unwrap();
     }
 }

@@ -470,6 +470,7 @@ fn mount_source(
         return Ok((
             wire::MountSource::HostPath {
                 path: h.path.clone(),
+                kind: h.kind.clone().unwrap_or_default(),
             },
             false,
         ));
@@ -478,6 +479,7 @@ fn mount_source(
         return Ok((
             wire::MountSource::EmptyDir {
                 memory: e.medium.as_deref() == Some("Memory"),
+                volume: v.name.clone(),
             },
             false,
         ));

@@ -345,3 +345,28 @@ fn references_are_checked_across_the_package() {
         .to_string();
     assert!(e.contains("document 5 (Pod web): metadata.name: duplicate workload name \"web\" (also in manifests/app.yaml document 1)"), "{e}");
 }
+
+#[test]
+fn file_modes_are_read_as_manifests_write_them() {
+    let pod = |mode: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  volumes:\n  - name: c\n    configMap: {{name: conf, defaultMode: {mode}}}\n  containers: [{{name: a, image: \"registry.local/a:1\"}}]\n"
+        )
+    };
+    let mode_of = |yaml: &str| -> Result<Option<u32>, String> {
+        let objects = parse_documents(yaml).map_err(|e| e.to_string())?;
+        let Object::Pod(p) = &objects[0] else {
+            panic!("not a pod")
+        };
+        Ok(p.spec.volumes[0].config_map.as_ref().unwrap().default_mode)
+    };
+    assert_eq!(mode_of(&pod("0400")), Ok(Some(0o400)));
+    assert_eq!(mode_of(&pod("0o644")), Ok(Some(0o644)));
+    assert_eq!(mode_of(&pod("420")), Ok(Some(420)));
+    let e = mode_of(&pod("\"rw\"")).unwrap_err();
+    assert!(
+        e.contains("defaultMode") && e.contains("invalid file mode"),
+        "{e}"
+    );
+    assert!(mode_of(&pod("01777")).unwrap_err().contains("at most 0777"));
+}

@@ -293,7 +293,10 @@ fn a_deployment_round_trips_through_the_domain_to_the_agent_plan() {
             wire::MountSpec {
                 target: "/tmp/scratch".into(),
                 read_only: false,
-                source: MountSource::EmptyDir { memory: true },
+                source: MountSource::EmptyDir {
+                    memory: true,
+                    volume: "scratch".into(),
+                },
             },
         ]
     );
@@ -334,7 +337,10 @@ fn a_deployment_round_trips_through_the_domain_to_the_agent_plan() {
         [wire::MountSpec {
             target: "/scratch".into(),
             read_only: true,
-            source: MountSource::EmptyDir { memory: true },
+            source: MountSource::EmptyDir {
+                memory: true,
+                volume: "scratch".into(),
+            },
         }]
     );
     assert_eq!(
@@ -407,6 +413,7 @@ fn daemon_sets_and_pods_render_with_their_own_kinds_and_policies() {
             read_only: true,
             source: MountSource::HostPath {
                 path: "/var/log".into(),
+                kind: String::new(),
             },
         }]
     );
