@@ -86,32 +86,42 @@ pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>>
 
 /// Checks (or makes) a hostPath as its Kubernetes `type` says; the reason
 /// when it cannot be used.
-fn host_path_kind(path: &Path, kind: &str) -> std::result::Result<(), String> {
+/// Why a hostPath cannot be used.
+#[derive(Debug)]
+struct Reason(String);
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn host_path_kind(path: &Path, kind: &str) -> std::result::Result<(), Reason> {
     let meta = std::fs::metadata(path);
     match kind {
         "" => Ok(()),
         "Directory" => match meta {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err("is not a directory (type Directory)".into()),
-            Err(e) => Err(format!("{e} (type Directory)")),
+            Ok(_) => Err(Reason("is not a directory (type Directory)".into())),
+            Err(e) => Err(Reason(format!("{e} (type Directory)"))),
         },
         "File" => match meta {
             Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => Err("is not a file (type File)".into()),
-            Err(e) => Err(format!("{e} (type File)")),
+            Ok(_) => Err(Reason("is not a file (type File)".into())),
+            Err(e) => Err(Reason(format!("{e} (type File)"))),
         },
         "DirectoryOrCreate" => match meta {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err("is not a directory (type DirectoryOrCreate)".into()),
+            Ok(_) => Err(Reason("is not a directory (type DirectoryOrCreate)".into())),
             Err(_) => std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(path)
-                .map_err(|e| format!("cannot create it: {e}")),
+                .map_err(|e| Reason(format!("cannot create it: {e}"))),
         },
         "FileOrCreate" => match meta {
             Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => Err("is not a file (type FileOrCreate)".into()),
+            Ok(_) => Err(Reason("is not a file (type FileOrCreate)".into())),
             Err(_) => std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -119,9 +129,9 @@ fn host_path_kind(path: &Path, kind: &str) -> std::result::Result<(), String> {
                 .mode(0o644)
                 .open(path)
                 .map(|_| ())
-                .map_err(|e| format!("cannot create it: {e}")),
+                .map_err(|e| Reason(format!("cannot create it: {e}"))),
         },
-        other => Err(format!("unknown type {other:?}")),
+        other => Err(Reason(format!("unknown type {other:?}"))),
     }
 }
 
