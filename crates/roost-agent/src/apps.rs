@@ -91,33 +91,15 @@ impl ImageSource for ServerImages {
     }
 }
 
-/// Whether `name` is an executable on `PATH`.
-fn on_path(name: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            std::fs::metadata(d.join(name))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
 /// Runs this host's applications until the task is dropped.
 pub async fn run(client: Client, health: Arc<HealthState>, config: AppsConfig) {
-    if config.containerd_socket.is_none() {
-        let missing: Vec<&str> = ["containerd", "runc"]
-            .into_iter()
-            .filter(|b| !on_path(b))
-            .collect();
-        if !missing.is_empty() {
-            let why = format!(
-                "{} not installed: install the Debian packages containerd and runc",
-                missing.join(" and ")
-            );
-            tracing::warn!("{why}; this host runs no applications");
-            report_unavailable(&client, &config, why).await;
-            return;
-        }
+    if config.containerd_socket.is_none()
+        && let Some(e) = roost_runtime::check_installed()
+    {
+        let why = e.to_string();
+        tracing::warn!("{why}; this host runs no applications");
+        report_unavailable(&client, &config, why).await;
+        return;
     }
     // Wait for a plan with something to run before starting containerd.
     let mut generation = 0;

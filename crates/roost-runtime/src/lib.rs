@@ -56,7 +56,7 @@ mod supervise;
 mod task;
 
 pub use client::{ClientOptions, Containerd, SnapshotEntry, Version};
-pub use supervise::{Supervised, SupervisorOptions};
+pub use supervise::{Supervised, SupervisorOptions, check_installed};
 
 /// The containerd namespace holding everything Roost creates.
 pub const NAMESPACE: &str = "roost";

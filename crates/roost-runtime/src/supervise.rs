@@ -59,6 +59,19 @@ pub(crate) fn which(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// [`Error::NotInstalled`] naming whichever of `containerd` and `runc` a
+/// private containerd would need and this host lacks (found as
+/// [`Supervised::start`] looks for them); `None` when both are there.
+pub fn check_installed() -> Option<Error> {
+    let missing: Vec<&str> = ["containerd", "runc"]
+        .into_iter()
+        .filter(|b| which(b).is_none())
+        .collect();
+    (!missing.is_empty()).then(|| Error::NotInstalled {
+        what: missing.join(" and "),
+    })
+}
+
 impl Supervised {
     /// Starts containerd under `dir` and connects to it.
     ///

@@ -51,17 +51,6 @@ impl ImageSource for LocalImages {
     }
 }
 
-/// Whether `name` is an executable on `PATH`.
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(d.join(name))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
 /// Starts this host's runtime: at once when containerd's socket is
 /// configured, else (a private containerd) only once this host's plan
 /// first holds a replica, so a server that runs no application starts no
@@ -74,20 +63,13 @@ pub fn start(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
     apps.set_local_logs(config.dir.join("logs"));
-    if config.containerd_socket.is_none() {
-        let missing: Vec<&str> = ["containerd", "runc"]
-            .into_iter()
-            .filter(|b| !on_path(b))
-            .collect();
-        if !missing.is_empty() {
-            let why = format!(
-                "{} not installed: install the Debian packages containerd and runc",
-                missing.join(" and ")
-            );
-            tracing::warn!("{why}; this host runs no applications");
-            apps.set_local_runtime_missing(why);
-            return;
-        }
+    if config.containerd_socket.is_none()
+        && let Some(e) = roost_runtime::check_installed()
+    {
+        let why = e.to_string();
+        tracing::warn!("{why}; this host runs no applications");
+        apps.set_local_runtime_missing(why);
+        return;
     }
     tasks.push(tokio::spawn(async move {
         let lazy = config.containerd_socket.is_none();
