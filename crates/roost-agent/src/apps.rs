@@ -295,25 +295,6 @@ async fn answer_log_requests(client: Client, config: AppsConfig) {
     }
 }
 
-/// The last `n` lines of `data`.
-fn tail_bytes(data: &[u8], n: Option<u64>) -> &[u8] {
-    let Some(n) = n else { return data };
-    if n == 0 {
-        return &[];
-    }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return &data[i + 1..];
-            }
-        }
-    }
-    data
-}
-
 /// Sends one container's output (and, when asked, what follows).
 async fn send_log(client: Client, config: AppsConfig, req: roost_api::apps::agent::LogRequest) {
     let dir = config.dir.join("logs");
@@ -331,7 +312,7 @@ async fn send_log(client: Client, config: AppsConfig, req: roost_api::apps::agen
         return;
     }
     let first = read(dir.clone(), req.log_id.clone()).await;
-    let start = tail_bytes(&first, req.tail).to_vec();
+    let start = roost_runtime::logs::tail_lines(&first, req.tail).to_vec();
     let send = |data: Vec<u8>, end: bool| {
         let (client, token, id) = (client.clone(), config.token.clone(), req.id.clone());
         async move { client.app_log_chunk(&token, &id, data, end).await }

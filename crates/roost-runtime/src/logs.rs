@@ -194,6 +194,26 @@ pub fn remove_log(dir: &Path, id: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The last `n` lines of `data` (all of it for `None`): what `logs --tail`
+/// shows, on the server for its own host and on an agent for its host.
+pub fn tail_lines(data: &[u8], n: Option<u64>) -> &[u8] {
+    let Some(n) = n else { return data };
+    if n == 0 {
+        return &[];
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &data[i + 1..];
+            }
+        }
+    }
+    data
+}
+
 /// The logger process: called by the hidden subcommand the shim starts.
 /// Reads fds 3 and 4 until the container closes them, reports readiness on
 /// fd 5, and writes lines to the rotating files. The fds are reopened
@@ -249,6 +269,16 @@ pub fn run_logger(spec: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_lines_keeps_the_last_lines() {
+        let d = b"a\nb\nc\n";
+        assert_eq!(tail_lines(d, None), d);
+        assert_eq!(tail_lines(d, Some(0)), b"");
+        assert_eq!(tail_lines(d, Some(2)), b"b\nc\n");
+        assert_eq!(tail_lines(d, Some(9)), d);
+        assert_eq!(tail_lines(b"a\nb", Some(1)), b"b");
+    }
 
     #[test]
     fn the_uri_carries_the_subcommand_and_spec() {

@@ -66,25 +66,6 @@ async fn replicas(
     Ok(Json(st.apps.replicas(&name)?))
 }
 
-/// The last `n` lines of `text`.
-fn tail(text: &str, n: Option<u64>) -> &str {
-    let Some(n) = n else { return text };
-    if n == 0 {
-        return "";
-    }
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    let mut seen = 0;
-    for (i, b) in body.bytes().enumerate().rev() {
-        if b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return &text[i + 1..];
-            }
-        }
-    }
-    text
-}
-
 /// `GET /v1/apps/{name}/logs`: a container's output as text; with
 /// `follow=true` the answer stays open and new output follows as it comes
 /// (until the container's log is gone or the client leaves).
@@ -118,8 +99,8 @@ async fn logs(
     let first = tokio::task::spawn_blocking(read.clone())
         .await
         .map_err(Error::from)?;
-    let text = String::from_utf8_lossy(&first).into_owned();
-    let start = tail(&text, tail_n).to_string();
+    let start =
+        String::from_utf8_lossy(roost_runtime::logs::tail_lines(&first, tail_n)).into_owned();
     if !follow {
         return Ok((headers, start).into_response());
     }
