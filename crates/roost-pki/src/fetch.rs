@@ -33,18 +33,22 @@ fn digest_hex(digest: &str) -> Result<&str> {
         .ok_or_else(|| Error::Invalid(format!("not a sha256 digest: {digest:?}")))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The digest (`sha256:<hex>`) and size of a file, read in 64 KiB pieces.
+pub fn file_digest(path: &Path) -> Result<(String, u64)> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf).map_err(io(path))?;
         if n == 0 {
             break;
         }
+        size += n as u64;
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("sha256:{hex}"), size))
 }
 
 /// Where a fetched file with this digest is kept in `dir`.
@@ -119,11 +123,11 @@ pub async fn fetch_content(
         }
         file.sync_all().map_err(io(&part))?;
     }
-    let got = sha256_file(&part)?;
-    if got != hex {
+    let (got, _) = file_digest(&part)?;
+    if got.strip_prefix("sha256:") != Some(hex) {
         let _ = std::fs::remove_file(&part);
         return Err(Error::Invalid(format!(
-            "fetched package does not match its digest: expected sha256:{hex}, got sha256:{got}"
+            "fetched package does not match its digest: expected sha256:{hex}, got {got}"
         )));
     }
     std::fs::rename(&part, &done).map_err(io(&done))?;

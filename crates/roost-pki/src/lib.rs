@@ -36,7 +36,7 @@ pub use cert::{
 };
 pub use client::https_client;
 pub use error::{Error, Result};
-pub use fetch::{Fetched, fetch_content, fetched_path};
+pub use fetch::{Fetched, fetch_content, fetched_path, file_digest};
 pub use serve::{
     GuardedStream, ListenerLimits, PeerIdentity, TlsConnectInfo, TlsListener, serve_tls,
 };

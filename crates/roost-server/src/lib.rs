@@ -454,6 +454,20 @@ async fn start_system_controller(
     )
     .await?;
     tasks.push(dc_task);
+    // Groups follow their applications' updates here.
+    {
+        let (dc, apps, shutdown) = (dc.clone(), apps.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut changes = apps.changes();
+            loop {
+                dc.follow_packages(&apps).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = changes.changed() => if r.is_err() { return },
+                }
+            }
+        }));
+    }
     let dc_addr = dc_listener.local_addr()?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     if !dc_addr.ip().is_unspecified() {

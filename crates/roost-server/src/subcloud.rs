@@ -652,9 +652,17 @@ impl SyncLoop {
             let next = self.sync_once().await;
             let now = self.local.clock.now();
             let wait = Duration::from_micros((next.micros() - now.micros()).max(0) as u64);
+            let brought = async {
+                match &self.local.apps {
+                    Some(a) => a.brought().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                // A package is here: its next step without waiting.
+                _ = brought => {}
             }
         }
     }
@@ -713,8 +721,7 @@ impl SyncLoop {
                 let ep = p.config.endpoint();
                 let applied = match (&p.config, apps) {
                     (EndpointConfig::Apps(want), Some(a)) => {
-                        a.apply(store, self.controller.as_ref(), &self.id, want)
-                            .await
+                        a.apply(store, &self.controller, &self.id, want).await
                     }
                     _ => {
                         apply(

@@ -77,7 +77,7 @@ spec:
         ),
     )
     .unwrap();
-    let root = dir.join(format!("{name}-rootfs"));
+    let root = dir.join(format!("{name}-{version}-rootfs"));
     for d in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
@@ -314,6 +314,127 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
     }
     let r = api.delete("/v1.0/subcloud-groups/edge/apps/hello");
     assert_eq!(r.status, 404);
+}
+
+#[test]
+fn a_group_follows_an_application_update_on_the_system_controller() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // This system controller runs the application itself, so that it can
+    // be updated there.
+    let sc = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                config(&tmp.path().join("sc"), ""),
+            ],
+            ..Default::default()
+        },
+    );
+    let api = sc.api();
+    let v1 = package(tmp.path(), "hello", "1.0");
+    upload(&sc, &v1, "hello");
+    let r = api.patch("/v1/apps/hello?directive=apply", &json!({"values": {}}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    wait_app(&sc, "hello", "applied", 180);
+
+    let r = api.post("/v1.0/subcloud-groups", &json!({"name": "edge"}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.post(
+        "/v1.0/subclouds/",
+        &json!({"name": "edge-1", "description": "site", "group": "edge"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.body["enroll_token"].as_str().unwrap().to_string();
+    let dir = tmp.path().join("edge-1");
+    let sub = Server::start_in(
+        bin(),
+        &dir.join("data"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                sc.dc_url.clone().unwrap(),
+                "--enroll-token".into(),
+                token,
+                "--config".into(),
+                config(&dir, ""),
+            ],
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("subcloud starts");
+    wait_online(&api, "edge-1");
+    let r = api.patch(
+        "/v1.0/subclouds/edge-1",
+        &json!({"management-state": "managed"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.post("/v1.0/subcloud-groups/edge/apps", &json!({"app": "hello"}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let first_digest = r.body["apps"][0]["digest"].clone();
+    wait_app(&sub, "hello", "applied", 180);
+
+    // application-update on the system controller: the group follows once
+    // the new version is applied there, and the subcloud moves to it.
+    let v2 = package(tmp.path(), "hello", "2.0");
+    let r = api.post(
+        "/v1/apps/update",
+        &json!({"tarfile": v2.display().to_string(), "name": "hello", "app_version": "2.0"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    wait_for(180, || {
+        let r = api.get("/v1/apps/hello");
+        (r.body["status"] == "applied" && r.body["app_version"] == "2.0").then_some(())
+    })
+    .unwrap_or_else(|| panic!("{:?}\n{}", api.get("/v1/apps/hello").body, sc.log()));
+    let listed = wait_for(60, || {
+        let r = api.get("/v1.0/subcloud-groups/edge/apps");
+        (r.body["apps"][0]["version"] == "2.0").then_some(r.body)
+    })
+    .unwrap_or_else(|| panic!("{}", api.get("/v1.0/subcloud-groups/edge/apps").body));
+    assert_ne!(listed["apps"][0]["digest"], first_digest, "{listed}");
+    assert_eq!(
+        listed["apps"][0]["size"],
+        std::fs::metadata(&v2).unwrap().len()
+    );
+    let sapi = sub.api();
+    wait_for(240, || {
+        let r = sapi.get("/v1/apps/hello");
+        (r.body["status"] == "applied" && r.body["app_version"] == "2.0").then_some(())
+    })
+    .unwrap_or_else(|| panic!("{:?}\n{}", sapi.get("/v1/apps/hello").body, sub.log()));
+    let st = wait_for(60, || {
+        let st = subcloud_apps(&api, "edge-1");
+        (st["sync_status"] == "in-sync" && st["apps"][0]["state"] == "applied").then_some(st)
+    })
+    .unwrap_or_else(|| panic!("{}", subcloud_apps(&api, "edge-1")));
+    assert_eq!(st["apps"][0]["version"], "2.0", "{st}");
+    // Each version's package crossed the link once.
+    assert_eq!(st["package_requests"], 2, "{st}");
+    // Updated in place, as application-update does: never removed.
+    let texts: Vec<String> = sapi
+        .events("?limit=100")
+        .iter()
+        .filter_map(|e| e["reason_text"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("update from version 1.0 to version 2.0")),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("hello removed")),
+        "{texts:?}"
+    );
 }
 
 #[test]

@@ -144,6 +144,21 @@ struct Inner {
     log_pipes: Mutex<BTreeMap<String, (String, tokio::sync::mpsc::Sender<bytes::Bytes>)>>,
     /// FM commands that failed, retried on the next tick, in order.
     pending_fm: Mutex<Vec<FmCommand>>,
+    /// SHA-256 and size of each kept `.tgz` already read, by package key.
+    tgz_digests: Mutex<BTreeMap<String, (String, u64)>>,
+}
+
+/// The package an application runs now, as a system controller hands it
+/// to its subclouds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPackage {
+    pub version: String,
+    /// The application's state (`applied`, `updating`, ...).
+    pub status: String,
+    /// `sha256:<hex>` of the `.tgz`.
+    pub digest: String,
+    pub size: u64,
+    pub path: PathBuf,
 }
 
 /// Handle to the application service; cheap to clone.
@@ -198,6 +213,7 @@ impl AppService {
                 log_pipes: Mutex::new(BTreeMap::new()),
                 local_logs: std::sync::OnceLock::new(),
                 pending_fm: Mutex::new(Vec::new()),
+                tgz_digests: Mutex::default(),
             }),
         };
         s.restore().await?;
@@ -728,6 +744,12 @@ impl AppService {
         self.inner.plans.subscribe()
     }
 
+    /// A watch that changes after anything the service decided (an
+    /// upload, apply, update or removal, a replica report).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.reports.subscribe()
+    }
+
     // ----- agents --------------------------------------------------------------
 
     /// An agent's report of what it runs.
@@ -905,15 +927,51 @@ impl AppService {
         }
     }
 
-    /// The active package of an application: its version and the `.tgz`
-    /// kept beside it (when it was kept).
-    pub fn package_file(&self, name: &str) -> Option<(String, PathBuf)> {
-        let st = self.lock();
-        let key = st.work.packages_of.get(name)?.active.clone()?;
-        let version = st.work.apps.get(name)?.app_version.clone();
-        drop(st);
-        let tgz = self.inner.dirs.tgz(&key);
-        tgz.is_file().then_some((version, tgz))
+    /// The active package of an application, with the `.tgz` kept beside
+    /// it (`None` when it was not kept). The file is read once per package
+    /// for its digest.
+    pub async fn published_package(&self, name: &str) -> Result<Option<PublishedPackage>, Error> {
+        let (key, version, status) = {
+            let st = self.lock();
+            let app = st.work.apps.get(name).ok_or_else(|| not_found(name))?;
+            let Some(key) = st.work.packages_of.get(name).and_then(|p| p.active.clone()) else {
+                return Ok(None);
+            };
+            (key, app.app_version.clone(), app.status.to_string())
+        };
+        let path = self.inner.dirs.tgz(&key);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let known = self
+            .inner
+            .tgz_digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let (digest, size) = match known {
+            Some(d) => d,
+            None => {
+                let p = path.clone();
+                let d = tokio::task::spawn_blocking(move || roost_pki::file_digest(&p))
+                    .await?
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                self.inner
+                    .tgz_digests
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, d.clone());
+                d
+            }
+        };
+        Ok(Some(PublishedPackage {
+            version,
+            status,
+            digest,
+            size,
+            path,
+        }))
     }
 
     /// `PATCH /v1/apps/{name}?directive=apply`. With no host able to run

@@ -12,6 +12,7 @@ use roost_store::StoredGroupApp;
 
 use super::{DcService, State};
 use crate::Error;
+use crate::apps::AppService;
 
 /// The content of the `apps` endpoint for a group's subclouds.
 pub(super) fn group_config(
@@ -60,12 +61,19 @@ impl DcService {
     /// subclouds get it at their next sync. Assigning again with another
     /// package replaces it.
     pub async fn assign_app(&self, group: &str, app: DesiredApp) -> Result<GroupAppList, Error> {
-        let _writes = self.inner.writes.lock().await;
         let id = {
             let st = self.lock();
-            let (id, _) = Self::group_of(&st, group)?;
-            id
+            Self::group_of(&st, group)?.0
         };
+        self.put_group_app(id, app).await?;
+        self.group_apps(group)
+    }
+
+    async fn put_group_app(&self, id: u64, app: DesiredApp) -> Result<(), Error> {
+        let _writes = self.inner.writes.lock().await;
+        if self.lock().fleet.find_group(&id.to_string()).is_none() {
+            return Err(Error::NotFound("Subcloud Group not found".into()));
+        }
         let row = StoredGroupApp {
             group_id: id as i64,
             app: app.name.clone(),
@@ -85,7 +93,45 @@ impl DcService {
         };
         drop(_writes);
         self.carry_out(fx).await;
-        self.group_apps(group)
+        Ok(())
+    }
+
+    /// Keeps every group's assignment of an application on the package it
+    /// runs on this system controller: once an `application-update` here
+    /// has applied a new version, the groups' subclouds are given it.
+    /// Assignments whose application is moving, failed or gone are left
+    /// as they are.
+    pub async fn follow_packages(&self, apps: &AppService) {
+        let assigned: Vec<(u64, DesiredApp)> = {
+            let st = self.lock();
+            st.group_apps
+                .iter()
+                .flat_map(|(g, m)| m.values().map(|a| (*g, a.clone())))
+                .collect()
+        };
+        let mut published = BTreeMap::new();
+        for (group, a) in assigned {
+            if !published.contains_key(&a.name) {
+                let p = apps.published_package(&a.name).await.ok().flatten();
+                published.insert(a.name.clone(), p);
+            }
+            let Some(Some(p)) = published.get(&a.name) else {
+                continue;
+            };
+            if p.status != "applied" || p.digest == a.digest {
+                continue;
+            }
+            let next = DesiredApp {
+                version: p.version.clone(),
+                digest: p.digest.clone(),
+                size: p.size,
+                ..a
+            };
+            tracing::info!(group, app = %next.name, version = %next.version, "the group follows the application's new package");
+            if let Err(e) = self.put_group_app(group, next).await {
+                tracing::warn!(group, error = %e, "cannot move a group to the application's new package");
+            }
+        }
     }
 
     /// Takes an application off a group: its subclouds remove it.

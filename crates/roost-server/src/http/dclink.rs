@@ -195,16 +195,11 @@ async fn package(
         )));
     }
     let app = st.dc.app_of_package(&digest).ok_or_else(missing)?;
-    let (_, path) = st.apps.package_file(&app).ok_or_else(missing)?;
     // The active package of that application must be this one.
-    let short = &digest["sha256:".len().."sha256:".len() + 12];
-    if !path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(&format!("-{short}.tgz")))
-    {
-        return Err(missing());
-    }
+    let path = match st.apps.published_package(&app).await {
+        Ok(Some(p)) if p.digest == digest => p.path,
+        _ => return Err(missing()),
+    };
     let (resp, served) = super::files::file_response(&path, &headers, "application/gzip")
         .await
         .map_err(|e| e.unwrap_or_else(missing))?;

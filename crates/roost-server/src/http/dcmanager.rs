@@ -68,31 +68,11 @@ async fn group_apps(State(st): State<AppState>, Path(g): Path<String>) -> DcResu
     to_json(&dc(&st)?.group_apps(&g)?)
 }
 
-/// SHA-256 (`sha256:` hex) and size of a file.
-fn file_digest(path: &std::path::Path) -> std::io::Result<(String, u64)> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("sha256:{hex}"), size))
-}
-
 async fn assign_app(State(st): State<AppState>, Path(g): Path<String>, req: Request) -> DcResult {
     let d = dc(&st)?.clone();
     let body: roost_api::dcmanager::GroupAppAssign = typed(form(req, &st).await?)?;
     d.group_apps(&g)?;
-    let (version, tgz) = st.apps.package_file(&body.app).ok_or_else(|| {
+    let not_here = || {
         DcHttpError(
             StatusCode::BAD_REQUEST,
             format!(
@@ -100,19 +80,21 @@ async fn assign_app(State(st): State<AppState>, Path(g): Path<String>, req: Requ
                 body.app
             ),
         )
-    })?;
-    let (digest, size) = tokio::task::spawn_blocking(move || file_digest(&tgz))
-        .await
-        .map_err(Error::from)?
-        .map_err(Error::from)?;
+    };
+    let p = match st.apps.published_package(&body.app).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(not_here()),
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => return Err(not_here()),
+        Err(e) => return Err(e.into()),
+    };
     let list = d
         .assign_app(
             &g,
             roost_api::dcsync::DesiredApp {
                 name: body.app,
-                version,
-                digest,
-                size,
+                version: p.version,
+                digest: p.digest,
+                size: p.size,
                 state: "applied".into(),
             },
         )

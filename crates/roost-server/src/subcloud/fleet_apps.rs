@@ -9,8 +9,11 @@
 //!
 //! Each step is one move from the current state (upload, apply, remove,
 //! delete); the system controller pushes again while the digest differs,
-//! so the next sync takes the next step and the sync loop never waits on
-//! an application.
+//! so the next sync takes the next step. Bringing a package (the fetch,
+//! which can take minutes for hundreds of MB, and the upload that unpacks
+//! it) runs in a task of its own: the sync loop never waits on it, keeps
+//! syncing alarms and other endpoints meanwhile and reports the
+//! application `pending`; when the task ends the loop syncs at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use roost_api::dcsync::{AppReport, AppsConfig, DesiredApp};
 use roost_store::Store;
+use tokio::sync::Notify;
 
 use super::{ControllerLink, DcIdentity};
 use crate::apps::AppService;
@@ -35,6 +39,13 @@ pub struct FleetApps {
     dir: PathBuf,
     /// Why an application could not be fetched or uploaded, by name.
     failures: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Applications whose package is being fetched and uploaded, by name.
+    bringing: Arc<Mutex<BTreeSet<String>>>,
+    /// Told when bringing a package ends (either way).
+    brought: Arc<Notify>,
+    /// Packages (by digest) an update to was started with: one that did
+    /// not take is not tried again at every push.
+    updates_tried: Arc<Mutex<BTreeSet<String>>>,
 }
 
 fn read<T: serde::de::DeserializeOwned + Default>(store: &Store, key: &str) -> T {
@@ -53,7 +64,24 @@ impl FleetApps {
             apps,
             dir,
             failures: Arc::default(),
+            bringing: Arc::default(),
+            brought: Arc::default(),
+            updates_tried: Arc::default(),
         }
+    }
+
+    /// Resolves when bringing a package has ended since the last call:
+    /// the next step can be taken at once.
+    pub async fn brought(&self) {
+        self.brought.notified().await
+    }
+
+    /// Whether the package of `name` is being brought.
+    pub fn is_bringing(&self, name: &str) -> bool {
+        self.bringing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
     }
 
     fn fail(&self, name: &str, why: String) {
@@ -128,6 +156,10 @@ impl FleetApps {
                     {
                         ("failed", l.progress.clone().unwrap_or_default())
                     }
+                    (None, _) if self.is_bringing(&a.name) => (
+                        "pending",
+                        "fetching the package from the system controller".to_string(),
+                    ),
                     (_, Some(why)) => ("failed", why.clone()),
                     _ => ("pending", String::new()),
                 };
@@ -145,7 +177,7 @@ impl FleetApps {
     pub async fn apply(
         &self,
         store: &Store,
-        controller: &dyn ControllerLink,
+        controller: &Arc<dyn ControllerLink>,
         id: &DcIdentity,
         want: &AppsConfig,
     ) -> crate::Result<()> {
@@ -163,12 +195,13 @@ impl FleetApps {
                 );
                 continue;
             }
-            if self.step(controller, id, a).await {
-                // Recorded before anything else can fail: it is ours to remove.
-                managed.insert(a.name.clone());
+            if self.apps.get(&a.name).is_err() && managed.insert(a.name.clone()) {
+                // Recorded before it is brought: it is ours to remove,
+                // whatever comes of bringing it.
                 store
                     .set_settings(&[(SETTING_MANAGED.into(), serde_json::to_string(&managed)?)])?;
             }
+            self.step(controller, id, a).await;
         }
         // What the system controller put here and no longer wants.
         let mut gone = Vec::new();
@@ -177,6 +210,8 @@ impl FleetApps {
                 continue;
             }
             match self.apps.get(name) {
+                // One being brought is taken away once it is here.
+                Err(_) if self.is_bringing(name) => {}
                 Err(_) => gone.push(name.clone()),
                 Ok(l) => self.take_away(name, &l.status).await,
             }
@@ -203,12 +238,32 @@ impl FleetApps {
         }
     }
 
-    /// One step for `a`; true when it uploaded the application here.
-    async fn step(&self, controller: &dyn ControllerLink, id: &DcIdentity, a: &DesiredApp) -> bool {
+    /// One step for `a`.
+    async fn step(&self, controller: &Arc<dyn ControllerLink>, id: &DcIdentity, a: &DesiredApp) {
         match self.apps.get(&a.name) {
             Ok(l) if l.app_version != a.version => {
-                // Another version: taken away first, then brought again.
-                self.take_away(&a.name, &l.status).await;
+                if l.status == "applied" && self.update_tried(&a.digest) {
+                    // The update to this package did not take: the version
+                    // that runs stays until the system controller sends
+                    // another package.
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(a.name.clone())
+                        .or_insert_with(|| {
+                            format!(
+                                "the update to version {} failed here; version {} runs",
+                                a.version, l.app_version
+                            )
+                        });
+                } else if l.status == "applied" {
+                    // Another version running: updated in place, as
+                    // `application-update` does.
+                    self.start_bringing(controller, id, a, Bring::Update);
+                } else {
+                    // Otherwise taken away first, then brought again.
+                    self.take_away(&a.name, &l.status).await;
+                }
             }
             Ok(l) => match l.status.as_str() {
                 "uploaded" => {
@@ -223,29 +278,86 @@ impl FleetApps {
                 "applied" => self.clear(&a.name),
                 _ => {}
             },
-            Err(_) => {
-                let fetched = match controller
-                    .fetch_package(id, &a.digest, a.size, &self.dir)
-                    .await
-                {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.fail(&a.name, e.to_string());
-                        return false;
-                    }
-                };
-                if let Err(e) = self
-                    .apps
-                    .upload(fetched.path, Some(a.name.clone()), Some(a.version.clone()))
-                    .await
-                {
-                    self.fail(&a.name, e.to_string());
-                    return false;
-                }
-                self.clear(&a.name);
-                return true;
-            }
+            Err(_) => self.start_bringing(controller, id, a, Bring::Upload),
         }
-        false
     }
+
+    /// Starts bringing the package of `a` in a task of its own, unless it
+    /// is being brought.
+    fn start_bringing(
+        &self,
+        controller: &Arc<dyn ControllerLink>,
+        id: &DcIdentity,
+        a: &DesiredApp,
+        how: Bring,
+    ) {
+        if !self
+            .bringing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(a.name.clone())
+        {
+            return;
+        }
+        let me = self.clone();
+        let link = controller.clone();
+        let id = id.clone();
+        let a = a.clone();
+        tokio::spawn(async move {
+            me.bring(link.as_ref(), &id, &a, how).await;
+            me.bringing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&a.name);
+            me.brought.notify_one();
+        });
+    }
+
+    fn update_tried(&self, digest: &str) -> bool {
+        self.updates_tried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest)
+    }
+
+    /// Fetches the package of `a` (resumed where an earlier fetch left
+    /// it) and uploads it here, or updates the running version to it.
+    async fn bring(
+        &self,
+        controller: &dyn ControllerLink,
+        id: &DcIdentity,
+        a: &DesiredApp,
+        how: Bring,
+    ) {
+        let fetched = match controller
+            .fetch_package(id, &a.digest, a.size, &self.dir)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return self.fail(&a.name, e.to_string()),
+        };
+        let (name, version) = (Some(a.name.clone()), Some(a.version.clone()));
+        let r = match how {
+            Bring::Upload => self.apps.upload(fetched.path, name, version).await,
+            Bring::Update => {
+                self.updates_tried
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(a.digest.clone());
+                self.apps.update(fetched.path, name, version).await
+            }
+        };
+        match r {
+            Ok(_) => self.clear(&a.name),
+            Err(e) => self.fail(&a.name, e.to_string()),
+        }
+    }
+}
+
+/// How a package is brought: a new application, or a new version of one
+/// that runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bring {
+    Upload,
+    Update,
 }

@@ -5,7 +5,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use roost_api::dcsync::{EnrollRequest, EnrollResponse, RenewRequest, SyncReply, SyncRequest};
+use std::collections::BTreeMap;
+
+use roost_api::dcsync::{
+    DesiredApp, EnrollRequest, EnrollResponse, RenewRequest, SyncReply, SyncRequest,
+};
 use roost_pki::DcCa;
 use roost_store::StoreConfig;
 use roost_types::{ManualClock, Severity, SystemClock};
@@ -27,6 +31,11 @@ struct Direct {
     lose_replies: AtomicUsize,
     enroll_calls: AtomicUsize,
     syncs_handled: AtomicUsize,
+    /// The packages this system controller serves, by digest; a fetch
+    /// waits for a permit of `fetch_gate` first.
+    packages: Mutex<BTreeMap<String, PathBuf>>,
+    fetch_gate: tokio::sync::Semaphore,
+    fetches: AtomicUsize,
 }
 
 fn take_one(n: &AtomicUsize) -> bool {
@@ -133,6 +142,31 @@ impl ControllerLink for Direct {
             })
         })
     }
+
+    fn fetch_package<'a>(
+        &'a self,
+        _id: &'a DcIdentity,
+        digest: &'a str,
+        _size: u64,
+        dir: &'a Path,
+    ) -> LinkFuture<'a, roost_pki::Fetched> {
+        Box::pin(async move {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let permit = self.fetch_gate.acquire().await;
+            drop(permit);
+            let from = self
+                .packages
+                .lock()
+                .unwrap()
+                .get(digest)
+                .cloned()
+                .ok_or_else(|| link_refused(format!("no package {digest}")))?;
+            std::fs::create_dir_all(dir)?;
+            let path = roost_pki::fetched_path(dir, digest)?;
+            let received = std::fs::copy(&from, &path)?;
+            Ok(roost_pki::Fetched { path, received })
+        })
+    }
 }
 
 const CERT_DAYS: u32 = 30;
@@ -202,6 +236,9 @@ async fn rig() -> Rig {
         lose_replies: AtomicUsize::new(0),
         enroll_calls: AtomicUsize::new(0),
         syncs_handled: AtomicUsize::new(0),
+        packages: Mutex::default(),
+        fetch_gate: tokio::sync::Semaphore::new(0),
+        fetches: AtomicUsize::new(0),
     });
     // The subcloud, its FM feeding the numbered alarm log as in the server.
     let dir = tempfile::tempdir().unwrap();
@@ -253,6 +290,12 @@ impl Rig {
     /// Enrolls `edge-1`, manages it, and starts its sync loop (not yet
     /// synced).
     async fn enrolled(&self) -> SyncLoop {
+        self.enrolled_with(None).await
+    }
+
+    /// [`Rig::enrolled`], taking the applications the system controller
+    /// wants with `apps`.
+    async fn enrolled_with(&self, apps: Option<FleetApps>) -> SyncLoop {
         let token = self.add_subcloud().await;
         let id = enroll_or_load(
             self.dir.path(),
@@ -274,11 +317,60 @@ impl Rig {
                 platform: self.platform.clone(),
                 fm: self.fm.clone(),
                 clock: self.clock.clone(),
-                apps: None,
+                apps,
             },
             self.log.clone(),
             self.controller.clone(),
         )
+    }
+
+    /// This subcloud's application service (no host runs containers) and
+    /// its side of the `apps` endpoint.
+    async fn fleet_apps(&self) -> (crate::apps::AppService, FleetApps) {
+        use crate::hosts::{HostService, HostsConfig, HostsIo, heartbeater::memory};
+        let net = memory::Network::default();
+        let (hosts, _) = HostService::start(
+            HostsIo {
+                store: self.store.clone(),
+                heartbeat: Arc::new(net.bind("127.0.0.1:2122".parse().unwrap())),
+                fm: self.fm.clone(),
+                bmc: Arc::new(
+                    crate::hosts::bmc::Redfish::new(std::time::Duration::from_secs(1)).unwrap(),
+                ),
+                clock: self.clock.clone(),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+            },
+            HostsConfig {
+                hostname: "controller-0".into(),
+                system_mode: roost_types::SystemMode::Simplex,
+                join_token_ttl_secs: 600,
+            },
+            self.shutdown(),
+        )
+        .await
+        .unwrap();
+        let (apps, _) = crate::apps::AppService::start(
+            self.store.clone(),
+            self.fm.clone(),
+            self.clock.clone(),
+            hosts,
+            crate::apps::AppsConfig {
+                dir: self.dir.path().join("apps"),
+                max_package_bytes: 1 << 30,
+                settings: roost_apps::AppSettings::default(),
+                tick: std::time::Duration::from_secs(3600),
+                local_host: "controller-0".into(),
+            },
+            self.shutdown(),
+        )
+        .await
+        .unwrap();
+        let fleet = FleetApps::new(apps.clone(), self.dir.path().join("dc-packages"));
+        (apps, fleet)
+    }
+
+    fn shutdown(&self) -> Shutdown {
+        Shutdown(self._stop.subscribe())
     }
 
     async fn raise(&self, entity: &str) {
@@ -488,5 +580,93 @@ async fn a_certificate_due_for_renewal_is_renewed_through_the_link() {
     assert_eq!(
         r.controller.syncs_handled.load(Ordering::SeqCst),
         handled + 1
+    );
+}
+
+/// A package of one ConfigMap (nothing to run), built in `dir`.
+fn config_package(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let src = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(src.join("manifests")).unwrap();
+    std::fs::create_dir_all(src.join("images")).unwrap();
+    std::fs::write(
+        src.join("metadata.yaml"),
+        format!("app_name: {name}\napp_version: {version}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("manifests/config.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{greeting: hello}}\n"),
+    )
+    .unwrap();
+    let out = dir.join(format!("{name}-{version}.tgz"));
+    roost_package::build(&src, &out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_package_being_fetched_does_not_hold_up_the_sync_loop() {
+    let r = rig().await;
+    let (apps, fleet) = r.fleet_apps().await;
+    let mut sync = r.enrolled_with(Some(fleet.clone())).await;
+    sync.sync_once().await;
+
+    let tgz = config_package(r.dir.path(), "greeter", "1.0");
+    let (digest, size) = roost_pki::file_digest(&tgz).unwrap();
+    r.controller
+        .packages
+        .lock()
+        .unwrap()
+        .insert(digest.clone(), tgz);
+    r.dc()
+        .assign_app(
+            "Default",
+            DesiredApp {
+                name: "greeter".into(),
+                version: "1.0".into(),
+                digest,
+                size,
+                state: "applied".into(),
+            },
+        )
+        .await
+        .unwrap();
+
+    // The push starts the fetch, which is held: the sync returns, and the
+    // application is reported pending.
+    sync.sync_once().await;
+    assert!(fleet.is_bringing("greeter"));
+    // The fetch task runs on this test's thread once it yields.
+    for _ in 0..100 {
+        if r.controller.fetches.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(r.controller.fetches.load(Ordering::SeqCst), 1);
+    let reports = fleet.reports(&r.store);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].state, "pending", "{reports:?}");
+    assert!(reports[0].reason.contains("fetching"), "{reports:?}");
+    assert!(apps.get("greeter").is_err());
+
+    // The loop goes on meanwhile: an alarm reaches the system controller,
+    // and the next push does not start a second fetch.
+    r.raise("/var").await;
+    sync.sync_once().await;
+    sync.sync_once().await;
+    assert_eq!(r.controller_alarms().len(), 1);
+    assert_eq!(r.controller.fetches.load(Ordering::SeqCst), 1);
+
+    // Let through, the package is uploaded here, and the loop is told.
+    r.controller.fetch_gate.add_permits(1);
+    tokio::time::timeout(std::time::Duration::from_secs(30), fleet.brought())
+        .await
+        .expect("the package is brought");
+    assert!(!fleet.is_bringing("greeter"));
+    let app = apps.get("greeter").expect("uploaded");
+    assert_eq!(app.app_version, "1.0");
+    assert!(
+        matches!(app.status.as_str(), "uploading" | "uploaded"),
+        "{app:?}"
     );
 }
