@@ -39,19 +39,36 @@ pub(crate) struct ResolvedImage {
     pub(crate) defaults: ImageDefaults,
 }
 
+/// The name an image is kept under by [`Containerd::import_image_pinned`].
+pub fn pinned_name(name: &str, digest: &str) -> String {
+    format!("{name}@{digest}")
+}
+
 impl Containerd {
     /// Imports an OCI image layout (a directory or a tar of one) into the
     /// content and image stores and unpacks it for this host's platform.
     /// Every digest and size is checked before anything is written; a
     /// mismatch is refused with [`Error::InvalidImage`].
     pub async fn import_image(&self, path: &Path) -> Result<Vec<ImageInfo>> {
+        self.import(path, false).await
+    }
+
+    /// [`Containerd::import_image`], each image recorded as
+    /// `<name>@<digest>`: two archives that give one name to different
+    /// content (two versions of an application) are both kept, and removing
+    /// one leaves the other. The application runner imports this way.
+    pub async fn import_image_pinned(&self, path: &Path) -> Result<Vec<ImageInfo>> {
+        self.import(path, true).await
+    }
+
+    async fn import(&self, path: &Path, pinned: bool) -> Result<Vec<ImageInfo>> {
         let scratch = self.inner.scratch.clone();
         let owned = path.to_path_buf();
         let layout = tokio::task::spawn_blocking(move || oci::verify_layout(&owned, &scratch))
             .await
             .map_err(|e| Error::Protocol(format!("layout check: {e}")))??;
         let lease = self.create_lease().await?;
-        match self.import_verified(&layout, &lease).await {
+        match self.import_verified(&layout, &lease, pinned).await {
             Ok(v) => {
                 // Synchronously: containerd collects at once, so an image
                 // whose references were labelled wrongly would fail here,
@@ -72,6 +89,7 @@ impl Containerd {
         &self,
         layout: &oci::VerifiedLayout,
         lease: &str,
+        pinned: bool,
     ) -> Result<Vec<ImageInfo>> {
         let snapshotter = self.inner.snapshotter.clone();
         // Which config is unpacked to which top snapshot.
@@ -121,9 +139,14 @@ impl Containerd {
         }
         let mut out = Vec::new();
         for img in &layout.images {
+            let name = if pinned {
+                pinned_name(&img.name, &img.target.digest)
+            } else {
+                img.name.clone()
+            };
             self.put_image(
                 p::Image {
-                    name: img.name.clone(),
+                    name: name.clone(),
                     labels: HashMap::new(),
                     target: Some(to_proto(&img.target)),
                 },
@@ -131,7 +154,7 @@ impl Containerd {
             )
             .await?;
             out.push(ImageInfo {
-                name: img.name.clone(),
+                name,
                 digest: img.target.digest.clone(),
                 media_type: img.target.media_type.clone(),
             });

@@ -47,6 +47,7 @@ use std::time::{Duration, SystemTime};
 mod client;
 mod grpc;
 mod image;
+pub use image::pinned_name;
 pub mod logs;
 pub mod oci;
 mod proto;
@@ -301,7 +302,10 @@ impl ExecOutcome {
 /// The container runtime of one host, as the agent uses it. Implemented by
 /// [`Containerd`] and by the agent simulator.
 pub trait Runtime: Send + Sync + 'static {
-    /// Imports an OCI image layout (a directory or a tar of one), every digest checked.
+    /// Imports an OCI image layout (a directory or a tar of one), every
+    /// digest checked; containerd keeps each image as `<name>@<digest>`
+    /// ([`pinned_name`]), so one name given to different content twice
+    /// keeps both.
     fn import_image<'a>(
         &'a self,
         oci_tar_or_dir: &'a Path,
@@ -334,7 +338,7 @@ pub trait Runtime: Send + Sync + 'static {
 
 impl Runtime for Containerd {
     fn import_image<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<Vec<ImageInfo>>> {
-        Box::pin(Containerd::import_image(self, path))
+        Box::pin(Containerd::import_image_pinned(self, path))
     }
     fn start<'a>(&'a self, c: &'a ContainerConfig) -> BoxFuture<'a, Result<()>> {
         Box::pin(Containerd::start(self, c))

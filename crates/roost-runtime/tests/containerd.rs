@@ -562,3 +562,58 @@ async fn a_supervised_containerd_that_dies_is_restarted_and_answers_again() {
     assert!(!v.version.is_empty());
     sup.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_archives_giving_one_name_to_different_content_are_both_kept_when_pinned() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sup = containerd(tmp.path()).await;
+    let c = sup.client();
+    const NAME: &str = "roost.local/busybox:same";
+    let (tar_a, a) = busybox_image(&tmp.path().join("a"), NAME);
+    // The second tree differs by one file: another digest, the same name.
+    let dir_b = tmp.path().join("b");
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let root_b = busybox_tree(&dir_b);
+    std::fs::write(root_b.join("etc/version"), "2\n").unwrap();
+    let tar_b = dir_b.join("busybox.tar");
+    let b = build_image_from_dir(
+        &root_b,
+        &tar_b,
+        &BuildOptions {
+            name: NAME.into(),
+            cmd: vec!["/bin/sh".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(a.manifest_digest, b.manifest_digest);
+
+    let got_a = c.import_image_pinned(&tar_a).await.unwrap();
+    let got_b = c.import_image_pinned(&tar_b).await.unwrap();
+    let pinned_a = roost_runtime::pinned_name(NAME, &a.manifest_digest);
+    let pinned_b = roost_runtime::pinned_name(NAME, &b.manifest_digest);
+    assert_eq!(got_a[0].name, pinned_a);
+    assert_eq!(got_b[0].name, pinned_b);
+    let names = |v: Vec<roost_runtime::ImageInfo>| -> Vec<String> {
+        let mut n: Vec<String> = v.into_iter().map(|i| i.name).collect();
+        n.sort();
+        n
+    };
+    let mut both = vec![pinned_a.clone(), pinned_b.clone()];
+    both.sort();
+    assert_eq!(names(c.list_images().await.unwrap()), both);
+
+    // Removing the first leaves the second whole.
+    c.remove_image(&pinned_a).await.unwrap();
+    assert_eq!(
+        names(c.list_images().await.unwrap()),
+        vec![pinned_b.clone()]
+    );
+    let content = c.list_content().await.unwrap();
+    assert!(content.contains(&b.manifest_digest), "{content:?}");
+    assert!(content.contains(&b.layer_digest), "{content:?}");
+    sup.shutdown().await;
+}

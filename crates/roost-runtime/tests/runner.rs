@@ -635,7 +635,8 @@ async fn a_restarted_runner_adopts_running_containers_and_removes_old_generation
         // A container no plan knows of, left by someone else.
         let mut stray = roost_runtime::ContainerConfig {
             id: format!("stray-{}", std::process::id()),
-            image: IMAGE.into(),
+            // The runner keeps images as `<name>@<digest>`.
+            image: roost_runtime::pinned_name(IMAGE, &w.digest),
             args: vec!["/bin/busybox".into(), "sleep".into(), "1000".into()],
             host_network: true,
             ..Default::default()

@@ -110,7 +110,11 @@ impl Ctx {
 /// The imported image that is `image`: by name with the expected digest, or
 /// any image of the archive with that digest.
 fn pick_image(infos: &[ImageInfo], image: &ImageRef) -> Result<String> {
-    if let Some(i) = infos.iter().find(|i| i.name == image.name) {
+    // Kept as `<name>@<digest>` by containerd (see `pinned_name`).
+    let named = |i: &&ImageInfo| {
+        i.name == image.name || i.name == crate::pinned_name(&image.name, &i.digest)
+    };
+    if let Some(i) = infos.iter().find(named) {
         if i.digest == image.digest {
             return Ok(i.name.clone());
         }
@@ -787,5 +791,22 @@ mod tests {
         want.name = "r/other:1".into();
         want.digest = "sha256:aa".into();
         assert_eq!(pick_image(&infos, &want).unwrap(), "r/web:1");
+    }
+
+    #[test]
+    fn a_pinned_image_is_picked_under_its_pinned_name() {
+        let infos = vec![ImageInfo {
+            name: "r/web:1@sha256:aa".into(),
+            digest: "sha256:aa".into(),
+            media_type: "m".into(),
+        }];
+        let mut want = ImageRef {
+            name: "r/web:1".into(),
+            digest: "sha256:aa".into(),
+            archive: "images/web.tar".into(),
+        };
+        assert_eq!(pick_image(&infos, &want).unwrap(), "r/web:1@sha256:aa");
+        want.digest = "sha256:bb".into();
+        assert!(pick_image(&infos, &want).is_err());
     }
 }
