@@ -227,3 +227,140 @@ mod tests {
         assert!(serde_json::from_str::<PasswordChange>(r#"{"user":{"password":"x"}}"#).is_err());
     }
 }
+
+/// A user as Keystone v3 shows it (`/v3/users`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub domain_id: String,
+    pub enabled: bool,
+    /// Roost's own: wrong passwords in a row, and until when the account is
+    /// locked (ISO 8601), if it is.
+    #[serde(default)]
+    pub failed_logins: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    /// Roost's own: the user's roles on project `admin`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub password_expires_at: Option<String>,
+    pub options: Value,
+    pub links: Value,
+}
+
+/// `GET /v3/users`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<User>,
+    pub links: Value,
+}
+
+/// `GET|POST|PATCH /v3/users/{id}` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEnvelope {
+    pub user: User,
+}
+
+/// `POST /v3/users` body (python-openstackclient's `user create`). No
+/// `Debug`: it holds a password. Keystone's other attributes
+/// (`description`, `email`, `options`, ...) are accepted and not kept.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCreateRequest {
+    pub user: UserCreate,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCreate {
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub domain_id: Option<String>,
+    #[serde(default)]
+    pub default_project_id: Option<String>,
+    /// Roost's own: roles on project `admin` given at once.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `PATCH /v3/users/{id}` body (`openstack user set`): a new name, a new
+/// password (set by an admin, revoking the user's tokens), enabled or
+/// disabled (enabling clears a lockout).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserUpdateRequest {
+    pub user: UserUpdate,
+}
+
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A role (`/v3/roles`); its id is its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub domain_id: Option<String>,
+    pub description: String,
+    pub links: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleList {
+    pub roles: Vec<Role>,
+    pub links: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleEnvelope {
+    pub role: Role,
+}
+
+/// A project (`/v3/projects`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub domain_id: String,
+    pub enabled: bool,
+    pub is_domain: bool,
+    pub parent_id: String,
+    pub description: String,
+    pub links: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectList {
+    pub projects: Vec<Project>,
+    pub links: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectEnvelope {
+    pub project: Project,
+}
+
+/// One role assignment (`/v3/role_assignments`), names included when
+/// asked (`include_names`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleAssignment {
+    pub role: Value,
+    pub user: Value,
+    pub scope: Value,
+    pub links: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleAssignmentList {
+    pub role_assignments: Vec<RoleAssignment>,
+    pub links: Value,
+}

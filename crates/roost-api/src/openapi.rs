@@ -12,14 +12,108 @@ pub struct Route {
     pub path: &'static str,
     pub tag: &'static str,
     pub summary: &'static str,
-    /// Whether a token is needed.
-    pub auth: bool,
+    /// Who may call it: the server enforces this on every request.
+    pub access: Access,
     /// Query parameters: (name, description).
     pub query: &'static [(&'static str, &'static str)],
     /// Status codes that mean success.
     pub ok: &'static [u16],
     /// Body schema name in `components.schemas`, if the operation takes one.
     pub body: Option<&'static str>,
+}
+
+/// Who may call an operation. Roles imply the ones below them, as
+/// Keystone's implied roles do: `admin` ⊃ `member` (StarlingX's operator)
+/// ⊃ `reader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// Anyone: the version documents, health, login.
+    Public,
+    /// An enrolled agent, by its own credential (header `X-Agent-Token`).
+    Agent,
+    /// Any valid token, scoped or not (its holder's own token and password).
+    Token,
+    /// A project-scoped token with role `reader`, `member` or `admin`.
+    Reader,
+    /// A project-scoped token with role `member` or `admin`.
+    Member,
+    /// A project-scoped token with role `admin`.
+    Admin,
+}
+
+impl Access {
+    /// Roles that satisfy it (none for the first three).
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Access::Public | Access::Agent | Access::Token => &[],
+            Access::Reader => &["reader", "member", "admin"],
+            Access::Member => &["member", "admin"],
+            Access::Admin => &["admin"],
+        }
+    }
+
+    /// Whether a token is needed.
+    pub fn needs_token(self) -> bool {
+        !matches!(self, Access::Public | Access::Agent)
+    }
+
+    /// Whether a holder of `roles` may call it (a valid token given).
+    pub fn allows(self, roles: &[String]) -> bool {
+        match self {
+            Access::Public | Access::Agent | Access::Token => true,
+            _ => roles.iter().any(|r| self.roles().contains(&r.as_str())),
+        }
+    }
+
+    /// The name the document gives it (`x-roost-access`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Agent => "agent",
+            Access::Token => "token",
+            Access::Reader => "reader",
+            Access::Member => "member",
+            Access::Admin => "admin",
+        }
+    }
+}
+
+/// The operation `method` (lower or upper case) on the route `path`, as
+/// the router matched it (path parameters may be named differently).
+pub fn route_for(method: &str, path: &str) -> Option<&'static Route> {
+    let method = if method.eq_ignore_ascii_case("head") {
+        "get"
+    } else {
+        method
+    };
+    let want = shape(path);
+    ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && shape(r.path) == want)
+}
+
+/// A path with its parameters unnamed and no trailing slash.
+fn shape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push('{');
+            }
+            '}' => {
+                in_param = false;
+                out.push('}');
+            }
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    if out.len() > 1 && out.ends_with('/') {
+        out.pop();
+    }
+    out
 }
 
 const Q_FILTER: &[(&str, &str)] = &[
@@ -105,7 +199,7 @@ pub const ROUTES: &[Route] = &[
         path: "/",
         tag: "version",
         summary: "API versions",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[200],
         body: None,
@@ -115,7 +209,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1",
         tag: "version",
         summary: "The v1 API (fault management and inventory)",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[200],
         body: None,
@@ -125,7 +219,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0",
         tag: "version",
         summary: "The v1.0 API (Distributed Cloud)",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[200],
         body: None,
@@ -135,7 +229,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v3",
         tag: "identity",
         summary: "Identity API version",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[200],
         body: None,
@@ -145,7 +239,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v3/auth/tokens",
         tag: "identity",
         summary: "Issue a token (methods password and token); the token is in header X-Subject-Token",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[201],
         body: Some("AuthRequest"),
@@ -155,7 +249,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v3/auth/tokens",
         tag: "identity",
         summary: "Validate the token given in header X-Subject-Token",
-        auth: true,
+        access: Access::Token,
         query: &[],
         ok: &[200],
         body: None,
@@ -165,7 +259,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v3/auth/tokens",
         tag: "identity",
         summary: "Revoke the token given in header X-Subject-Token",
-        auth: true,
+        access: Access::Token,
         query: &[],
         ok: &[204],
         body: None,
@@ -175,7 +269,7 @@ pub const ROUTES: &[Route] = &[
         path: "/healthz",
         tag: "operations",
         summary: "Liveness and readiness",
-        auth: false,
+        access: Access::Public,
         query: &[],
         ok: &[200],
         body: None,
@@ -185,7 +279,7 @@ pub const ROUTES: &[Route] = &[
         path: "/metrics",
         tag: "operations",
         summary: "Prometheus metrics",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -195,7 +289,7 @@ pub const ROUTES: &[Route] = &[
         path: "/openapi.json",
         tag: "operations",
         summary: "This document",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -205,7 +299,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/alarms",
         tag: "fault management",
         summary: "List active alarms (severity, then entity)",
-        auth: true,
+        access: Access::Reader,
         query: ALARM_LIST_Q,
         ok: &[200],
         body: None,
@@ -215,7 +309,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/alarms",
         tag: "fault management",
         summary: "Set, clear (by uuid, by pair, or by entity prefix), or log",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("AlarmPost"),
@@ -225,7 +319,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/alarms/summary",
         tag: "fault management",
         summary: "Counts of active alarms by severity, and the overall status",
-        auth: true,
+        access: Access::Reader,
         query: SUMMARY_Q,
         ok: &[200],
         body: None,
@@ -235,7 +329,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/alarms/{uuid}",
         tag: "fault management",
         summary: "Show one alarm",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -245,7 +339,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/alarms/{uuid}",
         tag: "fault management",
         summary: "Clear one alarm by hand",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[204],
         body: None,
@@ -255,7 +349,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/event_log",
         tag: "fault management",
         summary: "List event log records, newest first",
-        auth: true,
+        access: Access::Reader,
         query: EVENT_LIST_Q,
         ok: &[200],
         body: None,
@@ -265,7 +359,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/event_log/{uuid}",
         tag: "fault management",
         summary: "Show one event log record",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -275,7 +369,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/event_suppression",
         tag: "fault management",
         summary: "Suppression status of every catalogue alarm",
-        auth: true,
+        access: Access::Reader,
         query: Q_FILTER,
         ok: &[200],
         body: None,
@@ -285,7 +379,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/event_suppression/{uuid}",
         tag: "fault management",
         summary: "Suppress or unsuppress an alarm id (JSON patch of /suppression_status)",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("JsonPatch"),
@@ -295,7 +389,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/isystems",
         tag: "inventory",
         summary: "The system: name, mode, type, software version, Distributed Cloud role",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -305,7 +399,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts",
         tag: "inventory",
         summary: "List hosts with their X.731 states",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -315,7 +409,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts",
         tag: "inventory",
         summary: "Add a host (locked, offline until its agent enrolls); the answer carries a single-use join_token",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("HostAdd"),
@@ -325,7 +419,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}",
         tag: "inventory",
         summary: "Show a host (by id, uuid or hostname)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -335,7 +429,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}",
         tag: "inventory",
         summary: "Act on a host (replace /action: lock, force-lock, unlock, force-unlock, swact, force-swact, reboot, reset, power-on, power-off) or change its BMC settings and location",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("JsonPatch"),
@@ -345,7 +439,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}",
         tag: "inventory",
         summary: "Delete a locked host",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[204],
         body: None,
@@ -355,7 +449,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/icpus",
         tag: "inventory",
         summary: "A host's CPUs (cpu, core, thread, NUMA node, model, function)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -365,7 +459,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/state/host_cpus_modify",
         tag: "inventory",
         summary: "Change the function of a locked host's CPUs (platform, application-isolated); the answer lists every CPU",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("CpuModify"),
@@ -375,7 +469,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/labels",
         tag: "inventory",
         summary: "A host's labels",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -385,7 +479,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/labels/{id}",
         tag: "inventory",
         summary: "Assign labels (a JSON object of key: value) to the host whose uuid is given",
-        auth: true,
+        access: Access::Member,
         query: &[(
             "overwrite",
             "True to change the value of a label the host already has",
@@ -398,7 +492,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/labels/{id}",
         tag: "inventory",
         summary: "One label by its uuid",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -408,7 +502,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/labels/{id}",
         tag: "inventory",
         summary: "Remove a label by its uuid",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[204],
         body: None,
@@ -418,7 +512,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/inodes",
         tag: "inventory",
         summary: "A host's NUMA nodes",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -428,7 +522,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/imemorys",
         tag: "inventory",
         summary: "A host's memory per NUMA node",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -438,7 +532,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/idisks",
         tag: "inventory",
         summary: "A host's disks",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -448,7 +542,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/ethernet_ports",
         tag: "inventory",
         summary: "A host's network ports (name, MAC, MTU, speed)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -458,7 +552,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/ports",
         tag: "inventory",
         summary: "A host's ports, as system host-port-list reads them",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -468,7 +562,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/ihosts/{host}/join_token",
         tag: "inventory",
         summary: "A new single-use join token for a host's agent",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: None,
@@ -478,7 +572,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/service_parameter",
         tag: "maintenance",
         summary: "Maintenance service parameters (service platform, section maintenance)",
-        auth: true,
+        access: Access::Reader,
         query: Q_FILTER,
         ok: &[200],
         body: None,
@@ -488,7 +582,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/service_parameter/{uuid}",
         tag: "maintenance",
         summary: "Change a parameter (replace /name and /value; applied at once when the set is consistent)",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("JsonPatch"),
@@ -498,7 +592,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/service_parameter/apply",
         tag: "maintenance",
         summary: "Check and apply the maintenance parameters",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("ParameterApply"),
@@ -508,7 +602,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/enroll",
         tag: "agent",
         summary: "Enroll an agent with a join token; returns its host identity, heartbeat key and agent token",
-        auth: false,
+        access: Access::Agent,
         query: &[],
         ok: &[200],
         body: Some("AgentEnroll"),
@@ -518,7 +612,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/report",
         tag: "agent",
         summary: "An enrolled agent's report (header X-Agent-Token): inventory, resource alarms, process states",
-        auth: false,
+        access: Access::Agent,
         query: &[],
         ok: &[200],
         body: Some("AgentReport"),
@@ -528,7 +622,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}/apps",
         tag: "distributed cloud",
         summary: "The applications assigned to a subcloud group (system controller; Roost's own)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -538,7 +632,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}/apps",
         tag: "distributed cloud",
         summary: "Assign an application uploaded on the system controller to a subcloud group: every subcloud of the group fetches and applies it",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("GroupAppAssign"),
@@ -548,7 +642,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}/apps/{app}",
         tag: "distributed cloud",
         summary: "Take an application off a subcloud group: its subclouds remove it",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[204],
         body: None,
@@ -558,7 +652,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}/apps",
         tag: "distributed cloud",
         summary: "Where the applications assigned to a subcloud stand: applied, failed (with the reason) or pending",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -568,7 +662,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-apps",
         tag: "distributed cloud",
         summary: "Every subcloud's applications and where they stand",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -578,7 +672,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps",
         tag: "applications",
         summary: "List applications (and, during an update, the previous version's row)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -588,7 +682,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps",
         tag: "applications",
         summary: "Upload an application package as `system application-upload` sends it: JSON with the .tgz in base64 (`binary_data`), decoded as it arrives; answered `uploading`",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("AppUpload"),
@@ -598,7 +692,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/update",
         tag: "applications",
         summary: "Move an applied application to the version of a package at a path on the server",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("AppUpdate"),
@@ -608,7 +702,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/{name}",
         tag: "applications",
         summary: "One application",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -618,7 +712,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/{name}",
         tag: "applications",
         summary: "Apply, remove or abort (the directive in the query)",
-        auth: true,
+        access: Access::Member,
         query: &[
             ("directive", "apply, remove or abort"),
             ("force", "True or False (remove)"),
@@ -631,7 +725,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/{name}",
         tag: "applications",
         summary: "Delete an uploaded (not applied) application and its package",
-        auth: true,
+        access: Access::Member,
         query: &[("force", "True or False")],
         ok: &[204],
         body: None,
@@ -641,7 +735,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/{name}/replicas",
         tag: "applications",
         summary: "Every replica of an application: host, state, readiness, restarts, exclusive CPUs (Roost's own)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -651,7 +745,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/apps/{name}/logs",
         tag: "applications",
         summary: "A container's output as text, followed with follow=true (Roost's own)",
-        auth: true,
+        access: Access::Reader,
         query: &[
             (
                 "replica",
@@ -669,7 +763,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/plan",
         tag: "agent",
         summary: "The host's plan (header X-Agent-Token): at once when newer than `generation`, else when it changes or after `wait` seconds",
-        auth: false,
+        access: Access::Agent,
         query: &[
             ("generation", "the plan generation the agent has"),
             ("wait", "seconds to wait for a newer plan (at most 60)"),
@@ -682,7 +776,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/report",
         tag: "agent",
         summary: "What the host runs (header X-Agent-Token): the plan generation carried out and each replica",
-        auth: false,
+        access: Access::Agent,
         query: &[],
         ok: &[204],
         body: Some("AgentAppsReport"),
@@ -692,7 +786,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/images/{digest}",
         tag: "agent",
         summary: "An image archive by its manifest digest (header X-Agent-Token); `Range: bytes=N-` resumes",
-        auth: false,
+        access: Access::Agent,
         query: &[],
         ok: &[200, 206],
         body: None,
@@ -702,7 +796,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/log-requests",
         tag: "agent",
         summary: "Requests for container output on the host (header X-Agent-Token), waiting up to `wait` seconds",
-        auth: false,
+        access: Access::Agent,
         query: &[("wait", "seconds to wait for a request (at most 60)")],
         ok: &[200],
         body: None,
@@ -712,7 +806,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/logs/{id}",
         tag: "agent",
         summary: "A piece of the answer to a log request (header X-Agent-Token); 404 once nobody waits for it",
-        auth: false,
+        access: Access::Agent,
         query: &[("end", "True: the answer is complete")],
         ok: &[204],
         body: None,
@@ -722,7 +816,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds",
         tag: "distributed cloud",
         summary: "List subclouds with their management, availability, deploy and sync status (system controller)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -732,7 +826,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds",
         tag: "distributed cloud",
         summary: "Add a subcloud (JSON or StarlingX's multipart form); the answer carries a one-time enroll_token and the DC URL to dial",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("SubcloudCreate"),
@@ -742,7 +836,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}",
         tag: "distributed cloud",
         summary: "Show a subcloud (by id or name)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -752,7 +846,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}",
         tag: "distributed cloud",
         summary: "Manage or unmanage a subcloud, or change its description, location or group",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("SubcloudUpdate"),
@@ -762,7 +856,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}",
         tag: "distributed cloud",
         summary: "Delete an unmanaged, offline subcloud",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: None,
@@ -772,7 +866,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}/detail",
         tag: "distributed cloud",
         summary: "Show a subcloud with detail keys",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -782,7 +876,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subclouds/{subcloud}/alarms",
         tag: "distributed cloud",
         summary: "A subcloud's active alarms as the system controller holds them",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -792,7 +886,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups",
         tag: "distributed cloud",
         summary: "List subcloud groups",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -802,7 +896,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups",
         tag: "distributed cloud",
         summary: "Add a subcloud group",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("GroupCreate"),
@@ -812,7 +906,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}",
         tag: "distributed cloud",
         summary: "Show a subcloud group",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -822,7 +916,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}",
         tag: "distributed cloud",
         summary: "Change a subcloud group",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("GroupWrite"),
@@ -832,7 +926,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}",
         tag: "distributed cloud",
         summary: "Delete an empty subcloud group (never Default)",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: None,
@@ -842,7 +936,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/subcloud-groups/{group}/subclouds",
         tag: "distributed cloud",
         summary: "The subclouds of a group",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -852,7 +946,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1.0/alarms",
         tag: "distributed cloud",
         summary: "Per-subcloud alarm summary (counts -1 and status disabled when unreachable)",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -862,17 +956,145 @@ pub const ROUTES: &[Route] = &[
         path: "/v3/users/{user_id}/password",
         tag: "identity",
         summary: "Change your own password (Keystone): {\"user\": {\"password\", \"original_password\"}}; synced to managed subclouds",
-        auth: true,
+        access: Access::Token,
         query: &[],
         ok: &[204],
         body: Some("PasswordChange"),
     },
     Route {
         method: "get",
+        path: "/v3/users",
+        tag: "identity",
+        summary: "List users (Keystone), with Roost's roles, failed_logins and locked_until",
+        access: Access::Admin,
+        query: &[
+            ("name", "only the user with this name"),
+            ("enabled", "true or false"),
+        ],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v3/users",
+        tag: "identity",
+        summary: "Create a user (openstack user create): name, password (at least 8 characters), enabled, and Roost's roles on project admin",
+        access: Access::Admin,
+        query: &[],
+        ok: &[201],
+        body: Some("UserCreate"),
+    },
+    Route {
+        method: "get",
+        path: "/v3/users/{user_id}",
+        tag: "identity",
+        summary: "Show a user (by id or name)",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "patch",
+        path: "/v3/users/{user_id}",
+        tag: "identity",
+        summary: "Change a user (openstack user set): name, password (revokes the user's tokens), enabled (true also clears a lockout; false revokes the user's tokens)",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("UserUpdate"),
+    },
+    Route {
+        method: "delete",
+        path: "/v3/users/{user_id}",
+        tag: "identity",
+        summary: "Delete a user: its tokens and role assignments go with it (never admin)",
+        access: Access::Admin,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/roles",
+        tag: "identity",
+        summary: "The roles: admin, member (StarlingX's operator), reader; each implies the ones after it",
+        access: Access::Reader,
+        query: &[("name", "only the role with this name")],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/roles/{role_id}",
+        tag: "identity",
+        summary: "Show a role (its id is its name)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/projects",
+        tag: "identity",
+        summary: "List projects",
+        access: Access::Reader,
+        query: &[("name", "only the project with this name")],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/projects/{project_id}",
+        tag: "identity",
+        summary: "Show a project (by id or name)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "put",
+        path: "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+        tag: "identity",
+        summary: "Grant a role on a project (openstack role add); the user's tokens are revoked",
+        access: Access::Admin,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "delete",
+        path: "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+        tag: "identity",
+        summary: "Revoke a role on a project (openstack role remove); the user's tokens are revoked",
+        access: Access::Admin,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/role_assignments",
+        tag: "identity",
+        summary: "Every role assignment (openstack role assignment list)",
+        access: Access::Admin,
+        query: &[
+            ("user.id", "only this user's"),
+            ("role.id", "only this role"),
+            ("scope.project.id", "only on this project"),
+            ("include_names", "true for names beside ids"),
+        ],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1/idns",
         tag: "inventory",
         summary: "DNS servers (idnss, nameservers as a comma-separated string); synced to managed subclouds",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -882,7 +1104,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/idns/{uuid}",
         tag: "inventory",
         summary: "Show the DNS servers",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -892,7 +1114,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/idns/{uuid}",
         tag: "inventory",
         summary: "Set the DNS servers (replace /nameservers; at most 3 IP addresses)",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("JsonPatch"),
@@ -902,7 +1124,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/intp",
         tag: "inventory",
         summary: "NTP servers (intps, ntpservers as a comma-separated string); synced to managed subclouds",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -912,7 +1134,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/intp/{uuid}",
         tag: "inventory",
         summary: "Show the NTP servers",
-        auth: true,
+        access: Access::Reader,
         query: &[],
         ok: &[200],
         body: None,
@@ -922,7 +1144,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/intp/{uuid}",
         tag: "inventory",
         summary: "Set the NTP servers (replace /ntpservers; at most 3 addresses or host names)",
-        auth: true,
+        access: Access::Member,
         query: &[],
         ok: &[200],
         body: Some("JsonPatch"),
@@ -1089,6 +1311,34 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["password", "original_password"],
                 "properties": {"password": s("string"), "original_password": s("string")}
+            }}
+        },
+        "UserCreate": {
+            "type": "object",
+            "required": ["user"],
+            "properties": {"user": {
+                "type": "object",
+                "required": ["name", "password"],
+                "properties": {
+                    "name": s("string"),
+                    "password": {"type": "string", "minLength": 8},
+                    "enabled": s("boolean"),
+                    "domain_id": s("string"),
+                    "default_project_id": s("string"),
+                    "roles": {"type": "array", "items": {"type": "string", "enum": ["admin", "member", "reader"]}}
+                }
+            }}
+        },
+        "UserUpdate": {
+            "type": "object",
+            "required": ["user"],
+            "properties": {"user": {
+                "type": "object",
+                "properties": {
+                    "name": s("string"),
+                    "password": {"type": "string", "minLength": 8},
+                    "enabled": s("boolean")
+                }
             }}
         },
         "ParameterApply": {
@@ -1297,7 +1547,11 @@ fn path_parameter_description(name: &str) -> &'static str {
         "host" => "id, uuid or hostname of the host",
         "subcloud" => "id or name of the subcloud",
         "group" => "id or name of the subcloud group",
-        "user_id" => "id of the user (the token's own user)",
+        "user_id" => {
+            "id of the user (for a password change, the token's own user); elsewhere also its name"
+        }
+        "role_id" => "the role: admin, member or reader",
+        "project_id" => "id or name of the project",
         "id" => {
             "uuid of the host (to assign labels) or of the label (to show or remove it); the log request's id (agent)"
         }
@@ -1342,12 +1596,11 @@ pub fn document() -> Value {
             (415, "body is not JSON"),
             (503, "the store is temporarily unavailable; retry later"),
         ] {
-            let credentials =
-                r.auth || r.path == "/v3/auth/tokens" || r.path.starts_with("/v1/agent/");
+            let credentials = r.access != Access::Public || r.path == "/v3/auth/tokens";
             if code == 401 && !credentials {
                 continue;
             }
-            if code == 403 && r.path != "/v3/users/{user_id}/password" {
+            if code == 403 && !r.access.needs_token() {
                 continue;
             }
             let content = if html_errors && code != 401 {
@@ -1366,8 +1619,9 @@ pub fn document() -> Value {
             "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
             "responses": responses,
+            "x-roost-access": r.access.as_str(),
         });
-        if !r.auth {
+        if !r.access.needs_token() {
             op["security"] = json!([]);
         }
         if let Some(b) = r.body {
@@ -1495,6 +1749,10 @@ mod tests {
     const BODYLESS: &[(&str, &str)] = &[
         ("post", "/v1/ihosts/{host}/join_token"),
         ("post", "/v1/agent/apps/logs/{id}"),
+        (
+            "put",
+            "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+        ),
     ];
 
     #[test]
@@ -1550,6 +1808,46 @@ mod tests {
                 assert!(seen.insert(id.clone()), "{id} twice");
             }
         }
+    }
+
+    #[test]
+    fn a_matched_route_finds_its_rule_whatever_its_parameters_are_called() {
+        let r = route_for("GET", "/v1/alarms/{alarm_uuid}").unwrap();
+        assert_eq!(r.path, "/v1/alarms/{uuid}");
+        assert_eq!(r.access, Access::Reader);
+        assert_eq!(route_for("HEAD", "/v1/alarms").unwrap().method, "get");
+        assert_eq!(
+            route_for("delete", "/v1/alarms/{x}").unwrap().access,
+            Access::Member
+        );
+        assert_eq!(
+            route_for("post", "/v3/users").unwrap().access,
+            Access::Admin
+        );
+        assert!(route_for("put", "/v1/alarms").is_none());
+        assert!(route_for("get", "/nowhere").is_none());
+        // One rule per method and shape: no route can be matched two ways.
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, shape(r.path))),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn roles_imply_the_ones_below() {
+        let roles = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(Access::Reader.allows(&roles(&["reader"])));
+        assert!(Access::Reader.allows(&roles(&["admin"])));
+        assert!(!Access::Member.allows(&roles(&["reader"])));
+        assert!(Access::Member.allows(&roles(&["member"])));
+        assert!(!Access::Admin.allows(&roles(&["member", "reader"])));
+        assert!(!Access::Reader.allows(&[]));
+        assert!(Access::Token.allows(&[]));
     }
 
     #[test]

@@ -51,6 +51,50 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub log: LogConfig,
     pub apps: AppsConfigFile,
+    pub identity: IdentityConfig,
+}
+
+/// Logins (`[identity]`): account lockout as Keystone's
+/// `lockout_failure_attempts` and `lockout_duration`, and growing delays.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Wrong passwords in a row that lock an account (6, as PCI-DSS asks
+    /// at most); 0 never locks.
+    pub lockout_failure_attempts: u64,
+    /// How long a locked account stays locked, seconds (30 minutes).
+    pub lockout_duration_secs: u64,
+    /// Wrong passwords from one source address or for one user name
+    /// answered at once before delays begin (3).
+    pub login_free_failures: u64,
+    /// Longest delay between two attempts, milliseconds (30 s).
+    pub login_max_delay_ms: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let p = crate::identity::LoginPolicy::default();
+        IdentityConfig {
+            lockout_failure_attempts: u64::from(p.lockout_failure_attempts),
+            lockout_duration_secs: p.lockout_duration_secs,
+            login_free_failures: u64::from(p.free_failures),
+            login_max_delay_ms: p.max_delay_ms,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The policy the identity service applies (ranges checked by
+    /// [`Config::validate`]).
+    pub fn policy(&self) -> crate::identity::LoginPolicy {
+        let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        crate::identity::LoginPolicy {
+            lockout_failure_attempts: small(self.lockout_failure_attempts),
+            lockout_duration_secs: self.lockout_duration_secs,
+            free_failures: small(self.login_free_failures),
+            max_delay_ms: self.login_max_delay_ms,
+        }
+    }
 }
 
 /// Applications (`[apps]`).
@@ -229,6 +273,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
             apps: AppsConfigFile::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -308,7 +353,31 @@ impl Config {
                 1,
                 MAX_EVENT_LOG_CAP,
             ),
-            ("token_ttl_secs", self.token_ttl_secs, 60, 365 * DAY),
+            ("token_ttl_secs", self.token_ttl_secs, 5, 365 * DAY),
+            (
+                "identity.lockout_failure_attempts",
+                self.identity.lockout_failure_attempts,
+                0,
+                1000,
+            ),
+            (
+                "identity.lockout_duration_secs",
+                self.identity.lockout_duration_secs,
+                1,
+                365 * DAY,
+            ),
+            (
+                "identity.login_free_failures",
+                self.identity.login_free_failures,
+                0,
+                1_000_000,
+            ),
+            (
+                "identity.login_max_delay_ms",
+                self.identity.login_max_delay_ms,
+                0,
+                3_600_000,
+            ),
             (
                 "join_token_ttl_secs",
                 self.join_token_ttl_secs,
@@ -502,6 +571,10 @@ mod tests {
         match name {
             "fm.event_log_cap" => c.fm.event_log_cap = v,
             "token_ttl_secs" => c.token_ttl_secs = v,
+            "identity.lockout_failure_attempts" => c.identity.lockout_failure_attempts = v,
+            "identity.lockout_duration_secs" => c.identity.lockout_duration_secs = v,
+            "identity.login_free_failures" => c.identity.login_free_failures = v,
+            "identity.login_max_delay_ms" => c.identity.login_max_delay_ms = v,
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,

@@ -96,6 +96,140 @@ pub struct Identity {
     passwords: PasswordPool,
     /// Counts committed changes of users and passwords, for subscribers.
     changes: tokio::sync::watch::Sender<u64>,
+    policy: LoginPolicy,
+    /// Growing delays after wrong passwords, per source address and per
+    /// user name.
+    throttle: std::sync::Mutex<Throttle>,
+}
+
+/// How wrong passwords are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Wrong passwords in a row that lock an account (Keystone's
+    /// `lockout_failure_attempts`); 0 never locks.
+    pub lockout_failure_attempts: u32,
+    /// How long a locked account stays locked (Keystone's
+    /// `lockout_duration`), seconds.
+    pub lockout_duration_secs: u64,
+    /// Wrong passwords from one source or for one user name answered at
+    /// once; each further one waits twice as long as the last, from
+    /// [`THROTTLE_BASE_MS`] up to `max_delay_ms`.
+    pub free_failures: u32,
+    pub max_delay_ms: u64,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        LoginPolicy {
+            lockout_failure_attempts: 6,
+            lockout_duration_secs: 1800,
+            free_failures: 3,
+            max_delay_ms: 30_000,
+        }
+    }
+}
+
+/// The first delay after the free wrong passwords.
+pub const THROTTLE_BASE_MS: u64 = 250;
+/// Sources and user names remembered at most; the longest idle go first.
+const THROTTLE_KEYS: usize = 16_384;
+/// A key idle this long (microseconds) starts again from nothing.
+const THROTTLE_FORGET_US: i64 = 15 * 60 * 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    not_before: Timestamp,
+    last: Timestamp,
+}
+
+/// Growing delays after wrong passwords, per key (a source address or a
+/// user name): pure, fed the time. Bounded: at most [`THROTTLE_KEYS`]
+/// keys, the longest idle forgotten first.
+#[derive(Debug)]
+pub struct Throttle {
+    keys: HashMap<String, Strikes>,
+    free: u32,
+    max_delay_ms: u64,
+    cap: usize,
+}
+
+impl Throttle {
+    pub fn new(free: u32, max_delay_ms: u64) -> Throttle {
+        Throttle::with_capacity(free, max_delay_ms, THROTTLE_KEYS)
+    }
+
+    /// Remembering at most `cap` keys.
+    pub fn with_capacity(free: u32, max_delay_ms: u64, cap: usize) -> Throttle {
+        Throttle {
+            keys: HashMap::new(),
+            free,
+            max_delay_ms,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Milliseconds before `key` may try again (0: now).
+    pub fn wait_ms(&self, key: &str, now: Timestamp) -> u64 {
+        match self.keys.get(key) {
+            Some(s) if now.micros() - s.last.micros() < THROTTLE_FORGET_US => {
+                let left = s.not_before.micros() - now.micros();
+                if left > 0 {
+                    (left as u64).div_ceil(1000)
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// A wrong password for `key`.
+    pub fn failed(&mut self, key: &str, now: Timestamp) {
+        if !self.keys.contains_key(key) && self.keys.len() >= self.cap {
+            let idle = self
+                .keys
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = idle {
+                self.keys.remove(&k);
+            }
+        }
+        let e = self.keys.entry(key.to_string()).or_insert(Strikes {
+            failures: 0,
+            not_before: now,
+            last: now,
+        });
+        if now.micros() - e.last.micros() >= THROTTLE_FORGET_US {
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.last = now;
+        let over = e.failures.saturating_sub(self.free);
+        let delay_ms = if over == 0 {
+            0
+        } else {
+            THROTTLE_BASE_MS
+                .saturating_mul(1u64 << (over - 1).min(20))
+                .min(self.max_delay_ms)
+        };
+        e.not_before = Timestamp(now.micros().saturating_add((delay_ms * 1000) as i64));
+    }
+
+    /// A good password for `key`: its delays end.
+    pub fn succeeded(&mut self, key: &str) {
+        self.keys.remove(key);
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 fn hash_token(token: &str) -> String {
@@ -180,8 +314,18 @@ fn verify_password_reusing(password: &str, hash: &str) -> bool {
 
 impl Identity {
     /// Loads live tokens from the store.
-    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, ttl_secs: u64) -> Result<Identity, Error> {
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        ttl_secs: u64,
+        policy: LoginPolicy,
+    ) -> Result<Identity, Error> {
         let id = Identity {
+            policy,
+            throttle: std::sync::Mutex::new(Throttle::new(
+                policy.free_failures,
+                policy.max_delay_ms,
+            )),
             store,
             clock,
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
@@ -269,13 +413,25 @@ impl Identity {
         &self.passwords
     }
 
+    /// Milliseconds before a login from `source` for `user` may be tried
+    /// (0: now): both wait out their growing delays.
+    pub fn login_wait_ms(&self, source: Option<std::net::IpAddr>, user: &str) -> u64 {
+        let now = self.clock.now();
+        let t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let by_source = source.map_or(0, |s| t.wait_ms(&format!("ip:{s}"), now));
+        by_source.max(t.wait_ms(&format!("user:{user}"), now))
+    }
+
     /// Checks a user's password (blocking: argon2 takes tens of milliseconds;
-    /// run it on [`Identity::passwords`]).
+    /// run it on [`Identity::passwords`]). A disabled or locked account is
+    /// refused without a check; a wrong password counts towards the
+    /// account's lockout and the delays of `source` and the user name.
     pub fn check_password(
         &self,
         user_id: Option<&str>,
         user_name: Option<&str>,
         password: &str,
+        source: Option<std::net::IpAddr>,
     ) -> Result<StoredUser, Error> {
         let user = match (user_id, user_name) {
             (Some(id), _) => self.store.user_by_id(id)?,
@@ -286,15 +442,64 @@ impl Identity {
                 ));
             }
         };
-        match user {
-            Some(u) if verify_password_reusing(password, &u.password_hash) => Ok(u),
-            Some(_) => Err(Error::unauthenticated()),
+        let key = format!("user:{}", user_id.or(user_name).unwrap_or_default());
+        let now = self.clock.now();
+        if let Some(u) = &user {
+            let account = self.store.account(&u.id)?;
+            if let Some(a) = account {
+                if !a.enabled {
+                    return Err(Error::Unauthorized(format!(
+                        "The account is disabled for user: {}.",
+                        u.id
+                    )));
+                }
+                if a.locked_until > now {
+                    return Err(Error::Unauthorized(format!(
+                        "The account is locked for user: {}.",
+                        u.id
+                    )));
+                }
+            }
+        }
+        let good = match &user {
+            Some(u) => verify_password_reusing(password, &u.password_hash),
             None => {
                 // Spend the same time as a real check so that user names cannot be probed.
                 let _ = verify_password_reusing(password, DUMMY_HASH);
-                Err(Error::unauthenticated())
+                false
+            }
+        };
+        let now = self.clock.now();
+        if good {
+            let u = user.ok_or_else(Error::unauthenticated)?;
+            self.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .succeeded(&key);
+            self.store.record_good_login(&u.id)?;
+            return Ok(u);
+        }
+        {
+            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            t.failed(&key, now);
+            if let Some(s) = source {
+                t.failed(&format!("ip:{s}"), now);
             }
         }
+        if let Some(u) = &user {
+            let until = self.store.record_failed_login(
+                &u.id,
+                self.policy.lockout_failure_attempts,
+                i64::try_from(self.policy.lockout_duration_secs).unwrap_or(i64::MAX),
+                now,
+            )?;
+            if until.micros() > 0 {
+                // Tokens already issued stay valid, as Keystone keeps them:
+                // wrong passwords alone cannot log anyone out.
+                tracing::warn!(user = %u.name, until = %until, "account locked after repeated wrong passwords");
+            }
+        }
+        Err(Error::unauthenticated())
     }
 
     /// Issues a token for `user`, scoped to `project` (name or id) when given.
@@ -381,13 +586,115 @@ impl Identity {
 
     /// Changes a user's password after checking the current one.
     pub fn change_password(&self, user_id: &str, original: &str, new: &str) -> Result<(), Error> {
-        let user = self.check_password(Some(user_id), None, original)?;
+        let user = self.check_password(Some(user_id), None, original, None)?;
+        self.set_password(&user.id, new)
+    }
+
+    /// Sets a user's password (an admin's reset, or after the check of the
+    /// current one): every token of the user is revoked, as Keystone does.
+    pub fn set_password(&self, user_id: &str, new: &str) -> Result<(), Error> {
         let hash = hash_password(new)?;
-        if !self.store.set_password_hash(&user.id, &hash)? {
+        if !self.store.set_password_hash(user_id, &hash)? {
             return Err(Error::unauthenticated());
+        }
+        self.revoke_user_tokens(user_id)?;
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Revokes every token of a user, in the store and in memory.
+    pub fn revoke_user_tokens(&self, user_id: &str) -> Result<usize, Error> {
+        let hashes = self.store.delete_user_tokens(user_id)?;
+        let mut cache = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, p| p.user_id != user_id);
+        Ok(hashes.len())
+    }
+
+    /// Forgets cached principals of a user whose roles changed: its
+    /// tokens are revoked (Keystone revokes on a role removal too).
+    pub fn roles_changed(&self, user_id: &str) -> Result<(), Error> {
+        self.revoke_user_tokens(user_id)?;
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Creates a user with `roles` on the `admin` project.
+    pub fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        enabled: bool,
+        roles: &[String],
+    ) -> Result<roost_store::UserAccount, Error> {
+        let user = StoredUser {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            name: name.to_string(),
+            password_hash: hash_password(password)?,
+        };
+        if !self
+            .store
+            .create_user(&user, enabled, roles, self.clock.now())?
+        {
+            return Err(Error::Conflict(format!("a user named {name} exists")));
+        }
+        self.changes.send_modify(|n| *n += 1);
+        self.store
+            .account(&user.id)?
+            .ok_or_else(|| Error::Internal("a created user is missing".into()))
+    }
+
+    /// Deletes a user: its tokens and role assignments go with it.
+    pub fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+        let name = self
+            .store
+            .account(user_id)?
+            .map(|a| a.name)
+            .ok_or_else(|| Error::NotFound(format!("Could not find user: {user_id}.")))?;
+        if name == ADMIN {
+            return Err(Error::Invalid(
+                "the built-in admin user cannot be deleted".into(),
+            ));
+        }
+        self.revoke_user_tokens(user_id)?;
+        self.store.delete_user(user_id)?;
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Renames, enables (clearing a lockout) or disables a user; disabling
+    /// revokes its tokens.
+    pub fn update_user(
+        &self,
+        user_id: &str,
+        name: Option<&str>,
+        enabled: Option<bool>,
+    ) -> Result<(), Error> {
+        if !self.store.update_user(user_id, name, enabled)? {
+            return Err(Error::NotFound(format!("Could not find user: {user_id}.")));
+        }
+        if enabled == Some(false) {
+            self.revoke_user_tokens(user_id)?;
+        }
+        if enabled == Some(true)
+            && let Some(a) = self.store.account(user_id)?
+        {
+            self.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .succeeded(&format!("user:{}", a.name));
         }
         self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// The store, for reads of users and roles.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The identity service's time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Told after every committed change of users or passwords.
@@ -432,6 +739,48 @@ mod tests {
         let b = random_secret(32);
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn wrong_passwords_wait_longer_and_longer_after_the_free_ones() {
+        let mut t = Throttle::new(3, 2_000);
+        let at = |ms: i64| Timestamp(1_000_000_000 + ms * 1000);
+        for i in 0..3 {
+            assert_eq!(t.wait_ms("ip:a", at(i)), 0);
+            t.failed("ip:a", at(i));
+        }
+        assert_eq!(t.wait_ms("ip:a", at(3)), 0, "three are free");
+        t.failed("ip:a", at(3));
+        assert_eq!(t.wait_ms("ip:a", at(3)), THROTTLE_BASE_MS);
+        t.failed("ip:a", at(3));
+        assert_eq!(t.wait_ms("ip:a", at(3)), 2 * THROTTLE_BASE_MS);
+        for _ in 0..10 {
+            t.failed("ip:a", at(3));
+        }
+        assert_eq!(t.wait_ms("ip:a", at(3)), 2_000, "capped");
+        assert_eq!(t.wait_ms("ip:a", at(2_003)), 0, "waited out");
+        assert_eq!(t.wait_ms("ip:b", at(3)), 0, "another key is free");
+        t.succeeded("ip:a");
+        assert_eq!(t.wait_ms("ip:a", at(4)), 0);
+        // Long idle: forgotten.
+        t.failed("user:x", at(0));
+        for _ in 0..5 {
+            t.failed("user:x", at(0));
+        }
+        assert!(t.wait_ms("user:x", at(1)) > 0);
+        assert_eq!(t.wait_ms("user:x", at(16 * 60 * 1000)), 0);
+    }
+
+    #[test]
+    fn the_throttle_remembers_a_bounded_number_of_keys() {
+        let mut t = Throttle::with_capacity(0, 1_000, 64);
+        for i in 0..164 {
+            t.failed(&format!("ip:{i}"), Timestamp(i));
+        }
+        assert_eq!(t.len(), 64);
+        // The newest are kept, the oldest forgotten.
+        assert!(t.wait_ms("ip:163", Timestamp(163)) > 0);
+        assert_eq!(t.wait_ms("ip:0", Timestamp(163)), 0);
     }
 
     #[test]

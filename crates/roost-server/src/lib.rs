@@ -123,8 +123,13 @@ pub async fn run_with(
         fm_service::FmService::start(store.clone(), catalogue, clock.clone(), observer)
             .context("cannot start fault management")?;
     let identity = Arc::new(
-        identity::Identity::new(store.clone(), clock.clone(), config.token_ttl_secs)
-            .context("cannot load identity")?,
+        identity::Identity::new(
+            store.clone(),
+            clock.clone(),
+            config.token_ttl_secs,
+            config.identity.policy(),
+        )
+        .context("cannot load identity")?,
     );
     if identity.ensure_admin(&data, admin_password)? {
         if data.admin_credentials().exists() {

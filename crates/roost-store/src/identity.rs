@@ -277,3 +277,261 @@ impl Store {
         })
     }
 }
+
+/// The roles Roost knows, highest first: `admin` implies `member`
+/// (StarlingX's operator), which implies `reader`.
+pub const ROLES: &[&str] = &["admin", "member", "reader"];
+
+/// A role a user holds on a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAssignment {
+    pub user_id: String,
+    pub user_name: String,
+    pub project_id: String,
+    pub project_name: String,
+    pub role: String,
+}
+
+/// A user with its account state and its roles on the `admin` project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccount {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    /// Wrong passwords in a row since the last good one.
+    pub failed_logins: u32,
+    /// Locked until this time (microseconds; 0: not locked).
+    pub locked_until: Timestamp,
+    pub roles: Vec<String>,
+}
+
+const ACCOUNT_SELECT: &str = "SELECT u.id, u.name, u.enabled, u.failed_logins, u.locked_until,
+        COALESCE((SELECT group_concat(ra.role, ',') FROM role_assignments ra
+                  JOIN projects p ON p.id = ra.project_id
+                  WHERE ra.user_id = u.id AND p.name = 'admin'), '')
+     FROM users u";
+
+fn account(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserAccount> {
+    let roles: String = r.get(5)?;
+    let mut roles: Vec<String> = roles
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    roles.sort();
+    Ok(UserAccount {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        enabled: r.get::<_, i64>(2)? != 0,
+        failed_logins: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+        locked_until: Timestamp(r.get(4)?),
+        roles,
+    })
+}
+
+impl Store {
+    /// Every user, by name.
+    pub fn accounts(&self) -> Result<Vec<UserAccount>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("{ACCOUNT_SELECT} ORDER BY u.name"))?;
+            let v = st.query_map([], account)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// One user by id or, failing that, by name.
+    pub fn account(&self, id_or_name: &str) -> Result<Option<UserAccount>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "{ACCOUNT_SELECT} WHERE u.id = ?1 OR u.name = ?1 ORDER BY u.id = ?1 DESC LIMIT 1"
+            ))?;
+            Ok(st.query_row([id_or_name], account).optional()?)
+        })
+    }
+
+    /// Creates a user with `roles` on the `admin` project; false if the
+    /// name is taken.
+    pub fn create_user(
+        &self,
+        user: &StoredUser,
+        enabled: bool,
+        roles: &[String],
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            let taken: Option<String> = tx
+                .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if taken.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO users (id, name, password_hash, created_at, enabled) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![user.id, user.name, user.password_hash, now.micros(), i64::from(enabled)],
+            )?;
+            let admin: Option<String> = tx
+                .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| r.get(0))
+                .optional()?;
+            if let Some(project) = admin {
+                for role in roles {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                        params![user.id, project, role],
+                    )?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Deletes a user with its role assignments and tokens; false if there
+    /// was no such user.
+    pub fn delete_user(&self, user_id: &str) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
+            tx.execute("DELETE FROM role_assignments WHERE user_id = ?1", [user_id])?;
+            Ok(tx.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
+        })
+    }
+
+    /// Renames a user and sets whether it is enabled; enabling also clears
+    /// a lockout. False if there is no such user.
+    pub fn update_user(
+        &self,
+        user_id: &str,
+        name: Option<&str>,
+        enabled: Option<bool>,
+    ) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            let mut changed = tx.query_row("SELECT COUNT(*) FROM users WHERE id = ?1", [user_id], |r| r.get::<_, i64>(0))? > 0;
+            if let Some(n) = name {
+                changed &= tx.execute("UPDATE users SET name = ?2 WHERE id = ?1", params![user_id, n])? > 0;
+            }
+            if let Some(e) = enabled {
+                let sql = if e {
+                    "UPDATE users SET enabled = 1, failed_logins = 0, locked_until = 0 WHERE id = ?1"
+                } else {
+                    "UPDATE users SET enabled = 0 WHERE id = ?1"
+                };
+                tx.execute(sql, [user_id])?;
+            }
+            Ok(changed)
+        })
+    }
+
+    /// Grants (`grant`) or revokes a role on a project; true if it changed
+    /// anything.
+    pub fn set_role(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        role: &str,
+        grant: bool,
+    ) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            let n = if grant {
+                tx.execute(
+                    "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                    params![user_id, project_id, role],
+                )?
+            } else {
+                tx.execute(
+                    "DELETE FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 AND role = ?3",
+                    params![user_id, project_id, role],
+                )?
+            };
+            Ok(n > 0)
+        })
+    }
+
+    /// Every role assignment, by user name.
+    pub fn role_assignments(&self) -> Result<Vec<StoredAssignment>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT u.id, u.name, p.id, p.name, ra.role FROM role_assignments ra
+                 JOIN users u ON u.id = ra.user_id JOIN projects p ON p.id = ra.project_id
+                 ORDER BY u.name, p.name, ra.role",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok(StoredAssignment {
+                        user_id: r.get(0)?,
+                        user_name: r.get(1)?,
+                        project_id: r.get(2)?,
+                        project_name: r.get(3)?,
+                        role: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Every project: (id, name).
+    pub fn projects(&self) -> Result<Vec<(String, String)>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT id, name FROM projects ORDER BY name")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Deletes every token of a user; returns their hashes.
+    pub fn delete_user_tokens(&self, user_id: &str) -> Result<Vec<String>, Error> {
+        self.write_once(|tx| {
+            let hashes = {
+                let mut st = tx.prepare("SELECT hash FROM tokens WHERE user_id = ?1")?;
+                st.query_map([user_id], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?
+            };
+            tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
+            Ok(hashes)
+        })
+    }
+
+    /// Records a wrong password: after `max` in a row (0: never) the account
+    /// locks until `now + lock_secs` and the count starts again. Returns
+    /// the time it is locked until (0: not locked).
+    pub fn record_failed_login(
+        &self,
+        user_id: &str,
+        max: u32,
+        lock_secs: i64,
+        now: Timestamp,
+    ) -> Result<Timestamp, Error> {
+        self.write_once(|tx| {
+            let count: i64 = tx
+                .query_row(
+                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+                    [user_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            if max > 0 && count >= i64::from(max) {
+                let until = now.plus_secs(lock_secs);
+                tx.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = ?2 WHERE id = ?1",
+                    params![user_id, until.micros()],
+                )?;
+                return Ok(until);
+            }
+            Ok(Timestamp(0))
+        })
+    }
+
+    /// Records a good password: the count of wrong ones starts again.
+    pub fn record_good_login(&self, user_id: &str) -> Result<(), Error> {
+        self.write_once(|tx| {
+            tx.execute(
+                "UPDATE users SET failed_logins = 0 WHERE id = ?1 AND failed_logins != 0",
+                [user_id],
+            )?;
+            Ok(())
+        })
+    }
+}

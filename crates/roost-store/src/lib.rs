@@ -32,7 +32,7 @@ pub use apps::AppWrite;
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
-pub use identity::{StoredToken, StoredUser, SyncedUser};
+pub use identity::{ROLES, StoredToken, StoredUser, SyncedUser, UserAccount};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +126,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (7, include_str!("../migrations/sqlite/0007_apps.sql")),
     (8, include_str!("../migrations/sqlite/0008_group_apps.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_user_lockout.sql"),
+    ),
 ];
 
 /// The opened store.

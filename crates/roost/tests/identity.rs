@@ -341,7 +341,22 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 fn a_flood_of_wrong_passwords_neither_starves_other_work_nor_grows_memory() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let s = Server::start(bin());
+    // Without lockout and delays (tested on their own), every wrong
+    // password is checked: the password threads' bound alone holds.
+    let cfg = tempfile::tempdir().unwrap();
+    let cfg_path = cfg.path().join("roost.toml");
+    std::fs::write(
+        &cfg_path,
+        "[identity]\nlockout_failure_attempts = 0\nlogin_free_failures = 1000000\n",
+    )
+    .unwrap();
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec!["--config".into(), cfg_path.display().to_string()],
+            ..Default::default()
+        },
+    );
     let api = s.api();
     for i in 0..20 {
         api.set_alarm("100.101", &format!("host=h{i}"), "major");

@@ -12,6 +12,8 @@ use roost_store::Error as StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (seconds, rounded up).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// 429: try again after `wait_ms`.
+    pub fn too_many_requests(wait_ms: u64, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after_ms: Some(wait_ms),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -57,6 +68,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(ms) = self.retry_after_ms
+            && let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -7,7 +7,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use roost_api::identity::{AuthRequest, PasswordChange, TokenInfo, token_body, v3_document};
+use roost_api::identity::{
+    AuthRequest, PasswordChange, Project, ProjectEnvelope, ProjectList, Role, RoleAssignment,
+    RoleAssignmentList, RoleEnvelope, RoleList, TokenInfo, User, UserCreateRequest, UserEnvelope,
+    UserList, UserUpdateRequest, token_body, v3_document,
+};
+use roost_store::{ROLES, UserAccount};
+use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
@@ -26,6 +32,20 @@ pub fn protected_routes() -> Router<AppState> {
     Router::new()
         .route("/v3/auth/tokens", get(validate).delete(revoke))
         .route("/v3/users/{user_id}/password", post(change_password))
+        .route("/v3/users", get(list_users).post(create_user))
+        .route(
+            "/v3/users/{user_id}",
+            get(show_user).patch(update_user).delete(delete_user),
+        )
+        .route("/v3/roles", get(list_roles))
+        .route("/v3/roles/{role_id}", get(show_role))
+        .route("/v3/projects", get(list_projects))
+        .route("/v3/projects/{project_id}", get(show_project))
+        .route(
+            "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+            axum::routing::put(grant_role).delete(revoke_role),
+        )
+        .route("/v3/role_assignments", get(role_assignments))
 }
 
 /// Keystone's self-service password change: the holder of a token changes
@@ -90,6 +110,7 @@ fn with_subject_token(mut resp: Response, token: &str) -> Result<Response, ApiEr
 
 async fn issue(
     State(st): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -134,6 +155,22 @@ async fn issue(
         if !domain_ok(&pw.user.domain) {
             return Err(ApiError::unauthorized());
         }
+        // Growing delays after wrong passwords, per source and per user:
+        // answered at once, before any hashing.
+        let source = connect.map(|c| (c.0).0.ip());
+        let who = pw
+            .user
+            .id
+            .clone()
+            .or(pw.user.name.clone())
+            .unwrap_or_default();
+        let wait_ms = st.identity.login_wait_ms(source, &who);
+        if wait_ms > 0 {
+            return Err(ApiError::too_many_requests(
+                wait_ms,
+                "too many wrong passwords; wait before trying again",
+            ));
+        }
         // The argon2 check on the password threads (bounded), the token
         // on the blocking threads.
         let checker = ident.clone();
@@ -145,6 +182,7 @@ async fn issue(
                     pw.user.id.as_deref(),
                     pw.user.name.as_deref(),
                     &pw.user.password,
+                    source,
                 )
             })
             .await?;
@@ -219,4 +257,388 @@ async fn revoke(State(st): State<AppState>, headers: HeaderMap) -> Result<Status
             "the token is not valid (unknown, expired or revoked)",
         ))
     }
+}
+
+// ----- users, roles and projects (Keystone v3, admin) ------------------------
+
+const MIN_PASSWORD: usize = 8;
+
+fn check_new_password(p: &str) -> Result<(), ApiError> {
+    if p.len() < MIN_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "the password must have at least {MIN_PASSWORD} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn user_view(base: &str, now: roost_types::Timestamp, a: UserAccount) -> User {
+    let locked = a.locked_until > now;
+    User {
+        links: json!({"self": format!("{base}/v3/users/{}", a.id)}),
+        id: a.id,
+        name: a.name,
+        domain_id: "default".into(),
+        enabled: a.enabled,
+        failed_logins: a.failed_logins,
+        locked_until: locked.then(|| a.locked_until.to_rfc3339()),
+        roles: a.roles,
+        password_expires_at: None,
+        options: json!({}),
+    }
+}
+
+fn role_view(base: &str, name: &str) -> Role {
+    let description = match name {
+        "admin" => "everything, including users, roles and certificates",
+        "member" => "operate the cloud (StarlingX's operator): every change but identity",
+        _ => "read everything but secrets",
+    };
+    Role {
+        id: name.to_string(),
+        name: name.to_string(),
+        domain_id: None,
+        description: description.into(),
+        links: json!({"self": format!("{base}/v3/roles/{name}")}),
+    }
+}
+
+fn project_view(base: &str, (id, name): (String, String)) -> Project {
+    Project {
+        links: json!({"self": format!("{base}/v3/projects/{id}")}),
+        id,
+        name,
+        domain_id: "default".into(),
+        enabled: true,
+        is_domain: false,
+        parent_id: "default".into(),
+        description: String::new(),
+    }
+}
+
+fn list_links(base: &str, what: &str) -> serde_json::Value {
+    json!({"self": format!("{base}/v3/{what}"), "previous": null, "next": null})
+}
+
+fn find_user(st: &AppState, id_or_name: &str) -> Result<UserAccount, ApiError> {
+    st.identity
+        .store()
+        .account(id_or_name)?
+        .ok_or_else(|| ApiError::not_found(format!("Could not find user: {id_or_name}.")))
+}
+
+fn find_role(id_or_name: &str) -> Result<&'static str, ApiError> {
+    ROLES
+        .iter()
+        .find(|r| **r == id_or_name)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Could not find role: {id_or_name}. Roles are {}.",
+                ROLES.join(", ")
+            ))
+        })
+}
+
+fn check_roles(roles: &[String]) -> Result<(), ApiError> {
+    for r in roles {
+        find_role(r).map_err(|e| ApiError::bad_request(e.message))?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?
+        .map_err(ApiError::from)
+}
+
+async fn list_users(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<UserList>, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    let base = st.base_url(&headers);
+    let users = st
+        .identity
+        .store()
+        .accounts()?
+        .into_iter()
+        .filter(|a| q.get("name").is_none_or(|n| n == a.name))
+        .filter(|a| {
+            q.get("enabled")
+                .is_none_or(|e| e.eq_ignore_ascii_case("true") == a.enabled)
+        })
+        .map(|a| user_view(&base, st.identity.now(), a))
+        .collect();
+    Ok(Json(UserList {
+        users,
+        links: list_links(&base, "users"),
+    }))
+}
+
+async fn show_user(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<Json<UserEnvelope>, ApiError> {
+    let a = find_user(&st, &user_id)?;
+    Ok(Json(UserEnvelope {
+        user: user_view(&st.base_url(&headers), st.identity.now(), a),
+    }))
+}
+
+async fn create_user(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<UserEnvelope>), ApiError> {
+    let req: UserCreateRequest = json_body(&headers, body)?;
+    let u = req.user;
+    let name = u.name.trim().to_string();
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ApiError::bad_request(
+            "a user name must have 1 to 255 characters, no control characters and no '/'",
+        ));
+    }
+    if u.domain_id
+        .as_deref()
+        .is_some_and(|d| !d.eq_ignore_ascii_case("default"))
+    {
+        return Err(ApiError::bad_request("the only domain is default"));
+    }
+    let Some(password) = u.password else {
+        return Err(ApiError::bad_request("a user needs a password"));
+    };
+    check_new_password(&password)?;
+    check_roles(&u.roles)?;
+    let ident = st.identity.clone();
+    let enabled = u.enabled.unwrap_or(true);
+    let roles = u.roles;
+    let a = st
+        .identity
+        .passwords()
+        .run(move || ident.create_user(&name, &password, enabled, &roles))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserEnvelope {
+            user: user_view(&st.base_url(&headers), st.identity.now(), a),
+        }),
+    ))
+}
+
+async fn update_user(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<UserEnvelope>, ApiError> {
+    let req: UserUpdateRequest = json_body(&headers, body)?;
+    let a = find_user(&st, &user_id)?;
+    let u = req.user;
+    if let Some(p) = &u.password {
+        check_new_password(p)?;
+    }
+    if a.name == crate::identity::ADMIN && u.enabled == Some(false) {
+        return Err(ApiError::bad_request(
+            "the built-in admin user cannot be disabled",
+        ));
+    }
+    if let Some(n) = &u.name
+        && n != &a.name
+        && (a.name == crate::identity::ADMIN || n.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "the built-in admin user cannot be renamed, and a name cannot be empty",
+        ));
+    }
+    let id = a.id.clone();
+    if let Some(p) = u.password.clone() {
+        let ident = st.identity.clone();
+        let uid = id.clone();
+        st.identity
+            .passwords()
+            .run(move || ident.set_password(&uid, &p))
+            .await?;
+    }
+    let ident = st.identity.clone();
+    let (name, enabled) = (u.name.clone(), u.enabled);
+    let uid = id.clone();
+    blocking(move || ident.update_user(&uid, name.as_deref(), enabled)).await?;
+    let a = find_user(&st, &id)?;
+    Ok(Json(UserEnvelope {
+        user: user_view(&st.base_url(&headers), st.identity.now(), a),
+    }))
+}
+
+async fn delete_user(
+    State(st): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let a = find_user(&st, &user_id)?;
+    let ident = st.identity.clone();
+    blocking(move || ident.delete_user(&a.id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_roles(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Json<RoleList> {
+    let q = Query::parse(raw.as_deref());
+    let base = st.base_url(&headers);
+    Json(RoleList {
+        roles: ROLES
+            .iter()
+            .filter(|r| q.get("name").is_none_or(|n| n == **r))
+            .map(|r| role_view(&base, r))
+            .collect(),
+        links: list_links(&base, "roles"),
+    })
+}
+
+async fn show_role(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(role_id): Path<String>,
+) -> Result<Json<RoleEnvelope>, ApiError> {
+    let r = find_role(&role_id)?;
+    Ok(Json(RoleEnvelope {
+        role: role_view(&st.base_url(&headers), r),
+    }))
+}
+
+async fn list_projects(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ProjectList>, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    let base = st.base_url(&headers);
+    let projects = st
+        .identity
+        .store()
+        .projects()?
+        .into_iter()
+        .filter(|(_, n)| q.get("name").is_none_or(|want| want == n))
+        .map(|p| project_view(&base, p))
+        .collect();
+    Ok(Json(ProjectList {
+        projects,
+        links: list_links(&base, "projects"),
+    }))
+}
+
+async fn show_project(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(project_id): Path<String>,
+) -> Result<Json<ProjectEnvelope>, ApiError> {
+    let p = st
+        .identity
+        .store()
+        .project(&project_id)?
+        .ok_or_else(|| ApiError::not_found(format!("Could not find project: {project_id}.")))?;
+    Ok(Json(ProjectEnvelope {
+        project: project_view(&st.base_url(&headers), p),
+    }))
+}
+
+async fn set_role(
+    st: &AppState,
+    project_id: &str,
+    user_id: &str,
+    role_id: &str,
+    grant: bool,
+) -> Result<StatusCode, ApiError> {
+    let (project, _) = st
+        .identity
+        .store()
+        .project(project_id)?
+        .ok_or_else(|| ApiError::not_found(format!("Could not find project: {project_id}.")))?;
+    let user = find_user(st, user_id)?;
+    let role = find_role(role_id)?;
+    if !grant && user.name == crate::identity::ADMIN && role == "admin" {
+        return Err(ApiError::bad_request(
+            "the built-in admin user keeps role admin",
+        ));
+    }
+    let ident = st.identity.clone();
+    let changed = blocking(move || {
+        let changed = ident.store().set_role(&user.id, &project, role, grant)?;
+        if changed {
+            ident.roles_changed(&user.id)?;
+        }
+        Ok(changed)
+    })
+    .await?;
+    if !grant && !changed {
+        return Err(ApiError::not_found(format!(
+            "user {user_id} has no role {role_id} on project {project_id}"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn grant_role(
+    State(st): State<AppState>,
+    Path((project_id, user_id, role_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    set_role(&st, &project_id, &user_id, &role_id, true).await
+}
+
+async fn revoke_role(
+    State(st): State<AppState>,
+    Path((project_id, user_id, role_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    set_role(&st, &project_id, &user_id, &role_id, false).await
+}
+
+async fn role_assignments(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<RoleAssignmentList>, ApiError> {
+    let q = Query::parse(raw.as_deref());
+    let names = q
+        .get("include_names")
+        .is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+    let base = st.base_url(&headers);
+    let rows = st.identity.store().role_assignments()?;
+    let role_assignments = rows
+        .into_iter()
+        .filter(|a| {
+            q.get("user.id").is_none_or(|v| v == a.user_id)
+                && q.get("scope.project.id").is_none_or(|v| v == a.project_id)
+                && q.get("role.id").is_none_or(|v| v == a.role)
+        })
+        .map(|a| {
+            let (uid, pid, role) = (&a.user_id, &a.project_id, &a.role);
+            let (user, project, r) = if names {
+                (
+                    json!({"id": uid, "name": a.user_name, "domain": {"id": "default", "name": "Default"}}),
+                    json!({"id": pid, "name": a.project_name, "domain": {"id": "default", "name": "Default"}}),
+                    json!({"id": role, "name": role}),
+                )
+            } else {
+                (json!({"id": uid}), json!({"id": pid}), json!({"id": role}))
+            };
+            RoleAssignment {
+                links: json!({"assignment": format!("{base}/v3/projects/{pid}/users/{uid}/roles/{role}")}),
+                role: r,
+                user,
+                scope: json!({"project": project}),
+            }
+        })
+        .collect();
+    Ok(Json(RoleAssignmentList {
+        role_assignments,
+        links: list_links(&base, "role_assignments"),
+    }))
 }

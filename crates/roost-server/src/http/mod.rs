@@ -121,22 +121,66 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Lets the request through only with a valid `X-Auth-Token`; the holder
-/// becomes a request extension.
-async fn require_token(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
+/// The token of a request: header `X-Auth-Token` (the OpenStack clients),
+/// or `Authorization: Bearer` (Prometheus's `authorization` setting).
+pub(crate) fn request_token(headers: &HeaderMap) -> Option<&str> {
+    let t = headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    match token.and_then(|t| st.identity.validate(t)) {
-        Some(p) => {
-            req.extensions_mut().insert::<Principal>(p);
-            next.run(req).await
-        }
-        None => ApiError::unauthorized().into_response(),
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.split_once(' ')
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                        .map(|(_, t)| t)
+                })
+        })?
+        .trim();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Lets the request through only with a valid token whose holder has the
+/// role the route table (`roost_api::openapi::ROUTES`) declares for the
+/// route; the holder becomes a request extension. A route the table does
+/// not know is refused to everyone (and logged): nothing is reachable by
+/// being forgotten.
+async fn require_token(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(p) = request_token(req.headers()).and_then(|t| st.identity.validate(t)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| roost_api::openapi::route_for(req.method().as_str(), m.as_str()));
+    let Some(route) = route else {
+        tracing::error!(method = %req.method(), path = %req.uri().path(), "a route has no access rule in the route table; refused");
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "this route has no access rule; it is refused to everyone",
+        )
+        .into_response();
+    };
+    if !route.access.allows(&p.roles) {
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!(
+                "{} {} needs role {} (this token has {})",
+                req.method(),
+                route.path,
+                route.access.roles().join(" or "),
+                if p.roles.is_empty() {
+                    "no role: scope it to project admin".to_string()
+                } else {
+                    p.roles.join(", ")
+                }
+            ),
+        )
+        .into_response();
     }
+    req.extensions_mut().insert::<Principal>(p);
+    next.run(req).await
 }
 
 async fn record_metrics(State(st): State<AppState>, req: Request, next: Next) -> Response {
