@@ -88,6 +88,35 @@ pub struct ContainerSpec {
     pub liveness: Option<ProbeSpec>,
     #[serde(default)]
     pub readiness: Option<ProbeSpec>,
+    /// How the container is confined (the manifest's `securityContext`,
+    /// checked against the cloud's policy by the server).
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// A container's confinement. The default is the most confined: the
+/// default capability set, the default seccomp profile, no new privileges,
+/// user 0, a writable root file system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SecuritySpec {
+    /// Every capability, no seccomp filter, the host's devices.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Capabilities added to the default set (`CAP_` names, or `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_capabilities: Vec<String>,
+    /// Capabilities taken from the default set (`CAP_` names, or `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_capabilities: Vec<String>,
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// `noNewPrivileges` off: setuid programs may raise privileges.
+    #[serde(default)]
+    pub allow_privilege_escalation: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +339,11 @@ mod tests {
                         success_threshold: 1,
                     }),
                     readiness: None,
+                    security: SecuritySpec {
+                        drop_capabilities: vec!["ALL".into()],
+                        read_only_root_filesystem: true,
+                        ..Default::default()
+                    },
                 }],
                 restart_policy: "Always".into(),
                 images: vec![ImageRef {
