@@ -131,24 +131,39 @@ pub fn capability(name: &str) -> Option<&'static str> {
     ALL.iter().copied().find(|c| *c == full)
 }
 
-/// The capabilities a container runs with: every one when privileged,
-/// else the default set less `drop` (none with `ALL`) plus `add` (every one
-/// with `ALL`). Names Linux does not have are left out; the order is the
-/// capabilities' bit order.
-pub fn capabilities(s: &Security) -> Vec<String> {
+/// The bounding set of this process (`CapBnd` of `/proc/self/status`), or
+/// `None` when it cannot be read. A privileged container gets what its
+/// runtime may hand on, which in a confined host (itself a container) is
+/// less than every capability.
+pub fn current_bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    bounding_set_of(&status)
+}
+
+fn bounding_set_of(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
+}
+
+/// The capabilities a container runs with: when privileged every one in
+/// `bounding` (every one when `None`), else the default set less `drop`
+/// (none with `ALL`) plus `add` (every one with `ALL`). Names Linux does
+/// not have are left out; the order is the capabilities' bit order.
+pub fn capabilities(s: &Security, bounding: Option<u64>) -> Vec<String> {
     let names = |list: &[String]| -> Vec<&'static str> {
         list.iter().filter_map(|n| capability(n)).collect()
     };
     let (add, drop) = (names(&s.add_capabilities), names(&s.drop_capabilities));
     ALL.iter()
         .copied()
-        .filter(|c| {
-            s.privileged
+        .enumerate()
+        .filter(|(bit, c)| {
+            (s.privileged && bounding.is_none_or(|b| b & (1 << bit) != 0))
                 || add.contains(&"ALL")
                 || add.contains(c)
                 || (DEFAULT.contains(c) && !drop.contains(&"ALL") && !drop.contains(c))
         })
-        .map(str::to_string)
+        .map(|(_, c)| c.to_string())
         .collect()
 }
 
@@ -639,6 +654,7 @@ mod tests {
 
     #[test]
     fn capabilities_are_the_default_set_less_drops_plus_adds() {
+        let capabilities = |s: &Security| capabilities(s, None);
         let default = capabilities(&Security::default());
         assert_eq!(default.len(), DEFAULT.len());
         let none = capabilities(&sec(&[], &["ALL"]));
@@ -657,11 +673,24 @@ mod tests {
             ..sec(&[], &["ALL"])
         });
         assert_eq!(all.len(), ALL.len());
+        // Within a bounding set that lacks CAP_SYS_RESOURCE (bit 24).
+        let status = "Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n";
+        let bounding = bounding_set_of(status);
+        assert_eq!(bounding, Some(0x1ff_feff_ffff));
+        let within = super::capabilities(
+            &Security {
+                privileged: true,
+                ..Default::default()
+            },
+            bounding,
+        );
+        assert_eq!(within.len(), ALL.len() - 1);
+        assert!(!within.contains(&"CAP_SYS_RESOURCE".to_string()));
     }
 
     #[test]
     fn the_profile_refuses_by_default_and_leaves_out_what_escapes() {
-        let p = seccomp_profile(&capabilities(&Security::default()));
+        let p = seccomp_profile(&capabilities(&Security::default(), None));
         assert_eq!(p.default_action, "SCMP_ACT_ERRNO");
         assert_eq!(p.default_errno_ret, Some(EPERM));
         assert!(!p.architectures.is_empty());
@@ -717,7 +746,7 @@ mod tests {
         assert_eq!(clone.args[0].value, 0x7e02_0000);
         let clone3 = p.syscalls.iter().find(|r| r.names == ["clone3"]).unwrap();
         assert_eq!(clone3.errno_ret, Some(ENOSYS));
-        let nice = seccomp_profile(&capabilities(&sec(&["SYS_NICE"], &[])));
+        let nice = seccomp_profile(&capabilities(&sec(&["SYS_NICE"], &[]), None));
         assert!(
             nice.syscalls
                 .iter()

@@ -281,7 +281,12 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
         .or_else(|| (!image.working_dir.is_empty()).then(|| image.working_dir.clone()))
         .unwrap_or_else(|| "/".into());
     let sec: &Security = &c.security;
-    let caps = confine::capabilities(sec);
+    let bounding = if sec.privileged {
+        confine::current_bounding_set()
+    } else {
+        None
+    };
+    let caps = confine::capabilities(sec, bounding);
 
     let dev = if sec.privileged {
         // The host's devices, as they are.
@@ -569,7 +574,12 @@ mod tests {
             ..Default::default()
         };
         let s = generate(&c, &ImageDefaults::default());
-        assert_eq!(s.process.capabilities.bounding.len(), confine::ALL.len());
+        // Every capability this process has.
+        let mine = confine::current_bounding_set().unwrap();
+        assert_eq!(
+            s.process.capabilities.bounding.len(),
+            mine.count_ones() as usize
+        );
         assert!(s.linux.seccomp.is_none());
         assert!(!s.process.no_new_privileges);
         assert!(s.linux.resources.devices[0].allow);
