@@ -356,6 +356,19 @@ mod tests {
         let text = serde_json::to_string(&plan).unwrap();
         assert!(text.contains(r#""type":"http_get""#), "{text}");
         assert_eq!(serde_json::from_str::<HostPlan>(&text).unwrap(), plan);
+        assert!(text.contains(r#""drop_capabilities":["ALL"]"#), "{text}");
+        // A plan written without `security` (an older server) is confined
+        // by default.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["replicas"][0]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("security");
+        let older: HostPlan = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            older.replicas[0].containers[0].security,
+            SecuritySpec::default()
+        );
         let report = AgentAppsReport {
             host: "controller-0".into(),
             plan_generation: 7,
