@@ -21,7 +21,9 @@
 //!   records the image; [`Containerd::export_image`] writes an image back out
 //!   as an OCI layout tar.
 //! - [`spec`] generates the OCI runtime spec from a [`ContainerConfig`]
-//!   (serde structs, independent of cgroup v1 or v2: runc maps the resources).
+//!   (serde structs, independent of cgroup v1 or v2: runc maps the resources),
+//!   confined as [`confine`] describes: capabilities, a seccomp allow-list,
+//!   no new privileges, private PID and IPC namespaces.
 //! - Task life cycle ([`Runtime`]): start, stop (SIGTERM, SIGKILL after the
 //!   grace), wait for the exit status, exec with a timeout (for exec probes),
 //!   list, remove (task, container and snapshot: nothing left), and
@@ -45,6 +47,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 mod client;
+pub mod confine;
 mod grpc;
 mod image;
 pub use image::pinned_name;
@@ -234,6 +237,32 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// `None`: output is discarded.
     pub log: Option<LogConfig>,
+    /// How the container is confined; the default is fully confined.
+    pub security: Security,
+}
+
+/// How a container is confined (see [`confine`]). The default is the most
+/// confined: the default capability set, the default seccomp profile, no
+/// new privileges, user 0, the root file system writable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// Every capability, no seccomp filter, the host's devices and a
+    /// writable `/sys` (allowed only where the cloud allows it).
+    pub privileged: bool,
+    /// Capabilities added to the default set (`NET_ADMIN` or
+    /// `CAP_NET_ADMIN`; `ALL` adds every one).
+    pub add_capabilities: Vec<String>,
+    /// Capabilities taken from the default set; `ALL` takes every one.
+    pub drop_capabilities: Vec<String>,
+    /// The image's root file system is mounted read-only; volumes keep
+    /// their own mode.
+    pub read_only_root: bool,
+    /// Let setuid programs and file capabilities raise privileges
+    /// (`noNewPrivileges` off).
+    pub allow_privilege_escalation: bool,
+    /// The process's user and group ids (root when `None`).
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
 }
 
 /// An image recorded in containerd.

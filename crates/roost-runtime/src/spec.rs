@@ -11,13 +11,22 @@
 //! and UTS namespaces (and sees its `/etc/hosts` and `/etc/resolv.conf`),
 //! which is how Roost serves ports (hostNetwork, hostPort). Without it the
 //! container gets a private network namespace with no interface configured
-//! (no CNI here): only for workloads that need no network at all.
+//! (no CNI here): only for workloads that need no network at all. PID, IPC
+//! and mount namespaces are always the container's own.
+//!
+//! Confinement ([`crate::confine`]): the capabilities the container's
+//! [`Security`] computes to, the default seccomp profile, no new privileges
+//! unless privilege escalation is allowed, the root file system read-only
+//! when asked (volumes keep their own mode), `/proc` and `/sys` paths
+//! masked or read-only. A privileged container gets every capability, no
+//! seccomp filter, the host's `/dev` with every device allowed, and a
+//! writable `/sys`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContainerConfig, Mount};
+use crate::{ContainerConfig, Mount, Security, confine};
 
 /// What the image's config contributes when the container does not say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +108,45 @@ pub struct Linux {
     pub resources: Resources,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
+    /// `None` for a privileged container (and in specs written before
+    /// Roost set one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+}
+
+/// A seccomp filter as runc reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    pub default_action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    pub architectures: Vec<String>,
+    pub syscalls: Vec<SeccompRule>,
+}
+
+/// One rule: the action for the named calls, when every argument
+/// condition holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompRule {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SeccompArg>,
+}
+
+/// A condition on argument `index`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -140,22 +188,27 @@ pub struct Memory {
     pub limit: Option<i64>,
 }
 
-/// Docker's and containerd's default capability set.
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
+/// Paths of `/proc` and `/sys` hidden from an unprivileged container.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+];
+
+/// Paths of `/proc` an unprivileged container may read but not write.
+const READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
 ];
 
 fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> SpecMount {
@@ -227,16 +280,28 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
         .clone()
         .or_else(|| (!image.working_dir.is_empty()).then(|| image.working_dir.clone()))
         .unwrap_or_else(|| "/".into());
-    let caps: Vec<String> = CAPS.iter().map(|s| s.to_string()).collect();
+    let sec: &Security = &c.security;
+    let bounding = if sec.privileged {
+        confine::current_bounding_set()
+    } else {
+        None
+    };
+    let caps = confine::capabilities(sec, bounding);
 
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+    let dev = if sec.privileged {
+        // The host's devices, as they are.
+        mount("/dev", "bind", "/dev", &["rbind", "rprivate", "rw"])
+    } else {
         mount(
             "/dev",
             "tmpfs",
             "tmpfs",
             &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
+        )
+    };
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        dev,
         mount(
             "/dev/pts",
             "devpts",
@@ -266,7 +331,12 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                if sec.privileged { "rw" } else { "ro" },
+            ],
         ),
         mount(
             "/run",
@@ -309,7 +379,8 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
     };
     let resources = Resources {
         devices: vec![DeviceRule {
-            allow: false,
+            // Every device for a privileged container, none otherwise.
+            allow: sec.privileged,
             access: "rwm".into(),
         }],
         cpu: (cpu != Cpu::default()).then_some(cpu),
@@ -322,25 +393,28 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
         oci_version: "1.0.2-dev".into(),
         process: Process {
             terminal: false,
-            user: User { uid: 0, gid: 0 },
+            user: User {
+                uid: sec.run_as_user.unwrap_or(0),
+                gid: sec.run_as_group.unwrap_or(0),
+            },
             args,
             env,
             cwd,
             capabilities: Capabilities {
                 bounding: caps.clone(),
                 effective: caps.clone(),
-                permitted: caps,
+                permitted: caps.clone(),
             },
             rlimits: vec![Rlimit {
                 kind: "RLIMIT_NOFILE".into(),
                 hard: 1024,
                 soft: 1024,
             }],
-            no_new_privileges: true,
+            no_new_privileges: !sec.allow_privilege_escalation && !sec.privileged,
         },
         root: Root {
             path: "rootfs".into(),
-            readonly: false,
+            readonly: sec.read_only_root,
         },
         hostname: if c.host_network {
             String::new()
@@ -355,31 +429,17 @@ pub fn generate(c: &ContainerConfig, image: &ImageDefaults) -> Spec {
                 .collect(),
             cgroups_path: format!("{CGROUP_PARENT}/{}", c.id),
             resources,
-            masked_paths: [
-                "/proc/acpi",
-                "/proc/asound",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            readonly_paths: [
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            seccomp: (!sec.privileged).then(|| confine::seccomp_profile(&caps)),
+            masked_paths: if sec.privileged {
+                Vec::new()
+            } else {
+                MASKED.iter().map(|s| s.to_string()).collect()
+            },
+            readonly_paths: if sec.privileged {
+                Vec::new()
+            } else {
+                READONLY.iter().map(|s| s.to_string()).collect()
+            },
         },
     }
 }
@@ -433,5 +493,102 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(v["linux"]["cgroupsPath"], "/roost/web-0");
+    }
+
+    #[test]
+    fn every_container_is_confined_by_default() {
+        let c = ContainerConfig {
+            id: "web-0".into(),
+            image: "x".into(),
+            ..Default::default()
+        };
+        let s = generate(&c, &ImageDefaults::default());
+        assert_eq!(
+            s.process.capabilities.bounding.len(),
+            confine::DEFAULT.len()
+        );
+        assert_eq!(
+            s.process.capabilities.effective,
+            s.process.capabilities.bounding
+        );
+        assert!(s.process.no_new_privileges);
+        assert!(!s.root.readonly);
+        assert_eq!((s.process.user.uid, s.process.user.gid), (0, 0));
+        let seccomp = s.linux.seccomp.as_ref().expect("a seccomp profile");
+        assert_eq!(seccomp.default_action, "SCMP_ACT_ERRNO");
+        assert!(!s.linux.masked_paths.is_empty());
+        assert!(!s.linux.readonly_paths.is_empty());
+        for own in ["pid", "ipc", "mount"] {
+            assert!(s.linux.namespaces.iter().any(|n| n.kind == own), "{own}");
+        }
+        assert!(!s.linux.resources.devices[0].allow);
+        // As runc reads it, and back (exec reuses the stored spec).
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["linux"]["seccomp"]["defaultErrnoRet"], 1);
+        assert!(v["linux"]["seccomp"]["syscalls"][0]["names"].is_array());
+        assert_eq!(serde_json::from_value::<Spec>(v).unwrap(), s);
+    }
+
+    #[test]
+    fn the_security_context_changes_capabilities_root_and_user() {
+        let c = ContainerConfig {
+            id: "web-0".into(),
+            image: "x".into(),
+            security: Security {
+                drop_capabilities: vec!["ALL".into()],
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                read_only_root: true,
+                allow_privilege_escalation: true,
+                run_as_user: Some(1000),
+                run_as_group: Some(100),
+                ..Default::default()
+            },
+            mounts: vec![Mount {
+                source: "/tmp/data".into(),
+                destination: "/data".into(),
+                read_only: false,
+            }],
+            ..Default::default()
+        };
+        let s = generate(&c, &ImageDefaults::default());
+        assert_eq!(s.process.capabilities.bounding, ["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(s.process.capabilities.permitted, ["CAP_NET_BIND_SERVICE"]);
+        assert!(s.root.readonly);
+        assert!(!s.process.no_new_privileges);
+        assert_eq!((s.process.user.uid, s.process.user.gid), (1000, 100));
+        assert!(s.linux.seccomp.is_some());
+        let data = s.mounts.iter().find(|m| m.destination == "/data").unwrap();
+        assert!(data.options.contains(&"rw".to_string()));
+    }
+
+    #[test]
+    fn a_privileged_container_has_every_capability_and_device_and_no_seccomp() {
+        let c = ContainerConfig {
+            id: "web-0".into(),
+            image: "x".into(),
+            security: Security {
+                privileged: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let s = generate(&c, &ImageDefaults::default());
+        // Every capability this process has.
+        let mine = confine::current_bounding_set().unwrap();
+        assert_eq!(
+            s.process.capabilities.bounding.len(),
+            mine.count_ones() as usize
+        );
+        assert!(s.linux.seccomp.is_none());
+        assert!(!s.process.no_new_privileges);
+        assert!(s.linux.resources.devices[0].allow);
+        assert!(s.linux.masked_paths.is_empty());
+        let dev = s.mounts.iter().find(|m| m.destination == "/dev").unwrap();
+        assert_eq!((dev.kind.as_str(), dev.source.as_str()), ("bind", "/dev"));
+        // The namespaces stay the container's own.
+        assert!(s.linux.namespaces.iter().any(|n| n.kind == "pid"));
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v["linux"].get("seccomp").is_none());
     }
 }

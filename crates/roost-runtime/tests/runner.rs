@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use roost_api::apps::agent::{
     AgentAppsReport, ContainerSpec, HostPlan, ImageRef, MountSource, MountSpec, ProbeAction,
-    ProbeSpec, ReplicaReport, ReplicaSpec, ReplicaState,
+    ProbeSpec, ReplicaReport, ReplicaSpec, ReplicaState, SecuritySpec,
 };
 use roost_runtime::oci::{BuildOptions, BuiltImage, build_image_from_dir};
 use roost_runtime::runner::{ImageSource, Runner, RunnerConfig};
@@ -164,6 +164,7 @@ impl World {
             mounts: Vec::new(),
             liveness: None,
             readiness: None,
+            security: SecuritySpec::default(),
         }
     }
 
@@ -803,6 +804,204 @@ async fn a_wrong_image_digest_or_a_port_mapping_fails_the_replica_and_leaves_not
         let msg = message(&mapped_id);
         assert!(msg.contains("hostPort 8080"), "{msg}");
         assert!(w.rt.list().await.unwrap().is_empty());
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+/// A field of `/proc/self/status` as the container's shell sees it.
+async fn status_field(rt: &Containerd, id: &str, field: &str) -> String {
+    let out = sh(rt, id, &format!("grep '^{field}:' /proc/self/status")).await;
+    out.split_once(':')
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Runs `cmd` in the container and returns its output (stderr included)
+/// followed by `rc=<exit status>`.
+async fn sh_rc(rt: &Containerd, id: &str, cmd: &str) -> String {
+    sh(rt, id, &format!("{{ {cmd} ; }} 2>&1; echo rc=$?")).await
+}
+
+/// The namespace link of `kind` (`pid:[4026531836]`).
+fn host_namespace(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_default_container_sees_only_its_own_processes_and_seccomp_refuses_new_namespaces() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("confined").await;
+    cleanly(world, |w| async move {
+        let confined = w.container("confined", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        let mut privileged = w.container("privileged", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        privileged.security.privileged = true;
+        let spec = w.replica("ns", 1, vec![confined, privileged]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        wait_report(&mut reports, "running", |r| {
+            state_is(r, &id, ReplicaState::Running)
+        })
+        .await;
+        let c = Runner::log_id(&id, "confined", 1);
+        let p = Runner::log_id(&id, "privileged", 1);
+
+        // Its own PID and IPC namespaces: pid 1 is its own shell, and no
+        // host process (this test's among them) is visible.
+        for kind in ["pid", "ipc", "mnt"] {
+            let inside = sh(&w.rt, &c, &format!("/bin/busybox readlink /proc/self/ns/{kind}")).await;
+            assert_ne!(inside.trim(), host_namespace(kind), "{kind}");
+        }
+        let init = sh(&w.rt, &c, "cat /proc/1/cmdline | /bin/busybox tr '\\0' ' '").await;
+        assert!(init.contains("echo started"), "pid 1 is {init:?}");
+        let listing = sh(
+            &w.rt,
+            &c,
+            "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(/bin/busybox tr '\\0' ' ' < $p/cmdline 2>/dev/null)\"; done",
+        )
+        .await;
+        let pids: Vec<u32> = listing
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert!(pids.contains(&1), "{listing}");
+        assert!(!pids.contains(&std::process::id()), "{listing}");
+        assert!(pids.len() < 10, "{listing}");
+        // A process may end between the listing and the reading of its
+        // command line (the sleeper's `sleep 1`): an empty one is skipped.
+        for line in listing.lines().filter(|l| l.split_whitespace().nth(1).is_some()) {
+            assert!(
+                line.contains("busybox") || line.contains("sleep") || line.contains("sh"),
+                "a process that is not the container's: {line}"
+            );
+        }
+        let host_pids = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            })
+            .count();
+        assert!(host_pids > pids.len(), "{host_pids} host processes");
+
+        // The default capabilities (Docker's set: 0xa80425fb), no new
+        // privileges, a seccomp filter.
+        assert_eq!(status_field(&w.rt, &c, "CapEff").await, "00000000a80425fb");
+        assert_eq!(status_field(&w.rt, &c, "CapBnd").await, "00000000a80425fb");
+        assert_eq!(status_field(&w.rt, &c, "NoNewPrivs").await, "1");
+        assert_eq!(status_field(&w.rt, &c, "Seccomp").await, "2");
+
+        // A new user namespace needs no capability, so only the filter
+        // stands in the way; the privileged container (no filter) shows
+        // that this kernel would allow it.
+        let refused = sh_rc(&w.rt, &c, "/bin/busybox unshare -U true").await;
+        assert!(
+            refused.contains("Operation not permitted") && !refused.contains("rc=0"),
+            "{refused}"
+        );
+        let refused = sh_rc(&w.rt, &c, "/bin/busybox unshare -r -m true").await;
+        assert!(!refused.contains("rc=0"), "{refused}");
+        assert_eq!(status_field(&w.rt, &p, "Seccomp").await, "0");
+        assert_eq!(
+            sh_rc(&w.rt, &p, "/bin/busybox unshare -U true").await.trim(),
+            "rc=0"
+        );
+        // Privileged: every capability, the host's devices.
+        assert_ne!(status_field(&w.rt, &p, "CapEff").await, "00000000a80425fb");
+        assert_eq!(
+            sh_rc(&w.rt, &p, "test -c /dev/kmsg").await.trim(),
+            "rc=0"
+        );
+        assert_ne!(sh_rc(&w.rt, &c, "test -c /dev/kmsg").await.trim(), "rc=0");
+        runner.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_read_only_root_without_capabilities_is_written_only_through_its_volumes() {
+    if !prerequisites() {
+        return;
+    }
+    let world = World::new("readonly").await;
+    let host_dir = world.tmp.path().join("host-data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("keep"), "original\n").unwrap();
+    cleanly(world, move |w| async move {
+        let mut c = w.container("app", &["/bin/busybox", "sh", "-c", SLEEPER], &[]);
+        c.security = SecuritySpec {
+            read_only_root_filesystem: true,
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        };
+        c.mounts = vec![
+            MountSpec {
+                target: "/scratch".into(),
+                read_only: false,
+                source: MountSource::EmptyDir {
+                    memory: false,
+                    volume: "scratch".into(),
+                },
+            },
+            MountSpec {
+                target: "/host".into(),
+                read_only: true,
+                source: MountSource::HostPath {
+                    path: host_dir.display().to_string(),
+                    kind: "Directory".into(),
+                },
+            },
+        ];
+        let spec = w.replica("ro", 1, vec![c]);
+        let id = spec.id.clone();
+        let runner = w.runner().await;
+        let mut reports = runner.reports();
+        runner.apply(plan(1, vec![spec]));
+        wait_report(&mut reports, "running", |r| {
+            state_is(r, &id, ReplicaState::Running)
+        })
+        .await;
+        let c = Runner::log_id(&id, "app", 1);
+
+        // The image's root and its working directory are read-only.
+        for path in ["/escape", "/tmp/escape", "/bin/escape"] {
+            let out = sh_rc(&w.rt, &c, &format!("echo x > {path}")).await;
+            assert!(out.contains("Read-only file system"), "{path}: {out}");
+            assert!(!out.contains("rc=0"), "{path}: {out}");
+        }
+        // The emptyDir is writable.
+        assert_eq!(
+            sh(&w.rt, &c, "echo data > /scratch/f && cat /scratch/f").await,
+            "data\n"
+        );
+        // The read-only hostPath can be read, not written.
+        assert_eq!(sh(&w.rt, &c, "cat /host/keep").await, "original\n");
+        for cmd in [
+            "echo changed > /host/keep",
+            "echo new > /host/new",
+            "rm /host/keep",
+        ] {
+            let out = sh_rc(&w.rt, &c, cmd).await;
+            assert!(!out.contains("rc=0"), "{cmd}: {out}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(host_dir.join("keep")).unwrap(),
+            "original\n"
+        );
+        assert!(!host_dir.join("new").exists());
+
+        // No capabilities at all: even root cannot chown.
+        assert_eq!(status_field(&w.rt, &c, "CapEff").await, "0000000000000000");
+        assert_eq!(status_field(&w.rt, &c, "CapBnd").await, "0000000000000000");
+        let out = sh_rc(&w.rt, &c, "/bin/busybox chown 1:1 /scratch/f").await;
+        assert!(out.contains("Operation not permitted"), "{out}");
         runner.shutdown().await;
     })
     .await;

@@ -109,6 +109,9 @@ pub struct AppsConfigFile {
     /// Run this host's application containers (the All-in-One host's
     /// agent in the server). Off: applications run on agents' hosts only.
     pub local_runtime: bool,
+    /// Accept applications whose containers ask for
+    /// `securityContext.privileged: true` (off: such packages are refused).
+    pub allow_privileged: bool,
 }
 
 impl Default for AppsConfigFile {
@@ -117,6 +120,7 @@ impl Default for AppsConfigFile {
             max_package_bytes: 1 << 30,
             containerd_socket: None,
             local_runtime: true,
+            allow_privileged: false,
         }
     }
 }

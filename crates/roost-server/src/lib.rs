@@ -201,6 +201,11 @@ pub async fn run_with(
     // containerd is handed absolute paths only (its shims run elsewhere).
     let apps_dir = std::path::absolute(data.path().join("apps"))
         .context("cannot resolve the data directory")?;
+    if config.apps.allow_privileged {
+        tracing::warn!(
+            "applications may run privileged containers ([apps] allow_privileged = true)"
+        );
+    }
     let (apps, apps_task) = apps::AppService::start(
         store.clone(),
         fm.clone(),
@@ -212,6 +217,7 @@ pub async fn run_with(
             settings: roost_apps::AppSettings::default(),
             tick: Duration::from_millis(250),
             local_host: config.hostname.clone(),
+            allow_privileged: config.apps.allow_privileged,
         },
         shutdown.clone(),
     )

@@ -1208,3 +1208,238 @@ fn a_server_restart_restarts_no_container_and_update_moves_to_the_new_version() 
     assert!(task_pids(&sock, "svc/worker/0").is_empty());
     s.terminate();
 }
+
+/// `deployment` with `security` (a YAML flow mapping) as its container's
+/// `securityContext`.
+fn secured_deployment(security: &str, pod_extra: &str) -> String {
+    format!(
+        "{}          securityContext: {security}\n",
+        deployment(IMAGE, pod_extra)
+    )
+}
+
+#[test]
+fn privileged_containers_and_host_namespaces_are_refused_unless_the_cloud_allows_privileged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&bin());
+    let api = s.api();
+    let cases = [
+        (
+            "privileged",
+            secured_deployment("{privileged: true}", ""),
+            "securityContext.privileged: privileged containers are not allowed",
+        ),
+        (
+            "sysadmin",
+            secured_deployment("{capabilities: {add: [SYS_ADMIN]}}", ""),
+            "securityContext.capabilities.add[0]: CAP_SYS_ADMIN may not be added",
+        ),
+        (
+            "hostpid",
+            deployment(IMAGE, "      hostPID: true\n"),
+            "spec.template.spec.hostPID: unknown field",
+        ),
+        (
+            "hostipc",
+            deployment(IMAGE, "      hostIPC: true\n"),
+            "spec.template.spec.hostIPC: unknown field",
+        ),
+    ];
+    for (name, manifest, needle) in &cases {
+        let tgz = package_unchecked(&source(tmp.path(), name, "1", manifest));
+        let r = api.post("/v1/apps", &upload_body(&tgz));
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+        let message = r.body["error_message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "{name}: {needle:?} not in {message:?}"
+        );
+        assert_eq!(api.get("/v1/apps").body["apps"], json!([]), "{name}");
+        assert!(
+            stored_files(&s).is_empty(),
+            "{name}: {:?}",
+            stored_files(&s)
+        );
+    }
+    let r = api.post(
+        "/v1/apps",
+        &upload_body(&package_unchecked(&source(
+            tmp.path(),
+            "privileged",
+            "1",
+            &cases[0].1,
+        ))),
+    );
+    assert!(
+        r.body["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allow_privileged = true under [apps]"),
+        "{}",
+        r.body
+    );
+    drop(s);
+
+    // An administrator who allows privileged applications gets them.
+    let config = tmp.path().join("roost.toml");
+    std::fs::write(&config, "[apps]\nallow_privileged = true\n").unwrap();
+    let s = Server::start_with(
+        &bin(),
+        ServerOptions {
+            env: vec![("ROOST_CONFIG".into(), config.display().to_string())],
+            ..Default::default()
+        },
+    );
+    let src = tmp.path().join("allowed");
+    std::fs::create_dir_all(&src).unwrap();
+    let tgz = package_unchecked(&source(&src, "privileged", "1", &cases[0].1));
+    let r = s.api().post("/v1/apps", &upload_body(&tgz));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "privileged", "uploaded");
+    // Host namespaces stay refused: Roost does not offer them at all.
+    let tgz = package_unchecked(&source(&src, "hostpid", "1", &cases[2].1));
+    assert_eq!(s.api().post("/v1/apps", &upload_body(&tgz)).status, 400);
+}
+
+/// What the confined container of the next test checks, written to /out.
+const CHECKS: &str = r#"
+exec > /out/report.tmp 2>&1
+echo "pid1=$(/bin/busybox tr '\0' ' ' < /proc/1/cmdline)"
+echo "pids=$(cd /proc && echo [0-9]*)"
+for f in CapEff CapBnd NoNewPrivs Seccomp; do /bin/busybox grep "^$f:" /proc/self/status | /bin/busybox tr -d ' \t'; done
+echo x > /written && echo root=written || echo root=refused
+echo x > /tmp/written && echo tmp=written || echo tmp=refused
+echo x > /scratch/f && echo scratch=written || echo scratch=refused
+echo x > /host/keep && echo host=written || echo host=refused
+echo x > /host/new && echo hostnew=written || echo hostnew=refused
+/bin/busybox chown 1:1 /scratch/f && echo chown=ran || echo chown=refused
+/bin/busybox unshare -U true && echo unshare=ran || echo unshare=refused
+/bin/busybox mv /out/report.tmp /out/report
+exec sleep 100000
+"#;
+
+fn confined_app(host_dir: &Path, out_dir: &Path) -> String {
+    let script: String = CHECKS.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: checks}}
+data:
+  check.sh: |
+{script}---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: confined}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: confined}}}}
+  template:
+    metadata: {{labels: {{app: confined}}}}
+    spec:
+      hostNetwork: true
+      volumes:
+        - {{name: checks, configMap: {{name: checks}}}}
+        - {{name: scratch, emptyDir: {{}}}}
+        - {{name: host, hostPath: {{path: {host}, type: Directory}}}}
+        - {{name: out, hostPath: {{path: {out}, type: Directory}}}}
+      containers:
+        - name: check
+          image: {BUSYBOX}
+          command: [\"/bin/sh\", \"/checks/check.sh\"]
+          securityContext:
+            readOnlyRootFilesystem: true
+            capabilities: {{drop: [ALL]}}
+          volumeMounts:
+            - {{name: checks, mountPath: /checks}}
+            - {{name: scratch, mountPath: /scratch}}
+            - {{name: host, mountPath: /host, readOnly: true}}
+            - {{name: out, mountPath: /out}}
+",
+        host = host_dir.display(),
+        out = out_dir.display(),
+    )
+}
+
+#[test]
+fn a_confined_app_sees_only_its_own_processes_and_writes_only_to_its_volumes() {
+    if !runtime_prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let host_dir = tmp.path().join("host-data");
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(host_dir.join("keep"), "original\n").unwrap();
+    let s = Server::start(&bin());
+    let api = s.api();
+    let tgz = package(&busybox_source(
+        tmp.path(),
+        "confined",
+        "1.0",
+        &confined_app(&host_dir, &out_dir),
+    ));
+    let r = api.post("/v1/apps", &upload_body(&tgz));
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "confined", "uploaded");
+    let r = api.patch(
+        "/v1/apps/confined?directive=apply",
+        &json!({"values": {"client_side": false}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "confined", "applied");
+    let report = wait_for(90, || std::fs::read_to_string(out_dir.join("report")).ok())
+        .unwrap_or_else(|| panic!("no report from the container\n{}", s.log()));
+    // `key=value` lines of the script, `Key:value` lines of /proc/self/status.
+    let value = |key: &str| -> String {
+        let find = |sep: &str| {
+            report
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}{sep}")))
+        };
+        find("=")
+            .or_else(|| find(":"))
+            .unwrap_or_else(|| panic!("{key} not in {report}"))
+            .trim()
+            .to_string()
+    };
+
+    // Its own PID namespace: pid 1 is its own script, and neither the
+    // server nor this test is among the few processes it sees.
+    assert!(value("pid1").contains("/checks/check.sh"), "{report}");
+    let pids: Vec<u32> = value("pids")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.contains(&1) && pids.len() < 10, "{report}");
+    assert!(!pids.contains(&s.pid()), "{report}");
+    assert!(!pids.contains(&std::process::id()), "{report}");
+
+    // Every capability dropped, no new privileges, a seccomp filter.
+    assert_eq!(value("CapEff"), "0000000000000000", "{report}");
+    assert_eq!(value("CapBnd"), "0000000000000000", "{report}");
+    assert_eq!(value("NoNewPrivs"), "1", "{report}");
+    assert_eq!(value("Seccomp"), "2", "{report}");
+    assert_eq!(value("chown"), "refused", "{report}");
+    assert_eq!(value("unshare"), "refused", "{report}");
+
+    // Writes land only in its writable volumes.
+    assert_eq!(value("root"), "refused", "{report}");
+    assert_eq!(value("tmp"), "refused", "{report}");
+    assert_eq!(value("scratch"), "written", "{report}");
+    assert_eq!(value("host"), "refused", "{report}");
+    assert_eq!(value("hostnew"), "refused", "{report}");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("keep")).unwrap(),
+        "original\n"
+    );
+    assert!(!host_dir.join("new").exists());
+    assert!(report.contains("Read-only file system"), "{report}");
+
+    let r = api.patch(
+        "/v1/apps/confined?directive=remove&force=False",
+        &json!({"values": {}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_status(&s, "confined", "uploaded");
+}

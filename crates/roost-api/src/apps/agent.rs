@@ -88,6 +88,35 @@ pub struct ContainerSpec {
     pub liveness: Option<ProbeSpec>,
     #[serde(default)]
     pub readiness: Option<ProbeSpec>,
+    /// How the container is confined (the manifest's `securityContext`,
+    /// checked against the cloud's policy by the server).
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// A container's confinement. The default is the most confined: the
+/// default capability set, the default seccomp profile, no new privileges,
+/// user 0, a writable root file system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SecuritySpec {
+    /// Every capability, no seccomp filter, the host's devices.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Capabilities added to the default set (`CAP_` names, or `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_capabilities: Vec<String>,
+    /// Capabilities taken from the default set (`CAP_` names, or `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_capabilities: Vec<String>,
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// `noNewPrivileges` off: setuid programs may raise privileges.
+    #[serde(default)]
+    pub allow_privilege_escalation: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +339,11 @@ mod tests {
                         success_threshold: 1,
                     }),
                     readiness: None,
+                    security: SecuritySpec {
+                        drop_capabilities: vec!["ALL".into()],
+                        read_only_root_filesystem: true,
+                        ..Default::default()
+                    },
                 }],
                 restart_policy: "Always".into(),
                 images: vec![ImageRef {
@@ -322,6 +356,19 @@ mod tests {
         let text = serde_json::to_string(&plan).unwrap();
         assert!(text.contains(r#""type":"http_get""#), "{text}");
         assert_eq!(serde_json::from_str::<HostPlan>(&text).unwrap(), plan);
+        assert!(text.contains(r#""drop_capabilities":["ALL"]"#), "{text}");
+        // A plan written without `security` (an older server) is confined
+        // by default.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["replicas"][0]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("security");
+        let older: HostPlan = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            older.replicas[0].containers[0].security,
+            SecuritySpec::default()
+        );
         let report = AgentAppsReport {
             host: "controller-0".into(),
             plan_generation: 7,

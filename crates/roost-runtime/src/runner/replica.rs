@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use roost_api::apps::agent::{
     ContainerReport, ContainerSpec, ImageRef, ProbeSpec, ReplicaReport, ReplicaSpec, ReplicaState,
+    SecuritySpec,
 };
 use tokio::sync::{OnceCell, mpsc, watch};
 use tokio::task::JoinSet;
@@ -19,7 +20,7 @@ use super::volumes;
 use super::{ImageSource, RunnerConfig};
 use crate::{
     ContainerConfig, ContainerState, CpuLimits, Error, ExitStatus, ImageInfo, Mount, Result,
-    Runtime, TaskStatus,
+    Runtime, Security, TaskStatus,
 };
 
 /// What the replica tasks share: the runtime, the image source, the
@@ -533,6 +534,7 @@ impl Replica {
             memory_limit: c.memory_limit_bytes,
             labels,
             log: self.ctx.config.log.clone(),
+            security: security(&c.security),
         }
     }
 
@@ -762,6 +764,19 @@ async fn probe_loop(
             return;
         }
         tokio::time::sleep(t.period).await;
+    }
+}
+
+/// The runtime's confinement of a plan's container.
+fn security(s: &SecuritySpec) -> Security {
+    Security {
+        privileged: s.privileged,
+        add_capabilities: s.add_capabilities.clone(),
+        drop_capabilities: s.drop_capabilities.clone(),
+        read_only_root: s.read_only_root_filesystem,
+        allow_privilege_escalation: s.allow_privilege_escalation,
+        run_as_user: s.run_as_user,
+        run_as_group: s.run_as_group,
     }
 }
 

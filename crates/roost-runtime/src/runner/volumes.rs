@@ -214,6 +214,7 @@ mod tests {
                 mounts,
                 liveness: None,
                 readiness: None,
+                security: Default::default(),
             }],
             restart_policy: "Always".into(),
             images: vec![],

@@ -60,6 +60,9 @@ pub struct AppsConfig {
     pub tick: Duration,
     /// This server's own host.
     pub local_host: String,
+    /// Applications may run privileged containers (`[apps]
+    /// allow_privileged`).
+    pub allow_privileged: bool,
 }
 
 /// Which package directory each version of an application uses.
@@ -251,7 +254,7 @@ impl AppService {
                         return None;
                     }
                 };
-                let domain_spec = match spec::app_spec(name, &spec) {
+                let domain_spec = match spec::app_spec(name, &spec, self.policy()) {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::error!(package = %key, error = %e, "an application package is no longer valid; its workloads are not run");
@@ -799,6 +802,13 @@ impl AppService {
         self.inner.dirs.incoming()
     }
 
+    /// What this cloud lets application containers do.
+    fn policy(&self) -> spec::Policy {
+        spec::Policy {
+            allow_privileged: self.inner.config.allow_privileged,
+        }
+    }
+
     pub fn max_package_bytes(&self) -> u64 {
         self.inner.config.max_package_bytes
     }
@@ -890,7 +900,7 @@ impl AppService {
             app_version: version.clone(),
         };
         self.lock().work.apps.check_upload(&req).map_err(domain)?;
-        let domain_spec = spec::app_spec(&name, &unpacked.spec)
+        let domain_spec = spec::app_spec(&name, &unpacked.spec, self.policy())
             .map_err(|e| Error::Invalid(format!("Application-upload rejected: {e}")))?;
         let key = packages::key(&name, &version, &unpacked.package.digest);
         let dirs = self.inner.dirs.clone();
@@ -1250,7 +1260,7 @@ impl AppService {
             name: name.clone(),
             app_version: version.clone(),
         };
-        let domain_spec = spec::app_spec(&name, &unpacked.spec)
+        let domain_spec = spec::app_spec(&name, &unpacked.spec, self.policy())
             .map_err(|e| Error::Invalid(format!("Application-update rejected: {e}")))?;
         self.lock()
             .work

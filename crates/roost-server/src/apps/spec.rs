@@ -14,6 +14,12 @@
 //! as written); a missing optional ConfigMap or Secret key leaves the
 //! variable unset; ConfigMap and Secret volumes are read-only, with file
 //! mode 0644 unless `defaultMode` says otherwise.
+//!
+//! Roost's confinement where it differs: a container's
+//! `allowPrivilegeEscalation` is `false` unless the manifest says `true`;
+//! `privileged: true` is refused unless the cloud allows privileged
+//! applications ([`Policy`]), and an unprivileged container may add only
+//! the capabilities `roost_runtime::confine::ADDABLE` lists.
 
 use std::collections::BTreeMap;
 
@@ -118,13 +124,21 @@ pub fn normalize_image(reference: &str) -> String {
     full
 }
 
+/// What this cloud lets an application's containers do (the server's
+/// `[apps]` configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Containers may ask for `securityContext.privileged: true`.
+    pub allow_privileged: bool,
+}
+
 /// The domain's view of an application's workloads, checked as far as the
 /// package can be: every image a container names is in the package, every
 /// environment variable and volume resolves, every probe port is a number
-/// or a container port's name, and the domain's own rules
-/// ([`AppSpec::validate`]) hold. Errors are [`Error::Invalid`] naming the
-/// object, the container and the field.
-pub fn app_spec(app: &str, pkg: &PackageSpec) -> Result<AppSpec, Error> {
+/// or a container port's name, every `securityContext` is one `policy`
+/// allows, and the domain's own rules ([`AppSpec::validate`]) hold. Errors
+/// are [`Error::Invalid`] naming the object, the container and the field.
+pub fn app_spec(app: &str, pkg: &PackageSpec, policy: Policy) -> Result<AppSpec, Error> {
     let mut workloads = Vec::new();
     for object in &pkg.objects {
         let (kind, spec) = match object {
@@ -145,6 +159,7 @@ pub fn app_spec(app: &str, pkg: &PackageSpec) -> Result<AppSpec, Error> {
             // Everything the agent will be given is resolved now, so a
             // package that is accepted renders.
             let wire = container_spec(pkg, spec, c, &at)?;
+            allowed(&wire.security, policy, &at)?;
             containers.push(roost_apps::Container {
                 name: c.name.clone(),
                 image: c.image.clone(),
@@ -297,6 +312,7 @@ fn container_spec(
         .map(|p| probe_spec(c, p, at, "readinessProbe"))
         .transpose()?;
     let r = resources(&c.resources);
+    let security = security(c.security_context.as_ref(), at)?;
     Ok(wire::ContainerSpec {
         name: c.name.clone(),
         // The reference the image is imported under, which may be written
@@ -317,7 +333,81 @@ fn container_spec(
         mounts,
         liveness,
         readiness,
+        security,
     })
+}
+
+/// A container's `securityContext` in the agent protocol, capability names
+/// in their canonical form (`CAP_NET_ADMIN`). Whether the cloud allows it
+/// is [`allowed`]'s question.
+fn security(sc: Option<&manifest::SecurityContext>, at: &str) -> Result<wire::SecuritySpec, Error> {
+    let Some(sc) = sc else {
+        return Ok(wire::SecuritySpec::default());
+    };
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let names = |list: &[String], what: &str| -> Result<Vec<String>, Error> {
+        list.iter()
+            .enumerate()
+            .map(|(j, name)| {
+                roost_runtime::confine::capability(name)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        invalid(
+                            at,
+                            &format!("securityContext.capabilities.{what}[{j}]"),
+                            format!("{name:?} is not a Linux capability"),
+                        )
+                    })
+            })
+            .collect()
+    };
+    let privileged = sc.privileged.unwrap_or(false);
+    if privileged && sc.allow_privilege_escalation == Some(false) {
+        return Err(invalid(
+            at,
+            "securityContext.allowPrivilegeEscalation",
+            "cannot be false for a privileged container",
+        ));
+    }
+    Ok(wire::SecuritySpec {
+        privileged,
+        add_capabilities: names(&caps.add, "add")?,
+        drop_capabilities: names(&caps.drop, "drop")?,
+        read_only_root_filesystem: sc.read_only_root_filesystem.unwrap_or(false),
+        allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
+        run_as_user: sc.run_as_user,
+        run_as_group: sc.run_as_group,
+    })
+}
+
+/// Refuses what `policy` does not allow: a privileged container unless the
+/// cloud allows them, and capabilities an unprivileged container may not
+/// add.
+fn allowed(s: &wire::SecuritySpec, policy: Policy, at: &str) -> Result<(), Error> {
+    if s.privileged {
+        if !policy.allow_privileged {
+            return Err(invalid(
+                at,
+                "securityContext.privileged",
+                "privileged containers are not allowed in this cloud (an administrator may allow them with allow_privileged = true under [apps] in the server's configuration)",
+            ));
+        }
+        return Ok(());
+    }
+    let addable = roost_runtime::confine::ADDABLE;
+    for (j, cap) in s.add_capabilities.iter().enumerate() {
+        if !addable.contains(&cap.as_str()) {
+            return Err(invalid(
+                at,
+                &format!("securityContext.capabilities.add[{j}]"),
+                format!(
+                    "{cap} may not be added to an unprivileged container (those it may add: {})",
+                    addable.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The last definition of `name` in `env`.

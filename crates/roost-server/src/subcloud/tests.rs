@@ -360,6 +360,7 @@ impl Rig {
                 settings: roost_apps::AppSettings::default(),
                 tick: std::time::Duration::from_secs(3600),
                 local_host: "controller-0".into(),
+                allow_privileged: false,
             },
             self.shutdown(),
         )

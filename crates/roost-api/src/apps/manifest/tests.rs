@@ -195,11 +195,13 @@ fn unknown_fields_are_refused_with_their_path() {
     );
     let yaml = GOOD.replacen(
         "          image: registry.local/side:1.0\n",
-        "          image: registry.local/side:1.0\n          securityContext: {privileged: true}\n",
+        "          image: registry.local/side:1.0\n          securityContext: {seLinuxOptions: {level: s0}}\n",
         1,
     );
     assert!(
-        err(&yaml).contains("spec.template.spec.containers[1].securityContext: unknown field"),
+        err(&yaml).contains(
+            "spec.template.spec.containers[1].securityContext.seLinuxOptions: unknown field"
+        ),
         "{}",
         err(&yaml)
     );
@@ -369,4 +371,62 @@ fn file_modes_are_read_as_manifests_write_them() {
         "{e}"
     );
     assert!(mode_of(&pod("01777")).unwrap_err().contains("at most 0777"));
+}
+
+#[test]
+fn a_security_context_is_read_and_host_namespaces_are_refused() {
+    let yaml = GOOD.replacen(
+        "          image: registry.local/side:1.0\n",
+        "          image: registry.local/side:1.0
+          securityContext:
+            privileged: false
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            runAsUser: 1000
+            runAsGroup: 100
+            capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+",
+        1,
+    );
+    let objects = parse_documents(&yaml).unwrap();
+    let (_, spec) = objects[0].pod_spec().unwrap();
+    let sc = spec.containers[1].security_context.as_ref().unwrap();
+    assert_eq!(
+        *sc,
+        SecurityContext {
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                add: vec!["NET_BIND_SERVICE".into()],
+                drop: vec!["ALL".into()],
+            }),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            run_as_user: Some(1000),
+            run_as_group: Some(100),
+        }
+    );
+    assert_eq!(spec.containers[0].security_context, None);
+    // The host's PID and IPC namespaces are not offered: refused by name.
+    for field in ["hostPID", "hostIPC"] {
+        let yaml = GOOD.replacen(
+            "      hostNetwork: true\n",
+            &format!("      hostNetwork: true\n      {field}: true\n"),
+            1,
+        );
+        let e = err(&yaml);
+        assert!(
+            e.contains(&format!("spec.template.spec.{field}: unknown field")),
+            "{e}"
+        );
+    }
+    let yaml = GOOD.replacen(
+        "          image: registry.local/side:1.0\n",
+        "          image: registry.local/side:1.0\n          securityContext: {runAsUser: -1}\n",
+        1,
+    );
+    assert!(
+        err(&yaml).contains("spec.template.spec.containers[1].securityContext.runAsUser"),
+        "{}",
+        err(&yaml)
+    );
 }

@@ -172,7 +172,7 @@ fn b64(s: &str) -> String {
 #[test]
 fn a_deployment_round_trips_through_the_domain_to_the_agent_plan() {
     let pkg = package(WEB);
-    let spec = app_spec("hello", &pkg).unwrap();
+    let spec = app_spec("hello", &pkg, Policy::default()).unwrap();
     let [w] = spec.workloads.as_slice() else {
         panic!("{spec:?}")
     };
@@ -359,7 +359,7 @@ fn a_deployment_round_trips_through_the_domain_to_the_agent_plan() {
 #[test]
 fn daemon_sets_and_pods_render_with_their_own_kinds_and_policies() {
     let pkg = package(AGENTS);
-    let spec = app_spec("agents", &pkg).unwrap();
+    let spec = app_spec("agents", &pkg, Policy::default()).unwrap();
     let kinds: Vec<(&str, WorkloadKind, RestartPolicy)> = spec
         .workloads
         .iter()
@@ -433,7 +433,7 @@ fn daemon_sets_and_pods_render_with_their_own_kinds_and_policies() {
 fn an_image_no_archive_provides_is_refused_naming_the_container() {
     let mut pkg = package(WEB);
     pkg.images.remove("docker.io/library/busybox:latest");
-    let e = app_spec("hello", &pkg).unwrap_err();
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -452,7 +452,7 @@ fn an_unknown_probe_port_name_is_refused_naming_the_field() {
         .as_mut()
         .unwrap();
     probe.http_get.as_mut().unwrap().port = PortRef::Name("metrics".into());
-    let e = app_spec("hello", &pkg).unwrap_err();
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -464,7 +464,7 @@ fn an_unknown_probe_port_name_is_refused_naming_the_field() {
 fn missing_config_maps_and_secrets_are_refused_unless_optional() {
     let mut pkg = package(WEB);
     pkg.objects.retain(|o| !matches!(o, Object::Secret(_)));
-    let e = app_spec("hello", &pkg).unwrap_err();
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "application hello: Deployment web: container web: env[2].valueFrom.secretKeyRef: Secret \"web-secret\" is not in the package"
@@ -477,7 +477,7 @@ fn missing_config_maps_and_secrets_are_refused_unless_optional() {
     };
     let spec = &mut d.spec.template.spec;
     spec.containers[0].env.retain(|e| e.name != "GREETING");
-    let e = app_spec("hello", &pkg).unwrap_err();
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "application hello: Deployment web: container web: volume conf: configMap: ConfigMap \"web-config\" is not in the package"
@@ -491,7 +491,7 @@ fn missing_config_maps_and_secrets_are_refused_unless_optional() {
         .as_mut()
         .unwrap()
         .optional = true;
-    let spec = app_spec("hello", &pkg).unwrap();
+    let spec = app_spec("hello", &pkg, Policy::default()).unwrap();
     let domain = domain_plan("hello", spec, host());
     let (plan, _) = render(&domain, |_: &str| Some(&pkg));
     let web = &plan.replicas[0].containers[0];
@@ -508,7 +508,7 @@ fn missing_config_maps_and_secrets_are_refused_unless_optional() {
 #[test]
 fn what_the_domain_refuses_is_invalid() {
     let yaml = WEB.replace("replicas: 1", "replicas: 1001");
-    let e = app_spec("hello", &package(&yaml)).unwrap_err();
+    let e = app_spec("hello", &package(&yaml), Policy::default()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e:?}");
     assert!(e.to_string().contains("at most 1000"), "{e}");
 }
@@ -516,7 +516,11 @@ fn what_the_domain_refuses_is_invalid() {
 #[test]
 fn replicas_of_unknown_apps_or_workloads_are_left_out() {
     let pkg = package(WEB);
-    let mut domain = domain_plan("hello", app_spec("hello", &pkg).unwrap(), host());
+    let mut domain = domain_plan(
+        "hello",
+        app_spec("hello", &pkg, Policy::default()).unwrap(),
+        host(),
+    );
     let mut gone = domain.replicas[0].clone();
     gone.id = "hello/old/0".into();
     gone.workload = "old".into();
@@ -550,4 +554,97 @@ fn image_references_are_compared_written_in_full() {
     assert_eq!(pkg.image("busybox:latest").unwrap().digest, "sha256:2222");
     assert!(pkg.image("busybox:1.36").is_none());
     assert!(pkg.image("registry.local/web").is_none());
+}
+
+/// WEB with `securityContext` (YAML flow text) on its sidecar.
+fn with_security(context: &str) -> PackageSpec {
+    package(&WEB.replacen(
+        "      - name: sidecar\n        image: busybox\n",
+        &format!(
+            "      - name: sidecar\n        image: busybox\n        securityContext: {context}\n"
+        ),
+        1,
+    ))
+}
+
+#[test]
+fn a_security_context_reaches_the_plan_with_canonical_capabilities() {
+    let pkg = with_security(
+        "{readOnlyRootFilesystem: true, runAsUser: 1000, runAsGroup: 100, capabilities: {drop: [ALL], add: [net_bind_service, CAP_IPC_LOCK]}}",
+    );
+    let spec = app_spec("hello", &pkg, Policy::default()).unwrap();
+    let domain = domain_plan("hello", spec, host());
+    let (plan, _) = render(&domain, |_: &str| Some(&pkg));
+    let containers = &plan.replicas[0].containers;
+    // No securityContext: the defaults, confined.
+    assert_eq!(containers[0].security, wire::SecuritySpec::default());
+    assert_eq!(
+        containers[1].security,
+        wire::SecuritySpec {
+            privileged: false,
+            add_capabilities: vec!["CAP_NET_BIND_SERVICE".into(), "CAP_IPC_LOCK".into()],
+            drop_capabilities: vec!["ALL".into()],
+            read_only_root_filesystem: true,
+            allow_privilege_escalation: false,
+            run_as_user: Some(1000),
+            run_as_group: Some(100),
+        }
+    );
+}
+
+#[test]
+fn privileged_containers_are_refused_unless_the_cloud_allows_them() {
+    let pkg = with_security("{privileged: true}");
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "application hello: Deployment web: container sidecar: securityContext.privileged: privileged containers are not allowed"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("allow_privileged"), "{text}");
+    let allowing = Policy {
+        allow_privileged: true,
+    };
+    let spec = app_spec("hello", &pkg, allowing).unwrap();
+    let domain = domain_plan("hello", spec, host());
+    let (plan, _) = render(&domain, |_: &str| Some(&pkg));
+    assert!(plan.replicas[0].containers[1].security.privileged);
+    // A privileged container may add anything; it has everything anyway.
+    let pkg = with_security("{privileged: true, capabilities: {add: [SYS_ADMIN]}}");
+    app_spec("hello", &pkg, allowing).unwrap();
+    let pkg = with_security("{privileged: true, allowPrivilegeEscalation: false}");
+    let e = app_spec("hello", &pkg, allowing).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("securityContext.allowPrivilegeEscalation: cannot be false"),
+        "{e}"
+    );
+}
+
+#[test]
+fn capabilities_outside_the_addable_list_or_unknown_are_refused_naming_the_field() {
+    let pkg = with_security("{capabilities: {add: [NET_BIND_SERVICE, SYS_ADMIN]}}");
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "application hello: Deployment web: container sidecar: securityContext.capabilities.add[1]: CAP_SYS_ADMIN may not be added to an unprivileged container"
+        ),
+        "{e}"
+    );
+    let pkg = with_security("{capabilities: {add: [ALL]}}");
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("capabilities.add[0]: ALL may not"),
+        "{e}"
+    );
+    let pkg = with_security("{capabilities: {drop: [CHOWN, FLY]}}");
+    let e = app_spec("hello", &pkg, Policy::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("securityContext.capabilities.drop[1]: \"FLY\" is not a Linux capability"),
+        "{e}"
+    );
 }
