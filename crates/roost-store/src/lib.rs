@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod audit;
 mod dc;
 mod fm;
 mod hosts;
@@ -29,6 +30,7 @@ use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
 pub use apps::AppWrite;
+pub use audit::{AuditQuery, verify_audit_file};
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
@@ -126,6 +128,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (7, include_str!("../migrations/sqlite/0007_apps.sql")),
     (8, include_str!("../migrations/sqlite/0008_group_apps.sql")),
+    (9, include_str!("../migrations/sqlite/0009_audit.sql")),
 ];
 
 /// The opened store.
