@@ -51,6 +51,26 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub log: LogConfig,
     pub apps: AppsConfigFile,
+    pub audit: AuditConfig,
+}
+
+/// The audit log (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are pruned.
+    pub retention_days: u64,
+    /// At most this many records are kept; the oldest are pruned first.
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 90,
+            max_records: 1_000_000,
+        }
+    }
 }
 
 /// Applications (`[apps]`).
@@ -229,6 +249,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             log: LogConfig::default(),
             apps: AppsConfigFile::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -322,6 +343,18 @@ impl Config {
                 MAX_BODY_BYTES_LIMIT,
             ),
             ("monitor.interval_secs", self.monitor.interval_secs, 1, 3600),
+            (
+                "audit.retention_days",
+                self.audit.retention_days,
+                1,
+                36_500,
+            ),
+            (
+                "audit.max_records",
+                self.audit.max_records,
+                1,
+                1_000_000_000,
+            ),
             (
                 "apps.max_package_bytes",
                 self.apps.max_package_bytes,

@@ -90,6 +90,7 @@ fn with_subject_token(mut resp: Response, token: &str) -> Result<Response, ApiEr
 
 async fn issue(
     State(st): State<AppState>,
+    who: Option<axum::Extension<super::audit::AuditWho>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -131,6 +132,11 @@ async fn issue(
                 "method password needs identity.password",
             ));
         };
+        // The audit record names the user tried, never the password.
+        if let Some(axum::Extension(w)) = &who {
+            let tried = pw.user.name.as_deref().or(pw.user.id.as_deref());
+            w.set(tried.unwrap_or_default(), Vec::new());
+        }
         if !domain_ok(&pw.user.domain) {
             return Err(ApiError::unauthorized());
         }
@@ -162,6 +168,9 @@ async fn issue(
         let Some(holder) = st.identity.validate(&t.id) else {
             return Err(ApiError::unauthorized());
         };
+        if let Some(axum::Extension(w)) = &who {
+            w.set(holder.user_name.clone(), Vec::new());
+        }
         tokio::task::spawn_blocking(move || {
             let user = ident.user_of(&holder)?;
             ident.issue(
@@ -179,6 +188,9 @@ async fn issue(
             identity.methods
         )));
     };
+    if let Some(axum::Extension(w)) = &who {
+        w.set(principal.user_name.clone(), principal.roles.clone());
+    }
     let body = body_for(&st, &headers, &principal, !nocatalog);
     with_subject_token((StatusCode::CREATED, Json(body)).into_response(), &secret)
 }
