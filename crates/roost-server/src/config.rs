@@ -343,12 +343,7 @@ impl Config {
                 MAX_BODY_BYTES_LIMIT,
             ),
             ("monitor.interval_secs", self.monitor.interval_secs, 1, 3600),
-            (
-                "audit.retention_days",
-                self.audit.retention_days,
-                1,
-                36_500,
-            ),
+            ("audit.retention_days", self.audit.retention_days, 1, 36_500),
             (
                 "audit.max_records",
                 self.audit.max_records,

@@ -229,7 +229,10 @@ fn check_sync(req: SyncRequest) -> Result<CheckedSync, Error> {
     let mut audit = Vec::with_capacity(req.audit.len());
     for r in &req.audit {
         let rec = r.to_record().ok_or_else(|| {
-            Error::Invalid(format!("audit record {}: a hash is not 64 hex digits", r.seq))
+            Error::Invalid(format!(
+                "audit record {}: a hash is not 64 hex digits",
+                r.seq
+            ))
         })?;
         if audit.last().is_some_and(|p: &AuditRecord| p.seq >= rec.seq) {
             return Err(Error::Invalid(format!(
@@ -902,9 +905,14 @@ impl DcService {
         let mut prev = held;
         let mut keep = Vec::new();
         for r in records.into_iter().filter(|r| r.seq > held.last_seq) {
-            let linked = prev.last_seq == 0 || r.seq != prev.last_seq + 1 || r.prev_hash == prev.last_hash;
+            let linked =
+                prev.last_seq == 0 || r.seq != prev.last_seq + 1 || r.prev_hash == prev.last_hash;
             if !linked || record_hash(r.seq, &r.entry, &r.prev_hash) != r.hash {
-                tracing::warn!(subcloud = name, seq = r.seq, "a forwarded audit record does not verify");
+                tracing::warn!(
+                    subcloud = name,
+                    seq = r.seq,
+                    "a forwarded audit record does not verify"
+                );
             }
             prev = Chain::resume(r.seq, r.hash);
             keep.push(r);

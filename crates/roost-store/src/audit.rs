@@ -219,7 +219,10 @@ impl Store {
                 .query_map([], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
-                        Chain::resume(r.get::<_, i64>(1)? as u64, hash_col(&r.get::<_, String>(2)?)),
+                        Chain::resume(
+                            r.get::<_, i64>(1)? as u64,
+                            hash_col(&r.get::<_, String>(2)?),
+                        ),
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?)
@@ -367,7 +370,11 @@ mod tests {
         assert_eq!((head.last_seq, n), (10, 5));
         let v = store.audit_verify(Some(10)).unwrap();
         assert!(v.ok(), "{v:?}");
-        assert!(verify_audit_file(&dir.path().join("roost.db")).unwrap().ok());
+        assert!(
+            verify_audit_file(&dir.path().join("roost.db"))
+                .unwrap()
+                .ok()
+        );
         assert_eq!(store.audit_after(8, 10).unwrap(), recs[8..].to_vec());
     }
 }

@@ -36,6 +36,9 @@ pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{StoredToken, StoredUser, SyncedUser};
 
+/// The store's file name in a server's data directory.
+pub const DATABASE_FILE: &str = "roost.db";
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

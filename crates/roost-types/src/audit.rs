@@ -281,11 +281,10 @@ impl Verifier {
     /// knows it wrote: a chain that stops short of it lost its tail.
     pub fn finish(self, head: Option<u64>) -> Verdict {
         let broken = self.broken.or_else(|| {
-            head.filter(|h| *h > self.expect.last_seq)
-                .map(|_| Broken {
-                    seq: self.expect.last_seq + 1,
-                    reason: Break::Missing,
-                })
+            head.filter(|h| *h > self.expect.last_seq).map(|_| Broken {
+                seq: self.expect.last_seq + 1,
+                reason: Break::Missing,
+            })
         });
         Verdict {
             records: self.records,

@@ -465,7 +465,10 @@ async fn forwarded_audit_records_are_kept_once_and_acknowledged() {
     let r = h.dc.sync(&peer, sync(records[1..].to_vec())).await.unwrap();
     assert_eq!(r.audit_acked, Some(5));
     let held = h.dc.subcloud_audit("edge-1", 100).await.unwrap();
-    assert_eq!(held.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        held.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert!(roost_types::audit::verify(&held, None).ok());
     // A failed commit acknowledges nothing new.
     let more = WireAuditRecord::from(&chain.append(AuditEntry {
@@ -483,10 +486,9 @@ async fn forwarded_audit_records_are_kept_once_and_acknowledged() {
     let r = h.dc.sync(&peer, sync(vec![more])).await.unwrap();
     assert_eq!(r.audit_acked, Some(6));
     // Out of order: refused whole.
-    let err = h
-        .dc
-        .sync(&peer, sync(vec![records[4].clone(), records[3].clone()]))
-        .await
-        .unwrap_err();
+    let err =
+        h.dc.sync(&peer, sync(vec![records[4].clone(), records[3].clone()]))
+            .await
+            .unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
 }

@@ -19,8 +19,9 @@ use roost_store::AuditQuery;
 use roost_types::Timestamp;
 
 use super::AppState;
+use super::dcmanager::{DcHttpError, Path as DcPath};
 use super::error::ApiError;
-use super::extract::{Path, Query};
+use super::extract::Query;
 use crate::audit::Call;
 use crate::identity::Principal;
 
@@ -180,21 +181,26 @@ async fn verify(
     Ok(Json(AuditVerify::from(&v)))
 }
 
+/// On a system controller; errors are HTML pages like every other
+/// `/v1.0/` (dcmanager) path's.
 async fn subcloud_audit(
     State(st): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
-    Path(subcloud): Path<String>,
+    DcPath(subcloud): DcPath<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<AuditList>, ApiError> {
-    require_admin(&who)?;
+) -> Result<Json<AuditList>, DcHttpError> {
+    let html = |e: ApiError| DcHttpError(e.status, e.message);
+    require_admin(&who).map_err(html)?;
     let Some(dc) = st.dc.as_ref() else {
-        return Err(ApiError::not_found(
-            "Distributed Cloud is not enabled: this server does not run as a system controller",
+        return Err(DcHttpError(
+            StatusCode::NOT_FOUND,
+            "Distributed Cloud is not enabled: this server does not run as a system controller"
+                .into(),
         ));
     };
     let q = Query::parse(raw.as_deref());
-    q.only(&["limit"])?;
-    let limit = q.limit(MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as u64;
+    q.only(&["limit"]).map_err(html)?;
+    let limit = q.limit(MAX_LIMIT).map_err(html)?.unwrap_or(DEFAULT_LIMIT) as u64;
     let records = dc.subcloud_audit(&subcloud, limit).await?;
     Ok(Json(AuditList {
         records: records.iter().map(AuditRecordView::from).collect(),
