@@ -378,3 +378,50 @@ mod tests {
         assert_eq!(store.audit_after(8, 10).unwrap(), recs[8..].to_vec());
     }
 }
+
+/// Tampering with a stopped server's audit log, for the end-to-end tests
+/// that check `roost audit verify` finds it (built only with the
+/// `fault-injection` feature, like the other test-only faults; the SQL
+/// stays in this crate).
+#[cfg(feature = "fault-injection")]
+pub mod tamper {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    use crate::Error;
+
+    fn open(path: &Path) -> Result<Connection, Error> {
+        Ok(Connection::open(path)?)
+    }
+
+    /// Changes the user of record `seq`, leaving its hashes.
+    pub fn change_user(path: &Path, seq: u64, user: &str) -> Result<(), Error> {
+        open(path)?.execute(
+            "UPDATE audit_log SET user = ?1 WHERE seq = ?2",
+            rusqlite::params![user, seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Removes record `seq`.
+    pub fn delete(path: &Path, seq: u64) -> Result<(), Error> {
+        open(path)?.execute("DELETE FROM audit_log WHERE seq = ?1", [seq as i64])?;
+        Ok(())
+    }
+
+    /// Swaps the contents of records `a` and `b` (each keeps its number):
+    /// the two records change places in the log.
+    pub fn swap(path: &Path, a: u64, b: u64) -> Result<(), Error> {
+        let mut c = open(path)?;
+        let tx = c.transaction()?;
+        tx.execute("UPDATE audit_log SET seq = -1 WHERE seq = ?1", [a as i64])?;
+        tx.execute(
+            "UPDATE audit_log SET seq = ?1 WHERE seq = ?2",
+            [a as i64, b as i64],
+        )?;
+        tx.execute("UPDATE audit_log SET seq = ?1 WHERE seq = -1", [b as i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -30,6 +30,8 @@ use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
 pub use apps::AppWrite;
+#[cfg(feature = "fault-injection")]
+pub use audit::tamper as audit_tamper;
 pub use audit::{AuditQuery, verify_audit_file};
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
