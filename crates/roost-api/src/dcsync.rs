@@ -7,8 +7,9 @@
 //! - `POST /dc/v1/sync` (client certificate required; its CN names the
 //!   subcloud), every few seconds: a heartbeat carrying the subcloud's alarm
 //!   changes since the last acknowledged sequence number (or a snapshot),
-//!   and what configuration it applied; the answer acknowledges the alarms
-//!   and pushes only the configuration that changed.
+//!   its audit records after the last one acknowledged, and what
+//!   configuration it applied; the answer acknowledges the alarms and the
+//!   audit records and pushes only the configuration that changed.
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 //! - `GET /dc/v1/packages/{digest}` (client certificate required): an

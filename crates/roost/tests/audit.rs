@@ -62,7 +62,7 @@ fn login_body(user: &str, password: &str) -> Value {
                     "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
 }
 
-fn find<'a>(all: &'a [Value], f: impl Fn(&Value) -> bool) -> &'a Value {
+fn find(all: &[Value], f: impl Fn(&Value) -> bool) -> &Value {
     all.iter()
         .find(|r| f(r))
         .unwrap_or_else(|| panic!("no such record in {all:#?}"))

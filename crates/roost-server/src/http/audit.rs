@@ -29,14 +29,17 @@ use crate::identity::Principal;
 /// check, the login handler (the user name tried) or the agent routes.
 /// Never a secret: a name and roles only.
 #[derive(Clone, Default)]
-pub struct AuditWho(Arc<Mutex<Option<(String, Vec<String>)>>>);
+pub struct AuditWho(Arc<Mutex<Option<Caller>>>);
+
+/// A user name and roles.
+type Caller = (String, Vec<String>);
 
 impl AuditWho {
     pub fn set(&self, user: impl Into<String>, roles: Vec<String>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((user.into(), roles));
     }
 
-    fn take(&self) -> Option<(String, Vec<String>)> {
+    fn take(&self) -> Option<Caller> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
