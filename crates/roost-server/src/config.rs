@@ -537,6 +537,8 @@ mod tests {
             "http.idle_timeout_secs" => c.http.idle_timeout_secs = v,
             "http.max_connections" => c.http.max_connections = v,
             "monitor.interval_secs" => c.monitor.interval_secs = v,
+            "audit.retention_days" => c.audit.retention_days = v,
+            "audit.max_records" => c.audit.max_records = v,
             "apps.max_package_bytes" => c.apps.max_package_bytes = v,
             "dc.sync_interval_secs" => c.dc.sync_interval_secs = v,
             "dc.offline_after_secs" => c.dc.offline_after_secs = v,
