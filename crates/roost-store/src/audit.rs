@@ -81,6 +81,10 @@ fn anchor(c: &Connection) -> Result<Option<Chain>, Error> {
 
 /// Every record in stored order, fed to a verifier from the anchor.
 fn verify_on(c: &Connection, head: Option<u64>) -> Result<Verdict, Error> {
+    // One read transaction: the anchor and the rows of the same moment,
+    // even while the writer prunes.
+    let tx = c.unchecked_transaction()?;
+    let c: &Connection = &tx;
     let mut v = Verifier::new(anchor(c)?);
     // Stored order is the table's own (rowid = seq) order: a record whose
     // number was changed shows up where it now sits.
@@ -121,6 +125,8 @@ impl Store {
     /// how many records are kept.
     pub fn audit_head(&self) -> Result<(Chain, u64), Error> {
         self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let c: &Connection = &tx;
             let last: Option<(i64, String)> = c
                 .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))

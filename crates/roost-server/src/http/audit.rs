@@ -209,3 +209,59 @@ async fn subcloud_audit(
         records: records.iter().map(AuditRecordView::from).collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(roles: &[&str]) -> Principal {
+        Principal {
+            user_id: "u".into(),
+            user_name: "someone".into(),
+            project: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            methods: vec!["password".into()],
+            issued_at: Timestamp(0),
+            expires_at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn only_an_admin_reads_the_audit_log() {
+        assert!(require_admin(&principal(&["member", "admin"])).is_ok());
+        let e = require_admin(&principal(&["member"])).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        assert!(require_admin(&principal(&[])).is_err());
+    }
+
+    #[test]
+    fn the_listing_filters_are_checked() {
+        let q = audit_query(Some(
+            "user=admin&since=2026-01-01&method=delete&status=401&limit=7",
+        ))
+        .unwrap();
+        assert_eq!(q.user.as_deref(), Some("admin"));
+        assert_eq!(q.method.as_deref(), Some("DELETE"));
+        assert_eq!(q.status, Some(401));
+        assert_eq!(q.limit, 7);
+        assert!(q.since.is_some() && q.until.is_none());
+        assert_eq!(audit_query(None).unwrap().limit, DEFAULT_LIMIT as u64);
+        assert_eq!(
+            audit_query(Some("limit=99999999")).unwrap().limit,
+            MAX_LIMIT as u64
+        );
+        for bad in ["status=abc", "since=yesterday", "limit=0", "password=x"] {
+            assert!(audit_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_changes_are_recorded() {
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert!(!mutating(&m));
+        }
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(mutating(&m));
+        }
+    }
+}
