@@ -176,7 +176,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<AuditEntry>) {
-        let mut w = match self.store.writer() {
+        let mut w = match self.store.audit_writer() {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %error_chain(&e), "cannot open the store for the audit log");

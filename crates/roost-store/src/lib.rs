@@ -4,7 +4,8 @@
 //! writes domain records. It does not decide anything: fault management
 //! rules live in `roost-fm`, and the server decides when to write.
 //!
-//! Writes go through one [`Writer`] (one connection, used by one thread),
+//! Writes go through one [`Writer`] (one connection, used by one thread;
+//! the audit log has a second one, [`Store::audit_writer`]),
 //! which groups many commands into one transaction ([`Batch`]) with a
 //! savepoint per command, so one bad command never spoils its neighbours.
 //! Reads use a small pool of read-only connections and never block writes.
@@ -242,7 +243,21 @@ impl Store {
     pub fn writer(&self) -> Result<Writer<'_>, Error> {
         let conn = Connection::open(&self.path)?;
         configure(&conn, self.config.durability)?;
-        Ok(Writer { conn, store: self })
+        Ok(Writer {
+            conn,
+            store: self,
+            faults: true,
+        })
+    }
+
+    /// A second write connection for the audit log's writer. Its commits
+    /// take no part in commit fault injection: they run beside every
+    /// request, at moments of their own, and would make the injected
+    /// failures of the services' commits fall at random.
+    pub fn audit_writer(&self) -> Result<Writer<'_>, Error> {
+        let mut w = self.writer()?;
+        w.faults = false;
+        Ok(w)
     }
 
     /// Runs `f` on a read-only connection from the pool.
@@ -328,6 +343,8 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
 pub struct Writer<'s> {
     conn: Connection,
     store: &'s Store,
+    /// Whether its commits may be failed on purpose (tests).
+    faults: bool,
 }
 
 impl<'s> Writer<'s> {
@@ -340,6 +357,7 @@ impl<'s> Writer<'s> {
             tx,
             store: self.store,
             events_added: 0,
+            faults: self.faults,
         })
     }
 }
@@ -349,6 +367,7 @@ pub struct Batch<'w> {
     tx: rusqlite::Transaction<'w>,
     store: &'w Store,
     events_added: u64,
+    faults: bool,
 }
 
 impl Batch<'_> {
@@ -385,7 +404,9 @@ impl Batch<'_> {
         } else {
             0
         };
-        self.store.injected_failure()?;
+        if self.faults {
+            self.store.injected_failure()?;
+        }
         self.tx.commit()?;
         let len = &self.store.event_log_len;
         let now = len.load(Ordering::Relaxed) + self.events_added - pruned;
