@@ -280,6 +280,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_full_queue_drops_and_counts_and_never_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(StoreConfig {
+                path: dir.path().join("roost.db"),
+                durability: Durability::Process,
+                event_log_cap: 10,
+            })
+            .unwrap(),
+        );
+        // A writer that never takes anything: the queue holds two.
+        let (tx, rx) = sync_channel(2);
+        let metrics = Arc::new(Metrics::new());
+        let log = AuditLog {
+            tx,
+            store,
+            clock: Arc::new(ManualClock::new(Timestamp(0))),
+            metrics: metrics.clone(),
+            head: Arc::new(AtomicU64::new(0)),
+        };
+        for i in 0..5 {
+            log.record(call(i));
+        }
+        assert_eq!(metrics.audit_dropped(0), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        // A stopped writer: dropped and counted too.
+        drop(rx);
+        log.record(call(9));
+        assert_eq!(metrics.audit_dropped(0), 4);
+    }
+
     #[tokio::test]
     async fn records_are_chained_pruned_and_verified() {
         let dir = tempfile::tempdir().unwrap();
