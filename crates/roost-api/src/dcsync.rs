@@ -7,8 +7,9 @@
 //! - `POST /dc/v1/sync` (client certificate required; its CN names the
 //!   subcloud), every few seconds: a heartbeat carrying the subcloud's alarm
 //!   changes since the last acknowledged sequence number (or a snapshot),
-//!   and what configuration it applied; the answer acknowledges the alarms
-//!   and pushes only the configuration that changed.
+//!   its audit records after the last one acknowledged, and what
+//!   configuration it applied; the answer acknowledges the alarms and the
+//!   audit records and pushes only the configuration that changed.
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 //! - `GET /dc/v1/packages/{digest}` (client certificate required): an
@@ -114,7 +115,15 @@ pub struct SyncRequest {
     /// The state of each application the system controller wants here.
     #[serde(default)]
     pub apps: Vec<AppReport>,
+    /// The subcloud's audit records after the last number the system
+    /// controller acknowledged (`SyncReply::audit_acked`), oldest first, at
+    /// most [`MAX_AUDIT_PER_SYNC`]; none until the first acknowledgement.
+    #[serde(default)]
+    pub audit: Vec<crate::audit::WireAuditRecord>,
 }
+
+/// Most audit records one sync carries.
+pub const MAX_AUDIT_PER_SYNC: usize = 500;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -335,6 +344,10 @@ pub struct SyncReply {
     pub push: Vec<Push>,
     /// Seconds until the next sync.
     pub interval_secs: u64,
+    /// The last audit record number the system controller holds of this
+    /// subcloud (0: none); the subcloud sends what follows it.
+    #[serde(default)]
+    pub audit_acked: Option<u64>,
 }
 
 /// The alarm part of a subcloud's sync, from its numbered log: a snapshot
@@ -411,6 +424,7 @@ pub fn sync_request(
             })
             .collect(),
         apps: Vec::new(),
+        audit: Vec::new(),
     }
 }
 
@@ -555,6 +569,7 @@ mod tests {
             management: "managed".into(),
             push: pushes,
             interval_secs: 2,
+            audit_acked: None,
         };
         let taken = take_reply(&mut link, true, reply(vec![push(5, 2)]));
         assert_eq!(taken.event, Some(LinkEvent::Connected));

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod apps;
+pub mod audit;
 pub mod dcmanager;
 pub mod dcsync;
 mod error;

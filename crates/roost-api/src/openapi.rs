@@ -192,8 +192,46 @@ const EVENT_LIST_Q: &[(&str, &str)] = &[
 const SUMMARY_Q: &[(&str, &str)] =
     &[("include_suppress", "True to count suppressed alarm ids too")];
 
+const AUDIT_LIST_Q: &[(&str, &str)] = &[
+    ("user", "only calls by this user (host:<name> for an agent)"),
+    (
+        "since",
+        "only calls at or after this UTC time, e.g. 2026-11-01T10:00:00",
+    ),
+    ("until", "only calls at or before this UTC time"),
+    (
+        "method",
+        "only calls with this HTTP method (POST, PATCH, PUT, DELETE)",
+    ),
+    ("status", "only calls answered with this HTTP status"),
+    (
+        "limit",
+        "the newest N matching records (1-10000, default 100)",
+    ),
+];
+
 /// Every operation Roost serves.
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/v1/audit",
+        tag: "audit",
+        summary: "List audit records (mutating calls and logins), oldest first; admin role only",
+        access: Access::Admin,
+        query: AUDIT_LIST_Q,
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/audit/verify",
+        tag: "audit",
+        summary: "Verify the audit log's hash chain: {ok, records, first_bad_seq, reason}; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
     Route {
         method: "get",
         path: "/",
@@ -883,6 +921,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1.0/subclouds/{subcloud}/audit",
+        tag: "audit",
+        summary: "The audit records a subcloud forwarded to this system controller, oldest first; admin role only",
+        access: Access::Admin,
+        query: &[("limit", "the newest N records (1-10000, default 100)")],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1.0/subcloud-groups",
         tag: "distributed cloud",
         summary: "List subcloud groups",
@@ -1506,7 +1554,14 @@ fn query_schema(path: &str, name: &str) -> Value {
         "q.field" if path == "/v1/service_parameter" => {
             fields(&["service", "section", "name", "uuid", "value"])
         }
+        "limit" if path.ends_with("/audit") => {
+            json!({"type": "integer", "minimum": 1, "maximum": 10000})
+        }
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 2000}),
+        "status" if path == "/v1/audit" => {
+            json!({"type": "integer", "minimum": 100, "maximum": 599})
+        }
+        "since" | "until" if path == "/v1/audit" => json!({"type": "string"}),
         "sort_dir" => json!({"enum": ["asc", "desc"]}),
         "sort_key" if path == "/v1/alarms" => json!({"enum": [
             "severity", "timestamp", "alarm_id", "entity_instance_id", "uuid", "id", "created_at"]}),

@@ -1,6 +1,6 @@
 //! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …`,
 //! `app …`, `heartbeat …`, and the Distributed Cloud verbs `subcloud …`,
-//! `subcloud-group …` and `dc …`.
+//! `subcloud-group …` and `dc …`, and `audit …`.
 //!
 //! This crate is a library that the `roost` binary embeds with
 //! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
@@ -32,6 +32,7 @@ mod app;
 mod app_local;
 #[cfg(test)]
 mod app_tests;
+mod audit;
 mod client;
 mod credentials;
 mod dc;
@@ -61,6 +62,7 @@ pub use app::{
     AppRemoveArgs, AppUpdateArgs, AppUploadArgs, WaitArgs,
 };
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
+pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
@@ -111,6 +113,9 @@ pub enum ClientCommand {
     /// Distributed Cloud: status across all subclouds
     #[command(subcommand)]
     Dc(DcCommand),
+    /// The audit log: who changed what, and a check of its hash chain
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -177,6 +182,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Subcloud(cmd) => subcloud::run(cmd, env, io),
         ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
         ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
+        ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
     }
 }
 

@@ -69,6 +69,8 @@ pub enum SubcloudCommand {
     Delete(SubcloudArg),
     /// List the active alarms a subcloud reported
     Alarms(SubcloudOutputArgs),
+    /// List the audit records a subcloud forwarded (the newest 100)
+    Audit(SubcloudOutputArgs),
     /// Where the applications of each subcloud's group stand: applied,
     /// failed (with the reason) or pending
     AppStatus(SubcloudAppStatusArgs),
@@ -160,6 +162,12 @@ pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         SubcloudCommand::Update(args) => update(&args, env, io),
         SubcloudCommand::Delete(args) => delete(&args.subcloud, env, io),
         SubcloudCommand::Alarms(args) => alarms(&args, env, io),
+        SubcloudCommand::Audit(args) => {
+            let path = format!("{}/audit", subcloud_path(&args.subcloud)?);
+            let reply = connect(env)?.get(&path, &Query::new())?;
+            let empty = format!("No audit records from {}.", args.subcloud);
+            crate::audit::print_records(reply, &args.output, &empty, io)
+        }
         SubcloudCommand::AppStatus(args) => app_status(&args, env, io),
     }
 }

@@ -51,6 +51,7 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub log: LogConfig,
     pub apps: AppsConfigFile,
+    pub audit: AuditConfig,
     pub identity: IdentityConfig,
 }
 
@@ -93,6 +94,25 @@ impl IdentityConfig {
             lockout_duration_secs: self.lockout_duration_secs,
             free_failures: small(self.login_free_failures),
             max_delay_ms: self.login_max_delay_ms,
+        }
+    }
+}
+
+/// The audit log (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are pruned.
+    pub retention_days: u64,
+    /// At most this many records are kept; the oldest are pruned first.
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 90,
+            max_records: 1_000_000,
         }
     }
 }
@@ -278,6 +298,7 @@ impl Default for Config {
             log: LogConfig::default(),
             apps: AppsConfigFile::default(),
             identity: IdentityConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -395,6 +416,13 @@ impl Config {
                 MAX_BODY_BYTES_LIMIT,
             ),
             ("monitor.interval_secs", self.monitor.interval_secs, 1, 3600),
+            ("audit.retention_days", self.audit.retention_days, 1, 36_500),
+            (
+                "audit.max_records",
+                self.audit.max_records,
+                1,
+                1_000_000_000,
+            ),
             (
                 "apps.max_package_bytes",
                 self.apps.max_package_bytes,
@@ -586,6 +614,8 @@ mod tests {
             "http.idle_timeout_secs" => c.http.idle_timeout_secs = v,
             "http.max_connections" => c.http.max_connections = v,
             "monitor.interval_secs" => c.monitor.interval_secs = v,
+            "audit.retention_days" => c.audit.retention_days = v,
+            "audit.max_records" => c.audit.max_records = v,
             "apps.max_package_bytes" => c.apps.max_package_bytes = v,
             "dc.sync_interval_secs" => c.dc.sync_interval_secs = v,
             "dc.offline_after_secs" => c.dc.offline_after_secs = v,

@@ -63,7 +63,7 @@ impl DataDir {
 
     /// Path of the SQLite database.
     pub fn database(&self) -> PathBuf {
-        self.path.join("roost.db")
+        self.path.join(roost_store::DATABASE_FILE)
     }
 
     /// Path of the generated admin credentials.

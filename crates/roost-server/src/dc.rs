@@ -20,6 +20,7 @@ use roost_dc::{
 };
 use roost_fm::FmCommand;
 use roost_store::{Error as StoreError, Store, StoredGroup, StoredSubcloud};
+use roost_types::audit::{AuditRecord, Chain, record_hash};
 use roost_types::{Clock, Severity, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -86,6 +87,8 @@ struct State {
     app_reports: BTreeMap<String, Vec<AppReport>>,
     /// Packages each subcloud fetched: (requests, bytes).
     fetched: BTreeMap<String, (u64, u64)>,
+    /// The last forwarded audit record held of each subcloud (committed).
+    audit_heads: BTreeMap<String, Chain>,
 }
 
 struct Inner {
@@ -166,6 +169,7 @@ struct CheckedSync {
     changes: Vec<AlarmChange>,
     applied: Vec<(Endpoint, Generation, String)>,
     apps: Vec<AppReport>,
+    audit: Vec<AuditRecord>,
 }
 
 fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, Error> {
@@ -215,13 +219,44 @@ fn check_sync(req: SyncRequest) -> Result<CheckedSync, Error> {
         };
         applied.push((ep, Generation(a.generation), a.digest));
     }
+    if req.audit.len() > roost_api::dcsync::MAX_AUDIT_PER_SYNC {
+        return Err(Error::Invalid(format!(
+            "a sync carries at most {} audit records, not {}",
+            roost_api::dcsync::MAX_AUDIT_PER_SYNC,
+            req.audit.len()
+        )));
+    }
+    let mut audit = Vec::with_capacity(req.audit.len());
+    for r in &req.audit {
+        let rec = r.to_record().ok_or_else(|| {
+            Error::Invalid(format!(
+                "audit record {}: a hash is not 64 hex digits",
+                r.seq
+            ))
+        })?;
+        if audit.last().is_some_and(|p: &AuditRecord| p.seq >= rec.seq) {
+            return Err(Error::Invalid(format!(
+                "audit record {} is out of order",
+                rec.seq
+            )));
+        }
+        audit.push(rec);
+    }
     Ok(CheckedSync {
+        audit,
         software_version: req.software_version,
         snapshot,
         changes,
         applied,
         apps: req.apps,
     })
+}
+
+/// The forwarded audit records a sync keeps.
+struct AuditPlan {
+    name: String,
+    held: Chain,
+    keep: Vec<AuditRecord>,
 }
 
 fn random_secret() -> String {
@@ -258,6 +293,8 @@ impl DcService {
                 tracing::warn!(error = %e, "skipping a stored subcloud group");
             }
         }
+        let audit_heads: BTreeMap<String, Chain> =
+            store.subcloud_audit_heads()?.into_iter().collect();
         let mut content = BTreeMap::new();
         for ep in Endpoint::SYNCED {
             if let Some(text) = store.setting(&format!("{DESIRED_PREFIX}{}", ep.as_str()))?
@@ -336,6 +373,7 @@ impl DcService {
                     group_apps,
                     app_reports: BTreeMap::new(),
                     fetched: BTreeMap::new(),
+                    audit_heads,
                 }),
                 writes: tokio::sync::Mutex::new(()),
             }),
@@ -699,6 +737,7 @@ impl DcService {
             // record is gone and its certificate with it.
             st.fleet.forget(&name);
             st.records.remove(&name);
+            st.audit_heads.remove(&name);
         }
         drop(_writes);
         let _ = self
@@ -832,11 +871,13 @@ impl DcService {
     /// whole first; the heartbeat counts even when its alarm stream is
     /// refused, and what it caused is carried out either way.
     pub async fn sync(&self, peer: &PeerCert, req: SyncRequest) -> Result<SyncReply, Error> {
-        let checked = check_sync(req)?;
+        let mut checked = check_sync(req)?;
         let now = self.inner.clock.now();
-        let (result, fx) = {
+        let forwarded = std::mem::take(&mut checked.audit);
+        let (result, fx, audit_plan) = {
             let mut st = self.lock();
             let name = Self::authenticate_in(&st, peer)?;
+            let audit_plan = Self::plan_audit(&st, &name, forwarded);
             let mut fx = st.fleet.heard_from(&name, now)?;
             let result = Self::decide_sync(
                 &mut st,
@@ -846,12 +887,84 @@ impl DcService {
                 self.inner.config.sync_interval_secs,
                 &mut fx,
             );
-            (result, fx)
+            (result, fx, audit_plan)
         };
         if !fx.is_empty() {
             self.carry_out(fx).await;
         }
-        result
+        let mut reply = result?;
+        reply.audit_acked = Some(self.keep_audit(audit_plan).await);
+        Ok(reply)
+    }
+
+    /// Which forwarded audit records to keep: those after the last one
+    /// held. A record that does not chain onto the one before it is kept
+    /// all the same (it is the evidence) and logged.
+    fn plan_audit(st: &State, name: &str, records: Vec<AuditRecord>) -> AuditPlan {
+        let held = st.audit_heads.get(name).copied().unwrap_or_default();
+        let mut prev = held;
+        let mut keep = Vec::new();
+        for r in records.into_iter().filter(|r| r.seq > held.last_seq) {
+            let linked =
+                prev.last_seq == 0 || r.seq != prev.last_seq + 1 || r.prev_hash == prev.last_hash;
+            if !linked || record_hash(r.seq, &r.entry, &r.prev_hash) != r.hash {
+                tracing::warn!(
+                    subcloud = name,
+                    seq = r.seq,
+                    "a forwarded audit record does not verify"
+                );
+            }
+            prev = Chain::resume(r.seq, r.hash);
+            keep.push(r);
+        }
+        AuditPlan {
+            name: name.to_string(),
+            held,
+            keep,
+        }
+    }
+
+    /// Commits the planned audit records; returns the last number held.
+    async fn keep_audit(&self, plan: AuditPlan) -> u64 {
+        let Some(last) = plan.keep.last() else {
+            return plan.held.last_seq;
+        };
+        let head = Chain::resume(last.seq, last.hash);
+        let name = plan.name.clone();
+        let records = plan.keep;
+        match self
+            .persist(move |store| store.put_subcloud_audit(&name, &records))
+            .await
+        {
+            Ok(()) => {
+                let mut st = self.lock();
+                // Kept only while the subcloud is still known.
+                if st.records.contains_key(&plan.name) {
+                    let e = st.audit_heads.entry(plan.name).or_default();
+                    if head.last_seq > e.last_seq {
+                        *e = head;
+                    }
+                    e.last_seq
+                } else {
+                    plan.held.last_seq
+                }
+            }
+            Err(e) => {
+                tracing::warn!(subcloud = %plan.name, error = %crate::error::error_chain(&e), "cannot store forwarded audit records; the subcloud sends them again");
+                plan.held.last_seq
+            }
+        }
+    }
+
+    /// A subcloud's forwarded audit records, the newest `limit`, oldest first.
+    pub async fn subcloud_audit(
+        &self,
+        reference: &str,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        let name = Self::name_of(&self.lock(), reference)?;
+        self.persist(move |store| store.subcloud_audit(&name, limit))
+            .await
     }
 
     fn decide_sync(
@@ -920,6 +1033,7 @@ impl DcService {
             management: management.as_str().to_string(),
             push,
             interval_secs,
+            audit_acked: None,
         })
     }
 

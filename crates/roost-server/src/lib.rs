@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod audit;
 pub mod config;
 pub mod datadir;
 pub mod dc;
@@ -146,6 +147,16 @@ pub async fn run_with(
     let shutdown = Shutdown(stop_rx);
     let mut tasks = Vec::new();
     let metrics = Arc::new(metrics::Metrics::new());
+    let (audit, audit_writer) = audit::AuditLog::start(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        audit::Retention {
+            days: config.audit.retention_days,
+            max_records: config.audit.max_records,
+        },
+    )
+    .context("cannot start the audit log")?;
     if config.monitor.enabled {
         tasks.push(tokio::spawn(monitor::run(
             fm.clone(),
@@ -302,6 +313,7 @@ pub async fn run_with(
         },
         identity,
         metrics,
+        audit,
         public_url: config.public_url.clone(),
     };
     let app = http::router(state, config.max_body_bytes);
@@ -327,6 +339,14 @@ pub async fn run_with(
     drop(fm);
     // The writer ends once every handle is gone; wait so the last batch is committed.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    // The audit writer ends with the last handle (the router's), after
+    // committing what was queued; a connection still held past the grace
+    // period must not hold the exit, so it is waited for a while only.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || audit_writer.join()),
+    )
+    .await;
     drop(data);
     tracing::info!("stopped");
     Ok(())

@@ -38,6 +38,8 @@ pub struct Metrics {
     pulse_rtt: Histogram,
     heartbeat_dropped: Family<ReasonLabels, Counter>,
     monitor_periods: Counter,
+    audit_dropped: Counter,
+    audit_written: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,18 @@ impl Metrics {
         let pulse_rtt = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
         let heartbeat_dropped = Family::<ReasonLabels, Counter>::default();
         let monitor_periods = Counter::default();
+        let audit_dropped = Counter::default();
+        let audit_written = Counter::default();
+        registry.register(
+            "audit_records_dropped",
+            "Audit records lost: the writer's queue was full or its commit failed",
+            audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_records_written",
+            "Audit records committed to the audit log",
+            audit_written.clone(),
+        );
         registry.register(
             "resource_monitor_periods",
             "Sampling periods of the server's own resource monitor whose alarm decisions were carried out",
@@ -116,7 +130,19 @@ impl Metrics {
             pulse_rtt,
             heartbeat_dropped,
             monitor_periods,
+            audit_dropped,
+            audit_written,
         }
+    }
+
+    /// Counts audit records lost; returns the total so far.
+    pub fn audit_dropped(&self, n: u64) -> u64 {
+        self.audit_dropped.inc_by(n) + n
+    }
+
+    /// Counts audit records committed.
+    pub fn audit_written(&self, n: u64) {
+        self.audit_written.inc_by(n);
     }
 
     /// Counts a resource monitor period whose decisions were carried out.

@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use roost_api::audit::WireAuditRecord;
 use roost_api::dcsync::{
     CertConfig, EndpointConfig, EnrollRequest, EnrollResponse, IdentityConfig, PlatformConfig,
     RenewRequest, SyncReply, SyncRequest, SyncedUser, empty_digest, parse_enroll_token,
@@ -613,6 +614,9 @@ pub struct SyncLoop {
     log: Arc<Mutex<AlarmLog>>,
     controller: Arc<dyn ControllerLink>,
     link: SubcloudLink,
+    /// The last audit record number the system controller holds (`None`
+    /// until its first answer says).
+    audit_acked: Option<u64>,
 }
 
 impl SyncLoop {
@@ -643,6 +647,7 @@ impl SyncLoop {
             log,
             controller,
             link,
+            audit_acked: None,
         }
     }
 
@@ -687,6 +692,14 @@ impl SyncLoop {
         if let Some(a) = apps {
             req.apps = a.reports(store);
         }
+        // Audit records after what the system controller holds, bounded;
+        // none before it said what it holds.
+        if let Some(after) = self.audit_acked {
+            match store.audit_after(after, roost_api::dcsync::MAX_AUDIT_PER_SYNC as u64) {
+                Ok(rs) => req.audit = rs.iter().map(WireAuditRecord::from).collect(),
+                Err(e) => tracing::warn!(error = %e, "cannot read the audit log to forward"),
+            }
+        }
         let sent_snapshot = req.snapshot.is_some();
         let reply = match self.controller.sync(&self.id, &req).await {
             Ok(reply) => Some(reply),
@@ -706,6 +719,9 @@ impl SyncLoop {
             }
         };
         if let Some(reply) = reply {
+            if reply.audit_acked.is_some() {
+                self.audit_acked = reply.audit_acked;
+            }
             let taken = take_reply(&mut self.link, sent_snapshot, reply);
             if taken.event == Some(LinkEvent::Connected) {
                 tracing::info!(subcloud = %self.id.name, "connected to the system controller");

@@ -4,7 +4,8 @@
 //! writes domain records. It does not decide anything: fault management
 //! rules live in `roost-fm`, and the server decides when to write.
 //!
-//! Writes go through one [`Writer`] (one connection, used by one thread),
+//! Writes go through one [`Writer`] (one connection, used by one thread;
+//! the audit log has a second one, [`Store::audit_writer`]),
 //! which groups many commands into one transaction ([`Batch`]) with a
 //! savepoint per command, so one bad command never spoils its neighbours.
 //! Reads use a small pool of read-only connections and never block writes.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod audit;
 mod dc;
 mod fm;
 mod hosts;
@@ -29,10 +31,16 @@ use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
 
 pub use apps::AppWrite;
+#[cfg(feature = "fault-injection")]
+pub use audit::tamper as audit_tamper;
+pub use audit::{AuditQuery, verify_audit_file};
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
-pub use identity::{ROLES, StoredToken, StoredUser, SyncedUser, UserAccount};
+pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
+
+/// The store's file name in a server's data directory.
+pub const DATABASE_FILE: &str = "roost.db";
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +134,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (7, include_str!("../migrations/sqlite/0007_apps.sql")),
     (8, include_str!("../migrations/sqlite/0008_group_apps.sql")),
+    (9, include_str!("../migrations/sqlite/0009_audit.sql")),
     (
-        9,
-        include_str!("../migrations/sqlite/0009_user_lockout.sql"),
+        10,
+        include_str!("../migrations/sqlite/0010_user_lockout.sql"),
     ),
 ];
 
@@ -238,7 +247,21 @@ impl Store {
     pub fn writer(&self) -> Result<Writer<'_>, Error> {
         let conn = Connection::open(&self.path)?;
         configure(&conn, self.config.durability)?;
-        Ok(Writer { conn, store: self })
+        Ok(Writer {
+            conn,
+            store: self,
+            faults: true,
+        })
+    }
+
+    /// A second write connection for the audit log's writer. Its commits
+    /// take no part in commit fault injection: they run beside every
+    /// request, at moments of their own, and would make the injected
+    /// failures of the services' commits fall at random.
+    pub fn audit_writer(&self) -> Result<Writer<'_>, Error> {
+        let mut w = self.writer()?;
+        w.faults = false;
+        Ok(w)
     }
 
     /// Runs `f` on a read-only connection from the pool.
@@ -324,6 +347,8 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
 pub struct Writer<'s> {
     conn: Connection,
     store: &'s Store,
+    /// Whether its commits may be failed on purpose (tests).
+    faults: bool,
 }
 
 impl<'s> Writer<'s> {
@@ -336,6 +361,7 @@ impl<'s> Writer<'s> {
             tx,
             store: self.store,
             events_added: 0,
+            faults: self.faults,
         })
     }
 }
@@ -345,6 +371,7 @@ pub struct Batch<'w> {
     tx: rusqlite::Transaction<'w>,
     store: &'w Store,
     events_added: u64,
+    faults: bool,
 }
 
 impl Batch<'_> {
@@ -381,7 +408,9 @@ impl Batch<'_> {
         } else {
             0
         };
-        self.store.injected_failure()?;
+        if self.faults {
+            self.store.injected_failure()?;
+        }
         self.tx.commit()?;
         let len = &self.store.event_log_len;
         let now = len.load(Ordering::Relaxed) + self.events_added - pruned;

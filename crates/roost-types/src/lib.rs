@@ -6,6 +6,7 @@
 //! SQL or StarlingX's JSON shapes.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod entity;
 mod error;
 mod severity;

@@ -430,3 +430,65 @@ async fn errors_carry_their_kind() {
         Err(Error::Unauthorized(_))
     ));
 }
+
+#[tokio::test]
+async fn forwarded_audit_records_are_kept_once_and_acknowledged() {
+    use roost_api::audit::WireAuditRecord;
+    use roost_types::audit::{AuditEntry, Chain};
+    let h = Harness::new().await;
+    let secret = h.create("edge-1").await;
+    h.enroll(&secret, "01").await.unwrap();
+    let mut chain = Chain::default();
+    let records: Vec<WireAuditRecord> = (0..5)
+        .map(|i| {
+            WireAuditRecord::from(&chain.append(AuditEntry {
+                time: Timestamp(i),
+                user: "admin".into(),
+                roles: vec!["admin".into()],
+                source: "10.0.0.9:1".into(),
+                method: "POST".into(),
+                path: format!("/v1/alarms/{i}"),
+                status: 200,
+            }))
+        })
+        .collect();
+    let sync = |audit: Vec<WireAuditRecord>| SyncRequest {
+        audit,
+        ..SyncRequest::default()
+    };
+    let peer = h.peer("edge-1", "01");
+    let r = h.dc.sync(&peer, sync(vec![])).await.unwrap();
+    assert_eq!(r.audit_acked, Some(0));
+    let r = h.dc.sync(&peer, sync(records[..3].to_vec())).await.unwrap();
+    assert_eq!(r.audit_acked, Some(3));
+    // Sent again with more: the held ones are skipped.
+    let r = h.dc.sync(&peer, sync(records[1..].to_vec())).await.unwrap();
+    assert_eq!(r.audit_acked, Some(5));
+    let held = h.dc.subcloud_audit("edge-1", 100).await.unwrap();
+    assert_eq!(
+        held.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(roost_types::audit::verify(&held, None).ok());
+    // A failed commit acknowledges nothing new.
+    let more = WireAuditRecord::from(&chain.append(AuditEntry {
+        time: Timestamp(9),
+        user: "admin".into(),
+        roles: vec![],
+        source: String::new(),
+        method: "DELETE".into(),
+        path: "/v1/x".into(),
+        status: 204,
+    }));
+    h.store.fail_next_commits(1);
+    let r = h.dc.sync(&peer, sync(vec![more.clone()])).await.unwrap();
+    assert_eq!(r.audit_acked, Some(5));
+    let r = h.dc.sync(&peer, sync(vec![more])).await.unwrap();
+    assert_eq!(r.audit_acked, Some(6));
+    // Out of order: refused whole.
+    let err =
+        h.dc.sync(&peer, sync(vec![records[4].clone(), records[3].clone()]))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+}

@@ -111,6 +111,7 @@ fn with_subject_token(mut resp: Response, token: &str) -> Result<Response, ApiEr
 async fn issue(
     State(st): State<AppState>,
     connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    who: Option<axum::Extension<super::audit::AuditWho>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -152,19 +153,24 @@ async fn issue(
                 "method password needs identity.password",
             ));
         };
+        // The audit record names the user tried, never the password.
+        if let Some(axum::Extension(w)) = &who {
+            let tried = pw.user.name.as_deref().or(pw.user.id.as_deref());
+            w.set(tried.unwrap_or_default(), Vec::new());
+        }
         if !domain_ok(&pw.user.domain) {
             return Err(ApiError::unauthorized());
         }
         // Growing delays after wrong passwords, per source and per user:
         // answered at once, before any hashing.
         let source = connect.map(|c| (c.0).0.ip());
-        let who = pw
+        let tried = pw
             .user
             .id
             .clone()
             .or(pw.user.name.clone())
             .unwrap_or_default();
-        let wait_ms = st.identity.login_wait_ms(source, &who);
+        let wait_ms = st.identity.login_wait_ms(source, &tried);
         if wait_ms > 0 {
             return Err(ApiError::too_many_requests(
                 wait_ms,
@@ -200,6 +206,9 @@ async fn issue(
         let Some(holder) = st.identity.validate(&t.id) else {
             return Err(ApiError::unauthorized());
         };
+        if let Some(axum::Extension(w)) = &who {
+            w.set(holder.user_name.clone(), Vec::new());
+        }
         tokio::task::spawn_blocking(move || {
             let user = ident.user_of(&holder)?;
             ident.issue(
@@ -217,6 +226,9 @@ async fn issue(
             identity.methods
         )));
     };
+    if let Some(axum::Extension(w)) = &who {
+        w.set(principal.user_name.clone(), principal.roles.clone());
+    }
     let body = body_for(&st, &headers, &principal, !nocatalog);
     with_subject_token((StatusCode::CREATED, Json(body)).into_response(), &secret)
 }

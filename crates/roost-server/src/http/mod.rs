@@ -2,6 +2,7 @@
 
 mod agent;
 mod apps;
+pub mod audit;
 pub mod dclink;
 mod dcmanager;
 mod error;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub system: roost_api::sysinv::SystemView,
     pub identity: Arc<Identity>,
     pub metrics: Arc<Metrics>,
+    /// The audit log every mutating call and login is recorded in.
+    pub audit: crate::audit::AuditLog,
     /// Fixed base URL for links and the catalog; else taken from Host.
     pub public_url: Option<String>,
 }
@@ -82,6 +85,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(dcmanager::routes())
         .merge(identity::protected_routes())
         .merge(ops::protected_routes())
+        .merge(audit::protected_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let public = Router::new()
         .route("/", get(ops::root))
@@ -103,6 +107,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             state.clone(),
             record_metrics,
         ))
+        // Outermost: it sees every answer, 401s and 404s included.
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .with_state(state)
 }
 
@@ -162,6 +168,7 @@ async fn require_token(State(st): State<AppState>, mut req: Request, next: Next)
         )
         .into_response();
     };
+    audit::tell_who(&req, p.user_name.clone(), p.roles.clone());
     if !route.access.allows(&p.roles) {
         return ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
