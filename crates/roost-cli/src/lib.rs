@@ -1,6 +1,7 @@
 //! The `roost` client verbs: `login`, `alarm …`, `event …`, `host …`,
-//! `app …`, `heartbeat …`, and the Distributed Cloud verbs `subcloud …`,
-//! `subcloud-group …` and `dc …`, and `audit …`.
+//! `app …`, `heartbeat …`, `user …` (Keystone's users and roles),
+//! `audit …`, and the Distributed Cloud verbs `subcloud …`,
+//! `subcloud-group …` and `dc …`.
 //!
 //! This crate is a library that the `roost` binary embeds with
 //! `#[command(flatten)] Client(roost_cli::ClientCommand)` and runs with
@@ -48,6 +49,7 @@ mod subcloud;
 mod subcloud_group;
 #[cfg(test)]
 mod testutil;
+mod user;
 #[cfg(test)]
 mod verb_tests;
 
@@ -78,6 +80,10 @@ pub use subcloud::{
 pub use subcloud_group::{
     GroupAddArgs, GroupArg, GroupListArgs, GroupOutputArgs, GroupSettings, GroupUpdateArgs,
     SubcloudGroupCommand,
+};
+pub use user::{
+    UserArg, UserCommand, UserCreateArgs, UserListArgs, UserPasswdArgs, UserRoleArgs,
+    UserRoleCommand, UserShowArgs,
 };
 
 use client::{Api, normalize_url};
@@ -116,6 +122,9 @@ pub enum ClientCommand {
     /// The audit log: who changed what, and a check of its hash chain
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Identity: users and their roles (admin, member, reader)
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -183,6 +192,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
         ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
         ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
+        ClientCommand::User(cmd) => user::run(cmd, env, io),
     }
 }
 

@@ -175,7 +175,7 @@ fn ask(io: &mut Io<'_>, question: &str, default: &str) -> Result<String, Error> 
 
 /// The password: one line of standard input with `--password-stdin` or when
 /// standard input is not a terminal, else a prompt without echo.
-fn read_password(from_stdin: bool, io: &mut Io<'_>) -> Result<String, Error> {
+pub(crate) fn read_password(from_stdin: bool, io: &mut Io<'_>) -> Result<String, Error> {
     let password = if from_stdin || !io.interactive {
         read_line(io)?.ok_or_else(|| Error::usage("no password on standard input"))?
     } else {

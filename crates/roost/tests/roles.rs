@@ -579,3 +579,115 @@ fn the_stock_openstack_client_manages_users_and_roles() {
     let list = admin(&["user", "list", "-f", "value", "-c", "Name"]);
     assert_eq!(list.trim(), "admin");
 }
+
+/// `roost ARGS` against `s` as the holder of `token`, `stdin` fed in.
+fn roost(s: &Server, token: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .env("ROOST_URL", &s.url)
+        .env("ROOST_TOKEN", token)
+        .env(
+            "ROOST_CONFIG_DIR",
+            std::env::temp_dir().join("roost-roles-cli"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_roost_cli_manages_users_and_roles() {
+    let s = Server::start(bin());
+    let admin = s.token();
+    let ok = |args: &[&str], stdin: &str| {
+        let (code, out, err) = roost(&s, &admin, args, stdin);
+        assert_eq!(code, 0, "roost {args:?}: {err}");
+        out
+    };
+    ok(
+        &[
+            "user",
+            "create",
+            "gina",
+            "--role",
+            "reader",
+            "--password-stdin",
+        ],
+        "gina-password-1\n",
+    );
+    let list: Value = serde_json::from_str(&ok(&["user", "list", "-o", "json"], "")).unwrap();
+    let gina = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "gina")
+        .cloned()
+        .unwrap();
+    assert_eq!(gina["roles"], json!(["reader"]));
+    let t = token(&s, "gina", "gina-password-1");
+    // A reader cannot manage users: a clear message and a non-zero exit.
+    let (code, _, err) = roost(&s, &t, &["user", "list"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("admin"), "{err}");
+
+    ok(&["user", "role", "add", "gina", "member"], "");
+    ok(&["user", "role", "remove", "gina", "reader"], "");
+    let shown: Value =
+        serde_json::from_str(&ok(&["user", "show", "gina", "-o", "json"], "")).unwrap();
+    assert_eq!(shown["user"]["roles"], json!(["member"]));
+    assert_eq!(
+        call(&s, "GET", "/v1/alarms", Some(&t)),
+        401,
+        "role change revoked"
+    );
+
+    ok(
+        &["user", "passwd", "gina", "--password-stdin"],
+        "gina-password-2\n",
+    );
+    assert_eq!(login(&s, "gina", "gina-password-1").0, 401);
+    assert_eq!(login(&s, "gina", "gina-password-2").0, 201);
+    ok(&["user", "disable", "gina"], "");
+    assert_eq!(login(&s, "gina", "gina-password-2").0, 401);
+    ok(&["user", "unlock", "gina"], "");
+    assert_eq!(login(&s, "gina", "gina-password-2").0, 201);
+
+    // Bad input: one line, non-zero, nothing changed.
+    let (code, _, err) = roost(
+        &s,
+        &admin,
+        &[
+            "user",
+            "create",
+            "hal",
+            "--role",
+            "root",
+            "--password-stdin",
+        ],
+        "hal-password-1\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("root"), "{err}");
+    let (code, _, err) = roost(&s, &admin, &["user", "role", "add", "nobody", "reader"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("nobody"), "{err}");
+
+    ok(&["user", "delete", "gina"], "");
+    let (code, _, _) = roost(&s, &admin, &["user", "show", "gina"], "");
+    assert_eq!(code, 1);
+}
