@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|login] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -27,6 +27,10 @@
 //!   between two agents, 100 containers on one host, `cyclictest` jitter on
 //!   an isolated core (not part of `all`: needs root, containerd and runc;
 //!   about 15 minutes, 5 with `--quick`; see `apps.rs`).
+//! * `login`: logins per second and their latency (argon2id), and a
+//!   reader's p99 alone and while 512 clients send wrong passwords, with
+//!   Roost's delays on and off (not part of `all`; about a minute; see
+//!   `login.rs`).
 //! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
 //!   time until all applied, bytes per subcloud, system controller CPU (not
 //!   part of `all`; about 2 minutes; see `dc/apps.rs`).
@@ -52,6 +56,7 @@ mod dc;
 mod idle;
 mod list;
 mod load;
+mod login;
 mod mtce;
 mod procfs;
 mod startup;
@@ -106,6 +111,8 @@ enum Which {
     Apps,
     /// One application to N simulated subclouds
     DcApps,
+    /// Login cost, and a reader's latency under a flood of wrong passwords
+    Login,
 }
 
 /// How long and how much to measure.
@@ -456,6 +463,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::DcApps {
         return dc::apps::run(&plan, sizes);
+    }
+    if which == Which::Login {
+        return login::run(&plan, &rt);
     }
     let all = which == Which::All;
     let mut r = Results::default();
