@@ -70,6 +70,9 @@ pub struct IdentityConfig {
     pub login_free_failures: u64,
     /// Longest delay between two attempts, milliseconds (30 s).
     pub login_max_delay_ms: u64,
+    /// Longest an attempt made during its delay is held before it is
+    /// answered, milliseconds (10 s); past it, 429 with `Retry-After`.
+    pub login_max_hold_ms: u64,
 }
 
 impl Default for IdentityConfig {
@@ -80,6 +83,7 @@ impl Default for IdentityConfig {
             lockout_duration_secs: p.lockout_duration_secs,
             login_free_failures: u64::from(p.free_failures),
             login_max_delay_ms: p.max_delay_ms,
+            login_max_hold_ms: p.max_hold_ms,
         }
     }
 }
@@ -94,6 +98,7 @@ impl IdentityConfig {
             lockout_duration_secs: self.lockout_duration_secs,
             free_failures: small(self.login_free_failures),
             max_delay_ms: self.login_max_delay_ms,
+            max_hold_ms: self.login_max_hold_ms,
         }
     }
 }
@@ -404,6 +409,12 @@ impl Config {
                 3_600_000,
             ),
             (
+                "identity.login_max_hold_ms",
+                self.identity.login_max_hold_ms,
+                0,
+                60_000,
+            ),
+            (
                 "join_token_ttl_secs",
                 self.join_token_ttl_secs,
                 60,
@@ -607,6 +618,7 @@ mod tests {
             "identity.lockout_duration_secs" => c.identity.lockout_duration_secs = v,
             "identity.login_free_failures" => c.identity.login_free_failures = v,
             "identity.login_max_delay_ms" => c.identity.login_max_delay_ms = v,
+            "identity.login_max_hold_ms" => c.identity.login_max_hold_ms = v,
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,

@@ -116,6 +116,9 @@ pub struct LoginPolicy {
     /// [`THROTTLE_BASE_MS`] up to `max_delay_ms`.
     pub free_failures: u32,
     pub max_delay_ms: u64,
+    /// Longest an attempt made during its delay is held before it is
+    /// answered (then checked if the delay is over, else answered 429).
+    pub max_hold_ms: u64,
 }
 
 impl Default for LoginPolicy {
@@ -125,6 +128,7 @@ impl Default for LoginPolicy {
             lockout_duration_secs: 1800,
             free_failures: 3,
             max_delay_ms: 30_000,
+            max_hold_ms: 10_000,
         }
     }
 }
@@ -420,6 +424,22 @@ impl Identity {
         let t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
         let by_source = source.map_or(0, |s| t.wait_ms(&format!("ip:{s}"), now));
         by_source.max(t.wait_ms(&format!("user:{user}"), now))
+    }
+
+    /// The login policy.
+    pub fn policy(&self) -> LoginPolicy {
+        self.policy
+    }
+
+    /// A login refused without a check (no password thread free): it
+    /// counts towards the delays of `source` and the user name.
+    pub fn login_refused(&self, source: Option<std::net::IpAddr>, user: &str) {
+        let now = self.clock.now();
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.failed(&format!("user:{user}"), now);
+        if let Some(s) = source {
+            t.failed(&format!("ip:{s}"), now);
+        }
     }
 
     /// Checks a user's password (blocking: argon2 takes tens of milliseconds;

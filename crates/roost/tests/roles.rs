@@ -389,8 +389,9 @@ fn an_account_locks_after_wrong_passwords_until_an_admin_clears_it_or_the_time_p
 
 #[test]
 fn wrong_passwords_wait_longer_and_longer_per_source_and_per_user() {
+    // Held 0 ms: an attempt during its delay is answered 429 at once.
     let (s, _cfg) = server_with(
-        "[identity]\nlockout_failure_attempts = 0\nlogin_free_failures = 2\nlogin_max_delay_ms = 1000\n",
+        "[identity]\nlockout_failure_attempts = 0\nlogin_free_failures = 2\nlogin_max_delay_ms = 1000\nlogin_max_hold_ms = 0\n",
     );
     create_user(&s, "erin", "erin-password", &["reader"]);
     // Two free, then a delay before the next try is even checked.
@@ -421,6 +422,36 @@ fn wrong_passwords_wait_longer_and_longer_per_source_and_per_user() {
     })
     .expect("the delay ends");
     assert!(t.is_some());
+}
+
+#[test]
+fn an_attempt_made_during_its_delay_is_held_until_the_delay_is_over() {
+    // The default hold: the answer waits, so a closed-loop flood sends one
+    // attempt per delay.
+    let (s, _cfg) = server_with(
+        "[identity]\nlockout_failure_attempts = 0\nlogin_free_failures = 1\nlogin_max_delay_ms = 2000\n",
+    );
+    assert_eq!(login(&s, "admin", "wrong-password").0, 401);
+    // The second wrong one sets a 250 ms delay, the third 500 ms.
+    assert_eq!(login(&s, "admin", "wrong-password").0, 401);
+    let started = Instant::now();
+    assert_eq!(
+        login(&s, "admin", "wrong-password").0,
+        401,
+        "held, then checked"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(240),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(login(&s, "admin", PASSWORD).0, 201, "held, then let in");
+    assert!(
+        started.elapsed() >= Duration::from_millis(490),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

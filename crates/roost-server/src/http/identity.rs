@@ -170,7 +170,17 @@ async fn issue(
             .clone()
             .or(pw.user.name.clone())
             .unwrap_or_default();
-        let wait_ms = st.identity.login_wait_ms(source, &tried);
+        let mut wait_ms = st.identity.login_wait_ms(source, &tried);
+        if wait_ms > 0 {
+            // The answer waits out the delay (up to the hold limit): a
+            // client that floods in a closed loop sends one attempt per
+            // delay, and costs the server a timer, not a password check.
+            let hold = wait_ms.min(st.identity.policy().max_hold_ms);
+            if hold > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(hold)).await;
+                wait_ms = st.identity.login_wait_ms(source, &tried);
+            }
+        }
         if wait_ms > 0 {
             return Err(ApiError::too_many_requests(
                 wait_ms,
@@ -191,7 +201,14 @@ async fn issue(
                     source,
                 )
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                // A check refused for want of a thread counts as a wrong
+                // password: a flood that fills the queue gets delays too.
+                if matches!(e, Error::Busy(_)) {
+                    st.identity.login_refused(source, &tried);
+                }
+            })?;
         tokio::task::spawn_blocking(move || {
             ident.issue(&user, project.as_deref(), &["password"], None)
         })
