@@ -364,3 +364,95 @@ pub struct RoleAssignmentList {
     pub role_assignments: Vec<RoleAssignment>,
     pub links: Value,
 }
+
+/// `links` of a Keystone list (`/v3/{what}`), one page.
+pub fn list_links(base: &str, what: &str) -> Value {
+    json!({"self": format!("{base}/v3/{what}"), "previous": null, "next": null})
+}
+
+impl User {
+    /// A user as listed at `base`; `locked_until` (ISO 8601) when locked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn view(
+        base: &str,
+        id: String,
+        name: String,
+        enabled: bool,
+        failed_logins: u32,
+        locked_until: Option<String>,
+        roles: Vec<String>,
+    ) -> User {
+        User {
+            links: json!({"self": format!("{base}/v3/users/{id}")}),
+            id,
+            name,
+            domain_id: "default".into(),
+            enabled,
+            failed_logins,
+            locked_until,
+            roles,
+            password_expires_at: None,
+            options: json!({}),
+        }
+    }
+}
+
+impl Role {
+    /// A role at `base`: its id is its name.
+    pub fn view(base: &str, name: &str, description: &str) -> Role {
+        Role {
+            id: name.to_string(),
+            name: name.to_string(),
+            domain_id: None,
+            description: description.into(),
+            links: json!({"self": format!("{base}/v3/roles/{name}")}),
+        }
+    }
+}
+
+impl Project {
+    /// A project of domain `default` at `base`.
+    pub fn view(base: &str, id: String, name: String) -> Project {
+        Project {
+            links: json!({"self": format!("{base}/v3/projects/{id}")}),
+            id,
+            name,
+            domain_id: "default".into(),
+            enabled: true,
+            is_domain: false,
+            parent_id: "default".into(),
+            description: String::new(),
+        }
+    }
+}
+
+/// One side of an assignment: `{"id"}`, with `name` and domain `Default`
+/// when names are asked for.
+fn named(id: &str, name: &str, names: bool, domain: bool) -> Value {
+    match (names, domain) {
+        (false, _) => json!({"id": id}),
+        (true, false) => json!({"id": id, "name": name}),
+        (true, true) => {
+            json!({"id": id, "name": name, "domain": {"id": "default", "name": "Default"}})
+        }
+    }
+}
+
+impl RoleAssignment {
+    /// `role` held by a user on a project, at `base`; names beside ids
+    /// when `names` (`include_names`).
+    pub fn view(
+        base: &str,
+        (user_id, user_name): (&str, &str),
+        (project_id, project_name): (&str, &str),
+        role: &str,
+        names: bool,
+    ) -> RoleAssignment {
+        RoleAssignment {
+            links: json!({"assignment": format!("{base}/v3/projects/{project_id}/users/{user_id}/roles/{role}")}),
+            role: named(role, role, names, false),
+            user: named(user_id, user_name, names, true),
+            scope: json!({"project": named(project_id, project_name, names, true)}),
+        }
+    }
+}

@@ -13,7 +13,6 @@ use roost_api::identity::{
     UserList, UserUpdateRequest, token_body, v3_document,
 };
 use roost_store::{ROLES, UserAccount};
-use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
@@ -302,19 +301,16 @@ fn check_new_password(p: &str) -> Result<(), ApiError> {
 }
 
 fn user_view(base: &str, now: roost_types::Timestamp, a: UserAccount) -> User {
-    let locked = a.locked_until > now;
-    User {
-        links: json!({"self": format!("{base}/v3/users/{}", a.id)}),
-        id: a.id,
-        name: a.name,
-        domain_id: "default".into(),
-        enabled: a.enabled,
-        failed_logins: a.failed_logins,
-        locked_until: locked.then(|| a.locked_until.to_rfc3339()),
-        roles: a.roles,
-        password_expires_at: None,
-        options: json!({}),
-    }
+    let locked = (a.locked_until > now).then(|| a.locked_until.to_rfc3339());
+    User::view(
+        base,
+        a.id,
+        a.name,
+        a.enabled,
+        a.failed_logins,
+        locked,
+        a.roles,
+    )
 }
 
 fn role_view(base: &str, name: &str) -> Role {
@@ -323,30 +319,11 @@ fn role_view(base: &str, name: &str) -> Role {
         "member" => "operate the cloud (StarlingX's operator): every change but identity",
         _ => "read everything but secrets",
     };
-    Role {
-        id: name.to_string(),
-        name: name.to_string(),
-        domain_id: None,
-        description: description.into(),
-        links: json!({"self": format!("{base}/v3/roles/{name}")}),
-    }
+    Role::view(base, name, description)
 }
 
 fn project_view(base: &str, (id, name): (String, String)) -> Project {
-    Project {
-        links: json!({"self": format!("{base}/v3/projects/{id}")}),
-        id,
-        name,
-        domain_id: "default".into(),
-        enabled: true,
-        is_domain: false,
-        parent_id: "default".into(),
-        description: String::new(),
-    }
-}
-
-fn list_links(base: &str, what: &str) -> serde_json::Value {
-    json!({"self": format!("{base}/v3/{what}"), "previous": null, "next": null})
+    Project::view(base, id, name)
 }
 
 fn find_user(st: &AppState, id_or_name: &str) -> Result<UserAccount, ApiError> {
@@ -406,7 +383,7 @@ async fn list_users(
         .collect();
     Ok(Json(UserList {
         users,
-        links: list_links(&base, "users"),
+        links: roost_api::identity::list_links(&base, "users"),
     }))
 }
 
@@ -528,7 +505,7 @@ async fn list_roles(
             .filter(|r| q.get("name").is_none_or(|n| n == **r))
             .map(|r| role_view(&base, r))
             .collect(),
-        links: list_links(&base, "roles"),
+        links: roost_api::identity::list_links(&base, "roles"),
     })
 }
 
@@ -560,7 +537,7 @@ async fn list_projects(
         .collect();
     Ok(Json(ProjectList {
         projects,
-        links: list_links(&base, "projects"),
+        links: roost_api::identity::list_links(&base, "projects"),
     }))
 }
 
@@ -648,26 +625,17 @@ async fn role_assignments(
                 && q.get("role.id").is_none_or(|v| v == a.role)
         })
         .map(|a| {
-            let (uid, pid, role) = (&a.user_id, &a.project_id, &a.role);
-            let (user, project, r) = if names {
-                (
-                    json!({"id": uid, "name": a.user_name, "domain": {"id": "default", "name": "Default"}}),
-                    json!({"id": pid, "name": a.project_name, "domain": {"id": "default", "name": "Default"}}),
-                    json!({"id": role, "name": role}),
-                )
-            } else {
-                (json!({"id": uid}), json!({"id": pid}), json!({"id": role}))
-            };
-            RoleAssignment {
-                links: json!({"assignment": format!("{base}/v3/projects/{pid}/users/{uid}/roles/{role}")}),
-                role: r,
-                user,
-                scope: json!({"project": project}),
-            }
+            RoleAssignment::view(
+                &base,
+                (&a.user_id, &a.user_name),
+                (&a.project_id, &a.project_name),
+                &a.role,
+                names,
+            )
         })
         .collect();
     Ok(Json(RoleAssignmentList {
         role_assignments,
-        links: list_links(&base, "role_assignments"),
+        links: roost_api::identity::list_links(&base, "role_assignments"),
     }))
 }
