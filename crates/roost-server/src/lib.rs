@@ -105,6 +105,7 @@ pub async fn run_with(
     let data = datadir::DataDir::open(&config.data_dir)?;
     let store = Arc::new(
         Store::open(StoreConfig {
+            key: roost_store::KeySource::beside(&data.database()),
             path: data.database(),
             durability: config.durability()?,
             event_log_cap: config.fm.event_log_cap,
