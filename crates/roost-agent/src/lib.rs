@@ -284,7 +284,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Enrolls (or loads the identity), starts every task, makes the first
 /// report and prints the ready line.
 async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
-    identity::create_private_dir(&args.data_dir)?;
+    identity::make_private_dir(&args.data_dir)?;
     let stored = Identity::load(&args.data_dir)?;
     let server = args
         .server
