@@ -583,6 +583,36 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_and_dc_listeners_default_to_the_api_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roost.toml");
+        let at = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            let c = Config::from_file(&p).unwrap();
+            (
+                c.heartbeat_addr().to_string(),
+                c.dc_listen_addr().to_string(),
+            )
+        };
+        assert_eq!(
+            at(""),
+            ("127.0.0.1:0".to_string(), "127.0.0.1:6386".to_string())
+        );
+        assert_eq!(
+            at("listen = \"10.0.0.2:6385\"\n"),
+            ("10.0.0.2:0".to_string(), "10.0.0.2:6386".to_string())
+        );
+        assert_eq!(
+            at("listen = \"0.0.0.0:6385\"\n"),
+            ("0.0.0.0:0".to_string(), "0.0.0.0:6386".to_string())
+        );
+        assert_eq!(
+            at("heartbeat_listen = \"0.0.0.0:0\"\n[dc]\nlisten = \"0.0.0.0:7000\"\n"),
+            ("0.0.0.0:0".to_string(), "0.0.0.0:7000".to_string())
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("roost.toml");
