@@ -206,6 +206,9 @@ fn no_secret_is_in_the_store_files_and_the_data_directory_is_private() {
     let api = s.api();
     let token = api.add_host("worker-1", "worker");
     let agent_dir = tmp.path().join("agent");
+    // The agent's data directory too, made beforehand open to all.
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    std::fs::set_permissions(&agent_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let _agent =
         Agent::start(bin(), &s.url, &token, &agent_dir, "127.0.0.2", &[]).expect("agent starts");
     api.wait_avail("worker-1", "online", 60);
@@ -242,6 +245,8 @@ fn no_secret_is_in_the_store_files_and_the_data_directory_is_private() {
     assert_no_secret(&data, "the heartbeat key", &hb_key, &hb_raw);
     assert!(!s.log().contains(BMC_PASSWORD) && !s.log().contains(&hb_key));
     assert_private(&data, true);
+    assert_private(&agent_dir, true);
+    assert_eq!(mode(&agent_dir.join("identity.json")), 0o600);
     for f in [
         "roost.db",
         "roost.db-wal",
