@@ -126,6 +126,55 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
         .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }
 
+/// Directories of the data directory tightened themselves but not walked:
+/// containerd's root and state and the containers' files are under `apps/`.
+const NOT_WALKED: &[&str] = &["apps"];
+
+/// Creates `dir` if missing and makes it private whatever it was before:
+/// the directory and every directory Roost keeps in it 0700, every file
+/// 0600 (symbolic links left alone; below `apps/` only that directory).
+/// Logs once when a mode had to change.
+pub fn make_private_dir(dir: &Path) -> Result<(), Error> {
+    create_private_dir(dir)?;
+    let changed = tighten(dir, true)
+        .with_context(|| format!("cannot make the data directory {} private", dir.display()))?;
+    if changed > 0 {
+        tracing::info!(
+            path = %dir.display(),
+            entries = changed,
+            "made the data directory private (0700 directories, 0600 files)"
+        );
+    }
+    Ok(())
+}
+
+fn tighten(dir: &Path, top: bool) -> std::io::Result<usize> {
+    let mut changed = set_mode(dir, 0o700)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let p = entry.path();
+        if kind.is_dir() {
+            changed += if top && NOT_WALKED.iter().any(|n| entry.file_name() == *n) {
+                set_mode(&p, 0o700)?
+            } else {
+                tighten(&p, false)?
+            };
+        } else if kind.is_file() {
+            changed += set_mode(&p, 0o600)?;
+        }
+    }
+    Ok(changed)
+}
+
+fn set_mode(p: &Path, mode: u32) -> std::io::Result<usize> {
+    if fs::symlink_metadata(p)?.permissions().mode() & 0o7777 == mode {
+        return Ok(0);
+    }
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))?;
+    Ok(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +192,24 @@ mod tests {
                 agent_token: "secret-agent-token".into(),
             },
         }
+    }
+
+    #[test]
+    fn an_existing_data_directory_is_made_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        fs::create_dir_all(dir.join("apps/containerd")).unwrap();
+        for d in [&dir, &dir.join("apps"), &dir.join("apps/containerd")] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(dir.join("stray"), "x").unwrap();
+        fs::set_permissions(dir.join("stray"), fs::Permissions::from_mode(0o644)).unwrap();
+        make_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("stray")), 0o600);
+        assert_eq!(mode(&dir.join("apps")), 0o700);
+        assert_eq!(mode(&dir.join("apps/containerd")), 0o755);
     }
 
     #[test]

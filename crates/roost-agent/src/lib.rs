@@ -284,7 +284,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Enrolls (or loads the identity), starts every task, makes the first
 /// report and prints the ready line.
 async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
-    identity::create_private_dir(&args.data_dir)?;
+    // What the agent creates is private to its user unless made otherwise
+    // on purpose (containerd runs with umask 022; volumes are made 0755).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    identity::make_private_dir(&args.data_dir)?;
     let stored = Identity::load(&args.data_dir)?;
     let server = args
         .server

@@ -209,7 +209,13 @@ fn spawn(containerd: &Path, dir: &Path) -> Result<Child> {
         .map_err(Error::io("open containerd.log"))?;
     let log2 = log.try_clone().map_err(Error::io("containerd.log"))?;
     let _ = std::fs::remove_file(dir.join("containerd.sock"));
-    Command::new(containerd)
+    // containerd runs with the usual umask 022 whatever the server's own
+    // (0077, for its data directory): the directories it makes for
+    // snapshots and bundles must stay readable to containers' own users.
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(containerd)
         .arg("--config")
         .arg(dir.join("config.toml"))
         .stdin(Stdio::null())

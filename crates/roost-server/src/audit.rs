@@ -285,6 +285,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
             Store::open(StoreConfig {
+                key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
                 path: dir.path().join("roost.db"),
                 durability: Durability::Process,
                 event_log_cap: 10,
@@ -317,6 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
             Store::open(StoreConfig {
+                key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
                 path: dir.path().join("roost.db"),
                 durability: Durability::Process,
                 event_log_cap: 10,

@@ -39,8 +39,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `simplex` (All-in-One Simplex, the default) or `duplex`.
     pub system_mode: String,
-    /// UDP address the heartbeat is sent from.
-    pub heartbeat_listen: SocketAddr,
+    /// UDP address the heartbeat is sent from. By default the API's
+    /// address with any port ([`Config::heartbeat_addr`]).
+    pub heartbeat_listen: Option<SocketAddr>,
     /// Lifetime of the join tokens `roost host add` hands out, seconds.
     pub join_token_ttl_secs: u64,
     /// `standalone` (default), `systemcontroller` or `subcloud`.
@@ -180,7 +181,8 @@ impl Default for HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DcConfigFile {
     /// System controller: the HTTPS (mutual TLS) listener subclouds dial.
-    pub listen: SocketAddr,
+    /// By default the API's address, port 6386 ([`Config::dc_listen_addr`]).
+    pub listen: Option<SocketAddr>,
     /// System controller: names and addresses its DC certificate is valid for
     /// (besides localhost, 127.0.0.1 and the listen address).
     pub names: Vec<String>,
@@ -201,7 +203,7 @@ pub struct DcConfigFile {
 impl Default for DcConfigFile {
     fn default() -> Self {
         DcConfigFile {
-            listen: SocketAddr::from(([0, 0, 0, 0], 6386)),
+            listen: None,
             names: Vec::new(),
             sync_interval_secs: 2,
             offline_after_secs: 8,
@@ -282,6 +284,28 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The DC listener's port when `[dc] listen` is not set.
+pub const DEFAULT_DC_PORT: u16 = 6386;
+
+impl Config {
+    /// The address the heartbeat socket binds: `heartbeat_listen` if set,
+    /// otherwise the management address (the API's IP) with any port. Every
+    /// address (0.0.0.0) only when configured so, or when the API itself
+    /// listens on every address.
+    pub fn heartbeat_addr(&self) -> SocketAddr {
+        self.heartbeat_listen
+            .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), 0))
+    }
+
+    /// The address the DC listener binds on a system controller:
+    /// `[dc] listen` if set, otherwise the API's IP with port 6386.
+    pub fn dc_listen_addr(&self) -> SocketAddr {
+        self.dc
+            .listen
+            .unwrap_or_else(|| SocketAddr::new(self.listen.ip(), DEFAULT_DC_PORT))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -293,7 +317,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             public_url: None,
             system_mode: "simplex".into(),
-            heartbeat_listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            heartbeat_listen: None,
             join_token_ttl_secs: 3600,
             role: "standalone".into(),
             dc: DcConfigFile::default(),
@@ -567,6 +591,36 @@ mod tests {
         assert_eq!(c.monitor.thresholds.cpu.major, 50.0);
         assert_eq!(c.monitor.thresholds.memory.major, 80.0);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_heartbeat_and_dc_listeners_default_to_the_api_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roost.toml");
+        let at = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            let c = Config::from_file(&p).unwrap();
+            (
+                c.heartbeat_addr().to_string(),
+                c.dc_listen_addr().to_string(),
+            )
+        };
+        assert_eq!(
+            at(""),
+            ("127.0.0.1:0".to_string(), "127.0.0.1:6386".to_string())
+        );
+        assert_eq!(
+            at("listen = \"10.0.0.2:6385\"\n"),
+            ("10.0.0.2:0".to_string(), "10.0.0.2:6386".to_string())
+        );
+        assert_eq!(
+            at("listen = \"0.0.0.0:6385\"\n"),
+            ("0.0.0.0:0".to_string(), "0.0.0.0:6386".to_string())
+        );
+        assert_eq!(
+            at("heartbeat_listen = \"0.0.0.0:0\"\n[dc]\nlisten = \"0.0.0.0:7000\"\n"),
+            ("0.0.0.0:0".to_string(), "0.0.0.0:7000".to_string())
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! The data directory: created private, locked against a second server, and
-//! home of the generated admin credentials.
+//! home of the generated admin credentials and of the data-encryption key.
+//!
+//! Opening it makes it private whatever it was before: the directory and
+//! every directory Roost keeps in it 0700, every file 0600. Under `apps/`
+//! only the directory itself is tightened: below it containerd keeps its
+//! root and state, and container filesystems their own modes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -25,12 +30,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl DataDir {
-    /// Creates the directory (mode 0700) if needed and takes its lock.
+    /// Creates the directory (mode 0700) if needed, takes its lock and
+    /// makes what is in it private (see the module's documentation).
     pub fn open(path: &Path) -> Result<DataDir, Error> {
         if !path.exists() {
             std::fs::create_dir_all(path).map_err(io(path))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-                .map_err(io(path))?;
         }
         let lock_path = path.join("roost.lock");
         let lock = OpenOptions::new()
@@ -47,10 +51,18 @@ impl DataDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
+        let tightened = tighten(path, true).map_err(io(path))?;
         // Record who holds the lock, for the operator's benefit.
         let mut l = &lock;
         let _ = l.set_len(0);
         let _ = writeln!(l, "{}", std::process::id());
+        if tightened > 0 {
+            tracing::info!(
+                path = %path.display(),
+                entries = tightened,
+                "made the data directory private (0700 directories, 0600 files)"
+            );
+        }
         Ok(DataDir {
             path: path.to_path_buf(),
             _lock: lock,
@@ -64,6 +76,11 @@ impl DataDir {
     /// Path of the SQLite database.
     pub fn database(&self) -> PathBuf {
         self.path.join(roost_store::DATABASE_FILE)
+    }
+
+    /// Where the key that seals the store's secrets is kept.
+    pub fn key_source(&self) -> roost_store::KeySource {
+        roost_store::KeySource::File(self.path.join(roost_store::SECRET_KEY_FILE))
     }
 
     /// Path of the generated admin credentials.
@@ -89,6 +106,42 @@ impl DataDir {
     }
 }
 
+/// Directories under the data directory that are tightened themselves but
+/// not walked: containerd's root and state and the containers' files are
+/// under `apps/`, with modes of their own.
+const NOT_WALKED: &[&str] = &["apps"];
+
+/// Sets `dir` to 0700 and, below it, directories to 0700 and files to 0600;
+/// symbolic links are left alone. Returns how many modes changed.
+fn tighten(dir: &Path, top: bool) -> std::io::Result<usize> {
+    let mut changed = set_mode(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let p = entry.path();
+        if kind.is_dir() {
+            let walk = !(top && NOT_WALKED.iter().any(|n| entry.file_name() == *n));
+            changed += if walk {
+                tighten(&p, false)?
+            } else {
+                set_mode(&p, 0o700)?
+            };
+        } else if kind.is_file() {
+            changed += set_mode(&p, 0o600)?;
+        }
+    }
+    Ok(changed)
+}
+
+fn set_mode(p: &Path, mode: u32) -> std::io::Result<usize> {
+    let meta = std::fs::symlink_metadata(p)?;
+    if meta.permissions().mode() & 0o7777 == mode {
+        return Ok(0);
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    Ok(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +156,36 @@ mod tests {
         assert!(err.to_string().contains("in use"));
         drop(first);
         DataDir::open(&p).unwrap();
+    }
+
+    #[test]
+    fn an_existing_directory_and_its_files_are_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::create_dir_all(p.join("dc-ca")).unwrap();
+        std::fs::create_dir_all(p.join("apps/containerd/root")).unwrap();
+        for d in [
+            &p,
+            &p.join("dc-ca"),
+            &p.join("apps"),
+            &p.join("apps/containerd/root"),
+        ] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for f in [p.join("roost.db"), p.join("dc-ca/ca.key")] {
+            std::fs::write(&f, "x").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let _d = DataDir::open(&p).unwrap();
+        assert_eq!(mode(&p), 0o700);
+        assert_eq!(mode(&p.join("dc-ca")), 0o700);
+        assert_eq!(mode(&p.join("roost.db")), 0o600);
+        assert_eq!(mode(&p.join("dc-ca/ca.key")), 0o600);
+        assert_eq!(mode(&p.join("roost.lock")), 0o600);
+        assert_eq!(mode(&p.join("apps")), 0o700);
+        // containerd's own directories keep their modes.
+        assert_eq!(mode(&p.join("apps/containerd/root")), 0o755);
     }
 
     #[test]

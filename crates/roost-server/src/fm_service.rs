@@ -254,6 +254,7 @@ mod tests {
     fn open(dir: &tempfile::TempDir) -> Arc<Store> {
         Arc::new(
             Store::open(StoreConfig {
+                key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
                 path: dir.path().join("roost.db"),
                 durability: Default::default(),
                 event_log_cap: 10_000,

@@ -75,6 +75,9 @@ pub async fn run_with(
     enroll_token: Option<String>,
 ) -> Result<()> {
     config.validate()?;
+    // Everything the server creates is private to its user unless made
+    // otherwise on purpose (SQLite's -wal and -shm, logs, packages).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let open_files = raise_open_file_limit();
     let catalogue = Arc::new(load_catalogue(&config)?);
     // Listen first: a start that cannot (a port in use) must leave nothing
@@ -85,19 +88,17 @@ pub async fn run_with(
     let addr = listener.local_addr()?;
     let role = roost_types::Role::parse(&config.role)
         .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", config.role)))?;
-    let heartbeat_socket = tokio::net::UdpSocket::bind(config.heartbeat_listen)
+    let heartbeat_addr = config.heartbeat_addr();
+    let heartbeat_socket = tokio::net::UdpSocket::bind(heartbeat_addr)
         .await
-        .with_context(|| {
-            format!(
-                "cannot bind the heartbeat socket {}",
-                config.heartbeat_listen
-            )
-        })?;
+        .with_context(|| format!("cannot bind the heartbeat socket {heartbeat_addr}"))?;
+    tracing::info!(addr = %heartbeat_socket.local_addr()?, "heartbeat socket bound");
     let mut dc_listener = if role == Role::SystemController {
+        let dc_addr = config.dc_listen_addr();
         Some(
-            tokio::net::TcpListener::bind(config.dc.listen)
+            tokio::net::TcpListener::bind(dc_addr)
                 .await
-                .with_context(|| format!("cannot listen on {} (DC)", config.dc.listen))?,
+                .with_context(|| format!("cannot listen on {dc_addr} (DC)"))?,
         )
     } else {
         None
@@ -105,12 +106,26 @@ pub async fn run_with(
     let data = datadir::DataDir::open(&config.data_dir)?;
     let store = Arc::new(
         Store::open(StoreConfig {
+            key: data.key_source(),
             path: data.database(),
             durability: config.durability()?,
             event_log_cap: config.fm.event_log_cap,
         })
         .with_context(|| format!("cannot open the store in {}", data.path().display()))?,
     );
+    let sealing = store.seal_report();
+    if sealing.key_created {
+        tracing::info!(
+            path = %data.key_source().describe(),
+            "created the data-encryption key that seals the store's secrets; back it up with the data directory"
+        );
+    }
+    if sealing.sealed_in_place > 0 {
+        tracing::info!(
+            values = sealing.sealed_in_place,
+            "sealed secrets that were stored in clear"
+        );
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let alarm_log = (role == Role::Subcloud)
         .then(|| Arc::new(std::sync::Mutex::new(roost_dc::AlarmLog::new())));

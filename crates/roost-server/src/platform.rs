@@ -219,6 +219,7 @@ mod tests {
     fn store(dir: &tempfile::TempDir) -> Arc<Store> {
         Arc::new(
             Store::open(roost_store::StoreConfig {
+                key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
                 path: dir.path().join("roost.db"),
                 durability: Default::default(),
                 event_log_cap: 100,

@@ -83,6 +83,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
             Store::open(StoreConfig {
+                key: crate::KeySource::beside(&dir.path().join("db")),
                 path: dir.path().join("db"),
                 durability: Durability::Process,
                 event_log_cap: 10,

@@ -323,6 +323,7 @@ mod tests {
 
     fn open(dir: &tempfile::TempDir) -> Store {
         Store::open(StoreConfig {
+            key: crate::KeySource::beside(&dir.path().join("roost.db")),
             path: dir.path().join("roost.db"),
             durability: Durability::Process,
             event_log_cap: 100,

@@ -302,6 +302,7 @@ mod tests {
     fn group_apps_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(StoreConfig {
+            key: crate::KeySource::beside(&dir.path().join("s.db")),
             path: dir.path().join("s.db"),
             durability: Durability::Process,
             event_log_cap: 10,
@@ -330,6 +331,7 @@ mod tests {
     fn subclouds_and_groups_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(StoreConfig {
+            key: crate::KeySource::beside(&dir.path().join("db")),
             path: dir.path().join("db"),
             durability: Durability::Process,
             event_log_cap: 10,
@@ -371,6 +373,7 @@ mod tests {
     fn an_injected_commit_failure_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(StoreConfig {
+            key: crate::KeySource::beside(&dir.path().join("db")),
             path: dir.path().join("db"),
             durability: Durability::Process,
             event_log_cap: 10,

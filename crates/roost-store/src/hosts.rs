@@ -3,10 +3,12 @@
 use roost_types::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::{Error, Store};
+use crate::seal::{HOST_BM_PASSWORD, HOST_HB_KEY};
+use crate::{Error, Sealer, Store};
 
-/// A host as stored. Secrets (`bm_password`, `hb_key`) are stored so that
-/// the server can use them; the API never returns them.
+/// A host as stored. Secrets (`bm_password`, `hb_key`) are in clear here,
+/// for the server to use (the API never returns them); in the database
+/// they are sealed (see `seal.rs`), with the host's uuid as the row key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredHost {
     pub id: i64,
@@ -127,7 +129,23 @@ pub enum HostWrite {
     Settings(Vec<(String, String)>),
 }
 
-fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64, Error> {
+/// The host's secrets sealed for the row keyed `uuid`.
+fn sealed_secrets(
+    sealer: &Sealer,
+    uuid: &str,
+    h: &StoredHost,
+) -> Result<(Option<String>, Option<String>), Error> {
+    Ok((
+        sealer.seal_opt(HOST_BM_PASSWORD, uuid, h.bm_password.as_deref())?,
+        sealer.seal_opt(HOST_HB_KEY, uuid, h.hb_key.as_deref())?,
+    ))
+}
+
+fn insert_host_tx(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: &Sealer,
+    h: &StoredHost,
+) -> Result<i64, Error> {
     let exists: Option<i64> = tx
         .query_row(
             "SELECT id FROM hosts WHERE hostname = ?1",
@@ -141,6 +159,7 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
             h.hostname
         )));
     }
+    let (bm_password, hb_key) = sealed_secrets(sealer, &h.uuid, h)?;
     tx.execute(
         "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
             operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
@@ -162,9 +181,9 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
             h.bm_type,
             h.bm_ip,
             h.bm_username,
-            h.bm_password,
+            bm_password,
             h.location,
-            h.hb_key,
+            hb_key,
             h.hb_port.map(i64::from),
             h.agent_token_hash,
             h.inventory,
@@ -180,7 +199,19 @@ fn insert_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<i64,
     Ok(tx.last_insert_rowid())
 }
 
-fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), Error> {
+fn update_host_tx(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: &Sealer,
+    h: &StoredHost,
+) -> Result<(), Error> {
+    // The row's own uuid keys its sealed values (an update never changes it).
+    let uuid: Option<String> = tx
+        .query_row("SELECT uuid FROM hosts WHERE id = ?1", [h.id], |r| r.get(0))
+        .optional()?;
+    let Some(uuid) = uuid else {
+        return Err(Error::Invalid(format!("host {} not found", h.id)));
+    };
+    let (bm_password, hb_key) = sealed_secrets(sealer, &uuid, h)?;
     let n = tx.execute(
         "UPDATE hosts SET hostname = ?2, personality = ?3, subfunctions = ?4,
             administrative = ?5, operational = ?6, availability = ?7, task = ?8,
@@ -203,9 +234,9 @@ fn update_host_tx(tx: &rusqlite::Transaction<'_>, h: &StoredHost) -> Result<(), 
             h.bm_type,
             h.bm_ip,
             h.bm_username,
-            h.bm_password,
+            bm_password,
             h.location,
-            h.hb_key,
+            hb_key,
             h.hb_port.map(i64::from),
             h.agent_token_hash,
             h.inventory,
@@ -248,8 +279,8 @@ impl Store {
             for w in writes {
                 let mut id = 0;
                 match w {
-                    HostWrite::Insert(h) => id = insert_host_tx(tx, h)?,
-                    HostWrite::Update(h) => update_host_tx(tx, h)?,
+                    HostWrite::Insert(h) => id = insert_host_tx(tx, &self.sealer, h)?,
+                    HostWrite::Update(h) => update_host_tx(tx, &self.sealer, h)?,
                     HostWrite::Fields(h) => {
                         let mut row = h.clone();
                         let cur: Option<(String, String, String, String)> = tx
@@ -265,7 +296,7 @@ impl Store {
                         };
                         (row.administrative, row.operational, row.availability, row.task) =
                             (a, o, v, t);
-                        update_host_tx(tx, &row)?;
+                        update_host_tx(tx, &self.sealer, &row)?;
                     }
                     HostWrite::States {
                         id,
@@ -336,9 +367,17 @@ impl Store {
     pub fn hosts(&self) -> Result<Vec<StoredHost>, Error> {
         self.read(|c| {
             let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM hosts ORDER BY id"))?;
-            let v = st
+            let mut v = st
                 .query_map([], host_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
+            for h in &mut v {
+                h.bm_password =
+                    self.sealer
+                        .unseal_opt(HOST_BM_PASSWORD, &h.uuid, h.bm_password.take())?;
+                h.hb_key = self
+                    .sealer
+                    .unseal_opt(HOST_HB_KEY, &h.uuid, h.hb_key.take())?;
+            }
             Ok(v)
         })
     }
@@ -348,14 +387,14 @@ impl Store {
     pub fn insert_host(&self, h: &StoredHost) -> Result<StoredHost, Error> {
         self.write_once(|tx| {
             let mut out = h.clone();
-            out.id = insert_host_tx(tx, h)?;
+            out.id = insert_host_tx(tx, &self.sealer, h)?;
             Ok(out)
         })
     }
 
     /// Writes every field of an existing host.
     pub fn update_host(&self, h: &StoredHost) -> Result<(), Error> {
-        self.write_once(|tx| update_host_tx(tx, h))
+        self.write_once(|tx| update_host_tx(tx, &self.sealer, h))
     }
 
     /// Deletes a host; true if it existed.
@@ -426,6 +465,7 @@ mod tests {
 
     fn store(dir: &tempfile::TempDir) -> Store {
         Store::open(StoreConfig {
+            key: crate::KeySource::beside(&dir.path().join("db")),
             path: dir.path().join("db"),
             durability: Durability::Process,
             event_log_cap: 10,
@@ -467,6 +507,124 @@ mod tests {
         assert_eq!(s.hosts().unwrap()[0], a2);
         assert!(s.delete_host(a.id).unwrap());
         assert_eq!(s.hosts().unwrap().len(), 1);
+    }
+
+    const PASSWORD: &str = "Bmc-Secret-Pw-7731";
+    const HB_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+    /// The database and its WAL, as bytes.
+    fn files(dir: &tempfile::TempDir) -> Vec<u8> {
+        let mut all = std::fs::read(dir.path().join("db")).unwrap();
+        if let Ok(w) = std::fs::read(dir.path().join("db-wal")) {
+            all.extend(w);
+        }
+        all
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    fn with_secrets(name: &str) -> StoredHost {
+        let mut h = host(name);
+        h.bm_password = Some(PASSWORD.into());
+        h.hb_key = Some(HB_KEY.into());
+        h
+    }
+
+    #[test]
+    fn secrets_are_sealed_in_the_file_and_clear_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let a = s.insert_host(&with_secrets("worker-0")).unwrap();
+        assert_eq!(s.hosts().unwrap()[0], a);
+        let mut b = a.clone();
+        b.administrative = "unlocked".into();
+        s.write_hosts(&[HostWrite::Fields(b.clone())]).unwrap();
+        assert_eq!(s.hosts().unwrap()[0].bm_password.as_deref(), Some(PASSWORD));
+        let raw: (String, String) = s
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT bm_password, hb_key FROM hosts", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?,
+                )
+            })
+            .unwrap();
+        assert!(
+            raw.0.starts_with("enc1:") && raw.1.starts_with("enc1:"),
+            "{raw:?}"
+        );
+        drop(s);
+        let bytes = files(&dir);
+        assert!(!contains(&bytes, PASSWORD));
+        assert!(!contains(&bytes, HB_KEY));
+        // Reopened with the same key, the secrets read back.
+        assert_eq!(
+            store(&dir).hosts().unwrap()[0].hb_key.as_deref(),
+            Some(HB_KEY)
+        );
+    }
+
+    #[test]
+    fn clear_secrets_of_an_older_store_are_sealed_in_place_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = store(&dir);
+            s.insert_host(&host("worker-0")).unwrap();
+            // As an older Roost wrote them: in clear.
+            s.write_once(|tx| {
+                tx.execute(
+                    "UPDATE hosts SET bm_password = ?1, hb_key = ?2",
+                    params![PASSWORD, HB_KEY],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert!(contains(&files(&dir), PASSWORD));
+        let s = store(&dir);
+        assert_eq!(s.seal_report().sealed_in_place, 2);
+        let h = &s.hosts().unwrap()[0];
+        assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
+        assert_eq!(h.hb_key.as_deref(), Some(HB_KEY));
+        drop(s);
+        let bytes = files(&dir);
+        assert!(
+            !contains(&bytes, PASSWORD),
+            "a clear password is left in the file"
+        );
+        assert!(!contains(&bytes, HB_KEY), "a clear key is left in the file");
+        assert_eq!(store(&dir).seal_report().sealed_in_place, 0);
+    }
+
+    #[test]
+    fn a_missing_or_wrong_key_fails_the_open_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        store(&dir).insert_host(&with_secrets("worker-0")).unwrap();
+        let key = dir.path().join(crate::SECRET_KEY_FILE);
+        let saved = std::fs::read(&key).unwrap();
+        let open = || {
+            Store::open(StoreConfig {
+                key: crate::KeySource::File(key.clone()),
+                path: dir.path().join("db"),
+                durability: Durability::Process,
+                event_log_cap: 10,
+            })
+        };
+        std::fs::remove_file(&key).unwrap();
+        let err = open().err().expect("a missing key fails").to_string();
+        assert!(err.contains("missing") && err.contains("restore"), "{err}");
+        assert!(!key.exists(), "no new key replaces the lost one");
+        std::fs::write(&key, [9u8; 32]).unwrap();
+        let err = open().err().expect("a wrong key fails").to_string();
+        assert!(
+            err.contains("not the key") && err.contains("restore"),
+            "{err}"
+        );
+        std::fs::write(&key, &saved).unwrap();
+        let h = &open().unwrap().hosts().unwrap()[0];
+        assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
     }
 
     #[test]

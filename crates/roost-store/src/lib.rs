@@ -22,6 +22,7 @@ mod dc;
 mod fm;
 mod hosts;
 mod identity;
+mod seal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -38,6 +39,7 @@ pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
+pub use seal::{KeySource, SECRET_KEY_FILE, SealReport, Sealer};
 
 /// The store's file name in a server's data directory.
 pub const DATABASE_FILE: &str = "roost.db";
@@ -64,13 +66,17 @@ pub enum Error {
     /// A commit failed on purpose (the `fault-injection` feature).
     #[error("injected commit failure")]
     Injected,
+    /// The data-encryption key is missing, unreadable or not the one the
+    /// store's secrets were sealed with.
+    #[error("{0}")]
+    Sealing(String),
 }
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Sqlite(_) | Error::TooNew { .. } | Error::Injected => ErrorKind::Unavailable,
-            Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Corrupt(_) | Error::Sealing(_) => ErrorKind::Corrupt,
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::Conflict(_) => ErrorKind::Conflict,
         }
@@ -111,6 +117,20 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Most event log records kept; the oldest go first.
     pub event_log_cap: u64,
+    /// Where the key that seals the store's secrets is kept.
+    pub key: KeySource,
+}
+
+impl StoreConfig {
+    /// The database at `path`, its key file beside it, default durability.
+    pub fn at(path: PathBuf, event_log_cap: u64) -> StoreConfig {
+        StoreConfig {
+            key: KeySource::beside(&path),
+            path,
+            durability: Durability::default(),
+            event_log_cap,
+        }
+    }
 }
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -139,6 +159,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_user_lockout.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/sqlite/0011_sealed_secrets.sql"),
+    ),
 ];
 
 /// The opened store.
@@ -148,6 +172,9 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
     event_log_len: AtomicU64,
     faults: faults::Faults,
+    /// Seals and opens the secret columns.
+    sealer: Sealer,
+    seal_report: SealReport,
     /// Commits still to fail (fault injection in tests).
     #[cfg(any(test, feature = "fault-injection"))]
     fail_commits: std::sync::atomic::AtomicU32,
@@ -156,6 +183,9 @@ pub struct Store {
 fn configure(conn: &Connection, durability: Durability) -> Result<(), Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Freed space is zeroed: a secret overwritten or deleted leaves no
+    // copy in the file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(
         None,
         "synchronous",
@@ -174,6 +204,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         configure(&conn, config.durability)?;
         migrate(&conn, &config.path)?;
+        let (sealer, seal_report) = seal::seal_store(&conn, &config.key)?;
         conn.execute(
             "DELETE FROM event_log WHERE seq <= (SELECT MAX(seq) FROM event_log) - ?1",
             [config.event_log_cap as i64],
@@ -185,10 +216,18 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             event_log_len: AtomicU64::new(len as u64),
             faults: faults::Faults::from_env(),
+            sealer,
+            seal_report,
             #[cfg(any(test, feature = "fault-injection"))]
             fail_commits: std::sync::atomic::AtomicU32::new(0),
         };
         Ok(store)
+    }
+
+    /// What opening the store did to its secrets (a new key, clear values
+    /// sealed in place), for the server to log.
+    pub fn seal_report(&self) -> SealReport {
+        self.seal_report
     }
 
     /// Where the database lives.

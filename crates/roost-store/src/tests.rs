@@ -4,6 +4,7 @@ use roost_types::{Severity, Timestamp};
 
 fn cfg(dir: &tempfile::TempDir, cap: u64) -> StoreConfig {
     StoreConfig {
+        key: crate::KeySource::beside(&dir.path().join("roost.db")),
         path: dir.path().join("roost.db"),
         durability: Durability::Process,
         event_log_cap: cap,

@@ -91,7 +91,7 @@ struct ServerArgs {
     /// standalone (default), systemcontroller or subcloud
     #[arg(long, env = "ROOST_ROLE")]
     role: Option<String>,
-    /// System controller: address of the DC listener subclouds dial (mutual TLS) [default: 0.0.0.0:6386]
+    /// System controller: address of the DC listener subclouds dial (mutual TLS) [default: the --listen address, port 6386]
     #[arg(long, env = "ROOST_DC_LISTEN")]
     dc_listen: Option<SocketAddr>,
     /// Subcloud: the system controller's DC URL, e.g. https://10.0.0.1:6386
@@ -136,7 +136,7 @@ fn server_config(a: ServerArgs) -> anyhow::Result<(Config, Option<String>)> {
         c.role = v;
     }
     if let Some(v) = a.dc_listen {
-        c.dc.listen = v;
+        c.dc.listen = Some(v);
     }
     if let Some(v) = a.system_controller {
         c.dc.system_controller = Some(v);

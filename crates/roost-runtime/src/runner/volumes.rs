@@ -9,12 +9,24 @@ use roost_api::apps::agent::{MountSource, ReplicaSpec};
 
 use crate::{Error, Mount, Result};
 
+/// Creates `dir` (and missing parents) with mode 0755 whatever the process
+/// umask (the server's is 0077): containers' own users read their volumes.
+fn create_shared_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(Error::io(format!("create {}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(format!("chmod {}", dir.display())))
+}
+
 /// Creates the replica's directory `dir` and, for every container, the
 /// mounts it gets (in container order). Files are written with their mode
 /// and bound read-only; emptyDir volumes (also `memory: true` ones) are
 /// plain directories.
 pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>> {
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    create_shared_dir(dir)?;
     let mut out = Vec::new();
     for (ci, c) in spec.containers.iter().enumerate() {
         let mut mounts = Vec::new();
@@ -54,8 +66,7 @@ pub(crate) fn prepare(dir: &Path, spec: &ReplicaSpec) -> Result<Vec<Vec<Mount>>>
                     } else {
                         dir.join(format!("empty-{ci}-{mi}"))
                     };
-                    std::fs::create_dir_all(&d)
-                        .map_err(Error::io(format!("create {}", d.display())))?;
+                    create_shared_dir(&d)?;
                     Mount {
                         source: d,
                         destination: m.target.clone(),
@@ -140,7 +151,7 @@ fn write_files(
     files: &std::collections::BTreeMap<String, String>,
     mode: u32,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+    create_shared_dir(dir)?;
     for (name, content) in files {
         let rel = Path::new(name);
         if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -152,8 +163,14 @@ fn write_files(
             .map_err(|e| Error::Invalid(format!("file {name:?}: content is not base64: {e}")))?;
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(Error::io(format!("create {}", parent.display())))?;
+            create_shared_dir(parent)?;
+            for a in parent.ancestors().skip(1) {
+                if a == dir || !a.starts_with(dir) {
+                    break;
+                }
+                std::fs::set_permissions(a, std::fs::Permissions::from_mode(0o755))
+                    .map_err(Error::io(format!("chmod {}", a.display())))?;
+            }
         }
         // Created with the mode from the start: a Secret is never readable
         // by others, not even for a moment.

@@ -115,6 +115,7 @@ async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Store::open(StoreConfig {
+            key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
             path: dir.path().join("roost.db"),
             durability: Default::default(),
             event_log_cap: 10_000,

@@ -175,6 +175,7 @@ const SC_URL: &str = "https://system-controller.invalid:8119";
 fn open_store(dir: &Path) -> Arc<Store> {
     Arc::new(
         Store::open(StoreConfig {
+            key: roost_store::KeySource::beside(&dir.join("roost.db")),
             path: dir.join("roost.db"),
             durability: Default::default(),
             event_log_cap: 1000,
