@@ -25,7 +25,7 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
-fn private_key_from_pem(key_pem: &str) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn private_key_from_pem(key_pem: &str) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| Error::Pem(format!("cannot parse private key PEM: {e}")))
 }
