@@ -33,6 +33,7 @@ mod app_local;
 #[cfg(test)]
 mod app_tests;
 mod audit;
+mod certificate;
 mod client;
 mod credentials;
 mod dc;
@@ -63,6 +64,7 @@ pub use app::{
 };
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
+pub use certificate::CertificateCommand;
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
@@ -116,6 +118,9 @@ pub enum ClientCommand {
     /// The audit log: who changed what, and a check of its hash chain
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The certificates of the cloud: list them, install the API's, rotate the cloud CA
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -183,6 +188,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
         ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
         ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
+        ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
     }
 }
 
@@ -191,5 +197,6 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
 pub(crate) fn connect(env: &Env) -> Result<Api, Error> {
     let target = resolve_target(env)?;
     let url = normalize_url(&target.url)?;
-    Api::new(&url, Some(&target.token))
+    let ca = credentials::trusted_ca(env, &url)?;
+    Api::with_ca(&url, Some(&target.token), ca.as_deref())
 }

@@ -255,7 +255,6 @@ impl Ca {
             info,
         })
     }
-
 }
 
 /// The DC root CA of a System Controller.

@@ -437,8 +437,7 @@ async fn handshake(
     limits: ListenerLimits,
     counts: Counts,
 ) {
-    let Some(tls) = accept_tls(&acceptor, tcp, remote_addr, limits.handshake_timeout).await
-    else {
+    let Some(tls) = accept_tls(&acceptor, tcp, remote_addr, limits.handshake_timeout).await else {
         return;
     };
     let peer = tls

@@ -53,9 +53,8 @@ impl ServerIdentity {
                 ));
             }
             if let Some(next) = ders.get(i + 1) {
-                let (_, issuer) = x509_parser::parse_x509_certificate(next).map_err(|e| {
-                    Error::X509(format!("cannot parse certificate {}: {e}", i + 2))
-                })?;
+                let (_, issuer) = x509_parser::parse_x509_certificate(next)
+                    .map_err(|e| Error::X509(format!("cannot parse certificate {}: {e}", i + 2)))?;
                 if x509.issuer().as_raw() != issuer.subject().as_raw() {
                     return Err(Error::Invalid(format!(
                         "certificate {} is not issued by certificate {} of the chain",

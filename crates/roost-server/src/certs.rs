@@ -280,11 +280,13 @@ impl ApiTls {
             fs::remove_dir_all(&next_dir)
                 .with_context(|| format!("cannot remove {}", next_dir.display()))?;
         }
-        let suffix = &roost_pki::fingerprint_der(&SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_be_bytes())[..8];
+        let suffix = &roost_pki::fingerprint_der(
+            &SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_be_bytes(),
+        )[..8];
         let next = Ca::load_or_create(&next_dir, &format!("Roost cloud CA {suffix}"))?;
         let cross = st.ca.cross_sign(&next)?;
         let old_pem = st.ca.ca_pem().to_string();
@@ -475,7 +477,11 @@ pub fn desired_alarms(entries: &[Entry], now: i64) -> Desired {
         let quoted = format!("Certificate '{}", e.label);
         let closing = if e.label.contains("(mode=") { ")" } else { "'" };
         let (id, severity, text) = if now > e.info.not_after {
-            (EXPIRED, Severity::Critical, format!("{quoted}{closing} expired."))
+            (
+                EXPIRED,
+                Severity::Critical,
+                format!("{quoted}{closing} expired."),
+            )
         } else if e.info.not_after - now <= EXPIRY_WARNING_SECS {
             (
                 EXPIRING,
@@ -502,19 +508,24 @@ fn ours(alarm_id: &str, entity: &str) -> bool {
 pub fn alarm_plan(
     desired: &Desired,
     existing: &[(String, String, Severity, String)],
-) -> (Vec<((String, String), (Severity, String))>, Vec<(String, String)>) {
+) -> (
+    Vec<((String, String), (Severity, String))>,
+    Vec<(String, String)>,
+) {
     let mut raise = Vec::new();
     for (key, want) in desired {
-        let same = existing
-            .iter()
-            .any(|(id, ent, sev, text)| (id, ent) == (&key.0, &key.1) && (*sev, text) == (want.0, &want.1));
+        let same = existing.iter().any(|(id, ent, sev, text)| {
+            (id, ent) == (&key.0, &key.1) && (*sev, text) == (want.0, &want.1)
+        });
         if !same {
             raise.push((key.clone(), want.clone()));
         }
     }
     let clear = existing
         .iter()
-        .filter(|(id, ent, _, _)| ours(id, ent) && !desired.contains_key(&(id.clone(), ent.clone())))
+        .filter(|(id, ent, _, _)| {
+            ours(id, ent) && !desired.contains_key(&(id.clone(), ent.clone()))
+        })
         .map(|(id, ent, _, _)| (id.clone(), ent.clone()))
         .collect();
     (raise, clear)
@@ -560,10 +571,24 @@ impl Inventory {
                 ca.info().clone(),
             ));
         }
-        if let Some(info) = self.dc_server.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            out.push(Entry::dc("dc-server", "server certificate of the DC listener", info));
+        if let Some(info) = self
+            .dc_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            out.push(Entry::dc(
+                "dc-server",
+                "server certificate of the DC listener",
+                info,
+            ));
         }
-        for (name, info) in self.subclouds.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (name, info) in self
+            .subclouds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             out.push(Entry::dc(
                 &format!("subcloud/{name}"),
                 "client certificate of a subcloud (mutual TLS to the DC listener)",
@@ -582,7 +607,11 @@ impl Inventory {
                 ));
             }
             if let Ok(info) = roost_pki::cert_info(&id.ca_pem) {
-                out.push(Entry::dc("dc-ca", "the system controller's DC root CA", info));
+                out.push(Entry::dc(
+                    "dc-ca",
+                    "the system controller's DC root CA",
+                    info,
+                ));
             }
         }
         out
@@ -613,12 +642,18 @@ impl Inventory {
             .collect();
         let (raise, clear) = alarm_plan(&desired, &existing);
         for ((id, entity), (severity, text)) in raise {
-            if let Err(e) = fm.submit(raise_or_clear(&id, entity, Some(severity), text)).await {
+            if let Err(e) = fm
+                .submit(raise_or_clear(&id, entity, Some(severity), text))
+                .await
+            {
                 tracing::warn!(error = %e, "cannot raise a certificate alarm");
             }
         }
         for (id, entity) in clear {
-            if let Err(e) = fm.submit(raise_or_clear(&id, entity, None, String::new())).await {
+            if let Err(e) = fm
+                .submit(raise_or_clear(&id, entity, None, String::new()))
+                .await
+            {
                 tracing::warn!(error = %e, "cannot clear a certificate alarm");
             }
         }

@@ -31,7 +31,8 @@ pub struct DcLinkState {
     pub apps: crate::apps::AppService,
     /// The client certificate each subcloud last synced with (for the
     /// certificate inventory).
-    pub subcloud_certs: Arc<std::sync::Mutex<std::collections::BTreeMap<String, roost_pki::CertInfo>>>,
+    pub subcloud_certs:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<String, roost_pki::CertInfo>>>,
 }
 
 /// The DC listener's routes.

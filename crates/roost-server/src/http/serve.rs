@@ -335,7 +335,6 @@ fn refuse(tcp: &TcpStream) {
     tracing::debug!("too many connections; refused one");
 }
 
-
 struct ConnCtx {
     app: Router,
     limits: Limits,
