@@ -503,15 +503,18 @@ fn ours(alarm_id: &str, entity: &str) -> bool {
             || entity.starts_with("namespace=dc-cert.certificate="))
 }
 
-/// What to raise (new or changed) and what to clear, from the alarms that
-/// should be and those that are (`(id, entity, severity, reason)`).
-pub fn alarm_plan(
-    desired: &Desired,
-    existing: &[(String, String, Severity, String)],
-) -> (
+/// An alarm raised now: `(id, entity, severity, reason)`.
+pub type ExistingAlarm = (String, String, Severity, String);
+
+/// What to raise (`(id, entity)` → severity and reason) and what to clear.
+pub type AlarmPlan = (
     Vec<((String, String), (Severity, String))>,
     Vec<(String, String)>,
-) {
+);
+
+/// What to raise (new or changed) and what to clear, from the alarms that
+/// should be and those that are.
+pub fn alarm_plan(desired: &Desired, existing: &[ExistingAlarm]) -> AlarmPlan {
     let mut raise = Vec::new();
     for (key, want) in desired {
         let same = existing.iter().any(|(id, ent, sev, text)| {
