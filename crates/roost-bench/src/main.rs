@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|tls] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -30,6 +30,12 @@
 //! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
 //!   time until all applied, bytes per subcloud, system controller CPU (not
 //!   part of `all`; about 2 minutes; see `dc/apps.rs`).
+//!
+//! * `tls`: the API over HTTPS (`[http] tls = "on"`) against plain HTTP:
+//!   the cost of a new connection (TCP + TLS handshake + `GET /healthz`),
+//!   median and p99 over N connections, and alarm set/clear throughput at
+//!   8 and 64 clients over kept-alive connections, with the ratio (not
+//!   part of `all`; about a minute).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -58,6 +64,7 @@ mod startup;
 mod stats;
 mod table;
 mod throughput;
+mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,6 +113,8 @@ enum Which {
     Apps,
     /// One application to N simulated subclouds
     DcApps,
+    /// TLS on the API: handshake cost per new connection, set/clear over HTTPS vs HTTP
+    Tls,
 }
 
 /// How long and how much to measure.
@@ -456,6 +465,11 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::DcApps {
         return dc::apps::run(&plan, sizes);
+    }
+    if which == Which::Tls {
+        let r = tls::run(&plan, &rt)?;
+        emit(&tls::render(&r, &plan));
+        return Ok(r.failures());
     }
     let all = which == Which::All;
     let mut r = Results::default();

@@ -564,3 +564,34 @@ fn rotating_the_cloud_ca_keeps_clients_of_the_old_ca_and_the_cli_can_list_and_in
         text(&out)
     );
 }
+
+/// An agent joins an HTTPS cloud with the cloud's CA bundle (`--ca-file`),
+/// and one without it cannot enroll.
+#[test]
+fn an_agent_joins_over_https_with_the_ca_file() {
+    let (s, _cfg) = tls_server();
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = s.data_dir.join("tls/ca-bundle.crt").display().to_string();
+    let token = api.add_host("worker-1", "worker");
+    let _a = roost_test_support::Agent::start(
+        bin(),
+        &s.url,
+        &token,
+        &dir.path().join("worker-1"),
+        "127.0.0.1",
+        &["--ca-file", &bundle],
+    )
+    .expect("agent starts");
+    api.wait_avail("worker-1", "online", 30);
+    let token = api.add_host("worker-2", "worker");
+    let refused = roost_test_support::Agent::start(
+        bin(),
+        &s.url,
+        &token,
+        &dir.path().join("worker-2"),
+        "127.0.0.1",
+        &[],
+    );
+    assert!(refused.is_err(), "an agent without the CA enrolled");
+}
