@@ -61,6 +61,12 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
     if username.is_empty() {
         return Err(Error::usage("the user name is empty"));
     }
+    // As ssh: the server is trusted (or not) before a password is typed.
+    let ca = if url.starts_with("https://") {
+        Some(choose_ca(args, env, &url, io)?)
+    } else {
+        None
+    };
     let password = read_password(args.password_stdin, io)?;
     let path = env.credentials_path().ok_or_else(|| {
         Error::usage(
@@ -68,11 +74,6 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
         )
     })?;
 
-    let ca = if url.starts_with("https://") {
-        Some(choose_ca(args, env, &url, io)?)
-    } else {
-        None
-    };
     let creds = request_token(
         &url,
         &username,

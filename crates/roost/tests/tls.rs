@@ -595,3 +595,18 @@ fn an_agent_joins_over_https_with_the_ca_file() {
     );
     assert!(refused.is_err(), "an agent without the CA enrolled");
 }
+
+/// Connections that never start their handshake are dropped, oldest first,
+/// once 512 are pending: they cannot keep a real client out.
+#[test]
+fn idle_connections_cannot_hold_the_https_listener() {
+    let (s, _cfg) = tls_server();
+    let addr = s.url.trim_start_matches("https://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..520)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let c = client_trusting(&ca_pem(&s));
+    let r = c.get(format!("{}/healthz", s.url)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drop(idle);
+}
