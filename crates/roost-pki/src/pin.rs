@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, ClientConfig};
 
 use crate::cert::{certs_from_pem, fingerprint_der};
 use crate::error::{Error, Result};
-use crate::tls::provider;
+use crate::tls::{provider, signature_checks};
 
 /// The CA of a presented chain: its last certificate (a chain made by
 /// Roost is `[leaf, CA]`; a chain of one certificate is its own CA).
@@ -126,39 +126,7 @@ impl ServerCertVerifier for Capture {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signature_checks!(provider);
 }
 
 /// A client config trusting only the CA certificates of `ca_pem` (with the
@@ -180,6 +148,7 @@ pub fn pinned_roots_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>> {
 struct PinnedRoots {
     inner: Arc<WebPkiServerVerifier>,
     pinned: Vec<String>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl PinnedRoots {
@@ -193,7 +162,11 @@ impl PinnedRoots {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| Error::Verifier(e.to_string()))?;
-        Ok(PinnedRoots { inner, pinned })
+        Ok(PinnedRoots {
+            inner,
+            pinned,
+            provider: provider(),
+        })
     }
 }
 
@@ -232,27 +205,7 @@ impl ServerCertVerifier for PinnedRoots {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signature_checks!(provider);
 }
 
 #[cfg(test)]
