@@ -1840,6 +1840,7 @@ mod tests {
     /// Operations that take no JSON body: the path says everything, or the
     /// body is raw bytes (a container's output).
     const BODYLESS: &[(&str, &str)] = &[
+        ("post", "/v1/certificates/rotate_ca"),
         ("post", "/v1/ihosts/{host}/join_token"),
         ("post", "/v1/agent/apps/logs/{id}"),
         (
