@@ -431,6 +431,26 @@ impl Entry {
         }
     }
 
+    /// A leaf certificate Roost renews itself (at two thirds of its life:
+    /// the self-issued API certificate, the DC listener's, the subclouds'),
+    /// as opposed to a CA or an operator's certificate.
+    pub fn renewed_by_roost(&self) -> bool {
+        self.source == "self" && self.mode != "ssl_ca" && self.name != "dc-ca"
+    }
+
+    /// How long before expiry 500.200 is raised: 30 days; for a
+    /// certificate Roost renews, only once its renewal is overdue (a sixth
+    /// of its life left, when renewal was due at a third), so that the
+    /// 30-day subcloud certificates are not always alarmed.
+    pub fn warning_secs(&self) -> i64 {
+        if self.renewed_by_roost() {
+            let lifetime = self.info.not_after.saturating_sub(self.info.not_before);
+            EXPIRY_WARNING_SECS.min(lifetime / 6)
+        } else {
+            EXPIRY_WARNING_SECS
+        }
+    }
+
     pub fn view(&self) -> CertificateView {
         CertificateView {
             name: self.name.clone(),
@@ -468,7 +488,8 @@ pub type Desired = BTreeMap<(String, String), (Severity, String)>;
 
 /// Which expiry alarm each certificate should have at unix time `now`:
 /// 500.210 (critical) once expired, 500.200 (major) within
-/// [`EXPIRY_WARNING_SECS`] of expiry, none otherwise. Pure: the clock is an
+/// [`Entry::warning_secs`] of expiry ([`EXPIRY_WARNING_SECS`], less for
+/// what Roost renews itself), none otherwise. Pure: the clock is an
 /// argument.
 pub fn desired_alarms(entries: &[Entry], now: i64) -> Desired {
     let mut out = Desired::new();
@@ -482,7 +503,7 @@ pub fn desired_alarms(entries: &[Entry], now: i64) -> Desired {
                 Severity::Critical,
                 format!("{quoted}{closing} expired."),
             )
-        } else if e.info.not_after - now <= EXPIRY_WARNING_SECS {
+        } else if e.info.not_after - now <= e.warning_secs() {
             (
                 EXPIRING,
                 Severity::Major,
@@ -700,7 +721,13 @@ mod tests {
     #[test]
     fn no_alarm_long_before_expiry_500_200_within_30_days_500_210_after() {
         let t0 = 1_000_000_000;
-        let api = Entry::system("api", "", "ssl", "self", info(t0 - DAY, t0 + 31 * DAY, "a"));
+        let api = Entry::system(
+            "api",
+            "",
+            "ssl",
+            "installed",
+            info(t0 - DAY, t0 + 31 * DAY, "a"),
+        );
         assert!(desired_alarms(std::slice::from_ref(&api), t0).is_empty());
         // Exactly 30 days before: expiring.
         let d = desired_alarms(std::slice::from_ref(&api), t0 + DAY);
@@ -724,6 +751,34 @@ mod tests {
         let ((id, _), (sev, text)) = d.iter().next().unwrap();
         assert_eq!((id.as_str(), *sev), ("500.210", Severity::Critical));
         assert!(text.ends_with("(mode=ssl) expired."), "{text}");
+    }
+
+    #[test]
+    fn what_roost_renews_is_alarmed_only_once_its_renewal_is_overdue() {
+        let t0 = 1_000_000_000;
+        // A 30-day subcloud certificate, renewed at 20 days: no alarm with
+        // 10 days left, 500.200 with 5 left (a sixth of its life).
+        let sub = Entry::dc("subcloud/a", "", info(t0, t0 + 30 * DAY, "d"));
+        assert!(desired_alarms(std::slice::from_ref(&sub), t0 + 20 * DAY).is_empty());
+        assert_eq!(
+            desired_alarms(std::slice::from_ref(&sub), t0 + 25 * DAY).len(),
+            1
+        );
+        // The DC CA and an operator's certificate: 30 days.
+        let ca = Entry::dc("dc-ca", "", info(t0, t0 + 3650 * DAY, "e"));
+        assert_eq!(
+            desired_alarms(std::slice::from_ref(&ca), t0 + 3621 * DAY).len(),
+            1
+        );
+        let op = Entry::system("api", "", "ssl", "installed", info(t0, t0 + 10 * DAY, "f"));
+        assert_eq!(desired_alarms(std::slice::from_ref(&op), t0).len(), 1);
+        // The self-issued API certificate (a year): 30 days.
+        let api = Entry::system("api", "", "ssl", "self", info(t0, t0 + 365 * DAY, "g"));
+        assert!(desired_alarms(std::slice::from_ref(&api), t0 + 334 * DAY).is_empty());
+        assert_eq!(
+            desired_alarms(std::slice::from_ref(&api), t0 + 336 * DAY).len(),
+            1
+        );
     }
 
     #[test]
