@@ -20,17 +20,26 @@ pub struct Client {
 impl Client {
     /// A client of the server at `base` (`http://host:port`).
     pub fn new(base: &str) -> Result<Client, Error> {
+        Self::with_ca(base, None)
+    }
+
+    /// Like [`Client::new`]; with `ca_pem`, an https server must present a
+    /// certificate from one of these CAs, and nothing else is trusted.
+    pub fn with_ca(base: &str, ca_pem: Option<&str>) -> Result<Client, Error> {
         let base = base.trim().trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(Error::Invalid(format!(
                 "the server URL {base:?} must start with http://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
-            .user_agent(concat!("roost-agent/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("roost-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
+        }
+        let http = b.build()?;
         Ok(Client { http, base })
     }
 

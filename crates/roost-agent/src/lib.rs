@@ -102,6 +102,10 @@ pub struct AgentArgs {
     /// Instead of rebooting, exit with code 194 (for the BMC simulator)
     #[arg(long)]
     pub simulated_reboot: bool,
+    /// https server: trust only the CA certificate(s) in this PEM file (the
+    /// cloud's <data_dir>/tls/ca-bundle.crt) [default: the system's roots]
+    #[arg(long, env = "ROOST_CACERT", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Log filter, e.g. info or info,roost_agent=debug
     #[arg(long, env = "ROOST_LOG", default_value = "info")]
     pub log_level: String,
@@ -295,7 +299,13 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         .filter(|s| !s.trim().is_empty())
         .or_else(|| stored.as_ref().map(|i| i.server.clone()))
         .ok_or_else(|| Error::Invalid("no server URL: give --server (or ROOST_SERVER)".into()))?;
-    let client = Client::new(&server)?;
+    let ca = match &args.ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Error::Invalid(format!("cannot read the CA file {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let client = Client::with_ca(&server, ca.as_deref())?;
 
     let processes = match &args.process_dir {
         Some(dir) => process::load_dir(dir)?,

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod apps;
 pub mod audit;
+pub mod certificates;
 pub mod dcmanager;
 pub mod dcsync;
 mod error;

@@ -214,6 +214,36 @@ const AUDIT_LIST_Q: &[(&str, &str)] = &[
 pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
+        path: "/v1/certificates",
+        tag: "certificates",
+        summary: "Every certificate Roost uses (API, cloud CA, DC CA, subclouds): subject, serial, validity, fingerprint, issuer",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/certificate_install",
+        tag: "certificates",
+        summary: "Install an operator's server certificate for the API (chain and key, PEM); it is presented from the next connection on; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("CertificateInstall"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/certificates/rotate_ca",
+        tag: "certificates",
+        summary: "Rotate the cloud CA: a new CA and a new API certificate from it; clients trust the bundle of both until the next rotation; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1/audit",
         tag: "audit",
         summary: "List audit records (mutating calls and logins), oldest first; admin role only",
@@ -1264,6 +1294,14 @@ fn schemas() -> Value {
                               {"required": ["id"], "properties": {"id": s("string")}}],
                     "properties": {"id": os, "name": os, "domain": named}}}}}}}
         },
+        "CertificateInstall": {
+            "type": "object",
+            "required": ["certificate_pem", "private_key_pem"],
+            "properties": {
+                "certificate_pem": {"type": "string", "description": "the chain, PEM, server certificate first"},
+                "private_key_pem": {"type": "string", "description": "its private key, PEM"}
+            }
+        },
         "AlarmPost": {
             "type": "object",
             "description": "set (the default) and log need alarm_id, entity_instance_id and (for set) severity; a clear names a uuid, or an alarm_id and entity_instance_id, or only an entity_instance_id (everything under it)",
@@ -1802,6 +1840,7 @@ mod tests {
     /// Operations that take no JSON body: the path says everything, or the
     /// body is raw bytes (a container's output).
     const BODYLESS: &[(&str, &str)] = &[
+        ("post", "/v1/certificates/rotate_ca"),
         ("post", "/v1/ihosts/{host}/join_token"),
         ("post", "/v1/agent/apps/logs/{id}"),
         (

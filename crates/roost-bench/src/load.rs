@@ -12,13 +12,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shared async client: a pool with room for every concurrent client,
 /// no proxy (the server is on loopback), a timeout on every request.
 pub fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    client_with(None, 1024)
+}
+
+/// Like [`client`], trusting only `ca_pem` for https when given, keeping at
+/// most `idle` idle connections per host (0: a new connection per request).
+pub fn client_with(ca_pem: Option<&str>, idle: usize) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .build()?)
+        .pool_max_idle_per_host(idle)
+        .tcp_nodelay(true);
+    if let Some(pem) = ca_pem {
+        b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
+    }
+    Ok(b.build()?)
 }
 
 /// What each client sends.

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|login] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|login|tls] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -35,6 +35,12 @@
 //!   time until all applied, bytes per subcloud, system controller CPU (not
 //!   part of `all`; about 2 minutes; see `dc/apps.rs`).
 //!
+//! * `tls`: the API over HTTPS (`[http] tls = "on"`) against plain HTTP:
+//!   the cost of a new connection (TCP + TLS handshake + `GET /healthz`),
+//!   median and p99 over N connections, and alarm set/clear throughput at
+//!   8 and 64 clients over kept-alive connections, with the ratio (not
+//!   part of `all`; about a minute).
+//!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
 //! defaults to `target/release/roost` in the workspace (or under
@@ -63,6 +69,7 @@ mod startup;
 mod stats;
 mod table;
 mod throughput;
+mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -113,6 +120,8 @@ enum Which {
     DcApps,
     /// Login cost, and a reader's latency under a flood of wrong passwords
     Login,
+    /// TLS on the API: handshake cost per new connection, set/clear over HTTPS vs HTTP
+    Tls,
 }
 
 /// How long and how much to measure.
@@ -466,6 +475,11 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Login {
         return login::run(&plan, &rt);
+    }
+    if which == Which::Tls {
+        let r = tls::run(&plan, &rt)?;
+        emit(&tls::render(&r, &plan));
+        return Ok(r.failures());
     }
     let all = which == Which::All;
     let mut r = Results::default();

@@ -42,12 +42,29 @@ pub struct Api {
     long: OnceLock<Client>,
     base: String,
     token: Option<HeaderValue>,
+    /// The pinned CA's TLS config, if any.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// A client builder with the user agent, the connect timeout and, if
+/// given, the TLS config.
+fn builder(tls: Option<&std::sync::Arc<rustls::ClientConfig>>) -> reqwest::blocking::ClientBuilder {
+    let b = Client::builder()
+        .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT);
+    match tls {
+        Some(config) => b.tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
+        None => b,
+    }
 }
 
 impl Api {
     /// A client for `base` (already normalised by [`normalize_url`]). With a
     /// token, every request carries it and a 401 means "log in again".
-    pub fn new(base: &str, token: Option<&str>) -> Result<Self, Error> {
+    /// With `ca_pem`, an `https://` server must present a
+    /// certificate from one of these CAs (and nothing else is trusted),
+    /// else the system's roots are used.
+    pub fn with_ca(base: &str, token: Option<&str>, ca_pem: Option<&str>) -> Result<Self, Error> {
         let token = token
             .map(|t| {
                 let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
@@ -57,9 +74,13 @@ impl Api {
                 Ok::<_, Error>(value)
             })
             .transpose()?;
-        let http = Client::builder()
-            .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
+        let tls = ca_pem
+            .map(|pem| {
+                roost_pki::pinned_roots_client_config(pem)
+                    .map_err(|e| Error::usage(format!("cannot use the CA certificate: {e}")))
+            })
+            .transpose()?;
+        let http = builder(tls.as_ref())
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
@@ -68,6 +89,7 @@ impl Api {
             long: OnceLock::new(),
             base: base.trim_end_matches('/').to_string(),
             token,
+            tls,
         })
     }
 
@@ -164,9 +186,7 @@ impl Api {
         if let Some(client) = self.long.get() {
             return Ok(client);
         }
-        let client = Client::builder()
-            .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
+        let client = builder(self.tls.as_ref())
             .timeout(None)
             .build()
             .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
@@ -383,21 +403,16 @@ fn transport_reason(err: &reqwest::Error) -> String {
 }
 
 /// Checks a server URL given by the user and returns it without a trailing
-/// slash. Only `http://` is accepted: this build has no TLS.
+/// slash. `http://` and `https://` are accepted.
 pub fn normalize_url(raw: &str) -> Result<String, Error> {
     let trimmed = raw.trim().trim_end_matches('/');
     let parsed = reqwest::Url::parse(trimmed)
         .map_err(|e| Error::usage(format!("invalid server URL {trimmed:?}: {e}")))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(Error::usage(format!(
-                "this roost build speaks plain HTTP only; use an http:// URL instead of {trimmed}"
-            )));
-        }
+        "http" | "https" => {}
         other => {
             return Err(Error::usage(format!(
-                "invalid server URL {trimmed:?}: scheme {other:?} is not http"
+                "invalid server URL {trimmed:?}: scheme {other:?} is not http or https"
             )));
         }
     }
@@ -535,17 +550,12 @@ mod tests {
     }
 
     #[test]
-    fn https_and_malformed_urls_are_usage_errors() {
-        for bad in ["https://h:6385", "ftp://h", "not a url", "http://h/?x=1"] {
+    fn malformed_urls_are_usage_errors_and_https_is_accepted() {
+        for bad in ["ftp://h", "not a url", "http://h/?x=1"] {
             let err = normalize_url(bad).unwrap_err();
             assert_eq!(err.code(), crate::error::EXIT_USAGE, "{bad}");
         }
-        assert!(
-            normalize_url("https://h")
-                .unwrap_err()
-                .message()
-                .contains("plain HTTP")
-        );
+        assert_eq!(normalize_url("https://h:6385/").unwrap(), "https://h:6385");
     }
 
     #[test]

@@ -129,6 +129,62 @@ pub fn credentials_path(
 /// renamed into place, so it is never readable by others, not even briefly,
 /// and a crash never leaves a half-written file.
 pub fn write_credentials(path: &Path, creds: &Credentials) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(creds)?;
+    json.push(b'\n');
+    write_private(path, &json)
+}
+
+/// Where the CA pinned for the server at `url` is kept: next to the
+/// credentials file, `ca-<host>-<port>.pem`.
+pub fn ca_pin_path(credentials: &Path, url: &str) -> PathBuf {
+    let (host, port) = reqwest::Url::parse(url)
+        .ok()
+        .map(|u| {
+            (
+                u.host_str().unwrap_or("server").to_string(),
+                u.port_or_known_default().unwrap_or(443),
+            )
+        })
+        .unwrap_or_else(|| ("server".into(), 443));
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    credentials
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("ca-{host}-{port}.pem"))
+}
+
+/// The CA certificate(s) to trust for `url`: the file named by
+/// `ROOST_CACERT` or `OS_CACERT`, else the one pinned by `roost login`.
+pub fn trusted_ca(env: &Env, url: &str) -> Result<Option<String>, Error> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    if let Some(file) = env.vars.get("ROOST_CACERT").or(env.vars.get("OS_CACERT")) {
+        return fs::read_to_string(file)
+            .map(Some)
+            .map_err(|e| Error::usage(format!("cannot read the CA file {file}: {e}")));
+    }
+    let Some(creds) = env.credentials_path() else {
+        return Ok(None);
+    };
+    match fs::read_to_string(ca_pin_path(&creds, url)) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::usage(format!("cannot read the pinned CA: {e}"))),
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600 (see [`write_credentials`]).
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -152,9 +208,7 @@ pub fn write_credentials(path: &Path, creds: &Credentials) -> io::Result<()> {
             .open(&tmp)?;
         // The mode above is filtered by the umask; make it exactly 0600.
         file.set_permissions(Permissions::from_mode(0o600))?;
-        let mut json = serde_json::to_vec_pretty(creds)?;
-        json.push(b'\n');
-        file.write_all(&json)?;
+        file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();

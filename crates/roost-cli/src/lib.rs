@@ -34,6 +34,7 @@ mod app_local;
 #[cfg(test)]
 mod app_tests;
 mod audit;
+mod certificate;
 mod client;
 mod credentials;
 mod dc;
@@ -65,6 +66,7 @@ pub use app::{
 };
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
+pub use certificate::CertificateCommand;
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
@@ -125,6 +127,9 @@ pub enum ClientCommand {
     /// Identity: users and their roles (admin, member, reader)
     #[command(subcommand)]
     User(UserCommand),
+    /// The certificates of the cloud: list them, install the API's, rotate the cloud CA
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -193,6 +198,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
         ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
         ClientCommand::User(cmd) => user::run(cmd, env, io),
+        ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
     }
 }
 
@@ -201,5 +207,6 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
 pub(crate) fn connect(env: &Env) -> Result<Api, Error> {
     let target = resolve_target(env)?;
     let url = normalize_url(&target.url)?;
-    Api::new(&url, Some(&target.token))
+    let ca = credentials::trusted_ca(env, &url)?;
+    Api::with_ca(&url, Some(&target.token), ca.as_deref())
 }

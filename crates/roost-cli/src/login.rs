@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::Io;
 use crate::client::{Api, normalize_url};
-use crate::credentials::{Credentials, Env, write_credentials};
+use crate::credentials::{
+    Credentials, Env, ca_pin_path, trusted_ca, write_credentials, write_private,
+};
 use crate::error::Error;
 use crate::query::Query;
 
@@ -33,6 +35,14 @@ pub struct LoginArgs {
     /// nothing else (a missing --url or --username takes its default)
     #[arg(long)]
     pub password_stdin: bool,
+    /// https: trust the CA certificate(s) in this PEM file (pinned for
+    /// this server from now on)
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// https: trust the CA the server presents if its SHA-256 fingerprint
+    /// is this one (SHA256:AB:CD:… or hex), and pin it
+    #[arg(long, value_name = "SHA256:...")]
+    pub trust_fingerprint: Option<String>,
 }
 
 /// Runs `roost login`.
@@ -51,6 +61,12 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
     if username.is_empty() {
         return Err(Error::usage("the user name is empty"));
     }
+    // As ssh: the server is trusted (or not) before a password is typed.
+    let ca = if url.starts_with("https://") {
+        Some(choose_ca(args, env, &url, io)?)
+    } else {
+        None
+    };
     let password = read_password(args.password_stdin, io)?;
     let path = env.credentials_path().ok_or_else(|| {
         Error::usage(
@@ -58,7 +74,19 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
         )
     })?;
 
-    let creds = request_token(&url, &username, &password)?;
+    let creds = request_token(
+        &url,
+        &username,
+        &password,
+        ca.as_ref().map(|c| c.pem.as_str()),
+    )?;
+    if let Some(ca) = &ca
+        && ca.pin
+    {
+        let pin = ca_pin_path(&path, &url);
+        write_private(&pin, ca.pem.as_bytes())
+            .map_err(|e| Error::usage(format!("cannot save the CA to {}: {e}", pin.display())))?;
+    }
     write_credentials(&path, &creds).map_err(|e| {
         Error::usage(format!(
             "cannot save credentials to {}: {e}",
@@ -71,6 +99,79 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
         "Logged in to {url} as {username} (token expires {expires})"
     )?;
     Ok(())
+}
+
+/// The CA an https login trusts, and whether to pin it (store it for
+/// this server).
+struct ChosenCa {
+    pem: String,
+    pin: bool,
+}
+
+/// The CA to trust for `url`: the `--ca-file`; or the CA the server
+/// presents, if its fingerprint is `--trust-fingerprint` or the user says
+/// yes to it; or the one pinned by an earlier login; or `ROOST_CACERT` /
+/// `OS_CACERT`. A server that presents another CA than the pinned one is
+/// refused by the client itself ([`roost_pki::pinned_roots_client_config`]).
+fn choose_ca(args: &LoginArgs, env: &Env, url: &str, io: &mut Io<'_>) -> Result<ChosenCa, Error> {
+    if let Some(file) = &args.ca_file {
+        let pem = std::fs::read_to_string(file)
+            .map_err(|e| Error::usage(format!("cannot read {}: {e}", file.display())))?;
+        roost_pki::cert_info(&pem)
+            .map_err(|e| Error::usage(format!("{} holds no certificate: {e}", file.display())))?;
+        return Ok(ChosenCa { pem, pin: true });
+    }
+    let known = if args.trust_fingerprint.is_some() {
+        None
+    } else {
+        trusted_ca(env, url)?
+    };
+    if let Some(pem) = known {
+        return Ok(ChosenCa { pem, pin: false });
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| Error::usage(e.to_string()))?;
+    let host = parsed.host_str().unwrap_or_default().to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let chain = roost_pki::presented_chain(&host, port, std::time::Duration::from_secs(10))
+        .map_err(|e| Error::failure(format!("cannot reach {url}: {e}")))?;
+    let Some(ca) = roost_pki::chain_ca(&chain) else {
+        return Err(Error::failure(format!("{url} presented no certificate")));
+    };
+    let fingerprint = roost_pki::fingerprint_der(ca.as_ref());
+    let shown = roost_pki::display_fingerprint(&fingerprint);
+    let name = roost_pki::cert_info_der(ca.as_ref())
+        .ok()
+        .and_then(|i| i.cn)
+        .unwrap_or_else(|| "(no name)".into());
+    let pem = roost_pki::der_to_pem(ca.as_ref());
+    if let Some(want) = &args.trust_fingerprint {
+        let want = roost_pki::normalize_fingerprint(want.trim().trim_start_matches("SHA256:"))
+            .map_err(|e| Error::usage(format!("--trust-fingerprint: {e}")))?;
+        if want != fingerprint {
+            return Err(Error::failure(format!(
+                "the server's CA {name:?} has fingerprint {shown}, not the one given with                  --trust-fingerprint ({}); refusing to log in",
+                roost_pki::display_fingerprint(&want)
+            )));
+        }
+        return Ok(ChosenCa { pem, pin: true });
+    }
+    writeln!(
+        io.err,
+        "The authenticity of {url} can't be established.\nIts CA is {name:?}, fingerprint {shown}."
+    )?;
+    if !io.interactive {
+        return Err(Error::usage(format!(
+            "the server's CA is not known; check its fingerprint ({shown}) against              `roost certificate list` on the server (or <data_dir>/tls/ca/ca.crt) and run              again with --trust-fingerprint {shown} or --ca-file FILE"
+        )));
+    }
+    write!(io.err, "Trust this CA for {url} (yes/no)? ")?;
+    io.err.flush()?;
+    match read_line(io)?.map(|a| a.trim().to_ascii_lowercase()) {
+        Some(a) if a == "yes" || a == "y" => Ok(ChosenCa { pem, pin: true }),
+        _ => Err(Error::usage(
+            "the server's CA was not trusted; not logged in",
+        )),
+    }
 }
 
 /// The Keystone v3 password-method body for `username` in domain Default,
@@ -107,8 +208,13 @@ pub fn token_request_body(username: &str, password: &str) -> AuthRequest {
 
 /// `POST {url}/v3/auth/tokens`; the token comes back in `X-Subject-Token`
 /// and its expiry in `token.expires_at`.
-fn request_token(url: &str, username: &str, password: &str) -> Result<Credentials, Error> {
-    let api = Api::new(url, None)?;
+fn request_token(
+    url: &str,
+    username: &str,
+    password: &str,
+    ca_pem: Option<&str>,
+) -> Result<Credentials, Error> {
+    let api = Api::with_ca(url, None, ca_pem)?;
     let body = token_request_body(username, password);
     let reply = api
         .send(Method::POST, "/v3/auth/tokens", &Query::new(), Some(&body))

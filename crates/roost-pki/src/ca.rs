@@ -15,7 +15,7 @@ use rustls::pki_types::CertificateDer;
 use crate::cert::{CertInfo, cert_info_der, certs_from_pem, system_to_unix};
 use crate::error::{Error, Result};
 
-/// Lifetime of the DC root CA.
+/// Lifetime of a root CA (the DC CA, the cloud CA).
 pub const CA_VALIDITY_DAYS: u32 = 3650;
 /// Default lifetime of a subcloud client certificate: short, so that renewal
 /// is exercised routinely.
@@ -119,12 +119,14 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The DC root CA of a System Controller.
+/// A root CA kept on disk: the DC root CA of a System Controller, and the
+/// cloud CA that issues the API's server certificate (one type for both;
+/// [`DcCa`] is its name where it is the DC CA).
 ///
 /// Kept in a directory as `ca.key` (PKCS#8 PEM, mode 0600) and `ca.crt`
 /// (PEM). ECDSA P-256, valid [`CA_VALIDITY_DAYS`], path length 0 (it signs
 /// only leaf certificates).
-pub struct DcCa {
+pub struct Ca {
     dir: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
@@ -132,16 +134,16 @@ pub struct DcCa {
     info: CertInfo,
 }
 
-impl std::fmt::Debug for DcCa {
+impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DcCa")
+        f.debug_struct("Ca")
             .field("dir", &self.dir)
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
 
-impl DcCa {
+impl Ca {
     /// Loads the CA from `dir`, creating it (and `dir`, mode 0700) on first
     /// use. `name` is the subject CN of a newly created CA; an existing CA
     /// keeps its own.
@@ -155,7 +157,7 @@ impl DcCa {
     ///   certificate is re-issued from the existing key.
     /// * certificate without key: an error (the CA cannot be recovered, and
     ///   silently replacing a distributed CA would cut every subcloud off).
-    pub fn load_or_create(dir: &Path, name: &str) -> Result<DcCa> {
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<Ca> {
         if !dir.exists() {
             DirBuilder::new()
                 .recursive(true)
@@ -177,20 +179,21 @@ impl DcCa {
                 check_cn(name)?;
                 tracing::warn!(
                     path = %cert_path.display(),
-                    "DC CA key present without certificate; re-issuing the CA certificate"
+                    "CA key present without certificate; re-issuing the CA certificate"
                 );
                 let key = read_key(&key_path)?;
                 Self::create_cert(dir, key, name, &cert_path)
             }
             (false, true) => Err(Error::Invalid(format!(
-                "{} exists but {} is missing: refusing to replace the DC CA",
+                "{} exists but {} is missing: refusing to replace the CA",
                 cert_path.display(),
                 key_path.display()
             ))),
         }
     }
 
-    fn create_cert(dir: &Path, key: KeyPair, name: &str, cert_path: &Path) -> Result<DcCa> {
+    /// The parameters of a CA certificate named `name`.
+    fn ca_params(name: &str, validity: Validity) -> Result<CertificateParams> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
@@ -202,32 +205,37 @@ impl DcCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.serial_number = Some(random_serial()?);
-        Validity::days_from_now(CA_VALIDITY_DAYS)?.apply(&mut params)?;
+        validity.apply(&mut params)?;
+        Ok(params)
+    }
+
+    fn create_cert(dir: &Path, key: KeyPair, name: &str, cert_path: &Path) -> Result<Ca> {
+        let params = Self::ca_params(name, Validity::days_from_now(CA_VALIDITY_DAYS)?)?;
         let cert = params.self_signed(&key)?;
         let pem = cert.pem();
         write_new_file(cert_path, pem.as_bytes(), 0o644)?;
         Self::from_parts(dir, key, pem)
     }
 
-    fn load(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<DcCa> {
+    fn load(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<Ca> {
         let key = read_key(key_path)?;
         let pem = fs::read_to_string(cert_path).map_err(|e| Error::io(cert_path, e))?;
         Self::from_parts(dir, key, pem)
     }
 
-    fn from_parts(dir: &Path, key: KeyPair, cert_pem: String) -> Result<DcCa> {
+    fn from_parts(dir: &Path, key: KeyPair, cert_pem: String) -> Result<Ca> {
         let cert_der = certs_from_pem(&cert_pem)?.swap_remove(0);
         {
             let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-                .map_err(|e| Error::X509(format!("cannot parse DC CA certificate: {e}")))?;
+                .map_err(|e| Error::X509(format!("cannot parse CA certificate: {e}")))?;
             if !x509.is_ca() {
                 return Err(Error::Invalid(
-                    "DC CA certificate is not a CA (basicConstraints cA=false)".into(),
+                    "CA certificate is not a CA (basicConstraints cA=false)".into(),
                 ));
             }
             if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
                 return Err(Error::Invalid(
-                    "DC CA key does not match the DC CA certificate".into(),
+                    "CA key does not match the CA certificate".into(),
                 ));
             }
         }
@@ -235,11 +243,11 @@ impl DcCa {
         if !info.is_valid_at(SystemTime::now()) {
             tracing::warn!(
                 not_after = info.not_after,
-                "DC CA certificate is outside its validity window"
+                "CA certificate is outside its validity window"
             );
         }
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
-        Ok(DcCa {
+        Ok(Ca {
             dir: dir.to_path_buf(),
             issuer,
             cert_pem,
@@ -247,7 +255,12 @@ impl DcCa {
             info,
         })
     }
+}
 
+/// The DC root CA of a System Controller.
+pub type DcCa = Ca;
+
+impl Ca {
     /// Directory holding `ca.key` and `ca.crt`.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -289,8 +302,9 @@ impl DcCa {
         self.issue_server_cert_with(names, Validity::days_from_now(days)?)
     }
 
-    /// [`issue_server_cert`](Self::issue_server_cert) with an explicit validity.
-    pub fn issue_server_cert_with(
+    /// [`issue_server_cert`](Self::issue_server_cert) with an explicit
+    /// validity and without the CA after the leaf.
+    pub fn issue_leaf_with(
         &self,
         names: &[String],
         validity: Validity,
@@ -327,12 +341,46 @@ impl DcCa {
         validity.apply(&mut params)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        let mut chain = cert.pem();
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// [`issue_server_cert_with`](Self::issue_server_cert_with): the chain
+    /// is the leaf followed by this CA's certificate.
+    pub fn issue_server_cert_with(
+        &self,
+        names: &[String],
+        validity: Validity,
+    ) -> Result<(String, String)> {
+        let (mut chain, key) = self.issue_leaf_with(names, validity)?;
         if !chain.ends_with('\n') {
             chain.push('\n');
         }
         chain.push_str(&self.cert_pem);
-        Ok((chain, key.serialize_pem()))
+        Ok((chain, key))
+    }
+
+    /// A server certificate alone (no CA after it) and its key, PEM.
+    pub fn issue_leaf_pem(&self, names: &[String], days: u32) -> Result<(String, String)> {
+        self.issue_leaf_with(names, Validity::days_from_now(days)?)
+    }
+
+    /// `other`'s CA certificate signed by this CA (same subject, key and
+    /// validity as `other`'s own): a client that trusts this CA accepts
+    /// what `other` issues, through it. Used to rotate a CA without cutting
+    /// off the clients of the old one.
+    pub fn cross_sign(&self, other: &Ca) -> Result<String> {
+        let name = other
+            .info
+            .cn
+            .as_deref()
+            .ok_or_else(|| Error::Invalid("the CA to cross-sign has no common name".into()))?;
+        let mut params = Self::ca_params(
+            name,
+            Validity::between(other.info.not_before_time(), other.info.not_after_time())?,
+        )?;
+        params.use_authority_key_identifier_extension = true;
+        let key = read_key(&other.dir.join(KEY_FILE))?;
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
     }
 
     /// Signs a subcloud's CSR as a client certificate valid `days` days.
@@ -380,7 +428,7 @@ impl DcCa {
 fn read_key(path: &Path) -> Result<KeyPair> {
     let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), "DC CA key readable by group/other; resetting to 0600");
+        tracing::warn!(path = %path.display(), "CA key readable by group/other; resetting to 0600");
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::io(path, e))?;
     }
@@ -391,7 +439,7 @@ fn read_key(path: &Path) -> Result<KeyPair> {
 /// Writes `contents` to `path` atomically: a temporary file created with
 /// `mode` before any byte is written, fsynced, renamed over `path`, and the
 /// directory fsynced.
-fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));

@@ -26,10 +26,12 @@ mod cert;
 mod client;
 mod error;
 mod fetch;
+mod pin;
 mod serve;
+mod swap;
 mod tls;
 
-pub use ca::{CA_VALIDITY_DAYS, DEFAULT_SUBCLOUD_CERT_DAYS, DcCa, Validity};
+pub use ca::{CA_VALIDITY_DAYS, Ca, DEFAULT_SUBCLOUD_CERT_DAYS, DcCa, Validity};
 pub use cert::{
     CertInfo, ClientIdentity, RENEWAL_FRACTION, cert_info, cert_info_der, check_ca_fingerprint,
     fingerprint_der, needs_renewal, needs_renewal_after, normalize_fingerprint,
@@ -37,7 +39,15 @@ pub use cert::{
 pub use client::https_client;
 pub use error::{Error, Result};
 pub use fetch::{Fetched, fetch_content, fetched_path, file_digest};
-pub use serve::{
-    GuardedStream, ListenerLimits, PeerIdentity, TlsConnectInfo, TlsListener, serve_tls,
+pub use pin::{
+    chain_ca, der_to_pem, display_fingerprint, pinned_roots_client_config, presented_chain,
 };
+pub use rustls::pki_types::CertificateDer;
+pub use serve::{
+    GuardedStream, ListenerLimits, PeerIdentity, PendingHandshakes, TlsConnectInfo, TlsListener,
+    accept_tls, is_connection_error, serve_tls,
+};
+pub use swap::{ServerIdentity, SwappableCert, write_private_file, write_public_file};
 pub use tls::{PinnedCaVerifier, client_config, pinned_client_config, provider, server_config};
+pub use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::server::TlsStream;

@@ -299,15 +299,104 @@ struct Counts {
     certified: Arc<AtomicUsize>,
 }
 
+/// Handshakes in progress, at most `max` at once: when full, the oldest
+/// pending one is dropped to make room (a real client completes its
+/// handshake in a few round trips, so idle connections cannot crowd it
+/// out). Used by every TLS listener of Roost: the DC listener and the API.
+pub struct PendingHandshakes<T> {
+    set: JoinSet<T>,
+    /// Oldest first (finished ones are skipped lazily).
+    order: VecDeque<AbortHandle>,
+    max: usize,
+}
+
+impl<T: Send + 'static> PendingHandshakes<T> {
+    pub fn new(max: usize) -> Self {
+        PendingHandshakes {
+            set: JoinSet::new(),
+            order: VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Handshakes not yet reaped.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Starts `task`, first dropping the oldest pending handshake if full.
+    /// Results of handshakes reaped to make room are handed to `done`.
+    pub async fn spawn<F>(&mut self, task: F, mut done: impl FnMut(T))
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        while self.set.len() >= self.max {
+            match self.order.pop_front() {
+                Some(oldest) if !oldest.is_finished() => {
+                    tracing::debug!("too many pending TLS handshakes; dropping the oldest");
+                    oldest.abort();
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            // Reap one so that `len` goes down.
+            if let Some(Ok(t)) = self.set.join_next().await {
+                done(t);
+            }
+        }
+        if self.order.len() > 2 * self.max {
+            self.order.retain(|h| !h.is_finished());
+        }
+        let h = self.set.spawn(task);
+        self.order.push_back(h);
+    }
+
+    /// The next finished handshake's result; pending forever when there is
+    /// none in progress (for use in `select!`).
+    pub async fn next(&mut self) -> T {
+        loop {
+            if self.set.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            if let Some(Ok(t)) = self.set.join_next().await {
+                return t;
+            }
+        }
+    }
+}
+
+/// A TLS handshake on `tcp`, given up after `timeout`; `None` (logged at
+/// debug) if it fails or takes too long.
+pub async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+    timeout: Duration,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote_addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(GuardedStream, TlsConnectInfo)>,
     limits: ListenerLimits,
 ) {
-    let mut handshakes = JoinSet::new();
-    // Pending handshakes, oldest first (finished ones are skipped lazily).
-    let mut order: VecDeque<AbortHandle> = VecDeque::new();
+    let mut handshakes = PendingHandshakes::new(limits.max_pending_handshakes);
     let counts = Counts {
         anonymous: Arc::new(AtomicUsize::new(0)),
         certified: Arc::new(AtomicUsize::new(0)),
@@ -316,33 +405,15 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote_addr)) => {
-                    while handshakes.len() >= limits.max_pending_handshakes.max(1) {
-                        match order.pop_front() {
-                            Some(oldest) if !oldest.is_finished() => {
-                                tracing::debug!("too many pending TLS handshakes; dropping the oldest");
-                                oldest.abort();
-                                // Reap it so that `len` goes down.
-                                let _ = handshakes.join_next().await;
-                            }
-                            Some(_) => {}
-                            None => {
-                                let _ = handshakes.join_next().await;
-                            }
-                        }
-                    }
-                    if order.len() > 2 * limits.max_pending_handshakes {
-                        order.retain(|h| !h.is_finished());
-                    }
                     let _ = tcp.set_nodelay(true);
-                    let h = handshakes.spawn(handshake(
+                    handshakes.spawn(handshake(
                         acceptor.clone(),
                         tcp,
                         remote_addr,
                         tx.clone(),
                         limits,
                         counts.clone(),
-                    ));
-                    order.push_back(h);
+                    ), |()| {}).await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "TCP accept failed");
@@ -352,7 +423,7 @@ async fn accept_loop(
                     }
                 }
             },
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            () = handshakes.next() => {}
             () = tx.closed() => break,
         }
     }
@@ -366,16 +437,8 @@ async fn handshake(
     limits: ListenerLimits,
     counts: Counts,
 ) {
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%remote_addr, "TLS handshake timed out");
-            return;
-        }
+    let Some(tls) = accept_tls(&acceptor, tcp, remote_addr, limits.handshake_timeout).await else {
+        return;
     };
     let peer = tls
         .get_ref()
@@ -417,7 +480,7 @@ async fn handshake(
         .await;
 }
 
-fn is_connection_error(e: &io::Error) -> bool {
+pub fn is_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused

@@ -163,6 +163,13 @@ pub struct HttpConfig {
     pub idle_timeout_secs: u64,
     /// Most connections served at once; also kept below the open-file limit.
     pub max_connections: u64,
+    /// `auto` (HTTPS unless the listen address is loopback), `on` or `off`.
+    pub tls: String,
+    /// Names and addresses the API certificate is valid for, besides the
+    /// public URL's host, the listen address, the hostname and loopback.
+    pub names: Vec<String>,
+    /// Serve plain HTTP on an address that is not loopback (`--plain-http`).
+    pub plain_http: bool,
 }
 
 impl Default for HttpConfig {
@@ -172,6 +179,9 @@ impl Default for HttpConfig {
             body_read_timeout_secs: 30,
             idle_timeout_secs: 30,
             max_connections: 1024,
+            tls: "auto".into(),
+            names: Vec::new(),
+            plain_http: false,
         }
     }
 }
@@ -541,6 +551,14 @@ impl Config {
                 self.system_mode
             )));
         }
+        let Some(tls) = crate::certs::TlsMode::parse(&self.http.tls) else {
+            return Err(Error::Setting(format!(
+                "http.tls is {:?}; use auto, on or off",
+                self.http.tls
+            )));
+        };
+        tls.https(self.listen.ip(), self.http.plain_http)
+            .map_err(|e| Error::Setting(e.to_string()))?;
         let role = roost_types::Role::parse(&self.role);
         if role.is_none() {
             return Err(Error::Setting(format!(

@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod certs;
 pub mod config;
 pub mod datadir;
 pub mod dc;
@@ -104,6 +105,26 @@ pub async fn run_with(
         None
     };
     let data = datadir::DataDir::open(&config.data_dir)?;
+    let https = certs::TlsMode::parse(&config.http.tls)
+        .ok_or_else(|| Error::Invalid(format!("unknown http.tls {:?}", config.http.tls)))?
+        .https(addr.ip(), config.http.plain_http)?;
+    if !https && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving the API over plain HTTP on an address that is not loopback (--plain-http): tokens and passwords cross the network in clear");
+    }
+    let api_tls = if https {
+        let names = certs::api_names(
+            &config.http.names,
+            config.public_url.as_deref(),
+            addr.ip(),
+            &config.hostname,
+        );
+        Some(
+            certs::ApiTls::load_or_create(&data.path().join("tls"), names)
+                .context("cannot set up the API's TLS")?,
+        )
+    } else {
+        None
+    };
     let store = Arc::new(
         Store::open(StoreConfig {
             key: data.key_source(),
@@ -303,10 +324,25 @@ pub async fn run_with(
         }
         Role::Standalone => {}
     }
+    let mut inventory = certs::Inventory::new(api_tls.clone());
+    if role == Role::Subcloud {
+        inventory.dc_identity = Some(subcloud::identity_path(data.path()));
+    }
     let (dc_service, dc_fingerprint, dc_port) = match dc_parts {
-        Some(p) => (Some(p.service), Some(p.fingerprint), Some(p.port)),
+        Some(p) => {
+            inventory.dc_ca = Some(p.ca);
+            inventory.dc_server = std::sync::Mutex::new(Some(p.server_cert));
+            inventory.subclouds = p.subcloud_certs;
+            (Some(p.service), Some(p.fingerprint), Some(p.port))
+        }
         None => (None, None, None),
     };
+    let inventory = Arc::new(inventory);
+    tasks.push(tokio::spawn(inventory.clone().run(
+        fm.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )));
     let state = http::AppState {
         fm: fm.clone(),
         hosts: hosts.clone(),
@@ -330,6 +366,8 @@ pub async fn run_with(
         metrics,
         audit,
         public_url: config.public_url.clone(),
+        tls: api_tls.clone(),
+        certs: inventory,
     };
     let app = http::router(state, config.max_body_bytes);
     let limits = http::serve::Limits {
@@ -339,8 +377,13 @@ pub async fn run_with(
         max_connections: connection_cap(config.http.max_connections, open_files),
     };
     tracing::info!(%addr, data_dir = %data.path().display(), durability = store.durability().as_str(), max_connections = limits.max_connections, "roost server ready");
-    println!("roost server ready on http://{addr}");
-    http::serve::serve(listener, app, limits, async move {
+    let tls_config = match &api_tls {
+        Some(t) => Some(t.server_config()?),
+        None => None,
+    };
+    let scheme = if https { "https" } else { "http" };
+    println!("roost server ready on {scheme}://{addr}");
+    http::serve::serve(listener, app, limits, tls_config, async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
@@ -454,6 +497,9 @@ struct DcParts {
     service: dc::DcService,
     fingerprint: String,
     port: u16,
+    ca: Arc<roost_pki::DcCa>,
+    server_cert: roost_pki::CertInfo,
+    subcloud_certs: Arc<std::sync::Mutex<std::collections::BTreeMap<String, roost_pki::CertInfo>>>,
 }
 
 type Tasks = Vec<tokio::task::JoinHandle<()>>;
@@ -524,12 +570,15 @@ async fn start_system_controller(
     names.dedup();
     let (chain, key) = ca.issue_server_cert(&names, 365)?;
     let tls = roost_pki::server_config(&chain, &key, ca.ca_pem(), false)?;
+    let server_cert = roost_pki::cert_info(&chain)?;
+    let subcloud_certs = Arc::default();
     let app = http::dclink::router(
         http::dclink::DcLinkState {
             dc: dc.clone(),
             ca: ca.clone(),
             cert_days: config.dc.subcloud_cert_days,
             apps: apps.clone(),
+            subcloud_certs: Arc::clone(&subcloud_certs),
         },
         config.max_body_bytes.max(4 * 1024 * 1024),
     );
@@ -609,6 +658,9 @@ async fn start_system_controller(
         fingerprint: ca.fingerprint(),
         port: dc_addr.port(),
         service: dc,
+        ca,
+        server_cert,
+        subcloud_certs,
     })
 }
 

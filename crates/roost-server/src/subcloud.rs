@@ -85,7 +85,8 @@ impl std::fmt::Debug for DcIdentity {
     }
 }
 
-fn identity_path(dir: &Path) -> PathBuf {
+/// Where a subcloud keeps its [`DcIdentity`].
+pub fn identity_path(dir: &Path) -> PathBuf {
     dir.join("dc-identity.json")
 }
 

@@ -106,6 +106,15 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
     if !opts.monitor {
         cmd.arg("--no-monitor");
     }
+    // Tests speak plain HTTP unless they ask for TLS ([http] tls = "on" in
+    // a config file); on an address that is not loopback that needs the flag.
+    let loopback = listen
+        .rsplit_once(':')
+        .and_then(|(ip, _)| ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    if !loopback && !opts.args.iter().any(|a| a == "--plain-http") {
+        cmd.arg("--plain-http");
+    }
     if opts.admin_password {
         cmd.env("ROOST_ADMIN_PASSWORD", PASSWORD);
     } else {
@@ -144,7 +153,14 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok((url, dc)) => Ok((child, url, lines, dc)),
+        Ok((url, dc)) => {
+            if url.starts_with("https://")
+                && let Ok(ca) = std::fs::read_to_string(data_dir.join("tls/ca/ca.crt"))
+            {
+                trust_ca(&ca);
+            }
+            Ok((child, url, lines, dc))
+        }
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -293,12 +309,34 @@ impl Drop for Server {
     }
 }
 
-/// A blocking HTTP client with sane timeouts.
+/// The cloud CAs of the HTTPS servers this process started, which
+/// [`http`] trusts.
+static TRUSTED_CAS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes [`http`] trust `ca_pem` (a server's cloud CA).
+pub fn trust_ca(ca_pem: &str) {
+    let mut cas = TRUSTED_CAS.lock().unwrap_or_else(|e| e.into_inner());
+    if !cas.iter().any(|c| c == ca_pem) {
+        cas.push(ca_pem.to_string());
+    }
+}
+
+/// A blocking HTTP client with sane timeouts; for https, it trusts the
+/// cloud CAs of the servers started by this process (only those).
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
+    let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+    let cas = TRUSTED_CAS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if !cas.is_empty() {
+        let roots: Vec<reqwest::Certificate> = cas
+            .iter()
+            .flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).expect("CA PEM"))
+            .collect();
+        b = b.tls_certs_only(roots);
+    }
+    b.build().expect("client")
 }
 
 /// An answer: status and body (JSON when it parses, else a string).

@@ -88,6 +88,10 @@ struct ServerArgs {
     /// Turn off resource monitoring of this host
     #[arg(long)]
     no_monitor: bool,
+    /// Serve the API over plain HTTP even on an address that is not loopback
+    /// (tokens and passwords cross the network in clear; logged as a warning)
+    #[arg(long)]
+    plain_http: bool,
     /// standalone (default), systemcontroller or subcloud
     #[arg(long, env = "ROOST_ROLE")]
     role: Option<String>,
@@ -131,6 +135,12 @@ fn server_config(a: ServerArgs) -> anyhow::Result<(Config, Option<String>)> {
     }
     if a.no_monitor {
         c.monitor.enabled = false;
+    }
+    if a.plain_http {
+        c.http.plain_http = true;
+        if c.http.tls == "auto" {
+            c.http.tls = "off".into();
+        }
     }
     if let Some(v) = a.role {
         c.role = v;

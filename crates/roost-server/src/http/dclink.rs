@@ -29,6 +29,10 @@ pub struct DcLinkState {
     pub cert_days: u32,
     /// Where the packages of applications assigned to groups are.
     pub apps: crate::apps::AppService,
+    /// The client certificate each subcloud last synced with (for the
+    /// certificate inventory).
+    pub subcloud_certs:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<String, roost_pki::CertInfo>>>,
 }
 
 /// The DC listener's routes.
@@ -151,9 +155,17 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncReply>, ApiError> {
+    let info = peer.0.clone();
     let peer = peer_cert(&peer)?;
     let req: SyncRequest = json_body(&headers, body)?;
-    Ok(Json(st.dc.sync(&peer, req).await.map_err(link_error)?))
+    let reply = st.dc.sync(&peer, req).await.map_err(link_error)?;
+    if let Some(info) = info {
+        st.subcloud_certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer.cn.clone(), info);
+    }
+    Ok(Json(reply))
 }
 
 async fn renew(

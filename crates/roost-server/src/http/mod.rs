@@ -3,6 +3,7 @@
 mod agent;
 mod apps;
 pub mod audit;
+mod certificates;
 pub mod dclink;
 mod dcmanager;
 mod error;
@@ -54,6 +55,10 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// Fixed base URL for links and the catalog; else taken from Host.
     pub public_url: Option<String>,
+    /// The API's TLS, when it is served over HTTPS.
+    pub tls: Option<Arc<crate::certs::ApiTls>>,
+    /// Every certificate of this cloud, and its expiry alarms.
+    pub certs: Arc<crate::certs::Inventory>,
 }
 
 impl AppState {
@@ -71,7 +76,8 @@ impl AppState {
                         .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
             })
             .unwrap_or("127.0.0.1:6385");
-        format!("http://{host}")
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
 }
 
@@ -84,6 +90,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(apps::routes())
         .merge(dcmanager::routes())
         .merge(identity::protected_routes())
+        .merge(certificates::routes())
         .merge(ops::protected_routes())
         .merge(audit::protected_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

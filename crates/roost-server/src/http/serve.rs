@@ -148,28 +148,134 @@ impl Registry {
     }
 }
 
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub trait ApiIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Tells the client there is no room (if that can be said without
+    /// waiting), before the connection is dropped.
+    fn refuse(&self);
+}
+
+impl ApiIo for TcpStream {
+    fn refuse(&self) {
+        refuse(self);
+    }
+}
+
+impl ApiIo for roost_pki::TlsStream<TcpStream> {
+    /// A TLS answer cannot be written without waiting: the connection is
+    /// just closed.
+    fn refuse(&self) {
+        tracing::debug!("too many connections; refused one");
+    }
+}
+
+/// What admitting a connection needs.
+struct Admission {
+    app: Router,
+    limits: Limits,
+    registry: Arc<Registry>,
+    stop: watch::Receiver<bool>,
+    permits: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// Serves the connection if there is room (making some by evicting the
+    /// connection idle the longest), else lets it wait a moment, else
+    /// refuses it.
+    fn admit<S: ApiIo>(&self, io: S, remote: SocketAddr) {
+        let ctx = ConnCtx {
+            app: self.app.clone(),
+            limits: self.limits,
+            registry: self.registry.clone(),
+            stop: self.stop.clone(),
+            remote,
+        };
+        if self.registry.len() >= self.limits.max_connections {
+            // Make room: the connection waiting longest for a request goes.
+            self.registry.evict_one();
+        }
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                // Registered here, not in the task, so that the next
+                // connection already sees this one.
+                let conn = Arc::new(Conn::new());
+                let id = self.registry.add(conn.clone());
+                tokio::spawn(async move {
+                    ctx.serve(io, conn, id).await;
+                    drop(permit);
+                });
+            }
+            // At the hard limit: wait a moment for the room being made.
+            Err(_) => match self.waiting.clone().try_acquire_owned() {
+                Ok(wait) => {
+                    let permits = self.permits.clone();
+                    tokio::spawn(async move {
+                        let permit = tokio::time::timeout(WAIT, permits.acquire_owned()).await;
+                        drop(wait);
+                        match permit {
+                            Ok(Ok(permit)) => {
+                                let conn = Arc::new(Conn::new());
+                                let id = ctx.registry.add(conn.clone());
+                                ctx.serve(io, conn, id).await;
+                                drop(permit);
+                            }
+                            _ => io.refuse(),
+                        }
+                    });
+                }
+                Err(_) => io.refuse(),
+            },
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests
 /// in progress finish (for a while).
+///
+/// With `tls`, each connection first completes a TLS handshake within the
+/// header read timeout; at most [`roost_pki::ListenerLimits`]'s
+/// `max_pending_handshakes` are in progress at once (the oldest is dropped
+/// to make room, as on the DC listener), so clients that connect and say
+/// nothing cannot hold the listener. Only connections past their
+/// handshake count against `max_connections`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let hard_limit = limits.max_connections + OVERFLOW;
     let permits = Arc::new(Semaphore::new(hard_limit));
-    let waiting = Arc::new(Semaphore::new(WAITING));
-    let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let admission = Admission {
+        app,
+        limits,
+        registry: Arc::new(Registry::default()),
+        stop: stop_rx,
+        permits: permits.clone(),
+        waiting: Arc::new(Semaphore::new(WAITING)),
+    };
+    let acceptor = tls.map(roost_pki::TlsAcceptor::from);
+    let mut handshakes = roost_pki::PendingHandshakes::new(
+        roost_pki::ListenerLimits::default().max_pending_handshakes,
+    );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
             () = &mut shutdown => break,
+            done = handshakes.next() => {
+                if let Some((tls, remote)) = done {
+                    admission.admit(tls, remote);
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::debug!(error = %e, "accept failed");
-                    if !is_connection_error(&e) {
+                    if !roost_pki::is_connection_error(&e) {
                         // Out of file descriptors: back off instead of spinning.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
@@ -178,51 +284,30 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let ctx = ConnCtx {
-            app: app.clone(),
-            limits,
-            registry: registry.clone(),
-            stop: stop_rx.clone(),
-            remote,
-        };
-        if registry.len() >= limits.max_connections {
-            // Make room: the connection waiting longest for a request goes.
-            registry.evict_one();
-        }
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                // Registered here, not in the task, so that the next
-                // connection already sees this one.
-                let conn = Arc::new(Conn::new());
-                let id = registry.add(conn.clone());
-                tokio::spawn(async move {
-                    ctx.serve(tcp, conn, id).await;
-                    drop(permit);
-                });
-            }
-            // At the hard limit: wait a moment for the room being made.
-            Err(_) => match waiting.clone().try_acquire_owned() {
-                Ok(wait) => {
-                    let permits = permits.clone();
-                    tokio::spawn(async move {
-                        let permit = tokio::time::timeout(WAIT, permits.acquire_owned()).await;
-                        drop(wait);
-                        match permit {
-                            Ok(Ok(permit)) => {
-                                let conn = Arc::new(Conn::new());
-                                let id = ctx.registry.add(conn.clone());
-                                ctx.serve(tcp, conn, id).await;
-                                drop(permit);
-                            }
-                            _ => refuse(&tcp),
-                        }
-                    });
+        match &acceptor {
+            None => admission.admit(tcp, remote),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let timeout = limits.header_read_timeout;
+                let mut ready = Vec::new();
+                handshakes
+                    .spawn(
+                        async move {
+                            roost_pki::accept_tls(&acceptor, tcp, remote, timeout)
+                                .await
+                                .map(|tls| (tls, remote))
+                        },
+                        |done| ready.extend(done),
+                    )
+                    .await;
+                for (tls, remote) in ready {
+                    admission.admit(tls, remote);
                 }
-                Err(_) => refuse(&tcp),
-            },
+            }
         }
     }
     drop(listener);
+    drop(handshakes);
     let _ = stop_tx.send(true);
     // Every permit back means every connection has ended.
     let all = u32::try_from(hard_limit).unwrap_or(u32::MAX);
@@ -250,15 +335,6 @@ fn refuse(tcp: &TcpStream) {
     tracing::debug!("too many connections; refused one");
 }
 
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 struct ConnCtx {
     app: Router,
     limits: Limits,
@@ -268,7 +344,7 @@ struct ConnCtx {
 }
 
 impl ConnCtx {
-    async fn serve(mut self, tcp: TcpStream, conn: Arc<Conn>, id: u64) {
+    async fn serve<S: ApiIo>(mut self, tcp: S, conn: Arc<Conn>, id: u64) {
         let io = TokioIo::new(Watched {
             inner: tcp,
             conn: conn.clone(),
@@ -383,13 +459,14 @@ impl Drop for InFlight {
     }
 }
 
-/// The TCP stream, noting when the first byte of a request head arrives.
-struct Watched {
-    inner: TcpStream,
+/// The connection's stream, noting when the first byte of a request head
+/// arrives.
+struct Watched<S> {
+    inner: S,
     conn: Arc<Conn>,
 }
 
-impl AsyncRead for Watched {
+impl<S: ApiIo> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -404,7 +481,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: ApiIo> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
