@@ -9,6 +9,40 @@ pub struct AuthRequest {
     pub auth: Auth,
 }
 
+impl AuthRequest {
+    /// The password method for `username` in domain Default, scoped to
+    /// project `admin`, as StarlingX's clients and `roost login` send it.
+    pub fn password_scoped(username: &str, password: &str) -> AuthRequest {
+        let default_domain = || NamedRef {
+            id: None,
+            name: Some("Default".into()),
+        };
+        AuthRequest {
+            auth: Auth {
+                identity: Identity {
+                    methods: vec!["password".into()],
+                    password: Some(PasswordMethod {
+                        user: UserRef {
+                            id: None,
+                            name: Some(username.into()),
+                            password: password.into(),
+                            domain: Some(default_domain()),
+                        },
+                    }),
+                    token: None,
+                },
+                scope: Some(Scope {
+                    project: Some(ProjectRef {
+                        id: None,
+                        name: Some("admin".into()),
+                        domain: Some(default_domain()),
+                    }),
+                }),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Auth {
     pub identity: Identity,

@@ -27,11 +27,8 @@ use crate::{Plan, emit, start_server};
 const PASSWORD: &str = "bench-password-1";
 const FLOOD_CLIENTS: usize = 512;
 
-fn login_body(user: &str, password: &str) -> serde_json::Value {
-    json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {"name": user, "password": password, "domain": {"name": "Default"}}}},
-        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}
-    }})
+fn login_body(user: &str, password: &str) -> roost_api::identity::AuthRequest {
+    roost_api::identity::AuthRequest::password_scoped(user, password)
 }
 
 /// Logs in; the token.

@@ -2,9 +2,7 @@
 //! Keystone v3's password method and stores it in the credentials file.
 
 use reqwest::Method;
-use roost_api::identity::{
-    Auth, AuthRequest, Identity, NamedRef, PasswordMethod, ProjectRef, Scope, UserRef,
-};
+use roost_api::identity::AuthRequest;
 use serde_json::Value;
 
 use crate::Io;
@@ -177,33 +175,7 @@ fn choose_ca(args: &LoginArgs, env: &Env, url: &str, io: &mut Io<'_>) -> Result<
 /// The Keystone v3 password-method body for `username` in domain Default,
 /// scoped to project `admin`.
 pub fn token_request_body(username: &str, password: &str) -> AuthRequest {
-    let default_domain = || NamedRef {
-        id: None,
-        name: Some("Default".into()),
-    };
-    AuthRequest {
-        auth: Auth {
-            identity: Identity {
-                methods: vec!["password".into()],
-                password: Some(PasswordMethod {
-                    user: UserRef {
-                        id: None,
-                        name: Some(username.into()),
-                        password: password.into(),
-                        domain: Some(default_domain()),
-                    },
-                }),
-                token: None,
-            },
-            scope: Some(Scope {
-                project: Some(ProjectRef {
-                    id: None,
-                    name: Some("admin".into()),
-                    domain: Some(default_domain()),
-                }),
-            }),
-        },
-    }
+    AuthRequest::password_scoped(username, password)
 }
 
 /// `POST {url}/v3/auth/tokens`; the token comes back in `X-Subject-Token`

@@ -69,29 +69,11 @@ impl Store {
         now: Timestamp,
     ) -> Result<bool, Error> {
         self.write_once(|tx| {
-            let exists: Option<String> = tx
-                .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if exists.is_some() {
-                return Ok(false);
-            }
             tx.execute(
                 "INSERT OR IGNORE INTO projects (id, name) VALUES (?1, ?2)",
                 params![project.0, project.1],
             )?;
-            tx.execute(
-                "INSERT INTO users (id, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![user.id, user.name, user.password_hash, now.micros()],
-            )?;
-            for role in roles {
-                tx.execute(
-                    "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
-                    params![user.id, project.0, role],
-                )?;
-            }
-            Ok(true)
+            insert_user(tx, user, true, Some(project.0), roles, now)
         })
     }
 
@@ -282,6 +264,39 @@ impl Store {
 /// (StarlingX's operator), which implies `reader`.
 pub const ROLES: &[&str] = &["admin", "member", "reader"];
 
+/// Inserts `user` with `roles` on `project` (none: no roles) unless its
+/// name is taken; true when inserted.
+fn insert_user(
+    tx: &rusqlite::Transaction<'_>,
+    user: &StoredUser,
+    enabled: bool,
+    project: Option<&str>,
+    roles: &[impl AsRef<str>],
+    now: Timestamp,
+) -> Result<bool, Error> {
+    let taken: Option<String> = tx
+        .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if taken.is_some() {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO users (id, name, password_hash, created_at, enabled) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user.id, user.name, user.password_hash, now.micros(), i64::from(enabled)],
+    )?;
+    if let Some(project) = project {
+        for role in roles {
+            tx.execute(
+                "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                params![user.id, project, role.as_ref()],
+            )?;
+        }
+    }
+    Ok(true)
+}
+
 /// A role a user holds on a project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAssignment {
@@ -359,30 +374,12 @@ impl Store {
         now: Timestamp,
     ) -> Result<bool, Error> {
         self.write_once(|tx| {
-            let taken: Option<String> = tx
-                .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
+            let admin: Option<String> = tx
+                .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| {
                     r.get(0)
                 })
                 .optional()?;
-            if taken.is_some() {
-                return Ok(false);
-            }
-            tx.execute(
-                "INSERT INTO users (id, name, password_hash, created_at, enabled) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![user.id, user.name, user.password_hash, now.micros(), i64::from(enabled)],
-            )?;
-            let admin: Option<String> = tx
-                .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| r.get(0))
-                .optional()?;
-            if let Some(project) = admin {
-                for role in roles {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
-                        params![user.id, project, role],
-                    )?;
-                }
-            }
-            Ok(true)
+            insert_user(tx, user, enabled, admin.as_deref(), roles, now)
         })
     }
 

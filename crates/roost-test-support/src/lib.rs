@@ -868,3 +868,70 @@ impl Drop for Netns {
         }
     }
 }
+
+/// The `roost` client run as a user runs it: its own credentials
+/// directory, and none of the caller's `ROOST_*`/`OS_CACERT` settings.
+pub struct Cli {
+    bin: PathBuf,
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new(bin: &Path) -> Cli {
+        Cli {
+            bin: bin.to_path_buf(),
+            config: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Its credentials directory (`ROOST_CONFIG_DIR`).
+    pub fn config_dir(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// `roost ARGS`, standard input empty; add environment to it at will.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("ROOST_CONFIG_DIR", self.config.path())
+            .env_remove("ROOST_URL")
+            .env_remove("ROOST_TOKEN")
+            .env_remove("OS_CACERT")
+            .env_remove("ROOST_CACERT")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().expect("roost runs")
+    }
+
+    /// `cmd` with `stdin` written to its standard input.
+    pub fn run_with_input(mut cmd: Command, stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("roost runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin written");
+        child.wait_with_output().expect("roost ends")
+    }
+
+    /// `roost ARGS`, which must succeed: its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+}

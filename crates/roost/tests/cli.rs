@@ -3,76 +3,40 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use roost_test_support::{PASSWORD, Server};
+use roost_test_support::{Cli, PASSWORD, Server};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
 }
 
-struct Cli {
-    config: tempfile::TempDir,
+fn new_cli() -> Cli {
+    Cli::new(bin())
 }
 
-impl Cli {
-    fn new() -> Cli {
-        Cli {
-            config: tempfile::tempdir().unwrap(),
-        }
-    }
+/// What these tests ask of the client beyond running it.
+trait CliExt {
+    fn json(&self, args: &[&str]) -> Value;
+    /// `roost login`, answering its three questions.
+    fn login(&self, url: &str) -> Output;
+}
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.args(args)
-            .env("ROOST_CONFIG_DIR", self.config.path())
-            .env_remove("ROOST_URL")
-            .env_remove("ROOST_TOKEN")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
+impl CliExt for Cli {
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
     fn login(&self, url: &str) -> Output {
-        let mut child = self
-            .cmd(&["login"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{url}\nadmin\n{PASSWORD}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        Cli::run_with_input(self.cmd(&["login"]), &format!("{url}\nadmin\n{PASSWORD}\n"))
     }
 }
 
 #[test]
 fn login_stores_a_private_token_and_the_alarm_verbs_work() {
     let s = Server::start(bin());
-    let cli = Cli::new();
+    let cli = new_cli();
 
     let out = cli.login(&s.url);
     assert!(
@@ -86,7 +50,7 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(PASSWORD), "the password is never printed");
-    let cred = cli.config.path().join("credentials.json");
+    let cred = cli.config_dir().join("credentials.json");
     let mode = std::fs::metadata(&cred).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
@@ -148,7 +112,7 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
 #[test]
 fn errors_are_one_line_with_a_non_zero_exit() {
     let s = Server::start(bin());
-    let cli = Cli::new();
+    let cli = new_cli();
 
     let out = cli.run(&["alarm", "list"]);
     assert_eq!(out.status.code(), Some(2));
@@ -190,7 +154,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
 #[test]
 fn the_host_verbs_drive_inventory_and_heartbeat_settings() {
     let s = Server::start(bin());
-    let cli = Cli::new();
+    let cli = new_cli();
     assert!(cli.login(&s.url).status.success());
     let list = cli.json(&["host", "list", "-o", "json"]);
     assert_eq!(list[0]["hostname"], "controller-0");
@@ -304,7 +268,7 @@ fn the_subcloud_verbs_drive_a_system_controller() {
             ..Default::default()
         },
     );
-    let cli = Cli::new();
+    let cli = new_cli();
     assert!(cli.login(&s.url).status.success());
     let text = cli.ok(&["subcloud", "add", "edge-1", "--description", "pond"]);
     let dc = s.dc_url.clone().unwrap();
@@ -352,7 +316,7 @@ fn the_subcloud_verbs_drive_a_system_controller() {
 #[test]
 fn a_refused_heartbeat_set_changes_nothing_and_later_sets_still_apply() {
     let s = Server::start(bin());
-    let cli = Cli::new();
+    let cli = new_cli();
     assert!(cli.login(&s.url).status.success());
     let value = |name: &str| -> String {
         cli.json(&["heartbeat", "show", "-o", "json"])
@@ -393,7 +357,7 @@ fn a_refused_heartbeat_set_changes_nothing_and_later_sets_still_apply() {
 #[test]
 fn the_label_and_cpu_verbs_change_what_placement_reads() {
     let s = Server::start(bin());
-    let cli = Cli::new();
+    let cli = new_cli();
     assert!(cli.login(&s.url).status.success());
     let out = cli.ok(&[
         "host",

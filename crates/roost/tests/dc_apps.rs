@@ -106,6 +106,11 @@ spec:
 }
 
 fn system_controller(dir: &Path) -> Server {
+    system_controller_with(dir, "[apps]\nlocal_runtime = false\n")
+}
+
+/// A system controller whose configuration file ends with `extra`.
+fn system_controller_with(dir: &Path, extra: &str) -> Server {
     Server::start_with(
         bin(),
         ServerOptions {
@@ -113,11 +118,34 @@ fn system_controller(dir: &Path) -> Server {
                 "--role".into(),
                 "systemcontroller".into(),
                 "--config".into(),
-                config(dir, "[apps]\nlocal_runtime = false\n"),
+                config(dir, extra),
             ],
             ..Default::default()
         },
     )
+}
+
+/// A subcloud of `sc` in `dir`, enrolling with `token`.
+fn subcloud(sc: &Server, dir: &Path, token: String) -> Server {
+    Server::start_in(
+        bin(),
+        &dir.join("data"),
+        ServerOptions {
+            args: vec![
+                "--role".into(),
+                "subcloud".into(),
+                "--system-controller".into(),
+                sc.dc_url.clone().unwrap(),
+                "--enroll-token".into(),
+                token,
+                "--config".into(),
+                config(dir, ""),
+            ],
+            ..Default::default()
+        },
+        None,
+    )
+    .expect("subcloud starts")
 }
 
 /// Uploads `tgz` on `s` and waits until it is `uploaded`.
@@ -209,26 +237,7 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
         assert_eq!(r.status, 200, "{:?}", r.body);
         let token = r.body["enroll_token"].as_str().unwrap().to_string();
         let dir = tmp.path().join(n);
-        let s = Server::start_in(
-            bin(),
-            &dir.join("data"),
-            ServerOptions {
-                args: vec![
-                    "--role".into(),
-                    "subcloud".into(),
-                    "--system-controller".into(),
-                    sc.dc_url.clone().unwrap(),
-                    "--enroll-token".into(),
-                    token,
-                    "--config".into(),
-                    config(&dir, ""),
-                ],
-                ..Default::default()
-            },
-            None,
-        )
-        .expect("subcloud starts");
-        subs.push(s);
+        subs.push(subcloud(&sc, &dir, token));
     }
     for n in names {
         wait_online(&api, n);
@@ -324,18 +333,7 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
     let tmp = tempfile::tempdir().unwrap();
     // This system controller runs the application itself, so that it can
     // be updated there.
-    let sc = Server::start_with(
-        bin(),
-        ServerOptions {
-            args: vec![
-                "--role".into(),
-                "systemcontroller".into(),
-                "--config".into(),
-                config(&tmp.path().join("sc"), ""),
-            ],
-            ..Default::default()
-        },
-    );
+    let sc = system_controller_with(&tmp.path().join("sc"), "");
     let api = sc.api();
     let v1 = package(tmp.path(), "hello", "1.0");
     upload(&sc, &v1, "hello");
@@ -352,25 +350,7 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let token = r.body["enroll_token"].as_str().unwrap().to_string();
     let dir = tmp.path().join("edge-1");
-    let sub = Server::start_in(
-        bin(),
-        &dir.join("data"),
-        ServerOptions {
-            args: vec![
-                "--role".into(),
-                "subcloud".into(),
-                "--system-controller".into(),
-                sc.dc_url.clone().unwrap(),
-                "--enroll-token".into(),
-                token,
-                "--config".into(),
-                config(&dir, ""),
-            ],
-            ..Default::default()
-        },
-        None,
-    )
-    .expect("subcloud starts");
+    let sub = subcloud(&sc, &dir, token);
     wait_online(&api, "edge-1");
     let r = api.patch(
         "/v1.0/subclouds/edge-1",

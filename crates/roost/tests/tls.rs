@@ -3,14 +3,13 @@
 //! the CA file, an operator's certificate swapped in without restart, the
 //! expiry alarms, the inventory and the rotation of the cloud CA.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use roost_pki::{Ca, Validity};
-use roost_test_support::{PASSWORD, Server, ServerOptions, require_or_skip, wait_for};
+use roost_test_support::{Cli, PASSWORD, Server, ServerOptions, require_or_skip, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -173,51 +172,16 @@ fn plain_http_off_loopback_needs_the_flag() {
     assert!(!dir.path().join("d").exists(), "nothing touched");
 }
 
-struct Cli {
-    config: tempfile::TempDir,
+fn new_cli() -> Cli {
+    Cli::new(bin())
 }
 
-impl Cli {
-    fn new() -> Cli {
-        Cli {
-            config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.args(args)
-            .env("ROOST_CONFIG_DIR", self.config.path())
-            .env_remove("ROOST_URL")
-            .env_remove("ROOST_TOKEN")
-            .env_remove("OS_CACERT")
-            .env_remove("ROOST_CACERT")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn login(&self, url: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["login", "--url", url, "--password-stdin"];
-        args.extend_from_slice(extra);
-        let mut child = self
-            .cmd(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
+/// `roost login --url URL --password-stdin EXTRA`, the admin's password
+/// on standard input.
+fn cli_login(cli: &Cli, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["login", "--url", url, "--password-stdin"];
+    args.extend_from_slice(extra);
+    Cli::run_with_input(cli.cmd(&args), &format!("{PASSWORD}\n"))
 }
 
 fn text(o: &Output) -> String {
@@ -238,30 +202,29 @@ fn roost_login_takes_a_ca_file_or_pins_a_fingerprint_and_refuses_another_ca() {
     let fp = display_fp(&ca_pem(&s));
 
     // --ca-file: logged in, and later commands use the pinned CA.
-    let cli = Cli::new();
+    let cli = new_cli();
     let ca = ca_file(&s).display().to_string();
-    let out = cli.login(&s.url, &["--ca-file", &ca]);
+    let out = cli_login(&cli, &s.url, &["--ca-file", &ca]);
     assert!(out.status.success(), "{}", text(&out));
     let out = cli.run(&["alarm", "list"]);
     assert!(out.status.success(), "{}", text(&out));
 
     // First use without a CA, not interactive: refused, showing the fingerprint.
-    let cli = Cli::new();
-    let out = cli.login(&s.url, &[]);
+    let cli = new_cli();
+    let out = cli_login(&cli, &s.url, &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains(&fp), "{}", text(&out));
-    assert!(!cli.config.path().join("credentials.json").exists());
+    assert!(!cli.config_dir().join("credentials.json").exists());
     // A wrong fingerprint: refused.
     let wrong = format!("SHA256:{}", "00:".repeat(31) + "00");
-    let out = cli.login(&s.url, &["--trust-fingerprint", &wrong]);
+    let out = cli_login(&cli, &s.url, &["--trust-fingerprint", &wrong]);
     assert!(!out.status.success());
     assert!(text(&out).contains(&fp), "{}", text(&out));
     // The right one: logged in, the CA pinned (0600), used afterwards.
-    let out = cli.login(&s.url, &["--trust-fingerprint", &fp]);
+    let out = cli_login(&cli, &s.url, &["--trust-fingerprint", &fp]);
     assert!(out.status.success(), "{}", text(&out));
     let pin = cli
-        .config
-        .path()
+        .config_dir()
         .join(format!("ca-127.0.0.1-{}.pem", port(&s.url)));
     assert_eq!(
         std::fs::metadata(&pin).unwrap().permissions().mode() & 0o777,
@@ -274,7 +237,7 @@ fn roost_login_takes_a_ca_file_or_pins_a_fingerprint_and_refuses_another_ca() {
     let out = cli.run(&["alarm", "list"]);
     assert!(out.status.success(), "{}", text(&out));
     // Another login reuses the pin without flags.
-    let out = cli.login(&s.url, &[]);
+    let out = cli_login(&cli, &s.url, &[]);
     assert!(out.status.success(), "{}", text(&out));
 
     // A server at a pinned address presenting another CA is refused, by
@@ -283,11 +246,10 @@ fn roost_login_takes_a_ca_file_or_pins_a_fingerprint_and_refuses_another_ca() {
     let other_fp = display_fp(&ca_pem(&other));
     assert_ne!(other_fp, fp);
     let pin_other = cli
-        .config
-        .path()
+        .config_dir()
         .join(format!("ca-127.0.0.1-{}.pem", port(&other.url)));
     std::fs::copy(&pin, &pin_other).unwrap();
-    let out = cli.login(&other.url, &[]);
+    let out = cli_login(&cli, &other.url, &[]);
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(msg.contains("THE SERVER'S CA HAS CHANGED"), "{msg}");
@@ -494,12 +456,16 @@ fn an_installed_certificate_is_presented_at_once_and_alarmed_before_and_after_ex
 fn rotating_the_cloud_ca_keeps_clients_of_the_old_ca_and_the_cli_can_list_and_install() {
     let (s, _cfg) = tls_server();
     let old_ca = ca_pem(&s);
-    let cli = Cli::new();
+    let cli = new_cli();
     let ca = ca_file(&s).display().to_string();
-    assert!(cli.login(&s.url, &["--ca-file", &ca]).status.success());
+    assert!(
+        cli_login(&cli, &s.url, &["--ca-file", &ca])
+            .status
+            .success()
+    );
     let before = presented_leaf(&s.url);
 
-    let bundle = cli.config.path().join("bundle.pem");
+    let bundle = cli.config_dir().join("bundle.pem");
     let out = cli.run(&[
         "certificate",
         "rotate-ca",
