@@ -755,15 +755,24 @@ impl SyncLoop {
                 match applied {
                     Ok(()) => {
                         push_applied(&mut self.link, p);
-                        let _ = store.set_settings(&[(
-                            format!("{SETTING_APPLIED}{}", ep.as_str()),
-                            format!("{}:{}", p.epoch, p.generation),
-                        )]);
-                        tracing::info!(
-                            endpoint = ep.as_str(),
-                            generation = p.generation,
-                            "applied configuration from the system controller"
-                        );
+                        let key = format!("{SETTING_APPLIED}{}", ep.as_str());
+                        let value = format!("{}:{}", p.epoch, p.generation);
+                        // A push repeated while applications move is
+                        // not written again.
+                        if store.setting(&key).ok().flatten().as_deref() != Some(value.as_str()) {
+                            let _ = store.set_settings(&[(key, value)]);
+                            tracing::info!(
+                                endpoint = ep.as_str(),
+                                generation = p.generation,
+                                "applied configuration from the system controller"
+                            );
+                        } else {
+                            tracing::debug!(
+                                endpoint = ep.as_str(),
+                                generation = p.generation,
+                                "applied a repeated configuration push"
+                            );
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(endpoint = ep.as_str(), error = %e, "cannot apply configuration")

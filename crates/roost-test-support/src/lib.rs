@@ -356,10 +356,14 @@ pub struct Api {
 
 impl Api {
     fn send(&self, rb: reqwest::blocking::RequestBuilder) -> Reply {
+        self.try_send(rb).expect("request")
+    }
+
+    fn try_send(&self, rb: reqwest::blocking::RequestBuilder) -> Result<Reply, String> {
         let r = rb
             .header("X-Auth-Token", &self.token)
             .send()
-            .expect("request");
+            .map_err(|e| format!("{e:?}"))?;
         let status = r.status().as_u16();
         let content_type = r
             .headers()
@@ -368,15 +372,27 @@ impl Api {
             .map(str::to_string);
         let text = r.text().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
+        Ok(Reply {
             status,
             body,
             content_type,
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Reply {
         self.send(http().get(format!("{}{path}", self.url)))
+    }
+
+    /// A GET that reports a failed request (refused, timed out) instead
+    /// of panicking: for polls whose caller prints the server's log when
+    /// the wait ends without the answer it wanted.
+    pub fn try_get(&self, path: &str) -> Result<Reply, String> {
+        self.try_send(http().get(format!("{}{path}", self.url)))
+            .map_err(|e| {
+                let e = format!("GET {path}: {e}");
+                eprintln!("{e}");
+                e
+            })
     }
 
     pub fn delete(&self, path: &str) -> Reply {

@@ -371,10 +371,16 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
     );
     assert_eq!(r.status, 200, "{:?}", r.body);
     wait_for(180, || {
-        let r = api.get("/v1/apps/hello");
+        let r = api.try_get("/v1/apps/hello").ok()?;
         (r.body["status"] == "applied" && r.body["app_version"] == "2.0").then_some(())
     })
-    .unwrap_or_else(|| panic!("{:?}\n{}", api.get("/v1/apps/hello").body, sc.log()));
+    .unwrap_or_else(|| {
+        panic!(
+            "{:?}\n{}",
+            api.try_get("/v1/apps/hello").map(|r| r.body),
+            sc.log()
+        )
+    });
     let listed = wait_for(60, || {
         let r = api.get("/v1.0/subcloud-groups/edge/apps");
         (r.body["apps"][0]["version"] == "2.0").then_some(r.body)
@@ -387,10 +393,17 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
     );
     let sapi = sub.api();
     wait_for(240, || {
-        let r = sapi.get("/v1/apps/hello");
+        let r = sapi.try_get("/v1/apps/hello").ok()?;
         (r.body["status"] == "applied" && r.body["app_version"] == "2.0").then_some(())
     })
-    .unwrap_or_else(|| panic!("{:?}\n{}", sapi.get("/v1/apps/hello").body, sub.log()));
+    .unwrap_or_else(|| {
+        panic!(
+            "{:?}\n{}\n{}",
+            sapi.try_get("/v1/apps/hello").map(|r| r.body),
+            sub.log(),
+            sc.log()
+        )
+    });
     let st = wait_for(60, || {
         let st = subcloud_apps(&api, "edge-1");
         (st["sync_status"] == "in-sync" && st["apps"][0]["state"] == "applied").then_some(st)

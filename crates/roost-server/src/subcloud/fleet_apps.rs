@@ -182,7 +182,12 @@ impl FleetApps {
         want: &AppsConfig,
     ) -> crate::Result<()> {
         let mut managed: BTreeSet<String> = read(store, SETTING_MANAGED);
-        store.set_settings(&[(SETTING_DESIRED.into(), serde_json::to_string(want)?)])?;
+        // The system controller pushes the same content again while an
+        // application is moving: written only when it changed.
+        let desired = serde_json::to_string(want)?;
+        if store.setting(SETTING_DESIRED).ok().flatten().as_deref() != Some(desired.as_str()) {
+            store.set_settings(&[(SETTING_DESIRED.into(), desired)])?;
+        }
         for a in &want.apps {
             if !managed.contains(&a.name) && self.apps.get(&a.name).is_ok() {
                 // This cloud's own application: left alone.
