@@ -75,9 +75,12 @@ pub struct AgentArgs {
         default_value = "./roost-agent-data"
     )]
     pub data_dir: PathBuf,
-    /// UDP address to answer heartbeats on (port 0 picks a free port)
-    #[arg(long, default_value = "0.0.0.0:2103")]
-    pub heartbeat_listen: SocketAddr,
+    /// UDP address to answer heartbeats on (0.0.0.0:PORT for every address) [default: the management address (--mgmt-ip, else this host's address towards the server) and --heartbeat-port]
+    #[arg(long)]
+    pub heartbeat_listen: Option<SocketAddr>,
+    /// Port of the default heartbeat address (0 picks a free port)
+    #[arg(long, default_value_t = 2103)]
+    pub heartbeat_port: u16,
     /// Management address the server should send heartbeats to [default: the address enrollment came from]
     #[arg(long)]
     pub mgmt_ip: Option<IpAddr>,
@@ -127,6 +130,7 @@ impl fmt::Debug for AgentArgs {
             .field("join_token", &self.join_token.as_ref().map(|_| "<hidden>"))
             .field("data_dir", &self.data_dir)
             .field("heartbeat_listen", &self.heartbeat_listen)
+            .field("heartbeat_port", &self.heartbeat_port)
             .field("mgmt_ip", &self.mgmt_ip)
             .field("cluster_heartbeat_listen", &self.cluster_heartbeat_listen)
             .field("cluster_ip", &self.cluster_ip)
@@ -287,6 +291,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Enrolls (or loads the identity), starts every task, makes the first
 /// report and prints the ready line.
+/// Where the heartbeat socket binds: `--heartbeat-listen` when given, else
+/// the management address (`--mgmt-ip`, else the address this host uses to
+/// reach the server, which is where enrollment comes from) on
+/// `--heartbeat-port`. Never every address unless told so.
+async fn heartbeat_address(args: &AgentArgs, server: &str) -> Result<SocketAddr, Error> {
+    if let Some(a) = args.heartbeat_listen {
+        return Ok(a);
+    }
+    let ip = match args.mgmt_ip {
+        Some(ip) => ip,
+        None => local_ip_towards(server).await?,
+    };
+    Ok(SocketAddr::new(ip, args.heartbeat_port))
+}
+
+/// The local address the host's routes pick to reach `server` (a URL): a
+/// UDP socket connected to it (nothing is sent) reports it.
+async fn local_ip_towards(server: &str) -> Result<IpAddr, Error> {
+    let url = reqwest::Url::parse(server)
+        .map_err(|e| Error::Invalid(format!("the server URL {server} is not valid: {e}")))?;
+    let port = url.port_or_known_default().unwrap_or(6385);
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::Invalid(format!("the server URL {server} has no host")))?;
+    let target = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot resolve {host} to choose the heartbeat address; give --mgmt-ip or --heartbeat-listen"
+                ))
+            })?,
+    };
+    let any: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = UdpSocket::bind(any).await?;
+    probe.connect(target).await.with_context(|| {
+        format!("no route to the server at {target} to choose the heartbeat address")
+    })?;
+    Ok(probe.local_addr()?.ip())
+}
+
 async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     // What the agent creates is private to its user unless made otherwise
     // on purpose (containerd runs with umask 022; volumes are made 0755).
@@ -312,10 +364,12 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         None => Vec::new(),
     };
 
-    let socket = UdpSocket::bind(args.heartbeat_listen)
+    let listen = heartbeat_address(&args, &server).await?;
+    let socket = UdpSocket::bind(listen)
         .await
-        .with_context(|| format!("cannot listen for heartbeats on {}", args.heartbeat_listen))?;
+        .with_context(|| format!("cannot listen for heartbeats on {listen}"))?;
     let heartbeat_addr = socket.local_addr()?;
+    tracing::info!(addr = %heartbeat_addr, "heartbeat socket bound");
     let cluster_socket = match args.cluster_heartbeat_listen {
         Some(addr) => Some(
             UdpSocket::bind(addr)
@@ -888,7 +942,8 @@ mod tests {
     fn the_options_have_their_documented_defaults() {
         let a = Cli::try_parse_from(["agent"]).unwrap().agent;
         assert_eq!(a.data_dir, PathBuf::from("./roost-agent-data"));
-        assert_eq!(a.heartbeat_listen, "0.0.0.0:2103".parse().unwrap());
+        assert_eq!(a.heartbeat_listen, None);
+        assert_eq!(a.heartbeat_port, 2103);
         assert_eq!(a.report_interval_secs, 60);
         assert_eq!(a.monitor_interval_secs, 10);
         assert_eq!(a.reboot_command, "systemctl reboot");

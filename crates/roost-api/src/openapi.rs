@@ -1685,12 +1685,22 @@ pub fn document() -> Value {
             (401, "missing, expired or revoked token"),
             (403, "not allowed for this token's holder"),
             (404, "not found"),
+            (409, "refused in the current state (the message says why)"),
             (413, "body too large"),
             (415, "body is not JSON"),
+            (429, "too many failed logins: retry after the delay"),
             (503, "the store is temporarily unavailable; retry later"),
         ] {
-            let credentials = r.access != Access::Public || r.path == "/v3/auth/tokens";
+            let login = r.path == "/v3/auth/tokens" && r.method == "post";
+            let credentials = r.access != Access::Public || login;
             if code == 401 && !credentials {
+                continue;
+            }
+            // Only a change can conflict with the current state.
+            if code == 409 && r.method == "get" {
+                continue;
+            }
+            if code == 429 && !login {
                 continue;
             }
             if code == 403 && !r.access.needs_token() {

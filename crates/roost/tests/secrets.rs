@@ -393,6 +393,81 @@ fn with_a_loopback_api_the_heartbeat_and_dc_sockets_bind_that_address_only() {
 }
 
 #[test]
+fn an_agent_answers_heartbeats_on_its_management_address_only_by_default() {
+    // An address of its own in 127/8, apart from the other listener test's.
+    let last = 220 + (std::process::id() % 30) as u8;
+    let ip = [127, 0, 0, last];
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            listen: Some(format!("127.0.0.{last}:0")),
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let token = api.add_host("worker-7", "worker");
+    let dir = tempfile::tempdir().unwrap();
+    // Neither --heartbeat-listen nor --mgmt-ip: the agent picks the
+    // address its routes use towards the server.
+    let mut agent = Command::new(bin())
+        .args(["agent", "--server", &s.url, "--join-token", &token])
+        .args(["--heartbeat-port", "0", "--no-apps", "--data-dir"])
+        .arg(dir.path().join("agent"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = agent.stdout.take().unwrap();
+    let agent = Reap(agent);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if l.starts_with("roost agent ready as ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the agent is ready");
+    // The address its connection to the server comes from (on loopback
+    // Linux picks 127.0.0.1 as the source, whatever 127/8 address the
+    // server has).
+    let socks = sockets_of(agent.0.id());
+    let source = socks
+        .iter()
+        .find(|(p, _, st)| p == "tcp" && st == "01")
+        .map(|(_, a, _)| a.split(':').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("the agent's connection to the server: {socks:?}"));
+    assert!(
+        source == proc_addr(ip, None) || source == proc_addr([127, 0, 0, 1], None),
+        "{socks:?}"
+    );
+    let udp: Vec<_> = socks.iter().filter(|(p, _, _)| p == "udp").collect();
+    assert!(!udp.is_empty(), "the heartbeat socket is there: {socks:?}");
+    for (_, addr, _) in &udp {
+        assert!(
+            addr.starts_with(&format!("{source}:")),
+            "a UDP socket of the agent is not on the address it reaches the server from: {socks:?}"
+        );
+    }
+    assert!(
+        !socks.iter().any(|(p, _, _)| p == "udp6"),
+        "no IPv6 (every-address) socket: {socks:?}"
+    );
+    // And the server's heartbeats reach it there.
+    api.wait_avail("worker-7", "online", 60);
+}
+
+#[test]
 fn an_explicit_every_address_heartbeat_is_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg: PathBuf = tmp.path().join("roost.toml");
