@@ -31,6 +31,9 @@ pub enum Error {
     /// wrote on stderr.
     #[error("{what} did not become ready; its log:\n{log}")]
     NotReady { what: String, log: String },
+    /// An HTTP request got no answer (refused, timed out).
+    #[error("{0}")]
+    Request(#[from] reqwest::Error),
 }
 
 /// How a server is started.
@@ -359,11 +362,8 @@ impl Api {
         self.try_send(rb).expect("request")
     }
 
-    fn try_send(&self, rb: reqwest::blocking::RequestBuilder) -> Result<Reply, String> {
-        let r = rb
-            .header("X-Auth-Token", &self.token)
-            .send()
-            .map_err(|e| format!("{e:?}"))?;
+    fn try_send(&self, rb: reqwest::blocking::RequestBuilder) -> Result<Reply, Error> {
+        let r = rb.header("X-Auth-Token", &self.token).send()?;
         let status = r.status().as_u16();
         let content_type = r
             .headers()
@@ -386,13 +386,9 @@ impl Api {
     /// A GET that reports a failed request (refused, timed out) instead
     /// of panicking: for polls whose caller prints the server's log when
     /// the wait ends without the answer it wanted.
-    pub fn try_get(&self, path: &str) -> Result<Reply, String> {
+    pub fn try_get(&self, path: &str) -> Result<Reply, Error> {
         self.try_send(http().get(format!("{}{path}", self.url)))
-            .map_err(|e| {
-                let e = format!("GET {path}: {e}");
-                eprintln!("{e}");
-                e
-            })
+            .inspect_err(|e| eprintln!("GET {path}: {e:?}"))
     }
 
     pub fn delete(&self, path: &str) -> Reply {
