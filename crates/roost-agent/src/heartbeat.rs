@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use roost_api::heartbeat::{Answerer, Health, HostKey, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use roost_api::heartbeat::FLAG_REBOOT;
 
@@ -133,6 +133,16 @@ pub struct Responder {
     health: Arc<HealthState>,
     reboot: mpsc::UnboundedSender<RebootRequest>,
     drops: BTreeMap<&'static str, u64>,
+    keys: Keys,
+}
+
+/// How a responder learns of a heartbeat key rotation and tells of its end.
+#[derive(Clone)]
+pub struct Keys {
+    /// The next key offered by the server (`None`: no rotation).
+    pub next: watch::Receiver<Option<HostKey>>,
+    /// Told the key a request under the next key made current.
+    pub promoted: mpsc::UnboundedSender<HostKey>,
 }
 
 impl Responder {
@@ -145,6 +155,7 @@ impl Responder {
         host_id: u32,
         health: Arc<HealthState>,
         reboot: mpsc::UnboundedSender<RebootRequest>,
+        keys: Keys,
     ) -> Responder {
         Responder {
             socket,
@@ -152,6 +163,7 @@ impl Responder {
             health,
             reboot,
             drops: BTreeMap::new(),
+            keys,
         }
     }
 
@@ -163,8 +175,21 @@ impl Responder {
     /// Answers requests until the task is dropped.
     pub async fn run(mut self) {
         let mut buf = [0u8; MAX_DATAGRAM];
+        let mut offers = self.keys.next.clone();
+        if let Some(k) = offers.borrow_and_update().clone() {
+            self.answerer.offer_next(k);
+        }
         loop {
-            let (n, from) = match self.socket.recv_from(&mut buf).await {
+            let received = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => r,
+                changed = offers.changed() => {
+                    if changed.is_ok() && let Some(k) = offers.borrow_and_update().clone() {
+                        self.answerer.offer_next(k);
+                    }
+                    continue;
+                }
+            };
+            let (n, from) = match received {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(error = %e, "heartbeat receive error");
@@ -183,6 +208,9 @@ impl Responder {
                     continue;
                 }
             };
+            if let Some(k) = self.answerer.take_promoted() {
+                let _ = self.keys.promoted.send(k);
+            }
             self.health.pulse_received();
             let reboot = request.flags & FLAG_REBOOT != 0;
             let first_reboot = reboot && self.health.start_going_down();

@@ -24,6 +24,10 @@ pub struct Identity {
     pub server: String,
     #[serde(flatten)]
     pub enrollment: EnrollResponse,
+    /// During a heartbeat key rotation: hex of the next key, accepted
+    /// besides `heartbeat_key` until the first pulse under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_key_next: Option<String>,
 }
 
 impl fmt::Debug for Identity {
@@ -37,6 +41,10 @@ impl fmt::Debug for Identity {
             .field("personality", &e.personality)
             .field("subfunctions", &e.subfunctions)
             .field("heartbeat_key", &"<hidden>")
+            .field(
+                "heartbeat_key_next",
+                &self.heartbeat_key_next.as_ref().map(|_| "<hidden>"),
+            )
             .field("agent_token", &"<hidden>")
             .finish()
     }
@@ -51,6 +59,14 @@ impl Identity {
                 Error::Invalid(e.to_string()),
             )
         })
+    }
+
+    /// The next heartbeat key, during a rotation (`None` when there is
+    /// none or it does not parse).
+    pub fn next_key(&self) -> Option<HostKey> {
+        self.heartbeat_key_next
+            .as_deref()
+            .and_then(|k| HostKey::from_hex(k).ok())
     }
 
     /// `<dir>/identity.json`.
@@ -191,6 +207,7 @@ mod tests {
                 heartbeat_key: "ab".repeat(32),
                 agent_token: "secret-agent-token".into(),
             },
+            heartbeat_key_next: None,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::client::Client;
 use crate::heartbeat::{HealthState, RebootRequest, Responder};
 use crate::identity::Identity;
 use crate::process::ProcessConfig;
+use roost_api::heartbeat::HostKey;
 
 pub use crate::error::{Error, ErrorKind, error_line};
 pub use crate::heartbeat::FLAG_REBOOT;
@@ -247,6 +248,8 @@ struct Shared {
     pending: Mutex<Pending>,
     /// Wakes the reporter when something is pending.
     wake: Notify,
+    /// The next heartbeat key, offered to the responders.
+    next_key: tokio::sync::watch::Sender<Option<HostKey>>,
 }
 
 #[derive(Debug, Default)]
@@ -422,6 +425,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
             let id = Identity {
                 server: client.base().to_string(),
                 enrollment,
+                heartbeat_key_next: None,
             };
             id.key()?;
             id.save(&args.data_dir)?;
@@ -431,6 +435,12 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     };
     let key = identity.key()?;
     let host_id = identity.enrollment.host_id;
+    let (next_key, next_rx) = tokio::sync::watch::channel(identity.next_key());
+    let (promoted_tx, promoted_rx) = mpsc::unbounded_channel();
+    let keys = heartbeat::Keys {
+        next: next_rx,
+        promoted: promoted_tx,
+    };
 
     let health = Arc::new(HealthState::new());
     let mut initial = Pending {
@@ -450,16 +460,26 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         inventory: Mutex::new(inventory),
         pending: Mutex::new(initial),
         wake: Notify::new(),
+        next_key,
     });
 
     let mut tasks = JoinSet::new();
     let (reboot_tx, reboot_rx) = mpsc::unbounded_channel();
     if let Some(cs) = cluster_socket {
         tasks.spawn(
-            Responder::new(cs, key.clone(), host_id, health.clone(), reboot_tx.clone()).run(),
+            Responder::new(
+                cs,
+                key.clone(),
+                host_id,
+                health.clone(),
+                reboot_tx.clone(),
+                keys.clone(),
+            )
+            .run(),
         );
     }
-    tasks.spawn(Responder::new(socket, key, host_id, health.clone(), reboot_tx).run());
+    tasks.spawn(Responder::new(socket, key, host_id, health.clone(), reboot_tx, keys).run());
+    tasks.spawn(key_task(shared.clone(), promoted_rx));
     tasks.spawn(reboot_task(
         reboot_rx,
         health.clone(),
@@ -552,6 +572,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                     failed: failed.clone(),
                 })
                 .collect(),
+            heartbeat_key_next: lock(&shared.identity).next_key().map(|k| k.fingerprint()),
         };
         let token = lock(&shared.identity).enrollment.agent_token.clone();
         let result = shared.client.report(&token, &report).await;
@@ -616,8 +637,60 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
     }
 }
 
-/// Follows a rename of the host on the server.
+/// Saves the key a heartbeat key rotation made current (the responders
+/// took it at the first pulse under it).
+async fn key_task(shared: Arc<Shared>, mut promoted: mpsc::UnboundedReceiver<HostKey>) {
+    while let Some(k) = promoted.recv().await {
+        let mut id = lock(&shared.identity);
+        if !id.next_key().is_some_and(|n| n.same_as(&k)) {
+            continue;
+        }
+        id.enrollment.heartbeat_key = k.to_hex();
+        id.heartbeat_key_next = None;
+        match id.save(&shared.data_dir) {
+            Ok(()) => {
+                tracing::info!(fingerprint = %k.fingerprint(), "the new heartbeat key is in use")
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot save the new heartbeat key")
+            }
+        }
+    }
+}
+
+/// Takes the next heartbeat key the server hands over in a rotation: kept
+/// (in the identity file) and offered to the responders, and the server is
+/// told at once that this agent holds it.
+fn take_next_key(shared: &Shared, hex: &str) {
+    let Ok(next) = HostKey::from_hex(hex) else {
+        tracing::warn!("the server sent a heartbeat key that is not 64 hexadecimal digits");
+        return;
+    };
+    {
+        let mut id = lock(&shared.identity);
+        if id.next_key().is_some_and(|n| n.same_as(&next))
+            || id.key().is_ok_and(|k| k.same_as(&next))
+        {
+            return;
+        }
+        id.heartbeat_key_next = Some(next.to_hex());
+        if let Err(e) = id.save(&shared.data_dir) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save the next heartbeat key");
+            id.heartbeat_key_next = None;
+            return;
+        }
+    }
+    tracing::info!(fingerprint = %next.fingerprint(), "heartbeat key rotation: holding the next key");
+    let _ = shared.next_key.send(Some(next));
+    shared.wake.notify_one();
+}
+
+/// Follows a rename of the host on the server, and a heartbeat key
+/// rotation.
 fn on_reply(shared: &Shared, reply: &ReportReply) {
+    if let Some(hex) = &reply.heartbeat_key_next {
+        take_next_key(shared, hex);
+    }
     if reply.hostname.is_empty() {
         return;
     }

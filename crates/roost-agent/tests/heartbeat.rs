@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roost_agent::heartbeat::{FLAG_REBOOT, HealthState, RebootRequest, Responder};
+use roost_agent::heartbeat::{FLAG_REBOOT, HealthState, Keys, RebootRequest, Responder};
 use roost_api::heartbeat::{
     Health, HostKey, Kind, NETWORK_CLUSTER_HOST, NETWORK_MGMT, PACKET_LEN, Pulse, decode, encode,
 };
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const HOST_ID: u32 = 42;
 const EPOCH: u64 = 1_750_000_000_000_000;
@@ -39,6 +39,8 @@ struct Harness {
     agent: std::net::SocketAddr,
     health: Arc<HealthState>,
     reboots: mpsc::UnboundedReceiver<RebootRequest>,
+    offer: watch::Sender<Option<HostKey>>,
+    promoted: mpsc::UnboundedReceiver<HostKey>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,7 +49,13 @@ impl Harness {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let health = Arc::new(HealthState::new());
         let (tx, reboots) = mpsc::unbounded_channel();
-        let responder = Responder::new(socket, key(), HOST_ID, health.clone(), tx);
+        let (offer, next) = watch::channel(None);
+        let (promoted_tx, promoted) = mpsc::unbounded_channel();
+        let keys = Keys {
+            next,
+            promoted: promoted_tx,
+        };
+        let responder = Responder::new(socket, key(), HOST_ID, health.clone(), tx, keys);
         let agent = responder.local_addr().unwrap();
         let task = tokio::spawn(responder.run());
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -56,6 +64,8 @@ impl Harness {
             agent,
             health,
             reboots,
+            offer,
+            promoted,
             task,
         }
     }
@@ -70,6 +80,11 @@ impl Harness {
 
     /// The next datagram from the agent, decoded under the host's key.
     async fn recv(&self) -> Pulse {
+        self.recv_under(&key()).await
+    }
+
+    /// The next datagram from the agent, decoded under `k`.
+    async fn recv_under(&self, k: &HostKey) -> Pulse {
         let mut buf = [0u8; 512];
         let (n, from) = tokio::time::timeout(ANSWER_WAIT, self.server.recv_from(&mut buf))
             .await
@@ -77,7 +92,7 @@ impl Harness {
             .unwrap();
         assert_eq!(from, self.agent);
         assert_eq!(n, PACKET_LEN);
-        decode(&buf[..n], &key()).expect("the response's MAC verifies under the host key")
+        decode(&buf[..n], k).expect("the response's MAC verifies under the expected key")
     }
 
     async fn assert_silent(&self) {
@@ -91,6 +106,52 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+#[tokio::test]
+async fn a_key_rotation_answers_every_request_and_reports_the_switch_once() {
+    let mut h = Harness::start().await;
+    let next = HostKey::from_bytes([9; 32]);
+    // Before the offer, the next key is not known.
+    h.server
+        .send_to(&encode(&request(1, 0), &next), h.agent)
+        .await
+        .unwrap();
+    h.assert_silent().await;
+    h.offer.send(Some(next.clone())).unwrap();
+    // The offer reaches the responder between datagrams: requests under
+    // the old key are still answered under it.
+    let mut seq = 2;
+    loop {
+        h.send(&request(seq, 0)).await;
+        assert_eq!(h.recv().await.seq, seq);
+        seq += 1;
+        h.server
+            .send_to(&encode(&request(seq, 0), &next), h.agent)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(SILENCE_WAIT, h.server.recv_from(&mut buf)).await
+        {
+            let p = decode(&buf[..n], &next).expect("answered under the next key");
+            assert_eq!(p.seq, seq);
+            break;
+        }
+        seq += 1;
+        assert!(seq < 200, "the offer never reached the responder");
+    }
+    let promoted = h.promoted.recv().await.expect("the switch is reported");
+    assert!(promoted.same_as(&next));
+    // The old key is gone; the new one answers.
+    h.send(&request(seq + 1, 0)).await;
+    h.assert_silent().await;
+    h.server
+        .send_to(&encode(&request(seq + 2, 0), &next), h.agent)
+        .await
+        .unwrap();
+    assert_eq!(h.recv_under(&next).await.seq, seq + 2);
+    assert!(h.promoted.try_recv().is_err(), "reported once");
 }
 
 #[tokio::test]

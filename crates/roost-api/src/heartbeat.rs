@@ -132,6 +132,59 @@ impl HostKey {
     fn mac(&self) -> HmacSha256 {
         <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC accepts keys of any length")
     }
+
+    /// A name for the key that does not reveal it: the first 16 hex digits
+    /// of an HMAC-SHA-256 under the key of a fixed label. Two parties
+    /// compare fingerprints to know they hold the same key.
+    pub fn fingerprint(&self) -> String {
+        let tag = self
+            .mac()
+            .chain_update(b"roost heartbeat key fingerprint")
+            .finalize()
+            .into_bytes();
+        tag.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `other` is the same key (compared by fingerprint).
+    pub fn same_as(&self, other: &HostKey) -> bool {
+        self.fingerprint() == other.fingerprint()
+    }
+}
+
+/// A host's heartbeat keys while one replaces another: the key in use and,
+/// during a rotation, the next one. Stored as one string, `<hex>` or
+/// `<hex>+<hex>`, so that both are sealed together.
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    pub current: HostKey,
+    pub next: Option<HostKey>,
+}
+
+impl KeyRing {
+    /// A ring of one key.
+    pub fn of(current: HostKey) -> KeyRing {
+        KeyRing {
+            current,
+            next: None,
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Result<KeyRing, Error> {
+        let (current, next) = match s.trim().split_once('+') {
+            Some((c, n)) => (HostKey::from_hex(c)?, Some(HostKey::from_hex(n)?)),
+            None => (HostKey::from_hex(s)?, None),
+        };
+        Ok(KeyRing { current, next })
+    }
+
+    /// The stored form.
+    pub fn to_stored(&self) -> String {
+        match &self.next {
+            Some(n) => format!("{}+{}", self.current.to_hex(), n.to_hex()),
+            None => self.current.to_hex(),
+        }
+    }
 }
 
 impl fmt::Debug for HostKey {
@@ -509,10 +562,18 @@ impl ReplayWindow {
 /// request (authentic, a request, for this host, newer than the last one)
 /// and builds the response. The host agent and the simulated agents both
 /// answer through it, so they cannot drift from each other.
+///
+/// During a key rotation it holds the next key too and accepts requests
+/// under either: the first request under the next key makes it the key
+/// (the server has switched), reported once by [`Answerer::take_promoted`].
+/// Each answer is made under the key its request came under, so no pulse
+/// is lost while the two sides switch.
 #[derive(Debug, Clone)]
 pub struct Answerer {
     host_id: u32,
     key: HostKey,
+    next: Option<HostKey>,
+    promoted: bool,
     window: ReplayWindow,
 }
 
@@ -522,15 +583,37 @@ impl Answerer {
         Answerer {
             host_id,
             key,
+            next: None,
+            promoted: false,
             window: ReplayWindow::new(),
         }
+    }
+
+    /// Accepts `next` besides the current key from now on (a rotation); the
+    /// same key as the current one is ignored.
+    pub fn offer_next(&mut self, next: HostKey) {
+        if !next.same_as(&self.key) {
+            self.next = Some(next);
+        }
+    }
+
+    /// The key the first request under the next key made current, once.
+    pub fn take_promoted(&mut self) -> Option<HostKey> {
+        std::mem::take(&mut self.promoted).then(|| self.key.clone())
     }
 
     /// Checks a datagram; the request, or the metric label of the reason it
     /// must be dropped (a [`DecodeError`] or [`DropReason`] label,
     /// `wrong_kind` or `wrong_host`).
     pub fn accept(&mut self, buf: &[u8]) -> Result<Pulse, &'static str> {
-        let p = decode(buf, &self.key).map_err(|e| e.reason())?;
+        let (p, under_next) = match decode(buf, &self.key) {
+            Ok(p) => (p, false),
+            Err(DecodeError::BadMac) if self.next.is_some() => {
+                let next = self.next.as_ref().ok_or("bad_mac")?;
+                (decode(buf, next).map_err(|e| e.reason())?, true)
+            }
+            Err(e) => return Err(e.reason()),
+        };
         if p.kind != Kind::Request {
             return Err("wrong_kind");
         }
@@ -538,6 +621,10 @@ impl Answerer {
             return Err("wrong_host");
         }
         self.window.check(&p).map_err(|r| r.as_str())?;
+        if under_next && let Some(next) = self.next.take() {
+            self.key = next;
+            self.promoted = true;
+        }
         Ok(p)
     }
 
@@ -550,6 +637,54 @@ impl Answerer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_loses_no_request_and_the_next_key_takes_over_at_its_first_request() {
+        let (k1, k2) = (HostKey::from_bytes([1; 32]), HostKey::from_bytes([2; 32]));
+        let request = |seq: u64| Pulse {
+            kind: Kind::Request,
+            network: NETWORK_MGMT,
+            flags: 0,
+            host_id: 4,
+            epoch: 1,
+            seq,
+            sent_at_micros: 0,
+            health: Health::default(),
+        };
+        let mut a = Answerer::new(4, k1.clone());
+        assert_eq!(a.accept(&encode(&request(1), &k2)), Err("bad_mac"));
+        a.offer_next(k2.clone());
+        // Both keys work while the server has not switched; answers go
+        // under the key of their request.
+        let r = a.accept(&encode(&request(2), &k1)).unwrap();
+        assert!(decode(&a.answer(&r, Health::default()), &k1).is_ok());
+        assert!(a.take_promoted().is_none());
+        let r = a.accept(&encode(&request(3), &k2)).unwrap();
+        assert!(decode(&a.answer(&r, Health::default()), &k2).is_ok());
+        assert!(a.take_promoted().is_some_and(|k| k.same_as(&k2)));
+        assert!(a.take_promoted().is_none());
+        // The old key is gone.
+        assert_eq!(a.accept(&encode(&request(4), &k1)), Err("bad_mac"));
+        assert!(a.accept(&encode(&request(5), &k2)).is_ok());
+    }
+
+    #[test]
+    fn a_key_ring_round_trips_and_fingerprints_do_not_reveal_keys() {
+        let (k1, k2) = (HostKey::from_bytes([1; 32]), HostKey::from_bytes([2; 32]));
+        let one = KeyRing::of(k1.clone());
+        assert_eq!(one.to_stored(), k1.to_hex());
+        let two = KeyRing {
+            current: k1.clone(),
+            next: Some(k2.clone()),
+        };
+        let back = KeyRing::parse(&two.to_stored()).unwrap();
+        assert!(back.current.same_as(&k1) && back.next.is_some_and(|n| n.same_as(&k2)));
+        assert!(KeyRing::parse(&one.to_stored()).unwrap().next.is_none());
+        assert!(KeyRing::parse("zz+").is_err());
+        assert_eq!(k1.fingerprint().len(), 16);
+        assert_ne!(k1.fingerprint(), k2.fingerprint());
+        assert!(!k1.to_hex().contains(&k1.fingerprint()));
+    }
 
     #[test]
     fn the_answerer_accepts_only_authentic_new_requests_for_its_host() {

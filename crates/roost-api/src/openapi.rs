@@ -637,6 +637,26 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/ihosts/{host}/heartbeat_key",
+        tag: "inventory",
+        summary: "Fingerprint of a host's heartbeat key (never the key) and whether a rotation runs",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/ihosts/{host}/heartbeat_key",
+        tag: "inventory",
+        summary: "Rotate a host's heartbeat key: the agent gets the new key in its next report's reply and pulses switch once it holds it, with no pulse missed; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1/service_parameter",
         tag: "maintenance",
         summary: "Maintenance service parameters (service platform, section maintenance)",
@@ -1472,7 +1492,8 @@ fn schemas() -> Value {
                         "failed": {"enum": ["critical", "major", "minor", "warning", null], "description": "null when healthy"}
                     },
                     "additionalProperties": false
-                }}
+                }},
+                "heartbeat_key_next": {"type": ["string", "null"], "description": "fingerprint of the next heartbeat key the agent holds, during a rotation"}
             },
             "additionalProperties": false
         },
@@ -1852,6 +1873,7 @@ mod tests {
     const BODYLESS: &[(&str, &str)] = &[
         ("post", "/v1/certificates/rotate_ca"),
         ("post", "/v1/ihosts/{host}/join_token"),
+        ("post", "/v1/ihosts/{host}/heartbeat_key"),
         ("post", "/v1/agent/apps/logs/{id}"),
         (
             "put",

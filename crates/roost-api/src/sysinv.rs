@@ -533,12 +533,43 @@ pub struct EnrollResponse {
     pub agent_token: String,
 }
 
-/// What the server answers a report.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+/// What the server answers a report. `Debug` hides the key.
+#[derive(Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 pub struct ReportReply {
     pub hostname: String,
     pub administrative: String,
     pub availability: String,
+    /// During a heartbeat key rotation: hex of the next key, which the agent
+    /// accepts besides its key and says it holds in its next report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_key_next: Option<String>,
+}
+
+impl std::fmt::Debug for ReportReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportReply")
+            .field("hostname", &self.hostname)
+            .field("administrative", &self.administrative)
+            .field("availability", &self.availability)
+            .field(
+                "heartbeat_key_next",
+                &self.heartbeat_key_next.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
+}
+
+/// A host's heartbeat key, by fingerprint (never the key):
+/// `GET|POST /v1/ihosts/{host}/heartbeat_key`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+pub struct HeartbeatKeyStatus {
+    pub hostname: String,
+    /// Fingerprint of the key in use.
+    pub fingerprint: String,
+    /// Fingerprint of the key replacing it, while a rotation runs.
+    pub next_fingerprint: Option<String>,
+    /// True from the start of a rotation until the server uses the new key.
+    pub rotating: bool,
 }
 
 /// A resource or process alarm an agent reports for its own host.
@@ -580,6 +611,10 @@ pub struct AgentReport {
     pub alarms: Vec<AgentAlarm>,
     #[serde(default)]
     pub processes: Vec<ProcessState>,
+    /// Fingerprint of the next heartbeat key the agent holds (during a
+    /// rotation): the server switches to it once the agent has it.
+    #[serde(default)]
+    pub heartbeat_key_next: Option<String>,
 }
 
 #[cfg(test)]

@@ -79,6 +79,14 @@ pub enum HostCommand {
     PowerOff(HostArg),
     /// Make a new join token for a host and print the command that enrolls its agent
     JoinToken(HostOutputArgs),
+    /// Show the fingerprint of a host's heartbeat key, or replace the key
+    ///
+    /// With --rotate the server makes a new key, hands it to the host's
+    /// agent in the reply to its next report and switches pulses to it once
+    /// the agent holds it; answers under either key count meanwhile, so no
+    /// heartbeat is missed. Run it again without --rotate to see the
+    /// rotation end (rotating: false, a new fingerprint).
+    HeartbeatKey(HeartbeatKeyArgs),
     /// List a host's CPUs
     Cpus(HostOutputArgs),
     /// Change the function of a locked host's CPUs (platform, application-isolated)
@@ -126,6 +134,24 @@ pub struct HostOutputArgs {
     #[allow(missing_docs)]
     pub output: OutputArgs,
 }
+
+/// Flags of `roost host heartbeat-key`.
+#[derive(clap::Args, Debug)]
+pub struct HeartbeatKeyArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Start a rotation of the key (admin role)
+    #[arg(long)]
+    pub rotate: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// The fields `roost host heartbeat-key` prints.
+pub const HEARTBEAT_KEY_FIELDS: &[&str] =
+    &["hostname", "fingerprint", "next_fingerprint", "rotating"];
 
 /// One host and `--force`.
 #[derive(clap::Args, Debug)]
@@ -194,6 +220,7 @@ pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Er
         HostCommand::PowerOn(args) => action(&args.host, "power-on", env, io),
         HostCommand::PowerOff(args) => action(&args.host, "power-off", env, io),
         HostCommand::JoinToken(args) => join_token(&args, env, io),
+        HostCommand::HeartbeatKey(args) => heartbeat_key(&args, env, io),
         HostCommand::Cpus(args) => sub_list(SubList::Cpus, &args, env, io),
         HostCommand::CpuModify(args) => crate::host_attributes::cpu_modify(&args, env, io),
         HostCommand::Label(cmd) => crate::host_attributes::label(cmd, env, io),
@@ -363,6 +390,31 @@ fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
         OutputFormat::Table => {
             let name = displayed_name(&reply, &args.host);
             print_enrollment(io, api.base(), &name, &token, "New join token")
+        }
+    }
+}
+
+fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let path = format!("{}/heartbeat_key", host_path(&args.host)?);
+    let api = &connect(env)?;
+    let reply = if args.rotate {
+        api.post(&path, &serde_json::Map::new())
+    } else {
+        api.get(&path, &Query::new())
+    }
+    .map_err(not_found(&args.host))?;
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &reply),
+        OutputFormat::Table => {
+            print_table(io.out, &fields_table(&reply, HEARTBEAT_KEY_FIELDS))?;
+            if args.rotate {
+                writeln!(
+                    io.err,
+                    "Rotation started; it ends after the agent's next report. Check with: roost host heartbeat-key {}",
+                    shell_word(&args.host)
+                )?;
+            }
+            Ok(())
         }
     }
 }
@@ -925,6 +977,8 @@ mod tests {
             &["power-off", "w"],
             &["delete", "w"],
             &["join-token", "w"],
+            &["heartbeat-key", "w"],
+            &["heartbeat-key", "w", "--rotate", "-o", "json"],
             &["cpus", "w", "-o", "json"],
             &["memory", "w"],
             &["disks", "w"],

@@ -52,7 +52,7 @@ use clap::Args;
 use roost_api::agent::{Cpu, Disk, Inventory, Memory, Nic, NumaNode};
 use roost_api::fm::PatchOp;
 use roost_api::heartbeat::{Answerer, FLAG_REBOOT, Health, HostKey, MAX_DATAGRAM};
-use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostAdd};
+use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostAdd, ReportReply};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -329,6 +329,9 @@ struct SimHost {
     silent_until_ms: AtomicU64,
     /// Uptime at the fleet's epoch, seconds.
     uptime_at_epoch: u64,
+    /// The next heartbeat key the server handed over (a rotation), until
+    /// the first pulse under it.
+    next_key: std::sync::Mutex<Option<HostKey>>,
 }
 
 impl SimHost {
@@ -795,6 +798,7 @@ async fn enroll_one(
             answering: AtomicBool::new(true),
             silent_until_ms: AtomicU64::new(0),
             uptime_at_epoch,
+            next_key: Default::default(),
         },
         socket,
         key,
@@ -837,6 +841,10 @@ async fn join_token(http: &reqwest::Client, cfg: &FleetConfig, name: &str) -> Re
         .context("the answer holds no join_token")
 }
 
+fn lock_next(h: &SimHost) -> std::sync::MutexGuard<'_, Option<HostKey>> {
+    h.next_key.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Answers one host's pulses until aborted.
 async fn respond(
     host: Arc<SimHost>,
@@ -862,10 +870,16 @@ async fn respond(
             bump(&counters.ignored);
             continue;
         }
+        if let Some(k) = lock_next(&host).clone() {
+            answerer.offer_next(k);
+        }
         let Ok(request) = answerer.accept(&buf[..n]) else {
             bump(&counters.dropped);
             continue;
         };
+        if answerer.take_promoted().is_some() {
+            *lock_next(&host) = None;
+        }
         let mut health = HEALTH;
         let reboot = request.flags & FLAG_REBOOT != 0;
         if reboot {
@@ -908,6 +922,7 @@ async fn report_loop(
         let report = AgentReport {
             inventory: Some(fake_inventory(&h.name, h.uptime_secs(epoch))),
             heartbeat_port: Some(h.addr.port()),
+            heartbeat_key_next: lock_next(h).as_ref().map(HostKey::fingerprint),
             ..AgentReport::default()
         };
         let r = http
@@ -917,11 +932,22 @@ async fn report_loop(
             .send()
             .await;
         let ok = match r {
-            Ok(r) => answer(r).await.map(|_| ()),
+            Ok(r) => answer(r).await,
             Err(e) => Err(e.into()),
         };
         match ok {
-            Ok(()) => bump(&counters.reports_sent),
+            Ok(body) => {
+                bump(&counters.reports_sent);
+                // A heartbeat key rotation: hold the next key, as the agent does.
+                if let Ok(reply) = serde_json::from_value::<ReportReply>(body)
+                    && let Some(k) = reply
+                        .heartbeat_key_next
+                        .as_deref()
+                        .and_then(|k| HostKey::from_hex(k).ok())
+                {
+                    *lock_next(h) = Some(k);
+                }
+            }
             Err(e) => {
                 bump(&counters.reports_failed);
                 tracing::warn!(host = %h.name, error = %e, "report failed");
@@ -985,6 +1011,7 @@ mod tests {
             answering: AtomicBool::new(true),
             silent_until_ms: AtomicU64::new(0),
             uptime_at_epoch: 100,
+            next_key: Default::default(),
         })
     }
 

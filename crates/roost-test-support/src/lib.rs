@@ -745,15 +745,22 @@ impl Api {
 
     /// Heartbeat pulses the server has sent so far, from its metrics.
     pub fn pulses_sent(&self) -> u64 {
+        self.metric("roost_heartbeat_pulses_sent_total")
+            .expect("the server exports roost_heartbeat_pulses_sent_total")
+    }
+
+    /// A sample of the server's metrics by its full name, labels included
+    /// (`roost_heartbeat_dropped_total{reason="bad_mac"}`); `None` when the
+    /// server does not export it (yet).
+    pub fn metric(&self, series: &str) -> Option<u64> {
         let r = self.get("/metrics");
         r.body
             .as_str()
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("roost_heartbeat_pulses_sent_total "))
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
-            .expect("the server exports roost_heartbeat_pulses_sent_total")
     }
 
     /// Waits until the server's heartbeat has processed at least `periods`

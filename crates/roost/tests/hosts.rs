@@ -863,3 +863,135 @@ fn cpu_functions_change_on_a_locked_host_and_persist() {
     let listed = functions(&api.get(&format!("/v1/ihosts/{uuid}/icpus")).body);
     assert_eq!(listed, after);
 }
+
+/// The agent's stored identity.
+fn agent_identity(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("identity.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_heartbeat_key_rotates_with_no_pulse_missed_and_survives_restarts() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    // Reports every second, so the rotation ends quickly; heartbeat drops
+    // logged, so that none can pass unseen.
+    let mut a = agent(
+        &s,
+        &api,
+        &dir,
+        "worker-5",
+        "127.0.0.5",
+        &[
+            "--report-interval-secs",
+            "1",
+            "--log-level",
+            "info,roost_agent::heartbeat=debug",
+        ],
+    );
+    available(&api, "worker-5");
+    let agent_dir = dir.path().join("worker-5");
+    let before = api.get("/v1/ihosts/worker-5/heartbeat_key");
+    assert_eq!(before.status, 200, "{:?}", before.body);
+    assert_eq!(before.body["rotating"], false);
+    let old_fp = before.body["fingerprint"].as_str().unwrap().to_string();
+    let old_key = agent_identity(&agent_dir)["heartbeat_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        roost_api::heartbeat::HostKey::from_hex(&old_key)
+            .unwrap()
+            .fingerprint(),
+        old_fp
+    );
+    let answered_before = api
+        .metric("roost_heartbeat_pulses_answered_total")
+        .unwrap_or(0);
+
+    // Through the CLI, as an operator would.
+    let cli = roost_test_support::Cli::new(bin());
+    let mut cmd = cli.cmd(&[
+        "host",
+        "heartbeat-key",
+        "worker-5",
+        "--rotate",
+        "-o",
+        "json",
+    ]);
+    cmd.env("ROOST_URL", &s.url).env("ROOST_TOKEN", s.token());
+    let run = cmd.output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let out = String::from_utf8(run.stdout).unwrap();
+    let started: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(started["rotating"], true, "{started}");
+    let new_fp = started["next_fingerprint"].as_str().unwrap().to_string();
+    assert_ne!(new_fp, old_fp);
+    // Never the key itself, only fingerprints.
+    assert!(!out.contains(&old_key), "{out}");
+
+    // The rotation ends: the server pulses under the new key, the agent
+    // took it at the first such pulse and saved it.
+    let done = wait_for(60, || {
+        let r = api.get("/v1/ihosts/worker-5/heartbeat_key");
+        (r.body["rotating"] == false).then_some(r.body)
+    })
+    .unwrap_or_else(|| panic!("the rotation never ended\n{}\n{}", s.log(), a.log()));
+    assert_eq!(done["fingerprint"], new_fp.as_str(), "{done}");
+    wait_for(30, || {
+        let id = agent_identity(&agent_dir);
+        (id.get("heartbeat_key_next").is_none()
+            && roost_api::heartbeat::HostKey::from_hex(id["heartbeat_key"].as_str()?)
+                .ok()?
+                .fingerprint()
+                == new_fp)
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the agent never saved the new key\n{}", a.log()));
+    // Twenty more answered pulses, all under the new key.
+    let answered_at_switch = api
+        .metric("roost_heartbeat_pulses_answered_total")
+        .unwrap_or(0);
+    assert!(answered_at_switch > answered_before);
+    wait_for(60, || {
+        (api.metric("roost_heartbeat_pulses_answered_total")
+            .unwrap_or(0)
+            >= answered_at_switch + 20)
+            .then_some(())
+    })
+    .expect("pulses go on under the new key");
+    // No pulse was missed: neither side dropped a packet, no heartbeat
+    // alarm, the host stayed available.
+    assert_eq!(
+        api.metric("roost_heartbeat_dropped_total{reason=\"bad_mac\"}")
+            .unwrap_or(0),
+        0
+    );
+    assert!(!a.log().contains("heartbeat packet dropped"), "{}", a.log());
+    let h = alarm_history(&api, "worker-5");
+    assert!(
+        !h.iter().any(|e| e.0 == "200.005" || e.0 == "200.004"),
+        "{h:?}"
+    );
+    assert_eq!(api.host("worker-5")["availability"], "available");
+
+    // The agent kept the new key: restarted, it heartbeats again.
+    a.kill9();
+    api.wait_avail("worker-5", "failed", 30);
+    a.restart().unwrap();
+    api.wait_avail("worker-5", "available", 30);
+
+    // A host with no agent has no key to rotate (a 400, as sysinv answers
+    // a refused host operation).
+    let r = api.post("/v1/ihosts/controller-0/heartbeat_key", &json!({}));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no heartbeat key")),
+        "{:?}",
+        r.body
+    );
+    let r = api.get("/v1/ihosts/worker-404/heartbeat_key");
+    assert_eq!(r.status, 404, "{:?}", r.body);
+}

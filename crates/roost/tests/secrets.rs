@@ -102,27 +102,15 @@ fn assert_private(dir: &Path, top: bool) {
     }
 }
 
-fn metric(api: &Api, name: &str) -> u64 {
-    api.get("/metrics")
-        .body
-        .as_str()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
 /// Waits until this server process has checked a heartbeat answer with
 /// the host's key.
 fn wait_answered(api: &Api) {
     assert!(
-        wait_for(60, || (metric(
-            api,
-            "roost_heartbeat_pulses_answered_total"
-        ) > 0)
-            .then_some(()))
+        wait_for(60, || (api
+            .metric("roost_heartbeat_pulses_answered_total")
+            .unwrap_or(0)
+            > 0)
+        .then_some(()))
         .is_some(),
         "no heartbeat answer passed the key check"
     );

@@ -155,6 +155,28 @@ fn roost_sim_agents_brings_twenty_hosts_to_available_and_they_fail_when_it_dies(
     assert!(reports.is_some(), "{} reports", reports_accepted(&api));
     assert!(active_ids(&api, "sim-0003").is_empty());
 
+    // A simulated host follows a heartbeat key rotation as an agent does.
+    let r = api.post("/v1/ihosts/sim-0005/heartbeat_key", &serde_json::json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let next = r.body["next_fingerprint"].clone();
+    wait_for(30, || {
+        let r = api.get("/v1/ihosts/sim-0005/heartbeat_key");
+        (r.body["rotating"] == false && r.body["fingerprint"] == next).then_some(())
+    })
+    .expect("the simulated host takes the new key");
+    let answered = api
+        .metric("roost_heartbeat_pulses_answered_total")
+        .unwrap_or(0);
+    wait_for(30, || {
+        (api.metric("roost_heartbeat_pulses_answered_total")
+            .unwrap_or(0)
+            > answered + 40)
+            .then_some(())
+    })
+    .expect("pulses go on");
+    assert_eq!(api.host("sim-0005")["availability"], "available");
+    assert!(active_ids(&api, "sim-0005").is_empty());
+
     // The process dies: every host stops answering and fails.
     let _ = sim.0.kill();
     let _ = sim.0.wait();

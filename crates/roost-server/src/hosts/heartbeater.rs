@@ -34,6 +34,10 @@ use crate::metrics::Metrics;
 /// is going down.
 const REBOOT_REQUEST_MICROS: i64 = 60_000_000;
 
+/// How long answers under a host's old key are taken after a rotation
+/// switched pulses to the new one (answers to pulses already in flight).
+pub const KEY_GRACE_MICROS: i64 = 2_000_000;
+
 /// A datagram being received: its length and sender.
 pub type RecvFuture<'a> =
     Pin<Box<dyn Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a>>;
@@ -69,6 +73,8 @@ pub struct Peer {
     pub id: u32,
     pub name: String,
     pub key: HostKey,
+    /// During a rotation, the next key: answers under it are taken too.
+    pub next: Option<HostKey>,
     pub mgmt: Option<SocketAddr>,
     pub cluster: Option<SocketAddr>,
 }
@@ -77,7 +83,8 @@ pub struct Peer {
 #[derive(Debug)]
 pub enum Control {
     /// A host's key or addresses are new or changed (its replay window is
-    /// forgotten when the key changes).
+    /// forgotten when the key changes, except to the key that was next:
+    /// answers under the old key are then taken for [`KEY_GRACE_MICROS`]).
     Peer(Peer),
     /// A host is gone.
     Remove { id: u32 },
@@ -110,6 +117,8 @@ pub struct Heartbeater {
     by_name: HashMap<String, u32>,
     replay: ReplayWindow,
     pending_reboot: HashMap<String, Timestamp>,
+    /// The key a rotation replaced, by host, and when.
+    previous: HashMap<u32, (HostKey, Timestamp)>,
     answered: Vec<(String, Network)>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -132,6 +141,7 @@ impl Heartbeater {
             by_name: HashMap::new(),
             replay: ReplayWindow::new(),
             pending_reboot: HashMap::new(),
+            previous: HashMap::new(),
             answered: Vec::new(),
             clock,
             metrics,
@@ -146,8 +156,13 @@ impl Heartbeater {
         match c {
             Control::Peer(p) => {
                 if let Some(old) = self.peers.get(&p.id) {
-                    if old.key.to_hex() != p.key.to_hex() {
+                    let rotated = old.next.as_ref().is_some_and(|n| n.same_as(&p.key));
+                    if rotated {
+                        self.previous
+                            .insert(p.id, (old.key.clone(), self.clock.now()));
+                    } else if !old.key.same_as(&p.key) {
                         self.replay.forget_host(p.id);
+                        self.previous.remove(&p.id);
                     }
                     if old.name != p.name {
                         self.by_name.remove(&old.name);
@@ -161,6 +176,7 @@ impl Heartbeater {
                     self.by_name.remove(&p.name);
                     self.pending_reboot.remove(&p.name);
                 }
+                self.previous.remove(&id);
                 self.replay.forget_host(id);
             }
             Control::Reboot { host } => {
@@ -265,7 +281,20 @@ impl Heartbeater {
         }
         let host_id = heartbeat::peek_host_id(pkt).ok_or(DropReason::BadMagic)?;
         let peer = self.peers.get(&host_id).ok_or(DropReason::UnknownHost)?;
-        let p = heartbeat::decode(pkt, &peer.key).map_err(DropReason::from)?;
+        let now = self.clock.now();
+        let previous = self
+            .previous
+            .get(&host_id)
+            .filter(|(_, at)| now.micros() - at.micros() < KEY_GRACE_MICROS)
+            .map(|(k, _)| k);
+        // The key in use, then (during a rotation) the next one, then for a
+        // moment after one the key it replaced.
+        let p = [Some(&peer.key), peer.next.as_ref(), previous]
+            .into_iter()
+            .flatten()
+            .find_map(|k| heartbeat::decode(pkt, k).ok())
+            .map_or_else(|| heartbeat::decode(pkt, &peer.key), Ok)
+            .map_err(DropReason::from)?;
         if p.kind != Kind::Response {
             return Err(DropReason::Malformed);
         }

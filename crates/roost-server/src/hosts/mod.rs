@@ -36,8 +36,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use roost_api::agent::Inventory;
-use roost_api::heartbeat::HostKey;
-use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, HostView, ReportReply};
+use roost_api::heartbeat::{HostKey, KeyRing};
+use roost_api::sysinv::{
+    AgentReport, EnrollRequest, EnrollResponse, HeartbeatKeyStatus, HostView, ReportReply,
+};
 use roost_mtce::{Admin, Effects, Maintenance, MtceSettings, Network, Personality};
 use roost_store::{Error as StoreError, HostWrite, Store, StoredHost};
 use roost_types::{Clock, Severity, SystemMode, Timestamp};
@@ -258,6 +260,20 @@ pub(crate) fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
+fn no_heartbeat_key(h: &StoredHost) -> Error {
+    Error::Conflict(if h.local {
+        format!(
+            "{} runs inside this server: it has no agent and no heartbeat key",
+            h.hostname
+        )
+    } else {
+        format!(
+            "{} has no heartbeat key yet: its agent has not enrolled",
+            h.hostname
+        )
+    })
+}
+
 fn new_key() -> HostKey {
     let mut b = [0u8; 32];
     if getrandom::fill(&mut b).is_err() {
@@ -268,15 +284,28 @@ fn new_key() -> HostKey {
 
 const SETTING_PREFIX: &str = "mtce.";
 
+/// The heartbeat keys of a host whose agent enrolled.
+fn keys_of(h: &StoredHost) -> Option<KeyRing> {
+    h.hb_key.as_deref().and_then(|k| KeyRing::parse(k).ok())
+}
+
+fn key_status(h: &StoredHost) -> Option<HeartbeatKeyStatus> {
+    let ring = keys_of(h)?;
+    Some(HeartbeatKeyStatus {
+        hostname: h.hostname.clone(),
+        fingerprint: ring.current.fingerprint(),
+        next_fingerprint: ring.next.as_ref().map(HostKey::fingerprint),
+        rotating: ring.next.is_some(),
+    })
+}
+
 fn peer_of(h: &StoredHost) -> Option<Peer> {
-    let key = h
-        .hb_key
-        .as_deref()
-        .and_then(|k| HostKey::from_hex(k).ok())?;
+    let KeyRing { current: key, next } = keys_of(h)?;
     Some(Peer {
         id: h.id as u32,
         name: h.hostname.clone(),
         key,
+        next,
         mgmt: addr_of(h.mgmt_ip.as_deref(), h.hb_port),
         cluster: addr_of(h.cluster_ip.as_deref(), h.cluster_port),
     })
@@ -516,6 +545,52 @@ impl HostService {
         Ok(token)
     }
 
+    /// Where a host's heartbeat key stands (fingerprints only).
+    pub fn heartbeat_key(&self, ident: &str) -> Result<HeartbeatKeyStatus, Error> {
+        let st = self.lock();
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+        key_status(h).ok_or_else(|| no_heartbeat_key(h))
+    }
+
+    /// Starts a rotation of a host's heartbeat key: a new key goes to its
+    /// agent in the reply to its next report; pulses switch to it once the
+    /// agent says it holds it, and the agent takes it at the first pulse
+    /// under it. Answers under either key count meanwhile, so no pulse is
+    /// missed. A rotation already running is left to finish.
+    pub async fn rotate_heartbeat_key(&self, ident: &str) -> Result<HeartbeatKeyStatus, Error> {
+        let next = new_key();
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let updated = {
+            let st = self.lock();
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+            let ring = keys_of(h).ok_or_else(|| no_heartbeat_key(h))?;
+            if ring.next.is_some() {
+                return key_status(h).ok_or_else(|| no_heartbeat_key(h));
+            }
+            let mut u = h.clone();
+            u.hb_key = Some(
+                KeyRing {
+                    current: ring.current,
+                    next: Some(next),
+                }
+                .to_stored(),
+            );
+            u.updated_at = Some(self.clock.now());
+            u
+        };
+        // Persist.
+        self.commit(vec![HostWrite::Fields(updated.clone())])
+            .await?;
+        // Apply.
+        self.lock().set_fields(&updated);
+        if let Some(p) = peer_of(&updated) {
+            let _ = self.shared.heartbeat.send(Control::Peer(p));
+        }
+        tracing::info!(host = %updated.hostname, "heartbeat key rotation started");
+        key_status(&updated).ok_or_else(|| no_heartbeat_key(&updated))
+    }
+
     /// Deletes a locked host; returns its name. The caller clears its alarms.
     pub async fn delete(&self, ident: &str) -> Result<String, Error> {
         let _lane = self.lane.lock().await;
@@ -698,7 +773,7 @@ impl HostService {
         let facts = records::check_report(&name, &report)?;
         let _lane = self.lane.lock().await;
         // Decide.
-        let (current, updated) = {
+        let (current, mut updated) = {
             let st = self.lock();
             if st.agent_tokens.get(&token_hash) != Some(&name) {
                 return Err(bad_agent_token());
@@ -706,6 +781,21 @@ impl HostService {
             let h = st.hosts.get(&name).ok_or_else(bad_agent_token)?;
             (h.clone(), records::reported(h, &report, now))
         };
+        // A rotation: the agent holds the next key, so pulses switch to
+        // it; until then the reply hands it over.
+        let mut key_next = None;
+        if let Some(KeyRing {
+            next: Some(next), ..
+        }) = keys_of(&current)
+        {
+            if report.heartbeat_key_next.as_deref() == Some(next.fingerprint().as_str()) {
+                updated.hb_key = Some(KeyRing::of(next).to_stored());
+                updated.updated_at = Some(now);
+                tracing::info!(host = %name, "the agent holds the new heartbeat key; pulses use it from now on");
+            } else {
+                key_next = Some(next.to_hex());
+            }
+        }
         // Persist.
         if updated != current {
             self.commit(vec![HostWrite::Fields(updated.clone())])
@@ -743,6 +833,7 @@ impl HostService {
                 .map(|s| s.admin.to_string())
                 .unwrap_or_default(),
             availability: status.map(|s| s.avail.to_string()).unwrap_or_default(),
+            heartbeat_key_next: key_next,
         })
     }
 

@@ -38,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ihosts/{host}/ethernet_ports", get(ethernet_ports))
         .route("/v1/ihosts/{host}/ports", get(ports))
         .route("/v1/ihosts/{host}/join_token", post(join_token))
+        .route(
+            "/v1/ihosts/{host}/heartbeat_key",
+            get(heartbeat_key).post(rotate_heartbeat_key),
+        )
         .route("/v1/idns", get(list_dns))
         .route("/v1/idns/", get(list_dns))
         .route("/v1/idns/{uuid}", get(show_dns).patch(patch_dns))
@@ -97,6 +101,22 @@ async fn join_token(
         hostname: host,
         join_token,
     }))
+}
+
+/// `GET /v1/ihosts/{host}/heartbeat_key`: fingerprints, never the key.
+async fn heartbeat_key(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<roost_api::sysinv::HeartbeatKeyStatus>, ApiError> {
+    Ok(Json(st.hosts.heartbeat_key(&host)?))
+}
+
+/// `POST /v1/ihosts/{host}/heartbeat_key`: starts a rotation.
+async fn rotate_heartbeat_key(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<roost_api::sysinv::HeartbeatKeyStatus>, ApiError> {
+    Ok(Json(st.hosts.rotate_heartbeat_key(&host).await?))
 }
 
 async fn patch_host(
