@@ -85,6 +85,35 @@ impl FmService {
     }
 
     /// Applies a command; returns once it is committed.
+    /// Submits `clear` (a clear that must happen, such as the alarms of a
+    /// deleted host); if its commit fails, it is retried in the background,
+    /// with growing waits up to a minute, until it takes or the service
+    /// stops. Returns once the first attempt is decided.
+    pub async fn clear_until_done(&self, clear: FmCommand) {
+        let Err(e) = self.submit(clear.clone()).await else {
+            return;
+        };
+        tracing::warn!(error = %e, "a clear failed; retrying in the background");
+        let fm = self.clone();
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(wait).await;
+                match fm.submit(clear.clone()).await {
+                    Ok(_) => {
+                        tracing::info!("a clear that had failed is done");
+                        return;
+                    }
+                    Err(Error::Stopped(_)) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a clear failed again; retrying");
+                        wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                    }
+                }
+            }
+        });
+    }
+
     pub async fn submit(&self, cmd: FmCommand) -> Result<Outcome, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -277,6 +306,36 @@ mod tests {
             .alarms()
             .map(|a| a.entity_instance_id.clone())
             .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clear_that_must_happen_is_retried_until_its_commit_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let (fm, _writer) =
+            FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
+        fm.submit(raise(1)).await.unwrap();
+        fm.submit(raise(2)).await.unwrap();
+        // Every commit fails for now.
+        store.fail_commits(1, 0);
+        let clear = FmCommand::ClearPrefix {
+            entity_prefix: "host=h1".into(),
+            alarm_id: None,
+        };
+        fm.clear_until_done(clear).await;
+        assert!(entities(&fm.read()).contains("host=h1"), "not cleared yet");
+        // The disk takes writes again: the retry clears it, in memory and
+        // in the store.
+        store.fail_commits(0, 0);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while entities(&fm.read()).contains("host=h1") {
+            assert!(tokio::time::Instant::now() < deadline, "never cleared");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (alarms, suppressed) = store.load_fm().unwrap();
+        let stored = FmState::from_parts(alarms, suppressed);
+        assert_eq!(entities(&stored), BTreeSet::from(["host=h2".to_string()]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,13 +211,38 @@ fn failed_commits_leave_nothing_behind_and_acknowledged_writes_survive_a_restart
         }
 
         if i % 2 == 0 {
+            // An alarm of the host, which its deletion clears (the clear is
+            // a commit of its own, which may fail too).
+            let entity = format!("host={name}");
+            wait_for(30, || {
+                let r = api.post(
+                    "/v1/alarms",
+                    &json!({"alarm_state": "set", "alarm_id": "200.001", "entity_instance_id": entity,
+                            "severity": "warning", "reason_text": "to be cleared with its host"}),
+                );
+                acknowledged("alarm of a host", &r).then_some(())
+            })
+            .expect("the alarm is raised within a few tries");
             let r = api.delete(&format!("/v1/ihosts/{name}"));
             let deleted = acknowledged("host delete", &r);
             count(deleted);
             assert_eq!(
                 api.get(&format!("/v1/ihosts/{name}")).status == 404,
-                deleted
+                deleted,
+                "answered {} for the deletion",
+                r.status
             );
+            if deleted {
+                // Its alarms go with it, even when the first clear failed.
+                wait_for(30, || {
+                    (!api
+                        .alarms("")
+                        .iter()
+                        .any(|a| a["entity_instance_id"] == entity.as_str()))
+                    .then_some(())
+                })
+                .unwrap_or_else(|| panic!("the alarms of {name} stayed\n{}", s.log()));
+            }
         }
         hosts = snapshot(&api).1;
     }

@@ -142,13 +142,14 @@ async fn delete_host(
     Path(host): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = st.hosts.delete(&host).await?;
-    // Everything raised about the host goes with it.
+    // Everything raised about the host goes with it; the host is gone
+    // whatever comes of that (a failed clear is retried).
     st.fm
-        .submit(roost_fm::FmCommand::ClearPrefix {
+        .clear_until_done(roost_fm::FmCommand::ClearPrefix {
             entity_prefix: format!("host={name}"),
             alarm_id: None,
         })
-        .await?;
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
