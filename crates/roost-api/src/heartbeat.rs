@@ -151,39 +151,56 @@ impl HostKey {
     }
 }
 
-/// A host's heartbeat keys while one replaces another: the key in use and,
-/// during a rotation, the next one. Stored as one string, `<hex>` or
-/// `<hex>+<hex>`, so that both are sealed together.
+/// A host's heartbeat keys while one replaces another: the key in use,
+/// since when (microseconds since the Unix epoch, when known) and, during a
+/// rotation, the next one. Stored as one string, `<hex>[+<hex>][@<micros>]`,
+/// so that both keys are sealed together.
 #[derive(Clone, Debug)]
 pub struct KeyRing {
     pub current: HostKey,
     pub next: Option<HostKey>,
+    pub since_micros: Option<i64>,
 }
 
 impl KeyRing {
-    /// A ring of one key.
-    pub fn of(current: HostKey) -> KeyRing {
+    /// A ring of one key, in use since `since_micros`.
+    pub fn of(current: HostKey, since_micros: i64) -> KeyRing {
         KeyRing {
             current,
             next: None,
+            since_micros: Some(since_micros),
         }
     }
 
     /// Parses the stored form.
     pub fn parse(s: &str) -> Result<KeyRing, Error> {
-        let (current, next) = match s.trim().split_once('+') {
-            Some((c, n)) => (HostKey::from_hex(c)?, Some(HostKey::from_hex(n)?)),
-            None => (HostKey::from_hex(s)?, None),
+        let s = s.trim();
+        let (keys, since_micros) = match s.split_once('@') {
+            Some((k, t)) => (k, Some(t.parse::<i64>().map_err(|_| Error::BadKey)?)),
+            None => (s, None),
         };
-        Ok(KeyRing { current, next })
+        let (current, next) = match keys.split_once('+') {
+            Some((c, n)) => (HostKey::from_hex(c)?, Some(HostKey::from_hex(n)?)),
+            None => (HostKey::from_hex(keys)?, None),
+        };
+        Ok(KeyRing {
+            current,
+            next,
+            since_micros,
+        })
     }
 
     /// The stored form.
     pub fn to_stored(&self) -> String {
-        match &self.next {
-            Some(n) => format!("{}+{}", self.current.to_hex(), n.to_hex()),
-            None => self.current.to_hex(),
+        let mut s = self.current.to_hex();
+        if let Some(n) = &self.next {
+            s.push('+');
+            s.push_str(&n.to_hex());
         }
+        if let Some(t) = self.since_micros {
+            s.push_str(&format!("@{t}"));
+        }
+        s
     }
 }
 
@@ -671,16 +688,23 @@ mod tests {
     #[test]
     fn a_key_ring_round_trips_and_fingerprints_do_not_reveal_keys() {
         let (k1, k2) = (HostKey::from_bytes([1; 32]), HostKey::from_bytes([2; 32]));
-        let one = KeyRing::of(k1.clone());
-        assert_eq!(one.to_stored(), k1.to_hex());
+        let one = KeyRing::of(k1.clone(), 42);
+        assert_eq!(one.to_stored(), format!("{}@42", k1.to_hex()));
         let two = KeyRing {
             current: k1.clone(),
             next: Some(k2.clone()),
+            since_micros: Some(7),
         };
         let back = KeyRing::parse(&two.to_stored()).unwrap();
         assert!(back.current.same_as(&k1) && back.next.is_some_and(|n| n.same_as(&k2)));
-        assert!(KeyRing::parse(&one.to_stored()).unwrap().next.is_none());
+        assert_eq!(back.since_micros, Some(7));
+        let parsed = KeyRing::parse(&one.to_stored()).unwrap();
+        assert!(parsed.next.is_none() && parsed.since_micros == Some(42));
+        // A key stored before ages were kept.
+        let legacy = KeyRing::parse(&k1.to_hex()).unwrap();
+        assert!(legacy.since_micros.is_none() && legacy.current.same_as(&k1));
         assert!(KeyRing::parse("zz+").is_err());
+        assert!(KeyRing::parse(&format!("{}@soon", k1.to_hex())).is_err());
         assert_eq!(k1.fingerprint().len(), 16);
         assert_ne!(k1.fingerprint(), k2.fingerprint());
         assert!(!k1.to_hex().contains(&k1.fingerprint()));

@@ -44,6 +44,9 @@ pub struct Config {
     pub heartbeat_listen: Option<SocketAddr>,
     /// Lifetime of the join tokens `roost host add` hands out, seconds.
     pub join_token_ttl_secs: u64,
+    /// Rotate a host's heartbeat key once it is this old, seconds (0: only
+    /// on request).
+    pub heartbeat_key_max_age_secs: u64,
     /// `standalone` (default), `systemcontroller` or `subcloud`.
     pub role: String,
     pub dc: DcConfigFile,
@@ -329,6 +332,7 @@ impl Default for Config {
             system_mode: "simplex".into(),
             heartbeat_listen: None,
             join_token_ttl_secs: 3600,
+            heartbeat_key_max_age_secs: 90 * DAY,
             role: "standalone".into(),
             dc: DcConfigFile::default(),
             fm: FmConfig::default(),
@@ -453,6 +457,12 @@ impl Config {
                 self.join_token_ttl_secs,
                 60,
                 30 * DAY,
+            ),
+            (
+                "heartbeat_key_max_age_secs",
+                self.heartbeat_key_max_age_secs,
+                0,
+                10 * 365 * DAY,
             ),
             (
                 "max_body_bytes",
@@ -692,6 +702,7 @@ mod tests {
             "identity.login_max_delay_ms" => c.identity.login_max_delay_ms = v,
             "identity.login_max_hold_ms" => c.identity.login_max_hold_ms = v,
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
+            "heartbeat_key_max_age_secs" => c.heartbeat_key_max_age_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,
             "http.body_read_timeout_secs" => c.http.body_read_timeout_secs = v,

@@ -238,6 +238,7 @@ pub async fn run_with(
             hostname: config.hostname.clone(),
             system_mode,
             join_token_ttl_secs: config.join_token_ttl_secs,
+            heartbeat_key_max_age_secs: config.heartbeat_key_max_age_secs,
         },
         shutdown.clone(),
     )

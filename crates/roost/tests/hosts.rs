@@ -995,3 +995,50 @@ fn a_heartbeat_key_rotates_with_no_pulse_missed_and_survives_restarts() {
     let r = api.get("/v1/ihosts/worker-404/heartbeat_key");
     assert_eq!(r.status, 404, "{:?}", r.body);
 }
+
+#[test]
+fn heartbeat_keys_older_than_the_configured_age_rotate_by_themselves() {
+    let cfg = tempfile::tempdir().unwrap();
+    let path = cfg.path().join("roost.toml");
+    std::fs::write(&path, "heartbeat_key_max_age_secs = 2\n").unwrap();
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            args: vec!["--config".into(), path.display().to_string()],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    let dir = tempfile::tempdir().unwrap();
+    let _a = agent(
+        &s,
+        &api,
+        &dir,
+        "worker-6",
+        "127.0.0.6",
+        &["--report-interval-secs", "1"],
+    );
+    available(&api, "worker-6");
+    // Two rotations end without anyone asking: three fingerprints seen.
+    let mut seen = Vec::new();
+    wait_for(90, || {
+        let r = api.get("/v1/ihosts/worker-6/heartbeat_key");
+        let fp = r.body["fingerprint"].as_str()?.to_string();
+        if seen.last() != Some(&fp) {
+            seen.push(fp);
+        }
+        (seen.len() >= 3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("fingerprints seen: {seen:?}\n{}", s.log()));
+    assert_eq!(
+        api.metric("roost_heartbeat_dropped_total{reason=\"bad_mac\"}")
+            .unwrap_or(0),
+        0
+    );
+    assert_eq!(api.host("worker-6")["availability"], "available");
+    let h = alarm_history(&api, "worker-6");
+    assert!(
+        !h.iter().any(|e| e.0 == "200.005" || e.0 == "200.004"),
+        "{h:?}"
+    );
+}

@@ -69,6 +69,9 @@ pub struct HostsConfig {
     pub system_mode: SystemMode,
     /// Lifetime of join tokens, seconds.
     pub join_token_ttl_secs: u64,
+    /// A host's heartbeat key older than this (seconds) is rotated; 0:
+    /// only on request.
+    pub heartbeat_key_max_age_secs: u64,
 }
 
 /// What a request to a stopping host service is answered.
@@ -289,6 +292,28 @@ fn keys_of(h: &StoredHost) -> Option<KeyRing> {
     h.hb_key.as_deref().and_then(|k| KeyRing::parse(k).ok())
 }
 
+/// The hosts whose heartbeat key is older than `max_age_secs` at `now` and
+/// not being rotated. A key stored before ages were kept counts from the
+/// host's last change.
+fn keys_due<'a>(
+    hosts: impl Iterator<Item = &'a StoredHost>,
+    now: Timestamp,
+    max_age_secs: u64,
+) -> Vec<String> {
+    let max_age = i64::try_from(max_age_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    hosts
+        .filter(|h| {
+            keys_of(h).is_some_and(|ring| {
+                let since = ring
+                    .since_micros
+                    .unwrap_or(h.updated_at.unwrap_or(h.created_at).micros());
+                ring.next.is_none() && now.micros().saturating_sub(since) >= max_age
+            })
+        })
+        .map(|h| h.hostname.clone())
+        .collect()
+}
+
 fn key_status(h: &StoredHost) -> Option<HeartbeatKeyStatus> {
     let ring = keys_of(h)?;
     Some(HeartbeatKeyStatus {
@@ -300,7 +325,9 @@ fn key_status(h: &StoredHost) -> Option<HeartbeatKeyStatus> {
 }
 
 fn peer_of(h: &StoredHost) -> Option<Peer> {
-    let KeyRing { current: key, next } = keys_of(h)?;
+    let KeyRing {
+        current: key, next, ..
+    } = keys_of(h)?;
     Some(Peer {
         id: h.id as u32,
         name: h.hostname.clone(),
@@ -408,7 +435,8 @@ impl HostService {
         let tasks = vec![
             tokio::spawn(executor.run(jobs_rx, shutdown.clone())),
             tokio::spawn(heartbeater.run(shared, hb_rx, shutdown.clone())),
-            tokio::spawn(svc.clone().local_inventory_loop(shutdown)),
+            tokio::spawn(svc.clone().local_inventory_loop(shutdown.clone())),
+            tokio::spawn(svc.clone().key_rotation_loop(shutdown)),
         ];
         Ok((svc, tasks))
     }
@@ -571,8 +599,8 @@ impl HostService {
             let mut u = h.clone();
             u.hb_key = Some(
                 KeyRing {
-                    current: ring.current,
                     next: Some(next),
+                    ..ring
                 }
                 .to_stored(),
             );
@@ -789,7 +817,7 @@ impl HostService {
         }) = keys_of(&current)
         {
             if report.heartbeat_key_next.as_deref() == Some(next.fingerprint().as_str()) {
-                updated.hb_key = Some(KeyRing::of(next).to_stored());
+                updated.hb_key = Some(KeyRing::of(next, now.micros()).to_stored());
                 updated.updated_at = Some(now);
                 tracing::info!(host = %name, "the agent holds the new heartbeat key; pulses use it from now on");
             } else {
@@ -899,6 +927,37 @@ impl HostService {
         settings.validate()?;
         self.lock().mtce.set_settings(settings);
         Ok(())
+    }
+
+    /// Rotates every heartbeat key older than the configured age, checking
+    /// ten times per age (at least every second, at most every hour).
+    async fn key_rotation_loop(self, shutdown: Shutdown) {
+        let max_age = self.config.heartbeat_key_max_age_secs;
+        if max_age == 0 {
+            return;
+        }
+        let every = Duration::from_secs((max_age / 10).clamp(1, 3600));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let due = {
+                let st = self.lock();
+                keys_due(st.hosts.values(), self.clock.now(), max_age)
+            };
+            for name in due {
+                match self.rotate_heartbeat_key(&name).await {
+                    Ok(_) => {
+                        tracing::info!(host = %name, max_age_secs = max_age, "heartbeat key is due for rotation")
+                    }
+                    Err(e) => {
+                        tracing::warn!(host = %name, error = %e, "cannot start a due heartbeat key rotation")
+                    }
+                }
+            }
+        }
     }
 
     async fn local_inventory_loop(self, shutdown: Shutdown) {

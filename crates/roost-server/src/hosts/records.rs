@@ -278,7 +278,7 @@ pub fn enrolled(
     now: Timestamp,
 ) -> StoredHost {
     let mut u = h.clone();
-    u.hb_key = Some(key.to_hex());
+    u.hb_key = Some(roost_api::heartbeat::KeyRing::of(key.clone(), now.micros()).to_stored());
     u.hb_port = Some(req.heartbeat_port);
     u.mgmt_ip = Some(req.mgmt_ip.clone().unwrap_or_else(|| peer.to_string()));
     if u.mgmt_mac.is_none() {

@@ -154,6 +154,7 @@ async fn rig() -> Rig {
             hostname: "controller-0".into(),
             system_mode: SystemMode::Simplex,
             join_token_ttl_secs: 600,
+            heartbeat_key_max_age_secs: 0,
         },
         Shutdown(rx),
     )
@@ -761,4 +762,37 @@ async fn an_add_and_a_delete_racing_for_one_name_leave_memory_and_store_agreeing
         let _ = r.svc.delete("worker-1").await;
         assert_eq!(names(&r.svc), stored_names(&r));
     }
+}
+
+#[test]
+fn heartbeat_keys_older_than_the_age_are_due_unless_rotating() {
+    let key = |b: u8| HostKey::from_bytes([b; 32]);
+    let host = |name: &str, ring: Option<KeyRing>, created: i64| StoredHost {
+        hostname: name.into(),
+        hb_key: ring.map(|r| r.to_stored()),
+        created_at: Timestamp(created),
+        ..Default::default()
+    };
+    let s = 1_000_000;
+    let hosts = [
+        host("old", Some(KeyRing::of(key(1), 0)), 0),
+        host("young", Some(KeyRing::of(key(2), 95 * s)), 0),
+        host(
+            "rotating",
+            Some(KeyRing {
+                next: Some(key(4)),
+                ..KeyRing::of(key(3), 0)
+            }),
+            0,
+        ),
+        // Stored before ages were kept: counted from the host's last change.
+        host("legacy", KeyRing::parse(&key(5).to_hex()).ok(), 10 * s),
+        host("legacy-new", KeyRing::parse(&key(6).to_hex()).ok(), 60 * s),
+        host("no-agent", None, 0),
+    ];
+    assert_eq!(
+        keys_due(hosts.iter(), Timestamp(100 * s), 90),
+        ["old", "legacy"]
+    );
+    assert!(keys_due(hosts.iter(), Timestamp(100 * s), 1000).is_empty());
 }

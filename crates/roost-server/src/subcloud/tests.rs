@@ -345,6 +345,7 @@ impl Rig {
                 hostname: "controller-0".into(),
                 system_mode: roost_types::SystemMode::Simplex,
                 join_token_ttl_secs: 600,
+                heartbeat_key_max_age_secs: 0,
             },
             self.shutdown(),
         )
