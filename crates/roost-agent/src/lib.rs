@@ -250,6 +250,8 @@ struct Shared {
     wake: Notify,
     /// The next heartbeat key, offered to the responders.
     next_key: tokio::sync::watch::Sender<Option<HostKey>>,
+    /// Held while the identity file is written (one change at a time).
+    identity_saves: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -292,8 +294,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Enrolls (or loads the identity), starts every task, makes the first
-/// report and prints the ready line.
 /// Where the heartbeat socket binds: `--heartbeat-listen` when given, else
 /// the management address (`--mgmt-ip`, else the address this host uses to
 /// reach the server, which is where enrollment comes from) on
@@ -342,6 +342,8 @@ async fn local_ip_towards(server: &str) -> Result<IpAddr, Error> {
     Ok(probe.local_addr()?.ip())
 }
 
+/// Enrolls (or loads the identity), starts every task, makes the first
+/// report and prints the ready line.
 async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     // What the agent creates is private to its user unless made otherwise
     // on purpose (containerd runs with umask 022; volumes are made 0755).
@@ -461,6 +463,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         pending: Mutex::new(initial),
         wake: Notify::new(),
         next_key,
+        identity_saves: tokio::sync::Mutex::new(()),
     });
 
     let mut tasks = JoinSet::new();
@@ -587,7 +590,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                     availability = %reply.availability,
                     "reported"
                 );
-                on_reply(&shared, &reply);
+                on_reply(&shared, &reply).await;
                 false
             }
             Err(Error::BadReply(e)) => {
@@ -637,72 +640,86 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
     }
 }
 
+/// Changes the identity with `change` (which says whether it changed
+/// anything) and keeps it: the file first, written off the lock and one
+/// change at a time, then memory, so memory never holds what is not saved.
+/// True when a change was saved.
+async fn change_identity(
+    shared: &Shared,
+    what: &str,
+    change: impl FnOnce(&mut Identity) -> bool,
+) -> bool {
+    let _one_at_a_time = shared.identity_saves.lock().await;
+    let mut id = lock(&shared.identity).clone();
+    if !change(&mut id) {
+        return false;
+    }
+    let (dir, saved) = (shared.data_dir.clone(), id.clone());
+    match tokio::task::spawn_blocking(move || saved.save(&dir)).await {
+        Ok(Ok(())) => {
+            *lock(&shared.identity) = id;
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save {what}");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot save {what}");
+            false
+        }
+    }
+}
+
 /// Saves the key a heartbeat key rotation made current (the responders
 /// took it at the first pulse under it).
 async fn key_task(shared: Arc<Shared>, mut promoted: mpsc::UnboundedReceiver<HostKey>) {
     while let Some(k) = promoted.recv().await {
-        let mut id = lock(&shared.identity);
-        if !id.next_key().is_some_and(|n| n.same_as(&k)) {
-            continue;
-        }
-        id.enrollment.heartbeat_key = k.to_hex();
-        id.heartbeat_key_next = None;
-        match id.save(&shared.data_dir) {
-            Ok(()) => {
-                tracing::info!(fingerprint = %k.fingerprint(), "the new heartbeat key is in use")
+        change_identity(&shared, "the new heartbeat key", |id| {
+            if !id.next_key().is_some_and(|n| n.same_as(&k)) {
+                return false;
             }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot save the new heartbeat key")
-            }
-        }
-    }
-}
-
-/// Takes the next heartbeat key the server hands over in a rotation: kept
-/// (in the identity file) and offered to the responders, and the server is
-/// told at once that this agent holds it.
-fn take_next_key(shared: &Shared, hex: &str) {
-    let Ok(next) = HostKey::from_hex(hex) else {
-        tracing::warn!("the server sent a heartbeat key that is not 64 hexadecimal digits");
-        return;
-    };
-    {
-        let mut id = lock(&shared.identity);
-        if id.next_key().is_some_and(|n| n.same_as(&next))
-            || id.key().is_ok_and(|k| k.same_as(&next))
-        {
-            return;
-        }
-        id.heartbeat_key_next = Some(next.to_hex());
-        if let Err(e) = id.save(&shared.data_dir) {
-            tracing::warn!(error = %format!("{e:#}"), "cannot save the next heartbeat key");
+            id.enrollment.heartbeat_key = k.to_hex();
             id.heartbeat_key_next = None;
-            return;
-        }
+            tracing::info!(fingerprint = %k.fingerprint(), "the new heartbeat key is in use");
+            true
+        })
+        .await;
     }
-    tracing::info!(fingerprint = %next.fingerprint(), "heartbeat key rotation: holding the next key");
-    let _ = shared.next_key.send(Some(next));
-    shared.wake.notify_one();
 }
 
 /// Follows a rename of the host on the server, and a heartbeat key
-/// rotation.
-fn on_reply(shared: &Shared, reply: &ReportReply) {
-    if let Some(hex) = &reply.heartbeat_key_next {
-        take_next_key(shared, hex);
+/// rotation: the next key is kept (in the identity file) and offered to the
+/// responders, and the server is told at once that this agent holds it.
+async fn on_reply(shared: &Shared, reply: &ReportReply) {
+    if let Some(next) = reply.next_key() {
+        let taken = change_identity(shared, "the next heartbeat key", |id| {
+            let known = id.next_key().is_some_and(|n| n.same_as(&next))
+                || id.key().is_ok_and(|k| k.same_as(&next));
+            if !known {
+                id.heartbeat_key_next = Some(next.to_hex());
+            }
+            !known
+        })
+        .await;
+        if taken {
+            tracing::info!(fingerprint = %next.fingerprint(), "heartbeat key rotation: holding the next key");
+            let _ = shared.next_key.send(Some(next));
+            shared.wake.notify_one();
+        }
     }
     if reply.hostname.is_empty() {
         return;
     }
-    let mut id = lock(&shared.identity);
-    if id.enrollment.hostname == reply.hostname {
-        return;
-    }
-    tracing::info!(old = %id.enrollment.hostname, new = %reply.hostname, "the server renamed this host");
-    id.enrollment.hostname = reply.hostname.clone();
-    if let Err(e) = id.save(&shared.data_dir) {
-        tracing::warn!(error = %format!("{e:#}"), "cannot save the new host name");
-    }
+    change_identity(shared, "the new host name", |id| {
+        if id.enrollment.hostname == reply.hostname {
+            return false;
+        }
+        tracing::info!(old = %id.enrollment.hostname, new = %reply.hostname, "the server renamed this host");
+        id.enrollment.hostname = reply.hostname.clone();
+        true
+    })
+    .await;
 }
 
 /// Reads the inventory every few seconds; a change is reported at once,

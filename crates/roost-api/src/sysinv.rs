@@ -545,6 +545,16 @@ pub struct ReportReply {
     pub heartbeat_key_next: Option<String>,
 }
 
+impl ReportReply {
+    /// The next heartbeat key handed over in a rotation (`None` when there
+    /// is none or it is not 64 hexadecimal digits).
+    pub fn next_key(&self) -> Option<crate::heartbeat::HostKey> {
+        self.heartbeat_key_next
+            .as_deref()
+            .and_then(|k| crate::heartbeat::HostKey::from_hex(k).ok())
+    }
+}
+
 impl std::fmt::Debug for ReportReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReportReply")

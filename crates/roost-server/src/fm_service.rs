@@ -84,7 +84,6 @@ impl FmService {
         ))
     }
 
-    /// Applies a command; returns once it is committed.
     /// Submits `clear` (a clear that must happen, such as the alarms of a
     /// deleted host); if its commit fails, it is retried in the background,
     /// with growing waits up to a minute, until it takes or the service
@@ -114,6 +113,7 @@ impl FmService {
         });
     }
 
+    /// Applies a command; returns once it is committed.
     pub async fn submit(&self, cmd: FmCommand) -> Result<Outcome, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -940,10 +940,7 @@ async fn report_loop(
                 bump(&counters.reports_sent);
                 // A heartbeat key rotation: hold the next key, as the agent does.
                 if let Ok(reply) = serde_json::from_value::<ReportReply>(body)
-                    && let Some(k) = reply
-                        .heartbeat_key_next
-                        .as_deref()
-                        .and_then(|k| HostKey::from_hex(k).ok())
+                    && let Some(k) = reply.next_key()
                 {
                     *lock_next(h) = Some(k);
                 }

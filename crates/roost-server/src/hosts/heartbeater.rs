@@ -289,12 +289,15 @@ impl Heartbeater {
             .map(|(k, _)| k);
         // The key in use, then (during a rotation) the next one, then for a
         // moment after one the key it replaced.
-        let p = [Some(&peer.key), peer.next.as_ref(), previous]
-            .into_iter()
-            .flatten()
-            .find_map(|k| heartbeat::decode(pkt, k).ok())
-            .map_or_else(|| heartbeat::decode(pkt, &peer.key), Ok)
-            .map_err(DropReason::from)?;
+        let mut decoded = heartbeat::decode(pkt, &peer.key);
+        for k in [peer.next.as_ref(), previous].into_iter().flatten() {
+            if decoded.is_err()
+                && let Ok(p) = heartbeat::decode(pkt, k)
+            {
+                decoded = Ok(p);
+            }
+        }
+        let p = decoded.map_err(DropReason::from)?;
         if p.kind != Kind::Response {
             return Err(DropReason::Malformed);
         }
