@@ -1,20 +1,40 @@
-//! The agent's HTTP calls to the server: enrollment and reports.
+//! The agent's HTTP calls to the server: enrollment, reports, its client
+//! certificate and its applications.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use roost_api::agent::Inventory;
-use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, ReportReply};
+use roost_api::sysinv::{
+    AgentCertRequest, AgentCertResponse, AgentReport, EnrollRequest, EnrollResponse, ReportReply,
+};
 
 use crate::Error;
 
 /// Header that carries the agent token.
 pub const TOKEN_HEADER: &str = "X-Agent-Token";
 
-/// A client of one server.
+/// A client of one server. Clones share the client certificate: once
+/// [`Client::set_certificate`] replaced it, every clone's next connection
+/// presents the new one.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
+    ca_pem: Option<String>,
     base: String,
+}
+
+/// The agent's own client certificate and key, PEM.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCert").finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -32,20 +52,38 @@ impl Client {
                 "the server URL {base:?} must start with http://"
             )));
         }
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .user_agent(concat!("roost-agent/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = ca_pem {
-            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
-        }
-        let http = b.build()?;
-        Ok(Client { http, base })
+        let ca_pem = ca_pem.map(str::to_string);
+        let http = build(ca_pem.as_deref(), None)?;
+        Ok(Client {
+            http: Arc::new(RwLock::new(http)),
+            ca_pem,
+            base,
+        })
+    }
+
+    /// Presents `cert` on every connection from now on.
+    pub fn set_certificate(&self, cert: &ClientCert) -> Result<(), Error> {
+        let http = build(self.ca_pem.as_deref(), Some(cert))?;
+        *self.http.write().unwrap_or_else(PoisonError::into_inner) = http;
+        Ok(())
     }
 
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Whether the server speaks HTTPS (so the agent needs a client
+    /// certificate).
+    pub fn https(&self) -> bool {
+        self.base.starts_with("https://")
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `POST /v1/agent/enroll`.
@@ -55,15 +93,17 @@ impl Client {
         inventory: &Inventory,
         heartbeat_port: u16,
         mgmt_ip: Option<&str>,
+        csr_pem: Option<&str>,
     ) -> Result<EnrollResponse, Error> {
         let body = EnrollRequest {
             join_token: join_token.to_string(),
             inventory: inventory.clone(),
             heartbeat_port,
             mgmt_ip: mgmt_ip.map(str::to_string),
+            csr_pem: csr_pem.map(str::to_string),
         };
         let req = self
-            .http
+            .http()
             .post(format!("{}/v1/agent/enroll", self.base))
             .json(&body);
         call(req).await
@@ -72,12 +112,47 @@ impl Client {
     /// `POST /v1/agent/report`.
     pub async fn report(&self, token: &str, report: &AgentReport) -> Result<ReportReply, Error> {
         let req = self
-            .http
+            .http()
             .post(format!("{}/v1/agent/report", self.base))
             .header(TOKEN_HEADER, token)
             .json(report);
         call(req).await
     }
+
+    /// `POST /v1/agent/certificate`: a certificate for the key of
+    /// `csr_pem`, asked with the certificate presented now (if any).
+    pub async fn certificate(&self, token: &str, csr_pem: &str) -> Result<String, Error> {
+        let req = self
+            .http()
+            .post(format!("{}/v1/agent/certificate", self.base))
+            .header(TOKEN_HEADER, token)
+            .json(&AgentCertRequest {
+                csr_pem: csr_pem.to_string(),
+            });
+        let r: AgentCertResponse = call(req).await?;
+        Ok(r.cert_pem)
+    }
+}
+
+/// A reqwest client trusting `ca_pem` (or the system's roots) and
+/// presenting `cert` when given.
+fn build(ca_pem: Option<&str>, cert: Option<&ClientCert>) -> Result<reqwest::Client, Error> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("roost-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = ca_pem {
+        b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
+    }
+    if let Some(c) = cert {
+        let mut pem = c.cert_pem.clone();
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+        pem.push_str(&c.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
+    }
+    Ok(b.build()?)
 }
 
 impl Client {
@@ -90,7 +165,7 @@ impl Client {
         wait: Duration,
     ) -> Result<roost_api::apps::agent::HostPlan, Error> {
         let req = self
-            .http
+            .http()
             .get(format!(
                 "{}/v1/agent/apps/plan?generation={generation}&wait={}",
                 self.base,
@@ -108,7 +183,7 @@ impl Client {
         report: &roost_api::apps::agent::AgentAppsReport,
     ) -> Result<(), Error> {
         let req = self
-            .http
+            .http()
             .post(format!("{}/v1/agent/apps/report", self.base))
             .header(TOKEN_HEADER, token)
             .json(report);
@@ -142,7 +217,7 @@ impl Client {
         wait: Duration,
     ) -> Result<roost_api::apps::agent::LogRequests, Error> {
         let req = self
-            .http
+            .http()
             .get(format!(
                 "{}/v1/agent/apps/log-requests?wait={}",
                 self.base,
@@ -167,7 +242,7 @@ impl Client {
             url.push_str("?end=true");
         }
         let resp = self
-            .http
+            .http()
             .post(url)
             .header(TOKEN_HEADER, token)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -200,7 +275,7 @@ impl Client {
             .map(|m| m.len())
             .unwrap_or(0);
         let mut req = self
-            .http
+            .http()
             .get(format!("{}/v1/agent/apps/images/{digest}", self.base))
             .header(TOKEN_HEADER, token)
             .timeout(Duration::from_secs(3600));
@@ -325,6 +400,7 @@ mod tests {
             inventory: inv,
             heartbeat_port: 2103,
             mgmt_ip: None,
+            csr_pem: None,
         })
         .unwrap();
         assert_eq!(v["join_token"], "t");

@@ -28,6 +28,10 @@ pub struct Identity {
     /// besides `heartbeat_key` until the first pulse under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_key_next: Option<String>,
+    /// The private key (PEM) of the client certificate
+    /// `enrollment.client_cert_pem`, when the server speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<String>,
 }
 
 impl fmt::Debug for Identity {
@@ -46,6 +50,17 @@ impl fmt::Debug for Identity {
                 &self.heartbeat_key_next.as_ref().map(|_| "<hidden>"),
             )
             .field("agent_token", &"<hidden>")
+            .field(
+                "client_cert",
+                &e.client_cert_pem
+                    .as_deref()
+                    .and_then(|p| roost_pki::cert_info(p).ok())
+                    .map(|i| i.serial),
+            )
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<hidden>"),
+            )
             .finish()
     }
 }
@@ -67,6 +82,14 @@ impl Identity {
         self.heartbeat_key_next
             .as_deref()
             .and_then(|k| HostKey::from_hex(k).ok())
+    }
+
+    /// The client certificate and its key, when the agent has one.
+    pub fn client_cert(&self) -> Option<crate::client::ClientCert> {
+        Some(crate::client::ClientCert {
+            cert_pem: self.enrollment.client_cert_pem.clone()?,
+            key_pem: self.client_key_pem.clone()?,
+        })
     }
 
     /// `<dir>/identity.json`.
@@ -206,8 +229,10 @@ mod tests {
                 subfunctions: "worker".into(),
                 heartbeat_key: "ab".repeat(32),
                 agent_token: "secret-agent-token".into(),
+                client_cert_pem: None,
             },
             heartbeat_key_next: None,
+            client_key_pem: Some("-----BEGIN PRIVATE KEY-----secret".into()),
         }
     }
 
@@ -308,6 +333,7 @@ mod tests {
     fn debug_output_hides_the_secrets() {
         let shown = format!("{:?}", identity());
         assert!(!shown.contains("secret-agent-token"), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
         assert!(!shown.contains("abab"), "{shown}");
         assert!(shown.contains("worker-0"));
     }

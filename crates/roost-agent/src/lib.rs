@@ -33,7 +33,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::client::Client;
+use crate::client::{Client, ClientCert};
 use crate::heartbeat::{HealthState, RebootRequest, Responder};
 use crate::identity::Identity;
 use crate::process::ProcessConfig;
@@ -252,6 +252,8 @@ struct Shared {
     next_key: tokio::sync::watch::Sender<Option<HostKey>>,
     /// Held while the identity file is written (one change at a time).
     identity_saves: tokio::sync::Mutex<()>,
+    /// Asks the certificate task to renew the client certificate now.
+    renew_certificate: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -412,8 +414,21 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
                     )
                 })?;
             let mgmt_ip = args.mgmt_ip.map(|ip| ip.to_string());
+            // Over HTTPS the server signs a key made here for the client
+            // certificate every later call presents.
+            let key = if client.https() {
+                Some(new_client_key()?)
+            } else {
+                None
+            };
             let enrollment = client
-                .enroll(token, &inventory, heartbeat_addr.port(), mgmt_ip.as_deref())
+                .enroll(
+                    token,
+                    &inventory,
+                    heartbeat_addr.port(),
+                    mgmt_ip.as_deref(),
+                    key.as_ref().map(|k| k.csr_pem.as_str()),
+                )
                 .await
                 .map_err(|e| match e {
                     Error::Unauthorized { message } => Error::Unauthorized {
@@ -428,6 +443,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
                 server: client.base().to_string(),
                 enrollment,
                 heartbeat_key_next: None,
+                client_key_pem: key.map(|k| k.key_pem),
             };
             id.key()?;
             id.save(&args.data_dir)?;
@@ -435,6 +451,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
             id
         }
     };
+    let identity = with_client_certificate(&args.data_dir, &client, identity).await?;
     let key = identity.key()?;
     let host_id = identity.enrollment.host_id;
     let (next_key, next_rx) = tokio::sync::watch::channel(identity.next_key());
@@ -464,6 +481,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         wake: Notify::new(),
         next_key,
         identity_saves: tokio::sync::Mutex::new(()),
+        renew_certificate: Notify::new(),
     });
 
     let mut tasks = JoinSet::new();
@@ -483,6 +501,9 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     }
     tasks.spawn(Responder::new(socket, key, host_id, health.clone(), reboot_tx, keys).run());
     tasks.spawn(key_task(shared.clone(), promoted_rx));
+    if shared.client.https() {
+        tasks.spawn(certificate_task(shared.clone()));
+    }
     tasks.spawn(reboot_task(
         reboot_rx,
         health.clone(),
@@ -577,7 +598,10 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 .collect(),
             heartbeat_key_next: lock(&shared.identity).next_key().map(|k| k.fingerprint()),
         };
-        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        let (token, serial) = {
+            let id = lock(&shared.identity);
+            (id.enrollment.agent_token.clone(), cert_serial(&id))
+        };
         let result = shared.client.report(&token, &report).await;
         let retry = match result {
             Ok(reply) => {
@@ -590,6 +614,11 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                     availability = %reply.availability,
                     "reported"
                 );
+                // Asked to renew the certificate this report presented (not
+                // one already replaced meanwhile).
+                if reply.renew_certificate && cert_serial(&lock(&shared.identity)) == serial {
+                    shared.renew_certificate.notify_one();
+                }
                 on_reply(&shared, &reply).await;
                 false
             }
@@ -605,7 +634,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 if !unauthorized_logged {
                     tracing::error!(
                         %message,
-                        "the server refused this agent's token: if this host was deleted, remove {} and enroll again with a new join token",
+                        "the server refused this agent's credentials: if this host was deleted or revoked, remove {} and enroll again with a new join token",
                         Identity::path_in(&shared.data_dir).display()
                     );
                     unauthorized_logged = true;
@@ -667,6 +696,127 @@ async fn change_identity(
         Err(e) => {
             tracing::warn!(error = %e, "cannot save {what}");
             false
+        }
+    }
+}
+
+/// A new key for the client certificate, and its CSR.
+fn new_client_key() -> Result<roost_pki::ClientIdentity, Error> {
+    roost_pki::ClientIdentity::generate("roost-agent")
+        .map_err(|e| Error::Invalid(format!("cannot make a key for the client certificate: {e}")))
+}
+
+/// The serial of the identity's client certificate, if it has one.
+fn cert_serial(id: &Identity) -> Option<String> {
+    let pem = id.enrollment.client_cert_pem.as_deref()?;
+    roost_pki::cert_info(pem).ok().map(|i| i.serial)
+}
+
+/// Asks the server for a client certificate for a new key, presenting the
+/// current one (if any).
+async fn request_certificate(client: &Client, token: &str) -> Result<ClientCert, Error> {
+    let key = new_client_key()?;
+    let cert_pem = client.certificate(token, &key.csr_pem).await?;
+    roost_pki::cert_info(&cert_pem)
+        .map_err(|e| Error::BadReply(format!("the issued certificate does not parse: {e}")))?;
+    Ok(ClientCert {
+        cert_pem,
+        key_pem: key.key_pem,
+    })
+}
+
+/// Over HTTPS, makes the client present the identity's certificate; an
+/// agent that enrolled over plain HTTP and has none asks for one first
+/// (and keeps it).
+async fn with_client_certificate(
+    dir: &std::path::Path,
+    client: &Client,
+    mut identity: Identity,
+) -> Result<Identity, Error> {
+    if !client.https() {
+        return Ok(identity);
+    }
+    let cert = match identity.client_cert() {
+        Some(c) => c,
+        None => {
+            tracing::info!("this agent has no client certificate yet; asking the server for one");
+            let c = request_certificate(client, &identity.enrollment.agent_token)
+                .await
+                .map_err(|e| Error::context("cannot get a client certificate", e))?;
+            identity.enrollment.client_cert_pem = Some(c.cert_pem.clone());
+            identity.client_key_pem = Some(c.key_pem.clone());
+            identity.save(dir)?;
+            c
+        }
+    };
+    client.set_certificate(&cert)?;
+    if let Some(serial) = cert_serial(&identity) {
+        tracing::info!(%serial, "presenting the client certificate");
+    }
+    Ok(identity)
+}
+
+/// How long until the identity's certificate is due for renewal (two
+/// thirds of its life), by this host's clock.
+fn until_renewal(id: &Identity) -> Duration {
+    let info = id
+        .enrollment
+        .client_cert_pem
+        .as_deref()
+        .and_then(|p| roost_pki::cert_info(p).ok());
+    let Some(info) = info else {
+        return Duration::ZERO;
+    };
+    let life = info.not_after.saturating_sub(info.not_before).max(0);
+    let due = info.not_before.saturating_add(life * 2 / 3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Duration::from_secs(u64::try_from(due.saturating_sub(now)).unwrap_or(0))
+}
+
+/// Renews the client certificate at two thirds of its life, or at once when
+/// the server asks: a new key, signed by the server, kept in the identity
+/// file, then presented on every new connection. Until the new one is
+/// first used the server accepts the old one too, so calls in flight are
+/// not cut.
+async fn certificate_task(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let wait = until_renewal(&lock(&shared.identity));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.renew_certificate.notified() => {}
+        }
+        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        let cert = match request_certificate(&shared.client, &token).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "cannot renew the client certificate");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(600));
+                continue;
+            }
+        };
+        let saved = change_identity(&shared, "the new client certificate", |id| {
+            id.enrollment.client_cert_pem = Some(cert.cert_pem.clone());
+            id.client_key_pem = Some(cert.key_pem.clone());
+            true
+        })
+        .await;
+        if !saved {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(600));
+            continue;
+        }
+        backoff = Duration::from_secs(5);
+        match shared.client.set_certificate(&cert) {
+            Ok(()) => {
+                let serial = cert_serial(&lock(&shared.identity)).unwrap_or_default();
+                tracing::info!(%serial, "renewed the client certificate");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot present the new client certificate"),
         }
     }
 }

@@ -656,6 +656,16 @@ pub const ROUTES: &[Route] = &[
         body: None,
     },
     Route {
+        method: "post",
+        path: "/v1/ihosts/{host}/revoke",
+        tag: "inventory",
+        summary: "Revoke a host's agent: its token, client certificates and heartbeat key are withdrawn at once; it comes back only by enrolling with a new join token; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
         method: "get",
         path: "/v1/service_parameter",
         tag: "maintenance",
@@ -704,6 +714,16 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         ok: &[200],
         body: Some("AgentReport"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/agent/certificate",
+        tag: "agent",
+        summary: "A new client certificate for an enrolled agent's key (header X-Agent-Token, and over HTTPS its current client certificate): renewal, or a first certificate for an agent enrolled over plain HTTP",
+        access: Access::Agent,
+        query: &[],
+        ok: &[200],
+        body: Some("AgentCertificate"),
     },
     Route {
         method: "get",
@@ -1462,7 +1482,16 @@ fn schemas() -> Value {
                 "join_token": s("string"),
                 "inventory": {"type": "object", "description": "the host's inventory (CPUs, NUMA nodes, memory, disks, NICs)"},
                 "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
-                "mgmt_ip": s("string")
+                "mgmt_ip": s("string"),
+                "csr_pem": {"type": "string", "description": "PKCS#10 request (PEM) for the agent's client certificate; required when the API speaks HTTPS"}
+            },
+            "additionalProperties": false
+        },
+        "AgentCertificate": {
+            "type": "object",
+            "required": ["csr_pem"],
+            "properties": {
+                "csr_pem": {"type": "string", "description": "PKCS#10 request (PEM) for the agent's new key"}
             },
             "additionalProperties": false
         },
@@ -1637,6 +1666,7 @@ fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static st
             vec![("X-Subject-Token", "the token to validate or revoke")]
         }
         ("post", "/v1/agent/report")
+        | ("post", "/v1/agent/certificate")
         | ("get", "/v1/agent/apps/plan")
         | ("post", "/v1/agent/apps/report")
         | ("get", "/v1/agent/apps/images/{digest}")
@@ -1874,6 +1904,7 @@ mod tests {
         ("post", "/v1/certificates/rotate_ca"),
         ("post", "/v1/ihosts/{host}/join_token"),
         ("post", "/v1/ihosts/{host}/heartbeat_key"),
+        ("post", "/v1/ihosts/{host}/revoke"),
         ("post", "/v1/agent/apps/logs/{id}"),
         (
             "put",

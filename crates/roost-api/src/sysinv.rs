@@ -516,6 +516,11 @@ pub struct EnrollRequest {
     /// Address the server should pulse; by default the address the request came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mgmt_ip: Option<String>,
+    /// A certificate signing request (PEM) for the agent's client
+    /// certificate. Required when the API speaks HTTPS: every later agent
+    /// call presents the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_pem: Option<String>,
 }
 
 /// What the server answers an enrolled agent. The agent keeps it (mode
@@ -531,6 +536,28 @@ pub struct EnrollResponse {
     pub heartbeat_key: String,
     /// Secret sent as `X-Agent-Token` on every later agent call.
     pub agent_token: String,
+    /// The agent's client certificate (PEM), issued by the cloud CA for the
+    /// enrollment's CSR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+}
+
+/// `POST /v1/agent/certificate`: a new client certificate for the agent's
+/// new key (renewal, or a first certificate for an agent enrolled without
+/// one).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCertRequest {
+    /// PKCS#10 certificate signing request, PEM. Its subject is ignored:
+    /// the certificate names the host's uuid.
+    pub csr_pem: String,
+}
+
+/// The certificate issued for an [`AgentCertRequest`].
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct AgentCertResponse {
+    /// The client certificate, PEM.
+    pub cert_pem: String,
 }
 
 /// What the server answers a report. `Debug` hides the key.
@@ -543,6 +570,10 @@ pub struct ReportReply {
     /// accepts besides its key and says it holds in its next report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_key_next: Option<String>,
+    /// The agent should ask for a new client certificate now (its own is
+    /// due, or from a cloud CA that has been rotated out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_certificate: bool,
 }
 
 impl ReportReply {
@@ -565,6 +596,7 @@ impl std::fmt::Debug for ReportReply {
                 "heartbeat_key_next",
                 &self.heartbeat_key_next.as_ref().map(|_| "<hidden>"),
             )
+            .field("renew_certificate", &self.renew_certificate)
             .finish()
     }
 }

@@ -87,6 +87,14 @@ pub enum HostCommand {
     /// heartbeat is missed. Run it again without --rotate to see the
     /// rotation end (rotating: false, a new fingerprint).
     HeartbeatKey(HeartbeatKeyArgs),
+    /// Revoke a host's agent: its token, client certificates and heartbeat key
+    ///
+    /// The agent's calls are refused at once, even with a certificate that
+    /// has not expired, and the host is no longer sent heartbeats. It comes
+    /// back only by enrolling again: make a new join token with `roost host
+    /// join-token HOST`, remove the agent's data directory and start it with
+    /// the token. Admin role.
+    Revoke(HostArg),
     /// List a host's CPUs
     Cpus(HostOutputArgs),
     /// Change the function of a locked host's CPUs (platform, application-isolated)
@@ -221,6 +229,7 @@ pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Er
         HostCommand::PowerOff(args) => action(&args.host, "power-off", env, io),
         HostCommand::JoinToken(args) => join_token(&args, env, io),
         HostCommand::HeartbeatKey(args) => heartbeat_key(&args, env, io),
+        HostCommand::Revoke(args) => revoke(&args.host, env, io),
         HostCommand::Cpus(args) => sub_list(SubList::Cpus, &args, env, io),
         HostCommand::CpuModify(args) => crate::host_attributes::cpu_modify(&args, env, io),
         HostCommand::Label(cmd) => crate::host_attributes::label(cmd, env, io),
@@ -417,6 +426,20 @@ fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<
             Ok(())
         }
     }
+}
+
+fn revoke(host: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let path = format!("{}/revoke", host_path(host)?);
+    let api = &connect(env)?;
+    api.post(&path, &serde_json::Map::new())
+        .map_err(not_found(host))?;
+    writeln!(io.out, "Revoked the agent of host {host}")?;
+    writeln!(
+        io.err,
+        "To enroll it again: roost host join-token {}, then start its agent with the new token and an empty data directory",
+        shell_word(host)
+    )?;
+    Ok(())
 }
 
 /// The `join_token` of a reply.

@@ -47,7 +47,7 @@ pub use serve::{
     GuardedStream, ListenerLimits, PeerIdentity, PendingHandshakes, TlsConnectInfo, TlsListener,
     accept_tls, is_connection_error, serve_tls,
 };
-pub use swap::{ServerIdentity, SwappableCert, write_private_file, write_public_file};
+pub use swap::{ClientRoots, ServerIdentity, SwappableCert, write_private_file, write_public_file};
 pub use tls::{PinnedCaVerifier, client_config, pinned_client_config, provider, server_config};
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::server::TlsStream;

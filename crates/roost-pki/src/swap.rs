@@ -3,13 +3,15 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DistinguishedName, ServerConfig};
 
 use crate::cert::{CertInfo, cert_info_der, certs_from_pem};
 use crate::error::{Error, Result};
-use crate::tls::{private_key_from_pem, provider};
+use crate::tls::{private_key_from_pem, provider, root_store, signature_checks};
 
 /// A certificate chain and its private key, checked to belong together.
 #[derive(Debug, Clone)]
@@ -126,6 +128,93 @@ impl SwappableCert {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+
+    /// A server config presenting this certificate that asks for, but does
+    /// not require, a client certificate checked by `clients`.
+    pub fn server_config_with_clients(
+        self: &Arc<Self>,
+        clients: Arc<ClientRoots>,
+    ) -> Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(clients)
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Optional client authentication against CA roots that can be replaced
+/// while the server runs (a rotation of the CA adds the new one beside the
+/// old): a client that presents a certificate must present one issued by
+/// these roots and valid now, else the handshake fails; a client that
+/// presents none is let through, and what it may do is for the routes to
+/// decide.
+pub struct ClientRoots {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl std::fmt::Debug for ClientRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRoots").finish_non_exhaustive()
+    }
+}
+
+impl ClientRoots {
+    /// Client certificates are checked against the CA certificates in
+    /// `ca_pem`.
+    pub fn new(ca_pem: &str) -> Result<Arc<ClientRoots>> {
+        Ok(Arc::new(ClientRoots {
+            provider: provider(),
+            current: RwLock::new(Self::verifier(ca_pem)?),
+        }))
+    }
+
+    fn verifier(ca_pem: &str) -> Result<Arc<dyn ClientCertVerifier>> {
+        WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| Error::Verifier(e.to_string()))
+    }
+
+    /// Checks client certificates against `ca_pem` from the next handshake
+    /// on.
+    pub fn set(&self, ca_pem: &str) -> Result<()> {
+        let verifier = Self::verifier(ca_pem)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = verifier;
+        Ok(())
+    }
+
+    fn get(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl ClientCertVerifier for ClientRoots {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    /// No hints: Roost's clients present their one certificate anyway.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        self.get()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    signature_checks!(provider);
 }
 
 impl ResolvesServerCert for SwappableCert {

@@ -69,7 +69,7 @@ pub(crate) fn private_key_from_pem(key_pem: &str) -> Result<PrivateKeyDer<'stati
         .map_err(|e| Error::Pem(format!("cannot parse private key PEM: {e}")))
 }
 
-fn root_store(ca_pem: &str) -> Result<RootCertStore> {
+pub(crate) fn root_store(ca_pem: &str) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for der in certs_from_pem(ca_pem)? {
         roots.add(der)?;

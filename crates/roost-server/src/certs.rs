@@ -117,11 +117,26 @@ fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
+/// The cloud CA and the one before it (after a rotation), PEM.
+fn bundle_pem(st: &TlsState) -> String {
+    let mut pem = st.ca.ca_pem().to_string();
+    if let Some(prev) = &st.previous_ca_pem {
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+        pem.push_str(prev);
+    }
+    pem
+}
+
 /// The API's TLS: the cloud CA and the certificate the API presents.
 pub struct ApiTls {
     dir: PathBuf,
     names: Vec<String>,
     cert: Arc<SwappableCert>,
+    /// The CAs whose client certificates the API accepts (the cloud CA, and
+    /// the previous one after a rotation).
+    clients: Arc<roost_pki::ClientRoots>,
     state: Mutex<TlsState>,
 }
 
@@ -190,10 +205,12 @@ impl ApiTls {
             }
             _ => issue(dir, &state.ca, &names)?,
         };
+        let clients = roost_pki::ClientRoots::new(&bundle_pem(&state))?;
         let tls = Arc::new(ApiTls {
             dir: dir.to_path_buf(),
             names,
             cert: SwappableCert::new(identity),
+            clients,
             state: Mutex::new(state),
         });
         tls.write_bundle()?;
@@ -201,9 +218,37 @@ impl ApiTls {
     }
 
     /// A rustls server config presenting the current certificate (and any
-    /// that replaces it later).
+    /// that replaces it later), asking for an optional client certificate
+    /// from the cloud CA (agents present one; people and the stock clients
+    /// do not).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
-        Ok(self.cert.server_config()?)
+        Ok(self.cert.server_config_with_clients(self.clients.clone())?)
+    }
+
+    /// Signs an agent's CSR with the cloud CA: a client certificate for
+    /// `cn`, valid from now for `secs` seconds. The CSR's own subject is
+    /// ignored.
+    pub fn sign_agent_csr(&self, csr_pem: &str, cn: &str, secs: u64) -> Result<(String, CertInfo)> {
+        let now = SystemTime::now();
+        let until = now
+            .checked_add(Duration::from_secs(secs))
+            .ok_or_else(|| Error::Invalid(format!("a lifetime of {secs} s is out of range")))?;
+        // The server alone checks these certificates, on its own clock.
+        let validity = roost_pki::Validity::between(now - Duration::from_secs(1), until)?;
+        let pem = self
+            .lock()
+            .ca
+            .sign_client_csr_with(csr_pem, cn, validity)
+            .map_err(|e| {
+                Error::Invalid(format!("the certificate request cannot be signed: {e}"))
+            })?;
+        let info = roost_pki::cert_info(&pem)?;
+        Ok((pem, info))
+    }
+
+    /// The subject CN of the current cloud CA.
+    pub fn ca_cn(&self) -> Option<String> {
+        self.lock().ca.info().cn.clone()
     }
 
     /// What the API presents now.
@@ -222,15 +267,7 @@ impl ApiTls {
 
     /// The CA certificates clients should trust, PEM.
     pub fn ca_bundle_pem(&self) -> String {
-        let st = self.lock();
-        let mut pem = st.ca.ca_pem().to_string();
-        if let Some(prev) = &st.previous_ca_pem {
-            if !pem.ends_with('\n') {
-                pem.push('\n');
-            }
-            pem.push_str(prev);
-        }
-        pem
+        bundle_pem(&self.lock())
     }
 
     fn write_bundle(&self) -> Result<()> {
@@ -310,6 +347,9 @@ impl ApiTls {
         st.previous_ca_pem = Some(old_pem);
         st.installed = false;
         self.cert.set(id.clone());
+        // Agents' certificates from either CA are accepted; agents renew
+        // theirs from the new one when their next report says so.
+        self.clients.set(&bundle_pem(&st))?;
         drop(st);
         self.write_bundle()?;
         tracing::info!(fingerprint = %id.leaf.fingerprint, "rotated the cloud CA");
@@ -431,6 +471,19 @@ impl Entry {
         }
     }
 
+    /// An agent's client certificate: entity `host=<hostname>.certificate=agent`.
+    pub fn agent(host: &str, info: CertInfo) -> Entry {
+        Entry {
+            name: format!("agent/{host}"),
+            purpose: "client certificate of a host's agent (mutual TLS to the API)".into(),
+            mode: "agent".into(),
+            source: "self".into(),
+            entity: format!("host={host}.certificate=agent"),
+            label: format!("agent/{host}"),
+            info,
+        }
+    }
+
     /// A leaf certificate Roost renews itself (at two thirds of its life:
     /// the self-issued API certificate, the DC listener's, the subclouds'),
     /// as opposed to a CA or an operator's certificate.
@@ -521,7 +574,8 @@ pub fn desired_alarms(entries: &[Entry], now: i64) -> Desired {
 fn ours(alarm_id: &str, entity: &str) -> bool {
     (alarm_id == EXPIRING || alarm_id == EXPIRED)
         && (entity.starts_with("system.certificate.mode=")
-            || entity.starts_with("namespace=dc-cert.certificate="))
+            || entity.starts_with("namespace=dc-cert.certificate=")
+            || (entity.starts_with("host=") && entity.ends_with(".certificate=agent")))
 }
 
 /// An alarm raised now: `(id, entity, severity, reason)`.
@@ -566,6 +620,8 @@ pub struct Inventory {
     pub subclouds: Arc<Mutex<BTreeMap<String, CertInfo>>>,
     /// Subcloud: where its DC identity (CA and client certificate) is.
     pub dc_identity: Option<PathBuf>,
+    /// The hosts, whose agents hold client certificates.
+    pub hosts: Option<crate::hosts::HostService>,
     kick: Notify,
 }
 
@@ -577,6 +633,7 @@ impl Inventory {
             dc_server: Mutex::new(None),
             subclouds: Arc::default(),
             dc_identity: None,
+            hosts: None,
             kick: Notify::new(),
         }
     }
@@ -618,6 +675,14 @@ impl Inventory {
                 "client certificate of a subcloud (mutual TLS to the DC listener)",
                 info.clone(),
             ));
+        }
+        for (host, info) in self
+            .hosts
+            .as_ref()
+            .map(|h| h.agent_certificates())
+            .unwrap_or_default()
+        {
+            out.push(Entry::agent(&host, info));
         }
         if let Some(path) = &self.dc_identity
             && let Ok(text) = fs::read_to_string(path)

@@ -47,6 +47,9 @@ pub struct Config {
     /// Rotate a host's heartbeat key once it is this old, seconds (0: only
     /// on request).
     pub heartbeat_key_max_age_secs: u64,
+    /// Lifetime of an agent's client certificate, seconds (HTTPS only;
+    /// agents renew at two thirds of it).
+    pub agent_cert_secs: u64,
     /// `standalone` (default), `systemcontroller` or `subcloud`.
     pub role: String,
     pub dc: DcConfigFile,
@@ -333,6 +336,7 @@ impl Default for Config {
             heartbeat_listen: None,
             join_token_ttl_secs: 3600,
             heartbeat_key_max_age_secs: 90 * DAY,
+            agent_cert_secs: 90 * DAY,
             role: "standalone".into(),
             dc: DcConfigFile::default(),
             fm: FmConfig::default(),
@@ -464,6 +468,7 @@ impl Config {
                 0,
                 10 * 365 * DAY,
             ),
+            ("agent_cert_secs", self.agent_cert_secs, 30, 5 * 365 * DAY),
             (
                 "max_body_bytes",
                 self.max_body_bytes as u64,
@@ -703,6 +708,7 @@ mod tests {
             "identity.login_max_hold_ms" => c.identity.login_max_hold_ms = v,
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
             "heartbeat_key_max_age_secs" => c.heartbeat_key_max_age_secs = v,
+            "agent_cert_secs" => c.agent_cert_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,
             "http.body_read_timeout_secs" => c.http.body_read_timeout_secs = v,

@@ -239,6 +239,10 @@ pub async fn run_with(
             system_mode,
             join_token_ttl_secs: config.join_token_ttl_secs,
             heartbeat_key_max_age_secs: config.heartbeat_key_max_age_secs,
+            agent_ca: api_tls.clone().map(|tls| hosts::AgentCa {
+                tls,
+                cert_secs: config.agent_cert_secs,
+            }),
         },
         shutdown.clone(),
     )
@@ -326,6 +330,7 @@ pub async fn run_with(
         Role::Standalone => {}
     }
     let mut inventory = certs::Inventory::new(api_tls.clone());
+    inventory.hosts = Some(hosts.clone());
     if role == Role::Subcloud {
         inventory.dc_identity = Some(subcloud::identity_path(data.path()));
     }

@@ -777,6 +777,8 @@ async fn enroll_one(
             inventory: fake_inventory(&name, uptime_at_epoch),
             heartbeat_port: addr.port(),
             mgmt_ip: Some(cfg.ip.to_string()),
+            // Plain HTTP only: no client certificate.
+            csr_pem: None,
         })
         .send()
         .await

@@ -43,6 +43,13 @@ pub struct StoredHost {
     /// JSON object: CPU function name to the logical CPUs that have it;
     /// CPUs not listed have the default function.
     pub cpu_functions: String,
+    /// The agent's client certificate (PEM), issued by the cloud CA.
+    pub agent_cert: Option<String>,
+    /// Serial (lowercase hex) of `agent_cert`.
+    pub agent_cert_serial: Option<String>,
+    /// Serial of the certificate `agent_cert` replaced, accepted until the
+    /// agent first presents the new one.
+    pub agent_cert_prev_serial: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -50,7 +57,7 @@ pub struct StoredHost {
 const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administrative, operational,
     availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username, bm_password, location,
     hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at, cluster_ip,
-    cluster_port, labels, cpu_functions";
+    cluster_port, labels, cpu_functions, agent_cert, agent_cert_serial, agent_cert_prev_serial";
 
 fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
     Ok(StoredHost {
@@ -85,6 +92,9 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
             .and_then(|p| u16::try_from(p).ok()),
         labels: r.get(25)?,
         cpu_functions: r.get(26)?,
+        agent_cert: r.get(27)?,
+        agent_cert_serial: r.get(28)?,
+        agent_cert_prev_serial: r.get(29)?,
     })
 }
 
@@ -164,9 +174,10 @@ fn insert_host_tx(
         "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
             operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
             bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
-            created_at, updated_at, cluster_ip, cluster_port, labels, cpu_functions)
+            created_at, updated_at, cluster_ip, cluster_port, labels, cpu_functions,
+            agent_cert, agent_cert_serial, agent_cert_prev_serial)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
         params![
             h.uuid,
             h.hostname,
@@ -194,6 +205,9 @@ fn insert_host_tx(
             h.cluster_port.map(i64::from),
             h.labels,
             h.cpu_functions,
+            h.agent_cert,
+            h.agent_cert_serial,
+            h.agent_cert_prev_serial,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -218,7 +232,8 @@ fn update_host_tx(
             mgmt_ip = ?9, mgmt_mac = ?10, bm_type = ?11, bm_ip = ?12, bm_username = ?13,
             bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
             agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
-            cluster_ip = ?22, cluster_port = ?23, labels = ?24, cpu_functions = ?25
+            cluster_ip = ?22, cluster_port = ?23, labels = ?24, cpu_functions = ?25,
+            agent_cert = ?26, agent_cert_serial = ?27, agent_cert_prev_serial = ?28
          WHERE id = ?1",
         params![
             h.id,
@@ -246,6 +261,9 @@ fn update_host_tx(
             h.cluster_port.map(i64::from),
             h.labels,
             h.cpu_functions,
+            h.agent_cert,
+            h.agent_cert_serial,
+            h.agent_cert_prev_serial,
         ],
     )?;
     if n == 0 {
@@ -503,6 +521,9 @@ mod tests {
         let mut a2 = a.clone();
         a2.administrative = "unlocked".into();
         a2.bm_password = Some("pw".into());
+        a2.agent_cert = Some("-----BEGIN CERTIFICATE-----".into());
+        a2.agent_cert_serial = Some("0a".into());
+        a2.agent_cert_prev_serial = Some("09".into());
         s.update_host(&a2).unwrap();
         assert_eq!(s.hosts().unwrap()[0], a2);
         assert!(s.delete_host(a.id).unwrap());

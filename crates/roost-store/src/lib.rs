@@ -163,6 +163,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite/0011_sealed_secrets.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_agent_certificates.sql"),
+    ),
 ];
 
 /// The opened store.

@@ -73,6 +73,7 @@ fn enroll(url: &str, token: &str, port: u16) -> Reply {
             inventory: Default::default(),
             heartbeat_port: port,
             mgmt_ip: Some("127.0.0.1".into()),
+            csr_pem: None,
         })
         .send()
         .expect("request");

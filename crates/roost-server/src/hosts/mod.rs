@@ -18,6 +18,7 @@
 //!   store.
 //! - The [`effects::Executor`] alone touches the store, FM and the BMCs.
 
+pub mod agent_certs;
 mod attributes;
 pub mod bmc;
 pub mod cpus;
@@ -46,6 +47,7 @@ use roost_types::{Clock, Severity, SystemMode, Timestamp};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use self::agent_certs::{AgentCall, Channel, Presented};
 use self::bmc::{Bmc, BmcTarget};
 use self::effects::{Executor, Job, StateRow};
 use self::heartbeater::{Control, Heartbeater, NextPeriod, Peer, Periods, Transport};
@@ -72,6 +74,17 @@ pub struct HostsConfig {
     /// A host's heartbeat key older than this (seconds) is rotated; 0:
     /// only on request.
     pub heartbeat_key_max_age_secs: u64,
+    /// When the API speaks HTTPS: the CA that issues agents' client
+    /// certificates.
+    pub agent_ca: Option<AgentCa>,
+}
+
+/// The issuer of agents' client certificates.
+#[derive(Debug, Clone)]
+pub struct AgentCa {
+    pub tls: Arc<crate::certs::ApiTls>,
+    /// Lifetime of an agent's certificate, seconds (renewed at two thirds).
+    pub cert_secs: u64,
 }
 
 /// What a request to a stopping host service is answered.
@@ -707,9 +720,18 @@ impl HostService {
         Ok((view, wait))
     }
 
-    /// Enrolls an agent with a join token.
+    /// Enrolls an agent with a join token. When the API speaks HTTPS the
+    /// request must carry a CSR, and the answer carries the agent's client
+    /// certificate.
     pub async fn enroll(&self, req: EnrollRequest, peer: IpAddr) -> Result<EnrollResponse, Error> {
         let now = self.clock.now();
+        if self.config.agent_ca.is_some() && req.csr_pem.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::Invalid(
+                "this cloud's API speaks HTTPS: enrollment needs a certificate signing request \
+                 (csr_pem) for the agent's client certificate"
+                    .into(),
+            ));
+        }
         let token_hash = sha256_hex(&req.join_token);
         let store = self.store.clone();
         let hash = token_hash.clone();
@@ -721,14 +743,23 @@ impl HostService {
         let agent_token = random_secret(32);
         let _lane = self.lane.lock().await;
         // Decide.
-        let updated = {
+        let current = {
             let st = self.lock();
-            let h = st
-                .hosts
+            st.hosts
                 .get(&name)
-                .ok_or_else(|| Error::host_not_found(&name))?;
-            records::enrolled(h, &req, peer, &key, &sha256_hex(&agent_token), now)
+                .cloned()
+                .ok_or_else(|| Error::host_not_found(&name))?
         };
+        let mut updated =
+            records::enrolled(&current, &req, peer, &key, &sha256_hex(&agent_token), now);
+        let mut client_cert_pem = None;
+        if let (Some(ca), Some(csr)) = (&self.config.agent_ca, &req.csr_pem) {
+            let (pem, info) =
+                ca.tls
+                    .sign_agent_csr(csr, &agent_certs::subject_cn(&current), ca.cert_secs)?;
+            updated = agent_certs::issued(&updated, &Channel::Plain, &pem, &info);
+            client_cert_pem = Some(pem);
+        }
         // Persist: the token is used up in the same transaction.
         let writes = vec![
             HostWrite::TakeJoinToken {
@@ -760,6 +791,7 @@ impl HostService {
         tracing::info!(
             host = %name,
             mgmt_ip = updated.mgmt_ip.as_deref().unwrap_or(""),
+            cert_serial = updated.agent_cert_serial.as_deref().unwrap_or(""),
             "agent enrolled"
         );
         Ok(EnrollResponse {
@@ -770,7 +802,108 @@ impl HostService {
             subfunctions: updated.subfunctions,
             heartbeat_key: key.to_hex(),
             agent_token,
+            client_cert_pem,
         })
+    }
+
+    /// The host an agent's call comes from, once its token and its client
+    /// certificate are checked (see [`agent_certs`]), with the record and
+    /// which certificate it presented. `first_allowed`: the call asks for a
+    /// certificate.
+    fn agent_of(
+        st: &State,
+        call: &AgentCall,
+        first_allowed: bool,
+    ) -> Result<(StoredHost, Presented), Error> {
+        let name = st
+            .agent_tokens
+            .get(&sha256_hex(&call.token))
+            .ok_or_else(bad_agent_token)?;
+        let h = st.hosts.get(name).ok_or_else(bad_agent_token)?;
+        let presented = agent_certs::check(h, &call.channel, first_allowed)?;
+        Ok((h.clone(), presented))
+    }
+
+    /// Issues a new client certificate to an agent for the key of `csr_pem`
+    /// (a renewal, or the first one of an agent enrolled over plain HTTP).
+    /// The certificate it presented stays good until it presents the new
+    /// one.
+    pub async fn issue_agent_certificate(
+        &self,
+        call: &AgentCall,
+        csr_pem: &str,
+    ) -> Result<String, Error> {
+        let ca = self.config.agent_ca.clone().ok_or_else(|| {
+            Error::Conflict(
+                "this cloud's API speaks plain HTTP: agents use their token alone and get no \
+                 client certificate"
+                    .into(),
+            )
+        })?;
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let (current, _) = Self::agent_of(&self.lock(), call, true)?;
+        let (pem, info) =
+            ca.tls
+                .sign_agent_csr(csr_pem, &agent_certs::subject_cn(&current), ca.cert_secs)?;
+        let mut updated = agent_certs::issued(&current, &call.channel, &pem, &info);
+        updated.updated_at = Some(self.clock.now());
+        // Persist.
+        self.commit(vec![HostWrite::Fields(updated.clone())])
+            .await?;
+        // Apply.
+        self.lock().set_fields(&updated);
+        tracing::info!(host = %updated.hostname, serial = %info.serial, not_after = info.not_after, "issued an agent certificate");
+        Ok(pem)
+    }
+
+    /// Withdraws every credential of a host's agent (token, certificates,
+    /// heartbeat key): its calls are refused from now on, and the host is
+    /// no longer pulsed. It comes back only by enrolling again with a new
+    /// join token.
+    pub async fn revoke_agent(&self, ident: &str) -> Result<String, Error> {
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let updated = {
+            let st = self.lock();
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+            if h.local {
+                return Err(Error::Conflict(format!(
+                    "{} runs inside this server and has no agent",
+                    h.hostname
+                )));
+            }
+            let mut u = agent_certs::revoked(h);
+            u.updated_at = Some(self.clock.now());
+            u
+        };
+        // Persist.
+        self.commit(vec![HostWrite::Fields(updated.clone())])
+            .await?;
+        // Apply.
+        {
+            let mut st = self.lock();
+            st.agent_tokens.retain(|_, host| *host != updated.hostname);
+            st.set_fields(&updated);
+        }
+        let _ = self.shared.heartbeat.send(Control::Remove {
+            id: updated.id as u32,
+        });
+        tracing::warn!(host = %updated.hostname, "revoked the host's agent: its token, certificates and heartbeat key");
+        Ok(updated.hostname)
+    }
+
+    /// Every agent's client certificate on record: (hostname, facts).
+    pub fn agent_certificates(&self) -> Vec<(String, roost_pki::CertInfo)> {
+        let pems: Vec<(String, String)> = self
+            .lock()
+            .hosts
+            .values()
+            .filter_map(|h| Some((h.hostname.clone(), h.agent_cert.clone()?)))
+            .collect();
+        pems.into_iter()
+            .filter_map(|(host, pem)| Some((host, roost_pki::cert_info(&pem).ok()?)))
+            .collect()
     }
 
     /// Sets what is asked before a host is locked (once).
@@ -778,36 +911,43 @@ impl HostService {
         let _ = self.lock_gate.set(gate);
     }
 
-    /// The host whose agent holds `token`.
-    pub fn agent_host(&self, token: &str) -> Result<String, Error> {
-        self.lock()
-            .agent_tokens
-            .get(&sha256_hex(token))
-            .cloned()
-            .ok_or_else(bad_agent_token)
+    /// The host whose agent made `call` (token and client certificate
+    /// checked).
+    pub fn agent_host(&self, call: &AgentCall) -> Result<String, Error> {
+        Ok(Self::agent_of(&self.lock(), call, false)?.0.hostname)
     }
 
     /// Takes an agent's report.
-    pub async fn report(&self, token: &str, report: AgentReport) -> Result<ReportReply, Error> {
+    pub async fn report(
+        &self,
+        call: &AgentCall,
+        report: AgentReport,
+    ) -> Result<ReportReply, Error> {
         let now = self.clock.now();
-        let token_hash = sha256_hex(token);
-        let name = self
-            .lock()
-            .agent_tokens
-            .get(&token_hash)
-            .cloned()
-            .ok_or_else(bad_agent_token)?;
+        let name = self.agent_host(call)?;
         // Validate and convert the whole report.
         let facts = records::check_report(&name, &report)?;
         let _lane = self.lane.lock().await;
         // Decide.
-        let (current, mut updated) = {
+        let (current, mut updated, renew_certificate) = {
             let st = self.lock();
-            if st.agent_tokens.get(&token_hash) != Some(&name) {
+            let (h, presented) = Self::agent_of(&st, call, false)?;
+            if h.hostname != name {
                 return Err(bad_agent_token());
             }
-            let h = st.hosts.get(&name).ok_or_else(bad_agent_token)?;
-            (h.clone(), records::reported(h, &report, now))
+            let mut updated = records::reported(&h, &report, now);
+            if let Some(u) = agent_certs::after_use(&h, presented) {
+                updated.agent_cert_prev_serial = u.agent_cert_prev_serial;
+            }
+            let renew = match (&call.channel, &self.config.agent_ca) {
+                (Channel::Tls(Some(peer)), Some(ca)) => agent_certs::renewal_due(
+                    peer,
+                    ca.tls.ca_cn().as_deref(),
+                    std::time::SystemTime::now(),
+                ),
+                _ => false,
+            };
+            (h, updated, renew)
         };
         // A rotation: the agent holds the next key, so pulses switch to
         // it; until then the reply hands it over.
@@ -862,6 +1002,7 @@ impl HostService {
                 .unwrap_or_default(),
             availability: status.map(|s| s.avail.to_string()).unwrap_or_default(),
             heartbeat_key_next: key_next,
+            renew_certificate,
         })
     }
 

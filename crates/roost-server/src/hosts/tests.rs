@@ -112,6 +112,18 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(None).await
+}
+
+/// An agent's call over plain HTTP.
+fn plain(token: &str) -> AgentCall {
+    AgentCall {
+        token: token.to_string(),
+        channel: Channel::Plain,
+    }
+}
+
+async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Store::open(StoreConfig {
@@ -155,6 +167,7 @@ async fn rig() -> Rig {
             system_mode: SystemMode::Simplex,
             join_token_ttl_secs: 600,
             heartbeat_key_max_age_secs: 0,
+            agent_ca,
         },
         Shutdown(rx),
     )
@@ -190,6 +203,7 @@ fn enroll_request(token: &str, port: u16) -> EnrollRequest {
         inventory: Default::default(),
         heartbeat_port: port,
         mgmt_ip: Some("127.0.0.1".into()),
+        csr_pem: None,
     }
 }
 
@@ -259,7 +273,10 @@ async fn a_failed_commit_of_an_enrollment_keeps_the_join_token_and_registers_not
         matches!(&again, Err(e) if e.kind() == crate::ErrorKind::Unauthorized),
         "{again:?}"
     );
-    let report = r.svc.report(&e.agent_token, AgentReport::default()).await;
+    let report = r
+        .svc
+        .report(&plain(&e.agent_token), AgentReport::default())
+        .await;
     assert!(report.is_ok(), "{report:?}");
 }
 
@@ -278,11 +295,19 @@ async fn a_failed_commit_of_a_report_changes_nothing() {
         heartbeat_port: Some(4001),
         ..AgentReport::default()
     };
-    assert!(r.svc.report(&e.agent_token, report()).await.is_err());
+    assert!(
+        r.svc
+            .report(&plain(&e.agent_token), report())
+            .await
+            .is_err()
+    );
     let stored = r.store.inner.hosts().unwrap();
     assert_eq!(stored[1].hb_port, Some(4000));
     assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, Some(4000));
-    r.svc.report(&e.agent_token, report()).await.unwrap();
+    r.svc
+        .report(&plain(&e.agent_token), report())
+        .await
+        .unwrap();
     assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, Some(4001));
     assert_eq!(r.store.inner.hosts().unwrap()[1].hb_port, Some(4001));
 }
@@ -746,7 +771,7 @@ async fn of_many_concurrent_enrollments_with_one_token_exactly_one_wins() {
     assert_eq!(r.svc.lock().hosts["worker-1"].hb_port, port);
     assert!(
         r.svc
-            .report(&won.agent_token, AgentReport::default())
+            .report(&plain(&won.agent_token), AgentReport::default())
             .await
             .is_ok()
     );
@@ -795,4 +820,90 @@ fn heartbeat_keys_older_than_the_age_are_due_unless_rotating() {
         ["old", "legacy"]
     );
     assert!(keys_due(hosts.iter(), Timestamp(100 * s), 1000).is_empty());
+}
+
+/// Over HTTPS: enrollment needs a CSR and returns a certificate naming the
+/// host's uuid; calls must present the certificate on record (or the one a
+/// renewal replaced, until the new one is used); a revoked agent is refused
+/// with a certificate that is still valid.
+#[tokio::test]
+async fn agents_certificates_are_issued_checked_renewed_and_revoked() {
+    let tls_dir = tempfile::tempdir().unwrap();
+    let tls =
+        crate::certs::ApiTls::load_or_create(tls_dir.path(), vec!["localhost".into()]).unwrap();
+    let r = rig_with(Some(super::AgentCa {
+        tls,
+        cert_secs: 3600,
+    }))
+    .await;
+    let (_, token) = r.svc.add(host_add("worker-1")).await.unwrap();
+    let peer = "127.0.0.1".parse().unwrap();
+    let refused = r.svc.enroll(enroll_request(&token, 4000), peer).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("certificate signing request")),
+        "{refused:?}"
+    );
+    let key = roost_pki::ClientIdentity::generate("anything").unwrap();
+    let e = r
+        .svc
+        .enroll(
+            EnrollRequest {
+                csr_pem: Some(key.csr_pem.clone()),
+                ..enroll_request(&token, 4000)
+            },
+            peer,
+        )
+        .await
+        .unwrap();
+    let first = roost_pki::cert_info(e.client_cert_pem.as_deref().unwrap()).unwrap();
+    assert_eq!(first.cn.as_deref(), Some(e.uuid.as_str()));
+    let call = |cert: Option<&roost_pki::CertInfo>| AgentCall {
+        token: e.agent_token.clone(),
+        channel: Channel::Tls(cert.cloned()),
+    };
+    // The token alone, or plain HTTP's lack of a certificate, is not enough.
+    assert!(r.svc.agent_host(&call(None)).is_err());
+    assert_eq!(r.svc.agent_host(&call(Some(&first))).unwrap(), "worker-1");
+    let reply = r
+        .svc
+        .report(&call(Some(&first)), AgentReport::default())
+        .await
+        .unwrap();
+    assert!(!reply.renew_certificate);
+    // Renewal: the new certificate and the one presented are both good
+    // until the new one is used.
+    let second = r
+        .svc
+        .issue_agent_certificate(&call(Some(&first)), &key.csr_pem)
+        .await
+        .unwrap();
+    let second = roost_pki::cert_info(&second).unwrap();
+    assert_ne!(second.serial, first.serial);
+    assert_eq!(r.svc.agent_host(&call(Some(&first))).unwrap(), "worker-1");
+    r.svc
+        .report(&call(Some(&second)), AgentReport::default())
+        .await
+        .unwrap();
+    let stale = r.svc.agent_host(&call(Some(&first))).unwrap_err();
+    assert!(stale.to_string().contains("no longer"), "{stale}");
+    // What the store holds survives a restart of the service.
+    let stored = r.store.inner.hosts().unwrap();
+    assert_eq!(
+        stored[1].agent_cert_serial.as_deref(),
+        Some(second.serial.as_str())
+    );
+    assert_eq!(stored[1].agent_cert_prev_serial, None);
+    assert_eq!(r.svc.agent_certificates().len(), 1);
+    // Revoked: refused with a certificate that is still valid.
+    r.svc.revoke_agent("worker-1").await.unwrap();
+    assert!(r.svc.agent_host(&call(Some(&second))).is_err());
+    assert!(
+        r.svc
+            .issue_agent_certificate(&call(Some(&second)), &key.csr_pem)
+            .await
+            .is_err()
+    );
+    assert!(r.svc.agent_certificates().is_empty());
+    let stored = r.store.inner.hosts().unwrap();
+    assert!(stored[1].agent_token_hash.is_none() && stored[1].hb_key.is_none());
 }

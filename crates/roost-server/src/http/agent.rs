@@ -1,25 +1,62 @@
-//! The agent protocol: enrollment with a join token, then reports signed
-//! with the agent token. These routes do not take user tokens.
+//! The agent protocol: enrollment with a join token, then calls made with
+//! the agent token and, when the API speaks HTTPS, the agent's client
+//! certificate (see `hosts::agent_certs`). These routes do not take user
+//! tokens.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::Json;
 use axum::routing::post;
-use roost_api::sysinv::{AgentReport, EnrollRequest, EnrollResponse, ReportReply};
+use roost_api::sysinv::{
+    AgentCertRequest, AgentCertResponse, AgentReport, EnrollRequest, EnrollResponse, ReportReply,
+};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::json_body;
+use crate::hosts::agent_certs::{AgentCall, Channel};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/agent/enroll", post(enroll))
         .route("/v1/agent/report", post(report))
+        .route("/v1/agent/certificate", post(certificate))
+}
+
+/// An agent's credentials on a call: the `X-Agent-Token` header (401 when
+/// missing) and the channel the API's serve loop recorded. A request that
+/// did not come through it counts as HTTPS without a certificate, so the
+/// certificate check fails closed.
+#[derive(Debug, Clone)]
+pub struct AgentAuth(pub AgentCall);
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let token = agent_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let channel = parts
+            .extensions
+            .get::<Channel>()
+            .cloned()
+            .unwrap_or(Channel::Tls(None));
+        Ok(AgentAuth(AgentCall { token, channel }))
+    }
+}
+
+/// The agent token of a request, if it has one.
+pub fn agent_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-agent-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 async fn enroll(
@@ -35,18 +72,26 @@ async fn enroll(
 
 async fn report(
     State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReportReply>, ApiError> {
-    let token = headers
-        .get("x-agent-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    if token.is_empty() {
-        return Err(ApiError::unauthorized());
-    }
     let req: AgentReport = json_body(&headers, body)?;
-    let r = st.hosts.report(&token, req).await?;
+    let r = st.hosts.report(&call, req).await?;
     Ok(Json(r))
+}
+
+/// `POST /v1/agent/certificate`: a new client certificate for the agent.
+async fn certificate(
+    State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AgentCertResponse>, ApiError> {
+    let req: AgentCertRequest = json_body(&headers, body)?;
+    let cert_pem = st
+        .hosts
+        .issue_agent_certificate(&call, &req.csr_pem)
+        .await?;
+    Ok(Json(AgentCertResponse { cert_pem }))
 }

@@ -19,6 +19,7 @@ use roost_api::apps::{App, AppList, AppListItem, AppPatch, AppReplicaList, AppUp
 use roost_package::upload::{Upload, UploadDecoder};
 
 use super::AppState;
+use super::agent::AgentAuth;
 use super::error::ApiError;
 use super::extract::{Path, Query, json_body};
 use crate::Error;
@@ -378,16 +379,12 @@ async fn delete(
 
 // ----- agents ------------------------------------------------------------------
 
-/// The host of the agent token in the request.
-fn agent_host(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = headers
-        .get("x-agent-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if token.is_empty() {
-        return Err(ApiError::unauthorized());
-    }
-    Ok(st.hosts.agent_host(token)?)
+/// The host of the agent whose call this is (token and certificate checked).
+fn agent_host(
+    st: &AppState,
+    call: &crate::hosts::agent_certs::AgentCall,
+) -> Result<String, ApiError> {
+    Ok(st.hosts.agent_host(call)?)
 }
 
 /// Longest a plan poll is held.
@@ -395,10 +392,10 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 async fn plan(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    AgentAuth(call): AgentAuth,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<HostPlan>, ApiError> {
-    let host = agent_host(&st, &headers)?;
+    let host = agent_host(&st, &call)?;
     let q = Query::parse(raw.as_deref());
     q.only(&["generation", "wait"])?;
     let number = |k: &str| -> Result<u64, ApiError> {
@@ -418,10 +415,11 @@ async fn plan(
 
 async fn report(
     State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let host = agent_host(&st, &headers)?;
+    let host = agent_host(&st, &call)?;
     let r: AgentAppsReport = json_body(&headers, body)?;
     st.apps.report(&host, r).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -429,10 +427,10 @@ async fn report(
 
 async fn log_requests(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    AgentAuth(call): AgentAuth,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<roost_api::apps::agent::LogRequests>, ApiError> {
-    let host = agent_host(&st, &headers)?;
+    let host = agent_host(&st, &call)?;
     let q = Query::parse(raw.as_deref());
     q.only(&["wait"])?;
     let wait = q
@@ -453,12 +451,12 @@ async fn log_requests(
 
 async fn log_chunk(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    AgentAuth(call): AgentAuth,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let host = agent_host(&st, &headers)?;
+    let host = agent_host(&st, &call)?;
     let q = Query::parse(raw.as_deref());
     q.only(&["end"])?;
     let end = q.flag("end")?;
@@ -471,10 +469,11 @@ async fn log_chunk(
 /// on, so that an interrupted fetch resumes.
 async fn image(
     State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    agent_host(&st, &headers)?;
+    agent_host(&st, &call)?;
     let path = st
         .apps
         .image_archive(&digest)

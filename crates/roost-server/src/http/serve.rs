@@ -36,6 +36,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower_service::Service;
 
+use crate::hosts::agent_certs::Channel;
+
 /// Connections served beyond the cap while none is idle to make room.
 pub const OVERFLOW: usize = 64;
 /// Connections beyond those that may wait [`WAIT`] for room.
@@ -153,11 +155,19 @@ pub trait ApiIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Tells the client there is no room (if that can be said without
     /// waiting), before the connection is dropped.
     fn refuse(&self);
+
+    /// How the connection reached the API, handed to every request on it
+    /// as an extension (agents' routes check the client certificate).
+    fn channel(&self) -> Channel;
 }
 
 impl ApiIo for TcpStream {
     fn refuse(&self) {
         refuse(self);
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::Plain
     }
 }
 
@@ -166,6 +176,17 @@ impl ApiIo for roost_pki::TlsStream<TcpStream> {
     /// just closed.
     fn refuse(&self) {
         tracing::debug!("too many connections; refused one");
+    }
+
+    /// The client certificate the handshake verified, if any.
+    fn channel(&self) -> Channel {
+        let peer = self
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|der| roost_pki::cert_info_der(der.as_ref()).ok());
+        Channel::Tls(peer)
     }
 }
 
@@ -345,6 +366,7 @@ struct ConnCtx {
 
 impl ConnCtx {
     async fn serve<S: ApiIo>(mut self, tcp: S, conn: Arc<Conn>, id: u64) {
+        let channel = tcp.channel();
         let io = TokioIo::new(Watched {
             inner: tcp,
             conn: conn.clone(),
@@ -358,6 +380,7 @@ impl ConnCtx {
             let guard = InFlight::start(svc_conn.clone());
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(remote));
+            parts.extensions.insert(channel.clone());
             let body = if http_body::Body::is_end_stream(&body) {
                 Body::new(body)
             } else {

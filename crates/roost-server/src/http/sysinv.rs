@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/ihosts/{host}/heartbeat_key",
             get(heartbeat_key).post(rotate_heartbeat_key),
         )
+        .route("/v1/ihosts/{host}/revoke", post(revoke_agent))
         .route("/v1/idns", get(list_dns))
         .route("/v1/idns/", get(list_dns))
         .route("/v1/idns/{uuid}", get(show_dns).patch(patch_dns))
@@ -117,6 +118,15 @@ async fn rotate_heartbeat_key(
     Path(host): Path<String>,
 ) -> Result<Json<roost_api::sysinv::HeartbeatKeyStatus>, ApiError> {
     Ok(Json(st.hosts.rotate_heartbeat_key(&host).await?))
+}
+
+/// `POST /v1/ihosts/{host}/revoke`: withdraws the agent's credentials.
+async fn revoke_agent(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    st.hosts.revoke_agent(&host).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 async fn patch_host(

@@ -346,6 +346,7 @@ impl Rig {
                 system_mode: roost_types::SystemMode::Simplex,
                 join_token_ttl_secs: 600,
                 heartbeat_key_max_age_secs: 0,
+                agent_ca: None,
             },
             self.shutdown(),
         )
