@@ -94,6 +94,7 @@ impl Client {
         heartbeat_port: u16,
         mgmt_ip: Option<&str>,
         csr_pem: Option<&str>,
+        tpm: Option<roost_api::tpm::TpmEnrollment>,
     ) -> Result<EnrollResponse, Error> {
         let body = EnrollRequest {
             join_token: join_token.to_string(),
@@ -101,6 +102,7 @@ impl Client {
             heartbeat_port,
             mgmt_ip: mgmt_ip.map(str::to_string),
             csr_pem: csr_pem.map(str::to_string),
+            tpm,
         };
         let req = self
             .http()
@@ -401,6 +403,7 @@ mod tests {
             heartbeat_port: 2103,
             mgmt_ip: None,
             csr_pem: None,
+            tpm: None,
         })
         .unwrap();
         assert_eq!(v["join_token"], "t");

@@ -8,12 +8,15 @@
 #![forbid(unsafe_code)]
 
 pub mod apps;
+pub mod attest;
 pub mod client;
 pub mod error;
 pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
 pub mod process;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -122,6 +125,12 @@ pub struct AgentArgs {
     /// Stop this host's applications after this many milliseconds without a heartbeat (keep it below the server's heartbeat period × failure threshold, 1000 ms by default)
     #[arg(long, default_value_t = 700, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub fence_after_ms: u64,
+    /// This host's TPM 2.0, by TCTI (device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=2321): enroll with an attestation key made in it and prove the host's measurements with quotes [needs the cargo feature "tpm"]
+    #[arg(long, env = "ROOST_TPM", value_name = "TCTI")]
+    pub tpm: Option<String>,
+    /// PCRs quoted at enrollment (later quotes cover those the server asks for)
+    #[arg(long, default_value = "0-7", value_parser = attest::parse_pcrs)]
+    pub tpm_pcrs: std::vec::Vec<u8>,
 }
 
 impl fmt::Debug for AgentArgs {
@@ -144,6 +153,8 @@ impl fmt::Debug for AgentArgs {
             .field("containerd_socket", &self.containerd_socket)
             .field("no_apps", &self.no_apps)
             .field("fence_after_ms", &self.fence_after_ms)
+            .field("tpm", &self.tpm)
+            .field("tpm_pcrs", &self.tpm_pcrs)
             .finish()
     }
 }
@@ -254,6 +265,8 @@ struct Shared {
     identity_saves: tokio::sync::Mutex<()>,
     /// Asks the certificate task to renew the client certificate now.
     renew_certificate: Notify,
+    /// The host's TPM, with `--tpm`.
+    tpm: Option<attest::SharedTpm>,
 }
 
 #[derive(Debug, Default)]
@@ -264,6 +277,8 @@ struct Pending {
     processes: BTreeMap<String, Option<String>>,
     /// The inventory changed.
     inventory: bool,
+    /// The answer to the server's last TPM challenge.
+    tpm_quote: Option<roost_api::tpm::TpmQuote>,
 }
 
 impl Shared {
@@ -391,6 +406,17 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     };
 
     let inventory = tokio::task::spawn_blocking(inventory::read).await?;
+    let tpm = match &args.tpm {
+        Some(tcti) => {
+            let tcti = tcti.clone();
+            let t = tokio::task::spawn_blocking(move || attest::open(&tcti))
+                .await
+                .map_err(|_| Error::Stopped("the TPM task panicked"))??;
+            tracing::info!(tcti = %args.tpm.as_deref().unwrap_or_default(), "using the TPM");
+            Some(t)
+        }
+        None => None,
+    };
 
     let identity = match stored {
         Some(mut id) => {
@@ -421,6 +447,14 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
             } else {
                 None
             };
+            let tpm_enrollment = match &tpm {
+                Some(t) => Some(
+                    attest::enrollment(t, token, &args.tpm_pcrs)
+                        .await
+                        .map_err(|e| Error::context("cannot quote with the TPM", e))?,
+                ),
+                None => None,
+            };
             let enrollment = client
                 .enroll(
                     token,
@@ -428,6 +462,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
                     heartbeat_addr.port(),
                     mgmt_ip.as_deref(),
                     key.as_ref().map(|k| k.csr_pem.as_str()),
+                    tpm_enrollment,
                 )
                 .await
                 .map_err(|e| match e {
@@ -482,6 +517,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         next_key,
         identity_saves: tokio::sync::Mutex::new(()),
         renew_certificate: Notify::new(),
+        tpm,
     });
 
     let mut tasks = JoinSet::new();
@@ -597,6 +633,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 })
                 .collect(),
             heartbeat_key_next: lock(&shared.identity).next_key().map(|k| k.fingerprint()),
+            tpm_quote: taken.tpm_quote.clone(),
         };
         let (token, serial) = {
             let id = lock(&shared.identity);
@@ -656,6 +693,9 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 p.processes.entry(k).or_insert(s);
             }
             p.inventory |= with_inventory;
+            if p.tpm_quote.is_none() {
+                p.tpm_quote = taken.tpm_quote;
+            }
             drop(p);
             retry_at = Some(tokio::time::Instant::now() + backoff);
             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -842,6 +882,18 @@ async fn key_task(shared: Arc<Shared>, mut promoted: mpsc::UnboundedReceiver<Hos
 /// rotation: the next key is kept (in the identity file) and offered to the
 /// responders, and the server is told at once that this agent holds it.
 async fn on_reply(shared: &Shared, reply: &ReportReply) {
+    if let (Some(c), Some(tpm)) = (&reply.tpm_challenge, &shared.tpm) {
+        match roost_api::tpm::from_hex(&c.nonce) {
+            Some(nonce) => match attest::quote(tpm, nonce, c.pcrs.clone()).await {
+                Ok(q) => {
+                    lock(&shared.pending).tpm_quote = Some(q.to_wire());
+                    shared.wake.notify_one();
+                }
+                Err(e) => tracing::error!(error = %e, "cannot quote with the TPM"),
+            },
+            None => tracing::warn!("the server's TPM challenge is not hex"),
+        }
+    }
     if let Some(next) = reply.next_key() {
         let taken = change_identity(shared, "the next heartbeat key", |id| {
             let known = id.next_key().is_some_and(|n| n.same_as(&next))

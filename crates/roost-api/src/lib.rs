@@ -19,6 +19,7 @@ pub mod identity;
 pub mod openapi;
 pub mod redfish;
 pub mod sysinv;
+pub mod tpm;
 
 pub use error::Error;
 

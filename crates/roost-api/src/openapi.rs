@@ -656,6 +656,26 @@ pub const ROUTES: &[Route] = &[
         body: None,
     },
     Route {
+        method: "get",
+        path: "/v1/ihosts/{host}/attestation",
+        tag: "inventory",
+        summary: "A host's TPM attestation: status (none, trusted, failed) and why, the attestation key's fingerprint, the expected and the last quoted PCR values",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/ihosts/{host}/attestation",
+        tag: "inventory",
+        summary: "Accept the PCR values a host quotes now as the expected ones (after a legitimate change) and clear its attestation failure (500.110); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
         method: "post",
         path: "/v1/ihosts/{host}/revoke",
         tag: "inventory",
@@ -1483,7 +1503,8 @@ fn schemas() -> Value {
                 "inventory": {"type": "object", "description": "the host's inventory (CPUs, NUMA nodes, memory, disks, NICs)"},
                 "heartbeat_port": {"type": "integer", "minimum": 0, "maximum": 65535},
                 "mgmt_ip": s("string"),
-                "csr_pem": {"type": "string", "description": "PKCS#10 request (PEM) for the agent's client certificate; required when the API speaks HTTPS"}
+                "csr_pem": {"type": "string", "description": "PKCS#10 request (PEM) for the agent's client certificate; required when the API speaks HTTPS"},
+                "tpm": {"$ref": "#/components/schemas/TpmEnrollment"}
             },
             "additionalProperties": false
         },
@@ -1522,7 +1543,28 @@ fn schemas() -> Value {
                     },
                     "additionalProperties": false
                 }},
-                "heartbeat_key_next": {"type": ["string", "null"], "description": "fingerprint of the next heartbeat key the agent holds, during a rotation"}
+                "heartbeat_key_next": {"type": ["string", "null"], "description": "fingerprint of the next heartbeat key the agent holds, during a rotation"},
+                "tpm_quote": {"$ref": "#/components/schemas/TpmQuote"}
+            },
+            "additionalProperties": false
+        },
+        "TpmQuote": {
+            "type": "object",
+            "required": ["attest", "signature_r", "signature_s", "pcrs"],
+            "properties": {
+                "attest": {"type": "string", "description": "the signed TPMS_ATTEST, hex"},
+                "signature_r": {"type": "string", "description": "ECDSA r, hex"},
+                "signature_s": {"type": "string", "description": "ECDSA s, hex"},
+                "pcrs": {"type": "object", "additionalProperties": {"type": "string"}, "description": "quoted SHA-256 PCR values by index, hex"}
+            },
+            "additionalProperties": false
+        },
+        "TpmEnrollment": {
+            "type": "object",
+            "required": ["ak_public", "quote"],
+            "properties": {
+                "ak_public": {"type": "string", "description": "the TPM attestation key (P-256, SEC1 uncompressed), hex"},
+                "quote": {"$ref": "#/components/schemas/TpmQuote"}
             },
             "additionalProperties": false
         },
@@ -1905,6 +1947,7 @@ mod tests {
         ("post", "/v1/ihosts/{host}/join_token"),
         ("post", "/v1/ihosts/{host}/heartbeat_key"),
         ("post", "/v1/ihosts/{host}/revoke"),
+        ("post", "/v1/ihosts/{host}/attestation"),
         ("post", "/v1/agent/apps/logs/{id}"),
         (
             "put",

@@ -521,6 +521,10 @@ pub struct EnrollRequest {
     /// call presents the certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csr_pem: Option<String>,
+    /// A host with a TPM: its attestation key and a quote for
+    /// [`crate::tpm::enrollment_nonce`] of the join token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<crate::tpm::TpmEnrollment>,
 }
 
 /// What the server answers an enrolled agent. The agent keeps it (mode
@@ -574,6 +578,10 @@ pub struct ReportReply {
     /// due, or from a cloud CA that has been rotated out).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub renew_certificate: bool,
+    /// A host with a TPM: quote these PCRs for this nonce and send the quote
+    /// in the next report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_challenge: Option<crate::tpm::TpmChallenge>,
 }
 
 impl ReportReply {
@@ -597,6 +605,7 @@ impl std::fmt::Debug for ReportReply {
                 &self.heartbeat_key_next.as_ref().map(|_| "<hidden>"),
             )
             .field("renew_certificate", &self.renew_certificate)
+            .field("tpm_challenge", &self.tpm_challenge)
             .finish()
     }
 }
@@ -657,6 +666,9 @@ pub struct AgentReport {
     /// rotation): the server switches to it once the agent has it.
     #[serde(default)]
     pub heartbeat_key_next: Option<String>,
+    /// The answer to the last TPM challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_quote: Option<crate::tpm::TpmQuote>,
 }
 
 #[cfg(test)]

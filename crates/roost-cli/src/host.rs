@@ -95,6 +95,15 @@ pub enum HostCommand {
     /// join-token HOST`, remove the agent's data directory and start it with
     /// the token. Admin role.
     Revoke(HostArg),
+    /// Show a host's TPM attestation, or accept the PCR values it quotes now
+    ///
+    /// A host whose agent enrolled with its TPM proves its measurements
+    /// with a quote every [tpm] quote_interval_secs. A quote that does not
+    /// verify, or changed PCR values, raise 500.110 and keep the host from
+    /// being unlocked. After a legitimate change (a firmware update),
+    /// --accept (admin role) makes the values it quotes now the expected
+    /// ones and clears the alarm.
+    Attestation(AttestationArgs),
     /// List a host's CPUs
     Cpus(HostOutputArgs),
     /// Change the function of a locked host's CPUs (platform, application-isolated)
@@ -156,6 +165,29 @@ pub struct HeartbeatKeyArgs {
     #[allow(missing_docs)]
     pub output: OutputArgs,
 }
+
+/// Flags of `roost host attestation`.
+#[derive(clap::Args, Debug)]
+pub struct AttestationArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Accept the PCR values the host quotes now (admin role)
+    #[arg(long)]
+    pub accept: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// The fields `roost host attestation` prints.
+pub const ATTESTATION_FIELDS: &[&str] = &[
+    "hostname",
+    "status",
+    "reason",
+    "ak_fingerprint",
+    "last_quote_at",
+];
 
 /// The fields `roost host heartbeat-key` prints.
 pub const HEARTBEAT_KEY_FIELDS: &[&str] =
@@ -230,6 +262,7 @@ pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Er
         HostCommand::JoinToken(args) => join_token(&args, env, io),
         HostCommand::HeartbeatKey(args) => heartbeat_key(&args, env, io),
         HostCommand::Revoke(args) => revoke(&args.host, env, io),
+        HostCommand::Attestation(args) => attestation(&args, env, io),
         HostCommand::Cpus(args) => sub_list(SubList::Cpus, &args, env, io),
         HostCommand::CpuModify(args) => crate::host_attributes::cpu_modify(&args, env, io),
         HostCommand::Label(cmd) => crate::host_attributes::label(cmd, env, io),
@@ -422,6 +455,40 @@ fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<
                     "Rotation started; it ends after the agent's next report. Check with: roost host heartbeat-key {}",
                     shell_word(&args.host)
                 )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn attestation(args: &AttestationArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let path = format!("{}/attestation", host_path(&args.host)?);
+    let api = &connect(env)?;
+    let reply = if args.accept {
+        api.post(&path, &serde_json::Map::new())
+    } else {
+        api.get(&path, &Query::new())
+    }
+    .map_err(not_found(&args.host))?;
+    match args.output.output {
+        OutputFormat::Json => print_json(io.out, &reply),
+        OutputFormat::Table => {
+            print_table(io.out, &fields_table(&reply, ATTESTATION_FIELDS))?;
+            for (title, key) in [
+                ("Expected PCRs", "expected_pcrs"),
+                ("Last quoted PCRs", "last_pcrs"),
+            ] {
+                if let Some(pcrs) = reply.get(key).and_then(Value::as_object)
+                    && !pcrs.is_empty()
+                {
+                    writeln!(io.out, "{title}:")?;
+                    for (i, v) in pcrs {
+                        writeln!(io.out, "  {i:>2}  {}", v.as_str().unwrap_or_default())?;
+                    }
+                }
+            }
+            if args.accept {
+                writeln!(io.err, "Accepted the PCR values {} quotes now", args.host)?;
             }
             Ok(())
         }

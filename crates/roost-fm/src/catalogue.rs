@@ -943,6 +943,24 @@ static BUILTIN: &[Builtin] = &[
         degrade: None,
     },
     Builtin {
+        id: "500.110",
+        description: "The host failed TPM attestation: a quote did not verify under the \
+                      attestation key it enrolled with, or its PCR values (the measurements \
+                      of its firmware and boot) changed. The host cannot be unlocked.",
+        entity: HOST,
+        severities: CRIT,
+        repair: "Find out why the measurements changed. After a legitimate change (firmware or \
+                 boot loader update) accept the new values with roost host attestation HOST \
+                 --accept; otherwise keep the host locked and reinstall it.",
+        maintenance: "",
+        alarm_type: "integrity-violation",
+        cause: "integrity-violation",
+        service_affecting: true,
+        suppressible: false,
+        mgmt: None,
+        degrade: None,
+    },
+    Builtin {
         id: "500.200",
         description: "A certificate expires soon (within 30 days).",
         entity: "system.certificate=<name>",

@@ -21,6 +21,7 @@
 //!
 //! Cryptography is rustls + aws-lc-rs only (never ring); keys are ECDSA P-256.
 
+pub mod attest;
 mod ca;
 mod cert;
 mod client;

@@ -60,6 +60,7 @@ pub struct Config {
     pub apps: AppsConfigFile,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
+    pub tpm: TpmConfig,
 }
 
 /// Logins (`[identity]`): account lockout as Keystone's
@@ -125,6 +126,42 @@ impl Default for AuditConfig {
         AuditConfig {
             retention_days: 90,
             max_records: 1_000_000,
+        }
+    }
+}
+
+/// TPM attestation of hosts (`[tpm]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpmConfig {
+    /// Refuse agents that enroll without a TPM.
+    pub required: bool,
+    /// PCRs of the SHA-256 bank every quote must cover (0 to 23).
+    pub pcrs: Vec<u8>,
+    /// Seconds between quotes asked of each host.
+    pub quote_interval_secs: u64,
+}
+
+impl Default for TpmConfig {
+    fn default() -> Self {
+        let p = crate::hosts::attestation::Policy::default();
+        TpmConfig {
+            required: p.required,
+            pcrs: p.pcrs,
+            quote_interval_secs: p.quote_interval_secs,
+        }
+    }
+}
+
+impl TpmConfig {
+    pub fn policy(&self) -> crate::hosts::attestation::Policy {
+        let mut pcrs = self.pcrs.clone();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        crate::hosts::attestation::Policy {
+            required: self.required,
+            pcrs,
+            quote_interval_secs: self.quote_interval_secs,
         }
     }
 }
@@ -346,6 +383,7 @@ impl Default for Config {
             apps: AppsConfigFile::default(),
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
+            tpm: TpmConfig::default(),
         }
     }
 }
@@ -470,6 +508,12 @@ impl Config {
             ),
             ("agent_cert_secs", self.agent_cert_secs, 30, 5 * 365 * DAY),
             (
+                "tpm.quote_interval_secs",
+                self.tpm.quote_interval_secs,
+                1,
+                30 * DAY,
+            ),
+            (
                 "max_body_bytes",
                 self.max_body_bytes as u64,
                 1024,
@@ -591,6 +635,12 @@ impl Config {
                 "dc.offline_after_secs must be longer than dc.sync_interval_secs".into(),
             ));
         }
+        if self.tpm.pcrs.is_empty() || self.tpm.pcrs.iter().any(|&p| p > 23) {
+            return Err(Error::Setting(format!(
+                "tpm.pcrs is {:?}; give one or more PCR indices from 0 to 23",
+                self.tpm.pcrs
+            )));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(Error::Setting(format!(
                 "log.format is {:?}; use text or json",
@@ -709,6 +759,7 @@ mod tests {
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
             "heartbeat_key_max_age_secs" => c.heartbeat_key_max_age_secs = v,
             "agent_cert_secs" => c.agent_cert_secs = v,
+            "tpm.quote_interval_secs" => c.tpm.quote_interval_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,
             "http.body_read_timeout_secs" => c.http.body_read_timeout_secs = v,

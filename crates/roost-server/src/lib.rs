@@ -243,6 +243,7 @@ pub async fn run_with(
                 tls,
                 cert_secs: config.agent_cert_secs,
             }),
+            tpm: config.tpm.policy(),
         },
         shutdown.clone(),
     )

@@ -779,6 +779,7 @@ async fn enroll_one(
             mgmt_ip: Some(cfg.ip.to_string()),
             // Plain HTTP only: no client certificate.
             csr_pem: None,
+            tpm: None,
         })
         .send()
         .await

@@ -50,6 +50,8 @@ pub struct StoredHost {
     /// Serial of the certificate `agent_cert` replaced, accepted until the
     /// agent first presents the new one.
     pub agent_cert_prev_serial: Option<String>,
+    /// TPM attestation (JSON), for a host whose agent enrolled with a TPM.
+    pub tpm: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -57,7 +59,7 @@ pub struct StoredHost {
 const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administrative, operational,
     availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username, bm_password, location,
     hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at, cluster_ip,
-    cluster_port, labels, cpu_functions, agent_cert, agent_cert_serial, agent_cert_prev_serial";
+    cluster_port, labels, cpu_functions, agent_cert, agent_cert_serial, agent_cert_prev_serial, tpm";
 
 fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
     Ok(StoredHost {
@@ -95,6 +97,7 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
         agent_cert: r.get(27)?,
         agent_cert_serial: r.get(28)?,
         agent_cert_prev_serial: r.get(29)?,
+        tpm: r.get(30)?,
     })
 }
 
@@ -175,9 +178,9 @@ fn insert_host_tx(
             operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
             bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
             created_at, updated_at, cluster_ip, cluster_port, labels, cpu_functions,
-            agent_cert, agent_cert_serial, agent_cert_prev_serial)
+            agent_cert, agent_cert_serial, agent_cert_prev_serial, tpm)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         params![
             h.uuid,
             h.hostname,
@@ -208,6 +211,7 @@ fn insert_host_tx(
             h.agent_cert,
             h.agent_cert_serial,
             h.agent_cert_prev_serial,
+            h.tpm,
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -233,7 +237,7 @@ fn update_host_tx(
             bm_password = ?14, location = ?15, hb_key = ?16, hb_port = ?17,
             agent_token_hash = ?18, inventory = ?19, local = ?20, updated_at = ?21,
             cluster_ip = ?22, cluster_port = ?23, labels = ?24, cpu_functions = ?25,
-            agent_cert = ?26, agent_cert_serial = ?27, agent_cert_prev_serial = ?28
+            agent_cert = ?26, agent_cert_serial = ?27, agent_cert_prev_serial = ?28, tpm = ?29
          WHERE id = ?1",
         params![
             h.id,
@@ -264,6 +268,7 @@ fn update_host_tx(
             h.agent_cert,
             h.agent_cert_serial,
             h.agent_cert_prev_serial,
+            h.tpm,
         ],
     )?;
     if n == 0 {
@@ -524,6 +529,7 @@ mod tests {
         a2.agent_cert = Some("-----BEGIN CERTIFICATE-----".into());
         a2.agent_cert_serial = Some("0a".into());
         a2.agent_cert_prev_serial = Some("09".into());
+        a2.tpm = Some("{}".into());
         s.update_host(&a2).unwrap();
         assert_eq!(s.hosts().unwrap()[0], a2);
         assert!(s.delete_host(a.id).unwrap());

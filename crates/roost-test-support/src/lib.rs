@@ -954,3 +954,95 @@ impl Cli {
         String::from_utf8(out.stdout).expect("UTF-8 output")
     }
 }
+
+/// A software TPM 2.0 (Debian's `swtpm`) on loopback, killed on drop.
+pub struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    /// Starts swtpm with a fresh state on a free port pair (the swtpm TCTI
+    /// always dials the control channel on the server port + 1) and waits
+    /// until it listens.
+    pub fn start() -> Result<Swtpm, Error> {
+        let state = tempfile::tempdir().map_err(|source| Error::Spawn {
+            what: "swtpm (its state directory)".into(),
+            source,
+        })?;
+        let port = free_port_pair().ok_or(Error::NoPipe("free port pair for swtpm"))?;
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", state.path().display()))
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .args(["--flags", "not-need-init,startup-clear"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                what: "swtpm (Debian package swtpm)".into(),
+                source,
+            })?;
+        let mut tpm = Swtpm {
+            child,
+            port,
+            _state: state,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port + 1)).is_err() {
+            if matches!(tpm.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                let mut log = String::new();
+                if let Some(mut e) = tpm.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut log);
+                }
+                return Err(Error::NotReady {
+                    what: "swtpm".into(),
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(tpm)
+    }
+
+    /// The TCTI that reaches it (`roost agent --tpm`, `TPM2TOOLS_TCTI`).
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// Runs a tpm2-tools command against it (for example `tpm2_pcrextend`),
+    /// returning its standard output; `None` if it failed.
+    pub fn tool(&self, program: &str, args: &[&str]) -> Option<String> {
+        let out = Command::new(program)
+            .args(args)
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port p such that p and p + 1 are both free on 127.0.0.1.
+fn free_port_pair() -> Option<u16> {
+    (0..100).find_map(|_| {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let port = first.local_addr().ok()?.port();
+        (port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok())
+            .then_some(port)
+    })
+}

@@ -74,6 +74,7 @@ fn enroll(url: &str, token: &str, port: u16) -> Reply {
             heartbeat_port: port,
             mgmt_ip: Some("127.0.0.1".into()),
             csr_pem: None,
+            tpm: None,
         })
         .send()
         .expect("request");

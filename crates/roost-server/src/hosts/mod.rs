@@ -19,6 +19,7 @@
 //! - The [`effects::Executor`] alone touches the store, FM and the BMCs.
 
 pub mod agent_certs;
+pub mod attestation;
 mod attributes;
 pub mod bmc;
 pub mod cpus;
@@ -77,6 +78,8 @@ pub struct HostsConfig {
     /// When the API speaks HTTPS: the CA that issues agents' client
     /// certificates.
     pub agent_ca: Option<AgentCa>,
+    /// How hosts with a TPM are attested.
+    pub tpm: attestation::Policy,
 }
 
 /// The issuer of agents' client certificates.
@@ -298,6 +301,15 @@ fn new_key() -> HostKey {
     HostKey::from_bytes(b)
 }
 
+/// A fresh 32-byte TPM challenge.
+fn random_nonce() -> Vec<u8> {
+    let mut b = vec![0u8; 32];
+    if getrandom::fill(&mut b).is_err() {
+        std::process::abort();
+    }
+    b
+}
+
 const SETTING_PREFIX: &str = "mtce.";
 
 /// The heartbeat keys of a host whose agent enrolled.
@@ -426,6 +438,7 @@ impl HostService {
                 hosts,
                 agent_tokens,
                 uptime: HashMap::new(),
+                tpm_challenges: HashMap::new(),
             }),
             jobs: jobs_tx,
             heartbeat: hb_tx.clone(),
@@ -684,6 +697,13 @@ impl HostService {
                 .ok_or_else(|| Error::host_not_found(ident))?
                 .clone();
             let updated = patch.apply_to(&h, now)?;
+            if matches!(
+                patch.action,
+                Some(roost_mtce::HostAction::Unlock | roost_mtce::HostAction::ForceUnlock)
+            ) && let Some(e) = attestation::unlock_refusal(&h)
+            {
+                return Err(e);
+            }
             if let Some(a) = patch.action {
                 st.mtce.clone().action(&h.hostname, a, now)?;
             }
@@ -732,6 +752,7 @@ impl HostService {
                     .into(),
             ));
         }
+        let tpm = attestation::enroll(&self.config.tpm, req.tpm.as_ref(), &req.join_token, now)?;
         let token_hash = sha256_hex(&req.join_token);
         let store = self.store.clone();
         let hash = token_hash.clone();
@@ -752,6 +773,7 @@ impl HostService {
         };
         let mut updated =
             records::enrolled(&current, &req, peer, &key, &sha256_hex(&agent_token), now);
+        updated.tpm = tpm.as_ref().map(attestation::Record::to_stored);
         let mut client_cert_pem = None;
         if let (Some(ca), Some(csr)) = (&self.config.agent_ca, &req.csr_pem) {
             let (pem, info) =
@@ -783,12 +805,29 @@ impl HostService {
                 .insert(sha256_hex(&agent_token), name.clone());
             st.uptime
                 .insert(name.clone(), (req.inventory.uptime_secs, now));
+            st.tpm_challenges.remove(&name);
             st.set_fields(&updated);
         }
         if let Some(p) = peer_of(&updated) {
             let _ = self.shared.heartbeat.send(Control::Peer(p));
         }
+        // A host enrolled again starts trusted: its earlier failure, if
+        // any, is cleared.
+        if let Some(a) = attestation::alarm(
+            &name,
+            attestation::Record::of(&current).as_ref(),
+            tpm.as_ref(),
+        ) {
+            self.shared.effects(
+                Effects {
+                    alarms: vec![a],
+                    ..Effects::default()
+                },
+                None,
+            );
+        }
         tracing::info!(
+            tpm = tpm.is_some(),
             host = %name,
             mgmt_ip = updated.mgmt_ip.as_deref().unwrap_or(""),
             cert_serial = updated.agent_cert_serial.as_deref().unwrap_or(""),
@@ -893,6 +932,54 @@ impl HostService {
         Ok(updated.hostname)
     }
 
+    /// A host's TPM attestation.
+    pub fn attestation(&self, ident: &str) -> Result<roost_api::tpm::AttestationView, Error> {
+        let st = self.lock();
+        let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+        Ok(attestation::view(h))
+    }
+
+    /// Accepts the PCR values a host quotes now as the expected ones and
+    /// clears its attestation failure (after a legitimate change).
+    pub async fn accept_attestation(
+        &self,
+        ident: &str,
+    ) -> Result<roost_api::tpm::AttestationView, Error> {
+        let _lane = self.lane.lock().await;
+        // Decide.
+        let (current, updated) = {
+            let st = self.lock();
+            let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+            let rec = attestation::Record::of(h).ok_or_else(|| {
+                Error::Conflict(format!("{} did not enroll with a TPM", h.hostname))
+            })?;
+            let mut u = h.clone();
+            u.tpm = Some(attestation::accept(&h.hostname, &rec)?.to_stored());
+            u.updated_at = Some(self.clock.now());
+            (h.clone(), u)
+        };
+        // Persist.
+        self.commit(vec![HostWrite::Fields(updated.clone())])
+            .await?;
+        // Apply.
+        self.lock().set_fields(&updated);
+        if let Some(a) = attestation::alarm(
+            &updated.hostname,
+            attestation::Record::of(&current).as_ref(),
+            attestation::Record::of(&updated).as_ref(),
+        ) {
+            self.shared.effects(
+                Effects {
+                    alarms: vec![a],
+                    ..Effects::default()
+                },
+                None,
+            );
+        }
+        tracing::warn!(host = %updated.hostname, "accepted the host's current PCR values");
+        Ok(attestation::view(&updated))
+    }
+
     /// Every agent's client certificate on record: (hostname, facts).
     pub fn agent_certificates(&self) -> Vec<(String, roost_pki::CertInfo)> {
         let pems: Vec<(String, String)> = self
@@ -939,6 +1026,18 @@ impl HostService {
             if let Some(u) = agent_certs::after_use(&h, presented) {
                 updated.agent_cert_prev_serial = u.agent_cert_prev_serial;
             }
+            if let (Some(q), Some(rec), Some((nonce, _))) = (
+                &report.tpm_quote,
+                attestation::Record::of(&h),
+                st.tpm_challenges.get(&name),
+            ) {
+                match attestation::on_quote(&rec, q, nonce, &self.config.tpm, now) {
+                    attestation::Outcome::Checked(r) => updated.tpm = Some(r.to_stored()),
+                    attestation::Outcome::Ignored(why) => {
+                        tracing::debug!(host = %name, %why, "ignored a TPM quote");
+                    }
+                }
+            }
             let renew = match (&call.channel, &self.config.agent_ca) {
                 (Channel::Tls(Some(peer)), Some(ca)) => agent_certs::renewal_due(
                     peer,
@@ -964,6 +1063,19 @@ impl HostService {
                 key_next = Some(next.to_hex());
             }
         }
+        // A fresh challenge when one is due.
+        let tpm_challenge = attestation::Record::of(&updated).and_then(|rec| {
+            let asked = self.lock().tpm_challenges.get(&name).map(|(_, at)| *at);
+            let answered = report.tpm_quote.is_some() && updated.tpm != current.tpm;
+            (answered
+                || attestation::challenge_due(
+                    &rec,
+                    asked,
+                    now,
+                    self.config.tpm.quote_interval_secs,
+                ))
+            .then(random_nonce)
+        });
         // Persist.
         if updated != current {
             self.commit(vec![HostWrite::Fields(updated.clone())])
@@ -974,6 +1086,12 @@ impl HostService {
             let mut st = self.lock();
             if let Some(inv) = &report.inventory {
                 st.uptime.insert(name.clone(), (inv.uptime_secs, now));
+            }
+            if report.tpm_quote.is_some() && updated.tpm != current.tpm {
+                st.tpm_challenges.remove(&name);
+            }
+            if let Some(nonce) = &tpm_challenge {
+                st.tpm_challenges.insert(name.clone(), (nonce.clone(), now));
             }
             if updated != current {
                 st.set_fields(&updated);
@@ -986,6 +1104,11 @@ impl HostService {
                 fx.changed.extend(f.changed);
             }
             fx.alarms.extend(facts.alarms);
+            fx.alarms.extend(attestation::alarm(
+                &name,
+                attestation::Record::of(&current).as_ref(),
+                attestation::Record::of(&updated).as_ref(),
+            ));
             (fx, st.mtce.status(&name))
         };
         if updated != current
@@ -1003,6 +1126,10 @@ impl HostService {
             availability: status.map(|s| s.avail.to_string()).unwrap_or_default(),
             heartbeat_key_next: key_next,
             renew_certificate,
+            tpm_challenge: tpm_challenge.map(|nonce| roost_api::tpm::TpmChallenge {
+                nonce: roost_api::tpm::to_hex(&nonce),
+                pcrs: self.config.tpm.pcrs.clone(),
+            }),
         })
     }
 

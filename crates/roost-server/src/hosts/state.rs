@@ -20,6 +20,8 @@ pub(crate) struct State {
     pub agent_tokens: HashMap<String, String>,
     /// Last reported uptime of each agent's host and when it was reported.
     pub uptime: HashMap<String, (u64, Timestamp)>,
+    /// The TPM challenge each host was last given: nonce, when.
+    pub tpm_challenges: HashMap<String, (Vec<u8>, Timestamp)>,
 }
 
 impl State {

@@ -168,6 +168,7 @@ async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
             join_token_ttl_secs: 600,
             heartbeat_key_max_age_secs: 0,
             agent_ca,
+            tpm: Default::default(),
         },
         Shutdown(rx),
     )
@@ -204,6 +205,7 @@ fn enroll_request(token: &str, port: u16) -> EnrollRequest {
         heartbeat_port: port,
         mgmt_ip: Some("127.0.0.1".into()),
         csr_pem: None,
+        tpm: None,
     }
 }
 

@@ -43,6 +43,10 @@ pub fn routes() -> Router<AppState> {
             get(heartbeat_key).post(rotate_heartbeat_key),
         )
         .route("/v1/ihosts/{host}/revoke", post(revoke_agent))
+        .route(
+            "/v1/ihosts/{host}/attestation",
+            get(attestation).post(accept_attestation),
+        )
         .route("/v1/idns", get(list_dns))
         .route("/v1/idns/", get(list_dns))
         .route("/v1/idns/{uuid}", get(show_dns).patch(patch_dns))
@@ -127,6 +131,23 @@ async fn revoke_agent(
 ) -> Result<axum::http::StatusCode, ApiError> {
     st.hosts.revoke_agent(&host).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/ihosts/{host}/attestation`: the host's TPM attestation.
+async fn attestation(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<roost_api::tpm::AttestationView>, ApiError> {
+    Ok(Json(st.hosts.attestation(&host)?))
+}
+
+/// `POST /v1/ihosts/{host}/attestation`: accepts the PCR values the host
+/// quotes now.
+async fn accept_attestation(
+    State(st): State<AppState>,
+    Path(host): Path<String>,
+) -> Result<Json<roost_api::tpm::AttestationView>, ApiError> {
+    Ok(Json(st.hosts.accept_attestation(&host).await?))
 }
 
 async fn patch_host(

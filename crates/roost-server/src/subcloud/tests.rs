@@ -347,6 +347,7 @@ impl Rig {
                 join_token_ttl_secs: 600,
                 heartbeat_key_max_age_secs: 0,
                 agent_ca: None,
+                tpm: Default::default(),
             },
             self.shutdown(),
         )
