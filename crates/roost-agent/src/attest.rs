@@ -1,7 +1,7 @@
 //! The agent's side of TPM attestation: an attestation key in the TPM and
 //! quotes over the PCRs the server chooses, for the nonces it sends. The
-//! TPM itself is reached through `tss-esapi` behind the cargo feature
-//! `tpm` (module `tpm`); without it `--tpm` is refused with a message.
+//! TPM itself is `roost_tpm` (the cargo feature `tpm`); without it `--tpm`
+//! is refused with a message.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,30 +10,19 @@ use roost_api::tpm::{TpmEnrollment, TpmQuote, to_hex};
 
 use crate::Error;
 
-/// A quote as the TPM made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quote {
-    /// The TPMS_ATTEST bytes the TPM signed.
-    pub attest: Vec<u8>,
-    pub signature_r: Vec<u8>,
-    pub signature_s: Vec<u8>,
-    /// The quoted PCRs of the SHA-256 bank, ascending.
-    pub pcrs: Vec<(u8, [u8; 32])>,
-}
+pub use roost_tpm::Quote;
 
-impl Quote {
-    /// The quote on the wire.
-    pub fn to_wire(&self) -> TpmQuote {
-        TpmQuote {
-            attest: to_hex(&self.attest),
-            signature_r: to_hex(&self.signature_r),
-            signature_s: to_hex(&self.signature_s),
-            pcrs: self
-                .pcrs
-                .iter()
-                .map(|(i, v)| (*i, to_hex(v)))
-                .collect::<BTreeMap<_, _>>(),
-        }
+/// A quote on the wire.
+pub fn to_wire(q: &Quote) -> TpmQuote {
+    TpmQuote {
+        attest: to_hex(&q.attest),
+        signature_r: to_hex(&q.signature_r),
+        signature_s: to_hex(&q.signature_s),
+        pcrs: q
+            .pcrs
+            .iter()
+            .map(|(i, v)| (*i, to_hex(v)))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -52,17 +41,19 @@ pub type SharedTpm = Arc<Mutex<Box<dyn Attestor>>>;
 /// Opens the TPM at `tcti` (for example `device:/dev/tpmrm0`, or
 /// `swtpm:host=127.0.0.1,port=2321`).
 pub fn open(tcti: &str) -> Result<SharedTpm, Error> {
-    #[cfg(feature = "tpm")]
-    {
-        let t = crate::tpm::Tpm::open(tcti)
-            .map_err(|e| Error::Invalid(format!("cannot open the TPM at {tcti}: {e}")))?;
-        Ok(Arc::new(Mutex::new(Box::new(t))))
+    let t = roost_tpm::Tpm::open(tcti)
+        .map_err(|e| Error::Invalid(format!("cannot open the TPM at {tcti}: {e}")))?;
+    Ok(Arc::new(Mutex::new(Box::new(t))))
+}
+
+impl Attestor for roost_tpm::Tpm {
+    fn ak_public(&self) -> Vec<u8> {
+        roost_tpm::Tpm::ak_public(self)
     }
-    #[cfg(not(feature = "tpm"))]
-    {
-        Err(Error::Invalid(format!(
-            "--tpm {tcti}: this roost was built without TPM support (cargo feature \"tpm\")"
-        )))
+
+    fn quote(&mut self, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, Error> {
+        roost_tpm::Tpm::quote(self, nonce, pcrs)
+            .map_err(|e| Error::Invalid(format!("the TPM cannot quote: {e}")))
     }
 }
 
@@ -93,7 +84,7 @@ pub async fn enrollment(
         .ak_public();
     Ok(TpmEnrollment {
         ak_public: to_hex(&ak),
-        quote: q.to_wire(),
+        quote: to_wire(&q),
     })
 }
 

@@ -15,8 +15,6 @@ pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
 pub mod process;
-#[cfg(feature = "tpm")]
-pub mod tpm;
 pub use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -886,7 +884,7 @@ async fn on_reply(shared: &Shared, reply: &ReportReply) {
         match roost_api::tpm::from_hex(&c.nonce) {
             Some(nonce) => match attest::quote(tpm, nonce, c.pcrs.clone()).await {
                 Ok(q) => {
-                    lock(&shared.pending).tpm_quote = Some(q.to_wire());
+                    lock(&shared.pending).tpm_quote = Some(attest::to_wire(&q));
                     shared.wake.notify_one();
                 }
                 Err(e) => tracing::error!(error = %e, "cannot quote with the TPM"),

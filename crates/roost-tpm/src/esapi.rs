@@ -1,10 +1,9 @@
-//! The host's TPM 2.0 through tss-esapi (cargo feature `tpm`): a
-//! deterministic ECC P-256 attestation key, PCR quotes and PCR extends.
+//! The TPM through tss-esapi: a deterministic ECC P-256 attestation key,
+//! PCR quotes and PCR extends.
 
 use std::str::FromStr;
 
-use crate::Error;
-use crate::attest::{Attestor, Quote};
+use crate::{Quote, TpmError};
 
 use tss_esapi::{
     Context, TctiNameConf,
@@ -24,21 +23,6 @@ use tss_esapi::{
     },
     traits::Marshall,
 };
-
-/// Errors from TPM operations.
-#[derive(Debug, thiserror::Error)]
-pub enum TpmError {
-    #[error("TPM error: {0}")]
-    Tss(#[from] tss_esapi::Error),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl From<TpmError> for Error {
-    fn from(e: TpmError) -> Error {
-        Error::Invalid(e.to_string())
-    }
-}
 
 /// An open TPM context with the attestation key loaded.
 pub struct Tpm {
@@ -244,14 +228,4 @@ fn ec_point(public: &Public) -> Result<Vec<u8>, TpmError> {
         point.extend_from_slice(coordinate);
     }
     Ok(point)
-}
-
-impl Attestor for Tpm {
-    fn ak_public(&self) -> Vec<u8> {
-        Tpm::ak_public(self)
-    }
-
-    fn quote(&mut self, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, Error> {
-        Ok(Tpm::quote(self, nonce, pcrs)?)
-    }
 }
