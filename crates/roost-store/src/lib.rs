@@ -39,7 +39,7 @@ pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
-pub use seal::{KeySource, SECRET_KEY_FILE, SealReport, Sealer};
+pub use seal::{KeySource, KeyWrap, SECRET_KEY_FILE, SealReport, Sealer};
 
 /// The store's file name in a server's data directory.
 pub const DATABASE_FILE: &str = "roost.db";

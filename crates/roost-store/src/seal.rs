@@ -6,9 +6,10 @@
 //! column's name and the row's key, so a sealed value copied to another
 //! row or column does not open.
 //!
-//! The key comes from a [`KeySource`]. Today that is a file of 32 random
-//! bytes (mode 0600) beside the database; a TPM source would seal the same
-//! 32 bytes to the machine and hand them over the same way.
+//! The key comes from a [`KeySource`]: a file of 32 random bytes (mode
+//! 0600) beside the database, or the same 32 bytes wrapped by a
+//! [`KeyWrap`] (the server's TPM seals them to the machine), so that a copy
+//! of the data directory opens nothing elsewhere.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -33,11 +34,34 @@ pub const KEY_LEN: usize = 32;
 /// The prefix of a sealed value.
 pub const SEALED_PREFIX: &str = "enc1:";
 
+/// Wraps the data-encryption key so that only it can unwrap it again (a
+/// TPM's seal and unseal).
+pub trait KeyWrap: Send + Sync {
+    /// What wraps, for messages (`the TPM at device:/dev/tpmrm0`).
+    fn describe(&self) -> String;
+    fn wrap(&self, key: &[u8]) -> Result<Vec<u8>, Error>;
+    fn unwrap(&self, blob: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
 /// Where the data-encryption key is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum KeySource {
     /// A file holding the 32 bytes, mode 0600.
     File(PathBuf),
+    /// A file holding the 32 bytes as `wrap` wrapped them (mode 0600). A
+    /// plain key file `legacy` found at first use is wrapped, and removed
+    /// once the wrapped copy is written and opens.
+    Wrapped {
+        path: PathBuf,
+        legacy: PathBuf,
+        wrap: std::sync::Arc<dyn KeyWrap>,
+    },
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl KeySource {
@@ -54,30 +78,56 @@ impl KeySource {
     pub fn describe(&self) -> String {
         match self {
             KeySource::File(p) => p.display().to_string(),
+            KeySource::Wrapped { path, wrap, .. } => {
+                format!("{} (sealed by {})", path.display(), wrap.describe())
+            }
         }
     }
 
     /// The key, or `None` when there is none yet.
     pub(crate) fn load(&self) -> Result<Option<Sealer>, Error> {
         match self {
-            KeySource::File(path) => {
-                let mut f = match std::fs::File::open(path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(key_error(path, "cannot read", e)),
+            KeySource::Wrapped { path, legacy, wrap } => {
+                let Some(blob) = read_private(path)? else {
+                    // A plain key kept before: wrap it, check, then drop it.
+                    let Some(key) = read_private(legacy)? else {
+                        return Ok(None);
+                    };
+                    let sealer = Sealer::new(&key)?;
+                    let blob = wrap.wrap(&key)?;
+                    write_new_private(path, &blob)?;
+                    if wrap.unwrap(&blob).ok().as_deref() != Some(key.as_slice()) {
+                        let _ = std::fs::remove_file(path);
+                        return Err(Error::Sealing(format!(
+                            "{} does not give the key back; {} is kept",
+                            wrap.describe(),
+                            legacy.display()
+                        )));
+                    }
+                    std::fs::remove_file(legacy)
+                        .map_err(|e| key_error(legacy, "cannot remove", e))?;
+                    return Ok(Some(sealer));
                 };
-                let meta = f
-                    .metadata()
-                    .map_err(|e| key_error(path, "cannot read", e))?;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                        .map_err(|e| key_error(path, "cannot set the mode of", e))?;
+                let key = wrap.unwrap(&blob).map_err(|e| {
+                    Error::Sealing(format!(
+                        "{} cannot unseal the data-encryption key {}: {e} (is this the machine \
+                         the data directory belongs to?)",
+                        wrap.describe(),
+                        path.display()
+                    ))
+                })?;
+                if key.len() != KEY_LEN {
+                    return Err(Error::Sealing(format!(
+                        "the sealed data-encryption key {} is not {KEY_LEN} bytes long",
+                        path.display()
+                    )));
                 }
-                let mut bytes = Vec::with_capacity(KEY_LEN + 1);
-                Read::by_ref(&mut f)
-                    .take(KEY_LEN as u64 + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| key_error(path, "cannot read", e))?;
+                Ok(Some(Sealer::new(&key)?))
+            }
+            KeySource::File(path) => {
+                let Some(bytes) = read_private(path)? else {
+                    return Ok(None);
+                };
                 if bytes.len() != KEY_LEN {
                     return Err(Error::Sealing(format!(
                         "the data-encryption key {} is not {KEY_LEN} bytes long; restore it \
@@ -93,31 +143,68 @@ impl KeySource {
     /// Makes a new random key and keeps it; fails if one exists already.
     pub(crate) fn create(&self) -> Result<Sealer, Error> {
         match self {
+            KeySource::Wrapped { path, wrap, .. } => {
+                let mut bytes = [0u8; KEY_LEN];
+                aws_lc_rs::rand::fill(&mut bytes)
+                    .map_err(|_| Error::Sealing("cannot make a random key".into()))?;
+                write_new_private(path, &wrap.wrap(&bytes)?)?;
+                Sealer::new(&bytes)
+            }
             KeySource::File(path) => {
                 let mut bytes = [0u8; KEY_LEN];
                 aws_lc_rs::rand::fill(&mut bytes)
                     .map_err(|_| Error::Sealing("cannot make a random key".into()))?;
-                let dir = path.parent().unwrap_or_else(|| Path::new("."));
-                let tmp = dir.join(format!(".{SECRET_KEY_FILE}.tmp"));
-                let _ = std::fs::remove_file(&tmp);
-                let write = || -> std::io::Result<()> {
-                    let mut f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
-                    f.write_all(&bytes)?;
-                    f.sync_all()?;
-                    // Never replaces a key that appeared meanwhile.
-                    std::fs::hard_link(&tmp, path)?;
-                    std::fs::remove_file(&tmp)?;
-                    std::fs::File::open(dir)?.sync_all()
-                };
-                write().map_err(|e| key_error(path, "cannot write", e))?;
+                write_new_private(path, &bytes)?;
                 Sealer::new(&bytes)
             }
         }
     }
+}
+
+/// The bytes of a private file (its mode tightened to 0600); `None` when
+/// it does not exist.
+fn read_private(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(key_error(path, "cannot read", e)),
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| key_error(path, "cannot read", e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| key_error(path, "cannot set the mode of", e))?;
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .map_err(|e| key_error(path, "cannot read", e))?;
+    Ok(Some(bytes))
+}
+
+/// Writes `bytes` to a new private file (0600) at `path`, durably; never
+/// replaces one that exists.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)?;
+        std::fs::remove_file(&tmp)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| key_error(path, "cannot write", e))
 }
 
 fn key_error(path: &Path, what: &str, e: std::io::Error) -> Error {
@@ -376,6 +463,68 @@ mod tests {
         let other = Sealer::new(&[8u8; KEY_LEN]).unwrap();
         let err = other.unseal("hosts.bm_password", "u1", &v).unwrap_err();
         assert!(err.to_string().contains("does not open"), "{err}");
+    }
+
+    /// A wrapper in software: XOR with its byte, tagged with it.
+    struct Xor(u8);
+
+    impl KeyWrap for Xor {
+        fn describe(&self) -> String {
+            format!("xor {}", self.0)
+        }
+        fn wrap(&self, key: &[u8]) -> Result<Vec<u8>, Error> {
+            let mut v = vec![self.0];
+            v.extend(key.iter().map(|b| b ^ self.0));
+            Ok(v)
+        }
+        fn unwrap(&self, blob: &[u8]) -> Result<Vec<u8>, Error> {
+            match blob.split_first() {
+                Some((&tag, rest)) if tag == self.0 => Ok(rest.iter().map(|b| b ^ self.0).collect()),
+                _ => Err(Error::Sealing("not mine".into())),
+            }
+        }
+    }
+
+    fn wrapped(dir: &Path, by: u8) -> KeySource {
+        KeySource::Wrapped {
+            path: dir.join("secret.key.sealed"),
+            legacy: dir.join(SECRET_KEY_FILE),
+            wrap: std::sync::Arc::new(Xor(by)),
+        }
+    }
+
+    #[test]
+    fn a_wrapped_key_is_kept_wrapped_and_opens_only_with_its_wrapper() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = wrapped(dir.path(), 5);
+        assert!(src.load().unwrap().is_none());
+        let s = src.create().unwrap();
+        let v = s.seal("c", "r", "secret").unwrap();
+        assert!(!dir.path().join(SECRET_KEY_FILE).exists());
+        let mode = std::fs::metadata(dir.path().join("secret.key.sealed"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = src.load().unwrap().unwrap();
+        assert_eq!(again.unseal("c", "r", &v).unwrap(), "secret");
+        let e = wrapped(dir.path(), 6).load().unwrap_err();
+        assert!(e.to_string().contains("cannot unseal"), "{e}");
+    }
+
+    #[test]
+    fn a_plain_key_file_is_wrapped_and_removed_at_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = KeySource::File(dir.path().join(SECRET_KEY_FILE));
+        let v = plain.create().unwrap().seal("c", "r", "kept").unwrap();
+        let src = wrapped(dir.path(), 9);
+        let s = src.load().unwrap().unwrap();
+        assert_eq!(s.unseal("c", "r", &v).unwrap(), "kept");
+        assert!(!dir.path().join(SECRET_KEY_FILE).exists());
+        assert_eq!(
+            src.load().unwrap().unwrap().unseal("c", "r", &v).unwrap(),
+            "kept"
+        );
     }
 
     #[test]
