@@ -140,6 +140,9 @@ pub struct TpmConfig {
     pub pcrs: Vec<u8>,
     /// Seconds between quotes asked of each host.
     pub quote_interval_secs: u64,
+    /// This server's own TPM (a TCTI such as `device:/dev/tpmrm0`): the
+    /// data-encryption key is sealed by it.
+    pub device: Option<String>,
 }
 
 impl Default for TpmConfig {
@@ -149,6 +152,7 @@ impl Default for TpmConfig {
             required: p.required,
             pcrs: p.pcrs,
             quote_interval_secs: p.quote_interval_secs,
+            device: None,
         }
     }
 }

@@ -78,9 +78,20 @@ impl DataDir {
         self.path.join(roost_store::DATABASE_FILE)
     }
 
-    /// Where the key that seals the store's secrets is kept.
-    pub fn key_source(&self) -> roost_store::KeySource {
-        roost_store::KeySource::File(self.path.join(roost_store::SECRET_KEY_FILE))
+    /// Where the key that seals the store's secrets is kept: a 0600 file,
+    /// or with a TPM (`tcti`), that file sealed by the TPM.
+    pub fn key_source(&self, tcti: Option<&str>) -> roost_store::KeySource {
+        let plain = self.path.join(roost_store::SECRET_KEY_FILE);
+        match tcti {
+            None => roost_store::KeySource::File(plain),
+            Some(tcti) => roost_store::KeySource::Wrapped {
+                path: self.path.join(SEALED_KEY_FILE),
+                legacy: plain,
+                wrap: std::sync::Arc::new(TpmWrap {
+                    tcti: tcti.to_string(),
+                }),
+            },
+        }
     }
 
     /// Path of the generated admin credentials.
@@ -140,6 +151,30 @@ fn set_mode(p: &Path, mode: u32) -> std::io::Result<usize> {
     }
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
     Ok(1)
+}
+
+/// The data-encryption key sealed by the server's TPM.
+pub const SEALED_KEY_FILE: &str = "secret.key.tpm";
+
+/// Seals the data-encryption key with the server's TPM (`[tpm] device`).
+struct TpmWrap {
+    tcti: String,
+}
+
+impl roost_store::KeyWrap for TpmWrap {
+    fn describe(&self) -> String {
+        format!("the TPM at {}", self.tcti)
+    }
+
+    fn wrap(&self, key: &[u8]) -> Result<Vec<u8>, roost_store::Error> {
+        roost_tpm::seal(&self.tcti, key)
+            .map_err(|e| roost_store::Error::Sealing(format!("{}: {e}", self.describe())))
+    }
+
+    fn unwrap(&self, blob: &[u8]) -> Result<Vec<u8>, roost_store::Error> {
+        roost_tpm::unseal(&self.tcti, blob)
+            .map_err(|e| roost_store::Error::Sealing(format!("{}: {e}", self.describe())))
+    }
 }
 
 #[cfg(test)]

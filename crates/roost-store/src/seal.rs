@@ -479,7 +479,9 @@ mod tests {
         }
         fn unwrap(&self, blob: &[u8]) -> Result<Vec<u8>, Error> {
             match blob.split_first() {
-                Some((&tag, rest)) if tag == self.0 => Ok(rest.iter().map(|b| b ^ self.0).collect()),
+                Some((&tag, rest)) if tag == self.0 => {
+                    Ok(rest.iter().map(|b| b ^ self.0).collect())
+                }
                 _ => Err(Error::Sealing("not mine".into())),
             }
         }

@@ -16,12 +16,13 @@ use tss_esapi::{
         session_handles::AuthSession,
     },
     structures::{
-        AttestInfo, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
-        KeyDerivationFunctionScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public,
-        PublicBuilder, PublicEccParametersBuilder, Signature, SignatureScheme,
+        AttestInfo, Data, Digest, DigestValues, EccParameter, EccPoint, EccScheme, HashScheme,
+        KeyDerivationFunctionScheme, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder,
+        PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder,
+        PublicKeyedHashParameters, SensitiveData, Signature, SignatureScheme,
         SymmetricDefinitionObject,
     },
-    traits::Marshall,
+    traits::{Marshall, UnMarshall},
 };
 
 /// An open TPM context with the attestation key loaded.
@@ -228,4 +229,182 @@ fn ec_point(public: &Public) -> Result<Vec<u8>, TpmError> {
         point.extend_from_slice(coordinate);
     }
     Ok(point)
+}
+
+/// Largest secret `seal` accepts: the TPM's MAX_SYM_DATA, the size limit of sealed data.
+pub const MAX_SEALED_SECRET: usize = 128;
+
+/// Format version of the blobs written by `seal`.
+const SEALED_BLOB_VERSION: u8 = 1;
+
+/// Seals `secret` (1 to 128 bytes) to this TPM: the blob can be unsealed only by the same TPM
+/// (its owner hierarchy's storage seed). Returns an opaque blob to store in a file.
+///
+/// The blob is a version byte followed by the sealed object's public area (TPM2B_PUBLIC) and
+/// its private area (TPM2B_PRIVATE, encrypted and integrity-protected by the TPM under the
+/// storage primary key): each a big-endian u16 length and the bytes.
+pub fn seal(tcti: &str, secret: &[u8]) -> Result<Vec<u8>, TpmError> {
+    // The TPM refuses a data object with empty sensitive data unless it generates the data
+    // itself (sensitiveDataOrigin), which would not be the caller's secret.
+    if secret.is_empty() {
+        return Err(TpmError::Invalid("cannot seal an empty secret".into()));
+    }
+    if secret.len() > MAX_SEALED_SECRET {
+        return Err(TpmError::Invalid(format!(
+            "secret is {} bytes, at most {MAX_SEALED_SECRET} can be sealed",
+            secret.len()
+        )));
+    }
+    let sensitive = SensitiveData::try_from(secret.to_vec())?;
+    let template = sealed_object_template()?;
+    let (mut context, primary) = open_with_storage_primary(tcti)?;
+    let created = context.execute_with_session(PASSWORD, |ctx| {
+        ctx.create(primary, template, None, Some(sensitive), None, None)
+    })?;
+    // `create` loads nothing; the primary is flushed when the Context is dropped.
+    let public = created.out_public.marshall()?;
+    let mut blob = Vec::with_capacity(5 + public.len() + created.out_private.len());
+    blob.push(SEALED_BLOB_VERSION);
+    push_sized(&mut blob, &public)?;
+    push_sized(&mut blob, created.out_private.value())?;
+    Ok(blob)
+}
+
+/// Unseals a blob made by `seal` on the same TPM.
+pub fn unseal(tcti: &str, blob: &[u8]) -> Result<Vec<u8>, TpmError> {
+    let (public, private) = parse_sealed_blob(blob)?;
+    let (mut context, primary) = open_with_storage_primary(tcti)?;
+    // The TPM checks the private area's integrity with a key derived from the storage primary
+    // key, so a blob sealed by another TPM (or altered) fails here, mostly with TPM_RC_INTEGRITY.
+    let object = context
+        .execute_with_session(PASSWORD, |ctx| ctx.load(primary, private, public))
+        .map_err(|e| {
+            TpmError::Invalid(format!(
+                "this TPM cannot load the sealed blob (sealed by another TPM, owner hierarchy \
+                 cleared since, or corrupted): {e}"
+            ))
+        })?;
+    let secret = context.execute_with_session(PASSWORD, |ctx| ctx.unseal(object.into()))?;
+    // The primary key and the loaded object are flushed when the Context is dropped, which
+    // matters on TPMs without a resource manager such as swtpm.
+    Ok(secret.value().to_vec())
+}
+
+/// Opens a Context and creates the storage primary key of the owner hierarchy. The template
+/// is deterministic, so every call yields the same key on the same TPM (until the owner
+/// hierarchy is cleared). The key is a transient object that the Context flushes on drop.
+fn open_with_storage_primary(tcti: &str) -> Result<(Context, KeyHandle), TpmError> {
+    let tcti = TctiNameConf::from_str(tcti)?;
+    let mut context = Context::new(tcti)?;
+    let template = storage_primary_template()?;
+    let primary = context.execute_with_session(PASSWORD, |ctx| {
+        ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
+    })?;
+    Ok((context, primary.key_handle))
+}
+
+/// The ECC NIST P-256 storage root key template of the TCG Provisioning Guidance (7.5.1):
+/// restricted decryption key with AES-128-CFB, unique x and y 32 zero bytes each.
+fn storage_primary_template() -> Result<Public, TpmError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    let parameters = PublicEccParametersBuilder::new()
+        .with_symmetric(SymmetricDefinitionObject::AES_128_CFB)
+        .with_ecc_scheme(EccScheme::Null)
+        .with_curve(EccCurve::NistP256)
+        .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+        .with_is_signing_key(false)
+        .with_is_decryption_key(true)
+        .with_restricted(true)
+        .build()?;
+    let zero = EccParameter::try_from(vec![0u8; 32])?;
+    Ok(PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(parameters)
+        .with_ecc_unique_identifier(EccPoint::new(zero.clone(), zero))
+        .build()?)
+}
+
+/// Template of a sealed data object: a KeyedHash object with neither sign nor decrypt, whose
+/// sensitive data is the secret supplied at creation; usable with an empty password.
+fn sealed_object_template() -> Result<Public, TpmError> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_user_with_auth(true)
+        .build()?;
+    Ok(PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()?)
+}
+
+/// Appends `bytes` with a big-endian u16 length prefix.
+fn push_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), TpmError> {
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| TpmError::Invalid("sealed blob field longer than 65535 bytes".into()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Splits a big-endian u16 length-prefixed field off the front of `input`.
+fn take_sized<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], TpmError> {
+    let truncated = || TpmError::Invalid(format!("sealed blob truncated in the {what}"));
+    let (len, rest) = input.split_first_chunk::<2>().ok_or_else(truncated)?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if rest.len() < len {
+        return Err(truncated());
+    }
+    let (field, rest) = rest.split_at(len);
+    *input = rest;
+    Ok(field)
+}
+
+/// Parses a blob written by `seal` into the sealed object's public and private areas.
+fn parse_sealed_blob(blob: &[u8]) -> Result<(Public, Private), TpmError> {
+    let Some((&version, mut rest)) = blob.split_first() else {
+        return Err(TpmError::Invalid("sealed blob is empty".into()));
+    };
+    if version != SEALED_BLOB_VERSION {
+        return Err(TpmError::Invalid(format!(
+            "unsupported sealed blob version {version}"
+        )));
+    }
+    let public_bytes = take_sized(&mut rest, "public area")?;
+    let private_bytes = take_sized(&mut rest, "private area")?;
+    if !rest.is_empty() {
+        return Err(TpmError::Invalid(format!(
+            "{} trailing bytes after the sealed blob",
+            rest.len()
+        )));
+    }
+    let invalid_public = |_| TpmError::Invalid("sealed blob has an invalid public area".into());
+    let public = Public::unmarshall(public_bytes).map_err(invalid_public)?;
+    // Unmarshalling ignores bytes after the structure; re-marshalling must give the same bytes.
+    if public.marshall().map_err(invalid_public)? != public_bytes {
+        return Err(TpmError::Invalid(
+            "sealed blob has an invalid public area".into(),
+        ));
+    }
+    if !matches!(public, Public::KeyedHash { .. }) {
+        return Err(TpmError::Invalid(
+            "sealed blob does not hold a sealed data object".into(),
+        ));
+    }
+    let private = Private::try_from(private_bytes.to_vec())
+        .map_err(|_| TpmError::Invalid("sealed blob has an invalid private area".into()))?;
+    Ok((public, private))
 }

@@ -8,7 +8,7 @@
 mod esapi;
 
 #[cfg(feature = "tpm")]
-pub use esapi::Tpm;
+pub use esapi::{Tpm, seal, unseal};
 
 /// A quote as the TPM made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,18 @@ impl Tpm {
     pub fn extend(&mut self, _index: u8, _digest: [u8; 32]) -> Result<(), TpmError> {
         Err(TpmError::Unsupported)
     }
+}
+
+/// Without the feature: always [`TpmError::Unsupported`].
+#[cfg(not(feature = "tpm"))]
+pub fn seal(_tcti: &str, _secret: &[u8]) -> Result<Vec<u8>, TpmError> {
+    Err(TpmError::Unsupported)
+}
+
+/// Without the feature: always [`TpmError::Unsupported`].
+#[cfg(not(feature = "tpm"))]
+pub fn unseal(_tcti: &str, _blob: &[u8]) -> Result<Vec<u8>, TpmError> {
+    Err(TpmError::Unsupported)
 }
 
 #[cfg(test)]

@@ -159,3 +159,82 @@ fn a_tpm_host_enrolls_with_quotes_and_a_changed_pcr_keeps_it_locked() {
     let r = api.host_action("worker-1", "unlock");
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// The server's data-encryption key sealed by its own TPM: no plain key
+/// file, a restart unseals it, a plain key kept before is sealed and
+/// removed, and the data directory copied next to another TPM does not
+/// open.
+#[test]
+fn the_servers_data_key_is_sealed_by_its_tpm() {
+    if !require_or_skip(
+        cfg!(feature = "tpm"),
+        "roost built with the cargo feature tpm (cargo test --features roost/tpm)",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // First a server with a plain key file and a secret in the store.
+    let mut plain =
+        Server::start_in(bin(), &data, ServerOptions::default(), None).expect("server starts");
+    let api = plain.api();
+    api.add_host("worker-1", "worker");
+    let r = api.patch(
+        "/v1/ihosts/worker-1",
+        &serde_json::json!([
+            {"op": "replace", "path": "/bm_type", "value": "redfish"},
+            {"op": "replace", "path": "/bm_ip", "value": "127.0.0.1"},
+            {"op": "replace", "path": "/bm_username", "value": "root"},
+            {"op": "replace", "path": "/bm_password", "value": "Sealed-Bmc-Pw-4417"}
+        ]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    plain.terminate();
+    assert!(data.join("secret.key").exists());
+
+    let sealed_cfg = |tcti: &str| {
+        let cfg = dir.path().join(format!("tpm-{}.toml", tcti.len()));
+        std::fs::write(&cfg, format!("[tpm]\ndevice = \"{tcti}\"\n")).unwrap();
+        ServerOptions {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            ..Default::default()
+        }
+    };
+    // With the TPM: the plain key is sealed, then removed.
+    let mut s = Server::start_in(bin(), &data, sealed_cfg(&tpm.tcti()), None)
+        .expect("server with a TPM starts");
+    assert!(!data.join("secret.key").exists(), "{}", s.log());
+    let sealed = data.join("secret.key.tpm");
+    let mode = std::fs::metadata(&sealed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(s.api().host("worker-1")["bm_type"], "redfish");
+    // A restart unseals it again.
+    s.restart();
+    assert_eq!(s.api().host("worker-1")["bm_username"], "root");
+    s.terminate();
+    // No secret in clear anywhere in the data directory.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("Sealed-Bmc-Pw-4417"),
+                "{} holds the BMC password",
+                p.display()
+            );
+        }
+    }
+
+    // The data directory next to another TPM: the server refuses to start
+    // and says why.
+    let other = Swtpm::start().expect("a second swtpm");
+    let refused = Server::start_in(bin(), &data, sealed_cfg(&other.tcti()), None);
+    let log = refused.err().expect("refused").to_string();
+    assert!(log.contains("cannot unseal"), "{log}");
+    // Its own TPM still opens it.
+    let back = Server::start_in(bin(), &data, sealed_cfg(&tpm.tcti()), None)
+        .expect("the server starts again with its TPM");
+    assert_eq!(back.api().host("worker-1")["bm_type"], "redfish");
+}
