@@ -46,6 +46,7 @@ mod host_attributes;
 mod login;
 mod output;
 mod query;
+mod release;
 mod subcloud;
 mod subcloud_group;
 #[cfg(test)]
@@ -130,6 +131,9 @@ pub enum ClientCommand {
     /// The certificates of the cloud: list them, install the API's, rotate the cloud CA
     #[command(subcommand)]
     Certificate(CertificateCommand),
+    /// Software releases: make a signing key, build and verify a signed release file
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -199,6 +203,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
         ClientCommand::User(cmd) => user::run(cmd, env, io),
         ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
+        ClientCommand::Release(cmd) => release::run(cmd, io),
     }
 }
 
