@@ -89,7 +89,7 @@ pub async fn enrollment(
 }
 
 /// Parses `--tpm-pcrs` (`0-7,16`).
-pub fn parse_pcrs(s: &str) -> Result<Vec<u8>, String> {
+pub fn parse_pcrs(s: &str) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (lo, hi) = part.split_once('-').unwrap_or((part, part));
@@ -98,18 +98,18 @@ pub fn parse_pcrs(s: &str) -> Result<Vec<u8>, String> {
                 .parse::<u8>()
                 .ok()
                 .filter(|n| *n <= 23)
-                .ok_or_else(|| format!("{v:?} is not a PCR index (0 to 23)"))
+                .ok_or_else(|| Error::Invalid(format!("{v:?} is not a PCR index (0 to 23)")))
         };
         let (lo, hi) = (num(lo)?, num(hi)?);
         if lo > hi {
-            return Err(format!("{part:?} is an empty range"));
+            return Err(Error::Invalid(format!("{part:?} is an empty range")));
         }
         out.extend(lo..=hi);
     }
     out.sort_unstable();
     out.dedup();
     if out.is_empty() {
-        return Err("give at least one PCR index".into());
+        return Err(Error::Invalid("give at least one PCR index".into()));
     }
     Ok(out)
 }

@@ -27,9 +27,10 @@ pub struct QuoteFacts {
     pub pcrs: BTreeMap<u8, [u8; 32]>,
 }
 
-/// Why a quote was refused.
+/// Why a quote was refused (reported as [`crate::Error::StaleQuote`] or
+/// [`crate::Error::Quote`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QuoteError {
+enum QuoteError {
     #[error("the attestation key is not an uncompressed P-256 point")]
     BadKey,
     #[error("the quote is malformed: {0}")]
@@ -56,9 +57,28 @@ pub struct QuoteParts<'a> {
     pub pcrs: &'a BTreeMap<u8, [u8; 32]>,
 }
 
+impl From<QuoteError> for crate::Error {
+    fn from(e: QuoteError) -> crate::Error {
+        match e {
+            QuoteError::WrongNonce => crate::Error::StaleQuote,
+            other => crate::Error::Quote(other.to_string()),
+        }
+    }
+}
+
 /// Checks `quote` against the attestation key `ak_public` (SEC1
-/// uncompressed, 65 bytes) and `nonce`. Returns the PCR values it proves.
+/// uncompressed, 65 bytes) and `nonce`. Returns the PCR values it proves;
+/// [`crate::Error::StaleQuote`] for a quote made for another nonce,
+/// [`crate::Error::Quote`] (saying why) for every other refusal.
 pub fn verify_quote(
+    ak_public: &[u8],
+    quote: &QuoteParts<'_>,
+    nonce: &[u8],
+) -> Result<QuoteFacts, crate::Error> {
+    Ok(verify(ak_public, quote, nonce)?)
+}
+
+fn verify(
     ak_public: &[u8],
     quote: &QuoteParts<'_>,
     nonce: &[u8],
@@ -77,7 +97,7 @@ pub fn verify_quote(
         .verify(quote.attest, &sig)
         .map_err(|_| QuoteError::BadSignature)?;
     // Signed by the host's key: now read what it says.
-    let info = parse(quote.attest)?;
+    let info = read_attest(quote.attest)?;
     if info.extra_data != nonce {
         return Err(QuoteError::WrongNonce);
     }
@@ -110,7 +130,11 @@ pub struct QuoteInfo {
 }
 
 /// Reads a quote's TPMS_ATTEST. Only the SHA-256 bank may be selected.
-pub fn parse(attest: &[u8]) -> Result<QuoteInfo, QuoteError> {
+pub fn parse(attest: &[u8]) -> Result<QuoteInfo, crate::Error> {
+    Ok(read_attest(attest)?)
+}
+
+fn read_attest(attest: &[u8]) -> Result<QuoteInfo, QuoteError> {
     let mut r = Reader(attest);
     if r.u32()? != MAGIC {
         return Err(QuoteError::Malformed("not TPM-generated (magic)".into()));
@@ -257,29 +281,33 @@ mod tests {
             s: &s,
             pcrs: &p,
         };
-        let facts = verify_quote(k.public_key().as_ref(), &q, b"nonce-1").unwrap();
+        let facts = verify(k.public_key().as_ref(), &q, b"nonce-1").unwrap();
+        assert!(matches!(
+            verify_quote(k.public_key().as_ref(), &q, b"nonce-2"),
+            Err(crate::Error::StaleQuote)
+        ));
         assert_eq!(facts.pcrs, p);
         // Another nonce, another key, other values, a changed byte: refused.
         assert_eq!(
-            verify_quote(k.public_key().as_ref(), &q, b"nonce-2"),
+            verify(k.public_key().as_ref(), &q, b"nonce-2"),
             Err(QuoteError::WrongNonce)
         );
         assert_eq!(
-            verify_quote(key().public_key().as_ref(), &q, b"nonce-1"),
+            verify(key().public_key().as_ref(), &q, b"nonce-1"),
             Err(QuoteError::BadSignature)
         );
         let mut lied = p.clone();
         lied.insert(16, [9u8; 32]);
         let q2 = QuoteParts { pcrs: &lied, ..q };
         assert_eq!(
-            verify_quote(k.public_key().as_ref(), &q2, b"nonce-1"),
+            verify(k.public_key().as_ref(), &q2, b"nonce-1"),
             Err(QuoteError::WrongDigest)
         );
         let mut fewer = p.clone();
         fewer.remove(&16);
         let q3 = QuoteParts { pcrs: &fewer, ..q };
         assert!(matches!(
-            verify_quote(k.public_key().as_ref(), &q3, b"nonce-1"),
+            verify(k.public_key().as_ref(), &q3, b"nonce-1"),
             Err(QuoteError::WrongSelection { .. })
         ));
         let mut changed = attest.clone();
@@ -289,13 +317,10 @@ mod tests {
             ..q
         };
         assert_eq!(
-            verify_quote(k.public_key().as_ref(), &q4, b"nonce-1"),
+            verify(k.public_key().as_ref(), &q4, b"nonce-1"),
             Err(QuoteError::BadSignature)
         );
-        assert_eq!(
-            verify_quote(&[4u8; 10], &q, b"nonce-1"),
-            Err(QuoteError::BadKey)
-        );
+        assert_eq!(verify(&[4u8; 10], &q, b"nonce-1"), Err(QuoteError::BadKey));
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum Error {
     Invalid(String),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    /// A TPM quote made for another nonce (an old answer, or a replay).
+    #[error("the quote is not for this nonce (a replay, or an old quote)")]
+    StaleQuote,
+    /// A TPM quote refused, and why.
+    #[error("{0}")]
+    Quote(String),
 }
 
 impl Error {
@@ -38,7 +44,9 @@ impl Error {
             | Error::Verifier(_)
             | Error::Pem(_)
             | Error::X509(_)
-            | Error::Invalid(_) => ErrorKind::Invalid,
+            | Error::Invalid(_)
+            | Error::StaleQuote
+            | Error::Quote(_) => ErrorKind::Invalid,
         }
     }
 

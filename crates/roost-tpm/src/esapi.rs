@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use crate::{Quote, TpmError};
+use crate::{Error, Quote};
 
 use tss_esapi::{
     Context, TctiNameConf,
@@ -43,7 +43,7 @@ impl Tpm {
     /// Opens the TPM through a TCTI string such as "swtpm:host=127.0.0.1,port=2321" or
     /// "device:/dev/tpmrm0", and creates the attestation key as a primary key in the
     /// endorsement hierarchy: the same template always yields the same key on the same TPM.
-    pub fn open(tcti: &str) -> Result<Tpm, TpmError> {
+    pub fn open(tcti: &str) -> Result<Tpm, Error> {
         let tcti = TctiNameConf::from_str(tcti)?;
         let mut context = Context::new(tcti)?;
         let template = ak_template()?;
@@ -67,12 +67,12 @@ impl Tpm {
 
     /// TPM2_Quote with `nonce` as qualifying data over the SHA-256 bank PCRs `pcrs`, plus a PCR
     /// read of the same selection so the verifier can recompute the PCR digest.
-    pub fn quote(&mut self, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, TpmError> {
+    pub fn quote(&mut self, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, Error> {
         let mut indices = pcrs.to_vec();
         indices.sort_unstable();
         indices.dedup();
         if indices.is_empty() {
-            return Err(TpmError::Invalid("no PCRs selected".into()));
+            return Err(Error::Invalid("no PCRs selected".into()));
         }
         let selection = pcr_selection(&indices)?;
         let nonce = Data::try_from(nonce.to_vec())?;
@@ -93,14 +93,12 @@ impl Tpm {
                 continue;
             }
             if !matches!(attest.attested(), AttestInfo::Quote { .. }) {
-                return Err(TpmError::Invalid(
+                return Err(Error::Invalid(
                     "TPM returned a non-quote attestation".into(),
                 ));
             }
             let Signature::EcDsa(sig) = signature else {
-                return Err(TpmError::Invalid(
-                    "TPM returned a non-ECDSA signature".into(),
-                ));
+                return Err(Error::Invalid("TPM returned a non-ECDSA signature".into()));
             };
             return Ok(Quote {
                 // Marshalling the parsed attestation again yields the TPMS_ATTEST bytes
@@ -111,11 +109,11 @@ impl Tpm {
                 pcrs: after,
             });
         }
-        Err(TpmError::Invalid("PCRs kept changing while quoting".into()))
+        Err(Error::Invalid("PCRs kept changing while quoting".into()))
     }
 
     /// Extends PCR `index` of the SHA-256 bank with `digest`.
-    pub fn extend(&mut self, index: u8, digest: [u8; 32]) -> Result<(), TpmError> {
+    pub fn extend(&mut self, index: u8, digest: [u8; 32]) -> Result<(), Error> {
         let pcr = PcrHandle::try_from(u32::from(index))?;
         let mut values = DigestValues::new();
         values.set(HashingAlgorithm::Sha256, Digest::try_from(digest.to_vec())?);
@@ -130,7 +128,7 @@ impl Tpm {
         &mut self,
         indices: &[u8],
         selection: &PcrSelectionList,
-    ) -> Result<Vec<(u8, [u8; 32])>, TpmError> {
+    ) -> Result<Vec<(u8, [u8; 32])>, Error> {
         let mut remaining = selection.clone();
         let mut values = Vec::with_capacity(indices.len());
         while !remaining.is_empty() {
@@ -142,12 +140,12 @@ impl Tpm {
                 .flat_map(|s| s.selected())
                 .collect();
             if slots.is_empty() || slots.len() != digests.value().len() {
-                return Err(TpmError::Invalid("unexpected PCR read result".into()));
+                return Err(Error::Invalid("unexpected PCR read result".into()));
             }
             for (slot, digest) in slots.iter().zip(digests.value()) {
                 let index = u8::try_from(u32::from(*slot).trailing_zeros()).unwrap_or(u8::MAX);
                 let value = <[u8; 32]>::try_from(digest.value())
-                    .map_err(|_| TpmError::Invalid(format!("PCR {index} is not 32 bytes")))?;
+                    .map_err(|_| Error::Invalid(format!("PCR {index} is not 32 bytes")))?;
                 values.push((index, value));
             }
             remaining.subtract(&read)?;
@@ -158,7 +156,7 @@ impl Tpm {
             .map(|(index, _)| *index)
             .ne(indices.iter().copied())
         {
-            return Err(TpmError::Invalid(
+            return Err(Error::Invalid(
                 "TPM did not return all selected PCRs".into(),
             ));
         }
@@ -167,7 +165,7 @@ impl Tpm {
 }
 
 /// Template of the attestation key: restricted ECDSA-SHA256 signing key on NIST P-256.
-fn ak_template() -> Result<Public, TpmError> {
+fn ak_template() -> Result<Public, Error> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -195,35 +193,31 @@ fn ak_template() -> Result<Public, TpmError> {
 }
 
 /// SHA-256 bank selection of the given PCR indices.
-fn pcr_selection(indices: &[u8]) -> Result<PcrSelectionList, TpmError> {
+fn pcr_selection(indices: &[u8]) -> Result<PcrSelectionList, Error> {
     let slots = indices
         .iter()
         .map(|&i| {
             let bit = 1u32
                 .checked_shl(u32::from(i))
-                .ok_or_else(|| TpmError::Invalid(format!("PCR index {i} out of range")))?;
+                .ok_or_else(|| Error::Invalid(format!("PCR index {i} out of range")))?;
             Ok(PcrSlot::try_from(bit)?)
         })
-        .collect::<Result<Vec<_>, TpmError>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     Ok(PcrSelectionListBuilder::new()
         .with_selection(HashingAlgorithm::Sha256, &slots)
         .build()?)
 }
 
 /// SEC1 uncompressed encoding of an ECC P-256 public key.
-fn ec_point(public: &Public) -> Result<Vec<u8>, TpmError> {
+fn ec_point(public: &Public) -> Result<Vec<u8>, Error> {
     let Public::Ecc { unique, .. } = public else {
-        return Err(TpmError::Invalid(
-            "attestation key is not an ECC key".into(),
-        ));
+        return Err(Error::Invalid("attestation key is not an ECC key".into()));
     };
     let mut point = Vec::with_capacity(65);
     point.push(0x04);
     for coordinate in [unique.x().value(), unique.y().value()] {
         if coordinate.len() > 32 {
-            return Err(TpmError::Invalid(
-                "ECC coordinate longer than 32 bytes".into(),
-            ));
+            return Err(Error::Invalid("ECC coordinate longer than 32 bytes".into()));
         }
         point.resize(point.len() + 32 - coordinate.len(), 0);
         point.extend_from_slice(coordinate);
@@ -243,14 +237,14 @@ const SEALED_BLOB_VERSION: u8 = 1;
 /// The blob is a version byte followed by the sealed object's public area (TPM2B_PUBLIC) and
 /// its private area (TPM2B_PRIVATE, encrypted and integrity-protected by the TPM under the
 /// storage primary key): each a big-endian u16 length and the bytes.
-pub fn seal(tcti: &str, secret: &[u8]) -> Result<Vec<u8>, TpmError> {
+pub fn seal(tcti: &str, secret: &[u8]) -> Result<Vec<u8>, Error> {
     // The TPM refuses a data object with empty sensitive data unless it generates the data
     // itself (sensitiveDataOrigin), which would not be the caller's secret.
     if secret.is_empty() {
-        return Err(TpmError::Invalid("cannot seal an empty secret".into()));
+        return Err(Error::Invalid("cannot seal an empty secret".into()));
     }
     if secret.len() > MAX_SEALED_SECRET {
-        return Err(TpmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "secret is {} bytes, at most {MAX_SEALED_SECRET} can be sealed",
             secret.len()
         )));
@@ -271,7 +265,7 @@ pub fn seal(tcti: &str, secret: &[u8]) -> Result<Vec<u8>, TpmError> {
 }
 
 /// Unseals a blob made by `seal` on the same TPM.
-pub fn unseal(tcti: &str, blob: &[u8]) -> Result<Vec<u8>, TpmError> {
+pub fn unseal(tcti: &str, blob: &[u8]) -> Result<Vec<u8>, Error> {
     let (public, private) = parse_sealed_blob(blob)?;
     let (mut context, primary) = open_with_storage_primary(tcti)?;
     // The TPM checks the private area's integrity with a key derived from the storage primary
@@ -279,7 +273,7 @@ pub fn unseal(tcti: &str, blob: &[u8]) -> Result<Vec<u8>, TpmError> {
     let object = context
         .execute_with_session(PASSWORD, |ctx| ctx.load(primary, private, public))
         .map_err(|e| {
-            TpmError::Invalid(format!(
+            Error::Invalid(format!(
                 "this TPM cannot load the sealed blob (sealed by another TPM, owner hierarchy \
                  cleared since, or corrupted): {e}"
             ))
@@ -293,7 +287,7 @@ pub fn unseal(tcti: &str, blob: &[u8]) -> Result<Vec<u8>, TpmError> {
 /// Opens a Context and creates the storage primary key of the owner hierarchy. The template
 /// is deterministic, so every call yields the same key on the same TPM (until the owner
 /// hierarchy is cleared). The key is a transient object that the Context flushes on drop.
-fn open_with_storage_primary(tcti: &str) -> Result<(Context, KeyHandle), TpmError> {
+fn open_with_storage_primary(tcti: &str) -> Result<(Context, KeyHandle), Error> {
     let tcti = TctiNameConf::from_str(tcti)?;
     let mut context = Context::new(tcti)?;
     let template = storage_primary_template()?;
@@ -305,7 +299,7 @@ fn open_with_storage_primary(tcti: &str) -> Result<(Context, KeyHandle), TpmErro
 
 /// The ECC NIST P-256 storage root key template of the TCG Provisioning Guidance (7.5.1):
 /// restricted decryption key with AES-128-CFB, unique x and y 32 zero bytes each.
-fn storage_primary_template() -> Result<Public, TpmError> {
+fn storage_primary_template() -> Result<Public, Error> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -336,7 +330,7 @@ fn storage_primary_template() -> Result<Public, TpmError> {
 
 /// Template of a sealed data object: a KeyedHash object with neither sign nor decrypt, whose
 /// sensitive data is the secret supplied at creation; usable with an empty password.
-fn sealed_object_template() -> Result<Public, TpmError> {
+fn sealed_object_template() -> Result<Public, Error> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -352,17 +346,17 @@ fn sealed_object_template() -> Result<Public, TpmError> {
 }
 
 /// Appends `bytes` with a big-endian u16 length prefix.
-fn push_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), TpmError> {
+fn push_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), Error> {
     let len = u16::try_from(bytes.len())
-        .map_err(|_| TpmError::Invalid("sealed blob field longer than 65535 bytes".into()))?;
+        .map_err(|_| Error::Invalid("sealed blob field longer than 65535 bytes".into()))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
     Ok(())
 }
 
 /// Splits a big-endian u16 length-prefixed field off the front of `input`.
-fn take_sized<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], TpmError> {
-    let truncated = || TpmError::Invalid(format!("sealed blob truncated in the {what}"));
+fn take_sized<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], Error> {
+    let truncated = || Error::Invalid(format!("sealed blob truncated in the {what}"));
     let (len, rest) = input.split_first_chunk::<2>().ok_or_else(truncated)?;
     let len = usize::from(u16::from_be_bytes(*len));
     if rest.len() < len {
@@ -374,37 +368,37 @@ fn take_sized<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], TpmError
 }
 
 /// Parses a blob written by `seal` into the sealed object's public and private areas.
-fn parse_sealed_blob(blob: &[u8]) -> Result<(Public, Private), TpmError> {
+fn parse_sealed_blob(blob: &[u8]) -> Result<(Public, Private), Error> {
     let Some((&version, mut rest)) = blob.split_first() else {
-        return Err(TpmError::Invalid("sealed blob is empty".into()));
+        return Err(Error::Invalid("sealed blob is empty".into()));
     };
     if version != SEALED_BLOB_VERSION {
-        return Err(TpmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "unsupported sealed blob version {version}"
         )));
     }
     let public_bytes = take_sized(&mut rest, "public area")?;
     let private_bytes = take_sized(&mut rest, "private area")?;
     if !rest.is_empty() {
-        return Err(TpmError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{} trailing bytes after the sealed blob",
             rest.len()
         )));
     }
-    let invalid_public = |_| TpmError::Invalid("sealed blob has an invalid public area".into());
+    let invalid_public = |_| Error::Invalid("sealed blob has an invalid public area".into());
     let public = Public::unmarshall(public_bytes).map_err(invalid_public)?;
     // Unmarshalling ignores bytes after the structure; re-marshalling must give the same bytes.
     if public.marshall().map_err(invalid_public)? != public_bytes {
-        return Err(TpmError::Invalid(
+        return Err(Error::Invalid(
             "sealed blob has an invalid public area".into(),
         ));
     }
     if !matches!(public, Public::KeyedHash { .. }) {
-        return Err(TpmError::Invalid(
+        return Err(Error::Invalid(
             "sealed blob does not hold a sealed data object".into(),
         ));
     }
     let private = Private::try_from(private_bytes.to_vec())
-        .map_err(|_| TpmError::Invalid("sealed blob has an invalid private area".into()))?;
+        .map_err(|_| Error::Invalid("sealed blob has an invalid private area".into()))?;
     Ok((public, private))
 }

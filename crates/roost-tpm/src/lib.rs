@@ -1,7 +1,7 @@
 //! The host's TPM 2.0: an attestation key, quotes over PCRs, PCR extends,
 //! and sealing a secret to the TPM. The TPM is reached through tss-esapi
 //! behind the cargo feature `tpm`; without it every call answers
-//! [`TpmError::Unsupported`], so callers need no feature switches of their
+//! [`Error::Unsupported`], so callers need no feature switches of their
 //! own. Verifying quotes needs no TPM: see `roost_pki::attest`.
 
 #[cfg(feature = "tpm")]
@@ -24,7 +24,7 @@ pub struct Quote {
 
 /// Errors from TPM operations.
 #[derive(Debug, thiserror::Error)]
-pub enum TpmError {
+pub enum Error {
     #[cfg(feature = "tpm")]
     #[error("TPM error: {0}")]
     Tss(#[from] tss_esapi::Error),
@@ -45,34 +45,34 @@ pub struct Tpm;
 
 #[cfg(not(feature = "tpm"))]
 impl Tpm {
-    /// Always [`TpmError::Unsupported`].
-    pub fn open(_tcti: &str) -> Result<Tpm, TpmError> {
-        Err(TpmError::Unsupported)
+    /// Always [`Error::Unsupported`].
+    pub fn open(_tcti: &str) -> Result<Tpm, Error> {
+        Err(Error::Unsupported)
     }
 
     pub fn ak_public(&self) -> Vec<u8> {
         Vec::new()
     }
 
-    pub fn quote(&mut self, _nonce: &[u8], _pcrs: &[u8]) -> Result<Quote, TpmError> {
-        Err(TpmError::Unsupported)
+    pub fn quote(&mut self, _nonce: &[u8], _pcrs: &[u8]) -> Result<Quote, Error> {
+        Err(Error::Unsupported)
     }
 
-    pub fn extend(&mut self, _index: u8, _digest: [u8; 32]) -> Result<(), TpmError> {
-        Err(TpmError::Unsupported)
+    pub fn extend(&mut self, _index: u8, _digest: [u8; 32]) -> Result<(), Error> {
+        Err(Error::Unsupported)
     }
 }
 
-/// Without the feature: always [`TpmError::Unsupported`].
+/// Without the feature: always [`Error::Unsupported`].
 #[cfg(not(feature = "tpm"))]
-pub fn seal(_tcti: &str, _secret: &[u8]) -> Result<Vec<u8>, TpmError> {
-    Err(TpmError::Unsupported)
+pub fn seal(_tcti: &str, _secret: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(Error::Unsupported)
 }
 
-/// Without the feature: always [`TpmError::Unsupported`].
+/// Without the feature: always [`Error::Unsupported`].
 #[cfg(not(feature = "tpm"))]
-pub fn unseal(_tcti: &str, _blob: &[u8]) -> Result<Vec<u8>, TpmError> {
-    Err(TpmError::Unsupported)
+pub fn unseal(_tcti: &str, _blob: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(Error::Unsupported)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use roost_api::tpm::{
     AttestationView, TpmEnrollment, TpmQuote, enrollment_nonce, from_hex, to_hex,
 };
 use roost_mtce::AlarmOut;
-use roost_pki::attest::{QuoteError, QuoteParts, verify_quote};
+use roost_pki::attest::{QuoteParts, verify_quote};
 use roost_store::StoredHost;
 use roost_types::{Severity, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -84,13 +84,15 @@ struct Decoded {
     pcrs: BTreeMap<u8, [u8; 32]>,
 }
 
-fn decode(q: &TpmQuote) -> Result<Decoded, String> {
-    let bytes = |what: &str, s: &str| from_hex(s).ok_or_else(|| format!("{what} is not hex"));
+fn decode(q: &TpmQuote) -> Result<Decoded, Error> {
+    let bytes = |what: &str, s: &str| {
+        from_hex(s).ok_or_else(|| Error::Invalid(format!("the quote's {what} is not hex")))
+    };
     let mut pcrs = BTreeMap::new();
     for (i, v) in &q.pcrs {
-        let v: [u8; 32] = bytes("a PCR value", v)?
+        let v: [u8; 32] = bytes("PCR value", v)?
             .try_into()
-            .map_err(|_| format!("PCR {i}'s value is not 32 bytes (SHA-256)"))?;
+            .map_err(|_| Error::Invalid(format!("PCR {i}'s value is not 32 bytes (SHA-256)")))?;
         pcrs.insert(*i, v);
     }
     Ok(Decoded {
@@ -101,8 +103,19 @@ fn decode(q: &TpmQuote) -> Result<Decoded, String> {
     })
 }
 
-fn verify(ak: &[u8], q: &TpmQuote, nonce: &[u8]) -> Result<BTreeMap<u8, String>, String> {
-    let d = decode(q)?;
+/// What a quote proves, or why it proves nothing.
+enum Verified {
+    Pcrs(BTreeMap<u8, String>),
+    /// Made for another nonce.
+    Stale,
+    Refused(String),
+}
+
+fn verify(ak: &[u8], q: &TpmQuote, nonce: &[u8]) -> Verified {
+    let d = match decode(q) {
+        Ok(d) => d,
+        Err(e) => return Verified::Refused(e.to_string()),
+    };
     let parts = QuoteParts {
         attest: &d.attest,
         r: &d.r,
@@ -110,8 +123,9 @@ fn verify(ak: &[u8], q: &TpmQuote, nonce: &[u8]) -> Result<BTreeMap<u8, String>,
         pcrs: &d.pcrs,
     };
     match verify_quote(ak, &parts, nonce) {
-        Ok(facts) => Ok(facts.pcrs.iter().map(|(i, v)| (*i, to_hex(v))).collect()),
-        Err(e) => Err(e.to_string()),
+        Ok(facts) => Verified::Pcrs(facts.pcrs.iter().map(|(i, v)| (*i, to_hex(v))).collect()),
+        Err(roost_pki::Error::StaleQuote) => Verified::Stale,
+        Err(e) => Verified::Refused(e.to_string()),
     }
 }
 
@@ -144,8 +158,19 @@ pub fn enroll(
     };
     let ak = from_hex(&tpm.ak_public)
         .ok_or_else(|| Error::Invalid("the attestation key is not hex".into()))?;
-    let quoted = verify(&ak, &tpm.quote, &enrollment_nonce(join_token))
-        .map_err(|e| Error::Unauthorized(format!("the enrollment's TPM quote is refused: {e}")))?;
+    let quoted = match verify(&ak, &tpm.quote, &enrollment_nonce(join_token)) {
+        Verified::Pcrs(p) => p,
+        Verified::Stale => {
+            return Err(Error::Unauthorized(
+                "the enrollment's TPM quote is refused: it was not made for this join token".into(),
+            ));
+        }
+        Verified::Refused(e) => {
+            return Err(Error::Unauthorized(format!(
+                "the enrollment's TPM quote is refused: {e}"
+            )));
+        }
+    };
     let absent = missing(policy, &quoted);
     if !absent.is_empty() {
         return Err(Error::Invalid(format!(
@@ -195,9 +220,9 @@ pub fn on_quote(
         return fail("the stored attestation key is not hex".into());
     };
     let quoted = match verify(&ak, quote, nonce) {
-        Ok(q) => q,
-        Err(e) if e == QuoteError::WrongNonce.to_string() => return Outcome::Ignored(e),
-        Err(e) => return fail(format!("a quote failed verification: {e}")),
+        Verified::Pcrs(q) => q,
+        Verified::Stale => return Outcome::Ignored("a quote for another nonce".into()),
+        Verified::Refused(e) => return fail(format!("a quote failed verification: {e}")),
     };
     let absent = missing(policy, &quoted);
     if !absent.is_empty() {
