@@ -141,7 +141,9 @@ pub struct TpmConfig {
     /// Seconds between quotes asked of each host.
     pub quote_interval_secs: u64,
     /// This server's own TPM (a TCTI such as `device:/dev/tpmrm0`): the
-    /// data-encryption key is sealed by it.
+    /// data-encryption key is sealed by it. Unset: the kernel's TPM
+    /// resource manager (`/dev/tpmrm0`) when there is one and this build
+    /// has TPM support; `"none"`: never.
     pub device: Option<String>,
 }
 
@@ -158,6 +160,16 @@ impl Default for TpmConfig {
 }
 
 impl TpmConfig {
+    /// The TPM that seals the data-encryption key, if any.
+    pub fn seal_device(&self) -> Option<String> {
+        match self.device.as_deref().map(str::trim) {
+            Some("none") => None,
+            Some(tcti) => Some(tcti.to_string()),
+            None => (roost_tpm::supported() && std::path::Path::new("/dev/tpmrm0").exists())
+                .then(|| "device:/dev/tpmrm0".to_string()),
+        }
+    }
+
     pub fn policy(&self) -> crate::hosts::attestation::Policy {
         let mut pcrs = self.pcrs.clone();
         pcrs.sort_unstable();

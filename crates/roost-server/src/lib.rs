@@ -127,7 +127,7 @@ pub async fn run_with(
     };
     let store = Arc::new(
         Store::open(StoreConfig {
-            key: data.key_source(config.tpm.device.as_deref()),
+            key: data.key_source(config.tpm.seal_device().as_deref()),
             path: data.database(),
             durability: config.durability()?,
             event_log_cap: config.fm.event_log_cap,
@@ -137,7 +137,7 @@ pub async fn run_with(
     let sealing = store.seal_report();
     if sealing.key_created {
         tracing::info!(
-            path = %data.key_source(config.tpm.device.as_deref()).describe(),
+            path = %data.key_source(config.tpm.seal_device().as_deref()).describe(),
             "created the data-encryption key that seals the store's secrets; back it up with the data directory"
         );
     }
