@@ -795,6 +795,21 @@ mod tests {
     }
 
     #[test]
+    fn the_sealing_tpm_is_the_configured_one_or_the_machines_or_none() {
+        let mut t = TpmConfig::default();
+        let auto = t.seal_device();
+        let present = roost_tpm::supported() && std::path::Path::new("/dev/tpmrm0").exists();
+        assert_eq!(auto.is_some(), present);
+        t.device = Some("none".into());
+        assert_eq!(t.seal_device(), None);
+        t.device = Some("swtpm:host=127.0.0.1,port=2321".into());
+        assert_eq!(
+            t.seal_device().as_deref(),
+            Some("swtpm:host=127.0.0.1,port=2321")
+        );
+    }
+
+    #[test]
     fn numbers_past_any_integer_type_name_their_setting() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("roost.toml");
