@@ -18,6 +18,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod openapi;
 pub mod redfish;
+pub mod software;
 pub mod sysinv;
 pub mod tpm;
 

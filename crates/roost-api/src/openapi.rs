@@ -192,6 +192,17 @@ const EVENT_LIST_Q: &[(&str, &str)] = &[
 const SUMMARY_Q: &[(&str, &str)] =
     &[("include_suppress", "True to count suppressed alarm ids too")];
 
+const RELEASE_LIST_Q: &[(&str, &str)] = &[
+    (
+        "show",
+        "only releases in this state (available, deploying, deployed, ...); an unknown state filters nothing",
+    ),
+    (
+        "release",
+        "only releases of this MM.mm (ignored when show is given)",
+    ),
+];
+
 const AUDIT_LIST_Q: &[(&str, &str)] = &[
     ("user", "only calls by this user (host:<name> for an agent)"),
     (
@@ -714,6 +725,76 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         ok: &[200],
         body: Some("ParameterApply"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/release",
+        tag: "software",
+        summary: "List software releases (USM; a bare array, as the stock software client reads it)",
+        access: Access::Reader,
+        query: RELEASE_LIST_Q,
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/release",
+        tag: "software",
+        summary: "Upload release files (multipart, one part per *.patch file named by its local path, streamed to disk): each is verified against the trusted signing keys, its payload checked by digest and unpacked; the reply is USM's envelope with upload_info; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("ReleaseUpload"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/release/{id}",
+        tag: "software",
+        summary: "Show a release (a bare object; 404 with USM's envelope)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "delete",
+        path: "/v1/release/{id}",
+        tag: "software",
+        summary: "Delete a release that is available, unavailable or upload-failed and required by no other (a refusal is 200 with the reason in error, as USM answers); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/release/{id}/is_available",
+        tag: "software",
+        summary: "Whether a release is available (a bare true or false)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/release/{id}/is_deployed",
+        tag: "software",
+        summary: "Whether a release is deployed (a bare true or false)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/release/{id}/is_committed",
+        tag: "software",
+        summary: "Whether a release is committed (a bare true or false)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
     },
     Route {
         method: "post",
@@ -1508,6 +1589,21 @@ fn schemas() -> Value {
             },
             "additionalProperties": false
         },
+        "ReleaseUpload": {
+            "type": "object",
+            "description": "one part per release file; the part's name and filename are the file's local path",
+            "additionalProperties": {"type": "string", "contentMediaType": "application/octet-stream"}
+        },
+        "UsmEnvelope": {
+            "type": "object",
+            "required": ["info", "warning", "error"],
+            "properties": {
+                "info": s("string"),
+                "warning": s("string"),
+                "error": s("string"),
+                "upload_info": {"type": "array", "items": {"type": "object"}}
+            }
+        },
         "AgentCertificate": {
             "type": "object",
             "required": ["csr_pem"],
@@ -1769,6 +1865,10 @@ pub fn document() -> Value {
         // dcmanager's paths answer errors as HTML pages, as StarlingX does
         // (the token check in front of them still answers JSON).
         let html_errors = r.path.starts_with("/v1.0/");
+        // USM's paths answer refusals in USM's envelope (406 for a refused
+        // upload), as the stock software client reads them.
+        let usm = r.path.starts_with("/v1/release");
+
         let mut responses = Map::new();
         for code in r.ok {
             responses.insert(code.to_string(), json!({"description": "success"}));
@@ -1801,12 +1901,20 @@ pub fn document() -> Value {
             }
             let content = if html_errors && code != 401 {
                 json!({"text/html": {"schema": {"type": "string"}}})
+            } else if usm && code != 401 && code != 403 {
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/UsmEnvelope"}}})
             } else {
                 json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}})
             };
             responses.insert(
                 code.to_string(),
                 json!({"description": what, "content": content}),
+            );
+        }
+        if usm && r.method == "post" {
+            responses.insert(
+                "406".into(),
+                json!({"description": "every file was refused (the error says why)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsmEnvelope"}}}}),
             );
         }
         let mut op = json!({
@@ -1823,6 +1931,9 @@ pub fn document() -> Value {
         if let Some(b) = r.body {
             let schema = json!({"$ref": format!("#/components/schemas/{b}")});
             let mut content = json!({"application/json": {"schema": schema}});
+            if usm {
+                content = json!({"multipart/form-data": {"schema": schema}});
+            }
             if r.path.starts_with("/v1.0/subclouds") {
                 // StarlingX's dcmanager client sends multipart forms.
                 content["multipart/form-data"] = json!({"schema": schema});
@@ -1966,7 +2077,13 @@ mod tests {
                 if writes && !bodyless {
                     assert!(has_body, "{method} {path} declares no request body");
                     let content = op["requestBody"]["content"].as_object().unwrap();
-                    assert!(content.contains_key("application/json"), "{method} {path}");
+                    // USM's upload alone is a multipart form of files.
+                    let media = if path == "/v1/release" {
+                        "multipart/form-data"
+                    } else {
+                        "application/json"
+                    };
+                    assert!(content.contains_key(media), "{method} {path}");
                 } else {
                     assert!(!has_body, "{method} {path} should take no body");
                 }

@@ -61,6 +61,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub tpm: TpmConfig,
+    pub software: SoftwareConfig,
 }
 
 /// Logins (`[identity]`): account lockout as Keystone's
@@ -178,6 +179,26 @@ impl TpmConfig {
             required: self.required,
             pcrs,
             quote_interval_secs: self.quote_interval_secs,
+        }
+    }
+}
+
+/// Software releases (`[software]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoftwareConfig {
+    /// The release signing keys this cloud trusts (`ed25519:<base64>`, as
+    /// `roost release keygen` prints them).
+    pub trusted_keys: Vec<String>,
+    /// The largest release file accepted, bytes.
+    pub max_release_bytes: u64,
+}
+
+impl Default for SoftwareConfig {
+    fn default() -> Self {
+        SoftwareConfig {
+            trusted_keys: Vec::new(),
+            max_release_bytes: 2 << 30,
         }
     }
 }
@@ -400,6 +421,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             audit: AuditConfig::default(),
             tpm: TpmConfig::default(),
+            software: SoftwareConfig::default(),
         }
     }
 }
@@ -523,6 +545,12 @@ impl Config {
                 10 * 365 * DAY,
             ),
             ("agent_cert_secs", self.agent_cert_secs, 30, 5 * 365 * DAY),
+            (
+                "software.max_release_bytes",
+                self.software.max_release_bytes,
+                1024,
+                64 << 30,
+            ),
             (
                 "tpm.quote_interval_secs",
                 self.tpm.quote_interval_secs,
@@ -651,6 +679,11 @@ impl Config {
                 "dc.offline_after_secs must be longer than dc.sync_interval_secs".into(),
             ));
         }
+        if let Err(e) =
+            roost_release::TrustedKeys::parse(self.software.trusted_keys.iter().map(String::as_str))
+        {
+            return Err(Error::Setting(format!("software.trusted_keys: {e}")));
+        }
         if self.tpm.pcrs.is_empty() || self.tpm.pcrs.iter().any(|&p| p > 23) {
             return Err(Error::Setting(format!(
                 "tpm.pcrs is {:?}; give one or more PCR indices from 0 to 23",
@@ -775,6 +808,7 @@ mod tests {
             "join_token_ttl_secs" => c.join_token_ttl_secs = v,
             "heartbeat_key_max_age_secs" => c.heartbeat_key_max_age_secs = v,
             "agent_cert_secs" => c.agent_cert_secs = v,
+            "software.max_release_bytes" => c.software.max_release_bytes = v,
             "tpm.quote_interval_secs" => c.tpm.quote_interval_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,

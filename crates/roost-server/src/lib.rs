@@ -20,6 +20,7 @@ pub mod identity;
 pub mod metrics;
 pub mod monitor;
 pub mod platform;
+pub mod software;
 pub mod subcloud;
 
 use std::sync::Arc;
@@ -345,6 +346,17 @@ pub async fn run_with(
         None => (None, None, None),
     };
     let inventory = Arc::new(inventory);
+    let trusted =
+        roost_release::TrustedKeys::parse(config.software.trusted_keys.iter().map(String::as_str))
+            .map_err(|e| Error::Setting(format!("software.trusted_keys: {e}")))?;
+    let software = software::SoftwareService::start(
+        store.clone(),
+        data.path().join("software"),
+        trusted,
+        config.software.max_release_bytes,
+        clock.clone(),
+    )
+    .context("cannot start the software service")?;
     tasks.push(tokio::spawn(inventory.clone().run(
         fm.clone(),
         clock.clone(),
@@ -375,6 +387,7 @@ pub async fn run_with(
         public_url: config.public_url.clone(),
         tls: api_tls.clone(),
         certs: inventory,
+        software,
     };
     let app = http::router(state, config.max_body_bytes);
     let limits = http::serve::Limits {

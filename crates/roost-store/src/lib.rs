@@ -22,6 +22,7 @@ mod dc;
 mod fm;
 mod hosts;
 mod identity;
+mod releases;
 mod seal;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
+pub use releases::{ReleaseWrite, StoredRelease};
 pub use seal::{KeySource, KeyWrap, SECRET_KEY_FILE, SealReport, Sealer};
 
 /// The store's file name in a server's data directory.
@@ -167,6 +169,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_agent_certificates.sql"),
     ),
+    (13, include_str!("../migrations/sqlite/0013_releases.sql")),
 ];
 
 /// The opened store.

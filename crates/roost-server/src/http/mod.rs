@@ -14,6 +14,7 @@ mod host_attributes;
 mod identity;
 mod ops;
 pub mod serve;
+mod software;
 mod sysinv;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub tls: Option<Arc<crate::certs::ApiTls>>,
     /// Every certificate of this cloud, and its expiry alarms.
     pub certs: Arc<crate::certs::Inventory>,
+    /// Software releases (USM).
+    pub software: crate::software::SoftwareService,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(dcmanager::routes())
         .merge(identity::protected_routes())
         .merge(certificates::routes())
+        .merge(software::routes())
         .merge(ops::protected_routes())
         .merge(audit::protected_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

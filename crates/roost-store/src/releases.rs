@@ -1,0 +1,125 @@
+//! Software releases: one row per uploaded release.
+
+use roost_types::Timestamp;
+use rusqlite::params;
+
+use crate::{Error, Store};
+
+/// A release as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRelease {
+    pub release_id: String,
+    /// USM's state (`available`, `deploying`, `deployed`, ...).
+    pub state: String,
+    /// The signed manifest, JSON.
+    pub manifest: String,
+    pub uploaded_at: Timestamp,
+}
+
+/// One change to the releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseWrite {
+    /// Adds a release; one with the same id fails the whole write with
+    /// [`Error::Conflict`].
+    Insert(StoredRelease),
+    SetState {
+        release_id: String,
+        state: String,
+    },
+    Delete(String),
+}
+
+impl Store {
+    /// Every release, by id.
+    pub fn releases(&self) -> Result<Vec<StoredRelease>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT release_id, state, manifest, uploaded_at FROM releases ORDER BY release_id",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok(StoredRelease {
+                        release_id: r.get(0)?,
+                        state: r.get(1)?,
+                        manifest: r.get(2)?,
+                        uploaded_at: Timestamp(r.get(3)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+    }
+
+    /// Applies `writes` in one transaction: all or nothing.
+    pub fn write_releases(&self, writes: &[ReleaseWrite]) -> Result<(), Error> {
+        self.write_once(|tx| {
+            for w in writes {
+                match w {
+                    ReleaseWrite::Insert(r) => {
+                        let n = tx.execute(
+                            "INSERT INTO releases (release_id, state, manifest, uploaded_at)
+                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (release_id) DO NOTHING",
+                            params![r.release_id, r.state, r.manifest, r.uploaded_at.micros()],
+                        )?;
+                        if n == 0 {
+                            return Err(Error::Conflict(format!(
+                                "release {} exists already",
+                                r.release_id
+                            )));
+                        }
+                    }
+                    ReleaseWrite::SetState { release_id, state } => {
+                        tx.execute(
+                            "UPDATE releases SET state = ?2 WHERE release_id = ?1",
+                            params![release_id, state],
+                        )?;
+                    }
+                    ReleaseWrite::Delete(id) => {
+                        tx.execute("DELETE FROM releases WHERE release_id = ?1", [id])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> StoredRelease {
+        StoredRelease {
+            release_id: id.into(),
+            state: "available".into(),
+            manifest: "{}".into(),
+            uploaded_at: Timestamp(7),
+        }
+    }
+
+    #[test]
+    fn releases_are_added_once_changed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(crate::StoreConfig::at(dir.path().join("db"), 100)).unwrap();
+        s.write_releases(&[ReleaseWrite::Insert(row("roost-0.2.0"))])
+            .unwrap();
+        // A second insert of the id fails the whole write.
+        let e = s
+            .write_releases(&[
+                ReleaseWrite::Insert(row("roost-0.3.0")),
+                ReleaseWrite::Insert(row("roost-0.2.0")),
+            ])
+            .unwrap_err();
+        assert!(matches!(e, Error::Conflict(_)), "{e}");
+        assert_eq!(s.releases().unwrap(), vec![row("roost-0.2.0")]);
+        s.write_releases(&[ReleaseWrite::SetState {
+            release_id: "roost-0.2.0".into(),
+            state: "deploying".into(),
+        }])
+        .unwrap();
+        assert_eq!(s.releases().unwrap()[0].state, "deploying");
+        s.write_releases(&[ReleaseWrite::Delete("roost-0.2.0".into())])
+            .unwrap();
+        assert!(s.releases().unwrap().is_empty());
+    }
+}
