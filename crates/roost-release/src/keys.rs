@@ -71,7 +71,8 @@ impl SigningKey {
         PublicKey(b)
     }
 
-    pub(crate) fn sign(&self, msg: &[u8]) -> Vec<u8> {
+    /// An Ed25519 signature of `msg` (64 bytes).
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
         self.pair.sign(msg).as_ref().to_vec()
     }
 }
