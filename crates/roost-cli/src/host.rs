@@ -436,15 +436,21 @@ fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     }
 }
 
-fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    let path = format!("{}/heartbeat_key", host_path(&args.host)?);
+/// `GET /v1/ihosts/{host}/{sub}`, or with `act` a `POST` to it (the path
+/// says everything; the body is an empty object).
+fn host_resource(host: &str, sub: &str, act: bool, env: &Env) -> Result<Value, Error> {
+    let path = format!("{}/{sub}", host_path(host)?);
     let api = &connect(env)?;
-    let reply = if args.rotate {
+    if act {
         api.post(&path, &serde_json::Map::new())
     } else {
         api.get(&path, &Query::new())
     }
-    .map_err(not_found(&args.host))?;
+    .map_err(not_found(host))
+}
+
+fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let reply = host_resource(&args.host, "heartbeat_key", args.rotate, env)?;
     match args.output.output {
         OutputFormat::Json => print_json(io.out, &reply),
         OutputFormat::Table => {
@@ -462,14 +468,7 @@ fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<
 }
 
 fn attestation(args: &AttestationArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    let path = format!("{}/attestation", host_path(&args.host)?);
-    let api = &connect(env)?;
-    let reply = if args.accept {
-        api.post(&path, &serde_json::Map::new())
-    } else {
-        api.get(&path, &Query::new())
-    }
-    .map_err(not_found(&args.host))?;
+    let reply = host_resource(&args.host, "attestation", args.accept, env)?;
     match args.output.output {
         OutputFormat::Json => print_json(io.out, &reply),
         OutputFormat::Table => {
@@ -496,10 +495,7 @@ fn attestation(args: &AttestationArgs, env: &Env, io: &mut Io<'_>) -> Result<(),
 }
 
 fn revoke(host: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    let path = format!("{}/revoke", host_path(host)?);
-    let api = &connect(env)?;
-    api.post(&path, &serde_json::Map::new())
-        .map_err(not_found(host))?;
+    host_resource(host, "revoke", true, env)?;
     writeln!(io.out, "Revoked the agent of host {host}")?;
     writeln!(
         io.err,

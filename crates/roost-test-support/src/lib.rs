@@ -189,6 +189,22 @@ impl Server {
         Self::start_in(bin, &data, opts, Some(tmp)).expect("server starts")
     }
 
+    /// Starts a server, on a fresh data directory, whose configuration file
+    /// holds `toml`; the returned directory keeps the file.
+    pub fn start_with_config(bin: &Path, toml: &str) -> (Server, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("roost.toml");
+        std::fs::write(&cfg, toml).expect("config file");
+        let s = Self::start_with(
+            bin,
+            ServerOptions {
+                args: vec!["--config".into(), cfg.display().to_string()],
+                ..Default::default()
+            },
+        );
+        (s, dir)
+    }
+
     /// Starts a server on an existing data directory; an error holds its log.
     pub fn start_in(
         bin: &Path,

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roost_pki::{Ca, ClientIdentity, Validity};
-use roost_test_support::{Agent, Api, Cli, PASSWORD, Server, ServerOptions, http, wait_for};
+use roost_test_support::{Agent, Api, Cli, PASSWORD, Server, http, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -20,16 +20,7 @@ fn bin() -> &'static Path {
 /// An HTTPS server on loopback whose agents' certificates live 30 s (so
 /// they renew every 20 s).
 fn tls_server() -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("roost.toml");
-    std::fs::write(&cfg, "agent_cert_secs = 30\n[http]\ntls = \"on\"\n").unwrap();
-    let s = Server::start_with(
-        bin(),
-        ServerOptions {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
-    );
+    let (s, dir) = Server::start_with_config(bin(), "agent_cert_secs = 30\n[http]\ntls = \"on\"\n");
     assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
     (s, dir)
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use roost_test_support::{Cli, Server, ServerOptions, http};
+use roost_test_support::{Cli, Server, http};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
@@ -127,14 +127,9 @@ fn signed_releases_upload_list_show_and_delete_and_bad_ones_are_refused() {
     let key = tmp.path().join("release.key");
     let public = release_cli(&["keygen", "--out", &key.display().to_string()]);
     assert!(public.starts_with("ed25519:"), "{public}");
-    let cfg = tmp.path().join("roost.toml");
-    std::fs::write(&cfg, format!("[software]\ntrusted_keys = [\"{public}\"]\n")).unwrap();
-    let mut s = Server::start_with(
+    let (mut s, _cfg) = Server::start_with_config(
         bin(),
-        ServerOptions {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
     );
 
     let binary = vec![0x42u8; 300_000];

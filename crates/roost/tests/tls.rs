@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use roost_pki::{Ca, Validity};
-use roost_test_support::{Cli, PASSWORD, Server, ServerOptions, require_or_skip, wait_for};
+use roost_test_support::{Cli, PASSWORD, Server, require_or_skip, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -19,16 +19,7 @@ fn bin() -> &'static Path {
 /// A server with `[http] tls = "on"` on loopback, and the directory of its
 /// config file.
 fn tls_server() -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("roost.toml");
-    std::fs::write(&cfg, "[http]\ntls = \"on\"\n").unwrap();
-    let s = Server::start_with(
-        bin(),
-        ServerOptions {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
-    );
+    let (s, dir) = Server::start_with_config(bin(), "[http]\ntls = \"on\"\n");
     assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
     (s, dir)
 }

@@ -53,19 +53,9 @@ fn a_tpm_host_enrolls_with_quotes_and_a_changed_pcr_keeps_it_locked() {
         return;
     }
     let tpm = Swtpm::start().expect("swtpm starts (Debian package swtpm)");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("roost.toml");
-    std::fs::write(
-        &cfg,
-        "[tpm]\nrequired = true\npcrs = [0, 16]\nquote_interval_secs = 1\n",
-    )
-    .unwrap();
-    let s = Server::start_with(
+    let (s, dir) = Server::start_with_config(
         bin(),
-        ServerOptions {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
+        "[tpm]\nrequired = true\npcrs = [0, 16]\nquote_interval_secs = 1\n",
     );
     let api = s.api();
 

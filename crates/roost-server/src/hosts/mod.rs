@@ -293,21 +293,17 @@ fn no_heartbeat_key(h: &StoredHost) -> Error {
     })
 }
 
-fn new_key() -> HostKey {
+/// 32 random bytes (the OS random source failing is not recoverable).
+fn random_32() -> [u8; 32] {
     let mut b = [0u8; 32];
     if getrandom::fill(&mut b).is_err() {
         std::process::abort();
     }
-    HostKey::from_bytes(b)
+    b
 }
 
-/// A fresh 32-byte TPM challenge.
-fn random_nonce() -> Vec<u8> {
-    let mut b = vec![0u8; 32];
-    if getrandom::fill(&mut b).is_err() {
-        std::process::abort();
-    }
-    b
+fn new_key() -> HostKey {
+    HostKey::from_bytes(random_32())
 }
 
 const SETTING_PREFIX: &str = "mtce.";
@@ -1074,7 +1070,7 @@ impl HostService {
                     now,
                     self.config.tpm.quote_interval_secs,
                 ))
-            .then(random_nonce)
+            .then(|| random_32().to_vec())
         });
         // Persist.
         if updated != current {

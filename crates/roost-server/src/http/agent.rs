@@ -40,18 +40,26 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let token = agent_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let channel = parts
-            .extensions
-            .get::<Channel>()
-            .cloned()
-            .unwrap_or(Channel::Tls(None));
-        Ok(AgentAuth(AgentCall { token, channel }))
+        agent_call(&parts.headers, &parts.extensions)
+            .map(AgentAuth)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
+/// The agent credentials of a request: its token (`None` without one) and
+/// the channel the serve loop recorded, HTTPS without a certificate when
+/// there is none (failing closed).
+pub fn agent_call(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<AgentCall> {
+    let token = agent_token(headers)?;
+    let channel = extensions
+        .get::<Channel>()
+        .cloned()
+        .unwrap_or(Channel::Tls(None));
+    Some(AgentCall { token, channel })
+}
+
 /// The agent token of a request, if it has one.
-pub fn agent_token(headers: &HeaderMap) -> Option<String> {
+fn agent_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-agent-token")
         .and_then(|v| v.to_str().ok())

@@ -74,15 +74,8 @@ pub async fn record(State(st): State<AppState>, mut req: Request, next: Next) ->
         .unwrap_or_default();
     // An agent is named by its host: its token is looked up here, never kept.
     let agent = path.starts_with("/v1/agent/").then(|| {
-        let token = super::agent::agent_token(req.headers())?;
-        let channel = req
-            .extensions()
-            .get::<crate::hosts::agent_certs::Channel>()
-            .cloned()
-            .unwrap_or(crate::hosts::agent_certs::Channel::Tls(None));
-        st.hosts
-            .agent_host(&crate::hosts::agent_certs::AgentCall { token, channel })
-            .ok()
+        let call = super::agent::agent_call(req.headers(), req.extensions())?;
+        st.hosts.agent_host(&call).ok()
     });
     let resp = next.run(req).await;
     let (user, roles) = match (who.take(), agent) {
