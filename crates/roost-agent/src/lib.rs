@@ -263,6 +263,10 @@ struct Shared {
     identity_saves: tokio::sync::Mutex<()>,
     /// Asks the certificate task to renew the client certificate now.
     renew_certificate: Notify,
+    /// The serial the server asked to renew (set before
+    /// `renew_certificate` is notified): a request about a certificate
+    /// already replaced is dropped, so one request renews once.
+    renew_serial: Mutex<Option<String>>,
     /// The host's TPM, with `--tpm`.
     tpm: Option<attest::SharedTpm>,
 }
@@ -515,6 +519,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         next_key,
         identity_saves: tokio::sync::Mutex::new(()),
         renew_certificate: Notify::new(),
+        renew_serial: Mutex::new(None),
         tpm,
     });
 
@@ -651,7 +656,11 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 );
                 // Asked to renew the certificate this report presented (not
                 // one already replaced meanwhile).
-                if reply.renew_certificate && cert_serial(&lock(&shared.identity)) == serial {
+                if reply.renew_certificate
+                    && serial.is_some()
+                    && cert_serial(&lock(&shared.identity)) == serial
+                {
+                    *lock(&shared.renew_serial) = serial.clone();
                     shared.renew_certificate.notify_one();
                 }
                 on_reply(&shared, &reply).await;
@@ -825,7 +834,13 @@ async fn certificate_task(shared: Arc<Shared>) {
         let wait = until_renewal(&lock(&shared.identity));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = shared.renew_certificate.notified() => {}
+            () = shared.renew_certificate.notified() => {
+                // Asked while a renewal was under way: that one answered it.
+                let asked = lock(&shared.renew_serial).take();
+                if asked.is_none() || asked != cert_serial(&lock(&shared.identity)) {
+                    continue;
+                }
+            }
         }
         let token = lock(&shared.identity).enrollment.agent_token.clone();
         let cert = match request_certificate(&shared.client, &token).await {

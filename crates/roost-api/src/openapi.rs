@@ -797,6 +797,136 @@ pub const ROUTES: &[Route] = &[
         body: None,
     },
     Route {
+        method: "get",
+        path: "/v1/deploy",
+        tag: "software",
+        summary: "The deploy in progress (a bare array of at most one item, as software deploy show reads it)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "delete",
+        path: "/v1/deploy",
+        tag: "software",
+        summary: "Delete the deploy once completed, rolled back or never begun; the release becomes deployed or available again (USM envelope; a refusal is 406); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/precheck",
+        tag: "software",
+        summary: "Check whether a release can be deployed: available, its prerequisites deployed, no other deploy, every host unlocked, enabled and available, no management-affecting alarm unless forced (USM envelope with system_healthy; 406 when not); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("DeployRequest"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/start",
+        tag: "software",
+        summary: "Start deploying a release: the precheck, then every host pending (USM envelope; a refusal is 406); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("DeployRequest"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/activate",
+        tag: "software",
+        summary: "Activate the deployed release once every host runs it; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/activate_rollback",
+        tag: "software",
+        summary: "Roll back the activation of an aborted deploy; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/complete",
+        tag: "software",
+        summary: "Complete an activated deploy; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/abort",
+        tag: "software",
+        summary: "Abort the deploy: every host that took the release is to be rolled back; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/deploy_host",
+        tag: "software",
+        summary: "The hosts of the deploy with their deploy state (a bare array; empty without a deploy)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy_host/{host}",
+        tag: "software",
+        summary: "Deploy the release to a host: its agent fetches, stages, switches, checks, and rolls back by itself when the check fails (USM envelope; a refusal is 406); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy_host/{host}/force",
+        tag: "software",
+        summary: "Deploy the release to a host that is not in service; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy_host/{host}/rollback",
+        tag: "software",
+        summary: "Roll a host back after an abort; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy_host/{host}/rollback/force",
+        tag: "software",
+        summary: "Roll a host back after an abort (forced); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
         method: "post",
         path: "/v1/agent/enroll",
         tag: "agent",
@@ -995,6 +1125,16 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/agent/apps/images/{digest}",
         tag: "agent",
         summary: "An image archive by its manifest digest (header X-Agent-Token); `Range: bytes=N-` resumes",
+        access: Access::Agent,
+        query: &[],
+        ok: &[200, 206],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/agent/software/blobs/{sha256}",
+        tag: "agent",
+        summary: "A release payload file by its SHA-256 (header X-Agent-Token); `Range: bytes=N-` resumes",
         access: Access::Agent,
         query: &[],
         ok: &[200, 206],
@@ -1594,6 +1734,16 @@ fn schemas() -> Value {
             "description": "one part per release file; the part's name and filename are the file's local path",
             "additionalProperties": {"type": "string", "contentMediaType": "application/octet-stream"}
         },
+        "DeployRequest": {
+            "type": "object",
+            "description": "what software deploy precheck|start sends: the release, force (any value counts) and k=v options",
+            "properties": {
+                "releases": {"type": "array", "items": s("string"), "maxItems": 1},
+                "force": {},
+                "options": {"type": "array", "items": s("string")},
+                "region_name": s("string")
+            }
+        },
         "UsmEnvelope": {
             "type": "object",
             "required": ["info", "warning", "error"],
@@ -1640,7 +1790,26 @@ fn schemas() -> Value {
                     "additionalProperties": false
                 }},
                 "heartbeat_key_next": {"type": ["string", "null"], "description": "fingerprint of the next heartbeat key the agent holds, during a rotation"},
-                "tpm_quote": {"$ref": "#/components/schemas/TpmQuote"}
+                "tpm_quote": {"$ref": "#/components/schemas/TpmQuote"},
+                "software": {
+                    "type": "object",
+                    "description": "the release the host runs (empty: the installed software), the roost binary's version and how the last deploy attempt ended",
+                    "required": ["release_id", "version"],
+                    "properties": {
+                        "release_id": s("string"),
+                        "version": s("string"),
+                        "last": {
+                            "type": "object",
+                            "required": ["attempt", "release_id", "ok", "message"],
+                            "properties": {
+                                "attempt": {"type": "integer", "minimum": 0},
+                                "release_id": s("string"),
+                                "ok": {"type": "boolean"},
+                                "message": s("string")
+                            }
+                        }
+                    }
+                }
             },
             "additionalProperties": false
         },
@@ -1808,6 +1977,7 @@ fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static st
         | ("get", "/v1/agent/apps/plan")
         | ("post", "/v1/agent/apps/report")
         | ("get", "/v1/agent/apps/images/{digest}")
+        | ("get", "/v1/agent/software/blobs/{sha256}")
         | ("get", "/v1/agent/apps/log-requests")
         | ("post", "/v1/agent/apps/logs/{id}") => {
             vec![("X-Agent-Token", "the agent token issued at enrollment")]

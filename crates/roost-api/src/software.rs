@@ -79,3 +79,113 @@ pub struct UploadReply {
     /// One map per uploaded file: its base name to what it held.
     pub upload_info: Vec<BTreeMap<String, UploadInfo>>,
 }
+
+/// The body of `deploy precheck` and `deploy start`, as the stock client
+/// sends it: `force` is the string "true" (any value counts), `options` are
+/// `k=v` strings. Unknown keys are ignored, as USM's handler ignores them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    #[serde(default)]
+    pub releases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<serde_json::Value>,
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_name: Option<String>,
+}
+
+impl DeployRequest {
+    /// Whether the request is forced (any `force` but JSON false or "false").
+    pub fn forced(&self) -> bool {
+        match &self.force {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+            Some(_) => true,
+        }
+    }
+}
+
+/// The reply to `deploy precheck` and `deploy start`: the envelope and
+/// whether the cloud is healthy enough to deploy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecheckReply {
+    #[serde(flatten)]
+    pub envelope: Envelope,
+    pub system_healthy: bool,
+}
+
+/// The deploy in progress, as `software deploy show` reads it (one item of
+/// a bare array).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployView {
+    /// `MM.mm.pp` the hosts ran before (swapped with `to_release` by abort).
+    pub from_release: String,
+    pub to_release: String,
+    /// The release ids (Roost's own keys).
+    pub from_release_id: String,
+    pub to_release_id: String,
+    pub reboot_required: bool,
+    pub pre_upgrade_deploy: bool,
+    pub state: String,
+    pub feed_repo: Option<String>,
+    pub commit_id: Option<String>,
+    pub options: BTreeMap<String, String>,
+    pub major_release: bool,
+    pub prepatched_iso: bool,
+    pub started_at: String,
+}
+
+/// A host in the deploy, as `software deploy host-list` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployHostView {
+    pub hostname: String,
+    /// `MM.mm.pp` the host runs.
+    pub software_release: String,
+    pub target_release: Option<String>,
+    pub reboot_required: Option<bool>,
+    pub pre_upgrade_deploy: bool,
+    pub host_state: Option<String>,
+    /// What the host's last attempt ended with (Roost's own key).
+    pub message: String,
+}
+
+/// A release an agent is asked to run (in a report's reply): what to
+/// fetch, stage and switch to, and the attempt its outcome must name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwareOrder {
+    /// Empty: the software the host was installed with.
+    pub release_id: String,
+    pub attempt: u64,
+    pub rollback: bool,
+    /// The payload files, fetched by digest
+    /// (`GET /v1/agent/software/blobs/{sha256}`).
+    pub payload: Vec<PayloadView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_install: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_install: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<String>,
+}
+
+/// What an agent runs and how its last attempt ended (in a report).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwareStatus {
+    /// The release the host runs; empty for the installed software.
+    pub release_id: String,
+    /// The version of the running `roost` binary.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<SoftwareOutcome>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwareOutcome {
+    pub attempt: u64,
+    pub release_id: String,
+    pub ok: bool,
+    pub message: String,
+}

@@ -582,6 +582,9 @@ pub struct ReportReply {
     /// in the next report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm_challenge: Option<crate::tpm::TpmChallenge>,
+    /// A release to run (a deploy or its rollback reached this host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<crate::software::SoftwareOrder>,
 }
 
 impl ReportReply {
@@ -606,6 +609,7 @@ impl std::fmt::Debug for ReportReply {
             )
             .field("renew_certificate", &self.renew_certificate)
             .field("tpm_challenge", &self.tpm_challenge)
+            .field("software", &self.software)
             .finish()
     }
 }
@@ -669,6 +673,9 @@ pub struct AgentReport {
     /// The answer to the last TPM challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm_quote: Option<crate::tpm::TpmQuote>,
+    /// The release the host runs and how its last deploy attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<crate::software::SoftwareStatus>,
 }
 
 #[cfg(test)]

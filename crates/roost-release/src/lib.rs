@@ -18,6 +18,7 @@
 //! the payload too: a file is accepted only once every byte was read and
 //! every digest matched.
 
+pub mod deploy;
 mod keys;
 mod manifest;
 pub mod states;

@@ -192,6 +192,9 @@ pub struct SoftwareConfig {
     pub trusted_keys: Vec<String>,
     /// The largest release file accepted, bytes.
     pub max_release_bytes: u64,
+    /// How long a host's agent has to fetch, switch to and check a release
+    /// (and come back after a restart) before its deploy counts as failed.
+    pub host_deploy_timeout_secs: u64,
 }
 
 impl Default for SoftwareConfig {
@@ -199,6 +202,7 @@ impl Default for SoftwareConfig {
         SoftwareConfig {
             trusted_keys: Vec::new(),
             max_release_bytes: 2 << 30,
+            host_deploy_timeout_secs: 1800,
         }
     }
 }
@@ -552,6 +556,12 @@ impl Config {
                 64 << 30,
             ),
             (
+                "software.host_deploy_timeout_secs",
+                self.software.host_deploy_timeout_secs,
+                10,
+                7 * DAY,
+            ),
+            (
                 "tpm.quote_interval_secs",
                 self.tpm.quote_interval_secs,
                 1,
@@ -809,6 +819,7 @@ mod tests {
             "heartbeat_key_max_age_secs" => c.heartbeat_key_max_age_secs = v,
             "agent_cert_secs" => c.agent_cert_secs = v,
             "software.max_release_bytes" => c.software.max_release_bytes = v,
+            "software.host_deploy_timeout_secs" => c.software.host_deploy_timeout_secs = v,
             "tpm.quote_interval_secs" => c.tpm.quote_interval_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,

@@ -354,9 +354,17 @@ pub async fn run_with(
         data.path().join("software"),
         trusted,
         config.software.max_release_bytes,
+        config.software.host_deploy_timeout_secs,
         clock.clone(),
     )
     .context("cannot start the software service")?;
+    software.set_site(software::Site {
+        hosts: hosts.clone(),
+        fm: fm.clone(),
+    });
+    tasks.push(tokio::spawn(
+        software.clone().deadline_loop(shutdown.clone()),
+    ));
     tasks.push(tokio::spawn(inventory.clone().run(
         fm.clone(),
         clock.clone(),

@@ -170,6 +170,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_agent_certificates.sql"),
     ),
     (13, include_str!("../migrations/sqlite/0013_releases.sql")),
+    (14, include_str!("../migrations/sqlite/0014_deploy.sql")),
 ];
 
 /// The opened store.

@@ -27,6 +27,8 @@ pub enum ReleaseWrite {
         state: String,
     },
     Delete(String),
+    /// Sets the deploy in progress (JSON), or removes it.
+    Deploy(Option<String>),
 }
 
 impl Store {
@@ -47,6 +49,15 @@ impl Store {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(v)
+        })
+    }
+
+    /// The deploy in progress (JSON), if any.
+    pub fn deploy(&self) -> Result<Option<String>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT body FROM deploy WHERE id = 1")?;
+            let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.next().transpose()?)
         })
     }
 
@@ -76,6 +87,16 @@ impl Store {
                     }
                     ReleaseWrite::Delete(id) => {
                         tx.execute("DELETE FROM releases WHERE release_id = ?1", [id])?;
+                    }
+                    ReleaseWrite::Deploy(Some(body)) => {
+                        tx.execute(
+                            "INSERT INTO deploy (id, body) VALUES (1, ?1)
+                             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                            [body],
+                        )?;
+                    }
+                    ReleaseWrite::Deploy(None) => {
+                        tx.execute("DELETE FROM deploy", [])?;
                     }
                 }
             }
@@ -121,5 +142,29 @@ mod tests {
         s.write_releases(&[ReleaseWrite::Delete("roost-0.2.0".into())])
             .unwrap();
         assert!(s.releases().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_deploy_is_set_replaced_and_removed_with_release_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(crate::StoreConfig::at(dir.path().join("db"), 100)).unwrap();
+        assert_eq!(s.deploy().unwrap(), None);
+        s.write_releases(&[
+            ReleaseWrite::Insert(row("roost-0.2.0")),
+            ReleaseWrite::Deploy(Some("{\"a\":1}".into())),
+        ])
+        .unwrap();
+        s.write_releases(&[ReleaseWrite::Deploy(Some("{\"a\":2}".into()))])
+            .unwrap();
+        assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
+        // All or nothing: a failing insert keeps the deploy as it was.
+        s.write_releases(&[
+            ReleaseWrite::Deploy(None),
+            ReleaseWrite::Insert(row("roost-0.2.0")),
+        ])
+        .unwrap_err();
+        assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
+        s.write_releases(&[ReleaseWrite::Deploy(None)]).unwrap();
+        assert_eq!(s.deploy().unwrap(), None);
     }
 }

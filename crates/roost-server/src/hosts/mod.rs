@@ -1126,6 +1126,7 @@ impl HostService {
                 nonce: roost_api::tpm::to_hex(&nonce),
                 pcrs: self.config.tpm.pcrs.clone(),
             }),
+            software: None,
         })
     }
 

@@ -12,7 +12,8 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Json;
-use axum::routing::post;
+use axum::response::Response;
+use axum::routing::{get, post};
 use roost_api::sysinv::{
     AgentCertRequest, AgentCertResponse, AgentReport, EnrollRequest, EnrollResponse, ReportReply,
 };
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agent/enroll", post(enroll))
         .route("/v1/agent/report", post(report))
         .route("/v1/agent/certificate", post(certificate))
+        .route("/v1/agent/software/blobs/{sha256}", get(software_blob))
 }
 
 /// An agent's credentials on a call: the `X-Agent-Token` header (401 when
@@ -85,8 +87,30 @@ async fn report(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReportReply>, ApiError> {
     let req: AgentReport = json_body(&headers, body)?;
-    let r = st.hosts.report(&call, req).await?;
+    let software = req.software.clone();
+    let mut r = st.hosts.report(&call, req).await?;
+    r.software = st
+        .software
+        .agent_report(&r.hostname, software.as_ref())
+        .await?;
     Ok(Json(r))
+}
+
+/// `GET /v1/agent/software/blobs/{sha256}`: a release's payload file by
+/// its digest, from byte `Range: bytes=N-` on, so that a fetch resumes.
+async fn software_blob(
+    State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
+    headers: HeaderMap,
+    super::extract::Path(sha256): super::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    st.hosts.agent_host(&call)?;
+    let missing = || ApiError::not_found(format!("no payload file with digest {sha256}"));
+    let path = st.software.blob(&sha256).ok_or_else(missing)?;
+    let (resp, _) = super::files::file_response(&path, &headers, "application/octet-stream")
+        .await
+        .map_err(|e| e.unwrap_or_else(missing))?;
+    Ok(resp)
 }
 
 /// `POST /v1/agent/certificate`: a new client certificate for the agent.

@@ -6,11 +6,14 @@
 use std::path::PathBuf;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
-use roost_api::software::{Envelope, UploadReply};
+use axum::routing::{get, post};
+use roost_api::software::{DeployRequest, Envelope, UploadReply};
 use roost_release::ReleaseState;
 
 use super::AppState;
@@ -26,6 +29,27 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/release/{id}/is_available", get(is_available))
         .route("/v1/release/{id}/is_deployed", get(is_deployed))
         .route("/v1/release/{id}/is_committed", get(is_committed))
+        .route("/v1/deploy", get(deploy_show).delete(deploy_delete))
+        .route("/v1/deploy/precheck", post(deploy_precheck))
+        .route("/v1/deploy/start", post(deploy_start))
+        .route("/v1/deploy/activate", post(deploy_activate))
+        .route(
+            "/v1/deploy/activate_rollback",
+            post(deploy_activate_rollback),
+        )
+        .route("/v1/deploy/complete", post(deploy_complete))
+        .route("/v1/deploy/abort", post(deploy_abort))
+        .route("/v1/deploy_host", get(deploy_hosts))
+        .route("/v1/deploy_host/{host}", post(deploy_host))
+        .route("/v1/deploy_host/{host}/force", post(deploy_host_force))
+        .route(
+            "/v1/deploy_host/{host}/rollback",
+            post(deploy_host_rollback),
+        )
+        .route(
+            "/v1/deploy_host/{host}/rollback/force",
+            post(deploy_host_rollback),
+        )
 }
 
 /// A refusal in USM's envelope, with `status`.
@@ -192,4 +216,102 @@ async fn upload(
         return (status, Json(reply)).into_response();
     }
     Json(reply).into_response()
+}
+
+/// The reply to a deploy action: the envelope with `info`, or USM's 406
+/// with the reason in `error` (the server's own failures keep their
+/// status).
+fn acted(result: Result<String, crate::Error>) -> Response {
+    match result {
+        Ok(info) => Json(Envelope::info(info)).into_response(),
+        Err(e) if is_refusal(&e) => refused(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+        Err(e) => super::error::ApiError::from(e).into_response(),
+    }
+}
+
+fn is_refusal(e: &crate::Error) -> bool {
+    matches!(
+        e,
+        crate::Error::Invalid(_) | crate::Error::Conflict(_) | crate::Error::NotFound(_)
+    )
+}
+
+/// A deploy request's body; `{}` or an empty body asks for nothing.
+fn deploy_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<DeployRequest, Response> {
+    match &body {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => return Ok(DeployRequest::default()),
+        _ => {}
+    }
+    super::extract::json_body(headers, body).map_err(|e| e.into_response())
+}
+
+async fn deploy_precheck(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req = match deploy_request(&headers, body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match st.software.precheck(&req) {
+        Ok(reply) if reply.system_healthy => Json(reply).into_response(),
+        Ok(reply) => (StatusCode::NOT_ACCEPTABLE, Json(reply)).into_response(),
+        Err(e) => acted(Err(e)),
+    }
+}
+
+async fn deploy_start(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req = match deploy_request(&headers, body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    acted(st.software.deploy_start(&req).await)
+}
+
+async fn deploy_activate(State(st): State<AppState>) -> Response {
+    acted(st.software.deploy_activate().await)
+}
+
+async fn deploy_activate_rollback(State(st): State<AppState>) -> Response {
+    acted(st.software.deploy_activate_rollback().await)
+}
+
+async fn deploy_complete(State(st): State<AppState>) -> Response {
+    acted(st.software.deploy_complete().await)
+}
+
+async fn deploy_abort(State(st): State<AppState>) -> Response {
+    acted(st.software.deploy_abort().await)
+}
+
+async fn deploy_delete(State(st): State<AppState>) -> Response {
+    acted(st.software.deploy_delete().await)
+}
+
+async fn deploy_show(State(st): State<AppState>) -> Response {
+    Json(st.software.deploy_show()).into_response()
+}
+
+async fn deploy_hosts(State(st): State<AppState>) -> Response {
+    Json(st.software.deploy_hosts()).into_response()
+}
+
+async fn deploy_host(State(st): State<AppState>, Path(host): Path<String>) -> Response {
+    acted(st.software.deploy_host(&host, false, false).await)
+}
+
+async fn deploy_host_force(State(st): State<AppState>, Path(host): Path<String>) -> Response {
+    acted(st.software.deploy_host(&host, true, false).await)
+}
+
+async fn deploy_host_rollback(State(st): State<AppState>, Path(host): Path<String>) -> Response {
+    acted(st.software.deploy_host(&host, true, true).await)
 }

@@ -1,6 +1,6 @@
 //! Software releases on this cloud (USM's `/v1/release`): uploads checked
 //! against the trusted signing keys and unpacked under the data directory,
-//! listed, shown and deleted. Deploying them is not served yet.
+//! listed, shown and deleted; deployed to the hosts by `deploy`.
 //!
 //! An upload is received into `software/incoming/`, then, off the async
 //! runtime, its head is verified (`roost_release::open`) and its payload
@@ -24,6 +24,15 @@ use roost_types::{Clock, Timestamp};
 
 use crate::Error;
 
+pub mod deploy;
+
+/// What the deploys need of the rest of the server (set once, after the
+/// hosts and fault management started).
+pub struct Site {
+    pub hosts: crate::hosts::HostService,
+    pub fm: crate::fm_service::FmService,
+}
+
 /// One release as the service holds it.
 #[derive(Debug, Clone)]
 struct Release {
@@ -46,6 +55,13 @@ struct Inner {
     clock: Arc<dyn Clock>,
     lane: tokio::sync::Mutex<()>,
     releases: Mutex<BTreeMap<String, Release>>,
+    /// The deploy in progress.
+    deploy: Mutex<Option<roost_release::deploy::Deploy>>,
+    /// What each host's agent last said it runs.
+    running: Mutex<BTreeMap<String, roost_api::software::SoftwareStatus>>,
+    site: std::sync::OnceLock<Site>,
+    /// How long a host's agent has to report the end of an attempt.
+    host_deadline_secs: u64,
 }
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -61,6 +77,7 @@ impl SoftwareService {
         dir: PathBuf,
         trusted: TrustedKeys,
         max_bytes: u64,
+        host_deadline_secs: u64,
         clock: Arc<dyn Clock>,
     ) -> Result<SoftwareService, Error> {
         for sub in ["incoming", "staging"] {
@@ -96,6 +113,12 @@ impl SoftwareService {
                 },
             );
         }
+        let deploy = match store.deploy()? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                Error::Internal(format!("the stored software deploy does not parse: {e}"))
+            })?),
+            None => None,
+        };
         if trusted.is_empty() {
             tracing::warn!(
                 "no release signing key is trusted ([software] trusted_keys): every upload will be refused"
@@ -110,6 +133,10 @@ impl SoftwareService {
                 clock,
                 lane: tokio::sync::Mutex::new(()),
                 releases: Mutex::new(releases),
+                deploy: Mutex::new(deploy),
+                running: Mutex::new(BTreeMap::new()),
+                site: std::sync::OnceLock::new(),
+                host_deadline_secs,
             }),
         })
     }
@@ -119,6 +146,11 @@ impl SoftwareService {
             .releases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the deploys the hosts and fault management (once).
+    pub fn set_site(&self, site: Site) {
+        let _ = self.inner.site.set(site);
     }
 
     /// The largest release file accepted, bytes.
