@@ -263,12 +263,37 @@ impl Client {
     }
 
     /// Fetches the image archive with manifest digest `digest` into `path`,
-    /// resuming after what `path` already holds, and checks the archive's
-    /// length against what the server announced.
+    /// resuming after what `path` already holds.
     pub async fn app_image(
         &self,
         token: &str,
         digest: &str,
+        path: &std::path::Path,
+    ) -> Result<(), Error> {
+        self.fetch(token, &format!("/v1/agent/apps/images/{digest}"), path)
+            .await
+    }
+
+    /// Fetches a release's payload file by its SHA-256 into `path`,
+    /// resuming after what `path` already holds (the caller checks the
+    /// digest).
+    pub async fn software_blob(
+        &self,
+        token: &str,
+        sha256: &str,
+        path: &std::path::Path,
+    ) -> Result<(), Error> {
+        self.fetch(token, &format!("/v1/agent/software/blobs/{sha256}"), path)
+            .await
+    }
+
+    /// `GET url_path` into `path`, asking for the bytes after what `path`
+    /// already holds (`Range: bytes=N-`) and appending them when the server
+    /// answers 206, or starting over on 200.
+    async fn fetch(
+        &self,
+        token: &str,
+        url_path: &str,
         path: &std::path::Path,
     ) -> Result<(), Error> {
         use tokio::io::AsyncWriteExt;
@@ -278,7 +303,7 @@ impl Client {
             .unwrap_or(0);
         let mut req = self
             .http()
-            .get(format!("{}/v1/agent/apps/images/{digest}", self.base))
+            .get(format!("{}{url_path}", self.base))
             .header(TOKEN_HEADER, token)
             .timeout(Duration::from_secs(3600));
         if have > 0 {

@@ -35,6 +35,9 @@ pub enum Error {
     /// A 2xx whose body is not what was expected.
     #[error("unexpected reply from the server: {0}")]
     BadReply(String),
+    /// A deploy step failed on this host; the text says which and why.
+    #[error("{0}")]
+    Deploy(String),
     /// One of the agent's tasks ended; the text says how.
     #[error("{0}")]
     Stopped(&'static str),
@@ -62,7 +65,8 @@ impl Error {
             Error::Invalid(_)
             | Error::ProcessConfig { .. }
             | Error::Rejected { .. }
-            | Error::Json(_) => ErrorKind::Invalid,
+            | Error::Json(_)
+            | Error::Deploy(_) => ErrorKind::Invalid,
             Error::Unauthorized { .. } => ErrorKind::Unauthorized,
             Error::Context { source, .. } => source.kind(),
             Error::Server { .. }

@@ -166,8 +166,9 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
 }
 
 /// Directories of the data directory tightened themselves but not walked:
-/// containerd's root and state and the containers' files are under `apps/`.
-const NOT_WALKED: &[&str] = &["apps"];
+/// containerd's root and state and the containers' files are under `apps/`;
+/// the releases' files (executables among them, 0700) under `software/`.
+const NOT_WALKED: &[&str] = &["apps", "software"];
 
 /// Creates `dir` if missing and makes it private whatever it was before:
 /// the directory and every directory Roost keeps in it 0700, every file

@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
 pub mod process;
+pub mod software;
 pub use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -129,6 +130,11 @@ pub struct AgentArgs {
     /// PCRs quoted at enrollment (later quotes cover those the server asks for)
     #[arg(long, default_value = "0-7", value_parser = attest::parse_pcrs)]
     pub tpm_pcrs: std::vec::Vec<u8>,
+    /// After a deploy switched the agent to a new roost binary: how long the
+    /// new one has to pass the release's health check and reach the server
+    /// before it rolls back to the previous one
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub software_trial_secs: u64,
 }
 
 impl fmt::Debug for AgentArgs {
@@ -147,6 +153,7 @@ impl fmt::Debug for AgentArgs {
             .field("process_dir", &self.process_dir)
             .field("reboot_command", &self.reboot_command)
             .field("simulated_reboot", &self.simulated_reboot)
+            .field("software_trial_secs", &self.software_trial_secs)
             .field("log_level", &self.log_level)
             .field("containerd_socket", &self.containerd_socket)
             .field("no_apps", &self.no_apps)
@@ -269,6 +276,10 @@ struct Shared {
     renew_serial: Mutex<Option<String>>,
     /// The host's TPM, with `--tpm`.
     tpm: Option<attest::SharedTpm>,
+    /// The releases on this host.
+    software: Arc<software::Software>,
+    /// Set once a report was taken by the server.
+    reported: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -368,6 +379,14 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     // on purpose (containerd runs with umask 022; volumes are made 0755).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     identity::make_private_dir(&args.data_dir)?;
+    let software_dir = std::path::absolute(args.data_dir.join("software"))
+        .unwrap_or_else(|_| args.data_dir.join("software"));
+    let software = Arc::new(software::Software::open(
+        software_dir,
+        args.software_trial_secs,
+    )?);
+    // Returns only when this binary is the one the host's release runs.
+    software.at_start()?;
     let stored = Identity::load(&args.data_dir)?;
     let server = args
         .server
@@ -521,6 +540,8 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         renew_certificate: Notify::new(),
         renew_serial: Mutex::new(None),
         tpm,
+        software: software.clone(),
+        reported: tokio::sync::watch::Sender::new(false),
     });
 
     let mut tasks = JoinSet::new();
@@ -556,6 +577,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         first_tx,
     ));
     tasks.spawn(inventory_task(shared.clone()));
+    tasks.spawn(trial_task(shared.clone()));
     if !args.no_apps {
         let token = lock(&shared.identity).enrollment.agent_token.clone();
         tasks.spawn(apps::run(
@@ -637,6 +659,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
                 .collect(),
             heartbeat_key_next: lock(&shared.identity).next_key().map(|k| k.fingerprint()),
             tpm_quote: taken.tpm_quote.clone(),
+            software: Some(shared.software.status()),
         };
         let (token, serial) = {
             let id = lock(&shared.identity);
@@ -646,6 +669,7 @@ async fn report_task(shared: Arc<Shared>, interval: Duration, first: oneshot::Se
         let retry = match result {
             Ok(reply) => {
                 unauthorized_logged = false;
+                shared.reported.send_replace(true);
                 tracing::debug!(
                     alarms = report.alarms.len(),
                     processes = report.processes.len(),
@@ -894,7 +918,21 @@ async fn key_task(shared: Arc<Shared>, mut promoted: mpsc::UnboundedReceiver<Hos
 /// Follows a rename of the host on the server, and a heartbeat key
 /// rotation: the next key is kept (in the identity file) and offered to the
 /// responders, and the server is told at once that this agent holds it.
-async fn on_reply(shared: &Shared, reply: &ReportReply) {
+async fn on_reply(shared: &Arc<Shared>, reply: &ReportReply) {
+    if let Some(order) = &reply.software
+        && shared.software.take(order)
+    {
+        tracing::info!(release = %order.release_id, attempt = order.attempt, rollback = order.rollback, "deploying a release on this host");
+        let (shared, order) = (shared.clone(), order.clone());
+        tokio::spawn(async move {
+            let token = lock(&shared.identity).enrollment.agent_token.clone();
+            shared
+                .software
+                .carry_out(&shared.client, &token, &order)
+                .await;
+            shared.wake.notify_one();
+        });
+    }
     if let (Some(c), Some(tpm)) = (&reply.tpm_challenge, &shared.tpm) {
         match roost_api::tpm::from_hex(&c.nonce) {
             Some(nonce) => match attest::quote(tpm, nonce, c.pcrs.clone()).await {
@@ -935,6 +973,18 @@ async fn on_reply(shared: &Shared, reply: &ReportReply) {
         true
     })
     .await;
+}
+
+/// Confirms a switch to a new roost binary once its health check passed
+/// and a report was taken, or rolls back (re-executing the previous
+/// binary); then idles.
+async fn trial_task(shared: Arc<Shared>) {
+    let reported = shared.reported.subscribe();
+    match shared.software.clone().confirm_trial(reported).await {
+        Ok(()) => shared.wake.notify_one(),
+        Err(e) => tracing::error!(error = %error_line(&e), "cannot roll back the new roost binary"),
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Reads the inventory every few seconds; a change is reported at once,

@@ -232,7 +232,8 @@ pub struct Deploy {
     /// Whether the deploy was aborted (from and to are swapped).
     #[serde(default)]
     pub aborted: bool,
-    /// The last attempt number handed out.
+    /// The last attempt number handed out (they begin at the start time in
+    /// microseconds).
     #[serde(default)]
     pub attempts: u64,
     pub started_at: i64,
@@ -281,7 +282,10 @@ impl Deploy {
                 })
                 .collect(),
             aborted: false,
-            attempts: 0,
+            // Attempt numbers go on from the start time, so that they are
+            // not reused by the next deploy (an agent's last outcome may be
+            // of an attempt of the deploy before).
+            attempts: u64::try_from(now).unwrap_or(0),
             started_at: now,
         })
     }
@@ -755,6 +759,28 @@ mod tests {
         assert_eq!(d.hosts["worker-1"].state, HostDeployState::Deploying);
         d.outcome("worker-1", &ok(second), 5);
         assert_eq!(d.state, DeployState::HostDone);
+    }
+
+    #[test]
+    fn attempts_are_not_reused_by_the_next_deploy() {
+        let mut first = started(&["worker-1"]);
+        first.host(&host("worker-1"), false, 11).unwrap();
+        let a = first.order("worker-1").unwrap().attempt;
+        let m = manifest("roost-0.3.0", &[]);
+        let check = Precheck::default();
+        let mut next = Deploy::start(
+            &check,
+            &m,
+            ("roost-0.2.0", "0.2.0"),
+            &[host("worker-1")],
+            5_000,
+        )
+        .unwrap();
+        next.host(&host("worker-1"), false, 5_001).unwrap();
+        let b = next.order("worker-1").unwrap().attempt;
+        assert!(b > a, "{b} > {a}");
+        // The first deploy's outcome is not the second's.
+        assert!(next.outcome("worker-1", &ok(a), 5_002).is_empty());
     }
 
     #[test]

@@ -506,6 +506,15 @@ impl HostService {
         v
     }
 
+    /// The name of the host the server runs on, if it is in the inventory.
+    pub fn local_hostname(&self) -> Option<String> {
+        self.lock()
+            .hosts
+            .values()
+            .find(|h| h.local)
+            .map(|h| h.hostname.clone())
+    }
+
     /// One host by id, uuid or hostname, with its inventory.
     pub fn get(&self, ident: &str) -> Result<(HostView, Inventory), Error> {
         let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());

@@ -62,7 +62,16 @@ impl SoftwareService {
     /// The hosts and the raised alarms, as the precheck sees them.
     fn facts(&self) -> Result<(Vec<HostFacts>, Vec<AlarmFact>), Error> {
         let site = self.site()?;
-        let hosts = site.hosts.list().iter().map(host_facts).collect();
+        // The server's own host runs the server's binary, which deploys do
+        // not replace yet: the deploy covers the hosts with agents.
+        let local = site.hosts.local_hostname();
+        let hosts = site
+            .hosts
+            .list()
+            .iter()
+            .filter(|h| Some(&h.hostname) != local.as_ref())
+            .map(host_facts)
+            .collect();
         let fm = site.fm.read();
         let cat = site.fm.catalogue();
         let alarms = fm
@@ -451,7 +460,9 @@ impl SoftwareService {
                 return Ok(None);
             };
             match (d.order(host), status.and_then(|s| s.last.as_ref())) {
-                (Some(o), Some(last)) => last.attempt == o.attempt,
+                (Some(o), Some(last)) => {
+                    last.attempt == o.attempt && last.release_id == o.release_id
+                }
                 _ => false,
             }
         };

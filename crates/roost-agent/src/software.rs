@@ -1,0 +1,632 @@
+//! Software releases on this host: what the server's deploy orders are
+//! carried out with.
+//!
+//! Under `<data-dir>/software/`:
+//! - `blobs/<sha256>`: payload files by digest, so a file shared by
+//!   releases is fetched once; a fetch goes to `<sha256>.part` first,
+//!   resumes after an interruption, and is kept only when its digest and
+//!   size match the order's;
+//! - `releases/<id>/`: one directory per staged release (its payload
+//!   files, hard-linked from the blobs), built under a temporary name and
+//!   renamed into place;
+//! - `current`: a symbolic link to the release the host runs, replaced by a
+//!   rename (atomic); absent for the software the host was installed with;
+//! - `state.json`: the release run, the outcome of the last attempt, and a
+//!   switch to a new `roost` binary still on trial.
+//!
+//! A release with `bin/roost` replaces the agent itself: the new binary is
+//! tried (`--version`), then the agent re-executes itself with it, keeping
+//! its arguments and process id. The new process must pass the release's
+//! health check and reach the server before the trial's deadline, or it
+//! switches back and re-executes the previous binary. A start of the agent
+//! that finds a trial it did not confirm (the new binary died) rolls back
+//! before anything else.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use roost_api::software::{SoftwareOrder, SoftwareOutcome, SoftwareStatus};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::client::Client;
+
+/// How long a hook may run.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a new binary has to answer `--version`.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set on a re-execution, so that a binary that does not take over its
+/// role (an old one, say) is not executed in a loop.
+const EXEC_GUARD: &str = "ROOST_AGENT_REEXEC";
+
+/// What is kept in `state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The release the host runs; empty for the installed software.
+    #[serde(default)]
+    pub release_id: String,
+    /// The `roost` binary of the installed software (recorded at the first
+    /// switch away from it).
+    #[serde(default)]
+    pub base_exe: Option<PathBuf>,
+    /// The `roost` binary each release ran here with (a release without
+    /// one runs the binary of the release before it).
+    #[serde(default)]
+    pub exes: std::collections::BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub last: Option<SoftwareOutcome>,
+    #[serde(default)]
+    pub trial: Option<Trial>,
+}
+
+/// A switch to another `roost` binary that is not confirmed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trial {
+    pub attempt: u64,
+    pub release_id: String,
+    pub previous: String,
+    /// Seconds since the epoch.
+    pub deadline: u64,
+    pub health_check: Option<String>,
+    /// Starts of the agent under this trial; a second one means the new
+    /// binary died before it confirmed.
+    pub starts: u32,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let m = format!("{what} {}", path.display());
+    move |e| Error::context(m, e)
+}
+
+/// The software directory of an agent.
+pub struct Software {
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// The attempt being carried out, if any.
+    working: Mutex<Option<u64>>,
+    /// How long a new binary has to confirm.
+    trial_secs: u64,
+}
+
+impl Software {
+    /// Opens (creating) `dir`.
+    pub fn open(dir: PathBuf, trial_secs: u64) -> Result<Software, Error> {
+        for sub in ["blobs", "releases"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(io("cannot create", &p))?;
+        }
+        let path = dir.join("state.json");
+        let state = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Invalid(format!("{} is not readable: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        Ok(Software {
+            dir,
+            state: Mutex::new(state),
+            working: Mutex::new(None),
+            trial_secs,
+        })
+    }
+
+    fn state(&self) -> State {
+        crate::lock(&self.state).clone()
+    }
+
+    /// Changes the state and writes it (a temporary file renamed over).
+    fn save(&self, f: impl FnOnce(&mut State)) -> Result<State, Error> {
+        let mut st = crate::lock(&self.state);
+        let mut next = st.clone();
+        f(&mut next);
+        let path = self.dir.join("state.json");
+        let tmp = self.dir.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&next)?)
+            .map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot replace", &path))?;
+        *st = next.clone();
+        Ok(next)
+    }
+
+    /// What the next report says.
+    pub fn status(&self) -> SoftwareStatus {
+        let st = self.state();
+        SoftwareStatus {
+            release_id: st.release_id,
+            version: env!("CARGO_PKG_VERSION").into(),
+            last: st.last,
+        }
+    }
+
+    /// The `roost` binary release `id` runs, switching from `previous`:
+    /// the one it ran here before; else its own `bin/roost`; else the one
+    /// `previous` ran (for the installed software: the binary it started
+    /// with).
+    fn exe_of(&self, id: &str, previous: &str, st: &State) -> Option<PathBuf> {
+        if let Some(p) = st.exes.get(id) {
+            return Some(p.clone());
+        }
+        if id.is_empty() {
+            return st.base_exe.clone();
+        }
+        let own = self.dir.join("releases").join(id).join("bin/roost");
+        if own.exists() {
+            return Some(own);
+        }
+        st.exes
+            .get(previous)
+            .cloned()
+            .or_else(|| st.base_exe.clone())
+    }
+
+    /// At start: a trial the agent started under before without confirming
+    /// it is rolled back; then, if the release the host runs has another
+    /// `roost` binary than this one, the agent re-executes itself with it.
+    /// Returns only when this process is the one to run.
+    pub fn at_start(&self) -> Result<(), Error> {
+        if let Some(t) = self.state().trial {
+            if t.starts >= 1 {
+                tracing::error!(release = %t.release_id, "the new roost binary stopped before it confirmed; rolling back");
+                self.roll_back(
+                    &t,
+                    "the new roost binary stopped before it confirmed".into(),
+                )?;
+            } else {
+                self.save(|s| {
+                    if let Some(t) = &mut s.trial {
+                        t.starts += 1;
+                    }
+                })?;
+            }
+        }
+        let st = self.state();
+        let Some(want) = st.exes.get(&st.release_id).cloned() else {
+            return Ok(());
+        };
+        let me = std::env::current_exe().map_err(io("cannot find", Path::new("this binary")))?;
+        if same_file(&me, &want) || std::env::var_os(EXEC_GUARD).is_some() {
+            return Ok(());
+        }
+        tracing::info!(exe = %want.display(), release = %st.release_id, "running the release's roost binary");
+        Err(reexec(&want))
+    }
+
+    /// A trial under way: runs the health check, then waits for the first
+    /// report taken (`reported`) until the deadline; confirms or rolls back
+    /// (re-executing the previous binary).
+    pub async fn confirm_trial(
+        self: Arc<Self>,
+        mut reported: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let Some(t) = self.state().trial else {
+            return Ok(());
+        };
+        let left = Duration::from_secs(t.deadline.saturating_sub(now_secs()));
+        let dir = self.dir.join("releases").join(&t.release_id);
+        let checked = match &t.health_check {
+            Some(hook) => run_hook(&dir, hook, &t.release_id).await,
+            None => Ok(()),
+        };
+        let outcome = match checked {
+            Err(e) => Err(format!("the health check failed: {e}")),
+            Ok(()) => match tokio::time::timeout(left, reported.wait_for(|r| *r)).await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(format!(
+                    "the agent did not reach the server within {} s of its restart",
+                    self.trial_secs
+                )),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                self.save(|s| {
+                    s.trial = None;
+                    s.last = Some(SoftwareOutcome {
+                        attempt: t.attempt,
+                        release_id: t.release_id.clone(),
+                        ok: true,
+                        message: format!("runs {}", t.release_id),
+                    });
+                })?;
+                tracing::info!(release = %t.release_id, "the new roost binary is confirmed");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::error!(release = %t.release_id, %why, "rolling back");
+                self.roll_back(&t, why)?;
+                let st = self.state();
+                match st.exes.get(&st.release_id).cloned() {
+                    Some(exe) => Err(reexec(&exe)),
+                    None => Err(Error::Invalid(
+                        "cannot find the previous roost binary to roll back to".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Switches back to the release before trial `t` and records why.
+    fn roll_back(&self, t: &Trial, why: String) -> Result<(), Error> {
+        self.point_current(&t.previous)?;
+        self.save(|s| {
+            s.trial = None;
+            s.release_id = t.previous.clone();
+            s.last = Some(SoftwareOutcome {
+                attempt: t.attempt,
+                release_id: t.release_id.clone(),
+                ok: false,
+                message: format!("{why}; rolled back to {}", name(&t.previous)),
+            });
+        })?;
+        Ok(())
+    }
+
+    /// Whether `order` is new: not done already and not under way. Marks
+    /// it under way.
+    pub fn take(&self, order: &SoftwareOrder) -> bool {
+        let st = self.state();
+        if st.last.as_ref().is_some_and(|l| l.attempt == order.attempt)
+            || st
+                .trial
+                .as_ref()
+                .is_some_and(|t| t.attempt == order.attempt)
+        {
+            return false;
+        }
+        let mut w = crate::lock(&self.working);
+        if w.is_some() {
+            return false;
+        }
+        *w = Some(order.attempt);
+        true
+    }
+
+    /// Carries out `order` (taken with [`Software::take`]): fetch, stage,
+    /// switch, check; on failure the host is switched back. Returns only
+    /// when this process goes on running (a new binary re-executes).
+    pub async fn carry_out(&self, client: &Client, token: &str, order: &SoftwareOrder) {
+        let result = self.attempt(client, token, order).await;
+        let outcome = match result {
+            Ok(()) => SoftwareOutcome {
+                attempt: order.attempt,
+                release_id: order.release_id.clone(),
+                ok: true,
+                message: format!("runs {}", name(&order.release_id)),
+            },
+            Err(e) => {
+                let message = crate::error_line(&e);
+                tracing::error!(release = %order.release_id, error = %message, "the deploy failed on this host");
+                SoftwareOutcome {
+                    attempt: order.attempt,
+                    release_id: order.release_id.clone(),
+                    ok: false,
+                    message,
+                }
+            }
+        };
+        if let Err(e) = self.save(|s| s.last = Some(outcome)) {
+            tracing::error!(error = %e, "cannot record the deploy's outcome");
+        }
+        *crate::lock(&self.working) = None;
+    }
+
+    async fn attempt(
+        &self,
+        client: &Client,
+        token: &str,
+        order: &SoftwareOrder,
+    ) -> Result<(), Error> {
+        let id = order.release_id.as_str();
+        let previous = self.state().release_id;
+        if !id.is_empty() {
+            check_component(id)?;
+            for f in &order.payload {
+                self.fetch(client, token, &f.sha256, f.size).await?;
+            }
+            self.stage(order)?;
+        }
+        let dir = self.dir.join("releases").join(id);
+        if let Some(hook) = &order.pre_install {
+            run_hook(&dir, hook, id)
+                .await
+                .map_err(|e| Error::Deploy(format!("the pre-install hook failed: {e}")))?;
+        }
+        let me = std::env::current_exe().map_err(io("cannot find", Path::new("this binary")))?;
+        // Switch.
+        let st = self.save(|s| {
+            if s.base_exe.is_none() {
+                s.base_exe = Some(me.clone());
+                s.exes.insert(String::new(), me.clone());
+            }
+            s.exes.entry(previous.clone()).or_insert_with(|| me.clone());
+        })?;
+        let exe = self.exe_of(id, &previous, &st);
+        self.point_current(id)?;
+        self.save(|s| {
+            s.release_id = id.to_string();
+            if let Some(e) = &exe {
+                s.exes.insert(id.to_string(), e.clone());
+            }
+        })?;
+        let undo = |why: String| -> Error {
+            match self
+                .point_current(&previous)
+                .and_then(|()| self.save(|s| s.release_id = previous.clone()))
+            {
+                Ok(_) => Error::Deploy(format!("{why}; rolled back to {}", name(&previous))),
+                Err(e) => Error::Deploy(format!("{why}; the rollback failed too: {e}")),
+            }
+        };
+        if let Some(hook) = &order.post_install
+            && let Err(e) = run_hook(&dir, hook, id).await
+        {
+            return Err(undo(format!("the post-install hook failed: {e}")));
+        }
+        match exe {
+            Some(exe) if !same_file(&me, &exe) => {
+                if let Err(e) = preflight(&exe).await {
+                    return Err(undo(format!("the new roost binary does not start: {e}")));
+                }
+                self.save(|s| {
+                    s.trial = Some(Trial {
+                        attempt: order.attempt,
+                        release_id: id.to_string(),
+                        previous: previous.clone(),
+                        deadline: now_secs() + self.trial_secs,
+                        health_check: order.health_check.clone(),
+                        starts: 0,
+                    });
+                })?;
+                tracing::info!(release = %id, exe = %exe.display(), "re-executing with the release's roost binary");
+                let e = reexec(&exe);
+                self.save(|s| s.trial = None)?;
+                Err(undo(format!("cannot execute the new roost binary: {e}")))
+            }
+            _ => match &order.health_check {
+                Some(hook) => run_hook(&dir, hook, id)
+                    .await
+                    .map_err(|e| undo(format!("the health check failed: {e}"))),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Fetches payload file `sha256` into the blobs unless it is there.
+    async fn fetch(
+        &self,
+        client: &Client,
+        token: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(), Error> {
+        let ok = sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit());
+        if !ok {
+            return Err(Error::Deploy(format!("{sha256:?} is not a SHA-256 digest")));
+        }
+        let blob = self.dir.join("blobs").join(sha256);
+        if blob.exists() {
+            return Ok(());
+        }
+        let part = self.dir.join("blobs").join(format!("{sha256}.part"));
+        if std::fs::metadata(&part).is_ok_and(|m| m.len() > size) {
+            let _ = std::fs::remove_file(&part);
+        }
+        client.software_blob(token, sha256, &part).await?;
+        let (len, digest) = {
+            let p = part.clone();
+            tokio::task::spawn_blocking(move || digest_of(&p)).await??
+        };
+        if len != size || digest != sha256 {
+            let _ = std::fs::remove_file(&part);
+            return Err(Error::Deploy(format!(
+                "payload file {sha256} arrived corrupted ({len} bytes, digest {digest}); it \
+                 will be fetched again"
+            )));
+        }
+        set_mode(&part, 0o700)?;
+        std::fs::rename(&part, &blob).map_err(io("cannot keep", &blob))?;
+        Ok(())
+    }
+
+    /// Builds `releases/<id>/` from the blobs, unless it is there.
+    fn stage(&self, order: &SoftwareOrder) -> Result<(), Error> {
+        let place = self.dir.join("releases").join(&order.release_id);
+        if place.exists() {
+            return Ok(());
+        }
+        let tmp = self
+            .dir
+            .join("releases")
+            .join(format!(".{}.staging", order.release_id));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io("cannot clear", &tmp))?;
+        }
+        for f in &order.payload {
+            check_relative(&f.name)?;
+            let to = tmp.join(&f.name);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+            }
+            let from = self.dir.join("blobs").join(&f.sha256);
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io("cannot copy to", &to))?;
+                set_mode(&to, 0o700)?;
+            }
+        }
+        std::fs::create_dir_all(&tmp).map_err(io("cannot create", &tmp))?;
+        std::fs::rename(&tmp, &place).map_err(io("cannot move into", &place))?;
+        Ok(())
+    }
+
+    /// Points `current` at release `id` (removes it for the installed
+    /// software), by renaming a new link over it.
+    fn point_current(&self, id: &str) -> Result<(), Error> {
+        let current = self.dir.join("current");
+        if id.is_empty() {
+            return match std::fs::remove_file(&current) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io("cannot remove", &current)(e))
+                }
+                _ => Ok(()),
+            };
+        }
+        let tmp = self.dir.join("current.new");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp)
+            .map_err(io("cannot create", &tmp))?;
+        std::fs::rename(&tmp, &current).map_err(io("cannot replace", &current))?;
+        Ok(())
+    }
+}
+
+/// A release id usable as a directory name.
+fn check_component(c: &str) -> Result<(), Error> {
+    let ok = !c.is_empty()
+        && c != "."
+        && c != ".."
+        && c.len() <= 255
+        && c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Deploy(format!(
+            "{c:?} is not a usable release or file name"
+        )))
+    }
+}
+
+/// A payload file name: a relative path below the release's directory.
+fn check_relative(name: &str) -> Result<(), Error> {
+    name.split('/').try_for_each(check_component)
+}
+
+fn name(id: &str) -> &str {
+    if id.is_empty() {
+        "the installed software"
+    } else {
+        id
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io("cannot set the mode of", path))
+}
+
+fn digest_of(path: &Path) -> Result<(u64, String), Error> {
+    let mut f = std::fs::File::open(path).map_err(io("cannot read", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((len, digest))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Runs hook `hook` of the release in `dir`: exit 0 within the time limit,
+/// or the error says how it ended (with the end of its output).
+async fn run_hook(dir: &Path, hook: &str, release: &str) -> Result<(), String> {
+    let path = dir.join(hook);
+    let child = tokio::process::Command::new(&path)
+        .current_dir(dir)
+        .env("ROOST_RELEASE", release)
+        .env("ROOST_RELEASE_DIR", dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| format!("{:o}", m.permissions().mode()))
+                .unwrap_or_else(|e| e.to_string());
+            format!("cannot run {hook} (mode {mode}, {}): {e}", path.display())
+        })?;
+    let out = tokio::time::timeout(HOOK_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{hook} did not finish within {} s", HOOK_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("cannot run {hook}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let text = if text.is_empty() {
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    } else {
+        text
+    };
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!("{hook} {}: {tail}", out.status))
+}
+
+/// Whether `exe` starts: `exe --version` exits 0 in time.
+async fn preflight(exe: &Path) -> Result<(), String> {
+    let child = tokio::process::Command::new(exe)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let out = tokio::time::timeout(PREFLIGHT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{} --version did not answer", exe.display()))?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} --version {}: {}",
+            exe.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Replaces this process with `exe`, with the same arguments, marked so
+/// that the new process does not re-execute again; returns only when that
+/// fails.
+fn reexec(exe: &Path) -> Error {
+    use std::os::unix::process::CommandExt;
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(EXEC_GUARD, "1")
+        .exec();
+    Error::context(format!("cannot execute {}", exe.display()), e)
+}

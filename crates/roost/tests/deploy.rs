@@ -1,0 +1,451 @@
+//! Software deploys through the real binary with real agents: a release
+//! carrying a `roost` binary is deployed host by host (each agent fetches
+//! it by digest, stages it, switches and re-executes itself with the new
+//! binary, which checks its health and confirms), activated, completed and
+//! deleted; a later release whose health check fails on one host rolls that
+//! host back by itself, raises 900.002 and fails the step; a corrupted
+//! partial download is refused and fetched again; a release whose binary
+//! does not start is rolled back; abort then host-rollback brings every
+//! host back to one release; the precheck refuses with reasons.
+
+use std::path::{Path, PathBuf};
+
+use roost_test_support::{Agent, Api, Server, http, wait_for};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+fn release_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .arg("release")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Builds release `id` from `files` (payload path, bytes) with a health
+/// check hook, into `dir`.
+fn build(
+    dir: &Path,
+    key: &Path,
+    id: &str,
+    requires: &[&str],
+    files: &[(&str, Vec<u8>)],
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let src = dir.join(id);
+    for (name, bytes) in files {
+        let p = src.join("payload").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let req: Vec<String> = requires.iter().map(|r| format!("\"{r}\"")).collect();
+    std::fs::write(
+        src.join("release.toml"),
+        format!(
+            "release_id = \"{id}\"\nsummary = \"test release {id}\"\nrequires = [{}]\n\
+             [hooks]\nhealth_check = \"hooks/health\"\n",
+            req.join(", ")
+        ),
+    )
+    .unwrap();
+    let out = dir.join(format!("{id}.patch"));
+    release_cli(&[
+        "build",
+        &src.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ]);
+    out
+}
+
+/// The health check: fails on a host whose agent directory holds
+/// `fail-health` (the hook runs in `<agent-dir>/software/releases/<id>/`).
+const HEALTH: &str = "#!/bin/sh\nif [ -e ../../../fail-health ]; then echo 'service did not come up' >&2; exit 3; fi\nexit 0\n";
+
+/// This `roost` binary without its debug sections (much smaller to ship).
+fn roost_binary(dir: &Path) -> Vec<u8> {
+    let out = dir.join("roost-stripped");
+    let stripped = std::process::Command::new("strip")
+        .args(["-g", "-o"])
+        .arg(&out)
+        .arg(bin())
+        .status()
+        .is_ok_and(|s| s.success());
+    std::fs::read(if stripped { out.as_path() } else { bin() }).unwrap()
+}
+
+fn upload(s: &Server, file: &Path) {
+    let boundary = "roost-deploy-test-boundary";
+    let name = std::fs::canonicalize(file).unwrap().display().to_string();
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&std::fs::read(file).unwrap());
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = http()
+        .post(format!("{}/v1/release", s.url))
+        .header("X-Auth-Token", s.token())
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().unwrap();
+    assert_eq!((status, v["error"].as_str()), (200, Some("")), "{v}");
+}
+
+/// A USM action: (status, envelope).
+fn act(s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = http();
+    let url = format!("{}{path}", s.url);
+    let req = match method {
+        "DELETE" => c.delete(url),
+        _ => c.post(url),
+    }
+    .header("X-Auth-Token", s.token())
+    .header("Content-Type", "application/json");
+    let req = match body {
+        Some(b) => req.body(b.to_string()),
+        None => req,
+    };
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn ok(s: &Server, method: &str, path: &str, body: Option<Value>) -> String {
+    let (status, v) = act(s, method, path, body);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (200, Some("")),
+        "{path}: {v}"
+    );
+    v["info"].as_str().unwrap_or_default().to_string()
+}
+
+fn refused(s: &Server, method: &str, path: &str, body: Option<Value>, says: &str) {
+    let (status, v) = act(s, method, path, body);
+    assert_eq!(status, 406, "{path}: {v}");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(e.contains(says), "{path}: {e:?} should say {says:?}");
+}
+
+/// The deploy state of `host` in `deploy host-list`.
+fn host_state(api: &Api, host: &str) -> Value {
+    let list = api.get("/v1/deploy_host").body;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hostname"] == host)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_host_state(api: &Api, host: &str, want: &str) -> Value {
+    wait_for(240, || {
+        let h = host_state(api, host);
+        (h["host_state"] == want).then_some(h)
+    })
+    .unwrap_or_else(|| panic!("{host} never became {want}: {}", host_state(api, host)))
+}
+
+fn deploy_state(api: &Api) -> String {
+    api.get("/v1/deploy").body[0]["state"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// The binary process `pid` runs.
+fn exe(pid: u32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/exe")).unwrap()
+}
+
+fn alarms_on(api: &Api, id: &str) -> Vec<String> {
+    api.alarms("")
+        .iter()
+        .filter(|a| a["alarm_id"] == id)
+        .map(|a| {
+            a["entity_instance_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("release.key");
+    let public = release_cli(&["keygen", "--out", &key.display().to_string()]);
+    let (s, _cfg) = Server::start_with_config(
+        bin(),
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\nhost_deploy_timeout_secs = 600\n"),
+    );
+    let api = s.api();
+    let mut agents = Vec::new();
+    for (name, ip) in [("worker-1", "127.0.0.2"), ("worker-2", "127.0.0.3")] {
+        let join = api.add_host(name, "worker");
+        let agent = Agent::start(
+            bin(),
+            &s.url,
+            &join,
+            &tmp.path().join(name),
+            ip,
+            &[
+                "--report-interval-secs",
+                "1",
+                "--no-apps",
+                "--software-trial-secs",
+                "120",
+            ],
+        )
+        .expect("agent starts");
+        api.wait_avail(name, "online", 60);
+        assert_eq!(api.host_action(name, "unlock").status, 200);
+        api.wait_avail(name, "available", 120);
+        agents.push(agent);
+    }
+
+    let roost = roost_binary(tmp.path());
+    let a = build(
+        tmp.path(),
+        &key,
+        "roost-0.2.0",
+        &[],
+        &[
+            ("bin/roost", roost.clone()),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    let b = build(
+        tmp.path(),
+        &key,
+        "roost-0.3.0",
+        &["roost-0.2.0"],
+        &[
+            ("etc/motd", b"roost 0.3.0\n".to_vec()),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    upload(&s, &a);
+    upload(&s, &b);
+
+    // The precheck: no release named; a release whose prerequisite is not
+    // deployed; then all well.
+    refused(
+        &s,
+        "POST",
+        "/v1/deploy/precheck",
+        Some(json!({"releases": []})),
+        "name the release",
+    );
+    refused(
+        &s,
+        "POST",
+        "/v1/deploy/precheck",
+        Some(json!({"releases": ["roost-0.3.0"]})),
+        "requires roost-0.2.0, which is not deployed",
+    );
+    refused(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.3.0"]})),
+        "requires roost-0.2.0",
+    );
+    let (status, v) = act(
+        &s,
+        "POST",
+        "/v1/deploy/precheck",
+        Some(
+            json!({"releases": ["roost-0.2.0"], "force": "true", "options": [], "region_name": "RegionOne"}),
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["system_healthy"], true, "{v}");
+    assert!(v["info"].as_str().unwrap().contains("[OK]"), "{v}");
+    assert_eq!(api.get("/v1/deploy").body, json!([]));
+
+    // Deploy A: start, each host, activate, complete, delete.
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.2.0"], "force": "true"})),
+    );
+    assert_eq!(deploy_state(&api), "start-done");
+    let shown = &api.get("/v1/deploy").body[0];
+    assert_eq!(shown["to_release"], "0.2.0");
+    assert_eq!(shown["reboot_required"], false);
+    assert_eq!(
+        api.get("/v1/release/roost-0.2.0").body["state"],
+        "deploying"
+    );
+    assert_eq!(alarms_on(&api, "900.001"), ["host=controller"]);
+    refused(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.2.0"]})),
+        "in progress",
+    );
+    refused(&s, "POST", "/v1/deploy/activate", None, "state start-done");
+    for (name, agent) in ["worker-1", "worker-2"].iter().zip(&agents) {
+        ok(&s, "POST", &format!("/v1/deploy_host/{name}"), None);
+        let h = wait_host_state(&api, name, "deployed");
+        assert_eq!(h["software_release"], "0.2.0", "{h}");
+        // The agent runs the release's binary, with the same process id.
+        let want = std::fs::canonicalize(
+            agent
+                .data_dir
+                .join("software/releases/roost-0.2.0/bin/roost"),
+        )
+        .unwrap();
+        assert_eq!(exe(agent.pid()), want);
+        assert_eq!(
+            std::fs::read_link(agent.data_dir.join("software/current")).unwrap(),
+            Path::new("releases/roost-0.2.0")
+        );
+    }
+    assert_eq!(deploy_state(&api), "host-done");
+    ok(&s, "POST", "/v1/deploy/activate", Some(json!({})));
+    ok(&s, "POST", "/v1/deploy/complete", Some(json!({})));
+    let info = ok(&s, "DELETE", "/v1/deploy", None);
+    assert!(info.contains("roost-0.2.0 is deployed"), "{info}");
+    assert_eq!(api.get("/v1/release/roost-0.2.0/is_deployed").body, true);
+    assert_eq!(api.get("/v1/deploy").body, json!([]));
+    wait_for(30, || alarms_on(&api, "900.001").is_empty().then_some(()))
+        .expect("900.001 clears once the deploy is deleted");
+    for name in ["worker-1", "worker-2"] {
+        assert_eq!(api.host(name)["availability"], "available", "{name}");
+    }
+    assert!(alarms_on(&api, "200.004").is_empty());
+
+    // Deploy B. On worker-1 a corrupted partial download is refused (and
+    // thrown away), then the retry fetches it whole. On worker-2 the health
+    // check fails: it rolls back by itself and the step fails.
+    let motd = agents[0].data_dir.join("software/blobs");
+    let sha = api.get("/v1/release/roost-0.3.0").body["payload"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "etc/motd")
+        .unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(motd.join(format!("{sha}.part")), b"garbage").unwrap();
+    std::fs::write(agents[1].data_dir.join("fail-health"), b"").unwrap();
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.3.0"], "force": "true"})),
+    );
+    ok(&s, "POST", "/v1/deploy_host/worker-1", None);
+    let h = wait_host_state(&api, "worker-1", "failed");
+    assert!(h["message"].as_str().unwrap().contains("corrupted"), "{h}");
+    assert!(!motd.join(format!("{sha}.part")).exists());
+    ok(&s, "POST", "/v1/deploy_host/worker-1", None);
+    wait_host_state(&api, "worker-1", "deployed");
+    assert_eq!(
+        std::fs::read(agents[0].data_dir.join("software/current/etc/motd")).unwrap(),
+        b"roost 0.3.0\n"
+    );
+    // A release without a binary keeps the binary of the one before.
+    assert!(exe(agents[0].pid()).ends_with("releases/roost-0.2.0/bin/roost"));
+
+    ok(&s, "POST", "/v1/deploy_host/worker-2", None);
+    let h = wait_host_state(&api, "worker-2", "failed");
+    let message = h["message"].as_str().unwrap();
+    assert!(message.contains("health check failed"), "{message}");
+    assert!(message.contains("service did not come up"), "{message}");
+    assert!(message.contains("rolled back to roost-0.2.0"), "{message}");
+    assert_eq!(
+        std::fs::read_link(agents[1].data_dir.join("software/current")).unwrap(),
+        Path::new("releases/roost-0.2.0")
+    );
+    assert_eq!(deploy_state(&api), "host-failed");
+    wait_for(30, || {
+        (alarms_on(&api, "900.002") == ["host=worker-2"]).then_some(())
+    })
+    .expect("900.002 is raised on worker-2");
+    refused(&s, "DELETE", "/v1/deploy", None, "host-failed");
+
+    // Abort: worker-1 is rolled back, worker-2 never took the release.
+    ok(&s, "POST", "/v1/deploy/abort", Some(json!({})));
+    assert_eq!(deploy_state(&api), "host-rollback");
+    assert_eq!(
+        host_state(&api, "worker-1")["host_state"],
+        "rollback-pending"
+    );
+    ok(&s, "POST", "/v1/deploy_host/worker-1/rollback", None);
+    wait_host_state(&api, "worker-1", "rollback-deployed");
+    // The release rolled back to is checked too: worker-2 is healthy now.
+    std::fs::remove_file(agents[1].data_dir.join("fail-health")).unwrap();
+    ok(&s, "POST", "/v1/deploy_host/worker-2/rollback", None);
+    wait_host_state(&api, "worker-2", "rollback-deployed");
+    assert_eq!(deploy_state(&api), "host-rollback-done");
+    for agent in &agents {
+        assert_eq!(
+            std::fs::read_link(agent.data_dir.join("software/current")).unwrap(),
+            Path::new("releases/roost-0.2.0")
+        );
+        assert!(exe(agent.pid()).ends_with("releases/roost-0.2.0/bin/roost"));
+    }
+    ok(&s, "DELETE", "/v1/deploy", None);
+    assert_eq!(
+        api.get("/v1/release/roost-0.3.0").body["state"],
+        "available"
+    );
+    wait_for(30, || alarms_on(&api, "900.002").is_empty().then_some(()))
+        .expect("900.002 clears once worker-2 is rolled back");
+
+    // A release whose binary does not start: refused by the host, which
+    // stays on the binary it runs.
+    let c = build(
+        tmp.path(),
+        &key,
+        "roost-0.4.0",
+        &["roost-0.2.0"],
+        &[
+            (
+                "bin/roost",
+                b"#!/bin/sh\necho broken >&2\nexit 1\n".to_vec(),
+            ),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    upload(&s, &c);
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.4.0"], "force": "true"})),
+    );
+    ok(&s, "POST", "/v1/deploy_host/worker-2", None);
+    let h = wait_host_state(&api, "worker-2", "failed");
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .contains("the new roost binary does not start"),
+        "{h}"
+    );
+    assert!(exe(agents[1].pid()).ends_with("releases/roost-0.2.0/bin/roost"));
+    assert_eq!(api.host("worker-2")["availability"], "available");
+}
