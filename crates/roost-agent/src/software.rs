@@ -38,8 +38,9 @@ use crate::client::Client;
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a new binary has to answer `--version`.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Set on a re-execution, so that a binary that does not take over its
-/// role (an old one, say) is not executed in a loop.
+/// Set on a re-execution: the attempt of the trial the new process was
+/// started for, or why else it was started, so that it does not
+/// re-execute again and knows whether a trial is its own.
 const EXEC_GUARD: &str = "ROOST_AGENT_REEXEC";
 
 /// What is kept in `state.json`.
@@ -71,9 +72,6 @@ pub struct Trial {
     /// Seconds since the epoch.
     pub deadline: u64,
     pub health_check: Option<String>,
-    /// Starts of the agent under this trial; a second one means the new
-    /// binary died before it confirmed.
-    pub starts: u32,
 }
 
 fn now_secs() -> u64 {
@@ -169,36 +167,32 @@ impl Software {
             .or_else(|| st.base_exe.clone())
     }
 
-    /// At start: a trial the agent started under before without confirming
-    /// it is rolled back; then, if the release the host runs has another
-    /// `roost` binary than this one, the agent re-executes itself with it.
-    /// Returns only when this process is the one to run.
+    /// At start: a trial this process was not started for (the new binary
+    /// died, or the host restarted, before it confirmed) is rolled back;
+    /// then, if the release the host runs has another `roost` binary than
+    /// this one, the agent re-executes itself with it. Returns only when
+    /// this process is the one to run.
     pub fn at_start(&self) -> Result<(), Error> {
-        if let Some(t) = self.state().trial {
-            if t.starts >= 1 {
-                tracing::error!(release = %t.release_id, "the new roost binary stopped before it confirmed; rolling back");
-                self.roll_back(
-                    &t,
-                    "the new roost binary stopped before it confirmed".into(),
-                )?;
-            } else {
-                self.save(|s| {
-                    if let Some(t) = &mut s.trial {
-                        t.starts += 1;
-                    }
-                })?;
-            }
+        let started_for = std::env::var(EXEC_GUARD).ok();
+        if let Some(t) = self.state().trial
+            && started_for.as_deref() != Some(t.attempt.to_string().as_str())
+        {
+            tracing::error!(release = %t.release_id, "the new roost binary stopped before it confirmed; rolling back");
+            self.roll_back(
+                &t,
+                "the new roost binary stopped before it confirmed".into(),
+            )?;
         }
         let st = self.state();
         let Some(want) = st.exes.get(&st.release_id).cloned() else {
             return Ok(());
         };
         let me = std::env::current_exe().map_err(io("cannot find", Path::new("this binary")))?;
-        if same_file(&me, &want) || std::env::var_os(EXEC_GUARD).is_some() {
+        if same_file(&me, &want) || started_for.is_some() {
             return Ok(());
         }
         tracing::info!(exe = %want.display(), release = %st.release_id, "running the release's roost binary");
-        Err(reexec(&want))
+        Err(reexec(&want, "start"))
     }
 
     /// A trial under way: runs the health check, then waits for the first
@@ -246,7 +240,7 @@ impl Software {
                 self.roll_back(&t, why)?;
                 let st = self.state();
                 match st.exes.get(&st.release_id).cloned() {
-                    Some(exe) => Err(reexec(&exe)),
+                    Some(exe) => Err(reexec(&exe, "rollback")),
                     None => Err(Error::Invalid(
                         "cannot find the previous roost binary to roll back to".into(),
                     )),
@@ -384,11 +378,10 @@ impl Software {
                         previous: previous.clone(),
                         deadline: now_secs() + self.trial_secs,
                         health_check: order.health_check.clone(),
-                        starts: 0,
                     });
                 })?;
                 tracing::info!(release = %id, exe = %exe.display(), "re-executing with the release's roost binary");
-                let e = reexec(&exe);
+                let e = reexec(&exe, &order.attempt.to_string());
                 self.save(|s| s.trial = None)?;
                 Err(undo(format!("cannot execute the new roost binary: {e}")))
             }
@@ -619,14 +612,14 @@ async fn preflight(exe: &Path) -> Result<(), String> {
     }
 }
 
-/// Replaces this process with `exe`, with the same arguments, marked so
-/// that the new process does not re-execute again; returns only when that
-/// fails.
-fn reexec(exe: &Path) -> Error {
+/// Replaces this process with `exe`, with the same arguments, marked with
+/// `why` (the attempt of a trial) so that the new process does not
+/// re-execute again; returns only when that fails.
+fn reexec(exe: &Path, why: &str) -> Error {
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
-        .env(EXEC_GUARD, "1")
+        .env(EXEC_GUARD, why)
         .exec();
     Error::context(format!("cannot execute {}", exe.display()), e)
 }

@@ -448,4 +448,54 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     );
     assert!(exe(agents[1].pid()).ends_with("releases/roost-0.2.0/bin/roost"));
     assert_eq!(api.host("worker-2")["availability"], "available");
+    ok(&s, "POST", "/v1/deploy/abort", None);
+    ok(&s, "POST", "/v1/deploy_host/worker-2/rollback", None);
+    wait_host_state(&api, "worker-2", "rollback-deployed");
+    ok(&s, "DELETE", "/v1/deploy", None);
+
+    // A binary that answers --version but dies as an agent: the process is
+    // gone; started again (as its service manager would, with the binary
+    // it was installed with) the agent finds the trial it never confirmed,
+    // rolls back and re-executes the binary it ran before.
+    let d = build(
+        tmp.path(),
+        &key,
+        "roost-0.5.0",
+        &["roost-0.2.0"],
+        &[
+            (
+                "bin/roost",
+                b"#!/bin/sh\n[ \"$1\" = --version ] && exec echo roost 0.5.0\nexit 1\n".to_vec(),
+            ),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    upload(&s, &d);
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.5.0"], "force": "true"})),
+    );
+    let pid = agents[1].pid();
+    ok(&s, "POST", "/v1/deploy_host/worker-2", None);
+    wait_for(60, || {
+        (!Path::new(&format!("/proc/{pid}/exe")).exists()).then_some(())
+    })
+    .expect("the agent process ends with the broken binary");
+    agents[1].restart().expect("the agent starts again");
+    let h = wait_host_state(&api, "worker-2", "failed");
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before it confirmed"),
+        "{h}"
+    );
+    assert!(exe(agents[1].pid()).ends_with("releases/roost-0.2.0/bin/roost"));
+    assert_eq!(
+        std::fs::read_link(agents[1].data_dir.join("software/current")).unwrap(),
+        Path::new("releases/roost-0.2.0")
+    );
+    api.wait_avail("worker-2", "available", 60);
 }
