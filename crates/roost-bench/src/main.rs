@@ -59,6 +59,7 @@
 
 mod apps;
 mod dc;
+mod deploy;
 mod idle;
 mod list;
 mod load;
@@ -122,6 +123,8 @@ enum Which {
     Login,
     /// TLS on the API: handshake cost per new connection, set/clear over HTTPS vs HTTP
     Tls,
+    /// Software deploy on one site: time to every host on the release, heartbeat gaps during agents' self-update
+    Deploy,
 }
 
 /// How long and how much to measure.
@@ -475,6 +478,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Login {
         return login::run(&plan, &rt);
+    }
+    if which == Which::Deploy {
+        return deploy::run(&plan);
     }
     if which == Which::Tls {
         let r = tls::run(&plan, &rt)?;

@@ -240,12 +240,12 @@ fn is_refusal(e: &crate::Error) -> bool {
 fn deploy_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<DeployRequest, Response> {
+) -> Result<DeployRequest, super::error::ApiError> {
     match &body {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => return Ok(DeployRequest::default()),
         _ => {}
     }
-    super::extract::json_body(headers, body).map_err(|e| e.into_response())
+    super::extract::json_body(headers, body)
 }
 
 async fn deploy_precheck(
@@ -255,7 +255,7 @@ async fn deploy_precheck(
 ) -> Response {
     let req = match deploy_request(&headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match st.software.precheck(&req) {
         Ok(reply) if reply.system_healthy => Json(reply).into_response(),
@@ -271,7 +271,7 @@ async fn deploy_start(
 ) -> Response {
     let req = match deploy_request(&headers, body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     acted(st.software.deploy_start(&req).await)
 }

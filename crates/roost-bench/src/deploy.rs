@@ -1,0 +1,337 @@
+//! `roost-bench deploy`: deploying a release to one site's hosts.
+//!
+//! A server and three real agents (127.0.0.2-4), unlocked and available,
+//! heartbeat at the default 100 ms. Each trial uploads a new release, then
+//! `deploy start`, `deploy host` on every host at once, and polls
+//! `deploy host-list` every 20 ms until every host is `deployed`; then
+//! activate, complete and delete. Two kinds of release, alternating:
+//! - in-service, no binary (a file and a health check): the baseline;
+//! - a new `roost` binary (this binary, stripped of debug sections), so
+//!   that every agent fetches it, re-executes itself and confirms.
+//!
+//! Measured per trial: the time from `deploy start` to every host
+//! `deployed`, the heartbeat pulses the server sent and did not get answered
+//! in that time (from `/metrics`: with one pulse per host every 100 ms, the
+//! unanswered pulses of a host times 100 ms bound its longest gap), and
+//! heartbeat alarms set (200.005 degraded, 200.004 failed; the target is
+//! none).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use roost_test_support::ServerOptions;
+use serde_json::json;
+
+use crate::mtce::probe::{self, Http};
+use crate::stats::{Dist, ms};
+use crate::table::Table;
+use crate::{Plan, emit};
+
+const HOSTS: usize = 3;
+const HEALTH: &str = "#!/bin/sh\nexit 0\n";
+
+/// One kind of release's trials.
+struct Kind {
+    label: &'static str,
+    binary: bool,
+    times: Vec<Duration>,
+    unanswered: Vec<u64>,
+    sent: Vec<u64>,
+    degraded: usize,
+    failed: usize,
+    bytes: u64,
+}
+
+fn run_cli(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(bin).args(args).output()?;
+    anyhow::ensure!(out.status.success(), "roost {args:?}: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds release `id` with `files` into `dir`.
+fn build(
+    bin: &Path,
+    dir: &Path,
+    key: &Path,
+    id: &str,
+    files: &[(&str, &[u8])],
+) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let src = dir.join(id);
+    for (name, bytes) in files {
+        let p = src.join("payload").join(name);
+        std::fs::create_dir_all(p.parent().context("a payload path")?)?;
+        std::fs::write(&p, bytes)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::write(
+        src.join("release.toml"),
+        format!("release_id = \"{id}\"\n[hooks]\nhealth_check = \"hooks/health\"\n"),
+    )?;
+    let out = dir.join(format!("{id}.patch"));
+    run_cli(
+        bin,
+        &[
+            "release",
+            "build",
+            &src.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+            "-o",
+            &out.display().to_string(),
+        ],
+    )?;
+    std::fs::remove_dir_all(&src)?;
+    Ok(out)
+}
+
+/// Uploads a release file as the stock client does.
+fn upload(http: &Http, file: &Path) -> anyhow::Result<()> {
+    let boundary = "roost-bench-boundary";
+    let name = file.display().to_string();
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&std::fs::read(file)?);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?
+        .post(format!("{}/v1/release", http.url))
+        .header("X-Auth-Token", &http.token)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()?;
+    let v: serde_json::Value = r.json()?;
+    anyhow::ensure!(v["error"] == "", "upload {name}: {v}");
+    Ok(())
+}
+
+fn act(http: &Http, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+    let v = http.post(path, &body)?;
+    anyhow::ensure!(v["error"] == "", "{path}: {v}");
+    Ok(())
+}
+
+/// This roost binary without debug sections.
+fn shipped_binary(bin: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let out = dir.join("roost-stripped");
+    let stripped = std::process::Command::new("strip")
+        .args(["-g", "-o"])
+        .arg(&out)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    Ok(std::fs::read(if stripped { out.as_path() } else { bin })?)
+}
+
+/// One deploy of `id` to every host: the time to all deployed, and the
+/// heartbeat deltas over it.
+fn trial(
+    http: &Http,
+    id: &str,
+    hosts: &[String],
+) -> anyhow::Result<(Duration, u64, u64, usize, usize)> {
+    let m0 = http.heartbeat_metrics()?;
+    let w0 = probe::now_micros();
+    let t0 = Instant::now();
+    act(
+        http,
+        "/v1/deploy/start",
+        json!({"releases": [id], "force": "true"}),
+    )?;
+    for h in hosts {
+        act(http, &format!("/v1/deploy_host/{h}"), json!({}))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let list = http.get("/v1/deploy_host")?;
+        let states: Vec<&str> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| h["host_state"].as_str().unwrap_or(""))
+            .collect();
+        if states.contains(&"failed") {
+            anyhow::bail!("a host failed: {list}");
+        }
+        if states.len() == hosts.len() && states.iter().all(|s| *s == "deployed") {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the deploy did not finish: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    let hb = http.heartbeat_metrics()?.since(&m0);
+    act(http, "/v1/deploy/activate", json!({}))?;
+    act(http, "/v1/deploy/complete", json!({}))?;
+    http.delete("/v1/deploy")?;
+    let events = http.heartbeat_events("deploy-", w0)?;
+    let (degraded, failed, _) = probe::tally(&events);
+    Ok((
+        took,
+        hb.sent.saturating_sub(hb.answered),
+        hb.sent,
+        degraded,
+        failed,
+    ))
+}
+
+/// Runs the benchmark and prints its table; returns the failures.
+pub fn run(plan: &Plan) -> anyhow::Result<u64> {
+    let trials = if plan.quick { 1 } else { 5 };
+    eprintln!("deploy: {trials} trials of each kind to {HOSTS} agents");
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("release.key");
+    let public = run_cli(
+        &plan.bin,
+        &["release", "keygen", "--out", &key.display().to_string()],
+    )?;
+    let config = dir.path().join("roost.toml");
+    std::fs::write(
+        &config,
+        format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
+    )?;
+    plan.settle();
+    let server = crate::start_server(
+        plan,
+        ServerOptions {
+            args: vec!["--config".into(), config.display().to_string()],
+            ..ServerOptions::default()
+        },
+    )?;
+    let http = Http::new(&server.url, &server.token())?;
+    let mut agents = Vec::new();
+    let mut hosts = Vec::new();
+    for i in 0..HOSTS {
+        let name = format!("deploy-{i}");
+        agents.push(probe::available_agent(
+            &plan.bin,
+            &http,
+            dir.path(),
+            &name,
+            &format!("127.0.0.{}", i + 2),
+        )?);
+        hosts.push(name);
+    }
+    let binary = shipped_binary(&plan.bin, dir.path())?;
+    let mut kinds = [
+        Kind {
+            label: "in-service, no binary (baseline)",
+            binary: false,
+            times: Vec::new(),
+            unanswered: Vec::new(),
+            sent: Vec::new(),
+            degraded: 0,
+            failed: 0,
+            bytes: 0,
+        },
+        Kind {
+            label: "new roost binary (agents re-execute)",
+            binary: true,
+            times: Vec::new(),
+            unanswered: Vec::new(),
+            sent: Vec::new(),
+            degraded: 0,
+            failed: 0,
+            bytes: 0,
+        },
+    ];
+    let mut failures = 0;
+    let mut n = 0;
+    for _ in 0..trials {
+        for k in kinds.iter_mut() {
+            n += 1;
+            let id = format!("roost-1.0.{n}");
+            let motd = format!("release {id}\n");
+            let mut files: Vec<(&str, &[u8])> = vec![
+                ("etc/motd", motd.as_bytes()),
+                ("hooks/health", HEALTH.as_bytes()),
+            ];
+            if k.binary {
+                files.push(("bin/roost", &binary));
+            }
+            let file = build(&plan.bin, dir.path(), &key, &id, &files)?;
+            k.bytes = std::fs::metadata(&file)?.len();
+            upload(&http, &file)?;
+            plan.settle();
+            match trial(&http, &id, &hosts) {
+                Ok((took, unanswered, sent, degraded, failed)) => {
+                    eprintln!(
+                        "  {id} ({}): {} ms, {unanswered} pulses unanswered",
+                        k.label,
+                        took.as_millis()
+                    );
+                    k.times.push(took);
+                    k.unanswered.push(unanswered);
+                    k.sent.push(sent);
+                    k.degraded += degraded;
+                    k.failed += failed;
+                }
+                Err(e) => {
+                    eprintln!("  {id} ({}) failed: {e:#}", k.label);
+                    failures += 1;
+                    return Ok(failures);
+                }
+            }
+        }
+    }
+    emit(&render(&kinds, trials));
+    Ok(failures)
+}
+
+fn render(kinds: &[Kind], trials: usize) -> String {
+    let mut out = String::from("### Software deploy on one site\n\n");
+    out.push_str(&format!(
+        "One server and {HOSTS} real agents on this machine, heartbeat every 100 ms (degraded \
+         after 6 missed pulses, failed after 10). Each trial: `deploy start`, `deploy host` on \
+         every host at once, until `deploy host-list` shows every host `deployed` (polled every \
+         20 ms); {trials} trials of each kind, alternating. \"Unanswered\" is the heartbeat \
+         pulses the server sent during the trial that were not answered (all hosts together; \
+         a host's longest gap is at most its unanswered pulses × 100 ms).\n\n"
+    ));
+    let base = kinds.first().map(|k| Dist::new(k.times.clone()).pct(50.0));
+    let mut t = Table::new(&[
+        "release",
+        ">release file",
+        ">p50 to all deployed",
+        ">min",
+        ">max",
+        ">× baseline",
+        ">pulses sent",
+        ">unanswered (max per trial)",
+        ">200.005 sets",
+        ">200.004 sets",
+    ]);
+    for k in kinds {
+        let d = Dist::new(k.times.clone());
+        let ratio = match base {
+            Some(b) if !b.is_zero() => {
+                format!("{:.2}", d.pct(50.0).as_secs_f64() / b.as_secs_f64())
+            }
+            _ => "-".into(),
+        };
+        t.row(vec![
+            k.label.to_string(),
+            format!("{:.1} MB", k.bytes as f64 / 1e6),
+            ms(d.pct(50.0)),
+            ms(d.pct(0.0)),
+            ms(d.max()),
+            ratio,
+            k.sent.iter().sum::<u64>().to_string(),
+            k.unanswered.iter().max().copied().unwrap_or(0).to_string(),
+            k.degraded.to_string(),
+            k.failed.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
