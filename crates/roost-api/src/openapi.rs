@@ -878,6 +878,46 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/deploy/strategy",
+        tag: "software",
+        summary: "The site strategy and its stages (404 without one)",
+        access: Access::Reader,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/strategy",
+        tag: "software",
+        summary: "Create the site strategy for an available release: deploy start, the controllers one at a time, the other hosts serially or in groups, activate, complete (one strategy at a time); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("StrategyRequest"),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/deploy/strategy",
+        tag: "software",
+        summary: "Delete the site strategy unless it is applying; admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/deploy/strategy/actions",
+        tag: "software",
+        summary: "Apply or abort the site strategy ({\"action\": \"apply\"|\"abort\"}); admin role only",
+        access: Access::Admin,
+        query: &[],
+        ok: &[200],
+        body: Some("StrategyAction"),
+    },
+    Route {
+        method: "get",
         path: "/v1/deploy_host",
         tag: "software",
         summary: "The hosts of the deploy with their deploy state (a bare array; empty without a deploy)",
@@ -1743,6 +1783,23 @@ fn schemas() -> Value {
                 "options": {"type": "array", "items": s("string")},
                 "region_name": s("string")
             }
+        },
+        "StrategyRequest": {
+            "type": "object",
+            "required": ["release_id"],
+            "properties": {
+                "release_id": s("string"),
+                "worker_apply_type": {"enum": ["serial", "parallel"]},
+                "max_parallel_workers": {"type": "integer", "minimum": 1, "maximum": 100},
+                "alarm_restriction": {"enum": ["strict", "relaxed"]}
+            },
+            "additionalProperties": false
+        },
+        "StrategyAction": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {"action": {"enum": ["apply", "abort"]}},
+            "additionalProperties": false
         },
         "UsmEnvelope": {
             "type": "object",

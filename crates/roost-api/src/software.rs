@@ -189,3 +189,59 @@ pub struct SoftwareOutcome {
     pub ok: bool,
     pub message: String,
 }
+
+/// `POST /v1/deploy/strategy`: a site strategy for a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyRequest {
+    pub release_id: String,
+    /// `serial` (default) or `parallel`, for the hosts other than controllers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_apply_type: Option<String>,
+    /// With `parallel`: the most hosts deployed at once (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_workers: Option<u32>,
+    /// `strict` (default: any alarm stops the start) or `relaxed` (only
+    /// management-affecting ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_restriction: Option<String>,
+}
+
+/// `POST /v1/deploy/strategy/actions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyAction {
+    /// `apply` or `abort`.
+    pub action: String,
+}
+
+/// A site strategy and its stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrategyView {
+    pub release_id: String,
+    /// `initial`, `applying`, `applied`, `failed` or `aborted`.
+    pub state: String,
+    pub worker_apply_type: String,
+    pub max_parallel_workers: u32,
+    pub alarm_restriction: String,
+    /// Why it failed or was aborted.
+    pub reason: String,
+    pub created_at: String,
+    /// Stages done, of all.
+    pub stages_done: usize,
+    pub stages: Vec<StageView>,
+}
+
+/// One stage of a site strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageView {
+    /// `deploy-start`, `deploy-hosts worker-1 worker-2`, `deploy-activate`,
+    /// `deploy-complete`.
+    pub name: String,
+    pub hosts: Vec<String>,
+    /// `initial`, `in-progress`, `done`, `failed` or `aborted`.
+    pub state: String,
+    pub reason: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}

@@ -22,6 +22,7 @@ pub mod deploy;
 mod keys;
 mod manifest;
 pub mod states;
+pub mod strategy;
 
 use std::io::{Read, Write};
 

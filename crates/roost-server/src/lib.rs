@@ -365,6 +365,9 @@ pub async fn run_with(
     tasks.push(tokio::spawn(
         software.clone().deadline_loop(shutdown.clone()),
     ));
+    tasks.push(tokio::spawn(
+        software.clone().strategy_loop(shutdown.clone()),
+    ));
     tasks.push(tokio::spawn(inventory.clone().run(
         fm.clone(),
         clock.clone(),

@@ -171,6 +171,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (13, include_str!("../migrations/sqlite/0013_releases.sql")),
     (14, include_str!("../migrations/sqlite/0014_deploy.sql")),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_site_strategy.sql"),
+    ),
 ];
 
 /// The opened store.

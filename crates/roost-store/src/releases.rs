@@ -29,6 +29,8 @@ pub enum ReleaseWrite {
     Delete(String),
     /// Sets the deploy in progress (JSON), or removes it.
     Deploy(Option<String>),
+    /// Sets the site strategy (JSON), or removes it.
+    Strategy(Option<String>),
 }
 
 impl Store {
@@ -56,6 +58,15 @@ impl Store {
     pub fn deploy(&self) -> Result<Option<String>, Error> {
         self.read(|c| {
             let mut st = c.prepare("SELECT body FROM deploy WHERE id = 1")?;
+            let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.next().transpose()?)
+        })
+    }
+
+    /// The site strategy (JSON), if any.
+    pub fn site_strategy(&self) -> Result<Option<String>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT body FROM site_strategy WHERE id = 1")?;
             let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.next().transpose()?)
         })
@@ -97,6 +108,16 @@ impl Store {
                     }
                     ReleaseWrite::Deploy(None) => {
                         tx.execute("DELETE FROM deploy", [])?;
+                    }
+                    ReleaseWrite::Strategy(Some(body)) => {
+                        tx.execute(
+                            "INSERT INTO site_strategy (id, body) VALUES (1, ?1)
+                             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                            [body],
+                        )?;
+                    }
+                    ReleaseWrite::Strategy(None) => {
+                        tx.execute("DELETE FROM site_strategy", [])?;
                     }
                 }
             }
@@ -166,5 +187,10 @@ mod tests {
         assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
         s.write_releases(&[ReleaseWrite::Deploy(None)]).unwrap();
         assert_eq!(s.deploy().unwrap(), None);
+        s.write_releases(&[ReleaseWrite::Strategy(Some("{}".into()))])
+            .unwrap();
+        assert_eq!(s.site_strategy().unwrap().as_deref(), Some("{}"));
+        s.write_releases(&[ReleaseWrite::Strategy(None)]).unwrap();
+        assert_eq!(s.site_strategy().unwrap(), None);
     }
 }

@@ -499,3 +499,180 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     );
     api.wait_avail("worker-2", "available", 60);
 }
+
+/// The site strategy (`GET` or `POST` it, `DELETE` it): (status, body).
+fn strategy(s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = http();
+    let url = format!("{}/v1/deploy/strategy{path}", s.url);
+    let req = match method {
+        "GET" => c.get(url),
+        "DELETE" => c.delete(url),
+        _ => c.post(url),
+    }
+    .header("X-Auth-Token", s.token());
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn wait_strategy(s: &Server, state: &str) -> Value {
+    wait_for(240, || {
+        let (_, v) = strategy(s, "GET", "", None);
+        (v["state"] == state).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the strategy never became {state}: {}",
+            strategy(s, "GET", "", None).1
+        )
+    })
+}
+
+#[test]
+fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("release.key");
+    let public = release_cli(&["keygen", "--out", &key.display().to_string()]);
+    let (s, _cfg) = Server::start_with_config(
+        bin(),
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
+    );
+    let api = s.api();
+    let names = ["worker-1", "worker-2", "worker-3"];
+    let mut agents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let join = api.add_host(name, "worker");
+        let agent = Agent::start(
+            bin(),
+            &s.url,
+            &join,
+            &tmp.path().join(name),
+            &format!("127.0.0.{}", i + 5),
+            &["--report-interval-secs", "1", "--no-apps"],
+        )
+        .expect("agent starts");
+        api.wait_avail(name, "online", 60);
+        assert_eq!(api.host_action(name, "unlock").status, 200);
+        agents.push(agent);
+    }
+    for name in names {
+        api.wait_avail(name, "available", 120);
+    }
+    let a = build(
+        tmp.path(),
+        &key,
+        "roost-0.2.0",
+        &[],
+        &[
+            ("etc/motd", b"0.2.0\n".to_vec()),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    let b = build(
+        tmp.path(),
+        &key,
+        "roost-0.3.0",
+        &["roost-0.2.0"],
+        &[
+            ("etc/motd", b"0.3.0\n".to_vec()),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    upload(&s, &a);
+    upload(&s, &b);
+
+    // Bad requests.
+    let (status, v) = strategy(&s, "GET", "", None);
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = strategy(
+        &s,
+        "POST",
+        "",
+        Some(json!({"release_id": "roost-0.2.0", "worker_apply_type": "sideways"})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("serial or parallel"), "{v}");
+    let (status, _) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-9.9.9"})));
+    assert_eq!(status, 404);
+
+    // Parallel by two, relaxed: start, worker-1 and worker-2, worker-3,
+    // activate, complete; the deploy is deleted at the end.
+    let (status, v) = strategy(
+        &s,
+        "POST",
+        "",
+        Some(
+            json!({"release_id": "roost-0.2.0", "worker_apply_type": "parallel",
+                    "max_parallel_workers": 2, "alarm_restriction": "relaxed"}),
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    let stages: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "deploy-start",
+            "deploy-hosts worker-1 worker-2",
+            "deploy-hosts worker-3",
+            "deploy-activate",
+            "deploy-complete"
+        ]
+    );
+    assert_eq!(v["state"], "initial");
+    let (status, v) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-0.2.0"})));
+    assert_eq!(status, 400, "one strategy at a time: {v}");
+    assert!(v.to_string().contains("exists already"), "{v}");
+    let (status, v) = strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("applying")),
+        "{v}"
+    );
+    let v = wait_strategy(&s, "applied");
+    assert_eq!(v["stages_done"], 5, "{v}");
+    assert_eq!(api.get("/v1/release/roost-0.2.0").body["state"], "deployed");
+    assert_eq!(api.get("/v1/deploy").body, json!([]));
+    for agent in &agents {
+        assert_eq!(
+            std::fs::read(agent.data_dir.join("software/current/etc/motd")).unwrap(),
+            b"0.2.0\n"
+        );
+    }
+    let (status, _) = strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
+    assert_eq!(status, 400, "an applied strategy is not applied again");
+    assert_eq!(strategy(&s, "DELETE", "", None).0, 204);
+
+    // Serial: worker-2's health check fails, the strategy stops there and
+    // worker-3 is not touched.
+    std::fs::write(agents[1].data_dir.join("fail-health"), b"").unwrap();
+    let (status, v) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-0.3.0"})));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["worker_apply_type"], "serial");
+    assert_eq!(v["alarm_restriction"], "strict");
+    strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
+    let v = wait_strategy(&s, "failed");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("deploy-hosts worker-2: host worker-2 failed: the health check failed"),
+        "{reason}"
+    );
+    assert_eq!(host_state(&api, "worker-1")["host_state"], "deployed");
+    assert_eq!(host_state(&api, "worker-3")["host_state"], "pending");
+    assert_eq!(deploy_state(&api), "host-failed");
+    wait_for(30, || {
+        (alarms_on(&api, "900.002") == ["host=worker-2"]).then_some(())
+    })
+    .expect("900.002 is raised on worker-2");
+    let (status, _) = strategy(&s, "POST", "/actions", Some(json!({"action": "abort"})));
+    assert_eq!(status, 400, "a failed strategy is over");
+    assert_eq!(strategy(&s, "DELETE", "", None).0, 204);
+}

@@ -13,7 +13,11 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use roost_api::software::{DeployRequest, Envelope, UploadReply};
+use roost_api::software::{
+    DeployRequest, Envelope, StrategyAction, StrategyRequest, StrategyView, UploadReply,
+};
+
+use super::error::ApiError;
 use roost_release::ReleaseState;
 
 use super::AppState;
@@ -39,6 +43,13 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/deploy/complete", post(deploy_complete))
         .route("/v1/deploy/abort", post(deploy_abort))
+        .route(
+            "/v1/deploy/strategy",
+            get(strategy_show)
+                .post(strategy_create)
+                .delete(strategy_delete),
+        )
+        .route("/v1/deploy/strategy/actions", post(strategy_action))
         .route("/v1/deploy_host", get(deploy_hosts))
         .route("/v1/deploy_host/{host}", post(deploy_host))
         .route("/v1/deploy_host/{host}/force", post(deploy_host_force))
@@ -314,4 +325,34 @@ async fn deploy_host_force(State(st): State<AppState>, Path(host): Path<String>)
 
 async fn deploy_host_rollback(State(st): State<AppState>, Path(host): Path<String>) -> Response {
     acted(st.software.deploy_host(&host, true, true).await)
+}
+
+async fn strategy_show(State(st): State<AppState>) -> Result<Json<StrategyView>, ApiError> {
+    st.software
+        .strategy_show()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("No strategy"))
+}
+
+async fn strategy_create(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StrategyView>, ApiError> {
+    let req: StrategyRequest = super::extract::json_body(&headers, body)?;
+    Ok(Json(st.software.strategy_create(&req).await?))
+}
+
+async fn strategy_action(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<StrategyView>, ApiError> {
+    let req: StrategyAction = super::extract::json_body(&headers, body)?;
+    Ok(Json(st.software.strategy_action(&req.action).await?))
+}
+
+async fn strategy_delete(State(st): State<AppState>) -> Result<StatusCode, ApiError> {
+    st.software.strategy_delete().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -48,11 +48,11 @@ fn host_facts(v: &roost_api::sysinv::HostView) -> HostFacts {
 }
 
 impl SoftwareService {
-    fn deploy_lock(&self) -> std::sync::MutexGuard<'_, Option<Deploy>> {
+    pub(super) fn deploy_lock(&self) -> std::sync::MutexGuard<'_, Option<Deploy>> {
         self.inner.deploy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn site(&self) -> Result<&super::Site, Error> {
+    pub(super) fn site(&self) -> Result<&super::Site, Error> {
         self.inner
             .site
             .get()
@@ -60,7 +60,7 @@ impl SoftwareService {
     }
 
     /// The hosts and the raised alarms, as the precheck sees them.
-    fn facts(&self) -> Result<(Vec<HostFacts>, Vec<AlarmFact>), Error> {
+    pub(super) fn facts(&self) -> Result<(Vec<HostFacts>, Vec<AlarmFact>), Error> {
         let site = self.site()?;
         // The server's own host runs the server's binary, which deploys do
         // not replace yet: the deploy covers the hosts with agents.

@@ -25,6 +25,7 @@ use roost_types::{Clock, Timestamp};
 use crate::Error;
 
 pub mod deploy;
+pub mod strategy;
 
 /// What the deploys need of the rest of the server (set once, after the
 /// hosts and fault management started).
@@ -62,6 +63,10 @@ struct Inner {
     site: std::sync::OnceLock<Site>,
     /// How long a host's agent has to report the end of an attempt.
     host_deadline_secs: u64,
+    /// The site strategy, changed under `strategy_lane`.
+    strategy: Mutex<Option<roost_release::strategy::SiteStrategy>>,
+    strategy_lane: tokio::sync::Mutex<()>,
+    strategy_wake: tokio::sync::Notify,
 }
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -119,6 +124,12 @@ impl SoftwareService {
             })?),
             None => None,
         };
+        let strategy = match store.site_strategy()? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                Error::Internal(format!("the stored site strategy does not parse: {e}"))
+            })?),
+            None => None,
+        };
         if trusted.is_empty() {
             tracing::warn!(
                 "no release signing key is trusted ([software] trusted_keys): every upload will be refused"
@@ -137,6 +148,9 @@ impl SoftwareService {
                 running: Mutex::new(BTreeMap::new()),
                 site: std::sync::OnceLock::new(),
                 host_deadline_secs,
+                strategy: Mutex::new(strategy),
+                strategy_lane: tokio::sync::Mutex::new(()),
+                strategy_wake: tokio::sync::Notify::new(),
             }),
         })
     }
