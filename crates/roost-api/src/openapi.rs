@@ -2093,8 +2093,10 @@ pub fn document() -> Value {
         // (the token check in front of them still answers JSON).
         let html_errors = r.path.starts_with("/v1.0/");
         // USM's paths answer refusals in USM's envelope (406 for a refused
-        // upload), as the stock software client reads them.
-        let usm = r.path.starts_with("/v1/release");
+        // upload or deploy step), as the stock software client reads them;
+        // the site strategy is Roost's own.
+        let usm = (r.path.starts_with("/v1/release") || r.path.starts_with("/v1/deploy"))
+            && !r.path.starts_with("/v1/deploy/strategy");
 
         let mut responses = Map::new();
         for code in r.ok {
@@ -2138,10 +2140,10 @@ pub fn document() -> Value {
                 json!({"description": what, "content": content}),
             );
         }
-        if usm && r.method == "post" {
+        if usm && r.method != "get" {
             responses.insert(
                 "406".into(),
-                json!({"description": "every file was refused (the error says why)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsmEnvelope"}}}}),
+                json!({"description": "refused: every file of an upload, or a deploy step (the error says why)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsmEnvelope"}}}}),
             );
         }
         let mut op = json!({

@@ -247,7 +247,8 @@ fn is_refusal(e: &crate::Error) -> bool {
     )
 }
 
-/// A deploy request's body; `{}` or an empty body asks for nothing.
+/// A deploy request's body; `{}` or an empty body asks for nothing. A body
+/// that is not a request is refused in USM's envelope.
 fn deploy_request(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -266,7 +267,7 @@ async fn deploy_precheck(
 ) -> Response {
     let req = match deploy_request(&headers, body) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(e.status, e.message),
     };
     match st.software.precheck(&req) {
         Ok(reply) if reply.system_healthy => Json(reply).into_response(),
@@ -282,7 +283,7 @@ async fn deploy_start(
 ) -> Response {
     let req = match deploy_request(&headers, body) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(e.status, e.message),
     };
     acted(st.software.deploy_start(&req).await)
 }
