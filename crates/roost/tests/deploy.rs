@@ -280,6 +280,21 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     assert!(v["info"].as_str().unwrap().contains("[OK]"), "{v}");
     assert_eq!(api.get("/v1/deploy").body, json!([]));
 
+    // worker-2 holds the first half of the binary from an interrupted
+    // fetch: it fetches only the rest.
+    let roost_sha = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&roost);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let blobs = agents[1].data_dir.join("software/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(
+        blobs.join(format!("{roost_sha}.part")),
+        &roost[..roost.len() / 2],
+    )
+    .unwrap();
+
     // Deploy A: start, each host, activate, complete, delete.
     ok(
         &s,
