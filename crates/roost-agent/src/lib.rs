@@ -384,6 +384,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     let software = Arc::new(software::Software::open(
         software_dir,
         args.software_trial_secs,
+        &args.reboot_command,
     )?);
     // Returns only when this binary is the one the host's release runs.
     software.at_start()?;

@@ -61,6 +61,19 @@ pub struct State {
     pub last: Option<SoftwareOutcome>,
     #[serde(default)]
     pub trial: Option<Trial>,
+    /// A switch that waits for the host to reboot (confirmed after it, as a
+    /// trial).
+    #[serde(default)]
+    pub reboot: Option<Trial>,
+}
+
+/// How an attempt that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// The host runs the release.
+    Running,
+    /// The host is rebooting into it.
+    Rebooting,
 }
 
 /// A switch to another `roost` binary that is not confirmed yet.
@@ -94,11 +107,13 @@ pub struct Software {
     working: Mutex<Option<u64>>,
     /// How long a new binary has to confirm.
     trial_secs: u64,
+    /// How the host reboots (`sh -c`).
+    reboot_command: String,
 }
 
 impl Software {
     /// Opens (creating) `dir`.
-    pub fn open(dir: PathBuf, trial_secs: u64) -> Result<Software, Error> {
+    pub fn open(dir: PathBuf, trial_secs: u64, reboot_command: &str) -> Result<Software, Error> {
         for sub in ["blobs", "releases"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io("cannot create", &p))?;
@@ -115,6 +130,7 @@ impl Software {
             state: Mutex::new(state),
             working: Mutex::new(None),
             trial_secs,
+            reboot_command: reboot_command.to_string(),
         })
     }
 
@@ -183,6 +199,20 @@ impl Software {
                 "the new roost binary stopped before it confirmed".into(),
             )?;
         }
+        // Back from the reboot a release asked for: it is confirmed as a
+        // trial, by this process or the binary it executes.
+        let mut why = "start".to_string();
+        if let Some(r) = self.state().reboot {
+            tracing::info!(release = %r.release_id, "back from the reboot into a release");
+            why = r.attempt.to_string();
+            self.save(|s| {
+                s.reboot = None;
+                s.trial = Some(Trial {
+                    deadline: now_secs() + self.trial_secs,
+                    ..r.clone()
+                });
+            })?;
+        }
         let st = self.state();
         let Some(want) = st.exes.get(&st.release_id).cloned() else {
             return Ok(());
@@ -192,7 +222,7 @@ impl Software {
             return Ok(());
         }
         tracing::info!(exe = %want.display(), release = %st.release_id, "running the release's roost binary");
-        Err(reexec(&want, "start"))
+        Err(reexec(&want, &why))
     }
 
     /// A trial under way: runs the health check, then waits for the first
@@ -291,7 +321,12 @@ impl Software {
     pub async fn carry_out(&self, client: &Client, token: &str, order: &SoftwareOrder) {
         let result = self.attempt(client, token, order).await;
         let outcome = match result {
-            Ok(()) => SoftwareOutcome {
+            Ok(Done::Rebooting) => {
+                // The outcome is decided after the reboot.
+                *crate::lock(&self.working) = None;
+                return;
+            }
+            Ok(Done::Running) => SoftwareOutcome {
                 attempt: order.attempt,
                 release_id: order.release_id.clone(),
                 ok: true,
@@ -319,7 +354,7 @@ impl Software {
         client: &Client,
         token: &str,
         order: &SoftwareOrder,
-    ) -> Result<(), Error> {
+    ) -> Result<Done, Error> {
         let id = order.release_id.as_str();
         let previous = self.state().release_id;
         if !id.is_empty() {
@@ -366,6 +401,35 @@ impl Software {
         {
             return Err(undo(format!("the post-install hook failed: {e}")));
         }
+        if order.reboot_required {
+            // The new software runs after the reboot, which confirms it.
+            let pending = Trial {
+                attempt: order.attempt,
+                release_id: id.to_string(),
+                previous: previous.clone(),
+                deadline: 0,
+                health_check: order.health_check.clone(),
+            };
+            self.save(|s| s.reboot = Some(pending))?;
+            tracing::warn!(release = %id, command = %self.reboot_command, "rebooting into the release");
+            let status = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&self.reboot_command)
+                .stdin(std::process::Stdio::null())
+                .status()
+                .await;
+            return match status {
+                Ok(s) if s.success() => Ok(Done::Rebooting),
+                Ok(s) => {
+                    self.save(|s| s.reboot = None)?;
+                    Err(undo(format!("the reboot command failed: {s}")))
+                }
+                Err(e) => {
+                    self.save(|s| s.reboot = None)?;
+                    Err(undo(format!("cannot run the reboot command: {e}")))
+                }
+            };
+        }
         match exe {
             Some(exe) if !same_file(&me, &exe) => {
                 if let Err(e) = preflight(&exe).await {
@@ -388,8 +452,9 @@ impl Software {
             _ => match &order.health_check {
                 Some(hook) => run_hook(&dir, hook, id)
                     .await
+                    .map(|()| Done::Running)
                     .map_err(|e| undo(format!("the health check failed: {e}"))),
-                None => Ok(()),
+                None => Ok(Done::Running),
             },
         }
     }

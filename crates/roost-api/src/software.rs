@@ -159,6 +159,9 @@ pub struct SoftwareOrder {
     pub release_id: String,
     pub attempt: u64,
     pub rollback: bool,
+    /// The host reboots onto the release (it is locked).
+    #[serde(default)]
+    pub reboot_required: bool,
     /// The payload files, fetched by digest
     /// (`GET /v1/agent/software/blobs/{sha256}`).
     pub payload: Vec<PayloadView>,

@@ -149,13 +149,18 @@ pub struct DeployFacts {
     /// The strategy's release is deployed (its deploy completed and was
     /// deleted).
     pub release_deployed: bool,
+    /// Each host's administrative state and availability (for releases that
+    /// reboot hosts: locked before, unlocked after).
+    pub host_states: BTreeMap<String, (String, String)>,
 }
 
 /// A deploy step the strategy asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Start,
+    LockHost(String),
     DeployHost(String),
+    UnlockHost(String),
     Activate,
     Complete,
 }
@@ -165,6 +170,10 @@ pub enum Action {
 pub struct SiteStrategy {
     pub release_id: String,
     pub options: Options,
+    /// The release reboots hosts: each is locked before its deploy and
+    /// unlocked once it is back.
+    #[serde(default)]
+    pub reboot_required: bool,
     pub state: StrategyState,
     pub stages: Vec<Stage>,
     /// Why it failed or was aborted.
@@ -177,6 +186,7 @@ impl SiteStrategy {
     pub fn create(
         release_id: &str,
         options: Options,
+        reboot_required: bool,
         hosts: &[Target],
         now: i64,
     ) -> Result<SiteStrategy, Error> {
@@ -207,6 +217,7 @@ impl SiteStrategy {
         Ok(SiteStrategy {
             release_id: release_id.to_string(),
             options,
+            reboot_required,
             state: StrategyState::Initial,
             stages,
             reason: String::new(),
@@ -339,8 +350,24 @@ impl SiteStrategy {
                     let mut actions = Vec::new();
                     let mut all_done = true;
                     for h in self.stages[i].hosts.clone() {
+                        let (admin, avail) = facts
+                            .host_states
+                            .get(&h)
+                            .map(|(a, v)| (a.as_str(), v.as_str()))
+                            .unwrap_or(("", ""));
+                        let rr = self.reboot_required;
                         match facts.hosts.get(&h) {
-                            Some((HostDeployState::Deployed, _)) => {}
+                            Some((HostDeployState::Deployed, _)) => {
+                                if rr && admin == "locked" {
+                                    all_done = false;
+                                    // Back from the reboot: unlock.
+                                    if avail == "online" {
+                                        actions.push(Action::UnlockHost(h));
+                                    }
+                                } else if rr && avail != "available" {
+                                    all_done = false;
+                                }
+                            }
                             Some((HostDeployState::Failed, message)) => {
                                 let reason = format!("host {h} failed: {message}");
                                 self.fail(i, reason, now);
@@ -348,7 +375,11 @@ impl SiteStrategy {
                             }
                             Some((HostDeployState::Pending, _)) => {
                                 all_done = false;
-                                actions.push(Action::DeployHost(h));
+                                if rr && admin != "locked" {
+                                    actions.push(Action::LockHost(h));
+                                } else {
+                                    actions.push(Action::DeployHost(h));
+                                }
                             }
                             Some((HostDeployState::Deploying, _)) => all_done = false,
                             Some((s, _)) => {
@@ -452,6 +483,7 @@ mod tests {
                 .map(|(h, s)| (h.to_string(), (*s, String::new())))
                 .collect(),
             release_deployed: false,
+            host_states: BTreeMap::new(),
         }
     }
 
@@ -466,7 +498,8 @@ mod tests {
 
     #[test]
     fn controllers_go_one_at_a_time_then_workers_serially_or_in_groups() {
-        let serial = SiteStrategy::create("roost-0.2.0", Options::default(), &hosts(), 0).unwrap();
+        let serial =
+            SiteStrategy::create("roost-0.2.0", Options::default(), false, &hosts(), 0).unwrap();
         assert_eq!(
             names(&serial),
             [
@@ -485,7 +518,7 @@ mod tests {
             max_parallel_workers: 2,
             ..Options::default()
         };
-        let p = SiteStrategy::create("roost-0.2.0", parallel, &hosts(), 0).unwrap();
+        let p = SiteStrategy::create("roost-0.2.0", parallel, false, &hosts(), 0).unwrap();
         assert_eq!(
             names(&p)[3..5],
             ["deploy-hosts worker-1 worker-2", "deploy-hosts worker-3"]
@@ -494,8 +527,8 @@ mod tests {
             max_parallel_workers: 0,
             ..Options::default()
         };
-        assert!(SiteStrategy::create("roost-0.2.0", bad, &hosts(), 0).is_err());
-        assert!(SiteStrategy::create("roost-0.2.0", Options::default(), &[], 0).is_err());
+        assert!(SiteStrategy::create("roost-0.2.0", bad, false, &hosts(), 0).is_err());
+        assert!(SiteStrategy::create("roost-0.2.0", Options::default(), false, &[], 0).is_err());
     }
 
     #[test]
@@ -506,7 +539,7 @@ mod tests {
             worker_apply_type: ApplyType::Parallel,
             ..Options::default()
         };
-        let mut s = SiteStrategy::create("roost-0.2.0", opts, &hs, 0).unwrap();
+        let mut s = SiteStrategy::create("roost-0.2.0", opts, false, &hs, 0).unwrap();
         assert!(
             s.next(&DeployFacts::default(), &[], 1).is_empty(),
             "not applied yet"
@@ -553,10 +586,54 @@ mod tests {
     }
 
     #[test]
+    fn reboot_required_releases_lock_deploy_and_unlock_each_host_once_it_is_back() {
+        use HostDeployState as H;
+        let hs = [target("worker-1", "worker")];
+        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), true, &hs, 0).unwrap();
+        s.apply().unwrap();
+        s.next(&DeployFacts::default(), &[], 1);
+        let at = |dep: H, admin: &str, avail: &str| {
+            let mut f = facts(DeployState::StartDone, &[("worker-1", dep)]);
+            f.host_states
+                .insert("worker-1".into(), (admin.into(), avail.into()));
+            f
+        };
+        let w = || "worker-1".to_string();
+        assert_eq!(
+            s.next(&at(H::Pending, "unlocked", "available"), &[], 2),
+            [Action::LockHost(w())]
+        );
+        assert_eq!(
+            s.next(&at(H::Pending, "locked", "online"), &[], 3),
+            [Action::DeployHost(w())]
+        );
+        assert!(
+            s.next(&at(H::Deploying, "locked", "offline"), &[], 4)
+                .is_empty()
+        );
+        // Deployed but still rebooting: wait; back online: unlock.
+        assert!(
+            s.next(&at(H::Deployed, "locked", "offline"), &[], 5)
+                .is_empty()
+        );
+        assert_eq!(
+            s.next(&at(H::Deployed, "locked", "online"), &[], 6),
+            [Action::UnlockHost(w())]
+        );
+        assert!(
+            s.next(&at(H::Deployed, "unlocked", "online"), &[], 7)
+                .is_empty()
+        );
+        let mut done = at(H::Deployed, "unlocked", "available");
+        done.deploy = Some(("roost-0.2.0".into(), DeployState::HostDone));
+        assert_eq!(s.next(&done, &[], 8), [Action::Activate]);
+    }
+
+    #[test]
     fn a_failed_host_stops_the_strategy_before_the_next_stage() {
         use HostDeployState as H;
         let hs = [target("worker-1", "worker"), target("worker-2", "worker")];
-        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), &hs, 0).unwrap();
+        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), false, &hs, 0).unwrap();
         s.apply().unwrap();
         s.next(&DeployFacts::default(), &[], 1);
         let mut f = facts(
@@ -578,7 +655,8 @@ mod tests {
     fn alarms_stop_the_start_as_the_restriction_says() {
         let hs = [target("worker-1", "worker")];
         let minor = [alarm("100.101", false), alarm("900.002", true)];
-        let mut strict = SiteStrategy::create("roost-0.2.0", Options::default(), &hs, 0).unwrap();
+        let mut strict =
+            SiteStrategy::create("roost-0.2.0", Options::default(), false, &hs, 0).unwrap();
         strict.apply().unwrap();
         assert!(strict.next(&DeployFacts::default(), &minor, 1).is_empty());
         assert_eq!(strict.state, StrategyState::Failed);
@@ -593,10 +671,10 @@ mod tests {
             alarm_restriction: AlarmRestriction::Relaxed,
             ..Options::default()
         };
-        let mut r = SiteStrategy::create("roost-0.2.0", relaxed, &hs, 0).unwrap();
+        let mut r = SiteStrategy::create("roost-0.2.0", relaxed, false, &hs, 0).unwrap();
         r.apply().unwrap();
         assert_eq!(r.next(&DeployFacts::default(), &minor, 1), [Action::Start]);
-        let mut r = SiteStrategy::create("roost-0.2.0", relaxed, &hs, 0).unwrap();
+        let mut r = SiteStrategy::create("roost-0.2.0", relaxed, false, &hs, 0).unwrap();
         r.apply().unwrap();
         assert!(
             r.next(&DeployFacts::default(), &[alarm("100.101", true)], 1)
@@ -608,7 +686,7 @@ mod tests {
     #[test]
     fn abort_stops_the_stages_left_and_a_refused_step_fails_the_strategy() {
         let hs = [target("worker-1", "worker")];
-        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), &hs, 0).unwrap();
+        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), false, &hs, 0).unwrap();
         assert!(s.abort(0).is_err());
         s.apply().unwrap();
         assert!(s.deletable().is_err());
@@ -618,7 +696,7 @@ mod tests {
         assert!(s.stages.iter().all(|st| st.state == StageState::Aborted));
         s.deletable().unwrap();
 
-        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), &hs, 0).unwrap();
+        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), false, &hs, 0).unwrap();
         s.apply().unwrap();
         s.next(&DeployFacts::default(), &[], 1);
         s.step_failed("Deploy start rejected: release is deployed".into(), 2);
@@ -629,7 +707,7 @@ mod tests {
             s.reason
         );
         // Another deploy in progress fails the start.
-        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), &hs, 0).unwrap();
+        let mut s = SiteStrategy::create("roost-0.2.0", Options::default(), false, &hs, 0).unwrap();
         s.apply().unwrap();
         let other = DeployFacts {
             deploy: Some(("roost-0.1.9".into(), DeployState::Host)),

@@ -36,6 +36,18 @@ fn build(
     requires: &[&str],
     files: &[(&str, Vec<u8>)],
 ) -> PathBuf {
+    build_with(dir, key, id, requires, files, false)
+}
+
+/// [`build`], of a release that reboots hosts when `reboot`.
+fn build_with(
+    dir: &Path,
+    key: &Path,
+    id: &str,
+    requires: &[&str],
+    files: &[(&str, Vec<u8>)],
+    reboot: bool,
+) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let src = dir.join(id);
     for (name, bytes) in files {
@@ -49,7 +61,7 @@ fn build(
         src.join("release.toml"),
         format!(
             "release_id = \"{id}\"\nsummary = \"test release {id}\"\nrequires = [{}]\n\
-             [hooks]\nhealth_check = \"hooks/health\"\n",
+             reboot_required = {reboot}\n[hooks]\nhealth_check = \"hooks/health\"\n",
             req.join(", ")
         ),
     )
@@ -690,4 +702,111 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     let (status, _) = strategy(&s, "POST", "/actions", Some(json!({"action": "abort"})));
     assert_eq!(status, 400, "a failed strategy is over");
     assert_eq!(strategy(&s, "DELETE", "", None).0, 204);
+}
+
+#[test]
+fn a_reboot_required_release_locks_reboots_and_unlocks_each_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("release.key");
+    let public = release_cli(&["keygen", "--out", &key.display().to_string()]);
+    let (s, _cfg) = Server::start_with_config(
+        bin(),
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
+    );
+    let api = s.api();
+    let names = ["worker-1", "worker-2"];
+    let mut agents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let join = api.add_host(name, "worker");
+        // A reboot ends the agent; the loop below starts it again, as the
+        // host's boot would.
+        let agent = Agent::start(
+            bin(),
+            &s.url,
+            &join,
+            &tmp.path().join(name),
+            &format!("127.0.0.{}", i + 8),
+            &[
+                "--report-interval-secs",
+                "1",
+                "--no-apps",
+                "--reboot-command",
+                "kill -TERM $PPID",
+            ],
+        )
+        .expect("agent starts");
+        api.wait_avail(name, "online", 60);
+        assert_eq!(api.host_action(name, "unlock").status, 200);
+        agents.push(agent);
+    }
+    for name in names {
+        api.wait_avail(name, "available", 120);
+    }
+    let pids: Vec<u32> = agents.iter().map(|a| a.pid()).collect();
+    let r = build_with(
+        tmp.path(),
+        &key,
+        "roost-0.2.0",
+        &[],
+        &[
+            ("etc/motd", b"0.2.0\n".to_vec()),
+            ("hooks/health", HEALTH.into()),
+        ],
+        true,
+    );
+    upload(&s, &r);
+    assert_eq!(
+        api.get("/v1/release/roost-0.2.0").body["reboot_required"],
+        true
+    );
+
+    // By hand, an unlocked host is refused.
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.2.0"], "force": "true"})),
+    );
+    refused(
+        &s,
+        "POST",
+        "/v1/deploy_host/worker-1",
+        None,
+        "lock host worker-1 first",
+    );
+    ok(&s, "DELETE", "/v1/deploy", None);
+
+    let (status, v) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-0.2.0"})));
+    assert_eq!(status, 200, "{v}");
+    strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
+    let mut locked_seen = [false, false];
+    let applied = wait_for(240, || {
+        for (i, a) in agents.iter_mut().enumerate() {
+            if api.host(names[i])["administrative"] == "locked" {
+                locked_seen[i] = true;
+            }
+            if !Path::new(&format!("/proc/{}/exe", a.pid())).exists() {
+                a.restart().expect("the agent starts after its reboot");
+            }
+        }
+        let (_, v) = strategy(&s, "GET", "", None);
+        assert_ne!(v["state"], "failed", "{v}");
+        (v["state"] == "applied").then_some(v)
+    });
+    assert!(applied.is_some(), "{}", strategy(&s, "GET", "", None).1);
+    assert_eq!(locked_seen, [true, true], "each host was locked");
+    for (i, a) in agents.iter().enumerate() {
+        assert_ne!(a.pid(), pids[i], "{} rebooted", names[i]);
+        assert_eq!(
+            std::fs::read(a.data_dir.join("software/current/etc/motd")).unwrap(),
+            b"0.2.0\n"
+        );
+        let h = api.host(names[i]);
+        assert_eq!(
+            (h["administrative"].as_str(), h["availability"].as_str()),
+            (Some("unlocked"), Some("available")),
+            "{h}"
+        );
+    }
+    assert_eq!(api.get("/v1/release/roost-0.2.0").body["state"], "deployed");
 }

@@ -482,11 +482,16 @@ impl SoftwareService {
 
     /// What `host`'s agent should run now, with the release's payload.
     fn order_for(&self, host: &str) -> Option<SoftwareOrder> {
-        let o = self.deploy_lock().as_ref()?.order(host)?;
+        let (o, reboot_required) = {
+            let d = self.deploy_lock();
+            let d = d.as_ref()?;
+            (d.order(host)?, d.reboot_required)
+        };
         let mut order = SoftwareOrder {
             release_id: o.release_id.clone(),
             attempt: o.attempt,
             rollback: o.rollback,
+            reboot_required,
             payload: Vec::new(),
             pre_install: None,
             post_install: None,

@@ -124,7 +124,7 @@ impl SoftwareService {
             )));
         }
         let id = &req.release_id;
-        match self.lock().get(id) {
+        let reboot_required = match self.lock().get(id) {
             None => return Err(Error::NotFound(format!("Release {id} not found"))),
             Some(r) if r.state != ReleaseState::Available => {
                 return Err(Error::Conflict(format!(
@@ -132,8 +132,8 @@ impl SoftwareService {
                     r.state
                 )));
             }
-            Some(_) => {}
-        }
+            Some(r) => r.manifest.reboot_required,
+        };
         let site = self.site()?;
         let local = site.hosts.local_hostname();
         let targets: Vec<Target> = site
@@ -147,7 +147,8 @@ impl SoftwareService {
             })
             .collect();
         let now = self.inner.clock.now().micros();
-        let s = SiteStrategy::create(id, options, &targets, now).map_err(refused)?;
+        let s =
+            SiteStrategy::create(id, options, reboot_required, &targets, now).map_err(refused)?;
         let v = view(&s);
         self.keep_strategy(Some(s)).await?;
         tracing::info!(release = %id, stages = v.stages.len(), "site strategy created");
@@ -188,20 +189,46 @@ impl SoftwareService {
         self.keep_strategy(None).await
     }
 
+    /// Locks or unlocks a host, as `system host-lock|unlock` does.
+    async fn host_action(&self, host: &str, action: &str) -> Result<String, Error> {
+        let ops = [(
+            "replace".to_string(),
+            "/action".to_string(),
+            Some(serde_json::Value::String(action.into())),
+        )];
+        self.site()?.hosts.patch(host, &ops).await?;
+        tracing::info!(%host, %action, "site strategy");
+        Ok(String::new())
+    }
+
     /// What the deploy looks like, for the strategy.
     fn deploy_facts(&self, release: &str) -> DeployFacts {
         let release_deployed = self
             .lock()
             .get(release)
             .is_some_and(|r| r.state == ReleaseState::Deployed);
+        let host_states = self
+            .inner
+            .site
+            .get()
+            .map(|site| {
+                site.hosts
+                    .list()
+                    .into_iter()
+                    .map(|h| (h.hostname, (h.administrative, h.availability)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let d = self.deploy_lock();
         match d.as_ref() {
             None => DeployFacts {
                 release_deployed,
+                host_states,
                 ..DeployFacts::default()
             },
             Some(d) => DeployFacts {
                 release_deployed,
+                host_states,
                 deploy: Some((d.to_release_id.clone(), d.state)),
                 hosts: d
                     .hosts
@@ -256,6 +283,8 @@ impl SoftwareService {
                     self.deploy_start(&req).await
                 }
                 Action::DeployHost(h) => self.deploy_host(h, false, false).await,
+                Action::LockHost(h) => self.host_action(h, "lock").await,
+                Action::UnlockHost(h) => self.host_action(h, "unlock").await,
                 Action::Activate => self.deploy_activate().await,
                 // The strategy leaves nothing behind: the completed deploy
                 // is deleted, the release is deployed.
