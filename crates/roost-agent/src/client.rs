@@ -178,6 +178,26 @@ impl Client {
         call(req).await
     }
 
+    /// `GET /v1/agent/software/order`: the host's deploy order with an
+    /// attempt after `after`, waiting up to `wait` for one.
+    pub async fn software_order(
+        &self,
+        token: &str,
+        after: u64,
+        wait: Duration,
+    ) -> Result<Option<roost_api::software::SoftwareOrder>, Error> {
+        let req = self
+            .http()
+            .get(format!(
+                "{}/v1/agent/software/order?after={after}&wait={}",
+                self.base,
+                wait.as_secs()
+            ))
+            .header(TOKEN_HEADER, token)
+            .timeout(wait + Duration::from_secs(15));
+        call(req).await
+    }
+
     /// `POST /v1/agent/apps/report`.
     pub async fn app_report(
         &self,

@@ -579,6 +579,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     ));
     tasks.spawn(inventory_task(shared.clone()));
     tasks.spawn(trial_task(shared.clone()));
+    tasks.spawn(order_task(shared.clone()));
     if !args.no_apps {
         let token = lock(&shared.identity).enrollment.agent_token.clone();
         tasks.spawn(apps::run(
@@ -920,19 +921,8 @@ async fn key_task(shared: Arc<Shared>, mut promoted: mpsc::UnboundedReceiver<Hos
 /// rotation: the next key is kept (in the identity file) and offered to the
 /// responders, and the server is told at once that this agent holds it.
 async fn on_reply(shared: &Arc<Shared>, reply: &ReportReply) {
-    if let Some(order) = &reply.software
-        && shared.software.take(order)
-    {
-        tracing::info!(release = %order.release_id, attempt = order.attempt, rollback = order.rollback, "deploying a release on this host");
-        let (shared, order) = (shared.clone(), order.clone());
-        tokio::spawn(async move {
-            let token = lock(&shared.identity).enrollment.agent_token.clone();
-            shared
-                .software
-                .carry_out(&shared.client, &token, &order)
-                .await;
-            shared.wake.notify_one();
-        });
+    if let Some(order) = &reply.software {
+        deploy(shared, order);
     }
     if let (Some(c), Some(tpm)) = (&reply.tpm_challenge, &shared.tpm) {
         match roost_api::tpm::from_hex(&c.nonce) {
@@ -974,6 +964,51 @@ async fn on_reply(shared: &Arc<Shared>, reply: &ReportReply) {
         true
     })
     .await;
+}
+
+/// Carries out a deploy order (from a report's reply or the order poll)
+/// unless it is done or under way already.
+fn deploy(shared: &Arc<Shared>, order: &roost_api::software::SoftwareOrder) {
+    if !shared.software.take(order) {
+        return;
+    }
+    tracing::info!(release = %order.release_id, attempt = order.attempt, rollback = order.rollback, "deploying a release on this host");
+    let (shared, order) = (shared.clone(), order.clone());
+    tokio::spawn(async move {
+        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        shared
+            .software
+            .carry_out(&shared.client, &token, &order)
+            .await;
+        shared.wake.notify_one();
+    });
+}
+
+/// Asks the server for deploy orders with a long poll, so that a deploy
+/// reaches this host at once rather than at its next report.
+async fn order_task(shared: Arc<Shared>) {
+    let mut after = 0u64;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let token = lock(&shared.identity).enrollment.agent_token.clone();
+        match shared
+            .client
+            .software_order(&token, after, Duration::from_secs(55))
+            .await
+        {
+            Ok(Some(order)) => {
+                backoff = Duration::from_secs(1);
+                after = after.max(order.attempt);
+                deploy(&shared, &order);
+            }
+            Ok(None) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                tracing::debug!(error = %error_line(&e), "the deploy order poll failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
 }
 
 /// Confirms a switch to a new roost binary once its health check passed

@@ -1172,6 +1172,19 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/agent/software/order",
+        tag: "agent",
+        summary: "The host's deploy order (header X-Agent-Token): at once when its attempt is after `after`, else as soon as there is one, or null after `wait` seconds",
+        access: Access::Agent,
+        query: &[
+            ("after", "the last attempt the agent has seen"),
+            ("wait", "seconds to wait for a new order (at most 60)"),
+        ],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
         path: "/v1/agent/software/blobs/{sha256}",
         tag: "agent",
         summary: "A release payload file by its SHA-256 (header X-Agent-Token); `Range: bytes=N-` resumes",
@@ -2035,6 +2048,7 @@ fn header_parameters(method: &str, path: &str) -> Vec<(&'static str, &'static st
         | ("post", "/v1/agent/apps/report")
         | ("get", "/v1/agent/apps/images/{digest}")
         | ("get", "/v1/agent/software/blobs/{sha256}")
+        | ("get", "/v1/agent/software/order")
         | ("get", "/v1/agent/apps/log-requests")
         | ("post", "/v1/agent/apps/logs/{id}") => {
             vec![("X-Agent-Token", "the agent token issued at enrollment")]

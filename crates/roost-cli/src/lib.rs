@@ -38,6 +38,7 @@ mod certificate;
 mod client;
 mod credentials;
 mod dc;
+mod deploy;
 mod error;
 mod event;
 mod heartbeat;
@@ -69,6 +70,7 @@ pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs}
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use certificate::CertificateCommand;
 pub use dc::{DcAlarmsArgs, DcCommand};
+pub use deploy::{CreateArgs, DeployCommand, ShowArgs, StrategyCommand, StrategyShowArgs};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
 pub use heartbeat::{HeartbeatCommand, HeartbeatSetArgs, HeartbeatShowArgs};
 pub use host::{
@@ -134,6 +136,9 @@ pub enum ClientCommand {
     /// Software releases: make a signing key, build and verify a signed release file
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Software deploys: the deploy in progress, and the site strategy that deploys a release to every host
+    #[command(subcommand)]
+    Deploy(DeployCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -204,6 +209,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::User(cmd) => user::run(cmd, env, io),
         ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
         ClientCommand::Release(cmd) => release::run(cmd, io),
+        ClientCommand::Deploy(cmd) => deploy::run(cmd, env, io),
     }
 }
 

@@ -627,17 +627,38 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     assert_eq!(status, 404);
 
     // Parallel by two, relaxed: start, worker-1 and worker-2, worker-3,
-    // activate, complete; the deploy is deleted at the end.
-    let (status, v) = strategy(
-        &s,
-        "POST",
-        "",
-        Some(
-            json!({"release_id": "roost-0.2.0", "worker_apply_type": "parallel",
-                    "max_parallel_workers": 2, "alarm_restriction": "relaxed"}),
-        ),
+    // activate, complete; the deploy is deleted at the end. Through the
+    // CLI, as an operator would.
+    let cli = roost_test_support::Cli::new(bin());
+    let roost = |args: &[&str]| {
+        let mut cmd = cli.cmd(args);
+        cmd.env("ROOST_URL", &s.url).env("ROOST_TOKEN", s.token());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = roost(&[
+        "deploy",
+        "strategy",
+        "create",
+        "roost-0.2.0",
+        "--worker-apply-type",
+        "parallel",
+        "--max-parallel-workers",
+        "2",
+        "--alarm-restriction",
+        "relaxed",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("Strategy for roost-0.2.0: initial (0 of 5 stages done"),
+        "{out}"
     );
-    assert_eq!(status, 200, "{v}");
+    assert!(err.contains("roost deploy strategy apply"), "{err}");
+    let (_, v) = strategy(&s, "GET", "", None);
     let stages: Vec<&str> = v["stages"]
         .as_array()
         .unwrap()
@@ -658,12 +679,12 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     let (status, v) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-0.2.0"})));
     assert_eq!(status, 400, "one strategy at a time: {v}");
     assert!(v.to_string().contains("exists already"), "{v}");
-    let (status, v) = strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
-    assert_eq!(
-        (status, v["state"].as_str()),
-        (200, Some("applying")),
-        "{v}"
-    );
+    let (code, out, err) = roost(&["deploy", "strategy", "apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // --watch returns once the strategy is over: applied, exit status 0.
+    let (code, out, err) = roost(&["deploy", "strategy", "show", "--watch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("applied (5 of 5 stages done"), "{out}");
     let v = wait_strategy(&s, "applied");
     assert_eq!(v["stages_done"], 5, "{v}");
     assert_eq!(api.get("/v1/release/roost-0.2.0").body["state"], "deployed");
@@ -686,6 +707,16 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     assert_eq!(v["worker_apply_type"], "serial");
     assert_eq!(v["alarm_restriction"], "strict");
     strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));
+    let (code, out, err) = roost(&["deploy", "strategy", "show", "--watch"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("roost: the strategy is failed: deploy-hosts worker-2"),
+        "{err}"
+    );
+    let (code, out, _) = roost(&["deploy", "show"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Deploy of roost-0.3.0"), "{out}");
+    assert!(out.contains("host-failed"), "{out}");
     let v = wait_strategy(&s, "failed");
     let reason = v["reason"].as_str().unwrap();
     assert!(

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/agent/report", post(report))
         .route("/v1/agent/certificate", post(certificate))
         .route("/v1/agent/software/blobs/{sha256}", get(software_blob))
+        .route("/v1/agent/software/order", get(software_order))
 }
 
 /// An agent's credentials on a call: the `X-Agent-Token` header (401 when
@@ -94,6 +95,35 @@ async fn report(
         .agent_report(&r.hostname, software.as_ref())
         .await?;
     Ok(Json(r))
+}
+
+/// Longest an order poll is held.
+const MAX_ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `GET /v1/agent/software/order?after=N&wait=S`: the host's deploy order
+/// with an attempt after `after`, at once or as soon as there is one, or
+/// `null` after `wait` seconds (at most 60).
+async fn software_order(
+    State(st): State<AppState>,
+    AgentAuth(call): AgentAuth,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<Option<roost_api::software::SoftwareOrder>>, ApiError> {
+    let host = st.hosts.agent_host(&call)?;
+    let q = super::extract::Query::parse(raw.as_deref());
+    q.only(&["after", "wait"])?;
+    let number = |k: &str| -> Result<u64, ApiError> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{k} must be a whole number, not {v:?}"))
+                })
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    };
+    let after = number("after")?;
+    let wait = std::time::Duration::from_secs(number("wait")?).min(MAX_ORDER_WAIT);
+    Ok(Json(st.software.wait_order(&host, after, wait).await))
 }
 
 /// `GET /v1/agent/software/blobs/{sha256}`: a release's payload file by

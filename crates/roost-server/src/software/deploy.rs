@@ -182,6 +182,7 @@ impl SoftwareService {
         .await?;
         self.set_release_state(&id, ReleaseState::Deploying);
         *self.deploy_lock() = Some(deploy);
+        self.deploy_changed();
         tracing::info!(release = %id, hosts = hosts.len(), "deploy started");
         self.alarm(
             ALARM_IN_PROGRESS,
@@ -252,6 +253,7 @@ impl SoftwareService {
         if d != before {
             self.persist(Vec::new(), Some(&d)).await?;
             *self.deploy_lock() = Some(d.clone());
+            self.deploy_changed();
         }
         Ok((out, before, d))
     }
@@ -368,6 +370,7 @@ impl SoftwareService {
         .await?;
         self.set_release_state(&target, state);
         *self.deploy_lock() = None;
+        self.deploy_changed();
         for id in [ALARM_IN_PROGRESS, ALARM_ROLLBACK] {
             self.alarm(id, CONTROLLER.into(), None, String::new());
         }
@@ -478,6 +481,35 @@ impl SoftwareService {
             self.report_changes(&changes);
         }
         Ok(self.order_for(host))
+    }
+
+    fn deploy_changed(&self) {
+        self.inner.deploy_changed.send_modify(|g| *g += 1);
+    }
+
+    /// `host`'s order with an attempt after `after`: at once if there is
+    /// one, else when the deploy changes so that there is, or `None` after
+    /// `wait`. Agents poll this so that a deploy reaches them at once.
+    pub async fn wait_order(
+        &self,
+        host: &str,
+        after: u64,
+        wait: std::time::Duration,
+    ) -> Option<SoftwareOrder> {
+        let mut changed = self.inner.deploy_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            changed.borrow_and_update();
+            if let Some(o) = self.order_for(host).filter(|o| o.attempt > after) {
+                return Some(o);
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return None;
+            }
+        }
     }
 
     /// What `host`'s agent should run now, with the release's payload.

@@ -67,6 +67,8 @@ struct Inner {
     strategy: Mutex<Option<roost_release::strategy::SiteStrategy>>,
     strategy_lane: tokio::sync::Mutex<()>,
     strategy_wake: tokio::sync::Notify,
+    /// Bumped whenever the deploy changes, for agents' order polls.
+    deploy_changed: tokio::sync::watch::Sender<u64>,
 }
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -151,6 +153,7 @@ impl SoftwareService {
                 strategy: Mutex::new(strategy),
                 strategy_lane: tokio::sync::Mutex::new(()),
                 strategy_wake: tokio::sync::Notify::new(),
+                deploy_changed: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
