@@ -6,8 +6,9 @@
 //! `deploy host-list` every 20 ms until every host is `deployed`; then
 //! activate, complete and delete. Two kinds of release, alternating:
 //! - in-service, no binary (a file and a health check): the baseline;
-//! - a new `roost` binary (this binary, stripped of debug sections), so
-//!   that every agent fetches it, re-executes itself and confirms.
+//! - a new `roost` binary (this binary, stripped of debug sections, with a
+//!   trailer that makes each trial's file different), so that every agent
+//!   fetches it, re-executes itself and confirms.
 //!
 //! Measured per trial: the time from `deploy start` to every host
 //! `deployed`, the heartbeat pulses the server sent and did not get answered
@@ -256,8 +257,13 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
                 ("etc/motd", motd.as_bytes()),
                 ("hooks/health", HEALTH.as_bytes()),
             ];
+            // A distinct binary each trial (bytes after the ELF image are
+            // ignored), so that every agent fetches it anew.
+            let mut own = Vec::new();
             if k.binary {
-                files.push(("bin/roost", &binary));
+                own = binary.clone();
+                own.extend_from_slice(format!("\nroost-bench trial {id}\n").as_bytes());
+                files.push(("bin/roost", &own));
             }
             let file = build(&plan.bin, dir.path(), &key, &id, &files)?;
             k.bytes = std::fs::metadata(&file)?.len();
