@@ -609,7 +609,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Runs hook `hook` of the release in `dir`: exit 0 within the time limit,
 /// or the error says how it ended (with the end of its output).
-async fn run_hook(dir: &Path, hook: &str, release: &str) -> Result<(), String> {
+async fn run_hook(dir: &Path, hook: &str, release: &str) -> Result<(), Error> {
     let path = dir.join(hook);
     let child = tokio::process::Command::new(&path)
         .current_dir(dir)
@@ -625,12 +625,20 @@ async fn run_hook(dir: &Path, hook: &str, release: &str) -> Result<(), String> {
             let mode = std::fs::metadata(&path)
                 .map(|m| format!("{:o}", m.permissions().mode()))
                 .unwrap_or_else(|e| e.to_string());
-            format!("cannot run {hook} (mode {mode}, {}): {e}", path.display())
+            Error::Deploy(format!(
+                "cannot run {hook} (mode {mode}, {}): {e}",
+                path.display()
+            ))
         })?;
     let out = tokio::time::timeout(HOOK_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| format!("{hook} did not finish within {} s", HOOK_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("cannot run {hook}: {e}"))?;
+        .map_err(|_| {
+            Error::Deploy(format!(
+                "{hook} did not finish within {} s",
+                HOOK_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::Deploy(format!("cannot run {hook}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
@@ -648,11 +656,11 @@ async fn run_hook(dir: &Path, hook: &str, release: &str) -> Result<(), String> {
         .into_iter()
         .rev()
         .collect();
-    Err(format!("{hook} {}: {tail}", out.status))
+    Err(Error::Deploy(format!("{hook} {}: {tail}", out.status)))
 }
 
 /// Whether `exe` starts: `exe --version` exits 0 in time.
-async fn preflight(exe: &Path) -> Result<(), String> {
+async fn preflight(exe: &Path) -> Result<(), Error> {
     let child = tokio::process::Command::new(exe)
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -660,20 +668,20 @@ async fn preflight(exe: &Path) -> Result<(), String> {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        .map_err(|e| Error::Deploy(format!("cannot run {}: {e}", exe.display())))?;
     let out = tokio::time::timeout(PREFLIGHT_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| format!("{} --version did not answer", exe.display()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| Error::Deploy(format!("{} --version did not answer", exe.display())))?
+        .map_err(|e| Error::Deploy(e.to_string()))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
+        Err(Error::Deploy(format!(
             "{} --version {}: {}",
             exe.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        )))
     }
 }
 

@@ -137,6 +137,15 @@ pub struct DeployView {
     pub started_at: String,
 }
 
+/// The deploy in progress and its hosts together (`roost deploy show -o
+/// json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployStatus {
+    /// At most one.
+    pub deploy: Vec<DeployView>,
+    pub hosts: Vec<DeployHostView>,
+}
+
 /// A host in the deploy, as `software deploy host-list` reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployHostView {

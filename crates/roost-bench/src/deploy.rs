@@ -17,11 +17,10 @@
 //! heartbeat alarms set (200.005 degraded, 200.004 failed; the target is
 //! none).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use roost_test_support::ServerOptions;
+use roost_test_support::{ServerOptions, release};
 use serde_json::json;
 
 use crate::mtce::probe::{self, Http};
@@ -44,72 +43,14 @@ struct Kind {
     bytes: u64,
 }
 
-fn run_cli(bin: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new(bin).args(args).output()?;
-    anyhow::ensure!(out.status.success(), "roost {args:?}: {out:?}");
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Builds release `id` with `files` into `dir`.
-fn build(
-    bin: &Path,
-    dir: &Path,
-    key: &Path,
-    id: &str,
-    files: &[(&str, &[u8])],
-) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let src = dir.join(id);
-    for (name, bytes) in files {
-        let p = src.join("payload").join(name);
-        std::fs::create_dir_all(p.parent().context("a payload path")?)?;
-        std::fs::write(&p, bytes)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
-    }
-    std::fs::write(
-        src.join("release.toml"),
-        format!("release_id = \"{id}\"\n[hooks]\nhealth_check = \"hooks/health\"\n"),
-    )?;
-    let out = dir.join(format!("{id}.patch"));
-    run_cli(
-        bin,
-        &[
-            "release",
-            "build",
-            &src.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-            "-o",
-            &out.display().to_string(),
-        ],
-    )?;
-    std::fs::remove_dir_all(&src)?;
-    Ok(out)
-}
-
 /// Uploads a release file as the stock client does.
 fn upload(http: &Http, file: &Path) -> anyhow::Result<()> {
-    let boundary = "roost-bench-boundary";
-    let name = file.display().to_string();
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&std::fs::read(file)?);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?
-        .post(format!("{}/v1/release", http.url))
-        .header("X-Auth-Token", &http.token)
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()?;
-    let v: serde_json::Value = r.json()?;
-    anyhow::ensure!(v["error"] == "", "upload {name}: {v}");
+    let (status, v) = release::upload_release(&http.url, &http.token, &[file]);
+    anyhow::ensure!(
+        status == 200 && v["error"] == "",
+        "upload {}: {v}",
+        file.display()
+    );
     Ok(())
 }
 
@@ -192,10 +133,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
     eprintln!("deploy: {trials} trials of each kind to {HOSTS} agents");
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("release.key");
-    let public = run_cli(
-        &plan.bin,
-        &["release", "keygen", "--out", &key.display().to_string()],
-    )?;
+    let public = release::keygen(&plan.bin, &key).map_err(anyhow::Error::msg)?;
     let config = dir.path().join("roost.toml");
     std::fs::write(
         &config,
@@ -259,13 +197,23 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
             ];
             // A distinct binary each trial (bytes after the ELF image are
             // ignored), so that every agent fetches it anew.
-            let mut own = Vec::new();
-            if k.binary {
-                own = binary.clone();
-                own.extend_from_slice(format!("\nroost-bench trial {id}\n").as_bytes());
-                files.push(("bin/roost", &own));
+            let own = k.binary.then(|| {
+                let mut b = binary.clone();
+                b.extend_from_slice(format!("\nroost-bench trial {id}\n").as_bytes());
+                b
+            });
+            if let Some(b) = &own {
+                files.push(("bin/roost", b));
             }
-            let file = build(&plan.bin, dir.path(), &key, &id, &files)?;
+            let spec = release::ReleaseSpec {
+                id: &id,
+                files: &files,
+                health_check: Some("hooks/health"),
+                ..Default::default()
+            };
+            let file = release::build_release(&plan.bin, dir.path(), &key, &spec)
+                .map_err(anyhow::Error::msg)?;
+            std::fs::remove_dir_all(dir.path().join(&id))?;
             k.bytes = std::fs::metadata(&file)?.len();
             upload(&http, &file)?;
             plan.settle();

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use roost_api::software::{StrategyRequest, StrategyView};
-use serde_json::{Value, json};
+use roost_api::software::{
+    DeployHostView, DeployStatus, StrategyAction, StrategyRequest, StrategyView,
+};
+use serde_json::Value;
 
 use crate::credentials::Env;
 use crate::error::Error;
@@ -88,34 +90,25 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
     let api = connect(env)?;
     match cmd {
         DeployCommand::Show(args) => {
-            let deploy = api.get("/v1/deploy", &Query::new())?;
-            let hosts = api.get("/v1/deploy_host", &Query::new())?;
+            let status = DeployStatus {
+                deploy: parse(api.get("/v1/deploy", &Query::new())?, "deploy")?,
+                hosts: parse(api.get("/v1/deploy_host", &Query::new())?, "deploy hosts")?,
+            };
             if args.output.output == OutputFormat::Json {
-                return print_json(io.out, &json!({"deploy": deploy, "hosts": hosts}));
+                let v = serde_json::to_value(&status)
+                    .map_err(|e| Error::failure(format!("cannot print JSON: {e}")))?;
+                return print_json(io.out, &v);
             }
-            let Some(d) = deploy.as_array().and_then(|a| a.first()) else {
+            let Some(d) = status.deploy.first() else {
                 writeln!(io.out, "No deploy in progress.")?;
                 return Ok(());
             };
             writeln!(
                 io.out,
                 "Deploy of {} ({} -> {}): {}",
-                field(d, "to_release_id"),
-                field(d, "from_release"),
-                field(d, "to_release"),
-                field(d, "state")
+                d.to_release_id, d.from_release, d.to_release, d.state
             )?;
-            let mut t = new_table(&["Host", "Runs", "Target", "State", "Message"]);
-            for h in hosts.as_array().into_iter().flatten() {
-                t.add_row(vec![
-                    field(h, "hostname"),
-                    field(h, "software_release"),
-                    field(h, "target_release"),
-                    field(h, "host_state"),
-                    crate::output::short_text(&field(h, "message")),
-                ]);
-            }
-            print_table(io.out, &t)
+            print_table(io.out, &host_table(&status.hosts))
         }
         DeployCommand::Strategy(StrategyCommand::Create(args)) => {
             let req = StrategyRequest {
@@ -154,13 +147,13 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
             }
         }
         DeployCommand::Strategy(StrategyCommand::Apply) => {
-            api.post("/v1/deploy/strategy/actions", &json!({"action": "apply"}))?;
+            api.post("/v1/deploy/strategy/actions", &action("apply"))?;
             writeln!(io.out, "Applying the strategy.")?;
             writeln!(io.err, "Next: roost deploy strategy show --watch")?;
             Ok(())
         }
         DeployCommand::Strategy(StrategyCommand::Abort) => {
-            api.post("/v1/deploy/strategy/actions", &json!({"action": "abort"}))?;
+            api.post("/v1/deploy/strategy/actions", &action("abort"))?;
             writeln!(io.out, "Aborted the strategy.")?;
             Ok(())
         }
@@ -170,6 +163,31 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
             Ok(())
         }
     }
+}
+
+fn action(a: &str) -> StrategyAction {
+    StrategyAction {
+        action: a.to_string(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| Error::failure(format!("unexpected {what}: {e}")))
+}
+
+/// The hosts of a deploy: Host, Runs, Target, State, Message.
+fn host_table(hosts: &[DeployHostView]) -> comfy_table::Table {
+    let mut t = new_table(&["Host", "Runs", "Target", "State", "Message"]);
+    for h in hosts {
+        t.add_row(vec![
+            h.hostname.clone(),
+            h.software_release.clone(),
+            h.target_release.clone().unwrap_or_default(),
+            h.host_state.clone().unwrap_or_default(),
+            crate::output::short_text(&h.message),
+        ]);
+    }
+    t
 }
 
 /// The strategy: a line with its state, then one row per stage.

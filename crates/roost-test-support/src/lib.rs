@@ -3,6 +3,8 @@
 //! and stop it gently or with `kill -9`.
 #![forbid(unsafe_code)]
 
+pub mod release;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +36,10 @@ pub enum Error {
     /// An HTTP request got no answer (refused, timed out).
     #[error("{0}")]
     Request(#[from] reqwest::Error),
+    /// A release could not be made (`roost release` failed, or its sources
+    /// could not be written).
+    #[error("{0}")]
+    Release(String),
 }
 
 /// How a server is started.

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use roost_test_support::{Agent, Api, Server, http, wait_for};
+use roost_test_support::{Agent, Api, Server, http, release, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -18,13 +18,7 @@ fn bin() -> &'static Path {
 }
 
 fn release_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(bin())
-        .arg("release")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    release::release_cli(bin(), args).unwrap()
 }
 
 /// Builds release `id` from `files` (payload path, bytes) with a health
@@ -48,34 +42,15 @@ fn build_with(
     files: &[(&str, Vec<u8>)],
     reboot: bool,
 ) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let src = dir.join(id);
-    for (name, bytes) in files {
-        let p = src.join("payload").join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let req: Vec<String> = requires.iter().map(|r| format!("\"{r}\"")).collect();
-    std::fs::write(
-        src.join("release.toml"),
-        format!(
-            "release_id = \"{id}\"\nsummary = \"test release {id}\"\nrequires = [{}]\n\
-             reboot_required = {reboot}\n[hooks]\nhealth_check = \"hooks/health\"\n",
-            req.join(", ")
-        ),
-    )
-    .unwrap();
-    let out = dir.join(format!("{id}.patch"));
-    release_cli(&[
-        "build",
-        &src.display().to_string(),
-        "--key",
-        &key.display().to_string(),
-        "-o",
-        &out.display().to_string(),
-    ]);
-    out
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let spec = release::ReleaseSpec {
+        id,
+        requires,
+        files: &files,
+        reboot_required: reboot,
+        health_check: Some("hooks/health"),
+    };
+    release::build_release(bin(), dir, key, &spec).unwrap()
 }
 
 /// The health check: fails on a host whose agent directory holds
@@ -95,26 +70,7 @@ fn roost_binary(dir: &Path) -> Vec<u8> {
 }
 
 fn upload(s: &Server, file: &Path) {
-    let boundary = "roost-deploy-test-boundary";
-    let name = std::fs::canonicalize(file).unwrap().display().to_string();
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&std::fs::read(file).unwrap());
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = http()
-        .post(format!("{}/v1/release", s.url))
-        .header("X-Auth-Token", s.token())
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().unwrap();
+    let (status, v) = release::upload_release(&s.url, &s.token(), &[file]);
     assert_eq!((status, v["error"].as_str()), (200, Some("")), "{v}");
 }
 

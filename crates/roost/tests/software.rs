@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use roost_test_support::{Cli, Server, http};
+use roost_test_support::{Cli, Server, http, release};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
@@ -16,70 +16,24 @@ fn bin() -> &'static Path {
 
 /// `roost release ...`, which needs no server.
 fn release_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(bin())
-        .arg("release")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    release::release_cli(bin(), args).unwrap()
 }
 
 /// Builds release `id` (requiring `requires`) with `key` into `dir`.
 fn build(dir: &Path, key: &Path, id: &str, requires: &[&str], binary: &[u8]) -> PathBuf {
-    let src = dir.join(id);
-    std::fs::create_dir_all(src.join("payload/bin")).unwrap();
-    std::fs::write(src.join("payload/bin/roost"), binary).unwrap();
-    let req: Vec<String> = requires.iter().map(|r| format!("\"{r}\"")).collect();
-    std::fs::write(
-        src.join("release.toml"),
-        format!(
-            "release_id = \"{id}\"\nsummary = \"test release {id}\"\nrequires = [{}]\n",
-            req.join(", ")
-        ),
-    )
-    .unwrap();
-    let out = dir.join(format!("{id}.patch"));
-    release_cli(&[
-        "build",
-        &src.display().to_string(),
-        "--key",
-        &key.display().to_string(),
-        "-o",
-        &out.display().to_string(),
-    ]);
-    out
+    let files: &[(&str, &[u8])] = &[("bin/roost", binary)];
+    let spec = release::ReleaseSpec {
+        id,
+        requires,
+        files,
+        ..Default::default()
+    };
+    release::build_release(bin(), dir, key, &spec).unwrap()
 }
 
 /// `POST /v1/release` as the stock client sends it: (status, body).
 fn upload(s: &Server, files: &[&Path]) -> (u16, Value) {
-    let boundary = "roost-test-boundary-1b2c3d";
-    let mut body = Vec::new();
-    for f in files {
-        let abs = std::fs::canonicalize(f).unwrap();
-        let name = abs.display().to_string();
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&std::fs::read(&abs).unwrap());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let r = http()
-        .post(format!("{}/v1/release", s.url))
-        .header("X-Auth-Token", s.token())
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+    release::upload_release(&s.url, &s.token(), files)
 }
 
 fn get(s: &Server, path: &str) -> (u16, Value) {

@@ -111,18 +111,8 @@ async fn software_order(
     let host = st.hosts.agent_host(&call)?;
     let q = super::extract::Query::parse(raw.as_deref());
     q.only(&["after", "wait"])?;
-    let number = |k: &str| -> Result<u64, ApiError> {
-        q.get(k)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("{k} must be a whole number, not {v:?}"))
-                })
-            })
-            .transpose()
-            .map(|v| v.unwrap_or(0))
-    };
-    let after = number("after")?;
-    let wait = std::time::Duration::from_secs(number("wait")?).min(MAX_ORDER_WAIT);
+    let after = q.number("after")?;
+    let wait = std::time::Duration::from_secs(q.number("wait")?).min(MAX_ORDER_WAIT);
     Ok(Json(st.software.wait_order(&host, after, wait).await))
 }
 

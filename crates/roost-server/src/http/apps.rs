@@ -398,18 +398,8 @@ async fn plan(
     let host = agent_host(&st, &call)?;
     let q = Query::parse(raw.as_deref());
     q.only(&["generation", "wait"])?;
-    let number = |k: &str| -> Result<u64, ApiError> {
-        q.get(k)
-            .map(|v| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("{k} must be a whole number, not {v:?}"))
-                })
-            })
-            .transpose()
-            .map(|v| v.unwrap_or(0))
-    };
-    let generation = number("generation")?;
-    let wait = Duration::from_secs(number("wait")?).min(MAX_WAIT);
+    let generation = q.number("generation")?;
+    let wait = Duration::from_secs(q.number("wait")?).min(MAX_WAIT);
     Ok(Json(st.apps.plan(&host, generation, wait).await))
 }
 

@@ -114,6 +114,18 @@ impl Query {
         Ok(())
     }
 
+    /// A whole-number parameter, 0 when absent; 400 when it is not one.
+    pub fn number(&self, name: &str) -> Result<u64, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("{name} must be a whole number, not {v:?}"))
+                })
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
     /// The last value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
