@@ -201,7 +201,7 @@ fn endpoint_status(api: &Api, sc: &str, ep: &str) -> String {
 }
 
 fn wait_online(api: &Api, sc: &str) {
-    wait_for(60, || {
+    wait_for(240, || {
         let r = api.get(&format!("/v1.0/subclouds/{sc}"));
         (r.body["availability-status"] == "online").then_some(())
     })
@@ -249,7 +249,7 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
     }
     // edge-3 is stopped before the assignment.
     subs[2].kill9();
-    wait_for(60, || {
+    wait_for(240, || {
         let r = api.get("/v1.0/subclouds/edge-3");
         (r.body["availability-status"] == "offline").then_some(())
     })
@@ -270,7 +270,7 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
 
     for (i, n) in names.iter().take(2).enumerate() {
         wait_app(&subs[i], "hello", "applied", 180);
-        let st = wait_for(60, || {
+        let st = wait_for(240, || {
             let st = subcloud_apps(&api, n);
             (st["apps"][0]["state"] == "applied").then_some(st)
         })
@@ -287,7 +287,7 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
     subs[2].restart();
     wait_online(&api, "edge-3");
     wait_app(&subs[2], "hello", "applied", 180);
-    wait_for(60, || {
+    wait_for(240, || {
         (subcloud_apps(&api, "edge-3")["apps"][0]["state"] == "applied").then_some(())
     })
     .unwrap_or_else(|| panic!("edge-3: {}", subcloud_apps(&api, "edge-3")));
@@ -316,7 +316,7 @@ fn an_app_assigned_to_a_group_is_applied_on_each_subcloud_once_fetched_and_remov
         });
     }
     for n in names {
-        wait_for(60, || {
+        wait_for(240, || {
             (endpoint_status(&api, n, "apps") == "in-sync").then_some(())
         })
         .unwrap_or_else(|| panic!("{n}: apps never in-sync again"));
@@ -381,7 +381,7 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
             sc.log()
         )
     });
-    let listed = wait_for(60, || {
+    let listed = wait_for(240, || {
         let r = api.get("/v1.0/subcloud-groups/edge/apps");
         (r.body["apps"][0]["version"] == "2.0").then_some(r.body)
     })
@@ -404,7 +404,7 @@ fn a_group_follows_an_application_update_on_the_system_controller() {
             sc.log()
         )
     });
-    let st = wait_for(60, || {
+    let st = wait_for(240, || {
         let st = subcloud_apps(&api, "edge-1");
         (st["sync_status"] == "in-sync" && st["apps"][0]["state"] == "applied").then_some(st)
     })
