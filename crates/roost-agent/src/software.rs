@@ -696,3 +696,120 @@ fn reexec(exe: &Path, why: &str) -> Error {
         .exec();
     Error::context(format!("cannot execute {}", exe.display()), e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: &str, files: &[(&str, &str)]) -> SoftwareOrder {
+        SoftwareOrder {
+            release_id: id.into(),
+            attempt: 7,
+            rollback: false,
+            reboot_required: false,
+            payload: files
+                .iter()
+                .map(|(name, sha)| roost_api::software::PayloadView {
+                    name: (*name).into(),
+                    size: 1,
+                    sha256: (*sha).into(),
+                })
+                .collect(),
+            pre_install: None,
+            post_install: None,
+            health_check: None,
+        }
+    }
+
+    #[test]
+    fn payload_names_stay_below_the_release_directory() {
+        for ok in ["bin/roost", "etc/motd", "a.b-c_d"] {
+            check_relative(ok).unwrap();
+        }
+        for bad in ["", "../x", "/abs", "a//b", "a/./b", "a/../b", "bin/ro st"] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_component("roost-0.2.0").is_ok());
+        assert!(check_component("..").is_err());
+    }
+
+    #[test]
+    fn a_release_is_staged_from_its_blobs_and_current_switches_by_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let sw = Software::open(dir.path().join("software"), 60, "true").unwrap();
+        let blobs = dir.path().join("software/blobs");
+        std::fs::write(blobs.join("aa"), b"hello").unwrap();
+        std::fs::write(blobs.join("bb"), b"#!/bin/sh\n").unwrap();
+        let o = order("roost-0.2.0", &[("etc/motd", "aa"), ("hooks/health", "bb")]);
+        sw.stage(&o).unwrap();
+        let place = dir.path().join("software/releases/roost-0.2.0");
+        assert_eq!(std::fs::read(place.join("etc/motd")).unwrap(), b"hello");
+        // Staged once: a second time changes nothing.
+        std::fs::write(blobs.join("aa"), b"changed").unwrap();
+        sw.stage(&order("roost-0.2.0", &[("etc/motd", "cc")]))
+            .unwrap();
+        assert!(place.join("hooks/health").exists());
+        // No staging directory is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("software/releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("roost-0.2.0")]);
+
+        let current = dir.path().join("software/current");
+        sw.point_current("roost-0.2.0").unwrap();
+        assert_eq!(
+            std::fs::read_link(&current).unwrap(),
+            Path::new("releases/roost-0.2.0")
+        );
+        assert!(current.join("etc/motd").exists());
+        // Back to the installed software: no link.
+        sw.point_current("").unwrap();
+        assert!(std::fs::symlink_metadata(&current).is_err());
+        sw.point_current("").unwrap();
+    }
+
+    #[test]
+    fn the_state_survives_a_restart_and_an_unconfirmed_trial_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("software");
+        let sw = Software::open(path.clone(), 60, "true").unwrap();
+        std::fs::create_dir_all(path.join("releases/roost-0.2.0")).unwrap();
+        sw.point_current("roost-0.2.0").unwrap();
+        sw.save(|s| {
+            s.release_id = "roost-0.2.0".into();
+            s.trial = Some(Trial {
+                attempt: 9,
+                release_id: "roost-0.2.0".into(),
+                previous: String::new(),
+                deadline: 0,
+                health_check: None,
+            });
+        })
+        .unwrap();
+        // A start that was not executed for the trial (no marker in this
+        // process's environment) rolls it back.
+        let again = Software::open(path.clone(), 60, "true").unwrap();
+        assert_eq!(again.state().release_id, "roost-0.2.0");
+        again.at_start().unwrap();
+        let st = again.state();
+        assert_eq!(st.release_id, "");
+        assert!(st.trial.is_none());
+        let last = st.last.unwrap();
+        assert_eq!((last.attempt, last.ok), (9, false));
+        assert!(
+            last.message.contains("stopped before it confirmed"),
+            "{}",
+            last.message
+        );
+        assert!(std::fs::symlink_metadata(path.join("current")).is_err());
+        // The order of that attempt is not taken again; a new one is.
+        let mut same = order("roost-0.2.0", &[]);
+        same.attempt = 9;
+        assert!(!again.take(&same));
+        let mut next = order("roost-0.2.0", &[]);
+        next.attempt = 10;
+        assert!(again.take(&next));
+        assert!(!again.take(&next), "one attempt at a time");
+    }
+}
