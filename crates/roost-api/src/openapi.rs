@@ -2174,7 +2174,8 @@ pub fn document() -> Value {
         if let Some(b) = r.body {
             let schema = json!({"$ref": format!("#/components/schemas/{b}")});
             let mut content = json!({"application/json": {"schema": schema}});
-            if usm {
+            if r.path == "/v1/release" {
+                // USM's upload: a multipart form of files.
                 content = json!({"multipart/form-data": {"schema": schema}});
             }
             if r.path.starts_with("/v1.0/subclouds") {
@@ -2303,6 +2304,15 @@ mod tests {
         ("post", "/v1/ihosts/{host}/revoke"),
         ("post", "/v1/ihosts/{host}/attestation"),
         ("post", "/v1/agent/apps/logs/{id}"),
+        // USM's deploy steps: the stock client sends `{}` or nothing.
+        ("post", "/v1/deploy/activate"),
+        ("post", "/v1/deploy/activate_rollback"),
+        ("post", "/v1/deploy/complete"),
+        ("post", "/v1/deploy/abort"),
+        ("post", "/v1/deploy_host/{host}"),
+        ("post", "/v1/deploy_host/{host}/force"),
+        ("post", "/v1/deploy_host/{host}/rollback"),
+        ("post", "/v1/deploy_host/{host}/rollback/force"),
         (
             "put",
             "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
