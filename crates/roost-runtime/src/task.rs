@@ -79,9 +79,21 @@ impl Containerd {
             }
             None => String::new(),
         };
-        let mounts = self
-            .prepare_snapshot(&c.id, &image.top_chain_id, None)
-            .await?;
+        // The snapshot is prepared under a lease until the container that
+        // references it exists: containerd's garbage collector (run after
+        // every removal) would otherwise take an unreferenced snapshot away
+        // between Prepare and the task's mount of it.
+        let lease = self.create_lease().await?;
+        let mounts = match self
+            .prepare_snapshot(&c.id, &image.top_chain_id, Some(&lease))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.release_lease(&lease).await;
+                return Err(e);
+            }
+        };
         let r = async {
             let _: p::CreateContainerResponse = self
                 .unary(
@@ -131,6 +143,7 @@ impl Containerd {
             Ok(())
         }
         .await;
+        self.release_lease(&lease).await;
         if let Err(e) = r {
             if let Err(e2) = self.remove(&c.id).await {
                 tracing::warn!(id = %c.id, error = %e2, "cleanup after a failed start");
@@ -138,6 +151,14 @@ impl Containerd {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Drops a lease once what it protected is referenced otherwise (a
+    /// lease left behind only delays garbage collection).
+    async fn release_lease(&self, lease: &str) {
+        if let Err(e) = self.delete_lease(lease, false).await {
+            tracing::warn!(%lease, error = %e, "cannot delete a lease");
+        }
     }
 
     async fn get_task(&self, id: &str, exec_id: &str) -> Result<p::Process> {
