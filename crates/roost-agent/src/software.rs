@@ -289,7 +289,10 @@ impl Software {
                 attempt: t.attempt,
                 release_id: t.release_id.clone(),
                 ok: false,
-                message: format!("{why}; rolled back to {}", name(&t.previous)),
+                message: format!(
+                    "{why}; rolled back to {}",
+                    roost_api::software::release_name(&t.previous)
+                ),
             });
         })?;
         Ok(())
@@ -330,7 +333,10 @@ impl Software {
                 attempt: order.attempt,
                 release_id: order.release_id.clone(),
                 ok: true,
-                message: format!("runs {}", name(&order.release_id)),
+                message: format!(
+                    "runs {}",
+                    roost_api::software::release_name(&order.release_id)
+                ),
             },
             Err(e) => {
                 let message = crate::error_line(&e);
@@ -392,7 +398,10 @@ impl Software {
                 .point_current(&previous)
                 .and_then(|()| self.save(|s| s.release_id = previous.clone()))
             {
-                Ok(_) => Error::Deploy(format!("{why}; rolled back to {}", name(&previous))),
+                Ok(_) => Error::Deploy(format!(
+                    "{why}; rolled back to {}",
+                    roost_api::software::release_name(&previous)
+                )),
                 Err(e) => Error::Deploy(format!("{why}; the rollback failed too: {e}")),
             }
         };
@@ -567,14 +576,6 @@ fn check_component(c: &str) -> Result<(), Error> {
 /// A payload file name: a relative path below the release's directory.
 fn check_relative(name: &str) -> Result<(), Error> {
     name.split('/').try_for_each(check_component)
-}
-
-fn name(id: &str) -> &str {
-    if id.is_empty() {
-        "the installed software"
-    } else {
-        id
-    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {

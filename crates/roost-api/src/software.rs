@@ -160,6 +160,16 @@ pub struct DeployHostView {
     pub message: String,
 }
 
+/// How messages name release `id`: the id, or "the installed software"
+/// for the empty id (what a host runs before any deploy).
+pub fn release_name(id: &str) -> &str {
+    if id.is_empty() {
+        "the installed software"
+    } else {
+        id
+    }
+}
+
 /// A release an agent is asked to run (in a report's reply): what to
 /// fetch, stage and switch to, and the attempt its outcome must name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

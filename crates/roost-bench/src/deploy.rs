@@ -43,6 +43,21 @@ struct Kind {
     bytes: u64,
 }
 
+impl Kind {
+    fn new(label: &'static str, binary: bool) -> Kind {
+        Kind {
+            label,
+            binary,
+            times: Vec::new(),
+            unanswered: Vec::new(),
+            sent: Vec::new(),
+            degraded: 0,
+            failed: 0,
+            bytes: 0,
+        }
+    }
+}
+
 /// Uploads a release file as the stock client does.
 fn upload(http: &Http, file: &Path) -> anyhow::Result<()> {
     let (status, v) = release::upload_release(&http.url, &http.token, &[file]);
@@ -163,26 +178,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
     }
     let binary = shipped_binary(&plan.bin, dir.path())?;
     let mut kinds = [
-        Kind {
-            label: "in-service, no binary (baseline)",
-            binary: false,
-            times: Vec::new(),
-            unanswered: Vec::new(),
-            sent: Vec::new(),
-            degraded: 0,
-            failed: 0,
-            bytes: 0,
-        },
-        Kind {
-            label: "new roost binary (agents re-execute)",
-            binary: true,
-            times: Vec::new(),
-            unanswered: Vec::new(),
-            sent: Vec::new(),
-            degraded: 0,
-            failed: 0,
-            bytes: 0,
-        },
+        Kind::new("in-service, no binary (baseline)", false),
+        Kind::new("new roost binary (agents re-execute)", true),
     ];
     let mut failures = 0;
     let mut n = 0;

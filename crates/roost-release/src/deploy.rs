@@ -229,9 +229,6 @@ pub struct Deploy {
     pub reboot_required: bool,
     pub state: DeployState,
     pub hosts: BTreeMap<String, HostDeploy>,
-    /// Whether the deploy was aborted (from and to are swapped).
-    #[serde(default)]
-    pub aborted: bool,
     /// The last attempt number handed out (they begin at the start time in
     /// microseconds).
     #[serde(default)]
@@ -281,7 +278,6 @@ impl Deploy {
                     )
                 })
                 .collect(),
-            aborted: false,
             // Attempt numbers go on from the start time, so that they are
             // not reused by the next deploy (an agent's last outcome may be
             // of an attempt of the deploy before).
@@ -425,11 +421,26 @@ impl Deploy {
         vec![change]
     }
 
-    /// A host still deploying after `deadline_micros` fails: its agent did
-    /// not report back in time.
-    pub fn overdue(&mut self, now: i64, deadline_micros: i64) -> Vec<Change> {
-        let late: Vec<(String, u64)> = self
-            .hosts
+    /// Whether the deploy was aborted: from and to are swapped, and it is
+    /// rolling back (the activation, then the hosts).
+    pub fn aborted(&self) -> bool {
+        use DeployState as S;
+        matches!(
+            self.state,
+            S::HostRollback
+                | S::HostRollbackDone
+                | S::HostRollbackFailed
+                | S::ActivateRollbackPending
+                | S::ActivateRollback
+                | S::ActivateRollbackDone
+                | S::ActivateRollbackFailed
+        )
+    }
+
+    /// The hosts still deploying (or rolling back) after
+    /// `deadline_micros`, with their attempt.
+    pub fn late(&self, now: i64, deadline_micros: i64) -> Vec<(String, u64)> {
+        self.hosts
             .iter()
             .filter(|(_, h)| {
                 matches!(
@@ -438,7 +449,13 @@ impl Deploy {
                 ) && now.saturating_sub(h.since) > deadline_micros
             })
             .map(|(n, h)| (n.clone(), h.attempt))
-            .collect();
+            .collect()
+    }
+
+    /// A host still deploying after `deadline_micros` fails: its agent did
+    /// not report back in time.
+    pub fn overdue(&mut self, now: i64, deadline_micros: i64) -> Vec<Change> {
+        let late = self.late(now, deadline_micros);
         let mut out = Vec::new();
         for (host, attempt) in late {
             out.extend(self.outcome(
@@ -528,7 +545,6 @@ impl Deploy {
         let next = self.state.after(DeployEvent::Abort)?;
         std::mem::swap(&mut self.from_release_id, &mut self.to_release_id);
         std::mem::swap(&mut self.from_version, &mut self.to_version);
-        self.aborted = true;
         for h in self.hosts.values_mut() {
             h.state = match h.state {
                 H::Pending => H::RollbackDeployed,
@@ -819,7 +835,9 @@ mod tests {
         d.host(&host("worker-1"), false, 1).unwrap();
         let a = d.order("worker-1").unwrap().attempt;
         d.outcome("worker-1", &ok(a), 2);
+        assert!(!d.aborted());
         d.abort(3).unwrap();
+        assert!(d.aborted());
         assert_eq!(d.state, DeployState::HostRollback);
         assert_eq!(d.to_release_id, "", "back to the installed software");
         assert_eq!(d.from_release_id, "roost-0.2.0");

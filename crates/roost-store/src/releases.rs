@@ -56,17 +56,18 @@ impl Store {
 
     /// The deploy in progress (JSON), if any.
     pub fn deploy(&self) -> Result<Option<String>, Error> {
-        self.read(|c| {
-            let mut st = c.prepare("SELECT body FROM deploy WHERE id = 1")?;
-            let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.next().transpose()?)
-        })
+        self.single_body("SELECT body FROM deploy WHERE id = 1")
     }
 
     /// The site strategy (JSON), if any.
     pub fn site_strategy(&self) -> Result<Option<String>, Error> {
+        self.single_body("SELECT body FROM site_strategy WHERE id = 1")
+    }
+
+    /// The body of a one-row table, if the row exists.
+    fn single_body(&self, sql: &'static str) -> Result<Option<String>, Error> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT body FROM site_strategy WHERE id = 1")?;
+            let mut st = c.prepare(sql)?;
             let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.next().transpose()?)
         })
@@ -99,31 +100,37 @@ impl Store {
                     ReleaseWrite::Delete(id) => {
                         tx.execute("DELETE FROM releases WHERE release_id = ?1", [id])?;
                     }
-                    ReleaseWrite::Deploy(Some(body)) => {
-                        tx.execute(
-                            "INSERT INTO deploy (id, body) VALUES (1, ?1)
-                             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                            [body],
-                        )?;
+                    ReleaseWrite::Deploy(body) => {
+                        set_single(tx, "deploy", body.as_deref())?;
                     }
-                    ReleaseWrite::Deploy(None) => {
-                        tx.execute("DELETE FROM deploy", [])?;
-                    }
-                    ReleaseWrite::Strategy(Some(body)) => {
-                        tx.execute(
-                            "INSERT INTO site_strategy (id, body) VALUES (1, ?1)
-                             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                            [body],
-                        )?;
-                    }
-                    ReleaseWrite::Strategy(None) => {
-                        tx.execute("DELETE FROM site_strategy", [])?;
+                    ReleaseWrite::Strategy(body) => {
+                        set_single(tx, "site_strategy", body.as_deref())?;
                     }
                 }
             }
             Ok(())
         })
     }
+}
+
+/// Sets (or with `None` removes) the row of a one-row table (`deploy`,
+/// `site_strategy`).
+fn set_single(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    body: Option<&str>,
+) -> Result<(), Error> {
+    match body {
+        Some(b) => tx.execute(
+            &format!(
+                "INSERT INTO {table} (id, body) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+            ),
+            [b],
+        )?,
+        None => tx.execute(&format!("DELETE FROM {table}"), [])?,
+    };
+    Ok(())
 }
 
 #[cfg(test)]

@@ -305,6 +305,14 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         );
     }
     assert_eq!(deploy_state(&api), "host-done");
+    // worker-2's fetch resumed: the server answered a ranged request.
+    let metrics = api.get("/metrics").body;
+    assert!(
+        metrics.as_str().unwrap_or_default().contains(
+            "roost_http_requests_total{method=\"GET\",route=\"/v1/agent/software/blobs/{sha256}\",status=\"206\"}"
+        ),
+        "no ranged fetch: {metrics}"
+    );
     ok(&s, "POST", "/v1/deploy/activate", Some(json!({})));
     ok(&s, "POST", "/v1/deploy/complete", Some(json!({})));
     let info = ok(&s, "DELETE", "/v1/deploy", None);

@@ -288,7 +288,7 @@ impl SoftwareService {
         tracing::info!(%host, release = %d.to_release_id, what, "host deploy started");
         Ok(format!(
             "Host {host} {what} to {} started; follow it with 'software deploy host-list'",
-            release_name(&d.to_release_id)
+            roost_api::software::release_name(&d.to_release_id)
         ))
     }
 
@@ -353,7 +353,7 @@ impl SoftwareService {
         d.delete().map_err(refused)?;
         // The release the deploy brought: deployed once completed,
         // available again otherwise.
-        let (target, state) = if d.aborted {
+        let (target, state) = if d.aborted() {
             (d.from_release_id.clone(), ReleaseState::Available)
         } else if d.state == roost_release::DeployState::Completed {
             (d.to_release_id.clone(), ReleaseState::Deployed)
@@ -589,7 +589,7 @@ impl SoftwareService {
             let late = self
                 .deploy_lock()
                 .as_ref()
-                .is_some_and(|d| !d.clone().overdue(now, deadline).is_empty());
+                .is_some_and(|d| !d.late(now, deadline).is_empty());
             if !late {
                 continue;
             }
@@ -623,12 +623,4 @@ impl SoftwareService {
 /// `MM.mm.pp` as numbers, for ordering.
 fn version_key(v: &str) -> Vec<u64> {
     v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
-}
-
-fn release_name(id: &str) -> &str {
-    if id.is_empty() {
-        "the installed software"
-    } else {
-        id
-    }
 }
