@@ -168,6 +168,10 @@ pub fn html_error(code: u16, detail: &str) -> String {
             "413 Request Entity Too Large",
             "The body of your request was too large for this server.",
         ),
+        422 => (
+            "422 Unprocessable Entity",
+            "Unable to process the contained instructions",
+        ),
         415 => (
             "415 Unsupported Media Type",
             "The request media type is not supported by this server.",

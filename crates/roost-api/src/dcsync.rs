@@ -13,8 +13,14 @@
 //! - `POST /dc/v1/renew` (client certificate required): a new CSR, answered
 //!   with a new certificate before the old one expires.
 //! - `GET /dc/v1/packages/{digest}` (client certificate required): an
-//!   application package (`.tgz`) by its SHA-256 digest, as the `apps`
-//!   endpoint names it; `Range: bytes=N-` resumes an interrupted fetch.
+//!   application package (`.tgz`) or a release file (`.patch`) by its
+//!   SHA-256 digest, as the `apps` and `software` endpoints name them;
+//!   `Range: bytes=N-` resumes an interrupted fetch.
+//!
+//! A fleet software rollout rides the same sync: the reply carries the
+//! deploy order the subcloud is to run ([`DeployOrder`], the same one at
+//! every sync until it changes) and the request reports how far it got
+//! ([`DeployOrderReport`]).
 
 use roost_dc::{AlarmLog, Endpoint, Epoch, Generation, LinkEvent, Stale, SubcloudLink, SyncResult};
 use serde::{Deserialize, Serialize};
@@ -120,6 +126,38 @@ pub struct SyncRequest {
     /// most [`MAX_AUDIT_PER_SYNC`]; none until the first acknowledgement.
     #[serde(default)]
     pub audit: Vec<crate::audit::WireAuditRecord>,
+    /// How far the deploy order of the last reply got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<DeployOrderReport>,
+}
+
+/// A deploy order of a fleet rollout: run the release's site strategy up
+/// to activation (`deploy`), then complete it (`complete`), or take the
+/// subcloud back to the release it ran (`rollback`). Orders are
+/// idempotent: the same `id` is repeated until the order changes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployOrder {
+    pub id: u64,
+    pub release_id: String,
+    /// `deploy`, `complete` or `rollback`.
+    pub action: String,
+    /// The site strategy's options, from the subcloud's strategy-config.
+    pub worker_apply_type: String,
+    pub max_parallel_workers: u32,
+    pub alarm_restriction: String,
+}
+
+/// How far a subcloud got with a deploy order: `phase` is one of the
+/// rollout phases (`sw-deploy pre-check`, ..., `activated`, `complete`,
+/// `failed`, `rolling back`, `rolled-back`, `rollback-failed`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployOrderReport {
+    pub order: u64,
+    pub phase: String,
+    #[serde(default)]
+    pub details: String,
 }
 
 /// Most audit records one sync carries.
@@ -244,6 +282,32 @@ pub fn valid_package_digest(digest: &str) -> bool {
     })
 }
 
+/// One release a system controller keeps on its subclouds: fetched by the
+/// digest of its file (`sha256:<64 hex>`), checked against the subcloud's
+/// own trusted keys when it is uploaded there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncedRelease {
+    pub release_id: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// The releases uploaded on the system controller (sorted by id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareConfig {
+    #[serde(default)]
+    pub releases: Vec<SyncedRelease>,
+}
+
+impl SoftwareConfig {
+    /// What the system controller compares with what a subcloud holds.
+    pub fn digest(&self) -> String {
+        json_digest(self)
+    }
+}
+
 /// How a subcloud reports one application the system controller wants
 /// there: `applied`, `failed` (with the reason) or `pending`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -269,6 +333,8 @@ pub enum EndpointConfig {
     DcCert(CertConfig),
     #[serde(rename = "apps")]
     Apps(AppsConfig),
+    #[serde(rename = "software")]
+    Software(SoftwareConfig),
 }
 
 impl EndpointConfig {
@@ -279,6 +345,7 @@ impl EndpointConfig {
             EndpointConfig::Identity(_) => Endpoint::Identity,
             EndpointConfig::DcCert(_) => Endpoint::DcCert,
             EndpointConfig::Apps(_) => Endpoint::Apps,
+            EndpointConfig::Software(_) => Endpoint::Software,
         }
     }
 
@@ -289,6 +356,7 @@ impl EndpointConfig {
             EndpointConfig::Identity(c) => c.digest(),
             EndpointConfig::DcCert(c) => c.digest(),
             EndpointConfig::Apps(c) => c.digest(),
+            EndpointConfig::Software(c) => c.digest(),
         }
     }
 
@@ -299,6 +367,7 @@ impl EndpointConfig {
             EndpointConfig::Identity(c) => serde_json::to_value(c),
             EndpointConfig::DcCert(c) => serde_json::to_value(c),
             EndpointConfig::Apps(c) => serde_json::to_value(c),
+            EndpointConfig::Software(c) => serde_json::to_value(c),
         }
         .unwrap_or(Value::Null)
     }
@@ -314,6 +383,7 @@ impl EndpointConfig {
             Endpoint::Identity => serde_json::from_value(content).map(EndpointConfig::Identity),
             Endpoint::DcCert => serde_json::from_value(content).map(EndpointConfig::DcCert),
             Endpoint::Apps => serde_json::from_value(content).map(EndpointConfig::Apps),
+            Endpoint::Software => serde_json::from_value(content).map(EndpointConfig::Software),
             _ => return None,
         })
     }
@@ -348,6 +418,9 @@ pub struct SyncReply {
     /// subcloud (0: none); the subcloud sends what follows it.
     #[serde(default)]
     pub audit_acked: Option<u64>,
+    /// The deploy order of a fleet rollout this subcloud is to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<DeployOrder>,
 }
 
 /// The alarm part of a subcloud's sync, from its numbered log: a snapshot
@@ -425,6 +498,7 @@ pub fn sync_request(
             .collect(),
         apps: Vec::new(),
         audit: Vec::new(),
+        order: None,
     }
 }
 
@@ -530,7 +604,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert_eq!(cert.endpoint(), Endpoint::DcCert);
-        assert!(EndpointConfig::from_content(Endpoint::Software, Value::Null).is_none());
+        assert!(EndpointConfig::from_content(Endpoint::Firmware, Value::Null).is_none());
         assert_eq!(empty_digest(), sha256_hex(b"null"));
         // Unknown endpoint types and fields are refused.
         assert!(

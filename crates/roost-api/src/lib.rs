@@ -17,6 +17,7 @@ pub mod fm;
 pub mod heartbeat;
 pub mod identity;
 pub mod openapi;
+pub mod orchestration;
 pub mod redfish;
 pub mod software;
 pub mod sysinv;

@@ -21,6 +21,7 @@
 pub mod deploy;
 mod keys;
 mod manifest;
+pub mod rollout;
 pub mod states;
 pub mod strategy;
 

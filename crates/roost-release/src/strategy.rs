@@ -38,6 +38,11 @@ pub struct Options {
     pub worker_apply_type: ApplyType,
     pub max_parallel_workers: u32,
     pub alarm_restriction: AlarmRestriction,
+    /// Stop once the deploy is activated, leaving `deploy complete` to the
+    /// caller (a fleet rollout completes a subcloud only after its soak,
+    /// and can still roll an activated deploy back).
+    #[serde(default)]
+    pub hold_complete: bool,
 }
 
 impl Default for Options {
@@ -46,6 +51,7 @@ impl Default for Options {
             worker_apply_type: ApplyType::Serial,
             max_parallel_workers: 2,
             alarm_restriction: AlarmRestriction::Strict,
+            hold_complete: false,
         }
     }
 }
@@ -213,7 +219,9 @@ impl SiteStrategy {
             ));
         }
         stages.push(Stage::new(StageKind::Activate, Vec::new()));
-        stages.push(Stage::new(StageKind::Complete, Vec::new()));
+        if !options.hold_complete {
+            stages.push(Stage::new(StageKind::Complete, Vec::new()));
+        }
         Ok(SiteStrategy {
             release_id: release_id.to_string(),
             options,
@@ -583,6 +591,31 @@ mod tests {
         assert_eq!(s.state, StrategyState::Applied);
         assert!(s.stages.iter().all(|st| st.state == StageState::Done));
         s.deletable().unwrap();
+    }
+
+    #[test]
+    fn a_held_strategy_ends_at_activation_and_leaves_the_completion() {
+        use HostDeployState as H;
+        let hs = [target("worker-1", "worker")];
+        let opts = Options {
+            hold_complete: true,
+            ..Options::default()
+        };
+        let mut s = SiteStrategy::create("roost-0.2.0", opts, false, &hs, 0).unwrap();
+        assert_eq!(
+            names(&s),
+            ["deploy-start", "deploy-hosts worker-1", "deploy-activate"]
+        );
+        s.apply().unwrap();
+        let f = facts(DeployState::ActivateDone, &[("worker-1", H::Deployed)]);
+        assert!(s.next(&f, &[], 1).is_empty(), "no complete asked");
+        assert_eq!(s.state, StrategyState::Applied);
+        // Stored strategies from before the option read as not held.
+        let old: Options = serde_json::from_str(
+            r#"{"worker_apply_type":"serial","max_parallel_workers":2,"alarm_restriction":"strict"}"#,
+        )
+        .unwrap();
+        assert!(!old.hold_complete);
     }
 
     #[test]

@@ -89,6 +89,10 @@ struct State {
     fetched: BTreeMap<String, (u64, u64)>,
     /// The last forwarded audit record held of each subcloud (committed).
     audit_heads: BTreeMap<String, Chain>,
+    /// The deploy order each subcloud is to run (a fleet rollout's).
+    orders: BTreeMap<String, dcsync::DeployOrder>,
+    /// What each subcloud last reported of its deploy order.
+    order_reports: BTreeMap<String, dcsync::DeployOrderReport>,
 }
 
 struct Inner {
@@ -102,6 +106,17 @@ struct Inner {
     /// one decided under the state lock still holds when it applies its
     /// commit. Syncs and ticks do not take it.
     writes: tokio::sync::Mutex<()>,
+}
+
+/// A subcloud as a fleet rollout sees it.
+#[derive(Debug, Clone)]
+pub struct RolloutFacts {
+    pub name: String,
+    pub id: u64,
+    pub group_id: u64,
+    pub online: bool,
+    pub managed: bool,
+    pub alarms: Vec<(String, String, Severity)>,
 }
 
 /// Handle to the Distributed Cloud service; cheap to clone.
@@ -170,6 +185,7 @@ struct CheckedSync {
     applied: Vec<(Endpoint, Generation, String)>,
     apps: Vec<AppReport>,
     audit: Vec<AuditRecord>,
+    order: Option<dcsync::DeployOrderReport>,
 }
 
 fn severity(text: &str, what: impl std::fmt::Display) -> Result<Severity, Error> {
@@ -249,6 +265,7 @@ fn check_sync(req: SyncRequest) -> Result<CheckedSync, Error> {
         changes,
         applied,
         apps: req.apps,
+        order: req.order,
     })
 }
 
@@ -372,6 +389,8 @@ impl DcService {
                     unrecorded: BTreeMap::new(),
                     group_apps,
                     app_reports: BTreeMap::new(),
+                    orders: BTreeMap::new(),
+                    order_reports: BTreeMap::new(),
                     fetched: BTreeMap::new(),
                     audit_heads,
                 }),
@@ -992,6 +1011,9 @@ impl DcService {
                 Err(e) => return Err(Error::Invalid(e.to_string())),
             }
         }
+        if let Some(r) = &req.order {
+            st.order_reports.insert(name.to_string(), r.clone());
+        }
         if !req.apps.is_empty() || st.app_reports.contains_key(name) {
             st.app_reports.insert(name.to_string(), req.apps.clone());
         }
@@ -1034,7 +1056,40 @@ impl DcService {
             push,
             interval_secs,
             audit_acked: None,
+            order: st.orders.get(name).cloned(),
         })
+    }
+
+    /// Sets the deploy order of every subcloud (those left out have none).
+    pub fn set_orders(&self, orders: BTreeMap<String, dcsync::DeployOrder>) {
+        self.lock().orders = orders;
+    }
+
+    /// What the subclouds last reported of their deploy orders.
+    pub fn order_reports(&self) -> BTreeMap<String, dcsync::DeployOrderReport> {
+        self.lock().order_reports.clone()
+    }
+
+    /// What a fleet rollout needs to know of each subcloud: whether it is
+    /// online and managed, its group, and its raised alarms (id, entity,
+    /// severity).
+    pub fn rollout_facts(&self) -> Vec<RolloutFacts> {
+        let st = self.lock();
+        st.fleet
+            .iter()
+            .map(|sc| RolloutFacts {
+                name: sc.name().to_string(),
+                id: sc.id(),
+                group_id: sc.group_id(),
+                online: sc.is_online(),
+                managed: sc.is_managed(),
+                alarms: sc
+                    .alarms()
+                    .iter()
+                    .map(|a| (a.alarm_id.clone(), a.entity_instance_id.clone(), a.severity))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Sets the desired configuration of an endpoint type; subclouds get it
@@ -1235,6 +1290,8 @@ impl DcService {
 }
 
 mod apps;
+
+pub mod rollout;
 
 #[cfg(test)]
 mod tests;

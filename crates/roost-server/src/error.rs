@@ -23,6 +23,10 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A request that is well formed but cannot be carried out in the
+    /// present state (dcmanager answers these 422).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Unauthorized(String),
     /// Every worker is busy and the queue is full; the text says which.
@@ -96,7 +100,9 @@ impl Error {
             Error::Invalid(_) | Error::Setting(_) | Error::ConfigFile { .. } | Error::Json(_) => {
                 ErrorKind::Invalid
             }
-            Error::Conflict(_) | Error::DataDirLocked(_) => ErrorKind::Conflict,
+            Error::Conflict(_) | Error::Unprocessable(_) | Error::DataDirLocked(_) => {
+                ErrorKind::Conflict
+            }
             Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Fm(e) => match e.kind() {
                 ErrorKind::Corrupt => ErrorKind::Unavailable,

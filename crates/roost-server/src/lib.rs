@@ -300,6 +300,29 @@ pub async fn run_with(
     let platform = platform::PlatformService::load(store.clone())
         .context("cannot load the platform configuration")?;
 
+    let trusted =
+        roost_release::TrustedKeys::parse(config.software.trusted_keys.iter().map(String::as_str))
+            .map_err(|e| Error::Setting(format!("software.trusted_keys: {e}")))?;
+    let software = software::SoftwareService::start(
+        store.clone(),
+        data.path().join("software"),
+        trusted,
+        config.software.max_release_bytes,
+        config.software.host_deploy_timeout_secs,
+        clock.clone(),
+    )
+    .context("cannot start the software service")?;
+    software.set_site(software::Site {
+        hosts: hosts.clone(),
+        fm: fm.clone(),
+    });
+    tasks.push(tokio::spawn(
+        software.clone().deadline_loop(shutdown.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        software.clone().strategy_loop(shutdown.clone()),
+    ));
+
     // Distributed Cloud: what each role adds.
     let core = Core {
         config: &config,
@@ -310,6 +333,7 @@ pub async fn run_with(
         identity: &identity,
         platform: &platform,
         apps: &apps,
+        software: &software,
         shutdown: &shutdown,
     };
     let mut dc_parts = None;
@@ -336,38 +360,21 @@ pub async fn run_with(
     if role == Role::Subcloud {
         inventory.dc_identity = Some(subcloud::identity_path(data.path()));
     }
-    let (dc_service, dc_fingerprint, dc_port) = match dc_parts {
+    let (dc_service, rollout, dc_fingerprint, dc_port) = match dc_parts {
         Some(p) => {
             inventory.dc_ca = Some(p.ca);
             inventory.dc_server = std::sync::Mutex::new(Some(p.server_cert));
             inventory.subclouds = p.subcloud_certs;
-            (Some(p.service), Some(p.fingerprint), Some(p.port))
+            (
+                Some(p.service),
+                Some(p.rollout),
+                Some(p.fingerprint),
+                Some(p.port),
+            )
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let inventory = Arc::new(inventory);
-    let trusted =
-        roost_release::TrustedKeys::parse(config.software.trusted_keys.iter().map(String::as_str))
-            .map_err(|e| Error::Setting(format!("software.trusted_keys: {e}")))?;
-    let software = software::SoftwareService::start(
-        store.clone(),
-        data.path().join("software"),
-        trusted,
-        config.software.max_release_bytes,
-        config.software.host_deploy_timeout_secs,
-        clock.clone(),
-    )
-    .context("cannot start the software service")?;
-    software.set_site(software::Site {
-        hosts: hosts.clone(),
-        fm: fm.clone(),
-    });
-    tasks.push(tokio::spawn(
-        software.clone().deadline_loop(shutdown.clone()),
-    ));
-    tasks.push(tokio::spawn(
-        software.clone().strategy_loop(shutdown.clone()),
-    ));
     tasks.push(tokio::spawn(inventory.clone().run(
         fm.clone(),
         clock.clone(),
@@ -379,6 +386,7 @@ pub async fn run_with(
         apps: apps.clone(),
         platform: platform.clone(),
         dc: dc_service,
+        rollout,
         dc_ca_fingerprint: dc_fingerprint,
         dc_port,
         system: roost_api::sysinv::SystemView {
@@ -520,12 +528,14 @@ struct Core<'a> {
     identity: &'a Arc<identity::Identity>,
     platform: &'a platform::PlatformService,
     apps: &'a apps::AppService,
+    software: &'a software::SoftwareService,
     shutdown: &'a Shutdown,
 }
 
 /// What a system controller adds to the API.
 struct DcParts {
     service: dc::DcService,
+    rollout: dc::rollout::RolloutService,
     fingerprint: String,
     port: u16,
     ca: Arc<roost_pki::DcCa>,
@@ -551,6 +561,7 @@ async fn start_system_controller(
         identity,
         platform,
         apps,
+        software,
         shutdown,
     } = *core;
     let ca = Arc::new(
@@ -609,6 +620,7 @@ async fn start_system_controller(
             ca: ca.clone(),
             cert_days: config.dc.subcloud_cert_days,
             apps: apps.clone(),
+            software: software.clone(),
             subcloud_certs: Arc::clone(&subcloud_certs),
         },
         config.max_body_bytes.max(4 * 1024 * 1024),
@@ -632,10 +644,18 @@ async fn start_system_controller(
         let mut servers_changed = platform.subscribe();
         let mut suppressions_changed = fm.suppressions();
         let mut users_changed = identity.subscribe();
+        let software = software.clone();
+        let mut releases_changed = software.subscribe();
         let ca_pem = ca.ca_pem().to_string();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let mut due = [Endpoint::Platform, Endpoint::DcCert, Endpoint::Identity].to_vec();
+            let mut due = [
+                Endpoint::Platform,
+                Endpoint::DcCert,
+                Endpoint::Identity,
+                Endpoint::Software,
+            ]
+            .to_vec();
             loop {
                 let mut failed = Vec::new();
                 for ep in due.drain(..) {
@@ -646,6 +666,7 @@ async fn start_system_controller(
                         Endpoint::DcCert => EndpointConfig::DcCert(CertConfig {
                             ca_bundle: ca_pem.clone(),
                         }),
+                        Endpoint::Software => EndpointConfig::Software(software.synced()),
                         _ => EndpointConfig::Identity(subcloud::identity_content(&store, None)),
                     };
                     if dc.desired(config.endpoint()).1.as_ref() != Some(&config)
@@ -675,6 +696,10 @@ async fn start_system_controller(
                         if r.is_err() { return; }
                         due.push(Endpoint::Identity);
                     }
+                    r = releases_changed.changed() => {
+                        if r.is_err() { return; }
+                        due.push(Endpoint::Software);
+                    }
                     _ = retry => {}
                 }
                 due.extend(failed);
@@ -683,12 +708,22 @@ async fn start_system_controller(
             }
         }));
     }
+    let (rollout, rollout_task) = dc::rollout::RolloutService::start(
+        dc.clone(),
+        software.clone(),
+        store.clone(),
+        fm.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )?;
+    tasks.push(rollout_task);
     println!("roost dc ready on https://{dc_addr}");
     tracing::info!(%dc_addr, fingerprint = %ca.fingerprint(), "system controller: DC listener ready");
     Ok(DcParts {
         fingerprint: ca.fingerprint(),
         port: dc_addr.port(),
         service: dc,
+        rollout,
         ca,
         server_cert,
         subcloud_certs,
@@ -710,6 +745,7 @@ async fn start_subcloud(
         clock,
         platform,
         apps,
+        software,
         shutdown,
         ..
     } = *core;
@@ -744,6 +780,10 @@ async fn start_subcloud(
                 apps: Some(subcloud::FleetApps::new(
                     apps.clone(),
                     data.path().join("dc-packages"),
+                )),
+                software: Some(subcloud::FleetSoftware::new(
+                    software.clone(),
+                    data.path().join("dc-releases"),
                 )),
             },
             log.clone(),

@@ -560,10 +560,15 @@ async fn apply(
             store.set_settings(&[(SETTING_SYNCED_USERS.into(), serde_json::to_string(&names)?)])?;
             forget_local_admin_password(data_dir, &users);
         }
-        // Applied by `FleetApps`, which needs the link.
+        // Applied by `FleetApps` and `FleetSoftware`, which need the link.
         EndpointConfig::Apps(_) => {
             return Err(Error::Invalid(
                 "this cloud has no application service".into(),
+            ));
+        }
+        EndpointConfig::Software(_) => {
+            return Err(Error::Invalid(
+                "this cloud takes no releases from a system controller".into(),
             ));
         }
     }
@@ -603,6 +608,9 @@ pub struct Local {
     /// The applications a system controller wants here (`None`: this cloud
     /// refuses the `apps` endpoint).
     pub apps: Option<FleetApps>,
+    /// The releases a system controller keeps here and its deploy orders
+    /// (`None`: this cloud refuses the `software` endpoint).
+    pub software: Option<FleetSoftware>,
 }
 
 /// The sync loop's state: the link state machine, this subcloud's identity
@@ -664,11 +672,18 @@ impl SyncLoop {
                     None => std::future::pending().await,
                 }
             };
+            let released = async {
+                match &self.local.software {
+                    Some(s) => s.brought().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
                 // A package is here: its next step without waiting.
                 _ = brought => {}
+                _ = released => {}
             }
         }
     }
@@ -683,15 +698,25 @@ impl SyncLoop {
             fm,
             clock,
             apps,
+            software,
         } = &self.local;
         let mut req = {
             let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             sync_request(&self.link, &log, env!("CARGO_PKG_VERSION"), |ep| {
+                if ep == Endpoint::Software {
+                    return software
+                        .as_ref()
+                        .map(|s| s.local_config(store).digest())
+                        .unwrap_or_else(empty_digest);
+                }
                 local_digest(store, platform, fm, apps.as_ref(), ep)
             })
         };
         if let Some(a) = apps {
             req.apps = a.reports(store);
+        }
+        if let Some(s) = software {
+            req.order = s.report(store);
         }
         // Audit records after what the system controller holds, bounded;
         // none before it said what it holds.
@@ -723,6 +748,7 @@ impl SyncLoop {
             if reply.audit_acked.is_some() {
                 self.audit_acked = reply.audit_acked;
             }
+            let order = reply.order.clone();
             let taken = take_reply(&mut self.link, sent_snapshot, reply);
             if taken.event == Some(LinkEvent::Connected) {
                 tracing::info!(subcloud = %self.id.name, "connected to the system controller");
@@ -736,9 +762,12 @@ impl SyncLoop {
             }
             for p in &taken.pushes {
                 let ep = p.config.endpoint();
-                let applied = match (&p.config, apps) {
-                    (EndpointConfig::Apps(want), Some(a)) => {
+                let applied = match (&p.config, apps, software) {
+                    (EndpointConfig::Apps(want), Some(a), _) => {
                         a.apply(store, &self.controller, &self.id, want).await
+                    }
+                    (EndpointConfig::Software(want), _, Some(s)) => {
+                        s.apply(store, &self.controller, &self.id, want)
                     }
                     _ => {
                         apply(
@@ -778,6 +807,9 @@ impl SyncLoop {
                         tracing::warn!(endpoint = ep.as_str(), error = %e, "cannot apply configuration")
                     }
                 }
+            }
+            if let Some(s) = software {
+                s.take_order(store, order.as_ref()).await;
             }
         }
         // Certificate renewal before expiry.
@@ -840,7 +872,9 @@ async fn renew(controller: &dyn ControllerLink, id: &DcIdentity) -> crate::Resul
 }
 
 mod fleet_apps;
+mod fleet_software;
 pub use fleet_apps::FleetApps;
+pub use fleet_software::FleetSoftware;
 
 #[cfg(test)]
 mod tests;

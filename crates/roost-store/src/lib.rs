@@ -175,6 +175,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_site_strategy.sql"),
     ),
+    (
+        16,
+        include_str!("../migrations/sqlite/0016_fleet_rollout.sql"),
+    ),
 ];
 
 /// The opened store.

@@ -31,6 +31,14 @@ pub enum ReleaseWrite {
     Deploy(Option<String>),
     /// Sets the site strategy (JSON), or removes it.
     Strategy(Option<String>),
+    /// Sets the fleet rollout strategy (JSON), or removes it.
+    FleetStrategy(Option<String>),
+    /// Sets the strategy-config of `cloud` (`SystemController` for the
+    /// defaults) as JSON, or removes it.
+    Options {
+        cloud: String,
+        body: Option<String>,
+    },
 }
 
 impl Store {
@@ -62,6 +70,22 @@ impl Store {
     /// The site strategy (JSON), if any.
     pub fn site_strategy(&self) -> Result<Option<String>, Error> {
         self.single_body("SELECT body FROM site_strategy WHERE id = 1")
+    }
+
+    /// The fleet rollout strategy (JSON), if any.
+    pub fn fleet_strategy(&self) -> Result<Option<String>, Error> {
+        self.single_body("SELECT body FROM fleet_strategy WHERE id = 1")
+    }
+
+    /// Every stored strategy-config, as (cloud, JSON), by cloud.
+    pub fn sw_update_options(&self) -> Result<Vec<(String, String)>, Error> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT cloud, body FROM sw_update_options ORDER BY cloud")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
     }
 
     /// The body of a one-row table, if the row exists.
@@ -106,6 +130,21 @@ impl Store {
                     ReleaseWrite::Strategy(body) => {
                         set_single(tx, "site_strategy", body.as_deref())?;
                     }
+                    ReleaseWrite::FleetStrategy(body) => {
+                        set_single(tx, "fleet_strategy", body.as_deref())?;
+                    }
+                    ReleaseWrite::Options { cloud, body } => match body {
+                        Some(b) => {
+                            tx.execute(
+                                "INSERT INTO sw_update_options (cloud, body) VALUES (?1, ?2)
+                                 ON CONFLICT (cloud) DO UPDATE SET body = excluded.body",
+                                params![cloud, b],
+                            )?;
+                        }
+                        None => {
+                            tx.execute("DELETE FROM sw_update_options WHERE cloud = ?1", [cloud])?;
+                        }
+                    },
                 }
             }
             Ok(())
@@ -199,5 +238,40 @@ mod tests {
         assert_eq!(s.site_strategy().unwrap().as_deref(), Some("{}"));
         s.write_releases(&[ReleaseWrite::Strategy(None)]).unwrap();
         assert_eq!(s.site_strategy().unwrap(), None);
+        s.write_releases(&[
+            ReleaseWrite::FleetStrategy(Some("{\"f\":1}".into())),
+            ReleaseWrite::Options {
+                cloud: "SystemController".into(),
+                body: Some("{}".into()),
+            },
+            ReleaseWrite::Options {
+                cloud: "edge-1".into(),
+                body: Some("{\"a\":1}".into()),
+            },
+        ])
+        .unwrap();
+        assert_eq!(s.fleet_strategy().unwrap().as_deref(), Some("{\"f\":1}"));
+        s.write_releases(&[ReleaseWrite::Options {
+            cloud: "edge-1".into(),
+            body: Some("{\"a\":2}".into()),
+        }])
+        .unwrap();
+        assert_eq!(
+            s.sw_update_options().unwrap(),
+            vec![
+                ("SystemController".to_string(), "{}".to_string()),
+                ("edge-1".to_string(), "{\"a\":2}".to_string()),
+            ]
+        );
+        s.write_releases(&[
+            ReleaseWrite::FleetStrategy(None),
+            ReleaseWrite::Options {
+                cloud: "edge-1".into(),
+                body: None,
+            },
+        ])
+        .unwrap();
+        assert_eq!(s.fleet_strategy().unwrap(), None);
+        assert_eq!(s.sw_update_options().unwrap().len(), 1);
     }
 }

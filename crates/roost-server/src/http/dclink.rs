@@ -29,6 +29,8 @@ pub struct DcLinkState {
     pub cert_days: u32,
     /// Where the packages of applications assigned to groups are.
     pub apps: crate::apps::AppService,
+    /// Where the release files subclouds fetch are.
+    pub software: crate::software::SoftwareService,
     /// The client certificate each subcloud last synced with (for the
     /// certificate inventory).
     pub subcloud_certs:
@@ -190,8 +192,8 @@ async fn renew(
 }
 
 /// `GET /dc/v1/packages/{digest}`: the `.tgz` of an application assigned to
-/// a group, by its digest, to an authenticated subcloud; `Range: bytes=N-`
-/// resumes. Bytes served are counted per subcloud.
+/// a group, or a release file, by its digest, to an authenticated subcloud;
+/// `Range: bytes=N-` resumes. Bytes served are counted per subcloud.
 async fn package(
     State(st): State<DcLinkState>,
     peer: PeerIdentity,
@@ -206,13 +208,18 @@ async fn package(
             "not a package digest: {digest}"
         )));
     }
-    let app = st.dc.app_of_package(&digest).ok_or_else(missing)?;
-    // The active package of that application must be this one.
-    let path = match st.apps.published_package(&app).await {
-        Ok(Some(p)) if p.digest == digest => p.path,
-        _ => return Err(missing()),
+    let (path, content_type) = match st.dc.app_of_package(&digest) {
+        // The active package of that application must be this one.
+        Some(app) => match st.apps.published_package(&app).await {
+            Ok(Some(p)) if p.digest == digest => (p.path, "application/gzip"),
+            _ => return Err(missing()),
+        },
+        None => (
+            st.software.release_file(&digest).ok_or_else(missing)?,
+            "application/octet-stream",
+        ),
     };
-    let (resp, served) = super::files::file_response(&path, &headers, "application/gzip")
+    let (resp, served) = super::files::file_response(&path, &headers, content_type)
         .await
         .map_err(|e| e.unwrap_or_else(missing))?;
     st.dc.record_fetch(&subcloud, served);

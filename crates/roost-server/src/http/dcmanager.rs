@@ -141,6 +141,9 @@ impl IntoResponse for DcHttpError {
 /// and not detailed).
 impl From<Error> for DcHttpError {
     fn from(e: Error) -> Self {
+        if let Error::Unprocessable(m) = e {
+            return DcHttpError(StatusCode::UNPROCESSABLE_ENTITY, m);
+        }
         match e.kind() {
             ErrorKind::NotFound => DcHttpError(StatusCode::NOT_FOUND, e.to_string()),
             ErrorKind::Unavailable | ErrorKind::Corrupt => match e {

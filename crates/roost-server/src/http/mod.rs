@@ -13,6 +13,7 @@ mod fm;
 mod host_attributes;
 mod identity;
 mod ops;
+mod orchestration;
 pub mod serve;
 mod software;
 mod sysinv;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub certs: Arc<crate::certs::Inventory>,
     /// Software releases (USM).
     pub software: crate::software::SoftwareService,
+    /// The fleet rollout (a system controller's).
+    pub rollout: Option<crate::dc::rollout::RolloutService>,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(host_attributes::routes())
         .merge(apps::routes())
         .merge(dcmanager::routes())
+        .merge(orchestration::routes())
         .merge(identity::protected_routes())
         .merge(certificates::routes())
         .merge(software::routes())

@@ -341,7 +341,7 @@ async fn strategy_create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StrategyView>, ApiError> {
     let req: StrategyRequest = super::extract::json_body(&headers, body)?;
-    Ok(Json(st.software.strategy_create(&req).await?))
+    Ok(Json(st.software.strategy_create(&req, false).await?))
 }
 
 async fn strategy_action(

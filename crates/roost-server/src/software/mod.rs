@@ -9,6 +9,11 @@
 //! (no release with its id, its prerequisites present), the staging
 //! directory is renamed to `software/releases/<id>/`, the row committed,
 //! and only then is memory updated. Anything refused leaves nothing behind.
+//!
+//! The release file itself is kept beside the payload
+//! (`releases/<id>/release.patch`, with its digest in `release.digest`), so
+//! that a system controller can hand it to its subclouds (the `software`
+//! sync endpoint names each release by that digest).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -40,6 +45,19 @@ struct Release {
     manifest: Manifest,
     state: ReleaseState,
     uploaded_at: Timestamp,
+    /// The kept release file's digest (`sha256:<hex>`) and size.
+    file: Option<(String, u64)>,
+}
+
+/// The kept release file, and its digest, in a release's directory.
+const RELEASE_FILE: &str = "release.patch";
+const RELEASE_DIGEST: &str = "release.digest";
+
+/// Reads `release.digest` (`sha256:<hex> <size>`) of a release directory.
+fn read_digest(dir: &Path) -> Option<(String, u64)> {
+    let text = fs::read_to_string(dir.join(RELEASE_DIGEST)).ok()?;
+    let (d, n) = text.trim().split_once(' ')?;
+    Some((d.to_string(), n.parse().ok()?))
 }
 
 /// The software releases of this cloud.
@@ -69,6 +87,8 @@ struct Inner {
     strategy_wake: tokio::sync::Notify,
     /// Bumped whenever the deploy changes, for agents' order polls.
     deploy_changed: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever a release is added or deleted.
+    releases_changed: tokio::sync::watch::Sender<u64>,
 }
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -114,6 +134,7 @@ impl SoftwareService {
             releases.insert(
                 row.release_id.clone(),
                 Release {
+                    file: read_digest(&dir.join("releases").join(&row.release_id)),
                     manifest,
                     state,
                     uploaded_at: row.uploaded_at,
@@ -154,6 +175,7 @@ impl SoftwareService {
                 strategy_lane: tokio::sync::Mutex::new(()),
                 strategy_wake: tokio::sync::Notify::new(),
                 deploy_changed: tokio::sync::watch::Sender::new(0),
+                releases_changed: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -168,6 +190,57 @@ impl SoftwareService {
     /// Gives the deploys the hosts and fault management (once).
     pub fn set_site(&self, site: Site) {
         let _ = self.inner.site.set(site);
+    }
+
+    /// Told whenever a release is added or deleted.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.releases_changed.subscribe()
+    }
+
+    fn releases_changed(&self) {
+        self.inner.releases_changed.send_modify(|n| *n += 1);
+    }
+
+    /// The releases this cloud can hand to its subclouds: each one's id and
+    /// the digest and size of its file.
+    pub fn synced(&self) -> roost_api::dcsync::SoftwareConfig {
+        roost_api::dcsync::SoftwareConfig {
+            releases: self
+                .lock()
+                .values()
+                .filter_map(|r| {
+                    let (digest, size) = r.file.clone()?;
+                    Some(roost_api::dcsync::SyncedRelease {
+                        release_id: r.manifest.release_id.clone(),
+                        digest,
+                        size,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The kept file of the release whose file has `digest`.
+    pub fn release_file(&self, digest: &str) -> Option<PathBuf> {
+        let st = self.lock();
+        let r = st
+            .values()
+            .find(|r| r.file.as_ref().is_some_and(|(d, _)| d == digest))?;
+        Some(
+            self.inner
+                .dir
+                .join("releases")
+                .join(&r.manifest.release_id)
+                .join(RELEASE_FILE),
+        )
+    }
+
+    /// The ids of the releases here and their states.
+    pub fn states(&self) -> BTreeMap<String, ReleaseState> {
+        self.lock()
+            .iter()
+            .map(|(id, r)| (id.clone(), r.state))
+            .collect()
     }
 
     /// The largest release file accepted, bytes.
@@ -219,11 +292,15 @@ impl SoftwareService {
             .join(crate::identity::random_secret(12));
         let trusted = self.inner.trusted.clone();
         let stage = staging.clone();
-        let unpacked = tokio::task::spawn_blocking(move || unpack(&file, &stage, &trusted))
-            .await
-            .map_err(|_| Error::Internal("the release unpacking task stopped".into()))?;
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let manifest = unpack(&file, &stage, &trusted)?;
+            let file_digest = keep_file(&file, &stage)?;
+            Ok::<_, Error>((manifest, file_digest))
+        })
+        .await
+        .map_err(|_| Error::Internal("the release unpacking task stopped".into()))?;
         let result = match unpacked {
-            Ok(manifest) => self.admit(manifest, &staging).await,
+            Ok((manifest, file)) => self.admit(manifest, file, &staging).await,
             Err(e) => Err(e),
         };
         if staging.exists() {
@@ -234,7 +311,12 @@ impl SoftwareService {
 
     /// Checks an unpacked release against the others, moves it into place,
     /// commits it and keeps it.
-    async fn admit(&self, manifest: Manifest, staging: &Path) -> Result<UploadInfo, Error> {
+    async fn admit(
+        &self,
+        manifest: Manifest,
+        file: (String, u64),
+        staging: &Path,
+    ) -> Result<UploadInfo, Error> {
         let _lane = self.inner.lane.lock().await;
         let id = manifest.release_id.clone();
         // Decide.
@@ -292,8 +374,10 @@ impl SoftwareService {
                 manifest,
                 state: ReleaseState::Available,
                 uploaded_at: now,
+                file: Some(file),
             },
         );
+        self.releases_changed();
         Ok(info)
     }
 
@@ -336,8 +420,23 @@ impl SoftwareService {
             tracing::warn!(release = %id, error = %e, "cannot remove the release's files");
         }
         tracing::info!(release = %id, "release deleted");
+        self.releases_changed();
         Ok(())
     }
+}
+
+/// Moves the verified release file into the staging directory, with its
+/// digest beside it.
+fn keep_file(file: &Path, staging: &Path) -> Result<(String, u64), Error> {
+    let (digest, size) = roost_pki::file_digest(file)
+        .map_err(|e| Error::Internal(format!("cannot read the release file: {e}")))?;
+    let kept = staging.join(RELEASE_FILE);
+    if fs::rename(file, &kept).is_err() {
+        fs::copy(file, &kept).map_err(io("cannot keep the release file as", &kept))?;
+    }
+    let d = staging.join(RELEASE_DIGEST);
+    fs::write(&d, format!("{digest} {size}\n")).map_err(io("cannot write", &d))?;
+    Ok((digest, size))
 }
 
 /// Verifies the release file at `file` and unpacks its payload into

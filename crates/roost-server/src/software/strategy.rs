@@ -112,9 +112,15 @@ impl SoftwareService {
         self.strategy_lock().as_ref().map(view)
     }
 
-    /// Creates the strategy for a release that is available.
-    pub async fn strategy_create(&self, req: &StrategyRequest) -> Result<StrategyView, Error> {
-        let options = options_of(req)?;
+    /// Creates the strategy for a release that is available;
+    /// `hold_complete`: it stops once the deploy is activated.
+    pub async fn strategy_create(
+        &self,
+        req: &StrategyRequest,
+        hold_complete: bool,
+    ) -> Result<StrategyView, Error> {
+        let mut options = options_of(req)?;
+        options.hold_complete = hold_complete;
         let _lane = self.inner.strategy_lane.lock().await;
         if let Some(s) = self.strategy_lock().as_ref() {
             return Err(Error::Conflict(format!(
