@@ -644,6 +644,7 @@ mod tests {
             push: pushes,
             interval_secs: 2,
             audit_acked: None,
+            order: None,
         };
         let taken = take_reply(&mut link, true, reply(vec![push(5, 2)]));
         assert_eq!(taken.event, Some(LinkEvent::Connected));

@@ -48,6 +48,7 @@ mod login;
 mod output;
 mod query;
 mod release;
+mod strategy;
 mod subcloud;
 mod subcloud_group;
 #[cfg(test)]
@@ -139,6 +140,9 @@ pub enum ClientCommand {
     /// Software deploys: the deploy in progress, and the site strategy that deploys a release to every host
     #[command(subcommand)]
     Deploy(DeployCommand),
+    /// Distributed Cloud: roll a release out to the subclouds (canary, approval, soak, rollback)
+    #[command(subcommand)]
+    Strategy(strategy::StrategyCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -210,6 +214,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
         ClientCommand::Release(cmd) => release::run(cmd, io),
         ClientCommand::Deploy(cmd) => deploy::run(cmd, env, io),
+        ClientCommand::Strategy(cmd) => strategy::run(cmd, env, io),
     }
 }
 

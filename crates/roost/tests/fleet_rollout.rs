@@ -133,9 +133,10 @@ fn agent_release(dir: &Path) -> String {
 fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_themselves() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("release.key");
-    let public = release::release_cli(bin(), &["keygen", "--out", &key.display().to_string()])
-        .unwrap();
-    let software = format!("[software]\ntrusted_keys = [\"{public}\"]\nhost_deploy_timeout_secs = 300\n");
+    let public =
+        release::release_cli(bin(), &["keygen", "--out", &key.display().to_string()]).unwrap();
+    let software =
+        format!("[software]\ntrusted_keys = [\"{public}\"]\nhost_deploy_timeout_secs = 300\n");
     let sc = Server::start_with(
         bin(),
         ServerOptions {
@@ -143,7 +144,10 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
                 "--role".into(),
                 "systemcontroller".into(),
                 "--config".into(),
-                config(&tmp.path().join("sc"), &format!("[apps]\nlocal_runtime = false\n{software}")),
+                config(
+                    &tmp.path().join("sc"),
+                    &format!("[apps]\nlocal_runtime = false\n{software}"),
+                ),
             ],
             ..Default::default()
         },
@@ -179,7 +183,10 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     let mut subs = Vec::new();
     let mut agents = Vec::new();
     for (i, n) in names.iter().enumerate() {
-        let r = api.post("/v1.0/subclouds/", &json!({"name": n, "description": "site"}));
+        let r = api.post(
+            "/v1.0/subclouds/",
+            &json!({"name": n, "description": "site"}),
+        );
         assert_eq!(r.status, 200, "{:?}", r.body);
         let token = r.body["enroll_token"].as_str().unwrap().to_string();
         let dir = tmp.path().join(n);
@@ -258,20 +265,50 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         wait_release(s, "roost-1.1.0", "available");
     }
 
-    // Canary of one, approval, a short soak; the rest in one stage.
-    let r = api.post(
-        "/v1.0/sw-update-strategy/",
-        &json!({"subcloud-apply-type": "parallel", "max-parallel-subclouds": 2, "stop-on-failure": "true",
-                "release_id": "roost-1.1.0", "snapshot": false, "rollback": false, "delete": true,
-                "cleanup": false, "with_prestage": false, "kube_upgrade": null, "type": "sw-deploy",
-                "canary": 1, "approval": true, "soak_secs": 3}),
+    // Canary of one, approval, a short soak; the rest in one stage. Through
+    // the CLI, as an operator would.
+    let cli = roost_test_support::Cli::new(bin());
+    let roost = |args: &[&str]| {
+        let mut cmd = cli.cmd(args);
+        cmd.env("ROOST_URL", &sc.url).env("ROOST_TOKEN", sc.token());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = roost(&[
+        "strategy",
+        "create",
+        "roost-1.1.0",
+        "--subcloud-apply-type",
+        "parallel",
+        "--max-parallel-subclouds",
+        "2",
+        "--stop-on-failure",
+        "--canary",
+        "1",
+        "--approval",
+        "--soak",
+        "3",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("(sw-deploy, roost-1.1.0): initial, stops on failure"),
+        "{out}"
     );
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(out.contains("canary"), "{out}");
+    assert!(err.contains("roost strategy apply"), "{err}");
+    let r = api.get("/v1.0/sw-update-strategy?type=sw-deploy");
     assert_eq!(r.body["state"], "initial");
     assert_eq!(r.body["stop-on-failure"], true);
+    assert_eq!(r.body["subcloud-apply-type"], "parallel");
+    assert_eq!(r.body["max-parallel-subclouds"], 2);
     assert_eq!(r.body["extra-args"]["release_id"], "roost-1.1.0");
     assert_eq!(r.body["stages"][0]["name"], "canary");
-    // One strategy at a time: 422.
+    assert_eq!(r.body["stages"][1]["subclouds"], 2);
+    // One strategy at a time: 422, as dcmanager answers.
     let again = api.post(
         "/v1.0/sw-update-strategy/",
         &json!({"release_id": "roost-1.1.0", "type": "sw-deploy"}),
@@ -281,26 +318,46 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     let steps = steps["strategy-steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
     for s in steps {
-        for k in ["cloud", "stage", "state", "details", "started-at", "finished-at", "created-at", "updated-at"] {
+        for k in [
+            "cloud",
+            "stage",
+            "state",
+            "details",
+            "started-at",
+            "finished-at",
+            "created-at",
+            "updated-at",
+        ] {
             assert!(s.get(k).is_some(), "{k} missing in {s}");
         }
     }
-    // Abort is refused before apply (StarlingX's rule), delete is not.
+    // Abort is refused before apply (StarlingX's rule).
     let (status, body) = action(&api, "abort");
     assert_eq!(status, 422, "{body}");
-    let (status, body) = action(&api, "apply");
-    assert_eq!((status, body["state"].as_str()), (200, Some("applying")), "{body}");
-
+    let (code, out, err) = roost(&["strategy", "apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // --watch follows it until it waits for the approval.
+    let (code, out, err) = roost(&["strategy", "show", "--watch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("awaiting approval"), "{out}");
+    assert!(err.contains("roost strategy apply"), "{err}");
     let s = wait_strategy(&api, "awaiting approval", 300);
     assert_eq!(step(&api, "edge-1")["state"], "complete", "{s}");
     assert_eq!(step(&api, "edge-2")["state"], "initial");
     assert_eq!(release_state(&subs[0].api(), "roost-1.1.0"), "deployed");
-    assert_eq!(agent_release(&tmp.path().join("edge-1/agent")), "roost-1.1.0");
+    assert_eq!(
+        agent_release(&tmp.path().join("edge-1/agent")),
+        "roost-1.1.0"
+    );
     assert_eq!(release_state(&subs[1].api(), "roost-1.1.0"), "available");
-    // The approval.
-    let (status, body) = action(&api, "apply");
-    assert_eq!(status, 200, "{body}");
-    wait_strategy(&api, "complete", 300);
+    // The approval, then --watch to the end.
+    let (code, out, err) = roost(&["strategy", "apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = roost(&["strategy", "show", "--watch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("): complete"), "{out}");
+    assert!(out.contains("2 complete"), "{out}");
+    wait_strategy(&api, "complete", 10);
     for (i, s) in subs.iter().enumerate() {
         assert_eq!(release_state(&s.api(), "roost-1.1.0"), "deployed");
         assert_eq!(
@@ -311,7 +368,10 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         assert_eq!(s.api().get("/v1/deploy").body, json!([]));
     }
     let r = api.delete("/v1.0/sw-update-strategy?type=sw-deploy");
-    assert_eq!((r.status, r.body["state"].as_str()), (200, Some("deleting")));
+    assert_eq!(
+        (r.status, r.body["state"].as_str()),
+        (200, Some("deleting"))
+    );
     assert_eq!(api.get("/v1.0/sw-update-strategy").status, 404);
 
     // The second release meets trouble.
@@ -342,9 +402,7 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
 
     // edge-2 raises a management-affecting alarm while it soaks.
     wait_step(&api, "edge-2", "soaking", 300);
-    subs[1]
-        .api()
-        .set_alarm("100.101", "host=worker-2", "major");
+    subs[1].api().set_alarm("100.101", "host=worker-2", "major");
     let failed = wait_step(&api, "edge-2", "failed", 300);
     let details = failed["details"].as_str().unwrap();
     assert!(details.contains("100.101"), "{details}");
@@ -359,10 +417,16 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     wait_step(&api, "edge-1", "complete", 300);
     let s = wait_strategy(&api, "failed", 120);
     assert!(s["reason"].as_str().unwrap().contains("2 of 3"), "{s}");
+    let (code, out, err) = roost(&["strategy", "show", "--watch"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("the strategy is failed"), "{err}");
 
     // Every subcloud on one consistent release, nothing left in progress.
     assert_eq!(release_state(&subs[0].api(), "roost-1.2.0"), "deployed");
-    assert_eq!(agent_release(&tmp.path().join("edge-1/agent")), "roost-1.2.0");
+    assert_eq!(
+        agent_release(&tmp.path().join("edge-1/agent")),
+        "roost-1.2.0"
+    );
     for i in [1, 2] {
         let sapi = subs[i].api();
         assert_eq!(release_state(&sapi, "roost-1.2.0"), "available");
