@@ -282,6 +282,50 @@ pub fn valid_package_digest(digest: &str) -> bool {
     })
 }
 
+/// Whether `phase` ends an order of `action`: `complete` or `failed` for
+/// `deploy` and `complete`, `rolled-back` or `rollback-failed` for
+/// `rollback`.
+pub fn order_final(action: &str, phase: &str) -> bool {
+    match action {
+        "rollback" => matches!(phase, "rolled-back" | "rollback-failed"),
+        _ => matches!(phase, "complete" | "failed"),
+    }
+}
+
+/// A subcloud's side of deploy orders, the same for the real subcloud and
+/// the simulator: the last answer and the action it answers. An order
+/// answered with a final phase is not taken again, however often the
+/// system controller repeats it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSlot {
+    pub action: String,
+    pub report: Option<DeployOrderReport>,
+}
+
+impl OrderSlot {
+    /// Whether `order` still needs a step here.
+    pub fn needs_step(&self, order: &DeployOrder) -> bool {
+        !matches!(&self.report, Some(r) if r.order == order.id
+            && self.action == order.action
+            && order_final(&self.action, &r.phase))
+    }
+
+    /// Records the answer to `order`; true when it differs from the last.
+    pub fn answer(&mut self, order: &DeployOrder, phase: &str, details: String) -> bool {
+        let next = OrderSlot {
+            action: order.action.clone(),
+            report: Some(DeployOrderReport {
+                order: order.id,
+                phase: phase.to_string(),
+                details,
+            }),
+        };
+        let changed = *self != next;
+        *self = next;
+        changed
+    }
+}
+
 /// One release a system controller keeps on its subclouds: fetched by the
 /// digest of its file (`sha256:<64 hex>`), checked against the subcloud's
 /// own trusted keys when it is uploaded there.
@@ -619,6 +663,33 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn an_order_answered_for_good_is_not_taken_again() {
+        let order = |id, action: &str| DeployOrder {
+            id,
+            release_id: "roost-1.1.0".into(),
+            action: action.into(),
+            worker_apply_type: "serial".into(),
+            max_parallel_workers: 2,
+            alarm_restriction: "relaxed".into(),
+        };
+        let mut slot = OrderSlot::default();
+        let deploy = order(7, "deploy");
+        assert!(slot.needs_step(&deploy));
+        assert!(slot.answer(&deploy, "activated", String::new()));
+        assert!(!slot.answer(&deploy, "activated", String::new()), "no change");
+        assert!(slot.needs_step(&deploy), "activated is not final");
+        slot.answer(&deploy, "failed", "boom".into());
+        assert!(!slot.needs_step(&deploy));
+        // The same order id with another action, or another id, is new.
+        assert!(slot.needs_step(&order(7, "rollback")));
+        assert!(slot.needs_step(&order(8, "deploy")));
+        slot.answer(&order(7, "rollback"), "rolled-back", String::new());
+        assert!(!slot.needs_step(&order(7, "rollback")));
+        assert!(order_final("complete", "complete"));
+        assert!(!order_final("rollback", "complete"));
     }
 
     #[test]

@@ -174,6 +174,12 @@ impl SubcloudLink {
         }
     }
 
+    /// Something this subcloud reports changed (the answer to a deploy
+    /// order): report it soon, as an applied push is.
+    pub fn report_soon(&mut self) {
+        self.report_soon = true;
+    }
+
     fn jitter(&mut self) -> i64 {
         // xorshift64: cheap and good enough to spread subclouds apart.
         let mut x = self.rng;

@@ -808,8 +808,10 @@ impl SyncLoop {
                     }
                 }
             }
-            if let Some(s) = software {
-                s.take_order(store, order.as_ref()).await;
+            if let Some(s) = software
+                && s.take_order(store, order.as_ref()).await
+            {
+                self.link.report_soon();
             }
         }
         // Certificate renewal before expiry.

@@ -37,6 +37,15 @@
 //! real subcloud; [`SubcloudFleet::sync_now`] sends it at once).
 //! `--alarm-churn` raises and clears alarms at random at a given total rate.
 //!
+//! Deploy orders of a fleet rollout (`sw-update-strategy`) are answered
+//! with the real subcloud's protocol (`roost_api::dcsync::OrderSlot`): the
+//! release named by the `software` endpoint is fetched once over the link
+//! like a real subcloud fetches it, then the order goes through the
+//! phases a real site strategy reports, `apply VIM sw-deploy strategy`
+//! lasting [`SubcloudsConfig::deploy_time`]; `complete` and `rollback`
+//! answer at once. [`SubcloudFleet::fail_deploy`] makes a subcloud's next
+//! deploy fail.
+//!
 //! Failures: [`SubcloudFleet::kill`] ends a subcloud's task and drops its
 //! client (its connection closes): a dead subcloud.
 //! [`SubcloudFleet::partition`] stops a subcloud's syncs while it keeps
@@ -69,7 +78,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use roost_api::dcsync::{
-    DesiredApp, EndpointConfig, EnrollRequest, EnrollResponse, SyncReply, SyncRequest,
+    DeployOrder, EndpointConfig, EnrollRequest, OrderSlot, EnrollResponse, SyncReply, SyncRequest,
     empty_digest, parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
@@ -99,7 +108,8 @@ const LOG_CAPACITY: usize = 10_000;
 pub const CONTROL_HELP: &str = "commands (NAMES: comma-separated names, or * for every live subcloud): \
 kill NAMES | partition on|off NAMES | raise NAMES ALARM_ID ENTITY SEVERITY | \
 clear NAMES ALARM_ID ENTITY | sync NAMES | applied NAME ENDPOINT | generation ENDPOINT | \
-insync ENDPOINT GENERATION SINCE_UNIX_MICROS [NAMES] | counts NAMES | stats | rtt-reset | help";
+insync ENDPOINT GENERATION SINCE_UNIX_MICROS [NAMES] | counts NAMES | fail-deploy NAMES | \
+stats | rtt-reset | help";
 
 /// Arguments of `roost sim subclouds`.
 ///
@@ -137,6 +147,10 @@ pub struct SubcloudsArgs {
     /// Enrollments in flight at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// How long a simulated deploy of a release to the subcloud's hosts
+    /// takes, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub deploy_ms: u64,
     /// Give up when the fleet is not enrolled after this many seconds.
     #[arg(long, default_value_t = 1800)]
     pub ready_timeout_secs: u64,
@@ -154,6 +168,7 @@ impl fmt::Debug for SubcloudsArgs {
             .field("alarm_churn", &self.alarm_churn)
             .field("interval_secs", &self.interval_secs)
             .field("concurrency", &self.concurrency)
+            .field("deploy_ms", &self.deploy_ms)
             .field("ready_timeout_secs", &self.ready_timeout_secs)
             .finish()
     }
@@ -180,6 +195,8 @@ pub struct SubcloudsConfig {
     pub interval: Option<Duration>,
     /// Enrollments in flight at once.
     pub concurrency: usize,
+    /// How long a simulated deploy to the subcloud's hosts takes.
+    pub deploy_time: Duration,
 }
 
 impl SubcloudsConfig {
@@ -201,6 +218,7 @@ impl SubcloudsConfig {
             alarm_churn: 0.0,
             interval: None,
             concurrency: DEFAULT_CONCURRENCY,
+            deploy_time: Duration::from_secs(2),
         }
     }
 }
@@ -217,6 +235,7 @@ impl fmt::Debug for SubcloudsConfig {
             .field("alarm_churn", &self.alarm_churn)
             .field("interval", &self.interval)
             .field("concurrency", &self.concurrency)
+            .field("deploy_time", &self.deploy_time)
             .finish()
     }
 }
@@ -309,11 +328,14 @@ struct Counters {
     packages_fetched: AtomicU64,
     package_bytes: AtomicU64,
     package_failures: AtomicU64,
+    orders_answered: AtomicU64,
     rtt: Hist,
+    /// How long a simulated deploy takes (set once).
+    deploy_time: Duration,
 }
 
 impl Counters {
-    fn new() -> Counters {
+    fn new(deploy_time: Duration) -> Counters {
         Counters {
             syncs_ok: AtomicU64::new(0),
             syncs_refused: AtomicU64::new(0),
@@ -327,7 +349,9 @@ impl Counters {
             packages_fetched: AtomicU64::new(0),
             package_bytes: AtomicU64::new(0),
             package_failures: AtomicU64::new(0),
+            orders_answered: AtomicU64::new(0),
             rtt: Hist::new(),
+            deploy_time,
         }
     }
 }
@@ -363,6 +387,8 @@ pub struct SubcloudFleetStats {
     pub package_bytes: u64,
     /// Package fetches that failed (the push is then not acknowledged).
     pub package_failures: u64,
+    /// Deploy order answers that changed a subcloud's report.
+    pub orders_answered: u64,
     /// Answered syncs timed by the round-trip histogram.
     pub rtt_samples: u64,
     /// Round trip of answered syncs: p50, p99 and max (about 10 % resolution).
@@ -385,8 +411,13 @@ struct SubState {
     /// Per endpoint: the generation whose report the system controller
     /// last answered, and when (Unix microseconds).
     confirmed: [(u64, i64); ENDPOINT_COUNT],
-    /// Digests of the application packages fetched (once each).
+    /// Digests of the application packages and release files fetched
+    /// (once each).
     fetched: std::collections::HashSet<String>,
+    /// The answer to the last deploy order, as the real subcloud keeps it.
+    order: OrderSlot,
+    /// When the simulated deploy of the current order began (Unix µs).
+    deploy_began: Option<i64>,
 }
 
 impl SubState {
@@ -397,6 +428,8 @@ impl SubState {
             local: std::array::from_fn(|_| None),
             confirmed: [(0, 0); ENDPOINT_COUNT],
             fetched: Default::default(),
+            order: OrderSlot::default(),
+            deploy_began: None,
         }
     }
 
@@ -408,9 +441,68 @@ impl SubState {
 
     /// The next sync request, built as the real subcloud builds it.
     fn request(&self) -> SyncRequest {
-        sync_request(&self.link, &self.log, env!("CARGO_PKG_VERSION"), |ep| {
+        let mut req = sync_request(&self.link, &self.log, env!("CARGO_PKG_VERSION"), |ep| {
             self.local_digest(ep).to_string()
-        })
+        });
+        req.order = self.order.report.clone();
+        req
+    }
+
+    /// The release `id` as the `software` endpoint names it, if it was
+    /// fetched here.
+    fn has_release(&self, id: &str) -> bool {
+        match self.local[Endpoint::Software.index()].as_ref().map(|l| &l.config) {
+            Some(EndpointConfig::Software(c)) => c
+                .releases
+                .iter()
+                .any(|r| r.release_id == id && self.fetched.contains(&r.digest)),
+            _ => false,
+        }
+    }
+
+    /// One step of a deploy order, with the phases a real subcloud reports;
+    /// true when the answer changed.
+    fn take_order(&mut self, o: &DeployOrder, now: i64, deploy_time: Duration, fail: bool) -> bool {
+        if !self.order.needs_step(o) {
+            return false;
+        }
+        let last = self
+            .order
+            .report
+            .as_ref()
+            .filter(|r| r.order == o.id && self.order.action == o.action)
+            .map(|r| r.phase.clone());
+        let (phase, details) = match o.action.as_str() {
+            "deploy" => match last.as_deref() {
+                _ if !self.has_release(&o.release_id) => (
+                    "sw-deploy pre-check",
+                    format!("waiting for release {}", o.release_id),
+                ),
+                None | Some("sw-deploy pre-check") => {
+                    ("create VIM sw-deploy strategy", "site strategy created".into())
+                }
+                Some("create VIM sw-deploy strategy") => {
+                    self.deploy_began = Some(now);
+                    ("apply VIM sw-deploy strategy", "applying".into())
+                }
+                Some("apply VIM sw-deploy strategy") if fail => {
+                    ("failed", "simulated deploy failure".into())
+                }
+                Some("apply VIM sw-deploy strategy") => {
+                    let began = self.deploy_began.unwrap_or(now);
+                    if now - began >= deploy_time.as_micros() as i64 {
+                        ("activated", format!("release {} activated", o.release_id))
+                    } else {
+                        ("apply VIM sw-deploy strategy", "applying".into())
+                    }
+                }
+                Some(p) => (p, String::new()),
+            },
+            "complete" => ("complete", format!("release {} deployed", o.release_id)),
+            "rollback" => ("rolled-back", "rolled back".into()),
+            other => ("failed", format!("unknown order action {other:?}")),
+        };
+        self.order.answer(o, phase, details)
     }
 }
 
@@ -420,6 +512,8 @@ struct Sub {
     wake: Notify,
     killed: AtomicBool,
     partitioned: AtomicBool,
+    /// The next deploy fails.
+    fail_deploy: AtomicBool,
 }
 
 impl Sub {
@@ -430,6 +524,7 @@ impl Sub {
             wake: Notify::new(),
             killed: AtomicBool::new(false),
             partitioned: AtomicBool::new(false),
+            fail_deploy: AtomicBool::new(false),
         }
     }
 
@@ -509,6 +604,7 @@ async fn sync_once(
     let now = unix_micros();
     let mut again_soon = false;
     let interval_secs = reply.interval_secs;
+    let order = reply.order.clone();
     let (mut pushes, missing) = {
         let mut st = sub.lock();
         let taken = take_reply(&mut st.link, sent_snapshot, reply);
@@ -521,23 +617,34 @@ async fn sync_once(
             }
         }
         bump(&c.pushes_stale, taken.stale.len() as u64);
-        let missing: Vec<DesiredApp> = taken
-            .pushes
-            .iter()
-            .filter_map(|p| match &p.config {
-                EndpointConfig::Apps(a) => Some(a.apps.iter()),
-                _ => None,
-            })
-            .flatten()
-            .filter(|a| !st.fetched.contains(&a.digest))
-            .cloned()
-            .collect();
+        let mut missing: Vec<Wanted> = Vec::new();
+        for p in &taken.pushes {
+            match &p.config {
+                EndpointConfig::Apps(a) => missing.extend(a.apps.iter().map(|a| Wanted {
+                    what: a.name.clone(),
+                    digest: a.digest.clone(),
+                    size: a.size,
+                    endpoint: Endpoint::Apps,
+                })),
+                EndpointConfig::Software(c) => {
+                    missing.extend(c.releases.iter().map(|r| Wanted {
+                        what: r.release_id.clone(),
+                        digest: r.digest.clone(),
+                        size: r.size,
+                        endpoint: Endpoint::Software,
+                    }))
+                }
+                _ => {}
+            }
+        }
+        missing.retain(|w| !st.fetched.contains(&w.digest));
         (taken.pushes, missing)
     };
     // The packages come over the real link with the real subcloud's fetch
     // (resumed, checked); only then is the push acknowledged.
-    if !missing.is_empty() && !fetch_packages(sub, http, url, &missing, c).await {
-        pushes.retain(|p| p.config.endpoint() != Endpoint::Apps);
+    if !missing.is_empty() {
+        let failed = fetch_packages(sub, http, url, &missing, c).await;
+        pushes.retain(|p| !failed.contains(&p.config.endpoint()));
     }
     let mut st = sub.lock();
     for p in pushes {
@@ -552,27 +659,47 @@ async fn sync_once(
         bump(&c.pushes_applied, 1);
         again_soon = true;
     }
+    if let Some(o) = order {
+        let fail = o.action == "deploy" && sub.fail_deploy.load(Ordering::Relaxed);
+        if st.take_order(&o, unix_micros(), c.deploy_time, fail) {
+            if st.order.report.as_ref().is_some_and(|r| r.phase == "failed") {
+                sub.fail_deploy.store(false, Ordering::Relaxed);
+            }
+            bump(&c.orders_answered, 1);
+            st.link.report_soon();
+            again_soon = true;
+        }
+    }
     let interval = Duration::from_secs(interval_secs.clamp(1, 60));
     (Some(interval), again_soon)
 }
 
-/// Fetches application packages into a scratch directory with
-/// [`roost_pki::fetch_content`], then drops the bytes (the digest is
-/// remembered: each is fetched once). False if one failed.
+/// A file a push names: an application package or a release file.
+struct Wanted {
+    what: String,
+    digest: String,
+    size: u64,
+    endpoint: Endpoint,
+}
+
+/// Fetches application packages and release files into a scratch
+/// directory with [`roost_pki::fetch_content`], then drops the bytes (the
+/// digest is remembered: each is fetched once). Answers the endpoints of
+/// the files that failed.
 async fn fetch_packages(
     sub: &Sub,
     http: &reqwest::Client,
     sync_url: &str,
-    apps: &[DesiredApp],
+    apps: &[Wanted],
     c: &Counters,
-) -> bool {
+) -> Vec<Endpoint> {
     let base = sync_url.trim_end_matches("/dc/v1/sync");
     let dir = std::env::temp_dir().join(format!(
         "roost-sim-packages-{}/{}",
         std::process::id(),
         sub.name
     ));
-    let mut ok = true;
+    let mut failed = Vec::new();
     for a in apps {
         let url = format!("{base}{}{}", roost_api::dcsync::PACKAGES_PATH, a.digest);
         match roost_pki::fetch_content(http, &url, &dir, &a.digest, a.size).await {
@@ -584,13 +711,13 @@ async fn fetch_packages(
             }
             Err(e) => {
                 bump(&c.package_failures, 1);
-                tracing::debug!(subcloud = %sub.name, app = %a.name, error = %e, "cannot fetch a package");
-                ok = false;
+                tracing::debug!(subcloud = %sub.name, file = %a.what, error = %e, "cannot fetch a package");
+                failed.push(a.endpoint);
             }
         }
     }
     let _ = std::fs::remove_dir(&dir);
-    ok
+    failed
 }
 
 /// A subcloud's sync loop: runs until its task is aborted.
@@ -898,7 +1025,7 @@ impl SubcloudFleet {
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("roost-sim-subclouds/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let counters = Arc::new(Counters::new());
+        let counters = Arc::new(Counters::new(cfg.deploy_time));
         let enroller = Arc::new(Enroller {
             cfg: cfg.clone(),
             api,
@@ -996,6 +1123,17 @@ impl SubcloudFleet {
 
     /// Kills a subcloud: its loop ends and its connection closes; it never
     /// syncs again. False if there is no such subcloud.
+    /// Makes the next deploy of subcloud `name` fail.
+    pub fn fail_deploy(&self, name: &str) -> Result<()> {
+        let sub = self
+            .subs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::Invalid(format!("no subcloud {name}")))?;
+        sub.fail_deploy.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn kill(&self, name: &str) -> bool {
         let Some(&i) = self.by_name.get(name) else {
             return false;
@@ -1136,6 +1274,7 @@ impl SubcloudFleet {
             packages_fetched: get(&c.packages_fetched),
             package_bytes: get(&c.package_bytes),
             package_failures: get(&c.package_failures),
+            orders_answered: get(&c.orders_answered),
             rtt_samples,
             rtt,
         }
@@ -1275,6 +1414,14 @@ impl SubcloudFleet {
                 }
                 Ok(out.join(" "))
             }
+            "fail-deploy" => {
+                want(1)?;
+                let names = self.names_arg(args[0])?;
+                for name in &names {
+                    self.fail_deploy(name)?;
+                }
+                Ok(format!("failing={}", names.len()))
+            }
             "stats" => Ok(stats_line(&self.stats())),
             "rtt-reset" => {
                 self.reset_rtt();
@@ -1335,7 +1482,7 @@ pub fn stats_line(s: &SubcloudFleetStats) -> String {
         "subclouds={} online={} killed={} partitioned={} syncs_ok={} syncs_refused={} \
          syncs_failed={} pushes_applied={} pushes_stale={} snapshots_sent={} changes_sent={} \
          snapshots_asked={} alarm_changes={} packages_fetched={} package_bytes={} \
-         package_failures={} rtt_samples={} {rtt}",
+         package_failures={} orders_answered={} rtt_samples={} {rtt}",
         s.subclouds,
         s.online,
         s.killed,
@@ -1352,6 +1499,7 @@ pub fn stats_line(s: &SubcloudFleetStats) -> String {
         s.packages_fetched,
         s.package_bytes,
         s.package_failures,
+        s.orders_answered,
         s.rtt_samples,
     )
 }
@@ -1387,6 +1535,7 @@ pub async fn run_subclouds(args: SubcloudsArgs) -> Result<()> {
         alarm_churn: args.alarm_churn,
         interval: args.interval_secs.map(Duration::from_secs),
         concurrency: args.concurrency as usize,
+        deploy_time: Duration::from_millis(args.deploy_ms),
         ..SubcloudsConfig::new(
             &args.system_controller,
             &args.token,

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use roost_api::dcsync::{DeployOrder, DeployOrderReport, SoftwareConfig, SyncedRelease};
+use roost_api::dcsync::{DeployOrder, DeployOrderReport, OrderSlot, SoftwareConfig, SyncedRelease};
 use roost_api::software::StrategyRequest;
 use roost_release::ReleaseState;
 use roost_release::rollout::Phase;
@@ -43,13 +43,6 @@ use crate::software::SoftwareService;
 const SETTING_DESIRED: &str = "dc.software.desired";
 /// The last report of a deploy order, with its action (JSON).
 const SETTING_ORDER: &str = "dc.software.order";
-
-/// A report and the order action it answers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Kept {
-    action: String,
-    report: DeployOrderReport,
-}
 
 /// This subcloud's side of the `software` endpoint and of deploy orders.
 #[derive(Clone)]
@@ -71,15 +64,6 @@ fn read<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Option<T> {
         .ok()
         .flatten()
         .and_then(|v| serde_json::from_str(&v).ok())
-}
-
-/// Whether `phase` ends an order of `action`.
-fn is_final(action: &str, phase: &str) -> bool {
-    let p = Phase::parse(phase);
-    match action {
-        "deploy" | "complete" => matches!(p, Some(Phase::Complete | Phase::Failed)),
-        _ => matches!(p, Some(Phase::RolledBack | Phase::RollbackFailed)),
-    }
 }
 
 impl FleetSoftware {
@@ -194,19 +178,16 @@ impl FleetSoftware {
 
     /// The report for the next sync request.
     pub fn report(&self, store: &Store) -> Option<DeployOrderReport> {
-        read::<Kept>(store, SETTING_ORDER).map(|k| k.report)
+        read::<OrderSlot>(store, SETTING_ORDER).and_then(|k| k.report)
     }
 
-    /// Takes one step of `order` (none: nothing to do) and keeps the report.
-    pub async fn take_order(&self, store: &Store, order: Option<&DeployOrder>) {
-        let Some(o) = order else { return };
-        let kept: Option<Kept> = read(store, SETTING_ORDER);
-        if let Some(k) = &kept
-            && k.report.order == o.id
-            && k.action == o.action
-            && is_final(&k.action, &k.report.phase)
-        {
-            return;
+    /// Takes one step of `order` (none: nothing to do) and keeps the
+    /// report; true when the report changed (to be sent soon).
+    pub async fn take_order(&self, store: &Store, order: Option<&DeployOrder>) -> bool {
+        let Some(o) = order else { return false };
+        let mut slot: OrderSlot = read(store, SETTING_ORDER).unwrap_or_default();
+        if !slot.needs_step(o) {
+            return false;
         }
         let (phase, details) = match o.action.as_str() {
             "deploy" => self.deploy_step(o).await,
@@ -214,24 +195,16 @@ impl FleetSoftware {
             "rollback" => self.rollback_step().await,
             other => (Phase::Failed, format!("unknown order action {other:?}")),
         };
-        let next = Kept {
-            action: o.action.clone(),
-            report: DeployOrderReport {
-                order: o.id,
-                phase: phase.as_str().to_string(),
-                details,
-            },
-        };
-        if kept.as_ref() != Some(&next) {
+        if slot.answer(o, phase.as_str(), details.clone()) {
             tracing::info!(
                 order = o.id,
                 action = %o.action,
                 release = %o.release_id,
                 phase = phase.as_str(),
-                details = %next.report.details,
+                %details,
                 "deploy order"
             );
-            match serde_json::to_string(&next) {
+            match serde_json::to_string(&slot) {
                 Ok(text) => {
                     if let Err(e) = store.set_settings(&[(SETTING_ORDER.into(), text)]) {
                         tracing::warn!(error = %e, "cannot keep the deploy order's report");
@@ -239,7 +212,9 @@ impl FleetSoftware {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot encode the deploy order's report"),
             }
+            return true;
         }
+        false
     }
 
     /// The deploy in progress here: (to release, state).
