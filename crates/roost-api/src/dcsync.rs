@@ -679,7 +679,10 @@ mod tests {
         let deploy = order(7, "deploy");
         assert!(slot.needs_step(&deploy));
         assert!(slot.answer(&deploy, "activated", String::new()));
-        assert!(!slot.answer(&deploy, "activated", String::new()), "no change");
+        assert!(
+            !slot.answer(&deploy, "activated", String::new()),
+            "no change"
+        );
         assert!(slot.needs_step(&deploy), "activated is not final");
         slot.answer(&deploy, "failed", "boom".into());
         assert!(!slot.needs_step(&deploy));

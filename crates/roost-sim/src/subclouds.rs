@@ -78,7 +78,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use roost_api::dcsync::{
-    DeployOrder, EndpointConfig, EnrollRequest, OrderSlot, EnrollResponse, SyncReply, SyncRequest,
+    DeployOrder, EndpointConfig, EnrollRequest, EnrollResponse, OrderSlot, SyncReply, SyncRequest,
     empty_digest, parse_enroll_token, push_applied, sync_request, take_reply,
 };
 use roost_dc::{
@@ -451,7 +451,10 @@ impl SubState {
     /// The release `id` as the `software` endpoint names it, if it was
     /// fetched here.
     fn has_release(&self, id: &str) -> bool {
-        match self.local[Endpoint::Software.index()].as_ref().map(|l| &l.config) {
+        match self.local[Endpoint::Software.index()]
+            .as_ref()
+            .map(|l| &l.config)
+        {
             Some(EndpointConfig::Software(c)) => c
                 .releases
                 .iter()
@@ -478,9 +481,10 @@ impl SubState {
                     "sw-deploy pre-check",
                     format!("waiting for release {}", o.release_id),
                 ),
-                None | Some("sw-deploy pre-check") => {
-                    ("create VIM sw-deploy strategy", "site strategy created".into())
-                }
+                None | Some("sw-deploy pre-check") => (
+                    "create VIM sw-deploy strategy",
+                    "site strategy created".into(),
+                ),
                 Some("create VIM sw-deploy strategy") => {
                     self.deploy_began = Some(now);
                     ("apply VIM sw-deploy strategy", "applying".into())
@@ -626,14 +630,12 @@ async fn sync_once(
                     size: a.size,
                     endpoint: Endpoint::Apps,
                 })),
-                EndpointConfig::Software(c) => {
-                    missing.extend(c.releases.iter().map(|r| Wanted {
-                        what: r.release_id.clone(),
-                        digest: r.digest.clone(),
-                        size: r.size,
-                        endpoint: Endpoint::Software,
-                    }))
-                }
+                EndpointConfig::Software(c) => missing.extend(c.releases.iter().map(|r| Wanted {
+                    what: r.release_id.clone(),
+                    digest: r.digest.clone(),
+                    size: r.size,
+                    endpoint: Endpoint::Software,
+                })),
                 _ => {}
             }
         }
@@ -662,7 +664,12 @@ async fn sync_once(
     if let Some(o) = order {
         let fail = o.action == "deploy" && sub.fail_deploy.load(Ordering::Relaxed);
         if st.take_order(&o, unix_micros(), c.deploy_time, fail) {
-            if st.order.report.as_ref().is_some_and(|r| r.phase == "failed") {
+            if st
+                .order
+                .report
+                .as_ref()
+                .is_some_and(|r| r.phase == "failed")
+            {
                 sub.fail_deploy.store(false, Ordering::Relaxed);
             }
             bump(&c.orders_answered, 1);

@@ -1,6 +1,8 @@
 //! `roost sim subclouds` end to end: a real system controller, 20 simulated
 //! subclouds in one process speaking the real enrollment and sync protocol,
-//! driven through the simulator's stdin control channel, then killed.
+//! driven through the simulator's stdin control channel, then killed; and a
+//! fleet rollout to simulated subclouds: a canary, then waves no wider
+//! than asked, stopped by a failure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -18,10 +20,17 @@ fn bin() -> &'static Path {
 }
 
 fn system_controller(dir: &Path) -> Server {
+    system_controller_with(dir, "")
+}
+
+/// A system controller whose configuration ends with `extra`.
+fn system_controller_with(dir: &Path, extra: &str) -> Server {
     let config = dir.join("dc.toml");
     std::fs::write(
         &config,
-        "[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\n",
+        format!(
+            "[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\n{extra}"
+        ),
     )
     .unwrap();
     Server::start_with(
@@ -47,9 +56,15 @@ struct Sim {
 
 impl Sim {
     fn start(sc: &Server, token: &str) -> Sim {
+        Sim::start_with(sc, token, COUNT, &[])
+    }
+
+    /// `count` simulated subclouds, with more arguments.
+    fn start_with(sc: &Server, token: &str, count: usize, args: &[&str]) -> Sim {
         let mut child = Command::new(bin())
             .args(["sim", "subclouds", "--system-controller", &sc.url])
-            .args(["--count", &COUNT.to_string(), "--manage"])
+            .args(["--count", &count.to_string(), "--manage"])
+            .args(args)
             .env("ROOST_TOKEN", token)
             .env_remove("ROOST_URL")
             .stdin(Stdio::piped())
@@ -180,4 +195,132 @@ fn simulated_subclouds_enroll_sync_raise_alarms_and_go_offline_when_killed() {
             .iter()
             .all(|r| r["cloud_status"] == "disabled")
     );
+}
+
+#[test]
+fn a_rollout_to_simulated_subclouds_goes_canary_then_waves_and_stops_at_a_failure() {
+    const N: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release.key");
+    let public = roost_test_support::release::release_cli(
+        bin(),
+        &["keygen", "--out", &key.display().to_string()],
+    )
+    .unwrap();
+    let sc = system_controller_with(
+        dir.path(),
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
+    );
+    let api = sc.api();
+    let mut sim = Sim::start_with(&sc, &api.token, N, &["--deploy-ms", "300"]);
+    let ready = sim.line(120);
+    assert!(ready.starts_with("roost sim subclouds ready"), "{ready}");
+    let payload = vec![7u8; 256 * 1024];
+    let files: [(&str, &[u8]); 1] = [("data/blob", &payload)];
+    let release = roost_test_support::release::build_release(
+        bin(),
+        dir.path(),
+        &key,
+        &roost_test_support::release::ReleaseSpec {
+            id: "roost-2.0.0",
+            requires: &[],
+            files: &files,
+            reboot_required: false,
+            health_check: None,
+        },
+    )
+    .unwrap();
+    let size = std::fs::metadata(&release).unwrap().len();
+    let (status, v) =
+        roost_test_support::release::upload_release(&sc.url, &sc.token(), &[release.as_path()]);
+    assert_eq!((status, v["error"].as_str()), (200, Some("")), "{v}");
+    // Every subcloud fetches the release file once, whole.
+    let fetched = wait_for(120, || {
+        let stats = sim.command("stats");
+        stats
+            .contains(&format!("package_bytes={}", size * N as u64))
+            .then_some(stats)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the release did not reach every subcloud: {}",
+            sim.command("stats")
+        )
+    });
+    assert!(
+        fetched.contains(&format!("packages_fetched={N}")),
+        "{fetched}"
+    );
+
+    // sim-00007 fails its deploy: with stop-on-failure, nothing starts after it.
+    sim.command("fail-deploy sim-00007");
+    let r = api.post(
+        "/v1.0/sw-update-strategy/",
+        &serde_json::json!({"type": "sw-deploy", "release_id": "roost-2.0.0",
+            "subcloud-apply-type": "parallel", "max-parallel-subclouds": 3,
+            "stop-on-failure": "true", "canary": 2}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["stages"][0]["subclouds"], 2);
+    assert_eq!(r.body["stages"][1]["subclouds"], N - 2);
+    let r = api.post(
+        "/v1.0/sw-update-strategy/actions?type=sw-deploy",
+        &serde_json::json!({"action": "apply"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut widest = 0;
+    let mut canary_first = true;
+    let end = wait_for(240, || {
+        let steps = api.get("/v1.0/sw-update-strategy/steps").body;
+        let steps = steps["strategy-steps"].as_array().unwrap().clone();
+        let running = |s: &&Value| {
+            !matches!(
+                s["state"].as_str().unwrap(),
+                "initial" | "complete" | "failed" | "aborted" | "deferred"
+            )
+        };
+        let in_flight = steps.iter().filter(running).count();
+        widest = widest.max(in_flight);
+        // No step of the second stage runs before the canaries are done.
+        if steps
+            .iter()
+            .any(|s| s["stage"] == 2 && s["state"] != "initial")
+            && steps
+                .iter()
+                .any(|s| s["stage"] == 1 && s["state"] != "complete")
+        {
+            canary_first = false;
+        }
+        let st = api.get("/v1.0/sw-update-strategy?type=sw-deploy").body;
+        matches!(st["state"].as_str(), Some("failed" | "complete")).then_some((st, steps))
+    });
+    let (st, steps) = end.expect("the strategy ends");
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(
+        canary_first,
+        "the second stage started before the canary ended"
+    );
+    assert!(widest <= 3, "{widest} subclouds at once, at most 3 asked");
+    let state = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["cloud"] == name)
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("sim-00001"), "complete");
+    assert_eq!(state("sim-00002"), "complete");
+    assert_eq!(state("sim-00007"), "failed");
+    let failed = steps.iter().find(|s| s["cloud"] == "sim-00007").unwrap();
+    assert!(
+        failed["details"]
+            .as_str()
+            .unwrap()
+            .contains("simulated deploy failure"),
+        "{failed}"
+    );
+    // Those after the failed one's wave never started.
+    assert_eq!(state(&format!("sim-{N:05}")), "initial");
+    let started = steps.iter().filter(|s| s["state"] != "initial").count();
+    assert!(started < N, "{started} started");
 }
