@@ -28,6 +28,7 @@
 //! `ROOST_BENCH_DC_PARTITION_SECS` overrides the partition's length.
 
 pub mod apps;
+pub mod rollout;
 mod sim;
 
 use std::collections::{HashMap, HashSet};

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|login|tls] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|deploy] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS]
 //! ```
 //!
@@ -34,6 +34,10 @@
 //! * `dc-apps`: one application to 1,000 simulated subclouds (`--sizes N`):
 //!   time until all applied, bytes per subcloud, system controller CPU (not
 //!   part of `all`; about 2 minutes; see `dc/apps.rs`).
+//! * `dc-rollout`: one release to 5,000 simulated subclouds (`--sizes N`),
+//!   a canary of 10 then waves of 50, 200 and 1,000: time to finish,
+//!   system controller CPU and RSS, release bytes per subcloud (not part of
+//!   `all`; about 10 minutes, 1 with `--quick`; see `dc/rollout.rs`).
 //!
 //! * `tls`: the API over HTTPS (`[http] tls = "on"`) against plain HTTP:
 //!   the cost of a new connection (TCP + TLS handshake + `GET /healthz`),
@@ -119,6 +123,8 @@ enum Which {
     Apps,
     /// One application to N simulated subclouds
     DcApps,
+    /// One release rolled out to N simulated subclouds (canary, then waves)
+    DcRollout,
     /// Login cost, and a reader's latency under a flood of wrong passwords
     Login,
     /// TLS on the API: handshake cost per new connection, set/clear over HTTPS vs HTTP
@@ -475,6 +481,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::DcApps {
         return dc::apps::run(&plan, sizes);
+    }
+    if which == Which::DcRollout {
+        return dc::rollout::run(&plan, sizes);
     }
     if which == Which::Login {
         return login::run(&plan, &rt);

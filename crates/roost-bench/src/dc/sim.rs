@@ -35,6 +35,19 @@ impl SimSubclouds {
         prefix: &str,
         timeout: Duration,
     ) -> anyhow::Result<SimSubclouds> {
+        SimSubclouds::start_with(bin, api_url, token, count, prefix, timeout, &[])
+    }
+
+    /// [`SimSubclouds::start`] with more arguments to `roost sim subclouds`.
+    pub fn start_with(
+        bin: &Path,
+        api_url: &str,
+        token: &str,
+        count: usize,
+        prefix: &str,
+        timeout: Duration,
+        extra: &[&str],
+    ) -> anyhow::Result<SimSubclouds> {
         let mut child = Command::new(bin)
             .args(["sim", "subclouds", "--system-controller", api_url])
             .args([
@@ -45,6 +58,7 @@ impl SimSubclouds {
                 "--manage",
             ])
             .args(["--ready-timeout-secs", &timeout.as_secs().to_string()])
+            .args(extra)
             .env("ROOST_TOKEN", token)
             .env_remove("ROOST_URL")
             .stdin(Stdio::piped())
@@ -240,6 +254,13 @@ impl Api {
         self.send(
             self.http.post(format!("{}{path}", self.url)).json(body),
             &format!("POST {path}"),
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(
+            self.http.delete(format!("{}{path}", self.url)),
+            &format!("DELETE {path}"),
         )
     }
 
