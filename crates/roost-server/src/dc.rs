@@ -757,6 +757,8 @@ impl DcService {
             st.fleet.forget(&name);
             st.records.remove(&name);
             st.audit_heads.remove(&name);
+            st.orders.remove(&name);
+            st.order_reports.remove(&name);
         }
         drop(_writes);
         let _ = self
