@@ -529,7 +529,11 @@ impl Rollout {
     /// The order subcloud `name` should run now, or None (its step is not
     /// started, deferred or ended, or it is not in the strategy).
     pub fn order_for(&self, name: &str) -> Option<Order> {
-        let step = self.step(name)?;
+        self.order_of(self.step(name)?)
+    }
+
+    /// The order the subcloud of `step` should run now, if any.
+    pub fn order_of(&self, step: &Step) -> Option<Order> {
         let action = match step.state {
             StepState::PreCheck
             | StepState::CreateStrategy

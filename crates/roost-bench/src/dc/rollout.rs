@@ -149,7 +149,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
                     "subcloud-apply-type": "parallel", "max-parallel-subclouds": width,
                     "stop-on-failure": "false", "canary": CANARY}),
         )?;
-        let rss_before = procfs::status_mib(sc_pid, "VmRSS:").unwrap_or(0.0);
+        let rss_before = procfs::status_mib(sc_pid, "VmRSS").unwrap_or(0.0);
         let mut rss_peak = rss_before;
         let cpu0 = cpu_secs(sc_pid);
         let t = Instant::now();
@@ -159,7 +159,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
         )?;
         let state = loop {
             std::thread::sleep(Duration::from_millis(500));
-            rss_peak = rss_peak.max(procfs::status_mib(sc_pid, "VmRSS:").unwrap_or(0.0));
+            rss_peak = rss_peak.max(procfs::status_mib(sc_pid, "VmRSS").unwrap_or(0.0));
             let s = api.get("/v1.0/sw-update-strategy?type=sw-deploy")?.body;
             let state = s["state"].as_str().unwrap_or_default().to_string();
             if matches!(state.as_str(), "complete" | "failed" | "aborted") {

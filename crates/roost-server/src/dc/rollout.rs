@@ -897,7 +897,7 @@ impl RolloutService {
             .steps
             .iter()
             .filter_map(|step| {
-                let o = s.rollout.order_for(&step.cloud)?;
+                let o = s.rollout.order_of(step)?;
                 let opts = self.options_for(&step.cloud);
                 Some((
                     step.cloud.clone(),
