@@ -78,6 +78,13 @@ fn wait_release(s: &Server, id: &str, want: &str) {
     });
 }
 
+/// A dcmanager refusal: the status, and the detail in the HTML page.
+fn refused(r: &roost_test_support::Reply, status: u16, says: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    let page = r.body.as_str().unwrap_or_default();
+    assert!(page.contains(says), "{page:?} should say {says:?}");
+}
+
 fn strategy(api: &Api) -> Value {
     api.get("/v1.0/sw-update-strategy?type=sw-deploy").body
 }
@@ -247,15 +254,73 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 
-    // No strategy yet: StarlingX's 404.
-    let r = api.get("/v1.0/sw-update-strategy?type=sw-deploy");
-    assert_eq!(r.status, 404);
-    // A release the system controller does not have is refused.
-    let r = api.post(
-        "/v1.0/sw-update-strategy/",
-        &json!({"release_id": "roost-9.9.9", "type": "sw-deploy", "snapshot": false, "rollback": false, "delete": false, "cleanup": false, "with_prestage": false, "kube_upgrade": null}),
+    // No strategy yet: StarlingX's 404s, as webob pages the client parses.
+    refused(&api.get("/v1.0/sw-update-strategy?type=sw-deploy"), 404, "Strategy of type 'sw-deploy' not found");
+    refused(&api.get("/v1.0/sw-update-strategy"), 404, "Strategy not found");
+    refused(&api.get("/v1.0/sw-update-strategy/steps/edge-1"), 404, "Strategy step not found");
+    assert_eq!(
+        api.get("/v1.0/sw-update-strategy/steps").body,
+        json!({"strategy-steps": []})
     );
-    assert_eq!(r.status, 400, "{:?}", r.body);
+    // strategy-config: a subcloud without its own options, an unknown one.
+    refused(
+        &api.get("/v1.0/sw-update-options/edge-2"),
+        404,
+        "No options found for Subcloud with id",
+    );
+    refused(&api.get("/v1.0/sw-update-options/nowhere"), 404, "Subcloud not found");
+    refused(&api.delete("/v1.0/sw-update-options/edge-2"), 404, "Subcloud patch options not found");
+    let own = api.post(
+        "/v1.0/sw-update-options/edge-2",
+        &json!({"storage-apply-type": "serial", "worker-apply-type": "parallel", "max-parallel-workers": "3", "alarm-restriction-type": "strict", "default-instance-action": "migrate"}),
+    );
+    assert_eq!(own.status, 200, "{:?}", own.body);
+    assert_eq!(own.body["name"], "edge-2");
+    assert_eq!(own.body["max-parallel-workers"], 3);
+    let list = api.get("/v1.0/sw-update-options").body;
+    let names: Vec<&str> = list["sw-update-options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["all clouds default", "edge-2"]);
+    for o in list["sw-update-options"].as_array().unwrap() {
+        for k in ["name", "storage-apply-type", "worker-apply-type", "max-parallel-workers", "alarm-restriction-type", "default-instance-action", "created-at", "updated-at"] {
+            assert!(o.get(k).is_some(), "{k} missing in {o}");
+        }
+    }
+    assert_eq!(api.delete("/v1.0/sw-update-options/edge-2").status, 200);
+    // Bad creates: each refused whole with dcmanager's words.
+    let create = |body: Value| api.post("/v1.0/sw-update-strategy/", &body);
+    refused(&create(json!({"release_id": "roost-1.1.0"})), 400, "type required");
+    refused(&create(json!({"type": "nope", "release_id": "x"})), 400, "type invalid");
+    refused(
+        &create(json!({"type": "sw-deploy", "snapshot": false})),
+        400,
+        "Release ID is required for strategy type: sw-deploy.",
+    );
+    refused(
+        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9"})),
+        400,
+        "Release ID: roost-9.9.9 not found or not deployed in the SystemController",
+    );
+    refused(
+        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "stop-on-failure": "yes"})),
+        400,
+        "stop-on-failure",
+    );
+    refused(
+        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "sysadmin_password": "cHc="})),
+        400,
+        "sysadmin_password",
+    );
+    refused(
+        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "with_prestage": "maybe"})),
+        400,
+        "with_prestage",
+    );
+    assert_eq!(api.get("/v1.0/sw-update-strategy").status, 404, "nothing was created");
 
     // The release reaches every subcloud through the sync.
     let a = build(tmp.path(), &key, "roost-1.1.0", &[]);
@@ -313,7 +378,8 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         "/v1.0/sw-update-strategy/",
         &json!({"release_id": "roost-1.1.0", "type": "sw-deploy"}),
     );
-    assert_eq!(again.status, 422, "{:?}", again.body);
+    refused(&again, 422, "Strategy of type: 'sw-deploy' already exists");
+    // Delete is refused while it applies, below.
     let steps = api.get("/v1.0/sw-update-strategy/steps").body;
     let steps = steps["strategy-steps"].as_array().unwrap();
     assert_eq!(steps.len(), 3);
@@ -336,6 +402,11 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     assert_eq!(status, 422, "{body}");
     let (code, out, err) = roost(&["strategy", "apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    refused(
+        &api.delete("/v1.0/sw-update-strategy?type=sw-deploy"),
+        422,
+        "Unable to delete strategy of type 'sw-deploy': Bad strategy request: Strategy in state applying cannot be deleted",
+    );
     // --watch follows it until it waits for the approval.
     let (code, out, err) = roost(&["strategy", "show", "--watch"]);
     assert_eq!(code, Some(0), "{out}{err}");

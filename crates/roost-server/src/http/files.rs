@@ -1,6 +1,8 @@
 //! Files served whole or from a byte offset (`Range: bytes=N-`, so that an
 //! interrupted fetch resumes), read from disk as the client takes them:
-//! never held whole in memory.
+//! never held whole in memory. At most [`MAX_TRANSFERS`] files are sent at
+//! once (the others wait their turn), so a fleet fetching a release at the
+//! same moment costs a bounded amount of memory whatever its size.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -11,6 +13,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
+/// Files sent at once, over every listener.
+pub const MAX_TRANSFERS: usize = 64;
+/// How long a request waits for its turn.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bytes read from disk at a time for one transfer.
+const CHUNK: usize = 64 * 1024;
+
+static TRANSFERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TRANSFERS);
+
 /// The file at `path` from the offset the `Range` header asks for, with
 /// the number of bytes the answer carries. `Err(None)`: there is no such
 /// file (the caller words the 404).
@@ -20,6 +31,19 @@ pub async fn file_response(
     content_type: &'static str,
 ) -> Result<(Response, u64), Option<ApiError>> {
     use tokio::io::AsyncSeekExt;
+    // A turn, or a 503 that tells the client to come back (fetches resume).
+    let turn = match tokio::time::timeout(TURN_WAIT, TRANSFERS.acquire()).await {
+        Ok(Ok(t)) => t,
+        _ => {
+            return Err(Some(ApiError {
+                retry_after_ms: Some(5000),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{MAX_TRANSFERS} files are being sent; try again shortly"),
+                )
+            }));
+        }
+    };
     let mut file = tokio::fs::File::open(path).await.map_err(|_| None)?;
     let len = file.metadata().await.map_err(|_| None)?.len();
     let start = headers
@@ -44,7 +68,12 @@ pub async fn file_response(
         StatusCode::OK
     };
     let left = len - start;
-    let mut resp = (status, Body::new(FileBody { file, left })).into_response();
+    let body = FileBody {
+        file,
+        left,
+        _turn: turn,
+    };
+    let mut resp = (status, Body::new(body)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -58,10 +87,12 @@ pub async fn file_response(
     Ok((resp, left))
 }
 
-/// A file as a response body, read in chunks as the client takes them.
+/// A file as a response body, read in chunks as the client takes them;
+/// it holds its turn among the transfers until it is dropped.
 struct FileBody {
     file: tokio::fs::File,
     left: u64,
+    _turn: tokio::sync::SemaphorePermit<'static>,
 }
 
 impl http_body::Body for FileBody {
@@ -77,7 +108,7 @@ impl http_body::Body for FileBody {
         if self.left == 0 {
             return Poll::Ready(None);
         }
-        let want = self.left.min(256 * 1024) as usize;
+        let want = self.left.min(CHUNK as u64) as usize;
         let mut buf = vec![0u8; want];
         let mut rb = tokio::io::ReadBuf::new(&mut buf);
         match Pin::new(&mut self.file).poll_read(cx, &mut rb) {

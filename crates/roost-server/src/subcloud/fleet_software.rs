@@ -50,8 +50,10 @@ pub struct FleetSoftware {
     software: SoftwareService,
     /// Fetched release files, by digest.
     dir: PathBuf,
-    /// Why a release could not be fetched or uploaded, by id.
-    failures: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Why a release could not be fetched or uploaded, by id, and whether
+    /// that is for good (it was refused here) or worth another try (the
+    /// fetch failed).
+    failures: Arc<Mutex<BTreeMap<String, (String, bool)>>>,
     /// Releases being fetched and uploaded, by id.
     bringing: Arc<Mutex<BTreeSet<String>>>,
     /// Told when bringing a release ends (either way).
@@ -83,7 +85,7 @@ impl FleetSoftware {
         self.brought.notified().await
     }
 
-    fn failure(&self, id: &str) -> Option<String> {
+    fn failure(&self, id: &str) -> Option<(String, bool)> {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -151,9 +153,9 @@ impl FleetSoftware {
                     let path = f.path.clone();
                     let up = me.software.upload(f.path).await;
                     let _ = std::fs::remove_file(&path);
-                    up.map(|_| ())
+                    up.map(|_| ()).map_err(|e| (e, true))
                 }
-                Err(e) => Err(e),
+                Err(e) => Err((e, false)),
             };
             {
                 let mut failures = me.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,9 +164,9 @@ impl FleetSoftware {
                         failures.remove(&r.release_id);
                         tracing::info!(release = %r.release_id, "release brought from the system controller");
                     }
-                    Err(e) => {
+                    Err((e, refused)) => {
                         tracing::warn!(release = %r.release_id, error = %e, "cannot bring a release from the system controller");
-                        failures.insert(r.release_id.clone(), e.to_string());
+                        failures.insert(r.release_id.clone(), (e.to_string(), refused));
                     }
                 }
             }
@@ -240,9 +242,13 @@ impl FleetSoftware {
         let id = &o.release_id;
         let Some(rel) = self.software.get(id) else {
             return match self.failure(id) {
-                Some(why) => (
+                Some((why, true)) => (
                     Phase::Failed,
-                    format!("release {id} cannot be brought here: {why}"),
+                    format!("release {id} is refused here: {why}"),
+                ),
+                Some((why, false)) => (
+                    Phase::PreCheck,
+                    format!("waiting for release {id} from the system controller (the last fetch failed: {why})"),
                 ),
                 None => (
                     Phase::PreCheck,
