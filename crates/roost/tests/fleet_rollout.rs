@@ -255,9 +255,21 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     }
 
     // No strategy yet: StarlingX's 404s, as webob pages the client parses.
-    refused(&api.get("/v1.0/sw-update-strategy?type=sw-deploy"), 404, "Strategy of type 'sw-deploy' not found");
-    refused(&api.get("/v1.0/sw-update-strategy"), 404, "Strategy not found");
-    refused(&api.get("/v1.0/sw-update-strategy/steps/edge-1"), 404, "Strategy step not found");
+    refused(
+        &api.get("/v1.0/sw-update-strategy?type=sw-deploy"),
+        404,
+        "Strategy of type 'sw-deploy' not found",
+    );
+    refused(
+        &api.get("/v1.0/sw-update-strategy"),
+        404,
+        "Strategy not found",
+    );
+    refused(
+        &api.get("/v1.0/sw-update-strategy/steps/edge-1"),
+        404,
+        "Strategy step not found",
+    );
     assert_eq!(
         api.get("/v1.0/sw-update-strategy/steps").body,
         json!({"strategy-steps": []})
@@ -268,8 +280,16 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         404,
         "No options found for Subcloud with id",
     );
-    refused(&api.get("/v1.0/sw-update-options/nowhere"), 404, "Subcloud not found");
-    refused(&api.delete("/v1.0/sw-update-options/edge-2"), 404, "Subcloud patch options not found");
+    refused(
+        &api.get("/v1.0/sw-update-options/nowhere"),
+        404,
+        "Subcloud not found",
+    );
+    refused(
+        &api.delete("/v1.0/sw-update-options/edge-2"),
+        404,
+        "Subcloud patch options not found",
+    );
     let own = api.post(
         "/v1.0/sw-update-options/edge-2",
         &json!({"storage-apply-type": "serial", "worker-apply-type": "parallel", "max-parallel-workers": "3", "alarm-restriction-type": "strict", "default-instance-action": "migrate"}),
@@ -286,15 +306,32 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         .collect();
     assert_eq!(names, ["all clouds default", "edge-2"]);
     for o in list["sw-update-options"].as_array().unwrap() {
-        for k in ["name", "storage-apply-type", "worker-apply-type", "max-parallel-workers", "alarm-restriction-type", "default-instance-action", "created-at", "updated-at"] {
+        for k in [
+            "name",
+            "storage-apply-type",
+            "worker-apply-type",
+            "max-parallel-workers",
+            "alarm-restriction-type",
+            "default-instance-action",
+            "created-at",
+            "updated-at",
+        ] {
             assert!(o.get(k).is_some(), "{k} missing in {o}");
         }
     }
     assert_eq!(api.delete("/v1.0/sw-update-options/edge-2").status, 200);
     // Bad creates: each refused whole with dcmanager's words.
     let create = |body: Value| api.post("/v1.0/sw-update-strategy/", &body);
-    refused(&create(json!({"release_id": "roost-1.1.0"})), 400, "type required");
-    refused(&create(json!({"type": "nope", "release_id": "x"})), 400, "type invalid");
+    refused(
+        &create(json!({"release_id": "roost-1.1.0"})),
+        400,
+        "type required",
+    );
+    refused(
+        &create(json!({"type": "nope", "release_id": "x"})),
+        400,
+        "type invalid",
+    );
     refused(
         &create(json!({"type": "sw-deploy", "snapshot": false})),
         400,
@@ -306,21 +343,31 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         "Release ID: roost-9.9.9 not found or not deployed in the SystemController",
     );
     refused(
-        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "stop-on-failure": "yes"})),
+        &create(
+            json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "stop-on-failure": "yes"}),
+        ),
         400,
         "stop-on-failure",
     );
     refused(
-        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "sysadmin_password": "cHc="})),
+        &create(
+            json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "sysadmin_password": "cHc="}),
+        ),
         400,
         "sysadmin_password",
     );
     refused(
-        &create(json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "with_prestage": "maybe"})),
+        &create(
+            json!({"type": "sw-deploy", "release_id": "roost-9.9.9", "with_prestage": "maybe"}),
+        ),
         400,
         "with_prestage",
     );
-    assert_eq!(api.get("/v1.0/sw-update-strategy").status, 404, "nothing was created");
+    assert_eq!(
+        api.get("/v1.0/sw-update-strategy").status,
+        404,
+        "nothing was created"
+    );
 
     // The release reaches every subcloud through the sync.
     let a = build(tmp.path(), &key, "roost-1.1.0", &[]);

@@ -248,7 +248,9 @@ impl FleetSoftware {
                 ),
                 Some((why, false)) => (
                     Phase::PreCheck,
-                    format!("waiting for release {id} from the system controller (the last fetch failed: {why})"),
+                    format!(
+                        "waiting for release {id} from the system controller (the last fetch failed: {why})"
+                    ),
                 ),
                 None => (
                     Phase::PreCheck,
