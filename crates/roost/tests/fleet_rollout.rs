@@ -298,13 +298,13 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
     assert_eq!(own.body["name"], "edge-2");
     assert_eq!(own.body["max-parallel-workers"], 3);
     let list = api.get("/v1.0/sw-update-options").body;
-    let names: Vec<&str> = list["sw-update-options"]
+    let clouds: Vec<&str> = list["sw-update-options"]
         .as_array()
         .unwrap()
         .iter()
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["all clouds default", "edge-2"]);
+    assert_eq!(clouds, ["all clouds default", "edge-2"]);
     for o in list["sw-update-options"].as_array().unwrap() {
         for k in [
             "name",
@@ -480,7 +480,11 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         assert_eq!(release_state(&s.api(), "roost-1.1.0"), "deployed");
         assert_eq!(
             agent_release(&tmp.path().join(names[i]).join("agent")),
-            "roost-1.1.0"
+            "roost-1.1.0",
+            "{}: {}\n{}",
+            names[i],
+            s.log(),
+            agents[i].log()
         );
         // Nothing left behind on the subcloud.
         assert_eq!(s.api().get("/v1/deploy").body, json!([]));
