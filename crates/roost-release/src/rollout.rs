@@ -619,6 +619,25 @@ impl Rollout {
             .as_ref()
             .filter(|r| step.order != 0 && r.order == step.order);
         match step.state {
+            // A subcloud still waiting for the release after the deferral
+            // time will not get it: the step fails rather than hold a slot
+            // for ever.
+            StepState::PreCheck
+                if report.is_none_or(|r| r.phase == Phase::PreCheck)
+                    && step.started_at.is_some_and(|t| {
+                        now >= t.saturating_add(micros(self.spec.defer_secs.max(1)))
+                    }) =>
+            {
+                let why = report.map_or_else(
+                    || "the subcloud never answered the order".to_string(),
+                    |r| said(r, "waiting for the release"),
+                );
+                let reason = format!(
+                    "still in pre-check after {} s ({why})",
+                    self.spec.defer_secs.max(1)
+                );
+                self.fail_step(i, &reason, now);
+            }
             StepState::PreCheck | StepState::CreateStrategy | StepState::ApplyStrategy => {
                 let Some(r) = report else { return };
                 let step = &mut self.steps[i];

@@ -1142,3 +1142,26 @@ fn a_canary_offline_past_the_deadline_fails_the_strategy() {
     assert_eq!(s.states(), [S::Failed, S::Initial]);
     assert_eq!(s.r.state, StrategyState::Failed);
 }
+
+#[test]
+fn a_subcloud_that_stays_in_pre_check_past_the_deferral_time_fails() {
+    let mut s = Sim::applied(
+        Spec {
+            defer_secs: 30,
+            ..spec()
+        },
+        vec![stage("a", &["edge-1", "edge-2"], 2)],
+    );
+    s.tick();
+    s.report("edge-1", Phase::PreCheck, "waiting for release roost-1.1.0");
+    s.report("edge-2", Phase::CreateStrategy, "");
+    s.run_to(T0 + 40 * SEC);
+    assert_eq!(s.state("edge-1"), S::Failed);
+    let d = &s.step("edge-1").details;
+    assert!(
+        d.starts_with("sw-deploy pre-check: still in pre-check after 30 s (waiting for release"),
+        "{d}"
+    );
+    // One past the pre-check is not touched.
+    assert_eq!(s.state("edge-2"), S::CreateStrategy);
+}
