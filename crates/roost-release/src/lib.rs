@@ -18,11 +18,14 @@
 //! the payload too: a file is accepted only once every byte was read and
 //! every digest matched.
 
+// First: its `named_states!` serves the modules after it.
+#[macro_use]
+pub mod states;
+
 pub mod deploy;
 mod keys;
 mod manifest;
 pub mod rollout;
-pub mod states;
 pub mod strategy;
 
 use std::io::{Read, Write};

@@ -22,50 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Defines a state enum with its written spelling: `as_str`, `parse`,
-/// `ALL` (every value in order) and `Display`.
-macro_rules! spelled {
-    (
-        $(#[$meta:meta])*
-        $name:ident {
-            $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)?
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// Every value, in order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The value as StarlingX (or, for Roost's own values, Roost)
-            /// writes it.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// Reads a value written as [`Self::as_str`] writes it.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 /// What a subcloud is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -89,7 +45,7 @@ pub struct Order {
     pub action: OrderAction,
 }
 
-spelled! {
+named_states! {
     /// What a subcloud says of the order it runs. Written (in JSON too) as
     /// StarlingX's dcmanager writes a subcloud's strategy step state.
     Phase {
@@ -105,20 +61,6 @@ spelled! {
         RollingBack => "rolling back",
         RolledBack => "rolled-back",
         RollbackFailed => "rollback-failed",
-    }
-}
-
-impl Serialize for Phase {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Phase {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Phase::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown sw-deploy phase {s:?}")))
     }
 }
 
@@ -152,11 +94,9 @@ static NO_FACTS: CloudFacts = CloudFacts {
     report: None,
 };
 
-spelled! {
-    /// A strategy's state. Stored in kebab-case; shown with
-    /// [`StrategyState::as_str`].
-    #[derive(Serialize, Deserialize)]
-    #[serde(rename_all = "kebab-case")]
+named_states! {
+    /// A strategy's state, written (stored and shown) as
+    /// [`StrategyState::as_str`] writes it.
     StrategyState {
         /// Created, not applied yet.
         Initial => "initial",
@@ -174,11 +114,9 @@ spelled! {
     }
 }
 
-spelled! {
-    /// A step's state (one step per subcloud). Stored in kebab-case; shown
-    /// with [`StepState::as_str`].
-    #[derive(Serialize, Deserialize)]
-    #[serde(rename_all = "kebab-case")]
+named_states! {
+    /// A step's state (one step per subcloud), written (stored and shown)
+    /// as [`StepState::as_str`] writes it.
     StepState {
         /// Not started.
         Initial => "initial",

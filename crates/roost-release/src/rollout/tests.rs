@@ -1090,7 +1090,10 @@ fn a_rollout_survives_a_serde_round_trip() {
     let json = serde_json::to_string(&s.r).unwrap();
     let back: Rollout = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s.r);
-    assert!(json.contains(r#""state":"apply-strategy""#), "{json}");
+    assert!(
+        json.contains(r#""state":"apply VIM sw-deploy strategy""#),
+        "{json}"
+    );
 
     // A strategy stored before `approved` existed reads as not approved.
     let mut value = serde_json::to_value(&s.r).unwrap();
