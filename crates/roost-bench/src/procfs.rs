@@ -183,6 +183,11 @@ pub fn fdatasync_p50(dir: &std::path::Path, n: usize) -> Option<std::time::Durat
     Some(crate::stats::Dist::new(samples).pct(50.0))
 }
 
+/// The CPU time `pid` has used, seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    cpu_ticks(&pid.to_string()).map(|t| t as f64 / clock_ticks())
+}
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...) in MiB.
 pub fn status_mib(pid: u32, key: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -217,14 +217,8 @@ fn print_strategy(v: &Value, output: &OutputArgs, io: &mut Io<'_>) -> Result<(),
             (i + 1).to_string(),
             st.name.clone(),
             st.state.clone(),
-            st.started_at
-                .as_deref()
-                .map(crate::output::short_time)
-                .unwrap_or_default(),
-            st.finished_at
-                .as_deref()
-                .map(crate::output::short_time)
-                .unwrap_or_default(),
+            crate::output::short_opt_time(st.started_at.as_deref()),
+            crate::output::short_opt_time(st.finished_at.as_deref()),
             crate::output::short_text(&st.reason),
         ]);
     }

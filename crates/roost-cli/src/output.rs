@@ -62,6 +62,11 @@ pub fn short_text(text: &str) -> String {
     truncate_chars(&crate::error::one_line(text), REASON_WIDTH)
 }
 
+/// [`short_time`] of a timestamp that may be absent (blank then).
+pub fn short_opt_time(ts: Option<&str>) -> String {
+    ts.map(short_time).unwrap_or_default()
+}
+
 /// A server timestamp (`2026-11-26T18:16:12.086207`, UTC) shortened for a
 /// list table to `2026-11-26 18:16:12`. Other shapes are shown unchanged.
 pub fn short_time(ts: &str) -> String {

@@ -399,14 +399,8 @@ fn print_strategy(
                 st.cloud.clone(),
                 st.stage.to_string(),
                 st.state.clone(),
-                st.started_at
-                    .as_deref()
-                    .map(crate::output::short_time)
-                    .unwrap_or_default(),
-                st.finished_at
-                    .as_deref()
-                    .map(crate::output::short_time)
-                    .unwrap_or_default(),
+                crate::output::short_opt_time(st.started_at.as_deref()),
+                crate::output::short_opt_time(st.finished_at.as_deref()),
                 crate::output::short_text(&st.details),
             ]);
         }

@@ -116,7 +116,8 @@ pub struct RolloutFacts {
     pub group_id: u64,
     pub online: bool,
     pub managed: bool,
-    pub alarms: Vec<(String, String, Severity)>,
+    /// The raised alarms the caller asked for, described.
+    pub unhealthy: Vec<String>,
 }
 
 /// Handle to the Distributed Cloud service; cheap to clone.
@@ -1073,9 +1074,10 @@ impl DcService {
     }
 
     /// What a fleet rollout needs to know of each subcloud: whether it is
-    /// online and managed, its group, and its raised alarms (id, entity,
-    /// severity).
-    pub fn rollout_facts(&self) -> Vec<RolloutFacts> {
+    /// online and managed, its group, and its raised alarms that
+    /// `unhealthy(alarm id, severity)` picks, described (`<id> on <entity>`).
+    /// Only those are copied: this runs every second over the whole fleet.
+    pub fn rollout_facts(&self, unhealthy: impl Fn(&str, Severity) -> bool) -> Vec<RolloutFacts> {
         let st = self.lock();
         st.fleet
             .iter()
@@ -1085,10 +1087,11 @@ impl DcService {
                 group_id: sc.group_id(),
                 online: sc.is_online(),
                 managed: sc.is_managed(),
-                alarms: sc
+                unhealthy: sc
                     .alarms()
                     .iter()
-                    .map(|a| (a.alarm_id.clone(), a.entity_instance_id.clone(), a.severity))
+                    .filter(|a| unhealthy(&a.alarm_id, a.severity))
+                    .map(|a| format!("{} on {}", a.alarm_id, a.entity_instance_id))
                     .collect(),
             })
             .collect()

@@ -84,6 +84,7 @@ use roost_api::dcsync::{
 use roost_dc::{
     AlarmChange, AlarmCounts, AlarmLog, ENDPOINT_COUNT, Endpoint, SubcloudLink, SyncResult,
 };
+use roost_release::rollout::Phase;
 use roost_types::{Severity, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -469,44 +470,50 @@ impl SubState {
         if !self.order.needs_step(o) {
             return false;
         }
+        // The last answer to this very order, if any.
         let last = self
             .order
             .report
             .as_ref()
             .filter(|r| r.order == o.id && self.order.action == o.action)
-            .map(|r| r.phase.clone());
+            .and_then(|r| Some((Phase::parse(&r.phase)?, r.details.clone())));
         let (phase, details) = match o.action.as_str() {
-            "deploy" => match last.as_deref() {
+            "deploy" => match last {
                 _ if !self.has_release(&o.release_id) => (
-                    "sw-deploy pre-check",
+                    Phase::PreCheck,
                     format!("waiting for release {}", o.release_id),
                 ),
-                None | Some("sw-deploy pre-check") => (
-                    "create VIM sw-deploy strategy",
-                    "site strategy created".into(),
-                ),
-                Some("create VIM sw-deploy strategy") => {
+                None | Some((Phase::PreCheck, _)) => {
+                    (Phase::CreateStrategy, "site strategy created".into())
+                }
+                Some((Phase::CreateStrategy, _)) => {
                     self.deploy_began = Some(now);
-                    ("apply VIM sw-deploy strategy", "applying".into())
+                    (Phase::ApplyStrategy, "applying".into())
                 }
-                Some("apply VIM sw-deploy strategy") if fail => {
-                    ("failed", "simulated deploy failure".into())
+                Some((Phase::ApplyStrategy, _)) if fail => {
+                    (Phase::Failed, "simulated deploy failure".into())
                 }
-                Some("apply VIM sw-deploy strategy") => {
+                Some((Phase::ApplyStrategy, details)) => {
                     let began = self.deploy_began.unwrap_or(now);
                     if now - began >= deploy_time.as_micros() as i64 {
-                        ("activated", format!("release {} activated", o.release_id))
+                        (
+                            Phase::Activated,
+                            format!("release {} activated", o.release_id),
+                        )
                     } else {
-                        ("apply VIM sw-deploy strategy", "applying".into())
+                        (Phase::ApplyStrategy, details)
                     }
                 }
-                Some(p) => (p, String::new()),
+                Some((p, details)) => (p, details),
             },
-            "complete" => ("complete", format!("release {} deployed", o.release_id)),
-            "rollback" => ("rolled-back", "rolled back".into()),
-            other => ("failed", format!("unknown order action {other:?}")),
+            "complete" => (
+                Phase::Complete,
+                format!("release {} deployed", o.release_id),
+            ),
+            "rollback" => (Phase::RolledBack, "rolled back".into()),
+            other => (Phase::Failed, format!("unknown order action {other:?}")),
         };
-        self.order.answer(o, phase, details)
+        self.order.answer(o, phase.as_str(), details)
     }
 }
 
@@ -668,7 +675,7 @@ async fn sync_once(
                 .order
                 .report
                 .as_ref()
-                .is_some_and(|r| r.phase == "failed")
+                .is_some_and(|r| r.phase == Phase::Failed.as_str())
             {
                 sub.fail_deploy.store(false, Ordering::Relaxed);
             }

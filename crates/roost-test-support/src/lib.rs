@@ -522,6 +522,23 @@ pub fn shared_events_yaml() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Writes `dir/roost.toml` for a system controller or subcloud with quick
+/// DC timers (a sync a second, offline after 4 s), followed by `extra`;
+/// returns its path for `--config`.
+pub fn quick_dc_config(dir: &Path, extra: &str) -> String {
+    std::fs::create_dir_all(dir).expect("config directory");
+    let p = dir.join("roost.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\n\
+             out_of_sync_alarm_after_secs = 120\n{extra}"
+        ),
+    )
+    .expect("config written");
+    p.display().to_string()
+}
+
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.
 pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -16,14 +16,7 @@ fn bin() -> &'static Path {
 }
 
 fn config(dir: &Path, extra: &str) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join("roost.toml");
-    std::fs::write(
-        &p,
-        format!("[dc]\nlisten = \"127.0.0.1:0\"\nsync_interval_secs = 1\noffline_after_secs = 4\nout_of_sync_alarm_after_secs = 120\n{extra}"),
-    )
-    .unwrap();
-    p.display().to_string()
+    roost_test_support::quick_dc_config(dir, extra)
 }
 
 /// Root, containerd, runc and busybox-static: what running containers needs.

@@ -92,10 +92,6 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn cpu_secs(pid: u32) -> Option<f64> {
-    procfs::cpu_ticks(&pid.to_string()).map(|t| t as f64 / procfs::clock_ticks())
-}
-
 pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
     let n = sizes
         .first()
@@ -151,7 +147,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
     )?;
     std::thread::sleep(Duration::from_secs(3));
 
-    let cpu0 = cpu_secs(sc_pid);
+    let cpu0 = procfs::cpu_secs(sc_pid);
     let s0 = sim.kv("stats")?;
     let t0 = Instant::now();
     api.post(
@@ -183,7 +179,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
         );
         std::thread::sleep(Duration::from_millis(250));
     };
-    let cpu1 = cpu_secs(sc_pid);
+    let cpu1 = procfs::cpu_secs(sc_pid);
     let s1 = sim.kv("stats")?;
     let rows = api.get("/v1.0/subcloud-apps")?.body;
     let per: Vec<u64> = rows["subclouds"]

@@ -29,10 +29,6 @@ const DEPLOY_MS: u64 = 2000;
 /// Subclouds in the canary stage.
 const CANARY: usize = 10;
 
-fn cpu_secs(pid: u32) -> Option<f64> {
-    procfs::cpu_ticks(&pid.to_string()).map(|t| t as f64 / procfs::clock_ticks())
-}
-
 /// One rollout at one width.
 struct Row {
     width: usize,
@@ -151,7 +147,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
         )?;
         let rss_before = procfs::status_mib(sc_pid, "VmRSS").unwrap_or(0.0);
         let mut rss_peak = rss_before;
-        let cpu0 = cpu_secs(sc_pid);
+        let cpu0 = procfs::cpu_secs(sc_pid);
         let t = Instant::now();
         api.post(
             "/v1.0/sw-update-strategy/actions?type=sw-deploy",
@@ -174,7 +170,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
             );
         };
         let secs = t.elapsed().as_secs_f64();
-        let cpu1 = cpu_secs(sc_pid);
+        let cpu1 = procfs::cpu_secs(sc_pid);
         if state != "complete" {
             errors += 1;
         }

@@ -14,6 +14,7 @@
 //! document); nothing is changed in memory before its commit.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use roost_api::dcmanager::dc_time;
@@ -111,6 +112,8 @@ struct Inner {
     /// ticks), so what one decided still holds when it commits.
     lane: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
+    /// The id of the last strategy created (committed), read at start.
+    last_id: AtomicI64,
 }
 
 fn bad(m: impl Into<String>) -> Error {
@@ -267,6 +270,10 @@ impl RolloutService {
                 Error::Internal(format!("the stored fleet strategy does not parse: {e}"))
             })?),
         };
+        let last_id = store
+            .setting(SETTING_LAST_ID)?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
         let mut options = BTreeMap::new();
         for (cloud, body) in store.sw_update_options()? {
             match serde_json::from_str::<Options>(&body) {
@@ -289,6 +296,7 @@ impl RolloutService {
                 options: Mutex::new(options),
                 lane: tokio::sync::Mutex::new(()),
                 wake: tokio::sync::Notify::new(),
+                last_id: AtomicI64::new(last_id),
             }),
         };
         let me = svc.clone();
@@ -342,13 +350,8 @@ impl RolloutService {
 
     /// The subcloud `reference` (name or id): (name, id).
     fn subcloud(&self, reference: &str) -> Result<(String, u64), Error> {
-        let facts = self.inner.dc.rollout_facts();
-        let by_id = reference.parse::<u64>().ok();
-        facts
-            .iter()
-            .find(|f| f.name == reference || Some(f.id) == by_id)
-            .map(|f| (f.name.clone(), f.id))
-            .ok_or_else(|| Error::NotFound("Subcloud not found".into()))
+        let v = self.inner.dc.get(reference)?;
+        Ok((v.name, v.id as u64))
     }
 
     /// The defaults in force (stored or StarlingX's constants).
@@ -365,9 +368,9 @@ impl RolloutService {
         let (d, stored) = self.defaults();
         let mut items = vec![options_view(DEFAULT_OPTIONS_NAME, None, &d, stored)];
         let own = self.options().clone();
-        for f in self.inner.dc.rollout_facts() {
-            if let Some(o) = own.get(&f.name) {
-                items.push(options_view(&f.name, Some(f.id as i64), o, true));
+        for sc in self.inner.dc.list() {
+            if let Some(o) = own.get(&sc.name) {
+                items.push(options_view(&sc.name, Some(sc.id), o, true));
             }
         }
         SwUpdateOptionsList {
@@ -632,7 +635,7 @@ impl RolloutService {
                 "Strategy of type: '{SW_DEPLOY}' already exists"
             )));
         }
-        let facts = self.inner.dc.rollout_facts();
+        let facts = self.inner.dc.rollout_facts(|_, _| false);
         let groups = self.inner.dc.groups();
         let group_of = |name: &str| -> Result<&roost_api::dcmanager::GroupView, Error> {
             groups
@@ -734,13 +737,7 @@ impl RolloutService {
         let now = self.inner.clock.now().micros();
         let rollout = Rollout::create(spec, stages, now.max(1) as u64, now)
             .map_err(|e| Error::Unprocessable(e.to_string()))?;
-        let id = self
-            .inner
-            .store
-            .setting(SETTING_LAST_ID)?
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let id = self.inner.last_id.load(Ordering::Relaxed) + 1;
         let mut extra = serde_json::Map::new();
         for (k, v) in [
             ("release_id", Value::from(release_id.clone())),
@@ -770,9 +767,13 @@ impl RolloutService {
             rollout,
         };
         // Persist.
-        self.inner
-            .store
-            .set_settings(&[(SETTING_LAST_ID.into(), id.to_string())])?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.set_settings(&[(SETTING_LAST_ID.into(), id.to_string())])
+        })
+        .await
+        .map_err(|_| Error::Internal("the store task stopped".into()))??;
+        self.inner.last_id.store(id, Ordering::Relaxed);
         self.keep(Some(stored.clone())).await?;
         tracing::info!(
             strategy = id,
@@ -838,20 +839,14 @@ impl RolloutService {
     fn facts(&self) -> BTreeMap<String, CloudFacts> {
         let reports = self.inner.dc.order_reports();
         let catalogue = self.inner.fm.catalogue();
+        // The deploy's own alarms (900.*) say it is under way.
+        let unhealthy =
+            |id: &str, severity| !id.starts_with("900.") && catalogue.mgmt_affecting(id, severity);
         self.inner
             .dc
-            .rollout_facts()
+            .rollout_facts(unhealthy)
             .into_iter()
             .map(|f| {
-                let unhealthy = f
-                    .alarms
-                    .iter()
-                    // The deploy's own alarms (900.*) say it is under way.
-                    .filter(|(id, _, sev)| {
-                        !id.starts_with("900.") && catalogue.mgmt_affecting(id, *sev)
-                    })
-                    .map(|(id, entity, _)| format!("{id} on {entity}"))
-                    .collect();
                 let report = reports.get(&f.name).and_then(|r| {
                     Some(Report {
                         order: r.order,
@@ -863,7 +858,7 @@ impl RolloutService {
                     f.name.clone(),
                     CloudFacts {
                         online: f.online,
-                        unhealthy,
+                        unhealthy: f.unhealthy,
                         report,
                     },
                 )
