@@ -452,7 +452,7 @@ async fn fence_when_cut_off(
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
-        let silent = health.since_last_pulse().is_some_and(|d| d >= after);
+        let silent = health.silent_for(after);
         if !silent {
             touch(&alive);
         }

@@ -49,6 +49,9 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+    /// A step on this host's software.
+    #[error(transparent)]
+    Software(#[from] roost_update::Error),
     /// What was being done when `source` happened.
     #[error("{context}")]
     Context {
@@ -66,7 +69,8 @@ impl Error {
             | Error::ProcessConfig { .. }
             | Error::Rejected { .. }
             | Error::Json(_)
-            | Error::Deploy(_) => ErrorKind::Invalid,
+            | Error::Deploy(_)
+            | Error::Software(_) => ErrorKind::Invalid,
             Error::Unauthorized { .. } => ErrorKind::Unauthorized,
             Error::Context { source, .. } => source.kind(),
             Error::Server { .. }

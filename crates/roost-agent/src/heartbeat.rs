@@ -10,7 +10,7 @@ use roost_api::heartbeat::{Answerer, Health, HostKey, MAX_DATAGRAM};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-pub use roost_api::heartbeat::FLAG_REBOOT;
+pub use roost_api::heartbeat::{FLAG_HOLD, FLAG_REBOOT, HOLD_MILLIS};
 
 /// The health this host reports in its pulse responses, updated by the
 /// monitors and read by the responder.
@@ -27,6 +27,9 @@ pub struct HealthState {
     going_down: AtomicBool,
     /// Milliseconds after [`pulse_epoch`] of the last valid pulse (0: none yet).
     last_pulse_ms: std::sync::atomic::AtomicU64,
+    /// Milliseconds after [`pulse_epoch`] until which silence is expected
+    /// (the server said it hands over to a new process).
+    hold_until_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The instant pulse times are counted from.
@@ -44,6 +47,20 @@ impl HealthState {
     pub fn pulse_received(&self) {
         let ms = pulse_epoch().elapsed().as_millis() as u64;
         self.last_pulse_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// The server said it hands over: silence is expected for
+    /// [`HOLD_MILLIS`] from now.
+    pub fn hold(&self) {
+        let until = pulse_epoch().elapsed().as_millis() as u64 + HOLD_MILLIS;
+        self.hold_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether the server has been silent for `after`, outside a hold.
+    pub fn silent_for(&self, after: std::time::Duration) -> bool {
+        let now = pulse_epoch().elapsed().as_millis() as u64;
+        now >= self.hold_until_ms.load(Ordering::Relaxed)
+            && self.since_last_pulse().is_some_and(|d| d >= after)
     }
 
     /// How long ago the last valid pulse arrived (`None`: none yet).
@@ -212,6 +229,9 @@ impl Responder {
                 let _ = self.keys.promoted.send(k);
             }
             self.health.pulse_received();
+            if request.flags & FLAG_HOLD != 0 {
+                self.health.hold();
+            }
             let reboot = request.flags & FLAG_REBOOT != 0;
             let first_reboot = reboot && self.health.start_going_down();
             let packet = self.answerer.answer(&request, self.health.snapshot());
@@ -259,5 +279,19 @@ mod tests {
         assert_eq!(h.snapshot().flags, Health::REBOOTING);
         h.cancel_going_down();
         assert_eq!(h.snapshot().flags, 0);
+    }
+
+    #[test]
+    fn a_hold_keeps_silence_from_counting() {
+        let h = HealthState::new();
+        assert!(!h.silent_for(std::time::Duration::ZERO), "no pulse yet");
+        h.pulse_received();
+        assert!(h.silent_for(std::time::Duration::ZERO));
+        h.hold();
+        assert!(!h.silent_for(std::time::Duration::ZERO));
+        // A pulse without the flag does not end the hold early: the new
+        // server counts from its own start.
+        h.pulse_received();
+        assert!(!h.silent_for(std::time::Duration::ZERO));
     }
 }

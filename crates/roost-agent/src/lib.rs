@@ -15,7 +15,6 @@ pub mod heartbeat;
 pub mod identity;
 pub mod inventory;
 pub mod process;
-pub mod software;
 pub use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
@@ -277,7 +276,7 @@ struct Shared {
     /// The host's TPM, with `--tpm`.
     tpm: Option<attest::SharedTpm>,
     /// The releases on this host.
-    software: Arc<software::Software>,
+    software: Arc<roost_update::Software>,
     /// Set once a report was taken by the server.
     reported: tokio::sync::watch::Sender<bool>,
 }
@@ -381,13 +380,15 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
     identity::make_private_dir(&args.data_dir)?;
     let software_dir = std::path::absolute(args.data_dir.join("software"))
         .unwrap_or_else(|_| args.data_dir.join("software"));
-    let software = Arc::new(software::Software::open(
+    let software = Arc::new(roost_update::Software::open(
         software_dir,
         args.software_trial_secs,
         &args.reboot_command,
     )?);
-    // Returns only when this binary is the one the host's release runs.
-    software.at_start()?;
+    // Goes on only when this binary is the one the host's release runs.
+    if let Some(h) = software.at_start()? {
+        return Err(replace_process(&software, &h));
+    }
     let stored = Identity::load(&args.data_dir)?;
     let server = args
         .server
@@ -976,12 +977,47 @@ fn deploy(shared: &Arc<Shared>, order: &roost_api::software::SoftwareOrder) {
     let (shared, order) = (shared.clone(), order.clone());
     tokio::spawn(async move {
         let token = lock(&shared.identity).enrollment.agent_token.clone();
-        shared
-            .software
-            .carry_out(&shared.client, &token, &order)
-            .await;
+        let fetch = Blobs {
+            client: shared.client.clone(),
+            token,
+        };
+        if let Some(h) = shared.software.carry_out(&fetch, &order).await {
+            let e = replace_process(&shared.software, &h);
+            tracing::error!(error = %error_line(&e), "the deploy failed on this host");
+        }
         shared.wake.notify_one();
     });
+}
+
+/// Payload files, downloaded from the server by digest.
+struct Blobs {
+    client: client::Client,
+    token: String,
+}
+
+impl roost_update::Fetch for Blobs {
+    fn fetch<'a>(
+        &'a self,
+        sha256: &'a str,
+        to: &'a std::path::Path,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), roost_update::Error>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            self.client
+                .software_blob(&self.token, sha256, to)
+                .await
+                .map_err(|e| roost_update::Error::Deploy(error_line(&e)))
+        })
+    }
+}
+
+/// Replaces this process as `h` says; returns only when that fails (the
+/// trial undone).
+fn replace_process(software: &roost_update::Software, h: &roost_update::Handover) -> Error {
+    use std::os::unix::process::CommandExt;
+    let e = h.command().exec();
+    Error::from(software.exec_failed(h, e))
 }
 
 /// Asks the server for deploy orders with a long poll, so that a deploy
@@ -1017,8 +1053,12 @@ async fn order_task(shared: Arc<Shared>) {
 async fn trial_task(shared: Arc<Shared>) {
     let reported = shared.reported.subscribe();
     match shared.software.clone().confirm_trial(reported).await {
-        Ok(()) => shared.wake.notify_one(),
-        Err(e) => tracing::error!(error = %error_line(&e), "cannot roll back the new roost binary"),
+        Ok(None) => shared.wake.notify_one(),
+        Ok(Some(h)) => {
+            let e = replace_process(&shared.software, &h);
+            tracing::error!(error = %error_line(&e), "cannot roll back the new roost binary");
+        }
+        Err(e) => tracing::error!(error = %e.line(), "cannot roll back the new roost binary"),
     }
     std::future::pending::<()>().await;
 }

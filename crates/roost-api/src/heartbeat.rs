@@ -89,6 +89,16 @@ pub const NETWORK_CLUSTER_HOST: u8 = 1;
 /// answers with [`Health::REBOOTING`] and reboots once per request.
 pub const FLAG_REBOOT: u8 = 0x01;
 
+/// Request flag: the server is about to hand over to a new process of
+/// itself (a software update), so pulses may stop for a while. An agent
+/// that sees it does not fence for [`HOLD_MILLIS`] after that pulse, and
+/// the new server does not count missed pulses until as long after its
+/// start: applications ride through the gap and no host is failed for it.
+pub const FLAG_HOLD: u8 = 0x02;
+
+/// How long a [`FLAG_HOLD`] holds, milliseconds.
+pub const HOLD_MILLIS: u64 = 20_000;
+
 const KIND_REQUEST: u8 = 1;
 const KIND_RESPONSE: u8 = 2;
 

@@ -8,14 +8,19 @@
 //! - in-service, no binary (a file and a health check): the baseline;
 //! - a new `roost` binary (this binary, stripped of debug sections, with a
 //!   trailer that makes each trial's file different), so that every agent
-//!   fetches it, re-executes itself and confirms.
+//!   fetches it, re-executes itself and confirms, and the server hands its
+//!   own process over to it.
 //!
 //! Measured per trial: the time from `deploy start` to every host
-//! `deployed`, the heartbeat pulses the server sent and did not get answered
-//! in that time (from `/metrics`: with one pulse per host every 100 ms, the
-//! unanswered pulses of a host times 100 ms bound its longest gap), and
-//! heartbeat alarms set (200.005 degraded, 200.004 failed; the target is
-//! none).
+//! `deployed` (the server's own host too), the heartbeat pulses the server
+//! sent and did not get answered in that time (from `/metrics`: with one
+//! pulse per host every 100 ms, the unanswered pulses of a host times
+//! 100 ms bound its longest gap; after a handover the counters start again
+//! in the new process, so the figure covers the old process until the
+//! trial began and the new one from its start), the longest pause of the
+//! API (a client asks `GET /healthz` every 10 ms: the longest time between
+//! two answers), and heartbeat alarms set (200.005 degraded, 200.004
+//! failed; the target is none).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,6 +46,7 @@ struct Kind {
     degraded: usize,
     failed: usize,
     bytes: u64,
+    pauses: Vec<Duration>,
 }
 
 impl Kind {
@@ -54,6 +60,7 @@ impl Kind {
             degraded: 0,
             failed: 0,
             bytes: 0,
+            pauses: Vec::new(),
         }
     }
 }
@@ -87,9 +94,67 @@ fn shipped_binary(bin: &Path, dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(std::fs::read(if stripped { out.as_path() } else { bin })?)
 }
 
-/// One deploy of `id` to every host: the time to all deployed, and the
-/// heartbeat deltas over it.
-fn trial(
+/// Asks `GET /healthz` every 10 ms until stopped; the longest time
+/// between two answers.
+struct PauseProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Duration>,
+}
+
+impl PauseProbe {
+    fn start(url: &str) -> PauseProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), format!("{url}/healthz"));
+        let thread = std::thread::spawn(move || {
+            let c = roost_test_support::http();
+            let mut last = Instant::now();
+            let mut longest = Duration::ZERO;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if c.get(&url).send().is_ok_and(|r| r.status().is_success()) {
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            longest
+        });
+        PauseProbe { stop, thread }
+    }
+
+    fn stop(self) -> Duration {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// What one trial measured.
+struct Measured {
+    took: Duration,
+    unanswered: u64,
+    sent: u64,
+    degraded: usize,
+    failed: usize,
+    pause: Duration,
+}
+
+/// One deploy of `id` to every host: the time to all deployed, the
+/// heartbeat deltas and the API's longest pause over it.
+fn trial(http: &Http, id: &str, hosts: &[String]) -> anyhow::Result<Measured> {
+    let probe = PauseProbe::start(&http.url);
+    let r = deploy_all(http, id, hosts);
+    let pause = probe.stop();
+    let (took, unanswered, sent, degraded, failed) = r?;
+    Ok(Measured {
+        took,
+        unanswered,
+        sent,
+        degraded,
+        failed,
+        pause,
+    })
+}
+
+fn deploy_all(
     http: &Http,
     id: &str,
     hosts: &[String],
@@ -127,7 +192,9 @@ fn trial(
         std::thread::sleep(Duration::from_millis(20));
     }
     let took = t0.elapsed();
-    let hb = http.heartbeat_metrics()?.since(&m0);
+    let m1 = http.heartbeat_metrics()?;
+    // A handover started the counters again.
+    let hb = if m1.sent < m0.sent { m1 } else { m1.since(&m0) };
     act(http, "/v1/deploy/activate", json!({}))?;
     act(http, "/v1/deploy/complete", json!({}))?;
     http.delete("/v1/deploy")?;
@@ -164,7 +231,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
     )?;
     let http = Http::new(&server.url, &server.token())?;
     let mut agents = Vec::new();
-    let mut hosts = Vec::new();
+    // The server's own host is deployed too.
+    let mut hosts = vec!["controller-0".to_string()];
     for i in 0..HOSTS {
         let name = format!("deploy-{i}");
         agents.push(probe::available_agent(
@@ -179,7 +247,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
     let binary = shipped_binary(&plan.bin, dir.path())?;
     let mut kinds = [
         Kind::new("in-service, no binary (baseline)", false),
-        Kind::new("new roost binary (agents re-execute)", true),
+        Kind::new("new roost binary (agents and server re-execute)", true),
     ];
     let mut failures = 0;
     let mut n = 0;
@@ -215,17 +283,20 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
             upload(&http, &file)?;
             plan.settle();
             match trial(&http, &id, &hosts) {
-                Ok((took, unanswered, sent, degraded, failed)) => {
+                Ok(m) => {
                     eprintln!(
-                        "  {id} ({}): {} ms, {unanswered} pulses unanswered",
+                        "  {id} ({}): {} ms, {} pulses unanswered, API paused {} ms at most",
                         k.label,
-                        took.as_millis()
+                        m.took.as_millis(),
+                        m.unanswered,
+                        m.pause.as_millis()
                     );
-                    k.times.push(took);
-                    k.unanswered.push(unanswered);
-                    k.sent.push(sent);
-                    k.degraded += degraded;
-                    k.failed += failed;
+                    k.times.push(m.took);
+                    k.unanswered.push(m.unanswered);
+                    k.sent.push(m.sent);
+                    k.degraded += m.degraded;
+                    k.failed += m.failed;
+                    k.pauses.push(m.pause);
                 }
                 Err(e) => {
                     eprintln!("  {id} ({}) failed: {e:#}", k.label);
@@ -244,10 +315,12 @@ fn render(kinds: &[Kind], trials: usize) -> String {
     out.push_str(&format!(
         "One server and {HOSTS} real agents on this machine, heartbeat every 100 ms (degraded \
          after 6 missed pulses, failed after 10). Each trial: `deploy start`, `deploy host` on \
-         every host at once, until `deploy host-list` shows every host `deployed` (polled every \
-         20 ms); {trials} trials of each kind, alternating. \"Unanswered\" is the heartbeat \
-         pulses the server sent during the trial that were not answered (all hosts together; \
-         a host's longest gap is at most its unanswered pulses × 100 ms).\n\n"
+         every host at once (the server's own host too), until `deploy host-list` shows every \
+         host `deployed` (polled every 20 ms); {trials} trials of each kind, alternating. \
+         \"Unanswered\" is the heartbeat pulses the server sent during the trial that were not \
+         answered (all hosts together; a host's longest gap is at most its unanswered pulses × \
+         100 ms; after a handover, counted by the new process from its start). \"API pause\" is \
+         the longest time between two answers to `GET /healthz`, asked every 10 ms.\n\n"
     ));
     let base = kinds.first().map(|k| Dist::new(k.times.clone()).pct(50.0));
     let mut t = Table::new(&[
@@ -259,6 +332,7 @@ fn render(kinds: &[Kind], trials: usize) -> String {
         ">× baseline",
         ">pulses sent",
         ">unanswered (max per trial)",
+        ">API pause (max)",
         ">200.005 sets",
         ">200.004 sets",
     ]);
@@ -279,6 +353,7 @@ fn render(kinds: &[Kind], trials: usize) -> String {
             ratio,
             k.sent.iter().sum::<u64>().to_string(),
             k.unanswered.iter().max().copied().unwrap_or(0).to_string(),
+            ms(k.pauses.iter().max().copied().unwrap_or_default()),
             k.degraded.to_string(),
             k.failed.to_string(),
         ]);

@@ -296,6 +296,8 @@ pub struct Maintenance {
     hosts: BTreeMap<String, Host>,
     mnfa_since: Option<Timestamp>,
     simplex: bool,
+    /// Missed pulses are not counted before this time.
+    hold_until: Option<Timestamp>,
 }
 
 impl Maintenance {
@@ -306,7 +308,33 @@ impl Maintenance {
             hosts: BTreeMap::new(),
             mnfa_since: None,
             simplex,
+            hold_until: None,
         }
+    }
+
+    /// After a handover to a new server process: unlocked host `name`,
+    /// enabled and available in the previous process, carries on so (its
+    /// links counted as answering) instead of starting offline and going
+    /// through its tests again. Pulses missed once the hold is over fail it
+    /// as usual. Other hosts are left as they are.
+    pub fn carry_on(&mut self, name: &str) {
+        if let Some(h) = self.hosts.get_mut(name)
+            && !h.local
+            && h.admin == Admin::Unlocked
+        {
+            h.oper = Oper::Enabled;
+            h.avail = Avail::Available;
+            for l in h.links.values_mut() {
+                l.seen = true;
+            }
+        }
+    }
+
+    /// Pulses missed before `until` are not counted: the agents were told
+    /// the server hands over to a new process and hold until then, so a
+    /// silence before it says nothing about a host.
+    pub fn hold_misses_until(&mut self, until: Timestamp) {
+        self.hold_until = Some(until);
     }
 
     pub fn settings(&self) -> &MtceSettings {
@@ -695,6 +723,7 @@ impl Maintenance {
         let mut fx = Effects::default();
         let s = self.settings.clone();
         let names: Vec<String> = self.hosts.keys().cloned().collect();
+        let holding = self.hold_until.is_some_and(|t| now < t);
         // 1. Links.
         let mut link_changes = Vec::new();
         for name in &names {
@@ -706,6 +735,8 @@ impl Maintenance {
             for (net, l) in h.links.iter_mut() {
                 if l.answered {
                     l.missed = 0;
+                } else if holding {
+                    all_good = false;
                 } else {
                     l.missed = l.missed.saturating_add(1);
                     all_good = false;

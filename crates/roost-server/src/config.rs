@@ -195,6 +195,9 @@ pub struct SoftwareConfig {
     /// How long a host's agent has to fetch, switch to and check a release
     /// (and come back after a restart) before its deploy counts as failed.
     pub host_deploy_timeout_secs: u64,
+    /// How long the server's own new `roost` binary has to serve and pass
+    /// the release's health check before it is rolled back.
+    pub trial_secs: u64,
 }
 
 impl Default for SoftwareConfig {
@@ -203,6 +206,7 @@ impl Default for SoftwareConfig {
             trusted_keys: Vec::new(),
             max_release_bytes: 2 << 30,
             host_deploy_timeout_secs: 1800,
+            trial_secs: 120,
         }
     }
 }
@@ -561,6 +565,7 @@ impl Config {
                 10,
                 7 * DAY,
             ),
+            ("software.trial_secs", self.software.trial_secs, 5, DAY),
             (
                 "tpm.quote_interval_secs",
                 self.tpm.quote_interval_secs,
@@ -820,6 +825,7 @@ mod tests {
             "agent_cert_secs" => c.agent_cert_secs = v,
             "software.max_release_bytes" => c.software.max_release_bytes = v,
             "software.host_deploy_timeout_secs" => c.software.host_deploy_timeout_secs = v,
+            "software.trial_secs" => c.software.trial_secs = v,
             "tpm.quote_interval_secs" => c.tpm.quote_interval_secs = v,
             "max_body_bytes" => c.max_body_bytes = v as usize,
             "http.header_read_timeout_secs" => c.http.header_read_timeout_secs = v,

@@ -119,8 +119,9 @@ impl DataDir {
 
 /// Directories under the data directory that are tightened themselves but
 /// not walked: containerd's root and state and the containers' files are
-/// under `apps/`, with modes of their own.
-const NOT_WALKED: &[&str] = &["apps"];
+/// under `apps/`, with modes of their own; the releases this host runs,
+/// with their executables (hooks, `roost`), under `host-software/`.
+const NOT_WALKED: &[&str] = &["apps", "host-software"];
 
 /// Sets `dir` to 0700 and, below it, directories to 0700 and files to 0600;
 /// symbolic links are left alone. Returns how many modes changed.
@@ -221,6 +222,21 @@ mod tests {
         assert_eq!(mode(&p.join("apps")), 0o700);
         // containerd's own directories keep their modes.
         assert_eq!(mode(&p.join("apps/containerd/root")), 0o755);
+    }
+
+    #[test]
+    fn the_executables_of_the_hosts_releases_stay_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data");
+        let bin = p.join("host-software/releases/roost-0.2.0/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("roost"), "x").unwrap();
+        std::fs::set_permissions(bin.join("roost"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let _d = DataDir::open(&p).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p.join("host-software")), 0o700);
+        assert_eq!(mode(&bin.join("roost")), 0o700);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod dc;
 pub mod error;
 pub mod fm_service;
+pub mod handover;
 pub mod hosts;
 pub mod http;
 pub mod identity;
@@ -82,30 +83,76 @@ pub async fn run_with(
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let open_files = raise_open_file_limit();
     let catalogue = Arc::new(load_catalogue(&config)?);
+    // Sockets handed over by the previous process of this server, if any.
+    let mut inherited = handover::Inherited::take();
     // Listen first: a start that cannot (a port in use) must leave nothing
     // on disk, no data directory and no admin credentials.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = match inherited.http.take() {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)?
+        }
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?,
+    };
     let addr = listener.local_addr()?;
     let role = roost_types::Role::parse(&config.role)
         .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", config.role)))?;
     let heartbeat_addr = config.heartbeat_addr();
-    let heartbeat_socket = tokio::net::UdpSocket::bind(heartbeat_addr)
-        .await
-        .with_context(|| format!("cannot bind the heartbeat socket {heartbeat_addr}"))?;
+    let heartbeat_socket = match inherited.heartbeat.take() {
+        Some(s) => {
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s)?
+        }
+        None => tokio::net::UdpSocket::bind(heartbeat_addr)
+            .await
+            .with_context(|| format!("cannot bind the heartbeat socket {heartbeat_addr}"))?,
+    };
     tracing::info!(addr = %heartbeat_socket.local_addr()?, "heartbeat socket bound");
     let mut dc_listener = if role == Role::SystemController {
         let dc_addr = config.dc_listen_addr();
-        Some(
-            tokio::net::TcpListener::bind(dc_addr)
+        Some(match inherited.dc.take() {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)?
+            }
+            None => tokio::net::TcpListener::bind(dc_addr)
                 .await
                 .with_context(|| format!("cannot listen on {dc_addr} (DC)"))?,
-        )
+        })
     } else {
         None
     };
+    // Kept for a handover to another roost binary.
+    let sockets = handover::Sockets::of(&listener, &heartbeat_socket, dc_listener.as_ref())
+        .context("cannot keep the listening sockets")?;
     let data = datadir::DataDir::open(&config.data_dir)?;
+    // The software of this server's own host: a switch on trial that this
+    // process was not started for is rolled back; a release with another
+    // roost binary is handed over to at once.
+    let own_software = {
+        let dir = std::path::absolute(data.path().join("host-software"))
+            .context("cannot resolve the data directory")?;
+        // Releases that reboot hosts do not cover the server's host, so
+        // this host never runs a reboot command.
+        Arc::new(
+            roost_update::Software::open(dir, config.software.trial_secs, "false")
+                .map_err(|e| Error::Invalid(e.line()))?,
+        )
+    };
+    if let Some(h) = own_software
+        .at_start()
+        .map_err(|e| Error::Invalid(e.line()))?
+    {
+        drop(data);
+        let hold = inherited.hold_until.unwrap_or(roost_types::Timestamp(0));
+        let e = handover::exec(&h, &sockets, hold);
+        return Err(Error::Invalid(format!(
+            "cannot execute {}: {e}",
+            h.exe.display()
+        )));
+    }
     let https = certs::TlsMode::parse(&config.http.tls)
         .ok_or_else(|| Error::Invalid(format!("unknown http.tls {:?}", config.http.tls)))?
         .https(addr.ip(), config.http.plain_http)?;
@@ -245,6 +292,7 @@ pub async fn run_with(
                 cert_secs: config.agent_cert_secs,
             }),
             tpm: config.tpm.policy(),
+            hold_misses_until: inherited.hold_until,
         },
         shutdown.clone(),
     )
@@ -322,6 +370,15 @@ pub async fn run_with(
     tasks.push(tokio::spawn(
         software.clone().strategy_loop(shutdown.clone()),
     ));
+    let (serving_tx, serving_rx) = watch::channel(false);
+    let (handover_tx, mut handover_rx) = tokio::sync::mpsc::channel(1);
+    tasks.push(tokio::spawn(software.clone().own_host_loop(
+        own_software.clone(),
+        config.hostname.clone(),
+        serving_rx,
+        handover_tx,
+        shutdown.clone(),
+    )));
 
     // Distributed Cloud: what each role adds.
     let core = Core {
@@ -422,12 +479,28 @@ pub async fn run_with(
     };
     let scheme = if https { "https" } else { "http" };
     println!("roost server ready on {scheme}://{addr}");
-    http::serve::serve(listener, app, limits, tls_config, async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    })
-    .await;
+    let replace_with = Arc::new(std::sync::Mutex::new(None));
+    let stopping = {
+        let (hosts, replace_with) = (hosts.clone(), replace_with.clone());
+        async move {
+            let grace = tokio::select! {
+                () = wait_for_signal() => {
+                    tracing::info!("shutting down");
+                    http::serve::SHUTDOWN_GRACE
+                }
+                Some(h) = handover_rx.recv() => {
+                    tracing::info!(exe = %h.exe.display(), "handing over to another roost binary: telling the agents, then draining");
+                    hosts.hold_for_handover().await;
+                    *replace_with.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                    HANDOVER_GRACE
+                }
+            };
+            let _ = stop_tx.send(true);
+            grace
+        }
+    };
+    let _ = serving_tx.send(true);
+    http::serve::serve(listener, app, limits, tls_config, stopping).await;
     for t in tasks {
         let _ = t.await;
     }
@@ -445,9 +518,36 @@ pub async fn run_with(
     )
     .await;
     drop(data);
+    let replace_with = replace_with
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(h) = replace_with {
+        let hold = roost_types::Timestamp(
+            clock.now().micros()
+                + i64::try_from(roost_api::heartbeat::HOLD_MILLIS * 1000).unwrap_or(i64::MAX),
+        );
+        let e = handover::exec(&h, &sockets, hold);
+        let failed = own_software.exec_failed(&h, e);
+        tracing::error!(error = %failed.line(), "the handover failed; starting this binary again");
+        let me = std::env::current_exe().context("cannot find this binary")?;
+        let back = roost_update::Handover {
+            exe: me,
+            why: "rollback".into(),
+            trial: None,
+        };
+        let e = handover::exec(&back, &sockets, hold);
+        return Err(Error::Invalid(format!(
+            "cannot execute this binary again: {e}"
+        )));
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a handover lets requests in progress finish (long polls are
+/// cut: their clients poll again, and reach the new process).
+const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 
 /// File descriptors kept free for everything but API connections (the
 /// store, the heartbeat and DC sockets, BMC and subcloud clients, logs).

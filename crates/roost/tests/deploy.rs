@@ -287,6 +287,49 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         "in progress",
     );
     refused(&s, "POST", "/v1/deploy/activate", None, "state start-done");
+
+    // The server's own host first: the server hands over to the release's
+    // binary (same process id, same sockets) while a client keeps raising
+    // alarms. Every acknowledged alarm is kept, and no host is failed.
+    let load = AlarmLoad::start(&s.url, &api.token);
+    let server_pid = s.pid();
+    let before = std::fs::canonicalize(exe(server_pid)).unwrap();
+    ok(&s, "POST", "/v1/deploy_host/controller-0", None);
+    let h = wait_host_state(&api, "controller-0", "deployed");
+    assert_eq!(h["software_release"], "0.2.0", "{h}");
+    let want = std::fs::canonicalize(
+        s.data_dir
+            .join("host-software/releases/roost-0.2.0/bin/roost"),
+    )
+    .unwrap();
+    assert_ne!(before, want);
+    assert_eq!(exe(server_pid), want, "the server runs the new binary");
+    assert!(
+        s.log().contains("handing over to another roost binary")
+            && s.log()
+                .contains("took over the sockets of the previous process")
+            && s.log().contains("the new roost binary is confirmed"),
+        "{}",
+        s.log()
+    );
+    let (acked, failed) = load.stop();
+    eprintln!(
+        "during the handover: {} alarms acknowledged, {failed} requests failed",
+        acked.len()
+    );
+    let listed: std::collections::BTreeSet<String> = api
+        .alarms("?limit=1000")
+        .iter()
+        .filter_map(|a| a["entity_instance_id"].as_str().map(String::from))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|e| !listed.contains(*e)).collect();
+    assert!(lost.is_empty(), "acknowledged alarms lost: {lost:?}");
+    assert!(acked.len() >= 5, "the load ran: {}", acked.len());
+    for name in ["worker-1", "worker-2"] {
+        assert_eq!(api.host(name)["availability"], "available", "{name}");
+    }
+    assert!(alarms_on(&api, "200.004").is_empty(), "no host failed");
+
     for (name, agent) in ["worker-1", "worker-2"].iter().zip(&agents) {
         ok(&s, "POST", &format!("/v1/deploy_host/{name}"), None);
         let h = wait_host_state(&api, name, "deployed");
@@ -439,9 +482,27 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     );
     assert!(exe(agents[1].pid()).ends_with("releases/roost-0.2.0/bin/roost"));
     assert_eq!(api.host("worker-2")["availability"], "available");
+    // The server refuses it too, before handing anything over.
+    ok(&s, "POST", "/v1/deploy_host/controller-0", None);
+    let h = wait_host_state(&api, "controller-0", "failed");
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .contains("the new roost binary does not start"),
+        "{h}"
+    );
+    assert_eq!(exe(server_pid), want);
     ok(&s, "POST", "/v1/deploy/abort", None);
-    ok(&s, "POST", "/v1/deploy_host/worker-2/rollback", None);
-    wait_host_state(&api, "worker-2", "rollback-deployed");
+    for host in ["worker-2", "controller-0"] {
+        ok(
+            &s,
+            "POST",
+            &format!("/v1/deploy_host/{host}/rollback"),
+            None,
+        );
+        wait_host_state(&api, host, "rollback-deployed");
+    }
     ok(&s, "DELETE", "/v1/deploy", None);
 
     // A binary that answers --version but dies as an agent: the process is
@@ -489,6 +550,93 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         Path::new("releases/roost-0.2.0")
     );
     api.wait_avail("worker-2", "available", 60);
+    ok(&s, "POST", "/v1/deploy/abort", None);
+    ok(&s, "POST", "/v1/deploy_host/worker-2/rollback", None);
+    wait_host_state(&api, "worker-2", "rollback-deployed");
+    ok(&s, "DELETE", "/v1/deploy", None);
+
+    // A new server binary that starts but fails the release's health
+    // check on the server's host: the new process hands back to the
+    // binary before it by itself, and the host's step fails.
+    let e = build(
+        tmp.path(),
+        &key,
+        "roost-0.6.0",
+        &["roost-0.2.0"],
+        &[("bin/roost", roost), ("hooks/health", HEALTH.into())],
+    );
+    upload(&s, &e);
+    std::fs::write(s.data_dir.join("fail-health"), b"").unwrap();
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.6.0"], "force": "true"})),
+    );
+    ok(&s, "POST", "/v1/deploy_host/controller-0", None);
+    let h = wait_host_state(&api, "controller-0", "failed");
+    let message = h["message"].as_str().unwrap();
+    assert!(message.contains("health check failed"), "{message}");
+    assert!(message.contains("rolled back to roost-0.2.0"), "{message}");
+    assert_eq!(s.pid(), server_pid);
+    assert_eq!(exe(server_pid), want, "back on the binary before");
+    assert_eq!(
+        std::fs::read_link(s.data_dir.join("host-software/current")).unwrap(),
+        Path::new("releases/roost-0.2.0")
+    );
+    std::fs::remove_file(s.data_dir.join("fail-health")).unwrap();
+    ok(&s, "POST", "/v1/deploy/abort", None);
+    ok(&s, "POST", "/v1/deploy_host/controller-0/rollback", None);
+    wait_host_state(&api, "controller-0", "rollback-deployed");
+    ok(&s, "DELETE", "/v1/deploy", None);
+    for name in ["worker-1", "worker-2"] {
+        assert_eq!(api.host(name)["availability"], "available", "{name}");
+    }
+    assert!(alarms_on(&api, "200.004").is_empty(), "no host failed");
+}
+
+/// A client raising alarms (100.104 on `host=load-N`) as fast as they are
+/// answered, in a thread, until stopped.
+struct AlarmLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<String>, u32)>,
+}
+
+impl AlarmLoad {
+    fn start(url: &str, token: &str) -> AlarmLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, token, flag) = (url.to_string(), token.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let c = http();
+            let (mut acked, mut failed) = (Vec::new(), 0u32);
+            for i in 0.. {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let entity = format!("host=load-{i}");
+                let r = c
+                    .post(format!("{url}/v1/alarms"))
+                    .header("X-Auth-Token", &token)
+                    .json(&json!({"alarm_state": "set", "alarm_id": "100.104",
+                        "entity_instance_id": entity, "severity": "major",
+                        "reason_text": "filesystem full"}))
+                    .send();
+                match r {
+                    Ok(r) if r.status().is_success() => acked.push(entity),
+                    _ => failed += 1,
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            (acked, failed)
+        });
+        AlarmLoad { stop, thread }
+    }
+
+    /// The entities acknowledged, and how many requests failed.
+    fn stop(self) -> (Vec<String>, u32) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// The site strategy (`GET` or `POST` it, `DELETE` it): (status, body).
@@ -590,8 +738,8 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     let (status, _) = strategy(&s, "POST", "", Some(json!({"release_id": "roost-9.9.9"})));
     assert_eq!(status, 404);
 
-    // Parallel by two, relaxed: start, worker-1 and worker-2, worker-3,
-    // activate, complete; the deploy is deleted at the end. Through the
+    // Parallel by two, relaxed: start, the server's own host, worker-1 and
+    // worker-2, worker-3, activate, complete; the deploy is deleted at the end. Through the
     // CLI, as an operator would.
     let cli = roost_test_support::Cli::new(bin());
     let roost = |args: &[&str]| {
@@ -618,7 +766,7 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains("Strategy for roost-0.2.0: initial (0 of 5 stages done"),
+        out.contains("Strategy for roost-0.2.0: initial (0 of 6 stages done"),
         "{out}"
     );
     assert!(err.contains("roost deploy strategy apply"), "{err}");
@@ -633,6 +781,7 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
         stages,
         [
             "deploy-start",
+            "deploy-hosts controller-0",
             "deploy-hosts worker-1 worker-2",
             "deploy-hosts worker-3",
             "deploy-activate",
@@ -648,15 +797,21 @@ fn a_site_strategy_deploys_every_host_in_order_and_stops_at_a_failure() {
     // --watch returns once the strategy is over: applied, exit status 0.
     let (code, out, err) = roost(&["deploy", "strategy", "show", "--watch"]);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("applied (5 of 5 stages done"), "{out}");
+    assert!(out.contains("applied (6 of 6 stages done"), "{out}");
     let v = wait_strategy(&s, "applied");
-    assert_eq!(v["stages_done"], 5, "{v}");
+    assert_eq!(v["stages_done"], 6, "{v}");
     assert_eq!(api.get("/v1/release/roost-0.2.0").body["state"], "deployed");
     assert_eq!(api.get("/v1/deploy").body, json!([]));
-    for agent in &agents {
+    for dir in agents
+        .iter()
+        .map(|a| a.data_dir.join("software"))
+        .chain([s.data_dir.join("host-software")])
+    {
         assert_eq!(
-            std::fs::read(agent.data_dir.join("software/current/etc/motd")).unwrap(),
-            b"0.2.0\n"
+            std::fs::read(dir.join("current/etc/motd")).unwrap(),
+            b"0.2.0\n",
+            "{}",
+            dir.display()
         );
     }
     let (status, _) = strategy(&s, "POST", "/actions", Some(json!({"action": "apply"})));

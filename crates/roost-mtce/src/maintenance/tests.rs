@@ -168,6 +168,59 @@ fn a_silent_host_is_degraded_then_failed_with_alarms_in_order() {
 }
 
 #[test]
+fn misses_during_a_handover_hold_are_not_counted() {
+    let mut s = sim();
+    s.available_worker("worker-0");
+    s.available_worker("worker-1");
+    s.log.clear();
+    // The server handed over: 3 s of silence from both, then worker-0
+    // answers again and worker-1 stays silent.
+    let until = Timestamp(s.now.micros() + 3_000 * MS);
+    s.m.hold_misses_until(until);
+    s.ticks(29, &[]);
+    assert_eq!(s.avail("worker-0"), Avail::Available);
+    assert_eq!(s.avail("worker-1"), Avail::Available);
+    assert!(s.log.is_empty(), "{:?}", s.log);
+    // Counted from the hold's end: 6 misses degrade, 10 fail.
+    s.ticks(5, &["worker-0"]);
+    assert_eq!(s.avail("worker-1"), Avail::Available);
+    s.tick(&["worker-0"]);
+    assert_eq!(s.avail("worker-1"), Avail::Degraded);
+    s.ticks(3, &["worker-0"]);
+    assert_eq!(s.avail("worker-1"), Avail::Degraded);
+    s.tick(&["worker-0"]);
+    assert_eq!(s.avail("worker-1"), Avail::Failed);
+    assert_eq!(s.avail("worker-0"), Avail::Available);
+}
+
+#[test]
+fn after_a_handover_an_available_host_carries_on() {
+    let mut s = sim();
+    s.available_worker("worker-0");
+    // The new process: the host is added again, as stored.
+    let mut m = Maintenance::new(MtceSettings::default(), false);
+    let _ = m.add_host(
+        "worker-0",
+        Personality::Worker,
+        Admin::Unlocked,
+        &[Network::Management],
+        false,
+    );
+    assert_eq!(m.status("worker-0").unwrap().avail, Avail::Offline);
+    m.hold_misses_until(Timestamp(s.now.micros() + 1_000 * MS));
+    m.carry_on("worker-0");
+    let st = m.status("worker-0").unwrap();
+    assert_eq!((st.oper, st.avail), (Oper::Enabled, Avail::Available));
+    // Silent past the hold: failed as usual.
+    let mut now = s.now;
+    for _ in 0..20 {
+        now = Timestamp(now.micros() + 100 * MS);
+        let _ = m.tick(now);
+    }
+    assert_eq!(m.status("worker-0").unwrap().avail, Avail::Failed);
+}
+
+#[test]
 fn a_failed_host_that_answers_again_recovers_and_its_alarms_clear() {
     let mut s = sim();
     s.available_worker("worker-0");

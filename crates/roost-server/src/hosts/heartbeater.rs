@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roost_api::heartbeat::{
-    self, DropReason, FLAG_REBOOT, Health, HostKey, Kind, Pulse, ReplayWindow,
+    self, DropReason, FLAG_HOLD, FLAG_REBOOT, Health, HostKey, Kind, Pulse, ReplayWindow,
 };
 use roost_mtce::Network;
 use roost_types::{Clock, Timestamp};
@@ -91,6 +91,12 @@ pub enum Control {
     /// Ask a host's agent to reboot, in the pulses, until it says it is
     /// going down.
     Reboot { host: String },
+    /// The server is about to hand over to a new process: every pulse
+    /// from now on carries [`FLAG_HOLD`]; `sent` is told after the next
+    /// round of pulses went out with it.
+    Hold {
+        sent: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// What the heartbeater asks maintenance at the end of each period.
@@ -120,6 +126,9 @@ pub struct Heartbeater {
     /// The key a rotation replaced, by host, and when.
     previous: HashMap<u32, (HostKey, Timestamp)>,
     answered: Vec<(String, Network)>,
+    /// Set by [`Control::Hold`]; waiting for the next round of pulses.
+    hold: bool,
+    hold_sent: Vec<tokio::sync::oneshot::Sender<()>>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 }
@@ -143,6 +152,8 @@ impl Heartbeater {
             pending_reboot: HashMap::new(),
             previous: HashMap::new(),
             answered: Vec::new(),
+            hold: false,
+            hold_sent: Vec::new(),
             clock,
             metrics,
         };
@@ -181,6 +192,10 @@ impl Heartbeater {
             }
             Control::Reboot { host } => {
                 self.pending_reboot.insert(host, self.clock.now());
+            }
+            Control::Hold { sent } => {
+                self.hold = true;
+                self.hold_sent.push(sent);
             }
         }
     }
@@ -238,11 +253,14 @@ impl Heartbeater {
             let Some(peer) = self.by_name.get(name).and_then(|id| self.peers.get(id)) else {
                 continue;
             };
-            let flags = if self.pending_reboot.contains_key(name) {
+            let mut flags = if self.pending_reboot.contains_key(name) {
                 FLAG_REBOOT
             } else {
                 0
             };
+            if self.hold {
+                flags |= FLAG_HOLD;
+            }
             for net in nets {
                 let dest = match net {
                     Network::Management => peer.mgmt,
@@ -268,6 +286,9 @@ impl Heartbeater {
             }
         }
         self.metrics.pulses_sent(sent);
+        for tx in self.hold_sent.drain(..) {
+            let _ = tx.send(());
+        }
     }
 
     /// Checks one datagram (the MAC before any field is used) and records

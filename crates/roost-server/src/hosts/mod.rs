@@ -80,6 +80,9 @@ pub struct HostsConfig {
     pub agent_ca: Option<AgentCa>,
     /// How hosts with a TPM are attested.
     pub tpm: attestation::Policy,
+    /// Started by a handover: missed pulses count only from this time,
+    /// when the agents' hold ends ([`roost_api::heartbeat::FLAG_HOLD`]).
+    pub hold_misses_until: Option<Timestamp>,
 }
 
 /// The issuer of agents' client certificates.
@@ -392,6 +395,9 @@ impl HostService {
             settings = MtceSettings::default();
         }
         let mut mtce = Maintenance::new(settings, config.system_mode == SystemMode::Simplex);
+        if let Some(t) = config.hold_misses_until {
+            mtce.hold_misses_until(t);
+        }
         let now = clock.now();
         let mut stored = store.hosts()?;
         if !stored.iter().any(|h| h.local) {
@@ -418,6 +424,12 @@ impl HostService {
                 h.local,
             );
             initial.alarms.extend(fx.alarms);
+            if config.hold_misses_until.is_some()
+                && h.operational == "enabled"
+                && h.availability == "available"
+            {
+                mtce.carry_on(&h.hostname);
+            }
             mtce.set_bmc_configured(&h.hostname, bmc_configured(&h));
             peers.extend(peer_of(&h));
             if let Some(t) = &h.agent_token_hash {
@@ -465,6 +477,30 @@ impl HostService {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
+    }
+
+    /// Before a handover to a new process: tells every agent, in the
+    /// pulses, that silence is expected for a while (so that none fences),
+    /// and returns once two rounds of pulses carried it (or after a few
+    /// seconds, with no heartbeat running).
+    pub async fn hold_for_handover(&self) {
+        for _ in 0..2 {
+            let (sent, done) = tokio::sync::oneshot::channel();
+            if self
+                .shared
+                .heartbeat
+                .send(heartbeater::Control::Hold { sent })
+                .is_err()
+            {
+                return;
+            }
+            if tokio::time::timeout(Duration::from_secs(3), done)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Commits `writes` through the executor.

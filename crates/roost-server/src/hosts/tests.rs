@@ -169,6 +169,7 @@ async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
             heartbeat_key_max_age_secs: 0,
             agent_ca,
             tpm: Default::default(),
+            hold_misses_until: None,
         },
         Shutdown(rx),
     )

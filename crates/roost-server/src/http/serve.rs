@@ -47,7 +47,7 @@ const WAIT: Duration = Duration::from_secs(1);
 /// Descriptors the API port may use beyond `max_connections`.
 pub const HEADROOM: usize = OVERFLOW + WAITING;
 /// How long shutdown waits for requests in progress.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The limits of the API port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,8 @@ struct Admission {
     app: Router,
     limits: Limits,
     registry: Arc<Registry>,
-    stop: watch::Receiver<bool>,
+    /// Set when the server stops: how long requests in progress may take.
+    stop: watch::Receiver<Option<Duration>>,
     permits: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
 }
@@ -252,7 +253,8 @@ impl Admission {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests
-/// in progress finish (for a while).
+/// in progress finish for as long as it said ([`SHUTDOWN_GRACE`] on a
+/// signal; less before a handover, which long polls must not hold up).
 ///
 /// With `tls`, each connection first completes a TLS handshake within the
 /// header read timeout; at most [`roost_pki::ListenerLimits`]'s
@@ -265,11 +267,11 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Duration>,
 ) {
     let hard_limit = limits.max_connections + OVERFLOW;
     let permits = Arc::new(Semaphore::new(hard_limit));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let admission = Admission {
         app,
         limits,
@@ -283,9 +285,13 @@ pub async fn serve(
         roost_pki::ListenerLimits::default().max_pending_handshakes,
     );
     let mut shutdown = std::pin::pin!(shutdown);
+    let grace;
     loop {
         let (tcp, remote) = tokio::select! {
-            () = &mut shutdown => break,
+            g = &mut shutdown => {
+                grace = g;
+                break;
+            }
             done = handshakes.next() => {
                 if let Some((tls, remote)) = done {
                     admission.admit(tls, remote);
@@ -329,10 +335,10 @@ pub async fn serve(
     }
     drop(listener);
     drop(handshakes);
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(Some(grace));
     // Every permit back means every connection has ended.
     let all = u32::try_from(hard_limit).unwrap_or(u32::MAX);
-    if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
+    if tokio::time::timeout(grace, permits.acquire_many(all))
         .await
         .is_err()
     {
@@ -360,7 +366,8 @@ struct ConnCtx {
     app: Router,
     limits: Limits,
     registry: Arc<Registry>,
-    stop: watch::Receiver<bool>,
+    /// Set when the server stops: how long requests in progress may take.
+    stop: watch::Receiver<Option<Duration>>,
     remote: SocketAddr,
 }
 
@@ -409,6 +416,10 @@ impl ConnCtx {
         let watch = watch_conn(conn.clone(), self.limits);
         let mut watch = std::pin::pin!(watch);
         let mut stopping = false;
+        // Past the grace, a request still in progress is cut: its handler
+        // is dropped with the connection, so nothing of the server is held.
+        let cut = tokio::time::sleep(Duration::MAX);
+        let mut cut = std::pin::pin!(cut);
         loop {
             tokio::select! {
                 r = http.as_mut() => {
@@ -425,7 +436,13 @@ impl ConnCtx {
                 _ = self.stop.changed(), if !stopping => {
                     // Finish the request in progress, if any, then close.
                     stopping = true;
+                    let grace = (*self.stop.borrow()).unwrap_or(SHUTDOWN_GRACE);
+                    cut.as_mut().reset(tokio::time::Instant::now() + grace);
                     http.as_mut().graceful_shutdown();
+                }
+                () = cut.as_mut(), if stopping => {
+                    tracing::debug!(remote = %self.remote, "cut a request still in progress at shutdown");
+                    break;
                 }
             }
         }

@@ -59,17 +59,18 @@ impl SoftwareService {
             .ok_or_else(|| Error::Internal("the software service has no hosts yet".into()))
     }
 
-    /// The hosts and the raised alarms, as the precheck sees them.
-    pub(super) fn facts(&self) -> Result<(Vec<HostFacts>, Vec<AlarmFact>), Error> {
+    /// The hosts a deploy covers (of a release that reboots hosts or not)
+    /// and the raised alarms, as the precheck sees them.
+    pub(super) fn facts(
+        &self,
+        reboot_required: bool,
+    ) -> Result<(Vec<HostFacts>, Vec<AlarmFact>), Error> {
         let site = self.site()?;
-        // The server's own host runs the server's binary, which deploys do
-        // not replace yet: the deploy covers the hosts with agents.
-        let local = site.hosts.local_hostname();
         let hosts = site
             .hosts
             .list()
             .iter()
-            .filter(|h| Some(&h.hostname) != local.as_ref())
+            .filter(|h| self.deployable(site, &h.hostname, reboot_required))
             .map(host_facts)
             .collect();
         let fm = site.fm.read();
@@ -86,6 +87,13 @@ impl SoftwareService {
             })
             .collect();
         Ok((hosts, alarms))
+    }
+
+    /// Whether a deploy covers `host`: every host, except the server's own
+    /// for a release that reboots hosts (the server cannot lock, reboot and
+    /// unlock the host it runs on; the operator reboots it).
+    pub(super) fn deployable(&self, site: &super::Site, host: &str, reboot_required: bool) -> bool {
+        !reboot_required || site.hosts.local_hostname().as_deref() != Some(host)
     }
 
     /// The releases deployed or committed, and the one the hosts run (the
@@ -123,7 +131,6 @@ impl SoftwareService {
 
     fn check(&self, req: &DeployRequest) -> Result<(Precheck, roost_release::Manifest), Error> {
         let id = Self::requested(req)?;
-        let (hosts, alarms) = self.facts()?;
         let (deployed, _, _) = self.deployed();
         let (manifest, state) = {
             let st = self.lock();
@@ -132,6 +139,7 @@ impl SoftwareService {
                 .ok_or_else(|| Error::NotFound(format!("Release {id} not found")))?;
             (r.manifest.clone(), r.state)
         };
+        let (hosts, alarms) = self.facts(manifest.reboot_required)?;
         let current = self.deploy_lock().clone();
         let check = precheck(
             Candidate {
@@ -166,7 +174,7 @@ impl SoftwareService {
     pub async fn deploy_start(&self, req: &DeployRequest) -> Result<String, Error> {
         let _lane = self.inner.lane.lock().await;
         let (check, manifest) = self.check(req)?;
-        let (hosts, _) = self.facts()?;
+        let (hosts, _) = self.facts(manifest.reboot_required)?;
         let (_, from_id, from_version) = self.deployed();
         let now = self.inner.clock.now().micros();
         let deploy = Deploy::start(&check, &manifest, (&from_id, &from_version), &hosts, now)

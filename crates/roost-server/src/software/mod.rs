@@ -30,6 +30,7 @@ use roost_types::{Clock, Timestamp};
 use crate::Error;
 
 pub mod deploy;
+pub mod host;
 pub mod strategy;
 
 /// What the deploys need of the rest of the server (set once, after the

@@ -141,12 +141,11 @@ impl SoftwareService {
             Some(r) => r.manifest.reboot_required,
         };
         let site = self.site()?;
-        let local = site.hosts.local_hostname();
         let targets: Vec<Target> = site
             .hosts
             .list()
             .into_iter()
-            .filter(|h| Some(&h.hostname) != local.as_ref())
+            .filter(|h| self.deployable(site, &h.hostname, reboot_required))
             .map(|h| Target {
                 hostname: h.hostname,
                 personality: h.personality,
@@ -269,7 +268,7 @@ impl SoftwareService {
             return Ok(());
         }
         let before = s.clone();
-        let (_, alarms) = self.facts()?;
+        let (_, alarms) = self.facts(false)?;
         let now = self.inner.clock.now().micros();
         let actions = s.next(&self.deploy_facts(&s.release_id.clone()), &alarms, now);
         if s != before {

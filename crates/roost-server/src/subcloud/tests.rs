@@ -349,6 +349,7 @@ impl Rig {
                 heartbeat_key_max_age_secs: 0,
                 agent_ca: None,
                 tpm: Default::default(),
+                hold_misses_until: None,
             },
             self.shutdown(),
         )

@@ -1,7 +1,10 @@
-//! Software releases on this host: what the server's deploy orders are
-//! carried out with.
+//! A host's software: how the deploy orders of a server are carried out on
+//! the host they name, by its agent, and by the server itself on its own
+//! host. The same code runs in both, so both switch, try and roll back
+//! alike.
 //!
-//! Under `<data-dir>/software/`:
+//! Under a software directory (`<data-dir>/software/` for an agent,
+//! `<data-dir>/host-software/` for a server):
 //! - `blobs/<sha256>`: payload files by digest, so a file shared by
 //!   releases is fetched once; a fetch goes to `<sha256>.part` first,
 //!   resumes after an interruption, and is kept only when its digest and
@@ -14,25 +17,24 @@
 //! - `state.json`: the release run, the outcome of the last attempt, and a
 //!   switch to a new `roost` binary still on trial.
 //!
-//! A release with `bin/roost` replaces the agent itself: the new binary is
-//! tried (`--version`), then the agent re-executes itself with it, keeping
-//! its arguments and process id. The new process must pass the release's
-//! health check and reach the server before the trial's deadline, or it
-//! switches back and re-executes the previous binary. A start of the agent
-//! that finds a trial it did not confirm (the new binary died) rolls back
-//! before anything else.
+//! A release with `bin/roost` replaces the running process: the new binary
+//! is tried (`--version`), then the process re-executes itself with it
+//! ([`Handover`]), keeping its arguments and process id. The new process
+//! must pass the release's health check and confirm before the trial's
+//! deadline (an agent: reach its server; a server: serve), or it switches
+//! back and re-executes the previous binary. A start that finds a trial it
+//! did not confirm (the new binary died) rolls back before anything else.
 
+use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use roost_api::software::{SoftwareOrder, SoftwareOutcome, SoftwareStatus};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use crate::Error;
-use crate::client::Client;
 
 /// How long a hook may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -41,7 +43,79 @@ const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Set on a re-execution: the attempt of the trial the new process was
 /// started for, or why else it was started, so that it does not
 /// re-execute again and knows whether a trial is its own.
-const EXEC_GUARD: &str = "ROOST_AGENT_REEXEC";
+pub const EXEC_GUARD: &str = "ROOST_AGENT_REEXEC";
+
+/// Why a step on this host's software failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A deploy step failed; the text says which and why.
+    #[error("{0}")]
+    Deploy(String),
+    /// A stored file is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file operation failed: what was being done, and the error.
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The error and its causes on one line, `outer: inner: ...`.
+    pub fn line(&self) -> String {
+        let mut line = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(inner) = source {
+            line.push_str(": ");
+            line.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        line
+    }
+}
+
+/// How payload files reach this host: an agent downloads them from its
+/// server; the server's own host copies them from its release store.
+pub trait Fetch: Send + Sync {
+    /// Writes payload file `sha256` to `to` (appending to what is there
+    /// when resuming is possible). The digest is checked afterwards.
+    fn fetch<'a>(
+        &'a self,
+        sha256: &'a str,
+        to: &'a Path,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+}
+
+/// This process must be replaced by `exe` ([`Handover::command`]): a new
+/// `roost` binary on trial, or the previous one after a failed trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub exe: PathBuf,
+    /// The marker the new process is started with ([`EXEC_GUARD`]).
+    pub why: String,
+    /// The trial the new process is started for (none for a rollback).
+    pub trial: Option<Trial>,
+}
+
+impl Handover {
+    /// The command that replaces this process (`exec`): the same
+    /// arguments and environment, marked with [`EXEC_GUARD`].
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.exe);
+        c.args(std::env::args_os().skip(1))
+            .env(EXEC_GUARD, &self.why);
+        c
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What is kept in `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,12 +142,14 @@ pub struct State {
 }
 
 /// How an attempt that did not fail ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Done {
     /// The host runs the release.
     Running,
     /// The host is rebooting into it.
     Rebooting,
+    /// This process must be replaced by the release's binary, on trial.
+    Exec(Handover),
 }
 
 /// A switch to another `roost` binary that is not confirmed yet.
@@ -96,7 +172,7 @@ fn now_secs() -> u64 {
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let m = format!("{what} {}", path.display());
-    move |e| Error::context(m, e)
+    move |source| Error::Io { context: m, source }
 }
 
 /// The software directory of an agent.
@@ -135,12 +211,12 @@ impl Software {
     }
 
     fn state(&self) -> State {
-        crate::lock(&self.state).clone()
+        lock(&self.state).clone()
     }
 
     /// Changes the state and writes it (a temporary file renamed over).
     fn save(&self, f: impl FnOnce(&mut State)) -> Result<State, Error> {
-        let mut st = crate::lock(&self.state);
+        let mut st = lock(&self.state);
         let mut next = st.clone();
         f(&mut next);
         let path = self.dir.join("state.json");
@@ -187,8 +263,9 @@ impl Software {
     /// died, or the host restarted, before it confirmed) is rolled back;
     /// then, if the release the host runs has another `roost` binary than
     /// this one, the agent re-executes itself with it. Returns only when
-    /// this process is the one to run.
-    pub fn at_start(&self) -> Result<(), Error> {
+    /// this process is the one to run; else, the process that must replace
+    /// it.
+    pub fn at_start(&self) -> Result<Option<Handover>, Error> {
         let started_for = std::env::var(EXEC_GUARD).ok();
         if let Some(t) = self.state().trial
             && started_for.as_deref() != Some(t.attempt.to_string().as_str())
@@ -215,25 +292,35 @@ impl Software {
         }
         let st = self.state();
         let Some(want) = st.exes.get(&st.release_id).cloned() else {
-            return Ok(());
+            return Ok(None);
         };
         let me = std::env::current_exe().map_err(io("cannot find", Path::new("this binary")))?;
         if same_file(&me, &want) || started_for.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         tracing::info!(exe = %want.display(), release = %st.release_id, "running the release's roost binary");
-        Err(reexec(&want, &why))
+        Ok(Some(Handover {
+            exe: want,
+            why,
+            trial: None,
+        }))
+    }
+
+    /// The trial this process was started for, if any (not confirmed yet).
+    pub fn trial(&self) -> Option<Trial> {
+        self.state().trial
     }
 
     /// A trial under way: runs the health check, then waits for the first
-    /// report taken (`reported`) until the deadline; confirms or rolls back
-    /// (re-executing the previous binary).
+    /// report taken (`reported`) until the deadline; confirms (`None`) or
+    /// rolls back, returning the previous binary that must replace this
+    /// process.
     pub async fn confirm_trial(
         self: Arc<Self>,
         mut reported: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Handover>, Error> {
         let Some(t) = self.state().trial else {
-            return Ok(());
+            return Ok(None);
         };
         let left = Duration::from_secs(t.deadline.saturating_sub(now_secs()));
         let dir = self.dir.join("releases").join(&t.release_id);
@@ -263,14 +350,18 @@ impl Software {
                     });
                 })?;
                 tracing::info!(release = %t.release_id, "the new roost binary is confirmed");
-                Ok(())
+                Ok(None)
             }
             Err(why) => {
                 tracing::error!(release = %t.release_id, %why, "rolling back");
                 self.roll_back(&t, why)?;
                 let st = self.state();
                 match st.exes.get(&st.release_id).cloned() {
-                    Some(exe) => Err(reexec(&exe, "rollback")),
+                    Some(exe) => Ok(Some(Handover {
+                        exe,
+                        why: "rollback".into(),
+                        trial: None,
+                    })),
                     None => Err(Error::Invalid(
                         "cannot find the previous roost binary to roll back to".into(),
                     )),
@@ -310,7 +401,7 @@ impl Software {
         {
             return false;
         }
-        let mut w = crate::lock(&self.working);
+        let mut w = lock(&self.working);
         if w.is_some() {
             return false;
         }
@@ -319,16 +410,19 @@ impl Software {
     }
 
     /// Carries out `order` (taken with [`Software::take`]): fetch, stage,
-    /// switch, check; on failure the host is switched back. Returns only
-    /// when this process goes on running (a new binary re-executes).
-    pub async fn carry_out(&self, client: &Client, token: &str, order: &SoftwareOrder) {
-        let result = self.attempt(client, token, order).await;
+    /// switch, check; on failure the host is switched back. Returns the
+    /// new binary that must replace this process, on trial, if the release
+    /// has one: the caller executes it ([`Handover::command`]) and, should
+    /// that fail, calls [`Software::exec_failed`].
+    pub async fn carry_out(&self, fetch: &dyn Fetch, order: &SoftwareOrder) -> Option<Handover> {
+        let result = self.attempt(fetch, order).await;
         let outcome = match result {
             Ok(Done::Rebooting) => {
                 // The outcome is decided after the reboot.
-                *crate::lock(&self.working) = None;
-                return;
+                *lock(&self.working) = None;
+                return None;
             }
+            Ok(Done::Exec(h)) => return Some(h),
             Ok(Done::Running) => SoftwareOutcome {
                 attempt: order.attempt,
                 release_id: order.release_id.clone(),
@@ -339,7 +433,7 @@ impl Software {
                 ),
             },
             Err(e) => {
-                let message = crate::error_line(&e);
+                let message = e.line();
                 tracing::error!(release = %order.release_id, error = %message, "the deploy failed on this host");
                 SoftwareOutcome {
                     attempt: order.attempt,
@@ -349,24 +443,41 @@ impl Software {
                 }
             }
         };
+        self.finish(outcome);
+        None
+    }
+
+    /// Records how an attempt ended; the next order may be taken.
+    fn finish(&self, outcome: SoftwareOutcome) {
         if let Err(e) = self.save(|s| s.last = Some(outcome)) {
             tracing::error!(error = %e, "cannot record the deploy's outcome");
         }
-        *crate::lock(&self.working) = None;
+        *lock(&self.working) = None;
     }
 
-    async fn attempt(
-        &self,
-        client: &Client,
-        token: &str,
-        order: &SoftwareOrder,
-    ) -> Result<Done, Error> {
+    /// The new binary of `h` could not be executed (`e`): the trial is
+    /// undone, the host switched back and the attempt recorded as failed.
+    /// Returns the error to report.
+    pub fn exec_failed(&self, h: &Handover, e: std::io::Error) -> Error {
+        let err = Error::Deploy(format!("cannot execute {}: {e}", h.exe.display()));
+        let Some(t) = &h.trial else {
+            return err;
+        };
+        let why = format!("cannot execute the new roost binary: {e}");
+        match self.roll_back(t, why) {
+            Ok(()) => *lock(&self.working) = None,
+            Err(e) => tracing::error!(error = %e.line(), "cannot roll back"),
+        }
+        err
+    }
+
+    async fn attempt(&self, fetch: &dyn Fetch, order: &SoftwareOrder) -> Result<Done, Error> {
         let id = order.release_id.as_str();
         let previous = self.state().release_id;
         if !id.is_empty() {
             check_component(id)?;
             for f in &order.payload {
-                self.fetch(client, token, &f.sha256, f.size).await?;
+                self.fetch(fetch, &f.sha256, f.size).await?;
             }
             self.stage(order)?;
         }
@@ -454,9 +565,11 @@ impl Software {
                     });
                 })?;
                 tracing::info!(release = %id, exe = %exe.display(), "re-executing with the release's roost binary");
-                let e = reexec(&exe, &order.attempt.to_string());
-                self.save(|s| s.trial = None)?;
-                Err(undo(format!("cannot execute the new roost binary: {e}")))
+                Ok(Done::Exec(Handover {
+                    exe,
+                    why: order.attempt.to_string(),
+                    trial: self.state().trial,
+                }))
             }
             _ => match &order.health_check {
                 Some(hook) => run_hook(&dir, hook, id)
@@ -469,13 +582,7 @@ impl Software {
     }
 
     /// Fetches payload file `sha256` into the blobs unless it is there.
-    async fn fetch(
-        &self,
-        client: &Client,
-        token: &str,
-        sha256: &str,
-        size: u64,
-    ) -> Result<(), Error> {
+    async fn fetch(&self, fetch: &dyn Fetch, sha256: &str, size: u64) -> Result<(), Error> {
         let ok = sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit());
         if !ok {
             return Err(Error::Deploy(format!("{sha256:?} is not a SHA-256 digest")));
@@ -488,10 +595,12 @@ impl Software {
         if std::fs::metadata(&part).is_ok_and(|m| m.len() > size) {
             let _ = std::fs::remove_file(&part);
         }
-        client.software_blob(token, sha256, &part).await?;
+        fetch.fetch(sha256, &part).await?;
         let (len, digest) = {
             let p = part.clone();
-            tokio::task::spawn_blocking(move || digest_of(&p)).await??
+            tokio::task::spawn_blocking(move || digest_of(&p))
+                .await
+                .map_err(|e| Error::Deploy(format!("the digest task stopped: {e}")))??
         };
         if len != size || digest != sha256 {
             let _ = std::fs::remove_file(&part);
@@ -684,18 +793,6 @@ async fn preflight(exe: &Path) -> Result<(), Error> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
-}
-
-/// Replaces this process with `exe`, with the same arguments, marked with
-/// `why` (the attempt of a trial) so that the new process does not
-/// re-execute again; returns only when that fails.
-fn reexec(exe: &Path, why: &str) -> Error {
-    use std::os::unix::process::CommandExt;
-    let e = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(EXEC_GUARD, why)
-        .exec();
-    Error::context(format!("cannot execute {}", exe.display()), e)
 }
 
 #[cfg(test)]
