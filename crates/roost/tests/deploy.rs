@@ -493,17 +493,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         "{h}"
     );
     assert_eq!(exe(server_pid), want);
-    ok(&s, "POST", "/v1/deploy/abort", None);
-    for host in ["worker-2", "controller-0"] {
-        ok(
-            &s,
-            "POST",
-            &format!("/v1/deploy_host/{host}/rollback"),
-            None,
-        );
-        wait_host_state(&api, host, "rollback-deployed");
-    }
-    ok(&s, "DELETE", "/v1/deploy", None);
+    abort_and_roll_back(&s, &api, &["worker-2", "controller-0"]);
 
     // A binary that answers --version but dies as an agent: the process is
     // gone; started again (as its service manager would, with the binary
@@ -550,10 +540,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         Path::new("releases/roost-0.2.0")
     );
     api.wait_avail("worker-2", "available", 60);
-    ok(&s, "POST", "/v1/deploy/abort", None);
-    ok(&s, "POST", "/v1/deploy_host/worker-2/rollback", None);
-    wait_host_state(&api, "worker-2", "rollback-deployed");
-    ok(&s, "DELETE", "/v1/deploy", None);
+    abort_and_roll_back(&s, &api, &["worker-2"]);
 
     // A new server binary that starts but fails the release's health
     // check on the server's host: the new process hands back to the
@@ -585,14 +572,21 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         Path::new("releases/roost-0.2.0")
     );
     std::fs::remove_file(s.data_dir.join("fail-health")).unwrap();
-    ok(&s, "POST", "/v1/deploy/abort", None);
-    ok(&s, "POST", "/v1/deploy_host/controller-0/rollback", None);
-    wait_host_state(&api, "controller-0", "rollback-deployed");
-    ok(&s, "DELETE", "/v1/deploy", None);
+    abort_and_roll_back(&s, &api, &["controller-0"]);
     for name in ["worker-1", "worker-2"] {
         assert_eq!(api.host(name)["availability"], "available", "{name}");
     }
     assert!(alarms_on(&api, "200.004").is_empty(), "no host failed");
+}
+
+/// Aborts the deploy, rolls `hosts` back and deletes the deploy.
+fn abort_and_roll_back(s: &Server, api: &Api, hosts: &[&str]) {
+    ok(s, "POST", "/v1/deploy/abort", None);
+    for host in hosts {
+        ok(s, "POST", &format!("/v1/deploy_host/{host}/rollback"), None);
+        wait_host_state(api, host, "rollback-deployed");
+    }
+    ok(s, "DELETE", "/v1/deploy", None);
 }
 
 /// A client raising alarms (100.104 on `host=load-N`) as fast as they are
