@@ -172,7 +172,15 @@ fn deploy_all(
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let list = http.get("/v1/deploy_host")?;
+        // A poll cut by the server's handover is sent again.
+        let list = match http.get("/v1/deploy_host") {
+            Ok(l) => l,
+            Err(e) => {
+                anyhow::ensure!(Instant::now() < deadline, "cannot poll the deploy: {e:#}");
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
         let states: Vec<&str> = list
             .as_array()
             .into_iter()
@@ -231,8 +239,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
     )?;
     let http = Http::new(&server.url, &server.token())?;
     let mut agents = Vec::new();
-    // The server's own host is deployed too.
-    let mut hosts = vec!["controller-0".to_string()];
+    let mut hosts = Vec::new();
     for i in 0..HOSTS {
         let name = format!("deploy-{i}");
         agents.push(probe::available_agent(
@@ -244,6 +251,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<u64> {
         )?);
         hosts.push(name);
     }
+    // The server's own host is deployed too, last: its handover must not
+    // cut the other hosts' `deploy host` requests.
+    hosts.push("controller-0".to_string());
     let binary = shipped_binary(&plan.bin, dir.path())?;
     let mut kinds = [
         Kind::new("in-service, no binary (baseline)", false),

@@ -464,6 +464,7 @@ pub async fn run_with(
         tls: api_tls.clone(),
         certs: inventory,
         software,
+        shutdown: shutdown.clone(),
     };
     let app = http::router(state, config.max_body_bytes);
     let limits = http::serve::Limits {

@@ -7,6 +7,12 @@
 //! partial download is refused and fetched again; a release whose binary
 //! does not start is rolled back; abort then host-rollback brings every
 //! host back to one release; the precheck refuses with reasons.
+//!
+//! The server's own host is deployed too: the server hands its process over
+//! to the release's binary under a write load (no acknowledged write lost,
+//! no host failed), hands back by itself when the new binary fails its
+//! health check, and rolls back at its next start a binary that died
+//! before it confirmed.
 
 use std::path::{Path, PathBuf};
 
@@ -577,6 +583,64 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         assert_eq!(api.host(name)["availability"], "available", "{name}");
     }
     assert!(alarms_on(&api, "200.004").is_empty(), "no host failed");
+}
+
+#[test]
+fn a_server_binary_that_dies_before_it_confirms_is_rolled_back_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("release.key");
+    let public = release_cli(&["keygen", "--out", &key.display().to_string()]);
+    let (mut s, _cfg) = Server::start_with_config(
+        bin(),
+        &format!("[software]\ntrusted_keys = [\"{public}\"]\n"),
+    );
+    // Answers --version, then dies as a server.
+    let r = build(
+        tmp.path(),
+        &key,
+        "roost-0.7.0",
+        &[],
+        &[
+            (
+                "bin/roost",
+                b"#!/bin/sh\n[ \"$1\" = --version ] && exec echo roost 0.7.0\nexit 1\n".to_vec(),
+            ),
+            ("hooks/health", HEALTH.into()),
+        ],
+    );
+    upload(&s, &r);
+    ok(
+        &s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": ["roost-0.7.0"], "force": "true"})),
+    );
+    let pid = s.pid();
+    let installed = std::fs::canonicalize(exe(pid)).unwrap();
+    ok(&s, "POST", "/v1/deploy_host/controller-0", None);
+    wait_for(60, || {
+        (!Path::new(&format!("/proc/{pid}/exe")).exists()).then_some(())
+    })
+    .expect("the server process ends with the broken binary");
+    // Started again by its service manager, with the binary it was
+    // installed with: the trial it was not started for is rolled back
+    // before anything else, and the host's step fails.
+    s.restart();
+    let api = s.api();
+    let h = wait_host_state(&api, "controller-0", "failed");
+    let message = h["message"].as_str().unwrap();
+    assert!(message.contains("stopped before it confirmed"), "{message}");
+    assert!(
+        message.contains("rolled back to the installed software"),
+        "{message}"
+    );
+    assert_eq!(std::fs::canonicalize(exe(s.pid())).unwrap(), installed);
+    assert!(std::fs::symlink_metadata(s.data_dir.join("host-software/current")).is_err());
+    abort_and_roll_back(&s, &api, &["controller-0"]);
+    assert_eq!(
+        api.get("/v1/release/roost-0.7.0").body["state"],
+        "available"
+    );
 }
 
 /// Aborts the deploy, rolls `hosts` back and deletes the deploy.

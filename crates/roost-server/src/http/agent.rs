@@ -113,7 +113,12 @@ async fn software_order(
     q.only(&["after", "wait"])?;
     let after = q.number("after")?;
     let wait = std::time::Duration::from_secs(q.number("wait")?).min(MAX_ORDER_WAIT);
-    Ok(Json(st.software.wait_order(&host, after, wait).await))
+    // Stopping: no order now (the agent polls the next process).
+    let order = tokio::select! {
+        o = st.software.wait_order(&host, after, wait) => o,
+        () = st.shutdown.cancelled() => None,
+    };
+    Ok(Json(order))
 }
 
 /// `GET /v1/agent/software/blobs/{sha256}`: a release's payload file by

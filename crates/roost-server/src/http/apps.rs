@@ -400,7 +400,12 @@ async fn plan(
     q.only(&["generation", "wait"])?;
     let generation = q.number("generation")?;
     let wait = Duration::from_secs(q.number("wait")?).min(MAX_WAIT);
-    Ok(Json(st.apps.plan(&host, generation, wait).await))
+    // Stopping: the plan as it is now (the agent polls the next process).
+    let plan = tokio::select! {
+        p = st.apps.plan(&host, generation, wait) => p,
+        () = st.shutdown.cancelled() => st.apps.plan(&host, generation, Duration::ZERO).await,
+    };
+    Ok(Json(plan))
 }
 
 async fn report(

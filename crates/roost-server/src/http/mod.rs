@@ -65,6 +65,9 @@ pub struct AppState {
     pub software: crate::software::SoftwareService,
     /// The fleet rollout (a system controller's).
     pub rollout: Option<crate::dc::rollout::RolloutService>,
+    /// Ends long polls at once when the server stops, so that a handover
+    /// drains in moments.
+    pub shutdown: crate::Shutdown,
 }
 
 impl AppState {
