@@ -171,6 +171,7 @@ fn deploy_all(
         act(http, &format!("/v1/deploy_host/{h}"), json!({}))?;
     }
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut done_at = std::collections::BTreeMap::new();
     loop {
         // A poll cut by the server's handover is sent again.
         let list = match http.get("/v1/deploy_host") {
@@ -187,6 +188,15 @@ fn deploy_all(
             .flatten()
             .map(|h| h["host_state"].as_str().unwrap_or(""))
             .collect();
+        for h in list.as_array().into_iter().flatten() {
+            if h["host_state"] == "deployed"
+                && let Some(name) = h["hostname"].as_str()
+            {
+                done_at
+                    .entry(name.to_string())
+                    .or_insert_with(|| t0.elapsed());
+            }
+        }
         if states.contains(&"failed") {
             anyhow::bail!("a host failed: {list}");
         }
@@ -200,6 +210,11 @@ fn deploy_all(
         std::thread::sleep(Duration::from_millis(20));
     }
     let took = t0.elapsed();
+    let each: Vec<String> = done_at
+        .iter()
+        .map(|(h, t)| format!("{h} {} ms", t.as_millis()))
+        .collect();
+    eprintln!("    deployed: {}", each.join(", "));
     let m1 = http.heartbeat_metrics()?;
     // A handover started the counters again.
     let hb = if m1.sent < m0.sent { m1 } else { m1.since(&m0) };
