@@ -741,7 +741,7 @@ impl DcService {
 
     /// Deletes an unmanaged, offline subcloud and clears its alarms. Its
     /// certificate goes with its record: it is refused from then on.
-    pub async fn delete(&self, reference: &str) -> Result<(), Error> {
+    pub async fn delete(&self, reference: &str) -> Result<String, Error> {
         let _writes = self.inner.writes.lock().await;
         let (id, name) = {
             let st = self.lock();
@@ -770,7 +770,7 @@ impl DcService {
                 alarm_id: None,
             })
             .await;
-        Ok(())
+        Ok(name)
     }
 
     /// Uses an enrollment token: `sign` issues the certificate for the

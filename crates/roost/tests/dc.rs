@@ -347,10 +347,27 @@ fn a_killed_subcloud_goes_offline_with_280_001_and_can_only_be_deleted_unmanaged
     );
     sub.kill9();
     wait_field(&api, "edge-9", "availability-status", "offline", 30);
+    // Its own strategy options go with it.
+    let r = api.post(
+        "/v1.0/sw-update-options/edge-9",
+        &json!({"storage-apply-type": "parallel", "worker-apply-type": "parallel",
+                "max-parallel-workers": 3, "alarm-restriction-type": "relaxed",
+                "default-instance-action": "stop-start"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(api.delete("/v1.0/subclouds/edge-9").status, 200);
     let r = api.get("/v1.0/subclouds/edge-9");
     assert_eq!(r.status, 404);
     assert!(r.body.as_str().unwrap().contains("Subcloud not found"));
+    // A subcloud added again under the name starts from the defaults.
+    add_subcloud(&api, "edge-9");
+    let r = api.get("/v1.0/sw-update-options/edge-9");
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(
+        r.body.to_string().contains("defaults will be used"),
+        "{:?}",
+        r.body
+    );
 }
 
 #[test]

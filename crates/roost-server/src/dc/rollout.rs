@@ -275,7 +275,14 @@ impl RolloutService {
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(0);
         let mut options = BTreeMap::new();
+        let mut orphans = Vec::new();
         for (cloud, body) in store.sw_update_options()? {
+            // Options of a subcloud deleted while they could not be
+            // removed: removed now.
+            if cloud != SYSTEM_CONTROLLER && dc.get(&cloud).is_err() {
+                orphans.push(ReleaseWrite::Options { cloud, body: None });
+                continue;
+            }
             match serde_json::from_str::<Options>(&body) {
                 Ok(o) => {
                     options.insert(cloud, o);
@@ -284,6 +291,13 @@ impl RolloutService {
                     tracing::error!(%cloud, error = %e, "stored strategy options do not parse; leaving them out")
                 }
             }
+        }
+        if !orphans.is_empty() {
+            tracing::info!(
+                count = orphans.len(),
+                "removing the strategy options of deleted subclouds"
+            );
+            store.write_releases(&orphans)?;
         }
         let svc = RolloutService {
             inner: Arc::new(Inner {
@@ -473,6 +487,27 @@ impl RolloutService {
         .await?;
         self.options().remove(&key);
         Ok(())
+    }
+
+    /// A subcloud was deleted: its options, if any, are removed (a failure
+    /// is logged; the row is dropped again at the next start).
+    pub async fn forget_subcloud(&self, name: &str) {
+        let _lane = self.inner.lane.lock().await;
+        if !self.options().contains_key(name) {
+            return;
+        }
+        let write = ReleaseWrite::Options {
+            cloud: name.to_string(),
+            body: None,
+        };
+        match self.commit(vec![write]).await {
+            Ok(()) => {
+                self.options().remove(name);
+            }
+            Err(e) => {
+                tracing::warn!(subcloud = %name, error = %e, "cannot remove a deleted subcloud's strategy options")
+            }
+        }
     }
 
     /// The options a subcloud's site strategy runs with.

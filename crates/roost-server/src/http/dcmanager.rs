@@ -348,7 +348,12 @@ async fn update_subcloud(
 }
 
 async fn delete_subcloud(State(st): State<AppState>, Path(sc): Path<String>) -> DcResult {
-    dc(&st)?.delete(&sc).await?;
+    let name = dc(&st)?.delete(&sc).await?;
+    // Its strategy options go with it: a subcloud added later under the
+    // same name starts from the defaults.
+    if let Some(r) = &st.rollout {
+        r.forget_subcloud(&name).await;
+    }
     Ok(Json(json!({})))
 }
 
