@@ -270,12 +270,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     .unwrap();
 
     // Deploy A: start, each host, activate, complete, delete.
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.2.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.2.0");
     assert_eq!(deploy_state(&api), "start-done");
     let shown = &api.get("/v1/deploy").body[0];
     assert_eq!(shown["to_release"], "0.2.0");
@@ -390,12 +385,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         .to_string();
     std::fs::write(motd.join(format!("{sha}.part")), b"garbage").unwrap();
     std::fs::write(agents[1].data_dir.join("fail-health"), b"").unwrap();
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.3.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.3.0");
     ok(&s, "POST", "/v1/deploy_host/worker-1", None);
     let h = wait_host_state(&api, "worker-1", "failed");
     assert!(h["message"].as_str().unwrap().contains("corrupted"), "{h}");
@@ -471,12 +461,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         ],
     );
     upload(&s, &c);
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.4.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.4.0");
     ok(&s, "POST", "/v1/deploy_host/worker-2", None);
     let h = wait_host_state(&api, "worker-2", "failed");
     assert!(
@@ -511,20 +496,12 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
         "roost-0.5.0",
         &["roost-0.2.0"],
         &[
-            (
-                "bin/roost",
-                b"#!/bin/sh\n[ \"$1\" = --version ] && exec echo roost 0.5.0\nexit 1\n".to_vec(),
-            ),
+            ("bin/roost", DIES_AFTER_VERSION.to_vec()),
             ("hooks/health", HEALTH.into()),
         ],
     );
     upload(&s, &d);
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.5.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.5.0");
     let pid = agents[1].pid();
     ok(&s, "POST", "/v1/deploy_host/worker-2", None);
     wait_for(60, || {
@@ -560,12 +537,7 @@ fn releases_deploy_host_by_host_and_a_failing_host_rolls_back_by_itself() {
     );
     upload(&s, &e);
     std::fs::write(s.data_dir.join("fail-health"), b"").unwrap();
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.6.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.6.0");
     ok(&s, "POST", "/v1/deploy_host/controller-0", None);
     let h = wait_host_state(&api, "controller-0", "failed");
     let message = h["message"].as_str().unwrap();
@@ -601,20 +573,12 @@ fn a_server_binary_that_dies_before_it_confirms_is_rolled_back_at_the_next_start
         "roost-0.7.0",
         &[],
         &[
-            (
-                "bin/roost",
-                b"#!/bin/sh\n[ \"$1\" = --version ] && exec echo roost 0.7.0\nexit 1\n".to_vec(),
-            ),
+            ("bin/roost", DIES_AFTER_VERSION.to_vec()),
             ("hooks/health", HEALTH.into()),
         ],
     );
     upload(&s, &r);
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.7.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.7.0");
     let pid = s.pid();
     let installed = std::fs::canonicalize(exe(pid)).unwrap();
     ok(&s, "POST", "/v1/deploy_host/controller-0", None);
@@ -640,6 +604,20 @@ fn a_server_binary_that_dies_before_it_confirms_is_rolled_back_at_the_next_start
     assert_eq!(
         api.get("/v1/release/roost-0.7.0").body["state"],
         "available"
+    );
+}
+
+/// A `roost` binary that answers `--version` and dies when it runs.
+const DIES_AFTER_VERSION: &[u8] =
+    b"#!/bin/sh\n[ \"$1\" = --version ] && exec echo roost 9.9.9\nexit 1\n";
+
+/// `deploy start` of release `id`, forced past alarms.
+fn start_deploy(s: &Server, id: &str) {
+    ok(
+        s,
+        "POST",
+        "/v1/deploy/start",
+        Some(json!({"releases": [id], "force": "true"})),
     );
 }
 
@@ -969,12 +947,7 @@ fn a_reboot_required_release_locks_reboots_and_unlocks_each_host() {
     );
 
     // By hand, an unlocked host is refused.
-    ok(
-        &s,
-        "POST",
-        "/v1/deploy/start",
-        Some(json!({"releases": ["roost-0.2.0"], "force": "true"})),
-    );
+    start_deploy(&s, "roost-0.2.0");
     refused(
         &s,
         "POST",

@@ -244,37 +244,32 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 
-    // No strategy yet: StarlingX's 404s, as webob pages the client parses.
-    refused(
-        &api.get("/v1.0/sw-update-strategy?type=sw-deploy"),
-        404,
-        "Strategy of type 'sw-deploy' not found",
-    );
-    refused(
-        &api.get("/v1.0/sw-update-strategy"),
-        404,
-        "Strategy not found",
-    );
-    refused(
-        &api.get("/v1.0/sw-update-strategy/steps/edge-1"),
-        404,
-        "Strategy step not found",
-    );
+    // No strategy yet, and strategy-config of a subcloud without its own
+    // options or of an unknown one: StarlingX's 404s, as webob pages the
+    // client parses.
+    for (path, says) in [
+        (
+            "/v1.0/sw-update-strategy?type=sw-deploy",
+            "Strategy of type 'sw-deploy' not found",
+        ),
+        ("/v1.0/sw-update-strategy", "Strategy not found"),
+        (
+            "/v1.0/sw-update-strategy/steps/edge-1",
+            "Strategy step not found",
+        ),
+        (
+            "/v1.0/sw-update-options/edge-2",
+            "No options found for Subcloud with id",
+        ),
+        ("/v1.0/sw-update-options/nowhere", "Subcloud not found"),
+    ] {
+        refused(&api.get(path), 404, says);
+    }
     assert_eq!(
         api.get("/v1.0/sw-update-strategy/steps").body,
         json!({"strategy-steps": []})
     );
-    // strategy-config: a subcloud without its own options, an unknown one.
-    refused(
-        &api.get("/v1.0/sw-update-options/edge-2"),
-        404,
-        "No options found for Subcloud with id",
-    );
-    refused(
-        &api.get("/v1.0/sw-update-options/nowhere"),
-        404,
-        "Subcloud not found",
-    );
+    // strategy-config: no options of its own to delete.
     refused(
         &api.delete("/v1.0/sw-update-options/edge-2"),
         404,
