@@ -1000,9 +1000,7 @@ impl roost_update::Fetch for Blobs {
         &'a self,
         sha256: &'a str,
         to: &'a std::path::Path,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), roost_update::Error>> + Send + 'a>,
-    > {
+    ) -> roost_update::FetchFuture<'a> {
         Box::pin(async move {
             self.client
                 .software_blob(&self.token, sha256, to)
@@ -1058,7 +1056,7 @@ async fn trial_task(shared: Arc<Shared>) {
             let e = replace_process(&shared.software, &h);
             tracing::error!(error = %error_line(&e), "cannot roll back the new roost binary");
         }
-        Err(e) => tracing::error!(error = %e.line(), "cannot roll back the new roost binary"),
+        Err(e) => tracing::error!(error = %error_line(&e), "cannot roll back the new roost binary"),
     }
     std::future::pending::<()>().await;
 }

@@ -80,6 +80,9 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+    /// A step on this server's own host's software.
+    #[error(transparent)]
+    HostSoftware(#[from] roost_update::Error),
     /// What was being done when `source` happened.
     #[error("{context}")]
     Context {
@@ -124,7 +127,8 @@ impl Error {
             | Error::Pki(_)
             | Error::Io(_)
             | Error::Http(_)
-            | Error::Task(_) => ErrorKind::Unavailable,
+            | Error::Task(_)
+            | Error::HostSoftware(_) => ErrorKind::Unavailable,
         }
     }
 

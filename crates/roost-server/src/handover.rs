@@ -63,6 +63,40 @@ impl Inherited {
     }
 }
 
+/// The API or DC listener: the one handed over, else one bound to `addr`.
+pub async fn tcp_listener(
+    inherited: Option<std::net::TcpListener>,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    match inherited {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }
+        None => tokio::net::TcpListener::bind(addr).await,
+    }
+}
+
+/// The heartbeat socket: the one handed over, else one bound to `addr`.
+pub async fn udp_socket(
+    inherited: Option<std::net::UdpSocket>,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::UdpSocket> {
+    match inherited {
+        Some(s) => {
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s)
+        }
+        None => tokio::net::UdpSocket::bind(addr).await,
+    }
+}
+
+/// When the agents' hold ends, for a handover starting `now`.
+pub fn hold_until(now: Timestamp) -> Timestamp {
+    let hold = i64::try_from(roost_api::heartbeat::HOLD_MILLIS * 1000).unwrap_or(i64::MAX);
+    Timestamp(now.micros().saturating_add(hold))
+}
+
 /// Duplicates of the bound sockets, kept for a handover.
 #[derive(Debug)]
 pub struct Sockets {

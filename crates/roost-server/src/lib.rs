@@ -87,40 +87,24 @@ pub async fn run_with(
     let mut inherited = handover::Inherited::take();
     // Listen first: a start that cannot (a port in use) must leave nothing
     // on disk, no data directory and no admin credentials.
-    let listener = match inherited.http.take() {
-        Some(l) => {
-            l.set_nonblocking(true)?;
-            tokio::net::TcpListener::from_std(l)?
-        }
-        None => tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?,
-    };
+    let listener = handover::tcp_listener(inherited.http.take(), config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let role = roost_types::Role::parse(&config.role)
         .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", config.role)))?;
     let heartbeat_addr = config.heartbeat_addr();
-    let heartbeat_socket = match inherited.heartbeat.take() {
-        Some(s) => {
-            s.set_nonblocking(true)?;
-            tokio::net::UdpSocket::from_std(s)?
-        }
-        None => tokio::net::UdpSocket::bind(heartbeat_addr)
-            .await
-            .with_context(|| format!("cannot bind the heartbeat socket {heartbeat_addr}"))?,
-    };
+    let heartbeat_socket = handover::udp_socket(inherited.heartbeat.take(), heartbeat_addr)
+        .await
+        .with_context(|| format!("cannot bind the heartbeat socket {heartbeat_addr}"))?;
     tracing::info!(addr = %heartbeat_socket.local_addr()?, "heartbeat socket bound");
     let mut dc_listener = if role == Role::SystemController {
         let dc_addr = config.dc_listen_addr();
-        Some(match inherited.dc.take() {
-            Some(l) => {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l)?
-            }
-            None => tokio::net::TcpListener::bind(dc_addr)
+        Some(
+            handover::tcp_listener(inherited.dc.take(), dc_addr)
                 .await
                 .with_context(|| format!("cannot listen on {dc_addr} (DC)"))?,
-        })
+        )
     } else {
         None
     };
@@ -138,20 +122,20 @@ pub async fn run_with(
         // this host never runs a reboot command.
         Arc::new(
             roost_update::Software::open(dir, config.software.trial_secs, "false")
-                .map_err(|e| Error::Invalid(e.line()))?,
+                .context("cannot open this host's software directory")?,
         )
     };
     if let Some(h) = own_software
         .at_start()
-        .map_err(|e| Error::Invalid(e.line()))?
+        .context("cannot check this host's software")?
     {
         drop(data);
         let hold = inherited.hold_until.unwrap_or(roost_types::Timestamp(0));
         let e = handover::exec(&h, &sockets, hold);
-        return Err(Error::Invalid(format!(
-            "cannot execute {}: {e}",
-            h.exe.display()
-        )));
+        return Err(Error::context(
+            format!("cannot execute {}", h.exe.display()),
+            e,
+        ));
     }
     let https = certs::TlsMode::parse(&config.http.tls)
         .ok_or_else(|| Error::Invalid(format!("unknown http.tls {:?}", config.http.tls)))?
@@ -480,7 +464,7 @@ pub async fn run_with(
     };
     let scheme = if https { "https" } else { "http" };
     println!("roost server ready on {scheme}://{addr}");
-    let replace_with = Arc::new(std::sync::Mutex::new(None));
+    let replace_with = Arc::new(std::sync::OnceLock::new());
     let stopping = {
         let (hosts, replace_with) = (hosts.clone(), replace_with.clone());
         async move {
@@ -492,7 +476,7 @@ pub async fn run_with(
                 Some(h) = handover_rx.recv() => {
                     tracing::info!(exe = %h.exe.display(), "handing over to another roost binary: telling the agents, then draining");
                     hosts.hold_for_handover().await;
-                    *replace_with.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                    let _ = replace_with.set(h);
                     HANDOVER_GRACE
                 }
             };
@@ -519,35 +503,21 @@ pub async fn run_with(
     )
     .await;
     drop(data);
-    let replace_with = replace_with
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(h) = replace_with {
-        let hold = roost_types::Timestamp(
-            clock.now().micros()
-                + i64::try_from(roost_api::heartbeat::HOLD_MILLIS * 1000).unwrap_or(i64::MAX),
-        );
-        let e = handover::exec(&h, &sockets, hold);
-        let failed = own_software.exec_failed(&h, e);
-        tracing::error!(error = %failed.line(), "the handover failed; starting this binary again");
+    if let Some(h) = replace_with.get() {
+        let hold = handover::hold_until(clock.now());
+        let e = handover::exec(h, &sockets, hold);
+        let failed = own_software.exec_failed(h, e);
+        tracing::error!(error = %roost_types::error_chain(&failed), "the handover failed; starting this binary again");
         let me = std::env::current_exe().context("cannot find this binary")?;
-        let back = roost_update::Handover {
-            exe: me,
-            why: "rollback".into(),
-            trial: None,
-        };
-        let e = handover::exec(&back, &sockets, hold);
-        return Err(Error::Invalid(format!(
-            "cannot execute this binary again: {e}"
-        )));
+        let e = handover::exec(&roost_update::Handover::rollback(me), &sockets, hold);
+        return Err(Error::context("cannot execute this binary again", e));
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// How long a handover lets requests in progress finish (long polls are
-/// cut: their clients poll again, and reach the new process).
+/// How long a handover lets requests in progress finish (long polls answer
+/// at once; their clients poll again and reach the new process).
 const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 
 /// File descriptors kept free for everything but API connections (the

@@ -65,30 +65,15 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
-impl Error {
-    /// The error and its causes on one line, `outer: inner: ...`.
-    pub fn line(&self) -> String {
-        let mut line = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(inner) = source {
-            line.push_str(": ");
-            line.push_str(&inner.to_string());
-            source = inner.source();
-        }
-        line
-    }
-}
+/// A payload file being fetched.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// How payload files reach this host: an agent downloads them from its
 /// server; the server's own host copies them from its release store.
 pub trait Fetch: Send + Sync {
     /// Writes payload file `sha256` to `to` (appending to what is there
     /// when resuming is possible). The digest is checked afterwards.
-    fn fetch<'a>(
-        &'a self,
-        sha256: &'a str,
-        to: &'a Path,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, sha256: &'a str, to: &'a Path) -> FetchFuture<'a>;
 }
 
 /// This process must be replaced by `exe` ([`Handover::command`]): a new
@@ -103,6 +88,15 @@ pub struct Handover {
 }
 
 impl Handover {
+    /// Back to `exe`, the binary before a trial that failed.
+    pub fn rollback(exe: PathBuf) -> Handover {
+        Handover {
+            exe,
+            why: "rollback".into(),
+            trial: None,
+        }
+    }
+
     /// The command that replaces this process (`exec`): the same
     /// arguments and environment, marked with [`EXEC_GUARD`].
     pub fn command(&self) -> std::process::Command {
@@ -357,11 +351,7 @@ impl Software {
                 self.roll_back(&t, why)?;
                 let st = self.state();
                 match st.exes.get(&st.release_id).cloned() {
-                    Some(exe) => Ok(Some(Handover {
-                        exe,
-                        why: "rollback".into(),
-                        trial: None,
-                    })),
+                    Some(exe) => Ok(Some(Handover::rollback(exe))),
                     None => Err(Error::Invalid(
                         "cannot find the previous roost binary to roll back to".into(),
                     )),
@@ -433,7 +423,7 @@ impl Software {
                 ),
             },
             Err(e) => {
-                let message = e.line();
+                let message = roost_types::error_chain(&e);
                 tracing::error!(release = %order.release_id, error = %message, "the deploy failed on this host");
                 SoftwareOutcome {
                     attempt: order.attempt,
@@ -466,7 +456,7 @@ impl Software {
         let why = format!("cannot execute the new roost binary: {e}");
         match self.roll_back(t, why) {
             Ok(()) => *lock(&self.working) = None,
-            Err(e) => tracing::error!(error = %e.line(), "cannot roll back"),
+            Err(e) => tracing::error!(error = %roost_types::error_chain(&e), "cannot roll back"),
         }
         err
     }
@@ -555,20 +545,19 @@ impl Software {
                 if let Err(e) = preflight(&exe).await {
                     return Err(undo(format!("the new roost binary does not start: {e}")));
                 }
-                self.save(|s| {
-                    s.trial = Some(Trial {
-                        attempt: order.attempt,
-                        release_id: id.to_string(),
-                        previous: previous.clone(),
-                        deadline: now_secs() + self.trial_secs,
-                        health_check: order.health_check.clone(),
-                    });
-                })?;
+                let trial = Trial {
+                    attempt: order.attempt,
+                    release_id: id.to_string(),
+                    previous: previous.clone(),
+                    deadline: now_secs() + self.trial_secs,
+                    health_check: order.health_check.clone(),
+                };
+                self.save(|s| s.trial = Some(trial.clone()))?;
                 tracing::info!(release = %id, exe = %exe.display(), "re-executing with the release's roost binary");
                 Ok(Done::Exec(Handover {
                     exe,
                     why: order.attempt.to_string(),
-                    trial: self.state().trial,
+                    trial: Some(trial),
                 }))
             }
             _ => match &order.health_check {

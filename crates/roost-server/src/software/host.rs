@@ -5,9 +5,7 @@
 //! new process confirms once it serves and its health check passes, or
 //! hands back to the previous binary.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +19,7 @@ use crate::Shutdown;
 struct ReleaseFiles(SoftwareService);
 
 impl roost_update::Fetch for ReleaseFiles {
-    fn fetch<'a>(
-        &'a self,
-        sha256: &'a str,
-        to: &'a Path,
-    ) -> Pin<Box<dyn Future<Output = Result<(), roost_update::Error>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, sha256: &'a str, to: &'a Path) -> roost_update::FetchFuture<'a> {
         Box::pin(async move {
             let from = self.0.blob(sha256).ok_or_else(|| {
                 roost_update::Error::Deploy(format!(
@@ -77,7 +71,7 @@ impl SoftwareService {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e.line(), "cannot roll back the new roost binary")
+                    tracing::error!(error = %roost_types::error_chain(&e), "cannot roll back the new roost binary")
                 }
             }
         }
