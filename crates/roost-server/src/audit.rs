@@ -286,7 +286,7 @@ mod tests {
         let store = Arc::new(
             Store::open(StoreConfig {
                 key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
-                path: dir.path().join("roost.db"),
+                location: roost_store::Location::Sqlite(dir.path().join("roost.db")),
                 durability: Durability::Process,
                 event_log_cap: 10,
             })
@@ -319,7 +319,7 @@ mod tests {
         let store = Arc::new(
             Store::open(StoreConfig {
                 key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
-                path: dir.path().join("roost.db"),
+                location: roost_store::Location::Sqlite(dir.path().join("roost.db")),
                 durability: Durability::Process,
                 event_log_cap: 10,
             })

@@ -24,6 +24,9 @@ pub const MIN_CONNECTIONS: u64 = 8;
 pub struct Config {
     /// Where the database, lock and credentials live.
     pub data_dir: PathBuf,
+    /// The store: unset for the embedded SQLite database in the data
+    /// directory, or a PostgreSQL URL (`postgres://user:password@host/db`).
+    pub store: Option<String>,
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
     /// A StarlingX `events.yaml` to load on top of Roost's own catalogue.
@@ -408,6 +411,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./roost-data"),
+            store: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 6385)),
             alarm_catalogue: None,
             hostname: "controller-0".into(),
@@ -649,11 +653,29 @@ impl Config {
         })
     }
 
+    /// Where the store is: the `store` URL, else `roost.db` in the data
+    /// directory.
+    pub fn store_location(&self) -> Result<roost_store::Location, Error> {
+        match self.store.as_deref() {
+            None | Some("") => Ok(roost_store::Location::Sqlite(
+                self.data_dir.join(roost_store::DATABASE_FILE),
+            )),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                roost_store::Location::parse(url).map_err(|e| Error::Setting(e.to_string()))
+            }
+            Some(other) => Err(Error::Setting(format!(
+                "store is {:?}; use a postgres:// URL, or leave it unset for the embedded store in the data directory",
+                roost_store::redact_url(other)
+            ))),
+        }
+    }
+
     /// Checks every setting. Every number has a range: a value outside it
     /// (for example one that would wrap when stored as a signed integer)
     /// is refused with the setting's name, the value and the range.
     pub fn validate(&self) -> Result<(), Error> {
         self.durability()?;
+        self.store_location()?;
         for (name, value, lo, hi) in self.numeric_settings() {
             check_range(name, value, lo, hi)?;
         }

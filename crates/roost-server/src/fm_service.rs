@@ -284,7 +284,7 @@ mod tests {
         Arc::new(
             Store::open(StoreConfig {
                 key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
-                path: dir.path().join("roost.db"),
+                location: roost_store::Location::Sqlite(dir.path().join("roost.db")),
                 durability: Default::default(),
                 event_log_cap: 10_000,
             })

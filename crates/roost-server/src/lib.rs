@@ -71,6 +71,41 @@ pub async fn run(config: Config, admin_password: Option<String>) -> Result<()> {
     run_with(config, admin_password, None).await
 }
 
+/// Moves a stopped cloud's store (the embedded SQLite store in
+/// `config.data_dir`) into the empty PostgreSQL database at `to`, then
+/// checks that every table holds the same rows in both. The data directory
+/// stays as it was: its key, certificates and store file are kept.
+pub fn migrate_store(config: &Config, to: &str) -> Result<roost_store::CopyReport> {
+    let dest = roost_store::Location::parse(to)?;
+    if !matches!(dest, roost_store::Location::Postgres(_)) {
+        return Err(Error::Invalid(format!(
+            "--to {} is not a postgres:// URL",
+            roost_store::redact_url(to)
+        )));
+    }
+    let database = config.data_dir.join(roost_store::DATABASE_FILE);
+    if !database.exists() {
+        return Err(Error::Invalid(format!(
+            "no store at {}: --from names the data directory of a cloud",
+            database.display()
+        )));
+    }
+    // The lock: the cloud must be stopped.
+    let data = datadir::DataDir::open(&config.data_dir)?;
+    let key = data.key_source(config.tpm.seal_device().as_deref());
+    let open = |location| {
+        Store::open(StoreConfig {
+            key: key.clone(),
+            location,
+            durability: roost_store::Durability::Process,
+            event_log_cap: config.fm.event_log_cap,
+        })
+    };
+    let from = open(roost_store::Location::Sqlite(database))?;
+    let to = open(dest)?;
+    Ok(to.copy_from(&from)?)
+}
+
 /// Like [`run`]; `enroll_token` enrolls a subcloud on its first start.
 pub async fn run_with(
     config: Config,
@@ -160,11 +195,19 @@ pub async fn run_with(
     let store = Arc::new(
         Store::open(StoreConfig {
             key: data.key_source(config.tpm.seal_device().as_deref()),
-            path: data.database(),
+            location: config.store_location()?,
             durability: config.durability()?,
             event_log_cap: config.fm.event_log_cap,
         })
-        .with_context(|| format!("cannot open the store in {}", data.path().display()))?,
+        .with_context(|| {
+            format!(
+                "cannot open the store {}",
+                config
+                    .store_location()
+                    .map(|l| l.describe())
+                    .unwrap_or_default()
+            )
+        })?,
     );
     let sealing = store.seal_report();
     if sealing.key_created {
@@ -457,7 +500,7 @@ pub async fn run_with(
         idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
         max_connections: connection_cap(config.http.max_connections, open_files),
     };
-    tracing::info!(%addr, data_dir = %data.path().display(), durability = store.durability().as_str(), max_connections = limits.max_connections, "roost server ready");
+    tracing::info!(%addr, data_dir = %data.path().display(), store = store.location().backend(), durability = store.durability().as_str(), max_connections = limits.max_connections, "roost server ready");
     let tls_config = match &api_tls {
         Some(t) => Some(t.server_config()?),
         None => None,

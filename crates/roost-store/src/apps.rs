@@ -1,7 +1,7 @@
 //! Applications and host plans: JSON records the server owns, written
 //! together in one transaction.
 
-use rusqlite::params;
+use crate::sql::params;
 
 use crate::{Error, Store};
 
@@ -30,18 +30,18 @@ impl Store {
     /// Every application record, by name.
     pub fn apps(&self) -> Result<Vec<(String, String)>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT name, record FROM apps ORDER BY name")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            c.query_map("SELECT name, record FROM apps ORDER BY name", (), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })
     }
 
     /// Every host's last plan, by host name.
     pub fn app_plans(&self) -> Result<Vec<(String, String)>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT host, plan FROM app_plans ORDER BY host")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            c.query_map("SELECT host, plan FROM app_plans ORDER BY host", (), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })
     }
 
@@ -76,49 +76,41 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Durability, StoreConfig};
+    use crate::testdb::each_backend;
 
     #[test]
     fn records_and_plans_round_trip_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            Store::open(StoreConfig {
-                key: crate::KeySource::beside(&dir.path().join("db")),
-                path: dir.path().join("db"),
-                durability: Durability::Process,
-                event_log_cap: 10,
-            })
-            .unwrap()
-        };
-        let s = open();
-        s.write_apps(&[
-            AppWrite::PutApp {
+        for db in each_backend() {
+            let s = db.open(10);
+            s.write_apps(&[
+                AppWrite::PutApp {
+                    name: "a".into(),
+                    record: "{\"v\":1}".into(),
+                },
+                AppWrite::PutPlan {
+                    host: "controller-0".into(),
+                    plan: "{}".into(),
+                },
+            ])
+            .unwrap();
+            s.write_apps(&[AppWrite::PutApp {
                 name: "a".into(),
-                record: "{\"v\":1}".into(),
-            },
-            AppWrite::PutPlan {
-                host: "controller-0".into(),
-                plan: "{}".into(),
-            },
-        ])
-        .unwrap();
-        s.write_apps(&[AppWrite::PutApp {
-            name: "a".into(),
-            record: "{\"v\":2}".into(),
-        }])
-        .unwrap();
-        drop(s);
-        let s = open();
-        assert_eq!(s.apps().unwrap(), vec![("a".into(), "{\"v\":2}".into())]);
-        assert_eq!(s.app_plans().unwrap().len(), 1);
-        s.write_apps(&[
-            AppWrite::DeleteApp { name: "a".into() },
-            AppWrite::DeletePlan {
-                host: "controller-0".into(),
-            },
-        ])
-        .unwrap();
-        assert!(s.apps().unwrap().is_empty());
-        assert!(s.app_plans().unwrap().is_empty());
+                record: "{\"v\":2}".into(),
+            }])
+            .unwrap();
+            drop(s);
+            let s = db.open(10);
+            assert_eq!(s.apps().unwrap(), vec![("a".into(), "{\"v\":2}".into())]);
+            assert_eq!(s.app_plans().unwrap().len(), 1);
+            s.write_apps(&[
+                AppWrite::DeleteApp { name: "a".into() },
+                AppWrite::DeletePlan {
+                    host: "controller-0".into(),
+                },
+            ])
+            .unwrap();
+            assert!(s.apps().unwrap().is_empty());
+            assert!(s.app_plans().unwrap().is_empty());
+        }
     }
 }

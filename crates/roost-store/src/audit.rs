@@ -8,14 +8,16 @@ use std::path::Path;
 
 use roost_types::Timestamp;
 use roost_types::audit::{AuditEntry, AuditRecord, Chain, ChainHash, Verdict, Verifier};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::sql::{Db, Row, params};
 
 use crate::{Batch, Error, Store};
 
 /// Separates roles in the `roles` column (a character no role name has).
 const ROLE_SEP: char = '\u{1f}';
 
-const COLUMNS: &str = "seq, time, user, roles, source, method, path, status, prev_hash, hash";
+const COLUMNS: &str = "seq, time, \"user\", roles, source, method, path, status, prev_hash, hash";
 
 fn join_roles(roles: &[String]) -> String {
     roles.join(&ROLE_SEP.to_string())
@@ -36,21 +38,21 @@ fn hash_col(s: &str) -> ChainHash {
     ChainHash::from_hex(s).unwrap_or(ChainHash([0xff; 32]))
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+fn row(r: &Row) -> Result<AuditRecord, Error> {
     let status: i64 = r.get(7)?;
     Ok(AuditRecord {
-        seq: r.get::<_, i64>(0)? as u64,
+        seq: r.get::<i64>(0)? as u64,
         entry: AuditEntry {
             time: Timestamp(r.get(1)?),
             user: r.get(2)?,
-            roles: split_roles(&r.get::<_, String>(3)?),
+            roles: split_roles(&r.get::<String>(3)?),
             source: r.get(4)?,
             method: r.get(5)?,
             path: r.get(6)?,
             status: u16::try_from(status).unwrap_or(u16::MAX),
         },
-        prev_hash: hash_col(&r.get::<_, String>(8)?),
-        hash: hash_col(&r.get::<_, String>(9)?),
+        prev_hash: hash_col(&r.get::<String>(8)?),
+        hash: hash_col(&r.get::<String>(9)?),
     })
 }
 
@@ -65,11 +67,11 @@ pub struct AuditQuery {
     pub limit: u64,
 }
 
-fn anchor(c: &Connection) -> Result<Option<Chain>, Error> {
-    let a: Option<(i64, String)> = c
-        .prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+fn anchor(c: &mut Db<'_>) -> Result<Option<Chain>, Error> {
+    let a: Option<(i64, String)> =
+        c.query_opt("SELECT seq, hash FROM audit_anchor WHERE id = 1", (), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     match a {
         None => Ok(None),
         Some((seq, h)) => match ChainHash::from_hex(&h) {
@@ -80,22 +82,20 @@ fn anchor(c: &Connection) -> Result<Option<Chain>, Error> {
 }
 
 /// Every record in stored order, fed to a verifier from the anchor.
-fn verify_on(c: &Connection, head: Option<u64>) -> Result<Verdict, Error> {
+fn verify_on(c: &mut Db<'_>, head: Option<u64>) -> Result<Verdict, Error> {
     // One read transaction: the anchor and the rows of the same moment,
     // even while the writer prunes.
-    let tx = c.unchecked_transaction()?;
-    let c: &Connection = &tx;
-    let mut v = Verifier::new(anchor(c)?);
-    // Stored order is the table's own (rowid = seq) order: a record whose
-    // number was changed shows up where it now sits.
-    let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"))?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        if !v.feed(&row(r)?) {
-            break;
-        }
-    }
-    Ok(v.finish(head))
+    c.snapshot(|c| {
+        let mut v = Verifier::new(anchor(c)?);
+        // Stored order is seq order: a record whose number was changed
+        // shows up where it now sits.
+        c.query_each(
+            &format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"),
+            (),
+            |r| Ok(v.feed(&row(r)?)),
+        )?;
+        Ok(v.finish(head))
+    })
 }
 
 /// Verifies the audit chain of the store file at `path`, opened read-only
@@ -108,7 +108,7 @@ pub fn verify_audit_file(path: &Path) -> Result<Verdict, Error> {
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     let has: i64 = c.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'",
-        [],
+        (),
         |r| r.get(0),
     )?;
     if has == 0 {
@@ -117,7 +117,7 @@ pub fn verify_audit_file(path: &Path) -> Result<Verdict, Error> {
             path.display()
         )));
     }
-    verify_on(&c, None)
+    verify_on(&mut Db::sqlite(&c), None)
 }
 
 impl Store {
@@ -125,44 +125,45 @@ impl Store {
     /// how many records are kept.
     pub fn audit_head(&self) -> Result<(Chain, u64), Error> {
         self.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let c: &Connection = &tx;
-            let last: Option<(i64, String)> = c
-                .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))?;
-            let head = match last {
-                Some((seq, h)) => Chain::resume(seq as u64, hash_col(&h)),
-                None => anchor(c)?.unwrap_or_default(),
-            };
-            Ok((head, n as u64))
+            c.snapshot(|c| {
+                let last: Option<(i64, String)> = c.query_opt(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                    (),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_log", (), |r| r.get(0))?;
+                let head = match last {
+                    Some((seq, h)) => Chain::resume(seq as u64, hash_col(&h)),
+                    None => anchor(c)?.unwrap_or_default(),
+                };
+                Ok((head, n as u64))
+            })
         })
     }
 
     /// Records matching `q`: the newest `q.limit`, oldest first.
     pub fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM audit_log
-                 WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR time >= ?2)
-                   AND (?3 IS NULL OR time <= ?3) AND (?4 IS NULL OR method = ?4)
-                   AND (?5 IS NULL OR status = ?5)
+            let mut out = c.query_map(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_log
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR \"user\" = ?1)
+                   AND (CAST(?2 AS BIGINT) IS NULL OR time >= ?2)
+                   AND (CAST(?3 AS BIGINT) IS NULL OR time <= ?3)
+                   AND (CAST(?4 AS TEXT) IS NULL OR method = ?4)
+                   AND (CAST(?5 AS BIGINT) IS NULL OR status = ?5)
                  ORDER BY seq DESC LIMIT ?6"
-            ))?;
-            let mut out = st
-                .query_map(
-                    params![
-                        q.user,
-                        q.since.map(|t| t.micros()),
-                        q.until.map(|t| t.micros()),
-                        q.method,
-                        q.status,
-                        q.limit as i64
-                    ],
-                    row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
+                ),
+                params![
+                    q.user,
+                    q.since.map(|t| t.micros()),
+                    q.until.map(|t| t.micros()),
+                    q.method,
+                    q.status,
+                    q.limit as i64
+                ],
+                row,
+            )?;
             out.reverse();
             Ok(out)
         })
@@ -172,12 +173,11 @@ impl Store {
     /// subcloud forwards).
     pub fn audit_after(&self, after: u64, limit: u64) -> Result<Vec<AuditRecord>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))?;
-            Ok(st
-                .query_map(params![after as i64, limit as i64], row)?
-                .collect::<Result<Vec<_>, _>>()?)
+            c.query_map(
+                &format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                params![after as i64, limit as i64],
+                row,
+            )
         })
     }
 
@@ -190,24 +190,28 @@ impl Store {
     /// Stores records a subcloud forwarded; those already held are skipped.
     pub fn put_subcloud_audit(&self, subcloud: &str, records: &[AuditRecord]) -> Result<(), Error> {
         self.write_once(|tx| {
-            let mut st = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO dc_subcloud_audit (subcloud, {COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?;
+            let sql = format!(
+                "INSERT INTO dc_subcloud_audit (subcloud, {COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (subcloud, seq) DO NOTHING"
+            );
             for r in records {
-                st.execute(params![
-                    subcloud,
-                    r.seq as i64,
-                    r.entry.time.micros(),
-                    r.entry.user,
-                    join_roles(&r.entry.roles),
-                    r.entry.source,
-                    r.entry.method,
-                    r.entry.path,
-                    r.entry.status,
-                    r.prev_hash.to_hex(),
-                    r.hash.to_hex()
-                ])?;
+                tx.execute(
+                    &sql,
+                    params![
+                        subcloud,
+                        r.seq as i64,
+                        r.entry.time.micros(),
+                        r.entry.user,
+                        join_roles(&r.entry.roles),
+                        r.entry.source,
+                        r.entry.method,
+                        r.entry.path,
+                        r.entry.status,
+                        r.prev_hash.to_hex(),
+                        r.hash.to_hex()
+                    ],
+                )?;
             }
             Ok(())
         })
@@ -216,35 +220,32 @@ impl Store {
     /// The last record number held for each subcloud, with its hash.
     pub fn subcloud_audit_heads(&self) -> Result<Vec<(String, Chain)>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            c.query_map(
                 "SELECT a.subcloud, a.seq, a.hash FROM dc_subcloud_audit a
                  JOIN (SELECT subcloud, MAX(seq) AS seq FROM dc_subcloud_audit GROUP BY subcloud) m
                    ON a.subcloud = m.subcloud AND a.seq = m.seq",
-            )?;
-            Ok(st
-                .query_map([], |r| {
+                (),
+                |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        Chain::resume(
-                            r.get::<_, i64>(1)? as u64,
-                            hash_col(&r.get::<_, String>(2)?),
-                        ),
+                        r.get::<String>(0)?,
+                        Chain::resume(r.get::<i64>(1)? as u64, hash_col(&r.get::<String>(2)?)),
                     ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?)
+                },
+            )
         })
     }
 
     /// A subcloud's forwarded records: the newest `limit`, oldest first.
     pub fn subcloud_audit(&self, subcloud: &str, limit: u64) -> Result<Vec<AuditRecord>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM dc_subcloud_audit WHERE subcloud = ?1
-                 ORDER BY seq DESC LIMIT ?2"
-            ))?;
-            let mut out = st
-                .query_map(params![subcloud, limit as i64], row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = c.query_map(
+                &format!(
+                    "SELECT {COLUMNS} FROM dc_subcloud_audit WHERE subcloud = ?1
+                     ORDER BY seq DESC LIMIT ?2"
+                ),
+                params![subcloud, limit as i64],
+                row,
+            )?;
             out.reverse();
             Ok(out)
         })
@@ -255,22 +256,25 @@ impl Batch<'_> {
     /// Appends chained records, in one savepoint.
     pub fn append_audit(&mut self, records: &[AuditRecord]) -> Result<(), Error> {
         self.step(|sp| {
-            let mut st = sp.prepare_cached(&format!(
+            let sql = format!(
                 "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?;
+            );
             for r in records {
-                st.execute(params![
-                    r.seq as i64,
-                    r.entry.time.micros(),
-                    r.entry.user,
-                    join_roles(&r.entry.roles),
-                    r.entry.source,
-                    r.entry.method,
-                    r.entry.path,
-                    r.entry.status,
-                    r.prev_hash.to_hex(),
-                    r.hash.to_hex()
-                ])?;
+                sp.execute(
+                    &sql,
+                    params![
+                        r.seq as i64,
+                        r.entry.time.micros(),
+                        r.entry.user,
+                        join_roles(&r.entry.roles),
+                        r.entry.source,
+                        r.entry.method,
+                        r.entry.path,
+                        r.entry.status,
+                        r.prev_hash.to_hex(),
+                        r.hash.to_hex()
+                    ],
+                )?;
             }
             Ok(())
         })
@@ -295,13 +299,11 @@ impl Batch<'_> {
             if upto <= 0 {
                 return Ok(0);
             }
-            let last: Option<(i64, String)> = sp
-                .query_row(
-                    "SELECT seq, hash FROM audit_log WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
-                    [upto],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+            let last: Option<(i64, String)> = sp.query_opt(
+                "SELECT seq, hash FROM audit_log WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
+                [upto],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let Some((seq, hash)) = last else {
                 return Ok(0);
             };
@@ -319,17 +321,8 @@ impl Batch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Durability, StoreConfig};
-
-    fn open(dir: &tempfile::TempDir) -> Store {
-        Store::open(StoreConfig {
-            key: crate::KeySource::beside(&dir.path().join("roost.db")),
-            path: dir.path().join("roost.db"),
-            durability: Durability::Process,
-            event_log_cap: 100,
-        })
-        .unwrap()
-    }
+    use crate::Location;
+    use crate::testdb::each_backend;
 
     fn entry(i: i64) -> AuditEntry {
         AuditEntry {
@@ -345,44 +338,45 @@ mod tests {
 
     #[test]
     fn appended_records_read_back_verify_and_prune_to_an_anchor() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let (head, n) = store.audit_head().unwrap();
-        assert_eq!((head, n), (Chain::default(), 0));
-        let mut chain = head;
-        let recs: Vec<_> = (1..=10).map(|i| chain.append(entry(i))).collect();
-        {
-            let mut w = store.writer().unwrap();
-            let mut b = w.begin().unwrap();
-            b.append_audit(&recs).unwrap();
-            b.commit().unwrap();
+        for db in each_backend() {
+            let store = db.open(100);
+            let (head, n) = store.audit_head().unwrap();
+            assert_eq!((head, n), (Chain::default(), 0));
+            let mut chain = head;
+            let recs: Vec<_> = (1..=10).map(|i| chain.append(entry(i))).collect();
+            {
+                let mut w = store.writer().unwrap();
+                let mut b = w.begin().unwrap();
+                b.append_audit(&recs).unwrap();
+                b.commit().unwrap();
+            }
+            let listed = store
+                .audit_list(&AuditQuery {
+                    limit: 3,
+                    ..AuditQuery::default()
+                })
+                .unwrap();
+            assert_eq!(listed, recs[7..].to_vec());
+            assert!(store.audit_verify(Some(10)).unwrap().ok());
+            assert!(!store.audit_verify(Some(11)).unwrap().ok(), "a lost tail");
+            {
+                let mut w = store.writer().unwrap();
+                let mut b = w.begin().unwrap();
+                // Older than t=3s, and no more than 5 kept: 1..=5 go.
+                assert_eq!(b.prune_audit(Timestamp(3_000_000), 5).unwrap(), 5);
+                b.commit().unwrap();
+            }
+            let (head, n) = store.audit_head().unwrap();
+            assert_eq!((head.last_seq, n), (10, 5));
+            let v = store.audit_verify(Some(10)).unwrap();
+            assert!(v.ok(), "{v:?}");
+            // The offline check reads a SQLite file; on PostgreSQL the
+            // store's own `audit_verify` above is the check.
+            if let Location::Sqlite(path) = &db.location {
+                assert!(verify_audit_file(path).unwrap().ok());
+            }
+            assert_eq!(store.audit_after(8, 10).unwrap(), recs[8..].to_vec());
         }
-        let listed = store
-            .audit_list(&AuditQuery {
-                limit: 3,
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(listed, recs[7..].to_vec());
-        assert!(store.audit_verify(Some(10)).unwrap().ok());
-        assert!(!store.audit_verify(Some(11)).unwrap().ok(), "a lost tail");
-        {
-            let mut w = store.writer().unwrap();
-            let mut b = w.begin().unwrap();
-            // Older than t=3s, and no more than 5 kept: 1..=5 go.
-            assert_eq!(b.prune_audit(Timestamp(3_000_000), 5).unwrap(), 5);
-            b.commit().unwrap();
-        }
-        let (head, n) = store.audit_head().unwrap();
-        assert_eq!((head.last_seq, n), (10, 5));
-        let v = store.audit_verify(Some(10)).unwrap();
-        assert!(v.ok(), "{v:?}");
-        assert!(
-            verify_audit_file(&dir.path().join("roost.db"))
-                .unwrap()
-                .ok()
-        );
-        assert_eq!(store.audit_after(8, 10).unwrap(), recs[8..].to_vec());
     }
 }
 
@@ -405,7 +399,7 @@ pub mod tamper {
     /// Changes the user of record `seq`, leaving its hashes.
     pub fn change_user(path: &Path, seq: u64, user: &str) -> Result<(), Error> {
         open(path)?.execute(
-            "UPDATE audit_log SET user = ?1 WHERE seq = ?2",
+            "UPDATE audit_log SET \"user\" = ?1 WHERE seq = ?2",
             rusqlite::params![user, seq as i64],
         )?;
         Ok(())

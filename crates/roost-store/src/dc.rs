@@ -1,7 +1,7 @@
 //! SQL for Distributed Cloud: subclouds and subcloud groups.
 
+use crate::sql::{Params, Row, params};
 use roost_types::Timestamp;
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{Error, Store};
 
@@ -54,7 +54,7 @@ const SUBCLOUD_COLUMNS: &str = "id, name, description, location, group_id, manag
     deploy_status, software_version, region_name, enroll_token_hash, enroll_expires_at,
     created_at, updated_at, cert_serial, prev_cert_serial";
 
-fn subcloud_from_row(r: &Row<'_>) -> Result<StoredSubcloud, rusqlite::Error> {
+fn subcloud_from_row(r: &Row) -> Result<StoredSubcloud, Error> {
     Ok(StoredSubcloud {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -66,15 +66,15 @@ fn subcloud_from_row(r: &Row<'_>) -> Result<StoredSubcloud, rusqlite::Error> {
         software_version: r.get(7)?,
         region_name: r.get(8)?,
         enroll_token_hash: r.get(9)?,
-        enroll_expires_at: r.get::<_, Option<i64>>(10)?.map(Timestamp),
+        enroll_expires_at: r.get::<Option<i64>>(10)?.map(Timestamp),
         created_at: Timestamp(r.get(11)?),
-        updated_at: r.get::<_, Option<i64>>(12)?.map(Timestamp),
+        updated_at: r.get::<Option<i64>>(12)?.map(Timestamp),
         cert_serial: r.get(13)?,
         prev_cert_serial: r.get(14)?,
     })
 }
 
-fn group_from_row(r: &Row<'_>) -> Result<StoredGroup, rusqlite::Error> {
+fn group_from_row(r: &Row) -> Result<StoredGroup, Error> {
     Ok(StoredGroup {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -82,7 +82,7 @@ fn group_from_row(r: &Row<'_>) -> Result<StoredGroup, rusqlite::Error> {
         update_apply_type: r.get(3)?,
         max_parallel_subclouds: r.get(4)?,
         created_at: Timestamp(r.get(5)?),
-        updated_at: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+        updated_at: r.get::<Option<i64>>(6)?.map(Timestamp),
     })
 }
 
@@ -90,13 +90,11 @@ impl Store {
     /// Every subcloud, by id.
     pub fn subclouds(&self) -> Result<Vec<StoredSubcloud>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {SUBCLOUD_COLUMNS} FROM subclouds ORDER BY id"
-            ))?;
-            let v = st
-                .query_map([], subcloud_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(v)
+            c.query_map(
+                &format!("SELECT {SUBCLOUD_COLUMNS} FROM subclouds ORDER BY id"),
+                (),
+                subcloud_from_row,
+            )
         })
     }
 
@@ -104,43 +102,57 @@ impl Store {
     /// [`Error::Invalid`].
     pub fn insert_subcloud(&self, s: &StoredSubcloud) -> Result<StoredSubcloud, Error> {
         self.write_once(|tx| {
-            let dup: Option<i64> = tx
-                .query_row("SELECT id FROM subclouds WHERE name = ?1", [&s.name], |r| {
+            let dup: Option<i64> =
+                tx.query_opt("SELECT id FROM subclouds WHERE name = ?1", [&s.name], |r| {
                     r.get(0)
-                })
-                .optional()?;
+                })?;
             if dup.is_some() {
                 return Err(Error::Invalid(format!(
                     "subcloud {} already exists",
                     s.name
                 )));
             }
-            tx.execute(
+            // With an id of its own (0: a new one).
+            let sql = if s.id > 0 {
                 "INSERT INTO subclouds (name, description, location, group_id, management_state,
                     deploy_status, software_version, region_name, enroll_token_hash,
-                    enroll_expires_at, created_at, updated_at, id, cert_serial,
+                    enroll_expires_at, created_at, updated_at, cert_serial,
+                    prev_cert_serial, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 RETURNING id"
+            } else {
+                "INSERT INTO subclouds (name, description, location, group_id, management_state,
+                    deploy_status, software_version, region_name, enroll_token_hash,
+                    enroll_expires_at, created_at, updated_at, cert_serial,
                     prev_cert_serial)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    s.name,
-                    s.description,
-                    s.location,
-                    s.group_id,
-                    s.management_state,
-                    s.deploy_status,
-                    s.software_version,
-                    s.region_name,
-                    s.enroll_token_hash,
-                    s.enroll_expires_at.map(|t| t.micros()),
-                    s.created_at.micros(),
-                    s.updated_at.map(|t| t.micros()),
-                    (s.id > 0).then_some(s.id),
-                    s.cert_serial,
-                    s.prev_cert_serial,
-                ],
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 RETURNING id"
+            };
+            let mut values = params![
+                s.name,
+                s.description,
+                s.location,
+                s.group_id,
+                s.management_state,
+                s.deploy_status,
+                s.software_version,
+                s.region_name,
+                s.enroll_token_hash,
+                s.enroll_expires_at.map(|t| t.micros()),
+                s.created_at.micros(),
+                s.updated_at.map(|t| t.micros()),
+                s.cert_serial,
+                s.prev_cert_serial,
+            ]
+            .values();
+            if s.id > 0 {
+                values.push(crate::sql::Value::Int(s.id));
+            }
             let mut out = s.clone();
-            out.id = tx.last_insert_rowid();
+            out.id = tx.query_row(sql, values, |r| r.get(0))?;
+            if s.id > 0 {
+                tx.numbers_follow("subclouds", "id")?;
+            }
             Ok(out)
         })
     }
@@ -186,14 +198,12 @@ impl Store {
     /// Every group, by id.
     pub fn groups(&self) -> Result<Vec<StoredGroup>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            c.query_map(
                 "SELECT id, name, description, update_apply_type, max_parallel_subclouds,
                     created_at, updated_at FROM subcloud_groups ORDER BY id",
-            )?;
-            let v = st
-                .query_map([], group_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(v)
+                (),
+                group_from_row,
+            )
         })
     }
 
@@ -201,13 +211,11 @@ impl Store {
     /// duplicate name is [`Error::Invalid`].
     pub fn save_group(&self, g: &StoredGroup) -> Result<StoredGroup, Error> {
         self.write_once(|tx| {
-            let dup: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM subcloud_groups WHERE name = ?1 AND id != ?2",
-                    params![g.name, g.id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let dup: Option<i64> = tx.query_opt(
+                "SELECT id FROM subcloud_groups WHERE name = ?1 AND id != ?2",
+                params![g.name, g.id],
+                |r| r.get(0),
+            )?;
             if dup.is_some() {
                 return Err(Error::Invalid(format!(
                     "subcloud group {} already exists",
@@ -215,27 +223,37 @@ impl Store {
                 )));
             }
             let mut out = g.clone();
-            tx.execute(
-                "INSERT INTO subcloud_groups (id, name, description, update_apply_type,
-                    max_parallel_subclouds, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name,
-                    description = excluded.description,
-                    update_apply_type = excluded.update_apply_type,
-                    max_parallel_subclouds = excluded.max_parallel_subclouds,
-                    updated_at = excluded.updated_at",
-                params![
-                    (g.id > 0).then_some(g.id),
-                    g.name,
-                    g.description,
-                    g.update_apply_type,
-                    g.max_parallel_subclouds,
-                    g.created_at.micros(),
-                    g.updated_at.map(|t| t.micros())
-                ],
-            )?;
+            let values = params![
+                g.name,
+                g.description,
+                g.update_apply_type,
+                g.max_parallel_subclouds,
+                g.created_at.micros(),
+                g.updated_at.map(|t| t.micros()),
+                g.id,
+            ];
             if g.id == 0 {
-                out.id = tx.last_insert_rowid();
+                out.id = tx.query_row(
+                    "INSERT INTO subcloud_groups (name, description, update_apply_type,
+                        max_parallel_subclouds, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     RETURNING id",
+                    values[..6].to_vec().as_slice(),
+                    |r| r.get(0),
+                )?;
+            } else {
+                tx.execute(
+                    "INSERT INTO subcloud_groups (name, description, update_apply_type,
+                        max_parallel_subclouds, created_at, updated_at, id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                        description = excluded.description,
+                        update_apply_type = excluded.update_apply_type,
+                        max_parallel_subclouds = excluded.max_parallel_subclouds,
+                        updated_at = excluded.updated_at",
+                    values,
+                )?;
+                tx.numbers_follow("subcloud_groups", "id")?;
             }
             Ok(out)
         })
@@ -249,12 +267,11 @@ impl Store {
     /// Every application assigned to a group, by group and name.
     pub fn group_apps(&self) -> Result<Vec<StoredGroupApp>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            c.query_map(
                 "SELECT group_id, app, version, digest, size FROM dc_group_apps
                  ORDER BY group_id, app",
-            )?;
-            let v = st
-                .query_map([], |r| {
+                (),
+                |r| {
                     Ok(StoredGroupApp {
                         group_id: r.get(0)?,
                         app: r.get(1)?,
@@ -262,9 +279,8 @@ impl Store {
                         digest: r.get(3)?,
                         size: r.get(4)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(v)
+                },
+            )
         })
     }
 
@@ -296,101 +312,86 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Durability, StoreConfig};
+    use crate::testdb::each_backend;
 
     #[test]
     fn group_apps_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreConfig {
-            key: crate::KeySource::beside(&dir.path().join("s.db")),
-            path: dir.path().join("s.db"),
-            durability: Durability::Process,
-            event_log_cap: 10,
-        })
-        .unwrap();
-        let a = StoredGroupApp {
-            group_id: 1,
-            app: "hello".into(),
-            version: "1.0".into(),
-            digest: format!("sha256:{}", "a".repeat(64)),
-            size: 10,
-        };
-        store.save_group_app(&a).unwrap();
-        let b = StoredGroupApp {
-            version: "1.1".into(),
-            ..a.clone()
-        };
-        store.save_group_app(&b).unwrap();
-        assert_eq!(store.group_apps().unwrap(), vec![b]);
-        assert!(store.delete_group_app(1, "hello").unwrap());
-        assert!(!store.delete_group_app(1, "hello").unwrap());
-        assert!(store.group_apps().unwrap().is_empty());
+        for db in each_backend() {
+            let store = db.open(10);
+            let a = StoredGroupApp {
+                group_id: 1,
+                app: "hello".into(),
+                version: "1.0".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                size: 10,
+            };
+            store.save_group_app(&a).unwrap();
+            let b = StoredGroupApp {
+                version: "1.1".into(),
+                ..a.clone()
+            };
+            store.save_group_app(&b).unwrap();
+            assert_eq!(store.group_apps().unwrap(), vec![b]);
+            assert!(store.delete_group_app(1, "hello").unwrap());
+            assert!(!store.delete_group_app(1, "hello").unwrap());
+            assert!(store.group_apps().unwrap().is_empty());
+        }
     }
 
     #[test]
     fn subclouds_and_groups_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(StoreConfig {
-            key: crate::KeySource::beside(&dir.path().join("db")),
-            path: dir.path().join("db"),
-            durability: Durability::Process,
-            event_log_cap: 10,
-        })
-        .unwrap();
-        let groups = s.groups().unwrap();
-        assert_eq!(groups[0].name, "Default");
-        let g = s
-            .save_group(&StoredGroup {
-                name: "west".into(),
-                description: "d".into(),
-                update_apply_type: "serial".into(),
-                max_parallel_subclouds: 5,
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(g.id > 1);
-        let sc = s
-            .insert_subcloud(&StoredSubcloud {
-                name: "edge-1".into(),
-                group_id: g.id,
-                management_state: "unmanaged".into(),
-                deploy_status: "not-deployed".into(),
-                region_name: "r1".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(matches!(s.insert_subcloud(&sc), Err(Error::Invalid(_))));
-        let mut sc2 = sc.clone();
-        sc2.management_state = "managed".into();
-        sc2.cert_serial = Some("0a1b".into());
-        s.update_subcloud(&sc2).unwrap();
-        assert_eq!(s.subclouds().unwrap(), vec![sc2]);
-        assert!(s.delete_subcloud(sc.id).unwrap());
-        assert!(s.delete_group(g.id).unwrap());
+        for db in each_backend() {
+            let s = db.open(10);
+            let groups = s.groups().unwrap();
+            assert_eq!(groups[0].name, "Default");
+            let g = s
+                .save_group(&StoredGroup {
+                    name: "west".into(),
+                    description: "d".into(),
+                    update_apply_type: "serial".into(),
+                    max_parallel_subclouds: 5,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert!(g.id > 1);
+            let sc = s
+                .insert_subcloud(&StoredSubcloud {
+                    name: "edge-1".into(),
+                    group_id: g.id,
+                    management_state: "unmanaged".into(),
+                    deploy_status: "not-deployed".into(),
+                    region_name: "r1".into(),
+                    ..Default::default()
+                })
+                .unwrap();
+            assert!(matches!(s.insert_subcloud(&sc), Err(Error::Invalid(_))));
+            let mut sc2 = sc.clone();
+            sc2.management_state = "managed".into();
+            sc2.cert_serial = Some("0a1b".into());
+            s.update_subcloud(&sc2).unwrap();
+            assert_eq!(s.subclouds().unwrap(), vec![sc2]);
+            assert!(s.delete_subcloud(sc.id).unwrap());
+            assert!(s.delete_group(g.id).unwrap());
+        }
     }
 
     #[test]
     fn an_injected_commit_failure_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(StoreConfig {
-            key: crate::KeySource::beside(&dir.path().join("db")),
-            path: dir.path().join("db"),
-            durability: Durability::Process,
-            event_log_cap: 10,
-        })
-        .unwrap();
-        s.fail_next_commits(1);
-        let row = StoredSubcloud {
-            name: "edge-1".into(),
-            group_id: 1,
-            management_state: "unmanaged".into(),
-            deploy_status: "not-deployed".into(),
-            region_name: "r1".into(),
-            ..Default::default()
-        };
-        assert!(s.insert_subcloud(&row).is_err());
-        assert!(s.subclouds().unwrap().is_empty());
-        s.insert_subcloud(&row).unwrap();
-        assert_eq!(s.subclouds().unwrap().len(), 1);
+        for db in each_backend() {
+            let s = db.open(10);
+            s.fail_next_commits(1);
+            let row = StoredSubcloud {
+                name: "edge-1".into(),
+                group_id: 1,
+                management_state: "unmanaged".into(),
+                deploy_status: "not-deployed".into(),
+                region_name: "r1".into(),
+                ..Default::default()
+            };
+            assert!(s.insert_subcloud(&row).is_err());
+            assert!(s.subclouds().unwrap().is_empty());
+            s.insert_subcloud(&row).unwrap();
+            assert_eq!(s.subclouds().unwrap().len(), 1);
+        }
     }
 }

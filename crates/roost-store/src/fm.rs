@@ -2,17 +2,17 @@
 
 use std::collections::BTreeSet;
 
+use crate::sql::{Db, Row, params};
 use roost_fm::{Alarm, AlarmChange, Event, EventState, Filter, Outcome, matches_all};
 use roost_types::{Severity, Timestamp};
-use rusqlite::{Connection, Row, params};
 
 use crate::{Error, Store};
 
-pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), Error> {
+pub(crate) fn persist(conn: &mut Db<'_>, outcome: &Outcome) -> Result<(), Error> {
     for change in &outcome.changes {
         match change {
             AlarmChange::Upsert { after: a, .. } => {
-                let mut st = conn.prepare_cached(
+                conn.execute(
                     "INSERT INTO alarms (uuid, alarm_id, entity_instance_id, entity_type_id, severity,
                         reason_text, alarm_type, probable_cause, proposed_repair_action,
                         service_affecting, suppression, timestamp, created_at, updated_at)
@@ -25,8 +25,7 @@ pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), Error>
                         service_affecting = excluded.service_affecting,
                         suppression = excluded.suppression, timestamp = excluded.timestamp,
                         updated_at = excluded.updated_at",
-                )?;
-                st.execute(params![
+                    params![
                     a.uuid,
                     a.alarm_id,
                     a.entity_instance_id,
@@ -41,61 +40,63 @@ pub(crate) fn persist(conn: &Connection, outcome: &Outcome) -> Result<(), Error>
                     a.timestamp.micros(),
                     a.created_at.micros(),
                     a.updated_at.map(|t| t.micros()),
-                ])?;
+                    ],
+                )?;
             }
             AlarmChange::Remove(a) => {
-                conn.prepare_cached("DELETE FROM alarms WHERE uuid = ?1")?
-                    .execute([&a.uuid])?;
+                conn.execute("DELETE FROM alarms WHERE uuid = ?1", [&a.uuid])?;
             }
             AlarmChange::Suppression {
                 alarm_id, after, ..
             } => {
                 if *after {
-                    conn.prepare_cached(
-                        "INSERT OR IGNORE INTO suppressed_alarm_ids (alarm_id) VALUES (?1)",
-                    )?
-                    .execute([alarm_id])?;
+                    conn.execute(
+                        "INSERT INTO suppressed_alarm_ids (alarm_id) VALUES (?1)
+                         ON CONFLICT (alarm_id) DO NOTHING",
+                        [alarm_id],
+                    )?;
                 } else {
-                    conn.prepare_cached("DELETE FROM suppressed_alarm_ids WHERE alarm_id = ?1")?
-                        .execute([alarm_id])?;
+                    conn.execute(
+                        "DELETE FROM suppressed_alarm_ids WHERE alarm_id = ?1",
+                        [alarm_id],
+                    )?;
                 }
             }
         }
     }
     for e in &outcome.events {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO event_log (uuid, event_log_id, state, entity_instance_id, entity_type_id,
                 severity, reason_text, event_log_type, probable_cause, proposed_repair_action,
                 service_affecting, suppression, timestamp)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?
-        .execute(params![
-            e.uuid,
-            e.event_log_id,
-            e.state.as_str(),
-            e.entity_instance_id,
-            e.entity_type_id,
-            e.severity.as_str(),
-            e.reason_text,
-            e.event_log_type,
-            e.probable_cause,
-            e.proposed_repair_action,
-            e.service_affecting,
-            e.suppression,
-            e.timestamp.micros(),
-        ])?;
+            params![
+                e.uuid,
+                e.event_log_id,
+                e.state.as_str(),
+                e.entity_instance_id,
+                e.entity_type_id,
+                e.severity.as_str(),
+                e.reason_text,
+                e.event_log_type,
+                e.probable_cause,
+                e.proposed_repair_action,
+                e.service_affecting,
+                e.suppression,
+                e.timestamp.micros(),
+            ],
+        )?;
     }
     Ok(())
 }
 
-fn severity(row: &Row<'_>, idx: usize) -> Result<Severity, rusqlite::Error> {
+fn severity(row: &Row, idx: usize) -> Result<Severity, Error> {
     let s: String = row.get(idx)?;
-    s.parse::<Severity>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
-    })
+    s.parse::<Severity>()
+        .map_err(|e| Error::Corrupt(format!("column {idx}: {e}")))
 }
 
-fn alarm_from_row(r: &Row<'_>) -> Result<Alarm, rusqlite::Error> {
+fn alarm_from_row(r: &Row) -> Result<Alarm, Error> {
     Ok(Alarm {
         uuid: r.get(0)?,
         alarm_id: r.get(1)?,
@@ -110,7 +111,7 @@ fn alarm_from_row(r: &Row<'_>) -> Result<Alarm, rusqlite::Error> {
         suppression: r.get(10)?,
         timestamp: Timestamp(r.get(11)?),
         created_at: Timestamp(r.get(12)?),
-        updated_at: r.get::<_, Option<i64>>(13)?.map(Timestamp),
+        updated_at: r.get::<Option<i64>>(13)?.map(Timestamp),
     })
 }
 
@@ -119,15 +120,10 @@ const EVENT_COLUMNS: &str =
     reason_text, event_log_type, probable_cause, proposed_repair_action, service_affecting,
     suppression, timestamp, seq";
 
-fn event_from_row(r: &Row<'_>) -> Result<(Event, i64), rusqlite::Error> {
+fn event_from_row(r: &Row) -> Result<(Event, i64), Error> {
     let state: String = r.get(2)?;
-    let state = EventState::parse(&state).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            2,
-            rusqlite::types::Type::Text,
-            format!("unknown event state {state:?}").into(),
-        )
-    })?;
+    let state = EventState::parse(&state)
+        .ok_or_else(|| Error::Corrupt(format!("unknown event state {state:?}")))?;
     Ok((
         Event {
             uuid: r.get(0)?,
@@ -181,18 +177,16 @@ impl Store {
     /// in-memory table at start.
     pub fn load_fm(&self) -> Result<(Vec<Alarm>, Vec<String>), Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            let alarms = c.query_map(
                 "SELECT uuid, alarm_id, entity_instance_id, entity_type_id, severity, reason_text,
                     alarm_type, probable_cause, proposed_repair_action, service_affecting,
                     suppression, timestamp, created_at, updated_at FROM alarms",
+                (),
+                alarm_from_row,
             )?;
-            let alarms = st
-                .query_map([], alarm_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut st = c.prepare("SELECT alarm_id FROM suppressed_alarm_ids")?;
-            let ids = st
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = c.query_map("SELECT alarm_id FROM suppressed_alarm_ids", (), |r| {
+                r.get::<String>(0)
+            })?;
             Ok((alarms, ids))
         })
     }
@@ -200,11 +194,12 @@ impl Store {
     /// One event log record.
     pub fn event(&self, uuid: &str) -> Result<Option<Event>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM event_log WHERE uuid = ?1"
-            ))?;
-            let mut rows = st.query_map([uuid], event_from_row)?;
-            Ok(rows.next().transpose()?.map(|(e, _)| e))
+            Ok(c.query_opt(
+                &format!("SELECT {EVENT_COLUMNS} FROM event_log WHERE uuid = ?1"),
+                [uuid],
+                event_from_row,
+            )?
+            .map(|(e, _)| e))
         })
     }
 
@@ -224,11 +219,11 @@ impl Store {
             let marker = match &q.marker {
                 None => None,
                 Some(m) => {
-                    let found = c
-                        .prepare_cached("SELECT timestamp, seq FROM event_log WHERE uuid = ?1")?
-                        .query_map([m], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-                        .next()
-                        .transpose()?;
+                    let found = c.query_opt(
+                        "SELECT timestamp, seq FROM event_log WHERE uuid = ?1",
+                        [m],
+                        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+                    )?;
                     match found {
                         Some(f) => Some(f),
                         None => {
@@ -242,42 +237,37 @@ impl Store {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM event_log
                  WHERE timestamp >= ?1 AND timestamp <= ?2
-                   AND (?3 IS NULL OR timestamp {cmp} ?3 OR (timestamp = ?3 AND seq {cmp} ?4))
+                   AND (CAST(?3 AS BIGINT) IS NULL OR timestamp {cmp} ?3 OR (timestamp = ?3 AND seq {cmp} ?4))
                  ORDER BY timestamp {order}, seq {order}"
             );
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map(
+            let limit = q.limit.unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            let mut more = false;
+            c.query_each(
+                &sql,
                 params![
                     q.start.map(|t| t.micros()).unwrap_or(i64::MIN),
                     q.end.map(|t| t.micros()).unwrap_or(i64::MAX),
                     marker.map(|m| m.0),
                     marker.map(|m| m.1).unwrap_or(0),
                 ],
-                event_from_row,
+                |row| {
+                    let (e, _) = event_from_row(row)?;
+                    if (q.alarms_only && !e.state.is_alarm())
+                        || (q.logs_only && e.state.is_alarm())
+                        || (!q.include_suppress && suppressed.contains(&e.event_log_id))
+                        || !matches_all(&q.filters, &e)
+                    {
+                        return Ok(true);
+                    }
+                    if out.len() == limit {
+                        more = true;
+                        return Ok(false);
+                    }
+                    out.push(e);
+                    Ok(true)
+                },
             )?;
-            let limit = q.limit.unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            let mut more = false;
-            for row in rows {
-                let (e, _) = row?;
-                if q.alarms_only && !e.state.is_alarm() {
-                    continue;
-                }
-                if q.logs_only && e.state.is_alarm() {
-                    continue;
-                }
-                if !q.include_suppress && suppressed.contains(&e.event_log_id) {
-                    continue;
-                }
-                if !matches_all(&q.filters, &e) {
-                    continue;
-                }
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
-                out.push(e);
-            }
             Ok((out, more))
         })
     }

@@ -1,7 +1,7 @@
 //! SQL for hosts, join tokens and settings.
 
+use crate::sql::{Db, Row, params};
 use roost_types::Timestamp;
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::seal::{HOST_BM_PASSWORD, HOST_HB_KEY};
 use crate::{Error, Sealer, Store};
@@ -61,7 +61,7 @@ const COLUMNS: &str = "id, uuid, hostname, personality, subfunctions, administra
     hb_key, hb_port, agent_token_hash, inventory, local, created_at, updated_at, cluster_ip,
     cluster_port, labels, cpu_functions, agent_cert, agent_cert_serial, agent_cert_prev_serial, tpm";
 
-fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
+fn host_from_row(r: &Row) -> Result<StoredHost, Error> {
     Ok(StoredHost {
         id: r.get(0)?,
         uuid: r.get(1)?,
@@ -81,16 +81,16 @@ fn host_from_row(r: &Row<'_>) -> Result<StoredHost, rusqlite::Error> {
         location: r.get(15)?,
         hb_key: r.get(16)?,
         hb_port: r
-            .get::<_, Option<i64>>(17)?
+            .get::<Option<i64>>(17)?
             .and_then(|p| u16::try_from(p).ok()),
         agent_token_hash: r.get(18)?,
         inventory: r.get(19)?,
         local: r.get(20)?,
         created_at: Timestamp(r.get(21)?),
-        updated_at: r.get::<_, Option<i64>>(22)?.map(Timestamp),
+        updated_at: r.get::<Option<i64>>(22)?.map(Timestamp),
         cluster_ip: r.get(23)?,
         cluster_port: r
-            .get::<_, Option<i64>>(24)?
+            .get::<Option<i64>>(24)?
             .and_then(|p| u16::try_from(p).ok()),
         labels: r.get(25)?,
         cpu_functions: r.get(26)?,
@@ -154,18 +154,12 @@ fn sealed_secrets(
     ))
 }
 
-fn insert_host_tx(
-    tx: &rusqlite::Transaction<'_>,
-    sealer: &Sealer,
-    h: &StoredHost,
-) -> Result<i64, Error> {
-    let exists: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM hosts WHERE hostname = ?1",
-            [&h.hostname],
-            |r| r.get(0),
-        )
-        .optional()?;
+fn insert_host_tx(tx: &mut Db<'_>, sealer: &Sealer, h: &StoredHost) -> Result<i64, Error> {
+    let exists: Option<i64> = tx.query_opt(
+        "SELECT id FROM hosts WHERE hostname = ?1",
+        [&h.hostname],
+        |r| r.get(0),
+    )?;
     if exists.is_some() {
         return Err(Error::Invalid(format!(
             "host {} already exists",
@@ -173,14 +167,15 @@ fn insert_host_tx(
         )));
     }
     let (bm_password, hb_key) = sealed_secrets(sealer, &h.uuid, h)?;
-    tx.execute(
+    tx.query_row(
         "INSERT INTO hosts (uuid, hostname, personality, subfunctions, administrative,
             operational, availability, task, mgmt_ip, mgmt_mac, bm_type, bm_ip, bm_username,
             bm_password, location, hb_key, hb_port, agent_token_hash, inventory, local,
             created_at, updated_at, cluster_ip, cluster_port, labels, cpu_functions,
             agent_cert, agent_cert_serial, agent_cert_prev_serial, tpm)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)
+         RETURNING id",
         params![
             h.uuid,
             h.hostname,
@@ -213,19 +208,14 @@ fn insert_host_tx(
             h.agent_cert_prev_serial,
             h.tpm,
         ],
-    )?;
-    Ok(tx.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
-fn update_host_tx(
-    tx: &rusqlite::Transaction<'_>,
-    sealer: &Sealer,
-    h: &StoredHost,
-) -> Result<(), Error> {
+fn update_host_tx(tx: &mut Db<'_>, sealer: &Sealer, h: &StoredHost) -> Result<(), Error> {
     // The row's own uuid keys its sealed values (an update never changes it).
-    let uuid: Option<String> = tx
-        .query_row("SELECT uuid FROM hosts WHERE id = ?1", [h.id], |r| r.get(0))
-        .optional()?;
+    let uuid: Option<String> =
+        tx.query_opt("SELECT uuid FROM hosts WHERE id = ?1", [h.id], |r| r.get(0))?;
     let Some(uuid) = uuid else {
         return Err(Error::Invalid(format!("host {} not found", h.id)));
     };
@@ -277,18 +267,12 @@ fn update_host_tx(
     Ok(())
 }
 
-fn join_token_host(
-    tx: &rusqlite::Connection,
-    hash: &str,
-    now: Timestamp,
-) -> Result<Option<String>, Error> {
-    let found: Option<(String, i64)> = tx
-        .query_row(
-            "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
-            [hash],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+fn join_token_host(tx: &mut Db<'_>, hash: &str, now: Timestamp) -> Result<Option<String>, Error> {
+    let found: Option<(String, i64)> = tx.query_opt(
+        "SELECT hostname, expires_at FROM join_tokens WHERE hash = ?1",
+        [hash],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(found.and_then(|(h, exp)| (exp >= now.micros()).then_some(h)))
 }
 
@@ -307,13 +291,12 @@ impl Store {
                     HostWrite::Fields(h) => {
                         let mut row = h.clone();
                         let cur: Option<(String, String, String, String)> = tx
-                            .query_row(
+                            .query_opt(
                                 "SELECT administrative, operational, availability, task
                                  FROM hosts WHERE id = ?1",
                                 [h.id],
                                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                            )
-                            .optional()?;
+                            )?;
                         let Some((a, o, v, t)) = cur else {
                             return Err(Error::Invalid(format!("host {} not found", h.id)));
                         };
@@ -389,10 +372,11 @@ impl Store {
     /// Every host, by id.
     pub fn hosts(&self) -> Result<Vec<StoredHost>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(&format!("SELECT {COLUMNS} FROM hosts ORDER BY id"))?;
-            let mut v = st
-                .query_map([], host_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut v = c.query_map(
+                &format!("SELECT {COLUMNS} FROM hosts ORDER BY id"),
+                (),
+                host_from_row,
+            )?;
             for h in &mut v {
                 h.bm_password =
                     self.sealer
@@ -458,11 +442,9 @@ impl Store {
     /// A stored setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-                    .query_row([key], |r| r.get(0))
-                    .optional()?,
-            )
+            c.query_opt("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
         })
     }
 
@@ -484,17 +466,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Durability, StoreConfig};
-
-    fn store(dir: &tempfile::TempDir) -> Store {
-        Store::open(StoreConfig {
-            key: crate::KeySource::beside(&dir.path().join("db")),
-            path: dir.path().join("db"),
-            durability: Durability::Process,
-            event_log_cap: 10,
-        })
-        .unwrap()
-    }
+    use crate::Location;
+    use crate::testdb::{TestDb, each_backend};
 
     fn host(name: &str) -> StoredHost {
         StoredHost {
@@ -514,42 +487,60 @@ mod tests {
 
     #[test]
     fn hosts_get_increasing_ids_and_unique_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
-        let a = s.insert_host(&host("worker-0")).unwrap();
-        let b = s.insert_host(&host("worker-1")).unwrap();
-        assert!(b.id > a.id);
-        assert!(matches!(
-            s.insert_host(&host("worker-0")),
-            Err(Error::Invalid(_))
-        ));
-        let mut a2 = a.clone();
-        a2.administrative = "unlocked".into();
-        a2.bm_password = Some("pw".into());
-        a2.agent_cert = Some("-----BEGIN CERTIFICATE-----".into());
-        a2.agent_cert_serial = Some("0a".into());
-        a2.agent_cert_prev_serial = Some("09".into());
-        a2.tpm = Some("{}".into());
-        s.update_host(&a2).unwrap();
-        assert_eq!(s.hosts().unwrap()[0], a2);
-        assert!(s.delete_host(a.id).unwrap());
-        assert_eq!(s.hosts().unwrap().len(), 1);
+        for db in each_backend() {
+            let s = db.open(10);
+            let a = s.insert_host(&host("worker-0")).unwrap();
+            let b = s.insert_host(&host("worker-1")).unwrap();
+            assert!(b.id > a.id);
+            assert!(matches!(
+                s.insert_host(&host("worker-0")),
+                Err(Error::Invalid(_))
+            ));
+            let mut a2 = a.clone();
+            a2.administrative = "unlocked".into();
+            a2.bm_password = Some("pw".into());
+            a2.agent_cert = Some("-----BEGIN CERTIFICATE-----".into());
+            a2.agent_cert_serial = Some("0a".into());
+            a2.agent_cert_prev_serial = Some("09".into());
+            a2.tpm = Some("{}".into());
+            s.update_host(&a2).unwrap();
+            assert_eq!(s.hosts().unwrap()[0], a2);
+            assert!(s.delete_host(a.id).unwrap());
+            assert_eq!(s.hosts().unwrap().len(), 1);
+        }
     }
 
     const PASSWORD: &str = "Bmc-Secret-Pw-7731";
     const HB_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 
-    /// The database and its WAL, as bytes.
-    fn files(dir: &tempfile::TempDir) -> Vec<u8> {
-        let mut all = std::fs::read(dir.path().join("db")).unwrap();
-        if let Ok(w) = std::fs::read(dir.path().join("db-wal")) {
+    /// A SQLite database file and its WAL, as bytes; `None` for PostgreSQL,
+    /// which has no file of its own to read.
+    fn files(db: &TestDb) -> Option<Vec<u8>> {
+        let Location::Sqlite(path) = &db.location else {
+            return None;
+        };
+        let mut all = std::fs::read(path).unwrap();
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        if let Ok(w) = std::fs::read(wal) {
             all.extend(w);
         }
-        all
+        Some(all)
     }
 
     fn contains(hay: &[u8], needle: &str) -> bool {
         hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// The stored `bm_password` and `hb_key` of the only host, as they are
+    /// in the database.
+    fn raw_secrets(s: &Store) -> (String, String) {
+        s.read(|c| {
+            c.query_row("SELECT bm_password, hb_key FROM hosts", (), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .unwrap()
     }
 
     fn with_secrets(name: &str) -> StoredHost {
@@ -561,131 +552,133 @@ mod tests {
 
     #[test]
     fn secrets_are_sealed_in_the_file_and_clear_in_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
-        let a = s.insert_host(&with_secrets("worker-0")).unwrap();
-        assert_eq!(s.hosts().unwrap()[0], a);
-        let mut b = a.clone();
-        b.administrative = "unlocked".into();
-        s.write_hosts(&[HostWrite::Fields(b.clone())]).unwrap();
-        assert_eq!(s.hosts().unwrap()[0].bm_password.as_deref(), Some(PASSWORD));
-        let raw: (String, String) = s
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT bm_password, hb_key FROM hosts", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?,
-                )
-            })
-            .unwrap();
-        assert!(
-            raw.0.starts_with("enc1:") && raw.1.starts_with("enc1:"),
-            "{raw:?}"
-        );
-        drop(s);
-        let bytes = files(&dir);
-        assert!(!contains(&bytes, PASSWORD));
-        assert!(!contains(&bytes, HB_KEY));
-        // Reopened with the same key, the secrets read back.
-        assert_eq!(
-            store(&dir).hosts().unwrap()[0].hb_key.as_deref(),
-            Some(HB_KEY)
-        );
+        for db in each_backend() {
+            let s = db.open(10);
+            let a = s.insert_host(&with_secrets("worker-0")).unwrap();
+            assert_eq!(s.hosts().unwrap()[0], a);
+            let mut b = a.clone();
+            b.administrative = "unlocked".into();
+            s.write_hosts(&[HostWrite::Fields(b.clone())]).unwrap();
+            assert_eq!(s.hosts().unwrap()[0].bm_password.as_deref(), Some(PASSWORD));
+            let raw = raw_secrets(&s);
+            assert!(
+                raw.0.starts_with("enc1:") && raw.1.starts_with("enc1:"),
+                "{raw:?}"
+            );
+            drop(s);
+            // SQLite: not in the file's bytes either (PostgreSQL has no
+            // file of the store's; the columns above are what it keeps).
+            if let Some(bytes) = files(&db) {
+                assert!(!contains(&bytes, PASSWORD));
+                assert!(!contains(&bytes, HB_KEY));
+            }
+            // Reopened with the same key, the secrets read back.
+            assert_eq!(
+                db.open(10).hosts().unwrap()[0].hb_key.as_deref(),
+                Some(HB_KEY)
+            );
+        }
     }
 
     #[test]
     fn clear_secrets_of_an_older_store_are_sealed_in_place_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = store(&dir);
-            s.insert_host(&host("worker-0")).unwrap();
-            // As an older Roost wrote them: in clear.
-            s.write_once(|tx| {
-                tx.execute(
-                    "UPDATE hosts SET bm_password = ?1, hb_key = ?2",
-                    params![PASSWORD, HB_KEY],
-                )?;
-                Ok(())
-            })
-            .unwrap();
+        for db in each_backend() {
+            {
+                let s = db.open(10);
+                s.insert_host(&host("worker-0")).unwrap();
+                // As an older Roost wrote them: in clear.
+                s.write_once(|tx| {
+                    tx.execute(
+                        "UPDATE hosts SET bm_password = ?1, hb_key = ?2",
+                        params![PASSWORD, HB_KEY],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(raw_secrets(&s), (PASSWORD.into(), HB_KEY.into()));
+            }
+            if let Some(bytes) = files(&db) {
+                assert!(contains(&bytes, PASSWORD));
+            }
+            let s = db.open(10);
+            assert_eq!(s.seal_report().sealed_in_place, 2);
+            let h = &s.hosts().unwrap()[0];
+            assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
+            assert_eq!(h.hb_key.as_deref(), Some(HB_KEY));
+            let raw = raw_secrets(&s);
+            assert!(
+                raw.0.starts_with("enc1:") && raw.1.starts_with("enc1:"),
+                "{raw:?}"
+            );
+            drop(s);
+            if let Some(bytes) = files(&db) {
+                assert!(
+                    !contains(&bytes, PASSWORD),
+                    "a clear password is left in the file"
+                );
+                assert!(!contains(&bytes, HB_KEY), "a clear key is left in the file");
+            }
+            assert_eq!(db.open(10).seal_report().sealed_in_place, 0);
         }
-        assert!(contains(&files(&dir), PASSWORD));
-        let s = store(&dir);
-        assert_eq!(s.seal_report().sealed_in_place, 2);
-        let h = &s.hosts().unwrap()[0];
-        assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
-        assert_eq!(h.hb_key.as_deref(), Some(HB_KEY));
-        drop(s);
-        let bytes = files(&dir);
-        assert!(
-            !contains(&bytes, PASSWORD),
-            "a clear password is left in the file"
-        );
-        assert!(!contains(&bytes, HB_KEY), "a clear key is left in the file");
-        assert_eq!(store(&dir).seal_report().sealed_in_place, 0);
     }
 
     #[test]
     fn a_missing_or_wrong_key_fails_the_open_and_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        store(&dir).insert_host(&with_secrets("worker-0")).unwrap();
-        let key = dir.path().join(crate::SECRET_KEY_FILE);
-        let saved = std::fs::read(&key).unwrap();
-        let open = || {
-            Store::open(StoreConfig {
-                key: crate::KeySource::File(key.clone()),
-                path: dir.path().join("db"),
-                durability: Durability::Process,
-                event_log_cap: 10,
-            })
-        };
-        std::fs::remove_file(&key).unwrap();
-        let err = open().err().expect("a missing key fails").to_string();
-        assert!(err.contains("missing") && err.contains("restore"), "{err}");
-        assert!(!key.exists(), "no new key replaces the lost one");
-        std::fs::write(&key, [9u8; 32]).unwrap();
-        let err = open().err().expect("a wrong key fails").to_string();
-        assert!(
-            err.contains("not the key") && err.contains("restore"),
-            "{err}"
-        );
-        std::fs::write(&key, &saved).unwrap();
-        let h = &open().unwrap().hosts().unwrap()[0];
-        assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
+        for db in each_backend() {
+            db.open(10).insert_host(&with_secrets("worker-0")).unwrap();
+            let key = db.dir.path().join(crate::SECRET_KEY_FILE);
+            let saved = std::fs::read(&key).unwrap();
+            let open = || Store::open(db.config(10));
+            std::fs::remove_file(&key).unwrap();
+            let err = open().err().expect("a missing key fails").to_string();
+            assert!(err.contains("missing") && err.contains("restore"), "{err}");
+            assert!(!key.exists(), "no new key replaces the lost one");
+            std::fs::write(&key, [9u8; 32]).unwrap();
+            let err = open().err().expect("a wrong key fails").to_string();
+            assert!(
+                err.contains("not the key") && err.contains("restore"),
+                "{err}"
+            );
+            std::fs::write(&key, &saved).unwrap();
+            let h = &open().unwrap().hosts().unwrap()[0];
+            assert_eq!(h.bm_password.as_deref(), Some(PASSWORD));
+        }
     }
 
     #[test]
     fn a_join_token_works_once_and_only_before_it_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
-        s.insert_join_token("h1", "worker-0", Timestamp(100))
-            .unwrap();
-        s.insert_join_token("h2", "worker-1", Timestamp(100))
-            .unwrap();
-        assert_eq!(
-            s.take_join_token("h1", Timestamp(50)).unwrap().as_deref(),
-            Some("worker-0")
-        );
-        assert_eq!(
-            s.take_join_token("h1", Timestamp(50)).unwrap(),
-            None,
-            "single use"
-        );
-        assert_eq!(
-            s.take_join_token("h2", Timestamp(200)).unwrap(),
-            None,
-            "expired"
-        );
-        assert_eq!(s.take_join_token("nope", Timestamp(1)).unwrap(), None);
+        for db in each_backend() {
+            let s = db.open(10);
+            s.insert_join_token("h1", "worker-0", Timestamp(100))
+                .unwrap();
+            s.insert_join_token("h2", "worker-1", Timestamp(100))
+                .unwrap();
+            assert_eq!(
+                s.take_join_token("h1", Timestamp(50)).unwrap().as_deref(),
+                Some("worker-0")
+            );
+            assert_eq!(
+                s.take_join_token("h1", Timestamp(50)).unwrap(),
+                None,
+                "single use"
+            );
+            assert_eq!(
+                s.take_join_token("h2", Timestamp(200)).unwrap(),
+                None,
+                "expired"
+            );
+            assert_eq!(s.take_join_token("nope", Timestamp(1)).unwrap(), None);
+        }
     }
 
     #[test]
     fn settings_upsert() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
-        s.set_settings(&[("a".into(), "1".into())]).unwrap();
-        s.set_settings(&[("a".into(), "2".into())]).unwrap();
-        assert_eq!(s.setting("a").unwrap().as_deref(), Some("2"));
-        assert_eq!(s.setting("b").unwrap(), None);
+        for db in each_backend() {
+            let s = db.open(10);
+            s.set_settings(&[("a".into(), "1".into())]).unwrap();
+            s.set_settings(&[("a".into(), "2".into())]).unwrap();
+            assert_eq!(s.setting("a").unwrap().as_deref(), Some("2"));
+            assert_eq!(s.setting("b").unwrap(), None);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! SQL for identity: users, projects, role assignments and tokens.
 
+use crate::sql::{Db, Row, params};
 use roost_types::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use crate::{Error, Store};
 
@@ -28,16 +28,16 @@ impl Store {
     /// The user with this name.
     pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, Error> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT id, name, password_hash FROM users WHERE name = ?1")?
-                    .query_row([name], |r| {
-                        Ok(StoredUser {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            password_hash: r.get(2)?,
-                        })
+            c.query_opt(
+                "SELECT id, name, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(StoredUser {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
                     })
-                    .optional()?,
+                },
             )
         })
     }
@@ -45,16 +45,16 @@ impl Store {
     /// The user with this id.
     pub fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, Error> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT id, name, password_hash FROM users WHERE id = ?1")?
-                    .query_row([id], |r| {
-                        Ok(StoredUser {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            password_hash: r.get(2)?,
-                        })
+            c.query_opt(
+                "SELECT id, name, password_hash FROM users WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(StoredUser {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
                     })
-                    .optional()?,
+                },
             )
         })
     }
@@ -70,7 +70,7 @@ impl Store {
     ) -> Result<bool, Error> {
         self.write_once(|tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (id, name) VALUES (?1, ?2)",
+                "INSERT INTO projects (id, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![project.0, project.1],
             )?;
             insert_user(tx, user, true, Some(project.0), roles, now)
@@ -80,10 +80,10 @@ impl Store {
     /// The project with this name or id: (id, name).
     pub fn project(&self, name_or_id: &str) -> Result<Option<(String, String)>, Error> {
         self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT id, name FROM projects WHERE id = ?1 OR name = ?1")?
-                    .query_row([name_or_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?,
+            c.query_opt(
+                "SELECT id, name FROM projects WHERE id = ?1 OR name = ?1",
+                [name_or_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
         })
     }
@@ -91,12 +91,7 @@ impl Store {
     /// The roles a user holds on a project.
     pub fn roles(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, Error> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT role FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 ORDER BY role",
-            )?;
-            let v = st
-                .query_map([user_id, project_id], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+                        let v = c.query_map("SELECT role FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 ORDER BY role", [user_id, project_id], |r| r.get(0))?;
             Ok(v)
         })
     }
@@ -127,19 +122,13 @@ impl Store {
 
     /// Deletes tokens that expired before `now`; returns how many.
     pub fn purge_expired_tokens(&self, now: Timestamp) -> Result<usize, Error> {
-        self.write_once(|tx| {
-            Ok(tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [now.micros()])?)
-        })
+        self.write_once(|tx| tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [now.micros()]))
     }
 
     /// Every token that has not expired at `now`.
     pub fn live_tokens(&self, now: Timestamp) -> Result<Vec<StoredToken>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT hash, user_id, project_id, methods, issued_at, expires_at FROM tokens WHERE expires_at >= ?1",
-            )?;
-            let v = st
-                .query_map([now.micros()], |r| {
+                        let v = c.query_map("SELECT hash, user_id, project_id, methods, issued_at, expires_at FROM tokens WHERE expires_at >= ?1", [now.micros()], |r| {
                     Ok(StoredToken {
                         hash: r.get(0)?,
                         user_id: r.get(1)?,
@@ -148,8 +137,7 @@ impl Store {
                         issued_at: Timestamp(r.get(4)?),
                         expires_at: Timestamp(r.get(5)?),
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                })?;
             Ok(v)
         })
     }
@@ -168,15 +156,11 @@ impl Store {
     /// Every user with its hash and roles on the `admin` project, by name.
     pub fn synced_users(&self) -> Result<Vec<SyncedUser>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT u.name, u.password_hash,
+                        let v = c.query_map("SELECT u.name, u.password_hash,
                         COALESCE((SELECT group_concat(r.role, ',') FROM
                             (SELECT ra.role FROM role_assignments ra JOIN projects p ON p.id = ra.project_id
                              WHERE ra.user_id = u.id AND p.name = 'admin' ORDER BY ra.role) r), '')
-                 FROM users u ORDER BY u.name",
-            )?;
-            let v = st
-                .query_map([], |r| {
+                 FROM users u ORDER BY u.name", (), |r| {
                     let roles: String = r.get(2)?;
                     // group_concat does not promise an order: sort here.
                     let mut roles: Vec<String> = roles
@@ -190,8 +174,7 @@ impl Store {
                         password_hash: r.get(1)?,
                         roles,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                })?;
             Ok(v)
         })
     }
@@ -209,15 +192,14 @@ impl Store {
         let project_id = new_id();
         self.write_once(|tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (id, name) VALUES (?1, 'admin')",
+                "INSERT INTO projects (id, name) VALUES (?1, 'admin') ON CONFLICT DO NOTHING",
                 [&project_id],
             )?;
             let admin: String =
-                tx.query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| r.get(0))?;
+                tx.query_row("SELECT id FROM projects WHERE name = 'admin'", (), |r| r.get(0))?;
             for (u, fresh) in users.iter().zip(ids) {
                 let existing: Option<String> = tx
-                    .query_row("SELECT id FROM users WHERE name = ?1", [&u.name], |r| r.get(0))
-                    .optional()?;
+                    .query_opt("SELECT id FROM users WHERE name = ?1", [&u.name], |r| r.get(0))?;
                 let id = match existing {
                     Some(id) => {
                         tx.execute(
@@ -240,7 +222,7 @@ impl Store {
                 )?;
                 for role in &u.roles {
                     tx.execute(
-                        "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                        "INSERT INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                         params![id, admin, role],
                     )?;
                 }
@@ -267,18 +249,17 @@ pub const ROLES: &[&str] = &["admin", "member", "reader"];
 /// Inserts `user` with `roles` on `project` (none: no roles) unless its
 /// name is taken; true when inserted.
 fn insert_user(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut Db<'_>,
     user: &StoredUser,
     enabled: bool,
     project: Option<&str>,
     roles: &[impl AsRef<str>],
     now: Timestamp,
 ) -> Result<bool, Error> {
-    let taken: Option<String> = tx
-        .query_row("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
+    let taken: Option<String> =
+        tx.query_opt("SELECT id FROM users WHERE name = ?1", [&user.name], |r| {
             r.get(0)
-        })
-        .optional()?;
+        })?;
     if taken.is_some() {
         return Ok(false);
     }
@@ -289,7 +270,7 @@ fn insert_user(
     if let Some(project) = project {
         for role in roles {
             tx.execute(
-                "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                "INSERT INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![user.id, project, role.as_ref()],
             )?;
         }
@@ -326,7 +307,7 @@ const ACCOUNT_SELECT: &str = "SELECT u.id, u.name, u.enabled, u.failed_logins, u
                   WHERE ra.user_id = u.id AND p.name = 'admin'), '')
      FROM users u";
 
-fn account(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserAccount> {
+fn account(r: &Row) -> Result<UserAccount, Error> {
     let roles: String = r.get(5)?;
     let mut roles: Vec<String> = roles
         .split(',')
@@ -337,8 +318,8 @@ fn account(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserAccount> {
     Ok(UserAccount {
         id: r.get(0)?,
         name: r.get(1)?,
-        enabled: r.get::<_, i64>(2)? != 0,
-        failed_logins: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+        enabled: r.get::<i64>(2)? != 0,
+        failed_logins: u32::try_from(r.get::<i64>(3)?).unwrap_or(u32::MAX),
         locked_until: Timestamp(r.get(4)?),
         roles,
     })
@@ -348,8 +329,7 @@ impl Store {
     /// Every user, by name.
     pub fn accounts(&self) -> Result<Vec<UserAccount>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(&format!("{ACCOUNT_SELECT} ORDER BY u.name"))?;
-            let v = st.query_map([], account)?.collect::<Result<Vec<_>, _>>()?;
+            let v = c.query_map(&format!("{ACCOUNT_SELECT} ORDER BY u.name"), (), account)?;
             Ok(v)
         })
     }
@@ -357,10 +337,9 @@ impl Store {
     /// One user by id or, failing that, by name.
     pub fn account(&self, id_or_name: &str) -> Result<Option<UserAccount>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
+            c.query_opt(&format!(
                 "{ACCOUNT_SELECT} WHERE u.id = ?1 OR u.name = ?1 ORDER BY u.id = ?1 DESC LIMIT 1"
-            ))?;
-            Ok(st.query_row([id_or_name], account).optional()?)
+            ), [id_or_name], account)
         })
     }
 
@@ -374,11 +353,10 @@ impl Store {
         now: Timestamp,
     ) -> Result<bool, Error> {
         self.write_once(|tx| {
-            let admin: Option<String> = tx
-                .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| {
+            let admin: Option<String> =
+                tx.query_opt("SELECT id FROM projects WHERE name = 'admin'", (), |r| {
                     r.get(0)
-                })
-                .optional()?;
+                })?;
             insert_user(tx, user, enabled, admin.as_deref(), roles, now)
         })
     }
@@ -402,7 +380,7 @@ impl Store {
         enabled: Option<bool>,
     ) -> Result<bool, Error> {
         self.write_once(|tx| {
-            let mut changed = tx.query_row("SELECT COUNT(*) FROM users WHERE id = ?1", [user_id], |r| r.get::<_, i64>(0))? > 0;
+            let mut changed = tx.query_row("SELECT COUNT(*) FROM users WHERE id = ?1", [user_id], |r| r.get::<i64>(0))? > 0;
             if let Some(n) = name {
                 changed &= tx.execute("UPDATE users SET name = ?2 WHERE id = ?1", params![user_id, n])? > 0;
             }
@@ -430,7 +408,7 @@ impl Store {
         self.write_once(|tx| {
             let n = if grant {
                 tx.execute(
-                    "INSERT OR IGNORE INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO role_assignments (user_id, project_id, role) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                     params![user_id, project_id, role],
                 )?
             } else {
@@ -446,13 +424,12 @@ impl Store {
     /// Every role assignment, by user name.
     pub fn role_assignments(&self) -> Result<Vec<StoredAssignment>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            let v = c.query_map(
                 "SELECT u.id, u.name, p.id, p.name, ra.role FROM role_assignments ra
                  JOIN users u ON u.id = ra.user_id JOIN projects p ON p.id = ra.project_id
                  ORDER BY u.name, p.name, ra.role",
-            )?;
-            let v = st
-                .query_map([], |r| {
+                (),
+                |r| {
                     Ok(StoredAssignment {
                         user_id: r.get(0)?,
                         user_name: r.get(1)?,
@@ -460,8 +437,8 @@ impl Store {
                         project_name: r.get(3)?,
                         role: r.get(4)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(v)
         })
     }
@@ -469,10 +446,9 @@ impl Store {
     /// Every project: (id, name).
     pub fn projects(&self) -> Result<Vec<(String, String)>, Error> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT id, name FROM projects ORDER BY name")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let v = c.query_map("SELECT id, name FROM projects ORDER BY name", (), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             Ok(v)
         })
     }
@@ -481,9 +457,11 @@ impl Store {
     pub fn delete_user_tokens(&self, user_id: &str) -> Result<Vec<String>, Error> {
         self.write_once(|tx| {
             let hashes = {
-                let mut st = tx.prepare("SELECT hash FROM tokens WHERE user_id = ?1")?;
-                st.query_map([user_id], |r| r.get(0))?
-                    .collect::<Result<Vec<String>, _>>()?
+                tx.query_map(
+                    "SELECT hash FROM tokens WHERE user_id = ?1",
+                    [user_id],
+                    |r| r.get(0),
+                )?
             };
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
             Ok(hashes)
@@ -502,12 +480,11 @@ impl Store {
     ) -> Result<Timestamp, Error> {
         self.write_once(|tx| {
             let count: i64 = tx
-                .query_row(
+                .query_opt(
                     "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
                     [user_id],
                     |r| r.get(0),
-                )
-                .optional()?
+                )?
                 .unwrap_or(0);
             if max > 0 && count >= i64::from(max) {
                 let until = now.plus_secs(lock_secs);

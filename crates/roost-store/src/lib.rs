@@ -1,4 +1,6 @@
-//! Roost's persistent store: an embedded SQLite database in WAL mode.
+//! Roost's persistent store: an embedded SQLite database in WAL mode, or
+//! a PostgreSQL database (chosen by a `postgres://` URL). Both run the same
+//! SQL through [`sql::Db`] and hold the same schema.
 //!
 //! The store owns the schema, its migrations, and the SQL that reads and
 //! writes domain records. It does not decide anything: fault management
@@ -18,24 +20,28 @@
 
 mod apps;
 mod audit;
+mod copy;
 mod dc;
 mod fm;
 mod hosts;
 mod identity;
 mod releases;
 mod seal;
+mod sql;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use roost_types::ErrorKind;
 use rusqlite::{Connection, OpenFlags};
+use sql::{Db, Dialect};
 
 pub use apps::AppWrite;
 #[cfg(feature = "fault-injection")]
 pub use audit::tamper as audit_tamper;
 pub use audit::{AuditQuery, verify_audit_file};
+pub use copy::{CopyReport, TableDigest};
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
@@ -51,9 +57,11 @@ pub const DATABASE_FILE: &str = "roost.db";
 pub enum Error {
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the database at {path} is newer than this Roost (schema {found}, known {known})")]
+    #[error("PostgreSQL error")]
+    Postgres(#[from] postgres::Error),
+    #[error("the database at {location} is newer than this Roost (schema {found}, known {known})")]
     TooNew {
-        path: PathBuf,
+        location: String,
         found: i64,
         known: i64,
     },
@@ -77,7 +85,9 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Sqlite(_) | Error::TooNew { .. } | Error::Injected => ErrorKind::Unavailable,
+            Error::Sqlite(_) | Error::Postgres(_) | Error::TooNew { .. } | Error::Injected => {
+                ErrorKind::Unavailable
+            }
             Error::Corrupt(_) | Error::Sealing(_) => ErrorKind::Corrupt,
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::Conflict(_) => ErrorKind::Conflict,
@@ -112,10 +122,78 @@ impl Durability {
     }
 }
 
+/// Where the store's database is.
+#[derive(Clone)]
+pub enum Location {
+    /// An embedded SQLite database in this file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL (`postgres://user:pass@host/db`).
+    Postgres(String),
+}
+
+impl Location {
+    /// A `postgres://` or `postgresql://` URL names a PostgreSQL database;
+    /// anything else is the path of a SQLite file.
+    pub fn parse(s: &str) -> Result<Location, Error> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            s.parse::<postgres::Config>().map_err(|e| {
+                Error::Invalid(format!("{} is not a PostgreSQL URL: {e}", redact_url(s)))
+            })?;
+            Ok(Location::Postgres(s.to_string()))
+        } else if s.contains("://") {
+            Err(Error::Invalid(format!(
+                "{} is neither a postgres:// URL nor a file path",
+                redact_url(s)
+            )))
+        } else {
+            Ok(Location::Sqlite(PathBuf::from(s)))
+        }
+    }
+
+    /// For messages and logs: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(url) => redact_url(url),
+        }
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Location::Sqlite(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rfind('@') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// How to open the store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    pub path: PathBuf,
+    pub location: Location,
+    /// For SQLite; PostgreSQL's durability is its server's
+    /// (`synchronous_commit`, `fsync`).
     pub durability: Durability,
     /// Most event log records kept; the oldest go first.
     pub event_log_cap: u64,
@@ -124,18 +202,20 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The database at `path`, its key file beside it, default durability.
+    /// The SQLite database at `path`, its key file beside it, default durability.
     pub fn at(path: PathBuf, event_log_cap: u64) -> StoreConfig {
         StoreConfig {
             key: KeySource::beside(&path),
-            path,
+            location: Location::Sqlite(path),
             durability: Durability::default(),
             event_log_cap,
         }
     }
 }
 
-const MIGRATIONS: &[(i64, &str)] = &[
+/// Schema versions, and the migration that brings each, per backend. Both
+/// lists end at the same version: the schemas are the same.
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../migrations/sqlite/0002_hosts.sql")),
     (
@@ -181,11 +261,46 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// PostgreSQL support came at schema 16: its first migration is the whole
+/// schema of that version.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(16, include_str!("../migrations/postgres/0016_schema.sql"))];
+
+/// The advisory lock (PostgreSQL) that serialises schema migrations
+/// between servers starting together.
+const MIGRATION_LOCK: i64 = 0x526f_6f73_7401;
+
+/// One connection to either backend.
+pub(crate) enum RawConn {
+    Sqlite(Connection),
+    Pg(Box<sql::PgConn>),
+}
+
+impl RawConn {
+    pub(crate) fn db(&mut self) -> Db<'_> {
+        match self {
+            RawConn::Sqlite(c) => Db::sqlite(c),
+            RawConn::Pg(c) => Db::pg(c),
+        }
+    }
+
+    fn usable(&self) -> bool {
+        match self {
+            RawConn::Sqlite(_) => true,
+            RawConn::Pg(c) => !c.is_closed(),
+        }
+    }
+}
+
 /// The opened store.
 pub struct Store {
-    path: PathBuf,
     config: StoreConfig,
-    readers: Mutex<Vec<Connection>>,
+    /// The parsed PostgreSQL connection settings, for a PostgreSQL store.
+    pg: Option<postgres::Config>,
+    readers: Mutex<Vec<RawConn>>,
+    /// Idle connections for [`Store::write_once`] (PostgreSQL only; SQLite
+    /// opens one per call).
+    writers: Mutex<Vec<RawConn>>,
     event_log_len: AtomicU64,
     faults: faults::Faults,
     /// Seals and opens the secret columns.
@@ -198,6 +313,7 @@ pub struct Store {
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), Error> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Freed space is zeroed: a secret overwritten or deleted leaves no
     // copy in the file.
@@ -213,23 +329,54 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), Error> {
     Ok(())
 }
 
+fn pg_config(url: &str) -> Result<postgres::Config, Error> {
+    let mut config = url
+        .parse::<postgres::Config>()
+        .map_err(|e| Error::Invalid(format!("{} is not a PostgreSQL URL: {e}", redact_url(url))))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("roost");
+    }
+    // A statement that hangs (a lock never released) fails instead of
+    // holding its caller for ever.
+    config.options("-c statement_timeout=60000 -c idle_in_transaction_session_timeout=60000");
+    Ok(config)
+}
+
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(config: StoreConfig) -> Result<Store, Error> {
-        let conn = Connection::open(&config.path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        configure(&conn, config.durability)?;
-        migrate(&conn, &config.path)?;
-        let (sealer, seal_report) = seal::seal_store(&conn, &config.key)?;
-        conn.execute(
+        let (mut conn, pg) = match &config.location {
+            Location::Sqlite(path) => {
+                let conn = Connection::open(path)?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                configure(&conn, config.durability)?;
+                (RawConn::Sqlite(conn), None)
+            }
+            Location::Postgres(url) => {
+                let pg = pg_config(url)?;
+                (RawConn::Pg(Box::new(sql::PgConn::connect(&pg)?)), Some(pg))
+            }
+        };
+        let mut db = conn.db();
+        migrate(&mut db, &config.location)?;
+        let (sealer, seal_report) = seal::seal_store(&mut db, &config.key)?;
+        db.execute(
             "DELETE FROM event_log WHERE seq <= (SELECT MAX(seq) FROM event_log) - ?1",
             [config.event_log_cap as i64],
         )?;
-        let len: i64 = conn.query_row("SELECT COUNT(*) FROM event_log", [], |r| r.get(0))?;
+        let len: i64 = db.query_row("SELECT COUNT(*) FROM event_log", (), |r| r.get(0))?;
+        let readers = match conn {
+            RawConn::Pg(_) => vec![conn],
+            RawConn::Sqlite(_) => Vec::new(),
+        };
         let store = Store {
-            path: config.path.clone(),
             config,
-            readers: Mutex::new(Vec::new()),
+            pg,
+            readers: Mutex::new(readers),
+            writers: Mutex::new(Vec::new()),
             event_log_len: AtomicU64::new(len as u64),
             faults: faults::Faults::from_env(),
             sealer,
@@ -247,8 +394,8 @@ impl Store {
     }
 
     /// Where the database lives.
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &Location {
+        &self.config.location
     }
 
     /// The durability mode in force.
@@ -298,12 +445,48 @@ impl Store {
         self.faults.before_commit()
     }
 
+    /// A new connection that may write.
+    fn connect(&self) -> Result<RawConn, Error> {
+        match (&self.config.location, &self.pg) {
+            (_, Some(pg)) => Ok(RawConn::Pg(Box::new(sql::PgConn::connect(pg)?))),
+            (Location::Sqlite(path), None) => {
+                let conn = Connection::open(path)?;
+                configure(&conn, self.config.durability)?;
+                Ok(RawConn::Sqlite(conn))
+            }
+            (Location::Postgres(_), None) => Err(Error::Invalid(
+                "the store lost its PostgreSQL settings".into(),
+            )),
+        }
+    }
+
+    /// A connection from `pool`, or a new one.
+    fn pooled(
+        &self,
+        pool: &Mutex<Vec<RawConn>>,
+        open: impl FnOnce() -> Result<RawConn, Error>,
+    ) -> Result<RawConn, Error> {
+        while let Some(c) = pool.lock().ok().and_then(|mut v| v.pop()) {
+            if c.usable() {
+                return Ok(c);
+            }
+        }
+        open()
+    }
+
+    fn give_back(pool: &Mutex<Vec<RawConn>>, conn: RawConn) {
+        if conn.usable()
+            && let Ok(mut pool) = pool.lock()
+            && pool.len() < 4
+        {
+            pool.push(conn);
+        }
+    }
+
     /// Opens the single write connection. Call once and keep it on one thread.
     pub fn writer(&self) -> Result<Writer<'_>, Error> {
-        let conn = Connection::open(&self.path)?;
-        configure(&conn, self.config.durability)?;
         Ok(Writer {
-            conn,
+            conn: self.connect()?,
             store: self,
             faults: true,
         })
@@ -320,143 +503,181 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection from the pool.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
-        let conn = match self.readers.lock().map(|mut v| v.pop()) {
-            Ok(Some(c)) => c,
-            _ => {
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = self.pooled(&self.readers, || match (&self.config.location, &self.pg) {
+            (Location::Sqlite(path), _) => {
                 let c = Connection::open_with_flags(
-                    &self.path,
+                    path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 c.busy_timeout(std::time::Duration::from_secs(10))?;
-                c
+                c.set_prepared_statement_cache_capacity(128);
+                Ok(RawConn::Sqlite(c))
             }
-        };
-        let out = f(&conn);
-        if let Ok(mut pool) = self.readers.lock()
-            && pool.len() < 4
-        {
-            pool.push(conn);
-        }
+            _ => self.connect(),
+        })?;
+        let out = f(&mut conn.db());
+        Self::give_back(&self.readers, conn);
         out
     }
 
-    /// Runs `f` in its own short write transaction on a fresh connection.
-    /// For rare writes (identity, settings) that need not go through the
-    /// batching writer; SQLite serialises them with the writer.
-    pub fn write_once<T>(
+    /// Runs `f` in its own short write transaction. For rare writes
+    /// (identity, settings) that need not go through the batching writer;
+    /// they are serialised with the writer.
+    pub(crate) fn write_once<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error>,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = Connection::open(&self.path)?;
-        configure(&conn, self.config.durability)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        self.injected_failure()?;
-        tx.commit()?;
-        Ok(out)
+        let mut conn = match self.pg {
+            Some(_) => self.pooled(&self.writers, || self.connect())?,
+            None => self.connect()?,
+        };
+        let out = {
+            let mut db = conn.db();
+            db.begin_write()?;
+            let out = f(&mut db).and_then(|out| {
+                self.injected_failure()?;
+                db.batch("COMMIT")?;
+                Ok(out)
+            });
+            if out.is_err() {
+                let _ = db.batch("ROLLBACK");
+            }
+            out
+        };
+        if self.pg.is_some() {
+            Self::give_back(&self.writers, conn);
+        }
+        out
     }
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), Error> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if current > known {
-        return Err(Error::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-            known,
-        });
+fn migrate(db: &mut Db<'_>, location: &Location) -> Result<(), Error> {
+    let migrations = match db.dialect() {
+        Dialect::Sqlite => SQLITE_MIGRATIONS,
+        Dialect::Postgres => POSTGRES_MIGRATIONS,
+    };
+    match db.dialect() {
+        Dialect::Sqlite => db.batch("BEGIN IMMEDIATE")?,
+        Dialect::Postgres => {
+            db.batch("BEGIN")?;
+            // Servers starting together on one database migrate one at a time.
+            db.execute("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK])?;
+        }
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    let res = (|| {
+        db.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY NOT NULL, applied_at BIGINT NOT NULL)",
+        )?;
+        let current: i64 = db.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            (),
+            |r| r.get(0),
+        )?;
+        let known = migrations.last().map(|m| m.0).unwrap_or(0);
+        if current > known {
+            return Err(Error::TooNew {
+                location: location.describe(),
+                found: current,
+                known,
+            });
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let res = conn.execute_batch(sql).and_then(|_| {
-            conn.execute(
+        for (version, sql) in migrations.iter().filter(|(v, _)| *v > current) {
+            db.batch(sql)?;
+            db.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                (version, now),
-            )
-        });
-        match res {
-            Ok(_) => conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
-            }
+                [*version, now],
+            )?;
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => db.batch("COMMIT"),
+        Err(e) => {
+            let _ = db.batch("ROLLBACK");
+            Err(e)
         }
     }
-    Ok(())
 }
 
 /// The single write connection.
 pub struct Writer<'s> {
-    conn: Connection,
+    conn: RawConn,
     store: &'s Store,
     /// Whether its commits may be failed on purpose (tests).
     faults: bool,
 }
 
 impl<'s> Writer<'s> {
-    /// Starts a batch: one transaction holding many commands.
+    /// Starts a batch: one transaction holding many commands. A PostgreSQL
+    /// connection that was lost is opened again first.
     pub fn begin(&mut self) -> Result<Batch<'_>, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !self.conn.usable() {
+            self.conn = self.store.connect()?;
+        }
+        self.conn.db().begin_write()?;
         Ok(Batch {
-            tx,
+            conn: &mut self.conn,
             store: self.store,
             events_added: 0,
             faults: self.faults,
+            open: true,
         })
     }
 }
 
 /// One transaction of the writer. Dropped without [`Batch::commit`], it rolls back.
 pub struct Batch<'w> {
-    tx: rusqlite::Transaction<'w>,
+    conn: &'w mut RawConn,
     store: &'w Store,
     events_added: u64,
     faults: bool,
+    /// The transaction is still open (not committed).
+    open: bool,
 }
 
 impl Batch<'_> {
     /// Runs `f` inside a savepoint: if it fails, what it wrote is undone and
     /// the rest of the batch goes on.
-    pub fn step<T>(
+    pub(crate) fn step<T>(
         &mut self,
-        f: impl FnOnce(&rusqlite::Savepoint<'_>) -> Result<T, Error>,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let sp = self.tx.savepoint()?;
-        let out = f(&sp)?;
-        sp.commit()?;
-        Ok(out)
+        let mut db = self.conn.db();
+        db.batch("SAVEPOINT step")?;
+        match f(&mut db) {
+            Ok(out) => {
+                db.batch("RELEASE SAVEPOINT step")?;
+                Ok(out)
+            }
+            Err(e) => {
+                db.batch("ROLLBACK TO SAVEPOINT step; RELEASE SAVEPOINT step")?;
+                Err(e)
+            }
+        }
     }
 
     /// Persists what one fault management command did, in its own savepoint.
     pub fn persist_fm(&mut self, outcome: &roost_fm::Outcome) -> Result<(), Error> {
-        let sp = self.tx.savepoint()?;
-        fm::persist(&sp, outcome)?;
-        sp.commit()?;
+        self.step(|db| fm::persist(db, outcome))?;
         self.events_added += outcome.events.len() as u64;
         Ok(())
     }
 
     /// Prunes the event log to its cap and commits. On return the batch is durable
     /// to the configured [`Durability`].
-    pub fn commit(self) -> Result<(), Error> {
+    pub fn commit(mut self) -> Result<(), Error> {
         let cap = self.store.config.event_log_cap as i64;
+        let mut db = self.conn.db();
         let pruned = if self.events_added > 0 {
-            self.tx.execute(
+            db.execute(
                 "DELETE FROM event_log WHERE seq <= (SELECT MAX(seq) FROM event_log) - ?1",
                 [cap],
             )? as u64
@@ -466,14 +687,25 @@ impl Batch<'_> {
         if self.faults {
             self.store.injected_failure()?;
         }
-        self.tx.commit()?;
+        db.batch("COMMIT")?;
+        self.open = false;
         let len = &self.store.event_log_len;
-        let now = len.load(Ordering::Relaxed) + self.events_added - pruned;
+        let now = (len.load(Ordering::Relaxed) + self.events_added).saturating_sub(pruned);
         len.store(now, Ordering::Relaxed);
         Ok(())
     }
 }
 
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.db().batch("ROLLBACK");
+        }
+    }
+}
+
 mod faults;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod testdb;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Software releases: one row per uploaded release.
 
+use crate::sql::{Db, params};
 use roost_types::Timestamp;
-use rusqlite::params;
 
 use crate::{Error, Store};
 
@@ -45,19 +45,18 @@ impl Store {
     /// Every release, by id.
     pub fn releases(&self) -> Result<Vec<StoredRelease>, Error> {
         self.read(|c| {
-            let mut st = c.prepare(
+            let v = c.query_map(
                 "SELECT release_id, state, manifest, uploaded_at FROM releases ORDER BY release_id",
-            )?;
-            let v = st
-                .query_map([], |r| {
+                (),
+                |r| {
                     Ok(StoredRelease {
                         release_id: r.get(0)?,
                         state: r.get(1)?,
                         manifest: r.get(2)?,
                         uploaded_at: Timestamp(r.get(3)?),
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(v)
         })
     }
@@ -80,21 +79,18 @@ impl Store {
     /// Every stored strategy-config, as (cloud, JSON), by cloud.
     pub fn sw_update_options(&self) -> Result<Vec<(String, String)>, Error> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT cloud, body FROM sw_update_options ORDER BY cloud")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let v = c.query_map(
+                "SELECT cloud, body FROM sw_update_options ORDER BY cloud",
+                (),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             Ok(v)
         })
     }
 
     /// The body of a one-row table, if the row exists.
     fn single_body(&self, sql: &'static str) -> Result<Option<String>, Error> {
-        self.read(|c| {
-            let mut st = c.prepare(sql)?;
-            let mut rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.next().transpose()?)
-        })
+        self.read(|c| c.query_opt(sql, (), |r| r.get::<String>(0)))
     }
 
     /// Applies `writes` in one transaction: all or nothing.
@@ -154,11 +150,7 @@ impl Store {
 
 /// Sets (or with `None` removes) the row of a one-row table (`deploy`,
 /// `site_strategy`).
-fn set_single(
-    tx: &rusqlite::Transaction<'_>,
-    table: &str,
-    body: Option<&str>,
-) -> Result<(), Error> {
+fn set_single(tx: &mut Db<'_>, table: &str, body: Option<&str>) -> Result<(), Error> {
     match body {
         Some(b) => tx.execute(
             &format!(
@@ -167,7 +159,7 @@ fn set_single(
             ),
             [b],
         )?,
-        None => tx.execute(&format!("DELETE FROM {table}"), [])?,
+        None => tx.execute(&format!("DELETE FROM {table}"), ())?,
     };
     Ok(())
 }
@@ -175,6 +167,7 @@ fn set_single(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testdb::each_backend;
 
     fn row(id: &str) -> StoredRelease {
         StoredRelease {
@@ -187,91 +180,93 @@ mod tests {
 
     #[test]
     fn releases_are_added_once_changed_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(crate::StoreConfig::at(dir.path().join("db"), 100)).unwrap();
-        s.write_releases(&[ReleaseWrite::Insert(row("roost-0.2.0"))])
+        for db in each_backend() {
+            let s = db.open(100);
+            s.write_releases(&[ReleaseWrite::Insert(row("roost-0.2.0"))])
+                .unwrap();
+            // A second insert of the id fails the whole write.
+            let e = s
+                .write_releases(&[
+                    ReleaseWrite::Insert(row("roost-0.3.0")),
+                    ReleaseWrite::Insert(row("roost-0.2.0")),
+                ])
+                .unwrap_err();
+            assert!(matches!(e, Error::Conflict(_)), "{e}");
+            assert_eq!(s.releases().unwrap(), vec![row("roost-0.2.0")]);
+            s.write_releases(&[ReleaseWrite::SetState {
+                release_id: "roost-0.2.0".into(),
+                state: "deploying".into(),
+            }])
             .unwrap();
-        // A second insert of the id fails the whole write.
-        let e = s
-            .write_releases(&[
-                ReleaseWrite::Insert(row("roost-0.3.0")),
-                ReleaseWrite::Insert(row("roost-0.2.0")),
-            ])
-            .unwrap_err();
-        assert!(matches!(e, Error::Conflict(_)), "{e}");
-        assert_eq!(s.releases().unwrap(), vec![row("roost-0.2.0")]);
-        s.write_releases(&[ReleaseWrite::SetState {
-            release_id: "roost-0.2.0".into(),
-            state: "deploying".into(),
-        }])
-        .unwrap();
-        assert_eq!(s.releases().unwrap()[0].state, "deploying");
-        s.write_releases(&[ReleaseWrite::Delete("roost-0.2.0".into())])
-            .unwrap();
-        assert!(s.releases().unwrap().is_empty());
+            assert_eq!(s.releases().unwrap()[0].state, "deploying");
+            s.write_releases(&[ReleaseWrite::Delete("roost-0.2.0".into())])
+                .unwrap();
+            assert!(s.releases().unwrap().is_empty());
+        }
     }
 
     #[test]
     fn the_deploy_is_set_replaced_and_removed_with_release_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(crate::StoreConfig::at(dir.path().join("db"), 100)).unwrap();
-        assert_eq!(s.deploy().unwrap(), None);
-        s.write_releases(&[
-            ReleaseWrite::Insert(row("roost-0.2.0")),
-            ReleaseWrite::Deploy(Some("{\"a\":1}".into())),
-        ])
-        .unwrap();
-        s.write_releases(&[ReleaseWrite::Deploy(Some("{\"a\":2}".into()))])
+        for db in each_backend() {
+            let s = db.open(100);
+            assert_eq!(s.deploy().unwrap(), None);
+            s.write_releases(&[
+                ReleaseWrite::Insert(row("roost-0.2.0")),
+                ReleaseWrite::Deploy(Some("{\"a\":1}".into())),
+            ])
             .unwrap();
-        assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
-        // All or nothing: a failing insert keeps the deploy as it was.
-        s.write_releases(&[
-            ReleaseWrite::Deploy(None),
-            ReleaseWrite::Insert(row("roost-0.2.0")),
-        ])
-        .unwrap_err();
-        assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
-        s.write_releases(&[ReleaseWrite::Deploy(None)]).unwrap();
-        assert_eq!(s.deploy().unwrap(), None);
-        s.write_releases(&[ReleaseWrite::Strategy(Some("{}".into()))])
+            s.write_releases(&[ReleaseWrite::Deploy(Some("{\"a\":2}".into()))])
+                .unwrap();
+            assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
+            // All or nothing: a failing insert keeps the deploy as it was.
+            s.write_releases(&[
+                ReleaseWrite::Deploy(None),
+                ReleaseWrite::Insert(row("roost-0.2.0")),
+            ])
+            .unwrap_err();
+            assert_eq!(s.deploy().unwrap().as_deref(), Some("{\"a\":2}"));
+            s.write_releases(&[ReleaseWrite::Deploy(None)]).unwrap();
+            assert_eq!(s.deploy().unwrap(), None);
+            s.write_releases(&[ReleaseWrite::Strategy(Some("{}".into()))])
+                .unwrap();
+            assert_eq!(s.site_strategy().unwrap().as_deref(), Some("{}"));
+            s.write_releases(&[ReleaseWrite::Strategy(None)]).unwrap();
+            assert_eq!(s.site_strategy().unwrap(), None);
+            s.write_releases(&[
+                ReleaseWrite::FleetStrategy(Some("{\"f\":1}".into())),
+                ReleaseWrite::Options {
+                    cloud: "SystemController".into(),
+                    body: Some("{}".into()),
+                },
+                ReleaseWrite::Options {
+                    cloud: "edge-1".into(),
+                    body: Some("{\"a\":1}".into()),
+                },
+            ])
             .unwrap();
-        assert_eq!(s.site_strategy().unwrap().as_deref(), Some("{}"));
-        s.write_releases(&[ReleaseWrite::Strategy(None)]).unwrap();
-        assert_eq!(s.site_strategy().unwrap(), None);
-        s.write_releases(&[
-            ReleaseWrite::FleetStrategy(Some("{\"f\":1}".into())),
-            ReleaseWrite::Options {
-                cloud: "SystemController".into(),
-                body: Some("{}".into()),
-            },
-            ReleaseWrite::Options {
+            assert_eq!(s.fleet_strategy().unwrap().as_deref(), Some("{\"f\":1}"));
+            s.write_releases(&[ReleaseWrite::Options {
                 cloud: "edge-1".into(),
-                body: Some("{\"a\":1}".into()),
-            },
-        ])
-        .unwrap();
-        assert_eq!(s.fleet_strategy().unwrap().as_deref(), Some("{\"f\":1}"));
-        s.write_releases(&[ReleaseWrite::Options {
-            cloud: "edge-1".into(),
-            body: Some("{\"a\":2}".into()),
-        }])
-        .unwrap();
-        assert_eq!(
-            s.sw_update_options().unwrap(),
-            vec![
-                ("SystemController".to_string(), "{}".to_string()),
-                ("edge-1".to_string(), "{\"a\":2}".to_string()),
-            ]
-        );
-        s.write_releases(&[
-            ReleaseWrite::FleetStrategy(None),
-            ReleaseWrite::Options {
-                cloud: "edge-1".into(),
-                body: None,
-            },
-        ])
-        .unwrap();
-        assert_eq!(s.fleet_strategy().unwrap(), None);
-        assert_eq!(s.sw_update_options().unwrap().len(), 1);
+                body: Some("{\"a\":2}".into()),
+            }])
+            .unwrap();
+            assert_eq!(
+                s.sw_update_options().unwrap(),
+                vec![
+                    ("SystemController".to_string(), "{}".to_string()),
+                    ("edge-1".to_string(), "{\"a\":2}".to_string()),
+                ]
+            );
+            s.write_releases(&[
+                ReleaseWrite::FleetStrategy(None),
+                ReleaseWrite::Options {
+                    cloud: "edge-1".into(),
+                    body: None,
+                },
+            ])
+            .unwrap();
+            assert_eq!(s.fleet_strategy().unwrap(), None);
+            assert_eq!(s.sw_update_options().unwrap().len(), 1);
+        }
     }
 }

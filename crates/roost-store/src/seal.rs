@@ -21,7 +21,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Db, Dialect, params};
 
 use crate::Error;
 
@@ -353,18 +353,17 @@ fn wrong_key(source: &KeySource) -> Error {
 /// still in clear. A missing or wrong key with sealed secrets present fails
 /// and changes nothing.
 pub(crate) fn seal_store(
-    conn: &Connection,
+    conn: &mut Db<'_>,
     source: &KeySource,
 ) -> Result<(Sealer, SealReport), Error> {
     let mut report = SealReport::default();
-    let check: Option<String> = conn
-        .query_row("SELECT check_value FROM sealing WHERE id = 1", [], |r| {
+    let check: Option<String> =
+        conn.query_opt("SELECT check_value FROM sealing WHERE id = 1", (), |r| {
             r.get(0)
-        })
-        .optional()?;
+        })?;
     let sealed: i64 = conn.query_row(
         "SELECT COUNT(*) FROM hosts WHERE bm_password LIKE 'enc1:%' OR hb_key LIKE 'enc1:%'",
-        [],
+        (),
         |r| r.get(0),
     )?;
     let sealer = match source.load()? {
@@ -381,25 +380,25 @@ pub(crate) fn seal_store(
             _ => return Err(wrong_key(source)),
         }
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.begin_write()?;
     let res = seal_rows(conn, &sealer, source, check.is_none(), &mut report);
     match res {
-        Ok(()) => conn.execute_batch("COMMIT")?,
+        Ok(()) => conn.batch("COMMIT")?,
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.batch("ROLLBACK");
             return Err(e);
         }
     }
-    if report.sealed_in_place > 0 {
+    if report.sealed_in_place > 0 && conn.dialect() == Dialect::Sqlite {
         // The clear values' old pages leave the WAL now, not at some later
         // checkpoint.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", (), |_| Ok(()))?;
     }
     Ok((sealer, report))
 }
 
 fn seal_rows(
-    conn: &Connection,
+    conn: &mut Db<'_>,
     sealer: &Sealer,
     source: &KeySource,
     write_check: bool,
@@ -412,10 +411,10 @@ fn seal_rows(
         )?;
     }
     type Row = (i64, String, Option<String>, Option<String>);
-    let rows: Vec<Row> = conn
-        .prepare("SELECT id, uuid, bm_password, hb_key FROM hosts")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<Row> =
+        conn.query_map("SELECT id, uuid, bm_password, hb_key FROM hosts", (), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     for (id, uuid, bm_password, hb_key) in rows {
         for (column, sql, value) in [
             (

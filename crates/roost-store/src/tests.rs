@@ -2,14 +2,7 @@ use super::*;
 use roost_fm::{AlarmInput, Catalogue, FmCommand, FmState};
 use roost_types::{Severity, Timestamp};
 
-fn cfg(dir: &tempfile::TempDir, cap: u64) -> StoreConfig {
-    StoreConfig {
-        key: crate::KeySource::beside(&dir.path().join("roost.db")),
-        path: dir.path().join("roost.db"),
-        durability: Durability::Process,
-        event_log_cap: cap,
-    }
-}
+use crate::testdb::each_backend;
 
 fn set(id: &str, entity: &str) -> FmCommand {
     FmCommand::Set(AlarmInput {
@@ -40,163 +33,291 @@ fn run(store: &Store, state: &mut FmState, cmds: Vec<FmCommand>, start: i64) {
 
 #[test]
 fn alarms_and_suppression_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut state = FmState::new();
-    {
-        let store = Store::open(cfg(&dir, 100)).unwrap();
-        run(
-            &store,
-            &mut state,
-            vec![
-                set("100.101", "host=a"),
-                set("100.104", "host=a.filesystem=/"),
-                set("100.101", "host=a"),
-                FmCommand::Suppress {
-                    alarm_id: "100.101".into(),
-                    suppressed: true,
-                },
-            ],
-            1,
-        );
+    for db in each_backend() {
+        let mut state = FmState::new();
+        {
+            let store = Store::open(db.config(100)).unwrap();
+            run(
+                &store,
+                &mut state,
+                vec![
+                    set("100.101", "host=a"),
+                    set("100.104", "host=a.filesystem=/"),
+                    set("100.101", "host=a"),
+                    FmCommand::Suppress {
+                        alarm_id: "100.101".into(),
+                        suppressed: true,
+                    },
+                ],
+                1,
+            );
+            assert_eq!(store.event_log_len(), 3);
+        }
+        let store = Store::open(db.config(100)).unwrap();
+        let (alarms, suppressed) = store.load_fm().unwrap();
+        let reloaded = FmState::from_parts(alarms, suppressed);
+        assert_eq!(reloaded.len(), 2);
+        assert!(reloaded.is_suppressed("100.101"));
+        let a = state.get_pair("100.101", "host=a").unwrap();
+        assert_eq!(reloaded.get(&a.uuid), Some(a));
         assert_eq!(store.event_log_len(), 3);
     }
-    let store = Store::open(cfg(&dir, 100)).unwrap();
-    let (alarms, suppressed) = store.load_fm().unwrap();
-    let reloaded = FmState::from_parts(alarms, suppressed);
-    assert_eq!(reloaded.len(), 2);
-    assert!(reloaded.is_suppressed("100.101"));
-    let a = state.get_pair("100.101", "host=a").unwrap();
-    assert_eq!(reloaded.get(&a.uuid), Some(a));
-    assert_eq!(store.event_log_len(), 3);
 }
 
 #[test]
 fn the_event_log_keeps_only_the_newest_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(&dir, 5)).unwrap();
-    let mut state = FmState::new();
-    let cmds = (0..12)
-        .map(|i| set("100.104", &format!("host=h{i}")))
-        .collect();
-    run(&store, &mut state, cmds, 1);
-    assert_eq!(store.event_log_len(), 5);
-    let (events, more) = store
-        .events(&EventQuery::default(), &Default::default())
-        .unwrap();
-    assert!(!more);
-    let got: Vec<&str> = events
-        .iter()
-        .map(|e| e.entity_instance_id.as_str())
-        .collect();
-    assert_eq!(
-        got,
-        ["host=h11", "host=h10", "host=h9", "host=h8", "host=h7"]
-    );
+    for db in each_backend() {
+        let store = Store::open(db.config(5)).unwrap();
+        let mut state = FmState::new();
+        let cmds = (0..12)
+            .map(|i| set("100.104", &format!("host=h{i}")))
+            .collect();
+        run(&store, &mut state, cmds, 1);
+        assert_eq!(store.event_log_len(), 5);
+        let (events, more) = store
+            .events(&EventQuery::default(), &Default::default())
+            .unwrap();
+        assert!(!more);
+        let got: Vec<&str> = events
+            .iter()
+            .map(|e| e.entity_instance_id.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            ["host=h11", "host=h10", "host=h9", "host=h8", "host=h7"]
+        );
+    }
 }
 
 #[test]
 fn event_paging_follows_the_marker_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(&dir, 100)).unwrap();
-    let mut state = FmState::new();
-    let cmds = (0..7)
-        .map(|i| set("100.104", &format!("host=h{i}")))
-        .collect();
-    run(&store, &mut state, cmds, 1);
-    let mut q = EventQuery {
-        limit: Some(3),
-        ..Default::default()
-    };
-    let mut seen = Vec::new();
-    loop {
-        let (page, more) = store.events(&q, &Default::default()).unwrap();
-        seen.extend(page.iter().map(|e| e.entity_instance_id.clone()));
-        if !more {
-            break;
+    for db in each_backend() {
+        let store = Store::open(db.config(100)).unwrap();
+        let mut state = FmState::new();
+        let cmds = (0..7)
+            .map(|i| set("100.104", &format!("host=h{i}")))
+            .collect();
+        run(&store, &mut state, cmds, 1);
+        let mut q = EventQuery {
+            limit: Some(3),
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (page, more) = store.events(&q, &Default::default()).unwrap();
+            seen.extend(page.iter().map(|e| e.entity_instance_id.clone()));
+            if !more {
+                break;
+            }
+            q.marker = page.last().map(|e| e.uuid.clone());
         }
-        q.marker = page.last().map(|e| e.uuid.clone());
+        let want: Vec<String> = (0..7).rev().map(|i| format!("host=h{i}")).collect();
+        assert_eq!(seen, want);
+        q.marker = Some("no-such".into());
+        assert!(matches!(
+            store.events(&q, &Default::default()),
+            Err(Error::Invalid(_))
+        ));
     }
-    let want: Vec<String> = (0..7).rev().map(|i| format!("host=h{i}")).collect();
-    assert_eq!(seen, want);
-    q.marker = Some("no-such".into());
-    assert!(matches!(
-        store.events(&q, &Default::default()),
-        Err(Error::Invalid(_))
-    ));
 }
 
 #[test]
 fn a_failed_step_leaves_the_rest_of_the_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(&dir, 100)).unwrap();
-    let mut state = FmState::new();
-    let cat = Catalogue::builtin();
-    let mut w = store.writer().unwrap();
-    let mut b = w.begin().unwrap();
-    let o1 = state
-        .apply(set("100.101", "host=a"), Timestamp(1), &cat)
-        .unwrap();
-    b.persist_fm(&o1).unwrap();
-    // The same outcome again collides on the event uuid: that step fails alone.
-    assert!(b.persist_fm(&o1).is_err());
-    let o2 = state
-        .apply(set("100.103", "host=a"), Timestamp(2), &cat)
-        .unwrap();
-    b.persist_fm(&o2).unwrap();
-    b.commit().unwrap();
-    let (alarms, _) = store.load_fm().unwrap();
-    assert_eq!(alarms.len(), 2);
-    assert_eq!(store.event_log_len(), 2);
+    for db in each_backend() {
+        let store = Store::open(db.config(100)).unwrap();
+        let mut state = FmState::new();
+        let cat = Catalogue::builtin();
+        let mut w = store.writer().unwrap();
+        let mut b = w.begin().unwrap();
+        let o1 = state
+            .apply(set("100.101", "host=a"), Timestamp(1), &cat)
+            .unwrap();
+        b.persist_fm(&o1).unwrap();
+        // The same outcome again collides on the event uuid: that step fails alone.
+        assert!(b.persist_fm(&o1).is_err());
+        let o2 = state
+            .apply(set("100.103", "host=a"), Timestamp(2), &cat)
+            .unwrap();
+        b.persist_fm(&o2).unwrap();
+        b.commit().unwrap();
+        let (alarms, _) = store.load_fm().unwrap();
+        assert_eq!(alarms.len(), 2);
+        assert_eq!(store.event_log_len(), 2);
+    }
 }
 
 #[test]
 fn users_tokens_and_roles_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(&dir, 100)).unwrap();
+    for db in each_backend() {
+        let store = Store::open(db.config(100)).unwrap();
+        let u = StoredUser {
+            id: "u1".into(),
+            name: "admin".into(),
+            password_hash: "h".into(),
+        };
+        assert!(
+            store
+                .ensure_user(&u, ("p1", "admin"), &["admin", "reader"], Timestamp(1))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .ensure_user(&u, ("p1", "admin"), &["admin"], Timestamp(1))
+                .unwrap()
+        );
+        assert_eq!(store.user_by_name("admin").unwrap(), Some(u.clone()));
+        assert_eq!(store.roles("u1", "p1").unwrap(), ["admin", "reader"]);
+        assert_eq!(
+            store.project("admin").unwrap(),
+            Some(("p1".into(), "admin".into()))
+        );
+        let t = StoredToken {
+            hash: "th".into(),
+            user_id: "u1".into(),
+            project_id: Some("p1".into()),
+            methods: "password".into(),
+            issued_at: Timestamp(10),
+            expires_at: Timestamp(20),
+        };
+        store.insert_token(&t).unwrap();
+        assert_eq!(store.live_tokens(Timestamp(15)).unwrap(), vec![t.clone()]);
+        assert!(store.live_tokens(Timestamp(25)).unwrap().is_empty());
+        assert_eq!(store.purge_expired_tokens(Timestamp(25)).unwrap(), 1);
+        assert!(!store.delete_token("th").unwrap());
+        let accounts = store.accounts().unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(store.account("admin").unwrap(), Some(accounts[0].clone()));
+        let synced = store.synced_users().unwrap();
+        assert_eq!(synced.len(), 1);
+        assert_eq!(store.role_assignments().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn migrations_run_once() {
+    for db in each_backend() {
+        drop(Store::open(db.config(100)).unwrap());
+        drop(Store::open(db.config(100)).unwrap());
+        let store = Store::open(db.config(100)).unwrap();
+        let n: i64 = store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM schema_migrations", (), |r| r.get(0)))
+            .unwrap();
+        let want = if db.is_postgres() {
+            POSTGRES_MIGRATIONS.len()
+        } else {
+            SQLITE_MIGRATIONS.len()
+        };
+        assert_eq!(n as usize, want);
+    }
+}
+
+#[test]
+fn both_backends_end_at_the_same_schema_version() {
+    assert_eq!(
+        SQLITE_MIGRATIONS.last().map(|m| m.0),
+        POSTGRES_MIGRATIONS.last().map(|m| m.0)
+    );
+}
+
+/// A locked worker named `name`, with secrets to seal.
+pub(crate) fn host(name: &str) -> StoredHost {
+    StoredHost {
+        uuid: format!("uuid-{name}"),
+        hostname: name.into(),
+        personality: "worker".into(),
+        subfunctions: "worker".into(),
+        administrative: "locked".into(),
+        operational: "disabled".into(),
+        availability: "offline".into(),
+        bm_type: "redfish".into(),
+        bm_password: Some("bmc-secret".into()),
+        hb_key: Some("hb-secret".into()),
+        location: "{}".into(),
+        created_at: Timestamp(1),
+        ..Default::default()
+    }
+}
+
+/// Some of everything: users and tokens, hosts with secrets, alarms and
+/// events, a suppression, subclouds, applications, audit records.
+pub(crate) fn fill(store: &Store) {
     let u = StoredUser {
         id: "u1".into(),
         name: "admin".into(),
         password_hash: "h".into(),
     };
-    assert!(
-        store
-            .ensure_user(&u, ("p1", "admin"), &["admin", "reader"], Timestamp(1))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .ensure_user(&u, ("p1", "admin"), &["admin"], Timestamp(1))
-            .unwrap()
-    );
-    assert_eq!(store.user_by_name("admin").unwrap(), Some(u.clone()));
-    assert_eq!(store.roles("u1", "p1").unwrap(), ["admin", "reader"]);
-    assert_eq!(
-        store.project("admin").unwrap(),
-        Some(("p1".into(), "admin".into()))
-    );
-    let t = StoredToken {
-        hash: "th".into(),
-        user_id: "u1".into(),
-        project_id: Some("p1".into()),
-        methods: "password".into(),
-        issued_at: Timestamp(10),
-        expires_at: Timestamp(20),
-    };
-    store.insert_token(&t).unwrap();
-    assert_eq!(store.live_tokens(Timestamp(15)).unwrap(), vec![t.clone()]);
-    assert!(store.live_tokens(Timestamp(25)).unwrap().is_empty());
-    assert_eq!(store.purge_expired_tokens(Timestamp(25)).unwrap(), 1);
-    assert!(!store.delete_token("th").unwrap());
-}
-
-#[test]
-fn migrations_run_once() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(cfg(&dir, 100)).unwrap());
-    drop(Store::open(cfg(&dir, 100)).unwrap());
-    let c = rusqlite::Connection::open(dir.path().join("roost.db")).unwrap();
-    let n: i64 = c
-        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+    store
+        .ensure_user(&u, ("p1", "admin"), &["admin", "reader"], Timestamp(1))
         .unwrap();
-    assert_eq!(n as usize, MIGRATIONS.len());
+    store
+        .insert_token(&StoredToken {
+            hash: "th".into(),
+            user_id: "u1".into(),
+            project_id: Some("p1".into()),
+            methods: "password".into(),
+            issued_at: Timestamp(10),
+            expires_at: Timestamp(i64::MAX),
+        })
+        .unwrap();
+    for i in 0..3 {
+        store.insert_host(&host(&format!("worker-{i}"))).unwrap();
+    }
+    store.delete_host(1).unwrap();
+    store
+        .set_settings(&[("system_name".into(), "edge \u{e9}t\u{e9}".into())])
+        .unwrap();
+    let mut state = FmState::new();
+    let mut cmds: Vec<FmCommand> = (0..6)
+        .map(|i| set("100.104", &format!("host=worker-{i}")))
+        .collect();
+    cmds.push(FmCommand::Suppress {
+        alarm_id: "100.104".into(),
+        suppressed: true,
+    });
+    run(store, &mut state, cmds, 1);
+    let group = store
+        .save_group(&crate::StoredGroup {
+            name: "west".into(),
+            description: "d".into(),
+            update_apply_type: "serial".into(),
+            max_parallel_subclouds: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    for i in 0..2 {
+        store
+            .insert_subcloud(&crate::StoredSubcloud {
+                name: format!("edge-{i}"),
+                group_id: group.id,
+                management_state: "managed".into(),
+                deploy_status: "complete".into(),
+                region_name: format!("r{i}"),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    store
+        .write_apps(&[crate::AppWrite::PutApp {
+            name: "camera".into(),
+            record: "{\"v\":1}".into(),
+        }])
+        .unwrap();
+    let mut chain = roost_types::audit::Chain::default();
+    let recs: Vec<_> = (1..=4)
+        .map(|i| {
+            chain.append(roost_types::audit::AuditEntry {
+                time: Timestamp(i),
+                user: "admin".into(),
+                roles: vec!["admin".into()],
+                source: "127.0.0.1:1".into(),
+                method: "POST".into(),
+                path: "/v1/alarms".into(),
+                status: 200,
+            })
+        })
+        .collect();
+    let mut w = store.audit_writer().unwrap();
+    let mut b = w.begin().unwrap();
+    b.append_audit(&recs).unwrap();
+    b.commit().unwrap();
 }

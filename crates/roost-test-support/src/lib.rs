@@ -55,6 +55,52 @@ pub struct ServerOptions {
     pub listen: Option<String>,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// The store: `None` for the embedded store in the data directory, or
+    /// a PostgreSQL URL. With `ROOST_TEST_STORE=postgres` every server
+    /// without one gets a new PostgreSQL database ([`store_for`]).
+    pub store: Option<String>,
+}
+
+/// The variable that runs test servers on PostgreSQL (`postgres`) instead
+/// of their embedded store.
+pub const STORE_ENV: &str = "ROOST_TEST_STORE";
+
+/// A new, empty PostgreSQL database on the test server
+/// (`ROOST_TEST_POSTGRES`, which `./scripts/test` starts), for a server's
+/// `--store`. It is kept until the test server is stopped for good (the test
+/// command drops every test database at its start).
+pub fn postgres_store() -> String {
+    let server = roost_store::testdb::postgres_server()
+        .expect("ROOST_TEST_POSTGRES names the PostgreSQL server for tests");
+    let db = roost_store::testdb::postgres_db(&server);
+    let url = match &db.location {
+        roost_store::Location::Postgres(url) => url.clone(),
+        roost_store::Location::Sqlite(_) => unreachable!("postgres_db gives a PostgreSQL database"),
+    };
+    // The database outlives this handle: servers restart on it.
+    std::mem::forget(db);
+    url
+}
+
+/// The store a server on `data_dir` uses: the one it was given, else under
+/// `ROOST_TEST_STORE=postgres` the PostgreSQL database this data directory
+/// was first started on (a new one the first time), else the embedded one.
+pub fn store_for(data_dir: &Path, given: Option<&str>) -> Option<String> {
+    if let Some(url) = given {
+        return Some(url.to_string());
+    }
+    if std::env::var(STORE_ENV).as_deref() != Ok("postgres") {
+        return None;
+    }
+    let mut marker = data_dir.as_os_str().to_owned();
+    marker.push(".store-url");
+    let marker = PathBuf::from(marker);
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let url = postgres_store();
+    std::fs::write(&marker, &url).expect("write the data directory's store URL");
+    Some(url)
 }
 
 impl Default for ServerOptions {
@@ -66,6 +112,7 @@ impl Default for ServerOptions {
             monitor: false,
             listen: None,
             netns: None,
+            store: None,
         }
     }
 }
@@ -102,6 +149,7 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
     cmd.arg("server")
         .arg("--data-dir")
         .arg(data_dir)
+        .env_remove("ROOST_STORE")
         .arg("--listen")
         .arg(listen)
         .args(&opts.args)
@@ -114,6 +162,9 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
         .stderr(Stdio::piped());
     if !opts.monitor {
         cmd.arg("--no-monitor");
+    }
+    if let Some(url) = store_for(data_dir, opts.store.as_deref()) {
+        cmd.arg("--store").arg(url);
     }
     // Tests speak plain HTTP unless they ask for TLS ([http] tls = "on" in
     // a config file); on an address that is not loopback that needs the flag.

@@ -30,6 +30,9 @@ enum Command {
     /// Simulators for tests and benchmarks
     #[command(subcommand)]
     Sim(SimCommand),
+    /// The store of a stopped cloud
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print the OpenAPI document of the REST API
     Openapi,
     /// The log writer containerd's shim starts for each container
@@ -50,6 +53,25 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Move a stopped cloud's embedded store into an empty PostgreSQL database, and check that nothing was lost
+    #[command(
+        after_help = "Example:\n  roost store migrate --from ./roost-data --to postgres://roost:PASSWORD@db.example/roost\n\nThen start the cloud on it:\n  roost server --data-dir ./roost-data --store postgres://roost:PASSWORD@db.example/roost"
+    )]
+    Migrate {
+        /// The cloud's data directory (the cloud must be stopped)
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database to move into (empty)
+        #[arg(long, env = "ROOST_STORE", hide_env_values = true)]
+        to: String,
+        /// The cloud's TOML configuration file, if it has one (for its TPM and event log settings)
+        #[arg(long, short = 'c', env = "ROOST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum SimCommand {
     /// A Redfish BMC that powers a command (a simulated host) off and on
     Bmc(roost_sim::bmc::BmcArgs),
@@ -67,6 +89,9 @@ struct ServerArgs {
     /// Data directory [default: ./roost-data]
     #[arg(long, env = "ROOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The store: a PostgreSQL URL (postgres://user:password@host/db) [default: the embedded SQLite store in the data directory]
+    #[arg(long, env = "ROOST_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Address to listen on [default: 127.0.0.1:6385]
     #[arg(long, env = "ROOST_LISTEN")]
     listen: Option<SocketAddr>,
@@ -114,6 +139,9 @@ fn server_config(a: ServerArgs) -> anyhow::Result<(Config, Option<String>)> {
     };
     if let Some(v) = a.data_dir {
         c.data_dir = v;
+    }
+    if let Some(v) = a.store {
+        c.store = Some(v);
     }
     if let Some(v) = a.listen {
         c.listen = v;
@@ -244,6 +272,40 @@ fn main() -> ExitCode {
             containerd_socket,
         )),
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
+        Command::Store(StoreCommand::Migrate { from, to, config }) => {
+            let config = match config.as_deref().map(Config::from_file).transpose() {
+                Ok(c) => Config {
+                    data_dir: from,
+                    ..c.unwrap_or_default()
+                },
+                Err(e) => {
+                    eprintln!("roost: {}", error_line(&anyhow::Error::from(e)));
+                    return ExitCode::from(2);
+                }
+            };
+            match roost_server::migrate_store(&config, &to) {
+                Ok(report) => {
+                    for t in &report.tables {
+                        println!("{:<24} {:>8} rows", t.table, t.rows);
+                    }
+                    println!(
+                        "Moved {} rows in {} tables to {}; every table holds the same rows in both stores.",
+                        report.rows(),
+                        report.tables.len(),
+                        roost_store::redact_url(&to)
+                    );
+                    println!(
+                        "Next: roost server --data-dir {} --store <the same URL>",
+                        config.data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("roost: {}", error_line(&anyhow::Error::from(e)));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Agent(args) => roost_agent::main(args),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),
         Command::Sim(SimCommand::Agents(args)) => run_async(roost_sim::agents::run_agents(args)),

@@ -265,7 +265,7 @@ fn failed_commits_leave_nothing_behind_and_acknowledged_writes_survive_a_restart
     // The database itself holds the same hosts and alarms.
     let store = roost_store::Store::open(roost_store::StoreConfig {
         key: roost_store::KeySource::beside(&first.data_dir.join("roost.db")),
-        path: first.data_dir.join("roost.db"),
+        location: roost_store::Location::Sqlite(first.data_dir.join("roost.db")),
         durability: Default::default(),
         event_log_cap: 100_000,
     })
@@ -574,7 +574,7 @@ fn failed_commits_of_a_system_controller_during_syncs_leave_memory_store_and_api
     sc.terminate();
     let store = roost_store::Store::open(roost_store::StoreConfig {
         key: roost_store::KeySource::beside(&sc_data.join("roost.db")),
-        path: sc_data.join("roost.db"),
+        location: roost_store::Location::Sqlite(sc_data.join("roost.db")),
         durability: Default::default(),
         event_log_cap: 100_000,
     })

@@ -157,7 +157,7 @@ fn failed_start(data: &Path) -> (i32, String) {
 fn stored_secrets(data: &Path) -> (Option<String>, Option<String>) {
     let store = roost_store::Store::open(roost_store::StoreConfig {
         key: roost_store::KeySource::File(data.join("secret.key")),
-        path: data.join("roost.db"),
+        location: roost_store::Location::Sqlite(data.join("roost.db")),
         durability: Default::default(),
         event_log_cap: 100_000,
     })

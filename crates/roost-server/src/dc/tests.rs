@@ -32,7 +32,7 @@ fn open_store(dir: &std::path::Path) -> Arc<Store> {
     Arc::new(
         Store::open(roost_store::StoreConfig {
             key: roost_store::KeySource::beside(&dir.join("db")),
-            path: dir.join("db"),
+            location: roost_store::Location::Sqlite(dir.join("db")),
             durability: roost_store::Durability::Process,
             event_log_cap: 1000,
         })

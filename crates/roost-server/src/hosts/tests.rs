@@ -128,7 +128,7 @@ async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
     let open = || {
         Store::open(StoreConfig {
             key: roost_store::KeySource::beside(&dir.path().join("roost.db")),
-            path: dir.path().join("roost.db"),
+            location: roost_store::Location::Sqlite(dir.path().join("roost.db")),
             durability: Default::default(),
             event_log_cap: 10_000,
         })

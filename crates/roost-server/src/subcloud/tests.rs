@@ -176,7 +176,7 @@ fn open_store(dir: &Path) -> Arc<Store> {
     Arc::new(
         Store::open(StoreConfig {
             key: roost_store::KeySource::beside(&dir.join("roost.db")),
-            path: dir.join("roost.db"),
+            location: roost_store::Location::Sqlite(dir.join("roost.db")),
             durability: Default::default(),
             event_log_cap: 1000,
         })
