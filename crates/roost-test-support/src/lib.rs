@@ -55,11 +55,16 @@ pub struct ServerOptions {
     pub listen: Option<String>,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
-    /// The store: `None` for the embedded store in the data directory, or
-    /// a PostgreSQL URL. With `ROOST_TEST_STORE=postgres` every server
-    /// without one gets a new PostgreSQL database ([`store_for`]).
+    /// The store: a PostgreSQL URL, or [`EMBEDDED_STORE`] for the embedded
+    /// store in the data directory. `None` is the embedded store, except
+    /// that with `ROOST_TEST_STORE=postgres` it is a new PostgreSQL database
+    /// ([`store_for`]).
     pub store: Option<String>,
 }
+
+/// [`ServerOptions::store`] for the embedded store even under
+/// `ROOST_TEST_STORE=postgres`.
+pub const EMBEDDED_STORE: &str = "embedded";
 
 /// The variable that runs test servers on PostgreSQL (`postgres`) instead
 /// of their embedded store.
@@ -86,8 +91,10 @@ pub fn postgres_store() -> String {
 /// `ROOST_TEST_STORE=postgres` the PostgreSQL database this data directory
 /// was first started on (a new one the first time), else the embedded one.
 pub fn store_for(data_dir: &Path, given: Option<&str>) -> Option<String> {
-    if let Some(url) = given {
-        return Some(url.to_string());
+    match given {
+        Some(EMBEDDED_STORE) => return None,
+        Some(url) => return Some(url.to_string()),
+        None => {}
     }
     if std::env::var(STORE_ENV).as_deref() != Ok("postgres") {
         return None;
@@ -163,7 +170,13 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
     if !opts.monitor {
         cmd.arg("--no-monitor");
     }
-    if let Some(url) = store_for(data_dir, opts.store.as_deref()) {
+    // A server in a network namespace cannot reach the test PostgreSQL on
+    // the host's loopback: it keeps its embedded store unless given one.
+    let given = match (&opts.netns, opts.store.as_deref()) {
+        (Some(_), None) => Some(EMBEDDED_STORE),
+        (_, given) => given,
+    };
+    if let Some(url) = store_for(data_dir, given) {
         cmd.arg("--store").arg(url);
     }
     // Tests speak plain HTTP unless they ask for TLS ([http] tls = "on" in

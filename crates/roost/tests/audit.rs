@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use roost_test_support::{Api, PASSWORD, Server, ServerOptions, http, wait_for};
+use roost_test_support::{Api, EMBEDDED_STORE, PASSWORD, Server, ServerOptions, http, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -231,7 +231,12 @@ type Tamper = fn(&Path) -> Result<(), roost_store::Error>;
 
 #[test]
 fn verify_finds_a_changed_a_removed_and_a_reordered_record() {
-    let mut s = Server::start(bin());
+    // Offline verification reads the embedded store's file.
+    let embedded = || ServerOptions {
+        store: Some(EMBEDDED_STORE.into()),
+        ..Default::default()
+    };
+    let mut s = Server::start_with(bin(), embedded());
     let api = s.api();
     let mut last = String::new();
     for i in 0..6 {
@@ -268,7 +273,7 @@ fn verify_finds_a_changed_a_removed_and_a_reordered_record() {
         let out = cli("http://127.0.0.1:1", "none", &offline);
         assert_broken_at(&out, seq, reason, &format!("{what}, offline"));
         // The server starts on it all the same and says so when asked.
-        let mut again = Server::start_in(bin(), &data, ServerOptions::default(), None)
+        let mut again = Server::start_in(bin(), &data, embedded(), None)
             .expect("the server starts on a tampered log");
         let token = again.token();
         let out = cli(&again.url, &token, &["audit", "verify", "-o", "json"]);
@@ -293,6 +298,8 @@ fn retention_prunes_the_oldest_and_the_rest_still_verifies() {
         bin(),
         ServerOptions {
             args: vec!["--config".into(), config.display().to_string()],
+            // Offline verification reads the embedded store's file.
+            store: Some(EMBEDDED_STORE.into()),
             ..Default::default()
         },
     );
