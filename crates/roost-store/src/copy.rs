@@ -33,6 +33,7 @@ pub(crate) const TABLES: &[&str] = &[
     "site_strategy",
     "fleet_strategy",
     "sw_update_options",
+    "lease",
 ];
 
 /// Tables whose rows number themselves, and the numbering column.

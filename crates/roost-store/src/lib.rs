@@ -25,6 +25,7 @@ mod dc;
 mod fm;
 mod hosts;
 mod identity;
+mod lease;
 mod releases;
 mod seal;
 mod sql;
@@ -46,6 +47,7 @@ pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
+pub use lease::LeaseRow;
 pub use releases::{ReleaseWrite, StoredRelease};
 pub use seal::{KeySource, KeyWrap, SECRET_KEY_FILE, SealReport, Sealer};
 
@@ -76,6 +78,10 @@ pub enum Error {
     /// A commit failed on purpose (the `fault-injection` feature).
     #[error("injected commit failure")]
     Injected,
+    /// This server no longer holds the controller lease its writes are
+    /// fenced with: another server is active. Nothing was written.
+    #[error("{0}")]
+    Fenced(String),
     /// The data-encryption key is missing, unreadable or not the one the
     /// store's secrets were sealed with.
     #[error("{0}")]
@@ -85,9 +91,11 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Sqlite(_) | Error::Postgres(_) | Error::TooNew { .. } | Error::Injected => {
-                ErrorKind::Unavailable
-            }
+            Error::Sqlite(_)
+            | Error::Postgres(_)
+            | Error::TooNew { .. }
+            | Error::Injected
+            | Error::Fenced(_) => ErrorKind::Unavailable,
             Error::Corrupt(_) | Error::Sealing(_) => ErrorKind::Corrupt,
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::Conflict(_) => ErrorKind::Conflict,
@@ -259,12 +267,15 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../migrations/sqlite/0016_fleet_rollout.sql"),
     ),
+    (17, include_str!("../migrations/sqlite/0017_lease.sql")),
 ];
 
 /// PostgreSQL support came at schema 16: its first migration is the whole
 /// schema of that version.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(16, include_str!("../migrations/postgres/0016_schema.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (16, include_str!("../migrations/postgres/0016_schema.sql")),
+    (17, include_str!("../migrations/postgres/0017_lease.sql")),
+];
 
 /// The advisory lock (PostgreSQL) that serialises schema migrations
 /// between servers starting together.
@@ -296,8 +307,11 @@ impl RawConn {
 pub struct Store {
     config: StoreConfig,
     /// The parsed PostgreSQL connection settings, for a PostgreSQL store.
-    pg: Option<postgres::Config>,
+    pg: Option<Mutex<postgres::Config>>,
     readers: Mutex<Vec<RawConn>>,
+    /// The lease holder and epoch every write is checked against
+    /// ([`Store::fence`]).
+    fence: Mutex<Option<(String, i64)>>,
     /// Idle connections for [`Store::write_once`] (PostgreSQL only; SQLite
     /// opens one per call).
     writers: Mutex<Vec<RawConn>>,
@@ -374,9 +388,10 @@ impl Store {
         };
         let store = Store {
             config,
-            pg,
+            pg: pg.map(Mutex::new),
             readers: Mutex::new(readers),
             writers: Mutex::new(Vec::new()),
+            fence: Mutex::new(None),
             event_log_len: AtomicU64::new(len as u64),
             faults: faults::Faults::from_env(),
             sealer,
@@ -385,6 +400,22 @@ impl Store {
             fail_commits: std::sync::atomic::AtomicU32::new(0),
         };
         Ok(store)
+    }
+
+    /// Names this server's connections (PostgreSQL's `application_name`,
+    /// `roost:NAME`) so that a server taking the lease over can end them.
+    /// Call before making writers; pooled connections are dropped.
+    pub fn set_name(&self, name: &str) {
+        if let Some(pg) = &self.pg
+            && let Ok(mut config) = pg.lock()
+        {
+            config.application_name(&lease::application_name(name));
+            for pool in [&self.readers, &self.writers] {
+                if let Ok(mut p) = pool.lock() {
+                    p.clear();
+                }
+            }
+        }
     }
 
     /// What opening the store did to its secrets (a new key, clear values
@@ -448,7 +479,13 @@ impl Store {
     /// A new connection that may write.
     fn connect(&self) -> Result<RawConn, Error> {
         match (&self.config.location, &self.pg) {
-            (_, Some(pg)) => Ok(RawConn::Pg(Box::new(sql::PgConn::connect(pg)?))),
+            (_, Some(pg)) => {
+                let config = pg
+                    .lock()
+                    .map_err(|_| Error::Invalid("the PostgreSQL settings are poisoned".into()))?
+                    .clone();
+                Ok(RawConn::Pg(Box::new(sql::PgConn::connect(&config)?)))
+            }
             (Location::Sqlite(path), None) => {
                 let conn = Connection::open(path)?;
                 configure(&conn, self.config.durability)?;
@@ -480,6 +517,19 @@ impl Store {
             && pool.len() < 4
         {
             pool.push(conn);
+        }
+    }
+
+    /// Starts a write transaction on `conn`; a PostgreSQL connection found
+    /// closed on the way (the server restarted, or a new lease holder ended
+    /// it) is replaced once. Nothing was sent yet, so nothing is repeated.
+    fn begin_on(&self, conn: &mut RawConn) -> Result<(), Error> {
+        match conn.db().begin_write() {
+            Err(Error::Postgres(_)) if !conn.usable() => {
+                *conn = self.connect()?;
+                conn.db().begin_write()
+            }
+            other => other,
         }
     }
 
@@ -531,18 +581,56 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut conn = match self.pg {
+        let fence = self.fencing();
+        self.write_with(fence, f)
+    }
+
+    /// One statement's worth of writing outside the write lock and the
+    /// lease check: on PostgreSQL a statement in its own transaction, on
+    /// SQLite a short write transaction. For the lease row only.
+    pub(crate) fn autocommit<T>(
+        &self,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.pg.is_none() {
+            return self.write_unfenced(f);
+        }
+        let mut conn = self.pooled(&self.writers, || self.connect())?;
+        let out = f(&mut conn.db());
+        Self::give_back(&self.writers, conn);
+        out
+    }
+
+    /// [`Store::write_once`] without the lease check (taking the lease).
+    pub(crate) fn write_unfenced<T>(
+        &self,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.write_with(None, f)
+    }
+
+    fn write_with<T>(
+        &self,
+        fence: Option<(String, i64)>,
+        f: impl FnOnce(&mut Db<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn = match &self.pg {
             Some(_) => self.pooled(&self.writers, || self.connect())?,
             None => self.connect()?,
         };
+        self.begin_on(&mut conn)?;
         let out = {
             let mut db = conn.db();
-            db.begin_write()?;
-            let out = f(&mut db).and_then(|out| {
-                self.injected_failure()?;
-                db.batch("COMMIT")?;
-                Ok(out)
-            });
+            let out = fence
+                .map_or(Ok(()), |(holder, epoch)| {
+                    lease::check(&mut db, &holder, epoch)
+                })
+                .and_then(|()| f(&mut db))
+                .and_then(|out| {
+                    self.injected_failure()?;
+                    db.batch("COMMIT")?;
+                    Ok(out)
+                });
             if out.is_err() {
                 let _ = db.batch("ROLLBACK");
             }
@@ -622,7 +710,14 @@ impl<'s> Writer<'s> {
         if !self.conn.usable() {
             self.conn = self.store.connect()?;
         }
-        self.conn.db().begin_write()?;
+        self.store.begin_on(&mut self.conn)?;
+        let mut db = self.conn.db();
+        if let Some((holder, epoch)) = self.store.fencing()
+            && let Err(e) = lease::check(&mut db, &holder, epoch)
+        {
+            let _ = db.batch("ROLLBACK");
+            return Err(e);
+        }
         Ok(Batch {
             conn: &mut self.conn,
             store: self.store,

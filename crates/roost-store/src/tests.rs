@@ -321,3 +321,94 @@ pub(crate) fn fill(store: &Store) {
     b.append_audit(&recs).unwrap();
     b.commit().unwrap();
 }
+
+#[test]
+fn the_lease_passes_on_with_a_new_epoch_and_fences_the_old_holder() {
+    use roost_types::lease::{Next, next};
+    const MINUTE: i64 = 60_000_000;
+    let setting = |v: &str| vec![("k".to_string(), v.to_string())];
+    for db in each_backend() {
+        let (a, b) = (db.open(100), db.open(100));
+        a.set_name("c0");
+        b.set_name("c1");
+        assert_eq!(a.lease().unwrap().0, None);
+        let e1 = a
+            .take_lease("c0", "http://c0", None, MINUTE)
+            .unwrap()
+            .expect("a free lease is taken");
+        assert_eq!(e1, 1);
+        a.fence("c0", e1);
+        a.set_settings(&setting("a")).unwrap();
+        // The other server sees a live lease and waits; taking it on a
+        // stale view of the row does nothing.
+        let (row, now) = b.lease().unwrap();
+        assert_eq!(
+            next("c1", row.as_ref(), now),
+            Next::Wait {
+                holder: "c0".into(),
+                url: "http://c0".into()
+            }
+        );
+        assert_eq!(b.take_lease("c1", "http://c1", None, MINUTE).unwrap(), None);
+        assert!(a.renew_lease("c0", e1, MINUTE).unwrap());
+
+        // Given up (as a switch-over does), it passes on with the next epoch.
+        assert!(a.release_lease("c0", e1).unwrap());
+        let (row, now) = b.lease().unwrap();
+        assert_eq!(next("c1", row.as_ref(), now), Next::Take);
+        let e2 = b
+            .take_lease("c1", "http://c1", row.as_ref(), MINUTE)
+            .unwrap()
+            .expect("an expired lease is taken");
+        assert_eq!(e2, 2);
+        b.fence("c1", e2);
+
+        // The old holder can neither write (one-off writes, the batching
+        // writer) nor renew; what it tried left nothing.
+        for _ in 0..2 {
+            let e = a.set_settings(&setting("stale")).unwrap_err();
+            assert!(matches!(e, Error::Fenced(_) | Error::Postgres(_)), "{e:?}");
+        }
+        assert!(matches!(
+            a.set_settings(&setting("stale")),
+            Err(Error::Fenced(_))
+        ));
+        assert!(matches!(a.writer().unwrap().begin(), Err(Error::Fenced(_))));
+        assert!(!a.renew_lease("c0", e1, MINUTE).unwrap());
+        b.set_settings(&setting("b")).unwrap();
+        assert_eq!(b.setting("k").unwrap().as_deref(), Some("b"));
+
+        // A holder whose lease expired cannot write either, even before
+        // anyone takes it.
+        assert!(b.renew_lease("c1", e2, 0).unwrap());
+        assert!(matches!(
+            b.set_settings(&setting("late")),
+            Err(Error::Fenced(_))
+        ));
+        assert_eq!(b.setting("k").unwrap().as_deref(), Some("b"));
+    }
+}
+
+#[test]
+fn a_pg_store_works_from_inside_async_runtimes() {
+    let Some(server) = crate::testdb::postgres_server() else {
+        return;
+    };
+    let db = crate::testdb::postgres_db(&server);
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let store = multi.block_on(async { db.open(10) });
+    multi.block_on(async {
+        store.set_settings(&[("k".into(), "v".into())]).unwrap();
+        assert_eq!(store.setting("k").unwrap().as_deref(), Some("v"));
+    });
+    let single = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    single.block_on(async {
+        assert_eq!(store.setting("k").unwrap().as_deref(), Some("v"));
+        drop(store);
+    });
+}

@@ -9,6 +9,7 @@
 pub mod audit;
 mod entity;
 mod error;
+pub mod lease;
 mod severity;
 mod system;
 mod time;
