@@ -65,6 +65,34 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub tpm: TpmConfig,
     pub software: SoftwareConfig,
+    pub ha: HaConfig,
+}
+
+/// Several controllers on one PostgreSQL store (`[ha]`): one is active,
+/// holding the controller lease; the others are standbys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaConfig {
+    /// This server's name among those sharing the store [default: the
+    /// hostname].
+    pub name: Option<String>,
+    /// The URL standbys send clients to while this server is active
+    /// [default: the public URL, else this server's listen address].
+    pub url: Option<String>,
+    /// How long the lease lasts without a renewal, milliseconds; the
+    /// active renews it four times as often. A standby takes over about
+    /// this long after the active died.
+    pub lease_ms: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            name: None,
+            url: None,
+            lease_ms: 1000,
+        }
+    }
 }
 
 /// Logins (`[identity]`): account lockout as Keystone's
@@ -434,6 +462,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             tpm: TpmConfig::default(),
             software: SoftwareConfig::default(),
+            ha: HaConfig::default(),
         }
     }
 }
@@ -507,6 +536,7 @@ impl Config {
     /// Every numeric setting with its name and allowed range (inclusive).
     pub fn numeric_settings(&self) -> Vec<(&'static str, u64, u64, u64)> {
         vec![
+            ("ha.lease_ms", self.ha.lease_ms, 200, 60_000),
             (
                 "fm.event_log_cap",
                 self.fm.event_log_cap,

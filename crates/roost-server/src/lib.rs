@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod dc;
 pub mod error;
 pub mod fm_service;
+pub mod ha;
 pub mod handover;
 pub mod hosts;
 pub mod http;
@@ -144,8 +145,10 @@ pub async fn run_with(
         None
     };
     // Kept for a handover to another roost binary.
-    let sockets = handover::Sockets::of(&listener, &heartbeat_socket, dc_listener.as_ref())
-        .context("cannot keep the listening sockets")?;
+    let sockets = Arc::new(
+        handover::Sockets::of(&listener, &heartbeat_socket, dc_listener.as_ref())
+            .context("cannot keep the listening sockets")?,
+    );
     let data = datadir::DataDir::open(&config.data_dir)?;
     // The software of this server's own host: a switch on trial that this
     // process was not started for is rolled back; a release with another
@@ -223,6 +226,52 @@ pub async fn run_with(
         );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let limits = http::serve::Limits {
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
+        max_connections: connection_cap(config.http.max_connections, open_files),
+    };
+    let tls_config = match &api_tls {
+        Some(t) => Some(t.server_config()?),
+        None => None,
+    };
+    let scheme = if https { "https" } else { "http" };
+    // On a PostgreSQL store other servers may share: hold the controller
+    // lease before anything else (a standby until then), and write only
+    // under it.
+    let ha_me =
+        matches!(store.location(), roost_store::Location::Postgres(_)).then(|| ha::Identity {
+            name: config
+                .ha
+                .name
+                .clone()
+                .unwrap_or_else(|| config.hostname.clone()),
+            url: config
+                .ha
+                .url
+                .clone()
+                .or_else(|| config.public_url.clone())
+                .unwrap_or_else(|| format!("{scheme}://{addr}")),
+            ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
+        });
+    let acquired = match &ha_me {
+        Some(me) => {
+            store.set_name(&me.name);
+            let a = ha::acquire(store.clone(), me, &listener, limits, tls_config.clone()).await?;
+            store.fence(&me.name, a.epoch);
+            Some(a)
+        }
+        None => None,
+    };
+    // After a take-over from another controller, hosts ride through: the
+    // pulses that went unanswered meanwhile are not counted.
+    let hold_misses_until = inherited.hold_until.or_else(|| {
+        acquired
+            .as_ref()
+            .filter(|a| a.took_over)
+            .map(|_| handover::hold_until(clock.now()))
+    });
     let alarm_log = (role == Role::Subcloud)
         .then(|| Arc::new(std::sync::Mutex::new(roost_dc::AlarmLog::new())));
     let observer: Option<fm_service::ChangeObserver> = alarm_log.clone().map(|log| {
@@ -255,8 +304,26 @@ pub async fn run_with(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The lease keeper runs until the writers have committed their last.
+    let (keeper_tx, keeper_rx) = watch::channel(false);
+    let mut keeper = None;
     let shutdown = Shutdown(stop_rx);
     let mut tasks = Vec::new();
+    if let (Some(me), Some(acquired)) = (ha_me.clone(), acquired.clone()) {
+        let sockets = sockets.clone();
+        let step_down: ha::StepDown = Box::new(move |reason| {
+            let e = ha::restart_as_standby(&reason, &sockets);
+            tracing::error!(error = %roost_types::error_chain(&e), "cannot start again as a standby; exiting");
+            std::process::exit(1);
+        });
+        keeper = Some(tokio::spawn(ha::keep(
+            store.clone(),
+            me,
+            acquired,
+            step_down,
+            keeper_rx,
+        )));
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let (audit, audit_writer) = audit::AuditLog::start(
         store.clone(),
@@ -319,7 +386,7 @@ pub async fn run_with(
                 cert_secs: config.agent_cert_secs,
             }),
             tpm: config.tpm.policy(),
-            hold_misses_until: inherited.hold_until,
+            hold_misses_until,
         },
         shutdown.clone(),
     )
@@ -494,18 +561,7 @@ pub async fn run_with(
         shutdown: shutdown.clone(),
     };
     let app = http::router(state, config.max_body_bytes);
-    let limits = http::serve::Limits {
-        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
-        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
-        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
-        max_connections: connection_cap(config.http.max_connections, open_files),
-    };
     tracing::info!(%addr, data_dir = %data.path().display(), store = store.location().backend(), durability = store.durability().as_str(), max_connections = limits.max_connections, "roost server ready");
-    let tls_config = match &api_tls {
-        Some(t) => Some(t.server_config()?),
-        None => None,
-    };
-    let scheme = if https { "https" } else { "http" };
     println!("roost server ready on {scheme}://{addr}");
     let replace_with = Arc::new(std::sync::OnceLock::new());
     let stopping = {
@@ -545,6 +601,12 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || audit_writer.join()),
     )
     .await;
+    // Gives the controller lease up, so that a standby takes over at once;
+    // a handover to another binary keeps it.
+    let _ = keeper_tx.send(replace_with.get().is_none());
+    if let Some(k) = keeper {
+        let _ = k.await;
+    }
     drop(data);
     if let Some(h) = replace_with.get() {
         let hold = handover::hold_until(clock.now());

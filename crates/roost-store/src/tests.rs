@@ -343,7 +343,7 @@ fn the_lease_passes_on_with_a_new_epoch_and_fences_the_old_holder() {
         // stale view of the row does nothing.
         let (row, now) = b.lease().unwrap();
         assert_eq!(
-            next("c1", row.as_ref(), now),
+            next(row.as_ref(), now),
             Next::Wait {
                 holder: "c0".into(),
                 url: "http://c0".into()
@@ -355,7 +355,7 @@ fn the_lease_passes_on_with_a_new_epoch_and_fences_the_old_holder() {
         // Given up (as a switch-over does), it passes on with the next epoch.
         assert!(a.release_lease("c0", e1).unwrap());
         let (row, now) = b.lease().unwrap();
-        assert_eq!(next("c1", row.as_ref(), now), Next::Take);
+        assert_eq!(next(row.as_ref(), now), Next::Take);
         let e2 = b
             .take_lease("c1", "http://c1", row.as_ref(), MINUTE)
             .unwrap()

@@ -24,18 +24,21 @@ pub struct LeaseRow {
 /// What a server that does not hold the lease does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// Take the lease (there is none, it expired, or it is this server's
-    /// own from before a restart).
+    /// Take the lease (there is none, or it expired). A lease under this
+    /// server's own name is waited out like any other: it may be held by
+    /// another server given the same name by mistake, and two holders must
+    /// never both act.
     Take,
     /// Another server is active: send clients to `url` and look again later.
     Wait { holder: String, url: String },
 }
 
-/// What `me` does next, given the lease row and the database's time `now`.
-pub fn next(me: &str, row: Option<&LeaseRow>, now: i64) -> Next {
+/// What a server that does not hold the lease does next, given the lease
+/// row and the database's time `now`.
+pub fn next(row: Option<&LeaseRow>, now: i64) -> Next {
     match row {
         None => Next::Take,
-        Some(r) if r.holder == me || r.expires_at <= now => Next::Take,
+        Some(r) if r.expires_at <= now => Next::Take,
         Some(r) => Next::Wait {
             holder: r.holder.clone(),
             url: r.url.clone(),
@@ -96,12 +99,18 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_is_taken_when_free_expired_or_our_own() {
-        assert_eq!(next("c0", None, 10), Next::Take);
-        assert_eq!(next("c0", Some(&row("c1", 3, 10)), 10), Next::Take);
-        assert_eq!(next("c0", Some(&row("c0", 3, 99)), 10), Next::Take);
+    fn the_lease_is_taken_when_free_or_expired_even_our_own() {
+        assert_eq!(next(None, 10), Next::Take);
+        assert_eq!(next(Some(&row("c1", 3, 10)), 10), Next::Take);
         assert_eq!(
-            next("c0", Some(&row("c1", 3, 11)), 10),
+            next(Some(&row("c0", 3, 11)), 10),
+            Next::Wait {
+                holder: "c0".into(),
+                url: "http://c0".into()
+            }
+        );
+        assert_eq!(
+            next(Some(&row("c1", 3, 11)), 10),
             Next::Wait {
                 holder: "c1".into(),
                 url: "http://c1".into()

@@ -1,0 +1,282 @@
+//! Several servers on one PostgreSQL store: one active, the others
+//! standbys, decided by the controller lease (`roost_types::lease`, the
+//! row in `roost_store`).
+//!
+//! A server on a PostgreSQL store takes the lease before it starts its
+//! services. While another server holds it, this one is a standby: it
+//! binds its sockets, answers every API request with a redirect (307) to
+//! the active's URL, and looks at the lease four times per lease length.
+//! When the lease has expired (the active died, was paused or cut off) it
+//! takes it with the next epoch, ending the old holder's database
+//! connections, fences the store with the new epoch and starts its
+//! services: they load everything from the store, as at any start.
+//!
+//! The active renews the lease four times per lease length. If it cannot
+//! renew in time (by its own clock), or finds another server took the
+//! lease, it stops acting at once: it executes itself again with its
+//! sockets and comes back as a standby. Its writes were refused by the
+//! store from the moment its lease ended.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use roost_store::Store;
+use roost_types::lease::{Holding, LeaseRow, Next, next};
+
+use crate::handover;
+use crate::http::serve::{Limits, serve};
+
+/// Who this server is among those sharing the store.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    /// Where it serves the API, for the standbys to send clients to.
+    pub url: String,
+    /// Lease length, microseconds.
+    pub ttl: i64,
+}
+
+/// The lease this server holds.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    pub epoch: i64,
+    /// It was taken over from another server (not free, not this server's
+    /// own from before a restart): hosts ride through the switch-over.
+    pub took_over: bool,
+    /// When the taking started, by [`now`].
+    pub started: i64,
+}
+
+/// Microseconds on this process's monotonic clock.
+pub fn now() -> i64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    i64::try_from(base.elapsed().as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The active's URL the standby sends clients to, if one is known.
+type ActiveUrl = Arc<RwLock<Option<String>>>;
+
+async fn redirect(State(active): State<ActiveUrl>, OriginalUri(uri): OriginalUri) -> Response {
+    let url = active.read().ok().and_then(|a| a.clone());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match url {
+        Some(url) => {
+            let to = format!("{}{path}", url.trim_end_matches('/'));
+            let message =
+                format!("this controller is the standby; the active controller is at {url}");
+            let mut r = (
+                StatusCode::TEMPORARY_REDIRECT,
+                axum::Json(roost_api::error_body(307, "Temporary Redirect", &message)),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        None => {
+            let message =
+                "this controller is the standby and no controller is active yet; retry shortly";
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(roost_api::error_body(503, "Service Unavailable", message)),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+/// Holds the lease for `me` before returning: at once if it is free, else
+/// after serving as a standby on `listener` until it can be taken.
+pub async fn acquire(
+    store: Arc<Store>,
+    me: &Identity,
+    listener: &tokio::net::TcpListener,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> crate::Result<Acquired> {
+    let every = Duration::from_micros(u64::try_from((me.ttl / 4).max(1000)).unwrap_or(250_000));
+    let active: ActiveUrl = Arc::new(RwLock::new(None));
+    let mut standby: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )> = None;
+    let mut waited_for: Option<String> = None;
+    let out = loop {
+        let started = now();
+        let seen = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.lease()).await
+        };
+        let (row, db_now) = match seen {
+            Ok(Ok(seen)) => seen,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %roost_types::error_chain(&e), "cannot read the controller lease; trying again");
+                tokio::time::sleep(every).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(crate::Error::Invalid(format!(
+                    "the lease check stopped: {e}"
+                )));
+            }
+        };
+        match next(row.as_ref(), db_now) {
+            Next::Take => {
+                let taken = {
+                    let (store, me, row) = (store.clone(), me.clone(), row.clone());
+                    tokio::task::spawn_blocking(move || {
+                        store.take_lease(&me.name, &me.url, row.as_ref(), me.ttl)
+                    })
+                    .await
+                };
+                match taken {
+                    Ok(Ok(Some(epoch))) => {
+                        let took_over =
+                            row.as_ref().is_some_and(|r: &LeaseRow| r.holder != me.name);
+                        tracing::info!(
+                            epoch,
+                            previous = row.as_ref().map_or("", |r| r.holder.as_str()),
+                            "took the controller lease: this server is the active controller"
+                        );
+                        break Acquired {
+                            epoch,
+                            took_over,
+                            started,
+                        };
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %roost_types::error_chain(&e), "cannot take the controller lease; trying again");
+                    }
+                    Err(e) => {
+                        return Err(crate::Error::Invalid(format!(
+                            "the lease take stopped: {e}"
+                        )));
+                    }
+                }
+            }
+            Next::Wait { holder, url } => {
+                if let Ok(mut a) = active.write() {
+                    *a = Some(url.clone());
+                }
+                if waited_for.as_deref() != Some(holder.as_str()) {
+                    if holder == me.name {
+                        tracing::warn!(%url, "standby: the lease is held under this server's own name, by an earlier process of it or by another server given the same [ha] name; waiting for it to expire");
+                    } else {
+                        tracing::info!(active = %holder, %url, "standby: another controller is active; sending clients to it");
+                    }
+                    waited_for = Some(holder);
+                }
+                if standby.is_none() {
+                    let dup = duplicate(listener)?;
+                    let app = Router::new().fallback(redirect).with_state(active.clone());
+                    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                    let (limits, tls) = (limits.clone(), tls.clone());
+                    let task = tokio::spawn(async move {
+                        serve(dup, app, limits, tls, async move {
+                            let _ = stop_rx.await;
+                            Duration::from_millis(200)
+                        })
+                        .await;
+                    });
+                    standby = Some((stop_tx, task));
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    };
+    if let Some((stop, task)) = standby {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    Ok(out)
+}
+
+/// A second handle on the bound listener: the standby serves on it and
+/// drops it, the listener itself goes on to the active's API.
+fn duplicate(l: &tokio::net::TcpListener) -> std::io::Result<tokio::net::TcpListener> {
+    use std::os::fd::AsFd;
+    let std = std::net::TcpListener::from(l.as_fd().try_clone_to_owned()?);
+    std.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(std)
+}
+
+/// What the lease keeper does when this server must stop acting.
+pub type StepDown = Box<dyn FnOnce(String) + Send>;
+
+/// Renews the lease four times per lease length until `shutdown` changes
+/// (to true: give the lease up; to false: keep it); calls
+/// `step_down` with the reason if it is lost or cannot be renewed in time.
+pub async fn keep(
+    store: Arc<Store>,
+    me: Identity,
+    acquired: Acquired,
+    step_down: StepDown,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut holding = Holding::new(acquired.epoch, me.ttl, acquired.started);
+    let every = Duration::from_micros(u64::try_from(holding.renew_every()).unwrap_or(250_000));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                // A stop gives the lease up (true): a standby takes over at
+                // its next look instead of after the lease. A handover to
+                // another binary keeps it (false): the new process is this
+                // server and takes it back at once.
+                if *shutdown.borrow() {
+                    let (store, name, epoch) = (store.clone(), me.name.clone(), holding.epoch);
+                    let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, epoch)).await;
+                }
+                return;
+            }
+        }
+        if holding.lapsed(now()) {
+            break "the controller lease could not be renewed in time".to_string();
+        }
+        let started = now();
+        let renewed = {
+            let (store, name, epoch, ttl) = (store.clone(), me.name.clone(), holding.epoch, me.ttl);
+            tokio::task::spawn_blocking(move || store.renew_lease(&name, epoch, ttl)).await
+        };
+        match renewed {
+            Ok(Ok(true)) => holding.renewed(started),
+            Ok(Ok(false)) => break "another controller took the lease".to_string(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %roost_types::error_chain(&e), "cannot renew the controller lease");
+            }
+            Err(e) => break format!("the lease keeper stopped: {e}"),
+        }
+        if holding.lapsed(now()) {
+            break "the controller lease could not be renewed in time".to_string();
+        }
+    };
+    step_down(reason);
+}
+
+/// Stops acting at once: executes this binary again with the sockets, to
+/// come back as a standby. Returns only if that failed.
+pub fn restart_as_standby(reason: &str, sockets: &handover::Sockets) -> crate::Error {
+    tracing::error!(%reason, "stepping down: this server is no longer the active controller; starting again as a standby");
+    let me = match std::env::current_exe() {
+        Ok(me) => me,
+        Err(e) => return crate::Error::Invalid(format!("cannot find this binary: {e}")),
+    };
+    let h = roost_update::Handover::rollback(me);
+    let e = handover::exec(&h, sockets, roost_types::Timestamp(0));
+    crate::Error::Invalid(format!(
+        "cannot execute this binary again: {}",
+        roost_types::error_chain(&e)
+    ))
+}
