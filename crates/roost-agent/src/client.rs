@@ -14,14 +14,19 @@ use crate::Error;
 /// Header that carries the agent token.
 pub const TOKEN_HEADER: &str = "X-Agent-Token";
 
-/// A client of one server. Clones share the client certificate: once
+/// A client of one server, or of the controllers of a site (several URLs,
+/// comma-separated): it follows the active one. A standby answers with a
+/// redirect, which is followed; a controller that cannot be reached is
+/// left for the next URL. Clones share the client certificate (once
 /// [`Client::set_certificate`] replaced it, every clone's next connection
-/// presents the new one.
+/// presents the new one) and the URL in use.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: Arc<RwLock<reqwest::Client>>,
     ca_pem: Option<String>,
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// Index into `bases` of the URL in use.
+    current: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The agent's own client certificate and key, PEM.
@@ -46,18 +51,22 @@ impl Client {
     /// Like [`Client::new`]; with `ca_pem`, an https server must present a
     /// certificate from one of these CAs, and nothing else is trusted.
     pub fn with_ca(base: &str, ca_pem: Option<&str>) -> Result<Client, Error> {
-        let base = base.trim().trim_end_matches('/').to_string();
-        if !base.starts_with("http://") && !base.starts_with("https://") {
-            return Err(Error::Invalid(format!(
-                "the server URL {base:?} must start with http://"
-            )));
+        let mut bases = Vec::new();
+        for base in base.split(',').map(|b| b.trim().trim_end_matches('/')) {
+            if !base.starts_with("http://") && !base.starts_with("https://") {
+                return Err(Error::Invalid(format!(
+                    "the server URL {base:?} must start with http://"
+                )));
+            }
+            bases.push(base.to_string());
         }
         let ca_pem = ca_pem.map(str::to_string);
         let http = build(ca_pem.as_deref(), None)?;
         Ok(Client {
             http: Arc::new(RwLock::new(http)),
             ca_pem,
-            base,
+            bases: Arc::new(bases),
+            current: Arc::default(),
         })
     }
 
@@ -68,15 +77,31 @@ impl Client {
         Ok(())
     }
 
-    /// The server's base URL.
+    /// The base URL in use.
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
+    }
+
+    /// Every base URL, comma-separated, as given.
+    pub fn servers(&self) -> String {
+        self.bases.join(",")
+    }
+
+    /// A transport error; one that reached no server moves on to the next
+    /// URL, for the next call.
+    fn transport(&self, e: &reqwest::Error) -> Error {
+        if (e.is_connect() || e.is_timeout()) && self.bases.len() > 1 {
+            self.current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Error::Transport(roost_types::error_chain(e))
     }
 
     /// Whether the server speaks HTTPS (so the agent needs a client
     /// certificate).
     pub fn https(&self) -> bool {
-        self.base.starts_with("https://")
+        self.base().starts_with("https://")
     }
 
     fn http(&self) -> reqwest::Client {
@@ -106,19 +131,49 @@ impl Client {
         };
         let req = self
             .http()
-            .post(format!("{}/v1/agent/enroll", self.base))
+            .post(format!("{}/v1/agent/enroll", self.base()))
             .json(&body);
-        call(req).await
+        self.call(req).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
+        let resp = req.send().await.map_err(|e| self.transport(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| Error::BadReply(e.to_string()));
+        }
+        let message = error_message(&bytes).unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_string()
+        });
+        let code = status.as_u16();
+        Err(match code {
+            401 | 403 => Error::Unauthorized { message },
+            400..=499 => Error::Rejected {
+                status: code,
+                message,
+            },
+            _ => Error::Server {
+                status: code,
+                message,
+            },
+        })
     }
 
     /// `POST /v1/agent/report`.
     pub async fn report(&self, token: &str, report: &AgentReport) -> Result<ReportReply, Error> {
         let req = self
             .http()
-            .post(format!("{}/v1/agent/report", self.base))
+            .post(format!("{}/v1/agent/report", self.base()))
             .header(TOKEN_HEADER, token)
             .json(report);
-        call(req).await
+        self.call(req).await
     }
 
     /// `POST /v1/agent/certificate`: a certificate for the key of
@@ -126,12 +181,12 @@ impl Client {
     pub async fn certificate(&self, token: &str, csr_pem: &str) -> Result<String, Error> {
         let req = self
             .http()
-            .post(format!("{}/v1/agent/certificate", self.base))
+            .post(format!("{}/v1/agent/certificate", self.base()))
             .header(TOKEN_HEADER, token)
             .json(&AgentCertRequest {
                 csr_pem: csr_pem.to_string(),
             });
-        let r: AgentCertResponse = call(req).await?;
+        let r: AgentCertResponse = self.call(req).await?;
         Ok(r.cert_pem)
     }
 }
@@ -170,12 +225,12 @@ impl Client {
             .http()
             .get(format!(
                 "{}/v1/agent/apps/plan?generation={generation}&wait={}",
-                self.base,
+                self.base(),
                 wait.as_secs()
             ))
             .header(TOKEN_HEADER, token)
             .timeout(wait + Duration::from_secs(15));
-        call(req).await
+        self.call(req).await
     }
 
     /// `GET /v1/agent/software/order`: the host's deploy order with an
@@ -190,12 +245,12 @@ impl Client {
             .http()
             .get(format!(
                 "{}/v1/agent/software/order?after={after}&wait={}",
-                self.base,
+                self.base(),
                 wait.as_secs()
             ))
             .header(TOKEN_HEADER, token)
             .timeout(wait + Duration::from_secs(15));
-        call(req).await
+        self.call(req).await
     }
 
     /// `POST /v1/agent/apps/report`.
@@ -206,13 +261,10 @@ impl Client {
     ) -> Result<(), Error> {
         let req = self
             .http()
-            .post(format!("{}/v1/agent/apps/report", self.base))
+            .post(format!("{}/v1/agent/apps/report", self.base()))
             .header(TOKEN_HEADER, token)
             .json(report);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| self.transport(&e))?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -242,12 +294,12 @@ impl Client {
             .http()
             .get(format!(
                 "{}/v1/agent/apps/log-requests?wait={}",
-                self.base,
+                self.base(),
                 wait.as_secs()
             ))
             .header(TOKEN_HEADER, token)
             .timeout(wait + Duration::from_secs(15));
-        call(req).await
+        self.call(req).await
     }
 
     /// `POST /v1/agent/apps/logs/{id}`: a piece of the answer; `Ok(false)`
@@ -259,7 +311,7 @@ impl Client {
         data: Vec<u8>,
         end: bool,
     ) -> Result<bool, Error> {
-        let mut url = format!("{}/v1/agent/apps/logs/{id}", self.base);
+        let mut url = format!("{}/v1/agent/apps/logs/{id}", self.base());
         if end {
             url.push_str("?end=true");
         }
@@ -271,7 +323,7 @@ impl Client {
             .body(data)
             .send()
             .await
-            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+            .map_err(|e| self.transport(&e))?;
         match resp.status().as_u16() {
             200..=299 => Ok(true),
             404 | 410 => Ok(false),
@@ -323,16 +375,13 @@ impl Client {
             .unwrap_or(0);
         let mut req = self
             .http()
-            .get(format!("{}{url_path}", self.base))
+            .get(format!("{}{url_path}", self.base()))
             .header(TOKEN_HEADER, token)
             .timeout(Duration::from_secs(3600));
         if have > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
+        let mut resp = req.send().await.map_err(|e| self.transport(&e))?;
         let status = resp.status();
         if !status.is_success() {
             let bytes = resp.bytes().await.unwrap_or_default();
@@ -351,11 +400,7 @@ impl Client {
             .open(path)
             .await
             .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(&e))? {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
@@ -365,39 +410,6 @@ impl Client {
             .map_err(|e| Error::context(format!("cannot write {}", path.display()), e))?;
         Ok(())
     }
-}
-
-async fn call<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, Error> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::Transport(roost_types::error_chain(&e)))?;
-    if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| Error::BadReply(e.to_string()));
-    }
-    let message = error_message(&bytes).unwrap_or_else(|| {
-        status
-            .canonical_reason()
-            .unwrap_or("no reason given")
-            .to_string()
-    });
-    let code = status.as_u16();
-    Err(match code {
-        401 | 403 => Error::Unauthorized { message },
-        400..=499 => Error::Rejected {
-            status: code,
-            message,
-        },
-        _ => Error::Server {
-            status: code,
-            message,
-        },
-    })
 }
 
 /// The message of an error body: `{"error": {"message": ...}}`, else the

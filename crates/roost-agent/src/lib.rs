@@ -443,8 +443,8 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
 
     let identity = match stored {
         Some(mut id) => {
-            if id.server != client.base() {
-                id.server = client.base().to_string();
+            if id.server != client.servers() {
+                id.server = client.servers();
                 id.save(&args.data_dir)?;
             }
             tracing::info!(hostname = %id.enrollment.hostname, host_id = id.enrollment.host_id, server = %id.server, "using the stored identity");
@@ -498,7 +498,7 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
                     other => Error::context(format!("cannot enroll with {}", client.base()), other),
                 })?;
             let id = Identity {
-                server: client.base().to_string(),
+                server: client.servers(),
                 enrollment,
                 heartbeat_key_next: None,
                 client_key_pem: key.map(|k| k.key_pem),

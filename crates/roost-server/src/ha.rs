@@ -189,6 +189,7 @@ pub async fn acquire(
                         .await;
                     });
                     standby = Some((stop_tx, task));
+                    println!("roost server standby on {}", me.url);
                 }
             }
         }

@@ -220,7 +220,12 @@ fn spawn(bin: &Path, data_dir: &Path, listen: &str, opts: &ServerOptions) -> Res
             if let Some(u) = l.strip_prefix("roost dc ready on ") {
                 dc = Some(u.to_string());
             }
-            if let Some(u) = l.strip_prefix("roost server ready on ") {
+            // A standby (another server holds the controller lease) is
+            // ready as well: it serves, by redirecting to the active.
+            if let Some(u) = l
+                .strip_prefix("roost server ready on ")
+                .or_else(|| l.strip_prefix("roost server standby on "))
+            {
                 let _ = tx.send((u.to_string(), dc.clone()));
             }
         }
