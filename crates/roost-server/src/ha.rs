@@ -180,7 +180,7 @@ pub async fn acquire(
                     let dup = duplicate(listener)?;
                     let app = Router::new().fallback(redirect).with_state(active.clone());
                     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-                    let (limits, tls) = (limits.clone(), tls.clone());
+                    let tls = tls.clone();
                     let task = tokio::spawn(async move {
                         serve(dup, app, limits, tls, async move {
                             let _ = stop_rx.await;
