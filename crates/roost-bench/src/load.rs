@@ -53,6 +53,9 @@ pub struct Spec {
     pub measure: Duration,
     /// The server's pid, to read its CPU time over the window.
     pub server_pid: u32,
+    /// The server's PostgreSQL database, if it has one: its backends' CPU
+    /// is reported apart, not as other processes'.
+    pub postgres_db: Option<String>,
 }
 
 /// What a run measured.
@@ -78,6 +81,12 @@ pub struct Outcome {
     /// CPU used by everything else on the machine over the window, % of
     /// one core: a disturbed measurement shows here.
     pub other_cpu: Option<f64>,
+    /// CPU of the PostgreSQL backends serving the server's database over
+    /// the window, % of one core (`None` on the embedded store).
+    pub db_cpu: Option<f64>,
+    /// Share of the window in which some task on the machine waited for
+    /// IO (Linux PSI), %: a disk busy with other work shows here.
+    pub io_pressure: Option<f64>,
     /// Server CPU by thread name over the window, % of one core, busiest first.
     pub server_threads: Vec<(String, f64)>,
 }
@@ -116,7 +125,7 @@ impl ClientTally {
 }
 
 /// The body of request number `i` of client `c`: even numbers set, odd ones clear.
-fn set_clear_body(c: usize, i: u64) -> Vec<u8> {
+pub fn set_clear_body(c: usize, i: u64) -> Vec<u8> {
     let entity = format!("host=bench-{c}.filesystem=/n{}", i / 2);
     let v = if i.is_multiple_of(2) {
         serde_json::json!({"alarm_state": "set", "alarm_id": "100.104",
@@ -200,11 +209,16 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
     tokio::time::sleep_until(open.into()).await;
     let threads0 = procfs::thread_ticks(spec.server_pid);
     let cpu = procfs::OtherCpu::start(spec.server_pid);
+    let db = spec.postgres_db.as_deref().map(procfs::PostgresCpu::start);
+    let io0 = procfs::io_stall_micros();
     let t0 = Instant::now();
     tokio::time::sleep_until(close.into()).await;
     let (server_cpu, bench_cpu, other_cpu) = cpu.read();
+    let db_cpu = db.as_ref().and_then(procfs::PostgresCpu::read);
+    let other_cpu = other_cpu.map(|o| (o - db_cpu.unwrap_or(0.0)).max(0.0));
     let threads1 = procfs::thread_ticks(spec.server_pid);
     let cpu_secs = t0.elapsed().as_secs_f64();
+    let io_pressure = procfs::io_pressure_since(io0, cpu_secs);
     let mut all = ClientTally::default();
     for task in tasks {
         match task.await {
@@ -234,6 +248,8 @@ pub async fn run(http: &reqwest::Client, spec: &Spec) -> Outcome {
         server_cpu,
         bench_cpu,
         other_cpu,
+        db_cpu,
+        io_pressure,
         server_threads: procfs::thread_percent(&threads0, &threads1, cpu_secs),
     }
 }

@@ -5,13 +5,17 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|deploy] [--bin PATH] [--quick]
-//!     [--wait-quiet SECS]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|deploy|failover] [--bin PATH] [--quick]
+//!     [--wait-quiet SECS] [--trials N]
 //! ```
 //!
 //! * `throughput`: alarm set/clear over HTTP at 1, 8 and 64 concurrent
-//!   clients, durability `process` and `power`, against a `GET /healthz`
-//!   floor measured in the same run.
+//!   clients, on the embedded SQLite store (durability `process` and
+//!   `power`) and on PostgreSQL, against a `GET /healthz` floor and SQLite
+//!   `process` measured in the same run. PostgreSQL is the server named by
+//!   `ROOST_TEST_POSTGRES`; when that is not set, `scripts/test-postgres`
+//!   starts the local one and gives its URL (without either, the PostgreSQL
+//!   rows are left out).
 //! * `list`: 10,000 active alarms, then `GET /v1/alarms?limit=2000` (plain
 //!   and expanded), the summary and the full listing.
 //! * `startup`: spawn to first answered `GET /healthz`, empty data directory.
@@ -44,6 +48,13 @@
 //!   median and p99 over N connections, and alarm set/clear throughput at
 //!   8 and 64 clients over kept-alive connections, with the ratio (not
 //!   part of `all`; about a minute).
+//! * `failover`: two controllers on one PostgreSQL database under a
+//!   writing client; the active is killed (`kill -9`) or stopped
+//!   (SIGTERM), N times each (`--trials`, default 20, 5 with `--quick`):
+//!   time from the signal to the first write acknowledged by the other,
+//!   and the writes that failed meanwhile (not part of `all`: it needs
+//!   PostgreSQL, as `throughput` finds it, and takes about two minutes;
+//!   see `failover.rs`).
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -64,6 +75,7 @@
 mod apps;
 mod dc;
 mod deploy;
+mod failover;
 mod idle;
 mod list;
 mod load;
@@ -109,6 +121,9 @@ struct Cli {
     /// `dc`: numbers of subclouds, e.g. 1000,5000,10000
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     sizes: Vec<usize>,
+    /// `failover`: switch-overs of each kind [default: 20, 5 with --quick]
+    #[arg(long, value_name = "N")]
+    trials: Option<usize>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +146,8 @@ enum Which {
     Tls,
     /// Software deploy on one site: time to every host on the release, heartbeat gaps during agents' self-update
     Deploy,
+    /// Two controllers on PostgreSQL: time from killing (or stopping) the active to the next acknowledged write
+    Failover,
 }
 
 /// How long and how much to measure.
@@ -280,7 +297,7 @@ fn summary(r: &Results) -> String {
                 None => ("—".into(), "—".into()),
             };
             t.row(vec![
-                format!("set/clear ops/s, {}, `{d}`", clients(o.clients)),
+                format!("set/clear ops/s, {}, {}", clients(o.clients), tp.label(d)),
                 format!("{}/s", group(o.rate().round() as u64)),
                 target,
                 sx,
@@ -288,12 +305,13 @@ fn summary(r: &Results) -> String {
             ]);
         }
         if let Some(floor) = &tp.floor {
-            for d in ["process", "power"] {
+            for d in throughput::VARIANTS {
                 if let Some(o) = tp.get(d, floor.clients) {
                     t.row(vec![
                         format!(
-                            "set/clear as % of `GET /healthz` floor, {} clients, `{d}`",
-                            o.clients
+                            "set/clear as % of `GET /healthz` floor, {} clients, {}",
+                            o.clients,
+                            tp.label(d)
                         ),
                         format!("{:.0} %", o.rate() / floor.rate().max(1e-9) * 100.0),
                         "—".into(),
@@ -413,8 +431,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.which, Which::All | Which::Throughput | Which::Failover) {
+        // Returns only when the variable is set, or cannot be.
+        if let Err(why) = ensure_postgres_env(&root) {
+            if cli.which == Which::Failover {
+                eprintln!("roost-bench: failover needs PostgreSQL: {why}");
+                return ExitCode::from(2);
+            }
+            eprintln!("roost-bench: no PostgreSQL ({why}); its throughput rows are left out");
+        }
+    }
     let plan = Plan::new(bin, cli.quick, cli.wait_quiet);
-    match run(cli.which, plan, &root, &cli.sizes) {
+    let trials = cli.trials.unwrap_or(if cli.quick { 5 } else { 20 });
+    match run(cli.which, plan, &root, &cli.sizes, trials) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("roost-bench: {n} requests failed (see the tables)");
@@ -427,9 +456,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// The variable naming the PostgreSQL server for tests, which
+/// [`roost_test_support::postgres_store`] makes databases on.
+pub const POSTGRES_ENV: &str = "ROOST_TEST_POSTGRES";
+
+/// Makes sure [`POSTGRES_ENV`] is set: when it is not, runs
+/// `scripts/test-postgres` (it starts the local test server if needed and
+/// prints its URL) and executes this program again, same arguments, with
+/// the variable set (the environment of a running program cannot be
+/// changed without `unsafe`). Returns `Ok` when it was set already, else
+/// only why it could not be set.
+fn ensure_postgres_env(root: &Path) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(POSTGRES_ENV).is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let script = root.join("scripts/test-postgres");
+    eprintln!(
+        "roost-bench: {POSTGRES_ENV} is not set; asking {}",
+        script.display()
+    );
+    let out = std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || url.is_empty() {
+        return Err(format!("{} failed ({})", script.display(), out.status));
+    }
+    eprintln!("roost-bench: PostgreSQL for the benchmark at {url}");
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let e = std::process::Command::new(me)
+        .args(std::env::args_os().skip(1))
+        .env(POSTGRES_ENV, &url)
+        .exec();
+    Err(format!("cannot execute this program again: {e}"))
+}
+
 /// Runs the chosen benchmarks, printing each section as it completes;
 /// returns the number of failed requests.
-fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result<u64> {
+fn run(
+    which: Which,
+    plan: Plan,
+    root: &Path,
+    sizes: &[usize],
+    trials: usize,
+) -> anyhow::Result<u64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -445,13 +518,14 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
          Machine: {}  \n\
          Binary: {}  \n\
          Data directories: temporary, under {} ({data_fs}; 4 KiB write + fdatasync there: p50 {} ms)  \n\
-         Load average (1 min) at start: {}  \n\
+         Load average (1 min) at start: {}; IO pressure (PSI `some`, last 60 s): {}  \n\
          Mode: {mode}; `roost-bench {}{}{}`. Server and load generator share the machine{}.\n",
         procfs::machine_line(),
         procfs::roost_version(&plan.bin, root),
         std::env::temp_dir().display(),
         procfs::fdatasync_p50(&std::env::temp_dir(), 200).map_or("unknown".into(), ms),
         procfs::load_average().map_or("unknown".into(), |l| format!("{l:.2}")),
+        procfs::io_pressure_avg60().map_or("unknown".into(), |p| format!("{p:.0} %")),
         format!("{which:?}").to_lowercase(),
         if plan.quick { " --quick" } else { "" },
         if plan.wait_quiet.is_zero() {
@@ -490,6 +564,9 @@ fn run(which: Which, plan: Plan, root: &Path, sizes: &[usize]) -> anyhow::Result
     }
     if which == Which::Deploy {
         return deploy::run(&plan);
+    }
+    if which == Which::Failover {
+        return failover::run(&plan, trials);
     }
     if which == Which::Tls {
         let r = tls::run(&plan, &rt)?;

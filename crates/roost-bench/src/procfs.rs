@@ -103,6 +103,95 @@ impl OtherCpu {
     }
 }
 
+/// CPU ticks of each PostgreSQL backend serving database `db`: processes
+/// whose title (`/proc/<pid>/cmdline`, as PostgreSQL sets it) reads
+/// `postgres: <user> <db> <client> <activity>`.
+pub fn postgres_backend_ticks(db: &str) -> std::collections::HashMap<u32, u64> {
+    let mut ticks = std::collections::HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let title = String::from_utf8_lossy(&cmdline);
+        let mut words = title.split(|c: char| c.is_whitespace() || c == '\0');
+        if words.next() == Some("postgres:")
+            && words.nth(1) == Some(db)
+            && let Some(t) = cpu_ticks(&pid.to_string())
+        {
+            ticks.insert(pid, t);
+        }
+    }
+    ticks
+}
+
+/// Measures, from its start, the CPU of the PostgreSQL backends serving
+/// one database (those that start meanwhile too; the cluster's shared
+/// processes, such as the WAL writer, are not counted).
+pub struct PostgresCpu {
+    db: String,
+    start: std::time::Instant,
+    ticks: std::collections::HashMap<u32, u64>,
+}
+
+impl PostgresCpu {
+    /// Starts measuring.
+    pub fn start(db: &str) -> PostgresCpu {
+        PostgresCpu {
+            db: db.to_string(),
+            start: std::time::Instant::now(),
+            ticks: postgres_backend_ticks(db),
+        }
+    }
+
+    /// % of one core used since the start by the database's backends.
+    pub fn read(&self) -> Option<f64> {
+        let now = postgres_backend_ticks(&self.db);
+        let secs = self.start.elapsed().as_secs_f64();
+        let used: u64 = now
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(self.ticks.get(pid).copied().unwrap_or(0)))
+            .sum();
+        (secs > 0.0).then(|| used as f64 / clock_ticks() / secs * 100.0)
+    }
+}
+
+/// Microseconds some task spent waiting for IO, since boot (Linux PSI,
+/// `/proc/pressure/io`, line `some`).
+pub fn io_stall_micros() -> Option<u64> {
+    let psi = std::fs::read_to_string("/proc/pressure/io").ok()?;
+    psi.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+/// The share of the time from `before` (a reading of [`io_stall_micros`])
+/// to now, over `secs`, in which some task waited for IO, in %.
+pub fn io_pressure_since(before: Option<u64>, secs: f64) -> Option<f64> {
+    let (a, b) = (before?, io_stall_micros()?);
+    (secs > 0.0).then(|| b.saturating_sub(a) as f64 / 1e6 / secs * 100.0)
+}
+
+/// The share of the last 60 s in which some task waited for IO (Linux
+/// PSI, `/proc/pressure/io`, `some avg60`), %.
+pub fn io_pressure_avg60() -> Option<f64> {
+    let psi = std::fs::read_to_string("/proc/pressure/io").ok()?;
+    psi.lines()
+        .find(|l| l.starts_with("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("avg60="))?
+        .parse()
+        .ok()
+}
+
 /// The 1-minute load average.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")

@@ -1,5 +1,9 @@
 //! Benchmark 1: alarm set/clear over HTTP at 1, 8 and 64 concurrent
-//! clients, for both durabilities, against the `GET /healthz` floor.
+//! clients, for three servers: the embedded SQLite store at both
+//! durabilities (`process`, `power`) and a PostgreSQL store (a new
+//! database on the local test server, `ROOST_TEST_POSTGRES`, with the
+//! server's own settings), against the `GET /healthz` floor and, for
+//! PostgreSQL, against SQLite `process` measured in the same run.
 
 use roost_test_support::{Server, ServerOptions};
 use tokio::runtime::Runtime;
@@ -18,15 +22,44 @@ pub fn starlingx_rate(clients: usize) -> Option<(f64, &'static str)> {
     }
 }
 
+/// The servers measured, in order: SQLite at each durability, then PostgreSQL.
+pub const VARIANTS: [&str; 3] = ["process", "power", "postgres"];
+
+/// The PostgreSQL server the `postgres` variant ran on, as it reports itself.
+pub struct PgInfo {
+    pub version: String,
+    pub synchronous_commit: String,
+    pub fsync: String,
+    /// The filesystem holding its data directory, when it could be read.
+    pub filesystem: Option<String>,
+}
+
 /// Every run of this benchmark.
 pub struct Results {
-    /// (durability, outcome) for each durability and client count.
+    /// (variant, outcome) for each variant ([`VARIANTS`]) and client count.
     pub fm: Vec<(&'static str, Outcome)>,
     /// `GET /healthz` at the highest concurrency, same run.
     pub floor: Option<Outcome>,
+    /// The PostgreSQL server's settings, or why the `postgres` variant did not run.
+    pub postgres: Result<PgInfo, String>,
 }
 
 impl Results {
+    /// How tables name a variant: its store, and its durability.
+    pub fn label(&self, variant: &str) -> String {
+        match variant {
+            "process" | "power" => format!("SQLite `{variant}`"),
+            "postgres" => match &self.postgres {
+                Ok(i) => format!(
+                    "PostgreSQL local, `synchronous_commit` {}",
+                    i.synchronous_commit
+                ),
+                Err(_) => "PostgreSQL".into(),
+            },
+            other => format!("`{other}`"),
+        }
+    }
+
     /// The set/clear outcome for this durability and client count.
     pub fn get(&self, durability: &str, clients: usize) -> Option<&Outcome> {
         self.fm
@@ -42,23 +75,30 @@ impl Results {
     }
 }
 
+/// The server under load: its process, a token, its PostgreSQL database if any.
+struct Target<'a> {
+    server: &'a Server,
+    token: &'a str,
+    postgres_db: Option<&'a str>,
+}
+
 fn measure(
     rt: &Runtime,
     http: &reqwest::Client,
     plan: &Plan,
-    server: &Server,
-    token: &str,
+    target: &Target<'_>,
     workload: Workload,
     clients: usize,
 ) -> Outcome {
     let spec = load::Spec {
-        url: server.url.clone(),
-        token: token.to_string(),
+        url: target.server.url.clone(),
+        token: target.token.to_string(),
         workload,
         clients,
         warmup: plan.warmup,
         measure: plan.measure,
-        server_pid: server.pid(),
+        server_pid: target.server.pid(),
+        postgres_db: target.postgres_db.map(str::to_string),
     };
     let mut best: Option<Outcome> = None;
     // Failures of every attempt are reported, not only the kept one's.
@@ -67,11 +107,14 @@ fn measure(
         plan.settle();
         let o = rt.block_on(load::run(http, &spec));
         eprintln!(
-            "  {workload:?} x{clients}: {:.0}/s, p99 {} ms, {} failed, other CPU {:.0} %",
+            "  {workload:?} x{clients}: {:.0}/s, p99 {} ms, {} failed, other CPU {:.0} %{}, IO pressure {}",
             o.rate(),
             ms(o.latency.pct(99.0)),
             o.failures(),
-            o.other_cpu.unwrap_or(0.0)
+            o.other_cpu.unwrap_or(0.0),
+            o.db_cpu
+                .map_or(String::new(), |c| format!(", PostgreSQL CPU {c:.0} %")),
+            cpu(o.io_pressure)
         );
         if let Some(f) = &o.first_failure {
             eprintln!("    first failure: {f}");
@@ -98,46 +141,157 @@ fn measure(
     best
 }
 
-/// Runs the benchmark: a fresh server per durability.
+/// A server's log, shortened: its first error line, how many error lines
+/// there were, and its last 30 other lines (the errors of failed requests
+/// would hide everything else).
+fn log_digest(log: &str) -> String {
+    let (errors, other): (Vec<&str>, Vec<&str>) = log.lines().partition(|l| l.contains(" ERROR "));
+    let mut out: Vec<String> = other[other.len().saturating_sub(30)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    if let Some(first) = errors.first() {
+        out.push(format!("{} ERROR lines, the first: {first}", errors.len()));
+    }
+    out.join("\n")
+}
+
+/// The database name in a `postgres://` URL.
+fn database_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let db = path.split(['?', '#']).next()?;
+    (!db.is_empty()).then_some(db)
+}
+
+/// `psql`: on the `PATH`, else the newest of Debian's PostgreSQL packages.
+fn psql() -> std::path::PathBuf {
+    let mut debian: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin/psql"))
+        .filter(|p| p.is_file())
+        .collect();
+    debian.sort_by_key(|p| {
+        p.iter()
+            .nth(4)
+            .and_then(|v| v.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    debian.pop().unwrap_or_else(|| "psql".into())
+}
+
+/// Asks the PostgreSQL server at `url` for its version and commit settings (with `psql`).
+fn postgres_info(url: &str) -> anyhow::Result<PgInfo> {
+    let out = std::process::Command::new(psql())
+        .args(["-AtX", "-F", "|", "-c"])
+        .arg(
+            "SELECT current_setting('server_version'), current_setting('synchronous_commit'), \
+             current_setting('fsync'), current_setting('data_directory')",
+        )
+        .arg(url)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.trim().split('|').collect();
+    let [version, synchronous_commit, fsync, data] = f[..] else {
+        anyhow::bail!("psql answered {text:?}");
+    };
+    Ok(PgInfo {
+        version: version.to_string(),
+        synchronous_commit: synchronous_commit.to_string(),
+        fsync: fsync.to_string(),
+        filesystem: (!data.is_empty())
+            .then(|| crate::procfs::filesystem_of(std::path::Path::new(data))),
+    })
+}
+
+/// A new, empty database on the test PostgreSQL server for the `postgres`
+/// variant, or why there is none.
+fn postgres_database() -> Result<String, String> {
+    match std::env::var(crate::POSTGRES_ENV) {
+        Ok(v) if !v.is_empty() => {}
+        _ => {
+            return Err(format!(
+                "{} is not set and scripts/test-postgres did not give a server",
+                crate::POSTGRES_ENV
+            ));
+        }
+    }
+    std::panic::catch_unwind(roost_test_support::postgres_store)
+        .map_err(|_| "cannot make a database on the test PostgreSQL server".to_string())
+}
+
+/// Runs the benchmark: a fresh server per variant.
 pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
     let http = load::client()?;
     let mut results = Results {
         fm: Vec::new(),
         floor: None,
+        postgres: Err("not run".into()),
     };
-    for durability in ["process", "power"] {
-        eprintln!("throughput: starting a server with --durability {durability}");
-        let server = crate::start_server(
-            plan,
-            ServerOptions {
-                args: vec!["--durability".into(), durability.into()],
-                ..ServerOptions::default()
-            },
-        )?;
+    for variant in VARIANTS {
+        let (opts, db) = if variant == "postgres" {
+            let url = match postgres_database() {
+                Ok(url) => url,
+                Err(why) => {
+                    eprintln!("throughput: no PostgreSQL server ({why}); skipping it");
+                    results.postgres = Err(why);
+                    continue;
+                }
+            };
+            results.postgres = postgres_info(&url).map_err(|e| format!("{e:#}"));
+            if let Err(why) = &results.postgres {
+                eprintln!("throughput: cannot read the PostgreSQL settings: {why}");
+            }
+            eprintln!("throughput: starting a server on PostgreSQL ({url})");
+            let db = database_of(&url).map(str::to_string);
+            (
+                ServerOptions {
+                    store: Some(url),
+                    ..ServerOptions::default()
+                },
+                db,
+            )
+        } else {
+            eprintln!("throughput: starting a server with --durability {variant}");
+            (
+                ServerOptions {
+                    args: vec!["--durability".into(), variant.into()],
+                    ..ServerOptions::default()
+                },
+                None,
+            )
+        };
+        let server = crate::start_server(plan, opts)?;
         let token = server.token();
+        let target = Target {
+            server: &server,
+            token: &token,
+            postgres_db: db.as_deref(),
+        };
         for &clients in &plan.concurrency {
-            let o = measure(
-                rt,
-                &http,
-                plan,
-                &server,
-                &token,
-                Workload::SetClear,
-                clients,
-            );
-            results.fm.push((durability, o));
+            let o = measure(rt, &http, plan, &target, Workload::SetClear, clients);
+            results.fm.push((variant, o));
         }
-        if durability == "process" {
+        if variant == "process" {
             let top = plan.concurrency.iter().copied().max().unwrap_or(64);
-            results.floor = Some(measure(
-                rt,
-                &http,
-                plan,
-                &server,
-                &token,
-                Workload::Healthz,
-                top,
-            ));
+            results.floor = Some(measure(rt, &http, plan, &target, Workload::Healthz, top));
+        }
+        if results
+            .fm
+            .iter()
+            .any(|(d, o)| *d == variant && o.failures() > 0)
+        {
+            eprintln!(
+                "throughput: requests failed; the server's log:\n{}",
+                log_digest(&server.log())
+            );
         }
     }
     Ok(results)
@@ -156,6 +310,18 @@ fn latency_cells(o: &Outcome) -> Vec<String> {
     ]
 }
 
+/// Server CPU per acknowledged op, µs: the server's own, plus its
+/// PostgreSQL backends' when it has some.
+fn cpu_per_op(o: &Outcome) -> String {
+    match o.server_cpu {
+        Some(c) if o.rate() > 0.0 => {
+            let pct = c + o.db_cpu.unwrap_or(0.0);
+            format!("{:.0}", pct / 100.0 / o.rate() * 1e6)
+        }
+        _ => "—".into(),
+    }
+}
+
 /// The section as markdown.
 pub fn render(r: &Results, plan: &Plan) -> String {
     let mut out = String::from("### 1. Alarm set/clear throughput\n\n");
@@ -163,12 +329,14 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         "Each client is a task sending `POST /v1/alarms` one after another, alternating a set and a clear \
          of its own entity (`100.104`, `host=bench-<client>.filesystem=/n<i>`), over one shared HTTP/1.1 \
          connection pool, for {} s after a {} s warm-up. One op = one POST. Latency is per request, \
-         in ms. The load generator runs on the same machine and competes with the server for CPU.\n\n",
+         in ms. The load generator runs on the same machine and competes with the server for CPU. \
+         Three servers, each new: the embedded SQLite store at durability `process` and `power`, and \
+         a PostgreSQL store (a new database on the local test server).\n\n",
         plan.measure.as_secs_f64(),
         plan.warmup.as_secs_f64()
     ));
     let mut t = Table::new(&[
-        "durability",
+        "store",
         ">clients",
         ">ops/s",
         ">p50",
@@ -178,13 +346,14 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         ">non-2xx",
         ">errors",
         ">server CPU",
+        ">PostgreSQL CPU",
         ">bench CPU",
         ">other CPU",
         "StarlingX (documented)",
     ]);
     for (d, o) in &r.fm {
         let mut row = vec![
-            format!("`{d}`"),
+            r.label(d),
             o.clients.to_string(),
             group(o.rate().round() as u64),
         ];
@@ -193,6 +362,7 @@ pub fn render(r: &Results, plan: &Plan) -> String {
             o.non_2xx.to_string(),
             o.errors.to_string(),
             cpu(o.server_cpu),
+            cpu(o.db_cpu),
             cpu(o.bench_cpu),
             cpu(o.other_cpu),
             starlingx_rate(o.clients).map_or("—".into(), |(_, s)| s.to_string()),
@@ -201,16 +371,79 @@ pub fn render(r: &Results, plan: &Plan) -> String {
     }
     out.push_str(&t.render());
     out.push_str(
-        "\nCPU columns are % of one core over the measured window: the server process, this benchmark's \
-         own process, and everything else on the machine (should be near 0; more means the run was \
-         disturbed). StarlingX's figures are documented measurements of its FM API on a 2-vCPU machine, \
-         not measured here; it commits to PostgreSQL, whose defaults (`fsync`, `synchronous_commit` on) \
-         make every commit power-durable, so the `power` rows are the like-for-like comparison.\n",
+        "\nCPU columns are % of one core over the measured window: the server process, the PostgreSQL \
+         backends serving its database (PostgreSQL store only; the cluster's shared processes, such as \
+         its WAL writer, are not counted), this benchmark's own process, and everything else on the \
+         machine (should be near 0; more means the run was disturbed). StarlingX's figures are documented \
+         measurements of its FM API on a 2-vCPU machine, not measured here; it commits to PostgreSQL, \
+         whose defaults (`fsync`, `synchronous_commit` on) make every commit power-durable, so the \
+         `power` and PostgreSQL rows are the like-for-like comparison.\n",
     );
+    match &r.postgres {
+        Ok(i) => out.push_str(&format!(
+            "\nPostgreSQL: server {} on this machine (reached over TCP loopback), `synchronous_commit` \
+             {}, `fsync` {}, data directory on {}.\n",
+            i.version,
+            i.synchronous_commit,
+            i.fsync,
+            i.filesystem.as_deref().unwrap_or("an unknown filesystem")
+        )),
+        Err(why) if r.fm.iter().all(|(d, _)| *d != "postgres") => out.push_str(&format!(
+            "\nPostgreSQL store not measured: {why} (set `{}` to a server URL, or run \
+             `scripts/test-postgres`).\n",
+            crate::POSTGRES_ENV
+        )),
+        Err(why) => out.push_str(&format!(
+            "\nPostgreSQL: its settings could not be read ({why}).\n"
+        )),
+    }
+    let pairs: Vec<(&Outcome, &Outcome)> =
+        r.fm.iter()
+            .filter(|(d, _)| *d == "postgres")
+            .filter_map(|(_, pg)| r.get("process", pg.clients).map(|sq| (sq, pg)))
+            .collect();
+    if !pairs.is_empty() {
+        out.push_str(&format!(
+            "\n**PostgreSQL against SQLite `process`**, same run (ops/s and latency from the table \
+             above; \"CPU µs/op\" is the server's CPU per op, plus its PostgreSQL backends' for {}):\n\n",
+            r.label("postgres")
+        ));
+        let mut t = Table::new(&[
+            ">clients",
+            ">SQLite ops/s",
+            ">PostgreSQL ops/s",
+            ">PostgreSQL / SQLite",
+            ">p50 SQLite",
+            ">p50 PostgreSQL",
+            ">p99 SQLite",
+            ">p99 PostgreSQL",
+            ">CPU µs/op SQLite",
+            ">CPU µs/op PostgreSQL",
+        ]);
+        for (sq, pg) in pairs {
+            t.row(vec![
+                pg.clients.to_string(),
+                group(sq.rate().round() as u64),
+                group(pg.rate().round() as u64),
+                if sq.rate() > 0.0 {
+                    format!("{:.2}", pg.rate() / sq.rate())
+                } else {
+                    "—".into()
+                },
+                ms(sq.latency.pct(50.0)),
+                ms(pg.latency.pct(50.0)),
+                ms(sq.latency.pct(99.0)),
+                ms(pg.latency.pct(99.0)),
+                cpu_per_op(sq),
+                cpu_per_op(pg),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if let Some(floor) = &r.floor {
         out.push_str(&format!(
-            "\n**HTTP floor.** The same server and client at {} clients, `GET /healthz` (no authentication, \
-             no store write):\n\n",
+            "\n**HTTP floor.** The same server (SQLite `process`) and client at {} clients, \
+             `GET /healthz` (no authentication, no store write):\n\n",
             floor.clients
         ));
         let mut t = Table::new(&[
@@ -236,16 +469,18 @@ pub fn render(r: &Results, plan: &Plan) -> String {
             t.row(row);
         };
         push("`GET /healthz`".into(), floor);
-        for d in ["process", "power"] {
+        for d in VARIANTS {
             if let Some(o) = r.get(d, floor.clients) {
-                push(format!("set/clear, `{d}`"), o);
+                push(format!("set/clear, {}", r.label(d)), o);
             }
         }
         out.push_str(&t.render());
     }
     out.push_str(
         "\n**Where the server's CPU goes** (% of one core over each window, by thread name as in \
-         `/proc/<pid>/task/*/comm`; threads under 1 % left out; the machine has ",
+         `/proc/<pid>/task/*/comm`; threads under 1 % left out; \"IO pressure\" is the share of the \
+         window in which some task on the machine waited for the disk, from Linux PSI: fsync-bound \
+         rows suffer when it is high; the machine has ",
     );
     out.push_str(&format!(
         "{} cores):\n\n",
@@ -255,13 +490,15 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         "run",
         ">clients",
         ">server",
+        ">PostgreSQL",
         ">bench",
         ">other",
+        ">IO pressure",
         "server threads",
     ]);
     let runs =
         r.fm.iter()
-            .map(|(d, o)| (format!("set/clear, `{d}`"), o))
+            .map(|(d, o)| (format!("set/clear, {}", r.label(d)), o))
             .chain(r.floor.iter().map(|o| ("`GET /healthz`".to_string(), o)));
     for (name, o) in runs {
         let threads: Vec<String> = o
@@ -273,11 +510,28 @@ pub fn render(r: &Results, plan: &Plan) -> String {
             name,
             o.clients.to_string(),
             cpu(o.server_cpu),
+            cpu(o.db_cpu),
             cpu(o.bench_cpu),
             cpu(o.other_cpu),
+            cpu(o.io_pressure),
             threads.join(", "),
         ]);
     }
     out.push_str(&t.render());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_database_in_a_url() {
+        assert_eq!(
+            database_of("postgres://roost@127.0.0.1:54329/roost_test_1_0"),
+            Some("roost_test_1_0")
+        );
+        assert_eq!(database_of("postgres://u@h/db?sslmode=disable"), Some("db"));
+        assert_eq!(database_of("postgres://u@h"), None);
+    }
 }

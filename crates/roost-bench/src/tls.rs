@@ -112,6 +112,7 @@ pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
                     warmup: plan.warmup,
                     measure: plan.measure,
                     server_pid: server.pid(),
+                    postgres_db: None,
                 },
             ));
             eprintln!(

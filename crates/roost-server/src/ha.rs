@@ -47,6 +47,9 @@ pub struct Acquired {
     /// It was taken over from another server (not free, not this server's
     /// own from before a restart): hosts ride through the switch-over.
     pub took_over: bool,
+    /// The controller whose lease ran out and was taken over, if any (its
+    /// services failed: 400.001 until it is back).
+    pub previous: Option<String>,
     /// When the taking started, by [`now`].
     pub started: i64,
 }
@@ -110,6 +113,10 @@ pub async fn acquire(
         tokio::task::JoinHandle<()>,
     )> = None;
     let mut waited_for: Option<String> = None;
+    let yield_until = std::env::var(YIELD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
     let out = loop {
         let started = now();
         let seen = {
@@ -129,7 +136,15 @@ pub async fn acquire(
                 )));
             }
         };
-        match next(row.as_ref(), db_now) {
+        let decision = match next(row.as_ref(), db_now) {
+            // Just gave the lease up: leave it to a standby for a while.
+            Next::Take if wall_micros() < yield_until => Next::Wait {
+                holder: row.as_ref().map_or_else(String::new, |r| r.holder.clone()),
+                url: String::new(),
+            },
+            d => d,
+        };
+        match decision {
             Next::Take => {
                 let taken = {
                     let (store, me, row) = (store.clone(), me.clone(), row.clone());
@@ -150,6 +165,12 @@ pub async fn acquire(
                         break Acquired {
                             epoch,
                             took_over,
+                            // A lease given up (a swact, a stop) is not a
+                            // failure of its holder; one that ran out is.
+                            previous: row
+                                .as_ref()
+                                .filter(|r| took_over && r.expires_at > 0)
+                                .map(|r| r.holder.clone()),
                             started,
                         };
                     }
@@ -166,7 +187,8 @@ pub async fn acquire(
             }
             Next::Wait { holder, url } => {
                 if let Ok(mut a) = active.write() {
-                    *a = Some(url.clone());
+                    // While yielding there is no active to send clients to.
+                    *a = (!url.is_empty()).then(|| url.clone());
                 }
                 if waited_for.as_deref() != Some(holder.as_str()) {
                     if holder == me.name {
@@ -266,18 +288,111 @@ pub async fn keep(
     step_down(reason);
 }
 
+/// Set when a controller that gave its lease up executes itself again:
+/// until then (microseconds since the epoch) it does not take a free
+/// lease, so that a standby takes it first.
+pub const YIELD_ENV: &str = "ROOST_HA_YIELD_UNTIL";
+
+fn wall_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Stops acting at once: executes this binary again with the sockets, to
-/// come back as a standby. Returns only if that failed.
-pub fn restart_as_standby(reason: &str, sockets: &handover::Sockets) -> crate::Error {
+/// come back as a standby, leaving a free lease to the others for two
+/// lease lengths (`ttl`, microseconds). Returns only if that failed.
+pub fn restart_as_standby(reason: &str, sockets: &handover::Sockets, ttl: i64) -> crate::Error {
     tracing::error!(%reason, "stepping down: this server is no longer the active controller; starting again as a standby");
     let me = match std::env::current_exe() {
         Ok(me) => me,
         Err(e) => return crate::Error::Invalid(format!("cannot find this binary: {e}")),
     };
     let h = roost_update::Handover::rollback(me);
-    let e = handover::exec(&h, sockets, roost_types::Timestamp(0));
+    let until = wall_micros().saturating_add(ttl.saturating_mul(2));
+    let e = handover::exec_with(
+        &h,
+        sockets,
+        roost_types::Timestamp(0),
+        &[(YIELD_ENV, until.to_string())],
+    );
     crate::Error::Invalid(format!(
         "cannot execute this binary again: {}",
         roost_types::error_chain(&e)
     ))
+}
+
+/// Keeps the controllers' redundancy alarms (400.002, 400.001) while this
+/// server is active, looking at the servers connected to the store every
+/// second. `failed` is the controller whose lease this one took over.
+pub async fn redundancy_loop(
+    store: Arc<Store>,
+    fm: crate::fm_service::FmService,
+    me: String,
+    duplex: bool,
+    failed: Option<String>,
+    shutdown: crate::Shutdown,
+) {
+    let mut kept: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    loop {
+        let connected = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.connected_servers()).await
+        };
+        let connected = match connected {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %roost_types::error_chain(&e), "cannot list the controllers connected to the store");
+                None
+            }
+            Err(_) => None,
+        };
+        tracing::debug!(?connected, %me, duplex, "controllers connected to the store");
+        if let Some(connected) = connected {
+            for (id, entity, raised) in
+                roost_types::lease::redundancy(&me, &connected, duplex, failed.as_deref())
+            {
+                let key = format!("{id} {entity}");
+                if kept.get(&key) == Some(&raised) {
+                    continue;
+                }
+                let (severity, reason) = match (id, raised) {
+                    ("400.002", true) => (
+                        Some(roost_types::Severity::Major),
+                        format!(
+                            "Controller services have lost redundancy: no standby controller is connected; {me} is active alone"
+                        ),
+                    ),
+                    (_, true) => (
+                        Some(roost_types::Severity::Critical),
+                        format!(
+                            "Controller services failed on {}: {me} took over as the active controller",
+                            failed.as_deref().unwrap_or("the previous controller")
+                        ),
+                    ),
+                    _ => (None, String::new()),
+                };
+                let cmd = crate::fm_service::raise_or_clear(id, entity, severity, reason);
+                match fm.submit(cmd).await {
+                    Ok(o) => {
+                        tracing::debug!(
+                            alarm_id = id,
+                            raised,
+                            changes = o.changes.len(),
+                            events = o.events.len(),
+                            "controller redundancy alarm"
+                        );
+                        kept.insert(key, raised);
+                    }
+                    Err(e) => {
+                        tracing::warn!(alarm_id = id, error = %roost_types::error_chain(&e), "cannot record a controller redundancy alarm; trying again");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -129,6 +129,16 @@ pub fn exec(
     sockets: &Sockets,
     hold_until: Timestamp,
 ) -> std::io::Error {
+    exec_with(h, sockets, hold_until, &[])
+}
+
+/// [`exec`], with more variables in the new process's environment.
+pub fn exec_with(
+    h: &roost_update::Handover,
+    sockets: &Sockets,
+    hold_until: Timestamp,
+    env: &[(&str, String)],
+) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let n = sockets.fds.len();
     let mut mappings = Vec::with_capacity(n);
@@ -149,6 +159,9 @@ pub fn exec(
         .env("LISTEN_PID", std::process::id().to_string())
         .env("LISTEN_FDNAMES", NAMES[..n].join(":"))
         .env(HOLD_ENV, hold_until.micros().to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     tracing::info!(exe = %h.exe.display(), why = %h.why, sockets = n, "handing over to another roost binary");
     cmd.exec()
 }

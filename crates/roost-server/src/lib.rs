@@ -304,6 +304,10 @@ pub async fn run_with(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // A swact of this server's own host: drain, give the lease up, come
+    // back as a standby.
+    let (swact_tx, mut swact_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let to_standby = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The lease keeper runs until the writers have committed their last.
     let (keeper_tx, keeper_rx) = watch::channel(false);
     let mut keeper = None;
@@ -311,11 +315,21 @@ pub async fn run_with(
     let mut tasks = Vec::new();
     if let (Some(me), Some(acquired)) = (ha_me.clone(), acquired.clone()) {
         let sockets = sockets.clone();
+        let ttl = me.ttl;
         let step_down: ha::StepDown = Box::new(move |reason| {
-            let e = ha::restart_as_standby(&reason, &sockets);
+            let e = ha::restart_as_standby(&reason, &sockets, ttl);
             tracing::error!(error = %roost_types::error_chain(&e), "cannot start again as a standby; exiting");
             std::process::exit(1);
         });
+        tasks.push(tokio::spawn(ha::redundancy_loop(
+            store.clone(),
+            fm.clone(),
+            me.name.clone(),
+            roost_types::SystemMode::parse(&config.system_mode)
+                != Some(roost_types::SystemMode::Simplex),
+            acquired.previous.clone(),
+            shutdown.clone(),
+        )));
         keeper = Some(tokio::spawn(ha::keep(
             store.clone(),
             me,
@@ -387,6 +401,20 @@ pub async fn run_with(
             }),
             tpm: config.tpm.policy(),
             hold_misses_until,
+            swact: ha_me.as_ref().map(|me| {
+                let (store, me, tx) = (store.clone(), me.name.clone(), swact_tx.clone());
+                hosts::SwactHook(Arc::new(move |host: &str| {
+                    let connected = store.connected_servers()?;
+                    if !connected.iter().any(|c| *c != me) {
+                        return Err(Error::Conflict(format!(
+                            "cannot swact {host}: no standby controller is connected to take over"
+                        )));
+                    }
+                    tx.send(()).map_err(|_| {
+                        Error::Conflict(format!("cannot swact {host}: the server is stopping"))
+                    })
+                }))
+            }),
         },
         shutdown.clone(),
     )
@@ -565,12 +593,18 @@ pub async fn run_with(
     println!("roost server ready on {scheme}://{addr}");
     let replace_with = Arc::new(std::sync::OnceLock::new());
     let stopping = {
-        let (hosts, replace_with) = (hosts.clone(), replace_with.clone());
+        let (hosts, replace_with, to_standby) =
+            (hosts.clone(), replace_with.clone(), to_standby.clone());
         async move {
             let grace = tokio::select! {
                 () = wait_for_signal() => {
                     tracing::info!("shutting down");
                     http::serve::SHUTDOWN_GRACE
+                }
+                Some(()) = swact_rx.recv() => {
+                    tracing::info!("swact: handing the active controller role to a standby; draining");
+                    to_standby.store(true, std::sync::atomic::Ordering::SeqCst);
+                    HANDOVER_GRACE
                 }
                 Some(h) = handover_rx.recv() => {
                     tracing::info!(exe = %h.exe.display(), "handing over to another roost binary: telling the agents, then draining");
@@ -608,6 +642,10 @@ pub async fn run_with(
         let _ = k.await;
     }
     drop(data);
+    if to_standby.load(std::sync::atomic::Ordering::SeqCst) {
+        let ttl = ha_me.as_ref().map_or(0, |me| me.ttl);
+        return Err(ha::restart_as_standby("swact", &sockets, ttl));
+    }
     if let Some(h) = replace_with.get() {
         let hold = handover::hold_until(clock.now());
         let e = handover::exec(h, &sockets, hold);

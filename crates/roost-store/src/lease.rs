@@ -161,6 +161,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The servers connected to this store now, by name (each server's
+    /// connections carry it, [`Store::set_name`]); none on SQLite, which
+    /// one server alone uses.
+    pub fn connected_servers(&self) -> Result<Vec<String>, Error> {
+        if self.pg.is_none() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let names: Vec<String> = c.query_map(
+                "SELECT DISTINCT application_name::text FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE 'roost:%'
+                 ORDER BY 1",
+                (),
+                |r| r.get(0),
+            )?;
+            Ok(names
+                .into_iter()
+                .filter_map(|n| n.strip_prefix("roost:").map(str::to_string))
+                .collect())
+        })
+    }
+}
+
 /// The PostgreSQL `application_name` of a lease holder's connections.
 pub(crate) fn application_name(holder: &str) -> String {
     format!("roost:{holder}")

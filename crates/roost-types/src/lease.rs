@@ -85,6 +85,37 @@ impl Holding {
     }
 }
 
+/// The entity of the controllers' redundancy alarm (400.002).
+pub const CONTROLLER_SERVICES: &str = "service_domain=controller.service_group=controller-services";
+
+/// The alarms the active controller keeps about its peers: 400.002 (loss
+/// of redundancy, major) while a duplex system has no standby connected,
+/// and 400.001 (service group failure, critical) for a controller whose
+/// lease this one took over, until it is connected again. Each is
+/// (alarm id, entity, raised) for the active named `me`, given the servers
+/// connected to the store.
+pub fn redundancy(
+    me: &str,
+    connected: &[String],
+    duplex: bool,
+    failed: Option<&str>,
+) -> Vec<(&'static str, String, bool)> {
+    let others = connected.iter().any(|c| c != me);
+    let mut out = vec![(
+        "400.002",
+        CONTROLLER_SERVICES.to_string(),
+        duplex && !others,
+    )];
+    if let Some(f) = failed.filter(|f| *f != me) {
+        out.push((
+            "400.001",
+            format!("{CONTROLLER_SERVICES}.host={f}"),
+            !connected.iter().any(|c| c == f),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +146,26 @@ mod tests {
                 holder: "c1".into(),
                 url: "http://c1".into()
             }
+        );
+    }
+
+    #[test]
+    fn redundancy_is_lost_without_a_standby_and_a_failed_peer_is_failed_until_it_returns() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let r = redundancy("c1", &names(&["c1"]), true, Some("c0"));
+        assert_eq!(
+            r,
+            vec![
+                ("400.002", CONTROLLER_SERVICES.to_string(), true),
+                ("400.001", format!("{CONTROLLER_SERVICES}.host=c0"), true),
+            ]
+        );
+        let r = redundancy("c1", &names(&["c0", "c1"]), true, Some("c0"));
+        assert!(r.iter().all(|(_, _, raised)| !raised), "{r:?}");
+        // A simplex system, or one that started alone, has no peer to miss.
+        assert_eq!(
+            redundancy("c0", &names(&["c0"]), false, None),
+            vec![("400.002", CONTROLLER_SERVICES.to_string(), false)]
         );
     }
 

@@ -29,10 +29,14 @@ struct Pair {
 }
 
 fn controller(dir: &Path, name: &str, store: &str) -> Server {
+    controller_in(dir, name, store, "simplex")
+}
+
+fn controller_in(dir: &Path, name: &str, store: &str, mode: &str) -> Server {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        format!("hostname = \"{name}\"\n[ha]\nlease_ms = 1000\n"),
+        format!("hostname = \"{name}\"\nsystem_mode = \"{mode}\"\n[ha]\nlease_ms = 1000\n"),
     )
     .unwrap();
     Server::start_in(
@@ -49,24 +53,30 @@ fn controller(dir: &Path, name: &str, store: &str) -> Server {
 }
 
 fn pair() -> Pair {
+    pair_in("simplex")
+}
+
+fn pair_in(mode: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let store = postgres_store();
-    let c0 = controller(dir.path(), "controller-0", &store);
-    assert!(
-        c0.log().contains("this server is the active controller"),
-        "{}",
+    let c0 = controller_in(dir.path(), "controller-0", &store, mode);
+    wait_for(10, || {
         c0.log()
-    );
+            .contains("this server is the active controller")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("controller-0 is active: {}", c0.log()));
     // The second controller seals with the same data key.
     let d1 = dir.path().join("controller-1");
     std::fs::create_dir_all(&d1).unwrap();
     std::fs::copy(c0.data_dir.join("secret.key"), d1.join("secret.key")).unwrap();
-    let c1 = controller(dir.path(), "controller-1", &store);
-    assert!(
-        c1.log().contains("standby: another controller is active"),
-        "{}",
+    let c1 = controller_in(dir.path(), "controller-1", &store, mode);
+    wait_for(10, || {
         c1.log()
-    );
+            .contains("standby: another controller is active")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("controller-1 is the standby: {}", c1.log()));
     Pair { dir, store, c0, c1 }
 }
 
@@ -330,4 +340,143 @@ fn a_stopped_active_hands_over_at_once_and_a_standby_serves_through_redirects() 
             .iter()
             .any(|a| a["uuid"] == uuid.as_str())
     );
+}
+
+/// The active alarms with this id, by entity; during a switch-over the
+/// answer may be a 503 from a standby with no active yet: then none.
+fn raised_now(api: &Api, id: &str) -> Option<Vec<String>> {
+    let r = api
+        .try_get(&format!("/v1/alarms?q.field=alarm_id&q.value={id}"))
+        .ok()?;
+    (r.status == 200).then(|| {
+        r.body["alarms"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|a| a["entity_instance_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+fn raised(api: &Api, id: &str) -> Vec<String> {
+    raised_now(api, id).expect("the alarm list answers")
+}
+
+/// Waits until alarm `id` is raised (true) or not (false) on `s`.
+fn wait_alarm(s: &Server, api: &Api, id: &str, up: bool) {
+    wait_for(30, || {
+        raised_now(api, id)
+            .filter(|v| v.is_empty() != up)
+            .map(|_| ())
+    })
+    .unwrap_or_else(|| {
+        let r = api.get(&format!("/v1/alarms?q.field=alarm_id&q.value={id}"));
+        panic!(
+            "{id} {}: {} {:?}\n{}",
+            if up { "raised" } else { "cleared" },
+            r.status,
+            r.body,
+            s.log()
+        )
+    });
+}
+
+/// `system host-swact NAME` as StarlingX's client sends it (CLIENTS.md
+/// fact 22): the host resolved through the list, then a PATCH of its
+/// numeric id; the reply must be the full host.
+fn host_swact(api: &Api, name: &str) -> (u16, Value) {
+    let list = api.get("/v1/ihosts");
+    let id = list.body["ihosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hostname"] == name)
+        .and_then(|h| h["id"].as_i64())
+        .unwrap_or_else(|| panic!("{name} in {:?}", list.body));
+    let r = api.patch(
+        &format!("/v1/ihosts/{id}"),
+        &json!([{"op": "replace", "path": "/action", "value": "swact"}]),
+    );
+    (r.status, r.body)
+}
+
+#[test]
+fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
+    let mut p = pair_in("duplex");
+    let token = p.c0.token();
+    let api0 = api_of(&p.c0, &token);
+    let api1 = api_of(&p.c1, &token);
+    // Both connected: redundancy holds (controller-0 raised 400.002 while
+    // it was alone, and clears it once controller-1 is connected).
+    wait_alarm(&p.c0, &api0, "400.002", false);
+    let before = api0.set_alarm("100.104", "host=before-swact.filesystem=/", "major");
+
+    let (status, body) = host_swact(&api0, "controller-0");
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(body["hostname"], "controller-0");
+    assert!(
+        body.get("subfunctions").is_some(),
+        "the full host: {body:?}"
+    );
+    wait_for(30, || {
+        p.c1.log()
+            .contains("this server is the active controller")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "controller-1 takes over: {}\n---\n{}",
+            p.c0.log(),
+            p.c1.log()
+        )
+    });
+    wait_for(30, || {
+        p.c0.log()
+            .contains("standby: another controller is active")
+            .then_some(())
+    })
+    .expect("controller-0 comes back as the standby");
+    // Nothing was lost, and a clean swact fails no service group.
+    assert!(api1.alarms("").iter().any(|a| a["uuid"] == before.as_str()));
+    assert!(raised(&api1, "400.001").is_empty());
+
+    // The standby dies: redundancy is lost (400.002) until it is back.
+    p.c0.kill9();
+    wait_alarm(&p.c1, &api1, "400.002", true);
+    assert_eq!(
+        raised(&api1, "400.002"),
+        ["service_domain=controller.service_group=controller-services"]
+    );
+    // Alone, it cannot swact.
+    let (status, body) = host_swact(&api1, "controller-1");
+    assert_eq!(status, 400, "{body:?}");
+    assert!(
+        body.to_string().contains("no standby controller"),
+        "{body:?}"
+    );
+    p.c0 = controller_in(p.dir.path(), "controller-0", &p.store, "duplex");
+    let api0 = api_of(&p.c0, &token);
+    wait_alarm(&p.c1, &api1, "400.002", false);
+
+    // The active dies: the standby takes over and reports the failed
+    // controller's services (400.001) until it is back.
+    p.c1.kill9();
+    wait_alarm(&p.c0, &api0, "400.001", true);
+    assert_eq!(
+        raised(&api0, "400.001"),
+        ["service_domain=controller.service_group=controller-services.host=controller-1"]
+    );
+    p.c1 = controller_in(p.dir.path(), "controller-1", &p.store, "duplex");
+    wait_alarm(&p.c0, &api0, "400.001", false);
+}
+
+#[test]
+fn swact_is_refused_on_a_simplex_system() {
+    let p = pair();
+    let api0 = api_of(&p.c0, &p.c0.token());
+    let (status, body) = host_swact(&api0, "controller-0");
+    assert_eq!(status, 400, "{body:?}");
+    assert!(body.to_string().contains("simplex"), "{body:?}");
 }

@@ -83,6 +83,21 @@ pub struct HostsConfig {
     /// Started by a handover: missed pulses count only from this time,
     /// when the agents' hold ends ([`roost_api::heartbeat::FLAG_HOLD`]).
     pub hold_misses_until: Option<Timestamp>,
+    /// Controllers sharing a PostgreSQL store (set only then): hands the
+    /// active role of this server's own host to a standby (`swact`). Each
+    /// server keeps its own host; the others' are not loaded.
+    pub swact: Option<SwactHook>,
+}
+
+/// Moves the active controller role away from this server: checks that a
+/// standby can take over (else the refusal), then starts the switch-over.
+#[derive(Clone)]
+pub struct SwactHook(pub Arc<dyn Fn(&str) -> Result<(), Error> + Send + Sync>);
+
+impl std::fmt::Debug for SwactHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SwactHook")
+    }
 }
 
 /// The issuer of agents' client certificates.
@@ -400,6 +415,11 @@ impl HostService {
         }
         let now = clock.now();
         let mut stored = store.hosts()?;
+        if config.swact.is_some() {
+            // Controllers sharing one store each run on a host of their
+            // own: another server's host is not this server's to manage.
+            stored.retain(|h| !h.local || h.hostname == config.hostname);
+        }
         if !stored.iter().any(|h| h.local) {
             let inv = read_local_inventory().await;
             let mut me = records::local_host(&config.hostname, &inv, now);
@@ -713,6 +733,30 @@ impl HostService {
         ops: &[(String, String, Option<serde_json::Value>)],
     ) -> Result<(HostView, oneshot::Receiver<()>), Error> {
         let patch = records::parse_host_patch(ops)?;
+        if matches!(
+            patch.action,
+            Some(roost_mtce::HostAction::Swact | roost_mtce::HostAction::ForceSwact)
+        ) && self.config.system_mode != SystemMode::Simplex
+            && let Some(swact) = &self.config.swact
+        {
+            let now = self.clock.now();
+            let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
+            let view = {
+                let st = self.lock();
+                let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
+                h.local
+                    .then(|| (h.hostname.clone(), st.view(h, now, local_uptime)))
+            };
+            // The active role of this server's own host goes to a standby
+            // server; another host's swact is decided as usual (refused:
+            // it is not the active controller).
+            if let Some((name, view)) = view {
+                (swact.0)(&name)?;
+                let (done, wait) = oneshot::channel();
+                let _ = done.send(());
+                return Ok((view, wait));
+            }
+        }
         if patch.action == Some(roost_mtce::HostAction::Lock)
             && let Some(gate) = self.lock_gate.get().cloned()
         {

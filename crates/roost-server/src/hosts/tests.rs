@@ -170,6 +170,7 @@ async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
             agent_ca,
             tpm: Default::default(),
             hold_misses_until: None,
+            swact: None,
         },
         Shutdown(rx),
     )

@@ -350,6 +350,7 @@ impl Rig {
                 agent_ca: None,
                 tpm: Default::default(),
                 hold_misses_until: None,
+                swact: None,
             },
             self.shutdown(),
         )
