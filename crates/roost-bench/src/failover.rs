@@ -538,12 +538,13 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
          kills (`kill -9`) or stops (SIGTERM) the active controller after {} s of writes, and \
          measures from the signal to the first write acknowledged (HTTP 200) by the other \
          controller; then the stopped one is started again and comes up as a standby, so the \
-         roles alternate. {trials} trials of each kind, alternating. Times in ms; the target is \
+         roles alternate. {trials} {} of each kind, alternating. Times in ms; the target is \
          checked against the slowest trial.\n\n",
         LEASE_MS / 4,
         LEASE_MS / 4,
         RETRY_PAUSE.as_millis(),
         STEADY.as_secs_f64(),
+        if trials == 1 { "trial" } else { "trials" },
     ));
     let mut t = Table::new(&[
         "switch-over",
@@ -631,7 +632,9 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
     ));
     out.push_str(&format!(
         "\nSwitch-overs nobody asked for (before a trial, the other controller was the active \
-         one: the active had stepped down by itself, its lease not renewed in time): {unasked}.\n"
+         one: the active had stepped down by itself, its lease not renewed in time): {unasked}. \
+         StarlingX publishes no switch-over (swact) time; its maintenance gives up on a swact \
+         after 120 s.\n"
     ));
     out
 }

@@ -92,7 +92,10 @@ pub struct HostsConfig {
 /// Moves the active controller role away from this server: checks that a
 /// standby can take over (else the refusal), then starts the switch-over.
 #[derive(Clone)]
-pub struct SwactHook(pub Arc<dyn Fn(&str) -> Result<(), Error> + Send + Sync>);
+pub struct SwactHook(pub Arc<SwactFn>);
+
+/// What a [`SwactHook`] runs, given the host's name.
+pub type SwactFn = dyn Fn(&str) -> Result<(), Error> + Send + Sync;
 
 impl std::fmt::Debug for SwactHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
