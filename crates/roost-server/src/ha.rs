@@ -137,6 +137,13 @@ pub async fn acquire(
             }
         };
         let decision = match next(row.as_ref(), db_now) {
+            // This server's own lease from before a restart (same name and
+            // same address, which no other process can hold): take it back
+            // at once rather than waiting for it to expire.
+            Next::Wait { holder, url } if holder == me.name && url == me.url => Next::Take,
+            d => d,
+        };
+        let decision = match decision {
             // Just gave the lease up: leave it to a standby for a while.
             Next::Take if wall_micros() < yield_until => Next::Wait {
                 holder: row.as_ref().map_or_else(String::new, |r| r.holder.clone()),

@@ -82,9 +82,9 @@ impl Store {
     /// to take it was based on; `None`: no row). Returns the new epoch, or
     /// `None` if the row changed meanwhile.
     ///
-    /// On PostgreSQL the connections of the previous holder are ended
-    /// first: a paused holder cannot keep the write lock, and whatever
-    /// it had not committed is rolled back, never acknowledged.
+    /// On PostgreSQL the connections of the previous holder (another
+    /// server) are ended first: a paused holder cannot keep the write lock,
+    /// and whatever it had not committed is rolled back, never acknowledged.
     pub fn take_lease(
         &self,
         holder: &str,
@@ -94,6 +94,7 @@ impl Store {
     ) -> Result<Option<i64>, Error> {
         if let Some(old) = seen
             && self.pg.is_some()
+            && old.holder != holder
         {
             self.read(|c| {
                 c.execute(

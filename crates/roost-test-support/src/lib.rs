@@ -70,6 +70,13 @@ pub const EMBEDDED_STORE: &str = "embedded";
 /// of their embedded store.
 pub const STORE_ENV: &str = "ROOST_TEST_STORE";
 
+/// Whether the test PostgreSQL is there (`ROOST_TEST_POSTGRES`). Under the
+/// test command (`ROOST_TEST_STRICT=1`) its absence fails the test; else
+/// the test says so and is skipped.
+pub fn postgres_available() -> bool {
+    roost_store::testdb::postgres_server().is_some()
+}
+
 /// A new, empty PostgreSQL database on the test server
 /// (`ROOST_TEST_POSTGRES`, which `./scripts/test` starts), for a server's
 /// `--store`. It is kept until the test server is stopped for good (the test

@@ -24,10 +24,10 @@ pub struct LeaseRow {
 /// What a server that does not hold the lease does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// Take the lease (there is none, or it expired). A lease under this
-    /// server's own name is waited out like any other: it may be held by
-    /// another server given the same name by mistake, and two holders must
-    /// never both act.
+    /// Take the lease (there is none, or it expired). A live lease under
+    /// the asking server's own name is `Wait` too: only the server can tell
+    /// whether it is its own previous process (same address) or another
+    /// server given the same name by mistake.
     Take,
     /// Another server is active: send clients to `url` and look again later.
     Wait { holder: String, url: String },

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roost_test_support::{Agent, Api, Server, ServerOptions, postgres_store, wait_for};
+use roost_test_support::{
+    Agent, Api, Server, ServerOptions, postgres_available, postgres_store, wait_for,
+};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -302,16 +304,25 @@ fn switch_over(pause: bool) {
 
 #[test]
 fn kill_9_of_the_active_under_writes_loses_nothing() {
+    if !postgres_available() {
+        return;
+    }
     switch_over(false);
 }
 
 #[test]
 fn a_paused_active_is_fenced_and_comes_back_as_a_standby() {
+    if !postgres_available() {
+        return;
+    }
     switch_over(true);
 }
 
 #[test]
 fn a_stopped_active_hands_over_at_once_and_a_standby_serves_through_redirects() {
+    if !postgres_available() {
+        return;
+    }
     let mut p = pair();
     let token = p.c0.token();
     // Through the standby: logins and writes are redirected to the active.
@@ -404,6 +415,9 @@ fn host_swact(api: &Api, name: &str) -> (u16, Value) {
 
 #[test]
 fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
+    if !postgres_available() {
+        return;
+    }
     let mut p = pair_in("duplex");
     let token = p.c0.token();
     let api0 = api_of(&p.c0, &token);
@@ -474,6 +488,9 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
 
 #[test]
 fn swact_is_refused_on_a_simplex_system() {
+    if !postgres_available() {
+        return;
+    }
     let p = pair();
     let api0 = api_of(&p.c0, &p.c0.token());
     let (status, body) = host_swact(&api0, "controller-0");

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use roost_test_support::{EMBEDDED_STORE, Server, ServerOptions, postgres_store};
+use roost_test_support::{
+    EMBEDDED_STORE, Server, ServerOptions, postgres_available, postgres_store,
+};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -85,6 +87,9 @@ fn view(s: &Server) -> Value {
 
 #[test]
 fn migrate_moves_a_stopped_cloud_to_postgres_and_it_carries_on_there() {
+    if !postgres_available() {
+        return;
+    }
     let mut s = Server::start_with(
         bin(),
         ServerOptions {
@@ -197,6 +202,9 @@ fn migrate_moves_a_stopped_cloud_to_postgres_and_it_carries_on_there() {
 
 #[test]
 fn migrate_refuses_bad_input_with_a_message() {
+    if !postgres_available() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().display().to_string();
     let url = postgres_store();
@@ -231,6 +239,9 @@ fn migrate_refuses_bad_input_with_a_message() {
 
 #[test]
 fn a_server_whose_postgres_is_unreachable_says_so_without_the_password() {
+    if !postgres_available() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
         .args([
