@@ -137,10 +137,16 @@ pub async fn acquire(
             }
         };
         let decision = match next(row.as_ref(), db_now) {
-            // This server's own lease from before a restart (same name and
-            // same address, which no other process can hold): take it back
-            // at once rather than waiting for it to expire.
-            Next::Wait { holder, url } if holder == me.name && url == me.url => Next::Take,
+            // A lease under this server's own name whose process is gone
+            // (a restart after a crash): taken back at once rather than
+            // after it expires.
+            Next::Wait { holder, url } if holder == me.name => {
+                let (store, name) = (store.clone(), me.name.clone());
+                match tokio::task::spawn_blocking(move || store.other_process_named(&name)).await {
+                    Ok(Ok(false)) => Next::Take,
+                    _ => Next::Wait { holder, url },
+                }
+            }
             d => d,
         };
         let decision = match decision {

@@ -94,14 +94,17 @@ impl Store {
     ) -> Result<Option<i64>, Error> {
         if let Some(old) = seen
             && self.pg.is_some()
-            && old.holder != holder
         {
+            // Every process of the previous holder but this one (a paused
+            // earlier process of this very server included).
+            let mine = self.own_application_name();
             self.read(|c| {
                 c.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE datname = current_database() AND application_name = ?1
-                       AND pid != pg_backend_pid()",
-                    [application_name(&old.holder)],
+                     WHERE datname = current_database()
+                       AND split_part(application_name, '#', 1) = ?1
+                       AND application_name != ?2 AND pid != pg_backend_pid()",
+                    params![server_tag(&old.holder), mine],
                 )
             })?;
         }
@@ -172,7 +175,7 @@ impl Store {
         }
         self.read(|c| {
             let names: Vec<String> = c.query_map(
-                "SELECT DISTINCT application_name::text FROM pg_stat_activity
+                "SELECT DISTINCT split_part(application_name, '#', 1)::text FROM pg_stat_activity
                  WHERE datname = current_database() AND application_name LIKE 'roost:%'
                  ORDER BY 1",
                 (),
@@ -186,7 +189,34 @@ impl Store {
     }
 }
 
-/// The PostgreSQL `application_name` of a lease holder's connections.
-pub(crate) fn application_name(holder: &str) -> String {
-    format!("roost:{holder}")
+impl Store {
+    /// Whether another process than this one runs under server name `name`
+    /// (has connections to the store): an earlier process of this server
+    /// that is still alive (paused), or a server given the same name.
+    pub fn other_process_named(&self, name: &str) -> Result<bool, Error> {
+        if self.pg.is_none() {
+            return Ok(false);
+        }
+        let mine = self.own_application_name();
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+                       AND split_part(application_name, '#', 1) = ?1 AND application_name != ?2",
+                params![server_tag(name), mine],
+                |_| Ok(()),
+            )?
+            .is_some())
+        })
+    }
+}
+
+/// What a server's connections' `application_name` starts with.
+fn server_tag(name: &str) -> String {
+    format!("roost:{name}")
+}
+
+/// The PostgreSQL `application_name` of this process's connections:
+/// `roost:NAME#INSTANCE`, the instance telling processes of one name apart.
+pub(crate) fn application_name(name: &str, instance: u32) -> String {
+    format!("{}#{instance:08x}", server_tag(name))
 }

@@ -309,6 +309,8 @@ pub struct Store {
     /// The parsed PostgreSQL connection settings, for a PostgreSQL store.
     pg: Option<Mutex<postgres::Config>>,
     readers: Mutex<Vec<RawConn>>,
+    /// This process's `application_name` on PostgreSQL ([`Store::set_name`]).
+    app_name: Mutex<String>,
     /// The lease holder and epoch every write is checked against
     /// ([`Store::fence`]).
     fence: Mutex<Option<(String, i64)>>,
@@ -392,6 +394,7 @@ impl Store {
             readers: Mutex::new(readers),
             writers: Mutex::new(Vec::new()),
             fence: Mutex::new(None),
+            app_name: Mutex::new("roost".into()),
             event_log_len: AtomicU64::new(len as u64),
             faults: faults::Faults::from_env(),
             sealer,
@@ -402,14 +405,30 @@ impl Store {
         Ok(store)
     }
 
+    /// This process's `application_name` on PostgreSQL.
+    pub(crate) fn own_application_name(&self) -> String {
+        self.app_name
+            .lock()
+            .map_or_else(|_| "roost".into(), |n| n.clone())
+    }
+
     /// Names this server's connections (PostgreSQL's `application_name`,
-    /// `roost:NAME`) so that a server taking the lease over can end them.
+    /// `roost:NAME#INSTANCE`) so that a server taking the lease over can end
+    /// them, and so that the servers connected can be listed.
     /// Call before making writers; pooled connections are dropped.
     pub fn set_name(&self, name: &str) {
         if let Some(pg) = &self.pg
             && let Ok(mut config) = pg.lock()
         {
-            config.application_name(&lease::application_name(name));
+            let instance = std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()));
+            let app = lease::application_name(name, instance);
+            config.application_name(&app);
+            if let Ok(mut own) = self.app_name.lock() {
+                *own = app;
+            }
             for pool in [&self.readers, &self.writers] {
                 if let Ok(mut p) = pool.lock() {
                     p.clear();
