@@ -222,7 +222,16 @@ fn a_release_rolls_out_through_a_canary_and_troubled_subclouds_roll_back_by_them
             &join,
             &dir.join("agent"),
             &format!("127.0.0.{}", 21 + i),
-            &["--report-interval-secs", "1", "--no-apps"],
+            // The soak fails a subcloud on any new alarm: the agent does
+            // not sample this machine's CPU during the test, whose load
+            // (other tests) would raise 100.101.
+            &[
+                "--report-interval-secs",
+                "1",
+                "--no-apps",
+                "--monitor-interval-secs",
+                "3600",
+            ],
         )
         .expect("agent starts");
         sapi.wait_avail(&host, "online", 60);
