@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use roost_test_support::{
-    EMBEDDED_STORE, Server, ServerOptions, postgres_available, postgres_store,
+    EMBEDDED_STORE, Server, ServerOptions, postgres_available, postgres_store, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -98,10 +98,8 @@ fn migrate_moves_a_stopped_cloud_to_postgres_and_it_carries_on_there() {
             ..Default::default()
         },
     );
-    assert!(
-        s.log().contains("store=\"sqlite\""),
-        "the source cloud runs on its embedded store"
-    );
+    wait_for(10, || s.log().contains("store=\"sqlite\"").then_some(()))
+        .expect("the source cloud runs on its embedded store");
     let api = s.api();
     for i in 0..30 {
         api.set_alarm("100.104", &format!("host=w{i}.filesystem=/"), "major");
@@ -164,7 +162,8 @@ fn migrate_moves_a_stopped_cloud_to_postgres_and_it_carries_on_there() {
         None,
     )
     .expect("the cloud starts on PostgreSQL");
-    assert!(pg.log().contains("store=\"postgres\""), "{}", pg.log());
+    wait_for(10, || pg.log().contains("store=\"postgres\"").then_some(()))
+        .unwrap_or_else(|| panic!("the cloud runs on PostgreSQL: {}", pg.log()));
     let after = view(&pg);
     for key in ["alarms", "hosts", "users", "suppression"] {
         assert_eq!(after[key], before[key], "{key} after the move");
