@@ -893,6 +893,7 @@ mod tests {
             "dc.out_of_sync_alarm_after_secs" => c.dc.out_of_sync_alarm_after_secs = v,
             "dc.enroll_token_ttl_secs" => c.dc.enroll_token_ttl_secs = v,
             "dc.subcloud_cert_days" => c.dc.subcloud_cert_days = small(v),
+            "ha.lease_ms" => c.ha.lease_ms = v,
             other => panic!("no setter for {other}"),
         }
     }
