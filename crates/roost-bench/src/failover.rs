@@ -1,8 +1,9 @@
 //! `roost-bench failover`: two controllers on one PostgreSQL store; how
 //! long writes stop when the active one dies or is stopped.
 //!
-//! Two `roost server`s on a new database of the test PostgreSQL server
-//! (`ROOST_TEST_POSTGRES`), each on its own fixed loopback port, data
+//! Two `roost server`s on a new database (dropped at the end) of the
+//! PostgreSQL server the benchmarks use (`pg.rs`: `ROOST_TEST_POSTGRES`,
+//! else `scripts/test-postgres`), each on its own fixed loopback port, data
 //! directory and configuration (`hostname = "controller-N"`, `[ha]
 //! lease_ms`), the second with a copy of the first one's `secret.key`:
 //! controller-0 takes the controller lease and is active, controller-1 is
@@ -19,7 +20,11 @@
 //! that failed meanwhile. Then the stopped controller is started again on
 //! its data directory and store: it comes up as a standby, and the next
 //! trial begins after [`STEADY`] of writes (so the roles alternate). The
-//! two kinds alternate too, `--trials` of each.
+//! two kinds alternate too, `--trials` of each. Before each signal and
+//! each restart the benchmark pauses a random time of up to [`PHASE`]:
+//! otherwise its own rhythm would fix when the signal falls between two
+//! renewals of the lease, and when the standby looks at it, and every
+//! trial would sample the same point of those cycles.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +47,32 @@ const RETRY_PAUSE: Duration = Duration::from_millis(10);
 const STEADY: Duration = Duration::from_secs(1);
 /// Longest wait for a switch-over before the trial counts as failed.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The period of the active's renewals and of the standby's looks
+/// (a quarter of the lease): the range of the random pauses that keep the
+/// trials from sampling always the same phase of them.
+const PHASE: Duration = Duration::from_millis(LEASE_MS / 4);
+
+/// Pseudo-random pauses (xorshift, seeded from the clock).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        Jitter(seed | 1)
+    }
+
+    /// A pause uniformly in [0, `max`).
+    fn next(&mut self, max: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let micros = u64::try_from(max.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(self.0 % micros)
+    }
+}
+
 /// What a controller logs when it becomes the active one.
 const TOOK_LEASE: &str = "took the controller lease";
 /// The client's timeout per request.
@@ -388,13 +419,13 @@ fn find_active(ctl: &[Controller; 2]) -> anyhow::Result<usize> {
 /// failed (the writes that failed during switch-overs are expected and
 /// only reported).
 pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
-    anyhow::ensure!(
-        std::env::var(crate::POSTGRES_ENV).is_ok_and(|v| !v.is_empty()),
-        "{} is not set",
-        crate::POSTGRES_ENV
-    );
-    let store = std::panic::catch_unwind(roost_test_support::postgres_store)
-        .map_err(|_| anyhow::anyhow!("cannot make a database on the test PostgreSQL server"))?;
+    let server = plan
+        .postgres
+        .clone()
+        .map_err(|why| anyhow::anyhow!("failover needs PostgreSQL: {why}"))?;
+    // Dropped last, after the controllers.
+    let db = crate::pg::Database::create(&server)?;
+    let store = db.url.clone();
     eprintln!(
         "failover: {trials} trials of each kind, two controllers on {store}, [ha] lease_ms = {LEASE_MS}"
     );
@@ -433,6 +464,7 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
     let mut active = 0;
     let mut failures = 0;
     let mut unasked = 0;
+    let mut jitter = Jitter::new();
     'trials: for n in 0..trials {
         for k in kinds.iter_mut() {
             if let Err(e) = client.steady(STEADY) {
@@ -464,6 +496,9 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
                     break 'trials;
                 }
             }
+            // The trials' own rhythm must not fix the phase of the signal
+            // against the active's renewals.
+            std::thread::sleep(jitter.next(PHASE));
             match switch_over(&mut ctl, active, k.kind, &client) {
                 Ok(s) => {
                     eprintln!(
@@ -491,7 +526,9 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
                     break 'trials;
                 }
             }
-            // The stopped controller comes back, as a standby.
+            // The stopped controller comes back, as a standby; nor may it fix
+            // the phase of its looks at the lease against the renewals.
+            std::thread::sleep(jitter.next(PHASE));
             let old = active;
             active = 1 - active;
             let restarted = ctl[old].start(plan, &store).map(|_| ()).and_then(|()| {
@@ -507,7 +544,13 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
                 Ok(())
             });
             if let Err(e) = restarted {
-                eprintln!("  failover: {e:#}");
+                eprintln!(
+                    "  failover: {e:#}\n  {}'s log ends:\n{}\n  {}'s log ends:\n{}",
+                    ctl[old].name,
+                    tail(&ctl[old].log(), 30),
+                    ctl[active].name,
+                    tail(&ctl[active].log(), 30)
+                );
                 failures += 1;
                 break 'trials;
             }
@@ -535,7 +578,10 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
          every {} ms). One client writes alarms one after another (a set, then a clear, of a new \
          entity each pair) through either controller's address, following redirects; after a write \
          that is not acknowledged it waits {} ms and sends it to the other address. Each trial \
-         kills (`kill -9`) or stops (SIGTERM) the active controller after {} s of writes, and \
+         kills (`kill -9`) or stops (SIGTERM) the active controller after {} s of writes and a \
+         random pause of up to {} ms (so that the signal falls at any point of the active's \
+         renewals; the stopped controller is started again after another such pause, so that \
+         its looks at the lease fall at any point too), and \
          measures from the signal to the first write acknowledged (HTTP 200) by the other \
          controller; then the stopped one is started again and comes up as a standby, so the \
          roles alternate. {trials} {} of each kind, alternating. Times in ms; the target is \
@@ -544,6 +590,7 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         LEASE_MS / 4,
         RETRY_PAUSE.as_millis(),
         STEADY.as_secs_f64(),
+        PHASE.as_millis(),
         if trials == 1 { "trial" } else { "trials" },
     ));
     let mut t = Table::new(&[

@@ -15,7 +15,8 @@
 //!   `process` measured in the same run. PostgreSQL is the server named by
 //!   `ROOST_TEST_POSTGRES`; when that is not set, `scripts/test-postgres`
 //!   starts the local one and gives its URL (without either, the PostgreSQL
-//!   rows are left out).
+//!   rows are left out); the benchmark makes a database of its own there
+//!   and drops it at the end (see `pg.rs`).
 //! * `list`: 10,000 active alarms, then `GET /v1/alarms?limit=2000` (plain
 //!   and expanded), the summary and the full listing.
 //! * `startup`: spawn to first answered `GET /healthz`, empty data directory.
@@ -81,6 +82,7 @@ mod list;
 mod load;
 mod login;
 mod mtce;
+mod pg;
 mod procfs;
 mod startup;
 mod stats;
@@ -173,6 +175,9 @@ pub struct Plan {
     pub idle: Duration,
     /// Longest wait for a quiet machine before each measurement.
     pub wait_quiet: Duration,
+    /// The PostgreSQL server for the benchmarks on that store (a URL), or
+    /// why there is none.
+    pub postgres: Result<String, String>,
 }
 
 impl Plan {
@@ -202,6 +207,7 @@ impl Plan {
             startup_trials: if quick { 5 } else { 20 },
             idle: Duration::from_secs(if quick { 10 } else { 60 }),
             wait_quiet: Duration::from_secs(wait_quiet),
+            postgres: Err("not looked up".into()),
         }
     }
 }
@@ -431,9 +437,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut plan = Plan::new(bin, cli.quick, cli.wait_quiet);
     if matches!(cli.which, Which::All | Which::Throughput | Which::Failover) {
-        // Returns only when the variable is set, or cannot be.
-        if let Err(why) = ensure_postgres_env(&root) {
+        plan.postgres = pg::server(&root);
+        if let Err(why) = &plan.postgres {
             if cli.which == Which::Failover {
                 eprintln!("roost-bench: failover needs PostgreSQL: {why}");
                 return ExitCode::from(2);
@@ -441,7 +448,6 @@ fn main() -> ExitCode {
             eprintln!("roost-bench: no PostgreSQL ({why}); its throughput rows are left out");
         }
     }
-    let plan = Plan::new(bin, cli.quick, cli.wait_quiet);
     let trials = cli.trials.unwrap_or(if cli.quick { 5 } else { 20 });
     match run(cli.which, plan, &root, &cli.sizes, trials) {
         Ok(0) => ExitCode::SUCCESS,
@@ -454,44 +460,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The variable naming the PostgreSQL server for tests, which
-/// [`roost_test_support::postgres_store`] makes databases on.
-pub const POSTGRES_ENV: &str = "ROOST_TEST_POSTGRES";
-
-/// Makes sure [`POSTGRES_ENV`] is set: when it is not, runs
-/// `scripts/test-postgres` (it starts the local test server if needed and
-/// prints its URL) and executes this program again, same arguments, with
-/// the variable set (the environment of a running program cannot be
-/// changed without `unsafe`). Returns `Ok` when it was set already, else
-/// only why it could not be set.
-fn ensure_postgres_env(root: &Path) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os(POSTGRES_ENV).is_some_and(|v| !v.is_empty()) {
-        return Ok(());
-    }
-    let script = root.join("scripts/test-postgres");
-    eprintln!(
-        "roost-bench: {POSTGRES_ENV} is not set; asking {}",
-        script.display()
-    );
-    let out = std::process::Command::new(&script)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || url.is_empty() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
-    }
-    eprintln!("roost-bench: PostgreSQL for the benchmark at {url}");
-    let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let e = std::process::Command::new(me)
-        .args(std::env::args_os().skip(1))
-        .env(POSTGRES_ENV, &url)
-        .exec();
-    Err(format!("cannot execute this program again: {e}"))
 }
 
 /// Runs the chosen benchmarks, printing each section as it completes;

@@ -103,9 +103,30 @@ impl OtherCpu {
     }
 }
 
-/// CPU ticks of each PostgreSQL backend serving database `db`: processes
-/// whose title (`/proc/<pid>/cmdline`, as PostgreSQL sets it) reads
-/// `postgres: <user> <db> <client> <activity>`.
+/// Whether a PostgreSQL process, by its title (`/proc/<pid>/cmdline` as
+/// PostgreSQL sets it), works for database `db`: a backend serving it
+/// (`postgres: <user> <db> <client> <activity>`), an autovacuum worker on
+/// it, or one of the cluster's shared processes (postmaster, WAL writer,
+/// checkpointer, background writer, launchers). Backends and autovacuum
+/// workers of other databases are not.
+pub fn postgres_works_for(title: &str, db: &str) -> bool {
+    let w: Vec<&str> = title
+        .split(|c: char| c.is_whitespace() || c == '\0')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match w.as_slice() {
+        ["postgres:", "autovacuum", "worker", on, ..] => *on == db,
+        ["postgres:", _user, on, client, ..] if client.contains('(') || *client == "[local]" => {
+            *on == db
+        }
+        ["postgres:", ..] => true,
+        [exe, ..] => exe.ends_with("/postgres") || *exe == "postgres",
+        [] => false,
+    }
+}
+
+/// CPU ticks of each PostgreSQL process working for database `db`
+/// ([`postgres_works_for`]).
 pub fn postgres_backend_ticks(db: &str) -> std::collections::HashMap<u32, u64> {
     let mut ticks = std::collections::HashMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -115,13 +136,16 @@ pub fn postgres_backend_ticks(db: &str) -> std::collections::HashMap<u32, u64> {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        if comm.trim() != "postgres" {
+            continue;
+        }
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let title = String::from_utf8_lossy(&cmdline);
-        let mut words = title.split(|c: char| c.is_whitespace() || c == '\0');
-        if words.next() == Some("postgres:")
-            && words.nth(1) == Some(db)
+        if postgres_works_for(&String::from_utf8_lossy(&cmdline), db)
             && let Some(t) = cpu_ticks(&pid.to_string())
         {
             ticks.insert(pid, t);
@@ -130,9 +154,9 @@ pub fn postgres_backend_ticks(db: &str) -> std::collections::HashMap<u32, u64> {
     ticks
 }
 
-/// Measures, from its start, the CPU of the PostgreSQL backends serving
-/// one database (those that start meanwhile too; the cluster's shared
-/// processes, such as the WAL writer, are not counted).
+/// Measures, from its start, the CPU of the PostgreSQL processes working
+/// for one database ([`postgres_works_for`]; those that start meanwhile
+/// too).
 pub struct PostgresCpu {
     db: String,
     start: std::time::Instant,
@@ -149,7 +173,7 @@ impl PostgresCpu {
         }
     }
 
-    /// % of one core used since the start by the database's backends.
+    /// % of one core used since the start by the database's processes.
     pub fn read(&self) -> Option<f64> {
         let now = postgres_backend_ticks(&self.db);
         let secs = self.start.elapsed().as_secs_f64();
@@ -369,5 +393,22 @@ mod tests {
         assert!(machine_busy_ticks().is_some());
         assert!(load_average().is_some());
         assert!(!machine_line().is_empty());
+    }
+
+    #[test]
+    fn tells_which_postgres_processes_work_for_a_database() {
+        let db = "roost_bench_1_0";
+        for (title, works) in [
+            ("postgres: roost roost_bench_1_0 127.0.0.1(4242) idle", true),
+            ("postgres: roost roost_bench_1_0 [local] COMMIT", true),
+            ("postgres: roost roost_test_9_0 127.0.0.1(4242) idle", false),
+            ("postgres: autovacuum worker roost_bench_1_0", true),
+            ("postgres: autovacuum worker roost_test_9_0", false),
+            ("postgres: walwriter ", true),
+            ("postgres: background writer ", true),
+            ("/usr/lib/postgresql/15/bin/postgres\0-D\0/data\0", true),
+        ] {
+            assert_eq!(postgres_works_for(title, db), works, "{title}");
+        }
     }
 }

@@ -25,15 +25,6 @@ pub fn starlingx_rate(clients: usize) -> Option<(f64, &'static str)> {
 /// The servers measured, in order: SQLite at each durability, then PostgreSQL.
 pub const VARIANTS: [&str; 3] = ["process", "power", "postgres"];
 
-/// The PostgreSQL server the `postgres` variant ran on, as it reports itself.
-pub struct PgInfo {
-    pub version: String,
-    pub synchronous_commit: String,
-    pub fsync: String,
-    /// The filesystem holding its data directory, when it could be read.
-    pub filesystem: Option<String>,
-}
-
 /// Every run of this benchmark.
 pub struct Results {
     /// (variant, outcome) for each variant ([`VARIANTS`]) and client count.
@@ -41,7 +32,7 @@ pub struct Results {
     /// `GET /healthz` at the highest concurrency, same run.
     pub floor: Option<Outcome>,
     /// The PostgreSQL server's settings, or why the `postgres` variant did not run.
-    pub postgres: Result<PgInfo, String>,
+    pub postgres: Result<crate::pg::Info, String>,
 }
 
 impl Results {
@@ -156,77 +147,6 @@ fn log_digest(log: &str) -> String {
     out.join("\n")
 }
 
-/// The database name in a `postgres://` URL.
-fn database_of(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    let db = path.split(['?', '#']).next()?;
-    (!db.is_empty()).then_some(db)
-}
-
-/// `psql`: on the `PATH`, else the newest of Debian's PostgreSQL packages.
-fn psql() -> std::path::PathBuf {
-    let mut debian: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("bin/psql"))
-        .filter(|p| p.is_file())
-        .collect();
-    debian.sort_by_key(|p| {
-        p.iter()
-            .nth(4)
-            .and_then(|v| v.to_str()?.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    debian.pop().unwrap_or_else(|| "psql".into())
-}
-
-/// Asks the PostgreSQL server at `url` for its version and commit settings (with `psql`).
-fn postgres_info(url: &str) -> anyhow::Result<PgInfo> {
-    let out = std::process::Command::new(psql())
-        .args(["-AtX", "-F", "|", "-c"])
-        .arg(
-            "SELECT current_setting('server_version'), current_setting('synchronous_commit'), \
-             current_setting('fsync'), current_setting('data_directory')",
-        )
-        .arg(url)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<&str> = text.trim().split('|').collect();
-    let [version, synchronous_commit, fsync, data] = f[..] else {
-        anyhow::bail!("psql answered {text:?}");
-    };
-    Ok(PgInfo {
-        version: version.to_string(),
-        synchronous_commit: synchronous_commit.to_string(),
-        fsync: fsync.to_string(),
-        filesystem: (!data.is_empty())
-            .then(|| crate::procfs::filesystem_of(std::path::Path::new(data))),
-    })
-}
-
-/// A new, empty database on the test PostgreSQL server for the `postgres`
-/// variant, or why there is none.
-fn postgres_database() -> Result<String, String> {
-    match std::env::var(crate::POSTGRES_ENV) {
-        Ok(v) if !v.is_empty() => {}
-        _ => {
-            return Err(format!(
-                "{} is not set and scripts/test-postgres did not give a server",
-                crate::POSTGRES_ENV
-            ));
-        }
-    }
-    std::panic::catch_unwind(roost_test_support::postgres_store)
-        .map_err(|_| "cannot make a database on the test PostgreSQL server".to_string())
-}
-
 /// Runs the benchmark: a fresh server per variant.
 pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
     let http = load::client()?;
@@ -236,44 +156,44 @@ pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
         postgres: Err("not run".into()),
     };
     for variant in VARIANTS {
-        let (opts, db) = if variant == "postgres" {
-            let url = match postgres_database() {
-                Ok(url) => url,
+        // Dropped after the server (declared before it).
+        let mut db = None;
+        let opts = if variant == "postgres" {
+            let made = plan.postgres.clone().and_then(|server| {
+                crate::pg::Database::create(&server).map_err(|e| format!("{e:#}"))
+            });
+            let made = match made {
+                Ok(made) => made,
                 Err(why) => {
-                    eprintln!("throughput: no PostgreSQL server ({why}); skipping it");
+                    eprintln!("throughput: no PostgreSQL database ({why}); leaving it out");
                     results.postgres = Err(why);
                     continue;
                 }
             };
-            results.postgres = postgres_info(&url).map_err(|e| format!("{e:#}"));
+            results.postgres = crate::pg::info(&made.url).map_err(|e| format!("{e:#}"));
             if let Err(why) = &results.postgres {
                 eprintln!("throughput: cannot read the PostgreSQL settings: {why}");
             }
-            eprintln!("throughput: starting a server on PostgreSQL ({url})");
-            let db = database_of(&url).map(str::to_string);
-            (
-                ServerOptions {
-                    store: Some(url),
-                    ..ServerOptions::default()
-                },
-                db,
-            )
+            eprintln!("throughput: starting a server on PostgreSQL ({})", made.url);
+            let url = made.url.clone();
+            db = Some(made);
+            ServerOptions {
+                store: Some(url),
+                ..ServerOptions::default()
+            }
         } else {
             eprintln!("throughput: starting a server with --durability {variant}");
-            (
-                ServerOptions {
-                    args: vec!["--durability".into(), variant.into()],
-                    ..ServerOptions::default()
-                },
-                None,
-            )
+            ServerOptions {
+                args: vec!["--durability".into(), variant.into()],
+                ..ServerOptions::default()
+            }
         };
         let server = crate::start_server(plan, opts)?;
         let token = server.token();
         let target = Target {
             server: &server,
             token: &token,
-            postgres_db: db.as_deref(),
+            postgres_db: db.as_ref().map(|d| d.name.as_str()),
         };
         for &clients in &plan.concurrency {
             let o = measure(rt, &http, plan, &target, Workload::SetClear, clients);
@@ -371,9 +291,9 @@ pub fn render(r: &Results, plan: &Plan) -> String {
     }
     out.push_str(&t.render());
     out.push_str(
-        "\nCPU columns are % of one core over the measured window: the server process, the PostgreSQL \
-         backends serving its database (PostgreSQL store only; the cluster's shared processes, such as \
-         its WAL writer, are not counted), this benchmark's own process, and everything else on the \
+        "\nCPU columns are % of one core over the measured window: the server process, PostgreSQL \
+         (store on PostgreSQL only: the backends serving its database, and the cluster's shared \
+         processes such as its WAL writer, checkpointer and autovacuum), this benchmark's own process, and everything else on the \
          machine (should be near 0; more means the run was disturbed). StarlingX's figures are documented \
          measurements of its FM API on a 2-vCPU machine, not measured here; it commits to PostgreSQL, \
          whose defaults (`fsync`, `synchronous_commit` on) make every commit power-durable, so the \
@@ -391,7 +311,7 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         Err(why) if r.fm.iter().all(|(d, _)| *d != "postgres") => out.push_str(&format!(
             "\nPostgreSQL store not measured: {why} (set `{}` to a server URL, or run \
              `scripts/test-postgres`).\n",
-            crate::POSTGRES_ENV
+            crate::pg::SERVER_ENV
         )),
         Err(why) => out.push_str(&format!(
             "\nPostgreSQL: its settings could not be read ({why}).\n"
@@ -405,7 +325,7 @@ pub fn render(r: &Results, plan: &Plan) -> String {
     if !pairs.is_empty() {
         out.push_str(&format!(
             "\n**PostgreSQL against SQLite `process`**, same run (ops/s and latency from the table \
-             above; \"CPU µs/op\" is the server's CPU per op, plus its PostgreSQL backends' for {}):\n\n",
+             above; \"CPU µs/op\" is the server's CPU per op, plus PostgreSQL's for {}):\n\n",
             r.label("postgres")
         ));
         let mut t = Table::new(&[
@@ -519,19 +439,4 @@ pub fn render(r: &Results, plan: &Plan) -> String {
     }
     out.push_str(&t.render());
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_database_in_a_url() {
-        assert_eq!(
-            database_of("postgres://roost@127.0.0.1:54329/roost_test_1_0"),
-            Some("roost_test_1_0")
-        );
-        assert_eq!(database_of("postgres://u@h/db?sslmode=disable"), Some("db"));
-        assert_eq!(database_of("postgres://u@h"), None);
-    }
 }

@@ -198,6 +198,18 @@ pub async fn acquire(
                     }
                 }
             }
+            // An earlier process of this server still holds the lease (it
+            // was just killed, and the database has not noticed yet, or
+            // it is paused): wait for it without serving; connections wait
+            // in the listener's backlog for the moment this one is active.
+            Next::Wait { holder, .. } if holder == me.name && standby.is_none() => {
+                if waited_for.as_deref() != Some(holder.as_str()) {
+                    tracing::info!(
+                        "waiting for the lease of an earlier process of this server to end"
+                    );
+                    waited_for = Some(holder);
+                }
+            }
             Next::Wait { holder, url } => {
                 if let Ok(mut a) = active.write() {
                     // While yielding there is no active to send clients to.
@@ -282,17 +294,24 @@ pub async fn keep(
             break "the controller lease could not be renewed in time".to_string();
         }
         let started = now();
+        // A renewal that hangs (a stalled disk, a lost database) is waited
+        // for one renewal period at most: the lapse is checked on time.
         let renewed = {
             let (store, name, epoch, ttl) = (store.clone(), me.name.clone(), holding.epoch, me.ttl);
-            tokio::task::spawn_blocking(move || store.renew_lease(&name, epoch, ttl)).await
+            tokio::time::timeout(
+                every,
+                tokio::task::spawn_blocking(move || store.renew_lease(&name, epoch, ttl)),
+            )
+            .await
         };
         match renewed {
-            Ok(Ok(true)) => holding.renewed(started),
-            Ok(Ok(false)) => break "another controller took the lease".to_string(),
-            Ok(Err(e)) => {
+            Ok(Ok(Ok(true))) => holding.renewed(started),
+            Ok(Ok(Ok(false))) => break "another controller took the lease".to_string(),
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %roost_types::error_chain(&e), "cannot renew the controller lease");
             }
-            Err(e) => break format!("the lease keeper stopped: {e}"),
+            Ok(Err(e)) => break format!("the lease keeper stopped: {e}"),
+            Err(_) => tracing::warn!("renewing the controller lease takes longer than its period"),
         }
         if holding.lapsed(now()) {
             break "the controller lease could not be renewed in time".to_string();
