@@ -407,7 +407,7 @@ pub async fn run_with(
                     let connected = store.connected_servers()?;
                     if !connected.iter().any(|c| *c != me) {
                         return Err(Error::Conflict(format!(
-                            "cannot swact {host}: no standby controller is connected to take over"
+                            "cannot swact {host}: no peer controller is connected as a standby to take over"
                         )));
                     }
                     tx.send(()).map_err(|_| {

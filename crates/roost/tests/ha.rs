@@ -467,7 +467,8 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
     let (status, body) = host_swact(&api1, "controller-1");
     assert_eq!(status, 400, "{body:?}");
     assert!(
-        body.to_string().contains("no standby controller"),
+        body.to_string()
+            .contains("no peer controller is connected as a standby"),
         "{body:?}"
     );
     p.c0 = controller_in(p.dir.path(), "controller-0", &p.store, "duplex");
