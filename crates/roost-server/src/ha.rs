@@ -261,56 +261,67 @@ fn duplicate(l: &tokio::net::TcpListener) -> std::io::Result<tokio::net::TcpList
 /// What the lease keeper does when this server must stop acting.
 pub type StepDown = Box<dyn FnOnce(String) + Send>;
 
-/// Renews the lease four times per lease length until `shutdown` changes
-/// (to true: give the lease up; to false: keep it); calls
-/// `step_down` with the reason if it is lost or cannot be renewed in time.
-pub async fn keep(
+/// Renews the lease four times per lease length, on a thread of its own
+/// (a busy runtime or blocking pool must not make the lease lapse), until
+/// `shutdown` sends (true: give the lease up; false: keep it, for a
+/// handover); calls `step_down` with the reason if the lease is lost or
+/// cannot be renewed in time.
+pub fn keep(
     store: Arc<Store>,
     me: Identity,
     acquired: Acquired,
     step_down: StepDown,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: std::sync::mpsc::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("lease-keeper".into())
+        .spawn(move || keep_on(&store, &me, &acquired, step_down, &shutdown))
+}
+
+fn keep_on(
+    store: &Arc<Store>,
+    me: &Identity,
+    acquired: &Acquired,
+    step_down: StepDown,
+    shutdown: &std::sync::mpsc::Receiver<bool>,
 ) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut holding = Holding::new(acquired.epoch, me.ttl, acquired.started);
     let every = Duration::from_micros(u64::try_from(holding.renew_every()).unwrap_or(250_000));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                // A stop gives the lease up (true): a standby takes over at
-                // its next look instead of after the lease. A handover to
-                // another binary keeps it (false): the new process is this
-                // server and takes it back at once.
-                if *shutdown.borrow() {
-                    let (store, name, epoch) = (store.clone(), me.name.clone(), holding.epoch);
-                    let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, epoch)).await;
+        match shutdown.recv_timeout(every) {
+            Ok(release) => {
+                if release {
+                    let _ = store.release_lease(&me.name, holding.epoch);
                 }
                 return;
             }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
         }
         if holding.lapsed(now()) {
             break "the controller lease could not be renewed in time".to_string();
         }
-        let started = now();
         // A renewal that hangs (a stalled disk, a lost database) is waited
         // for one renewal period at most: the lapse is checked on time.
-        let renewed = {
-            let (store, name, epoch, ttl) = (store.clone(), me.name.clone(), holding.epoch, me.ttl);
-            tokio::time::timeout(
-                every,
-                tokio::task::spawn_blocking(move || store.renew_lease(&name, epoch, ttl)),
-            )
-            .await
-        };
-        match renewed {
-            Ok(Ok(Ok(true))) => holding.renewed(started),
-            Ok(Ok(Ok(false))) => break "another controller took the lease".to_string(),
-            Ok(Ok(Err(e))) => {
+        let started = now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (s, name, epoch, ttl) = (store.clone(), me.name.clone(), holding.epoch, me.ttl);
+        let spawned = std::thread::Builder::new()
+            .name("lease-renewal".into())
+            .spawn(move || {
+                let _ = tx.send(s.renew_lease(&name, epoch, ttl));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a lease renewal");
+            continue;
+        }
+        match rx.recv_timeout(every) {
+            Ok(Ok(true)) => holding.renewed(started),
+            Ok(Ok(false)) => break "another controller took the lease".to_string(),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %roost_types::error_chain(&e), "cannot renew the controller lease");
             }
-            Ok(Err(e)) => break format!("the lease keeper stopped: {e}"),
             Err(_) => tracing::warn!("renewing the controller lease takes longer than its period"),
         }
         if holding.lapsed(now()) {

@@ -309,7 +309,7 @@ pub async fn run_with(
     let (swact_tx, mut swact_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let to_standby = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The lease keeper runs until the writers have committed their last.
-    let (keeper_tx, keeper_rx) = watch::channel(false);
+    let (keeper_tx, keeper_rx) = std::sync::mpsc::channel::<bool>();
     let mut keeper = None;
     let shutdown = Shutdown(stop_rx);
     let mut tasks = Vec::new();
@@ -330,13 +330,10 @@ pub async fn run_with(
             acquired.previous.clone(),
             shutdown.clone(),
         )));
-        keeper = Some(tokio::spawn(ha::keep(
-            store.clone(),
-            me,
-            acquired,
-            step_down,
-            keeper_rx,
-        )));
+        keeper = Some(
+            ha::keep(store.clone(), me, acquired, step_down, keeper_rx)
+                .context("cannot start the lease keeper")?,
+        );
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let (audit, audit_writer) = audit::AuditLog::start(
@@ -639,7 +636,7 @@ pub async fn run_with(
     // a handover to another binary keeps it.
     let _ = keeper_tx.send(replace_with.get().is_none());
     if let Some(k) = keeper {
-        let _ = k.await;
+        let _ = tokio::task::spawn_blocking(move || k.join()).await;
     }
     drop(data);
     if to_standby.load(std::sync::atomic::Ordering::SeqCst) {
