@@ -73,11 +73,6 @@ impl DataDir {
         &self.path
     }
 
-    /// Path of the SQLite database.
-    pub fn database(&self) -> PathBuf {
-        self.path.join(roost_store::DATABASE_FILE)
-    }
-
     /// Where the key that seals the store's secrets is kept: a 0600 file,
     /// or with a TPM (`tcti`), that file sealed by the TPM.
     pub fn key_source(&self, tcti: Option<&str>) -> roost_store::KeySource {

@@ -10,7 +10,7 @@ use roost_types::Timestamp;
 use roost_types::audit::{AuditEntry, AuditRecord, Chain, ChainHash, Verdict, Verifier};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::sql::{Db, Row, params};
+use crate::sql::{Db, Params, Row, ToValue, Value, params};
 
 use crate::{Batch, Error, Store};
 
@@ -54,6 +54,23 @@ fn row(r: &Row) -> Result<AuditRecord, Error> {
         prev_hash: hash_col(&r.get::<String>(8)?),
         hash: hash_col(&r.get::<String>(9)?),
     })
+}
+
+/// A record's values in [`COLUMNS`] order.
+fn record_values(r: &AuditRecord) -> Vec<Value> {
+    params![
+        r.seq as i64,
+        r.entry.time.micros(),
+        r.entry.user,
+        join_roles(&r.entry.roles),
+        r.entry.source,
+        r.entry.method,
+        r.entry.path,
+        r.entry.status,
+        r.prev_hash.to_hex(),
+        r.hash.to_hex()
+    ]
+    .values()
 }
 
 /// Filters of an audit listing; the newest `limit` matching records, oldest first.
@@ -196,22 +213,9 @@ impl Store {
                  ON CONFLICT (subcloud, seq) DO NOTHING"
             );
             for r in records {
-                tx.execute(
-                    &sql,
-                    params![
-                        subcloud,
-                        r.seq as i64,
-                        r.entry.time.micros(),
-                        r.entry.user,
-                        join_roles(&r.entry.roles),
-                        r.entry.source,
-                        r.entry.method,
-                        r.entry.path,
-                        r.entry.status,
-                        r.prev_hash.to_hex(),
-                        r.hash.to_hex()
-                    ],
-                )?;
+                let mut values = vec![subcloud.to_value()];
+                values.extend(record_values(r));
+                tx.execute(&sql, values)?;
             }
             Ok(())
         })
@@ -260,21 +264,7 @@ impl Batch<'_> {
                 "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             );
             for r in records {
-                sp.execute(
-                    &sql,
-                    params![
-                        r.seq as i64,
-                        r.entry.time.micros(),
-                        r.entry.user,
-                        join_roles(&r.entry.roles),
-                        r.entry.source,
-                        r.entry.method,
-                        r.entry.path,
-                        r.entry.status,
-                        r.prev_hash.to_hex(),
-                        r.hash.to_hex()
-                    ],
-                )?;
+                sp.execute(&sql, record_values(r))?;
             }
             Ok(())
         })

@@ -112,22 +112,20 @@ impl Store {
                     s.name
                 )));
             }
-            // With an id of its own (0: a new one).
-            let sql = if s.id > 0 {
-                "INSERT INTO subclouds (name, description, location, group_id, management_state,
-                    deploy_status, software_version, region_name, enroll_token_hash,
-                    enroll_expires_at, created_at, updated_at, cert_serial,
-                    prev_cert_serial, id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                 RETURNING id"
+            // With an id of its own, or 0: a new one.
+            let (id_column, id_mark) = if s.id > 0 {
+                (", id", ", ?15")
             } else {
+                ("", "")
+            };
+            let sql = format!(
                 "INSERT INTO subclouds (name, description, location, group_id, management_state,
                     deploy_status, software_version, region_name, enroll_token_hash,
                     enroll_expires_at, created_at, updated_at, cert_serial,
-                    prev_cert_serial)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    prev_cert_serial{id_column})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14{id_mark})
                  RETURNING id"
-            };
+            );
             let mut values = params![
                 s.name,
                 s.description,
@@ -149,7 +147,7 @@ impl Store {
                 values.push(crate::sql::Value::Int(s.id));
             }
             let mut out = s.clone();
-            out.id = tx.query_row(sql, values, |r| r.get(0))?;
+            out.id = tx.query_row(&sql, values, |r| r.get(0))?;
             if s.id > 0 {
                 tx.numbers_follow("subclouds", "id")?;
             }
