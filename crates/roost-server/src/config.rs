@@ -25,7 +25,9 @@ pub struct Config {
     /// Where the database, lock and credentials live.
     pub data_dir: PathBuf,
     /// The store: unset for the embedded SQLite database in the data
-    /// directory, or a PostgreSQL URL (`postgres://user:password@host/db`).
+    /// directory, a PostgreSQL URL (`postgres://user:password@host/db`),
+    /// or `duplex` for a PostgreSQL this server runs itself, replicated
+    /// with the peer controller's (`[ha]`).
     pub store: Option<String>,
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
@@ -83,6 +85,35 @@ pub struct HaConfig {
     /// active renews it four times as often. A standby takes over about
     /// this long after the active died.
     pub lease_ms: u64,
+    /// Duplex (`store = "duplex"`): the peer controller's name.
+    pub peer: Option<String>,
+    /// Duplex: where this controller's PostgreSQL listens, for this server
+    /// and the peer's replica.
+    pub db_listen: Option<SocketAddr>,
+    /// Duplex: where the peer controller's PostgreSQL listens.
+    pub peer_db: Option<SocketAddr>,
+    /// Duplex: a file (mode 0600) holding the database password, the same
+    /// on both controllers.
+    pub db_password_file: Option<PathBuf>,
+    /// Duplex: the Redfish BMC of the peer's host, to power it off before
+    /// taking over (`http://ADDRESS`). Without it the standby does not
+    /// take over from a lost active.
+    pub peer_bmc: Option<String>,
+    pub peer_bmc_username: Option<String>,
+    /// A file (mode 0600) holding the peer BMC's password.
+    pub peer_bmc_password_file: Option<PathBuf>,
+    /// Duplex: this controller may create the database when it finds none
+    /// here and no peer (the first controller installed).
+    pub bootstrap: bool,
+    /// Duplex: how long the primary waits for a lost replica before it
+    /// commits alone, milliseconds.
+    pub sync_grace_ms: u64,
+    /// Duplex: PostgreSQL's binaries [default: the newest under
+    /// /usr/lib/postgresql].
+    pub postgres_bin: Option<PathBuf>,
+    /// Duplex: the system user PostgreSQL runs as when the server runs as
+    /// root.
+    pub db_user: String,
 }
 
 impl Default for HaConfig {
@@ -91,8 +122,49 @@ impl Default for HaConfig {
             name: None,
             url: None,
             lease_ms: 1000,
+            peer: None,
+            db_listen: None,
+            peer_db: None,
+            db_password_file: None,
+            peer_bmc: None,
+            peer_bmc_username: None,
+            peer_bmc_password_file: None,
+            bootstrap: false,
+            sync_grace_ms: 5000,
+            postgres_bin: None,
+            db_user: "postgres".into(),
         }
     }
+}
+
+/// `store = "duplex"`.
+pub const DUPLEX: &str = "duplex";
+
+/// The duplex settings, checked and with their secrets read.
+#[derive(Debug, Clone)]
+pub struct Duplex {
+    pub cluster: roost_store::cluster::ClusterConfig,
+    pub peer: String,
+    pub peer_db: SocketAddr,
+    pub bmc: Option<crate::hosts::bmc::BmcTarget>,
+    pub bootstrap: bool,
+    pub grace_ms: u64,
+}
+
+/// A secret's file: it must be private to its owner.
+fn read_secret_file(path: &std::path::Path, setting: &str) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Setting(format!("{setting}: cannot read {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Setting(format!(
+            "{setting}: {} holds a secret and must be private to its owner (chmod 600)",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Setting(format!("{setting}: cannot read {}: {e}", path.display())))?;
+    Ok(text.trim().to_string())
 }
 
 /// Logins (`[identity]`): account lockout as Keystone's
@@ -537,6 +609,7 @@ impl Config {
     pub fn numeric_settings(&self) -> Vec<(&'static str, u64, u64, u64)> {
         vec![
             ("ha.lease_ms", self.ha.lease_ms, 200, 60_000),
+            ("ha.sync_grace_ms", self.ha.sync_grace_ms, 500, 600_000),
             (
                 "fm.event_log_cap",
                 self.fm.event_log_cap,
@@ -687,6 +760,9 @@ impl Config {
     /// directory.
     pub fn store_location(&self) -> Result<roost_store::Location, Error> {
         match self.store.as_deref() {
+            Some(DUPLEX) => Ok(roost_store::Location::Postgres(
+                self.duplex()?.cluster.url(),
+            )),
             None | Some("") => Ok(roost_store::Location::Sqlite(
                 self.data_dir.join(roost_store::DATABASE_FILE),
             )),
@@ -698,6 +774,77 @@ impl Config {
                 roost_store::redact_url(other)
             ))),
         }
+    }
+
+    /// The duplex settings (`store = "duplex"`), checked.
+    pub fn duplex(&self) -> Result<Duplex, Error> {
+        let ha = &self.ha;
+        let need = |what: &str| {
+            Error::Setting(format!(
+                "store is \"duplex\" but [ha] {what} is not set; see docs/ha.md"
+            ))
+        };
+        let password = read_secret_file(
+            ha.db_password_file
+                .as_deref()
+                .ok_or_else(|| need("db_password_file"))?,
+            "ha.db_password_file",
+        )?;
+        if password.len() < 16
+            || !password
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+        {
+            return Err(Error::Setting(
+                "ha.db_password_file must hold at least 16 characters of letters, digits and -_.~"
+                    .into(),
+            ));
+        }
+        let bin = match &ha.postgres_bin {
+            Some(b) => b.clone(),
+            None => roost_store::cluster::find_postgres_bin().ok_or_else(|| {
+                Error::Setting(
+                    "store is \"duplex\" but no PostgreSQL is installed under /usr/lib/postgresql; install Debian's postgresql or set [ha] postgres_bin".into(),
+                )
+            })?,
+        };
+        let name = ha.name.clone().unwrap_or_else(|| self.hostname.clone());
+        let peer = ha.peer.clone().ok_or_else(|| need("peer"))?;
+        if peer == name {
+            return Err(Error::Setting(format!(
+                "[ha] peer is this controller's own name {name:?}"
+            )));
+        }
+        let bmc = match &ha.peer_bmc {
+            None => None,
+            Some(url) => Some(crate::hosts::bmc::BmcTarget {
+                host: peer.clone(),
+                bm_type: "redfish".into(),
+                address: Some(url.clone()),
+                username: ha.peer_bmc_username.clone().unwrap_or_default(),
+                password: match &ha.peer_bmc_password_file {
+                    Some(f) => Some(read_secret_file(f, "ha.peer_bmc_password_file")?),
+                    None => None,
+                },
+            }),
+        };
+        let listen = ha.db_listen.ok_or_else(|| need("db_listen"))?;
+        Ok(Duplex {
+            cluster: roost_store::cluster::ClusterConfig {
+                bin,
+                dir: self.data_dir.join("pgsql"),
+                listen,
+                password,
+                os_user: ha.db_user.clone(),
+                name: name.clone(),
+                timeout: std::time::Duration::from_millis(ha.lease_ms.saturating_mul(2)),
+            },
+            peer_db: ha.peer_db.ok_or_else(|| need("peer_db"))?,
+            peer,
+            bmc,
+            bootstrap: ha.bootstrap,
+            grace_ms: ha.sync_grace_ms,
+        })
     }
 
     /// Checks every setting. Every number has a range: a value outside it
@@ -894,6 +1041,7 @@ mod tests {
             "dc.enroll_token_ttl_secs" => c.dc.enroll_token_ttl_secs = v,
             "dc.subcloud_cert_days" => c.dc.subcloud_cert_days = small(v),
             "ha.lease_ms" => c.ha.lease_ms = v,
+            "ha.sync_grace_ms" => c.ha.sync_grace_ms = v,
             other => panic!("no setter for {other}"),
         }
     }

@@ -61,13 +61,21 @@ pub fn now() -> i64 {
     i64::try_from(base.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The active's URL the standby sends clients to, if one is known.
-type ActiveUrl = Arc<RwLock<Option<String>>>;
+/// What a standby tells clients: where the active is, if one is known,
+/// else why none is.
+#[derive(Debug, Clone, Default)]
+pub struct Standby {
+    pub url: Option<String>,
+    pub reason: Option<String>,
+}
 
-async fn redirect(State(active): State<ActiveUrl>, OriginalUri(uri): OriginalUri) -> Response {
-    let url = active.read().ok().and_then(|a| a.clone());
+/// The standby's answer, shared with whoever decides it.
+pub type StandbyState = Arc<RwLock<Standby>>;
+
+async fn redirect(State(active): State<StandbyState>, OriginalUri(uri): OriginalUri) -> Response {
+    let seen = active.read().map(|a| a.clone()).unwrap_or_default();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    match url {
+    match seen.url {
         Some(url) => {
             let to = format!("{}{path}", url.trim_end_matches('/'));
             let message =
@@ -83,17 +91,61 @@ async fn redirect(State(active): State<ActiveUrl>, OriginalUri(uri): OriginalUri
             r
         }
         None => {
-            let message =
-                "this controller is the standby and no controller is active yet; retry shortly";
+            let message = match seen.reason {
+                Some(why) => {
+                    format!("this controller is the standby and no controller is active: {why}")
+                }
+                None => {
+                    "this controller is the standby and no controller is active yet; retry shortly"
+                        .into()
+                }
+            };
             let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(roost_api::error_body(503, "Service Unavailable", message)),
+                axum::Json(roost_api::error_body(503, "Service Unavailable", &message)),
             )
                 .into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
+    }
+}
+
+/// A standby's API on a second handle of the listener: every request is
+/// redirected to the active (or refused while there is none) until
+/// [`StandbyServer::stop`].
+pub struct StandbyServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandbyServer {
+    pub fn start(
+        listener: &tokio::net::TcpListener,
+        state: StandbyState,
+        limits: Limits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        url: &str,
+    ) -> std::io::Result<StandbyServer> {
+        let dup = duplicate(listener)?;
+        let app = Router::new().fallback(redirect).with_state(state);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(dup, app, limits, tls, async move {
+                let _ = stop_rx.await;
+                Duration::from_millis(200)
+            })
+            .await;
+        });
+        println!("roost server standby on {url}");
+        Ok(StandbyServer { stop, task })
+    }
+
+    /// Stops answering (the listener goes on to the active's API).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -107,11 +159,8 @@ pub async fn acquire(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> crate::Result<Acquired> {
     let every = Duration::from_micros(u64::try_from((me.ttl / 4).max(1000)).unwrap_or(250_000));
-    let active: ActiveUrl = Arc::new(RwLock::new(None));
-    let mut standby: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    )> = None;
+    let active: StandbyState = Arc::new(RwLock::new(Standby::default()));
+    let mut standby: Option<StandbyServer> = None;
     let mut waited_for: Option<String> = None;
     let yield_until = std::env::var(YIELD_ENV)
         .ok()
@@ -213,7 +262,7 @@ pub async fn acquire(
             Next::Wait { holder, url } => {
                 if let Ok(mut a) = active.write() {
                     // While yielding there is no active to send clients to.
-                    *a = (!url.is_empty()).then(|| url.clone());
+                    a.url = (!url.is_empty()).then(|| url.clone());
                 }
                 if waited_for.as_deref() != Some(holder.as_str()) {
                     if holder == me.name {
@@ -224,27 +273,20 @@ pub async fn acquire(
                     waited_for = Some(holder);
                 }
                 if standby.is_none() {
-                    let dup = duplicate(listener)?;
-                    let app = Router::new().fallback(redirect).with_state(active.clone());
-                    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-                    let tls = tls.clone();
-                    let task = tokio::spawn(async move {
-                        serve(dup, app, limits, tls, async move {
-                            let _ = stop_rx.await;
-                            Duration::from_millis(200)
-                        })
-                        .await;
-                    });
-                    standby = Some((stop_tx, task));
-                    println!("roost server standby on {}", me.url);
+                    standby = Some(StandbyServer::start(
+                        listener,
+                        active.clone(),
+                        limits,
+                        tls.clone(),
+                        &me.url,
+                    )?);
                 }
             }
         }
         tokio::time::sleep(every).await;
     };
-    if let Some((stop, task)) = standby {
-        let _ = stop.send(());
-        let _ = task.await;
+    if let Some(s) = standby {
+        s.stop().await;
     }
     Ok(out)
 }
@@ -335,6 +377,14 @@ fn keep_on(
 /// until then (microseconds since the epoch) it does not take a free
 /// lease, so that a standby takes it first.
 pub const YIELD_ENV: &str = "ROOST_HA_YIELD_UNTIL";
+
+/// Whether this process gave the lease up a moment ago ([`YIELD_ENV`]).
+pub fn yielding() -> bool {
+    std::env::var(YIELD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|until| wall_micros() < until)
+}
 
 fn wall_micros() -> i64 {
     std::time::SystemTime::now()

@@ -12,6 +12,7 @@ pub mod certs;
 pub mod config;
 pub mod datadir;
 pub mod dc;
+pub mod duplex;
 pub mod error;
 pub mod fm_service;
 pub mod ha;
@@ -195,6 +196,49 @@ pub async fn run_with(
     } else {
         None
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let limits = http::serve::Limits {
+        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
+        max_connections: connection_cap(config.http.max_connections, open_files),
+    };
+    let tls_config = match &api_tls {
+        Some(t) => Some(t.server_config()?),
+        None => None,
+    };
+    let scheme = if https { "https" } else { "http" };
+    // On a PostgreSQL store other servers may share: hold the controller
+    // lease before anything else (a standby until then), and write only
+    // under it.
+    let ha_me = matches!(config.store_location()?, roost_store::Location::Postgres(_)).then(|| {
+        ha::Identity {
+            name: config
+                .ha
+                .name
+                .clone()
+                .unwrap_or_else(|| config.hostname.clone()),
+            url: config
+                .ha
+                .url
+                .clone()
+                .or_else(|| config.public_url.clone())
+                .unwrap_or_else(|| format!("{scheme}://{addr}")),
+            ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
+    });
+    // Duplex: this controller's own database, a standby's replica until
+    // it may be the primary.
+    let duplex_cfg = match config.store.as_deref() {
+        Some(config::DUPLEX) => Some(config.duplex()?),
+        _ => None,
+    };
+    let cluster = match (&duplex_cfg, &ha_me) {
+        (Some(d), Some(me)) => {
+            Some(duplex::prepare(d, me, &listener, limits, tls_config.clone()).await?)
+        }
+        _ => None,
+    };
     let store = Arc::new(
         Store::open(StoreConfig {
             key: data.key_source(config.tpm.seal_device().as_deref()),
@@ -225,36 +269,6 @@ pub async fn run_with(
             "sealed secrets that were stored in clear"
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let limits = http::serve::Limits {
-        header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
-        body_read_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
-        idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
-        max_connections: connection_cap(config.http.max_connections, open_files),
-    };
-    let tls_config = match &api_tls {
-        Some(t) => Some(t.server_config()?),
-        None => None,
-    };
-    let scheme = if https { "https" } else { "http" };
-    // On a PostgreSQL store other servers may share: hold the controller
-    // lease before anything else (a standby until then), and write only
-    // under it.
-    let ha_me =
-        matches!(store.location(), roost_store::Location::Postgres(_)).then(|| ha::Identity {
-            name: config
-                .ha
-                .name
-                .clone()
-                .unwrap_or_else(|| config.hostname.clone()),
-            url: config
-                .ha
-                .url
-                .clone()
-                .or_else(|| config.public_url.clone())
-                .unwrap_or_else(|| format!("{scheme}://{addr}")),
-            ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
-        });
     let acquired = match &ha_me {
         Some(me) => {
             store.set_name(&me.name);
@@ -321,6 +335,14 @@ pub async fn run_with(
             tracing::error!(error = %roost_types::error_chain(&e), "cannot start again as a standby; exiting");
             std::process::exit(1);
         });
+        if let (Some(pg), Some(d)) = (&cluster, &duplex_cfg) {
+            tasks.push(tokio::spawn(duplex::sync_loop(
+                pg.clone(),
+                d.clone(),
+                ttl,
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(ha::redundancy_loop(
             store.clone(),
             fm.clone(),
@@ -637,6 +659,16 @@ pub async fn run_with(
     let _ = keeper_tx.send(replace_with.get().is_none());
     if let Some(k) = keeper {
         let _ = tokio::task::spawn_blocking(move || k.join()).await;
+    }
+    // A duplex active that stops (not one handing over to another binary,
+    // which goes on with the database as it is) leaves its database
+    // following the peer's, which takes over without fencing.
+    if let (Some(pg), Some(d)) = (cluster, &duplex_cfg)
+        && replace_with.get().is_none()
+        && !to_standby.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let d = d.clone();
+        let _ = tokio::task::spawn_blocking(move || duplex::stop_as_active(&pg, &d)).await;
     }
     drop(data);
     if to_standby.load(std::sync::atomic::Ordering::SeqCst) {

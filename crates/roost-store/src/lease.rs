@@ -24,7 +24,7 @@ fn now_sql(dialect: Dialect) -> &'static str {
 }
 
 /// The row and the database's time now.
-fn read_row(db: &mut Db<'_>, lock: bool) -> Result<(Option<LeaseRow>, i64), Error> {
+pub(crate) fn read_row(db: &mut Db<'_>, lock: bool) -> Result<(Option<LeaseRow>, i64), Error> {
     let now = now_sql(db.dialect());
     let lock = if lock && db.dialect() == Dialect::Postgres {
         " FOR UPDATE"
@@ -129,10 +129,18 @@ impl Store {
     pub fn renew_lease(&self, holder: &str, epoch: i64, ttl_micros: i64) -> Result<bool, Error> {
         self.autocommit(|c| {
             let now = now_sql(c.dialect());
+            // A renewal does not wait for a duplex replica's flush: a lost
+            // replica must not make the active lose its lease meanwhile.
+            let local = match c.dialect() {
+                Dialect::Postgres => {
+                    " AND set_config('synchronous_commit', 'local', true) IS NOT NULL"
+                }
+                Dialect::Sqlite => "",
+            };
             let n = c.execute(
                 &format!(
                     "UPDATE lease SET expires_at = {now} + ?3
-                     WHERE id = 1 AND holder = ?1 AND epoch = ?2"
+                     WHERE id = 1 AND holder = ?1 AND epoch = ?2{local}"
                 ),
                 params![holder, epoch, ttl_micros],
             )?;
@@ -167,8 +175,9 @@ impl Store {
 
 impl Store {
     /// The servers connected to this store now, by name (each server's
-    /// connections carry it, [`Store::set_name`]); none on SQLite, which
-    /// one server alone uses.
+    /// connections carry it, [`Store::set_name`], and so does a duplex
+    /// standby's replication connection); none on SQLite, which one server
+    /// alone uses.
     pub fn connected_servers(&self) -> Result<Vec<String>, Error> {
         if self.pg.is_none() {
             return Ok(Vec::new());
@@ -176,7 +185,8 @@ impl Store {
         self.read(|c| {
             let names: Vec<String> = c.query_map(
                 "SELECT DISTINCT split_part(application_name, '#', 1)::text FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name LIKE 'roost:%'
+                 WHERE (datname = current_database() OR backend_type = 'walsender')
+                   AND application_name LIKE 'roost:%'
                  ORDER BY 1",
                 (),
                 |r| r.get(0),

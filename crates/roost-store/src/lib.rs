@@ -20,6 +20,7 @@
 
 mod apps;
 mod audit;
+pub mod cluster;
 mod copy;
 mod dc;
 mod fm;

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod duplex;
 mod entity;
 mod error;
 pub mod lease;

@@ -1,0 +1,361 @@
+//! Duplex controllers without an external database (`store = "duplex"`):
+//! this server runs its own PostgreSQL ([`roost_store::cluster`]), the
+//! primary while it is active, a streaming replica of the peer's while it
+//! is the standby. [`prepare`] returns once the local database is the
+//! primary; the server then takes the lease in it as on any PostgreSQL
+//! store ([`crate::ha`]). [`sync_loop`] keeps the primary's commits
+//! synchronous while the replica streams.
+//!
+//! `roost_types::duplex` decides; this module looks (its own database,
+//! the peer's over the network), and acts: copy, follow, fence through
+//! the peer's BMC, promote.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use roost_store::cluster::{LocalPg, OnDisk, PeerStatus, probe_peer, replica_name};
+use roost_types::duplex::{Action, Facts, Fencing, Local, Peer, SyncState, decide};
+
+use crate::config::Duplex;
+use crate::ha::{Standby, StandbyServer, StandbyState, now};
+use crate::hosts::bmc::{Bmc, PowerAction, Redfish};
+use crate::http::serve::Limits;
+
+/// How long the peer may be silent, or have no active server, before it
+/// counts as lost: lease lengths.
+const LOST_AFTER_LEASES: i64 = 1;
+const IDLE_AFTER_LEASES: i64 = 3;
+/// A replica not streaming from a live primary for this long diverged.
+const STUCK_AFTER: i64 = 15_000_000;
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl Future<Output = crate::Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| crate::Error::Invalid(format!("a database task stopped: {e}")))
+    }
+}
+
+fn store_err(e: roost_store::Error) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "the local database: {}",
+        roost_types::error_chain(&e)
+    ))
+}
+
+/// Runs this controller's database as a standby until it may be the
+/// primary, serving the standby's answers on `listener` meanwhile; returns
+/// with the local database the running primary.
+pub async fn prepare(
+    d: &Duplex,
+    me: &crate::ha::Identity,
+    listener: &tokio::net::TcpListener,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> crate::Result<Arc<LocalPg>> {
+    let pg = Arc::new(LocalPg::new(d.cluster.clone()).map_err(store_err)?);
+    let every = Duration::from_micros(u64::try_from((me.ttl / 4).max(1000)).unwrap_or(250_000));
+    let probe_timeout =
+        Duration::from_micros(u64::try_from(me.ttl.max(200_000)).unwrap_or(1_000_000));
+    let state: StandbyState = Arc::new(RwLock::new(Standby::default()));
+    let mut standby: Option<StandbyServer> = None;
+    let bmc = Redfish::new(Duration::from_secs(10))
+        .map_err(|e| crate::Error::Invalid(format!("cannot make a Redfish client: {e}")))?;
+    let mut fenced_at: Option<i64> = None;
+    let mut last_sync: Option<i64> = None;
+    let mut unreachable_since: Option<i64> = None;
+    let mut idle_since: Option<i64> = None;
+    let mut stuck_since: Option<i64> = None;
+    let mut said = String::new();
+    let grace = i64::try_from(d.grace_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    // A replica on disk follows at once, so that it streams while this
+    // controller waits.
+    if pg.on_disk() == OnDisk::Replica {
+        let p = pg.clone();
+        blocking(move || p.start()).await?.map_err(store_err)?;
+    }
+    loop {
+        let t = now();
+        let (on_disk, status, peer, lease) = {
+            let (p, peer_db, password, name) = (
+                pg.clone(),
+                d.peer_db,
+                d.cluster.password.clone(),
+                me.name.clone(),
+            );
+            blocking(move || {
+                let on_disk = p.on_disk();
+                let status = p.status();
+                let peer = probe_peer(peer_db, &password, &name, probe_timeout);
+                let lease = if status.running && status.in_recovery {
+                    p.lease()
+                } else {
+                    None
+                };
+                (on_disk, status, peer, lease)
+            })
+            .await?
+        };
+        // What the peer is, with the patience the rules need.
+        let mut active_url = None;
+        let peer_seen = match &peer {
+            PeerStatus::Unreachable(why) => {
+                idle_since = None;
+                let since = *unreachable_since.get_or_insert(t);
+                if t - since < LOST_AFTER_LEASES * me.ttl {
+                    show(
+                        &state,
+                        None,
+                        Some(format!("{} does not answer: {why}", d.peer)),
+                    );
+                    tokio::time::sleep(every).await;
+                    continue;
+                }
+                Peer::Unreachable
+            }
+            PeerStatus::Primary {
+                lease,
+                now: db_now,
+                we_are_sync,
+            } => {
+                unreachable_since = None;
+                if *we_are_sync {
+                    last_sync = Some(t);
+                }
+                let live = lease
+                    .as_ref()
+                    .filter(|l| l.expires_at > *db_now && l.holder != me.name);
+                if let Some(l) = live {
+                    active_url = Some(l.url.clone());
+                    idle_since = None;
+                }
+                let idle = live.is_none()
+                    && t - *idle_since.get_or_insert(t) >= IDLE_AFTER_LEASES * me.ttl;
+                Peer::Primary { active: !idle }
+            }
+            PeerStatus::Replica { lsn } => {
+                unreachable_since = None;
+                idle_since = None;
+                Peer::Replica { lsn: *lsn }
+            }
+        };
+        let stuck = if status.running
+            && status.in_recovery
+            && !status.streaming
+            && matches!(peer_seen, Peer::Primary { active: true })
+        {
+            t - *stuck_since.get_or_insert(t) >= STUCK_AFTER
+        } else {
+            stuck_since = None;
+            false
+        };
+        let facts = Facts {
+            local: match on_disk {
+                OnDisk::Missing => Local::Missing,
+                OnDisk::Primary => Local::Primary,
+                OnDisk::Replica => Local::Replica,
+            },
+            peer: peer_seen,
+            local_lsn: status.lsn,
+            me: me.name.clone(),
+            peer_name: d.peer.clone(),
+            bootstrap: d.bootstrap,
+            yielding: crate::ha::yielding(),
+            released: lease.as_ref().is_some_and(|l| l.expires_at == 0),
+            fencing: if d.bmc.is_some() {
+                Fencing::Bmc
+            } else {
+                Fencing::None
+            },
+            fenced_at,
+            last_sync,
+            replica_stuck: stuck,
+            grace,
+        };
+        let action = decide(&facts, t);
+        let line = format!("{action:?}");
+        if line != said {
+            tracing::info!(?action, local = ?facts.local, peer = ?facts.peer, lsn = facts.local_lsn, "duplex controller");
+            said = line;
+        }
+        match action {
+            Action::BePrimary | Action::Create | Action::Promote => {
+                let p = pg.clone();
+                let what = action.clone();
+                blocking(move || -> Result<(), roost_store::Error> {
+                    match what {
+                        Action::Create => p.create()?,
+                        Action::Promote => p.promote()?,
+                        _ => p.start()?,
+                    }
+                    // A new primary waits for no replica until one streams.
+                    let streaming = p.replicas()?.iter().any(|r| r.state == "streaming");
+                    p.set_synchronous(streaming)
+                })
+                .await?
+                .map_err(store_err)?;
+                match action {
+                    Action::Create => {
+                        tracing::info!("created this controller's database: it is the primary")
+                    }
+                    Action::Promote => {
+                        tracing::warn!(peer = %d.peer, "promoted this controller's replica: it is the primary")
+                    }
+                    _ => tracing::info!("this controller's database is the primary"),
+                }
+                if let Some(s) = standby {
+                    s.stop().await;
+                }
+                return Ok(pg);
+            }
+            Action::Follow { resync } => {
+                let (p, peer_db) = (pg.clone(), d.peer_db);
+                let done = blocking(move || -> Result<(), roost_store::Error> {
+                    if resync {
+                        p.copy_from(peer_db)?;
+                    } else if p.on_disk() != OnDisk::Replica {
+                        p.stop()?;
+                        p.follow(peer_db)?;
+                    }
+                    p.start()
+                })
+                .await?;
+                match done {
+                    Ok(()) => {
+                        if resync {
+                            tracing::info!(peer = %d.peer, "copied the peer's database: this controller's is its replica");
+                            stuck_since = None;
+                        }
+                        fenced_at = None;
+                        show(&state, active_url, None);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %roost_types::error_chain(&e), "cannot follow the peer's database; trying again");
+                        show(&state, active_url, None);
+                    }
+                }
+            }
+            Action::Demote => {
+                let (p, peer_db) = (pg.clone(), d.peer_db);
+                blocking(move || -> Result<(), roost_store::Error> {
+                    p.stop()?;
+                    p.follow(peer_db)?;
+                    p.start()
+                })
+                .await?
+                .map_err(store_err)?;
+                tracing::info!(peer = %d.peer, "gave activity up: this controller's database follows the peer's");
+                show(&state, None, Some(format!("activity moves to {}", d.peer)));
+            }
+            Action::Fence => {
+                let Some(target) = &d.bmc else {
+                    continue;
+                };
+                tracing::warn!(peer = %d.peer, "the active controller is lost: powering it off through its BMC before taking over");
+                match bmc.power(target, PowerAction::Off).await {
+                    Ok(()) => {
+                        tracing::warn!(peer = %d.peer, "fenced the peer controller: its BMC powered it off");
+                        fenced_at = Some(now());
+                    }
+                    Err(e) => {
+                        let why = format!(
+                            "{} is lost and its BMC did not power it off ({}): not taking over, so that two controllers never both act",
+                            d.peer,
+                            roost_types::error_chain(&e)
+                        );
+                        tracing::error!("{why}");
+                        show(&state, None, Some(why));
+                    }
+                }
+            }
+            Action::Wait(why) => show(&state, active_url, Some(why)),
+            Action::Refuse(why) => {
+                if state
+                    .read()
+                    .map(|s| s.reason.as_deref() != Some(why.as_str()))
+                    .unwrap_or(true)
+                {
+                    tracing::error!("{why}");
+                }
+                show(&state, None, Some(why));
+            }
+        }
+        if standby.is_none() {
+            standby = Some(StandbyServer::start(
+                listener,
+                state.clone(),
+                limits,
+                tls.clone(),
+                &me.url,
+            )?);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn show(state: &StandbyState, url: Option<String>, reason: Option<String>) {
+    if let Ok(mut s) = state.write() {
+        s.url = url;
+        s.reason = reason;
+    }
+}
+
+/// While this controller is active: commits wait for the peer's replica
+/// while it streams, and go on alone once it has not for the grace.
+pub async fn sync_loop(pg: Arc<LocalPg>, d: Duplex, ttl: i64, shutdown: crate::Shutdown) {
+    let grace = i64::try_from(d.grace_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let every = Duration::from_micros(u64::try_from((ttl / 4).max(1000)).unwrap_or(250_000));
+    let replica = replica_name(&d.peer);
+    let mut state: Option<SyncState> = None;
+    loop {
+        let p = pg.clone();
+        let seen = blocking(move || p.replicas()).await;
+        if let Ok(Ok(replicas)) = seen {
+            let streaming = replicas
+                .iter()
+                .any(|r| r.name == replica && r.state == "streaming");
+            let t = now();
+            let before = state.map(|s| s.synchronous);
+            let s = state.get_or_insert_with(|| SyncState::new(streaming, t));
+            let on = s.observe(streaming, t, grace);
+            if before != Some(on) {
+                let p = pg.clone();
+                match blocking(move || p.set_synchronous(on)).await {
+                    Ok(Ok(())) if on => {
+                        tracing::info!(peer = %d.peer, "the peer's replica streams: commits wait for it")
+                    }
+                    Ok(Ok(())) => {
+                        tracing::warn!(peer = %d.peer, grace_ms = d.grace_ms, "the peer's replica is gone: commits no longer wait for it")
+                    }
+                    _ => {
+                        tracing::warn!("cannot change synchronous replication; trying again");
+                        state = None;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// A stopping active controller: its database becomes a replica of the
+/// peer's (after a fast shutdown that sends the replica everything), so
+/// that the peer takes over without fencing.
+pub fn stop_as_active(pg: &LocalPg, d: &Duplex) {
+    let done = pg
+        .stop()
+        .and_then(|()| pg.follow(d.peer_db))
+        .and_then(|()| pg.start());
+    if let Err(e) = done {
+        tracing::warn!(error = %roost_types::error_chain(&e), "cannot turn this controller's database into a replica");
+    }
+}
