@@ -987,6 +987,52 @@ mod tests {
     }
 
     #[test]
+    fn duplex_settings_are_checked_and_name_what_is_missing() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("db-password");
+        std::fs::write(&pw, "0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let p = dir.path().join("roost.toml");
+        let base = format!(
+            "hostname = \"controller-0\"\nstore = \"duplex\"\n[ha]\npostgres_bin = \"/usr/bin\"\ndb_password_file = \"{}\"\n",
+            pw.display()
+        );
+        let load = |extra: &str| {
+            std::fs::write(&p, format!("{base}{extra}")).unwrap();
+            Config::from_file(&p).unwrap().duplex()
+        };
+        let e = load("").unwrap_err().to_string();
+        assert!(e.contains("[ha] peer is not set"), "{e}");
+        let e = load("peer = \"controller-0\"\n").unwrap_err().to_string();
+        assert!(e.contains("own name"), "{e}");
+        let e = load("peer = \"controller-1\"\n").unwrap_err().to_string();
+        assert!(e.contains("db_listen"), "{e}");
+        let ok = "peer = \"controller-1\"\ndb_listen = \"127.0.0.1:5433\"\npeer_db = \"127.0.0.2:5433\"\n";
+        let d = load(ok).unwrap();
+        assert_eq!(d.peer, "controller-1");
+        assert!(d.bmc.is_none());
+        assert_eq!(
+            d.cluster.url(),
+            "postgres://roost:0123456789abcdef0123@127.0.0.1:5433/roost"
+        );
+        // The store is the local database, named without its password.
+        let c = Config::from_file(&p).unwrap();
+        assert_eq!(
+            c.store_location().unwrap().describe(),
+            "postgres://roost:***@127.0.0.1:5433/roost"
+        );
+        // A password file others can read is refused, and so is a short one.
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(ok).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::write(&pw, "short").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = load(ok).unwrap_err().to_string();
+        assert!(e.contains("at least 16"), "{e}");
+    }
+
+    #[test]
     fn every_numeric_setting_has_a_range() {
         let c = Config::default();
         c.validate().unwrap();

@@ -165,7 +165,12 @@ pub async fn prepare(
             peer_name: d.peer.clone(),
             bootstrap: d.bootstrap,
             yielding: crate::ha::yielding(),
-            released: lease.as_ref().is_some_and(|l| l.expires_at == 0),
+            released: lease
+                .as_ref()
+                .is_some_and(|l| l.expires_at == 0 && l.holder == d.peer),
+            gave_up: lease
+                .as_ref()
+                .is_some_and(|l| l.expires_at == 0 && l.holder == me.name),
             fencing: if d.bmc.is_some() {
                 Fencing::Bmc
             } else {
@@ -329,6 +334,9 @@ pub async fn sync_loop(pg: Arc<LocalPg>, d: Duplex, ttl: i64, shutdown: crate::S
                 match blocking(move || p.set_synchronous(on)).await {
                     Ok(Ok(())) if on => {
                         tracing::info!(peer = %d.peer, "the peer's replica streams: commits wait for it")
+                    }
+                    Ok(Ok(())) if before.is_none() => {
+                        tracing::info!(peer = %d.peer, "no replica of the peer streams yet: commits wait for none")
                     }
                     Ok(Ok(())) => {
                         tracing::warn!(peer = %d.peer, grace_ms = d.grace_ms, "the peer's replica is gone: commits no longer wait for it")

@@ -65,8 +65,10 @@ pub struct Facts {
     /// It just gave activity up (a swact): it does not take it back yet.
     pub yielding: bool,
     /// The lease, as this controller's database last saw it, was given up
-    /// (a swact or a stop of the active), not lost.
+    /// by the peer (a swact or a stop of the active), not lost.
     pub released: bool,
+    /// It was given up by this controller itself: the peer goes first.
+    pub gave_up: bool,
     pub fencing: Fencing,
     /// When the peer was powered off by this controller, if it was.
     pub fenced_at: Option<i64>,
@@ -139,6 +141,16 @@ pub fn decide(f: &Facts, now: i64) -> Action {
             } else {
                 Action::Wait(format!(
                     "{} gave activity up; waiting to receive all it wrote",
+                    f.peer_name
+                ))
+            }
+        }
+        (Peer::Replica { lsn }, Local::Replica) if !f.yielding && f.gave_up => {
+            if f.local_lsn > *lsn {
+                Action::Promote
+            } else {
+                Action::Wait(format!(
+                    "this controller gave activity up; {} takes over",
                     f.peer_name
                 ))
             }
@@ -251,6 +263,7 @@ mod tests {
             bootstrap: false,
             yielding: false,
             released: false,
+            gave_up: false,
             fencing: Fencing::Bmc,
             fenced_at: None,
             last_sync: Some(1_000_000),
@@ -340,11 +353,22 @@ mod tests {
     fn after_a_swact_the_standby_promotes_without_fencing_once_it_has_everything() {
         let mut f = facts(Local::Replica, Peer::Replica { lsn: 100 });
         f.me = "controller-9".into();
+        // Given up by this controller itself: the peer takes over.
+        assert!(matches!(decide(&f, 0), Action::Wait(_)));
         f.released = true;
         f.local_lsn = 99;
         assert!(matches!(decide(&f, 0), Action::Wait(_)));
         f.local_lsn = 100;
         assert_eq!(decide(&f, 0), Action::Promote);
+        // Its peer, which gave it up, waits, even first by name, unless it
+        // alone has the latest writes.
+        let mut p = facts(Local::Replica, Peer::Replica { lsn: 100 });
+        p.me = "controller-0".into();
+        p.peer_name = "controller-9".into();
+        p.gave_up = true;
+        assert!(matches!(decide(&p, 0), Action::Wait(_)));
+        p.local_lsn = 101;
+        assert_eq!(decide(&p, 0), Action::Promote);
     }
 
     #[test]

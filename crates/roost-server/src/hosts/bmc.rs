@@ -141,7 +141,43 @@ impl Redfish {
             .map_err(|e| Error::Unreachable(format!("cannot reach {base}: {e}")))?
             .error_for_status()
             .map_err(|e| refused(&e, format!("{base} refused the reset: {e}")))?;
+        if action == PowerAction::Off {
+            self.wait_off(&base, &system, t).await?;
+        }
         Ok(())
+    }
+
+    /// A power-off counts (fencing relies on it) only once the BMC reports
+    /// the system off; a BMC may answer the reset before it is done.
+    async fn wait_off(&self, base: &str, system: &str, t: &BmcTarget) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self
+                .client
+                .get(format!("{base}{system}"))
+                .basic_auth(&t.username, t.password.as_deref())
+                .send()
+                .await
+                .map_err(|e| Error::Unreachable(format!("cannot reach {base}: {e}")))?
+                .error_for_status()
+                .map_err(|e| refused(&e, format!("{base} refused: {e}")))?
+                .json::<roost_api::redfish::ComputerSystem>()
+                .await
+                .map_err(|e| refused(&e, format!("unexpected answer from {base}: {e}")))?
+                .power_state;
+            if state == "Off" {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Refused {
+                    status: None,
+                    message: format!(
+                        "{base} still reports the system {state} 30 s after a power-off"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
