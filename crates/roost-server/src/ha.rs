@@ -378,6 +378,12 @@ fn keep_on(
 /// lease, so that a standby takes it first.
 pub const YIELD_ENV: &str = "ROOST_HA_YIELD_UNTIL";
 
+/// Whether this process was started again as a standby by
+/// [`restart_as_standby`].
+pub fn restarted_as_standby() -> bool {
+    std::env::var_os(YIELD_ENV).is_some()
+}
+
 /// Whether this process gave the lease up a moment ago ([`YIELD_ENV`]).
 pub fn yielding() -> bool {
     std::env::var(YIELD_ENV)

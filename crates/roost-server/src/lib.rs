@@ -239,7 +239,7 @@ pub async fn run_with(
         }
         _ => None,
     };
-    let store = Arc::new(
+    let open_store = || {
         Store::open(StoreConfig {
             key: data.key_source(config.tpm.seal_device().as_deref()),
             location: config.store_location()?,
@@ -254,8 +254,20 @@ pub async fn run_with(
                     .map(|l| l.describe())
                     .unwrap_or_default()
             )
-        })?,
-    );
+        })
+    };
+    let store = loop {
+        match open_store() {
+            Ok(s) => break Arc::new(s),
+            // A controller that stepped down (it may have lost the
+            // database) waits for it as a standby would, rather than exit.
+            Err(e) if ha::restarted_as_standby() && ha_me.is_some() => {
+                tracing::warn!(error = %roost_types::error_chain(&e), "cannot reach the store; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let sealing = store.seal_report();
     if sealing.key_created {
         tracing::info!(

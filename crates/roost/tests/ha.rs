@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roost_test_support::{
-    Agent, Api, Server, ServerOptions, postgres_available, postgres_store, wait_for,
+    Agent, Api, Netns, Server, ServerOptions, ip, postgres_available, postgres_store, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -35,6 +35,11 @@ fn controller(dir: &Path, name: &str, store: &str) -> Server {
 }
 
 fn controller_in(dir: &Path, name: &str, store: &str, mode: &str) -> Server {
+    controller_at(dir, name, store, mode, ServerOptions::default())
+}
+
+/// A controller with `opts` (a network namespace, an address) besides.
+fn controller_at(dir: &Path, name: &str, store: &str, mode: &str, opts: ServerOptions) -> Server {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -47,7 +52,7 @@ fn controller_in(dir: &Path, name: &str, store: &str, mode: &str) -> Server {
         ServerOptions {
             args: vec!["--config".into(), config.display().to_string()],
             store: Some(store.to_string()),
-            ..Default::default()
+            ..opts
         },
         None,
     )
@@ -497,4 +502,109 @@ fn swact_is_refused_on_a_simplex_system() {
     let (status, body) = host_swact(&api0, "controller-0");
     assert_eq!(status, 400, "{body:?}");
     assert!(body.to_string().contains("simplex"), "{body:?}");
+}
+
+/// Whether `s` answers a request with a redirect (it is a standby that
+/// knows the active).
+fn redirects(s: &Server) -> bool {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/alarms", s.url))
+        .send()
+        .is_ok_and(|r| r.status().as_u16() == 307)
+}
+
+/// The active runs in a network namespace and reaches the database over a
+/// veth link; the link is cut under writes. The standby takes over once
+/// the lease expires; the cut-off active stops acting by its own clock,
+/// and, the link restored, its writes under the old epoch are refused and
+/// it comes back as a standby. Nothing acknowledged is lost.
+#[test]
+fn a_network_cut_between_the_active_and_the_database_moves_activity_and_loses_nothing() {
+    if !postgres_available() {
+        return;
+    }
+    let tag = std::process::id() % 10_000 + 30_000;
+    let Some(ns) = Netns::require(tag, 1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = postgres_store();
+    // The database as the namespace reaches it: the root side of the link.
+    let store_ns = store.replacen("127.0.0.1", &ns.addr(0, 1), 1);
+    assert_ne!(store_ns, store, "{store}");
+    let c0 = controller_at(
+        dir.path(),
+        "controller-0",
+        &store_ns,
+        "duplex",
+        ServerOptions {
+            netns: Some(ns.name.clone()),
+            listen: Some(format!("{}:0", ns.addr(0, 2))),
+            ..Default::default()
+        },
+    );
+    wait_for(20, || {
+        c0.log()
+            .contains("this server is the active controller")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("controller-0 is active: {}", c0.log()));
+    let d1 = dir.path().join("controller-1");
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::copy(c0.data_dir.join("secret.key"), d1.join("secret.key")).unwrap();
+    let c1 = controller_in(dir.path(), "controller-1", &store, "duplex");
+    wait_for(20, || {
+        c1.log()
+            .contains("standby: another controller is active")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("controller-1 is the standby: {}", c1.log()));
+    let token = c0.token();
+    let w = load([c0.url.clone(), c1.url.clone()], token.clone());
+    w.wait_for_more(200);
+
+    assert!(
+        ip(&["link", "set", &ns.host_ifs[0], "down"]),
+        "cut the link"
+    );
+    wait_for(30, || {
+        c1.log()
+            .contains("this server is the active controller")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the standby takes over: {}", c1.log()));
+    let taken = c1
+        .log()
+        .lines()
+        .find(|l| l.contains("took the controller lease"))
+        .map(str::to_string)
+        .unwrap();
+    assert!(taken.contains("epoch=2"), "{taken}");
+    w.wait_for_more(200);
+    // Cut off, the old active stopped acting by its own clock.
+    wait_for(30, || c0.log().contains("stepping down").then_some(()))
+        .unwrap_or_else(|| panic!("the cut-off active steps down: {}", c0.log()));
+
+    assert!(
+        ip(&["link", "set", &ns.host_ifs[0], "up"]),
+        "restore the link"
+    );
+    wait_for(60, || redirects(&c0).then_some(()))
+        .unwrap_or_else(|| panic!("the old active comes back as a standby: {}", c0.log()));
+    let acked = w.finish();
+    assert!(acked.len() >= 400);
+    let api1 = api_of(&c1, &token);
+    all_there(&api1, &acked);
+    // 400.001 for the controller whose lease ran out, cleared once it is
+    // connected again.
+    wait_alarm(&c1, &api1, "400.001", false);
+    assert!(
+        !c1.log().contains("stepping down"),
+        "the new active kept its lease: {}",
+        c1.log()
+    );
 }
