@@ -69,6 +69,7 @@ pub async fn prepare(
     let mut idle_since: Option<i64> = None;
     let mut stuck_since: Option<i64> = None;
     let mut said = String::new();
+    let mut probe: Option<(std::sync::mpsc::Receiver<PeerStatus>, i64)> = None;
     let grace = i64::try_from(d.grace_ms)
         .unwrap_or(i64::MAX)
         .saturating_mul(1000);
@@ -80,25 +81,57 @@ pub async fn prepare(
     }
     loop {
         let t = now();
-        let (on_disk, status, peer, lease) = {
-            let (p, peer_db, password, name) = (
-                pg.clone(),
-                d.peer_db,
-                d.cluster.password.clone(),
-                me.name.clone(),
-            );
+        let (on_disk, status, lease) = {
+            let p = pg.clone();
             blocking(move || {
                 let on_disk = p.on_disk();
                 let status = p.status();
-                let peer = probe_peer(peer_db, &password, &name, probe_timeout);
                 let lease = if status.running && status.in_recovery {
                     p.lease()
                 } else {
                     None
                 };
-                (on_disk, status, peer, lease)
+                (on_disk, status, lease)
             })
             .await?
+        };
+        // One look at the peer at a time, waited for `probe_timeout` at
+        // most: a paused peer accepts the connection and never answers.
+        let (rx, started) = match probe.take() {
+            Some(p) => p,
+            None => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (peer_db, password, name) =
+                    (d.peer_db, d.cluster.password.clone(), me.name.clone());
+                std::thread::Builder::new()
+                    .name("peer-probe".into())
+                    .spawn(move || {
+                        let _ = tx.send(probe_peer(peer_db, &password, &name, probe_timeout));
+                    })
+                    .map_err(|e| crate::Error::Invalid(format!("cannot start a thread: {e}")))?;
+                (rx, t)
+            }
+        };
+        let left = Duration::from_micros(
+            u64::try_from(started.saturating_add(me.ttl).saturating_sub(now())).unwrap_or(0),
+        );
+        let (rx, got) = blocking(move || {
+            let got = rx.recv_timeout(left);
+            (rx, got)
+        })
+        .await?;
+        let peer = match got {
+            Ok(seen) => seen,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                probe = Some((rx, started));
+                PeerStatus::Unreachable(format!(
+                    "its database does not answer within {} ms",
+                    me.ttl / 1000
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                PeerStatus::Unreachable("the look at its database stopped".into())
+            }
         };
         // What the peer is, with the patience the rules need.
         let mut active_url = None;

@@ -548,17 +548,7 @@ impl LocalPg {
     /// The replicas streaming from this primary.
     pub fn replicas(&self) -> Result<Vec<Replica>, Error> {
         let mut c = self.local_conn("postgres")?;
-        Db::pg(&mut c).query_map(
-            "SELECT application_name::text, state::text, sync_state::text FROM pg_stat_replication",
-            (),
-            |r| {
-                Ok(Replica {
-                    name: r.get(0)?,
-                    state: r.get(1)?,
-                    sync_state: r.get(2)?,
-                })
-            },
-        )
+        replicas_of(&mut Db::pg(&mut c))
     }
 
     /// Commits wait for a replica's flush (`true`) or not.
@@ -602,21 +592,84 @@ pub fn replica_name(name: &str) -> String {
     format!("roost:{name}#replica")
 }
 
-/// Looks at the peer's database at `peer`, within `timeout`.
-pub fn probe_peer(peer: SocketAddr, password: &str, me: &str, timeout: Duration) -> PeerStatus {
+fn remote_config(at: SocketAddr, password: &str, app: &str, timeout: Duration) -> postgres::Config {
     let mut config = postgres::Config::new();
     config
-        .host(&peer.ip().to_string())
-        .port(peer.port())
+        .host(&at.ip().to_string())
+        .port(at.port())
         .user(ROLE)
         .password(password)
         .dbname(DATABASE)
-        .application_name(&format!("roost-probe:{me}"))
+        .application_name(app)
         .connect_timeout(timeout)
         .options(&format!(
             "-c statement_timeout={}",
             timeout.as_millis().max(100)
         ));
+    config
+}
+
+/// A controller's database as seen over the network, for tools and
+/// tests: whether it is a replica, its lease, and the replicas streaming
+/// from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    pub in_recovery: bool,
+    pub lease: Option<LeaseRow>,
+    pub replicas: Vec<Replica>,
+}
+
+/// Inspects the database at `at`, giving up after `timeout` of wall-clock
+/// time (a paused server accepts connections it never answers).
+pub fn inspect(at: SocketAddr, password: &str, timeout: Duration) -> Result<Inspection, Error> {
+    let password = password.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("db-inspect".into())
+        .spawn(move || {
+            let seen = (|| -> Result<Inspection, Error> {
+                let mut c =
+                    PgConn::connect(&remote_config(at, &password, "roost-inspect", timeout))?;
+                let mut db = Db::pg(&mut c);
+                let in_recovery: bool =
+                    db.query_row("SELECT pg_is_in_recovery()", (), |r| r.get(0))?;
+                let (lease, _) = crate::lease::read_row(&mut db, false)?;
+                let replicas = replicas_of(&mut db)?;
+                Ok(Inspection {
+                    in_recovery,
+                    lease,
+                    replicas,
+                })
+            })();
+            let _ = tx.send(seen);
+        })
+        .map_err(io("cannot start a thread"))?;
+    rx.recv_timeout(timeout).map_err(|_| {
+        Error::Invalid(format!(
+            "the database at {at} did not answer in {timeout:?}"
+        ))
+    })?
+}
+
+fn replicas_of(db: &mut Db<'_>) -> Result<Vec<Replica>, Error> {
+    db.query_map(
+        "SELECT application_name::text, state::text, sync_state::text FROM pg_stat_replication",
+        (),
+        |r| {
+            Ok(Replica {
+                name: r.get(0)?,
+                state: r.get(1)?,
+                sync_state: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// Looks at the peer's database at `peer`. The connection times out after
+/// `timeout`, but a paused peer may accept it and never answer: callers
+/// bound the wait themselves.
+pub fn probe_peer(peer: SocketAddr, password: &str, me: &str, timeout: Duration) -> PeerStatus {
+    let config = remote_config(peer, password, &format!("roost-probe:{me}"), timeout);
     let mut c = match PgConn::connect(&config) {
         Ok(c) => c,
         Err(e) => return PeerStatus::Unreachable(roost_types::error_chain(&e)),

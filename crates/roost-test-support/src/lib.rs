@@ -541,6 +541,37 @@ impl Api {
     }
 }
 
+/// An admin (project admin) API client for a server this crate did not
+/// start, for example one that a simulated BMC runs as its host: logs in at
+/// `url` (a standby's redirect is followed to the active). An error when
+/// the login gets no answer or is not accepted (201); its body is in the
+/// error.
+pub fn admin_api(url: &str) -> Result<Api, Error> {
+    let r = http()
+        .post(format!("{url}/v3/auth/tokens"))
+        .json(&json!({
+            "auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": PASSWORD, "domain": {"name": "Default"}}}},
+                     "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}
+        }))
+        .send()?;
+    let status = r.status().as_u16();
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match token {
+        Some(token) if status == 201 => Ok(Api {
+            url: url.to_string(),
+            token,
+        }),
+        _ => Err(Error::NotReady {
+            what: format!("the admin's login at {url} ({status})"),
+            log: r.text().unwrap_or_default(),
+        }),
+    }
+}
+
 /// True when a missing prerequisite must fail a test instead of skipping it:
 /// under CI (`CI=true`) and under the test command (`ROOST_TEST_STRICT=1`,
 /// which `scripts/test` exports).

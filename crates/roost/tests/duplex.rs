@@ -1,0 +1,816 @@
+//! Duplex controllers without an external database, end to end: two
+//! controllers, each on a simulated machine behind its own Redfish BMC
+//! (`roost_sim::Bmc`, whose host is the controller's `roost server`), each
+//! running its own PostgreSQL (the active's the primary, the standby's a
+//! streaming replica). The active's machine is lost (its process group
+//! killed with `kill -9`, or stopped with SIGSTOP) under a write load: the
+//! standby powers it off through its BMC, then promotes its replica and
+//! becomes active; every acknowledged write is there. Without a reachable
+//! BMC the standby does not promote and says why. A fenced controller that
+//! is powered on again comes back as the standby.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use roost_sim::{Bmc, BmcConfig, PowerState, ResetType};
+use roost_test_support::{Api, PASSWORD, admin_api, require_or_skip, wait_for};
+use serde_json::{Value, json};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+/// Debian's PostgreSQL, which duplex controllers run themselves.
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The BMCs' password (both BMCs take the same one).
+const BMC_PASSWORD: &str = "bmc-test-password";
+
+/// How long any one wait of these tests lasts at most.
+const WAIT: u64 = 60;
+
+/// PostgreSQL's binaries are there; a strict run fails without them.
+fn postgres_binaries() -> bool {
+    let there = ["postgres", "initdb", "pg_ctl", "pg_basebackup", "psql"]
+        .iter()
+        .all(|b| Path::new(PG_BIN).join(b).exists());
+    require_or_skip(
+        there,
+        "Debian's PostgreSQL 15 binaries in /usr/lib/postgresql/15/bin (package postgresql-15)",
+    )
+}
+
+/// `n` distinct free ports on 127.0.0.1.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Writes `content` to `path`, readable by its owner only.
+fn write_secret(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// One controller: its data directory, configuration, the log of its
+/// machine (the host's stdout and stderr, and the BMC's own lines), its
+/// API and database addresses, and the BMC it runs behind.
+struct Controller {
+    name: &'static str,
+    data: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    url: String,
+    db: String,
+    bmc: Option<Bmc>,
+}
+
+impl Controller {
+    fn bmc(&self) -> &Bmc {
+        self.bmc.as_ref().expect("the controller's BMC")
+    }
+
+    /// The host's command: `roost server` on this controller's data
+    /// directory, configuration and port, with the settings test-support
+    /// gives the servers it starts (no resource monitor, info logs, the
+    /// test admin password, none of the caller's `ROOST_*` settings).
+    fn command(&self) -> Vec<String> {
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let mut c: Vec<String> = ["env", "-u", "ROOST_STORE", "-u", "ROOST_CONFIG", "-u"]
+            .into_iter()
+            .chain(["ROOST_LISTEN", "-u", "ROOST_DATA_DIR"])
+            .map(str::to_string)
+            .collect();
+        c.push(bin().display().to_string());
+        c.extend(
+            [
+                "server",
+                "--data-dir",
+                &self.data.display().to_string(),
+                "--listen",
+                &listen,
+                "--config",
+                &self.config.display().to_string(),
+                "--no-monitor",
+            ]
+            .map(str::to_string),
+        );
+        c
+    }
+
+    fn bmc_config(&self, power_on_at_start: bool) -> BmcConfig {
+        BmcConfig {
+            password: BMC_PASSWORD.into(),
+            command: self.command(),
+            env: vec![
+                ("ROOST_LOG".into(), "info".into()),
+                ("ROOST_ADMIN_PASSWORD".into(), PASSWORD.into()),
+            ],
+            log_file: Some(self.log.clone()),
+            power_on_at_start,
+            ..Default::default()
+        }
+    }
+
+    /// The last `n` lines of the machine's log, and of PostgreSQL's logs
+    /// under the data directory.
+    fn logs(&self, n: usize) -> String {
+        let tail = |p: &Path| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        let mut out = format!(
+            "===== {} ({}), machine log {}:\n{}\n",
+            self.name,
+            self.url,
+            self.log.display(),
+            tail(&self.log)
+        );
+        for f in files_under(&self.data.join("pgsql"), 4) {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".log") || f.parent().is_some_and(|d| d.ends_with("log")) {
+                out.push_str(&format!(
+                    "----- {} PostgreSQL log {}:\n{}\n",
+                    self.name,
+                    f.display(),
+                    tail(&f)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Regular files under `dir`, `depth` levels deep at most.
+fn files_under(dir: &Path, depth: u32) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() && depth > 0 => out.extend(files_under(&p, depth - 1)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Two duplex controllers, each behind its own simulated BMC.
+struct Pair {
+    c: [Controller; 2],
+    db_password: String,
+    token: String,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// What a controller answers now, unauthenticated and without following
+/// redirects.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    /// No answer (refused, timed out).
+    Down(String),
+    /// It serves the API itself.
+    Active,
+    /// 307 to this location.
+    Redirect(String),
+    /// 503: no controller is active; the body says why.
+    Unavailable(String),
+}
+
+fn look(url: &str) -> Seen {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    match client.get(format!("{url}/v1/alarms")).send() {
+        Err(e) => Seen::Down(e.to_string()),
+        Ok(r) => match r.status().as_u16() {
+            307 => Seen::Redirect(
+                r.headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            503 => {
+                let retry = r.headers().get("retry-after").is_some();
+                let body = r.text().unwrap_or_default();
+                Seen::Unavailable(format!("{body} (Retry-After: {retry})"))
+            }
+            _ => Seen::Active,
+        },
+    }
+}
+
+/// What controller database `db` (`host:port`) reports, through the
+/// store's own inspection (bounded: a paused server never answers).
+fn inspect(db: &str, password: &str) -> Option<roost_store::cluster::Inspection> {
+    roost_store::cluster::inspect(db.parse().ok()?, password, Duration::from_secs(10)).ok()
+}
+
+/// A row of the primary's `pg_stat_replication`.
+#[derive(Debug, Clone, PartialEq)]
+struct Streaming {
+    application_name: String,
+    state: String,
+    sync_state: String,
+}
+
+impl Pair {
+    /// controller-0 (bootstrap) started and active, then controller-1
+    /// started and streaming as the primary's synchronous standby.
+    fn start() -> Pair {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // PostgreSQL runs as `postgres` when the tests run as root: it must
+        // get through to the data directories.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let ports = free_ports(4);
+        let db_password_file = dir.path().join("db-password");
+        let db_password = format!(
+            "{:032x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                ^ (u128::from(std::process::id()) << 64)
+        );
+        write_secret(&db_password_file, &db_password);
+        let bmc_password_file = dir.path().join("bmc-password");
+        write_secret(&bmc_password_file, BMC_PASSWORD);
+        let controller = |i: usize| {
+            let name = ["controller-0", "controller-1"][i];
+            Controller {
+                name,
+                data: dir.path().join(name).join("data"),
+                config: dir.path().join(format!("{name}.toml")),
+                log: dir.path().join(format!("{name}.log")),
+                url: format!("http://127.0.0.1:{}", ports[i]),
+                db: format!("127.0.0.1:{}", ports[2 + i]),
+                bmc: None,
+            }
+        };
+        let mut c = [controller(0), controller(1)];
+        for x in &c {
+            std::fs::create_dir_all(x.data.parent().unwrap()).unwrap();
+        }
+        let config = |me: &Controller, peer: &Controller, peer_bmc: &str| {
+            let bootstrap = me.name == "controller-0";
+            format!(
+                "hostname = \"{name}\"\nsystem_mode = \"duplex\"\nstore = \"duplex\"\n\
+                 [ha]\nname = \"{name}\"\nurl = \"{url}\"\nlease_ms = 1000\npeer = \"{peer}\"\n\
+                 db_listen = \"{db}\"\npeer_db = \"{peer_db}\"\ndb_password_file = \"{dbpw}\"\n\
+                 peer_bmc = \"{peer_bmc}\"\npeer_bmc_username = \"admin\"\n\
+                 peer_bmc_password_file = \"{bmcpw}\"\nbootstrap = {bootstrap}\n\
+                 sync_grace_ms = 5000\n[apps]\nlocal_runtime = false\n",
+                name = me.name,
+                url = me.url,
+                peer = peer.name,
+                db = me.db,
+                peer_db = peer.db,
+                dbpw = db_password_file.display(),
+                bmcpw = bmc_password_file.display(),
+            )
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // controller-1's machine stays off until controller-0 is active;
+        // controller-0's configuration names its BMC.
+        let bmc1 = rt
+            .block_on(Bmc::start(c[1].bmc_config(false)))
+            .expect("controller-1's BMC starts");
+        std::fs::write(&c[0].config, config(&c[0], &c[1], &bmc1.url())).unwrap();
+        c[1].bmc = Some(bmc1);
+        let bmc0 = rt
+            .block_on(Bmc::start(c[0].bmc_config(true)))
+            .expect("controller-0's BMC starts and powers it on");
+        std::fs::write(&c[1].config, config(&c[1], &c[0], &bmc0.url())).unwrap();
+        c[0].bmc = Some(bmc0);
+        let mut p = Pair {
+            c,
+            db_password,
+            token: String::new(),
+            rt,
+            _dir: dir,
+        };
+
+        p.wait(WAIT, "controller-0 bootstraps and becomes active", || {
+            (look(&p.c[0].url) == Seen::Active).then_some(())
+        });
+        p.token = admin_api(&p.c[0].url)
+            .unwrap_or_else(|e| p.fail(&format!("the admin logs in at controller-0: {e}")))
+            .token;
+        let held = p.lease(0);
+        assert_eq!(
+            held.as_ref().map(|l| l.0.as_str()),
+            Some("controller-0"),
+            "{held:?}"
+        );
+        assert_eq!(
+            p.in_recovery(0),
+            Some(false),
+            "controller-0's database is the primary"
+        );
+
+        // The second controller seals with the same data key.
+        std::fs::create_dir_all(&p.c[1].data).unwrap();
+        std::fs::copy(
+            p.c[0].data.join("secret.key"),
+            p.c[1].data.join("secret.key"),
+        )
+        .unwrap_or_else(|e| p.fail(&format!("copy controller-0's secret.key: {e}")));
+        p.rt.block_on(p.c[1].bmc().reset(ResetType::On));
+        p.wait(
+            WAIT,
+            "controller-1 becomes the standby, redirecting to controller-0",
+            || {
+                matches!(look(&p.c[1].url), Seen::Redirect(l) if l.starts_with(&p.c[0].url))
+                    .then_some(())
+            },
+        );
+        p.wait(
+            WAIT,
+            "controller-0's primary streams synchronously to controller-1",
+            || {
+                p.replication(0)
+                    .iter()
+                    .any(|r| {
+                        r.application_name == "roost:controller-1#replica"
+                            && r.state == "streaming"
+                            && r.sync_state == "sync"
+                    })
+                    .then_some(())
+            },
+        );
+        assert_eq!(
+            p.in_recovery(1),
+            Some(true),
+            "controller-1's database is a replica"
+        );
+        p
+    }
+
+    /// Panics with `what`, what both controllers see now and their logs.
+    fn fail(&self, what: &str) -> ! {
+        let state: Vec<String> = (0..2)
+            .map(|i| {
+                let c = &self.c[i];
+                format!(
+                    "{}: answers {:?}; its own BMC: power {}, resets {}; its database: in recovery {:?}, lease {:?}, replicas {:?}",
+                    c.name,
+                    look(&c.url),
+                    c.bmc().power_state(),
+                    c.bmc().resets(),
+                    self.in_recovery(i),
+                    self.lease(i),
+                    self.replication(i),
+                )
+            })
+            .collect();
+        panic!(
+            "{what}\n{}\n\n{}\n{}",
+            state.join("\n"),
+            self.c[0].logs(200),
+            self.c[1].logs(200)
+        );
+    }
+
+    /// Polls `f` up to `secs`; fails with `what` and the logs if it never
+    /// returns `Some`.
+    fn wait<T>(&self, secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_for(secs, f).unwrap_or_else(|| self.fail(&format!("within {secs} s: {what}")))
+    }
+
+    /// `pg_is_in_recovery()` of controller `i`'s database; `None` when it
+    /// does not answer.
+    fn in_recovery(&self, i: usize) -> Option<bool> {
+        inspect(&self.c[i].db, &self.db_password).map(|d| d.in_recovery)
+    }
+
+    /// The lease as controller `i`'s database holds it: (holder, epoch).
+    fn lease(&self, i: usize) -> Option<(String, i64)> {
+        let l = inspect(&self.c[i].db, &self.db_password)?.lease?;
+        Some((l.holder, l.epoch))
+    }
+
+    /// The replicas controller `i`'s database streams to.
+    fn replication(&self, i: usize) -> Vec<Streaming> {
+        inspect(&self.c[i].db, &self.db_password)
+            .map(|d| d.replicas)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| Streaming {
+                application_name: r.name,
+                state: r.state,
+                sync_state: r.sync_state,
+            })
+            .collect()
+    }
+
+    /// An API client of controller `i` (the token is good on both).
+    fn api(&self, i: usize) -> Api {
+        Api {
+            url: self.c[i].url.clone(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// Sends `sig` to the whole of controller `i`'s host (its process
+    /// group: the server and its PostgreSQL), behind its BMC's back.
+    fn signal_host(&self, i: usize, sig: &str) {
+        let pgid = self.c[i]
+            .bmc()
+            .child_pid()
+            .unwrap_or_else(|| self.fail(&format!("{} has a running host", self.c[i].name)));
+        let ok = Command::new("kill")
+            .args(["-s", sig, "--", &format!("-{pgid}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig} -- -{pgid}");
+    }
+
+    /// Powers controller `i`'s machine on through its BMC's Redfish API.
+    fn redfish_on(&self, i: usize) {
+        let bmc = self.c[i].bmc();
+        let r = roost_test_support::http()
+            .post(format!(
+                "{}/redfish/v1/Systems/{}/Actions/ComputerSystem.Reset",
+                bmc.url(),
+                bmc.system_id()
+            ))
+            .basic_auth("admin", Some(BMC_PASSWORD))
+            .json(&json!({"ResetType": "On"}))
+            .send()
+            .expect("the BMC answers");
+        let status = r.status().as_u16();
+        assert!(
+            status == 204 || status == 200,
+            "Redfish On: {status} {:?}",
+            r.text()
+        );
+    }
+
+    /// Waits until controller `i` is active: it serves the API, its
+    /// database is the primary and its lease is in it.
+    fn wait_active(&self, i: usize) -> (String, i64) {
+        let name = self.c[i].name;
+        self.wait(WAIT, &format!("{name}'s database is promoted"), || {
+            (self.in_recovery(i) == Some(false)).then_some(())
+        });
+        self.wait(
+            WAIT,
+            &format!("{name} serves the API as the active"),
+            || (look(&self.c[i].url) == Seen::Active).then_some(()),
+        );
+        let lease = self.wait(
+            WAIT,
+            &format!("{name} holds the lease in its database"),
+            || self.lease(i).filter(|l| l.0 == name),
+        );
+        eprintln!("{name} is active: lease {lease:?}");
+        lease
+    }
+
+    /// Waits until controller `i`, powered on again, is the standby of the
+    /// other: it redirects there, its database is a replica, and the
+    /// other's primary streams to it.
+    fn wait_rejoined(&self, i: usize) {
+        let (me, other) = (&self.c[i], &self.c[1 - i]);
+        let replica = format!("roost:{}#replica", me.name);
+        self.wait(
+            2 * WAIT,
+            &format!("{} comes back as the standby", me.name),
+            || {
+                matches!(look(&me.url), Seen::Redirect(l) if l.starts_with(&other.url))
+                    .then_some(())
+            },
+        );
+        self.wait(
+            WAIT,
+            &format!("{}'s database is a replica", me.name),
+            || (self.in_recovery(i) == Some(true)).then_some(()),
+        );
+        let r = self.wait(
+            WAIT,
+            &format!("{} streams to {}", other.name, me.name),
+            || {
+                self.replication(1 - i)
+                    .into_iter()
+                    .find(|r| r.application_name == replica && r.state == "streaming")
+            },
+        );
+        eprintln!("{} streams to {}: {r:?}", other.name, me.name);
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for c in &mut self.c {
+            if let Some(bmc) = c.bmc.take() {
+                // Powers the machine off: SIGKILL to its process group (a
+                // stopped one too).
+                let _ = self.rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), bmc.shutdown()).await
+                });
+            }
+            // A postmaster that escaped the host's process group would be
+            // left behind: end it, by its own pid file.
+            for f in files_under(&c.data.join("pgsql"), 3) {
+                if f.file_name().is_some_and(|n| n == "postmaster.pid")
+                    && let Some(pid) = std::fs::read_to_string(&f)
+                        .ok()
+                        .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+                    && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                        String::from_utf8_lossy(&cmd).contains(&*c.data.to_string_lossy())
+                    })
+                {
+                    eprintln!(
+                        "{}: its PostgreSQL (pid {pid}) outlived its machine",
+                        c.name
+                    );
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+    }
+}
+
+/// Writers raising alarms as fast as they can against both controllers
+/// (redirects followed; a controller that does not answer, or answers
+/// anything but 200, is left for the other). Each acknowledged alarm is
+/// kept.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn load(urls: [String; 2], token: String) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let threads = (0..4)
+        .map(|w| {
+            let (stop, acked, urls, token) =
+                (stop.clone(), acked.clone(), urls.clone(), token.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let (mut at, mut i) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let entity = format!("host=w{w}.n={i}");
+                    let r = client
+                        .post(format!("{}/v1/alarms", urls[at % 2]))
+                        .header("X-Auth-Token", &token)
+                        .json(&json!({"alarm_id": "100.104", "entity_instance_id": entity, "severity": "major"}))
+                        .send();
+                    match r {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            let b: Value = r.json().unwrap_or_default();
+                            if let Some(uuid) = b["uuid"].as_str() {
+                                acked.lock().unwrap().push(uuid.to_string());
+                            }
+                            i += 1;
+                        }
+                        // Refused (no active yet), killed, stopped: not
+                        // acknowledged; try the other one.
+                        _ => {
+                            at += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    Load {
+        stop,
+        acked,
+        threads,
+    }
+}
+
+impl Load {
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn wait_for_more(&self, p: &Pair, n: usize) {
+        let from = self.count();
+        p.wait(
+            WAIT,
+            &format!("{n} more writes acknowledged (from {from})"),
+            || (self.count() >= from + n).then_some(()),
+        );
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Every acknowledged alarm is in the store `api`'s controller serves.
+fn all_there(p: &Pair, api: &Api, acked: &[String]) {
+    let r = api.get("/v1/alarms");
+    if r.status != 200 {
+        p.fail(&format!(
+            "the alarm list from {}: {} {:?}",
+            api.url, r.status, r.body
+        ));
+    }
+    let alarms: std::collections::HashSet<String> = r.body["alarms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["uuid"].as_str().map(str::to_string))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|u| !alarms.contains(*u)).collect();
+    if !lost.is_empty() {
+        p.fail(&format!(
+            "{} of {} acknowledged alarms lost: {lost:?}",
+            lost.len(),
+            acked.len()
+        ));
+    }
+}
+
+/// Controller-0's machine dies with `sig` (KILL: crashed; STOP: hung) under
+/// writes; returns the pair, the load, the epoch controller-0 held and its
+/// BMC's resets before.
+fn lose_the_active(sig: &str) -> (Pair, Load, i64, u32) {
+    let p = Pair::start();
+    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
+    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
+    w.wait_for_more(&p, 100);
+    let resets = p.c[0].bmc().resets();
+    p.signal_host(0, sig);
+    (p, w, epoch, resets)
+}
+
+#[test]
+fn kill_9_of_the_active_controller_fences_then_promotes_the_standby() {
+    if !postgres_binaries() {
+        return;
+    }
+    let (p, w, epoch, resets) = lose_the_active("KILL");
+    // Its database died with it (the postmaster is in the host's group).
+    p.wait(
+        WAIT,
+        "controller-0's PostgreSQL is gone with its machine",
+        || {
+            std::net::TcpStream::connect_timeout(
+                &p.c[0].db.parse().unwrap(),
+                Duration::from_secs(1),
+            )
+            .is_err()
+            .then_some(())
+        },
+    );
+    // The machine is still on (its OS crashed): controller-1 powers it off.
+    p.wait(
+        WAIT,
+        "controller-1 fences controller-0 through its BMC",
+        || (p.c[0].bmc().resets() > resets).then_some(()),
+    );
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
+    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
+    // Writes go on through the new active; nothing acknowledged was lost.
+    w.wait_for_more(&p, 50);
+    let acked = w.finish();
+    all_there(&p, &p.api(1), &acked);
+
+    // Powered on again, controller-0 copies the new primary and follows it.
+    p.redfish_on(0);
+    p.wait_rejoined(0);
+    // Both addresses serve everything acknowledged.
+    all_there(&p, &p.api(0), &acked);
+}
+
+#[test]
+fn sigstop_of_the_active_controller_is_fenced_before_promotion() {
+    if !postgres_binaries() {
+        return;
+    }
+    let (p, w, epoch, resets) = lose_the_active("STOP");
+    // Poll the promotion first, then the fence, in one loop: a promotion
+    // seen means the fence (if it came first) is seen in the same round.
+    let mut fence_seen: Option<Instant> = None;
+    let promoted_at = p.wait(
+        WAIT,
+        "controller-1 fences controller-0, then promotes",
+        || {
+            let promoted = p.in_recovery(1) == Some(false);
+            let now = Instant::now();
+            if fence_seen.is_none() && p.c[0].bmc().resets() > resets {
+                fence_seen = Some(now);
+            }
+            promoted.then_some(now)
+        },
+    );
+    let Some(fenced_at) = fence_seen else {
+        p.fail("controller-1's database was promoted before controller-0 was fenced")
+    };
+    assert!(fenced_at <= promoted_at);
+    eprintln!(
+        "the fence was seen {} ms before the promotion",
+        promoted_at.duration_since(fenced_at).as_millis()
+    );
+    // The stopped machine was powered off: its processes are gone.
+    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
+    assert_eq!(p.c[0].bmc().child_pid(), None);
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
+    w.wait_for_more(&p, 50);
+    let acked = w.finish();
+    all_there(&p, &p.api(1), &acked);
+}
+
+#[test]
+fn without_a_reachable_bmc_the_standby_does_not_promote() {
+    if !postgres_binaries() {
+        return;
+    }
+    let p = Pair::start();
+    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
+    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
+    w.wait_for_more(&p, 100);
+    let resets = p.c[0].bmc().resets();
+    p.c[0].bmc().set_refusing(true);
+    p.signal_host(0, "KILL");
+
+    // controller-1 refuses to take over, and says so.
+    let body = p.wait(
+        WAIT,
+        "controller-1 answers 503 saying it will not take over without fencing",
+        || match look(&p.c[1].url) {
+            Seen::Unavailable(body) => {
+                let b = body.to_lowercase();
+                (b.contains("not taking over") || b.contains("bmc") || b.contains("fenc"))
+                    .then_some(body)
+            }
+            _ => None,
+        },
+    );
+    eprintln!("controller-1 while controller-0's BMC refuses: {body}");
+    assert!(body.contains("Retry-After: true"), "{body}");
+    assert_eq!(
+        p.in_recovery(1),
+        Some(true),
+        "controller-1's database is still a replica"
+    );
+    assert_eq!(p.c[0].bmc().resets(), resets, "no reset got through");
+
+    // The BMC answers again: controller-1 fences, then promotes.
+    p.c[0].bmc().set_refusing(false);
+    p.wait(
+        WAIT,
+        "controller-1 fences controller-0 once its BMC answers",
+        || (p.c[0].bmc().resets() > resets).then_some(()),
+    );
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
+    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
+    w.wait_for_more(&p, 50);
+    let acked = w.finish();
+    all_there(&p, &p.api(1), &acked);
+}
