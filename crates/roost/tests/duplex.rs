@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roost_sim::{Bmc, BmcConfig, PowerState, ResetType};
-use roost_test_support::{Api, PASSWORD, admin_api, require_or_skip, wait_for};
+use roost_test_support::{Api, Netns, PASSWORD, admin_api, ip, require_or_skip, wait_for};
 use serde_json::{Value, json};
 
 fn bin() -> &'static Path {
@@ -71,6 +71,8 @@ struct Controller {
     url: String,
     db: String,
     bmc: Option<Bmc>,
+    /// The network namespace its machine runs in, if not the root one.
+    netns: Option<String>,
 }
 
 impl Controller {
@@ -84,11 +86,19 @@ impl Controller {
     /// test admin password, none of the caller's `ROOST_*` settings).
     fn command(&self) -> Vec<String> {
         let listen = self.url.trim_start_matches("http://").to_string();
-        let mut c: Vec<String> = ["env", "-u", "ROOST_STORE", "-u", "ROOST_CONFIG", "-u"]
-            .into_iter()
-            .chain(["ROOST_LISTEN", "-u", "ROOST_DATA_DIR"])
-            .map(str::to_string)
-            .collect();
+        let netns: Vec<String> = match &self.netns {
+            Some(ns) => ["ip", "netns", "exec", ns.as_str()]
+                .map(str::to_string)
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let mut c: Vec<String> = netns;
+        c.extend(
+            ["env", "-u", "ROOST_STORE", "-u", "ROOST_CONFIG", "-u"]
+                .into_iter()
+                .chain(["ROOST_LISTEN", "-u", "ROOST_DATA_DIR"])
+                .map(str::to_string),
+        );
         c.push(bin().display().to_string());
         c.extend(
             [
@@ -103,6 +113,10 @@ impl Controller {
             ]
             .map(str::to_string),
         );
+        // Tests speak plain HTTP, also on the namespace's address.
+        if self.netns.is_some() {
+            c.push("--plain-http".into());
+        }
         c
     }
 
@@ -234,6 +248,14 @@ impl Pair {
     /// controller-0 (bootstrap) started and active, then controller-1
     /// started and streaming as the primary's synchronous standby.
     fn start() -> Pair {
+        Pair::start_in(None)
+    }
+
+    /// Like [`Pair::start`], with controller-0's machine in network
+    /// namespace `ns` (its API and database on the namespace's side of the
+    /// link, controller-1's database on the other side); the BMCs stay
+    /// reachable out of band.
+    fn start_in(ns: Option<&Netns>) -> Pair {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // PostgreSQL runs as `postgres` when the tests run as root: it must
@@ -254,14 +276,22 @@ impl Pair {
         write_secret(&bmc_password_file, BMC_PASSWORD);
         let controller = |i: usize| {
             let name = ["controller-0", "controller-1"][i];
+            // Across the link: controller-0 on the namespace's side,
+            // controller-1's database on the root side.
+            let (api_ip, db_ip) = match (ns, i) {
+                (Some(ns), 0) => (ns.addr(0, 2), ns.addr(0, 2)),
+                (Some(ns), _) => ("127.0.0.1".to_string(), ns.addr(0, 1)),
+                (None, _) => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
+            };
             Controller {
                 name,
                 data: dir.path().join(name).join("data"),
                 config: dir.path().join(format!("{name}.toml")),
                 log: dir.path().join(format!("{name}.log")),
-                url: format!("http://127.0.0.1:{}", ports[i]),
-                db: format!("127.0.0.1:{}", ports[2 + i]),
+                url: format!("http://{api_ip}:{}", ports[i]),
+                db: format!("{db_ip}:{}", ports[2 + i]),
                 bmc: None,
+                netns: ns.filter(|_| i == 0).map(|n| n.name.clone()),
             }
         };
         let mut c = [controller(0), controller(1)];
@@ -661,6 +691,54 @@ fn all_there(p: &Pair, api: &Api, acked: &[String]) {
 /// Controller-0's machine dies with `sig` (KILL: crashed; STOP: hung) under
 /// writes; returns the pair, the load, the epoch controller-0 held and its
 /// BMC's resets before.
+/// controller-0 runs in a network namespace and its link is cut under
+/// writes: controller-1 no longer reaches its database, fences it through
+/// its BMC (out of band) and promotes; nothing acknowledged is lost. With
+/// the link back and the machine powered on, controller-0 copies the new
+/// primary and rejoins as the standby.
+#[test]
+fn a_network_cut_isolating_the_active_controller_fences_it_and_it_rejoins() {
+    if !postgres_binaries() {
+        return;
+    }
+    let tag = std::process::id() % 10_000 + 40_000;
+    let Some(ns) = Netns::require(tag, 1) else {
+        return;
+    };
+    let p = Pair::start_in(Some(&ns));
+    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
+    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
+    w.wait_for_more(&p, 100);
+    let resets = p.c[0].bmc().resets();
+    assert!(
+        ip(&["link", "set", &ns.host_ifs[0], "down"]),
+        "cut the link"
+    );
+    p.wait(
+        WAIT,
+        "controller-1 fences the cut-off controller-0 through its BMC",
+        || (p.c[0].bmc().resets() > resets).then_some(()),
+    );
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
+    w.wait_for_more(&p, 50);
+    let acked = w.finish();
+    all_there(&p, &p.api(1), &acked);
+
+    assert!(
+        ip(&["link", "set", &ns.host_ifs[0], "up"]),
+        "restore the link"
+    );
+    p.redfish_on(0);
+    p.wait_rejoined(0);
+    all_there(&p, &p.api(0), &acked);
+}
+
 fn lose_the_active(sig: &str) -> (Pair, Load, i64, u32) {
     let p = Pair::start();
     let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
