@@ -28,14 +28,12 @@ const IDLE_AFTER_LEASES: i64 = 3;
 /// A replica not streaming from a live primary for this long diverged.
 const STUCK_AFTER: i64 = 15_000_000;
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> impl Future<Output = crate::Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| crate::Error::Invalid(format!("a database task stopped: {e}")))
-    }
+) -> crate::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::Error::Invalid(format!("a database task stopped: {e}")))
 }
 
 fn store_err(e: roost_store::Error) -> crate::Error {
@@ -77,7 +75,9 @@ pub async fn prepare(
     // controller waits.
     if pg.on_disk() == OnDisk::Replica {
         let p = pg.clone();
-        blocking(move || p.start()).await?.map_err(store_err)?;
+        if let Err(e) = blocking(move || p.start()).await? {
+            tracing::warn!(error = %roost_types::error_chain(&e), "cannot start this controller's replica; trying again");
+        }
     }
     loop {
         let t = now();
@@ -224,7 +224,7 @@ pub async fn prepare(
             Action::BePrimary | Action::Create | Action::Promote => {
                 let p = pg.clone();
                 let what = action.clone();
-                blocking(move || -> Result<(), roost_store::Error> {
+                let done = blocking(move || -> Result<(), roost_store::Error> {
                     match what {
                         Action::Create => p.create()?,
                         Action::Promote => p.promote()?,
@@ -234,21 +234,29 @@ pub async fn prepare(
                     let streaming = p.replicas()?.iter().any(|r| r.state == "streaming");
                     p.set_synchronous(streaming)
                 })
-                .await?
-                .map_err(store_err)?;
-                match action {
-                    Action::Create => {
-                        tracing::info!("created this controller's database: it is the primary")
+                .await?;
+                if let Err(e) = done {
+                    let why = format!(
+                        "cannot make this controller's database the primary: {}",
+                        roost_types::error_chain(&e)
+                    );
+                    tracing::error!("{why}; trying again");
+                    show(&state, None, Some(why));
+                } else {
+                    match action {
+                        Action::Create => {
+                            tracing::info!("created this controller's database: it is the primary")
+                        }
+                        Action::Promote => {
+                            tracing::warn!(peer = %d.peer, "promoted this controller's replica: it is the primary")
+                        }
+                        _ => tracing::info!("this controller's database is the primary"),
                     }
-                    Action::Promote => {
-                        tracing::warn!(peer = %d.peer, "promoted this controller's replica: it is the primary")
+                    if let Some(s) = standby {
+                        s.stop().await;
                     }
-                    _ => tracing::info!("this controller's database is the primary"),
+                    return Ok(pg);
                 }
-                if let Some(s) = standby {
-                    s.stop().await;
-                }
-                return Ok(pg);
             }
             Action::Follow { resync } => {
                 let (p, peer_db) = (pg.clone(), d.peer_db);
@@ -279,14 +287,20 @@ pub async fn prepare(
             }
             Action::Demote => {
                 let (p, peer_db) = (pg.clone(), d.peer_db);
-                blocking(move || -> Result<(), roost_store::Error> {
+                let done = blocking(move || -> Result<(), roost_store::Error> {
                     p.stop()?;
                     p.follow(peer_db)?;
                     p.start()
                 })
-                .await?
-                .map_err(store_err)?;
-                tracing::info!(peer = %d.peer, "gave activity up: this controller's database follows the peer's");
+                .await?;
+                match done {
+                    Ok(()) => {
+                        tracing::info!(peer = %d.peer, "gave activity up: this controller's database follows the peer's")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %roost_types::error_chain(&e), "cannot make this controller's database follow the peer's; trying again")
+                    }
+                }
                 show(&state, None, Some(format!("activity moves to {}", d.peer)));
             }
             Action::Fence => {

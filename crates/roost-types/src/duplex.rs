@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn the_primary_commits_alone_only_after_the_replica_was_gone_for_the_grace() {
-        let mut s = SyncState::new(false, 0);
+        let s = SyncState::new(false, 0);
         assert!(!s.synchronous);
         let mut s = SyncState::new(true, 0);
         assert!(s.observe(false, 1, GRACE));
