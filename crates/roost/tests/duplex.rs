@@ -892,3 +892,50 @@ fn without_a_reachable_bmc_the_standby_does_not_promote() {
     let acked = w.finish();
     all_there(&p, &p.api(1), &acked);
 }
+
+/// `system host-swact controller-0` as StarlingX's client sends it
+/// (CLIENTS.md fact 22: the host resolved through the list, then a PATCH of
+/// its numeric id, answered with the full host) under writes: activity
+/// moves to controller-1 without fencing (its database is promoted once
+/// controller-0's follows it), and controller-0 comes back as the standby,
+/// its database a replica of the new primary. Nothing acknowledged is lost.
+#[test]
+fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
+    if !postgres_binaries() {
+        return;
+    }
+    let p = Pair::start();
+    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
+    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
+    w.wait_for_more(&p, 100);
+    let resets = p.c[0].bmc().resets() + p.c[1].bmc().resets();
+    let api = p.api(0);
+    let list = api.get("/v1/ihosts");
+    let id = list.body["ihosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["hostname"] == "controller-0"))
+        .and_then(|h| h["id"].as_i64())
+        .unwrap_or_else(|| p.fail(&format!("controller-0 in {:?}", list.body)));
+    let r = api.patch(
+        &format!("/v1/ihosts/{id}"),
+        &json!([{"op": "replace", "path": "/action", "value": "swact"}]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["hostname"], "controller-0", "{:?}", r.body);
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    p.wait_rejoined(0);
+    w.wait_for_more(&p, 50);
+    let acked = w.finish();
+    all_there(&p, &p.api(1), &acked);
+    assert_eq!(
+        p.c[0].bmc().resets() + p.c[1].bmc().resets(),
+        resets,
+        "a swact fences nobody"
+    );
+    assert_eq!(p.c[0].bmc().power_state(), PowerState::On);
+}
