@@ -28,9 +28,7 @@ const IDLE_AFTER_LEASES: i64 = 3;
 /// A replica not streaming from a live primary for this long diverged.
 const STUCK_AFTER: i64 = 15_000_000;
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> crate::Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> crate::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| crate::Error::Invalid(format!("a database task stopped: {e}")))
@@ -215,9 +213,9 @@ pub async fn prepare(
             grace,
         };
         let action = decide(&facts, t);
-        let line = format!("{action:?}");
+        let line = action.to_string();
         if line != said {
-            tracing::info!(?action, local = ?facts.local, peer = ?facts.peer, lsn = facts.local_lsn, "duplex controller");
+            tracing::info!(action = %action, local = %facts.local, peer = %facts.peer, lsn = facts.local_lsn, "duplex controller");
             said = line;
         }
         match action {

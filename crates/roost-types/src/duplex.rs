@@ -106,6 +106,45 @@ pub enum Action {
     Refuse(String),
 }
 
+impl std::fmt::Display for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Local::Missing => "missing",
+            Local::Primary => "primary",
+            Local::Replica => "replica",
+        })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Unreachable => f.write_str("unreachable"),
+            Peer::Primary { active: true } => f.write_str("active primary"),
+            Peer::Primary { active: false } => f.write_str("primary with no active controller"),
+            Peer::Replica { lsn } => write!(f, "replica at {lsn}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::BePrimary => f.write_str("run as the primary"),
+            Action::Create => f.write_str("create the database"),
+            Action::Follow { resync: true } => {
+                f.write_str("copy the peer's database and follow it")
+            }
+            Action::Follow { resync: false } => f.write_str("follow the peer's database"),
+            Action::Fence => f.write_str("fence the peer"),
+            Action::Promote => f.write_str("promote the replica"),
+            Action::Demote => f.write_str("turn into a replica of the peer"),
+            Action::Wait(why) => write!(f, "wait: {why}"),
+            Action::Refuse(why) => write!(f, "refuse: {why}"),
+        }
+    }
+}
+
 /// The next step for a controller that is not yet active.
 pub fn decide(f: &Facts, now: i64) -> Action {
     match (&f.peer, f.local) {
