@@ -73,6 +73,10 @@ impl Jitter {
     }
 }
 
+/// Duplex: how long the active's commits go on waiting for a replica
+/// that stopped streaming (`[ha] sync_grace_ms`).
+const SYNC_GRACE_MS: u64 = 5000;
+
 /// What a controller logs when it becomes the active one.
 const TOOK_LEASE: &str = "took the controller lease";
 /// The client's timeout per request.
@@ -93,6 +97,142 @@ impl Kind {
     }
 }
 
+/// Where the two controllers keep their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Mode 2: one database of the benchmarks' PostgreSQL server, shared.
+    Shared,
+    /// Mode 3, duplex: each controller runs its own PostgreSQL (`store =
+    /// "duplex"`), the active's the primary, the standby's a streaming
+    /// replica with synchronous commits; a standby that finds the active
+    /// lost fences it through its BMC before promoting its replica.
+    Duplex,
+}
+
+/// What a duplex controller logs when its BMC request powered the peer off.
+const FENCED: &str = "fenced the peer controller";
+/// What a duplex controller logs when its replica became the primary.
+const PROMOTED: &str = "promoted this controller's replica";
+/// The simulated BMCs' user and password (`[ha] peer_bmc_username`, `_password_file`).
+const BMC_USER: &str = "admin";
+const BMC_PASSWORD: &str = "roost-bench-bmc-password";
+
+/// The process group of process `pid` (`/proc/<pid>/stat`), if it runs.
+fn pgid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// `kill -9` of whole process groups (never this benchmark's own).
+fn kill_groups(groups: &[u32]) {
+    let own = pgid_of(std::process::id());
+    let args: Vec<String> = groups
+        .iter()
+        .filter(|&&g| g > 1 && Some(g) != own)
+        .map(|g| format!("-{g}"))
+        .collect();
+    if !args.is_empty() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", "--"])
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A simulated Redfish BMC (`roost sim bmc`) whose host is `sleep
+/// infinity`: the machine a duplex controller runs on, as its peer sees it.
+/// Its peer powers it off to fence it; the benchmark kills the controller's
+/// processes itself, and powers the machine on again before starting the
+/// controller again.
+struct BmcSim {
+    child: std::process::Child,
+    url: String,
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl BmcSim {
+    fn start(bin: &Path, password_file: &Path) -> anyhow::Result<BmcSim> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .args([
+                "sim",
+                "bmc",
+                "--listen",
+                "127.0.0.1:0",
+                "--username",
+                BMC_USER,
+            ])
+            .arg("--password-file")
+            .arg(password_file)
+            .args(["--", "sleep", "infinity"])
+            .env_remove("ROOST_BMC_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut out = std::io::BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+        );
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("roost sim bmc ready on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("roost sim bmc did not start: {line:?}");
+        };
+        Ok(BmcSim {
+            url: url.to_string(),
+            child,
+            _stdout: out,
+        })
+    }
+
+    /// Powers the machine on (a no-op when it is on).
+    fn power_on(&self) -> anyhow::Result<()> {
+        let r = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .post(format!(
+                "{}/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                self.url
+            ))
+            .basic_auth(BMC_USER, Some(BMC_PASSWORD))
+            .json(&serde_json::json!({"ResetType": "On"}))
+            .send()?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "BMC {}: power on: {}",
+            self.url,
+            r.status()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for BmcSim {
+    fn drop(&mut self) {
+        // SIGTERM: the BMC kills its host on the way out.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One controller: where it lives and, while it runs, its process.
 struct Controller {
     name: String,
@@ -100,34 +240,43 @@ struct Controller {
     config: PathBuf,
     listen: String,
     url: String,
+    /// Duplex: its PostgreSQL's address (`[ha] db_listen`).
+    db: Option<String>,
+    /// Duplex: the BMC of the machine it runs on.
+    bmc: Option<BmcSim>,
     server: Option<Server>,
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 impl Controller {
-    fn new(dir: &Path, name: &str) -> anyhow::Result<Controller> {
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!("hostname = \"{name}\"\n[ha]\nlease_ms = {LEASE_MS}\n"),
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+    fn new(dir: &Path, name: &str, mode: Mode) -> anyhow::Result<Controller> {
+        let listen = format!("127.0.0.1:{}", free_port()?);
         Ok(Controller {
             name: name.to_string(),
             data: dir.join(name),
-            config,
+            config: dir.join(format!("{name}.toml")),
             url: format!("http://{listen}"),
             listen,
+            db: match mode {
+                Mode::Shared => None,
+                Mode::Duplex => Some(format!("127.0.0.1:{}", free_port()?)),
+            },
+            bmc: None,
             server: None,
         })
     }
 
-    /// Starts the server (again) on its data directory, store and port.
-    fn start(&mut self, plan: &Plan, store: &str) -> anyhow::Result<&Server> {
+    /// Starts the server (again) on its data directory, store and port,
+    /// with `bin` (duplex: a wrapper that makes it a process group leader).
+    fn start(&mut self, bin: &Path, store: &str) -> anyhow::Result<&Server> {
         let s = Server::start_in(
-            &plan.bin,
+            bin,
             &self.data,
             ServerOptions {
                 args: vec!["--config".into(), self.config.display().to_string()],
@@ -145,11 +294,302 @@ impl Controller {
             s.url,
             self.url
         );
+        if self.db.is_some() {
+            let pid = s.pid();
+            anyhow::ensure!(
+                pgid_of(pid) == Some(pid),
+                "{} (pid {pid}) is not the leader of a process group of its own",
+                self.name
+            );
+        }
         Ok(self.server.insert(s))
     }
 
     fn log(&self) -> String {
         self.server.as_ref().map(Server::log).unwrap_or_default()
+    }
+
+    /// Duplex: the process groups of everything this controller's machine
+    /// runs: the server's (it leads one, its PostgreSQL started in it), and
+    /// that of the postmaster running on its data directory, which an
+    /// earlier, stopped server process started.
+    fn host_groups(&self) -> Vec<u32> {
+        if self.db.is_none() {
+            return Vec::new();
+        }
+        let mut groups: Vec<u32> = self.server.iter().map(Server::pid).collect();
+        let data = self.data.join("pgsql/data");
+        let postmaster = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok());
+        if let Some(pid) = postmaster {
+            // The file outlives a killed postmaster: the pid must still be
+            // a postgres on this data directory.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("postgres")
+                && cmdline.contains(&*data.to_string_lossy())
+                && let Some(g) = pgid_of(pid)
+                && !groups.contains(&g)
+            {
+                groups.push(g);
+            }
+        }
+        groups
+    }
+
+    /// The last `n` lines of its PostgreSQL log (duplex), for reports.
+    fn db_log(&self, n: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.data.join("pgsql/postgresql.log")).unwrap_or_default();
+        tail(&text, n)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // Duplex: its PostgreSQL too, wherever it runs.
+        kill_groups(&self.host_groups());
+        if let Some(mut s) = self.server.take() {
+            s.kill9();
+        }
+    }
+}
+
+/// Two controllers on one store, controller-0 active and controller-1 its
+/// standby (duplex: its replica streaming synchronously) once started.
+pub struct Pair {
+    /// Dropped first: the servers, and in duplex their PostgreSQL and BMCs.
+    ctl: [Controller; 2],
+    pub mode: Mode,
+    /// What the servers are started with: the roost binary (duplex: a
+    /// wrapper that starts it as a process group leader).
+    bin: PathBuf,
+    /// `--store`: the shared database's URL, or none in duplex.
+    store: String,
+    /// Duplex: the password of the controllers' databases.
+    db_password: String,
+    /// An admin token, good on both.
+    pub token: String,
+    /// Mode 2: the shared database, dropped after the controllers.
+    _db: Option<crate::pg::Database>,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+impl Pair {
+    /// Starts controller-0 (it becomes active; duplex: it creates its
+    /// database), then controller-1 with a copy of its `secret.key` (it
+    /// becomes the standby; duplex: it copies controller-0's database and
+    /// streams from it), and waits until controller-1 is a ready standby.
+    pub fn start(plan: &Plan, mode: Mode) -> anyhow::Result<Pair> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let mut ctl = [
+            Controller::new(dir.path(), "controller-0", mode)?,
+            Controller::new(dir.path(), "controller-1", mode)?,
+        ];
+        let mut db = None;
+        let mut db_password = String::new();
+        let (bin, store) = match mode {
+            Mode::Shared => {
+                let server = plan
+                    .postgres
+                    .clone()
+                    .map_err(|why| anyhow::anyhow!("failover needs PostgreSQL: {why}"))?;
+                let made = crate::pg::Database::create(&server)?;
+                let store = made.url.clone();
+                db = Some(made);
+                for c in &ctl {
+                    std::fs::write(
+                        &c.config,
+                        format!("hostname = \"{}\"\n[ha]\nlease_ms = {LEASE_MS}\n", c.name),
+                    )?;
+                }
+                (plan.bin.clone(), store)
+            }
+            Mode::Duplex => {
+                // PostgreSQL runs as `postgres` when this runs as root: it
+                // must get through to the data directories.
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                db_password = format!("{:032x}", seed ^ (u128::from(std::process::id()) << 64));
+                let db_password_file = dir.path().join("db-password");
+                write_private(&db_password_file, &db_password)?;
+                let bmc_password_file = dir.path().join("bmc-password");
+                write_private(&bmc_password_file, BMC_PASSWORD)?;
+                for c in ctl.iter_mut() {
+                    c.bmc = Some(BmcSim::start(&plan.bin, &bmc_password_file)?);
+                }
+                for i in 0..2 {
+                    let (me, peer) = (&ctl[i], &ctl[1 - i]);
+                    let peer_bmc = peer.bmc.as_ref().map(|b| b.url.clone()).unwrap_or_default();
+                    std::fs::write(
+                        &me.config,
+                        format!(
+                            "hostname = \"{name}\"\nsystem_mode = \"duplex\"\nstore = \"duplex\"\n\
+                             data_dir = \"{data}\"\nlisten = \"{listen}\"\n\
+                             [ha]\nname = \"{name}\"\nurl = \"{url}\"\nlease_ms = {LEASE_MS}\n\
+                             peer = \"{peer}\"\ndb_listen = \"{db}\"\npeer_db = \"{peer_db}\"\n\
+                             db_password_file = \"{dbpw}\"\npeer_bmc = \"{peer_bmc}\"\n\
+                             peer_bmc_username = \"{BMC_USER}\"\n\
+                             peer_bmc_password_file = \"{bmcpw}\"\nbootstrap = {bootstrap}\n\
+                             sync_grace_ms = {SYNC_GRACE_MS}\n[apps]\nlocal_runtime = false\n",
+                            name = me.name,
+                            data = me.data.display(),
+                            listen = me.listen,
+                            url = me.url,
+                            peer = peer.name,
+                            db = me.db.as_deref().unwrap_or_default(),
+                            peer_db = peer.db.as_deref().unwrap_or_default(),
+                            dbpw = db_password_file.display(),
+                            bmcpw = bmc_password_file.display(),
+                            bootstrap = i == 0,
+                        ),
+                    )?;
+                }
+                // The server leads a process group of its own, which its
+                // PostgreSQL joins: killing the group is losing the machine.
+                let wrapper = dir.path().join("roost-setsid");
+                std::fs::write(
+                    &wrapper,
+                    format!("#!/bin/sh\nexec setsid '{}' \"$@\"\n", plan.bin.display()),
+                )?;
+                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+                (wrapper, roost_test_support::EMBEDDED_STORE.to_string())
+            }
+        };
+        let mut pair = Pair {
+            ctl,
+            mode,
+            bin,
+            store,
+            db_password,
+            token: String::new(),
+            _db: db,
+            _dir: dir,
+        };
+        plan.settle();
+        pair.ctl[0].start(&pair.bin, &pair.store)?;
+        anyhow::ensure!(
+            find_active(&pair.ctl)? == 0,
+            "controller-0 is not active:\n{}",
+            tail(&pair.ctl[0].log(), 30)
+        );
+        pair.token = pair.ctl[0]
+            .server
+            .as_ref()
+            .map(Server::token)
+            .unwrap_or_default();
+        // The second controller seals with the same data key.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&pair.ctl[1].data)?;
+        }
+        let key = pair.ctl[1].data.join("secret.key");
+        std::fs::copy(pair.ctl[0].data.join("secret.key"), &key)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        pair.restart(1, 0)?;
+        Ok(pair)
+    }
+
+    /// The running server of controller `i`.
+    pub fn server(&self, i: usize) -> anyhow::Result<&Server> {
+        self.ctl[i]
+            .server
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.ctl[i].name))
+    }
+
+    /// Controller `i`'s log (this process of it).
+    pub fn log(&self, i: usize) -> String {
+        self.ctl[i].log()
+    }
+
+    /// How many times controller `i`'s log says it took the lease, and
+    /// that it stepped down (its lease not renewed in time).
+    pub fn lease_changes(&self, i: usize) -> (usize, usize) {
+        let log = self.ctl[i].log();
+        (
+            log.matches(TOOK_LEASE).count(),
+            log.matches("stepping down").count(),
+        )
+    }
+
+    /// Duplex: `postgres://` URL of controller `i`'s database.
+    pub fn db_url(&self, i: usize) -> Option<String> {
+        self.ctl[i].db.as_ref().map(|db| {
+            format!(
+                "postgres://roost:{}@{db}/roost?sslmode=disable&connect_timeout=3",
+                self.db_password
+            )
+        })
+    }
+
+    /// Duplex: the replicas controller `i`'s database streams to, as
+    /// `application_name state sync_state` (`pg_stat_replication`).
+    pub fn replication(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let url = self
+            .db_url(i)
+            .ok_or_else(|| anyhow::anyhow!("not duplex"))?;
+        let rows = crate::pg::query(
+            &url,
+            "SELECT application_name, state, sync_state FROM pg_stat_replication",
+        )?;
+        Ok(rows.lines().map(|l| l.replace('|', " ")).collect())
+    }
+
+    /// Starts controller `i` (again) and waits until it is the standby of
+    /// controller `active`: it redirects to it, and (mode 2) it logged so,
+    /// or (duplex) `active`'s database streams to its replica synchronously.
+    fn restart(&mut self, i: usize, active: usize) -> anyhow::Result<()> {
+        let ctl = &mut self.ctl[i];
+        if let Some(bmc) = &ctl.bmc {
+            // The machine the peer fenced is powered on again.
+            bmc.power_on()?;
+        }
+        ctl.start(&self.bin, &self.store)?;
+        wait_standby(&ctl.url)?;
+        match self.mode {
+            Mode::Shared => anyhow::ensure!(
+                ctl.log().contains("standby: another controller is active"),
+                "{} did not come back as a standby:\n{}",
+                ctl.name,
+                tail(&ctl.log(), 30)
+            ),
+            Mode::Duplex => {
+                let mut seen = Vec::new();
+                wait_for(60, || {
+                    seen = self.replication(active).unwrap_or_default();
+                    seen.iter()
+                        .any(|r| r.ends_with(" streaming sync"))
+                        .then_some(())
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}'s database does not stream to {} synchronously within 60 s \
+                         (pg_stat_replication: {seen:?}); {}'s PostgreSQL log ends:\n{}",
+                        self.ctl[active].name,
+                        self.ctl[i].name,
+                        self.ctl[i].name,
+                        self.ctl[i].db_log(20)
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +712,10 @@ struct Switch {
     lease: Option<Duration>,
     /// Signal to the old process's exit (SIGTERM only).
     exited: Option<Duration>,
+    /// Duplex: signal to the other controller logging that its BMC request
+    /// powered the old one off, and that its replica was promoted.
+    fenced: Option<Duration>,
+    promoted: Option<Duration>,
     /// Writes answered, over that time, with no answer / another status.
     unreached: usize,
     refused: usize,
@@ -299,17 +743,25 @@ fn switch_over(
 ) -> anyhow::Result<Switch> {
     let new = 1 - active;
     let before = client.len();
+    // Duplex: the machine's death is its processes' (the server and its
+    // PostgreSQL); its BMC, which the other one fences through, stays up.
+    let host = ctl[active].host_groups();
     let mut victim = ctl[active]
         .server
         .take()
         .ok_or_else(|| anyhow::anyhow!("{} is not running", ctl[active].name))?;
     // A process that stepped down and came back logs it again.
-    let taken = |c: &Controller| c.log().matches(TOOK_LEASE).count();
+    let count = |c: &Controller, line: &str| c.log().matches(line).count();
+    let taken = |c: &Controller| count(c, TOOK_LEASE);
     let taken_before = taken(&ctl[new]);
+    let fenced_before = count(&ctl[new], FENCED);
+    let promoted_before = count(&ctl[new], PROMOTED);
+    let (mut fenced, mut promoted) = (None, None);
     let io0 = crate::procfs::io_stall_micros();
     let t0 = Instant::now();
     let stopper = match kind {
         Kind::Kill9 => {
+            kill_groups(&host);
             victim.kill9();
             None
         }
@@ -322,6 +774,12 @@ fn switch_over(
     let acked = loop {
         if lease.is_none() && taken(&ctl[new]) > taken_before {
             lease = Some(t0.elapsed());
+        }
+        if fenced.is_none() && count(&ctl[new], FENCED) > fenced_before {
+            fenced = Some(t0.elapsed());
+        }
+        if promoted.is_none() && count(&ctl[new], PROMOTED) > promoted_before {
+            promoted = Some(t0.elapsed());
         }
         let seen = client.since(before);
         if let Some(a) = seen
@@ -347,6 +805,12 @@ fn switch_over(
     if lease.is_none() && taken(&ctl[new]) > taken_before {
         lease = Some(t0.elapsed());
     }
+    if fenced.is_none() && count(&ctl[new], FENCED) > fenced_before {
+        fenced = Some(t0.elapsed());
+    }
+    if promoted.is_none() && count(&ctl[new], PROMOTED) > promoted_before {
+        promoted = Some(t0.elapsed());
+    }
     let all = client.since(0);
     let rate = all
         .iter()
@@ -361,6 +825,8 @@ fn switch_over(
         took: acked.done - t0,
         lease,
         exited,
+        fenced,
+        promoted,
         unreached: during
             .iter()
             .filter(|a| a.answer == Answer::Unreached)
@@ -418,39 +884,19 @@ fn find_active(ctl: &[Controller; 2]) -> anyhow::Result<usize> {
 /// Runs the benchmark and prints its table; returns the trials that
 /// failed (the writes that failed during switch-overs are expected and
 /// only reported).
-pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
-    let server = plan
-        .postgres
-        .clone()
-        .map_err(|why| anyhow::anyhow!("failover needs PostgreSQL: {why}"))?;
-    // Dropped last, after the controllers.
-    let db = crate::pg::Database::create(&server)?;
-    let store = db.url.clone();
+pub fn run(plan: &Plan, trials: usize, mode: Mode) -> anyhow::Result<u64> {
     eprintln!(
-        "failover: {trials} trials of each kind, two controllers on {store}, [ha] lease_ms = {LEASE_MS}"
+        "failover: {trials} trials of each kind, two controllers {}, [ha] lease_ms = {LEASE_MS}",
+        match mode {
+            Mode::Shared => "on one PostgreSQL database",
+            Mode::Duplex => "in duplex, each with its own PostgreSQL",
+        }
     );
-    let dir = tempfile::tempdir()?;
-    let mut ctl = [
-        Controller::new(dir.path(), "controller-0")?,
-        Controller::new(dir.path(), "controller-1")?,
-    ];
-    plan.settle();
-    let c0 = ctl[0].start(plan, &store)?;
-    anyhow::ensure!(
-        c0.log().contains("this server is the active controller"),
-        "controller-0 is not active:\n{}",
-        c0.log()
-    );
-    let token = c0.token();
-    // The second controller seals with the same data key.
-    std::fs::create_dir_all(&ctl[1].data)?;
-    std::fs::copy(
-        ctl[0].data.join("secret.key"),
-        ctl[1].data.join("secret.key"),
+    let mut pair = Pair::start(plan, mode)?;
+    let client = Client::start(
+        [pair.ctl[0].url.clone(), pair.ctl[1].url.clone()],
+        pair.token.clone(),
     )?;
-    ctl[1].start(plan, &store)?;
-    wait_standby(&ctl[1].url)?;
-    let client = Client::start([ctl[0].url.clone(), ctl[1].url.clone()], token)?;
     let mut kinds = [
         Trials {
             kind: Kind::Kill9,
@@ -473,14 +919,14 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
                 break 'trials;
             }
             // An active that cannot renew its lease in time steps down by itself.
-            match find_active(&ctl) {
+            match find_active(&pair.ctl) {
                 Ok(a) if a == active => {}
                 Ok(a) => {
                     eprintln!(
                         "  the roles changed between trials: {} is active now (a switch-over \
                          nobody asked for; its log: {:?})",
-                        ctl[a].name,
-                        ctl[active]
+                        pair.ctl[a].name,
+                        pair.ctl[active]
                             .log()
                             .lines()
                             .filter(|l| l.contains("stepping down"))
@@ -499,16 +945,16 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
             // The trials' own rhythm must not fix the phase of the signal
             // against the active's renewals.
             std::thread::sleep(jitter.next(PHASE));
-            match switch_over(&mut ctl, active, k.kind, &client) {
+            match switch_over(&mut pair.ctl, active, k.kind, &client) {
                 Ok(s) => {
                     eprintln!(
                         "  trial {} ({}, {} -> {}): {} ms to the first acknowledged write, lease taken \
                          at {} ms, {} writes unanswered, {} refused, {} acknowledged by the old one{}, \
-                         IO pressure {}",
+                         IO pressure {}{}",
                         n + 1,
                         k.kind.label(),
-                        ctl[active].name,
-                        ctl[1 - active].name,
+                        pair.ctl[active].name,
+                        pair.ctl[1 - active].name,
                         ms(s.took),
                         s.lease.map_or("?".into(), ms),
                         s.unreached,
@@ -516,7 +962,15 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
                         s.acked_by_old,
                         s.exited
                             .map_or(String::new(), |e| format!(", it exited at {} ms", ms(e))),
-                        s.io_pressure.map_or("?".into(), |p| format!("{p:.0} %"))
+                        s.io_pressure.map_or("?".into(), |p| format!("{p:.0} %")),
+                        match mode {
+                            Mode::Shared => String::new(),
+                            Mode::Duplex => format!(
+                                ", fenced at {} ms, promoted at {} ms",
+                                s.fenced.map_or("-".into(), ms),
+                                s.promoted.map_or("-".into(), ms)
+                            ),
+                        }
                     );
                     k.switches.push(s);
                 }
@@ -531,25 +985,14 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
             std::thread::sleep(jitter.next(PHASE));
             let old = active;
             active = 1 - active;
-            let restarted = ctl[old].start(plan, &store).map(|_| ()).and_then(|()| {
-                wait_standby(&ctl[old].url)?;
-                anyhow::ensure!(
-                    ctl[old]
-                        .log()
-                        .contains("standby: another controller is active"),
-                    "{} did not come back as a standby:\n{}",
-                    ctl[old].name,
-                    tail(&ctl[old].log(), 30)
-                );
-                Ok(())
-            });
+            let restarted = pair.restart(old, active);
             if let Err(e) = restarted {
                 eprintln!(
                     "  failover: {e:#}\n  {}'s log ends:\n{}\n  {}'s log ends:\n{}",
-                    ctl[old].name,
-                    tail(&ctl[old].log(), 30),
-                    ctl[active].name,
-                    tail(&ctl[active].log(), 30)
+                    pair.ctl[old].name,
+                    tail(&pair.ctl[old].log(), 30),
+                    pair.ctl[active].name,
+                    tail(&pair.ctl[active].log(), 30)
                 );
                 failures += 1;
                 break 'trials;
@@ -557,7 +1000,8 @@ pub fn run(plan: &Plan, trials: usize) -> anyhow::Result<u64> {
         }
     }
     client.finish();
-    emit(&render(&kinds, trials, unasked));
+    drop(pair);
+    emit(&render(&kinds, trials, unasked, mode));
     Ok(failures)
 }
 
@@ -570,11 +1014,32 @@ fn pct_p50_max(mut v: Vec<f64>) -> String {
     }
 }
 
-fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
-    let mut out = String::from("### Controller switch-over on PostgreSQL\n\n");
+fn render(kinds: &[Trials], trials: usize, unasked: usize, mode: Mode) -> String {
+    let mut out = String::from(match mode {
+        Mode::Shared => "### Controller switch-over on PostgreSQL\n\n",
+        Mode::Duplex => "### Controller switch-over in duplex (mode 3)\n\n",
+    });
+    if mode == Mode::Duplex {
+        out.push_str(&format!(
+            "Two duplex controllers (`store = \"duplex\"`), each running its own PostgreSQL under \
+             its data directory: the active's is the primary, the standby's a streaming replica, \
+             and each commit waits for the replica's flush while it streams \
+             (`[ha] sync_grace_ms = {SYNC_GRACE_MS}`). Each controller's machine is a simulated \
+             Redfish BMC (`roost sim bmc`, its host a placeholder process) that the other \
+             controller fences through (`[ha] peer_bmc`). A `kill -9` trial kills the \
+             active's server and its PostgreSQL (their process groups) at once, as the \
+             machine's death: the standby waits one lease length, powers the machine off \
+             through its BMC, promotes its replica and takes the lease. A SIGTERM trial stops the \
+             active server: it gives the lease up and turns its database into a replica of the \
+             peer's, which promotes without fencing. Before each restart the killed \
+             controller's machine is powered on again through its BMC; it copies the new \
+             active's database again (`pg_basebackup`) when it was killed, and the next trial \
+             waits until the new active's database streams to it synchronously \
+             (`pg_stat_replication.sync_state = sync`).\n\n"
+        ));
+    }
     out.push_str(&format!(
-        "Two controllers on one new database of the local PostgreSQL server, `[ha] lease_ms = \
-         {LEASE_MS}` (the default: the active renews the lease every {} ms, the standby looks at it \
+        "{}, `[ha] lease_ms = {LEASE_MS}` (the default: the active renews the lease every {} ms, the standby looks at it \
          every {} ms). One client writes alarms one after another (a set, then a clear, of a new \
          entity each pair) through either controller's address, following redirects; after a write \
          that is not acknowledged it waits {} ms and sends it to the other address. Each trial \
@@ -586,6 +1051,10 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
          controller; then the stopped one is started again and comes up as a standby, so the \
          roles alternate. {trials} {} of each kind, alternating. Times in ms; the target is \
          checked against the slowest trial.\n\n",
+        match mode {
+            Mode::Shared => "Two controllers on one new database of the local PostgreSQL server",
+            Mode::Duplex => "The two controllers",
+        },
         LEASE_MS / 4,
         LEASE_MS / 4,
         RETRY_PAUSE.as_millis(),
@@ -593,7 +1062,7 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         PHASE.as_millis(),
         if trials == 1 { "trial" } else { "trials" },
     ));
-    let mut t = Table::new(&[
+    let mut columns = vec![
         "switch-over",
         ">trials",
         ">p50",
@@ -601,6 +1070,11 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         ">min",
         ">max",
         "target < 2 s",
+    ];
+    if mode == Mode::Duplex {
+        columns.extend([">peer fenced, p50", ">replica promoted, p50"]);
+    }
+    columns.extend([
         ">lease taken, p50",
         ">old process exited, p50",
         ">failed writes per switch-over, p50 (max)",
@@ -608,6 +1082,7 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         ">acked by the stopping one",
         ">IO pressure, p50 (max)",
     ]);
+    let mut t = Table::new(&columns);
     // The median of some samples, "—" when there are none.
     let p50 = |v: Vec<Duration>| {
         if v.is_empty() {
@@ -622,7 +1097,7 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         let mut sorted = failed.clone();
         sorted.sort_unstable();
         let median = sorted.get(sorted.len().saturating_sub(1) / 2).copied();
-        t.row(vec![
+        let mut row = vec![
             k.kind.label().to_string(),
             k.switches.len().to_string(),
             ms(d.pct(50.0)),
@@ -634,6 +1109,14 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
             } else {
                 crate::met(d.max() < TARGET).to_string()
             },
+        ];
+        if mode == Mode::Duplex {
+            row.extend([
+                p50(k.switches.iter().filter_map(|s| s.fenced).collect()),
+                p50(k.switches.iter().filter_map(|s| s.promoted).collect()),
+            ]);
+        }
+        row.extend([
             p50(k.switches.iter().filter_map(|s| s.lease).collect()),
             p50(k.switches.iter().filter_map(|s| s.exited).collect()),
             median.map_or("—".into(), |m| {
@@ -651,6 +1134,7 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
                 .to_string(),
             pct_p50_max(k.switches.iter().filter_map(|s| s.io_pressure).collect()),
         ]);
+        t.row(row);
     }
     out.push_str(&t.render());
     let mut rates: Vec<f64> = kinds
@@ -677,6 +1161,14 @@ fn render(kinds: &[Trials], trials: usize, unasked: usize) -> String {
         STEADY.as_secs_f64(),
         RETRY_PAUSE.as_millis(),
     ));
+    if mode == Mode::Duplex {
+        out.push_str(
+            "\n\"Peer fenced\" and \"replica promoted\" are when the other controller's log said \
+             its BMC request powered the old one's machine off, and that its replica became the \
+             primary (same polling). The `kill -9` is sent by `kill(1)` to the process groups \
+             of the server and of its PostgreSQL at once.\n",
+        );
+    }
     out.push_str(&format!(
         "\nSwitch-overs nobody asked for (before a trial, the other controller was the active \
          one: the active had stepped down by itself, its lease not renewed in time): {unasked}. \

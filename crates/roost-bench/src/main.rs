@@ -6,7 +6,7 @@
 //! ```text
 //! cargo build --release -p roost
 //! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|deploy|failover] [--bin PATH] [--quick]
-//!     [--wait-quiet SECS] [--trials N]
+//!     [--wait-quiet SECS] [--trials N] [--duplex]
 //! ```
 //!
 //! * `throughput`: alarm set/clear over HTTP at 1, 8 and 64 concurrent
@@ -55,7 +55,14 @@
 //!   time from the signal to the first write acknowledged by the other,
 //!   and the writes that failed meanwhile (not part of `all`: it needs
 //!   PostgreSQL, as `throughput` finds it, and takes about two minutes;
-//!   see `failover.rs`).
+//!   see `failover.rs`). With `--duplex`: two duplex controllers (mode 3),
+//!   each running its own PostgreSQL (the standby's a synchronous streaming
+//!   replica), each on a simulated BMC that the other fences through
+//!   (about five minutes; needs Debian's PostgreSQL binaries, and root so
+//!   that PostgreSQL runs as `postgres`).
+//!
+//!   `throughput --duplex` adds a fourth server: the active of such a pair,
+//!   each commit waiting for the replica's flush.
 //!
 //! `--quick` runs the same benchmarks with short windows and few samples
 //! (under a minute); a full `all` takes about three minutes. The binary
@@ -126,6 +133,10 @@ struct Cli {
     /// `failover`: switch-overs of each kind [default: 20, 5 with --quick]
     #[arg(long, value_name = "N")]
     trials: Option<usize>,
+    /// `failover`, `throughput`: duplex controllers (mode 3), each with its
+    /// own PostgreSQL (needs Debian's PostgreSQL binaries; run as root)
+    #[arg(long)]
+    duplex: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +189,9 @@ pub struct Plan {
     /// The PostgreSQL server for the benchmarks on that store (a URL), or
     /// why there is none.
     pub postgres: Result<String, String>,
+    /// `--duplex`: `failover` in duplex (mode 3) instead of on one shared
+    /// database; `throughput` with a duplex pair's active as well.
+    pub duplex: bool,
 }
 
 impl Plan {
@@ -208,6 +222,7 @@ impl Plan {
             idle: Duration::from_secs(if quick { 10 } else { 60 }),
             wait_quiet: Duration::from_secs(wait_quiet),
             postgres: Err("not looked up".into()),
+            duplex: false,
         }
     }
 }
@@ -438,10 +453,12 @@ fn main() -> ExitCode {
         }
     };
     let mut plan = Plan::new(bin, cli.quick, cli.wait_quiet);
-    if matches!(cli.which, Which::All | Which::Throughput | Which::Failover) {
+    plan.duplex = cli.duplex;
+    let shared_failover = cli.which == Which::Failover && !cli.duplex;
+    if matches!(cli.which, Which::All | Which::Throughput) || shared_failover {
         plan.postgres = pg::server(&root);
         if let Err(why) = &plan.postgres {
-            if cli.which == Which::Failover {
+            if shared_failover {
                 eprintln!("roost-bench: failover needs PostgreSQL: {why}");
                 return ExitCode::from(2);
             }
@@ -487,7 +504,7 @@ fn run(
          Binary: {}  \n\
          Data directories: temporary, under {} ({data_fs}; 4 KiB write + fdatasync there: p50 {} ms)  \n\
          Load average (1 min) at start: {}; IO pressure (PSI `some`, last 60 s): {}  \n\
-         Mode: {mode}; `roost-bench {}{}{}`. Server and load generator share the machine{}.\n",
+         Mode: {mode}; `roost-bench {}{}{}{}`. Server and load generator share the machine{}.\n",
         procfs::machine_line(),
         procfs::roost_version(&plan.bin, root),
         std::env::temp_dir().display(),
@@ -496,6 +513,7 @@ fn run(
         procfs::io_pressure_avg60().map_or("unknown".into(), |p| format!("{p:.0} %")),
         format!("{which:?}").to_lowercase(),
         if plan.quick { " --quick" } else { "" },
+        if plan.duplex { " --duplex" } else { "" },
         if plan.wait_quiet.is_zero() {
             String::new()
         } else {
@@ -534,7 +552,12 @@ fn run(
         return deploy::run(&plan);
     }
     if which == Which::Failover {
-        return failover::run(&plan, trials);
+        let mode = if plan.duplex {
+            failover::Mode::Duplex
+        } else {
+            failover::Mode::Shared
+        };
+        return failover::run(&plan, trials, mode);
     }
     if which == Which::Tls {
         let r = tls::run(&plan, &rt)?;

@@ -60,7 +60,7 @@ fn psql() -> PathBuf {
 
 /// Runs one SQL command on the database at `url`; its rows, fields
 /// separated by `|`.
-fn query(url: &str, sql: &str) -> anyhow::Result<String> {
+pub fn query(url: &str, sql: &str) -> anyhow::Result<String> {
     let out = Command::new(psql())
         .args(["-AtX", "-v", "ON_ERROR_STOP=1", "-F", "|", "-c", sql, url])
         .stdin(Stdio::null())

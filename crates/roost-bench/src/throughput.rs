@@ -3,7 +3,10 @@
 //! durabilities (`process`, `power`) and a PostgreSQL store (a new
 //! database on the local test server, `ROOST_TEST_POSTGRES`, with the
 //! server's own settings), against the `GET /healthz` floor and, for
-//! PostgreSQL, against SQLite `process` measured in the same run.
+//! PostgreSQL, against SQLite `process` measured in the same run. With
+//! `--duplex`, a fourth: the active of two duplex controllers (mode 3,
+//! `failover::Pair`), whose own PostgreSQL commits wait for the standby's
+//! streaming replica, against SQLite `process` and the local PostgreSQL.
 
 use roost_test_support::{Server, ServerOptions};
 use tokio::runtime::Runtime;
@@ -22,8 +25,9 @@ pub fn starlingx_rate(clients: usize) -> Option<(f64, &'static str)> {
     }
 }
 
-/// The servers measured, in order: SQLite at each durability, then PostgreSQL.
-pub const VARIANTS: [&str; 3] = ["process", "power", "postgres"];
+/// The servers measured, in order: SQLite at each durability, then
+/// PostgreSQL, then (with `--duplex` only) a duplex pair's active.
+pub const VARIANTS: [&str; 4] = ["process", "power", "postgres", "duplex"];
 
 /// Every run of this benchmark.
 pub struct Results {
@@ -33,6 +37,15 @@ pub struct Results {
     pub floor: Option<Outcome>,
     /// The PostgreSQL server's settings, or why the `postgres` variant did not run.
     pub postgres: Result<crate::pg::Info, String>,
+    /// The duplex active's PostgreSQL settings, or why the `duplex` variant
+    /// did not run.
+    pub duplex: Result<crate::pg::Info, String>,
+    /// The duplex active's replicas (`pg_stat_replication`) after each of
+    /// its windows.
+    pub duplex_replicas: Vec<(usize, Vec<String>)>,
+    /// Per client count: leases taken and step-downs, as both duplex
+    /// controllers logged them during its windows (every attempt).
+    pub duplex_lease_changes: Vec<(usize, usize, usize)>,
 }
 
 impl Results {
@@ -47,6 +60,7 @@ impl Results {
                 ),
                 Err(_) => "PostgreSQL".into(),
             },
+            "duplex" => "PostgreSQL duplex, synchronous replica".into(),
             other => format!("`{other}`"),
         }
     }
@@ -147,6 +161,76 @@ fn log_digest(log: &str) -> String {
     out.join("\n")
 }
 
+/// The `duplex` variant: a new pair of duplex controllers; the load goes
+/// to the active (controller-0) while its replica streams synchronously.
+fn duplex(
+    plan: &Plan,
+    rt: &Runtime,
+    http: &reqwest::Client,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    eprintln!("throughput: starting two duplex controllers");
+    let pair = match crate::failover::Pair::start(plan, crate::failover::Mode::Duplex) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("throughput: no duplex pair ({e:#}); leaving it out");
+            results.duplex = Err(format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let url = pair.db_url(0).unwrap_or_default();
+    results.duplex = crate::pg::info(&url).map_err(|e| format!("{e:#}"));
+    if let Err(why) = &results.duplex {
+        eprintln!("throughput: cannot read the duplex database's settings: {why}");
+    }
+    let server = pair.server(0)?;
+    let target = Target {
+        server,
+        token: &pair.token,
+        // The role's and database's name in both clusters: their backends,
+        // the WAL sender and receiver, and both clusters' shared processes.
+        postgres_db: Some(DUPLEX_DB),
+    };
+    let changes = || {
+        let (a, b) = (pair.lease_changes(0), pair.lease_changes(1));
+        (a.0 + b.0, a.1 + b.1)
+    };
+    for &clients in &plan.concurrency {
+        let before = changes();
+        let o = measure(rt, http, plan, &target, Workload::SetClear, clients);
+        let after = changes();
+        results
+            .duplex_lease_changes
+            .push((clients, after.0 - before.0, after.1 - before.1));
+        if after != before {
+            eprintln!(
+                "    during the window(s): {} leases taken, {} step-downs",
+                after.0 - before.0,
+                after.1 - before.1
+            );
+        }
+        let replicas = pair
+            .replication(0)
+            .unwrap_or_else(|e| vec![format!("{e:#}")]);
+        eprintln!("    controller-0's replicas after the window: {replicas:?}");
+        results.duplex_replicas.push((clients, replicas));
+        let failed = o.failures() > 0;
+        results.fm.push(("duplex", o));
+        if failed {
+            eprintln!(
+                "throughput: requests failed; controller-0's (the active's) log:\n{}\n\
+                 controller-1's (the standby's) log:\n{}",
+                log_digest(&pair.log(0)),
+                log_digest(&pair.log(1))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The database (and role) a duplex controller's PostgreSQL holds Roost's data in.
+const DUPLEX_DB: &str = "roost";
+
 /// Runs the benchmark: a fresh server per variant.
 pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
     let http = load::client()?;
@@ -154,8 +238,17 @@ pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
         fm: Vec::new(),
         floor: None,
         postgres: Err("not run".into()),
+        duplex: Err("not run (no `--duplex`)".into()),
+        duplex_replicas: Vec::new(),
+        duplex_lease_changes: Vec::new(),
     };
     for variant in VARIANTS {
+        if variant == "duplex" {
+            if plan.duplex {
+                duplex(plan, rt, &http, &mut results)?;
+            }
+            continue;
+        }
         // Dropped after the server (declared before it).
         let mut db = None;
         let opts = if variant == "postgres" {
@@ -217,6 +310,101 @@ pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {
     Ok(results)
 }
 
+/// The duplex active against SQLite `process` and the local PostgreSQL,
+/// same run, and what its PostgreSQL was.
+fn duplex_section(r: &Results, out: &mut String) {
+    match &r.duplex {
+        Ok(i) => out.push_str(&format!(
+            "\nDuplex: two PostgreSQL {} clusters on this machine and disk, one per controller, \
+             run by the controllers; the active's `synchronous_commit` {}, `fsync` {}, data \
+             directories on {}; replicas of the active's database after each window \
+             (`application_name state sync_state`): {}; leases taken and step-downs (\"the \
+             controller lease could not be renewed in time\") in both controllers' logs \
+             during the windows, every attempt: {}.\n",
+            i.version,
+            i.synchronous_commit,
+            i.fsync,
+            i.filesystem.as_deref().unwrap_or("an unknown filesystem"),
+            r.duplex_replicas
+                .iter()
+                .map(|(c, rows)| format!("{c} clients: {}", rows.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            r.duplex_lease_changes
+                .iter()
+                .map(|(c, took, down)| format!("{c} clients: {took} / {down}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(why) if r.fm.iter().all(|(d, _)| *d != "duplex") => {
+            if !why.starts_with("not run") {
+                out.push_str(&format!("\nDuplex not measured: {why}.\n"));
+            }
+            return;
+        }
+        Err(why) => out.push_str(&format!(
+            "\nDuplex: its PostgreSQL settings could not be read ({why}).\n"
+        )),
+    }
+    let rows: Vec<(&Outcome, Option<&Outcome>, Option<&Outcome>)> =
+        r.fm.iter()
+            .filter(|(d, _)| *d == "duplex")
+            .map(|(_, dx)| {
+                (
+                    dx,
+                    r.get("process", dx.clients),
+                    r.get("postgres", dx.clients),
+                )
+            })
+            .collect();
+    out.push_str(
+        "\n**Duplex (synchronous replication) against SQLite `process` and the single local \
+         PostgreSQL**, same run (ops/s and latency from the table above; \"CPU µs/op\" is the \
+         server's CPU per op plus PostgreSQL's: for duplex both clusters' processes):\n\n",
+    );
+    let mut t = Table::new(&[
+        ">clients",
+        ">SQLite ops/s",
+        ">PostgreSQL ops/s",
+        ">duplex ops/s",
+        ">duplex / SQLite",
+        ">duplex / PostgreSQL",
+        ">p50 SQLite",
+        ">p50 PostgreSQL",
+        ">p50 duplex",
+        ">p99 SQLite",
+        ">p99 PostgreSQL",
+        ">p99 duplex",
+        ">CPU µs/op PostgreSQL",
+        ">CPU µs/op duplex",
+    ]);
+    let rate = |o: Option<&Outcome>| o.map_or("—".into(), |o| group(o.rate().round() as u64));
+    let ratio = |dx: &Outcome, o: Option<&Outcome>| match o {
+        Some(o) if o.rate() > 0.0 => format!("{:.2}", dx.rate() / o.rate()),
+        _ => "—".into(),
+    };
+    let pct = |o: Option<&Outcome>, p: f64| o.map_or("—".into(), |o| ms(o.latency.pct(p)));
+    for (dx, sq, pg) in rows {
+        t.row(vec![
+            dx.clients.to_string(),
+            rate(sq),
+            rate(pg),
+            rate(Some(dx)),
+            ratio(dx, sq),
+            ratio(dx, pg),
+            pct(sq, 50.0),
+            pct(pg, 50.0),
+            pct(Some(dx), 50.0),
+            pct(sq, 99.0),
+            pct(pg, 99.0),
+            pct(Some(dx), 99.0),
+            pg.map_or("—".into(), cpu_per_op),
+            cpu_per_op(dx),
+        ]);
+    }
+    out.push_str(&t.render());
+}
+
 fn cpu(v: Option<f64>) -> String {
     v.map_or("—".into(), |c| format!("{c:.0} %"))
 }
@@ -244,16 +432,25 @@ fn cpu_per_op(o: &Outcome) -> String {
 
 /// The section as markdown.
 pub fn render(r: &Results, plan: &Plan) -> String {
+    let duplex = r.fm.iter().any(|(d, _)| *d == "duplex");
     let mut out = String::from("### 1. Alarm set/clear throughput\n\n");
     out.push_str(&format!(
         "Each client is a task sending `POST /v1/alarms` one after another, alternating a set and a clear \
          of its own entity (`100.104`, `host=bench-<client>.filesystem=/n<i>`), over one shared HTTP/1.1 \
          connection pool, for {} s after a {} s warm-up. One op = one POST. Latency is per request, \
          in ms. The load generator runs on the same machine and competes with the server for CPU. \
-         Three servers, each new: the embedded SQLite store at durability `process` and `power`, and \
-         a PostgreSQL store (a new database on the local test server).\n\n",
+         {} servers, each new: the embedded SQLite store at durability `process` and `power`, and \
+         a PostgreSQL store (a new database on the local test server){}.\n\n",
         plan.measure.as_secs_f64(),
-        plan.warmup.as_secs_f64()
+        plan.warmup.as_secs_f64(),
+        if duplex { "Four" } else { "Three" },
+        if duplex {
+            "; and the active of two duplex controllers (mode 3) on this machine, \
+             each with its own PostgreSQL, the standby's a streaming replica that every commit \
+             waits for (synchronous replication)"
+        } else {
+            ""
+        }
     ));
     let mut t = Table::new(&[
         "store",
@@ -360,6 +557,7 @@ pub fn render(r: &Results, plan: &Plan) -> String {
         }
         out.push_str(&t.render());
     }
+    duplex_section(r, &mut out);
     if let Some(floor) = &r.floor {
         out.push_str(&format!(
             "\n**HTTP floor.** The same server (SQLite `process`) and client at {} clients, \
