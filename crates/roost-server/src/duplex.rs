@@ -155,6 +155,9 @@ pub async fn prepare(
             } => {
                 unreachable_since = None;
                 if *we_are_sync {
+                    if last_sync.is_none() {
+                        tracing::info!(peer = %d.peer, "this replica is the primary's synchronous standby: it may take over if the active is lost");
+                    }
                     last_sync = Some(t);
                 }
                 let live = lease

@@ -389,6 +389,18 @@ impl Pair {
                     .then_some(())
             },
         );
+        // controller-1 itself has seen that it is in synchronous standing
+        // (it takes over only then).
+        p.wait(
+            WAIT,
+            "controller-1 sees itself as the synchronous standby",
+            || {
+                std::fs::read_to_string(&p.c[1].log)
+                    .unwrap_or_default()
+                    .contains("this replica is the primary's synchronous standby")
+                    .then_some(())
+            },
+        );
         assert_eq!(
             p.in_recovery(1),
             Some(true),
