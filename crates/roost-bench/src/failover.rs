@@ -541,14 +541,17 @@ impl Pair {
     /// Duplex: the replicas controller `i`'s database streams to, as
     /// `application_name state sync_state` (`pg_stat_replication`).
     pub fn replication(&self, i: usize) -> anyhow::Result<Vec<String>> {
-        let url = self
-            .db_url(i)
+        let db = self.ctl[i]
+            .db
+            .as_ref()
             .ok_or_else(|| anyhow::anyhow!("not duplex"))?;
-        let rows = crate::pg::query(
-            &url,
-            "SELECT application_name, state, sync_state FROM pg_stat_replication",
-        )?;
-        Ok(rows.lines().map(|l| l.replace('|', " ")).collect())
+        let seen =
+            roost_store::cluster::inspect(db.parse()?, &self.db_password, Duration::from_secs(5))?;
+        Ok(seen
+            .replicas
+            .into_iter()
+            .map(|r| format!("{} {} {}", r.name, r.state, r.sync_state))
+            .collect())
     }
 
     /// Starts controller `i` (again) and waits until it is the standby of
