@@ -364,16 +364,9 @@ impl Server {
 
     /// Logs in as admin (project admin) and returns the token.
     pub fn token(&self) -> String {
-        let (status, headers, body) = self.login(json!({
-            "auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "password": PASSWORD, "domain": {"name": "Default"}}}},
-                     "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}
-        }));
-        assert_eq!(status, 201, "login failed: {body}");
-        headers
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .expect("X-Subject-Token")
-            .to_string()
+        admin_api(&self.url)
+            .unwrap_or_else(|e| panic!("login failed: {e}"))
+            .token
     }
 
     /// `POST /v3/auth/tokens` with `body`: (status, headers, JSON body).
@@ -570,6 +563,109 @@ pub fn admin_api(url: &str) -> Result<Api, Error> {
             log: r.text().unwrap_or_default(),
         }),
     }
+}
+
+/// Writers raising alarms (100.104, one new entity each) as fast as they
+/// can through a set of controllers' URLs: a reply other than 200 (a
+/// standby with no active yet, a controller killed or paused) is not an
+/// acknowledgement, and the writer tries the next URL. Every acknowledged
+/// alarm's uuid is kept, to check that none is lost across a switch-over.
+pub struct AlarmLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl AlarmLoad {
+    /// Four writers through `urls` with `token`.
+    pub fn start(urls: &[String], token: &str) -> AlarmLoad {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..4)
+            .map(|w| {
+                let (stop, acked, urls, token) =
+                    (stop.clone(), acked.clone(), urls.to_vec(), token.to_string());
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .build()
+                        .expect("HTTP client");
+                    let (mut at, mut i) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        let entity = format!("host=w{w}.n={i}");
+                        let r = client
+                            .post(format!("{}/v1/alarms", urls[at % urls.len()]))
+                            .header("X-Auth-Token", &token)
+                            .json(&json!({"alarm_id": "100.104", "entity_instance_id": entity, "severity": "major"}))
+                            .send();
+                        match r {
+                            Ok(r) if r.status().as_u16() == 200 => {
+                                let b: Value = r.json().unwrap_or_default();
+                                if let Some(uuid) = b["uuid"].as_str()
+                                    && let Ok(mut a) = acked.lock()
+                                {
+                                    a.push(uuid.to_string());
+                                }
+                                i += 1;
+                            }
+                            _ => {
+                                at += 1;
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        AlarmLoad {
+            stop,
+            acked,
+            threads,
+        }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn count(&self) -> usize {
+        self.acked.lock().map_or(0, |a| a.len())
+    }
+
+    /// Waits until `n` more writes are acknowledged, `secs` at most;
+    /// whether they were.
+    pub fn wait_for_more(&self, n: usize, secs: u64) -> bool {
+        let from = self.count();
+        wait_for(secs, || (self.count() >= from + n).then_some(())).is_some()
+    }
+
+    /// Stops the writers; the uuids of every acknowledged alarm.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.acked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// The acknowledged alarms (uuids) that `api`'s server does not list, or
+/// what it answered instead of the list.
+pub fn missing_alarms(api: &Api, acked: &[String]) -> Result<Vec<String>, String> {
+    let r = api.get("/v1/alarms");
+    if r.status != 200 {
+        return Err(format!(
+            "the alarm list from {}: {} {:?}",
+            api.url, r.status, r.body
+        ));
+    }
+    let listed: std::collections::HashSet<&str> = r.body["alarms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|a| a["uuid"].as_str()).collect())
+        .unwrap_or_default();
+    Ok(acked
+        .iter()
+        .filter(|u| !listed.contains(u.as_str()))
+        .cloned()
+        .collect())
 }
 
 /// True when a missing prerequisite must fail a test instead of skipping it:
@@ -873,6 +969,19 @@ impl Api {
             &format!("/v1/ihosts/{name}"),
             &json!([{"op": "replace", "path": "/action", "value": action}]),
         )
+    }
+
+    /// A host action as StarlingX's `system` client sends it (CLIENTS.md
+    /// fact 22): the host resolved by name through `GET /v1/ihosts`, then
+    /// a PATCH of its numeric id.
+    pub fn stock_host_action(&self, name: &str, action: &str) -> Reply {
+        let list = self.get("/v1/ihosts");
+        let id = list.body["ihosts"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h["hostname"] == name))
+            .and_then(|h| h["id"].as_i64())
+            .unwrap_or_else(|| panic!("{name} in {:?}", list.body));
+        self.host_action(&id.to_string(), action)
     }
 
     /// Waits until the host's availability is `avail` (up to `secs`).

@@ -11,13 +11,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roost_sim::{Bmc, BmcConfig, PowerState, ResetType};
-use roost_test_support::{Api, Netns, PASSWORD, admin_api, ip, require_or_skip, wait_for};
-use serde_json::{Value, json};
+use roost_test_support::{
+    AlarmLoad, Api, Netns, PASSWORD, admin_api, ip, missing_alarms, require_or_skip, wait_for,
+};
+use serde_json::json;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
@@ -595,114 +595,66 @@ impl Drop for Pair {
     }
 }
 
-/// Writers raising alarms as fast as they can against both controllers
-/// (redirects followed; a controller that does not answer, or answers
-/// anything but 200, is left for the other). Each acknowledged alarm is
-/// kept.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn load(urls: [String; 2], token: String) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads = (0..4)
-        .map(|w| {
-            let (stop, acked, urls, token) =
-                (stop.clone(), acked.clone(), urls.clone(), token.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap();
-                let (mut at, mut i) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let entity = format!("host=w{w}.n={i}");
-                    let r = client
-                        .post(format!("{}/v1/alarms", urls[at % 2]))
-                        .header("X-Auth-Token", &token)
-                        .json(&json!({"alarm_id": "100.104", "entity_instance_id": entity, "severity": "major"}))
-                        .send();
-                    match r {
-                        Ok(r) if r.status().as_u16() == 200 => {
-                            let b: Value = r.json().unwrap_or_default();
-                            if let Some(uuid) = b["uuid"].as_str() {
-                                acked.lock().unwrap().push(uuid.to_string());
-                            }
-                            i += 1;
-                        }
-                        // Refused (no active yet), killed, stopped: not
-                        // acknowledged; try the other one.
-                        _ => {
-                            at += 1;
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    Load {
-        stop,
-        acked,
-        threads,
-    }
-}
-
-impl Load {
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
+impl Pair {
+    /// A write load through both controllers once controller-0 is active:
+    /// the load (100 writes acknowledged already), the epoch of
+    /// controller-0's lease and its BMC's resets so far.
+    fn under_writes(&self) -> (AlarmLoad, i64, u32) {
+        let (_, epoch) = self
+            .lease(0)
+            .unwrap_or_else(|| self.fail("controller-0's lease"));
+        let w = AlarmLoad::start(&[self.c[0].url.clone(), self.c[1].url.clone()], &self.token);
+        self.more_writes(&w, 100);
+        (w, epoch, self.c[0].bmc().resets())
     }
 
-    fn wait_for_more(&self, p: &Pair, n: usize) {
-        let from = self.count();
-        p.wait(
-            WAIT,
-            &format!("{n} more writes acknowledged (from {from})"),
-            || (self.count() >= from + n).then_some(()),
-        );
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
+    /// Waits until `n` more writes of `w` are acknowledged.
+    fn more_writes(&self, w: &AlarmLoad, n: usize) {
+        if !w.wait_for_more(n, WAIT) {
+            self.fail(&format!(
+                "{n} more writes acknowledged (from {})",
+                w.count()
+            ));
         }
-        self.acked.lock().unwrap().clone()
+    }
+
+    /// Every acknowledged alarm is listed by controller `i`.
+    fn all_there(&self, i: usize, acked: &[String]) {
+        match missing_alarms(&self.api(i), acked) {
+            Ok(lost) if lost.is_empty() => {}
+            Ok(lost) => self.fail(&format!(
+                "{} of {} acknowledged alarms lost: {lost:?}",
+                lost.len(),
+                acked.len()
+            )),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// controller-0 was lost and fenced (one more BMC reset than
+    /// `resets`, its power off): controller-1 takes the lease past `epoch`
+    /// and serves writes, and nothing acknowledged was lost. The
+    /// acknowledged writes.
+    fn took_over(&self, epoch: i64, resets: u32, w: AlarmLoad) -> Vec<String> {
+        let (holder, new_epoch) = self.wait_active(1);
+        assert_eq!(holder, "controller-1");
+        assert!(
+            new_epoch > epoch,
+            "the new epoch {new_epoch} is past {epoch}"
+        );
+        assert_eq!(
+            self.c[0].bmc().resets(),
+            resets + 1,
+            "one fence, a ForceOff"
+        );
+        assert_eq!(self.c[0].bmc().power_state(), PowerState::Off);
+        self.more_writes(&w, 50);
+        let acked = w.finish();
+        self.all_there(1, &acked);
+        acked
     }
 }
 
-/// Every acknowledged alarm is in the store `api`'s controller serves.
-fn all_there(p: &Pair, api: &Api, acked: &[String]) {
-    let r = api.get("/v1/alarms");
-    if r.status != 200 {
-        p.fail(&format!(
-            "the alarm list from {}: {} {:?}",
-            api.url, r.status, r.body
-        ));
-    }
-    let alarms: std::collections::HashSet<String> = r.body["alarms"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a["uuid"].as_str().map(str::to_string))
-        .collect();
-    let lost: Vec<&String> = acked.iter().filter(|u| !alarms.contains(*u)).collect();
-    if !lost.is_empty() {
-        p.fail(&format!(
-            "{} of {} acknowledged alarms lost: {lost:?}",
-            lost.len(),
-            acked.len()
-        ));
-    }
-}
-
-/// Controller-0's machine dies with `sig` (KILL: crashed; STOP: hung) under
-/// writes; returns the pair, the load, the epoch controller-0 held and its
-/// BMC's resets before.
 /// controller-0 runs in a network namespace and its link is cut under
 /// writes: controller-1 no longer reaches its database, fences it through
 /// its BMC (out of band) and promotes; nothing acknowledged is lost. With
@@ -718,10 +670,7 @@ fn a_network_cut_isolating_the_active_controller_fences_it_and_it_rejoins() {
         return;
     };
     let p = Pair::start_in(Some(&ns));
-    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
-    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
-    w.wait_for_more(&p, 100);
-    let resets = p.c[0].bmc().resets();
+    let (w, epoch, resets) = p.under_writes();
     assert!(
         ip(&["link", "set", &ns.host_ifs[0], "down"]),
         "cut the link"
@@ -731,16 +680,7 @@ fn a_network_cut_isolating_the_active_controller_fences_it_and_it_rejoins() {
         "controller-1 fences the cut-off controller-0 through its BMC",
         || (p.c[0].bmc().resets() > resets).then_some(()),
     );
-    let (holder, new_epoch) = p.wait_active(1);
-    assert_eq!(holder, "controller-1");
-    assert!(
-        new_epoch > epoch,
-        "the new epoch {new_epoch} is past {epoch}"
-    );
-    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
-    w.wait_for_more(&p, 50);
-    let acked = w.finish();
-    all_there(&p, &p.api(1), &acked);
+    let acked = p.took_over(epoch, resets, w);
 
     assert!(
         ip(&["link", "set", &ns.host_ifs[0], "up"]),
@@ -748,15 +688,15 @@ fn a_network_cut_isolating_the_active_controller_fences_it_and_it_rejoins() {
     );
     p.redfish_on(0);
     p.wait_rejoined(0);
-    all_there(&p, &p.api(0), &acked);
+    p.all_there(0, &acked);
 }
 
-fn lose_the_active(sig: &str) -> (Pair, Load, i64, u32) {
+/// Controller-0's machine dies with `sig` (KILL: crashed; STOP: hung) under
+/// writes; returns the pair, the load, the epoch controller-0 held and its
+/// BMC's resets before.
+fn lose_the_active(sig: &str) -> (Pair, AlarmLoad, i64, u32) {
     let p = Pair::start();
-    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
-    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
-    w.wait_for_more(&p, 100);
-    let resets = p.c[0].bmc().resets();
+    let (w, epoch, resets) = p.under_writes();
     p.signal_host(0, sig);
     (p, w, epoch, resets)
 }
@@ -786,24 +726,14 @@ fn kill_9_of_the_active_controller_fences_then_promotes_the_standby() {
         "controller-1 fences controller-0 through its BMC",
         || (p.c[0].bmc().resets() > resets).then_some(()),
     );
-    let (holder, new_epoch) = p.wait_active(1);
-    assert_eq!(holder, "controller-1");
-    assert!(
-        new_epoch > epoch,
-        "the new epoch {new_epoch} is past {epoch}"
-    );
-    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
-    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
     // Writes go on through the new active; nothing acknowledged was lost.
-    w.wait_for_more(&p, 50);
-    let acked = w.finish();
-    all_there(&p, &p.api(1), &acked);
+    let acked = p.took_over(epoch, resets, w);
 
     // Powered on again, controller-0 copies the new primary and follows it.
     p.redfish_on(0);
     p.wait_rejoined(0);
     // Both addresses serve everything acknowledged.
-    all_there(&p, &p.api(0), &acked);
+    p.all_there(0, &acked);
 }
 
 #[test]
@@ -838,16 +768,7 @@ fn sigstop_of_the_active_controller_is_fenced_before_promotion() {
     // The stopped machine was powered off: its processes are gone.
     assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
     assert_eq!(p.c[0].bmc().child_pid(), None);
-    let (holder, new_epoch) = p.wait_active(1);
-    assert_eq!(holder, "controller-1");
-    assert!(
-        new_epoch > epoch,
-        "the new epoch {new_epoch} is past {epoch}"
-    );
-    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
-    w.wait_for_more(&p, 50);
-    let acked = w.finish();
-    all_there(&p, &p.api(1), &acked);
+    p.took_over(epoch, resets, w);
 }
 
 #[test]
@@ -856,10 +777,7 @@ fn without_a_reachable_bmc_the_standby_does_not_promote() {
         return;
     }
     let p = Pair::start();
-    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
-    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
-    w.wait_for_more(&p, 100);
-    let resets = p.c[0].bmc().resets();
+    let (w, epoch, resets) = p.under_writes();
     p.c[0].bmc().set_refusing(true);
     p.signal_host(0, "KILL");
 
@@ -892,17 +810,7 @@ fn without_a_reachable_bmc_the_standby_does_not_promote() {
         "controller-1 fences controller-0 once its BMC answers",
         || (p.c[0].bmc().resets() > resets).then_some(()),
     );
-    let (holder, new_epoch) = p.wait_active(1);
-    assert_eq!(holder, "controller-1");
-    assert!(
-        new_epoch > epoch,
-        "the new epoch {new_epoch} is past {epoch}"
-    );
-    assert_eq!(p.c[0].bmc().resets(), resets + 1, "one fence, a ForceOff");
-    assert_eq!(p.c[0].bmc().power_state(), PowerState::Off);
-    w.wait_for_more(&p, 50);
-    let acked = w.finish();
-    all_there(&p, &p.api(1), &acked);
+    p.took_over(epoch, resets, w);
 }
 
 /// `system host-swact controller-0` as StarlingX's client sends it
@@ -917,21 +825,9 @@ fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
         return;
     }
     let p = Pair::start();
-    let (_, epoch) = p.lease(0).unwrap_or_else(|| p.fail("controller-0's lease"));
-    let w = load([p.c[0].url.clone(), p.c[1].url.clone()], p.token.clone());
-    w.wait_for_more(&p, 100);
+    let (w, epoch, _) = p.under_writes();
     let resets = p.c[0].bmc().resets() + p.c[1].bmc().resets();
-    let api = p.api(0);
-    let list = api.get("/v1/ihosts");
-    let id = list.body["ihosts"]
-        .as_array()
-        .and_then(|hs| hs.iter().find(|h| h["hostname"] == "controller-0"))
-        .and_then(|h| h["id"].as_i64())
-        .unwrap_or_else(|| p.fail(&format!("controller-0 in {:?}", list.body)));
-    let r = api.patch(
-        &format!("/v1/ihosts/{id}"),
-        &json!([{"op": "replace", "path": "/action", "value": "swact"}]),
-    );
+    let r = p.api(0).stock_host_action("controller-0", "swact");
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["hostname"], "controller-0", "{:?}", r.body);
     let (holder, new_epoch) = p.wait_active(1);
@@ -941,9 +837,9 @@ fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
         "the new epoch {new_epoch} is past {epoch}"
     );
     p.wait_rejoined(0);
-    w.wait_for_more(&p, 50);
+    p.more_writes(&w, 50);
     let acked = w.finish();
-    all_there(&p, &p.api(1), &acked);
+    p.all_there(1, &acked);
     assert_eq!(
         p.c[0].bmc().resets() + p.c[1].bmc().resets(),
         resets,

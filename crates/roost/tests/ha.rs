@@ -8,14 +8,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roost_test_support::{
-    Agent, Api, Netns, Server, ServerOptions, ip, postgres_available, postgres_store, wait_for,
+    Agent, AlarmLoad, Api, Netns, Server, ServerOptions, ip, missing_alarms, postgres_available,
+    postgres_store, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_roost"))
@@ -64,26 +63,35 @@ fn pair() -> Pair {
 }
 
 fn pair_in(mode: &str) -> Pair {
+    pair_with(
+        |dir, store| controller_in(dir, "controller-0", store, mode),
+        mode,
+    )
+}
+
+/// Waits until `s` logged `text` (30 s at most); fails with its log.
+fn wait_logged(s: &Server, text: &str, what: &str) {
+    wait_for(30, || s.log().contains(text).then_some(()))
+        .unwrap_or_else(|| panic!("{what}: {}", s.log()));
+}
+
+const ACTIVE: &str = "this server is the active controller";
+const STANDBY: &str = "standby: another controller is active";
+
+/// controller-0 started by `start_c0` (given the directory and the store)
+/// and active, then controller-1 in `mode`, with the same data key, the
+/// standby.
+fn pair_with(start_c0: impl FnOnce(&Path, &str) -> Server, mode: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let store = postgres_store();
-    let c0 = controller_in(dir.path(), "controller-0", &store, mode);
-    wait_for(10, || {
-        c0.log()
-            .contains("this server is the active controller")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("controller-0 is active: {}", c0.log()));
+    let c0 = start_c0(dir.path(), &store);
+    wait_logged(&c0, ACTIVE, "controller-0 is active");
     // The second controller seals with the same data key.
     let d1 = dir.path().join("controller-1");
     std::fs::create_dir_all(&d1).unwrap();
     std::fs::copy(c0.data_dir.join("secret.key"), d1.join("secret.key")).unwrap();
     let c1 = controller_in(dir.path(), "controller-1", &store, mode);
-    wait_for(10, || {
-        c1.log()
-            .contains("standby: another controller is active")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("controller-1 is the standby: {}", c1.log()));
+    wait_logged(&c1, STANDBY, "controller-1 is the standby");
     Pair { dir, store, c0, c1 }
 }
 
@@ -95,78 +103,9 @@ fn api_of(s: &Server, token: &str) -> Api {
     }
 }
 
-/// Writers raising alarms as fast as they can against both controllers
-/// (redirects followed; a controller that is not reachable is left for
-/// the other). Each acknowledged alarm is kept.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn load(urls: [String; 2], token: String) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads = (0..4)
-        .map(|w| {
-            let (stop, acked, urls, token) = (stop.clone(), acked.clone(), urls.clone(), token.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap();
-                let (mut at, mut i) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let entity = format!("host=w{w}.n={i}");
-                    let r = client
-                        .post(format!("{}/v1/alarms", urls[at % 2]))
-                        .header("X-Auth-Token", &token)
-                        .json(&json!({"alarm_id": "100.104", "entity_instance_id": entity, "severity": "major"}))
-                        .send();
-                    match r {
-                        Ok(r) if r.status().as_u16() == 200 => {
-                            let b: Value = r.json().unwrap_or_default();
-                            if let Some(uuid) = b["uuid"].as_str() {
-                                acked.lock().unwrap().push(uuid.to_string());
-                            }
-                            i += 1;
-                        }
-                        // Refused (a fenced or stepping-down controller) or
-                        // not reached: not acknowledged; try the other one.
-                        _ => {
-                            at += 1;
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    Load {
-        stop,
-        acked,
-        threads,
-    }
-}
-
-impl Load {
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn wait_for_more(&self, n: usize) {
-        let from = self.count();
-        wait_for(60, || (self.count() >= from + n).then_some(()))
-            .unwrap_or_else(|| panic!("{n} more writes acknowledged"));
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        self.acked.lock().unwrap().clone()
-    }
+/// Waits until `n` more writes of `w` are acknowledged.
+fn more_writes(w: &AlarmLoad, n: usize) {
+    assert!(w.wait_for_more(n, 60), "{n} more writes acknowledged");
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -180,12 +119,7 @@ fn signal(pid: u32, sig: &str) {
 
 /// Every acknowledged alarm is in the store the active serves.
 fn all_there(api: &Api, acked: &[String]) {
-    let alarms: std::collections::HashSet<String> = api
-        .alarms("")
-        .iter()
-        .filter_map(|a| a["uuid"].as_str().map(str::to_string))
-        .collect();
-    let lost: Vec<&String> = acked.iter().filter(|u| !alarms.contains(*u)).collect();
+    let lost = missing_alarms(api, acked).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged alarms lost: {lost:?}",
@@ -236,8 +170,8 @@ fn switch_over(pause: bool) {
     let token = p.c0.token();
     let api0 = api_of(&p.c0, &token);
     let _agent = agent_of(&p, &api0);
-    let w = load([p.c0.url.clone(), p.c1.url.clone()], token.clone());
-    w.wait_for_more(200);
+    let w = AlarmLoad::start(&[p.c0.url.clone(), p.c1.url.clone()], &token);
+    more_writes(&w, 200);
 
     let old_pid = p.c0.pid();
     if pause {
@@ -247,20 +181,14 @@ fn switch_over(pause: bool) {
     }
     // The standby takes over and answers writes.
     let api1 = api_of(&p.c1, &token);
-    wait_for(30, || {
-        p.c1.log()
-            .contains("this server is the active controller")
-            .then_some(())
-    })
-    .expect("the standby takes the lease");
-    w.wait_for_more(200);
+    wait_logged(&p.c1, ACTIVE, "the standby takes the lease");
+    more_writes(&w, 200);
 
     if pause {
         // Resumed, the old active finds its lease gone and comes back as a
         // standby: it redirects to the new active.
         signal(old_pid, "CONT");
-        wait_for(30, || p.c0.log().contains("stepping down").then_some(()))
-            .expect("the old active steps down");
+        wait_logged(&p.c0, "stepping down", "the old active steps down");
     } else {
         p.c0 = controller(p.dir.path(), "controller-0", &p.store);
     }
@@ -338,12 +266,7 @@ fn a_stopped_active_hands_over_at_once_and_a_standby_serves_through_redirects() 
     // A graceful stop gives the lease up: the standby takes it at its next
     // look, well before the lease would have expired.
     p.c0.terminate();
-    wait_for(30, || {
-        p.c1.log()
-            .contains("this server is the active controller")
-            .then_some(())
-    })
-    .expect("the standby takes over");
+    wait_logged(&p.c1, ACTIVE, "the standby takes over");
     let log = p.c1.log();
     let taken = log
         .lines()
@@ -403,18 +326,7 @@ fn wait_alarm(s: &Server, api: &Api, id: &str, up: bool) {
 /// fact 22): the host resolved through the list, then a PATCH of its
 /// numeric id; the reply must be the full host.
 fn host_swact(api: &Api, name: &str) -> (u16, Value) {
-    let list = api.get("/v1/ihosts");
-    let id = list.body["ihosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["hostname"] == name)
-        .and_then(|h| h["id"].as_i64())
-        .unwrap_or_else(|| panic!("{name} in {:?}", list.body));
-    let r = api.patch(
-        &format!("/v1/ihosts/{id}"),
-        &json!([{"op": "replace", "path": "/action", "value": "swact"}]),
-    );
+    let r = api.stock_host_action(name, "swact");
     (r.status, r.body)
 }
 
@@ -531,52 +443,36 @@ fn a_network_cut_between_the_active_and_the_database_moves_activity_and_loses_no
     let Some(ns) = Netns::require(tag, 1) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = postgres_store();
-    // The database as the namespace reaches it: the root side of the link.
-    let store_ns = store.replacen("127.0.0.1", &ns.addr(0, 1), 1);
-    assert_ne!(store_ns, store, "{store}");
-    let c0 = controller_at(
-        dir.path(),
-        "controller-0",
-        &store_ns,
-        "duplex",
-        ServerOptions {
-            netns: Some(ns.name.clone()),
-            listen: Some(format!("{}:0", ns.addr(0, 2))),
-            ..Default::default()
+    let p = pair_with(
+        |dir, store| {
+            // The database as the namespace reaches it: the root side of
+            // the link.
+            let store_ns = store.replacen("127.0.0.1", &ns.addr(0, 1), 1);
+            assert_ne!(store_ns, store, "{store}");
+            controller_at(
+                dir,
+                "controller-0",
+                &store_ns,
+                "duplex",
+                ServerOptions {
+                    netns: Some(ns.name.clone()),
+                    listen: Some(format!("{}:0", ns.addr(0, 2))),
+                    ..Default::default()
+                },
+            )
         },
+        "duplex",
     );
-    wait_for(20, || {
-        c0.log()
-            .contains("this server is the active controller")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("controller-0 is active: {}", c0.log()));
-    let d1 = dir.path().join("controller-1");
-    std::fs::create_dir_all(&d1).unwrap();
-    std::fs::copy(c0.data_dir.join("secret.key"), d1.join("secret.key")).unwrap();
-    let c1 = controller_in(dir.path(), "controller-1", &store, "duplex");
-    wait_for(20, || {
-        c1.log()
-            .contains("standby: another controller is active")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("controller-1 is the standby: {}", c1.log()));
+    let (c0, c1) = (&p.c0, &p.c1);
     let token = c0.token();
-    let w = load([c0.url.clone(), c1.url.clone()], token.clone());
-    w.wait_for_more(200);
+    let w = AlarmLoad::start(&[c0.url.clone(), c1.url.clone()], &token);
+    more_writes(&w, 200);
 
     assert!(
         ip(&["link", "set", &ns.host_ifs[0], "down"]),
         "cut the link"
     );
-    wait_for(30, || {
-        c1.log()
-            .contains("this server is the active controller")
-            .then_some(())
-    })
-    .unwrap_or_else(|| panic!("the standby takes over: {}", c1.log()));
+    wait_logged(c1, ACTIVE, "the standby takes over");
     let taken = c1
         .log()
         .lines()
@@ -584,10 +480,9 @@ fn a_network_cut_between_the_active_and_the_database_moves_activity_and_loses_no
         .map(str::to_string)
         .unwrap();
     assert!(taken.contains("epoch=2"), "{taken}");
-    w.wait_for_more(200);
+    more_writes(&w, 200);
     // Cut off, the old active stopped acting by its own clock.
-    wait_for(30, || c0.log().contains("stepping down").then_some(()))
-        .unwrap_or_else(|| panic!("the cut-off active steps down: {}", c0.log()));
+    wait_logged(c0, "stepping down", "the cut-off active steps down");
 
     assert!(
         ip(&["link", "set", &ns.host_ifs[0], "up"]),
