@@ -79,20 +79,12 @@ pub async fn prepare(
     }
     loop {
         let t = now();
-        let (on_disk, status, lease) = {
+        let (on_disk, status) = {
             let p = pg.clone();
-            blocking(move || {
-                let on_disk = p.on_disk();
-                let status = p.status();
-                let lease = if status.running && status.in_recovery {
-                    p.lease()
-                } else {
-                    None
-                };
-                (on_disk, status, lease)
-            })
-            .await?
+            blocking(move || (p.on_disk(), p.status())).await?
         };
+        // The lease as this controller's replica last saw it.
+        let local_lease = status.lease.as_ref();
         // One look at the peer at a time, waited for `probe_timeout` at
         // most: a paused peer accepts the connection and never answers.
         let (rx, started) = match probe.take() {
@@ -199,12 +191,8 @@ pub async fn prepare(
             peer_name: d.peer.clone(),
             bootstrap: d.bootstrap,
             yielding: crate::ha::yielding(),
-            released: lease
-                .as_ref()
-                .is_some_and(|l| l.expires_at == 0 && l.holder == d.peer),
-            gave_up: lease
-                .as_ref()
-                .is_some_and(|l| l.expires_at == 0 && l.holder == me.name),
+            released: local_lease.is_some_and(|l| l.expires_at == 0 && l.holder == d.peer),
+            gave_up: local_lease.is_some_and(|l| l.expires_at == 0 && l.holder == me.name),
             fencing: if d.bmc.is_some() {
                 Fencing::Bmc
             } else {
@@ -215,7 +203,7 @@ pub async fn prepare(
             replica_stuck: stuck,
             grace,
         };
-        let action = decide(&facts, t);
+        let action = decide(&facts);
         let line = action.to_string();
         if line != said {
             tracing::info!(action = %action, local = %facts.local, peer = %facts.peer, lsn = facts.local_lsn, "duplex controller");
@@ -259,42 +247,22 @@ pub async fn prepare(
                     return Ok(pg);
                 }
             }
-            Action::Follow { resync } => {
-                let (p, peer_db) = (pg.clone(), d.peer_db);
-                let done = blocking(move || -> Result<(), roost_store::Error> {
+            Action::Follow { resync } => match make_replica(&pg, d, resync).await? {
+                Ok(()) => {
                     if resync {
-                        p.copy_from(peer_db)?;
-                    } else if p.on_disk() != OnDisk::Replica {
-                        p.stop()?;
-                        p.follow(peer_db)?;
+                        tracing::info!(peer = %d.peer, "copied the peer's database: this controller's is its replica");
+                        stuck_since = None;
                     }
-                    p.start()
-                })
-                .await?;
-                match done {
-                    Ok(()) => {
-                        if resync {
-                            tracing::info!(peer = %d.peer, "copied the peer's database: this controller's is its replica");
-                            stuck_since = None;
-                        }
-                        fenced_at = None;
-                        show(&state, active_url, None);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %roost_types::error_chain(&e), "cannot follow the peer's database; trying again");
-                        show(&state, active_url, None);
-                    }
+                    fenced_at = None;
+                    show(&state, active_url, None);
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(error = %roost_types::error_chain(&e), "cannot follow the peer's database; trying again");
+                    show(&state, active_url, None);
+                }
+            },
             Action::Demote => {
-                let (p, peer_db) = (pg.clone(), d.peer_db);
-                let done = blocking(move || -> Result<(), roost_store::Error> {
-                    p.stop()?;
-                    p.follow(peer_db)?;
-                    p.start()
-                })
-                .await?;
-                match done {
+                match make_replica(&pg, d, false).await? {
                     Ok(()) => {
                         tracing::info!(peer = %d.peer, "gave activity up: this controller's database follows the peer's")
                     }
@@ -304,24 +272,24 @@ pub async fn prepare(
                 }
                 show(&state, None, Some(format!("activity moves to {}", d.peer)));
             }
+            // Decided only when there is a BMC (`Fencing::Bmc`).
             Action::Fence => {
-                let Some(target) = &d.bmc else {
-                    continue;
-                };
-                tracing::warn!(peer = %d.peer, "the active controller is lost: powering it off through its BMC before taking over");
-                match bmc.power(target, PowerAction::Off).await {
-                    Ok(()) => {
-                        tracing::warn!(peer = %d.peer, "fenced the peer controller: its BMC powered it off");
-                        fenced_at = Some(now());
-                    }
-                    Err(e) => {
-                        let why = format!(
-                            "{} is lost and its BMC did not power it off ({}): not taking over, so that two controllers never both act",
-                            d.peer,
-                            roost_types::error_chain(&e)
-                        );
-                        tracing::error!("{why}");
-                        show(&state, None, Some(why));
+                if let Some(target) = &d.bmc {
+                    tracing::warn!(peer = %d.peer, "the active controller is lost: powering it off through its BMC before taking over");
+                    match bmc.power(target, PowerAction::Off).await {
+                        Ok(()) => {
+                            tracing::warn!(peer = %d.peer, "fenced the peer controller: its BMC powered it off");
+                            fenced_at = Some(now());
+                        }
+                        Err(e) => {
+                            let why = format!(
+                                "{} is lost and its BMC did not power it off ({}): not taking over, so that two controllers never both act",
+                                d.peer,
+                                roost_types::error_chain(&e)
+                            );
+                            tracing::error!("{why}");
+                            show(&state, None, Some(why));
+                        }
                     }
                 }
             }
@@ -348,6 +316,27 @@ pub async fn prepare(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Makes the local database a running replica of the peer's: a fresh copy
+/// when `resync`, else the database on disk (turned into a replica if it
+/// was a primary). The outer error is the task's, the inner the database's.
+async fn make_replica(
+    pg: &Arc<LocalPg>,
+    d: &Duplex,
+    resync: bool,
+) -> crate::Result<Result<(), roost_store::Error>> {
+    let (p, peer_db) = (pg.clone(), d.peer_db);
+    blocking(move || {
+        if resync {
+            p.copy_from(peer_db)?;
+        } else if p.on_disk() != OnDisk::Replica {
+            p.stop()?;
+            p.follow(peer_db)?;
+        }
+        p.start()
+    })
+    .await
 }
 
 fn show(state: &StandbyState, url: Option<String>, reason: Option<String>) {

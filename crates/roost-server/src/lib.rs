@@ -211,28 +211,30 @@ pub async fn run_with(
     // On a PostgreSQL store other servers may share: hold the controller
     // lease before anything else (a standby until then), and write only
     // under it.
-    let ha_me = matches!(config.store_location()?, roost_store::Location::Postgres(_)).then(|| {
-        ha::Identity {
-            name: config
-                .ha
-                .name
-                .clone()
-                .unwrap_or_else(|| config.hostname.clone()),
-            url: config
-                .ha
-                .url
-                .clone()
-                .or_else(|| config.public_url.clone())
-                .unwrap_or_else(|| format!("{scheme}://{addr}")),
-            ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
-        }
-    });
     // Duplex: this controller's own database, a standby's replica until
     // it may be the primary.
     let duplex_cfg = match config.store.as_deref() {
         Some(config::DUPLEX) => Some(config.duplex()?),
         _ => None,
     };
+    let location = match &duplex_cfg {
+        Some(d) => roost_store::Location::Postgres(d.cluster.url()),
+        None => config.store_location()?,
+    };
+    let ha_me = matches!(location, roost_store::Location::Postgres(_)).then(|| ha::Identity {
+        name: config
+            .ha
+            .name
+            .clone()
+            .unwrap_or_else(|| config.hostname.clone()),
+        url: config
+            .ha
+            .url
+            .clone()
+            .or_else(|| config.public_url.clone())
+            .unwrap_or_else(|| format!("{scheme}://{addr}")),
+        ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
+    });
     let cluster = match (&duplex_cfg, &ha_me) {
         (Some(d), Some(me)) => {
             Some(duplex::prepare(d, me, &listener, limits, tls_config.clone()).await?)
@@ -242,19 +244,11 @@ pub async fn run_with(
     let open_store = || {
         Store::open(StoreConfig {
             key: data.key_source(config.tpm.seal_device().as_deref()),
-            location: config.store_location()?,
+            location: location.clone(),
             durability: config.durability()?,
             event_log_cap: config.fm.event_log_cap,
         })
-        .with_context(|| {
-            format!(
-                "cannot open the store {}",
-                config
-                    .store_location()
-                    .map(|l| l.describe())
-                    .unwrap_or_default()
-            )
-        })
+        .with_context(|| format!("cannot open the store {}", location.describe()))
     };
     let store = loop {
         match open_store() {

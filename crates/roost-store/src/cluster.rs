@@ -93,7 +93,7 @@ pub enum OnDisk {
 }
 
 /// What the running local database reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalStatus {
     /// It answers.
     pub running: bool,
@@ -102,6 +102,8 @@ pub struct LocalStatus {
     pub lsn: u64,
     /// A replica's WAL receiver is streaming from the primary.
     pub streaming: bool,
+    /// A replica's lease row, as last replicated.
+    pub lease: Option<LeaseRow>,
 }
 
 /// The peer's database, as seen from here.
@@ -525,24 +527,27 @@ impl LocalPg {
             lsn_sql("pg_last_wal_replay_lsn()"),
             lsn_sql("pg_current_wal_lsn()")
         );
-        match Db::pg(&mut c).query_row(&sql, (), |r| {
+        let mut db = Db::pg(&mut c);
+        let Ok((in_recovery, lsn, streaming)) = db.query_row(&sql, (), |r| {
             Ok((r.get::<bool>(0)?, r.get::<i64>(1)?, r.get::<bool>(2)?))
-        }) {
-            Ok((in_recovery, lsn, streaming)) => LocalStatus {
-                running: true,
-                in_recovery,
-                lsn: u64::try_from(lsn).unwrap_or(0),
-                streaming,
-            },
-            Err(_) => LocalStatus::default(),
+        }) else {
+            return LocalStatus::default();
+        };
+        // Before the database exists (a new primary) there is no lease.
+        let lease = if in_recovery {
+            crate::lease::read_row(&mut db, false)
+                .ok()
+                .and_then(|(row, _)| row)
+        } else {
+            None
+        };
+        LocalStatus {
+            running: true,
+            in_recovery,
+            lsn: u64::try_from(lsn).unwrap_or(0),
+            streaming,
+            lease,
         }
-    }
-
-    /// The lease as the local database holds it (a replica's: as last
-    /// replicated), if it can be read.
-    pub fn lease(&self) -> Option<LeaseRow> {
-        let mut c = self.local_conn(DATABASE).ok()?;
-        crate::lease::read_row(&mut Db::pg(&mut c), false).ok()?.0
     }
 
     /// The replicas streaming from this primary.
@@ -574,16 +579,6 @@ impl LocalPg {
             .application_name("roost-cluster")
             .connect_timeout(Duration::from_secs(2));
         PgConn::connect(&config)
-    }
-}
-
-impl Drop for LocalPg {
-    fn drop(&mut self) {
-        // A postmaster this process started is left running only if the
-        // process goes on (an exec keeps its children).
-        if let Ok(mut slot) = self.child.lock() {
-            slot.take();
-        }
     }
 }
 

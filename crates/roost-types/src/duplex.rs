@@ -1,7 +1,7 @@
 //! Duplex controllers without an external database: each controller runs
 //! its own PostgreSQL, the active's the primary, the standby's a streaming
 //! replica of it. Pure decisions, fed what a controller sees of its own
-//! database and of its peer's, and its monotonic time (microseconds); the
+//! database and of its peer's (times on its monotonic clock, microseconds); the
 //! server carries them out.
 //!
 //! The rules that keep acknowledged writes and a single primary:
@@ -146,7 +146,7 @@ impl std::fmt::Display for Action {
 }
 
 /// The next step for a controller that is not yet active.
-pub fn decide(f: &Facts, now: i64) -> Action {
+pub fn decide(f: &Facts) -> Action {
     match (&f.peer, f.local) {
         (Peer::Primary { active: true }, local) => Action::Follow {
             resync: local != Local::Replica || f.replica_stuck,
@@ -155,9 +155,7 @@ pub fn decide(f: &Facts, now: i64) -> Action {
         // The peer's database lives but no controller is active on it: its
         // server died or hangs. It is not known to be stopped, so it is
         // fenced like a lost controller.
-        (Peer::Primary { active: false }, _) | (Peer::Unreachable, Local::Replica) => {
-            take_over(f, now)
-        }
+        (Peer::Primary { active: false }, _) | (Peer::Unreachable, Local::Replica) => take_over(f),
         (Peer::Unreachable, Local::Primary) => match f.fenced_at {
             Some(_) => Action::BePrimary,
             None => fence_or_refuse(
@@ -216,7 +214,7 @@ pub fn decide(f: &Facts, now: i64) -> Action {
 
 /// The peer is lost (or its server is): fence it, then promote this
 /// replica if it was in synchronous standing within `grace` of the fence.
-fn take_over(f: &Facts, now: i64) -> Action {
+fn take_over(f: &Facts) -> Action {
     let Some(fenced_at) = f.fenced_at else {
         return fence_or_refuse(f, "the active controller is lost");
     };
@@ -231,13 +229,10 @@ fn take_over(f: &Facts, now: i64) -> Action {
             fenced_at.saturating_sub(s) / 1000,
             f.grace / 1000,
         )),
-        None => {
-            let _ = now;
-            Action::Refuse(format!(
-                "this replica was not in synchronous standing with {} since this controller started: it may lack acknowledged writes; not promoting",
-                f.peer_name
-            ))
-        }
+        None => Action::Refuse(format!(
+            "this replica was not in synchronous standing with {} since this controller started: it may lack acknowledged writes; not promoting",
+            f.peer_name
+        )),
     }
 }
 
@@ -315,77 +310,77 @@ mod tests {
     fn a_live_primary_is_followed_and_copied_unless_already_followed() {
         let live = Peer::Primary { active: true };
         assert_eq!(
-            decide(&facts(Local::Replica, live.clone()), 0),
+            decide(&facts(Local::Replica, live.clone())),
             Action::Follow { resync: false }
         );
         for local in [Local::Missing, Local::Primary] {
             assert_eq!(
-                decide(&facts(local, live.clone()), 0),
+                decide(&facts(local, live.clone())),
                 Action::Follow { resync: true }
             );
         }
         let mut f = facts(Local::Replica, live);
         f.replica_stuck = true;
-        assert_eq!(decide(&f, 0), Action::Follow { resync: true });
+        assert_eq!(decide(&f), Action::Follow { resync: true });
     }
 
     #[test]
     fn a_lost_peer_is_fenced_before_the_replica_is_promoted() {
         let mut f = facts(Local::Replica, Peer::Unreachable);
-        assert_eq!(decide(&f, 2_000_000), Action::Fence);
+        assert_eq!(decide(&f), Action::Fence);
         f.fenced_at = Some(2_000_000);
-        assert_eq!(decide(&f, 2_000_000), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
         // A peer whose server is gone but whose database answers is fenced
         // too.
         let mut f = facts(Local::Replica, Peer::Primary { active: false });
-        assert_eq!(decide(&f, 0), Action::Fence);
+        assert_eq!(decide(&f), Action::Fence);
         f.fenced_at = Some(1);
-        assert_eq!(decide(&f, 0), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
     }
 
     #[test]
     fn without_a_way_to_fence_the_standby_refuses_and_says_why() {
         let mut f = facts(Local::Replica, Peer::Unreachable);
         f.fencing = Fencing::None;
-        match decide(&f, 0) {
+        match decide(&f) {
             Action::Refuse(why) => assert!(why.contains("no way to fence controller-0"), "{why}"),
             a => panic!("{a:?}"),
         }
         let mut f = facts(Local::Primary, Peer::Unreachable);
         f.fencing = Fencing::None;
-        assert!(matches!(decide(&f, 0), Action::Refuse(_)));
+        assert!(matches!(decide(&f), Action::Refuse(_)));
     }
 
     #[test]
     fn a_replica_out_of_synchronous_standing_too_long_is_not_promoted() {
         let mut f = facts(Local::Replica, Peer::Unreachable);
         f.fenced_at = Some(1_000_000 + GRACE);
-        match decide(&f, 0) {
+        match decide(&f) {
             Action::Refuse(why) => assert!(why.contains("acknowledged writes"), "{why}"),
             a => panic!("{a:?}"),
         }
         f.fenced_at = Some(1_000_000 + GRACE - 1);
-        assert_eq!(decide(&f, 0), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
         f.last_sync = None;
-        assert!(matches!(decide(&f, 0), Action::Refuse(_)));
+        assert!(matches!(decide(&f), Action::Refuse(_)));
     }
 
     #[test]
     fn a_former_primary_acts_again_only_over_a_replica_or_after_fencing() {
         let f = facts(Local::Primary, Peer::Replica { lsn: 5 });
-        assert_eq!(decide(&f, 0), Action::BePrimary);
+        assert_eq!(decide(&f), Action::BePrimary);
         let mut f = facts(Local::Primary, Peer::Unreachable);
-        assert_eq!(decide(&f, 0), Action::Fence);
+        assert_eq!(decide(&f), Action::Fence);
         f.fenced_at = Some(0);
-        assert_eq!(decide(&f, 0), Action::BePrimary);
+        assert_eq!(decide(&f), Action::BePrimary);
         // After a swact it turns into a replica and leaves activity to
         // the peer.
         let mut f = facts(Local::Primary, Peer::Replica { lsn: 5 });
         f.yielding = true;
-        assert_eq!(decide(&f, 0), Action::Demote);
+        assert_eq!(decide(&f), Action::Demote);
         let mut f = facts(Local::Replica, Peer::Replica { lsn: 5 });
         f.yielding = true;
-        assert!(matches!(decide(&f, 0), Action::Wait(_)));
+        assert!(matches!(decide(&f), Action::Wait(_)));
     }
 
     #[test]
@@ -393,45 +388,45 @@ mod tests {
         let mut f = facts(Local::Replica, Peer::Replica { lsn: 100 });
         f.me = "controller-9".into();
         // Given up by this controller itself: the peer takes over.
-        assert!(matches!(decide(&f, 0), Action::Wait(_)));
+        assert!(matches!(decide(&f), Action::Wait(_)));
         f.released = true;
         f.local_lsn = 99;
-        assert!(matches!(decide(&f, 0), Action::Wait(_)));
+        assert!(matches!(decide(&f), Action::Wait(_)));
         f.local_lsn = 100;
-        assert_eq!(decide(&f, 0), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
         // Its peer, which gave it up, waits, even first by name, unless it
         // alone has the latest writes.
         let mut p = facts(Local::Replica, Peer::Replica { lsn: 100 });
         p.me = "controller-0".into();
         p.peer_name = "controller-9".into();
         p.gave_up = true;
-        assert!(matches!(decide(&p, 0), Action::Wait(_)));
+        assert!(matches!(decide(&p), Action::Wait(_)));
         p.local_lsn = 101;
-        assert_eq!(decide(&p, 0), Action::Promote);
+        assert_eq!(decide(&p), Action::Promote);
     }
 
     #[test]
     fn two_replicas_promote_the_one_ahead_then_the_first_by_name() {
         let mut f = facts(Local::Replica, Peer::Replica { lsn: 100 });
         // controller-1 vs controller-0, equal: controller-0 goes first.
-        assert!(matches!(decide(&f, 0), Action::Wait(_)));
+        assert!(matches!(decide(&f), Action::Wait(_)));
         f.local_lsn = 101;
-        assert_eq!(decide(&f, 0), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
         f.me = "controller-0".into();
         f.peer_name = "controller-1".into();
         f.local_lsn = 100;
-        assert_eq!(decide(&f, 0), Action::Promote);
+        assert_eq!(decide(&f), Action::Promote);
     }
 
     #[test]
     fn only_the_bootstrap_controller_creates_a_database_alone() {
         let mut f = facts(Local::Missing, Peer::Unreachable);
-        assert!(matches!(decide(&f, 0), Action::Wait(_)));
+        assert!(matches!(decide(&f), Action::Wait(_)));
         f.bootstrap = true;
-        assert_eq!(decide(&f, 0), Action::Create);
+        assert_eq!(decide(&f), Action::Create);
         // With a peer around it copies the peer's instead.
         f.peer = Peer::Primary { active: true };
-        assert_eq!(decide(&f, 0), Action::Follow { resync: true });
+        assert_eq!(decide(&f), Action::Follow { resync: true });
     }
 
     #[test]

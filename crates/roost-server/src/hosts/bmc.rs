@@ -108,20 +108,8 @@ impl Redfish {
         if base.starts_with("https://") {
             return Err(Error::Invalid("HTTPS BMCs are not supported yet".into()));
         }
-        let unreachable =
-            |e: reqwest::Error| Error::Unreachable(format!("cannot reach {base}: {e}"));
-        let systems: roost_api::redfish::Collection = self
-            .client
-            .get(format!("{base}/redfish/v1/Systems"))
-            .basic_auth(&t.username, t.password.as_deref())
-            .send()
-            .await
-            .map_err(unreachable)?
-            .error_for_status()
-            .map_err(|e| refused(&e, format!("{base} refused: {e}")))?
-            .json()
-            .await
-            .map_err(|e| refused(&e, format!("unexpected answer from {base}: {e}")))?;
+        let systems: roost_api::redfish::Collection =
+            self.get(&base, "/redfish/v1/Systems", t).await?;
         let system = systems
             .members
             .first()
@@ -147,23 +135,34 @@ impl Redfish {
         Ok(())
     }
 
+    /// GETs `path` from the BMC at `base` with `t`'s credentials.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        t: &BmcTarget,
+    ) -> Result<T, Error> {
+        self.client
+            .get(format!("{base}{path}"))
+            .basic_auth(&t.username, t.password.as_deref())
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(format!("cannot reach {base}: {e}")))?
+            .error_for_status()
+            .map_err(|e| refused(&e, format!("{base} refused: {e}")))?
+            .json()
+            .await
+            .map_err(|e| refused(&e, format!("unexpected answer from {base}: {e}")))
+    }
+
     /// A power-off counts (fencing relies on it) only once the BMC reports
     /// the system off; a BMC may answer the reset before it is done.
     async fn wait_off(&self, base: &str, system: &str, t: &BmcTarget) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let state = self
-                .client
-                .get(format!("{base}{system}"))
-                .basic_auth(&t.username, t.password.as_deref())
-                .send()
-                .await
-                .map_err(|e| Error::Unreachable(format!("cannot reach {base}: {e}")))?
-                .error_for_status()
-                .map_err(|e| refused(&e, format!("{base} refused: {e}")))?
-                .json::<roost_api::redfish::ComputerSystem>()
-                .await
-                .map_err(|e| refused(&e, format!("unexpected answer from {base}: {e}")))?
+                .get::<roost_api::redfish::ComputerSystem>(base, system, t)
+                .await?
                 .power_state;
             if state == "Off" {
                 return Ok(());
