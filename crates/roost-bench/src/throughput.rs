@@ -189,7 +189,7 @@ fn duplex(
         token: &pair.token,
         // The role's and database's name in both clusters: their backends,
         // the WAL sender and receiver, and both clusters' shared processes.
-        postgres_db: Some(DUPLEX_DB),
+        postgres_db: Some(roost_store::cluster::DATABASE),
     };
     let changes = || {
         let (a, b) = (pair.lease_changes(0), pair.lease_changes(1));
@@ -227,9 +227,6 @@ fn duplex(
     }
     Ok(())
 }
-
-/// The database (and role) a duplex controller's PostgreSQL holds Roost's data in.
-const DUPLEX_DB: &str = "roost";
 
 /// Runs the benchmark: a fresh server per variant.
 pub fn run(plan: &Plan, rt: &Runtime) -> anyhow::Result<Results> {

@@ -40,6 +40,9 @@ pub enum Error {
     /// could not be written).
     #[error("{0}")]
     Release(String),
+    /// A server answered a request with an unexpected status.
+    #[error("{0}")]
+    Status(String),
 }
 
 /// How a server is started.
@@ -649,13 +652,13 @@ impl AlarmLoad {
 
 /// The acknowledged alarms (uuids) that `api`'s server does not list, or
 /// what it answered instead of the list.
-pub fn missing_alarms(api: &Api, acked: &[String]) -> Result<Vec<String>, String> {
+pub fn missing_alarms(api: &Api, acked: &[String]) -> Result<Vec<String>, Error> {
     let r = api.get("/v1/alarms");
     if r.status != 200 {
-        return Err(format!(
+        return Err(Error::Status(format!(
             "the alarm list from {}: {} {:?}",
             api.url, r.status, r.body
-        ));
+        )));
     }
     let listed: std::collections::HashSet<&str> = r.body["alarms"]
         .as_array()

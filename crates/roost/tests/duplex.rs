@@ -627,7 +627,7 @@ impl Pair {
                 lost.len(),
                 acked.len()
             )),
-            Err(e) => self.fail(&e),
+            Err(e) => self.fail(&e.to_string()),
         }
     }
 

@@ -488,15 +488,15 @@ fn a_network_cut_between_the_active_and_the_database_moves_activity_and_loses_no
         ip(&["link", "set", &ns.host_ifs[0], "up"]),
         "restore the link"
     );
-    wait_for(60, || redirects(&c0).then_some(()))
+    wait_for(60, || redirects(c0).then_some(()))
         .unwrap_or_else(|| panic!("the old active comes back as a standby: {}", c0.log()));
     let acked = w.finish();
     assert!(acked.len() >= 400);
-    let api1 = api_of(&c1, &token);
+    let api1 = api_of(c1, &token);
     all_there(&api1, &acked);
     // 400.001 for the controller whose lease ran out, cleared once it is
     // connected again.
-    wait_alarm(&c1, &api1, "400.001", false);
+    wait_alarm(c1, &api1, "400.001", false);
     assert!(
         !c1.log().contains("stepping down"),
         "the new active kept its lease: {}",
