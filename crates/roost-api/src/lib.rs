@@ -22,6 +22,7 @@ pub mod redfish;
 pub mod software;
 pub mod sysinv;
 pub mod tpm;
+pub mod witness;
 
 pub use error::Error;
 

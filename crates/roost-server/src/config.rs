@@ -102,6 +102,17 @@ pub struct HaConfig {
     pub peer_bmc_username: Option<String>,
     /// A file (mode 0600) holding the peer BMC's password.
     pub peer_bmc_password_file: Option<PathBuf>,
+    /// Duplex: a witness (`roost witness` on a third host or the system
+    /// controller, `http://ADDRESS:PORT`) that fences without a BMC: the
+    /// active holds a lease there to commit alone, the standby takes it
+    /// over once it expired.
+    pub witness: Option<String>,
+    /// A file (mode 0600) holding the key shared with the witness.
+    pub witness_key_file: Option<PathBuf>,
+    /// The pair's name at the witness [default: both controllers' names,
+    /// `controller-0+controller-1`]; distinct for each cloud a witness
+    /// serves.
+    pub witness_pair: Option<String>,
     /// Duplex: this controller may create the database when it finds none
     /// here and no peer (the first controller installed).
     pub bootstrap: bool,
@@ -129,6 +140,9 @@ impl Default for HaConfig {
             peer_bmc: None,
             peer_bmc_username: None,
             peer_bmc_password_file: None,
+            witness: None,
+            witness_key_file: None,
+            witness_pair: None,
             bootstrap: false,
             sync_grace_ms: 5000,
             postgres_bin: None,
@@ -147,12 +161,13 @@ pub struct Duplex {
     pub peer: String,
     pub peer_db: SocketAddr,
     pub bmc: Option<crate::hosts::bmc::BmcTarget>,
+    pub witness: Option<crate::witness::WitnessTarget>,
     pub bootstrap: bool,
     pub grace_ms: u64,
 }
 
 /// A secret's file: it must be private to its owner.
-fn read_secret_file(path: &std::path::Path, setting: &str) -> Result<String, Error> {
+pub(crate) fn read_secret_file(path: &std::path::Path, setting: &str) -> Result<String, Error> {
     use std::os::unix::fs::PermissionsExt as _;
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::Setting(format!("{setting}: cannot read {}: {e}", path.display())))?;
@@ -828,6 +843,38 @@ impl Config {
                 },
             }),
         };
+        let witness = match &ha.witness {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || reqwest::Url::parse(url).is_err()
+                {
+                    return Err(Error::Setting(format!(
+                        "[ha] witness {url:?} is not a URL such as http://192.168.204.9:6390"
+                    )));
+                }
+                let text = read_secret_file(
+                    ha.witness_key_file
+                        .as_deref()
+                        .ok_or_else(|| need("witness_key_file"))?,
+                    "ha.witness_key_file",
+                )?;
+                let key = roost_api::witness::WitnessKey::from_secret(&text).ok_or_else(|| {
+                    Error::Setting(format!(
+                        "ha.witness_key_file must hold at least {} characters",
+                        roost_api::witness::MIN_KEY_LEN
+                    ))
+                })?;
+                Some(crate::witness::WitnessTarget {
+                    url: url.clone(),
+                    key,
+                    pair: ha
+                        .witness_pair
+                        .clone()
+                        .unwrap_or_else(|| roost_types::witness::pair_name(&name, &peer)),
+                })
+            }
+        };
         let listen = ha.db_listen.ok_or_else(|| need("db_listen"))?;
         Ok(Duplex {
             cluster: roost_store::cluster::ClusterConfig {
@@ -842,6 +889,7 @@ impl Config {
             peer_db: ha.peer_db.ok_or_else(|| need("peer_db"))?,
             peer,
             bmc,
+            witness,
             bootstrap: ha.bootstrap,
             grace_ms: ha.sync_grace_ms,
         })
@@ -1011,7 +1059,30 @@ mod tests {
         let ok = "peer = \"controller-1\"\ndb_listen = \"127.0.0.1:5433\"\npeer_db = \"127.0.0.2:5433\"\n";
         let d = load(ok).unwrap();
         assert_eq!(d.peer, "controller-1");
-        assert!(d.bmc.is_none());
+        assert!(d.bmc.is_none() && d.witness.is_none());
+        // A witness needs its key, in a private file, long enough.
+        let key = dir.path().join("witness-key");
+        let with_witness = format!(
+            "{ok}witness = \"http://192.0.2.9:6390\"\nwitness_key_file = \"{}\"\n",
+            key.display()
+        );
+        std::fs::write(&key, "short\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = load(&with_witness).unwrap_err().to_string();
+        assert!(e.contains("at least 32 characters"), "{e}");
+        std::fs::write(&key, format!("{}\n", "k".repeat(40))).unwrap();
+        let w = load(&with_witness).unwrap().witness.unwrap();
+        assert_eq!(w.pair, "controller-0+controller-1");
+        assert_eq!(w.url, "http://192.0.2.9:6390");
+        let e = load(&format!("{ok}witness = \"192.0.2.9:6390\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a URL"), "{e}");
+        let e = load(&format!("{ok}witness = \"http://192.0.2.9:6390\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("witness_key_file"), "{e}");
+        load(ok).unwrap();
         assert_eq!(
             d.cluster.url(),
             "postgres://roost:0123456789abcdef0123@127.0.0.1:5433/roost"

@@ -25,6 +25,7 @@ pub mod monitor;
 pub mod platform;
 pub mod software;
 pub mod subcloud;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,11 +236,12 @@ pub async fn run_with(
             .unwrap_or_else(|| format!("{scheme}://{addr}")),
         ttl: i64::try_from(config.ha.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
     });
-    let cluster = match (&duplex_cfg, &ha_me) {
+    let (cluster, witness_hold) = match (&duplex_cfg, &ha_me) {
         (Some(d), Some(me)) => {
-            Some(duplex::prepare(d, me, &listener, limits, tls_config.clone()).await?)
+            let p = duplex::prepare(d, me, &listener, limits, tls_config.clone()).await?;
+            (Some(p.pg), p.witness_hold)
         }
-        _ => None,
+        _ => (None, None),
     };
     let open_store = || {
         Store::open(StoreConfig {
@@ -345,7 +347,8 @@ pub async fn run_with(
             tasks.push(tokio::spawn(duplex::sync_loop(
                 pg.clone(),
                 d.clone(),
-                ttl,
+                me.clone(),
+                witness_hold,
                 shutdown.clone(),
             )));
         }
@@ -673,8 +676,11 @@ pub async fn run_with(
         && replace_with.get().is_none()
         && !to_standby.load(std::sync::atomic::Ordering::SeqCst)
     {
-        let d = d.clone();
-        let _ = tokio::task::spawn_blocking(move || duplex::stop_as_active(&pg, &d)).await;
+        let dd = d.clone();
+        let _ = tokio::task::spawn_blocking(move || duplex::stop_as_active(&pg, &dd)).await;
+        if let Some(me) = &ha_me {
+            duplex::release_witness(d, &me.name).await;
+        }
     }
     drop(data);
     if to_standby.load(std::sync::atomic::Ordering::SeqCst) {

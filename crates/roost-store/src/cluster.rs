@@ -496,6 +496,38 @@ impl LocalPg {
         Ok(())
     }
 
+    /// Stops the local database at once (`immediate`: no checkpoint, no
+    /// last WAL sent): a controller that must not commit another write.
+    pub fn halt(&self) -> Result<(), Error> {
+        let mut stopped = Ok(());
+        if self.data().join("postmaster.pid").exists() {
+            let data = self.data();
+            stopped = self.run(
+                "pg_ctl",
+                &[
+                    "stop",
+                    "-D",
+                    &data.to_string_lossy(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                ],
+            );
+        }
+        if let Ok(mut slot) = self.child.lock()
+            && let Some(mut child) = slot.take()
+        {
+            // pg_ctl failed: the postmaster this server started is killed.
+            if stopped.is_err() && child.kill().is_ok() {
+                stopped = Ok(());
+            }
+            let _ = child.wait();
+        }
+        stopped
+    }
+
     /// Promotes the running replica, waiting until it is a primary.
     pub fn promote(&self) -> Result<(), Error> {
         let mut c = self.local_conn("postgres")?;

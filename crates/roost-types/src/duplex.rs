@@ -46,6 +46,9 @@ pub enum Peer {
 pub enum Fencing {
     /// Through its BMC (Redfish power-off).
     Bmc,
+    /// Through a witness ([`crate::witness`]): the lease there, which the
+    /// peer must hold to act alone, is taken once it expired.
+    Witness,
     /// No way is configured.
     None,
 }
@@ -93,7 +96,8 @@ pub enum Action {
     /// Follow the peer's primary as a replica; `resync`: copy its whole
     /// database first (this one is missing, was a primary, or diverged).
     Follow { resync: bool },
-    /// Power the peer off.
+    /// Fence the peer: power it off through its BMC, or take the
+    /// witness's lease from it once it expired.
     Fence,
     /// Promote the local replica to primary and become active.
     Promote,
@@ -238,9 +242,9 @@ fn take_over(f: &Facts) -> Action {
 
 fn fence_or_refuse(f: &Facts, why: &str) -> Action {
     match f.fencing {
-        Fencing::Bmc => Action::Fence,
+        Fencing::Bmc | Fencing::Witness => Action::Fence,
         Fencing::None => Action::Refuse(format!(
-            "{why}, and there is no way to fence {} (set [ha] peer_bmc): not taking over, so that two controllers never both act",
+            "{why}, and there is no way to fence {} (set [ha] peer_bmc or witness): not taking over, so that two controllers never both act",
             f.peer_name
         )),
     }
@@ -336,6 +340,20 @@ mod tests {
         assert_eq!(decide(&f), Action::Fence);
         f.fenced_at = Some(1);
         assert_eq!(decide(&f), Action::Promote);
+    }
+
+    #[test]
+    fn a_witness_fences_as_a_bmc_does() {
+        for local in [Local::Replica, Local::Primary] {
+            let mut f = facts(local, Peer::Unreachable);
+            f.fencing = Fencing::Witness;
+            assert_eq!(decide(&f), Action::Fence, "{local}");
+            f.fenced_at = Some(2_000_000);
+            assert!(
+                matches!(decide(&f), Action::Promote | Action::BePrimary),
+                "{local}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod lease;
 mod severity;
 mod system;
 mod time;
+pub mod witness;
 
 pub use entity::{entity_is_under, entity_type_of};
 pub use error::{Error, ErrorKind, error_chain};

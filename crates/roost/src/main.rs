@@ -33,6 +33,11 @@ enum Command {
     /// The store of a stopped cloud
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Run a witness: fencing for duplex controllers without a BMC (on a third host or the system controller)
+    #[command(
+        after_help = "Example:\n  roost witness --listen 0.0.0.0:6390 --key-file /etc/roost/witness.key\n\nThen on both controllers, in [ha]:\n  witness = \"http://WITNESS-ADDRESS:6390\"\n  witness_key_file = \"/etc/roost/witness.key\"   # the same key, mode 0600"
+    )]
+    Witness(WitnessArgs),
     /// Print the OpenAPI document of the REST API
     Openapi,
     /// The log writer containerd's shim starts for each container
@@ -50,6 +55,22 @@ enum Command {
     },
     #[command(flatten)]
     Client(roost_cli::ClientCommand),
+}
+
+#[derive(Args, Debug)]
+struct WitnessArgs {
+    /// Where to listen
+    #[arg(long, default_value = "0.0.0.0:6390", env = "ROOST_WITNESS_LISTEN")]
+    listen: SocketAddr,
+    /// A file (mode 0600) holding the key shared with the controllers, at least 32 characters
+    #[arg(long, env = "ROOST_WITNESS_KEY_FILE")]
+    key_file: PathBuf,
+    /// The longest lease granted, milliseconds (at least four times the controllers' [ha] lease_ms); after a start nothing is granted for this long
+    #[arg(long, default_value_t = 20_000)]
+    max_lease_ms: u64,
+    /// How many controller pairs it serves at most
+    #[arg(long, default_value_t = 1000)]
+    max_pairs: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -307,6 +328,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent(args) => roost_agent::main(args),
+        Command::Witness(args) => run_async(async move {
+            let s = roost_server::witness::WitnessSettings::new(
+                args.listen,
+                &args.key_file,
+                std::time::Duration::from_millis(args.max_lease_ms),
+                args.max_pairs,
+            )?;
+            roost_server::witness::run(s, roost_server::witness::until_stopped()).await
+        }),
         Command::Sim(SimCommand::Bmc(args)) => run_async(roost_sim::bmc::run_bmc_cli(args)),
         Command::Sim(SimCommand::Agents(args)) => run_async(roost_sim::agents::run_agents(args)),
         Command::Sim(SimCommand::Subclouds(args)) => {

@@ -8,6 +8,11 @@
 //! becomes active; every acknowledged write is there. Without a reachable
 //! BMC the standby does not promote and says why. A fenced controller that
 //! is powered on again comes back as the standby.
+//!
+//! Without BMCs in the controllers' settings, a witness (`roost witness`,
+//! a real process) fences instead: the standby takes the controllers'
+//! lease there once the lost active's has expired; with the witness gone
+//! the standby does not promote, and says why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -182,8 +187,89 @@ fn files_under(dir: &Path, depth: u32) -> Vec<PathBuf> {
 }
 
 /// Two duplex controllers, each behind its own simulated BMC.
+/// A `roost witness` process, as on a third host.
+struct Witness {
+    child: Option<std::process::Child>,
+    port: u16,
+    key_file: PathBuf,
+    log: PathBuf,
+}
+
+/// The longest lease the test witness grants (four controller leases),
+/// and how long it grants nothing after each start.
+const WITNESS_MAX_LEASE_MS: u64 = 4000;
+
+impl Witness {
+    fn start(dir: &Path) -> Witness {
+        let key_file = dir.join("witness.key");
+        write_secret(&key_file, &format!("{:064x}", std::process::id()));
+        let mut w = Witness {
+            child: None,
+            port: free_ports(1)[0],
+            key_file,
+            log: dir.join("witness.log"),
+        };
+        w.spawn();
+        w
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (again), waiting until it listens.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args([
+                "witness",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--key-file",
+                &self.key_file.display().to_string(),
+                "--max-lease-ms",
+                &WITNESS_MAX_LEASE_MS.to_string(),
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("roost witness starts");
+        self.child = Some(child);
+        let up = wait_for(WAIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .is_ok()
+                .then_some(())
+        });
+        assert!(up.is_some(), "the witness listens:\n{}", self.logs());
+    }
+
+    /// Kills the process (`kill -9`).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 struct Pair {
     c: [Controller; 2],
+    /// The witness's log, when the controllers fence through one.
+    witness_log: Option<PathBuf>,
     db_password: String,
     token: String,
     rt: tokio::runtime::Runtime,
@@ -248,14 +334,15 @@ impl Pair {
     /// controller-0 (bootstrap) started and active, then controller-1
     /// started and streaming as the primary's synchronous standby.
     fn start() -> Pair {
-        Pair::start_in(None)
+        Pair::start_in(None, None)
     }
 
     /// Like [`Pair::start`], with controller-0's machine in network
     /// namespace `ns` (its API and database on the namespace's side of the
     /// link, controller-1's database on the other side); the BMCs stay
-    /// reachable out of band.
-    fn start_in(ns: Option<&Netns>) -> Pair {
+    /// reachable out of band. With `witness`, the controllers fence
+    /// through it and know nothing of each other's BMC.
+    fn start_in(ns: Option<&Netns>, witness: Option<&Witness>) -> Pair {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // PostgreSQL runs as `postgres` when the tests run as root: it must
@@ -300,12 +387,23 @@ impl Pair {
         }
         let config = |me: &Controller, peer: &Controller, peer_bmc: &str| {
             let bootstrap = me.name == "controller-0";
+            let fencing = match witness {
+                Some(w) => format!(
+                    "witness = \"{}\"\nwitness_key_file = \"{}\"\n",
+                    w.url(),
+                    w.key_file.display()
+                ),
+                None => format!(
+                    "peer_bmc = \"{peer_bmc}\"\npeer_bmc_username = \"admin\"\n\
+                     peer_bmc_password_file = \"{}\"\n",
+                    bmc_password_file.display()
+                ),
+            };
             format!(
                 "hostname = \"{name}\"\nsystem_mode = \"duplex\"\nstore = \"duplex\"\n\
                  [ha]\nname = \"{name}\"\nurl = \"{url}\"\nlease_ms = 1000\npeer = \"{peer}\"\n\
                  db_listen = \"{db}\"\npeer_db = \"{peer_db}\"\ndb_password_file = \"{dbpw}\"\n\
-                 peer_bmc = \"{peer_bmc}\"\npeer_bmc_username = \"admin\"\n\
-                 peer_bmc_password_file = \"{bmcpw}\"\nbootstrap = {bootstrap}\n\
+                 {fencing}bootstrap = {bootstrap}\n\
                  sync_grace_ms = 5000\n[apps]\nlocal_runtime = false\n",
                 name = me.name,
                 url = me.url,
@@ -313,7 +411,6 @@ impl Pair {
                 db = me.db,
                 peer_db = peer.db,
                 dbpw = db_password_file.display(),
-                bmcpw = bmc_password_file.display(),
             )
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -335,6 +432,7 @@ impl Pair {
         c[0].bmc = Some(bmc0);
         let mut p = Pair {
             c,
+            witness_log: witness.map(|w| w.log.clone()),
             db_password,
             token: String::new(),
             rt,
@@ -426,8 +524,19 @@ impl Pair {
                 )
             })
             .collect();
+        let witness = self
+            .witness_log
+            .as_ref()
+            .map(|l| {
+                format!(
+                    "===== the witness, log {}:\n{}",
+                    l.display(),
+                    std::fs::read_to_string(l).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
         panic!(
-            "{what}\n{}\n\n{}\n{}",
+            "{what}\n{}\n\n{}\n{}\n{witness}",
             state.join("\n"),
             self.c[0].logs(200),
             self.c[1].logs(200)
@@ -669,7 +778,7 @@ fn a_network_cut_isolating_the_active_controller_fences_it_and_it_rejoins() {
     let Some(ns) = Netns::require(tag, 1) else {
         return;
     };
-    let p = Pair::start_in(Some(&ns));
+    let p = Pair::start_in(Some(&ns), None);
     let (w, epoch, resets) = p.under_writes();
     assert!(
         ip(&["link", "set", &ns.host_ifs[0], "down"]),
@@ -846,4 +955,130 @@ fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
         "a swact fences nobody"
     );
     assert_eq!(p.c[0].bmc().power_state(), PowerState::On);
+}
+
+/// Without BMCs, a witness fences: controller-0's machine is stopped
+/// (SIGSTOP) under writes; controller-1 takes the controllers' lease at the
+/// witness once controller-0's has expired there, promotes its replica and
+/// serves writes; nothing acknowledged is lost and no BMC is used. Resumed,
+/// controller-0 finds the lease gone, stops acting and rejoins as the
+/// standby.
+#[test]
+fn a_witness_fences_a_hung_active_without_a_bmc_and_it_rejoins() {
+    if !postgres_binaries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let witness = Witness::start(dir.path());
+    let p = Pair::start_in(None, Some(&witness));
+    let (w, epoch, _) = p.under_writes();
+    let resets = p.c[0].bmc().resets() + p.c[1].bmc().resets();
+    p.signal_host(0, "STOP");
+    let (holder, new_epoch) = p.wait_active(1);
+    assert_eq!(holder, "controller-1");
+    assert!(
+        new_epoch > epoch,
+        "the new epoch {new_epoch} is past {epoch}"
+    );
+    let log = witness.logs();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("granted the pair's lease") && l.contains("holder=controller-1")),
+        "the witness granted controller-1 the lease:\n{log}"
+    );
+    p.more_writes(&w, 50);
+    let acked = w.finish();
+    p.all_there(1, &acked);
+
+    // Resumed, controller-0 stops acting and follows the new primary.
+    p.signal_host(0, "CONT");
+    p.wait_rejoined(0);
+    p.all_there(0, &acked);
+    assert_eq!(
+        p.c[0].bmc().resets() + p.c[1].bmc().resets(),
+        resets,
+        "no BMC was used"
+    );
+}
+
+/// With the witness gone, a lost active cannot be fenced: the standby
+/// answers 503 saying why and its database stays a replica. Once the
+/// witness is back and the lost controller restarts, that controller is
+/// active again (the standby cannot prove the lost one never committed
+/// alone) and the standby follows it; nothing acknowledged is lost.
+#[test]
+fn without_a_reachable_witness_the_standby_does_not_promote() {
+    if !postgres_binaries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut witness = Witness::start(dir.path());
+    let p = Pair::start_in(None, Some(&witness));
+    let (w, _, _) = p.under_writes();
+    witness.kill();
+    // The active goes on while its replica streams: it needs no witness
+    // for synchronous commits.
+    p.more_writes(&w, 50);
+    p.signal_host(0, "KILL");
+    let body = p.wait(
+        WAIT,
+        "controller-1 answers 503 saying it cannot fence through the witness",
+        || match look(&p.c[1].url) {
+            Seen::Unavailable(body) if body.contains("witness") => Some(body),
+            _ => None,
+        },
+    );
+    eprintln!("controller-1 while the witness is gone: {body}");
+    assert!(body.contains("not taking over"), "{body}");
+    assert_eq!(
+        p.in_recovery(1),
+        Some(true),
+        "controller-1's database is still a replica"
+    );
+    let acked = w.finish();
+
+    witness.spawn();
+    p.rt.block_on(p.c[0].bmc().reset(ResetType::ForceRestart));
+    p.wait_active(0);
+    p.wait_rejoined(1);
+    p.all_there(0, &acked);
+    p.all_there(1, &acked);
+}
+
+/// An active that loses its standby and the witness together cannot know
+/// that the standby did not take over: once it would commit alone (the
+/// replica gone for the synchronous grace) it halts its database and
+/// steps down, saying why. With the witness back, it is active again and
+/// serves writes alone.
+#[test]
+fn an_active_that_loses_its_standby_and_the_witness_stops_acting() {
+    if !postgres_binaries() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut witness = Witness::start(dir.path());
+    let p = Pair::start_in(None, Some(&witness));
+    witness.kill();
+    p.rt.block_on(p.c[1].bmc().reset(ResetType::ForceOff));
+    let body = p.wait(
+        WAIT,
+        "controller-0 stops acting and says why",
+        || match look(&p.c[0].url) {
+            Seen::Unavailable(body) if body.contains("witness") => Some(body),
+            _ => None,
+        },
+    );
+    eprintln!("controller-0 without its standby and the witness: {body}");
+    let log = std::fs::read_to_string(&p.c[0].log).unwrap_or_default();
+    assert!(
+        log.contains("must not commit alone") && log.contains("halting this controller's database"),
+        "controller-0 halted its database because it would commit alone"
+    );
+
+    witness.spawn();
+    p.wait_active(0);
+    let w = AlarmLoad::start(std::slice::from_ref(&p.c[0].url), &p.token);
+    p.more_writes(&w, 20);
+    let acked = w.finish();
+    p.all_there(0, &acked);
 }
