@@ -4,8 +4,10 @@
 //!
 //! A server on a PostgreSQL store takes the lease before it starts its
 //! services. While another server holds it, this one is a standby: it
-//! binds its sockets, answers every API request with a redirect (307) to
-//! the active's URL, and looks at the lease four times per lease length.
+//! binds its sockets, serves authenticated reads (GET and HEAD with a
+//! token) by forwarding them to the active and returning its answer,
+//! answers every other request with a redirect (307) to the active's URL,
+//! and looks at the lease four times per lease length.
 //! When the lease has expired (the active died, was paused or cut off) it
 //! takes it with the next epoch, ending the old holder's database
 //! connections, fences the store with the new epoch and starts its
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roost_store::Store;
 use roost_types::lease::{Holding, LeaseRow, Next, next};
@@ -72,9 +74,109 @@ pub struct Standby {
 /// The standby's answer, shared with whoever decides it.
 pub type StandbyState = Arc<RwLock<Standby>>;
 
-async fn redirect(State(active): State<StandbyState>, OriginalUri(uri): OriginalUri) -> Response {
+/// The largest answer a standby forwards; a larger one is redirected.
+const MAX_FORWARDED: usize = 64 << 20;
+
+/// Headers that belong to one connection, not to the request or answer.
+fn hop_by_hop(name: &header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The standby's client of the active: no redirects followed, bounded.
+fn forwarder() -> Option<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// An authenticated read, forwarded to the active at `url`; `None` when it
+/// cannot be (the active does not answer, its certificate is not trusted
+/// here, or the answer is too large): the client is then redirected.
+async fn forward(url: &str, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+    let client = forwarder()?;
+    let mut req = client.request(method.clone(), format!("{}{path}", url.trim_end_matches('/')));
+    for (name, value) in headers {
+        if !hop_by_hop(name) {
+            req = req.header(name, value);
+        }
+    }
+    let answer = match req.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(error = %roost_types::error_chain(&e), "cannot forward a read to the active; redirecting");
+            return None;
+        }
+    };
+    if answer
+        .content_length()
+        .is_some_and(|n| n > MAX_FORWARDED as u64)
+    {
+        return None;
+    }
+    let status = answer.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name) {
+            out_headers.append(name.clone(), value.clone());
+        }
+    }
+    let mut answer = answer;
+    let mut body = Vec::new();
+    loop {
+        match answer.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > MAX_FORWARDED {
+                    return None;
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(_) => return None,
+        }
+    }
+    out_headers.insert(header::VIA, HeaderValue::from_static("1.1 roost-standby"));
+    let mut r = (status, body).into_response();
+    *r.headers_mut() = out_headers;
+    Some(r)
+}
+
+async fn redirect(
+    State(active): State<StandbyState>,
+    method: Method,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
     let seen = active.read().map(|a| a.clone()).unwrap_or_default();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authenticated =
+        headers.contains_key("x-auth-token") || headers.contains_key(header::AUTHORIZATION);
+    if let Some(url) = &seen.url
+        && (method == Method::GET || method == Method::HEAD)
+        && authenticated
+        && let Some(r) = forward(url, &method, path, &headers).await
+    {
+        return r;
+    }
     match seen.url {
         Some(url) => {
             let to = format!("{}{path}", url.trim_end_matches('/'));

@@ -252,7 +252,7 @@ fn a_paused_active_is_fenced_and_comes_back_as_a_standby() {
 }
 
 #[test]
-fn a_stopped_active_hands_over_at_once_and_a_standby_serves_through_redirects() {
+fn a_stopped_active_hands_over_at_once_and_a_standby_serves_reads_and_redirects_writes() {
     if !postgres_available() {
         return;
     }
@@ -263,6 +263,41 @@ fn a_stopped_active_hands_over_at_once_and_a_standby_serves_through_redirects() 
     let uuid = via_standby.set_alarm("100.104", "host=via-standby.filesystem=/", "major");
     let api0 = api_of(&p.c0, &token);
     assert!(api0.alarms("").iter().any(|a| a["uuid"] == uuid.as_str()));
+    // The standby answers an authenticated read itself (forwarded to the
+    // active), and redirects a write.
+    let raw = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = raw
+        .get(format!("{}/v1/alarms", p.c1.url))
+        .header("X-Auth-Token", &token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers().get("via").and_then(|v| v.to_str().ok()),
+        Some("1.1 roost-standby")
+    );
+    let listed: Value = r.json().unwrap();
+    assert!(
+        listed["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["uuid"] == uuid.as_str())),
+        "{listed:?}"
+    );
+    let r = raw
+        .get(format!("{}/v1/alarms", p.c1.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 307, "an anonymous read is redirected");
+    let r = raw
+        .delete(format!("{}/v1/alarms/{uuid}", p.c1.url))
+        .header("X-Auth-Token", &token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 307, "a write is redirected");
     // A graceful stop gives the lease up: the standby takes it at its next
     // look, well before the lease would have expired.
     p.c0.terminate();
