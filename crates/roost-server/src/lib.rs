@@ -450,6 +450,13 @@ pub async fn run_with(
     .context("cannot start the host service")?;
     tasks.extend(host_tasks);
 
+    if let Some(me) = &ha_me {
+        tasks.push(tokio::spawn(
+            hosts
+                .clone()
+                .peer_controllers_loop(store.clone(), me.name.clone(), shutdown.clone()),
+        ));
+    }
     // containerd is handed absolute paths only (its shims run elsewhere).
     let apps_dir = std::path::absolute(data.path().join("apps"))
         .context("cannot resolve the data directory")?;

@@ -705,6 +705,27 @@ impl Drop for Pair {
 }
 
 impl Pair {
+    /// Waits until controller `i`'s host list shows controller `peer`
+    /// enabled and available (its replica streams from `i`'s database).
+    fn peer_listed_available(&self, i: usize, peer: &str) {
+        self.wait(
+            WAIT,
+            &format!("{}'s host list shows {peer} available", self.c[i].name),
+            || {
+                let r = self.api(i).try_get("/v1/ihosts").ok()?;
+                r.body["ihosts"]
+                    .as_array()?
+                    .iter()
+                    .any(|h| {
+                        h["hostname"] == peer
+                            && h["operational"] == "enabled"
+                            && h["availability"] == "available"
+                    })
+                    .then_some(())
+            },
+        );
+    }
+
     /// A write load through both controllers once controller-0 is active:
     /// the load (100 writes acknowledged already), the epoch of
     /// controller-0's lease and its BMC's resets so far.
@@ -934,6 +955,7 @@ fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
         return;
     }
     let p = Pair::start();
+    p.peer_listed_available(0, "controller-1");
     let (w, epoch, _) = p.under_writes();
     let resets = p.c[0].bmc().resets() + p.c[1].bmc().resets();
     let r = p.api(0).stock_host_action("controller-0", "swact");
@@ -946,6 +968,7 @@ fn swact_moves_the_primary_without_fencing_and_loses_nothing() {
         "the new epoch {new_epoch} is past {epoch}"
     );
     p.wait_rejoined(0);
+    p.peer_listed_available(1, "controller-0");
     p.more_writes(&w, 50);
     let acked = w.finish();
     p.all_there(1, &acked);

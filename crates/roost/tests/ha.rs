@@ -365,6 +365,28 @@ fn host_swact(api: &Api, name: &str) -> (u16, Value) {
     (r.status, r.body)
 }
 
+/// Waits until the host list of `api` shows controller `name` in states
+/// `oper`/`avail`, not as the active controller.
+fn wait_peer_listed(api: &Api, name: &str, oper: &str, avail: &str) {
+    let seen = wait_for(30, || {
+        let r = api.try_get("/v1/ihosts").ok()?;
+        let h = r.body["ihosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["hostname"] == name)?
+            .clone();
+        (h["operational"] == oper && h["availability"] == avail).then_some(h)
+    });
+    let h = seen.unwrap_or_else(|| {
+        panic!(
+            "the host list shows {name} {oper}/{avail}: {:?}",
+            api.try_get("/v1/ihosts").map(|r| r.body)
+        )
+    });
+    assert_eq!(h["personality"], "controller", "{h:?}");
+    assert_eq!(h["administrative"], "unlocked", "{h:?}");
+}
+
 #[test]
 fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
     if !postgres_available() {
@@ -377,6 +399,15 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
     // Both connected: redundancy holds (controller-0 raised 400.002 while
     // it was alone, and clears it once controller-1 is connected).
     wait_alarm(&p.c0, &api0, "400.002", false);
+    // The host list shows both controllers: the standby's host as its
+    // server's connection says, and it is not this server's to act on.
+    wait_peer_listed(&api0, "controller-1", "enabled", "available");
+    let (status, body) = host_swact(&api0, "controller-1");
+    assert_eq!(status, 400, "{body:?}");
+    assert!(
+        body.to_string().contains("is the standby controller"),
+        "{body:?}"
+    );
     let before = api0.set_alarm("100.104", "host=before-swact.filesystem=/", "major");
 
     let (status, body) = host_swact(&api0, "controller-0");
@@ -408,9 +439,11 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
     assert!(api1.alarms("").iter().any(|a| a["uuid"] == before.as_str()));
     assert!(raised(&api1, "400.001").is_empty());
 
-    // The standby dies: redundancy is lost (400.002) until it is back.
+    // The standby dies: redundancy is lost (400.002) until it is back,
+    // and its host is listed offline.
     p.c0.kill9();
     wait_alarm(&p.c1, &api1, "400.002", true);
+    wait_peer_listed(&api1, "controller-0", "disabled", "offline");
     assert_eq!(
         raised(&api1, "400.002"),
         ["service_domain=controller.service_group=controller-services"]
@@ -426,6 +459,7 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
     p.c0 = controller_in(p.dir.path(), "controller-0", &p.store, "duplex");
     let api0 = api_of(&p.c0, &token);
     wait_alarm(&p.c1, &api1, "400.002", false);
+    wait_peer_listed(&api1, "controller-0", "enabled", "available");
 
     // The active dies: the standby takes over and reports the failed
     // controller's services (400.001) until it is back.

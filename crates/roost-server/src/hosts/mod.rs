@@ -418,10 +418,24 @@ impl HostService {
         }
         let now = clock.now();
         let mut stored = store.hosts()?;
+        let mut peer_controllers = BTreeMap::new();
         if config.swact.is_some() {
             // Controllers sharing one store each run on a host of their
-            // own: another server's host is not this server's to manage.
-            stored.retain(|h| !h.local || h.hostname == config.hostname);
+            // own: another server's host is not this server's to manage;
+            // it is shown as a peer controller.
+            let (mine, peers): (Vec<_>, Vec<_>) = stored
+                .into_iter()
+                .partition(|h| !h.local || h.hostname == config.hostname);
+            stored = mine;
+            for row in peers {
+                peer_controllers.insert(
+                    row.hostname.clone(),
+                    state::PeerController {
+                        row,
+                        connected: false,
+                    },
+                );
+            }
         }
         if !stored.iter().any(|h| h.local) {
             let inv = read_local_inventory().await;
@@ -466,6 +480,7 @@ impl HostService {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 mtce,
+                peer_controllers,
                 hosts,
                 agent_tokens,
                 uptime: HashMap::new(),
@@ -560,9 +575,91 @@ impl HostService {
             .hosts
             .values()
             .map(|h| st.view(h, now, local_uptime))
+            .chain(st.peer_controllers.values().map(|p| st.peer_view(p, now)))
             .collect();
         v.sort_by_key(|h| h.id);
         v
+    }
+
+    /// Refuses any change to a peer controller's host: its own server
+    /// manages it.
+    fn not_a_peer_controller(&self, ident: &str) -> Result<(), Error> {
+        match self.lock().find_peer(ident) {
+            Some(p) => Err(Error::Conflict(format!(
+                "{} is the standby controller, managed by its own server: swact to it first to act on it",
+                p.row.hostname
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The controllers connected to the store now (by server name; this
+    /// one's own is `me`): known peer controllers are shown enabled while
+    /// connected, and a peer seen for the first time gets its host record.
+    pub async fn peer_controllers_seen(&self, connected: &[String], me: &str) -> Result<(), Error> {
+        let _lane = self.lane.lock().await;
+        let now = self.clock.now();
+        let new: Vec<StoredHost> = {
+            let mut st = self.lock();
+            for (name, p) in st.peer_controllers.iter_mut() {
+                p.connected = connected.contains(name);
+            }
+            connected
+                .iter()
+                .filter(|n| {
+                    n.as_str() != me
+                        && !st.peer_controllers.contains_key(n.as_str())
+                        && !st.hosts.contains_key(n.as_str())
+                        && records::validate_hostname(n).is_ok()
+                })
+                .map(|n| records::local_host(n, &Inventory::default(), now))
+                .collect()
+        };
+        for mut row in new {
+            let s = self.store.clone();
+            let write = row.clone();
+            let ids = tokio::task::spawn_blocking(move || s.write_hosts(&[HostWrite::Insert(write)]))
+                .await
+                .map_err(|e| Error::Invalid(format!("a store task stopped: {e}")))??;
+            row.id = ids[0];
+            tracing::info!(host = %row.hostname, "a peer controller is connected: its host is listed");
+            self.lock().peer_controllers.insert(
+                row.hostname.clone(),
+                state::PeerController {
+                    row,
+                    connected: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Keeps the peer controllers' states from the servers connected to
+    /// the store, every two seconds.
+    pub async fn peer_controllers_loop(
+        self,
+        store: Arc<roost_store::Store>,
+        me: String,
+        shutdown: Shutdown,
+    ) {
+        loop {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.connected_servers()).await {
+                Ok(Ok(connected)) => {
+                    if let Err(e) = self.peer_controllers_seen(&connected, &me).await {
+                        tracing::warn!(error = %roost_types::error_chain(&e), "cannot record a peer controller's host");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %roost_types::error_chain(&e), "cannot list the controllers connected to the store")
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            }
+        }
     }
 
     /// The name of the host the server runs on, if it is in the inventory.
@@ -579,6 +676,9 @@ impl HostService {
         let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
         let now = self.clock.now();
         let st = self.lock();
+        if let Some(p) = st.find(ident).is_none().then(|| st.find_peer(ident)).flatten() {
+            return Ok((st.peer_view(p, now), records::inventory(&p.row)));
+        }
         let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
         let inv = records::inventory(h);
         Ok((st.view(h, now, local_uptime), inv))
@@ -711,6 +811,7 @@ impl HostService {
 
     /// Deletes a locked host; returns its name. The caller clears its alarms.
     pub async fn delete(&self, ident: &str) -> Result<String, Error> {
+        self.not_a_peer_controller(ident)?;
         let _lane = self.lane.lock().await;
         let (id, name) = self.lock().decide_delete(ident)?;
         self.commit(vec![HostWrite::Delete(id)]).await?;
@@ -736,6 +837,7 @@ impl HostService {
         ops: &[(String, String, Option<serde_json::Value>)],
     ) -> Result<(HostView, oneshot::Receiver<()>), Error> {
         let patch = records::parse_host_patch(ops)?;
+        self.not_a_peer_controller(ident)?;
         if matches!(
             patch.action,
             Some(roost_mtce::HostAction::Swact | roost_mtce::HostAction::ForceSwact)

@@ -12,8 +12,19 @@ use roost_types::Timestamp;
 
 use super::Error;
 
+/// Another controller sharing the store (several servers, or duplex): its
+/// own server manages its host; this one shows it, enabled and available
+/// while that server is connected to the store as a standby.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerController {
+    pub row: StoredHost,
+    pub connected: bool,
+}
+
 pub(crate) struct State {
     pub mtce: Maintenance,
+    /// The other controllers sharing the store, by name.
+    pub peer_controllers: BTreeMap<String, PeerController>,
     /// Host records by hostname, as committed.
     pub hosts: BTreeMap<String, StoredHost>,
     /// Agent token hash to hostname.
@@ -34,6 +45,28 @@ impl State {
             .values()
             .find(|h| h.uuid == ident)
             .or_else(|| self.hosts.get(ident))
+    }
+
+    /// A peer controller by id, uuid or name.
+    pub fn find_peer(&self, ident: &str) -> Option<&PeerController> {
+        let id = ident.parse::<i64>().ok();
+        self.peer_controllers
+            .values()
+            .find(|p| Some(p.row.id) == id || p.row.uuid == ident || p.row.hostname == ident)
+    }
+
+    /// The API view of a peer controller: unlocked, and enabled and
+    /// available while its server is connected.
+    pub fn peer_view(&self, p: &PeerController, now: Timestamp) -> HostView {
+        let mut row = p.row.clone();
+        row.local = false;
+        row.administrative = "unlocked".into();
+        (row.operational, row.availability) = if p.connected {
+            ("enabled".into(), "available".into())
+        } else {
+            ("disabled".into(), "offline".into())
+        };
+        self.view(&row, now, 0)
     }
 
     /// The API view of a host; `local_uptime` is this server's own uptime,
