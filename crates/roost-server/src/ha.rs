@@ -114,7 +114,10 @@ fn forwarder() -> Option<&'static reqwest::Client> {
 /// here, or the answer is too large): the client is then redirected.
 async fn forward(url: &str, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     let client = forwarder()?;
-    let mut req = client.request(method.clone(), format!("{}{path}", url.trim_end_matches('/')));
+    let mut req = client.request(
+        method.clone(),
+        format!("{}{path}", url.trim_end_matches('/')),
+    );
     for (name, value) in headers {
         if !hop_by_hop(name) {
             req = req.header(name, value);

@@ -451,11 +451,11 @@ pub async fn run_with(
     tasks.extend(host_tasks);
 
     if let Some(me) = &ha_me {
-        tasks.push(tokio::spawn(
-            hosts
-                .clone()
-                .peer_controllers_loop(store.clone(), me.name.clone(), shutdown.clone()),
-        ));
+        tasks.push(tokio::spawn(hosts.clone().peer_controllers_loop(
+            store.clone(),
+            me.name.clone(),
+            shutdown.clone(),
+        )));
     }
     // containerd is handed absolute paths only (its shims run elsewhere).
     let apps_dir = std::path::absolute(data.path().join("apps"))

@@ -130,27 +130,31 @@ fn signed(key: &WitnessKey, answer: &Answer) -> Response {
 }
 
 /// Checks the signature, the body and its clock; the request.
-fn checked(key: &WitnessKey, headers: &HeaderMap, body: &[u8]) -> Result<Request, Response> {
+fn checked(
+    key: &WitnessKey,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Request, (StatusCode, String)> {
     let sig = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !key.verify(body, sig) {
-        return Err(refuse(
+        return Err((
             StatusCode::UNAUTHORIZED,
-            "the request is not signed with this witness's key (header X-Roost-Signature)",
+            "the request is not signed with this witness's key (header X-Roost-Signature)".into(),
         ));
     }
     let req: Request = serde_json::from_slice(body).map_err(|e| {
-        refuse(
+        (
             StatusCode::BAD_REQUEST,
-            &format!("the request is not a witness request: {e}"),
+            format!("the request is not a witness request: {e}"),
         )
     })?;
     if req.sent_ms.abs_diff(wall_ms()) > MAX_SKEW_MS {
-        return Err(refuse(
+        return Err((
             StatusCode::BAD_REQUEST,
-            &format!(
+            format!(
                 "the request was sent more than {} s from this witness's clock: check both hosts' time",
                 MAX_SKEW_MS / 1000
             ),
@@ -162,7 +166,7 @@ fn checked(key: &WitnessKey, headers: &HeaderMap, body: &[u8]) -> Result<Request
 async fn claim(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let req = match checked(&s.key, &headers, &body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err((status, why)) => return refuse(status, &why),
     };
     let ttl = i64::try_from(req.lease_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
     let t = now();
@@ -213,7 +217,7 @@ async fn claim(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
 async fn release(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let req = match checked(&s.key, &headers, &body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err((status, why)) => return refuse(status, &why),
     };
     let (released, epoch) = {
         let Ok(mut w) = s.state.lock() else {

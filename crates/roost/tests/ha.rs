@@ -287,10 +287,7 @@ fn a_stopped_active_hands_over_at_once_and_a_standby_serves_reads_and_redirects_
             .is_some_and(|a| a.iter().any(|a| a["uuid"] == uuid.as_str())),
         "{listed:?}"
     );
-    let r = raw
-        .get(format!("{}/v1/alarms", p.c1.url))
-        .send()
-        .unwrap();
+    let r = raw.get(format!("{}/v1/alarms", p.c1.url)).send().unwrap();
     assert_eq!(r.status().as_u16(), 307, "an anonymous read is redirected");
     let r = raw
         .delete(format!("{}/v1/alarms/{uuid}", p.c1.url))

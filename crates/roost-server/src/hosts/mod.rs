@@ -618,9 +618,10 @@ impl HostService {
         for mut row in new {
             let s = self.store.clone();
             let write = row.clone();
-            let ids = tokio::task::spawn_blocking(move || s.write_hosts(&[HostWrite::Insert(write)]))
-                .await
-                .map_err(|e| Error::Invalid(format!("a store task stopped: {e}")))??;
+            let ids =
+                tokio::task::spawn_blocking(move || s.write_hosts(&[HostWrite::Insert(write)]))
+                    .await
+                    .map_err(|e| Error::Invalid(format!("a store task stopped: {e}")))??;
             row.id = ids[0];
             tracing::info!(host = %row.hostname, "a peer controller is connected: its host is listed");
             self.lock().peer_controllers.insert(
@@ -676,7 +677,12 @@ impl HostService {
         let local_uptime = roost_inventory::read_uptime(&roost_inventory::Root::system());
         let now = self.clock.now();
         let st = self.lock();
-        if let Some(p) = st.find(ident).is_none().then(|| st.find_peer(ident)).flatten() {
+        if let Some(p) = st
+            .find(ident)
+            .is_none()
+            .then(|| st.find_peer(ident))
+            .flatten()
+        {
             return Ok((st.peer_view(p, now), records::inventory(&p.row)));
         }
         let h = st.find(ident).ok_or_else(|| Error::host_not_found(ident))?;
