@@ -464,7 +464,10 @@ pub async fn prepare(
                 &me.url,
             )?);
         }
-        tokio::time::sleep(every).await;
+        // Just fenced: the promotion is decided at once, not a period later.
+        if !(fenced_at.is_some() && facts.fenced_at.is_none()) {
+            tokio::time::sleep(every).await;
+        }
     }
 }
 
