@@ -445,14 +445,18 @@ fn swact_hands_the_active_role_to_the_standby_and_redundancy_alarms_follow() {
         raised(&api1, "400.002"),
         ["service_domain=controller.service_group=controller-services"]
     );
-    // Alone, it cannot swact.
-    let (status, body) = host_swact(&api1, "controller-1");
-    assert_eq!(status, 400, "{body:?}");
-    assert!(
-        body.to_string()
-            .contains("no peer controller is connected as a standby"),
-        "{body:?}"
-    );
+    // Alone, it cannot swact, forced (`system host-swact -f`) or not.
+    for action in ["swact", "force-swact"] {
+        let r = api1.stock_host_action("controller-1", action);
+        assert_eq!(r.status, 400, "{action}: {:?}", r.body);
+        assert!(
+            r.body
+                .to_string()
+                .contains("no peer controller is connected as a standby"),
+            "{action}: {:?}",
+            r.body
+        );
+    }
     p.c0 = controller_in(p.dir.path(), "controller-0", &p.store, "duplex");
     let api0 = api_of(&p.c0, &token);
     wait_alarm(&p.c1, &api1, "400.002", false);
