@@ -64,8 +64,8 @@ const FIRST_REPORT_WAIT: Duration = Duration::from_secs(10);
 /// `roost agent` options.
 #[derive(clap::Args, Clone)]
 pub struct AgentArgs {
-    /// The server's URL, e.g. http://192.168.204.2:6385 (remembered after enrollment)
-    #[arg(long, env = "ROOST_SERVER")]
+    /// The server's URL, e.g. http://192.168.204.2:6385 (remembered after enrollment); ROOST_URL as for the CLI, or ROOST_SERVER
+    #[arg(long, env = "ROOST_URL")]
     pub server: Option<String>,
     /// One-time join token from the server (needed only for the first start)
     #[arg(long, env = "ROOST_JOIN_TOKEN", hide_env_values = true)]
@@ -114,6 +114,9 @@ pub struct AgentArgs {
     /// Log filter, e.g. info or info,roost_agent=debug
     #[arg(long, env = "ROOST_LOG", default_value = "info")]
     pub log_level: String,
+    /// Log format: text, or json (one object per line), as the server's [log] format
+    #[arg(long, env = "ROOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// containerd's socket [default: a private containerd under the data directory, started when an application is placed here]
     #[arg(long, env = "ROOST_CONTAINERD_SOCKET")]
     pub containerd_socket: Option<PathBuf>,
@@ -154,6 +157,7 @@ impl fmt::Debug for AgentArgs {
             .field("simulated_reboot", &self.simulated_reboot)
             .field("software_trial_secs", &self.software_trial_secs)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
             .field("containerd_socket", &self.containerd_socket)
             .field("no_apps", &self.no_apps)
             .field("fence_after_ms", &self.fence_after_ms)
@@ -168,7 +172,7 @@ impl fmt::Debug for AgentArgs {
 /// stderr. Exit code 0 after SIGTERM or SIGINT, 1 on failure, 2 for an
 /// invalid log filter (and 194 from a simulated reboot).
 pub fn main(args: AgentArgs) -> ExitCode {
-    if let Err(e) = init_logging(&args.log_level) {
+    if let Err(e) = init_logging(&args.log_level, args.log_format == "json") {
         eprintln!("roost agent: {}", error_line(&e));
         return ExitCode::from(2);
     }
@@ -193,22 +197,33 @@ pub fn main(args: AgentArgs) -> ExitCode {
 }
 
 /// Installs a stderr log subscriber with this filter (`info`,
-/// `info,roost_agent=debug`, ...). Does nothing if one is installed already.
-pub fn init_logging(filter: &str) -> Result<(), Error> {
+/// `info,roost_agent=debug`, ...), in text or JSON lines. Does nothing if
+/// one is installed already.
+pub fn init_logging(filter: &str, json: bool) -> Result<(), Error> {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let targets: Targets = filter
         .parse()
         .map_err(|e| Error::Invalid(format!("invalid log filter {filter:?}: {e}")))?;
-    let _ = tracing_subscriber::registry()
-        .with(targets)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr),
-        )
-        .try_init();
+    let registry = tracing_subscriber::registry().with(targets);
+    let _ = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
     Ok(())
 }
 
@@ -394,8 +409,13 @@ async fn start(args: AgentArgs) -> Result<JoinSet<()>, Error> {
         .server
         .clone()
         .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::env::var("ROOST_SERVER")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
         .or_else(|| stored.as_ref().map(|i| i.server.clone()))
-        .ok_or_else(|| Error::Invalid("no server URL: give --server (or ROOST_SERVER)".into()))?;
+        .ok_or_else(|| Error::Invalid("no server URL: give --server (or ROOST_URL)".into()))?;
     let ca = match &args.ca_file {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
             Error::Invalid(format!("cannot read the CA file {}: {e}", path.display()))

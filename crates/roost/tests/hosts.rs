@@ -203,19 +203,37 @@ fn a_stopped_or_killed_agent_degrades_then_fails_and_recovers() {
     let mut agents = Vec::new();
     for (i, ip) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().enumerate() {
         let name = format!("worker-{i}");
+        // The third writes its log as JSON lines.
+        let format = if i == 2 { "json" } else { "text" };
         agents.push(agent(
             &s,
             &api,
             &dir,
             &name,
             ip,
-            &["--reboot-command", "true"],
+            &["--reboot-command", "true", "--log-format", format],
         ));
         available(&api, &name);
+    }
+    let json_log = agents[2].log();
+    assert!(!json_log.is_empty());
+    for line in json_log.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+        assert!(v["fields"].is_object() && v["level"].is_string(), "{line}");
     }
     // SIGSTOP: degraded, then failed, with 200.005 major, 200.005 critical, 200.004.
     agents[0].signal("STOP");
     api.wait_avail("worker-0", "failed", 30);
+    // A failure is logged as a warning.
+    let failed_line = wait_for(10, || {
+        s.log()
+            .lines()
+            .find(|l| l.contains("host=worker-0") && l.contains("availability=failed"))
+            .map(str::to_string)
+    })
+    .expect("the failure is logged");
+    assert!(failed_line.contains("WARN"), "{failed_line}");
     let h = alarm_history(&api, "worker-0");
     let sets: Vec<(String, String)> = h
         .iter()

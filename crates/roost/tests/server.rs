@@ -589,3 +589,62 @@ fn a_start_that_cannot_listen_leaves_nothing_on_disk() {
         );
     }
 }
+
+/// The access log: one INFO line per request, with its method, route
+/// template, status, duration, user and source, for answers of every
+/// class; never a password, a token or a query string.
+#[test]
+fn every_request_gets_one_access_log_line_and_no_secret() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let token = api.token.clone();
+    // 2xx, 4xx (unauthenticated, unknown route, a wrong password), and a
+    // query string that must not be logged.
+    assert_eq!(
+        api.get("/v1/alarms?q.field=alarm_id&q.value=secret-query")
+            .status,
+        200
+    );
+    let anon = http().get(format!("{}/v1/alarms", s.url)).send().unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    assert_eq!(api.get("/v1/no-such-thing").status, 404);
+    let (status, _, _) = s.login(json!({"auth": {"identity": {"methods": ["password"],
+        "password": {"user": {"name": "admin", "password": "wrong-password-xyz",
+        "domain": {"name": "Default"}}}}}}));
+    assert_eq!(status, 401);
+    let line_for = |route: &str, status: u16| {
+        wait_for(10, || {
+            s.log()
+                .lines()
+                .find(|l| {
+                    l.contains("roost::access")
+                        && l.contains(&format!("route={route} "))
+                        && l.contains(&format!("status={status} "))
+                })
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("an access line for {route} {status}:\n{}", s.log()))
+    };
+    let ok = line_for("/v1/alarms", 200);
+    assert!(ok.contains("INFO"), "{ok}");
+    assert!(
+        ok.contains("method=GET") && ok.contains("user=admin"),
+        "{ok}"
+    );
+    assert!(ok.contains("source=127.0.0.1:"), "{ok}");
+    assert!(ok.contains("duration_ms="), "{ok}");
+    let anon = line_for("/v1/alarms", 401);
+    assert!(anon.contains("user=-"), "{anon}");
+    line_for("unmatched", 404);
+    let login = line_for("/v3/auth/tokens", 401);
+    assert!(login.contains("method=POST"), "{login}");
+    let log = s.log();
+    for secret in [
+        roost_test_support::PASSWORD,
+        "wrong-password-xyz",
+        token.as_str(),
+        "secret-query",
+    ] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+}

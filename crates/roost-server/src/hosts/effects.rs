@@ -114,13 +114,27 @@ impl Executor {
             }
         }
         for r in &rows {
-            tracing::info!(
-                host = %r.hostname,
-                administrative = %r.administrative,
-                operational = %r.operational,
-                availability = %r.availability,
-                "host state"
-            );
+            // A host that failed, or an unlocked one gone offline, is
+            // worth an operator's look; other changes are routine.
+            if r.availability == "failed"
+                || (r.availability == "offline" && r.administrative == "unlocked")
+            {
+                tracing::warn!(
+                    host = %r.hostname,
+                    administrative = %r.administrative,
+                    operational = %r.operational,
+                    availability = %r.availability,
+                    "host state"
+                );
+            } else {
+                tracing::info!(
+                    host = %r.hostname,
+                    administrative = %r.administrative,
+                    operational = %r.operational,
+                    availability = %r.availability,
+                    "host state"
+                );
+            }
         }
         // Decisions whose commit failed before are older than this job's:
         // recorded first, unless this job decides anew about their alarm.

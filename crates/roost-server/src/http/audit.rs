@@ -1,5 +1,6 @@
 //! The audit log over HTTP: the middleware that records every mutating
-//! call and every login, and the routes that list and verify the log.
+//! call and every login (and writes the access log line of every request),
+//! and the routes that list and verify the log.
 //!
 //! Every audit route is defined in [`protected_routes`], in one place, so
 //! that a route-to-role table can annotate them together. Until there is
@@ -56,13 +57,27 @@ fn mutating(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The access log's target: `[log] level = "info,roost::access=off"`
+/// turns it off.
+pub const ACCESS_TARGET: &str = "roost::access";
+
 /// Records every request that is not GET, HEAD or OPTIONS (logins
 /// included, failed ones too) once it is answered: who, roles, the peer
-/// address, method, path (never the query or the body) and status.
+/// address, method, path (never the query or the body) and status. Writes
+/// the access log line of every request (target [`ACCESS_TARGET`], INFO):
+/// method, route template, status, duration, user and source; never a
+/// query, a body or a header.
 pub async fn record(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !mutating(req.method()) {
+    let audited = mutating(req.method());
+    let access = tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
+    if !audited && !access {
         return next.run(req).await;
     }
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let who = AuditWho::default();
     req.extensions_mut().insert(who.clone());
     let method = req.method().as_str().to_string();
@@ -84,6 +99,21 @@ pub async fn record(State(st): State<AppState>, mut req: Request, next: Next) ->
         (None, Some(None)) => ("agent".to_string(), Vec::new()),
         (None, None) => (String::new(), Vec::new()),
     };
+    if access {
+        tracing::info!(
+            target: ACCESS_TARGET,
+            method = %method,
+            route = %route,
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
+            user = %if user.is_empty() { "-" } else { user.as_str() },
+            source = %if source.is_empty() { "-" } else { source.as_str() },
+            "request"
+        );
+    }
+    if !audited {
+        return resp;
+    }
     st.audit.record(Call {
         user,
         roles,
