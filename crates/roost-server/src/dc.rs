@@ -588,6 +588,16 @@ impl DcService {
         v
     }
 
+    /// Every subcloud's (availability, sync status), for the metrics.
+    pub fn status_counts(&self) -> Vec<(String, String)> {
+        let st = self.lock();
+        st.fleet
+            .iter()
+            .filter_map(|s| Self::view(&st, s.name()))
+            .map(|v| (v.availability_status, v.sync_status))
+            .collect()
+    }
+
     /// One subcloud by id or name.
     pub fn get(&self, reference: &str) -> Result<SubcloudView, Error> {
         let st = self.lock();

@@ -49,6 +49,7 @@ impl FmService {
         catalogue: Arc<Catalogue>,
         clock: Arc<dyn Clock>,
         observer: Option<ChangeObserver>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<(FmService, std::thread::JoinHandle<()>), Error> {
         let (alarms, suppressed) = store.load_fm()?;
         let state = Arc::new(RwLock::new(FmState::from_parts(alarms, suppressed)));
@@ -68,6 +69,7 @@ impl FmService {
                     clock,
                     rx,
                     observer,
+                    metrics,
                     writer_suppressions,
                 )
             })
@@ -149,6 +151,7 @@ fn writer_loop(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
     observer: Option<ChangeObserver>,
+    metrics: Arc<crate::metrics::Metrics>,
     suppressions: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut writer = match store.writer() {
@@ -204,7 +207,10 @@ fn writer_loop(
                             Err(e) => results.push(Err(Error::Fm(e))),
                         }
                     }
-                    let committed = if let Err(e) = batch.commit() {
+                    let commit_started = std::time::Instant::now();
+                    let commit = batch.commit();
+                    metrics.store_committed(commit_started.elapsed().as_secs_f64());
+                    let committed = if let Err(e) = commit {
                         tracing::error!(error = %error_chain(&e), "cannot commit alarm changes");
                         for r in results.iter_mut().rev() {
                             if let Ok(o) = r {
@@ -313,8 +319,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let (fm, _writer) =
-            FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
+        let (fm, _writer) = FmService::start(
+            store.clone(),
+            Arc::new(Catalogue::builtin()),
+            clock,
+            None,
+            Arc::new(crate::metrics::Metrics::new()),
+        )
+        .unwrap();
         fm.submit(raise(1)).await.unwrap();
         fm.submit(raise(2)).await.unwrap();
         // Every commit fails for now.
@@ -343,8 +355,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let (fm, _writer) =
-            FmService::start(store.clone(), Arc::new(Catalogue::builtin()), clock, None).unwrap();
+        let (fm, _writer) = FmService::start(
+            store.clone(),
+            Arc::new(Catalogue::builtin()),
+            clock,
+            None,
+            Arc::new(crate::metrics::Metrics::new()),
+        )
+        .unwrap();
         let mut acknowledged = BTreeSet::new();
         let mut failed = 0;
         let mut tally = |i: usize, r: Result<Outcome, Error>| match r {

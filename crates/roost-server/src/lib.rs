@@ -302,9 +302,15 @@ pub async fn run_with(
             subcloud::record_changes(&log, changes, clock.now());
         }) as fm_service::ChangeObserver
     });
-    let (fm, writer) =
-        fm_service::FmService::start(store.clone(), catalogue, clock.clone(), observer)
-            .context("cannot start fault management")?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (fm, writer) = fm_service::FmService::start(
+        store.clone(),
+        catalogue,
+        clock.clone(),
+        observer,
+        metrics.clone(),
+    )
+    .context("cannot start fault management")?;
     let identity = Arc::new(
         identity::Identity::new(
             store.clone(),
@@ -366,7 +372,6 @@ pub async fn run_with(
                 .context("cannot start the lease keeper")?,
         );
     }
-    let metrics = Arc::new(metrics::Metrics::new());
     let (audit, audit_writer) = audit::AuditLog::start(
         store.clone(),
         clock.clone(),
@@ -548,6 +553,7 @@ pub async fn run_with(
         platform: &platform,
         apps: &apps,
         software: &software,
+        metrics: &metrics,
         shutdown: &shutdown,
     };
     let mut dc_parts = None;
@@ -791,6 +797,7 @@ struct Core<'a> {
     platform: &'a platform::PlatformService,
     apps: &'a apps::AppService,
     software: &'a software::SoftwareService,
+    metrics: &'a Arc<metrics::Metrics>,
     shutdown: &'a Shutdown,
 }
 
@@ -824,6 +831,7 @@ async fn start_system_controller(
         platform,
         apps,
         software,
+        metrics,
         shutdown,
     } = *core;
     let ca = Arc::new(
@@ -884,6 +892,7 @@ async fn start_system_controller(
             apps: apps.clone(),
             software: software.clone(),
             subcloud_certs: Arc::clone(&subcloud_certs),
+            metrics: metrics.clone(),
         },
         config.max_body_bytes.max(4 * 1024 * 1024),
     );

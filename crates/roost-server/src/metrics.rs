@@ -7,6 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+
 use roost_fm::Summary;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +28,61 @@ struct SeverityLabels {
     severity: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    availability: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubcloudLabels {
+    availability: String,
+    sync: String,
+}
+
+/// Why heartbeat packets are dropped (each series is there from the start).
+pub const DROP_REASONS: [&str; 8] = [
+    "truncated",
+    "oversized",
+    "bad_magic",
+    "unknown_host",
+    "bad_mac",
+    "malformed",
+    "replayed",
+    "stale",
+];
+
+/// Host availabilities, each counted (zero included).
+pub const HOST_AVAILABILITIES: [&str; 7] = [
+    "available",
+    "degraded",
+    "failed",
+    "intest",
+    "offline",
+    "online",
+    "power-off",
+];
+
+/// Subcloud availabilities and sync states, each pair counted.
+pub const SUBCLOUD_AVAILABILITIES: [&str; 2] = ["online", "offline"];
+pub const SUBCLOUD_SYNC: [&str; 3] = ["in-sync", "out-of-sync", "unknown"];
+
+/// What `/metrics` counts at the moment it is read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub alarms: Summary,
+    pub event_log_len: u64,
+    /// Hosts by availability, and how many are locked.
+    pub hosts: Vec<String>,
+    pub hosts_locked: u64,
+    /// Subclouds by (availability, sync status), on a system controller.
+    pub subclouds: Vec<(String, String)>,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +97,13 @@ pub struct Metrics {
     monitor_periods: Counter,
     audit_dropped: Counter,
     audit_written: Counter,
+    hosts: Family<HostLabels, Gauge>,
+    hosts_locked: Gauge,
+    subclouds: Family<SubcloudLabels, Gauge>,
+    sync_duration: Histogram,
+    commit_duration: Histogram,
+    /// The host and subcloud gauges are rebuilt by one render at a time.
+    render_lock: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -64,6 +128,52 @@ impl Metrics {
         let monitor_periods = Counter::default();
         let audit_dropped = Counter::default();
         let audit_written = Counter::default();
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let hosts = Family::<HostLabels, Gauge>::default();
+        let hosts_locked = Gauge::default();
+        let subclouds = Family::<SubcloudLabels, Gauge>::default();
+        let sync_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
+        let commit_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
+        for reason in DROP_REASONS {
+            heartbeat_dropped
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(0);
+        }
+        registry.register(
+            "build_info",
+            "The running server's version (always 1)",
+            build,
+        );
+        registry.register(
+            "hosts",
+            "Hosts by availability (every availability listed, zero included)",
+            hosts.clone(),
+        );
+        registry.register(
+            "hosts_locked",
+            "Hosts administratively locked",
+            hosts_locked.clone(),
+        );
+        registry.register(
+            "subclouds",
+            "Subclouds by availability and sync status (a system controller's; zero elsewhere)",
+            subclouds.clone(),
+        );
+        registry.register(
+            "dc_sync_duration_seconds",
+            "Time a system controller takes to answer a subcloud's sync",
+            sync_duration.clone(),
+        );
+        registry.register(
+            "store_commit_duration_seconds",
+            "Time the alarm writer's commits take (one per batch)",
+            commit_duration.clone(),
+        );
         registry.register(
             "audit_records_dropped",
             "Audit records lost: the writer's queue was full or its commit failed",
@@ -132,7 +242,23 @@ impl Metrics {
             monitor_periods,
             audit_dropped,
             audit_written,
+            hosts,
+            hosts_locked,
+            subclouds,
+            sync_duration,
+            commit_duration,
+            render_lock: std::sync::Mutex::new(()),
         }
+    }
+
+    /// Records a subcloud sync answered in `seconds`.
+    pub fn sync_answered(&self, seconds: f64) {
+        self.sync_duration.observe(seconds);
+    }
+
+    /// Records a store commit that took `seconds`.
+    pub fn store_committed(&self, seconds: f64) {
+        self.commit_duration.observe(seconds);
     }
 
     /// Counts audit records lost; returns the total so far.
@@ -185,7 +311,8 @@ impl Metrics {
     }
 
     /// The exposition text, with the gauges brought up to date.
-    pub fn render(&self, summary: &Summary, event_log_len: u64) -> String {
+    pub fn render(&self, now: &Snapshot) -> String {
+        let summary = &now.alarms;
         for (severity, n) in [
             ("critical", summary.critical),
             ("major", summary.major),
@@ -196,7 +323,42 @@ impl Metrics {
                 .get_or_create(&SeverityLabels { severity })
                 .set(n as i64);
         }
-        self.event_log.set(event_log_len as i64);
+        self.event_log.set(now.event_log_len as i64);
+        let _one_at_a_time = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hosts: HashMap<String, i64> = HOST_AVAILABILITIES
+            .iter()
+            .map(|a| (a.to_string(), 0))
+            .collect();
+        for a in &now.hosts {
+            *hosts.entry(a.clone()).or_default() += 1;
+        }
+        self.hosts.clear();
+        for (availability, n) in hosts {
+            self.hosts
+                .get_or_create(&HostLabels { availability })
+                .set(n);
+        }
+        self.hosts_locked.set(now.hosts_locked as i64);
+        let mut subclouds: HashMap<(String, String), i64> = SUBCLOUD_AVAILABILITIES
+            .iter()
+            .flat_map(|a| {
+                SUBCLOUD_SYNC
+                    .iter()
+                    .map(|s| ((a.to_string(), s.to_string()), 0))
+            })
+            .collect();
+        for key in &now.subclouds {
+            *subclouds.entry(key.clone()).or_default() += 1;
+        }
+        self.subclouds.clear();
+        for ((availability, sync), n) in subclouds {
+            self.subclouds
+                .get_or_create(&SubcloudLabels { availability, sync })
+                .set(n);
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

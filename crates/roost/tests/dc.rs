@@ -173,6 +173,19 @@ fn subclouds_enroll_aggregate_alarms_and_converge_on_configuration() {
         assert_eq!(r.status, 200);
         wait_field(&api, name, "sync_status", "in-sync", 30);
     }
+    // The metrics count them by availability and sync, and time the syncs.
+    let metrics = api.get("/metrics");
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        text.lines()
+            .any(|l| l == "roost_subclouds{availability=\"online\",sync=\"in-sync\"} 2"),
+        "{text}"
+    );
+    let syncs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("roost_dc_sync_duration_seconds_count "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(syncs.is_some_and(|n| n > 0), "{text}");
     let apis: Vec<Api> = subs.iter().map(|s| s.api()).collect();
 
     // Alarms aggregate on the system controller.

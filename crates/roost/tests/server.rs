@@ -134,6 +134,33 @@ fn health_metrics_and_openapi_are_served() {
         text.contains("roost_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    // Every family a dashboard needs is there from the start, at zero where
+    // nothing happened yet.
+    let version = env!("CARGO_PKG_VERSION");
+    for line in [
+        format!("roost_build_info{{version=\"{version}\"}} 1"),
+        "roost_hosts{availability=\"available\"} 1".to_string(),
+        "roost_hosts{availability=\"failed\"} 0".to_string(),
+        "roost_hosts{availability=\"power-off\"} 0".to_string(),
+        "roost_hosts_locked 0".to_string(),
+        "roost_subclouds{availability=\"offline\",sync=\"unknown\"} 0".to_string(),
+        "roost_subclouds{availability=\"online\",sync=\"in-sync\"} 0".to_string(),
+        "roost_heartbeat_dropped_total{reason=\"replayed\"} 0".to_string(),
+        "roost_dc_sync_duration_seconds_count 0".to_string(),
+        "roost_heartbeat_pulses_sent_total ".to_string(),
+        "roost_active_alarms{severity=\"minor\"} 0".to_string(),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&line)),
+            "{line} in:\n{text}"
+        );
+    }
+    // The alarm set above was one commit of the alarm writer.
+    let commits = text
+        .lines()
+        .find_map(|l| l.strip_prefix("roost_store_commit_duration_seconds_count "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(commits.is_some_and(|n| n >= 1), "{text}");
 
     let doc = api.get("/openapi.json");
     assert_eq!(doc.status, 200);

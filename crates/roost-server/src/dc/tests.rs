@@ -54,6 +54,7 @@ impl Harness {
             Arc::new(roost_fm::Catalogue::builtin()),
             clock.clone(),
             None,
+            Arc::new(crate::metrics::Metrics::new()),
         )
         .unwrap();
         // The tick loop stops at once: tests tick by hand, with the clock.

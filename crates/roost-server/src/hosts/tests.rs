@@ -147,6 +147,7 @@ async fn rig_with(agent_ca: Option<super::AgentCa>) -> Rig {
         Arc::new(Catalogue::builtin()),
         clock.clone(),
         None,
+        Arc::new(crate::metrics::Metrics::new()),
     )
     .unwrap();
     let metrics = Arc::new(Metrics::new());

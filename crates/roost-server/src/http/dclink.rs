@@ -24,6 +24,8 @@ use crate::error::{Error, ErrorKind};
 #[derive(Clone)]
 pub struct DcLinkState {
     pub dc: DcService,
+    /// Where sync times are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub ca: Arc<DcCa>,
     /// Days a subcloud certificate is valid.
     pub cert_days: u32,
@@ -160,7 +162,9 @@ async fn sync(
     let info = peer.0.clone();
     let peer = peer_cert(&peer)?;
     let req: SyncRequest = json_body(&headers, body)?;
+    let started = std::time::Instant::now();
     let reply = st.dc.sync(&peer, req).await.map_err(link_error)?;
+    st.metrics.sync_answered(started.elapsed().as_secs_f64());
     if let Some(info) = info {
         st.subcloud_certs
             .lock()

@@ -35,11 +35,23 @@ pub async fn healthz(State(st): State<AppState>) -> Json<roost_api::Health> {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    let (summary, len) = {
-        let t = st.fm.read();
-        (t.summary(true), st.fm.store().event_log_len())
+    let alarms = st.fm.read().summary(true);
+    let hosts = st.hosts.list();
+    let snapshot = crate::metrics::Snapshot {
+        alarms,
+        event_log_len: st.fm.store().event_log_len(),
+        hosts_locked: hosts
+            .iter()
+            .filter(|h| h.administrative == "locked")
+            .count() as u64,
+        hosts: hosts.into_iter().map(|h| h.availability).collect(),
+        subclouds: st
+            .dc
+            .as_ref()
+            .map(|dc| dc.status_counts())
+            .unwrap_or_default(),
     };
-    let text = st.metrics.render(&summary, len);
+    let text = st.metrics.render(&snapshot);
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

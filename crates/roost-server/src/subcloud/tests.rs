@@ -208,6 +208,7 @@ async fn rig() -> Rig {
         Arc::new(roost_fm::Catalogue::builtin()),
         clock.clone(),
         None,
+        Arc::new(crate::metrics::Metrics::new()),
     )
     .unwrap();
     // The DC tick loop stops at once: nothing here waits for it.
@@ -257,6 +258,7 @@ async fn rig() -> Rig {
         Arc::new(roost_fm::Catalogue::builtin()),
         clock.clone(),
         Some(observer),
+        Arc::new(crate::metrics::Metrics::new()),
     )
     .unwrap();
     let platform = PlatformService::load(store.clone()).unwrap();
