@@ -41,16 +41,26 @@ pub enum Answer {
 }
 
 /// Why a claim was not considered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
-    #[error("a lease of {asked} ms is longer than this witness grants ({max} ms)")]
     TooLong { asked: i64, max: i64 },
-    #[error("a lease must last at least 1 ms")]
     TooShort,
-    #[error("this witness already serves {0} controller pairs")]
     Full(usize),
-    #[error("a pair and a controller name are 1 to 128 characters")]
     BadName,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::TooLong { asked, max } => write!(
+                f,
+                "a lease of {asked} ms is longer than this witness grants ({max} ms)"
+            ),
+            Refused::TooShort => f.write_str("a lease must last at least 1 ms"),
+            Refused::Full(n) => write!(f, "this witness already serves {n} controller pairs"),
+            Refused::BadName => f.write_str("a pair and a controller name are 1 to 128 characters"),
+        }
+    }
 }
 
 /// The witness's state.
