@@ -26,6 +26,12 @@
 //! (b comes last because the dead subclouds stay dead.) Sizes above what
 //! the file descriptor limit allows are reported, not run.
 //! `ROOST_BENCH_DC_PARTITION_SECS` overrides the partition's length.
+//!
+//! The system controller's store is its embedded SQLite (durability
+//! `process`, the default), or with `--postgres` a new PostgreSQL database
+//! for each size, made and dropped as `throughput` does (`pg.rs`); then the
+//! CPU of the PostgreSQL processes working for it is measured beside the
+//! system controller's. Every table names the store.
 
 pub mod apps;
 pub mod rollout;
@@ -111,14 +117,76 @@ impl Spec {
     }
 }
 
+/// The system controller's store.
+struct Store {
+    /// The PostgreSQL server (`--postgres`), or none: the embedded SQLite store.
+    postgres: Option<String>,
+    /// How tables name it.
+    label: String,
+    /// Its settings, for the header.
+    details: String,
+}
+
+impl Store {
+    fn of(plan: &Plan) -> anyhow::Result<Store> {
+        if !plan.dc_postgres {
+            return Ok(Store {
+                postgres: None,
+                label: "SQLite".into(),
+                details: "the embedded SQLite store in the data directory, durability `process` \
+                          (the default)"
+                    .into(),
+            });
+        }
+        let server = plan
+            .postgres
+            .clone()
+            .map_err(|why| anyhow::anyhow!("dc --postgres needs PostgreSQL: {why}"))?;
+        let (label, details) = match crate::pg::info(&server) {
+            Ok(i) => (
+                // "15.18 (Debian 15.18-0+deb12u1)": the number is enough.
+                format!(
+                    "PostgreSQL {}",
+                    i.version.split_whitespace().next().unwrap_or_default()
+                ),
+                format!(
+                    "PostgreSQL {} (a new database per size on the local test server, over TCP \
+                     loopback; `synchronous_commit` {}, `fsync` {}{})",
+                    i.version,
+                    i.synchronous_commit,
+                    i.fsync,
+                    i.filesystem
+                        .map_or(String::new(), |f| format!(", data on {f}"))
+                ),
+            ),
+            Err(e) => {
+                eprintln!("dc: cannot read the PostgreSQL settings: {e:#}");
+                (
+                    "PostgreSQL".into(),
+                    "PostgreSQL (a new database per size; settings unknown)".into(),
+                )
+            }
+        };
+        Ok(Store {
+            postgres: Some(server),
+            label,
+            details,
+        })
+    }
+}
+
 /// CPU over a window, % of one core.
 #[derive(Default, Clone, Copy)]
 struct Cpu {
     secs: f64,
     sc: Option<f64>,
+    /// PostgreSQL's processes working for the system controller's database
+    /// (its backends and the cluster's shared processes); none on SQLite.
+    db: Option<f64>,
     sim: Option<f64>,
     machine: Option<f64>,
-    /// Everything but the system controller, the simulator and this process.
+    /// Everything but the system controller, its PostgreSQL, the simulator
+    /// and this process.
     other: Option<f64>,
 }
 
@@ -170,6 +238,8 @@ struct PartitionResult {
 #[derive(Default)]
 struct SizeResult {
     n: usize,
+    /// The store's label ([`Store::label`]).
+    store: String,
     setup: Option<Duration>,
     ready: Option<Duration>,
     sc_idle_rss: Option<f64>,
@@ -188,6 +258,9 @@ struct SizeResult {
     converge: Option<Conv>,
     partition: Option<PartitionResult>,
     death: Option<Latency>,
+    /// The system controller's log: ERROR and WARN lines, and the first of each.
+    log_errors: (usize, Option<String>),
+    log_warnings: (usize, Option<String>),
     errors: Vec<String>,
 }
 
@@ -195,15 +268,19 @@ struct SizeResult {
 /// returns the number of sizes that failed.
 pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
     let spec = Spec::new(plan.quick, sizes)?;
+    let store = Store::of(plan)?;
     let limit = open_files_limit();
     emit(&format!(
-        "## Distributed Cloud: one system controller, many subclouds\n\n\
+        "## Distributed Cloud: one system controller, many subclouds ({})\n\n\
+         Store of the system controller: {}.  \n\
          System controller: `roost server --role systemcontroller`, `[dc] listen = \"127.0.0.1:0\"`, \
          default timers: sync every {SYNC_INTERVAL_SECS} s, offline after {OFFLINE_AFTER_SECS} s, \
          280.002 after 30 s out of sync. Subclouds: `roost sim subclouds --manage` in a separate \
          process (one enrollment CSR, one client certificate, one TLS connection and one tokio task \
          per subcloud; the real sync protocol). Sizes: {}; steady window {} s; partition {} s of 20 %; \
          polls every {} ms for deaths and alarms. Open files limit: {}.\n",
+        store.label,
+        store.details,
         spec.sizes
             .iter()
             .map(|n| group(*n as u64))
@@ -218,6 +295,7 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
     for &n in &spec.sizes {
         let mut r = SizeResult {
             n,
+            store: store.label.clone(),
             ..SizeResult::default()
         };
         if let Some(l) = limit
@@ -229,15 +307,15 @@ pub fn run(plan: &Plan, sizes: &[usize]) -> anyhow::Result<u64> {
             ));
         } else {
             eprintln!("dc: {n} subclouds");
-            if let Err(e) = one_size(plan, &spec, &mut r) {
+            if let Err(e) = one_size(plan, &spec, &store, &mut r) {
                 r.errors.push(format!("{e:#}"));
             }
         }
         emit(&render_size(&r, &spec));
         results.push(r);
     }
-    emit(&render_knee(&results));
-    emit(&render_summary(&results));
+    emit(&render_knee(&results, &store));
+    emit(&render_summary(&results, &store));
     Ok(results.iter().filter(|r| !r.errors.is_empty()).count() as u64)
 }
 
@@ -267,11 +345,23 @@ fn spread(n: usize, first: usize, step: usize, count: usize) -> Vec<String> {
         .collect()
 }
 
-fn one_size(plan: &Plan, spec: &Spec, r: &mut SizeResult) -> anyhow::Result<()> {
-    let n = r.n;
+fn one_size(plan: &Plan, spec: &Spec, store: &Store, r: &mut SizeResult) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("dc.toml");
     std::fs::write(&config, "[dc]\nlisten = \"127.0.0.1:0\"\n")?;
+    // A new database on PostgreSQL, dropped after the server (declared
+    // before it); on SQLite the embedded store even under ROOST_TEST_STORE.
+    let db = match &store.postgres {
+        Some(server) => Some(crate::pg::Database::create(server)?),
+        None => None,
+    };
+    let store_arg = match &db {
+        Some(db) => {
+            eprintln!("  system controller on PostgreSQL ({})", db.url);
+            db.url.clone()
+        }
+        None => roost_test_support::EMBEDDED_STORE.to_string(),
+    };
     let server = start_server(
         plan,
         ServerOptions {
@@ -281,9 +371,48 @@ fn one_size(plan: &Plan, spec: &Spec, r: &mut SizeResult) -> anyhow::Result<()> 
                 "--config".into(),
                 config.display().to_string(),
             ],
+            store: Some(store_arg),
             ..ServerOptions::default()
         },
     )?;
+    let result = measure_size(plan, spec, &server, db.as_ref().map(|d| d.name.as_str()), r);
+    let log = server.log();
+    r.log_errors = log_lines(&log, " ERROR ");
+    r.log_warnings = log_lines(&log, " WARN ");
+    if r.log_errors.0 + r.log_warnings.0 > 0 {
+        eprintln!(
+            "  the system controller logged {} ERROR and {} WARN lines (up to {} shown):",
+            r.log_errors.0, r.log_warnings.0, LOG_LINES_SHOWN
+        );
+        for l in log
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            .take(LOG_LINES_SHOWN)
+        {
+            eprintln!("    {l}");
+        }
+    }
+    result
+}
+
+/// How many of the system controller's ERROR and WARN lines go to stderr.
+const LOG_LINES_SHOWN: usize = 20;
+
+/// How many lines of `log` contain `level`, and the first.
+fn log_lines(log: &str, level: &str) -> (usize, Option<String>) {
+    let mut hits = log.lines().filter(|l| l.contains(level));
+    let first = hits.next().map(str::to_string);
+    (first.as_ref().map_or(0, |_| 1 + hits.count()), first)
+}
+
+fn measure_size(
+    plan: &Plan,
+    spec: &Spec,
+    server: &roost_test_support::Server,
+    db: Option<&str>,
+    r: &mut SizeResult,
+) -> anyhow::Result<()> {
+    let n = r.n;
     let sc_pid = server.pid();
     let api = Api::new(&server.url, &server.token())?;
     std::thread::sleep(Duration::from_secs(2));
@@ -316,7 +445,7 @@ fn one_size(plan: &Plan, spec: &Spec, r: &mut SizeResult) -> anyhow::Result<()> 
     eprintln!("  a) steady state, {} s", spec.steady.as_secs());
     sim.cmd("rtt-reset")?;
     let s0 = sim.kv("stats")?;
-    r.cpu = window(sc_pid, sim.pid(), spec.steady);
+    r.cpu = window(sc_pid, db, sim.pid(), spec.steady);
     let s1 = sim.kv("stats")?;
     r.sc_rss = procfs::status_mib(sc_pid, "VmRSS");
     r.sc_hwm = procfs::status_mib(sc_pid, "VmHWM");
@@ -393,10 +522,12 @@ fn convergence_timeout(n: usize) -> Duration {
     Duration::from_secs(180) + Duration::from_millis(30 * n as u64)
 }
 
-/// CPU of the system controller, the simulator, the machine and the rest.
-fn window(sc: u32, sim: u32, d: Duration) -> Cpu {
+/// CPU of the system controller, its PostgreSQL database's processes (`db`),
+/// the simulator, the machine and the rest.
+fn window(sc: u32, db: Option<&str>, sim: u32, d: Duration) -> Cpu {
     let (sc, sim) = (sc.to_string(), sim.to_string());
     let t = Instant::now();
+    let pg = db.map(procfs::PostgresCpu::start);
     let m0 = procfs::machine_busy_ticks();
     let (a0, b0, c0) = (
         procfs::cpu_ticks(&sc),
@@ -409,12 +540,15 @@ fn window(sc: u32, sim: u32, d: Duration) -> Cpu {
     let a = procfs::cpu_percent(a0, procfs::cpu_ticks(&sc), secs);
     let b = procfs::cpu_percent(b0, procfs::cpu_ticks(&sim), secs);
     let c = procfs::cpu_percent(c0, procfs::cpu_ticks("self"), secs);
+    let p = pg.and_then(|p| p.read());
+    let known = [a, p, b, c].iter().map(|v| v.unwrap_or(0.0)).sum::<f64>();
     Cpu {
         secs,
         sc: a,
+        db: p,
         sim: b,
         machine: m,
-        other: m.map(|m| (m - a.unwrap_or(0.0) - b.unwrap_or(0.0) - c.unwrap_or(0.0)).max(0.0)),
+        other: m.map(|m| (m - known).max(0.0)),
     }
 }
 
@@ -785,7 +919,11 @@ fn us_per_sync(r: &SizeResult) -> Option<f64> {
 }
 
 fn render_size(r: &SizeResult, spec: &Spec) -> String {
-    let mut out = format!("### {} subclouds\n\n", group(r.n as u64));
+    let mut out = format!(
+        "### {} subclouds, system controller on {}\n\n",
+        group(r.n as u64),
+        r.store
+    );
     let mut t = Table::new(&["measurement", "result", "notes"]);
     let n = r.n;
     if let Some(s) = r.setup {
@@ -818,7 +956,10 @@ fn render_size(r: &SizeResult, spec: &Spec) -> String {
         ]);
         t.row(vec![
             format!("a) SC CPU holding N ({:.0} s)", r.cpu.secs),
-            format!("{} of a core", pct(r.cpu.sc)),
+            match r.cpu.db {
+                Some(_) => format!("{} of a core + PostgreSQL {}", pct(r.cpu.sc), pct(r.cpu.db)),
+                None => format!("{} of a core", pct(r.cpu.sc)),
+            },
             format!(
                 "{} syncs/s answered ({} µs of SC CPU each); {} threads, {} open files",
                 r.syncs_per_sec.map_or("—".into(), |s| format!("{s:.0}")),
@@ -937,6 +1078,23 @@ fn render_size(r: &SizeResult, spec: &Spec) -> String {
             ),
         ]);
     }
+    if r.log_errors.0 + r.log_warnings.0 > 0 {
+        t.row(vec![
+            "system controller log".into(),
+            format!(
+                "{} ERROR · {} WARN lines",
+                group(r.log_errors.0 as u64),
+                group(r.log_warnings.0 as u64)
+            ),
+            r.log_errors
+                .1
+                .as_ref()
+                .or(r.log_warnings.1.as_ref())
+                .map_or(String::new(), |l| {
+                    format!("first: `{}`", l.chars().take(200).collect::<String>())
+                }),
+        ]);
+    }
     out.push_str(&t.render());
     for e in &r.errors {
         out.push_str(&format!("\n**Error:** {e}\n"));
@@ -944,12 +1102,14 @@ fn render_size(r: &SizeResult, spec: &Spec) -> String {
     out
 }
 
-fn render_knee(rs: &[SizeResult]) -> String {
+fn render_knee(rs: &[SizeResult], store: &Store) -> String {
     let mut t = Table::new(&[
+        "store",
         ">subclouds",
         ">SC RSS",
         ">KiB/subcloud",
         ">SC CPU",
+        ">PostgreSQL CPU",
         ">syncs/s",
         ">µs CPU/sync",
         ">sync RTT p50/p99",
@@ -974,10 +1134,12 @@ fn render_knee(rs: &[SizeResult]) -> String {
                 })
         };
         t.row(vec![
+            r.store.clone(),
             group(r.n as u64),
             mib(r.sc_rss),
             rss_per_subcloud(r).map_or("—".into(), |k| format!("{k:.0}")),
             pct(r.cpu.sc),
+            pct(r.cpu.db),
             r.syncs_per_sec.map_or("—".into(), |s| format!("{s:.0}")),
             us_per_sync(r).map_or("—".into(), |u| format!("{u:.0}")),
             r.rtt
@@ -997,9 +1159,12 @@ fn render_knee(rs: &[SizeResult]) -> String {
         ]);
     }
     format!(
-        "### Growth with the number of subclouds\n\n{}\nSC CPU and RSS are the system controller \
-         process alone, over the steady window; the subclouds run in their own process (sim). \
-         µs CPU/sync is SC CPU divided by the syncs it answered.{}\n",
+        "### Growth with the number of subclouds (system controller on {})\n\n{}\nSC CPU and RSS \
+         are the system controller process alone, over the steady window; the subclouds run in their \
+         own process (sim). µs CPU/sync is SC CPU divided by the syncs it answered. PostgreSQL CPU \
+         (with `--postgres` only; SQLite runs inside the system controller) is that of the backends \
+         serving its database and of the cluster's shared processes.{}\n",
+        store.label,
         t.render(),
         growth(rs)
     )
@@ -1046,7 +1211,7 @@ fn growth(rs: &[SizeResult]) -> String {
     )
 }
 
-fn render_summary(rs: &[SizeResult]) -> String {
+fn render_summary(rs: &[SizeResult], store: &Store) -> String {
     let mut t = Table::new(&[
         "metric",
         ">Roost",
@@ -1061,7 +1226,10 @@ fn render_summary(rs: &[SizeResult]) -> String {
         .max();
     if let Some(h) = held {
         t.row(vec![
-            "subclouds held by one SC (2 cores; every part passed)".into(),
+            format!(
+                "subclouds held by one SC on {} (2 cores; every part passed)",
+                store.label
+            ),
             group(h as u64),
             "10,000".into(),
             group(STARLINGX_SUBCLOUDS as u64),
@@ -1152,11 +1320,17 @@ fn render_summary(rs: &[SizeResult]) -> String {
         }
     }
     format!(
-        "### Distributed Cloud summary\n\n{}\nStarlingX figures are its documented behaviour \
+        "### Distributed Cloud summary (system controller on {})\n\n{}\nStarlingX figures are its documented behaviour \
          (offline after 2 missed 30 s audits; sync audit every 10 minutes; 5,000 subclouds per \
          system controller), not measured in this run. The system controller, the simulated \
-         subclouds and this benchmark share one machine.\n",
-        t.render()
+         subclouds and this benchmark share one machine{}.\n",
+        store.label,
+        t.render(),
+        if store.postgres.is_some() {
+            ", with PostgreSQL"
+        } else {
+            ""
+        }
     )
 }
 

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|deploy|failover] [--bin PATH] [--quick]
-//!     [--wait-quiet SECS] [--trials N] [--duplex]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|access-log|deploy|failover] [--bin PATH] [--quick]
+//!     [--wait-quiet SECS] [--trials N] [--duplex] [--postgres]
 //! ```
 //!
 //! * `throughput`: alarm set/clear over HTTP at 1, 8 and 64 concurrent
@@ -28,6 +28,9 @@
 //!   subclouds (`--sizes`; `--quick`: 100 and 500): footprint, death
 //!   detection, alarm aggregation, configuration convergence, a partition
 //!   (not part of `all`: about 8 minutes a size, 2 with `--quick`; see `dc.rs`).
+//!   With `--postgres` the system controller runs on PostgreSQL (a new
+//!   database per size, on the server `throughput` uses) instead of its
+//!   embedded SQLite store.
 //! * `apps`: applications on real containerd: upload to running, failover
 //!   between two agents, 100 containers on one host, `cyclictest` jitter on
 //!   an isolated core (not part of `all`: needs root, containerd and runc;
@@ -44,6 +47,9 @@
 //!   system controller CPU and RSS, release bytes per subcloud (not part of
 //!   `all`; about 10 minutes, 1 with `--quick`; see `dc/rollout.rs`).
 //!
+//! * `access-log`: server CPU per request with the access log on and off
+//!   (`GET /healthz` and alarm set/clear at 8 clients, alternating rounds;
+//!   see `access.rs`).
 //! * `tls`: the API over HTTPS (`[http] tls = "on"`) against plain HTTP:
 //!   the cost of a new connection (TCP + TLS handshake + `GET /healthz`),
 //!   median and p99 over N connections, and alarm set/clear throughput at
@@ -80,6 +86,7 @@
 //! the summary warns when a kept measurement was disturbed anyway.
 #![forbid(unsafe_code)]
 
+mod access;
 mod apps;
 mod dc;
 mod deploy;
@@ -137,6 +144,10 @@ struct Cli {
     /// own PostgreSQL (needs Debian's PostgreSQL binaries; run as root)
     #[arg(long)]
     duplex: bool,
+    /// `dc`: the system controller on PostgreSQL (a new database on the
+    /// server `throughput` uses) instead of the embedded SQLite store
+    #[arg(long)]
+    postgres: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +168,8 @@ enum Which {
     Login,
     /// TLS on the API: handshake cost per new connection, set/clear over HTTPS vs HTTP
     Tls,
+    /// The access log's cost: server CPU per request with it on and off
+    AccessLog,
     /// Software deploy on one site: time to every host on the release, heartbeat gaps during agents' self-update
     Deploy,
     /// Two controllers on PostgreSQL: time from killing (or stopping) the active to the next acknowledged write
@@ -192,6 +205,9 @@ pub struct Plan {
     /// `--duplex`: `failover` in duplex (mode 3) instead of on one shared
     /// database; `throughput` with a duplex pair's active as well.
     pub duplex: bool,
+    /// `--postgres`: `dc`'s system controller on a new database of
+    /// [`Plan::postgres`] instead of the embedded SQLite store.
+    pub dc_postgres: bool,
 }
 
 impl Plan {
@@ -223,6 +239,7 @@ impl Plan {
             wait_quiet: Duration::from_secs(wait_quiet),
             postgres: Err("not looked up".into()),
             duplex: false,
+            dc_postgres: false,
         }
     }
 }
@@ -454,12 +471,23 @@ fn main() -> ExitCode {
     };
     let mut plan = Plan::new(bin, cli.quick, cli.wait_quiet);
     plan.duplex = cli.duplex;
+    plan.dc_postgres = cli.postgres;
+    if cli.postgres && cli.which != Which::Dc {
+        eprintln!("roost-bench: --postgres is for `dc` only");
+        return ExitCode::from(2);
+    }
     let shared_failover = cli.which == Which::Failover && !cli.duplex;
-    if matches!(cli.which, Which::All | Which::Throughput) || shared_failover {
+    let needs_postgres = shared_failover || cli.postgres;
+    if matches!(cli.which, Which::All | Which::Throughput) || needs_postgres {
         plan.postgres = pg::server(&root);
         if let Err(why) = &plan.postgres {
-            if shared_failover {
-                eprintln!("roost-bench: failover needs PostgreSQL: {why}");
+            if needs_postgres {
+                let what = if cli.postgres {
+                    "dc --postgres"
+                } else {
+                    "failover"
+                };
+                eprintln!("roost-bench: {what} needs PostgreSQL: {why}");
                 return ExitCode::from(2);
             }
             eprintln!("roost-bench: no PostgreSQL ({why}); its throughput rows are left out");
@@ -504,7 +532,7 @@ fn run(
          Binary: {}  \n\
          Data directories: temporary, under {} ({data_fs}; 4 KiB write + fdatasync there: p50 {} ms)  \n\
          Load average (1 min) at start: {}; IO pressure (PSI `some`, last 60 s): {}  \n\
-         Mode: {mode}; `roost-bench {}{}{}{}`. Server and load generator share the machine{}.\n",
+         Mode: {mode}; `roost-bench {}{}{}{}{}`. Server and load generator share the machine{}.\n",
         procfs::machine_line(),
         procfs::roost_version(&plan.bin, root),
         std::env::temp_dir().display(),
@@ -514,6 +542,7 @@ fn run(
         format!("{which:?}").to_lowercase(),
         if plan.quick { " --quick" } else { "" },
         if plan.duplex { " --duplex" } else { "" },
+        if plan.dc_postgres { " --postgres" } else { "" },
         if plan.wait_quiet.is_zero() {
             String::new()
         } else {
@@ -562,6 +591,11 @@ fn run(
     if which == Which::Tls {
         let r = tls::run(&plan, &rt)?;
         emit(&tls::render(&r, &plan));
+        return Ok(r.failures());
+    }
+    if which == Which::AccessLog {
+        let r = access::run(&plan, &rt)?;
+        emit(&access::render(&r, &plan));
         return Ok(r.failures());
     }
     let all = which == Which::All;

@@ -129,11 +129,15 @@ impl Store {
     pub fn renew_lease(&self, holder: &str, epoch: i64, ttl_micros: i64) -> Result<bool, Error> {
         self.autocommit(|c| {
             let now = now_sql(c.dialect());
-            // A renewal does not wait for a duplex replica's flush: a lost
-            // replica must not make the active lose its lease meanwhile.
+            // A renewal waits for no flush, neither a duplex replica's nor
+            // the local disk's: a lost replica or a disk busy with a
+            // checkpoint must not make the active lose its lease. It is
+            // visible to the standbys at once all the same; a database crash
+            // may forget it, which ends every connection, and the epoch
+            // check refuses the old holder's writes.
             let local = match c.dialect() {
                 Dialect::Postgres => {
-                    " AND set_config('synchronous_commit', 'local', true) IS NOT NULL"
+                    " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
                 }
                 Dialect::Sqlite => "",
             };
