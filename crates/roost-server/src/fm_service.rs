@@ -68,9 +68,11 @@ impl FmService {
                     writer_cat,
                     clock,
                     rx,
-                    observer,
-                    metrics,
-                    writer_suppressions,
+                    Told {
+                        observer,
+                        metrics,
+                        suppressions: writer_suppressions,
+                    },
                 )
             })
             .map_err(|e| Error::context("cannot start the fm writer", e))?;
@@ -144,16 +146,27 @@ impl FmService {
     }
 }
 
+/// Who the writer tells about its commits: the observer of alarm changes,
+/// the metrics (commit time), the watchers of suppression changes.
+struct Told {
+    observer: Option<ChangeObserver>,
+    metrics: Arc<crate::metrics::Metrics>,
+    suppressions: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
 fn writer_loop(
     store: Arc<Store>,
     state: Arc<RwLock<FmState>>,
     catalogue: Arc<Catalogue>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Job>,
-    observer: Option<ChangeObserver>,
-    metrics: Arc<crate::metrics::Metrics>,
-    suppressions: Arc<tokio::sync::watch::Sender<u64>>,
+    told: Told,
 ) {
+    let Told {
+        observer,
+        metrics,
+        suppressions,
+    } = told;
     let mut writer = match store.writer() {
         Ok(w) => w,
         Err(e) => {
