@@ -699,8 +699,17 @@ fn a_monitored_process_that_dies_raises_200_006_and_degrades_the_host() {
     let _ = proc_.kill();
     let _ = proc_.wait();
     api.wait_avail("worker-4", "degraded", 30);
-    let a = api.alarms("?q.field=alarm_id&q.value=200.006");
-    assert_eq!(a.len(), 1, "{a:?}");
+    // The alarm is committed just after the state changes in memory.
+    let a = wait_for(30, || {
+        let a = api.alarms("?q.field=alarm_id&q.value=200.006");
+        (a.len() == 1).then_some(a)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "one 200.006: {:?}",
+            api.alarms("?q.field=alarm_id&q.value=200.006")
+        )
+    });
     assert_eq!(a[0]["entity_instance_id"], "host=worker-4.process=napper");
     assert_eq!(a[0]["severity"], "major");
     // It comes back and stays up: the alarm clears and the host is available.
