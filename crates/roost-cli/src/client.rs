@@ -402,10 +402,46 @@ fn transport_reason(err: &reqwest::Error) -> String {
     one_line(&cause.to_string())
 }
 
-/// Checks a server URL given by the user and returns it without a trailing
-/// slash. `http://` and `https://` are accepted.
+/// The API's port when an address gives none.
+pub const DEFAULT_PORT: u16 = 6385;
+
+/// What people type for a server, as a URL: `http://` and `https://` URLs
+/// as they are; a bare address (`10.0.0.2`, `controller-0:6385`,
+/// `[fd00::2]`) gets the scheme the server uses by default (plain HTTP on
+/// a loopback address, HTTPS elsewhere) and port 6385 when it has none.
+fn with_scheme(address: &str) -> String {
+    if address.contains("://") {
+        return address.to_string();
+    }
+    let (host, port) = match address.rsplit_once(':') {
+        // `[v6]:port` or `host:port` (a bare IPv6 address has several colons).
+        Some((h, p))
+            if !h.is_empty()
+                && p.parse::<u16>().is_ok()
+                && (h.starts_with('[') || !h.contains(':')) =>
+        {
+            (h.to_string(), p.to_string())
+        }
+        _ if address.contains(':') && !address.starts_with('[') => {
+            (format!("[{address}]"), DEFAULT_PORT.to_string())
+        }
+        _ => (address.to_string(), DEFAULT_PORT.to_string()),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let scheme = if loopback { "http" } else { "https" };
+    format!("{scheme}://{host}:{port}")
+}
+
+/// Checks a server URL (or address, see [`with_scheme`]) given by the user
+/// and returns it as a URL without a trailing slash.
 pub fn normalize_url(raw: &str) -> Result<String, Error> {
-    let trimmed = raw.trim().trim_end_matches('/');
+    let given = raw.trim().trim_end_matches('/');
+    let full = with_scheme(given);
+    let trimmed = full.as_str();
     let parsed = reqwest::Url::parse(trimmed)
         .map_err(|e| Error::usage(format!("invalid server URL {trimmed:?}: {e}")))?;
     match parsed.scheme() {
@@ -547,6 +583,22 @@ mod tests {
             normalize_url("http://h:1/base/").unwrap(),
             "http://h:1/base"
         );
+    }
+
+    #[test]
+    fn bare_addresses_get_the_servers_default_scheme_and_port() {
+        for (typed, url) in [
+            ("127.0.0.1:6385", "http://127.0.0.1:6385"),
+            ("127.0.0.1", "http://127.0.0.1:6385"),
+            ("localhost:6401", "http://localhost:6401"),
+            ("10.0.0.2", "https://10.0.0.2:6385"),
+            ("controller-0:7000", "https://controller-0:7000"),
+            ("[::1]:6385", "http://[::1]:6385"),
+            ("fd00::2", "https://[fd00::2]:6385"),
+            (" 192.168.204.2:6385/ ", "https://192.168.204.2:6385"),
+        ] {
+            assert_eq!(normalize_url(typed).unwrap(), url, "{typed}");
+        }
     }
 
     #[test]

@@ -59,8 +59,8 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct WitnessArgs {
-    /// Where to listen
-    #[arg(long, default_value = "0.0.0.0:6390", env = "ROOST_WITNESS_LISTEN")]
+    /// Where to listen: IP:PORT or NAME:PORT
+    #[arg(long, default_value = "0.0.0.0:6390", env = "ROOST_WITNESS_LISTEN", value_parser = parse_listen)]
     listen: SocketAddr,
     /// A file (mode 0600) holding the key shared with the controllers, at least 32 characters
     #[arg(long, env = "ROOST_WITNESS_KEY_FILE")]
@@ -71,6 +71,38 @@ struct WitnessArgs {
     /// How many controller pairs it serves at most
     #[arg(long, default_value_t = 1000)]
     max_pairs: usize,
+}
+
+/// A listen address as people type it: `IP:PORT`, `NAME:PORT` (the name
+/// resolved, an IPv4 address preferred: `localhost:6385`), or a port alone
+/// (on 127.0.0.1).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(port) = s.trim_start_matches(':').parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "{s:?} has no port: give ADDRESS:PORT, such as 127.0.0.1:6385 or localhost:6385"
+        ));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{port:?} in {s:?} is not a port (0 to 65535)"));
+    }
+    let found: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| found.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,8 +145,8 @@ struct ServerArgs {
     /// The store: a PostgreSQL URL (postgres://user:password@host/db) [default: the embedded SQLite store in the data directory]
     #[arg(long, env = "ROOST_STORE", hide_env_values = true)]
     store: Option<String>,
-    /// Address to listen on [default: 127.0.0.1:6385]
-    #[arg(long, env = "ROOST_LISTEN")]
+    /// Address to listen on: IP:PORT or NAME:PORT (localhost:6385), or a port alone [default: 127.0.0.1:6385]
+    #[arg(long, env = "ROOST_LISTEN", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// A StarlingX events.yaml to load on top of Roost's own alarm catalogue
     #[arg(long, env = "ROOST_ALARM_CATALOGUE")]
@@ -381,5 +413,39 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_addresses_accept_names_and_bare_ports() {
+        assert_eq!(
+            parse_listen("10.0.0.2:6385").unwrap().to_string(),
+            "10.0.0.2:6385"
+        );
+        assert_eq!(
+            parse_listen("localhost:6401").unwrap().to_string(),
+            "127.0.0.1:6401"
+        );
+        assert_eq!(parse_listen("6401").unwrap().to_string(), "127.0.0.1:6401");
+        assert_eq!(parse_listen(":6401").unwrap().to_string(), "127.0.0.1:6401");
+        assert_eq!(
+            parse_listen("[::1]:6385").unwrap().to_string(),
+            "[::1]:6385"
+        );
+        assert!(parse_listen("localhost").unwrap_err().contains("no port"));
+        assert!(
+            parse_listen("localhost:99999")
+                .unwrap_err()
+                .contains("not a port")
+        );
+        assert!(
+            parse_listen("no-such-host.invalid:6385")
+                .unwrap_err()
+                .contains("cannot resolve")
+        );
     }
 }

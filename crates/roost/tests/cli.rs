@@ -149,6 +149,24 @@ fn errors_are_one_line_with_a_non_zero_exit() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+
+    // An address as people type it: no scheme (plain HTTP on loopback, as
+    // the server serves there by default).
+    let bare = s.url.trim_start_matches("http://").to_string();
+    let u = s
+        .api()
+        .set_alarm("100.104", "host=bare-url.filesystem=/", "major");
+    let listed = cli
+        .cmd(&["alarm", "list", "-o", "json"])
+        .env("ROOST_URL", &bare)
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "ROOST_URL={bare}: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(u.as_str()));
 }
 
 #[test]

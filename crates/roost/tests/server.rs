@@ -675,3 +675,23 @@ fn every_request_gets_one_access_log_line_and_no_secret() {
         assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
     }
 }
+
+/// `--listen` takes a name as people type it (`localhost:PORT`).
+#[test]
+fn the_server_listens_on_a_name_as_typed() {
+    let s = Server::start_with(
+        bin(),
+        ServerOptions {
+            listen: Some("localhost:0".into()),
+            ..Default::default()
+        },
+    );
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let h: Value = http()
+        .get(format!("{}/healthz", s.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(h["status"], "ok");
+}
