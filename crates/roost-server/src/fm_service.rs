@@ -327,19 +327,27 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_clear_that_must_happen_is_retried_until_its_commit_takes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let (fm, _writer) = FmService::start(
+    /// The service on `store`, with no observer.
+    fn start(
+        store: &Arc<Store>,
+        clock: Arc<ManualClock>,
+    ) -> (FmService, std::thread::JoinHandle<()>) {
+        FmService::start(
             store.clone(),
             Arc::new(Catalogue::builtin()),
             clock,
             None,
             Arc::new(crate::metrics::Metrics::new()),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clear_that_must_happen_is_retried_until_its_commit_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let (fm, _writer) = start(&store, clock);
         fm.submit(raise(1)).await.unwrap();
         fm.submit(raise(2)).await.unwrap();
         // Every commit fails for now.
@@ -368,14 +376,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
         let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
-        let (fm, _writer) = FmService::start(
-            store.clone(),
-            Arc::new(Catalogue::builtin()),
-            clock,
-            None,
-            Arc::new(crate::metrics::Metrics::new()),
-        )
-        .unwrap();
+        let (fm, _writer) = start(&store, clock);
         let mut acknowledged = BTreeSet::new();
         let mut failed = 0;
         let mut tally = |i: usize, r: Result<Outcome, Error>| match r {

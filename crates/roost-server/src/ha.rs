@@ -497,7 +497,7 @@ pub fn yielding() -> bool {
         .is_some_and(|until| wall_micros() < until)
 }
 
-fn wall_micros() -> i64 {
+pub(crate) fn wall_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

@@ -44,18 +44,6 @@ struct SubcloudLabels {
     sync: String,
 }
 
-/// Why heartbeat packets are dropped (each series is there from the start).
-pub const DROP_REASONS: [&str; 8] = [
-    "truncated",
-    "oversized",
-    "bad_magic",
-    "unknown_host",
-    "bad_mac",
-    "malformed",
-    "replayed",
-    "stale",
-];
-
 /// Host availabilities, each counted (zero included).
 pub const HOST_AVAILABILITIES: [&str; 7] = [
     "available",
@@ -139,9 +127,12 @@ impl Metrics {
         let subclouds = Family::<SubcloudLabels, Gauge>::default();
         let sync_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         let commit_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
-        for reason in DROP_REASONS {
+        // Every drop reason's series is there from the start.
+        for reason in roost_api::heartbeat::DropReason::ALL.iter() {
             heartbeat_dropped
-                .get_or_create(&ReasonLabels { reason })
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
                 .inc_by(0);
         }
         registry.register(

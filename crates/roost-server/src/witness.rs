@@ -93,9 +93,7 @@ struct Shared {
 }
 
 fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::ha::wall_micros() / 1000).unwrap_or(0)
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {

@@ -237,32 +237,9 @@ fn server_config(a: ServerArgs) -> anyhow::Result<(Config, Option<String>)> {
 }
 
 fn init_logging(c: &Config) -> anyhow::Result<()> {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let filter: Targets = c
-        .log
-        .level
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid log filter {:?}: {e}", c.log.level))?;
-    let registry = tracing_subscriber::registry().with(filter);
-    if c.log.format == "json" {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()?;
-    } else {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()?;
-    }
-    Ok(())
+    // The agent's subscriber: the same filter syntax and formats.
+    roost_agent::init_logging(&c.log.level, c.log.format == "json")
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn error_line(e: &anyhow::Error) -> String {
