@@ -16,6 +16,7 @@ mod error;
 pub mod fm;
 pub mod heartbeat;
 pub mod identity;
+pub mod notify;
 pub mod openapi;
 pub mod orchestration;
 pub mod redfish;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|access-log|deploy|failover] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|access-log|notify|deploy|failover] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS] [--trials N] [--duplex] [--postgres]
 //! ```
 //!
@@ -47,6 +47,10 @@
 //!   system controller CPU and RSS, release bytes per subcloud (not part of
 //!   `all`; about 10 minutes, 1 with `--quick`; see `dc/rollout.rs`).
 //!
+//! * `notify`: time from an alarm's `POST` to its webhook call at a
+//!   receiver and to its trap printed by Net-SNMP's `snmptrapd`, against
+//!   the API's answer in the same run (not part of `all`; about 30 s; see
+//!   `notify.rs`).
 //! * `access-log`: server CPU per request with the access log on and off
 //!   (`GET /healthz` and alarm set/clear at 8 clients, alternating rounds;
 //!   see `access.rs`).
@@ -96,6 +100,7 @@ mod list;
 mod load;
 mod login;
 mod mtce;
+mod notify;
 mod pg;
 mod procfs;
 mod startup;
@@ -174,6 +179,8 @@ enum Which {
     Deploy,
     /// Two controllers on PostgreSQL: time from killing (or stopping) the active to the next acknowledged write
     Failover,
+    /// Alarm to webhook delivery and to SNMP trap at snmptrapd (p50/p99), against the API's answer
+    Notify,
 }
 
 /// How long and how much to measure.
@@ -591,6 +598,11 @@ fn run(
     if which == Which::Tls {
         let r = tls::run(&plan, &rt)?;
         emit(&tls::render(&r, &plan));
+        return Ok(r.failures());
+    }
+    if which == Which::Notify {
+        let r = notify::run(&plan)?;
+        emit(&notify::render(&r));
         return Ok(r.failures());
     }
     if which == Which::AccessLog {

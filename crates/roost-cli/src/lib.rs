@@ -39,6 +39,7 @@ mod client;
 mod credentials;
 mod dc;
 mod deploy;
+mod destination;
 mod error;
 mod event;
 mod heartbeat;
@@ -143,6 +144,9 @@ pub enum ClientCommand {
     /// Distributed Cloud: roll a release out to the subclouds (canary, approval, soak, rollback)
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Notifications: send alarms and logs to webhooks, SNMP managers and syslog collectors
+    #[command(subcommand)]
+    Destination(destination::DestinationCommand),
 }
 
 /// Runs a client verb and returns the process exit code: 0 on success; on
@@ -215,6 +219,7 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
         ClientCommand::Release(cmd) => release::run(cmd, io),
         ClientCommand::Deploy(cmd) => deploy::run(cmd, env, io),
         ClientCommand::Strategy(cmd) => strategy::run(cmd, env, io),
+        ClientCommand::Destination(cmd) => destination::run(cmd, env, io),
     }
 }
 

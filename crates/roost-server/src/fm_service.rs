@@ -26,6 +26,11 @@ pub const MAX_BATCH: usize = 512;
 /// changes, with every alarm change of the batch in commit order.
 pub type ChangeObserver = Arc<dyn Fn(&[roost_fm::AlarmChange]) + Send + Sync>;
 
+/// Called by the writer, after each commit and before readers can see the
+/// changes, with the batch's new event-log records in commit order and the
+/// table as committed. Must not wait.
+pub type EventObserver = Arc<dyn Fn(&[roost_fm::Event], &FmState) + Send + Sync>;
+
 struct Job {
     cmd: FmCommand,
     reply: oneshot::Sender<Result<Outcome, Error>>,
@@ -40,6 +45,8 @@ pub struct FmService {
     tx: mpsc::Sender<Job>,
     /// Counts committed batches that changed a suppression.
     suppressions: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Told of every committed batch's event-log records, once set.
+    events: Arc<std::sync::OnceLock<EventObserver>>,
 }
 
 impl FmService {
@@ -59,6 +66,8 @@ impl FmService {
         let writer_cat = catalogue.clone();
         let suppressions = Arc::new(tokio::sync::watch::channel(0u64).0);
         let writer_suppressions = suppressions.clone();
+        let events: Arc<std::sync::OnceLock<EventObserver>> = Arc::default();
+        let writer_events = events.clone();
         let handle = std::thread::Builder::new()
             .name("fm-writer".into())
             .spawn(move || {
@@ -72,6 +81,7 @@ impl FmService {
                         observer,
                         metrics,
                         suppressions: writer_suppressions,
+                        events: writer_events,
                     },
                 )
             })
@@ -83,6 +93,7 @@ impl FmService {
                 store,
                 tx,
                 suppressions,
+                events,
             },
             handle,
         ))
@@ -136,6 +147,12 @@ impl FmService {
         &self.catalogue
     }
 
+    /// Sets who is told of every committed batch's event-log records (the
+    /// notification service); only the first call counts.
+    pub fn on_events(&self, observer: EventObserver) {
+        let _ = self.events.set(observer);
+    }
+
     /// Told after every committed batch that held a suppression change.
     pub fn suppressions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.suppressions.subscribe()
@@ -152,6 +169,7 @@ struct Told {
     observer: Option<ChangeObserver>,
     metrics: Arc<crate::metrics::Metrics>,
     suppressions: Arc<tokio::sync::watch::Sender<u64>>,
+    events: Arc<std::sync::OnceLock<EventObserver>>,
 }
 
 fn writer_loop(
@@ -166,6 +184,7 @@ fn writer_loop(
         observer,
         metrics,
         suppressions,
+        events,
     } = told;
     let mut writer = match store.writer() {
         Ok(w) => w,
@@ -249,6 +268,16 @@ fn writer_loop(
                             .collect();
                         if !changes.is_empty() {
                             observe(&changes);
+                        }
+                    }
+                    if let Some(tell) = events.get().filter(|_| committed) {
+                        let records: Vec<roost_fm::Event> = results
+                            .iter()
+                            .filter_map(|r| r.as_ref().ok())
+                            .flat_map(|o| o.events.iter().cloned())
+                            .collect();
+                        if !records.is_empty() {
+                            tell(&records, &table);
                         }
                     }
                 }

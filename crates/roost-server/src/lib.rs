@@ -22,6 +22,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod platform;
 pub mod software;
 pub mod subcloud;
@@ -70,6 +71,9 @@ pub fn load_catalogue(config: &Config) -> Result<Catalogue> {
 
 /// Runs the server until SIGINT or SIGTERM. `admin_password` is used only
 /// when the admin user is first created.
+/// The system's name, as `/v1/isystems` and notifications give it.
+pub const SYSTEM_NAME: &str = "roost";
+
 pub async fn run(config: Config, admin_password: Option<String>) -> Result<()> {
     run_with(config, admin_password, None).await
 }
@@ -311,6 +315,18 @@ pub async fn run_with(
         metrics.clone(),
     )
     .context("cannot start fault management")?;
+    let notify = notify::NotifyService::start(
+        store.clone(),
+        metrics.clone(),
+        clock.clone(),
+        SYSTEM_NAME.to_string(),
+        config.hostname.clone(),
+    )
+    .context("cannot start notifications")?;
+    {
+        let n = notify.clone();
+        fm.on_events(Arc::new(move |events, table| n.publish(events, table)));
+    }
     let identity = Arc::new(
         identity::Identity::new(
             store.clone(),
@@ -611,7 +627,7 @@ pub async fn run_with(
         dc_port,
         system: roost_api::sysinv::SystemView {
             uuid: system_uuid(&store)?,
-            name: "roost".into(),
+            name: SYSTEM_NAME.into(),
             system_mode: system_mode.to_string(),
             system_type: system_mode.system_type().into(),
             software_version: env!("CARGO_PKG_VERSION").into(),
@@ -627,6 +643,7 @@ pub async fn run_with(
         tls: api_tls.clone(),
         certs: inventory,
         software,
+        notify,
         shutdown: shutdown.clone(),
     };
     let app = http::router(state, config.max_body_bytes);

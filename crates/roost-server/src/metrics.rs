@@ -29,6 +29,14 @@ struct SeverityLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabels {
+    r#type: &'static str,
+}
+
+/// The notification destination types, each counted (zero included).
+pub const NOTIFY_TYPES: [&str; 3] = ["webhook", "snmp", "syslog"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -90,6 +98,11 @@ pub struct Metrics {
     subclouds: Family<SubcloudLabels, Gauge>,
     sync_duration: Histogram,
     commit_duration: Histogram,
+    notify_sent: Family<NotifyLabels, Counter>,
+    notify_failed: Family<NotifyLabels, Counter>,
+    notify_dead: Family<NotifyLabels, Counter>,
+    notify_dropped: Family<NotifyLabels, Counter>,
+    notify_latency: Family<NotifyLabels, Histogram>,
     /// The host and subcloud gauges are rebuilt by one render at a time.
     render_lock: std::sync::Mutex<()>,
 }
@@ -127,6 +140,45 @@ impl Metrics {
         let subclouds = Family::<SubcloudLabels, Gauge>::default();
         let sync_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
         let commit_duration = Histogram::new(exponential_buckets(0.0001, 2.5, 14));
+        let notify_sent = Family::<NotifyLabels, Counter>::default();
+        let notify_failed = Family::<NotifyLabels, Counter>::default();
+        let notify_dead = Family::<NotifyLabels, Counter>::default();
+        let notify_dropped = Family::<NotifyLabels, Counter>::default();
+        let notify_latency = Family::<NotifyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.5, 14))
+        });
+        for t in NOTIFY_TYPES {
+            let l = NotifyLabels { r#type: t };
+            for f in [&notify_sent, &notify_failed, &notify_dead, &notify_dropped] {
+                f.get_or_create(&l).inc_by(0);
+            }
+            let _ = notify_latency.get_or_create(&l);
+        }
+        registry.register(
+            "notifications_sent",
+            "Notifications delivered (webhook answered 2xx; trap or syslog message sent), by destination type",
+            notify_sent.clone(),
+        );
+        registry.register(
+            "notification_attempts_failed",
+            "Notification attempts that failed (each retry counts), by destination type",
+            notify_failed.clone(),
+        );
+        registry.register(
+            "notifications_dead_lettered",
+            "Webhook deliveries that ran out of tries and were kept as dead letters",
+            notify_dead.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Notifications dropped because a destination's queue was full",
+            notify_dropped.clone(),
+        );
+        registry.register(
+            "notification_delivery_seconds",
+            "Time from a record's commit to its delivery, by destination type",
+            notify_latency.clone(),
+        );
         // Every drop reason's series is there from the start.
         for reason in roost_api::heartbeat::DropReason::ALL.iter() {
             heartbeat_dropped
@@ -238,6 +290,11 @@ impl Metrics {
             subclouds,
             sync_duration,
             commit_duration,
+            notify_sent,
+            notify_failed,
+            notify_dead,
+            notify_dropped,
+            notify_latency,
             render_lock: std::sync::Mutex::new(()),
         }
     }
@@ -245,6 +302,34 @@ impl Metrics {
     /// Records a subcloud sync answered in `seconds`.
     pub fn sync_answered(&self, seconds: f64) {
         self.sync_duration.observe(seconds);
+    }
+
+    /// Counts a notification delivered `seconds` after its record's commit.
+    pub fn notify_sent(&self, kind: &'static str, seconds: f64) {
+        let l = NotifyLabels { r#type: kind };
+        self.notify_sent.get_or_create(&l).inc();
+        self.notify_latency.get_or_create(&l).observe(seconds);
+    }
+
+    /// Counts a failed notification attempt.
+    pub fn notify_failed(&self, kind: &'static str) {
+        self.notify_failed
+            .get_or_create(&NotifyLabels { r#type: kind })
+            .inc();
+    }
+
+    /// Counts a delivery kept as a dead letter.
+    pub fn notify_dead_lettered(&self, kind: &'static str) {
+        self.notify_dead
+            .get_or_create(&NotifyLabels { r#type: kind })
+            .inc();
+    }
+
+    /// Counts a notification dropped (queue full).
+    pub fn notify_dropped(&self, kind: &'static str) {
+        self.notify_dropped
+            .get_or_create(&NotifyLabels { r#type: kind })
+            .inc();
     }
 
     /// Records a store commit that took `seconds`.

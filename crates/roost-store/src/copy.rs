@@ -34,6 +34,9 @@ pub(crate) const TABLES: &[&str] = &[
     "fleet_strategy",
     "sw_update_options",
     "lease",
+    "notify_destinations",
+    "notify_dead_letters",
+    "notify_engine",
 ];
 
 /// Tables whose rows number themselves, and the numbering column.

@@ -27,6 +27,7 @@ mod fm;
 mod hosts;
 mod identity;
 mod lease;
+mod notify;
 mod releases;
 mod seal;
 mod sql;
@@ -49,6 +50,7 @@ pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
 pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
 pub use lease::LeaseRow;
+pub use notify::{MAX_DEAD_LETTERS, StoredDeadLetter, StoredDestination};
 pub use releases::{ReleaseWrite, StoredRelease};
 pub use seal::{KeySource, KeyWrap, SECRET_KEY_FILE, SealReport, Sealer};
 
@@ -269,6 +271,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0016_fleet_rollout.sql"),
     ),
     (17, include_str!("../migrations/sqlite/0017_lease.sql")),
+    (
+        18,
+        include_str!("../migrations/sqlite/0018_notifications.sql"),
+    ),
 ];
 
 /// PostgreSQL support came at schema 16: its first migration is the whole
@@ -276,6 +282,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../migrations/postgres/0016_schema.sql")),
     (17, include_str!("../migrations/postgres/0017_lease.sql")),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_notifications.sql"),
+    ),
 ];
 
 /// The advisory lock (PostgreSQL) that serialises schema migrations

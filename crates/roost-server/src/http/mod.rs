@@ -12,6 +12,7 @@ mod files;
 mod fm;
 mod host_attributes;
 mod identity;
+mod notify;
 mod ops;
 mod orchestration;
 pub mod serve;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub software: crate::software::SoftwareService,
     /// The fleet rollout (a system controller's).
     pub rollout: Option<crate::dc::rollout::RolloutService>,
+    /// Notification destinations (webhooks, SNMP, syslog).
+    pub notify: crate::notify::NotifyService,
     /// Ends long polls at once when the server stops, so that a handover
     /// drains in moments.
     pub shutdown: crate::Shutdown,
@@ -104,6 +107,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(software::routes())
         .merge(ops::protected_routes())
         .merge(audit::protected_routes())
+        .merge(notify::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let public = Router::new()
         .route("/", get(ops::root))
