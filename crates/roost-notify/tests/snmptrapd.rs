@@ -28,16 +28,12 @@ dod         OBJECT IDENTIFIER ::= { org 6 }
 internet    OBJECT IDENTIFIER ::= { dod 1 }
 private     OBJECT IDENTIFIER ::= { internet 4 }
 enterprises OBJECT IDENTIFIER ::= { private 1 }
-MODULE-IDENTITY MACRO ::= BEGIN END
-OBJECT-TYPE MACRO ::= BEGIN END
-NOTIFICATION-TYPE MACRO ::= BEGIN END
 Unsigned32 ::= [APPLICATION 2] IMPLICIT INTEGER (0..4294967295)
 END
 ";
 
 const TC: &str = "SNMPv2-TC DEFINITIONS ::= BEGIN
 -- A test stand-in: only the parts ROOST-ALARM-MIB imports.
-TEXTUAL-CONVENTION MACRO ::= BEGIN END
 DateAndTime ::= TEXTUAL-CONVENTION
     DISPLAY-HINT \"2d-1d-1d,1d:1d:1d.1d,1a1d:1d\"
     STATUS current
@@ -47,10 +43,8 @@ END
 ";
 
 const CONF: &str = "SNMPv2-CONF DEFINITIONS ::= BEGIN
--- A test stand-in: only the parts ROOST-ALARM-MIB imports.
-OBJECT-GROUP MACRO ::= BEGIN END
-NOTIFICATION-GROUP MACRO ::= BEGIN END
-MODULE-COMPLIANCE MACRO ::= BEGIN END
+-- A test stand-in: Net-SNMP knows the macros ROOST-ALARM-MIB imports
+-- from here (OBJECT-GROUP, NOTIFICATION-GROUP, MODULE-COMPLIANCE).
 END
 ";
 
@@ -62,7 +56,11 @@ fn monitoring_dir() -> PathBuf {
 fn base_mibs(dir: &Path) -> PathBuf {
     let mibs = dir.join("base-mibs");
     fs::create_dir_all(&mibs).unwrap();
-    for (name, text) in [("SNMPv2-SMI", SMI), ("SNMPv2-TC", TC), ("SNMPv2-CONF", CONF)] {
+    for (name, text) in [
+        ("SNMPv2-SMI", SMI),
+        ("SNMPv2-TC", TC),
+        ("SNMPv2-CONF", CONF),
+    ] {
         fs::write(mibs.join(format!("{name}.txt")), text).unwrap();
     }
     mibs
@@ -190,9 +188,7 @@ impl Trapd {
 
     fn send(&self, datagram: &[u8]) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .send_to(datagram, ("127.0.0.1", self.port))
-            .unwrap();
+        socket.send_to(datagram, ("127.0.0.1", self.port)).unwrap();
     }
 
     /// Sends `datagram` and returns the logged trap that names `uuid`.
@@ -366,5 +362,216 @@ fn snmptrapd_decodes_v2c_alarm_sets_clears_and_logs() {
     ];
     for (uuid, state, severity) in cases {
         send_event(&mut trapd, &mut enc, &sample(uuid, state, severity), 0, 0);
+    }
+}
+
+/// snmptrapd's users for the engine ID `engine`.
+fn v3_config(engine: &[u8]) -> String {
+    let e = hex(engine);
+    format!(
+        "createUser -e 0x{e} roostsha1 SHA sha1-auth-pass AES sha1-priv-pass\n\
+         createUser -e 0x{e} roostsha256 SHA-256 sha256-auth-pass AES sha256-priv-pass\n\
+         createUser -e 0x{e} roostauth SHA auth-only-pass\n\
+         createUser -e 0x{e} roostnoauth\n\
+         authUser log roostsha1 priv\n\
+         authUser log roostsha256 priv\n\
+         authUser log roostauth auth\n\
+         authUser log roostnoauth noauth\n"
+    )
+}
+
+fn v3(user: &str, auth: Option<(AuthProtocol, &str)>, privacy: Option<&str>) -> Security {
+    Security::V3 {
+        user: user.into(),
+        auth: auth.map(|(p, s)| (p, s.to_string())),
+        privacy: privacy.map(|s| (PrivProtocol::Aes128, s.to_string())),
+    }
+}
+
+#[test]
+fn snmptrapd_decodes_v3_auth_priv_auth_no_priv_and_no_auth_traps() {
+    let engine = roost_notify::snmp::engine_id_from_octets(731, b"roost-test-1");
+    let mut trapd = Trapd::start(&v3_config(&engine));
+    let boots = 5;
+    let cases = [
+        (
+            "v3-sha1-aes",
+            v3(
+                "roostsha1",
+                Some((AuthProtocol::Sha1, "sha1-auth-pass")),
+                Some("sha1-priv-pass"),
+            ),
+            EventState::Set,
+            Severity::Critical,
+        ),
+        (
+            "v3-sha256-aes",
+            v3(
+                "roostsha256",
+                Some((AuthProtocol::Sha256, "sha256-auth-pass")),
+                Some("sha256-priv-pass"),
+            ),
+            EventState::Log,
+            Severity::NotApplicable,
+        ),
+        (
+            "v3-sha1-nopriv",
+            v3(
+                "roostauth",
+                Some((AuthProtocol::Sha1, "auth-only-pass")),
+                None,
+            ),
+            EventState::Clear,
+            Severity::Major,
+        ),
+        (
+            "v3-noauth",
+            v3("roostnoauth", None, None),
+            EventState::Set,
+            Severity::Minor,
+        ),
+    ];
+    let mut time = 100;
+    for (uuid, security, state, severity) in cases {
+        let mut enc = TrapEncoder::new(security, engine.clone(), boots).unwrap();
+        // Two traps per user: msgID, engine time and salt move on.
+        for round in 0..2 {
+            time += 1;
+            let event = sample(&format!("{uuid}-{round}"), state, severity);
+            send_event(&mut trapd, &mut enc, &event, time, u64::from(time) << 8);
+        }
+    }
+}
+
+#[test]
+fn snmptrapd_drops_v3_traps_with_a_wrong_passphrase() {
+    let engine = roost_notify::snmp::engine_id_from_octets(731, b"roost-test-2");
+    let mut trapd = Trapd::start(&v3_config(&engine));
+    let good = v3(
+        "roostsha1",
+        Some((AuthProtocol::Sha1, "sha1-auth-pass")),
+        Some("sha1-priv-pass"),
+    );
+    let wrong_auth = v3(
+        "roostsha1",
+        Some((AuthProtocol::Sha1, "not-the-auth-pass")),
+        Some("sha1-priv-pass"),
+    );
+    let wrong_priv = v3(
+        "roostsha1",
+        Some((AuthProtocol::Sha1, "sha1-auth-pass")),
+        Some("not-the-priv-pass"),
+    );
+    let wrong_protocol = v3(
+        "roostsha1",
+        Some((AuthProtocol::Sha256, "sha1-auth-pass")),
+        Some("sha1-priv-pass"),
+    );
+    let mut bad_uuids = Vec::new();
+    for (i, security) in [wrong_auth, wrong_priv, wrong_protocol]
+        .into_iter()
+        .enumerate()
+    {
+        let uuid = format!("v3-refused-{i}");
+        let mut enc = TrapEncoder::new(security, engine.clone(), 5).unwrap();
+        let event = sample(&uuid, EventState::Set, Severity::Critical);
+        trapd.send(&enc.encode(&event_notification(&event), 1, 10, 1).unwrap());
+        bad_uuids.push(uuid);
+    }
+    // The good trap is sent after the bad ones: once it is logged, the bad
+    // ones have been processed too (one socket, handled in order).
+    let mut enc = TrapEncoder::new(good, engine.clone(), 5).unwrap();
+    let event = sample("v3-accepted", EventState::Set, Severity::Critical);
+    send_event(&mut trapd, &mut enc, &event, 11, 2);
+    let log = trapd.log();
+    for uuid in &bad_uuids {
+        assert!(!log.contains(uuid.as_str()), "{uuid} was accepted:\n{log}");
+    }
+    assert_eq!(log.matches("v3-accepted").count(), 1, "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// snmptranslate.
+
+fn snmptranslate(args: &[&str]) -> (bool, String, String) {
+    require("snmptranslate");
+    let out = Command::new("snmptranslate")
+        .args(args)
+        .env_remove("MIBS")
+        .env_remove("MIBDIRS")
+        .output()
+        .expect("cannot run snmptranslate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn snmptranslate_loads_the_mib_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = mib_path(dir.path());
+    let names = [
+        ("roostAlarmCritical", ".1.3.6.1.4.1.731.1.1.1.1.0.1"),
+        ("roostAlarmMajor", ".1.3.6.1.4.1.731.1.1.1.1.0.2"),
+        ("roostAlarmMinor", ".1.3.6.1.4.1.731.1.1.1.1.0.3"),
+        ("roostAlarmWarning", ".1.3.6.1.4.1.731.1.1.1.1.0.4"),
+        ("roostAlarmMessage", ".1.3.6.1.4.1.731.1.1.1.1.0.5"),
+        ("roostAlarmClear", ".1.3.6.1.4.1.731.1.1.1.1.0.9"),
+        ("roostAlarmActiveUuid", ".1.3.6.1.4.1.731.1.1.1.1.1.1.2"),
+        (
+            "roostAlarmActiveSuppressionAllowed",
+            ".1.3.6.1.4.1.731.1.1.1.1.1.1.12",
+        ),
+        ("roostAlarmEventUuid", ".1.3.6.1.4.1.731.1.1.1.1.2.1.2"),
+        (
+            "roostAlarmEventSuppressionAllowed",
+            ".1.3.6.1.4.1.731.1.1.1.1.2.1.13",
+        ),
+    ];
+    for (name, oid) in names {
+        // -Pw: report MIB warnings (Net-SNMP's level 1).
+        let (ok, out, err) = snmptranslate(&[
+            "-Pw",
+            "-M",
+            &path,
+            "-m",
+            "ROOST-ALARM-MIB",
+            "-IR",
+            "-On",
+            name,
+        ]);
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out, oid, "{name}");
+        assert_eq!(err, "", "{name}: warnings");
+    }
+    // The numbers the library sends are the MIB's.
+    let n = event_notification(&sample("x", EventState::Set, Severity::Critical));
+    let oid: Vec<String> = n.trap_oid.iter().map(u32::to_string).collect();
+    assert_eq!(format!(".{}", oid.join(".")), names[0].1);
+
+    // Against the real IETF modules too, when they are installed (the
+    // command an operator would run).
+    let real = ["/usr/share/snmp/mibs", "/usr/share/snmp/mibs/ietf"]
+        .iter()
+        .any(|d| {
+            Path::new(d).join("SNMPv2-SMI.txt").is_file()
+                || Path::new(d).join("SNMPv2-SMI").is_file()
+        });
+    if real {
+        let monitoring = format!("+{}", monitoring_dir().display());
+        let (ok, out, err) = snmptranslate(&[
+            "-M",
+            &monitoring,
+            "-m",
+            "+ROOST-ALARM-MIB",
+            "-IR",
+            "-On",
+            "roostAlarmCritical",
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(out, names[0].1);
+        assert_eq!(err, "", "warnings");
     }
 }
