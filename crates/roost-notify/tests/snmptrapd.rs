@@ -363,6 +363,18 @@ fn snmptrapd_decodes_v2c_alarm_sets_clears_and_logs() {
     for (uuid, state, severity) in cases {
         send_event(&mut trapd, &mut enc, &sample(uuid, state, severity), 0, 0);
     }
+
+    // A reason text over the limit arrives cut to 1024 octets, whole
+    // characters only.
+    let mut long = sample("v2c-long-text", EventState::Set, Severity::Major);
+    long.reason_text = format!("x{}", "é".repeat(700));
+    let datagram = enc
+        .encode(&event_notification(&long), 123_456, 0, 0)
+        .unwrap();
+    let got = trapd.send_and_read(&datagram, &long.uuid);
+    long.reason_text = format!("x{}", "é".repeat(511));
+    assert_eq!(long.reason_text.len(), 1023);
+    assert_eq!(got, expected(&long, "(123456) 0:20:34.56"));
 }
 
 /// snmptrapd's users for the engine ID `engine`.
