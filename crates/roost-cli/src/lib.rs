@@ -17,7 +17,8 @@
 //!   `$XDG_CONFIG_HOME/roost/credentials.json`, else
 //!   `$HOME/.config/roost/credentials.json` (directory 0700, file 0600).
 //!   `ROOST_URL` and `ROOST_TOKEN` override the stored values one by one.
-//! * Output: list and show verbs take `-o table|json`.
+//! * Output: list and show verbs take `-o table|wide|json|yaml|value`,
+//!   `-c/--column`, `--no-headers` and `--nowrap` (see the `output` module).
 //! * Errors: one line on stderr, `roost: <message>`; exit code 1 for server
 //!   and user errors, 2 for usage and configuration errors.
 //!
@@ -156,6 +157,9 @@ pub fn run(cmd: ClientCommand) -> i32 {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let err_terminal = io::stderr().is_terminal();
+    // Decided once: tables on a terminal use box-drawing characters, piped
+    // ones the ASCII borders of OpenStack's and StarlingX's clients.
+    let out_terminal = io::stdout().is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
     let mut err = io::stderr();
@@ -166,6 +170,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
             input: &mut input,
             interactive,
             err_terminal,
+            out_terminal,
         };
         execute(cmd, &env, &mut io)
     };
@@ -195,6 +200,9 @@ pub(crate) struct Io<'a> {
     /// Whether `err` is a terminal (the progress of `--wait` is redrawn on
     /// one line).
     pub err_terminal: bool,
+    /// Whether `out` is a terminal (tables use box-drawing characters and
+    /// wrap to its width; piped, they use ASCII borders).
+    pub out_terminal: bool,
 }
 
 /// Runs a verb against the given environment and streams.
