@@ -37,6 +37,7 @@ mod app_tests;
 mod audit;
 mod certificate;
 mod client;
+mod completion;
 mod credentials;
 mod dc;
 mod deploy;
@@ -71,6 +72,7 @@ pub use app::{
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use certificate::CertificateCommand;
+pub use completion::{CompletionArgs, CompletionShell, print_completion, write_completion};
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use deploy::{CreateArgs, DeployCommand, ShowArgs, StrategyCommand, StrategyShowArgs};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
