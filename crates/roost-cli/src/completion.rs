@@ -83,12 +83,7 @@ mod tests {
 
     fn script(shell: CompletionShell) -> String {
         let mut out = Vec::new();
-        write_completion(
-            &CompletionArgs { shell },
-            &mut Cli::command(),
-            &mut out,
-        )
-        .unwrap();
+        write_completion(&CompletionArgs { shell }, &mut Cli::command(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -117,7 +112,13 @@ mod tests {
     #[test]
     fn the_bash_script_knows_the_verbs_and_the_output_flags() {
         let text = script(CompletionShell::Bash);
-        for word in ["alarm", "subcloud-group", "--output", "--no-headers", "yaml"] {
+        for word in [
+            "alarm",
+            "subcloud-group",
+            "--output",
+            "--no-headers",
+            "yaml",
+        ] {
             assert!(text.contains(word), "{word}");
         }
     }

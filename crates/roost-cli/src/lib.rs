@@ -48,6 +48,8 @@ mod host;
 mod host_attributes;
 mod login;
 mod output;
+#[cfg(test)]
+mod output_tests;
 mod query;
 mod release;
 mod strategy;
