@@ -444,17 +444,14 @@ pub fn render_detail(
             .map(|&i| vec![rows[i].0.clone(), rows[i].1.clone()])
             .collect(),
     };
-    let plain = OutputArgs {
-        columns: Vec::new(),
-        ..args.clone()
-    };
     if args.output == OutputFormat::Value {
         for row in &grid.rows {
             writeln!(io.out, "{}", one_line(&row[1]))?;
         }
         return Ok(());
     }
-    print_grid(io, &plain, &grid)
+    // The rows are already picked; the grid's columns are Field and Value.
+    print_grid(io, &args.without_columns(), &grid)
 }
 
 /// Prints a table a verb built, in the style and with the columns the
