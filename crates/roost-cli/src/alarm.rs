@@ -11,8 +11,8 @@ use crate::client::path_segment;
 use crate::credentials::Env;
 use crate::error::Error;
 use crate::output::{
-    OutputArgs, OutputFormat, detail_table, field, list_items, new_table, print_json, print_table,
-    short_text, short_time,
+    Column, OutputArgs, detail_rows, field, list_items, new_table, print_data, print_table,
+    render_detail, render_list, short_time,
 };
 use crate::query::Query;
 use crate::{Io, connect};
@@ -160,7 +160,7 @@ pub(crate) fn run(cmd: AlarmCommand, env: &Env, io: &mut Io<'_>) -> Result<(), E
         AlarmCommand::Show(args) => show(&args, env, io),
         AlarmCommand::Clear(args) => clear(&args, env, io),
         AlarmCommand::Summary(args) => summary(&args, env, io),
-        AlarmCommand::Suppress(args) if args.list => suppress_list(args.output.output, env, io),
+        AlarmCommand::Suppress(args) if args.list => suppress_list(&args.output, env, io),
         AlarmCommand::Suppress(args) => set_suppression(&args.alarm_ids, true, env, io),
         AlarmCommand::Unsuppress(args) => set_suppression(&args.alarm_ids, false, env, io),
     }
@@ -184,29 +184,26 @@ fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/alarms", &list_query(args))?;
     let alarms = list_items(&reply, "alarms")?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &Value::Array(alarms)),
-        OutputFormat::Table if alarms.is_empty() => {
-            writeln!(io.out, "No active alarms.")?;
-            Ok(())
-        }
-        OutputFormat::Table => {
-            print_table(io.out, &alarm_list_table(&alarms))?;
-            let more = reply.get("next").is_some_and(|n| !n.is_null())
-                || args
-                    .limit
-                    .is_some_and(|n| alarms.len() as u64 >= u64::from(n));
-            if more {
-                let n = alarms.len();
-                let noun = if n == 1 { "alarm" } else { "alarms" };
-                writeln!(
-                    io.err,
-                    "({n} {noun} shown; more may exist: raise or drop --limit)"
-                )?;
-            }
-            Ok(())
-        }
+    render_list(
+        io,
+        &args.output,
+        &alarm_columns(),
+        &alarms,
+        "No active alarms.",
+    )?;
+    let more = reply.get("next").is_some_and(|n| !n.is_null())
+        || args
+            .limit
+            .is_some_and(|n| alarms.len() as u64 >= u64::from(n));
+    if more && !args.output.output.is_data() {
+        let n = alarms.len();
+        let noun = if n == 1 { "alarm" } else { "alarms" };
+        writeln!(
+            io.err,
+            "({n} {noun} shown; more may exist: raise or drop --limit)"
+        )?;
     }
+    Ok(())
 }
 
 /// The ID as a list shows it: `S(100.101)` when the ID is suppressed.
@@ -219,27 +216,23 @@ pub fn marked_id(item: &Value, key: &str) -> String {
     }
 }
 
-/// The table of `roost alarm list`: UUID, Alarm ID, Severity, Entity, Reason, Time.
-pub fn alarm_list_table(alarms: &[Value]) -> Table {
-    let mut table = new_table(&[
-        "UUID",
-        "Alarm ID",
-        "Severity",
-        "Entity",
-        "Reason",
-        "Time (UTC)",
-    ]);
-    for alarm in alarms {
-        table.add_row(vec![
-            field(alarm, "uuid"),
-            marked_id(alarm, "alarm_id"),
-            field(alarm, "severity"),
-            field(alarm, "entity_instance_id"),
-            short_text(&field(alarm, "reason_text")),
-            short_time(&field(alarm, "timestamp")),
-        ]);
-    }
-    table
+/// The columns of `roost alarm list`: UUID, Alarm ID, Severity, Entity,
+/// Reason, Time; wide adds the entity type, the alarm type and the
+/// probable cause.
+pub fn alarm_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("UUID", "uuid"),
+        Column::with("Alarm ID", Some("alarm_id"), |a| marked_id(a, "alarm_id")),
+        Column::key("Severity", "severity"),
+        Column::key("Entity", "entity_instance_id"),
+        Column::key("Reason", "reason_text").long(),
+        Column::with("Time (UTC)", Some("timestamp"), |a| {
+            short_time(&field(a, "timestamp"))
+        }),
+        Column::key("Entity type", "entity_type_id").wide(),
+        Column::key("Alarm type", "alarm_type").wide(),
+        Column::key("Probable cause", "probable_cause").wide(),
+    ]
 }
 
 fn show(args: &AlarmShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -248,10 +241,12 @@ fn show(args: &AlarmShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let alarm = api
         .get(&path, &Query::new())
         .map_err(|e| e.on_status(404, || format!("alarm {} not found", args.uuid)))?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &alarm),
-        OutputFormat::Table => print_table(io.out, &detail_table(&alarm, ALARM_SHOW_FIELDS)),
-    }
+    render_detail(
+        io,
+        &args.output,
+        &alarm,
+        &detail_rows(&alarm, ALARM_SHOW_FIELDS),
+    )
 }
 
 /// What `roost alarm clear` was asked to clear.
@@ -343,10 +338,10 @@ fn summary(args: &SummaryArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> 
     let api = &connect(env)?;
     let query = Query::new().flag("include_suppress", args.include_suppressed);
     let reply = api.get("/v1/alarms/summary", &query)?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &reply),
-        OutputFormat::Table => print_table(io.out, &summary_table(&reply)),
+    if args.output.output.is_data() {
+        return print_data(io, &args.output, &reply);
     }
+    print_table(io, &args.output, &summary_table(&reply))
 }
 
 /// The one-row table of `roost alarm summary`.
@@ -366,27 +361,22 @@ fn catalogue(api: &crate::client::Api) -> Result<Vec<Value>, Error> {
     list_items(&reply, "event_suppression")
 }
 
-fn suppress_list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn suppress_list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let mut items = catalogue(api)?;
     items.sort_by_key(|item| field(item, "alarm_id"));
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(items)),
-        OutputFormat::Table => print_table(io.out, &suppression_table(&items)),
-    }
+    render_list(io, output, &suppression_columns(), &items, "")
 }
 
-/// The table of `roost alarm suppress --list`: Alarm ID, Status, Description.
-pub fn suppression_table(items: &[Value]) -> Table {
-    let mut table = new_table(&["Alarm ID", "Status", "Description"]);
-    for item in items {
-        table.add_row(vec![
-            field(item, "alarm_id"),
-            field(item, "suppression_status"),
-            short_text(&field(item, "description")),
-        ]);
-    }
-    table
+/// The columns of `roost alarm suppress --list`: Alarm ID, Status,
+/// Description; wide adds the entry's UUID.
+pub fn suppression_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Alarm ID", "alarm_id"),
+        Column::key("Status", "suppression_status"),
+        Column::key("Description", "description").long(),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
 /// Maps each requested alarm ID (duplicates dropped, order kept) to its
@@ -464,6 +454,7 @@ fn set_suppression(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::OutputFormat;
     use clap::Parser;
     use serde_json::json;
 
@@ -508,9 +499,8 @@ mod tests {
 
     #[test]
     fn the_list_table_marks_suppressed_alarm_ids_with_s() {
-        let text = alarm_list_table(&sample_alarms())
-            .force_no_tty()
-            .to_string();
+        let text =
+            crate::output::list_text(&alarm_columns(), &sample_alarms(), &OutputArgs::default());
         assert!(text.contains("S(100.101)"), "{text}");
         assert!(text.contains(" 200.001 "), "{text}");
         assert!(!text.contains("S(200.001)"), "{text}");
@@ -523,9 +513,8 @@ mod tests {
 
     #[test]
     fn the_list_table_truncates_long_reasons() {
-        let text = alarm_list_table(&sample_alarms())
-            .force_no_tty()
-            .to_string();
+        let text =
+            crate::output::list_text(&alarm_columns(), &sample_alarms(), &OutputArgs::default());
         assert!(
             text.contains("Platform CPU threshold exceeded; threshold 90.00%, actual 9…"),
             "{text}"
@@ -578,7 +567,7 @@ mod tests {
         assert!(Cli::try_parse_from(["alarm", "list", "--severity", "huge"]).is_err());
         assert!(Cli::try_parse_from(["alarm", "list", "--severity", "not-applicable"]).is_err());
         assert!(Cli::try_parse_from(["alarm", "list", "--limit", "0"]).is_err());
-        assert!(Cli::try_parse_from(["alarm", "list", "-o", "yaml"]).is_err());
+        assert!(Cli::try_parse_from(["alarm", "list", "-o", "xml"]).is_err());
     }
 
     fn clear_args(uuid: Option<&str>, alarm_id: Option<&str>, entity: Option<&str>) -> ClearArgs {

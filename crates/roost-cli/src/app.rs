@@ -25,7 +25,8 @@ use crate::client::{Api, path_segment};
 use crate::credentials::Env;
 use crate::error::Error;
 use crate::output::{
-    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
+    Column, OutputArgs, OutputFormat, detail_rows, field, list_items, new_table, print_data,
+    print_table, render_detail, render_list, short_text,
 };
 use crate::query::Query;
 use crate::{Io, connect};
@@ -254,7 +255,7 @@ pub struct AppLogsArgs {
 pub(crate) fn run(cmd: AppCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         AppCommand::Upload(args) => upload(&args, env, io),
-        AppCommand::List(args) => list(args.output.output, env, io),
+        AppCommand::List(args) => list(&args.output, env, io),
         AppCommand::Show(args) => show(&args, env, io),
         AppCommand::Apply(args) => {
             let path = action_path(&args.name, "apply", None)?;
@@ -262,7 +263,7 @@ pub(crate) fn run(cmd: AppCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Err
             let reply = api
                 .patch(&path, &apply_body())
                 .map_err(not_found(&args.name))?;
-            after_operation(api, reply, Goal::Apply, args.wait, args.output.output, io)
+            after_operation(api, reply, Goal::Apply, args.wait, &args.output, io)
         }
         AppCommand::Remove(args) => {
             let path = action_path(&args.name, "remove", Some(args.force))?;
@@ -270,7 +271,7 @@ pub(crate) fn run(cmd: AppCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Err
             let reply = api
                 .patch(&path, &AppPatch::default())
                 .map_err(not_found(&args.name))?;
-            after_operation(api, reply, Goal::Remove, args.wait, args.output.output, io)
+            after_operation(api, reply, Goal::Remove, args.wait, &args.output, io)
         }
         AppCommand::Abort(args) => abort(&args.name, env, io),
         AppCommand::Delete(args) => delete(&args, env, io),
@@ -329,38 +330,32 @@ pub fn state_line(app: &App) -> String {
     line
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/apps", &Query::new())?;
     let mut apps = list_items(&reply, "apps")?;
     apps.sort_by_key(|a| (field(a, "name"), field(a, "app_version")));
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(apps)),
-        OutputFormat::Table if apps.is_empty() => {
-            writeln!(io.out, "No applications.")?;
-            writeln!(
-                io.err,
-                "(`roost app upload FILE.tgz` uploads one; `roost app package DIR` builds one)"
-            )?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &app_list_table(&apps)),
+    render_list(io, output, &app_columns(), &apps, "No applications.")?;
+    if apps.is_empty() && !output.output.is_data() && output.output != OutputFormat::Value {
+        writeln!(
+            io.err,
+            "(`roost app upload FILE.tgz` uploads one; `roost app package DIR` builds one)"
+        )?;
     }
+    Ok(())
 }
 
-/// The table of `roost app list`: Name, Version, Status, Progress, Active.
-pub fn app_list_table(apps: &[Value]) -> Table {
-    let mut table = new_table(&["Name", "Version", "Status", "Progress", "Active"]);
-    for app in apps {
-        table.add_row(vec![
-            field(app, "name"),
-            field(app, "app_version"),
-            field(app, "status"),
-            short_text(&field(app, "progress")),
-            field(app, "active"),
-        ]);
-    }
-    table
+/// The columns of `roost app list`: Name, Version, Status, Progress,
+/// Active; wide shows the whole progress text and adds the manifest.
+pub fn app_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Name", "name"),
+        Column::key("Version", "app_version"),
+        Column::key("Status", "status"),
+        Column::key("Progress", "progress").long(),
+        Column::key("Active", "active"),
+        Column::key("Manifest", "manifest_name").wide(),
+    ]
 }
 
 fn show(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -369,12 +364,7 @@ fn show(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let app = api
         .get(&path, &Query::new())
         .map_err(not_found(&args.name))?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &app),
-        OutputFormat::Table => {
-            print_table(io.out, &crate::output::detail_table(&app, APP_SHOW_FIELDS))
-        }
-    }
+    render_detail(io, &args.output, &app, &detail_rows(&app, APP_SHOW_FIELDS))
 }
 
 /// Checks an upload's file as `system application-upload` does: it must
@@ -544,7 +534,7 @@ fn upload(args: &AppUploadArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
                 })
             }
         })?;
-    after_operation(api, reply, Goal::Upload, args.wait, args.output.output, io)
+    after_operation(api, reply, Goal::Upload, args.wait, &args.output, io)
 }
 
 fn update(args: &AppUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -564,7 +554,7 @@ fn update(args: &AppUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
         reply,
         Goal::Update { version },
         args.wait,
-        args.output.output,
+        &args.output,
         io,
     )
 }
@@ -811,7 +801,7 @@ fn after_operation(
     reply: Value,
     goal: Goal,
     wait: WaitArgs,
-    format: OutputFormat,
+    output: &OutputArgs,
     io: &mut Io<'_>,
 ) -> Result<(), Error> {
     let app = parse_app(&reply)?;
@@ -828,9 +818,9 @@ fn after_operation(
         reply
     };
     let app = parse_app(&reply)?;
-    match format {
-        OutputFormat::Json => print_json(io.out, &reply),
-        OutputFormat::Table => {
+    match output.output {
+        format if format.is_data() => print_data(io, output, &reply),
+        _ => {
             writeln!(io.out, "{}", state_line(&app))?;
             let hint = if wait.wait {
                 goal.next_step(&app.name)
@@ -904,8 +894,8 @@ fn status(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
     let reply = api
         .get(&path, &Query::new())
         .map_err(not_found(&args.name))?;
-    if args.output.output == OutputFormat::Json {
-        return print_json(io.out, &reply);
+    if args.output.output.is_data() {
+        return print_data(io, &args.output, &reply);
     }
     let list: AppReplicaList = serde_json::from_value(reply)
         .map_err(|e| Error::failure(format!("the server's reply is not a replica list: {e}")))?;
@@ -917,7 +907,7 @@ fn status(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
         }
         return Ok(());
     }
-    print_table(io.out, &replica_table(&list.replicas))
+    print_table(io, &args.output, &replica_table(&list.replicas))
 }
 
 /// The query of `roost app logs`.

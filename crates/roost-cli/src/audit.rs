@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 
-use comfy_table::Table;
-use roost_api::audit::{AuditList, AuditRecordView, AuditVerify};
+use roost_api::audit::{AuditList, AuditVerify};
 use serde_json::Value;
 
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{OutputArgs, OutputFormat, new_table, print_json, print_table};
+use crate::output::{Column, OutputArgs, field, print_data, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -87,44 +86,54 @@ fn list(args: &AuditListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     print_records(reply, &args.output, "No audit records.", io)
 }
 
-/// Prints an [`AuditList`] reply as a table or JSON (`roost audit list`
-/// and `roost subcloud audit`).
+/// Prints an [`AuditList`] reply as a table, values, or JSON or YAML
+/// (the whole reply; with `-c` the records' picked keys) (`roost audit
+/// list` and `roost subcloud audit`).
 pub(crate) fn print_records(
     reply: Value,
     output: &OutputArgs,
     empty: &str,
     io: &mut Io<'_>,
 ) -> Result<(), Error> {
-    if output.output == OutputFormat::Json {
-        return print_json(io.out, &reply);
+    if output.output.is_data() && output.columns.is_empty() {
+        return print_data(io, output, &reply);
     }
     let list: AuditList = parse(reply, "audit listing")?;
-    if list.records.is_empty() {
-        writeln!(io.out, "{empty}")?;
-        return Ok(());
-    }
-    print_table(io.out, &record_table(&list.records))
+    let records = list
+        .records
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(|e| Error::failure(format!("cannot print the audit records: {e}")))?;
+    render_list(io, output, &record_columns(), &records, empty)
 }
 
-/// The table of audit records: Seq, Time, User, Roles, Source, Method,
-/// Path, Status.
-pub fn record_table(records: &[AuditRecordView]) -> Table {
-    let mut t = new_table(&[
-        "Seq", "Time", "User", "Roles", "Source", "Method", "Path", "Status",
-    ]);
-    for r in records {
-        t.add_row(vec![
-            r.seq.to_string(),
-            r.time.clone(),
-            r.user.clone(),
-            r.roles.join(","),
-            r.source.clone(),
-            r.method.clone(),
-            r.path.clone(),
-            r.status.to_string(),
-        ]);
-    }
-    t
+/// The columns of audit records: Seq, Time, User, Roles, Source, Method,
+/// Path, Status; wide adds the record's hash and the previous one.
+pub fn record_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Seq", "seq"),
+        Column::key("Time", "time"),
+        Column::key("User", "user"),
+        Column::with("Roles", Some("roles"), |r| {
+            r.get("roles")
+                .and_then(Value::as_array)
+                .map(|roles| {
+                    roles
+                        .iter()
+                        .map(|role| crate::output::cell(Some(role)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_else(|| field(r, "roles"))
+        }),
+        Column::key("Source", "source"),
+        Column::key("Method", "method"),
+        Column::key("Path", "path"),
+        Column::key("Status", "status"),
+        Column::key("Hash", "hash").wide(),
+        Column::key("Previous hash", "prev_hash").wide(),
+    ]
 }
 
 fn verify(args: &AuditVerifyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -145,9 +154,9 @@ fn verify(args: &AuditVerifyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Erro
             "answer",
         )?,
     };
-    if args.output.output == OutputFormat::Json {
+    if args.output.output.is_data() {
         let text = serde_json::to_value(&v).map_err(|e| Error::failure(e.to_string()))?;
-        print_json(io.out, &text)?;
+        print_data(io, &args.output, &text)?;
     } else if v.ok {
         writeln!(io.out, "audit log verified: {} records", v.records)?;
     }

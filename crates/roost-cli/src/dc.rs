@@ -1,14 +1,11 @@
 //! `roost dc …`: Distributed Cloud status across all subclouds
 //! (dcmanager's `/v1.0/alarms`).
 
-use comfy_table::Table;
 use serde_json::Value;
 
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{
-    OutputArgs, OutputFormat, cell, field, list_items, new_table, print_json, print_table,
-};
+use crate::output::{Column, OutputArgs, cell, list_items, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -31,22 +28,15 @@ pub struct DcAlarmsArgs {
 /// Runs one DC verb.
 pub(crate) fn run(cmd: DcCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        DcCommand::Alarms(args) => alarms(args.output.output, env, io),
+        DcCommand::Alarms(args) => alarms(&args.output, env, io),
     }
 }
 
-fn alarms(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn alarms(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1.0/alarms/", &Query::new())?;
     let rows = list_items(&reply, "alarm_summary")?;
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(rows)),
-        OutputFormat::Table if rows.is_empty() => {
-            writeln!(io.out, "No subclouds.")?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &alarm_summary_table(&rows)),
-    }
+    render_list(io, output, &alarm_summary_columns(), &rows, "No subclouds.")
 }
 
 /// A count as shown: `-` when negative (StarlingX sends -1 for a subcloud
@@ -64,23 +54,23 @@ pub fn count(value: Option<&Value>) -> String {
     }
 }
 
-/// The table of `roost dc alarms`: Subcloud, Critical, Major, Minor,
+/// The columns of `roost dc alarms`: Subcloud, Critical, Major, Minor,
 /// Warnings, Status.
-pub fn alarm_summary_table(rows: &[Value]) -> Table {
-    let mut table = new_table(&[
-        "Subcloud", "Critical", "Major", "Minor", "Warnings", "Status",
-    ]);
-    for row in rows {
-        table.add_row(vec![
-            field(row, "region_name"),
-            count(row.get("critical_alarms")),
-            count(row.get("major_alarms")),
-            count(row.get("minor_alarms")),
-            count(row.get("warnings")),
-            field(row, "cloud_status"),
-        ]);
-    }
-    table
+pub fn alarm_summary_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Subcloud", "region_name"),
+        Column::with("Critical", Some("critical_alarms"), |r| {
+            count(r.get("critical_alarms"))
+        }),
+        Column::with("Major", Some("major_alarms"), |r| {
+            count(r.get("major_alarms"))
+        }),
+        Column::with("Minor", Some("minor_alarms"), |r| {
+            count(r.get("minor_alarms"))
+        }),
+        Column::with("Warnings", Some("warnings"), |r| count(r.get("warnings"))),
+        Column::key("Status", "cloud_status"),
+    ]
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{OutputArgs, OutputFormat, field, new_table, print_json, print_table};
+use crate::output::{OutputArgs, field, new_table, print_data, print_table};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -94,10 +94,10 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
                 deploy: parse(api.get("/v1/deploy", &Query::new())?, "deploy")?,
                 hosts: parse(api.get("/v1/deploy_host", &Query::new())?, "deploy hosts")?,
             };
-            if args.output.output == OutputFormat::Json {
+            if args.output.output.is_data() {
                 let v = serde_json::to_value(&status)
-                    .map_err(|e| Error::failure(format!("cannot print JSON: {e}")))?;
-                return print_json(io.out, &v);
+                    .map_err(|e| Error::failure(format!("cannot print the deploy: {e}")))?;
+                return print_data(io, &args.output, &v);
             }
             let Some(d) = status.deploy.first() else {
                 writeln!(io.out, "No deploy in progress.")?;
@@ -108,7 +108,7 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
                 "Deploy of {} ({} -> {}): {}",
                 d.to_release_id, d.from_release, d.to_release, d.state
             )?;
-            print_table(io.out, &host_table(&status.hosts))
+            print_table(io, &args.output, &host_table(&status.hosts))
         }
         DeployCommand::Strategy(StrategyCommand::Create(args)) => {
             let req = StrategyRequest {
@@ -119,7 +119,7 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
             };
             let v = api.post("/v1/deploy/strategy", &req)?;
             print_strategy(&v, &args.output, io)?;
-            if args.output.output != OutputFormat::Json {
+            if !args.output.output.is_data() {
                 writeln!(io.err, "Next: roost deploy strategy apply")?;
             }
             Ok(())
@@ -192,8 +192,8 @@ fn host_table(hosts: &[DeployHostView]) -> comfy_table::Table {
 
 /// The strategy: a line with its state, then one row per stage.
 fn print_strategy(v: &Value, output: &OutputArgs, io: &mut Io<'_>) -> Result<(), Error> {
-    if output.output == OutputFormat::Json {
-        return print_json(io.out, v);
+    if output.output.is_data() {
+        return print_data(io, output, v);
     }
     let s: StrategyView = serde_json::from_value(v.clone())
         .map_err(|e| Error::failure(format!("unexpected strategy: {e}")))?;
@@ -222,5 +222,5 @@ fn print_strategy(v: &Value, output: &OutputArgs, io: &mut Io<'_>) -> Result<(),
             crate::output::short_text(&st.reason),
         ]);
     }
-    print_table(io.out, &t)
+    print_table(io, output, &t)
 }

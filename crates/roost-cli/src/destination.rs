@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::client::{Api, path_segment};
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{OutputArgs, OutputFormat, new_table, print_json, print_table, short_text};
+use crate::output::{Column, OutputArgs, field, render_detail, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -204,26 +204,24 @@ pub(crate) fn run(cmd: DestinationCommand, env: &Env, io: &mut Io<'_>) -> Result
     match cmd {
         DestinationCommand::List(a) => {
             let reply = api.get(BASE, &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply["destinations"]);
-            }
-            let list: DestinationList = parse(reply)?;
-            if list.destinations.is_empty() {
-                writeln!(
-                    io.out,
-                    "No notification destinations. Add one with `roost destination add-webhook`, `add-snmp` or `add-syslog`."
-                )?;
-                return Ok(());
-            }
-            print_table(io.out, &list_table(&list.destinations))
+            // Checked against the wire type, then printed from the JSON.
+            let _: DestinationList = parse(reply.clone())?;
+            let items = reply["destinations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            render_list(
+                io,
+                &a.output,
+                &destination_columns(),
+                &items,
+                "No notification destinations. Add one with `roost destination add-webhook`, `add-snmp` or `add-syslog`.",
+            )
         }
         DestinationCommand::Show(a) => {
             let reply = api.get(&dest_path(&a.destination)?, &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply);
-            }
-            let d: DestinationView = parse(reply)?;
-            print_table(io.out, &detail(&d))
+            let d: DestinationView = parse(reply.clone())?;
+            render_detail(io, &a.output, &reply, &detail_rows(&d))
         }
         DestinationCommand::AddWebhook(a) => {
             let body = DestinationCreate {
@@ -328,35 +326,18 @@ pub(crate) fn run(cmd: DestinationCommand, env: &Env, io: &mut Io<'_>) -> Result
                 &format!("{}/dead-letters", dest_path(&a.destination)?),
                 &Query::new(),
             )?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply["dead_letters"]);
-            }
-            let list: DeadLetterList = parse(reply)?;
-            if list.dead_letters.is_empty() {
-                writeln!(io.out, "No dead letters for destination {}.", a.destination)?;
-                return Ok(());
-            }
-            let mut t = new_table(&[
-                "Id",
-                "Sequence",
-                "Entity",
-                "Event",
-                "Attempts",
-                "Last error",
-                "At",
-            ]);
-            for l in &list.dead_letters {
-                t.add_row(vec![
-                    l.id.clone(),
-                    l.sequence.to_string(),
-                    l.entity_instance_id.clone(),
-                    format!("{} {}", l.body.event.event_log_id, l.body.event.state),
-                    l.attempts.to_string(),
-                    short_text(&l.last_error),
-                    crate::output::short_time(&l.created_at),
-                ]);
-            }
-            print_table(io.out, &t)
+            let _: DeadLetterList = parse(reply.clone())?;
+            let items = reply["dead_letters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            render_list(
+                io,
+                &a.output,
+                &dead_letter_columns(),
+                &items,
+                &format!("No dead letters for destination {}.", a.destination),
+            )
         }
         DestinationCommand::Retry(a) => {
             api.post(
@@ -416,36 +397,50 @@ fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Error> {
         .map_err(|e| Error::failure(format!("unexpected destination listing: {e}")))
 }
 
-fn list_table(list: &[DestinationView]) -> comfy_table::Table {
-    let mut t = new_table(&[
-        "Name",
-        "Type",
-        "Address",
-        "Enabled",
-        "Min severity",
-        "Delivered",
-        "Failed",
-        "Pending",
-        "Dead letters",
-    ]);
-    for d in list {
-        t.add_row(vec![
-            d.name.clone(),
-            d.kind.clone(),
-            d.address.clone(),
-            d.enabled.to_string(),
-            d.min_severity.clone(),
-            d.stats.delivered.to_string(),
-            d.stats.failed_attempts.to_string(),
-            d.stats.pending.to_string(),
-            d.stats.dead_lettered.to_string(),
-        ]);
-    }
-    t
+/// The columns of `roost destination list`.
+pub fn destination_columns() -> Vec<Column<'static>> {
+    let stat = |key: &'static str| move |d: &Value| field(&d["stats"], key);
+    vec![
+        Column::key("Name", "name"),
+        Column::key("Type", "type"),
+        Column::key("Address", "address"),
+        Column::with("Enabled", Some("enabled"), |d| {
+            field(d, "enabled").to_lowercase()
+        }),
+        Column::key("Min severity", "min_severity"),
+        Column::with("Delivered", None, stat("delivered")),
+        Column::with("Failed", None, stat("failed_attempts")),
+        Column::with("Pending", None, stat("pending")),
+        Column::with("Dead letters", None, stat("dead_lettered")),
+        Column::key("Id", "id").wide(),
+        Column::with("Last error", None, stat("last_error"))
+            .long()
+            .wide(),
+    ]
 }
 
-fn detail(d: &DestinationView) -> comfy_table::Table {
-    let mut t = new_table(&["Property", "Value"]);
+/// The columns of `roost destination dead-letters`.
+pub fn dead_letter_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Id", "id"),
+        Column::key("Sequence", "sequence"),
+        Column::key("Entity", "entity_instance_id"),
+        Column::with("Event", None, |l| {
+            format!(
+                "{} {}",
+                field(&l["body"]["event"], "event_log_id"),
+                field(&l["body"]["event"], "state")
+            )
+        }),
+        Column::key("Attempts", "attempts"),
+        Column::key("Last error", "last_error").long(),
+        Column::with("At", Some("created_at"), |l| {
+            crate::output::short_time(&field(l, "created_at"))
+        }),
+    ]
+}
+
+fn detail_rows(d: &DestinationView) -> Vec<(String, String)> {
     let settings: Vec<String> = d
         .settings
         .iter()
@@ -479,8 +474,5 @@ fn detail(d: &DestinationView) -> comfy_table::Table {
         ),
         ("created_at", d.created_at.clone()),
     ];
-    for (k, v) in rows {
-        t.add_row(vec![k.to_string(), v]);
-    }
-    t
+    rows.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

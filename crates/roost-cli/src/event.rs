@@ -1,15 +1,11 @@
 //! `roost event …`: the event log (alarm set and clear records, and logs).
 
-use comfy_table::Table;
-use serde_json::Value;
-
 use crate::alarm::marked_id;
 use crate::client::path_segment;
 use crate::credentials::Env;
 use crate::error::Error;
 use crate::output::{
-    OutputArgs, OutputFormat, detail_table, field, list_items, new_table, print_json, print_table,
-    short_text, short_time,
+    Column, OutputArgs, detail_rows, field, list_items, render_detail, render_list, short_time,
 };
 use crate::query::Query;
 use crate::{Io, connect};
@@ -132,50 +128,37 @@ fn list(args: &EventListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/event_log", &list_query(args))?;
     let events = list_items(&reply, "event_log")?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &Value::Array(events)),
-        OutputFormat::Table if events.is_empty() => {
-            writeln!(io.out, "No events.")?;
-            Ok(())
-        }
-        OutputFormat::Table => {
-            print_table(io.out, &event_list_table(&events))?;
-            let more = reply.get("next").is_some_and(|n| !n.is_null())
-                || events.len() as u64 >= u64::from(args.limit);
-            if more {
-                let n = events.len();
-                let noun = if n == 1 { "event" } else { "events" };
-                writeln!(
-                    io.err,
-                    "(the newest {n} {noun} shown; more may exist: raise --limit or narrow with --start/--end)"
-                )?;
-            }
-            Ok(())
-        }
+    render_list(io, &args.output, &event_columns(), &events, "No events.")?;
+    let more = reply.get("next").is_some_and(|n| !n.is_null())
+        || events.len() as u64 >= u64::from(args.limit);
+    if more && !args.output.output.is_data() {
+        let n = events.len();
+        let noun = if n == 1 { "event" } else { "events" };
+        writeln!(
+            io.err,
+            "(the newest {n} {noun} shown; more may exist: raise --limit or narrow with --start/--end)"
+        )?;
     }
+    Ok(())
 }
 
-/// The table of `roost event list`: Time, State, Event ID, Severity, Entity, Reason.
-pub fn event_list_table(events: &[Value]) -> Table {
-    let mut table = new_table(&[
-        "Time (UTC)",
-        "State",
-        "Event ID",
-        "Severity",
-        "Entity",
-        "Reason",
-    ]);
-    for event in events {
-        table.add_row(vec![
-            short_time(&field(event, "timestamp")),
-            field(event, "state"),
-            marked_id(event, "event_log_id"),
-            field(event, "severity"),
-            field(event, "entity_instance_id"),
-            short_text(&field(event, "reason_text")),
-        ]);
-    }
-    table
+/// The columns of `roost event list`: Time, State, Event ID, Severity,
+/// Entity, Reason; wide adds the UUID and the entity type.
+pub fn event_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::with("Time (UTC)", Some("timestamp"), |e| {
+            short_time(&field(e, "timestamp"))
+        }),
+        Column::key("State", "state"),
+        Column::with("Event ID", Some("event_log_id"), |e| {
+            marked_id(e, "event_log_id")
+        }),
+        Column::key("Severity", "severity"),
+        Column::key("Entity", "entity_instance_id"),
+        Column::key("Reason", "reason_text").long(),
+        Column::key("UUID", "uuid").wide(),
+        Column::key("Entity type", "entity_type_id").wide(),
+    ]
 }
 
 fn show(args: &EventShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -184,10 +167,12 @@ fn show(args: &EventShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let event = api
         .get(&path, &Query::new())
         .map_err(|e| e.on_status(404, || format!("event {} not found", args.uuid)))?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &event),
-        OutputFormat::Table => print_table(io.out, &detail_table(&event, EVENT_SHOW_FIELDS)),
-    }
+    render_detail(
+        io,
+        &args.output,
+        &event,
+        &detail_rows(&event, EVENT_SHOW_FIELDS),
+    )
 }
 
 #[cfg(test)]
@@ -272,7 +257,7 @@ mod tests {
             "timestamp": "2026-11-26T18:16:12.086207", "reason_text": "CPU high",
             "suppression_status": "suppressed"
         })];
-        let text = event_list_table(&events).force_no_tty().to_string();
+        let text = crate::output::list_text(&event_columns(), &events, &OutputArgs::default());
         for expected in [
             "S(100.101)",
             "set",

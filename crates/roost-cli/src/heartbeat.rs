@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use comfy_table::Table;
 use roost_api::fm::PatchOp;
 use roost_api::sysinv::ParameterApply;
 use serde_json::{Map, Value};
@@ -12,9 +11,7 @@ use serde_json::{Map, Value};
 use crate::client::path_segment;
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{
-    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table,
-};
+use crate::output::{Column, OutputArgs, field, list_items, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -82,7 +79,7 @@ fn parse_assignment(raw: &str) -> Result<(String, String), Error> {
 /// Runs one heartbeat verb.
 pub(crate) fn run(cmd: HeartbeatCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        HeartbeatCommand::Show(args) => show(args.output.output, env, io),
+        HeartbeatCommand::Show(args) => show(&args.output, env, io),
         HeartbeatCommand::Set(args) => set(&args.settings, env, io),
     }
 }
@@ -109,26 +106,25 @@ fn maintenance_rows(api: &crate::client::Api) -> Result<Vec<Value>, Error> {
     Ok(rows)
 }
 
-/// The Name/Value table of settings.
-pub fn settings_table(rows: &[Value]) -> Table {
-    let mut table = new_table(&["Name", "Value"]);
-    for row in rows {
-        table.add_row(vec![field(row, "name"), field(row, "value")]);
-    }
-    table
+/// The columns of the settings: Name, Value; wide adds the UUID.
+pub fn settings_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Name", "name"),
+        Column::key("Value", "value"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
-fn show(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn show(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let rows = maintenance_rows(api)?;
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(rows)),
-        OutputFormat::Table if rows.is_empty() => {
-            writeln!(io.out, "The server has no heartbeat settings.")?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &settings_table(&rows)),
-    }
+    render_list(
+        io,
+        output,
+        &settings_columns(),
+        &rows,
+        "The server has no heartbeat settings.",
+    )
 }
 
 /// Checks the requested settings before anything is sent: every name must
@@ -232,7 +228,13 @@ fn set(settings: &[(String, String)], env: &Env, io: &mut Io<'_>) -> Result<(), 
         None => api.post("/v1/service_parameter/apply", &apply_body()).err(),
     };
     let Some(e) = failure else {
-        return print_table(io.out, &settings_table(&changed));
+        return render_list(
+            io,
+            &OutputArgs::default(),
+            &settings_columns(),
+            &changed,
+            "",
+        );
     };
     let mut not_restored = Vec::new();
     for (path, old) in undo.iter().rev() {

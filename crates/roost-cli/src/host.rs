@@ -4,7 +4,6 @@
 //! A HOST argument is sent as typed: the server resolves an integer ID, a
 //! UUID or a hostname in `/v1/ihosts/{x}`.
 
-use comfy_table::Table;
 use roost_api::fm::PatchOp;
 use roost_api::sysinv::HostAdd;
 use serde_json::Value;
@@ -14,7 +13,7 @@ use crate::credentials::Env;
 use crate::error::Error;
 use crate::login::read_line;
 use crate::output::{
-    OutputArgs, OutputFormat, cell, field, list_items, new_table, print_json, print_table,
+    Column, OutputArgs, cell, field, list_items, print_data, render_detail, render_list,
 };
 use crate::query::Query;
 use crate::{Io, connect};
@@ -248,7 +247,7 @@ pub struct BmcArgs {
 /// Runs one host verb.
 pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        HostCommand::List(args) => list(args.output.output, env, io),
+        HostCommand::List(args) => list(&args.output, env, io),
         HostCommand::Show(args) => show(&args, env, io),
         HostCommand::Add(args) => add(&args, env, io),
         HostCommand::Delete(args) => delete(&args.host, env, io),
@@ -312,7 +311,7 @@ fn sort_by_number(items: &mut [Value], key: &str) {
     });
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/ihosts", &Query::new())?;
     let mut hosts: Vec<Value> = list_items(&reply, "ihosts")?
@@ -320,59 +319,36 @@ fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         .map(redacted)
         .collect();
     sort_by_number(&mut hosts, "id");
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(hosts)),
-        OutputFormat::Table if hosts.is_empty() => {
-            writeln!(io.out, "No hosts.")?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &host_list_table(&hosts)),
-    }
+    render_list(io, output, &host_columns(&hosts), &hosts, "No hosts.")
 }
 
-/// The table of `roost host list`: ID, Hostname, Personality,
-/// Administrative, Operational, Availability, and Task when any host has one.
-pub fn host_list_table(hosts: &[Value]) -> Table {
+/// The columns of `roost host list`: ID, Hostname, Personality,
+/// Administrative, Operational, Availability, and Task when any host has
+/// one; wide adds the task always, the UUID and the management address.
+pub fn host_columns(hosts: &[Value]) -> Vec<Column<'static>> {
     let with_task = hosts.iter().any(|h| !field(h, "task").trim().is_empty());
-    let mut header = vec![
-        "ID",
-        "Hostname",
-        "Personality",
-        "Administrative",
-        "Operational",
-        "Availability",
-    ];
-    if with_task {
-        header.push("Task");
-    }
-    let mut table = new_table(&header);
-    for host in hosts {
-        let mut row = vec![
-            field(host, "id"),
-            field(host, "hostname"),
-            field(host, "personality"),
-            field(host, "administrative"),
-            field(host, "operational"),
-            field(host, "availability"),
-        ];
-        if with_task {
-            row.push(field(host, "task"));
-        }
-        table.add_row(row);
-    }
-    table
+    let task = Column::key("Task", "task");
+    vec![
+        Column::key("ID", "id"),
+        Column::key("Hostname", "hostname"),
+        Column::key("Personality", "personality"),
+        Column::key("Administrative", "administrative"),
+        Column::key("Operational", "operational"),
+        Column::key("Availability", "availability"),
+        if with_task { task } else { task.wide() },
+        Column::key("UUID", "uuid").wide(),
+        Column::key("Management IP", "mgmt_ip").wide(),
+    ]
 }
 
-/// A Field/Value table of exactly `fields` (blank when absent).
-pub fn fields_table(item: &Value, fields: &[&str]) -> Table {
-    let mut table = new_table(&["Field", "Value"]);
-    for key in fields {
-        if SECRET_KEYS.contains(key) {
-            continue;
-        }
-        table.add_row(vec![(*key).to_string(), field(item, key)]);
-    }
-    table
+/// The Field/Value rows of exactly `fields` (blank when absent), secrets
+/// left out.
+pub fn fields_rows(item: &Value, fields: &[&str]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .filter(|key| !SECRET_KEYS.contains(key))
+        .map(|key| ((*key).to_string(), field(item, key)))
+        .collect()
 }
 
 fn get_host(api: &Api, host: &str) -> Result<Value, Error> {
@@ -383,10 +359,12 @@ fn get_host(api: &Api, host: &str) -> Result<Value, Error> {
 fn show(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let host = redacted(get_host(api, &args.host)?);
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &host),
-        OutputFormat::Table => print_table(io.out, &fields_table(&host, HOST_SHOW_FIELDS)),
-    }
+    render_detail(
+        io,
+        &args.output,
+        &host,
+        &fields_rows(&host, HOST_SHOW_FIELDS),
+    )
 }
 
 /// The `POST /v1/ihosts` body of `roost host add`.
@@ -409,9 +387,14 @@ fn add(args: &HostAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let host = redacted(api.post("/v1/ihosts", &body)?);
     let token = token_of(&host)?;
     match args.output.output {
-        OutputFormat::Json => print_json(io.out, &host),
-        OutputFormat::Table => {
-            print_table(io.out, &fields_table(&host, HOST_SHOW_FIELDS))?;
+        format if format.is_data() => print_data(io, &args.output, &host),
+        _ => {
+            render_detail(
+                io,
+                &args.output,
+                &host,
+                &fields_rows(&host, HOST_SHOW_FIELDS),
+            )?;
             writeln!(io.out)?;
             let name = displayed_name(&host, &args.hostname);
             print_enrollment(io, api.base(), &name, &token, "Join token")
@@ -428,8 +411,8 @@ fn join_token(args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
         .map_err(not_found(&args.host))?;
     let token = token_of(&reply)?;
     match args.output.output {
-        OutputFormat::Json => print_json(io.out, &reply),
-        OutputFormat::Table => {
+        format if format.is_data() => print_data(io, &args.output, &reply),
+        _ => {
             let name = displayed_name(&reply, &args.host);
             print_enrollment(io, api.base(), &name, &token, "New join token")
         }
@@ -452,9 +435,14 @@ fn host_resource(host: &str, sub: &str, act: bool, env: &Env) -> Result<Value, E
 fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let reply = host_resource(&args.host, "heartbeat_key", args.rotate, env)?;
     match args.output.output {
-        OutputFormat::Json => print_json(io.out, &reply),
-        OutputFormat::Table => {
-            print_table(io.out, &fields_table(&reply, HEARTBEAT_KEY_FIELDS))?;
+        format if format.is_data() => print_data(io, &args.output, &reply),
+        _ => {
+            render_detail(
+                io,
+                &args.output,
+                &reply,
+                &fields_rows(&reply, HEARTBEAT_KEY_FIELDS),
+            )?;
             if args.rotate {
                 writeln!(
                     io.err,
@@ -470,9 +458,14 @@ fn heartbeat_key(args: &HeartbeatKeyArgs, env: &Env, io: &mut Io<'_>) -> Result<
 fn attestation(args: &AttestationArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let reply = host_resource(&args.host, "attestation", args.accept, env)?;
     match args.output.output {
-        OutputFormat::Json => print_json(io.out, &reply),
-        OutputFormat::Table => {
-            print_table(io.out, &fields_table(&reply, ATTESTATION_FIELDS))?;
+        format if format.is_data() => print_data(io, &args.output, &reply),
+        _ => {
+            render_detail(
+                io,
+                &args.output,
+                &reply,
+                &fields_rows(&reply, ATTESTATION_FIELDS),
+            )?;
             for (title, key) in [
                 ("Expected PCRs", "expected_pcrs"),
                 ("Last quoted PCRs", "last_pcrs"),
@@ -664,12 +657,12 @@ impl SubList {
         }
     }
 
-    fn table(self, items: &[Value]) -> Table {
+    fn columns(self) -> Vec<Column<'static>> {
         match self {
-            SubList::Cpus => cpu_table(items),
-            SubList::Memory => memory_table(items),
-            SubList::Disks => disk_table(items),
-            SubList::Ports => port_table(items),
+            SubList::Cpus => cpu_columns(),
+            SubList::Memory => memory_columns(),
+            SubList::Disks => disk_columns(),
+            SubList::Ports => port_columns(),
         }
     }
 }
@@ -686,54 +679,35 @@ fn sub_list(kind: SubList, args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) ->
         SubList::Memory => items.sort_by_key(|m| number(m, "numa_node").unwrap_or(i64::MAX)),
         SubList::Disks | SubList::Ports => {}
     }
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &Value::Array(items)),
-        OutputFormat::Table if items.is_empty() => {
-            writeln!(
-                io.out,
-                "No {} reported for {} (its agent reports them once enrolled).",
-                kind.noun(),
-                args.host
-            )?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &kind.table(&items)),
-    }
+    let empty = format!(
+        "No {} reported for {} (its agent reports them once enrolled).",
+        kind.noun(),
+        args.host
+    );
+    render_list(io, &args.output, &kind.columns(), &items, &empty)
 }
 
-/// The table of `roost host cpus`.
-pub fn cpu_table(cpus: &[Value]) -> Table {
-    let mut table = new_table(&["CPU", "Core", "Thread", "NUMA node", "Model", "Function"]);
-    for cpu in cpus {
-        table.add_row(
-            [
-                "cpu",
-                "core",
-                "thread",
-                "numa_node",
-                "cpu_model",
-                "allocated_function",
-            ]
-            .iter()
-            .map(|k| field(cpu, k))
-            .collect::<Vec<_>>(),
-        );
-    }
-    table
+/// The columns of `roost host cpus` (wide adds the UUID).
+pub fn cpu_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("CPU", "cpu"),
+        Column::key("Core", "core"),
+        Column::key("Thread", "thread"),
+        Column::key("NUMA node", "numa_node"),
+        Column::key("Model", "cpu_model"),
+        Column::key("Function", "allocated_function"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
-/// The table of `roost host memory`.
-pub fn memory_table(nodes: &[Value]) -> Table {
-    let mut table = new_table(&["NUMA node", "Total MiB", "Available MiB"]);
-    for node in nodes {
-        table.add_row(
-            ["numa_node", "memtotal_mib", "memavail_mib"]
-                .iter()
-                .map(|k| field(node, k))
-                .collect::<Vec<_>>(),
-        );
-    }
-    table
+/// The columns of `roost host memory` (wide adds the UUID).
+pub fn memory_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("NUMA node", "numa_node"),
+        Column::key("Total MiB", "memtotal_mib"),
+        Column::key("Available MiB", "memavail_mib"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
 /// A size in MiB (a number or a numeric string) shown in GiB with one
@@ -750,40 +724,29 @@ pub fn gib(mib: Option<&Value>) -> String {
     }
 }
 
-/// The table of `roost host disks`.
-pub fn disk_table(disks: &[Value]) -> Table {
-    let mut table = new_table(&["Device", "Type", "Size GiB", "Serial", "RPM"]);
-    for disk in disks {
-        table.add_row(vec![
-            field(disk, "device_node"),
-            field(disk, "device_type"),
-            gib(disk.get("size_mib")),
-            field(disk, "serial_id"),
-            field(disk, "rpm"),
-        ]);
-    }
-    table
+/// The columns of `roost host disks` (wide adds the UUID).
+pub fn disk_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Device", "device_node"),
+        Column::key("Type", "device_type"),
+        Column::with("Size GiB", Some("size_mib"), |d| gib(d.get("size_mib"))),
+        Column::key("Serial", "serial_id"),
+        Column::key("RPM", "rpm"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
-/// The table of `roost host ports`.
-pub fn port_table(ports: &[Value]) -> Table {
-    let mut table = new_table(&[
-        "Name",
-        "MAC",
-        "MTU",
-        "Speed (Mb/s)",
-        "PCI address",
-        "Driver",
-    ]);
-    for port in ports {
-        table.add_row(
-            ["name", "mac", "mtu", "speed", "pciaddr", "driver"]
-                .iter()
-                .map(|k| field(port, k))
-                .collect::<Vec<_>>(),
-        );
-    }
-    table
+/// The columns of `roost host ports` (wide adds the UUID).
+pub fn port_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Name", "name"),
+        Column::key("MAC", "mac"),
+        Column::key("MTU", "mtu"),
+        Column::key("Speed (Mb/s)", "speed"),
+        Column::key("PCI address", "pciaddr"),
+        Column::key("Driver", "driver"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
 /// Checks the BMC flags and returns the patch without the password: the
@@ -857,7 +820,12 @@ fn bmc(args: &BmcArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     }
     let api = &connect(env)?;
     let host = api.patch(&path, &patch).map_err(not_found(&args.host))?;
-    print_table(io.out, &fields_table(&host, HOST_BMC_FIELDS))
+    render_detail(
+        io,
+        &OutputArgs::default(),
+        &host,
+        &fields_rows(&host, HOST_BMC_FIELDS),
+    )
 }
 
 #[cfg(test)]
@@ -890,13 +858,13 @@ mod tests {
     #[test]
     fn the_host_list_shows_a_task_column_only_when_a_host_has_a_task() {
         let idle = vec![json!({"id": 1, "hostname": "controller-0", "task": ""})];
-        let text = host_list_table(&idle).force_no_tty().to_string();
+        let text = crate::output::list_text(&host_columns(&idle), &idle, &OutputArgs::default());
         assert!(!text.contains("Task"), "{text}");
         let busy = vec![
             json!({"id": 1, "hostname": "controller-0", "task": null}),
             json!({"id": 2, "hostname": "worker-1", "task": "Rebooting"}),
         ];
-        let text = host_list_table(&busy).force_no_tty().to_string();
+        let text = crate::output::list_text(&host_columns(&busy), &busy, &OutputArgs::default());
         assert!(
             text.contains("Task") && text.contains("Rebooting"),
             "{text}"
@@ -918,9 +886,12 @@ mod tests {
     #[test]
     fn a_bmc_password_is_never_printed_even_if_the_server_sent_one() {
         let host = json!({"hostname": "w", "bm_username": "root", "bm_password": "hunter2"});
-        let text = fields_table(&host, &["hostname", "bm_username", "bm_password"])
-            .force_no_tty()
-            .to_string();
+        let text = crate::output::rows_table(&fields_rows(
+            &host,
+            &["hostname", "bm_username", "bm_password"],
+        ))
+        .force_no_tty()
+        .to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(redacted(host).get("bm_password").is_none());
     }

@@ -9,10 +9,8 @@ use serde_json::Value;
 use crate::client::path_segment;
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::host::{cpu_table, host_path};
-use crate::output::{
-    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table,
-};
+use crate::host::{cpu_columns, host_path};
+use crate::output::{Column, OutputArgs, field, list_items, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -63,8 +61,11 @@ pub struct LabelRemoveArgs {
     pub keys: Vec<String>,
 }
 
-/// Flags of `roost host cpu-modify`.
+/// Flags of `roost host cpu-modify`. Its `-c` is the CPU list (as in
+/// StarlingX's `system host-cpu-modify`); the output's `--column` has no
+/// short form here.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("columns", |a| a.short(None)))]
 pub struct CpuModifyArgs {
     /// Hostname, ID or UUID of the host (it must be locked)
     #[arg(value_name = "HOST")]
@@ -115,20 +116,8 @@ pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(),
         LabelCommand::List(args) => {
             let uuid = host_uuid(api, &args.host)?;
             let items = labels_of(api, &uuid)?;
-            match args.output.output {
-                OutputFormat::Json => print_json(io.out, &Value::Array(items)),
-                OutputFormat::Table if items.is_empty() => {
-                    writeln!(io.out, "{} has no labels.", args.host)?;
-                    Ok(())
-                }
-                OutputFormat::Table => {
-                    let mut t = new_table(&["Key", "Value"]);
-                    for l in &items {
-                        t.add_row(vec![field(l, "label_key"), field(l, "label_value")]);
-                    }
-                    print_table(io.out, &t)
-                }
-            }
+            let empty = format!("{} has no labels.", args.host);
+            render_list(io, &args.output, &label_columns(), &items, &empty)
         }
         LabelCommand::Assign(args) => {
             let mut body = BTreeMap::new();
@@ -226,8 +215,14 @@ pub(crate) fn cpu_modify(args: &CpuModifyArgs, env: &Env, io: &mut Io<'_>) -> Re
         .body;
     let mut items = list_items(&reply, "icpus")?;
     items.sort_by_key(|c| c["cpu"].as_u64().unwrap_or(u64::MAX));
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &Value::Array(items)),
-        OutputFormat::Table => print_table(io.out, &cpu_table(&items)),
-    }
+    render_list(io, &args.output, &cpu_columns(), &items, "")
+}
+
+/// The columns of `roost host label list` (wide adds the UUID).
+pub fn label_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Key", "label_key"),
+        Column::key("Value", "label_value"),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }

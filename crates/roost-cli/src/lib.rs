@@ -17,7 +17,8 @@
 //!   `$XDG_CONFIG_HOME/roost/credentials.json`, else
 //!   `$HOME/.config/roost/credentials.json` (directory 0700, file 0600).
 //!   `ROOST_URL` and `ROOST_TOKEN` override the stored values one by one.
-//! * Output: list and show verbs take `-o table|json`.
+//! * Output: list and show verbs take `-o table|wide|json|yaml|value`,
+//!   `-c/--column`, `--no-headers` and `--nowrap` (see the `output` module).
 //! * Errors: one line on stderr, `roost: <message>`; exit code 1 for server
 //!   and user errors, 2 for usage and configuration errors.
 //!
@@ -36,6 +37,7 @@ mod app_tests;
 mod audit;
 mod certificate;
 mod client;
+mod completion;
 mod credentials;
 mod dc;
 mod deploy;
@@ -47,6 +49,8 @@ mod host;
 mod host_attributes;
 mod login;
 mod output;
+#[cfg(test)]
+mod output_tests;
 mod query;
 mod release;
 mod strategy;
@@ -71,6 +75,7 @@ pub use app::{
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use certificate::CertificateCommand;
+pub use completion::{CompletionArgs, CompletionShell, print_completion, write_completion};
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use deploy::{CreateArgs, DeployCommand, ShowArgs, StrategyCommand, StrategyShowArgs};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
@@ -160,6 +165,9 @@ pub fn run(cmd: ClientCommand) -> i32 {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let err_terminal = io::stderr().is_terminal();
+    // Decided once: tables on a terminal use box-drawing characters, piped
+    // ones the ASCII borders of OpenStack's and StarlingX's clients.
+    let out_terminal = io::stdout().is_terminal();
     let mut input = stdin.lock();
     let mut out = io::stdout().lock();
     let mut err = io::stderr();
@@ -170,6 +178,7 @@ pub fn run(cmd: ClientCommand) -> i32 {
             input: &mut input,
             interactive,
             err_terminal,
+            out_terminal,
         };
         execute(cmd, &env, &mut io)
     };
@@ -199,6 +208,9 @@ pub(crate) struct Io<'a> {
     /// Whether `err` is a terminal (the progress of `--wait` is redrawn on
     /// one line).
     pub err_terminal: bool,
+    /// Whether `out` is a terminal (tables use box-drawing characters and
+    /// wrap to its width; piped, they use ASCII borders).
+    pub out_terminal: bool,
 }
 
 /// Runs a verb against the given environment and streams.

@@ -312,6 +312,7 @@ mod tests {
             input: &mut input,
             interactive: false,
             err_terminal: false,
+            out_terminal: false,
         };
         let r = run(cmd, &mut io);
         (

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::credentials::Env;
 use crate::error::Error;
-use crate::output::{OutputArgs, OutputFormat, new_table, print_json, print_table};
+use crate::output::{
+    Column, OutputArgs, list_items, new_table, print_data, print_table, render_list,
+};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -214,7 +216,7 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
             };
             let v = api.post(&format!("{STRATEGY}/"), &req)?;
             print_strategy(&v, None, &a.output, io)?;
-            if a.output.output != OutputFormat::Json {
+            if !a.output.output.is_data() {
                 writeln!(io.err, "Next: roost strategy apply")?;
             }
             Ok(())
@@ -282,19 +284,21 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         }
         StrategyCommand::Config(ConfigCommand::List(a)) => {
             let v = api.get("/v1.0/sw-update-options", &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &v);
+            if a.output.output.is_data() && a.output.columns.is_empty() {
+                return print_data(io, &a.output, &v);
             }
-            let l: SwUpdateOptionsList = parse(v, "strategy options")?;
-            print_table(io.out, &options_table(&l.sw_update_options))
+            // Checked for its shape; the columns read the JSON.
+            let _: SwUpdateOptionsList = parse(v.clone(), "strategy options")?;
+            let items = list_items(&v, "sw-update-options")?;
+            render_list(io, &a.output, &options_columns(), &items, "")
         }
         StrategyCommand::Config(ConfigCommand::Show(a)) => {
             let v = api.get(&options_path(a.cloud.as_deref()), &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &v);
+            if a.output.output.is_data() {
+                return print_data(io, &a.output, &v);
             }
             let o: SwUpdateOptions = parse(v, "strategy options")?;
-            print_table(io.out, &options_table(&[o]))
+            print_table(io, &a.output, &options_table(&[o]))
         }
         StrategyCommand::Config(ConfigCommand::Update(a)) => {
             let w = SwUpdateOptionsWrite {
@@ -305,11 +309,11 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
                 default_instance_action: a.default_instance_action.clone(),
             };
             let v = api.post(&options_path(a.cloud.as_deref()), &w)?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &v);
+            if a.output.output.is_data() {
+                return print_data(io, &a.output, &v);
             }
             let o: SwUpdateOptions = parse(v, "strategy options")?;
-            print_table(io.out, &options_table(&[o]))
+            print_table(io, &a.output, &options_table(&[o]))
         }
         StrategyCommand::Config(ConfigCommand::Delete(a)) => {
             api.delete(&options_path(Some(&a.cloud)))?;
@@ -317,6 +321,22 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
             Ok(())
         }
     }
+}
+
+/// The columns of `roost strategy config list`: Cloud, Storage apply,
+/// Worker apply, Max workers, Alarm restriction, Instance action; wide
+/// adds the subcloud's ID and the last update.
+pub fn options_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Cloud", "name"),
+        Column::key("Storage apply", "storage-apply-type"),
+        Column::key("Worker apply", "worker-apply-type"),
+        Column::key("Max workers", "max-parallel-workers"),
+        Column::key("Alarm restriction", "alarm-restriction-type"),
+        Column::key("Instance action", "default-instance-action"),
+        Column::key("Subcloud ID", "subcloud-id").wide(),
+        Column::key("Updated", "updated-at").wide(),
+    ]
 }
 
 fn options_table(items: &[SwUpdateOptions]) -> comfy_table::Table {
@@ -349,8 +369,8 @@ fn print_strategy(
     output: &OutputArgs,
     io: &mut Io<'_>,
 ) -> Result<(), Error> {
-    if output.output == OutputFormat::Json {
-        return print_json(io.out, v);
+    if output.output.is_data() {
+        return print_data(io, output, v);
     }
     let s: SwUpdateStrategy = parse(v.clone(), "strategy")?;
     let release = s
@@ -390,7 +410,13 @@ fn print_strategy(
             progress.join(", "),
         ]);
     }
-    print_table(io.out, &t)?;
+    // With the steps, -c picks their columns.
+    let stage_output = if steps.is_some() {
+        output.without_columns()
+    } else {
+        output.clone()
+    };
+    print_table(io, &stage_output, &t)?;
     if let Some(steps) = steps {
         let l: StrategyStepList = parse(steps.clone(), "strategy steps")?;
         let mut t = new_table(&["Cloud", "Stage", "State", "Started", "Finished", "Details"]);
@@ -404,7 +430,7 @@ fn print_strategy(
                 crate::output::short_text(&st.details),
             ]);
         }
-        print_table(io.out, &t)?;
+        print_table(io, output, &t)?;
     }
     Ok(())
 }

@@ -6,7 +6,6 @@
 //! integer ID in `/v1.0/subclouds/{x}`. Errors come back as HTML pages; the
 //! `client` module prints their detail line.
 
-use comfy_table::Table;
 use roost_api::dcmanager::{SubcloudCreate, SubcloudUpdate};
 use serde_json::Value;
 
@@ -15,8 +14,8 @@ use crate::credentials::Env;
 use crate::error::Error;
 use crate::host::{is_loopback_url, shell_word};
 use crate::output::{
-    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
-    short_time,
+    Column, OutputArgs, field, list_items, new_table, print_data, print_table, render_detail,
+    render_list, short_text, short_time,
 };
 use crate::query::Query;
 use crate::{Io, connect};
@@ -154,7 +153,7 @@ pub struct SubcloudUpdateArgs {
 /// Runs one subcloud verb.
 pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        SubcloudCommand::List(args) => list(args.output.output, env, io),
+        SubcloudCommand::List(args) => list(&args.output, env, io),
         SubcloudCommand::Show(args) => show(&args, env, io),
         SubcloudCommand::Add(args) => add(&args, env, io),
         SubcloudCommand::Manage(args) => set_management(&args.subcloud, "managed", env, io),
@@ -203,12 +202,12 @@ pub fn sort_by_id(items: &mut [Value]) {
     items.sort_by_key(|item| (id_of(item).unwrap_or(i64::MAX), field(item, "name")));
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(SUBCLOUDS_PATH, &Query::new())?;
     print_subclouds(
         io,
-        format,
+        output,
         list_items(&reply, "subclouds")?,
         "No subclouds.",
     )
@@ -217,65 +216,46 @@ fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
 /// Prints a list of subclouds sorted by ID, or `empty` when there is none.
 pub(crate) fn print_subclouds(
     io: &mut Io<'_>,
-    format: OutputFormat,
+    output: &OutputArgs,
     mut subclouds: Vec<Value>,
     empty: &str,
 ) -> Result<(), Error> {
     sort_by_id(&mut subclouds);
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(subclouds)),
-        OutputFormat::Table if subclouds.is_empty() => {
-            writeln!(io.out, "{empty}")?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &subcloud_list_table(&subclouds)),
-    }
+    render_list(io, output, &subcloud_columns(), &subclouds, empty)
 }
 
-/// The table of `roost subcloud list`: ID, Name, Management, Availability,
-/// Deploy status, Sync.
-pub fn subcloud_list_table(subclouds: &[Value]) -> Table {
-    let mut table = new_table(&[
-        "ID",
-        "Name",
-        "Management",
-        "Availability",
-        "Deploy status",
-        "Sync",
-    ]);
-    for subcloud in subclouds {
-        table.add_row(
-            [
-                "id",
-                "name",
-                "management-state",
-                "availability-status",
-                "deploy-status",
-                "sync_status",
-            ]
-            .iter()
-            .map(|k| field(subcloud, k))
-            .collect::<Vec<_>>(),
-        );
-    }
-    table
+/// The columns of `roost subcloud list`: ID, Name, Management,
+/// Availability, Deploy status, Sync; wide adds the group, the location
+/// and the description.
+pub fn subcloud_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("ID", "id"),
+        Column::key("Name", "name"),
+        Column::key("Management", "management-state"),
+        Column::key("Availability", "availability-status"),
+        Column::key("Deploy status", "deploy-status"),
+        Column::key("Sync", "sync_status"),
+        Column::key("Group", "group_id").wide(),
+        Column::key("Location", "location").wide(),
+        Column::key("Description", "description").long().wide(),
+    ]
 }
 
-/// The Field/Value table of one subcloud: [`SUBCLOUD_SHOW_FIELDS`], then
+/// The Field/Value rows of one subcloud: [`SUBCLOUD_SHOW_FIELDS`], then
 /// `<endpoint>_sync_status` for each entry of `endpoint_sync_status`.
-pub fn subcloud_table(subcloud: &Value) -> Table {
-    let mut table = new_table(&["Field", "Value"]);
-    for key in SUBCLOUD_SHOW_FIELDS {
-        table.add_row(vec![(*key).to_string(), field(subcloud, key)]);
-    }
+pub fn subcloud_rows(subcloud: &Value) -> Vec<(String, String)> {
+    let mut table: Vec<(String, String)> = SUBCLOUD_SHOW_FIELDS
+        .iter()
+        .map(|key| ((*key).to_string(), field(subcloud, key)))
+        .collect();
     if let Some(Value::Array(endpoints)) = subcloud.get("endpoint_sync_status") {
         for endpoint in endpoints {
             let name = field(endpoint, "endpoint_type");
             if !name.is_empty() {
-                table.add_row(vec![
+                table.push((
                     format!("{name}_sync_status"),
                     field(endpoint, "sync_status"),
-                ]);
+                ));
             }
         }
     }
@@ -289,10 +269,7 @@ fn get_subcloud(api: &Api, subcloud: &str) -> Result<Value, Error> {
 fn show(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let subcloud = get_subcloud(api, &args.subcloud)?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &subcloud),
-        OutputFormat::Table => print_table(io.out, &subcloud_table(&subcloud)),
-    }
+    render_detail(io, &args.output, &subcloud, &subcloud_rows(&subcloud))
 }
 
 /// The `POST /v1.0/subclouds/` body of `roost subcloud add`: the name and
@@ -323,9 +300,9 @@ fn add(args: &SubcloudAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> 
         .map(str::to_string)
         .ok_or_else(|| Error::failure("the server sent no enrollment token"))?;
     match args.output.output {
-        OutputFormat::Json => print_json(io.out, &subcloud),
-        OutputFormat::Table => {
-            print_table(io.out, &subcloud_table(&subcloud))?;
+        format if format.is_data() => print_data(io, &args.output, &subcloud),
+        _ => {
+            render_detail(io, &args.output, &subcloud, &subcloud_rows(&subcloud))?;
             writeln!(io.out)?;
             let name = match subcloud.get("name").and_then(Value::as_str) {
                 Some(name) if !name.is_empty() => name.to_string(),
@@ -450,7 +427,12 @@ fn update(args: &SubcloudUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     let path = subcloud_path(&args.subcloud)?;
     let api = &connect(env)?;
     let subcloud = api.patch(&path, &body)?;
-    print_table(io.out, &subcloud_table(&subcloud))
+    render_detail(
+        io,
+        &OutputArgs::default(),
+        &subcloud,
+        &subcloud_rows(&subcloud),
+    )
 }
 
 fn delete(subcloud: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -466,14 +448,8 @@ fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     let api = &connect(env)?;
     let reply = api.get(&path, &Query::new())?;
     let alarms = list_items(&reply, "alarms")?;
-    match args.output.output {
-        OutputFormat::Json => print_json(io.out, &Value::Array(alarms)),
-        OutputFormat::Table if alarms.is_empty() => {
-            writeln!(io.out, "No active alarms on {}.", args.subcloud)?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &subcloud_alarm_table(&alarms)),
-    }
+    let empty = format!("No active alarms on {}.", args.subcloud);
+    render_list(io, &args.output, &subcloud_alarm_columns(), &alarms, &empty)
 }
 
 fn app_status(args: &SubcloudAppStatusArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -482,8 +458,8 @@ fn app_status(args: &SubcloudAppStatusArgs, env: &Env, io: &mut Io<'_>) -> Resul
         Some(sc) => vec![api.get(&format!("{}/apps", subcloud_path(sc)?), &Query::new())?],
         None => list_items(&api.get("/v1.0/subcloud-apps", &Query::new())?, "subclouds")?,
     };
-    if args.output.output == OutputFormat::Json {
-        return print_json(io.out, &Value::Array(subclouds));
+    if args.output.output.is_data() {
+        return print_data(io, &args.output, &Value::Array(subclouds));
     }
     let mut table = new_table(&["Subcloud", "Application", "Version", "State", "Reason"]);
     for sc in &subclouds {
@@ -507,23 +483,22 @@ fn app_status(args: &SubcloudAppStatusArgs, env: &Env, io: &mut Io<'_>) -> Resul
             ]);
         }
     }
-    print_table(io.out, &table)
+    print_table(io, &args.output, &table)
 }
 
-/// The table of `roost subcloud alarms`: Alarm ID, Severity, Entity,
-/// Reason, Time.
-pub fn subcloud_alarm_table(alarms: &[Value]) -> Table {
-    let mut table = new_table(&["Alarm ID", "Severity", "Entity", "Reason", "Time (UTC)"]);
-    for alarm in alarms {
-        table.add_row(vec![
-            field(alarm, "alarm_id"),
-            field(alarm, "severity"),
-            field(alarm, "entity_instance_id"),
-            short_text(&field(alarm, "reason_text")),
-            short_time(&field(alarm, "timestamp")),
-        ]);
-    }
-    table
+/// The columns of `roost subcloud alarms`: Alarm ID, Severity, Entity,
+/// Reason, Time; wide adds the UUID.
+pub fn subcloud_alarm_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Alarm ID", "alarm_id"),
+        Column::key("Severity", "severity"),
+        Column::key("Entity", "entity_instance_id"),
+        Column::key("Reason", "reason_text").long(),
+        Column::with("Time (UTC)", Some("timestamp"), |a| {
+            short_time(&field(a, "timestamp"))
+        }),
+        Column::key("UUID", "uuid").wide(),
+    ]
 }
 
 #[cfg(test)]
@@ -644,7 +619,9 @@ mod tests {
             {"endpoint_type": "platform", "sync_status": "in-sync"},
             {"endpoint_type": "fm", "sync_status": "out-of-sync"}
         ]});
-        let text = subcloud_table(&subcloud).force_no_tty().to_string();
+        let text = crate::output::rows_table(&subcloud_rows(&subcloud))
+            .force_no_tty()
+            .to_string();
         assert!(text.contains("platform_sync_status"), "{text}");
         assert!(text.contains("fm_sync_status"), "{text}");
         assert!(text.contains("out-of-sync"), "{text}");

@@ -5,7 +5,6 @@
 //! A GROUP argument is sent as typed: the server resolves a name or an
 //! integer ID.
 
-use comfy_table::Table;
 use roost_api::dcmanager::GroupWrite;
 use serde_json::Value;
 
@@ -13,7 +12,8 @@ use crate::client::path_segment;
 use crate::credentials::Env;
 use crate::error::Error;
 use crate::output::{
-    OutputArgs, OutputFormat, field, list_items, new_table, print_json, print_table, short_text,
+    Column, OutputArgs, field, list_items, new_table, print_data, print_table, render_detail,
+    render_list,
 };
 use crate::query::Query;
 use crate::subcloud::{print_subclouds, sort_by_id};
@@ -141,7 +141,7 @@ pub struct GroupUpdateArgs {
 /// Runs one subcloud group verb.
 pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        SubcloudGroupCommand::List(args) => list(args.output.output, env, io),
+        SubcloudGroupCommand::List(args) => list(&args.output, env, io),
         SubcloudGroupCommand::Show(args) => show(&args, env, io),
         SubcloudGroupCommand::Add(args) => add(&args, env, io),
         SubcloudGroupCommand::Update(args) => update(&args, env, io),
@@ -150,13 +150,13 @@ pub(crate) fn run(cmd: SubcloudGroupCommand, env: &Env, io: &mut Io<'_>) -> Resu
         SubcloudGroupCommand::Apps(args) => {
             let path = format!("{}/apps", group_path(&args.group)?);
             let reply = connect(env)?.get(&path, &Query::new())?;
-            print_group_apps(io, args.output.output, &reply)
+            print_group_apps(io, &args.output, &reply)
         }
         SubcloudGroupCommand::AppAssign(args) => {
             let path = format!("{}/apps", group_path(&args.group)?);
             let body = roost_api::dcmanager::GroupAppAssign { app: args.app };
             let reply = connect(env)?.post(&path, &body)?;
-            print_group_apps(io, OutputFormat::Table, &reply)
+            print_group_apps(io, &OutputArgs::default(), &reply)
         }
         SubcloudGroupCommand::AppUnassign(args) => {
             let path = format!(
@@ -183,58 +183,43 @@ pub fn group_path(group: &str) -> Result<String, Error> {
     ))
 }
 
-fn list(format: OutputFormat, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(GROUPS_PATH, &Query::new())?;
     let mut groups = list_items(&reply, "subcloud_groups")?;
     sort_by_id(&mut groups);
-    match format {
-        OutputFormat::Json => print_json(io.out, &Value::Array(groups)),
-        OutputFormat::Table if groups.is_empty() => {
-            writeln!(io.out, "No subcloud groups.")?;
-            Ok(())
-        }
-        OutputFormat::Table => print_table(io.out, &group_list_table(&groups)),
-    }
+    render_list(io, output, &group_columns(), &groups, "No subcloud groups.")
 }
 
-/// The table of `roost subcloud-group list`: ID, Name, Description, Apply
-/// type, Max parallel.
-pub fn group_list_table(groups: &[Value]) -> Table {
-    let mut table = new_table(&["ID", "Name", "Description", "Apply type", "Max parallel"]);
-    for group in groups {
-        table.add_row(vec![
-            field(group, "id"),
-            field(group, "name"),
-            short_text(&field(group, "description")),
-            field(group, "update_apply_type"),
-            field(group, "max_parallel_subclouds"),
-        ]);
-    }
-    table
+/// The columns of `roost subcloud-group list`: ID, Name, Description,
+/// Apply type, Max parallel (wide shows the whole description).
+pub fn group_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("ID", "id"),
+        Column::key("Name", "name"),
+        Column::key("Description", "description").long(),
+        Column::key("Apply type", "update_apply_type"),
+        Column::key("Max parallel", "max_parallel_subclouds"),
+    ]
 }
 
-/// A Field/Value table of [`GROUP_SHOW_FIELDS`].
-pub fn group_table(group: &Value) -> Table {
-    let mut table = new_table(&["Field", "Value"]);
-    for key in GROUP_SHOW_FIELDS {
-        table.add_row(vec![(*key).to_string(), field(group, key)]);
-    }
-    table
+/// The Field/Value rows of [`GROUP_SHOW_FIELDS`].
+pub fn group_rows(group: &Value) -> Vec<(String, String)> {
+    GROUP_SHOW_FIELDS
+        .iter()
+        .map(|key| ((*key).to_string(), field(group, key)))
+        .collect()
 }
 
-fn print_group(io: &mut Io<'_>, format: OutputFormat, group: &Value) -> Result<(), Error> {
-    match format {
-        OutputFormat::Json => print_json(io.out, group),
-        OutputFormat::Table => print_table(io.out, &group_table(group)),
-    }
+fn print_group(io: &mut Io<'_>, output: &OutputArgs, group: &Value) -> Result<(), Error> {
+    render_detail(io, output, group, &group_rows(group))
 }
 
 fn show(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let path = group_path(&args.group)?;
     let api = &connect(env)?;
     let group = api.get(&path, &Query::new())?;
-    print_group(io, args.output.output, &group)
+    print_group(io, &args.output, &group)
 }
 
 /// A request body with `name` and the given settings.
@@ -260,7 +245,7 @@ fn add(args: &GroupAddArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let body = add_body(args)?;
     let api = &connect(env)?;
     let group = api.post(GROUPS_PATH, &body)?;
-    print_group(io, args.output.output, &group)
+    print_group(io, &args.output, &group)
 }
 
 /// The `PATCH` body of `roost subcloud-group update`: the given fields
@@ -287,7 +272,7 @@ fn update(args: &GroupUpdateArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Erro
     let path = group_path(&args.group)?;
     let api = &connect(env)?;
     let group = api.patch(&path, &body)?;
-    print_group(io, OutputFormat::Table, &group)
+    print_group(io, &OutputArgs::default(), &group)
 }
 
 fn delete(group: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -304,15 +289,15 @@ fn subclouds(args: &GroupOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     let reply = api.get(&path, &Query::new())?;
     print_subclouds(
         io,
-        args.output.output,
+        &args.output,
         list_items(&reply, "subclouds")?,
         &format!("No subclouds in group {}.", args.group),
     )
 }
 
-fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Result<(), Error> {
-    if format == OutputFormat::Json {
-        return print_json(io.out, reply);
+fn print_group_apps(io: &mut Io<'_>, output: &OutputArgs, reply: &Value) -> Result<(), Error> {
+    if output.output.is_data() {
+        return print_data(io, output, reply);
     }
     let mut table = new_table(&["Application", "Version", "Digest", "Size"]);
     for a in reply["apps"]
@@ -327,7 +312,7 @@ fn print_group_apps(io: &mut Io<'_>, format: OutputFormat, reply: &Value) -> Res
             field(a, "size"),
         ]);
     }
-    print_table(io.out, &table)
+    print_table(io, output, &table)
 }
 
 #[cfg(test)]

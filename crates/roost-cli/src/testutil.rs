@@ -165,6 +165,11 @@ pub struct Outcome {
 /// Runs a parsed command line (without the program name) against `env`,
 /// with `input` as standard input (not a terminal).
 pub fn run_verb(args: &[&str], env: &Env, input: &str) -> Outcome {
+    run_verb_on(args, env, input, false)
+}
+
+/// [`run_verb`] with standard output a terminal or not.
+pub fn run_verb_on(args: &[&str], env: &Env, input: &str, out_terminal: bool) -> Outcome {
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {
@@ -186,6 +191,7 @@ pub fn run_verb(args: &[&str], env: &Env, input: &str) -> Outcome {
             input: &mut input,
             interactive: false,
             err_terminal: false,
+            out_terminal,
         },
     );
     Outcome {

@@ -13,7 +13,7 @@ use crate::client::{Api, path_segment};
 use crate::credentials::Env;
 use crate::error::Error;
 use crate::login::read_password;
-use crate::output::{OutputArgs, OutputFormat, new_table, print_json, print_table};
+use crate::output::{Column, OutputArgs, field, new_table, print_data, print_table, render_list};
 use crate::query::Query;
 use crate::{Io, connect};
 
@@ -112,19 +112,25 @@ pub(crate) fn run(cmd: UserCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Er
     match cmd {
         UserCommand::List(a) => {
             let reply = api.get("/v3/users", &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply);
+            if a.output.output.is_data() && a.output.columns.is_empty() {
+                return print_data(io, &a.output, &reply);
             }
             let list: UserList = parse(reply)?;
-            print_table(io.out, &user_table(&list.users))
+            let users = list
+                .users
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<Value>, _>>()
+                .map_err(|e| Error::failure(format!("cannot print the users: {e}")))?;
+            render_list(io, &a.output, &user_columns(), &users, "")
         }
         UserCommand::Show(a) => {
             let reply = api.get(&user_path(&a.user)?, &Query::new())?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply);
+            if a.output.output.is_data() {
+                return print_data(io, &a.output, &reply);
             }
             let user: User = parse(reply["user"].clone())?;
-            print_table(io.out, &user_table(&[user]))
+            print_table(io, &a.output, &user_table(&[user]))
         }
         UserCommand::Create(a) => {
             let password = read_password(a.password_stdin, io)?;
@@ -139,11 +145,11 @@ pub(crate) fn run(cmd: UserCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Er
                 },
             };
             let reply = api.post("/v3/users", &body)?;
-            if a.output.output == OutputFormat::Json {
-                return print_json(io.out, &reply);
+            if a.output.output.is_data() {
+                return print_data(io, &a.output, &reply);
             }
             let user: User = parse(reply["user"].clone())?;
-            print_table(io.out, &user_table(&[user]))
+            print_table(io, &a.output, &user_table(&[user]))
         }
         UserCommand::Delete(a) => {
             api.delete(&user_path(&a.user)?)?;
@@ -233,6 +239,39 @@ fn set_role(api: &Api, a: &UserRoleArgs, method: Method) -> Result<(), Error> {
     );
     api.send(method, &path, &Query::new(), None::<&Value>)?;
     Ok(())
+}
+
+/// The columns of `roost user list`: Name, Id, Roles, Enabled, Failed
+/// logins, Locked until; wide adds the domain and the password's expiry.
+pub fn user_columns() -> Vec<Column<'static>> {
+    vec![
+        Column::key("Name", "name"),
+        Column::key("Id", "id"),
+        Column::with("Roles", Some("roles"), |u| {
+            u.get("roles")
+                .and_then(Value::as_array)
+                .map(|roles| {
+                    roles
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        }),
+        Column::with("Enabled", Some("enabled"), |u| {
+            field(u, "enabled").to_lowercase()
+        }),
+        Column::key("Failed logins", "failed_logins"),
+        Column::with("Locked until", Some("locked_until"), |u| {
+            match field(u, "locked_until") {
+                t if t.is_empty() => "-".to_string(),
+                t => t,
+            }
+        }),
+        Column::key("Domain", "domain_id").wide(),
+        Column::key("Password expires", "password_expires_at").wide(),
+    ]
 }
 
 fn user_table(users: &[User]) -> comfy_table::Table {

@@ -1120,8 +1120,8 @@ fn dc_alarms_prints_a_dash_for_the_counts_of_an_unreachable_subcloud() {
         out.lines()
             .find(|l| l.contains(region))
             .unwrap_or_else(|| panic!("{region}: {out}"))
-            .trim_matches(|c| c == '│' || c == ' ')
-            .split('┆')
+            .trim_matches(|c| c == '|' || c == ' ')
+            .split('|')
             .map(|c| c.trim().to_string())
             .collect()
     };

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use roost_server::Config;
 
 #[derive(Parser, Debug)]
@@ -40,6 +40,8 @@ enum Command {
     Witness(WitnessArgs),
     /// Print the OpenAPI document of the REST API
     Openapi,
+    /// Print the shell completion script of roost (bash, zsh or fish)
+    Completion(roost_cli::CompletionArgs),
     /// The log writer containerd's shim starts for each container
     #[command(hide = true)]
     ContainerLogger { spec: String },
@@ -302,6 +304,9 @@ fn main() -> ExitCode {
             containerd_socket,
         )),
         Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
+        Command::Completion(args) => ExitCode::from(
+            roost_cli::print_completion(&args, &mut Cli::command()).clamp(0, 255) as u8,
+        ),
         Command::Store(StoreCommand::Migrate { from, to, config }) => {
             let config = match config.as_deref().map(Config::from_file).transpose() {
                 Ok(c) => Config {
