@@ -206,6 +206,36 @@ fn strategy_options() -> Vec<Value> {
     ]
 }
 
+fn destinations() -> Vec<Value> {
+    let dest = |id: &str, name: &str, kind: &str, address: &str| {
+        json!({"id": id, "name": name, "type": kind, "address": address, "enabled": true,
+               "min_severity": "all", "include_logs": true, "settings": {},
+               "stats": {"delivered": 3, "failed_attempts": 1, "pending": 0,
+                         "dead_lettered": 0, "dropped": 0, "last_error": LONG_REASON},
+               "created_at": "2026-12-04T05:00:00.000000"})
+    };
+    vec![json!({"destinations": [
+        dest(UUID_1, "ops", "webhook", "https://hooks.example.com/roost"),
+        dest(UUID_2, "nms", "snmp", "10.0.0.9:162")
+    ]})]
+}
+
+fn dead_letters() -> Vec<Value> {
+    let letter = |id: &str, seq: u64| {
+        json!({"id": id, "destination_id": UUID_1, "sequence": seq,
+               "entity_instance_id": "host=controller-0", "attempts": 8,
+               "last_error": LONG_REASON, "created_at": "2026-12-04T05:00:00.000000",
+               "body": {"sequence": seq, "system": "roost", "event": {
+                   "uuid": id, "event_log_id": "100.101", "state": "set",
+                   "entity_instance_id": "host=controller-0", "entity_type_id": "host",
+                   "severity": "major", "reason_text": "r", "event_log_type": "t",
+                   "probable_cause": "c", "proposed_repair_action": "a",
+                   "service_affecting": false, "suppression": true,
+                   "timestamp": "2026-12-04T05:00:00.000000Z"}}})
+    };
+    vec![json!({"dead_letters": [letter(UUID_1, 4), letter(UUID_2, 9)]})]
+}
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -396,6 +426,24 @@ fn cases() -> Vec<Case> {
             header: "Worker apply",
             first: "parallel",
             wide_only: Some("Subcloud ID"),
+        },
+        Case {
+            args: &["destination", "list"],
+            replies: destinations,
+            rows: 2,
+            column: "address",
+            header: "Address",
+            first: "https://hooks.example.com/roost",
+            wide_only: Some("Last error"),
+        },
+        Case {
+            args: &["destination", "dead-letters", "ops"],
+            replies: dead_letters,
+            rows: 2,
+            column: "sequence",
+            header: "Sequence",
+            first: "4",
+            wide_only: None,
         },
     ]
 }

@@ -558,3 +558,152 @@ fn rsyslog_receives_rfc5424_messages_over_udp_and_tcp() {
         .count();
     assert_eq!(clears, 2, "{lines:#?}");
 }
+
+/// Net-SNMP's snmptrapd in the foreground, writing each trap on one line
+/// (numeric OIDs) to a file.
+struct Trapd {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Trapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Trapd {
+    fn start(port: u16, conf: &str) -> Option<Trapd> {
+        if !require_or_skip(
+            Path::new("/usr/sbin/snmptrapd").exists(),
+            "snmptrapd (Debian package snmptrapd)",
+        ) {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf_path = dir.path().join("snmptrapd.conf");
+        std::fs::write(&conf_path, conf).expect("conf");
+        let log = dir.path().join("traps");
+        let child = Command::new("/usr/sbin/snmptrapd")
+            .args(["-f", "-C", "-n", "-On", "-c"])
+            .arg(&conf_path)
+            .arg("-Lf")
+            .arg(&log)
+            .args(["-F", "TRAP\\t%V\\t%v\\n"])
+            .arg(format!("udp:127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("snmptrapd starts");
+        Some(Trapd {
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    fn traps(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("TRAP"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+#[test]
+fn snmptrapd_receives_alarm_traps_over_snmpv2c_and_snmpv3() {
+    let s = Server::start(bin());
+    let api = s.api();
+    let port = free_udp_port();
+    let r = api.post(
+        "/v1/notifications/destinations",
+        &json!({"name": "nms", "type": "snmp", "host": format!("127.0.0.1:{port}"),
+                "community": "roost-public", "include_logs": false}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = api.post(
+        "/v1/notifications/destinations",
+        &json!({"name": "nms3", "type": "snmp", "host": format!("127.0.0.1:{port}"),
+                "version": "3", "user": "roostv3", "auth_protocol": "SHA-256",
+                "auth_password": "auth-passphrase-1", "priv_password": "priv-passphrase-1",
+                "min_severity": "critical", "include_logs": false}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let engine = r.body["engine_id"]
+        .as_str()
+        .expect("an engine id")
+        .to_string();
+    assert!(!r.body.to_string().contains("passphrase-1"), "{}", r.body);
+    let Some(trapd) = Trapd::start(
+        port,
+        &format!(
+            "authCommunity log roost-public\n\
+             createUser -e 0x{engine} roostv3 SHA-256 auth-passphrase-1 AES priv-passphrase-1\n\
+             authUser log roostv3 priv\n"
+        ),
+    ) else {
+        return;
+    };
+    // snmptrapd is listening once a test record's trap shows.
+    let ready = wait_for(20, || {
+        let r = api.post("/v1/notifications/destinations/nms/test", &json!(null));
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        (!trapd.traps().is_empty()).then_some(())
+    });
+    assert!(ready.is_some(), "snmptrapd never logged the test trap");
+    let before = trapd.traps().len();
+    api.set_alarm("100.104", "host=controller-0.filesystem=/var", "major");
+    api.set_alarm("100.103", "host=controller-0", "critical");
+    clear_alarm(&api, "100.104", "host=controller-0.filesystem=/var");
+    // v2c: major set, critical set, clear; v3 (critical and up): the critical set.
+    let traps = wait_for(30, || {
+        let t = trapd.traps();
+        (t.len() >= before + 4).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("four traps expected: {:#?}\n{}", trapd.traps(), s.log()));
+    let new = &traps[before..];
+    let mib = ".1.3.6.1.4.1.731.1.1.1.1";
+    let with = |trap: u32| -> Vec<&String> {
+        new.iter()
+            .filter(|l| l.contains(&format!("OID: {mib}.0.{trap}\t")))
+            .collect()
+    };
+    let major = with(2);
+    assert_eq!(major.len(), 1, "{new:#?}");
+    let m = major[0];
+    assert!(m.contains("STRING: \"100.104\""), "{m}");
+    assert!(
+        m.contains("STRING: \"host=controller-0.filesystem=/var\""),
+        "{m}"
+    );
+    assert!(m.contains("INTEGER: 3"), "major is 3: {m}");
+    assert!(
+        m.contains("100.104 on host=controller-0.filesystem=/var"),
+        "{m}"
+    );
+    assert_eq!(
+        with(1).len(),
+        2,
+        "the critical set over v2c and over v3: {new:#?}"
+    );
+    let clear = with(9);
+    assert_eq!(clear.len(), 1, "{new:#?}");
+    assert!(
+        clear[0].contains("INTEGER: 0"),
+        "a clear is 0: {}",
+        clear[0]
+    );
+    let d = api.get("/v1/notifications/destinations/nms3").body;
+    assert_eq!(d["stats"]["delivered"], 1, "{d}");
+    assert_eq!(d["engine_id"], engine.as_str());
+}
