@@ -3,6 +3,7 @@
 //! and stop it gently or with `kill -9`.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod release;
 
 use std::io::{BufRead, BufReader};

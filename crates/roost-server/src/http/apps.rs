@@ -194,7 +194,7 @@ impl Drop for DropRequest {
 }
 
 /// A response body fed by a channel.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+pub(super) struct ChannelBody(pub(super) tokio::sync::mpsc::Receiver<Bytes>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;

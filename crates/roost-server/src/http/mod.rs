@@ -18,6 +18,7 @@ mod orchestration;
 pub mod serve;
 mod software;
 mod sysinv;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,7 +119,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(ops::healthz))
         .merge(identity::public_routes())
         .merge(agent::routes())
-        .merge(apps::agent_routes());
+        .merge(apps::agent_routes())
+        .merge(ui::routes());
     Router::new()
         .merge(protected)
         .merge(public)
