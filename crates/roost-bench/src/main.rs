@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p roost
-//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|access-log|notify|deploy|failover] [--bin PATH] [--quick]
+//! cargo run --release -p roost-bench -- [all|throughput|list|startup|idle|mtce|dc|apps|dc-apps|dc-rollout|login|tls|access-log|notify|console|deploy|failover] [--bin PATH] [--quick]
 //!     [--wait-quiet SECS] [--trials N] [--duplex] [--postgres]
 //! ```
 //!
@@ -51,6 +51,10 @@
 //!   receiver and to its trap printed by Net-SNMP's `snmptrapd`, against
 //!   the API's answer in the same run (not part of `all`; about 30 s; see
 //!   `notify.rs`).
+//! * `console`: the web console in headless Chromium (Debian's `chromium`
+//!   and `chromium-driver`): page weight and first contentful paint of the
+//!   alarms page with 10 and 500 alarms, against the login page in the same
+//!   run (not part of `all`; under a minute; see `console.rs`).
 //! * `access-log`: server CPU per request with the access log on and off
 //!   (`GET /healthz` and alarm set/clear at 8 clients, alternating rounds;
 //!   see `access.rs`).
@@ -92,6 +96,7 @@
 
 mod access;
 mod apps;
+mod console;
 mod dc;
 mod deploy;
 mod failover;
@@ -181,6 +186,8 @@ enum Which {
     Failover,
     /// Alarm to webhook delivery and to SNMP trap at snmptrapd (p50/p99), against the API's answer
     Notify,
+    /// The web console in headless Chromium: page weight and time to first render
+    Console,
 }
 
 /// How long and how much to measure.
@@ -599,6 +606,11 @@ fn run(
         let r = tls::run(&plan, &rt)?;
         emit(&tls::render(&r, &plan));
         return Ok(r.failures());
+    }
+    if which == Which::Console {
+        let r = console::run(&plan)?;
+        emit(&console::render(&r));
+        return Ok(0);
     }
     if which == Which::Notify {
         let r = notify::run(&plan)?;
