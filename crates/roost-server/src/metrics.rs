@@ -88,6 +88,7 @@ pub struct Metrics {
     event_log: Gauge,
     pulses_sent: Counter,
     pulses_answered: Counter,
+    pulses_missed: Counter,
     pulse_rtt: Histogram,
     heartbeat_dropped: Family<ReasonLabels, Counter>,
     monitor_periods: Counter,
@@ -124,6 +125,7 @@ impl Metrics {
         let event_log = Gauge::default();
         let pulses_sent = Counter::default();
         let pulses_answered = Counter::default();
+        let pulses_missed = Counter::default();
         let pulse_rtt = Histogram::new(exponential_buckets(0.00005, 2.0, 14));
         let heartbeat_dropped = Family::<ReasonLabels, Counter>::default();
         let monitor_periods = Counter::default();
@@ -243,6 +245,11 @@ impl Metrics {
             pulses_answered.clone(),
         );
         registry.register(
+            "heartbeat_pulses_missed",
+            "Heartbeat pulses that got no valid answer within their period",
+            pulses_missed.clone(),
+        );
+        registry.register(
             "heartbeat_rtt_seconds",
             "Round-trip time of answered pulses",
             pulse_rtt.clone(),
@@ -280,6 +287,7 @@ impl Metrics {
             event_log,
             pulses_sent,
             pulses_answered,
+            pulses_missed,
             pulse_rtt,
             heartbeat_dropped,
             monitor_periods,
@@ -358,6 +366,11 @@ impl Metrics {
     }
 
     /// Counts a valid response and its round-trip time.
+    /// Counts pulses that got no answer within their period.
+    pub fn pulses_missed(&self, n: u64) {
+        self.pulses_missed.inc_by(n);
+    }
+
     pub fn pulse_answered(&self, rtt_seconds: f64) {
         self.pulses_answered.inc();
         self.pulse_rtt.observe(rtt_seconds);

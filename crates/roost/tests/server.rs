@@ -148,6 +148,9 @@ fn health_metrics_and_openapi_are_served() {
         "roost_heartbeat_dropped_total{reason=\"replayed\"} 0".to_string(),
         "roost_dc_sync_duration_seconds_count 0".to_string(),
         "roost_heartbeat_pulses_sent_total ".to_string(),
+        "roost_heartbeat_pulses_missed_total ".to_string(),
+        "roost_notifications_sent_total{type=\"syslog\"} 0".to_string(),
+        "roost_notifications_dropped_total{type=\"webhook\"} 0".to_string(),
         "roost_active_alarms{severity=\"minor\"} 0".to_string(),
     ] {
         assert!(

@@ -126,6 +126,8 @@ pub struct Heartbeater {
     /// The key a rotation replaced, by host, and when.
     previous: HashMap<u32, (HostKey, Timestamp)>,
     answered: Vec<(String, Network)>,
+    /// The pulses of the current period: (host, network) of each sent.
+    outstanding: Vec<(String, Network)>,
     /// Set by [`Control::Hold`]; waiting for the next round of pulses.
     hold: bool,
     hold_sent: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -152,6 +154,7 @@ impl Heartbeater {
             pending_reboot: HashMap::new(),
             previous: HashMap::new(),
             answered: Vec::new(),
+            outstanding: Vec::new(),
             hold: false,
             hold_sent: Vec::new(),
             clock,
@@ -232,6 +235,11 @@ impl Heartbeater {
                 _ = tick.tick() => {
                     let now = self.clock.now();
                     let answered = std::mem::take(&mut self.answered);
+                    let missed = std::mem::take(&mut self.outstanding)
+                        .iter()
+                        .filter(|sent| !answered.contains(sent))
+                        .count();
+                    self.metrics.pulses_missed(missed as u64);
                     next = periods.period_elapsed(now, &answered);
                     self.send_pulses(&next.targets, now);
                     if next.period != period {
@@ -280,7 +288,10 @@ impl Heartbeater {
                 };
                 let pkt = heartbeat::encode(&p, &peer.key);
                 match self.socket.send_to(&pkt, dest) {
-                    Ok(_) => sent += 1,
+                    Ok(_) => {
+                        sent += 1;
+                        self.outstanding.push((name.clone(), *net));
+                    }
                     Err(e) => tracing::debug!(addr = %dest, error = %e, "cannot send a pulse"),
                 }
             }
