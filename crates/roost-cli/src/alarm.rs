@@ -83,6 +83,9 @@ pub struct AlarmListArgs {
     pub limit: Option<u32>,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: crate::wait::WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -156,7 +159,7 @@ fn parse_alarm_severity(raw: &str) -> Result<String, Error> {
 /// Runs one alarm verb.
 pub(crate) fn run(cmd: AlarmCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        AlarmCommand::List(args) => list(&args, env, io),
+        AlarmCommand::List(args) => crate::wait::watch(io, &args.watch, |io| list(&args, env, io)),
         AlarmCommand::Show(args) => show(&args, env, io),
         AlarmCommand::Clear(args) => clear(&args, env, io),
         AlarmCommand::Summary(args) => summary(&args, env, io),

@@ -79,6 +79,9 @@ pub struct EventListArgs {
     pub limit: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: crate::wait::WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -101,7 +104,7 @@ fn parse_event_severity(raw: &str) -> Result<String, roost_types::Error> {
 /// Runs one event verb.
 pub(crate) fn run(cmd: EventCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        EventCommand::List(args) => list(&args, env, io),
+        EventCommand::List(args) => crate::wait::watch(io, &args.watch, |io| list(&args, env, io)),
         EventCommand::Show(args) => show(&args, env, io),
     }
 }
