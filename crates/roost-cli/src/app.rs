@@ -298,9 +298,14 @@ pub fn apply_body() -> AppPatch {
     body
 }
 
-/// Turns a 404 into "application not found: NAME" (StarlingX's text).
+/// Turns a 404 into "no application named NAME (...)".
 fn not_found(name: &str) -> impl FnOnce(Error) -> Error + '_ {
-    move |e| e.on_status(404, || format!("application not found: {name}"))
+    crate::style::not_found(
+        "application",
+        "name",
+        name,
+        "`roost app list` lists the applications",
+    )
 }
 
 /// An application object from a reply, or an error saying it is not one.
@@ -329,7 +334,7 @@ fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let reply = api.get("/v1/apps", &Query::new())?;
     let mut apps = list_items(&reply, "apps")?;
     apps.sort_by_key(|a| (field(a, "name"), field(a, "app_version")));
-    render_list(io, output, &app_columns(), &apps, "No applications.")?;
+    render_list(io, output, &app_columns(), &apps, "No applications")?;
     if apps.is_empty() && !output.output.is_data() && output.output != OutputFormat::Value {
         writeln!(
             io.err,
@@ -840,7 +845,7 @@ fn status(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
         .map_err(|e| Error::failure(format!("the server's reply is not a replica list: {e}")))?;
     writeln!(io.out, "{}: {}", list.app, list.status)?;
     if list.replicas.is_empty() {
-        writeln!(io.out, "No replicas.")?;
+        writeln!(io.out, "No replicas")?;
         if list.status == "uploaded" {
             writeln!(io.err, "(`roost app apply {}` starts them)", list.app)?;
         }

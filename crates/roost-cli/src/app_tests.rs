@@ -684,7 +684,7 @@ fn list_show_delete_and_abort_speak_the_starlingx_api() {
     }
     assert_eq!(
         show.result.unwrap_err().message(),
-        "application not found: nope"
+        "no application with name nope (`roost app list` lists the applications)"
     );
     delete.result.unwrap();
     assert_eq!(delete.out, "Deleted application hello\n");

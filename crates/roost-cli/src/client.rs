@@ -282,7 +282,10 @@ impl Api {
             ));
         }
         if status >= 400 {
-            return Err(Error::http(status, error_message(status, &text)));
+            return Err(Error::http(
+                status,
+                crate::style::server_message(&error_message(status, &text)),
+            ));
         }
         let body = if text.trim().is_empty() {
             Value::Null

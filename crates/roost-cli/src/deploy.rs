@@ -126,7 +126,7 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
                 return print_data(io, &args.output, &v);
             }
             let Some(d) = status.deploy.first() else {
-                writeln!(io.out, "No deploy in progress.")?;
+                writeln!(io.out, "No deploy in progress")?;
                 return Ok(());
             };
             writeln!(
@@ -217,12 +217,12 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
         }
         DeployCommand::Strategy(StrategyCommand::Abort) => {
             api.post("/v1/deploy/strategy/actions", &action("abort"))?;
-            writeln!(io.out, "Aborted the strategy.")?;
+            writeln!(io.out, "Aborted the strategy")?;
             Ok(())
         }
         DeployCommand::Strategy(StrategyCommand::Delete) => {
             api.delete("/v1/deploy/strategy")?;
-            writeln!(io.out, "Deleted the strategy.")?;
+            writeln!(io.out, "Deleted the strategy")?;
             Ok(())
         }
     }

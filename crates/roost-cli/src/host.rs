@@ -299,9 +299,14 @@ pub fn host_path(host: &str) -> Result<String, Error> {
     Ok(format!("/v1/ihosts/{}", path_segment("host", host)?))
 }
 
-/// Turns a 404 into "host not found: HOST".
-fn not_found(host: &str) -> impl FnOnce(Error) -> Error + '_ {
-    move |e| e.on_status(404, || format!("host not found: {host}"))
+/// Turns a 404 into "no host with name, ID or UUID HOST (...)".
+pub(crate) fn not_found(host: &str) -> impl FnOnce(Error) -> Error + '_ {
+    crate::style::not_found(
+        "host",
+        "name, ID or UUID",
+        host,
+        "`roost host list` lists the hosts",
+    )
 }
 
 /// A host object without the keys that must never be printed.
@@ -341,7 +346,7 @@ fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         .map(redacted)
         .collect();
     sort_by_number(&mut hosts, "id");
-    render_list(io, output, &host_columns(&hosts), &hosts, "No hosts.")
+    render_list(io, output, &host_columns(&hosts), &hosts, "No hosts")
 }
 
 /// The columns of `roost host list`: ID, Hostname, Personality,
@@ -800,7 +805,7 @@ fn sub_list(kind: SubList, args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) ->
         SubList::Disks | SubList::Ports => {}
     }
     let empty = format!(
-        "No {} reported for {} (its agent reports them once enrolled).",
+        "No {} reported for {} (its agent reports them once enrolled)",
         kind.noun(),
         args.host
     );

@@ -54,6 +54,9 @@ mod output_tests;
 mod query;
 mod release;
 mod strategy;
+mod style;
+#[cfg(test)]
+mod style_tests;
 mod subcloud;
 mod subcloud_group;
 #[cfg(test)]
@@ -62,6 +65,8 @@ mod user;
 #[cfg(test)]
 mod verb_tests;
 mod wait;
+#[cfg(test)]
+mod wait_tests;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 

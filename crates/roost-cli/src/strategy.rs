@@ -333,12 +333,12 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
                     action: "abort".into(),
                 },
             )?;
-            writeln!(io.out, "Aborting the strategy.")?;
+            writeln!(io.out, "Started aborting the strategy")?;
             Ok(())
         }
         StrategyCommand::Delete => {
             api.delete(TYPED)?;
-            writeln!(io.out, "Deleted the strategy.")?;
+            writeln!(io.out, "Deleted the strategy")?;
             Ok(())
         }
         StrategyCommand::Config(ConfigCommand::List(a)) => {
@@ -376,7 +376,7 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         }
         StrategyCommand::Config(ConfigCommand::Delete(a)) => {
             api.delete(&options_path(Some(&a.cloud)))?;
-            writeln!(io.out, "Deleted the strategy options of {}.", a.cloud)?;
+            writeln!(io.out, "Deleted the strategy options of {}", a.cloud)?;
             Ok(())
         }
     }

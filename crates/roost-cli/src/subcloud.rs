@@ -168,6 +168,29 @@ pub struct SubcloudUpdateArgs {
 
 /// Runs one subcloud verb.
 pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let named = match &cmd {
+        SubcloudCommand::Show(a) | SubcloudCommand::Alarms(a) | SubcloudCommand::Audit(a) => {
+            Some(a.subcloud.clone())
+        }
+        SubcloudCommand::Manage(a) | SubcloudCommand::Unmanage(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::Update(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::Delete(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::AppStatus(a) => a.subcloud.clone(),
+        SubcloudCommand::List(_) | SubcloudCommand::Add(_) => None,
+    };
+    let result = run_verb(cmd, env, io);
+    match named {
+        Some(name) => result.map_err(crate::style::not_found(
+            "subcloud",
+            "name or ID",
+            &name,
+            "`roost subcloud list` lists the subclouds",
+        )),
+        None => result,
+    }
+}
+
+fn run_verb(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         SubcloudCommand::List(args) => {
             crate::wait::watch(io, &args.watch, |io| list(&args.output, env, io))
@@ -182,7 +205,7 @@ pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         SubcloudCommand::Audit(args) => {
             let path = format!("{}/audit", subcloud_path(&args.subcloud)?);
             let reply = connect(env)?.get(&path, &Query::new())?;
-            let empty = format!("No audit records from {}.", args.subcloud);
+            let empty = format!("No audit records from {}", args.subcloud);
             crate::audit::print_records(reply, &args.output, &empty, io)
         }
         SubcloudCommand::AppStatus(args) => app_status(&args, env, io),
@@ -223,12 +246,7 @@ pub fn sort_by_id(items: &mut [Value]) {
 fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(SUBCLOUDS_PATH, &Query::new())?;
-    print_subclouds(
-        io,
-        output,
-        list_items(&reply, "subclouds")?,
-        "No subclouds.",
-    )
+    print_subclouds(io, output, list_items(&reply, "subclouds")?, "No subclouds")
 }
 
 /// Prints a list of subclouds sorted by ID, or `empty` when there is none.
@@ -509,7 +527,7 @@ pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, Error> {
     };
     if body == SubcloudUpdate::default() {
         return Err(Error::usage(
-            "Nothing to update: give --description, --location or --group",
+            "nothing to update: give --description, --location or --group",
         ));
     }
     Ok(body)
@@ -541,7 +559,7 @@ fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     let api = &connect(env)?;
     let reply = api.get(&path, &Query::new())?;
     let alarms = list_items(&reply, "alarms")?;
-    let empty = format!("No active alarms on {}.", args.subcloud);
+    let empty = format!("No active alarms on {}", args.subcloud);
     render_list(io, &args.output, &subcloud_alarm_columns(), &alarms, &empty)
 }
 
@@ -667,7 +685,7 @@ mod tests {
         };
         let err = update_body(&args).unwrap_err();
         assert_eq!(err.code(), 2);
-        assert!(err.message().starts_with("Nothing to update"), "{err}");
+        assert!(err.message().starts_with("nothing to update"), "{err}");
     }
 
     #[test]
