@@ -83,6 +83,9 @@ pub struct AlarmListArgs {
     pub limit: Option<u32>,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: crate::wait::WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -156,7 +159,7 @@ fn parse_alarm_severity(raw: &str) -> Result<String, Error> {
 /// Runs one alarm verb.
 pub(crate) fn run(cmd: AlarmCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        AlarmCommand::List(args) => list(&args, env, io),
+        AlarmCommand::List(args) => crate::wait::watch(io, &args.watch, |io| list(&args, env, io)),
         AlarmCommand::Show(args) => show(&args, env, io),
         AlarmCommand::Clear(args) => clear(&args, env, io),
         AlarmCommand::Summary(args) => summary(&args, env, io),
@@ -184,13 +187,12 @@ fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/alarms", &list_query(args))?;
     let alarms = list_items(&reply, "alarms")?;
-    render_list(
-        io,
-        &args.output,
-        &alarm_columns(),
-        &alarms,
-        "No active alarms.",
-    )?;
+    let empty = if alarms.is_empty() && !args.include_suppressed {
+        empty_message(api, args)
+    } else {
+        "No active alarms".to_string()
+    };
+    render_list(io, &args.output, &alarm_columns(), &alarms, &empty)?;
     let more = reply.get("next").is_some_and(|n| !n.is_null())
         || args
             .limit
@@ -204,6 +206,42 @@ fn list(args: &AlarmListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// The sentence of an empty `roost alarm list`: how many alarms the
+/// filters match but suppression hides, and how to show them (asked of
+/// the server again with `include_suppress`; left out when that fails).
+fn empty_message(api: &crate::client::Api, args: &AlarmListArgs) -> String {
+    let mut all = list_query(args);
+    all = all.flag("include_suppress", true);
+    let hidden = api
+        .get("/v1/alarms", &all)
+        .ok()
+        .and_then(|reply| list_items(&reply, "alarms").ok())
+        .map_or(0, |items| {
+            items
+                .iter()
+                .filter(|a| field(a, "suppression_status") == "suppressed")
+                .count()
+        });
+    if hidden == 0 {
+        "No active alarms".to_string()
+    } else {
+        format!("No active alarms ({hidden} suppressed; --include-suppressed shows them)")
+    }
+}
+
+/// The error of an alarm UUID the server does not know; an alarm ID
+/// (`100.104`) typed instead of a UUID gets the way to find it by ID.
+fn no_alarm(uuid: &str) -> String {
+    let looks_like_id = uuid.contains('.') && uuid.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if looks_like_id {
+        format!(
+            "no alarm with UUID {uuid}: alarms are named by UUID here; `roost alarm list --alarm-id {uuid}` finds it by alarm ID"
+        )
+    } else {
+        format!("no alarm with UUID {uuid} (`roost alarm list` shows the UUIDs)")
+    }
 }
 
 /// The ID as a list shows it: `S(100.101)` when the ID is suppressed.
@@ -240,7 +278,7 @@ fn show(args: &AlarmShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let alarm = api
         .get(&path, &Query::new())
-        .map_err(|e| e.on_status(404, || format!("alarm {} not found", args.uuid)))?;
+        .map_err(|e| e.on_status(404, || no_alarm(&args.uuid)))?;
     render_detail(
         io,
         &args.output,
@@ -322,12 +360,16 @@ fn clear(args: &ClearArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         (ClearTarget::Uuid(uuid), _) => {
             let path = format!("/v1/alarms/{}", path_segment("alarm UUID", uuid)?);
             api.delete(&path)
-                .map_err(|e| e.on_status(404, || format!("alarm {uuid} not found")))?;
+                .map_err(|e| e.on_status(404, || no_alarm(uuid)))?;
             writeln!(io.out, "Cleared alarm {uuid}")?;
         }
         (_, Some(body)) => {
             let reply = api.post("/v1/alarms", &body)?;
-            writeln!(io.out, "Cleared {} alarm(s)", cleared_count(&reply))?;
+            writeln!(
+                io.out,
+                "Cleared {}",
+                crate::style::count(cleared_count(&reply), "alarm", "alarms")
+            )?;
         }
         (_, None) => unreachable!("only a UUID clear has no body"),
     }
@@ -435,9 +477,9 @@ fn set_suppression(
     let plan = plan_suppression(&catalogue(api)?, alarm_ids)?;
     let body = suppression_patch(suppress);
     let word = if suppress {
-        "suppressed"
+        "Suppressed"
     } else {
-        "unsuppressed"
+        "Unsuppressed"
     };
     for (alarm_id, uuid) in plan {
         let path = format!(
@@ -446,7 +488,7 @@ fn set_suppression(
         );
         api.patch(&path, &body)
             .map_err(|e| e.map_message(|m| format!("alarm id {alarm_id}: {m}")))?;
-        writeln!(io.out, "Alarm ID {alarm_id} {word}.")?;
+        writeln!(io.out, "{word} alarm ID {alarm_id}")?;
     }
     Ok(())
 }

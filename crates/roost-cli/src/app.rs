@@ -4,14 +4,14 @@
 //! verbs that make packages and images (`package`, `image`, in
 //! [`crate::app_local`]).
 //!
-//! `--wait` polls `GET /v1/apps/{name}` every 500 ms and shows the status
+//! `--wait` polls `GET /v1/apps/{name}` every second and shows the status
 //! and progress text on standard error (one line redrawn on a terminal,
 //! a line per change otherwise) until the operation's final state.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use comfy_table::Table;
 use reqwest::Method;
@@ -29,13 +29,8 @@ use crate::output::{
     print_table, render_detail, render_list, short_text,
 };
 use crate::query::Query;
+use crate::wait::Look;
 use crate::{Io, connect};
-
-/// Longest progress line redrawn on a terminal (the seconds elapsed follow).
-const TERMINAL_LINE: usize = 70;
-
-/// How often `--wait` asks the server.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The fields `roost app show` prints, in this order (then any others).
 pub const APP_SHOW_FIELDS: &[&str] = &[
@@ -69,7 +64,7 @@ pub enum AppCommand {
     /// Apply an uploaded application: place and start its workloads
     #[command(after_help = "Examples:\n  \
         roost app apply hello --wait\n  \
-        roost app apply hello --wait --timeout 120")]
+        roost app apply hello --wait --wait-timeout 120")]
     Apply(AppApplyArgs),
     /// Remove an applied application: stop its workloads (it stays uploaded)
     #[command(after_help = "Examples:\n  \
@@ -124,6 +119,9 @@ pub struct AppArg {
 pub struct AppListArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: crate::wait::WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -138,16 +136,7 @@ pub struct AppOutputArgs {
     pub output: OutputArgs,
 }
 
-/// `--wait` and `--timeout`.
-#[derive(clap::Args, Debug, Clone, Copy)]
-pub struct WaitArgs {
-    /// Wait for the operation to end, showing its progress; a failure exits non-zero
-    #[arg(short = 'w', long)]
-    pub wait: bool,
-    /// With --wait: give up after this many seconds
-    #[arg(long, value_name = "SECS", default_value_t = 600, requires = "wait")]
-    pub timeout: u64,
-}
+pub use crate::wait::WaitArgs;
 
 /// Flags of `roost app upload`.
 #[derive(clap::Args, Debug)]
@@ -255,7 +244,9 @@ pub struct AppLogsArgs {
 pub(crate) fn run(cmd: AppCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
         AppCommand::Upload(args) => upload(&args, env, io),
-        AppCommand::List(args) => list(&args.output, env, io),
+        AppCommand::List(args) => {
+            crate::wait::watch(io, &args.watch, |io| list(&args.output, env, io))
+        }
         AppCommand::Show(args) => show(&args, env, io),
         AppCommand::Apply(args) => {
             let path = action_path(&args.name, "apply", None)?;
@@ -307,9 +298,14 @@ pub fn apply_body() -> AppPatch {
     body
 }
 
-/// Turns a 404 into "application not found: NAME" (StarlingX's text).
+/// Turns a 404 into "no application named NAME (...)".
 fn not_found(name: &str) -> impl FnOnce(Error) -> Error + '_ {
-    move |e| e.on_status(404, || format!("application not found: {name}"))
+    crate::style::not_found(
+        "application",
+        "name",
+        name,
+        "`roost app list` lists the applications",
+    )
 }
 
 /// An application object from a reply, or an error saying it is not one.
@@ -321,13 +317,16 @@ pub fn parse_app(reply: &Value) -> Result<App, Error> {
 /// An application's state on one line:
 /// `hello 1.0-1: applying (applying application manifest)`.
 pub fn state_line(app: &App) -> String {
-    let mut line = format!("{} {}: {}", app.name, app.app_version, app.status);
-    if let Some(progress) = app.progress.as_deref().map(str::trim)
-        && !progress.is_empty()
-    {
-        line.push_str(&format!(" ({progress})"));
+    format!("{} {}: {}", app.name, app.app_version, app_state(app))
+}
+
+/// An application's status and, when there is one, its progress text:
+/// `applying (applying application manifest)`.
+pub fn app_state(app: &App) -> String {
+    match app.progress.as_deref().map(str::trim) {
+        Some(progress) if !progress.is_empty() => format!("{} ({progress})", app.status),
+        _ => app.status.clone(),
     }
-    line
 }
 
 fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
@@ -335,7 +334,7 @@ fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let reply = api.get("/v1/apps", &Query::new())?;
     let mut apps = list_items(&reply, "apps")?;
     apps.sort_by_key(|a| (field(a, "name"), field(a, "app_version")));
-    render_list(io, output, &app_columns(), &apps, "No applications.")?;
+    render_list(io, output, &app_columns(), &apps, "No applications")?;
     if apps.is_empty() && !output.output.is_data() && output.output != OutputFormat::Value {
         writeln!(
             io.err,
@@ -690,7 +689,7 @@ pub fn failure_message(goal: &Goal, app: &App) -> String {
 /// The message when `--wait` gives up.
 pub fn timeout_message(goal: &Goal, app: &App, waited: Duration) -> String {
     format!(
-        "timed out after {} s waiting for the {} of {} to end; it is still {}; `roost app show {}` shows where it is, `roost app abort {}` stops it",
+        "gave up after {} s waiting for the {} of {} to end; it is still {} (`roost app show {}` shows where it is, `roost app abort {}` stops it; --wait-timeout waits longer)",
         waited.as_secs(),
         goal.verb(),
         app.name,
@@ -703,96 +702,48 @@ pub fn timeout_message(goal: &Goal, app: &App, waited: Duration) -> String {
     )
 }
 
-/// The progress display of `--wait`, on standard error: on a terminal one
-/// line redrawn in place (with the seconds elapsed), otherwise one line per
-/// change of status or progress.
-pub struct Progress {
-    terminal: bool,
-    last: Option<String>,
-    drawn: bool,
-}
-
-impl Progress {
-    pub fn new(terminal: bool) -> Self {
-        Self {
-            terminal,
-            last: None,
-            drawn: false,
-        }
-    }
-
-    /// Shows `line` after `elapsed`.
-    pub fn show(
-        &mut self,
-        err: &mut dyn io::Write,
-        line: &str,
-        elapsed: Duration,
-    ) -> Result<(), Error> {
-        if self.terminal {
-            // Short enough not to wrap on an 80-column terminal, or the
-            // redraw would leave the wrapped part behind.
-            let shown = crate::error::truncate_chars(line, TERMINAL_LINE);
-            write!(err, "\r\x1b[2K{shown} [{}s]", elapsed.as_secs())?;
-            err.flush()?;
-            self.drawn = true;
-        } else if self.last.as_deref() != Some(line) {
-            writeln!(err, "{line}")?;
-        }
-        self.last = Some(line.to_string());
-        Ok(())
-    }
-
-    /// Ends the redrawn line.
-    pub fn finish(&mut self, err: &mut dyn io::Write) -> Result<(), Error> {
-        if self.terminal && self.drawn {
-            writeln!(err)?;
-            self.drawn = false;
-        }
-        Ok(())
-    }
-}
-
-/// Polls the application until `goal` is reached or failed, or `timeout`
-/// passes; returns the last reply.
+/// Polls the application until `goal` is reached or failed, or
+/// `--wait-timeout` passes; returns the last reply.
 fn wait_for(
     api: &Api,
     name: &str,
     goal: &Goal,
     first: Value,
-    timeout: Duration,
+    wait: &WaitArgs,
     io: &mut Io<'_>,
 ) -> Result<Value, Error> {
     let path = app_path(name)?;
-    let start = Instant::now();
-    let mut progress = Progress::new(io.err_terminal);
-    let mut reply = first;
-    let outcome = loop {
-        let app = parse_app(&reply)?;
-        progress.show(io.err, &state_line(&app), start.elapsed())?;
-        match goal.verdict(&app) {
-            Verdict::Succeeded => break Ok(()),
-            Verdict::Failed => break Err(Error::failure(failure_message(goal, &app))),
-            Verdict::Running => {}
-        }
-        if start.elapsed() >= timeout {
-            break Err(Error::failure(timeout_message(goal, &app, timeout)));
-        }
-        std::thread::sleep(POLL_INTERVAL.min(timeout.saturating_sub(start.elapsed())));
-        reply = match api.get(&path, &Query::new()) {
-            Ok(reply) => reply,
-            Err(e) => {
-                progress.finish(io.err)?;
-                return Err(e.on_status(404, || {
+    crate::wait::wait_for(
+        io,
+        wait,
+        first,
+        || {
+            api.get(&path, &Query::new()).map_err(|e| {
+                e.on_status(404, || {
                     format!(
                         "{name} is gone: the server deleted it during the {}",
                         goal.verb()
                     )
-                }));
-            }
-        };
-    };
-    progress.finish(io.err)?;
-    outcome.map(|()| reply)
+                })
+            })
+        },
+        |reply| {
+            let app = parse_app(reply)?;
+            Ok(Look {
+                subject: format!("{} {}", app.name, app.app_version),
+                state: app_state(&app),
+                verdict: match goal.verdict(&app) {
+                    Verdict::Running => crate::wait::Verdict::Running,
+                    Verdict::Succeeded => crate::wait::Verdict::Done,
+                    Verdict::Failed => crate::wait::Verdict::Failed(failure_message(goal, &app)),
+                },
+            })
+        },
+        |reply, _, waited| match parse_app(reply) {
+            Ok(app) => Error::failure(timeout_message(goal, &app, waited)),
+            Err(e) => e,
+        },
+    )
 }
 
 /// Prints the reply of an operation, or waits for its end first.
@@ -806,14 +757,7 @@ fn after_operation(
 ) -> Result<(), Error> {
     let app = parse_app(&reply)?;
     let reply = if wait.wait {
-        wait_for(
-            api,
-            &app.name,
-            &goal,
-            reply,
-            Duration::from_secs(wait.timeout),
-            io,
-        )?
+        wait_for(api, &app.name, &goal, reply, &wait, io)?
     } else {
         reply
     };
@@ -901,7 +845,7 @@ fn status(args: &AppOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error>
         .map_err(|e| Error::failure(format!("the server's reply is not a replica list: {e}")))?;
     writeln!(io.out, "{}: {}", list.app, list.status)?;
     if list.replicas.is_empty() {
-        writeln!(io.out, "No replicas.")?;
+        writeln!(io.out, "No replicas")?;
         if list.status == "uploaded" {
             writeln!(io.err, "(`roost app apply {}` starts them)", list.app)?;
         }
@@ -989,11 +933,19 @@ mod tests {
                 "1",
                 "--wait",
             ][..],
-            &["upload", "a.tgz", "-w", "--timeout", "30", "-o", "json"],
+            &[
+                "upload",
+                "a.tgz",
+                "-w",
+                "--wait-timeout",
+                "30",
+                "-o",
+                "json",
+            ],
             &["list", "-o", "json"],
             &["show", "a"],
             &["apply", "a", "--wait"],
-            &["remove", "a", "--force", "--wait", "--timeout", "5"],
+            &["remove", "a", "--force", "--wait", "--wait-timeout", "5"],
             &["abort", "a"],
             &["delete", "a", "-f"],
             &["update", "/x/a.tgz", "--wait"],
@@ -1031,8 +983,8 @@ mod tests {
         ] {
             parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }
-        // --timeout means nothing without --wait.
-        assert!(parse(&["apply", "a", "--timeout", "5"]).is_err());
+        // --wait-timeout means nothing without --wait.
+        assert!(parse(&["apply", "a", "--wait-timeout", "5"]).is_err());
         assert!(parse(&["abort", "a", "--force"]).is_err());
         assert!(parse(&["logs", "a", "--tail", "x"]).is_err());
         assert!(
@@ -1046,7 +998,7 @@ mod tests {
         let AppCommand::Apply(args) = parse(&["apply", "a", "--wait"]).unwrap() else {
             panic!("not apply")
         };
-        assert_eq!(args.wait.timeout, 600);
+        assert_eq!(args.wait.wait_timeout, 600);
     }
 
     #[test]
@@ -1228,35 +1180,8 @@ mod tests {
         let slow = app("applying", Some("applying application manifest"));
         assert_eq!(
             timeout_message(&Goal::Apply, &slow, Duration::from_secs(600)),
-            "timed out after 600 s waiting for the apply of hello to end; it is still applying (applying application manifest); `roost app show hello` shows where it is, `roost app abort hello` stops it"
+            "gave up after 600 s waiting for the apply of hello to end; it is still applying (applying application manifest) (`roost app show hello` shows where it is, `roost app abort hello` stops it; --wait-timeout waits longer)"
         );
-    }
-
-    #[test]
-    fn progress_prints_changes_only_when_not_a_terminal() {
-        let mut err = Vec::new();
-        let mut p = Progress::new(false);
-        for line in ["a: applying", "a: applying", "a: applied (completed)"] {
-            p.show(&mut err, line, Duration::from_secs(1)).unwrap();
-        }
-        p.finish(&mut err).unwrap();
-        assert_eq!(
-            String::from_utf8(err).unwrap(),
-            "a: applying\na: applied (completed)\n"
-        );
-    }
-
-    #[test]
-    fn progress_redraws_one_line_on_a_terminal() {
-        let mut err = Vec::new();
-        let mut p = Progress::new(true);
-        p.show(&mut err, "a: applying", Duration::from_secs(1))
-            .unwrap();
-        p.show(&mut err, "a: applied", Duration::from_secs(2))
-            .unwrap();
-        p.finish(&mut err).unwrap();
-        let text = String::from_utf8(err).unwrap();
-        assert_eq!(text, "\r\x1b[2Ka: applying [1s]\r\x1b[2Ka: applied [2s]\n");
     }
 
     #[test]

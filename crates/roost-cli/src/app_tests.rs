@@ -506,7 +506,16 @@ fn upload_streams_the_package_as_base64_json_and_waits_for_uploaded() {
         Canned::json(200, app("uploaded", Some("completed"))),
     ]);
     let outcome = run_verb(
-        &["app", "upload", s(&file), "--name", "hello", "--wait"],
+        &[
+            "app",
+            "upload",
+            s(&file),
+            "--name",
+            "hello",
+            "--wait",
+            "--poll-interval",
+            "0.01",
+        ],
         &server.env(),
         "",
     );
@@ -563,7 +572,11 @@ fn a_failed_apply_prints_the_reason_and_exits_non_zero() {
             ),
         ),
     ]);
-    let outcome = run_verb(&["app", "apply", "hello", "--wait"], &server.env(), "");
+    let outcome = run_verb(
+        &["app", "apply", "hello", "--wait", "--poll-interval", "0.01"],
+        &server.env(),
+        "",
+    );
     let seen = server.finish();
     assert_eq!(
         (seen[0].method.as_str(), seen[0].target.as_str()),
@@ -592,7 +605,7 @@ fn a_wait_that_runs_out_of_time_says_so_and_exits_non_zero() {
             "hello",
             "--force",
             "--wait",
-            "--timeout",
+            "--wait-timeout",
             "0",
         ],
         &server.env(),
@@ -605,7 +618,7 @@ fn a_wait_that_runs_out_of_time_says_so_and_exits_non_zero() {
     assert_eq!(err.code(), 1);
     assert!(
         err.message()
-            .starts_with("timed out after 0 s waiting for the remove of hello"),
+            .starts_with("gave up after 0 s waiting for the remove of hello"),
         "{}",
         err.message()
     );
@@ -671,7 +684,7 @@ fn list_show_delete_and_abort_speak_the_starlingx_api() {
     }
     assert_eq!(
         show.result.unwrap_err().message(),
-        "application not found: nope"
+        "no application with name nope (`roost app list` lists the applications)"
     );
     delete.result.unwrap();
     assert_eq!(delete.out, "Deleted application hello\n");

@@ -83,7 +83,7 @@ fn list(args: &AuditListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         .param("status", status.as_deref())
         .param("limit", limit.as_deref());
     let reply = api.get("/v1/audit", &q)?;
-    print_records(reply, &args.output, "No audit records.", io)
+    print_records(reply, &args.output, "No audit records", io)
 }
 
 /// Prints an [`AuditList`] reply as a table, values, or JSON or YAML

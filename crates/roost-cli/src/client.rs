@@ -18,7 +18,10 @@ use crate::query::Query;
 pub const AUTH_HEADER: &str = "X-Auth-Token";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an ordinary request may take, unless `--timeout` or
+/// `ROOST_TIMEOUT` says otherwise. Uploads and followed streams have no
+/// total limit (see [`Api::send_stream`] and [`Api::get_stream`]).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a body that is not an error envelope goes into the message.
 const BODY_SNIPPET_CHARS: usize = 200;
 
@@ -42,16 +45,21 @@ pub struct Api {
     long: OnceLock<Client>,
     base: String,
     token: Option<HeaderValue>,
+    /// The total time limit of an ordinary request.
+    timeout: Duration,
     /// The pinned CA's TLS config, if any.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A client builder with the user agent, the connect timeout and, if
 /// given, the TLS config.
-fn builder(tls: Option<&std::sync::Arc<rustls::ClientConfig>>) -> reqwest::blocking::ClientBuilder {
+fn builder(
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+) -> reqwest::blocking::ClientBuilder {
     let b = Client::builder()
         .user_agent(concat!("roost-cli/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(connect_timeout);
     match tls {
         Some(config) => b.tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
         None => b,
@@ -65,6 +73,17 @@ impl Api {
     /// certificate from one of these CAs (and nothing else is trusted),
     /// else the system's roots are used.
     pub fn with_ca(base: &str, token: Option<&str>, ca_pem: Option<&str>) -> Result<Self, Error> {
+        Self::with_timeout(base, token, ca_pem, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// [`Api::with_ca`] whose ordinary requests give up after `timeout`
+    /// (connecting included).
+    pub fn with_timeout(
+        base: &str,
+        token: Option<&str>,
+        ca_pem: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         let token = token
             .map(|t| {
                 let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
@@ -80,8 +99,8 @@ impl Api {
                     .map_err(|e| Error::usage(format!("cannot use the CA certificate: {e}")))
             })
             .transpose()?;
-        let http = builder(tls.as_ref())
-            .timeout(REQUEST_TIMEOUT)
+        let http = builder(tls.as_ref(), CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .build()
             .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Self {
@@ -89,6 +108,7 @@ impl Api {
             long: OnceLock::new(),
             base: base.trim_end_matches('/').to_string(),
             token,
+            timeout,
             tls,
         })
     }
@@ -186,7 +206,7 @@ impl Api {
         if let Some(client) = self.long.get() {
             return Ok(client);
         }
-        let client = builder(self.tls.as_ref())
+        let client = builder(self.tls.as_ref(), CONNECT_TIMEOUT)
             .timeout(None)
             .build()
             .map_err(|e| Error::failure(format!("cannot set up the HTTP client: {e}")))?;
@@ -217,12 +237,25 @@ impl Api {
 
     fn dispatch(&self, request: RequestBuilder) -> Result<Response, Error> {
         request.send().map_err(|e| {
-            Error::failure(format!(
-                "cannot reach {}: {}",
-                self.base,
-                transport_reason(&e)
-            ))
+            if e.is_timeout() {
+                self.timed_out()
+            } else {
+                Error::failure(format!(
+                    "cannot reach {}: {}",
+                    self.base,
+                    transport_reason(&e)
+                ))
+            }
         })
+    }
+
+    /// The error of a request that ran out of time.
+    fn timed_out(&self) -> Error {
+        Error::failure(format!(
+            "the server at {} did not answer within {}; it may be overloaded or unreachable (--timeout to wait longer)",
+            self.base,
+            seconds(self.timeout)
+        ))
     }
 
     /// Checks a reply's status and reads its JSON body: statuses of 400 and
@@ -232,11 +265,15 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().map_err(|e| {
-            Error::failure(format!(
-                "lost the connection to {}: {}",
-                self.base,
-                transport_reason(&e)
-            ))
+            if e.is_timeout() {
+                self.timed_out()
+            } else {
+                Error::failure(format!(
+                    "lost the connection to {}: {}",
+                    self.base,
+                    transport_reason(&e)
+                ))
+            }
         })?;
         if status == 401 && self.token.is_some() {
             return Err(Error::http(
@@ -245,7 +282,10 @@ impl Api {
             ));
         }
         if status >= 400 {
-            return Err(Error::http(status, error_message(status, &text)));
+            return Err(Error::http(
+                status,
+                crate::style::server_message(&error_message(status, &text)),
+            ));
         }
         let body = if text.trim().is_empty() {
             Value::Null
@@ -400,6 +440,31 @@ fn transport_reason(err: &reqwest::Error) -> String {
         cause = next;
     }
     one_line(&cause.to_string())
+}
+
+/// A duration for messages: `30 s`, or `1.5 s` below ten seconds when it
+/// is not whole.
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 || d.as_secs() >= 10 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// Reads a time limit in seconds as typed on the command line or in
+/// `ROOST_TIMEOUT`: a positive number, fractions allowed (`0.5`).
+pub fn parse_seconds(text: &str) -> Result<Duration, Error> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| Error::usage(format!("{text:?} is not a number of seconds")))?;
+    if !value.is_finite() || value <= 0.0 || value > 1e9 {
+        return Err(Error::usage(format!(
+            "{text:?} is not a positive number of seconds (at most 1000000000)"
+        )));
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// The API's port when an address gives none.

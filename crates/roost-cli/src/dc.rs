@@ -36,7 +36,7 @@ fn alarms(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> 
     let api = &connect(env)?;
     let reply = api.get("/v1.0/alarms/", &Query::new())?;
     let rows = list_items(&reply, "alarm_summary")?;
-    render_list(io, output, &alarm_summary_columns(), &rows, "No subclouds.")
+    render_list(io, output, &alarm_summary_columns(), &rows, "No subclouds")
 }
 
 /// A count as shown: `-` when negative (StarlingX sends -1 for a subcloud

@@ -13,6 +13,7 @@ use crate::credentials::Env;
 use crate::error::Error;
 use crate::output::{OutputArgs, field, new_table, print_data, print_table};
 use crate::query::Query;
+use crate::wait::{Look, Verdict, WaitArgs};
 use crate::{Io, connect};
 
 /// Deploy verbs.
@@ -43,8 +44,9 @@ pub enum StrategyCommand {
     Create(CreateArgs),
     /// Show the strategy and its stages (--watch: until it is over)
     Show(StrategyShowArgs),
-    /// Start taking the strategy's steps
-    Apply,
+    /// Start taking the strategy's steps (--wait: until it is applied, failed or aborted)
+    #[command(after_help = "Example:\n  roost deploy strategy apply --wait --wait-timeout 3600")]
+    Apply(ApplyArgs),
     /// Stop the strategy (the deploy stays as it is)
     Abort,
     /// Delete the strategy (not while it applies)
@@ -68,6 +70,30 @@ pub struct CreateArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
+}
+
+/// Flags of `roost deploy strategy apply`.
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wait: WaitArgs,
+}
+
+/// Where the site strategy stands: `applied` is done, `failed` and
+/// `aborted` are failures, anything else is under way.
+pub fn strategy_verdict(v: &Value) -> Verdict {
+    match field(v, "state").as_str() {
+        "applied" => Verdict::Done,
+        state @ ("failed" | "aborted") => {
+            let reason = field(v, "reason");
+            Verdict::Failed(format!(
+                "the strategy is {state}{}{reason} (`roost deploy show` shows each host)",
+                if reason.is_empty() { "" } else { ": " }
+            ))
+        }
+        _ => Verdict::Running,
+    }
 }
 
 /// Flags of `roost deploy strategy show`.
@@ -100,7 +126,7 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
                 return print_data(io, &args.output, &v);
             }
             let Some(d) = status.deploy.first() else {
-                writeln!(io.out, "No deploy in progress.")?;
+                writeln!(io.out, "No deploy in progress")?;
                 return Ok(());
             };
             writeln!(
@@ -146,23 +172,73 @@ pub(crate) fn run(cmd: DeployCommand, env: &Env, io: &mut Io<'_>) -> Result<(), 
                 std::thread::sleep(WATCH_EVERY);
             }
         }
-        DeployCommand::Strategy(StrategyCommand::Apply) => {
-            api.post("/v1/deploy/strategy/actions", &action("apply"))?;
-            writeln!(io.out, "Applying the strategy.")?;
-            writeln!(io.err, "Next: roost deploy strategy show --watch")?;
+        DeployCommand::Strategy(StrategyCommand::Apply(args)) => {
+            let reply = api.post("/v1/deploy/strategy/actions", &action("apply"))?;
+            if !args.wait.wait {
+                writeln!(io.out, "Started applying the strategy")?;
+                writeln!(
+                    io.err,
+                    "Next: roost deploy strategy show --watch (or add --wait)"
+                )?;
+                return Ok(());
+            }
+            let first = if reply.get("state").is_some() {
+                reply
+            } else {
+                api.get("/v1/deploy/strategy", &Query::new())?
+            };
+            let last = crate::wait::wait_for(
+                io,
+                &args.wait,
+                first,
+                || api.get("/v1/deploy/strategy", &Query::new()),
+                |v| {
+                    Ok(Look {
+                        subject: format!("strategy for {}", field(v, "release_id")),
+                        state: strategy_progress(v),
+                        verdict: strategy_verdict(v),
+                    })
+                },
+                |_, look, waited| {
+                    Error::failure(crate::wait::timeout_message(
+                        waited,
+                        "the strategy to be applied",
+                        look,
+                        "`roost deploy strategy show` shows its stages",
+                    ))
+                },
+            )?;
+            writeln!(
+                io.out,
+                "Applied the strategy for {}",
+                field(&last, "release_id")
+            )?;
             Ok(())
         }
         DeployCommand::Strategy(StrategyCommand::Abort) => {
             api.post("/v1/deploy/strategy/actions", &action("abort"))?;
-            writeln!(io.out, "Aborted the strategy.")?;
+            writeln!(io.out, "Aborted the strategy")?;
             Ok(())
         }
         DeployCommand::Strategy(StrategyCommand::Delete) => {
             api.delete("/v1/deploy/strategy")?;
-            writeln!(io.out, "Deleted the strategy.")?;
+            writeln!(io.out, "Deleted the strategy")?;
             Ok(())
         }
     }
+}
+
+/// The strategy's state and stage count: `applying (2 of 5 stages done)`.
+fn strategy_progress(v: &Value) -> String {
+    let stages = v
+        .get("stages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    format!(
+        "{} ({} of {stages} stages done)",
+        field(v, "state"),
+        field(v, "stages_done")
+    )
 }
 
 fn action(a: &str) -> StrategyAction {

@@ -215,7 +215,7 @@ pub(crate) fn run(cmd: DestinationCommand, env: &Env, io: &mut Io<'_>) -> Result
                 &a.output,
                 &destination_columns(),
                 &items,
-                "No notification destinations. Add one with `roost destination add-webhook`, `add-snmp` or `add-syslog`.",
+                "No notification destinations (`roost destination add-webhook`, `add-snmp` or `add-syslog` adds one)",
             )
         }
         DestinationCommand::Show(a) => {
@@ -336,7 +336,7 @@ pub(crate) fn run(cmd: DestinationCommand, env: &Env, io: &mut Io<'_>) -> Result
                 &a.output,
                 &dead_letter_columns(),
                 &items,
-                &format!("No dead letters for destination {}.", a.destination),
+                &format!("No dead letters for destination {}", a.destination),
             )
         }
         DestinationCommand::Retry(a) => {

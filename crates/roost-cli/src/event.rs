@@ -79,6 +79,9 @@ pub struct EventListArgs {
     pub limit: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: crate::wait::WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -101,7 +104,7 @@ fn parse_event_severity(raw: &str) -> Result<String, roost_types::Error> {
 /// Runs one event verb.
 pub(crate) fn run(cmd: EventCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        EventCommand::List(args) => list(&args, env, io),
+        EventCommand::List(args) => crate::wait::watch(io, &args.watch, |io| list(&args, env, io)),
         EventCommand::Show(args) => show(&args, env, io),
     }
 }
@@ -128,7 +131,7 @@ fn list(args: &EventListArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get("/v1/event_log", &list_query(args))?;
     let events = list_items(&reply, "event_log")?;
-    render_list(io, &args.output, &event_columns(), &events, "No events.")?;
+    render_list(io, &args.output, &event_columns(), &events, "No events")?;
     let more = reply.get("next").is_some_and(|n| !n.is_null())
         || events.len() as u64 >= u64::from(args.limit);
     if more && !args.output.output.is_data() {
@@ -166,7 +169,12 @@ fn show(args: &EventShowArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let event = api
         .get(&path, &Query::new())
-        .map_err(|e| e.on_status(404, || format!("event {} not found", args.uuid)))?;
+        .map_err(crate::style::not_found(
+            "event",
+            "UUID",
+            &args.uuid,
+            "`roost event list` shows the UUIDs",
+        ))?;
     render_detail(
         io,
         &args.output,

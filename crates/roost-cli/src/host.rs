@@ -16,6 +16,7 @@ use crate::output::{
     Column, OutputArgs, cell, field, list_items, print_data, render_detail, render_list,
 };
 use crate::query::Query;
+use crate::wait::{Look, Verdict, WaitArgs, WatchArgs};
 use crate::{Io, connect};
 
 /// The fields `roost host show` prints, in this order. The BMC password is
@@ -62,10 +63,12 @@ pub enum HostCommand {
     Add(HostAddArgs),
     /// Delete a host (it must be locked)
     Delete(HostArg),
-    /// Lock a host: take it out of service
-    Lock(HostForceArgs),
-    /// Unlock a host: put it back in service
-    Unlock(HostForceArgs),
+    /// Lock a host: take it out of service (--wait: until it is locked and disabled)
+    #[command(after_help = "Example:\n  roost host lock worker-1 --wait")]
+    Lock(HostLockArgs),
+    /// Unlock a host: put it back in service (--wait: until it is available)
+    #[command(after_help = "Example:\n  roost host unlock worker-1 --wait --wait-timeout 900")]
+    Unlock(HostLockArgs),
     /// Swap the active controller's role to the other controller
     Swact(HostForceArgs),
     /// Reboot a locked host (through its agent)
@@ -127,6 +130,9 @@ pub enum HostCommand {
 /// Flags of `roost host list`.
 #[derive(clap::Args, Debug)]
 pub struct HostListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub watch: WatchArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
@@ -203,6 +209,20 @@ pub struct HostForceArgs {
     pub force: bool,
 }
 
+/// One host, `--force` and `--wait`: `roost host lock` and `unlock`.
+#[derive(clap::Args, Debug)]
+pub struct HostLockArgs {
+    /// Hostname, ID or UUID of the host
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Force the action past the checks that would refuse it
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wait: WaitArgs,
+}
+
 /// Flags of `roost host add`.
 #[derive(clap::Args, Debug)]
 pub struct HostAddArgs {
@@ -247,12 +267,14 @@ pub struct BmcArgs {
 /// Runs one host verb.
 pub(crate) fn run(cmd: HostCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        HostCommand::List(args) => list(&args.output, env, io),
+        HostCommand::List(args) => {
+            crate::wait::watch(io, &args.watch, |io| list(&args.output, env, io))
+        }
         HostCommand::Show(args) => show(&args, env, io),
         HostCommand::Add(args) => add(&args, env, io),
         HostCommand::Delete(args) => delete(&args.host, env, io),
-        HostCommand::Lock(args) => action(&args.host, forced("lock", args.force), env, io),
-        HostCommand::Unlock(args) => action(&args.host, forced("unlock", args.force), env, io),
+        HostCommand::Lock(args) => lock_or_unlock(&args, Goal::Locked, env, io),
+        HostCommand::Unlock(args) => lock_or_unlock(&args, Goal::Unlocked, env, io),
         HostCommand::Swact(args) => action(&args.host, forced("swact", args.force), env, io),
         HostCommand::Reboot(args) => action(&args.host, "reboot", env, io),
         HostCommand::Reset(args) => action(&args.host, "reset", env, io),
@@ -277,9 +299,14 @@ pub fn host_path(host: &str) -> Result<String, Error> {
     Ok(format!("/v1/ihosts/{}", path_segment("host", host)?))
 }
 
-/// Turns a 404 into "host not found: HOST".
-fn not_found(host: &str) -> impl FnOnce(Error) -> Error + '_ {
-    move |e| e.on_status(404, || format!("host not found: {host}"))
+/// Turns a 404 into "no host with name, ID or UUID HOST (...)".
+pub(crate) fn not_found(host: &str) -> impl FnOnce(Error) -> Error + '_ {
+    crate::style::not_found(
+        "host",
+        "name, ID or UUID",
+        host,
+        "`roost host list` lists the hosts",
+    )
 }
 
 /// A host object without the keys that must never be printed.
@@ -319,7 +346,7 @@ fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
         .map(redacted)
         .collect();
     sort_by_number(&mut hosts, "id");
-    render_list(io, output, &host_columns(&hosts), &hosts, "No hosts.")
+    render_list(io, output, &host_columns(&hosts), &hosts, "No hosts")
 }
 
 /// The columns of `roost host list`: ID, Hostname, Personality,
@@ -628,6 +655,104 @@ fn action(host: &str, action: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Er
     Ok(())
 }
 
+/// What `roost host lock --wait` and `unlock --wait` wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// locked and disabled.
+    Locked,
+    /// unlocked, enabled and available (or degraded).
+    Unlocked,
+}
+
+impl Goal {
+    /// Where the action stands for a host in this state.
+    pub fn verdict(self, host: &Value) -> Verdict {
+        let admin = field(host, "administrative");
+        let oper = field(host, "operational");
+        let avail = field(host, "availability");
+        let name = field(host, "hostname");
+        if avail == "failed" {
+            return Verdict::Failed(format!(
+                "{name} failed ({}); `roost alarm list` and `roost event list` say why",
+                state_of(host)
+            ));
+        }
+        match self {
+            Goal::Locked if admin == "locked" && oper == "disabled" => Verdict::Done,
+            Goal::Unlocked
+                if admin == "unlocked"
+                    && oper == "enabled"
+                    && matches!(avail.as_str(), "available" | "degraded") =>
+            {
+                Verdict::Done
+            }
+            _ => Verdict::Running,
+        }
+    }
+}
+
+/// A host's states without its name: `unlocked/enabled/available`.
+pub fn state_of(host: &Value) -> String {
+    format!(
+        "{}/{}/{}",
+        field(host, "administrative"),
+        field(host, "operational"),
+        field(host, "availability")
+    )
+}
+
+/// `roost host lock` and `unlock`, and with `--wait` the wait for the end.
+fn lock_or_unlock(
+    args: &HostLockArgs,
+    goal: Goal,
+    env: &Env,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let act = match goal {
+        Goal::Locked => forced("lock", args.force),
+        Goal::Unlocked => forced("unlock", args.force),
+    };
+    let path = host_path(&args.host)?;
+    let api = &connect(env)?;
+    let reply = api
+        .patch(&path, &action_patch(act))
+        .map_err(not_found(&args.host))?;
+    if !args.wait.wait {
+        writeln!(io.out, "{}", state_line(&reply))?;
+        return Ok(());
+    }
+    let what = match goal {
+        Goal::Locked => "locked/disabled",
+        Goal::Unlocked => "unlocked/enabled/available",
+    };
+    let last = crate::wait::wait_for(
+        io,
+        &args.wait,
+        reply,
+        || get_host(api, &args.host),
+        |host| {
+            Ok(Look {
+                subject: field(host, "hostname"),
+                state: state_of(host),
+                verdict: goal.verdict(host),
+            })
+        },
+        |_, look, waited| {
+            Error::failure(crate::wait::timeout_message(
+                waited,
+                &format!("{} to be {what}", look.subject),
+                look,
+                &format!(
+                    "`roost host show {}` and `roost alarm list` show what holds it",
+                    args.host
+                ),
+            ))
+        },
+    )?;
+    writeln!(io.out, "{}", state_line(&last))?;
+    Ok(())
+}
+
 /// The host sub-collections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubList {
@@ -680,7 +805,7 @@ fn sub_list(kind: SubList, args: &HostOutputArgs, env: &Env, io: &mut Io<'_>) ->
         SubList::Disks | SubList::Ports => {}
     }
     let empty = format!(
-        "No {} reported for {} (its agent reports them once enrolled).",
+        "No {} reported for {} (its agent reports them once enrolled)",
         kind.noun(),
         args.host
     );

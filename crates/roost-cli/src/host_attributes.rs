@@ -95,7 +95,7 @@ fn key_value(s: &str) -> Result<(String, String), Error> {
 fn host_uuid(api: &crate::client::Api, host: &str) -> Result<String, Error> {
     let h = api
         .get(&host_path(host)?, &Query::new())
-        .map_err(|e| e.on_status(404, || format!("host not found: {host}")))?;
+        .map_err(crate::host::not_found(host))?;
     Ok(field(&h, "uuid"))
 }
 
@@ -157,7 +157,8 @@ pub(crate) fn label(cmd: LabelCommand, env: &Env, io: &mut Io<'_>) -> Result<(),
                     .find(|l| field(l, "label_key") == *k)
                     .ok_or_else(|| {
                         Error::failure(format!(
-                            "host label not found: host {}, label key {k}",
+                            "host {} has no label {k} (`roost host label list {}` lists its labels)",
+                            args.host,
                             args.host
                         ))
                     })?;

@@ -54,6 +54,9 @@ mod output_tests;
 mod query;
 mod release;
 mod strategy;
+mod style;
+#[cfg(test)]
+mod style_tests;
 mod subcloud;
 mod subcloud_group;
 #[cfg(test)]
@@ -61,6 +64,9 @@ mod testutil;
 mod user;
 #[cfg(test)]
 mod verb_tests;
+mod wait;
+#[cfg(test)]
+mod wait_tests;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
@@ -70,7 +76,7 @@ pub use alarm::{
 };
 pub use app::{
     AppApplyArgs, AppArg, AppCommand, AppDeleteArgs, AppListArgs, AppLogsArgs, AppOutputArgs,
-    AppRemoveArgs, AppUpdateArgs, AppUploadArgs, WaitArgs,
+    AppRemoveArgs, AppUpdateArgs, AppUploadArgs,
 };
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
@@ -97,14 +103,104 @@ pub use user::{
     UserArg, UserCommand, UserCreateArgs, UserListArgs, UserPasswdArgs, UserRoleArgs,
     UserRoleCommand, UserShowArgs,
 };
+pub use wait::{WaitArgs, WatchArgs};
 
 use client::{Api, normalize_url};
 use credentials::{Env, resolve_target};
 use error::Error;
 
+/// The client verbs of `roost`, with the flags every verb takes
+/// (`--timeout`).
+///
+/// It flattens into a `clap::Subcommand` enum like a derived one; the
+/// global flags are added to each client verb (and inherited by the verbs
+/// below it), so they can be typed anywhere after the verb's name
+/// (`roost --timeout 5 alarm list` is not accepted, since the binary's
+/// other commands do not take them).
+#[derive(Debug)]
+pub struct ClientCommand {
+    /// The verb to run.
+    pub verb: Verb,
+    /// `--timeout SECS`: the time limit of each ordinary request.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The id of the `--timeout` flag in clap's matches.
+const TIMEOUT_ARG: &str = "roost_request_timeout";
+
+/// The `--timeout` flag, global to the verb it is added to.
+fn timeout_arg() -> clap::Arg {
+    clap::Arg::new(TIMEOUT_ARG)
+        .long("timeout")
+        .value_name("SECS")
+        .global(true)
+        .value_parser(client::parse_seconds)
+        .help(
+            "Give up on a request the server has not answered after SECS seconds \
+             [default: $ROOST_TIMEOUT, else 30]",
+        )
+}
+
+/// Adds the global flags to every client verb `cmd` has.
+fn with_global_flags(mut cmd: clap::Command) -> clap::Command {
+    use clap::Subcommand;
+    let names: Vec<String> = Verb::augment_subcommands(clap::Command::new("roost"))
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |c| c.arg(timeout_arg()));
+    }
+    cmd
+}
+
+/// The value of `--timeout`, wherever it was typed below `matches`.
+fn timeout_of(matches: &clap::ArgMatches) -> Option<std::time::Duration> {
+    let mut found = None;
+    let mut level = matches;
+    while let Some((_, sub)) = level.subcommand() {
+        if let Ok(Some(t)) = sub.try_get_one::<std::time::Duration>(TIMEOUT_ARG) {
+            found = Some(*t);
+        }
+        level = sub;
+    }
+    found
+}
+
+impl clap::FromArgMatches for ClientCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self {
+            verb: Verb::from_arg_matches(matches)?,
+            timeout: timeout_of(matches),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.verb.update_from_arg_matches(matches)?;
+        if let Some(t) = timeout_of(matches) {
+            self.timeout = Some(t);
+        }
+        Ok(())
+    }
+}
+
+impl clap::Subcommand for ClientCommand {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        with_global_flags(Verb::augment_subcommands(cmd))
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        with_global_flags(Verb::augment_subcommands_for_update(cmd))
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        Verb::has_subcommand(name)
+    }
+}
+
 /// The client verbs of `roost`.
 #[derive(clap::Subcommand, Debug)]
-pub enum ClientCommand {
+pub enum Verb {
     /// Log in to a Roost server and remember the token
     Login(LoginArgs),
     /// Fault management: active alarms
@@ -213,33 +309,74 @@ pub(crate) struct Io<'a> {
     pub out_terminal: bool,
 }
 
+std::thread_local! {
+    /// `--timeout` of the verb running on this thread, for [`connect`].
+    static REQUEST_TIMEOUT: std::cell::Cell<Option<std::time::Duration>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Sets [`REQUEST_TIMEOUT`] for as long as it lives.
+struct TimeoutScope(Option<std::time::Duration>);
+
+impl TimeoutScope {
+    fn enter(timeout: Option<std::time::Duration>) -> Self {
+        Self(REQUEST_TIMEOUT.replace(timeout))
+    }
+}
+
+impl Drop for TimeoutScope {
+    fn drop(&mut self) {
+        REQUEST_TIMEOUT.set(self.0);
+    }
+}
+
 /// Runs a verb against the given environment and streams.
 pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    match cmd {
-        ClientCommand::Login(args) => login::login(&args, env, io),
-        ClientCommand::Alarm(cmd) => alarm::run(cmd, env, io),
-        ClientCommand::Event(cmd) => event::run(cmd, env, io),
-        ClientCommand::Host(cmd) => host::run(cmd, env, io),
-        ClientCommand::App(cmd) => app::run(cmd, env, io),
-        ClientCommand::Heartbeat(cmd) => heartbeat::run(cmd, env, io),
-        ClientCommand::Subcloud(cmd) => subcloud::run(cmd, env, io),
-        ClientCommand::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
-        ClientCommand::Dc(cmd) => dc::run(cmd, env, io),
-        ClientCommand::Audit(cmd) => audit::run(cmd, env, io),
-        ClientCommand::User(cmd) => user::run(cmd, env, io),
-        ClientCommand::Certificate(cmd) => certificate::run(cmd, env, io),
-        ClientCommand::Release(cmd) => release::run(cmd, io),
-        ClientCommand::Deploy(cmd) => deploy::run(cmd, env, io),
-        ClientCommand::Strategy(cmd) => strategy::run(cmd, env, io),
-        ClientCommand::Destination(cmd) => destination::run(cmd, env, io),
+    let _timeout = TimeoutScope::enter(cmd.timeout);
+    run_verb(cmd.verb, env, io)
+}
+
+fn run_verb(verb: Verb, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    match verb {
+        Verb::Login(args) => login::login(&args, env, io),
+        Verb::Alarm(cmd) => alarm::run(cmd, env, io),
+        Verb::Event(cmd) => event::run(cmd, env, io),
+        Verb::Host(cmd) => host::run(cmd, env, io),
+        Verb::App(cmd) => app::run(cmd, env, io),
+        Verb::Heartbeat(cmd) => heartbeat::run(cmd, env, io),
+        Verb::Subcloud(cmd) => subcloud::run(cmd, env, io),
+        Verb::SubcloudGroup(cmd) => subcloud_group::run(cmd, env, io),
+        Verb::Dc(cmd) => dc::run(cmd, env, io),
+        Verb::Audit(cmd) => audit::run(cmd, env, io),
+        Verb::User(cmd) => user::run(cmd, env, io),
+        Verb::Certificate(cmd) => certificate::run(cmd, env, io),
+        Verb::Release(cmd) => release::run(cmd, io),
+        Verb::Deploy(cmd) => deploy::run(cmd, env, io),
+        Verb::Strategy(cmd) => strategy::run(cmd, env, io),
+        Verb::Destination(cmd) => destination::run(cmd, env, io),
     }
 }
 
 /// A client for the logged-in server, from the environment or the
-/// credentials file.
+/// credentials file, whose requests give up after `--timeout`, else
+/// `ROOST_TIMEOUT`, else 30 seconds.
 pub(crate) fn connect(env: &Env) -> Result<Api, Error> {
     let target = resolve_target(env)?;
     let url = normalize_url(&target.url)?;
     let ca = credentials::trusted_ca(env, &url)?;
-    Api::with_ca(&url, Some(&target.token), ca.as_deref())
+    let timeout = request_timeout(env)?;
+    Api::with_timeout(&url, Some(&target.token), ca.as_deref(), timeout)
+}
+
+/// The time limit of an ordinary request: `--timeout`, else
+/// `ROOST_TIMEOUT`, else [`client::DEFAULT_REQUEST_TIMEOUT`].
+pub(crate) fn request_timeout(env: &Env) -> Result<std::time::Duration, Error> {
+    if let Some(t) = REQUEST_TIMEOUT.get() {
+        return Ok(t);
+    }
+    match env.vars.get("ROOST_TIMEOUT") {
+        Some(text) => client::parse_seconds(text)
+            .map_err(|e| e.map_message(|m| format!("ROOST_TIMEOUT: {m}"))),
+        None => Ok(client::DEFAULT_REQUEST_TIMEOUT),
+    }
 }

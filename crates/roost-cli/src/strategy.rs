@@ -17,6 +17,7 @@ use crate::output::{
     Column, OutputArgs, list_items, new_table, print_data, print_table, render_list,
 };
 use crate::query::Query;
+use crate::wait::{Look, Verdict, WaitArgs};
 use crate::{Io, connect};
 
 const STRATEGY: &str = "/v1.0/sw-update-strategy";
@@ -35,7 +36,8 @@ pub enum StrategyCommand {
     /// Show the strategy, its stages and steps (--watch: live, until it ends or waits)
     Show(FleetShowArgs),
     /// Apply the strategy; after a canary stage, approve the rest
-    Apply,
+    /// (--wait: until it is complete, failed, aborted or awaits approval)
+    Apply(FleetApplyArgs),
     /// Abort the strategy: steps under way finish, the others do not start
     Abort,
     /// Delete the strategy (not while it applies)
@@ -91,6 +93,30 @@ pub struct StrategyCreateArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub output: OutputArgs,
+}
+
+/// Flags of `roost strategy apply`.
+#[derive(clap::Args, Debug)]
+pub struct FleetApplyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wait: WaitArgs,
+}
+
+/// Where the fleet strategy stands: `complete` and `awaiting approval`
+/// end a wait, `failed` and `aborted` are failures, anything else is
+/// under way.
+pub fn fleet_verdict(s: &SwUpdateStrategy) -> Verdict {
+    match s.state.as_str() {
+        "complete" | "awaiting approval" => Verdict::Done,
+        "failed" | "aborted" => Verdict::Failed(format!(
+            "the strategy is {}{}{} (`roost strategy show` shows each subcloud's step)",
+            s.state,
+            if s.reason.is_empty() { "" } else { ": " },
+            s.reason
+        )),
+        _ => Verdict::Running,
+    }
 }
 
 /// Flags of `roost strategy show`.
@@ -255,16 +281,49 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
                 std::thread::sleep(WATCH_EVERY);
             }
         }
-        StrategyCommand::Apply => {
+        StrategyCommand::Apply(args) => {
             let v = api.post(
                 &format!("{STRATEGY}/actions?type=sw-deploy"),
                 &StrategyAction {
                     action: "apply".into(),
                 },
             )?;
-            let s: SwUpdateStrategy = parse(v, "strategy")?;
-            writeln!(io.out, "Applying the strategy ({}).", s.state)?;
-            writeln!(io.err, "Next: roost strategy show --watch")?;
+            let s: SwUpdateStrategy = parse(v.clone(), "strategy")?;
+            if !args.wait.wait {
+                writeln!(io.out, "Started applying the strategy ({})", s.state)?;
+                writeln!(io.err, "Next: roost strategy show --watch (or add --wait)")?;
+                return Ok(());
+            }
+            let last = crate::wait::wait_for(
+                io,
+                &args.wait,
+                s,
+                || parse(api.get(TYPED, &Query::new())?, "strategy"),
+                |s: &SwUpdateStrategy| {
+                    Ok(Look {
+                        subject: format!("strategy {}", s.id),
+                        state: s.state.clone(),
+                        verdict: fleet_verdict(s),
+                    })
+                },
+                |_, look, waited| {
+                    Error::failure(crate::wait::timeout_message(
+                        waited,
+                        "the strategy to end",
+                        look,
+                        "`roost strategy show` shows each subcloud's step",
+                    ))
+                },
+            )?;
+            if last.state == "awaiting approval" {
+                writeln!(io.out, "Applied the canary stage of the strategy")?;
+                writeln!(
+                    io.err,
+                    "Next: roost strategy apply (approves the next stages)"
+                )?;
+            } else {
+                writeln!(io.out, "Applied the strategy")?;
+            }
             Ok(())
         }
         StrategyCommand::Abort => {
@@ -274,12 +333,12 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
                     action: "abort".into(),
                 },
             )?;
-            writeln!(io.out, "Aborting the strategy.")?;
+            writeln!(io.out, "Started aborting the strategy")?;
             Ok(())
         }
         StrategyCommand::Delete => {
             api.delete(TYPED)?;
-            writeln!(io.out, "Deleted the strategy.")?;
+            writeln!(io.out, "Deleted the strategy")?;
             Ok(())
         }
         StrategyCommand::Config(ConfigCommand::List(a)) => {
@@ -317,7 +376,7 @@ pub(crate) fn run(cmd: StrategyCommand, env: &Env, io: &mut Io<'_>) -> Result<()
         }
         StrategyCommand::Config(ConfigCommand::Delete(a)) => {
             api.delete(&options_path(Some(&a.cloud)))?;
-            writeln!(io.out, "Deleted the strategy options of {}.", a.cloud)?;
+            writeln!(io.out, "Deleted the strategy options of {}", a.cloud)?;
             Ok(())
         }
     }

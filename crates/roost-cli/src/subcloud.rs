@@ -18,6 +18,7 @@ use crate::output::{
     render_list, short_text, short_time,
 };
 use crate::query::Query;
+use crate::wait::{Look, Verdict, WaitArgs, WatchArgs};
 use crate::{Io, connect};
 
 /// The collection path; lists and creates use the trailing slash, as
@@ -59,9 +60,10 @@ pub enum SubcloudCommand {
     /// controller
     Add(SubcloudAddArgs),
     /// Manage a subcloud: keep it in sync with the system controller
-    Manage(SubcloudArg),
-    /// Unmanage a subcloud: stop syncing it
-    Unmanage(SubcloudArg),
+    /// (--wait: until it is managed, online and in sync)
+    Manage(SubcloudWaitArgs),
+    /// Unmanage a subcloud: stop syncing it (--wait: until it is unmanaged)
+    Unmanage(SubcloudWaitArgs),
     /// Change a subcloud's description, location or group
     Update(SubcloudUpdateArgs),
     /// Delete a subcloud (it must be unmanaged and offline)
@@ -91,6 +93,9 @@ pub struct SubcloudAppStatusArgs {
 pub struct SubcloudListArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub watch: WatchArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub output: OutputArgs,
 }
 
@@ -100,6 +105,17 @@ pub struct SubcloudArg {
     /// Name or ID of the subcloud
     #[arg(value_name = "SUBCLOUD")]
     pub subcloud: String,
+}
+
+/// One subcloud and `--wait`.
+#[derive(clap::Args, Debug)]
+pub struct SubcloudWaitArgs {
+    /// Name or ID of the subcloud
+    #[arg(value_name = "SUBCLOUD")]
+    pub subcloud: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wait: WaitArgs,
 }
 
 /// One subcloud and the output format.
@@ -152,19 +168,44 @@ pub struct SubcloudUpdateArgs {
 
 /// Runs one subcloud verb.
 pub(crate) fn run(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
+    let named = match &cmd {
+        SubcloudCommand::Show(a) | SubcloudCommand::Alarms(a) | SubcloudCommand::Audit(a) => {
+            Some(a.subcloud.clone())
+        }
+        SubcloudCommand::Manage(a) | SubcloudCommand::Unmanage(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::Update(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::Delete(a) => Some(a.subcloud.clone()),
+        SubcloudCommand::AppStatus(a) => a.subcloud.clone(),
+        SubcloudCommand::List(_) | SubcloudCommand::Add(_) => None,
+    };
+    let result = run_verb(cmd, env, io);
+    match named {
+        Some(name) => result.map_err(crate::style::not_found(
+            "subcloud",
+            "name or ID",
+            &name,
+            "`roost subcloud list` lists the subclouds",
+        )),
+        None => result,
+    }
+}
+
+fn run_verb(cmd: SubcloudCommand, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match cmd {
-        SubcloudCommand::List(args) => list(&args.output, env, io),
+        SubcloudCommand::List(args) => {
+            crate::wait::watch(io, &args.watch, |io| list(&args.output, env, io))
+        }
         SubcloudCommand::Show(args) => show(&args, env, io),
         SubcloudCommand::Add(args) => add(&args, env, io),
-        SubcloudCommand::Manage(args) => set_management(&args.subcloud, "managed", env, io),
-        SubcloudCommand::Unmanage(args) => set_management(&args.subcloud, "unmanaged", env, io),
+        SubcloudCommand::Manage(args) => set_management(&args, "managed", env, io),
+        SubcloudCommand::Unmanage(args) => set_management(&args, "unmanaged", env, io),
         SubcloudCommand::Update(args) => update(&args, env, io),
         SubcloudCommand::Delete(args) => delete(&args.subcloud, env, io),
         SubcloudCommand::Alarms(args) => alarms(&args, env, io),
         SubcloudCommand::Audit(args) => {
             let path = format!("{}/audit", subcloud_path(&args.subcloud)?);
             let reply = connect(env)?.get(&path, &Query::new())?;
-            let empty = format!("No audit records from {}.", args.subcloud);
+            let empty = format!("No audit records from {}", args.subcloud);
             crate::audit::print_records(reply, &args.output, &empty, io)
         }
         SubcloudCommand::AppStatus(args) => app_status(&args, env, io),
@@ -205,12 +246,7 @@ pub fn sort_by_id(items: &mut [Value]) {
 fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let api = &connect(env)?;
     let reply = api.get(SUBCLOUDS_PATH, &Query::new())?;
-    print_subclouds(
-        io,
-        output,
-        list_items(&reply, "subclouds")?,
-        "No subclouds.",
-    )
+    print_subclouds(io, output, list_items(&reply, "subclouds")?, "No subclouds")
 }
 
 /// Prints a list of subclouds sorted by ID, or `empty` when there is none.
@@ -393,15 +429,90 @@ pub fn state_line(subcloud: &Value) -> String {
     )
 }
 
-fn set_management(subcloud: &str, state: &str, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    let path = subcloud_path(subcloud)?;
+/// A subcloud's states without its name:
+/// `managed/online/complete/in-sync`.
+pub fn state_of(subcloud: &Value) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        field(subcloud, "management-state"),
+        field(subcloud, "availability-status"),
+        field(subcloud, "deploy-status"),
+        field(subcloud, "sync_status")
+    )
+}
+
+/// Where `manage --wait` (`state` managed) or `unmanage --wait` stands:
+/// managed needs the subcloud online and in sync as well; a deploy
+/// status ending in `failed` is a failure.
+pub fn management_verdict(subcloud: &Value, state: &str) -> Verdict {
+    let deploy = field(subcloud, "deploy-status");
+    if deploy.ends_with("failed") {
+        return Verdict::Failed(format!(
+            "subcloud {} is {deploy} ({}); `roost subcloud show {}` and `roost subcloud alarms {}` say why",
+            field(subcloud, "name"),
+            state_of(subcloud),
+            field(subcloud, "name"),
+            field(subcloud, "name")
+        ));
+    }
+    let done = field(subcloud, "management-state") == state
+        && (state != "managed"
+            || (field(subcloud, "availability-status") == "online"
+                && field(subcloud, "sync_status") == "in-sync"));
+    if done {
+        Verdict::Done
+    } else {
+        Verdict::Running
+    }
+}
+
+fn set_management(
+    args: &SubcloudWaitArgs,
+    state: &str,
+    env: &Env,
+    io: &mut Io<'_>,
+) -> Result<(), Error> {
+    let path = subcloud_path(&args.subcloud)?;
     let api = &connect(env)?;
     let body = SubcloudUpdate {
         management_state: Some(state.to_string()),
         ..SubcloudUpdate::default()
     };
     let reply = api.patch(&path, &body)?;
-    writeln!(io.out, "{}", state_line(&reply))?;
+    let last = if args.wait.wait {
+        crate::wait::wait_for(
+            io,
+            &args.wait,
+            reply,
+            || get_subcloud(api, &args.subcloud),
+            |subcloud| {
+                Ok(Look {
+                    subject: field(subcloud, "name"),
+                    state: state_of(subcloud),
+                    verdict: management_verdict(subcloud, state),
+                })
+            },
+            |_, look, waited| {
+                let goal = if state == "managed" {
+                    "managed, online and in-sync"
+                } else {
+                    "unmanaged"
+                };
+                Error::failure(crate::wait::timeout_message(
+                    waited,
+                    &format!("subcloud {} to be {goal}", look.subject),
+                    look,
+                    &format!(
+                        "`roost subcloud show {}` shows each endpoint's sync status",
+                        args.subcloud
+                    ),
+                ))
+            },
+        )?
+    } else {
+        reply
+    };
+    writeln!(io.out, "{}", state_line(&last))?;
     Ok(())
 }
 
@@ -416,7 +527,7 @@ pub fn update_body(args: &SubcloudUpdateArgs) -> Result<SubcloudUpdate, Error> {
     };
     if body == SubcloudUpdate::default() {
         return Err(Error::usage(
-            "Nothing to update: give --description, --location or --group",
+            "nothing to update: give --description, --location or --group",
         ));
     }
     Ok(body)
@@ -448,7 +559,7 @@ fn alarms(args: &SubcloudOutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), E
     let api = &connect(env)?;
     let reply = api.get(&path, &Query::new())?;
     let alarms = list_items(&reply, "alarms")?;
-    let empty = format!("No active alarms on {}.", args.subcloud);
+    let empty = format!("No active alarms on {}", args.subcloud);
     render_list(io, &args.output, &subcloud_alarm_columns(), &alarms, &empty)
 }
 
@@ -574,7 +685,7 @@ mod tests {
         };
         let err = update_body(&args).unwrap_err();
         assert_eq!(err.code(), 2);
-        assert!(err.message().starts_with("Nothing to update"), "{err}");
+        assert!(err.message().starts_with("nothing to update"), "{err}");
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn list(output: &OutputArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     let reply = api.get(GROUPS_PATH, &Query::new())?;
     let mut groups = list_items(&reply, "subcloud_groups")?;
     sort_by_id(&mut groups);
-    render_list(io, output, &group_columns(), &groups, "No subcloud groups.")
+    render_list(io, output, &group_columns(), &groups, "No subcloud groups")
 }
 
 /// The columns of `roost subcloud-group list`: ID, Name, Description,
@@ -261,7 +261,7 @@ pub fn update_body(args: &GroupUpdateArgs) -> Result<GroupWrite, Error> {
     let body = group_write(name, &args.settings);
     if body == GroupWrite::default() {
         return Err(Error::usage(
-            "Nothing to update: give --name, --description, --update-apply-type or --max-parallel-subclouds",
+            "nothing to update: give --name, --description, --update-apply-type or --max-parallel-subclouds",
         ));
     }
     Ok(body)
@@ -390,7 +390,7 @@ mod tests {
         };
         let err = update_body(&args).unwrap_err();
         assert_eq!(err.code(), 2);
-        assert!(err.message().starts_with("Nothing to update"), "{err}");
+        assert!(err.message().starts_with("nothing to update"), "{err}");
     }
 
     #[test]

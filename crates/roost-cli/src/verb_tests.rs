@@ -86,7 +86,7 @@ fn a_server_error_prints_the_envelope_message() {
     let outcome = run_verb(&["event", "list"], &server.env(), "");
     server.finish();
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message(), "Invalid limit: 0");
+    assert_eq!(err.message(), "invalid limit: 0");
     assert_eq!(err.code(), 1);
 }
 
@@ -101,7 +101,7 @@ fn showing_an_unknown_alarm_says_it_was_not_found() {
     assert_eq!(seen[0].target, "/v1/alarms/1234");
     assert_eq!(
         outcome.result.unwrap_err().message(),
-        "alarm 1234 not found"
+        "no alarm with UUID 1234 (`roost alarm list` shows the UUIDs)"
     );
 }
 
@@ -171,7 +171,7 @@ fn clearing_an_entity_prefix_posts_a_clear_and_counts_the_cleared_alarms() {
             .unwrap()
             .starts_with("application/json")
     );
-    assert_eq!(outcome.out, "Cleared 3 alarm(s)\n");
+    assert_eq!(outcome.out, "Cleared 3 alarms\n");
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn suppress_patches_every_known_id_after_checking_them_all() {
     assert_eq!(seen[2].target, "/v1/event_suppression/s-2");
     assert_eq!(
         outcome.out,
-        "Alarm ID 100.101 suppressed.\nAlarm ID 100.104 suppressed.\n"
+        "Suppressed alarm ID 100.101\nSuppressed alarm ID 100.104\n"
     );
 
     // An unknown id stops everything before the first PATCH.
@@ -371,7 +371,7 @@ fn a_refused_login_names_the_user_and_writes_nothing() {
     let err = outcome.result.unwrap_err();
     assert_eq!(
         err.message(),
-        "login as bob refused: The request you have made requires authentication."
+        "login as bob refused: the request you have made requires authentication"
     );
     assert!(!dir.path().join(CREDENTIALS_FILE).exists());
 }
@@ -398,7 +398,7 @@ fn stored_credentials_are_used_and_roost_url_overrides_only_the_url() {
     let seen = server.finish();
     outcome.result.unwrap();
     assert_eq!(seen[0].header("x-auth-token"), Some("stored-token"));
-    assert_eq!(outcome.out, "No events.\n");
+    assert_eq!(outcome.out, "No events\n");
 }
 
 #[test]
@@ -589,14 +589,14 @@ fn a_refused_host_action_prints_the_server_message() {
 fn showing_an_unknown_host_says_host_not_found() {
     let server = FakeServer::start(vec![Canned::json(
         404,
-        json!({"error": {"message": "host not found: worker-9", "code": 404}}),
+        json!({"error": {"message": "no host with name, ID or UUID worker-9 (`roost host list` lists the hosts)", "code": 404}}),
     )]);
     let outcome = run_verb(&["host", "show", "worker-9"], &server.env(), "");
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1/ihosts/worker-9");
     assert_eq!(
         outcome.result.unwrap_err().message(),
-        "host not found: worker-9"
+        "no host with name, ID or UUID worker-9 (`roost host list` lists the hosts)"
     );
 }
 
@@ -996,7 +996,10 @@ fn an_html_404_page_is_printed_as_its_detail_line() {
     let seen = server.finish();
     assert_eq!(seen[0].target, "/v1.0/subclouds/edge-9");
     let err = outcome.result.unwrap_err();
-    assert_eq!(err.message(), "Subcloud not found");
+    assert_eq!(
+        err.message(),
+        "no subcloud with name or ID edge-9 (`roost subcloud list` lists the subclouds)"
+    );
     assert_eq!(err.code(), 1);
     assert_eq!(outcome.out, "");
 }
@@ -1017,7 +1020,7 @@ fn an_html_400_page_from_a_refused_delete_is_printed_as_its_detail_line() {
     let refused = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
     assert_eq!(
         refused.result.unwrap_err().message(),
-        r#"Cannot delete a subcloud that is "managed""#
+        r#"cannot delete a subcloud that is "managed""#
     );
     let deleted = run_verb(&["subcloud", "delete", "edge-1"], &server.env(), "");
     deleted.result.unwrap();
@@ -1036,7 +1039,7 @@ fn subcloud_update_with_nothing_to_change_is_a_usage_error_before_any_request() 
     assert!(server.finish().is_empty(), "nothing was sent");
     let err = outcome.result.unwrap_err();
     assert!(
-        err.message().starts_with("Nothing to update"),
+        err.message().starts_with("nothing to update"),
         "{}",
         err.message()
     );
