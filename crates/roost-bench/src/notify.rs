@@ -235,10 +235,10 @@ pub fn render(r: &Results) -> String {
     ));
     let mut t = Table::new(&[
         "path",
-        ">p50",
-        ">p90",
-        ">p99",
-        ">max",
+        ">p50 (ms)",
+        ">p90 (ms)",
+        ">p99 (ms)",
+        ">max (ms)",
         ">p50 ÷ API p50",
         ">lost",
     ]);

@@ -245,7 +245,9 @@ fn a_stopped_or_killed_agent_degrades_then_fails_and_recovers() {
     assert!(failed_line.contains("WARN"), "{failed_line}");
     // The unanswered pulses are counted as missed.
     assert!(
-        api.metric("roost_heartbeat_pulses_missed_total").unwrap_or(0) > 0,
+        api.metric("roost_heartbeat_pulses_missed_total")
+            .unwrap_or(0)
+            > 0,
         "no missed pulse counted"
     );
     let h = alarm_history(&api, "worker-0");
