@@ -125,7 +125,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("roost: ") && err.contains("not found"),
+        err.starts_with("roost: ") && err.contains("no alarm with UUID no-such-uuid"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1);
@@ -321,7 +321,10 @@ fn the_subcloud_verbs_drive_a_system_controller() {
     let out = cli.run(&["subcloud", "delete", "nobody"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "roost: Subcloud not found");
+    assert_eq!(
+        err.trim(),
+        "roost: no subcloud with name or ID nobody (`roost subcloud list` lists the subclouds)"
+    );
     cli.ok(&["subcloud", "delete", "edge-1"]);
     assert!(
         cli.json(&["subcloud", "list", "-o", "json"])
