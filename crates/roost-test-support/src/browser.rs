@@ -16,6 +16,10 @@ const DRIVER: &str = "/usr/bin/chromedriver";
 /// The key WebDriver names an element by.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The text an element held when a wait for other text ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastText(pub String);
+
 /// One browser session; closed (and its driver killed) on drop.
 pub struct Browser {
     driver: Child,
@@ -147,7 +151,7 @@ impl Browser {
 
     /// The text of the first element matching `css`, once it holds
     /// `wanted` (waiting up to `secs`); the last text read otherwise.
-    pub fn wait_text(&self, css: &str, wanted: &str, secs: u64) -> Result<String, String> {
+    pub fn wait_text(&self, css: &str, wanted: &str, secs: u64) -> Result<String, LastText> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -159,7 +163,7 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(last)
+        Err(LastText(last))
     }
 
     pub fn type_into(&self, element: &str, text: &str) {

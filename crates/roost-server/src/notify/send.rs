@@ -89,7 +89,7 @@ struct Message {
     since: Instant,
 }
 
-type Outcome = (String, u64, Result<(), String>);
+type Outcome = (String, u64, Result<(), Error>);
 
 async fn webhook(
     shared: Arc<Shared>,
@@ -145,7 +145,8 @@ async fn webhook(
                         "cannot reach the receiver: {}",
                         crate::error::error_chain(&e)
                     )),
-                };
+                }
+                .map_err(Error::Unreachable);
                 let _ = done.send((a.entity, a.sequence, r)).await;
             });
         }
@@ -189,6 +190,7 @@ async fn webhook(
                         note_delivered(&shared, &stats, "webhook", since);
                     }
                     Err(e) => {
+                        let e = e.to_string();
                         shared.metrics.notify_failed("webhook");
                         note_error(&stats, &e);
                         tracing::warn!(destination = %dest_id, %entity, sequence, error = %e, "a webhook call failed");
@@ -241,15 +243,15 @@ async fn sleep_for(wait: Option<Duration>) {
     }
 }
 
-async fn resolve(host: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+async fn resolve(host: &str, port: u16) -> Result<std::net::SocketAddr, Error> {
     tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| Error::Unreachable(format!("cannot resolve {host}: {e}")))?
         .next()
-        .ok_or_else(|| format!("{host} has no address"))
+        .ok_or_else(|| Error::Unreachable(format!("{host} has no address")))
 }
 
-async fn udp_socket(to: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, String> {
+async fn udp_socket(to: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, Error> {
     let bind: std::net::SocketAddr = if to.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -257,7 +259,7 @@ async fn udp_socket(to: std::net::SocketAddr) -> Result<tokio::net::UdpSocket, S
     };
     tokio::net::UdpSocket::bind(bind)
         .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))
+        .map_err(|e| Error::Unreachable(format!("cannot open a UDP socket: {e}")))
 }
 
 async fn snmp(
@@ -297,13 +299,13 @@ async fn snmp(
                     Ok(sock) => socket = Some((sock, to)),
                     Err(e) => {
                         shared.metrics.notify_failed("snmp");
-                        note_error(&stats, &e);
+                        note_error(&stats, &e.to_string());
                         continue;
                     }
                 },
                 Err(e) => {
                     shared.metrics.notify_failed("snmp");
-                    note_error(&stats, &e);
+                    note_error(&stats, &e.to_string());
                     continue;
                 }
             }
@@ -357,7 +359,7 @@ async fn syslog_task(
                 }
                 Err(e) => {
                     shared.metrics.notify_failed("syslog");
-                    note_error(&stats, &e);
+                    note_error(&stats, &e.to_string());
                     if s.transport == "udp" {
                         break;
                     }
@@ -374,17 +376,19 @@ async fn send_udp(
     socket: &mut Option<(tokio::net::UdpSocket, std::net::SocketAddr)>,
     s: &SyslogSettings,
     msg: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if socket.is_none() {
         let to = resolve(&s.host, s.port).await?;
         *socket = Some((udp_socket(to).await?, to));
     }
     let Some((sock, to)) = socket.as_ref() else {
-        return Err("no socket".into());
+        return Err(Error::Unreachable("no socket".into()));
     };
     if let Err(e) = sock.send_to(msg, to).await {
         *socket = None;
-        return Err(format!("cannot send the syslog message: {e}"));
+        return Err(Error::Unreachable(format!(
+            "cannot send the syslog message: {e}"
+        )));
     }
     Ok(())
 }
@@ -393,17 +397,17 @@ async fn send_tcp(
     conn: &mut Option<tokio::net::TcpStream>,
     s: &SyslogSettings,
     framed: &[u8],
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if conn.is_none() {
         let to = resolve(&s.host, s.port).await?;
         let c = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(to))
             .await
-            .map_err(|_| format!("cannot connect to {to}: timed out"))?
-            .map_err(|e| format!("cannot connect to {to}: {e}"))?;
+            .map_err(|_| Error::Unreachable(format!("cannot connect to {to}: timed out")))?
+            .map_err(|e| Error::Unreachable(format!("cannot connect to {to}: {e}")))?;
         *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else {
-        return Err("no connection".into());
+        return Err(Error::Unreachable("no connection".into()));
     };
     let written = tokio::time::timeout(SYSLOG_WRITE_TIMEOUT, async {
         c.write_all(framed).await?;
@@ -414,11 +418,15 @@ async fn send_tcp(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             *conn = None;
-            Err(format!("the syslog connection failed: {e}"))
+            Err(Error::Unreachable(format!(
+                "the syslog connection failed: {e}"
+            )))
         }
         Err(_) => {
             *conn = None;
-            Err("the syslog collector did not take the message in time".into())
+            Err(Error::Unreachable(
+                "the syslog collector did not take the message in time".into(),
+            ))
         }
     }
 }
