@@ -2571,6 +2571,12 @@ mod tests {
         ("post", "/v1/ihosts/{host}/revoke"),
         ("post", "/v1/ihosts/{host}/attestation"),
         ("post", "/v1/agent/apps/logs/{id}"),
+        // Notification actions: the destination and letter are in the path.
+        ("post", "/v1/notifications/destinations/{destination}/test"),
+        (
+            "post",
+            "/v1/notifications/destinations/{destination}/dead-letters/{letter}/retry",
+        ),
         // USM's deploy steps: the stock client sends `{}` or nothing.
         ("post", "/v1/deploy/activate"),
         ("post", "/v1/deploy/activate_rollback"),
