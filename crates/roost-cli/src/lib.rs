@@ -42,6 +42,8 @@ mod certificate;
 mod client;
 mod completion;
 mod context;
+#[cfg(test)]
+mod context_tests;
 mod credentials;
 mod dc;
 mod deploy;
