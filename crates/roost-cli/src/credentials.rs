@@ -129,10 +129,12 @@ pub fn credentials_path(
     }
 }
 
-/// Writes the credentials to `path`. Missing directories are created with
+/// Writes the credentials to `path` (the file before contexts; tests make
+/// one to import). Missing directories are created with
 /// mode 0700; the file is created with mode 0600 under a temporary name and
 /// renamed into place, so it is never readable by others, not even briefly,
 /// and a crash never leaves a half-written file.
+#[cfg(test)]
 pub fn write_credentials(path: &Path, creds: &Credentials) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(creds)?;
     json.push(b'\n');

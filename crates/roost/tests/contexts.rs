@@ -84,10 +84,7 @@ fn two_clouds_as_two_contexts_with_tokens_for_scripts() {
             .len()
     };
     assert_eq!(on(&["alarm", "list", "-o", "json"]), 0, "west is current");
-    assert_eq!(
-        on(&["--context", "east", "alarm", "list", "-o", "json"]),
-        1
-    );
+    assert_eq!(on(&["--context", "east", "alarm", "list", "-o", "json"]), 1);
     assert_eq!(
         on(&["alarm", "list", "--context", "east", "-o", "json"]),
         1,
@@ -185,10 +182,7 @@ fn two_clouds_as_two_contexts_with_tokens_for_scripts() {
         "{names:?}"
     );
     // The other context is untouched; a new login brings east back.
-    assert_eq!(
-        on(&["--context", "west", "alarm", "list", "-o", "json"]),
-        0
-    );
+    assert_eq!(on(&["--context", "west", "alarm", "list", "-o", "json"]), 0);
     let out = login(&cli, "east", &east.url);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(on(&["alarm", "list", "-o", "json"]), 1);
@@ -200,12 +194,12 @@ fn two_clouds_as_two_contexts_with_tokens_for_scripts() {
 
 #[test]
 fn an_expired_token_is_renewed_without_the_password() {
-    let (s, _cfg) = Server::start_with_config(bin(), "token_ttl_secs = 2\n");
+    let (s, _cfg) = Server::start_with_config(bin(), "token_ttl_secs = 5\n");
     let cli = Cli::new(bin());
     let out = login(&cli, "short", &s.url);
     assert!(out.status.success(), "{}", text(&out));
     let first = cli.ok(&["token"]).trim().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_millis(5500));
     // No password on standard input: the credential renews the token.
     let out = cli.run(&["alarm", "list", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -232,7 +226,10 @@ fn application_credentials_through_keystones_api() {
     let id = cred["id"].as_str().unwrap().to_string();
     let secret = cred["secret"].as_str().unwrap().to_string();
     assert!(secret.len() >= 32);
-    assert_eq!(cred["roles"], json!([{"id": "reader", "name": "reader", "domain_id": null}]));
+    assert_eq!(
+        cred["roles"],
+        json!([{"id": "reader", "name": "reader", "domain_id": null}])
+    );
     assert_eq!(cred["expires_at"], Value::Null);
 
     // Listed and shown without the secret.
@@ -243,7 +240,10 @@ fn application_credentials_through_keystones_api() {
     assert_eq!(shown.body["application_credential"]["name"], "prometheus");
     assert!(shown.body["application_credential"].get("secret").is_none());
     // The same name again: a conflict.
-    let again = admin.post(&base, &json!({"application_credential": {"name": "prometheus"}}));
+    let again = admin.post(
+        &base,
+        &json!({"application_credential": {"name": "prometheus"}}),
+    );
     assert_eq!(again.status, 409);
     // A role the token does not hold, a bad time: 400 with a message.
     let bad = admin.post(
@@ -251,18 +251,28 @@ fn application_credentials_through_keystones_api() {
         &json!({"application_credential": {"name": "x", "expires_at": "tomorrow"}}),
     );
     assert_eq!(bad.status, 400);
-    assert!(bad.body["error"]["message"].as_str().unwrap().contains("expires_at"));
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expires_at")
+    );
 
     // Log in with it: scoped to project admin with role reader only.
     let by_id = |secret: &str| {
-        s.login(json!({"auth": {"identity": {"methods": ["application_credential"],
-            "application_credential": {"id": id, "secret": secret}}}}))
+        s.login(
+            json!({"auth": {"identity": {"methods": ["application_credential"],
+            "application_credential": {"id": id, "secret": secret}}}}),
+        )
     };
     let (status, headers, body) = by_id(&secret);
     assert_eq!(status, 201, "{body}");
     assert!(headers.get("x-subject-token").is_some());
     assert_eq!(body["token"]["project"]["name"], "admin");
-    assert_eq!(body["token"]["roles"], json!([{"id": "reader", "name": "reader"}]));
+    assert_eq!(
+        body["token"]["roles"],
+        json!([{"id": "reader", "name": "reader"}])
+    );
     assert_eq!(body["token"]["methods"], json!(["application_credential"]));
     let token = headers["x-subject-token"].to_str().unwrap().to_string();
     // A reader reads, and may not write.
@@ -286,8 +296,10 @@ fn application_credentials_through_keystones_api() {
     // A wrong secret: 401.
     assert_eq!(by_id("not-the-secret").0, 401);
     // Neither id nor name: 400.
-    let (status, _, body) = s.login(json!({"auth": {"identity": {"methods": ["application_credential"],
-        "application_credential": {"secret": secret}}}}));
+    let (status, _, body) = s.login(
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"secret": secret}}}}),
+    );
     assert_eq!(status, 400, "{body}");
 
     // The CLI lists and deletes them.
@@ -295,7 +307,10 @@ fn application_credentials_through_keystones_api() {
     let out = login(&cli, "here", &s.url);
     assert!(out.status.success(), "{}", text(&out));
     let list = cli.ok(&["app-credential", "list"]);
-    assert!(list.contains("prometheus") && !list.contains(&secret), "{list}");
+    assert!(
+        list.contains("prometheus") && !list.contains(&secret),
+        "{list}"
+    );
     let made = cli.ok(&["app-credential", "create", "script", "--role", "member"]);
     assert!(made.contains("secret:"), "{made}");
 
@@ -336,11 +351,21 @@ fn application_credentials_expire_and_stop_with_their_user() {
     };
     // Only for oneself; only roles one holds.
     assert_eq!(
-        post(&admin.token, &carol, json!({"application_credential": {"name": "a"}})).0,
+        post(
+            &admin.token,
+            &carol,
+            json!({"application_credential": {"name": "a"}})
+        )
+        .0,
         403
     );
     assert_eq!(
-        post(&carol_token, &carol, json!({"application_credential": {"name": "a", "roles": [{"name": "admin"}]}})).0,
+        post(
+            &carol_token,
+            &carol,
+            json!({"application_credential": {"name": "a", "roles": [{"name": "admin"}]}})
+        )
+        .0,
         400
     );
     let soon = roost_types::Timestamp(
@@ -378,16 +403,25 @@ fn application_credentials_expire_and_stop_with_their_user() {
     assert_eq!(use_it(&short, &short_secret), 401, "expired");
     // Another user's credentials: hidden from carol, visible to an admin.
     let r = http()
-        .get(format!("{}/v3/users/{carol}/application_credentials", s.url))
+        .get(format!(
+            "{}/v3/users/{carol}/application_credentials",
+            s.url
+        ))
         .header("X-Auth-Token", &admin.token)
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     // Disabled: refused; deleted: gone.
-    let off = admin.patch(&format!("/v3/users/{carol}"), &json!({"user": {"enabled": false}}));
+    let off = admin.patch(
+        &format!("/v3/users/{carol}"),
+        &json!({"user": {"enabled": false}}),
+    );
     assert!(off.status < 300, "{}", off.body);
     assert_eq!(use_it(&long, "chosen-secret-of-carol"), 401);
-    let on = admin.patch(&format!("/v3/users/{carol}"), &json!({"user": {"enabled": true}}));
+    let on = admin.patch(
+        &format!("/v3/users/{carol}"),
+        &json!({"user": {"enabled": true}}),
+    );
     assert!(on.status < 300);
     assert_eq!(use_it(&long, "chosen-secret-of-carol"), 201);
     assert_eq!(admin.delete(&format!("/v3/users/{carol}")).status, 204);

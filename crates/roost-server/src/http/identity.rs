@@ -831,7 +831,12 @@ async fn create_app_credential(
         .run(move || {
             ident.create_app_credential(&who2, &name, &description, expires_at, roles, secret)
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Keystone answers a name taken with 409.
+            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            e => ApiError::from(e),
+        })?;
     let body = AppCredentialEnvelope {
         application_credential: app_credential_view(&st.base_url(&headers), cred, Some(secret)),
     };
