@@ -766,7 +766,7 @@ async fn create_app_credential(
 ) -> Result<Response, ApiError> {
     let req: AppCredentialCreateRequest = json_body(&headers, body)?;
     let req = req.application_credential;
-    if who.user_id != user_id {
+    if who.user_id != user_id && who.user_name != user_id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "you can create application credentials only for yourself",
