@@ -1577,7 +1577,7 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/v3/users/{user_id}/application_credentials",
         tag: "identity",
-        summary: "List a user's application credentials, without secrets (your own; an admin's token: anyone's)",
+        summary: "List a user's application credentials, without secrets (your own; an admin's token: anyone's; others' are answered 404)",
         access: Access::Token,
         query: &[("name", "only the credential with this name")],
         ok: &[200],

@@ -411,6 +411,19 @@ fn application_credentials_expire_and_stop_with_their_user() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    let admin_id = whoami(&s.url, &admin.token).1["token"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http()
+        .get(format!(
+            "{}/v3/users/{admin_id}/application_credentials",
+            s.url
+        ))
+        .header("X-Auth-Token", &carol_token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "another user's are not shown");
     // Disabled: refused; deleted: gone.
     let off = admin.patch(
         &format!("/v3/users/{carol}"),

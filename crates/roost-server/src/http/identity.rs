@@ -721,16 +721,16 @@ async fn role_assignments(
 // ----- application credentials (Keystone v3) ---------------------------------
 
 /// Whether `who` may see and delete the credentials of `user_id`: its own,
-/// or anyone's with an admin token.
+/// or anyone's with an admin token. Others' are answered as not found, so
+/// that a token cannot probe which users exist.
 fn may_manage(who: &Principal, user_id: &str) -> Result<(), ApiError> {
     if who.user_id == user_id || who.user_name == user_id || who.roles.iter().any(|r| r == "admin")
     {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "you can manage only your own application credentials",
-        ))
+        Err(ApiError::not_found(format!(
+            "Could not find application credentials of user: {user_id} (only your own are shown to you)."
+        )))
     }
 }
 
