@@ -30,6 +30,7 @@ impl AuthRequest {
                         },
                     }),
                     token: None,
+                    application_credential: None,
                 },
                 scope: Some(Scope {
                     project: Some(ProjectRef {
@@ -57,6 +58,180 @@ pub struct Identity {
     pub password: Option<PasswordMethod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_credential: Option<AppCredentialMethod>,
+}
+
+/// Keystone's `application_credential` method: the credential by `id`, or
+/// by `name` with its `user` (by id, or by name in a domain), and its
+/// secret. No `Debug`: it holds a secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialMethod {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<AppCredentialUser>,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AppCredentialMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentialMethod")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The owner of an application credential named in a token request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<NamedRef>,
+}
+
+impl AuthRequest {
+    /// The application-credential method with the credential's `id` and
+    /// `secret` (Keystone scopes the token to the credential's project).
+    pub fn app_credential(id: &str, secret: &str) -> AuthRequest {
+        AuthRequest {
+            auth: Auth {
+                identity: Identity {
+                    methods: vec!["application_credential".into()],
+                    password: None,
+                    token: None,
+                    application_credential: Some(AppCredentialMethod {
+                        id: Some(id.into()),
+                        name: None,
+                        user: None,
+                        secret: secret.into(),
+                    }),
+                },
+                scope: None,
+            },
+        }
+    }
+}
+
+/// `POST /v3/users/{user_id}/application_credentials` body.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialCreateRequest {
+    pub application_credential: AppCredentialCreate,
+}
+
+/// A new application credential: `secret` is made by the server when not
+/// given; `roles` default to every role of the creating token;
+/// `expires_at` (ISO 8601) `None` for never. No `Debug`: it may hold a
+/// secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialCreate {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<NamedRef>>,
+    /// Keystone's flag to let the credential make more credentials;
+    /// Roost accepts only `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unrestricted: Option<bool>,
+}
+
+/// A role as an application credential lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialRole {
+    pub id: String,
+    pub name: String,
+    pub domain_id: Option<String>,
+}
+
+/// An application credential as Keystone shows it; `secret` only in the
+/// answer to its creation.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredential {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub user_id: String,
+    pub project_id: String,
+    pub expires_at: Option<String>,
+    pub roles: Vec<AppCredentialRole>,
+    pub unrestricted: bool,
+    #[serde(default)]
+    pub access_rules: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub links: Value,
+}
+
+impl std::fmt::Debug for AppCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredential")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppCredential {
+    /// A credential at `base` (`secret`: only when just created).
+    #[allow(clippy::too_many_arguments)]
+    pub fn view(
+        base: &str,
+        id: String,
+        name: String,
+        description: String,
+        user_id: String,
+        project_id: String,
+        expires_at: Option<String>,
+        roles: &[String],
+        secret: Option<String>,
+    ) -> AppCredential {
+        AppCredential {
+            links: json!({"self": format!("{base}/v3/users/{user_id}/application_credentials/{id}")}),
+            id,
+            name,
+            description: Some(description),
+            user_id,
+            project_id,
+            expires_at,
+            roles: roles
+                .iter()
+                .map(|r| AppCredentialRole {
+                    id: r.clone(),
+                    name: r.clone(),
+                    domain_id: None,
+                })
+                .collect(),
+            unrestricted: false,
+            access_rules: Vec::new(),
+            secret,
+        }
+    }
+}
+
+/// `POST` and `GET /v3/users/{user_id}/application_credentials/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialEnvelope {
+    pub application_credential: AppCredential,
+}
+
+/// `GET /v3/users/{user_id}/application_credentials`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppCredentialList {
+    pub application_credentials: Vec<AppCredential>,
+    pub links: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -407,7 +407,7 @@ pub const ROUTES: &[Route] = &[
         method: "post",
         path: "/v3/auth/tokens",
         tag: "identity",
-        summary: "Issue a token (methods password and token); the token is in header X-Subject-Token",
+        summary: "Issue a token (methods password, token and application_credential); the token is in header X-Subject-Token",
         access: Access::Public,
         query: &[],
         ok: &[201],
@@ -1564,6 +1564,46 @@ pub const ROUTES: &[Route] = &[
         body: Some("PasswordChange"),
     },
     Route {
+        method: "post",
+        path: "/v3/users/{user_id}/application_credentials",
+        tag: "identity",
+        summary: "Create an application credential for yourself (Keystone): scoped to your token's project with its roles (or the subset given); the secret is shown only in this answer",
+        access: Access::Token,
+        query: &[],
+        ok: &[201],
+        body: Some("AppCredentialCreate"),
+    },
+    Route {
+        method: "get",
+        path: "/v3/users/{user_id}/application_credentials",
+        tag: "identity",
+        summary: "List a user's application credentials, without secrets (your own; an admin's token: anyone's; others' are answered 404)",
+        access: Access::Token,
+        query: &[("name", "only the credential with this name")],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v3/users/{user_id}/application_credentials/{application_credential_id}",
+        tag: "identity",
+        summary: "Show an application credential, without its secret (your own; an admin's token: anyone's)",
+        access: Access::Token,
+        query: &[],
+        ok: &[200],
+        body: None,
+    },
+    Route {
+        method: "delete",
+        path: "/v3/users/{user_id}/application_credentials/{application_credential_id}",
+        tag: "identity",
+        summary: "Delete an application credential; the tokens it issued are revoked (your own; an admin's token: anyone's)",
+        access: Access::Token,
+        query: &[],
+        ok: &[204],
+        body: None,
+    },
+    Route {
         method: "get",
         path: "/v3/users",
         tag: "identity",
@@ -1801,17 +1841,25 @@ fn schemas() -> Value {
                         {"if": {"properties": {"methods": {"contains": {"const": "password"}}}},
                          "then": {"required": ["password"], "properties": {"password": {"type": "object"}}}},
                         {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
-                         "then": {"required": ["token"], "properties": {"token": {"type": "object"}}}}
+                         "then": {"required": ["token"], "properties": {"token": {"type": "object"}}}},
+                        {"if": {"properties": {"methods": {"contains": {"const": "application_credential"}}}},
+                         "then": {"required": ["application_credential"], "properties": {"application_credential": {"type": "object"}}}}
                     ],
                     "properties": {
-                    "methods": {"type": "array", "minItems": 1, "items": {"enum": ["password", "token"]}},
+                    "methods": {"type": "array", "minItems": 1, "items": {"enum": ["password", "token", "application_credential"]}},
                     "password": {"type": ["object", "null"], "required": ["user"], "properties": {
                         "user": {"type": "object", "required": ["password"],
                             "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
                                       {"required": ["id"], "properties": {"id": s("string")}}],
                             "properties": {
                             "id": os, "name": os, "password": s("string"), "domain": named.clone()}}}},
-                    "token": {"type": ["object", "null"], "required": ["id"], "properties": {"id": s("string")}}}},
+                    "token": {"type": ["object", "null"], "required": ["id"], "properties": {"id": s("string")}},
+                    "application_credential": {"type": ["object", "null"], "required": ["secret"],
+                        "anyOf": [{"required": ["id"], "properties": {"id": s("string")}},
+                                  {"required": ["name", "user"], "properties": {"name": s("string"), "user": {"type": "object"}}}],
+                        "properties": {
+                        "id": os, "name": os, "secret": s("string"),
+                        "user": {"type": ["object", "null"], "properties": {"id": os, "name": os, "domain": named.clone()}}}}}},
                 "scope": {"type": ["object", "null"], "properties": {"project": {
                     "type": ["object", "null"],
                     "anyOf": [{"required": ["name"], "properties": {"name": s("string")}},
@@ -1913,6 +1961,22 @@ fn schemas() -> Value {
             "description": "at least one field",
             "minProperties": 1,
             "properties": group_properties
+        },
+        "AppCredentialCreate": {
+            "type": "object",
+            "required": ["application_credential"],
+            "properties": {"application_credential": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "description": {"type": ["string", "null"]},
+                    "expires_at": {"type": ["string", "null"], "description": "ISO 8601 (UTC); null or absent: never"},
+                    "secret": {"type": ["string", "null"], "minLength": 16, "description": "made by the server when absent"},
+                    "roles": {"type": ["array", "null"], "items": {"type": "object", "properties": {"id": os, "name": os}}},
+                    "unrestricted": {"type": ["boolean", "null"], "description": "only false is accepted"}
+                }
+            }}
         },
         "PasswordChange": {
             "type": "object",
@@ -2339,6 +2403,7 @@ fn path_parameter_description(name: &str) -> &'static str {
             "id of the user (for a password change, the token's own user); elsewhere also its name"
         }
         "role_id" => "the role: admin, member or reader",
+        "application_credential_id" => "id of the application credential",
         "project_id" => "id or name of the project",
         "id" => {
             "uuid of the host (to assign labels) or of the label (to show or remove it); the log request's id (agent)"

@@ -126,6 +126,7 @@ fn a_password_token_request_is_keystone_v3() {
                     },
                 }),
                 token: None,
+                application_credential: None,
             },
             scope: Some(Scope {
                 project: Some(ProjectRef {

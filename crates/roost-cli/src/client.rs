@@ -37,6 +37,14 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// Gets a new token when the server refused the one presented.
+pub type Renewal = Box<dyn Fn() -> Result<String, Error> + Send + Sync>;
+
+/// The message of a 401 to a request that carried a token, when nothing
+/// better is known (the token came from `ROOST_TOKEN`).
+pub const TOKEN_REFUSED: &str =
+    "the server refused the token (expired or revoked); run `roost login` again";
+
 /// A client bound to one server base URL and, optionally, one token.
 pub struct Api {
     http: Client,
@@ -44,11 +52,25 @@ pub struct Api {
     /// uploads of large packages and followed logs.
     long: OnceLock<Client>,
     base: String,
-    token: Option<HeaderValue>,
+    token: std::sync::Mutex<Option<HeaderValue>>,
     /// The total time limit of an ordinary request.
     timeout: Duration,
     /// The pinned CA's TLS config, if any.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// What a refused token's error says (names the context and how to
+    /// log in again).
+    refused: String,
+    /// How to get a new token when the server refuses this one: the
+    /// request is then sent once more with it.
+    renewal: Option<Renewal>,
+}
+
+fn token_header(t: &str) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
+        Error::usage("the token contains characters that cannot be sent in a header")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A client builder with the user agent, the connect timeout and, if
@@ -84,15 +106,7 @@ impl Api {
         ca_pem: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, Error> {
-        let token = token
-            .map(|t| {
-                let mut value = HeaderValue::from_str(t.trim()).map_err(|_| {
-                    Error::usage("the token contains characters that cannot be sent in a header")
-                })?;
-                value.set_sensitive(true);
-                Ok::<_, Error>(value)
-            })
-            .transpose()?;
+        let token = token.map(token_header).transpose()?;
         let tls = ca_pem
             .map(|pem| {
                 roost_pki::pinned_roots_client_config(pem)
@@ -107,10 +121,45 @@ impl Api {
             http,
             long: OnceLock::new(),
             base: base.trim_end_matches('/').to_string(),
-            token,
+            token: std::sync::Mutex::new(token),
             timeout,
             tls,
+            refused: TOKEN_REFUSED.to_string(),
+            renewal: None,
         })
+    }
+
+    /// What the error of a refused token says.
+    pub fn set_refused_message(&mut self, message: impl Into<String>) {
+        self.refused = message.into();
+    }
+
+    /// How to get a new token when the server refuses the current one.
+    pub fn set_renewal(&mut self, renewal: Renewal) {
+        self.renewal = Some(renewal);
+    }
+
+    fn has_token(&self) -> bool {
+        self.token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Runs `attempt`; when the server refused the token and a renewal is
+    /// set, gets a new token and runs it once more.
+    fn renewing<T>(&self, attempt: impl Fn() -> Result<T, Error>) -> Result<T, Error> {
+        match attempt() {
+            Err(e) if e.http_status() == Some(401) && self.has_token() => {
+                let Some(renew) = &self.renewal else {
+                    return Err(e);
+                };
+                let fresh = token_header(&renew()?)?;
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+                attempt()
+            }
+            other => other,
+        }
     }
 
     /// The server's base URL, without a trailing slash.
@@ -156,11 +205,55 @@ impl Api {
         query: &Query,
         body: Option<&B>,
     ) -> Result<Reply, Error> {
-        let mut request = self.request(&self.http, method, path, query, "application/json");
-        if let Some(body) = body {
-            request = request.json(body);
+        self.renewing(|| {
+            let mut request =
+                self.request(&self.http, method.clone(), path, query, "application/json");
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            self.reply(self.dispatch(request)?)
+        })
+    }
+
+    /// The server's validation of this client's own token
+    /// (`GET /v3/auth/tokens?nocatalog`, the token in both headers).
+    pub fn own_token(&self) -> Result<Value, Error> {
+        self.renewing(|| {
+            let mut request = self.request(
+                &self.http,
+                Method::GET,
+                "/v3/auth/tokens",
+                &Query::new().flag("nocatalog", true),
+                "application/json",
+            );
+            if let Some(token) = &*self.token.lock().unwrap_or_else(|e| e.into_inner()) {
+                request = request.header("X-Subject-Token", token.clone());
+            }
+            Ok(self.reply(self.dispatch(request)?)?.body)
+        })
+    }
+
+    /// `DELETE path` with extra headers (a token revocation names the
+    /// token in `X-Subject-Token`).
+    pub fn delete_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, Error> {
+        let mut request = self.request(
+            &self.http,
+            Method::DELETE,
+            path,
+            &Query::new(),
+            "application/json",
+        );
+        for (name, value) in headers {
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|_| Error::usage(format!("cannot send header {name}")))?;
+            v.set_sensitive(true);
+            request = request.header(*name, v);
         }
-        self.reply(self.dispatch(request)?)
+        Ok(self.reply(self.dispatch(request)?)?.body)
     }
 
     /// `method path` with a body streamed from a reader (of the length the
@@ -191,15 +284,17 @@ impl Api {
     /// followed log), without the usual time limit. The status is checked
     /// first; an error reply becomes an [`Error`] as for [`Api::send`].
     pub fn get_stream(&self, path: &str, query: &Query) -> Result<Response, Error> {
-        let request = self.request(self.long()?, Method::GET, path, query, "text/plain");
-        let response = self.dispatch(request)?;
-        if response.status().as_u16() >= 400 {
-            return Err(self
-                .reply(response)
-                .err()
-                .unwrap_or_else(|| Error::failure("the server refused the request")));
-        }
-        Ok(response)
+        self.renewing(|| {
+            let request = self.request(self.long()?, Method::GET, path, query, "text/plain");
+            let response = self.dispatch(request)?;
+            if response.status().as_u16() >= 400 {
+                return Err(self
+                    .reply(response)
+                    .err()
+                    .unwrap_or_else(|| Error::failure("the server refused the request")));
+            }
+            Ok(response)
+        })
     }
 
     fn long(&self) -> Result<&Client, Error> {
@@ -229,7 +324,7 @@ impl Api {
             url.push_str(&encoded);
         }
         let mut request = http.request(method, &url).header(ACCEPT, accept);
-        if let Some(token) = &self.token {
+        if let Some(token) = &*self.token.lock().unwrap_or_else(|e| e.into_inner()) {
             request = request.header(AUTH_HEADER, token.clone());
         }
         request
@@ -275,11 +370,8 @@ impl Api {
                 ))
             }
         })?;
-        if status == 401 && self.token.is_some() {
-            return Err(Error::http(
-                401,
-                "the server refused the token (expired or revoked); run `roost login` again",
-            ));
+        if status == 401 && self.has_token() {
+            return Err(Error::http(401, self.refused.clone()));
         }
         if status >= 400 {
             return Err(Error::http(

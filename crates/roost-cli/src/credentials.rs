@@ -1,6 +1,8 @@
 //! Where the client finds its server URL and token: the environment
-//! (`ROOST_URL`, `ROOST_TOKEN`) first, then the credentials file written by
-//! `roost login`.
+//! (`ROOST_URL`, `ROOST_TOKEN`) first, then the context chosen with
+//! `--context` or `ROOST_CONTEXT`, else the current one, of the contexts
+//! file written by `roost login` (see the `context` module). The old
+//! single credentials file (`credentials.json`) is read only to import it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -43,6 +45,8 @@ pub struct Env {
     pub xdg_config_home: Option<OsString>,
     /// `HOME`: `.config/roost/credentials.json` below it.
     pub home: Option<OsString>,
+    /// The context to use: `--context`, else `ROOST_CONTEXT`.
+    pub context: Option<String>,
     /// Every variable, for verbs that are given a variable's name
     /// (`roost host bmc --password-env VAR`).
     pub vars: Vars,
@@ -87,6 +91,7 @@ impl Env {
             roost_config_dir: path("ROOST_CONFIG_DIR"),
             xdg_config_home: path("XDG_CONFIG_HOME"),
             home: path("HOME"),
+            context: text("ROOST_CONTEXT"),
             vars: Vars(
                 std::env::vars_os()
                     .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -124,10 +129,12 @@ pub fn credentials_path(
     }
 }
 
-/// Writes the credentials to `path`. Missing directories are created with
+/// Writes the credentials to `path` (the file before contexts; tests make
+/// one to import). Missing directories are created with
 /// mode 0700; the file is created with mode 0600 under a temporary name and
 /// renamed into place, so it is never readable by others, not even briefly,
 /// and a crash never leaves a half-written file.
+#[cfg(test)]
 pub fn write_credentials(path: &Path, creds: &Credentials) -> io::Result<()> {
     let mut json = serde_json::to_vec_pretty(creds)?;
     json.push(b'\n');
@@ -242,6 +249,11 @@ pub struct Target {
     pub url: String,
     /// Token for `X-Auth-Token`.
     pub token: String,
+    /// The context the token is of (`None`: it came from `ROOST_TOKEN`).
+    pub context: Option<String>,
+    /// Whether the context can get a new token with an application
+    /// credential.
+    pub renewable: bool,
 }
 
 /// Combines the environment with the stored credentials: `ROOST_URL` and
@@ -257,29 +269,73 @@ pub fn merge_target(
     Some(Target {
         url: url.to_string(),
         token: token.to_string(),
+        context: None,
+        renewable: false,
     })
 }
 
 /// The message (exit code 2) when there is no URL or no token.
 pub const NOT_LOGGED_IN: &str = "not logged in; run `roost login` or set ROOST_URL and ROOST_TOKEN";
 
-/// Finds the target for an API verb, reading the credentials file only when
-/// the environment does not already provide both URL and token.
+/// Finds the target for an API verb, reading the contexts file only when
+/// the environment does not already provide both URL and token (or a
+/// context is named). A context's token that has expired is first
+/// renewed with its application credential, if it has one.
 pub fn resolve_target(env: &Env) -> Result<Target, Error> {
-    let stored = if env.roost_url.is_some() && env.roost_token.is_some() {
-        None
-    } else {
-        match env.credentials_path() {
-            Some(path) => read_credentials(&path)?,
-            None => None,
+    if let (Some(url), Some(token), None) = (&env.roost_url, &env.roost_token, &env.context) {
+        return Ok(Target {
+            url: url.clone(),
+            token: token.clone(),
+            context: None,
+            renewable: false,
+        });
+    }
+    let Some(path) = env.contexts_path() else {
+        return merge_target(env.roost_url.as_deref(), env.roost_token.as_deref(), None)
+            .ok_or_else(|| Error::usage(NOT_LOGGED_IN));
+    };
+    let contexts = crate::context::load(&path)?;
+    let Some(ctx) = crate::context::selected(env, &contexts)? else {
+        return merge_target(env.roost_url.as_deref(), env.roost_token.as_deref(), None)
+            .ok_or_else(|| Error::usage(NOT_LOGGED_IN));
+    };
+    let url = env.roost_url.clone().unwrap_or_else(|| ctx.url.clone());
+    if let Some(token) = &env.roost_token {
+        return Ok(Target {
+            url,
+            token: token.clone(),
+            context: None,
+            renewable: false,
+        });
+    }
+    let renewable = ctx.app_credential.is_some();
+    let now = roost_types::Timestamp(crate::context::now_micros());
+    let token = match &ctx.token {
+        Some(t) if !ctx.expired(now) => t.clone(),
+        _ if renewable => crate::context::refresh(env, &path, &ctx.name)?,
+        Some(_) => {
+            return Err(Error::usage(format!(
+                "the token of context {} ({}) has expired; {}",
+                ctx.name,
+                ctx.url,
+                crate::context::login_hint(&ctx.name)
+            )));
+        }
+        None => {
+            return Err(Error::usage(format!(
+                "context {} ({}) is logged out; {}",
+                ctx.name,
+                ctx.url,
+                crate::context::login_hint(&ctx.name)
+            )));
         }
     };
-    merge_target(
-        env.roost_url.as_deref(),
-        env.roost_token.as_deref(),
-        stored.as_ref(),
-    )
-    .ok_or_else(|| Error::usage(NOT_LOGGED_IN))
+    Ok(Target {
+        url,
+        token,
+        context: Some(ctx.name.clone()),
+        renewable,
+    })
 }
 
 #[cfg(test)]
@@ -402,7 +458,9 @@ mod tests {
             resolve_target(&env).unwrap(),
             Target {
                 url: "http://h:1".into(),
-                token: "tok".into()
+                token: "tok".into(),
+                context: None,
+                renewable: false,
             }
         );
     }

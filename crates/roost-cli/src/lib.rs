@@ -12,10 +12,12 @@
 //! `/v1.0/subcloud-groups`, `/v1.0/alarms`) at one base URL, over plain
 //! HTTP.
 //!
-//! * Credentials: `roost login` stores `{url, token, expires_at}` in
-//!   `$ROOST_CONFIG_DIR/credentials.json`, else
-//!   `$XDG_CONFIG_HOME/roost/credentials.json`, else
-//!   `$HOME/.config/roost/credentials.json` (directory 0700, file 0600).
+//! * Credentials: `roost login` stores a context (server, user, token,
+//!   expiry, and an application credential to renew the token) in
+//!   `$ROOST_CONFIG_DIR/contexts.json`, else
+//!   `$XDG_CONFIG_HOME/roost/contexts.json`, else
+//!   `$HOME/.config/roost/contexts.json` (directory 0700, file 0600).
+//!   `--context NAME` or `ROOST_CONTEXT` picks a context for one command;
 //!   `ROOST_URL` and `ROOST_TOKEN` override the stored values one by one.
 //! * Output: list and show verbs take `-o table|wide|json|yaml|value`,
 //!   `-c/--column`, `--no-headers` and `--nowrap` (see the `output` module).
@@ -31,6 +33,7 @@
 
 mod alarm;
 mod app;
+mod app_credential;
 mod app_local;
 #[cfg(test)]
 mod app_tests;
@@ -38,6 +41,9 @@ mod audit;
 mod certificate;
 mod client;
 mod completion;
+mod context;
+#[cfg(test)]
+mod context_tests;
 mod credentials;
 mod dc;
 mod deploy;
@@ -78,10 +84,12 @@ pub use app::{
     AppApplyArgs, AppArg, AppCommand, AppDeleteArgs, AppListArgs, AppLogsArgs, AppOutputArgs,
     AppRemoveArgs, AppUpdateArgs, AppUploadArgs,
 };
+pub use app_credential::AppCredentialCommand;
 pub use app_local::{ImageCommand, ImageExportArgs, ImageImportArgs, PackageArgs};
 pub use audit::{AuditCommand, AuditListArgs, AuditVerifyArgs};
 pub use certificate::CertificateCommand;
 pub use completion::{CompletionArgs, CompletionShell, print_completion, write_completion};
+pub use context::{ContextCommand, LogoutArgs, TokenArgs};
 pub use dc::{DcAlarmsArgs, DcCommand};
 pub use deploy::{CreateArgs, DeployCommand, ShowArgs, StrategyCommand, StrategyShowArgs};
 pub use event::{EventCommand, EventListArgs, EventShowArgs};
@@ -198,11 +206,30 @@ impl clap::Subcommand for ClientCommand {
     }
 }
 
+/// The flags every client verb takes (the binary flattens them into its
+/// top level, as global flags).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct GlobalArgs {
+    /// Use this context (a server logged in to) for this command instead of the current one; also ROOST_CONTEXT
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
 /// The client verbs of `roost`.
 #[derive(clap::Subcommand, Debug)]
 pub enum Verb {
-    /// Log in to a Roost server and remember the token
+    /// Log in to a Roost server and remember the token as a context (--context NAME; default: the server's host-port)
     Login(LoginArgs),
+    /// Log out: delete the context's application credential on the server and forget its token
+    Logout(LogoutArgs),
+    /// Contexts: the servers logged in to, and which one is current
+    #[command(subcommand)]
+    Context(ContextCommand),
+    /// Print the current context's token (renewed first if it expired), for scripts: curl -H "X-Auth-Token: $(roost token)"
+    Token(TokenArgs),
+    /// Identity: application credentials, long-lived secrets that get tokens without a password (Prometheus, scripts)
+    #[command(subcommand)]
+    AppCredential(AppCredentialCommand),
     /// Fault management: active alarms
     #[command(subcommand)]
     Alarm(AlarmCommand),
@@ -257,7 +284,15 @@ pub enum Verb {
 /// Uses reqwest's blocking client, so it must not be called from inside an
 /// async runtime (call it before starting one, or from `spawn_blocking`).
 pub fn run(cmd: ClientCommand) -> i32 {
-    let env = Env::from_process();
+    run_with(cmd, &GlobalArgs::default())
+}
+
+/// [`run`] with the global flags (`--context`).
+pub fn run_with(cmd: ClientCommand, global: &GlobalArgs) -> i32 {
+    let mut env = Env::from_process();
+    if let Some(name) = &global.context {
+        env.context = Some(name.clone());
+    }
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let err_terminal = io::stderr().is_terminal();
@@ -339,6 +374,10 @@ pub(crate) fn execute(cmd: ClientCommand, env: &Env, io: &mut Io<'_>) -> Result<
 fn run_verb(verb: Verb, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
     match verb {
         Verb::Login(args) => login::login(&args, env, io),
+        Verb::Logout(args) => context::logout(&args, env, io),
+        Verb::Context(cmd) => context::run(cmd, env, io),
+        Verb::Token(args) => context::token(&args, env, io),
+        Verb::AppCredential(cmd) => app_credential::run(cmd, env, io),
         Verb::Alarm(cmd) => alarm::run(cmd, env, io),
         Verb::Event(cmd) => event::run(cmd, env, io),
         Verb::Host(cmd) => host::run(cmd, env, io),
@@ -363,9 +402,29 @@ fn run_verb(verb: Verb, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
 pub(crate) fn connect(env: &Env) -> Result<Api, Error> {
     let target = resolve_target(env)?;
     let url = normalize_url(&target.url)?;
-    let ca = credentials::trusted_ca(env, &url)?;
+    let ca = match (&target.context, env.contexts_path()) {
+        (Some(name), Some(path)) => match context::load(&path)?.get(name) {
+            Some(ctx) => context::ca_for(env, ctx)?,
+            None => credentials::trusted_ca(env, &url)?,
+        },
+        _ => credentials::trusted_ca(env, &url)?,
+    };
     let timeout = request_timeout(env)?;
-    Api::with_timeout(&url, Some(&target.token), ca.as_deref(), timeout)
+    let mut api = Api::with_timeout(&url, Some(&target.token), ca.as_deref(), timeout)?;
+    if let Some(name) = &target.context {
+        api.set_refused_message(format!(
+            "the server {url} refused the token of context {name} (expired or revoked); {}",
+            context::login_hint(name)
+        ));
+        if target.renewable
+            && let Some(path) = env.contexts_path()
+        {
+            let env = env.clone();
+            let name = name.clone();
+            api.set_renewal(Box::new(move || context::refresh(&env, &path, &name)));
+        }
+    }
+    Ok(api)
 }
 
 /// The time limit of an ordinary request: `--timeout`, else

@@ -1,5 +1,8 @@
 //! `roost login`: asks for the server, user and password, gets a token with
-//! Keystone v3's password method and stores it in the credentials file.
+//! Keystone v3's password method and stores it as a context (made
+//! current) in the contexts file. Unless `--no-remember`, it also creates
+//! an application credential with which the client later gets new tokens
+//! without the password.
 
 use reqwest::Method;
 use roost_api::identity::AuthRequest;
@@ -7,9 +10,8 @@ use serde_json::Value;
 
 use crate::Io;
 use crate::client::{Api, normalize_url};
-use crate::credentials::{
-    Credentials, Env, ca_pin_path, trusted_ca, write_credentials, write_private,
-};
+use crate::context::{self, Context, SavedAppCredential};
+use crate::credentials::{Credentials, Env, ca_pin_path, trusted_ca, write_private};
 use crate::error::Error;
 use crate::query::Query;
 
@@ -41,20 +43,43 @@ pub struct LoginArgs {
     /// is this one (SHA256:AB:CD:… or hex), and pin it
     #[arg(long, value_name = "SHA256:...")]
     pub trust_fingerprint: Option<String>,
+    /// Do not create an application credential: when the token expires,
+    /// log in again with the password
+    #[arg(long)]
+    pub no_remember: bool,
 }
 
 /// Runs `roost login`.
 pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), Error> {
-    let url = match &args.url {
-        Some(url) => url.clone(),
-        None if args.password_stdin => DEFAULT_URL.to_string(),
-        None => ask(io, "Server URL", DEFAULT_URL)?,
+    let path = env.require_contexts_path()?;
+    let mut contexts = context::load(&path)?;
+    // `--context NAME` of a known context: log in again to its server,
+    // as its user, without asking.
+    let known = env
+        .context
+        .as_deref()
+        .and_then(|name| contexts.get(name))
+        .cloned();
+    let url = match (&args.url, &known) {
+        (Some(url), _) => url.clone(),
+        (None, Some(k)) => k.url.clone(),
+        (None, None) if args.password_stdin => DEFAULT_URL.to_string(),
+        (None, None) => ask(io, "Server URL", DEFAULT_URL)?,
     };
     let url = normalize_url(&url)?;
-    let username = match &args.username {
-        Some(name) => name.trim().to_string(),
-        None if args.password_stdin => DEFAULT_USERNAME.to_string(),
-        None => ask(io, "User name", DEFAULT_USERNAME)?,
+    let name = match &env.context {
+        Some(name) => name.clone(),
+        None => context::default_name(&url),
+    };
+    context::check_name(&name)?;
+    let username = match (
+        &args.username,
+        known.as_ref().and_then(|k| k.username.clone()),
+    ) {
+        (Some(name), _) => name.trim().to_string(),
+        (None, Some(known)) => known,
+        (None, None) if args.password_stdin => DEFAULT_USERNAME.to_string(),
+        (None, None) => ask(io, "User name", DEFAULT_USERNAME)?,
     };
     if username.is_empty() {
         return Err(Error::usage("the user name is empty"));
@@ -66,37 +91,131 @@ pub(crate) fn login(args: &LoginArgs, env: &Env, io: &mut Io<'_>) -> Result<(), 
         None
     };
     let password = read_password(args.password_stdin, io)?;
-    let path = env.credentials_path().ok_or_else(|| {
-        Error::usage(
-            "cannot tell where to keep credentials: set ROOST_CONFIG_DIR, XDG_CONFIG_HOME or HOME",
-        )
-    })?;
-
-    let creds = request_token(
-        &url,
-        &username,
-        &password,
-        ca.as_ref().map(|c| c.pem.as_str()),
-    )?;
+    let ca_pem = ca.as_ref().map(|c| c.pem.as_str());
+    let (creds, user_id) = request_token(&url, &username, &password, ca_pem)?;
+    let mut ca_file = known.as_ref().and_then(|k| k.ca_file.clone());
     if let Some(ca) = &ca
         && ca.pin
     {
         let pin = ca_pin_path(&path, &url);
         write_private(&pin, ca.pem.as_bytes())
             .map_err(|e| Error::usage(format!("cannot save the CA to {}: {e}", pin.display())))?;
+        ca_file = Some(pin);
     }
-    write_credentials(&path, &creds).map_err(|e| {
-        Error::usage(format!(
-            "cannot save credentials to {}: {e}",
-            path.display()
-        ))
-    })?;
+    // The credential this context had is replaced by a new one.
+    let old = contexts.get(&name).and_then(|c| {
+        c.app_credential
+            .clone()
+            .filter(|_| c.url == url && c.user_id == user_id)
+    });
+    let api = Api::with_ca(&url, Some(&creds.token), ca_pem)?;
+    if let (Some(old), Some(uid)) = (&old, &user_id) {
+        let _ = api.delete(&app_credential_path(uid, &old.id)?);
+    }
+    let app_credential = match (&user_id, args.no_remember) {
+        (Some(uid), false) => match remember(&api, uid, &name) {
+            Ok(saved) => Some(saved),
+            Err(e) => {
+                writeln!(
+                    io.err,
+                    "roost: could not create an application credential ({}); when the token expires, log in again",
+                    e.message()
+                )?;
+                None
+            }
+        },
+        _ => None,
+    };
+    contexts.upsert(Context {
+        name: name.clone(),
+        url: url.clone(),
+        ca_file,
+        username: Some(username.clone()),
+        user_id,
+        token: Some(creds.token.clone()),
+        expires_at: creds.expires_at.clone(),
+        app_credential,
+    });
+    contexts.current = Some(name.clone());
+    context::save(&path, &contexts)?;
     let expires = creds.expires_at.as_deref().unwrap_or("at an unknown time");
     writeln!(
         io.out,
-        "Logged in to {url} as {username} (token expires {expires})"
+        "Logged in to {url} as {username} (context {name}; token expires {expires})"
     )?;
     Ok(())
+}
+
+/// `/v3/users/{user}/application_credentials/{id}`.
+fn app_credential_path(user_id: &str, id: &str) -> Result<String, Error> {
+    Ok(format!(
+        "/v3/users/{}/application_credentials/{}",
+        crate::client::path_segment("user id", user_id)?,
+        crate::client::path_segment("application credential id", id)?
+    ))
+}
+
+/// The name of the application credential `roost login` makes for a
+/// context: `roost-cli-<context>-<this host>`.
+pub fn remember_name(context: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("roost-cli-{context}-{host}")
+}
+
+/// Creates the application credential of a login; one of the same name
+/// left by an earlier login (from another copy of the contexts file) is
+/// replaced.
+fn remember(api: &Api, user_id: &str, context: &str) -> Result<SavedAppCredential, Error> {
+    use roost_api::identity::{AppCredentialCreate, AppCredentialCreateRequest};
+    let name = remember_name(context);
+    let body = AppCredentialCreateRequest {
+        application_credential: AppCredentialCreate {
+            name: name.clone(),
+            description: Some(format!(
+                "made by `roost login` for context {context}; deleted by `roost logout`"
+            )),
+            expires_at: None,
+            secret: None,
+            roles: None,
+            unrestricted: None,
+        },
+    };
+    let list_path = format!(
+        "/v3/users/{}/application_credentials",
+        crate::client::path_segment("user id", user_id)?
+    );
+    let reply = match api.post(&list_path, &body) {
+        Err(e) if e.http_status() == Some(409) => {
+            let q = Query::new().param("name", Some(&name));
+            let listed = api.get(&list_path, &q)?;
+            for c in listed["application_credentials"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = c["id"].as_str() {
+                    api.delete(&app_credential_path(user_id, id)?)?;
+                }
+            }
+            api.post(&list_path, &body)?
+        }
+        other => other?,
+    };
+    let cred = &reply["application_credential"];
+    match (cred["id"].as_str(), cred["secret"].as_str()) {
+        (Some(id), Some(secret)) => Ok(SavedAppCredential {
+            id: id.to_string(),
+            name,
+            secret: secret.to_string(),
+        }),
+        _ => Err(Error::failure(
+            "the server's answer has no application credential id or secret",
+        )),
+    }
 }
 
 /// The CA an https login trusts, and whether to pin it (store it for
@@ -185,7 +304,7 @@ fn request_token(
     username: &str,
     password: &str,
     ca_pem: Option<&str>,
-) -> Result<Credentials, Error> {
+) -> Result<(Credentials, Option<String>), Error> {
     let api = Api::with_ca(url, None, ca_pem)?;
     let body = token_request_body(username, password);
     let reply = api
@@ -211,11 +330,19 @@ fn request_token(
         .pointer("/token/expires_at")
         .and_then(Value::as_str)
         .map(str::to_string);
-    Ok(Credentials {
-        url: url.to_string(),
-        token: token.to_string(),
-        expires_at,
-    })
+    let user_id = reply
+        .body
+        .pointer("/token/user/id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((
+        Credentials {
+            url: url.to_string(),
+            token: token.to_string(),
+            expires_at,
+        },
+        user_id,
+    ))
 }
 
 /// One line of input without its line ending; `None` at end of input.

@@ -173,12 +173,20 @@ pub fn run_verb_on(args: &[&str], env: &Env, input: &str, out_terminal: bool) ->
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {
+        #[command(flatten)]
+        global: crate::GlobalArgs,
         #[command(subcommand)]
         cmd: crate::ClientCommand,
     }
     let mut argv = vec!["roost"];
     argv.extend_from_slice(args);
-    let cmd = Cli::try_parse_from(argv).unwrap().cmd;
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let cmd = cli.cmd;
+    let mut env = env.clone();
+    if let Some(name) = cli.global.context {
+        env.context = Some(name);
+    }
+    let env = &env;
     let mut out = Vec::new();
     let mut err = Vec::new();
     let mut input = input.as_bytes();

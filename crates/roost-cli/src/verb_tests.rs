@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
 
-use crate::credentials::{CREDENTIALS_FILE, Env, NOT_LOGGED_IN, read_credentials};
+use crate::credentials::{CREDENTIALS_FILE, Env, NOT_LOGGED_IN};
 use crate::testutil::{Canned, FakeServer, run_verb};
 
 fn alarm(uuid: &str, id: &str, status: &str) -> serde_json::Value {
@@ -293,15 +293,20 @@ fn login_reads_piped_answers_stores_a_private_file_and_never_prints_secrets() {
 
     assert_eq!(
         outcome.out,
-        format!("Logged in to {url} as alice (token expires 2026-11-27T18:16:12.000000Z)\n")
+        format!(
+            "Logged in to {url} as alice (context {}; token expires 2026-11-27T18:16:12.000000Z)\n",
+            crate::context::default_name(&url)
+        )
     );
     for stream in [&outcome.out, &outcome.err] {
         assert!(!stream.contains("s3cret"));
         assert!(!stream.contains("tok-123"));
     }
-    let path = config.join(CREDENTIALS_FILE);
-    let stored = read_credentials(&path).unwrap().unwrap();
-    assert_eq!(stored.token, "tok-123");
+    let path = config.join(crate::context::CONTEXTS_FILE);
+    let contexts = crate::context::load(&path).unwrap();
+    let stored = &contexts.contexts[0];
+    assert_eq!(contexts.current.as_deref(), Some(stored.name.as_str()));
+    assert_eq!(stored.token.as_deref(), Some("tok-123"));
     assert_eq!(
         stored.expires_at.as_deref(),
         Some("2026-11-27T18:16:12.000000Z")
@@ -338,10 +343,8 @@ fn login_with_password_stdin_asks_nothing_else_and_uses_the_flags() {
         seen[0].json()["auth"]["identity"]["password"]["user"]["name"],
         "admin"
     );
-    let stored = read_credentials(&dir.path().join(CREDENTIALS_FILE))
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.url, url);
+    let contexts = crate::context::load(&dir.path().join(crate::context::CONTEXTS_FILE)).unwrap();
+    assert_eq!(contexts.contexts[0].url, url);
 }
 
 #[test]
@@ -374,6 +377,7 @@ fn a_refused_login_names_the_user_and_writes_nothing() {
         "login as bob refused: the request you have made requires authentication"
     );
     assert!(!dir.path().join(CREDENTIALS_FILE).exists());
+    assert!(!dir.path().join(crate::context::CONTEXTS_FILE).exists());
 }
 
 #[test]

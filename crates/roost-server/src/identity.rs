@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
-use roost_store::{Store, StoredToken, StoredUser};
+use roost_store::{Store, StoredAppCredential, StoredToken, StoredUser};
 use roost_types::{Clock, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -31,6 +31,8 @@ pub struct Principal {
     pub methods: Vec<String>,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The application credential the token was issued with, if any.
+    pub app_cred_id: Option<String>,
 }
 
 /// Threads that hash and verify passwords. Each argon2 check needs 19 MiB
@@ -354,7 +356,7 @@ impl Identity {
         let Some(user) = self.store.user_by_id(&t.user_id)? else {
             return Ok(None);
         };
-        let (project, roles) = match &t.project_id {
+        let (project, mut roles) = match &t.project_id {
             Some(pid) => match self.store.project(pid)? {
                 Some(p) => {
                     let roles = self.store.roles(&user.id, &p.0)?;
@@ -364,6 +366,12 @@ impl Identity {
             },
             None => (None, vec![]),
         };
+        if let Some(cred) = &t.app_cred_id {
+            let Some(cred) = self.store.app_credential(cred)? else {
+                return Ok(None);
+            };
+            roles.retain(|r| cred.roles.contains(r));
+        }
         Ok(Some(Principal {
             user_id: user.id,
             user_name: user.name,
@@ -372,6 +380,7 @@ impl Identity {
             methods: t.methods.split(',').map(str::to_string).collect(),
             issued_at: t.issued_at,
             expires_at: t.expires_at,
+            app_cred_id: t.app_cred_id.clone(),
         }))
     }
 
@@ -532,6 +541,19 @@ impl Identity {
         methods: &[&str],
         expires_at: Option<Timestamp>,
     ) -> Result<(String, Principal), Error> {
+        self.issue_with(user, project, methods, expires_at, None)
+    }
+
+    /// [`Identity::issue`], the roles bounded by an application
+    /// credential's when the token is made with one.
+    fn issue_with(
+        &self,
+        user: &StoredUser,
+        project: Option<&str>,
+        methods: &[&str],
+        expires_at: Option<Timestamp>,
+        cred: Option<&StoredAppCredential>,
+    ) -> Result<(String, Principal), Error> {
         let now = self.clock.now();
         let (project, roles) = match project {
             None => (None, vec![]),
@@ -539,7 +561,10 @@ impl Identity {
                 let Some(p) = self.store.project(p)? else {
                     return Err(Error::unauthenticated());
                 };
-                let roles = self.store.roles(&user.id, &p.0)?;
+                let mut roles = self.store.roles(&user.id, &p.0)?;
+                if let Some(c) = cred {
+                    roles.retain(|r| c.roles.contains(r));
+                }
                 if roles.is_empty() {
                     return Err(Error::unauthenticated());
                 }
@@ -559,6 +584,7 @@ impl Identity {
             methods: methods.join(","),
             issued_at: now,
             expires_at: expiry,
+            app_cred_id: cred.map(|c| c.id.clone()),
         })?;
         let principal = Principal {
             user_id: user.id.clone(),
@@ -568,12 +594,189 @@ impl Identity {
             methods: methods.iter().map(|m| m.to_string()).collect(),
             issued_at: now,
             expires_at: expiry,
+            app_cred_id: cred.map(|c| c.id.clone()),
         };
         self.tokens
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(hash, principal.clone());
         Ok((secret, principal))
+    }
+
+    /// Creates an application credential for the holder of `who` (a
+    /// project-scoped token): scoped to its project, with `roles` (each
+    /// one the token holds; none: all of the token's). `secret` is made
+    /// here when not given. Returns the credential and its secret.
+    pub fn create_app_credential(
+        &self,
+        who: &Principal,
+        name: &str,
+        description: &str,
+        expires_at: Option<Timestamp>,
+        roles: Option<Vec<String>>,
+        secret: Option<String>,
+    ) -> Result<(StoredAppCredential, String), Error> {
+        let Some((project_id, _)) = &who.project else {
+            return Err(Error::Invalid(
+                "an application credential needs a project-scoped token".into(),
+            ));
+        };
+        let now = self.clock.now();
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::Invalid("expires_at is in the past".into()));
+        }
+        let roles = match roles {
+            None => who.roles.clone(),
+            Some(asked) => {
+                for r in &asked {
+                    if !who.roles.contains(r) {
+                        return Err(Error::Invalid(format!(
+                            "you do not hold role {r} on this project; a credential can have only roles you hold ({})",
+                            who.roles.join(", ")
+                        )));
+                    }
+                }
+                let mut asked = asked;
+                asked.sort();
+                asked.dedup();
+                asked
+            }
+        };
+        if roles.is_empty() {
+            return Err(Error::Invalid(
+                "an application credential needs at least one role".into(),
+            ));
+        }
+        let (secret, secret_hash) = match secret {
+            // A secret chosen by the user may be weak: argon2id, as passwords.
+            Some(s) => {
+                let h = hash_password(&s)?;
+                (s, h)
+            }
+            // 256 random bits need no slow hash, as tokens.
+            None => {
+                let s = random_secret(43);
+                let h = format!("sha256:{}", hash_token(&s));
+                (s, h)
+            }
+        };
+        let cred = StoredAppCredential {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            user_id: who.user_id.clone(),
+            project_id: project_id.clone(),
+            name: name.to_string(),
+            description: description.to_string(),
+            secret_hash,
+            roles,
+            expires_at,
+            created_at: now,
+        };
+        if !self.store.insert_app_credential(&cred)? {
+            return Err(Error::Conflict(format!(
+                "an application credential named {name} exists for user {}",
+                who.user_name
+            )));
+        }
+        Ok((cred, secret))
+    }
+
+    /// Checks an application credential's secret (blocking: a chosen
+    /// secret is checked with argon2; run it on [`Identity::passwords`]).
+    /// The credential is found by `id`, or by `name` and its owner (`user`
+    /// id or name). An unknown, expired or wrong one, or one whose user is
+    /// disabled or locked, is refused alike.
+    pub fn check_app_credential(
+        &self,
+        id: Option<&str>,
+        name: Option<&str>,
+        user: Option<&str>,
+        secret: &str,
+    ) -> Result<(StoredUser, StoredAppCredential), Error> {
+        let cred = match (id, name, user) {
+            (Some(id), _, _) => self.store.app_credential(id)?,
+            (None, Some(name), Some(user)) => match self.store.account(user)? {
+                Some(a) => self.store.app_credential_by_name(&a.id, name)?,
+                None => None,
+            },
+            _ => {
+                return Err(Error::Invalid(
+                    "the application_credential method needs an id, or a name and a user".into(),
+                ));
+            }
+        };
+        let Some(cred) = cred else {
+            let _ = verify_password_reusing(secret, DUMMY_HASH);
+            return Err(Error::unauthenticated());
+        };
+        let good = match cred.secret_hash.strip_prefix("sha256:") {
+            Some(hex) => {
+                let computed = hash_token(secret);
+                constant_time_eq(computed.as_bytes(), hex.as_bytes())
+            }
+            None => verify_password_reusing(secret, &cred.secret_hash),
+        };
+        if !good {
+            return Err(Error::unauthenticated());
+        }
+        let now = self.clock.now();
+        if cred.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::Unauthorized(format!(
+                "The application credential {} has expired.",
+                cred.id
+            )));
+        }
+        let Some(account) = self.store.account(&cred.user_id)? else {
+            return Err(Error::unauthenticated());
+        };
+        if !account.enabled {
+            return Err(Error::Unauthorized(format!(
+                "The account is disabled for user: {}.",
+                account.id
+            )));
+        }
+        if account.locked_until > now {
+            return Err(Error::Unauthorized(format!(
+                "The account is locked for user: {}.",
+                account.id
+            )));
+        }
+        let user = self
+            .store
+            .user_by_id(&cred.user_id)?
+            .ok_or_else(Error::unauthenticated)?;
+        Ok((user, cred))
+    }
+
+    /// Issues a token with a checked application credential: scoped to
+    /// its project, with its roles that the user still holds, expiring no
+    /// later than it does.
+    pub fn issue_for_app_credential(
+        &self,
+        user: &StoredUser,
+        cred: &StoredAppCredential,
+    ) -> Result<(String, Principal), Error> {
+        self.issue_with(
+            user,
+            Some(&cred.project_id),
+            &["application_credential"],
+            cred.expires_at,
+            Some(cred),
+        )
+    }
+
+    /// Deletes an application credential of a user and revokes the tokens
+    /// it issued.
+    pub fn delete_app_credential(&self, user_id: &str, id: &str) -> Result<(), Error> {
+        if self.store.delete_app_credential(user_id, id)?.is_none() {
+            return Err(Error::NotFound(format!(
+                "Could not find application credential: {id}."
+            )));
+        }
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.app_cred_id.as_deref() != Some(id));
+        Ok(())
     }
 
     /// The holder of a token, if it is valid now.
@@ -731,6 +934,12 @@ impl Identity {
             .retain(|_, p| p.expires_at > now);
         Ok(self.store.purge_expired_tokens(now)?)
     }
+}
+
+/// Whether two byte strings are equal, in time that depends only on their
+/// lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An argon2id hash of a random password, used to spend the time of a

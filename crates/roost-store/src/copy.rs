@@ -14,6 +14,7 @@ pub(crate) const TABLES: &[&str] = &[
     "projects",
     "role_assignments",
     "tokens",
+    "application_credentials",
     "hosts",
     "join_tokens",
     "subcloud_groups",

@@ -22,9 +22,146 @@ pub struct StoredToken {
     pub methods: String,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The application credential the token was issued with, if any.
+    pub app_cred_id: Option<String>,
+}
+
+/// A Keystone application credential as stored: the secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAppCredential {
+    pub id: String,
+    pub user_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub secret_hash: String,
+    /// The roles it grants (at most the user's roles on the project).
+    pub roles: Vec<String>,
+    /// `None`: it never expires.
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+const APP_CRED_SELECT: &str = "SELECT id, user_id, project_id, name, description, secret_hash, roles, expires_at, created_at FROM application_credentials";
+
+fn app_credential(r: &Row) -> Result<StoredAppCredential, Error> {
+    let roles: String = r.get(6)?;
+    Ok(StoredAppCredential {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        project_id: r.get(2)?,
+        name: r.get(3)?,
+        description: r.get(4)?,
+        secret_hash: r.get(5)?,
+        roles: roles
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        expires_at: r.get::<Option<i64>>(7)?.map(Timestamp),
+        created_at: Timestamp(r.get(8)?),
+    })
 }
 
 impl Store {
+    /// Stores a new application credential; false if its user already has
+    /// one of that name.
+    pub fn insert_app_credential(&self, c: &StoredAppCredential) -> Result<bool, Error> {
+        self.write_once(|tx| {
+            let taken: Option<String> = tx.query_opt(
+                "SELECT id FROM application_credentials WHERE user_id = ?1 AND name = ?2",
+                params![c.user_id, c.name],
+                |r| r.get(0),
+            )?;
+            if taken.is_some() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO application_credentials (id, user_id, project_id, name, description, secret_hash, roles, expires_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    c.id,
+                    c.user_id,
+                    c.project_id,
+                    c.name,
+                    c.description,
+                    c.secret_hash,
+                    c.roles.join(","),
+                    c.expires_at.map(Timestamp::micros),
+                    c.created_at.micros()
+                ],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// A user's application credentials, by name.
+    pub fn app_credentials(&self, user_id: &str) -> Result<Vec<StoredAppCredential>, Error> {
+        self.read(|c| {
+            let v = c.query_map(
+                &format!("{APP_CRED_SELECT} WHERE user_id = ?1 ORDER BY name"),
+                [user_id],
+                app_credential,
+            )?;
+            Ok(v)
+        })
+    }
+
+    /// The application credential with this id.
+    pub fn app_credential(&self, id: &str) -> Result<Option<StoredAppCredential>, Error> {
+        self.read(|c| {
+            c.query_opt(
+                &format!("{APP_CRED_SELECT} WHERE id = ?1"),
+                [id],
+                app_credential,
+            )
+        })
+    }
+
+    /// A user's application credential by name.
+    pub fn app_credential_by_name(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> Result<Option<StoredAppCredential>, Error> {
+        self.read(|c| {
+            c.query_opt(
+                &format!("{APP_CRED_SELECT} WHERE user_id = ?1 AND name = ?2"),
+                [user_id, name],
+                app_credential,
+            )
+        })
+    }
+
+    /// Deletes an application credential of a user with the tokens issued
+    /// with it; returns those tokens' hashes, `None` if there was no such
+    /// credential.
+    pub fn delete_app_credential(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<Vec<String>>, Error> {
+        self.write_once(|tx| {
+            let n = tx.execute(
+                "DELETE FROM application_credentials WHERE id = ?1 AND user_id = ?2",
+                [id, user_id],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let hashes = tx.query_map(
+                "SELECT hash FROM tokens WHERE application_credential_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "DELETE FROM tokens WHERE application_credential_id = ?1",
+                [id],
+            )?;
+            Ok(Some(hashes))
+        })
+    }
+
     /// The user with this name.
     pub fn user_by_name(&self, name: &str) -> Result<Option<StoredUser>, Error> {
         self.read(|c| {
@@ -100,15 +237,16 @@ impl Store {
     pub fn insert_token(&self, t: &StoredToken) -> Result<(), Error> {
         self.write_once(|tx| {
             tx.execute(
-                "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at, application_credential_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     t.hash,
                     t.user_id,
                     t.project_id,
                     t.methods,
                     t.issued_at.micros(),
-                    t.expires_at.micros()
+                    t.expires_at.micros(),
+                    t.app_cred_id
                 ],
             )?;
             Ok(())
@@ -128,7 +266,7 @@ impl Store {
     /// Every token that has not expired at `now`.
     pub fn live_tokens(&self, now: Timestamp) -> Result<Vec<StoredToken>, Error> {
         self.read(|c| {
-                        let v = c.query_map("SELECT hash, user_id, project_id, methods, issued_at, expires_at FROM tokens WHERE expires_at >= ?1", [now.micros()], |r| {
+                        let v = c.query_map("SELECT hash, user_id, project_id, methods, issued_at, expires_at, application_credential_id FROM tokens WHERE expires_at >= ?1", [now.micros()], |r| {
                     Ok(StoredToken {
                         hash: r.get(0)?,
                         user_id: r.get(1)?,
@@ -136,6 +274,7 @@ impl Store {
                         methods: r.get(3)?,
                         issued_at: Timestamp(r.get(4)?),
                         expires_at: Timestamp(r.get(5)?),
+                        app_cred_id: r.get(6)?,
                     })
                 })?;
             Ok(v)
@@ -366,6 +505,10 @@ impl Store {
     pub fn delete_user(&self, user_id: &str) -> Result<bool, Error> {
         self.write_once(|tx| {
             tx.execute("DELETE FROM tokens WHERE user_id = ?1", [user_id])?;
+            tx.execute(
+                "DELETE FROM application_credentials WHERE user_id = ?1",
+                [user_id],
+            )?;
             tx.execute("DELETE FROM role_assignments WHERE user_id = ?1", [user_id])?;
             Ok(tx.execute("DELETE FROM users WHERE id = ?1", [user_id])? > 0)
         })

@@ -48,7 +48,9 @@ pub use copy::{CopyReport, TableDigest};
 pub use dc::{StoredGroup, StoredGroupApp, StoredSubcloud};
 pub use fm::{EventQuery, EventSort};
 pub use hosts::{HostWrite, StoredHost};
-pub use identity::{ROLES, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount};
+pub use identity::{
+    ROLES, StoredAppCredential, StoredAssignment, StoredToken, StoredUser, SyncedUser, UserAccount,
+};
 pub use lease::LeaseRow;
 pub use notify::{MAX_DEAD_LETTERS, StoredDeadLetter, StoredDestination};
 pub use releases::{ReleaseWrite, StoredRelease};
@@ -275,6 +277,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../migrations/sqlite/0018_notifications.sql"),
     ),
+    (
+        19,
+        include_str!("../migrations/sqlite/0019_application_credentials.sql"),
+    ),
 ];
 
 /// PostgreSQL support came at schema 16: its first migration is the whole
@@ -285,6 +291,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         18,
         include_str!("../migrations/postgres/0018_notifications.sql"),
+    ),
+    (
+        19,
+        include_str!("../migrations/postgres/0019_application_credentials.sql"),
     ),
 ];
 

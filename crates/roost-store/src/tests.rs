@@ -147,6 +147,85 @@ fn a_failed_step_leaves_the_rest_of_the_batch() {
 }
 
 #[test]
+fn application_credentials_round_trip_and_go_with_their_user() {
+    for db in each_backend() {
+        let store = Store::open(db.config(100)).unwrap();
+        let u = StoredUser {
+            id: "u1".into(),
+            name: "alice".into(),
+            password_hash: "h".into(),
+        };
+        store
+            .ensure_user(&u, ("p1", "admin"), &["member", "reader"], Timestamp(1))
+            .unwrap();
+        let c = StoredAppCredential {
+            id: "ac1".into(),
+            user_id: "u1".into(),
+            project_id: "p1".into(),
+            name: "cli".into(),
+            description: "the CLI".into(),
+            secret_hash: "sh".into(),
+            roles: vec!["member".into(), "reader".into()],
+            expires_at: Some(Timestamp(99)),
+            created_at: Timestamp(2),
+        };
+        assert!(store.insert_app_credential(&c).unwrap());
+        let same_name = StoredAppCredential {
+            id: "ac2".into(),
+            ..c.clone()
+        };
+        assert!(
+            !store.insert_app_credential(&same_name).unwrap(),
+            "names are unique per user"
+        );
+        let never = StoredAppCredential {
+            id: "ac3".into(),
+            name: "prometheus".into(),
+            roles: vec!["reader".into()],
+            expires_at: None,
+            ..c.clone()
+        };
+        assert!(store.insert_app_credential(&never).unwrap());
+        assert_eq!(store.app_credential("ac1").unwrap(), Some(c.clone()));
+        assert_eq!(
+            store.app_credential_by_name("u1", "prometheus").unwrap(),
+            Some(never.clone())
+        );
+        assert_eq!(
+            store.app_credentials("u1").unwrap(),
+            vec![c.clone(), never.clone()]
+        );
+        store
+            .insert_token(&StoredToken {
+                hash: "th".into(),
+                user_id: "u1".into(),
+                project_id: Some("p1".into()),
+                methods: "application_credential".into(),
+                issued_at: Timestamp(10),
+                expires_at: Timestamp(20),
+                app_cred_id: Some("ac1".into()),
+            })
+            .unwrap();
+        assert_eq!(
+            store.live_tokens(Timestamp(15)).unwrap()[0]
+                .app_cred_id
+                .as_deref(),
+            Some("ac1")
+        );
+        assert_eq!(store.delete_app_credential("other", "ac1").unwrap(), None);
+        assert_eq!(
+            store.delete_app_credential("u1", "ac1").unwrap(),
+            Some(vec!["th".to_string()]),
+            "its tokens go with it"
+        );
+        assert!(store.live_tokens(Timestamp(15)).unwrap().is_empty());
+        assert_eq!(store.app_credential("ac1").unwrap(), None);
+        assert!(store.delete_user("u1").unwrap());
+        assert_eq!(store.app_credential("ac3").unwrap(), None);
+    }
+}
+
+#[test]
 fn users_tokens_and_roles_round_trip() {
     for db in each_backend() {
         let store = Store::open(db.config(100)).unwrap();
@@ -178,6 +257,7 @@ fn users_tokens_and_roles_round_trip() {
             methods: "password".into(),
             issued_at: Timestamp(10),
             expires_at: Timestamp(20),
+            app_cred_id: None,
         };
         store.insert_token(&t).unwrap();
         assert_eq!(store.live_tokens(Timestamp(15)).unwrap(), vec![t.clone()]);
@@ -257,8 +337,24 @@ pub(crate) fn fill(store: &Store) {
             methods: "password".into(),
             issued_at: Timestamp(10),
             expires_at: Timestamp(i64::MAX),
+            app_cred_id: None,
         })
         .unwrap();
+    assert!(
+        store
+            .insert_app_credential(&StoredAppCredential {
+                id: "ac1".into(),
+                user_id: "u1".into(),
+                project_id: "p1".into(),
+                name: "prometheus".into(),
+                description: String::new(),
+                secret_hash: "sh".into(),
+                roles: vec!["reader".into()],
+                expires_at: None,
+                created_at: Timestamp(2),
+            })
+            .unwrap()
+    );
     for i in 0..3 {
         store.insert_host(&host(&format!("worker-{i}"))).unwrap();
     }

@@ -1174,6 +1174,7 @@ impl Cli {
             .env("ROOST_CONFIG_DIR", self.config.path())
             .env_remove("ROOST_URL")
             .env_remove("ROOST_TOKEN")
+            .env_remove("ROOST_CONTEXT")
             .env_remove("OS_CACERT")
             .env_remove("ROOST_CACERT")
             .stdin(Stdio::null());

@@ -17,6 +17,8 @@ use roost_server::Config;
     about = "Roost: a light, StarlingX-compatible edge cloud"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: roost_cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -303,7 +305,9 @@ fn main() -> ExitCode {
             std::time::Duration::from_millis(after_ms),
             containerd_socket,
         )),
-        Command::Client(c) => ExitCode::from(roost_cli::run(c).clamp(0, 255) as u8),
+        Command::Client(c) => {
+            ExitCode::from(roost_cli::run_with(c, &cli.global).clamp(0, 255) as u8)
+        }
         Command::Completion(args) => ExitCode::from(
             roost_cli::print_completion(&args, &mut Cli::command()).clamp(0, 255) as u8,
         ),

@@ -50,7 +50,7 @@ fn login_stores_a_private_token_and_the_alarm_verbs_work() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(PASSWORD), "the password is never printed");
-    let cred = cli.config_dir().join("credentials.json");
+    let cred = cli.config_dir().join("contexts.json");
     let mode = std::fs::metadata(&cred).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 

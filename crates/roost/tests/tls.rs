@@ -205,7 +205,7 @@ fn roost_login_takes_a_ca_file_or_pins_a_fingerprint_and_refuses_another_ca() {
     let out = cli_login(&cli, &s.url, &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains(&fp), "{}", text(&out));
-    assert!(!cli.config_dir().join("credentials.json").exists());
+    assert!(!cli.config_dir().join("contexts.json").exists());
     // A wrong fingerprint: refused.
     let wrong = format!("SHA256:{}", "00:".repeat(31) + "00");
     let out = cli_login(&cli, &s.url, &["--trust-fingerprint", &wrong]);

@@ -250,6 +250,7 @@ mod tests {
             methods: vec!["password".into()],
             issued_at: Timestamp(0),
             expires_at: Timestamp(1),
+            app_cred_id: None,
         }
     }
 

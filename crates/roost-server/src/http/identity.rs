@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use roost_api::identity::{
+    AppCredential, AppCredentialCreateRequest, AppCredentialEnvelope, AppCredentialList,
     AuthRequest, PasswordChange, Project, ProjectEnvelope, ProjectList, Role, RoleAssignment,
     RoleAssignmentList, RoleEnvelope, RoleList, TokenInfo, User, UserCreateRequest, UserEnvelope,
     UserList, UserUpdateRequest, token_body, v3_document,
@@ -31,6 +32,14 @@ pub fn protected_routes() -> Router<AppState> {
     Router::new()
         .route("/v3/auth/tokens", get(validate).delete(revoke))
         .route("/v3/users/{user_id}/password", post(change_password))
+        .route(
+            "/v3/users/{user_id}/application_credentials",
+            get(list_app_credentials).post(create_app_credential),
+        )
+        .route(
+            "/v3/users/{user_id}/application_credentials/{application_credential_id}",
+            get(show_app_credential).delete(delete_app_credential),
+        )
         .route("/v3/users", get(list_users).post(create_user))
         .route(
             "/v3/users/{user_id}",
@@ -236,9 +245,78 @@ async fn issue(
         })
         .await
         .map_err(|e| ApiError::unavailable(&e))??
+    } else if identity
+        .methods
+        .iter()
+        .any(|m| m == "application_credential")
+    {
+        let Some(ac) = identity.application_credential else {
+            return Err(ApiError::bad_request(
+                "method application_credential needs identity.application_credential",
+            ));
+        };
+        let owner = match &ac.user {
+            Some(u) => {
+                if !domain_ok(&u.domain) {
+                    return Err(ApiError::unauthorized());
+                }
+                u.id.clone().or(u.name.clone())
+            }
+            None => None,
+        };
+        if ac.id.is_none() && (ac.name.is_none() || owner.is_none()) {
+            return Err(ApiError::bad_request(
+                "method application_credential needs its id, or its name and user (id or name)",
+            ));
+        }
+        let tried = ac
+            .id
+            .clone()
+            .or(ac
+                .name
+                .clone()
+                .map(|n| format!("{}/{n}", owner.clone().unwrap_or_default())))
+            .unwrap_or_default();
+        let tried = format!("application_credential:{tried}");
+        if let Some(axum::Extension(w)) = &who {
+            w.set(tried.clone(), Vec::new());
+        }
+        let source = connect.map(|c| (c.0).0.ip());
+        let wait_ms = st.identity.login_wait_ms(source, &tried);
+        if wait_ms > 0 {
+            return Err(ApiError::too_many_requests(
+                wait_ms,
+                "too many wrong secrets; wait before trying again",
+            ));
+        }
+        let checker = ident.clone();
+        let checked = st
+            .identity
+            .passwords()
+            .run(move || {
+                checker.check_app_credential(
+                    ac.id.as_deref(),
+                    ac.name.as_deref(),
+                    owner.as_deref(),
+                    &ac.secret,
+                )
+            })
+            .await;
+        let (user, cred) = match checked {
+            Ok(ok) => ok,
+            Err(e) => {
+                if matches!(e, Error::Unauthorized(_) | Error::Busy(_)) {
+                    st.identity.login_refused(source, &tried);
+                }
+                return Err(e.into());
+            }
+        };
+        tokio::task::spawn_blocking(move || ident.issue_for_app_credential(&user, &cred))
+            .await
+            .map_err(|e| ApiError::unavailable(&e))??
     } else {
         return Err(ApiError::bad_request(format!(
-            "unsupported authentication methods {:?}; use password or token",
+            "unsupported authentication methods {:?}; use password, token or application_credential",
             identity.methods
         )));
     };
@@ -638,4 +716,198 @@ async fn role_assignments(
         role_assignments,
         links: roost_api::identity::list_links(&base, "role_assignments"),
     }))
+}
+
+// ----- application credentials (Keystone v3) ---------------------------------
+
+/// Whether `who` may see and delete the credentials of `user_id`: its own,
+/// or anyone's with an admin token. Others' are answered as not found, so
+/// that a token cannot probe which users exist.
+fn may_manage(who: &Principal, user_id: &str) -> Result<(), ApiError> {
+    if who.user_id == user_id || who.user_name == user_id || who.roles.iter().any(|r| r == "admin")
+    {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "Could not find application credentials of user: {user_id} (only your own are shown to you)."
+        )))
+    }
+}
+
+fn app_credential_view(
+    base: &str,
+    c: roost_store::StoredAppCredential,
+    secret: Option<String>,
+) -> AppCredential {
+    AppCredential::view(
+        base,
+        c.id,
+        c.name,
+        c.description,
+        c.user_id,
+        c.project_id,
+        c.expires_at.map(|e| e.to_rfc3339()),
+        &c.roles,
+        secret,
+    )
+}
+
+/// The user a path names (id or name), for a credential's owner.
+fn owner(st: &AppState, user_id: &str) -> Result<UserAccount, ApiError> {
+    find_user(st, user_id)
+}
+
+async fn create_app_credential(
+    State(st): State<AppState>,
+    Path(user_id): Path<String>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: AppCredentialCreateRequest = json_body(&headers, body)?;
+    let req = req.application_credential;
+    if who.user_id != user_id && who.user_name != user_id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "you can create application credentials only for yourself",
+        ));
+    }
+    if who.app_cred_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a token made with an application credential cannot make another (Roost's credentials are never unrestricted)",
+        ));
+    }
+    if req.unrestricted == Some(true) {
+        return Err(ApiError::bad_request(
+            "unrestricted application credentials are not supported",
+        ));
+    }
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.len() > 255 {
+        return Err(ApiError::bad_request(
+            "the name must have 1 to 255 characters",
+        ));
+    }
+    if let Some(secret) = &req.secret
+        && secret.len() < 16
+    {
+        return Err(ApiError::bad_request(
+            "a secret must have at least 16 characters (leave it out to have one made)",
+        ));
+    }
+    let expires_at = match req.expires_at.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<roost_types::Timestamp>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "expires_at {text:?} is not a time (ISO 8601, e.g. 2030-01-31T12:00:00Z)"
+            ))
+        })?),
+    };
+    let roles = match req.roles {
+        None => None,
+        Some(refs) => {
+            let mut names = Vec::new();
+            for r in refs {
+                let Some(n) = r.name.or(r.id) else {
+                    return Err(ApiError::bad_request("each role needs a name or an id"));
+                };
+                names.push(
+                    find_role(&n)
+                        .map_err(|e| ApiError::bad_request(e.message))?
+                        .to_string(),
+                );
+            }
+            Some(names)
+        }
+    };
+    let description = req.description.unwrap_or_default();
+    let ident = st.identity.clone();
+    let secret = req.secret;
+    let who2 = who.clone();
+    let (cred, secret) = st
+        .identity
+        .passwords()
+        .run(move || {
+            ident.create_app_credential(&who2, &name, &description, expires_at, roles, secret)
+        })
+        .await
+        .map_err(|e| match e {
+            // Keystone answers a name taken with 409.
+            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            e => ApiError::from(e),
+        })?;
+    let body = AppCredentialEnvelope {
+        application_credential: app_credential_view(&st.base_url(&headers), cred, Some(secret)),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_app_credentials(
+    State(st): State<AppState>,
+    Path(user_id): Path<String>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AppCredentialList>, ApiError> {
+    may_manage(&who, &user_id)?;
+    let user = owner(&st, &user_id)?;
+    may_manage(&who, &user.id)?;
+    let q = Query::parse(raw.as_deref());
+    let base = st.base_url(&headers);
+    let application_credentials = st
+        .identity
+        .store()
+        .app_credentials(&user.id)?
+        .into_iter()
+        .filter(|c| q.get("name").is_none_or(|n| n == c.name))
+        .map(|c| app_credential_view(&base, c, None))
+        .collect();
+    Ok(Json(AppCredentialList {
+        application_credentials,
+        links: roost_api::identity::list_links(
+            &base,
+            &format!("users/{}/application_credentials", user.id),
+        ),
+    }))
+}
+
+/// A credential of the user a path names, or 404.
+fn find_app_credential(
+    st: &AppState,
+    who: &Principal,
+    user_id: &str,
+    id: &str,
+) -> Result<roost_store::StoredAppCredential, ApiError> {
+    may_manage(who, user_id)?;
+    let user = owner(st, user_id)?;
+    may_manage(who, &user.id)?;
+    st.identity
+        .store()
+        .app_credential(id)?
+        .filter(|c| c.user_id == user.id)
+        .ok_or_else(|| ApiError::not_found(format!("Could not find application credential: {id}.")))
+}
+
+async fn show_app_credential(
+    State(st): State<AppState>,
+    Path((user_id, id)): Path<(String, String)>,
+    axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Json<AppCredentialEnvelope>, ApiError> {
+    let c = find_app_credential(&st, &who, &user_id, &id)?;
+    Ok(Json(AppCredentialEnvelope {
+        application_credential: app_credential_view(&st.base_url(&headers), c, None),
+    }))
+}
+
+async fn delete_app_credential(
+    State(st): State<AppState>,
+    Path((user_id, id)): Path<(String, String)>,
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Result<StatusCode, ApiError> {
+    let c = find_app_credential(&st, &who, &user_id, &id)?;
+    let ident = st.identity.clone();
+    blocking(move || ident.delete_app_credential(&c.user_id, &c.id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
