@@ -1057,7 +1057,9 @@ fn the_roost_app_cli_builds_an_image_and_package_and_runs_the_app() {
     let out = roost_cli(&s, &["app", "delete", "hello"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Application-delete rejected"),
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("application-delete rejected"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

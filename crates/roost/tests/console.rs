@@ -262,3 +262,54 @@ fn pages_read_without_javascript_and_forms_need_the_session_csrf_token() {
         .expect("get");
     assert_eq!(r.status().as_u16(), 303, "the session ended");
 }
+
+#[test]
+fn a_system_controller_shows_its_subclouds_on_a_map_and_its_strategy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(
+        bin(),
+        roost_test_support::ServerOptions {
+            args: vec![
+                "--role".into(),
+                "systemcontroller".into(),
+                "--config".into(),
+                roost_test_support::quick_dc_config(dir.path(), ""),
+            ],
+            ..Default::default()
+        },
+    );
+    let api = s.api();
+    for (name, location) in [("edge-mtl", "45.50,-73.57"), ("edge-nowhere", "a shed")] {
+        let r = api.post(
+            "/v1.0/subclouds/",
+            &serde_json::json!({"name": name, "location": location}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let c = client();
+    let session = form_login(&c, &s.url);
+    let get = |path: &str| {
+        c.get(format!("{}{path}", s.url))
+            .header("Cookie", format!("roost_ui={session}"))
+            .send()
+            .and_then(|r| r.text())
+            .expect("page")
+    };
+    let html = get("/ui/subclouds");
+    assert!(
+        html.contains("edge-mtl") && html.contains("edge-nowhere"),
+        "{html}"
+    );
+    // One dot, where Montreal is: x = longitude, y = minus latitude.
+    assert_eq!(html.matches("<circle ").count(), 1, "{html}");
+    assert!(
+        html.contains("cx=\"-73.570\" cy=\"-45.500\""),
+        "the dot is not at the subcloud's coordinates: {html}"
+    );
+    assert!(html.contains("<title>edge-mtl (offline, "), "{html}");
+    // No strategy yet: the page says so; the fragment is what the script fetches.
+    let html = get("/ui/strategy");
+    assert!(html.contains("No strategy"), "{html}");
+    let frag = get("/ui/fragment/strategy");
+    assert!(frag.contains("data-fragment=\"strategy\""), "{frag}");
+}
